@@ -1,0 +1,58 @@
+//! The seckill wire protocol.
+//!
+//! A pure codec shared by the server, the client and the bench: it never
+//! touches a socket. `proto/PROTOCOL.md` specifies every byte; this crate is
+//! its reference implementation.
+//!
+//! ```text
+//!  0      4       5                 13
+//!  +------+-------+-----------------+-------------------------------+
+//!  | len  | opcode | request id     | body (len - 9 bytes)          |
+//!  | u32  | u8     | u64            | requests: fields of the command|
+//!  |  BE  |        |  BE            | replies:  status u8, fields    |
+//!  +------+-------+-----------------+-------------------------------+
+//! ```
+//!
+//! Decoding is two steps, so that a server can answer a bad request by its id:
+//! [`Frame::parse`] finds one whole frame in a buffer (or says it is
+//! incomplete, too large or too short, before anything is allocated), then
+//! [`Request::decode`] or [`Reply::decode`] reads the body.
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use seckill_proto::{Frame, Request, MAX_REQUEST_FRAME};
+//!
+//! let mut buf = BytesMut::new();
+//! Request::Buy { user_id: 7, goods_id: 1 }.encode(42, &mut buf);
+//! let (frame, used) = Frame::parse(&buf, MAX_REQUEST_FRAME).unwrap();
+//! assert_eq!(used, buf.len());
+//! assert_eq!(frame.id, 42);
+//! assert_eq!(Request::decode(&frame).unwrap(), Request::Buy { user_id: 7, goods_id: 1 });
+//! ```
+
+mod frame;
+mod opcode;
+mod reply;
+mod request;
+mod status;
+mod types;
+mod wire;
+
+pub use frame::{Frame, FrameError, HEADER_LEN, LEN_PREFIX};
+pub use opcode::Opcode;
+pub use reply::Reply;
+pub use request::{Request, MAX_NAME_LEN, MAX_TOKEN_LEN};
+pub use status::Status;
+pub use types::{Goods, GoodsState, NewGoods, Order, OrderState, Stat};
+pub use wire::BodyError;
+
+/// The protocol version this crate speaks, sent in HELLO.
+pub const VERSION: u16 = 1;
+
+/// The default largest request frame a server accepts (the length field's
+/// value, so header and body). Requests are small; this leaves room.
+pub const MAX_REQUEST_FRAME: u32 = 64 * 1024;
+
+/// The default largest reply frame a client accepts. A goods list can be
+/// long; anything past this is a broken or hostile peer.
+pub const MAX_REPLY_FRAME: u32 = 16 * 1024 * 1024;

@@ -1,0 +1,158 @@
+//! Replies: what the server sends back.
+
+use bytes::{BufMut, BytesMut};
+
+use crate::frame::{self, Frame};
+use crate::opcode::{Opcode, REPLY_BIT};
+use crate::status::Status;
+use crate::types::{Goods, Order, Stat, GOODS_MIN_LEN, STAT_MIN_LEN};
+use crate::wire::{put_string, BodyError, Reader};
+
+/// Longest error message a decoder accepts.
+const MAX_MESSAGE_LEN: usize = u16::MAX as usize;
+
+/// A reply, without its id. Every variant but [`Reply::Error`] and
+/// [`Reply::AlreadyBought`] has status `ok`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Hello { version: u16, admin: bool },
+    Pong,
+    GoodsList(Vec<Goods>),
+    Goods(Goods),
+    Bought { order_no: u64 },
+    /// BUY by a user who already holds an order: here is that order.
+    AlreadyBought { order_no: u64 },
+    Order(Order),
+    GoodsAdded(Goods),
+    Restocked(Goods),
+    Stats(Vec<Stat>),
+    /// Any status but `ok` and `already_bought`, with a message for people.
+    Error { status: Status, message: String },
+}
+
+impl Reply {
+    pub fn error(status: Status, message: impl Into<String>) -> Reply {
+        Reply::Error {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        match self {
+            Reply::Error { status, .. } => *status,
+            Reply::AlreadyBought { .. } => Status::AlreadyBought,
+            _ => Status::Ok,
+        }
+    }
+
+    /// The opcode this reply answers; `None` for errors, which answer any.
+    fn answers(&self) -> Option<Opcode> {
+        Some(match self {
+            Reply::Hello { .. } => Opcode::Hello,
+            Reply::Pong => Opcode::Ping,
+            Reply::GoodsList(_) => Opcode::ListGoods,
+            Reply::Goods(_) => Opcode::GetGoods,
+            Reply::Bought { .. } | Reply::AlreadyBought { .. } => Opcode::Buy,
+            Reply::Order(_) => Opcode::OrderStatus,
+            Reply::GoodsAdded(_) => Opcode::AddGoods,
+            Reply::Restocked(_) => Opcode::Restock,
+            Reply::Stats(_) => Opcode::Stats,
+            Reply::Error { .. } => return None,
+        })
+    }
+
+    /// Appends this reply as the answer to request `id` of opcode `to`.
+    /// `to` is the raw request opcode, so that an unknown opcode can be
+    /// answered too.
+    pub fn encode(&self, to: u8, id: u64, dst: &mut BytesMut) {
+        debug_assert!(
+            self.answers().is_none_or(|op| op as u8 == to),
+            "{self:?} does not answer opcode {to:#04x}"
+        );
+        frame::write(dst, to | REPLY_BIT, id, |b| {
+            b.put_u8(self.status() as u8);
+            match self {
+                Reply::Hello { version, admin } => {
+                    b.put_u16(*version);
+                    b.put_u8(u8::from(*admin));
+                }
+                Reply::Pong => {}
+                Reply::GoodsList(list) => {
+                    b.put_u32(list.len() as u32);
+                    list.iter().for_each(|g| g.encode(b));
+                }
+                Reply::Goods(g) | Reply::GoodsAdded(g) | Reply::Restocked(g) => g.encode(b),
+                Reply::Bought { order_no } | Reply::AlreadyBought { order_no } => {
+                    b.put_u64(*order_no)
+                }
+                Reply::Order(order) => order.encode(b),
+                Reply::Stats(stats) => {
+                    b.put_u32(stats.len() as u32);
+                    stats.iter().for_each(|s| s.encode(b));
+                }
+                Reply::Error { message, .. } => put_string(b, message),
+            }
+        });
+    }
+
+    /// Reads a reply from a whole frame. Returns the opcode it answers.
+    pub fn decode(frame: &Frame<'_>) -> Result<(Opcode, Reply), BodyError> {
+        if frame.opcode & REPLY_BIT == 0 {
+            return Err(BodyError::UnknownOpcode(frame.opcode));
+        }
+        let op = Opcode::from_u8(frame.opcode & !REPLY_BIT)
+            .ok_or(BodyError::UnknownOpcode(frame.opcode))?;
+        let mut r = Reader::new(frame.body);
+        let raw = r.u8("status")?;
+        let status = Status::from_u8(raw).ok_or(BodyError::BadValue {
+            field: "status",
+            value: raw.into(),
+        })?;
+        let reply = match (status, op) {
+            (Status::Ok, Opcode::Hello) => Reply::Hello {
+                version: r.u16("version")?,
+                admin: r.bool("admin")?,
+            },
+            (Status::Ok, Opcode::Ping) => Reply::Pong,
+            (Status::Ok, Opcode::ListGoods) => {
+                let n = r.count("goods_count", GOODS_MIN_LEN)?;
+                let mut list = Vec::with_capacity(n);
+                for _ in 0..n {
+                    list.push(Goods::decode(&mut r)?);
+                }
+                Reply::GoodsList(list)
+            }
+            (Status::Ok, Opcode::GetGoods) => Reply::Goods(Goods::decode(&mut r)?),
+            (Status::Ok, Opcode::Buy) => Reply::Bought {
+                order_no: r.u64("order_no")?,
+            },
+            (Status::AlreadyBought, Opcode::Buy) => Reply::AlreadyBought {
+                order_no: r.u64("order_no")?,
+            },
+            (Status::Ok, Opcode::OrderStatus) => Reply::Order(Order::decode(&mut r)?),
+            (Status::Ok, Opcode::AddGoods) => Reply::GoodsAdded(Goods::decode(&mut r)?),
+            (Status::Ok, Opcode::Restock) => Reply::Restocked(Goods::decode(&mut r)?),
+            (Status::Ok, Opcode::Stats) => {
+                let n = r.count("stat_count", STAT_MIN_LEN)?;
+                let mut stats = Vec::with_capacity(n);
+                for _ in 0..n {
+                    stats.push(Stat::decode(&mut r)?);
+                }
+                Reply::Stats(stats)
+            }
+            (Status::Ok, Opcode::Error) => {
+                return Err(BodyError::BadValue {
+                    field: "status",
+                    value: 0,
+                })
+            }
+            (status, _) => Reply::Error {
+                status,
+                message: r.string("message", MAX_MESSAGE_LEN)?,
+            },
+        };
+        r.finish()?;
+        Ok((op, reply))
+    }
+}

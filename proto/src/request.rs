@@ -1,0 +1,152 @@
+//! Requests: what a client sends.
+
+use std::fmt;
+
+use bytes::{BufMut, BytesMut};
+
+use crate::frame::{self, Frame};
+use crate::opcode::Opcode;
+use crate::types::NewGoods;
+use crate::wire::{put_string, BodyError, Reader};
+
+/// Longest goods name, in bytes of UTF-8.
+pub const MAX_NAME_LEN: usize = 200;
+/// Longest admin token, in bytes.
+pub const MAX_TOKEN_LEN: usize = 256;
+
+/// A request, without its id (the id travels beside it).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Must be a connection's first request. An empty token asks for no
+    /// admin rights.
+    Hello { version: u16, token: String },
+    Ping,
+    ListGoods,
+    GetGoods { goods_id: u64 },
+    Buy { user_id: u64, goods_id: u64 },
+    OrderStatus { user_id: u64, goods_id: u64 },
+    AddGoods(NewGoods),
+    Restock { goods_id: u64, amount: u32 },
+    Stats,
+}
+
+impl Request {
+    pub fn opcode(&self) -> Opcode {
+        match self {
+            Request::Hello { .. } => Opcode::Hello,
+            Request::Ping => Opcode::Ping,
+            Request::ListGoods => Opcode::ListGoods,
+            Request::GetGoods { .. } => Opcode::GetGoods,
+            Request::Buy { .. } => Opcode::Buy,
+            Request::OrderStatus { .. } => Opcode::OrderStatus,
+            Request::AddGoods(_) => Opcode::AddGoods,
+            Request::Restock { .. } => Opcode::Restock,
+            Request::Stats => Opcode::Stats,
+        }
+    }
+
+    /// Appends this request as one frame with request id `id`.
+    pub fn encode(&self, id: u64, dst: &mut BytesMut) {
+        frame::write(dst, self.opcode() as u8, id, |b| match self {
+            Request::Hello { version, token } => {
+                b.put_u16(*version);
+                put_string(b, token);
+            }
+            Request::Ping | Request::ListGoods | Request::Stats => {}
+            Request::GetGoods { goods_id } => b.put_u64(*goods_id),
+            Request::Buy { user_id, goods_id } | Request::OrderStatus { user_id, goods_id } => {
+                b.put_u64(*user_id);
+                b.put_u64(*goods_id);
+            }
+            Request::AddGoods(goods) => goods.encode(b),
+            Request::Restock { goods_id, amount } => {
+                b.put_u64(*goods_id);
+                b.put_u32(*amount);
+            }
+        });
+    }
+
+    /// Reads a request from a whole frame. An error leaves the connection
+    /// usable: the caller answers `bad_request` with the frame's id.
+    pub fn decode(frame: &Frame<'_>) -> Result<Request, BodyError> {
+        let op = Opcode::from_u8(frame.opcode).ok_or(BodyError::UnknownOpcode(frame.opcode))?;
+        let mut r = Reader::new(frame.body);
+        let request = match op {
+            Opcode::Hello => Request::Hello {
+                version: r.u16("version")?,
+                token: r.string("token", MAX_TOKEN_LEN)?,
+            },
+            Opcode::Ping => Request::Ping,
+            Opcode::ListGoods => Request::ListGoods,
+            Opcode::GetGoods => Request::GetGoods {
+                goods_id: r.u64("goods_id")?,
+            },
+            Opcode::Buy => Request::Buy {
+                user_id: r.u64("user_id")?,
+                goods_id: r.u64("goods_id")?,
+            },
+            Opcode::OrderStatus => Request::OrderStatus {
+                user_id: r.u64("user_id")?,
+                goods_id: r.u64("goods_id")?,
+            },
+            Opcode::AddGoods => Request::AddGoods(NewGoods::decode(&mut r)?),
+            Opcode::Restock => Request::Restock {
+                goods_id: r.u64("goods_id")?,
+                amount: r.u32("amount")?,
+            },
+            Opcode::Stats => Request::Stats,
+            Opcode::Error => return Err(BodyError::UnknownOpcode(frame.opcode)),
+        };
+        r.finish()?;
+        Ok(request)
+    }
+}
+
+/// Hand-written so that the admin token never reaches a log line.
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Request::Hello { version, token } => f
+                .debug_struct("Hello")
+                .field("version", version)
+                .field("token", &if token.is_empty() { "" } else { "<redacted>" })
+                .finish(),
+            Request::Ping => f.write_str("Ping"),
+            Request::ListGoods => f.write_str("ListGoods"),
+            Request::GetGoods { goods_id } => {
+                f.debug_struct("GetGoods").field("goods_id", goods_id).finish()
+            }
+            Request::Buy { user_id, goods_id } => f
+                .debug_struct("Buy")
+                .field("user_id", user_id)
+                .field("goods_id", goods_id)
+                .finish(),
+            Request::OrderStatus { user_id, goods_id } => f
+                .debug_struct("OrderStatus")
+                .field("user_id", user_id)
+                .field("goods_id", goods_id)
+                .finish(),
+            Request::AddGoods(goods) => f.debug_tuple("AddGoods").field(goods).finish(),
+            Request::Restock { goods_id, amount } => f
+                .debug_struct("Restock")
+                .field("goods_id", goods_id)
+                .field("amount", amount)
+                .finish(),
+            Request::Stats => f.write_str("Stats"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let hello = Request::Hello {
+            version: 1,
+            token: "s3cret".into(),
+        };
+        assert!(!format!("{hello:?}").contains("s3cret"));
+    }
+}
