@@ -1,1 +1,77 @@
-//! placeholder
+//! A blocking client for the seckill flash-sale server.
+//!
+//! It speaks the binary protocol of [`seckill_proto`] over a plain
+//! [`std::net::TcpStream`], in the manner of the `redis` crate: a [`Client`]
+//! with one typed method per command, a [`Pipeline`] for batches, and one
+//! opaque [`Error`] with an [`ErrorKind`] and predicates.
+//!
+//! ```no_run
+//! use seckill_client::{Client, Pipeline, Purchase, Reply};
+//!
+//! # fn main() -> Result<(), seckill_client::Error> {
+//! let mut client = Client::connect("127.0.0.1:7700")?;
+//!
+//! // A flash-sale outcome is a value; only failures are errors.
+//! match client.buy(42, 7) {
+//!     Ok(Purchase::Ordered(no) | Purchase::AlreadyBought(no)) => println!("order {no}"),
+//!     Ok(other) => println!("no luck: {other:?}"),
+//!     Err(e) if e.is_busy() => println!("server busy, retry later"),
+//!     Err(e) => return Err(e),
+//! }
+//!
+//! // A batch goes out in one write (up to 128 requests at a time); the
+//! // replies come back in request order, whatever order the server used.
+//! let mut p = Pipeline::new();
+//! p.get_goods(7).order_status(42, 7);
+//! let replies: Vec<Reply> = client.execute(&p)?;
+//! println!("{replies:?}");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Admin commands need the admin token:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use seckill_client::Client;
+//!
+//! # fn main() -> Result<(), seckill_client::Error> {
+//! let mut admin = Client::builder("127.0.0.1:7700")
+//!     .token("s3cret")
+//!     .read_timeout(Duration::from_secs(2))
+//!     .connect()?;
+//! assert!(admin.is_admin());
+//! for stat in admin.stats()? {
+//!     println!("{} = {}", stat.name, stat.value);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The modules follow the data path: [`Client`] turns calls into requests,
+//! the pipeline exchange matches replies to requests by id, and the
+//! connection moves frames over the socket.
+
+#![warn(missing_docs)]
+
+mod client;
+mod connection;
+mod error;
+mod pipeline;
+
+#[cfg(test)]
+mod fake_server;
+#[cfg(test)]
+mod tests;
+
+pub use client::{Client, ClientBuilder, Purchase, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT};
+pub use error::{Error, ErrorKind, Result};
+pub use pipeline::Pipeline;
+
+/// The protocol crate, for callers who want its codec or constants.
+pub use seckill_proto as proto;
+/// The records and messages of the protocol, re-exported so that callers need
+/// not depend on `seckill-proto` themselves.
+pub use seckill_proto::{
+    Goods, GoodsState, NewGoods, Order, OrderState, Reply, Request, Stat, Status,
+};

@@ -1,0 +1,243 @@
+//! Showing what the server says: aligned tables for people, JSON for scripts.
+
+use seckill_client::{Goods, Order, Purchase, Stat};
+use serde::Serialize;
+
+use super::input::{format_price, format_time};
+
+/// Which side of its column a cell keeps to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Align {
+    Left,
+    Right,
+}
+
+/// A plain-text table: a header line, then one line per row, columns two
+/// spaces apart and padded to their widest cell.
+pub struct Table {
+    columns: Vec<(&'static str, Align)>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(columns: &[(&'static str, Align)]) -> Table {
+        Table {
+            columns: columns.to_vec(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    pub fn render(&self) -> String {
+        let width = |cell: &str| cell.chars().count();
+        let mut widths: Vec<usize> = self.columns.iter().map(|(h, _)| width(h)).collect();
+        for row in &self.rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(width(cell));
+            }
+        }
+        let header: Vec<String> = self.columns.iter().map(|(h, _)| h.to_string()).collect();
+        let mut out = String::new();
+        for row in std::iter::once(&header).chain(&self.rows) {
+            let mut line = String::new();
+            for (i, cell) in row.iter().enumerate() {
+                let (w, align) = (widths[i], self.columns[i].1);
+                let pad = " ".repeat(w - width(cell));
+                if i > 0 {
+                    line.push_str("  ");
+                }
+                match align {
+                    Align::Left => line.extend([cell.as_str(), pad.as_str()]),
+                    Align::Right => line.extend([pad.as_str(), cell.as_str()]),
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Text from the server, made safe for a terminal: a control character in a
+/// goods name could break the table or send escape sequences to the screen.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
+}
+
+pub fn goods_table(list: &[Goods]) -> String {
+    use Align::*;
+    let mut table = Table::new(&[
+        ("ID", Right),
+        ("NAME", Left),
+        ("PRICE", Right),
+        ("LEFT", Right),
+        ("TOTAL", Right),
+        ("STATE", Left),
+        ("START", Left),
+        ("END", Left),
+    ]);
+    for g in list {
+        table.row(vec![
+            g.id.to_string(),
+            printable(&g.name),
+            format_price(g.price_cents),
+            g.remaining.to_string(),
+            g.total.to_string(),
+            g.state.as_str().to_string(),
+            format_time(g.start_ms),
+            format_time(g.end_ms),
+        ]);
+    }
+    table.render()
+}
+
+pub fn order_table(order: &Order) -> String {
+    use Align::*;
+    let mut table = Table::new(&[
+        ("ORDER", Right),
+        ("USER", Right),
+        ("GOODS", Right),
+        ("STATE", Left),
+        ("CREATED", Left),
+    ]);
+    table.row(vec![
+        order.order_no.to_string(),
+        order.user_id.to_string(),
+        order.goods_id.to_string(),
+        order.state.as_str().to_string(),
+        format_time(order.created_ms),
+    ]);
+    table.render()
+}
+
+pub fn stats_table(stats: &[Stat]) -> String {
+    let mut table = Table::new(&[("NAME", Align::Left), ("VALUE", Align::Right)]);
+    for stat in stats {
+        table.row(vec![printable(&stat.name), stat.value.to_string()]);
+    }
+    table.render()
+}
+
+/// The machine name of a BUY outcome, as in the protocol's status names.
+pub fn outcome(purchase: Purchase) -> &'static str {
+    match purchase {
+        Purchase::Ordered(_) => "ordered",
+        Purchase::AlreadyBought(_) => "already_bought",
+        Purchase::SoldOut => "sold_out",
+        Purchase::NotStarted => "not_started",
+        Purchase::Ended => "ended",
+    }
+}
+
+/// A BUY outcome in words.
+pub fn purchase_line(purchase: Purchase) -> String {
+    match purchase {
+        Purchase::Ordered(no) => format!("ordered: order {no}"),
+        Purchase::AlreadyBought(no) => format!("already bought: order {no}"),
+        Purchase::SoldOut => "sold out".into(),
+        Purchase::NotStarted => "the sale has not started".into(),
+        Purchase::Ended => "the sale has ended".into(),
+    }
+}
+
+/// A goods for `--json`: raw numbers for programs beside readable forms.
+#[derive(Serialize)]
+pub struct GoodsJson<'a> {
+    id: u64,
+    name: &'a str,
+    price: String,
+    price_cents: u64,
+    total: u32,
+    remaining: u32,
+    state: &'static str,
+    start: String,
+    start_ms: u64,
+    end: String,
+    end_ms: u64,
+}
+
+impl<'a> From<&'a Goods> for GoodsJson<'a> {
+    fn from(g: &'a Goods) -> Self {
+        GoodsJson {
+            id: g.id,
+            name: &g.name,
+            price: format_price(g.price_cents),
+            price_cents: g.price_cents,
+            total: g.total,
+            remaining: g.remaining,
+            state: g.state.as_str(),
+            start: format_time(g.start_ms),
+            start_ms: g.start_ms,
+            end: format_time(g.end_ms),
+            end_ms: g.end_ms,
+        }
+    }
+}
+
+/// An order for `--json`.
+#[derive(Serialize)]
+pub struct OrderJson {
+    order_no: u64,
+    user_id: u64,
+    goods_id: u64,
+    state: &'static str,
+    created: String,
+    created_ms: u64,
+}
+
+impl From<&Order> for OrderJson {
+    fn from(o: &Order) -> Self {
+        OrderJson {
+            order_no: o.order_no,
+            user_id: o.user_id,
+            goods_id: o.goods_id,
+            state: o.state.as_str(),
+            created: format_time(o.created_ms),
+            created_ms: o.created_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seckill_client::GoodsState;
+
+    #[test]
+    fn tables_align_columns_and_trim_line_ends() {
+        let mut t = Table::new(&[("ID", Align::Right), ("NAME", Align::Left)]);
+        t.row(vec!["7".into(), "Café".into()]);
+        t.row(vec!["1000".into(), "x".into()]);
+        assert_eq!(t.render(), "  ID  NAME\n   7  Café\n1000  x\n");
+    }
+
+    #[test]
+    fn goods_show_price_and_times_for_people() {
+        let g = Goods {
+            id: 1,
+            name: "Pho\x1b[2Jne".into(),
+            price_cents: 99900,
+            total: 100,
+            remaining: 42,
+            start_ms: 1_700_000_000_000,
+            end_ms: 1_700_003_600_000,
+            state: GoodsState::OnSale,
+        };
+        let text = goods_table(std::slice::from_ref(&g));
+        let row = text.lines().nth(1).unwrap();
+        assert_eq!(
+            row,
+            " 1  Pho\u{fffd}[2Jne  999.00    42    100  on_sale  \
+             2023-11-14T22:13:20Z  2023-11-14T23:13:20Z"
+        );
+        let json = serde_json::to_value(GoodsJson::from(&g)).unwrap();
+        assert_eq!(json["price"], "999.00");
+        assert_eq!(json["start"], "2023-11-14T22:13:20Z");
+        assert_eq!(json["state"], "on_sale");
+    }
+}

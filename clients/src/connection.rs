@@ -1,0 +1,146 @@
+//! The framed socket: requests out, reply frames in, nothing about matching.
+//!
+//! Any failure that leaves the byte stream in an unknown state (an I/O error,
+//! a timeout, a frame that cannot be delimited) breaks the connection for
+//! good: a late reply could otherwise be taken for the answer to a later
+//! request. Later calls then fail fast with [`ErrorKind::Closed`].
+//!
+//! [`ErrorKind::Closed`]: crate::ErrorKind::Closed
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+
+use bytes::{Buf, BytesMut};
+use seckill_proto::{BodyError, Frame, FrameError, Reply, Request};
+
+use crate::error::{Error, Result};
+
+/// How much is read from the socket at a time. Small enough that a hostile
+/// peer can make us buffer only this much past a frame we have vetted.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// One reply frame as it came off the wire. The body may not have decoded:
+/// the frame was whole, so the stream is intact and the caller decides.
+#[derive(Debug)]
+pub(crate) struct ReplyFrame {
+    pub(crate) opcode: u8,
+    pub(crate) id: u64,
+    pub(crate) reply: std::result::Result<Reply, BodyError>,
+}
+
+pub(crate) struct Connection {
+    stream: TcpStream,
+    /// Bytes read but not yet taken as frames.
+    inbound: BytesMut,
+    /// Reused for every batch, so steady use allocates nothing.
+    outbound: BytesMut,
+    max_reply_frame: u32,
+    /// Why the connection can no longer be used, once it cannot.
+    broken: Option<String>,
+}
+
+impl Connection {
+    pub(crate) fn new(stream: TcpStream, max_reply_frame: u32) -> Connection {
+        Connection {
+            stream,
+            inbound: BytesMut::with_capacity(READ_CHUNK),
+            outbound: BytesMut::new(),
+            max_reply_frame,
+            broken: None,
+        }
+    }
+
+    pub(crate) fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken.is_some()
+    }
+
+    /// Fails if an earlier error broke the connection.
+    pub(crate) fn check_usable(&self) -> Result<()> {
+        match &self.broken {
+            None => Ok(()),
+            Some(why) => Err(Error::closed(format!(
+                "connection unusable after an earlier error ({why}); connect again"
+            ))),
+        }
+    }
+
+    /// Marks the connection broken by `err` and hands `err` back.
+    pub(crate) fn break_with(&mut self, err: Error) -> Error {
+        if self.broken.is_none() {
+            self.broken = Some(err.to_string());
+        }
+        err
+    }
+
+    /// Sends `requests` with consecutive ids from `first_id`, in one write.
+    pub(crate) fn send(&mut self, first_id: u64, requests: &[Request]) -> Result<()> {
+        self.check_usable()?;
+        self.outbound.clear();
+        let mut id = first_id;
+        for request in requests {
+            request.encode(id, &mut self.outbound);
+            id = id.wrapping_add(1);
+        }
+        // write_all retries on Interrupted itself.
+        let written = self.stream.write_all(&self.outbound);
+        self.outbound.clear();
+        written.map_err(|e| self.break_with(Error::io("sending requests", e)))
+    }
+
+    /// Reads the next reply frame, blocking until a whole one has arrived.
+    pub(crate) fn read_frame(&mut self) -> Result<ReplyFrame> {
+        self.check_usable()?;
+        loop {
+            match Frame::parse(&self.inbound, self.max_reply_frame) {
+                Ok((frame, used)) => {
+                    let reply = Reply::decode(&frame).map(|(_, reply)| reply);
+                    let (opcode, id) = (frame.opcode, frame.id);
+                    self.inbound.advance(used);
+                    return Ok(ReplyFrame { opcode, id, reply });
+                }
+                Err(FrameError::Incomplete) => self.fill()?,
+                // The length prefix is checked before anything past it is
+                // buffered, so a hostile length costs no allocation.
+                Err(e @ (FrameError::TooLarge { .. } | FrameError::TooShort { .. })) => {
+                    return Err(self.break_with(Error::protocol(format!("bad reply frame: {e}"))));
+                }
+            }
+        }
+    }
+
+    /// Reads at most one chunk from the socket into `inbound`.
+    fn fill(&mut self) -> Result<()> {
+        let start = self.inbound.len();
+        // Zeroing the chunk is cheap and keeps this free of unsafe code.
+        self.inbound.resize(start + READ_CHUNK, 0);
+        let read = loop {
+            match self.stream.read(&mut self.inbound[start..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        let got = *read.as_ref().unwrap_or(&0);
+        self.inbound.truncate(start + got);
+        match read {
+            Ok(0) => {
+                let what = if start == 0 {
+                    "the server closed the connection"
+                } else {
+                    "the server closed the connection in the middle of a reply"
+                };
+                Err(self.break_with(Error::closed(what)))
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.break_with(Error::io("reading a reply", e))),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn inbound_capacity(&self) -> usize {
+        self.inbound.capacity()
+    }
+}

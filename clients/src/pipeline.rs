@@ -1,0 +1,237 @@
+//! Batches of requests sent without waiting, and the exchange that matches
+//! their replies back by id.
+
+use seckill_proto::{NewGoods, Opcode, Reply, Request, MAX_NAME_LEN, MAX_TOKEN_LEN};
+
+use crate::connection::{Connection, ReplyFrame};
+use crate::error::{Error, Result};
+
+/// The bit a reply sets on its request's opcode.
+const REPLY_BIT: u8 = 0x80;
+/// The opcode of the frame a server sends just before it closes a connection
+/// whose framing it gave up on.
+const CONNECTION_ERROR: u8 = Opcode::Error as u8 | REPLY_BIT;
+
+/// A batch of requests to send in one go with [`Client::execute`].
+///
+/// The builder methods chain, like `redis::pipe()`:
+///
+/// ```
+/// use seckill_client::Pipeline;
+///
+/// let mut p = Pipeline::new();
+/// p.buy(1, 7).get_goods(7).order_status(1, 7);
+/// assert_eq!(p.len(), 3);
+/// ```
+///
+/// [`Client::execute`]: crate::Client::execute
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pipeline {
+    requests: Vec<Request>,
+}
+
+impl Pipeline {
+    /// An empty batch.
+    pub fn new() -> Pipeline {
+        Pipeline::default()
+    }
+
+    /// Adds any request. HELLO is the client's business at connect time;
+    /// sending it again has no defined meaning in protocol version 1.
+    pub fn add(&mut self, request: Request) -> &mut Pipeline {
+        self.requests.push(request);
+        self
+    }
+
+    /// Adds PING.
+    pub fn ping(&mut self) -> &mut Pipeline {
+        self.add(Request::Ping)
+    }
+
+    /// Adds LIST_GOODS.
+    pub fn list_goods(&mut self) -> &mut Pipeline {
+        self.add(Request::ListGoods)
+    }
+
+    /// Adds GET_GOODS for `goods_id`.
+    pub fn get_goods(&mut self, goods_id: u64) -> &mut Pipeline {
+        self.add(Request::GetGoods { goods_id })
+    }
+
+    /// Adds BUY of `goods_id` by `user_id`.
+    pub fn buy(&mut self, user_id: u64, goods_id: u64) -> &mut Pipeline {
+        self.add(Request::Buy { user_id, goods_id })
+    }
+
+    /// Adds ORDER_STATUS of `user_id`'s order for `goods_id`.
+    pub fn order_status(&mut self, user_id: u64, goods_id: u64) -> &mut Pipeline {
+        self.add(Request::OrderStatus { user_id, goods_id })
+    }
+
+    /// Adds ADD_GOODS (admin).
+    pub fn add_goods(&mut self, goods: NewGoods) -> &mut Pipeline {
+        self.add(Request::AddGoods(goods))
+    }
+
+    /// Adds RESTOCK of `amount` units to `goods_id` (admin).
+    pub fn restock(&mut self, goods_id: u64, amount: u32) -> &mut Pipeline {
+        self.add(Request::Restock { goods_id, amount })
+    }
+
+    /// Adds STATS (admin).
+    pub fn stats(&mut self) -> &mut Pipeline {
+        self.add(Request::Stats)
+    }
+
+    /// The requests, in the order they were added.
+    pub fn requests(&self) -> &[Request] {
+        &self.requests
+    }
+
+    /// How many requests the batch holds.
+    pub fn len(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// Whether the batch holds no request.
+    pub fn is_empty(&self) -> bool {
+        self.requests.is_empty()
+    }
+
+    /// Empties the batch, keeping its memory for the next one.
+    pub fn clear(&mut self) {
+        self.requests.clear();
+    }
+}
+
+/// Refuses a request the server would refuse as a whole frame, before
+/// anything is sent: the encoder would otherwise send it, or cut a string.
+pub(crate) fn check_request(request: &Request) -> Result<()> {
+    match request {
+        Request::AddGoods(goods) if goods.name.len() > MAX_NAME_LEN => {
+            Err(Error::invalid_input(format!(
+                "goods name is {} bytes, over the limit of {MAX_NAME_LEN}",
+                goods.name.len()
+            )))
+        }
+        Request::Hello { token, .. } if token.len() > MAX_TOKEN_LEN => Err(Error::invalid_input(
+            format!("token is over the limit of {MAX_TOKEN_LEN} bytes"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Where one request of a batch stands.
+enum Slot {
+    Waiting,
+    Done(Reply),
+    /// Its reply came but could not be used; the error is kept aside.
+    Failed,
+}
+
+/// Sends `requests` with ids `first_id..` and returns their replies in
+/// request order, whatever order they arrive in.
+///
+/// At most `window` requests are in flight at once: the server stops reading
+/// a connection with too many (256 by default), and a blocking client that
+/// kept writing without reading could then deadlock with it on full TCP
+/// buffers. A batch that fits the window goes out in a single write; a larger
+/// one is topped up whenever half the window has been answered.
+///
+/// A reply whose body cannot be read fails the whole batch with a protocol
+/// error, but only after every other reply has been read, so the connection
+/// stays in step and usable.
+pub(crate) fn exchange(
+    conn: &mut Connection,
+    first_id: u64,
+    requests: &[Request],
+    window: usize,
+) -> Result<Vec<Reply>> {
+    conn.check_usable()?;
+    requests.iter().try_for_each(check_request)?;
+    let window = window.max(1);
+    let mut slots: Vec<Slot> = requests.iter().map(|_| Slot::Waiting).collect();
+    let mut first_error = None;
+    let (mut sent, mut answered) = (0usize, 0usize);
+    while answered < requests.len() {
+        if sent < requests.len() && sent - answered <= window / 2 {
+            let upto = requests.len().min(answered + window);
+            conn.send(first_id.wrapping_add(sent as u64), &requests[sent..upto])?;
+            sent = upto;
+        }
+        let frame = conn.read_frame()?;
+        let index = take_slot(conn, &frame, first_id, sent, &slots)?;
+        slots[index] = match check_reply(frame, &requests[index]) {
+            Ok(reply) => Slot::Done(reply),
+            Err(err) => {
+                first_error.get_or_insert(err);
+                Slot::Failed
+            }
+        };
+        answered += 1;
+    }
+    if let Some(err) = first_error {
+        return Err(err);
+    }
+    Ok(slots
+        .into_iter()
+        .filter_map(|slot| match slot {
+            Slot::Done(reply) => Some(reply),
+            Slot::Waiting | Slot::Failed => None,
+        })
+        .collect())
+}
+
+/// Finds which request `frame` answers. Anything that makes the stream
+/// untrustworthy (the server's connection-level error, an id not in flight,
+/// a second reply to one request) breaks the connection.
+fn take_slot(
+    conn: &mut Connection,
+    frame: &ReplyFrame,
+    first_id: u64,
+    sent: usize,
+    slots: &[Slot],
+) -> Result<usize> {
+    if frame.opcode == CONNECTION_ERROR {
+        let err = match &frame.reply {
+            Ok(Reply::Error { status, message }) => Error::server(*status, message.clone()),
+            _ => Error::protocol("undecodable connection-level error from the server"),
+        };
+        return Err(conn.break_with(err));
+    }
+    let offset = frame.id.wrapping_sub(first_id);
+    let index = match usize::try_from(offset) {
+        Ok(index) if index < sent => index,
+        _ => {
+            return Err(conn.break_with(Error::protocol(format!(
+                "reply for request id {}, which is not in flight",
+                frame.id
+            ))))
+        }
+    };
+    if !matches!(slots[index], Slot::Waiting) {
+        return Err(conn.break_with(Error::protocol(format!(
+            "second reply for request id {}",
+            frame.id
+        ))));
+    }
+    Ok(index)
+}
+
+/// The reply of `frame`, if it is a readable answer to `request`.
+fn check_reply(frame: ReplyFrame, request: &Request) -> Result<Reply> {
+    let op = request.opcode();
+    let expected = op as u8 | REPLY_BIT;
+    if frame.opcode != expected {
+        return Err(Error::protocol(format!(
+            "reply to {op:?} (id {}) has opcode {:#04x}, expected {expected:#04x}",
+            frame.id, frame.opcode
+        )));
+    }
+    frame.reply.map_err(|e| {
+        Error::protocol(format!(
+            "undecodable reply to {op:?} (id {}): {e}",
+            frame.id
+        ))
+    })
+}

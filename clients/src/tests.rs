@@ -1,0 +1,362 @@
+//! The client against a scripted fake server over real TCP.
+
+use std::net::{TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use seckill_proto::{
+    Goods, GoodsState, NewGoods, Opcode, Order, OrderState, Reply, Request, Stat, Status,
+    MAX_REPLY_FRAME,
+};
+
+use crate::connection::Connection;
+use crate::fake_server::{serve, FakeConn};
+use crate::{Client, ErrorKind, Pipeline, Purchase};
+
+fn goods(id: u64) -> Goods {
+    Goods {
+        id,
+        name: format!("goods {id}"),
+        price_cents: 1999,
+        total: 100,
+        remaining: 42,
+        start_ms: 1_700_000_000_000,
+        end_ms: 1_700_003_600_000,
+        state: GoodsState::OnSale,
+    }
+}
+
+fn error(status: Status) -> Reply {
+    Reply::error(status, format!("because {status}"))
+}
+
+/// A greeted client to a fake running `script` after HELLO.
+fn client_for(script: impl FnOnce(&mut FakeConn) + Send + 'static) -> Client {
+    let (addr, _) = serve(|conn| {
+        conn.greet(false);
+        script(conn);
+    });
+    Client::builder(addr)
+        .read_timeout(Duration::from_secs(2))
+        .connect()
+        .unwrap()
+}
+
+#[test]
+fn pipeline_replies_are_put_back_in_request_order() {
+    let (addr, server) = serve(|conn| {
+        conn.greet(false);
+        let batch = conn.take(4);
+        // The counter goes on from HELLO's id 1, one id per request.
+        let ids: Vec<u64> = batch.iter().map(|r| r.id).collect();
+        assert_eq!(ids, [2, 3, 4, 5]);
+        let replies = [
+            Reply::Bought { order_no: 1007 },
+            Reply::Goods(goods(7)),
+            error(Status::NoOrder),
+            Reply::Pong,
+        ];
+        for (received, reply) in batch.iter().zip(&replies).rev() {
+            conn.reply(received, reply);
+        }
+    });
+    let mut client = Client::connect(addr).unwrap();
+    let mut p = Pipeline::new();
+    p.buy(1, 7).get_goods(7).order_status(2, 7).ping();
+    let replies = client.execute(&p).unwrap();
+    assert_eq!(
+        replies,
+        [
+            Reply::Bought { order_no: 1007 },
+            Reply::Goods(goods(7)),
+            error(Status::NoOrder),
+            Reply::Pong,
+        ]
+    );
+    server.join().unwrap();
+}
+
+#[test]
+fn a_pipeline_longer_than_the_window_is_topped_up_as_replies_come() {
+    let (largest_tx, largest_rx) = mpsc::channel();
+    let (addr, _) = serve(move |conn| {
+        conn.greet(false);
+        let largest = conn.answer_reversed(|request| match request {
+            Request::Buy { user_id, .. } => Reply::Bought { order_no: *user_id },
+            other => panic!("unexpected {other:?}"),
+        });
+        largest_tx.send(largest).unwrap();
+    });
+    let mut client = Client::builder(addr).max_in_flight(8).connect().unwrap();
+    let mut p = Pipeline::new();
+    for user in 0..100 {
+        p.buy(user, 1);
+    }
+    let replies = client.execute(&p).unwrap();
+    let expected: Vec<Reply> = (0..100)
+        .map(|order_no| Reply::Bought { order_no })
+        .collect();
+    assert_eq!(replies, expected);
+    drop(client);
+    let largest = largest_rx.recv().unwrap();
+    assert!((1..=8).contains(&largest), "{largest} requests in flight");
+}
+
+/// The fake's answers for the status-mapping test, keyed by goods id.
+fn by_goods_id(request: &Request) -> Reply {
+    match *request {
+        Request::GetGoods { goods_id: 1 } => Reply::Goods(goods(1)),
+        Request::GetGoods { goods_id: 2 } => error(Status::Busy),
+        Request::GetGoods { .. } => error(Status::UnknownGoods),
+        Request::Buy { goods_id, .. } => match goods_id {
+            10 => Reply::Bought { order_no: 5 },
+            11 => Reply::AlreadyBought { order_no: 4 },
+            12 => error(Status::SoldOut),
+            13 => error(Status::NotStarted),
+            14 => error(Status::Ended),
+            15 => error(Status::RateLimited),
+            _ => error(Status::InternalError),
+        },
+        Request::OrderStatus { goods_id: 10, .. } => Reply::Order(Order {
+            order_no: 5,
+            user_id: 1,
+            goods_id: 10,
+            state: OrderState::Created,
+            created_ms: 1_700_000_000_123,
+        }),
+        Request::OrderStatus { .. } => error(Status::NoOrder),
+        Request::Stats => error(Status::Unauthorized),
+        Request::Restock { .. } => error(Status::BadRequest),
+        _ => Reply::Pong,
+    }
+}
+
+#[test]
+fn typed_methods_map_replies_and_statuses() {
+    let mut c = client_for(|conn| {
+        conn.answer_reversed(by_goods_id);
+    });
+    assert!(!c.is_admin());
+    assert_eq!(c.get_goods(1).unwrap(), goods(1));
+
+    let busy = c.get_goods(2).unwrap_err();
+    assert!(busy.is_busy());
+    assert_eq!(busy.kind(), ErrorKind::Server(Status::Busy));
+    assert_eq!(busy.server_message(), Some("because busy"));
+    let unknown = c.get_goods(3).unwrap_err();
+    assert_eq!(unknown.status(), Some(Status::UnknownGoods));
+
+    assert_eq!(c.buy(1, 10).unwrap(), Purchase::Ordered(5));
+    assert_eq!(c.buy(1, 11).unwrap(), Purchase::AlreadyBought(4));
+    assert_eq!(c.buy(1, 12).unwrap(), Purchase::SoldOut);
+    assert_eq!(c.buy(1, 13).unwrap(), Purchase::NotStarted);
+    assert_eq!(c.buy(1, 14).unwrap(), Purchase::Ended);
+    let limited = c.buy(1, 15).unwrap_err();
+    assert_eq!(limited.kind(), ErrorKind::Server(Status::RateLimited));
+    let internal = c.buy(1, 16).unwrap_err();
+    assert_eq!(internal.kind(), ErrorKind::Server(Status::InternalError));
+
+    assert_eq!(c.order_status(1, 10).unwrap().map(|o| o.order_no), Some(5));
+    assert_eq!(c.order_status(1, 11).unwrap(), None);
+
+    let denied = c.stats().unwrap_err();
+    assert!(denied.is_unauthorized());
+    let bad = c.restock(1, 5).unwrap_err();
+    assert_eq!(bad.kind(), ErrorKind::Server(Status::BadRequest));
+    // Error statuses leave the connection as it was.
+    assert!(c.is_open());
+    c.ping().unwrap();
+}
+
+#[test]
+fn admin_calls_send_the_token_and_decode_their_replies() {
+    let (addr, server) = serve(|conn| {
+        assert_eq!(conn.greet(true), "s3cret");
+        conn.answer_reversed(|request| match request {
+            Request::AddGoods(new) => Reply::GoodsAdded(Goods {
+                name: new.name.clone(),
+                ..goods(9)
+            }),
+            Request::Restock { goods_id, .. } => Reply::Restocked(goods(*goods_id)),
+            Request::Stats => Reply::Stats(vec![Stat {
+                name: "buy_ok".into(),
+                value: 3,
+            }]),
+            other => panic!("unexpected {other:?}"),
+        });
+    });
+    let mut admin = Client::builder(addr).token("s3cret").connect().unwrap();
+    assert!(admin.is_admin());
+    let new = NewGoods {
+        name: "Phone".into(),
+        price_cents: 99900,
+        stock: 100,
+        start_ms: 1,
+        end_ms: 2,
+    };
+    assert_eq!(admin.add_goods(new).unwrap().name, "Phone");
+    assert_eq!(admin.restock(4, 10).unwrap().id, 4);
+    assert_eq!(admin.stats().unwrap()[0].value, 3);
+    drop(admin);
+    server.join().unwrap();
+}
+
+#[test]
+fn a_refused_hello_fails_connect_with_its_status() {
+    for status in [Status::Unauthorized, Status::UnsupportedVersion] {
+        let (addr, _) = serve(move |conn| {
+            let hello = conn.next().unwrap();
+            conn.reply(&hello, &error(status));
+        });
+        let err = Client::builder(addr).token("wrong").connect().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Server(status));
+        assert_eq!(err.is_unauthorized(), status == Status::Unauthorized);
+    }
+}
+
+#[test]
+fn an_oversized_reply_length_is_refused_before_it_is_buffered() {
+    let (addr, _) = serve(|conn| {
+        let mut bytes = vec![0xff; 4];
+        bytes.extend_from_slice(&[0xa0; 64]);
+        conn.raw(&bytes);
+        // Hold the connection open, so the client's error is its own.
+        conn.next();
+    });
+    let mut conn = Connection::new(TcpStream::connect(addr).unwrap(), MAX_REPLY_FRAME);
+    let err = conn.read_frame().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Protocol);
+    assert!(err.to_string().contains("over the limit"), "{err}");
+    assert!(conn.inbound_capacity() <= 64 * 1024);
+    // The stream cannot be delimited any more: the connection is done.
+    assert!(conn.read_frame().unwrap_err().is_closed());
+}
+
+#[test]
+fn an_oversized_reply_breaks_the_client() {
+    let mut c = client_for(|conn| {
+        conn.take(1);
+        conn.raw(&u32::MAX.to_be_bytes());
+        conn.next();
+    });
+    assert_eq!(c.ping().unwrap_err().kind(), ErrorKind::Protocol);
+    assert!(!c.is_open());
+    assert!(c.ping().unwrap_err().is_closed());
+}
+
+#[test]
+fn a_read_timeout_is_reported_and_breaks_the_client() {
+    let mut c = client_for(|conn| {
+        conn.take(1);
+        // Never answer; wait for the client to give up and close.
+        conn.next();
+    });
+    c.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let err = c.ping().unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    // A late PONG could be taken for the next request's reply.
+    assert!(c.ping().unwrap_err().is_closed());
+}
+
+#[test]
+fn the_connection_level_error_frame_is_a_server_error_and_closes() {
+    let mut c = client_for(|conn| {
+        conn.take(1);
+        let mut out = BytesMut::new();
+        Reply::error(Status::BadRequest, "frame too large").encode(
+            Opcode::Error as u8,
+            0,
+            &mut out,
+        );
+        conn.raw(&out);
+    });
+    let err = c.ping().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Server(Status::BadRequest));
+    assert_eq!(err.server_message(), Some("frame too large"));
+    assert!(c.ping().unwrap_err().is_closed());
+}
+
+#[test]
+fn an_undecodable_reply_fails_its_batch_but_not_the_connection() {
+    let mut c = client_for(|conn| {
+        let batch = conn.take(2);
+        // PONG with a stray byte after its status.
+        let mut out = BytesMut::new();
+        out.put_u32(11);
+        out.put_u8(Opcode::Ping as u8 | 0x80);
+        out.put_u64(batch[1].id);
+        out.put_slice(&[0, 1]);
+        conn.raw(&out);
+        conn.reply(&batch[0], &Reply::Pong);
+        conn.answer_reversed(|_| Reply::Pong);
+    });
+    let mut p = Pipeline::new();
+    p.ping().ping();
+    let err = c.execute(&p).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Protocol);
+    assert!(err.to_string().contains("after the last field"), "{err}");
+    assert!(c.is_open());
+    c.ping().unwrap();
+}
+
+#[test]
+fn a_reply_to_an_id_never_sent_breaks_the_client() {
+    let mut c = client_for(|conn| {
+        let ping = conn.take(1).remove(0);
+        let mut out = BytesMut::new();
+        Reply::Pong.encode(ping.opcode, 999, &mut out);
+        conn.raw(&out);
+        conn.next();
+    });
+    assert_eq!(c.ping().unwrap_err().kind(), ErrorKind::Protocol);
+    assert!(!c.is_open());
+}
+
+#[test]
+fn a_server_that_hangs_up_gives_closed() {
+    let mut c = client_for(|conn| {
+        conn.take(1);
+    });
+    assert!(c.ping().unwrap_err().is_closed());
+}
+
+#[test]
+fn a_refused_connection_is_io_and_names_the_address() {
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let err = Client::connect(addr).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Io);
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+}
+
+#[test]
+fn a_name_over_the_limit_is_refused_before_sending() {
+    let mut c = client_for(|conn| {
+        conn.answer_reversed(|_| Reply::Pong);
+    });
+    let new = NewGoods {
+        name: "x".repeat(201),
+        price_cents: 1,
+        stock: 1,
+        start_ms: 1,
+        end_ms: 2,
+    };
+    assert_eq!(
+        c.add_goods(new).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    c.ping().unwrap();
+}
+
+#[test]
+fn an_empty_pipeline_sends_nothing() {
+    let mut c = client_for(|conn| {
+        conn.answer_reversed(|_| Reply::Pong);
+    });
+    assert_eq!(c.execute(&Pipeline::new()).unwrap(), []);
+    c.ping().unwrap();
+}
