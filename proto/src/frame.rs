@@ -98,7 +98,10 @@ mod tests {
             Frame::parse(&[0, 0, 0, 8], 100),
             Err(FrameError::TooShort { len: 8 })
         );
-        assert_eq!(Frame::parse(&[0, 0, 0, 9, 1], 100), Err(FrameError::Incomplete));
+        assert_eq!(
+            Frame::parse(&[0, 0, 0, 9, 1], 100),
+            Err(FrameError::Incomplete)
+        );
     }
 
     #[test]
@@ -107,8 +110,14 @@ mod tests {
         write(&mut buf, 2, 5, |_| {});
         write(&mut buf, 3, 6, |b| b.put_u8(9));
         let (first, used) = Frame::parse(&buf, 100).unwrap();
-        assert_eq!((first.opcode, first.id, first.body, used), (2, 5, &[][..], 13));
+        assert_eq!(
+            (first.opcode, first.id, first.body, used),
+            (2, 5, &[][..], 13)
+        );
         let (second, used2) = Frame::parse(&buf[used..], 100).unwrap();
-        assert_eq!((second.opcode, second.id, second.body, used2), (3, 6, &[9][..], 14));
+        assert_eq!(
+            (second.opcode, second.id, second.body, used2),
+            (3, 6, &[9][..], 14)
+        );
     }
 }

@@ -15,19 +15,31 @@ const MAX_MESSAGE_LEN: usize = u16::MAX as usize;
 /// [`Reply::AlreadyBought`] has status `ok`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    Hello { version: u16, admin: bool },
+    Hello {
+        version: u16,
+        admin: bool,
+    },
     Pong,
     GoodsList(Vec<Goods>),
     Goods(Goods),
-    Bought { order_no: u64 },
+    Bought {
+        order_no: u64,
+    },
     /// BUY by a user who already holds an order: here is that order.
-    AlreadyBought { order_no: u64 },
+    AlreadyBought {
+        order_no: u64,
+    },
     Order(Order),
     GoodsAdded(Goods),
     Restocked(Goods),
     Stats(Vec<Stat>),
-    /// Any status but `ok` and `already_bought`, with a message for people.
-    Error { status: Status, message: String },
+    /// Any status but `ok`, with a message for people. (`already_bought` in
+    /// a reply to BUY carries an order number instead: that is
+    /// [`Reply::AlreadyBought`].)
+    Error {
+        status: Status,
+        message: String,
+    },
 }
 
 impl Reply {
@@ -70,6 +82,16 @@ impl Reply {
             self.answers().is_none_or(|op| op as u8 == to),
             "{self:?} does not answer opcode {to:#04x}"
         );
+        if let Reply::Error { status, .. } = self {
+            // `ok`, and `already_bought` to BUY, have bodies of their own: such
+            // an error would be read back by the peer as a different reply,
+            // not refused.
+            let to_buy = to | REPLY_BIT == Opcode::Buy as u8 | REPLY_BIT;
+            debug_assert!(
+                *status != Status::Ok && !(*status == Status::AlreadyBought && to_buy),
+                "{self:?} cannot be sent as an error to opcode {to:#04x}"
+            );
+        }
         frame::write(dst, to | REPLY_BIT, id, |b| {
             b.put_u8(self.status() as u8);
             match self {
@@ -154,5 +176,26 @@ impl Reply {
         };
         r.finish()?;
         Ok((op, reply))
+    }
+}
+
+#[cfg(all(test, debug_assertions))]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "cannot be sent as an error")]
+    fn an_error_with_status_ok_is_refused() {
+        Reply::error(Status::Ok, "fine").encode(Opcode::Ping as u8, 1, &mut BytesMut::new());
+    }
+
+    #[test]
+    #[should_panic(expected = "cannot be sent as an error")]
+    fn already_bought_as_an_error_to_buy_is_refused() {
+        Reply::error(Status::AlreadyBought, "twice").encode(
+            Opcode::Buy as u8,
+            1,
+            &mut BytesMut::new(),
+        );
     }
 }

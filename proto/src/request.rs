@@ -19,14 +19,28 @@ pub const MAX_TOKEN_LEN: usize = 256;
 pub enum Request {
     /// Must be a connection's first request. An empty token asks for no
     /// admin rights.
-    Hello { version: u16, token: String },
+    Hello {
+        version: u16,
+        token: String,
+    },
     Ping,
     ListGoods,
-    GetGoods { goods_id: u64 },
-    Buy { user_id: u64, goods_id: u64 },
-    OrderStatus { user_id: u64, goods_id: u64 },
+    GetGoods {
+        goods_id: u64,
+    },
+    Buy {
+        user_id: u64,
+        goods_id: u64,
+    },
+    OrderStatus {
+        user_id: u64,
+        goods_id: u64,
+    },
     AddGoods(NewGoods),
-    Restock { goods_id: u64, amount: u32 },
+    Restock {
+        goods_id: u64,
+        amount: u32,
+    },
     Stats,
 }
 
@@ -113,9 +127,10 @@ impl fmt::Debug for Request {
                 .finish(),
             Request::Ping => f.write_str("Ping"),
             Request::ListGoods => f.write_str("ListGoods"),
-            Request::GetGoods { goods_id } => {
-                f.debug_struct("GetGoods").field("goods_id", goods_id).finish()
-            }
+            Request::GetGoods { goods_id } => f
+                .debug_struct("GetGoods")
+                .field("goods_id", goods_id)
+                .finish(),
             Request::Buy { user_id, goods_id } => f
                 .debug_struct("Buy")
                 .field("user_id", user_id)

@@ -94,7 +94,11 @@ impl<'a> Reader<'a> {
     /// A count of records that follow, each at least `min_size` bytes: a count
     /// the remaining body cannot hold is refused before any vector is sized
     /// from it.
-    pub(crate) fn count(&mut self, field: &'static str, min_size: usize) -> Result<usize, BodyError> {
+    pub(crate) fn count(
+        &mut self,
+        field: &'static str,
+        min_size: usize,
+    ) -> Result<usize, BodyError> {
         let n = self.u32(field)? as usize;
         if n.saturating_mul(min_size) > self.buf.len() {
             return Err(BodyError::Truncated(field));

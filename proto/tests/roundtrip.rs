@@ -1,0 +1,789 @@
+//! Properties of the codec as a whole: every value survives encode → parse →
+//! decode, framing does not care how the stream is cut, and no input makes
+//! the decoders panic, over-read or allocate from a hostile count.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use bytes::{Buf, BytesMut};
+use proptest::collection::vec;
+use proptest::prelude::*;
+use seckill_proto::{
+    BodyError, Frame, FrameError, Goods, GoodsState, NewGoods, Opcode, Order, OrderState, Reply,
+    Request, Stat, Status, HEADER_LEN, LEN_PREFIX, MAX_NAME_LEN, MAX_REPLY_FRAME,
+    MAX_REQUEST_FRAME, MAX_TOKEN_LEN,
+};
+
+/// Longest stat name the decoder accepts (PROTOCOL.md, section 2); the crate
+/// keeps its constant private.
+const MAX_STAT_NAME: usize = 64;
+
+// ---------------------------------------------------------------------------
+// Allocation accounting, per thread, so that tests running in parallel do not
+// see each other's allocations.
+
+struct CountingAlloc;
+
+thread_local! {
+    // Const-initialised and without a destructor, so touching it from inside
+    // the allocator never allocates.
+    static ALLOCATED: Cell<usize> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // `try_with`: the slot may be gone while the thread is being torn down.
+        let _ = ALLOCATED.try_with(|a| a.set(a.get().saturating_add(layout.size())));
+        System.alloc(layout)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCATED.try_with(|a| a.set(a.get().saturating_add(new_size)));
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+/// Runs `f` and returns its result with the bytes this thread allocated in it.
+fn allocated_by<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let before = ALLOCATED.with(Cell::get);
+    let out = f();
+    (out, ALLOCATED.with(Cell::get) - before)
+}
+
+// ---------------------------------------------------------------------------
+// Strategies.
+
+/// A string of at most `max` bytes of UTF-8, reaching the limit often: chars
+/// of every width are drawn and the string is cut at the last char boundary
+/// within the limit.
+fn string_within(max: usize) -> impl Strategy<Value = String> {
+    vec(any::<char>(), 0..=max).prop_map(move |chars| {
+        let mut s = String::new();
+        for c in chars {
+            if s.len() + c.len_utf8() > max {
+                break;
+            }
+            s.push(c);
+        }
+        s
+    })
+}
+
+fn goods_state() -> impl Strategy<Value = GoodsState> {
+    prop_oneof![
+        Just(GoodsState::Upcoming),
+        Just(GoodsState::OnSale),
+        Just(GoodsState::SoldOut),
+        Just(GoodsState::Ended),
+    ]
+}
+
+fn order_state() -> impl Strategy<Value = OrderState> {
+    prop_oneof![
+        Just(OrderState::Created),
+        Just(OrderState::Paid),
+        Just(OrderState::Cancelled),
+    ]
+}
+
+fn goods() -> impl Strategy<Value = Goods> {
+    (
+        any::<u64>(),
+        string_within(MAX_NAME_LEN),
+        any::<u64>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<u64>(),
+        any::<u64>(),
+        goods_state(),
+    )
+        .prop_map(
+            |(id, name, price_cents, total, remaining, start_ms, end_ms, state)| Goods {
+                id,
+                name,
+                price_cents,
+                total,
+                remaining,
+                start_ms,
+                end_ms,
+                state,
+            },
+        )
+}
+
+fn new_goods() -> impl Strategy<Value = NewGoods> {
+    (
+        string_within(MAX_NAME_LEN),
+        any::<u64>(),
+        any::<u32>(),
+        any::<u64>(),
+        any::<u64>(),
+    )
+        .prop_map(|(name, price_cents, stock, start_ms, end_ms)| NewGoods {
+            name,
+            price_cents,
+            stock,
+            start_ms,
+            end_ms,
+        })
+}
+
+fn order() -> impl Strategy<Value = Order> {
+    (
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        order_state(),
+        any::<u64>(),
+    )
+        .prop_map(|(order_no, user_id, goods_id, state, created_ms)| Order {
+            order_no,
+            user_id,
+            goods_id,
+            state,
+            created_ms,
+        })
+}
+
+fn stat() -> impl Strategy<Value = Stat> {
+    (string_within(MAX_STAT_NAME), any::<u64>()).prop_map(|(name, value)| Stat { name, value })
+}
+
+fn request() -> impl Strategy<Value = Request> {
+    prop_oneof![
+        (any::<u16>(), string_within(MAX_TOKEN_LEN))
+            .prop_map(|(version, token)| Request::Hello { version, token }),
+        Just(Request::Ping),
+        Just(Request::ListGoods),
+        any::<u64>().prop_map(|goods_id| Request::GetGoods { goods_id }),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(user_id, goods_id)| Request::Buy { user_id, goods_id }),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(user_id, goods_id)| Request::OrderStatus { user_id, goods_id }),
+        new_goods().prop_map(Request::AddGoods),
+        (any::<u64>(), any::<u32>())
+            .prop_map(|(goods_id, amount)| Request::Restock { goods_id, amount }),
+        Just(Request::Stats),
+    ]
+}
+
+const ALL_OPCODES: [Opcode; 10] = [
+    Opcode::Hello,
+    Opcode::Ping,
+    Opcode::ListGoods,
+    Opcode::GetGoods,
+    Opcode::Buy,
+    Opcode::OrderStatus,
+    Opcode::AddGoods,
+    Opcode::Restock,
+    Opcode::Stats,
+    Opcode::Error,
+];
+
+/// Every status that travels with a message: all but `ok`.
+/// `already_bought` is one too, except in a reply to BUY.
+const MESSAGE_STATUSES: [Status; 12] = [
+    Status::SoldOut,
+    Status::AlreadyBought,
+    Status::NotStarted,
+    Status::Ended,
+    Status::UnknownGoods,
+    Status::RateLimited,
+    Status::Busy,
+    Status::Unauthorized,
+    Status::BadRequest,
+    Status::InternalError,
+    Status::UnsupportedVersion,
+    Status::NoOrder,
+];
+
+/// A reply with the request opcode it answers.
+fn reply() -> impl Strategy<Value = (Opcode, Reply)> {
+    let error = (
+        proptest::sample::select(&ALL_OPCODES[..]),
+        proptest::sample::select(&MESSAGE_STATUSES[..]),
+        string_within(300),
+    )
+        // To BUY, `already_bought` carries an order number, not a message:
+        // that is `Reply::AlreadyBought`.
+        .prop_filter(
+            "already_bought to BUY is not an error",
+            |(op, status, _)| !(*op == Opcode::Buy && *status == Status::AlreadyBought),
+        )
+        .prop_map(|(op, status, message)| (op, Reply::error(status, message)));
+    prop_oneof![
+        (any::<u16>(), any::<bool>())
+            .prop_map(|(version, admin)| (Opcode::Hello, Reply::Hello { version, admin })),
+        Just((Opcode::Ping, Reply::Pong)),
+        vec(goods(), 0..6).prop_map(|list| (Opcode::ListGoods, Reply::GoodsList(list))),
+        goods().prop_map(|g| (Opcode::GetGoods, Reply::Goods(g))),
+        any::<u64>().prop_map(|order_no| (Opcode::Buy, Reply::Bought { order_no })),
+        any::<u64>().prop_map(|order_no| (Opcode::Buy, Reply::AlreadyBought { order_no })),
+        order().prop_map(|o| (Opcode::OrderStatus, Reply::Order(o))),
+        goods().prop_map(|g| (Opcode::AddGoods, Reply::GoodsAdded(g))),
+        goods().prop_map(|g| (Opcode::Restock, Reply::Restocked(g))),
+        vec(stat(), 0..8).prop_map(|stats| (Opcode::Stats, Reply::Stats(stats))),
+        error,
+    ]
+}
+
+/// Bytes that are likely to get past the framing and into the decoders: a
+/// correct length prefix around an interesting opcode and an arbitrary body.
+fn framed_garbage() -> impl Strategy<Value = Vec<u8>> {
+    let opcode = prop_oneof![
+        proptest::sample::select(&ALL_OPCODES[..]).prop_map(|op| op as u8),
+        proptest::sample::select(&ALL_OPCODES[..]).prop_map(|op| op as u8 | 0x80),
+        any::<u8>(),
+    ];
+    (opcode, any::<u64>(), vec(any::<u8>(), 0..128)).prop_map(|(opcode, id, body)| {
+        let len = (HEADER_LEN + body.len()) as u32;
+        let mut out = len.to_be_bytes().to_vec();
+        out.push(opcode);
+        out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(&body);
+        out
+    })
+}
+
+/// A valid frame, then damaged: bytes overwritten, and maybe cut or extended.
+fn mutated_frame() -> impl Strategy<Value = Vec<u8>> {
+    let valid = prop_oneof![
+        (request(), any::<u64>()).prop_map(|(r, id)| {
+            let mut b = BytesMut::new();
+            r.encode(id, &mut b);
+            b.to_vec()
+        }),
+        (reply(), any::<u64>()).prop_map(|((to, r), id)| {
+            let mut b = BytesMut::new();
+            r.encode(to as u8, id, &mut b);
+            b.to_vec()
+        }),
+    ];
+    (
+        valid,
+        vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        any::<prop::sample::Index>(),
+        vec(any::<u8>(), 0..8),
+    )
+        .prop_map(|(mut bytes, flips, cut, tail)| {
+            for (at, byte) in flips {
+                let i = at.index(bytes.len());
+                bytes[i] = byte;
+            }
+            bytes.truncate(cut.index(bytes.len() + 1));
+            bytes.extend_from_slice(&tail);
+            bytes
+        })
+}
+
+// ---------------------------------------------------------------------------
+// Helpers.
+
+fn encode_request(request: &Request, id: u64) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    request.encode(id, &mut buf);
+    buf.to_vec()
+}
+
+fn encode_reply(to: Opcode, reply: &Reply, id: u64) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    reply.encode(to as u8, id, &mut buf);
+    buf.to_vec()
+}
+
+/// Takes every frame out of `data`, as a receiver does, until one cannot be
+/// taken, checking on each what a caller relies on: the frame lies within
+/// the buffer, and any body that decodes re-encodes to the very same bytes
+/// (the encoding is canonical, so two implementations cannot disagree).
+fn parse_all(data: &[u8], max_len: u32) -> Result<(), TestCaseError> {
+    let mut rest = data;
+    loop {
+        let (frame, used) = match Frame::parse(rest, max_len) {
+            Ok(found) => found,
+            Err(FrameError::Incomplete) => {
+                // Incomplete is only said of a buffer that cannot hold the
+                // frame its prefix announces.
+                if let Some(prefix) = rest.get(..LEN_PREFIX) {
+                    let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+                    prop_assert!(LEN_PREFIX as u64 + u64::from(len) > rest.len() as u64);
+                }
+                return Ok(());
+            }
+            Err(FrameError::TooLarge { len, max }) => {
+                prop_assert!(len > max);
+                return Ok(());
+            }
+            Err(FrameError::TooShort { len }) => {
+                prop_assert!((len as usize) < HEADER_LEN);
+                return Ok(());
+            }
+        };
+        prop_assert!(used <= rest.len());
+        prop_assert_eq!(used, LEN_PREFIX + HEADER_LEN + frame.body.len());
+        prop_assert!(used as u64 <= LEN_PREFIX as u64 + u64::from(max_len));
+        let original = &rest[..used];
+        if let Ok(request) = Request::decode(&frame) {
+            prop_assert_eq!(encode_request(&request, frame.id), original);
+        }
+        if let Ok((to, reply)) = Reply::decode(&frame) {
+            prop_assert_eq!(to as u8 | 0x80, frame.opcode);
+            prop_assert_eq!(encode_reply(to, &reply, frame.id), original);
+        }
+        rest = &rest[used..];
+    }
+}
+
+/// Feeds `stream` to a receiver in pieces ending at each of `cuts` (then the
+/// rest), parsing whenever possible, and returns the frames as decoded by
+/// `decode`. `ends` are the offsets where the frames of the stream end: a
+/// frame must come out exactly when its last byte has arrived, and the
+/// parser must say `Incomplete` until then.
+fn feed<T>(
+    stream: &[u8],
+    ends: &[usize],
+    cuts: impl IntoIterator<Item = usize>,
+    max_len: u32,
+    decode: impl Fn(&Frame<'_>) -> T,
+) -> Vec<(u64, T)> {
+    let mut buf = BytesMut::new();
+    let mut fed = 0;
+    let mut out = Vec::new();
+    for cut in cuts.into_iter().chain([stream.len()]) {
+        buf.extend_from_slice(&stream[fed..cut]);
+        fed = cut;
+        loop {
+            match Frame::parse(&buf, max_len) {
+                Ok((frame, used)) => {
+                    out.push((frame.id, decode(&frame)));
+                    buf.advance(used);
+                }
+                Err(FrameError::Incomplete) => break,
+                Err(e) => panic!("a valid stream gave {e}"),
+            }
+        }
+        let whole = ends.iter().filter(|&&end| end <= fed).count();
+        assert_eq!(out.len(), whole, "after {fed} bytes");
+    }
+    assert!(buf.is_empty(), "{} bytes left over", buf.len());
+    out
+}
+
+/// A stream holding every kind of request, several times, with their ids,
+/// and the offsets where its frames end.
+fn request_stream() -> (Vec<u8>, Vec<usize>, Vec<(u64, Request)>) {
+    let samples = [
+        Request::Hello {
+            version: 1,
+            token: "secret".into(),
+        },
+        Request::Ping,
+        Request::ListGoods,
+        Request::GetGoods { goods_id: 1 },
+        Request::Buy {
+            user_id: 7,
+            goods_id: 1,
+        },
+        Request::OrderStatus {
+            user_id: u64::MAX,
+            goods_id: 0,
+        },
+        Request::AddGoods(NewGoods {
+            name: "Café crème ☕".into(),
+            price_cents: 450,
+            stock: 10,
+            start_ms: 1_700_000_000_000,
+            end_ms: 1_700_003_600_000,
+        }),
+        Request::Restock {
+            goods_id: 3,
+            amount: 50,
+        },
+        Request::Stats,
+    ];
+    let mut stream = BytesMut::new();
+    let mut ends = Vec::new();
+    let mut expected = Vec::new();
+    for round in 0..4u64 {
+        for (i, r) in samples.iter().enumerate() {
+            let id = round * 1000 + i as u64;
+            r.encode(id, &mut stream);
+            ends.push(stream.len());
+            expected.push((id, r.clone()));
+        }
+    }
+    (stream.to_vec(), ends, expected)
+}
+
+// ---------------------------------------------------------------------------
+// Round trips.
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn every_request_round_trips(request in request(), id in any::<u64>()) {
+        let bytes = encode_request(&request, id);
+        let (frame, used) = Frame::parse(&bytes, MAX_REQUEST_FRAME)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(used, bytes.len());
+        prop_assert_eq!(frame.id, id);
+        prop_assert_eq!(frame.opcode, request.opcode() as u8);
+        prop_assert_eq!(Request::decode(&frame), Ok(request));
+    }
+
+    #[test]
+    fn every_reply_round_trips((to, reply) in reply(), id in any::<u64>()) {
+        let bytes = encode_reply(to, &reply, id);
+        let (frame, used) = Frame::parse(&bytes, MAX_REPLY_FRAME)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(used, bytes.len());
+        prop_assert_eq!(frame.id, id);
+        prop_assert_eq!(frame.opcode, to as u8 | 0x80);
+        prop_assert_eq!(Reply::decode(&frame), Ok((to, reply)));
+    }
+
+    /// Many frames back to back, delivered in random pieces.
+    #[test]
+    fn a_stream_decodes_the_same_in_any_pieces(
+        requests in vec((request(), any::<u64>()), 1..20),
+        cuts in vec(any::<prop::sample::Index>(), 0..20),
+    ) {
+        let mut stream = BytesMut::new();
+        let mut ends = Vec::new();
+        for (r, id) in &requests {
+            r.encode(*id, &mut stream);
+            ends.push(stream.len());
+        }
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
+        cuts.sort_unstable();
+        let got = feed(&stream, &ends, cuts, MAX_REQUEST_FRAME, Request::decode);
+        let want: Vec<_> = requests.into_iter().map(|(r, id)| (id, Ok(r))).collect();
+        prop_assert_eq!(got, want);
+    }
+}
+
+#[test]
+fn a_request_stream_decodes_the_same_byte_by_byte() {
+    let (stream, ends, expected) = request_stream();
+    let got = feed(&stream, &ends, 1..stream.len(), MAX_REQUEST_FRAME, |f| {
+        Request::decode(f).unwrap()
+    });
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn a_request_stream_decodes_the_same_split_at_every_byte() {
+    let (stream, ends, expected) = request_stream();
+    for cut in 0..=stream.len() {
+        let got = feed(&stream, &ends, [cut], MAX_REQUEST_FRAME, |f| {
+            Request::decode(f).unwrap()
+        });
+        assert_eq!(got, expected, "split at {cut}");
+    }
+}
+
+#[test]
+fn a_reply_stream_decodes_the_same_byte_by_byte() {
+    let goods = Goods {
+        id: 1,
+        name: "Phone".into(),
+        price_cents: 99_900,
+        total: 100,
+        remaining: 42,
+        start_ms: 1,
+        end_ms: 2,
+        state: GoodsState::OnSale,
+    };
+    let replies = [
+        (
+            Opcode::Hello,
+            Reply::Hello {
+                version: 1,
+                admin: true,
+            },
+        ),
+        (Opcode::Ping, Reply::Pong),
+        (
+            Opcode::ListGoods,
+            Reply::GoodsList(vec![goods.clone(), goods.clone()]),
+        ),
+        (Opcode::ListGoods, Reply::GoodsList(vec![])),
+        (Opcode::GetGoods, Reply::Goods(goods.clone())),
+        (Opcode::Buy, Reply::Bought { order_no: 9 }),
+        (Opcode::Buy, Reply::AlreadyBought { order_no: 9 }),
+        (
+            Opcode::OrderStatus,
+            Reply::Order(Order {
+                order_no: 9,
+                user_id: 7,
+                goods_id: 1,
+                state: OrderState::Paid,
+                created_ms: 3,
+            }),
+        ),
+        (Opcode::AddGoods, Reply::GoodsAdded(goods.clone())),
+        (Opcode::Restock, Reply::Restocked(goods)),
+        (
+            Opcode::Stats,
+            Reply::Stats(vec![Stat {
+                name: "buy_ok".into(),
+                value: 1,
+            }]),
+        ),
+        (Opcode::Buy, Reply::error(Status::SoldOut, "sold out")),
+        (Opcode::Error, Reply::error(Status::BadRequest, "too large")),
+    ];
+    let mut stream = BytesMut::new();
+    let mut ends = Vec::new();
+    let mut expected = Vec::new();
+    for (i, (to, r)) in replies.iter().enumerate() {
+        r.encode(*to as u8, i as u64, &mut stream);
+        ends.push(stream.len());
+        expected.push((i as u64, (*to, r.clone())));
+    }
+    let got = feed(&stream, &ends, 1..stream.len(), MAX_REPLY_FRAME, |f| {
+        Reply::decode(f).unwrap()
+    });
+    assert_eq!(got, expected);
+}
+
+// ---------------------------------------------------------------------------
+// Hostile input.
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(
+        data in vec(any::<u8>(), 0..256),
+        max_len in prop_oneof![
+            Just(MAX_REQUEST_FRAME),
+            Just(MAX_REPLY_FRAME),
+            Just(u32::MAX),
+            any::<u32>(),
+        ],
+    ) {
+        parse_all(&data, max_len)?;
+    }
+
+    #[test]
+    fn framed_garbage_never_panics(frames in vec(framed_garbage(), 1..4)) {
+        parse_all(&frames.concat(), MAX_REPLY_FRAME)?;
+    }
+
+    #[test]
+    fn damaged_frames_never_panic(data in mutated_frame()) {
+        parse_all(&data, MAX_REQUEST_FRAME)?;
+        parse_all(&data, MAX_REPLY_FRAME)?;
+    }
+}
+
+#[test]
+fn a_huge_length_is_refused_from_the_prefix_alone() {
+    let prefix = [0xff; 4];
+    for max in [MAX_REQUEST_FRAME, MAX_REPLY_FRAME] {
+        assert_eq!(
+            Frame::parse(&prefix, max),
+            Err(FrameError::TooLarge { len: u32::MAX, max })
+        );
+    }
+    // One past the limit is refused too; the limit itself is allowed (and so
+    // merely incomplete here).
+    let over = (MAX_REQUEST_FRAME + 1).to_be_bytes();
+    assert!(matches!(
+        Frame::parse(&over, MAX_REQUEST_FRAME),
+        Err(FrameError::TooLarge { .. })
+    ));
+    let at = MAX_REQUEST_FRAME.to_be_bytes();
+    assert_eq!(
+        Frame::parse(&at, MAX_REQUEST_FRAME),
+        Err(FrameError::Incomplete)
+    );
+}
+
+#[test]
+fn a_length_under_the_header_is_refused() {
+    for len in 0..HEADER_LEN as u32 {
+        assert_eq!(
+            Frame::parse(&len.to_be_bytes(), MAX_REQUEST_FRAME),
+            Err(FrameError::TooShort { len })
+        );
+    }
+}
+
+/// A reply body of `status ok`, then `count`, then `records`.
+fn counted_reply(opcode: Opcode, count: u32, records: &[u8]) -> Vec<u8> {
+    let mut body = vec![Status::Ok as u8];
+    body.extend_from_slice(&count.to_be_bytes());
+    body.extend_from_slice(records);
+    let mut out = ((HEADER_LEN + body.len()) as u32).to_be_bytes().to_vec();
+    out.push(opcode as u8 | 0x80);
+    out.extend_from_slice(&1u64.to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+#[test]
+fn a_count_of_billions_is_refused_without_allocating() {
+    // One real record behind the count, so the body is not simply empty.
+    let one_goods = {
+        let bytes = encode_reply(
+            Opcode::GetGoods,
+            &Reply::Goods(Goods {
+                id: 1,
+                name: String::new(),
+                price_cents: 0,
+                total: 0,
+                remaining: 0,
+                start_ms: 0,
+                end_ms: 0,
+                state: GoodsState::Upcoming,
+            }),
+            1,
+        );
+        bytes[LEN_PREFIX + HEADER_LEN + 1..].to_vec()
+    };
+    let one_stat = [0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    for count in [4_000_000_000, u32::MAX, 2] {
+        for (opcode, records, field) in [
+            (Opcode::ListGoods, &one_goods[..], "goods_count"),
+            (Opcode::Stats, &one_stat[..], "stat_count"),
+        ] {
+            let bytes = counted_reply(opcode, count, records);
+            let (frame, _) = Frame::parse(&bytes, MAX_REPLY_FRAME).unwrap();
+            let (result, allocated) = allocated_by(|| Reply::decode(&frame));
+            assert_eq!(result, Err(BodyError::Truncated(field)), "count {count}");
+            // Sizing a vector from the count would ask for hundreds of
+            // gigabytes; the check must come before any of it.
+            assert!(
+                allocated < 1024,
+                "count {count}: decoding allocated {allocated} bytes"
+            );
+        }
+    }
+    // The accounting does see the decoder's allocations: an honest count of
+    // one allocates its vector.
+    let bytes = counted_reply(Opcode::ListGoods, 1, &one_goods);
+    let (frame, _) = Frame::parse(&bytes, MAX_REPLY_FRAME).unwrap();
+    let (result, allocated) = allocated_by(|| Reply::decode(&frame));
+    assert!(matches!(result, Ok((_, Reply::GoodsList(list))) if list.len() == 1));
+    assert!(allocated > 0);
+}
+
+// ---------------------------------------------------------------------------
+// String limits, at and just over each.
+
+fn hello(token: String) -> Vec<u8> {
+    encode_request(&Request::Hello { version: 1, token }, 1)
+}
+
+fn add_goods(name: String) -> Vec<u8> {
+    encode_request(
+        &Request::AddGoods(NewGoods {
+            name,
+            price_cents: 1,
+            stock: 1,
+            start_ms: 0,
+            end_ms: 1,
+        }),
+        1,
+    )
+}
+
+fn decode_request(bytes: &[u8]) -> Result<Request, BodyError> {
+    let (frame, _) = Frame::parse(bytes, MAX_REQUEST_FRAME).unwrap();
+    Request::decode(&frame)
+}
+
+#[test]
+fn string_limits_are_inclusive() {
+    assert!(decode_request(&hello("t".repeat(MAX_TOKEN_LEN))).is_ok());
+    assert_eq!(
+        decode_request(&hello("t".repeat(MAX_TOKEN_LEN + 1))),
+        Err(BodyError::TooLong {
+            field: "token",
+            len: MAX_TOKEN_LEN + 1,
+            max: MAX_TOKEN_LEN
+        })
+    );
+    // The limit is in bytes: 100 two-byte chars fit, 101 do not.
+    assert!(decode_request(&add_goods("é".repeat(MAX_NAME_LEN / 2))).is_ok());
+    assert!(matches!(
+        decode_request(&add_goods("é".repeat(MAX_NAME_LEN / 2 + 1))),
+        Err(BodyError::TooLong { field: "name", .. })
+    ));
+
+    let stats = |name: String| {
+        let bytes = encode_reply(
+            Opcode::Stats,
+            &Reply::Stats(vec![Stat { name, value: 1 }]),
+            1,
+        );
+        let (frame, _) = Frame::parse(&bytes, MAX_REPLY_FRAME).unwrap();
+        Reply::decode(&frame)
+    };
+    assert!(stats("s".repeat(MAX_STAT_NAME)).is_ok());
+    assert!(matches!(
+        stats("s".repeat(MAX_STAT_NAME + 1)),
+        Err(BodyError::TooLong {
+            field: "stat_name",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn body_errors_are_reported_by_kind() {
+    let mut buy = encode_request(
+        &Request::Buy {
+            user_id: 7,
+            goods_id: 1,
+        },
+        42,
+    );
+    // Unknown opcode, and the reserved ERROR opcode, as requests.
+    for op in [0x33, 0x7f, 0x81] {
+        let mut b = buy.clone();
+        b[LEN_PREFIX] = op;
+        assert_eq!(decode_request(&b), Err(BodyError::UnknownOpcode(op)));
+    }
+    // A byte too many.
+    buy.push(0);
+    buy[3] += 1;
+    assert_eq!(decode_request(&buy), Err(BodyError::TrailingBytes(1)));
+    // Two bytes too few.
+    buy.truncate(buy.len() - 3);
+    buy[3] -= 3;
+    assert_eq!(decode_request(&buy), Err(BodyError::Truncated("goods_id")));
+    // Bad UTF-8 in the token.
+    let mut h = hello("ab".into());
+    let last = h.len() - 1;
+    h[last] = 0xff;
+    assert_eq!(decode_request(&h), Err(BodyError::BadUtf8("token")));
+    // A bool that is neither 0 nor 1.
+    let mut r = encode_reply(
+        Opcode::Hello,
+        &Reply::Hello {
+            version: 1,
+            admin: true,
+        },
+        1,
+    );
+    let last = r.len() - 1;
+    r[last] = 2;
+    let (frame, _) = Frame::parse(&r, MAX_REPLY_FRAME).unwrap();
+    assert_eq!(
+        Reply::decode(&frame),
+        Err(BodyError::BadValue {
+            field: "admin",
+            value: 2
+        })
+    );
+}
