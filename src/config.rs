@@ -1,0 +1,126 @@
+//! Server configuration: flags, with environment fallbacks where secrets
+//! are concerned.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// A flash-sale server: a mio reactor in front of a stock store and an
+/// order store.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "seckill-server", version)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    pub listen: SocketAddr,
+
+    /// Reactor threads that own connections [default: number of cores].
+    #[arg(long)]
+    pub reactors: Option<usize>,
+
+    /// Worker threads that talk to the stores.
+    #[arg(long, default_value_t = 4)]
+    pub workers: usize,
+
+    /// The embedded store's SQLite file (goods and orders).
+    #[arg(long, default_value = "seckill.db")]
+    pub data: PathBuf,
+
+    /// Token that grants admin commands in HELLO. Without one, admin
+    /// commands are refused on every connection.
+    #[arg(long, env = "SECKILL_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
+
+    /// Largest request frame accepted (the length field), in bytes.
+    #[arg(long, default_value_t = seckill_proto::MAX_REQUEST_FRAME)]
+    pub max_frame: u32,
+
+    /// Requests a connection may have in flight before the server stops
+    /// reading from it.
+    #[arg(long, default_value_t = 256)]
+    pub max_inflight: usize,
+
+    /// Unsent reply bytes above which the server stops reading a connection.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub write_high_water: usize,
+
+    /// Close a connection that has sent nothing for this long.
+    #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Capacity of the job channel to the workers; past it, requests are
+    /// answered `busy`.
+    #[arg(long, default_value_t = 65_536)]
+    pub job_queue: usize,
+
+    /// Most BUYs merged into one stock call, and most orders in one write.
+    #[arg(long, default_value_t = 1000)]
+    pub batch_max: usize,
+
+    /// This server's id in order numbers (0–1023): servers that share stores
+    /// must each have their own.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1023))]
+    pub node_id: u16,
+
+    /// How long shutdown waits for in-flight requests to be answered.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    pub fn reactor_count(&self) -> usize {
+        self.reactors
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1)
+    }
+}
+
+/// A string that never shows itself in `Debug` output, so a config dump or
+/// a panic message cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Secret {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Err("the admin token must not be empty".into());
+        }
+        if s.len() > seckill_proto::MAX_TOKEN_LEN {
+            return Err(format!(
+                "the admin token is longer than {} bytes",
+                seckill_proto::MAX_TOKEN_LEN
+            ));
+        }
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_token() {
+        let c = Config::parse_from(["seckill-server", "--admin-token", "hunter2"]);
+        assert_eq!(c.admin_token.as_ref().map(Secret::expose), Some("hunter2"));
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

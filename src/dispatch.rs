@@ -1,0 +1,139 @@
+//! What travels between threads: jobs from reactors to workers, completions
+//! from workers (and the order writer) back to the reactor that owns the
+//! connection.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+use mio::net::TcpStream;
+use mio::Waker;
+use seckill_proto::{NewGoods, Reply};
+
+use crate::store::{GoodsId, UserId};
+
+/// A connection as another thread names it: its reactor, its slab slot, and
+/// the generation of the connection in that slot. A completion whose
+/// generation no longer matches belongs to a closed connection and is dropped,
+/// never written to the stranger who reused the slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnRef {
+    pub reactor: usize,
+    pub slot: usize,
+    pub generation: u64,
+}
+
+/// Who asked, and under which request id and opcode to answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    pub conn: ConnRef,
+    pub id: u64,
+    pub opcode: u8,
+}
+
+/// Work that needs a store, so may block: done by a worker, never a reactor.
+#[derive(Debug)]
+pub enum Task {
+    Buy { user: UserId, goods: GoodsId },
+    OrderStatus { user: UserId, goods: GoodsId },
+    AddGoods(NewGoods),
+    Restock { goods: GoodsId, amount: u32 },
+}
+
+#[derive(Debug)]
+pub struct Job {
+    pub origin: Origin,
+    pub task: Task,
+}
+
+#[derive(Debug)]
+pub struct Completion {
+    pub origin: Origin,
+    pub reply: Reply,
+}
+
+/// A reactor's inbox: completions and newly accepted connections, with the
+/// waker that gets its attention.
+pub struct Mailbox {
+    waker: Waker,
+    /// Set by the first sender after the reactor last looked, so that a burst
+    /// of completions costs one wake-up syscall, not one each.
+    notified: AtomicBool,
+    completions: Sender<Completion>,
+    accepted: Sender<TcpStream>,
+}
+
+/// The reactor's end of its [`Mailbox`].
+pub struct Inbox {
+    pub completions: Receiver<Completion>,
+    pub accepted: Receiver<TcpStream>,
+}
+
+impl Mailbox {
+    pub fn new(waker: Waker) -> (Arc<Mailbox>, Inbox) {
+        let (completions, completions_rx) = crossbeam_channel::unbounded();
+        let (accepted, accepted_rx) = crossbeam_channel::unbounded();
+        let mailbox = Mailbox {
+            waker,
+            notified: AtomicBool::new(false),
+            completions,
+            accepted,
+        };
+        let inbox = Inbox {
+            completions: completions_rx,
+            accepted: accepted_rx,
+        };
+        (Arc::new(mailbox), inbox)
+    }
+
+    // The channels are unbounded on purpose: completions are bounded by the
+    // jobs in flight (a cap per connection, a bounded job queue), and a
+    // worker must never block on a reactor. Send fails only once the reactor
+    // has exited, when there is no one left to answer.
+    pub fn complete(&self, completion: Completion) {
+        if self.completions.send(completion).is_ok() {
+            self.wake();
+        }
+    }
+
+    pub fn hand_over(&self, stream: TcpStream) {
+        if self.accepted.send(stream).is_ok() {
+            self.wake();
+        }
+    }
+
+    /// Wakes the reactor unless a wake is already pending.
+    pub fn wake(&self) {
+        if !self.notified.swap(true, Ordering::SeqCst) {
+            if let Err(e) = self.waker.wake() {
+                log::error!("waking a reactor: {e}");
+            }
+        }
+    }
+
+    /// Called by the reactor *before* it drains the inbox: a message sent
+    /// after this point wakes it again, so none is left unseen.
+    pub fn reset(&self) {
+        self.notified.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Routes completions to the reactor that owns the connection.
+#[derive(Clone)]
+pub struct Reactors(pub Arc<[Arc<Mailbox>]>);
+
+impl Reactors {
+    pub fn complete(&self, origin: Origin, reply: Reply) {
+        if let Some(mailbox) = self.0.get(origin.conn.reactor) {
+            mailbox.complete(Completion { origin, reply });
+        }
+    }
+
+    pub fn wake_all(&self) -> io::Result<()> {
+        for m in self.0.iter() {
+            m.waker.wake()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,58 @@
+//! Counters, shared by every thread, reported by STATS.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use seckill_proto::Stat;
+
+macro_rules! metrics {
+    ($($(#[doc = $doc:literal])* $name:ident),* $(,)?) => {
+        /// Monotonic counters (and a few gauges), updated with relaxed atomics:
+        /// they are read for reporting, never to make a decision.
+        #[derive(Default)]
+        pub struct Metrics {
+            $($(#[doc = $doc])* pub $name: AtomicU64,)*
+        }
+
+        impl Metrics {
+            pub fn snapshot(&self) -> Vec<Stat> {
+                vec![$(Stat { name: stringify!($name).to_owned(), value: self.$name.load(Relaxed) },)*]
+            }
+        }
+    };
+}
+
+metrics! {
+    /// Connections accepted since start.
+    connections_accepted,
+    /// Connections open now (a gauge).
+    connections_open,
+    /// Frames decoded, good or bad.
+    requests,
+    /// Requests answered `bad_request`, and frames that closed a connection.
+    bad_requests,
+    /// BUYs that got a new order.
+    buy_ok,
+    /// BUYs by a user who already held an order.
+    buy_already_bought,
+    /// BUYs answered `sold_out`.
+    buy_sold_out,
+    /// BUYs answered `not_started` or `ended`.
+    buy_outside_window,
+    /// BUYs answered by the reactor without a trip to a worker.
+    buy_fast_path,
+    /// Requests answered `busy`: a full queue or a store that failed.
+    busy,
+    /// Merged calls to the stock store, and the BUYs they carried.
+    stock_calls,
+    stock_buys,
+    /// Batches written to the order store, and the orders in them.
+    order_batches,
+    orders_written,
+    /// Batches the order store refused; their units went back to stock.
+    order_batches_failed,
+}
+
+/// `counter += n`, for brevity at call sites.
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Relaxed);
+}

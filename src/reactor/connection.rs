@@ -1,0 +1,149 @@
+//! One client connection as its reactor sees it: a socket, a read buffer, a
+//! write buffer, and the little state the protocol needs.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::{Buf, BytesMut};
+use mio::net::TcpStream;
+
+/// Bytes read from a socket per `read` call.
+const READ_CHUNK: usize = 16 * 1024;
+
+pub struct Connection {
+    pub socket: TcpStream,
+    pub peer: Option<SocketAddr>,
+    /// Tells this connection apart from earlier ones in the same slab slot.
+    pub generation: u64,
+    /// Bytes read but not yet decoded: at most one frame (bounded by the
+    /// frame limit) plus one read chunk.
+    pub rbuf: BytesMut,
+    /// Encoded replies not yet written.
+    pub wbuf: BytesMut,
+    /// HELLO has succeeded.
+    pub greeted: bool,
+    /// HELLO presented the admin token.
+    pub admin: bool,
+    /// Requests handed to workers and not yet answered.
+    pub inflight: usize,
+    pub last_read: Instant,
+    /// Read no more; close once every reply is written.
+    pub closing: bool,
+    /// The peer closed its side; answer what is in flight, then close.
+    pub eof: bool,
+    /// Closed and deregistered; the slot is freed after this poll round.
+    pub closed: bool,
+}
+
+pub enum ReadOutcome {
+    /// Some bytes were read.
+    Data,
+    /// Nothing more to read for now.
+    WouldBlock,
+    /// The peer closed its side.
+    Eof,
+}
+
+impl Connection {
+    pub fn new(socket: TcpStream, generation: u64) -> Self {
+        Connection {
+            peer: socket.peer_addr().ok(),
+            socket,
+            generation,
+            rbuf: BytesMut::new(),
+            wbuf: BytesMut::new(),
+            greeted: false,
+            admin: false,
+            inflight: 0,
+            last_read: Instant::now(),
+            closing: false,
+            eof: false,
+            closed: false,
+        }
+    }
+
+    /// Reads one chunk. The caller decodes between chunks, which is what
+    /// keeps the read buffer bounded however much a client pipelines.
+    pub fn read_chunk(&mut self) -> io::Result<ReadOutcome> {
+        let len = self.rbuf.len();
+        self.rbuf.resize(len + READ_CHUNK, 0);
+        let result = loop {
+            match self.socket.read(&mut self.rbuf[len..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        match result {
+            Ok(0) => {
+                self.rbuf.truncate(len);
+                Ok(ReadOutcome::Eof)
+            }
+            Ok(n) => {
+                self.rbuf.truncate(len + n);
+                self.last_read = Instant::now();
+                Ok(ReadOutcome::Data)
+            }
+            Err(e) => {
+                self.rbuf.truncate(len);
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    Ok(ReadOutcome::WouldBlock)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// Reads and drops what a closing peer still sends (a few chunks at a
+    /// time). Closing a socket with unread input makes the kernel send a
+    /// reset, which can destroy the error reply before the peer reads it.
+    pub fn discard_input(&mut self) -> io::Result<()> {
+        for _ in 0..4 {
+            match self.read_chunk()? {
+                ReadOutcome::Data => self.rbuf.clear(),
+                ReadOutcome::Eof => {
+                    self.eof = true;
+                    break;
+                }
+                ReadOutcome::WouldBlock => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes as much of the write buffer as the socket takes.
+    pub fn flush(&mut self) -> io::Result<()> {
+        while !self.wbuf.is_empty() {
+            match self.socket.write(&self.wbuf) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.wbuf.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives back empty buffers: an idle connection then holds no buffer
+    /// memory, which is what lets a reactor hold many thousands of them.
+    pub fn shrink(&mut self) {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+            self.rbuf = BytesMut::new();
+        }
+        if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
+            self.wbuf = BytesMut::new();
+        }
+    }
+
+    /// True when the connection should not take more requests for now.
+    pub fn paused(&self, max_inflight: usize, write_high_water: usize) -> bool {
+        self.closing || self.inflight >= max_inflight || self.wbuf.len() > write_high_water
+    }
+
+    /// True when nothing more will happen on this connection.
+    pub fn finished(&self) -> bool {
+        (self.closing || self.eof) && self.inflight == 0 && self.wbuf.is_empty()
+    }
+}

@@ -1,0 +1,169 @@
+//! What a reactor does with one decoded frame: answer it on the spot when no
+//! store is needed, or hand it to the workers.
+//!
+//! Everything here is non-blocking: catalog reads, counters, and a
+//! `try_send` that answers `busy` when the job channel is full.
+
+use std::sync::Arc;
+
+use crossbeam_channel::{Sender, TrySendError};
+use seckill_proto::{Frame, Reply, Request, Status, VERSION};
+
+use super::connection::Connection;
+use crate::config::Secret;
+use crate::dispatch::{ConnRef, Job, Origin, Task};
+use crate::metrics::{self, Metrics};
+use crate::sale::{now_ms, Sale};
+
+pub struct Handler {
+    pub sale: Arc<Sale>,
+    pub metrics: Arc<Metrics>,
+    pub jobs: Sender<Job>,
+    pub admin_token: Option<Secret>,
+}
+
+impl Handler {
+    /// Handles one whole frame from `conn`, known to other threads as `me`.
+    pub fn handle(&self, conn: &mut Connection, me: ConnRef, frame: &Frame<'_>) {
+        metrics::add(&self.metrics.requests, 1);
+        let origin = Origin {
+            conn: me,
+            id: frame.id,
+            opcode: frame.opcode,
+        };
+        let reply = match Request::decode(frame) {
+            Ok(request) => self.dispatch(conn, origin, request),
+            Err(e) => Some(Reply::error(Status::BadRequest, e.to_string())),
+        };
+        if let Some(reply) = reply {
+            if reply.status() == Status::BadRequest {
+                metrics::add(&self.metrics.bad_requests, 1);
+            }
+            reply.encode(origin.opcode, origin.id, &mut conn.wbuf);
+        }
+    }
+
+    /// Returns the reply to send now, or `None` when a worker will answer.
+    fn dispatch(&self, conn: &mut Connection, origin: Origin, request: Request) -> Option<Reply> {
+        let request = match request {
+            Request::Hello { version, token } => return Some(self.hello(conn, version, &token)),
+            _ if !conn.greeted => {
+                return Some(Reply::error(Status::BadRequest, "HELLO first"));
+            }
+            Request::AddGoods(_) | Request::Restock { .. } | Request::Stats if !conn.admin => {
+                return Some(Reply::error(
+                    Status::Unauthorized,
+                    "admin command on a connection without the admin token",
+                ));
+            }
+            request => request,
+        };
+        let task = match request {
+            Request::Hello { .. } => unreachable!("answered above"),
+            Request::Ping => return Some(Reply::Pong),
+            Request::ListGoods => {
+                let now = now_ms();
+                let list = self
+                    .sale
+                    .catalog
+                    .all()
+                    .iter()
+                    .map(|e| e.to_goods(now))
+                    .collect();
+                return Some(Reply::GoodsList(list));
+            }
+            Request::GetGoods { goods_id } => {
+                return Some(match self.sale.catalog.get(goods_id) {
+                    Some(entry) => Reply::Goods(entry.to_goods(now_ms())),
+                    None => unknown_goods(goods_id),
+                })
+            }
+            Request::Stats => return Some(Reply::Stats(self.metrics.snapshot())),
+            Request::Buy { user_id, goods_id } => {
+                let Some(entry) = self.sale.catalog.get(goods_id) else {
+                    return Some(unknown_goods(goods_id));
+                };
+                if let Some(reply) = entry.quick_buy_answer(user_id, now_ms()) {
+                    self.count_quick_buy(&reply);
+                    return Some(reply);
+                }
+                Task::Buy {
+                    user: user_id,
+                    goods: goods_id,
+                }
+            }
+            Request::OrderStatus { user_id, goods_id } => Task::OrderStatus {
+                user: user_id,
+                goods: goods_id,
+            },
+            Request::AddGoods(new) => Task::AddGoods(new),
+            Request::Restock { goods_id, amount } => Task::Restock {
+                goods: goods_id,
+                amount,
+            },
+        };
+        match self.jobs.try_send(Job { origin, task }) {
+            Ok(()) => {
+                conn.inflight += 1;
+                None
+            }
+            Err(TrySendError::Full(_)) => {
+                metrics::add(&self.metrics.busy, 1);
+                Some(Reply::error(Status::Busy, "server busy, retry later"))
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                Some(Reply::error(Status::Busy, "server shutting down"))
+            }
+        }
+    }
+
+    fn hello(&self, conn: &mut Connection, version: u16, token: &str) -> Reply {
+        if version != VERSION {
+            // Nothing else this peer says can be understood: answer, then close.
+            conn.closing = true;
+            return Reply::error(
+                Status::UnsupportedVersion,
+                format!("this server speaks protocol version {VERSION}, not {version}"),
+            );
+        }
+        let admin = match (&self.admin_token, token.is_empty()) {
+            (_, true) => false,
+            // Constant time, so that the comparison does not leak how much
+            // of a guess was right.
+            (Some(expected), false)
+                if constant_time_eq::constant_time_eq(
+                    expected.expose().as_bytes(),
+                    token.as_bytes(),
+                ) =>
+            {
+                true
+            }
+            (_, false) => {
+                conn.greeted = false;
+                conn.admin = false;
+                return Reply::error(Status::Unauthorized, "wrong admin token");
+            }
+        };
+        conn.greeted = true;
+        conn.admin = admin;
+        Reply::Hello {
+            version: VERSION,
+            admin,
+        }
+    }
+
+    fn count_quick_buy(&self, reply: &Reply) {
+        let m = &self.metrics;
+        metrics::add(&m.buy_fast_path, 1);
+        match reply.status() {
+            Status::AlreadyBought => metrics::add(&m.buy_already_bought, 1),
+            Status::SoldOut => metrics::add(&m.buy_sold_out, 1),
+            Status::NotStarted | Status::Ended => metrics::add(&m.buy_outside_window, 1),
+            _ => {}
+        }
+    }
+}
+
+fn unknown_goods(goods_id: u64) -> Reply {
+    Reply::error(Status::UnknownGoods, format!("no goods {goods_id}"))
+}

@@ -1,0 +1,186 @@
+//! Builds the threads, wires them together, and takes them down in order.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use anyhow::Context;
+use log::{info, warn};
+use mio::Poll;
+
+use crate::config::Config;
+use crate::dispatch::{Mailbox, Reactors};
+use crate::metrics::Metrics;
+use crate::reactor::{self, Acceptor, Handler, Limits, Reactor};
+use crate::sale::Sale;
+use crate::store::{MemoryStock, SqliteStore};
+use crate::worker::Worker;
+use crate::writer::Writer;
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    shutdown: Shutdown,
+    acceptor: JoinHandle<()>,
+    reactors: Vec<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
+    writer: JoinHandle<()>,
+}
+
+/// Asks a running server to stop; cheap to clone and send to a signal
+/// handler thread.
+#[derive(Clone)]
+pub struct Shutdown {
+    flag: Arc<AtomicBool>,
+    acceptor: Arc<mio::Waker>,
+    reactors: Reactors,
+}
+
+impl Shutdown {
+    /// Stop accepting, finish in-flight requests, flush replies, close.
+    pub fn trigger(&self) {
+        self.flag.store(true, Ordering::Release);
+        if let Err(e) = self.acceptor.wake().and_then(|()| self.reactors.wake_all()) {
+            warn!("waking threads for shutdown: {e}");
+        }
+    }
+}
+
+impl Server {
+    /// Opens the stores, binds the listener and starts every thread.
+    pub fn start(config: &Config) -> anyhow::Result<Server> {
+        let metrics = Arc::new(Metrics::default());
+        let orders = SqliteStore::open(&config.data)
+            .with_context(|| format!("opening {}", config.data.display()))?;
+        let sale = Sale::open(
+            Arc::new(MemoryStock::new()),
+            Arc::new(orders),
+            config.node_id,
+            metrics.clone(),
+        )
+        .context("loading goods and stock")?;
+        let sale = Arc::new(sale);
+        if config.admin_token.is_none() {
+            warn!("no admin token set (--admin-token or SECKILL_ADMIN_TOKEN): admin commands are refused");
+        }
+
+        let listener = mio::net::TcpListener::bind(config.listen)
+            .with_context(|| format!("binding {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let flag = Arc::new(AtomicBool::new(false));
+
+        // One Poll, waker and mailbox per reactor, made before any thread
+        // starts, so that every thread can be given every mailbox.
+        let mut polls = Vec::new();
+        let mut mailboxes = Vec::new();
+        let mut inboxes = Vec::new();
+        for _ in 0..config.reactor_count() {
+            let poll = Poll::new()?;
+            let (mailbox, inbox) = Mailbox::new(reactor::acceptor::waker(&poll)?);
+            polls.push(poll);
+            mailboxes.push(mailbox);
+            inboxes.push(inbox);
+        }
+        let reactors = Reactors(mailboxes.clone().into());
+
+        let (jobs_tx, jobs_rx) = crossbeam_channel::bounded(config.job_queue);
+        let (orders_tx, orders_rx) = crossbeam_channel::bounded(config.batch_max * 4);
+        let writer =
+            Writer::new(orders_rx, sale.clone(), reactors.clone(), config.batch_max).spawn()?;
+        let workers = (0..config.workers.max(1))
+            .map(|i| {
+                Worker::new(
+                    jobs_rx.clone(),
+                    sale.clone(),
+                    reactors.clone(),
+                    orders_tx.clone(),
+                    config.batch_max,
+                )
+                .spawn(i)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let limits = Limits {
+            max_frame: config.max_frame,
+            max_inflight: config.max_inflight.max(1),
+            write_high_water: config.write_high_water,
+            idle_timeout: config.idle_timeout,
+            shutdown_grace: config.shutdown_grace,
+        };
+        let mut reactor_threads = Vec::new();
+        for (index, ((poll, mailbox), inbox)) in
+            polls.into_iter().zip(mailboxes).zip(inboxes).enumerate()
+        {
+            let handler = Handler {
+                sale: sale.clone(),
+                metrics: metrics.clone(),
+                jobs: jobs_tx.clone(),
+                admin_token: config.admin_token.clone(),
+            };
+            let r = Reactor::new(
+                index,
+                poll,
+                mailbox,
+                inbox,
+                handler,
+                limits.clone(),
+                flag.clone(),
+            );
+            reactor_threads.push(r.spawn()?);
+        }
+        // From here only reactors hold job senders and only workers hold
+        // order senders: when the reactors exit, the workers drain and exit,
+        // then the writer does.
+        drop(jobs_tx);
+        drop(orders_tx);
+
+        let poll = Poll::new()?;
+        let acceptor_waker = Arc::new(reactor::acceptor::waker(&poll)?);
+        let acceptor =
+            Acceptor::new(poll, listener, reactors.clone(), metrics, flag.clone())?.spawn()?;
+        info!(
+            "listening on {addr} with {} reactors and {} workers",
+            reactor_threads.len(),
+            workers.len()
+        );
+        Ok(Server {
+            addr,
+            shutdown: Shutdown {
+                flag,
+                acceptor: acceptor_waker,
+                reactors,
+            },
+            acceptor,
+            reactors: reactor_threads,
+            workers,
+            writer,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// Waits for the server to stop, in dependency order: no new
+    /// connections, then every connection answered and closed, then the
+    /// workers' queue drained, then every accepted order written. The stores
+    /// close when the last thread drops them.
+    pub fn join(self) {
+        let threads = std::iter::once(self.acceptor)
+            .chain(self.reactors)
+            .chain(self.workers)
+            .chain(std::iter::once(self.writer));
+        for t in threads {
+            let name = t.thread().name().unwrap_or("?").to_owned();
+            if t.join().is_err() {
+                log::error!("thread {name} panicked");
+            }
+        }
+        info!("stopped");
+    }
+}

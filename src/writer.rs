@@ -1,0 +1,72 @@
+//! The order writer: one thread that turns accepted orders into durable
+//! rows, a batch per transaction, and only then answers the buyers.
+//!
+//! Group commit happens by itself: while one transaction commits, the next
+//! orders queue up, and they all go into the next transaction.
+
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+use crossbeam_channel::Receiver;
+use seckill_proto::Reply;
+
+use crate::dispatch::{Origin, Reactors};
+use crate::sale::Sale;
+use crate::store::OrderRecord;
+
+/// An order whose unit is reserved, waiting to be written.
+pub struct Pending {
+    pub origin: Origin,
+    pub order: OrderRecord,
+}
+
+pub struct Writer {
+    queue: Receiver<Pending>,
+    sale: Arc<Sale>,
+    reactors: Reactors,
+    batch_max: usize,
+}
+
+impl Writer {
+    pub fn new(
+        queue: Receiver<Pending>,
+        sale: Arc<Sale>,
+        reactors: Reactors,
+        batch_max: usize,
+    ) -> Self {
+        Writer {
+            queue,
+            sale,
+            reactors,
+            batch_max: batch_max.max(1),
+        }
+    }
+
+    pub fn spawn(self) -> std::io::Result<JoinHandle<()>> {
+        thread::Builder::new()
+            .name("order-writer".into())
+            .spawn(move || self.run())
+    }
+
+    /// Runs until every worker has gone and the queue is empty.
+    fn run(self) {
+        let mut batch: Vec<Pending> = Vec::with_capacity(self.batch_max);
+        let mut orders: Vec<OrderRecord> = Vec::with_capacity(self.batch_max);
+        while let Ok(first) = self.queue.recv() {
+            batch.push(first);
+            batch.extend(self.queue.try_iter().take(self.batch_max - 1));
+            orders.extend(batch.iter().map(|p| p.order.clone()));
+            let outcome = self.sale.commit(&orders);
+            for p in batch.drain(..) {
+                let reply = match &outcome {
+                    Ok(()) => Reply::Bought {
+                        order_no: p.order.order_no,
+                    },
+                    Err(reply) => reply.clone(),
+                };
+                self.reactors.complete(p.origin, reply);
+            }
+            orders.clear();
+        }
+    }
+}
