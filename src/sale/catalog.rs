@@ -85,6 +85,10 @@ impl Entry {
         None
     }
 
+    pub fn total(&self) -> u32 {
+        self.total.load(Relaxed)
+    }
+
     pub fn state(&self, now_ms: u64) -> GoodsState {
         if now_ms < self.start_ms.load(Relaxed) {
             GoodsState::Upcoming

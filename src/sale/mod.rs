@@ -241,7 +241,7 @@ impl Sale {
         if amount == 0 {
             return Reply::error(Status::BadRequest, "restock amount must be positive");
         }
-        if entry.to_goods(0).total.checked_add(amount).is_none() {
+        if entry.total().checked_add(amount).is_none() {
             return Reply::error(Status::BadRequest, "total stock would overflow");
         }
         // The order store first: if the stock store then fails, the total is
