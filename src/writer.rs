@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::Receiver;
-use seckill_proto::Reply;
 
 use crate::dispatch::{Origin, Reactors};
 use crate::sale::Sale;
@@ -56,14 +55,8 @@ impl Writer {
             batch.push(first);
             batch.extend(self.queue.try_iter().take(self.batch_max - 1));
             orders.extend(batch.iter().map(|p| p.order.clone()));
-            let outcome = self.sale.commit(&orders);
-            for p in batch.drain(..) {
-                let reply = match &outcome {
-                    Ok(()) => Reply::Bought {
-                        order_no: p.order.order_no,
-                    },
-                    Err(reply) => reply.clone(),
-                };
+            let replies = self.sale.commit(&orders);
+            for (p, reply) in batch.drain(..).zip(replies) {
                 self.reactors.complete(p.origin, reply);
             }
             orders.clear();

@@ -23,7 +23,9 @@ use log::{error, warn};
 use seckill_proto::{NewGoods, Order, OrderState, Reply, Status};
 
 use crate::metrics::{self, Metrics};
-use crate::store::{GoodsId, OrderRecord, OrderStore, Reservation, StockStore, StoreError, UserId};
+use crate::store::{
+    GoodsId, OrderNo, OrderRecord, OrderStore, Reservation, StockStore, StoreError, UserId, Written,
+};
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -46,6 +48,18 @@ pub struct Sale {
     orders: Arc<dyn OrderStore>,
     order_nos: OrderNumbers,
     metrics: Arc<Metrics>,
+}
+
+/// Orders grouped by goods as (user, order number) pairs.
+fn by_goods(orders: &[&OrderRecord]) -> BTreeMap<GoodsId, Vec<(UserId, OrderNo)>> {
+    let mut grouped: BTreeMap<GoodsId, Vec<_>> = BTreeMap::new();
+    for o in orders {
+        grouped
+            .entry(o.goods_id)
+            .or_default()
+            .push((o.user_id, o.order_no));
+    }
+    grouped
 }
 
 /// The reply for a request that a store failed.
@@ -148,50 +162,66 @@ impl Sale {
             .collect()
     }
 
-    /// Writes reserved orders in one transaction. On success the catalog
-    /// learns them; on failure their units go back to the stock store, so a
-    /// failed write never keeps a unit from sale.
-    pub fn commit(&self, orders: &[OrderRecord]) -> Result<(), Reply> {
-        let mut by_goods: BTreeMap<GoodsId, Vec<_>> = BTreeMap::new();
-        for o in orders {
-            by_goods
-                .entry(o.goods_id)
-                .or_default()
-                .push((o.user_id, o.order_no));
-        }
-        match self.orders.insert_orders(orders) {
-            Ok(()) => {
-                for (goods, holders) in by_goods {
-                    if let Some(entry) = self.catalog.get(goods) {
-                        entry.add_holders(holders);
+    /// Writes reserved orders in one transaction and returns the reply for
+    /// each, in order. Written orders join the catalog. Units whose orders
+    /// were not written go back to the stock store: all of them when the
+    /// write failed, and each one the database refused as a second order of
+    /// its user (that user is told the order they hold).
+    pub fn commit(&self, orders: &[OrderRecord]) -> Vec<Reply> {
+        let (replies, kept, unsold) = match self.orders.insert_orders(orders) {
+            Ok(written) => {
+                let mut replies = Vec::with_capacity(orders.len());
+                let mut kept = Vec::with_capacity(orders.len());
+                let mut unsold = Vec::new();
+                for (o, w) in orders.iter().zip(written) {
+                    match w {
+                        Written::Stored => {
+                            kept.push(o);
+                            replies.push(Reply::Bought {
+                                order_no: o.order_no,
+                            });
+                        }
+                        Written::Duplicate(order_no) => {
+                            unsold.push(o);
+                            replies.push(Reply::AlreadyBought { order_no });
+                        }
                     }
                 }
                 metrics::add(&self.metrics.order_batches, 1);
-                metrics::add(&self.metrics.orders_written, orders.len() as u64);
-                metrics::add(&self.metrics.buy_ok, orders.len() as u64);
-                Ok(())
+                (replies, kept, unsold)
             }
             Err(e) => {
                 metrics::add(&self.metrics.order_batches_failed, 1);
                 metrics::add(&self.metrics.busy, orders.len() as u64);
-                for (goods, holders) in by_goods {
-                    match self.stock.release(goods, &holders) {
-                        Ok(remaining) => {
-                            if let Some(entry) = self.catalog.get(goods) {
-                                entry.set_remaining(remaining);
-                            }
-                        }
-                        // The units stay reserved with no order behind them:
-                        // never oversold, and a restart (which rebuilds the
-                        // stock from the orders) returns them.
-                        Err(re) => {
-                            error!("releasing {} units of goods {goods}: {re}", holders.len())
-                        }
-                    }
-                }
-                Err(store_failure("order store", &e))
+                let reply = store_failure("order store", &e);
+                (
+                    vec![reply; orders.len()],
+                    Vec::new(),
+                    orders.iter().collect(),
+                )
+            }
+        };
+        metrics::add(&self.metrics.orders_written, kept.len() as u64);
+        metrics::add(&self.metrics.buy_ok, kept.len() as u64);
+        for (goods, holders) in by_goods(&kept) {
+            if let Some(entry) = self.catalog.get(goods) {
+                entry.add_holders(holders);
             }
         }
+        for (goods, holders) in by_goods(&unsold) {
+            match self.stock.release(goods, &holders) {
+                Ok(remaining) => {
+                    if let Some(entry) = self.catalog.get(goods) {
+                        entry.set_remaining(remaining);
+                    }
+                }
+                // The units stay reserved with no order behind them: never
+                // oversold, and a restart (which rebuilds the stock from the
+                // orders) returns them.
+                Err(e) => error!("releasing {} units of goods {goods}: {e}", holders.len()),
+            }
+        }
+        replies
     }
 
     pub fn order_status(&self, user: UserId, goods: GoodsId) -> Reply {

@@ -53,6 +53,16 @@ pub struct OrderRecord {
     pub created_ms: u64,
 }
 
+/// What became of one order in a batch write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// The order is stored (now or by an earlier try of the same batch).
+    Stored,
+    /// The user already holds this live order of the goods; ours was not
+    /// written.
+    Duplicate(OrderNo),
+}
+
 /// What the stock store decided for one buyer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reservation {
@@ -110,10 +120,14 @@ pub trait OrderStore: Send + Sync {
     /// Raises a goods' total stock by `amount`.
     fn restock(&self, goods: GoodsId, amount: u32) -> Result<GoodsRecord, StoreError>;
 
-    /// Writes a batch of orders in one transaction: all or none. Writing an
-    /// order number that is already stored is not an error, so a batch can
-    /// be retried.
-    fn insert_orders(&self, orders: &[OrderRecord]) -> Result<(), StoreError>;
+    /// Writes a batch of orders in one transaction and says what became of
+    /// each, in order. Writing an order number that is already stored is
+    /// not an error ([`Written::Stored`]), so a batch can be retried. An
+    /// order for a user who already holds a live order of that goods under
+    /// another number is not written ([`Written::Duplicate`]) and does not
+    /// fail the rest of the batch: the database's unique key is the last
+    /// guard of "one order per user", behind the stock store.
+    fn insert_orders(&self, orders: &[OrderRecord]) -> Result<Vec<Written>, StoreError>;
 
     /// The users who hold a live (not cancelled) order for a goods, with the
     /// order numbers: what the stock store is rebuilt from.

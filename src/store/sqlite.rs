@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use seckill_proto::{NewGoods, OrderState};
 
-use super::{GoodsId, GoodsRecord, OrderNo, OrderRecord, OrderStore, StoreError, UserId};
+use super::{GoodsId, GoodsRecord, OrderNo, OrderRecord, OrderStore, StoreError, UserId, Written};
 
 /// The schema. `orders_one_live` is the database's own guard of "one live
 /// order per user per goods"; cancelled orders fall outside it, so a user
@@ -101,6 +101,30 @@ impl SqliteStore {
         })
     }
 
+    /// What became of an order whose chunk did not insert every row: it is
+    /// stored if the user's live order of the goods carries its number.
+    fn outcome(conn: &Connection, o: &OrderRecord) -> Result<Written, StoreError> {
+        let live: Option<i64> = conn
+            .prepare_cached(
+                "SELECT order_no FROM orders WHERE goods_id = ?1 AND user_id = ?2 AND state != 2",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row([to_sql(o.goods_id), to_sql(o.user_id)], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(unavailable)?;
+        match live.map(from_sql) {
+            Some(n) if n == o.order_no => Ok(Written::Stored),
+            Some(n) => Ok(Written::Duplicate(n)),
+            // The number is taken by another user's or a cancelled order:
+            // order numbers are unique by construction, so this is a bug.
+            None => Err(StoreError::Inconsistent(format!(
+                "order number {} is already used",
+                o.order_no
+            ))),
+        }
+    }
+
     fn goods_by_id(conn: &Connection, id: GoodsId) -> Result<GoodsRecord, StoreError> {
         conn.query_row(
             &format!("SELECT {GOODS_COLUMNS} FROM goods WHERE id = ?1"),
@@ -156,13 +180,15 @@ impl OrderStore for SqliteStore {
         Self::goods_by_id(&conn, goods)
     }
 
-    fn insert_orders(&self, orders: &[OrderRecord]) -> Result<(), StoreError> {
+    fn insert_orders(&self, orders: &[OrderRecord]) -> Result<Vec<Written>, StoreError> {
         let mut conn = self.writer.lock();
         let tx = conn.transaction().map_err(unavailable)?;
+        let mut written = Vec::with_capacity(orders.len());
         for chunk in orders.chunks(ROWS_PER_INSERT) {
-            // One multi-row INSERT per chunk. A repeated order number is
-            // skipped (a retried batch); a second live order for the same
-            // user and goods violates `orders_one_live` and fails the batch.
+            // One multi-row INSERT per chunk. A row that hits a unique key (a
+            // repeated order number, or a second live order of a user) is
+            // skipped rather than failing the batch; the rare chunk where
+            // that happened is then looked at row by row.
             let mut sql = String::from(
                 "INSERT INTO orders (order_no, user_id, goods_id, state, created_ms, updated_ms) VALUES ",
             );
@@ -172,7 +198,7 @@ impl OrderStore for SqliteStore {
                 }
                 sql.push_str("(?,?,?,?,?,?)");
             }
-            sql.push_str(" ON CONFLICT (order_no) DO NOTHING");
+            sql.push_str(" ON CONFLICT DO NOTHING");
             let mut values: Vec<i64> = Vec::with_capacity(chunk.len() * 6);
             for o in chunk {
                 let created = to_sql(o.created_ms);
@@ -185,18 +211,20 @@ impl OrderStore for SqliteStore {
                     created,
                 ]);
             }
-            let mut stmt = tx.prepare_cached(&sql).map_err(unavailable)?;
-            stmt.execute(rusqlite::params_from_iter(values))
-                .map_err(|e| match e {
-                    rusqlite::Error::SqliteFailure(f, _)
-                        if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-                    {
-                        StoreError::Inconsistent(format!("order batch rejected: {e}"))
-                    }
-                    e => unavailable(e),
-                })?;
+            let inserted = tx
+                .prepare_cached(&sql)
+                .and_then(|mut stmt| stmt.execute(rusqlite::params_from_iter(values)))
+                .map_err(unavailable)?;
+            if inserted == chunk.len() {
+                written.extend(chunk.iter().map(|_| Written::Stored));
+                continue;
+            }
+            for o in chunk {
+                written.push(Self::outcome(&tx, o)?);
+            }
         }
-        tx.commit().map_err(unavailable)
+        tx.commit().map_err(unavailable)?;
+        Ok(written)
     }
 
     fn live_holders(&self, goods: GoodsId) -> Result<Vec<(UserId, OrderNo)>, StoreError> {
@@ -269,18 +297,25 @@ mod tests {
             })
             .unwrap();
         let batch: Vec<_> = (0..1200).map(|i| order(1000 + i, i, g.id)).collect();
-        store.insert_orders(&batch).unwrap();
+        let stored = vec![Written::Stored; batch.len()];
+        assert_eq!(store.insert_orders(&batch).unwrap(), stored);
         // The same batch again is a no-op, not an error.
-        store.insert_orders(&batch).unwrap();
+        assert_eq!(store.insert_orders(&batch).unwrap(), stored);
         assert_eq!(store.live_holders(g.id).unwrap().len(), 1200);
         let found = store.find_order(7, g.id).unwrap().unwrap();
         assert_eq!(found.order_no, 1007);
         assert_eq!(store.find_order(7, g.id + 1).unwrap(), None);
         // A second live order for a user is refused by the database itself,
-        // and the whole batch with it.
-        let err = store.insert_orders(&[order(5000, 5000, g.id), order(5001, 7, g.id)]);
-        assert!(matches!(err, Err(StoreError::Inconsistent(_))));
-        assert_eq!(store.find_order(5000, g.id).unwrap(), None);
+        // and only that row: the rest of the batch is written.
+        let written = store
+            .insert_orders(&[order(5000, 5000, g.id), order(5001, 7, g.id)])
+            .unwrap();
+        assert_eq!(written, [Written::Stored, Written::Duplicate(1007)]);
+        assert_eq!(
+            store.find_order(5000, g.id).unwrap().unwrap().order_no,
+            5000
+        );
+        assert_eq!(store.find_order(7, g.id).unwrap().unwrap().order_no, 1007);
         assert_eq!(store.restock(g.id, 3).unwrap().total, 8);
         assert!(matches!(
             store.restock(99, 1),
