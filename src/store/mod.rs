@@ -7,6 +7,7 @@
 //! from it, which is what makes a crash unable to oversell or lose an order.
 
 mod memory;
+pub mod outage;
 mod sqlite;
 
 pub use memory::MemoryStock;
