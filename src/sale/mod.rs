@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use log::{error, warn};
+use log::error;
 use seckill_proto::{NewGoods, Order, OrderState, Reply, Status};
 
 use crate::metrics::{self, Metrics};
@@ -65,8 +65,8 @@ fn by_goods(orders: &[&OrderRecord]) -> BTreeMap<GoodsId, Vec<(UserId, OrderNo)>
 /// The reply for a request that a store failed.
 fn store_failure(what: &str, e: &StoreError) -> Reply {
     match e {
-        StoreError::Unavailable(_) => {
-            warn!("{what}: {e}");
+        StoreError::Unavailable(_) | StoreError::NotLoaded(_) => {
+            // Logged once per outage by the store itself.
             Reply::error(Status::Busy, format!("{what} unavailable, retry later"))
         }
         StoreError::UnknownGoods(id) => {

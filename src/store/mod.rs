@@ -29,6 +29,11 @@ pub enum StoreError {
     /// The goods does not exist in this store.
     #[error("unknown goods {0}")]
     UnknownGoods(GoodsId),
+    /// The stock store has lost a goods it was given (Redis restarted
+    /// without its data): answered `busy` while the sale reloads it from the
+    /// order store.
+    #[error("stock of goods {0} is not loaded")]
+    NotLoaded(GoodsId),
     /// The store holds something it should not (a broken invariant).
     #[error("store inconsistent: {0}")]
     Inconsistent(String),
