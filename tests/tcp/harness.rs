@@ -1,0 +1,273 @@
+//! Runs the real `seckill-server` binary on an ephemeral port and talks to
+//! it over TCP, as a deployment would.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use seckill_client::{Client, NewGoods};
+use seckill_proto::{Frame, Opcode, Reply, Request, Status, MAX_REPLY_FRAME, VERSION};
+
+pub const TOKEN: &str = "test-admin-token";
+
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    /// Starts a server on `data` with the admin token and `extra` flags, and
+    /// waits for the line that names its port.
+    pub fn start(data: &Path, extra: &[&str]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_seckill-server"));
+        cmd.args(["--listen", "127.0.0.1:0", "--admin-token", TOKEN, "--data"])
+            .arg(data)
+            .args(extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or("warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            // Set SECKILL_TEST_LOG=1 to see the server's log.
+            .stderr(if std::env::var_os("SECKILL_TEST_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            });
+        let mut child = cmd.spawn().expect("spawn seckill-server");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep reading so the server never sees a closed stdout.
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "seckill-server did not print its address: {:?}",
+                    child.wait()
+                );
+            }
+        };
+        let addr = line
+            .rsplit(' ')
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        Server { child, addr }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::builder(self.addr)
+            .read_timeout(Duration::from_secs(30))
+            .connect()
+            .expect("connect")
+    }
+
+    pub fn admin(&self) -> Client {
+        Client::builder(self.addr)
+            .token(TOKEN)
+            .read_timeout(Duration::from_secs(30))
+            .connect()
+            .expect("connect as admin")
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+    }
+
+    /// SIGTERM, then waits for the process to exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {pid} failed");
+        let (tx, rx) = mpsc::channel();
+        let mut child = std::mem::replace(&mut self.child, dummy_child());
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("server did not exit within 30 s of SIGTERM")
+            .expect("wait")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A child that has already exited, left in place of one that was waited on.
+fn dummy_child() -> Child {
+    let mut c = Command::new("true").spawn().expect("spawn true");
+    let _ = c.wait();
+    c
+}
+
+/// A goods on sale from now for an hour.
+pub fn on_sale(name: &str, stock: u32) -> NewGoods {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    NewGoods {
+        name: name.into(),
+        price_cents: 999,
+        stock,
+        start_ms: now - 1000,
+        end_ms: now + 3_600_000,
+    }
+}
+
+/// Orders in the embedded store's SQLite file, read directly: (order number,
+/// user, goods) of every live order.
+pub fn stored_orders(data: &Path) -> Vec<(u64, u64, u64)> {
+    let conn =
+        rusqlite::Connection::open_with_flags(data, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open data file");
+    let mut stmt = conn
+        .prepare("SELECT order_no, user_id, goods_id FROM orders WHERE state != 2")
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, i64>(2)? as u64,
+            ))
+        })
+        .unwrap();
+    rows.collect::<Result<_, _>>().unwrap()
+}
+
+/// A connection that speaks frames by hand, for what the client refuses to
+/// send.
+pub struct Raw {
+    pub stream: TcpStream,
+    buf: BytesMut,
+}
+
+/// What came back on a raw connection.
+#[derive(Debug, PartialEq)]
+pub enum Got {
+    Frame {
+        opcode: u8,
+        id: u64,
+        reply: Reply,
+    },
+    /// The server closed the connection.
+    Closed,
+}
+
+impl Raw {
+    pub fn connect(addr: SocketAddr) -> Raw {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Raw {
+            stream,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Connects and says HELLO.
+    pub fn greeted(addr: SocketAddr) -> Raw {
+        let mut raw = Raw::connect(addr);
+        raw.request(
+            1,
+            &Request::Hello {
+                version: VERSION,
+                token: String::new(),
+            },
+        );
+        match raw.next() {
+            Got::Frame {
+                reply: Reply::Hello { .. },
+                ..
+            } => raw,
+            other => panic!("HELLO answered {other:?}"),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    pub fn request(&mut self, id: u64, request: &Request) {
+        let mut out = BytesMut::new();
+        request.encode(id, &mut out);
+        self.send(&out);
+    }
+
+    /// The next frame, or `Closed`. Panics on a timeout: a server that
+    /// neither answers nor closes is hung, which is what these tests catch.
+    pub fn next(&mut self) -> Got {
+        loop {
+            if let Ok((frame, used)) = Frame::parse(&self.buf, MAX_REPLY_FRAME) {
+                let opcode = frame.opcode;
+                let id = frame.id;
+                let reply = match Reply::decode(&frame) {
+                    Ok((_, reply)) => reply,
+                    // The reply to an unknown request opcode has an unknown
+                    // opcode too; its body is a plain error (PROTOCOL.md 7.2).
+                    Err(_) => error_body(frame.body).expect("server sent a valid reply body"),
+                };
+                let _ = self.buf.split_to(used);
+                return Got::Frame { opcode, id, reply };
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Got::Closed,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Got::Closed,
+                Err(e) => panic!("reading from the server: {e}"),
+            }
+        }
+    }
+
+    /// Reads until the server closes, returning the frames before it.
+    pub fn until_closed(&mut self) -> Vec<Got> {
+        let mut frames = Vec::new();
+        loop {
+            match self.next() {
+                Got::Closed => return frames,
+                f => frames.push(f),
+            }
+        }
+    }
+}
+
+/// An error reply body: status, then a u16-prefixed message.
+fn error_body(body: &[u8]) -> Option<Reply> {
+    let status = Status::from_u8(*body.first()?)?;
+    let len = u16::from_be_bytes([*body.get(1)?, *body.get(2)?]) as usize;
+    let message = std::str::from_utf8(body.get(3..3 + len)?).ok()?;
+    (body.len() == 3 + len && status != Status::Ok).then(|| Reply::Error {
+        status,
+        message: message.into(),
+    })
+}
+
+/// The reply opcode for a request opcode.
+pub fn reply_to(op: Opcode) -> u8 {
+    op as u8 | 0x80
+}

@@ -1,0 +1,11 @@
+//! The server over real TCP on loopback: the binary is started on an
+//! ephemeral port with its own data file, as a deployment would run it.
+
+mod harness;
+
+mod admin;
+mod crash;
+mod flash_sale;
+mod malformed;
+mod pipelining;
+mod shutdown;

@@ -1,0 +1,90 @@
+use std::collections::HashMap;
+
+use bytes::BytesMut;
+use seckill_proto::{Reply, Request, Status};
+
+use crate::harness::{on_sale, reply_to, Got, Raw, Server};
+
+/// 1000 requests of four kinds written back to back on one connection,
+/// under ids in no particular order: every reply carries the id of a request
+/// sent, each id is answered once, and each answer fits its request.
+#[test]
+fn a_thousand_pipelined_requests_are_answered_by_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("p.db"), &[]);
+    let goods = server.admin().add_goods(on_sale("pen", 100)).unwrap();
+    let unknown = goods.id + 1000;
+
+    let mut sent: HashMap<u64, Request> = HashMap::new();
+    let mut out = BytesMut::new();
+    for i in 0..1000u64 {
+        // Spread ids over the whole u64 range, out of order.
+        let id = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let request = match i % 5 {
+            0 => Request::Ping,
+            1 => Request::GetGoods { goods_id: goods.id },
+            2 => Request::GetGoods { goods_id: unknown },
+            3 => Request::Buy {
+                user_id: i,
+                goods_id: goods.id,
+            },
+            _ => Request::ListGoods,
+        };
+        request.encode(id, &mut out);
+        assert!(sent.insert(id, request).is_none());
+    }
+
+    let mut raw = Raw::greeted(server.addr);
+    // Write from another thread: the server reads only so far ahead of the
+    // replies it has sent, so this side must read while it writes.
+    let mut writer = raw.stream.try_clone().unwrap();
+    let sending = std::thread::spawn(move || {
+        use std::io::Write;
+        writer.write_all(&out).unwrap();
+    });
+
+    let mut bought = Vec::new();
+    for _ in 0..sent.len() {
+        let Got::Frame { opcode, id, reply } = raw.next() else {
+            panic!("connection closed with requests unanswered");
+        };
+        let request = sent
+            .remove(&id)
+            .unwrap_or_else(|| panic!("reply to id {id:#x}, never sent or answered twice"));
+        assert_eq!(
+            opcode,
+            reply_to(request.opcode()),
+            "opcode of reply {id:#x}"
+        );
+        match (&request, reply) {
+            (Request::Ping, Reply::Pong) | (Request::ListGoods, Reply::GoodsList(_)) => {}
+            (Request::GetGoods { goods_id }, Reply::Goods(g)) => assert_eq!(g.id, *goods_id),
+            (Request::GetGoods { goods_id }, Reply::Error { status, .. }) => {
+                assert_eq!(*goods_id, unknown);
+                assert_eq!(status, Status::UnknownGoods);
+            }
+            (Request::Buy { user_id, .. }, Reply::Bought { order_no }) => {
+                bought.push((*user_id, order_no))
+            }
+            (
+                Request::Buy { .. },
+                Reply::Error {
+                    status: Status::SoldOut,
+                    ..
+                },
+            ) => {}
+            (request, reply) => panic!("{request:?} answered {reply:?}"),
+        }
+    }
+    sending.join().unwrap();
+    assert!(sent.is_empty());
+    assert_eq!(bought.len(), 100, "200 buyers for 100 units");
+
+    // Each BUY's reply went to its own request: the order number a user was
+    // given is the one the server holds for that user.
+    let mut client = server.client();
+    for (user, order_no) in bought {
+        let order = client.order_status(user, goods.id).unwrap().unwrap();
+        assert_eq!(order.order_no, order_no, "user {user}");
+    }
+}
