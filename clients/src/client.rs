@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use seckill_proto::{
-    Goods, NewGoods, Order, Reply, Request, Stat, Status, MAX_REPLY_FRAME, VERSION,
+    Drift, Goods, NewGoods, Order, Reply, Request, Stat, Status, MAX_REPLY_FRAME, VERSION,
 };
 
 use crate::connection::Connection;
@@ -268,7 +268,12 @@ impl Client {
     /// replies in the order of the requests, whatever order the server
     /// answered in. Error statuses are replies here ([`Reply::Error`]), so one
     /// refused request does not hide the others' answers.
+    ///
+    /// Fails with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput),
+    /// sending nothing, if a builder method of `pipeline` was given something
+    /// the protocol cannot carry.
     pub fn execute(&mut self, pipeline: &Pipeline) -> Result<Vec<Reply>> {
+        pipeline.check()?;
         self.exchange(pipeline.requests())
     }
 
@@ -356,6 +361,19 @@ impl Client {
         match self.request(&Request::Stats)? {
             Reply::Stats(stats) => Ok(stats),
             other => Err(unexpected(other, "STATS")),
+        }
+    }
+
+    /// RECONCILE (admin): repairs the stock store's entry of one goods, or of
+    /// every goods with `None`, from the order store, and returns each goods
+    /// as it was found and as it was left. Goods ids start at 1: `Some(0)` is
+    /// refused with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput)
+    /// and nothing is sent. `unknown_goods` is an error.
+    pub fn reconcile(&mut self, goods: Option<u64>) -> Result<Vec<Drift>> {
+        let goods_id = pipeline::reconcile_target(goods).map_err(Error::invalid_input)?;
+        match self.request(&Request::Reconcile { goods_id })? {
+            Reply::Reconciled(drifts) => Ok(drifts),
+            other => Err(unexpected(other, "RECONCILE")),
         }
     }
 }

@@ -44,6 +44,10 @@
 //! for stat in admin.stats()? {
 //!     println!("{} = {}", stat.name, stat.value);
 //! }
+//! // Repair the stock store of every goods from the order store.
+//! for d in admin.reconcile(None)? {
+//!     println!("goods {}: drift {}", d.goods_id, d.drift());
+//! }
 //! # Ok(())
 //! # }
 //! ```
@@ -73,5 +77,5 @@ pub use seckill_proto as proto;
 /// The records and messages of the protocol, re-exported so that callers need
 /// not depend on `seckill-proto` themselves.
 pub use seckill_proto::{
-    Goods, GoodsState, NewGoods, Order, OrderState, Reply, Request, Stat, Status,
+    Drift, Goods, GoodsState, NewGoods, Order, OrderState, Reply, Request, Stat, Status,
 };

@@ -1,7 +1,7 @@
 //! Batches of requests sent without waiting, and the exchange that matches
 //! their replies back by id.
 
-use seckill_proto::{NewGoods, Opcode, Reply, Request, MAX_NAME_LEN, MAX_TOKEN_LEN};
+use seckill_proto::{NewGoods, Opcode, Reply, Request, ALL_GOODS, MAX_NAME_LEN, MAX_TOKEN_LEN};
 
 use crate::connection::{Connection, ReplyFrame};
 use crate::error::{Error, Result};
@@ -28,6 +28,12 @@ const CONNECTION_ERROR: u8 = Opcode::Error as u8 | REPLY_BIT;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Pipeline {
     requests: Vec<Request>,
+    /// Why the batch cannot be sent: the first builder call given something
+    /// the protocol cannot carry. [`Client::execute`] reports it before
+    /// sending anything, so the builder methods can keep chaining.
+    ///
+    /// [`Client::execute`]: crate::Client::execute
+    invalid: Option<String>,
 }
 
 impl Pipeline {
@@ -83,6 +89,20 @@ impl Pipeline {
         self.add(Request::Stats)
     }
 
+    /// Adds RECONCILE (admin) of one goods, or of every goods with `None`.
+    /// Goods ids start at 1: `Some(0)` adds nothing and makes the batch fail
+    /// with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) when
+    /// it is executed, before anything is sent.
+    pub fn reconcile(&mut self, goods: Option<u64>) -> &mut Pipeline {
+        match reconcile_target(goods) {
+            Ok(goods_id) => self.add(Request::Reconcile { goods_id }),
+            Err(why) => {
+                self.invalid.get_or_insert(why);
+                self
+            }
+        }
+    }
+
     /// The requests, in the order they were added.
     pub fn requests(&self) -> &[Request] {
         &self.requests
@@ -101,6 +121,28 @@ impl Pipeline {
     /// Empties the batch, keeping its memory for the next one.
     pub fn clear(&mut self) {
         self.requests.clear();
+        self.invalid = None;
+    }
+
+    /// Fails if a builder method was given something that cannot be sent.
+    pub(crate) fn check(&self) -> Result<()> {
+        match &self.invalid {
+            Some(why) => Err(Error::invalid_input(why.clone())),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The `goods_id` RECONCILE sends for `goods`: [`ALL_GOODS`] for every goods.
+/// `Some(0)` names no goods, yet on the wire it would reconcile them all.
+pub(crate) fn reconcile_target(goods: Option<u64>) -> Result<u64, String> {
+    match goods {
+        None => Ok(ALL_GOODS),
+        Some(ALL_GOODS) => Err(format!(
+            "goods id {ALL_GOODS} names no goods (ids start at 1); \
+             reconcile every goods with None"
+        )),
+        Some(goods_id) => Ok(goods_id),
     }
 }
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use seckill_proto::{
-    Goods, GoodsState, NewGoods, Opcode, Order, OrderState, Reply, Request, Stat, Status,
-    MAX_REPLY_FRAME,
+    Drift, Goods, GoodsState, NewGoods, Opcode, Order, OrderState, Reply, Request, Stat, Status,
+    ALL_GOODS, MAX_REPLY_FRAME,
 };
 
 use crate::connection::Connection;
@@ -126,7 +126,7 @@ fn by_goods_id(request: &Request) -> Reply {
             created_ms: 1_700_000_000_123,
         }),
         Request::OrderStatus { .. } => error(Status::NoOrder),
-        Request::Stats => error(Status::Unauthorized),
+        Request::Stats | Request::Reconcile { .. } => error(Status::Unauthorized),
         Request::Restock { .. } => error(Status::BadRequest),
         _ => Reply::Pong,
     }
@@ -162,6 +162,7 @@ fn typed_methods_map_replies_and_statuses() {
 
     let denied = c.stats().unwrap_err();
     assert!(denied.is_unauthorized());
+    assert!(c.reconcile(None).unwrap_err().is_unauthorized());
     let bad = c.restock(1, 5).unwrap_err();
     assert_eq!(bad.kind(), ErrorKind::Server(Status::BadRequest));
     // Error statuses leave the connection as it was.
@@ -183,6 +184,11 @@ fn admin_calls_send_the_token_and_decode_their_replies() {
                 name: "buy_ok".into(),
                 value: 3,
             }]),
+            Request::Reconcile { goods_id: 4 } => Reply::Reconciled(vec![drift(4, None)]),
+            Request::Reconcile { goods_id: 5 } => error(Status::UnknownGoods),
+            Request::Reconcile {
+                goods_id: ALL_GOODS,
+            } => Reply::Reconciled(vec![drift(1, Some(41)), drift(4, None)]),
             other => panic!("unexpected {other:?}"),
         });
     });
@@ -198,7 +204,71 @@ fn admin_calls_send_the_token_and_decode_their_replies() {
     assert_eq!(admin.add_goods(new).unwrap().name, "Phone");
     assert_eq!(admin.restock(4, 10).unwrap().id, 4);
     assert_eq!(admin.stats().unwrap()[0].value, 3);
+    assert_eq!(admin.reconcile(Some(4)).unwrap(), [drift(4, None)]);
+    assert_eq!(
+        admin.reconcile(None).unwrap(),
+        [drift(1, Some(41)), drift(4, None)]
+    );
+    let unknown = admin.reconcile(Some(5)).unwrap_err();
+    assert_eq!(unknown.status(), Some(Status::UnknownGoods));
     drop(admin);
+    server.join().unwrap();
+}
+
+fn drift(goods_id: u64, found_remaining: Option<u32>) -> Drift {
+    Drift {
+        goods_id,
+        found_remaining,
+        found_holders: 3,
+        remaining: 42,
+        holders: 3,
+    }
+}
+
+#[test]
+fn reconcile_of_goods_0_is_refused_before_sending() {
+    let (addr, server) = serve(|conn| {
+        conn.greet(true);
+        // Only the PINGs and the valid batch get here: one RECONCILE for
+        // every goods (id 0), one for goods 7.
+        conn.answer_reversed(|request| match request {
+            Request::Ping => Reply::Pong,
+            Request::Reconcile { goods_id } => Reply::Reconciled(vec![drift(*goods_id, Some(1))]),
+            other => panic!("unexpected {other:?}"),
+        });
+    });
+    let mut c = Client::builder(addr).token("s3cret").connect().unwrap();
+    let err = c.reconcile(Some(0)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("ids start at 1"), "{err}");
+    c.ping().unwrap();
+
+    let mut p = Pipeline::new();
+    p.ping().reconcile(Some(0)).reconcile(Some(7));
+    assert_eq!(p.len(), 2);
+    assert_eq!(c.execute(&p).unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert!(c.is_open());
+    c.ping().unwrap();
+
+    p.clear();
+    p.reconcile(None).reconcile(Some(7));
+    assert_eq!(
+        p.requests(),
+        [
+            Request::Reconcile {
+                goods_id: ALL_GOODS
+            },
+            Request::Reconcile { goods_id: 7 },
+        ]
+    );
+    assert_eq!(
+        c.execute(&p).unwrap(),
+        [
+            Reply::Reconciled(vec![drift(0, Some(1))]),
+            Reply::Reconciled(vec![drift(7, Some(1))]),
+        ]
+    );
+    drop(c);
     server.join().unwrap();
 }
 

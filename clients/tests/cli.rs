@@ -8,13 +8,15 @@ use std::thread;
 
 use bytes::{Buf, BytesMut};
 use seckill_proto::{
-    Frame, Goods, GoodsState, Reply, Request, Stat, Status, MAX_REQUEST_FRAME, VERSION,
+    Drift, Frame, Goods, GoodsState, Reply, Request, Stat, Status, ALL_GOODS, MAX_REQUEST_FRAME,
+    VERSION,
 };
 
 const TOKEN: &str = "s3cret";
 
 /// A fake server for every connection to the returned address: HELLO checks
-/// the token, STATS needs admin, everything else is answered by `answer`.
+/// the token, STATS and RECONCILE need admin, everything else is answered by
+/// `answer`.
 fn fake(answer: fn(&Request) -> Reply) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -55,7 +57,9 @@ fn session(mut stream: TcpStream, answer: fn(&Request) -> Reply) {
                 }
             }
             Request::Hello { .. } => Reply::error(Status::Unauthorized, "wrong token"),
-            Request::Stats if !admin => Reply::error(Status::Unauthorized, "admin only"),
+            Request::Stats | Request::Reconcile { .. } if !admin => {
+                Reply::error(Status::Unauthorized, "admin only")
+            }
             other => answer(other),
         };
         let mut out = BytesMut::new();
@@ -88,7 +92,34 @@ fn answer(request: &Request) -> Reply {
             name: "buy_ok".into(),
             value: 7,
         }]),
+        Request::Reconcile {
+            goods_id: ALL_GOODS,
+        } => Reply::Reconciled(vec![held_back(), missing()]),
+        Request::Reconcile { goods_id: 1 } => Reply::Reconciled(vec![held_back()]),
+        Request::Reconcile { .. } => Reply::error(Status::UnknownGoods, "no such goods"),
         _ => Reply::Pong,
+    }
+}
+
+/// Goods 1 after a crash between the stock deduction and the order commit.
+fn held_back() -> Drift {
+    Drift {
+        goods_id: 1,
+        found_remaining: Some(41),
+        found_holders: 59,
+        remaining: 42,
+        holders: 58,
+    }
+}
+
+/// Goods 2, lost by the stock store.
+fn missing() -> Drift {
+    Drift {
+        goods_id: 2,
+        found_remaining: None,
+        found_holders: 0,
+        remaining: 7,
+        holders: 3,
     }
 }
 
@@ -165,6 +196,53 @@ fn the_admin_token_comes_from_the_environment_and_is_never_shown() {
         .output()
         .unwrap();
     assert!(!text(&help.stdout).contains(TOKEN));
+}
+
+#[test]
+fn reconcile_prints_the_drift_per_goods_as_a_table_or_json() {
+    let addr = fake(answer);
+    let every = cli(addr, &["--token", TOKEN, "reconcile"]);
+    assert_eq!(every.status.code(), Some(0), "{}", text(&every.stderr));
+    assert_eq!(
+        text(&every.stdout),
+        "GOODS  FOUND LEFT  FOUND HOLDERS  LEFT  HOLDERS  DRIFT\n    \
+             1          41             59    42       58     -1\n    \
+             2     missing              0     7        3     -7\n"
+    );
+
+    let one = cli(
+        addr,
+        &["--token", TOKEN, "--json", "reconcile", "--goods", "1"],
+    );
+    assert_eq!(one.status.code(), Some(0), "{}", text(&one.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&one.stdout).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!([{
+            "goods_id": 1,
+            "found_remaining": 41,
+            "found_holders": 59,
+            "remaining": 42,
+            "holders": 58,
+            "drift": -1,
+        }])
+    );
+    let all = cli(addr, &["--token", TOKEN, "--json", "reconcile"]);
+    let json: serde_json::Value = serde_json::from_slice(&all.stdout).unwrap();
+    assert_eq!(json[1]["found_remaining"], serde_json::Value::Null);
+    assert_eq!(json[1]["drift"], -7);
+
+    let unknown = cli(addr, &["--token", TOKEN, "reconcile", "--goods", "9"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(text(&unknown.stderr).contains("no such goods"));
+    let denied = cli(addr, &["reconcile"]);
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(text(&denied.stderr).starts_with("error: unauthorized"));
+    // Goods ids start at 1: 0 is a usage error, not "every goods".
+    let zero = cli(addr, &["--token", TOKEN, "reconcile", "--goods", "0"]);
+    assert_eq!(zero.status.code(), Some(1));
+    assert!(zero.stdout.is_empty());
+    assert!(text(&zero.stderr).contains("goods ids start at 1"));
 }
 
 #[test]

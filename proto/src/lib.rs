@@ -41,9 +41,9 @@ mod wire;
 pub use frame::{Frame, FrameError, HEADER_LEN, LEN_PREFIX};
 pub use opcode::Opcode;
 pub use reply::Reply;
-pub use request::{Request, MAX_NAME_LEN, MAX_TOKEN_LEN};
+pub use request::{Request, ALL_GOODS, MAX_NAME_LEN, MAX_TOKEN_LEN};
 pub use status::Status;
-pub use types::{Goods, GoodsState, NewGoods, Order, OrderState, Stat};
+pub use types::{Drift, Goods, GoodsState, NewGoods, Order, OrderState, Stat};
 pub use wire::BodyError;
 
 /// The protocol version this crate speaks, sent in HELLO.

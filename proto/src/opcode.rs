@@ -13,6 +13,7 @@ pub enum Opcode {
     AddGoods = 0x40,
     Restock = 0x41,
     Stats = 0x42,
+    Reconcile = 0x43,
     /// Never sent by a client: the server uses it for a connection-level error
     /// (a frame it could not even delimit) just before it closes.
     Error = 0x7f,
@@ -34,6 +35,7 @@ impl Opcode {
             0x40 => AddGoods,
             0x41 => Restock,
             0x42 => Stats,
+            0x43 => Reconcile,
             0x7f => Error,
             _ => return None,
         })
@@ -41,6 +43,9 @@ impl Opcode {
 
     /// Commands that need the admin token presented in HELLO.
     pub fn is_admin(self) -> bool {
-        matches!(self, Opcode::AddGoods | Opcode::Restock | Opcode::Stats)
+        matches!(
+            self,
+            Opcode::AddGoods | Opcode::Restock | Opcode::Stats | Opcode::Reconcile
+        )
     }
 }

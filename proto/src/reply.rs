@@ -5,7 +5,7 @@ use bytes::{BufMut, BytesMut};
 use crate::frame::{self, Frame};
 use crate::opcode::{Opcode, REPLY_BIT};
 use crate::status::Status;
-use crate::types::{Goods, Order, Stat, GOODS_MIN_LEN, STAT_MIN_LEN};
+use crate::types::{Drift, Goods, Order, Stat, DRIFT_LEN, GOODS_MIN_LEN, STAT_MIN_LEN};
 use crate::wire::{put_string, BodyError, Reader};
 
 /// Longest error message a decoder accepts.
@@ -33,6 +33,8 @@ pub enum Reply {
     GoodsAdded(Goods),
     Restocked(Goods),
     Stats(Vec<Stat>),
+    /// RECONCILE: each goods as it was found and as it was left.
+    Reconciled(Vec<Drift>),
     /// Any status but `ok`, with a message for people. (`already_bought` in
     /// a reply to BUY carries an order number instead: that is
     /// [`Reply::AlreadyBought`].)
@@ -70,6 +72,7 @@ impl Reply {
             Reply::GoodsAdded(_) => Opcode::AddGoods,
             Reply::Restocked(_) => Opcode::Restock,
             Reply::Stats(_) => Opcode::Stats,
+            Reply::Reconciled(_) => Opcode::Reconcile,
             Reply::Error { .. } => return None,
         })
     }
@@ -112,6 +115,10 @@ impl Reply {
                 Reply::Stats(stats) => {
                     b.put_u32(stats.len() as u32);
                     stats.iter().for_each(|s| s.encode(b));
+                }
+                Reply::Reconciled(drifts) => {
+                    b.put_u32(drifts.len() as u32);
+                    drifts.iter().for_each(|d| d.encode(b));
                 }
                 Reply::Error { message, .. } => put_string(b, message),
             }
@@ -162,6 +169,14 @@ impl Reply {
                     stats.push(Stat::decode(&mut r)?);
                 }
                 Reply::Stats(stats)
+            }
+            (Status::Ok, Opcode::Reconcile) => {
+                let n = r.count("drift_count", DRIFT_LEN)?;
+                let mut drifts = Vec::with_capacity(n);
+                for _ in 0..n {
+                    drifts.push(Drift::decode(&mut r)?);
+                }
+                Reply::Reconciled(drifts)
             }
             (Status::Ok, Opcode::Error) => {
                 return Err(BodyError::BadValue {

@@ -13,6 +13,9 @@ use crate::wire::{put_string, BodyError, Reader};
 pub const MAX_NAME_LEN: usize = 200;
 /// Longest admin token, in bytes.
 pub const MAX_TOKEN_LEN: usize = 256;
+/// The `goods_id` of RECONCILE that asks for every goods. Goods ids start at
+/// 1, so no goods has it.
+pub const ALL_GOODS: u64 = 0;
 
 /// A request, without its id (the id travels beside it).
 #[derive(Clone, PartialEq, Eq)]
@@ -42,6 +45,11 @@ pub enum Request {
         amount: u32,
     },
     Stats,
+    /// Recomputes the stock store's entry of one goods, or of every goods
+    /// with [`ALL_GOODS`], from the order store, and repairs it.
+    Reconcile {
+        goods_id: u64,
+    },
 }
 
 impl Request {
@@ -56,6 +64,7 @@ impl Request {
             Request::AddGoods(_) => Opcode::AddGoods,
             Request::Restock { .. } => Opcode::Restock,
             Request::Stats => Opcode::Stats,
+            Request::Reconcile { .. } => Opcode::Reconcile,
         }
     }
 
@@ -67,7 +76,9 @@ impl Request {
                 put_string(b, token);
             }
             Request::Ping | Request::ListGoods | Request::Stats => {}
-            Request::GetGoods { goods_id } => b.put_u64(*goods_id),
+            Request::GetGoods { goods_id } | Request::Reconcile { goods_id } => {
+                b.put_u64(*goods_id)
+            }
             Request::Buy { user_id, goods_id } | Request::OrderStatus { user_id, goods_id } => {
                 b.put_u64(*user_id);
                 b.put_u64(*goods_id);
@@ -109,6 +120,9 @@ impl Request {
                 amount: r.u32("amount")?,
             },
             Opcode::Stats => Request::Stats,
+            Opcode::Reconcile => Request::Reconcile {
+                goods_id: r.u64("goods_id")?,
+            },
             Opcode::Error => return Err(BodyError::UnknownOpcode(frame.opcode)),
         };
         r.finish()?;
@@ -148,6 +162,10 @@ impl fmt::Debug for Request {
                 .field("amount", amount)
                 .finish(),
             Request::Stats => f.write_str("Stats"),
+            Request::Reconcile { goods_id } => f
+                .debug_struct("Reconcile")
+                .field("goods_id", goods_id)
+                .finish(),
         }
     }
 }

@@ -202,3 +202,103 @@ impl Stat {
         })
     }
 }
+
+/// One goods as RECONCILE found it in the stock store and left it there.
+///
+/// `found_*` is what the stock store held before the repair; `remaining` and
+/// `holders` what it holds after, recomputed from the order store (plus the
+/// orders queued but not yet written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Drift {
+    pub goods_id: u64,
+    /// Units the stock store had for sale; `None` when it held no stock for
+    /// this goods at all (a lost or never loaded entry).
+    pub found_remaining: Option<u32>,
+    /// Buyers the stock store had recorded as holding a unit.
+    pub found_holders: u32,
+    /// Units for sale after the repair.
+    pub remaining: u32,
+    /// Buyers recorded after the repair: one per live or queued order.
+    pub holders: u32,
+}
+
+/// Every drift record is this long: it has no string.
+pub(crate) const DRIFT_LEN: usize = 8 + 1 + 4 + 4 + 4 + 4;
+
+impl Drift {
+    /// Units the stock store was off by: what it had for sale minus what it
+    /// should have had (a missing entry counts as 0). Negative means units
+    /// were held back from sale, as a crash between the stock deduction and
+    /// the order commit leaves them; positive means it would have sold units
+    /// that were already sold.
+    pub fn drift(&self) -> i64 {
+        i64::from(self.found_remaining.unwrap_or(0)) - i64::from(self.remaining)
+    }
+
+    /// Whether the stock store already agreed with the order store, so that
+    /// the repair changed nothing.
+    pub fn is_in_step(&self) -> bool {
+        self.found_remaining == Some(self.remaining) && self.found_holders == self.holders
+    }
+
+    pub(crate) fn encode(&self, dst: &mut BytesMut) {
+        dst.put_u64(self.goods_id);
+        dst.put_u8(u8::from(self.found_remaining.is_some()));
+        dst.put_u32(self.found_remaining.unwrap_or(0));
+        dst.put_u32(self.found_holders);
+        dst.put_u32(self.remaining);
+        dst.put_u32(self.holders);
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Drift, BodyError> {
+        let goods_id = r.u64("goods_id")?;
+        let loaded = r.bool("found_loaded")?;
+        let found_remaining = match (loaded, r.u32("found_remaining")?) {
+            (true, n) => Some(n),
+            (false, 0) => None,
+            // Only one encoding per value: a count beside "not loaded" would
+            // be a second way to say the same thing, or a lie.
+            (false, n) => {
+                return Err(BodyError::BadValue {
+                    field: "found_remaining",
+                    value: n.into(),
+                })
+            }
+        };
+        Ok(Drift {
+            goods_id,
+            found_remaining,
+            found_holders: r.u32("found_holders")?,
+            remaining: r.u32("remaining")?,
+            holders: r.u32("holders")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drift(found_remaining: Option<u32>, remaining: u32) -> Drift {
+        Drift {
+            goods_id: 1,
+            found_remaining,
+            found_holders: 0,
+            remaining,
+            holders: 0,
+        }
+    }
+
+    #[test]
+    fn drift_is_found_minus_repaired_and_a_missing_entry_counts_as_zero() {
+        assert_eq!(drift(Some(41), 42).drift(), -1);
+        assert_eq!(drift(Some(45), 42).drift(), 3);
+        assert_eq!(drift(None, 7).drift(), -7);
+        assert_eq!(drift(Some(u32::MAX), 0).drift(), i64::from(u32::MAX));
+        assert_eq!(drift(Some(0), u32::MAX).drift(), -i64::from(u32::MAX));
+        assert!(drift(Some(5), 5).is_in_step());
+        // A missing entry is repaired even when its goods has nothing left.
+        assert_eq!(drift(None, 0).drift(), 0);
+        assert!(!drift(None, 0).is_in_step());
+    }
+}

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 
 use bytes::BytesMut;
 use seckill_proto::{
-    Frame, Goods, GoodsState, NewGoods, Opcode, Order, OrderState, Reply, Request, Stat, Status,
-    MAX_REPLY_FRAME, MAX_REQUEST_FRAME,
+    Drift, Frame, Goods, GoodsState, NewGoods, Opcode, Order, OrderState, Reply, Request, Stat,
+    Status, ALL_GOODS, MAX_REPLY_FRAME, MAX_REQUEST_FRAME,
 };
 
 const PROTOCOL: &str = include_str!("../PROTOCOL.md");
@@ -152,6 +152,14 @@ fn vectors() -> Vec<Vector> {
             },
         ),
         request("stats_request", "request id=7 Stats", 7, Request::Stats),
+        request(
+            "reconcile_request",
+            "request id=8 Reconcile{goods_id=0}",
+            8,
+            Request::Reconcile {
+                goods_id: ALL_GOODS,
+            },
+        ),
         reply(
             "hello_reply",
             "reply to=HELLO id=1 ok Hello{version=1, admin=0}",
@@ -271,6 +279,34 @@ fn vectors() -> Vec<Vector> {
                 Stat {
                     name: "sold_out".into(),
                     value: 3,
+                },
+            ]),
+        ),
+        reply(
+            "reconciled_reply",
+            "reply to=RECONCILE id=8 ok Reconciled[{goods_id=1, found_loaded=1, \
+             found_remaining=41, found_holders=59, remaining=42, holders=58}, \
+             {goods_id=2, found_loaded=0, found_remaining=0, found_holders=0, remaining=7, \
+             holders=3}]",
+            Opcode::Reconcile,
+            8,
+            Reply::Reconciled(vec![
+                // A crash after the stock deduction, before the order commit:
+                // one unit and one buyer held, no order. Both are given back.
+                Drift {
+                    goods_id: 1,
+                    found_remaining: Some(41),
+                    found_holders: 59,
+                    remaining: 42,
+                    holders: 58,
+                },
+                // The stock store lost the goods: it is loaded again.
+                Drift {
+                    goods_id: 2,
+                    found_remaining: None,
+                    found_holders: 0,
+                    remaining: 7,
+                    holders: 3,
                 },
             ]),
         ),

@@ -17,9 +17,10 @@ use seckill_client::{Client, Error as ClientError, ErrorKind, Goods, NewGoods, S
 use serde::Serialize;
 use serde_json::json;
 
-use cli::input::{parse_price, parse_when, resolve, unix_ms, When};
+use cli::input::{parse_goods_id, parse_price, parse_when, resolve, unix_ms, When};
 use cli::output::{
-    goods_table, order_table, outcome, purchase_line, stats_table, GoodsJson, OrderJson,
+    goods_table, order_table, outcome, purchase_line, reconcile_table, stats_table, DriftJson,
+    GoodsJson, OrderJson,
 };
 
 /// The exit code of an answer that is not a success but not an error either.
@@ -36,7 +37,8 @@ struct Cli {
     #[arg(long, global = true, help_heading = GLOBAL)]
     #[arg(env = "SECKILL_ADDR", default_value = "127.0.0.1:7700")]
     addr: String,
-    /// Admin token, needed by `goods add`, `goods restock` and `stats`.
+    /// Admin token, needed by `goods add`, `goods restock`, `stats` and
+    /// `reconcile`.
     // The env value stays out of --help: the token is a secret.
     #[arg(long, global = true, help_heading = GLOBAL)]
     #[arg(env = "SECKILL_ADMIN_TOKEN", hide_env_values = true)]
@@ -75,6 +77,19 @@ enum Command {
     },
     /// Show the server's counters (admin).
     Stats,
+    /// Repair the stock store from the order store and show what was found
+    /// and fixed, per goods (admin).
+    ///
+    /// DRIFT is FOUND LEFT minus LEFT: negative for units that were held back
+    /// from sale (as a crash between the stock deduction and the order
+    /// commit leaves them), positive for units that would have been sold
+    /// twice. FOUND LEFT is `missing` when the stock store held no stock for
+    /// the goods.
+    Reconcile {
+        /// Only this goods; without it, every goods.
+        #[arg(long, value_parser = parse_goods_id)]
+        goods: Option<u64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -223,6 +238,16 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 print_json(&map)?;
             } else {
                 emit(&stats_table(&stats))?;
+            }
+        }
+        Command::Reconcile { goods } => {
+            let drifts = connect()?.reconcile(*goods)?;
+            if cli.json {
+                print_json(&drifts.iter().map(DriftJson::from).collect::<Vec<_>>())?;
+            } else if drifts.is_empty() {
+                emit("no goods\n")?;
+            } else {
+                emit(&reconcile_table(&drifts))?;
             }
         }
     }
@@ -379,5 +404,12 @@ mod tests {
             Command::Goods(GoodsCommand::Add { price: 1999, .. })
         ));
         assert!(Cli::try_parse_from(["seckill-cli", "goods", "add", "--price", "1.999"]).is_err());
+
+        let every = Cli::try_parse_from(["seckill-cli", "reconcile"]).unwrap();
+        assert!(matches!(every.command, Command::Reconcile { goods: None }));
+        let one = Cli::try_parse_from(["seckill-cli", "reconcile", "--goods", "3"]).unwrap();
+        assert!(matches!(one.command, Command::Reconcile { goods: Some(3) }));
+        // Goods ids start at 1; 0 would mean every goods on the wire.
+        assert!(Cli::try_parse_from(["seckill-cli", "reconcile", "--goods", "0"]).is_err());
     }
 }

@@ -28,6 +28,16 @@ pub fn parse_price(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("price {s} is too large"))
 }
 
+/// Parses a goods id, which starts at 1: on the wire, RECONCILE's 0 means
+/// every goods, so a typed 0 must not get that far.
+pub fn parse_goods_id(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(0) => Err("goods ids start at 1".into()),
+        Ok(id) => Ok(id),
+        Err(e) => Err(format!("invalid goods id {s:?}: {e}")),
+    }
+}
+
 /// Shows cents as units with two decimals: 1999 as `19.99`.
 pub fn format_price(cents: u64) -> String {
     format!("{}.{:02}", cents / 100, cents % 100)
@@ -133,6 +143,15 @@ mod tests {
         }
         assert!(parse_price("184467440737095516.16").is_err());
         assert!(parse_price("99999999999999999999").is_err());
+    }
+
+    #[test]
+    fn goods_ids_start_at_1() {
+        assert_eq!(parse_goods_id("1"), Ok(1));
+        assert_eq!(parse_goods_id("18446744073709551615"), Ok(u64::MAX));
+        for bad in ["0", "-1", "", "x", "18446744073709551616"] {
+            assert!(parse_goods_id(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Showing what the server says: aligned tables for people, JSON for scripts.
 
-use seckill_client::{Goods, Order, Purchase, Stat};
+use seckill_client::{Drift, Goods, Order, Purchase, Stat};
 use serde::Serialize;
 
 use super::input::{format_price, format_time};
@@ -123,6 +123,41 @@ pub fn stats_table(stats: &[Stat]) -> String {
     table.render()
 }
 
+/// RECONCILE's findings: each goods' stock-store entry as found (`missing`
+/// when it held none) and as left, and the drift between them.
+pub fn reconcile_table(drifts: &[Drift]) -> String {
+    use Align::*;
+    let mut table = Table::new(&[
+        ("GOODS", Right),
+        ("FOUND LEFT", Right),
+        ("FOUND HOLDERS", Right),
+        ("LEFT", Right),
+        ("HOLDERS", Right),
+        ("DRIFT", Right),
+    ]);
+    for d in drifts {
+        table.row(vec![
+            d.goods_id.to_string(),
+            d.found_remaining
+                .map_or_else(|| "missing".to_string(), |n| n.to_string()),
+            d.found_holders.to_string(),
+            d.remaining.to_string(),
+            d.holders.to_string(),
+            signed(d.drift()),
+        ]);
+    }
+    table.render()
+}
+
+/// A difference with its sign, `+3` or `-1`; no change is a plain `0`.
+fn signed(n: i64) -> String {
+    if n == 0 {
+        "0".into()
+    } else {
+        format!("{n:+}")
+    }
+}
+
 /// The machine name of a BUY outcome, as in the protocol's status names.
 pub fn outcome(purchase: Purchase) -> &'static str {
     match purchase {
@@ -175,6 +210,31 @@ impl<'a> From<&'a Goods> for GoodsJson<'a> {
             start_ms: g.start_ms,
             end: format_time(g.end_ms),
             end_ms: g.end_ms,
+        }
+    }
+}
+
+/// One goods of RECONCILE for `--json`: `found_remaining` is null when the
+/// stock store held no stock for the goods.
+#[derive(Serialize)]
+pub struct DriftJson {
+    goods_id: u64,
+    found_remaining: Option<u32>,
+    found_holders: u32,
+    remaining: u32,
+    holders: u32,
+    drift: i64,
+}
+
+impl From<&Drift> for DriftJson {
+    fn from(d: &Drift) -> Self {
+        DriftJson {
+            goods_id: d.goods_id,
+            found_remaining: d.found_remaining,
+            found_holders: d.found_holders,
+            remaining: d.remaining,
+            holders: d.holders,
+            drift: d.drift(),
         }
     }
 }
@@ -239,5 +299,51 @@ mod tests {
         assert_eq!(json["price"], "999.00");
         assert_eq!(json["start"], "2023-11-14T22:13:20Z");
         assert_eq!(json["state"], "on_sale");
+    }
+
+    #[test]
+    fn reconcile_shows_missing_entries_and_signed_drift() {
+        let drifts = [
+            Drift {
+                goods_id: 1,
+                found_remaining: Some(41),
+                found_holders: 59,
+                remaining: 42,
+                holders: 58,
+            },
+            Drift {
+                goods_id: 2,
+                found_remaining: None,
+                found_holders: 0,
+                remaining: 7,
+                holders: 3,
+            },
+            Drift {
+                goods_id: 30,
+                found_remaining: Some(5),
+                found_holders: 1,
+                remaining: 2,
+                holders: 1,
+            },
+            Drift {
+                goods_id: 4,
+                found_remaining: Some(9),
+                found_holders: 1,
+                remaining: 9,
+                holders: 1,
+            },
+        ];
+        assert_eq!(
+            reconcile_table(&drifts),
+            "GOODS  FOUND LEFT  FOUND HOLDERS  LEFT  HOLDERS  DRIFT\n    \
+                 1          41             59    42       58     -1\n    \
+                 2     missing              0     7        3     -7\n   \
+                30           5              1     2        1     +3\n    \
+                 4           9              1     9        1      0\n"
+        );
+        let json = serde_json::to_value(DriftJson::from(&drifts[1])).unwrap();
+        assert_eq!(json["found_remaining"], serde_json::Value::Null);
+        assert_eq!(json["remaining"], 7);
+        assert_eq!(json["drift"], -7);
     }
 }
