@@ -1,0 +1,90 @@
+-- seckill: the order store on MySQL / MariaDB.
+--
+-- By hand:  mariadb -uroot < schema.sql     (creates the database `seckill`)
+-- The server needs no manual step: `MysqlStore::open` creates the database
+-- named in its URL and runs the CREATE TABLE statements below when the
+-- tables are missing (it skips the CREATE DATABASE and USE lines, so this
+-- file is the only copy of the DDL). Keep every statement ending in ";" at
+-- the end of a line, and no ";" inside a statement.
+--
+-- The order store is the truth of a sale: at start the stock counter is
+-- rebuilt from it (units left = total - live orders), so a committed order
+-- must never be lost (InnoDB with innodb_flush_log_at_trx_commit = 1, the
+-- default) and never exist twice.
+--
+-- Conventions:
+--   * ids, user ids and order numbers are BIGINT UNSIGNED: the server uses
+--     all 64 bits (order numbers above 2^63 are normal).
+--   * *_ms columns are milliseconds since the Unix epoch, as the seckill
+--     server stamps them. created_at / updated_at are maintained by the
+--     database for operators, in UTC (the server's sessions run with
+--     time_zone = '+00:00').
+
+CREATE DATABASE IF NOT EXISTS seckill
+    CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+USE seckill;
+
+-- One row per goods on sale. Small and read at start into the server's
+-- catalog. Orders for a goods are only written after it is loaded from here.
+CREATE TABLE IF NOT EXISTS goods (
+    id          BIGINT UNSIGNED  NOT NULL AUTO_INCREMENT,
+    -- At most 200 characters: the protocol's MAX_NAME_LEN is 200 bytes.
+    name        VARCHAR(200)     NOT NULL,
+    price_cents BIGINT UNSIGNED  NOT NULL,
+    -- Units ever put on sale (initial stock plus restocks). Units left are
+    -- total minus the live orders, never stored, so they cannot drift.
+    total       INT UNSIGNED     NOT NULL,
+    -- The sale window: [start_ms, end_ms).
+    start_ms    BIGINT UNSIGNED  NOT NULL,
+    end_ms      BIGINT UNSIGNED  NOT NULL,
+    -- 0 = on sale. Other values are reserved for the goods lifecycle
+    -- (paused, ended).
+    state       TINYINT UNSIGNED NOT NULL DEFAULT 0,
+    created_at  DATETIME(3)      NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    updated_at  DATETIME(3)      NOT NULL DEFAULT CURRENT_TIMESTAMP(3)
+                                 ON UPDATE CURRENT_TIMESTAMP(3),
+    PRIMARY KEY (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
+
+-- One row per order. Written by the server's order writer in batches, one
+-- transaction per batch (group commit), hundreds to thousands of rows per
+-- second during a sale.
+CREATE TABLE IF NOT EXISTS orders (
+    -- A surrogate key: InnoDB clusters rows by the primary key, and an
+    -- increasing one keeps inserts appending instead of splitting pages
+    -- (order numbers are not monotonic).
+    id          BIGINT UNSIGNED  NOT NULL AUTO_INCREMENT,
+    order_no    BIGINT UNSIGNED  NOT NULL,
+    user_id     BIGINT UNSIGNED  NOT NULL,
+    goods_id    BIGINT UNSIGNED  NOT NULL,
+    -- 0 created, 1 paid, 2 cancelled (seckill_proto::OrderState).
+    state       TINYINT UNSIGNED NOT NULL DEFAULT 0,
+    -- Which of the user's purchase slots of the goods this order holds:
+    -- 1 for a live order, NULL once it is cancelled (a cancel sets state = 2
+    -- and live_slot = NULL in one UPDATE). See orders_one_live below.
+    live_slot   TINYINT UNSIGNED NULL DEFAULT 1,
+    -- When the server created the order (its clock, not the database's).
+    created_ms  BIGINT UNSIGNED  NOT NULL,
+    created_at  DATETIME(3)      NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    updated_at  DATETIME(3)      NOT NULL DEFAULT CURRENT_TIMESTAMP(3)
+                                 ON UPDATE CURRENT_TIMESTAMP(3),
+    PRIMARY KEY (id),
+    -- The order number is what clients hold and what a retried batch is
+    -- recognised by: unique, and the lookup key for an order.
+    UNIQUE KEY orders_order_no (order_no),
+    -- ONE LIVE ORDER PER USER PER GOODS, enforced by the database itself as
+    -- the last guard behind the stock counter. NULLs never collide in a
+    -- unique key, so cancelled orders (live_slot NULL) fall outside it and
+    -- the user may buy again. A purchase limit of N per user will use slots
+    -- 1..N with no change to this key. It also serves "the live order of a
+    -- user" (find_order) and "the live orders of a goods" (the stock rebuild
+    -- at start, by its goods_id prefix), and backs the foreign key.
+    UNIQUE KEY orders_one_live (goods_id, user_id, live_slot),
+    -- A user's orders, newest first (order history, the lifecycle's listing).
+    KEY orders_by_user (user_id, created_ms),
+    -- An order is always for a known goods. Costs a shared lock on the goods
+    -- row per batch, which only a restock waits on, for one commit.
+    CONSTRAINT orders_goods FOREIGN KEY (goods_id) REFERENCES goods (id),
+    -- A cancelled order never holds a slot (else it would block a re-buy).
+    CONSTRAINT orders_cancelled_frees_slot CHECK (state <> 2 OR live_slot IS NULL)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;

@@ -1,0 +1,869 @@
+//! The production order store: MySQL or MariaDB.
+//!
+//! The tables are those of `schema.sql` at the repository root, the one copy
+//! of the DDL: [`MysqlStore::open`] creates the database named in its URL and
+//! runs the file's CREATE TABLE statements when the tables are missing. The
+//! database itself guards "one live order per user per goods" with a unique
+//! key on `(goods_id, user_id, live_slot)`.
+//!
+//! A batch of orders is one transaction of multi-row INSERTs, 1000 rows per
+//! statement. A row that hits a unique key is turned into a no-op update
+//! (`ON DUPLICATE KEY UPDATE id = id`) rather than failing the batch; the
+//! rare chunk where that happened is then looked at row by row. `INSERT
+//! IGNORE` would do the same but also turns data errors into warnings, so a
+//! bad row could vanish silently; a no-op update fails on them instead.
+//!
+//! Connections come from a `mysql::Pool`, which opens new ones as needed.
+//! Every connect, read and write has a timeout, so a dead MySQL costs a
+//! worker a few seconds, never forever. A connection whose link failed
+//! mid-exchange may still receive the reply it timed out on and would answer
+//! the next query with it, so it is never handed out again: the whole pool
+//! is replaced (the server most likely went away for all of them anyway),
+//! and a call that is safe to run twice is tried once more on a new
+//! connection.
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use ::mysql::consts::CapabilityFlags;
+use ::mysql::prelude::Queryable;
+use ::mysql::{DriverError, Error, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, PooledConn};
+use parking_lot::RwLock;
+use seckill_proto::{NewGoods, OrderState};
+
+use super::outage::Outage;
+use super::{GoodsId, GoodsRecord, OrderNo, OrderRecord, OrderStore, StoreError, UserId, Written};
+
+/// The DDL, kept in one place: the tables are created from this file.
+const SCHEMA: &str = include_str!("../../schema.sql");
+
+/// The database used when the URL names none (as in `schema.sql`).
+const DEFAULT_DB: &str = "seckill";
+
+/// How long to wait for a TCP connection, and for any read or write on it.
+/// A URL's own `tcp_connect_timeout_ms`, `read_timeout` or `write_timeout`
+/// wins.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a call waits for a connection when the pool is at its maximum.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections: none opened ahead (the pool is replaced after a broken
+/// link), at most this many (workers, the order writer, admin calls).
+const MAX_CONNECTIONS: usize = 32;
+
+/// Run on every new connection. Strict mode makes an out-of-range or too
+/// long value an error, never a silent truncation, whatever the server's
+/// default. UTC for the `created_at`/`updated_at` columns. A lock wait gives
+/// up before the read timeout, so it fails as a clean server error and the
+/// connection stays usable.
+const SESSION_INIT: &str = "SET SESSION \
+    sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION', \
+    time_zone = '+00:00', \
+    innodb_lock_wait_timeout = 3";
+
+/// Rows per INSERT statement: about 100 kB of SQL, far under any
+/// `max_allowed_packet`.
+const ROWS_PER_INSERT: usize = 1000;
+
+/// Server errors that may pass (the request is answered `busy`); any other
+/// server error is a bug or a damaged database. By code: too many
+/// connections (1040, 1203, 1226), shutdown in progress (1053), out of
+/// memory or resources (1037, 1038, 1041), storage engine errors and a full
+/// disk or table (1021, 1030, 1114), connection aborted or killed (1152,
+/// 1158-1161, 1927), error during commit or rollback (1180, 1181), lock wait
+/// timeout (1205), deadlock (1213), read-only server (1290, 1836),
+/// interrupted or timed out statement (1317, 1969, 3024), too many
+/// transactions (1637), unknown or inaccessible database (1044, 1045, 1049),
+/// closed for inactivity (4031).
+const PASSING_SERVER_ERRORS: &[u16] = &[
+    1021, 1030, 1037, 1038, 1040, 1041, 1044, 1045, 1049, 1053, 1114, 1152, 1158, 1159, 1160, 1161,
+    1180, 1181, 1203, 1205, 1213, 1226, 1290, 1317, 1637, 1836, 1927, 1969, 3024, 4031,
+];
+
+/// Server errors that end the connection: shutdown in progress (1053),
+/// connection aborted (1152), killed (1927), closed for inactivity (4031).
+const CONNECTION_ENDED: &[u16] = &[1053, 1152, 1927, 4031];
+
+const GOODS_COLUMNS: &str = "id, name, price_cents, total, start_ms, end_ms";
+
+type GoodsRow = (u64, String, u64, u32, u64, u64);
+
+pub struct MysqlStore {
+    /// To build a new pool after a broken link.
+    opts: Opts,
+    /// The pool in use and its generation, so that of many calls failing
+    /// on one dead pool only the first replaces it.
+    pool: RwLock<(u64, Pool)>,
+    outage: Outage,
+}
+
+/// Whether the link itself failed: the connection is gone, or may be out of
+/// step with the server, and must not be used again.
+fn broken(e: &Error) -> bool {
+    match e {
+        Error::IoError(_) | Error::CodecError(_) => true,
+        Error::DriverError(d) => matches!(
+            d,
+            DriverError::PacketOutOfSync
+                | DriverError::UnexpectedPacket
+                | DriverError::PacketTooLarge
+        ),
+        Error::MySqlError(e) => CONNECTION_ENDED.contains(&e.code),
+        _ => false,
+    }
+}
+
+/// What a MySQL error means to the sale: the store is unavailable (the
+/// link, the server's health, a lock conflict) or something is wrong with
+/// the data or the code (a constraint, a value that does not convert).
+fn store_error(what: &str, e: &Error) -> StoreError {
+    let passing = match e {
+        Error::MySqlError(e) => PASSING_SERVER_ERRORS.contains(&e.code),
+        Error::FromValueError(_) | Error::FromRowError(_) => false,
+        Error::DriverError(
+            DriverError::MismatchedStmtParams(..)
+            | DriverError::Params(_)
+            | DriverError::MixedParams,
+        ) => false,
+        _ => true,
+    };
+    if passing {
+        StoreError::Unavailable(format!("mysql {what}: {e}"))
+    } else {
+        StoreError::Inconsistent(format!("mysql {what}: {e}"))
+    }
+}
+
+/// The CREATE TABLE statements of `schema.sql`, in order: everything but
+/// comment lines, CREATE DATABASE and USE (the database is the URL's).
+fn table_ddl(schema: &str) -> Vec<String> {
+    let code: String = schema
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    code.split(';')
+        .map(str::trim)
+        .filter(|s| {
+            let upper = s.to_ascii_uppercase();
+            !s.is_empty() && !upper.starts_with("CREATE DATABASE") && !upper.starts_with("USE ")
+        })
+        .map(String::from)
+        .collect()
+}
+
+/// A database name as a quoted identifier.
+fn quote_ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+fn goods_record((id, name, price_cents, total, start_ms, end_ms): GoodsRow) -> GoodsRecord {
+    GoodsRecord {
+        id,
+        name,
+        price_cents,
+        total,
+        start_ms,
+        end_ms,
+    }
+}
+
+/// One multi-row INSERT of a chunk of orders. The values are all integers
+/// formatted here, so the text protocol is safe, and saves preparing a
+/// statement of up to 6000 placeholders.
+fn insert_sql(chunk: &[OrderRecord]) -> String {
+    let mut sql = String::with_capacity(120 + chunk.len() * 90);
+    sql.push_str(
+        "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms) VALUES ",
+    );
+    for (i, o) in chunk.iter().enumerate() {
+        if i > 0 {
+            sql.push(',');
+        }
+        // A cancelled order holds no slot, so it never blocks a re-buy.
+        let slot = if o.state == OrderState::Cancelled {
+            "NULL"
+        } else {
+            "1"
+        };
+        sql.push_str(&format!(
+            "({},{},{},{},{slot},{})",
+            o.order_no, o.user_id, o.goods_id, o.state as u8, o.created_ms
+        ));
+    }
+    sql.push_str(" ON DUPLICATE KEY UPDATE id = id");
+    sql
+}
+
+/// What became of an order whose chunk did not insert every row: it is
+/// stored if the user's live order of the goods carries its number, else
+/// the user holds another one. `None` if the user holds none: the number is
+/// taken by another user's or a cancelled order. The locking read sees the
+/// latest committed row, not the transaction's snapshot.
+fn outcome(conn: &mut PooledConn, o: &OrderRecord) -> ::mysql::Result<Option<Written>> {
+    let live: Option<u64> = conn.exec_first(
+        "SELECT order_no FROM orders
+         WHERE goods_id = ? AND user_id = ? AND live_slot IS NOT NULL
+         ORDER BY live_slot LIMIT 1 LOCK IN SHARE MODE",
+        (o.goods_id, o.user_id),
+    )?;
+    Ok(live.map(|n| {
+        if n == o.order_no {
+            Written::Stored
+        } else {
+            Written::Duplicate(n)
+        }
+    }))
+}
+
+/// Writes a batch, in a transaction. `Err(order_no)` inside: that
+/// order could not be written and its user holds no live order.
+fn write_batch(
+    conn: &mut PooledConn,
+    orders: &[OrderRecord],
+) -> ::mysql::Result<Result<Vec<Written>, OrderNo>> {
+    let mut written = Vec::with_capacity(orders.len());
+    for chunk in orders.chunks(ROWS_PER_INSERT) {
+        conn.query_drop(insert_sql(chunk))?;
+        // An inserted row counts 1, a no-op update 0 (CLIENT_FOUND_ROWS is
+        // off, see `open`): fewer than the chunk means a row was refused.
+        if conn.affected_rows() == chunk.len() as u64 {
+            written.extend(chunk.iter().map(|_| Written::Stored));
+            continue;
+        }
+        for o in chunk {
+            match outcome(conn, o)? {
+                Some(w) => written.push(w),
+                None => return Ok(Err(o.order_no)),
+            }
+        }
+    }
+    Ok(Ok(written))
+}
+
+fn goods_by_id(conn: &mut PooledConn, id: GoodsId) -> ::mysql::Result<Option<GoodsRecord>> {
+    let row: Option<GoodsRow> = conn.exec_first(
+        format!("SELECT {GOODS_COLUMNS} FROM goods WHERE id = ?"),
+        (id,),
+    )?;
+    Ok(row.map(goods_record))
+}
+
+impl MysqlStore {
+    /// Connects to `url` (`mysql://user:password@host:port/database`, the
+    /// database defaulting to `seckill`), creates the database and its
+    /// tables if they are missing, and checks that the tables have the
+    /// columns this store uses.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let opts = Opts::from_url(url)
+            .map_err(|e| StoreError::Unavailable(format!("mysql: bad url: {e}")))?;
+        let db = opts.get_db_name().unwrap_or(DEFAULT_DB).to_string();
+        let pool_opts = if opts.get_pool_opts().constraints() == PoolConstraints::DEFAULT {
+            // Not set by the URL: ours. PoolConstraints::new(0, n) is Some.
+            PoolOpts::default().with_constraints(
+                PoolConstraints::new(0, MAX_CONNECTIONS).unwrap_or(PoolConstraints::DEFAULT),
+            )
+        } else {
+            opts.get_pool_opts().clone()
+        };
+        let mut init = vec![SESSION_INIT.to_string()];
+        init.extend(opts.get_init());
+        let builder = OptsBuilder::from_opts(opts.clone())
+            .tcp_connect_timeout(Some(
+                opts.get_tcp_connect_timeout().unwrap_or(CONNECT_TIMEOUT),
+            ))
+            .read_timeout(Some(opts.get_read_timeout().copied().unwrap_or(IO_TIMEOUT)))
+            .write_timeout(Some(
+                opts.get_write_timeout().copied().unwrap_or(IO_TIMEOUT),
+            ))
+            // Affected rows must count a no-op update as 0 (write_batch).
+            .additional_capabilities(
+                opts.get_additional_capabilities() - CapabilityFlags::CLIENT_FOUND_ROWS,
+            )
+            .init(init)
+            // No reset when a connection goes back to the pool: the store
+            // leaves no session state behind (a failed transaction is rolled
+            // back, a broken link retires the pool), and a reset would throw
+            // away the prepared statements. No ping before each use either:
+            // a dead connection is found by using it (see `call`), and a
+            // ping on a partitioned link would wait out the read timeout for
+            // every idle connection in turn.
+            .pool_opts(
+                pool_opts
+                    .with_reset_connection(false)
+                    .with_check_health(false),
+            );
+
+        // The database may not exist yet: connect without it first.
+        let setup = || -> ::mysql::Result<()> {
+            let mut conn = ::mysql::Conn::new(builder.clone().db_name(None::<String>))?;
+            conn.query_drop(format!(
+                "CREATE DATABASE IF NOT EXISTS {} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
+                quote_ident(&db)
+            ))?;
+            conn.select_db(&db)?;
+            for ddl in table_ddl(SCHEMA) {
+                conn.query_drop(ddl)?;
+            }
+            let flush: Option<u64> = conn.query_first("SELECT @@innodb_flush_log_at_trx_commit")?;
+            if flush != Some(1) {
+                log::warn!(
+                    "mysql: innodb_flush_log_at_trx_commit is {flush:?}, not 1: \
+                     a crash of the database host may lose acknowledged orders"
+                );
+            }
+            Ok(())
+        };
+        setup().map_err(|e| store_error("setup", &e))?;
+        let opts: Opts = builder.db_name(Some(db)).into();
+        let pool = Pool::new(opts.clone()).map_err(|e| store_error("pool", &e))?;
+        let store = MysqlStore {
+            opts,
+            pool: RwLock::new((0, pool)),
+            outage: Outage::new("mysql order store"),
+        };
+        store.check_columns()?;
+        Ok(store)
+    }
+
+    /// Fails early, with the column named, if an existing table predates
+    /// the schema this store was built for.
+    fn check_columns(&self) -> Result<(), StoreError> {
+        self.call("schema check", |conn| {
+            conn.query_drop(format!("SELECT {GOODS_COLUMNS}, state FROM goods LIMIT 0"))?;
+            conn.query_drop(
+                "SELECT id, order_no, user_id, goods_id, state, live_slot, created_ms
+                 FROM orders LIMIT 0",
+            )
+        })
+    }
+
+    /// Runs an idempotent `f` on a pooled connection and reports the
+    /// result to the outage tracker. After a broken link `f` is tried once
+    /// more, on a new connection: an idle connection is found dead this way
+    /// (MySQL restarted, or closed it after `wait_timeout`) at the cost of
+    /// one failed attempt rather than a ping before every call, and a batch
+    /// whose COMMIT reply was lost is answered by its retry.
+    fn call<T>(
+        &self,
+        what: &str,
+        mut f: impl FnMut(&mut PooledConn) -> ::mysql::Result<T>,
+    ) -> Result<T, StoreError> {
+        let result = match self.attempt(&mut f) {
+            Err(e) if broken(&e) => self.attempt(&mut f),
+            result => result,
+        };
+        self.track(what, result)
+    }
+
+    /// [`call`](Self::call) for what must not run twice: a goods added or
+    /// restocked by an attempt whose reply was lost would be so twice.
+    fn call_once<T>(
+        &self,
+        what: &str,
+        mut f: impl FnMut(&mut PooledConn) -> ::mysql::Result<T>,
+    ) -> Result<T, StoreError> {
+        let result = self.attempt(&mut f);
+        self.track(what, result)
+    }
+
+    /// Runs `f` on a pooled connection. A connection whose link broke is
+    /// dropped, not handed back, and the pool it came from is replaced.
+    fn attempt<T>(
+        &self,
+        f: &mut impl FnMut(&mut PooledConn) -> ::mysql::Result<T>,
+    ) -> ::mysql::Result<T> {
+        let (generation, pool) = {
+            let current = self.pool.read();
+            (current.0, current.1.clone())
+        };
+        let mut conn = pool.try_get_conn(CHECKOUT_TIMEOUT)?;
+        let result = f(&mut conn);
+        if matches!(&result, Err(e) if broken(e)) {
+            self.retire(generation);
+            // Closes the socket here instead of returning it to the old
+            // pool, where another caller could still take it.
+            drop(conn.unwrap());
+        }
+        result
+    }
+
+    fn track<T>(&self, what: &str, result: ::mysql::Result<T>) -> Result<T, StoreError> {
+        let result = result.map_err(|e| store_error(what, &e));
+        match &result {
+            Err(e @ StoreError::Unavailable(_)) => self.outage.failed(e),
+            _ => self.outage.ok(),
+        }
+        result
+    }
+
+    /// Replaces the pool of this generation with an empty one; the old one
+    /// closes its idle connections when the last caller using it is done.
+    fn retire(&self, generation: u64) {
+        let mut current = self.pool.write();
+        if current.0 != generation {
+            return;
+        }
+        // With no minimum of connections, creating a pool connects nothing
+        // and cannot fail; if it ever does, the old pool stays.
+        if let Ok(pool) = Pool::new(self.opts.clone()) {
+            *current = (generation + 1, pool);
+        }
+    }
+}
+
+impl OrderStore for MysqlStore {
+    fn goods(&self) -> Result<Vec<GoodsRecord>, StoreError> {
+        let rows: Vec<GoodsRow> = self.call("goods", |conn| {
+            conn.query(format!("SELECT {GOODS_COLUMNS} FROM goods ORDER BY id"))
+        })?;
+        Ok(rows.into_iter().map(goods_record).collect())
+    }
+
+    fn add_goods(&self, goods: &NewGoods) -> Result<GoodsRecord, StoreError> {
+        let added = self.call_once("add goods", |conn| {
+            conn.exec_drop(
+                "INSERT INTO goods (name, price_cents, total, start_ms, end_ms)
+                 VALUES (?, ?, ?, ?, ?)",
+                (
+                    &goods.name,
+                    goods.price_cents,
+                    goods.stock,
+                    goods.start_ms,
+                    goods.end_ms,
+                ),
+            )?;
+            let id = conn.last_insert_id();
+            goods_by_id(conn, id)
+        })?;
+        added.ok_or_else(|| StoreError::Inconsistent("mysql: an added goods is gone".into()))
+    }
+
+    fn restock(&self, goods: GoodsId, amount: u32) -> Result<GoodsRecord, StoreError> {
+        // Saturates like the stock stores. Affected rows cannot tell an
+        // unknown goods (a restock by 0 changes nothing either): the goods
+        // is read back instead, in the same transaction.
+        let restocked = self.call_once("restock", |conn| {
+            transaction(conn, &Cell::new(false), |conn| {
+                conn.exec_drop(
+                    "UPDATE goods SET total = LEAST(total + ?, 4294967295) WHERE id = ?",
+                    (amount, goods),
+                )?;
+                Ok(goods_by_id(conn, goods)?.ok_or(()))
+            })
+        })?;
+        restocked.map_err(|()| StoreError::UnknownGoods(goods))
+    }
+
+    fn insert_orders(&self, orders: &[OrderRecord]) -> Result<Vec<Written>, StoreError> {
+        if orders.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Sticky over the retry: if the first attempt's COMMIT may have
+        // gone through and the retry failed, nobody knows.
+        let unsure = Cell::new(false);
+        let written = self
+            .call("insert orders", |conn| {
+                transaction(conn, &unsure, |conn| write_batch(conn, orders))
+            })
+            .map_err(|e| match e {
+                StoreError::Unavailable(m) if unsure.get() => StoreError::Indeterminate(m),
+                e => e,
+            })?;
+        written.map_err(|order_no| {
+            StoreError::Inconsistent(format!("mysql: order number {order_no} is already used"))
+        })
+    }
+
+    fn live_holders(&self, goods: GoodsId) -> Result<Vec<(UserId, OrderNo)>, StoreError> {
+        self.call("live holders", |conn| {
+            conn.exec(
+                "SELECT user_id, order_no FROM orders
+                 WHERE goods_id = ? AND live_slot IS NOT NULL",
+                (goods,),
+            )
+        })
+    }
+
+    fn find_order(&self, user: UserId, goods: GoodsId) -> Result<Option<OrderRecord>, StoreError> {
+        let found: Option<(u64, u8, u64)> = self.call("find order", |conn| {
+            conn.exec_first(
+                "SELECT order_no, state, created_ms FROM orders
+                 WHERE goods_id = ? AND user_id = ? AND live_slot IS NOT NULL
+                 ORDER BY live_slot LIMIT 1",
+                (goods, user),
+            )
+        })?;
+        let Some((order_no, state, created_ms)) = found else {
+            return Ok(None);
+        };
+        let state = OrderState::from_u8(state).ok_or_else(|| {
+            StoreError::Inconsistent(format!("mysql: order {order_no} has state {state}"))
+        })?;
+        Ok(Some(OrderRecord {
+            order_no,
+            user_id: user,
+            goods_id: goods,
+            state,
+            created_ms,
+        }))
+    }
+}
+
+/// Runs `body` in a transaction: commits if it gives `Ok(Ok(_))` (durable
+/// when COMMIT returns, with InnoDB's default flush at commit), rolls back
+/// anything else. After a broken link nothing more is sent: the server rolls
+/// back when the connection closes.
+///
+/// If the link breaks during COMMIT, the server may have committed before it
+/// went: `unsure` is set, so the caller can say the outcome is unknown
+/// rather than that nothing happened.
+fn transaction<T, E>(
+    conn: &mut PooledConn,
+    unsure: &Cell<bool>,
+    body: impl FnOnce(&mut PooledConn) -> ::mysql::Result<Result<T, E>>,
+) -> ::mysql::Result<Result<T, E>> {
+    conn.query_drop("START TRANSACTION")?;
+    match body(conn) {
+        Ok(Ok(v)) => match conn.query_drop("COMMIT") {
+            Ok(()) => Ok(Ok(v)),
+            Err(e) => {
+                if broken(&e) {
+                    unsure.set(true);
+                }
+                Err(e)
+            }
+        },
+        Ok(Err(e)) => {
+            conn.query_drop("ROLLBACK")?;
+            Ok(Err(e))
+        }
+        Err(e) if broken(&e) => Err(e),
+        Err(e) => match conn.query_drop("ROLLBACK") {
+            // The link broke on the way: that error, so the caller drops
+            // the connection rather than hand it out out of step.
+            Err(rollback) if broken(&rollback) => Err(rollback),
+            _ => Err(e),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against the real MySQL/MariaDB (`SECKILL_TEST_MYSQL`, default
+    //! mysql://root@127.0.0.1:3306): each test in a database of its own,
+    //! dropped when the test ends, failing or not.
+
+    use super::*;
+    use crate::store::testdb::TestDb;
+
+    fn open(db: &TestDb) -> MysqlStore {
+        MysqlStore::open(db.url()).unwrap_or_else(|e| panic!("open {}: {e}", db.url()))
+    }
+
+    fn new_goods(stock: u32) -> NewGoods {
+        NewGoods {
+            name: "Phone X".into(),
+            price_cents: 1999,
+            stock,
+            start_ms: 1_000,
+            end_ms: 2_000,
+        }
+    }
+
+    fn order(order_no: u64, user_id: u64, goods_id: u64) -> OrderRecord {
+        OrderRecord {
+            order_no,
+            user_id,
+            goods_id,
+            state: OrderState::Created,
+            created_ms: 1_500,
+        }
+    }
+
+    fn count(db: &TestDb, sql: &str) -> u64 {
+        db.conn()
+            .query_first(sql)
+            .expect("count query")
+            .expect("one row")
+    }
+
+    #[test]
+    fn the_schema_sql_yields_its_create_tables() {
+        let ddl = table_ddl(SCHEMA);
+        assert_eq!(ddl.len(), 2, "{ddl:#?}");
+        assert!(ddl[0].starts_with("CREATE TABLE IF NOT EXISTS goods"));
+        assert!(ddl[1].starts_with("CREATE TABLE IF NOT EXISTS orders"));
+    }
+
+    #[test]
+    fn open_creates_the_database_and_tables_and_can_be_repeated() {
+        let db = TestDb::new();
+        let store = open(&db);
+        let tables = count(
+            &db,
+            &format!(
+                "SELECT COUNT(*) FROM information_schema.tables
+                 WHERE table_schema = '{}' AND table_name IN ('goods', 'orders')",
+                db.name()
+            ),
+        );
+        assert_eq!(tables, 2);
+        let one_live = count(
+            &db,
+            &format!(
+                "SELECT COUNT(*) FROM information_schema.statistics
+                 WHERE table_schema = '{}' AND table_name = 'orders'
+                 AND index_name = 'orders_one_live' AND non_unique = 0",
+                db.name()
+            ),
+        );
+        assert_eq!(one_live, 3, "a unique key on three columns");
+        let g = store.add_goods(&new_goods(5)).unwrap();
+        drop(store);
+        // Again on the existing database: nothing is recreated or lost.
+        let store = open(&db);
+        assert_eq!(store.goods().unwrap(), vec![g]);
+    }
+
+    #[test]
+    fn open_fails_as_unavailable_when_nothing_listens() {
+        // Port 1 (tcpmux) is closed on any test machine.
+        match MysqlStore::open("mysql://root@127.0.0.1:1/seckill") {
+            Err(StoreError::Unavailable(_)) => {}
+            Err(e) => panic!("expected Unavailable, got {e}"),
+            Ok(_) => panic!("opened a store on port 1"),
+        }
+    }
+
+    #[test]
+    fn goods_are_added_listed_and_restocked() {
+        let db = TestDb::new();
+        let store = open(&db);
+        assert_eq!(store.goods().unwrap(), vec![]);
+        let a = store.add_goods(&new_goods(5)).unwrap();
+        assert_eq!(
+            (
+                a.name.as_str(),
+                a.price_cents,
+                a.total,
+                a.start_ms,
+                a.end_ms
+            ),
+            ("Phone X", 1999, 5, 1_000, 2_000)
+        );
+        let b = store
+            .add_goods(&NewGoods {
+                name: "手机 🚀".into(),
+                ..new_goods(1)
+            })
+            .unwrap();
+        assert_eq!(b.name, "手机 🚀", "utf8mb4 end to end");
+        assert!(b.id > a.id);
+        assert_eq!(store.goods().unwrap(), vec![a.clone(), b.clone()]);
+
+        assert_eq!(store.restock(a.id, 3).unwrap().total, 8);
+        assert_eq!(store.restock(a.id, 0).unwrap().total, 8);
+        assert_eq!(store.restock(b.id, u32::MAX).unwrap().total, u32::MAX);
+        assert_eq!(store.goods().unwrap()[0].total, 8);
+        assert!(matches!(
+            store.restock(b.id + 100, 1),
+            Err(StoreError::UnknownGoods(id)) if id == b.id + 100
+        ));
+    }
+
+    #[test]
+    fn a_big_batch_is_stored_in_chunks_and_a_retry_doubles_nothing() {
+        let db = TestDb::new();
+        let store = open(&db);
+        let g = store.add_goods(&new_goods(2500)).unwrap();
+        let batch: Vec<_> = (0..2500).map(|i| order(10_000 + i, i, g.id)).collect();
+        let stored = vec![Written::Stored; batch.len()];
+        assert_eq!(store.insert_orders(&batch).unwrap(), stored);
+        // A retried batch (its commit's reply was lost) is no error.
+        assert_eq!(store.insert_orders(&batch).unwrap(), stored);
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM orders"), 2500);
+        // Half new, half already stored, across a chunk boundary.
+        let more: Vec<_> = (1500..3500).map(|i| order(10_000 + i, i, g.id)).collect();
+        assert_eq!(
+            store.insert_orders(&more).unwrap(),
+            vec![Written::Stored; 2000]
+        );
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM orders"), 3500);
+        assert_eq!(store.insert_orders(&[]).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn a_second_live_order_is_refused_by_the_database_and_only_it() {
+        let db = TestDb::new();
+        let store = open(&db);
+        let g = store.add_goods(&new_goods(10)).unwrap();
+        store.insert_orders(&[order(100, 7, g.id)]).unwrap();
+        let written = store
+            .insert_orders(&[
+                order(200, 1, g.id),
+                order(201, 7, g.id),
+                order(202, 2, g.id),
+            ])
+            .unwrap();
+        assert_eq!(
+            written,
+            [Written::Stored, Written::Duplicate(100), Written::Stored]
+        );
+        assert_eq!(store.find_order(7, g.id).unwrap().unwrap().order_no, 100);
+        assert_eq!(store.find_order(2, g.id).unwrap().unwrap().order_no, 202);
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM orders"), 3);
+    }
+
+    #[test]
+    fn a_reused_order_number_is_inconsistent_and_writes_nothing() {
+        let db = TestDb::new();
+        let store = open(&db);
+        let g = store.add_goods(&new_goods(10)).unwrap();
+        store.insert_orders(&[order(100, 7, g.id)]).unwrap();
+        // 100 belongs to user 7; user 8 holds nothing.
+        let result = store.insert_orders(&[order(300, 9, g.id), order(100, 8, g.id)]);
+        assert!(
+            matches!(result, Err(StoreError::Inconsistent(_))),
+            "{result:?}"
+        );
+        assert_eq!(store.find_order(9, g.id).unwrap(), None, "rolled back");
+        // A data error (here: an unknown goods) fails the batch, never
+        // vanishes as a warning.
+        let result = store.insert_orders(&[order(400, 1, g.id + 1)]);
+        assert!(
+            matches!(result, Err(StoreError::Inconsistent(_))),
+            "{result:?}"
+        );
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM orders"), 1);
+        // The store is still usable after both.
+        assert_eq!(
+            store.insert_orders(&[order(500, 9, g.id)]).unwrap(),
+            [Written::Stored]
+        );
+    }
+
+    #[test]
+    fn live_holders_and_find_order_skip_cancelled_orders() {
+        let db = TestDb::new();
+        let store = open(&db);
+        let g = store.add_goods(&new_goods(10)).unwrap();
+        let other = store.add_goods(&new_goods(10)).unwrap();
+        let cancelled = OrderRecord {
+            state: OrderState::Cancelled,
+            ..order(100, 1, g.id)
+        };
+        let paid = OrderRecord {
+            state: OrderState::Paid,
+            created_ms: 1_234,
+            ..order(101, 2, g.id)
+        };
+        let written = store
+            .insert_orders(&[cancelled, paid.clone(), order(102, 3, other.id)])
+            .unwrap();
+        assert_eq!(written, [Written::Stored; 3]);
+        assert_eq!(store.live_holders(g.id).unwrap(), vec![(2, 101)]);
+        assert_eq!(store.find_order(2, g.id).unwrap(), Some(paid));
+        assert_eq!(store.find_order(1, g.id).unwrap(), None);
+        assert_eq!(store.find_order(3, g.id).unwrap(), None);
+        // After a cancel the user may buy again: the cancelled order holds
+        // no slot of the unique key.
+        assert_eq!(
+            store.insert_orders(&[order(103, 1, g.id)]).unwrap(),
+            [Written::Stored]
+        );
+        let mut holders = store.live_holders(g.id).unwrap();
+        holders.sort_unstable();
+        assert_eq!(holders, vec![(1, 103), (2, 101)]);
+        assert_eq!(store.live_holders(other.id + 1).unwrap(), vec![]);
+    }
+
+    /// Kills the store's connections from the side, as a MySQL restart or
+    /// `wait_timeout` would.
+    fn kill_store_connections(db: &TestDb) -> usize {
+        let mut admin = db.conn();
+        let ids: Vec<u64> = admin
+            .query(format!(
+                "SELECT id FROM information_schema.processlist
+                 WHERE db = '{}' AND id <> CONNECTION_ID()",
+                db.name()
+            ))
+            .unwrap();
+        for id in &ids {
+            admin.query_drop(format!("KILL CONNECTION {id}")).unwrap();
+        }
+        ids.len()
+    }
+
+    #[test]
+    fn a_dead_connection_is_replaced() {
+        let db = TestDb::new();
+        let store = open(&db);
+        let g = store.add_goods(&new_goods(10)).unwrap();
+        store.insert_orders(&[order(100, 1, g.id)]).unwrap();
+        assert!(kill_store_connections(&db) > 0);
+        // Idempotent calls are tried again on a new connection.
+        assert_eq!(store.find_order(1, g.id).unwrap().unwrap().order_no, 100);
+        assert_eq!(
+            store.insert_orders(&[order(101, 2, g.id)]).unwrap(),
+            [Written::Stored]
+        );
+        assert!(!store.outage.is_down());
+        // A restock is not, but the one after it works.
+        assert!(kill_store_connections(&db) > 0);
+        match store.restock(g.id, 1) {
+            Err(StoreError::Unavailable(_)) => assert!(store.outage.is_down()),
+            other => panic!("a restock on a killed connection: {other:?}"),
+        }
+        assert_eq!(store.restock(g.id, 1).unwrap().total, 11);
+        assert!(!store.outage.is_down());
+    }
+
+    #[test]
+    fn ids_above_i64_max_round_trip() {
+        let db = TestDb::new();
+        let store = open(&db);
+        let big = i64::MAX as u64 + 10;
+        db.conn()
+            .query_drop(format!("ALTER TABLE goods AUTO_INCREMENT = {big}"))
+            .unwrap();
+        let g = store
+            .add_goods(&NewGoods {
+                price_cents: u64::MAX,
+                start_ms: u64::MAX - 1,
+                end_ms: u64::MAX,
+                ..new_goods(1)
+            })
+            .unwrap();
+        assert_eq!(g.id, big);
+        assert_eq!(
+            (g.price_cents, g.start_ms, g.end_ms),
+            (u64::MAX, u64::MAX - 1, u64::MAX)
+        );
+        assert_eq!(store.restock(g.id, 1).unwrap().total, 2);
+        assert_eq!(store.goods().unwrap()[0].id, big);
+        let o = OrderRecord {
+            created_ms: u64::MAX,
+            ..order(u64::MAX, u64::MAX - 1, g.id)
+        };
+        assert_eq!(
+            store.insert_orders(std::slice::from_ref(&o)).unwrap(),
+            [Written::Stored]
+        );
+        assert_eq!(
+            store.insert_orders(std::slice::from_ref(&o)).unwrap(),
+            [Written::Stored]
+        );
+        assert_eq!(
+            store
+                .insert_orders(&[order(u64::MAX - 5, u64::MAX - 1, g.id)])
+                .unwrap(),
+            [Written::Duplicate(u64::MAX)]
+        );
+        assert_eq!(
+            store.live_holders(g.id).unwrap(),
+            vec![(u64::MAX - 1, u64::MAX)]
+        );
+        assert_eq!(store.find_order(u64::MAX - 1, g.id).unwrap(), Some(o));
+    }
+}
