@@ -26,9 +26,33 @@ pub struct Config {
     #[arg(long, default_value_t = 4)]
     pub workers: usize,
 
-    /// The embedded store's SQLite file (goods and orders).
+    /// The embedded store's SQLite file (goods and orders), used when no
+    /// `--mysql` is given.
     #[arg(long, default_value = "seckill.db")]
     pub data: PathBuf,
+
+    /// Keep stock in this Redis (e.g. redis://127.0.0.1:6379) instead of
+    /// process memory.
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+
+    /// Prefix of every Redis key this server uses.
+    #[arg(long, default_value = "seckill:")]
+    pub redis_prefix: String,
+
+    /// Keep goods and orders in this MySQL/MariaDB database (e.g.
+    /// mysql://root@127.0.0.1:3306/seckill) instead of the SQLite file.
+    /// The database and its tables are created when missing.
+    #[arg(long, value_name = "URL")]
+    pub mysql: Option<String>,
+
+    /// When a buyer is told "ok": `durable`, once the order is committed
+    /// to the order store; `queued` (needs --redis), once the stock is
+    /// deducted and the order appended to a Redis stream in the same atomic
+    /// step; the stream is written to the order store behind. Lossless only
+    /// if Redis persists its writes (appendonly yes, appendfsync always).
+    #[arg(long, value_enum, default_value_t = AckMode::Durable)]
+    pub ack: AckMode,
 
     /// Token that grants admin commands in HELLO. Without one, admin
     /// commands are refused on every connection.
@@ -71,7 +95,21 @@ pub struct Config {
     pub shutdown_grace: Duration,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AckMode {
+    Durable,
+    Queued,
+}
+
 impl Config {
+    /// Flags that only make sense together.
+    pub fn check(&self) -> Result<(), String> {
+        if self.ack == AckMode::Queued && self.redis.is_none() {
+            return Err("--ack queued needs --redis: the queue is a Redis stream".into());
+        }
+        Ok(())
+    }
+
     pub fn reactor_count(&self) -> usize {
         self.reactors
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))

@@ -35,10 +35,23 @@ pub struct Origin {
 /// Work that needs a store, so may block: done by a worker, never a reactor.
 #[derive(Debug)]
 pub enum Task {
-    Buy { user: UserId, goods: GoodsId },
-    OrderStatus { user: UserId, goods: GoodsId },
+    Buy {
+        user: UserId,
+        goods: GoodsId,
+    },
+    OrderStatus {
+        user: UserId,
+        goods: GoodsId,
+    },
     AddGoods(NewGoods),
-    Restock { goods: GoodsId, amount: u32 },
+    Restock {
+        goods: GoodsId,
+        amount: u32,
+    },
+    /// One goods, or every goods.
+    Reconcile {
+        goods: Option<GoodsId>,
+    },
 }
 
 #[derive(Debug)]

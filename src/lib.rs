@@ -26,6 +26,7 @@
 
 pub mod config;
 pub mod dispatch;
+pub mod drain;
 pub mod metrics;
 pub mod reactor;
 pub mod sale;

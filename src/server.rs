@@ -9,12 +9,15 @@ use anyhow::Context;
 use log::{info, warn};
 use mio::Poll;
 
-use crate::config::Config;
+use crate::config::{AckMode, Config};
 use crate::dispatch::{Mailbox, Reactors};
+use crate::drain::{Drain, DrainStop};
 use crate::metrics::Metrics;
 use crate::reactor::{self, Acceptor, Handler, Limits, Reactor};
 use crate::sale::Sale;
-use crate::store::{MemoryStock, SqliteStore};
+use crate::store::{
+    MemoryStock, MysqlStore, OrderQueue, OrderStore, RedisStock, SqliteStore, StockStore,
+};
 use crate::worker::Worker;
 use crate::writer::Writer;
 
@@ -26,6 +29,8 @@ pub struct Server {
     reactors: Vec<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
     writer: JoinHandle<()>,
+    /// The `queued` mode's queue drain and its stop switch.
+    drain: Option<(JoinHandle<()>, DrainStop)>,
 }
 
 /// Asks a running server to stop; cheap to clone and send to a signal
@@ -50,12 +55,13 @@ impl Shutdown {
 impl Server {
     /// Opens the stores, binds the listener and starts every thread.
     pub fn start(config: &Config) -> anyhow::Result<Server> {
+        config.check().map_err(anyhow::Error::msg)?;
         let metrics = Arc::new(Metrics::default());
-        let orders = SqliteStore::open(&config.data)
-            .with_context(|| format!("opening {}", config.data.display()))?;
+        let (stock, orders, queue) = open_stores(config)?;
         let sale = Sale::open(
-            Arc::new(MemoryStock::new()),
-            Arc::new(orders),
+            stock,
+            orders,
+            queue.clone(),
             config.node_id,
             metrics.clone(),
         )
@@ -88,6 +94,19 @@ impl Server {
         let (orders_tx, orders_rx) = crossbeam_channel::bounded(config.batch_max * 4);
         let writer =
             Writer::new(orders_rx, sale.clone(), reactors.clone(), config.batch_max).spawn()?;
+        let drain = match queue {
+            Some(queue) => {
+                let (drain, stop) = Drain::new(
+                    sale.clone(),
+                    queue,
+                    config.node_id,
+                    config.batch_max,
+                    config.shutdown_grace,
+                );
+                Some((drain.spawn()?, stop))
+            }
+            None => None,
+        };
         let workers = (0..config.workers.max(1))
             .map(|i| {
                 Worker::new(
@@ -155,6 +174,7 @@ impl Server {
             reactors: reactor_threads,
             workers,
             writer,
+            drain,
         })
     }
 
@@ -168,19 +188,108 @@ impl Server {
 
     /// Waits for the server to stop, in dependency order: no new
     /// connections, then every connection answered and closed, then the
-    /// workers' queue drained, then every accepted order written. The stores
-    /// close when the last thread drops them.
+    /// workers' queue drained, then every accepted order written (and, in
+    /// the `queued` mode, the order queue drained as far as the order store
+    /// allows). The stores close when the last thread drops them.
     pub fn join(self) {
         let threads = std::iter::once(self.acceptor)
             .chain(self.reactors)
             .chain(self.workers)
             .chain(std::iter::once(self.writer));
         for t in threads {
-            let name = t.thread().name().unwrap_or("?").to_owned();
-            if t.join().is_err() {
-                log::error!("thread {name} panicked");
-            }
+            join(t);
+        }
+        if let Some((drain, stop)) = self.drain {
+            stop.trigger();
+            join(drain);
         }
         info!("stopped");
+    }
+}
+
+fn join(t: JoinHandle<()>) {
+    let name = t.thread().name().unwrap_or("?").to_owned();
+    if t.join().is_err() {
+        log::error!("thread {name} panicked");
+    }
+}
+
+type Stores = (
+    Arc<dyn StockStore>,
+    Arc<dyn OrderStore>,
+    Option<Arc<dyn OrderQueue>>,
+);
+
+/// The stores the flags ask for: Redis or memory for stock, MySQL or SQLite
+/// for goods and orders, and in the `queued` mode the Redis order queue.
+fn open_stores(config: &Config) -> anyhow::Result<Stores> {
+    let orders: Arc<dyn OrderStore> = match &config.mysql {
+        Some(url) => {
+            let store = MysqlStore::open(url)
+                .with_context(|| format!("opening MySQL at {}", redact(url)))?;
+            info!("goods and orders in MySQL at {}", redact(url));
+            Arc::new(store)
+        }
+        None => {
+            let store = SqliteStore::open(&config.data)
+                .with_context(|| format!("opening {}", config.data.display()))?;
+            info!("goods and orders in {}", config.data.display());
+            Arc::new(store)
+        }
+    };
+    let Some(url) = &config.redis else {
+        info!("stock in process memory");
+        return Ok((Arc::new(MemoryStock::new()), orders, None));
+    };
+    let queued = config.ack == AckMode::Queued;
+    let redis = Arc::new(
+        RedisStock::open(url, &config.redis_prefix, config.ack)
+            .with_context(|| format!("opening Redis at {}", redact(url)))?,
+    );
+    info!(
+        "stock in Redis at {} (keys {}*), ack mode {:?}",
+        redact(url),
+        config.redis_prefix,
+        config.ack
+    );
+    let queue = queued.then(|| redis.clone() as Arc<dyn OrderQueue>);
+    Ok((redis, orders, queue))
+}
+
+/// A store URL with its password (if any) hidden, for logs and errors.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<url>".into();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}")
+            } else {
+                format!("{scheme}://{user}@{host}")
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn urls_are_logged_without_passwords() {
+        assert_eq!(
+            redact("mysql://root:s3cret@db:3306/seckill"),
+            "mysql://root:***@db:3306/seckill"
+        );
+        assert_eq!(
+            redact("mysql://root@127.0.0.1:3306/seckill"),
+            "mysql://root@127.0.0.1:3306/seckill"
+        );
+        assert_eq!(redact("redis://:p@ss@h:6379"), "redis://:***@h:6379");
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redact("not a url"), "<url>");
     }
 }

@@ -64,6 +64,7 @@ impl Worker {
                     Task::OrderStatus { user, goods } => self.sale.order_status(user, goods),
                     Task::AddGoods(new) => self.sale.add_goods(&new),
                     Task::Restock { goods, amount } => self.sale.restock(goods, amount),
+                    Task::Reconcile { goods } => self.sale.reconcile_reply(goods),
                 };
                 self.reactors.complete(job.origin, reply);
             }

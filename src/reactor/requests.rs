@@ -50,7 +50,7 @@ impl Handler {
             _ if !conn.greeted => {
                 return Some(Reply::error(Status::BadRequest, "HELLO first"));
             }
-            Request::AddGoods(_) | Request::Restock { .. } | Request::Stats if !conn.admin => {
+            request if request.opcode().is_admin() && !conn.admin => {
                 return Some(Reply::error(
                     Status::Unauthorized,
                     "admin command on a connection without the admin token",
@@ -100,6 +100,9 @@ impl Handler {
             Request::Restock { goods_id, amount } => Task::Restock {
                 goods: goods_id,
                 amount,
+            },
+            Request::Reconcile { goods_id } => Task::Reconcile {
+                goods: (goods_id != 0).then_some(goods_id),
             },
         };
         match self.jobs.try_send(Job { origin, task }) {

@@ -33,8 +33,17 @@ pub struct Entry {
     /// Set when the stock store answers "sold out"; from then on the reactor
     /// answers BUY itself. Cleared by a restock.
     sold_out: AtomicBool,
-    /// Committed orders, user → order number. At most `total` entries.
+    /// Acknowledged orders, user → order number. At most `total` entries.
     holders: RwLock<HashMap<UserId, OrderNo>>,
+    /// Reservations of this goods take it shared; reconciliation and
+    /// restock take it alone, so that they never race a deduction.
+    pub gate: RwLock<()>,
+    /// Units reserved in the stock store whose orders are neither committed
+    /// nor released yet: reconciliation waits for them to settle.
+    in_flight: AtomicU32,
+    /// A write of this goods' orders ended with an unknown outcome: the
+    /// stock store needs reconciling before it sells more.
+    unsure: AtomicBool,
 }
 
 impl Catalog {
@@ -61,6 +70,9 @@ impl Catalog {
             remaining: AtomicU32::new(remaining),
             sold_out: AtomicBool::new(remaining == 0),
             holders: RwLock::new(holders),
+            gate: RwLock::new(()),
+            in_flight: AtomicU32::new(0),
+            unsure: AtomicBool::new(false),
         };
         self.goods.write().insert(record.id, Arc::new(entry));
     }
@@ -128,9 +140,48 @@ impl Entry {
         self.set_remaining(remaining);
     }
 
-    /// Orders of this goods that are now committed.
+    /// Orders of this goods that are now acknowledged.
     pub fn add_holders(&self, orders: impl IntoIterator<Item = (UserId, OrderNo)>) {
         self.holders.write().extend(orders);
+    }
+
+    /// Replaces the holders with the stores' view (reconciliation).
+    pub fn set_holders(&self, holders: HashMap<UserId, OrderNo>) {
+        *self.holders.write() = holders;
+    }
+
+    pub fn mark_unsure(&self) {
+        self.unsure.store(true, Relaxed);
+    }
+
+    pub fn is_unsure(&self) -> bool {
+        self.unsure.load(Relaxed)
+    }
+
+    /// Reconciled: whatever was in doubt is settled.
+    pub fn clear_unsure(&self) {
+        self.unsure.store(false, Relaxed);
+    }
+
+    pub fn reserved(&self, units: u32) {
+        self.in_flight.fetch_add(units, Relaxed);
+    }
+
+    pub fn settled(&self, units: u32) {
+        self.in_flight.fetch_sub(units, Relaxed);
+    }
+
+    /// Waits until every reserved unit is committed or released, or the
+    /// deadline passes. Called with the gate held, so none is added.
+    pub fn wait_settled(&self, within: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        while self.in_flight.load(Relaxed) > 0 {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        true
     }
 }
 

@@ -5,26 +5,37 @@
 //!    window, an order this user already has, the sold-out flag;
 //! 2. a worker, through [`Sale::reserve`]: one merged call to the stock store
 //!    decides every pending BUY of a goods at once;
-//! 3. the order writer, through [`Sale::commit`]: accepted orders are written
-//!    in one transaction; only then is the buyer told "ok". If the write
-//!    fails, the units go back to stock and the buyers are told `busy`.
+//! 3. in the `durable` ack mode, the order writer, through [`Sale::commit`]:
+//!    accepted orders are written in one transaction; only then is the buyer
+//!    told "ok". If the write fails, the units go back to stock and the
+//!    buyers are told `busy`. In the `queued` mode the stock store appended
+//!    the order to its queue in the same atomic step as the deduction, so
+//!    the buyer is told "ok" at once and the writer drains the queue
+//!    ([`Sale::write_queued`]).
+//!
+//! The order store is the truth; [`Sale::reconcile`] rebuilds the stock
+//! store from it (at start, on RECONCILE, and when the stock store lost a
+//! goods).
 
 mod catalog;
 mod order_no;
+mod reconcile;
 
 pub use catalog::{Catalog, Entry};
 pub use order_no::{OrderNumbers, MAX_NODE_ID};
+pub use reconcile::describe;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use log::error;
+use log::{error, warn};
 use seckill_proto::{NewGoods, Order, OrderState, Reply, Status};
 
 use crate::metrics::{self, Metrics};
 use crate::store::{
-    GoodsId, OrderNo, OrderRecord, OrderStore, Reservation, StockStore, StoreError, UserId, Written,
+    GoodsId, OrderNo, OrderQueue, OrderRecord, OrderStore, Reservation, StockStore, StoreError,
+    UserId, Written,
 };
 
 pub fn now_ms() -> u64 {
@@ -46,6 +57,8 @@ pub struct Sale {
     pub catalog: Catalog,
     stock: Arc<dyn StockStore>,
     orders: Arc<dyn OrderStore>,
+    /// Present in the `queued` ack mode.
+    queue: Option<Arc<dyn OrderQueue>>,
     order_nos: OrderNumbers,
     metrics: Arc<Metrics>,
 }
@@ -76,40 +89,49 @@ fn store_failure(what: &str, e: &StoreError) -> Reply {
             error!("{what}: {e}");
             Reply::error(Status::InternalError, format!("{what} failed"))
         }
+        StoreError::Indeterminate(_) => {
+            error!("{what}: {e}");
+            Reply::error(
+                Status::InternalError,
+                "the order store failed while committing: the outcome is unknown; ask ORDER_STATUS",
+            )
+        }
     }
 }
 
 impl Sale {
-    /// Loads every goods into the catalog and rebuilds its stock from the
-    /// orders: remaining = total − live orders. This is what makes a restart
-    /// after a crash exact.
+    /// Loads every goods into the catalog and reconciles its stock with
+    /// the orders: remaining = total − orders (written or queued). This is
+    /// what makes a restart after a crash exact. With a `queue`, buyers are
+    /// told "ok" as soon as their order is queued (the `queued` ack mode).
     pub fn open(
         stock: Arc<dyn StockStore>,
         orders: Arc<dyn OrderStore>,
+        queue: Option<Arc<dyn OrderQueue>>,
         node_id: u16,
         metrics: Arc<Metrics>,
     ) -> Result<Sale, StoreError> {
-        let catalog = Catalog::new();
-        for goods in orders.goods()? {
-            let holders = orders.live_holders(goods.id)?;
-            let sold = u32::try_from(holders.len()).unwrap_or(u32::MAX);
-            if sold > goods.total {
-                error!(
-                    "goods {} has {sold} live orders for a total of {}",
-                    goods.id, goods.total
-                );
-            }
-            let remaining = goods.total.saturating_sub(sold);
-            stock.load(goods.id, remaining, &holders)?;
-            catalog.insert(&goods, remaining, holders.into_iter().collect());
-        }
-        Ok(Sale {
-            catalog,
+        let sale = Sale {
+            catalog: Catalog::new(),
             stock,
             orders,
+            queue,
             order_nos: OrderNumbers::new(node_id),
             metrics,
-        })
+        };
+        for goods in sale.orders.goods()? {
+            sale.catalog.insert(&goods, 0, HashMap::new());
+        }
+        for drift in sale.reconcile(None)? {
+            if !drift.is_in_step() {
+                warn!("reconciled at start: {}", describe(&drift));
+            }
+        }
+        Ok(sale)
+    }
+
+    pub fn queue(&self) -> Option<&Arc<dyn OrderQueue>> {
+        self.queue.as_ref()
     }
 
     /// Decides the BUYs of `users` for one goods with one call to the stock
@@ -128,21 +150,55 @@ impl Sale {
             ));
         };
         let buyers: Vec<_> = users.iter().map(|&u| (u, self.order_nos.next())).collect();
+        let created_ms = now_ms();
         metrics::add(&self.metrics.stock_calls, 1);
         metrics::add(&self.metrics.stock_buys, users.len() as u64);
+        if entry.is_unsure() {
+            // A write of this goods' orders ended in doubt: find out first.
+            self.reconcile_lost(&entry);
+        }
+        let gate = entry.gate.read();
         let reserved = match self.stock.reserve(goods, &buyers) {
             Ok(r) => r,
             Err(e) => {
+                drop(gate);
                 metrics::add(&self.metrics.busy, users.len() as u64);
+                if let StoreError::NotLoaded(_) = e {
+                    // The stock store lost this goods (a Redis restart):
+                    // reload it from the order store, then buyers can retry.
+                    self.reconcile_lost(&entry);
+                }
                 return answer_all(store_failure("stock store", &e));
             }
         };
+        let units = reserved
+            .decisions
+            .iter()
+            .filter(|d| **d == Reservation::Reserved)
+            .count();
+        let queued = self.queue.is_some();
+        if !queued {
+            // Settled by `commit`; reconciliation waits for that.
+            entry.reserved(units as u32);
+        }
+        drop(gate);
         entry.set_remaining(reserved.remaining);
-        let created_ms = now_ms();
+        if queued {
+            metrics::add(&self.metrics.buy_ok, units as u64);
+            entry.add_holders(
+                buyers
+                    .iter()
+                    .zip(&reserved.decisions)
+                    .filter(|(_, d)| **d == Reservation::Reserved)
+                    .map(|(&b, _)| b),
+            );
+        }
         buyers
             .iter()
             .zip(reserved.decisions)
             .map(|(&(user_id, order_no), decision)| match decision {
+                // Queued with the deduction: acknowledged now.
+                Reservation::Reserved if queued => Decision::Answer(Reply::Bought { order_no }),
                 Reservation::Reserved => Decision::Write(OrderRecord {
                     order_no,
                     user_id,
@@ -208,7 +264,19 @@ impl Sale {
                 entry.add_holders(holders);
             }
         }
-        for (goods, holders) in by_goods(&unsold) {
+        self.release(&unsold);
+        for (goods, orders) in by_goods(&orders.iter().collect::<Vec<_>>()) {
+            if let Some(entry) = self.catalog.get(goods) {
+                entry.settled(orders.len() as u32);
+            }
+        }
+        replies
+    }
+
+    /// Returns the units of orders that were reserved but will never be
+    /// written to the stock store.
+    fn release(&self, unsold: &[&OrderRecord]) {
+        for (goods, holders) in by_goods(unsold) {
             match self.stock.release(goods, &holders) {
                 Ok(remaining) => {
                     if let Some(entry) = self.catalog.get(goods) {
@@ -216,12 +284,50 @@ impl Sale {
                     }
                 }
                 // The units stay reserved with no order behind them: never
-                // oversold, and a restart (which rebuilds the stock from the
-                // orders) returns them.
+                // oversold, and reconciliation returns them.
                 Err(e) => error!("releasing {} units of goods {goods}: {e}", holders.len()),
             }
         }
-        replies
+    }
+
+    /// Writes orders drained from the queue (the `queued` ack mode). Their
+    /// buyers were told "ok" already, so a failed write is retried by the
+    /// caller, never answered. An order the database refuses as a second
+    /// order of its user means the stock store had lost that user's first
+    /// order (a Redis restart without persistence): the unit is returned and
+    /// the loss is logged; the user keeps the order the database holds.
+    pub fn write_queued(&self, orders: &[OrderRecord]) -> Result<(), StoreError> {
+        let written = self.orders.insert_orders(orders)?;
+        let mut unsold = Vec::new();
+        for (o, w) in orders.iter().zip(written) {
+            if let Written::Duplicate(held) = w {
+                error!(
+                    "queued order {} of user {} for goods {} duplicates order {held}; not written",
+                    o.order_no, o.user_id, o.goods_id
+                );
+                unsold.push(o);
+            }
+        }
+        metrics::add(&self.metrics.order_batches, 1);
+        metrics::add(
+            &self.metrics.orders_written,
+            (orders.len() - unsold.len()) as u64,
+        );
+        self.release(&unsold);
+        Ok(())
+    }
+
+    /// RECONCILE: one goods, or all with `None`.
+    pub fn reconcile_reply(&self, goods: Option<GoodsId>) -> Reply {
+        match self.reconcile(goods) {
+            Ok(drifts) => {
+                for d in drifts.iter().filter(|d| !d.is_in_step()) {
+                    warn!("reconciled: {}", describe(d));
+                }
+                Reply::Reconciled(drifts)
+            }
+            Err(e) => store_failure("reconcile", &e),
+        }
     }
 
     pub fn order_status(&self, user: UserId, goods: GoodsId) -> Reply {
@@ -274,6 +380,9 @@ impl Sale {
         if entry.total().checked_add(amount).is_none() {
             return Reply::error(Status::BadRequest, "total stock would overflow");
         }
+        // Alone with the goods: a reconciliation in between would count the
+        // new units twice.
+        let _gate = entry.gate.write();
         // The order store first: if the stock store then fails, the total is
         // right and the units are merely not yet for sale (never oversold).
         let record = match self.orders.restock(goods, amount) {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::{GoodsId, OrderNo, Reservation, Reserved, StockStore, StoreError, UserId};
+use super::{GoodsId, Holders, OrderNo, Reservation, Reserved, StockStore, StoreError, UserId};
 
 #[derive(Default)]
 pub struct MemoryStock {
@@ -97,6 +97,15 @@ impl StockStore for MemoryStock {
         let mut stock = stock.lock();
         stock.remaining = stock.remaining.saturating_add(amount);
         Ok(stock.remaining)
+    }
+
+    fn snapshot(&self, goods: GoodsId) -> Result<Option<(u32, Holders)>, StoreError> {
+        let Some(stock) = self.goods.read().get(&goods).cloned() else {
+            return Ok(None);
+        };
+        let stock = stock.lock();
+        let holders = stock.holders.iter().map(|(&u, &n)| (u, n)).collect();
+        Ok(Some((stock.remaining, holders)))
     }
 }
 

@@ -1,17 +1,26 @@
 //! The two stores a sale runs on, as traits, and their backends.
 //!
 //! The split follows the architecture: the *stock store* is the hot,
-//! atomic counter that decides who gets a unit (memory now, Redis next); the
-//! *order store* is the durable record of goods and orders (SQLite now, MySQL
-//! next). The order store is the truth: at start the stock store is rebuilt
-//! from it, which is what makes a crash unable to oversell or lose an order.
+//! atomic counter that decides who gets a unit (memory or Redis); the
+//! *order store* is the durable record of goods and orders (SQLite or
+//! MySQL). The order store is the truth: the stock store is reconciled with
+//! it at start and whenever the two may disagree, which is what makes a
+//! crash unable to oversell or lose an order.
 
 mod memory;
+mod mysql;
 pub mod outage;
+mod redis;
 mod sqlite;
+#[cfg(test)]
+pub(crate) mod testdb;
 
+pub use self::mysql::MysqlStore;
+pub use self::redis::RedisStock;
 pub use memory::MemoryStock;
 pub use sqlite::SqliteStore;
+
+use std::time::Duration;
 
 use seckill_proto::{NewGoods, OrderState};
 use thiserror::Error;
@@ -19,6 +28,8 @@ use thiserror::Error;
 pub type GoodsId = u64;
 pub type UserId = u64;
 pub type OrderNo = u64;
+/// Buyers holding a unit of a goods, with their order numbers.
+pub type Holders = Vec<(UserId, OrderNo)>;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -26,6 +37,11 @@ pub enum StoreError {
     /// the request is answered `busy`.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A write whose outcome is unknown: the link to the store broke while
+    /// it committed. Nothing may be assumed either way; reconciliation
+    /// finds out.
+    #[error("store write outcome unknown: {0}")]
+    Indeterminate(String),
     /// The goods does not exist in this store.
     #[error("unknown goods {0}")]
     UnknownGoods(GoodsId),
@@ -114,6 +130,48 @@ pub trait StockStore: Send + Sync {
 
     /// Adds units to a goods (a restock). Returns the units now left.
     fn add(&self, goods: GoodsId, amount: u32) -> Result<u32, StoreError>;
+
+    /// What the store holds for a goods: units left and holders, or `None`
+    /// if it holds nothing (never loaded, or lost). For reconciliation.
+    fn snapshot(&self, goods: GoodsId) -> Result<Option<(u32, Holders)>, StoreError>;
+}
+
+/// An order the stock store queued for writing (the `queued` ack mode),
+/// with the queue's id for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedOrder {
+    pub id: String,
+    pub order: OrderRecord,
+}
+
+/// The queue of acknowledged orders not yet written to the order store, in
+/// the `queued` ack mode: the stock store appends to it in the same atomic
+/// step as the deduction, and the order writer drains it.
+pub trait OrderQueue: Send + Sync {
+    /// New entries of these goods for this consumer, waiting up to `block`.
+    fn read(
+        &self,
+        goods: &[GoodsId],
+        consumer: &str,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<QueuedOrder>, StoreError>;
+
+    /// Entries another consumer read but did not acknowledge for
+    /// `min_idle` (a crashed server's), taken over by this consumer.
+    fn claim_stale(
+        &self,
+        goods: GoodsId,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<QueuedOrder>, StoreError>;
+
+    /// Entries now written to the order store: acknowledged and removed.
+    fn ack(&self, goods: GoodsId, ids: &[String]) -> Result<(), StoreError>;
+
+    /// Every order still in the queue of a goods (for reconciliation).
+    fn queued(&self, goods: GoodsId) -> Result<Vec<OrderRecord>, StoreError>;
 }
 
 /// The durable record of goods and orders.

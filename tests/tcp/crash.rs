@@ -9,7 +9,7 @@ use crate::harness::{on_sale, stored_orders, Server};
 
 /// Buys with `threads` clients, one new user per attempt, until the server
 /// goes away or the goods sells out. Returns every order told "ok".
-fn buy_until_gone(
+pub fn buy_until_gone(
     server: &Server,
     goods: u64,
     threads: usize,

@@ -33,13 +33,26 @@ impl Server {
             )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            // Set SECKILL_TEST_LOG=1 to see the server's log.
-            .stderr(if std::env::var_os("SECKILL_TEST_LOG").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            });
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn seckill-server");
+        // The log is kept to explain a failed start; SECKILL_TEST_LOG=1
+        // shows it as it comes.
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            let show = std::env::var_os("SECKILL_TEST_LOG").is_some();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if show {
+                    eprintln!("{line}");
+                }
+                let mut kept = kept.lock().unwrap();
+                if kept.len() < 64 * 1024 {
+                    kept.push_str(&line);
+                    kept.push('\n');
+                }
+            }
+        });
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -54,9 +67,11 @@ impl Server {
             Ok(line) => line,
             Err(_) => {
                 let _ = child.kill();
+                let status = child.wait();
+                std::thread::sleep(Duration::from_millis(100));
                 panic!(
-                    "seckill-server did not print its address: {:?}",
-                    child.wait()
+                    "seckill-server did not start ({status:?}); its log:\n{}",
+                    log.lock().unwrap()
                 );
             }
         };
@@ -270,4 +285,131 @@ fn error_body(body: &[u8]) -> Option<Reply> {
 /// The reply opcode for a request opcode.
 pub fn reply_to(op: Opcode) -> u8 {
     op as u8 | 0x80
+}
+
+/// A MySQL database and a Redis key prefix of this test's own, dropped and
+/// deleted when it ends. The servers given `args()` create the database.
+pub struct Backends {
+    pub mysql_base: String,
+    pub db: String,
+    pub redis_url: String,
+    pub prefix: String,
+}
+
+static BACKENDS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+impl Backends {
+    pub fn new() -> Backends {
+        let n = BACKENDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let tag = format!("{}_{n}_{nanos}", std::process::id());
+        Backends {
+            mysql_base: std::env::var("SECKILL_TEST_MYSQL")
+                .unwrap_or("mysql://root@127.0.0.1:3306".into()),
+            db: format!("seckill_it_{tag}"),
+            redis_url: std::env::var("SECKILL_TEST_REDIS")
+                .unwrap_or("redis://127.0.0.1:6379".into()),
+            prefix: format!("seckill-it:{tag}:"),
+        }
+    }
+
+    pub fn mysql_url(&self) -> String {
+        format!("{}/{}", self.mysql_base.trim_end_matches('/'), self.db)
+    }
+
+    /// Server flags for these stores in an ack mode.
+    pub fn args(&self, ack: &str) -> Vec<String> {
+        vec![
+            "--mysql".into(),
+            self.mysql_url(),
+            "--redis".into(),
+            self.redis_url.clone(),
+            "--redis-prefix".into(),
+            self.prefix.clone(),
+            "--ack".into(),
+            ack.into(),
+        ]
+    }
+
+    fn mysql(&self) -> mysql::PooledConn {
+        let pool = mysql::Pool::new(self.mysql_base.as_str())
+            .unwrap_or_else(|e| panic!("MySQL at {} ({e}); run ./test.sh", self.mysql_base));
+        pool.get_conn().expect("MySQL connection")
+    }
+
+    fn redis(&self) -> redis::Connection {
+        redis::Client::open(self.redis_url.as_str())
+            .and_then(|c| c.get_connection())
+            .unwrap_or_else(|e| panic!("Redis at {} ({e}); run ./test.sh", self.redis_url))
+    }
+
+    /// Every order row: (order number, user, goods, state).
+    pub fn orders(&self) -> Vec<(u64, u64, u64, u8)> {
+        use mysql::prelude::Queryable;
+        self.mysql()
+            .query(format!(
+                "SELECT order_no, user_id, goods_id, state FROM `{}`.orders",
+                self.db
+            ))
+            .expect("read orders")
+    }
+
+    /// The stock Redis holds for a goods.
+    pub fn redis_stock(&self, goods: u64) -> Option<u32> {
+        redis::cmd("GET")
+            .arg(format!("{}{{g{goods}}}:stock", self.prefix))
+            .query(&mut self.redis())
+            .expect("GET stock")
+    }
+
+    /// Entries still in a goods' order queue.
+    pub fn queue_len(&self, goods: u64) -> u64 {
+        redis::cmd("XLEN")
+            .arg(format!("{}{{g{goods}}}:queue", self.prefix))
+            .query(&mut self.redis())
+            .expect("XLEN")
+    }
+
+    /// Waits until MySQL holds `count` orders and the queue is empty (the
+    /// queued mode writes behind the replies).
+    pub fn wait_written(&self, goods: u64, count: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let written = self.orders().len();
+            if written == count && self.queue_len(goods) == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{written} of {count} orders written, {} queued",
+                self.queue_len(goods)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Backends {
+    fn drop(&mut self) {
+        use mysql::prelude::Queryable;
+        if let Ok(pool) = mysql::Pool::new(self.mysql_base.as_str()) {
+            if let Ok(mut conn) = pool.get_conn() {
+                let _ = conn.query_drop(format!("DROP DATABASE IF EXISTS `{}`", self.db));
+            }
+        }
+        if let Ok(mut redis) =
+            redis::Client::open(self.redis_url.as_str()).and_then(|c| c.get_connection())
+        {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}*", self.prefix))
+                .query(&mut redis)
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut redis);
+            }
+        }
+    }
 }

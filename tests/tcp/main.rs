@@ -9,3 +9,4 @@ mod flash_sale;
 mod malformed;
 mod pipelining;
 mod shutdown;
+mod stores;

@@ -1,0 +1,120 @@
+//! Reconciliation: the stock store rebuilt from the order store.
+//!
+//! The order store (plus, in the `queued` mode, the orders queued but not yet
+//! written) is the truth. A crash between a deduction and its commit leaves a
+//! unit reserved with no order behind it; a Redis restart loses the stock
+//! altogether. Reconciling a goods recomputes remaining = total − orders and
+//! the set of buyers, compares it with what the stock store holds (the
+//! drift), and loads the truth into the stock store.
+//!
+//! Reconciling takes the goods' gate alone, so no deduction runs beside it,
+//! and first waits for reserved units to be committed or released: what it
+//! reads from the stores is then complete. (With several servers on one
+//! Redis, another server's deductions are not held off: run RECONCILE when
+//! only one server sells a goods.)
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use log::{error, warn};
+use seckill_proto::Drift;
+
+use super::{Entry, Sale};
+use crate::store::{GoodsId, StoreError};
+
+/// How long reconciliation waits for a goods' reserved units to settle.
+const SETTLE_WITHIN: Duration = Duration::from_secs(10);
+
+/// One line for the log.
+pub fn describe(d: &Drift) -> String {
+    let found = match d.found_remaining {
+        Some(left) => format!("{left} left and {} buyers", d.found_holders),
+        None => "nothing".into(),
+    };
+    format!(
+        "goods {}: stock store had {found}; now {} left and {} buyers",
+        d.goods_id, d.remaining, d.holders
+    )
+}
+
+impl Sale {
+    /// Reconciles one goods, or every goods with `None`.
+    pub fn reconcile(&self, goods: Option<GoodsId>) -> Result<Vec<Drift>, StoreError> {
+        let entries = match goods {
+            Some(id) => vec![self.catalog.get(id).ok_or(StoreError::UnknownGoods(id))?],
+            None => self.catalog.all(),
+        };
+        entries
+            .iter()
+            .map(|entry| {
+                let _gate = entry.gate.write();
+                self.reconcile_entry(entry)
+            })
+            .collect()
+    }
+
+    /// After a store fault (the stock store lost the goods, or an order
+    /// write ended in doubt): reconcile it, unless another worker already
+    /// is.
+    pub(super) fn reconcile_lost(&self, entry: &Entry) {
+        let Some(_gate) = entry.gate.try_write() else {
+            return;
+        };
+        match self.reconcile_entry(entry) {
+            Ok(drift) => warn!("reconciled after a store fault: {}", describe(&drift)),
+            // Still unavailable: the next BUY tries again.
+            Err(e) => warn!("reloading goods {} into the stock store: {e}", entry.id),
+        }
+    }
+
+    /// The work, with the gate held by the caller.
+    fn reconcile_entry(&self, entry: &Entry) -> Result<Drift, StoreError> {
+        if !entry.wait_settled(SETTLE_WITHIN) {
+            return Err(StoreError::Unavailable(format!(
+                "goods {}: reserved units did not settle within {SETTLE_WITHIN:?}",
+                entry.id
+            )));
+        }
+        // The queue before the order store: an order that moves from one to
+        // the other in between is then seen twice (and counted once), never
+        // missed.
+        let queued = match &self.queue {
+            Some(q) => q.queued(entry.id)?,
+            None => Vec::new(),
+        };
+        let mut holders: HashMap<_, _> = self.orders.live_holders(entry.id)?.into_iter().collect();
+        for o in queued {
+            let held = *holders.entry(o.user_id).or_insert(o.order_no);
+            if held != o.order_no {
+                error!(
+                    "user {} has order {held} and queued order {} for goods {}",
+                    o.user_id, o.order_no, entry.id
+                );
+            }
+        }
+        let total = entry.total();
+        let sold = u32::try_from(holders.len()).unwrap_or(u32::MAX);
+        if sold > total {
+            error!(
+                "goods {} has {sold} orders for a total of {total}: oversold",
+                entry.id
+            );
+        }
+        let remaining = total.saturating_sub(sold);
+        let found = self.stock.snapshot(entry.id)?;
+        let pairs: Vec<_> = holders.iter().map(|(&u, &n)| (u, n)).collect();
+        self.stock.load(entry.id, remaining, &pairs)?;
+        entry.set_remaining(remaining);
+        entry.set_holders(holders);
+        entry.clear_unsure();
+        Ok(Drift {
+            goods_id: entry.id,
+            found_remaining: found.as_ref().map(|(left, _)| *left),
+            found_holders: found.map_or(0, |(_, buyers)| {
+                u32::try_from(buyers.len()).unwrap_or(u32::MAX)
+            }),
+            remaining,
+            holders: sold,
+        })
+    }
+}

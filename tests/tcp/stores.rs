@@ -1,0 +1,187 @@
+//! The production stores: stock in Redis, goods and orders in MySQL, in
+//! both ack modes. Each test has its own database and key prefix.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use seckill_client::Purchase;
+
+use crate::crash::buy_until_gone;
+use crate::harness::{on_sale, Backends, Server};
+
+fn start(dir: &tempfile::TempDir, stores: &Backends, ack: &str) -> Server {
+    let args = stores.args(ack);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Server::start(&dir.path().join("unused.db"), &args)
+}
+
+/// 64 threads, 20,000 users, stock 1000: exactly 1000 orders in MySQL, each
+/// one a client was told "ok", nobody twice, and Redis has 0 left.
+fn flash_crowd(ack: &str) {
+    const STOCK: u32 = 1000;
+    const USERS: u64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Backends::new();
+    let server = start(&dir, &stores, ack);
+    let goods = server
+        .admin()
+        .add_goods(on_sale("console", STOCK))
+        .unwrap()
+        .id;
+    assert_eq!(
+        stores.redis_stock(goods),
+        Some(STOCK),
+        "stock preloaded into Redis"
+    );
+
+    let next_user = Arc::new(AtomicU64::new(1));
+    let told = Arc::new(Mutex::new(HashMap::new()));
+    for t in buy_until_gone(&server, goods, 64, &next_user, &told) {
+        t.join().unwrap();
+    }
+    let told = told.lock().unwrap().clone();
+    assert_eq!(told.len(), STOCK as usize, "ok replies");
+    assert!(
+        next_user.load(std::sync::atomic::Ordering::Relaxed) <= USERS,
+        "sold out within {USERS} users"
+    );
+    stores.wait_written(goods, STOCK as usize);
+    let rows = stores.orders();
+    let stored: HashMap<u64, u64> = rows.iter().map(|&(no, user, _, _)| (user, no)).collect();
+    assert_eq!(stored.len(), rows.len(), "a user holds two orders");
+    assert_eq!(stored, told, "MySQL holds exactly the orders told ok");
+    assert_eq!(stores.redis_stock(goods), Some(0));
+    assert_eq!(server.client().get_goods(goods).unwrap().remaining, 0);
+}
+
+#[test]
+fn flash_crowd_durable() {
+    flash_crowd("durable");
+}
+
+#[test]
+fn flash_crowd_queued() {
+    flash_crowd("queued");
+}
+
+/// SIGKILL mid-sale, twice, and restart: every order told "ok" is in MySQL
+/// exactly once, RECONCILE finds nothing to repair after the restart's own
+/// reconciliation, and Redis has total − orders left.
+fn sigkill_mid_sale(ack: &str) {
+    const STOCK: u32 = 3000;
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Backends::new();
+    let mut server = start(&dir, &stores, ack);
+    let goods = server
+        .admin()
+        .add_goods(on_sale("camera", STOCK))
+        .unwrap()
+        .id;
+    let next_user = Arc::new(AtomicU64::new(1));
+    let told = Arc::new(Mutex::new(HashMap::new()));
+
+    for round in 1..=2usize {
+        let threads = buy_until_gone(&server, goods, 16, &next_user, &told);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while told.lock().unwrap().len() < 500 * round {
+            assert!(Instant::now() < deadline, "sale made no progress");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        server.kill();
+        for t in threads {
+            t.join().unwrap();
+        }
+
+        server = start(&dir, &stores, ack);
+        let told_now = told.lock().unwrap().clone();
+        // Queued orders left by the killed server are written by this one.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let rows = loop {
+            let rows = stores.orders();
+            let stored: HashSet<u64> = rows.iter().map(|r| r.0).collect();
+            if told_now.values().all(|no| stored.contains(no)) && stores.queue_len(goods) == 0 {
+                break rows;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "acknowledged orders missing from MySQL"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut numbers: Vec<u64> = rows.iter().map(|r| r.0).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        assert_eq!(numbers.len(), rows.len(), "an order stored twice");
+        let users: HashSet<u64> = rows.iter().map(|r| r.1).collect();
+        assert_eq!(users.len(), rows.len(), "a user holds two orders");
+        for (user, no) in &told_now {
+            assert!(
+                rows.contains(&(*no, *user, goods, 0)),
+                "order {no} of user {user}"
+            );
+        }
+
+        let drifts = server.admin().reconcile(Some(goods)).unwrap();
+        assert_eq!(drifts.len(), 1);
+        assert!(
+            drifts[0].is_in_step(),
+            "drift after restart: {:?}",
+            drifts[0]
+        );
+        let expected = STOCK - rows.len() as u32;
+        assert_eq!(drifts[0].remaining, expected);
+        assert_eq!(stores.redis_stock(goods), Some(expected), "round {round}");
+        assert_eq!(
+            server.client().get_goods(goods).unwrap().remaining,
+            expected
+        );
+    }
+
+    for t in buy_until_gone(&server, goods, 16, &next_user, &told) {
+        t.join().unwrap();
+    }
+    stores.wait_written(goods, STOCK as usize);
+    assert_eq!(stores.redis_stock(goods), Some(0));
+}
+
+#[test]
+fn sigkill_mid_sale_durable() {
+    sigkill_mid_sale("durable");
+}
+
+#[test]
+fn sigkill_mid_sale_queued() {
+    sigkill_mid_sale("queued");
+}
+
+/// The same BUY twice, and again on a new connection, gets the same order.
+#[test]
+fn a_retried_buy_returns_the_same_order() {
+    for ack in ["durable", "queued"] {
+        let dir = tempfile::tempdir().unwrap();
+        let stores = Backends::new();
+        let server = start(&dir, &stores, ack);
+        let goods = server.admin().add_goods(on_sale("watch", 5)).unwrap().id;
+        let mut client = server.client();
+        let Purchase::Ordered(no) = client.buy(7, goods).unwrap() else {
+            panic!("{ack}: first BUY not ok");
+        };
+        assert_eq!(client.buy(7, goods).unwrap(), Purchase::AlreadyBought(no));
+        let mut again = server.client();
+        assert_eq!(again.buy(7, goods).unwrap(), Purchase::AlreadyBought(no));
+        stores.wait_written(goods, 1);
+        // A new server process, whose cache starts empty, still knows it.
+        drop(again);
+        drop(client);
+        server.kill();
+        let server = start(&dir, &stores, ack);
+        assert_eq!(
+            server.client().buy(7, goods).unwrap(),
+            Purchase::AlreadyBought(no),
+            "{ack}"
+        );
+        assert_eq!(stores.redis_stock(goods), Some(4));
+    }
+}
