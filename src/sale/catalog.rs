@@ -145,6 +145,11 @@ impl Entry {
         self.holders.write().extend(orders);
     }
 
+    /// The order this user holds, if this server knows it.
+    pub fn holder(&self, user: UserId) -> Option<OrderNo> {
+        self.holders.read().get(&user).copied()
+    }
+
     /// Replaces the holders with the stores' view (reconciliation).
     pub fn set_holders(&self, holders: HashMap<UserId, OrderNo>) {
         *self.holders.write() = holders;

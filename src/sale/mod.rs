@@ -331,9 +331,9 @@ impl Sale {
     }
 
     pub fn order_status(&self, user: UserId, goods: GoodsId) -> Reply {
-        if self.catalog.get(goods).is_none() {
+        let Some(entry) = self.catalog.get(goods) else {
             return Reply::error(Status::UnknownGoods, format!("no goods {goods}"));
-        }
+        };
         match self.orders.find_order(user, goods) {
             Ok(Some(o)) => Reply::Order(Order {
                 order_no: o.order_no,
@@ -342,7 +342,18 @@ impl Sale {
                 state: o.state,
                 created_ms: o.created_ms,
             }),
-            Ok(None) => Reply::error(Status::NoOrder, "no order for this user and goods"),
+            // In the queued mode an acknowledged order may not be written
+            // yet: it is still the user's order.
+            Ok(None) => match entry.holder(user).filter(|_| self.queue.is_some()) {
+                Some(order_no) => Reply::Order(Order {
+                    order_no,
+                    user_id: user,
+                    goods_id: goods,
+                    state: OrderState::Created,
+                    created_ms: order_no::made_at_ms(order_no),
+                }),
+                None => Reply::error(Status::NoOrder, "no order for this user and goods"),
+            },
             Err(e) => store_failure("order store", &e),
         }
     }

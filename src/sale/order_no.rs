@@ -32,6 +32,12 @@ pub struct OrderNumbers {
     last: AtomicU64,
 }
 
+/// When a number was made, in Unix milliseconds (to the millisecond, or a
+/// few later when a millisecond's numbers ran out).
+pub fn made_at_ms(order_no: u64) -> u64 {
+    (order_no >> (SEQ_BITS + NODE_BITS)) + EPOCH_MS
+}
+
 impl OrderNumbers {
     pub fn new(node: u16) -> Self {
         assert!(node <= MAX_NODE_ID, "node id is checked by the config");
@@ -74,5 +80,15 @@ mod tests {
             assert_eq!((n >> SEQ_BITS) & u64::from(MAX_NODE_ID), 5);
             prev = n;
         }
+    }
+
+    #[test]
+    fn a_number_tells_when_it_was_made() {
+        let before = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let made = made_at_ms(OrderNumbers::new(1023).next());
+        assert!(made >= before && made < before + 1000, "{made} vs {before}");
     }
 }

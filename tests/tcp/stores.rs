@@ -169,6 +169,9 @@ fn a_retried_buy_returns_the_same_order() {
             panic!("{ack}: first BUY not ok");
         };
         assert_eq!(client.buy(7, goods).unwrap(), Purchase::AlreadyBought(no));
+        // Known at once, written or (queued mode) not yet.
+        let order = client.order_status(7, goods).unwrap().expect("order status");
+        assert_eq!(order.order_no, no);
         let mut again = server.client();
         assert_eq!(again.buy(7, goods).unwrap(), Purchase::AlreadyBought(no));
         stores.wait_written(goods, 1);
