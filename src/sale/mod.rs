@@ -27,22 +27,16 @@ pub use reconcile::describe;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use log::{error, warn};
 use seckill_proto::{NewGoods, Order, OrderState, Reply, Status};
 
+pub use crate::clock::now_ms;
 use crate::metrics::{self, Metrics};
 use crate::store::{
     GoodsId, OrderNo, OrderQueue, OrderRecord, OrderStore, Reservation, StockStore, StoreError,
     UserId, Written,
 };
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// What a worker does with one BUY after the stock store has decided.
 #[derive(Debug, PartialEq, Eq)]

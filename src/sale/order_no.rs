@@ -16,7 +16,8 @@
 //! store's unique key on the number is the backstop.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::clock::now_ms;
 
 /// 2024-01-01T00:00:00Z in Unix milliseconds.
 const EPOCH_MS: u64 = 1_704_067_200_000;
@@ -48,11 +49,7 @@ impl OrderNumbers {
     }
 
     pub fn next(&self) -> u64 {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
-            .saturating_sub(EPOCH_MS)
-            << SEQ_BITS;
+        let now = now_ms().saturating_sub(EPOCH_MS) << SEQ_BITS;
         let prev = self
             .last
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
@@ -84,10 +81,7 @@ mod tests {
 
     #[test]
     fn a_number_tells_when_it_was_made() {
-        let before = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
+        let before = now_ms();
         let made = made_at_ms(OrderNumbers::new(1023).next());
         assert!(made >= before && made < before + 1000, "{made} vs {before}");
     }

@@ -22,7 +22,7 @@
 //! order store instead of selling from a counter that is not there.
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use ::redis::streams::{StreamAutoClaimReply, StreamId, StreamRangeReply, StreamReadReply};
 use ::redis::{
@@ -37,6 +37,7 @@ use super::{
     GoodsId, Holders, OrderNo, OrderQueue, OrderRecord, QueuedOrder, Reservation, Reserved,
     StockStore, StoreError, UserId,
 };
+use crate::clock::now_ms;
 use crate::config::AckMode;
 
 /// How long to wait for a connection, and for any reply but a blocking
@@ -126,12 +127,6 @@ struct Keys {
     stock: String,
     buyers: String,
     queue: String,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn inconsistent(what: String) -> StoreError {
@@ -712,8 +707,8 @@ mod tests {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let url = std::env::var("SECKILL_TEST_REDIS")
             .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let prefix = format!(
             "seckill-test:{}:{}:{nanos}:",

@@ -5,13 +5,14 @@
 //! told "ok". Group commit (one transaction per batch) keeps that affordable.
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use seckill_proto::{NewGoods, OrderState};
 
+use super::outage::Outage;
 use super::{GoodsId, GoodsRecord, OrderNo, OrderRecord, OrderStore, StoreError, UserId, Written};
+use crate::clock::now_ms;
 
 /// The schema. `orders_one_live` is the database's own guard of "one live
 /// order per user per goods"; cancelled orders fall outside it, so a user
@@ -47,16 +48,11 @@ pub struct SqliteStore {
     // never waits behind a batch commit.
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
+    outage: Outage,
 }
 
 fn unavailable(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(format!("sqlite: {e}"))
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 // SQLite integers are i64; ids are u64 on the wire. They are stored bit for
@@ -98,6 +94,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
+            outage: Outage::new("sqlite order store"),
         })
     }
 
@@ -125,6 +122,17 @@ impl SqliteStore {
         }
     }
 
+    /// Reports a result to the outage latch: only a failure to reach the
+    /// database counts (not, say, an unknown goods).
+    fn tracked<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        match &result {
+            Ok(_) => self.outage.ok(),
+            Err(e @ StoreError::Unavailable(_)) => self.outage.failed(e),
+            Err(_) => {}
+        }
+        result
+    }
+
     fn goods_by_id(conn: &Connection, id: GoodsId) -> Result<GoodsRecord, StoreError> {
         conn.query_row(
             &format!("SELECT {GOODS_COLUMNS} FROM goods WHERE id = ?1"),
@@ -137,8 +145,10 @@ impl SqliteStore {
     }
 }
 
-impl OrderStore for SqliteStore {
-    fn goods(&self) -> Result<Vec<GoodsRecord>, StoreError> {
+/// The trait's work; the trait impl below reports each result to the
+/// outage latch.
+impl SqliteStore {
+    fn do_goods(&self) -> Result<Vec<GoodsRecord>, StoreError> {
         let conn = self.reader.lock();
         let mut stmt = conn
             .prepare(&format!("SELECT {GOODS_COLUMNS} FROM goods ORDER BY id"))
@@ -147,9 +157,9 @@ impl OrderStore for SqliteStore {
         rows.collect::<Result<_, _>>().map_err(unavailable)
     }
 
-    fn add_goods(&self, goods: &NewGoods) -> Result<GoodsRecord, StoreError> {
+    fn do_add_goods(&self, goods: &NewGoods) -> Result<GoodsRecord, StoreError> {
         let conn = self.writer.lock();
-        let now = now_ms();
+        let now = to_sql(now_ms());
         conn.execute(
             "INSERT INTO goods (name, price_cents, total, start_ms, end_ms, created_ms, updated_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
@@ -166,12 +176,12 @@ impl OrderStore for SqliteStore {
         Self::goods_by_id(&conn, from_sql(conn.last_insert_rowid()))
     }
 
-    fn restock(&self, goods: GoodsId, amount: u32) -> Result<GoodsRecord, StoreError> {
+    fn do_restock(&self, goods: GoodsId, amount: u32) -> Result<GoodsRecord, StoreError> {
         let conn = self.writer.lock();
         let changed = conn
             .execute(
                 "UPDATE goods SET total = total + ?1, updated_ms = ?2 WHERE id = ?3",
-                params![amount, now_ms(), to_sql(goods)],
+                params![amount, to_sql(now_ms()), to_sql(goods)],
             )
             .map_err(unavailable)?;
         if changed == 0 {
@@ -180,7 +190,7 @@ impl OrderStore for SqliteStore {
         Self::goods_by_id(&conn, goods)
     }
 
-    fn insert_orders(&self, orders: &[OrderRecord]) -> Result<Vec<Written>, StoreError> {
+    fn do_insert_orders(&self, orders: &[OrderRecord]) -> Result<Vec<Written>, StoreError> {
         let mut conn = self.writer.lock();
         let tx = conn.transaction().map_err(unavailable)?;
         let mut written = Vec::with_capacity(orders.len());
@@ -227,7 +237,7 @@ impl OrderStore for SqliteStore {
         Ok(written)
     }
 
-    fn live_holders(&self, goods: GoodsId) -> Result<Vec<(UserId, OrderNo)>, StoreError> {
+    fn do_live_holders(&self, goods: GoodsId) -> Result<Vec<(UserId, OrderNo)>, StoreError> {
         let conn = self.reader.lock();
         let mut stmt = conn
             .prepare_cached(
@@ -242,7 +252,11 @@ impl OrderStore for SqliteStore {
         rows.collect::<Result<_, _>>().map_err(unavailable)
     }
 
-    fn find_order(&self, user: UserId, goods: GoodsId) -> Result<Option<OrderRecord>, StoreError> {
+    fn do_find_order(
+        &self,
+        user: UserId,
+        goods: GoodsId,
+    ) -> Result<Option<OrderRecord>, StoreError> {
         let conn = self.reader.lock();
         let found = conn
             .query_row(
@@ -266,6 +280,32 @@ impl OrderStore for SqliteStore {
             state,
             created_ms,
         }))
+    }
+}
+
+impl OrderStore for SqliteStore {
+    fn goods(&self) -> Result<Vec<GoodsRecord>, StoreError> {
+        self.tracked(self.do_goods())
+    }
+
+    fn add_goods(&self, goods: &NewGoods) -> Result<GoodsRecord, StoreError> {
+        self.tracked(self.do_add_goods(goods))
+    }
+
+    fn restock(&self, goods: GoodsId, amount: u32) -> Result<GoodsRecord, StoreError> {
+        self.tracked(self.do_restock(goods, amount))
+    }
+
+    fn insert_orders(&self, orders: &[OrderRecord]) -> Result<Vec<Written>, StoreError> {
+        self.tracked(self.do_insert_orders(orders))
+    }
+
+    fn live_holders(&self, goods: GoodsId) -> Result<Vec<(UserId, OrderNo)>, StoreError> {
+        self.tracked(self.do_live_holders(goods))
+    }
+
+    fn find_order(&self, user: UserId, goods: GoodsId) -> Result<Option<OrderRecord>, StoreError> {
+        self.tracked(self.do_find_order(user, goods))
     }
 }
 

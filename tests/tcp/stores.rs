@@ -170,7 +170,10 @@ fn a_retried_buy_returns_the_same_order() {
         };
         assert_eq!(client.buy(7, goods).unwrap(), Purchase::AlreadyBought(no));
         // Known at once, written or (queued mode) not yet.
-        let order = client.order_status(7, goods).unwrap().expect("order status");
+        let order = client
+            .order_status(7, goods)
+            .unwrap()
+            .expect("order status");
         assert_eq!(order.order_no, no);
         let mut again = server.client();
         assert_eq!(again.buy(7, goods).unwrap(), Purchase::AlreadyBought(no));
