@@ -126,7 +126,7 @@ redis_answers() {
 }
 
 start_redis_directly() {
-    local server conf dir
+    local server conf dir runuser
     server=$(find_bin redis-server) || die "redis-server is not installed"
     local args=(--bind "$HOST" --port "$REDIS_PORT" --daemonize yes)
     conf=/etc/redis/redis.conf
@@ -137,10 +137,12 @@ start_redis_directly() {
         [[ -d $dir ]] || dir=${TMPDIR:-/tmp}
         args+=(--dir "$dir")
     fi
-    if [[ $(id -u) -eq 0 ]] && id redis >/dev/null 2>&1 && command -v runuser >/dev/null 2>&1; then
-        # As the packaged user, so its files stay the package's.
-        install -d -o redis -g redis /run/redis /var/log/redis
-        runuser -u redis -- "$server" "${args[@]}" >/dev/null
+    if id redis >/dev/null 2>&1 && runuser=$(find_bin runuser); then
+        # As the packaged user, also when we are not root, so that its pid
+        # file, log and dump stay the package's and its own init script or
+        # unit can still write them later.
+        as_root install -d -o redis -g redis /run/redis /var/log/redis
+        as_root "$runuser" -u redis -- "$server" "${args[@]}" >/dev/null
     else
         as_root "$server" "${args[@]}" >/dev/null
     fi
@@ -189,27 +191,39 @@ mysql_datadir() {
     echo "${dir:-/var/lib/mysql}"
 }
 
+# Creates the system tables when the datadir has none (a wiped or freshly
+# mounted /var/lib/mysql): no way of starting the server works without
+# them, and Debian's init script only finds that out after a long wait.
+init_mariadb_datadir() {
+    local datadir install_db output
+    datadir=$(mysql_datadir)
+    as_root test -d "$datadir/mysql" && return 0
+    id mysql >/dev/null 2>&1 || die "no 'mysql' system user to run MariaDB as"
+    install_db=$(find_bin mariadb-install-db mysql_install_db) ||
+        die "the datadir $datadir is empty and there is no mariadb-install-db"
+    say "initialising $datadir"
+    as_root install -d -o mysql -g mysql "$datadir"
+    # Its chatter (warnings included) only matters when it fails.
+    if ! output=$(as_root "$install_db" --user=mysql --datadir="$datadir" 2>&1); then
+        echo "$output" >&2
+        die "$install_db --datadir=$datadir failed"
+    fi
+}
+
 start_mariadb_directly() {
-    local datadir install_db safe daemon
+    local datadir safe daemon
     datadir=$(mysql_datadir)
     id mysql >/dev/null 2>&1 || die "no 'mysql' system user to run MariaDB as"
-    if ! as_root test -d "$datadir/mysql"; then
-        install_db=$(find_bin mariadb-install-db mysql_install_db) ||
-            die "the datadir $datadir is empty and there is no mariadb-install-db"
-        say "initialising $datadir"
-        as_root install -d -o mysql -g mysql "$datadir"
-        as_root "$install_db" --user=mysql --datadir="$datadir" >/dev/null ||
-            die "$install_db failed"
-    fi
     as_root install -d -o mysql -g mysql /run/mysqld
     # Local only, whatever the configuration says: root has no password.
     local args=(--user=mysql --datadir="$datadir" --bind-address="$HOST" --port="$MYSQL_PORT")
+    # Both stay in the foreground (mysqld_safe also restarts the server if
+    # it crashes): setsid --fork runs them in a session of their own and
+    # returns at once, leaving no shell or sudo of ours waiting on them.
     if safe=$(find_bin mysqld_safe mariadbd-safe); then
-        # mysqld_safe restarts the server if it crashes; it stays in the
-        # foreground, hence the background job, detached from this shell.
-        as_root setsid nohup "$safe" "${args[@]}" >/dev/null 2>&1 </dev/null &
+        as_root setsid --fork nohup "$safe" "${args[@]}" >/dev/null 2>&1 </dev/null
     elif daemon=$(find_bin mariadbd mysqld); then
-        as_root setsid nohup "$daemon" "${args[@]}" >/dev/null 2>&1 </dev/null &
+        as_root setsid --fork nohup "$daemon" "${args[@]}" >/dev/null 2>&1 </dev/null
     else
         die "no mariadbd, mysqld or mysqld_safe to start"
     fi
@@ -256,6 +270,7 @@ ensure_mariadb() {
         if ! find_bin mariadbd mysqld >/dev/null; then
             apt_install mariadb-server
         fi
+        init_mariadb_datadir
         say "starting MariaDB"
         if ! { start_service mariadb mysql && wait_for 15 mysql_port_open; }; then
             start_mariadb_directly
