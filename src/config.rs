@@ -72,6 +72,35 @@ pub struct Config {
     #[arg(long, default_value_t = 1 << 20)]
     pub write_high_water: usize,
 
+    /// Serve admin commands on this address only (keep it on loopback or a
+    /// private network, e.g. 127.0.0.1:7701). The public listener then
+    /// refuses the admin token.
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
+
+    /// Open connections at most; past it, a new connection gets an error
+    /// frame and is closed.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_connections: usize,
+
+    /// Open connections from one IP address at most.
+    #[arg(long, default_value_t = 2048)]
+    pub max_connections_per_ip: usize,
+
+    /// A frame that has begun must be complete within this long (against
+    /// slowloris clients that trickle a frame to hold a connection).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub frame_timeout: Duration,
+
+    /// BUY requests one user may make per second, on average (0: no
+    /// limit); the excess is answered `rate_limited`.
+    #[arg(long, default_value_t = 10.0)]
+    pub buy_rate: f64,
+
+    /// BUY requests one user may make in a burst.
+    #[arg(long, default_value_t = 20)]
+    pub buy_burst: u32,
+
     /// Close a connection that has sent nothing for this long.
     #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
@@ -104,6 +133,9 @@ pub enum AckMode {
 impl Config {
     /// Flags that only make sense together.
     pub fn check(&self) -> Result<(), String> {
+        if !(self.buy_rate >= 0.0 && self.buy_rate.is_finite()) {
+            return Err("--buy-rate must be a number of requests per second, 0 or more".into());
+        }
         if self.ack == AckMode::Queued && self.redis.is_none() {
             return Err("--ack queued needs --redis: the queue is a Redis stream".into());
         }

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::TcpStream;
+
+use crate::reactor::admission::Ticket;
 use mio::Waker;
 use seckill_proto::{NewGoods, Reply};
 
@@ -74,13 +76,22 @@ pub struct Mailbox {
     /// of completions costs one wake-up syscall, not one each.
     notified: AtomicBool,
     completions: Sender<Completion>,
-    accepted: Sender<TcpStream>,
+    accepted: Sender<Accepted>,
+}
+
+/// A connection the acceptor admitted, on its way to a reactor.
+pub struct Accepted {
+    pub socket: TcpStream,
+    /// Its place among the open connections, given back when it closes.
+    pub ticket: Ticket,
+    /// It came in on the admin listener.
+    pub admin_port: bool,
 }
 
 /// The reactor's end of its [`Mailbox`].
 pub struct Inbox {
     pub completions: Receiver<Completion>,
-    pub accepted: Receiver<TcpStream>,
+    pub accepted: Receiver<Accepted>,
 }
 
 impl Mailbox {
@@ -110,8 +121,8 @@ impl Mailbox {
         }
     }
 
-    pub fn hand_over(&self, stream: TcpStream) {
-        if self.accepted.send(stream).is_ok() {
+    pub fn hand_over(&self, conn: Accepted) {
+        if self.accepted.send(conn).is_ok() {
             self.wake();
         }
     }

@@ -13,6 +13,9 @@ fn main() -> anyhow::Result<()> {
     // Scripts and tests wait for this line to learn the port (`--listen
     // 127.0.0.1:0` picks a free one).
     println!("seckill-server listening on {}", server.local_addr());
+    if let Some(admin) = server.admin_addr() {
+        println!("seckill-server admin listening on {admin}");
+    }
 
     let mut signals = Signals::new([SIGINT, SIGTERM])?;
     let shutdown = server.shutdown_handle();

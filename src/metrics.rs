@@ -26,6 +26,12 @@ metrics! {
     connections_accepted,
     /// Connections open now (a gauge).
     connections_open,
+    /// Connections refused at accept: too many in all or from one address.
+    connections_refused,
+    /// Connections closed for not completing a frame in time.
+    frame_timeouts,
+    /// BUYs answered `rate_limited`.
+    buy_rate_limited,
     /// Frames decoded, good or bad.
     requests,
     /// Requests answered `bad_request`, and frames that closed a connection.

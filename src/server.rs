@@ -13,6 +13,8 @@ use crate::config::{AckMode, Config};
 use crate::dispatch::{Mailbox, Reactors};
 use crate::drain::{Drain, DrainStop};
 use crate::metrics::Metrics;
+use crate::reactor::admission::Admission;
+use crate::reactor::rate_limit::RateLimiter;
 use crate::reactor::{self, Acceptor, Handler, Limits, Reactor};
 use crate::sale::Sale;
 use crate::store::{
@@ -24,6 +26,7 @@ use crate::writer::Writer;
 /// A running server.
 pub struct Server {
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     shutdown: Shutdown,
     acceptor: JoinHandle<()>,
     reactors: Vec<JoinHandle<()>>,
@@ -74,6 +77,23 @@ impl Server {
         let listener = mio::net::TcpListener::bind(config.listen)
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
+        let admin_listener = match config.admin_listen {
+            Some(admin) => {
+                let l = mio::net::TcpListener::bind(admin)
+                    .with_context(|| format!("binding the admin listener {admin}"))?;
+                let bound = l.local_addr()?;
+                if !bound.ip().is_loopback() {
+                    warn!("the admin listener {bound} is not on loopback: keep it off public networks");
+                }
+                info!("admin commands on {bound} only");
+                Some(l)
+            }
+            None => None,
+        };
+        let admin_addr = admin_listener
+            .as_ref()
+            .map(|l| l.local_addr())
+            .transpose()?;
         let flag = Arc::new(AtomicBool::new(false));
 
         // One Poll, waker and mailbox per reactor, made before any thread
@@ -125,8 +145,10 @@ impl Server {
             max_inflight: config.max_inflight.max(1),
             write_high_water: config.write_high_water,
             idle_timeout: config.idle_timeout,
+            frame_timeout: config.frame_timeout,
             shutdown_grace: config.shutdown_grace,
         };
+        let buy_limit = Arc::new(RateLimiter::new(config.buy_rate, config.buy_burst));
         let mut reactor_threads = Vec::new();
         for (index, ((poll, mailbox), inbox)) in
             polls.into_iter().zip(mailboxes).zip(inboxes).enumerate()
@@ -136,6 +158,8 @@ impl Server {
                 metrics: metrics.clone(),
                 jobs: jobs_tx.clone(),
                 admin_token: config.admin_token.clone(),
+                admin_listener: config.admin_listen.is_some(),
+                buy_limit: buy_limit.clone(),
             };
             let r = Reactor::new(
                 index,
@@ -156,8 +180,17 @@ impl Server {
 
         let poll = Poll::new()?;
         let acceptor_waker = Arc::new(reactor::acceptor::waker(&poll)?);
-        let acceptor =
-            Acceptor::new(poll, listener, reactors.clone(), metrics, flag.clone())?.spawn()?;
+        let admission = Admission::new(config.max_connections, config.max_connections_per_ip);
+        let acceptor = Acceptor::new(
+            poll,
+            listener,
+            admin_listener,
+            admission,
+            reactors.clone(),
+            metrics,
+            flag.clone(),
+        )?
+        .spawn()?;
         info!(
             "listening on {addr} with {} reactors and {} workers",
             reactor_threads.len(),
@@ -165,6 +198,7 @@ impl Server {
         );
         Ok(Server {
             addr,
+            admin_addr,
             shutdown: Shutdown {
                 flag,
                 acceptor: acceptor_waker,
@@ -180,6 +214,11 @@ impl Server {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The admin listener's address, when there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     pub fn shutdown_handle(&self) -> Shutdown {

@@ -8,11 +8,18 @@ use std::time::Instant;
 use bytes::{Buf, BytesMut};
 use mio::net::TcpStream;
 
+use super::admission::Ticket;
+use crate::dispatch::Accepted;
+
 /// Bytes read from a socket per `read` call.
 const READ_CHUNK: usize = 16 * 1024;
 
 pub struct Connection {
     pub socket: TcpStream,
+    /// Its place among the open connections; given back on drop.
+    _ticket: Ticket,
+    /// Accepted on the admin listener.
+    pub admin_port: bool,
     pub peer: Option<SocketAddr>,
     /// Tells this connection apart from earlier ones in the same slab slot.
     pub generation: u64,
@@ -28,6 +35,9 @@ pub struct Connection {
     /// Requests handed to workers and not yet answered.
     pub inflight: usize,
     pub last_read: Instant,
+    /// Since when the read buffer has held the start of a frame that is not
+    /// complete (the slowloris deadline counts from here).
+    pub partial_since: Option<Instant>,
     /// Read no more; close once every reply is written.
     pub closing: bool,
     /// The peer closed its side; answer what is in flight, then close.
@@ -46,10 +56,17 @@ pub enum ReadOutcome {
 }
 
 impl Connection {
-    pub fn new(socket: TcpStream, generation: u64) -> Self {
+    pub fn new(accepted: Accepted, generation: u64) -> Self {
+        let Accepted {
+            socket,
+            ticket,
+            admin_port,
+        } = accepted;
         Connection {
             peer: socket.peer_addr().ok(),
             socket,
+            _ticket: ticket,
+            admin_port,
             generation,
             rbuf: BytesMut::new(),
             wbuf: BytesMut::new(),
@@ -57,6 +74,7 @@ impl Connection {
             admin: false,
             inflight: 0,
             last_read: Instant::now(),
+            partial_since: None,
             closing: false,
             eof: false,
             closed: false,

@@ -12,7 +12,9 @@
 //! for bytes already waiting in the socket.
 
 pub mod acceptor;
+pub mod admission;
 mod connection;
+pub mod rate_limit;
 mod requests;
 
 pub use acceptor::Acceptor;
@@ -47,6 +49,7 @@ pub struct Limits {
     pub max_inflight: usize,
     pub write_high_water: usize,
     pub idle_timeout: Duration,
+    pub frame_timeout: Duration,
     pub shutdown_grace: Duration,
 }
 
@@ -159,23 +162,23 @@ impl Reactor {
 
     /// Registers connections the acceptor handed over.
     fn accept_new(&mut self) {
-        while let Ok(mut socket) = self.inbox.accepted.try_recv() {
+        while let Ok(mut accepted) = self.inbox.accepted.try_recv() {
             if self.shutdown.load(Ordering::Acquire) {
                 continue; // dropping it closes it
             }
             let entry = self.conns.vacant_entry();
             let slot = entry.key();
             let interest = Interest::READABLE | Interest::WRITABLE;
-            if let Err(e) = self
-                .poll
-                .registry()
-                .register(&mut socket, Token(slot), interest)
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .register(&mut accepted.socket, Token(slot), interest)
             {
                 warn!("registering a connection: {e}");
                 continue;
             }
             self.next_generation += 1;
-            entry.insert(Connection::new(socket, self.next_generation));
+            entry.insert(Connection::new(accepted, self.next_generation));
             metrics::add(&self.handler.metrics.connections_open, 1);
             // Data that arrived before registration is reported by the
             // first poll, so nothing more is needed here.
@@ -245,6 +248,13 @@ impl Reactor {
                 }
             }
         }
+        // A frame begun and not finished starts the slowloris clock; one
+        // that waits only because the connection is paused does not.
+        if conn.rbuf.is_empty() || conn.paused(limits.max_inflight, limits.write_high_water) {
+            conn.partial_since = None;
+        } else if conn.partial_since.is_none() {
+            conn.partial_since = Some(Instant::now());
+        }
         if conn.closing && failed.is_none() {
             failed = conn.discard_input().err();
         }
@@ -288,17 +298,43 @@ impl Reactor {
         }
     }
 
+    /// Closes connections that sent nothing for the idle timeout, and tells
+    /// those that left a frame unfinished for the frame timeout why they are
+    /// closed.
     fn close_idle(&mut self) {
         let idle = self.limits.idle_timeout;
-        let stale: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| !c.closed && c.inflight == 0 && c.last_read.elapsed() >= idle)
-            .map(|(slot, _)| slot)
-            .collect();
+        let frame_timeout = self.limits.frame_timeout;
+        let mut stale = Vec::new();
+        let mut slow = Vec::new();
+        for (slot, c) in self.conns.iter() {
+            if c.closed || c.closing {
+                continue;
+            }
+            if c.partial_since
+                .is_some_and(|t| t.elapsed() >= frame_timeout)
+            {
+                slow.push(slot);
+            } else if c.inflight == 0 && c.last_read.elapsed() >= idle {
+                stale.push(slot);
+            }
+        }
         for slot in stale {
             debug!("closing idle connection {:?}", self.conns[slot].peer);
             self.close(slot);
+        }
+        for slot in slow {
+            let conn = &mut self.conns[slot];
+            debug!("closing connection {:?}: frame not completed", conn.peer);
+            metrics::add(&self.handler.metrics.frame_timeouts, 1);
+            let message = format!("a frame was not completed within {frame_timeout:?}");
+            Reply::error(Status::BadRequest, message).encode(
+                Opcode::Error as u8,
+                0,
+                &mut conn.wbuf,
+            );
+            conn.closing = true;
+            conn.rbuf.clear();
+            self.drive(slot);
         }
     }
 

@@ -10,6 +10,7 @@ use crossbeam_channel::{Sender, TrySendError};
 use seckill_proto::{Frame, Reply, Request, Status, VERSION};
 
 use super::connection::Connection;
+use super::rate_limit::RateLimiter;
 use crate::config::Secret;
 use crate::dispatch::{ConnRef, Job, Origin, Task};
 use crate::metrics::{self, Metrics};
@@ -20,6 +21,9 @@ pub struct Handler {
     pub metrics: Arc<Metrics>,
     pub jobs: Sender<Job>,
     pub admin_token: Option<Secret>,
+    /// Admin rights are granted only on the admin listener.
+    pub admin_listener: bool,
+    pub buy_limit: Arc<RateLimiter>,
 }
 
 impl Handler {
@@ -80,6 +84,13 @@ impl Handler {
             }
             Request::Stats => return Some(Reply::Stats(self.metrics.snapshot())),
             Request::Buy { user_id, goods_id } => {
+                if !self.buy_limit.allow(user_id) {
+                    metrics::add(&self.metrics.buy_rate_limited, 1);
+                    return Some(Reply::error(
+                        Status::RateLimited,
+                        "too many BUYs for this user, slow down",
+                    ));
+                }
                 let Some(entry) = self.sale.catalog.get(goods_id) else {
                     return Some(unknown_goods(goods_id));
                 };
@@ -131,6 +142,14 @@ impl Handler {
         }
         let admin = match (&self.admin_token, token.is_empty()) {
             (_, true) => false,
+            (_, false) if self.admin_listener && !conn.admin_port => {
+                conn.greeted = false;
+                conn.admin = false;
+                return Reply::error(
+                    Status::Unauthorized,
+                    "admin commands are served on the admin listener only",
+                );
+            }
             // Constant time, so that the comparison does not leak how much
             // of a guess was right.
             (Some(expected), false)

@@ -16,7 +16,7 @@ mod sqlite;
 pub(crate) mod testdb;
 
 pub use self::mysql::MysqlStore;
-pub use self::redis::RedisStock;
+pub use self::redis::{Keys as RedisKeys, RedisStock, RESERVE as REDIS_RESERVE};
 pub use memory::MemoryStock;
 pub use sqlite::SqliteStore;
 

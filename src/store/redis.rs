@@ -56,7 +56,7 @@ const GROUP: &str = "writers";
 // KEYS: stock, buyers, queue. ARGV: mode, goods, created_ms, then user and
 // order number pairs. Returns nil if not loaded, else {remaining, one result
 // per buyer}: 1 reserved, 0 sold out, or the held order number (a string).
-const RESERVE: &str = r"
+pub const RESERVE: &str = r"
 local stock = redis.call('GET', KEYS[1])
 if not stock then return false end
 local left = tonumber(stock)
@@ -123,10 +123,10 @@ pub struct RedisStock {
 }
 
 /// The keys of one goods.
-struct Keys {
-    stock: String,
-    buyers: String,
-    queue: String,
+pub struct Keys {
+    pub stock: String,
+    pub buyers: String,
+    pub queue: String,
 }
 
 fn inconsistent(what: String) -> StoreError {
@@ -265,7 +265,7 @@ impl RedisStock {
         self.mode
     }
 
-    fn keys(&self, goods: GoodsId) -> Keys {
+    pub fn keys(&self, goods: GoodsId) -> Keys {
         let base = format!("{}{{g{goods}}}", self.prefix);
         Keys {
             stock: format!("{base}:stock"),

@@ -17,6 +17,9 @@ pub const TOKEN: &str = "test-admin-token";
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// With `--admin-listen`.
+    pub admin_addr: Option<SocketAddr>,
+    pid: u32,
 }
 
 impl Server {
@@ -56,12 +59,11 @@ impl Server {
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
+            // The address lines, then keep reading so that the server never
+            // sees a closed stdout.
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 let _ = tx.send(line);
             }
-            // Keep reading so the server never sees a closed stdout.
-            for _ in lines {}
         });
         let line = match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(line) => line,
@@ -75,12 +77,26 @@ impl Server {
                 );
             }
         };
-        let addr = line
-            .rsplit(' ')
-            .next()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        Server { child, addr }
+        let parse = |line: &str| -> SocketAddr {
+            line.rsplit(' ')
+                .next()
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("no address in {line:?}"))
+        };
+        let addr = parse(&line);
+        let admin_addr = extra.contains(&"--admin-listen").then(|| {
+            let line = rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the admin address line");
+            assert!(line.contains("admin"), "{line}");
+            parse(&line)
+        });
+        Server {
+            pid: child.id(),
+            child,
+            addr,
+            admin_addr,
+        }
     }
 
     pub fn client(&self) -> Client {
@@ -96,6 +112,28 @@ impl Server {
             .read_timeout(Duration::from_secs(30))
             .connect()
             .expect("connect as admin")
+    }
+
+    /// The server's resident memory, in KiB (VmRSS).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .expect("read /proc/<pid>/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
+    }
+
+    /// A STATS counter.
+    pub fn stat(&self, name: &str) -> u64 {
+        self.admin()
+            .stats()
+            .expect("stats")
+            .into_iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no stat {name}"))
+            .value
     }
 
     /// SIGKILL: no shutdown path runs.
@@ -194,7 +232,10 @@ pub enum Got {
 
 impl Raw {
     pub fn connect(addr: SocketAddr) -> Raw {
-        let stream = TcpStream::connect(addr).expect("connect");
+        Raw::from_stream(TcpStream::connect(addr).expect("connect"))
+    }
+
+    pub fn from_stream(stream: TcpStream) -> Raw {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
@@ -207,6 +248,13 @@ impl Raw {
     /// Connects and says HELLO.
     pub fn greeted(addr: SocketAddr) -> Raw {
         let mut raw = Raw::connect(addr);
+        raw.hello();
+        raw
+    }
+
+    /// Says HELLO without a token.
+    pub fn hello(&mut self) {
+        let raw = self;
         raw.request(
             1,
             &Request::Hello {
@@ -218,7 +266,7 @@ impl Raw {
             Got::Frame {
                 reply: Reply::Hello { .. },
                 ..
-            } => raw,
+            } => {}
             other => panic!("HELLO answered {other:?}"),
         }
     }

@@ -6,6 +6,7 @@ mod harness;
 mod admin;
 mod crash;
 mod flash_sale;
+mod hostile;
 mod malformed;
 mod pipelining;
 mod shutdown;

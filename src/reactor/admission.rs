@@ -1,0 +1,112 @@
+//! Admission: how many connections the server holds, in all and per client
+//! address. A connection past either limit is told why (an error frame with
+//! status `busy`) and closed at once, by the acceptor, before any reactor
+//! spends memory on it.
+//!
+//! A connection holds a [`Ticket`] for its whole life; dropping the ticket
+//! (when the reactor frees the connection) gives its place back.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+pub struct Admission {
+    max_total: usize,
+    max_per_ip: usize,
+    total: AtomicUsize,
+    // Taken once per accept and once per close: not a hot path.
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    TooManyConnections,
+    TooManyFromAddress,
+}
+
+impl Refusal {
+    pub fn message(self) -> &'static str {
+        match self {
+            Refusal::TooManyConnections => "too many connections to this server, retry later",
+            Refusal::TooManyFromAddress => "too many connections from your address",
+        }
+    }
+}
+
+/// A connection's place; given back on drop.
+pub struct Ticket {
+    admission: Arc<Admission>,
+    ip: IpAddr,
+}
+
+impl Admission {
+    pub fn new(max_total: usize, max_per_ip: usize) -> Arc<Admission> {
+        Arc::new(Admission {
+            max_total,
+            max_per_ip,
+            total: AtomicUsize::new(0),
+            per_ip: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Refusal> {
+        let mut per_ip = self.per_ip.lock();
+        if self.total.load(Ordering::Relaxed) >= self.max_total {
+            return Err(Refusal::TooManyConnections);
+        }
+        let count = per_ip.entry(ip).or_insert(0);
+        if *count >= self.max_per_ip {
+            return Err(Refusal::TooManyFromAddress);
+        }
+        *count += 1;
+        self.total.fetch_add(1, Ordering::Relaxed);
+        Ok(Ticket {
+            admission: self.clone(),
+            ip,
+        })
+    }
+
+    pub fn open(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut per_ip = self.admission.per_ip.lock();
+        if let Some(count) = per_ip.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                // The map holds only addresses with open connections.
+                per_ip.remove(&self.ip);
+            }
+        }
+        self.admission.total.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_hold_and_places_come_back() {
+        let a = Admission::new(3, 2);
+        let one: IpAddr = "10.0.0.1".parse().unwrap();
+        let two: IpAddr = "10.0.0.2".parse().unwrap();
+        let t1 = a.admit(one).unwrap();
+        let _t2 = a.admit(one).unwrap();
+        assert_eq!(a.admit(one).err(), Some(Refusal::TooManyFromAddress));
+        let _t3 = a.admit(two).unwrap();
+        assert_eq!(a.admit(two).err(), Some(Refusal::TooManyConnections));
+        assert_eq!(a.open(), 3);
+        drop(t1);
+        assert_eq!(a.open(), 2);
+        assert!(a.admit(one).is_ok());
+        assert!(a.per_ip.lock().len() <= 2);
+    }
+}

@@ -1,0 +1,122 @@
+//! The per-user BUY rate limit: a token bucket per user id, shared by every
+//! reactor (a bot that spreads its BUYs over many connections is still one
+//! user).
+//!
+//! Buckets live in a fixed number of locked shards, so reactors rarely
+//! contend. Memory is bounded: a shard that grows past its share of
+//! `MAX_USERS` first forgets the buckets that have refilled (a full bucket
+//! is the same as none), then, under a flood of distinct user ids, all of
+//! them. Forgetting a bucket only ever lets a user through early; it never
+//! refuses one wrongly.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+
+use crate::store::UserId;
+
+const SHARDS: usize = 64;
+/// Users tracked at most, over all shards.
+const MAX_USERS: usize = 1 << 20;
+
+pub struct RateLimiter {
+    /// Tokens per millisecond; 0 disables the limit.
+    per_ms: f64,
+    burst: f64,
+    start: Instant,
+    shards: Box<[Mutex<HashMap<UserId, Bucket>>]>,
+}
+
+#[derive(Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    /// Milliseconds since `start` when `tokens` was computed.
+    at_ms: u64,
+}
+
+impl RateLimiter {
+    /// `rate` requests per second on average, `burst` at once.
+    pub fn new(rate: f64, burst: u32) -> RateLimiter {
+        RateLimiter {
+            per_ms: rate / 1000.0,
+            burst: f64::from(burst.max(1)),
+            start: Instant::now(),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+
+    /// Takes a token for `user` if one is left.
+    pub fn allow(&self, user: UserId) -> bool {
+        self.allow_at(user, self.start.elapsed().as_millis() as u64)
+    }
+
+    fn allow_at(&self, user: UserId, now_ms: u64) -> bool {
+        if self.per_ms <= 0.0 {
+            return true;
+        }
+        // User ids may be sequential: mix them before picking a shard.
+        let shard = (user.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS;
+        let mut buckets = self.shards[shard].lock();
+        if buckets.len() >= MAX_USERS / SHARDS && !buckets.contains_key(&user) {
+            self.forget(&mut buckets, now_ms);
+        }
+        let bucket = buckets.entry(user).or_insert(Bucket {
+            tokens: self.burst,
+            at_ms: now_ms,
+        });
+        let elapsed = now_ms.saturating_sub(bucket.at_ms) as f64;
+        bucket.tokens = (bucket.tokens + elapsed * self.per_ms).min(self.burst);
+        bucket.at_ms = now_ms;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn forget(&self, buckets: &mut HashMap<UserId, Bucket>, now_ms: u64) {
+        let (per_ms, burst) = (self.per_ms, self.burst);
+        buckets.retain(|_, b| b.tokens + now_ms.saturating_sub(b.at_ms) as f64 * per_ms < burst);
+        if buckets.len() >= MAX_USERS / SHARDS / 2 {
+            buckets.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_then_the_rate() {
+        let limiter = RateLimiter::new(10.0, 3); // one token per 100 ms
+        assert!((0..3).all(|_| limiter.allow_at(7, 0)));
+        assert!(!limiter.allow_at(7, 0));
+        assert!(!limiter.allow_at(7, 99));
+        assert!(limiter.allow_at(7, 100));
+        assert!(!limiter.allow_at(7, 150));
+        // Other users have their own buckets.
+        assert!(limiter.allow_at(8, 150));
+        // A long pause refills to the burst, not beyond.
+        assert!((0..3).all(|_| limiter.allow_at(7, 10_000)));
+        assert!(!limiter.allow_at(7, 10_000));
+    }
+
+    #[test]
+    fn zero_rate_means_no_limit() {
+        let limiter = RateLimiter::new(0.0, 1);
+        assert!((0..1000).all(|_| limiter.allow_at(1, 0)));
+    }
+
+    #[test]
+    fn memory_stays_bounded_under_a_flood_of_users() {
+        let limiter = RateLimiter::new(1.0, 5);
+        for user in 0..(MAX_USERS as u64 * 2) {
+            limiter.allow_at(user, 0);
+        }
+        let tracked: usize = limiter.shards.iter().map(|s| s.lock().len()).sum();
+        assert!(tracked <= MAX_USERS, "{tracked} buckets");
+    }
+}

@@ -1,0 +1,252 @@
+//! Hostile and broken clients: the limits hold, each is told why, and a
+//! normal client beside them keeps its service.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use seckill_client::{Client, Purchase};
+use seckill_proto::{Reply, Request, Status};
+
+use crate::harness::{on_sale, Got, Raw, Server, TOKEN};
+
+/// The connection-level error frame with this status, then the close.
+fn refused(raw: &mut Raw, status: Status) -> String {
+    match raw.until_closed().as_slice() {
+        [Got::Frame {
+            opcode: 0xff,
+            id: 0,
+            reply: Reply::Error { status: s, message },
+        }] if *s == status => message.clone(),
+        other => panic!("expected one {status:?} error frame, got {other:?}"),
+    }
+}
+
+#[test]
+fn connection_limits_refuse_the_excess_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("h.db"),
+        &["--max-connections", "8", "--max-connections-per-ip", "5"],
+    );
+    // Five from 127.0.0.1 are fine; the sixth is refused, and told why.
+    let mut five: Vec<Raw> = (0..5).map(|_| Raw::greeted(server.addr)).collect();
+    let mut sixth = Raw::connect(server.addr);
+    let why = refused(&mut sixth, Status::Busy);
+    assert!(why.contains("your address"), "{why}");
+
+    // Another address (127.0.0.2 is loopback too) has its own count, up to
+    // the global limit of 8.
+    let mut others: Vec<Raw> = (0..3)
+        .map(|_| {
+            let mut raw = Raw::from_stream(connect_from("127.0.0.2", server.addr));
+            raw.hello();
+            raw
+        })
+        .collect();
+    let mut ninth = Raw::from_stream(connect_from("127.0.0.2", server.addr));
+    let why = refused(&mut ninth, Status::Busy);
+    assert!(why.contains("too many connections"), "{why}");
+
+    // A place given back is a place to take.
+    drop(five.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut again = Raw::connect(server.addr);
+        again.request(
+            1,
+            &Request::Hello {
+                version: 1,
+                token: String::new(),
+            },
+        );
+        match again.next() {
+            Got::Frame {
+                reply: Reply::Hello { .. },
+                ..
+            } => break,
+            _ => assert!(Instant::now() < deadline, "the place never came back"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for raw in five.iter_mut().chain(&mut others) {
+        raw.request(9, &Request::Ping);
+        assert!(matches!(
+            raw.next(),
+            Got::Frame {
+                reply: Reply::Pong,
+                ..
+            }
+        ));
+    }
+    drop((five, others));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let stats = loop {
+        match Client::builder(server.addr).token(TOKEN).connect() {
+            Ok(mut admin) => break admin.stats().unwrap(),
+            Err(e) if e.is_busy() && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let refused = stats.iter().find(|s| s.name == "connections_refused");
+    assert!(refused.is_some_and(|s| s.value >= 2), "{stats:?}");
+}
+
+/// A client connected from a chosen local address (std cannot bind a
+/// socket before connecting it).
+fn connect_from(local: &str, to: std::net::SocketAddr) -> TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let local: std::net::SocketAddr = format!("{local}:0").parse().unwrap();
+    socket.bind(&local.into()).expect("bind");
+    socket.connect(&to.into()).expect("connect");
+    socket.into()
+}
+
+#[test]
+fn a_frame_trickled_too_slowly_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("h.db"), &["--frame-timeout", "1s"]);
+    let mut bystander = server.client();
+    let mut slow = Raw::greeted(server.addr);
+    let mut frame = bytes::BytesMut::new();
+    Request::Ping.encode(5, &mut frame);
+    let start = Instant::now();
+    // One byte every 300 ms: never idle, never done. The frame is 13 bytes,
+    // so it would take 3.9 s; the server cuts it off after about 1 s.
+    for b in frame.iter() {
+        if slow.stream.write_all(&[*b]).is_err() || start.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        bystander.ping().expect("the bystander is served");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let why = refused(&mut slow, Status::BadRequest);
+    assert!(why.contains("not completed"), "{why}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_eq!(server.stat("frame_timeouts"), 1);
+}
+
+#[test]
+fn buys_are_rate_limited_per_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("h.db"),
+        &["--buy-rate", "1", "--buy-burst", "3"],
+    );
+    let goods = server.admin().add_goods(on_sale("gpu", 100)).unwrap().id;
+    // The same user on two connections shares one bucket.
+    let (mut a, mut b) = (server.client(), server.client());
+    let no = a.buy(1, goods).unwrap().order_no().unwrap();
+    assert_eq!(b.buy(1, goods).unwrap(), Purchase::AlreadyBought(no));
+    assert_eq!(a.buy(1, goods).unwrap(), Purchase::AlreadyBought(no));
+    let err = b.buy(1, goods).unwrap_err();
+    assert_eq!(err.status(), Some(Status::RateLimited), "{err}");
+    // Other users are not affected.
+    assert!(matches!(a.buy(2, goods).unwrap(), Purchase::Ordered(_)));
+    // The bucket refills at one per second.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(a.buy(1, goods).unwrap(), Purchase::AlreadyBought(no));
+    assert_eq!(server.stat("buy_rate_limited"), 1);
+}
+
+#[test]
+fn admin_commands_only_on_the_admin_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("h.db"), &["--admin-listen", "127.0.0.1:0"]);
+    let public = Client::builder(server.addr).token(TOKEN).connect();
+    let err = public.unwrap_err();
+    assert!(err.is_unauthorized(), "{err}");
+    let admin_addr = server.admin_addr.expect("admin address");
+    let mut admin = Client::builder(admin_addr).token(TOKEN).connect().unwrap();
+    assert!(admin.is_admin());
+    let goods = admin.add_goods(on_sale("desk", 1)).unwrap();
+    // Buyers use the public listener as before.
+    let mut buyer = server.client();
+    assert_eq!(buyer.get_goods(goods.id).unwrap().total, 1);
+    // A wrong token is refused on the admin listener too.
+    let wrong = Client::builder(admin_addr).token("nope").connect();
+    assert!(wrong.unwrap_err().is_unauthorized());
+}
+
+/// 10,000 connections that send nothing: all held, the server's memory
+/// grows by little, and a normal client is served meanwhile.
+#[test]
+fn ten_thousand_silent_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("h.db"),
+        &["--max-connections-per-ip", "20000"],
+    );
+    let mut normal = server.client();
+    normal.ping().unwrap();
+    let before = server.rss_kib();
+    let silent: Vec<TcpStream> = (0..10_000)
+        .map(|i| TcpStream::connect(server.addr).unwrap_or_else(|e| panic!("connection {i}: {e}")))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.stat("connections_open") < 10_001 {
+        assert!(Instant::now() < deadline, "connections not all accepted");
+        normal.ping().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let grown = server.rss_kib().saturating_sub(before);
+    eprintln!("10,000 silent connections: resident memory grew by {grown} KiB");
+    // What a connection costs is measured by seckill-bench; this only
+    // catches a connection that holds buffers while idle (16 KiB each
+    // would be 160 MiB).
+    assert!(grown < 64 * 1024, "grew by {grown} KiB");
+    normal.ping().unwrap();
+    drop(silent);
+}
+
+/// A client that pipelines without ever reading: the server stops reading
+/// it once its replies back up, its memory stays bounded, and others are
+/// served.
+#[test]
+fn a_client_that_never_reads_is_held_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("h.db"), &[]);
+    let mut normal = server.client();
+    let mut flood = Raw::greeted(server.addr);
+    flood
+        .stream
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut chunk = bytes::BytesMut::new();
+    for id in 0..10_000u64 {
+        Request::Ping.encode(id, &mut chunk);
+    }
+    let before = server.rss_kib();
+    // Up to a million PINGs, until the socket stops taking them.
+    let mut sent = 0u64;
+    let mut blocked = false;
+    while sent < 1_000_000 {
+        match flood.stream.write_all(&chunk) {
+            Ok(()) => sent += 10_000,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                blocked = true;
+                break;
+            }
+            Err(e) => panic!("writing the flood: {e}"),
+        }
+        normal.ping().expect("the normal client is served");
+    }
+    assert!(
+        blocked,
+        "the server read {sent} PINGs without the client reading a reply"
+    );
+    let grown = server.rss_kib().saturating_sub(before);
+    eprintln!("flood of {sent} unread PINGs: resident memory grew by {grown} KiB");
+    assert!(grown < 64 * 1024, "grew by {grown} KiB");
+    for _ in 0..100 {
+        normal.ping().expect("the normal client is served");
+    }
+}
