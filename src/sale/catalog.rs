@@ -101,6 +101,10 @@ impl Entry {
         self.total.load(Relaxed)
     }
 
+    pub fn remaining(&self) -> u32 {
+        self.remaining.load(Relaxed)
+    }
+
     pub fn state(&self, now_ms: u64) -> GoodsState {
         if now_ms < self.start_ms.load(Relaxed) {
             GoodsState::Upcoming

@@ -87,7 +87,7 @@ fn store_failure(what: &str, e: &StoreError) -> Reply {
             error!("{what}: {e}");
             Reply::error(
                 Status::InternalError,
-                "the order store failed while committing: the outcome is unknown; ask ORDER_STATUS",
+                format!("{what} failed mid-write: the outcome is unknown; ask ORDER_STATUS"),
             )
         }
     }
@@ -152,15 +152,29 @@ impl Sale {
             self.reconcile_lost(&entry);
         }
         let gate = entry.gate.read();
+        if entry.is_unsure() {
+            // Still in doubt (the stores are not back yet): selling now could
+            // meet reservations that have no order.
+            drop(gate);
+            metrics::add(&self.metrics.busy, users.len() as u64);
+            return answer_all(Reply::error(
+                Status::Busy,
+                "stock being reconciled after a store fault, retry later",
+            ));
+        }
         let reserved = match self.stock.reserve(goods, &buyers) {
             Ok(r) => r,
             Err(e) => {
                 drop(gate);
-                metrics::add(&self.metrics.busy, users.len() as u64);
-                if let StoreError::NotLoaded(_) = e {
+                match e {
                     // The stock store lost this goods (a Redis restart):
                     // reload it from the order store, then buyers can retry.
-                    self.reconcile_lost(&entry);
+                    StoreError::NotLoaded(_) => self.reconcile_lost(&entry),
+                    // The deduction may have run: its reservations have no
+                    // orders (durable mode) and must not stay, which the
+                    // next reconciliation sees to.
+                    StoreError::Indeterminate(_) => entry.mark_unsure(),
+                    _ => metrics::add(&self.metrics.busy, users.len() as u64),
                 }
                 return answer_all(store_failure("stock store", &e));
             }
@@ -242,13 +256,22 @@ impl Sale {
             }
             Err(e) => {
                 metrics::add(&self.metrics.order_batches_failed, 1);
-                metrics::add(&self.metrics.busy, orders.len() as u64);
                 let reply = store_failure("order store", &e);
-                (
-                    vec![reply; orders.len()],
-                    Vec::new(),
-                    orders.iter().collect(),
-                )
+                let unsold = if let StoreError::Indeterminate(_) = e {
+                    // The batch may be committed: releasing its units could
+                    // sell them twice. They stay reserved until a
+                    // reconciliation reads what the order store holds.
+                    for goods in by_goods(&orders.iter().collect::<Vec<_>>()).keys() {
+                        if let Some(entry) = self.catalog.get(*goods) {
+                            entry.mark_unsure();
+                        }
+                    }
+                    Vec::new()
+                } else {
+                    metrics::add(&self.metrics.busy, orders.len() as u64);
+                    orders.iter().collect()
+                };
+                (vec![reply; orders.len()], Vec::new(), unsold)
             }
         };
         metrics::add(&self.metrics.orders_written, kept.len() as u64);
@@ -278,8 +301,13 @@ impl Sale {
                     }
                 }
                 // The units stay reserved with no order behind them: never
-                // oversold, and reconciliation returns them.
-                Err(e) => error!("releasing {} units of goods {goods}: {e}", holders.len()),
+                // oversold, and the next reconciliation returns them.
+                Err(e) => {
+                    error!("releasing {} units of goods {goods}: {e}", holders.len());
+                    if let Some(entry) = self.catalog.get(goods) {
+                        entry.mark_unsure();
+                    }
+                }
             }
         }
     }
@@ -399,7 +427,13 @@ impl Sale {
                 entry.restocked(record.total, remaining);
                 Reply::Restocked(entry.to_goods(now_ms()))
             }
-            Err(e) => store_failure("stock store", &e),
+            Err(e) => {
+                // The order store has the new total; the stock store may or
+                // may not have the units. Reconciliation settles it.
+                entry.restocked(record.total, entry.remaining());
+                entry.mark_unsure();
+                store_failure("stock store", &e)
+            }
         }
     }
 }

@@ -5,6 +5,7 @@ mod harness;
 
 mod admin;
 mod crash;
+mod faults;
 mod flash_sale;
 mod hostile;
 mod malformed;
