@@ -1,0 +1,39 @@
+//! The seckill-bench command: parses the flags, runs the scenario, prints
+//! the report. Exits 1 if the run could not be made or its verification
+//! failed (oversold, or an acknowledged order lost).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use seckill_bench::{plot, run, Cli};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match bench(&cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("seckill-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Whether the run passed.
+fn bench(cli: &Cli) -> anyhow::Result<bool> {
+    let output = run(cli)?;
+    if cli.common.json {
+        println!("{}", output.json());
+    } else {
+        print!("{}", output.text());
+    }
+    if let Some(path) = &cli.common.plot {
+        plot::draw(path, &output.reports())
+            .with_context(|| format!("drawing {}", path.display()))?;
+    }
+    if !output.passed() {
+        eprintln!("seckill-bench: verification FAILED");
+    }
+    Ok(output.passed())
+}

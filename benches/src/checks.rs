@@ -1,0 +1,145 @@
+//! Fetches what verification compares: each acknowledged order through
+//! ORDER_STATUS, and the goods' live orders in MySQL.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use seckill_client::{Client, Pipeline, Status};
+
+use crate::error::Error;
+use crate::verify;
+
+/// Connections that share the ORDER_STATUS checks.
+const CHECKERS: usize = 4;
+/// ORDER_STATUS requests per pipeline.
+const BATCH: usize = 4096;
+/// How often a `busy` ORDER_STATUS is tried again.
+const BUSY_RETRIES: usize = 5;
+/// A count of orders in MySQL that has not moved for this long has settled.
+const SETTLE: Duration = Duration::from_secs(3);
+const POLL: Duration = Duration::from_millis(100);
+
+/// Asks ORDER_STATUS for every holder, pipelined over a few connections.
+/// Returns how many were checked and the problems found.
+pub fn order_status(
+    addr: SocketAddr,
+    goods: u64,
+    holders: &BTreeMap<u64, u64>,
+) -> Result<(u64, Vec<String>), Error> {
+    let pairs: Vec<(u64, u64)> = holders.iter().map(|(&u, &o)| (u, o)).collect();
+    if pairs.is_empty() {
+        return Ok((0, Vec::new()));
+    }
+    let part = pairs.len().div_ceil(CHECKERS);
+    let results: Vec<_> = thread::scope(|s| {
+        let handles: Vec<_> = pairs
+            .chunks(part)
+            .map(|chunk| s.spawn(move || check_part(addr, goods, chunk)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    for result in results {
+        let (n, p) = result?;
+        checked += n;
+        problems.extend(p);
+    }
+    Ok((checked, problems))
+}
+
+fn check_part(
+    addr: SocketAddr,
+    goods: u64,
+    pairs: &[(u64, u64)],
+) -> Result<(u64, Vec<String>), Error> {
+    let mut client = Client::builder(addr)
+        .read_timeout(Duration::from_secs(30))
+        .connect()?;
+    let mut todo = pairs.to_vec();
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    for round in 0..=BUSY_RETRIES {
+        let mut busy = Vec::new();
+        for batch in todo.chunks(BATCH) {
+            let mut pipeline = Pipeline::new();
+            for &(user, _) in batch {
+                pipeline.order_status(user, goods);
+            }
+            let replies = client.execute(&pipeline)?;
+            for (&(user, order_no), reply) in batch.iter().zip(&replies) {
+                if reply.status() == Status::Busy && round < BUSY_RETRIES {
+                    busy.push((user, order_no));
+                    continue;
+                }
+                checked += 1;
+                problems.extend(verify::check_order_reply(goods, user, order_no, reply));
+            }
+        }
+        if busy.is_empty() {
+            break;
+        }
+        todo = busy;
+        thread::sleep(POLL * (round as u32 + 1));
+    }
+    Ok((checked, problems))
+}
+
+/// The live orders of a goods in MySQL, as (user, order number).
+#[derive(Debug, Clone)]
+pub struct StoreRows {
+    pub rows: Vec<(u64, u64)>,
+    /// How long until the count matched or settled.
+    pub waited: Duration,
+}
+
+/// Reads the goods' live orders from the server's MySQL database, first
+/// waiting (up to `deadline`) until there are `expected` of them or their
+/// count stops moving: in the `queued` ack mode orders reach MySQL after
+/// their replies.
+pub fn mysql_live_orders(
+    url: &str,
+    goods: u64,
+    expected: u64,
+    deadline: Duration,
+) -> Result<StoreRows, Error> {
+    use mysql::prelude::Queryable;
+
+    let opts =
+        mysql::Opts::from_url(url).map_err(|e| Error::Setup(format!("bad --mysql url: {e}")))?;
+    // The server's default database when the URL names none.
+    let db = opts.get_db_name().unwrap_or("seckill").to_string();
+    let opts = mysql::OptsBuilder::from_opts(opts).db_name(Some(db));
+    let mut conn = mysql::Conn::new(opts)?;
+    let begun = Instant::now();
+    let mut last = None;
+    let mut steady_since = begun;
+    loop {
+        let count: u64 = conn
+            .exec_first(
+                "SELECT COUNT(*) FROM orders WHERE goods_id = ? AND live_slot IS NOT NULL",
+                (goods,),
+            )?
+            .unwrap_or(0);
+        let now = Instant::now();
+        if last != Some(count) {
+            last = Some(count);
+            steady_since = now;
+        }
+        if count >= expected || now - steady_since >= SETTLE || now - begun >= deadline {
+            break;
+        }
+        thread::sleep(POLL);
+    }
+    let waited = begun.elapsed();
+    let rows = conn.exec(
+        "SELECT user_id, order_no FROM orders WHERE goods_id = ? AND live_slot IS NOT NULL",
+        (goods,),
+    )?;
+    Ok(StoreRows { rows, waited })
+}

@@ -1,0 +1,214 @@
+//! Flags.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Load generator for the seckill flash-sale server: proves a deployment
+/// before a flash sale.
+///
+/// Many connections are driven by a few threads (mio). Closed loop by
+/// default: each connection keeps --pipeline requests in flight. With
+/// --rate, open loop: requests leave at scheduled instants and latency is
+/// measured from those instants, so a stalling server cannot hide its tail.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "seckill-bench", version)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+/// Flags every scenario takes.
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// The seckill server.
+    #[arg(
+        long,
+        global = true,
+        env = "SECKILL_ADDR",
+        default_value = "127.0.0.1:7700"
+    )]
+    pub addr: String,
+
+    /// The server's admin token: flash-crowd and sustained create their
+    /// goods with ADD_GOODS.
+    #[arg(
+        long,
+        global = true,
+        env = "SECKILL_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+
+    /// Where admin commands go, if the server has an admin listener of its
+    /// own (--admin-listen) [default: --addr].
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub admin_addr: Option<String>,
+
+    /// Connections to open.
+    #[arg(long, short = 'c', global = true, default_value_t = 100)]
+    pub connections: usize,
+
+    /// Threads that drive the connections [default: the number of cores,
+    /// at most 4].
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+
+    /// Requests in flight per connection [default: 1; with --rate, the most
+    /// in flight per connection, default 32].
+    #[arg(long, short = 'd', global = true)]
+    pub pipeline: Option<usize>,
+
+    /// Open loop: send this many requests per second in all, at scheduled
+    /// instants, and time each from its instant.
+    #[arg(long, global = true, value_name = "REQ_PER_S")]
+    pub rate: Option<f64>,
+
+    /// Seed of the user order and the browse mix.
+    #[arg(long, global = true, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Give up on replies after this long without any.
+    #[arg(long, global = true, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+
+    /// Print one JSON object with the whole report to stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Draw throughput and p99 latency per second into this SVG file.
+    #[arg(long, global = true, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum Scenario {
+    /// U users rush one goods of small stock: N BUY attempts in all, each
+    /// user at least once when N ≥ U (the rest are retries). Then checks
+    /// that nothing was oversold or lost.
+    FlashCrowd(FlashCrowd),
+    /// BUYs of a goods that never sells out, every one by a new user, for
+    /// --duration: accepted orders/s end to end.
+    Sustained(Sustained),
+    /// What a front page asks: LIST_GOODS and GET_GOODS, for --duration.
+    Browse(Browse),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TargetKind {
+    /// The seckill server at --addr.
+    Server,
+    /// Redis at --redis, with the server's own reserve script, one buyer a
+    /// call: the baseline of what the stock deduction alone costs.
+    RedisDirect,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FlashCrowd {
+    /// Distinct users.
+    #[arg(long, short = 'u', default_value_t = 10_000)]
+    pub users: u64,
+
+    /// BUY attempts in all.
+    #[arg(long, short = 'n', default_value_t = 20_000)]
+    pub attempts: u64,
+
+    /// Units of the goods on sale.
+    #[arg(long, short = 's', default_value_t = 1_000)]
+    pub stock: u32,
+
+    /// The first user id; users are this and the next U − 1.
+    #[arg(long, default_value_t = 1)]
+    pub first_user: u64,
+
+    /// What to rush.
+    #[arg(long, value_enum, default_value_t = TargetKind::Server)]
+    pub target: TargetKind,
+
+    /// Run against the server, then against Redis directly, and print
+    /// server ÷ redis-direct throughput.
+    #[arg(long)]
+    pub compare: bool,
+
+    /// Redis for --target redis-direct and --compare.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "SECKILL_BENCH_REDIS",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis: String,
+
+    /// Prefix of the redis-direct keys (deleted at the end).
+    #[arg(long, default_value = "seckill-bench:")]
+    pub redis_prefix: String,
+
+    /// The server's MySQL database: also verify the orders there.
+    #[arg(long, value_name = "URL")]
+    pub mysql: Option<String>,
+
+    /// How long verification waits for MySQL to show every order (the
+    /// `queued` ack mode writes behind the replies).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub verify_timeout: Duration,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Sustained {
+    /// How long to buy.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Browse {
+    /// How long to browse.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+
+    /// Share of LIST_GOODS among the requests; the rest are GET_GOODS.
+    #[arg(long, default_value_t = 0.2)]
+    pub list_share: f64,
+
+    /// Goods to create (needs --token) when the server has none.
+    #[arg(long, default_value_t = 10)]
+    pub goods: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_flags_hold_together() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn common_flags_go_after_the_scenario() {
+        let cli = Cli::try_parse_from([
+            "seckill-bench",
+            "flash-crowd",
+            "--connections",
+            "7",
+            "--json",
+            "--rate",
+            "500",
+            "--users",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(cli.common.connections, 7);
+        assert!(cli.common.json);
+        assert_eq!(cli.common.rate, Some(500.0));
+        let Scenario::FlashCrowd(f) = cli.scenario else {
+            panic!("not a flash crowd")
+        };
+        assert_eq!((f.users, f.attempts, f.stock), (3, 20_000, 1_000));
+    }
+}

@@ -1,0 +1,225 @@
+//! The load engine: few threads, many connections.
+//!
+//! ```text
+//!   run() ──spawns──▶ thread 0 … T-1   each: one mio::Poll, its share of the C connections
+//!     │                  │ connect, greet (HELLO / PING), then wait at the barrier
+//!     │                  │ start = the first thread past the barrier's Instant
+//!     │                  ▼
+//!     │               loop: fill windows ─▶ write ─▶ poll ─▶ read ─▶ decode ─▶ record
+//!     │                  │   closed loop: keep --pipeline requests in flight per connection
+//!     │                  │   open loop:   slots of the Schedule, timed from the slot
+//!     │                  ▼
+//!     │               Recorder (histograms, outcomes, per-second buckets) + acks
+//!     └─ live line every second (stderr is a terminal) ◀── Live counters
+//! ```
+//!
+//! What to send comes from a [`Workload`], shared by every thread; how it
+//! is encoded and how replies are read comes from the [`Target`].
+
+mod conn;
+mod driver;
+#[cfg(test)]
+mod tests;
+mod window;
+pub mod wire;
+
+use std::io::{IsTerminal, Write as _};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Barrier, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::stats::{Live, Recorder};
+use crate::users::Rng;
+use crate::verify::Ack;
+use driver::{Ctx, ThreadResult};
+use wire::{Codec, RedisScript};
+
+/// One request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// BUY. `order_no` is the order number proposed for it, which only the
+    /// redis-direct baseline uses (the server makes its own).
+    Buy {
+        user: u64,
+        goods: u64,
+        order_no: u64,
+    },
+    GetGoods {
+        goods: u64,
+    },
+    ListGoods,
+}
+
+/// What to send next; shared by every engine thread.
+pub trait Workload: Sync {
+    /// The next request, or `None` once the workload has no more.
+    fn next(&self, rng: &mut Rng) -> Option<Op>;
+}
+
+/// Whom the connections talk to.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Seckill {
+        addr: SocketAddr,
+    },
+    RedisDirect {
+        addr: SocketAddr,
+        script: RedisScript,
+    },
+}
+
+impl Target {
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Target::Seckill { addr } | Target::RedisDirect { addr, .. } => *addr,
+        }
+    }
+
+    fn codec(&self) -> Codec {
+        match self {
+            Target::Seckill { .. } => Codec::seckill(),
+            Target::RedisDirect { script, .. } => Codec::redis(script.clone()),
+        }
+    }
+}
+
+/// How requests are paced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// Each connection keeps up to `pipeline` requests in flight; latency is
+    /// counted from the send.
+    Closed { pipeline: usize },
+    /// `rate` requests/s in all, sent at their scheduled instants; at most
+    /// `max_in_flight` per connection, the rest wait their turn with the
+    /// clock running.
+    Open { rate: f64, max_in_flight: usize },
+}
+
+/// A run's shape.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub connections: usize,
+    pub threads: usize,
+    pub pace: Pace,
+    /// Stop sending after this long; `None`: when the workload runs out.
+    pub duration: Option<Duration>,
+    /// Once sending stops, how long to wait for the replies in flight.
+    pub drain: Duration,
+    /// Give up when nothing has been answered for this long.
+    pub stall: Duration,
+    pub seed: u64,
+    /// Keep every BUY reply that carried an order number, for verification.
+    pub keep_acks: bool,
+    /// Print a line per second on stderr (only if it is a terminal).
+    pub live: bool,
+}
+
+/// What a run measured, all threads merged.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub recorder: Recorder,
+    pub acks: Vec<Ack>,
+    /// From the start to the last reply.
+    pub elapsed: Duration,
+    /// Connections that were greeted and took part.
+    pub connected: usize,
+    pub sent: u64,
+}
+
+/// Runs `workload` against `target` as `plan` says.
+pub fn run(plan: &Plan, target: &Target, workload: &dyn Workload) -> Finished {
+    let threads = plan.threads.clamp(1, plan.connections.max(1));
+    let barrier = Barrier::new(threads);
+    let start = OnceLock::new();
+    let lives: Vec<Arc<Live>> = (0..threads).map(|_| Arc::default()).collect();
+    let results: Vec<ThreadResult> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|index| {
+                let share =
+                    plan.connections / threads + usize::from(index < plan.connections % threads);
+                let ctx = Ctx {
+                    plan,
+                    target,
+                    workload,
+                    barrier: &barrier,
+                    start: &start,
+                    live: lives[index].clone(),
+                    index,
+                    threads,
+                };
+                s.spawn(move || ctx.run(share))
+            })
+            .collect();
+        if plan.live && std::io::stderr().is_terminal() {
+            live_lines(&lives, &start, &handles);
+        }
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let mut finished = Finished {
+        recorder: Recorder::default(),
+        acks: Vec::new(),
+        elapsed: Duration::ZERO,
+        connected: 0,
+        sent: 0,
+    };
+    for r in results {
+        finished.recorder.merge(&r.recorder);
+        finished.acks.extend(r.acks);
+        finished.elapsed = finished.elapsed.max(r.elapsed);
+        finished.connected += r.connected;
+        finished.sent += r.sent;
+    }
+    finished
+}
+
+/// One line per second while the threads run.
+fn live_lines(
+    lives: &[Arc<Live>],
+    start: &OnceLock<Instant>,
+    handles: &[std::thread::ScopedJoinHandle<'_, ThreadResult>],
+) {
+    let mut last = (0u64, 0u64, 0u64);
+    let mut next = None;
+    let mut latency = hdrhistogram::Histogram::<u32>::new_with_bounds(1, 3_600_000_000, 2)
+        .expect("valid histogram bounds");
+    while !handles.iter().all(|h| h.is_finished()) {
+        std::thread::sleep(Duration::from_millis(50));
+        let Some(&start) = start.get() else { continue };
+        let next = next.get_or_insert(start + Duration::from_secs(1));
+        if Instant::now() < *next {
+            continue;
+        }
+        let second = (*next - start).as_secs();
+        *next += Duration::from_secs(1);
+        let sum = |f: fn(&Live) -> u64| lives.iter().map(|l| f(l)).sum::<u64>();
+        let now = (
+            sum(|l| l.answered.load(Ordering::Relaxed)),
+            sum(|l| l.ok.load(Ordering::Relaxed)),
+            sum(|l| l.errors.load(Ordering::Relaxed)),
+        );
+        latency.reset();
+        lives.iter().for_each(|l| l.take_latency(&mut latency));
+        let p99 = if latency.is_empty() {
+            0
+        } else {
+            latency.value_at_quantile(0.99)
+        };
+        let _ = writeln!(
+            std::io::stderr(),
+            "[{second:>4}s] {:>8} req/s  ok {:>7}/s  errors {:>6}/s  p99 {:>9}  ({} answered)",
+            now.0 - last.0,
+            now.1 - last.1,
+            now.2 - last.2,
+            crate::report::human_us(p99),
+            now.0,
+        );
+        last = now;
+    }
+}

@@ -1,0 +1,366 @@
+//! What goes over a connection: the seckill protocol (through
+//! `seckill_proto`) or, for the redis-direct baseline, RESP (through the
+//! `redis` crate's command packer and reply parser). No I/O here: the
+//! engine moves the bytes.
+
+use std::io::{self, Read};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, BytesMut};
+use redis::Value;
+use seckill_proto::{Frame, FrameError, Opcode, Reply, Request, Status, MAX_REPLY_FRAME, VERSION};
+
+use super::Op;
+use crate::stats::Outcome;
+
+/// Request id of the seckill HELLO; the load starts at the next one.
+pub const HELLO_ID: u64 = 1;
+
+/// What one reply said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// A reply to the connection's greeting: ok, or why not.
+    Greeting(Result<(), String>),
+    /// A reply to a request: to request `id`, or to the oldest one in
+    /// flight when the protocol has no ids. `order_no` is the order number
+    /// the reply carried, if any.
+    Reply {
+        id: Option<u64>,
+        outcome: Outcome,
+        order_no: Option<u64>,
+    },
+}
+
+/// The Redis side of the redis-direct baseline: the server's reserve
+/// script, loaded under `sha`, called with one buyer per call.
+#[derive(Debug, Clone)]
+pub struct RedisScript {
+    pub sha: String,
+    /// The goods' stock, buyers and queue keys, as the script takes them.
+    pub keys: [String; 3],
+    pub goods: u64,
+    /// Commands a new connection sends before any load (AUTH, SELECT,
+    /// PING), packed; each must be answered without an error.
+    pub greeting: Vec<Vec<u8>>,
+}
+
+/// One connection's codec.
+pub enum Codec {
+    Seckill,
+    Redis {
+        script: RedisScript,
+        parser: redis::Parser,
+    },
+}
+
+impl Codec {
+    pub fn seckill() -> Codec {
+        Codec::Seckill
+    }
+
+    pub fn redis(script: RedisScript) -> Codec {
+        Codec::Redis {
+            script,
+            parser: redis::Parser::new(),
+        }
+    }
+
+    /// Writes the greeting; returns how many replies it expects.
+    pub fn greet(&self, out: &mut BytesMut) -> usize {
+        match self {
+            Codec::Seckill => {
+                let hello = Request::Hello {
+                    version: VERSION,
+                    token: String::new(),
+                };
+                hello.encode(HELLO_ID, out);
+                1
+            }
+            Codec::Redis { script, .. } => {
+                for cmd in &script.greeting {
+                    out.extend_from_slice(cmd);
+                }
+                script.greeting.len()
+            }
+        }
+    }
+
+    /// Writes one request with id `id` (ignored by Redis).
+    pub fn encode(&self, op: &Op, id: u64, out: &mut BytesMut) {
+        match self {
+            Codec::Seckill => {
+                let request = match *op {
+                    Op::Buy { user, goods, .. } => Request::Buy {
+                        user_id: user,
+                        goods_id: goods,
+                    },
+                    Op::GetGoods { goods } => Request::GetGoods { goods_id: goods },
+                    Op::ListGoods => Request::ListGoods,
+                };
+                request.encode(id, out);
+            }
+            Codec::Redis { script, .. } => {
+                let packed = match *op {
+                    Op::Buy { user, order_no, .. } => reserve_command(script, user, order_no),
+                    // The baseline only buys; anything else is a round trip.
+                    Op::GetGoods { .. } | Op::ListGoods => redis::cmd("PING").get_packed_command(),
+                };
+                out.extend_from_slice(&packed);
+            }
+        }
+    }
+
+    /// Takes the next whole reply from `input`, if one is there. An error
+    /// means the stream is broken and the connection must close.
+    pub fn decode(
+        &mut self,
+        input: &mut BytesMut,
+        greeting: bool,
+    ) -> Result<Option<Answer>, String> {
+        match self {
+            Codec::Seckill => decode_seckill(input),
+            Codec::Redis { parser, .. } => {
+                let mut feed = Feed(input);
+                match parser.parse_value(&mut feed) {
+                    Ok(value) if greeting => Ok(Some(Answer::Greeting(match value {
+                        Value::ServerError(e) => Err(e.to_string()),
+                        _ => Ok(()),
+                    }))),
+                    Ok(value) => Ok(Some(redis_answer(value))),
+                    // The parser keeps what it has read of a partial reply
+                    // and goes on from there next time.
+                    Err(e) if e.is_io_error() && feed.0.is_empty() => Ok(None),
+                    Err(e) => Err(format!("bad reply from redis: {e}")),
+                }
+            }
+        }
+    }
+}
+
+/// The reserve script's call for one buyer: EVALSHA with the server's own
+/// keys and arguments (mode `durable`: no queue entry).
+fn reserve_command(script: &RedisScript, user: u64, order_no: u64) -> Vec<u8> {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    redis::cmd("EVALSHA")
+        .arg(&script.sha)
+        .arg(3)
+        .arg(&script.keys[..])
+        .arg("durable")
+        .arg(script.goods)
+        .arg(now_ms)
+        .arg(user)
+        .arg(order_no)
+        .get_packed_command()
+}
+
+/// Hands the parser the bytes read so far, then says "would block": the
+/// parser keeps its partial state and is called again when more arrive.
+struct Feed<'a>(&'a mut BytesMut);
+
+impl Read for Feed<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.0.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(self.0.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0.advance(n);
+        Ok(n)
+    }
+}
+
+fn decode_seckill(input: &mut BytesMut) -> Result<Option<Answer>, String> {
+    let (frame, used) = match Frame::parse(input, MAX_REPLY_FRAME) {
+        Ok(found) => found,
+        Err(FrameError::Incomplete) => return Ok(None),
+        Err(e) => return Err(format!("bad reply frame: {e}")),
+    };
+    let answer = match Reply::decode(&frame) {
+        Ok((Opcode::Hello, Reply::Hello { .. })) => Answer::Greeting(Ok(())),
+        Ok((Opcode::Hello, reply)) => Answer::Greeting(Err(format!("HELLO refused: {reply:?}"))),
+        Ok((Opcode::Error, reply)) => {
+            return Err(format!("the server gave up on the connection: {reply:?}"))
+        }
+        Ok((_, reply)) => {
+            let (outcome, order_no) = seckill_outcome(&reply);
+            Answer::Reply {
+                id: Some(frame.id),
+                outcome,
+                order_no,
+            }
+        }
+        Err(_) => Answer::Reply {
+            id: Some(frame.id),
+            outcome: Outcome::Error("bad_reply"),
+            order_no: None,
+        },
+    };
+    input.advance(used);
+    Ok(Some(answer))
+}
+
+/// A seckill reply as an outcome, with the order number it carries.
+pub fn seckill_outcome(reply: &Reply) -> (Outcome, Option<u64>) {
+    match reply {
+        Reply::Bought { order_no } => (Outcome::Ok, Some(*order_no)),
+        Reply::AlreadyBought { order_no } => (Outcome::AlreadyBought, Some(*order_no)),
+        Reply::Error { status, .. } => (status_outcome(*status), None),
+        _ => (Outcome::Ok, None),
+    }
+}
+
+fn status_outcome(status: Status) -> Outcome {
+    match status {
+        Status::Ok => Outcome::Ok,
+        Status::SoldOut => Outcome::SoldOut,
+        Status::AlreadyBought => Outcome::AlreadyBought,
+        Status::Busy => Outcome::Busy,
+        other => Outcome::Error(other.as_str()),
+    }
+}
+
+/// The reserve script's reply for one buyer: `{remaining, decision}`, the
+/// decision being 1 (reserved under the proposed order number), 0 (sold
+/// out) or the order number the buyer already holds.
+fn redis_answer(value: Value) -> Answer {
+    let (outcome, order_no) = match value {
+        Value::Array(items) if items.len() == 2 => match &items[1] {
+            Value::Int(1) => (Outcome::Ok, None),
+            Value::Int(0) => (Outcome::SoldOut, None),
+            Value::BulkString(held) => {
+                match std::str::from_utf8(held).ok().and_then(|s| s.parse().ok()) {
+                    Some(order_no) => (Outcome::AlreadyBought, Some(order_no)),
+                    None => (Outcome::Error("bad_reply"), None),
+                }
+            }
+            _ => (Outcome::Error("bad_reply"), None),
+        },
+        // The stock key is missing.
+        Value::Nil => (Outcome::Error("not_loaded"), None),
+        Value::ServerError(e) => match e.code() {
+            "BUSY" | "LOADING" | "TRYAGAIN" => (Outcome::Busy, None),
+            "NOSCRIPT" => (Outcome::Error("noscript"), None),
+            _ => (Outcome::Error("redis_error"), None),
+        },
+        _ => (Outcome::Error("bad_reply"), None),
+    };
+    Answer::Reply {
+        id: None,
+        outcome,
+        order_no,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redis_codec() -> Codec {
+        Codec::redis(RedisScript {
+            sha: "abc".into(),
+            keys: ["s".into(), "b".into(), "q".into()],
+            goods: 9,
+            greeting: vec![redis::cmd("PING").get_packed_command()],
+        })
+    }
+
+    #[test]
+    fn seckill_replies_decode_to_outcomes() {
+        let mut input = BytesMut::new();
+        Reply::Hello {
+            version: VERSION,
+            admin: false,
+        }
+        .encode(Opcode::Hello as u8, HELLO_ID, &mut input);
+        Reply::Bought { order_no: 77 }.encode(Opcode::Buy as u8, 5, &mut input);
+        Reply::error(Status::SoldOut, "gone").encode(Opcode::Buy as u8, 3, &mut input);
+        Reply::AlreadyBought { order_no: 77 }.encode(Opcode::Buy as u8, 4, &mut input);
+        Reply::error(Status::NotStarted, "soon").encode(Opcode::Buy as u8, 6, &mut input);
+        let whole = input.clone();
+        let mut codec = Codec::seckill();
+        // Split anywhere: nothing is decoded before a frame is whole.
+        let mut partial = BytesMut::from(&whole[..whole.len() - 1]);
+        let mut answers = Vec::new();
+        while let Some(a) = codec.decode(&mut partial, false).unwrap() {
+            answers.push(a);
+        }
+        assert_eq!(answers.len(), 4);
+        partial.extend_from_slice(&whole[whole.len() - 1..]);
+        answers.push(codec.decode(&mut partial, false).unwrap().unwrap());
+        assert!(partial.is_empty());
+        assert_eq!(answers[0], Answer::Greeting(Ok(())));
+        let reply = |id, outcome, order_no| Answer::Reply {
+            id: Some(id),
+            outcome,
+            order_no,
+        };
+        assert_eq!(answers[1], reply(5, Outcome::Ok, Some(77)));
+        assert_eq!(answers[2], reply(3, Outcome::SoldOut, None));
+        assert_eq!(answers[3], reply(4, Outcome::AlreadyBought, Some(77)));
+        assert_eq!(answers[4], reply(6, Outcome::Error("not_started"), None));
+    }
+
+    #[test]
+    fn a_connection_level_error_breaks_the_connection() {
+        let mut input = BytesMut::new();
+        Reply::error(Status::BadRequest, "bye").encode(Opcode::Error as u8, 0, &mut input);
+        assert!(Codec::seckill().decode(&mut input, false).is_err());
+    }
+
+    #[test]
+    fn redis_replies_decode_across_any_split() {
+        let stream: &[u8] =
+            b"+PONG\r\n*2\r\n:9\r\n:1\r\n*2\r\n:0\r\n:0\r\n*2\r\n:8\r\n$4\r\n1234\r\n$-1\r\n-NOSCRIPT No matching script\r\n";
+        for split in 0..stream.len() {
+            let mut codec = redis_codec();
+            let mut greeting = true;
+            let mut answers = Vec::new();
+            let mut input = BytesMut::new();
+            for part in [&stream[..split], &stream[split..]] {
+                input.extend_from_slice(part);
+                while let Some(a) = codec.decode(&mut input, greeting).unwrap() {
+                    greeting = false;
+                    answers.push(a);
+                }
+            }
+            let reply = |outcome, order_no| Answer::Reply {
+                id: None,
+                outcome,
+                order_no,
+            };
+            assert_eq!(
+                answers,
+                [
+                    Answer::Greeting(Ok(())),
+                    reply(Outcome::Ok, None),
+                    reply(Outcome::SoldOut, None),
+                    reply(Outcome::AlreadyBought, Some(1234)),
+                    reply(Outcome::Error("not_loaded"), None),
+                    reply(Outcome::Error("noscript"), None),
+                ],
+                "split at {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_redis_call_is_the_servers_script_with_one_buyer() {
+        let codec = redis_codec();
+        let mut out = BytesMut::new();
+        let buy = Op::Buy {
+            user: 42,
+            goods: 9,
+            order_no: 1001,
+        };
+        codec.encode(&buy, 0, &mut out);
+        let text = String::from_utf8_lossy(&out);
+        let args: Vec<&str> = text.split("\r\n").skip(2).step_by(2).collect();
+        assert_eq!(
+            &args[..8],
+            ["EVALSHA", "abc", "3", "s", "b", "q", "durable", "9"]
+        );
+        assert_eq!(&args[9..11], ["42", "1001"]);
+    }
+}

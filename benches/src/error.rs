@@ -1,0 +1,26 @@
+//! Why a run could not be made. A run that was made but failed its
+//! verification is not an error: its report says so.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    /// Bad flags, a server that refused the setup, and the like.
+    #[error("{0}")]
+    Setup(String),
+    #[error("seckill: {0}")]
+    Client(#[from] seckill_client::Error),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("mysql: {0}")]
+    Mysql(#[from] mysql::Error),
+    #[error("redis store: {0}")]
+    Store(#[from] seckill::store::StoreError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("plot: {0}")]
+    Plot(String),
+}

@@ -1,0 +1,46 @@
+//! seckill-bench: the load generator that proves a seckill deployment
+//! before a flash sale.
+//!
+//! ```text
+//!   cli ──▶ scenario ──setup──▶ ADD_GOODS (seckill-client) / preload (RedisStock)
+//!              │
+//!              ├──▶ engine::run ── T threads × mio::Poll ── C connections ──▶ server or Redis
+//!              │        Workload: what to send      Target: how (seckill_proto / RESP)
+//!              │        Recorder: outcomes, HDR latency, per-second buckets; acks
+//!              │
+//!              ├──▶ verify (pure) ◀── checks: GET_GOODS, ORDER_STATUS, MySQL, Redis
+//!              └──▶ report: text, --json, --plot (plotters SVG)
+//! ```
+//!
+//! The binary is a thin shell around [`run`]: a test (or another tool) can
+//! build a [`Cli`] and run a scenario in-process.
+//!
+//! ```no_run
+//! use clap::Parser;
+//!
+//! let cli = seckill_bench::Cli::parse_from([
+//!     "seckill-bench", "flash-crowd", "--addr", "127.0.0.1:7700", "--token", "t",
+//!     "--connections", "100", "--users", "10000", "--attempts", "20000", "--stock", "1000",
+//! ]);
+//! let output = seckill_bench::run(&cli)?;
+//! assert!(output.passed(), "{}", output.text());
+//! # Ok::<(), seckill_bench::Error>(())
+//! ```
+
+pub mod checks;
+pub mod cli;
+pub mod engine;
+pub mod error;
+pub mod plot;
+pub mod report;
+pub mod scenario;
+pub mod schedule;
+pub mod stats;
+pub mod users;
+pub mod verify;
+pub mod workload;
+
+pub use cli::Cli;
+pub use error::Error;
+pub use report::{Comparison, Output, Report};
+pub use scenario::run;

@@ -1,0 +1,424 @@
+//! The report of a run: built from what the engine measured, printed as
+//! text for people or as one JSON object for scripts.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::engine::{Finished, Pace};
+use crate::stats::{Latency, Outcomes};
+use crate::verify::Verification;
+
+/// One run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    /// `server` or `redis-direct`.
+    pub target: String,
+    pub addr: String,
+    pub connections: usize,
+    /// Connections greeted that carried load.
+    pub connected: usize,
+    pub threads: usize,
+    pub pace: PaceInfo,
+    pub seed: u64,
+    /// From the start to the last reply.
+    pub duration_s: f64,
+    pub sent: u64,
+    /// Requests answered, whatever the answer.
+    pub answered: u64,
+    /// Answered requests per second.
+    pub throughput_rps: f64,
+    /// `ok` replies per second: accepted orders/s for BUYs.
+    pub ok_per_s: f64,
+    pub outcomes: Outcomes,
+    pub latency: Latency,
+    pub per_second: Vec<Second>,
+    /// The goods the run bought, if it bought.
+    pub goods: Option<GoodsInfo>,
+    pub verification: Option<Verification>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PaceInfo {
+    /// `closed` or `open`.
+    pub mode: String,
+    /// Closed loop: requests in flight per connection; open loop: the most
+    /// in flight per connection.
+    pub pipeline: usize,
+    /// Open loop: requests/s offered in all.
+    pub rate: Option<f64>,
+    /// What latency is counted from: `send` or `schedule`.
+    pub latency_from: String,
+}
+
+impl PaceInfo {
+    pub fn of(pace: Pace) -> PaceInfo {
+        match pace {
+            Pace::Closed { pipeline } => PaceInfo {
+                mode: "closed".into(),
+                pipeline,
+                rate: None,
+                latency_from: "send".into(),
+            },
+            Pace::Open {
+                rate,
+                max_in_flight,
+            } => PaceInfo {
+                mode: "open".into(),
+                pipeline: max_in_flight,
+                rate: Some(rate),
+                latency_from: "schedule".into(),
+            },
+        }
+    }
+}
+
+/// One second of the run, by when replies arrived.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Second {
+    pub second: u64,
+    /// How much of this second the run covered (less than 1 for the last).
+    pub span_s: f64,
+    pub requests: u64,
+    pub ok: u64,
+    pub errors: u64,
+    pub p99_us: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GoodsInfo {
+    pub id: u64,
+    pub stock: u32,
+}
+
+/// What a run is, before it runs.
+#[derive(Debug, Clone)]
+pub struct Header {
+    pub scenario: &'static str,
+    pub target: &'static str,
+    pub addr: String,
+    pub connections: usize,
+    pub threads: usize,
+    pub pace: Pace,
+    pub seed: u64,
+}
+
+impl Report {
+    pub fn new(header: Header, finished: &Finished) -> Report {
+        let outcomes = finished.recorder.outcomes.clone();
+        let secs = finished.elapsed.as_secs_f64();
+        let per_s = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+        let per_second = finished
+            .recorder
+            .seconds
+            .iter()
+            .enumerate()
+            .map(|(i, b)| Second {
+                second: i as u64,
+                span_s: (secs - i as f64).clamp(0.0, 1.0),
+                requests: b.requests,
+                ok: b.ok,
+                errors: b.errors,
+                p99_us: if b.latency.is_empty() {
+                    0
+                } else {
+                    b.latency.value_at_quantile(0.99)
+                },
+            })
+            .collect();
+        Report {
+            scenario: header.scenario.into(),
+            target: header.target.into(),
+            addr: header.addr,
+            connections: header.connections,
+            connected: finished.connected,
+            threads: header.threads,
+            pace: PaceInfo::of(header.pace),
+            seed: header.seed,
+            duration_s: secs,
+            sent: finished.sent,
+            answered: outcomes.answered(),
+            throughput_rps: per_s(outcomes.answered()),
+            ok_per_s: per_s(outcomes.ok),
+            latency: Latency::of(&finished.recorder.latency),
+            outcomes,
+            per_second,
+            goods: None,
+            verification: None,
+        }
+    }
+
+    /// False if verification ran and failed.
+    pub fn passed(&self) -> bool {
+        self.verification.as_ref().is_none_or(|v| v.passed)
+    }
+
+    /// The report for people.
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        let pace = match self.pace.rate {
+            Some(rate) => format!(
+                "open loop at {rate} req/s (at most {} in flight per connection, latency from the schedule)",
+                self.pace.pipeline
+            ),
+            None => format!("closed loop, pipeline {}", self.pace.pipeline),
+        };
+        let _ = writeln!(
+            s,
+            "{} → {} {}: {} connections ({} up), {} threads, {pace}",
+            self.scenario, self.target, self.addr, self.connections, self.connected, self.threads
+        );
+        let _ = writeln!(
+            s,
+            "  {} answered in {:.2} s: {:.0} req/s, ok {:.0}/s",
+            self.answered, self.duration_s, self.throughput_rps, self.ok_per_s
+        );
+        let o = &self.outcomes;
+        let _ = write!(
+            s,
+            "  outcomes: ok {}, sold out {}, already bought {}, busy {}, other errors {}",
+            o.ok, o.sold_out, o.already_bought, o.busy, o.other_errors
+        );
+        if !o.errors_by_kind.is_empty() {
+            let kinds: Vec<String> = o
+                .errors_by_kind
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            let _ = write!(s, " ({})", kinds.join(", "));
+        }
+        let _ = writeln!(
+            s,
+            ", connection failures {}, lost {}",
+            o.connection_failures, o.lost
+        );
+        let l = &self.latency;
+        let _ = writeln!(
+            s,
+            "  latency: p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+            human_us(l.p50_us),
+            human_us(l.p90_us),
+            human_us(l.p99_us),
+            human_us(l.p999_us),
+            human_us(l.max_us)
+        );
+        if let Some(v) = &self.verification {
+            let verdict = if v.passed { "passed" } else { "FAILED" };
+            let _ = write!(
+                s,
+                "  verification {verdict}: {} sold of {} ({} left), {} ok replies, {} holders, {} unknown outcomes",
+                v.sold, v.total, v.remaining, v.ok_replies, v.holders, v.unknown_outcomes
+            );
+            if self.target == "server" {
+                let _ = write!(
+                    s,
+                    ", {} orders confirmed by ORDER_STATUS (in {} ms)",
+                    v.orders_checked, v.order_status_ms
+                );
+            }
+            if let Some(store) = &v.store {
+                let _ = write!(
+                    s,
+                    "; {}: {} live orders (after {} ms)",
+                    store.name, store.live_orders, store.waited_ms
+                );
+            }
+            s.push('\n');
+            for p in &v.problems {
+                let _ = writeln!(s, "    - {p}");
+            }
+            if v.problem_count > v.problems.len() {
+                let _ = writeln!(s, "    … and {} more", v.problem_count - v.problems.len());
+            }
+        }
+        s
+    }
+}
+
+/// A flash crowd against the server and the same against Redis directly.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    pub server: Report,
+    pub redis_direct: Report,
+    /// Server throughput ÷ redis-direct throughput.
+    pub ratio: f64,
+}
+
+/// What a command produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Single(Box<Report>),
+    Compare(Box<Comparison>),
+}
+
+impl Output {
+    pub fn reports(&self) -> Vec<&Report> {
+        match self {
+            Output::Single(r) => vec![r],
+            Output::Compare(c) => vec![&c.server, &c.redis_direct],
+        }
+    }
+
+    /// False if any verification failed.
+    pub fn passed(&self) -> bool {
+        self.reports().iter().all(|r| r.passed())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        let value = match self {
+            Output::Single(r) => serde_json::to_value(r),
+            Output::Compare(c) => serde_json::to_value(c),
+        };
+        value.unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn text(&self) -> String {
+        match self {
+            Output::Single(r) => r.text(),
+            Output::Compare(c) => format!(
+                "{}{}server ÷ redis-direct throughput: {:.3}\n",
+                c.server.text(),
+                c.redis_direct.text(),
+                c.ratio
+            ),
+        }
+    }
+}
+
+/// Microseconds for people.
+pub fn human_us(us: u64) -> String {
+    match us {
+        0..=999 => format!("{us} µs"),
+        1_000..=999_999 => format!("{:.2} ms", us as f64 / 1e3),
+        _ => format!("{:.2} s", us as f64 / 1e6),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::stats::{Live, Outcome, Recorder};
+
+    fn report() -> Report {
+        let live = Live::default();
+        let mut recorder = Recorder::default();
+        for i in 0..100 {
+            let outcome = if i < 10 {
+                Outcome::Ok
+            } else {
+                Outcome::SoldOut
+            };
+            recorder.record(
+                outcome,
+                Duration::from_micros(100 + i),
+                Duration::from_millis(i * 15),
+                &live,
+            );
+        }
+        let finished = Finished {
+            recorder,
+            acks: Vec::new(),
+            elapsed: Duration::from_secs(2),
+            connected: 4,
+            sent: 100,
+        };
+        let header = Header {
+            scenario: "flash-crowd",
+            target: "server",
+            addr: "127.0.0.1:7700".into(),
+            connections: 4,
+            threads: 2,
+            pace: Pace::Closed { pipeline: 1 },
+            seed: 1,
+        };
+        let mut r = Report::new(header, &finished);
+        r.goods = Some(GoodsInfo { id: 3, stock: 10 });
+        let mut v = Verification::default();
+        v.conclude(Vec::new());
+        r.verification = Some(v);
+        r
+    }
+
+    #[test]
+    fn the_json_report_has_every_figure() {
+        let r = report();
+        assert_eq!(r.throughput_rps, 50.0);
+        assert_eq!(r.ok_per_s, 5.0);
+        let json = Output::Single(Box::new(r.clone())).json();
+        for key in [
+            "scenario",
+            "target",
+            "addr",
+            "connections",
+            "connected",
+            "threads",
+            "pace",
+            "seed",
+            "duration_s",
+            "sent",
+            "answered",
+            "throughput_rps",
+            "ok_per_s",
+            "outcomes",
+            "latency",
+            "per_second",
+            "goods",
+            "verification",
+        ] {
+            assert!(json.get(key).is_some(), "no {key} in {json}");
+        }
+        for key in [
+            "ok",
+            "sold_out",
+            "already_bought",
+            "busy",
+            "other_errors",
+            "errors_by_kind",
+            "connection_failures",
+            "lost",
+        ] {
+            assert!(json["outcomes"].get(key).is_some(), "no outcomes.{key}");
+        }
+        for key in ["p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us"] {
+            assert!(json["latency"][key].is_number(), "no latency.{key}");
+        }
+        assert_eq!(json["outcomes"]["ok"], 10);
+        assert_eq!(json["outcomes"]["sold_out"], 90);
+        assert_eq!(json["per_second"].as_array().map(Vec::len), Some(2));
+        assert_eq!(json["per_second"][0]["requests"], 67);
+        assert_eq!(json["verification"]["passed"], true);
+        assert_eq!(json["pace"]["latency_from"], "send");
+
+        let compare = Output::Compare(Box::new(Comparison {
+            server: r.clone(),
+            redis_direct: r,
+            ratio: 1.0,
+        }));
+        let json = compare.json();
+        assert!(json["server"].is_object() && json["redis_direct"].is_object());
+        assert_eq!(json["ratio"], 1.0);
+        assert!(compare.passed());
+    }
+
+    #[test]
+    fn a_failed_verification_fails_the_output() {
+        let mut r = report();
+        if let Some(v) = &mut r.verification {
+            v.conclude(vec!["oversold".into()]);
+        }
+        let out = Output::Single(Box::new(r));
+        assert!(!out.passed());
+        assert!(out.text().contains("verification FAILED"));
+        assert!(out.text().contains("- oversold"));
+    }
+
+    #[test]
+    fn latencies_read_well() {
+        assert_eq!(human_us(850), "850 µs");
+        assert_eq!(human_us(1_234), "1.23 ms");
+        assert_eq!(human_us(2_500_000), "2.50 s");
+    }
+}

@@ -1,0 +1,367 @@
+//! The scenarios: set up, run the engine, verify, report.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use seckill::config::AckMode;
+use seckill::store::{RedisStock, StockStore, REDIS_RESERVE};
+use seckill_client::{Client, Goods, NewGoods};
+
+use crate::checks;
+use crate::cli::{self, Cli, Common, Scenario, TargetKind};
+use crate::engine::{self, Finished, Pace, Plan, Target};
+use crate::error::Error;
+use crate::report::{Comparison, GoodsInfo, Header, Output, Report};
+use crate::users::UserPicker;
+use crate::verify::{check_sold, check_store, Ledger, StoreCheck, Verification};
+use crate::workload;
+
+/// Stock of the sustained scenario's goods: never sold out in a run.
+const SUSTAINED_STOCK: u32 = 2_000_000_000;
+/// Stock of each goods browse creates when the server has none.
+const BROWSE_STOCK: u32 = 1_000;
+/// How long setup and verification requests may wait.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs the scenario the flags name.
+pub fn run(cli: &Cli) -> Result<Output, Error> {
+    let common = &cli.common;
+    match &cli.scenario {
+        Scenario::FlashCrowd(args) if args.compare => {
+            let server = flash_crowd_server(common, args)?;
+            let redis_direct = flash_crowd_redis(common, args)?;
+            let ratio = if redis_direct.throughput_rps > 0.0 {
+                server.throughput_rps / redis_direct.throughput_rps
+            } else {
+                0.0
+            };
+            Ok(Output::Compare(Box::new(Comparison {
+                server,
+                redis_direct,
+                ratio,
+            })))
+        }
+        Scenario::FlashCrowd(args) => match args.target {
+            TargetKind::Server => flash_crowd_server(common, args),
+            TargetKind::RedisDirect => flash_crowd_redis(common, args),
+        }
+        .map(single),
+        Scenario::Sustained(args) => sustained(common, args).map(single),
+        Scenario::Browse(args) => browse(common, args).map(single),
+    }
+}
+
+fn single(report: Report) -> Output {
+    Output::Single(Box::new(report))
+}
+
+/// The engine plan the common flags describe.
+pub fn plan(common: &Common, duration: Option<Duration>, keep_acks: bool) -> Plan {
+    let pace = match common.rate {
+        Some(rate) => Pace::Open {
+            rate,
+            max_in_flight: common.pipeline.unwrap_or(32),
+        },
+        None => Pace::Closed {
+            pipeline: common.pipeline.unwrap_or(1),
+        },
+    };
+    let connections = common.connections.max(1);
+    let threads = common
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get().min(4)));
+    Plan {
+        connections,
+        threads: threads.clamp(1, connections),
+        pace,
+        duration,
+        drain: common.timeout,
+        stall: common.timeout,
+        seed: common.seed,
+        keep_acks,
+        live: true,
+    }
+}
+
+fn header(
+    common: &Common,
+    plan: &Plan,
+    scenario: &'static str,
+    target: &'static str,
+    addr: String,
+) -> Header {
+    Header {
+        scenario,
+        target,
+        addr,
+        connections: plan.connections,
+        threads: plan.threads,
+        pace: plan.pace,
+        seed: common.seed,
+    }
+}
+
+fn resolve(addr: &str) -> Result<SocketAddr, Error> {
+    addr.to_socket_addrs()
+        .map_err(|e| Error::Io {
+            what: format!("resolving {addr}"),
+            source: e,
+        })?
+        .next()
+        .ok_or_else(|| Error::Setup(format!("{addr} resolves to no address")))
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn admin_token<'a>(common: &'a Common, why: &str) -> Result<&'a str, Error> {
+    common.token.as_deref().ok_or_else(|| {
+        Error::Setup(format!(
+            "{why} creates goods with ADD_GOODS: give the server's admin token (--token or SECKILL_ADMIN_TOKEN)"
+        ))
+    })
+}
+
+/// Puts a goods of `stock` units on sale, open from a minute ago for an
+/// hour.
+fn add_goods(common: &Common, token: &str, what: &str, stock: u32) -> Result<Goods, Error> {
+    let addr = resolve(common.admin_addr.as_deref().unwrap_or(&common.addr))?;
+    let mut admin = Client::builder(addr)
+        .token(token)
+        .read_timeout(ADMIN_TIMEOUT)
+        .connect()?;
+    let now = now_ms();
+    Ok(admin.add_goods(NewGoods {
+        name: format!("seckill-bench {what} {now}"),
+        price_cents: 100,
+        stock,
+        start_ms: now.saturating_sub(60_000),
+        end_ms: now + 3_600_000,
+    })?)
+}
+
+/// The flash crowd against the server, verified through the protocol (and
+/// MySQL with --mysql).
+pub fn flash_crowd_server(common: &Common, args: &cli::FlashCrowd) -> Result<Report, Error> {
+    let addr = resolve(&common.addr)?;
+    let token = admin_token(common, "flash-crowd")?;
+    let goods = add_goods(common, token, "flash-crowd", args.stock)?;
+    let picker = UserPicker::new(args.users, args.first_user, common.seed);
+    let workload = workload::FlashCrowd::new(goods.id, picker, args.attempts);
+    let plan = plan(common, None, true);
+    let finished = engine::run(&plan, &Target::Seckill { addr }, &workload);
+    let header = header(common, &plan, "flash-crowd", "server", addr.to_string());
+    let mut report = Report::new(header, &finished);
+    report.goods = Some(GoodsInfo {
+        id: goods.id,
+        stock: args.stock,
+    });
+    report.verification =
+        Some(verify_server(addr, goods.id, &finished, args).unwrap_or_else(|e| unverified(&e)));
+    Ok(report)
+}
+
+fn verify_server(
+    addr: SocketAddr,
+    goods: u64,
+    finished: &Finished,
+    args: &cli::FlashCrowd,
+) -> Result<Verification, Error> {
+    let ledger = Ledger::of(&finished.acks);
+    let unknown = finished.recorder.outcomes.lost;
+    let after = Client::builder(addr)
+        .read_timeout(ADMIN_TIMEOUT)
+        .connect()?
+        .get_goods(goods)?;
+    let mut v = verification(&ledger, after.total, after.remaining, unknown);
+    let mut problems = ledger.problems.clone();
+    problems.extend(check_sold(&ledger, after.total, after.remaining, unknown));
+    // MySQL first: how long it lags behind the replies is worth knowing.
+    if let Some(url) = &args.mysql {
+        let expected = if unknown == 0 { ledger.ok } else { v.sold };
+        let live = checks::mysql_live_orders(url, goods, expected, args.verify_timeout)?;
+        problems.extend(check_store("mysql", &ledger, expected, &live.rows));
+        v.store = Some(StoreCheck {
+            name: "mysql".into(),
+            live_orders: live.rows.len() as u64,
+            waited_ms: live.waited.as_millis() as u64,
+        });
+    }
+    let begun = std::time::Instant::now();
+    let (checked, found) = checks::order_status(addr, goods, &ledger.holders)?;
+    v.orders_checked = checked;
+    v.order_status_ms = begun.elapsed().as_millis() as u64;
+    problems.extend(found);
+    v.conclude(problems);
+    Ok(v)
+}
+
+/// A verification that could not be made: failed, with the reason.
+fn unverified(e: &Error) -> Verification {
+    let mut v = Verification::default();
+    v.conclude(vec![format!("could not verify: {e}")]);
+    v
+}
+
+fn verification(ledger: &Ledger, total: u32, remaining: u32, unknown: u64) -> Verification {
+    Verification {
+        total,
+        remaining,
+        sold: u64::from(total.saturating_sub(remaining)),
+        ok_replies: ledger.ok,
+        holders: ledger.holders.len() as u64,
+        unknown_outcomes: unknown,
+        ..Verification::default()
+    }
+}
+
+/// Deletes the baseline's keys however the run ends.
+struct Forget<'a> {
+    store: &'a RedisStock,
+    goods: u64,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.store.forget(self.goods) {
+            eprintln!(
+                "seckill-bench: deleting the redis-direct keys of goods {}: {e}",
+                self.goods
+            );
+        }
+    }
+}
+
+/// The same flash crowd straight against Redis: the server's reserve
+/// script, one buyer per EVALSHA, under a key prefix of the bench's own.
+pub fn flash_crowd_redis(common: &Common, args: &cli::FlashCrowd) -> Result<Report, Error> {
+    let client = redis::Client::open(args.redis.as_str())?;
+    let info = client.get_connection_info();
+    let addr = match info.addr() {
+        redis::ConnectionAddr::Tcp(host, port) => resolve(&format!("{host}:{port}"))?,
+        other => {
+            return Err(Error::Setup(format!(
+                "redis-direct needs a plain TCP redis:// URL, not {other:?}"
+            )))
+        }
+    };
+    let settings = info.redis_settings();
+    let mut greeting = Vec::new();
+    if let Some(password) = settings.password() {
+        let mut auth = redis::cmd("AUTH");
+        if let Some(user) = settings.username() {
+            auth.arg(user);
+        }
+        greeting.push(auth.arg(password).get_packed_command());
+    }
+    if settings.db() != 0 {
+        greeting.push(redis::cmd("SELECT").arg(settings.db()).get_packed_command());
+    }
+    greeting.push(redis::cmd("PING").get_packed_command());
+
+    let store = RedisStock::open(&args.redis, &args.redis_prefix, AckMode::Durable)?;
+    // A goods id of the run's own, so that runs never share keys.
+    let goods = now_ms();
+    store.load(goods, args.stock, &[])?;
+    let _forget = Forget {
+        store: &store,
+        goods,
+    };
+    let sha: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(REDIS_RESERVE)
+        .query(&mut client.get_connection()?)?;
+    let keys = store.keys(goods);
+    let script = engine::wire::RedisScript {
+        sha,
+        keys: [keys.stock, keys.buyers, keys.queue],
+        goods,
+        greeting,
+    };
+    let picker = UserPicker::new(args.users, args.first_user, common.seed);
+    let workload = workload::FlashCrowd::new(goods, picker, args.attempts);
+    let plan = plan(common, None, true);
+    let finished = engine::run(&plan, &Target::RedisDirect { addr, script }, &workload);
+    let header = header(
+        common,
+        &plan,
+        "flash-crowd",
+        "redis-direct",
+        addr.to_string(),
+    );
+    let mut report = Report::new(header, &finished);
+    report.goods = Some(GoodsInfo {
+        id: goods,
+        stock: args.stock,
+    });
+
+    let ledger = Ledger::of(&finished.acks);
+    let unknown = finished.recorder.outcomes.lost;
+    let (remaining, holders) = match store.snapshot(goods) {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            report.verification = Some(unverified(&Error::Setup(format!(
+                "the stock of goods {goods} vanished from redis"
+            ))));
+            return Ok(report);
+        }
+        Err(e) => {
+            report.verification = Some(unverified(&e.into()));
+            return Ok(report);
+        }
+    };
+    let mut v = verification(&ledger, args.stock, remaining, unknown);
+    let mut problems = ledger.problems.clone();
+    problems.extend(check_sold(&ledger, args.stock, remaining, unknown));
+    let expected = if unknown == 0 { ledger.ok } else { v.sold };
+    problems.extend(check_store("redis", &ledger, expected, &holders));
+    v.store = Some(StoreCheck {
+        name: "redis".into(),
+        live_orders: holders.len() as u64,
+        waited_ms: 0,
+    });
+    v.conclude(problems);
+    report.verification = Some(v);
+    Ok(report)
+}
+
+/// BUYs by new users of a goods that never sells out, for a while.
+pub fn sustained(common: &Common, args: &cli::Sustained) -> Result<Report, Error> {
+    let addr = resolve(&common.addr)?;
+    let token = admin_token(common, "sustained")?;
+    let goods = add_goods(common, token, "sustained", SUSTAINED_STOCK)?;
+    let workload = workload::Sustained::new(goods.id, 1);
+    let plan = plan(common, Some(args.duration), false);
+    let finished = engine::run(&plan, &Target::Seckill { addr }, &workload);
+    let header = header(common, &plan, "sustained", "server", addr.to_string());
+    let mut report = Report::new(header, &finished);
+    report.goods = Some(GoodsInfo {
+        id: goods.id,
+        stock: SUSTAINED_STOCK,
+    });
+    Ok(report)
+}
+
+/// LIST_GOODS and GET_GOODS, for a while.
+pub fn browse(common: &Common, args: &cli::Browse) -> Result<Report, Error> {
+    let addr = resolve(&common.addr)?;
+    let mut client = Client::builder(addr)
+        .read_timeout(ADMIN_TIMEOUT)
+        .connect()?;
+    let mut list = client.list_goods()?;
+    if list.is_empty() {
+        let token = admin_token(common, "browse, on a server with no goods,")?;
+        for _ in 0..args.goods.max(1) {
+            add_goods(common, token, "browse", BROWSE_STOCK)?;
+        }
+        list = client.list_goods()?;
+    }
+    let workload = workload::Browse::new(list.iter().map(|g| g.id).collect(), args.list_share);
+    let plan = plan(common, Some(args.duration), false);
+    let finished = engine::run(&plan, &Target::Seckill { addr }, &workload);
+    let header = header(common, &plan, "browse", "server", addr.to_string());
+    Ok(Report::new(header, &finished))
+}

@@ -1,0 +1,152 @@
+//! What each scenario sends.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::engine::{Op, Workload};
+use crate::users::{Rng, UserPicker};
+
+/// N BUY attempts of one goods by U users ([`UserPicker`]). Attempt `n`
+/// proposes order number `n + 1` (used by the redis-direct baseline only).
+#[derive(Debug)]
+pub struct FlashCrowd {
+    goods: u64,
+    picker: UserPicker,
+    attempts: u64,
+    next: AtomicU64,
+}
+
+impl FlashCrowd {
+    pub fn new(goods: u64, picker: UserPicker, attempts: u64) -> FlashCrowd {
+        FlashCrowd {
+            goods,
+            picker,
+            attempts,
+            next: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Workload for FlashCrowd {
+    fn next(&self, _rng: &mut Rng) -> Option<Op> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        (n < self.attempts).then(|| Op::Buy {
+            user: self.picker.user(n),
+            goods: self.goods,
+            order_no: n + 1,
+        })
+    }
+}
+
+/// BUYs of one goods, each by a user never seen before: every one can
+/// succeed, as long as the stock lasts.
+#[derive(Debug)]
+pub struct Sustained {
+    goods: u64,
+    first_user: u64,
+    next: AtomicU64,
+}
+
+impl Sustained {
+    pub fn new(goods: u64, first_user: u64) -> Sustained {
+        Sustained {
+            goods,
+            first_user,
+            next: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Workload for Sustained {
+    fn next(&self, _rng: &mut Rng) -> Option<Op> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        Some(Op::Buy {
+            user: self.first_user + n,
+            goods: self.goods,
+            order_no: n + 1,
+        })
+    }
+}
+
+/// A front page's reads: LIST_GOODS with probability `list_share`, else
+/// GET_GOODS of a goods picked at random.
+#[derive(Debug)]
+pub struct Browse {
+    goods: Vec<u64>,
+    list_share: f64,
+}
+
+impl Browse {
+    pub fn new(goods: Vec<u64>, list_share: f64) -> Browse {
+        Browse {
+            goods,
+            list_share: list_share.clamp(0.0, 1.0),
+        }
+    }
+}
+
+impl Workload for Browse {
+    fn next(&self, rng: &mut Rng) -> Option<Op> {
+        if self.goods.is_empty() || rng.unit() < self.list_share {
+            return Some(Op::ListGoods);
+        }
+        let goods = self.goods[rng.below(self.goods.len() as u64) as usize];
+        Some(Op::GetGoods { goods })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn a_flash_crowd_makes_exactly_its_attempts() {
+        let w = FlashCrowd::new(5, UserPicker::new(10, 1, 1), 25);
+        let mut rng = Rng::new(0);
+        let ops: Vec<Op> = std::iter::from_fn(|| w.next(&mut rng)).collect();
+        assert_eq!(ops.len(), 25);
+        assert!(w.next(&mut rng).is_none());
+        let users: HashSet<u64> = ops
+            .iter()
+            .map(|op| match op {
+                Op::Buy { user, goods: 5, .. } => *user,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(users.len(), 10);
+        let orders: HashSet<u64> = ops
+            .iter()
+            .map(|op| match op {
+                Op::Buy { order_no, .. } => *order_no,
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(orders.len(), 25, "proposed order numbers are unique");
+    }
+
+    #[test]
+    fn sustained_users_are_all_new() {
+        let w = Sustained::new(2, 100);
+        let mut rng = Rng::new(0);
+        let users: HashSet<u64> = (0..1000)
+            .map(|_| match w.next(&mut rng) {
+                Some(Op::Buy { user, .. }) => user,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(users.len(), 1000);
+        assert!(users.contains(&100) && users.contains(&1099));
+    }
+
+    #[test]
+    fn browse_mixes_lists_and_gets() {
+        let w = Browse::new(vec![3, 4], 0.25);
+        let mut rng = Rng::new(7);
+        let ops: Vec<Op> = (0..4000).filter_map(|_| w.next(&mut rng)).collect();
+        let lists = ops.iter().filter(|op| **op == Op::ListGoods).count();
+        assert!((800..1200).contains(&lists), "{lists} lists of 4000");
+        assert!(ops.contains(&Op::GetGoods { goods: 3 }));
+        assert!(ops.contains(&Op::GetGoods { goods: 4 }));
+    }
+}
