@@ -33,7 +33,7 @@ pub struct Common {
     )]
     pub addr: String,
 
-    /// The server's admin token: flash-crowd and sustained create their
+    /// The server's admin token: flash-crowd, sustained and attack create their
     /// goods with ADD_GOODS.
     #[arg(
         long,
@@ -48,9 +48,9 @@ pub struct Common {
     #[arg(long, global = true, value_name = "ADDR")]
     pub admin_addr: Option<String>,
 
-    /// Connections to open.
-    #[arg(long, short = 'c', global = true, default_value_t = 100)]
-    pub connections: usize,
+    /// Connections to open [default: 100; attack: 10].
+    #[arg(long, short = 'c', global = true)]
+    pub connections: Option<usize>,
 
     /// Threads that drive the connections [default: the number of cores,
     /// at most 4].
@@ -63,7 +63,8 @@ pub struct Common {
     pub pipeline: Option<usize>,
 
     /// Open loop: send this many requests per second in all, at scheduled
-    /// instants, and time each from its instant.
+    /// instants, and time each from its instant [attack: always open loop,
+    /// default 2000].
     #[arg(long, global = true, value_name = "REQ_PER_S")]
     pub rate: Option<f64>,
 
@@ -95,6 +96,10 @@ pub enum Scenario {
     Sustained(Sustained),
     /// What a front page asks: LIST_GOODS and GET_GOODS, for --duration.
     Browse(Browse),
+    /// What a normal client sees while the server is under hostile traffic:
+    /// an open-loop mix of GET_GOODS, LIST_GOODS and BUY, first alone
+    /// (baseline), then beside each attack in turn, one --phase each.
+    Attack(Attack),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -178,6 +183,102 @@ pub struct Browse {
     pub goods: u32,
 }
 
+#[derive(Args, Debug, Clone)]
+pub struct Attack {
+    /// How long each phase lasts (the baseline and each attack).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub phase: Duration,
+
+    /// The attacks to run, comma-separated [default: all]. They run in the
+    /// order listed here, whatever the order given.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub attacks: Vec<AttackKind>,
+
+    /// Connections of each reconnecting attack (random-bytes, huge-length,
+    /// zero-length, wrong-version), one thread each.
+    #[arg(long, default_value_t = 50)]
+    pub attackers: usize,
+
+    /// Connections the truncated attack holds, each with a frame begun and
+    /// never finished.
+    #[arg(long, default_value_t = 1_000)]
+    pub slow_connections: usize,
+
+    /// Connections the idle-10k attack holds, sending nothing (capped by the
+    /// open-files limit).
+    #[arg(long, default_value_t = 10_000)]
+    pub idle_connections: usize,
+
+    /// Clients of the no-read attack.
+    #[arg(long, default_value_t = 20)]
+    pub no_readers: usize,
+
+    /// Requests the million-pipelined client writes without reading.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub pipelined: u64,
+
+    /// The server's process id: report its resident memory (VmRSS) at the
+    /// end of each phase, and its growth over the baseline.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+}
+
+/// One kind of hostile traffic (SECURITY.md, threat model).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum AttackKind {
+    /// Connections sending random bytes, reconnecting.
+    RandomBytes,
+    /// Connections that begin a frame and go silent (slowloris), reopened
+    /// when the server cuts them at its --frame-timeout.
+    Truncated,
+    /// A length prefix of 4 GiB (0xFFFFFFFF), reconnecting.
+    HugeLength,
+    /// A length prefix of 0, reconnecting.
+    ZeroLength,
+    /// Well-framed requests with unknown opcodes, pipelined after HELLO
+    /// (the replies are read).
+    UnknownOpcode,
+    /// HELLO with protocol version 999, reconnecting.
+    WrongVersion,
+    /// --idle-connections connections that send nothing.
+    #[value(name = "idle-10k")]
+    Idle10k,
+    /// Clients pipelining PINGs and BUYs as fast as they can, never reading.
+    NoRead,
+    /// One client writing --pipelined requests without reading.
+    MillionPipelined,
+}
+
+impl AttackKind {
+    /// Every attack, in the order they run.
+    pub const ALL: [AttackKind; 9] = [
+        AttackKind::RandomBytes,
+        AttackKind::Truncated,
+        AttackKind::HugeLength,
+        AttackKind::ZeroLength,
+        AttackKind::UnknownOpcode,
+        AttackKind::WrongVersion,
+        AttackKind::Idle10k,
+        AttackKind::NoRead,
+        AttackKind::MillionPipelined,
+    ];
+
+    /// The name `--attacks` takes and the report shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttackKind::RandomBytes => "random-bytes",
+            AttackKind::Truncated => "truncated",
+            AttackKind::HugeLength => "huge-length",
+            AttackKind::ZeroLength => "zero-length",
+            AttackKind::UnknownOpcode => "unknown-opcode",
+            AttackKind::WrongVersion => "wrong-version",
+            AttackKind::Idle10k => "idle-10k",
+            AttackKind::NoRead => "no-read",
+            AttackKind::MillionPipelined => "million-pipelined",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -203,12 +304,60 @@ mod tests {
             "3",
         ])
         .unwrap();
-        assert_eq!(cli.common.connections, 7);
+        assert_eq!(cli.common.connections, Some(7));
         assert!(cli.common.json);
         assert_eq!(cli.common.rate, Some(500.0));
         let Scenario::FlashCrowd(f) = cli.scenario else {
             panic!("not a flash crowd")
         };
         assert_eq!((f.users, f.attempts, f.stock), (3, 20_000, 1_000));
+    }
+
+    #[test]
+    fn attack_flags_parse_with_their_defaults() {
+        let cli = Cli::try_parse_from(["seckill-bench", "attack", "--token", "t"]).unwrap();
+        let Scenario::Attack(a) = cli.scenario else {
+            panic!("not an attack")
+        };
+        assert_eq!(a.phase, Duration::from_secs(5));
+        assert!(a.attacks.is_empty(), "empty means all");
+        assert_eq!((a.attackers, a.slow_connections), (50, 1_000));
+        assert_eq!((a.idle_connections, a.no_readers), (10_000, 20));
+        assert_eq!((a.pipelined, a.server_pid), (1_000_000, None));
+        assert_eq!((cli.common.rate, cli.common.connections), (None, None));
+
+        let cli = Cli::try_parse_from([
+            "seckill-bench",
+            "attack",
+            "--attacks",
+            "idle-10k,huge-length",
+            "--phase",
+            "3s",
+            "--server-pid",
+            "42",
+            "--rate",
+            "500",
+        ])
+        .unwrap();
+        let Scenario::Attack(a) = cli.scenario else {
+            panic!("not an attack")
+        };
+        assert_eq!(a.attacks, [AttackKind::Idle10k, AttackKind::HugeLength]);
+        assert_eq!(a.phase, Duration::from_secs(3));
+        assert_eq!(a.server_pid, Some(42));
+        assert_eq!(cli.common.rate, Some(500.0));
+        assert!(Cli::try_parse_from(["seckill-bench", "attack", "--attacks", "nope"]).is_err());
+    }
+
+    #[test]
+    fn attack_names_are_the_flag_values() {
+        for kind in AttackKind::ALL {
+            let value = kind.to_possible_value().expect("a value");
+            assert_eq!(value.get_name(), kind.name());
+            assert_eq!(AttackKind::from_str(kind.name(), false), Ok(kind));
+        }
+        let mut sorted = AttackKind::ALL;
+        sorted.sort();
+        assert_eq!(sorted, AttackKind::ALL, "ALL is in the declared order");
     }
 }

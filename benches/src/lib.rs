@@ -9,6 +9,7 @@
 //!              │        Recorder: outcomes, HDR latency, per-second buckets; acks
 //!              │
 //!              ├──▶ verify (pure) ◀── checks: GET_GOODS, ORDER_STATUS, MySQL, Redis
+//!              ├──▶ attack: phases of hostile traffic beside a normal client (engine::run)
 //!              └──▶ report: text, --json, --plot (plotters SVG)
 //! ```
 //!
@@ -27,6 +28,7 @@
 //! # Ok::<(), seckill_bench::Error>(())
 //! ```
 
+pub mod attack;
 pub mod checks;
 pub mod cli;
 pub mod engine;

@@ -1,5 +1,5 @@
 //! `--plot FILE.svg`: throughput and p99 latency per second, one line per
-//! run (two with --compare).
+//! run (two with --compare, one per phase for attack).
 
 use std::path::Path;
 
@@ -8,7 +8,19 @@ use plotters::prelude::*;
 use crate::error::Error;
 use crate::report::{Report, Second};
 
-const COLORS: [RGBColor; 4] = [BLUE, RED, GREEN, MAGENTA];
+/// Enough for the ten phases of an attack run.
+const COLORS: [RGBColor; 10] = [
+    BLUE,
+    RED,
+    GREEN,
+    MAGENTA,
+    CYAN,
+    BLACK,
+    RGBColor(255, 140, 0),
+    RGBColor(128, 0, 128),
+    RGBColor(139, 69, 19),
+    RGBColor(128, 128, 128),
+];
 /// A last second the run covered less of than this is left out: its rate
 /// would be noise.
 const MIN_SPAN: f64 = 0.1;

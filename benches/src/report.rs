@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::attack::AttackReport;
 use crate::engine::{Finished, Pace};
 use crate::stats::{Latency, Outcomes};
 use crate::verify::Verification;
@@ -250,6 +251,7 @@ pub struct Comparison {
 pub enum Output {
     Single(Box<Report>),
     Compare(Box<Comparison>),
+    Attack(Box<AttackReport>),
 }
 
 impl Output {
@@ -257,18 +259,35 @@ impl Output {
         match self {
             Output::Single(r) => vec![r],
             Output::Compare(c) => vec![&c.server, &c.redis_direct],
+            Output::Attack(a) => a.phases.iter().map(|p| &p.normal).collect(),
         }
     }
 
-    /// False if any verification failed.
+    /// False if any verification failed, or the normal client of an attack
+    /// run saw what a healthy server would not cause it.
     pub fn passed(&self) -> bool {
-        self.reports().iter().all(|r| r.passed())
+        match self {
+            Output::Attack(a) => a.passed,
+            _ => self.reports().iter().all(|r| r.passed()),
+        }
+    }
+
+    /// Why the run failed, in a line.
+    pub fn failure(&self) -> String {
+        match self {
+            Output::Attack(a) => format!(
+                "the normal client saw what a healthy server would not cause it: {}",
+                a.failures().join(" | ")
+            ),
+            _ => "verification FAILED".into(),
+        }
     }
 
     pub fn json(&self) -> serde_json::Value {
         let value = match self {
             Output::Single(r) => serde_json::to_value(r),
             Output::Compare(c) => serde_json::to_value(c),
+            Output::Attack(a) => serde_json::to_value(a),
         };
         value.unwrap_or(serde_json::Value::Null)
     }
@@ -282,6 +301,7 @@ impl Output {
                 c.redis_direct.text(),
                 c.ratio
             ),
+            Output::Attack(a) => a.text(),
         }
     }
 }

@@ -7,6 +7,7 @@ use seckill::config::AckMode;
 use seckill::store::{RedisStock, StockStore, REDIS_RESERVE};
 use seckill_client::{Client, Goods, NewGoods};
 
+use crate::attack;
 use crate::checks;
 use crate::cli::{self, Cli, Common, Scenario, TargetKind};
 use crate::engine::{self, Finished, Pace, Plan, Target};
@@ -22,6 +23,8 @@ const SUSTAINED_STOCK: u32 = 2_000_000_000;
 const BROWSE_STOCK: u32 = 1_000;
 /// How long setup and verification requests may wait.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections of every scenario but attack, unless told.
+const DEFAULT_CONNECTIONS: usize = 100;
 
 /// Runs the scenario the flags name.
 pub fn run(cli: &Cli) -> Result<Output, Error> {
@@ -48,6 +51,7 @@ pub fn run(cli: &Cli) -> Result<Output, Error> {
         .map(single),
         Scenario::Sustained(args) => sustained(common, args).map(single),
         Scenario::Browse(args) => browse(common, args).map(single),
+        Scenario::Attack(args) => attack::run(common, args),
     }
 }
 
@@ -66,7 +70,7 @@ pub fn plan(common: &Common, duration: Option<Duration>, keep_acks: bool) -> Pla
             pipeline: common.pipeline.unwrap_or(1),
         },
     };
-    let connections = common.connections.max(1);
+    let connections = common.connections.unwrap_or(DEFAULT_CONNECTIONS).max(1);
     let threads = common
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get().min(4)));
@@ -101,7 +105,7 @@ fn header(
     }
 }
 
-fn resolve(addr: &str) -> Result<SocketAddr, Error> {
+pub(crate) fn resolve(addr: &str) -> Result<SocketAddr, Error> {
     addr.to_socket_addrs()
         .map_err(|e| Error::Io {
             what: format!("resolving {addr}"),
@@ -117,7 +121,7 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn admin_token<'a>(common: &'a Common, why: &str) -> Result<&'a str, Error> {
+pub(crate) fn admin_token<'a>(common: &'a Common, why: &str) -> Result<&'a str, Error> {
     common.token.as_deref().ok_or_else(|| {
         Error::Setup(format!(
             "{why} creates goods with ADD_GOODS: give the server's admin token (--token or SECKILL_ADMIN_TOKEN)"
@@ -127,7 +131,12 @@ fn admin_token<'a>(common: &'a Common, why: &str) -> Result<&'a str, Error> {
 
 /// Puts a goods of `stock` units on sale, open from a minute ago for an
 /// hour.
-fn add_goods(common: &Common, token: &str, what: &str, stock: u32) -> Result<Goods, Error> {
+pub(crate) fn add_goods(
+    common: &Common,
+    token: &str,
+    what: &str,
+    stock: u32,
+) -> Result<Goods, Error> {
     let addr = resolve(common.admin_addr.as_deref().unwrap_or(&common.addr))?;
     let mut admin = Client::builder(addr)
         .token(token)

@@ -94,6 +94,48 @@ impl Workload for Browse {
     }
 }
 
+/// An ordinary shopper's mix on one goods: GET_GOODS, LIST_GOODS and BUY,
+/// each BUY by a user never seen before (so none is refused as a repeat or
+/// rate limited).
+#[derive(Debug)]
+pub struct Shopper {
+    goods: u64,
+    first_user: u64,
+    next_user: AtomicU64,
+}
+
+impl Shopper {
+    /// Shares of GET_GOODS and LIST_GOODS, in percent; the rest are BUYs.
+    const GET_PCT: u64 = 45;
+    const LIST_PCT: u64 = 10;
+
+    pub fn new(goods: u64, first_user: u64) -> Shopper {
+        Shopper {
+            goods,
+            first_user,
+            next_user: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Workload for Shopper {
+    fn next(&self, rng: &mut Rng) -> Option<Op> {
+        let roll = rng.below(100);
+        Some(if roll < Self::GET_PCT {
+            Op::GetGoods { goods: self.goods }
+        } else if roll < Self::GET_PCT + Self::LIST_PCT {
+            Op::ListGoods
+        } else {
+            let n = self.next_user.fetch_add(1, Ordering::Relaxed);
+            Op::Buy {
+                user: self.first_user + n,
+                goods: self.goods,
+                order_no: n + 1,
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
@@ -148,5 +190,26 @@ mod tests {
         assert!((800..1200).contains(&lists), "{lists} lists of 4000");
         assert!(ops.contains(&Op::GetGoods { goods: 3 }));
         assert!(ops.contains(&Op::GetGoods { goods: 4 }));
+    }
+
+    #[test]
+    fn a_shopper_mixes_reads_and_buys_by_new_users() {
+        let w = Shopper::new(8, 500);
+        let mut rng = Rng::new(3);
+        let ops: Vec<Op> = (0..4000).filter_map(|_| w.next(&mut rng)).collect();
+        let count = |f: fn(&Op) -> bool| ops.iter().filter(|op| f(op)).count();
+        let gets = count(|op| *op == Op::GetGoods { goods: 8 });
+        let lists = count(|op| *op == Op::ListGoods);
+        assert!((1600..2000).contains(&gets), "{gets} gets of 4000");
+        assert!((300..500).contains(&lists), "{lists} lists of 4000");
+        let buyers: Vec<u64> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Buy { user, goods: 8, .. } => Some(*user),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(buyers.len(), 4000 - gets - lists);
+        assert_eq!(buyers, (500..500 + buyers.len() as u64).collect::<Vec<_>>());
     }
 }

@@ -1,0 +1,122 @@
+//! Every attack, small, against the real server started in-process: the
+//! normal client beside them must see nothing a healthy server would not
+//! cause it, and each attack must have done what it says.
+
+use clap::Parser;
+use seckill::{Config, Server};
+use seckill_bench::{Cli, Output};
+
+const TOKEN: &str = "bench-test-token";
+
+#[test]
+fn a_normal_client_keeps_its_service_through_every_attack() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("attack.db");
+    let config = Config::parse_from([
+        "seckill-server",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-token",
+        TOKEN,
+        "--data",
+        data.to_str().expect("utf-8 path"),
+        "--reactors",
+        "2",
+        "--frame-timeout",
+        "200ms",
+        "--max-connections-per-ip",
+        "5000",
+    ]);
+    let server = Server::start(&config).expect("start the server");
+    let addr = server.local_addr().to_string();
+    // The server runs in this process: its memory is ours.
+    let pid = std::process::id().to_string();
+    let cli = Cli::try_parse_from([
+        "seckill-bench",
+        "attack",
+        "--addr",
+        &addr,
+        "--token",
+        TOKEN,
+        "--phase",
+        "500ms",
+        "--rate",
+        "400",
+        "--connections",
+        "4",
+        "--threads",
+        "1",
+        "--attackers",
+        "3",
+        "--slow-connections",
+        "20",
+        "--idle-connections",
+        "200",
+        "--no-readers",
+        "2",
+        "--pipelined",
+        "20000",
+        "--server-pid",
+        &pid,
+    ])
+    .expect("flags");
+    let output = seckill_bench::run(&cli).expect("the run");
+    let text = output.text();
+    assert!(output.passed(), "{text}");
+    let Output::Attack(report) = &output else {
+        panic!("an attack report expected")
+    };
+    let names: Vec<&str> = report.phases.iter().map(|p| p.phase.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "baseline",
+            "random-bytes",
+            "truncated",
+            "huge-length",
+            "zero-length",
+            "unknown-opcode",
+            "wrong-version",
+            "idle-10k",
+            "no-read",
+            "million-pipelined"
+        ]
+    );
+    for p in &report.phases {
+        let n = &p.normal;
+        assert!(n.sent > 0 && n.outcomes.ok == n.sent, "{}: {text}", p.phase);
+        assert!(p.rss_kib.is_some() && p.rss_growth_kib.is_some(), "{text}");
+        let Some(a) = p.attack else {
+            assert_eq!(p.phase, "baseline");
+            continue;
+        };
+        assert!(
+            (a.opened > 0 && a.bytes_sent > 0) || p.phase == "idle-10k",
+            "{text}"
+        );
+        let refused = matches!(
+            p.phase.as_str(),
+            "random-bytes" | "truncated" | "huge-length" | "zero-length" | "wrong-version"
+        );
+        assert_eq!(a.refused > 0, refused, "{}: {a:?}", p.phase);
+    }
+    let attack = |name: &str| {
+        report
+            .phases
+            .iter()
+            .find(|p| p.phase == name)
+            .and_then(|p| p.attack)
+            .expect("an attack")
+    };
+    assert_eq!(attack("idle-10k").opened, 200);
+    assert!(attack("unknown-opcode").requests_sent > 0);
+    assert_eq!(attack("million-pipelined").opened, 1);
+    assert!(attack("million-pipelined").requests_sent > 0);
+
+    let json = output.json();
+    assert_eq!(json["passed"], true);
+    assert_eq!(json["phases"].as_array().map(Vec::len), Some(10));
+
+    server.shutdown_handle().trigger();
+    server.join();
+}
