@@ -4,7 +4,7 @@
 # same invocation (--compare), a sustained sale, and the headline run with its
 # plot. JSON reports go to benches/results/.
 #
-#   benches/run.sh            # everything (about 10 minutes on 2 cores)
+#   benches/run.sh            # everything (about 15 minutes on 2 cores)
 #   ATTEMPTS=100000 benches/run.sh   # a quicker pass
 #
 # Needs Redis at 127.0.0.1:6379 and MariaDB at 127.0.0.1:3306 (root, no
@@ -84,9 +84,17 @@ for name in embedded durable queued; do
             --first-user $((c * 1000000)) --compare --redis "$REDIS" "${verify[@]}" \
             >"$OUT/flash-crowd-$name-c$c.json"
     done
+    # 1000 connections: enough orders in flight for group commit to fill
+    # its batches.
     echo "== sustained $name" >&2
-    bench sustained -c 100 --duration "$SUSTAIN" >"$OUT/sustained-$name.json"
+    bench sustained -c 1000 --duration "$SUSTAIN" >"$OUT/sustained-$name.json"
 done
+
+# A normal client's latency through each hostile-client attack, and the
+# server's memory (10,000 idle connections among them), on the embedded store.
+start_server attack --data "$WORK/attack.db"
+echo "== attack" >&2
+bench attack --server-pid "$server_pid" --phase 5s >"$OUT/attack.json"
 
 # The headline: durable mode, 1000 connections, with the plot.
 # shellcheck disable=SC2086

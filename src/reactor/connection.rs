@@ -11,8 +11,9 @@ use mio::net::TcpStream;
 use super::admission::Ticket;
 use crate::dispatch::Accepted;
 
-/// Bytes read from a socket per `read` call.
-const READ_CHUNK: usize = 16 * 1024;
+/// Bytes read from a socket per `read` call: the size of the reactor's
+/// scratch buffer.
+pub const READ_CHUNK: usize = 16 * 1024;
 
 pub struct Connection {
     pub socket: TcpStream,
@@ -81,44 +82,36 @@ impl Connection {
         }
     }
 
-    /// Reads one chunk. The caller decodes between chunks, which is what
-    /// keeps the read buffer bounded however much a client pipelines.
-    pub fn read_chunk(&mut self) -> io::Result<ReadOutcome> {
-        let len = self.rbuf.len();
-        self.rbuf.resize(len + READ_CHUNK, 0);
+    /// Reads one chunk through the reactor's `scratch` buffer and appends
+    /// it to the read buffer. The caller decodes between chunks, which is
+    /// what keeps the read buffer bounded however much a client pipelines.
+    /// (Reading into the read buffer itself would mean zeroing a chunk of
+    /// it before every read, which costs more than copying what arrived.)
+    pub fn read_chunk(&mut self, scratch: &mut [u8]) -> io::Result<ReadOutcome> {
         let result = loop {
-            match self.socket.read(&mut self.rbuf[len..]) {
+            match self.socket.read(scratch) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => break other,
             }
         };
         match result {
-            Ok(0) => {
-                self.rbuf.truncate(len);
-                Ok(ReadOutcome::Eof)
-            }
+            Ok(0) => Ok(ReadOutcome::Eof),
             Ok(n) => {
-                self.rbuf.truncate(len + n);
+                self.rbuf.extend_from_slice(&scratch[..n]);
                 self.last_read = Instant::now();
                 Ok(ReadOutcome::Data)
             }
-            Err(e) => {
-                self.rbuf.truncate(len);
-                if e.kind() == io::ErrorKind::WouldBlock {
-                    Ok(ReadOutcome::WouldBlock)
-                } else {
-                    Err(e)
-                }
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::WouldBlock),
+            Err(e) => Err(e),
         }
     }
 
     /// Reads and drops what a closing peer still sends (a few chunks at a
     /// time). Closing a socket with unread input makes the kernel send a
     /// reset, which can destroy the error reply before the peer reads it.
-    pub fn discard_input(&mut self) -> io::Result<()> {
+    pub fn discard_input(&mut self, scratch: &mut [u8]) -> io::Result<()> {
         for _ in 0..4 {
-            match self.read_chunk()? {
+            match self.read_chunk(scratch)? {
                 ReadOutcome::Data => self.rbuf.clear(),
                 ReadOutcome::Eof => {
                     self.eof = true;

@@ -65,6 +65,8 @@ pub struct Reactor {
     handler: Handler,
     limits: Limits,
     shutdown: Arc<AtomicBool>,
+    /// Every socket read lands here first; see [`Connection::read_chunk`].
+    scratch: Box<[u8]>,
 }
 
 impl Reactor {
@@ -89,6 +91,7 @@ impl Reactor {
             handler,
             limits,
             shutdown,
+            scratch: vec![0; connection::READ_CHUNK].into_boxed_slice(),
         }
     }
 
@@ -238,7 +241,7 @@ impl Reactor {
             if conn.paused(limits.max_inflight, limits.write_high_water) || conn.eof {
                 break;
             }
-            match conn.read_chunk() {
+            match conn.read_chunk(&mut self.scratch[..]) {
                 Ok(ReadOutcome::Data) => {}
                 Ok(ReadOutcome::WouldBlock) => break,
                 Ok(ReadOutcome::Eof) => conn.eof = true,
@@ -256,7 +259,7 @@ impl Reactor {
             conn.partial_since = Some(Instant::now());
         }
         if conn.closing && failed.is_none() {
-            failed = conn.discard_input().err();
+            failed = conn.discard_input(&mut self.scratch[..]).err();
         }
         if failed.is_none() {
             if let Err(e) = conn.flush() {
