@@ -188,18 +188,35 @@ impl MariaDb {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
         let user: &[&str] = if is_root() { &["--user=root"] } else { &[] };
-        let installed = Command::new(&install)
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", data.display()))
-            .args([
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-                "--skip-name-resolve",
-            ])
-            .args(user)
-            .args(MARIADB_SIZES)
-            .output()
-            .unwrap_or_else(|e| panic!("run {}: {e}", install.display()));
+        let install_once = || {
+            let _ = std::fs::remove_dir_all(&data);
+            Command::new(&install)
+                .arg("--no-defaults")
+                .arg(format!("--datadir={}", data.display()))
+                .args([
+                    "--auth-root-authentication-method=normal",
+                    "--skip-test-db",
+                    "--skip-name-resolve",
+                ])
+                .args(user)
+                .args(MARIADB_SIZES)
+                .output()
+                .unwrap_or_else(|e| panic!("run {}: {e}", install.display()))
+        };
+        // Once seen failing under the full suite's load, without a reason
+        // kept: a second try on a clean directory, and the output if it
+        // fails again.
+        let mut installed = install_once();
+        if !installed.status.success() {
+            eprintln!(
+                "{} failed once ({}):\n{}{}",
+                install.display(),
+                installed.status,
+                String::from_utf8_lossy(&installed.stdout),
+                String::from_utf8_lossy(&installed.stderr)
+            );
+            installed = install_once();
+        }
         assert!(
             installed.status.success(),
             "{} failed ({}):\n{}{}",

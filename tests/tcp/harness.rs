@@ -20,20 +20,25 @@ pub struct Server {
     /// With `--admin-listen`.
     pub admin_addr: Option<SocketAddr>,
     pid: u32,
+    /// What the server logged (the first 64 KiB).
+    log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Server {
     /// Starts a server on `data` with the admin token and `extra` flags, and
     /// waits for the line that names its port.
     pub fn start(data: &Path, extra: &[&str]) -> Server {
+        let level = std::env::var("RUST_LOG").unwrap_or("warn".into());
+        Server::start_logging(data, extra, &level)
+    }
+
+    /// [`start`](Self::start) with the server's log at `level`.
+    pub fn start_logging(data: &Path, extra: &[&str], level: &str) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_seckill-server"));
         cmd.args(["--listen", "127.0.0.1:0", "--admin-token", TOKEN, "--data"])
             .arg(data)
             .args(extra)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or("warn".into()),
-            )
+            .env("RUST_LOG", level)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -96,6 +101,7 @@ impl Server {
             child,
             addr,
             admin_addr,
+            log,
         }
     }
 
@@ -112,6 +118,11 @@ impl Server {
             .read_timeout(Duration::from_secs(30))
             .connect()
             .expect("connect as admin")
+    }
+
+    /// What the server has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
     }
 
     /// The server's resident memory, in KiB (VmRSS).
