@@ -89,6 +89,12 @@ impl Worker {
                             "order writer is gone; order {} not written",
                             e.0.order.order_no
                         );
+                        if let Some(entry) = self.sale.catalog.get(goods) {
+                            // Never to be committed: reconciliation must not
+                            // wait for it, and returns the unit.
+                            entry.settled(1);
+                            entry.mark_unsure();
+                        }
                         let reply = Reply::error(Status::InternalError, "order writer unavailable");
                         self.reactors.complete(origin, reply);
                     }

@@ -189,8 +189,10 @@ impl Sale {
             // Settled by `commit`; reconciliation waits for that.
             entry.reserved(units as u32);
         }
-        drop(gate);
+        // Under the gate, so that a stale count cannot land after a restock
+        // or a reconciliation and leave the sold-out flag wrongly set.
         entry.set_remaining(reserved.remaining);
+        drop(gate);
         if queued {
             metrics::add(&self.metrics.buy_ok, units as u64);
             entry.add_holders(
@@ -214,6 +216,19 @@ impl Sale {
                     state: OrderState::Created,
                     created_ms,
                 }),
+                // In the durable mode a held order is an acknowledged one only
+                // once it is committed (the catalog then knows it). Until
+                // then its write may still fail and the number never exist:
+                // the retry is told to come back, not given the number.
+                Reservation::Held(order_no)
+                    if !queued && entry.holder(user_id) != Some(order_no) =>
+                {
+                    metrics::add(&self.metrics.busy, 1);
+                    Decision::Answer(Reply::error(
+                        Status::Busy,
+                        "this user's order is being written, retry later",
+                    ))
+                }
                 Reservation::Held(order_no) => {
                     metrics::add(&self.metrics.buy_already_bought, 1);
                     Decision::Answer(Reply::AlreadyBought { order_no })
@@ -435,5 +450,112 @@ impl Sale {
                 store_failure("stock store", &e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{GoodsRecord, MemoryStock, OrderNo};
+    use parking_lot::Mutex;
+
+    /// An order store with one goods whose writes fail while `failing`.
+    #[derive(Default)]
+    struct FlakyOrders {
+        failing: Mutex<bool>,
+        written: Mutex<Vec<OrderRecord>>,
+    }
+
+    impl OrderStore for FlakyOrders {
+        fn goods(&self) -> Result<Vec<GoodsRecord>, StoreError> {
+            Ok(vec![GoodsRecord {
+                id: 1,
+                name: "phone".into(),
+                price_cents: 100,
+                total: 1,
+                start_ms: 0,
+                end_ms: u64::MAX,
+            }])
+        }
+        fn add_goods(&self, _: &NewGoods) -> Result<GoodsRecord, StoreError> {
+            unreachable!()
+        }
+        fn restock(&self, _: GoodsId, _: u32) -> Result<GoodsRecord, StoreError> {
+            unreachable!()
+        }
+        fn insert_orders(&self, orders: &[OrderRecord]) -> Result<Vec<Written>, StoreError> {
+            if *self.failing.lock() {
+                return Err(StoreError::Unavailable("down".into()));
+            }
+            self.written.lock().extend_from_slice(orders);
+            Ok(vec![Written::Stored; orders.len()])
+        }
+        fn live_holders(&self, _: GoodsId) -> Result<Vec<(UserId, OrderNo)>, StoreError> {
+            Ok(self
+                .written
+                .lock()
+                .iter()
+                .map(|o| (o.user_id, o.order_no))
+                .collect())
+        }
+        fn find_order(&self, _: UserId, _: GoodsId) -> Result<Option<OrderRecord>, StoreError> {
+            Ok(None)
+        }
+    }
+
+    fn written(decisions: Vec<Decision>) -> OrderRecord {
+        match decisions.as_slice() {
+            [Decision::Write(order)] => order.clone(),
+            other => panic!("expected a write, got {other:?}"),
+        }
+    }
+
+    fn status(decisions: &[Decision]) -> Status {
+        match decisions {
+            [Decision::Answer(reply)] => reply.status(),
+            other => panic!("expected an answer, got {other:?}"),
+        }
+    }
+
+    /// A retry while the first order is being written is not given its
+    /// number: the write may fail, and then the number never existed.
+    #[test]
+    fn a_retry_before_the_commit_is_told_to_come_back() {
+        let orders = Arc::new(FlakyOrders::default());
+        let sale = Sale::open(
+            Arc::new(MemoryStock::new()),
+            orders.clone(),
+            None,
+            1,
+            Arc::new(Metrics::default()),
+        )
+        .unwrap();
+
+        let first = written(sale.reserve(1, &[7]));
+        assert_eq!(status(&sale.reserve(1, &[7])), Status::Busy);
+        *orders.failing.lock() = true;
+        assert_eq!(sale.commit(&[first.clone()])[0].status(), Status::Busy);
+
+        // The unit came back; the user buys again, under a new number.
+        *orders.failing.lock() = false;
+        let second = written(sale.reserve(1, &[7]));
+        assert_ne!(second.order_no, first.order_no);
+        assert_eq!(
+            sale.commit(&[second.clone()]),
+            [Reply::Bought {
+                order_no: second.order_no
+            }]
+        );
+        // Committed: now a retry gets the number, and nobody else a unit.
+        let again = sale.reserve(1, &[7, 8]);
+        assert_eq!(
+            again,
+            [
+                Decision::Answer(Reply::AlreadyBought {
+                    order_no: second.order_no
+                }),
+                Decision::Answer(Reply::error(Status::SoldOut, "sold out")),
+            ]
+        );
     }
 }

@@ -233,7 +233,10 @@ impl SqliteStore {
                 written.push(Self::outcome(&tx, o)?);
             }
         }
-        tx.commit().map_err(unavailable)?;
+        // A COMMIT that fails on the way to the disk may still be found in
+        // the WAL after a crash: its outcome is not known.
+        tx.commit()
+            .map_err(|e| StoreError::Indeterminate(format!("sqlite commit: {e}")))?;
         Ok(written)
     }
 
