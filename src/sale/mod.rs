@@ -534,14 +534,17 @@ mod tests {
         let first = written(sale.reserve(1, &[7]));
         assert_eq!(status(&sale.reserve(1, &[7])), Status::Busy);
         *orders.failing.lock() = true;
-        assert_eq!(sale.commit(&[first.clone()])[0].status(), Status::Busy);
+        assert_eq!(
+            sale.commit(std::slice::from_ref(&first))[0].status(),
+            Status::Busy
+        );
 
         // The unit came back; the user buys again, under a new number.
         *orders.failing.lock() = false;
         let second = written(sale.reserve(1, &[7]));
         assert_ne!(second.order_no, first.order_no);
         assert_eq!(
-            sale.commit(&[second.clone()]),
+            sale.commit(std::slice::from_ref(&second)),
             [Reply::Bought {
                 order_no: second.order_no
             }]
