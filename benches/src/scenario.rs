@@ -286,8 +286,9 @@ pub fn flash_crowd_redis(common: &Common, args: &cli::FlashCrowd) -> Result<Repo
     let keys = store.keys(goods);
     let script = engine::wire::RedisScript {
         sha,
-        keys: [keys.stock, keys.buyers, keys.queue],
+        keys: [keys.stock, keys.buyers, keys.queue, keys.epoch],
         goods,
+        epoch: store.epoch(goods)?,
         greeting,
     };
     let picker = UserPicker::new(args.users, args.first_user, common.seed);

@@ -9,6 +9,8 @@
 //! <prefix>{g<id>}:queue    stream of reserved orders (queued mode): the
 //!                          consumer group "writers" moves them to the
 //!                          order store, then acks and deletes them
+//! <prefix>{g<id>}:epoch    integer bumped by every load: scripts carry the
+//!                          epoch they were sent under and act only on it
 //! ```
 //!
 //! Every decision is one Lua script, so it is atomic against every other
@@ -53,16 +55,23 @@ const RANGE_PAGE: usize = 1000;
 /// The consumer group of the order writers on every queue.
 const GROUP: &str = "writers";
 
-// KEYS: stock, buyers, queue. ARGV: mode, goods, created_ms, then user and
-// order number pairs. Returns nil if not loaded, else {remaining, one result
-// per buyer}: 1 reserved, 0 sold out, or the held order number (a string).
+// Every script that changes a goods is fenced by the goods' epoch, which
+// each load bumps: a script sent before a load and run after it (Redis
+// stalled, the caller timed out, the goods was reconciled meanwhile) finds
+// another epoch and does nothing, instead of changing the reloaded stock.
+// A script that finds no stock or another epoch returns nil: "not loaded".
+
+// KEYS: stock, buyers, queue, epoch. ARGV: mode, goods, created_ms, epoch,
+// then user and order number pairs. Returns nil if not loaded, else
+// {remaining, one result per buyer}: 1 reserved, 0 sold out, or the held
+// order number (a string).
 pub const RESERVE: &str = r"
 local stock = redis.call('GET', KEYS[1])
-if not stock then return false end
+if not stock or redis.call('GET', KEYS[4]) ~= ARGV[4] then return false end
 local left = tonumber(stock)
 local queued = ARGV[1] == 'queued'
 local out = {0}
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   local user, order_no = ARGV[i], ARGV[i + 1]
   local held = redis.call('HGET', KEYS[2], user)
   if held then
@@ -83,13 +92,13 @@ out[1] = left
 return out
 ";
 
-// KEYS: stock, buyers. ARGV: user and order number pairs. Returns nil if not
-// loaded, else the units left.
+// KEYS: stock, buyers, epoch. ARGV: epoch, then user and order number
+// pairs. Returns nil if not loaded, else the units left.
 const RELEASE: &str = r"
 local stock = redis.call('GET', KEYS[1])
-if not stock then return false end
+if not stock or redis.call('GET', KEYS[3]) ~= ARGV[1] then return false end
 local left = tonumber(stock)
-for i = 1, #ARGV, 2 do
+for i = 2, #ARGV, 2 do
   if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[i + 1] then
     redis.call('HDEL', KEYS[2], ARGV[i])
     left = redis.call('INCR', KEYS[1])
@@ -98,11 +107,11 @@ end
 return left
 ";
 
-// KEYS: stock. ARGV: amount. Saturates at u32::MAX like MemoryStock.
-// Returns nil if not loaded, else the units left.
+// KEYS: stock, epoch. ARGV: amount, epoch. Saturates at u32::MAX like
+// MemoryStock. Returns nil if not loaded, else the units left.
 const ADD: &str = r"
 local stock = redis.call('GET', KEYS[1])
-if not stock then return false end
+if not stock or redis.call('GET', KEYS[2]) ~= ARGV[2] then return false end
 local left = tonumber(stock) + tonumber(ARGV[1])
 if left > 4294967295 then left = 4294967295 end
 redis.call('SET', KEYS[1], string.format('%d', left))
@@ -117,6 +126,8 @@ pub struct RedisStock {
     outage: Outage,
     /// Goods already reported not loaded: logged once until loaded again.
     unloaded: Mutex<HashSet<GoodsId>>,
+    /// The epoch of each goods' last load by this store.
+    epochs: Mutex<HashMap<GoodsId, u64>>,
     reserve: Script,
     release: Script,
     add: Script,
@@ -127,6 +138,8 @@ pub struct Keys {
     pub stock: String,
     pub buyers: String,
     pub queue: String,
+    /// Bumped by every load; see the scripts.
+    pub epoch: String,
 }
 
 fn inconsistent(what: String) -> StoreError {
@@ -253,6 +266,7 @@ impl RedisStock {
             pool: Mutex::new(Vec::new()),
             outage: Outage::new("redis stock store"),
             unloaded: Mutex::new(HashSet::new()),
+            epochs: Mutex::new(HashMap::new()),
             reserve: Script::new(RESERVE),
             release: Script::new(RELEASE),
             add: Script::new(ADD),
@@ -271,7 +285,19 @@ impl RedisStock {
             stock: format!("{base}:stock"),
             buyers: format!("{base}:buyers"),
             queue: format!("{base}:queue"),
+            epoch: format!("{base}:epoch"),
         }
+    }
+
+    /// The epoch this store last loaded a goods under: what its scripts
+    /// must find in Redis to act. `NotLoaded` if this process never loaded
+    /// it (so it reloads it before selling).
+    pub fn epoch(&self, goods: GoodsId) -> Result<u64, StoreError> {
+        self.epochs
+            .lock()
+            .get(&goods)
+            .copied()
+            .ok_or(StoreError::NotLoaded(goods))
     }
 
     /// A pooled connection, or a new one with timeouts set.
@@ -370,7 +396,10 @@ impl RedisStock {
     pub fn forget(&self, goods: GoodsId) -> Result<(), StoreError> {
         let keys = self.keys(goods);
         let mut del = ::redis::cmd("DEL");
-        del.arg(&keys.stock).arg(&keys.buyers).arg(&keys.queue);
+        del.arg(&keys.stock)
+            .arg(&keys.buyers)
+            .arg(&keys.queue)
+            .arg(&keys.epoch);
         self.call("forget", |con| del.query::<()>(con))
     }
 }
@@ -409,7 +438,9 @@ impl StockStore for RedisStock {
             pipe.add_command(hset).ignore();
         }
         pipe.cmd("SET").arg(&keys.stock).arg(remaining).ignore();
-        self.call_effect("load", |con| pipe.query::<()>(con))?;
+        pipe.cmd("INCR").arg(&keys.epoch);
+        let (epoch,): (u64,) = self.call_effect("load", |con| pipe.query(con))?;
+        self.epochs.lock().insert(goods, epoch);
         self.unloaded.lock().remove(&goods);
         Ok(())
     }
@@ -424,13 +455,16 @@ impl StockStore for RedisStock {
             AckMode::Durable => "durable",
             AckMode::Queued => "queued",
         };
+        let epoch = self.not_loaded(goods, self.epoch(goods))?;
         let mut inv = self.reserve.prepare_invoke();
         inv.key(&keys.stock)
             .key(&keys.buyers)
             .key(&keys.queue)
+            .key(&keys.epoch)
             .arg(mode)
             .arg(goods)
-            .arg(now_ms());
+            .arg(now_ms())
+            .arg(epoch);
         pair_args(&mut inv, buyers);
         let reply = self.call_effect("reserve", |con| inv.invoke::<Value>(con));
         let what = format!("reserve of goods {goods}");
@@ -463,8 +497,12 @@ impl StockStore for RedisStock {
 
     fn release(&self, goods: GoodsId, buyers: &[(UserId, OrderNo)]) -> Result<u32, StoreError> {
         let keys = self.keys(goods);
+        let epoch = self.not_loaded(goods, self.epoch(goods))?;
         let mut inv = self.release.prepare_invoke();
-        inv.key(&keys.stock).key(&keys.buyers);
+        inv.key(&keys.stock)
+            .key(&keys.buyers)
+            .key(&keys.epoch)
+            .arg(epoch);
         pair_args(&mut inv, buyers);
         let reply = self.call_effect("release", |con| inv.invoke::<Value>(con));
         let result = reply.and_then(|v| script_count(goods, "release", v));
@@ -473,8 +511,9 @@ impl StockStore for RedisStock {
 
     fn add(&self, goods: GoodsId, amount: u32) -> Result<u32, StoreError> {
         let keys = self.keys(goods);
+        let epoch = self.not_loaded(goods, self.epoch(goods))?;
         let mut inv = self.add.prepare_invoke();
-        inv.key(&keys.stock).arg(amount);
+        inv.key(&keys.stock).key(&keys.epoch).arg(amount).arg(epoch);
         let reply = self.call_effect("add", |con| inv.invoke::<Value>(con));
         let result = reply.and_then(|v| script_count(goods, "add", v));
         self.not_loaded(goods, result)
@@ -911,6 +950,59 @@ mod tests {
         assert_eq!(r.remaining, 1);
         assert_eq!(stock.add(1, u32::MAX).unwrap(), u32::MAX);
         assert_eq!(stock.snapshot(1).unwrap(), Some((u32::MAX, vec![(1, 100)])));
+    }
+
+    /// A script that reaches Redis after the goods was loaded again (it was
+    /// sent before the load and Redis ran it late) does nothing.
+    #[test]
+    fn a_script_from_before_a_load_does_nothing() {
+        let stock = open(AckMode::Queued);
+        stock.load(1, 5, &[]).unwrap();
+        let stale = stock.epoch(1).unwrap();
+        stock.load(1, 3, &[(9, 900)]).unwrap();
+        assert_eq!(stock.epoch(1).unwrap(), stale + 1);
+        let keys = stock.keys(1);
+        let late = |script: &str, keys: &[&str], args: &[String]| -> Value {
+            let mut cmd = ::redis::cmd("EVAL");
+            cmd.arg(script).arg(keys.len()).arg(keys).arg(args);
+            stock.call("late script", |con| cmd.query(con)).unwrap()
+        };
+        let reserve = late(
+            RESERVE,
+            &[&keys.stock, &keys.buyers, &keys.queue, &keys.epoch],
+            &["queued", "1", "1", &stale.to_string(), "7", "700"].map(String::from),
+        );
+        let release = late(
+            RELEASE,
+            &[&keys.stock, &keys.buyers, &keys.epoch],
+            &[&stale.to_string(), "9", "900"].map(String::from),
+        );
+        let add = late(
+            ADD,
+            &[&keys.stock, &keys.epoch],
+            &["10", &stale.to_string()].map(String::from),
+        );
+        assert_eq!(
+            (reserve, release, add),
+            (Value::Nil, Value::Nil, Value::Nil)
+        );
+        // The reloaded goods is as the load left it, queue included.
+        assert_eq!(stock.snapshot(1).unwrap(), Some((3, vec![(9, 900)])));
+        assert!(stock.queued(1).unwrap().is_empty());
+        // The store's own calls carry the current epoch and act.
+        assert_eq!(
+            stock.reserve(1, &[(7, 700)]).unwrap().decisions,
+            [Reservation::Reserved]
+        );
+        // A store that never loaded the goods does not act on it either:
+        // it reloads it first.
+        let url = std::env::var("SECKILL_TEST_REDIS")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
+        let other = RedisStock::open(&url, &stock.prefix, AckMode::Queued).unwrap();
+        assert!(matches!(
+            other.reserve(1, &[(8, 800)]),
+            Err(StoreError::NotLoaded(1))
+        ));
     }
 
     #[test]

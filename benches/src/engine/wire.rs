@@ -36,9 +36,12 @@ pub enum Answer {
 #[derive(Debug, Clone)]
 pub struct RedisScript {
     pub sha: String,
-    /// The goods' stock, buyers and queue keys, as the script takes them.
-    pub keys: [String; 3],
+    /// The goods' stock, buyers, queue and epoch keys, as the script takes
+    /// them.
+    pub keys: [String; 4],
     pub goods: u64,
+    /// The epoch the goods was loaded under (the script acts only on it).
+    pub epoch: u64,
     /// Commands a new connection sends before any load (AUTH, SELECT,
     /// PING), packed; each must be answered without an error.
     pub greeting: Vec<Vec<u8>>,
@@ -145,11 +148,12 @@ fn reserve_command(script: &RedisScript, user: u64, order_no: u64) -> Vec<u8> {
         .map_or(0, |d| d.as_millis() as u64);
     redis::cmd("EVALSHA")
         .arg(&script.sha)
-        .arg(3)
+        .arg(script.keys.len())
         .arg(&script.keys[..])
         .arg("durable")
         .arg(script.goods)
         .arg(now_ms)
+        .arg(script.epoch)
         .arg(user)
         .arg(order_no)
         .get_packed_command()
@@ -260,8 +264,9 @@ mod tests {
     fn redis_codec() -> Codec {
         Codec::redis(RedisScript {
             sha: "abc".into(),
-            keys: ["s".into(), "b".into(), "q".into()],
+            keys: ["s".into(), "b".into(), "q".into(), "e".into()],
             goods: 9,
+            epoch: 3,
             greeting: vec![redis::cmd("PING").get_packed_command()],
         })
     }
@@ -358,9 +363,9 @@ mod tests {
         let text = String::from_utf8_lossy(&out);
         let args: Vec<&str> = text.split("\r\n").skip(2).step_by(2).collect();
         assert_eq!(
-            &args[..8],
-            ["EVALSHA", "abc", "3", "s", "b", "q", "durable", "9"]
+            &args[..9],
+            ["EVALSHA", "abc", "4", "s", "b", "q", "e", "durable", "9"]
         );
-        assert_eq!(&args[9..11], ["42", "1001"]);
+        assert_eq!(&args[10..13], ["3", "42", "1001"]);
     }
 }
