@@ -475,13 +475,26 @@ impl OrderStore for MysqlStore {
         })
     }
 
+    /// A locking read: it waits for any transaction still writing orders of
+    /// this goods (say one whose COMMIT reply was lost and which the server
+    /// is still committing) instead of reading around it. Reconciliation
+    /// rebuilds the stock from this, so a plain read could miss orders that
+    /// are about to exist and put their units back on sale.
     fn live_holders(&self, goods: GoodsId) -> Result<Vec<(UserId, OrderNo)>, StoreError> {
         self.call("live holders", |conn| {
-            conn.exec(
-                "SELECT user_id, order_no FROM orders
-                 WHERE goods_id = ? AND live_slot IS NOT NULL",
-                (goods,),
-            )
+            transaction(conn, &Cell::new(false), |conn| {
+                conn.exec(
+                    "SELECT user_id, order_no FROM orders
+                     WHERE goods_id = ? AND live_slot IS NOT NULL
+                     LOCK IN SHARE MODE",
+                    (goods,),
+                )
+                .map(Ok::<_, std::convert::Infallible>)
+            })
+        })
+        .map(|read| match read {
+            Ok(holders) => holders,
+            Err(never) => match never {},
         })
     }
 
@@ -741,6 +754,36 @@ mod tests {
             store.insert_orders(&[order(500, 9, g.id)]).unwrap(),
             [Written::Stored]
         );
+    }
+
+    /// Reconciliation reads the holders while another connection may still
+    /// be committing orders: the read waits for that transaction rather than
+    /// miss its orders.
+    #[test]
+    fn live_holders_wait_for_orders_still_being_committed() {
+        let db = TestDb::new();
+        let store = std::sync::Arc::new(open(&db));
+        let g = store.add_goods(&new_goods(10)).unwrap();
+        let mut writer = db.conn();
+        writer.query_drop("START TRANSACTION").unwrap();
+        writer
+            .exec_drop(
+                "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms)
+                 VALUES (?, ?, ?, 0, 1, 1)",
+                (77u64, 7u64, g.id),
+            )
+            .unwrap();
+        let reader = {
+            let store = store.clone();
+            std::thread::spawn(move || store.live_holders(g.id))
+        };
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(
+            !reader.is_finished(),
+            "the read did not wait for the commit"
+        );
+        writer.query_drop("COMMIT").unwrap();
+        assert_eq!(reader.join().unwrap().unwrap(), vec![(7, 77)]);
     }
 
     #[test]
