@@ -358,13 +358,25 @@ impl MysqlStore {
 
     /// [`call`](Self::call) for what must not run twice: a goods added or
     /// restocked by an attempt whose reply was lost would be so twice.
+    ///
+    /// A link that breaks once `f` has begun leaves its write in doubt (an
+    /// INSERT or a COMMIT may have been applied before the link went): that
+    /// is [`StoreError::Indeterminate`], not "nothing was done".
     fn call_once<T>(
         &self,
         what: &str,
         mut f: impl FnMut(&mut PooledConn) -> ::mysql::Result<T>,
     ) -> Result<T, StoreError> {
-        let result = self.attempt(&mut f);
-        self.track(what, result)
+        let started = Cell::new(false);
+        let result = self.attempt(&mut |conn: &mut PooledConn| {
+            started.set(true);
+            f(conn)
+        });
+        let in_doubt = matches!(&result, Err(e) if broken(e)) && started.get();
+        match self.track(what, result) {
+            Err(StoreError::Unavailable(m)) if in_doubt => Err(StoreError::Indeterminate(m)),
+            other => other,
+        }
     }
 
     /// Runs `f` on a pooled connection. A connection whose link broke is
@@ -852,10 +864,11 @@ mod tests {
             [Written::Stored]
         );
         assert!(!store.outage.is_down());
-        // A restock is not, but the one after it works.
+        // A restock is not: its link broke once it had begun, so it may or
+        // may not have been applied (here it was not). The one after works.
         assert!(kill_store_connections(&db) > 0);
         match store.restock(g.id, 1) {
-            Err(StoreError::Unavailable(_)) => assert!(store.outage.is_down()),
+            Err(StoreError::Indeterminate(_)) => assert!(store.outage.is_down()),
             other => panic!("a restock on a killed connection: {other:?}"),
         }
         assert_eq!(store.restock(g.id, 1).unwrap().total, 11);
