@@ -114,8 +114,9 @@ pub struct Config {
     #[arg(long, default_value_t = 1000)]
     pub batch_max: usize,
 
-    /// This server's id in order numbers (0–1023): servers that share stores
-    /// must each have their own.
+    /// This server's id in order numbers (0–1023). Servers that share
+    /// stores would each need their own; sharing stores is not yet safe
+    /// (see the README).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1023))]
     pub node_id: u16,
 
