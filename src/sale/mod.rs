@@ -247,6 +247,7 @@ impl Sale {
     /// write failed, and each one the database refused as a second order of
     /// its user (that user is told the order they hold).
     pub fn commit(&self, orders: &[OrderRecord]) -> Vec<Reply> {
+        let batch = by_goods(&orders.iter().collect::<Vec<_>>());
         let (replies, kept, unsold) = match self.orders.insert_orders(orders) {
             Ok(written) => {
                 let mut replies = Vec::with_capacity(orders.len());
@@ -276,7 +277,7 @@ impl Sale {
                     // The batch may be committed: releasing its units could
                     // sell them twice. They stay reserved until a
                     // reconciliation reads what the order store holds.
-                    for goods in by_goods(&orders.iter().collect::<Vec<_>>()).keys() {
+                    for goods in batch.keys() {
                         if let Some(entry) = self.catalog.get(*goods) {
                             entry.mark_unsure();
                         }
@@ -297,8 +298,8 @@ impl Sale {
             }
         }
         self.release(&unsold);
-        for (goods, orders) in by_goods(&orders.iter().collect::<Vec<_>>()) {
-            if let Some(entry) = self.catalog.get(goods) {
+        for (goods, orders) in &batch {
+            if let Some(entry) = self.catalog.get(*goods) {
                 entry.settled(orders.len() as u32);
             }
         }
