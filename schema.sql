@@ -37,8 +37,15 @@ CREATE TABLE IF NOT EXISTS goods (
     -- The sale window: [start_ms, end_ms).
     start_ms    BIGINT UNSIGNED  NOT NULL,
     end_ms      BIGINT UNSIGNED  NOT NULL,
-    -- 0 = on sale. Other values are reserved for the goods lifecycle
-    -- (paused, ended).
+    -- The purchase rules (seckill_proto::SaleRules): live orders one user
+    -- may hold (1..255, the slots of orders_one_live below), how long a
+    -- buyer has to pay before the order is cancelled and its unit returned,
+    -- and whether BUY needs a purchase token.
+    per_user_limit TINYINT UNSIGNED NOT NULL DEFAULT 1,
+    pay_window_ms  BIGINT UNSIGNED  NOT NULL DEFAULT 900000,
+    token_required BOOLEAN          NOT NULL DEFAULT FALSE,
+    -- 0 = on sale, 1 = paused by an admin (SALE_CONTROL). Ending a sale
+    -- early moves end_ms instead.
     state       TINYINT UNSIGNED NOT NULL DEFAULT 0,
     created_at  DATETIME(3)      NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
     updated_at  DATETIME(3)      NOT NULL DEFAULT CURRENT_TIMESTAMP(3)
@@ -60,11 +67,16 @@ CREATE TABLE IF NOT EXISTS orders (
     -- 0 created, 1 paid, 2 cancelled (seckill_proto::OrderState).
     state       TINYINT UNSIGNED NOT NULL DEFAULT 0,
     -- Which of the user's purchase slots of the goods this order holds:
-    -- 1 for a live order, NULL once it is cancelled (a cancel sets state = 2
-    -- and live_slot = NULL in one UPDATE). See orders_one_live below.
+    -- 1..per_user_limit for a live order (created or paid), NULL once it is
+    -- cancelled (a cancel sets state = 2 and live_slot = NULL in one
+    -- UPDATE). See orders_one_live below.
     live_slot   TINYINT UNSIGNED NULL DEFAULT 1,
     -- When the server created the order (its clock, not the database's).
     created_ms  BIGINT UNSIGNED  NOT NULL,
+    -- The end of the payment window (created_ms + the goods' pay_window_ms):
+    -- a created order still unpaid then is cancelled by whichever server's
+    -- expiry sweep gets its row lock first, and its unit returned.
+    pay_by_ms   BIGINT UNSIGNED  NOT NULL,
     created_at  DATETIME(3)      NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
     updated_at  DATETIME(3)      NOT NULL DEFAULT CURRENT_TIMESTAMP(3)
                                  ON UPDATE CURRENT_TIMESTAMP(3),
@@ -72,16 +84,19 @@ CREATE TABLE IF NOT EXISTS orders (
     -- The order number is what clients hold and what a retried batch is
     -- recognised by: unique, and the lookup key for an order.
     UNIQUE KEY orders_order_no (order_no),
-    -- ONE LIVE ORDER PER USER PER GOODS, enforced by the database itself as
-    -- the last guard behind the stock counter. NULLs never collide in a
-    -- unique key, so cancelled orders (live_slot NULL) fall outside it and
-    -- the user may buy again. A purchase limit of N per user will use slots
-    -- 1..N with no change to this key. It also serves "the live order of a
-    -- user" (find_order) and "the live orders of a goods" (the stock rebuild
-    -- at start, by its goods_id prefix), and backs the foreign key.
+    -- THE PURCHASE LIMIT, enforced by the database itself as the last guard
+    -- behind the stock counter: a user's live orders of a goods hold
+    -- distinct slots 1..per_user_limit (1 only, by default: one live order
+    -- per user per goods). NULLs never collide in a unique key, so cancelled
+    -- orders (live_slot NULL) fall outside it and the user may buy again.
+    -- It also serves "the live orders of a user" (find_order, the slot
+    -- choice) and "the live orders of a goods" (the stock rebuild at start,
+    -- by its goods_id prefix), and backs the foreign key.
     UNIQUE KEY orders_one_live (goods_id, user_id, live_slot),
     -- A user's orders, newest first (order history, the lifecycle's listing).
     KEY orders_by_user (user_id, created_ms),
+    -- The expiry sweep: created orders by the end of their payment window.
+    KEY orders_due (state, pay_by_ms),
     -- An order is always for a known goods. Costs a shared lock on the goods
     -- row per batch, which only a restock waits on, for one commit.
     CONSTRAINT orders_goods FOREIGN KEY (goods_id) REFERENCES goods (id),

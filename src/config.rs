@@ -120,6 +120,15 @@ pub struct Config {
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1023))]
     pub node_id: u16,
 
+    /// How often unpaid orders past their payment window are looked for
+    /// (each is cancelled and its unit returned to stock).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub expiry_interval: Duration,
+
+    /// How long a purchase token (TOKEN) stays good for its BUY.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub token_ttl: Duration,
+
     /// How long shutdown waits for in-flight requests to be answered.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,

@@ -11,9 +11,9 @@ use mio::net::TcpStream;
 
 use crate::reactor::admission::Ticket;
 use mio::Waker;
-use seckill_proto::{NewGoods, Reply};
+use seckill_proto::{NewGoods, Reply, SaleAction};
 
-use crate::store::{GoodsId, UserId};
+use crate::store::{GoodsId, OrderNo, UserId};
 
 /// A connection as another thread names it: its reactor, its slab slot, and
 /// the generation of the connection in that slot. A completion whose
@@ -40,10 +40,30 @@ pub enum Task {
     Buy {
         user: UserId,
         goods: GoodsId,
+        token: u64,
     },
     OrderStatus {
         user: UserId,
         goods: GoodsId,
+    },
+    Pay {
+        user: UserId,
+        order_no: OrderNo,
+    },
+    Cancel {
+        user: UserId,
+        order_no: OrderNo,
+    },
+    ListOrders {
+        user: UserId,
+    },
+    Token {
+        user: UserId,
+        goods: GoodsId,
+    },
+    SaleControl {
+        goods: GoodsId,
+        action: SaleAction,
     },
     AddGoods(NewGoods),
     Restock {

@@ -28,6 +28,7 @@ pub mod clock;
 pub mod config;
 pub mod dispatch;
 pub mod drain;
+pub mod expiry;
 pub mod metrics;
 pub mod reactor;
 pub mod sale;

@@ -42,7 +42,7 @@ metrics! {
     buy_already_bought,
     /// BUYs answered `sold_out`.
     buy_sold_out,
-    /// BUYs answered `not_started` or `ended`.
+    /// BUYs answered `not_started`, `ended` or `paused`.
     buy_outside_window,
     /// BUYs answered by the reactor without a trip to a worker.
     buy_fast_path,
@@ -56,6 +56,16 @@ metrics! {
     orders_written,
     /// Batches the order store refused; their units went back to stock.
     order_batches_failed,
+    /// BUYs refused for their purchase token (missing, invalid, expired,
+    /// used), and tokens issued.
+    buy_token_refused,
+    tokens_issued,
+    /// PAYs answered `ok` (a repeated PAY counts again); orders cancelled
+    /// by their buyer, and by the end of their payment window (each unit
+    /// returned to stock once).
+    orders_paid,
+    orders_cancelled,
+    orders_expired,
 }
 
 /// `counter += n`, for brevity at call sites.

@@ -12,6 +12,7 @@ use mio::Poll;
 use crate::config::{AckMode, Config};
 use crate::dispatch::{Mailbox, Reactors};
 use crate::drain::{Drain, DrainStop};
+use crate::expiry::{Expiry, ExpiryStop};
 use crate::metrics::Metrics;
 use crate::reactor::admission::Admission;
 use crate::reactor::rate_limit::RateLimiter;
@@ -34,6 +35,8 @@ pub struct Server {
     writer: JoinHandle<()>,
     /// The `queued` mode's queue drain and its stop switch.
     drain: Option<(JoinHandle<()>, DrainStop)>,
+    /// The sweep of unpaid orders.
+    expiry: (ExpiryStop, JoinHandle<()>),
 }
 
 /// Asks a running server to stop; cheap to clone and send to a signal
@@ -61,7 +64,7 @@ impl Server {
         config.check().map_err(anyhow::Error::msg)?;
         let metrics = Arc::new(Metrics::default());
         let (stock, orders, queue) = open_stores(config)?;
-        let sale = Sale::open(
+        let mut sale = Sale::open(
             stock,
             orders,
             queue.clone(),
@@ -69,7 +72,10 @@ impl Server {
             metrics.clone(),
         )
         .context("loading goods and stock")?;
+        sale.set_token_ttl(u64::try_from(config.token_ttl.as_millis()).unwrap_or(u64::MAX));
         let sale = Arc::new(sale);
+        let expiry = Expiry::new(sale.clone(), config.expiry_interval);
+        let expiry = (expiry.stop_switch(), expiry.spawn()?);
         if config.admin_token.is_none() {
             warn!("no admin token set (--admin-token or SECKILL_ADMIN_TOKEN): admin commands are refused");
         }
@@ -209,6 +215,7 @@ impl Server {
             workers,
             writer,
             drain,
+            expiry,
         })
     }
 
@@ -242,6 +249,9 @@ impl Server {
             stop.trigger();
             join(drain);
         }
+        let (stop, expiry) = self.expiry;
+        stop.trigger();
+        join(expiry);
         info!("stopped");
     }
 }

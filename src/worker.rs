@@ -14,8 +14,8 @@ use crossbeam_channel::{Receiver, Sender};
 use seckill_proto::{Reply, Status};
 
 use crate::dispatch::{Job, Origin, Reactors, Task};
-use crate::sale::{Decision, Sale};
-use crate::store::{GoodsId, UserId};
+use crate::sale::{Buy, Decision, Sale};
+use crate::store::GoodsId;
 use crate::writer::Pending;
 
 pub struct Worker {
@@ -52,16 +52,22 @@ impl Worker {
     /// Runs until every reactor has dropped its end of the job channel and
     /// the queue is empty: at shutdown, in-flight work is finished.
     fn run(self) {
-        let mut buys: HashMap<GoodsId, Vec<(Origin, UserId)>> = HashMap::new();
+        let mut buys: HashMap<GoodsId, Vec<(Origin, Buy)>> = HashMap::new();
         while let Ok(first) = self.jobs.recv() {
             let batch = std::iter::once(first).chain(self.jobs.try_iter().take(self.batch_max - 1));
             for job in batch {
                 let reply = match job.task {
-                    Task::Buy { user, goods } => {
-                        buys.entry(goods).or_default().push((job.origin, user));
+                    Task::Buy { user, goods, token } => {
+                        let buy = Buy { user, token };
+                        buys.entry(goods).or_default().push((job.origin, buy));
                         continue;
                     }
                     Task::OrderStatus { user, goods } => self.sale.order_status(user, goods),
+                    Task::Pay { user, order_no } => self.sale.pay(user, order_no),
+                    Task::Cancel { user, order_no } => self.sale.cancel(user, order_no),
+                    Task::ListOrders { user } => self.sale.list_orders(user),
+                    Task::Token { user, goods } => self.sale.issue_token(user, goods),
+                    Task::SaleControl { goods, action } => self.sale.control(goods, action),
                     Task::AddGoods(new) => self.sale.add_goods(&new),
                     Task::Restock { goods, amount } => self.sale.restock(goods, amount),
                     Task::Reconcile { goods } => self.sale.reconcile_reply(goods),
@@ -74,9 +80,9 @@ impl Worker {
         }
     }
 
-    fn buy(&self, goods: GoodsId, buyers: &[(Origin, UserId)]) {
-        let users: Vec<UserId> = buyers.iter().map(|&(_, user)| user).collect();
-        let decisions = self.sale.reserve(goods, &users);
+    fn buy(&self, goods: GoodsId, buyers: &[(Origin, Buy)]) {
+        let buys: Vec<Buy> = buyers.iter().map(|&(_, buy)| buy).collect();
+        let decisions = self.sale.reserve(goods, &buys);
         for (&(origin, _), decision) in buyers.iter().zip(decisions) {
             match decision {
                 Decision::Answer(reply) => self.reactors.complete(origin, reply),

@@ -6,7 +6,8 @@ use std::hint::black_box;
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use seckill_proto::{
-    Frame, Goods, GoodsState, Opcode, Reply, Request, MAX_REPLY_FRAME, MAX_REQUEST_FRAME,
+    Frame, Goods, GoodsState, Opcode, Reply, Request, SaleRules, MAX_REPLY_FRAME,
+    MAX_REQUEST_FRAME, NO_TOKEN,
 };
 
 /// Frames per iteration: one pipelined burst.
@@ -18,6 +19,7 @@ fn buys() -> BytesMut {
         Request::Buy {
             user_id: 1_000_000 + i,
             goods_id: 7,
+            token: NO_TOKEN,
         }
         .encode(i, &mut buf);
     }
@@ -50,6 +52,7 @@ fn encode(c: &mut Criterion) {
                 Request::Buy {
                     user_id: black_box(i),
                     goods_id: 7,
+                    token: NO_TOKEN,
                 }
                 .encode(i, &mut buf);
             }
@@ -78,6 +81,7 @@ fn encode(c: &mut Criterion) {
         start_ms: 1_700_000_000_000,
         end_ms: 1_700_003_600_000,
         state: GoodsState::OnSale,
+        rules: SaleRules::default(),
     };
     g.bench_function("goods reply", |b| {
         let reply = Reply::Goods(goods.clone());

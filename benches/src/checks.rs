@@ -1,12 +1,13 @@
 //! Fetches what verification compares: each acknowledged order through
-//! ORDER_STATUS, and the goods' live orders in MySQL.
+//! ORDER_STATUS, users' orders through LIST_ORDERS, and the goods' orders
+//! in MySQL.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use seckill_client::{Client, Pipeline, Status};
+use seckill_client::{Client, Order, Pipeline, Reply, Status};
 
 use crate::error::Error;
 use crate::verify;
@@ -90,6 +91,116 @@ fn check_part(
     Ok((checked, problems))
 }
 
+/// The orders of `goods` each of `users` holds, in any state, through
+/// LIST_ORDERS pipelined over a few connections. A user with none is
+/// present with an empty list.
+pub fn list_orders(
+    addr: SocketAddr,
+    goods: u64,
+    users: &[u64],
+) -> Result<HashMap<u64, Vec<Order>>, Error> {
+    if users.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let part = users.len().div_ceil(CHECKERS);
+    let results: Vec<_> = thread::scope(|s| {
+        let handles: Vec<_> = users
+            .chunks(part)
+            .map(|chunk| s.spawn(move || list_part(addr, goods, chunk)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut all = HashMap::with_capacity(users.len());
+    for result in results {
+        all.extend(result?);
+    }
+    Ok(all)
+}
+
+fn list_part(addr: SocketAddr, goods: u64, users: &[u64]) -> Result<Vec<(u64, Vec<Order>)>, Error> {
+    let mut client = Client::builder(addr)
+        .read_timeout(Duration::from_secs(30))
+        .connect()?;
+    let mut todo = users.to_vec();
+    let mut found = Vec::with_capacity(users.len());
+    for round in 0..=BUSY_RETRIES {
+        let mut busy = Vec::new();
+        for batch in todo.chunks(BATCH) {
+            let mut pipeline = Pipeline::new();
+            for &user in batch {
+                pipeline.list_orders(user);
+            }
+            for (&user, reply) in batch.iter().zip(client.execute(&pipeline)?) {
+                match reply {
+                    Reply::Orders(orders) => found.push((
+                        user,
+                        orders.into_iter().filter(|o| o.goods_id == goods).collect(),
+                    )),
+                    other if other.status() == Status::Busy && round < BUSY_RETRIES => {
+                        busy.push(user)
+                    }
+                    other => {
+                        return Err(Error::Setup(format!(
+                            "LIST_ORDERS of user {user} answered {}",
+                            other.status()
+                        )))
+                    }
+                }
+            }
+        }
+        if busy.is_empty() {
+            break;
+        }
+        todo = busy;
+        thread::sleep(POLL * (round as u32 + 1));
+    }
+    Ok(found)
+}
+
+/// A connection to the server's MySQL database named by `url` (the
+/// server's default database when the URL names none).
+fn mysql_conn(url: &str) -> Result<mysql::Conn, Error> {
+    let opts =
+        mysql::Opts::from_url(url).map_err(|e| Error::Setup(format!("bad --mysql url: {e}")))?;
+    let db = opts.get_db_name().unwrap_or("seckill").to_string();
+    let opts = mysql::OptsBuilder::from_opts(opts).db_name(Some(db));
+    Ok(mysql::Conn::new(opts)?)
+}
+
+/// One row of the `orders` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderRow {
+    pub order_no: u64,
+    pub user_id: u64,
+    /// 0 created, 1 paid, 2 cancelled.
+    pub state: u8,
+    /// `live_slot` is set: the order holds one of its user's slots.
+    pub live: bool,
+}
+
+/// Every order of a goods in MySQL, in any state.
+pub fn mysql_orders(url: &str, goods: u64) -> Result<Vec<OrderRow>, Error> {
+    use mysql::prelude::Queryable;
+
+    let mut conn = mysql_conn(url)?;
+    let rows: Vec<(u64, u64, u8, Option<u8>)> = conn.exec(
+        "SELECT order_no, user_id, state, live_slot FROM orders WHERE goods_id = ?",
+        (goods,),
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|(order_no, user_id, state, slot)| OrderRow {
+            order_no,
+            user_id,
+            state,
+            live: slot.is_some(),
+        })
+        .collect())
+}
+
 /// The live orders of a goods in MySQL, as (user, order number).
 #[derive(Debug, Clone)]
 pub struct StoreRows {
@@ -110,12 +221,7 @@ pub fn mysql_live_orders(
 ) -> Result<StoreRows, Error> {
     use mysql::prelude::Queryable;
 
-    let opts =
-        mysql::Opts::from_url(url).map_err(|e| Error::Setup(format!("bad --mysql url: {e}")))?;
-    // The server's default database when the URL names none.
-    let db = opts.get_db_name().unwrap_or("seckill").to_string();
-    let opts = mysql::OptsBuilder::from_opts(opts).db_name(Some(db));
-    let mut conn = mysql::Conn::new(opts)?;
+    let mut conn = mysql_conn(url)?;
     let begun = Instant::now();
     let mut last = None;
     let mut steady_since = begun;

@@ -33,8 +33,8 @@ pub struct Common {
     )]
     pub addr: String,
 
-    /// The server's admin token: flash-crowd, sustained and attack create their
-    /// goods with ADD_GOODS.
+    /// The server's admin token: flash-crowd, sustained, lifecycle and attack
+    /// create their goods with ADD_GOODS.
     #[arg(
         long,
         global = true,
@@ -96,6 +96,13 @@ pub enum Scenario {
     Sustained(Sustained),
     /// What a front page asks: LIST_GOODS and GET_GOODS, for --duration.
     Browse(Browse),
+    /// The order lifecycle: U users BUY a goods with a short payment
+    /// window; of the orders, some are cancelled, some never paid, the rest
+    /// paid over the window (some at its very end, racing the server's
+    /// expiry sweep). Past the window, every order must be paid or
+    /// cancelled and every unit paid or back on sale; then the users left
+    /// without a paid order buy the returned units.
+    Lifecycle(Lifecycle),
     /// What a normal client sees while the server is under hostile traffic:
     /// an open-loop mix of GET_GOODS, LIST_GOODS and BUY, first alone
     /// (baseline), then beside each attack in turn, one --phase each.
@@ -159,6 +166,60 @@ pub struct FlashCrowd {
     /// `queued` ack mode writes behind the replies).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub verify_timeout: Duration,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Lifecycle {
+    /// Distinct users; each BUYs once.
+    #[arg(long, short = 'u', default_value_t = 10_000)]
+    pub users: u64,
+
+    /// Units of the goods on sale.
+    #[arg(long, short = 's', default_value_t = 1_000)]
+    pub stock: u32,
+
+    /// The first user id; users are this and the next U − 1.
+    #[arg(long, default_value_t = 1)]
+    pub first_user: u64,
+
+    /// The goods' payment window: an order unpaid this long after it was
+    /// made is cancelled by the server and its unit goes back on sale.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub pay_window: Duration,
+
+    /// Share of the orders their buyers cancel, each at a random time in
+    /// the window.
+    #[arg(long, default_value_t = 0.2)]
+    pub cancel_share: f64,
+
+    /// Share of the orders never paid: the server must cancel them.
+    #[arg(long, default_value_t = 0.2)]
+    pub abandon_share: f64,
+
+    /// Of the orders paid, the share paid within 5% of the window's end,
+    /// either side (racing the expiry sweep); the others are paid at a
+    /// random time in the first 90% of it.
+    #[arg(long, default_value_t = 0.1)]
+    pub late_share: f64,
+
+    /// The server's --expiry-interval: verification starts this long after
+    /// the last payment window closed.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub expiry_interval: Duration,
+
+    /// How much longer verification waits for every order to settle
+    /// (paid or cancelled) before it fails.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub verify_timeout: Duration,
+
+    /// Skip the second round, in which the users left without a paid order
+    /// buy the units that came back.
+    #[arg(long)]
+    pub no_rebuy: bool,
+
+    /// The server's MySQL database: also verify the orders there.
+    #[arg(long, value_name = "URL")]
+    pub mysql: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -311,6 +372,43 @@ mod tests {
             panic!("not a flash crowd")
         };
         assert_eq!((f.users, f.attempts, f.stock), (3, 20_000, 1_000));
+    }
+
+    #[test]
+    fn lifecycle_flags_parse_with_their_defaults() {
+        let cli = Cli::try_parse_from(["seckill-bench", "lifecycle", "--json"]).unwrap();
+        let Scenario::Lifecycle(l) = cli.scenario else {
+            panic!("not a lifecycle")
+        };
+        assert_eq!((l.users, l.stock, l.first_user), (10_000, 1_000, 1));
+        assert_eq!(l.pay_window, Duration::from_secs(3));
+        assert_eq!(
+            (l.cancel_share, l.abandon_share, l.late_share),
+            (0.2, 0.2, 0.1)
+        );
+        assert_eq!(l.expiry_interval, Duration::from_secs(1));
+        assert!(!l.no_rebuy && l.mysql.is_none());
+        assert!(cli.common.json);
+
+        let cli = Cli::try_parse_from([
+            "seckill-bench",
+            "lifecycle",
+            "--pay-window",
+            "1s",
+            "--expiry-interval",
+            "100ms",
+            "--cancel-share",
+            "0.5",
+            "--no-rebuy",
+        ])
+        .unwrap();
+        let Scenario::Lifecycle(l) = cli.scenario else {
+            panic!("not a lifecycle")
+        };
+        assert_eq!(l.pay_window, Duration::from_secs(1));
+        assert_eq!(l.expiry_interval, Duration::from_millis(100));
+        assert_eq!(l.cancel_share, 0.5);
+        assert!(l.no_rebuy);
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //!              │
 //!              ├──▶ verify (pure) ◀── checks: GET_GOODS, ORDER_STATUS, MySQL, Redis
 //!              ├──▶ attack: phases of hostile traffic beside a normal client (engine::run)
+//!              ├──▶ lifecycle: BUY, then PAY / CANCEL at their instants (engine::run), then
+//!              │      every order paid or cancelled, every unit paid or back on sale
 //!              └──▶ report: text, --json, --plot (plotters SVG)
 //! ```
 //!
@@ -33,6 +35,7 @@ pub mod checks;
 pub mod cli;
 pub mod engine;
 pub mod error;
+pub mod lifecycle;
 pub mod plot;
 pub mod report;
 pub mod scenario;

@@ -1,12 +1,14 @@
 //! The report of a run: built from what the engine measured, printed as
 //! text for people or as one JSON object for scripts.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
 use crate::attack::AttackReport;
 use crate::engine::{Finished, Pace};
+use crate::lifecycle::LifecycleReport;
 use crate::stats::{Latency, Outcomes};
 use crate::verify::Verification;
 
@@ -34,6 +36,8 @@ pub struct Report {
     pub ok_per_s: f64,
     pub outcomes: Outcomes,
     pub latency: Latency,
+    /// The same by request (`buy`, `pay`, `cancel`, `get_goods`, ...).
+    pub latency_by_request: BTreeMap<String, Latency>,
     pub per_second: Vec<Second>,
     /// The goods the run bought, if it bought.
     pub goods: Option<GoodsInfo>,
@@ -143,6 +147,12 @@ impl Report {
             throughput_rps: per_s(outcomes.answered()),
             ok_per_s: per_s(outcomes.ok),
             latency: Latency::of(&finished.recorder.latency),
+            latency_by_request: finished
+                .recorder
+                .by_request
+                .iter()
+                .map(|(request, h)| (request.to_string(), Latency::of(h)))
+                .collect(),
             outcomes,
             per_second,
             goods: None,
@@ -194,16 +204,13 @@ impl Report {
             ", connection failures {}, lost {}",
             o.connection_failures, o.lost
         );
-        let l = &self.latency;
-        let _ = writeln!(
-            s,
-            "  latency: p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
-            human_us(l.p50_us),
-            human_us(l.p90_us),
-            human_us(l.p99_us),
-            human_us(l.p999_us),
-            human_us(l.max_us)
-        );
+        let _ = writeln!(s, "  latency: {}", latency_line(&self.latency));
+        // A run of one kind of request has said it all.
+        if self.latency_by_request.len() > 1 {
+            for (request, l) in &self.latency_by_request {
+                let _ = writeln!(s, "    {request:<10} {}", latency_line(l));
+            }
+        }
         if let Some(v) = &self.verification {
             let verdict = if v.passed { "passed" } else { "FAILED" };
             let _ = write!(
@@ -252,6 +259,7 @@ pub enum Output {
     Single(Box<Report>),
     Compare(Box<Comparison>),
     Attack(Box<AttackReport>),
+    Lifecycle(Box<LifecycleReport>),
 }
 
 impl Output {
@@ -260,6 +268,7 @@ impl Output {
             Output::Single(r) => vec![r],
             Output::Compare(c) => vec![&c.server, &c.redis_direct],
             Output::Attack(a) => a.phases.iter().map(|p| &p.normal).collect(),
+            Output::Lifecycle(l) => l.reports(),
         }
     }
 
@@ -268,6 +277,7 @@ impl Output {
     pub fn passed(&self) -> bool {
         match self {
             Output::Attack(a) => a.passed,
+            Output::Lifecycle(l) => l.passed(),
             _ => self.reports().iter().all(|r| r.passed()),
         }
     }
@@ -288,6 +298,7 @@ impl Output {
             Output::Single(r) => serde_json::to_value(r),
             Output::Compare(c) => serde_json::to_value(c),
             Output::Attack(a) => serde_json::to_value(a),
+            Output::Lifecycle(l) => serde_json::to_value(l),
         };
         value.unwrap_or(serde_json::Value::Null)
     }
@@ -302,8 +313,21 @@ impl Output {
                 c.ratio
             ),
             Output::Attack(a) => a.text(),
+            Output::Lifecycle(l) => l.text(),
         }
     }
+}
+
+/// Percentiles for people, on one line.
+pub fn latency_line(l: &Latency) -> String {
+    format!(
+        "p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+        human_us(l.p50_us),
+        human_us(l.p90_us),
+        human_us(l.p99_us),
+        human_us(l.p999_us),
+        human_us(l.max_us)
+    )
 }
 
 /// Microseconds for people.
@@ -332,6 +356,7 @@ mod tests {
                 Outcome::SoldOut
             };
             recorder.record(
+                "buy",
                 outcome,
                 Duration::from_micros(100 + i),
                 Duration::from_millis(i * 15),
@@ -384,6 +409,7 @@ mod tests {
             "ok_per_s",
             "outcomes",
             "latency",
+            "latency_by_request",
             "per_second",
             "goods",
             "verification",
@@ -406,6 +432,7 @@ mod tests {
             assert!(json["latency"][key].is_number(), "no latency.{key}");
         }
         assert_eq!(json["outcomes"]["ok"], 10);
+        assert!(json["latency_by_request"]["buy"]["p99_us"].is_number());
         assert_eq!(json["outcomes"]["sold_out"], 90);
         assert_eq!(json["per_second"].as_array().map(Vec::len), Some(2));
         assert_eq!(json["per_second"][0]["requests"], 67);

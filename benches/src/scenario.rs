@@ -5,13 +5,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use seckill::config::AckMode;
 use seckill::store::{RedisStock, StockStore, REDIS_RESERVE};
-use seckill_client::{Client, Goods, NewGoods};
+use seckill_client::{Client, Goods, NewGoods, SaleRules};
 
 use crate::attack;
 use crate::checks;
 use crate::cli::{self, Cli, Common, Scenario, TargetKind};
 use crate::engine::{self, Finished, Pace, Plan, Target};
 use crate::error::Error;
+use crate::lifecycle;
 use crate::report::{Comparison, GoodsInfo, Header, Output, Report};
 use crate::users::UserPicker;
 use crate::verify::{check_sold, check_store, Ledger, StoreCheck, Verification};
@@ -52,6 +53,7 @@ pub fn run(cli: &Cli) -> Result<Output, Error> {
         Scenario::Sustained(args) => sustained(common, args).map(single),
         Scenario::Browse(args) => browse(common, args).map(single),
         Scenario::Attack(args) => attack::run(common, args),
+        Scenario::Lifecycle(args) => lifecycle::run(common, args),
     }
 }
 
@@ -83,11 +85,12 @@ pub fn plan(common: &Common, duration: Option<Duration>, keep_acks: bool) -> Pla
         stall: common.timeout,
         seed: common.seed,
         keep_acks,
+        retry_busy: 0,
         live: true,
     }
 }
 
-fn header(
+pub(crate) fn header(
     common: &Common,
     plan: &Plan,
     scenario: &'static str,
@@ -129,13 +132,24 @@ pub(crate) fn admin_token<'a>(common: &'a Common, why: &str) -> Result<&'a str, 
     })
 }
 
-/// Puts a goods of `stock` units on sale, open from a minute ago for an
-/// hour.
+/// Puts a goods of `stock` units on sale under the default rules, open
+/// from a minute ago for an hour.
 pub(crate) fn add_goods(
     common: &Common,
     token: &str,
     what: &str,
     stock: u32,
+) -> Result<Goods, Error> {
+    add_goods_with(common, token, what, stock, SaleRules::default())
+}
+
+/// [`add_goods`] under rules of its own.
+pub(crate) fn add_goods_with(
+    common: &Common,
+    token: &str,
+    what: &str,
+    stock: u32,
+    rules: SaleRules,
 ) -> Result<Goods, Error> {
     let addr = resolve(common.admin_addr.as_deref().unwrap_or(&common.addr))?;
     let mut admin = Client::builder(addr)
@@ -149,6 +163,7 @@ pub(crate) fn add_goods(
         stock,
         start_ms: now.saturating_sub(60_000),
         end_ms: now + 3_600_000,
+        rules,
     })?)
 }
 
@@ -286,7 +301,7 @@ pub fn flash_crowd_redis(common: &Common, args: &cli::FlashCrowd) -> Result<Repo
     let keys = store.keys(goods);
     let script = engine::wire::RedisScript {
         sha,
-        keys: [keys.stock, keys.buyers, keys.queue, keys.epoch],
+        keys: [keys.stock, keys.buyers, keys.queue, keys.epoch, keys.tokens],
         goods,
         epoch: store.epoch(goods)?,
         greeting,

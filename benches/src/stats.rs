@@ -162,6 +162,9 @@ impl Live {
 pub struct Recorder {
     pub outcomes: Outcomes,
     pub latency: Histogram<u64>,
+    /// The same latencies by request (`buy`, `pay`, ...), for runs that mix
+    /// them.
+    pub by_request: BTreeMap<&'static str, Histogram<u64>>,
     pub seconds: Vec<Bucket>,
 }
 
@@ -170,18 +173,30 @@ impl Default for Recorder {
         Recorder {
             outcomes: Outcomes::default(),
             latency: run_histogram(),
+            by_request: BTreeMap::new(),
             seconds: Vec::new(),
         }
     }
 }
 
 impl Recorder {
-    /// Records one reply that arrived `at` (since the run's start) after
-    /// `latency`.
-    pub fn record(&mut self, outcome: Outcome, latency: Duration, at: Duration, live: &Live) {
+    /// Records one reply to a `request` (its name) that arrived `at` (since
+    /// the run's start) after `latency`.
+    pub fn record(
+        &mut self,
+        request: &'static str,
+        outcome: Outcome,
+        latency: Duration,
+        at: Duration,
+        live: &Live,
+    ) {
         let us = micros(latency);
         self.outcomes.add(outcome);
         self.latency.saturating_record(us);
+        self.by_request
+            .entry(request)
+            .or_insert_with(run_histogram)
+            .saturating_record(us);
         let second = at.as_secs() as usize;
         if self.seconds.len() <= second {
             self.seconds.resize_with(second + 1, Bucket::new);
@@ -209,6 +224,13 @@ impl Recorder {
     pub fn merge(&mut self, other: &Recorder) {
         self.outcomes.merge(&other.outcomes);
         let _ = self.latency.add(&other.latency);
+        for (request, h) in &other.by_request {
+            let _ = self
+                .by_request
+                .entry(request)
+                .or_insert_with(run_histogram)
+                .add(h);
+        }
         if self.seconds.len() < other.seconds.len() {
             self.seconds.resize_with(other.seconds.len(), Bucket::new);
         }
@@ -254,14 +276,22 @@ mod tests {
         let live = Live::default();
         let mut a = Recorder::default();
         let mut b = Recorder::default();
-        a.record(Outcome::Ok, Duration::from_millis(1), Duration::ZERO, &live);
         a.record(
+            "buy",
+            Outcome::Ok,
+            Duration::from_millis(1),
+            Duration::ZERO,
+            &live,
+        );
+        a.record(
+            "buy",
             Outcome::SoldOut,
             Duration::from_millis(2),
             Duration::ZERO,
             &live,
         );
         b.record(
+            "get_goods",
             Outcome::Error("unknown_goods"),
             Duration::from_millis(3),
             Duration::from_millis(2500),
@@ -274,6 +304,8 @@ mod tests {
         assert_eq!(a.outcomes.errors_by_kind["unknown_goods"], 1);
         assert_eq!(a.outcomes.lost, 2);
         assert_eq!(a.latency.len(), 3);
+        assert_eq!(a.by_request["buy"].len(), 2);
+        assert_eq!(a.by_request["get_goods"].len(), 1);
         assert_eq!(a.seconds.len(), 3);
         assert_eq!(a.seconds[0].requests, 2);
         assert_eq!(a.seconds[1].requests, 0);

@@ -8,27 +8,74 @@
 //! not have sold a unit: such runs are checked within that margin.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
 
-use seckill_proto::{OrderState, Reply};
+use seckill_proto::{OrderState, Reply, Status};
 use serde::Serialize;
+
+use crate::stats::Outcome;
 
 /// How many problems a report lists; the rest are counted.
 pub const MAX_LISTED: usize = 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckKind {
-    /// `ok`: a new order.
+    /// BUY `ok`: a new order.
     Ok,
-    /// `already_bought`: the order the user holds.
+    /// BUY `already_bought`: the order the user holds.
     AlreadyBought,
+    /// PAY `ok`: the order is paid.
+    Paid,
+    /// PAY `order_cancelled`: too late, or cancelled before.
+    PayRefused,
+    /// CANCEL `ok`: the order is cancelled.
+    Cancelled,
+    /// CANCEL `order_paid`: the order was paid first.
+    CancelRefused,
 }
 
-/// A BUY reply that named an order.
+impl AckKind {
+    /// What a BUY reply says of an order, if anything.
+    pub fn of_buy(outcome: Outcome) -> Option<AckKind> {
+        match outcome {
+            Outcome::Ok => Some(AckKind::Ok),
+            Outcome::AlreadyBought => Some(AckKind::AlreadyBought),
+            _ => None,
+        }
+    }
+
+    /// What a PAY reply says of its order, if it settles it.
+    pub fn of_pay(outcome: Outcome) -> Option<AckKind> {
+        match outcome {
+            Outcome::Ok => Some(AckKind::Paid),
+            Outcome::Error(e) if e == Status::OrderCancelled.as_str() => Some(AckKind::PayRefused),
+            _ => None,
+        }
+    }
+
+    /// What a CANCEL reply says of its order, if it settles it.
+    pub fn of_cancel(outcome: Outcome) -> Option<AckKind> {
+        match outcome {
+            Outcome::Ok => Some(AckKind::Cancelled),
+            Outcome::Error(e) if e == Status::OrderPaid.as_str() => Some(AckKind::CancelRefused),
+            _ => None,
+        }
+    }
+
+    fn is_buy(self) -> bool {
+        matches!(self, AckKind::Ok | AckKind::AlreadyBought)
+    }
+}
+
+/// A reply that named an order: a BUY's, or a PAY's or CANCEL's that
+/// settled one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ack {
     pub user: u64,
     pub order_no: u64,
     pub kind: AckKind,
+    /// When the reply arrived.
+    pub at: Instant,
 }
 
 /// What the replies add up to.
@@ -44,11 +91,12 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// The ledger of the BUY replies among `acks`.
     pub fn of(acks: &[Ack]) -> Ledger {
         let mut ledger = Ledger::default();
         let mut oks: HashMap<u64, u32> = HashMap::new();
         let mut owners: HashMap<u64, u64> = HashMap::new();
-        for ack in acks {
+        for ack in acks.iter().filter(|a| a.kind.is_buy()) {
             if ack.kind == AckKind::Ok {
                 ledger.ok += 1;
                 let n = oks.entry(ack.user).or_default();
@@ -241,15 +289,35 @@ mod tests {
             user,
             order_no,
             kind: AckKind::Ok,
+            at: Instant::now(),
         }
     }
 
     fn again(user: u64, order_no: u64) -> Ack {
         Ack {
-            user,
-            order_no,
             kind: AckKind::AlreadyBought,
+            ..ok(user, order_no)
         }
+    }
+
+    #[test]
+    fn settling_replies_are_told_apart_and_left_out_of_the_ledger() {
+        let cancelled = Outcome::Error("order_cancelled");
+        let paid = Outcome::Error("order_paid");
+        assert_eq!(AckKind::of_pay(Outcome::Ok), Some(AckKind::Paid));
+        assert_eq!(AckKind::of_pay(cancelled), Some(AckKind::PayRefused));
+        assert_eq!(AckKind::of_pay(Outcome::Busy), None);
+        assert_eq!(AckKind::of_cancel(Outcome::Ok), Some(AckKind::Cancelled));
+        assert_eq!(AckKind::of_cancel(paid), Some(AckKind::CancelRefused));
+        assert_eq!(AckKind::of_cancel(cancelled), None);
+        assert_eq!(AckKind::of_buy(Outcome::SoldOut), None);
+        let pay = Ack {
+            kind: AckKind::Paid,
+            ..ok(1, 11)
+        };
+        let ledger = Ledger::of(&[ok(1, 11), pay]);
+        assert_eq!(ledger.ok, 1);
+        assert!(ledger.problems.is_empty(), "{:?}", ledger.problems);
     }
 
     #[test]
@@ -330,6 +398,7 @@ mod tests {
             goods_id: 5,
             state: OrderState::Created,
             created_ms: 0,
+            pay_by_ms: 0,
         };
         assert_eq!(
             check_order_reply(5, 1, 11, &Reply::Order(order.clone())),

@@ -1,8 +1,9 @@
 //! What each scenario sends.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
 
-use crate::engine::{Op, Workload};
+use crate::engine::{Next, Op, Workload};
 use crate::users::{Rng, UserPicker};
 
 /// N BUY attempts of one goods by U users ([`UserPicker`]). Attempt `n`
@@ -94,6 +95,99 @@ impl Workload for Browse {
     }
 }
 
+/// One BUY of one goods by each of a list of users, in a seeded shuffle of
+/// the list.
+#[derive(Debug)]
+pub struct Buyers {
+    goods: u64,
+    users: Vec<u64>,
+    next: AtomicU64,
+}
+
+impl Buyers {
+    pub fn new(goods: u64, mut users: Vec<u64>, seed: u64) -> Buyers {
+        let mut rng = Rng::new(seed);
+        for i in (1..users.len()).rev() {
+            let j = rng.below(i as u64 + 1) as usize;
+            users.swap(i, j);
+        }
+        Buyers {
+            goods,
+            users,
+            next: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Workload for Buyers {
+    fn next(&self, _rng: &mut Rng) -> Option<Op> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let &user = self.users.get(usize::try_from(n).ok()?)?;
+        Some(Op::Buy {
+            user,
+            goods: self.goods,
+            order_no: n + 1,
+        })
+    }
+}
+
+/// Requests with instants of their own (a PAY at the time its buyer
+/// chose), each sent once due, in the order of their instants. Their
+/// latency counts from that instant. Closed loop only: the open loop's
+/// schedule would send them at its own times.
+#[derive(Debug)]
+pub struct Timed {
+    /// Sorted by instant.
+    ops: Vec<(Instant, Op)>,
+    next: AtomicUsize,
+}
+
+impl Timed {
+    pub fn new(mut ops: Vec<(Instant, Op)>) -> Timed {
+        ops.sort_by_key(|&(at, _)| at);
+        Timed {
+            ops,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+impl Workload for Timed {
+    /// The next request, due or not.
+    fn next(&self, _rng: &mut Rng) -> Option<Op> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        self.ops.get(n).map(|&(_, op)| op)
+    }
+
+    fn next_at(&self, _rng: &mut Rng, now: Instant) -> Next {
+        // Taken only once due: the threads race for it with a CAS.
+        let mut n = self.next.load(Ordering::Acquire);
+        loop {
+            let Some(&(at, op)) = self.ops.get(n) else {
+                return Next::Done;
+            };
+            if at > now {
+                return Next::Wait(at);
+            }
+            match self
+                .next
+                .compare_exchange(n, n + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Next::Send { op, due: Some(at) },
+                Err(taken) => n = taken,
+            }
+        }
+    }
+}
+
 /// An ordinary shopper's mix on one goods: GET_GOODS, LIST_GOODS and BUY,
 /// each BUY by a user never seen before (so none is refused as a repeat or
 /// rate limited).
@@ -179,6 +273,53 @@ mod tests {
             .collect();
         assert_eq!(users.len(), 1000);
         assert!(users.contains(&100) && users.contains(&1099));
+    }
+
+    #[test]
+    fn buyers_each_buy_once_in_a_seeded_order() {
+        let users: Vec<u64> = (100..150).collect();
+        let w = Buyers::new(3, users.clone(), 9);
+        let mut rng = Rng::new(0);
+        let bought: Vec<u64> = std::iter::from_fn(|| w.next(&mut rng))
+            .map(|op| match op {
+                Op::Buy { user, goods: 3, .. } => user,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_ne!(bought, users, "shuffled");
+        let mut sorted = bought.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, users);
+        let again = Buyers::new(3, users, 9);
+        let same: Vec<Option<Op>> = (0..50).map(|_| again.next(&mut rng)).collect();
+        assert!(same.iter().zip(&bought).all(|(op, &u)| matches!(
+            op,
+            Some(Op::Buy { user, .. }) if *user == u
+        )));
+    }
+
+    #[test]
+    fn timed_requests_go_only_once_due_and_in_order() {
+        use std::time::Duration;
+
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let pay = |order_no| Op::Pay { user: 1, order_no };
+        let w = Timed::new(vec![(ms(20), pay(2)), (ms(0), pay(1)), (ms(20), pay(3))]);
+        let mut rng = Rng::new(0);
+        assert_eq!(
+            w.next_at(&mut rng, ms(5)),
+            Next::Send {
+                op: pay(1),
+                due: Some(ms(0))
+            }
+        );
+        assert_eq!(w.next_at(&mut rng, ms(5)), Next::Wait(ms(20)));
+        let due: Vec<Next> = (0..2).map(|_| w.next_at(&mut rng, ms(30))).collect();
+        assert!(due.iter().all(
+            |n| matches!(n, Next::Send { op: Op::Pay { .. }, due: Some(at) } if *at == ms(20))
+        ));
+        assert_eq!(w.next_at(&mut rng, ms(30)), Next::Done);
     }
 
     #[test]

@@ -6,7 +6,8 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use seckill_proto::{
-    Drift, Goods, NewGoods, Order, Reply, Request, Stat, Status, MAX_REPLY_FRAME, VERSION,
+    Drift, Goods, NewGoods, Order, Reply, Request, SaleAction, Stat, Status, MAX_REPLY_FRAME,
+    NO_TOKEN, VERSION,
 };
 
 use crate::connection::Connection;
@@ -20,15 +21,19 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// server's default limit of 256, so that it never stops reading us.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 128;
 
-/// The outcome of a BUY that the server handled. Sold out, not started and
-/// ended are answers of a flash sale, not failures, so they are here rather
-/// than in [`Error`].
+/// The outcome of a BUY that the server handled. Sold out, not started,
+/// ended and paused are answers of a flash sale, not failures, so they are
+/// here rather than in [`Error`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Purchase {
-    /// A unit was taken; this is the new order's number.
+    /// A unit was taken; this is the new order's number. It must be paid
+    /// within the goods' payment window ([`Order::pay_by_ms`]).
     Ordered(u64),
-    /// The user already held an order for this goods; this is its number.
-    /// A BUY retried after a lost reply lands here.
+    /// The user already held as many live orders of this goods as its
+    /// per-user limit allows (one, unless the admin set more), or this BUY's
+    /// token already made an order they still hold; this is the number of
+    /// such an order. A BUY retried after a lost reply lands here when that
+    /// is safe: see [`Client::buy`].
     AlreadyBought(u64),
     /// No unit was left.
     SoldOut,
@@ -36,6 +41,8 @@ pub enum Purchase {
     NotStarted,
     /// The sale is over.
     Ended,
+    /// The admin paused the sale; it may resume.
+    Paused,
 }
 
 impl Purchase {
@@ -43,8 +50,74 @@ impl Purchase {
     pub fn order_no(self) -> Option<u64> {
         match self {
             Purchase::Ordered(no) | Purchase::AlreadyBought(no) => Some(no),
-            Purchase::SoldOut | Purchase::NotStarted | Purchase::Ended => None,
+            Purchase::SoldOut | Purchase::NotStarted | Purchase::Ended | Purchase::Paused => None,
         }
+    }
+}
+
+/// The outcome of a PAY that the server handled. An order whose payment
+/// window passed is an everyday answer of a flash sale (its unit went back on
+/// sale, and whoever took the money must give it back), so it is here rather
+/// than in [`Error`] where it could pass for a failure worth retrying.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payment {
+    /// The order, now paid: it is kept for good.
+    Paid(Order),
+    /// The order was cancelled, by its buyer or because its payment window
+    /// passed, and can no longer be paid.
+    OrderCancelled,
+}
+
+impl Payment {
+    /// The paid order, if the payment went through.
+    pub fn order(&self) -> Option<&Order> {
+        match self {
+            Payment::Paid(order) => Some(order),
+            Payment::OrderCancelled => None,
+        }
+    }
+}
+
+/// The outcome of a CANCEL that the server handled: a buyer who cancels just
+/// as they pay is racing themselves, so "already paid" is an answer, not an
+/// [`Error`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancellation {
+    /// The order, now cancelled: its unit is back on sale.
+    Cancelled(Order),
+    /// The order is paid and can no longer be cancelled.
+    OrderPaid,
+}
+
+impl Cancellation {
+    /// The cancelled order, if the cancel went through.
+    pub fn order(&self) -> Option<&Order> {
+        match self {
+            Cancellation::Cancelled(order) => Some(order),
+            Cancellation::OrderPaid => None,
+        }
+    }
+}
+
+/// A purchase token from [`Client::purchase_token`], for one BUY of one goods
+/// by one user with [`Client::buy_with_token`].
+///
+/// Its `Debug` hides the value: the token is a bearer capability, and log
+/// lines travel further than the user it was issued to.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PurchaseToken {
+    /// The token to send with BUY. Never [`NO_TOKEN`].
+    pub token: u64,
+    /// When it stops being accepted, in Unix milliseconds (server's clock).
+    pub expires_ms: u64,
+}
+
+impl fmt::Debug for PurchaseToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PurchaseToken")
+            .field("token", &"<redacted>")
+            .field("expires_ms", &self.expires_ms)
+            .finish()
     }
 }
 
@@ -309,25 +382,114 @@ impl Client {
         }
     }
 
-    /// BUY: one order per user per goods. Safe to retry: a retry of a BUY
-    /// that did succeed answers [`Purchase::AlreadyBought`] with its order.
-    /// `unknown_goods`, `busy`, `rate_limited` and the like are errors.
+    /// BUY without a purchase token, for goods that require none: takes one
+    /// unit for `user_id`, up to the goods' per-user limit. `unknown_goods`,
+    /// `busy`, `rate_limited` and the like are errors, and so is
+    /// `token_required` (see [`Error::needs_new_token`]).
+    ///
+    /// Retrying a BUY whose reply was lost is safe when the per-user limit is
+    /// 1: the retry answers [`Purchase::AlreadyBought`] with the order. With
+    /// a higher limit a retry may take a second unit, so look at
+    /// [`list_orders`](Client::list_orders) first. (A BUY with a token is
+    /// safe to retry with the same token until it expires.)
     pub fn buy(&mut self, user_id: u64, goods_id: u64) -> Result<Purchase> {
-        match self.request(&Request::Buy { user_id, goods_id })? {
+        self.send_buy(user_id, goods_id, NO_TOKEN)
+    }
+
+    /// BUY with a purchase token from [`purchase_token`](Client::purchase_token),
+    /// for goods whose rules require one. A token the server does not take
+    /// (`token_invalid`, `token_expired`, `token_used`) is an error for which
+    /// [`Error::needs_new_token`] is true.
+    ///
+    /// `token` 0 is [`NO_TOKEN`]: on the wire it would be a BUY without a
+    /// token, so it is refused with
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) and nothing
+    /// is sent; call [`buy`](Client::buy) for goods that need no token.
+    ///
+    /// A token is spent only by a BUY that makes an order: after `sold_out`
+    /// or `busy` it can be sent again, and a retry with it after a lost
+    /// reply answers [`Purchase::AlreadyBought`] with its order until the
+    /// token expires.
+    pub fn buy_with_token(&mut self, user_id: u64, goods_id: u64, token: u64) -> Result<Purchase> {
+        let token = pipeline::buy_token(token).map_err(Error::invalid_input)?;
+        self.send_buy(user_id, goods_id, token)
+    }
+
+    fn send_buy(&mut self, user_id: u64, goods_id: u64, token: u64) -> Result<Purchase> {
+        let request = Request::Buy {
+            user_id,
+            goods_id,
+            token,
+        };
+        match self.request(&request)? {
             Reply::Bought { order_no } => Ok(Purchase::Ordered(order_no)),
             Reply::AlreadyBought { order_no } => Ok(Purchase::AlreadyBought(order_no)),
             Reply::Error { status, message } => match status {
                 Status::SoldOut => Ok(Purchase::SoldOut),
                 Status::NotStarted => Ok(Purchase::NotStarted),
                 Status::Ended => Ok(Purchase::Ended),
+                Status::Paused => Ok(Purchase::Paused),
                 _ => Err(Error::server(status, message)),
             },
             other => Err(unexpected(other, "BUY")),
         }
     }
 
-    /// ORDER_STATUS: the user's order for this goods, `None` if they hold
-    /// none.
+    /// TOKEN: a short-lived, single-use token for one BUY of `goods_id` by
+    /// `user_id`, for goods whose rules require one. Tokens are issued only
+    /// while the sale is open: `not_started`, `ended` and `paused` are error
+    /// statuses here, as are `unknown_goods` and `busy`. A token reserves no
+    /// unit: a BUY with it can still find the goods sold out.
+    pub fn purchase_token(&mut self, user_id: u64, goods_id: u64) -> Result<PurchaseToken> {
+        match self.request(&Request::Token { user_id, goods_id })? {
+            Reply::Token { token, expires_ms } => Ok(PurchaseToken { token, expires_ms }),
+            other => Err(unexpected(other, "TOKEN")),
+        }
+    }
+
+    /// PAY: pays an order of `user_id`'s, which keeps it for good.
+    /// [`Payment::OrderCancelled`] if it was cancelled first (by its buyer,
+    /// or because its payment window passed); `no_order`, for an order
+    /// number that is not this user's, is an error. Safe to retry: paying a
+    /// paid order answers [`Payment::Paid`] again and changes nothing.
+    pub fn pay(&mut self, user_id: u64, order_no: u64) -> Result<Payment> {
+        match self.request(&Request::Pay { user_id, order_no })? {
+            Reply::Paid(order) => Ok(Payment::Paid(order)),
+            Reply::Error {
+                status: Status::OrderCancelled,
+                ..
+            } => Ok(Payment::OrderCancelled),
+            other => Err(unexpected(other, "PAY")),
+        }
+    }
+
+    /// CANCEL: cancels an unpaid order of `user_id`'s and puts its unit back
+    /// on sale. [`Cancellation::OrderPaid`] if it was paid first; `no_order`
+    /// is an error, as for [`pay`](Client::pay). Safe to retry: the unit goes
+    /// back on sale once, however many times the order is cancelled.
+    pub fn cancel(&mut self, user_id: u64, order_no: u64) -> Result<Cancellation> {
+        match self.request(&Request::Cancel { user_id, order_no })? {
+            Reply::Cancelled(order) => Ok(Cancellation::Cancelled(order)),
+            Reply::Error {
+                status: Status::OrderPaid,
+                ..
+            } => Ok(Cancellation::OrderPaid),
+            other => Err(unexpected(other, "CANCEL")),
+        }
+    }
+
+    /// LIST_ORDERS: every order of `user_id`, of every goods and in every
+    /// state, newest first; empty if they have none.
+    pub fn list_orders(&mut self, user_id: u64) -> Result<Vec<Order>> {
+        match self.request(&Request::ListOrders { user_id })? {
+            Reply::Orders(orders) => Ok(orders),
+            other => Err(unexpected(other, "LIST_ORDERS")),
+        }
+    }
+
+    /// ORDER_STATUS: the user's newest order for this goods, in whatever
+    /// state, `None` if they have none. [`list_orders`](Client::list_orders)
+    /// shows all of a user's orders.
     pub fn order_status(&mut self, user_id: u64, goods_id: u64) -> Result<Option<Order>> {
         match self.request(&Request::OrderStatus { user_id, goods_id })? {
             Reply::Order(order) => Ok(Some(order)),
@@ -339,7 +501,9 @@ impl Client {
         }
     }
 
-    /// ADD_GOODS (admin): puts a goods on sale; returns it with its new id.
+    /// ADD_GOODS (admin): puts a goods on sale under `goods.rules` (per-user
+    /// limit, payment window, whether BUY needs a token; see
+    /// [`SaleRules`](crate::SaleRules)); returns it with its new id.
     pub fn add_goods(&mut self, goods: NewGoods) -> Result<Goods> {
         match self.request(&Request::AddGoods(goods))? {
             Reply::GoodsAdded(goods) => Ok(goods),
@@ -352,6 +516,16 @@ impl Client {
         match self.request(&Request::Restock { goods_id, amount })? {
             Reply::Restocked(goods) => Ok(goods),
             other => Err(unexpected(other, "RESTOCK")),
+        }
+    }
+
+    /// SALE_CONTROL (admin): pauses, resumes or ends the sale of `goods_id`,
+    /// or moves its window; returns the goods after the change.
+    /// `unknown_goods` is an error.
+    pub fn sale_control(&mut self, goods_id: u64, action: SaleAction) -> Result<Goods> {
+        match self.request(&Request::SaleControl { goods_id, action })? {
+            Reply::SaleChanged(goods) => Ok(goods),
+            other => Err(unexpected(other, "SALE_CONTROL")),
         }
     }
 

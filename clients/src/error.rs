@@ -7,8 +7,11 @@ use thiserror::Error;
 
 /// What went wrong, in the coarse terms a caller branches on.
 ///
-/// Use [`Error::kind`] to get it. Flash-sale outcomes of BUY (sold out, not
-/// started, ended) are not errors: see [`Purchase`](crate::Purchase).
+/// Use [`Error::kind`] to get it. Flash-sale outcomes are not errors: those of
+/// BUY (sold out, not started, ended, paused) are a
+/// [`Purchase`](crate::Purchase), PAY of a cancelled order is a
+/// [`Payment`](crate::Payment), CANCEL of a paid one a
+/// [`Cancellation`](crate::Cancellation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -28,7 +31,8 @@ pub enum ErrorKind {
     /// name over the protocol's limit. Nothing was sent.
     InvalidInput,
     /// The server answered with an error status (`busy`, `unauthorized`,
-    /// `unknown_goods`, `bad_request`, ...). Its message is kept in the error.
+    /// `unknown_goods`, `bad_request`, `token_expired`, ...). Its message is
+    /// kept in the error.
     Server(Status),
 }
 
@@ -101,6 +105,25 @@ impl Error {
     /// admin command on a connection without admin rights.
     pub fn is_unauthorized(&self) -> bool {
         self.status() == Some(Status::Unauthorized)
+    }
+
+    /// The server refused the purchase token of a BUY: none was given for
+    /// goods that require one (`token_required`), or it was not issued to
+    /// this user for this goods (`token_invalid`), expired (`token_expired`)
+    /// or already spent on a unit no longer held (`token_used`). Each is
+    /// mended the same way: get a new token with
+    /// [`Client::purchase_token`](crate::Client::purchase_token) and BUY
+    /// with it.
+    pub fn needs_new_token(&self) -> bool {
+        matches!(
+            self.status(),
+            Some(
+                Status::TokenRequired
+                    | Status::TokenInvalid
+                    | Status::TokenExpired
+                    | Status::TokenUsed
+            )
+        )
     }
 
     /// The connection is gone (closed by the server or broken by an earlier
@@ -189,5 +212,21 @@ mod tests {
         assert_eq!(err.server_message(), Some("queue full"));
         assert_eq!(err.to_string(), "server replied busy: queue full");
         assert_eq!(Error::protocol("x").status(), None);
+    }
+
+    #[test]
+    fn every_token_refusal_and_only_those_need_a_new_token() {
+        for status in [
+            Status::TokenRequired,
+            Status::TokenInvalid,
+            Status::TokenExpired,
+            Status::TokenUsed,
+        ] {
+            assert!(Error::server(status, "").needs_new_token(), "{status}");
+        }
+        for status in [Status::Paused, Status::Unauthorized, Status::BadRequest] {
+            assert!(!Error::server(status, "").needs_new_token(), "{status}");
+        }
+        assert!(!Error::invalid_input("token 0").needs_new_token());
     }
 }

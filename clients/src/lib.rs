@@ -29,11 +29,43 @@
 //! # }
 //! ```
 //!
+//! An order must be paid within its goods' payment window, or it is
+//! cancelled and its unit goes back on sale. Goods whose rules require it
+//! are bought with a purchase token:
+//!
+//! ```no_run
+//! use seckill_client::{Client, Payment, Purchase};
+//!
+//! # fn main() -> Result<(), seckill_client::Error> {
+//! let mut client = Client::connect("127.0.0.1:7700")?;
+//! let token = client.purchase_token(42, 8)?;
+//! let purchase = match client.buy_with_token(42, 8, token.token) {
+//!     // Expired or spent while the user dithered: one fresh try.
+//!     Err(e) if e.needs_new_token() => {
+//!         let token = client.purchase_token(42, 8)?;
+//!         client.buy_with_token(42, 8, token.token)?
+//!     }
+//!     other => other?,
+//! };
+//! if let Purchase::Ordered(no) = purchase {
+//!     // ... take the money, then:
+//!     match client.pay(42, no)? {
+//!         Payment::Paid(order) => println!("order {} is paid", order.order_no),
+//!         Payment::OrderCancelled => println!("too late: give the money back"),
+//!     }
+//! }
+//! for order in client.list_orders(42)? {
+//!     println!("{} {}", order.order_no, order.state.as_str());
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Admin commands need the admin token:
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use seckill_client::Client;
+//! use seckill_client::{Client, NewGoods, SaleAction, SaleRules};
 //!
 //! # fn main() -> Result<(), seckill_client::Error> {
 //! let mut admin = Client::builder("127.0.0.1:7700")
@@ -41,6 +73,20 @@
 //!     .read_timeout(Duration::from_secs(2))
 //!     .connect()?;
 //! assert!(admin.is_admin());
+//! // Two per user, 5 minutes to pay, BUY only with a purchase token.
+//! let goods = admin.add_goods(NewGoods {
+//!     name: "Phone X".into(),
+//!     price_cents: 1999,
+//!     stock: 100,
+//!     start_ms: 1_900_000_000_000,
+//!     end_ms: 1_900_003_600_000,
+//!     rules: SaleRules {
+//!         per_user_limit: 2,
+//!         pay_window_ms: 5 * 60 * 1000,
+//!         token_required: true,
+//!     },
+//! })?;
+//! admin.sale_control(goods.id, SaleAction::Pause)?;
 //! for stat in admin.stats()? {
 //!     println!("{} = {}", stat.name, stat.value);
 //! }
@@ -68,7 +114,10 @@ mod fake_server;
 #[cfg(test)]
 mod tests;
 
-pub use client::{Client, ClientBuilder, Purchase, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT};
+pub use client::{
+    Cancellation, Client, ClientBuilder, Payment, Purchase, PurchaseToken, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_TIMEOUT,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use pipeline::Pipeline;
 
@@ -77,5 +126,6 @@ pub use seckill_proto as proto;
 /// The records and messages of the protocol, re-exported so that callers need
 /// not depend on `seckill-proto` themselves.
 pub use seckill_proto::{
-    Drift, Goods, GoodsState, NewGoods, Order, OrderState, Reply, Request, Stat, Status,
+    Drift, Goods, GoodsState, NewGoods, Order, OrderState, Reply, Request, SaleAction, SaleRules,
+    Stat, Status, NO_TOKEN,
 };

@@ -1,7 +1,9 @@
 //! Batches of requests sent without waiting, and the exchange that matches
 //! their replies back by id.
 
-use seckill_proto::{NewGoods, Opcode, Reply, Request, ALL_GOODS, MAX_NAME_LEN, MAX_TOKEN_LEN};
+use seckill_proto::{
+    NewGoods, Opcode, Reply, Request, SaleAction, ALL_GOODS, MAX_NAME_LEN, MAX_TOKEN_LEN, NO_TOKEN,
+};
 
 use crate::connection::{Connection, ReplyFrame};
 use crate::error::{Error, Result};
@@ -22,6 +24,11 @@ const CONNECTION_ERROR: u8 = Opcode::Error as u8 | REPLY_BIT;
 /// let mut p = Pipeline::new();
 /// p.buy(1, 7).get_goods(7).order_status(1, 7);
 /// assert_eq!(p.len(), 3);
+///
+/// // One user's checkout: a token for goods 8, then their orders.
+/// p.clear();
+/// p.purchase_token(1, 8).list_orders(1);
+/// assert_eq!(p.len(), 2);
 /// ```
 ///
 /// [`Client::execute`]: crate::Client::execute
@@ -64,9 +71,48 @@ impl Pipeline {
         self.add(Request::GetGoods { goods_id })
     }
 
-    /// Adds BUY of `goods_id` by `user_id`.
+    /// Adds BUY of `goods_id` by `user_id`, without a purchase token.
     pub fn buy(&mut self, user_id: u64, goods_id: u64) -> &mut Pipeline {
-        self.add(Request::Buy { user_id, goods_id })
+        self.add(Request::Buy {
+            user_id,
+            goods_id,
+            token: NO_TOKEN,
+        })
+    }
+
+    /// Adds BUY of `goods_id` by `user_id` with a purchase token. `token` 0
+    /// is [`NO_TOKEN`]: it adds nothing and makes the batch fail with
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) when it is
+    /// executed, before anything is sent.
+    pub fn buy_with_token(&mut self, user_id: u64, goods_id: u64, token: u64) -> &mut Pipeline {
+        match buy_token(token) {
+            Ok(token) => self.add(Request::Buy {
+                user_id,
+                goods_id,
+                token,
+            }),
+            Err(why) => self.invalidate(why),
+        }
+    }
+
+    /// Adds TOKEN: a purchase token for one BUY of `goods_id` by `user_id`.
+    pub fn purchase_token(&mut self, user_id: u64, goods_id: u64) -> &mut Pipeline {
+        self.add(Request::Token { user_id, goods_id })
+    }
+
+    /// Adds PAY of `user_id`'s order `order_no`.
+    pub fn pay(&mut self, user_id: u64, order_no: u64) -> &mut Pipeline {
+        self.add(Request::Pay { user_id, order_no })
+    }
+
+    /// Adds CANCEL of `user_id`'s order `order_no`.
+    pub fn cancel(&mut self, user_id: u64, order_no: u64) -> &mut Pipeline {
+        self.add(Request::Cancel { user_id, order_no })
+    }
+
+    /// Adds LIST_ORDERS of `user_id`.
+    pub fn list_orders(&mut self, user_id: u64) -> &mut Pipeline {
+        self.add(Request::ListOrders { user_id })
     }
 
     /// Adds ORDER_STATUS of `user_id`'s order for `goods_id`.
@@ -84,6 +130,11 @@ impl Pipeline {
         self.add(Request::Restock { goods_id, amount })
     }
 
+    /// Adds SALE_CONTROL (admin): `action` on the sale of `goods_id`.
+    pub fn sale_control(&mut self, goods_id: u64, action: SaleAction) -> &mut Pipeline {
+        self.add(Request::SaleControl { goods_id, action })
+    }
+
     /// Adds STATS (admin).
     pub fn stats(&mut self) -> &mut Pipeline {
         self.add(Request::Stats)
@@ -96,11 +147,15 @@ impl Pipeline {
     pub fn reconcile(&mut self, goods: Option<u64>) -> &mut Pipeline {
         match reconcile_target(goods) {
             Ok(goods_id) => self.add(Request::Reconcile { goods_id }),
-            Err(why) => {
-                self.invalid.get_or_insert(why);
-                self
-            }
+            Err(why) => self.invalidate(why),
         }
+    }
+
+    /// Marks the batch unsendable for `why`, keeping the first reason: it is
+    /// the one the caller's code reached first.
+    fn invalidate(&mut self, why: String) -> &mut Pipeline {
+        self.invalid.get_or_insert(why);
+        self
     }
 
     /// The requests, in the order they were added.
@@ -143,6 +198,18 @@ pub(crate) fn reconcile_target(goods: Option<u64>) -> Result<u64, String> {
              reconcile every goods with None"
         )),
         Some(goods_id) => Ok(goods_id),
+    }
+}
+
+/// The `token` BUY sends for a caller-given purchase token. 0 is
+/// [`NO_TOKEN`]: on the wire it would silently be a BUY without one.
+pub(crate) fn buy_token(token: u64) -> Result<u64, String> {
+    match token {
+        NO_TOKEN => Err(format!(
+            "purchase token {NO_TOKEN} means no token (tokens are never {NO_TOKEN}); \
+             buy without a token with buy()"
+        )),
+        token => Ok(token),
     }
 }
 

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use seckill_proto::{
-    Drift, Goods, GoodsState, NewGoods, Opcode, Order, OrderState, Reply, Request, Stat, Status,
-    ALL_GOODS, MAX_REPLY_FRAME,
+    Drift, Goods, GoodsState, NewGoods, Opcode, Order, OrderState, Reply, Request, SaleAction,
+    SaleRules, Stat, Status, ALL_GOODS, MAX_REPLY_FRAME, NO_TOKEN,
 };
 
 use crate::connection::Connection;
 use crate::fake_server::{serve, FakeConn};
-use crate::{Client, ErrorKind, Pipeline, Purchase};
+use crate::{Cancellation, Client, ErrorKind, Payment, Pipeline, Purchase, PurchaseToken};
 
 fn goods(id: u64) -> Goods {
     Goods {
@@ -24,6 +24,18 @@ fn goods(id: u64) -> Goods {
         start_ms: 1_700_000_000_000,
         end_ms: 1_700_003_600_000,
         state: GoodsState::OnSale,
+        rules: SaleRules::default(),
+    }
+}
+
+fn order(order_no: u64, user_id: u64, goods_id: u64, state: OrderState) -> Order {
+    Order {
+        order_no,
+        user_id,
+        goods_id,
+        state,
+        created_ms: 1_700_000_000_123,
+        pay_by_ms: 1_700_000_900_123,
     }
 }
 
@@ -118,15 +130,13 @@ fn by_goods_id(request: &Request) -> Reply {
             15 => error(Status::RateLimited),
             _ => error(Status::InternalError),
         },
-        Request::OrderStatus { goods_id: 10, .. } => Reply::Order(Order {
-            order_no: 5,
-            user_id: 1,
-            goods_id: 10,
-            state: OrderState::Created,
-            created_ms: 1_700_000_000_123,
-        }),
+        Request::OrderStatus { goods_id: 10, .. } => {
+            Reply::Order(order(5, 1, 10, OrderState::Created))
+        }
         Request::OrderStatus { .. } => error(Status::NoOrder),
-        Request::Stats | Request::Reconcile { .. } => error(Status::Unauthorized),
+        Request::Stats | Request::Reconcile { .. } | Request::SaleControl { .. } => {
+            error(Status::Unauthorized)
+        }
         Request::Restock { .. } => error(Status::BadRequest),
         _ => Reply::Pong,
     }
@@ -163,6 +173,10 @@ fn typed_methods_map_replies_and_statuses() {
     let denied = c.stats().unwrap_err();
     assert!(denied.is_unauthorized());
     assert!(c.reconcile(None).unwrap_err().is_unauthorized());
+    assert!(c
+        .sale_control(1, SaleAction::Pause)
+        .unwrap_err()
+        .is_unauthorized());
     let bad = c.restock(1, 5).unwrap_err();
     assert_eq!(bad.kind(), ErrorKind::Server(Status::BadRequest));
     // Error statuses leave the connection as it was.
@@ -200,6 +214,7 @@ fn admin_calls_send_the_token_and_decode_their_replies() {
         stock: 100,
         start_ms: 1,
         end_ms: 2,
+        rules: SaleRules::default(),
     };
     assert_eq!(admin.add_goods(new).unwrap().name, "Phone");
     assert_eq!(admin.restock(4, 10).unwrap().id, 4);
@@ -213,6 +228,273 @@ fn admin_calls_send_the_token_and_decode_their_replies() {
     assert_eq!(unknown.status(), Some(Status::UnknownGoods));
     drop(admin);
     server.join().unwrap();
+}
+
+#[test]
+fn buy_sends_its_purchase_token_and_maps_the_new_statuses() {
+    let (addr, server) = serve(|conn| {
+        conn.greet(false);
+        conn.answer_reversed(|request| match *request {
+            Request::Buy {
+                user_id: 1,
+                goods_id: 20,
+                token,
+            } => match token {
+                NO_TOKEN => error(Status::TokenRequired),
+                77 => Reply::Bought { order_no: 2077 },
+                78 => error(Status::TokenInvalid),
+                79 => error(Status::TokenExpired),
+                80 => error(Status::TokenUsed),
+                other => panic!("unexpected token {other}"),
+            },
+            Request::Buy { goods_id: 21, .. } => error(Status::Paused),
+            Request::Ping => Reply::Pong,
+            ref other => panic!("unexpected {other:?}"),
+        });
+    });
+    let mut c = Client::connect(addr).unwrap();
+    assert_eq!(
+        c.buy_with_token(1, 20, 77).unwrap(),
+        Purchase::Ordered(2077)
+    );
+    assert_eq!(c.buy(1, 21).unwrap(), Purchase::Paused);
+    assert_eq!(Purchase::Paused.order_no(), None);
+
+    // buy() sends NO_TOKEN, which such goods refuse.
+    let required = c.buy(1, 20).unwrap_err();
+    assert_eq!(required.kind(), ErrorKind::Server(Status::TokenRequired));
+    assert!(required.needs_new_token());
+    for (token, status) in [
+        (78, Status::TokenInvalid),
+        (79, Status::TokenExpired),
+        (80, Status::TokenUsed),
+    ] {
+        let err = c.buy_with_token(1, 20, token).unwrap_err();
+        assert_eq!(err.status(), Some(status));
+        assert!(err.needs_new_token(), "{err}");
+    }
+    assert!(c.is_open());
+
+    // Token 0 is NO_TOKEN on the wire: refused before sending, alone or in a
+    // batch (the fake panics on a BUY of goods 22).
+    let zero = c.buy_with_token(1, 22, NO_TOKEN).unwrap_err();
+    assert_eq!(zero.kind(), ErrorKind::InvalidInput);
+    assert!(zero.to_string().contains("means no token"), "{zero}");
+    let mut p = Pipeline::new();
+    p.ping().buy_with_token(1, 22, NO_TOKEN);
+    assert_eq!(p.len(), 1);
+    assert_eq!(c.execute(&p).unwrap_err().kind(), ErrorKind::InvalidInput);
+    c.ping().unwrap();
+    drop(c);
+    server.join().unwrap();
+}
+
+/// The fake's answers for PAY, CANCEL, LIST_ORDERS and TOKEN, all for user
+/// 1: order 5 is live, 6 is cancelled on PAY and paid on CANCEL; any other
+/// order, or another user, has none.
+fn checkout(request: &Request) -> Reply {
+    match *request {
+        Request::Token {
+            user_id: 1,
+            goods_id: 20,
+        } => Reply::Token {
+            token: 0xdead_beef_cafe,
+            expires_ms: 1_700_000_060_000,
+        },
+        Request::Token { goods_id: 21, .. } => error(Status::Paused),
+        Request::Pay {
+            user_id: 1,
+            order_no: 5,
+        } => Reply::Paid(order(5, 1, 10, OrderState::Paid)),
+        Request::Pay {
+            user_id: 1,
+            order_no: 6,
+        } => error(Status::OrderCancelled),
+        Request::Cancel {
+            user_id: 1,
+            order_no: 5,
+        } => Reply::Cancelled(order(5, 1, 10, OrderState::Cancelled)),
+        Request::Cancel {
+            user_id: 1,
+            order_no: 6,
+        } => error(Status::OrderPaid),
+        Request::Pay { .. } | Request::Cancel { .. } => error(Status::NoOrder),
+        Request::ListOrders { user_id: 1 } => Reply::Orders(vec![
+            order(6, 1, 11, OrderState::Paid),
+            order(5, 1, 10, OrderState::Created),
+        ]),
+        Request::ListOrders { user_id: 2 } => Reply::Orders(vec![]),
+        Request::ListOrders { .. } => error(Status::Busy),
+        ref other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn checkout_calls_map_replies_and_statuses() {
+    let mut c = client_for(|conn| {
+        conn.answer_reversed(checkout);
+    });
+    let token = c.purchase_token(1, 20).unwrap();
+    assert_eq!(
+        token,
+        PurchaseToken {
+            token: 0xdead_beef_cafe,
+            expires_ms: 1_700_000_060_000,
+        }
+    );
+    // A bearer capability stays out of logs.
+    let shown = format!("{token:?}");
+    assert!(
+        !shown.contains(&0xdead_beef_cafe_u64.to_string()),
+        "{shown}"
+    );
+    assert!(shown.contains("1700000060000"), "{shown}");
+    let paused = c.purchase_token(1, 21).unwrap_err();
+    assert_eq!(paused.kind(), ErrorKind::Server(Status::Paused));
+
+    let paid = c.pay(1, 5).unwrap();
+    assert_eq!(paid, Payment::Paid(order(5, 1, 10, OrderState::Paid)));
+    assert_eq!(paid.order().map(|o| o.pay_by_ms), Some(1_700_000_900_123));
+    assert_eq!(c.pay(1, 6).unwrap(), Payment::OrderCancelled);
+    assert_eq!(Payment::OrderCancelled.order(), None);
+    let not_hers = c.pay(2, 5).unwrap_err();
+    assert_eq!(not_hers.kind(), ErrorKind::Server(Status::NoOrder));
+    assert_eq!(not_hers.server_message(), Some("because no_order"));
+
+    let cancelled = c.cancel(1, 5).unwrap();
+    assert_eq!(
+        cancelled.order().map(|o| o.state),
+        Some(OrderState::Cancelled)
+    );
+    assert_eq!(c.cancel(1, 6).unwrap(), Cancellation::OrderPaid);
+    assert_eq!(Cancellation::OrderPaid.order(), None);
+    assert_eq!(c.cancel(1, 7).unwrap_err().status(), Some(Status::NoOrder));
+
+    let orders = c.list_orders(1).unwrap();
+    let numbers: Vec<u64> = orders.iter().map(|o| o.order_no).collect();
+    assert_eq!(numbers, [6, 5]);
+    assert_eq!(c.list_orders(2).unwrap(), []);
+    assert!(c.list_orders(3).unwrap_err().is_busy());
+    assert!(c.is_open());
+}
+
+#[test]
+fn admin_sale_control_and_goods_rules_go_over_the_wire() {
+    let (addr, server) = serve(|conn| {
+        conn.greet(true);
+        conn.answer_reversed(|request| match request {
+            // Echo the rules, so that the test sees what was encoded.
+            Request::AddGoods(new) => Reply::GoodsAdded(Goods {
+                rules: new.rules,
+                ..goods(9)
+            }),
+            Request::SaleControl { goods_id: 8, .. } => error(Status::UnknownGoods),
+            Request::SaleControl { goods_id, action } => {
+                let before = goods(*goods_id);
+                Reply::SaleChanged(match *action {
+                    SaleAction::Pause => Goods {
+                        state: GoodsState::Paused,
+                        ..before
+                    },
+                    SaleAction::Resume => before,
+                    SaleAction::End => Goods {
+                        state: GoodsState::Ended,
+                        end_ms: 1_700_000_500_000,
+                        ..before
+                    },
+                    SaleAction::Window { start_ms, end_ms } => Goods {
+                        state: GoodsState::Upcoming,
+                        start_ms,
+                        end_ms,
+                        ..before
+                    },
+                })
+            }
+            other => panic!("unexpected {other:?}"),
+        });
+    });
+    let mut admin = Client::builder(addr).token("s3cret").connect().unwrap();
+    let rules = SaleRules {
+        per_user_limit: 3,
+        pay_window_ms: 90_000,
+        token_required: true,
+    };
+    let new = NewGoods {
+        name: "Phone".into(),
+        price_cents: 99900,
+        stock: 100,
+        start_ms: 1,
+        end_ms: 2,
+        rules,
+    };
+    assert_eq!(admin.add_goods(new).unwrap().rules, rules);
+
+    let paused = admin.sale_control(4, SaleAction::Pause).unwrap();
+    assert_eq!((paused.id, paused.state), (4, GoodsState::Paused));
+    let resumed = admin.sale_control(4, SaleAction::Resume).unwrap();
+    assert_eq!(resumed.state, GoodsState::OnSale);
+    let ended = admin.sale_control(4, SaleAction::End).unwrap();
+    assert_eq!(
+        (ended.state, ended.end_ms),
+        (GoodsState::Ended, 1_700_000_500_000)
+    );
+    let window = SaleAction::Window {
+        start_ms: 1_800_000_000_000,
+        end_ms: 1_800_000_600_000,
+    };
+    let moved = admin.sale_control(4, window).unwrap();
+    assert_eq!(
+        (moved.start_ms, moved.end_ms),
+        (1_800_000_000_000, 1_800_000_600_000)
+    );
+    let unknown = admin.sale_control(8, SaleAction::Pause).unwrap_err();
+    assert_eq!(unknown.status(), Some(Status::UnknownGoods));
+    drop(admin);
+    server.join().unwrap();
+}
+
+#[test]
+fn pipeline_helpers_build_the_new_requests() {
+    let mut p = Pipeline::new();
+    p.buy(1, 2)
+        .buy_with_token(1, 2, 77)
+        .purchase_token(1, 2)
+        .pay(1, 5)
+        .cancel(1, 6)
+        .list_orders(1)
+        .sale_control(2, SaleAction::End);
+    assert_eq!(
+        p.requests(),
+        [
+            Request::Buy {
+                user_id: 1,
+                goods_id: 2,
+                token: NO_TOKEN,
+            },
+            Request::Buy {
+                user_id: 1,
+                goods_id: 2,
+                token: 77,
+            },
+            Request::Token {
+                user_id: 1,
+                goods_id: 2,
+            },
+            Request::Pay {
+                user_id: 1,
+                order_no: 5,
+            },
+            Request::Cancel {
+                user_id: 1,
+                order_no: 6,
+            },
+            Request::ListOrders { user_id: 1 },
+            Request::SaleControl {
+                goods_id: 2,
+                action: SaleAction::End,
+            },
+        ]
+    );
 }
 
 fn drift(goods_id: u64, found_remaining: Option<u32>) -> Drift {
@@ -414,6 +696,7 @@ fn a_name_over_the_limit_is_refused_before_sending() {
         stock: 1,
         start_ms: 1,
         end_ms: 2,
+        rules: SaleRules::default(),
     };
     assert_eq!(
         c.add_goods(new).unwrap_err().kind(),

@@ -8,14 +8,14 @@ use std::thread;
 
 use bytes::{Buf, BytesMut};
 use seckill_proto::{
-    Drift, Frame, Goods, GoodsState, Reply, Request, Stat, Status, ALL_GOODS, MAX_REQUEST_FRAME,
-    VERSION,
+    Drift, Frame, Goods, GoodsState, Order, OrderState, Reply, Request, SaleAction, SaleRules,
+    Stat, Status, ALL_GOODS, MAX_REQUEST_FRAME, NO_TOKEN, VERSION,
 };
 
 const TOKEN: &str = "s3cret";
 
 /// A fake server for every connection to the returned address: HELLO checks
-/// the token, STATS and RECONCILE need admin, everything else is answered by
+/// the token, the admin commands need admin, everything else is answered by
 /// `answer`.
 fn fake(answer: fn(&Request) -> Reply) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -57,7 +57,7 @@ fn session(mut stream: TcpStream, answer: fn(&Request) -> Reply) {
                 }
             }
             Request::Hello { .. } => Reply::error(Status::Unauthorized, "wrong token"),
-            Request::Stats | Request::Reconcile { .. } if !admin => {
+            other if other.opcode().is_admin() && !admin => {
                 Reply::error(Status::Unauthorized, "admin only")
             }
             other => answer(other),
@@ -78,16 +78,113 @@ fn phone() -> Goods {
         start_ms: 1_700_000_000_000,
         end_ms: 1_700_003_600_000,
         state: GoodsState::OnSale,
+        rules: SaleRules::default(),
     }
 }
+
+/// An order of user 7 for the phone, made at its sale's start.
+fn order(order_no: u64, state: OrderState) -> Order {
+    Order {
+        order_no,
+        user_id: 7,
+        goods_id: 1,
+        state,
+        created_ms: 1_700_000_000_000,
+        pay_by_ms: 1_700_000_900_000,
+    }
+}
+
+/// A purchase token over 2^53, which a JSON number could not carry exactly.
+const PURCHASE_TOKEN: u64 = 18_446_744_073_709_551_557;
 
 fn answer(request: &Request) -> Reply {
     match *request {
         Request::ListGoods => Reply::GoodsList(vec![phone()]),
-        Request::Buy { goods_id: 1, .. } => Reply::Bought { order_no: 1001 },
+        Request::Buy {
+            goods_id: 1,
+            token: NO_TOKEN,
+            ..
+        } => Reply::Bought { order_no: 1001 },
         Request::Buy { goods_id: 2, .. } => Reply::error(Status::SoldOut, "none left"),
+        // Goods 4 is sold with a token only; goods 5 is paused.
+        Request::Buy {
+            goods_id: 4, token, ..
+        } => match token {
+            NO_TOKEN => Reply::error(Status::TokenRequired, "token required"),
+            PURCHASE_TOKEN => Reply::Bought { order_no: 1004 },
+            _ => Reply::error(Status::TokenExpired, "token expired"),
+        },
+        Request::Buy { goods_id: 5, .. } => Reply::error(Status::Paused, "paused"),
         Request::Buy { .. } => Reply::error(Status::Busy, "queue full"),
+        Request::Token {
+            user_id: 7,
+            goods_id: 4,
+        } => Reply::Token {
+            token: PURCHASE_TOKEN,
+            expires_ms: 1_700_000_060_000,
+        },
+        Request::Token { goods_id: 5, .. } => Reply::error(Status::Paused, "paused"),
+        // User 7's order 1001 is live; 1002 is cancelled on PAY, paid on
+        // CANCEL; anything else is no order of theirs.
+        Request::Pay {
+            user_id: 7,
+            order_no: 1001,
+        } => Reply::Paid(order(1001, OrderState::Paid)),
+        Request::Pay {
+            user_id: 7,
+            order_no: 1002,
+        } => Reply::error(Status::OrderCancelled, "order cancelled"),
+        Request::Cancel {
+            user_id: 7,
+            order_no: 1001,
+        } => Reply::Cancelled(order(1001, OrderState::Cancelled)),
+        Request::Cancel {
+            user_id: 7,
+            order_no: 1002,
+        } => Reply::error(Status::OrderPaid, "order paid"),
+        Request::Pay { .. } | Request::Cancel { .. } => {
+            Reply::error(Status::NoOrder, "no such order of this user")
+        }
+        Request::ListOrders { user_id: 7 } => Reply::Orders(vec![
+            order(1002, OrderState::Paid),
+            order(1001, OrderState::Created),
+        ]),
+        Request::ListOrders { .. } => Reply::Orders(vec![]),
         Request::OrderStatus { .. } => Reply::error(Status::NoOrder, "no order"),
+        // Made from what was sent, so that the output shows its encoding.
+        Request::AddGoods(ref new) => Reply::GoodsAdded(Goods {
+            id: 3,
+            name: new.name.clone(),
+            price_cents: new.price_cents,
+            total: new.stock,
+            remaining: new.stock,
+            start_ms: new.start_ms,
+            end_ms: new.end_ms,
+            state: GoodsState::Upcoming,
+            rules: new.rules,
+        }),
+        Request::SaleControl {
+            goods_id: 1,
+            action,
+        } => Reply::SaleChanged(match action {
+            SaleAction::Pause => Goods {
+                state: GoodsState::Paused,
+                ..phone()
+            },
+            SaleAction::Resume => phone(),
+            SaleAction::End => Goods {
+                state: GoodsState::Ended,
+                end_ms: 1_700_000_500_000,
+                ..phone()
+            },
+            SaleAction::Window { start_ms, end_ms } => Goods {
+                state: GoodsState::Upcoming,
+                start_ms,
+                end_ms,
+                ..phone()
+            },
+        }),
+        Request::SaleControl { .. } => Reply::error(Status::UnknownGoods, "no such goods"),
         Request::Stats => Reply::Stats(vec![Stat {
             name: "buy_ok".into(),
             value: 7,
@@ -251,11 +348,271 @@ fn goods_list_prints_a_table_or_json() {
     let table = cli(addr, &["goods", "list"]);
     assert_eq!(
         text(&table.stdout),
-        "ID  NAME    PRICE  LEFT  TOTAL  STATE    START                 END\n \
-         1  Phone  999.00    42    100  on_sale  2023-11-14T22:13:20Z  2023-11-14T23:13:20Z\n"
+        "ID  NAME    PRICE  LEFT  TOTAL  STATE    START                 END                   \
+         LIMIT  PAY WINDOW  TOKEN\n \
+         1  Phone  999.00    42    100  on_sale  2023-11-14T22:13:20Z  2023-11-14T23:13:20Z      \
+         1  15m         no\n"
     );
     let json = cli(addr, &["goods", "list", "--json"]);
     let list: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(list[0]["price_cents"], 99900);
     assert_eq!(list[0]["end"], "2023-11-14T23:13:20Z");
+    assert_eq!(list[0]["rules"]["pay_window_ms"], 900_000);
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", text(&out.stdout), text(&out.stderr)))
+}
+
+#[test]
+fn token_prints_a_purchase_token_that_buy_sends() {
+    let addr = fake(answer);
+    let token = cli(addr, &["token", "--user", "7", "--goods", "4"]);
+    assert_eq!(token.status.code(), Some(0), "{}", text(&token.stderr));
+    assert_eq!(
+        text(&token.stdout),
+        format!(
+            "token {PURCHASE_TOKEN} for user 7 and goods 4, valid until 2023-11-14T22:14:20Z\n"
+        )
+    );
+    let as_json = json(&cli(
+        addr,
+        &["--json", "token", "--user", "7", "--goods", "4"],
+    ));
+    assert_eq!(
+        as_json,
+        serde_json::json!({
+            "user_id": 7,
+            "goods_id": 4,
+            "token": PURCHASE_TOKEN.to_string(),
+            "expires": "2023-11-14T22:14:20Z",
+            "expires_ms": 1_700_000_060_000_u64,
+        })
+    );
+
+    let token_arg = PURCHASE_TOKEN.to_string();
+    let args = ["buy", "--user", "7", "--goods", "4", "--purchase-token"];
+    let bought = cli(addr, &[&args[..], &[token_arg.as_str()]].concat());
+    assert_eq!(bought.status.code(), Some(0), "{}", text(&bought.stderr));
+    assert_eq!(text(&bought.stdout), "ordered: order 1004\n");
+
+    let expired = cli(addr, &[&args[..], &["12345"]].concat());
+    assert_eq!(expired.status.code(), Some(1));
+    assert_eq!(
+        text(&expired.stderr),
+        "error: the purchase token has expired: get a new one with `seckill-cli token`\n"
+    );
+    let without = cli(addr, &["buy", "--user", "7", "--goods", "4"]);
+    assert_eq!(without.status.code(), Some(1));
+    assert!(
+        text(&without.stderr).contains("purchase token"),
+        "{}",
+        text(&without.stderr)
+    );
+    // 0 would be a BUY without a token on the wire.
+    let zero = cli(addr, &[&args[..], &["0"]].concat());
+    assert_eq!(zero.status.code(), Some(1));
+    assert!(zero.stdout.is_empty());
+    assert!(
+        text(&zero.stderr).contains("never 0"),
+        "{}",
+        text(&zero.stderr)
+    );
+}
+
+#[test]
+fn a_paused_sale_exits_2_for_buy_and_token() {
+    let addr = fake(answer);
+    let buy = cli(addr, &["buy", "--user", "7", "--goods", "5"]);
+    assert_eq!(buy.status.code(), Some(2));
+    assert_eq!(text(&buy.stdout), "the sale is paused\n");
+
+    let token = cli(addr, &["token", "--user", "7", "--goods", "5"]);
+    assert_eq!(token.status.code(), Some(2), "{}", text(&token.stderr));
+    assert_eq!(text(&token.stdout), "the sale is paused\n");
+    let token = cli(addr, &["--json", "token", "--user", "7", "--goods", "5"]);
+    assert_eq!(token.status.code(), Some(2));
+    let token = json(&token);
+    assert_eq!(token["outcome"], "paused");
+    assert_eq!(token["token"], serde_json::Value::Null);
+}
+
+#[test]
+fn pay_and_cancel_show_the_order_or_exit_2_when_its_state_forbids() {
+    let addr = fake(answer);
+    let paid = cli(addr, &["pay", "--user", "7", "--order", "1001"]);
+    assert_eq!(paid.status.code(), Some(0), "{}", text(&paid.stderr));
+    assert_eq!(
+        text(&paid.stdout),
+        "ORDER  USER  GOODS  STATE  CREATED               PAY BY\n \
+          1001     7      1  paid   2023-11-14T22:13:20Z  2023-11-14T22:28:20Z\n"
+    );
+    let paid = json(&cli(
+        addr,
+        &["--json", "pay", "--user", "7", "--order", "1001"],
+    ));
+    assert_eq!(paid["state"], "paid");
+    assert_eq!(paid["pay_by"], "2023-11-14T22:28:20Z");
+
+    let too_late = cli(addr, &["pay", "--user", "7", "--order", "1002"]);
+    assert_eq!(too_late.status.code(), Some(2));
+    assert_eq!(
+        text(&too_late.stdout),
+        "order 1002 of user 7 is cancelled (by its buyer, or its payment window passed): \
+         it can no longer be paid\n"
+    );
+    let too_late = cli(addr, &["--json", "pay", "--user", "7", "--order", "1002"]);
+    assert_eq!(too_late.status.code(), Some(2));
+    assert_eq!(
+        json(&too_late),
+        serde_json::json!({"order_no": 1002, "user_id": 7, "state": "cancelled"})
+    );
+
+    let cancelled = json(&cli(
+        addr,
+        &["--json", "cancel", "--user", "7", "--order", "1001"],
+    ));
+    assert_eq!(cancelled["state"], "cancelled");
+    let paid_first = cli(addr, &["cancel", "--user", "7", "--order", "1002"]);
+    assert_eq!(paid_first.status.code(), Some(2));
+    assert_eq!(
+        text(&paid_first.stdout),
+        "order 1002 of user 7 is paid: it can no longer be cancelled\n"
+    );
+
+    // Someone else's order is an error, not a sale answer.
+    for command in ["pay", "cancel"] {
+        let theirs = cli(addr, &[command, "--user", "8", "--order", "1001"]);
+        assert_eq!(theirs.status.code(), Some(1));
+        assert_eq!(
+            text(&theirs.stderr),
+            "error: server replied no_order: no such order of this user\n"
+        );
+    }
+}
+
+#[test]
+fn orders_lists_every_order_of_a_user() {
+    let addr = fake(answer);
+    let table = cli(addr, &["orders", "--user", "7"]);
+    assert_eq!(table.status.code(), Some(0), "{}", text(&table.stderr));
+    assert_eq!(
+        text(&table.stdout),
+        "ORDER  USER  GOODS  STATE    CREATED               PAY BY\n \
+          1002     7      1  paid     2023-11-14T22:13:20Z  2023-11-14T22:28:20Z\n \
+          1001     7      1  created  2023-11-14T22:13:20Z  2023-11-14T22:28:20Z\n"
+    );
+    let list = json(&cli(addr, &["--json", "orders", "--user", "7"]));
+    assert_eq!(list[0]["order_no"], 1002);
+    assert_eq!(list[1]["state"], "created");
+
+    let none = cli(addr, &["orders", "--user", "8"]);
+    assert_eq!(none.status.code(), Some(0));
+    assert_eq!(text(&none.stdout), "user 8 holds no orders\n");
+    let none = json(&cli(addr, &["--json", "orders", "--user", "8"]));
+    assert_eq!(none, serde_json::json!([]));
+}
+
+#[test]
+fn goods_add_sends_the_sale_rules() {
+    let addr = fake(answer);
+    let add = [
+        "--token",
+        TOKEN,
+        "--json",
+        "goods",
+        "add",
+        "--name",
+        "Phone",
+        "--price",
+        "9.99",
+        "--stock",
+        "5",
+        "--start",
+        "2030-01-01T00:00:00Z",
+        "--end",
+        "1h",
+    ];
+    let defaults = json(&cli(addr, &add));
+    assert_eq!(
+        defaults["rules"],
+        serde_json::json!({
+            "per_user_limit": 1,
+            "pay_window": "15m",
+            "pay_window_ms": 900_000,
+            "token_required": false,
+        })
+    );
+    assert_eq!(defaults["end"], "2030-01-01T01:00:00Z");
+    let rules = ["--limit", "3", "--pay-window", "90s", "--token-required"];
+    let ruled = json(&cli(addr, &[&add[..], &rules[..]].concat()));
+    assert_eq!(
+        ruled["rules"],
+        serde_json::json!({
+            "per_user_limit": 3,
+            "pay_window": "1m 30s",
+            "pay_window_ms": 90_000,
+            "token_required": true,
+        })
+    );
+    let table = cli(addr, &[&add[..2], &add[3..], &rules[..]].concat());
+    let row = text(&table.stdout);
+    assert!(row.ends_with("      3  1m 30s      required\n"), "{row}");
+
+    let zero = cli(addr, &[&add[..], &["--limit", "0"]].concat());
+    assert_eq!(zero.status.code(), Some(1));
+    assert!(zero.stdout.is_empty());
+    let denied = cli(addr, &add[2..]);
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(text(&denied.stderr).starts_with("error: unauthorized"));
+}
+
+#[test]
+fn sale_commands_show_the_goods_after_the_change() {
+    let addr = fake(answer);
+    let paused = cli(addr, &["--token", TOKEN, "sale", "pause", "1"]);
+    assert_eq!(paused.status.code(), Some(0), "{}", text(&paused.stderr));
+    let row = text(&paused.stdout);
+    assert!(row.contains("  paused  "), "{row}");
+    let resumed = json(&cli(
+        addr,
+        &["--token", TOKEN, "--json", "sale", "resume", "1"],
+    ));
+    assert_eq!(resumed["state"], "on_sale");
+    let ended = json(&cli(
+        addr,
+        &["--token", TOKEN, "--json", "sale", "end", "1"],
+    ));
+    assert_eq!(
+        (&ended["state"], &ended["end_ms"]),
+        (&"ended".into(), &1_700_000_500_000_u64.into())
+    );
+
+    let window = [
+        "--token",
+        TOKEN,
+        "--json",
+        "sale",
+        "window",
+        "1",
+        "--start",
+        "2030-01-01T00:00:00Z",
+        "--end",
+        "30m",
+    ];
+    let moved = json(&cli(addr, &window));
+    assert_eq!(moved["start"], "2030-01-01T00:00:00Z");
+    assert_eq!(moved["end"], "2030-01-01T00:30:00Z");
+    // An end before the start never reaches the server.
+    let backwards = cli(addr, &[&window[..8], &["--end", "+1s"]].concat());
+    assert_eq!(backwards.status.code(), Some(1));
+    assert!(text(&backwards.stderr).contains("--end must be after --start"));
+
+    let unknown = cli(addr, &["--token", TOKEN, "sale", "pause", "9"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(text(&unknown.stderr).contains("no such goods"));
+    let denied = cli(addr, &["sale", "pause", "1"]);
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(text(&denied.stderr).starts_with("error: unauthorized"));
 }

@@ -80,6 +80,7 @@ fn fixture() -> &'static Fixture {
                     stock: 1_000_000,
                     start_ms: start,
                     end_ms: now + 7_200_000,
+                    rules: Default::default(),
                 })
                 .expect("add goods");
         }

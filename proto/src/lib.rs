@@ -23,11 +23,14 @@
 //! use seckill_proto::{Frame, Request, MAX_REQUEST_FRAME};
 //!
 //! let mut buf = BytesMut::new();
-//! Request::Buy { user_id: 7, goods_id: 1 }.encode(42, &mut buf);
+//! Request::Buy { user_id: 7, goods_id: 1, token: 0 }.encode(42, &mut buf);
 //! let (frame, used) = Frame::parse(&buf, MAX_REQUEST_FRAME).unwrap();
 //! assert_eq!(used, buf.len());
 //! assert_eq!(frame.id, 42);
-//! assert_eq!(Request::decode(&frame).unwrap(), Request::Buy { user_id: 7, goods_id: 1 });
+//! assert_eq!(
+//!     Request::decode(&frame).unwrap(),
+//!     Request::Buy { user_id: 7, goods_id: 1, token: 0 }
+//! );
 //! ```
 
 mod frame;
@@ -41,9 +44,12 @@ mod wire;
 pub use frame::{Frame, FrameError, HEADER_LEN, LEN_PREFIX};
 pub use opcode::Opcode;
 pub use reply::Reply;
-pub use request::{Request, ALL_GOODS, MAX_NAME_LEN, MAX_TOKEN_LEN};
+pub use request::{Request, ALL_GOODS, MAX_NAME_LEN, MAX_TOKEN_LEN, NO_TOKEN};
 pub use status::Status;
-pub use types::{Drift, Goods, GoodsState, NewGoods, Order, OrderState, Stat};
+pub use types::{
+    Drift, Goods, GoodsState, NewGoods, Order, OrderState, SaleAction, SaleRules, Stat,
+    DEFAULT_PAY_WINDOW_MS,
+};
 pub use wire::BodyError;
 
 /// The protocol version this crate speaks, sent in HELLO.

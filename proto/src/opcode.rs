@@ -10,10 +10,16 @@ pub enum Opcode {
     GetGoods = 0x11,
     Buy = 0x20,
     OrderStatus = 0x21,
+    Pay = 0x22,
+    Cancel = 0x23,
+    ListOrders = 0x24,
+    /// A purchase token for BUY, for goods that require one.
+    Token = 0x25,
     AddGoods = 0x40,
     Restock = 0x41,
     Stats = 0x42,
     Reconcile = 0x43,
+    SaleControl = 0x44,
     /// Never sent by a client: the server uses it for a connection-level error
     /// (a frame it could not even delimit) just before it closes.
     Error = 0x7f,
@@ -32,10 +38,15 @@ impl Opcode {
             0x11 => GetGoods,
             0x20 => Buy,
             0x21 => OrderStatus,
+            0x22 => Pay,
+            0x23 => Cancel,
+            0x24 => ListOrders,
+            0x25 => Token,
             0x40 => AddGoods,
             0x41 => Restock,
             0x42 => Stats,
             0x43 => Reconcile,
+            0x44 => SaleControl,
             0x7f => Error,
             _ => return None,
         })
@@ -45,7 +56,11 @@ impl Opcode {
     pub fn is_admin(self) -> bool {
         matches!(
             self,
-            Opcode::AddGoods | Opcode::Restock | Opcode::Stats | Opcode::Reconcile
+            Opcode::AddGoods
+                | Opcode::Restock
+                | Opcode::Stats
+                | Opcode::Reconcile
+                | Opcode::SaleControl
         )
     }
 }

@@ -5,7 +5,7 @@ use bytes::{BufMut, BytesMut};
 use crate::frame::{self, Frame};
 use crate::opcode::{Opcode, REPLY_BIT};
 use crate::status::Status;
-use crate::types::{Drift, Goods, Order, Stat, DRIFT_LEN, GOODS_MIN_LEN, STAT_MIN_LEN};
+use crate::types::{Drift, Goods, Order, Stat, DRIFT_LEN, GOODS_MIN_LEN, ORDER_LEN, STAT_MIN_LEN};
 use crate::wire::{put_string, BodyError, Reader};
 
 /// Longest error message a decoder accepts.
@@ -25,16 +25,31 @@ pub enum Reply {
     Bought {
         order_no: u64,
     },
-    /// BUY by a user who already holds an order: here is that order.
+    /// BUY by a user who already holds as many live orders as the goods
+    /// allows, or with a token that already made an order still held: here
+    /// is such an order.
     AlreadyBought {
         order_no: u64,
     },
     Order(Order),
+    /// PAY: the order, now paid.
+    Paid(Order),
+    /// CANCEL: the order, now cancelled.
+    Cancelled(Order),
+    /// LIST_ORDERS: the user's orders, newest first.
+    Orders(Vec<Order>),
+    /// TOKEN: a purchase token, good for one BUY until `expires_ms`.
+    Token {
+        token: u64,
+        expires_ms: u64,
+    },
     GoodsAdded(Goods),
     Restocked(Goods),
     Stats(Vec<Stat>),
     /// RECONCILE: each goods as it was found and as it was left.
     Reconciled(Vec<Drift>),
+    /// SALE_CONTROL: the goods after the change.
+    SaleChanged(Goods),
     /// Any status but `ok`, with a message for people. (`already_bought` in
     /// a reply to BUY carries an order number instead: that is
     /// [`Reply::AlreadyBought`].)
@@ -69,6 +84,11 @@ impl Reply {
             Reply::Goods(_) => Opcode::GetGoods,
             Reply::Bought { .. } | Reply::AlreadyBought { .. } => Opcode::Buy,
             Reply::Order(_) => Opcode::OrderStatus,
+            Reply::Paid(_) => Opcode::Pay,
+            Reply::Cancelled(_) => Opcode::Cancel,
+            Reply::Orders(_) => Opcode::ListOrders,
+            Reply::Token { .. } => Opcode::Token,
+            Reply::SaleChanged(_) => Opcode::SaleControl,
             Reply::GoodsAdded(_) => Opcode::AddGoods,
             Reply::Restocked(_) => Opcode::Restock,
             Reply::Stats(_) => Opcode::Stats,
@@ -107,11 +127,24 @@ impl Reply {
                     b.put_u32(list.len() as u32);
                     list.iter().for_each(|g| g.encode(b));
                 }
-                Reply::Goods(g) | Reply::GoodsAdded(g) | Reply::Restocked(g) => g.encode(b),
+                Reply::Goods(g)
+                | Reply::GoodsAdded(g)
+                | Reply::Restocked(g)
+                | Reply::SaleChanged(g) => g.encode(b),
                 Reply::Bought { order_no } | Reply::AlreadyBought { order_no } => {
                     b.put_u64(*order_no)
                 }
-                Reply::Order(order) => order.encode(b),
+                Reply::Order(order) | Reply::Paid(order) | Reply::Cancelled(order) => {
+                    order.encode(b)
+                }
+                Reply::Orders(orders) => {
+                    b.put_u32(orders.len() as u32);
+                    orders.iter().for_each(|o| o.encode(b));
+                }
+                Reply::Token { token, expires_ms } => {
+                    b.put_u64(*token);
+                    b.put_u64(*expires_ms);
+                }
                 Reply::Stats(stats) => {
                     b.put_u32(stats.len() as u32);
                     stats.iter().for_each(|s| s.encode(b));
@@ -160,6 +193,21 @@ impl Reply {
                 order_no: r.u64("order_no")?,
             },
             (Status::Ok, Opcode::OrderStatus) => Reply::Order(Order::decode(&mut r)?),
+            (Status::Ok, Opcode::Pay) => Reply::Paid(Order::decode(&mut r)?),
+            (Status::Ok, Opcode::Cancel) => Reply::Cancelled(Order::decode(&mut r)?),
+            (Status::Ok, Opcode::ListOrders) => {
+                let n = r.count("order_count", ORDER_LEN)?;
+                let mut orders = Vec::with_capacity(n);
+                for _ in 0..n {
+                    orders.push(Order::decode(&mut r)?);
+                }
+                Reply::Orders(orders)
+            }
+            (Status::Ok, Opcode::Token) => Reply::Token {
+                token: r.u64("token")?,
+                expires_ms: r.u64("expires_ms")?,
+            },
+            (Status::Ok, Opcode::SaleControl) => Reply::SaleChanged(Goods::decode(&mut r)?),
             (Status::Ok, Opcode::AddGoods) => Reply::GoodsAdded(Goods::decode(&mut r)?),
             (Status::Ok, Opcode::Restock) => Reply::Restocked(Goods::decode(&mut r)?),
             (Status::Ok, Opcode::Stats) => {

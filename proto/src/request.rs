@@ -6,7 +6,7 @@ use bytes::{BufMut, BytesMut};
 
 use crate::frame::{self, Frame};
 use crate::opcode::Opcode;
-use crate::types::NewGoods;
+use crate::types::{NewGoods, SaleAction};
 use crate::wire::{put_string, BodyError, Reader};
 
 /// Longest goods name, in bytes of UTF-8.
@@ -16,6 +16,8 @@ pub const MAX_TOKEN_LEN: usize = 256;
 /// The `goods_id` of RECONCILE that asks for every goods. Goods ids start at
 /// 1, so no goods has it.
 pub const ALL_GOODS: u64 = 0;
+/// The `token` of a BUY that carries no purchase token. No token is 0.
+pub const NO_TOKEN: u64 = 0;
 
 /// A request, without its id (the id travels beside it).
 #[derive(Clone, PartialEq, Eq)]
@@ -31,11 +33,33 @@ pub enum Request {
     GetGoods {
         goods_id: u64,
     },
+    /// `token` is a purchase token from TOKEN, or [`NO_TOKEN`] for goods
+    /// that require none.
     Buy {
         user_id: u64,
         goods_id: u64,
+        token: u64,
     },
     OrderStatus {
+        user_id: u64,
+        goods_id: u64,
+    },
+    /// Pays an order of this user's: it is kept for good.
+    Pay {
+        user_id: u64,
+        order_no: u64,
+    },
+    /// Cancels an unpaid order of this user's: its unit goes back on sale.
+    Cancel {
+        user_id: u64,
+        order_no: u64,
+    },
+    /// Every order of a user, newest first.
+    ListOrders {
+        user_id: u64,
+    },
+    /// A short-lived single-use purchase token for one BUY.
+    Token {
         user_id: u64,
         goods_id: u64,
     },
@@ -50,6 +74,11 @@ pub enum Request {
     Reconcile {
         goods_id: u64,
     },
+    /// Pauses, resumes or ends a sale, or moves its window.
+    SaleControl {
+        goods_id: u64,
+        action: SaleAction,
+    },
 }
 
 impl Request {
@@ -61,10 +90,15 @@ impl Request {
             Request::GetGoods { .. } => Opcode::GetGoods,
             Request::Buy { .. } => Opcode::Buy,
             Request::OrderStatus { .. } => Opcode::OrderStatus,
+            Request::Pay { .. } => Opcode::Pay,
+            Request::Cancel { .. } => Opcode::Cancel,
+            Request::ListOrders { .. } => Opcode::ListOrders,
+            Request::Token { .. } => Opcode::Token,
             Request::AddGoods(_) => Opcode::AddGoods,
             Request::Restock { .. } => Opcode::Restock,
             Request::Stats => Opcode::Stats,
             Request::Reconcile { .. } => Opcode::Reconcile,
+            Request::SaleControl { .. } => Opcode::SaleControl,
         }
     }
 
@@ -79,9 +113,27 @@ impl Request {
             Request::GetGoods { goods_id } | Request::Reconcile { goods_id } => {
                 b.put_u64(*goods_id)
             }
-            Request::Buy { user_id, goods_id } | Request::OrderStatus { user_id, goods_id } => {
+            Request::Buy {
+                user_id,
+                goods_id,
+                token,
+            } => {
                 b.put_u64(*user_id);
                 b.put_u64(*goods_id);
+                b.put_u64(*token);
+            }
+            Request::OrderStatus { user_id, goods_id } | Request::Token { user_id, goods_id } => {
+                b.put_u64(*user_id);
+                b.put_u64(*goods_id);
+            }
+            Request::Pay { user_id, order_no } | Request::Cancel { user_id, order_no } => {
+                b.put_u64(*user_id);
+                b.put_u64(*order_no);
+            }
+            Request::ListOrders { user_id } => b.put_u64(*user_id),
+            Request::SaleControl { goods_id, action } => {
+                b.put_u64(*goods_id);
+                action.encode(b);
             }
             Request::AddGoods(goods) => goods.encode(b),
             Request::Restock { goods_id, amount } => {
@@ -109,6 +161,26 @@ impl Request {
             Opcode::Buy => Request::Buy {
                 user_id: r.u64("user_id")?,
                 goods_id: r.u64("goods_id")?,
+                token: r.u64("token")?,
+            },
+            Opcode::Pay => Request::Pay {
+                user_id: r.u64("user_id")?,
+                order_no: r.u64("order_no")?,
+            },
+            Opcode::Cancel => Request::Cancel {
+                user_id: r.u64("user_id")?,
+                order_no: r.u64("order_no")?,
+            },
+            Opcode::ListOrders => Request::ListOrders {
+                user_id: r.u64("user_id")?,
+            },
+            Opcode::Token => Request::Token {
+                user_id: r.u64("user_id")?,
+                goods_id: r.u64("goods_id")?,
+            },
+            Opcode::SaleControl => Request::SaleControl {
+                goods_id: r.u64("goods_id")?,
+                action: SaleAction::decode(&mut r)?,
             },
             Opcode::OrderStatus => Request::OrderStatus {
                 user_id: r.u64("user_id")?,
@@ -145,10 +217,40 @@ impl fmt::Debug for Request {
                 .debug_struct("GetGoods")
                 .field("goods_id", goods_id)
                 .finish(),
-            Request::Buy { user_id, goods_id } => f
+            // A purchase token is a bearer capability: never logged either.
+            Request::Buy {
+                user_id,
+                goods_id,
+                token,
+            } => f
                 .debug_struct("Buy")
                 .field("user_id", user_id)
                 .field("goods_id", goods_id)
+                .field("token", &if *token == NO_TOKEN { "" } else { "<redacted>" })
+                .finish(),
+            Request::Pay { user_id, order_no } => f
+                .debug_struct("Pay")
+                .field("user_id", user_id)
+                .field("order_no", order_no)
+                .finish(),
+            Request::Cancel { user_id, order_no } => f
+                .debug_struct("Cancel")
+                .field("user_id", user_id)
+                .field("order_no", order_no)
+                .finish(),
+            Request::ListOrders { user_id } => f
+                .debug_struct("ListOrders")
+                .field("user_id", user_id)
+                .finish(),
+            Request::Token { user_id, goods_id } => f
+                .debug_struct("Token")
+                .field("user_id", user_id)
+                .field("goods_id", goods_id)
+                .finish(),
+            Request::SaleControl { goods_id, action } => f
+                .debug_struct("SaleControl")
+                .field("goods_id", goods_id)
+                .field("action", action)
                 .finish(),
             Request::OrderStatus { user_id, goods_id } => f
                 .debug_struct("OrderStatus")
@@ -181,5 +283,19 @@ mod tests {
             token: "s3cret".into(),
         };
         assert!(!format!("{hello:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn debug_never_shows_a_purchase_token() {
+        let buy = |token| Request::Buy {
+            user_id: 7,
+            goods_id: 1,
+            token,
+        };
+        let shown = format!("{:?}", buy(123_456_789));
+        assert!(!shown.contains("123456789"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+        // No token is not a secret, and says so.
+        assert!(!format!("{:?}", buy(NO_TOKEN)).contains("<redacted>"));
     }
 }

@@ -8,8 +8,10 @@ use std::fmt;
 pub enum Status {
     Ok = 0x00,
     SoldOut = 0x01,
-    /// BUY only: the user already holds an order for this goods; the reply
-    /// carries its order number, so a retried BUY learns its order.
+    /// BUY only: the user already holds as many live orders of this goods as
+    /// its `per_user_limit`, or the token already made an order still held;
+    /// the reply carries such an order's number, so a retried BUY learns its
+    /// order.
     AlreadyBought = 0x02,
     NotStarted = 0x03,
     Ended = 0x04,
@@ -21,8 +23,24 @@ pub enum Status {
     BadRequest = 0x09,
     InternalError = 0x0a,
     UnsupportedVersion = 0x0b,
-    /// ORDER_STATUS: the user holds no order for this goods.
+    /// ORDER_STATUS: the user holds no live order for this goods. PAY, CANCEL:
+    /// this user has no order of that number.
     NoOrder = 0x0c,
+    /// BUY, TOKEN: the sale of this goods is paused by its admin.
+    Paused = 0x0d,
+    /// BUY: this goods requires a purchase token and none was given.
+    TokenRequired = 0x0e,
+    /// BUY: the token was not issued to this user for this goods.
+    TokenInvalid = 0x0f,
+    /// BUY: the token's lifetime has passed; ask a new one.
+    TokenExpired = 0x10,
+    /// BUY: the token already bought a unit that is no longer held.
+    TokenUsed = 0x11,
+    /// PAY: the order is cancelled (by its buyer, or its payment window
+    /// passed); its unit went back on sale.
+    OrderCancelled = 0x12,
+    /// CANCEL: the order is paid and can no longer be cancelled.
+    OrderPaid = 0x13,
 }
 
 impl Status {
@@ -42,6 +60,13 @@ impl Status {
             0x0a => InternalError,
             0x0b => UnsupportedVersion,
             0x0c => NoOrder,
+            0x0d => Paused,
+            0x0e => TokenRequired,
+            0x0f => TokenInvalid,
+            0x10 => TokenExpired,
+            0x11 => TokenUsed,
+            0x12 => OrderCancelled,
+            0x13 => OrderPaid,
             _ => return None,
         })
     }
@@ -63,6 +88,13 @@ impl Status {
             InternalError => "internal_error",
             UnsupportedVersion => "unsupported_version",
             NoOrder => "no_order",
+            Paused => "paused",
+            TokenRequired => "token_required",
+            TokenInvalid => "token_invalid",
+            TokenExpired => "token_expired",
+            TokenUsed => "token_used",
+            OrderCancelled => "order_cancelled",
+            OrderPaid => "order_paid",
         }
     }
 }

@@ -13,6 +13,8 @@ pub enum GoodsState {
     OnSale = 1,
     SoldOut = 2,
     Ended = 3,
+    /// Inside its window, but its admin paused the sale.
+    Paused = 4,
 }
 
 impl GoodsState {
@@ -22,6 +24,7 @@ impl GoodsState {
             GoodsState::OnSale => "on_sale",
             GoodsState::SoldOut => "sold_out",
             GoodsState::Ended => "ended",
+            GoodsState::Paused => "paused",
         }
     }
 
@@ -31,12 +34,57 @@ impl GoodsState {
             1 => GoodsState::OnSale,
             2 => GoodsState::SoldOut,
             3 => GoodsState::Ended,
+            4 => GoodsState::Paused,
             v => {
                 return Err(BodyError::BadValue {
                     field: "state",
                     value: v.into(),
                 })
             }
+        })
+    }
+}
+
+/// The purchase rules of a goods, set by ADD_GOODS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SaleRules {
+    /// Live orders one user may hold of this goods, 1..=255.
+    pub per_user_limit: u8,
+    /// How long a buyer has to PAY, in milliseconds from the order; past it
+    /// the order is cancelled and its unit goes back on sale. At least 1.
+    pub pay_window_ms: u64,
+    /// BUY must carry a purchase token from TOKEN.
+    pub token_required: bool,
+}
+
+/// The payment window when an admin names none: 15 minutes.
+pub const DEFAULT_PAY_WINDOW_MS: u64 = 15 * 60 * 1000;
+
+impl Default for SaleRules {
+    fn default() -> Self {
+        SaleRules {
+            per_user_limit: 1,
+            pay_window_ms: DEFAULT_PAY_WINDOW_MS,
+            token_required: false,
+        }
+    }
+}
+
+/// Encoded rules: limit, window, flags.
+const RULES_LEN: usize = 1 + 8 + 1;
+
+impl SaleRules {
+    fn encode(&self, dst: &mut BytesMut) {
+        dst.put_u8(self.per_user_limit);
+        dst.put_u64(self.pay_window_ms);
+        dst.put_u8(u8::from(self.token_required));
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<SaleRules, BodyError> {
+        Ok(SaleRules {
+            per_user_limit: r.u8("per_user_limit")?,
+            pay_window_ms: r.u64("pay_window_ms")?,
+            token_required: r.bool("token_required")?,
         })
     }
 }
@@ -52,10 +100,11 @@ pub struct Goods {
     pub start_ms: u64,
     pub end_ms: u64,
     pub state: GoodsState,
+    pub rules: SaleRules,
 }
 
 /// Smallest encoded goods: an empty name.
-pub(crate) const GOODS_MIN_LEN: usize = 8 + 2 + 8 + 4 + 4 + 8 + 8 + 1;
+pub(crate) const GOODS_MIN_LEN: usize = 8 + 2 + 8 + 4 + 4 + 8 + 8 + 1 + RULES_LEN;
 
 impl Goods {
     pub(crate) fn encode(&self, dst: &mut BytesMut) {
@@ -67,6 +116,7 @@ impl Goods {
         dst.put_u64(self.start_ms);
         dst.put_u64(self.end_ms);
         dst.put_u8(self.state as u8);
+        self.rules.encode(dst);
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Goods, BodyError> {
@@ -79,6 +129,7 @@ impl Goods {
             start_ms: r.u64("start_ms")?,
             end_ms: r.u64("end_ms")?,
             state: GoodsState::decode(r)?,
+            rules: SaleRules::decode(r)?,
         })
     }
 }
@@ -91,6 +142,7 @@ pub struct NewGoods {
     pub stock: u32,
     pub start_ms: u64,
     pub end_ms: u64,
+    pub rules: SaleRules,
 }
 
 impl NewGoods {
@@ -100,6 +152,7 @@ impl NewGoods {
         dst.put_u32(self.stock);
         dst.put_u64(self.start_ms);
         dst.put_u64(self.end_ms);
+        self.rules.encode(dst);
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<NewGoods, BodyError> {
@@ -109,6 +162,7 @@ impl NewGoods {
             stock: r.u32("stock")?,
             start_ms: r.u64("start_ms")?,
             end_ms: r.u64("end_ms")?,
+            rules: SaleRules::decode(r)?,
         })
     }
 }
@@ -140,7 +194,7 @@ impl OrderState {
     }
 }
 
-/// An order as ORDER_STATUS shows it.
+/// An order as ORDER_STATUS, PAY, CANCEL and LIST_ORDERS show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Order {
     pub order_no: u64,
@@ -148,7 +202,12 @@ pub struct Order {
     pub goods_id: u64,
     pub state: OrderState,
     pub created_ms: u64,
+    /// The end of its payment window: unpaid then, it is cancelled.
+    pub pay_by_ms: u64,
 }
+
+/// Every order record is this long: it has no string.
+pub(crate) const ORDER_LEN: usize = 8 + 8 + 8 + 1 + 8 + 8;
 
 impl Order {
     pub(crate) fn encode(&self, dst: &mut BytesMut) {
@@ -157,6 +216,7 @@ impl Order {
         dst.put_u64(self.goods_id);
         dst.put_u8(self.state as u8);
         dst.put_u64(self.created_ms);
+        dst.put_u64(self.pay_by_ms);
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Order, BodyError> {
@@ -172,6 +232,64 @@ impl Order {
                 })?
             },
             created_ms: r.u64("created_ms")?,
+            pay_by_ms: r.u64("pay_by_ms")?,
+        })
+    }
+}
+
+/// What SALE_CONTROL does to a goods' sale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SaleAction {
+    /// BUY and TOKEN are refused with `paused` until a resume.
+    Pause,
+    Resume,
+    /// Ends the sale now: its window's end becomes the current time.
+    End,
+    /// Moves the sale window to `[start_ms, end_ms)`.
+    Window {
+        start_ms: u64,
+        end_ms: u64,
+    },
+}
+
+impl SaleAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SaleAction::Pause => "pause",
+            SaleAction::Resume => "resume",
+            SaleAction::End => "end",
+            SaleAction::Window { .. } => "window",
+        }
+    }
+
+    pub(crate) fn encode(&self, dst: &mut BytesMut) {
+        match *self {
+            SaleAction::Pause => dst.put_u8(1),
+            SaleAction::Resume => dst.put_u8(2),
+            SaleAction::End => dst.put_u8(3),
+            SaleAction::Window { start_ms, end_ms } => {
+                dst.put_u8(4);
+                dst.put_u64(start_ms);
+                dst.put_u64(end_ms);
+            }
+        }
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<SaleAction, BodyError> {
+        Ok(match r.u8("action")? {
+            1 => SaleAction::Pause,
+            2 => SaleAction::Resume,
+            3 => SaleAction::End,
+            4 => SaleAction::Window {
+                start_ms: r.u64("start_ms")?,
+                end_ms: r.u64("end_ms")?,
+            },
+            v => {
+                return Err(BodyError::BadValue {
+                    field: "action",
+                    value: v.into(),
+                })
+            }
         })
     }
 }

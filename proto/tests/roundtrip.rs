@@ -10,8 +10,8 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use seckill_proto::{
     BodyError, Drift, Frame, FrameError, Goods, GoodsState, NewGoods, Opcode, Order, OrderState,
-    Reply, Request, Stat, Status, ALL_GOODS, HEADER_LEN, LEN_PREFIX, MAX_NAME_LEN, MAX_REPLY_FRAME,
-    MAX_REQUEST_FRAME, MAX_TOKEN_LEN,
+    Reply, Request, SaleAction, SaleRules, Stat, Status, ALL_GOODS, HEADER_LEN, LEN_PREFIX,
+    MAX_NAME_LEN, MAX_REPLY_FRAME, MAX_REQUEST_FRAME, MAX_TOKEN_LEN, NO_TOKEN,
 };
 
 /// Longest stat name the decoder accepts (PROTOCOL.md, section 2); the crate
@@ -82,7 +82,35 @@ fn goods_state() -> impl Strategy<Value = GoodsState> {
         Just(GoodsState::OnSale),
         Just(GoodsState::SoldOut),
         Just(GoodsState::Ended),
+        Just(GoodsState::Paused),
     ]
+}
+
+/// Any rules the codec can carry, not only those a server accepts: a limit
+/// or a window of 0 is the server's to refuse, not the decoder's.
+fn sale_rules() -> impl Strategy<Value = SaleRules> {
+    (any::<u8>(), any::<u64>(), any::<bool>()).prop_map(
+        |(per_user_limit, pay_window_ms, token_required)| SaleRules {
+            per_user_limit,
+            pay_window_ms,
+            token_required,
+        },
+    )
+}
+
+fn sale_action() -> impl Strategy<Value = SaleAction> {
+    prop_oneof![
+        Just(SaleAction::Pause),
+        Just(SaleAction::Resume),
+        Just(SaleAction::End),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(start_ms, end_ms)| SaleAction::Window { start_ms, end_ms }),
+    ]
+}
+
+/// A purchase token: none half of the time, since 0 has a meaning of its own.
+fn purchase_token() -> impl Strategy<Value = u64> {
+    prop_oneof![Just(NO_TOKEN), any::<u64>()]
 }
 
 fn order_state() -> impl Strategy<Value = OrderState> {
@@ -103,9 +131,10 @@ fn goods() -> impl Strategy<Value = Goods> {
         any::<u64>(),
         any::<u64>(),
         goods_state(),
+        sale_rules(),
     )
         .prop_map(
-            |(id, name, price_cents, total, remaining, start_ms, end_ms, state)| Goods {
+            |(id, name, price_cents, total, remaining, start_ms, end_ms, state, rules)| Goods {
                 id,
                 name,
                 price_cents,
@@ -114,6 +143,7 @@ fn goods() -> impl Strategy<Value = Goods> {
                 start_ms,
                 end_ms,
                 state,
+                rules,
             },
         )
 }
@@ -125,14 +155,18 @@ fn new_goods() -> impl Strategy<Value = NewGoods> {
         any::<u32>(),
         any::<u64>(),
         any::<u64>(),
+        sale_rules(),
     )
-        .prop_map(|(name, price_cents, stock, start_ms, end_ms)| NewGoods {
-            name,
-            price_cents,
-            stock,
-            start_ms,
-            end_ms,
-        })
+        .prop_map(
+            |(name, price_cents, stock, start_ms, end_ms, rules)| NewGoods {
+                name,
+                price_cents,
+                stock,
+                start_ms,
+                end_ms,
+                rules,
+            },
+        )
 }
 
 fn order() -> impl Strategy<Value = Order> {
@@ -142,14 +176,18 @@ fn order() -> impl Strategy<Value = Order> {
         any::<u64>(),
         order_state(),
         any::<u64>(),
+        any::<u64>(),
     )
-        .prop_map(|(order_no, user_id, goods_id, state, created_ms)| Order {
-            order_no,
-            user_id,
-            goods_id,
-            state,
-            created_ms,
-        })
+        .prop_map(
+            |(order_no, user_id, goods_id, state, created_ms, pay_by_ms)| Order {
+                order_no,
+                user_id,
+                goods_id,
+                state,
+                created_ms,
+                pay_by_ms,
+            },
+        )
 }
 
 fn stat() -> impl Strategy<Value = Stat> {
@@ -182,36 +220,55 @@ fn request() -> impl Strategy<Value = Request> {
         Just(Request::Ping),
         Just(Request::ListGoods),
         any::<u64>().prop_map(|goods_id| Request::GetGoods { goods_id }),
-        (any::<u64>(), any::<u64>())
-            .prop_map(|(user_id, goods_id)| Request::Buy { user_id, goods_id }),
+        (any::<u64>(), any::<u64>(), purchase_token()).prop_map(|(user_id, goods_id, token)| {
+            Request::Buy {
+                user_id,
+                goods_id,
+                token,
+            }
+        }),
         (any::<u64>(), any::<u64>())
             .prop_map(|(user_id, goods_id)| Request::OrderStatus { user_id, goods_id }),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(user_id, order_no)| Request::Pay { user_id, order_no }),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(user_id, order_no)| Request::Cancel { user_id, order_no }),
+        any::<u64>().prop_map(|user_id| Request::ListOrders { user_id }),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(user_id, goods_id)| Request::Token { user_id, goods_id }),
         new_goods().prop_map(Request::AddGoods),
         (any::<u64>(), any::<u32>())
             .prop_map(|(goods_id, amount)| Request::Restock { goods_id, amount }),
         Just(Request::Stats),
         prop_oneof![Just(ALL_GOODS), any::<u64>()]
             .prop_map(|goods_id| Request::Reconcile { goods_id }),
+        (any::<u64>(), sale_action())
+            .prop_map(|(goods_id, action)| Request::SaleControl { goods_id, action }),
     ]
 }
 
-const ALL_OPCODES: [Opcode; 11] = [
+const ALL_OPCODES: [Opcode; 16] = [
     Opcode::Hello,
     Opcode::Ping,
     Opcode::ListGoods,
     Opcode::GetGoods,
     Opcode::Buy,
     Opcode::OrderStatus,
+    Opcode::Pay,
+    Opcode::Cancel,
+    Opcode::ListOrders,
+    Opcode::Token,
     Opcode::AddGoods,
     Opcode::Restock,
     Opcode::Stats,
     Opcode::Reconcile,
+    Opcode::SaleControl,
     Opcode::Error,
 ];
 
 /// Every status that travels with a message: all but `ok`.
 /// `already_bought` is one too, except in a reply to BUY.
-const MESSAGE_STATUSES: [Status; 12] = [
+const MESSAGE_STATUSES: [Status; 19] = [
     Status::SoldOut,
     Status::AlreadyBought,
     Status::NotStarted,
@@ -224,6 +281,13 @@ const MESSAGE_STATUSES: [Status; 12] = [
     Status::InternalError,
     Status::UnsupportedVersion,
     Status::NoOrder,
+    Status::Paused,
+    Status::TokenRequired,
+    Status::TokenInvalid,
+    Status::TokenExpired,
+    Status::TokenUsed,
+    Status::OrderCancelled,
+    Status::OrderPaid,
 ];
 
 /// A reply with the request opcode it answers.
@@ -249,10 +313,16 @@ fn reply() -> impl Strategy<Value = (Opcode, Reply)> {
         any::<u64>().prop_map(|order_no| (Opcode::Buy, Reply::Bought { order_no })),
         any::<u64>().prop_map(|order_no| (Opcode::Buy, Reply::AlreadyBought { order_no })),
         order().prop_map(|o| (Opcode::OrderStatus, Reply::Order(o))),
+        order().prop_map(|o| (Opcode::Pay, Reply::Paid(o))),
+        order().prop_map(|o| (Opcode::Cancel, Reply::Cancelled(o))),
+        vec(order(), 0..8).prop_map(|orders| (Opcode::ListOrders, Reply::Orders(orders))),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(token, expires_ms)| (Opcode::Token, Reply::Token { token, expires_ms })),
         goods().prop_map(|g| (Opcode::AddGoods, Reply::GoodsAdded(g))),
         goods().prop_map(|g| (Opcode::Restock, Reply::Restocked(g))),
         vec(stat(), 0..8).prop_map(|stats| (Opcode::Stats, Reply::Stats(stats))),
         vec(drift(), 0..8).prop_map(|drifts| (Opcode::Reconcile, Reply::Reconciled(drifts))),
+        goods().prop_map(|g| (Opcode::SaleControl, Reply::SaleChanged(g))),
         error,
     ]
 }
@@ -412,10 +482,29 @@ fn request_stream() -> (Vec<u8>, Vec<usize>, Vec<(u64, Request)>) {
         Request::Buy {
             user_id: 7,
             goods_id: 1,
+            token: NO_TOKEN,
+        },
+        Request::Buy {
+            user_id: 7,
+            goods_id: 2,
+            token: u64::MAX,
         },
         Request::OrderStatus {
             user_id: u64::MAX,
             goods_id: 0,
+        },
+        Request::Pay {
+            user_id: 7,
+            order_no: 1001,
+        },
+        Request::Cancel {
+            user_id: 7,
+            order_no: 1002,
+        },
+        Request::ListOrders { user_id: 7 },
+        Request::Token {
+            user_id: 7,
+            goods_id: 2,
         },
         Request::AddGoods(NewGoods {
             name: "Café crème ☕".into(),
@@ -423,6 +512,11 @@ fn request_stream() -> (Vec<u8>, Vec<usize>, Vec<(u64, Request)>) {
             stock: 10,
             start_ms: 1_700_000_000_000,
             end_ms: 1_700_003_600_000,
+            rules: SaleRules {
+                per_user_limit: 2,
+                pay_window_ms: 60_000,
+                token_required: true,
+            },
         }),
         Request::Restock {
             goods_id: 3,
@@ -433,6 +527,25 @@ fn request_stream() -> (Vec<u8>, Vec<usize>, Vec<(u64, Request)>) {
             goods_id: ALL_GOODS,
         },
         Request::Reconcile { goods_id: 3 },
+        Request::SaleControl {
+            goods_id: 3,
+            action: SaleAction::Pause,
+        },
+        Request::SaleControl {
+            goods_id: 3,
+            action: SaleAction::Resume,
+        },
+        Request::SaleControl {
+            goods_id: 3,
+            action: SaleAction::End,
+        },
+        Request::SaleControl {
+            goods_id: 3,
+            action: SaleAction::Window {
+                start_ms: 1_700_000_000_000,
+                end_ms: 1_700_007_200_000,
+            },
+        },
     ];
     let mut stream = BytesMut::new();
     let mut ends = Vec::new();
@@ -527,6 +640,15 @@ fn a_reply_stream_decodes_the_same_byte_by_byte() {
         start_ms: 1,
         end_ms: 2,
         state: GoodsState::OnSale,
+        rules: SaleRules::default(),
+    };
+    let order = |order_no, state| Order {
+        order_no,
+        user_id: 7,
+        goods_id: 1,
+        state,
+        created_ms: 3,
+        pay_by_ms: 4,
     };
     let replies = [
         (
@@ -547,16 +669,37 @@ fn a_reply_stream_decodes_the_same_byte_by_byte() {
         (Opcode::Buy, Reply::AlreadyBought { order_no: 9 }),
         (
             Opcode::OrderStatus,
-            Reply::Order(Order {
-                order_no: 9,
-                user_id: 7,
-                goods_id: 1,
-                state: OrderState::Paid,
-                created_ms: 3,
-            }),
+            Reply::Order(order(9, OrderState::Created)),
+        ),
+        (Opcode::Pay, Reply::Paid(order(9, OrderState::Paid))),
+        (
+            Opcode::Cancel,
+            Reply::Cancelled(order(8, OrderState::Cancelled)),
+        ),
+        (
+            Opcode::ListOrders,
+            Reply::Orders(vec![
+                order(9, OrderState::Paid),
+                order(8, OrderState::Cancelled),
+            ]),
+        ),
+        (Opcode::ListOrders, Reply::Orders(vec![])),
+        (
+            Opcode::Token,
+            Reply::Token {
+                token: 0x0123_4567_89ab_cdef,
+                expires_ms: 5,
+            },
         ),
         (Opcode::AddGoods, Reply::GoodsAdded(goods.clone())),
-        (Opcode::Restock, Reply::Restocked(goods)),
+        (Opcode::Restock, Reply::Restocked(goods.clone())),
+        (
+            Opcode::SaleControl,
+            Reply::SaleChanged(Goods {
+                state: GoodsState::Paused,
+                ..goods
+            }),
+        ),
         (
             Opcode::Stats,
             Reply::Stats(vec![Stat {
@@ -585,6 +728,12 @@ fn a_reply_stream_decodes_the_same_byte_by_byte() {
         ),
         (Opcode::Reconcile, Reply::Reconciled(vec![])),
         (Opcode::Buy, Reply::error(Status::SoldOut, "sold out")),
+        (Opcode::Buy, Reply::error(Status::TokenExpired, "expired")),
+        (
+            Opcode::Pay,
+            Reply::error(Status::OrderCancelled, "too late"),
+        ),
+        (Opcode::Cancel, Reply::error(Status::OrderPaid, "paid")),
         (Opcode::Error, Reply::error(Status::BadRequest, "too large")),
     ];
     let mut stream = BytesMut::new();
@@ -692,6 +841,7 @@ fn a_count_of_billions_is_refused_without_allocating() {
                 start_ms: 0,
                 end_ms: 0,
                 state: GoodsState::Upcoming,
+                rules: SaleRules::default(),
             }),
             1,
         );
@@ -699,11 +849,13 @@ fn a_count_of_billions_is_refused_without_allocating() {
     };
     let one_stat = [0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
     let one_drift = drift_record(1, 5);
+    let one_order = order_record(OrderState::Created as u8);
     for count in [4_000_000_000, u32::MAX, 2] {
         for (opcode, records, field) in [
             (Opcode::ListGoods, &one_goods[..], "goods_count"),
             (Opcode::Stats, &one_stat[..], "stat_count"),
             (Opcode::Reconcile, &one_drift[..], "drift_count"),
+            (Opcode::ListOrders, &one_order[..], "order_count"),
         ] {
             let bytes = counted_reply(opcode, count, records);
             let (frame, _) = Frame::parse(&bytes, MAX_REPLY_FRAME).unwrap();
@@ -724,6 +876,19 @@ fn a_count_of_billions_is_refused_without_allocating() {
     let (result, allocated) = allocated_by(|| Reply::decode(&frame));
     assert!(matches!(result, Ok((_, Reply::GoodsList(list))) if list.len() == 1));
     assert!(allocated > 0);
+}
+
+/// The 41 bytes of an Order record: order 9 of user 7 for goods 1, in state
+/// `state`, made at 3 and to be paid by 4.
+fn order_record(state: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    for field in [9u64, 7, 1] {
+        out.extend_from_slice(&field.to_be_bytes());
+    }
+    out.push(state);
+    out.extend_from_slice(&3u64.to_be_bytes());
+    out.extend_from_slice(&4u64.to_be_bytes());
+    out
 }
 
 /// The 25 bytes of a Drift record of goods 1: `found_loaded`, then
@@ -776,12 +941,202 @@ fn a_drift_has_one_encoding_of_not_loaded() {
 }
 
 #[test]
-fn reconcile_is_an_admin_command() {
-    assert!(Opcode::Reconcile.is_admin());
-    assert_eq!(Opcode::from_u8(0x43), Some(Opcode::Reconcile));
+fn every_opcode_and_status_has_one_number_and_the_admin_set_is_the_documented_one() {
+    for op in ALL_OPCODES {
+        assert_eq!(Opcode::from_u8(op as u8), Some(op));
+    }
+    let admin: Vec<Opcode> = ALL_OPCODES.into_iter().filter(|op| op.is_admin()).collect();
     assert_eq!(
-        Request::Reconcile { goods_id: 9 }.opcode(),
-        Opcode::Reconcile
+        admin,
+        [
+            Opcode::AddGoods,
+            Opcode::Restock,
+            Opcode::Stats,
+            Opcode::Reconcile,
+            Opcode::SaleControl,
+        ]
+    );
+    // The numbers of PROTOCOL.md, section 4: a renumbering would pass every
+    // round trip, so it is pinned here.
+    let numbers: Vec<u8> = ALL_OPCODES.iter().map(|&op| op as u8).collect();
+    assert_eq!(
+        numbers,
+        [
+            0x01, 0x02, 0x10, 0x11, 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x40, 0x41, 0x42, 0x43,
+            0x44, 0x7f
+        ]
+    );
+    // Statuses are numbered without gaps, ok first, and nothing after.
+    for (i, status) in MESSAGE_STATUSES.iter().enumerate() {
+        assert_eq!(*status as usize, i + 1);
+        assert_eq!(Status::from_u8(*status as u8), Some(*status));
+    }
+    assert_eq!(Status::from_u8(0), Some(Status::Ok));
+    assert_eq!(Status::from_u8(MESSAGE_STATUSES.len() as u8 + 1), None);
+}
+
+/// A request frame of `opcode` and id 1 around `body`, as a peer could send
+/// it whatever the codec thinks of it.
+fn raw_request(opcode: Opcode, body: &[u8]) -> Vec<u8> {
+    let mut out = ((HEADER_LEN + body.len()) as u32).to_be_bytes().to_vec();
+    out.push(opcode as u8);
+    out.extend_from_slice(&1u64.to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+#[test]
+fn a_sale_action_has_fields_only_for_a_window() {
+    let sale_control = |action: &[u8]| {
+        let mut body = 3u64.to_be_bytes().to_vec();
+        body.extend_from_slice(action);
+        decode_request(&raw_request(Opcode::SaleControl, &body))
+    };
+    let window = |start_ms: u64, end_ms: u64| {
+        let mut action = vec![4];
+        action.extend_from_slice(&start_ms.to_be_bytes());
+        action.extend_from_slice(&end_ms.to_be_bytes());
+        action
+    };
+    let control = |action| {
+        Ok(Request::SaleControl {
+            goods_id: 3,
+            action,
+        })
+    };
+    assert_eq!(sale_control(&[1]), control(SaleAction::Pause));
+    assert_eq!(sale_control(&[2]), control(SaleAction::Resume));
+    assert_eq!(sale_control(&[3]), control(SaleAction::End));
+    assert_eq!(
+        sale_control(&window(10, 20)),
+        control(SaleAction::Window {
+            start_ms: 10,
+            end_ms: 20
+        })
+    );
+    // The codec carries any window; an empty or backwards one is the
+    // server's to refuse.
+    assert_eq!(
+        sale_control(&window(20, 10)),
+        control(SaleAction::Window {
+            start_ms: 20,
+            end_ms: 10
+        })
+    );
+    for bad in [0, 5, 0xff] {
+        assert_eq!(
+            sale_control(&[bad]),
+            Err(BodyError::BadValue {
+                field: "action",
+                value: bad.into()
+            })
+        );
+    }
+    // Times after an action that has none are trailing bytes, not ignored.
+    let mut pause_with_times = window(10, 20);
+    pause_with_times[0] = 1;
+    assert_eq!(
+        sale_control(&pause_with_times),
+        Err(BodyError::TrailingBytes(16))
+    );
+    assert_eq!(sale_control(&[]), Err(BodyError::Truncated("action")));
+    assert_eq!(sale_control(&[4]), Err(BodyError::Truncated("start_ms")));
+    assert_eq!(
+        sale_control(&window(10, 20)[..9]),
+        Err(BodyError::Truncated("end_ms"))
+    );
+}
+
+/// A GET_GOODS ok reply carrying goods 1 with an empty name, the default
+/// rules and the state `on_sale`, and the offset of its record in the frame.
+fn goods_reply_bytes() -> (Vec<u8>, usize) {
+    let bytes = encode_reply(
+        Opcode::GetGoods,
+        &Reply::Goods(Goods {
+            id: 1,
+            name: String::new(),
+            price_cents: 0,
+            total: 1,
+            remaining: 1,
+            start_ms: 0,
+            end_ms: 1,
+            state: GoodsState::OnSale,
+            rules: SaleRules::default(),
+        }),
+        1,
+    );
+    (bytes, LEN_PREFIX + HEADER_LEN + 1)
+}
+
+#[test]
+fn goods_and_order_enums_refuse_values_not_listed() {
+    // Offsets in a Goods record with an empty name (PROTOCOL.md, 5.3).
+    const STATE: usize = 42;
+    const PER_USER_LIMIT: usize = 43;
+    const TOKEN_REQUIRED: usize = 52;
+    let goods_with = |at: usize, value: u8| {
+        let (mut bytes, record) = goods_reply_bytes();
+        assert_eq!(bytes.len(), record + 53, "a Goods record is 53 + n bytes");
+        bytes[record + at] = value;
+        decode_reply(&bytes)
+    };
+    let decoded = |reply: Result<(Opcode, Reply), BodyError>| match reply {
+        Ok((Opcode::GetGoods, Reply::Goods(g))) => g,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(decoded(goods_with(STATE, 4)).state, GoodsState::Paused);
+    assert_eq!(
+        goods_with(STATE, 5),
+        Err(BodyError::BadValue {
+            field: "state",
+            value: 5
+        })
+    );
+    // Any limit travels, 0 included: refusing it is the server's business.
+    assert_eq!(
+        decoded(goods_with(PER_USER_LIMIT, 0)).rules.per_user_limit,
+        0
+    );
+    assert_eq!(
+        decoded(goods_with(PER_USER_LIMIT, 255))
+            .rules
+            .per_user_limit,
+        255
+    );
+    assert!(decoded(goods_with(TOKEN_REQUIRED, 1)).rules.token_required);
+    assert_eq!(
+        goods_with(TOKEN_REQUIRED, 2),
+        Err(BodyError::BadValue {
+            field: "token_required",
+            value: 2
+        })
+    );
+
+    let order_state =
+        |state: u8| decode_reply(&counted_reply(Opcode::ListOrders, 1, &order_record(state)));
+    assert!(matches!(
+        order_state(OrderState::Cancelled as u8),
+        Ok((Opcode::ListOrders, Reply::Orders(orders))) if orders[0].state == OrderState::Cancelled
+    ));
+    assert_eq!(
+        order_state(3),
+        Err(BodyError::BadValue {
+            field: "order_state",
+            value: 3
+        })
+    );
+    // Order records are fixed-size: one byte short or over is refused.
+    let mut short = order_record(0);
+    short.pop();
+    assert_eq!(
+        decode_reply(&counted_reply(Opcode::ListOrders, 1, &short)),
+        Err(BodyError::Truncated("order_count"))
+    );
+    let mut long = order_record(0);
+    long.push(0);
+    assert_eq!(
+        decode_reply(&counted_reply(Opcode::ListOrders, 1, &long)),
+        Err(BodyError::TrailingBytes(1))
     );
 }
 
@@ -800,6 +1155,7 @@ fn add_goods(name: String) -> Vec<u8> {
             stock: 1,
             start_ms: 0,
             end_ms: 1,
+            rules: SaleRules::default(),
         }),
         1,
     )
@@ -853,6 +1209,7 @@ fn body_errors_are_reported_by_kind() {
         &Request::Buy {
             user_id: 7,
             goods_id: 1,
+            token: NO_TOKEN,
         },
         42,
     );
@@ -869,7 +1226,7 @@ fn body_errors_are_reported_by_kind() {
     // Two bytes too few.
     buy.truncate(buy.len() - 3);
     buy[3] -= 3;
-    assert_eq!(decode_request(&buy), Err(BodyError::Truncated("goods_id")));
+    assert_eq!(decode_request(&buy), Err(BodyError::Truncated("token")));
     // Bad UTF-8 in the token.
     let mut h = hello("ab".into());
     let last = h.len() - 1;

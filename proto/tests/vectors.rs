@@ -13,8 +13,9 @@ use std::collections::BTreeMap;
 
 use bytes::BytesMut;
 use seckill_proto::{
-    Drift, Frame, Goods, GoodsState, NewGoods, Opcode, Order, OrderState, Reply, Request, Stat,
-    Status, ALL_GOODS, MAX_REPLY_FRAME, MAX_REQUEST_FRAME,
+    Drift, Frame, Goods, GoodsState, NewGoods, Opcode, Order, OrderState, Reply, Request,
+    SaleAction, SaleRules, Stat, Status, ALL_GOODS, DEFAULT_PAY_WINDOW_MS, MAX_REPLY_FRAME,
+    MAX_REQUEST_FRAME, NO_TOKEN,
 };
 
 const PROTOCOL: &str = include_str!("../PROTOCOL.md");
@@ -42,6 +43,30 @@ struct Vector {
 
 const START_MS: u64 = 1_700_000_000_000;
 const END_MS: u64 = 1_700_003_600_000;
+/// The end a SALE_CONTROL window moves the sale to: an hour later.
+const LATER_END_MS: u64 = 1_700_007_200_000;
+/// When order 1001 was made, and the end of its payment window.
+const CREATED_MS: u64 = 1_700_000_000_123;
+const PAY_BY_MS: u64 = CREATED_MS + DEFAULT_PAY_WINDOW_MS;
+/// A purchase token with every byte different, so a byte-order mistake
+/// shows in the vectors.
+const TOKEN: u64 = 0x0123_4567_89ab_cdef;
+
+/// The Phone's rules are the defaults: one order per user, 15 minutes to
+/// pay, no token.
+const PHONE_RULES: SaleRules = SaleRules {
+    per_user_limit: 1,
+    pay_window_ms: DEFAULT_PAY_WINDOW_MS,
+    token_required: false,
+};
+
+/// The Café's rules are none of the defaults, so every rules field is seen
+/// with a second value.
+const CAFE_RULES: SaleRules = SaleRules {
+    per_user_limit: 2,
+    pay_window_ms: 60_000,
+    token_required: true,
+};
 
 fn phone(total: u32, remaining: u32, state: GoodsState) -> Goods {
     Goods {
@@ -53,6 +78,32 @@ fn phone(total: u32, remaining: u32, state: GoodsState) -> Goods {
         start_ms: START_MS,
         end_ms: END_MS,
         state,
+        rules: PHONE_RULES,
+    }
+}
+
+/// Order 1001 of user 7 for the Phone.
+fn order_1001(state: OrderState) -> Order {
+    Order {
+        order_no: 1001,
+        user_id: 7,
+        goods_id: 1,
+        state,
+        created_ms: CREATED_MS,
+        pay_by_ms: PAY_BY_MS,
+    }
+}
+
+/// Order 1002 of user 7 for the Café, a minute after 1001: its payment
+/// window is the Café's minute.
+fn order_1002(state: OrderState) -> Order {
+    Order {
+        order_no: 1002,
+        user_id: 7,
+        goods_id: 2,
+        state,
+        created_ms: 1_700_000_060_000,
+        pay_by_ms: 1_700_000_060_000 + CAFE_RULES.pay_window_ms,
     }
 }
 
@@ -113,11 +164,23 @@ fn vectors() -> Vec<Vector> {
         ),
         request(
             "buy_request",
-            "request id=42 Buy{user_id=7, goods_id=1}",
+            "request id=42 Buy{user_id=7, goods_id=1, token=0}",
             42,
             Request::Buy {
                 user_id: 7,
                 goods_id: 1,
+                token: NO_TOKEN,
+            },
+        ),
+        request(
+            "buy_token_request",
+            "request id=48 Buy{user_id=7, goods_id=2, token=81985529216486895 \
+             (0x0123456789abcdef)}",
+            48,
+            Request::Buy {
+                user_id: 7,
+                goods_id: 2,
+                token: TOKEN,
             },
         ),
         request(
@@ -130,9 +193,43 @@ fn vectors() -> Vec<Vector> {
             },
         ),
         request(
+            "pay_request",
+            "request id=44 Pay{user_id=7, order_no=1001}",
+            44,
+            Request::Pay {
+                user_id: 7,
+                order_no: 1001,
+            },
+        ),
+        request(
+            "cancel_request",
+            "request id=45 Cancel{user_id=7, order_no=1002}",
+            45,
+            Request::Cancel {
+                user_id: 7,
+                order_no: 1002,
+            },
+        ),
+        request(
+            "list_orders_request",
+            "request id=46 ListOrders{user_id=7}",
+            46,
+            Request::ListOrders { user_id: 7 },
+        ),
+        request(
+            "token_request",
+            "request id=47 Token{user_id=7, goods_id=2}",
+            47,
+            Request::Token {
+                user_id: 7,
+                goods_id: 2,
+            },
+        ),
+        request(
             "add_goods_request",
             "request id=5 AddGoods{name=\"Phone\", price_cents=99900, stock=100, \
-             start_ms=1700000000000, end_ms=1700003600000}",
+             start_ms=1700000000000, end_ms=1700003600000, rules={per_user_limit=1, \
+             pay_window_ms=900000, token_required=0}}",
             5,
             Request::AddGoods(NewGoods {
                 name: "Phone".into(),
@@ -140,6 +237,7 @@ fn vectors() -> Vec<Vector> {
                 stock: 100,
                 start_ms: START_MS,
                 end_ms: END_MS,
+                rules: PHONE_RULES,
             }),
         ),
         request(
@@ -158,6 +256,46 @@ fn vectors() -> Vec<Vector> {
             8,
             Request::Reconcile {
                 goods_id: ALL_GOODS,
+            },
+        ),
+        request(
+            "sale_control_pause_request",
+            "request id=9 SaleControl{goods_id=1, action=pause}",
+            9,
+            Request::SaleControl {
+                goods_id: 1,
+                action: SaleAction::Pause,
+            },
+        ),
+        request(
+            "sale_control_resume_request",
+            "request id=10 SaleControl{goods_id=1, action=resume}",
+            10,
+            Request::SaleControl {
+                goods_id: 1,
+                action: SaleAction::Resume,
+            },
+        ),
+        request(
+            "sale_control_end_request",
+            "request id=11 SaleControl{goods_id=1, action=end}",
+            11,
+            Request::SaleControl {
+                goods_id: 1,
+                action: SaleAction::End,
+            },
+        ),
+        request(
+            "sale_control_window_request",
+            "request id=12 SaleControl{goods_id=1, action=window{start_ms=1700000000000, \
+             end_ms=1700007200000}}",
+            12,
+            Request::SaleControl {
+                goods_id: 1,
+                action: SaleAction::Window {
+                    start_ms: START_MS,
+                    end_ms: LATER_END_MS,
+                },
             },
         ),
         reply(
@@ -191,7 +329,7 @@ fn vectors() -> Vec<Vector> {
             "goods_reply",
             "reply to=GET_GOODS id=4 ok Goods{id=1, name=\"Phone\", price_cents=99900, \
              total=100, remaining=42, start_ms=1700000000000, end_ms=1700003600000, \
-             state=on_sale}",
+             state=on_sale, rules={per_user_limit=1, pay_window_ms=900000, token_required=0}}",
             Opcode::GetGoods,
             4,
             Reply::Goods(phone(100, 42, GoodsState::OnSale)),
@@ -200,9 +338,11 @@ fn vectors() -> Vec<Vector> {
             "goods_list_reply",
             "reply to=LIST_GOODS id=3 ok GoodsList[Goods{id=1, name=\"Phone\", \
              price_cents=99900, total=100, remaining=42, start_ms=1700000000000, \
-             end_ms=1700003600000, state=on_sale}, Goods{id=2, name=\"Café\" (5 bytes), \
+             end_ms=1700003600000, state=on_sale, rules={per_user_limit=1, \
+             pay_window_ms=900000, token_required=0}}, Goods{id=2, name=\"Café\" (5 bytes), \
              price_cents=450, total=10, remaining=0, start_ms=1700000000000, \
-             end_ms=1700003600000, state=sold_out}]",
+             end_ms=1700003600000, state=sold_out, rules={per_user_limit=2, \
+             pay_window_ms=60000, token_required=1}}]",
             Opcode::ListGoods,
             3,
             Reply::GoodsList(vec![
@@ -216,6 +356,7 @@ fn vectors() -> Vec<Vector> {
                     start_ms: START_MS,
                     end_ms: END_MS,
                     state: GoodsState::SoldOut,
+                    rules: CAFE_RULES,
                 },
             ]),
         ),
@@ -236,22 +377,58 @@ fn vectors() -> Vec<Vector> {
         reply(
             "order_reply",
             "reply to=ORDER_STATUS id=43 ok Order{order_no=1001, user_id=7, goods_id=1, \
-             state=created, created_ms=1700000000123}",
+             state=created, created_ms=1700000000123, pay_by_ms=1700000900123}",
             Opcode::OrderStatus,
             43,
-            Reply::Order(Order {
-                order_no: 1001,
-                user_id: 7,
-                goods_id: 1,
-                state: OrderState::Created,
-                created_ms: 1_700_000_000_123,
-            }),
+            Reply::Order(order_1001(OrderState::Created)),
+        ),
+        reply(
+            "paid_reply",
+            "reply to=PAY id=44 ok Paid{order_no=1001, user_id=7, goods_id=1, state=paid, \
+             created_ms=1700000000123, pay_by_ms=1700000900123}",
+            Opcode::Pay,
+            44,
+            Reply::Paid(order_1001(OrderState::Paid)),
+        ),
+        reply(
+            "cancelled_reply",
+            "reply to=CANCEL id=45 ok Cancelled{order_no=1002, user_id=7, goods_id=2, \
+             state=cancelled, created_ms=1700000060000, pay_by_ms=1700000120000}",
+            Opcode::Cancel,
+            45,
+            Reply::Cancelled(order_1002(OrderState::Cancelled)),
+        ),
+        reply(
+            "orders_reply",
+            "reply to=LIST_ORDERS id=46 ok Orders[Order{order_no=1002, user_id=7, \
+             goods_id=2, state=cancelled, created_ms=1700000060000, \
+             pay_by_ms=1700000120000}, Order{order_no=1001, user_id=7, goods_id=1, \
+             state=paid, created_ms=1700000000123, pay_by_ms=1700000900123}]",
+            Opcode::ListOrders,
+            46,
+            // Newest first.
+            Reply::Orders(vec![
+                order_1002(OrderState::Cancelled),
+                order_1001(OrderState::Paid),
+            ]),
+        ),
+        reply(
+            "token_reply",
+            "reply to=TOKEN id=47 ok Token{token=81985529216486895 (0x0123456789abcdef), \
+             expires_ms=1700000080000}",
+            Opcode::Token,
+            47,
+            Reply::Token {
+                token: TOKEN,
+                expires_ms: 1_700_000_080_000,
+            },
         ),
         reply(
             "goods_added_reply",
             "reply to=ADD_GOODS id=5 ok GoodsAdded{id=1, name=\"Phone\", price_cents=99900, \
              total=100, remaining=100, start_ms=1700000000000, end_ms=1700003600000, \
-             state=upcoming}",
+             state=upcoming, rules={per_user_limit=1, pay_window_ms=900000, \
+             token_required=0}}",
             Opcode::AddGoods,
             5,
             Reply::GoodsAdded(phone(100, 100, GoodsState::Upcoming)),
@@ -260,7 +437,8 @@ fn vectors() -> Vec<Vector> {
             "restocked_reply",
             "reply to=RESTOCK id=6 ok Restocked{id=1, name=\"Phone\", price_cents=99900, \
              total=150, remaining=92, start_ms=1700000000000, end_ms=1700003600000, \
-             state=on_sale}",
+             state=on_sale, rules={per_user_limit=1, pay_window_ms=900000, \
+             token_required=0}}",
             Opcode::Restock,
             6,
             Reply::Restocked(phone(150, 92, GoodsState::OnSale)),
@@ -311,11 +489,62 @@ fn vectors() -> Vec<Vector> {
             ]),
         ),
         reply(
+            "sale_paused_reply",
+            "reply to=SALE_CONTROL id=9 ok SaleChanged{id=1, name=\"Phone\", \
+             price_cents=99900, total=100, remaining=42, start_ms=1700000000000, \
+             end_ms=1700003600000, state=paused, rules={per_user_limit=1, \
+             pay_window_ms=900000, token_required=0}}",
+            Opcode::SaleControl,
+            9,
+            Reply::SaleChanged(phone(100, 42, GoodsState::Paused)),
+        ),
+        reply(
+            "sale_window_reply",
+            "reply to=SALE_CONTROL id=12 ok SaleChanged{id=1, name=\"Phone\", \
+             price_cents=99900, total=100, remaining=42, start_ms=1700000000000, \
+             end_ms=1700007200000, state=on_sale, rules={per_user_limit=1, \
+             pay_window_ms=900000, token_required=0}}",
+            Opcode::SaleControl,
+            12,
+            Reply::SaleChanged(Goods {
+                end_ms: LATER_END_MS,
+                ..phone(100, 42, GoodsState::OnSale)
+            }),
+        ),
+        reply(
             "sold_out_reply",
             "reply to=BUY id=42 sold_out message=\"sold out\"",
             Opcode::Buy,
             42,
             Reply::error(Status::SoldOut, "sold out"),
+        ),
+        reply(
+            "paused_reply",
+            "reply to=BUY id=42 paused message=\"sale paused\"",
+            Opcode::Buy,
+            42,
+            Reply::error(Status::Paused, "sale paused"),
+        ),
+        reply(
+            "token_required_reply",
+            "reply to=BUY id=42 token_required message=\"purchase token required\"",
+            Opcode::Buy,
+            42,
+            Reply::error(Status::TokenRequired, "purchase token required"),
+        ),
+        reply(
+            "order_cancelled_reply",
+            "reply to=PAY id=44 order_cancelled message=\"payment window passed\"",
+            Opcode::Pay,
+            44,
+            Reply::error(Status::OrderCancelled, "payment window passed"),
+        ),
+        reply(
+            "order_paid_reply",
+            "reply to=CANCEL id=45 order_paid message=\"order is paid\"",
+            Opcode::Cancel,
+            45,
+            Reply::error(Status::OrderPaid, "order is paid"),
         ),
         reply(
             "unsupported_version_reply",

@@ -83,7 +83,11 @@ impl Handler {
                 })
             }
             Request::Stats => return Some(Reply::Stats(self.metrics.snapshot())),
-            Request::Buy { user_id, goods_id } => {
+            Request::Buy {
+                user_id,
+                goods_id,
+                token,
+            } => {
                 if !self.buy_limit.allow(user_id) {
                     metrics::add(&self.metrics.buy_rate_limited, 1);
                     return Some(Reply::error(
@@ -94,15 +98,50 @@ impl Handler {
                 let Some(entry) = self.sale.catalog.get(goods_id) else {
                     return Some(unknown_goods(goods_id));
                 };
-                if let Some(reply) = entry.quick_buy_answer(user_id, now_ms()) {
+                if let Some(reply) = entry.quick_buy_answer(user_id, token, now_ms()) {
                     self.count_quick_buy(&reply);
                     return Some(reply);
                 }
                 Task::Buy {
                     user: user_id,
                     goods: goods_id,
+                    token,
                 }
             }
+            Request::Token { user_id, goods_id } => {
+                // Tokens cost the store a write each: one bucket with BUY,
+                // so that a bot cannot hoard them either.
+                if !self.buy_limit.allow(user_id) {
+                    metrics::add(&self.metrics.buy_rate_limited, 1);
+                    return Some(Reply::error(
+                        Status::RateLimited,
+                        "too many requests for this user, slow down",
+                    ));
+                }
+                let Some(entry) = self.sale.catalog.get(goods_id) else {
+                    return Some(unknown_goods(goods_id));
+                };
+                if let Some(reply) = entry.quick_token_answer(now_ms()) {
+                    return Some(reply);
+                }
+                Task::Token {
+                    user: user_id,
+                    goods: goods_id,
+                }
+            }
+            Request::Pay { user_id, order_no } => Task::Pay {
+                user: user_id,
+                order_no,
+            },
+            Request::Cancel { user_id, order_no } => Task::Cancel {
+                user: user_id,
+                order_no,
+            },
+            Request::ListOrders { user_id } => Task::ListOrders { user: user_id },
+            Request::SaleControl { goods_id, action } => Task::SaleControl {
+                goods: goods_id,
+                action,
+            },
             Request::OrderStatus { user_id, goods_id } => Task::OrderStatus {
                 user: user_id,
                 goods: goods_id,
@@ -180,7 +219,9 @@ impl Handler {
         match reply.status() {
             Status::AlreadyBought => metrics::add(&m.buy_already_bought, 1),
             Status::SoldOut => metrics::add(&m.buy_sold_out, 1),
-            Status::NotStarted | Status::Ended => metrics::add(&m.buy_outside_window, 1),
+            Status::NotStarted | Status::Ended | Status::Paused => {
+                metrics::add(&m.buy_outside_window, 1)
+            }
             _ => {}
         }
     }

@@ -2,15 +2,17 @@
 //!
 //! LIST_GOODS and GET_GOODS are answered from here and never reach a store.
 //! The reactor's fast answers for BUY come from here too: the sale window,
-//! the sold-out flag, and the orders this server has committed (so a user who
-//! retries after the goods sold out still learns their order number).
+//! a pause, the sold-out flag, a missing purchase token, and the orders this
+//! server has committed (so a user who retries after the goods sold out
+//! still learns their order number). Sale controls change the atomics here,
+//! so every reactor sees them at its next request.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use seckill_proto::{Goods, GoodsState, Reply, Status};
+use seckill_proto::{Goods, GoodsState, Reply, SaleRules, Status, NO_TOKEN};
 
 use crate::store::{GoodsId, GoodsRecord, OrderNo, UserId};
 
@@ -25,6 +27,8 @@ pub struct Entry {
     pub id: GoodsId,
     pub name: String,
     pub price_cents: u64,
+    pub rules: SaleRules,
+    paused: AtomicBool,
     start_ms: AtomicU64,
     end_ms: AtomicU64,
     total: AtomicU32,
@@ -33,8 +37,9 @@ pub struct Entry {
     /// Set when the stock store answers "sold out"; from then on the reactor
     /// answers BUY itself. Cleared by a restock.
     sold_out: AtomicBool,
-    /// Acknowledged orders, user → order number. At most `total` entries.
-    holders: RwLock<HashMap<UserId, OrderNo>>,
+    /// Acknowledged live orders, user → order numbers (at most the purchase
+    /// limit each). At most `total` orders in all.
+    holders: RwLock<HashMap<UserId, Vec<OrderNo>>>,
     /// Reservations of this goods take it shared; reconciliation and
     /// restock take it alone, so that they never race a deduction.
     pub gate: RwLock<()>,
@@ -59,17 +64,19 @@ impl Catalog {
         self.goods.read().values().cloned().collect()
     }
 
-    pub fn insert(&self, record: &GoodsRecord, remaining: u32, holders: HashMap<UserId, OrderNo>) {
+    pub fn insert(&self, record: &GoodsRecord, remaining: u32) {
         let entry = Entry {
             id: record.id,
             name: record.name.clone(),
             price_cents: record.price_cents,
+            rules: record.rules,
+            paused: AtomicBool::new(record.paused),
             start_ms: AtomicU64::new(record.start_ms),
             end_ms: AtomicU64::new(record.end_ms),
             total: AtomicU32::new(record.total),
             remaining: AtomicU32::new(remaining),
             sold_out: AtomicBool::new(remaining == 0),
-            holders: RwLock::new(holders),
+            holders: RwLock::new(HashMap::new()),
             gate: RwLock::new(()),
             in_flight: AtomicU32::new(0),
             unsure: AtomicBool::new(false),
@@ -80,21 +87,67 @@ impl Catalog {
 
 impl Entry {
     /// The answer to a BUY that needs no store, if there is one: the sale
-    /// window, an order this user already has, or the sold-out flag.
-    pub fn quick_buy_answer(&self, user: UserId, now_ms: u64) -> Option<Reply> {
+    /// window or a pause, the orders this user already has, a missing
+    /// purchase token, or the sold-out flag.
+    pub fn quick_buy_answer(&self, user: UserId, token: u64, now_ms: u64) -> Option<Reply> {
+        if let Some(closed) = self.closed(now_ms) {
+            return Some(closed);
+        }
+        if let Some(order_no) = self.holder_at_limit(user) {
+            return Some(Reply::AlreadyBought { order_no });
+        }
+        if self.rules.token_required && token == NO_TOKEN {
+            return Some(Reply::error(
+                Status::TokenRequired,
+                "this goods needs a purchase token: ask TOKEN first",
+            ));
+        }
+        if self.sold_out.load(Relaxed) {
+            return Some(Reply::error(Status::SoldOut, "sold out"));
+        }
+        None
+    }
+
+    /// Why nothing can be bought now, if so: outside the window, or paused.
+    pub fn closed(&self, now_ms: u64) -> Option<Reply> {
         if now_ms < self.start_ms.load(Relaxed) {
             return Some(Reply::error(Status::NotStarted, "the sale has not started"));
         }
         if now_ms >= self.end_ms.load(Relaxed) {
             return Some(Reply::error(Status::Ended, "the sale has ended"));
         }
-        if let Some(&order_no) = self.holders.read().get(&user) {
-            return Some(Reply::AlreadyBought { order_no });
-        }
-        if self.sold_out.load(Relaxed) {
-            return Some(Reply::error(Status::SoldOut, "sold out"));
+        if self.paused.load(Relaxed) {
+            return Some(Reply::error(Status::Paused, "the sale is paused"));
         }
         None
+    }
+
+    /// The answer to a TOKEN that needs no store, if there is one: tokens
+    /// are issued only while the sale is open, and only for goods that
+    /// need them.
+    pub fn quick_token_answer(&self, now_ms: u64) -> Option<Reply> {
+        if !self.rules.token_required {
+            return Some(Reply::error(
+                Status::BadRequest,
+                "this goods is bought without a purchase token",
+            ));
+        }
+        self.closed(now_ms)
+    }
+
+    pub fn window(&self) -> (u64, u64) {
+        (self.start_ms.load(Relaxed), self.end_ms.load(Relaxed))
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Relaxed)
+    }
+
+    /// A sale control, once the order store has it.
+    pub fn set_sale(&self, paused: bool, start_ms: u64, end_ms: u64) {
+        self.paused.store(paused, Relaxed);
+        self.start_ms.store(start_ms, Relaxed);
+        self.end_ms.store(end_ms, Relaxed);
     }
 
     pub fn total(&self) -> u32 {
@@ -110,6 +163,8 @@ impl Entry {
             GoodsState::Upcoming
         } else if now_ms >= self.end_ms.load(Relaxed) {
             GoodsState::Ended
+        } else if self.paused.load(Relaxed) {
+            GoodsState::Paused
         } else if self.remaining.load(Relaxed) == 0 {
             GoodsState::SoldOut
         } else {
@@ -127,6 +182,7 @@ impl Entry {
             start_ms: self.start_ms.load(Relaxed),
             end_ms: self.end_ms.load(Relaxed),
             state: self.state(now_ms),
+            rules: self.rules,
         }
     }
 
@@ -146,16 +202,54 @@ impl Entry {
 
     /// Orders of this goods that are now acknowledged.
     pub fn add_holders(&self, orders: impl IntoIterator<Item = (UserId, OrderNo)>) {
-        self.holders.write().extend(orders);
+        let mut holders = self.holders.write();
+        for (user, order_no) in orders {
+            let held = holders.entry(user).or_default();
+            if !held.contains(&order_no) {
+                held.push(order_no);
+            }
+        }
     }
 
-    /// The order this user holds, if this server knows it.
-    pub fn holder(&self, user: UserId) -> Option<OrderNo> {
-        self.holders.read().get(&user).copied()
+    /// An order that is no longer live (cancelled or expired).
+    pub fn remove_holder(&self, user: UserId, order_no: OrderNo) {
+        let mut holders = self.holders.write();
+        if let Some(held) = holders.get_mut(&user) {
+            held.retain(|&n| n != order_no);
+            if held.is_empty() {
+                holders.remove(&user);
+            }
+        }
+    }
+
+    /// Whether this server knows `order_no` as a live order of `user`.
+    pub fn holds(&self, user: UserId, order_no: OrderNo) -> bool {
+        self.holders
+            .read()
+            .get(&user)
+            .is_some_and(|held| held.contains(&order_no))
+    }
+
+    /// The live orders this server knows `user` to hold.
+    pub fn orders_of(&self, user: UserId) -> Vec<OrderNo> {
+        self.holders.read().get(&user).cloned().unwrap_or_default()
+    }
+
+    /// The user's first order, if they hold as many as the limit allows.
+    fn holder_at_limit(&self, user: UserId) -> Option<OrderNo> {
+        let holders = self.holders.read();
+        let held = holders.get(&user)?;
+        (held.len() >= usize::from(self.rules.per_user_limit))
+            .then(|| held.first().copied())
+            .flatten()
     }
 
     /// Replaces the holders with the stores' view (reconciliation).
-    pub fn set_holders(&self, holders: HashMap<UserId, OrderNo>) {
+    pub fn set_holders(&self, pairs: &[(UserId, OrderNo)]) {
+        let mut holders: HashMap<UserId, Vec<OrderNo>> = HashMap::new();
+        for &(user, order_no) in pairs {
+            holders.entry(user).or_default().push(order_no);
+        }
         *self.holders.write() = holders;
     }
 
@@ -206,32 +300,34 @@ mod tests {
             total: 2,
             start_ms: 1000,
             end_ms: 2000,
+            rules: SaleRules::default(),
+            paused: false,
         }
     }
 
     #[test]
     fn quick_answers_follow_window_holders_and_flag() {
         let catalog = Catalog::new();
-        catalog.insert(&record(), 1, HashMap::from([(7, 70)]));
+        catalog.insert(&record(), 1);
         let e = catalog.get(1).unwrap();
-        assert_eq!(
-            e.quick_buy_answer(1, 999).unwrap().status(),
-            Status::NotStarted
-        );
-        assert_eq!(e.quick_buy_answer(1, 2000).unwrap().status(), Status::Ended);
-        assert_eq!(
-            e.quick_buy_answer(7, 1500),
-            Some(Reply::AlreadyBought { order_no: 70 })
-        );
-        assert_eq!(e.quick_buy_answer(1, 1500), None);
+        e.add_holders([(7, 70)]);
+        let quick = |user, now| e.quick_buy_answer(user, NO_TOKEN, now);
+        assert_eq!(quick(1, 999).unwrap().status(), Status::NotStarted);
+        assert_eq!(quick(1, 2000).unwrap().status(), Status::Ended);
+        assert_eq!(quick(7, 1500), Some(Reply::AlreadyBought { order_no: 70 }));
+        assert_eq!(quick(1, 1500), None);
         e.set_remaining(0);
-        assert_eq!(
-            e.quick_buy_answer(1, 1500).unwrap().status(),
-            Status::SoldOut
-        );
+        assert_eq!(quick(1, 1500).unwrap().status(), Status::SoldOut);
         assert_eq!(e.to_goods(1500).state, GoodsState::SoldOut);
         e.restocked(3, 1);
-        assert_eq!(e.quick_buy_answer(1, 1500), None);
+        assert_eq!(quick(1, 1500), None);
         assert_eq!(e.to_goods(1500).total, 3);
+        // A pause closes the sale at once; a cancelled order frees its user.
+        e.set_sale(true, 1000, 2000);
+        assert_eq!(quick(1, 1500).unwrap().status(), Status::Paused);
+        assert_eq!(e.to_goods(1500).state, GoodsState::Paused);
+        e.set_sale(false, 1000, 2000);
+        e.remove_holder(7, 70);
+        assert_eq!(quick(7, 1500), None);
     }
 }

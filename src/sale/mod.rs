@@ -16,16 +16,22 @@
 //! The order store is the truth; [`Sale::reconcile`] rebuilds the stock
 //! store from it (at start, on RECONCILE, and when the stock store lost a
 //! goods).
+//!
+//! After "ok" the order lives on ([`lifecycle`]): it is paid, or cancelled
+//! by its buyer, or cancelled when its payment window passes; a cancelled
+//! order's unit goes back on sale exactly once.
 
 mod catalog;
+mod lifecycle;
 mod order_no;
 mod reconcile;
 
 pub use catalog::{Catalog, Entry};
+pub use lifecycle::{EXPIRE_BATCH, MAX_LISTED};
 pub use order_no::{OrderNumbers, MAX_NODE_ID};
 pub use reconcile::describe;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use log::{error, warn};
@@ -34,9 +40,20 @@ use seckill_proto::{NewGoods, Order, OrderState, Reply, Status};
 pub use crate::clock::now_ms;
 use crate::metrics::{self, Metrics};
 use crate::store::{
-    GoodsId, OrderNo, OrderQueue, OrderRecord, OrderStore, Reservation, StockStore, StoreError,
-    UserId, Written,
+    Buyer, GoodsId, OrderNo, OrderQueue, OrderRecord, OrderStore, Reservation, ReserveRules,
+    StockStore, StoreError, TokenRefusal, UserId, Written,
 };
+
+/// How long a purchase token is good for, unless configured.
+pub const DEFAULT_TOKEN_TTL_MS: u64 = 30_000;
+
+/// One BUY as a worker hands it over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buy {
+    pub user: UserId,
+    /// The purchase token it carried (`NO_TOKEN` when none).
+    pub token: u64,
+}
 
 /// What a worker does with one BUY after the stock store has decided.
 #[derive(Debug, PartialEq, Eq)]
@@ -55,6 +72,7 @@ pub struct Sale {
     queue: Option<Arc<dyn OrderQueue>>,
     order_nos: OrderNumbers,
     metrics: Arc<Metrics>,
+    token_ttl_ms: u64,
 }
 
 /// Orders grouped by goods as (user, order number) pairs.
@@ -112,9 +130,10 @@ impl Sale {
             queue,
             order_nos: OrderNumbers::new(node_id),
             metrics,
+            token_ttl_ms: DEFAULT_TOKEN_TTL_MS,
         };
         for goods in sale.orders.goods()? {
-            sale.catalog.insert(&goods, 0, HashMap::new());
+            sale.catalog.insert(&goods, 0);
         }
         for drift in sale.reconcile(None)? {
             if !drift.is_in_step() {
@@ -128,12 +147,16 @@ impl Sale {
         self.queue.as_ref()
     }
 
-    /// Decides the BUYs of `users` for one goods with one call to the stock
-    /// store. Returns one decision per user, in order.
-    pub fn reserve(&self, goods: GoodsId, users: &[UserId]) -> Vec<Decision> {
+    /// How long the purchase tokens this sale issues stay good.
+    pub fn set_token_ttl(&mut self, ttl_ms: u64) {
+        self.token_ttl_ms = ttl_ms.max(1);
+    }
+
+    /// Decides the BUYs of one goods with one call to the stock store.
+    /// Returns one decision per BUY, in order.
+    pub fn reserve(&self, goods: GoodsId, buys: &[Buy]) -> Vec<Decision> {
         let answer_all = |reply: Reply| {
-            users
-                .iter()
+            buys.iter()
                 .map(|_| Decision::Answer(reply.clone()))
                 .collect()
         };
@@ -143,10 +166,23 @@ impl Sale {
                 format!("no goods {goods}"),
             ));
         };
-        let buyers: Vec<_> = users.iter().map(|&u| (u, self.order_nos.next())).collect();
+        let buyers: Vec<Buyer> = buys
+            .iter()
+            .map(|b| Buyer {
+                user: b.user,
+                order_no: self.order_nos.next(),
+                token: b.token,
+            })
+            .collect();
         let created_ms = now_ms();
+        let rules = ReserveRules {
+            per_user_limit: entry.rules.per_user_limit,
+            token_required: entry.rules.token_required,
+            now_ms: created_ms,
+            pay_by_ms: created_ms.saturating_add(entry.rules.pay_window_ms),
+        };
         metrics::add(&self.metrics.stock_calls, 1);
-        metrics::add(&self.metrics.stock_buys, users.len() as u64);
+        metrics::add(&self.metrics.stock_buys, buys.len() as u64);
         if entry.is_unsure() {
             // A write of this goods' orders ended in doubt: find out first.
             self.reconcile_lost(&entry);
@@ -156,13 +192,18 @@ impl Sale {
             // Still in doubt (the stores are not back yet): selling now could
             // meet reservations that have no order.
             drop(gate);
-            metrics::add(&self.metrics.busy, users.len() as u64);
+            metrics::add(&self.metrics.busy, buys.len() as u64);
             return answer_all(Reply::error(
                 Status::Busy,
                 "stock being reconciled after a store fault, retry later",
             ));
         }
-        let reserved = match self.stock.reserve(goods, &buyers) {
+        // Checked again under the gate, which a sale control takes alone:
+        // once a pause or an end is answered, no BUY queued before it sells.
+        if let Some(closed) = entry.closed(created_ms) {
+            return answer_all(closed);
+        }
+        let reserved = match self.stock.reserve(goods, &rules, &buyers) {
             Ok(r) => r,
             Err(e) => {
                 drop(gate);
@@ -174,7 +215,7 @@ impl Sale {
                     // orders (durable mode) and must not stay, which the
                     // next reconciliation sees to.
                     StoreError::Indeterminate(_) => entry.mark_unsure(),
-                    _ => metrics::add(&self.metrics.busy, users.len() as u64),
+                    _ => metrics::add(&self.metrics.busy, buys.len() as u64),
                 }
                 return answer_all(store_failure("stock store", &e));
             }
@@ -200,13 +241,14 @@ impl Sale {
                     .iter()
                     .zip(&reserved.decisions)
                     .filter(|(_, d)| **d == Reservation::Reserved)
-                    .map(|(&b, _)| b),
+                    .map(|(b, _)| (b.user, b.order_no)),
             );
         }
         buyers
             .iter()
             .zip(reserved.decisions)
-            .map(|(&(user_id, order_no), decision)| match decision {
+            .map(|(b, decision)| (b.user, b.order_no, decision))
+            .map(|(user_id, order_no, decision)| match decision {
                 // Queued with the deduction: acknowledged now.
                 Reservation::Reserved if queued => Decision::Answer(Reply::Bought { order_no }),
                 Reservation::Reserved => Decision::Write(OrderRecord {
@@ -215,14 +257,13 @@ impl Sale {
                     goods_id: goods,
                     state: OrderState::Created,
                     created_ms,
+                    pay_by_ms: rules.pay_by_ms,
                 }),
                 // In the durable mode a held order is an acknowledged one only
                 // once it is committed (the catalog then knows it). Until
                 // then its write may still fail and the number never exist:
                 // the retry is told to come back, not given the number.
-                Reservation::Held(order_no)
-                    if !queued && entry.holder(user_id) != Some(order_no) =>
-                {
+                Reservation::Held(order_no) if !queued && !entry.holds(user_id, order_no) => {
                     metrics::add(&self.metrics.busy, 1);
                     Decision::Answer(Reply::error(
                         Status::Busy,
@@ -236,6 +277,22 @@ impl Sale {
                 Reservation::SoldOut => {
                     metrics::add(&self.metrics.buy_sold_out, 1);
                     Decision::Answer(Reply::error(Status::SoldOut, "sold out"))
+                }
+                Reservation::Token(refusal) => {
+                    metrics::add(&self.metrics.buy_token_refused, 1);
+                    let (status, message) = match refusal {
+                        TokenRefusal::Invalid => (
+                            Status::TokenInvalid,
+                            "this purchase token was not issued to this user for this goods",
+                        ),
+                        TokenRefusal::Expired => {
+                            (Status::TokenExpired, "this purchase token has expired")
+                        }
+                        TokenRefusal::Used => {
+                            (Status::TokenUsed, "this purchase token was used already")
+                        }
+                    };
+                    Decision::Answer(Reply::error(status, message))
                 }
             })
             .collect()
@@ -373,23 +430,11 @@ impl Sale {
             return Reply::error(Status::UnknownGoods, format!("no goods {goods}"));
         };
         match self.orders.find_order(user, goods) {
-            Ok(Some(o)) => Reply::Order(Order {
-                order_no: o.order_no,
-                user_id: o.user_id,
-                goods_id: o.goods_id,
-                state: o.state,
-                created_ms: o.created_ms,
-            }),
+            Ok(Some(o)) => Reply::Order(to_order(&o)),
             // In the queued mode an acknowledged order may not be written
             // yet: it is still the user's order.
-            Ok(None) => match entry.holder(user).filter(|_| self.queue.is_some()) {
-                Some(order_no) => Reply::Order(Order {
-                    order_no,
-                    user_id: user,
-                    goods_id: goods,
-                    state: OrderState::Created,
-                    created_ms: order_no::made_at_ms(order_no),
-                }),
+            Ok(None) => match self.unwritten_orders(&entry, user).first() {
+                Some(o) => Reply::Order(o.clone()),
                 None => Reply::error(Status::NoOrder, "no order for this user and goods"),
             },
             Err(e) => store_failure("order store", &e),
@@ -403,12 +448,18 @@ impl Sale {
         if new.end_ms <= new.start_ms {
             return Reply::error(Status::BadRequest, "the sale must end after it starts");
         }
+        if new.rules.per_user_limit == 0 {
+            return Reply::error(Status::BadRequest, "the purchase limit must be at least 1");
+        }
+        if new.rules.pay_window_ms == 0 {
+            return Reply::error(Status::BadRequest, "the payment window must be positive");
+        }
         let record = match self.orders.add_goods(new) {
             Ok(r) => r,
             Err(e) => return store_failure("order store", &e),
         };
         let loaded = self.stock.load(record.id, record.total, &[]);
-        self.catalog.insert(&record, record.total, HashMap::new());
+        self.catalog.insert(&record, record.total);
         let Some(entry) = self.catalog.get(record.id) else {
             return Reply::error(Status::InternalError, "goods vanished after insert");
         };
@@ -465,10 +516,33 @@ impl Sale {
     }
 }
 
+/// An order as the protocol shows it.
+fn to_order(o: &OrderRecord) -> Order {
+    Order {
+        order_no: o.order_no,
+        user_id: o.user_id,
+        goods_id: o.goods_id,
+        state: o.state,
+        created_ms: o.created_ms,
+        pay_by_ms: o.pay_by_ms,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{GoodsRecord, Holders, MemoryStock, OrderNo, Reserved};
+    use crate::store::{GoodsRecord, Holders, MemoryStock, OrderNo, Reserved, Settled};
+    use seckill_proto::{SaleRules, NO_TOKEN};
+
+    fn buys(users: &[UserId]) -> Vec<Buy> {
+        users
+            .iter()
+            .map(|&user| Buy {
+                user,
+                token: NO_TOKEN,
+            })
+            .collect()
+    }
     use parking_lot::Mutex;
 
     /// An order store with one goods whose writes fail while `failing`.
@@ -487,6 +561,8 @@ mod tests {
                 total: 1,
                 start_ms: 0,
                 end_ms: u64::MAX,
+                rules: SaleRules::default(),
+                paused: false,
             }])
         }
         fn add_goods(&self, _: &NewGoods) -> Result<GoodsRecord, StoreError> {
@@ -512,6 +588,27 @@ mod tests {
         }
         fn find_order(&self, _: UserId, _: GoodsId) -> Result<Option<OrderRecord>, StoreError> {
             Ok(None)
+        }
+        fn save_sale(
+            &self,
+            _: GoodsId,
+            _: bool,
+            _: u64,
+            _: u64,
+        ) -> Result<GoodsRecord, StoreError> {
+            unreachable!()
+        }
+        fn orders_of(&self, _: UserId, _: usize) -> Result<Vec<OrderRecord>, StoreError> {
+            unreachable!()
+        }
+        fn pay(&self, _: UserId, _: OrderNo, _: u64) -> Result<Option<Settled>, StoreError> {
+            unreachable!()
+        }
+        fn cancel(&self, _: UserId, _: OrderNo) -> Result<Option<Settled>, StoreError> {
+            unreachable!()
+        }
+        fn expire_due(&self, _: u64, _: usize) -> Result<Vec<OrderRecord>, StoreError> {
+            unreachable!()
         }
     }
 
@@ -544,10 +641,14 @@ mod tests {
         fn reserve(
             &self,
             g: GoodsId,
-            buyers: &[(UserId, OrderNo)],
+            rules: &ReserveRules,
+            buyers: &[Buyer],
         ) -> Result<Reserved, StoreError> {
             self.check()?;
-            self.inner.reserve(g, buyers)
+            self.inner.reserve(g, rules, buyers)
+        }
+        fn issue_token(&self, g: GoodsId, u: UserId, t: u64, at: u64) -> Result<(), StoreError> {
+            self.inner.issue_token(g, u, t, at)
         }
         fn release(&self, g: GoodsId, buyers: &[(UserId, OrderNo)]) -> Result<u32, StoreError> {
             self.inner.release(g, buyers)
@@ -558,6 +659,9 @@ mod tests {
         }
         fn snapshot(&self, g: GoodsId) -> Result<Option<(u32, Holders)>, StoreError> {
             self.inner.snapshot(g)
+        }
+        fn remaining(&self, g: GoodsId) -> Result<Option<u32>, StoreError> {
+            self.inner.remaining(g)
         }
     }
 
@@ -579,16 +683,17 @@ mod tests {
             stock: 1,
             start_ms: 0,
             end_ms: u64::MAX,
+            rules: SaleRules::default(),
         };
         let Reply::GoodsAdded(goods) = sale.add_goods(&new) else {
             panic!("ADD_GOODS failed");
         };
         assert!(matches!(sale.restock(goods.id, 1), Reply::Restocked(g) if g.total == 2));
         // While the stock store is down, nothing sells.
-        assert_eq!(status(&sale.reserve(goods.id, &[1])), Status::Busy);
+        assert_eq!(status(&sale.reserve(goods.id, &buys(&[1]))), Status::Busy);
         // Once it is back, the goods sells exactly its new total.
         *stock.failing.lock() = false;
-        let sold = sale.reserve(goods.id, &[1, 2, 3]);
+        let sold = sale.reserve(goods.id, &buys(&[1, 2, 3]));
         assert!(matches!(sold[0], Decision::Write(_)), "{sold:?}");
         assert!(matches!(sold[1], Decision::Write(_)), "{sold:?}");
         assert_eq!(status(&sold[2..]), Status::SoldOut);
@@ -622,8 +727,8 @@ mod tests {
         )
         .unwrap();
 
-        let first = written(sale.reserve(1, &[7]));
-        assert_eq!(status(&sale.reserve(1, &[7])), Status::Busy);
+        let first = written(sale.reserve(1, &buys(&[7])));
+        assert_eq!(status(&sale.reserve(1, &buys(&[7]))), Status::Busy);
         *orders.failing.lock() = true;
         assert_eq!(
             sale.commit(std::slice::from_ref(&first))[0].status(),
@@ -632,7 +737,7 @@ mod tests {
 
         // The unit came back; the user buys again, under a new number.
         *orders.failing.lock() = false;
-        let second = written(sale.reserve(1, &[7]));
+        let second = written(sale.reserve(1, &buys(&[7])));
         assert_ne!(second.order_no, first.order_no);
         assert_eq!(
             sale.commit(std::slice::from_ref(&second)),
@@ -641,7 +746,7 @@ mod tests {
             }]
         );
         // Committed: now a retry gets the number, and nobody else a unit.
-        let again = sale.reserve(1, &[7, 8]);
+        let again = sale.reserve(1, &buys(&[7, 8]));
         assert_eq!(
             again,
             [

@@ -13,14 +13,14 @@
 //! Redis, another server's deductions are not held off: run RECONCILE when
 //! only one server sells a goods.)
 
-use std::collections::HashMap;
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use log::{error, warn};
 use seckill_proto::Drift;
 
 use super::{Entry, Sale};
-use crate::store::{GoodsId, StoreError};
+use crate::store::{GoodsId, OrderNo, StoreError, UserId};
 
 /// How long reconciliation waits for a goods' reserved units to settle.
 const SETTLE_WITHIN: Duration = Duration::from_secs(10);
@@ -82,16 +82,9 @@ impl Sale {
             Some(q) => q.queued(entry.id)?,
             None => Vec::new(),
         };
-        let mut holders: HashMap<_, _> = self.orders.live_holders(entry.id)?.into_iter().collect();
-        for o in queued {
-            let held = *holders.entry(o.user_id).or_insert(o.order_no);
-            if held != o.order_no {
-                error!(
-                    "user {} has order {held} and queued order {} for goods {}",
-                    o.user_id, o.order_no, entry.id
-                );
-            }
-        }
+        let mut holders: BTreeSet<(UserId, OrderNo)> =
+            self.orders.live_holders(entry.id)?.into_iter().collect();
+        holders.extend(queued.iter().map(|o| (o.user_id, o.order_no)));
         let total = entry.total();
         let sold = u32::try_from(holders.len()).unwrap_or(u32::MAX);
         if sold > total {
@@ -102,10 +95,10 @@ impl Sale {
         }
         let remaining = total.saturating_sub(sold);
         let found = self.stock.snapshot(entry.id)?;
-        let pairs: Vec<_> = holders.iter().map(|(&u, &n)| (u, n)).collect();
+        let pairs: Vec<_> = holders.into_iter().collect();
         self.stock.load(entry.id, remaining, &pairs)?;
         entry.set_remaining(remaining);
-        entry.set_holders(holders);
+        entry.set_holders(&pairs);
         entry.clear_unsure();
         Ok(Drift {
             goods_id: entry.id,

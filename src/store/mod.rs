@@ -22,7 +22,7 @@ pub use sqlite::SqliteStore;
 
 use std::time::Duration;
 
-use seckill_proto::{NewGoods, OrderState};
+use seckill_proto::{NewGoods, OrderState, SaleRules};
 use thiserror::Error;
 
 pub type GoodsId = u64;
@@ -64,6 +64,9 @@ pub struct GoodsRecord {
     pub total: u32,
     pub start_ms: u64,
     pub end_ms: u64,
+    pub rules: SaleRules,
+    /// An admin paused the sale (SALE_CONTROL).
+    pub paused: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +76,20 @@ pub struct OrderRecord {
     pub goods_id: GoodsId,
     pub state: OrderState,
     pub created_ms: u64,
+    /// Unpaid then, the order is cancelled and its unit returned.
+    pub pay_by_ms: u64,
+}
+
+/// An order after PAY or CANCEL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    /// The order as it now stands.
+    pub order: OrderRecord,
+    /// This very call cancelled it (a CANCEL, or a PAY that came after the
+    /// payment window): the caller owes the stock store its unit. Exactly
+    /// one call per order ever sees `true`, which is what makes a unit come
+    /// back exactly once however many servers and retries race.
+    pub cancelled_now: bool,
 }
 
 /// What became of one order in a batch write.
@@ -85,15 +102,51 @@ pub enum Written {
     Duplicate(OrderNo),
 }
 
+/// One BUY, as the stock store decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buyer {
+    pub user: UserId,
+    /// The number the order gets if a unit is reserved.
+    pub order_no: OrderNo,
+    /// The purchase token the BUY carried (`NO_TOKEN` when none).
+    pub token: u64,
+}
+
+/// The rules of a goods that a reservation applies, and its clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReserveRules {
+    /// Orders one user may hold at once.
+    pub per_user_limit: u8,
+    /// Every buyer must carry a token issued to them for this goods, unused
+    /// and not expired.
+    pub token_required: bool,
+    pub now_ms: u64,
+    /// Written with a queued order (the `queued` ack mode).
+    pub pay_by_ms: u64,
+}
+
+/// Why a purchase token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRefusal {
+    /// Never issued, or issued to another user or goods, or forgotten.
+    Invalid,
+    Expired,
+    /// It reserved a unit before, and that order is no longer held.
+    Used,
+}
+
 /// What the stock store decided for one buyer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reservation {
     /// A unit was taken and recorded under the proposed order number.
     Reserved,
-    /// The buyer already holds this order; nothing was taken.
+    /// The buyer already holds as many orders as the limit allows, or the
+    /// one their token bought: this is one of them; nothing was taken.
     Held(OrderNo),
     /// No unit left; nothing was taken.
     SoldOut,
+    /// The buyer's token was refused; nothing was taken.
+    Token(TokenRefusal),
 }
 
 /// The result of one merged deduction.
@@ -117,16 +170,39 @@ pub trait StockStore: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// The flash sale itself. For each buyer in turn, atomically with respect
-    /// to every other call: a buyer who holds an order gets it back; else if
-    /// a unit is left it is taken and recorded under the proposed order
-    /// number; else sold out. Many buyers of one goods go in one call.
-    fn reserve(&self, goods: GoodsId, buyers: &[(UserId, OrderNo)])
-        -> Result<Reserved, StoreError>;
+    /// to every other call:
+    /// 1. a buyer whose token reserved an order they still hold gets it back
+    ///    (a retried BUY);
+    /// 2. a buyer who holds `per_user_limit` orders gets one of them back;
+    /// 3. with `token_required`, a token that was not issued to this user
+    ///    for this goods, has expired, or was used is refused;
+    /// 4. else if a unit is left it is taken and recorded under the proposed
+    ///    order number (and the token marked used by it); else sold out.
+    ///
+    /// Many buyers of one goods go in one call.
+    fn reserve(
+        &self,
+        goods: GoodsId,
+        rules: &ReserveRules,
+        buyers: &[Buyer],
+    ) -> Result<Reserved, StoreError>;
 
-    /// Gives back units reserved under these order numbers whose orders could
-    /// not be written. A pair that is not held as given is left alone, so a
-    /// release can be repeated.
+    /// Gives back units held under these order numbers: orders that could
+    /// not be written, or that were cancelled. A pair that is not held as
+    /// given is left alone, so a release can be repeated and never returns a
+    /// unit twice.
     fn release(&self, goods: GoodsId, buyers: &[(UserId, OrderNo)]) -> Result<u32, StoreError>;
+
+    /// Records a purchase token issued to `user` for one BUY of `goods`
+    /// before `expires_ms`. Spent and expired tokens are forgotten some
+    /// time after they expire (a BUY with one is then `Invalid`).
+    fn issue_token(
+        &self,
+        goods: GoodsId,
+        user: UserId,
+        token: u64,
+        expires_ms: u64,
+    ) -> Result<(), StoreError>;
 
     /// Adds units to a goods (a restock). Returns the units now left.
     fn add(&self, goods: GoodsId, amount: u32) -> Result<u32, StoreError>;
@@ -134,6 +210,10 @@ pub trait StockStore: Send + Sync {
     /// What the store holds for a goods: units left and holders, or `None`
     /// if it holds nothing (never loaded, or lost). For reconciliation.
     fn snapshot(&self, goods: GoodsId) -> Result<Option<(u32, Holders)>, StoreError>;
+
+    /// Units left of a goods, or `None` if the store does not hold it: a
+    /// cheap read, for refreshing what the catalog shows.
+    fn remaining(&self, goods: GoodsId) -> Result<Option<u32>, StoreError>;
 }
 
 /// An order the stock store queued for writing (the `queued` ack mode),
@@ -184,6 +264,15 @@ pub trait OrderStore: Send + Sync {
     /// Raises a goods' total stock by `amount`.
     fn restock(&self, goods: GoodsId, amount: u32) -> Result<GoodsRecord, StoreError>;
 
+    /// Saves a sale control: paused or not, and the window.
+    fn save_sale(
+        &self,
+        goods: GoodsId,
+        paused: bool,
+        start_ms: u64,
+        end_ms: u64,
+    ) -> Result<GoodsRecord, StoreError>;
+
     /// Writes a batch of orders in one transaction and says what became of
     /// each, in order. Writing an order number that is already stored is
     /// not an error ([`Written::Stored`]), so a batch can be retried. An
@@ -199,4 +288,48 @@ pub trait OrderStore: Send + Sync {
 
     /// A user's live order for a goods, if any.
     fn find_order(&self, user: UserId, goods: GoodsId) -> Result<Option<OrderRecord>, StoreError>;
+
+    /// A user's orders, newest first, at most `max`.
+    fn orders_of(&self, user: UserId, max: usize) -> Result<Vec<OrderRecord>, StoreError>;
+
+    /// PAY: a created order of this user's becomes paid if its payment
+    /// window is still open at `now_ms`, and is cancelled if it is not.
+    /// A paid or cancelled order is left as it is. `None`: the user has no
+    /// order of that number (not written yet, or someone else's).
+    fn pay(
+        &self,
+        user: UserId,
+        order_no: OrderNo,
+        now_ms: u64,
+    ) -> Result<Option<Settled>, StoreError>;
+
+    /// CANCEL: a created order of this user's becomes cancelled; a paid or
+    /// cancelled one is left as it is.
+    fn cancel(&self, user: UserId, order_no: OrderNo) -> Result<Option<Settled>, StoreError>;
+
+    /// Cancels up to `max` created orders whose payment window closed by
+    /// `now_ms`, and returns those this call cancelled (each order is
+    /// returned by exactly one call, whichever server makes it).
+    fn expire_due(&self, now_ms: u64, max: usize) -> Result<Vec<OrderRecord>, StoreError>;
+}
+
+/// The first of a user's purchase slots `1..=limit` that none of their live
+/// orders holds, if any: where the database puts their next order.
+pub(crate) fn free_slot(taken: impl Iterator<Item = u8>, limit: u8) -> Option<u8> {
+    let taken: Vec<u8> = taken.collect();
+    (1..=limit).find(|slot| !taken.contains(slot))
+}
+
+/// The purchase limit of each goods of a batch, looked up once per goods.
+pub(crate) fn limits_of<E>(
+    orders: &[OrderRecord],
+    mut lookup: impl FnMut(GoodsId) -> Result<u8, E>,
+) -> Result<std::collections::HashMap<GoodsId, u8>, E> {
+    let mut limits = std::collections::HashMap::new();
+    for o in orders {
+        if let std::collections::hash_map::Entry::Vacant(slot) = limits.entry(o.goods_id) {
+            slot.insert(lookup(o.goods_id)?);
+        }
+    }
+    Ok(limits)
 }

@@ -29,10 +29,12 @@ use ::mysql::consts::CapabilityFlags;
 use ::mysql::prelude::Queryable;
 use ::mysql::{DriverError, Error, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, PooledConn};
 use parking_lot::RwLock;
-use seckill_proto::{NewGoods, OrderState};
+use seckill_proto::{NewGoods, OrderState, SaleRules};
 
 use super::outage::Outage;
-use super::{GoodsId, GoodsRecord, OrderNo, OrderRecord, OrderStore, StoreError, UserId, Written};
+use super::{
+    GoodsId, GoodsRecord, OrderNo, OrderRecord, OrderStore, Settled, StoreError, UserId, Written,
+};
 
 /// The DDL, kept in one place: the tables are created from this file.
 const SCHEMA: &str = include_str!("../../schema.sql");
@@ -84,9 +86,20 @@ const PASSING_SERVER_ERRORS: &[u16] = &[
 /// connection aborted (1152), killed (1927), closed for inactivity (4031).
 const CONNECTION_ENDED: &[u16] = &[1053, 1152, 1927, 4031];
 
-const GOODS_COLUMNS: &str = "id, name, price_cents, total, start_ms, end_ms";
+/// "Deadlock found when trying to get lock": the transaction was rolled back.
+const DEADLOCK: u16 = 1213;
 
-type GoodsRow = (u64, String, u64, u32, u64, u64);
+const GOODS_COLUMNS: &str =
+    "id, name, price_cents, total, start_ms, end_ms, per_user_limit, pay_window_ms, token_required, state";
+
+type GoodsRow = (u64, String, u64, u32, u64, u64, u8, u64, bool, u8);
+
+const ORDER_COLUMNS: &str = "order_no, user_id, goods_id, state, created_ms, pay_by_ms";
+
+type OrderRow = (u64, u64, u64, u8, u64, u64);
+
+/// `goods.state` of a paused sale.
+const PAUSED: u8 = 1;
 
 pub struct MysqlStore {
     /// To build a new pool after a broken link.
@@ -157,7 +170,8 @@ fn quote_ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
-fn goods_record((id, name, price_cents, total, start_ms, end_ms): GoodsRow) -> GoodsRecord {
+fn goods_record(row: GoodsRow) -> GoodsRecord {
+    let (id, name, price_cents, total, start_ms, end_ms, limit, window, token, state) = row;
     GoodsRecord {
         id,
         name,
@@ -165,18 +179,39 @@ fn goods_record((id, name, price_cents, total, start_ms, end_ms): GoodsRow) -> G
         total,
         start_ms,
         end_ms,
+        rules: SaleRules {
+            per_user_limit: limit,
+            pay_window_ms: window,
+            token_required: token,
+        },
+        paused: state == PAUSED,
     }
+}
+
+fn order_record(row: OrderRow) -> Result<OrderRecord, StoreError> {
+    let (order_no, user_id, goods_id, state, created_ms, pay_by_ms) = row;
+    let state = OrderState::from_u8(state).ok_or_else(|| {
+        StoreError::Inconsistent(format!("mysql: order {order_no} has state {state}"))
+    })?;
+    Ok(OrderRecord {
+        order_no,
+        user_id,
+        goods_id,
+        state,
+        created_ms,
+        pay_by_ms,
+    })
 }
 
 /// One multi-row INSERT of a chunk of orders. The values are all integers
 /// formatted here, so the text protocol is safe, and saves preparing a
 /// statement of up to 6000 placeholders.
-fn insert_sql(chunk: &[OrderRecord]) -> String {
-    let mut sql = String::with_capacity(120 + chunk.len() * 90);
+fn insert_sql<'a>(chunk: impl Iterator<Item = &'a OrderRecord>) -> String {
+    let mut sql = String::with_capacity(120 + ROWS_PER_INSERT * 110);
     sql.push_str(
-        "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms) VALUES ",
+        "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms, pay_by_ms) VALUES ",
     );
-    for (i, o) in chunk.iter().enumerate() {
+    for (i, o) in chunk.enumerate() {
         if i > 0 {
             sql.push(',');
         }
@@ -187,58 +222,135 @@ fn insert_sql(chunk: &[OrderRecord]) -> String {
             "1"
         };
         sql.push_str(&format!(
-            "({},{},{},{},{slot},{})",
-            o.order_no, o.user_id, o.goods_id, o.state as u8, o.created_ms
+            "({},{},{},{},{slot},{},{})",
+            o.order_no, o.user_id, o.goods_id, o.state as u8, o.created_ms, o.pay_by_ms
         ));
     }
     sql.push_str(" ON DUPLICATE KEY UPDATE id = id");
     sql
 }
 
-/// What became of an order whose chunk did not insert every row: it is
-/// stored if the user's live order of the goods carries its number, else
-/// the user holds another one. `None` if the user holds none: the number is
-/// taken by another user's or a cancelled order. The locking read sees the
-/// latest committed row, not the transaction's snapshot.
-fn outcome(conn: &mut PooledConn, o: &OrderRecord) -> ::mysql::Result<Option<Written>> {
-    let live: Option<u64> = conn.exec_first(
-        "SELECT order_no FROM orders
+/// Writes one order into the first free slot of its user, or says which
+/// order the user holds when every slot is taken. An order number already
+/// stored is this order, written by an earlier try of the batch (whatever
+/// became of it since); `None` if it belongs to someone else (order numbers
+/// are unique by construction, so that is a bug). The locking reads see the
+/// latest committed rows, not the transaction's snapshot, and lock the
+/// user's slots until the commit.
+fn place(conn: &mut PooledConn, o: &OrderRecord, limit: u8) -> ::mysql::Result<Option<Written>> {
+    let owner: Option<(u64, u64)> = conn.exec_first(
+        "SELECT user_id, goods_id FROM orders WHERE order_no = ? LOCK IN SHARE MODE",
+        (o.order_no,),
+    )?;
+    if let Some(owner) = owner {
+        return Ok((owner == (o.user_id, o.goods_id)).then_some(Written::Stored));
+    }
+    let live: Vec<(u64, u8)> = conn.exec(
+        "SELECT order_no, live_slot FROM orders
          WHERE goods_id = ? AND user_id = ? AND live_slot IS NOT NULL
-         ORDER BY live_slot LIMIT 1 LOCK IN SHARE MODE",
+         ORDER BY live_slot FOR UPDATE",
         (o.goods_id, o.user_id),
     )?;
-    Ok(live.map(|n| {
-        if n == o.order_no {
-            Written::Stored
-        } else {
-            Written::Duplicate(n)
-        }
-    }))
+    let Some(slot) = super::free_slot(live.iter().map(|&(_, s)| s), limit) else {
+        return Ok(Some(Written::Duplicate(live[0].0)));
+    };
+    conn.exec_drop(
+        "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms, pay_by_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            o.order_no,
+            o.user_id,
+            o.goods_id,
+            o.state as u8,
+            (o.state != OrderState::Cancelled).then_some(slot),
+            o.created_ms,
+            o.pay_by_ms,
+        ),
+    )?;
+    Ok(Some(Written::Stored))
 }
 
-/// Writes a batch, in a transaction. `Err(order_no)` inside: that
-/// order could not be written and its user holds no live order.
+/// Writes a batch, in a transaction. `Err(order_no)` inside: that order
+/// number is another order's.
 fn write_batch(
     conn: &mut PooledConn,
     orders: &[OrderRecord],
 ) -> ::mysql::Result<Result<Vec<Written>, OrderNo>> {
-    let mut written = Vec::with_capacity(orders.len());
-    for chunk in orders.chunks(ROWS_PER_INSERT) {
-        conn.query_drop(insert_sql(chunk))?;
+    let limits = super::limits_of(orders, |goods| {
+        // A goods that is gone leaves its orders to the foreign key.
+        let limit: Option<u8> =
+            conn.exec_first("SELECT per_user_limit FROM goods WHERE id = ?", (goods,))?;
+        Ok::<_, Error>(limit.unwrap_or(1))
+    })?;
+    let mut written = vec![None; orders.len()];
+    // Goods of one order per user (the usual flash sale): multi-row
+    // INSERTs, each order in slot 1.
+    let single: Vec<usize> = (0..orders.len())
+        .filter(|&i| limits[&orders[i].goods_id] == 1)
+        .collect();
+    for chunk in single.chunks(ROWS_PER_INSERT) {
+        conn.query_drop(insert_sql(chunk.iter().map(|&i| &orders[i])))?;
         // An inserted row counts 1, a no-op update 0 (CLIENT_FOUND_ROWS is
-        // off, see `open`): fewer than the chunk means a row was refused.
+        // off, see `open`): fewer than the chunk means a row was refused,
+        // and the chunk is looked at row by row below.
         if conn.affected_rows() == chunk.len() as u64 {
-            written.extend(chunk.iter().map(|_| Written::Stored));
-            continue;
+            chunk
+                .iter()
+                .for_each(|&i| written[i] = Some(Written::Stored));
         }
-        for o in chunk {
-            match outcome(conn, o)? {
-                Some(w) => written.push(w),
+    }
+    // The rest row by row: refused rows, and goods whose users may hold
+    // several orders (each takes the first free slot).
+    for (i, o) in orders.iter().enumerate() {
+        if written[i].is_none() {
+            match place(conn, o, limits[&o.goods_id])? {
+                Some(w) => written[i] = Some(w),
                 None => return Ok(Err(o.order_no)),
             }
         }
     }
-    Ok(Ok(written))
+    Ok(Ok(written.into_iter().flatten().collect()))
+}
+
+/// PAY and CANCEL, in a transaction: the order's row is locked, so an
+/// expiry sweep or another server settling it waits, then sees the outcome.
+fn settle(
+    conn: &mut PooledConn,
+    user: UserId,
+    order_no: OrderNo,
+    decide: &dyn Fn(&OrderRecord) -> OrderState,
+) -> ::mysql::Result<Result<Option<Settled>, StoreError>> {
+    let row: Option<OrderRow> = conn.exec_first(
+        format!("SELECT {ORDER_COLUMNS} FROM orders WHERE order_no = ? FOR UPDATE"),
+        (order_no,),
+    )?;
+    let mut order = match row.map(order_record).transpose() {
+        Ok(Some(o)) if o.user_id == user => o,
+        Ok(_) => return Ok(Ok(None)),
+        Err(e) => return Ok(Err(e)),
+    };
+    if order.state != OrderState::Created {
+        return Ok(Ok(Some(Settled {
+            order,
+            cancelled_now: false,
+        })));
+    }
+    let to = decide(&order);
+    set_state(conn, order_no, to)?;
+    order.state = to;
+    Ok(Ok(Some(Settled {
+        order,
+        cancelled_now: to == OrderState::Cancelled,
+    })))
+}
+
+/// Moves a created order on; a cancelled one gives up its slot.
+fn set_state(conn: &mut PooledConn, order_no: OrderNo, to: OrderState) -> ::mysql::Result<()> {
+    conn.exec_drop(
+        "UPDATE orders SET state = ?, live_slot = IF(? = 2, NULL, live_slot)
+         WHERE order_no = ? AND state = 0",
+        (to as u8, to as u8, order_no),
+    )
 }
 
 fn goods_by_id(conn: &mut PooledConn, id: GoodsId) -> ::mysql::Result<Option<GoodsRecord>> {
@@ -330,11 +442,10 @@ impl MysqlStore {
     /// the schema this store was built for.
     fn check_columns(&self) -> Result<(), StoreError> {
         self.call("schema check", |conn| {
-            conn.query_drop(format!("SELECT {GOODS_COLUMNS}, state FROM goods LIMIT 0"))?;
-            conn.query_drop(
-                "SELECT id, order_no, user_id, goods_id, state, live_slot, created_ms
-                 FROM orders LIMIT 0",
-            )
+            conn.query_drop(format!("SELECT {GOODS_COLUMNS} FROM goods LIMIT 0"))?;
+            conn.query_drop(format!(
+                "SELECT id, live_slot, {ORDER_COLUMNS} FROM orders LIMIT 0"
+            ))
         })
     }
 
@@ -377,6 +488,32 @@ impl MysqlStore {
             Err(StoreError::Unavailable(m)) if in_doubt => Err(StoreError::Indeterminate(m)),
             other => other,
         }
+    }
+
+    /// [`call_once`](Self::call_once), tried again when MySQL chose it as
+    /// a deadlock victim: the server rolled the whole transaction back, so
+    /// nothing is in doubt. PAY, CANCEL and the expiry lock the same rows
+    /// in different orders of index, so under a race a deadlock is normal.
+    fn call_once_retrying<T>(
+        &self,
+        what: &str,
+        mut f: impl FnMut(&mut PooledConn) -> ::mysql::Result<T>,
+    ) -> Result<T, StoreError> {
+        const ATTEMPTS: usize = 5;
+        for attempt in 1.. {
+            let deadlocked = Cell::new(false);
+            let result = self.call_once(what, |conn| {
+                let result = f(conn);
+                if matches!(&result, Err(Error::MySqlError(e)) if e.code == DEADLOCK) {
+                    deadlocked.set(true);
+                }
+                result
+            });
+            if !deadlocked.get() || attempt == ATTEMPTS {
+                return result;
+            }
+        }
+        unreachable!("the loop returns on its last attempt")
     }
 
     /// Runs `f` on a pooled connection. A connection whose link broke is
@@ -435,14 +572,18 @@ impl OrderStore for MysqlStore {
     fn add_goods(&self, goods: &NewGoods) -> Result<GoodsRecord, StoreError> {
         let added = self.call_once("add goods", |conn| {
             conn.exec_drop(
-                "INSERT INTO goods (name, price_cents, total, start_ms, end_ms)
-                 VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO goods (name, price_cents, total, start_ms, end_ms,
+                     per_user_limit, pay_window_ms, token_required)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     &goods.name,
                     goods.price_cents,
                     goods.stock,
                     goods.start_ms,
                     goods.end_ms,
+                    goods.rules.per_user_limit,
+                    goods.rules.pay_window_ms,
+                    goods.rules.token_required,
                 ),
             )?;
             let id = conn.last_insert_id();
@@ -511,27 +652,120 @@ impl OrderStore for MysqlStore {
     }
 
     fn find_order(&self, user: UserId, goods: GoodsId) -> Result<Option<OrderRecord>, StoreError> {
-        let found: Option<(u64, u8, u64)> = self.call("find order", |conn| {
+        let found: Option<OrderRow> = self.call("find order", |conn| {
             conn.exec_first(
-                "SELECT order_no, state, created_ms FROM orders
-                 WHERE goods_id = ? AND user_id = ? AND live_slot IS NOT NULL
-                 ORDER BY live_slot LIMIT 1",
+                format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders
+                     WHERE goods_id = ? AND user_id = ? AND live_slot IS NOT NULL
+                     ORDER BY live_slot LIMIT 1"
+                ),
                 (goods, user),
             )
         })?;
-        let Some((order_no, state, created_ms)) = found else {
-            return Ok(None);
-        };
-        let state = OrderState::from_u8(state).ok_or_else(|| {
-            StoreError::Inconsistent(format!("mysql: order {order_no} has state {state}"))
+        found.map(order_record).transpose()
+    }
+
+    fn orders_of(&self, user: UserId, max: usize) -> Result<Vec<OrderRecord>, StoreError> {
+        let rows: Vec<OrderRow> = self.call("orders of user", |conn| {
+            conn.exec(
+                format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = ?
+                     ORDER BY created_ms DESC, order_no DESC LIMIT ?"
+                ),
+                (user, max as u64),
+            )
         })?;
-        Ok(Some(OrderRecord {
-            order_no,
-            user_id: user,
-            goods_id: goods,
-            state,
-            created_ms,
-        }))
+        rows.into_iter().map(order_record).collect()
+    }
+
+    fn save_sale(
+        &self,
+        goods: GoodsId,
+        paused: bool,
+        start_ms: u64,
+        end_ms: u64,
+    ) -> Result<GoodsRecord, StoreError> {
+        // Setting the same values twice is harmless: a retry is safe.
+        let saved = self.call("save sale", |conn| {
+            conn.exec_drop(
+                "UPDATE goods SET state = ?, start_ms = ?, end_ms = ? WHERE id = ?",
+                (if paused { PAUSED } else { 0 }, start_ms, end_ms, goods),
+            )?;
+            goods_by_id(conn, goods)
+        })?;
+        saved.ok_or(StoreError::UnknownGoods(goods))
+    }
+
+    // PAY, CANCEL and the expiry each run once: a retry after a lost COMMIT
+    // reply would find the order already settled and not know that it was
+    // this call that cancelled it, so its unit would never come back. Such
+    // a call is Indeterminate instead, and the sale reconciles the goods.
+
+    fn pay(
+        &self,
+        user: UserId,
+        order_no: OrderNo,
+        now_ms: u64,
+    ) -> Result<Option<Settled>, StoreError> {
+        let decide = |o: &OrderRecord| {
+            if now_ms < o.pay_by_ms {
+                OrderState::Paid
+            } else {
+                OrderState::Cancelled
+            }
+        };
+        self.call_once_retrying("pay", |conn| {
+            transaction(conn, &Cell::new(false), |conn| {
+                settle(conn, user, order_no, &decide)
+            })
+        })?
+    }
+
+    fn cancel(&self, user: UserId, order_no: OrderNo) -> Result<Option<Settled>, StoreError> {
+        self.call_once_retrying("cancel", |conn| {
+            transaction(conn, &Cell::new(false), |conn| {
+                settle(conn, user, order_no, &|_| OrderState::Cancelled)
+            })
+        })?
+    }
+
+    /// The due orders are found by a plain read, then each is cancelled by
+    /// an UPDATE of its row by order number that only applies to a created
+    /// order: the same row lock, taken the same way, as a PAY's. So two
+    /// servers sweeping at once, or a PAY racing the sweep, queue on each
+    /// order's row lock, and whoever comes second finds it settled and
+    /// leaves it.
+    fn expire_due(&self, now_ms: u64, max: usize) -> Result<Vec<OrderRecord>, StoreError> {
+        let expired = self.call_once_retrying("expire", |conn| {
+            transaction(conn, &Cell::new(false), |conn| {
+                let rows: Vec<OrderRow> = conn.exec(
+                    format!(
+                        "SELECT {ORDER_COLUMNS} FROM orders
+                         WHERE state = 0 AND pay_by_ms <= ?
+                         ORDER BY pay_by_ms, order_no LIMIT ?"
+                    ),
+                    (now_ms, max as u64),
+                )?;
+                let due = match rows
+                    .into_iter()
+                    .map(order_record)
+                    .collect::<Result<Vec<_>, _>>()
+                {
+                    Ok(due) => due,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let mut expired = Vec::with_capacity(due.len());
+                for mut o in due {
+                    set_state(conn, o.order_no, OrderState::Cancelled)?;
+                    if conn.affected_rows() == 1 {
+                        o.state = OrderState::Cancelled;
+                        expired.push(o);
+                    }
+                }
+                Ok(Ok(expired))
+            })
+        })?;
+        expired
     }
 }
 
@@ -593,6 +827,7 @@ mod tests {
             stock,
             start_ms: 1_000,
             end_ms: 2_000,
+            rules: SaleRules::default(),
         }
     }
 
@@ -603,6 +838,7 @@ mod tests {
             goods_id,
             state: OrderState::Created,
             created_ms: 1_500,
+            pay_by_ms: u64::MAX,
         }
     }
 
@@ -780,8 +1016,8 @@ mod tests {
         writer.query_drop("START TRANSACTION").unwrap();
         writer
             .exec_drop(
-                "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms)
-                 VALUES (?, ?, ?, 0, 1, 1)",
+                "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms, pay_by_ms)
+                 VALUES (?, ?, ?, 0, 1, 1, 1)",
                 (77u64, 7u64, g.id),
             )
             .unwrap();
@@ -811,6 +1047,7 @@ mod tests {
         let paid = OrderRecord {
             state: OrderState::Paid,
             created_ms: 1_234,
+            pay_by_ms: u64::MAX,
             ..order(101, 2, g.id)
         };
         let written = store
@@ -888,6 +1125,7 @@ mod tests {
                 price_cents: u64::MAX,
                 start_ms: u64::MAX - 1,
                 end_ms: u64::MAX,
+                rules: SaleRules::default(),
                 ..new_goods(1)
             })
             .unwrap();
@@ -900,6 +1138,7 @@ mod tests {
         assert_eq!(store.goods().unwrap()[0].id, big);
         let o = OrderRecord {
             created_ms: u64::MAX,
+            pay_by_ms: u64::MAX,
             ..order(u64::MAX, u64::MAX - 1, g.id)
         };
         assert_eq!(
@@ -921,5 +1160,188 @@ mod tests {
             vec![(u64::MAX - 1, u64::MAX)]
         );
         assert_eq!(store.find_order(u64::MAX - 1, g.id).unwrap(), Some(o));
+    }
+}
+
+#[cfg(test)]
+mod lifecycle_tests {
+    //! PAY, CANCEL and the expiry against the real MySQL/MariaDB, racing.
+
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::testdb::TestDb;
+
+    fn goods(store: &MysqlStore, limit: u8) -> GoodsId {
+        store
+            .add_goods(&NewGoods {
+                name: "lamp".into(),
+                price_cents: 100,
+                stock: 10_000,
+                start_ms: 0,
+                end_ms: u64::MAX,
+                rules: SaleRules {
+                    per_user_limit: limit,
+                    pay_window_ms: 1000,
+                    token_required: false,
+                },
+            })
+            .unwrap()
+            .id
+    }
+
+    fn order(order_no: u64, user_id: u64, goods_id: u64, pay_by_ms: u64) -> OrderRecord {
+        OrderRecord {
+            order_no,
+            user_id,
+            goods_id,
+            state: OrderState::Created,
+            created_ms: 1,
+            pay_by_ms,
+        }
+    }
+
+    #[test]
+    fn pay_cancel_and_expiry_settle_each_order_once() {
+        let db = TestDb::new();
+        let store = MysqlStore::open(db.url()).unwrap();
+        let g = goods(&store, 1);
+        store
+            .insert_orders(&[
+                order(1, 1, g, 100),
+                order(2, 2, g, 100),
+                order(3, 3, g, 200),
+            ])
+            .unwrap();
+        assert_eq!(store.pay(9, 1, 50).unwrap(), None, "someone else's order");
+        let paid = store.pay(1, 1, 50).unwrap().unwrap();
+        assert_eq!(
+            (paid.order.state, paid.cancelled_now),
+            (OrderState::Paid, false)
+        );
+        assert_eq!(
+            store.pay(1, 1, 500).unwrap().unwrap().order.state,
+            OrderState::Paid
+        );
+        assert_eq!(
+            store.cancel(1, 1).unwrap().unwrap().order.state,
+            OrderState::Paid
+        );
+        let cancelled = store.cancel(2, 2).unwrap().unwrap();
+        assert!(cancelled.cancelled_now);
+        assert!(!store.cancel(2, 2).unwrap().unwrap().cancelled_now, "once");
+        // Past its window, a PAY cancels; the sweep finds nothing left.
+        let late = store.pay(3, 3, 200).unwrap().unwrap();
+        assert_eq!(
+            (late.order.state, late.cancelled_now),
+            (OrderState::Cancelled, true)
+        );
+        assert!(store.expire_due(1000, 10).unwrap().is_empty());
+        assert_eq!(store.live_holders(g).unwrap(), vec![(1, 1)]);
+        // A cancelled order frees its user's slot; the list is newest first.
+        store.insert_orders(&[order(4, 2, g, 100)]).unwrap();
+        let listed: Vec<_> = store
+            .orders_of(2, 10)
+            .unwrap()
+            .into_iter()
+            .map(|o| (o.order_no, o.state))
+            .collect();
+        assert_eq!(
+            listed,
+            [(4, OrderState::Created), (2, OrderState::Cancelled)]
+        );
+        let saved = store.save_sale(g, true, 5, 6).unwrap();
+        assert!(saved.paused && saved.start_ms == 5 && saved.end_ms == 6);
+    }
+
+    #[test]
+    fn a_purchase_limit_gives_each_order_its_own_slot() {
+        let db = TestDb::new();
+        let store = MysqlStore::open(db.url()).unwrap();
+        let g = goods(&store, 2);
+        let batch = [order(1, 7, g, 9), order(2, 7, g, 9), order(3, 7, g, 9)];
+        assert_eq!(
+            store.insert_orders(&batch).unwrap(),
+            [Written::Stored, Written::Stored, Written::Duplicate(1)]
+        );
+        assert_eq!(
+            store.insert_orders(&batch[..2]).unwrap(),
+            [Written::Stored; 2]
+        );
+        store.cancel(7, 1).unwrap();
+        assert_eq!(store.insert_orders(&batch[2..]).unwrap(), [Written::Stored]);
+        let mut live = store.live_holders(g).unwrap();
+        live.sort_unstable();
+        assert_eq!(live, [(7, 2), (7, 3)]);
+    }
+
+    /// 2000 orders all due, paid by one thread while two "servers" (stores
+    /// with pools of their own) sweep: every order ends paid or cancelled,
+    /// each cancelled one is returned by exactly one sweep, and a PAY told
+    /// "paid" is paid.
+    #[test]
+    fn pays_racing_two_expiry_sweeps_settle_each_order_once() {
+        const ORDERS: u64 = 2000;
+        let db = TestDb::new();
+        let store = Arc::new(MysqlStore::open(db.url()).unwrap());
+        let g = goods(&store, 1);
+        let batch: Vec<_> = (1..=ORDERS).map(|n| order(n, n, g, 1000)).collect();
+        store.insert_orders(&batch).unwrap();
+
+        let sweeper = |store: Arc<MysqlStore>| {
+            std::thread::spawn(move || {
+                let mut mine = Vec::new();
+                loop {
+                    let got = store.expire_due(1000, 50).unwrap();
+                    if got.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(got.into_iter().map(|o| o.order_no));
+                }
+            })
+        };
+        let other = Arc::new(MysqlStore::open(db.url()).unwrap());
+        let sweeps = [sweeper(store.clone()), sweeper(other)];
+        // Pays as of a moment the window is still open (the PAY's clock
+        // read before the deadline; the sweeps' after it).
+        let payer = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                (1..=ORDERS)
+                    .rev()
+                    .filter(|&n| {
+                        let s = store.pay(n, n, 999).unwrap().unwrap();
+                        assert!(!s.cancelled_now);
+                        s.order.state == OrderState::Paid
+                    })
+                    .collect::<BTreeSet<u64>>()
+            })
+        };
+        let paid = payer.join().unwrap();
+        let swept: Vec<Vec<u64>> = sweeps.into_iter().map(|t| t.join().unwrap()).collect();
+        let mut cancelled = BTreeSet::new();
+        for n in swept.iter().flatten() {
+            assert!(cancelled.insert(*n), "order {n} expired twice");
+        }
+        assert!(
+            paid.is_disjoint(&cancelled),
+            "an order both paid and cancelled"
+        );
+        assert_eq!(paid.len() + cancelled.len(), ORDERS as usize);
+        let states: Vec<(u64, u8)> = db
+            .conn()
+            .query("SELECT order_no, state FROM orders ORDER BY order_no")
+            .unwrap();
+        for (n, state) in states {
+            let want = if paid.contains(&n) { 1 } else { 2 };
+            assert_eq!(state, want, "order {n}");
+        }
+        // The race was real: both sides won some.
+        assert!(
+            !paid.is_empty() && !cancelled.is_empty(),
+            "{} paid",
+            paid.len()
+        );
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use seckill_client::{Client, NewGoods};
-use seckill_proto::{Frame, Opcode, Reply, Request, Status, MAX_REPLY_FRAME, VERSION};
+use seckill_proto::{Frame, Opcode, Reply, Request, SaleRules, Status, MAX_REPLY_FRAME, VERSION};
 
 pub const TOKEN: &str = "test-admin-token";
 
@@ -198,17 +198,29 @@ pub fn on_sale(name: &str, stock: u32) -> NewGoods {
         stock,
         start_ms: now - 1000,
         end_ms: now + 3_600_000,
+        rules: SaleRules::default(),
     }
 }
 
 /// Orders in the embedded store's SQLite file, read directly: (order number,
 /// user, goods) of every live order.
 pub fn stored_orders(data: &Path) -> Vec<(u64, u64, u64)> {
+    sqlite_orders(data)
+        .into_iter()
+        .filter(|&(.., state)| state != 2)
+        .map(|(order_no, user, goods, _)| (order_no, user, goods))
+        .collect()
+}
+
+/// Every order in the embedded store's SQLite file, read directly: (order
+/// number, user, goods, state), as `Backends::orders` reads MySQL.
+pub fn sqlite_orders(data: &Path) -> Vec<(u64, u64, u64, u8)> {
     let conn =
         rusqlite::Connection::open_with_flags(data, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .expect("open data file");
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
     let mut stmt = conn
-        .prepare("SELECT order_no, user_id, goods_id FROM orders WHERE state != 2")
+        .prepare("SELECT order_no, user_id, goods_id, state FROM orders")
         .unwrap();
     let rows = stmt
         .query_map([], |r| {
@@ -216,6 +228,7 @@ pub fn stored_orders(data: &Path) -> Vec<(u64, u64, u64)> {
                 r.get::<_, i64>(0)? as u64,
                 r.get::<_, i64>(1)? as u64,
                 r.get::<_, i64>(2)? as u64,
+                r.get::<_, u8>(3)?,
             ))
         })
         .unwrap();

@@ -4,10 +4,12 @@
 mod harness;
 
 mod admin;
+mod controls;
 mod crash;
 mod faults;
 mod flash_sale;
 mod hostile;
+mod lifecycle;
 mod malformed;
 mod pipelining;
 mod shutdown;

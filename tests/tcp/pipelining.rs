@@ -27,6 +27,7 @@ fn a_thousand_pipelined_requests_are_answered_by_id() {
             3 => Request::Buy {
                 user_id: i,
                 goods_id: goods.id,
+                token: 0,
             },
             _ => Request::ListGoods,
         };

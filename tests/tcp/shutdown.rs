@@ -24,6 +24,7 @@ fn sigterm_finishes_in_flight_work_and_exits() {
             &Request::Buy {
                 user_id: user,
                 goods_id: goods,
+                token: 0,
             },
         );
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use mio::{Events, Interest, Poll, Token};
-use seckill_proto::{Request, VERSION};
+use seckill_proto::{Request, NO_TOKEN, VERSION};
 use serde::Serialize;
 
 use crate::cli::AttackKind;
@@ -186,6 +186,7 @@ fn no_read(ctx: &Ctx, worker: usize) {
                 let buy = Request::Buy {
                     user_id: bot,
                     goods_id: ctx.goods,
+                    token: NO_TOKEN,
                 };
                 buy.encode(id + 2, &mut out);
                 id += 2;

@@ -219,7 +219,13 @@ mod tests {
         let mut recorder = Recorder::default();
         for (i, &outcome) in outcomes.iter().enumerate() {
             let at = Duration::from_millis(i as u64);
-            recorder.record(outcome, Duration::from_micros(300 + i as u64), at, &live);
+            recorder.record(
+                "buy",
+                outcome,
+                Duration::from_micros(300 + i as u64),
+                at,
+                &live,
+            );
         }
         recorder.outcomes.lost = lost;
         let finished = Finished {

@@ -1,7 +1,9 @@
 //! The seckill-bench command: parses the flags, runs the scenario, prints
 //! the report. Exits 1 if the run could not be made or its verification
-//! failed (oversold, or an acknowledged order lost; for attack, the normal
-//! client saw errors a healthy server would not cause).
+//! failed (oversold, or an acknowledged order lost; for lifecycle, an order
+//! not paid or cancelled as it should be, or a unit neither paid nor back
+//! on sale; for attack, the normal client saw errors a healthy server would
+//! not cause).
 
 use std::process::ExitCode;
 

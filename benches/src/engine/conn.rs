@@ -46,11 +46,12 @@ impl Conn {
         }
     }
 
-    /// Queues one request; [`Conn::flush`] sends it.
-    pub fn send(&mut self, op: Op, since: Instant) {
+    /// Queues one request, after `retries` tries answered `busy`;
+    /// [`Conn::flush`] sends it.
+    pub fn send(&mut self, op: Op, since: Instant, retries: u32) {
         let id = self.window.next_id();
         self.codec.encode(&op, id, &mut self.output);
-        self.window.push(Pending { op, since });
+        self.window.push(Pending { op, since, retries });
     }
 
     /// Writes what it can of the output buffer. An error closes the

@@ -8,7 +8,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::conn::{self, Conn};
 use super::wire::Answer;
-use super::{Op, Pace, Plan, Target, Workload};
+use super::{Next, Op, Pace, Plan, Target, Workload};
 use crate::schedule::Schedule;
 use crate::stats::{Live, Outcome, Recorder};
 use crate::users::{splitmix, Rng};
@@ -18,6 +18,9 @@ use crate::verify::{Ack, AckKind};
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest a poll sleeps: how often deadlines are looked at.
 const TICK: Duration = Duration::from_millis(100);
+/// The pause before the first retry of a request answered `busy`; the n-th
+/// waits n times this.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 pub struct ThreadResult {
     pub recorder: Recorder,
@@ -56,6 +59,12 @@ struct Driver<'a> {
     orphans: VecDeque<Instant>,
     scratch: Box<[u8; conn::READ_CHUNK]>,
     last_reply: Option<Instant>,
+    /// Closed loop with a timed workload or retries: when the next request
+    /// is due, to top up every connection then.
+    wake_at: Option<Instant>,
+    /// Closed loop: requests answered `busy` to send again, each with when
+    /// and how many tries it had.
+    retries: Vec<(Instant, Op, u32)>,
 }
 
 impl Ctx<'_> {
@@ -73,6 +82,8 @@ impl Ctx<'_> {
             orphans: VecDeque::new(),
             scratch: conn::scratch(),
             last_reply: None,
+            wake_at: None,
+            retries: Vec::new(),
         };
         // A thread that cannot even poll still meets the others at the
         // barrier, with all its connections counted as failed.
@@ -186,6 +197,12 @@ impl Driver<'_> {
         }
         loop {
             let now = Instant::now();
+            if self.wake_at.is_some_and(|at| at <= now) {
+                self.wake_at = None;
+                for i in 0..self.conns.len() {
+                    self.fill(i, now, start);
+                }
+            }
             // Open loop: slots already scheduled still go out after the
             // end; only new ones stop.
             let sending = !self.exhausted && plan.duration.is_none_or(|d| now - start < d);
@@ -219,12 +236,18 @@ impl Driver<'_> {
                 .iter()
                 .filter(|c| c.open)
                 .map(|c| c.window.len() + c.backlog.len())
-                .sum();
+                .sum::<usize>()
+                + self.retries.len();
             if self.conns.iter().all(|c| !c.open) || (!sending && in_flight == 0) {
                 break;
             }
             if let Some(r) = self.last_reply {
                 last_progress = last_progress.max(r);
+            }
+            // Only a wait with requests in flight is a stall, not one for
+            // a timed workload's next request.
+            if in_flight == 0 {
+                last_progress = now;
             }
             let stalled = in_flight > 0 && now - last_progress > plan.stall;
             if stalled || stop_at.is_some_and(|t| now >= t) {
@@ -239,6 +262,20 @@ impl Driver<'_> {
             }
             if let (Some(s), true) = (&schedule, sending) {
                 timeout = timeout.min(s.next_at().saturating_duration_since(now));
+            }
+            // A retry due but not sent waits for a reply to make room; one
+            // to come needs the timer.
+            let next_retry = self
+                .retries
+                .iter()
+                .map(|r| r.0)
+                .filter(|&at| at > now)
+                .min();
+            if let Some(at) = next_retry {
+                self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+            }
+            if let Some(at) = self.wake_at {
+                timeout = timeout.min(at.saturating_duration_since(now));
             }
             if poll.poll(&mut events, Some(timeout)).is_err() {
                 continue;
@@ -273,7 +310,8 @@ impl Driver<'_> {
             // Nothing left to send: slots waiting will never go out.
             self.conns[i].backlog.clear();
         }
-        if !self.started || self.conns[i].greeting > 0 || self.exhausted {
+        let idle = self.exhausted && self.retries.is_empty();
+        if !self.started || self.conns[i].greeting > 0 || idle {
             return self.flush(i);
         }
         let conn = &mut self.conns[i];
@@ -286,12 +324,30 @@ impl Driver<'_> {
                     return self.flush(i);
                 }
                 while conn.window.len() < pipeline.max(1) {
-                    let Some(op) = self.ctx.workload.next(&mut self.rng) else {
-                        self.exhausted = true;
+                    if let Some(k) = self.retries.iter().position(|r| r.0 <= now) {
+                        let (at, op, tries) = self.retries.swap_remove(k);
+                        conn.send(op, at, tries);
+                        self.sent += 1;
+                        continue;
+                    }
+                    if self.exhausted {
                         break;
-                    };
-                    conn.send(op, now);
-                    self.sent += 1;
+                    }
+                    match self.ctx.workload.next_at(&mut self.rng, now) {
+                        // Nothing is due before the run starts.
+                        Next::Send { op, due } => {
+                            conn.send(op, due.map_or(now, |at| at.max(start)), 0);
+                            self.sent += 1;
+                        }
+                        Next::Wait(at) => {
+                            self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+                            break;
+                        }
+                        Next::Done => {
+                            self.exhausted = true;
+                            break;
+                        }
+                    }
                 }
             }
             Pace::Open { max_in_flight, .. } => {
@@ -304,7 +360,7 @@ impl Driver<'_> {
                         break;
                     };
                     conn.backlog.pop_front();
-                    conn.send(op, at);
+                    conn.send(op, at, 0);
                     self.sent += 1;
                 }
             }
@@ -370,30 +426,48 @@ impl Driver<'_> {
         };
         let latency = now.saturating_duration_since(pending.since);
         let at = now.saturating_duration_since(start);
-        self.recorder.record(outcome, latency, at, &self.ctx.live);
+        let op = pending.op;
+        self.recorder
+            .record(op.name(), outcome, latency, at, &self.ctx.live);
         self.last_reply = Some(now);
-        if let (
-            true,
+        let closed = matches!(self.ctx.plan.pace, Pace::Closed { .. });
+        if outcome == Outcome::Busy && closed && pending.retries < self.ctx.plan.retry_busy {
+            let tries = pending.retries + 1;
+            let again = now + RETRY_PAUSE * tries;
+            self.retries.push((again, op, tries));
+            self.wake_at = Some(self.wake_at.map_or(again, |w| w.min(again)));
+        }
+        if !self.ctx.plan.keep_acks {
+            return;
+        }
+        let ack = match op {
             Op::Buy {
                 user,
                 order_no: proposed,
                 ..
-            },
-        ) = (self.ctx.plan.keep_acks, pending.op)
-        {
-            let kind = match outcome {
-                Outcome::Ok => AckKind::Ok,
-                Outcome::AlreadyBought => AckKind::AlreadyBought,
-                _ => return,
-            };
-            self.acks.push(Ack {
+            } => AckKind::of_buy(outcome).map(|kind| Ack {
                 user,
                 // The server names its order; the baseline's is the one we
                 // proposed.
                 order_no: order_no.unwrap_or(proposed),
                 kind,
-            });
-        }
+                at: now,
+            }),
+            Op::Pay { user, order_no } => AckKind::of_pay(outcome).map(|kind| Ack {
+                user,
+                order_no,
+                kind,
+                at: now,
+            }),
+            Op::Cancel { user, order_no } => AckKind::of_cancel(outcome).map(|kind| Ack {
+                user,
+                order_no,
+                kind,
+                at: now,
+            }),
+            Op::GetGoods { .. } | Op::ListGoods => None,
+        };
+        self.acks.extend(ack);
     }
 
     /// Closes connection `i` after an error: counted as a connection

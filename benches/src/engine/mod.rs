@@ -7,6 +7,7 @@
 //!     │                  ▼
 //!     │               loop: fill windows ─▶ write ─▶ poll ─▶ read ─▶ decode ─▶ record
 //!     │                  │   closed loop: keep --pipeline requests in flight per connection
+//!     │                  │                (a timed workload: each request once it is due)
 //!     │                  │   open loop:   slots of the Schedule, timed from the slot
 //!     │                  ▼
 //!     │               Recorder (histograms, outcomes, per-second buckets) + acks
@@ -49,12 +50,55 @@ pub enum Op {
         goods: u64,
     },
     ListGoods,
+    Pay {
+        user: u64,
+        order_no: u64,
+    },
+    Cancel {
+        user: u64,
+        order_no: u64,
+    },
+}
+
+impl Op {
+    /// The request's name, as the report shows its latency.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Buy { .. } => "buy",
+            Op::GetGoods { .. } => "get_goods",
+            Op::ListGoods => "list_goods",
+            Op::Pay { .. } => "pay",
+            Op::Cancel { .. } => "cancel",
+        }
+    }
+}
+
+/// What a workload gives a closed-loop connection that has room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Send this. `due`: the instant it was meant for, which its latency is
+    /// counted from (none: from the send).
+    Send { op: Op, due: Option<Instant> },
+    /// Nothing is due before this instant.
+    Wait(Instant),
+    /// No more requests.
+    Done,
 }
 
 /// What to send next; shared by every engine thread.
 pub trait Workload: Sync {
     /// The next request, or `None` once the workload has no more.
     fn next(&self, rng: &mut Rng) -> Option<Op>;
+
+    /// The next request due at `now`, for the closed loop. A workload whose
+    /// requests have instants of their own (PAY at its time) overrides
+    /// this; by default every request is due at once.
+    fn next_at(&self, rng: &mut Rng, _now: Instant) -> Next {
+        match self.next(rng) {
+            Some(op) => Next::Send { op, due: None },
+            None => Next::Done,
+        }
+    }
 }
 
 /// Whom the connections talk to.
@@ -109,8 +153,13 @@ pub struct Plan {
     /// Give up when nothing has been answered for this long.
     pub stall: Duration,
     pub seed: u64,
-    /// Keep every BUY reply that carried an order number, for verification.
+    /// Keep every BUY reply that carried an order number, and every PAY
+    /// and CANCEL reply that settled an order, for verification.
     pub keep_acks: bool,
+    /// Closed loop: a request answered `busy` is sent again after a pause
+    /// (longer each time), up to this many times (0: never). Each try is
+    /// timed and counted on its own.
+    pub retry_busy: u32,
     /// Print a line per second on stderr (only if it is a terminal).
     pub live: bool,
 }

@@ -1,20 +1,26 @@
 //! The engine against a fake seckill server that answers every BUY with a
 //! new order: the runs end when they should and every request is counted.
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use seckill_proto::{Frame, Opcode, Reply, Request, MAX_REQUEST_FRAME, VERSION};
+use seckill_proto::{
+    Frame, Opcode, Order, OrderState, Reply, Request, Status, MAX_REQUEST_FRAME, VERSION,
+};
 
 use super::*;
 use crate::users::UserPicker;
-use crate::workload::{FlashCrowd, Sustained};
+use crate::verify::AckKind;
+use crate::workload::{FlashCrowd, Sustained, Timed};
 
-/// Answers HELLO, BUY (a new order number each time) and anything else
-/// (PONG-like ok), one thread per connection.
+/// Answers HELLO, BUY (a new order number each time), PAY (`busy` the
+/// first time for each order, then paid) and anything else (PONG-like ok),
+/// one thread per connection.
 fn fake_server() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -28,6 +34,7 @@ fn fake_server() -> SocketAddr {
 
 fn serve(mut stream: TcpStream) {
     static ORDERS: AtomicU64 = AtomicU64::new(1);
+    static PAID: Mutex<BTreeSet<u64>> = Mutex::new(BTreeSet::new());
     let mut input = BytesMut::new();
     let mut chunk = [0u8; 16 * 1024];
     loop {
@@ -46,11 +53,27 @@ fn serve(mut stream: TcpStream) {
                 Ok(Request::Buy { .. }) => Reply::Bought {
                     order_no: ORDERS.fetch_add(1, Ordering::Relaxed),
                 },
+                Ok(Request::Pay { user_id, order_no }) => {
+                    let first = PAID.lock().expect("lock").insert(order_no);
+                    if first {
+                        Reply::error(Status::Busy, "being written")
+                    } else {
+                        Reply::Paid(Order {
+                            order_no,
+                            user_id,
+                            goods_id: 1,
+                            state: OrderState::Paid,
+                            created_ms: 0,
+                            pay_by_ms: 0,
+                        })
+                    }
+                }
                 _ => Reply::GoodsList(Vec::new()),
             };
             let to = match reply {
                 Reply::Hello { .. } => Opcode::Hello,
                 Reply::Bought { .. } => Opcode::Buy,
+                Reply::Paid(_) | Reply::Error { .. } => Opcode::Pay,
                 _ => Opcode::ListGoods,
             };
             reply.encode(to as u8, frame.id, &mut out);
@@ -72,6 +95,7 @@ fn plan(pace: Pace, duration: Option<Duration>) -> Plan {
         stall: Duration::from_secs(5),
         seed: 1,
         keep_acks: true,
+        retry_busy: 0,
         live: false,
     }
 }
@@ -141,6 +165,41 @@ fn a_timed_open_loop_run_sends_exactly_its_slots() {
     assert_eq!(done.sent, 500);
     assert_eq!(done.recorder.outcomes.ok, 500);
     assert_eq!(done.recorder.outcomes.lost, 0);
+}
+
+#[test]
+fn timed_requests_wait_for_their_instant_and_busy_ones_are_retried() {
+    let target = Target::Seckill {
+        addr: fake_server(),
+    };
+    let t0 = Instant::now();
+    // Order numbers of their own, far from the BUYs of the other tests.
+    let ops = (0..100u64)
+        .map(|i| {
+            let at = t0 + Duration::from_millis(100 + 2 * i);
+            let pay = Op::Pay {
+                user: i,
+                order_no: 1 << 40 | i,
+            };
+            (at, pay)
+        })
+        .collect();
+    let mut plan = plan(Pace::Closed { pipeline: 2 }, None);
+    plan.retry_busy = 3;
+    let done = run(&plan, &target, &Timed::new(ops));
+    // Nothing went before its time: the last is due at 298 ms, and its
+    // retry comes 20 ms after its busy reply.
+    assert!(
+        t0.elapsed() >= Duration::from_millis(318),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(done.sent, 200, "each PAY twice: busy, then paid");
+    let o = &done.recorder.outcomes;
+    assert_eq!((o.ok, o.busy, o.lost), (100, 100, 0));
+    assert_eq!(done.acks.len(), 100);
+    assert!(done.acks.iter().all(|a| a.kind == AckKind::Paid));
+    assert_eq!(done.recorder.by_request["pay"].len(), 200);
 }
 
 #[test]

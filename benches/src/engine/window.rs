@@ -15,8 +15,10 @@ use super::Op;
 pub struct Pending {
     pub op: Op,
     /// When its latency is counted from: when it was sent (closed loop) or
-    /// when it was scheduled (open loop).
+    /// when it was scheduled (open loop, a timed workload, a retry).
     pub since: Instant,
+    /// Earlier tries of the same request, answered `busy`.
+    pub retries: u32,
 }
 
 #[derive(Debug)]
@@ -99,6 +101,7 @@ mod tests {
         Pending {
             op: Op::ListGoods,
             since: Instant::now(),
+            retries: 0,
         }
     }
 

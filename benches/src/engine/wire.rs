@@ -8,7 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BytesMut};
 use redis::Value;
-use seckill_proto::{Frame, FrameError, Opcode, Reply, Request, Status, MAX_REPLY_FRAME, VERSION};
+use seckill_proto::{
+    Frame, FrameError, Opcode, Reply, Request, SaleRules, Status, MAX_REPLY_FRAME, NO_TOKEN,
+    VERSION,
+};
 
 use super::Op;
 use crate::stats::Outcome;
@@ -36,9 +39,9 @@ pub enum Answer {
 #[derive(Debug, Clone)]
 pub struct RedisScript {
     pub sha: String,
-    /// The goods' stock, buyers, queue and epoch keys, as the script takes
-    /// them.
-    pub keys: [String; 4],
+    /// The goods' stock, buyers, queue, epoch and tokens keys, as the script
+    /// takes them.
+    pub keys: [String; 5],
     pub goods: u64,
     /// The epoch the goods was loaded under (the script acts only on it).
     pub epoch: u64,
@@ -51,7 +54,8 @@ pub struct RedisScript {
 pub enum Codec {
     Seckill,
     Redis {
-        script: RedisScript,
+        /// Boxed: the seckill codec, the common one, need not be as big.
+        script: Box<RedisScript>,
         parser: redis::Parser,
     },
 }
@@ -63,7 +67,7 @@ impl Codec {
 
     pub fn redis(script: RedisScript) -> Codec {
         Codec::Redis {
-            script,
+            script: Box::new(script),
             parser: redis::Parser::new(),
         }
     }
@@ -96,9 +100,18 @@ impl Codec {
                     Op::Buy { user, goods, .. } => Request::Buy {
                         user_id: user,
                         goods_id: goods,
+                        token: NO_TOKEN,
                     },
                     Op::GetGoods { goods } => Request::GetGoods { goods_id: goods },
                     Op::ListGoods => Request::ListGoods,
+                    Op::Pay { user, order_no } => Request::Pay {
+                        user_id: user,
+                        order_no,
+                    },
+                    Op::Cancel { user, order_no } => Request::Cancel {
+                        user_id: user,
+                        order_no,
+                    },
                 };
                 request.encode(id, out);
             }
@@ -106,7 +119,9 @@ impl Codec {
                 let packed = match *op {
                     Op::Buy { user, order_no, .. } => reserve_command(script, user, order_no),
                     // The baseline only buys; anything else is a round trip.
-                    Op::GetGoods { .. } | Op::ListGoods => redis::cmd("PING").get_packed_command(),
+                    Op::GetGoods { .. } | Op::ListGoods | Op::Pay { .. } | Op::Cancel { .. } => {
+                        redis::cmd("PING").get_packed_command()
+                    }
                 };
                 out.extend_from_slice(&packed);
             }
@@ -141,8 +156,11 @@ impl Codec {
 }
 
 /// The reserve script's call for one buyer: EVALSHA with the server's own
-/// keys and arguments (mode `durable`: no queue entry).
+/// keys and arguments for a goods of the default rules (mode `durable`: no
+/// queue entry; one order per user; no token, so the tokens key is given
+/// but never read).
 fn reserve_command(script: &RedisScript, user: u64, order_no: u64) -> Vec<u8> {
+    let rules = SaleRules::default();
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
@@ -154,8 +172,12 @@ fn reserve_command(script: &RedisScript, user: u64, order_no: u64) -> Vec<u8> {
         .arg(script.goods)
         .arg(now_ms)
         .arg(script.epoch)
+        .arg(rules.per_user_limit)
+        .arg(if rules.token_required { "1" } else { "0" })
+        .arg(now_ms.saturating_add(rules.pay_window_ms))
         .arg(user)
         .arg(order_no)
+        .arg(NO_TOKEN)
         .get_packed_command()
 }
 
@@ -227,12 +249,16 @@ fn status_outcome(status: Status) -> Outcome {
 
 /// The reserve script's reply for one buyer: `{remaining, decision}`, the
 /// decision being 1 (reserved under the proposed order number), 0 (sold
-/// out) or the order number the buyer already holds.
+/// out), -1/-2/-3 (token invalid/expired/used: never, without a token) or
+/// the order number the buyer already holds.
 fn redis_answer(value: Value) -> Answer {
     let (outcome, order_no) = match value {
         Value::Array(items) if items.len() == 2 => match &items[1] {
             Value::Int(1) => (Outcome::Ok, None),
             Value::Int(0) => (Outcome::SoldOut, None),
+            Value::Int(-1) => (Outcome::Error("token_invalid"), None),
+            Value::Int(-2) => (Outcome::Error("token_expired"), None),
+            Value::Int(-3) => (Outcome::Error("token_used"), None),
             Value::BulkString(held) => {
                 match std::str::from_utf8(held).ok().and_then(|s| s.parse().ok()) {
                     Some(order_no) => (Outcome::AlreadyBought, Some(order_no)),
@@ -264,7 +290,7 @@ mod tests {
     fn redis_codec() -> Codec {
         Codec::redis(RedisScript {
             sha: "abc".into(),
-            keys: ["s".into(), "b".into(), "q".into(), "e".into()],
+            keys: ["s".into(), "b".into(), "q".into(), "e".into(), "t".into()],
             goods: 9,
             epoch: 3,
             greeting: vec![redis::cmd("PING").get_packed_command()],
@@ -317,7 +343,7 @@ mod tests {
     #[test]
     fn redis_replies_decode_across_any_split() {
         let stream: &[u8] =
-            b"+PONG\r\n*2\r\n:9\r\n:1\r\n*2\r\n:0\r\n:0\r\n*2\r\n:8\r\n$4\r\n1234\r\n$-1\r\n-NOSCRIPT No matching script\r\n";
+            b"+PONG\r\n*2\r\n:9\r\n:1\r\n*2\r\n:0\r\n:0\r\n*2\r\n:8\r\n$4\r\n1234\r\n*2\r\n:8\r\n:-1\r\n$-1\r\n-NOSCRIPT No matching script\r\n";
         for split in 0..stream.len() {
             let mut codec = redis_codec();
             let mut greeting = true;
@@ -342,6 +368,7 @@ mod tests {
                     reply(Outcome::Ok, None),
                     reply(Outcome::SoldOut, None),
                     reply(Outcome::AlreadyBought, Some(1234)),
+                    reply(Outcome::Error("token_invalid"), None),
                     reply(Outcome::Error("not_loaded"), None),
                     reply(Outcome::Error("noscript"), None),
                 ],
@@ -363,9 +390,15 @@ mod tests {
         let text = String::from_utf8_lossy(&out);
         let args: Vec<&str> = text.split("\r\n").skip(2).step_by(2).collect();
         assert_eq!(
-            &args[..9],
-            ["EVALSHA", "abc", "4", "s", "b", "q", "e", "durable", "9"]
+            &args[..10],
+            ["EVALSHA", "abc", "5", "s", "b", "q", "e", "t", "durable", "9"]
         );
-        assert_eq!(&args[10..13], ["3", "42", "1001"]);
+        // now_ms, then the epoch, one order per user, no token required,
+        // pay_by_ms, and the one buyer's triple.
+        let now_ms: u64 = args[10].parse().expect("now_ms");
+        assert_eq!(&args[11..14], ["3", "1", "0"]);
+        let pay_by_ms: u64 = args[14].parse().expect("pay_by_ms");
+        assert_eq!(pay_by_ms - now_ms, seckill_proto::DEFAULT_PAY_WINDOW_MS);
+        assert_eq!(&args[15..], ["42", "1001", "0"]);
     }
 }

@@ -1,8 +1,9 @@
 //! `seckill-cli`: talk to a seckill flash-sale server from a shell.
 //!
 //! Tables for people, `--json` for scripts. Exit codes: 0 success; 2 a
-//! flash-sale answer that is not a success (BUY sold out, not started or
-//! ended; ORDER with no order); 1 any error, explained on stderr.
+//! flash-sale answer that is not a success (BUY sold out, not started, ended
+//! or paused; TOKEN for such a sale; PAY of a cancelled order; CANCEL of a
+//! paid one; ORDER with no order); 1 any error, explained on stderr.
 
 mod cli;
 
@@ -13,14 +14,20 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use seckill_client::{Client, Error as ClientError, ErrorKind, Goods, NewGoods, Status};
+use seckill_client::{
+    Cancellation, Client, Error as ClientError, ErrorKind, Goods, NewGoods, Order, OrderState,
+    Payment, Purchase, SaleAction, SaleRules, Status,
+};
 use serde::Serialize;
 use serde_json::json;
 
-use cli::input::{parse_goods_id, parse_price, parse_when, resolve, unix_ms, When};
+use cli::input::{
+    parse_goods_id, parse_pay_window, parse_price, parse_purchase_token, parse_when, resolve,
+    unix_ms, When,
+};
 use cli::output::{
-    goods_table, order_table, outcome, purchase_line, reconcile_table, stats_table, DriftJson,
-    GoodsJson, OrderJson,
+    goods_table, orders_table, outcome, purchase_line, reconcile_table, stats_table, token_line,
+    DriftJson, GoodsJson, OrderJson, TokenJson,
 };
 
 /// The exit code of an answer that is not a success but not an error either.
@@ -37,8 +44,8 @@ struct Cli {
     #[arg(long, global = true, help_heading = GLOBAL)]
     #[arg(env = "SECKILL_ADDR", default_value = "127.0.0.1:7700")]
     addr: String,
-    /// Admin token, needed by `goods add`, `goods restock`, `stats` and
-    /// `reconcile`.
+    /// Admin token, needed by `goods add`, `goods restock`, `sale`, `stats`
+    /// and `reconcile`.
     // The env value stays out of --help: the token is a secret.
     #[arg(long, global = true, help_heading = GLOBAL)]
     #[arg(env = "SECKILL_ADMIN_TOKEN", hide_env_values = true)]
@@ -67,14 +74,57 @@ enum Command {
         user: u64,
         #[arg(long)]
         goods: u64,
+        /// A purchase token from `seckill-cli token`, for goods that require
+        /// one.
+        // Not `--token`: that global option is the admin token, and it may
+        // be written after the subcommand too.
+        #[arg(long, value_name = "N", value_parser = parse_purchase_token)]
+        purchase_token: Option<u64>,
     },
-    /// Show a user's order for a goods (exit 2 if there is none).
+    /// Get a purchase token for one `buy --purchase-token` (exit 2 if the
+    /// sale says no).
+    ///
+    /// The token is good for one BUY of this goods by this user, until it
+    /// expires.
+    Token {
+        #[arg(long)]
+        user: u64,
+        #[arg(long)]
+        goods: u64,
+    },
+    /// Pay a user's order, which keeps it for good (exit 2 if it was
+    /// cancelled first, or its payment window passed).
+    Pay {
+        #[arg(long)]
+        user: u64,
+        /// The order number, as `buy` showed it.
+        #[arg(long)]
+        order: u64,
+    },
+    /// Cancel a user's unpaid order, putting its unit back on sale (exit 2 if
+    /// it is paid).
+    Cancel {
+        #[arg(long)]
+        user: u64,
+        /// The order number, as `buy` showed it.
+        #[arg(long)]
+        order: u64,
+    },
+    /// Show a user's newest order for a goods (exit 2 if there is none).
     Order {
         #[arg(long)]
         user: u64,
         #[arg(long)]
         goods: u64,
     },
+    /// Show every order of a user, newest first.
+    Orders {
+        #[arg(long)]
+        user: u64,
+    },
+    /// Pause, resume or end a sale, or move its window (admin).
+    #[command(subcommand)]
+    Sale(SaleCommand),
     /// Show the server's counters (admin).
     Stats,
     /// Repair the stock store from the order store and show what was found
@@ -116,12 +166,43 @@ enum GoodsCommand {
         /// (e.g. 1h) or RFC3339 UTC.
         #[arg(long, value_parser = parse_when)]
         end: When,
+        /// Live orders one user may hold, 1 to 255.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
+        limit: u8,
+        /// How long a buyer has to pay before the order is cancelled and its
+        /// unit goes back on sale, e.g. 15m or 90s.
+        #[arg(long, value_parser = parse_pay_window, default_value = "15m")]
+        pay_window: u64,
+        /// BUY must carry a purchase token from `seckill-cli token`.
+        #[arg(long)]
+        token_required: bool,
     },
     /// Add units to a goods (admin).
     Restock {
         id: u64,
         #[arg(long)]
         amount: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum SaleCommand {
+    /// Refuse BUY and TOKEN with `paused` until a resume.
+    Pause { goods: u64 },
+    /// Take orders again after a pause.
+    Resume { goods: u64 },
+    /// End the sale now.
+    End { goods: u64 },
+    /// Move the sale window.
+    Window {
+        goods: u64,
+        /// When the sale opens: now, +DURATION (e.g. +10m) or RFC3339 UTC.
+        #[arg(long, value_parser = parse_when, default_value = "now")]
+        start: When,
+        /// When it closes: +DURATION from now, DURATION after the start
+        /// (e.g. 1h) or RFC3339 UTC.
+        #[arg(long, value_parser = parse_when)]
+        end: When,
     },
 }
 
@@ -186,17 +267,40 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             stock,
             start,
             end,
+            limit,
+            pay_window,
+            token_required,
         }) => {
             // Check the times before connecting: a typo should not cost a
             // round trip, nor reach the server.
-            let new = new_goods(name, *price, *stock, *start, *end, SystemTime::now())?;
+            let (start_ms, end_ms) = sale_window(*start, *end, SystemTime::now())?;
+            let new = NewGoods {
+                name: name.clone(),
+                price_cents: *price,
+                stock: *stock,
+                start_ms,
+                end_ms,
+                rules: SaleRules {
+                    per_user_limit: *limit,
+                    pay_window_ms: *pay_window,
+                    token_required: *token_required,
+                },
+            };
             show_goods(cli, &connect()?.add_goods(new)?)?;
         }
         Command::Goods(GoodsCommand::Restock { id, amount }) => {
             show_goods(cli, &connect()?.restock(*id, *amount)?)?;
         }
-        Command::Buy { user, goods } => {
-            let purchase = connect()?.buy(*user, *goods)?;
+        Command::Buy {
+            user,
+            goods,
+            purchase_token,
+        } => {
+            let mut client = connect()?;
+            let purchase = match purchase_token {
+                Some(token) => client.buy_with_token(*user, *goods, *token)?,
+                None => client.buy(*user, *goods)?,
+            };
             if cli.json {
                 print_json(&json!({
                     "user_id": user,
@@ -211,9 +315,68 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(EXIT_NO_LUCK));
             }
         }
+        Command::Token { user, goods } => match connect()?.purchase_token(*user, *goods) {
+            Ok(token) if cli.json => print_json(&TokenJson::new(&token, *user, *goods))?,
+            Ok(token) => emit(&format!("{}\n", token_line(&token, *user, *goods)))?,
+            Err(err) => {
+                // A sale that takes no orders gives no tokens either: the
+                // same answer as BUY's, with BUY's exit code.
+                let Some(answer) = sale_answer(&err) else {
+                    return Err(err.into());
+                };
+                if cli.json {
+                    print_json(&json!({
+                        "user_id": user,
+                        "goods_id": goods,
+                        "outcome": outcome(answer),
+                        "token": null,
+                    }))?;
+                } else {
+                    emit(&format!("{}\n", purchase_line(answer)))?;
+                }
+                return Ok(ExitCode::from(EXIT_NO_LUCK));
+            }
+        },
+        Command::Pay { user, order } => match connect()?.pay(*user, *order)? {
+            Payment::Paid(paid) => show_order(cli, &paid)?,
+            Payment::OrderCancelled => {
+                let why = " (by its buyer, or its payment window passed): it can no longer \
+                           be paid";
+                return order_not_changed(cli, *user, *order, OrderState::Cancelled, why);
+            }
+        },
+        Command::Cancel { user, order } => match connect()?.cancel(*user, *order)? {
+            Cancellation::Cancelled(cancelled) => show_order(cli, &cancelled)?,
+            Cancellation::OrderPaid => {
+                let why = ": it can no longer be cancelled";
+                return order_not_changed(cli, *user, *order, OrderState::Paid, why);
+            }
+        },
+        Command::Orders { user } => {
+            let orders = connect()?.list_orders(*user)?;
+            if cli.json {
+                print_json(&orders.iter().map(OrderJson::from).collect::<Vec<_>>())?;
+            } else if orders.is_empty() {
+                emit(&format!("user {user} holds no orders\n"))?;
+            } else {
+                emit(&orders_table(&orders))?;
+            }
+        }
+        Command::Sale(command) => {
+            // As for `goods add`: the times are checked before connecting.
+            let (goods, action) = match command {
+                SaleCommand::Pause { goods } => (goods, SaleAction::Pause),
+                SaleCommand::Resume { goods } => (goods, SaleAction::Resume),
+                SaleCommand::End { goods } => (goods, SaleAction::End),
+                SaleCommand::Window { goods, start, end } => {
+                    let (start_ms, end_ms) = sale_window(*start, *end, SystemTime::now())?;
+                    (goods, SaleAction::Window { start_ms, end_ms })
+                }
+            };
+            show_goods(cli, &connect()?.sale_control(*goods, action)?)?;
+        }
         Command::Order { user, goods } => match connect()?.order_status(*user, *goods)? {
-            Some(order) if cli.json => print_json(&OrderJson::from(&order))?,
-            Some(order) => emit(&order_table(&order))?,
+            Some(order) => show_order(cli, &order)?,
             None => {
                 if cli.json {
                     print_json(&json!({
@@ -281,14 +444,9 @@ fn connect(cli: &Cli) -> anyhow::Result<Client> {
     Ok(builder.connect()?)
 }
 
-fn new_goods(
-    name: &str,
-    price_cents: u64,
-    stock: u32,
-    start: When,
-    end: When,
-    now: SystemTime,
-) -> anyhow::Result<NewGoods> {
+/// A sale window, `--start` and `--end` tied to one clock, as Unix
+/// milliseconds.
+fn sale_window(start: When, end: When, now: SystemTime) -> anyhow::Result<(u64, u64)> {
     let start = resolve(start, now, None)
         .map_err(anyhow::Error::msg)
         .context("--start")?;
@@ -298,13 +456,47 @@ fn new_goods(
     if end <= start {
         bail!("--end must be after --start");
     }
-    Ok(NewGoods {
-        name: name.to_owned(),
-        price_cents,
-        stock,
-        start_ms: unix_ms(start).map_err(anyhow::Error::msg)?,
-        end_ms: unix_ms(end).map_err(anyhow::Error::msg)?,
-    })
+    Ok((
+        unix_ms(start).map_err(anyhow::Error::msg)?,
+        unix_ms(end).map_err(anyhow::Error::msg)?,
+    ))
+}
+
+/// The BUY outcome that an error status of TOKEN amounts to, if it is an
+/// answer of the sale rather than a failure.
+fn sale_answer(err: &ClientError) -> Option<Purchase> {
+    match err.status()? {
+        Status::Paused => Some(Purchase::Paused),
+        Status::SoldOut => Some(Purchase::SoldOut),
+        Status::NotStarted => Some(Purchase::NotStarted),
+        Status::Ended => Some(Purchase::Ended),
+        _ => None,
+    }
+}
+
+/// Reports a PAY or CANCEL that the order's state refused, `state` being the
+/// state the order is in and `why` the rest of the sentence, and exits with
+/// [`EXIT_NO_LUCK`].
+fn order_not_changed(
+    cli: &Cli,
+    user: u64,
+    order: u64,
+    state: OrderState,
+    why: &str,
+) -> anyhow::Result<ExitCode> {
+    if cli.json {
+        print_json(&json!({
+            "order_no": order,
+            "user_id": user,
+            "state": state.as_str(),
+        }))?;
+    } else {
+        emit(&format!(
+            "order {order} of user {user} is {}{why}\n",
+            state.as_str()
+        ))?;
+    }
+    Ok(ExitCode::from(EXIT_NO_LUCK))
 }
 
 fn show_goods(cli: &Cli, goods: &Goods) -> anyhow::Result<()> {
@@ -312,6 +504,14 @@ fn show_goods(cli: &Cli, goods: &Goods) -> anyhow::Result<()> {
         print_json(&GoodsJson::from(goods))
     } else {
         emit(&goods_table(std::slice::from_ref(goods)))
+    }
+}
+
+fn show_order(cli: &Cli, order: &Order) -> anyhow::Result<()> {
+    if cli.json {
+        print_json(&OrderJson::from(order))
+    } else {
+        emit(&orders_table(std::slice::from_ref(order)))
     }
 }
 
@@ -340,6 +540,18 @@ fn explain(err: &anyhow::Error, cli: &Cli) -> String {
         ErrorKind::Server(Status::Unauthorized) => {
             "unauthorized: admin token missing or wrong (use --token or SECKILL_ADMIN_TOKEN)".into()
         }
+        ErrorKind::Server(Status::TokenRequired) => "this goods is sold only with a purchase \
+            token: get one with `seckill-cli token`, then `buy --purchase-token`"
+            .into(),
+        ErrorKind::Server(Status::TokenInvalid) => {
+            "the purchase token was not issued to this user for this goods".into()
+        }
+        ErrorKind::Server(Status::TokenExpired) => {
+            "the purchase token has expired: get a new one with `seckill-cli token`".into()
+        }
+        ErrorKind::Server(Status::TokenUsed) => {
+            "the purchase token was already used: get a new one with `seckill-cli token`".into()
+        }
         ErrorKind::Server(Status::UnsupportedVersion) => format!(
             "the server at {} does not speak protocol version {}: {said}",
             cli.addr,
@@ -362,21 +574,13 @@ mod tests {
     use std::time::UNIX_EPOCH;
 
     #[test]
-    fn new_goods_ties_times_to_one_clock() {
+    fn sale_window_ties_times_to_one_clock() {
         let now = UNIX_EPOCH + Duration::from_secs(1_000);
         let hour = Duration::from_secs(3600);
-        let g = new_goods(
-            "Phone",
-            1999,
-            5,
-            When::FromNow(Duration::ZERO),
-            When::AfterStart(hour),
-            now,
-        )
-        .unwrap();
-        assert_eq!((g.start_ms, g.end_ms), (1_000_000, 4_600_000));
-        assert!(new_goods("x", 1, 1, When::FromNow(hour), When::FromNow(hour), now).is_err());
-        assert!(new_goods("x", 1, 1, When::AfterStart(hour), When::FromNow(hour), now).is_err());
+        let window = sale_window(When::FromNow(Duration::ZERO), When::AfterStart(hour), now);
+        assert_eq!(window.unwrap(), (1_000_000, 4_600_000));
+        assert!(sale_window(When::FromNow(hour), When::FromNow(hour), now).is_err());
+        assert!(sale_window(When::AfterStart(hour), When::FromNow(hour), now).is_err());
     }
 
     #[test]
@@ -401,7 +605,65 @@ mod tests {
         assert!(cli.json);
         assert!(matches!(
             cli.command,
-            Command::Goods(GoodsCommand::Add { price: 1999, .. })
+            Command::Goods(GoodsCommand::Add {
+                price: 1999,
+                limit: 1,
+                pay_window: 900_000,
+                token_required: false,
+                ..
+            })
+        ));
+        let ruled = Cli::try_parse_from([
+            "seckill-cli",
+            "goods",
+            "add",
+            "--name=Phone",
+            "--price=1",
+            "--stock=5",
+            "--end=+1h",
+            "--limit=3",
+            "--pay-window=90s",
+            "--token-required",
+        ])
+        .unwrap();
+        assert!(matches!(
+            ruled.command,
+            Command::Goods(GoodsCommand::Add {
+                limit: 3,
+                pay_window: 90_000,
+                token_required: true,
+                ..
+            })
+        ));
+        let add = ["seckill-cli", "goods", "add", "--name=x", "--price=1"];
+        for bad in ["--limit=0", "--limit=256", "--pay-window=0s"] {
+            let args = add.iter().copied().chain(["--stock=1", "--end=1h", bad]);
+            assert!(Cli::try_parse_from(args).is_err(), "{bad} was accepted");
+        }
+
+        // The admin token and the purchase token are different options, and
+        // the global one may follow the subcommand.
+        let buy = Cli::try_parse_from([
+            "seckill-cli",
+            "buy",
+            "--user=1",
+            "--goods=2",
+            "--purchase-token=77",
+            "--token=s3cret",
+        ])
+        .unwrap();
+        assert_eq!(buy.token.as_deref(), Some("s3cret"));
+        assert!(matches!(
+            buy.command,
+            Command::Buy {
+                purchase_token: Some(77),
+                ..
+            }
+        ));
+        let window = Cli::try_parse_from(["seckill-cli", "sale", "window", "3", "--end", "+1h"]);
+        assert!(matches!(
+            window.unwrap().command,
+            Command::Sale(SaleCommand::Window { goods: 3, .. })
         ));
         assert!(Cli::try_parse_from(["seckill-cli", "goods", "add", "--price", "1.999"]).is_err());
 

@@ -1,4 +1,5 @@
-//! Reading what people type: prices in currency units, sale times.
+//! Reading what people type: prices in currency units, sale times, sale
+//! rules, purchase tokens.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -36,6 +37,36 @@ pub fn parse_goods_id(s: &str) -> Result<u64, String> {
         Ok(id) => Ok(id),
         Err(e) => Err(format!("invalid goods id {s:?}: {e}")),
     }
+}
+
+/// Parses a purchase token from `seckill-cli token`. 0 is the protocol's "no
+/// token": typed, it would silently buy without one.
+pub fn parse_purchase_token(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(0) => {
+            Err("purchase tokens are never 0 (leave the option out to buy without one)".into())
+        }
+        Ok(token) => Ok(token),
+        Err(e) => Err(format!("invalid purchase token {s:?}: {e}")),
+    }
+}
+
+/// Parses a payment window such as `15m` or `90s` into milliseconds, as the
+/// protocol carries it. Under a millisecond is refused rather than rounded
+/// to 0, which would leave no time to pay at all.
+pub fn parse_pay_window(s: &str) -> Result<u64, String> {
+    let window =
+        humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))?;
+    match u64::try_from(window.as_millis()) {
+        Ok(0) => Err("the payment window must be at least 1ms".into()),
+        Ok(ms) => Ok(ms),
+        Err(_) => Err(format!("payment window {s} is too long")),
+    }
+}
+
+/// Shows milliseconds as a humantime duration: 900000 as `15m`.
+pub fn format_duration_ms(ms: u64) -> String {
+    humantime::format_duration(Duration::from_millis(ms)).to_string()
 }
 
 /// Shows cents as units with two decimals: 1999 as `19.99`.
@@ -152,6 +183,27 @@ mod tests {
         for bad in ["0", "-1", "", "x", "18446744073709551616"] {
             assert!(parse_goods_id(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn purchase_tokens_are_never_0() {
+        assert_eq!(parse_purchase_token("77"), Ok(77));
+        assert_eq!(parse_purchase_token("18446744073709551615"), Ok(u64::MAX));
+        for bad in ["0", "-1", "", "0x4d", "18446744073709551616"] {
+            assert!(parse_purchase_token(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn pay_windows_are_read_into_whole_milliseconds() {
+        assert_eq!(parse_pay_window("15m"), Ok(900_000));
+        assert_eq!(parse_pay_window("1m 30s"), Ok(90_000));
+        assert_eq!(parse_pay_window("1ms"), Ok(1));
+        for bad in ["", "0s", "500us", "soon", "-1m"] {
+            assert!(parse_pay_window(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert_eq!(format_duration_ms(900_000), "15m");
+        assert_eq!(format_duration_ms(90_000), "1m 30s");
     }
 
     #[test]

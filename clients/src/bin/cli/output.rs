@@ -1,9 +1,9 @@
 //! Showing what the server says: aligned tables for people, JSON for scripts.
 
-use seckill_client::{Drift, Goods, Order, Purchase, Stat};
+use seckill_client::{Drift, Goods, Order, Purchase, PurchaseToken, SaleRules, Stat};
 use serde::Serialize;
 
-use super::input::{format_price, format_time};
+use super::input::{format_duration_ms, format_price, format_time};
 
 /// Which side of its column a cell keeps to.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -80,6 +80,9 @@ pub fn goods_table(list: &[Goods]) -> String {
         ("STATE", Left),
         ("START", Left),
         ("END", Left),
+        ("LIMIT", Right),
+        ("PAY WINDOW", Left),
+        ("TOKEN", Left),
     ]);
     for g in list {
         table.row(vec![
@@ -91,12 +94,21 @@ pub fn goods_table(list: &[Goods]) -> String {
             g.state.as_str().to_string(),
             format_time(g.start_ms),
             format_time(g.end_ms),
+            g.rules.per_user_limit.to_string(),
+            format_duration_ms(g.rules.pay_window_ms),
+            if g.rules.token_required {
+                "required"
+            } else {
+                "no"
+            }
+            .to_string(),
         ]);
     }
     table.render()
 }
 
-pub fn order_table(order: &Order) -> String {
+/// Orders, one a line, with the end of each one's payment window.
+pub fn orders_table(orders: &[Order]) -> String {
     use Align::*;
     let mut table = Table::new(&[
         ("ORDER", Right),
@@ -104,14 +116,18 @@ pub fn order_table(order: &Order) -> String {
         ("GOODS", Right),
         ("STATE", Left),
         ("CREATED", Left),
+        ("PAY BY", Left),
     ]);
-    table.row(vec![
-        order.order_no.to_string(),
-        order.user_id.to_string(),
-        order.goods_id.to_string(),
-        order.state.as_str().to_string(),
-        format_time(order.created_ms),
-    ]);
+    for order in orders {
+        table.row(vec![
+            order.order_no.to_string(),
+            order.user_id.to_string(),
+            order.goods_id.to_string(),
+            order.state.as_str().to_string(),
+            format_time(order.created_ms),
+            format_time(order.pay_by_ms),
+        ]);
+    }
     table.render()
 }
 
@@ -166,6 +182,7 @@ pub fn outcome(purchase: Purchase) -> &'static str {
         Purchase::SoldOut => "sold_out",
         Purchase::NotStarted => "not_started",
         Purchase::Ended => "ended",
+        Purchase::Paused => "paused",
     }
 }
 
@@ -177,6 +194,40 @@ pub fn purchase_line(purchase: Purchase) -> String {
         Purchase::SoldOut => "sold out".into(),
         Purchase::NotStarted => "the sale has not started".into(),
         Purchase::Ended => "the sale has ended".into(),
+        Purchase::Paused => "the sale is paused".into(),
+    }
+}
+
+/// A purchase token in words, with what it is good for and until when.
+pub fn token_line(token: &PurchaseToken, user_id: u64, goods_id: u64) -> String {
+    format!(
+        "token {} for user {user_id} and goods {goods_id}, valid until {}",
+        token.token,
+        format_time(token.expires_ms)
+    )
+}
+
+/// A purchase token for `--json`.
+#[derive(Serialize)]
+pub struct TokenJson {
+    user_id: u64,
+    goods_id: u64,
+    /// A string: tokens are random 64-bit numbers, and a JSON number that
+    /// large loses its low digits in JavaScript and older jq.
+    token: String,
+    expires: String,
+    expires_ms: u64,
+}
+
+impl TokenJson {
+    pub fn new(token: &PurchaseToken, user_id: u64, goods_id: u64) -> TokenJson {
+        TokenJson {
+            user_id,
+            goods_id,
+            token: token.token.to_string(),
+            expires: format_time(token.expires_ms),
+            expires_ms: token.expires_ms,
+        }
     }
 }
 
@@ -194,6 +245,27 @@ pub struct GoodsJson<'a> {
     start_ms: u64,
     end: String,
     end_ms: u64,
+    rules: RulesJson,
+}
+
+/// The sale rules of a goods for `--json`.
+#[derive(Serialize)]
+pub struct RulesJson {
+    per_user_limit: u8,
+    pay_window: String,
+    pay_window_ms: u64,
+    token_required: bool,
+}
+
+impl From<&SaleRules> for RulesJson {
+    fn from(r: &SaleRules) -> Self {
+        RulesJson {
+            per_user_limit: r.per_user_limit,
+            pay_window: format_duration_ms(r.pay_window_ms),
+            pay_window_ms: r.pay_window_ms,
+            token_required: r.token_required,
+        }
+    }
 }
 
 impl<'a> From<&'a Goods> for GoodsJson<'a> {
@@ -210,6 +282,7 @@ impl<'a> From<&'a Goods> for GoodsJson<'a> {
             start_ms: g.start_ms,
             end: format_time(g.end_ms),
             end_ms: g.end_ms,
+            rules: RulesJson::from(&g.rules),
         }
     }
 }
@@ -248,6 +321,8 @@ pub struct OrderJson {
     state: &'static str,
     created: String,
     created_ms: u64,
+    pay_by: String,
+    pay_by_ms: u64,
 }
 
 impl From<&Order> for OrderJson {
@@ -259,6 +334,8 @@ impl From<&Order> for OrderJson {
             state: o.state.as_str(),
             created: format_time(o.created_ms),
             created_ms: o.created_ms,
+            pay_by: format_time(o.pay_by_ms),
+            pay_by_ms: o.pay_by_ms,
         }
     }
 }
@@ -266,7 +343,7 @@ impl From<&Order> for OrderJson {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use seckill_client::GoodsState;
+    use seckill_client::{GoodsState, OrderState};
 
     #[test]
     fn tables_align_columns_and_trim_line_ends() {
@@ -287,18 +364,68 @@ mod tests {
             start_ms: 1_700_000_000_000,
             end_ms: 1_700_003_600_000,
             state: GoodsState::OnSale,
+            rules: SaleRules::default(),
         };
         let text = goods_table(std::slice::from_ref(&g));
         let row = text.lines().nth(1).unwrap();
         assert_eq!(
             row,
             " 1  Pho\u{fffd}[2Jne  999.00    42    100  on_sale  \
-             2023-11-14T22:13:20Z  2023-11-14T23:13:20Z"
+             2023-11-14T22:13:20Z  2023-11-14T23:13:20Z      1  15m         no"
         );
         let json = serde_json::to_value(GoodsJson::from(&g)).unwrap();
         assert_eq!(json["price"], "999.00");
         assert_eq!(json["start"], "2023-11-14T22:13:20Z");
         assert_eq!(json["state"], "on_sale");
+        assert_eq!(
+            json["rules"],
+            serde_json::json!({
+                "per_user_limit": 1,
+                "pay_window": "15m",
+                "pay_window_ms": 900_000,
+                "token_required": false,
+            })
+        );
+    }
+
+    #[test]
+    fn orders_show_when_they_must_be_paid() {
+        let order = |order_no, state| Order {
+            order_no,
+            user_id: 7,
+            goods_id: 1,
+            state,
+            created_ms: 1_700_000_000_000,
+            pay_by_ms: 1_700_000_900_000,
+        };
+        let orders = [
+            order(1002, OrderState::Created),
+            order(998, OrderState::Cancelled),
+        ];
+        assert_eq!(
+            orders_table(&orders),
+            "ORDER  USER  GOODS  STATE      CREATED               PAY BY\n \
+              1002     7      1  created    2023-11-14T22:13:20Z  2023-11-14T22:28:20Z\n  \
+               998     7      1  cancelled  2023-11-14T22:13:20Z  2023-11-14T22:28:20Z\n"
+        );
+        let json = serde_json::to_value(OrderJson::from(&orders[0])).unwrap();
+        assert_eq!(json["pay_by"], "2023-11-14T22:28:20Z");
+        assert_eq!(json["pay_by_ms"], 1_700_000_900_000_u64);
+    }
+
+    #[test]
+    fn a_token_is_a_string_in_json_so_no_digit_is_lost() {
+        let token = PurchaseToken {
+            token: u64::MAX,
+            expires_ms: 1_700_000_060_000,
+        };
+        let json = serde_json::to_value(TokenJson::new(&token, 7, 1)).unwrap();
+        assert_eq!(json["token"], "18446744073709551615");
+        assert_eq!(json["expires"], "2023-11-14T22:14:20Z");
+        assert_eq!(
+            token_line(&token, 7, 1),
+            "token 18446744073709551615 for user 7 and goods 1, valid until 2023-11-14T22:14:20Z"
+        );
     }
 
     #[test]

@@ -1,0 +1,90 @@
+//! The expiry sweep: one thread that cancels unpaid orders whose payment
+//! window has passed and returns their units to stock, then refreshes what
+//! the catalog shows as left from the stock store (which also clears a
+//! sold-out flag when another server returned units).
+//!
+//! The order store decides which orders each sweep cancels (a locking read
+//! and a conditional update), so several servers may sweep one store at
+//! once and a PAY may race a sweep: every order ends paid or cancelled, and
+//! a cancelled order's unit comes back once. See `sale::lifecycle`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use log::warn;
+
+use crate::sale::Sale;
+
+pub struct Expiry {
+    sale: Arc<Sale>,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+}
+
+/// Tells the sweep to exit (at shutdown: what is due is swept at the next
+/// start, by this server or another).
+#[derive(Clone)]
+pub struct ExpiryStop(Arc<AtomicBool>);
+
+impl ExpiryStop {
+    pub fn trigger(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// How finely the sleep between sweeps checks for a stop.
+const STOP_CHECK: Duration = Duration::from_millis(50);
+/// How often the catalog's units left are read back from the stock store:
+/// the longest a wrong sold-out flag can keep units from sale.
+pub const REFRESH_EVERY: Duration = Duration::from_millis(500);
+
+impl Expiry {
+    pub fn new(sale: Arc<Sale>, every: Duration) -> Expiry {
+        Expiry {
+            sale,
+            every: every.max(Duration::from_millis(1)),
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    pub fn stop_switch(&self) -> ExpiryStop {
+        ExpiryStop(self.stop.clone())
+    }
+
+    pub fn spawn(self) -> std::io::Result<JoinHandle<()>> {
+        thread::Builder::new()
+            .name("expiry".into())
+            .spawn(move || self.run())
+    }
+
+    fn run(self) {
+        let mut next_sweep = Instant::now();
+        let mut next_refresh = Instant::now();
+        while !self.stop.load(Ordering::Acquire) {
+            let now = Instant::now();
+            if now >= next_sweep {
+                match self.sale.expire_due() {
+                    // A full batch: more may be due right now.
+                    Ok(n) if n == crate::sale::EXPIRE_BATCH => continue,
+                    Ok(_) => {}
+                    // Logged once per outage by the store; an unknown
+                    // outcome is logged here. Either way the next tick
+                    // tries again.
+                    Err(e) => warn!("expiry sweep: {e}"),
+                }
+                next_sweep = Instant::now() + self.every;
+            }
+            if now >= next_refresh {
+                self.sale.refresh_stock();
+                next_refresh = Instant::now() + REFRESH_EVERY;
+            }
+            let wake = next_sweep.min(next_refresh);
+            thread::sleep(
+                wake.saturating_duration_since(Instant::now())
+                    .min(STOP_CHECK),
+            );
+        }
+    }
+}

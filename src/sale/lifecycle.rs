@@ -1,0 +1,277 @@
+//! After "ok": PAY, CANCEL, the expiry of unpaid orders, purchase tokens and
+//! the admin's sale controls.
+//!
+//! Every change of an order is decided by the order store, in one
+//! transaction that reads and moves the order's row: a created order
+//! becomes paid or cancelled there exactly once, whoever asks first (a PAY,
+//! a CANCEL, or an expiry sweep of this or another server). Only the call
+//! that cancelled it returns its unit to the stock store, and the stock
+//! store gives a unit back only for a holder it still has, so the unit
+//! comes back exactly once even if that release is repeated. A crash
+//! between the two leaves the unit held for a cancelled order: never
+//! oversold, and returned by the next reconciliation.
+
+use log::{error, warn};
+use seckill_proto::{Order, OrderState, Reply, SaleAction, Status};
+
+use super::{now_ms, order_no, store_failure, to_order, Entry, Sale};
+use crate::metrics;
+use crate::store::{GoodsId, OrderNo, OrderRecord, Settled, StoreError, UserId};
+
+/// Orders one ORDER_LIST shows at most, newest first.
+pub const MAX_LISTED: usize = 1000;
+/// Orders one expiry sweep cancels at most: one transaction's worth.
+pub const EXPIRE_BATCH: usize = 1000;
+
+impl Sale {
+    /// PAY. Paying a paid order is a no-op answered `ok`, so a retry is
+    /// safe. After the payment window, the order is cancelled instead.
+    pub fn pay(&self, user: UserId, order_no: OrderNo) -> Reply {
+        match self.orders.pay(user, order_no, now_ms()) {
+            Ok(Some(settled)) => {
+                let reply = match settled.order.state {
+                    OrderState::Paid if !settled.cancelled_now => {
+                        metrics::add(&self.metrics.orders_paid, 1);
+                        Reply::Paid(to_order(&settled.order))
+                    }
+                    OrderState::Cancelled if settled.cancelled_now => Reply::error(
+                        Status::OrderCancelled,
+                        "the payment window has passed: the order is cancelled",
+                    ),
+                    OrderState::Cancelled => {
+                        Reply::error(Status::OrderCancelled, "the order is cancelled")
+                    }
+                    _ => Reply::error(Status::InternalError, "the order was not paid"),
+                };
+                self.settled(&settled, &self.metrics.orders_expired);
+                reply
+            }
+            Ok(None) => self.not_stored(user, order_no),
+            Err(e) => self.failed("pay", user, order_no, &e),
+        }
+    }
+
+    /// CANCEL. Cancelling a cancelled order is a no-op answered `ok`; only
+    /// the call that cancelled it returns its unit.
+    pub fn cancel(&self, user: UserId, order_no: OrderNo) -> Reply {
+        match self.orders.cancel(user, order_no) {
+            Ok(Some(settled)) => {
+                self.settled(&settled, &self.metrics.orders_cancelled);
+                match settled.order.state {
+                    OrderState::Cancelled => Reply::Cancelled(to_order(&settled.order)),
+                    _ => Reply::error(Status::OrderPaid, "a paid order cannot be cancelled"),
+                }
+            }
+            Ok(None) => self.not_stored(user, order_no),
+            Err(e) => self.failed("cancel", user, order_no, &e),
+        }
+    }
+
+    /// Cancels the unpaid orders whose payment window has passed and
+    /// returns their units. Returns how many this call cancelled: another
+    /// server sweeping the same order store gets the others.
+    pub fn expire_due(&self) -> Result<usize, StoreError> {
+        let expired = match self.orders.expire_due(now_ms(), EXPIRE_BATCH) {
+            Ok(expired) => expired,
+            Err(e) => {
+                if let StoreError::Indeterminate(_) = e {
+                    // Some orders may be cancelled with their units still
+                    // held: every goods is reconciled before it sells more.
+                    self.catalog.all().iter().for_each(|e| e.mark_unsure());
+                }
+                return Err(e);
+            }
+        };
+        metrics::add(&self.metrics.orders_expired, expired.len() as u64);
+        for order in &expired {
+            self.return_unit(order);
+        }
+        Ok(expired.len())
+    }
+
+    /// Sets what the catalog shows as left (and the sold-out flag) from the
+    /// stock store. Reports of concurrent reservations and releases can
+    /// reach the catalog out of order, and units another server returned
+    /// (its expiry sweep) are not reported here at all: a periodic read
+    /// bounds how long the catalog can be wrong, in particular a sold-out
+    /// flag that would keep units from sale.
+    pub fn refresh_stock(&self) {
+        for entry in self.catalog.all() {
+            if entry.is_unsure() {
+                continue;
+            }
+            // Logged once per outage by the store; the next tick retries.
+            if let Ok(Some(left)) = self.stock.remaining(entry.id) {
+                entry.set_remaining(left);
+            }
+        }
+    }
+
+    /// ORDER_LIST: the user's orders, newest first.
+    pub fn list_orders(&self, user: UserId) -> Reply {
+        let stored = match self.orders.orders_of(user, MAX_LISTED) {
+            Ok(stored) => stored,
+            Err(e) => return store_failure("order store", &e),
+        };
+        let mut orders: Vec<Order> = stored.iter().map(to_order).collect();
+        for entry in self.catalog.all() {
+            for o in self.unwritten_orders(&entry, user) {
+                if !stored.iter().any(|s| s.order_no == o.order_no) {
+                    orders.push(o);
+                }
+            }
+        }
+        orders.sort_by_key(|o| std::cmp::Reverse((o.created_ms, o.order_no)));
+        orders.truncate(MAX_LISTED);
+        Reply::Orders(orders)
+    }
+
+    /// TOKEN: a purchase token for one BUY of this user, recorded by the
+    /// stock store (so that every server, and every reactor, knows it).
+    pub fn issue_token(&self, user: UserId, goods: GoodsId) -> Reply {
+        let Some(entry) = self.catalog.get(goods) else {
+            return Reply::error(Status::UnknownGoods, format!("no goods {goods}"));
+        };
+        let now = now_ms();
+        if let Some(reply) = entry.quick_token_answer(now) {
+            return reply;
+        }
+        let token = match random_token() {
+            Ok(token) => token,
+            Err(e) => {
+                error!("no randomness for a purchase token: {e}");
+                return Reply::error(Status::InternalError, "cannot make a token now");
+            }
+        };
+        let expires_ms = now.saturating_add(self.token_ttl_ms);
+        match self.stock.issue_token(goods, user, token, expires_ms) {
+            Ok(()) => {
+                metrics::add(&self.metrics.tokens_issued, 1);
+                Reply::Token { token, expires_ms }
+            }
+            Err(e) => store_failure("stock store", &e),
+        }
+    }
+
+    /// SALE_CONTROL. Taken with the goods' gate alone: reservations already
+    /// running finish first, and every later one (on any reactor or worker)
+    /// sees the change.
+    pub fn control(&self, goods: GoodsId, action: SaleAction) -> Reply {
+        let Some(entry) = self.catalog.get(goods) else {
+            return Reply::error(Status::UnknownGoods, format!("no goods {goods}"));
+        };
+        let _gate = entry.gate.write();
+        let now = now_ms();
+        let paused = entry.is_paused();
+        let (start_ms, end_ms) = entry.window();
+        let (paused, start_ms, end_ms) = match action {
+            SaleAction::Pause => (true, start_ms, end_ms),
+            SaleAction::Resume => (false, start_ms, end_ms),
+            // An upcoming sale that is ended never opens.
+            SaleAction::End => (paused, start_ms.min(now), end_ms.min(now)),
+            SaleAction::Window { start_ms, end_ms } if end_ms <= start_ms => {
+                return Reply::error(Status::BadRequest, "the sale must end after it starts");
+            }
+            SaleAction::Window { start_ms, end_ms } => (paused, start_ms, end_ms),
+        };
+        match self.orders.save_sale(goods, paused, start_ms, end_ms) {
+            Ok(_) => {
+                entry.set_sale(paused, start_ms, end_ms);
+                warn!(
+                    "sale of goods {goods}: {} (paused {paused}, window {start_ms}..{end_ms})",
+                    action.as_str()
+                );
+                Reply::SaleChanged(entry.to_goods(now_ms()))
+            }
+            Err(e) => store_failure("order store", &e),
+        }
+    }
+
+    /// Counts a settled order and returns its unit if this call cancelled
+    /// it.
+    fn settled(&self, settled: &Settled, cancelled: &std::sync::atomic::AtomicU64) {
+        if settled.cancelled_now {
+            metrics::add(cancelled, 1);
+            self.return_unit(&settled.order);
+        }
+    }
+
+    /// A cancelled order's unit goes back on sale; its buyer may buy again.
+    /// The release clears the sold-out flag when units come back.
+    ///
+    /// Under the goods' gate: a reconciliation of this server that read the
+    /// order store before the cancel committed then loads its (stale) view
+    /// before this release runs, not after, so the unit is not lost.
+    fn return_unit(&self, order: &OrderRecord) {
+        let entry = self.catalog.get(order.goods_id);
+        let _gate = entry.as_ref().map(|e| e.gate.read());
+        if let Some(entry) = &entry {
+            entry.remove_holder(order.user_id, order.order_no);
+        }
+        self.release(&[order]);
+    }
+
+    /// The order store has no such order of this user. In the queued mode
+    /// an acknowledged order may not be written yet: the user is told to
+    /// come back rather than that it does not exist.
+    fn not_stored(&self, user: UserId, order_no: OrderNo) -> Reply {
+        if self.goods_holding(user, order_no).is_some() {
+            metrics::add(&self.metrics.busy, 1);
+            return Reply::error(Status::Busy, "the order is being written, retry later");
+        }
+        Reply::error(Status::NoOrder, "this user has no order of that number")
+    }
+
+    /// A PAY or CANCEL whose outcome is unknown may have cancelled the order
+    /// without its unit coming back: its goods (every goods, if this server
+    /// does not know the order) is reconciled before it sells more.
+    fn failed(&self, what: &str, user: UserId, order_no: OrderNo, e: &StoreError) -> Reply {
+        if let StoreError::Indeterminate(_) = e {
+            match self.goods_holding(user, order_no) {
+                Some(entry) => entry.mark_unsure(),
+                None => self.catalog.all().iter().for_each(|e| e.mark_unsure()),
+            }
+        }
+        store_failure(what, e)
+    }
+
+    fn goods_holding(&self, user: UserId, order_no: OrderNo) -> Option<std::sync::Arc<Entry>> {
+        self.catalog
+            .all()
+            .into_iter()
+            .find(|e| e.holds(user, order_no))
+    }
+
+    /// In the queued mode, the orders of `user` for a goods that this server
+    /// acknowledged: written or not, they are the user's. None otherwise.
+    pub(super) fn unwritten_orders(&self, entry: &Entry, user: UserId) -> Vec<Order> {
+        if self.queue.is_none() {
+            return Vec::new();
+        }
+        entry
+            .orders_of(user)
+            .into_iter()
+            .map(|order_no| {
+                let created_ms = order_no::made_at_ms(order_no);
+                Order {
+                    order_no,
+                    user_id: user,
+                    goods_id: entry.id,
+                    state: OrderState::Created,
+                    created_ms,
+                    pay_by_ms: created_ms.saturating_add(entry.rules.pay_window_ms),
+                }
+            })
+            .collect()
+    }
+}
+
+/// An unguessable token, never 0 (which means "no token").
+fn random_token() -> Result<u64, getrandom::Error> {
+    loop {
+        let token = getrandom::u64()?;
+        if token != seckill_proto::NO_TOKEN {
+            return Ok(token);
+        }
+    }
+}
