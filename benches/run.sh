@@ -4,7 +4,7 @@
 # same invocation (--compare), a sustained sale, and the headline run with its
 # plot. JSON reports go to benches/results/.
 #
-#   benches/run.sh            # everything (about 15 minutes on 2 cores)
+#   benches/run.sh            # everything (about 16 minutes on 2 cores)
 #   ATTEMPTS=100000 benches/run.sh   # a quicker pass
 #
 # Needs Redis at 127.0.0.1:6379 and MariaDB at 127.0.0.1:3306 (root, no
@@ -88,6 +88,12 @@ for name in embedded durable queued; do
     # its batches.
     echo "== sustained $name" >&2
     bench sustained -c 1000 --duration "$SUSTAIN" >"$OUT/sustained-$name.json"
+    # After "ok": a fifth of the orders cancelled, a fifth never paid, the
+    # rest paid (a tenth of them at the end of the window, racing the
+    # expiry sweep); verified, then the returned units sold again.
+    echo "== lifecycle $name" >&2
+    bench lifecycle -c 100 --users 20000 --stock 5000 --pay-window 5s \
+        --first-user 7000000000 "${verify[@]}" >"$OUT/lifecycle-$name.json"
 done
 
 # A normal client's latency through each hostile-client attack, and the

@@ -53,6 +53,18 @@ for name in ("embedded", "durable", "queued"):
           f"| {ms(r['latency']['p99_us'])} | {ms(r['latency']['p999_us'])} | {errors} |")
 print()
 h = load("headline")
+print("| lifecycle | orders | paid | cancelled by buyer | expired or paid too late | PAY answered order_cancelled | remaining after | "
+      "rebuy sold | BUY p99 ms | PAY p50 ms | PAY p99 ms | CANCEL p50 ms | CANCEL p99 ms | verified |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+for name in ["embedded", "durable", "queued"]:
+    d = load(f"lifecycle-{name}")
+    o, v = d["orders"], d["verification"]
+    by = d["settle"]["latency_by_request"]
+    print(f"| {name} | {o['orders']:,} | {v['paid']:,} | {o['cancelled']:,} | {v['cancelled'] - o['cancelled']:,} "
+          f"| {o['pay_refused']:,} | {v['remaining']:,} | {v['rebuy']['sold']:,} of {v['rebuy']['returned']:,} "
+          f"| {ms(d['buy']['latency']['p99_us'])} | {ms(by['pay']['p50_us'])} | {ms(by['pay']['p99_us'])} "
+          f"| {ms(by['cancel']['p50_us'])} | {ms(by['cancel']['p99_us'])} | {'passed' if v['passed'] else 'FAILED'} |")
+print()
 print("Headline:")  # noqa
 print(row("server, durable", h["server"]))
 print(row("redis-direct", h["redis_direct"]))

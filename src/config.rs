@@ -125,7 +125,8 @@ pub struct Config {
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub expiry_interval: Duration,
 
-    /// How long a purchase token (TOKEN) stays good for its BUY.
+    /// How long a purchase token (TOKEN) stays good for its BUY (at most
+    /// an hour: issued tokens are kept for twice this long).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub token_ttl: Duration,
 
@@ -145,6 +146,9 @@ impl Config {
     pub fn check(&self) -> Result<(), String> {
         if !(self.buy_rate >= 0.0 && self.buy_rate.is_finite()) {
             return Err("--buy-rate must be a number of requests per second, 0 or more".into());
+        }
+        if self.token_ttl.is_zero() || self.token_ttl > Duration::from_secs(3600) {
+            return Err("--token-ttl must be between 1 ms and 1 h".into());
         }
         if self.ack == AckMode::Queued && self.redis.is_none() {
             return Err("--ack queued needs --redis: the queue is a Redis stream".into());

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use log::warn;
 
 use crate::sale::Sale;
+use crate::store::StoreError;
 
 pub struct Expiry {
     sale: Arc<Sale>,
@@ -65,16 +66,18 @@ impl Expiry {
         while !self.stop.load(Ordering::Acquire) {
             let now = Instant::now();
             if now >= next_sweep {
-                match self.sale.expire_due() {
+                next_sweep = match self.sale.expire_due() {
                     // A full batch: more may be due right now.
-                    Ok(n) if n == crate::sale::EXPIRE_BATCH => continue,
-                    Ok(_) => {}
-                    // Logged once per outage by the store; an unknown
-                    // outcome is logged here. Either way the next tick
-                    // tries again.
-                    Err(e) => warn!("expiry sweep: {e}"),
-                }
-                next_sweep = Instant::now() + self.every;
+                    Ok(n) if n == crate::sale::EXPIRE_BATCH => Instant::now(),
+                    Ok(_) => Instant::now() + self.every,
+                    // The next tick tries again. An outage is logged once
+                    // by the store itself; anything else here.
+                    Err(StoreError::Unavailable(_)) => Instant::now() + self.every,
+                    Err(e) => {
+                        warn!("expiry sweep: {e}");
+                        Instant::now() + self.every
+                    }
+                };
             }
             if now >= next_refresh {
                 self.sale.refresh_stock();

@@ -95,14 +95,22 @@ impl Sale {
     /// (its expiry sweep) are not reported here at all: a periodic read
     /// bounds how long the catalog can be wrong, in particular a sold-out
     /// flag that would keep units from sale.
+    ///
+    /// A goods in doubt (a store fault), or that the stock store lost, is
+    /// reconciled here rather than at its next BUY: the reactor may be
+    /// answering every BUY of it from a sold-out flag, and then no BUY
+    /// would ever reach a worker to do it.
     pub fn refresh_stock(&self) {
         for entry in self.catalog.all() {
             if entry.is_unsure() {
+                self.reconcile_lost(&entry);
                 continue;
             }
             // Logged once per outage by the store; the next tick retries.
-            if let Ok(Some(left)) = self.stock.remaining(entry.id) {
-                entry.set_remaining(left);
+            match self.stock.remaining(entry.id) {
+                Ok(Some(left)) => entry.set_remaining(left),
+                Ok(None) => self.reconcile_lost(&entry),
+                Err(_) => {}
             }
         }
     }

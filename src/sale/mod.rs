@@ -46,6 +46,10 @@ use crate::store::{
 
 /// How long a purchase token is good for, unless configured.
 pub const DEFAULT_TOKEN_TTL_MS: u64 = 30_000;
+/// The longest payment window ADD_GOODS accepts: a year and a day, so that
+/// every deadline is a plain timestamp in every store (SQLite's integers
+/// are signed).
+pub const MAX_PAY_WINDOW_MS: u64 = 366 * 24 * 3600 * 1000;
 
 /// One BUY as a worker hands it over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,9 +202,10 @@ impl Sale {
                 "stock being reconciled after a store fault, retry later",
             ));
         }
-        // Checked again under the gate, which a sale control takes alone:
+        // Checked again under the gate, which a sale control takes alone,
+        // and with the clock read now (waiting for the gate takes time):
         // once a pause or an end is answered, no BUY queued before it sells.
-        if let Some(closed) = entry.closed(created_ms) {
+        if let Some(closed) = entry.closed(now_ms()) {
             return answer_all(closed);
         }
         let reserved = match self.stock.reserve(goods, &rules, &buyers) {
@@ -451,8 +456,11 @@ impl Sale {
         if new.rules.per_user_limit == 0 {
             return Reply::error(Status::BadRequest, "the purchase limit must be at least 1");
         }
-        if new.rules.pay_window_ms == 0 {
-            return Reply::error(Status::BadRequest, "the payment window must be positive");
+        if new.rules.pay_window_ms == 0 || new.rules.pay_window_ms > MAX_PAY_WINDOW_MS {
+            return Reply::error(
+                Status::BadRequest,
+                "the payment window must be between 1 ms and 366 days",
+            );
         }
         let record = match self.orders.add_goods(new) {
             Ok(r) => r,
@@ -601,6 +609,9 @@ mod tests {
         fn orders_of(&self, _: UserId, _: usize) -> Result<Vec<OrderRecord>, StoreError> {
             unreachable!()
         }
+        fn stored(&self, _: &[OrderNo]) -> Result<Vec<OrderNo>, StoreError> {
+            Ok(Vec::new())
+        }
         fn pay(&self, _: UserId, _: OrderNo, _: u64) -> Result<Option<Settled>, StoreError> {
             unreachable!()
         }
@@ -651,6 +662,7 @@ mod tests {
             self.inner.issue_token(g, u, t, at)
         }
         fn release(&self, g: GoodsId, buyers: &[(UserId, OrderNo)]) -> Result<u32, StoreError> {
+            self.check()?;
             self.inner.release(g, buyers)
         }
         fn add(&self, g: GoodsId, amount: u32) -> Result<u32, StoreError> {
@@ -756,5 +768,119 @@ mod tests {
                 Decision::Answer(Reply::error(Status::SoldOut, "sold out")),
             ]
         );
+    }
+
+    fn lamp(stock: u32) -> NewGoods {
+        NewGoods {
+            name: "lamp".into(),
+            price_cents: 100,
+            stock,
+            start_ms: 0,
+            end_ms: u64::MAX,
+            rules: SaleRules::default(),
+        }
+    }
+
+    /// A cancel whose unit could not be returned (the stock store failed)
+    /// leaves the goods sold out in the catalog, so no BUY reaches a worker
+    /// to repair it: the periodic refresh reconciles it, and the unit sells.
+    #[test]
+    fn a_unit_whose_return_failed_comes_back_at_the_next_refresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+        let stock = Arc::new(FlakyStock::default());
+        let sale =
+            Sale::open(stock.clone(), orders, None, 1, Arc::new(Metrics::default())).unwrap();
+        let Reply::GoodsAdded(goods) = sale.add_goods(&lamp(1)) else {
+            panic!("ADD_GOODS failed");
+        };
+        let order = written(sale.reserve(goods.id, &buys(&[7])));
+        sale.commit(std::slice::from_ref(&order));
+        let entry = sale.catalog.get(goods.id).unwrap();
+        assert!(entry.quick_buy_answer(8, NO_TOKEN, now_ms()).is_some());
+
+        *stock.failing.lock() = true;
+        assert!(matches!(
+            sale.cancel(7, order.order_no),
+            Reply::Cancelled(_)
+        ));
+        // Still sold out here: the unit is held in the stock store.
+        let quick = entry.quick_buy_answer(8, NO_TOKEN, now_ms());
+        assert_eq!(quick.map(|r| r.status()), Some(Status::SoldOut));
+
+        *stock.failing.lock() = false;
+        sale.refresh_stock();
+        assert_eq!(entry.quick_buy_answer(8, NO_TOKEN, now_ms()), None);
+        assert!(matches!(
+            sale.reserve(goods.id, &buys(&[8]))[0],
+            Decision::Write(_)
+        ));
+    }
+
+    /// The queue of the `queued` mode, as a fixed list.
+    struct FixedQueue(Vec<OrderRecord>);
+
+    impl OrderQueue for FixedQueue {
+        fn read(
+            &self,
+            _: &[GoodsId],
+            _: &str,
+            _: usize,
+            _: std::time::Duration,
+        ) -> Result<Vec<crate::store::QueuedOrder>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn claim_stale(
+            &self,
+            _: GoodsId,
+            _: &str,
+            _: std::time::Duration,
+            _: usize,
+        ) -> Result<Vec<crate::store::QueuedOrder>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn ack(&self, _: GoodsId, _: &[String]) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn queued(&self, _: GoodsId) -> Result<Vec<OrderRecord>, StoreError> {
+            Ok(self.0.clone())
+        }
+    }
+
+    /// An order written, then cancelled, whose queue entry is not yet
+    /// acknowledged: reconciliation counts it from the order store
+    /// (cancelled), not from the queue, so its unit stays on sale.
+    #[test]
+    fn a_cancelled_order_still_queued_holds_no_unit() {
+        let dir = tempfile::tempdir().unwrap();
+        let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+        let goods = orders.add_goods(&lamp(2)).unwrap().id;
+        let record = |order_no, user_id| OrderRecord {
+            order_no,
+            user_id,
+            goods_id: goods,
+            state: OrderState::Created,
+            created_ms: 1,
+            pay_by_ms: u64::MAX,
+        };
+        let (cancelled, queued_only) = (record(70, 7), record(80, 8));
+        orders
+            .insert_orders(std::slice::from_ref(&cancelled))
+            .unwrap();
+        orders.cancel(7, 70).unwrap();
+        let queue = Arc::new(FixedQueue(vec![cancelled, queued_only]));
+        let sale = Sale::open(
+            Arc::new(MemoryStock::new()),
+            orders,
+            Some(queue),
+            1,
+            Arc::new(Metrics::default()),
+        )
+        .unwrap();
+        let Reply::Reconciled(drifts) = sale.reconcile_reply(Some(goods)) else {
+            panic!("RECONCILE failed");
+        };
+        // Only the order that is in the queue alone holds a unit.
+        assert_eq!((drifts[0].holders, drifts[0].remaining), (1, 1));
     }
 }

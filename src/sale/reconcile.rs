@@ -82,9 +82,22 @@ impl Sale {
             Some(q) => q.queued(entry.id)?,
             None => Vec::new(),
         };
+        // A queued order the order store already has is counted from there
+        // (live or not): it may have been written and then cancelled, its
+        // unit returned, before the drain acknowledged its entry. Asked
+        // before the live orders are read, so that an order written in
+        // between is counted from one or the other (once), never neither.
+        let numbers: Vec<OrderNo> = queued.iter().map(|o| o.order_no).collect();
+        let written: std::collections::HashSet<OrderNo> =
+            self.orders.stored(&numbers)?.into_iter().collect();
         let mut holders: BTreeSet<(UserId, OrderNo)> =
             self.orders.live_holders(entry.id)?.into_iter().collect();
-        holders.extend(queued.iter().map(|o| (o.user_id, o.order_no)));
+        holders.extend(
+            queued
+                .iter()
+                .filter(|o| !written.contains(&o.order_no))
+                .map(|o| (o.user_id, o.order_no)),
+        );
         let total = entry.total();
         let sold = u32::try_from(holders.len()).unwrap_or(u32::MAX);
         if sold > total {

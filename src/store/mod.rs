@@ -289,6 +289,9 @@ pub trait OrderStore: Send + Sync {
     /// A user's live order for a goods, if any.
     fn find_order(&self, user: UserId, goods: GoodsId) -> Result<Option<OrderRecord>, StoreError>;
 
+    /// Which of these order numbers the store holds, in any state.
+    fn stored(&self, order_nos: &[OrderNo]) -> Result<Vec<OrderNo>, StoreError>;
+
     /// A user's orders, newest first, at most `max`.
     fn orders_of(&self, user: UserId, max: usize) -> Result<Vec<OrderRecord>, StoreError>;
 
@@ -314,10 +317,12 @@ pub trait OrderStore: Send + Sync {
 }
 
 /// The first of a user's purchase slots `1..=limit` that none of their live
-/// orders holds, if any: where the database puts their next order.
+/// orders holds, if any: where the database puts their next order. A limit
+/// of 0 (which ADD_GOODS refuses) counts as 1, so `None` always means that
+/// some live order holds a slot.
 pub(crate) fn free_slot(taken: impl Iterator<Item = u8>, limit: u8) -> Option<u8> {
     let taken: Vec<u8> = taken.collect();
-    (1..=limit).find(|slot| !taken.contains(slot))
+    (1..=limit.max(1)).find(|slot| !taken.contains(slot))
 }
 
 /// The purchase limit of each goods of a batch, looked up once per goods.

@@ -89,6 +89,15 @@ const CONNECTION_ENDED: &[u16] = &[1053, 1152, 1927, 4031];
 /// "Deadlock found when trying to get lock": the transaction was rolled back.
 const DEADLOCK: u16 = 1213;
 
+/// How [`MysqlStore::call_retrying`] runs its call.
+#[derive(Clone, Copy)]
+enum Calls {
+    /// Must not run twice ([`MysqlStore::call_once`]).
+    Once,
+    /// Safe to run twice ([`MysqlStore::call`]).
+    Idempotent,
+}
+
 const GOODS_COLUMNS: &str =
     "id, name, price_cents, total, start_ms, end_ms, per_user_limit, pay_window_ms, token_required, state";
 
@@ -280,7 +289,7 @@ fn write_batch(
         // A goods that is gone leaves its orders to the foreign key.
         let limit: Option<u8> =
             conn.exec_first("SELECT per_user_limit FROM goods WHERE id = ?", (goods,))?;
-        Ok::<_, Error>(limit.unwrap_or(1))
+        Ok::<_, Error>(limit.unwrap_or(1).max(1))
     })?;
     let mut written = vec![None; orders.len()];
     // Goods of one order per user (the usual flash sale): multi-row
@@ -490,25 +499,32 @@ impl MysqlStore {
         }
     }
 
-    /// [`call_once`](Self::call_once), tried again when MySQL chose it as
-    /// a deadlock victim: the server rolled the whole transaction back, so
-    /// nothing is in doubt. PAY, CANCEL and the expiry lock the same rows
-    /// in different orders of index, so under a race a deadlock is normal.
-    fn call_once_retrying<T>(
+    /// [`call`](Self::call) or [`call_once`](Self::call_once) of `f`, a
+    /// whole transaction, tried again when MySQL chose it as a deadlock
+    /// victim: the server rolled the transaction back, so nothing is in
+    /// doubt. PAY, CANCEL, the expiry and order writes with purchase slots
+    /// lock the same rows through different indexes, so under a race a
+    /// deadlock is normal, not an outage.
+    fn call_retrying<T>(
         &self,
         what: &str,
+        calls: Calls,
         mut f: impl FnMut(&mut PooledConn) -> ::mysql::Result<T>,
     ) -> Result<T, StoreError> {
         const ATTEMPTS: usize = 5;
         for attempt in 1.. {
             let deadlocked = Cell::new(false);
-            let result = self.call_once(what, |conn| {
+            let mut noting = |conn: &mut PooledConn| {
                 let result = f(conn);
                 if matches!(&result, Err(Error::MySqlError(e)) if e.code == DEADLOCK) {
                     deadlocked.set(true);
                 }
                 result
-            });
+            };
+            let result = match calls {
+                Calls::Once => self.call_once(what, &mut noting),
+                Calls::Idempotent => self.call(what, &mut noting),
+            };
             if !deadlocked.get() || attempt == ATTEMPTS {
                 return result;
             }
@@ -612,15 +628,15 @@ impl OrderStore for MysqlStore {
         if orders.is_empty() {
             return Ok(Vec::new());
         }
-        // Sticky over the retry: if the first attempt's COMMIT may have
-        // gone through and the retry failed, nobody knows.
+        // Sticky over the retries: if an attempt's COMMIT may have gone
+        // through and a later one failed, however it failed, nobody knows.
         let unsure = Cell::new(false);
         let written = self
-            .call("insert orders", |conn| {
+            .call_retrying("insert orders", Calls::Idempotent, |conn| {
                 transaction(conn, &unsure, |conn| write_batch(conn, orders))
             })
             .map_err(|e| match e {
-                StoreError::Unavailable(m) if unsure.get() => StoreError::Indeterminate(m),
+                e if unsure.get() => StoreError::Indeterminate(e.to_string()),
                 e => e,
             })?;
         written.map_err(|order_no| {
@@ -678,6 +694,21 @@ impl OrderStore for MysqlStore {
         rows.into_iter().map(order_record).collect()
     }
 
+    fn stored(&self, order_nos: &[OrderNo]) -> Result<Vec<OrderNo>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in order_nos.chunks(ROWS_PER_INSERT) {
+            // Integers only, formatted here: no placeholder list to build.
+            let list: Vec<String> = chunk.iter().map(u64::to_string).collect();
+            let sql = format!(
+                "SELECT order_no FROM orders WHERE order_no IN ({})",
+                list.join(",")
+            );
+            let rows: Vec<u64> = self.call("stored orders", |conn| conn.query(&sql))?;
+            found.extend(rows);
+        }
+        Ok(found)
+    }
+
     fn save_sale(
         &self,
         goods: GoodsId,
@@ -714,7 +745,7 @@ impl OrderStore for MysqlStore {
                 OrderState::Cancelled
             }
         };
-        self.call_once_retrying("pay", |conn| {
+        self.call_retrying("pay", Calls::Once, |conn| {
             transaction(conn, &Cell::new(false), |conn| {
                 settle(conn, user, order_no, &decide)
             })
@@ -722,7 +753,7 @@ impl OrderStore for MysqlStore {
     }
 
     fn cancel(&self, user: UserId, order_no: OrderNo) -> Result<Option<Settled>, StoreError> {
-        self.call_once_retrying("cancel", |conn| {
+        self.call_retrying("cancel", Calls::Once, |conn| {
             transaction(conn, &Cell::new(false), |conn| {
                 settle(conn, user, order_no, &|_| OrderState::Cancelled)
             })
@@ -736,7 +767,7 @@ impl OrderStore for MysqlStore {
     /// order's row lock, and whoever comes second finds it settled and
     /// leaves it.
     fn expire_due(&self, now_ms: u64, max: usize) -> Result<Vec<OrderRecord>, StoreError> {
-        let expired = self.call_once_retrying("expire", |conn| {
+        let expired = self.call_retrying("expire", Calls::Once, |conn| {
             transaction(conn, &Cell::new(false), |conn| {
                 let rows: Vec<OrderRow> = conn.exec(
                     format!(

@@ -340,7 +340,7 @@ impl SqliteStore {
     fn do_insert_orders(&self, orders: &[OrderRecord]) -> Result<Vec<Written>, StoreError> {
         self.write(|tx| {
             let limits = super::limits_of(orders, |goods| {
-                Ok(Self::goods_by_id(tx, goods)?.rules.per_user_limit)
+                Ok(Self::goods_by_id(tx, goods)?.rules.per_user_limit.max(1))
             })?;
             let mut written = vec![None; orders.len()];
             // Goods of one order per user (the usual flash sale): one
@@ -530,6 +530,17 @@ impl OrderStore for SqliteStore {
 
     fn orders_of(&self, user: UserId, max: usize) -> Result<Vec<OrderRecord>, StoreError> {
         self.tracked(self.do_orders_of(user, max))
+    }
+
+    fn stored(&self, order_nos: &[OrderNo]) -> Result<Vec<OrderNo>, StoreError> {
+        let conn = self.reader.lock();
+        let mut found = Vec::new();
+        for &n in order_nos {
+            if order_by_no(&conn, n)?.is_some() {
+                found.push(n);
+            }
+        }
+        self.tracked(Ok(found))
     }
 
     fn pay(
