@@ -3,32 +3,20 @@
 //! cause it, and each attack must have done what it says.
 
 use clap::Parser;
-use seckill::{Config, Server};
 use seckill_bench::{Cli, Output};
 
-const TOKEN: &str = "bench-test-token";
+mod common;
+use common::{InProcess, TOKEN};
 
 #[test]
 fn a_normal_client_keeps_its_service_through_every_attack() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("attack.db");
-    let config = Config::parse_from([
-        "seckill-server",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-token",
-        TOKEN,
-        "--data",
-        data.to_str().expect("utf-8 path"),
-        "--reactors",
-        "2",
+    let server = InProcess::start(&[
         "--frame-timeout",
         "200ms",
         "--max-connections-per-ip",
         "5000",
     ]);
-    let server = Server::start(&config).expect("start the server");
-    let addr = server.local_addr().to_string();
+    let addr = server.addr.clone();
     // The server runs in this process: its memory is ours.
     let pid = std::process::id().to_string();
     let cli = Cli::try_parse_from([
@@ -117,6 +105,5 @@ fn a_normal_client_keeps_its_service_through_every_attack() {
     assert_eq!(json["passed"], true);
     assert_eq!(json["phases"].as_array().map(Vec::len), Some(10));
 
-    server.shutdown_handle().trigger();
-    server.join();
+    server.stop();
 }

@@ -3,28 +3,15 @@
 //! own: the verification must pass and the outcomes must add up.
 
 use clap::Parser;
-use seckill::{Config, Server};
 use seckill_bench::{Cli, Output};
 
-const TOKEN: &str = "bench-test-token";
+mod common;
+use common::{InProcess, TOKEN};
 
 #[test]
 fn a_tiny_flash_crowd_sells_exactly_the_stock_and_verifies() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("bench.db");
-    let config = Config::parse_from([
-        "seckill-server",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-token",
-        TOKEN,
-        "--data",
-        data.to_str().expect("utf-8 path"),
-        "--reactors",
-        "2",
-    ]);
-    let server = Server::start(&config).expect("start the server");
-    let addr = server.local_addr().to_string();
+    let server = InProcess::start(&[]);
+    let addr = server.addr.clone();
 
     let (users, attempts, stock) = (300u64, 700u64, 50u64);
     let cli = Cli::try_parse_from([
@@ -85,6 +72,5 @@ fn a_tiny_flash_crowd_sells_exactly_the_stock_and_verifies() {
     assert_eq!(json["verification"]["passed"], true);
     assert_eq!(json["outcomes"]["ok"], stock);
 
-    server.shutdown_handle().trigger();
-    server.join();
+    server.stop();
 }

@@ -4,30 +4,15 @@
 //! back on sale, and the returned units must sell in the second round.
 
 use clap::Parser;
-use seckill::{Config, Server};
 use seckill_bench::{Cli, Output};
 
-const TOKEN: &str = "bench-test-token";
+mod common;
+use common::{InProcess, TOKEN};
 
 #[test]
 fn orders_end_paid_or_cancelled_and_the_returned_units_sell_again() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("bench.db");
-    let config = Config::parse_from([
-        "seckill-server",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-token",
-        TOKEN,
-        "--data",
-        data.to_str().expect("utf-8 path"),
-        "--reactors",
-        "2",
-        "--expiry-interval",
-        "100ms",
-    ]);
-    let server = Server::start(&config).expect("start the server");
-    let addr = server.local_addr().to_string();
+    let server = InProcess::start(&["--expiry-interval", "100ms"]);
+    let addr = server.addr.clone();
 
     let (users, stock) = (2000u64, 500u64);
     let cli = Cli::try_parse_from([
@@ -126,6 +111,5 @@ fn orders_end_paid_or_cancelled_and_the_returned_units_sell_again() {
     assert!(json["settle"]["latency_by_request"]["pay"]["p99_us"].is_number());
     assert!(json["rebuy"]["outcomes"]["ok"].is_number());
 
-    server.shutdown_handle().trigger();
-    server.join();
+    server.stop();
 }
