@@ -7,7 +7,7 @@
 //! still learns their order number). Sale controls change the atomics here,
 //! so every reactor sees them at its next request.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
@@ -15,6 +15,11 @@ use parking_lot::RwLock;
 use seckill_proto::{Goods, GoodsState, Reply, SaleRules, Status, NO_TOKEN};
 
 use crate::store::{GoodsId, GoodsRecord, OrderNo, UserId};
+
+/// Cancelled orders remembered as never to be added (see
+/// `Entry::forgotten`). Past this many (only orders this server never held,
+/// such as another server's, pile up here) the memory is cleared.
+const MAX_FORGOTTEN: usize = 4096;
 
 #[derive(Default)]
 pub struct Catalog {
@@ -40,6 +45,11 @@ pub struct Entry {
     /// Acknowledged live orders, user → order numbers (at most the purchase
     /// limit each). At most `total` orders in all.
     holders: RwLock<HashMap<UserId, Vec<OrderNo>>>,
+    /// Orders cancelled before they were added to `holders`: an expiry or a
+    /// CANCEL can settle an order between its commit and the order writer
+    /// adding it here, and adding it after would keep its buyer "already
+    /// bought" for good. Nearly always empty; bounded by [`MAX_FORGOTTEN`].
+    forgotten: parking_lot::Mutex<HashSet<OrderNo>>,
     /// Reservations of this goods take it shared; reconciliation and
     /// restock take it alone, so that they never race a deduction.
     pub gate: RwLock<()>,
@@ -77,6 +87,7 @@ impl Catalog {
             remaining: AtomicU32::new(remaining),
             sold_out: AtomicBool::new(remaining == 0),
             holders: RwLock::new(HashMap::new()),
+            forgotten: parking_lot::Mutex::new(HashSet::new()),
             gate: RwLock::new(()),
             in_flight: AtomicU32::new(0),
             unsure: AtomicBool::new(false),
@@ -203,7 +214,11 @@ impl Entry {
     /// Orders of this goods that are now acknowledged.
     pub fn add_holders(&self, orders: impl IntoIterator<Item = (UserId, OrderNo)>) {
         let mut holders = self.holders.write();
+        let mut forgotten = self.forgotten.lock();
         for (user, order_no) in orders {
+            if forgotten.remove(&order_no) {
+                continue;
+            }
             let held = holders.entry(user).or_default();
             if !held.contains(&order_no) {
                 held.push(order_no);
@@ -214,12 +229,20 @@ impl Entry {
     /// An order that is no longer live (cancelled or expired).
     pub fn remove_holder(&self, user: UserId, order_no: OrderNo) {
         let mut holders = self.holders.write();
-        if let Some(held) = holders.get_mut(&user) {
+        let held = holders.get_mut(&user);
+        if let Some(held) = held.filter(|held| held.contains(&order_no)) {
             held.retain(|&n| n != order_no);
             if held.is_empty() {
                 holders.remove(&user);
             }
+            return;
         }
+        // Not added yet (or never held here): never to be.
+        let mut forgotten = self.forgotten.lock();
+        if forgotten.len() >= MAX_FORGOTTEN {
+            forgotten.clear();
+        }
+        forgotten.insert(order_no);
     }
 
     /// Whether this server knows `order_no` as a live order of `user`.
@@ -329,5 +352,10 @@ mod tests {
         e.set_sale(false, 1000, 2000);
         e.remove_holder(7, 70);
         assert_eq!(quick(7, 1500), None);
+        // An order cancelled before the writer added it is not added after.
+        e.remove_holder(8, 80);
+        e.add_holders([(8, 80), (9, 90)]);
+        assert_eq!(quick(8, 1500), None);
+        assert_eq!(quick(9, 1500), Some(Reply::AlreadyBought { order_no: 90 }));
     }
 }
