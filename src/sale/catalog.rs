@@ -8,7 +8,7 @@
 //! so every reactor sees them at its next request.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -58,7 +58,17 @@ pub struct Entry {
     in_flight: AtomicU32,
     /// A write of this goods' orders ended with an unknown outcome: the
     /// stock store needs reconciling before it sells more.
-    unsure: AtomicBool,
+    ///
+    /// Counted, not a flag: marks since the last reconciliation began. A
+    /// reconciliation clears only the marks it was started after, so one
+    /// made while it read the stores (a PAY or CANCEL in doubt meanwhile)
+    /// keeps the goods in doubt for the next one.
+    unsure: AtomicU64,
+    unsure_cleared: AtomicU64,
+    /// When the periodic refresh may next try to reconcile this goods, and
+    /// how long it waited last (doubling while the stores stay down).
+    repair_at_ms: AtomicU64,
+    repair_backoff_ms: AtomicU64,
 }
 
 impl Catalog {
@@ -90,7 +100,10 @@ impl Catalog {
             forgotten: parking_lot::Mutex::new(HashSet::new()),
             gate: RwLock::new(()),
             in_flight: AtomicU32::new(0),
-            unsure: AtomicBool::new(false),
+            unsure: AtomicU64::new(0),
+            unsure_cleared: AtomicU64::new(0),
+            repair_at_ms: AtomicU64::new(0),
+            repair_backoff_ms: AtomicU64::new(0),
         };
         self.goods.write().insert(record.id, Arc::new(entry));
     }
@@ -277,16 +290,36 @@ impl Entry {
     }
 
     pub fn mark_unsure(&self) {
-        self.unsure.store(true, Relaxed);
+        self.unsure.fetch_add(1, SeqCst);
     }
 
     pub fn is_unsure(&self) -> bool {
-        self.unsure.load(Relaxed)
+        self.unsure.load(SeqCst) != self.unsure_cleared.load(SeqCst)
     }
 
-    /// Reconciled: whatever was in doubt is settled.
-    pub fn clear_unsure(&self) {
-        self.unsure.store(false, Relaxed);
+    /// Taken before a reconciliation reads the stores; give it back to
+    /// [`clear_unsure`](Self::clear_unsure) when it is done.
+    pub fn unsure_marks(&self) -> u64 {
+        self.unsure.load(SeqCst)
+    }
+
+    /// Reconciled: what was in doubt when `marks` was taken is settled.
+    pub fn clear_unsure(&self, marks: u64) {
+        self.unsure_cleared.fetch_max(marks, SeqCst);
+        self.repair_backoff_ms.store(0, Relaxed);
+    }
+
+    /// Whether the periodic refresh should try to repair this goods now; if
+    /// so, the next try waits twice as long (1 s doubling to 30 s) unless a
+    /// reconciliation succeeds first.
+    pub fn repair_due(&self, now_ms: u64) -> bool {
+        if now_ms < self.repair_at_ms.load(Relaxed) {
+            return false;
+        }
+        let wait = (self.repair_backoff_ms.load(Relaxed) * 2).clamp(1000, 30_000);
+        self.repair_backoff_ms.store(wait, Relaxed);
+        self.repair_at_ms.store(now_ms + wait, Relaxed);
+        true
     }
 
     pub fn reserved(&self, units: u32) {

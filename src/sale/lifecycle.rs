@@ -101,16 +101,21 @@ impl Sale {
     /// answering every BUY of it from a sold-out flag, and then no BUY
     /// would ever reach a worker to do it.
     pub fn refresh_stock(&self) {
+        // Repairs back off while the stores stay down (each one can hold
+        // the goods' gate for the stores' timeouts).
+        let now = now_ms();
         for entry in self.catalog.all() {
             if entry.is_unsure() {
-                self.reconcile_lost(&entry);
+                if entry.repair_due(now) {
+                    self.reconcile_lost(&entry);
+                }
                 continue;
             }
             // Logged once per outage by the store; the next tick retries.
             match self.stock.remaining(entry.id) {
                 Ok(Some(left)) => entry.set_remaining(left),
-                Ok(None) => self.reconcile_lost(&entry),
-                Err(_) => {}
+                Ok(None) if entry.repair_due(now) => self.reconcile_lost(&entry),
+                Ok(None) | Err(_) => {}
             }
         }
     }

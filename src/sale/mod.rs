@@ -191,7 +191,20 @@ impl Sale {
             // A write of this goods' orders ended in doubt: find out first.
             self.reconcile_lost(&entry);
         }
-        let gate = entry.gate.read();
+        // A goods in doubt may be being reconciled (by the periodic refresh),
+        // which can hold its gate for the stores' timeouts: answer rather
+        // than keep this worker from its other jobs.
+        let gate = match entry.gate.try_read() {
+            Some(gate) => gate,
+            None if entry.is_unsure() => {
+                metrics::add(&self.metrics.busy, buys.len() as u64);
+                return answer_all(Reply::error(
+                    Status::Busy,
+                    "stock being reconciled after a store fault, retry later",
+                ));
+            }
+            None => entry.gate.read(),
+        };
         if entry.is_unsure() {
             // Still in doubt (the stores are not back yet): selling now could
             // meet reservations that have no order.
@@ -238,8 +251,10 @@ impl Sale {
         // Under the gate, so that a stale count cannot land after a restock
         // or a reconciliation and leave the sold-out flag wrongly set.
         entry.set_remaining(reserved.remaining);
-        drop(gate);
         if queued {
+            // Also under the gate: a reconciliation after it then finds
+            // these holders in the catalog already, and one before it cannot
+            // have loaded them (they were not queued yet).
             metrics::add(&self.metrics.buy_ok, units as u64);
             entry.add_holders(
                 buyers
@@ -249,6 +264,7 @@ impl Sale {
                     .map(|(b, _)| (b.user, b.order_no)),
             );
         }
+        drop(gate);
         buyers
             .iter()
             .zip(reserved.decisions)
@@ -396,17 +412,33 @@ impl Sale {
     /// order of its user means the stock store had lost that user's first
     /// order (a Redis restart without persistence): the unit is returned and
     /// the loss is logged; the user keeps the order the database holds.
+    ///
+    /// Such an order is written as cancelled before its unit is returned:
+    /// its queue entry may be read again (an acknowledgement lost, a crash),
+    /// and by then the user's other order may be gone, so that the order
+    /// would be written live after all, with its unit sold again. Written
+    /// as cancelled, a retry finds it stored and returns nothing twice.
     pub fn write_queued(&self, orders: &[OrderRecord]) -> Result<(), StoreError> {
         let written = self.orders.insert_orders(orders)?;
         let mut unsold = Vec::new();
         for (o, w) in orders.iter().zip(written) {
             if let Written::Duplicate(held) = w {
                 error!(
-                    "queued order {} of user {} for goods {} duplicates order {held}; not written",
+                    "queued order {} of user {} for goods {} duplicates order {held}; written as cancelled",
                     o.order_no, o.user_id, o.goods_id
                 );
                 unsold.push(o);
             }
+        }
+        let refused: Vec<OrderRecord> = unsold
+            .iter()
+            .map(|&o| OrderRecord {
+                state: OrderState::Cancelled,
+                ..o.clone()
+            })
+            .collect();
+        if !refused.is_empty() {
+            self.orders.insert_orders(&refused)?;
         }
         metrics::add(&self.metrics.order_batches, 1);
         metrics::add(

@@ -69,6 +69,7 @@ impl Sale {
 
     /// The work, with the gate held by the caller.
     fn reconcile_entry(&self, entry: &Entry) -> Result<Drift, StoreError> {
+        let marks = entry.unsure_marks();
         if !entry.wait_settled(SETTLE_WITHIN) {
             return Err(StoreError::Unavailable(format!(
                 "goods {}: reserved units did not settle within {SETTLE_WITHIN:?}",
@@ -112,7 +113,7 @@ impl Sale {
         self.stock.load(entry.id, remaining, &pairs)?;
         entry.set_remaining(remaining);
         entry.set_holders(&pairs);
-        entry.clear_unsure();
+        entry.clear_unsure(marks);
         Ok(Drift {
             goods_id: entry.id,
             found_remaining: found.as_ref().map(|(left, _)| *left),

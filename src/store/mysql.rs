@@ -260,8 +260,11 @@ fn place(conn: &mut PooledConn, o: &OrderRecord, limit: u8) -> ::mysql::Result<O
          ORDER BY live_slot FOR UPDATE",
         (o.goods_id, o.user_id),
     )?;
-    let Some(slot) = super::free_slot(live.iter().map(|&(_, s)| s), limit) else {
-        return Ok(Some(Written::Duplicate(live[0].0)));
+    // A cancelled order holds no slot, so it always fits.
+    let slot = match super::free_slot(live.iter().map(|&(_, s)| s), limit) {
+        Some(slot) => slot,
+        None if o.state == OrderState::Cancelled => 0,
+        None => return Ok(Some(Written::Duplicate(live[0].0))),
     };
     conn.exec_drop(
         "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms, pay_by_ms)
@@ -612,15 +615,17 @@ impl OrderStore for MysqlStore {
         // Saturates like the stock stores. Affected rows cannot tell an
         // unknown goods (a restock by 0 changes nothing either): the goods
         // is read back instead, in the same transaction.
+        let unsure = Cell::new(false);
         let restocked = self.call_once("restock", |conn| {
-            transaction(conn, &Cell::new(false), |conn| {
+            transaction(conn, &unsure, |conn| {
                 conn.exec_drop(
                     "UPDATE goods SET total = LEAST(total + ?, 4294967295) WHERE id = ?",
                     (amount, goods),
                 )?;
                 Ok(goods_by_id(conn, goods)?.ok_or(()))
             })
-        })?;
+        });
+        let restocked = in_doubt(&unsure, restocked)?;
         restocked.map_err(|()| StoreError::UnknownGoods(goods))
     }
 
@@ -631,14 +636,10 @@ impl OrderStore for MysqlStore {
         // Sticky over the retries: if an attempt's COMMIT may have gone
         // through and a later one failed, however it failed, nobody knows.
         let unsure = Cell::new(false);
-        let written = self
-            .call_retrying("insert orders", Calls::Idempotent, |conn| {
-                transaction(conn, &unsure, |conn| write_batch(conn, orders))
-            })
-            .map_err(|e| match e {
-                e if unsure.get() => StoreError::Indeterminate(e.to_string()),
-                e => e,
-            })?;
+        let written = self.call_retrying("insert orders", Calls::Idempotent, |conn| {
+            transaction(conn, &unsure, |conn| write_batch(conn, orders))
+        });
+        let written = in_doubt(&unsure, written)?;
         written.map_err(|order_no| {
             StoreError::Inconsistent(format!("mysql: order number {order_no} is already used"))
         })
@@ -745,19 +746,21 @@ impl OrderStore for MysqlStore {
                 OrderState::Cancelled
             }
         };
-        self.call_retrying("pay", Calls::Once, |conn| {
-            transaction(conn, &Cell::new(false), |conn| {
-                settle(conn, user, order_no, &decide)
-            })
-        })?
+        let unsure = Cell::new(false);
+        let settled = self.call_retrying("pay", Calls::Once, |conn| {
+            transaction(conn, &unsure, |conn| settle(conn, user, order_no, &decide))
+        });
+        in_doubt(&unsure, settled)?
     }
 
     fn cancel(&self, user: UserId, order_no: OrderNo) -> Result<Option<Settled>, StoreError> {
-        self.call_retrying("cancel", Calls::Once, |conn| {
-            transaction(conn, &Cell::new(false), |conn| {
+        let unsure = Cell::new(false);
+        let settled = self.call_retrying("cancel", Calls::Once, |conn| {
+            transaction(conn, &unsure, |conn| {
                 settle(conn, user, order_no, &|_| OrderState::Cancelled)
             })
-        })?
+        });
+        in_doubt(&unsure, settled)?
     }
 
     /// The due orders are found by a plain read, then each is cancelled by
@@ -767,8 +770,9 @@ impl OrderStore for MysqlStore {
     /// order's row lock, and whoever comes second finds it settled and
     /// leaves it.
     fn expire_due(&self, now_ms: u64, max: usize) -> Result<Vec<OrderRecord>, StoreError> {
+        let unsure = Cell::new(false);
         let expired = self.call_retrying("expire", Calls::Once, |conn| {
-            transaction(conn, &Cell::new(false), |conn| {
+            transaction(conn, &unsure, |conn| {
                 let rows: Vec<OrderRow> = conn.exec(
                     format!(
                         "SELECT {ORDER_COLUMNS} FROM orders
@@ -795,8 +799,19 @@ impl OrderStore for MysqlStore {
                 }
                 Ok(Ok(expired))
             })
-        })?;
-        expired
+        });
+        in_doubt(&unsure, expired)?
+    }
+}
+
+/// A failed write whose COMMIT was sent: its outcome is unknown, whatever
+/// the error says.
+fn in_doubt<T>(unsure: &Cell<bool>, result: Result<T, StoreError>) -> Result<T, StoreError> {
+    match result {
+        Err(StoreError::Unavailable(m) | StoreError::Inconsistent(m)) if unsure.get() => {
+            Err(StoreError::Indeterminate(m))
+        }
+        other => other,
     }
 }
 
@@ -805,9 +820,9 @@ impl OrderStore for MysqlStore {
 /// anything else. After a broken link nothing more is sent: the server rolls
 /// back when the connection closes.
 ///
-/// If the link breaks during COMMIT, the server may have committed before it
-/// went: `unsure` is set, so the caller can say the outcome is unknown
-/// rather than that nothing happened.
+/// If COMMIT fails, however (a broken link, an interrupted statement), the
+/// server may have committed: `unsure` is set, so the caller can say the
+/// outcome is unknown rather than that nothing happened ([`in_doubt`]).
 fn transaction<T, E>(
     conn: &mut PooledConn,
     unsure: &Cell<bool>,
@@ -818,9 +833,7 @@ fn transaction<T, E>(
         Ok(Ok(v)) => match conn.query_drop("COMMIT") {
             Ok(()) => Ok(Ok(v)),
             Err(e) => {
-                if broken(&e) {
-                    unsure.set(true);
-                }
+                unsure.set(true);
                 Err(e)
             }
         },

@@ -166,8 +166,11 @@ fn place(conn: &Connection, o: &OrderRecord, limit: u8) -> Result<Written, Store
             .collect()
         })
         .map_err(unavailable)?;
-    let Some(slot) = super::free_slot(live.iter().map(|&(_, s)| s), limit) else {
-        return Ok(Written::Duplicate(live[0].0));
+    // A cancelled order holds no slot, so it always fits.
+    let slot = match super::free_slot(live.iter().map(|&(_, s)| s), limit) {
+        Some(slot) => slot,
+        None if o.state == OrderState::Cancelled => 0,
+        None => return Ok(Written::Duplicate(live[0].0)),
     };
     let created = to_sql(o.created_ms);
     conn.prepare_cached(
@@ -534,13 +537,13 @@ impl OrderStore for SqliteStore {
 
     fn stored(&self, order_nos: &[OrderNo]) -> Result<Vec<OrderNo>, StoreError> {
         let conn = self.reader.lock();
-        let mut found = Vec::new();
-        for &n in order_nos {
+        let found = order_nos.iter().try_fold(Vec::new(), |mut found, &n| {
             if order_by_no(&conn, n)?.is_some() {
                 found.push(n);
             }
-        }
-        self.tracked(Ok(found))
+            Ok(found)
+        });
+        self.tracked(found)
     }
 
     fn pay(
@@ -761,6 +764,37 @@ mod lifecycle_tests {
         let mut live = store.live_holders(g).unwrap();
         live.sort_unstable();
         assert_eq!(live, [(7, 1), (7, 3), (7, 5)]);
+    }
+
+    /// A queued order refused as a second live order is written as
+    /// cancelled (it needs no slot, even with the user at the limit); its
+    /// entry read again later finds it stored, not a free slot.
+    #[test]
+    fn a_refused_order_written_as_cancelled_stays_cancelled() {
+        for limit in [1, 2] {
+            let (_dir, store, g) = store_with_goods(limit);
+            let held: Vec<_> = (1..=u64::from(limit))
+                .map(|n| order(n, 7, g, 100))
+                .collect();
+            store.insert_orders(&held).unwrap();
+            let refused = order(80, 7, g, 100);
+            assert_eq!(
+                store.insert_orders(std::slice::from_ref(&refused)).unwrap(),
+                [Written::Duplicate(1)]
+            );
+            let tombstone = OrderRecord {
+                state: OrderState::Cancelled,
+                ..refused.clone()
+            };
+            assert_eq!(
+                store.insert_orders(&[tombstone]).unwrap(),
+                [Written::Stored]
+            );
+            store.cancel(7, 1).unwrap();
+            assert_eq!(store.insert_orders(&[refused]).unwrap(), [Written::Stored]);
+            assert!(store.live_holders(g).unwrap().iter().all(|&(_, n)| n != 80));
+            assert_eq!(store.stored(&[80, 81]).unwrap(), [80]);
+        }
     }
 
     #[test]
