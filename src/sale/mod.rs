@@ -877,6 +877,91 @@ mod tests {
         fn queued(&self, _: GoodsId) -> Result<Vec<OrderRecord>, StoreError> {
             Ok(self.0.clone())
         }
+        fn last_added(&self, _: GoodsId) -> Result<Option<String>, StoreError> {
+            Ok(None)
+        }
+    }
+
+    /// A queue to which an order is added (by a stock script sent before
+    /// the reconciliation and run late) after the first read.
+    struct MovingQueue {
+        first: Vec<OrderRecord>,
+        late: OrderRecord,
+        reads: Mutex<u32>,
+    }
+
+    impl OrderQueue for MovingQueue {
+        fn read(
+            &self,
+            _: &[GoodsId],
+            _: &str,
+            _: usize,
+            _: std::time::Duration,
+        ) -> Result<Vec<crate::store::QueuedOrder>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn claim_stale(
+            &self,
+            _: GoodsId,
+            _: &str,
+            _: std::time::Duration,
+            _: usize,
+        ) -> Result<Vec<crate::store::QueuedOrder>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn ack(&self, _: GoodsId, _: &[String]) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn queued(&self, _: GoodsId) -> Result<Vec<OrderRecord>, StoreError> {
+            let reads = *self.reads.lock();
+            let mut all = self.first.clone();
+            if reads > 1 {
+                all.push(self.late.clone());
+            }
+            Ok(all)
+        }
+        /// Moves once: between the first reconciliation's read and load.
+        fn last_added(&self, _: GoodsId) -> Result<Option<String>, StoreError> {
+            let mut reads = self.reads.lock();
+            *reads += 1;
+            Ok(Some(if *reads > 1 { "2-0" } else { "1-0" }.into()))
+        }
+    }
+
+    /// An order queued while a goods was reconciled (after the queue was
+    /// read, before the load) is counted by a second read and load.
+    #[test]
+    fn an_order_queued_during_a_reconciliation_is_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+        let goods = orders.add_goods(&lamp(3)).unwrap().id;
+        let record = |order_no, user_id| OrderRecord {
+            order_no,
+            user_id,
+            goods_id: goods,
+            state: OrderState::Created,
+            created_ms: 1,
+            pay_by_ms: u64::MAX,
+        };
+        let queue = Arc::new(MovingQueue {
+            first: vec![record(70, 7)],
+            late: record(80, 8),
+            reads: Mutex::new(0),
+        });
+        // Sale::open reconciles every goods: the queue moves during it.
+        let stock = Arc::new(MemoryStock::new());
+        Sale::open(
+            stock.clone(),
+            orders,
+            Some(queue),
+            1,
+            Arc::new(Metrics::default()),
+        )
+        .unwrap();
+        assert_eq!(
+            stock.snapshot(goods).unwrap(),
+            Some((1, vec![(7, 70), (8, 80)]))
+        );
     }
 
     /// An order written, then cancelled, whose queue entry is not yet

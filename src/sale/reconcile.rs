@@ -24,6 +24,8 @@ use crate::store::{GoodsId, OrderNo, StoreError, UserId};
 
 /// How long reconciliation waits for a goods' reserved units to settle.
 const SETTLE_WITHIN: Duration = Duration::from_secs(10);
+/// Loads of one reconciliation, at most, while orders keep being queued.
+const RELOADS: usize = 3;
 
 /// One line for the log.
 pub fn describe(d: &Drift) -> String {
@@ -76,6 +78,62 @@ impl Sale {
                 entry.id
             )));
         }
+        // Deductions of this server wait on the gate; a script it sent
+        // before (Redis stalled) can still run until the load bumps the
+        // epoch, and in the queued mode queue an order this reading misses.
+        // So the queue's last id is taken before and checked after the
+        // load, and the goods read and loaded again if it moved.
+        let mut found = None;
+        let mut rebuilt = None;
+        for _ in 0..RELOADS {
+            let mark = self.last_queued(entry.id)?;
+            let (holders, remaining) = self.rebuild(entry)?;
+            if found.is_none() {
+                found = Some(self.stock.snapshot(entry.id)?);
+            }
+            self.stock.load(entry.id, remaining, &holders)?;
+            if self.last_queued(entry.id)? == mark {
+                rebuilt = Some((holders, remaining));
+                break;
+            }
+            warn!(
+                "goods {}: an order was queued while it was reconciled; again",
+                entry.id
+            );
+        }
+        let Some((pairs, remaining)) = rebuilt else {
+            // Still in doubt: it sells nothing until a later try succeeds.
+            return Err(StoreError::Unavailable(format!(
+                "goods {}: orders kept being queued while it was reconciled",
+                entry.id
+            )));
+        };
+        let sold = u32::try_from(pairs.len()).unwrap_or(u32::MAX);
+        let found = found.flatten();
+        entry.set_remaining(remaining);
+        entry.set_holders(&pairs);
+        entry.clear_unsure(marks);
+        Ok(Drift {
+            goods_id: entry.id,
+            found_remaining: found.as_ref().map(|(left, _)| *left),
+            found_holders: found.map_or(0, |(_, buyers)| {
+                u32::try_from(buyers.len()).unwrap_or(u32::MAX)
+            }),
+            remaining,
+            holders: sold,
+        })
+    }
+
+    fn last_queued(&self, goods: GoodsId) -> Result<Option<String>, StoreError> {
+        match &self.queue {
+            Some(q) => q.last_added(goods),
+            None => Ok(None),
+        }
+    }
+
+    /// The holders and units left of a goods as the order store (and the
+    /// queue, in the queued mode) say.
+    fn rebuild(&self, entry: &Entry) -> Result<(Vec<(UserId, OrderNo)>, u32), StoreError> {
         // The queue before the order store: an order that moves from one to
         // the other in between is then seen twice (and counted once), never
         // missed.
@@ -107,21 +165,6 @@ impl Sale {
                 entry.id
             );
         }
-        let remaining = total.saturating_sub(sold);
-        let found = self.stock.snapshot(entry.id)?;
-        let pairs: Vec<_> = holders.into_iter().collect();
-        self.stock.load(entry.id, remaining, &pairs)?;
-        entry.set_remaining(remaining);
-        entry.set_holders(&pairs);
-        entry.clear_unsure(marks);
-        Ok(Drift {
-            goods_id: entry.id,
-            found_remaining: found.as_ref().map(|(left, _)| *left),
-            found_holders: found.map_or(0, |(_, buyers)| {
-                u32::try_from(buyers.len()).unwrap_or(u32::MAX)
-            }),
-            remaining,
-            holders: sold,
-        })
+        Ok((holders.into_iter().collect(), total.saturating_sub(sold)))
     }
 }

@@ -252,6 +252,11 @@ pub trait OrderQueue: Send + Sync {
 
     /// Every order still in the queue of a goods (for reconciliation).
     fn queued(&self, goods: GoodsId) -> Result<Vec<OrderRecord>, StoreError>;
+
+    /// The id of the last entry ever added to a goods' queue (entries taken
+    /// out do not change it), `None` if it has no queue: two equal answers
+    /// mean nothing was queued in between.
+    fn last_added(&self, goods: GoodsId) -> Result<Option<String>, StoreError>;
 }
 
 /// The durable record of goods and orders.

@@ -912,6 +912,34 @@ impl OrderQueue for RedisStock {
     }
 
     /// Every order still in a goods' queue, read or not, oldest first.
+    fn last_added(&self, goods: GoodsId) -> Result<Option<String>, StoreError> {
+        let queue = self.keys(goods).queue;
+        let info = self.call("queue info", |con| {
+            match ::redis::cmd("XINFO")
+                .arg("STREAM")
+                .arg(&queue)
+                .query::<HashMap<String, Value>>(con)
+            {
+                Ok(info) => Ok(Some(info)),
+                // No stream yet (or lost with Redis's data): nothing queued.
+                Err(e) if e.to_string().contains("no such key") => Ok(None),
+                Err(e) => Err(e),
+            }
+        })?;
+        let id = match info.as_ref().and_then(|i| i.get("last-generated-id")) {
+            None => return Ok(None),
+            Some(Value::BulkString(id)) => String::from_utf8_lossy(id).into_owned(),
+            Some(Value::SimpleString(id)) => id.clone(),
+            Some(other) => {
+                return Err(inconsistent(format!(
+                    "queue of goods {goods}: last-generated-id {other:?}"
+                )))
+            }
+        };
+        // A stream made empty (by a load) has never had an entry either.
+        Ok((id != "0-0").then_some(id))
+    }
+
     fn queued(&self, goods: GoodsId) -> Result<Vec<OrderRecord>, StoreError> {
         let queue = self.keys(goods).queue;
         let entries = self.call("list queue", |con| {
@@ -1688,8 +1716,10 @@ mod tests {
     #[test]
     fn queued_orders_are_read_then_acked_away() {
         let stock = open(AckMode::Queued);
+        assert_eq!(stock.last_added(1).unwrap(), None, "no queue yet");
         stock.load(1, 2, &[]).unwrap();
         stock.load(2, 1, &[]).unwrap();
+        assert_eq!(stock.last_added(1).unwrap(), None, "an empty queue");
         let before = now_ms();
         let r = stock
             .reserve(1, &rules(1), &buyers(&[(10, 110), (11, 111), (12, 112)]))
@@ -1732,9 +1762,12 @@ mod tests {
                 .map(|q| q.id.clone())
                 .collect()
         };
+        let last = stock.last_added(1).unwrap();
+        assert_eq!(last.as_deref(), ids(1).last().map(String::as_str));
         stock.ack(1, &ids(1)).unwrap();
         stock.ack(2, &ids(2)).unwrap();
         stock.ack(2, &[]).unwrap();
+        assert_eq!(stock.last_added(1).unwrap(), last, "acks leave it");
         assert_eq!(stock.queued(1).unwrap(), vec![]);
         assert_eq!(stock.queued(2).unwrap(), vec![]);
         assert_eq!(
