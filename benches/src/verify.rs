@@ -269,12 +269,21 @@ pub struct StoreCheck {
     pub waited_ms: u64,
 }
 
+/// What a list of problems says: passed (none), how many, and the first
+/// [`MAX_LISTED`] of them.
+pub fn verdict(problems: Vec<String>) -> (bool, usize, Vec<String>) {
+    let count = problems.len();
+    (
+        count == 0,
+        count,
+        problems.into_iter().take(MAX_LISTED).collect(),
+    )
+}
+
 impl Verification {
     /// Sets the problems (listing the first few) and whether it passed.
     pub fn conclude(&mut self, problems: Vec<String>) {
-        self.problem_count = problems.len();
-        self.passed = problems.is_empty();
-        self.problems = problems.into_iter().take(MAX_LISTED).collect();
+        (self.passed, self.problem_count, self.problems) = verdict(problems);
     }
 }
 

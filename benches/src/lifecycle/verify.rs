@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::fates::{Fate, Planned};
 use crate::checks::OrderRow;
-use crate::verify::{AckKind, MAX_LISTED};
+use crate::verify::{verdict, AckKind};
 
 /// Every order of the goods LIST_ORDERS showed, by number.
 #[derive(Debug, Clone, Default)]
@@ -307,7 +307,7 @@ pub struct LifecycleVerification {
     pub settle_wait_ms: u64,
     pub store: Option<StoreOrders>,
     pub rebuy: Option<RebuyCheck>,
-    /// The first [`MAX_LISTED`] problems.
+    /// The first [`MAX_LISTED`](crate::verify::MAX_LISTED) problems.
     pub problems: Vec<String>,
     pub problem_count: usize,
 }
@@ -315,9 +315,7 @@ pub struct LifecycleVerification {
 impl LifecycleVerification {
     /// Sets the problems (listing the first few) and whether it passed.
     pub fn conclude(&mut self, problems: Vec<String>) {
-        self.problem_count = problems.len();
-        self.passed = problems.is_empty();
-        self.problems = problems.into_iter().take(MAX_LISTED).collect();
+        (self.passed, self.problem_count, self.problems) = verdict(problems);
     }
 }
 
