@@ -88,12 +88,8 @@ impl Handler {
                 goods_id,
                 token,
             } => {
-                if !self.buy_limit.allow(user_id) {
-                    metrics::add(&self.metrics.buy_rate_limited, 1);
-                    return Some(Reply::error(
-                        Status::RateLimited,
-                        "too many BUYs for this user, slow down",
-                    ));
+                if let Some(refused) = self.over_rate(user_id, "BUYs") {
+                    return Some(refused);
                 }
                 let Some(entry) = self.sale.catalog.get(goods_id) else {
                     return Some(unknown_goods(goods_id));
@@ -111,12 +107,8 @@ impl Handler {
             Request::Token { user_id, goods_id } => {
                 // Tokens cost the store a write each: one bucket with BUY,
                 // so that a bot cannot hoard them either.
-                if !self.buy_limit.allow(user_id) {
-                    metrics::add(&self.metrics.buy_rate_limited, 1);
-                    return Some(Reply::error(
-                        Status::RateLimited,
-                        "too many requests for this user, slow down",
-                    ));
+                if let Some(refused) = self.over_rate(user_id, "requests") {
+                    return Some(refused);
                 }
                 let Some(entry) = self.sale.catalog.get(goods_id) else {
                     return Some(unknown_goods(goods_id));
@@ -211,6 +203,19 @@ impl Handler {
             version: VERSION,
             admin,
         }
+    }
+
+    /// `rate_limited` if this user has used up their bucket (shared by BUY
+    /// and TOKEN); `what` names the requests in the message.
+    fn over_rate(&self, user_id: u64, what: &str) -> Option<Reply> {
+        if self.buy_limit.allow(user_id) {
+            return None;
+        }
+        metrics::add(&self.metrics.buy_rate_limited, 1);
+        Some(Reply::error(
+            Status::RateLimited,
+            format!("too many {what} for this user, slow down"),
+        ))
     }
 
     fn count_quick_buy(&self, reply: &Reply) {
