@@ -849,48 +849,38 @@ mod tests {
         ));
     }
 
-    /// The queue of the `queued` mode, as a fixed list.
-    struct FixedQueue(Vec<OrderRecord>);
-
-    impl OrderQueue for FixedQueue {
-        fn read(
-            &self,
-            _: &[GoodsId],
-            _: &str,
-            _: usize,
-            _: std::time::Duration,
-        ) -> Result<Vec<crate::store::QueuedOrder>, StoreError> {
-            Ok(Vec::new())
-        }
-        fn claim_stale(
-            &self,
-            _: GoodsId,
-            _: &str,
-            _: std::time::Duration,
-            _: usize,
-        ) -> Result<Vec<crate::store::QueuedOrder>, StoreError> {
-            Ok(Vec::new())
-        }
-        fn ack(&self, _: GoodsId, _: &[String]) -> Result<(), StoreError> {
-            Ok(())
-        }
-        fn queued(&self, _: GoodsId) -> Result<Vec<OrderRecord>, StoreError> {
-            Ok(self.0.clone())
-        }
-        fn last_added(&self, _: GoodsId) -> Result<Option<String>, StoreError> {
-            Ok(None)
+    /// A created order that is never due.
+    fn created(order_no: OrderNo, user_id: UserId, goods_id: GoodsId) -> OrderRecord {
+        OrderRecord {
+            order_no,
+            user_id,
+            goods_id,
+            state: OrderState::Created,
+            created_ms: 1,
+            pay_by_ms: u64::MAX,
         }
     }
 
-    /// A queue to which an order is added (by a stock script sent before
-    /// the reconciliation and run late) after the first read.
-    struct MovingQueue {
+    /// The queue of the `queued` mode, as a list of orders, to which one
+    /// more order can be added (by a stock script sent before a
+    /// reconciliation and run late) after the first read.
+    struct TestQueue {
         first: Vec<OrderRecord>,
-        late: OrderRecord,
+        late: Option<OrderRecord>,
         reads: Mutex<u32>,
     }
 
-    impl OrderQueue for MovingQueue {
+    impl TestQueue {
+        fn fixed(orders: Vec<OrderRecord>) -> TestQueue {
+            TestQueue {
+                first: orders,
+                late: None,
+                reads: Mutex::new(0),
+            }
+        }
+    }
+
+    impl OrderQueue for TestQueue {
         fn read(
             &self,
             _: &[GoodsId],
@@ -915,16 +905,16 @@ mod tests {
         fn queued(&self, _: GoodsId) -> Result<Vec<OrderRecord>, StoreError> {
             let reads = *self.reads.lock();
             let mut all = self.first.clone();
-            if reads > 1 {
-                all.push(self.late.clone());
-            }
+            all.extend(self.late.clone().filter(|_| reads > 1));
             Ok(all)
         }
-        /// Moves once: between the first reconciliation's read and load.
+        /// Moves once, with a late order: between the first
+        /// reconciliation's read and load.
         fn last_added(&self, _: GoodsId) -> Result<Option<String>, StoreError> {
             let mut reads = self.reads.lock();
             *reads += 1;
-            Ok(Some(if *reads > 1 { "2-0" } else { "1-0" }.into()))
+            let moved = self.late.is_some() && *reads > 1;
+            Ok(Some(if moved { "2-0" } else { "1-0" }.into()))
         }
     }
 
@@ -935,17 +925,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
         let goods = orders.add_goods(&lamp(3)).unwrap().id;
-        let record = |order_no, user_id| OrderRecord {
-            order_no,
-            user_id,
-            goods_id: goods,
-            state: OrderState::Created,
-            created_ms: 1,
-            pay_by_ms: u64::MAX,
-        };
-        let queue = Arc::new(MovingQueue {
+        let record = |order_no, user_id| created(order_no, user_id, goods);
+        let queue = Arc::new(TestQueue {
             first: vec![record(70, 7)],
-            late: record(80, 8),
+            late: Some(record(80, 8)),
             reads: Mutex::new(0),
         });
         // Sale::open reconciles every goods: the queue moves during it.
@@ -972,20 +955,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
         let goods = orders.add_goods(&lamp(2)).unwrap().id;
-        let record = |order_no, user_id| OrderRecord {
-            order_no,
-            user_id,
-            goods_id: goods,
-            state: OrderState::Created,
-            created_ms: 1,
-            pay_by_ms: u64::MAX,
-        };
+        let record = |order_no, user_id| created(order_no, user_id, goods);
         let (cancelled, queued_only) = (record(70, 7), record(80, 8));
         orders
             .insert_orders(std::slice::from_ref(&cancelled))
             .unwrap();
         orders.cancel(7, 70).unwrap();
-        let queue = Arc::new(FixedQueue(vec![cancelled, queued_only]));
+        let queue = Arc::new(TestQueue::fixed(vec![cancelled, queued_only]));
         let sale = Sale::open(
             Arc::new(MemoryStock::new()),
             orders,

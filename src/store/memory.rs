@@ -290,39 +290,12 @@ mod tests {
     use std::thread;
 
     use super::*;
+    use crate::store::fixtures::{buy, buyers, rules_at, tokened};
 
     const NOW: u64 = 1_000_000;
 
     fn rules(per_user_limit: u8) -> ReserveRules {
-        ReserveRules {
-            per_user_limit,
-            token_required: false,
-            now_ms: NOW,
-            pay_by_ms: NOW + 60_000,
-        }
-    }
-
-    fn tokened(per_user_limit: u8, now_ms: u64) -> ReserveRules {
-        ReserveRules {
-            token_required: true,
-            now_ms,
-            ..rules(per_user_limit)
-        }
-    }
-
-    fn buyers(pairs: &[(UserId, OrderNo)]) -> Vec<Buyer> {
-        pairs
-            .iter()
-            .map(|&(user, order_no)| buy(user, order_no, NO_TOKEN))
-            .collect()
-    }
-
-    fn buy(user: UserId, order_no: OrderNo, token: u64) -> Buyer {
-        Buyer {
-            user,
-            order_no,
-            token,
-        }
+        rules_at(per_user_limit, NOW)
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! it at start and whenever the two may disagree, which is what makes a
 //! crash unable to oversell or lose an order.
 
+#[cfg(test)]
+pub(crate) mod fixtures;
 mod memory;
 mod mysql;
 pub mod outage;
@@ -100,6 +102,41 @@ pub enum Written {
     /// The user already holds this live order of the goods; ours was not
     /// written.
     Duplicate(OrderNo),
+}
+
+/// What PAY or CANCEL makes of an order, decided the same way by every
+/// order store on the row it read (and locked) in its transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settle {
+    /// Paid while its payment window is open at `now_ms`, else cancelled.
+    Pay {
+        now_ms: u64,
+    },
+    Cancel,
+}
+
+impl Settle {
+    /// The order after the command, and the state the store must write if
+    /// it changed: a created order moves on; a paid or cancelled one stays.
+    pub(crate) fn apply(self, mut order: OrderRecord) -> (Settled, Option<OrderState>) {
+        if order.state != OrderState::Created {
+            let settled = Settled {
+                order,
+                cancelled_now: false,
+            };
+            return (settled, None);
+        }
+        let to = match self {
+            Settle::Pay { now_ms } if now_ms < order.pay_by_ms => OrderState::Paid,
+            Settle::Pay { .. } | Settle::Cancel => OrderState::Cancelled,
+        };
+        order.state = to;
+        let settled = Settled {
+            order,
+            cancelled_now: to == OrderState::Cancelled,
+        };
+        (settled, Some(to))
+    }
 }
 
 /// One BUY, as the stock store decides it.
@@ -321,13 +358,25 @@ pub trait OrderStore: Send + Sync {
     fn expire_due(&self, now_ms: u64, max: usize) -> Result<Vec<OrderRecord>, StoreError>;
 }
 
-/// The first of a user's purchase slots `1..=limit` that none of their live
-/// orders holds, if any: where the database puts their next order. A limit
-/// of 0 (which ADD_GOODS refuses) counts as 1, so `None` always means that
-/// some live order holds a slot.
-pub(crate) fn free_slot(taken: impl Iterator<Item = u8>, limit: u8) -> Option<u8> {
-    let taken: Vec<u8> = taken.collect();
-    (1..=limit.max(1)).find(|slot| !taken.contains(slot))
+/// Where the database puts order `o`, given its user's live orders of the
+/// goods as (order number, slot): `Ok` with the slot to write, the first of
+/// `1..=limit` none of them holds (`None` for a cancelled order, which holds
+/// no slot and always fits), or `Err` with the first order held when every
+/// slot is taken. A limit of 0 (which ADD_GOODS refuses) counts as 1.
+pub(crate) fn slot_for(
+    o: &OrderRecord,
+    live: &[(OrderNo, u8)],
+    limit: u8,
+) -> Result<Option<u8>, OrderNo> {
+    if o.state == OrderState::Cancelled {
+        return Ok(None);
+    }
+    let free = (1..=limit.max(1)).find(|slot| live.iter().all(|&(_, held)| held != *slot));
+    match (free, live.first()) {
+        (Some(slot), _) => Ok(Some(slot)),
+        (None, Some(&(first, _))) => Err(first),
+        (None, None) => unreachable!("a slot of 1..=limit is free when none is held"),
+    }
 }
 
 /// The purchase limit of each goods of a batch, looked up once per goods.

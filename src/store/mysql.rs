@@ -33,7 +33,8 @@ use seckill_proto::{NewGoods, OrderState, SaleRules};
 
 use super::outage::Outage;
 use super::{
-    GoodsId, GoodsRecord, OrderNo, OrderRecord, OrderStore, Settled, StoreError, UserId, Written,
+    GoodsId, GoodsRecord, OrderNo, OrderRecord, OrderStore, Settle, Settled, StoreError, UserId,
+    Written,
 };
 
 /// The DDL, kept in one place: the tables are created from this file.
@@ -260,11 +261,9 @@ fn place(conn: &mut PooledConn, o: &OrderRecord, limit: u8) -> ::mysql::Result<O
          ORDER BY live_slot FOR UPDATE",
         (o.goods_id, o.user_id),
     )?;
-    // A cancelled order holds no slot, so it always fits.
-    let slot = match super::free_slot(live.iter().map(|&(_, s)| s), limit) {
-        Some(slot) => slot,
-        None if o.state == OrderState::Cancelled => 0,
-        None => return Ok(Some(Written::Duplicate(live[0].0))),
+    let slot = match super::slot_for(o, &live, limit) {
+        Ok(slot) => slot,
+        Err(held) => return Ok(Some(Written::Duplicate(held))),
     };
     conn.exec_drop(
         "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms, pay_by_ms)
@@ -274,7 +273,7 @@ fn place(conn: &mut PooledConn, o: &OrderRecord, limit: u8) -> ::mysql::Result<O
             o.user_id,
             o.goods_id,
             o.state as u8,
-            (o.state != OrderState::Cancelled).then_some(slot),
+            slot,
             o.created_ms,
             o.pay_by_ms,
         ),
@@ -330,30 +329,22 @@ fn settle(
     conn: &mut PooledConn,
     user: UserId,
     order_no: OrderNo,
-    decide: &dyn Fn(&OrderRecord) -> OrderState,
+    how: Settle,
 ) -> ::mysql::Result<Result<Option<Settled>, StoreError>> {
     let row: Option<OrderRow> = conn.exec_first(
         format!("SELECT {ORDER_COLUMNS} FROM orders WHERE order_no = ? FOR UPDATE"),
         (order_no,),
     )?;
-    let mut order = match row.map(order_record).transpose() {
+    let order = match row.map(order_record).transpose() {
         Ok(Some(o)) if o.user_id == user => o,
         Ok(_) => return Ok(Ok(None)),
         Err(e) => return Ok(Err(e)),
     };
-    if order.state != OrderState::Created {
-        return Ok(Ok(Some(Settled {
-            order,
-            cancelled_now: false,
-        })));
+    let (settled, change) = how.apply(order);
+    if let Some(to) = change {
+        set_state(conn, order_no, to)?;
     }
-    let to = decide(&order);
-    set_state(conn, order_no, to)?;
-    order.state = to;
-    Ok(Ok(Some(Settled {
-        order,
-        cancelled_now: to == OrderState::Cancelled,
-    })))
+    Ok(Ok(Some(settled)))
 }
 
 /// Moves a created order on; a cancelled one gives up its slot.
@@ -739,16 +730,11 @@ impl OrderStore for MysqlStore {
         order_no: OrderNo,
         now_ms: u64,
     ) -> Result<Option<Settled>, StoreError> {
-        let decide = |o: &OrderRecord| {
-            if now_ms < o.pay_by_ms {
-                OrderState::Paid
-            } else {
-                OrderState::Cancelled
-            }
-        };
         let unsure = Cell::new(false);
         let settled = self.call_retrying("pay", Calls::Once, |conn| {
-            transaction(conn, &unsure, |conn| settle(conn, user, order_no, &decide))
+            transaction(conn, &unsure, |conn| {
+                settle(conn, user, order_no, Settle::Pay { now_ms })
+            })
         });
         in_doubt(&unsure, settled)?
     }
@@ -757,7 +743,7 @@ impl OrderStore for MysqlStore {
         let unsure = Cell::new(false);
         let settled = self.call_retrying("cancel", Calls::Once, |conn| {
             transaction(conn, &unsure, |conn| {
-                settle(conn, user, order_no, &|_| OrderState::Cancelled)
+                settle(conn, user, order_no, Settle::Cancel)
             })
         });
         in_doubt(&unsure, settled)?
@@ -856,6 +842,9 @@ mod tests {
     //! Against the real MySQL/MariaDB (`SECKILL_TEST_MYSQL`, default
     //! mysql://root@127.0.0.1:3306): each test in a database of its own,
     //! dropped when the test ends, failing or not.
+
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
 
     use super::*;
     use crate::store::testdb::TestDb;
@@ -1205,17 +1194,8 @@ mod tests {
         );
         assert_eq!(store.find_order(u64::MAX - 1, g.id).unwrap(), Some(o));
     }
-}
 
-#[cfg(test)]
-mod lifecycle_tests {
-    //! PAY, CANCEL and the expiry against the real MySQL/MariaDB, racing.
-
-    use std::collections::BTreeSet;
-    use std::sync::Arc;
-
-    use super::*;
-    use crate::store::testdb::TestDb;
+    // PAY, CANCEL and the expiry, racing.
 
     fn goods(store: &MysqlStore, limit: u8) -> GoodsId {
         store
@@ -1235,28 +1215,21 @@ mod lifecycle_tests {
             .id
     }
 
-    fn order(order_no: u64, user_id: u64, goods_id: u64, pay_by_ms: u64) -> OrderRecord {
+    /// An order due at `pay_by_ms`.
+    fn due(order_no: u64, user_id: u64, goods_id: u64, pay_by_ms: u64) -> OrderRecord {
         OrderRecord {
-            order_no,
-            user_id,
-            goods_id,
-            state: OrderState::Created,
-            created_ms: 1,
             pay_by_ms,
+            ..order(order_no, user_id, goods_id)
         }
     }
 
     #[test]
     fn pay_cancel_and_expiry_settle_each_order_once() {
         let db = TestDb::new();
-        let store = MysqlStore::open(db.url()).unwrap();
+        let store = open(&db);
         let g = goods(&store, 1);
         store
-            .insert_orders(&[
-                order(1, 1, g, 100),
-                order(2, 2, g, 100),
-                order(3, 3, g, 200),
-            ])
+            .insert_orders(&[due(1, 1, g, 100), due(2, 2, g, 100), due(3, 3, g, 200)])
             .unwrap();
         assert_eq!(store.pay(9, 1, 50).unwrap(), None, "someone else's order");
         let paid = store.pay(1, 1, 50).unwrap().unwrap();
@@ -1284,7 +1257,7 @@ mod lifecycle_tests {
         assert!(store.expire_due(1000, 10).unwrap().is_empty());
         assert_eq!(store.live_holders(g).unwrap(), vec![(1, 1)]);
         // A cancelled order frees its user's slot; the list is newest first.
-        store.insert_orders(&[order(4, 2, g, 100)]).unwrap();
+        store.insert_orders(&[due(4, 2, g, 100)]).unwrap();
         let listed: Vec<_> = store
             .orders_of(2, 10)
             .unwrap()
@@ -1302,9 +1275,9 @@ mod lifecycle_tests {
     #[test]
     fn a_purchase_limit_gives_each_order_its_own_slot() {
         let db = TestDb::new();
-        let store = MysqlStore::open(db.url()).unwrap();
+        let store = open(&db);
         let g = goods(&store, 2);
-        let batch = [order(1, 7, g, 9), order(2, 7, g, 9), order(3, 7, g, 9)];
+        let batch = [due(1, 7, g, 9), due(2, 7, g, 9), due(3, 7, g, 9)];
         assert_eq!(
             store.insert_orders(&batch).unwrap(),
             [Written::Stored, Written::Stored, Written::Duplicate(1)]
@@ -1328,9 +1301,9 @@ mod lifecycle_tests {
     fn pays_racing_two_expiry_sweeps_settle_each_order_once() {
         const ORDERS: u64 = 2000;
         let db = TestDb::new();
-        let store = Arc::new(MysqlStore::open(db.url()).unwrap());
+        let store = Arc::new(open(&db));
         let g = goods(&store, 1);
-        let batch: Vec<_> = (1..=ORDERS).map(|n| order(n, n, g, 1000)).collect();
+        let batch: Vec<_> = (1..=ORDERS).map(|n| due(n, n, g, 1000)).collect();
         store.insert_orders(&batch).unwrap();
 
         let sweeper = |store: Arc<MysqlStore>| {
@@ -1345,7 +1318,7 @@ mod lifecycle_tests {
                 }
             })
         };
-        let other = Arc::new(MysqlStore::open(db.url()).unwrap());
+        let other = Arc::new(open(&db));
         let sweeps = [sweeper(store.clone()), sweeper(other)];
         // Pays as of a moment the window is still open (the PAY's clock
         // read before the deadline; the sweeps' after it).

@@ -980,6 +980,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
+    use crate::store::fixtures::{buy, buyers, rules_at, tokened};
     use crate::store::MemoryStock;
 
     struct TestStock {
@@ -1057,36 +1058,7 @@ mod tests {
 
     /// Rules of limit `per_user_limit` on the real clock, no token.
     fn rules(per_user_limit: u8) -> ReserveRules {
-        let now_ms = now_ms();
-        ReserveRules {
-            per_user_limit,
-            token_required: false,
-            now_ms,
-            pay_by_ms: now_ms + DEFAULT_PAY_WINDOW_MS,
-        }
-    }
-
-    fn tokened(per_user_limit: u8, now_ms: u64) -> ReserveRules {
-        ReserveRules {
-            token_required: true,
-            now_ms,
-            ..rules(per_user_limit)
-        }
-    }
-
-    fn buyers(pairs: &[(UserId, OrderNo)]) -> Vec<Buyer> {
-        pairs
-            .iter()
-            .map(|&(user, order_no)| buy(user, order_no, NO_TOKEN))
-            .collect()
-    }
-
-    fn buy(user: UserId, order_no: OrderNo, token: u64) -> Buyer {
-        Buyer {
-            user,
-            order_no,
-            token,
-        }
+        rules_at(per_user_limit, now_ms())
     }
 
     const INVALID: Reservation = Reservation::Token(TokenRefusal::Invalid);

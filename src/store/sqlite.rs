@@ -12,7 +12,8 @@ use seckill_proto::{NewGoods, OrderState, SaleRules};
 
 use super::outage::Outage;
 use super::{
-    GoodsId, GoodsRecord, OrderNo, OrderRecord, OrderStore, Settled, StoreError, UserId, Written,
+    GoodsId, GoodsRecord, OrderNo, OrderRecord, OrderStore, Settle, Settled, StoreError, UserId,
+    Written,
 };
 use crate::clock::now_ms;
 
@@ -166,11 +167,9 @@ fn place(conn: &Connection, o: &OrderRecord, limit: u8) -> Result<Written, Store
             .collect()
         })
         .map_err(unavailable)?;
-    // A cancelled order holds no slot, so it always fits.
-    let slot = match super::free_slot(live.iter().map(|&(_, s)| s), limit) {
-        Some(slot) => slot,
-        None if o.state == OrderState::Cancelled => 0,
-        None => return Ok(Written::Duplicate(live[0].0)),
+    let slot = match super::slot_for(o, &live, limit) {
+        Ok(slot) => slot,
+        Err(held) => return Ok(Written::Duplicate(held)),
     };
     let created = to_sql(o.created_ms);
     conn.prepare_cached(
@@ -183,7 +182,7 @@ fn place(conn: &Connection, o: &OrderRecord, limit: u8) -> Result<Written, Store
             to_sql(o.user_id),
             to_sql(o.goods_id),
             o.state as u8,
-            (o.state != OrderState::Cancelled).then_some(slot),
+            slot,
             created,
             to_sql(o.pay_by_ms)
         ])
@@ -451,25 +450,17 @@ impl SqliteStore {
         &self,
         user: UserId,
         order_no: OrderNo,
-        decide: impl FnOnce(&OrderRecord) -> OrderState,
+        how: Settle,
     ) -> Result<Option<Settled>, StoreError> {
         self.write(|tx| {
-            let Some(mut order) = order_by_no(tx, order_no)?.filter(|o| o.user_id == user) else {
+            let Some(order) = order_by_no(tx, order_no)?.filter(|o| o.user_id == user) else {
                 return Ok(None);
             };
-            if order.state != OrderState::Created {
-                return Ok(Some(Settled {
-                    order,
-                    cancelled_now: false,
-                }));
+            let (settled, change) = how.apply(order);
+            if let Some(to) = change {
+                set_state(tx, order_no, to)?;
             }
-            let to = decide(&order);
-            set_state(tx, order_no, to)?;
-            order.state = to;
-            Ok(Some(Settled {
-                order,
-                cancelled_now: to == OrderState::Cancelled,
-            }))
+            Ok(Some(settled))
         })
     }
 
@@ -552,17 +543,11 @@ impl OrderStore for SqliteStore {
         order_no: OrderNo,
         now_ms: u64,
     ) -> Result<Option<Settled>, StoreError> {
-        self.tracked(self.settle(user, order_no, |o| {
-            if now_ms < o.pay_by_ms {
-                OrderState::Paid
-            } else {
-                OrderState::Cancelled
-            }
-        }))
+        self.tracked(self.settle(user, order_no, Settle::Pay { now_ms }))
     }
 
     fn cancel(&self, user: UserId, order_no: OrderNo) -> Result<Option<Settled>, StoreError> {
-        self.tracked(self.settle(user, order_no, |_| OrderState::Cancelled))
+        self.tracked(self.settle(user, order_no, Settle::Cancel))
     }
 
     fn expire_due(&self, now_ms: u64, max: usize) -> Result<Vec<OrderRecord>, StoreError> {
@@ -573,17 +558,6 @@ impl OrderStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn order(order_no: u64, user_id: u64, goods_id: u64) -> OrderRecord {
-        OrderRecord {
-            order_no,
-            user_id,
-            goods_id,
-            state: OrderState::Created,
-            created_ms: 1,
-            pay_by_ms: u64::MAX,
-        }
-    }
 
     #[test]
     fn orders_round_trip_and_batches_are_idempotent() {
@@ -599,7 +573,7 @@ mod tests {
                 rules: SaleRules::default(),
             })
             .unwrap();
-        let batch: Vec<_> = (0..1200).map(|i| order(1000 + i, i, g.id)).collect();
+        let batch: Vec<_> = (0..1200).map(|i| order(1000 + i, i, g.id, NEVER)).collect();
         let stored = vec![Written::Stored; batch.len()];
         assert_eq!(store.insert_orders(&batch).unwrap(), stored);
         // The same batch again is a no-op, not an error.
@@ -611,7 +585,7 @@ mod tests {
         // A second live order for a user is refused by the database itself,
         // and only that row: the rest of the batch is written.
         let written = store
-            .insert_orders(&[order(5000, 5000, g.id), order(5001, 7, g.id)])
+            .insert_orders(&[order(5000, 5000, g.id, NEVER), order(5001, 7, g.id, NEVER)])
             .unwrap();
         assert_eq!(written, [Written::Stored, Written::Duplicate(1007)]);
         assert_eq!(
@@ -625,11 +599,6 @@ mod tests {
             Err(StoreError::UnknownGoods(99))
         ));
     }
-}
-
-#[cfg(test)]
-mod lifecycle_tests {
-    use super::*;
 
     fn store_with_goods(limit: u8) -> (tempfile::TempDir, SqliteStore, GoodsId) {
         let dir = tempfile::tempdir().unwrap();
@@ -650,6 +619,9 @@ mod lifecycle_tests {
             .unwrap();
         (dir, store, g.id)
     }
+
+    /// A payment deadline that never comes.
+    const NEVER: u64 = u64::MAX;
 
     fn order(order_no: u64, user_id: u64, goods_id: u64, pay_by_ms: u64) -> OrderRecord {
         OrderRecord {

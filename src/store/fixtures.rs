@@ -1,0 +1,41 @@
+//! Buyers and rules for the stock stores' tests, written once for both
+//! stores (their tests check that they behave alike).
+
+use seckill_proto::{DEFAULT_PAY_WINDOW_MS, NO_TOKEN};
+
+use super::{Buyer, OrderNo, ReserveRules, UserId};
+
+/// A limit of `per_user_limit`, no token, at `now_ms` on the caller's clock,
+/// with the default payment window.
+pub fn rules_at(per_user_limit: u8, now_ms: u64) -> ReserveRules {
+    ReserveRules {
+        per_user_limit,
+        token_required: false,
+        now_ms,
+        pay_by_ms: now_ms + DEFAULT_PAY_WINDOW_MS,
+    }
+}
+
+/// [`rules_at`] with purchase tokens required.
+pub fn tokened(per_user_limit: u8, now_ms: u64) -> ReserveRules {
+    ReserveRules {
+        token_required: true,
+        ..rules_at(per_user_limit, now_ms)
+    }
+}
+
+/// Buyers without tokens, from (user, order number) pairs.
+pub fn buyers(pairs: &[(UserId, OrderNo)]) -> Vec<Buyer> {
+    pairs
+        .iter()
+        .map(|&(user, order_no)| buy(user, order_no, NO_TOKEN))
+        .collect()
+}
+
+pub fn buy(user: UserId, order_no: OrderNo, token: u64) -> Buyer {
+    Buyer {
+        user,
+        order_no,
+        token,
+    }
+}
