@@ -30,7 +30,7 @@ impl Sale {
         match self.orders.pay(user, order_no, now_ms()) {
             Ok(Some(settled)) => {
                 let reply = match settled.order.state {
-                    OrderState::Paid if !settled.cancelled_now => {
+                    OrderState::Paid => {
                         metrics::add(&self.metrics.orders_paid, 1);
                         Reply::Paid(to_order(&settled.order))
                     }
@@ -83,9 +83,7 @@ impl Sale {
             }
         };
         metrics::add(&self.metrics.orders_expired, expired.len() as u64);
-        for order in &expired {
-            self.return_unit(order);
-        }
+        self.return_units(&expired.iter().collect::<Vec<_>>());
         Ok(expired.len())
     }
 
@@ -205,23 +203,28 @@ impl Sale {
     fn settled(&self, settled: &Settled, cancelled: &std::sync::atomic::AtomicU64) {
         if settled.cancelled_now {
             metrics::add(cancelled, 1);
-            self.return_unit(&settled.order);
+            self.return_units(&[&settled.order]);
         }
     }
 
-    /// A cancelled order's unit goes back on sale; its buyer may buy again.
-    /// The release clears the sold-out flag when units come back.
+    /// Cancelled orders' units go back on sale, one release call per goods;
+    /// their buyers may buy again. The release clears the sold-out flag
+    /// when units come back.
     ///
-    /// Under the goods' gate: a reconciliation of this server that read the
-    /// order store before the cancel committed then loads its (stale) view
-    /// before this release runs, not after, so the unit is not lost.
-    fn return_unit(&self, order: &OrderRecord) {
-        let entry = self.catalog.get(order.goods_id);
-        let _gate = entry.as_ref().map(|e| e.gate.read());
-        if let Some(entry) = &entry {
-            entry.remove_holder(order.user_id, order.order_no);
+    /// Under each goods' gate: a reconciliation of this server that read the
+    /// order store before the cancels committed then loads its (stale) view
+    /// before this release runs, not after, so no unit is lost.
+    fn return_units(&self, orders: &[&OrderRecord]) {
+        for (goods, holders) in super::by_goods(orders) {
+            let entry = self.catalog.get(goods);
+            let _gate = entry.as_ref().map(|e| e.gate.read());
+            if let Some(entry) = &entry {
+                for &(user, order_no) in &holders {
+                    entry.remove_holder(user, order_no);
+                }
+            }
+            self.release_holders(goods, &holders);
         }
-        self.release(&[order]);
     }
 
     /// The order store has no such order of this user. In the queued mode

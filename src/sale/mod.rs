@@ -388,19 +388,24 @@ impl Sale {
     /// written to the stock store.
     fn release(&self, unsold: &[&OrderRecord]) {
         for (goods, holders) in by_goods(unsold) {
-            match self.stock.release(goods, &holders) {
-                Ok(remaining) => {
-                    if let Some(entry) = self.catalog.get(goods) {
-                        entry.set_remaining(remaining);
-                    }
+            self.release_holders(goods, &holders);
+        }
+    }
+
+    /// One release call for these holders of one goods.
+    fn release_holders(&self, goods: GoodsId, holders: &[(UserId, OrderNo)]) {
+        match self.stock.release(goods, holders) {
+            Ok(remaining) => {
+                if let Some(entry) = self.catalog.get(goods) {
+                    entry.set_remaining(remaining);
                 }
-                // The units stay reserved with no order behind them: never
-                // oversold, and the next reconciliation returns them.
-                Err(e) => {
-                    error!("releasing {} units of goods {goods}: {e}", holders.len());
-                    if let Some(entry) = self.catalog.get(goods) {
-                        entry.mark_unsure();
-                    }
+            }
+            // The units stay reserved with no order behind them: never
+            // oversold, and the next reconciliation returns them.
+            Err(e) => {
+                error!("releasing {} units of goods {goods}: {e}", holders.len());
+                if let Some(entry) = self.catalog.get(goods) {
+                    entry.mark_unsure();
                 }
             }
         }
