@@ -11,9 +11,7 @@ use mio::net::TcpStream;
 
 use crate::reactor::admission::Ticket;
 use mio::Waker;
-use seckill_proto::{NewGoods, Reply, SaleAction};
-
-use crate::store::{GoodsId, OrderNo, UserId};
+use seckill_proto::{Reply, Request};
 
 /// A connection as another thread names it: its reactor, its slab slot, and
 /// the generation of the connection in that slot. A completion whose
@@ -34,52 +32,12 @@ pub struct Origin {
     pub opcode: u8,
 }
 
-/// Work that needs a store, so may block: done by a worker, never a reactor.
-#[derive(Debug)]
-pub enum Task {
-    Buy {
-        user: UserId,
-        goods: GoodsId,
-        token: u64,
-    },
-    OrderStatus {
-        user: UserId,
-        goods: GoodsId,
-    },
-    Pay {
-        user: UserId,
-        order_no: OrderNo,
-    },
-    Cancel {
-        user: UserId,
-        order_no: OrderNo,
-    },
-    ListOrders {
-        user: UserId,
-    },
-    Token {
-        user: UserId,
-        goods: GoodsId,
-    },
-    SaleControl {
-        goods: GoodsId,
-        action: SaleAction,
-    },
-    AddGoods(NewGoods),
-    Restock {
-        goods: GoodsId,
-        amount: u32,
-    },
-    /// One goods, or every goods.
-    Reconcile {
-        goods: Option<GoodsId>,
-    },
-}
-
+/// A request that needs a store, so may block: done by a worker, never a
+/// reactor.
 #[derive(Debug)]
 pub struct Job {
     pub origin: Origin,
-    pub task: Task,
+    pub request: Request,
 }
 
 #[derive(Debug)]

@@ -86,7 +86,7 @@ impl Drain {
             if stopped_at.is_none() && self.stop.load(Ordering::Acquire) {
                 stopped_at = Some(Instant::now());
             }
-            let goods: Vec<GoodsId> = self.sale.catalog.all().iter().map(|e| e.id).collect();
+            let goods: Vec<GoodsId> = self.sale.catalog().all().iter().map(|e| e.id).collect();
             // Once stopping, read without waiting: an empty read means done.
             let block = if stopped_at.is_some() {
                 Duration::ZERO
@@ -132,7 +132,7 @@ impl Drain {
 
     /// Takes over entries idle for `min_idle` and writes them.
     fn claim(&self, min_idle: Duration) {
-        for entry in self.sale.catalog.all() {
+        for entry in self.sale.catalog().all() {
             loop {
                 match self
                     .queue

@@ -24,6 +24,7 @@
 //! A BUY is answered "ok" only after its order is committed; see [`sale`]
 //! for the rules and [`store`] for the traits the backends implement.
 
+pub mod admin_worker;
 pub mod clock;
 pub mod config;
 pub mod dispatch;

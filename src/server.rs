@@ -9,6 +9,7 @@ use anyhow::Context;
 use log::{info, warn};
 use mio::Poll;
 
+use crate::admin_worker::AdminWorker;
 use crate::config::{AckMode, Config};
 use crate::dispatch::{Mailbox, Reactors};
 use crate::drain::{Drain, DrainStop};
@@ -24,6 +25,9 @@ use crate::store::{
 use crate::worker::Worker;
 use crate::writer::Writer;
 
+/// Admin requests waiting for the admin worker, at most; more are `busy`.
+const ADMIN_QUEUE: usize = 64;
+
 /// A running server.
 pub struct Server {
     addr: SocketAddr,
@@ -32,6 +36,7 @@ pub struct Server {
     acceptor: JoinHandle<()>,
     reactors: Vec<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
+    admin: JoinHandle<()>,
     writer: JoinHandle<()>,
     /// The `queued` mode's queue drain and its stop switch.
     drain: Option<(JoinHandle<()>, DrainStop)>,
@@ -117,6 +122,8 @@ impl Server {
         let reactors = Reactors(mailboxes.clone().into());
 
         let (jobs_tx, jobs_rx) = crossbeam_channel::bounded(config.job_queue);
+        let (admin_tx, admin_rx) = crossbeam_channel::bounded(ADMIN_QUEUE);
+        let admin = AdminWorker::new(admin_rx, sale.clone(), reactors.clone()).spawn()?;
         let (orders_tx, orders_rx) = crossbeam_channel::bounded(config.batch_max * 4);
         let writer =
             Writer::new(orders_rx, sale.clone(), reactors.clone(), config.batch_max).spawn()?;
@@ -163,6 +170,7 @@ impl Server {
                 sale: sale.clone(),
                 metrics: metrics.clone(),
                 jobs: jobs_tx.clone(),
+                admin_jobs: admin_tx.clone(),
                 admin_token: config.admin_token.clone(),
                 admin_listener: config.admin_listen.is_some(),
                 buy_limit: buy_limit.clone(),
@@ -182,6 +190,7 @@ impl Server {
         // order senders: when the reactors exit, the workers drain and exit,
         // then the writer does.
         drop(jobs_tx);
+        drop(admin_tx);
         drop(orders_tx);
 
         let poll = Poll::new()?;
@@ -213,6 +222,7 @@ impl Server {
             acceptor,
             reactors: reactor_threads,
             workers,
+            admin,
             writer,
             drain,
             expiry,
@@ -241,6 +251,7 @@ impl Server {
         let threads = std::iter::once(self.acceptor)
             .chain(self.reactors)
             .chain(self.workers)
+            .chain(std::iter::once(self.admin))
             .chain(std::iter::once(self.writer));
         for t in threads {
             join(t);

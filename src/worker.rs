@@ -1,22 +1,30 @@
-//! The worker pool: threads that take jobs from the bounded job channel and
-//! talk to the stores. This is where blocking is allowed.
+//! The BUY workers: threads that take BUYs and the buyers' other requests
+//! (ORDER_STATUS, PAY, CANCEL, LIST_ORDERS, TOKEN) from the bounded job
+//! channel and talk to the stores. This is where blocking is allowed.
 //!
 //! A worker drains whatever is queued (up to a batch) each time it wakes, and
 //! groups the BUYs by goods: all pending BUYs of one goods become one call to
 //! the stock store. Under a flash crowd the queue is long, so batches are
-//! large exactly when merging pays most.
+//! large exactly when merging pays most. A reserved unit goes on to the order
+//! writer as a [`PendingOrder`], which answers the buyer once it is written.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::{Receiver, Sender};
-use seckill_proto::{Reply, Status};
+use seckill_proto::{Reply, Request, Status};
 
-use crate::dispatch::{Job, Origin, Reactors, Task};
-use crate::sale::{Buy, Decision, Sale};
+use crate::dispatch::{Job, Origin, Reactors};
+use crate::sale::{Buy, Decision, PendingOrder, Sale};
 use crate::store::GoodsId;
-use crate::writer::Pending;
+
+/// An order whose unit is reserved, on its way to the order writer, with
+/// whom to answer once it is written.
+pub struct Pending {
+    pub origin: Origin,
+    pub order: PendingOrder,
+}
 
 pub struct Worker {
     jobs: Receiver<Job>,
@@ -56,23 +64,20 @@ impl Worker {
         while let Ok(first) = self.jobs.recv() {
             let batch = std::iter::once(first).chain(self.jobs.try_iter().take(self.batch_max - 1));
             for job in batch {
-                let reply = match job.task {
-                    Task::Buy { user, goods, token } => {
-                        let buy = Buy { user, token };
-                        buys.entry(goods).or_default().push((job.origin, buy));
-                        continue;
+                match job.request {
+                    Request::Buy {
+                        user_id,
+                        goods_id,
+                        token,
+                    } => {
+                        let buy = Buy {
+                            user: user_id,
+                            token,
+                        };
+                        buys.entry(goods_id).or_default().push((job.origin, buy));
                     }
-                    Task::OrderStatus { user, goods } => self.sale.order_status(user, goods),
-                    Task::Pay { user, order_no } => self.sale.pay(user, order_no),
-                    Task::Cancel { user, order_no } => self.sale.cancel(user, order_no),
-                    Task::ListOrders { user } => self.sale.list_orders(user),
-                    Task::Token { user, goods } => self.sale.issue_token(user, goods),
-                    Task::SaleControl { goods, action } => self.sale.control(goods, action),
-                    Task::AddGoods(new) => self.sale.add_goods(&new),
-                    Task::Restock { goods, amount } => self.sale.restock(goods, amount),
-                    Task::Reconcile { goods } => self.sale.reconcile_reply(goods),
-                };
-                self.reactors.complete(job.origin, reply);
+                    request => self.reactors.complete(job.origin, self.sale.serve(request)),
+                }
             }
             for (goods, buyers) in buys.drain() {
                 self.buy(goods, &buyers);
@@ -87,20 +92,14 @@ impl Worker {
             match decision {
                 Decision::Answer(reply) => self.reactors.complete(origin, reply),
                 Decision::Write(order) => {
+                    // Fails only if the writer thread died. The order is
+                    // dropped with the error, which leaves its unit reserved
+                    // for the next reconciliation: never oversold.
                     if let Err(e) = self.writer.send(Pending { origin, order }) {
-                        // Only possible if the writer thread died. The unit
-                        // stays reserved with no order: never oversold, and
-                        // returned to sale at the next start.
                         log::error!(
                             "order writer is gone; order {} not written",
-                            e.0.order.order_no
+                            e.0.order.order().order_no
                         );
-                        if let Some(entry) = self.sale.catalog.get(goods) {
-                            // Never to be committed: reconciliation must not
-                            // wait for it, and returns the unit.
-                            entry.settled(1);
-                            entry.mark_unsure();
-                        }
                         let reply = Reply::error(Status::InternalError, "order writer unavailable");
                         self.reactors.complete(origin, reply);
                     }

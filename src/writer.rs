@@ -1,4 +1,4 @@
-//! The order writer: one thread that turns accepted orders into durable
+//! The order writer: one thread that turns reserved orders into durable
 //! rows, a batch per transaction, and only then answers the buyers.
 //!
 //! Group commit happens by itself: while one transaction commits, the next
@@ -9,15 +9,9 @@ use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::Receiver;
 
-use crate::dispatch::{Origin, Reactors};
+use crate::dispatch::Reactors;
 use crate::sale::Sale;
-use crate::store::OrderRecord;
-
-/// An order whose unit is reserved, waiting to be written.
-pub struct Pending {
-    pub origin: Origin,
-    pub order: OrderRecord,
-}
+use crate::worker::Pending;
 
 pub struct Writer {
     queue: Receiver<Pending>,
@@ -49,17 +43,17 @@ impl Writer {
 
     /// Runs until every worker has gone and the queue is empty.
     fn run(self) {
-        let mut batch: Vec<Pending> = Vec::with_capacity(self.batch_max);
-        let mut orders: Vec<OrderRecord> = Vec::with_capacity(self.batch_max);
+        let mut origins = Vec::with_capacity(self.batch_max);
+        let mut orders = Vec::with_capacity(self.batch_max);
         while let Ok(first) = self.queue.recv() {
-            batch.push(first);
-            batch.extend(self.queue.try_iter().take(self.batch_max - 1));
-            orders.extend(batch.iter().map(|p| p.order.clone()));
-            let replies = self.sale.commit(&orders);
-            for (p, reply) in batch.drain(..).zip(replies) {
-                self.reactors.complete(p.origin, reply);
+            for p in std::iter::once(first).chain(self.queue.try_iter().take(self.batch_max - 1)) {
+                origins.push(p.origin);
+                orders.push(p.order);
             }
-            orders.clear();
+            let replies = self.sale.commit(std::mem::take(&mut orders));
+            for (origin, reply) in origins.drain(..).zip(replies) {
+                self.reactors.complete(origin, reply);
+            }
         }
     }
 }

@@ -12,14 +12,17 @@ use seckill_proto::{Frame, Reply, Request, Status, VERSION};
 use super::connection::Connection;
 use super::rate_limit::RateLimiter;
 use crate::config::Secret;
-use crate::dispatch::{ConnRef, Job, Origin, Task};
+use crate::dispatch::{ConnRef, Job, Origin};
 use crate::metrics::{self, Metrics};
-use crate::sale::{now_ms, Sale};
+use crate::sale::{now_ms, unknown_goods, Sale};
 
 pub struct Handler {
     pub sale: Arc<Sale>,
     pub metrics: Arc<Metrics>,
+    /// BUYs and the buyers' other store requests, for the worker pool.
     pub jobs: Sender<Job>,
+    /// Admin requests, for the admin worker.
+    pub admin_jobs: Sender<Job>,
     pub admin_token: Option<Secret>,
     /// Admin rights are granted only on the admin listener.
     pub admin_listener: bool,
@@ -49,8 +52,8 @@ impl Handler {
 
     /// Returns the reply to send now, or `None` when a worker will answer.
     fn dispatch(&self, conn: &mut Connection, origin: Origin, request: Request) -> Option<Reply> {
-        let request = match request {
-            Request::Hello { version, token } => return Some(self.hello(conn, version, &token)),
+        match &request {
+            Request::Hello { version, token } => return Some(self.hello(conn, *version, token)),
             _ if !conn.greeted => {
                 return Some(Reply::error(Status::BadRequest, "HELLO first"));
             }
@@ -60,30 +63,22 @@ impl Handler {
                     "admin command on a connection without the admin token",
                 ));
             }
-            request => request,
-        };
-        let task = match request {
-            Request::Hello { .. } => unreachable!("answered above"),
             Request::Ping => return Some(Reply::Pong),
             Request::ListGoods => {
                 let now = now_ms();
-                let list = self
-                    .sale
-                    .catalog
-                    .all()
-                    .iter()
-                    .map(|e| e.to_goods(now))
-                    .collect();
-                return Some(Reply::GoodsList(list));
+                let catalog = self.sale.catalog().all();
+                return Some(Reply::GoodsList(
+                    catalog.iter().map(|e| e.view.to_goods(now)).collect(),
+                ));
             }
             Request::GetGoods { goods_id } => {
-                return Some(match self.sale.catalog.get(goods_id) {
-                    Some(entry) => Reply::Goods(entry.to_goods(now_ms())),
-                    None => unknown_goods(goods_id),
+                return Some(match self.sale.catalog().get(*goods_id) {
+                    Some(entry) => Reply::Goods(entry.view.to_goods(now_ms())),
+                    None => unknown_goods(*goods_id),
                 })
             }
             Request::Stats => return Some(Reply::Stats(self.metrics.snapshot())),
-            Request::Buy {
+            &Request::Buy {
                 user_id,
                 goods_id,
                 token,
@@ -91,63 +86,37 @@ impl Handler {
                 if let Some(refused) = self.over_rate(user_id, "BUYs") {
                     return Some(refused);
                 }
-                let Some(entry) = self.sale.catalog.get(goods_id) else {
+                let Some(entry) = self.sale.catalog().get(goods_id) else {
                     return Some(unknown_goods(goods_id));
                 };
                 if let Some(reply) = entry.quick_buy_answer(user_id, token, now_ms()) {
                     self.count_quick_buy(&reply);
                     return Some(reply);
                 }
-                Task::Buy {
-                    user: user_id,
-                    goods: goods_id,
-                    token,
-                }
             }
-            Request::Token { user_id, goods_id } => {
+            &Request::Token { user_id, goods_id } => {
                 // Tokens cost the store a write each: one bucket with BUY,
                 // so that a bot cannot hoard them either.
                 if let Some(refused) = self.over_rate(user_id, "requests") {
                     return Some(refused);
                 }
-                let Some(entry) = self.sale.catalog.get(goods_id) else {
+                let Some(entry) = self.sale.catalog().get(goods_id) else {
                     return Some(unknown_goods(goods_id));
                 };
-                if let Some(reply) = entry.quick_token_answer(now_ms()) {
+                if let Some(reply) = entry.view.quick_token_answer(now_ms()) {
                     return Some(reply);
                 }
-                Task::Token {
-                    user: user_id,
-                    goods: goods_id,
-                }
             }
-            Request::Pay { user_id, order_no } => Task::Pay {
-                user: user_id,
-                order_no,
-            },
-            Request::Cancel { user_id, order_no } => Task::Cancel {
-                user: user_id,
-                order_no,
-            },
-            Request::ListOrders { user_id } => Task::ListOrders { user: user_id },
-            Request::SaleControl { goods_id, action } => Task::SaleControl {
-                goods: goods_id,
-                action,
-            },
-            Request::OrderStatus { user_id, goods_id } => Task::OrderStatus {
-                user: user_id,
-                goods: goods_id,
-            },
-            Request::AddGoods(new) => Task::AddGoods(new),
-            Request::Restock { goods_id, amount } => Task::Restock {
-                goods: goods_id,
-                amount,
-            },
-            Request::Reconcile { goods_id } => Task::Reconcile {
-                goods: (goods_id != 0).then_some(goods_id),
-            },
+            // The rest need a store.
+            _ => {}
+        }
+        // Admin work has a worker of its own, so that it never holds up BUYs.
+        let queue = if request.opcode().is_admin() {
+            &self.admin_jobs
+        } else {
+            &self.jobs
         };
-        match self.jobs.try_send(Job { origin, task }) {
+        match queue.try_send(Job { origin, request }) {
             Ok(()) => {
                 conn.inflight += 1;
                 None
@@ -230,8 +199,4 @@ impl Handler {
             _ => {}
         }
     }
-}
-
-fn unknown_goods(goods_id: u64) -> Reply {
-    Reply::error(Status::UnknownGoods, format!("no goods {goods_id}"))
 }

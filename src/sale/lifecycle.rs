@@ -11,10 +11,10 @@
 //! between the two leaves the unit held for a cancelled order: never
 //! oversold, and returned by the next reconciliation.
 
-use log::{error, warn};
-use seckill_proto::{Order, OrderState, Reply, SaleAction, Status};
+use log::error;
+use seckill_proto::{Order, OrderState, Reply, Status};
 
-use super::{now_ms, order_no, store_failure, to_order, Entry, Sale};
+use super::{now_ms, order_no, store_failure, to_order, unknown_goods, Entry, Sale};
 use crate::metrics;
 use crate::store::{GoodsId, OrderNo, OrderRecord, Settled, StoreError, UserId};
 
@@ -77,7 +77,7 @@ impl Sale {
                 if let StoreError::Indeterminate(_) = e {
                     // Some orders may be cancelled with their units still
                     // held: every goods is reconciled before it sells more.
-                    self.catalog.all().iter().for_each(|e| e.mark_unsure());
+                    self.catalog.all().iter().for_each(|e| e.gate.mark_unsure());
                 }
                 return Err(e);
             }
@@ -103,18 +103,35 @@ impl Sale {
         // the goods' gate for the stores' timeouts).
         let now = now_ms();
         for entry in self.catalog.all() {
-            if entry.is_unsure() {
-                if entry.repair_due(now) {
+            if entry.gate.is_unsure() {
+                if entry.gate.repair_due(now) {
                     self.reconcile_lost(&entry);
                 }
                 continue;
             }
             // Logged once per outage by the store; the next tick retries.
             match self.stock.remaining(entry.id) {
-                Ok(Some(left)) => entry.set_remaining(left),
-                Ok(None) if entry.repair_due(now) => self.reconcile_lost(&entry),
+                Ok(Some(left)) => entry.view.set_remaining(left),
+                Ok(None) if entry.gate.repair_due(now) => self.reconcile_lost(&entry),
                 Ok(None) | Err(_) => {}
             }
+        }
+    }
+
+    /// ORDER_STATUS: the user's order of a goods.
+    pub fn order_status(&self, user: UserId, goods: GoodsId) -> Reply {
+        let Some(entry) = self.catalog.get(goods) else {
+            return unknown_goods(goods);
+        };
+        match self.orders.find_order(user, goods) {
+            Ok(Some(o)) => Reply::Order(to_order(&o)),
+            // In the queued mode an acknowledged order may not be written
+            // yet: it is still the user's order.
+            Ok(None) => match self.unwritten_orders(&entry, user).first() {
+                Some(o) => Reply::Order(o.clone()),
+                None => Reply::error(Status::NoOrder, "no order for this user and goods"),
+            },
+            Err(e) => store_failure("order store", &e),
         }
     }
 
@@ -141,10 +158,10 @@ impl Sale {
     /// stock store (so that every server, and every reactor, knows it).
     pub fn issue_token(&self, user: UserId, goods: GoodsId) -> Reply {
         let Some(entry) = self.catalog.get(goods) else {
-            return Reply::error(Status::UnknownGoods, format!("no goods {goods}"));
+            return unknown_goods(goods);
         };
         let now = now_ms();
-        if let Some(reply) = entry.quick_token_answer(now) {
+        if let Some(reply) = entry.view.quick_token_answer(now) {
             return reply;
         }
         let token = match random_token() {
@@ -161,40 +178,6 @@ impl Sale {
                 Reply::Token { token, expires_ms }
             }
             Err(e) => store_failure("stock store", &e),
-        }
-    }
-
-    /// SALE_CONTROL. Taken with the goods' gate alone: reservations already
-    /// running finish first, and every later one (on any reactor or worker)
-    /// sees the change.
-    pub fn control(&self, goods: GoodsId, action: SaleAction) -> Reply {
-        let Some(entry) = self.catalog.get(goods) else {
-            return Reply::error(Status::UnknownGoods, format!("no goods {goods}"));
-        };
-        let _gate = entry.gate.write();
-        let now = now_ms();
-        let paused = entry.is_paused();
-        let (start_ms, end_ms) = entry.window();
-        let (paused, start_ms, end_ms) = match action {
-            SaleAction::Pause => (true, start_ms, end_ms),
-            SaleAction::Resume => (false, start_ms, end_ms),
-            // An upcoming sale that is ended never opens.
-            SaleAction::End => (paused, start_ms.min(now), end_ms.min(now)),
-            SaleAction::Window { start_ms, end_ms } if end_ms <= start_ms => {
-                return Reply::error(Status::BadRequest, "the sale must end after it starts");
-            }
-            SaleAction::Window { start_ms, end_ms } => (paused, start_ms, end_ms),
-        };
-        match self.orders.save_sale(goods, paused, start_ms, end_ms) {
-            Ok(_) => {
-                entry.set_sale(paused, start_ms, end_ms);
-                warn!(
-                    "sale of goods {goods}: {} (paused {paused}, window {start_ms}..{end_ms})",
-                    action.as_str()
-                );
-                Reply::SaleChanged(entry.to_goods(now_ms()))
-            }
-            Err(e) => store_failure("order store", &e),
         }
     }
 
@@ -215,12 +198,12 @@ impl Sale {
     /// order store before the cancels committed then loads its (stale) view
     /// before this release runs, not after, so no unit is lost.
     fn return_units(&self, orders: &[&OrderRecord]) {
-        for (goods, holders) in super::by_goods(orders) {
+        for (goods, holders) in super::by_goods(orders.iter().copied()) {
             let entry = self.catalog.get(goods);
-            let _gate = entry.as_ref().map(|e| e.gate.read());
+            let _gate = entry.as_ref().map(|e| e.gate.shared());
             if let Some(entry) = &entry {
                 for &(user, order_no) in &holders {
-                    entry.remove_holder(user, order_no);
+                    entry.holders.remove(user, order_no);
                 }
             }
             self.release_holders(goods, &holders);
@@ -244,8 +227,8 @@ impl Sale {
     fn failed(&self, what: &str, user: UserId, order_no: OrderNo, e: &StoreError) -> Reply {
         if let StoreError::Indeterminate(_) = e {
             match self.goods_holding(user, order_no) {
-                Some(entry) => entry.mark_unsure(),
-                None => self.catalog.all().iter().for_each(|e| e.mark_unsure()),
+                Some(entry) => entry.gate.mark_unsure(),
+                None => self.catalog.all().iter().for_each(|e| e.gate.mark_unsure()),
             }
         }
         store_failure(what, e)
@@ -255,7 +238,7 @@ impl Sale {
         self.catalog
             .all()
             .into_iter()
-            .find(|e| e.holds(user, order_no))
+            .find(|e| e.holders.holds(user, order_no))
     }
 
     /// In the queued mode, the orders of `user` for a goods that this server
@@ -265,7 +248,8 @@ impl Sale {
             return Vec::new();
         }
         entry
-            .orders_of(user)
+            .holders
+            .of(user)
             .into_iter()
             .map(|order_no| {
                 let created_ms = order_no::made_at_ms(order_no);
@@ -275,7 +259,7 @@ impl Sale {
                     goods_id: entry.id,
                     state: OrderState::Created,
                     created_ms,
-                    pay_by_ms: created_ms.saturating_add(entry.rules.pay_window_ms),
+                    pay_by_ms: created_ms.saturating_add(entry.view.rules.pay_window_ms),
                 }
             })
             .collect()

@@ -7,9 +7,10 @@
 //! the set of buyers, compares it with what the stock store holds (the
 //! drift), and loads the truth into the stock store.
 //!
-//! Reconciling takes the goods' gate alone, so no deduction runs beside it,
-//! and first waits for reserved units to be committed or released: what it
-//! reads from the stores is then complete. (With several servers on one
+//! Reconciling takes the goods' gate alone, so no deduction runs beside it
+//! (BUYs of the goods are answered `busy` meanwhile), and first waits for
+//! reserved units ([`super::PendingOrder`]s) to be committed or released:
+//! what it reads from the stores is then complete. (With several servers on one
 //! Redis, another server's deductions are not held off: run RECONCILE when
 //! only one server sells a goods.)
 
@@ -49,7 +50,7 @@ impl Sale {
         entries
             .iter()
             .map(|entry| {
-                let _gate = entry.gate.write();
+                let _gate = entry.gate.exclusive_for_io();
                 self.reconcile_entry(entry)
             })
             .collect()
@@ -59,7 +60,7 @@ impl Sale {
     /// write ended in doubt): reconcile it, unless another worker already
     /// is.
     pub(super) fn reconcile_lost(&self, entry: &Entry) {
-        let Some(_gate) = entry.gate.try_write() else {
+        let Some(_gate) = entry.gate.try_exclusive_for_io() else {
             return;
         };
         match self.reconcile_entry(entry) {
@@ -71,8 +72,8 @@ impl Sale {
 
     /// The work, with the gate held by the caller.
     fn reconcile_entry(&self, entry: &Entry) -> Result<Drift, StoreError> {
-        let marks = entry.unsure_marks();
-        if !entry.wait_settled(SETTLE_WITHIN) {
+        let marks = entry.gate.unsure_marks();
+        if !entry.gate.in_flight.wait_settled(SETTLE_WITHIN) {
             return Err(StoreError::Unavailable(format!(
                 "goods {}: reserved units did not settle within {SETTLE_WITHIN:?}",
                 entry.id
@@ -110,9 +111,9 @@ impl Sale {
         };
         let sold = u32::try_from(pairs.len()).unwrap_or(u32::MAX);
         let found = found.flatten();
-        entry.set_remaining(remaining);
-        entry.set_holders(&pairs);
-        entry.clear_unsure(marks);
+        entry.view.set_remaining(remaining);
+        entry.holders.set(&pairs);
+        entry.gate.clear_unsure(marks);
         Ok(Drift {
             goods_id: entry.id,
             found_remaining: found.as_ref().map(|(left, _)| *left),
@@ -157,7 +158,7 @@ impl Sale {
                 .filter(|o| !written.contains(&o.order_no))
                 .map(|o| (o.user_id, o.order_no)),
         );
-        let total = entry.total();
+        let total = entry.view.total();
         let sold = u32::try_from(holders.len()).unwrap_or(u32::MAX);
         if sold > total {
             error!(

@@ -1,0 +1,144 @@
+//! Admin commands: ADD_GOODS, RESTOCK, SALE_CONTROL and RECONCILE, and the
+//! repair of goods a BUY found in doubt. They run on the admin worker, never
+//! on a BUY worker, so that a reconciliation waiting for a goods to settle
+//! holds up no BUY of any other goods.
+
+use log::warn;
+use seckill_proto::{NewGoods, Reply, SaleAction, Status};
+
+use super::{describe, now_ms, store_failure, unknown_goods, Sale, MAX_PAY_WINDOW_MS};
+use crate::store::GoodsId;
+
+impl Sale {
+    pub fn add_goods(&self, new: &NewGoods) -> Reply {
+        if new.name.trim().is_empty() {
+            return Reply::error(Status::BadRequest, "a goods needs a name");
+        }
+        if new.end_ms <= new.start_ms {
+            return Reply::error(Status::BadRequest, "the sale must end after it starts");
+        }
+        if new.rules.per_user_limit == 0 {
+            return Reply::error(Status::BadRequest, "the purchase limit must be at least 1");
+        }
+        if new.rules.pay_window_ms == 0 || new.rules.pay_window_ms > MAX_PAY_WINDOW_MS {
+            return Reply::error(
+                Status::BadRequest,
+                "the payment window must be between 1 ms and 366 days",
+            );
+        }
+        let record = match self.orders.add_goods(new) {
+            Ok(r) => r,
+            Err(e) => return store_failure("order store", &e),
+        };
+        let loaded = self.stock.load(record.id, record.total, &[]);
+        let entry = self.catalog.insert(&record, record.total);
+        if let Err(e) = loaded {
+            // The goods exists (the order store has it), so the command
+            // succeeded: answering `busy` would have the admin add it twice.
+            // Its stock is loaded by the reconciliation before its first
+            // sale.
+            warn!(
+                "goods {} added; its stock is not loaded yet: {e}",
+                record.id
+            );
+            entry.gate.mark_unsure();
+        }
+        Reply::GoodsAdded(entry.view.to_goods(now_ms()))
+    }
+
+    pub fn restock(&self, goods: GoodsId, amount: u32) -> Reply {
+        let Some(entry) = self.catalog.get(goods) else {
+            return unknown_goods(goods);
+        };
+        if amount == 0 {
+            return Reply::error(Status::BadRequest, "restock amount must be positive");
+        }
+        if entry.view.total().checked_add(amount).is_none() {
+            return Reply::error(Status::BadRequest, "total stock would overflow");
+        }
+        // Alone with the goods: a reconciliation in between would count the
+        // new units twice.
+        let _gate = entry.gate.exclusive_for_io();
+        // The order store first: if the stock store then fails, the total is
+        // right and the units are merely not yet for sale (never oversold).
+        let record = match self.orders.restock(goods, amount) {
+            Ok(r) => r,
+            Err(e) => return store_failure("order store", &e),
+        };
+        match self.stock.add(goods, amount) {
+            Ok(remaining) => entry.view.restocked(record.total, remaining),
+            Err(e) => {
+                // The order store has the new total, so the restock happened
+                // (answering `busy` would have it done twice); the stock
+                // store may or may not have the units, which the
+                // reconciliation before the next sale settles (the epoch
+                // fence stops a late ADD from counting them twice).
+                warn!("goods {goods} restocked; the stock store not yet: {e}");
+                entry.view.restocked(record.total, entry.view.remaining());
+                entry.gate.mark_unsure();
+            }
+        }
+        Reply::Restocked(entry.view.to_goods(now_ms()))
+    }
+
+    /// SALE_CONTROL. The order store first; then the catalog changes under
+    /// the goods' gate taken alone, so that reservations already running
+    /// finish first and every later one (on any reactor or worker) sees the
+    /// change.
+    pub fn control(&self, goods: GoodsId, action: SaleAction) -> Reply {
+        let Some(entry) = self.catalog.get(goods) else {
+            return unknown_goods(goods);
+        };
+        let now = now_ms();
+        let paused = entry.view.is_paused();
+        let (start_ms, end_ms) = entry.view.window();
+        let (paused, start_ms, end_ms) = match action {
+            SaleAction::Pause => (true, start_ms, end_ms),
+            SaleAction::Resume => (false, start_ms, end_ms),
+            // An upcoming sale that is ended never opens.
+            SaleAction::End => (paused, start_ms.min(now), end_ms.min(now)),
+            SaleAction::Window { start_ms, end_ms } if end_ms <= start_ms => {
+                return Reply::error(Status::BadRequest, "the sale must end after it starts");
+            }
+            SaleAction::Window { start_ms, end_ms } => (paused, start_ms, end_ms),
+        };
+        // Controls are read and written on the one admin worker, so no
+        // other control of this server comes between the read and the save.
+        if let Err(e) = self.orders.save_sale(goods, paused, start_ms, end_ms) {
+            return store_failure("order store", &e);
+        }
+        {
+            let _gate = entry.gate.exclusive();
+            entry.view.set_sale(paused, start_ms, end_ms);
+        }
+        warn!(
+            "sale of goods {goods}: {} (paused {paused}, window {start_ms}..{end_ms})",
+            action.as_str()
+        );
+        Reply::SaleChanged(entry.view.to_goods(now_ms()))
+    }
+
+    /// RECONCILE: one goods, or all with `None`.
+    pub fn reconcile_reply(&self, goods: Option<GoodsId>) -> Reply {
+        match self.reconcile(goods) {
+            Ok(drifts) => {
+                for d in drifts.iter().filter(|d| !d.is_in_step()) {
+                    warn!("reconciled: {}", describe(d));
+                }
+                Reply::Reconciled(drifts)
+            }
+            Err(e) => store_failure("reconcile", &e),
+        }
+    }
+
+    /// Reconciles a goods a BUY found in doubt (see
+    /// [`repair_requests`](Self::repair_requests)), if it still is.
+    pub fn repair(&self, goods: GoodsId) {
+        if let Some(entry) = self.catalog.get(goods) {
+            entry.gate.repair_begins();
+            if entry.gate.is_unsure() {
+                self.reconcile_lost(&entry);
+            }
+        }
+    }
+}

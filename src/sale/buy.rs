@@ -1,0 +1,194 @@
+//! BUY on a worker: every pending BUY of one goods decided by one merged
+//! call to the stock store.
+
+use seckill_proto::{OrderState, Reply, Status};
+
+use super::{now_ms, store_failure, unknown_goods, PendingOrder, Sale};
+use crate::metrics;
+use crate::store::{
+    Buyer, GoodsId, OrderRecord, Reservation, ReserveRules, StoreError, TokenRefusal, UserId,
+};
+
+/// One BUY as a worker hands it over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buy {
+    pub user: UserId,
+    /// The purchase token it carried (`NO_TOKEN` when none).
+    pub token: u64,
+}
+
+/// What a worker does with one BUY after the stock store has decided.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// A unit is reserved: hand the order to the order writer, which
+    /// answers once it is written.
+    Write(PendingOrder),
+    /// Answer now.
+    Answer(Reply),
+}
+
+impl Sale {
+    /// Decides the BUYs of one goods with one call to the stock store.
+    /// Returns one decision per BUY, in order.
+    pub fn reserve(&self, goods: GoodsId, buys: &[Buy]) -> Vec<Decision> {
+        let answer_all = |reply: Reply| {
+            buys.iter()
+                .map(|_| Decision::Answer(reply.clone()))
+                .collect()
+        };
+        let busy_all = |why: &str| {
+            metrics::add(&self.metrics.busy, buys.len() as u64);
+            answer_all(Reply::error(Status::Busy, why))
+        };
+        let Some(entry) = self.catalog.get(goods) else {
+            return answer_all(unknown_goods(goods));
+        };
+        metrics::add(&self.metrics.stock_calls, 1);
+        metrics::add(&self.metrics.stock_buys, buys.len() as u64);
+        const IN_DOUBT: &str = "stock being reconciled after a store fault, retry later";
+        if entry.gate.is_unsure() {
+            // Selling now could meet reservations that have no order: the
+            // goods is reconciled first, by the admin worker.
+            self.request_repair(&entry);
+            return busy_all(IN_DOUBT);
+        }
+        // Not while a reconciliation or restock holds the goods across
+        // store I/O: answered rather than kept waiting.
+        let Some(gate) = entry.gate.enter_for_buy() else {
+            return busy_all(IN_DOUBT);
+        };
+        // Checked again under the gate, which a sale control takes alone,
+        // and with the clock read now (waiting for the gate takes time):
+        // once a pause or an end is answered, no BUY queued before it sells.
+        if let Some(closed) = entry.view.closed(now_ms()) {
+            return answer_all(closed);
+        }
+        let buyers: Vec<Buyer> = buys
+            .iter()
+            .map(|b| Buyer {
+                user: b.user,
+                order_no: self.order_nos.next(),
+                token: b.token,
+            })
+            .collect();
+        let created_ms = now_ms();
+        let rules = ReserveRules {
+            per_user_limit: entry.view.rules.per_user_limit,
+            token_required: entry.view.rules.token_required,
+            now_ms: created_ms,
+            pay_by_ms: created_ms.saturating_add(entry.view.rules.pay_window_ms),
+        };
+        let reserved = match self.stock.reserve(goods, &rules, &buyers) {
+            Ok(r) => r,
+            Err(e) => {
+                drop(gate);
+                match e {
+                    // The stock store lost this goods (a Redis restart):
+                    // reload it from the order store, then buyers can retry.
+                    StoreError::NotLoaded(_) => {
+                        entry.gate.mark_unsure();
+                        self.request_repair(&entry);
+                    }
+                    // The deduction may have run: its reservations have no
+                    // orders (durable mode) and must not stay, which the
+                    // next reconciliation sees to.
+                    StoreError::Indeterminate(_) => entry.gate.mark_unsure(),
+                    _ => metrics::add(&self.metrics.busy, buys.len() as u64),
+                }
+                return answer_all(store_failure("stock store", &e));
+            }
+        };
+        let queued = self.queue.is_some();
+        // Under the gate, so that a stale count cannot land after a restock
+        // or a reconciliation and leave the sold-out flag wrongly set.
+        entry.view.set_remaining(reserved.remaining);
+        // Made under the gate too: a reconciliation, which takes the gate
+        // alone, then waits for each of these units to settle.
+        let decisions: Vec<Decision> = buyers
+            .iter()
+            .zip(reserved.decisions)
+            .map(|(b, decision)| match decision {
+                // Queued with the deduction: acknowledged now.
+                Reservation::Reserved if queued => Decision::Answer(Reply::Bought {
+                    order_no: b.order_no,
+                }),
+                Reservation::Reserved => Decision::Write(PendingOrder::new(
+                    entry.clone(),
+                    OrderRecord {
+                        order_no: b.order_no,
+                        user_id: b.user,
+                        goods_id: goods,
+                        state: OrderState::Created,
+                        created_ms,
+                        pay_by_ms: rules.pay_by_ms,
+                    },
+                )),
+                other => Decision::Answer(self.refusal(&entry.holders, b.user, other)),
+            })
+            .collect();
+        if queued {
+            // Also under the gate: a reconciliation after it then finds
+            // these holders in the catalog already, and one before it cannot
+            // have loaded them (they were not queued yet).
+            let acknowledged = decisions.iter().zip(&buyers).filter_map(|(d, b)| {
+                matches!(d, Decision::Answer(Reply::Bought { .. })).then_some((b.user, b.order_no))
+            });
+            let acknowledged: Vec<_> = acknowledged.collect();
+            metrics::add(&self.metrics.buy_ok, acknowledged.len() as u64);
+            entry.holders.add(acknowledged);
+        }
+        drop(gate);
+        decisions
+    }
+
+    /// The answer to a BUY the stock store did not reserve a unit for.
+    fn refusal(
+        &self,
+        holders: &super::catalog::Holders,
+        user: UserId,
+        decision: Reservation,
+    ) -> Reply {
+        match decision {
+            // In the durable mode a held order is an acknowledged one only
+            // once it is committed (the catalog then knows it). Until then
+            // its write may still fail and the number never exist: the retry
+            // is told to come back, not given the number.
+            Reservation::Held(order_no)
+                if self.queue.is_none() && !holders.holds(user, order_no) =>
+            {
+                metrics::add(&self.metrics.busy, 1);
+                Reply::error(
+                    Status::Busy,
+                    "this user's order is being written, retry later",
+                )
+            }
+            Reservation::Held(order_no) => {
+                metrics::add(&self.metrics.buy_already_bought, 1);
+                Reply::AlreadyBought { order_no }
+            }
+            Reservation::SoldOut => {
+                metrics::add(&self.metrics.buy_sold_out, 1);
+                Reply::error(Status::SoldOut, "sold out")
+            }
+            Reservation::Token(refusal) => {
+                metrics::add(&self.metrics.buy_token_refused, 1);
+                let (status, message) = match refusal {
+                    TokenRefusal::Invalid => (
+                        Status::TokenInvalid,
+                        "this purchase token was not issued to this user for this goods",
+                    ),
+                    TokenRefusal::Expired => {
+                        (Status::TokenExpired, "this purchase token has expired")
+                    }
+                    TokenRefusal::Used => {
+                        (Status::TokenUsed, "this purchase token was used already")
+                    }
+                };
+                Reply::error(status, message)
+            }
+            Reservation::Reserved => {
+                Reply::error(Status::InternalError, "a reserved unit was not written")
+            }
+        }
+    }
+}

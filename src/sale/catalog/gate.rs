@@ -1,0 +1,191 @@
+//! A goods' gate: which work on its stock may run side by side.
+//!
+//! Reservations take the gate shared: any number of workers deduct at once.
+//! Work that must not race a deduction takes it alone: reconciliation (it
+//! reads the stores and loads the truth, which a deduction in between would
+//! overwrite), a restock (a reconciliation in between would count the new
+//! units twice), and a sale control (so that once a pause is answered, no
+//! BUY that was queued before it sells).
+//!
+//! The exclusive side may be held across store I/O (reconciliation waits for
+//! reserved units to settle, then reads and writes both stores). A BUY does
+//! not wait behind that: [`Gate::enter_for_buy`] answers "not now" instead,
+//! so a BUY waits on a gate no longer than its own stock call. Its place in
+//! the server's lock order is in [`crate::sale::catalog`].
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::time::Duration;
+
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::sale::reservation::InFlight;
+
+/// How long a BUY waits, at a time, for a brief exclusive holder (a sale
+/// control changing the catalog) before it looks again whether the holder
+/// has turned to store I/O.
+const BRIEF_WAIT: Duration = Duration::from_millis(1);
+
+#[derive(Default)]
+pub struct Gate {
+    lock: RwLock<()>,
+    /// Set while the exclusive side is held across store I/O.
+    io_hold: AtomicBool,
+    /// Units reserved in the stock store whose orders are neither committed
+    /// nor released yet: reconciliation waits for them to settle. Raised
+    /// and lowered only by [`crate::sale::PendingOrder`].
+    pub(in crate::sale) in_flight: InFlight,
+    /// A write of this goods' orders ended with an unknown outcome: the
+    /// stock store needs reconciling before it sells more.
+    ///
+    /// Counted, not a flag: marks since the last reconciliation began. A
+    /// reconciliation clears only the marks it was started after, so one
+    /// made while it read the stores (a PAY or CANCEL in doubt meanwhile)
+    /// keeps the goods in doubt for the next one.
+    unsure: AtomicU64,
+    unsure_cleared: AtomicU64,
+    /// When the periodic refresh may next try to reconcile this goods, and
+    /// how long it waited last (doubling while the stores stay down).
+    repair_at_ms: AtomicU64,
+    repair_backoff_ms: AtomicU64,
+    /// A repair is asked of the admin worker and not yet begun: one request
+    /// at a time per goods, however many BUYs find it in doubt.
+    repair_asked: AtomicBool,
+}
+
+/// The gate held alone; if it was taken for store I/O, BUYs are turned away
+/// until it is dropped.
+pub struct Exclusive<'a> {
+    _guard: RwLockWriteGuard<'a, ()>,
+    io_hold: Option<&'a AtomicBool>,
+}
+
+impl Drop for Exclusive<'_> {
+    fn drop(&mut self) {
+        if let Some(flag) = self.io_hold {
+            flag.store(false, SeqCst);
+        }
+    }
+}
+
+impl Gate {
+    /// The shared side for a reservation, unless the exclusive side is held
+    /// for store I/O (then `None`: answer `busy`). Waits only for a brief
+    /// exclusive holder, and for the reservations it waits behind.
+    pub fn enter_for_buy(&self) -> Option<RwLockReadGuard<'_, ()>> {
+        loop {
+            if let Some(guard) = self.lock.try_read() {
+                return Some(guard);
+            }
+            if self.io_hold.load(SeqCst) {
+                return None;
+            }
+            if let Some(guard) = self.lock.try_read_for(BRIEF_WAIT) {
+                return Some(guard);
+            }
+        }
+    }
+
+    /// The shared side, waiting as long as it takes: for work off the BUY
+    /// path that must not run beside a reconciliation (returning units).
+    pub fn shared(&self) -> RwLockReadGuard<'_, ()> {
+        self.lock.read()
+    }
+
+    /// The exclusive side for a change that does no store I/O.
+    pub fn exclusive(&self) -> Exclusive<'_> {
+        Exclusive {
+            _guard: self.lock.write(),
+            io_hold: None,
+        }
+    }
+
+    /// The exclusive side, to be held across store I/O.
+    pub fn exclusive_for_io(&self) -> Exclusive<'_> {
+        self.io_hold.store(true, SeqCst);
+        Exclusive {
+            _guard: self.lock.write(),
+            io_hold: Some(&self.io_hold),
+        }
+    }
+
+    /// As [`exclusive_for_io`](Self::exclusive_for_io), unless another
+    /// holder has the gate now.
+    pub fn try_exclusive_for_io(&self) -> Option<Exclusive<'_>> {
+        let guard = self.lock.try_write()?;
+        self.io_hold.store(true, SeqCst);
+        Some(Exclusive {
+            _guard: guard,
+            io_hold: Some(&self.io_hold),
+        })
+    }
+
+    pub fn mark_unsure(&self) {
+        self.unsure.fetch_add(1, SeqCst);
+    }
+
+    pub fn is_unsure(&self) -> bool {
+        self.unsure.load(SeqCst) != self.unsure_cleared.load(SeqCst)
+    }
+
+    /// Taken before a reconciliation reads the stores; give it back to
+    /// [`clear_unsure`](Self::clear_unsure) when it is done.
+    pub fn unsure_marks(&self) -> u64 {
+        self.unsure.load(SeqCst)
+    }
+
+    /// Reconciled: what was in doubt when `marks` was taken is settled.
+    pub fn clear_unsure(&self, marks: u64) {
+        self.unsure_cleared.fetch_max(marks, SeqCst);
+        self.repair_backoff_ms.store(0, Relaxed);
+    }
+
+    /// Records that a repair is asked for; false if one already is.
+    pub fn ask_repair(&self) -> bool {
+        !self.repair_asked.swap(true, SeqCst)
+    }
+
+    /// The asked-for repair begins: a fault after this asks again.
+    pub fn repair_begins(&self) {
+        self.repair_asked.store(false, SeqCst);
+    }
+
+    /// Whether the periodic refresh should try to repair this goods now; if
+    /// so, the next try waits twice as long (1 s doubling to 30 s) unless a
+    /// reconciliation succeeds first.
+    pub fn repair_due(&self, now_ms: u64) -> bool {
+        if now_ms < self.repair_at_ms.load(Relaxed) {
+            return false;
+        }
+        let wait = (self.repair_backoff_ms.load(Relaxed) * 2).clamp(1000, 30_000);
+        self.repair_backoff_ms.store(wait, Relaxed);
+        self.repair_at_ms.store(now_ms + wait, Relaxed);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_buy_is_turned_away_only_while_the_gate_is_held_for_io() {
+        let gate = Gate::default();
+        {
+            let _alone = gate.exclusive_for_io();
+            assert!(gate.enter_for_buy().is_none());
+        }
+        assert!(gate.enter_for_buy().is_some());
+        // A brief holder is waited for.
+        std::thread::scope(|s| {
+            let alone = gate.exclusive();
+            let buyer = s.spawn(|| gate.enter_for_buy().is_some());
+            std::thread::sleep(Duration::from_millis(20));
+            drop(alone);
+            assert!(buyer.join().unwrap());
+        });
+        // Shared holders do not keep each other out.
+        let _a = gate.enter_for_buy().unwrap();
+        assert!(gate.enter_for_buy().is_some());
+        assert!(gate.try_exclusive_for_io().is_none());
+    }
+}

@@ -1,0 +1,95 @@
+//! The live orders of one goods that this server knows: who holds a unit.
+//! Reactors read them to answer a repeated BUY with the order already held;
+//! the order writer, the expiry sweep and reconciliation change them.
+//!
+//! Lock order: `live` before `forgotten` (see [`crate::sale::catalog`]).
+
+use std::collections::{HashMap, HashSet};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::store::{OrderNo, UserId};
+
+/// Cancelled orders remembered as never to be added (see
+/// [`Holders::forgotten`]). Past this many (only orders this server never
+/// held, such as another server's, pile up here) the memory is cleared.
+const MAX_FORGOTTEN: usize = 4096;
+
+#[derive(Default)]
+pub struct Holders {
+    /// Acknowledged live orders, user → order numbers (at most the purchase
+    /// limit each). At most the goods' total in all.
+    live: RwLock<HashMap<UserId, Vec<OrderNo>>>,
+    /// Orders cancelled before they were added to `live`: an expiry or a
+    /// CANCEL can settle an order between its commit and the order writer
+    /// adding it here, and adding it after would keep its buyer "already
+    /// bought" for good. Nearly always empty; bounded by [`MAX_FORGOTTEN`].
+    forgotten: Mutex<HashSet<OrderNo>>,
+}
+
+impl Holders {
+    /// Orders of this goods that are now acknowledged.
+    pub fn add(&self, orders: impl IntoIterator<Item = (UserId, OrderNo)>) {
+        let mut live = self.live.write();
+        let mut forgotten = self.forgotten.lock();
+        for (user, order_no) in orders {
+            if forgotten.remove(&order_no) {
+                continue;
+            }
+            let held = live.entry(user).or_default();
+            if !held.contains(&order_no) {
+                held.push(order_no);
+            }
+        }
+    }
+
+    /// An order that is no longer live (cancelled or expired).
+    pub fn remove(&self, user: UserId, order_no: OrderNo) {
+        let mut live = self.live.write();
+        let held = live.get_mut(&user);
+        if let Some(held) = held.filter(|held| held.contains(&order_no)) {
+            held.retain(|&n| n != order_no);
+            if held.is_empty() {
+                live.remove(&user);
+            }
+            return;
+        }
+        // Not added yet (or never held here): never to be.
+        let mut forgotten = self.forgotten.lock();
+        if forgotten.len() >= MAX_FORGOTTEN {
+            forgotten.clear();
+        }
+        forgotten.insert(order_no);
+    }
+
+    /// Whether this server knows `order_no` as a live order of `user`.
+    pub fn holds(&self, user: UserId, order_no: OrderNo) -> bool {
+        self.live
+            .read()
+            .get(&user)
+            .is_some_and(|held| held.contains(&order_no))
+    }
+
+    /// The live orders this server knows `user` to hold.
+    pub fn of(&self, user: UserId) -> Vec<OrderNo> {
+        self.live.read().get(&user).cloned().unwrap_or_default()
+    }
+
+    /// The user's first order, if they hold `limit` orders or more.
+    pub fn at_limit(&self, user: UserId, limit: u8) -> Option<OrderNo> {
+        let live = self.live.read();
+        let held = live.get(&user)?;
+        (held.len() >= usize::from(limit))
+            .then(|| held.first().copied())
+            .flatten()
+    }
+
+    /// Replaces the holders with the stores' view (reconciliation).
+    pub fn set(&self, pairs: &[(UserId, OrderNo)]) {
+        let mut fresh: HashMap<UserId, Vec<OrderNo>> = HashMap::new();
+        for &(user, order_no) in pairs {
+            fresh.entry(user).or_default().push(order_no);
+        }
+        *self.live.write() = fresh;
+    }
+}

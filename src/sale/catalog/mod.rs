@@ -1,0 +1,160 @@
+//! The product-info cache: every goods in memory, readable by reactors.
+//!
+//! LIST_GOODS and GET_GOODS are answered from here and never reach a store.
+//! The reactor's fast answers for BUY come from here too: the sale window,
+//! a pause, the sold-out flag, a missing purchase token, and the orders this
+//! server has committed (so a user who retries after the goods sold out
+//! still learns their order number). Sale controls change the atomics here,
+//! so every reactor sees them at its next request.
+//!
+//! Each goods is an [`Entry`] of three parts, each with its own readers and
+//! writers: the [`GoodsView`] reactors read (atomics only), its
+//! [`Holders`], and its [`Gate`].
+//!
+//! # Every lock in the server, and the order they are taken in
+//!
+//! A thread holding a lock may take only locks *below* it in this list,
+//! never one above it; locks on one line are never held together.
+//!
+//! 1. [`Gate`] of a goods (per goods; one goods at a time). Shared: a
+//!    reservation across its stock call, the return of cancelled units
+//!    across its release call. Alone: reconciliation across its reads and
+//!    loads of both stores, a restock across its two writes, a sale
+//!    control (no I/O). BUYs never wait for it across store I/O.
+//! 2. [`Holders`]' `live` map (per goods), then its `forgotten` set.
+//!    Held only for in-memory work, by reactors (read) and the order
+//!    writer, expiry and reconciliation (write).
+//! 3. Leaves, never held while another lock is taken: the catalog's own
+//!    map (held only to clone an entry out), the reactors' rate-limit
+//!    shards and the acceptor's per-address counts, and each store's
+//!    internal locks (connection pools, SQLite's two connections, the
+//!    memory store's map and per-goods stock, Redis's loaded/epoch maps).
+//!    Stores are called with a gate held (level 1), never the other way.
+
+mod gate;
+mod holders;
+mod view;
+
+pub use gate::Gate;
+pub use holders::Holders;
+pub use view::GoodsView;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use seckill_proto::{Reply, Status, NO_TOKEN};
+
+use crate::store::{GoodsId, GoodsRecord, UserId};
+
+#[derive(Default)]
+pub struct Catalog {
+    goods: RwLock<BTreeMap<GoodsId, Arc<Entry>>>,
+}
+
+/// One goods.
+pub struct Entry {
+    pub id: GoodsId,
+    pub view: GoodsView,
+    pub holders: Holders,
+    pub gate: Gate,
+}
+
+impl Catalog {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn get(&self, id: GoodsId) -> Option<Arc<Entry>> {
+        self.goods.read().get(&id).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Entry>> {
+        self.goods.read().values().cloned().collect()
+    }
+
+    pub fn insert(&self, record: &GoodsRecord, remaining: u32) -> Arc<Entry> {
+        let entry = Arc::new(Entry {
+            id: record.id,
+            view: GoodsView::new(record, remaining),
+            holders: Holders::default(),
+            gate: Gate::default(),
+        });
+        self.goods.write().insert(record.id, entry.clone());
+        entry
+    }
+}
+
+impl Entry {
+    /// The answer to a BUY that needs no store, if there is one: the sale
+    /// window or a pause, the orders this user already has, a missing
+    /// purchase token, or the sold-out flag.
+    pub fn quick_buy_answer(&self, user: UserId, token: u64, now_ms: u64) -> Option<Reply> {
+        if let Some(closed) = self.view.closed(now_ms) {
+            return Some(closed);
+        }
+        let limit = self.view.rules.per_user_limit;
+        if let Some(order_no) = self.holders.at_limit(user, limit) {
+            return Some(Reply::AlreadyBought { order_no });
+        }
+        if self.view.rules.token_required && token == NO_TOKEN {
+            return Some(Reply::error(
+                Status::TokenRequired,
+                "this goods needs a purchase token: ask TOKEN first",
+            ));
+        }
+        if self.view.is_sold_out() {
+            return Some(Reply::error(Status::SoldOut, "sold out"));
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seckill_proto::{GoodsState, SaleRules};
+
+    fn record() -> GoodsRecord {
+        GoodsRecord {
+            id: 1,
+            name: "phone".into(),
+            price_cents: 100,
+            total: 2,
+            start_ms: 1000,
+            end_ms: 2000,
+            rules: SaleRules::default(),
+            paused: false,
+        }
+    }
+
+    #[test]
+    fn quick_answers_follow_window_holders_and_flag() {
+        let catalog = Catalog::new();
+        let e = catalog.insert(&record(), 1);
+        e.holders.add([(7, 70)]);
+        let quick = |user, now| e.quick_buy_answer(user, NO_TOKEN, now);
+        assert_eq!(quick(1, 999).unwrap().status(), Status::NotStarted);
+        assert_eq!(quick(1, 2000).unwrap().status(), Status::Ended);
+        assert_eq!(quick(7, 1500), Some(Reply::AlreadyBought { order_no: 70 }));
+        assert_eq!(quick(1, 1500), None);
+        e.view.set_remaining(0);
+        assert_eq!(quick(1, 1500).unwrap().status(), Status::SoldOut);
+        assert_eq!(e.view.to_goods(1500).state, GoodsState::SoldOut);
+        e.view.restocked(3, 1);
+        assert_eq!(quick(1, 1500), None);
+        assert_eq!(e.view.to_goods(1500).total, 3);
+        // A pause closes the sale at once; a cancelled order frees its user.
+        e.view.set_sale(true, 1000, 2000);
+        assert_eq!(quick(1, 1500).unwrap().status(), Status::Paused);
+        assert_eq!(e.view.to_goods(1500).state, GoodsState::Paused);
+        e.view.set_sale(false, 1000, 2000);
+        e.holders.remove(7, 70);
+        assert_eq!(quick(7, 1500), None);
+        // An order cancelled before the writer added it is not added after.
+        e.holders.remove(8, 80);
+        e.holders.add([(8, 80), (9, 90)]);
+        assert_eq!(quick(8, 1500), None);
+        assert_eq!(quick(9, 1500), Some(Reply::AlreadyBought { order_no: 90 }));
+    }
+}

@@ -1,0 +1,111 @@
+//! Writing orders: the order writer's batches of [`PendingOrder`]s in the
+//! `durable` mode, and the queue drain's batches in the `queued` mode.
+
+use log::error;
+use seckill_proto::{OrderState, Reply};
+
+use super::{by_goods, store_failure, PendingOrder, Sale};
+use crate::metrics;
+use crate::store::{OrderRecord, StoreError, Written};
+
+impl Sale {
+    /// Writes reserved orders in one transaction and returns the reply for
+    /// each, in order. Written orders join the catalog. Units whose orders
+    /// were not written go back to the stock store: all of them when the
+    /// write failed, and each one the database refused as a second order of
+    /// its user (that user is told the order they hold). When the write's
+    /// outcome is unknown, the units stay reserved and their goods in doubt
+    /// until a reconciliation reads what the order store holds: releasing
+    /// them could sell them twice.
+    pub fn commit(&self, batch: Vec<PendingOrder>) -> Vec<Reply> {
+        let orders: Vec<OrderRecord> = batch.iter().map(|p| p.order().clone()).collect();
+        let written = match self.orders.insert_orders(&orders) {
+            Ok(written) => written,
+            Err(e) => {
+                metrics::add(&self.metrics.order_batches_failed, 1);
+                let reply = store_failure("order store", &e);
+                if !matches!(e, StoreError::Indeterminate(_)) {
+                    // Nothing was written: every unit goes back.
+                    metrics::add(&self.metrics.busy, orders.len() as u64);
+                    self.release(&orders);
+                    batch.into_iter().for_each(PendingOrder::settle);
+                }
+                // Dropped unsettled otherwise: in doubt.
+                return vec![reply; orders.len()];
+            }
+        };
+        metrics::add(&self.metrics.order_batches, 1);
+        let mut replies = Vec::with_capacity(orders.len());
+        let mut kept = Vec::with_capacity(orders.len());
+        let mut unsold = Vec::new();
+        for (o, w) in orders.iter().zip(written) {
+            match w {
+                Written::Stored => {
+                    kept.push(o);
+                    replies.push(Reply::Bought {
+                        order_no: o.order_no,
+                    });
+                }
+                Written::Duplicate(order_no) => {
+                    unsold.push(o);
+                    replies.push(Reply::AlreadyBought { order_no });
+                }
+            }
+        }
+        metrics::add(&self.metrics.orders_written, kept.len() as u64);
+        metrics::add(&self.metrics.buy_ok, kept.len() as u64);
+        for (goods, holders) in by_goods(kept) {
+            if let Some(entry) = self.catalog.get(goods) {
+                entry.holders.add(holders);
+            }
+        }
+        self.release(unsold);
+        // Last: a reconciliation waiting for these units then finds their
+        // holders in the catalog and their units back in stock.
+        batch.into_iter().for_each(PendingOrder::settle);
+        replies
+    }
+
+    /// Writes orders drained from the queue (the `queued` ack mode). Their
+    /// buyers were told "ok" already, so a failed write is retried by the
+    /// caller, never answered. An order the database refuses as a second
+    /// order of its user means the stock store had lost that user's first
+    /// order (a Redis restart without persistence): the unit is returned and
+    /// the loss is logged; the user keeps the order the database holds.
+    ///
+    /// Such an order is written as cancelled before its unit is returned:
+    /// its queue entry may be read again (an acknowledgement lost, a crash),
+    /// and by then the user's other order may be gone, so that the order
+    /// would be written live after all, with its unit sold again. Written
+    /// as cancelled, a retry finds it stored and returns nothing twice.
+    pub fn write_queued(&self, orders: &[OrderRecord]) -> Result<(), StoreError> {
+        let written = self.orders.insert_orders(orders)?;
+        let mut unsold = Vec::new();
+        for (o, w) in orders.iter().zip(written) {
+            if let Written::Duplicate(held) = w {
+                error!(
+                    "queued order {} of user {} for goods {} duplicates order {held}; written as cancelled",
+                    o.order_no, o.user_id, o.goods_id
+                );
+                unsold.push(o);
+            }
+        }
+        let refused: Vec<OrderRecord> = unsold
+            .iter()
+            .map(|&o| OrderRecord {
+                state: OrderState::Cancelled,
+                ..o.clone()
+            })
+            .collect();
+        if !refused.is_empty() {
+            self.orders.insert_orders(&refused)?;
+        }
+        metrics::add(&self.metrics.order_batches, 1);
+        metrics::add(
+            &self.metrics.orders_written,
+            (orders.len() - unsold.len()) as u64,
+        );
+        self.release(unsold);
+        Ok(())
+    }
+}

@@ -1,0 +1,180 @@
+//! Test doubles for the sale: stores that fail on demand, and a queue
+//! that changes between two reads.
+
+use parking_lot::Mutex;
+use seckill_proto::{NewGoods, SaleRules};
+
+use crate::store::{
+    Buyer, GoodsId, GoodsRecord, Holders, MemoryStock, OrderNo, OrderQueue, OrderRecord,
+    OrderStore, ReserveRules, Reserved, Settled, StockStore, StoreError, UserId, Written,
+};
+
+/// An order store with one goods whose writes fail while `failing`.
+#[derive(Default)]
+pub struct FlakyOrders {
+    pub failing: Mutex<bool>,
+    written: Mutex<Vec<OrderRecord>>,
+}
+
+impl OrderStore for FlakyOrders {
+    fn goods(&self) -> Result<Vec<GoodsRecord>, StoreError> {
+        Ok(vec![GoodsRecord {
+            id: 1,
+            name: "phone".into(),
+            price_cents: 100,
+            total: 1,
+            start_ms: 0,
+            end_ms: u64::MAX,
+            rules: SaleRules::default(),
+            paused: false,
+        }])
+    }
+    fn add_goods(&self, _: &NewGoods) -> Result<GoodsRecord, StoreError> {
+        unreachable!()
+    }
+    fn restock(&self, _: GoodsId, _: u32) -> Result<GoodsRecord, StoreError> {
+        unreachable!()
+    }
+    fn insert_orders(&self, orders: &[OrderRecord]) -> Result<Vec<Written>, StoreError> {
+        if *self.failing.lock() {
+            return Err(StoreError::Unavailable("down".into()));
+        }
+        self.written.lock().extend_from_slice(orders);
+        Ok(vec![Written::Stored; orders.len()])
+    }
+    fn live_holders(&self, _: GoodsId) -> Result<Vec<(UserId, OrderNo)>, StoreError> {
+        Ok(self
+            .written
+            .lock()
+            .iter()
+            .map(|o| (o.user_id, o.order_no))
+            .collect())
+    }
+    fn find_order(&self, _: UserId, _: GoodsId) -> Result<Option<OrderRecord>, StoreError> {
+        Ok(None)
+    }
+    fn save_sale(&self, _: GoodsId, _: bool, _: u64, _: u64) -> Result<GoodsRecord, StoreError> {
+        unreachable!()
+    }
+    fn orders_of(&self, _: UserId, _: usize) -> Result<Vec<OrderRecord>, StoreError> {
+        unreachable!()
+    }
+    fn stored(&self, _: &[OrderNo]) -> Result<Vec<OrderNo>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn pay(&self, _: UserId, _: OrderNo, _: u64) -> Result<Option<Settled>, StoreError> {
+        unreachable!()
+    }
+    fn cancel(&self, _: UserId, _: OrderNo) -> Result<Option<Settled>, StoreError> {
+        unreachable!()
+    }
+    fn expire_due(&self, _: u64, _: usize) -> Result<Vec<OrderRecord>, StoreError> {
+        unreachable!()
+    }
+}
+
+/// Memory stock whose loads and adds fail while `failing`.
+#[derive(Default)]
+pub struct FlakyStock {
+    inner: MemoryStock,
+    pub failing: Mutex<bool>,
+}
+
+impl FlakyStock {
+    fn check(&self) -> Result<(), StoreError> {
+        match *self.failing.lock() {
+            true => Err(StoreError::Unavailable("down".into())),
+            false => Ok(()),
+        }
+    }
+}
+
+impl StockStore for FlakyStock {
+    fn load(&self, g: GoodsId, left: u32, holders: &[(UserId, OrderNo)]) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.load(g, left, holders)
+    }
+    fn reserve(
+        &self,
+        g: GoodsId,
+        rules: &ReserveRules,
+        buyers: &[Buyer],
+    ) -> Result<Reserved, StoreError> {
+        self.check()?;
+        self.inner.reserve(g, rules, buyers)
+    }
+    fn issue_token(&self, g: GoodsId, u: UserId, t: u64, at: u64) -> Result<(), StoreError> {
+        self.inner.issue_token(g, u, t, at)
+    }
+    fn release(&self, g: GoodsId, buyers: &[(UserId, OrderNo)]) -> Result<u32, StoreError> {
+        self.check()?;
+        self.inner.release(g, buyers)
+    }
+    fn add(&self, g: GoodsId, amount: u32) -> Result<u32, StoreError> {
+        self.check()?;
+        self.inner.add(g, amount)
+    }
+    fn snapshot(&self, g: GoodsId) -> Result<Option<(u32, Holders)>, StoreError> {
+        self.inner.snapshot(g)
+    }
+    fn remaining(&self, g: GoodsId) -> Result<Option<u32>, StoreError> {
+        self.inner.remaining(g)
+    }
+}
+
+/// The queue of the `queued` mode, as a list of orders, to which one
+/// more order can be added (by a stock script sent before a
+/// reconciliation and run late) after the first read.
+pub struct TestQueue {
+    pub first: Vec<OrderRecord>,
+    pub late: Option<OrderRecord>,
+    pub reads: Mutex<u32>,
+}
+
+impl TestQueue {
+    pub fn fixed(orders: Vec<OrderRecord>) -> TestQueue {
+        TestQueue {
+            first: orders,
+            late: None,
+            reads: Mutex::new(0),
+        }
+    }
+}
+
+impl OrderQueue for TestQueue {
+    fn read(
+        &self,
+        _: &[GoodsId],
+        _: &str,
+        _: usize,
+        _: std::time::Duration,
+    ) -> Result<Vec<crate::store::QueuedOrder>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn claim_stale(
+        &self,
+        _: GoodsId,
+        _: &str,
+        _: std::time::Duration,
+        _: usize,
+    ) -> Result<Vec<crate::store::QueuedOrder>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn ack(&self, _: GoodsId, _: &[String]) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn queued(&self, _: GoodsId) -> Result<Vec<OrderRecord>, StoreError> {
+        let reads = *self.reads.lock();
+        let mut all = self.first.clone();
+        all.extend(self.late.clone().filter(|_| reads > 1));
+        Ok(all)
+    }
+    /// Moves once, with a late order: between the first
+    /// reconciliation's read and load.
+    fn last_added(&self, _: GoodsId) -> Result<Option<String>, StoreError> {
+        let mut reads = self.reads.lock();
+        *reads += 1;
+        let moved = self.late.is_some() && *reads > 1;
+        Ok(Some(if moved { "2-0" } else { "1-0" }.into()))
+    }
+}

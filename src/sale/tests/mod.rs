@@ -1,0 +1,239 @@
+//! The sale's rules against stores that fail on demand.
+
+mod doubles;
+
+use std::sync::Arc;
+
+use seckill_proto::{NewGoods, OrderState, Reply, SaleRules, Status, NO_TOKEN};
+
+use self::doubles::{FlakyOrders, FlakyStock, TestQueue};
+use super::{now_ms, Buy, Decision, PendingOrder, Sale};
+use crate::metrics::Metrics;
+use parking_lot::Mutex;
+
+use crate::store::{GoodsId, MemoryStock, OrderNo, OrderRecord, OrderStore, StockStore, UserId};
+
+fn buys(users: &[UserId]) -> Vec<Buy> {
+    users
+        .iter()
+        .map(|&user| Buy {
+            user,
+            token: NO_TOKEN,
+        })
+        .collect()
+}
+
+/// The order store has the goods and its total: ADD_GOODS and RESTOCK
+/// succeeded even when the stock store failed after them (a `busy`
+/// would have the admin do them twice), and the stock catches up before
+/// the next sale.
+#[test]
+fn admin_changes_stand_when_the_stock_store_fails_after_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+    let stock = Arc::new(FlakyStock::default());
+    let sale = Sale::open(stock.clone(), orders, None, 1, Arc::new(Metrics::default())).unwrap();
+    *stock.failing.lock() = true;
+    let new = NewGoods {
+        name: "lamp".into(),
+        price_cents: 100,
+        stock: 1,
+        start_ms: 0,
+        end_ms: u64::MAX,
+        rules: SaleRules::default(),
+    };
+    let Reply::GoodsAdded(goods) = sale.add_goods(&new) else {
+        panic!("ADD_GOODS failed");
+    };
+    assert!(matches!(sale.restock(goods.id, 1), Reply::Restocked(g) if g.total == 2));
+    // While the stock store is down, nothing sells.
+    assert_eq!(status(&sale.reserve(goods.id, &buys(&[1]))), Status::Busy);
+    // Once it is back, a BUY asks for the goods to be repaired (off the
+    // BUY path) and is told to come back; once repaired, the goods sells
+    // exactly its new total.
+    *stock.failing.lock() = false;
+    assert_eq!(status(&sale.reserve(goods.id, &buys(&[1]))), Status::Busy);
+    let asked = sale
+        .repair_requests()
+        .try_recv()
+        .expect("a repair was asked");
+    assert_eq!(asked, goods.id);
+    sale.repair(asked);
+    let sold = sale.reserve(goods.id, &buys(&[1, 2, 3]));
+    assert!(matches!(sold[0], Decision::Write(_)), "{sold:?}");
+    assert!(matches!(sold[1], Decision::Write(_)), "{sold:?}");
+    assert_eq!(status(&sold[2..]), Status::SoldOut);
+}
+
+fn written(decisions: Vec<Decision>) -> PendingOrder {
+    match <[Decision; 1]>::try_from(decisions) {
+        Ok([Decision::Write(order)]) => order,
+        other => panic!("expected one write, got {other:?}"),
+    }
+}
+
+fn status(decisions: &[Decision]) -> Status {
+    match decisions {
+        [Decision::Answer(reply)] => reply.status(),
+        other => panic!("expected an answer, got {other:?}"),
+    }
+}
+
+/// A retry while the first order is being written is not given its
+/// number: the write may fail, and then the number never existed.
+#[test]
+fn a_retry_before_the_commit_is_told_to_come_back() {
+    let orders = Arc::new(FlakyOrders::default());
+    let sale = Sale::open(
+        Arc::new(MemoryStock::new()),
+        orders.clone(),
+        None,
+        1,
+        Arc::new(Metrics::default()),
+    )
+    .unwrap();
+
+    let first = written(sale.reserve(1, &buys(&[7])));
+    let first_no = first.order().order_no;
+    assert_eq!(status(&sale.reserve(1, &buys(&[7]))), Status::Busy);
+    *orders.failing.lock() = true;
+    assert_eq!(sale.commit(vec![first])[0].status(), Status::Busy);
+
+    // The unit came back; the user buys again, under a new number.
+    *orders.failing.lock() = false;
+    let second = written(sale.reserve(1, &buys(&[7])));
+    let second_no = second.order().order_no;
+    assert_ne!(second_no, first_no);
+    assert_eq!(
+        sale.commit(vec![second]),
+        [Reply::Bought {
+            order_no: second_no
+        }]
+    );
+    // Committed: now a retry gets the number, and nobody else a unit.
+    let again = sale.reserve(1, &buys(&[7, 8]));
+    assert_eq!(
+        again,
+        [
+            Decision::Answer(Reply::AlreadyBought {
+                order_no: second_no
+            }),
+            Decision::Answer(Reply::error(Status::SoldOut, "sold out")),
+        ]
+    );
+}
+
+fn lamp(stock: u32) -> NewGoods {
+    NewGoods {
+        name: "lamp".into(),
+        price_cents: 100,
+        stock,
+        start_ms: 0,
+        end_ms: u64::MAX,
+        rules: SaleRules::default(),
+    }
+}
+
+/// A cancel whose unit could not be returned (the stock store failed)
+/// leaves the goods sold out in the catalog, so no BUY reaches a worker
+/// to repair it: the periodic refresh reconciles it, and the unit sells.
+#[test]
+fn a_unit_whose_return_failed_comes_back_at_the_next_refresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+    let stock = Arc::new(FlakyStock::default());
+    let sale = Sale::open(stock.clone(), orders, None, 1, Arc::new(Metrics::default())).unwrap();
+    let Reply::GoodsAdded(goods) = sale.add_goods(&lamp(1)) else {
+        panic!("ADD_GOODS failed");
+    };
+    let order = written(sale.reserve(goods.id, &buys(&[7])));
+    let order_no = order.order().order_no;
+    sale.commit(vec![order]);
+    let entry = sale.catalog().get(goods.id).unwrap();
+    assert!(entry.quick_buy_answer(8, NO_TOKEN, now_ms()).is_some());
+
+    *stock.failing.lock() = true;
+    assert!(matches!(sale.cancel(7, order_no), Reply::Cancelled(_)));
+    // Still sold out here: the unit is held in the stock store.
+    let quick = entry.quick_buy_answer(8, NO_TOKEN, now_ms());
+    assert_eq!(quick.map(|r| r.status()), Some(Status::SoldOut));
+
+    *stock.failing.lock() = false;
+    sale.refresh_stock();
+    assert_eq!(entry.quick_buy_answer(8, NO_TOKEN, now_ms()), None);
+    assert!(matches!(
+        sale.reserve(goods.id, &buys(&[8]))[0],
+        Decision::Write(_)
+    ));
+}
+
+/// A created order that is never due.
+fn created(order_no: OrderNo, user_id: UserId, goods_id: GoodsId) -> OrderRecord {
+    OrderRecord {
+        order_no,
+        user_id,
+        goods_id,
+        state: OrderState::Created,
+        created_ms: 1,
+        pay_by_ms: u64::MAX,
+    }
+}
+
+/// An order queued while a goods was reconciled (after the queue was
+/// read, before the load) is counted by a second read and load.
+#[test]
+fn an_order_queued_during_a_reconciliation_is_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+    let goods = orders.add_goods(&lamp(3)).unwrap().id;
+    let record = |order_no, user_id| created(order_no, user_id, goods);
+    let queue = Arc::new(TestQueue {
+        first: vec![record(70, 7)],
+        late: Some(record(80, 8)),
+        reads: Mutex::new(0),
+    });
+    // Sale::open reconciles every goods: the queue moves during it.
+    let stock = Arc::new(MemoryStock::new());
+    Sale::open(
+        stock.clone(),
+        orders,
+        Some(queue),
+        1,
+        Arc::new(Metrics::default()),
+    )
+    .unwrap();
+    assert_eq!(
+        stock.snapshot(goods).unwrap(),
+        Some((1, vec![(7, 70), (8, 80)]))
+    );
+}
+
+/// An order written, then cancelled, whose queue entry is not yet
+/// acknowledged: reconciliation counts it from the order store
+/// (cancelled), not from the queue, so its unit stays on sale.
+#[test]
+fn a_cancelled_order_still_queued_holds_no_unit() {
+    let dir = tempfile::tempdir().unwrap();
+    let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+    let goods = orders.add_goods(&lamp(2)).unwrap().id;
+    let record = |order_no, user_id| created(order_no, user_id, goods);
+    let (cancelled, queued_only) = (record(70, 7), record(80, 8));
+    orders
+        .insert_orders(std::slice::from_ref(&cancelled))
+        .unwrap();
+    orders.cancel(7, 70).unwrap();
+    let queue = Arc::new(TestQueue::fixed(vec![cancelled, queued_only]));
+    let sale = Sale::open(
+        Arc::new(MemoryStock::new()),
+        orders,
+        Some(queue),
+        1,
+        Arc::new(Metrics::default()),
+    )
+    .unwrap();
+    let Reply::Reconciled(drifts) = sale.reconcile_reply(Some(goods)) else {
+        panic!("RECONCILE failed");
+    };
+    // Only the order that is in the queue alone holds a unit.
+    assert_eq!((drifts[0].holders, drifts[0].remaining), (1, 1));
+}
