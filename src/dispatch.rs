@@ -123,9 +123,18 @@ impl Mailbox {
 
 /// Routes completions to the reactor that owns the connection.
 #[derive(Clone)]
-pub struct Reactors(pub Arc<[Arc<Mailbox>]>);
+pub struct Reactors(Arc<[Arc<Mailbox>]>);
 
 impl Reactors {
+    pub fn new(mailboxes: Vec<Arc<Mailbox>>) -> Reactors {
+        Reactors(mailboxes.into())
+    }
+
+    /// The reactors' mailboxes, in order.
+    pub fn mailboxes(&self) -> &[Arc<Mailbox>] {
+        &self.0
+    }
+
     pub fn complete(&self, origin: Origin, reply: Reply) {
         if let Some(mailbox) = self.0.get(origin.conn.reactor) {
             mailbox.complete(Completion { origin, reply });

@@ -10,14 +10,15 @@
 //! killed mid-write): they are written again, not twice.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
 
+use crate::config::Config;
 use crate::sale::Sale;
+use crate::stop::Stop;
 use crate::store::{GoodsId, OrderQueue, OrderRecord, QueuedOrder};
 
 /// How long one read waits for new entries.
@@ -35,39 +36,24 @@ pub struct Drain {
     queue: Arc<dyn OrderQueue>,
     consumer: String,
     batch_max: usize,
-    stop: Arc<AtomicBool>,
+    stop: Stop,
     /// After a stop, how long a failing order store is retried before the
     /// entries are left in the queue for the next start.
     grace: Duration,
 }
 
-/// Tells a drain to finish: write what is queued, then exit.
-pub struct DrainStop(Arc<AtomicBool>);
-
-impl DrainStop {
-    pub fn trigger(&self) {
-        self.0.store(true, Ordering::Release);
-    }
-}
-
 impl Drain {
-    pub fn new(
-        sale: Arc<Sale>,
-        queue: Arc<dyn OrderQueue>,
-        node_id: u16,
-        batch_max: usize,
-        grace: Duration,
-    ) -> (Drain, DrainStop) {
-        let stop = Arc::new(AtomicBool::new(false));
-        let drain = Drain {
+    /// A drain of `queue` into the sale's order store. At `stop` it writes
+    /// what is queued, then exits.
+    pub fn new(config: &Config, sale: Arc<Sale>, queue: Arc<dyn OrderQueue>, stop: Stop) -> Drain {
+        Drain {
             sale,
             queue,
-            consumer: format!("node-{node_id}"),
-            batch_max: batch_max.max(1),
-            stop: stop.clone(),
-            grace,
-        };
-        (drain, DrainStop(stop))
+            consumer: format!("node-{}", config.node_id),
+            batch_max: config.batch_max.max(1),
+            stop,
+            grace: config.shutdown_grace,
+        }
     }
 
     pub fn spawn(self) -> std::io::Result<JoinHandle<()>> {
@@ -83,7 +69,7 @@ impl Drain {
         let mut last_claim = Instant::now();
         let mut stopped_at: Option<Instant> = None;
         loop {
-            if stopped_at.is_none() && self.stop.load(Ordering::Acquire) {
+            if stopped_at.is_none() && self.stop.is_triggered() {
                 stopped_at = Some(Instant::now());
             }
             let goods: Vec<GoodsId> = self.sale.catalog().all().iter().map(|e| e.id).collect();
@@ -162,7 +148,7 @@ impl Drain {
         let mut wait = RETRY_MIN;
         let mut stopped_at = stopped_at;
         while self.sale.write_queued(&orders).is_err() {
-            if stopped_at.is_none() && self.stop.load(Ordering::Acquire) {
+            if stopped_at.is_none() && self.stop.is_triggered() {
                 stopped_at = Some(Instant::now());
             }
             if stopped_at.is_some_and(|t| t.elapsed() > self.grace) {

@@ -8,31 +8,23 @@
 //! once and a PAY may race a sweep: every order ends paid or cancelled, and
 //! a cancelled order's unit comes back once. See `sale::lifecycle`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use log::warn;
 
+use crate::config::Config;
 use crate::sale::Sale;
+use crate::stop::Stop;
 use crate::store::StoreError;
 
 pub struct Expiry {
     sale: Arc<Sale>,
     every: Duration,
-    stop: Arc<AtomicBool>,
-}
-
-/// Tells the sweep to exit (at shutdown: what is due is swept at the next
-/// start, by this server or another).
-#[derive(Clone)]
-pub struct ExpiryStop(Arc<AtomicBool>);
-
-impl ExpiryStop {
-    pub fn trigger(&self) {
-        self.0.store(true, Ordering::Release);
-    }
+    /// At a stop the sweep exits: what is due is swept at the next start,
+    /// by this server or another.
+    stop: Stop,
 }
 
 /// How finely the sleep between sweeps checks for a stop.
@@ -42,16 +34,12 @@ const STOP_CHECK: Duration = Duration::from_millis(50);
 pub const REFRESH_EVERY: Duration = Duration::from_millis(500);
 
 impl Expiry {
-    pub fn new(sale: Arc<Sale>, every: Duration) -> Expiry {
+    pub fn new(config: &Config, sale: Arc<Sale>, stop: Stop) -> Expiry {
         Expiry {
             sale,
-            every: every.max(Duration::from_millis(1)),
-            stop: Arc::new(AtomicBool::new(false)),
+            every: config.expiry_interval.max(Duration::from_millis(1)),
+            stop,
         }
-    }
-
-    pub fn stop_switch(&self) -> ExpiryStop {
-        ExpiryStop(self.stop.clone())
     }
 
     pub fn spawn(self) -> std::io::Result<JoinHandle<()>> {
@@ -63,7 +51,7 @@ impl Expiry {
     fn run(self) {
         let mut next_sweep = Instant::now();
         let mut next_refresh = Instant::now();
-        while !self.stop.load(Ordering::Acquire) {
+        while !self.stop.is_triggered() {
             let now = Instant::now();
             if now >= next_sweep {
                 next_sweep = match self.sale.expire_due() {

@@ -72,3 +72,8 @@ metrics! {
 pub fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Relaxed);
 }
+
+/// For the gauges among the counters (open connections).
+pub fn sub(gauge: &AtomicU64, n: u64) {
+    gauge.fetch_sub(n, Relaxed);
+}

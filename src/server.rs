@@ -1,24 +1,22 @@
-//! Builds the threads, wires them together, and takes them down in order.
+//! Builds each thread role from the configuration, hands it its queues, and
+//! takes the roles down in dependency order.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use anyhow::Context;
 use log::{info, warn};
-use mio::Poll;
 
 use crate::admin_worker::AdminWorker;
 use crate::config::{AckMode, Config};
-use crate::dispatch::{Mailbox, Reactors};
-use crate::drain::{Drain, DrainStop};
-use crate::expiry::{Expiry, ExpiryStop};
+use crate::dispatch::Reactors;
+use crate::drain::Drain;
+use crate::expiry::Expiry;
 use crate::metrics::Metrics;
-use crate::reactor::admission::Admission;
-use crate::reactor::rate_limit::RateLimiter;
-use crate::reactor::{self, Acceptor, Handler, Limits, Reactor};
+use crate::reactor::{Acceptor, Handler, Listeners, ReactorSet};
 use crate::sale::Sale;
+use crate::stop::Stop;
 use crate::store::{
     MemoryStock, MysqlStore, OrderQueue, OrderStore, RedisStock, SqliteStore, StockStore,
 };
@@ -33,22 +31,21 @@ pub struct Server {
     addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
     shutdown: Shutdown,
-    acceptor: JoinHandle<()>,
-    reactors: Vec<JoinHandle<()>>,
-    workers: Vec<JoinHandle<()>>,
-    admin: JoinHandle<()>,
-    writer: JoinHandle<()>,
-    /// The `queued` mode's queue drain and its stop switch.
-    drain: Option<(JoinHandle<()>, DrainStop)>,
-    /// The sweep of unpaid orders.
-    expiry: (ExpiryStop, JoinHandle<()>),
+    /// The acceptor and the reactors: they stop at [`Shutdown::trigger`].
+    front: Vec<JoinHandle<()>>,
+    /// The workers, the admin worker and the order writer: they stop when
+    /// the front is gone and their queues are empty.
+    pipeline: Vec<JoinHandle<()>>,
+    /// The expiry sweep and (queued mode) the queue drain: stopped last.
+    back: Vec<JoinHandle<()>>,
+    back_stop: Stop,
 }
 
 /// Asks a running server to stop; cheap to clone and send to a signal
 /// handler thread.
 #[derive(Clone)]
 pub struct Shutdown {
-    flag: Arc<AtomicBool>,
+    stop: Stop,
     acceptor: Arc<mio::Waker>,
     reactors: Reactors,
 }
@@ -56,7 +53,7 @@ pub struct Shutdown {
 impl Shutdown {
     /// Stop accepting, finish in-flight requests, flush replies, close.
     pub fn trigger(&self) {
-        self.flag.store(true, Ordering::Release);
+        self.stop.trigger();
         if let Err(e) = self.acceptor.wake().and_then(|()| self.reactors.wake_all()) {
             warn!("waking threads for shutdown: {e}");
         }
@@ -64,168 +61,68 @@ impl Shutdown {
 }
 
 impl Server {
-    /// Opens the stores, binds the listener and starts every thread.
+    /// Opens the stores, binds the listeners and starts every thread role,
+    /// each from the configuration, from the back of the pipeline to the
+    /// front: nothing is accepted before there is someone to serve it.
     pub fn start(config: &Config) -> anyhow::Result<Server> {
         config.check().map_err(anyhow::Error::msg)?;
         let metrics = Arc::new(Metrics::default());
-        let (stock, orders, queue) = open_stores(config)?;
-        let mut sale = Sale::open(
-            stock,
-            orders,
-            queue.clone(),
-            config.node_id,
-            metrics.clone(),
-        )
-        .context("loading goods and stock")?;
-        sale.set_token_ttl(u64::try_from(config.token_ttl.as_millis()).unwrap_or(u64::MAX));
-        let sale = Arc::new(sale);
-        let expiry = Expiry::new(sale.clone(), config.expiry_interval);
-        let expiry = (expiry.stop_switch(), expiry.spawn()?);
+        let sale = open_sale(config, &metrics)?;
+        let listeners = Listeners::bind(config)?;
+        let (reactor_set, reactors) = ReactorSet::new(config.reactor_count())?;
+        let (front_stop, back_stop) = (Stop::new(), Stop::new());
+        let (jobs, jobs_rx) = crossbeam_channel::bounded(config.job_queue);
+        let (admin_jobs, admin_rx) = crossbeam_channel::bounded(ADMIN_QUEUE);
+        let (orders, orders_rx) = crossbeam_channel::bounded(config.batch_max * 4);
+
+        let mut back = vec![Expiry::new(config, sale.clone(), back_stop.clone()).spawn()?];
+        if let Some(queue) = sale.queue() {
+            back.push(Drain::new(config, sale.clone(), queue, back_stop.clone()).spawn()?);
+        }
+        let mut pipeline = vec![
+            Writer::new(config, orders_rx, sale.clone(), reactors.clone()).spawn()?,
+            AdminWorker::new(admin_rx, sale.clone(), reactors.clone()).spawn()?,
+        ];
+        pipeline.extend(Worker::spawn_pool(
+            config, &jobs_rx, &orders, &sale, &reactors,
+        )?);
+        // From here only reactors hold job senders and only workers hold the
+        // order sender: when the reactors exit, the workers drain and exit,
+        // then the writer does.
+        drop(orders);
+        let handler = Handler::new(config, sale, metrics.clone(), jobs, admin_jobs);
+        let mut front = reactor_set.spawn(config, handler, &front_stop)?;
+
+        let (addr, admin_addr) = (listeners.local_addr()?, listeners.admin_addr()?);
+        let acceptor = Acceptor::new(
+            config,
+            listeners,
+            reactors.clone(),
+            metrics,
+            front_stop.clone(),
+        )?;
+        let shutdown = Shutdown {
+            stop: front_stop,
+            acceptor: acceptor.waker(),
+            reactors,
+        };
+        front.insert(0, acceptor.spawn()?);
+        info!(
+            "listening on {addr} with {} reactors and {} workers",
+            front.len() - 1,
+            pipeline.len() - 2
+        );
         if config.admin_token.is_none() {
             warn!("no admin token set (--admin-token or SECKILL_ADMIN_TOKEN): admin commands are refused");
         }
-
-        let listener = mio::net::TcpListener::bind(config.listen)
-            .with_context(|| format!("binding {}", config.listen))?;
-        let addr = listener.local_addr()?;
-        let admin_listener = match config.admin_listen {
-            Some(admin) => {
-                let l = mio::net::TcpListener::bind(admin)
-                    .with_context(|| format!("binding the admin listener {admin}"))?;
-                let bound = l.local_addr()?;
-                if !bound.ip().is_loopback() {
-                    warn!("the admin listener {bound} is not on loopback: keep it off public networks");
-                }
-                info!("admin commands on {bound} only");
-                Some(l)
-            }
-            None => None,
-        };
-        let admin_addr = admin_listener
-            .as_ref()
-            .map(|l| l.local_addr())
-            .transpose()?;
-        let flag = Arc::new(AtomicBool::new(false));
-
-        // One Poll, waker and mailbox per reactor, made before any thread
-        // starts, so that every thread can be given every mailbox.
-        let mut polls = Vec::new();
-        let mut mailboxes = Vec::new();
-        let mut inboxes = Vec::new();
-        for _ in 0..config.reactor_count() {
-            let poll = Poll::new()?;
-            let (mailbox, inbox) = Mailbox::new(reactor::acceptor::waker(&poll)?);
-            polls.push(poll);
-            mailboxes.push(mailbox);
-            inboxes.push(inbox);
-        }
-        let reactors = Reactors(mailboxes.clone().into());
-
-        let (jobs_tx, jobs_rx) = crossbeam_channel::bounded(config.job_queue);
-        let (admin_tx, admin_rx) = crossbeam_channel::bounded(ADMIN_QUEUE);
-        let admin = AdminWorker::new(admin_rx, sale.clone(), reactors.clone()).spawn()?;
-        let (orders_tx, orders_rx) = crossbeam_channel::bounded(config.batch_max * 4);
-        let writer =
-            Writer::new(orders_rx, sale.clone(), reactors.clone(), config.batch_max).spawn()?;
-        let drain = match queue {
-            Some(queue) => {
-                let (drain, stop) = Drain::new(
-                    sale.clone(),
-                    queue,
-                    config.node_id,
-                    config.batch_max,
-                    config.shutdown_grace,
-                );
-                Some((drain.spawn()?, stop))
-            }
-            None => None,
-        };
-        let workers = (0..config.workers.max(1))
-            .map(|i| {
-                Worker::new(
-                    jobs_rx.clone(),
-                    sale.clone(),
-                    reactors.clone(),
-                    orders_tx.clone(),
-                    config.batch_max,
-                )
-                .spawn(i)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-
-        let limits = Limits {
-            max_frame: config.max_frame,
-            max_inflight: config.max_inflight.max(1),
-            write_high_water: config.write_high_water,
-            idle_timeout: config.idle_timeout,
-            frame_timeout: config.frame_timeout,
-            shutdown_grace: config.shutdown_grace,
-        };
-        let buy_limit = Arc::new(RateLimiter::new(config.buy_rate, config.buy_burst));
-        let mut reactor_threads = Vec::new();
-        for (index, ((poll, mailbox), inbox)) in
-            polls.into_iter().zip(mailboxes).zip(inboxes).enumerate()
-        {
-            let handler = Handler {
-                sale: sale.clone(),
-                metrics: metrics.clone(),
-                jobs: jobs_tx.clone(),
-                admin_jobs: admin_tx.clone(),
-                admin_token: config.admin_token.clone(),
-                admin_listener: config.admin_listen.is_some(),
-                buy_limit: buy_limit.clone(),
-            };
-            let r = Reactor::new(
-                index,
-                poll,
-                mailbox,
-                inbox,
-                handler,
-                limits.clone(),
-                flag.clone(),
-            );
-            reactor_threads.push(r.spawn()?);
-        }
-        // From here only reactors hold job senders and only workers hold
-        // order senders: when the reactors exit, the workers drain and exit,
-        // then the writer does.
-        drop(jobs_tx);
-        drop(admin_tx);
-        drop(orders_tx);
-
-        let poll = Poll::new()?;
-        let acceptor_waker = Arc::new(reactor::acceptor::waker(&poll)?);
-        let admission = Admission::new(config.max_connections, config.max_connections_per_ip);
-        let acceptor = Acceptor::new(
-            poll,
-            listener,
-            admin_listener,
-            admission,
-            reactors.clone(),
-            metrics,
-            flag.clone(),
-        )?
-        .spawn()?;
-        info!(
-            "listening on {addr} with {} reactors and {} workers",
-            reactor_threads.len(),
-            workers.len()
-        );
         Ok(Server {
             addr,
             admin_addr,
-            shutdown: Shutdown {
-                flag,
-                acceptor: acceptor_waker,
-                reactors,
-            },
-            acceptor,
-            reactors: reactor_threads,
-            workers,
-            admin,
-            writer,
-            drain,
-            expiry,
+            shutdown,
+            front,
+            pipeline,
+            back,
+            back_stop,
         })
     }
 
@@ -244,25 +141,13 @@ impl Server {
 
     /// Waits for the server to stop, in dependency order: no new
     /// connections, then every connection answered and closed, then the
-    /// workers' queue drained, then every accepted order written (and, in
+    /// workers' queues drained, then every accepted order written (and, in
     /// the `queued` mode, the order queue drained as far as the order store
     /// allows). The stores close when the last thread drops them.
     pub fn join(self) {
-        let threads = std::iter::once(self.acceptor)
-            .chain(self.reactors)
-            .chain(self.workers)
-            .chain(std::iter::once(self.admin))
-            .chain(std::iter::once(self.writer));
-        for t in threads {
-            join(t);
-        }
-        if let Some((drain, stop)) = self.drain {
-            stop.trigger();
-            join(drain);
-        }
-        let (stop, expiry) = self.expiry;
-        stop.trigger();
-        join(expiry);
+        self.front.into_iter().chain(self.pipeline).for_each(join);
+        self.back_stop.trigger();
+        self.back.into_iter().for_each(join);
         info!("stopped");
     }
 }
@@ -272,6 +157,15 @@ fn join(t: JoinHandle<()>) {
     if t.join().is_err() {
         log::error!("thread {name} panicked");
     }
+}
+
+/// The sale on the stores the flags ask for, loaded and reconciled.
+fn open_sale(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Arc<Sale>> {
+    let (stock, orders, queue) = open_stores(config)?;
+    let mut sale = Sale::open(stock, orders, queue, config.node_id, metrics.clone())
+        .context("loading goods and stock")?;
+    sale.set_token_ttl(u64::try_from(config.token_ttl.as_millis()).unwrap_or(u64::MAX));
+    Ok(Arc::new(sale))
 }
 
 type Stores = (

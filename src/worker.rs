@@ -15,6 +15,7 @@ use std::thread::{self, JoinHandle};
 use crossbeam_channel::{Receiver, Sender};
 use seckill_proto::{Reply, Request, Status};
 
+use crate::config::Config;
 use crate::dispatch::{Job, Origin, Reactors};
 use crate::sale::{Buy, Decision, PendingOrder, Sale};
 use crate::store::GoodsId;
@@ -35,26 +36,28 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(
-        jobs: Receiver<Job>,
-        sale: Arc<Sale>,
-        reactors: Reactors,
-        writer: Sender<Pending>,
-        batch_max: usize,
-    ) -> Self {
-        Worker {
-            jobs,
-            sale,
-            reactors,
-            writer,
-            batch_max: batch_max.max(1),
-        }
-    }
-
-    pub fn spawn(self, index: usize) -> std::io::Result<JoinHandle<()>> {
-        thread::Builder::new()
-            .name(format!("worker-{index}"))
-            .spawn(move || self.run())
+    /// Starts `config.workers` workers on one job queue.
+    pub fn spawn_pool(
+        config: &Config,
+        jobs: &Receiver<Job>,
+        writer: &Sender<Pending>,
+        sale: &Arc<Sale>,
+        reactors: &Reactors,
+    ) -> std::io::Result<Vec<JoinHandle<()>>> {
+        (0..config.workers.max(1))
+            .map(|index| {
+                let worker = Worker {
+                    jobs: jobs.clone(),
+                    sale: sale.clone(),
+                    reactors: reactors.clone(),
+                    writer: writer.clone(),
+                    batch_max: config.batch_max.max(1),
+                };
+                thread::Builder::new()
+                    .name(format!("worker-{index}"))
+                    .spawn(move || worker.run())
+            })
+            .collect()
     }
 
     /// Runs until every reactor has dropped its end of the job channel and

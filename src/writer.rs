@@ -9,6 +9,7 @@ use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::Receiver;
 
+use crate::config::Config;
 use crate::dispatch::Reactors;
 use crate::sale::Sale;
 use crate::worker::Pending;
@@ -22,16 +23,16 @@ pub struct Writer {
 
 impl Writer {
     pub fn new(
+        config: &Config,
         queue: Receiver<Pending>,
         sale: Arc<Sale>,
         reactors: Reactors,
-        batch_max: usize,
     ) -> Self {
         Writer {
             queue,
             sale,
             reactors,
-            batch_max: batch_max.max(1),
+            batch_max: config.batch_max.max(1),
         }
     }
 

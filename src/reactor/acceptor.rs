@@ -5,13 +5,14 @@
 
 use std::io::{self, Write};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use anyhow::Context;
 use bytes::BytesMut;
-use log::{error, info};
+use log::{error, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
@@ -19,8 +20,10 @@ use seckill_proto::{Opcode, Reply, Status};
 
 use super::admission::Admission;
 use super::WAKER_TOKEN;
+use crate::config::Config;
 use crate::dispatch::{Accepted, Reactors};
 use crate::metrics::{self, Metrics};
+use crate::stop::Stop;
 
 const PUBLIC: Token = Token(0);
 const ADMIN: Token = Token(1);
@@ -30,28 +33,71 @@ const ADMIN: Token = Token(1);
 /// the kernel's backlog meanwhile, and the acceptor does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// The listening sockets, bound before any thread starts, so that a port in
+/// use is an error at start.
+pub struct Listeners {
+    public: TcpListener,
+    admin: Option<TcpListener>,
+}
+
+impl Listeners {
+    pub fn bind(config: &Config) -> anyhow::Result<Listeners> {
+        let public = TcpListener::bind(config.listen)
+            .with_context(|| format!("binding {}", config.listen))?;
+        let admin = match config.admin_listen {
+            Some(admin) => {
+                let l = TcpListener::bind(admin)
+                    .with_context(|| format!("binding the admin listener {admin}"))?;
+                let bound = l.local_addr()?;
+                if !bound.ip().is_loopback() {
+                    warn!("the admin listener {bound} is not on loopback: keep it off public networks");
+                }
+                info!("admin commands on {bound} only");
+                Some(l)
+            }
+            None => None,
+        };
+        Ok(Listeners { public, admin })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.public.local_addr()
+    }
+
+    pub fn admin_addr(&self) -> io::Result<Option<SocketAddr>> {
+        self.admin.as_ref().map(|l| l.local_addr()).transpose()
+    }
+}
+
 pub struct Acceptor {
     poll: Poll,
+    waker: Arc<mio::Waker>,
     listener: TcpListener,
     admin_listener: Option<TcpListener>,
     admission: Arc<Admission>,
     reactors: Reactors,
     next: usize,
     metrics: Arc<Metrics>,
-    shutdown: Arc<AtomicBool>,
+    stop: Stop,
 }
 
 impl Acceptor {
-    /// `poll` must already carry the acceptor's waker under [`WAKER_TOKEN`].
+    /// An acceptor for `listeners` that deals connections out to
+    /// `reactors`, within the configured connection limits, until `stop`
+    /// (then woken through [`waker`](Self::waker)).
     pub fn new(
-        poll: Poll,
-        mut listener: TcpListener,
-        mut admin_listener: Option<TcpListener>,
-        admission: Arc<Admission>,
+        config: &Config,
+        listeners: Listeners,
         reactors: Reactors,
         metrics: Arc<Metrics>,
-        shutdown: Arc<AtomicBool>,
+        stop: Stop,
     ) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(waker(&poll)?);
+        let Listeners {
+            public: mut listener,
+            admin: mut admin_listener,
+        } = listeners;
         poll.registry()
             .register(&mut listener, PUBLIC, Interest::READABLE)?;
         if let Some(admin) = admin_listener.as_mut() {
@@ -59,14 +105,20 @@ impl Acceptor {
         }
         Ok(Acceptor {
             poll,
+            waker,
             listener,
             admin_listener,
-            admission,
+            admission: Admission::new(config.max_connections, config.max_connections_per_ip),
             reactors,
             next: 0,
             metrics,
-            shutdown,
+            stop,
         })
+    }
+
+    /// Wakes the acceptor out of `poll`, to see a stop.
+    pub fn waker(&self) -> Arc<mio::Waker> {
+        self.waker.clone()
     }
 
     pub fn spawn(self) -> io::Result<JoinHandle<()>> {
@@ -87,7 +139,7 @@ impl Acceptor {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => other?,
             }
-            if self.shutdown.load(Ordering::Acquire) {
+            if self.stop.is_triggered() {
                 info!("acceptor: no longer accepting");
                 return Ok(()); // dropping the listener closes it
             }
@@ -145,7 +197,7 @@ impl Acceptor {
             log::debug!("set_nodelay: {e}");
         }
         metrics::add(&self.metrics.connections_accepted, 1);
-        let reactors = &self.reactors.0;
+        let reactors = self.reactors.mailboxes();
         reactors[self.next % reactors.len()].hand_over(Accepted {
             socket,
             ticket,

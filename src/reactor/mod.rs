@@ -17,11 +17,10 @@ mod connection;
 pub mod rate_limit;
 mod requests;
 
-pub use acceptor::Acceptor;
+pub use acceptor::{Acceptor, Listeners};
 pub use requests::Handler;
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -33,8 +32,10 @@ use seckill_proto::{Frame, FrameError, Opcode, Reply, Status};
 use slab::Slab;
 
 use self::connection::{Connection, ReadOutcome};
-use crate::dispatch::{ConnRef, Inbox, Mailbox};
+use crate::config::Config;
+use crate::dispatch::{ConnRef, Inbox, Mailbox, Reactors};
 use crate::metrics;
+use crate::stop::Stop;
 
 /// The waker's token, at the top of the range so it never meets a slab key.
 pub const WAKER_TOKEN: Token = Token(usize::MAX);
@@ -64,38 +65,77 @@ pub struct Reactor {
     next_generation: u64,
     handler: Handler,
     limits: Limits,
-    shutdown: Arc<AtomicBool>,
+    stop: Stop,
     /// Every socket read lands here first; see [`Connection::read_chunk`].
     scratch: Box<[u8]>,
 }
 
-impl Reactor {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        index: usize,
-        poll: Poll,
-        mailbox: Arc<Mailbox>,
-        inbox: Inbox,
-        handler: Handler,
-        limits: Limits,
-        shutdown: Arc<AtomicBool>,
-    ) -> Self {
-        Reactor {
-            index,
-            poll,
-            mailbox,
-            inbox,
-            conns: Slab::new(),
-            closed: Vec::new(),
-            next_generation: 0,
-            handler,
-            limits,
-            shutdown,
-            scratch: vec![0; connection::READ_CHUNK].into_boxed_slice(),
+impl Limits {
+    pub fn from_config(config: &Config) -> Limits {
+        Limits {
+            max_frame: config.max_frame,
+            max_inflight: config.max_inflight.max(1),
+            write_high_water: config.write_high_water,
+            idle_timeout: config.idle_timeout,
+            frame_timeout: config.frame_timeout,
+            shutdown_grace: config.shutdown_grace,
         }
     }
+}
 
-    pub fn spawn(self) -> io::Result<JoinHandle<()>> {
+/// The reactors before they run: a `Poll`, waker and mailbox each, made
+/// before any thread starts, so that every other role can be given the
+/// mailboxes (as [`Reactors`]) to send completions to.
+pub struct ReactorSet {
+    parts: Vec<(Poll, Arc<Mailbox>, Inbox)>,
+}
+
+impl ReactorSet {
+    pub fn new(count: usize) -> io::Result<(ReactorSet, Reactors)> {
+        let mut parts = Vec::with_capacity(count);
+        for _ in 0..count {
+            let poll = Poll::new()?;
+            let (mailbox, inbox) = Mailbox::new(acceptor::waker(&poll)?);
+            parts.push((poll, mailbox, inbox));
+        }
+        let reactors = Reactors::new(parts.iter().map(|(_, m, _)| m.clone()).collect());
+        Ok((ReactorSet { parts }, reactors))
+    }
+
+    /// Starts one thread per reactor, each serving with its own copy of
+    /// `handler`, until `stop`.
+    pub fn spawn(
+        self,
+        config: &Config,
+        handler: Handler,
+        stop: &Stop,
+    ) -> io::Result<Vec<JoinHandle<()>>> {
+        let limits = Limits::from_config(config);
+        self.parts
+            .into_iter()
+            .enumerate()
+            .map(|(index, (poll, mailbox, inbox))| {
+                Reactor {
+                    index,
+                    poll,
+                    mailbox,
+                    inbox,
+                    conns: Slab::new(),
+                    closed: Vec::new(),
+                    next_generation: 0,
+                    handler: handler.clone(),
+                    limits: limits.clone(),
+                    stop: stop.clone(),
+                    scratch: vec![0; connection::READ_CHUNK].into_boxed_slice(),
+                }
+                .spawn()
+            })
+            .collect()
+    }
+}
+
+impl Reactor {
+    fn spawn(self) -> io::Result<JoinHandle<()>> {
         thread::Builder::new()
             .name(format!("reactor-{}", self.index))
             .spawn(move || {
@@ -138,7 +178,7 @@ impl Reactor {
                 last_sweep = Instant::now();
                 self.close_idle();
             }
-            if drain_deadline.is_none() && self.shutdown.load(Ordering::Acquire) {
+            if drain_deadline.is_none() && self.stop.is_triggered() {
                 info!(
                     "reactor {}: draining {} connections",
                     self.index,
@@ -166,7 +206,7 @@ impl Reactor {
     /// Registers connections the acceptor handed over.
     fn accept_new(&mut self) {
         while let Ok(mut accepted) = self.inbox.accepted.try_recv() {
-            if self.shutdown.load(Ordering::Acquire) {
+            if self.stop.is_triggered() {
                 continue; // dropping it closes it
             }
             let entry = self.conns.vacant_entry();
@@ -286,10 +326,7 @@ impl Reactor {
         conn.closed = true;
         let _ = self.poll.registry().deregister(&mut conn.socket);
         self.closed.push(slot);
-        self.handler
-            .metrics
-            .connections_open
-            .fetch_sub(1, Ordering::Relaxed);
+        metrics::sub(&self.handler.metrics.connections_open, 1);
     }
 
     /// Frees closed slots. Done after a whole round of events, so that a

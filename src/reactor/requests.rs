@@ -11,25 +11,47 @@ use seckill_proto::{Frame, Reply, Request, Status, VERSION};
 
 use super::connection::Connection;
 use super::rate_limit::RateLimiter;
-use crate::config::Secret;
+use crate::config::{Config, Secret};
 use crate::dispatch::{ConnRef, Job, Origin};
 use crate::metrics::{self, Metrics};
 use crate::sale::{now_ms, unknown_goods, Sale};
 
+/// A reactor's way to the rest of the server; each reactor has a copy.
+#[derive(Clone)]
 pub struct Handler {
-    pub sale: Arc<Sale>,
-    pub metrics: Arc<Metrics>,
+    sale: Arc<Sale>,
+    pub(super) metrics: Arc<Metrics>,
     /// BUYs and the buyers' other store requests, for the worker pool.
-    pub jobs: Sender<Job>,
+    jobs: Sender<Job>,
     /// Admin requests, for the admin worker.
-    pub admin_jobs: Sender<Job>,
-    pub admin_token: Option<Secret>,
+    admin_jobs: Sender<Job>,
+    admin_token: Option<Secret>,
     /// Admin rights are granted only on the admin listener.
-    pub admin_listener: bool,
-    pub buy_limit: Arc<RateLimiter>,
+    admin_listener: bool,
+    /// Shared by every reactor: a user's rate does not depend on which
+    /// connection they use.
+    buy_limit: Arc<RateLimiter>,
 }
 
 impl Handler {
+    pub fn new(
+        config: &Config,
+        sale: Arc<Sale>,
+        metrics: Arc<Metrics>,
+        jobs: Sender<Job>,
+        admin_jobs: Sender<Job>,
+    ) -> Handler {
+        Handler {
+            sale,
+            metrics,
+            jobs,
+            admin_jobs,
+            admin_token: config.admin_token.clone(),
+            admin_listener: config.admin_listen.is_some(),
+            buy_limit: Arc::new(RateLimiter::new(config.buy_rate, config.buy_burst)),
+        }
+    }
+
     /// Handles one whole frame from `conn`, known to other threads as `me`.
     pub fn handle(&self, conn: &mut Connection, me: ConnRef, frame: &Frame<'_>) {
         metrics::add(&self.metrics.requests, 1);

@@ -19,7 +19,7 @@
 //! goods or a write ended in doubt). Admin commands (`admin.rs`) run on a
 //! worker of their own.
 //!
-//! After "ok" the order lives on ([`lifecycle`]): it is paid, or cancelled
+//! After "ok" the order lives on (`lifecycle.rs`): it is paid, or cancelled
 //! by its buyer, or cancelled when its payment window passes; a cancelled
 //! order's unit goes back on sale exactly once.
 
@@ -155,6 +155,11 @@ impl Sale {
     /// How long the purchase tokens this sale issues stay good.
     pub fn set_token_ttl(&mut self, ttl_ms: u64) {
         self.token_ttl_ms = ttl_ms.max(1);
+    }
+
+    /// The order queue of the `queued` ack mode, for the queue drain.
+    pub fn queue(&self) -> Option<Arc<dyn OrderQueue>> {
+        self.queue.clone()
     }
 
     /// The goods as reactors see them.
