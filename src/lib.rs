@@ -6,28 +6,31 @@
 //!              ┌──────────┐  TcpStream + wake   ┌─────────────┐
 //! clients ───▶ │ acceptor │ ──────────────────▶ │ reactor 0…N │ ◀── mio::Poll, Slab<Connection>
 //!              └──────────┘                     └─────────────┘
-//!   decode frames; answer HELLO, PING, LIST,    │    │      ▲  replies written to the socket
-//!   GET, STATS and BUY's fast answers (window,  │    │      │
-//!   pause, sold-out flag, known order) at once  │    │      │  completions + one coalesced
-//!                    bounded job queues ────────┘    │      │  mio::Waker per reactor (Mailbox)
-//!                    (full → `busy`)                 │      │
-//!          ┌─────────────────────────┐   ┌───────────▼──┐   │
-//!          │ admin worker            │   │ worker pool  │───┤ answers at once: refusals; in the
-//!          │ ADD_GOODS, RESTOCK,     │   │ BUY, PAY,    │   │ `queued` mode also "ok", the order
-//!          │ SALE_CONTROL, RECONCILE,│   │ CANCEL, …    │   │ queued in Redis with its deduction
-//!          │ repairs of goods in     │   └──────────────┘   │
-//!          │ doubt                   │          │ PendingOrder (`durable` mode)
-//!          └─────────────────────────┘          ▼           │
-//!                                        ┌──────────────┐   │
-//!                                        │ order writer │───┘ "ok" once the batch is committed
-//!                                        │ group commit │
-//!                                        └──────────────┘
-//!   ┌─────────────┐ `queued` mode: writes the      ┌────────┐ cancels unpaid orders past their
-//!   │ queue drain │ orders queued in Redis to the  │ expiry │ window, returns their units;
-//!   └─────────────┘ order store, then acks them    └────────┘ refreshes and repairs the stock
-//!   ┌─────────┐
-//!   │ signals │ (the binary) SIGINT/SIGTERM → Shutdown::trigger
-//!   └─────────┘
+//!   decode frames; answer HELLO, PING, LIST,        │       ▲  replies written to the socket
+//!   GET, STATS and BUY's fast answers (window,      │       │
+//!   pause, sold-out flag, known order) at once      │       │  completions, one coalesced
+//!                                                   │       │  mio::Waker per reactor (Mailbox)
+//!              bounded job queues (full → `busy`)   │       │
+//!            ┌──────────────────────┬───────────────┘       │
+//!            ▼                      ▼                       │
+//!  ┌────────────────────┐   ┌──────────────┐                │
+//!  │ admin worker       │   │ worker pool  │────────────────┤ refusals at once; in the `queued`
+//!  │ ADD_GOODS, RESTOCK,│   │ BUY, PAY,    │                │ mode "ok" at once too (the order is
+//!  │ SALE_CONTROL,      │   │ CANCEL, …    │                │ queued in Redis with its deduction)
+//!  │ RECONCILE, repairs │   └──────────────┘                │
+//!  └────────────────────┘          │ PendingOrder (durable) │
+//!            │ replies             ▼                        │
+//!            │              ┌──────────────┐                │
+//!            │              │ order writer │────────────────┤ "ok" once the batch is committed
+//!            │              │ group commit │                │
+//!            │              └──────────────┘                │
+//!            └──────────────────────────────────────────────┘
+//!  ┌─────────────┐ `queued` mode: writes the       ┌────────┐ cancels unpaid orders past their
+//!  │ queue drain │ orders queued in Redis to the   │ expiry │ window and returns their units;
+//!  └─────────────┘ order store, then acks them     └────────┘ refreshes and repairs the stock
+//!  ┌─────────┐
+//!  │ signals │ (in the binary) SIGINT, SIGTERM → Shutdown::trigger
+//!  └─────────┘
 //! ```
 //!
 //! Stores: the worker pool, the admin worker, the order writer, the queue
