@@ -101,13 +101,14 @@ have_systemd() {
 
 # Starts a service by its manager: systemd, else its init script.
 start_service() {
-    local name
+    local name service
     for name in "$@"; do
         if have_systemd && systemctl list-unit-files "$name.service" 2>/dev/null | grep -q "^$name"; then
             as_root systemctl start "$name" >/dev/null 2>&1 && return 0
         fi
-        if [[ -x /etc/init.d/$name ]] && command -v service >/dev/null 2>&1; then
-            as_root service "$name" start >/dev/null 2>&1 && return 0
+        # `service` lives in /usr/sbin, which a non-root PATH lacks.
+        if [[ -x /etc/init.d/$name ]] && service=$(find_bin service); then
+            as_root "$service" "$name" start >/dev/null 2>&1 && return 0
         fi
     done
     return 1

@@ -47,6 +47,7 @@ pub mod dispatch;
 pub mod drain;
 pub mod expiry;
 pub mod metrics;
+mod open_files;
 pub mod reactor;
 pub mod sale;
 pub mod server;

@@ -14,6 +14,7 @@ use crate::dispatch::Reactors;
 use crate::drain::Drain;
 use crate::expiry::Expiry;
 use crate::metrics::Metrics;
+use crate::open_files;
 use crate::reactor::{Acceptor, Handler, Listeners, ReactorSet};
 use crate::sale::Sale;
 use crate::stop::Stop;
@@ -66,6 +67,7 @@ impl Server {
     /// front: nothing is accepted before there is someone to serve it.
     pub fn start(config: &Config) -> anyhow::Result<Server> {
         config.check().map_err(anyhow::Error::msg)?;
+        let config = &open_files::fit_connections(config);
         let metrics = Arc::new(Metrics::default());
         let sale = open_sale(config, &metrics)?;
         let listeners = Listeners::bind(config)?;

@@ -34,7 +34,25 @@ impl Server {
 
     /// [`start`](Self::start) with the server's log at `level`.
     pub fn start_logging(data: &Path, extra: &[&str], level: &str) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_seckill-server"));
+        Server::launch(
+            Command::new(env!("CARGO_BIN_EXE_seckill-server")),
+            data,
+            extra,
+            level,
+        )
+    }
+
+    /// [`start`](Self::start) from a shell whose soft open-files limit is
+    /// `limit`, as an ordinary user's shell hands down.
+    pub fn start_with_open_files(data: &Path, extra: &[&str], limit: u64) -> Server {
+        let mut cmd = Command::new("bash");
+        cmd.args(["-c", &format!("ulimit -Sn {limit} && exec \"$0\" \"$@\"")])
+            .arg(env!("CARGO_BIN_EXE_seckill-server"));
+        Server::launch(cmd, data, extra, "info")
+    }
+
+    fn launch(mut cmd: Command, data: &Path, extra: &[&str], level: &str) -> Server {
+        raise_open_files_limit();
         cmd.args(["--listen", "127.0.0.1:0", "--admin-token", TOKEN, "--data"])
             .arg(data)
             .args(extra)
@@ -341,6 +359,18 @@ impl Raw {
             }
         }
     }
+}
+
+/// Raises this test process's soft open-files limit to the hard limit, as
+/// the server does for itself: some tests hold thousands of client sockets,
+/// more than the 1024 a shell usually hands down.
+pub fn raise_open_files_limit() {
+    static RAISED: std::sync::Once = std::sync::Once::new();
+    RAISED.call_once(|| {
+        if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+            eprintln!("cannot raise the open-files limit: {e}");
+        }
+    });
 }
 
 /// An error reply body: status, then a u16-prefixed message.

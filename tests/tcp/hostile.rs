@@ -202,6 +202,42 @@ fn ten_thousand_silent_connections() {
     drop(silent);
 }
 
+/// Started from a shell with the usual soft limit of 1024 open files, the
+/// server raises its own limit and takes 5,000 connections, not ~1,000.
+#[test]
+fn a_server_started_with_1024_open_files_takes_5000_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_open_files(
+        &dir.path().join("h.db"),
+        &["--max-connections-per-ip", "20000"],
+        1024,
+    );
+    let mut normal = server.client();
+    normal.ping().unwrap();
+    let held: Vec<TcpStream> = (0..5_000)
+        .map(|i| TcpStream::connect(server.addr).unwrap_or_else(|e| panic!("connection {i}: {e}")))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.stat("connections_open") < 5_001 {
+        assert!(
+            Instant::now() < deadline,
+            "{} of 5,001 connections accepted; the server's log:\n{}",
+            server.stat("connections_open"),
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        server
+            .log()
+            .contains("open files: soft limit raised from 1024"),
+        "{}",
+        server.log()
+    );
+    normal.ping().unwrap();
+    drop(held);
+}
+
 /// A client that pipelines without ever reading: the server stops reading
 /// it once its replies back up, its memory stays bounded, and others are
 /// served.

@@ -311,26 +311,7 @@ pub fn parse_vm_rss(status: &str) -> Option<u64> {
 /// idle-10k attack needs more than the usual 1024. Returns the limit in
 /// force, if it can be read.
 fn raise_open_files_limit() -> Option<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return None;
-    }
-    let want = limit.rlim_max.min(MAX_OPEN_FILES);
-    if limit.rlim_cur < want {
-        let raised = libc::rlimit {
-            rlim_cur: want,
-            rlim_max: limit.rlim_max,
-        };
-        // SAFETY: setrlimit only reads the struct it is given.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            return Some(want);
-        }
-    }
-    Some(limit.rlim_cur)
+    rlimit::increase_nofile_limit(MAX_OPEN_FILES).ok()
 }
 
 #[cfg(test)]

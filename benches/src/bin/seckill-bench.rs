@@ -13,6 +13,11 @@ use seckill_bench::{plot, run, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A scenario's thousand connections need more open files than the 1024
+    // a shell usually hands down: up to the hard limit, as the server does.
+    if let Err(e) = rlimit::increase_nofile_limit(1 << 20) {
+        eprintln!("seckill-bench: cannot raise the open-files limit: {e}");
+    }
     match bench(&cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
