@@ -106,7 +106,7 @@ impl Call {
 
 /// Why a body or its call failed.
 #[derive(Debug)]
-pub(super) enum Failure {
+pub(crate) enum Failure {
     /// No connection could be had: nothing was sent.
     NoConnection(Error),
     /// A statement failed, or the link broke, once the body had begun.

@@ -7,7 +7,7 @@
 //! key on `(goods_id, user_id, live_slot)`.
 //!
 //! A batch of orders is one transaction of multi-row INSERTs, 1000 rows per
-//! statement. A row that hits a unique key is turned into a no-op update
+//! statement (the algorithm is [`super::batch`]'s). A row that hits a unique key is turned into a no-op update
 //! (`ON DUPLICATE KEY UPDATE id = id`) rather than failing the batch; the
 //! rare chunk where that happened is then looked at row by row. `INSERT
 //! IGNORE` would do the same but also turns data errors into warnings, so a
@@ -41,8 +41,8 @@ use self::rows::{
     GOODS_COLUMNS, ORDER_COLUMNS, PAUSED, ROWS_PER_INSERT,
 };
 use super::{
-    GoodsId, GoodsRecord, OrderNo, OrderRecord, OrderStore, Settle, Settled, StoreError, UserId,
-    Written,
+    batch, GoodsId, GoodsRecord, OrderNo, OrderRecord, OrderStore, Settle, Settled, StoreError,
+    UserId, Written,
 };
 
 mod calls;
@@ -199,15 +199,8 @@ impl MysqlStore {
         how: Settle,
     ) -> Result<Option<Settled>, StoreError> {
         self.link.call(what, Call::SETTLE, |conn| {
-            let Some(order) = order_for_update(conn, order_no)?.filter(|o| o.user_id == user)
-            else {
-                return Ok(None);
-            };
-            let (settled, change) = how.apply(order);
-            if let Some(to) = change {
-                set_state(conn, order_no, to)?;
-            }
-            Ok(Some(settled))
+            let order = order_for_update(conn, order_no)?;
+            how.run(user, order, |to| Ok(set_state(conn, order_no, to)?))
         })
     }
 }
@@ -262,7 +255,7 @@ impl OrderStore for MysqlStore {
             return Ok(Vec::new());
         }
         self.link.call("insert orders", Call::ORDERS, |conn| {
-            rows::write_batch(conn, orders)
+            batch::write(conn, orders)
         })
     }
 

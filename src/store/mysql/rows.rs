@@ -5,7 +5,8 @@ use ::mysql::PooledConn;
 use seckill_proto::{OrderState, SaleRules};
 
 use super::calls::Failure;
-use crate::store::{GoodsId, GoodsRecord, OrderNo, OrderRecord, StoreError, Written};
+use crate::store::batch::Table;
+use crate::store::{GoodsId, GoodsRecord, OrderNo, OrderRecord, StoreError, UserId};
 
 /// Rows per INSERT statement: about 100 kB of SQL, far under any
 /// `max_allowed_packet`.
@@ -96,12 +97,12 @@ pub(super) fn set_state(
 /// One multi-row INSERT of a chunk of orders. The values are all integers
 /// formatted here, so the text protocol is safe, and saves preparing a
 /// statement of up to 6000 placeholders.
-fn insert_sql<'a>(chunk: impl Iterator<Item = &'a OrderRecord>) -> String {
+fn insert_sql(chunk: &[&OrderRecord]) -> String {
     let mut sql = String::with_capacity(120 + ROWS_PER_INSERT * 110);
     sql.push_str(
         "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms, pay_by_ms) VALUES ",
     );
-    for (i, o) in chunk.enumerate() {
+    for (i, o) in chunk.iter().enumerate() {
         if i > 0 {
             sql.push(',');
         }
@@ -120,85 +121,56 @@ fn insert_sql<'a>(chunk: impl Iterator<Item = &'a OrderRecord>) -> String {
     sql
 }
 
-/// Writes one order into the first free slot of its user, or says which
-/// order the user holds when every slot is taken. An order number already
-/// stored is this order, written by an earlier try of the batch (whatever
-/// became of it since); else it is someone else's (order numbers are unique
-/// by construction, so that is a bug). The locking reads see the latest
-/// committed rows, not the transaction's snapshot, and lock the user's
-/// slots until the commit.
-fn place(conn: &mut PooledConn, o: &OrderRecord, limit: u8) -> Result<Written, Failure> {
-    let owner: Option<(u64, u64)> = conn.exec_first(
-        "SELECT user_id, goods_id FROM orders WHERE order_no = ? LOCK IN SHARE MODE",
-        (o.order_no,),
-    )?;
-    if let Some(owner) = owner {
-        if owner == (o.user_id, o.goods_id) {
-            return Ok(Written::Stored);
-        }
-        let reused = format!("mysql: order number {} is already used", o.order_no);
-        return Err(StoreError::Inconsistent(reused).into());
-    }
-    let live: Vec<(u64, u8)> = conn.exec(
-        "SELECT order_no, live_slot FROM orders
-         WHERE goods_id = ? AND user_id = ? AND live_slot IS NOT NULL
-         ORDER BY live_slot FOR UPDATE",
-        (o.goods_id, o.user_id),
-    )?;
-    let slot = match crate::store::slot_for(o, &live, limit) {
-        Ok(slot) => slot,
-        Err(held) => return Ok(Written::Duplicate(held)),
-    };
-    conn.exec_drop(
-        "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms, pay_by_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (
-            o.order_no,
-            o.user_id,
-            o.goods_id,
-            o.state as u8,
-            slot,
-            o.created_ms,
-            o.pay_by_ms,
-        ),
-    )?;
-    Ok(Written::Stored)
-}
+/// The statements of a batch write ([`crate::store::batch`]), on the
+/// connection of its transaction. The locking reads see the latest committed
+/// rows, not the transaction's snapshot.
+impl Table for PooledConn {
+    type Error = Failure;
+    const ROWS_PER_INSERT: usize = ROWS_PER_INSERT;
 
-/// Writes a batch, in the caller's transaction.
-pub(super) fn write_batch(
-    conn: &mut PooledConn,
-    orders: &[OrderRecord],
-) -> Result<Vec<Written>, Failure> {
-    let limits = crate::store::limits_of(orders, |goods| {
+    fn per_user_limit(&mut self, goods: GoodsId) -> Result<u8, Failure> {
         // A goods that is gone leaves its orders to the foreign key.
         let limit: Option<u8> =
-            conn.exec_first("SELECT per_user_limit FROM goods WHERE id = ?", (goods,))?;
-        Ok::<_, Failure>(limit.unwrap_or(1).max(1))
-    })?;
-    let mut written = vec![None; orders.len()];
-    // Goods of one order per user (the usual flash sale): multi-row
-    // INSERTs, each order in slot 1.
-    let single: Vec<usize> = (0..orders.len())
-        .filter(|&i| limits[&orders[i].goods_id] == 1)
-        .collect();
-    for chunk in single.chunks(ROWS_PER_INSERT) {
-        conn.query_drop(insert_sql(chunk.iter().map(|&i| &orders[i])))?;
+            self.exec_first("SELECT per_user_limit FROM goods WHERE id = ?", (goods,))?;
+        Ok(limit.unwrap_or(1))
+    }
+
+    fn insert_chunk(&mut self, orders: &[&OrderRecord]) -> Result<u64, Failure> {
+        self.query_drop(insert_sql(orders))?;
         // An inserted row counts 1, a no-op update 0 (CLIENT_FOUND_ROWS is
-        // off, see `open`): fewer than the chunk means a row was refused,
-        // and the chunk is looked at row by row below.
-        if conn.affected_rows() == chunk.len() as u64 {
-            chunk
-                .iter()
-                .for_each(|&i| written[i] = Some(Written::Stored));
-        }
+        // off, see `open`).
+        Ok(self.affected_rows())
     }
-    // The rest row by row: refused rows, and goods whose users may hold
-    // several orders (each takes the first free slot).
-    for (i, o) in orders.iter().enumerate() {
-        if written[i].is_none() {
-            written[i] = Some(place(conn, o, limits[&o.goods_id])?);
-        }
+
+    fn owner(&mut self, order_no: OrderNo) -> Result<Option<(UserId, GoodsId)>, Failure> {
+        Ok(self.exec_first(
+            "SELECT user_id, goods_id FROM orders WHERE order_no = ? LOCK IN SHARE MODE",
+            (order_no,),
+        )?)
     }
-    Ok(written.into_iter().flatten().collect())
+
+    fn live_slots(&mut self, goods: GoodsId, user: UserId) -> Result<Vec<(OrderNo, u8)>, Failure> {
+        Ok(self.exec(
+            "SELECT order_no, live_slot FROM orders
+             WHERE goods_id = ? AND user_id = ? AND live_slot IS NOT NULL
+             ORDER BY live_slot FOR UPDATE",
+            (goods, user),
+        )?)
+    }
+
+    fn insert(&mut self, o: &OrderRecord, slot: Option<u8>) -> Result<(), Failure> {
+        Ok(self.exec_drop(
+            "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms, pay_by_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                o.order_no,
+                o.user_id,
+                o.goods_id,
+                o.state as u8,
+                slot,
+                o.created_ms,
+                o.pay_by_ms,
+            ),
+        )?)
+    }
 }

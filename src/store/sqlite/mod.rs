@@ -5,15 +5,22 @@
 //! told "ok". Group commit (one transaction per batch) keeps that affordable.
 //!
 //! The tables are those of `schema.sql` next to this file, created when
-//! missing. Every trait method is one [`SqliteStore::call`]: a body on the
-//! reader or the writer connection, or in a write transaction.
+//! missing; `rows` holds the columns, row mappers and the statements of a
+//! batch write (whose algorithm is [`super::batch`]'s, shared with MySQL).
+//! Every trait method is one [`SqliteStore::call`]: a body on the reader or
+//! the writer connection, or in a write transaction.
 
 use std::path::Path;
 
 use parking_lot::Mutex;
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
-use seckill_proto::{NewGoods, OrderState, SaleRules};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use seckill_proto::{NewGoods, OrderState};
 
+use self::rows::{
+    from_sql, goods_by_id, goods_from_row, order_by_no, order_from_row, set_state, to_sql, Batch,
+    GOODS_COLUMNS, ORDER_COLUMNS,
+};
+use super::batch;
 use super::outage::Outage;
 use super::{
     GoodsId, GoodsRecord, OrderNo, OrderRecord, OrderStore, Settle, Settled, StoreError, UserId,
@@ -21,14 +28,12 @@ use super::{
 };
 use crate::clock::now_ms;
 
+mod rows;
 #[cfg(test)]
 mod tests;
 
 /// The tables and indexes (`CREATE ... IF NOT EXISTS`), run at every open.
 const SCHEMA: &str = include_str!("schema.sql");
-
-/// Rows per INSERT statement: well under SQLite's limit on bound variables.
-const ROWS_PER_INSERT: usize = 400;
 
 pub struct SqliteStore {
     // Two connections: WAL lets a reader run beside the writer, so ORDER_STATUS
@@ -52,7 +57,7 @@ enum Access {
 }
 
 /// Why a call's body failed.
-enum Failure {
+pub(crate) enum Failure {
     /// SQLite could not do it: the store is unavailable.
     Sqlite(rusqlite::Error),
     /// The store's own answer (an unknown goods, a broken invariant), passed
@@ -83,181 +88,6 @@ impl Failure {
 
 fn unavailable(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(format!("sqlite: {e}"))
-}
-
-// SQLite integers are i64; ids are u64 on the wire. They are stored bit for
-// bit, so an id above i64::MAX reads back as itself.
-fn to_sql(v: u64) -> i64 {
-    v as i64
-}
-
-fn from_sql(v: i64) -> u64 {
-    v as u64
-}
-
-const GOODS_COLUMNS: &str =
-    "id, name, price_cents, total, start_ms, end_ms, per_user_limit, pay_window_ms, token_required, paused";
-
-fn goods_from_row(row: &Row<'_>) -> rusqlite::Result<GoodsRecord> {
-    Ok(GoodsRecord {
-        id: from_sql(row.get(0)?),
-        name: row.get(1)?,
-        price_cents: from_sql(row.get(2)?),
-        total: row.get(3)?,
-        start_ms: from_sql(row.get(4)?),
-        end_ms: from_sql(row.get(5)?),
-        rules: SaleRules {
-            per_user_limit: row.get(6)?,
-            pay_window_ms: from_sql(row.get(7)?),
-            token_required: row.get(8)?,
-        },
-        paused: row.get(9)?,
-    })
-}
-
-const ORDER_COLUMNS: &str = "order_no, user_id, goods_id, state, created_ms, pay_by_ms";
-
-fn order_from_row(row: &Row<'_>) -> rusqlite::Result<OrderRecord> {
-    let state: u8 = row.get(3)?;
-    Ok(OrderRecord {
-        order_no: from_sql(row.get(0)?),
-        user_id: from_sql(row.get(1)?),
-        goods_id: from_sql(row.get(2)?),
-        // The CHECK-free column is only ever written from an OrderState;
-        // anything else is a damaged file, refused like a type error.
-        state: OrderState::from_u8(state)
-            .ok_or(rusqlite::Error::IntegralValueOutOfRange(3, state.into()))?,
-        created_ms: from_sql(row.get(4)?),
-        pay_by_ms: from_sql(row.get(5)?),
-    })
-}
-
-fn goods_by_id(conn: &Connection, id: GoodsId) -> Result<GoodsRecord, Failure> {
-    let sql = format!("SELECT {GOODS_COLUMNS} FROM goods WHERE id = ?1");
-    let goods = conn
-        .query_row(&sql, [to_sql(id)], goods_from_row)
-        .optional()?;
-    Ok(goods.ok_or(StoreError::UnknownGoods(id))?)
-}
-
-/// The order of this number, if any.
-fn order_by_no(conn: &Connection, order_no: OrderNo) -> rusqlite::Result<Option<OrderRecord>> {
-    conn.prepare_cached(&format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE order_no = ?1"
-    ))?
-    .query_row([to_sql(order_no)], order_from_row)
-    .optional()
-}
-
-/// Moves a created order to `to`; a cancelled one gives up its slot.
-fn set_state(conn: &Connection, order_no: OrderNo, to: OrderState) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "UPDATE orders SET state = ?1,
-             live_slot = CASE WHEN ?1 = 2 THEN NULL ELSE live_slot END, updated_ms = ?2
-         WHERE order_no = ?3 AND state = 0",
-    )?
-    .execute(params![to as u8, to_sql(now_ms()), to_sql(order_no)])?;
-    Ok(())
-}
-
-/// Inserts one order into the first free slot of its user, or says which
-/// order the user holds when every slot is taken. An order number already
-/// stored is this order written by an earlier try of the batch (whatever
-/// became of it since), unless it belongs to someone else: order numbers
-/// are unique by construction, so that is a bug.
-fn place(conn: &Connection, o: &OrderRecord, limit: u8) -> Result<Written, Failure> {
-    if let Some(stored) = order_by_no(conn, o.order_no)? {
-        if (stored.user_id, stored.goods_id) == (o.user_id, o.goods_id) {
-            return Ok(Written::Stored);
-        }
-        let reused = format!("order number {} is already used", o.order_no);
-        return Err(StoreError::Inconsistent(reused).into());
-    }
-    let live: Vec<(u64, u8)> = conn
-        .prepare_cached(
-            "SELECT order_no, live_slot FROM orders
-             WHERE goods_id = ?1 AND user_id = ?2 AND live_slot IS NOT NULL ORDER BY live_slot",
-        )?
-        .query_map([to_sql(o.goods_id), to_sql(o.user_id)], |r| {
-            Ok((from_sql(r.get(0)?), r.get(1)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    let slot = match super::slot_for(o, &live, limit) {
-        Ok(slot) => slot,
-        Err(held) => return Ok(Written::Duplicate(held)),
-    };
-    let created = to_sql(o.created_ms);
-    conn.prepare_cached(
-        "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms, pay_by_ms, updated_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6)",
-    )?
-    .execute(params![
-        to_sql(o.order_no),
-        to_sql(o.user_id),
-        to_sql(o.goods_id),
-        o.state as u8,
-        slot,
-        created,
-        to_sql(o.pay_by_ms)
-    ])?;
-    Ok(Written::Stored)
-}
-
-/// Writes a batch, in the caller's transaction.
-fn write_batch(tx: &Connection, orders: &[OrderRecord]) -> Result<Vec<Written>, Failure> {
-    let limits = super::limits_of(orders, |goods| {
-        Ok::<_, Failure>(goods_by_id(tx, goods)?.rules.per_user_limit.max(1))
-    })?;
-    let mut written = vec![None; orders.len()];
-    // Goods of one order per user (the usual flash sale): one multi-row
-    // INSERT per chunk, each order in slot 1. A row that hits a unique key
-    // (a repeated order number, or a second live order of a user) is
-    // skipped rather than failing the batch; the rare chunk where that
-    // happened is then looked at row by row.
-    let single: Vec<usize> = (0..orders.len())
-        .filter(|&i| limits[&orders[i].goods_id] == 1)
-        .collect();
-    for chunk in single.chunks(ROWS_PER_INSERT) {
-        let mut sql = String::from(
-            "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms, pay_by_ms, updated_ms) VALUES ",
-        );
-        let mut values: Vec<Option<i64>> = Vec::with_capacity(chunk.len() * 8);
-        for (n, &i) in chunk.iter().enumerate() {
-            if n > 0 {
-                sql.push(',');
-            }
-            sql.push_str("(?,?,?,?,?,?,?,?)");
-            let o = &orders[i];
-            let created = Some(to_sql(o.created_ms));
-            values.extend([
-                Some(to_sql(o.order_no)),
-                Some(to_sql(o.user_id)),
-                Some(to_sql(o.goods_id)),
-                Some(i64::from(o.state as u8)),
-                (o.state != OrderState::Cancelled).then_some(1),
-                created,
-                Some(to_sql(o.pay_by_ms)),
-                created,
-            ]);
-        }
-        sql.push_str(" ON CONFLICT DO NOTHING");
-        let inserted = tx
-            .prepare_cached(&sql)?
-            .execute(rusqlite::params_from_iter(values))?;
-        if inserted == chunk.len() {
-            chunk
-                .iter()
-                .for_each(|&i| written[i] = Some(Written::Stored));
-        }
-    }
-    // The rest row by row: refused rows, and goods whose users may hold
-    // several orders (each takes the first free slot).
-    for (i, o) in orders.iter().enumerate() {
-        if written[i].is_none() {
-            written[i] = Some(place(tx, o, limits[&o.goods_id])?);
-        }
-    }
-    Ok(written.into_iter().flatten().collect())
 }
 
 impl SqliteStore {
@@ -337,14 +167,8 @@ impl SqliteStore {
         how: Settle,
     ) -> Result<Option<Settled>, StoreError> {
         self.call(Access::Transaction, |tx| {
-            let Some(order) = order_by_no(tx, order_no)?.filter(|o| o.user_id == user) else {
-                return Ok(None);
-            };
-            let (settled, change) = how.apply(order);
-            if let Some(to) = change {
-                set_state(tx, order_no, to)?;
-            }
-            Ok(Some(settled))
+            let order = order_by_no(tx, order_no)?;
+            how.run(user, order, |to| Ok(set_state(tx, order_no, to)?))
         })
     }
 }
@@ -421,7 +245,9 @@ impl OrderStore for SqliteStore {
     }
 
     fn insert_orders(&self, orders: &[OrderRecord]) -> Result<Vec<Written>, StoreError> {
-        self.call(Access::Transaction, |tx| write_batch(tx, orders))
+        self.call(Access::Transaction, |tx| {
+            batch::write(&mut Batch(tx), orders)
+        })
     }
 
     fn live_holders(&self, goods: GoodsId) -> Result<Vec<(UserId, OrderNo)>, StoreError> {

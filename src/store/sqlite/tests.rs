@@ -1,5 +1,7 @@
 //! The SQLite store in a file of a temporary directory.
 
+use seckill_proto::SaleRules;
+
 use super::*;
 
 #[test]
