@@ -22,7 +22,7 @@ use seckill_proto::OrderState;
 use super::{GoodsId, OrderNo, OrderRecord, StoreError, UserId, Written};
 
 /// The orders table of a SQL store, inside the transaction of a batch: the
-/// statements [`write`] needs.
+/// statements [`write()`] needs.
 pub(crate) trait Table {
     /// The store's own failure; a reused order number is reported through
     /// it as [`StoreError::Inconsistent`], which must roll the batch back.

@@ -9,6 +9,8 @@
 
 mod batch;
 #[cfg(test)]
+mod conformance;
+#[cfg(test)]
 pub(crate) mod fixtures;
 mod memory;
 mod mysql;
