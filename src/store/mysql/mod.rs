@@ -26,6 +26,7 @@
 //! - `errors`: what a MySQL error means (a broken link, a passing failure).
 //! - `calls`: the failure semantics of a call, as named strategies.
 //! - `rows`: columns, row mappers and the statements of a batch.
+//! - `schema`: the database and its tables, made from `schema.sql`.
 
 use std::time::Duration;
 
@@ -48,11 +49,9 @@ use super::{
 mod calls;
 mod errors;
 mod rows;
+mod schema;
 #[cfg(test)]
 mod tests;
-
-/// The DDL, kept in one place: the tables are created from this file.
-const SCHEMA: &str = include_str!("../../../schema.sql");
 
 /// The database used when the URL names none (as in `schema.sql`).
 const DEFAULT_DB: &str = "seckill";
@@ -78,29 +77,6 @@ const SESSION_INIT: &str = "SET SESSION \
 
 pub struct MysqlStore {
     link: Link,
-}
-
-/// The CREATE TABLE statements of `schema.sql`, in order: everything but
-/// comment lines, CREATE DATABASE and USE (the database is the URL's).
-fn table_ddl(schema: &str) -> Vec<String> {
-    let code: String = schema
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("--"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    code.split(';')
-        .map(str::trim)
-        .filter(|s| {
-            let upper = s.to_ascii_uppercase();
-            !s.is_empty() && !upper.starts_with("CREATE DATABASE") && !upper.starts_with("USE ")
-        })
-        .map(String::from)
-        .collect()
-}
-
-/// A database name as a quoted identifier.
-fn quote_ident(name: &str) -> String {
-    format!("`{}`", name.replace('`', "``"))
 }
 
 impl MysqlStore {
@@ -152,22 +128,7 @@ impl MysqlStore {
         // The database may not exist yet: connect without it first.
         let setup = || -> ::mysql::Result<()> {
             let mut conn = ::mysql::Conn::new(builder.clone().db_name(None::<String>))?;
-            conn.query_drop(format!(
-                "CREATE DATABASE IF NOT EXISTS {} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
-                quote_ident(&db)
-            ))?;
-            conn.select_db(&db)?;
-            for ddl in table_ddl(SCHEMA) {
-                conn.query_drop(ddl)?;
-            }
-            let flush: Option<u64> = conn.query_first("SELECT @@innodb_flush_log_at_trx_commit")?;
-            if flush != Some(1) {
-                log::warn!(
-                    "mysql: innodb_flush_log_at_trx_commit is {flush:?}, not 1: \
-                     a crash of the database host may lose acknowledged orders"
-                );
-            }
-            Ok(())
+            schema::create(&mut conn, &db)
         };
         setup().map_err(|e| store_error("setup", &e))?;
         let opts: Opts = builder.db_name(Some(db)).into();

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use ::mysql::prelude::Queryable;
 
-use super::{table_ddl, MysqlStore, SCHEMA};
+use super::schema::{table_ddl, SCHEMA};
+use super::MysqlStore;
 use crate::store::conformance::orders::{new_goods, order};
 use crate::store::testdb::TestDb;
 use crate::store::{OrderStore, StoreError, Written};
