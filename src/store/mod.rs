@@ -7,6 +7,9 @@
 //! it at start and whenever the two may disagree, which is what makes a
 //! crash unable to oversell or lose an order.
 
+mod batch;
+#[cfg(test)]
+mod conformance;
 #[cfg(test)]
 pub(crate) mod fixtures;
 mod memory;
@@ -116,26 +119,35 @@ pub(crate) enum Settle {
 }
 
 impl Settle {
-    /// The order after the command, and the state the store must write if
-    /// it changed: a created order moves on; a paid or cancelled one stays.
-    pub(crate) fn apply(self, mut order: OrderRecord) -> (Settled, Option<OrderState>) {
+    /// The command on `order`, as the store read (and locked) it in its
+    /// transaction: `None` if it is no order of `user`'s. A created order
+    /// moves on, and `write` stores its new state; a paid or cancelled one
+    /// stays as it is.
+    pub(crate) fn run<E>(
+        self,
+        user: UserId,
+        order: Option<OrderRecord>,
+        write: impl FnOnce(OrderState) -> Result<(), E>,
+    ) -> Result<Option<Settled>, E> {
+        let Some(mut order) = order.filter(|o| o.user_id == user) else {
+            return Ok(None);
+        };
         if order.state != OrderState::Created {
-            let settled = Settled {
+            return Ok(Some(Settled {
                 order,
                 cancelled_now: false,
-            };
-            return (settled, None);
+            }));
         }
         let to = match self {
             Settle::Pay { now_ms } if now_ms < order.pay_by_ms => OrderState::Paid,
             Settle::Pay { .. } | Settle::Cancel => OrderState::Cancelled,
         };
+        write(to)?;
         order.state = to;
-        let settled = Settled {
+        Ok(Some(Settled {
             order,
             cancelled_now: to == OrderState::Cancelled,
-        };
-        (settled, Some(to))
+        }))
     }
 }
 
@@ -356,39 +368,4 @@ pub trait OrderStore: Send + Sync {
     /// `now_ms`, and returns those this call cancelled (each order is
     /// returned by exactly one call, whichever server makes it).
     fn expire_due(&self, now_ms: u64, max: usize) -> Result<Vec<OrderRecord>, StoreError>;
-}
-
-/// Where the database puts order `o`, given its user's live orders of the
-/// goods as (order number, slot): `Ok` with the slot to write, the first of
-/// `1..=limit` none of them holds (`None` for a cancelled order, which holds
-/// no slot and always fits), or `Err` with the first order held when every
-/// slot is taken. A limit of 0 (which ADD_GOODS refuses) counts as 1.
-pub(crate) fn slot_for(
-    o: &OrderRecord,
-    live: &[(OrderNo, u8)],
-    limit: u8,
-) -> Result<Option<u8>, OrderNo> {
-    if o.state == OrderState::Cancelled {
-        return Ok(None);
-    }
-    let free = (1..=limit.max(1)).find(|slot| live.iter().all(|&(_, held)| held != *slot));
-    match (free, live.first()) {
-        (Some(slot), _) => Ok(Some(slot)),
-        (None, Some(&(first, _))) => Err(first),
-        (None, None) => unreachable!("a slot of 1..=limit is free when none is held"),
-    }
-}
-
-/// The purchase limit of each goods of a batch, looked up once per goods.
-pub(crate) fn limits_of<E>(
-    orders: &[OrderRecord],
-    mut lookup: impl FnMut(GoodsId) -> Result<u8, E>,
-) -> Result<std::collections::HashMap<GoodsId, u8>, E> {
-    let mut limits = std::collections::HashMap::new();
-    for o in orders {
-        if let std::collections::hash_map::Entry::Vacant(slot) = limits.entry(o.goods_id) {
-            slot.insert(lookup(o.goods_id)?);
-        }
-    }
-    Ok(limits)
 }

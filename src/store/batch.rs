@@ -1,0 +1,314 @@
+//! Writing a batch of orders: the one algorithm both SQL order stores run,
+//! inside the transaction their `insert_orders` opens.
+//!
+//! 1. The purchase limit of each goods of the batch is read once.
+//! 2. Orders of goods with a limit of 1 (the usual flash sale) go in
+//!    multi-row INSERTs, each in slot 1 of its user. A row that hits a
+//!    unique key (an order number stored by an earlier try of the batch, or
+//!    a second live order of a user) is skipped, not an error; a chunk where
+//!    that happened is looked at again row by row.
+//! 3. Every order not yet known to be stored is placed on its own: an order
+//!    number already stored is this order (a retried batch) or a bug; else
+//!    it takes the first free slot of its user, or is a [`Written::Duplicate`]
+//!    of the first order the user holds when every slot is taken.
+//!
+//! A store provides the statements, in its dialect, as a [`Table`].
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+
+use seckill_proto::OrderState;
+
+use super::{GoodsId, OrderNo, OrderRecord, StoreError, UserId, Written};
+
+/// The orders table of a SQL store, inside the transaction of a batch: the
+/// statements [`write()`] needs.
+pub(crate) trait Table {
+    /// The store's own failure; a reused order number is reported through
+    /// it as [`StoreError::Inconsistent`], which must roll the batch back.
+    type Error: From<StoreError>;
+
+    /// Rows per multi-row INSERT, within the database's limits on a
+    /// statement.
+    const ROWS_PER_INSERT: usize;
+
+    /// The purchase limit of a goods (0 is taken as 1).
+    fn per_user_limit(&mut self, goods: GoodsId) -> Result<u8, Self::Error>;
+
+    /// Inserts these orders, a live one in slot 1 and a cancelled one in
+    /// none, skipping every row that hits a unique key. Returns how many
+    /// rows went in.
+    fn insert_chunk(&mut self, orders: &[&OrderRecord]) -> Result<u64, Self::Error>;
+
+    /// Whose order this number is, as (user, goods), if it is stored; read
+    /// so that it cannot change before the commit.
+    fn owner(&mut self, order_no: OrderNo) -> Result<Option<(UserId, GoodsId)>, Self::Error>;
+
+    /// A user's live orders of a goods with their slots, in slot order,
+    /// locked until the commit.
+    fn live_slots(
+        &mut self,
+        goods: GoodsId,
+        user: UserId,
+    ) -> Result<Vec<(OrderNo, u8)>, Self::Error>;
+
+    /// Inserts one order in `slot` (`None`: it holds none).
+    fn insert(&mut self, order: &OrderRecord, slot: Option<u8>) -> Result<(), Self::Error>;
+}
+
+/// Writes `orders` and says what became of each, in order (see
+/// [`OrderStore::insert_orders`](super::OrderStore::insert_orders)). The
+/// caller commits on `Ok` and rolls back on `Err`.
+pub(crate) fn write<T: Table>(
+    table: &mut T,
+    orders: &[OrderRecord],
+) -> Result<Vec<Written>, T::Error> {
+    let limits = limits_of(orders, |goods| {
+        Ok::<_, T::Error>(table.per_user_limit(goods)?.max(1))
+    })?;
+    let mut written = vec![None; orders.len()];
+    let single: Vec<usize> = (0..orders.len())
+        .filter(|&i| limits[&orders[i].goods_id] == 1)
+        .collect();
+    for chunk in single.chunks(T::ROWS_PER_INSERT) {
+        let rows: Vec<&OrderRecord> = chunk.iter().map(|&i| &orders[i]).collect();
+        // Fewer rows than the chunk: one was skipped, and the whole chunk
+        // is placed row by row below (each row says what became of it).
+        if table.insert_chunk(&rows)? == rows.len() as u64 {
+            chunk
+                .iter()
+                .for_each(|&i| written[i] = Some(Written::Stored));
+        }
+    }
+    for (i, o) in orders.iter().enumerate() {
+        if written[i].is_none() {
+            written[i] = Some(place(table, o, limits[&o.goods_id])?);
+        }
+    }
+    Ok(written.into_iter().flatten().collect())
+}
+
+/// Writes one order into the first free slot of its user, or says which
+/// order the user holds when every slot is taken. An order number already
+/// stored is this order, written by an earlier try of the batch (whatever
+/// became of it since), unless it belongs to someone else: order numbers
+/// are unique by construction, so that is a bug.
+fn place<T: Table>(table: &mut T, o: &OrderRecord, limit: u8) -> Result<Written, T::Error> {
+    if let Some(owner) = table.owner(o.order_no)? {
+        if owner == (o.user_id, o.goods_id) {
+            return Ok(Written::Stored);
+        }
+        let reused = format!("order number {} is already used", o.order_no);
+        return Err(StoreError::Inconsistent(reused).into());
+    }
+    let live = table.live_slots(o.goods_id, o.user_id)?;
+    match slot_for(o, &live, limit) {
+        Ok(slot) => {
+            table.insert(o, slot)?;
+            Ok(Written::Stored)
+        }
+        Err(held) => Ok(Written::Duplicate(held)),
+    }
+}
+
+/// Where the database puts order `o`, given its user's live orders of the
+/// goods as (order number, slot): `Ok` with the slot to write, the first of
+/// `1..=limit` none of them holds (`None` for a cancelled order, which holds
+/// no slot and always fits), or `Err` with the first order held when every
+/// slot is taken. A limit of 0 (which ADD_GOODS refuses) counts as 1.
+fn slot_for(o: &OrderRecord, live: &[(OrderNo, u8)], limit: u8) -> Result<Option<u8>, OrderNo> {
+    if o.state == OrderState::Cancelled {
+        return Ok(None);
+    }
+    let free = (1..=limit.max(1)).find(|slot| live.iter().all(|&(_, held)| held != *slot));
+    match (free, live.first()) {
+        (Some(slot), _) => Ok(Some(slot)),
+        (None, Some(&(first, _))) => Err(first),
+        (None, None) => unreachable!("a slot of 1..=limit is free when none is held"),
+    }
+}
+
+/// The purchase limit of each goods of a batch, looked up once per goods.
+fn limits_of<E>(
+    orders: &[OrderRecord],
+    mut lookup: impl FnMut(GoodsId) -> Result<u8, E>,
+) -> Result<HashMap<GoodsId, u8>, E> {
+    let mut limits = HashMap::new();
+    for o in orders {
+        if let Entry::Vacant(slot) = limits.entry(o.goods_id) {
+            slot.insert(lookup(o.goods_id)?);
+        }
+    }
+    Ok(limits)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The algorithm against a table in memory that keeps the two unique
+    //! keys of the real ones; the stores run it against their databases in
+    //! `conformance::orders`.
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Rows {
+        /// (order, slot) per row.
+        rows: Vec<(OrderRecord, Option<u8>)>,
+        limit: u8,
+        chunks: Vec<usize>,
+    }
+
+    impl Rows {
+        fn fits(&self, o: &OrderRecord, slot: Option<u8>) -> bool {
+            self.rows.iter().all(|(r, s)| {
+                r.order_no != o.order_no
+                    && (slot.is_none()
+                        || (r.goods_id, r.user_id, *s) != (o.goods_id, o.user_id, slot))
+            })
+        }
+    }
+
+    impl Table for Rows {
+        type Error = StoreError;
+        const ROWS_PER_INSERT: usize = 2;
+
+        fn per_user_limit(&mut self, _: GoodsId) -> Result<u8, StoreError> {
+            Ok(self.limit)
+        }
+
+        fn insert_chunk(&mut self, orders: &[&OrderRecord]) -> Result<u64, StoreError> {
+            self.chunks.push(orders.len());
+            let mut inserted = 0;
+            for o in orders {
+                let slot = (o.state != OrderState::Cancelled).then_some(1);
+                if self.fits(o, slot) {
+                    self.rows.push(((*o).clone(), slot));
+                    inserted += 1;
+                }
+            }
+            Ok(inserted)
+        }
+
+        fn owner(&mut self, order_no: OrderNo) -> Result<Option<(UserId, GoodsId)>, StoreError> {
+            let row = self.rows.iter().find(|(r, _)| r.order_no == order_no);
+            Ok(row.map(|(r, _)| (r.user_id, r.goods_id)))
+        }
+
+        fn live_slots(
+            &mut self,
+            goods: GoodsId,
+            user: UserId,
+        ) -> Result<Vec<(OrderNo, u8)>, StoreError> {
+            let mut live: Vec<(OrderNo, u8)> = self
+                .rows
+                .iter()
+                .filter(|(r, _)| (r.goods_id, r.user_id) == (goods, user))
+                .filter_map(|(r, slot)| Some((r.order_no, (*slot)?)))
+                .collect();
+            live.sort_unstable_by_key(|&(_, slot)| slot);
+            Ok(live)
+        }
+
+        fn insert(&mut self, o: &OrderRecord, slot: Option<u8>) -> Result<(), StoreError> {
+            assert!(self.fits(o, slot), "a placed row hit a unique key: {o:?}");
+            self.rows.push((o.clone(), slot));
+            Ok(())
+        }
+    }
+
+    fn order(order_no: OrderNo, user_id: UserId) -> OrderRecord {
+        OrderRecord {
+            order_no,
+            user_id,
+            goods_id: 1,
+            state: OrderState::Created,
+            created_ms: 1,
+            pay_by_ms: 2,
+        }
+    }
+
+    fn table(limit: u8) -> Rows {
+        Rows {
+            limit,
+            ..Rows::default()
+        }
+    }
+
+    #[test]
+    fn a_limit_of_one_goes_in_chunks_and_a_refused_chunk_row_by_row() {
+        let mut t = table(1);
+        let batch: Vec<_> = (1..=5).map(|n| order(n, n)).collect();
+        assert_eq!(write(&mut t, &batch).unwrap(), [Written::Stored; 5]);
+        assert_eq!(t.chunks, [2, 2, 1]);
+        // Again, with a second order of user 3 in the middle: every chunk
+        // is refused in part, and each row says what became of it.
+        let mut again = batch.clone();
+        again.insert(2, order(9, 3));
+        assert_eq!(
+            write(&mut t, &again).unwrap(),
+            [
+                Written::Stored,
+                Written::Stored,
+                Written::Duplicate(3),
+                Written::Stored,
+                Written::Stored,
+                Written::Stored,
+            ]
+        );
+        assert_eq!(t.rows.len(), 5);
+    }
+
+    #[test]
+    fn a_higher_limit_places_each_order_in_the_first_free_slot() {
+        let mut t = table(0);
+        assert_eq!(
+            write(&mut t, &[order(1, 7), order(2, 7)]).unwrap(),
+            [Written::Stored, Written::Duplicate(1)],
+            "a limit of 0 counts as 1"
+        );
+        let mut t = table(2);
+        let cancelled = OrderRecord {
+            state: OrderState::Cancelled,
+            ..order(3, 7)
+        };
+        let batch = [order(1, 7), cancelled, order(2, 7), order(4, 7)];
+        assert_eq!(
+            write(&mut t, &batch).unwrap(),
+            [
+                Written::Stored,
+                Written::Stored,
+                Written::Stored,
+                Written::Duplicate(1)
+            ]
+        );
+        assert!(
+            t.chunks.is_empty(),
+            "no multi-row INSERT above a limit of 1"
+        );
+        let slots: Vec<_> = t.rows.iter().map(|(o, s)| (o.order_no, *s)).collect();
+        assert_eq!(slots, [(1, Some(1)), (3, None), (2, Some(2))]);
+    }
+
+    #[test]
+    fn an_order_number_of_another_order_fails_the_batch() {
+        let mut t = table(1);
+        write(&mut t, &[order(1, 7)]).unwrap();
+        match write(&mut t, &[order(2, 8), order(1, 8)]) {
+            Err(StoreError::Inconsistent(m)) => assert!(m.contains("order number 1"), "{m}"),
+            other => panic!("a reused order number: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_slot_is_the_first_free_one_and_none_for_a_cancelled_order() {
+        let o = order(9, 7);
+        assert_eq!(slot_for(&o, &[], 1), Ok(Some(1)));
+        assert_eq!(slot_for(&o, &[(1, 1), (3, 3)], 3), Ok(Some(2)));
+        assert_eq!(slot_for(&o, &[(2, 2), (1, 1)], 2), Err(2));
+        let cancelled = OrderRecord {
+            state: OrderState::Cancelled,
+            ..o
+        };
+        assert_eq!(slot_for(&cancelled, &[(1, 1)], 1), Ok(None));
+    }
+}

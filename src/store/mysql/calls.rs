@@ -1,0 +1,510 @@
+//! The failure semantics of a MySQL call: which failures are tried again,
+//! and which leave a write in doubt.
+//!
+//! Every call names its [`Call`], one of the strategies below, and gives a
+//! body that runs on a pooled connection. [`Link::call`] runs it and turns
+//! the way it ended into the sale's [`StoreError`]:
+//!
+//! - A link that broke (the server went away, or closed an idle
+//!   connection) retires the whole pool: a connection that may still
+//!   receive the reply it timed out on would answer the next query with it.
+//!   An idempotent call then runs once more on a new connection; a call that
+//!   must not run twice and had begun is [`StoreError::Indeterminate`].
+//! - A COMMIT that failed may have been applied: every later failure of
+//!   that call is `Indeterminate`, whatever it says.
+//! - A transaction MySQL picked as a deadlock victim was rolled back, so
+//!   nothing is in doubt, and calls that lock rows in racing orders run it
+//!   again.
+//!
+//! The outcome travels as a value ([`Failure`]), not in flags.
+
+use std::time::Duration;
+
+use ::mysql::prelude::Queryable;
+use ::mysql::{Error, Opts, Pool, PooledConn};
+use parking_lot::RwLock;
+
+use super::errors::{broken, deadlocked, store_error};
+use crate::store::outage::Outage;
+use crate::store::StoreError;
+
+/// How long a call waits for a connection when the pool is at its maximum.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How a call runs, and so what its failures mean. Every call uses one of
+/// the constants.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Call {
+    /// Safe to run twice: run once more, on a new connection, after a
+    /// broken link. Else a link that broke once the body began leaves its
+    /// writes in doubt.
+    idempotent: bool,
+    scope: Scope,
+    /// How many times in all a deadlock victim is run.
+    deadlock_runs: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Each statement commits on its own.
+    Autocommit,
+    /// One transaction that only reads: its COMMIT leaves nothing in doubt.
+    Read,
+    /// One transaction that writes: a COMMIT that failed may have been
+    /// applied.
+    Write,
+}
+
+impl Call {
+    /// Reads, and writes that set a value (setting it twice is harmless).
+    pub(super) const IDEMPOTENT: Call = Call {
+        idempotent: true,
+        scope: Scope::Autocommit,
+        deadlock_runs: 1,
+    };
+
+    /// A write that must not run twice: a goods added by a call whose reply
+    /// was lost would be added twice.
+    pub(super) const ONCE: Call = Call {
+        idempotent: false,
+        ..Call::IDEMPOTENT
+    };
+
+    /// A transaction that must not run twice (a restock).
+    pub(super) const ONCE_IN_TRANSACTION: Call = Call {
+        scope: Scope::Write,
+        ..Call::ONCE
+    };
+
+    /// A locking read, in a transaction so that its locks are taken: it
+    /// waits for the writers of the rows it reads.
+    pub(super) const LOCKING_READ: Call = Call {
+        scope: Scope::Read,
+        ..Call::IDEMPOTENT
+    };
+
+    /// A batch of orders: safe to run twice (a stored order number is
+    /// recognised), so a batch whose COMMIT reply was lost is answered by
+    /// its retry. Order writes with purchase slots lock the same rows as
+    /// PAY, CANCEL and the expiry through other indexes, so under a race a
+    /// deadlock is normal, not an outage.
+    pub(super) const ORDERS: Call = Call {
+        idempotent: true,
+        scope: Scope::Write,
+        deadlock_runs: 5,
+    };
+
+    /// PAY, CANCEL and the expiry: run once, since a retry after a lost
+    /// COMMIT reply would find the order already settled and not know that
+    /// it was this call that cancelled it (its unit would never come back).
+    /// Run again after a deadlock, like [`Call::ORDERS`].
+    pub(super) const SETTLE: Call = Call {
+        idempotent: false,
+        ..Call::ORDERS
+    };
+}
+
+/// Why a body or its call failed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// No connection could be had: nothing was sent.
+    NoConnection(Error),
+    /// A statement failed, or the link broke, once the body had begun.
+    Sql(Error),
+    /// COMMIT failed: the transaction may have been applied.
+    Commit(Error),
+    /// The body's own answer (an unknown goods, a broken invariant), passed
+    /// on as it is; a transaction is rolled back.
+    Store(StoreError),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Sql(e)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+impl Failure {
+    fn mysql(&self) -> Option<&Error> {
+        match self {
+            Failure::NoConnection(e) | Failure::Sql(e) | Failure::Commit(e) => Some(e),
+            Failure::Store(_) => None,
+        }
+    }
+
+    fn broke_link(&self) -> bool {
+        self.mysql().is_some_and(broken)
+    }
+}
+
+/// The link to MySQL: a pool of connections, replaced after a broken one,
+/// and the outage latch every call reports to.
+pub(super) struct Link {
+    /// To build a new pool after a broken link.
+    opts: Opts,
+    /// The pool in use and its generation, so that of many calls failing
+    /// on one dead pool only the first replaces it.
+    pool: RwLock<(u64, Pool)>,
+    pub(super) outage: Outage,
+}
+
+impl Link {
+    /// A pool of connections made with `opts`; none is opened yet.
+    pub(super) fn new(opts: Opts) -> Result<Link, StoreError> {
+        let pool = Pool::new(opts.clone()).map_err(|e| store_error("pool", &e))?;
+        Ok(Link {
+            opts,
+            pool: RwLock::new((0, pool)),
+            outage: Outage::new("mysql order store"),
+        })
+    }
+
+    /// Runs `body` as `how` says and reports the outcome to the outage
+    /// latch. A transaction's body commits by returning `Ok` and rolls back
+    /// by returning `Err`.
+    pub(super) fn call<T>(
+        &self,
+        what: &str,
+        how: Call,
+        mut body: impl FnMut(&mut PooledConn) -> Result<T, Failure>,
+    ) -> Result<T, StoreError> {
+        // Sticky over the runs: once a COMMIT may have gone through, a later
+        // failure, however it failed, leaves the outcome unknown.
+        let mut in_doubt = false;
+        let mut relinked = false;
+        let mut runs = 1;
+        loop {
+            let failure = match self.attempt(how.scope, &mut body) {
+                Ok(v) => {
+                    self.outage.ok();
+                    return Ok(v);
+                }
+                Err(failure) => failure,
+            };
+            in_doubt |= how.scope == Scope::Write && matches!(failure, Failure::Commit(_));
+            if how.idempotent && !relinked && failure.broke_link() {
+                // Once more on a new connection: an idle connection is found
+                // dead this way (MySQL restarted, or closed it after
+                // `wait_timeout`) at the cost of one failed attempt rather
+                // than a ping before every call.
+                relinked = true;
+                continue;
+            }
+            let deadlock = failure.mysql().is_some_and(deadlocked);
+            let error = self.failed(what, how, failure, in_doubt);
+            if !deadlock || runs == how.deadlock_runs {
+                return Err(error);
+            }
+            runs += 1;
+            relinked = false;
+        }
+    }
+
+    /// Runs `body` on a pooled connection, in a transaction if `scope` says
+    /// so. A connection whose link broke is closed, not handed back, and
+    /// the pool it came from is replaced.
+    fn attempt<T>(
+        &self,
+        scope: Scope,
+        body: &mut impl FnMut(&mut PooledConn) -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
+        let (generation, pool) = {
+            let current = self.pool.read();
+            (current.0, current.1.clone())
+        };
+        let mut conn = pool
+            .try_get_conn(CHECKOUT_TIMEOUT)
+            .map_err(Failure::NoConnection)?;
+        let result = match scope {
+            Scope::Autocommit => body(&mut conn),
+            Scope::Read | Scope::Write => transaction(&mut conn, body),
+        };
+        if result.as_ref().is_err_and(Failure::broke_link) {
+            self.retire(generation);
+            // Takes the connection out of the pool's hands and closes it,
+            // so that no other caller can take it from the old pool.
+            drop(PooledConn::unwrap(conn));
+        }
+        result
+    }
+
+    /// The error a failed run ends with, after reporting it to the outage
+    /// latch: only a store that is unavailable counts as down.
+    fn failed(&self, what: &str, how: Call, failure: Failure, in_doubt: bool) -> StoreError {
+        let (e, began) = match failure {
+            Failure::Store(e) => {
+                self.outage.ok();
+                return e;
+            }
+            Failure::NoConnection(e) => (e, false),
+            Failure::Sql(e) | Failure::Commit(e) => (e, true),
+        };
+        let error = store_error(what, &e);
+        match &error {
+            StoreError::Unavailable(_) => self.outage.failed(&error),
+            _ => self.outage.ok(),
+        }
+        // A link that broke once a call that must not run twice had begun
+        // leaves its write in doubt: an INSERT or a COMMIT may have been
+        // applied before the link went.
+        let broke_midway = !how.idempotent && began && broken(&e);
+        match error {
+            StoreError::Unavailable(m) if broke_midway || in_doubt => StoreError::Indeterminate(m),
+            StoreError::Inconsistent(m) if in_doubt => StoreError::Indeterminate(m),
+            other => other,
+        }
+    }
+
+    /// Replaces the pool of this generation with an empty one; the old one
+    /// closes its idle connections when the last caller using it is done.
+    fn retire(&self, generation: u64) {
+        let mut current = self.pool.write();
+        if current.0 != generation {
+            return;
+        }
+        // With no minimum of connections, creating a pool connects nothing
+        // and cannot fail; if it ever does, the old pool stays.
+        if let Ok(pool) = Pool::new(self.opts.clone()) {
+            *current = (generation + 1, pool);
+        }
+    }
+}
+
+/// Runs `body` in a transaction: commits if it succeeds (durable when
+/// COMMIT returns, with InnoDB's default flush at commit), rolls back if it
+/// fails. After a broken link nothing more is sent: the server rolls back
+/// when the connection closes. A COMMIT that fails is a
+/// [`Failure::Commit`]: the server may have committed.
+fn transaction<T>(
+    conn: &mut PooledConn,
+    body: &mut impl FnMut(&mut PooledConn) -> Result<T, Failure>,
+) -> Result<T, Failure> {
+    conn.query_drop("START TRANSACTION")?;
+    let failure = match body(conn) {
+        Ok(v) => {
+            return conn
+                .query_drop("COMMIT")
+                .map(|()| v)
+                .map_err(Failure::Commit)
+        }
+        Err(failure) => failure,
+    };
+    match &failure {
+        Failure::Store(_) => conn.query_drop("ROLLBACK")?,
+        f if f.broke_link() => {}
+        _ => {
+            // The link broke on the way: that error, so that the caller
+            // drops the connection rather than hand it out out of step.
+            if let Err(rollback) = conn.query_drop("ROLLBACK") {
+                if broken(&rollback) {
+                    return Err(Failure::Sql(rollback));
+                }
+            }
+        }
+    }
+    Err(failure)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against the real MySQL/MariaDB, in a database of the test's own. The
+    //! failures are real (a connection killed from the side) or, where the
+    //! server cannot be made to fail on cue (a deadlock), errors the body
+    //! returns as the driver would.
+
+    use std::cell::Cell;
+
+    use ::mysql::{OptsBuilder, PoolConstraints, PoolOpts};
+
+    use super::*;
+    use crate::store::mysql::errors::{server_error, DEADLOCK};
+    use crate::store::testdb::TestDb;
+
+    /// A link to `url`, opening no connection ahead.
+    fn link_to(url: &str) -> Link {
+        let constraints = PoolConstraints::new(0, 4).expect("0 <= 4");
+        let opts = OptsBuilder::from_opts(Opts::from_url(url).expect("a MySQL URL"))
+            .pool_opts(PoolOpts::default().with_constraints(constraints));
+        Link::new(opts.into()).expect("a pool")
+    }
+
+    /// A link to a fresh database with one table `t`.
+    fn link(db: &TestDb) -> Link {
+        let mut admin = db.conn();
+        admin
+            .query_drop(format!("CREATE DATABASE `{}`", db.name()))
+            .unwrap();
+        admin.select_db(db.name()).unwrap();
+        admin
+            .query_drop("CREATE TABLE t (id INT PRIMARY KEY) ENGINE = InnoDB")
+            .unwrap();
+        link_to(db.url())
+    }
+
+    fn rows(db: &TestDb) -> u64 {
+        db.conn()
+            .query_first("SELECT COUNT(*) FROM t")
+            .unwrap()
+            .unwrap()
+    }
+
+    /// Kills the connection `conn` from the side, as a MySQL restart would.
+    fn kill(db: &TestDb, conn: &mut PooledConn) {
+        let id: u64 = conn.query_first("SELECT CONNECTION_ID()").unwrap().unwrap();
+        db.conn()
+            .query_drop(format!("KILL CONNECTION {id}"))
+            .unwrap();
+    }
+
+    fn generation(link: &Link) -> u64 {
+        link.pool.read().0
+    }
+
+    #[test]
+    fn a_transaction_commits_its_ok_and_rolls_back_its_err() {
+        let db = TestDb::new();
+        let link = link(&db);
+        let insert = |id: u32| {
+            move |conn: &mut PooledConn| -> Result<(), Failure> {
+                Ok(conn.exec_drop("INSERT INTO t VALUES (?)", (id,))?)
+            }
+        };
+        link.call("t", Call::ORDERS, insert(1)).unwrap();
+        let refused = link.call("t", Call::ONCE_IN_TRANSACTION, |conn| {
+            insert(2)(conn)?;
+            Err::<(), _>(StoreError::UnknownGoods(9).into())
+        });
+        assert!(
+            matches!(refused, Err(StoreError::UnknownGoods(9))),
+            "{refused:?}"
+        );
+        // A statement that fails rolls back the statements before it.
+        let failed = link.call("t", Call::ORDERS, |conn| {
+            insert(3)(conn)?;
+            insert(1)(conn)
+        });
+        assert!(
+            matches!(failed, Err(StoreError::Inconsistent(_))),
+            "{failed:?}"
+        );
+        assert_eq!(rows(&db), 1);
+        assert!(!link.outage.is_down(), "the store answered every time");
+    }
+
+    #[test]
+    fn a_broken_link_runs_an_idempotent_call_again_and_leaves_a_once_call_in_doubt() {
+        let db = TestDb::new();
+        let link = link(&db);
+        let runs = Cell::new(0);
+        let dies_once = |conn: &mut PooledConn| -> Result<u32, Failure> {
+            runs.set(runs.get() + 1);
+            if runs.get() == 1 {
+                kill(&db, conn);
+            }
+            Ok(conn.query_first("SELECT 7")?.unwrap_or(0))
+        };
+        assert_eq!(link.call("t", Call::IDEMPOTENT, dies_once).unwrap(), 7);
+        assert_eq!(runs.get(), 2);
+        assert_eq!(generation(&link), 1, "the pool was replaced");
+        assert!(!link.outage.is_down());
+
+        runs.set(0);
+        let once = link.call("t", Call::ONCE, dies_once);
+        assert!(
+            matches!(once, Err(StoreError::Indeterminate(_))),
+            "{once:?}"
+        );
+        assert_eq!((runs.get(), generation(&link)), (1, 2));
+        assert!(link.outage.is_down());
+        assert_eq!(link.call("t", Call::ONCE, dies_once).unwrap(), 7);
+        assert!(!link.outage.is_down());
+    }
+
+    #[test]
+    fn a_failed_commit_leaves_every_later_failure_of_a_write_in_doubt() {
+        let db = TestDb::new();
+        let link = link(&db);
+        // The first run's COMMIT finds its link dead; the second run fails
+        // as a bug would. Whether the first committed is unknown.
+        let runs = Cell::new(0);
+        let body = |conn: &mut PooledConn| -> Result<(), Failure> {
+            runs.set(runs.get() + 1);
+            if runs.get() == 1 {
+                conn.exec_drop("INSERT INTO t VALUES (1)", ())?;
+                kill(&db, conn);
+                return Ok(());
+            }
+            Err(Failure::Sql(server_error(1062)))
+        };
+        let written = link.call("t", Call::ORDERS, body);
+        assert!(
+            matches!(written, Err(StoreError::Indeterminate(_))),
+            "{written:?}"
+        );
+        assert_eq!(runs.get(), 2);
+        // A read's COMMIT leaves nothing in doubt.
+        runs.set(0);
+        let read = link.call("t", Call::LOCKING_READ, body);
+        assert!(matches!(read, Err(StoreError::Inconsistent(_))), "{read:?}");
+        assert_eq!(rows(&db), 0, "the killed connection's insert rolled back");
+    }
+
+    #[test]
+    fn a_deadlock_victim_runs_again_up_to_five_times_where_its_call_says() {
+        let db = TestDb::new();
+        let link = link(&db);
+        let runs = Cell::new(0);
+        let victim = |times: u32| {
+            let runs = &runs;
+            move |_: &mut PooledConn| -> Result<u32, Failure> {
+                runs.set(runs.get() + 1);
+                if runs.get() <= times {
+                    return Err(Failure::Sql(server_error(DEADLOCK)));
+                }
+                Ok(runs.get())
+            }
+        };
+        assert_eq!(link.call("t", Call::SETTLE, victim(4)).unwrap(), 5);
+        runs.set(0);
+        let settled = link.call("t", Call::SETTLE, victim(5));
+        assert!(
+            matches!(settled, Err(StoreError::Unavailable(_))),
+            "{settled:?}"
+        );
+        assert_eq!(runs.get(), 5);
+        runs.set(0);
+        assert_eq!(link.call("t", Call::ORDERS, victim(2)).unwrap(), 3);
+        runs.set(0);
+        let restock = link.call("t", Call::ONCE_IN_TRANSACTION, victim(1));
+        assert!(
+            matches!(restock, Err(StoreError::Unavailable(_))),
+            "{restock:?}"
+        );
+        assert_eq!(runs.get(), 1, "not a call that runs again");
+    }
+
+    #[test]
+    fn no_connection_means_nothing_was_done() {
+        // Port 1 (tcpmux) is closed on any test machine.
+        let link = link_to("mysql://root@127.0.0.1:1/seckill");
+        let runs = Cell::new(0);
+        for how in [Call::ONCE, Call::SETTLE, Call::ORDERS] {
+            let result = link.call("t", how, |_| {
+                runs.set(runs.get() + 1);
+                Ok(())
+            });
+            assert!(
+                matches!(result, Err(StoreError::Unavailable(_))),
+                "{how:?}: {result:?}"
+            );
+        }
+        assert_eq!(runs.get(), 0);
+        assert!(link.outage.is_down());
+    }
+}

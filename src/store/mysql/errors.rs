@@ -1,0 +1,108 @@
+//! What a MySQL error means: whether the link broke, whether the failure
+//! may pass, and whether the server picked the transaction as a deadlock
+//! victim.
+
+use ::mysql::{DriverError, Error};
+
+use crate::store::StoreError;
+
+/// Server errors that may pass (the request is answered `busy`); any other
+/// server error is a bug or a damaged database. By code: too many
+/// connections (1040, 1203, 1226), shutdown in progress (1053), out of
+/// memory or resources (1037, 1038, 1041), storage engine errors and a full
+/// disk or table (1021, 1030, 1114), connection aborted or killed (1152,
+/// 1158-1161, 1927), error during commit or rollback (1180, 1181), lock wait
+/// timeout (1205), deadlock (1213), read-only server (1290, 1836),
+/// interrupted or timed out statement (1317, 1969, 3024), too many
+/// transactions (1637), unknown or inaccessible database (1044, 1045, 1049),
+/// closed for inactivity (4031).
+const PASSING_SERVER_ERRORS: &[u16] = &[
+    1021, 1030, 1037, 1038, 1040, 1041, 1044, 1045, 1049, 1053, 1114, 1152, 1158, 1159, 1160, 1161,
+    1180, 1181, 1203, 1205, 1213, 1226, 1290, 1317, 1637, 1836, 1927, 1969, 3024, 4031,
+];
+
+/// Server errors that end the connection: shutdown in progress (1053),
+/// connection aborted (1152), killed (1927), closed for inactivity (4031).
+const CONNECTION_ENDED: &[u16] = &[1053, 1152, 1927, 4031];
+
+/// "Deadlock found when trying to get lock": the transaction was rolled back.
+pub(super) const DEADLOCK: u16 = 1213;
+
+/// Whether the link itself failed: the connection is gone, or may be out of
+/// step with the server, and must not be used again.
+pub(super) fn broken(e: &Error) -> bool {
+    match e {
+        Error::IoError(_) | Error::CodecError(_) => true,
+        Error::DriverError(d) => matches!(
+            d,
+            DriverError::PacketOutOfSync
+                | DriverError::UnexpectedPacket
+                | DriverError::PacketTooLarge
+        ),
+        Error::MySqlError(e) => CONNECTION_ENDED.contains(&e.code),
+        _ => false,
+    }
+}
+
+/// Whether the server rolled the transaction back to break a deadlock.
+pub(super) fn deadlocked(e: &Error) -> bool {
+    matches!(e, Error::MySqlError(e) if e.code == DEADLOCK)
+}
+
+/// What a MySQL error means to the sale: the store is unavailable (the
+/// link, the server's health, a lock conflict) or something is wrong with
+/// the data or the code (a constraint, a value that does not convert).
+pub(super) fn store_error(what: &str, e: &Error) -> StoreError {
+    let passing = match e {
+        Error::MySqlError(e) => PASSING_SERVER_ERRORS.contains(&e.code),
+        Error::FromValueError(_) | Error::FromRowError(_) => false,
+        Error::DriverError(
+            DriverError::MismatchedStmtParams(..)
+            | DriverError::Params(_)
+            | DriverError::MixedParams,
+        ) => false,
+        _ => true,
+    };
+    if passing {
+        StoreError::Unavailable(format!("mysql {what}: {e}"))
+    } else {
+        StoreError::Inconsistent(format!("mysql {what}: {e}"))
+    }
+}
+
+/// A server error with this code, as the driver reports one.
+#[cfg(test)]
+pub(super) fn server_error(code: u16) -> Error {
+    Error::MySqlError(::mysql::MySqlError {
+        state: "HY000".into(),
+        message: format!("test error {code}"),
+        code,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_classed_by_what_they_mean_to_the_sale() {
+        let io = || Error::IoError(std::io::ErrorKind::ConnectionReset.into());
+        assert!(broken(&io()) && broken(&server_error(1927)));
+        assert!(!broken(&server_error(DEADLOCK)) && !broken(&server_error(1062)));
+        assert!(deadlocked(&server_error(DEADLOCK)) && !deadlocked(&io()));
+        for passing in [io(), server_error(DEADLOCK), server_error(1205)] {
+            let e = store_error("x", &passing);
+            assert!(matches!(e, StoreError::Unavailable(_)), "{passing}: {e}");
+        }
+        // A duplicate key, a foreign key, a bad parameter list: bugs or a
+        // damaged database, never "retry later".
+        let params = Error::DriverError(DriverError::MixedParams);
+        for broken_data in [server_error(1062), server_error(1452), params] {
+            let e = store_error("x", &broken_data);
+            assert!(
+                matches!(e, StoreError::Inconsistent(_)),
+                "{broken_data}: {e}"
+            );
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! The production order store: MySQL or MariaDB.
+//!
+//! The tables are those of `schema.sql` at the repository root, the one copy
+//! of the DDL: [`MysqlStore::open`] creates the database named in its URL and
+//! runs the file's CREATE TABLE statements when the tables are missing. The
+//! database itself guards "one live order per user per goods" with a unique
+//! key on `(goods_id, user_id, live_slot)`.
+//!
+//! A batch of orders is one transaction of multi-row INSERTs, 1000 rows per
+//! statement (the algorithm is [`super::batch`]'s). A row that hits a unique key is turned into a no-op update
+//! (`ON DUPLICATE KEY UPDATE id = id`) rather than failing the batch; the
+//! rare chunk where that happened is then looked at row by row. `INSERT
+//! IGNORE` would do the same but also turns data errors into warnings, so a
+//! bad row could vanish silently; a no-op update fails on them instead.
+//!
+//! Connections come from a `mysql::Pool`, which opens new ones as needed.
+//! Every connect, read and write has a timeout, so a dead MySQL costs a
+//! worker a few seconds, never forever. A connection whose link failed
+//! mid-exchange may still receive the reply it timed out on and would answer
+//! the next query with it, so it is never handed out again: the whole pool
+//! is replaced (the server most likely went away for all of them anyway),
+//! and a call that is safe to run twice is tried once more on a new
+//! connection. What each call may run again, and when a write is in doubt,
+//! is in [`calls`].
+//!
+//! - `errors`: what a MySQL error means (a broken link, a passing failure).
+//! - `calls`: the failure semantics of a call, as named strategies.
+//! - `rows`: columns, row mappers and the statements of a batch.
+//! - `schema`: the database and its tables, made from `schema.sql`.
+
+use std::time::Duration;
+
+use ::mysql::consts::CapabilityFlags;
+use ::mysql::prelude::Queryable;
+use ::mysql::{Opts, OptsBuilder, PoolConstraints, PoolOpts};
+use seckill_proto::{NewGoods, OrderState};
+
+use self::calls::{Call, Link};
+use self::errors::store_error;
+use self::rows::{
+    goods_by_id, goods_record, order_for_update, order_record, set_state, GoodsRow, OrderRow,
+    GOODS_COLUMNS, ORDER_COLUMNS, PAUSED, ROWS_PER_INSERT,
+};
+use super::{
+    batch, GoodsId, GoodsRecord, OrderNo, OrderRecord, OrderStore, Settle, Settled, StoreError,
+    UserId, Written,
+};
+
+mod calls;
+mod errors;
+mod rows;
+mod schema;
+#[cfg(test)]
+mod tests;
+
+/// The database used when the URL names none (as in `schema.sql`).
+const DEFAULT_DB: &str = "seckill";
+
+/// How long to wait for a TCP connection, and for any read or write on it.
+/// A URL's own `tcp_connect_timeout_ms`, `read_timeout` or `write_timeout`
+/// wins.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections: none opened ahead (the pool is replaced after a broken
+/// link), at most this many (workers, the order writer, admin calls).
+const MAX_CONNECTIONS: usize = 32;
+
+/// Run on every new connection. Strict mode makes an out-of-range or too
+/// long value an error, never a silent truncation, whatever the server's
+/// default. UTC for the `created_at`/`updated_at` columns. A lock wait gives
+/// up before the read timeout, so it fails as a clean server error and the
+/// connection stays usable.
+const SESSION_INIT: &str = "SET SESSION \
+    sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION', \
+    time_zone = '+00:00', \
+    innodb_lock_wait_timeout = 3";
+
+pub struct MysqlStore {
+    link: Link,
+}
+
+impl MysqlStore {
+    /// Connects to `url` (`mysql://user:password@host:port/database`, the
+    /// database defaulting to `seckill`), creates the database and its
+    /// tables if they are missing, and checks that the tables have the
+    /// columns this store uses.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let opts = Opts::from_url(url)
+            .map_err(|e| StoreError::Unavailable(format!("mysql: bad url: {e}")))?;
+        let db = opts.get_db_name().unwrap_or(DEFAULT_DB).to_string();
+        let pool_opts = if opts.get_pool_opts().constraints() == PoolConstraints::DEFAULT {
+            // Not set by the URL: ours. PoolConstraints::new(0, n) is Some.
+            PoolOpts::default().with_constraints(
+                PoolConstraints::new(0, MAX_CONNECTIONS).unwrap_or(PoolConstraints::DEFAULT),
+            )
+        } else {
+            opts.get_pool_opts().clone()
+        };
+        let mut init = vec![SESSION_INIT.to_string()];
+        init.extend(opts.get_init());
+        let builder = OptsBuilder::from_opts(opts.clone())
+            .tcp_connect_timeout(Some(
+                opts.get_tcp_connect_timeout().unwrap_or(CONNECT_TIMEOUT),
+            ))
+            .read_timeout(Some(opts.get_read_timeout().copied().unwrap_or(IO_TIMEOUT)))
+            .write_timeout(Some(
+                opts.get_write_timeout().copied().unwrap_or(IO_TIMEOUT),
+            ))
+            // Affected rows must count a no-op update as 0 (a batch's
+            // multi-row INSERT, in `rows`).
+            .additional_capabilities(
+                opts.get_additional_capabilities() - CapabilityFlags::CLIENT_FOUND_ROWS,
+            )
+            .init(init)
+            // No reset when a connection goes back to the pool: the store
+            // leaves no session state behind (a failed transaction is rolled
+            // back, a broken link retires the pool), and a reset would throw
+            // away the prepared statements. No ping before each use either:
+            // a dead connection is found by using it (see `Link::call`), and a
+            // ping on a partitioned link would wait out the read timeout for
+            // every idle connection in turn.
+            .pool_opts(
+                pool_opts
+                    .with_reset_connection(false)
+                    .with_check_health(false),
+            );
+
+        // The database may not exist yet: connect without it first.
+        let setup = || -> ::mysql::Result<()> {
+            let mut conn = ::mysql::Conn::new(builder.clone().db_name(None::<String>))?;
+            schema::create(&mut conn, &db)
+        };
+        setup().map_err(|e| store_error("setup", &e))?;
+        let opts: Opts = builder.db_name(Some(db)).into();
+        let store = MysqlStore {
+            link: Link::new(opts)?,
+        };
+        store.check_columns()?;
+        Ok(store)
+    }
+
+    /// Fails early, with the column named, if an existing table predates
+    /// the schema this store was built for.
+    fn check_columns(&self) -> Result<(), StoreError> {
+        self.link.call("schema check", Call::IDEMPOTENT, |conn| {
+            conn.query_drop(format!("SELECT {GOODS_COLUMNS} FROM goods LIMIT 0"))?;
+            let orders = format!("SELECT id, live_slot, {ORDER_COLUMNS} FROM orders LIMIT 0");
+            Ok(conn.query_drop(orders)?)
+        })
+    }
+
+    /// PAY and CANCEL, in a transaction: the order's row is locked, so an
+    /// expiry sweep or another server settling it waits, then sees the
+    /// outcome. `None`: no order of that number is this user's.
+    fn settle(
+        &self,
+        what: &str,
+        user: UserId,
+        order_no: OrderNo,
+        how: Settle,
+    ) -> Result<Option<Settled>, StoreError> {
+        self.link.call(what, Call::SETTLE, |conn| {
+            let order = order_for_update(conn, order_no)?;
+            how.run(user, order, |to| Ok(set_state(conn, order_no, to)?))
+        })
+    }
+}
+
+impl OrderStore for MysqlStore {
+    fn goods(&self) -> Result<Vec<GoodsRecord>, StoreError> {
+        let rows: Vec<GoodsRow> = self.link.call("goods", Call::IDEMPOTENT, |conn| {
+            Ok(conn.query(format!("SELECT {GOODS_COLUMNS} FROM goods ORDER BY id"))?)
+        })?;
+        Ok(rows.into_iter().map(goods_record).collect())
+    }
+
+    fn add_goods(&self, goods: &NewGoods) -> Result<GoodsRecord, StoreError> {
+        self.link.call("add goods", Call::ONCE, |conn| {
+            conn.exec_drop(
+                "INSERT INTO goods (name, price_cents, total, start_ms, end_ms,
+                     per_user_limit, pay_window_ms, token_required)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    &goods.name,
+                    goods.price_cents,
+                    goods.stock,
+                    goods.start_ms,
+                    goods.end_ms,
+                    goods.rules.per_user_limit,
+                    goods.rules.pay_window_ms,
+                    goods.rules.token_required,
+                ),
+            )?;
+            let added = goods_by_id(conn, conn.last_insert_id())?;
+            Ok(added
+                .ok_or_else(|| StoreError::Inconsistent("mysql: an added goods is gone".into()))?)
+        })
+    }
+
+    fn restock(&self, goods: GoodsId, amount: u32) -> Result<GoodsRecord, StoreError> {
+        // Saturates like the stock stores. Affected rows cannot tell an
+        // unknown goods (a restock by 0 changes nothing either): the goods
+        // is read back instead, in the same transaction.
+        self.link
+            .call("restock", Call::ONCE_IN_TRANSACTION, |conn| {
+                conn.exec_drop(
+                    "UPDATE goods SET total = LEAST(total + ?, 4294967295) WHERE id = ?",
+                    (amount, goods),
+                )?;
+                Ok(goods_by_id(conn, goods)?.ok_or(StoreError::UnknownGoods(goods))?)
+            })
+    }
+
+    fn insert_orders(&self, orders: &[OrderRecord]) -> Result<Vec<Written>, StoreError> {
+        if orders.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.link.call("insert orders", Call::ORDERS, |conn| {
+            batch::write(conn, orders)
+        })
+    }
+
+    /// A locking read: it waits for any transaction still writing orders of
+    /// this goods (say one whose COMMIT reply was lost and which the server
+    /// is still committing) instead of reading around it. Reconciliation
+    /// rebuilds the stock from this, so a plain read could miss orders that
+    /// are about to exist and put their units back on sale.
+    fn live_holders(&self, goods: GoodsId) -> Result<Vec<(UserId, OrderNo)>, StoreError> {
+        self.link.call("live holders", Call::LOCKING_READ, |conn| {
+            Ok(conn.exec(
+                "SELECT user_id, order_no FROM orders
+                 WHERE goods_id = ? AND live_slot IS NOT NULL
+                 LOCK IN SHARE MODE",
+                (goods,),
+            )?)
+        })
+    }
+
+    fn find_order(&self, user: UserId, goods: GoodsId) -> Result<Option<OrderRecord>, StoreError> {
+        let found: Option<OrderRow> = self.link.call("find order", Call::IDEMPOTENT, |conn| {
+            Ok(conn.exec_first(
+                format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders
+                     WHERE goods_id = ? AND user_id = ? AND live_slot IS NOT NULL
+                     ORDER BY live_slot LIMIT 1"
+                ),
+                (goods, user),
+            )?)
+        })?;
+        found.map(order_record).transpose()
+    }
+
+    fn orders_of(&self, user: UserId, max: usize) -> Result<Vec<OrderRecord>, StoreError> {
+        let rows: Vec<OrderRow> = self.link.call("orders of user", Call::IDEMPOTENT, |conn| {
+            Ok(conn.exec(
+                format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = ?
+                     ORDER BY created_ms DESC, order_no DESC LIMIT ?"
+                ),
+                (user, max as u64),
+            )?)
+        })?;
+        rows.into_iter().map(order_record).collect()
+    }
+
+    fn stored(&self, order_nos: &[OrderNo]) -> Result<Vec<OrderNo>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in order_nos.chunks(ROWS_PER_INSERT) {
+            // Integers only, formatted here: no placeholder list to build.
+            let list: Vec<String> = chunk.iter().map(u64::to_string).collect();
+            let sql = format!(
+                "SELECT order_no FROM orders WHERE order_no IN ({})",
+                list.join(",")
+            );
+            let rows: Vec<u64> = self.link.call("stored orders", Call::IDEMPOTENT, |conn| {
+                Ok(conn.query(&sql)?)
+            })?;
+            found.extend(rows);
+        }
+        Ok(found)
+    }
+
+    fn save_sale(
+        &self,
+        goods: GoodsId,
+        paused: bool,
+        start_ms: u64,
+        end_ms: u64,
+    ) -> Result<GoodsRecord, StoreError> {
+        // Setting the same values twice is harmless: a retry is safe.
+        self.link.call("save sale", Call::IDEMPOTENT, |conn| {
+            conn.exec_drop(
+                "UPDATE goods SET state = ?, start_ms = ?, end_ms = ? WHERE id = ?",
+                (if paused { PAUSED } else { 0 }, start_ms, end_ms, goods),
+            )?;
+            Ok(goods_by_id(conn, goods)?.ok_or(StoreError::UnknownGoods(goods))?)
+        })
+    }
+
+    fn pay(
+        &self,
+        user: UserId,
+        order_no: OrderNo,
+        now_ms: u64,
+    ) -> Result<Option<Settled>, StoreError> {
+        self.settle("pay", user, order_no, Settle::Pay { now_ms })
+    }
+
+    fn cancel(&self, user: UserId, order_no: OrderNo) -> Result<Option<Settled>, StoreError> {
+        self.settle("cancel", user, order_no, Settle::Cancel)
+    }
+
+    /// The due orders are found by a plain read, then each is cancelled by
+    /// an UPDATE of its row by order number that only applies to a created
+    /// order: the same row lock, taken the same way, as a PAY's. So two
+    /// servers sweeping at once, or a PAY racing the sweep, queue on each
+    /// order's row lock, and whoever comes second finds it settled and
+    /// leaves it.
+    fn expire_due(&self, now_ms: u64, max: usize) -> Result<Vec<OrderRecord>, StoreError> {
+        self.link.call("expire", Call::SETTLE, |conn| {
+            let rows: Vec<OrderRow> = conn.exec(
+                format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders
+                     WHERE state = 0 AND pay_by_ms <= ?
+                     ORDER BY pay_by_ms, order_no LIMIT ?"
+                ),
+                (now_ms, max as u64),
+            )?;
+            let due = rows
+                .into_iter()
+                .map(order_record)
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut expired = Vec::with_capacity(due.len());
+            for mut o in due {
+                set_state(conn, o.order_no, OrderState::Cancelled)?;
+                if conn.affected_rows() == 1 {
+                    o.state = OrderState::Cancelled;
+                    expired.push(o);
+                }
+            }
+            Ok(expired)
+        })
+    }
+}

@@ -1,0 +1,176 @@
+//! The SQL of the MySQL order store: its columns, rows and statements.
+
+use ::mysql::prelude::Queryable;
+use ::mysql::PooledConn;
+use seckill_proto::{OrderState, SaleRules};
+
+use super::calls::Failure;
+use crate::store::batch::Table;
+use crate::store::{GoodsId, GoodsRecord, OrderNo, OrderRecord, StoreError, UserId};
+
+/// Rows per INSERT statement: about 100 kB of SQL, far under any
+/// `max_allowed_packet`.
+pub(super) const ROWS_PER_INSERT: usize = 1000;
+
+pub(super) const GOODS_COLUMNS: &str =
+    "id, name, price_cents, total, start_ms, end_ms, per_user_limit, pay_window_ms, token_required, state";
+
+pub(super) type GoodsRow = (u64, String, u64, u32, u64, u64, u8, u64, bool, u8);
+
+pub(super) const ORDER_COLUMNS: &str = "order_no, user_id, goods_id, state, created_ms, pay_by_ms";
+
+pub(super) type OrderRow = (u64, u64, u64, u8, u64, u64);
+
+/// `goods.state` of a paused sale.
+pub(super) const PAUSED: u8 = 1;
+
+pub(super) fn goods_record(row: GoodsRow) -> GoodsRecord {
+    let (id, name, price_cents, total, start_ms, end_ms, limit, window, token, state) = row;
+    GoodsRecord {
+        id,
+        name,
+        price_cents,
+        total,
+        start_ms,
+        end_ms,
+        rules: SaleRules {
+            per_user_limit: limit,
+            pay_window_ms: window,
+            token_required: token,
+        },
+        paused: state == PAUSED,
+    }
+}
+
+pub(super) fn order_record(row: OrderRow) -> Result<OrderRecord, StoreError> {
+    let (order_no, user_id, goods_id, state, created_ms, pay_by_ms) = row;
+    let state = OrderState::from_u8(state).ok_or_else(|| {
+        StoreError::Inconsistent(format!("mysql: order {order_no} has state {state}"))
+    })?;
+    Ok(OrderRecord {
+        order_no,
+        user_id,
+        goods_id,
+        state,
+        created_ms,
+        pay_by_ms,
+    })
+}
+
+pub(super) fn goods_by_id(
+    conn: &mut PooledConn,
+    id: GoodsId,
+) -> ::mysql::Result<Option<GoodsRecord>> {
+    let row: Option<GoodsRow> = conn.exec_first(
+        format!("SELECT {GOODS_COLUMNS} FROM goods WHERE id = ?"),
+        (id,),
+    )?;
+    Ok(row.map(goods_record))
+}
+
+/// The order of this number, its row locked until the commit: an expiry
+/// sweep or another server settling it waits, then sees the outcome.
+pub(super) fn order_for_update(
+    conn: &mut PooledConn,
+    order_no: OrderNo,
+) -> Result<Option<OrderRecord>, Failure> {
+    let row: Option<OrderRow> = conn.exec_first(
+        format!("SELECT {ORDER_COLUMNS} FROM orders WHERE order_no = ? FOR UPDATE"),
+        (order_no,),
+    )?;
+    Ok(row.map(order_record).transpose()?)
+}
+
+/// Moves a created order on; a cancelled one gives up its slot.
+pub(super) fn set_state(
+    conn: &mut PooledConn,
+    order_no: OrderNo,
+    to: OrderState,
+) -> ::mysql::Result<()> {
+    conn.exec_drop(
+        "UPDATE orders SET state = ?, live_slot = IF(? = 2, NULL, live_slot)
+         WHERE order_no = ? AND state = 0",
+        (to as u8, to as u8, order_no),
+    )
+}
+
+/// One multi-row INSERT of a chunk of orders. The values are all integers
+/// formatted here, so the text protocol is safe, and saves preparing a
+/// statement of up to 6000 placeholders.
+fn insert_sql(chunk: &[&OrderRecord]) -> String {
+    let mut sql = String::with_capacity(120 + ROWS_PER_INSERT * 110);
+    sql.push_str(
+        "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms, pay_by_ms) VALUES ",
+    );
+    for (i, o) in chunk.iter().enumerate() {
+        if i > 0 {
+            sql.push(',');
+        }
+        // A cancelled order holds no slot, so it never blocks a re-buy.
+        let slot = if o.state == OrderState::Cancelled {
+            "NULL"
+        } else {
+            "1"
+        };
+        sql.push_str(&format!(
+            "({},{},{},{},{slot},{},{})",
+            o.order_no, o.user_id, o.goods_id, o.state as u8, o.created_ms, o.pay_by_ms
+        ));
+    }
+    sql.push_str(" ON DUPLICATE KEY UPDATE id = id");
+    sql
+}
+
+/// The statements of a batch write ([`crate::store::batch`]), on the
+/// connection of its transaction. The locking reads see the latest committed
+/// rows, not the transaction's snapshot.
+impl Table for PooledConn {
+    type Error = Failure;
+    const ROWS_PER_INSERT: usize = ROWS_PER_INSERT;
+
+    fn per_user_limit(&mut self, goods: GoodsId) -> Result<u8, Failure> {
+        // A goods that is gone leaves its orders to the foreign key.
+        let limit: Option<u8> =
+            self.exec_first("SELECT per_user_limit FROM goods WHERE id = ?", (goods,))?;
+        Ok(limit.unwrap_or(1))
+    }
+
+    fn insert_chunk(&mut self, orders: &[&OrderRecord]) -> Result<u64, Failure> {
+        self.query_drop(insert_sql(orders))?;
+        // An inserted row counts 1, a no-op update 0 (CLIENT_FOUND_ROWS is
+        // off, see `open`).
+        Ok(self.affected_rows())
+    }
+
+    fn owner(&mut self, order_no: OrderNo) -> Result<Option<(UserId, GoodsId)>, Failure> {
+        Ok(self.exec_first(
+            "SELECT user_id, goods_id FROM orders WHERE order_no = ? LOCK IN SHARE MODE",
+            (order_no,),
+        )?)
+    }
+
+    fn live_slots(&mut self, goods: GoodsId, user: UserId) -> Result<Vec<(OrderNo, u8)>, Failure> {
+        Ok(self.exec(
+            "SELECT order_no, live_slot FROM orders
+             WHERE goods_id = ? AND user_id = ? AND live_slot IS NOT NULL
+             ORDER BY live_slot FOR UPDATE",
+            (goods, user),
+        )?)
+    }
+
+    fn insert(&mut self, o: &OrderRecord, slot: Option<u8>) -> Result<(), Failure> {
+        Ok(self.exec_drop(
+            "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms, pay_by_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                o.order_no,
+                o.user_id,
+                o.goods_id,
+                o.state as u8,
+                slot,
+                o.created_ms,
+                o.pay_by_ms,
+            ),
+        )?)
+    }
+}

@@ -1,0 +1,175 @@
+//! What only the MySQL store does, against the real MySQL/MariaDB
+//! (`SECKILL_TEST_MYSQL`, default mysql://root@127.0.0.1:3306): each test in
+//! a database of its own, dropped when the test ends, failing or not. What
+//! every order store does is in `store::conformance::orders`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::mysql::prelude::Queryable;
+
+use super::schema::{table_ddl, SCHEMA};
+use super::MysqlStore;
+use crate::store::conformance::orders::{new_goods, order};
+use crate::store::testdb::TestDb;
+use crate::store::{OrderStore, StoreError, Written};
+
+fn open(db: &TestDb) -> MysqlStore {
+    MysqlStore::open(db.url()).unwrap_or_else(|e| panic!("open {}: {e}", db.url()))
+}
+
+fn count(db: &TestDb, sql: &str) -> u64 {
+    db.conn()
+        .query_first(sql)
+        .expect("count query")
+        .expect("one row")
+}
+
+#[test]
+fn the_schema_sql_yields_its_create_tables() {
+    let ddl = table_ddl(SCHEMA);
+    assert_eq!(ddl.len(), 2, "{ddl:#?}");
+    assert!(ddl[0].starts_with("CREATE TABLE IF NOT EXISTS goods"));
+    assert!(ddl[1].starts_with("CREATE TABLE IF NOT EXISTS orders"));
+}
+
+#[test]
+fn open_creates_the_database_and_tables_and_can_be_repeated() {
+    let db = TestDb::new();
+    let store = open(&db);
+    let tables = count(
+        &db,
+        &format!(
+            "SELECT COUNT(*) FROM information_schema.tables
+             WHERE table_schema = '{}' AND table_name IN ('goods', 'orders')",
+            db.name()
+        ),
+    );
+    assert_eq!(tables, 2);
+    let one_live = count(
+        &db,
+        &format!(
+            "SELECT COUNT(*) FROM information_schema.statistics
+             WHERE table_schema = '{}' AND table_name = 'orders'
+             AND index_name = 'orders_one_live' AND non_unique = 0",
+            db.name()
+        ),
+    );
+    assert_eq!(one_live, 3, "a unique key on three columns");
+    let g = store.add_goods(&new_goods(5)).unwrap();
+    drop(store);
+    // Again on the existing database: nothing is recreated or lost.
+    let store = open(&db);
+    assert_eq!(store.goods().unwrap(), vec![g]);
+}
+
+#[test]
+fn open_fails_as_unavailable_when_nothing_listens() {
+    // Port 1 (tcpmux) is closed on any test machine.
+    match MysqlStore::open("mysql://root@127.0.0.1:1/seckill") {
+        Err(StoreError::Unavailable(_)) => {}
+        Err(e) => panic!("expected Unavailable, got {e}"),
+        Ok(_) => panic!("opened a store on port 1"),
+    }
+}
+
+#[test]
+fn a_restock_saturates_at_u32_max() {
+    let db = TestDb::new();
+    let store = open(&db);
+    let g = store.add_goods(&new_goods(1)).unwrap();
+    assert_eq!(store.restock(g.id, u32::MAX).unwrap().total, u32::MAX);
+    assert_eq!(store.restock(g.id, 1).unwrap().total, u32::MAX);
+    assert_eq!(store.goods().unwrap()[0].total, u32::MAX);
+}
+
+/// A data error (here: an unknown goods, refused by the foreign key) fails
+/// the batch, never vanishes as a warning as it would with `INSERT IGNORE`.
+#[test]
+fn a_data_error_fails_the_batch_as_inconsistent() {
+    let db = TestDb::new();
+    let store = open(&db);
+    let g = store.add_goods(&new_goods(10)).unwrap();
+    let result = store.insert_orders(&[order(300, 9, g.id), order(400, 1, g.id + 1)]);
+    assert!(
+        matches!(result, Err(StoreError::Inconsistent(_))),
+        "{result:?}"
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM orders"), 0);
+    assert_eq!(
+        store.insert_orders(&[order(300, 9, g.id)]).unwrap(),
+        [Written::Stored]
+    );
+}
+
+/// Reconciliation reads the holders while another connection may still
+/// be committing orders: the read waits for that transaction rather than
+/// miss its orders.
+#[test]
+fn live_holders_wait_for_orders_still_being_committed() {
+    let db = TestDb::new();
+    let store = Arc::new(open(&db));
+    let g = store.add_goods(&new_goods(10)).unwrap();
+    let mut writer = db.conn();
+    writer.query_drop("START TRANSACTION").unwrap();
+    writer
+        .exec_drop(
+            "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms, pay_by_ms)
+             VALUES (?, ?, ?, 0, 1, 1, 1)",
+            (77u64, 7u64, g.id),
+        )
+        .unwrap();
+    let reader = {
+        let store = store.clone();
+        std::thread::spawn(move || store.live_holders(g.id))
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !reader.is_finished(),
+        "the read did not wait for the commit"
+    );
+    writer.query_drop("COMMIT").unwrap();
+    assert_eq!(reader.join().unwrap().unwrap(), vec![(7, 77)]);
+}
+
+/// Kills the store's connections from the side, as a MySQL restart or
+/// `wait_timeout` would.
+fn kill_store_connections(db: &TestDb) -> usize {
+    let mut admin = db.conn();
+    let ids: Vec<u64> = admin
+        .query(format!(
+            "SELECT id FROM information_schema.processlist
+             WHERE db = '{}' AND id <> CONNECTION_ID()",
+            db.name()
+        ))
+        .unwrap();
+    for id in &ids {
+        admin.query_drop(format!("KILL CONNECTION {id}")).unwrap();
+    }
+    ids.len()
+}
+
+#[test]
+fn a_dead_connection_is_replaced() {
+    let db = TestDb::new();
+    let store = open(&db);
+    let g = store.add_goods(&new_goods(10)).unwrap();
+    store.insert_orders(&[order(100, 1, g.id)]).unwrap();
+    assert!(kill_store_connections(&db) > 0);
+    // Idempotent calls are tried again on a new connection.
+    assert_eq!(store.find_order(1, g.id).unwrap().unwrap().order_no, 100);
+    assert_eq!(
+        store.insert_orders(&[order(101, 2, g.id)]).unwrap(),
+        [Written::Stored]
+    );
+    assert!(!store.link.outage.is_down());
+    // A restock is not: its link broke once it had begun, so it may or
+    // may not have been applied (here it was not). The one after works.
+    assert!(kill_store_connections(&db) > 0);
+    match store.restock(g.id, 1) {
+        Err(StoreError::Indeterminate(_)) => assert!(store.link.outage.is_down()),
+        other => panic!("a restock on a killed connection: {other:?}"),
+    }
+    assert_eq!(store.restock(g.id, 1).unwrap().total, 11);
+    assert!(!store.link.outage.is_down());
+}

@@ -1,0 +1,331 @@
+//! The embedded order store: goods and orders in one SQLite file.
+//!
+//! Durability is the point of this store, so the file runs in WAL mode with
+//! `synchronous = FULL`: a commit has reached the disk before a client is
+//! told "ok". Group commit (one transaction per batch) keeps that affordable.
+//!
+//! The tables are those of `schema.sql` next to this file, created when
+//! missing; `rows` holds the columns, row mappers and the statements of a
+//! batch write (whose algorithm is [`super::batch`]'s, shared with MySQL).
+//! Every trait method is one [`SqliteStore::call`]: a body on the reader or
+//! the writer connection, or in a write transaction.
+
+use std::path::Path;
+
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use seckill_proto::{NewGoods, OrderState};
+
+use self::rows::{
+    from_sql, goods_by_id, goods_from_row, order_by_no, order_from_row, set_state, to_sql, Batch,
+    GOODS_COLUMNS, ORDER_COLUMNS,
+};
+use super::batch;
+use super::outage::Outage;
+use super::{
+    GoodsId, GoodsRecord, OrderNo, OrderRecord, OrderStore, Settle, Settled, StoreError, UserId,
+    Written,
+};
+use crate::clock::now_ms;
+
+mod rows;
+#[cfg(test)]
+mod tests;
+
+/// The tables and indexes (`CREATE ... IF NOT EXISTS`), run at every open.
+const SCHEMA: &str = include_str!("schema.sql");
+
+pub struct SqliteStore {
+    // Two connections: WAL lets a reader run beside the writer, so ORDER_STATUS
+    // never waits behind a batch commit.
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+    outage: Outage,
+}
+
+/// Where a call runs.
+#[derive(Clone, Copy)]
+enum Access {
+    /// On the reader, beside any write.
+    Read,
+    /// On the writer, each statement committed on its own.
+    Write,
+    /// On the writer, in one transaction that holds the write lock from its
+    /// start: every change of an order is serialized, so a state it read is
+    /// the one its update applies to.
+    Transaction,
+}
+
+/// Why a call's body failed.
+pub(crate) enum Failure {
+    /// SQLite could not do it: the store is unavailable.
+    Sqlite(rusqlite::Error),
+    /// The store's own answer (an unknown goods, a broken invariant), passed
+    /// on as it is; a transaction is rolled back.
+    Store(StoreError),
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(e: rusqlite::Error) -> Self {
+        Failure::Sqlite(e)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+impl Failure {
+    fn into_store_error(self) -> StoreError {
+        match self {
+            Failure::Sqlite(e) => unavailable(e),
+            Failure::Store(e) => e,
+        }
+    }
+}
+
+fn unavailable(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(format!("sqlite: {e}"))
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let open = || -> rusqlite::Result<Connection> {
+            let conn = Connection::open(path)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            Ok(conn)
+        };
+        let writer = open().map_err(unavailable)?;
+        writer.execute_batch(SCHEMA).map_err(unavailable)?;
+        // A file made by an older server has tables without the lifecycle's
+        // columns: say so at start, not on the first order.
+        writer
+            .execute_batch(&format!(
+                "SELECT {GOODS_COLUMNS} FROM goods LIMIT 0; SELECT {ORDER_COLUMNS}, live_slot FROM orders LIMIT 0;"
+            ))
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "sqlite: {} predates this server's schema ({e}); move it away",
+                    path.display()
+                ))
+            })?;
+        let reader = open().map_err(unavailable)?;
+        Ok(SqliteStore {
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
+            outage: Outage::new("sqlite order store"),
+        })
+    }
+
+    /// Runs `body` where `access` says and reports the result to the outage
+    /// latch: only a failure to reach the database counts (not, say, an
+    /// unknown goods).
+    fn call<T>(
+        &self,
+        access: Access,
+        body: impl FnOnce(&Connection) -> Result<T, Failure>,
+    ) -> Result<T, StoreError> {
+        let result = match access {
+            Access::Read => body(&self.reader.lock()),
+            Access::Write => body(&self.writer.lock()),
+            Access::Transaction => self.transaction(body),
+        }
+        .map_err(Failure::into_store_error);
+        match &result {
+            Ok(_) => self.outage.ok(),
+            Err(e @ StoreError::Unavailable(_)) => self.outage.failed(e),
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Runs `body` in a write transaction: commits its `Ok`, rolls back its
+    /// `Err`. A COMMIT that fails on the way to the disk may still be found
+    /// in the WAL after a crash: its outcome is not known.
+    fn transaction<T>(
+        &self,
+        body: impl FnOnce(&Connection) -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
+        let mut conn = self.writer.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let result = body(&tx)?;
+        tx.commit()
+            .map_err(|e| StoreError::Indeterminate(format!("sqlite commit: {e}")))?;
+        Ok(result)
+    }
+
+    /// PAY and CANCEL. `None`: no order of that number is this user's.
+    fn settle(
+        &self,
+        user: UserId,
+        order_no: OrderNo,
+        how: Settle,
+    ) -> Result<Option<Settled>, StoreError> {
+        self.call(Access::Transaction, |tx| {
+            let order = order_by_no(tx, order_no)?;
+            how.run(user, order, |to| Ok(set_state(tx, order_no, to)?))
+        })
+    }
+}
+
+impl OrderStore for SqliteStore {
+    fn goods(&self) -> Result<Vec<GoodsRecord>, StoreError> {
+        self.call(Access::Read, |conn| {
+            let sql = format!("SELECT {GOODS_COLUMNS} FROM goods ORDER BY id");
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map([], goods_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn add_goods(&self, goods: &NewGoods) -> Result<GoodsRecord, StoreError> {
+        self.call(Access::Write, |conn| {
+            conn.execute(
+                "INSERT INTO goods (name, price_cents, total, start_ms, end_ms, per_user_limit,
+                     pay_window_ms, token_required, created_ms, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+                params![
+                    goods.name,
+                    to_sql(goods.price_cents),
+                    goods.stock,
+                    to_sql(goods.start_ms),
+                    to_sql(goods.end_ms),
+                    goods.rules.per_user_limit,
+                    to_sql(goods.rules.pay_window_ms),
+                    goods.rules.token_required,
+                    to_sql(now_ms())
+                ],
+            )?;
+            goods_by_id(conn, from_sql(conn.last_insert_rowid()))
+        })
+    }
+
+    fn restock(&self, goods: GoodsId, amount: u32) -> Result<GoodsRecord, StoreError> {
+        self.call(Access::Write, |conn| {
+            let changed = conn.execute(
+                "UPDATE goods SET total = total + ?1, updated_ms = ?2 WHERE id = ?3",
+                params![amount, to_sql(now_ms()), to_sql(goods)],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::UnknownGoods(goods).into());
+            }
+            goods_by_id(conn, goods)
+        })
+    }
+
+    fn save_sale(
+        &self,
+        goods: GoodsId,
+        paused: bool,
+        start_ms: u64,
+        end_ms: u64,
+    ) -> Result<GoodsRecord, StoreError> {
+        self.call(Access::Write, |conn| {
+            let changed = conn.execute(
+                "UPDATE goods SET paused = ?1, start_ms = ?2, end_ms = ?3, updated_ms = ?4
+                 WHERE id = ?5",
+                params![
+                    paused,
+                    to_sql(start_ms),
+                    to_sql(end_ms),
+                    to_sql(now_ms()),
+                    to_sql(goods)
+                ],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::UnknownGoods(goods).into());
+            }
+            goods_by_id(conn, goods)
+        })
+    }
+
+    fn insert_orders(&self, orders: &[OrderRecord]) -> Result<Vec<Written>, StoreError> {
+        self.call(Access::Transaction, |tx| {
+            batch::write(&mut Batch(tx), orders)
+        })
+    }
+
+    fn live_holders(&self, goods: GoodsId) -> Result<Vec<(UserId, OrderNo)>, StoreError> {
+        self.call(Access::Read, |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT user_id, order_no FROM orders WHERE goods_id = ?1 AND live_slot IS NOT NULL",
+            )?;
+            let rows = stmt.query_map([to_sql(goods)], |r| {
+                Ok((from_sql(r.get(0)?), from_sql(r.get(1)?)))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn find_order(&self, user: UserId, goods: GoodsId) -> Result<Option<OrderRecord>, StoreError> {
+        self.call(Access::Read, |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {ORDER_COLUMNS} FROM orders
+                 WHERE user_id = ?1 AND goods_id = ?2 AND live_slot IS NOT NULL
+                 ORDER BY live_slot LIMIT 1"
+            ))?;
+            let found = stmt.query_row([to_sql(user), to_sql(goods)], order_from_row);
+            Ok(found.optional()?)
+        })
+    }
+
+    fn orders_of(&self, user: UserId, max: usize) -> Result<Vec<OrderRecord>, StoreError> {
+        self.call(Access::Read, |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = ?1
+                 ORDER BY created_ms DESC, order_no DESC LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![to_sql(user), max as i64], order_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn stored(&self, order_nos: &[OrderNo]) -> Result<Vec<OrderNo>, StoreError> {
+        self.call(Access::Read, |conn| {
+            let mut found = Vec::new();
+            for &n in order_nos {
+                if order_by_no(conn, n)?.is_some() {
+                    found.push(n);
+                }
+            }
+            Ok(found)
+        })
+    }
+
+    fn pay(
+        &self,
+        user: UserId,
+        order_no: OrderNo,
+        now_ms: u64,
+    ) -> Result<Option<Settled>, StoreError> {
+        self.settle(user, order_no, Settle::Pay { now_ms })
+    }
+
+    fn cancel(&self, user: UserId, order_no: OrderNo) -> Result<Option<Settled>, StoreError> {
+        self.settle(user, order_no, Settle::Cancel)
+    }
+
+    fn expire_due(&self, now_ms: u64, max: usize) -> Result<Vec<OrderRecord>, StoreError> {
+        self.call(Access::Transaction, |tx| {
+            let due: Vec<OrderRecord> = tx
+                .prepare_cached(&format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders WHERE state = 0 AND pay_by_ms <= ?1
+                     ORDER BY pay_by_ms LIMIT ?2"
+                ))?
+                .query_map(params![to_sql(now_ms), max as i64], order_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut expired = Vec::with_capacity(due.len());
+            for mut o in due {
+                set_state(tx, o.order_no, OrderState::Cancelled)?;
+                o.state = OrderState::Cancelled;
+                expired.push(o);
+            }
+            Ok(expired)
+        })
+    }
+}

@@ -1,0 +1,171 @@
+//! The SQL of the SQLite order store: its columns, rows and statements.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use seckill_proto::{OrderState, SaleRules};
+
+use super::Failure;
+use crate::clock::now_ms;
+use crate::store::batch::Table;
+use crate::store::{GoodsId, GoodsRecord, OrderNo, OrderRecord, StoreError, UserId};
+
+/// Rows per INSERT statement: well under SQLite's limit on bound variables.
+pub(super) const ROWS_PER_INSERT: usize = 400;
+
+// SQLite integers are i64; ids are u64 on the wire. They are stored bit for
+// bit, so an id above i64::MAX reads back as itself.
+pub(super) fn to_sql(v: u64) -> i64 {
+    v as i64
+}
+
+pub(super) fn from_sql(v: i64) -> u64 {
+    v as u64
+}
+
+pub(super) const GOODS_COLUMNS: &str =
+    "id, name, price_cents, total, start_ms, end_ms, per_user_limit, pay_window_ms, token_required, paused";
+
+pub(super) fn goods_from_row(row: &Row<'_>) -> rusqlite::Result<GoodsRecord> {
+    Ok(GoodsRecord {
+        id: from_sql(row.get(0)?),
+        name: row.get(1)?,
+        price_cents: from_sql(row.get(2)?),
+        total: row.get(3)?,
+        start_ms: from_sql(row.get(4)?),
+        end_ms: from_sql(row.get(5)?),
+        rules: SaleRules {
+            per_user_limit: row.get(6)?,
+            pay_window_ms: from_sql(row.get(7)?),
+            token_required: row.get(8)?,
+        },
+        paused: row.get(9)?,
+    })
+}
+
+pub(super) const ORDER_COLUMNS: &str = "order_no, user_id, goods_id, state, created_ms, pay_by_ms";
+
+pub(super) fn order_from_row(row: &Row<'_>) -> rusqlite::Result<OrderRecord> {
+    let state: u8 = row.get(3)?;
+    Ok(OrderRecord {
+        order_no: from_sql(row.get(0)?),
+        user_id: from_sql(row.get(1)?),
+        goods_id: from_sql(row.get(2)?),
+        // The CHECK-free column is only ever written from an OrderState;
+        // anything else is a damaged file, refused like a type error.
+        state: OrderState::from_u8(state)
+            .ok_or(rusqlite::Error::IntegralValueOutOfRange(3, state.into()))?,
+        created_ms: from_sql(row.get(4)?),
+        pay_by_ms: from_sql(row.get(5)?),
+    })
+}
+
+pub(super) fn goods_by_id(conn: &Connection, id: GoodsId) -> Result<GoodsRecord, Failure> {
+    let sql = format!("SELECT {GOODS_COLUMNS} FROM goods WHERE id = ?1");
+    let goods = conn
+        .query_row(&sql, [to_sql(id)], goods_from_row)
+        .optional()?;
+    Ok(goods.ok_or(StoreError::UnknownGoods(id))?)
+}
+
+/// The order of this number, if any.
+pub(super) fn order_by_no(
+    conn: &Connection,
+    order_no: OrderNo,
+) -> rusqlite::Result<Option<OrderRecord>> {
+    conn.prepare_cached(&format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE order_no = ?1"
+    ))?
+    .query_row([to_sql(order_no)], order_from_row)
+    .optional()
+}
+
+/// Moves a created order to `to`; a cancelled one gives up its slot.
+pub(super) fn set_state(
+    conn: &Connection,
+    order_no: OrderNo,
+    to: OrderState,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE orders SET state = ?1,
+             live_slot = CASE WHEN ?1 = 2 THEN NULL ELSE live_slot END, updated_ms = ?2
+         WHERE order_no = ?3 AND state = 0",
+    )?
+    .execute(params![to as u8, to_sql(now_ms()), to_sql(order_no)])?;
+    Ok(())
+}
+
+/// The statements of a batch write ([`super::batch`]), on the writer
+/// inside the batch's transaction.
+pub(super) struct Batch<'c>(pub(super) &'c Connection);
+
+impl Table for Batch<'_> {
+    type Error = Failure;
+    const ROWS_PER_INSERT: usize = ROWS_PER_INSERT;
+
+    fn per_user_limit(&mut self, goods: GoodsId) -> Result<u8, Failure> {
+        Ok(goods_by_id(self.0, goods)?.rules.per_user_limit)
+    }
+
+    fn insert_chunk(&mut self, orders: &[&OrderRecord]) -> Result<u64, Failure> {
+        let mut sql = String::from(
+            "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms, pay_by_ms, updated_ms) VALUES ",
+        );
+        let mut values: Vec<Option<i64>> = Vec::with_capacity(orders.len() * 8);
+        for (n, o) in orders.iter().enumerate() {
+            if n > 0 {
+                sql.push(',');
+            }
+            sql.push_str("(?,?,?,?,?,?,?,?)");
+            let created = Some(to_sql(o.created_ms));
+            values.extend([
+                Some(to_sql(o.order_no)),
+                Some(to_sql(o.user_id)),
+                Some(to_sql(o.goods_id)),
+                Some(i64::from(o.state as u8)),
+                // A cancelled order holds no slot.
+                (o.state != OrderState::Cancelled).then_some(1),
+                created,
+                Some(to_sql(o.pay_by_ms)),
+                created,
+            ]);
+        }
+        // A row that hits a unique key is skipped, not an error.
+        sql.push_str(" ON CONFLICT DO NOTHING");
+        let mut stmt = self.0.prepare_cached(&sql)?;
+        Ok(stmt.execute(rusqlite::params_from_iter(values))? as u64)
+    }
+
+    fn owner(&mut self, order_no: OrderNo) -> Result<Option<(UserId, GoodsId)>, Failure> {
+        let stored = order_by_no(self.0, order_no)?;
+        Ok(stored.map(|o| (o.user_id, o.goods_id)))
+    }
+
+    fn live_slots(&mut self, goods: GoodsId, user: UserId) -> Result<Vec<(OrderNo, u8)>, Failure> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT order_no, live_slot FROM orders
+             WHERE goods_id = ?1 AND user_id = ?2 AND live_slot IS NOT NULL ORDER BY live_slot",
+        )?;
+        let rows = stmt.query_map([to_sql(goods), to_sql(user)], |r| {
+            Ok((from_sql(r.get(0)?), r.get(1)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn insert(&mut self, o: &OrderRecord, slot: Option<u8>) -> Result<(), Failure> {
+        let created = to_sql(o.created_ms);
+        self.0
+            .prepare_cached(
+                "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms, pay_by_ms, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6)",
+            )?
+            .execute(params![
+                to_sql(o.order_no),
+                to_sql(o.user_id),
+                to_sql(o.goods_id),
+                o.state as u8,
+                slot,
+                created,
+                to_sql(o.pay_by_ms)
+            ])?;
+        Ok(())
+    }
+}
