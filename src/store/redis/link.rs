@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use ::redis::{Connection, ConnectionLike, ErrorKind, RedisError, RedisResult, Value};
+use ::redis::{Connection, ConnectionLike, ErrorKind, RedisError, RedisResult};
 
 use super::RedisStock;
-use crate::store::{GoodsId, StoreError};
+use crate::store::StoreError;
 
 /// How long to wait for a connection, and for any reply but a blocking
 /// read's: a dead Redis costs a worker this long, never more.
@@ -52,15 +52,6 @@ pub(super) fn to_u32(what: &str, n: i64) -> Result<u32, StoreError> {
 pub(super) fn parse_u64(what: &str, s: &str) -> Result<u64, StoreError> {
     s.parse()
         .map_err(|_| inconsistent(format!("{what}: {s:?} is no u64")))
-}
-
-/// The stock count a script returned, or `NotLoaded` for its nil.
-pub(super) fn script_count(goods: GoodsId, what: &str, v: Value) -> Result<u32, StoreError> {
-    match v {
-        Value::Nil => Err(StoreError::NotLoaded(goods)),
-        Value::Int(n) => to_u32(what, n),
-        other => Err(inconsistent(format!("{what}: unexpected reply {other:?}"))),
-    }
 }
 
 impl RedisStock {

@@ -1,31 +1,18 @@
 //! The production stock store: Redis.
 //!
-//! Each goods lives under keys that share a hash tag, so a Redis Cluster
-//! keeps them on one node and one script may touch them all:
+//! What lives where in Redis, and the Lua scripts that decide on it, are the
+//! contract of the `seckill-redis-scripts` crate, which the bench's
+//! redis-direct baseline shares: its docs draw the key layout, and each
+//! script's file opens with its KEYS, ARGV and answer. This module runs them:
 //!
 //! ```text
-//! <prefix>{g<id>}:stock         integer: units left
-//! <prefix>{g<id>}:buyers        hash: user id → the order numbers the user
-//!                               holds, oldest first, space-separated
-//!                               ("o1 o2"; mostly just one)
-//! <prefix>{g<id>}:queue         stream of reserved orders (queued mode): the
-//!                               consumer group "writers" moves them to the
-//!                               order store, then acks and deletes them
-//! <prefix>{g<id>}:epoch         integer bumped by every load: scripts carry
-//!                               the epoch they were sent under and act only
-//!                               on it
-//! <prefix>{g<id>}:tokens        hash: purchase token → "user expires_ms",
-//!                               then " order_no" once it reserved a unit
-//! <prefix>{g<id>}:token_expiry  sorted set: token → when it may be forgotten
-//!                               (expires_ms plus its lifetime again), so
-//!                               that ISSUE can prune the tokens hash
+//! mod.rs      RedisStock: open, the keys and epoch of a goods
+//! link.rs     the connection pool, call/call_effect, what an error means
+//! scripts.rs  the scripts hashed once, a typed call to an invocation, the
+//!             answers decoded
+//! stock.rs    StockStore: load, reserve, release, tokens, restock, reads
+//! queue.rs    OrderQueue: the stream of queued orders and its group
 //! ```
-//!
-//! Every decision is one Lua script, so it is atomic against every other
-//! call. Lua numbers are doubles, exact only up to 2^53, and user ids, order
-//! numbers and tokens use all 64 bits: they stay strings inside the scripts
-//! and are only compared, never converted. Times in milliseconds (about
-//! 2^41 today) are the only numbers the scripts compare as numbers.
 //!
 //! Tokens are not part of a load: the order store does not know them, so a
 //! load (a reconciliation) leaves them as they are, and an order a token
@@ -45,21 +32,20 @@ mod tests;
 
 use std::collections::{HashMap, HashSet};
 
-use ::redis::{Client, Connection, Script};
+use ::redis::{Client, Connection};
 use log::warn;
 use parking_lot::Mutex;
-use seckill_proto::NO_TOKEN;
+use seckill_redis_scripts::Prefix;
+pub use seckill_redis_scripts::{Keys, RESERVE};
 
-use super::memory::{forget_after, PRUNE_BATCH};
 use super::outage::Outage;
-use super::{GoodsId, StoreError, UserId};
+use super::{GoodsId, StoreError};
 use crate::config::AckMode;
-pub use scripts::RESERVE;
-use scripts::{ADD, ISSUE, RELEASE};
+use scripts::Scripts;
 
 pub struct RedisStock {
     client: Client,
-    prefix: String,
+    prefix: Prefix,
     mode: AckMode,
     pool: Mutex<Vec<Connection>>,
     outage: Outage,
@@ -67,21 +53,7 @@ pub struct RedisStock {
     unloaded: Mutex<HashSet<GoodsId>>,
     /// The epoch of each goods' last load by this store.
     epochs: Mutex<HashMap<GoodsId, u64>>,
-    reserve: Script,
-    release: Script,
-    issue: Script,
-    add: Script,
-}
-
-/// The keys of one goods.
-pub struct Keys {
-    pub stock: String,
-    pub buyers: String,
-    pub queue: String,
-    /// Bumped by every load; see the scripts.
-    pub epoch: String,
-    pub tokens: String,
-    pub token_expiry: String,
+    scripts: Scripts,
 }
 
 impl RedisStock {
@@ -89,25 +61,18 @@ impl RedisStock {
     /// `prefix`, which must not hold `{` or `}`: the per-goods hash tag has to
     /// be the first one in each key.
     pub fn open(url: &str, prefix: &str, mode: AckMode) -> Result<Self, StoreError> {
-        if prefix.contains(['{', '}']) {
-            return Err(StoreError::Unavailable(format!(
-                "redis key prefix {prefix:?} must not contain braces"
-            )));
-        }
+        let prefix = Prefix::new(prefix).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let client = Client::open(url)
             .map_err(|e| StoreError::Unavailable(format!("bad redis url: {e}")))?;
         let store = RedisStock {
             client,
-            prefix: prefix.to_string(),
+            prefix,
             mode,
             pool: Mutex::new(Vec::new()),
             outage: Outage::new("redis stock store"),
             unloaded: Mutex::new(HashSet::new()),
             epochs: Mutex::new(HashMap::new()),
-            reserve: Script::new(RESERVE),
-            release: Script::new(RELEASE),
-            issue: Script::new(ISSUE),
-            add: Script::new(ADD),
+            scripts: Scripts::new(),
         };
         store.call("ping", |con| ::redis::cmd("PING").query::<()>(con))?;
         Ok(store)
@@ -118,15 +83,7 @@ impl RedisStock {
     }
 
     pub fn keys(&self, goods: GoodsId) -> Keys {
-        let base = format!("{}{{g{goods}}}", self.prefix);
-        Keys {
-            stock: format!("{base}:stock"),
-            buyers: format!("{base}:buyers"),
-            queue: format!("{base}:queue"),
-            epoch: format!("{base}:epoch"),
-            tokens: format!("{base}:tokens"),
-            token_expiry: format!("{base}:token_expiry"),
-        }
+        self.prefix.keys(goods)
     }
 
     /// The epoch this store last loaded a goods under: what its scripts
@@ -159,42 +116,7 @@ impl RedisStock {
     pub fn forget(&self, goods: GoodsId) -> Result<(), StoreError> {
         let keys = self.keys(goods);
         let mut del = ::redis::cmd("DEL");
-        del.arg(&keys.stock)
-            .arg(&keys.buyers)
-            .arg(&keys.queue)
-            .arg(&keys.epoch)
-            .arg(&keys.tokens)
-            .arg(&keys.token_expiry);
+        del.arg(&keys.all()[..]);
         self.call("forget", |con| del.query::<()>(con))
-    }
-
-    /// [`StockStore::issue_token`] at a given time (the tests' clock).
-    fn issue_token_at(
-        &self,
-        goods: GoodsId,
-        user: UserId,
-        token: u64,
-        expires_ms: u64,
-        now_ms: u64,
-    ) -> Result<(), StoreError> {
-        if token == NO_TOKEN {
-            // Never a token: RESERVE refuses it whatever is recorded.
-            return Ok(());
-        }
-        let keys = self.keys(goods);
-        let mut inv = self.issue.prepare_invoke();
-        inv.key(&keys.tokens)
-            .key(&keys.token_expiry)
-            .arg(now_ms)
-            .arg(token)
-            .arg(user)
-            .arg(expires_ms)
-            .arg(forget_after(now_ms, expires_ms))
-            .arg(PRUNE_BATCH);
-        // `call`, not `call_effect`: if the link breaks, the token was not
-        // handed to anyone either way, so "busy, nothing done" is true
-        // enough, and an entry that was recorded after all is pruned later.
-        self.call("issue token", |con| inv.invoke::<i64>(con))?;
-        Ok(())
     }
 }

@@ -1,52 +1,53 @@
-//! [`StockStore`] on Redis: loads in one MULTI, every other change in one
-//! script.
+//! [`StockStore`] on Redis: a load in one MULTI, every other change in one
+//! script, each built from its typed call in `seckill-redis-scripts`.
 
 use std::collections::HashMap;
 
 use ::redis::Value;
+use seckill_proto::NO_TOKEN;
+use seckill_redis_scripts::{
+    holders, AddCall, IssueCall, Load, Mode, ReleaseCall, ReserveBuyer, ReserveCall,
+};
 
-use super::link::{inconsistent, parse_u64, script_count, to_u32};
+use super::link::{inconsistent, to_u32};
 use super::queue::create_group;
+use super::scripts::{reserved, script_count};
 use super::RedisStock;
 use crate::clock::now_ms;
 use crate::config::AckMode;
+use crate::store::memory::{forget_after, PRUNE_BATCH};
 use crate::store::{
-    Buyer, GoodsId, Holders, OrderNo, Reservation, ReserveRules, Reserved, StockStore, StoreError,
-    TokenRefusal, UserId,
+    Buyer, GoodsId, Holders, OrderNo, ReserveRules, Reserved, StockStore, StoreError, UserId,
 };
 
-/// Holders per HSET when loading a goods.
-const HSET_CHUNK: usize = 1000;
-
-/// The holders of a load as buyers-hash fields: each user with their order
-/// numbers space-separated, in the order given (the first is the one a
-/// user at the limit gets back), a pair given twice counted once.
-fn holder_fields(holders: &[(UserId, OrderNo)]) -> Vec<(UserId, String)> {
-    let mut at: HashMap<UserId, usize> = HashMap::new();
-    let mut fields: Vec<(UserId, Vec<OrderNo>)> = Vec::new();
-    for &(user, order_no) in holders {
-        let i = *at.entry(user).or_insert_with(|| {
-            fields.push((user, Vec::new()));
-            fields.len() - 1
-        });
-        let orders = &mut fields[i].1;
-        if !orders.contains(&order_no) {
-            orders.push(order_no);
+impl RedisStock {
+    /// [`StockStore::issue_token`] at a given time (the tests' clock).
+    pub(in crate::store) fn issue_token_at(
+        &self,
+        goods: GoodsId,
+        user: UserId,
+        token: u64,
+        expires_ms: u64,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        if token == NO_TOKEN {
+            // Never a token: RESERVE refuses it whatever is recorded.
+            return Ok(());
         }
-    }
-    fields
-        .into_iter()
-        .map(|(user, orders)| {
-            let text: Vec<String> = orders.iter().map(u64::to_string).collect();
-            (user, text.join(" "))
-        })
-        .collect()
-}
-
-/// The user and order number pairs of a script call, as arguments.
-fn pair_args(inv: &mut ::redis::ScriptInvocation<'_>, pairs: &[(UserId, OrderNo)]) {
-    for &(user, order_no) in pairs {
-        inv.arg(user).arg(order_no);
+        let call = IssueCall {
+            now_ms,
+            token,
+            user,
+            expires_ms,
+            forget_after_ms: forget_after(now_ms, expires_ms),
+            prune_batch: PRUNE_BATCH,
+        };
+        let inv = self.scripts.issue(&self.keys(goods), &call);
+        // `call`, not `call_effect`: if the link breaks, the token was not
+        // handed to anyone either way, so "busy, nothing done" is true
+        // enough, and an entry that was recorded after all is pruned later.
+        self.call("issue token", |con| inv.invoke::<i64>(con))?;
+        Ok(())
     }
 }
 
@@ -66,18 +67,13 @@ impl StockStore for RedisStock {
         if self.mode == AckMode::Queued {
             self.call("create queue", |con| create_group(con, &keys.queue))?;
         }
+        let load = Load { remaining, holders }.commands(&keys);
         let mut pipe = ::redis::pipe();
-        pipe.atomic().cmd("DEL").arg(&keys.buyers).ignore();
-        for chunk in holder_fields(holders).chunks(HSET_CHUNK) {
-            let mut hset = ::redis::cmd("HSET");
-            hset.arg(&keys.buyers);
-            for (user, orders) in chunk {
-                hset.arg(user).arg(orders);
-            }
-            pipe.add_command(hset).ignore();
+        pipe.atomic();
+        for write in &load.writes {
+            pipe.cmd(write.name).arg(&write.args).ignore();
         }
-        pipe.cmd("SET").arg(&keys.stock).arg(remaining).ignore();
-        pipe.cmd("INCR").arg(&keys.epoch);
+        pipe.cmd(load.bump_epoch.name).arg(&load.bump_epoch.args);
         let (epoch,): (u64,) = self.call_effect("load", |con| pipe.query(con))?;
         self.epochs.lock().insert(goods, epoch);
         self.unloaded.lock().remove(&goods);
@@ -90,65 +86,37 @@ impl StockStore for RedisStock {
         rules: &ReserveRules,
         buyers: &[Buyer],
     ) -> Result<Reserved, StoreError> {
-        let keys = self.keys(goods);
-        let mode = match self.mode {
-            AckMode::Durable => "durable",
-            AckMode::Queued => "queued",
-        };
         let epoch = self.not_loaded(goods, self.epoch(goods))?;
-        let mut inv = self.reserve.prepare_invoke();
-        inv.key(&keys.stock)
-            .key(&keys.buyers)
-            .key(&keys.queue)
-            .key(&keys.epoch)
-            .key(&keys.tokens)
-            .arg(mode)
-            .arg(goods)
-            .arg(rules.now_ms)
-            .arg(epoch)
-            .arg(rules.per_user_limit)
-            .arg(if rules.token_required { "1" } else { "0" })
-            .arg(rules.pay_by_ms);
-        for b in buyers {
-            inv.arg(b.user).arg(b.order_no).arg(b.token);
-        }
-        let reply = self.call_effect("reserve", |con| inv.invoke::<Value>(con));
-        let what = format!("reserve of goods {goods}");
-        let items = match self.not_loaded(goods, reply)? {
-            Value::Nil => return self.not_loaded(goods, Err(StoreError::NotLoaded(goods))),
-            Value::Array(items) if items.len() == buyers.len() + 1 => items,
-            other => return Err(inconsistent(format!("{what}: unexpected reply {other:?}"))),
-        };
-        let mut items = items.into_iter();
-        let remaining = match items.next() {
-            Some(Value::Int(n)) => to_u32(&what, n)?,
-            other => return Err(inconsistent(format!("{what}: bad remaining {other:?}"))),
-        };
-        let decisions = items
-            .map(|item| match item {
-                Value::Int(1) => Ok(Reservation::Reserved),
-                Value::Int(0) => Ok(Reservation::SoldOut),
-                Value::Int(-1) => Ok(Reservation::Token(TokenRefusal::Invalid)),
-                Value::Int(-2) => Ok(Reservation::Token(TokenRefusal::Expired)),
-                Value::Int(-3) => Ok(Reservation::Token(TokenRefusal::Used)),
-                Value::BulkString(held) => {
-                    let held = String::from_utf8_lossy(&held);
-                    parse_u64(&what, &held).map(Reservation::Held)
-                }
-                other => Err(inconsistent(format!("{what}: bad decision {other:?}"))),
+        let bids: Vec<ReserveBuyer> = buyers
+            .iter()
+            .map(|b| ReserveBuyer {
+                user: b.user,
+                order_no: b.order_no,
+                token: b.token,
             })
-            .collect::<Result<_, _>>()?;
-        Ok(Reserved {
-            decisions,
-            remaining,
-        })
+            .collect();
+        let call = ReserveCall {
+            mode: match self.mode {
+                AckMode::Durable => Mode::Durable,
+                AckMode::Queued => Mode::Queued,
+            },
+            goods,
+            now_ms: rules.now_ms,
+            epoch,
+            per_user_limit: rules.per_user_limit,
+            token_required: rules.token_required,
+            pay_by_ms: rules.pay_by_ms,
+            buyers: &bids,
+        };
+        let inv = self.scripts.reserve(&self.keys(goods), &call);
+        let reply = self.call_effect("reserve", |con| inv.invoke::<Value>(con));
+        let result = reply.and_then(|v| reserved(goods, buyers.len(), v));
+        self.not_loaded(goods, result)
     }
 
     fn release(&self, goods: GoodsId, buyers: &[(UserId, OrderNo)]) -> Result<u32, StoreError> {
-        let keys = self.keys(goods);
-        let mut inv = self.release.prepare_invoke();
-        inv.key(&keys.stock).key(&keys.buyers);
-        pair_args(&mut inv, buyers);
+        let call = ReleaseCall { orders: buyers };
+        let inv = self.scripts.release(&self.keys(goods), &call);
         let reply = self.call_effect("release", |con| inv.invoke::<Value>(con));
         let result = reply.and_then(|v| script_count(goods, "release", v));
         self.not_loaded(goods, result)
@@ -167,10 +135,10 @@ impl StockStore for RedisStock {
     }
 
     fn add(&self, goods: GoodsId, amount: u32) -> Result<u32, StoreError> {
-        let keys = self.keys(goods);
         let epoch = self.not_loaded(goods, self.epoch(goods))?;
-        let mut inv = self.add.prepare_invoke();
-        inv.key(&keys.stock).key(&keys.epoch).arg(amount).arg(epoch);
+        let inv = self
+            .scripts
+            .add(&self.keys(goods), &AddCall { amount, epoch });
         let reply = self.call_effect("add", |con| inv.invoke::<Value>(con));
         let result = reply.and_then(|v| script_count(goods, "add", v));
         self.not_loaded(goods, result)
@@ -201,16 +169,8 @@ impl StockStore for RedisStock {
             return Ok(None);
         };
         let what = format!("snapshot of goods {goods}");
-        let mut holders = Vec::with_capacity(buyers.len());
-        for (user, orders) in &buyers {
-            let user = parse_u64(&what, user)?;
-            // split(' '), not split_whitespace: an empty or doubly spaced
-            // list is not one the scripts write, and must not pass.
-            for order_no in orders.split(' ') {
-                holders.push((user, parse_u64(&what, order_no)?));
-            }
-        }
-        holders.sort_unstable();
+        let fields = buyers.iter().map(|(u, o)| (u.as_str(), o.as_str()));
+        let holders = holders(fields).map_err(|e| inconsistent(format!("{what}: {e}")))?;
         Ok(Some((to_u32(&what, stock)?, holders)))
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use ::redis::Value;
 use seckill_proto::{OrderState, DEFAULT_PAY_WINDOW_MS, NO_TOKEN};
 
-use super::{RedisStock, ADD, RELEASE, RESERVE};
+use super::RedisStock;
 use crate::clock::now_ms;
 use crate::config::AckMode;
 use crate::store::fixtures::{buy, buyers, rules_at, tokened};

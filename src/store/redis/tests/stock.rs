@@ -3,6 +3,8 @@
 
 use std::thread;
 
+use seckill_redis_scripts::{AddCall, Call, Mode, ReleaseCall, ReserveBuyer, ReserveCall};
+
 use super::*;
 use crate::store::MemoryStock;
 
@@ -459,6 +461,21 @@ fn tokens_are_forgotten_twice_their_lifetime_after_issue() {
     assert_eq!(left(&stock), (5, 5));
 }
 
+/// Runs a call with EVAL, as any client may send it from the shared
+/// crate's typed calls (the bench does the same), not through the store.
+fn eval<C: Call>(stock: &TestStock, goods: GoodsId, call: &C) -> Value {
+    let keys = stock.keys(goods);
+    let mut cmd = ::redis::cmd("EVAL");
+    cmd.arg(C::SCRIPT).arg(C::KEYS.len());
+    for &key in C::KEYS {
+        cmd.arg(keys.get(key));
+    }
+    call.write_args(&mut |arg| {
+        cmd.arg(arg);
+    });
+    stock.call("eval", |con| cmd.query(con)).unwrap()
+}
+
 /// A script that reaches Redis after the goods was loaded again (it was
 /// sent before the load and Redis ran it late) does nothing. A late
 /// release is not fenced; it names an order the load did not bring back
@@ -471,48 +488,37 @@ fn a_script_from_before_a_load_does_nothing() {
     let stale = stock.epoch(1).unwrap();
     stock.load(1, 3, &[(9, 900)]).unwrap();
     assert_eq!(stock.epoch(1).unwrap(), stale + 1);
-    let keys = stock.keys(1);
-    let late = |script: &str, keys: &[&str], args: &[String]| -> Value {
-        let mut cmd = ::redis::cmd("EVAL");
-        cmd.arg(script).arg(keys.len()).arg(keys).arg(args);
-        stock.call("late script", |con| cmd.query(con)).unwrap()
-    };
-    let reserve_keys = [
-        &keys.stock,
-        &keys.buyers,
-        &keys.queue,
-        &keys.epoch,
-        &keys.tokens,
-    ]
-    .map(String::as_str);
-    let reserve_args = |epoch: u64, user: &str, order_no: &str| {
-        [
-            "queued",
-            "1",
-            "1",
-            &epoch.to_string(),
-            "1",
-            "0",
-            "2",
+    let reserve = |epoch: u64, user: u64, order_no: u64| {
+        let buyers = [ReserveBuyer {
             user,
             order_no,
-            "0",
-        ]
-        .map(String::from)
+            token: NO_TOKEN,
+        }];
+        let call = ReserveCall {
+            mode: Mode::Queued,
+            goods: 1,
+            now_ms: 1,
+            epoch,
+            per_user_limit: 1,
+            token_required: false,
+            pay_by_ms: 2,
+            buyers: &buyers,
+        };
+        eval(&stock, 1, &call)
     };
-    let reserve = late(RESERVE, &reserve_keys, &reserve_args(stale, "7", "700"));
-    let release = late(
-        RELEASE,
-        &[&keys.stock, &keys.buyers],
-        &["8", "800"].map(String::from),
-    );
-    let add = late(
-        ADD,
-        &[&keys.stock, &keys.epoch],
-        &["10", &stale.to_string()].map(String::from),
-    );
+    let release = ReleaseCall {
+        orders: &[(8, 800)],
+    };
+    let add = AddCall {
+        amount: 10,
+        epoch: stale,
+    };
     assert_eq!(
-        (reserve, release, add),
+        (
+            reserve(stale, 7, 700),
+            eval(&stock, 1, &release),
+            eval(&stock, 1, &add)
+        ),
         (Value::Nil, Value::Int(3), Value::Nil)
     );
     // The reloaded goods is as the load left it, queue included.
@@ -521,7 +527,7 @@ fn a_script_from_before_a_load_does_nothing() {
     // Run by itself (as the bench does) under the current epoch, the
     // script acts, and answers in the layout its comment gives.
     let current = stock.epoch(1).unwrap();
-    let direct = late(RESERVE, &reserve_keys, &reserve_args(current, "6", "600"));
+    let direct = reserve(current, 6, 600);
     assert_eq!(direct, Value::Array(vec![Value::Int(2), Value::Int(1)]));
     let queued = stock.queued(1).unwrap();
     assert_eq!(
