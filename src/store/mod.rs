@@ -8,6 +8,8 @@
 //! crash unable to oversell or lose an order.
 
 #[cfg(test)]
+mod conformance;
+#[cfg(test)]
 pub(crate) mod fixtures;
 mod memory;
 mod mysql;

@@ -28,7 +28,7 @@ mod queue;
 mod scripts;
 mod stock;
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;
 
 use std::collections::{HashMap, HashSet};
 

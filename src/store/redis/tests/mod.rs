@@ -16,14 +16,15 @@ use seckill_proto::{OrderState, DEFAULT_PAY_WINDOW_MS, NO_TOKEN};
 use super::RedisStock;
 use crate::clock::now_ms;
 use crate::config::AckMode;
+use crate::store::conformance::stock::Subject;
 use crate::store::fixtures::{buy, buyers, rules_at, tokened};
-use crate::store::memory::PRUNE_BATCH;
 use crate::store::{
-    Buyer, GoodsId, OrderNo, OrderQueue, OrderRecord, Reservation, ReserveRules, Reserved,
-    StockStore, StoreError, TokenRefusal, UserId,
+    GoodsId, OrderNo, OrderQueue, OrderRecord, Reservation, ReserveRules, StockStore, StoreError,
+    TokenRefusal, UserId,
 };
 
-struct TestStock {
+/// A store under a key prefix of its own, whose keys go when it drops.
+pub(in crate::store) struct TestStock {
     stock: RedisStock,
     prefix: String,
 }
@@ -78,7 +79,7 @@ impl TestStock {
     }
 }
 
-fn open(mode: AckMode) -> TestStock {
+pub(in crate::store) fn open(mode: AckMode) -> TestStock {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let url = std::env::var("SECKILL_TEST_REDIS")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
@@ -102,5 +103,26 @@ fn rules(per_user_limit: u8) -> ReserveRules {
 }
 
 const INVALID: Reservation = Reservation::Token(TokenRefusal::Invalid);
-const EXPIRED: Reservation = Reservation::Token(TokenRefusal::Expired);
-const USED: Reservation = Reservation::Token(TokenRefusal::Used);
+
+impl Subject for RedisStock {
+    fn issue_token_at(
+        &self,
+        goods: GoodsId,
+        user: UserId,
+        token: u64,
+        expires_ms: u64,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        RedisStock::issue_token_at(self, goods, user, token, expires_ms, now_ms)
+    }
+
+    fn tokens_kept(&self, goods: GoodsId) -> (usize, usize) {
+        let keys = self.keys(goods);
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("HLEN")
+            .arg(&keys.tokens)
+            .cmd("ZCARD")
+            .arg(&keys.token_expiry);
+        self.call("count tokens", |con| pipe.query(con)).unwrap()
+    }
+}

@@ -1,0 +1,7 @@
+//! Conformance suites: one set of tests per store trait, written once
+//! against the trait and run against every backend, so that the backends
+//! cannot drift apart in what the trait promises. What only one backend
+//! does (Redis's epoch fence, its key layout, a lost connection) is tested
+//! beside that backend.
+
+pub(super) mod stock;
