@@ -220,7 +220,7 @@ impl OrderQueue for RedisStock {
         self.call("ack", |con| pipe.query::<()>(con))
     }
 
-    /// Every order still in a goods' queue, read or not, oldest first.
+    /// The stream's last-generated-id, which XDEL does not move back.
     fn last_added(&self, goods: GoodsId) -> Result<Option<String>, StoreError> {
         let queue = self.keys(goods).queue;
         let info = self.call("queue info", |con| {
@@ -249,6 +249,7 @@ impl OrderQueue for RedisStock {
         Ok((id != "0-0").then_some(id))
     }
 
+    /// Every order still in a goods' queue, read or not, oldest first.
     fn queued(&self, goods: GoodsId) -> Result<Vec<OrderRecord>, StoreError> {
         let queue = self.keys(goods).queue;
         let entries = self.call("list queue", |con| {
