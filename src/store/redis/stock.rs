@@ -55,8 +55,10 @@ impl StockStore for RedisStock {
     /// Replaces the stock and the buyers in one MULTI (atomic against the
     /// scripts). The queue is kept: it may hold orders already acknowledged
     /// and not yet written. So in queued mode `remaining` and `holders` must
-    /// count the orders still in the queue ([`RedisStock::queued`]), or they
+    /// count the orders still in the queue ([`OrderQueue::queued`]), or they
     /// would be sold a second time. The tokens are kept too.
+    ///
+    /// [`OrderQueue::queued`]: crate::store::OrderQueue::queued
     fn load(
         &self,
         goods: GoodsId,
