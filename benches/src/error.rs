@@ -14,8 +14,10 @@ pub enum Error {
     Redis(#[from] redis::RedisError),
     #[error("mysql: {0}")]
     Mysql(#[from] mysql::Error),
+    /// Redis holds something the stock scripts never write (a stock out of
+    /// range, a buyers hash that is no list of numbers).
     #[error("redis store: {0}")]
-    Store(#[from] seckill::store::StoreError),
+    Store(String),
     #[error("{what}: {source}")]
     Io {
         what: String,

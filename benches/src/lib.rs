@@ -2,7 +2,7 @@
 //! before a flash sale.
 //!
 //! ```text
-//!   cli ──▶ scenario ──setup──▶ ADD_GOODS (seckill-client) / preload (RedisStock)
+//!   cli ──▶ scenario ──setup──▶ ADD_GOODS (seckill-client) / load (seckill-redis-scripts)
 //!              │
 //!              ├──▶ engine::run ── T threads × mio::Poll ── C connections ──▶ server or Redis
 //!              │        Workload: what to send      Target: how (seckill_proto / RESP)
@@ -37,6 +37,7 @@ pub mod engine;
 pub mod error;
 pub mod lifecycle;
 pub mod plot;
+pub mod redis_goods;
 pub mod report;
 pub mod scenario;
 pub mod schedule;

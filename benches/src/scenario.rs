@@ -3,8 +3,6 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use seckill::config::AckMode;
-use seckill::store::{RedisStock, StockStore, REDIS_RESERVE};
 use seckill_client::{Client, Goods, NewGoods, SaleRules};
 
 use crate::attack;
@@ -13,6 +11,7 @@ use crate::cli::{self, Cli, Common, Scenario, TargetKind};
 use crate::engine::{self, Finished, Pace, Plan, Target};
 use crate::error::Error;
 use crate::lifecycle;
+use crate::redis_goods::RedisGoods;
 use crate::report::{Comparison, GoodsInfo, Header, Output, Report};
 use crate::users::UserPicker;
 use crate::verify::{check_sold, check_store, Ledger, StoreCheck, Verification};
@@ -242,23 +241,6 @@ fn verification(ledger: &Ledger, total: u32, remaining: u32, unknown: u64) -> Ve
     }
 }
 
-/// Deletes the baseline's keys however the run ends.
-struct Forget<'a> {
-    store: &'a RedisStock,
-    goods: u64,
-}
-
-impl Drop for Forget<'_> {
-    fn drop(&mut self) {
-        if let Err(e) = self.store.forget(self.goods) {
-            eprintln!(
-                "seckill-bench: deleting the redis-direct keys of goods {}: {e}",
-                self.goods
-            );
-        }
-    }
-}
-
 /// The same flash crowd straight against Redis: the server's reserve
 /// script, one buyer per EVALSHA, under a key prefix of the bench's own.
 pub fn flash_crowd_redis(common: &Common, args: &cli::FlashCrowd) -> Result<Report, Error> {
@@ -286,26 +268,10 @@ pub fn flash_crowd_redis(common: &Common, args: &cli::FlashCrowd) -> Result<Repo
     }
     greeting.push(redis::cmd("PING").get_packed_command());
 
-    let store = RedisStock::open(&args.redis, &args.redis_prefix, AckMode::Durable)?;
     // A goods id of the run's own, so that runs never share keys.
     let goods = now_ms();
-    store.load(goods, args.stock, &[])?;
-    let _forget = Forget {
-        store: &store,
-        goods,
-    };
-    let sha: String = redis::cmd("SCRIPT")
-        .arg("LOAD")
-        .arg(REDIS_RESERVE)
-        .query(&mut client.get_connection()?)?;
-    let keys = store.keys(goods);
-    let script = engine::wire::RedisScript {
-        sha,
-        keys: [keys.stock, keys.buyers, keys.queue, keys.epoch, keys.tokens],
-        goods,
-        epoch: store.epoch(goods)?,
-        greeting,
-    };
+    let loaded = RedisGoods::load(&client, &args.redis_prefix, goods, args.stock)?;
+    let script = loaded.reserve_script(greeting)?;
     let picker = UserPicker::new(args.users, args.first_user, common.seed);
     let workload = workload::FlashCrowd::new(goods, picker, args.attempts);
     let plan = plan(common, None, true);
@@ -325,7 +291,7 @@ pub fn flash_crowd_redis(common: &Common, args: &cli::FlashCrowd) -> Result<Repo
 
     let ledger = Ledger::of(&finished.acks);
     let unknown = finished.recorder.outcomes.lost;
-    let (remaining, holders) = match store.snapshot(goods) {
+    let (remaining, holders) = match loaded.snapshot() {
         Ok(Some(found)) => found,
         Ok(None) => {
             report.verification = Some(unverified(&Error::Setup(format!(
@@ -334,7 +300,7 @@ pub fn flash_crowd_redis(common: &Common, args: &cli::FlashCrowd) -> Result<Repo
             return Ok(report);
         }
         Err(e) => {
-            report.verification = Some(unverified(&e.into()));
+            report.verification = Some(unverified(&e));
             return Ok(report);
         }
     };

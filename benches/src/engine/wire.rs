@@ -12,6 +12,7 @@ use seckill_proto::{
     Frame, FrameError, Opcode, Reply, Request, SaleRules, Status, MAX_REPLY_FRAME, NO_TOKEN,
     VERSION,
 };
+use seckill_redis_scripts::{Call, Decision, Mode, ReserveBuyer, ReserveCall};
 
 use super::Op;
 use crate::stats::Outcome;
@@ -39,9 +40,9 @@ pub enum Answer {
 #[derive(Debug, Clone)]
 pub struct RedisScript {
     pub sha: String,
-    /// The goods' stock, buyers, queue, epoch and tokens keys, as the script
-    /// takes them.
-    pub keys: [String; 5],
+    /// The goods' keys the script takes, in its order
+    /// ([`ReserveCall::KEYS`]).
+    pub keys: Vec<String>,
     pub goods: u64,
     /// The epoch the goods was loaded under (the script acts only on it).
     pub epoch: u64,
@@ -156,29 +157,37 @@ impl Codec {
 }
 
 /// The reserve script's call for one buyer: EVALSHA with the server's own
-/// keys and arguments for a goods of the default rules (mode `durable`: no
-/// queue entry; one order per user; no token, so the tokens key is given
-/// but never read).
+/// call for a goods of the default rules (mode `durable`: no queue entry;
+/// one order per user; no token, so the tokens key is given but never
+/// read).
 fn reserve_command(script: &RedisScript, user: u64, order_no: u64) -> Vec<u8> {
     let rules = SaleRules::default();
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    redis::cmd("EVALSHA")
-        .arg(&script.sha)
+    let buyers = [ReserveBuyer {
+        user,
+        order_no,
+        token: NO_TOKEN,
+    }];
+    let call = ReserveCall {
+        mode: Mode::Durable,
+        goods: script.goods,
+        now_ms,
+        epoch: script.epoch,
+        per_user_limit: rules.per_user_limit,
+        token_required: rules.token_required,
+        pay_by_ms: now_ms.saturating_add(rules.pay_window_ms),
+        buyers: &buyers,
+    };
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(&script.sha)
         .arg(script.keys.len())
-        .arg(&script.keys[..])
-        .arg("durable")
-        .arg(script.goods)
-        .arg(now_ms)
-        .arg(script.epoch)
-        .arg(rules.per_user_limit)
-        .arg(if rules.token_required { "1" } else { "0" })
-        .arg(now_ms.saturating_add(rules.pay_window_ms))
-        .arg(user)
-        .arg(order_no)
-        .arg(NO_TOKEN)
-        .get_packed_command()
+        .arg(&script.keys[..]);
+    call.write_args(&mut |arg| {
+        cmd.arg(arg);
+    });
+    cmd.get_packed_command()
 }
 
 /// Hands the parser the bytes read so far, then says "would block": the
@@ -247,25 +256,18 @@ fn status_outcome(status: Status) -> Outcome {
     }
 }
 
-/// The reserve script's reply for one buyer: `{remaining, decision}`, the
-/// decision being 1 (reserved under the proposed order number), 0 (sold
-/// out), -1/-2/-3 (token invalid/expired/used: never, without a token) or
-/// the order number the buyer already holds.
+/// The reserve script's reply for one buyer: `{remaining, decision}` (a
+/// token refusal never comes, without a token).
 fn redis_answer(value: Value) -> Answer {
     let (outcome, order_no) = match value {
-        Value::Array(items) if items.len() == 2 => match &items[1] {
-            Value::Int(1) => (Outcome::Ok, None),
-            Value::Int(0) => (Outcome::SoldOut, None),
-            Value::Int(-1) => (Outcome::Error("token_invalid"), None),
-            Value::Int(-2) => (Outcome::Error("token_expired"), None),
-            Value::Int(-3) => (Outcome::Error("token_used"), None),
-            Value::BulkString(held) => {
-                match std::str::from_utf8(held).ok().and_then(|s| s.parse().ok()) {
-                    Some(order_no) => (Outcome::AlreadyBought, Some(order_no)),
-                    None => (Outcome::Error("bad_reply"), None),
-                }
-            }
-            _ => (Outcome::Error("bad_reply"), None),
+        Value::Array(items) if items.len() == 2 => match decision(&items[1]) {
+            Some(Decision::Reserved) => (Outcome::Ok, None),
+            Some(Decision::SoldOut) => (Outcome::SoldOut, None),
+            Some(Decision::TokenInvalid) => (Outcome::Error("token_invalid"), None),
+            Some(Decision::TokenExpired) => (Outcome::Error("token_expired"), None),
+            Some(Decision::TokenUsed) => (Outcome::Error("token_used"), None),
+            Some(Decision::Held(order_no)) => (Outcome::AlreadyBought, Some(order_no)),
+            None => (Outcome::Error("bad_reply"), None),
         },
         // The stock key is missing.
         Value::Nil => (Outcome::Error("not_loaded"), None),
@@ -283,6 +285,15 @@ fn redis_answer(value: Value) -> Answer {
     }
 }
 
+/// One decision of the reserve script's reply, `None` if it is none.
+fn decision(value: &Value) -> Option<Decision> {
+    match value {
+        Value::Int(code) => Decision::from_code(*code),
+        Value::BulkString(held) => Decision::from_held(held),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,7 +301,7 @@ mod tests {
     fn redis_codec() -> Codec {
         Codec::redis(RedisScript {
             sha: "abc".into(),
-            keys: ["s".into(), "b".into(), "q".into(), "e".into(), "t".into()],
+            keys: ["s", "b", "q", "e", "t"].map(String::from).to_vec(),
             goods: 9,
             epoch: 3,
             greeting: vec![redis::cmd("PING").get_packed_command()],

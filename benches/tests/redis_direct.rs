@@ -1,0 +1,69 @@
+//! The redis-direct baseline against the real Redis (`SECKILL_TEST_REDIS`,
+//! default redis://127.0.0.1:6379), no server: a tiny flash crowd straight
+//! into the reserve script must sell exactly the stock, verify, and leave no
+//! key behind.
+
+use clap::Parser;
+use seckill_bench::{Cli, Output};
+
+#[test]
+fn a_tiny_flash_crowd_straight_into_redis_sells_the_stock_and_cleans_up() {
+    let url =
+        std::env::var("SECKILL_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    // A prefix of this run's own, so that parallel runs never share keys.
+    let prefix = format!("seckill-bench-test:{}:", std::process::id());
+    let (users, attempts, stock) = (300u64, 700u64, 50u64);
+    let cli = Cli::try_parse_from([
+        "seckill-bench",
+        "flash-crowd",
+        "--target",
+        "redis-direct",
+        "--redis",
+        &url,
+        "--redis-prefix",
+        &prefix,
+        "--connections",
+        "8",
+        "--threads",
+        "2",
+        "--pipeline",
+        "4",
+        "--users",
+        &users.to_string(),
+        "--attempts",
+        &attempts.to_string(),
+        "--stock",
+        &stock.to_string(),
+    ])
+    .expect("flags");
+    let output = seckill_bench::run(&cli).expect("the run");
+    let Output::Single(report) = &output else {
+        panic!("one report expected")
+    };
+    let text = output.text();
+    assert_eq!(report.target, "redis-direct");
+    let v = report.verification.as_ref().expect("a verification");
+    assert!(v.passed, "{text}");
+
+    let o = &report.outcomes;
+    assert_eq!(o.connection_failures, 0, "{text}");
+    assert_eq!(o.lost, 0, "{text}");
+    assert_eq!(report.sent, attempts);
+    // More users than units: the stock sells out, one unit a user, and the
+    // winners' retries come back already bought, with their order.
+    assert_eq!(o.ok, stock, "{text}");
+    assert_eq!((v.total, v.remaining), (stock as u32, 0));
+    assert_eq!(v.holders, stock);
+    assert!(o.already_bought > 0, "{text}");
+    assert!(o.sold_out > 0, "{text}");
+    assert_eq!(o.other_errors, 0, "{text}");
+
+    // The run deleted the goods' keys.
+    let client = redis::Client::open(url.as_str()).expect("redis url");
+    let mut con = client.get_connection().expect("redis");
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut con)
+        .expect("KEYS");
+    assert_eq!(left, Vec::<String>::new());
+}

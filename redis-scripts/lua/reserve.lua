@@ -1,0 +1,95 @@
+-- RESERVE: the flash sale. One call decides a batch of buyers of one goods,
+-- in order, as the server's StockStore::reserve documents: a retried BUY
+-- gets its order back, then the per-user limit, then the token, then a
+-- unit if one is left.
+--
+-- KEYS[1] stock   KEYS[2] buyers   KEYS[3] queue   KEYS[4] epoch
+-- KEYS[5] tokens  (read only if token_required; the key must still be
+--                  given, for Redis Cluster to route the call)
+-- ARGV[1] mode: "queued" XADDs each reserved order to the queue, anything
+--         else ("durable") does not
+-- ARGV[2] goods id            (written into queued orders)
+-- ARGV[3] now_ms              (the clock of token expiry, and created_ms
+--                              of queued orders)
+-- ARGV[4] epoch               (that of the caller's last load)
+-- ARGV[5] per_user_limit      (1..=255; less than 1 is taken as 1)
+-- ARGV[6] token_required      ("1" yes, anything else no)
+-- ARGV[7] pay_by_ms           (written into queued orders)
+-- ARGV[8..] one triple per buyer: user id, proposed order number, token
+--         ("0": none)
+--
+-- Returns nil if the goods is not loaded or the epoch is another (nothing
+-- is done), else {remaining, one decision per buyer}: 1 reserved, 0 sold
+-- out, -1 token invalid, -2 token expired, -3 token used, or a held order
+-- number (a string).
+--
+-- Built by seckill_redis_scripts::ReserveCall; by hand, e.g.:
+--   redis-cli --eval reserve.lua s b q e t , durable 1 1000 1 1 0 2000 7 700 0
+
+local RESERVED, SOLD_OUT = 1, 0
+local TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_USED = -1, -2, -3
+
+local stock = redis.call('GET', KEYS[1])
+if not stock or redis.call('GET', KEYS[4]) ~= ARGV[4] then return false end
+local left = tonumber(stock)
+local queued = ARGV[1] == 'queued'
+local now = tonumber(ARGV[3])
+local limit = tonumber(ARGV[5]) or 1
+if limit < 1 then limit = 1 end
+local token_required = ARGV[6] == '1'
+local function words(s)
+  local w = {}
+  for x in string.gmatch(s, '%S+') do w[#w + 1] = x end
+  return w
+end
+local out = {0}
+for i = 8, #ARGV, 3 do
+  local user, order_no, token = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local raw = redis.call('HGET', KEYS[2], user)
+  local held = raw and words(raw) or {}
+  -- {user, expires_ms, order_no or nil}, if the token is this user's
+  local mine, entry = nil, nil
+  if token_required and token ~= '0' then
+    entry = redis.call('HGET', KEYS[5], token)
+    if entry then
+      local w = words(entry)
+      if w[1] == user then mine = w end
+    end
+  end
+  local decision = nil
+  -- 1. a retried BUY: the token bought an order the user still holds
+  if mine and mine[3] then
+    for _, o in ipairs(held) do
+      if o == mine[3] then decision = o break end
+    end
+  end
+  -- 2. the user holds as many orders as the limit allows
+  if not decision and #held >= limit then decision = held[1] end
+  -- 3. the token must be the user's, unused, not expired
+  if not decision and token_required then
+    if not mine then decision = TOKEN_INVALID
+    elseif mine[3] then decision = TOKEN_USED
+    elseif now >= tonumber(mine[2]) then decision = TOKEN_EXPIRED
+    end
+  end
+  -- 4. a unit if one is left; sold out does not spend the token
+  if not decision then
+    if left > 0 then
+      left = redis.call('DECR', KEYS[1])
+      redis.call('HSET', KEYS[2], user, raw and (raw .. ' ' .. order_no) or order_no)
+      if token_required then
+        redis.call('HSET', KEYS[5], token, entry .. ' ' .. order_no)
+      end
+      if queued then
+        redis.call('XADD', KEYS[3], '*', 'order_no', order_no, 'user', user,
+          'goods', ARGV[2], 'created_ms', ARGV[3], 'pay_by_ms', ARGV[7])
+      end
+      decision = RESERVED
+    else
+      decision = SOLD_OUT
+    end
+  end
+  out[#out + 1] = decision
+end
+out[1] = left
+return out

@@ -1,0 +1,118 @@
+//! RELEASE, ISSUE and ADD: the scripts beside the sale itself.
+
+use crate::{Argv, Call, Key};
+
+/// The release script; its contract is at the top of `lua/release.lua`.
+pub const RELEASE: &str = include_str!("../lua/release.lua");
+/// The token script; its contract is at the top of `lua/issue.lua`.
+pub const ISSUE: &str = include_str!("../lua/issue.lua");
+/// The restock script; its contract is at the top of `lua/add.lua`.
+pub const ADD: &str = include_str!("../lua/add.lua");
+
+/// One RELEASE: gives back the units of these (user, order number) pairs
+/// where the user holds the order; answers the units left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReleaseCall<'a> {
+    pub orders: &'a [(u64, u64)],
+}
+
+impl Call for ReleaseCall<'_> {
+    const SCRIPT: &'static str = RELEASE;
+    const KEYS: &'static [Key] = &[Key::Stock, Key::Buyers];
+
+    fn write_args(&self, arg: &mut dyn FnMut(&[u8])) {
+        let mut argv = Argv(arg);
+        for &(user, order_no) in self.orders {
+            argv.num(user);
+            argv.num(order_no);
+        }
+    }
+}
+
+/// One ISSUE: records a purchase token, after forgetting a bounded batch of
+/// those due; answers 1 if recorded, 0 if the token was known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IssueCall {
+    pub now_ms: u64,
+    pub token: u64,
+    pub user: u64,
+    pub expires_ms: u64,
+    /// When the token may be forgotten.
+    pub forget_after_ms: u64,
+    /// Tokens forgotten at most by this call.
+    pub prune_batch: usize,
+}
+
+impl Call for IssueCall {
+    const SCRIPT: &'static str = ISSUE;
+    const KEYS: &'static [Key] = &[Key::Tokens, Key::TokenExpiry];
+
+    fn write_args(&self, arg: &mut dyn FnMut(&[u8])) {
+        let mut argv = Argv(arg);
+        argv.num(self.now_ms);
+        argv.num(self.token);
+        argv.num(self.user);
+        argv.num(self.expires_ms);
+        argv.num(self.forget_after_ms);
+        argv.num(u64::try_from(self.prune_batch).unwrap_or(u64::MAX));
+    }
+}
+
+/// One ADD: a restock of `amount` units, fenced by the epoch; answers the
+/// units left (saturated at `u32::MAX`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddCall {
+    pub amount: u32,
+    /// The epoch of the caller's last load of the goods.
+    pub epoch: u64,
+}
+
+impl Call for AddCall {
+    const SCRIPT: &'static str = ADD;
+    const KEYS: &'static [Key] = &[Key::Stock, Key::Epoch];
+
+    fn write_args(&self, arg: &mut dyn FnMut(&[u8])) {
+        let mut argv = Argv(arg);
+        argv.num(self.amount);
+        argv.num(self.epoch);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::argv;
+
+    #[test]
+    fn the_arguments_are_those_the_scripts_document() {
+        let release = ReleaseCall {
+            orders: &[(1, 100), (u64::MAX, 2)],
+        };
+        assert_eq!(argv(&release), ["1", "100", "18446744073709551615", "2"]);
+        assert!(argv(&ReleaseCall { orders: &[] }).is_empty());
+        let issue = IssueCall {
+            now_ms: 1_000,
+            token: 11,
+            user: 7,
+            expires_ms: 2_000,
+            forget_after_ms: 3_000,
+            prune_batch: 100,
+        };
+        assert_eq!(argv(&issue), ["1000", "11", "7", "2000", "3000", "100"]);
+        let add = AddCall {
+            amount: u32::MAX,
+            epoch: 4,
+        };
+        assert_eq!(argv(&add), ["4294967295", "4"]);
+    }
+
+    #[test]
+    fn each_script_opens_with_its_contract() {
+        for script in [crate::RESERVE, RELEASE, ISSUE, ADD] {
+            let head: Vec<&str> = script.lines().take_while(|l| l.starts_with("--")).collect();
+            assert!(head.iter().any(|l| l.contains("KEYS[1]")), "{head:?}");
+            assert!(head.iter().any(|l| l.contains("ARGV")), "{head:?}");
+            assert!(head.iter().any(|l| l.contains("Returns")), "{head:?}");
+        }
+    }
+}

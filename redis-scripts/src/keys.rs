@@ -1,0 +1,131 @@
+//! Where a goods lives: the key layout the crate docs draw.
+
+use std::fmt;
+
+/// The key prefix of one store: every key of every goods starts with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prefix(String);
+
+/// A prefix holding `{` or `}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefixError(String);
+
+impl fmt::Display for PrefixError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "redis key prefix {:?} must not contain braces", self.0)
+    }
+}
+
+impl std::error::Error for PrefixError {}
+
+impl Prefix {
+    /// A prefix must hold no `{` or `}`: the per-goods hash tag has to be the
+    /// first one in each key, or Redis Cluster would spread a goods' keys
+    /// over nodes where no script can reach them all.
+    pub fn new(prefix: &str) -> Result<Self, PrefixError> {
+        if prefix.contains(['{', '}']) {
+            return Err(PrefixError(prefix.to_string()));
+        }
+        Ok(Prefix(prefix.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The keys of one goods.
+    pub fn keys(&self, goods: u64) -> Keys {
+        let base = format!("{}{{g{goods}}}", self.0);
+        Keys {
+            stock: format!("{base}:stock"),
+            buyers: format!("{base}:buyers"),
+            queue: format!("{base}:queue"),
+            epoch: format!("{base}:epoch"),
+            tokens: format!("{base}:tokens"),
+            token_expiry: format!("{base}:token_expiry"),
+        }
+    }
+}
+
+/// The keys of one goods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    pub stock: String,
+    pub buyers: String,
+    pub queue: String,
+    /// Bumped by every load; see the scripts.
+    pub epoch: String,
+    pub tokens: String,
+    pub token_expiry: String,
+}
+
+/// One of a goods' keys, as a script's KEYS names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    Stock,
+    Buyers,
+    Queue,
+    Epoch,
+    Tokens,
+    TokenExpiry,
+}
+
+impl Keys {
+    pub fn get(&self, key: Key) -> &str {
+        match key {
+            Key::Stock => &self.stock,
+            Key::Buyers => &self.buyers,
+            Key::Queue => &self.queue,
+            Key::Epoch => &self.epoch,
+            Key::Tokens => &self.tokens,
+            Key::TokenExpiry => &self.token_expiry,
+        }
+    }
+
+    /// Every key of the goods, its queue and tokens included: what to
+    /// delete to forget it.
+    pub fn all(&self) -> [&str; 6] {
+        [
+            &self.stock,
+            &self.buyers,
+            &self.queue,
+            &self.epoch,
+            &self.tokens,
+            &self.token_expiry,
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_goods_keys_share_one_hash_tag() {
+        let keys = Prefix::new("sk:").unwrap().keys(42);
+        assert_eq!(
+            keys.all(),
+            [
+                "sk:{g42}:stock",
+                "sk:{g42}:buyers",
+                "sk:{g42}:queue",
+                "sk:{g42}:epoch",
+                "sk:{g42}:tokens",
+                "sk:{g42}:token_expiry",
+            ]
+        );
+        assert_eq!(keys.get(Key::TokenExpiry), "sk:{g42}:token_expiry");
+        assert_eq!(Prefix::new("").unwrap().keys(1).stock, "{g1}:stock");
+    }
+
+    #[test]
+    fn a_prefix_with_braces_is_refused() {
+        for bad in ["x{y}:", "{", "a}"] {
+            let e = Prefix::new(bad).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("redis key prefix {bad:?} must not contain braces")
+            );
+        }
+    }
+}

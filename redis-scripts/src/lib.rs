@@ -1,0 +1,147 @@
+//! The seckill stock store's contract with Redis: where a goods lives, the
+//! Lua scripts that decide on it, and the arguments each script takes.
+//!
+//! The server's Redis stock store and the bench's redis-direct baseline both
+//! call these scripts; this crate is the one place their keys and arguments
+//! are spelled, so the two cannot drift apart. It does no I/O and depends
+//! on nothing: each side sends the commands with its own Redis client.
+//!
+//! # Key layout
+//!
+//! Each goods lives under keys that share a hash tag, so a Redis Cluster
+//! keeps them on one node and one script may touch them all:
+//!
+//! ```text
+//! <prefix>{g<id>}:stock         integer: units left
+//! <prefix>{g<id>}:buyers        hash: user id → the order numbers the user
+//!                               holds, oldest first, space-separated
+//!                               ("o1 o2"; mostly just one)
+//! <prefix>{g<id>}:queue         stream of reserved orders (queued mode): the
+//!                               consumer group "writers" moves them to the
+//!                               order store, then acks and deletes them
+//! <prefix>{g<id>}:epoch         integer bumped by every load: scripts carry
+//!                               the epoch they were sent under and act only
+//!                               on it
+//! <prefix>{g<id>}:tokens        hash: purchase token → "user expires_ms",
+//!                               then " order_no" once it reserved a unit
+//! <prefix>{g<id>}:token_expiry  sorted set: token → when it may be forgotten
+//!                               (expires_ms plus its lifetime again), so
+//!                               that ISSUE can prune the tokens hash
+//! ```
+//!
+//! # Scripts
+//!
+//! Every decision is one Lua script ([`RESERVE`], [`RELEASE`], [`ISSUE`],
+//! [`ADD`], each from its own `.lua` file with its KEYS/ARGV/result contract
+//! at the top), so it is atomic against every other call. Lua numbers are
+//! doubles, exact only up to 2^53, and user ids, order numbers and tokens use
+//! all 64 bits: they stay strings inside the scripts and are only compared,
+//! never converted. Times in milliseconds (about 2^41 today) are the only
+//! numbers the scripts compare as numbers.
+//!
+//! Every script that changes a goods' stock is fenced by the goods' epoch,
+//! which each [`Load`] bumps: a script sent before a load and run after it
+//! (Redis stalled, the caller timed out, the goods was reconciled meanwhile)
+//! finds another epoch and does nothing, instead of changing the reloaded
+//! stock. A script that finds no stock or another epoch returns nil: "not
+//! loaded". RELEASE needs no fence (its file says why).
+//!
+//! # Calling a script
+//!
+//! Each script has a typed call ([`ReserveCall`], [`ReleaseCall`],
+//! [`IssueCall`], [`AddCall`]) implementing [`Call`]: the script, which
+//! [`Keys`] it takes in which order, and its ARGV as the bytes Redis gets.
+//! With the `redis` crate, for instance:
+//!
+//! ```text
+//! let keys = prefix.keys(goods);
+//! let mut inv = Script::new(ReserveCall::SCRIPT).prepare_invoke();
+//! for &key in ReserveCall::KEYS {
+//!     inv.key(keys.get(key));
+//! }
+//! call.write_args(&mut |arg| {
+//!     inv.arg(arg);
+//! });
+//! ```
+
+mod calls;
+mod keys;
+mod load;
+mod reserve;
+
+pub use calls::{AddCall, IssueCall, ReleaseCall, ADD, ISSUE, RELEASE};
+pub use keys::{Key, Keys, Prefix, PrefixError};
+pub use load::{holders, BadNumber, Command, Load, LoadCommands, HSET_CHUNK};
+pub use reserve::{Decision, Mode, ReserveBuyer, ReserveCall, RESERVE};
+
+/// One call of one of the scripts.
+pub trait Call {
+    /// The script's Lua source.
+    const SCRIPT: &'static str;
+    /// The keys the script takes, in the order of its KEYS.
+    const KEYS: &'static [Key];
+    /// Hands `arg` each argument of ARGV in order, as the bytes Redis gets
+    /// (Redis sees every argument as a string; numbers go in decimal).
+    fn write_args(&self, arg: &mut dyn FnMut(&[u8]));
+}
+
+/// Writes ARGV through a caller's sink, numbers in decimal without an
+/// allocation: the reserve call is on every BUY's path.
+struct Argv<'f>(&'f mut dyn FnMut(&[u8]));
+
+impl Argv<'_> {
+    fn num(&mut self, n: impl Into<u64>) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = n.into();
+        loop {
+            at -= 1;
+            // n % 10 < 10: the cast cannot truncate.
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        (self.0)(&digits[at..]);
+    }
+
+    fn text(&mut self, s: &str) {
+        (self.0)(s.as_bytes());
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn argv(call: &impl Call) -> Vec<String> {
+    let mut out = Vec::new();
+    call.write_args(&mut |a| out.push(String::from_utf8_lossy(a).into_owned()));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_go_in_decimal() {
+        let mut out = Vec::new();
+        let mut sink = |a: &[u8]| out.push(String::from_utf8_lossy(a).into_owned());
+        let mut argv = Argv(&mut sink);
+        for n in [0, 7, 10, 1 << 53, (1 << 53) + 1, u64::MAX] {
+            argv.num(n);
+        }
+        argv.text("durable");
+        assert_eq!(
+            out,
+            [
+                "0",
+                "7",
+                "10",
+                "9007199254740992",
+                "9007199254740993",
+                "18446744073709551615",
+                "durable"
+            ]
+        );
+    }
+}

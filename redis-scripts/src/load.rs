@@ -1,0 +1,190 @@
+//! Loading a goods, and reading its holders back: the buyers hash as the
+//! scripts write it.
+
+use std::collections::HashMap;
+use std::fmt;
+
+/// Holders per HSET when loading a goods, so that a goods of many holders
+/// does not become one huge command.
+pub const HSET_CHUNK: usize = 1000;
+
+/// One Redis command, as words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub name: &'static str,
+    pub args: Vec<String>,
+}
+
+/// A load: sets a goods' stock to `remaining` units held apart from
+/// `holders` (user, order number), replacing the stock and the buyers. The
+/// queue and the tokens are not the load's: it keeps them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Load<'a> {
+    pub remaining: u32,
+    pub holders: &'a [(u64, u64)],
+}
+
+/// The commands of a [`Load`]: the `writes`, then `bump_epoch`, all in one
+/// MULTI so that they are atomic against the scripts. `bump_epoch` answers
+/// the goods' new epoch, which every fenced call must then carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadCommands {
+    pub writes: Vec<Command>,
+    pub bump_epoch: Command,
+}
+
+impl Load<'_> {
+    pub fn commands(&self, keys: &crate::Keys) -> LoadCommands {
+        let mut writes = vec![Command {
+            name: "DEL",
+            args: vec![keys.buyers.clone()],
+        }];
+        for chunk in holder_fields(self.holders).chunks(HSET_CHUNK) {
+            let mut args = Vec::with_capacity(1 + 2 * chunk.len());
+            args.push(keys.buyers.clone());
+            for (user, orders) in chunk {
+                args.push(user.to_string());
+                args.push(orders.clone());
+            }
+            writes.push(Command { name: "HSET", args });
+        }
+        writes.push(Command {
+            name: "SET",
+            args: vec![keys.stock.clone(), self.remaining.to_string()],
+        });
+        LoadCommands {
+            writes,
+            bump_epoch: Command {
+                name: "INCR",
+                args: vec![keys.epoch.clone()],
+            },
+        }
+    }
+}
+
+/// The holders of a load as buyers-hash fields: each user with their order
+/// numbers space-separated, in the order given (the first is the one a
+/// user at the limit gets back), a pair given twice counted once.
+fn holder_fields(holders: &[(u64, u64)]) -> Vec<(u64, String)> {
+    let mut at: HashMap<u64, usize> = HashMap::new();
+    let mut fields: Vec<(u64, Vec<u64>)> = Vec::new();
+    for &(user, order_no) in holders {
+        let i = *at.entry(user).or_insert_with(|| {
+            fields.push((user, Vec::new()));
+            fields.len() - 1
+        });
+        let orders = &mut fields[i].1;
+        if !orders.contains(&order_no) {
+            orders.push(order_no);
+        }
+    }
+    fields
+        .into_iter()
+        .map(|(user, orders)| {
+            let text: Vec<String> = orders.iter().map(u64::to_string).collect();
+            (user, text.join(" "))
+        })
+        .collect()
+}
+
+/// A field or value of the buyers hash that is not a number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadNumber(pub String);
+
+impl fmt::Display for BadNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} is no u64", self.0)
+    }
+}
+
+impl std::error::Error for BadNumber {}
+
+/// The holders recorded in a buyers hash (its fields and values, as
+/// HGETALL gives them): one (user, order number) pair per held order,
+/// sorted.
+pub fn holders<'a>(
+    fields: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Vec<(u64, u64)>, BadNumber> {
+    let number = |s: &str| s.parse().map_err(|_| BadNumber(s.to_string()));
+    let mut holders = Vec::new();
+    for (user, orders) in fields {
+        let user = number(user)?;
+        // split(' '), not split_whitespace: an empty or doubly spaced list
+        // is not one the scripts write, and must not pass.
+        for order_no in orders.split(' ') {
+            holders.push((user, number(order_no)?));
+        }
+    }
+    holders.sort_unstable();
+    Ok(holders)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Prefix;
+
+    #[test]
+    fn a_load_replaces_buyers_and_stock_then_bumps_the_epoch() {
+        let keys = Prefix::new("p:").unwrap().keys(1);
+        let load = Load {
+            remaining: 7,
+            holders: &[(9, 900), (8, 800), (9, 901), (9, 900)],
+        };
+        let words = |c: &Command| {
+            let mut w = vec![c.name.to_string()];
+            w.extend(c.args.iter().cloned());
+            w.join(" ")
+        };
+        let commands = load.commands(&keys);
+        let writes: Vec<String> = commands.writes.iter().map(words).collect();
+        assert_eq!(
+            writes,
+            [
+                "DEL p:{g1}:buyers",
+                "HSET p:{g1}:buyers 9 900 901 8 800",
+                "SET p:{g1}:stock 7"
+            ]
+        );
+        assert_eq!(words(&commands.bump_epoch), "INCR p:{g1}:epoch");
+        // Nobody holds anything: no HSET (it would need a field).
+        let empty = Load {
+            remaining: 0,
+            holders: &[],
+        };
+        assert_eq!(empty.commands(&keys).writes.len(), 2);
+    }
+
+    #[test]
+    fn many_holders_go_in_chunks() {
+        let keys = Prefix::new("p:").unwrap().keys(1);
+        let holders: Vec<(u64, u64)> = (0..2_500).map(|u| (u, u + 1)).collect();
+        let load = Load {
+            remaining: 1,
+            holders: &holders,
+        };
+        let hsets: Vec<usize> = load
+            .commands(&keys)
+            .writes
+            .iter()
+            .filter(|c| c.name == "HSET")
+            .map(|c| (c.args.len() - 1) / 2)
+            .collect();
+        assert_eq!(hsets, [HSET_CHUNK, HSET_CHUNK, 500]);
+    }
+
+    #[test]
+    fn holders_read_back_sorted_and_a_bad_field_is_named() {
+        let got = holders([("9", "901 900"), ("8", "800")]);
+        assert_eq!(got, Ok(vec![(8, 800), (9, 900), (9, 901)]));
+        for (user, orders, bad) in [
+            ("x", "1", "x"),
+            ("1", "1  2", ""),
+            ("1", "", ""),
+            ("1", "1 -2", "-2"),
+        ] {
+            assert_eq!(holders([(user, orders)]), Err(BadNumber(bad.into())));
+        }
+        assert_eq!(BadNumber("x".into()).to_string(), "\"x\" is no u64");
+    }
+}

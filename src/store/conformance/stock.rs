@@ -1,0 +1,491 @@
+//! The [`StockStore`] suite, run against the memory store and against the
+//! real Redis (`SECKILL_TEST_REDIS`, default redis://127.0.0.1:6379, each
+//! run under a key prefix of its own).
+
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::thread;
+
+use seckill_proto::NO_TOKEN;
+
+use crate::clock::now_ms;
+use crate::config::AckMode;
+use crate::store::fixtures::{buy, buyers, rules_at, tokened};
+use crate::store::memory::PRUNE_BATCH;
+use crate::store::redis::tests::open as open_redis;
+use crate::store::{
+    Buyer, GoodsId, MemoryStock, OrderNo, Reservation, ReserveRules, Reserved, StockStore,
+    StoreError, TokenRefusal, UserId,
+};
+
+/// A stock store under test: the trait, and what the suite must reach
+/// beyond it.
+pub(in crate::store) trait Subject: StockStore {
+    /// [`StockStore::issue_token`] at a given time (the tests' clock).
+    fn issue_token_at(
+        &self,
+        goods: GoodsId,
+        user: UserId,
+        token: u64,
+        expires_ms: u64,
+        now_ms: u64,
+    ) -> Result<(), StoreError>;
+
+    /// The tokens the store keeps for a goods, and their marks of when they
+    /// may be forgotten: what pruning shrinks.
+    fn tokens_kept(&self, goods: GoodsId) -> (usize, usize);
+}
+
+/// Runs each test of the suite against one backend: `$open` makes a fresh,
+/// empty store (anything that derefs to it; dropping it cleans up).
+macro_rules! suite {
+    ($backend:ident, $open:expr) => {
+        mod $backend {
+            use super::*;
+
+            #[test]
+            fn reserve_never_goes_below_zero_and_remembers_holders() {
+                super::reserve_never_goes_below_zero_and_remembers_holders(&*$open);
+            }
+
+            #[test]
+            fn release_is_exact_and_repeatable() {
+                super::release_is_exact_and_repeatable(&*$open);
+            }
+
+            #[test]
+            fn a_user_holds_up_to_the_limit_and_gets_the_first_back() {
+                super::a_user_holds_up_to_the_limit_and_gets_the_first_back(&*$open);
+            }
+
+            #[test]
+            fn add_restocks_and_saturates() {
+                super::add_restocks_and_saturates(&*$open);
+            }
+
+            #[test]
+            fn tokens_are_checked_in_the_documented_order() {
+                super::tokens_are_checked_in_the_documented_order(&*$open);
+            }
+
+            #[test]
+            fn tokens_are_forgotten_twice_their_lifetime_after_issue() {
+                super::tokens_are_forgotten_twice_their_lifetime_after_issue(&*$open);
+            }
+
+            #[test]
+            fn sixteen_threads_sell_the_stock_exactly_once() {
+                let got = sell_in_threads(
+                    &*$open,
+                    Crowd {
+                        threads: 16,
+                        chunk: 50,
+                        limit: 1,
+                        stock: 1000,
+                        users: 2500,
+                        tries: 1,
+                    },
+                );
+                assert_eq!(got.len(), 1000, "a user reserved twice");
+            }
+
+            #[test]
+            fn sixteen_threads_keep_a_limit_of_three() {
+                // 350 users could take 1050: the stock runs out first, with
+                // users at the limit and retrying. At most two each would
+                // sell only 700, so some user reaches the limit however the
+                // threads interleave (with 500 users, as once, a fast store
+                // could sell every user two and none three); the limit
+                // itself is checked for every user.
+                let got = sell_in_threads(
+                    &*$open,
+                    Crowd {
+                        threads: 16,
+                        chunk: 50,
+                        limit: 3,
+                        stock: 1000,
+                        users: 350,
+                        tries: 4,
+                    },
+                );
+                assert!(
+                    got.values().any(|&n| n == 3),
+                    "nobody reached the limit: {got:?}"
+                );
+            }
+
+            #[test]
+            fn four_threads_never_give_a_user_more_than_the_limit() {
+                let got = sell_in_threads(
+                    &*$open,
+                    Crowd {
+                        threads: 4,
+                        chunk: 20,
+                        limit: 3,
+                        stock: 300,
+                        users: 150,
+                        tries: 4,
+                    },
+                );
+                assert_eq!(got.values().sum::<usize>(), 300);
+            }
+        }
+    };
+}
+
+suite!(memory, Box::new(MemoryStock::new()));
+suite!(redis, open_redis(AckMode::Durable));
+
+/// The suite's clock: the tests that need time pass it in.
+const NOW: u64 = 1_000_000;
+
+fn rules(per_user_limit: u8) -> ReserveRules {
+    rules_at(per_user_limit, NOW)
+}
+
+const INVALID: Reservation = Reservation::Token(TokenRefusal::Invalid);
+const EXPIRED: Reservation = Reservation::Token(TokenRefusal::Expired);
+const USED: Reservation = Reservation::Token(TokenRefusal::Used);
+
+fn reserve_never_goes_below_zero_and_remembers_holders(stock: &impl Subject) {
+    stock.load(1, 2, &[(9, 900)]).unwrap();
+    let batch = buyers(&[(1, 100), (9, 901), (1, 102), (2, 200), (3, 300)]);
+    let got = stock.reserve(1, &rules(1), &batch);
+    assert_eq!(
+        got.unwrap(),
+        Reserved {
+            decisions: vec![
+                Reservation::Reserved,
+                Reservation::Held(900),
+                Reservation::Held(100),
+                Reservation::Reserved,
+                Reservation::SoldOut,
+            ],
+            remaining: 0,
+        }
+    );
+    assert_eq!(
+        stock.snapshot(1).unwrap(),
+        Some((0, vec![(1, 100), (2, 200), (9, 900)]))
+    );
+}
+
+fn release_is_exact_and_repeatable(stock: &impl Subject) {
+    stock.load(1, 1, &[]).unwrap();
+    stock.reserve(1, &rules(1), &buyers(&[(1, 100)])).unwrap();
+    // A release with the wrong order number or user returns nothing.
+    assert_eq!(stock.release(1, &[(1, 999), (2, 100)]).unwrap(), 0);
+    assert_eq!(stock.release(1, &[(1, 100)]).unwrap(), 1);
+    assert_eq!(stock.release(1, &[(1, 100)]).unwrap(), 1);
+    assert_eq!(stock.release(1, &[]).unwrap(), 1);
+    // Repeated within one call too.
+    stock.reserve(1, &rules(1), &buyers(&[(1, 101)])).unwrap();
+    assert_eq!(stock.release(1, &[(1, 101), (1, 101)]).unwrap(), 1);
+    assert_eq!(stock.snapshot(1).unwrap(), Some((1, vec![])));
+    let r = stock.reserve(1, &rules(1), &buyers(&[(2, 200)])).unwrap();
+    assert_eq!(r.decisions, vec![Reservation::Reserved]);
+}
+
+fn a_user_holds_up_to_the_limit_and_gets_the_first_back(stock: &impl Subject) {
+    stock.load(1, 10, &[(1, 100), (1, 100)]).unwrap();
+    let batch = buyers(&[(1, 101), (1, 102), (1, 103), (2, 200)]);
+    let r = stock.reserve(1, &rules(3), &batch).unwrap();
+    assert_eq!(
+        r.decisions,
+        [
+            Reservation::Reserved,
+            Reservation::Reserved,
+            Reservation::Held(100),
+            Reservation::Reserved,
+        ]
+    );
+    assert_eq!(r.remaining, 7);
+    let held = vec![(1, 100), (1, 101), (1, 102), (2, 200)];
+    assert_eq!(stock.snapshot(1).unwrap(), Some((7, held)));
+    // Releasing one of several frees one place: the others stay.
+    assert_eq!(stock.release(1, &[(1, 101)]).unwrap(), 8);
+    assert_eq!(stock.release(1, &[(1, 101)]).unwrap(), 8);
+    let r = stock.reserve(1, &rules(3), &buyers(&[(1, 104), (1, 105)]));
+    assert_eq!(
+        r.unwrap().decisions,
+        [Reservation::Reserved, Reservation::Held(100)]
+    );
+    // The first goes: the next oldest is the one given back.
+    assert_eq!(stock.release(1, &[(1, 100)]).unwrap(), 8);
+    assert_eq!(stock.release(1, &[(1, 100)]).unwrap(), 8);
+    let r = stock.reserve(1, &rules(2), &buyers(&[(1, 106)]));
+    assert_eq!(r.unwrap().decisions, [Reservation::Held(102)]);
+    let held = vec![(1, 102), (1, 104), (2, 200)];
+    assert_eq!(stock.snapshot(1).unwrap(), Some((8, held)));
+    // A limit of 0 (which the proto forbids) is taken as 1.
+    let r = stock.reserve(1, &rules(0), &buyers(&[(3, 300), (3, 301)]));
+    assert_eq!(
+        r.unwrap().decisions,
+        [Reservation::Reserved, Reservation::Held(300)]
+    );
+}
+
+fn add_restocks_and_saturates(stock: &impl Subject) {
+    stock.load(1, 0, &[]).unwrap();
+    let r = stock.reserve(1, &rules(1), &buyers(&[(1, 100)])).unwrap();
+    assert_eq!(r.decisions, vec![Reservation::SoldOut]);
+    assert_eq!(stock.add(1, 2).unwrap(), 2);
+    let r = stock.reserve(1, &rules(1), &buyers(&[(1, 100)])).unwrap();
+    assert_eq!(r.decisions, vec![Reservation::Reserved]);
+    assert_eq!(r.remaining, 1);
+    assert_eq!(stock.add(1, u32::MAX).unwrap(), u32::MAX);
+    assert_eq!(stock.snapshot(1).unwrap(), Some((u32::MAX, vec![(1, 100)])));
+}
+
+fn tokens_are_checked_in_the_documented_order(stock: &impl Subject) {
+    stock.load(1, 2, &[]).unwrap();
+    let expires = NOW + 1_000;
+    for (user, token) in [(1, 11), (2, 22), (3, 33), (4, 44)] {
+        stock.issue_token_at(1, user, token, expires, NOW).unwrap();
+    }
+    let r = |buyers: &[Buyer], now_ms| {
+        stock
+            .reserve(1, &tokened(1, now_ms), buyers)
+            .unwrap()
+            .decisions
+    };
+    // Unknown, another user's, none at all.
+    assert_eq!(
+        r(
+            &[buy(1, 100, 99), buy(1, 100, 22), buy(1, 100, NO_TOKEN)],
+            NOW
+        ),
+        [INVALID; 3]
+    );
+    // Expired at its expiry, not before.
+    assert_eq!(r(&[buy(1, 100, 11)], expires), [EXPIRED]);
+    assert_eq!(r(&[buy(1, 100, 11)], expires - 1), [Reservation::Reserved]);
+    // A retry with the same token gets the order back, even expired;
+    // a new order number in it changes nothing.
+    assert_eq!(r(&[buy(1, 101, 11)], expires + 5), [Reservation::Held(100)]);
+    // Sold out does not spend the token: a restock sells to it.
+    assert_eq!(
+        r(&[buy(2, 200, 22), buy(3, 300, 33)], NOW),
+        [Reservation::Reserved, Reservation::SoldOut]
+    );
+    stock.add(1, 1).unwrap();
+    assert_eq!(r(&[buy(3, 301, 33)], NOW), [Reservation::Reserved]);
+    // Released (cancelled), the order is gone and the token is used.
+    assert_eq!(stock.release(1, &[(1, 100)]).unwrap(), 1);
+    assert_eq!(r(&[buy(1, 102, 11)], NOW), [USED]);
+    // The limit comes before the token: a holder with a bad one gets
+    // their order back.
+    assert_eq!(r(&[buy(2, 201, 99)], NOW), [Reservation::Held(200)]);
+    // A repeated issue does not make a used token new again.
+    stock.issue_token_at(1, 1, 11, expires, NOW).unwrap();
+    assert_eq!(r(&[buy(1, 102, 11)], NOW), [USED]);
+    // Token 0 is never valid, even if issued.
+    stock.issue_token_at(1, 4, NO_TOKEN, expires, NOW).unwrap();
+    assert_eq!(r(&[buy(4, 400, NO_TOKEN)], NOW), [INVALID]);
+    // Without token_required, tokens are not looked at.
+    let free = stock.reserve(1, &rules(1), &[buy(4, 401, 99)]).unwrap();
+    assert_eq!(free.decisions, [Reservation::Reserved]);
+    // A load keeps the tokens: 44 is still good, 11 still used.
+    stock.load(1, 5, &[(2, 200)]).unwrap();
+    assert_eq!(
+        r(&[buy(5, 500, 44), buy(4, 402, 44), buy(1, 103, 11)], NOW),
+        [INVALID, Reservation::Reserved, USED]
+    );
+}
+
+fn tokens_are_forgotten_twice_their_lifetime_after_issue(stock: &impl Subject) {
+    stock.load(1, 10, &[]).unwrap();
+    // Lives 1 s from NOW: expired from NOW + 1 s, forgotten from NOW + 2 s.
+    stock.issue_token_at(1, 1, 11, NOW + 1_000, NOW).unwrap();
+    let r = |token, now_ms| {
+        stock
+            .reserve(1, &tokened(1, now_ms), &[buy(1, 100, token)])
+            .unwrap()
+            .decisions[0]
+    };
+    // Pruning happens on issue, only of what is due.
+    stock
+        .issue_token_at(1, 2, 22, NOW + 10_000, NOW + 1_999)
+        .unwrap();
+    assert_eq!(r(11, NOW + 1_999), EXPIRED);
+    stock
+        .issue_token_at(1, 2, 23, NOW + 10_000, NOW + 2_000)
+        .unwrap();
+    assert_eq!(r(11, NOW + 2_000), INVALID);
+    // At most PRUNE_BATCH per issue. Each of these lives 1 ms, so is
+    // forgotten from NOW + 1.
+    let many = PRUNE_BATCH + 5;
+    for token in 1_000..1_000 + many as u64 {
+        stock.issue_token_at(1, 3, token, NOW, NOW - 1).unwrap();
+    }
+    assert_eq!(stock.tokens_kept(1), (2 + many, 2 + many));
+    stock
+        .issue_token_at(1, 3, 1, NOW + 10_000, NOW + 1)
+        .unwrap();
+    // 22, 23 and 1, plus the 5 not yet pruned.
+    assert_eq!(stock.tokens_kept(1), (8, 8));
+    stock
+        .issue_token_at(1, 3, 2, NOW + 10_000, NOW + 1)
+        .unwrap();
+    assert_eq!(stock.tokens_kept(1), (4, 4));
+    // A token issued already past its expiry goes at the next issue.
+    stock.issue_token_at(1, 4, 44, NOW, NOW + 5).unwrap();
+    assert_eq!(r(44, NOW + 5), INVALID, "44 is user 4's");
+    assert_eq!(stock.tokens_kept(1), (5, 5));
+    stock
+        .issue_token_at(1, 4, 45, NOW + 10_000, NOW + 5)
+        .unwrap();
+    assert_eq!(stock.tokens_kept(1), (5, 5));
+}
+
+/// `threads` threads racing for `stock` units of one goods: each tries
+/// every one of `users` users `tries` times, in an order of its own,
+/// `chunk` buyers a call, under a limit of `limit` orders a user.
+struct Crowd {
+    threads: u64,
+    chunk: usize,
+    limit: u8,
+    stock: u32,
+    users: u64,
+    tries: u64,
+}
+
+/// Runs a [`Crowd`] so that the same user races in many threads. Checks that
+/// the stock sold exactly, that no user got more than the limit, that the
+/// store holds exactly the orders reserved, and that every other answer was
+/// one of the user's own orders or sold out. Returns the units each user
+/// got.
+fn sell_in_threads(stock: &impl Subject, crowd: Crowd) -> HashMap<UserId, usize> {
+    let Crowd {
+        threads,
+        chunk,
+        limit,
+        users,
+        tries,
+        ..
+    } = crowd;
+    stock.load(7, crowd.stock, &[]).unwrap();
+    let results: Vec<Vec<(Buyer, Reservation)>> = thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    let batch: Vec<Buyer> = (0..users * tries)
+                        .map(|i| buy((i * 7 + t * 131) % users, (t << 32) | i, NO_TOKEN))
+                        .collect();
+                    let mut got = Vec::new();
+                    for part in batch.chunks(chunk) {
+                        let r = stock.reserve(7, &rules(limit), part).unwrap();
+                        got.extend(part.iter().copied().zip(r.decisions));
+                    }
+                    got
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let reserved: Vec<(UserId, OrderNo)> = results
+        .iter()
+        .flatten()
+        .filter(|(_, d)| *d == Reservation::Reserved)
+        .map(|(b, _)| (b.user, b.order_no))
+        .collect();
+    assert_eq!(reserved.len(), crowd.stock as usize);
+    let mut expected = reserved.clone();
+    expected.sort_unstable();
+    assert_eq!(stock.snapshot(7).unwrap(), Some((0, expected)));
+    let mut orders: HashMap<UserId, Vec<OrderNo>> = HashMap::new();
+    for &(u, o) in &reserved {
+        orders.entry(u).or_default().push(o);
+    }
+    let got: HashMap<UserId, usize> = orders.iter().map(|(&u, o)| (u, o.len())).collect();
+    assert!(
+        got.values().all(|&n| n <= usize::from(limit)),
+        "a user got more than {limit}: {got:?}"
+    );
+    for (b, d) in results.iter().flatten() {
+        let own = orders.get(&b.user).map_or(&[][..], Vec::as_slice);
+        match *d {
+            Reservation::Reserved => {}
+            Reservation::Held(o) => assert!(own.contains(&o), "{b:?} got {o}"),
+            // Sold out while the user could still buy more.
+            Reservation::SoldOut => assert!(own.len() < usize::from(limit)),
+            Reservation::Token(t) => panic!("{b:?}: token {t:?} without token rules"),
+        }
+    }
+    got
+}
+
+/// The two backends give the same answer to every call of one long
+/// sequence (reservations, releases, restocks, limits, tokens, snapshots),
+/// on the real clock.
+#[test]
+fn reserve_release_add_match_memory_stock() {
+    let redis = open_redis(AckMode::Durable);
+    let memory = MemoryStock::new();
+    for store in [redis.deref() as &dyn StockStore, &memory] {
+        store.load(1, 2, &[(9, 900)]).unwrap();
+        store.load(2, 3, &[(9, 900), (9, 901), (8, 800)]).unwrap();
+    }
+    let rules = |per_user_limit| rules_at(per_user_limit, now_ms());
+    let expires = now_ms() + 3_600_000;
+    let late = expires + 1;
+    type Call = Box<dyn Fn(&dyn StockStore) -> String>;
+    let r = |g, rules: ReserveRules, b: Vec<Buyer>| -> Call {
+        Box::new(move |s| format!("{:?}", s.reserve(g, &rules, &b)))
+    };
+    let calls: Vec<Call> = vec![
+        r(1, rules(1), buyers(&[(1, 100), (9, 901), (1, 102)])),
+        r(1, rules(1), buyers(&[(2, 200), (3, 300), (3, 301)])),
+        r(1, rules(1), buyers(&[])),
+        Box::new(|s| format!("{:?}", s.release(1, &[(1, 999), (2, 200), (9, 900)]))),
+        r(1, rules(1), buyers(&[(4, 400), (2, 201), (5, 500)])),
+        Box::new(|s| format!("{:?}", s.add(1, 1))),
+        r(1, rules(1), buyers(&[(5, 501), (6, 600), (1, 103)])),
+        // Limits, several orders a user.
+        r(
+            2,
+            rules(2),
+            buyers(&[(9, 902), (8, 801), (8, 802), (7, 700)]),
+        ),
+        Box::new(|s| format!("{:?}", s.release(2, &[(9, 901), (9, 901), (8, 800)]))),
+        r(
+            2,
+            rules(3),
+            buyers(&[(9, 903), (9, 904), (9, 905), (8, 803)]),
+        ),
+        Box::new(|s| format!("{:?}", s.add(2, 4))),
+        // Tokens.
+        Box::new(move |s| {
+            let issued = [(1, 11), (2, 22), (3, 33), (6, 66), (7, 77)]
+                .map(|(u, t)| s.issue_token(2, u, t, expires));
+            format!("{issued:?}")
+        }),
+        r(2, tokened(1, late), vec![buy(1, 110, 11), buy(2, 220, 99)]),
+        r(
+            2,
+            tokened(1, expires - 1),
+            vec![
+                buy(1, 111, 11),
+                buy(2, 221, 11),
+                buy(1, 112, 11),
+                buy(3, 330, 33),
+                buy(6, 660, 66),
+                buy(6, 661, 66),
+                buy(7, 770, 77),
+            ],
+        ),
+        Box::new(|s| format!("{:?}", s.release(2, &[(1, 111), (6, 660)]))),
+        r(
+            2,
+            tokened(2, late),
+            vec![buy(1, 113, 11), buy(3, 331, 33), buy(6, 662, 66)],
+        ),
+        r(2, tokened(1, 0), vec![buy(2, 222, 22), buy(7, 771, 0)]),
+        r(2, rules(1), vec![buy(2, 223, 0), buy(2, 224, 22)]),
+        Box::new(|s| format!("{:?}", s.snapshot(1))),
+        Box::new(|s| format!("{:?}", s.snapshot(2))),
+    ];
+    for (i, call) in calls.iter().enumerate() {
+        assert_eq!(call(redis.deref()), call(&memory), "call {i}");
+    }
+}

@@ -1,0 +1,280 @@
+//! [`OrderQueue`] on Redis: one stream a goods, which the reserve script
+//! appends to in queued mode, read by the consumer group of the order
+//! writers.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ::redis::streams::{StreamAutoClaimReply, StreamId, StreamRangeReply, StreamReadReply};
+use ::redis::{Connection, RedisResult, Value};
+use log::error;
+use seckill_proto::{OrderState, DEFAULT_PAY_WINDOW_MS};
+
+use super::link::{inconsistent, parse_u64, IO_TIMEOUT};
+use super::RedisStock;
+use crate::store::{GoodsId, OrderQueue, OrderRecord, QueuedOrder, StoreError};
+
+/// Entries per XRANGE page when listing a queue.
+const RANGE_PAGE: usize = 1000;
+/// The consumer group of the order writers on every queue.
+const GROUP: &str = "writers";
+
+/// The order in a queue entry written by the reserve script.
+fn queued_order(goods: GoodsId, entry: &StreamId) -> Result<QueuedOrder, StoreError> {
+    let field = |name: &str| {
+        let text = entry.get::<String>(name).unwrap_or_default();
+        let what = format!("field {name} of queue entry {} of goods {goods}", entry.id);
+        parse_u64(&what, &text)
+    };
+    let created_ms = field("created_ms")?;
+    // An entry queued by a server from before payment windows has none:
+    // it gets the default window.
+    let pay_by_ms = if entry.contains_key("pay_by_ms") {
+        field("pay_by_ms")?
+    } else {
+        created_ms.saturating_add(DEFAULT_PAY_WINDOW_MS)
+    };
+    let order = OrderRecord {
+        order_no: field("order_no")?,
+        user_id: field("user")?,
+        goods_id: field("goods")?,
+        state: OrderState::Created,
+        created_ms,
+        pay_by_ms,
+    };
+    if order.goods_id != goods {
+        return Err(inconsistent(format!(
+            "queue entry {} of goods {goods} is for goods {}",
+            entry.id, order.goods_id
+        )));
+    }
+    Ok(QueuedOrder {
+        id: entry.id.clone(),
+        order,
+    })
+}
+
+/// The orders in entries read for writing. An entry that is no order (which
+/// only a bug or a hand edit can make) is logged and skipped rather than
+/// failing the batch: it would fail every read that meets it again, and
+/// stop the orders behind it. It stays pending, for an operator to look at.
+fn readable(goods: GoodsId, entries: &[StreamId]) -> Vec<QueuedOrder> {
+    entries
+        .iter()
+        .filter_map(|e| {
+            queued_order(goods, e)
+                .map_err(|err| error!("skipping a queued order: {err}"))
+                .ok()
+        })
+        .collect()
+}
+
+/// XGROUP CREATE from the start of the stream (so entries added before the
+/// group existed are read too), creating the stream; an existing group is
+/// left as it is, pending entries and all.
+pub(super) fn create_group(con: &mut Connection, queue: &str) -> RedisResult<()> {
+    let created = ::redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(queue)
+        .arg(GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query::<()>(con);
+    match created {
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        other => other,
+    }
+}
+
+impl OrderQueue for RedisStock {
+    /// Reads up to `count` new orders from the queues of `goods` as
+    /// `consumer` of the writers' group, waiting up to `block` for one (zero:
+    /// no wait). A queue without the group (Redis lost it) gets the group.
+    /// The orders stay pending for this consumer until [`OrderQueue::ack`]ed.
+    ///
+    /// All the queues are read in one command, so under Redis Cluster the
+    /// goods must share a slot; call once per goods there.
+    fn read(
+        &self,
+        goods: &[GoodsId],
+        consumer: &str,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<QueuedOrder>, StoreError> {
+        if goods.is_empty() || count == 0 {
+            return Ok(Vec::new());
+        }
+        let queues: HashMap<String, GoodsId> =
+            goods.iter().map(|&g| (self.keys(g).queue, g)).collect();
+        let mut cmd = ::redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count);
+        // BLOCK 0 would wait forever.
+        let block_ms = block.as_millis().max(u128::from(!block.is_zero()));
+        if block_ms > 0 {
+            cmd.arg("BLOCK")
+                .arg(u64::try_from(block_ms).unwrap_or(u64::MAX));
+        }
+        cmd.arg("STREAMS");
+        for queue in queues.keys() {
+            cmd.arg(queue);
+        }
+        for _ in 0..queues.len() {
+            cmd.arg(">");
+        }
+        let read = |con: &mut Connection| {
+            let reply = cmd.query::<Option<StreamReadReply>>(con);
+            match reply {
+                Err(e) if e.code() == Some("NOGROUP") => {
+                    for queue in queues.keys() {
+                        create_group(con, queue)?;
+                    }
+                    cmd.query(con)
+                }
+                other => other,
+            }
+        };
+        let reply = self.call("read queue", |con| {
+            // The reply may take `block`: wait that long, then back to the
+            // usual timeout before the connection returns to the pool.
+            con.set_read_timeout(Some(block.saturating_add(IO_TIMEOUT)))?;
+            let reply = read(con);
+            con.set_read_timeout(Some(IO_TIMEOUT))?;
+            reply
+        })?;
+        let mut orders = Vec::new();
+        for stream in reply.map(|r| r.keys).unwrap_or_default() {
+            let Some(&goods) = queues.get(&stream.key) else {
+                return Err(inconsistent(format!(
+                    "read an unasked stream {}",
+                    stream.key
+                )));
+            };
+            orders.extend(readable(goods, &stream.ids));
+        }
+        Ok(orders)
+    }
+
+    /// Takes over, for `consumer`, up to `count` orders of a goods that
+    /// another consumer read and has not acked for `min_idle` (a writer that
+    /// crashed or hung), and returns them.
+    fn claim_stale(
+        &self,
+        goods: GoodsId,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<QueuedOrder>, StoreError> {
+        let queue = self.keys(goods).queue;
+        let min_idle_ms = u64::try_from(min_idle.as_millis()).unwrap_or(u64::MAX);
+        let claimed = self.call("claim stale", |con| {
+            let mut claimed = Vec::new();
+            let mut start = "0-0".to_string();
+            while claimed.len() < count {
+                let reply = ::redis::cmd("XAUTOCLAIM")
+                    .arg(&queue)
+                    .arg(GROUP)
+                    .arg(consumer)
+                    .arg(min_idle_ms)
+                    .arg(&start)
+                    .arg("COUNT")
+                    .arg(count - claimed.len())
+                    .query::<StreamAutoClaimReply>(con);
+                let reply = match reply {
+                    // No group, so nothing pending.
+                    Err(e) if e.code() == Some("NOGROUP") => break,
+                    other => other?,
+                };
+                claimed.extend(reply.claimed);
+                if reply.next_stream_id == "0-0" {
+                    break;
+                }
+                start = reply.next_stream_id;
+            }
+            Ok(claimed)
+        })?;
+        Ok(readable(goods, &claimed))
+    }
+
+    /// Marks orders of a goods as written and removes them from its queue,
+    /// in one round trip.
+    fn ack(&self, goods: GoodsId, ids: &[String]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let queue = self.keys(goods).queue;
+        let mut pipe = ::redis::pipe();
+        pipe.atomic()
+            .cmd("XACK")
+            .arg(&queue)
+            .arg(GROUP)
+            .arg(ids)
+            .ignore()
+            .cmd("XDEL")
+            .arg(&queue)
+            .arg(ids)
+            .ignore();
+        self.call("ack", |con| pipe.query::<()>(con))
+    }
+
+    /// The stream's last-generated-id, which XDEL does not move back.
+    fn last_added(&self, goods: GoodsId) -> Result<Option<String>, StoreError> {
+        let queue = self.keys(goods).queue;
+        let info = self.call("queue info", |con| {
+            match ::redis::cmd("XINFO")
+                .arg("STREAM")
+                .arg(&queue)
+                .query::<HashMap<String, Value>>(con)
+            {
+                Ok(info) => Ok(Some(info)),
+                // No stream yet (or lost with Redis's data): nothing queued.
+                Err(e) if e.to_string().contains("no such key") => Ok(None),
+                Err(e) => Err(e),
+            }
+        })?;
+        let id = match info.as_ref().and_then(|i| i.get("last-generated-id")) {
+            None => return Ok(None),
+            Some(Value::BulkString(id)) => String::from_utf8_lossy(id).into_owned(),
+            Some(Value::SimpleString(id)) => id.clone(),
+            Some(other) => {
+                return Err(inconsistent(format!(
+                    "queue of goods {goods}: last-generated-id {other:?}"
+                )))
+            }
+        };
+        // A stream made empty (by a load) has never had an entry either.
+        Ok((id != "0-0").then_some(id))
+    }
+
+    /// Every order still in a goods' queue, read or not, oldest first.
+    fn queued(&self, goods: GoodsId) -> Result<Vec<OrderRecord>, StoreError> {
+        let queue = self.keys(goods).queue;
+        let entries = self.call("list queue", |con| {
+            let mut entries: Vec<StreamId> = Vec::new();
+            loop {
+                let start = entries
+                    .last()
+                    .map_or_else(|| "-".to_string(), |e| format!("({}", e.id));
+                let page = ::redis::cmd("XRANGE")
+                    .arg(&queue)
+                    .arg(start)
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(RANGE_PAGE)
+                    .query::<StreamRangeReply>(con)?;
+                let full = page.ids.len() == RANGE_PAGE;
+                entries.extend(page.ids);
+                if !full {
+                    return Ok(entries);
+                }
+            }
+        })?;
+        entries
+            .iter()
+            .map(|e| queued_order(goods, e).map(|q| q.order))
+            .collect()
+    }
+}

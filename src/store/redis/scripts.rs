@@ -1,0 +1,115 @@
+//! The Lua scripts of `seckill-redis-scripts`, ready to run: each hashed
+//! once (sent as EVALSHA, loaded again when a Redis does not know it), a
+//! typed call turned into an invocation, and the answers decoded.
+
+use ::redis::{Script, ScriptInvocation, Value};
+use seckill_redis_scripts::{
+    AddCall, Call, Decision, IssueCall, Keys, ReleaseCall, ReserveCall, ADD, ISSUE, RELEASE,
+    RESERVE,
+};
+
+use super::link::{inconsistent, to_u32};
+use crate::store::{GoodsId, Reservation, Reserved, StoreError, TokenRefusal};
+
+/// One [`Script`] per script, so that each runs only with its own call.
+pub(super) struct Scripts {
+    reserve: Script,
+    release: Script,
+    issue: Script,
+    add: Script,
+}
+
+impl Scripts {
+    pub(super) fn new() -> Self {
+        Scripts {
+            reserve: Script::new(RESERVE),
+            release: Script::new(RELEASE),
+            issue: Script::new(ISSUE),
+            add: Script::new(ADD),
+        }
+    }
+
+    pub(super) fn reserve(&self, keys: &Keys, call: &ReserveCall) -> ScriptInvocation<'_> {
+        invocation(&self.reserve, keys, call)
+    }
+
+    pub(super) fn release(&self, keys: &Keys, call: &ReleaseCall) -> ScriptInvocation<'_> {
+        invocation(&self.release, keys, call)
+    }
+
+    pub(super) fn issue(&self, keys: &Keys, call: &IssueCall) -> ScriptInvocation<'_> {
+        invocation(&self.issue, keys, call)
+    }
+
+    pub(super) fn add(&self, keys: &Keys, call: &AddCall) -> ScriptInvocation<'_> {
+        invocation(&self.add, keys, call)
+    }
+}
+
+/// `call`'s KEYS and ARGV on `script`, in the order the script takes them.
+fn invocation<'s, C: Call>(script: &'s Script, keys: &Keys, call: &C) -> ScriptInvocation<'s> {
+    let mut inv = script.prepare_invoke();
+    for &key in C::KEYS {
+        inv.key(keys.get(key));
+    }
+    call.write_args(&mut |arg| {
+        inv.arg(arg);
+    });
+    inv
+}
+
+/// The stock count a script returned, or `NotLoaded` for its nil.
+pub(super) fn script_count(goods: GoodsId, what: &str, v: Value) -> Result<u32, StoreError> {
+    match v {
+        Value::Nil => Err(StoreError::NotLoaded(goods)),
+        Value::Int(n) => to_u32(what, n),
+        other => Err(inconsistent(format!("{what}: unexpected reply {other:?}"))),
+    }
+}
+
+/// RESERVE's answer for `buyers` buyers of `goods`: `{remaining, one
+/// decision per buyer}`, or `NotLoaded` for its nil.
+pub(super) fn reserved(
+    goods: GoodsId,
+    buyers: usize,
+    reply: Value,
+) -> Result<Reserved, StoreError> {
+    let what = format!("reserve of goods {goods}");
+    let items = match reply {
+        Value::Nil => return Err(StoreError::NotLoaded(goods)),
+        Value::Array(items) if items.len() == buyers + 1 => items,
+        other => return Err(inconsistent(format!("{what}: unexpected reply {other:?}"))),
+    };
+    let mut items = items.into_iter();
+    let remaining = match items.next() {
+        Some(Value::Int(n)) => to_u32(&what, n)?,
+        other => return Err(inconsistent(format!("{what}: bad remaining {other:?}"))),
+    };
+    let decisions = items
+        .map(|item| {
+            let decision = match &item {
+                Value::Int(code) => Decision::from_code(*code),
+                Value::BulkString(held) => Decision::from_held(held),
+                _ => None,
+            };
+            decision
+                .map(reservation)
+                .ok_or_else(|| inconsistent(format!("{what}: bad decision {item:?}")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Reserved {
+        decisions,
+        remaining,
+    })
+}
+
+fn reservation(decision: Decision) -> Reservation {
+    match decision {
+        Decision::Reserved => Reservation::Reserved,
+        Decision::SoldOut => Reservation::SoldOut,
+        Decision::TokenInvalid => Reservation::Token(TokenRefusal::Invalid),
+        Decision::TokenExpired => Reservation::Token(TokenRefusal::Expired),
+        Decision::TokenUsed => Reservation::Token(TokenRefusal::Used),
+        Decision::Held(order_no) => Reservation::Held(order_no),
+    }
+}

@@ -1,0 +1,178 @@
+//! [`StockStore`] on Redis: a load in one MULTI, every other change in one
+//! script, each built from its typed call in `seckill-redis-scripts`.
+
+use std::collections::HashMap;
+
+use ::redis::Value;
+use seckill_proto::NO_TOKEN;
+use seckill_redis_scripts::{
+    holders, AddCall, IssueCall, Load, Mode, ReleaseCall, ReserveBuyer, ReserveCall,
+};
+
+use super::link::{inconsistent, to_u32};
+use super::queue::create_group;
+use super::scripts::{reserved, script_count};
+use super::RedisStock;
+use crate::clock::now_ms;
+use crate::config::AckMode;
+use crate::store::memory::{forget_after, PRUNE_BATCH};
+use crate::store::{
+    Buyer, GoodsId, Holders, OrderNo, ReserveRules, Reserved, StockStore, StoreError, UserId,
+};
+
+impl RedisStock {
+    /// [`StockStore::issue_token`] at a given time (the tests' clock).
+    pub(in crate::store) fn issue_token_at(
+        &self,
+        goods: GoodsId,
+        user: UserId,
+        token: u64,
+        expires_ms: u64,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        if token == NO_TOKEN {
+            // Never a token: RESERVE refuses it whatever is recorded.
+            return Ok(());
+        }
+        let call = IssueCall {
+            now_ms,
+            token,
+            user,
+            expires_ms,
+            forget_after_ms: forget_after(now_ms, expires_ms),
+            prune_batch: PRUNE_BATCH,
+        };
+        let inv = self.scripts.issue(&self.keys(goods), &call);
+        // `call`, not `call_effect`: if the link breaks, the token was not
+        // handed to anyone either way, so "busy, nothing done" is true
+        // enough, and an entry that was recorded after all is pruned later.
+        self.call("issue token", |con| inv.invoke::<i64>(con))?;
+        Ok(())
+    }
+}
+
+impl StockStore for RedisStock {
+    /// Replaces the stock and the buyers in one MULTI (atomic against the
+    /// scripts). The queue is kept: it may hold orders already acknowledged
+    /// and not yet written. So in queued mode `remaining` and `holders` must
+    /// count the orders still in the queue ([`OrderQueue::queued`]), or they
+    /// would be sold a second time. The tokens are kept too.
+    ///
+    /// [`OrderQueue::queued`]: crate::store::OrderQueue::queued
+    fn load(
+        &self,
+        goods: GoodsId,
+        remaining: u32,
+        holders: &[(UserId, OrderNo)],
+    ) -> Result<(), StoreError> {
+        let keys = self.keys(goods);
+        if self.mode == AckMode::Queued {
+            self.call("create queue", |con| create_group(con, &keys.queue))?;
+        }
+        let load = Load { remaining, holders }.commands(&keys);
+        let mut pipe = ::redis::pipe();
+        pipe.atomic();
+        for write in &load.writes {
+            pipe.cmd(write.name).arg(&write.args).ignore();
+        }
+        pipe.cmd(load.bump_epoch.name).arg(&load.bump_epoch.args);
+        let (epoch,): (u64,) = self.call_effect("load", |con| pipe.query(con))?;
+        self.epochs.lock().insert(goods, epoch);
+        self.unloaded.lock().remove(&goods);
+        Ok(())
+    }
+
+    fn reserve(
+        &self,
+        goods: GoodsId,
+        rules: &ReserveRules,
+        buyers: &[Buyer],
+    ) -> Result<Reserved, StoreError> {
+        let epoch = self.not_loaded(goods, self.epoch(goods))?;
+        let bids: Vec<ReserveBuyer> = buyers
+            .iter()
+            .map(|b| ReserveBuyer {
+                user: b.user,
+                order_no: b.order_no,
+                token: b.token,
+            })
+            .collect();
+        let call = ReserveCall {
+            mode: match self.mode {
+                AckMode::Durable => Mode::Durable,
+                AckMode::Queued => Mode::Queued,
+            },
+            goods,
+            now_ms: rules.now_ms,
+            epoch,
+            per_user_limit: rules.per_user_limit,
+            token_required: rules.token_required,
+            pay_by_ms: rules.pay_by_ms,
+            buyers: &bids,
+        };
+        let inv = self.scripts.reserve(&self.keys(goods), &call);
+        let reply = self.call_effect("reserve", |con| inv.invoke::<Value>(con));
+        let result = reply.and_then(|v| reserved(goods, buyers.len(), v));
+        self.not_loaded(goods, result)
+    }
+
+    fn release(&self, goods: GoodsId, buyers: &[(UserId, OrderNo)]) -> Result<u32, StoreError> {
+        let call = ReleaseCall { orders: buyers };
+        let inv = self.scripts.release(&self.keys(goods), &call);
+        let reply = self.call_effect("release", |con| inv.invoke::<Value>(con));
+        let result = reply.and_then(|v| script_count(goods, "release", v));
+        self.not_loaded(goods, result)
+    }
+
+    /// Works whether or not the goods is loaded: tokens are not fenced by
+    /// the epoch, since issuing one changes no stock.
+    fn issue_token(
+        &self,
+        goods: GoodsId,
+        user: UserId,
+        token: u64,
+        expires_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.issue_token_at(goods, user, token, expires_ms, now_ms())
+    }
+
+    fn add(&self, goods: GoodsId, amount: u32) -> Result<u32, StoreError> {
+        let epoch = self.not_loaded(goods, self.epoch(goods))?;
+        let inv = self
+            .scripts
+            .add(&self.keys(goods), &AddCall { amount, epoch });
+        let reply = self.call_effect("add", |con| inv.invoke::<Value>(con));
+        let result = reply.and_then(|v| script_count(goods, "add", v));
+        self.not_loaded(goods, result)
+    }
+
+    fn remaining(&self, goods: GoodsId) -> Result<Option<u32>, StoreError> {
+        let key = self.keys(goods).stock;
+        let left: Option<i64> =
+            self.call("remaining", |con| ::redis::cmd("GET").arg(&key).query(con))?;
+        left.map(|n| to_u32(&format!("stock of goods {goods}"), n))
+            .transpose()
+    }
+
+    /// A goods' units left and holders (one pair per held order, sorted),
+    /// read atomically; `None` if it is not loaded.
+    fn snapshot(&self, goods: GoodsId) -> Result<Option<(u32, Holders)>, StoreError> {
+        let keys = self.keys(goods);
+        let mut pipe = ::redis::pipe();
+        pipe.atomic()
+            .cmd("GET")
+            .arg(&keys.stock)
+            .cmd("HGETALL")
+            .arg(&keys.buyers);
+        let (stock, buyers) = self.call("snapshot", |con| {
+            pipe.query::<(Option<i64>, HashMap<String, String>)>(con)
+        })?;
+        let Some(stock) = stock else {
+            return Ok(None);
+        };
+        let what = format!("snapshot of goods {goods}");
+        let fields = buyers.iter().map(|(u, o)| (u.as_str(), o.as_str()));
+        let holders = holders(fields).map_err(|e| inconsistent(format!("{what}: {e}")))?;
+        Ok(Some((to_u32(&what, stock)?, holders)))
+    }
+}

@@ -1,0 +1,324 @@
+//! What only the Redis stock store does: numbers that Lua must keep as
+//! strings, the buyers hash and the tokens as laid out, the epoch fence, a
+//! goods Redis lost, big loads. What every stock store does is in the
+//! conformance suite (`store/conformance/stock.rs`), run against Redis too.
+
+use seckill_redis_scripts::{AddCall, Call, Mode, ReleaseCall, ReserveBuyer, ReserveCall};
+
+use super::*;
+
+#[test]
+fn order_numbers_keep_all_64_bits() {
+    let stock = open(AckMode::Queued);
+    let two53 = 1u64 << 53;
+    let pairs = [
+        (u64::MAX, u64::MAX),
+        (two53 + 1, two53 + 1),
+        (two53, u64::MAX - 1),
+    ];
+    stock.load(3, 10, &[]).unwrap();
+    let r = stock.reserve(3, &rules(1), &buyers(&pairs)).unwrap();
+    assert_eq!(r.decisions, vec![Reservation::Reserved; 3]);
+    // Asking again with other numbers gives back the exact ones held.
+    let again = [(u64::MAX, 1), (two53 + 1, 2), (two53, 3)];
+    let r = stock.reserve(3, &rules(1), &buyers(&again)).unwrap();
+    assert_eq!(
+        r.decisions,
+        pairs
+            .iter()
+            .map(|&(_, o)| Reservation::Held(o))
+            .collect::<Vec<_>>()
+    );
+    let mut sorted = pairs.to_vec();
+    sorted.sort_unstable();
+    assert_eq!(stock.snapshot(3).unwrap(), Some((7, sorted)));
+    // 2^53 and 2^53 + 1 are the same double: only the exact pair goes.
+    assert_eq!(stock.release(3, &[(two53 + 1, two53)]).unwrap(), 7);
+    assert_eq!(stock.release(3, &[(u64::MAX, u64::MAX - 1)]).unwrap(), 7);
+    let queued = stock.queued(3).unwrap();
+    let got: Vec<_> = queued.iter().map(|o| (o.user_id, o.order_no)).collect();
+    assert_eq!(got, pairs.to_vec());
+    assert_eq!(stock.release(3, &[(two53 + 1, two53 + 1)]).unwrap(), 8);
+    // A holder loaded with big numbers comes back exact too, and so
+    // does the first of several.
+    let loaded = [(u64::MAX - 5, two53 + 1), (u64::MAX - 5, two53)];
+    stock.load(3, 0, &loaded).unwrap();
+    let r = stock.reserve(3, &rules(2), &buyers(&[(u64::MAX - 5, 0)]));
+    assert_eq!(r.unwrap().decisions, vec![Reservation::Held(two53 + 1)]);
+    assert_eq!(stock.release(3, &[(u64::MAX - 5, two53)]).unwrap(), 1);
+    assert_eq!(
+        stock.snapshot(3).unwrap(),
+        Some((1, vec![(u64::MAX - 5, two53 + 1)]))
+    );
+    // Tokens too: 2^53 + 1 is not 2^53, nor is one user another.
+    let expires = now_ms() + 60_000;
+    stock.issue_token(3, two53 + 1, two53 + 1, expires).unwrap();
+    stock.issue_token(3, u64::MAX, u64::MAX, expires).unwrap();
+    stock.add(3, 5).unwrap();
+    let r = stock.reserve(
+        3,
+        &tokened(1, now_ms()),
+        &[
+            buy(two53 + 1, 1, two53),
+            buy(two53, 2, two53 + 1),
+            buy(u64::MAX - 1, 3, u64::MAX),
+            buy(u64::MAX, u64::MAX, u64::MAX),
+            buy(u64::MAX, 4, u64::MAX),
+        ],
+    );
+    assert_eq!(
+        r.unwrap().decisions,
+        [
+            INVALID,
+            INVALID,
+            INVALID,
+            Reservation::Reserved,
+            Reservation::Held(u64::MAX)
+        ]
+    );
+}
+
+#[test]
+fn release_gives_back_exactly_the_order_named() {
+    let stock = open(AckMode::Durable);
+    stock.load(1, 5, &[]).unwrap();
+    let batch = buyers(&[(1, 101), (1, 102), (1, 103), (1, 104)]);
+    let r = stock.reserve(1, &rules(3), &batch).unwrap();
+    assert_eq!(
+        r.decisions,
+        [
+            Reservation::Reserved,
+            Reservation::Reserved,
+            Reservation::Reserved,
+            Reservation::Held(101),
+        ]
+    );
+    let field = |stock: &TestStock| -> Option<String> {
+        let mut hget = ::redis::cmd("HGET");
+        hget.arg(stock.keys(1).buyers).arg(1);
+        stock.call("hget", |con| hget.query(con)).unwrap()
+    };
+    assert_eq!(field(&stock).as_deref(), Some("101 102 103"));
+    // The middle one, twice in one call and once more: one unit.
+    assert_eq!(stock.release(1, &[(1, 102), (1, 102)]).unwrap(), 3);
+    assert_eq!(stock.release(1, &[(1, 102), (2, 101)]).unwrap(), 3);
+    assert_eq!(field(&stock).as_deref(), Some("101 103"));
+    // A number that is a part of a held one is not held.
+    assert_eq!(
+        stock
+            .release(1, &[(1, 10), (1, 1), (1, 3), (1, 0)])
+            .unwrap(),
+        3
+    );
+    // Room again under the limit: the new order goes last.
+    let r = stock.reserve(1, &rules(3), &buyers(&[(1, 105), (1, 106)]));
+    assert_eq!(
+        r.unwrap().decisions,
+        [Reservation::Reserved, Reservation::Held(101)]
+    );
+    assert_eq!(field(&stock).as_deref(), Some("101 103 105"));
+    assert_eq!(
+        stock.release(1, &[(1, 101), (1, 103), (1, 105)]).unwrap(),
+        5
+    );
+    assert_eq!(field(&stock), None, "an empty list stays behind");
+    assert_eq!(stock.release(1, &[(1, 101)]).unwrap(), 5);
+    assert_eq!(stock.snapshot(1).unwrap(), Some((5, vec![])));
+}
+
+/// The token rules themselves are in the conformance suite; here, what
+/// only Redis does: tokens are not fenced by the epoch, so they can be
+/// issued before the first load, and a token's entry records its user,
+/// expiry and then the order it bought.
+#[test]
+fn tokens_are_issued_before_a_load_and_record_their_order() {
+    const NOW: u64 = 1_000_000;
+    let stock = open(AckMode::Durable);
+    let expires = NOW + 1_000;
+    stock.issue_token_at(1, 1, 11, expires, NOW).unwrap();
+    stock.load(1, 2, &[]).unwrap();
+    let entry = |stock: &TestStock| -> Option<String> {
+        let mut hget = ::redis::cmd("HGET");
+        hget.arg(stock.keys(1).tokens).arg(11);
+        stock.call("hget", |con| hget.query(con)).unwrap()
+    };
+    assert_eq!(entry(&stock), Some(format!("1 {expires}")));
+    let r = stock.reserve(1, &tokened(1, NOW), &[buy(1, 100, 11)]);
+    assert_eq!(r.unwrap().decisions, [Reservation::Reserved]);
+    assert_eq!(entry(&stock), Some(format!("1 {expires} 100")));
+}
+
+/// The keys of the tokens expire when their last token may be forgotten,
+/// on the caller's clock: a sale's tokens do not outlive it when no more
+/// are issued to prune them.
+#[test]
+fn token_keys_expire_when_their_last_token_may_be_forgotten() {
+    const NOW: u64 = 1_000_000;
+    let stock = open(AckMode::Durable);
+    stock.load(1, 10, &[]).unwrap();
+    // Lives 1 s from NOW: expired from NOW + 1 s, forgotten from NOW + 2 s.
+    stock.issue_token_at(1, 1, 11, NOW + 1_000, NOW).unwrap();
+    let keys = stock.keys(1);
+    for key in [&keys.tokens, &keys.token_expiry] {
+        let ttl: i64 = stock
+            .call("pttl", |con| ::redis::cmd("PTTL").arg(key).query(con))
+            .unwrap();
+        assert!((1_900..=2_000).contains(&ttl), "{key}: {ttl} ms");
+    }
+}
+
+/// Runs a call with EVAL, as any client may send it from the shared
+/// crate's typed calls (the bench does the same), not through the store.
+fn eval<C: Call>(stock: &TestStock, goods: GoodsId, call: &C) -> Value {
+    let keys = stock.keys(goods);
+    let mut cmd = ::redis::cmd("EVAL");
+    cmd.arg(C::SCRIPT).arg(C::KEYS.len());
+    for &key in C::KEYS {
+        cmd.arg(keys.get(key));
+    }
+    call.write_args(&mut |arg| {
+        cmd.arg(arg);
+    });
+    stock.call("eval", |con| cmd.query(con)).unwrap()
+}
+
+/// A script that reaches Redis after the goods was loaded again (it was
+/// sent before the load and Redis ran it late) does nothing. A late
+/// release is not fenced; it names an order the load did not bring back
+/// (a release is only for orders that are not live), so it finds
+/// nothing to do.
+#[test]
+fn a_script_from_before_a_load_does_nothing() {
+    let stock = open(AckMode::Queued);
+    stock.load(1, 5, &[(8, 800)]).unwrap();
+    let stale = stock.epoch(1).unwrap();
+    stock.load(1, 3, &[(9, 900)]).unwrap();
+    assert_eq!(stock.epoch(1).unwrap(), stale + 1);
+    let reserve = |epoch: u64, user: u64, order_no: u64| {
+        let buyers = [ReserveBuyer {
+            user,
+            order_no,
+            token: NO_TOKEN,
+        }];
+        let call = ReserveCall {
+            mode: Mode::Queued,
+            goods: 1,
+            now_ms: 1,
+            epoch,
+            per_user_limit: 1,
+            token_required: false,
+            pay_by_ms: 2,
+            buyers: &buyers,
+        };
+        eval(&stock, 1, &call)
+    };
+    let release = ReleaseCall {
+        orders: &[(8, 800)],
+    };
+    let add = AddCall {
+        amount: 10,
+        epoch: stale,
+    };
+    assert_eq!(
+        (
+            reserve(stale, 7, 700),
+            eval(&stock, 1, &release),
+            eval(&stock, 1, &add)
+        ),
+        (Value::Nil, Value::Int(3), Value::Nil)
+    );
+    // The reloaded goods is as the load left it, queue included.
+    assert_eq!(stock.snapshot(1).unwrap(), Some((3, vec![(9, 900)])));
+    assert!(stock.queued(1).unwrap().is_empty());
+    // Run by itself (as the bench does) under the current epoch, the
+    // script acts, and answers in the layout its comment gives.
+    let current = stock.epoch(1).unwrap();
+    let direct = reserve(current, 6, 600);
+    assert_eq!(direct, Value::Array(vec![Value::Int(2), Value::Int(1)]));
+    let queued = stock.queued(1).unwrap();
+    assert_eq!(
+        queued
+            .iter()
+            .map(|o| (o.user_id, o.order_no, o.created_ms, o.pay_by_ms))
+            .collect::<Vec<_>>(),
+        [(6, 600, 1, 2)]
+    );
+    // The store's own calls carry the current epoch and act.
+    assert_eq!(
+        stock
+            .reserve(1, &rules(1), &buyers(&[(7, 700)]))
+            .unwrap()
+            .decisions,
+        [Reservation::Reserved]
+    );
+    // A store that never loaded the goods does not act on it either:
+    // it reloads it first.
+    let url = std::env::var("SECKILL_TEST_REDIS")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
+    let other = RedisStock::open(&url, &stock.prefix, AckMode::Queued).unwrap();
+    assert!(matches!(
+        other.reserve(1, &rules(1), &buyers(&[(8, 800)])),
+        Err(StoreError::NotLoaded(1))
+    ));
+}
+
+#[test]
+fn a_lost_goods_is_not_loaded_and_nothing_is_taken() {
+    let stock = open(AckMode::Queued);
+    stock.load(5, 3, &[(1, 100)]).unwrap();
+    stock.forget(5).unwrap();
+    assert_eq!(stock.keys_of(5), 0);
+    let not_loaded = |e: StoreError| matches!(e, StoreError::NotLoaded(5));
+    assert!(not_loaded(
+        stock
+            .reserve(5, &rules(1), &buyers(&[(2, 200)]))
+            .unwrap_err()
+    ));
+    assert!(not_loaded(stock.release(5, &[(1, 100)]).unwrap_err()));
+    assert!(not_loaded(stock.add(5, 10).unwrap_err()));
+    assert_eq!(stock.snapshot(5).unwrap(), None);
+    assert_eq!(stock.keys_of(5), 0, "a call on a lost goods wrote");
+
+    // Only the counter lost: the buyers stay as they were.
+    stock.load(5, 3, &[(1, 100)]).unwrap();
+    let keys = stock.keys(5);
+    let mut del = ::redis::cmd("DEL");
+    del.arg(&keys.stock);
+    stock.call("del", |con| del.query::<()>(con)).unwrap();
+    assert!(not_loaded(
+        stock
+            .reserve(5, &rules(1), &buyers(&[(2, 200)]))
+            .unwrap_err()
+    ));
+    assert!(not_loaded(stock.release(5, &[(1, 100)]).unwrap_err()));
+    let mut hgetall = ::redis::cmd("HGETALL");
+    hgetall.arg(&keys.buyers);
+    let held: HashMap<String, String> = stock.call("hgetall", |con| hgetall.query(con)).unwrap();
+    assert_eq!(held, HashMap::from([("1".to_string(), "100".to_string())]));
+    assert!(stock.queued(5).unwrap().is_empty());
+    // Loading it again sells again.
+    stock.load(5, 1, &[(1, 100)]).unwrap();
+    let r = stock.reserve(5, &rules(1), &buyers(&[(2, 200)])).unwrap();
+    assert_eq!(r.decisions, vec![Reservation::Reserved]);
+}
+
+#[test]
+fn load_replaces_a_hundred_thousand_holders() {
+    let stock = open(AckMode::Queued);
+    let holders: Vec<(UserId, OrderNo)> = (0..100_000u64).map(|u| (u, u64::MAX - u)).collect();
+    stock.load(1, 7, &holders).unwrap();
+    assert_eq!(stock.snapshot(1).unwrap(), Some((7, holders.clone())));
+    let r = stock
+        .reserve(1, &rules(1), &buyers(&[(99_999, 1), (100_000, 2)]))
+        .unwrap();
+    assert_eq!(
+        r.decisions,
+        vec![Reservation::Held(u64::MAX - 99_999), Reservation::Reserved]
+    );
+    assert_eq!(r.remaining, 6);
+    // A second load replaces everything, the reservation included.
+    stock.load(1, 1, &holders[..1]).unwrap();
+    assert_eq!(stock.snapshot(1).unwrap(), Some((1, holders[..1].to_vec())));
+    // The queue is not the load's to drop.
+    assert_eq!(stock.queued(1).unwrap().len(), 1);
+}
