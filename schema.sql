@@ -47,6 +47,15 @@ CREATE TABLE IF NOT EXISTS goods (
     -- 0 = on sale, 1 = paused by an admin (SALE_CONTROL). Ending a sale
     -- early moves end_ms instead.
     state       TINYINT UNSIGNED NOT NULL DEFAULT 0,
+    -- The goods' fencing token. Each reconciliation (by any server) takes a
+    -- new, higher one here before it counts the orders, and loads the stock
+    -- store under it; an order writer's batch counts its orders in
+    -- orders_written on the condition that the goods still has the epoch
+    -- their units were reserved under, in the batch's transaction. So no
+    -- order reserved before a reconciliation is written after it, and none
+    -- of its units is sold twice. (Added to older tables at start.)
+    epoch          BIGINT UNSIGNED NOT NULL DEFAULT 0,
+    orders_written BIGINT UNSIGNED NOT NULL DEFAULT 0,
     created_at  DATETIME(3)      NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
     updated_at  DATETIME(3)      NOT NULL DEFAULT CURRENT_TIMESTAMP(3)
                                  ON UPDATE CURRENT_TIMESTAMP(3),

@@ -33,7 +33,7 @@ fn reserve(c: &mut Criterion) {
             b.iter_batched_ref(
                 || {
                     let stock = MemoryStock::new();
-                    stock.load(GOODS, 1_000_000, &[]).expect("load");
+                    stock.load(GOODS, 1_000_000, &[], 1).expect("load");
                     stock
                 },
                 |stock| black_box(stock.reserve(GOODS, &RULES, buyers).map(|r| r.remaining)),
@@ -53,7 +53,7 @@ fn reserve(c: &mut Criterion) {
                 b.iter_batched_ref(
                     || {
                         let stock = MemoryStock::new();
-                        stock.load(GOODS, 1_000_000, &held).expect("load");
+                        stock.load(GOODS, 1_000_000, &held, 1).expect("load");
                         stock
                     },
                     |stock| black_box(stock.reserve(GOODS, &RULES, buyers).map(|r| r.remaining)),
@@ -64,7 +64,7 @@ fn reserve(c: &mut Criterion) {
         // Nothing left: the sold-out answer.
         g.bench_with_input(BenchmarkId::new("sold out", batch), &buyers, |b, buyers| {
             let stock = MemoryStock::new();
-            stock.load(GOODS, 0, &[]).expect("load");
+            stock.load(GOODS, 0, &[], 1).expect("load");
             b.iter(|| black_box(stock.reserve(GOODS, &RULES, buyers).map(|r| r.remaining)))
         });
     }

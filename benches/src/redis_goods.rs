@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use seckill_redis_scripts::{holders, Call, Keys, Load, Prefix, ReserveCall};
+use seckill_redis_scripts::{holders, Call, Keys, Load, Prefix, ReserveCall, LOAD};
 
 use crate::engine::wire::RedisScript;
 use crate::error::Error;
@@ -34,18 +34,34 @@ impl RedisGoods {
     pub fn load(client: &redis::Client, prefix: &str, id: u64, stock: u32) -> Result<Self, Error> {
         let prefix = Prefix::new(prefix).map_err(|e| Error::Setup(e.to_string()))?;
         let keys = prefix.keys(id);
+        let mut con = connect(client)?;
+        // Under an epoch above the goods' (keys left by an earlier run may
+        // hold one), as the server's reconciliation takes one.
+        let current: Option<u64> = redis::cmd("GET").arg(&keys.epoch).query(&mut con)?;
+        let epoch = current.unwrap_or(0) + 1;
         let load = Load {
             remaining: stock,
             holders: &[],
+            epoch,
         }
         .commands(&keys);
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for write in &load.writes {
-            pipe.cmd(write.name).arg(&write.args).ignore();
+        let mut staging = redis::pipe();
+        for write in &load.staging {
+            staging.cmd(write.name).arg(&write.args).ignore();
         }
-        pipe.cmd(load.bump_epoch.name).arg(&load.bump_epoch.args);
-        let (epoch,): (u64,) = pipe.query(&mut connect(client)?)?;
+        staging.query::<()>(&mut con)?;
+        let script = redis::Script::new(LOAD);
+        let mut script = script.prepare_invoke();
+        for key in &load.keys {
+            script.key(key);
+        }
+        for arg in &load.args {
+            script.arg(arg);
+        }
+        let loaded: redis::Value = script.invoke(&mut con)?;
+        if loaded != redis::Value::Int(1) {
+            return Err(Error::Setup(format!("loading goods {id}: {loaded:?}")));
+        }
         Ok(RedisGoods {
             client: client.clone(),
             id,

@@ -18,10 +18,11 @@
 -- ARGV[8..] one triple per buyer: user id, proposed order number, token
 --         ("0": none)
 --
--- Returns nil if the goods is not loaded or the epoch is another (nothing
--- is done), else {remaining, one decision per buyer}: 1 reserved, 0 sold
--- out, -1 token invalid, -2 token expired, -3 token used, or a held order
--- number (a string).
+-- Returns nil if the goods is not loaded, {"stale", epoch} if it was loaded
+-- under another epoch since the caller learnt it (nothing is done in
+-- either case), else {remaining, one decision per buyer}: 1 reserved, 0
+-- sold out, -1 token invalid, -2 token expired, -3 token used, or a held
+-- order number (a string).
 --
 -- Built by seckill_redis_scripts::ReserveCall; by hand, e.g.:
 --   redis-cli --eval reserve.lua s b q e t , durable 1 1000 1 1 0 2000 7 700 0
@@ -30,7 +31,9 @@ local RESERVED, SOLD_OUT = 1, 0
 local TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_USED = -1, -2, -3
 
 local stock = redis.call('GET', KEYS[1])
-if not stock or redis.call('GET', KEYS[4]) ~= ARGV[4] then return false end
+if not stock then return false end
+local epoch = redis.call('GET', KEYS[4])
+if epoch ~= ARGV[4] then return {'stale', epoch or '0'} end
 local left = tonumber(stock)
 local queued = ARGV[1] == 'queued'
 local now = tonumber(ARGV[3])

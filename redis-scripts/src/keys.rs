@@ -71,6 +71,12 @@ pub enum Key {
 }
 
 impl Keys {
+    /// Where a load under `epoch` stages the buyers before it puts them in
+    /// place: a name of its own, so that two loads never mix their writes.
+    pub fn staged(&self, epoch: u64) -> String {
+        format!("{}:staged:{epoch}", self.buyers)
+    }
+
     pub fn get(&self, key: Key) -> &str {
         match key {
             Key::Stock => &self.stock,

@@ -19,9 +19,13 @@
 //! <prefix>{g<id>}:queue         stream of reserved orders (queued mode): the
 //!                               consumer group "writers" moves them to the
 //!                               order store, then acks and deletes them
-//! <prefix>{g<id>}:epoch         integer bumped by every load: scripts carry
-//!                               the epoch they were sent under and act only
-//!                               on it
+//! <prefix>{g<id>}:epoch         the epoch of the last load, issued by the
+//!                               order store (each reconciliation takes a new,
+//!                               higher one): scripts carry the epoch they
+//!                               were sent under and act only on it
+//! <prefix>{g<id>}:buyers:staged:<epoch>
+//!                               a load's buyers, written before the load
+//!                               puts them in place (gone after it)
 //! <prefix>{g<id>}:tokens        hash: purchase token → "user expires_ms",
 //!                               then " order_no" once it reserved a unit
 //! <prefix>{g<id>}:token_expiry  sorted set: token → when it may be forgotten
@@ -40,11 +44,13 @@
 //! numbers the scripts compare as numbers.
 //!
 //! Every script that changes a goods' stock is fenced by the goods' epoch,
-//! which each [`Load`] bumps: a script sent before a load and run after it
-//! (Redis stalled, the caller timed out, the goods was reconciled meanwhile)
-//! finds another epoch and does nothing, instead of changing the reloaded
-//! stock. A script that finds no stock or another epoch returns nil: "not
-//! loaded". RELEASE needs no fence (its file says why).
+//! which each [`Load`] raises to one the order store issued: a script sent
+//! before a load and run after it (Redis stalled, the caller timed out, the
+//! goods was reconciled meanwhile, by this server or another) finds another
+//! epoch and does nothing, instead of changing the reloaded stock. It
+//! answers `{"stale", epoch}`, so that the caller can learn the goods' epoch
+//! and send again; a script that finds no stock returns nil: "not loaded".
+//! RELEASE needs no fence (its file says why).
 //!
 //! # Calling a script
 //!
@@ -71,7 +77,7 @@ mod reserve;
 
 pub use calls::{AddCall, IssueCall, ReleaseCall, ADD, ISSUE, RELEASE};
 pub use keys::{Key, Keys, Prefix, PrefixError};
-pub use load::{holders, BadNumber, Command, Load, LoadCommands, HSET_CHUNK};
+pub use load::{holders, BadNumber, Command, Load, LoadCommands, HSET_CHUNK, LOAD};
 pub use reserve::{Decision, Mode, ReserveBuyer, ReserveCall, RESERVE};
 
 /// One call of one of the scripts.

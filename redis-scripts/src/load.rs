@@ -15,49 +15,63 @@ pub struct Command {
     pub args: Vec<String>,
 }
 
+/// The load script; its contract is at the top of `lua/load.lua`.
+pub const LOAD: &str = include_str!("../lua/load.lua");
+
 /// A load: sets a goods' stock to `remaining` units held apart from
-/// `holders` (user, order number), replacing the stock and the buyers. The
-/// queue and the tokens are not the load's: it keeps them.
+/// `holders` (user, order number), replacing the stock and the buyers, under
+/// `epoch`, unless a load of a later epoch came first. The queue and the
+/// tokens are not the load's: it keeps them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Load<'a> {
     pub remaining: u32,
     pub holders: &'a [(u64, u64)],
+    /// Issued by the order store for this load, higher than any before.
+    pub epoch: u64,
 }
 
-/// The commands of a [`Load`]: the `writes`, then `bump_epoch`, all in one
-/// MULTI so that they are atomic against the scripts. `bump_epoch` answers
-/// the goods' new epoch, which every fenced call must then carry.
+/// The commands of a [`Load`]: the `staging` writes (the buyers, into a
+/// hash of this load's own), then one call of [`LOAD`] with `keys` and
+/// `args`, which puts them in place atomically if no later load came
+/// first (answering 1), or answers `{"stale", epoch}` with the goods'
+/// epoch, as high or higher, which stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadCommands {
-    pub writes: Vec<Command>,
-    pub bump_epoch: Command,
+    pub staging: Vec<Command>,
+    pub keys: [String; 4],
+    pub args: [String; 3],
 }
 
 impl Load<'_> {
     pub fn commands(&self, keys: &crate::Keys) -> LoadCommands {
-        let mut writes = vec![Command {
+        let staged = keys.staged(self.epoch);
+        let mut staging = vec![Command {
             name: "DEL",
-            args: vec![keys.buyers.clone()],
+            args: vec![staged.clone()],
         }];
         for chunk in holder_fields(self.holders).chunks(HSET_CHUNK) {
             let mut args = Vec::with_capacity(1 + 2 * chunk.len());
-            args.push(keys.buyers.clone());
+            args.push(staged.clone());
             for (user, orders) in chunk {
                 args.push(user.to_string());
                 args.push(orders.clone());
             }
-            writes.push(Command { name: "HSET", args });
+            staging.push(Command { name: "HSET", args });
         }
-        writes.push(Command {
-            name: "SET",
-            args: vec![keys.stock.clone(), self.remaining.to_string()],
-        });
+        let has_holders = if self.holders.is_empty() { "0" } else { "1" };
         LoadCommands {
-            writes,
-            bump_epoch: Command {
-                name: "INCR",
-                args: vec![keys.epoch.clone()],
-            },
+            staging,
+            keys: [
+                keys.stock.clone(),
+                keys.buyers.clone(),
+                keys.epoch.clone(),
+                staged,
+            ],
+            args: [
+                self.epoch.to_string(),
+                self.remaining.to_string(),
+                has_holders.to_string(),
+            ],
         }
     }
 }
@@ -125,11 +139,12 @@ mod tests {
     use crate::Prefix;
 
     #[test]
-    fn a_load_replaces_buyers_and_stock_then_bumps_the_epoch() {
+    fn a_load_stages_the_buyers_then_puts_them_in_place_under_its_epoch() {
         let keys = Prefix::new("p:").unwrap().keys(1);
         let load = Load {
             remaining: 7,
             holders: &[(9, 900), (8, 800), (9, 901), (9, 900)],
+            epoch: 5,
         };
         let words = |c: &Command| {
             let mut w = vec![c.name.to_string()];
@@ -137,22 +152,33 @@ mod tests {
             w.join(" ")
         };
         let commands = load.commands(&keys);
-        let writes: Vec<String> = commands.writes.iter().map(words).collect();
+        let staging: Vec<String> = commands.staging.iter().map(words).collect();
         assert_eq!(
-            writes,
+            staging,
             [
-                "DEL p:{g1}:buyers",
-                "HSET p:{g1}:buyers 9 900 901 8 800",
-                "SET p:{g1}:stock 7"
+                "DEL p:{g1}:buyers:staged:5",
+                "HSET p:{g1}:buyers:staged:5 9 900 901 8 800",
             ]
         );
-        assert_eq!(words(&commands.bump_epoch), "INCR p:{g1}:epoch");
+        assert_eq!(
+            commands.keys,
+            [
+                "p:{g1}:stock",
+                "p:{g1}:buyers",
+                "p:{g1}:epoch",
+                "p:{g1}:buyers:staged:5"
+            ]
+        );
+        assert_eq!(commands.args, ["5", "7", "1"]);
         // Nobody holds anything: no HSET (it would need a field).
         let empty = Load {
             remaining: 0,
             holders: &[],
+            epoch: 6,
         };
-        assert_eq!(empty.commands(&keys).writes.len(), 2);
+        let commands = empty.commands(&keys);
+        assert_eq!(commands.staging.len(), 1);
+        assert_eq!(commands.args, ["6", "0", "0"]);
     }
 
     #[test]
@@ -162,10 +188,11 @@ mod tests {
         let load = Load {
             remaining: 1,
             holders: &holders,
+            epoch: 1,
         };
         let hsets: Vec<usize> = load
             .commands(&keys)
-            .writes
+            .staging
             .iter()
             .filter(|c| c.name == "HSET")
             .map(|c| (c.args.len() - 1) / 2)

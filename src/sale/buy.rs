@@ -1,12 +1,15 @@
 //! BUY on a worker: every pending BUY of one goods decided by one merged
 //! call to the stock store.
 
+use std::collections::HashSet;
+
 use seckill_proto::{OrderState, Reply, Status};
 
-use super::{now_ms, store_failure, unknown_goods, PendingOrder, Sale};
+use super::{now_ms, store_failure, unknown_goods, Entry, PendingOrder, Sale};
 use crate::metrics;
 use crate::store::{
-    Buyer, GoodsId, OrderRecord, Reservation, ReserveRules, StoreError, TokenRefusal, UserId,
+    Buyer, GoodsId, OrderNo, OrderRecord, Reservation, ReserveRules, StoreError, TokenRefusal,
+    UserId,
 };
 
 /// One BUY as a worker hands it over.
@@ -99,6 +102,7 @@ impl Sale {
             }
         };
         let queued = self.queue.is_some();
+        let written_elsewhere = self.held_elsewhere(&entry, &buyers, &reserved.decisions);
         // Under the gate, so that a stale count cannot land after a restock
         // or a reconciliation and leave the sold-out flag wrongly set.
         entry.view.set_remaining(reserved.remaining);
@@ -122,7 +126,13 @@ impl Sale {
                         created_ms,
                         pay_by_ms: rules.pay_by_ms,
                     },
+                    reserved.epoch,
                 )),
+                Reservation::Held(order_no) if written_elsewhere.contains(&order_no) => {
+                    entry.holders.add([(b.user, order_no)]);
+                    metrics::add(&self.metrics.buy_already_bought, 1);
+                    Decision::Answer(Reply::AlreadyBought { order_no })
+                }
                 other => Decision::Answer(self.refusal(&entry.holders, b.user, other)),
             })
             .collect();
@@ -139,6 +149,41 @@ impl Sale {
         }
         drop(gate);
         decisions
+    }
+
+    /// Of the orders the stock store says these buyers hold, those this
+    /// server does not know as committed but the order store has: bought
+    /// through another server (or before a restart). Asked only in the
+    /// durable mode, where a held order may also be one still being
+    /// written, and only for orders this server does not know.
+    fn held_elsewhere(
+        &self,
+        entry: &Entry,
+        buyers: &[Buyer],
+        decisions: &[Reservation],
+    ) -> HashSet<OrderNo> {
+        if self.queue.is_some() {
+            return HashSet::new();
+        }
+        let unknown: Vec<OrderNo> = buyers
+            .iter()
+            .zip(decisions)
+            .filter_map(|(b, d)| match *d {
+                Reservation::Held(order_no) if !entry.holders.holds(b.user, order_no) => {
+                    Some(order_no)
+                }
+                _ => None,
+            })
+            .collect();
+        if unknown.is_empty() {
+            return HashSet::new();
+        }
+        // On failure the buyers are told to come back, as for an order
+        // still being written.
+        self.orders
+            .stored(&unknown)
+            .map(|stored| stored.into_iter().collect())
+            .unwrap_or_default()
     }
 
     /// The answer to a BUY the stock store did not reserve a unit for.

@@ -2,11 +2,11 @@
 //! `durable` mode, and the queue drain's batches in the `queued` mode.
 
 use log::error;
-use seckill_proto::{OrderState, Reply};
+use seckill_proto::{OrderState, Reply, Status};
 
-use super::{by_goods, store_failure, PendingOrder, Sale};
+use super::{by_goods, now_ms, store_failure, PendingOrder, Sale};
 use crate::metrics;
-use crate::store::{OrderRecord, StoreError, Written};
+use crate::store::{Epoch, OrderRecord, StoreError, Written};
 
 impl Sale {
     /// Writes reserved orders in one transaction and returns the reply for
@@ -19,7 +19,8 @@ impl Sale {
     /// them could sell them twice.
     pub fn commit(&self, batch: Vec<PendingOrder>) -> Vec<Reply> {
         let orders: Vec<OrderRecord> = batch.iter().map(|p| p.order().clone()).collect();
-        let written = match self.orders.insert_orders(&orders) {
+        let epochs: Vec<Epoch> = batch.iter().map(PendingOrder::epoch).collect();
+        let written = match self.orders.commit_orders(&orders, &epochs) {
             Ok(written) => written,
             Err(e) => {
                 metrics::add(&self.metrics.order_batches_failed, 1);
@@ -38,7 +39,7 @@ impl Sale {
         let mut replies = Vec::with_capacity(orders.len());
         let mut kept = Vec::with_capacity(orders.len());
         let mut unsold = Vec::new();
-        for (o, w) in orders.iter().zip(written) {
+        for ((o, w), &epoch) in orders.iter().zip(written).zip(&epochs) {
             match w {
                 Written::Stored => {
                     kept.push(o);
@@ -49,6 +50,19 @@ impl Sale {
                 Written::Duplicate(order_no) => {
                     unsold.push(o);
                     replies.push(Reply::AlreadyBought { order_no });
+                }
+                // Reconciled meanwhile (by any server): its unit was counted
+                // back into stock by that reconciliation, and must not be
+                // released again. The buyer tries again.
+                Written::Fenced => {
+                    metrics::add(&self.metrics.busy, 1);
+                    if let Some(entry) = self.catalog.get(o.goods_id) {
+                        entry.gate.note_fenced(epoch, now_ms());
+                    }
+                    replies.push(Reply::error(
+                        Status::Busy,
+                        "the stock was reconciled while this order was written, retry",
+                    ));
                 }
             }
         }

@@ -11,12 +11,17 @@
 //! between the two leaves the unit held for a cancelled order: never
 //! oversold, and returned by the next reconciliation.
 
-use log::error;
+use log::{error, warn};
 use seckill_proto::{Order, OrderState, Reply, Status};
 
 use super::{now_ms, order_no, store_failure, to_order, unknown_goods, Entry, Sale};
 use crate::metrics;
 use crate::store::{GoodsId, OrderNo, OrderRecord, Settled, StoreError, UserId};
+
+/// How long after orders were fenced off the stock store may still have
+/// their epoch before the goods is reconciled here: a reconciliation loads
+/// within moments of taking its epoch, unless its server died in between.
+const RELOAD_GRACE_MS: u64 = 2_000;
 
 /// Orders one ORDER_LIST shows at most, newest first.
 pub const MAX_LISTED: usize = 1000;
@@ -107,6 +112,18 @@ impl Sale {
                 if entry.gate.repair_due(now) {
                     self.reconcile_lost(&entry);
                 }
+                continue;
+            }
+            let overdue = entry.gate.has_fence() && {
+                let stock_epoch = self.stock.epoch(entry.id).ok().flatten();
+                entry.gate.reload_overdue(stock_epoch, now, RELOAD_GRACE_MS)
+            };
+            if overdue {
+                warn!(
+                    "goods {}: orders were fenced off by a reconciliation whose load never came; reconciling",
+                    entry.id
+                );
+                entry.gate.mark_unsure();
                 continue;
             }
             // Logged once per outage by the store; the next tick retries.

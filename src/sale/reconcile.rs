@@ -10,18 +10,25 @@
 //! Reconciling takes the goods' gate alone, so no deduction runs beside it
 //! (BUYs of the goods are answered `busy` meanwhile), and first waits for
 //! reserved units ([`super::PendingOrder`]s) to be committed or released:
-//! what it reads from the stores is then complete. (With several servers on one
-//! Redis, another server's deductions are not held off: run RECONCILE when
-//! only one server sells a goods.)
+//! what it reads from the stores is then complete for this server's orders.
+//!
+//! Other servers' deductions are not held off: the epoch fences them. A
+//! reconciliation first takes a new epoch from the order store, then counts
+//! the orders, then loads the stock store under that epoch, unless a later
+//! reconciliation's load came first. An order whose unit was reserved under
+//! an older epoch is not written after the new epoch was taken (the order
+//! writer's transaction checks it), so the count misses no order that will
+//! ever exist, and no unit is put back on sale while its order may still be
+//! committed — whichever server reconciles, and however many do at once.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use log::{error, warn};
+use log::{error, info, warn};
 use seckill_proto::Drift;
 
 use super::{Entry, Sale};
-use crate::store::{GoodsId, OrderNo, StoreError, UserId};
+use crate::store::{GoodsId, Loaded, OrderNo, StoreError, UserId};
 
 /// How long reconciliation waits for a goods' reserved units to settle.
 const SETTLE_WITHIN: Duration = Duration::from_secs(10);
@@ -79,20 +86,36 @@ impl Sale {
                 entry.id
             )));
         }
-        // Deductions of this server wait on the gate; a script it sent
-        // before (Redis stalled) can still run until the load bumps the
-        // epoch, and in the queued mode queue an order this reading misses.
-        // So the queue's last id is taken before and checked after the
-        // load, and the goods read and loaded again if it moved.
+        // Deductions of this server wait on the gate; other servers' do not,
+        // and a script sent before (Redis stalled) can still run until the
+        // load raises the epoch. In the durable mode their orders are fenced
+        // off by the new epoch. In the queued mode such a script queues an
+        // order (acknowledged at once) that this reading may miss: so the
+        // queue's last id is taken before and checked after the load, and
+        // the goods read and loaded again under a newer epoch if it moved.
         let mut found = None;
         let mut rebuilt = None;
         for _ in 0..RELOADS {
             let mark = self.last_queued(entry.id)?;
+            // A new epoch first: from here on no order reserved before it is
+            // written, by this server or any other, so the count below
+            // misses none that will ever exist.
+            let above = self.stock.epoch(entry.id)?.unwrap_or(0);
+            let epoch = self.orders.next_epoch(entry.id, above)?;
             let (holders, remaining) = self.rebuild(entry)?;
             if found.is_none() {
                 found = Some(self.stock.snapshot(entry.id)?);
             }
-            self.stock.load(entry.id, remaining, &holders)?;
+            if let Loaded::Superseded(later) =
+                self.stock.load(entry.id, remaining, &holders, epoch)?
+            {
+                // Another reconciliation took a later epoch and loaded its
+                // count, which is newer than ours: it stands.
+                info!(
+                    "goods {}: reconciled by another server meanwhile (epoch {later} after {epoch})",
+                    entry.id
+                );
+            }
             if self.last_queued(entry.id)? == mark {
                 rebuilt = Some((holders, remaining));
                 break;

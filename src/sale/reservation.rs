@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::catalog::Entry;
-use crate::store::OrderRecord;
+use crate::store::{Epoch, OrderRecord};
 
 /// The count of a goods' [`PendingOrder`] units; only they change it.
 #[derive(Default)]
@@ -54,15 +54,19 @@ impl InFlight {
 #[must_use = "a reserved unit left unsettled keeps its goods in doubt"]
 pub struct PendingOrder {
     order: OrderRecord,
+    /// The goods' epoch the unit was reserved under: the order is written
+    /// only if the goods still has it.
+    epoch: Epoch,
     goods: Arc<Entry>,
     settled: bool,
 }
 
 impl PendingOrder {
-    pub(super) fn new(goods: Arc<Entry>, order: OrderRecord) -> PendingOrder {
+    pub(super) fn new(goods: Arc<Entry>, order: OrderRecord, epoch: Epoch) -> PendingOrder {
         goods.gate.in_flight.raise();
         PendingOrder {
             order,
+            epoch,
             goods,
             settled: false,
         }
@@ -72,9 +76,14 @@ impl PendingOrder {
         &self.order
     }
 
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
     /// The stores agree on this unit again: its order is written, or the
     /// unit was handed back to the stock store (whose failure marks the
-    /// goods for reconciliation on its own).
+    /// goods for reconciliation on its own), or a reconciliation that came
+    /// between has counted it (its order was fenced off).
     pub(super) fn settle(mut self) {
         self.settled = true;
     }

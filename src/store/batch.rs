@@ -1,6 +1,13 @@
 //! Writing a batch of orders: the one algorithm both SQL order stores run,
 //! inside the transaction their `insert_orders` opens.
 //!
+//! 0. Fenced batches (the `durable` mode): for each goods and epoch its
+//!    orders' units were reserved under, the goods' row is updated on the
+//!    condition that it still has that epoch; where it has not (a
+//!    reconciliation came between), those orders are [`Written::Fenced`]
+//!    (or `Stored`, if an earlier try of the batch wrote them). It is a
+//!    write, not a locking read, so that a reconciliation's epoch bump and
+//!    the batch conflict on every engine, Galera included.
 //! 1. The purchase limit of each goods of the batch is read once.
 //! 2. Orders of goods with a limit of 1 (the usual flash sale) go in
 //!    multi-row INSERTs, each in slot 1 of its user. A row that hits a
@@ -15,11 +22,11 @@
 //! A store provides the statements, in its dialect, as a [`Table`].
 
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use seckill_proto::OrderState;
 
-use super::{GoodsId, OrderNo, OrderRecord, StoreError, UserId, Written};
+use super::{Epoch, GoodsId, OrderNo, OrderRecord, StoreError, UserId, Written};
 
 /// The orders table of a SQL store, inside the transaction of a batch: the
 /// statements [`write()`] needs.
@@ -31,6 +38,10 @@ pub(crate) trait Table {
     /// Rows per multi-row INSERT, within the database's limits on a
     /// statement.
     const ROWS_PER_INSERT: usize;
+
+    /// Counts `orders` orders as written for a goods if it still has
+    /// `epoch`; false (and nothing changed) if it has another.
+    fn fence(&mut self, goods: GoodsId, epoch: Epoch, orders: u32) -> Result<bool, Self::Error>;
 
     /// The purchase limit of a goods (0 is taken as 1).
     fn per_user_limit(&mut self, goods: GoodsId) -> Result<u8, Self::Error>;
@@ -56,19 +67,21 @@ pub(crate) trait Table {
     fn insert(&mut self, order: &OrderRecord, slot: Option<u8>) -> Result<(), Self::Error>;
 }
 
-/// Writes `orders` and says what became of each, in order (see
-/// [`OrderStore::insert_orders`](super::OrderStore::insert_orders)). The
+/// Writes `orders`, each reserved under `epochs[i]` (none: not fenced),
+/// and says what became of each, in order (see
+/// [`OrderStore::commit_orders`](super::OrderStore::commit_orders)). The
 /// caller commits on `Ok` and rolls back on `Err`.
 pub(crate) fn write<T: Table>(
     table: &mut T,
     orders: &[OrderRecord],
+    epochs: &[Epoch],
 ) -> Result<Vec<Written>, T::Error> {
+    let mut written = fence(table, orders, epochs)?;
     let limits = limits_of(orders, |goods| {
         Ok::<_, T::Error>(table.per_user_limit(goods)?.max(1))
     })?;
-    let mut written = vec![None; orders.len()];
     let single: Vec<usize> = (0..orders.len())
-        .filter(|&i| limits[&orders[i].goods_id] == 1)
+        .filter(|&i| written[i].is_none() && limits[&orders[i].goods_id] == 1)
         .collect();
     for chunk in single.chunks(T::ROWS_PER_INSERT) {
         let rows: Vec<&OrderRecord> = chunk.iter().map(|&i| &orders[i]).collect();
@@ -86,6 +99,45 @@ pub(crate) fn write<T: Table>(
         }
     }
     Ok(written.into_iter().flatten().collect())
+}
+
+/// Step 0: what became of the orders whose goods has moved on to another
+/// epoch; `None` for the orders to write.
+fn fence<T: Table>(
+    table: &mut T,
+    orders: &[OrderRecord],
+    epochs: &[Epoch],
+) -> Result<Vec<Option<Written>>, T::Error> {
+    let mut written = vec![None; orders.len()];
+    if epochs.is_empty() {
+        return Ok(written);
+    }
+    if epochs.len() != orders.len() {
+        let why = format!("{} epochs for {} orders", epochs.len(), orders.len());
+        return Err(StoreError::Inconsistent(why).into());
+    }
+    let mut groups: BTreeMap<(GoodsId, Epoch), u32> = BTreeMap::new();
+    for (o, &epoch) in orders.iter().zip(epochs) {
+        *groups.entry((o.goods_id, epoch)).or_default() += 1;
+    }
+    for ((goods, epoch), count) in groups {
+        if table.fence(goods, epoch, count)? {
+            continue;
+        }
+        for (i, o) in orders.iter().enumerate() {
+            if (o.goods_id, epochs[i]) == (goods, epoch) {
+                // An earlier try of this batch may have committed it before
+                // the reconciliation, which then counted it.
+                let mine = table.owner(o.order_no)? == Some((o.user_id, o.goods_id));
+                written[i] = Some(if mine {
+                    Written::Stored
+                } else {
+                    Written::Fenced
+                });
+            }
+        }
+    }
+    Ok(written)
 }
 
 /// Writes one order into the first free slot of its user, or says which
@@ -156,6 +208,9 @@ mod tests {
         rows: Vec<(OrderRecord, Option<u8>)>,
         limit: u8,
         chunks: Vec<usize>,
+        /// The goods' epoch, and the orders counted by fences.
+        epoch: Epoch,
+        fenced_in: u32,
     }
 
     impl Rows {
@@ -171,6 +226,14 @@ mod tests {
     impl Table for Rows {
         type Error = StoreError;
         const ROWS_PER_INSERT: usize = 2;
+
+        fn fence(&mut self, _: GoodsId, epoch: Epoch, orders: u32) -> Result<bool, StoreError> {
+            let current = epoch == self.epoch;
+            if current {
+                self.fenced_in += orders;
+            }
+            Ok(current)
+        }
 
         fn per_user_limit(&mut self, _: GoodsId) -> Result<u8, StoreError> {
             Ok(self.limit)
@@ -238,14 +301,14 @@ mod tests {
     fn a_limit_of_one_goes_in_chunks_and_a_refused_chunk_row_by_row() {
         let mut t = table(1);
         let batch: Vec<_> = (1..=5).map(|n| order(n, n)).collect();
-        assert_eq!(write(&mut t, &batch).unwrap(), [Written::Stored; 5]);
+        assert_eq!(write(&mut t, &batch, &[]).unwrap(), [Written::Stored; 5]);
         assert_eq!(t.chunks, [2, 2, 1]);
         // Again, with a second order of user 3 in the middle: every chunk
         // is refused in part, and each row says what became of it.
         let mut again = batch.clone();
         again.insert(2, order(9, 3));
         assert_eq!(
-            write(&mut t, &again).unwrap(),
+            write(&mut t, &again, &[]).unwrap(),
             [
                 Written::Stored,
                 Written::Stored,
@@ -258,11 +321,39 @@ mod tests {
         assert_eq!(t.rows.len(), 5);
     }
 
+    /// Orders reserved under the goods' epoch are written and counted;
+    /// those of an older epoch are fenced, unless an earlier try of the
+    /// batch wrote them.
+    #[test]
+    fn orders_of_an_older_epoch_are_fenced() {
+        let mut t = Rows {
+            epoch: 2,
+            ..table(1)
+        };
+        let batch = [order(1, 1), order(2, 2), order(3, 3)];
+        assert_eq!(
+            write(&mut t, &batch, &[2, 1, 2]).unwrap(),
+            [Written::Stored, Written::Fenced, Written::Stored]
+        );
+        assert_eq!(t.fenced_in, 2);
+        assert_eq!(t.rows.len(), 2);
+        // Written under epoch 2, then the goods moved on: a retry of the
+        // batch finds them stored, and still does not write the fenced one.
+        t.epoch = 3;
+        assert_eq!(
+            write(&mut t, &batch, &[2, 1, 2]).unwrap(),
+            [Written::Stored, Written::Fenced, Written::Stored]
+        );
+        assert_eq!(t.rows.len(), 2);
+        // A batch with epochs must give one per order.
+        assert!(write(&mut t, &batch, &[3]).is_err());
+    }
+
     #[test]
     fn a_higher_limit_places_each_order_in_the_first_free_slot() {
         let mut t = table(0);
         assert_eq!(
-            write(&mut t, &[order(1, 7), order(2, 7)]).unwrap(),
+            write(&mut t, &[order(1, 7), order(2, 7)], &[]).unwrap(),
             [Written::Stored, Written::Duplicate(1)],
             "a limit of 0 counts as 1"
         );
@@ -273,7 +364,7 @@ mod tests {
         };
         let batch = [order(1, 7), cancelled, order(2, 7), order(4, 7)];
         assert_eq!(
-            write(&mut t, &batch).unwrap(),
+            write(&mut t, &batch, &[]).unwrap(),
             [
                 Written::Stored,
                 Written::Stored,
@@ -292,8 +383,8 @@ mod tests {
     #[test]
     fn an_order_number_of_another_order_fails_the_batch() {
         let mut t = table(1);
-        write(&mut t, &[order(1, 7)]).unwrap();
-        match write(&mut t, &[order(2, 8), order(1, 8)]) {
+        write(&mut t, &[order(1, 7)], &[]).unwrap();
+        match write(&mut t, &[order(2, 8), order(1, 8)], &[]) {
             Err(StoreError::Inconsistent(m)) => assert!(m.contains("order number 1"), "{m}"),
             other => panic!("a reused order number: {other:?}"),
         }

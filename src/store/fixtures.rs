@@ -39,3 +39,29 @@ pub fn buy(user: UserId, order_no: OrderNo, token: u64) -> Buyer {
         token,
     }
 }
+
+/// Loads for tests: each load of a goods under the next epoch, as the
+/// sale's reconciliation gets them from the order store.
+pub trait LoadNext {
+    fn load_next(
+        &self,
+        goods: super::GoodsId,
+        remaining: u32,
+        holders: &[(UserId, OrderNo)],
+    ) -> Result<super::Epoch, super::StoreError>;
+}
+
+impl<S: super::StockStore + ?Sized> LoadNext for S {
+    fn load_next(
+        &self,
+        goods: super::GoodsId,
+        remaining: u32,
+        holders: &[(UserId, OrderNo)],
+    ) -> Result<super::Epoch, super::StoreError> {
+        let epoch = self.epoch(goods)?.unwrap_or(0) + 1;
+        match self.load(goods, remaining, holders, epoch)? {
+            super::Loaded::Now => Ok(epoch),
+            super::Loaded::Superseded(later) => panic!("epoch {epoch} superseded by {later}"),
+        }
+    }
+}

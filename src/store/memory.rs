@@ -12,8 +12,8 @@ use parking_lot::{Mutex, RwLock};
 use seckill_proto::NO_TOKEN;
 
 use super::{
-    Buyer, GoodsId, Holders, OrderNo, Reservation, ReserveRules, Reserved, StockStore, StoreError,
-    TokenRefusal, UserId,
+    Buyer, Epoch, GoodsId, Holders, Loaded, OrderNo, Reservation, ReserveRules, Reserved,
+    StockStore, StoreError, TokenRefusal, UserId,
 };
 use crate::clock::now_ms;
 
@@ -30,6 +30,10 @@ pub struct MemoryStock {
 
 #[derive(Default)]
 struct GoodsStock {
+    /// The epoch of the last load. One process reserves and loads here, so
+    /// nothing is ever fenced off, but a load under an older epoch is
+    /// refused as the trait says, and reservations report their epoch.
+    epoch: Epoch,
     remaining: u32,
     /// Each holder's live orders, oldest first (one, mostly).
     holders: HashMap<UserId, Vec<OrderNo>>,
@@ -205,7 +209,8 @@ impl StockStore for MemoryStock {
         goods: GoodsId,
         remaining: u32,
         holders: &[(UserId, OrderNo)],
-    ) -> Result<(), StoreError> {
+        epoch: Epoch,
+    ) -> Result<Loaded, StoreError> {
         let mut by_user: HashMap<UserId, Vec<OrderNo>> = HashMap::new();
         for &(user, order_no) in holders {
             let orders = by_user.entry(user).or_default();
@@ -216,9 +221,18 @@ impl StockStore for MemoryStock {
         }
         let stock = Arc::clone(self.goods.write().entry(goods).or_default());
         let mut stock = stock.lock();
+        if stock.epoch >= epoch {
+            return Ok(Loaded::Superseded(stock.epoch));
+        }
+        stock.epoch = epoch;
         stock.remaining = remaining;
         stock.holders = by_user;
-        Ok(())
+        Ok(Loaded::Now)
+    }
+
+    fn epoch(&self, goods: GoodsId) -> Result<Option<Epoch>, StoreError> {
+        let stock = self.goods.read().get(&goods).cloned();
+        Ok(stock.map(|s| s.lock().epoch))
     }
 
     fn reserve(
@@ -233,6 +247,7 @@ impl StockStore for MemoryStock {
         Ok(Reserved {
             decisions,
             remaining: stock.remaining,
+            epoch: stock.epoch,
         })
     }
 

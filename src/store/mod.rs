@@ -35,6 +35,13 @@ pub type UserId = u64;
 pub type OrderNo = u64;
 /// Buyers holding a unit of a goods, with their order numbers.
 pub type Holders = Vec<(UserId, OrderNo)>;
+/// A goods' fencing token. The order store issues a new, higher one to
+/// every reconciliation ([`OrderStore::next_epoch`]); the stock store is
+/// loaded under it and refuses scripts that carry an older one; and an order
+/// reserved under an older one is not written ([`Written::Fenced`]). So a
+/// reconciliation, by any server, can never put back on sale a unit that
+/// another server reserved and may still commit.
+pub type Epoch = u64;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -105,6 +112,11 @@ pub enum Written {
     /// The user already holds this live order of the goods; ours was not
     /// written.
     Duplicate(OrderNo),
+    /// Not written: the goods was reconciled since the order's unit was
+    /// reserved (its epoch is no longer the goods'). That reconciliation
+    /// counted the orders stored before it, so the unit is back in stock
+    /// already: it must not be released again.
+    Fenced,
 }
 
 /// What PAY or CANCEL makes of an order, decided the same way by every
@@ -205,18 +217,41 @@ pub struct Reserved {
     pub decisions: Vec<Reservation>,
     /// Units left after the whole batch.
     pub remaining: u32,
+    /// The epoch the units were reserved under: their orders are written
+    /// only while the goods still has it.
+    pub epoch: Epoch,
+}
+
+/// What became of a [`StockStore::load`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loaded {
+    /// The stock store holds the load now, under its epoch.
+    Now,
+    /// A load under a later epoch came first, and stands: this one's count
+    /// is older than that one's.
+    Superseded(Epoch),
 }
 
 /// The atomic stock counter and the record of who holds a unit.
 pub trait StockStore: Send + Sync {
     /// Sets a goods' stock to `remaining` units held apart from `holders`,
-    /// replacing whatever the store had: used at start and on ADD_GOODS.
+    /// replacing whatever the store had, under `epoch` (from
+    /// [`OrderStore::next_epoch`]), unless the store holds the goods under
+    /// an epoch as high or higher already: used at start, on ADD_GOODS and
+    /// by reconciliation. From then on every call carrying an older epoch
+    /// changes nothing.
     fn load(
         &self,
         goods: GoodsId,
         remaining: u32,
         holders: &[(UserId, OrderNo)],
-    ) -> Result<(), StoreError>;
+        epoch: Epoch,
+    ) -> Result<Loaded, StoreError>;
+
+    /// The epoch the store holds a goods under, `None` if it holds nothing
+    /// of it: read from the store, for a reconciliation's new epoch to be
+    /// higher.
+    fn epoch(&self, goods: GoodsId) -> Result<Option<Epoch>, StoreError>;
 
     /// The flash sale itself. For each buyer in turn, atomically with respect
     /// to every other call:
@@ -334,7 +369,26 @@ pub trait OrderStore: Send + Sync {
     /// another number is not written ([`Written::Duplicate`]) and does not
     /// fail the rest of the batch: the database's unique key is the last
     /// guard of "one order per user", behind the stock store.
-    fn insert_orders(&self, orders: &[OrderRecord]) -> Result<Vec<Written>, StoreError>;
+    fn insert_orders(&self, orders: &[OrderRecord]) -> Result<Vec<Written>, StoreError> {
+        self.commit_orders(orders, &[])
+    }
+
+    /// [`insert_orders`](Self::insert_orders), fenced: the unit of
+    /// `orders[i]` was reserved under `epochs[i]`, and it is written only if
+    /// its goods still has that epoch, checked in the same transaction
+    /// (else [`Written::Fenced`]). An empty `epochs` fences nothing (orders
+    /// already acknowledged, in the `queued` mode).
+    fn commit_orders(
+        &self,
+        orders: &[OrderRecord],
+        epochs: &[Epoch],
+    ) -> Result<Vec<Written>, StoreError>;
+
+    /// A new epoch for a goods, for a reconciliation: higher than every one
+    /// issued before and than `above` (the stock store's, which may be
+    /// ahead of a store that knows nothing of it yet). From then on no
+    /// order reserved under an older epoch is written.
+    fn next_epoch(&self, goods: GoodsId, above: Epoch) -> Result<Epoch, StoreError>;
 
     /// The users who hold a live (not cancelled) order for a goods, with the
     /// order numbers: what the stock store is rebuilt from.

@@ -12,5 +12,6 @@ mod hostile;
 mod lifecycle;
 mod malformed;
 mod pipelining;
+mod several;
 mod shutdown;
 mod stores;

@@ -19,6 +19,7 @@ use std::time::Duration;
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::sale::reservation::InFlight;
+use crate::store::Epoch;
 
 /// How long a BUY waits, at a time, for a brief exclusive holder (a sale
 /// control changing the catalog) before it looks again whether the holder
@@ -50,6 +51,13 @@ pub struct Gate {
     /// A repair is asked of the admin worker and not yet begun: one request
     /// at a time per goods, however many BUYs find it in doubt.
     repair_asked: AtomicBool,
+    /// The newest epoch whose orders were fenced off (0: none), and when
+    /// that was first seen: a reconciliation, of any server, took a newer
+    /// epoch and should load the stock store under it within moments. If
+    /// its server died in between, the stock store keeps the fenced-off
+    /// units deducted; [`Gate::reload_overdue`] notices.
+    fenced_epoch: AtomicU64,
+    fenced_at_ms: AtomicU64,
 }
 
 /// The gate held alone; if it was taken for store I/O, BUYs are turned away
@@ -147,6 +155,36 @@ impl Gate {
     /// The asked-for repair begins: a fault after this asks again.
     pub fn repair_begins(&self) {
         self.repair_asked.store(false, SeqCst);
+    }
+
+    /// Orders reserved under `epoch` were fenced off at `now_ms`.
+    pub fn note_fenced(&self, epoch: Epoch, now_ms: u64) {
+        self.fenced_epoch.fetch_max(epoch, SeqCst);
+        let _ = self
+            .fenced_at_ms
+            .compare_exchange(0, now_ms.max(1), SeqCst, SeqCst);
+    }
+
+    pub fn has_fence(&self) -> bool {
+        self.fenced_epoch.load(SeqCst) != 0
+    }
+
+    /// Whether the reload that fenced off this goods' orders is overdue:
+    /// the stock store (at `stock_epoch`) still has the fenced epoch
+    /// `grace_ms` after the fence was seen. Forgets the fence once the
+    /// stock store has moved past it, or once it reports it overdue.
+    pub fn reload_overdue(&self, stock_epoch: Option<Epoch>, now_ms: u64, grace_ms: u64) -> bool {
+        let fenced = self.fenced_epoch.load(SeqCst);
+        if fenced == 0 {
+            return false;
+        }
+        let moved_on = stock_epoch.is_some_and(|e| e > fenced);
+        let overdue = !moved_on && now_ms >= self.fenced_at_ms.load(SeqCst) + grace_ms;
+        if moved_on || overdue {
+            self.fenced_epoch.store(0, SeqCst);
+            self.fenced_at_ms.store(0, SeqCst);
+        }
+        overdue
     }
 
     /// Whether the periodic refresh should try to repair this goods now; if

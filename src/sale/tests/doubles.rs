@@ -5,8 +5,9 @@ use parking_lot::Mutex;
 use seckill_proto::{NewGoods, SaleRules};
 
 use crate::store::{
-    Buyer, GoodsId, GoodsRecord, Holders, MemoryStock, OrderNo, OrderQueue, OrderRecord,
-    OrderStore, ReserveRules, Reserved, Settled, StockStore, StoreError, UserId, Written,
+    Buyer, Epoch, GoodsId, GoodsRecord, Holders, Loaded, MemoryStock, OrderNo, OrderQueue,
+    OrderRecord, OrderStore, ReserveRules, Reserved, Settled, StockStore, StoreError, UserId,
+    Written,
 };
 
 /// An order store with one goods whose writes fail while `failing`.
@@ -14,6 +15,7 @@ use crate::store::{
 pub struct FlakyOrders {
     pub failing: Mutex<bool>,
     written: Mutex<Vec<OrderRecord>>,
+    epoch: Mutex<Epoch>,
 }
 
 impl OrderStore for FlakyOrders {
@@ -35,7 +37,16 @@ impl OrderStore for FlakyOrders {
     fn restock(&self, _: GoodsId, _: u32) -> Result<GoodsRecord, StoreError> {
         unreachable!()
     }
-    fn insert_orders(&self, orders: &[OrderRecord]) -> Result<Vec<Written>, StoreError> {
+    fn next_epoch(&self, _: GoodsId, above: Epoch) -> Result<Epoch, StoreError> {
+        let mut epoch = self.epoch.lock();
+        *epoch = (*epoch).max(above) + 1;
+        Ok(*epoch)
+    }
+    fn commit_orders(
+        &self,
+        orders: &[OrderRecord],
+        _: &[Epoch],
+    ) -> Result<Vec<Written>, StoreError> {
         if *self.failing.lock() {
             return Err(StoreError::Unavailable("down".into()));
         }
@@ -90,9 +101,18 @@ impl FlakyStock {
 }
 
 impl StockStore for FlakyStock {
-    fn load(&self, g: GoodsId, left: u32, holders: &[(UserId, OrderNo)]) -> Result<(), StoreError> {
+    fn load(
+        &self,
+        g: GoodsId,
+        left: u32,
+        holders: &[(UserId, OrderNo)],
+        epoch: Epoch,
+    ) -> Result<Loaded, StoreError> {
         self.check()?;
-        self.inner.load(g, left, holders)
+        self.inner.load(g, left, holders, epoch)
+    }
+    fn epoch(&self, g: GoodsId) -> Result<Option<Epoch>, StoreError> {
+        self.inner.epoch(g)
     }
     fn reserve(
         &self,

@@ -600,6 +600,46 @@ fn a_refused_order_written_as_cancelled_stays_cancelled<B: Backend>() {
     }
 }
 
+/// Epochs only rise, above any the caller names, and an order is written
+/// only under its goods' current epoch: one reserved before a newer epoch
+/// was taken is fenced off (a reconciliation counted without it), unless
+/// an earlier try of its batch wrote it first. Two stores on one database
+/// (two servers) see one sequence.
+fn epochs_rise_and_fence_off_orders_of_older_ones<B: Backend>() {
+    let db = B::new();
+    let (a, b) = (db.open(), db.open());
+    let g = goods(&a, 1);
+    let first = a.next_epoch(g, 0).unwrap();
+    let second = b.next_epoch(g, 0).unwrap();
+    assert!(second > first, "{first} then {second}");
+    let third = a.next_epoch(g, 1_000).unwrap();
+    assert!(third > 1_000, "{third}");
+    let batch = [order(1, 1, g), order(2, 2, g), order(3, 3, g)];
+    assert_eq!(
+        b.commit_orders(&batch, &[third, second, third]).unwrap(),
+        [Written::Stored, Written::Fenced, Written::Stored]
+    );
+    let holders: BTreeSet<_> = a.live_holders(g).unwrap().into_iter().collect();
+    assert_eq!(holders, BTreeSet::from([(1, 1), (3, 3)]));
+    // A retry of the batch after another epoch was taken: what it wrote is
+    // stored, what it did not write stays out.
+    a.next_epoch(g, 0).unwrap();
+    assert_eq!(
+        b.commit_orders(&batch, &[third, second, third]).unwrap(),
+        [Written::Stored, Written::Fenced, Written::Stored]
+    );
+    assert_eq!(db.rows().len(), 2);
+    // Unfenced writes (the queued mode's) do not look at epochs.
+    assert_eq!(
+        a.insert_orders(&[order(4, 4, g)]).unwrap(),
+        [Written::Stored]
+    );
+    assert!(matches!(
+        a.next_epoch(g + 1_000, 0),
+        Err(StoreError::UnknownGoods(_))
+    ));
+}
+
 /// Each test above, once per backend.
 macro_rules! per_backend {
     ($($test:ident),* $(,)?) => {
@@ -634,4 +674,5 @@ per_backend!(
     pays_racing_two_expiry_sweeps_settle_each_order_once,
     a_purchase_limit_gives_each_order_its_own_slot,
     a_refused_order_written_as_cancelled_stays_cancelled,
+    epochs_rise_and_fence_off_orders_of_older_ones,
 );

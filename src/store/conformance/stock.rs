@@ -10,7 +10,7 @@ use seckill_proto::NO_TOKEN;
 
 use crate::clock::now_ms;
 use crate::config::AckMode;
-use crate::store::fixtures::{buy, buyers, rules_at, tokened};
+use crate::store::fixtures::{buy, buyers, rules_at, tokened, LoadNext};
 use crate::store::memory::PRUNE_BATCH;
 use crate::store::redis::tests::open as open_redis;
 use crate::store::{
@@ -148,7 +148,7 @@ const EXPIRED: Reservation = Reservation::Token(TokenRefusal::Expired);
 const USED: Reservation = Reservation::Token(TokenRefusal::Used);
 
 fn reserve_never_goes_below_zero_and_remembers_holders(stock: &impl Subject) {
-    stock.load(1, 2, &[(9, 900)]).unwrap();
+    stock.load_next(1, 2, &[(9, 900)]).unwrap();
     let batch = buyers(&[(1, 100), (9, 901), (1, 102), (2, 200), (3, 300)]);
     let got = stock.reserve(1, &rules(1), &batch);
     assert_eq!(
@@ -162,6 +162,7 @@ fn reserve_never_goes_below_zero_and_remembers_holders(stock: &impl Subject) {
                 Reservation::SoldOut,
             ],
             remaining: 0,
+            epoch: 1,
         }
     );
     assert_eq!(
@@ -171,7 +172,7 @@ fn reserve_never_goes_below_zero_and_remembers_holders(stock: &impl Subject) {
 }
 
 fn release_is_exact_and_repeatable(stock: &impl Subject) {
-    stock.load(1, 1, &[]).unwrap();
+    stock.load_next(1, 1, &[]).unwrap();
     stock.reserve(1, &rules(1), &buyers(&[(1, 100)])).unwrap();
     // A release with the wrong order number or user returns nothing.
     assert_eq!(stock.release(1, &[(1, 999), (2, 100)]).unwrap(), 0);
@@ -187,7 +188,7 @@ fn release_is_exact_and_repeatable(stock: &impl Subject) {
 }
 
 fn a_user_holds_up_to_the_limit_and_gets_the_first_back(stock: &impl Subject) {
-    stock.load(1, 10, &[(1, 100), (1, 100)]).unwrap();
+    stock.load_next(1, 10, &[(1, 100), (1, 100)]).unwrap();
     let batch = buyers(&[(1, 101), (1, 102), (1, 103), (2, 200)]);
     let r = stock.reserve(1, &rules(3), &batch).unwrap();
     assert_eq!(
@@ -226,7 +227,7 @@ fn a_user_holds_up_to_the_limit_and_gets_the_first_back(stock: &impl Subject) {
 }
 
 fn add_restocks_and_saturates(stock: &impl Subject) {
-    stock.load(1, 0, &[]).unwrap();
+    stock.load_next(1, 0, &[]).unwrap();
     let r = stock.reserve(1, &rules(1), &buyers(&[(1, 100)])).unwrap();
     assert_eq!(r.decisions, vec![Reservation::SoldOut]);
     assert_eq!(stock.add(1, 2).unwrap(), 2);
@@ -238,7 +239,7 @@ fn add_restocks_and_saturates(stock: &impl Subject) {
 }
 
 fn tokens_are_checked_in_the_documented_order(stock: &impl Subject) {
-    stock.load(1, 2, &[]).unwrap();
+    stock.load_next(1, 2, &[]).unwrap();
     let expires = NOW + 1_000;
     for (user, token) in [(1, 11), (2, 22), (3, 33), (4, 44)] {
         stock.issue_token_at(1, user, token, expires, NOW).unwrap();
@@ -286,7 +287,7 @@ fn tokens_are_checked_in_the_documented_order(stock: &impl Subject) {
     let free = stock.reserve(1, &rules(1), &[buy(4, 401, 99)]).unwrap();
     assert_eq!(free.decisions, [Reservation::Reserved]);
     // A load keeps the tokens: 44 is still good, 11 still used.
-    stock.load(1, 5, &[(2, 200)]).unwrap();
+    stock.load_next(1, 5, &[(2, 200)]).unwrap();
     assert_eq!(
         r(&[buy(5, 500, 44), buy(4, 402, 44), buy(1, 103, 11)], NOW),
         [INVALID, Reservation::Reserved, USED]
@@ -294,7 +295,7 @@ fn tokens_are_checked_in_the_documented_order(stock: &impl Subject) {
 }
 
 fn tokens_are_forgotten_twice_their_lifetime_after_issue(stock: &impl Subject) {
-    stock.load(1, 10, &[]).unwrap();
+    stock.load_next(1, 10, &[]).unwrap();
     // Lives 1 s from NOW: expired from NOW + 1 s, forgotten from NOW + 2 s.
     stock.issue_token_at(1, 1, 11, NOW + 1_000, NOW).unwrap();
     let r = |token, now_ms| {
@@ -364,7 +365,7 @@ fn sell_in_threads(stock: &impl Subject, crowd: Crowd) -> HashMap<UserId, usize>
         tries,
         ..
     } = crowd;
-    stock.load(7, crowd.stock, &[]).unwrap();
+    stock.load_next(7, crowd.stock, &[]).unwrap();
     let results: Vec<Vec<(Buyer, Reservation)>> = thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|t| {
@@ -423,8 +424,10 @@ fn reserve_release_add_match_memory_stock() {
     let redis = open_redis(AckMode::Durable);
     let memory = MemoryStock::new();
     for store in [redis.deref() as &dyn StockStore, &memory] {
-        store.load(1, 2, &[(9, 900)]).unwrap();
-        store.load(2, 3, &[(9, 900), (9, 901), (8, 800)]).unwrap();
+        store.load_next(1, 2, &[(9, 900)]).unwrap();
+        store
+            .load_next(2, 3, &[(9, 900), (9, 901), (8, 800)])
+            .unwrap();
     }
     let rules = |per_user_limit| rules_at(per_user_limit, now_ms());
     let expires = now_ms() + 3_600_000;

@@ -42,8 +42,8 @@ use self::rows::{
     GOODS_COLUMNS, ORDER_COLUMNS, PAUSED, ROWS_PER_INSERT,
 };
 use super::{
-    batch, GoodsId, GoodsRecord, OrderNo, OrderRecord, OrderStore, Settle, Settled, StoreError,
-    UserId, Written,
+    batch, Epoch, GoodsId, GoodsRecord, OrderNo, OrderRecord, OrderStore, Settle, Settled,
+    StoreError, UserId, Written,
 };
 
 mod calls;
@@ -211,13 +211,32 @@ impl OrderStore for MysqlStore {
             })
     }
 
-    fn insert_orders(&self, orders: &[OrderRecord]) -> Result<Vec<Written>, StoreError> {
+    fn commit_orders(
+        &self,
+        orders: &[OrderRecord],
+        epochs: &[Epoch],
+    ) -> Result<Vec<Written>, StoreError> {
         if orders.is_empty() {
             return Ok(Vec::new());
         }
         self.link.call("insert orders", Call::ORDERS, |conn| {
-            batch::write(conn, orders)
+            batch::write(conn, orders, epochs)
         })
+    }
+
+    /// Issuing an epoch twice (a retry after a COMMIT whose reply was lost)
+    /// only skips one: epochs need to rise, not to be consecutive.
+    fn next_epoch(&self, goods: GoodsId, above: Epoch) -> Result<Epoch, StoreError> {
+        self.link
+            .call("next epoch", Call::ONCE_IN_TRANSACTION, |conn| {
+                conn.exec_drop(
+                    "UPDATE goods SET epoch = GREATEST(epoch, ?) + 1 WHERE id = ?",
+                    (above, goods),
+                )?;
+                let epoch: Option<Epoch> =
+                    conn.exec_first("SELECT epoch FROM goods WHERE id = ?", (goods,))?;
+                Ok(epoch.ok_or(StoreError::UnknownGoods(goods))?)
+            })
     }
 
     /// A locking read: it waits for any transaction still writing orders of

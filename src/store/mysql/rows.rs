@@ -6,7 +6,7 @@ use seckill_proto::{OrderState, SaleRules};
 
 use super::calls::Failure;
 use crate::store::batch::Table;
-use crate::store::{GoodsId, GoodsRecord, OrderNo, OrderRecord, StoreError, UserId};
+use crate::store::{Epoch, GoodsId, GoodsRecord, OrderNo, OrderRecord, StoreError, UserId};
 
 /// Rows per INSERT statement: about 100 kB of SQL, far under any
 /// `max_allowed_packet`.
@@ -127,6 +127,14 @@ fn insert_sql(chunk: &[&OrderRecord]) -> String {
 impl Table for PooledConn {
     type Error = Failure;
     const ROWS_PER_INSERT: usize = ROWS_PER_INSERT;
+
+    fn fence(&mut self, goods: GoodsId, epoch: Epoch, orders: u32) -> Result<bool, Failure> {
+        self.exec_drop(
+            "UPDATE goods SET orders_written = orders_written + ? WHERE id = ? AND epoch = ?",
+            (orders, goods, epoch),
+        )?;
+        Ok(self.affected_rows() == 1)
+    }
 
     fn per_user_limit(&mut self, goods: GoodsId) -> Result<u8, Failure> {
         // A goods that is gone leaves its orders to the foreign key.

@@ -19,6 +19,7 @@ pub(super) fn create(conn: &mut Conn, db: &str) -> ::mysql::Result<()> {
     for ddl in table_ddl(SCHEMA) {
         conn.query_drop(ddl)?;
     }
+    add_missing_columns(conn, db)?;
     let flush: Option<u64> = conn.query_first("SELECT @@innodb_flush_log_at_trx_commit")?;
     if flush != Some(1) {
         log::warn!(
@@ -28,6 +29,45 @@ pub(super) fn create(conn: &mut Conn, db: &str) -> ::mysql::Result<()> {
     }
     Ok(())
 }
+
+/// Columns that tables made by an older server lack, with their definition
+/// in `schema.sql` (CREATE TABLE IF NOT EXISTS leaves such a table as it is).
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("goods", "epoch", "BIGINT UNSIGNED NOT NULL DEFAULT 0"),
+    (
+        "goods",
+        "orders_written",
+        "BIGINT UNSIGNED NOT NULL DEFAULT 0",
+    ),
+];
+
+/// Adds the [`ADDED_COLUMNS`] a table of database `db` lacks. Asked of
+/// information_schema first, since MySQL (unlike MariaDB) has no ADD COLUMN
+/// IF NOT EXISTS; two servers starting at once may both try, and the loser's
+/// "duplicate column" is not an error.
+fn add_missing_columns(conn: &mut Conn, db: &str) -> ::mysql::Result<()> {
+    for &(table, column, definition) in ADDED_COLUMNS {
+        let present: Option<u8> = conn.exec_first(
+            "SELECT 1 FROM information_schema.COLUMNS
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND COLUMN_NAME = ?",
+            (db, table, column),
+        )?;
+        if present.is_some() {
+            continue;
+        }
+        log::info!("mysql: adding column {table}.{column}");
+        match conn.query_drop(format!(
+            "ALTER TABLE {table} ADD COLUMN {column} {definition}"
+        )) {
+            Err(::mysql::Error::MySqlError(e)) if e.code == DUPLICATE_COLUMN => {}
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
+/// ER_DUP_FIELDNAME.
+const DUPLICATE_COLUMN: u16 = 1060;
 
 /// The CREATE TABLE statements of `schema.sql`, in order: everything but
 /// comment lines, CREATE DATABASE and USE (the database is the URL's).

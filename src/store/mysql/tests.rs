@@ -173,3 +173,27 @@ fn a_dead_connection_is_replaced() {
     assert_eq!(store.restock(g.id, 1).unwrap().total, 11);
     assert!(!store.link.outage.is_down());
 }
+
+/// A goods table made by a server before the epoch fence gets its columns
+/// at open, and its goods then take epochs.
+#[test]
+fn open_adds_the_epoch_columns_to_an_older_goods_table() {
+    let db = TestDb::new();
+    drop(open(&db));
+    let mut conn = db.conn();
+    conn.query_drop("ALTER TABLE goods DROP COLUMN epoch, DROP COLUMN orders_written")
+        .expect("drop the columns");
+    let columns = format!(
+        "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = '{}'
+         AND TABLE_NAME = 'goods' AND COLUMN_NAME IN ('epoch', 'orders_written')",
+        db.name()
+    );
+    assert_eq!(count(&db, &columns), 0);
+    let store = open(&db);
+    assert_eq!(count(&db, &columns), 2);
+    let g = store.add_goods(&new_goods(5)).unwrap().id;
+    assert_eq!(store.next_epoch(g, 0).unwrap(), 1);
+    // Opening again finds them and adds nothing.
+    drop(open(&db));
+    assert_eq!(count(&db, &columns), 2);
+}

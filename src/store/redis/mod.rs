@@ -39,8 +39,10 @@ use seckill_redis_scripts::Prefix;
 pub use seckill_redis_scripts::{Keys, RESERVE};
 
 use super::outage::Outage;
-use super::{GoodsId, StoreError};
+use super::{Epoch, GoodsId, StoreError};
 use crate::config::AckMode;
+use ::redis::Value;
+use scripts::stale_epoch;
 use scripts::Scripts;
 
 pub struct RedisStock {
@@ -86,15 +88,61 @@ impl RedisStock {
         self.prefix.keys(goods)
     }
 
-    /// The epoch this store last loaded a goods under: what its scripts
-    /// must find in Redis to act. `NotLoaded` if this process never loaded
-    /// it (so it reloads it before selling).
-    pub fn epoch(&self, goods: GoodsId) -> Result<u64, StoreError> {
-        self.epochs
-            .lock()
-            .get(&goods)
-            .copied()
-            .ok_or(StoreError::NotLoaded(goods))
+    /// The epoch this store's scripts carry for a goods: the last it loaded
+    /// or found there. Read from Redis the first time (`NotLoaded` if Redis
+    /// has none: the goods is reconciled before it sells).
+    fn known_epoch(&self, goods: GoodsId) -> Result<Epoch, StoreError> {
+        if let Some(&epoch) = self.epochs.lock().get(&goods) {
+            return Ok(epoch);
+        }
+        let epoch = self
+            .epoch_in_redis(goods)?
+            .ok_or(StoreError::NotLoaded(goods))?;
+        self.learn_epoch(goods, epoch);
+        Ok(epoch)
+    }
+
+    /// From now on this store's scripts carry `epoch` for the goods. Never
+    /// goes back: epochs only rise.
+    pub(in crate::store) fn learn_epoch(&self, goods: GoodsId, epoch: Epoch) {
+        let mut epochs = self.epochs.lock();
+        let known = epochs.entry(goods).or_insert(epoch);
+        *known = (*known).max(epoch);
+    }
+
+    fn epoch_in_redis(&self, goods: GoodsId) -> Result<Option<Epoch>, StoreError> {
+        let key = self.keys(goods).epoch;
+        self.call("epoch", |con| ::redis::cmd("GET").arg(&key).query(con))
+    }
+
+    /// Runs a fenced script, built by `invoke` for the epoch it is to carry.
+    /// A goods loaded under another epoch since this store learnt one (by
+    /// another server's reconciliation) answers with that epoch: learnt, and
+    /// the script sent once more under it. Scripts answer the same "stale"
+    /// only if yet another load came in between: then `busy`.
+    fn fenced<'s, T>(
+        &'s self,
+        goods: GoodsId,
+        what: &str,
+        invoke: impl Fn(Epoch) -> ::redis::ScriptInvocation<'s>,
+        decode: impl Fn(Value, Epoch) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut epoch = self.not_loaded(goods, self.known_epoch(goods))?;
+        for _ in 0..2 {
+            let inv = invoke(epoch);
+            let reply = self.call_effect(what, |con| inv.invoke::<Value>(con));
+            let reply = self.not_loaded(goods, reply)?;
+            match stale_epoch(&reply) {
+                Some(current) => {
+                    self.learn_epoch(goods, current);
+                    epoch = current;
+                }
+                None => return self.not_loaded(goods, decode(reply, epoch)),
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "goods {goods} is being reloaded, retry later"
+        )))
     }
 
     /// Logs a goods found not loaded, once until it is loaded again.

@@ -4,8 +4,8 @@
 
 use ::redis::{Script, ScriptInvocation, Value};
 use seckill_redis_scripts::{
-    AddCall, Call, Decision, IssueCall, Keys, ReleaseCall, ReserveCall, ADD, ISSUE, RELEASE,
-    RESERVE,
+    AddCall, Call, Decision, IssueCall, Keys, LoadCommands, ReleaseCall, ReserveCall, ADD, ISSUE,
+    LOAD, RELEASE, RESERVE,
 };
 
 use super::link::{inconsistent, to_u32};
@@ -17,6 +17,7 @@ pub(super) struct Scripts {
     release: Script,
     issue: Script,
     add: Script,
+    load: Script,
 }
 
 impl Scripts {
@@ -26,6 +27,7 @@ impl Scripts {
             release: Script::new(RELEASE),
             issue: Script::new(ISSUE),
             add: Script::new(ADD),
+            load: Script::new(LOAD),
         }
     }
 
@@ -44,6 +46,17 @@ impl Scripts {
     pub(super) fn add(&self, keys: &Keys, call: &AddCall) -> ScriptInvocation<'_> {
         invocation(&self.add, keys, call)
     }
+
+    pub(super) fn load(&self, commands: &LoadCommands) -> ScriptInvocation<'_> {
+        let mut inv = self.load.prepare_invoke();
+        for key in &commands.keys {
+            inv.key(key);
+        }
+        for arg in &commands.args {
+            inv.arg(arg);
+        }
+        inv
+    }
 }
 
 /// `call`'s KEYS and ARGV on `script`, in the order the script takes them.
@@ -56,6 +69,20 @@ fn invocation<'s, C: Call>(script: &'s Script, keys: &Keys, call: &C) -> ScriptI
         inv.arg(arg);
     });
     inv
+}
+
+/// The epoch a fenced script found instead of the one it carried, if it
+/// answered `{"stale", epoch}`.
+pub(super) fn stale_epoch(reply: &Value) -> Option<u64> {
+    let Value::Array(items) = reply else {
+        return None;
+    };
+    match items.as_slice() {
+        [Value::BulkString(tag), Value::BulkString(epoch)] if tag == b"stale" => {
+            std::str::from_utf8(epoch).ok()?.parse().ok()
+        }
+        _ => None,
+    }
 }
 
 /// The stock count a script returned, or `NotLoaded` for its nil.
@@ -73,6 +100,7 @@ pub(super) fn reserved(
     goods: GoodsId,
     buyers: usize,
     reply: Value,
+    epoch: u64,
 ) -> Result<Reserved, StoreError> {
     let what = format!("reserve of goods {goods}");
     let items = match reply {
@@ -100,6 +128,7 @@ pub(super) fn reserved(
     Ok(Reserved {
         decisions,
         remaining,
+        epoch,
     })
 }
 

@@ -11,13 +11,14 @@ use seckill_redis_scripts::{
 
 use super::link::{inconsistent, to_u32};
 use super::queue::create_group;
-use super::scripts::{reserved, script_count};
+use super::scripts::{reserved, script_count, stale_epoch};
 use super::RedisStock;
 use crate::clock::now_ms;
 use crate::config::AckMode;
 use crate::store::memory::{forget_after, PRUNE_BATCH};
 use crate::store::{
-    Buyer, GoodsId, Holders, OrderNo, ReserveRules, Reserved, StockStore, StoreError, UserId,
+    Buyer, Epoch, GoodsId, Holders, Loaded, OrderNo, ReserveRules, Reserved, StockStore,
+    StoreError, UserId,
 };
 
 impl RedisStock {
@@ -52,11 +53,13 @@ impl RedisStock {
 }
 
 impl StockStore for RedisStock {
-    /// Replaces the stock and the buyers in one MULTI (atomic against the
-    /// scripts). The queue is kept: it may hold orders already acknowledged
-    /// and not yet written. So in queued mode `remaining` and `holders` must
-    /// count the orders still in the queue ([`OrderQueue::queued`]), or they
-    /// would be sold a second time. The tokens are kept too.
+    /// Stages the buyers under a key of this load's own, then puts them
+    /// and the stock in place in one script, unless a load of a later
+    /// epoch came first. The queue is kept: it may hold orders already
+    /// acknowledged and not yet written. So in queued mode `remaining` and
+    /// `holders` must count the orders still in the queue
+    /// ([`OrderQueue::queued`]), or they would be sold a second time. The
+    /// tokens are kept too.
     ///
     /// [`OrderQueue::queued`]: crate::store::OrderQueue::queued
     fn load(
@@ -64,22 +67,43 @@ impl StockStore for RedisStock {
         goods: GoodsId,
         remaining: u32,
         holders: &[(UserId, OrderNo)],
-    ) -> Result<(), StoreError> {
+        epoch: Epoch,
+    ) -> Result<Loaded, StoreError> {
         let keys = self.keys(goods);
         if self.mode == AckMode::Queued {
             self.call("create queue", |con| create_group(con, &keys.queue))?;
         }
-        let load = Load { remaining, holders }.commands(&keys);
-        let mut pipe = ::redis::pipe();
-        pipe.atomic();
-        for write in &load.writes {
-            pipe.cmd(write.name).arg(&write.args).ignore();
+        let load = Load {
+            remaining,
+            holders,
+            epoch,
         }
-        pipe.cmd(load.bump_epoch.name).arg(&load.bump_epoch.args);
-        let (epoch,): (u64,) = self.call_effect("load", |con| pipe.query(con))?;
-        self.epochs.lock().insert(goods, epoch);
+        .commands(&keys);
+        let mut staging = ::redis::pipe();
+        for write in &load.staging {
+            staging.cmd(write.name).arg(&write.args).ignore();
+        }
+        // The staged hash is this load's alone: writing it changes nothing
+        // anyone reads, so a failure here is "nothing done".
+        self.call("stage load", |con| staging.query::<()>(con))?;
+        let inv = self.scripts.load(&load);
+        let reply: Value = self.call_effect("load", |con| inv.invoke(con))?;
+        if let Some(later) = stale_epoch(&reply) {
+            self.learn_epoch(goods, later);
+            return Ok(Loaded::Superseded(later));
+        }
+        if reply != Value::Int(1) {
+            return Err(inconsistent(format!(
+                "load of goods {goods}: unexpected reply {reply:?}"
+            )));
+        }
+        self.learn_epoch(goods, epoch);
         self.unloaded.lock().remove(&goods);
-        Ok(())
+        Ok(Loaded::Now)
+    }
+
+    fn epoch(&self, goods: GoodsId) -> Result<Option<Epoch>, StoreError> {
+        self.epoch_in_redis(goods)
     }
 
     fn reserve(
@@ -88,7 +112,6 @@ impl StockStore for RedisStock {
         rules: &ReserveRules,
         buyers: &[Buyer],
     ) -> Result<Reserved, StoreError> {
-        let epoch = self.not_loaded(goods, self.epoch(goods))?;
         let bids: Vec<ReserveBuyer> = buyers
             .iter()
             .map(|b| ReserveBuyer {
@@ -97,23 +120,29 @@ impl StockStore for RedisStock {
                 token: b.token,
             })
             .collect();
-        let call = ReserveCall {
-            mode: match self.mode {
-                AckMode::Durable => Mode::Durable,
-                AckMode::Queued => Mode::Queued,
-            },
-            goods,
-            now_ms: rules.now_ms,
-            epoch,
-            per_user_limit: rules.per_user_limit,
-            token_required: rules.token_required,
-            pay_by_ms: rules.pay_by_ms,
-            buyers: &bids,
+        let keys = self.keys(goods);
+        let mode = match self.mode {
+            AckMode::Durable => Mode::Durable,
+            AckMode::Queued => Mode::Queued,
         };
-        let inv = self.scripts.reserve(&self.keys(goods), &call);
-        let reply = self.call_effect("reserve", |con| inv.invoke::<Value>(con));
-        let result = reply.and_then(|v| reserved(goods, buyers.len(), v));
-        self.not_loaded(goods, result)
+        self.fenced(
+            goods,
+            "reserve",
+            |epoch| {
+                let call = ReserveCall {
+                    mode,
+                    goods,
+                    now_ms: rules.now_ms,
+                    epoch,
+                    per_user_limit: rules.per_user_limit,
+                    token_required: rules.token_required,
+                    pay_by_ms: rules.pay_by_ms,
+                    buyers: &bids,
+                };
+                self.scripts.reserve(&keys, &call)
+            },
+            |reply, epoch| reserved(goods, buyers.len(), reply, epoch),
+        )
     }
 
     fn release(&self, goods: GoodsId, buyers: &[(UserId, OrderNo)]) -> Result<u32, StoreError> {
@@ -137,13 +166,13 @@ impl StockStore for RedisStock {
     }
 
     fn add(&self, goods: GoodsId, amount: u32) -> Result<u32, StoreError> {
-        let epoch = self.not_loaded(goods, self.epoch(goods))?;
-        let inv = self
-            .scripts
-            .add(&self.keys(goods), &AddCall { amount, epoch });
-        let reply = self.call_effect("add", |con| inv.invoke::<Value>(con));
-        let result = reply.and_then(|v| script_count(goods, "add", v));
-        self.not_loaded(goods, result)
+        let keys = self.keys(goods);
+        self.fenced(
+            goods,
+            "add",
+            |epoch| self.scripts.add(&keys, &AddCall { amount, epoch }),
+            |reply, _| script_count(goods, "add", reply),
+        )
     }
 
     fn remaining(&self, goods: GoodsId) -> Result<Option<u32>, StoreError> {

@@ -23,8 +23,8 @@ use self::rows::{
 use super::batch;
 use super::outage::Outage;
 use super::{
-    GoodsId, GoodsRecord, OrderNo, OrderRecord, OrderStore, Settle, Settled, StoreError, UserId,
-    Written,
+    Epoch, GoodsId, GoodsRecord, OrderNo, OrderRecord, OrderStore, Settle, Settled, StoreError,
+    UserId, Written,
 };
 use crate::clock::now_ms;
 
@@ -90,6 +90,30 @@ fn unavailable(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(format!("sqlite: {e}"))
 }
 
+/// Columns that files made by an older server lack, with their definition in
+/// `schema.sql` (CREATE TABLE IF NOT EXISTS leaves such a table as it is).
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("goods", "epoch", "INTEGER NOT NULL DEFAULT 0"),
+    ("goods", "orders_written", "INTEGER NOT NULL DEFAULT 0"),
+];
+
+fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    for &(table, column, definition) in ADDED_COLUMNS {
+        let present: bool = conn.query_row(
+            &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
+            [column],
+            |r| r.get(0),
+        )?;
+        if !present {
+            log::info!("sqlite: adding column {table}.{column}");
+            conn.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {definition}"
+            ))?;
+        }
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let open = || -> rusqlite::Result<Connection> {
@@ -102,6 +126,7 @@ impl SqliteStore {
         };
         let writer = open().map_err(unavailable)?;
         writer.execute_batch(SCHEMA).map_err(unavailable)?;
+        add_missing_columns(&writer).map_err(unavailable)?;
         // A file made by an older server has tables without the lifecycle's
         // columns: say so at start, not on the first order.
         writer
@@ -244,9 +269,30 @@ impl OrderStore for SqliteStore {
         })
     }
 
-    fn insert_orders(&self, orders: &[OrderRecord]) -> Result<Vec<Written>, StoreError> {
+    fn commit_orders(
+        &self,
+        orders: &[OrderRecord],
+        epochs: &[Epoch],
+    ) -> Result<Vec<Written>, StoreError> {
         self.call(Access::Transaction, |tx| {
-            batch::write(&mut Batch(tx), orders)
+            batch::write(&mut Batch(tx), orders, epochs)
+        })
+    }
+
+    fn next_epoch(&self, goods: GoodsId, above: Epoch) -> Result<Epoch, StoreError> {
+        self.call(Access::Transaction, |tx| {
+            tx.execute(
+                "UPDATE goods SET epoch = MAX(epoch, ?1) + 1 WHERE id = ?2",
+                params![to_sql(above), to_sql(goods)],
+            )?;
+            let epoch: Option<i64> = tx
+                .query_row(
+                    "SELECT epoch FROM goods WHERE id = ?1",
+                    [to_sql(goods)],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(from_sql(epoch.ok_or(StoreError::UnknownGoods(goods))?))
         })
     }
 

@@ -6,7 +6,7 @@ use seckill_proto::{OrderState, SaleRules};
 use super::Failure;
 use crate::clock::now_ms;
 use crate::store::batch::Table;
-use crate::store::{GoodsId, GoodsRecord, OrderNo, OrderRecord, StoreError, UserId};
+use crate::store::{Epoch, GoodsId, GoodsRecord, OrderNo, OrderRecord, StoreError, UserId};
 
 /// Rows per INSERT statement: well under SQLite's limit on bound variables.
 pub(super) const ROWS_PER_INSERT: usize = 400;
@@ -100,6 +100,14 @@ pub(super) struct Batch<'c>(pub(super) &'c Connection);
 impl Table for Batch<'_> {
     type Error = Failure;
     const ROWS_PER_INSERT: usize = ROWS_PER_INSERT;
+
+    fn fence(&mut self, goods: GoodsId, epoch: Epoch, orders: u32) -> Result<bool, Failure> {
+        let changed = self.0.execute(
+            "UPDATE goods SET orders_written = orders_written + ?1 WHERE id = ?2 AND epoch = ?3",
+            params![orders, to_sql(goods), to_sql(epoch)],
+        )?;
+        Ok(changed == 1)
+    }
 
     fn per_user_limit(&mut self, goods: GoodsId) -> Result<u8, Failure> {
         Ok(goods_by_id(self.0, goods)?.rules.per_user_limit)

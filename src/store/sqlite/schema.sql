@@ -28,6 +28,10 @@ CREATE TABLE IF NOT EXISTS goods (
     token_required INTEGER NOT NULL DEFAULT 0,
     -- 1 = paused by an admin (SALE_CONTROL).
     paused         INTEGER NOT NULL DEFAULT 0,
+    -- The goods' fencing token and the orders written under it, as in
+    -- MySQL's schema.sql (added to older files at start).
+    epoch          INTEGER NOT NULL DEFAULT 0,
+    orders_written INTEGER NOT NULL DEFAULT 0,
     created_ms     INTEGER NOT NULL,
     updated_ms     INTEGER NOT NULL
 );

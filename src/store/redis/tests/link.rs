@@ -5,7 +5,7 @@ use super::*;
 #[test]
 fn a_dropped_connection_fails_one_call_and_is_replaced() {
     let stock = open(AckMode::Durable);
-    stock.load(1, 5, &[]).unwrap();
+    stock.load_next(1, 5, &[]).unwrap();
     let id: i64 = stock
         .call("client id", |con| {
             ::redis::cmd("CLIENT").arg("ID").query(con)

@@ -17,7 +17,7 @@ use super::RedisStock;
 use crate::clock::now_ms;
 use crate::config::AckMode;
 use crate::store::conformance::stock::Subject;
-use crate::store::fixtures::{buy, buyers, rules_at, tokened};
+use crate::store::fixtures::{buy, buyers, rules_at, tokened, LoadNext};
 use crate::store::{
     GoodsId, OrderNo, OrderQueue, OrderRecord, Reservation, ReserveRules, StockStore, StoreError,
     TokenRefusal, UserId,

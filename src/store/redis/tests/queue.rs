@@ -8,7 +8,7 @@ use super::*;
 #[test]
 fn queued_orders_carry_their_payment_deadline() {
     let stock = open(AckMode::Queued);
-    stock.load(1, 5, &[]).unwrap();
+    stock.load_next(1, 5, &[]).unwrap();
     let now = now_ms();
     let rules = ReserveRules {
         pay_by_ms: now + 12_345,
@@ -44,8 +44,8 @@ fn queued_orders_carry_their_payment_deadline() {
 fn queued_orders_are_read_then_acked_away() {
     let stock = open(AckMode::Queued);
     assert_eq!(stock.last_added(1).unwrap(), None, "no queue yet");
-    stock.load(1, 2, &[]).unwrap();
-    stock.load(2, 1, &[]).unwrap();
+    stock.load_next(1, 2, &[]).unwrap();
+    stock.load_next(2, 1, &[]).unwrap();
     assert_eq!(stock.last_added(1).unwrap(), None, "an empty queue");
     let before = now_ms();
     let r = stock
@@ -108,7 +108,7 @@ fn queued_orders_are_read_then_acked_away() {
 #[test]
 fn a_stale_order_is_claimed_by_another_consumer() {
     let stock = open(AckMode::Queued);
-    stock.load(1, 5, &[]).unwrap();
+    stock.load_next(1, 5, &[]).unwrap();
     stock
         .reserve(1, &rules(1), &buyers(&[(1, 101), (2, 102)]))
         .unwrap();
@@ -124,7 +124,7 @@ fn a_stale_order_is_claimed_by_another_consumer() {
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0].order.order_no, 102);
     // A load keeps the queue and the group, pending entries and all.
-    stock.load(1, 3, &[(1, 101), (2, 102)]).unwrap();
+    stock.load_next(1, 3, &[(1, 101), (2, 102)]).unwrap();
     assert_eq!(stock.queued(1).unwrap().len(), 2);
     let claimed = stock.claim_stale(1, "c", Duration::ZERO, 1).unwrap();
     assert_eq!(claimed.len(), 1);
@@ -140,14 +140,14 @@ fn a_stale_order_is_claimed_by_another_consumer() {
 #[test]
 fn a_queue_that_lost_its_group_gets_it_back() {
     let stock = open(AckMode::Queued);
-    stock.load(1, 5, &[]).unwrap();
+    stock.load_next(1, 5, &[]).unwrap();
     stock.forget(1).unwrap();
     assert_eq!(stock.read(&[1], "a", 10, Duration::ZERO).unwrap(), vec![]);
     assert_eq!(
         stock.claim_stale(9, "a", Duration::ZERO, 10).unwrap(),
         vec![]
     );
-    stock.load(1, 5, &[]).unwrap();
+    stock.load_next(1, 5, &[]).unwrap();
     stock.reserve(1, &rules(1), &buyers(&[(1, 101)])).unwrap();
     let read = stock.read(&[1], "a", 10, Duration::ZERO).unwrap();
     assert_eq!(read.len(), 1);
@@ -156,7 +156,7 @@ fn a_queue_that_lost_its_group_gets_it_back() {
 #[test]
 fn durable_mode_queues_nothing() {
     let stock = open(AckMode::Durable);
-    stock.load(1, 5, &[]).unwrap();
+    stock.load_next(1, 5, &[]).unwrap();
     stock.reserve(1, &rules(1), &buyers(&[(1, 101)])).unwrap();
     assert_eq!(stock.keys_of(1), 2);
     assert_eq!(stock.queued(1).unwrap(), vec![]);
@@ -165,7 +165,7 @@ fn durable_mode_queues_nothing() {
 #[test]
 fn a_broken_entry_is_skipped_not_fatal() {
     let stock = open(AckMode::Queued);
-    stock.load(1, 5, &[]).unwrap();
+    stock.load_next(1, 5, &[]).unwrap();
     let mut xadd = ::redis::cmd("XADD");
     xadd.arg(stock.keys(1).queue)
         .arg("*")

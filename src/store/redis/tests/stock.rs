@@ -6,6 +6,7 @@
 use seckill_redis_scripts::{AddCall, Call, Mode, ReleaseCall, ReserveBuyer, ReserveCall};
 
 use super::*;
+use crate::store::Loaded;
 
 #[test]
 fn order_numbers_keep_all_64_bits() {
@@ -16,7 +17,7 @@ fn order_numbers_keep_all_64_bits() {
         (two53 + 1, two53 + 1),
         (two53, u64::MAX - 1),
     ];
-    stock.load(3, 10, &[]).unwrap();
+    stock.load_next(3, 10, &[]).unwrap();
     let r = stock.reserve(3, &rules(1), &buyers(&pairs)).unwrap();
     assert_eq!(r.decisions, vec![Reservation::Reserved; 3]);
     // Asking again with other numbers gives back the exact ones held.
@@ -42,7 +43,7 @@ fn order_numbers_keep_all_64_bits() {
     // A holder loaded with big numbers comes back exact too, and so
     // does the first of several.
     let loaded = [(u64::MAX - 5, two53 + 1), (u64::MAX - 5, two53)];
-    stock.load(3, 0, &loaded).unwrap();
+    stock.load_next(3, 0, &loaded).unwrap();
     let r = stock.reserve(3, &rules(2), &buyers(&[(u64::MAX - 5, 0)]));
     assert_eq!(r.unwrap().decisions, vec![Reservation::Held(two53 + 1)]);
     assert_eq!(stock.release(3, &[(u64::MAX - 5, two53)]).unwrap(), 1);
@@ -81,7 +82,7 @@ fn order_numbers_keep_all_64_bits() {
 #[test]
 fn release_gives_back_exactly_the_order_named() {
     let stock = open(AckMode::Durable);
-    stock.load(1, 5, &[]).unwrap();
+    stock.load_next(1, 5, &[]).unwrap();
     let batch = buyers(&[(1, 101), (1, 102), (1, 103), (1, 104)]);
     let r = stock.reserve(1, &rules(3), &batch).unwrap();
     assert_eq!(
@@ -136,7 +137,7 @@ fn tokens_are_issued_before_a_load_and_record_their_order() {
     let stock = open(AckMode::Durable);
     let expires = NOW + 1_000;
     stock.issue_token_at(1, 1, 11, expires, NOW).unwrap();
-    stock.load(1, 2, &[]).unwrap();
+    stock.load_next(1, 2, &[]).unwrap();
     let entry = |stock: &TestStock| -> Option<String> {
         let mut hget = ::redis::cmd("HGET");
         hget.arg(stock.keys(1).tokens).arg(11);
@@ -155,7 +156,7 @@ fn tokens_are_issued_before_a_load_and_record_their_order() {
 fn token_keys_expire_when_their_last_token_may_be_forgotten() {
     const NOW: u64 = 1_000_000;
     let stock = open(AckMode::Durable);
-    stock.load(1, 10, &[]).unwrap();
+    stock.load_next(1, 10, &[]).unwrap();
     // Lives 1 s from NOW: expired from NOW + 1 s, forgotten from NOW + 2 s.
     stock.issue_token_at(1, 1, 11, NOW + 1_000, NOW).unwrap();
     let keys = stock.keys(1);
@@ -183,17 +184,18 @@ fn eval<C: Call>(stock: &TestStock, goods: GoodsId, call: &C) -> Value {
 }
 
 /// A script that reaches Redis after the goods was loaded again (it was
-/// sent before the load and Redis ran it late) does nothing. A late
-/// release is not fenced; it names an order the load did not bring back
-/// (a release is only for orders that are not live), so it finds
-/// nothing to do.
+/// sent before the load and Redis ran it late, or another server loaded
+/// it) does nothing, and says which epoch the goods has now. A late
+/// release is not fenced; it names an order the load did not bring back (a
+/// release is only for orders that are not live), so it finds nothing to
+/// do.
 #[test]
 fn a_script_from_before_a_load_does_nothing() {
     let stock = open(AckMode::Queued);
-    stock.load(1, 5, &[(8, 800)]).unwrap();
-    let stale = stock.epoch(1).unwrap();
-    stock.load(1, 3, &[(9, 900)]).unwrap();
-    assert_eq!(stock.epoch(1).unwrap(), stale + 1);
+    let stale = stock.load_next(1, 5, &[(8, 800)]).unwrap();
+    let current = stock.load_next(1, 3, &[(9, 900)]).unwrap();
+    assert_eq!(current, stale + 1);
+    assert_eq!(stock.epoch(1).unwrap(), Some(current));
     let reserve = |epoch: u64, user: u64, order_no: u64| {
         let buyers = [ReserveBuyer {
             user,
@@ -219,20 +221,23 @@ fn a_script_from_before_a_load_does_nothing() {
         amount: 10,
         epoch: stale,
     };
+    let stale_reply = Value::Array(vec![
+        Value::BulkString(b"stale".to_vec()),
+        Value::BulkString(current.to_string().into_bytes()),
+    ]);
     assert_eq!(
         (
             reserve(stale, 7, 700),
             eval(&stock, 1, &release),
             eval(&stock, 1, &add)
         ),
-        (Value::Nil, Value::Int(3), Value::Nil)
+        (stale_reply.clone(), Value::Int(3), stale_reply)
     );
     // The reloaded goods is as the load left it, queue included.
     assert_eq!(stock.snapshot(1).unwrap(), Some((3, vec![(9, 900)])));
     assert!(stock.queued(1).unwrap().is_empty());
     // Run by itself (as the bench does) under the current epoch, the
     // script acts, and answers in the layout its comment gives.
-    let current = stock.epoch(1).unwrap();
     let direct = reserve(current, 6, 600);
     assert_eq!(direct, Value::Array(vec![Value::Int(2), Value::Int(1)]));
     let queued = stock.queued(1).unwrap();
@@ -244,28 +249,31 @@ fn a_script_from_before_a_load_does_nothing() {
         [(6, 600, 1, 2)]
     );
     // The store's own calls carry the current epoch and act.
-    assert_eq!(
-        stock
-            .reserve(1, &rules(1), &buyers(&[(7, 700)]))
-            .unwrap()
-            .decisions,
-        [Reservation::Reserved]
-    );
-    // A store that never loaded the goods does not act on it either:
-    // it reloads it first.
+    let mine = stock.reserve(1, &rules(1), &buyers(&[(7, 700)])).unwrap();
+    assert_eq!(mine.decisions, [Reservation::Reserved]);
+    assert_eq!(mine.epoch, current);
+    // Another store (another server) that last knew the goods under an
+    // older epoch learns the new one from the refused script, and acts
+    // under it: the epoch fences reservations, not servers.
     let url = std::env::var("SECKILL_TEST_REDIS")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
     let other = RedisStock::open(&url, &stock.prefix, AckMode::Queued).unwrap();
-    assert!(matches!(
-        other.reserve(1, &rules(1), &buyers(&[(8, 800)])),
-        Err(StoreError::NotLoaded(1))
-    ));
+    other.learn_epoch(1, stale);
+    let theirs = other.reserve(1, &rules(1), &buyers(&[(8, 800)])).unwrap();
+    assert_eq!(theirs.decisions, [Reservation::Reserved]);
+    assert_eq!(theirs.epoch, current);
+    // A load under an epoch no higher than the goods' stands aside.
+    assert_eq!(
+        stock.load(1, 99, &[], current).unwrap(),
+        Loaded::Superseded(current)
+    );
+    assert_eq!(stock.remaining(1).unwrap(), Some(0));
 }
 
 #[test]
 fn a_lost_goods_is_not_loaded_and_nothing_is_taken() {
     let stock = open(AckMode::Queued);
-    stock.load(5, 3, &[(1, 100)]).unwrap();
+    stock.load_next(5, 3, &[(1, 100)]).unwrap();
     stock.forget(5).unwrap();
     assert_eq!(stock.keys_of(5), 0);
     let not_loaded = |e: StoreError| matches!(e, StoreError::NotLoaded(5));
@@ -280,7 +288,7 @@ fn a_lost_goods_is_not_loaded_and_nothing_is_taken() {
     assert_eq!(stock.keys_of(5), 0, "a call on a lost goods wrote");
 
     // Only the counter lost: the buyers stay as they were.
-    stock.load(5, 3, &[(1, 100)]).unwrap();
+    stock.load_next(5, 3, &[(1, 100)]).unwrap();
     let keys = stock.keys(5);
     let mut del = ::redis::cmd("DEL");
     del.arg(&keys.stock);
@@ -297,7 +305,7 @@ fn a_lost_goods_is_not_loaded_and_nothing_is_taken() {
     assert_eq!(held, HashMap::from([("1".to_string(), "100".to_string())]));
     assert!(stock.queued(5).unwrap().is_empty());
     // Loading it again sells again.
-    stock.load(5, 1, &[(1, 100)]).unwrap();
+    stock.load_next(5, 1, &[(1, 100)]).unwrap();
     let r = stock.reserve(5, &rules(1), &buyers(&[(2, 200)])).unwrap();
     assert_eq!(r.decisions, vec![Reservation::Reserved]);
 }
@@ -306,7 +314,7 @@ fn a_lost_goods_is_not_loaded_and_nothing_is_taken() {
 fn load_replaces_a_hundred_thousand_holders() {
     let stock = open(AckMode::Queued);
     let holders: Vec<(UserId, OrderNo)> = (0..100_000u64).map(|u| (u, u64::MAX - u)).collect();
-    stock.load(1, 7, &holders).unwrap();
+    stock.load_next(1, 7, &holders).unwrap();
     assert_eq!(stock.snapshot(1).unwrap(), Some((7, holders.clone())));
     let r = stock
         .reserve(1, &rules(1), &buyers(&[(99_999, 1), (100_000, 2)]))
@@ -317,7 +325,7 @@ fn load_replaces_a_hundred_thousand_holders() {
     );
     assert_eq!(r.remaining, 6);
     // A second load replaces everything, the reservation included.
-    stock.load(1, 1, &holders[..1]).unwrap();
+    stock.load_next(1, 1, &holders[..1]).unwrap();
     assert_eq!(stock.snapshot(1).unwrap(), Some((1, holders[..1].to_vec())));
     // The queue is not the load's to drop.
     assert_eq!(stock.queued(1).unwrap().len(), 1);
