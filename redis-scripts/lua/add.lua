@@ -5,9 +5,9 @@
 -- ARGV[1] amount
 -- ARGV[2] epoch               (that of the caller's last load)
 --
--- Returns nil if the goods is not loaded, {"stale", epoch} if it was loaded
--- under another epoch since the caller learnt it (nothing is done in
--- either case), else the units left.
+-- Returns nil if the goods is not loaded, {"stale", value} if it was loaded
+-- under another epoch since the caller learnt it, or is being loaded
+-- ("<epoch>:loading", see freeze.lua) (nothing is done in either case), else the units left.
 --
 -- Built by seckill_redis_scripts::AddCall; by hand, e.g.:
 --   redis-cli --eval add.lua s e , 10 1

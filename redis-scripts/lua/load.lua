@@ -1,13 +1,13 @@
 -- LOAD: puts a reconciliation's count in place of a goods' stock and
--- buyers, unless a load of a later epoch got there first.
+-- buyers, if the goods is still frozen for it.
 --
 -- A reconciliation takes a new epoch from the order store (which issues
--- each one once, higher than any before), counts the orders there, writes
--- the buyers into a staging hash named after its epoch (HSET in chunks,
--- before this call), then calls LOAD. Epochs only rise: a reconciliation
--- that read the order store before another one cannot overwrite the later
--- one's count, and every script carrying an older epoch is refused from
--- then on.
+-- each one once, higher than any before), freezes the goods under it
+-- (FREEZE), counts the orders in the order store and the queue, writes the
+-- buyers into a staging hash named after its epoch (HSET in chunks, before
+-- this call), then calls LOAD. A later reconciliation's FREEZE in between
+-- supersedes it: epochs only rise, and a count older than another never
+-- overwrites it.
 --
 -- KEYS[1] stock   KEYS[2] buyers   KEYS[3] epoch
 -- KEYS[4] staged: the buyers hash this load wrote (deleted if superseded)
@@ -15,17 +15,16 @@
 -- ARGV[2] units left
 -- ARGV[3] "1" if the staged hash holds the buyers, "0" if there are none
 --
--- Returns 1 if this load took effect, else {"stale", epoch}: the goods'
--- epoch, as high or higher, which stands (nothing is done).
+-- Returns 1 if this load took effect, else {"stale", value}: the goods' epoch
+-- key, which another reconciliation's FREEZE set (nothing is done).
 --
 -- Built by seckill_redis_scripts::Load; by hand, e.g.:
 --   redis-cli --eval load.lua s b e st , 7 100 0
 
-local current = tonumber(redis.call('GET', KEYS[3]) or '0')
-local epoch = tonumber(ARGV[1])
-if current >= epoch then
+local current = redis.call('GET', KEYS[3])
+if current ~= ARGV[1] .. ':loading' then
   redis.call('DEL', KEYS[4])
-  return {'stale', tostring(current)}
+  return {'stale', current or '0'}
 end
 if ARGV[3] == '1' then
   redis.call('RENAME', KEYS[4], KEYS[2])

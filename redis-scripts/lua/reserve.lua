@@ -18,9 +18,9 @@
 -- ARGV[8..] one triple per buyer: user id, proposed order number, token
 --         ("0": none)
 --
--- Returns nil if the goods is not loaded, {"stale", epoch} if it was loaded
--- under another epoch since the caller learnt it (nothing is done in
--- either case), else {remaining, one decision per buyer}: 1 reserved, 0
+-- Returns nil if the goods is not loaded, {"stale", value} if it was loaded
+-- under another epoch since the caller learnt it, or is being loaded
+-- ("<epoch>:loading", see freeze.lua) (nothing is done in either case), else {remaining, one decision per buyer}: 1 reserved, 0
 -- sold out, -1 token invalid, -2 token expired, -3 token used, or a held
 -- order number (a string).
 --

@@ -22,7 +22,9 @@
 //! <prefix>{g<id>}:epoch         the epoch of the last load, issued by the
 //!                               order store (each reconciliation takes a new,
 //!                               higher one): scripts carry the epoch they
-//!                               were sent under and act only on it
+//!                               were sent under and act only on it; while a
+//!                               reconciliation counts, "<epoch>:loading"
+//!                               (see freeze.lua), and nothing acts
 //! <prefix>{g<id>}:buyers:staged:<epoch>
 //!                               a load's buyers, written before the load
 //!                               puts them in place (gone after it)
@@ -77,7 +79,9 @@ mod reserve;
 
 pub use calls::{AddCall, IssueCall, ReleaseCall, ADD, ISSUE, RELEASE};
 pub use keys::{Key, Keys, Prefix, PrefixError};
-pub use load::{holders, BadNumber, Command, Load, LoadCommands, HSET_CHUNK, LOAD};
+pub use load::{
+    holders, BadNumber, Command, EpochState, Load, LoadCommands, FREEZE, HSET_CHUNK, LOAD,
+};
 pub use reserve::{Decision, Mode, ReserveBuyer, ReserveCall, RESERVE};
 
 /// One call of one of the scripts.

@@ -17,6 +17,31 @@ pub struct Command {
 
 /// The load script; its contract is at the top of `lua/load.lua`.
 pub const LOAD: &str = include_str!("../lua/load.lua");
+/// The script a load begins with; its contract is at the top of
+/// `lua/freeze.lua`.
+pub const FREEZE: &str = include_str!("../lua/freeze.lua");
+
+/// What a goods' epoch key holds: the epoch of its last load, and whether a
+/// reconciliation has frozen it for its next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochState {
+    pub epoch: u64,
+    pub loading: bool,
+}
+
+impl EpochState {
+    /// The epoch key's value as the scripts write it: "7" or "8:loading".
+    pub fn parse(value: &str) -> Option<EpochState> {
+        let (number, loading) = match value.strip_suffix(":loading") {
+            Some(number) => (number, true),
+            None => (value, false),
+        };
+        Some(EpochState {
+            epoch: number.parse().ok()?,
+            loading,
+        })
+    }
+}
 
 /// A load: sets a goods' stock to `remaining` units held apart from
 /// `holders` (user, order number), replacing the stock and the buyers, under
@@ -30,11 +55,12 @@ pub struct Load<'a> {
     pub epoch: u64,
 }
 
-/// The commands of a [`Load`]: the `staging` writes (the buyers, into a
-/// hash of this load's own), then one call of [`LOAD`] with `keys` and
-/// `args`, which puts them in place atomically if no later load came
-/// first (answering 1), or answers `{"stale", epoch}` with the goods'
-/// epoch, as high or higher, which stands.
+/// The commands of a [`Load`], which follows a [`FREEZE`] under its epoch
+/// (KEYS: the epoch key; ARGV: the epoch): the `staging` writes (the buyers,
+/// into a hash of this load's own), then one call of [`LOAD`] with `keys`
+/// and `args`, which puts them in place atomically if the goods is still
+/// frozen for this epoch (answering 1), or answers `{"stale", value}` with
+/// the epoch key a later reconciliation set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadCommands {
     pub staging: Vec<Command>,
@@ -179,6 +205,16 @@ mod tests {
         let commands = empty.commands(&keys);
         assert_eq!(commands.staging.len(), 1);
         assert_eq!(commands.args, ["6", "0", "0"]);
+    }
+
+    #[test]
+    fn the_epoch_key_reads_as_an_epoch_and_whether_it_is_loading() {
+        let at = |epoch, loading| Some(EpochState { epoch, loading });
+        assert_eq!(EpochState::parse("7"), at(7, false));
+        assert_eq!(EpochState::parse("8:loading"), at(8, true));
+        for bad in ["", ":loading", "x", "7:", "-1", "7:loading:loading"] {
+            assert_eq!(EpochState::parse(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -30,10 +30,10 @@ impl Sale {
             Ok(r) => r,
             Err(e) => return store_failure("order store", &e),
         };
-        let loaded = self
-            .orders
-            .next_epoch(record.id, 0)
-            .and_then(|epoch| self.stock.load(record.id, record.total, &[], epoch));
+        let loaded = self.orders.next_epoch(record.id, 0).and_then(|epoch| {
+            self.stock.begin_load(record.id, epoch)?;
+            self.stock.load(record.id, record.total, &[], epoch)
+        });
         let entry = self.catalog.insert(&record, record.total);
         if let Err(e) = loaded {
             // The goods exists (the order store has it), so the command

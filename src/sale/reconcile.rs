@@ -32,8 +32,6 @@ use crate::store::{GoodsId, Loaded, OrderNo, StoreError, UserId};
 
 /// How long reconciliation waits for a goods' reserved units to settle.
 const SETTLE_WITHIN: Duration = Duration::from_secs(10);
-/// Loads of one reconciliation, at most, while orders keep being queued.
-const RELOADS: usize = 3;
 
 /// One line for the log.
 pub fn describe(d: &Drift) -> String {
@@ -86,54 +84,30 @@ impl Sale {
                 entry.id
             )));
         }
-        // Deductions of this server wait on the gate; other servers' do not,
-        // and a script sent before (Redis stalled) can still run until the
-        // load raises the epoch. In the durable mode their orders are fenced
-        // off by the new epoch. In the queued mode such a script queues an
-        // order (acknowledged at once) that this reading may miss: so the
-        // queue's last id is taken before and checked after the load, and
-        // the goods read and loaded again under a newer epoch if it moved.
-        let mut found = None;
-        let mut rebuilt = None;
-        for _ in 0..RELOADS {
-            let mark = self.last_queued(entry.id)?;
-            // A new epoch first: from here on no order reserved before it is
-            // written, by this server or any other, so the count below
-            // misses none that will ever exist.
-            let above = self.stock.epoch(entry.id)?.unwrap_or(0);
-            let epoch = self.orders.next_epoch(entry.id, above)?;
-            let (holders, remaining) = self.rebuild(entry)?;
-            if found.is_none() {
-                found = Some(self.stock.snapshot(entry.id)?);
-            }
-            if let Loaded::Superseded(later) =
-                self.stock.load(entry.id, remaining, &holders, epoch)?
-            {
-                // Another reconciliation took a later epoch and loaded its
-                // count, which is newer than ours: it stands.
-                info!(
-                    "goods {}: reconciled by another server meanwhile (epoch {later} after {epoch})",
-                    entry.id
-                );
-            }
-            if self.last_queued(entry.id)? == mark {
-                rebuilt = Some((holders, remaining));
-                break;
-            }
-            warn!(
-                "goods {}: an order was queued while it was reconciled; again",
+        // A new epoch first: from here on no order reserved before it is
+        // written (the order writers' transactions check it), by this server
+        // or any other. Then the stock store is frozen under it: no script
+        // of any server reserves or queues anything until the load, so the
+        // count below misses no order that will ever exist.
+        let above = self.stock.epoch(entry.id)?.unwrap_or(0);
+        let epoch = self.orders.next_epoch(entry.id, above)?;
+        if let Loaded::Superseded(later) = self.stock.begin_load(entry.id, epoch)? {
+            return Err(StoreError::Unavailable(format!(
+                "goods {}: being reconciled by another server (epoch {later})",
+                entry.id
+            )));
+        }
+        let found = self.stock.snapshot(entry.id)?;
+        let (pairs, remaining) = self.rebuild(entry)?;
+        if let Loaded::Superseded(later) = self.stock.load(entry.id, remaining, &pairs, epoch)? {
+            // Another server froze the goods after this one counted: its
+            // count is the newer one, and stands.
+            info!(
+                "goods {}: reconciled by another server meanwhile (epoch {later} after {epoch})",
                 entry.id
             );
         }
-        let Some((pairs, remaining)) = rebuilt else {
-            // Still in doubt: it sells nothing until a later try succeeds.
-            return Err(StoreError::Unavailable(format!(
-                "goods {}: orders kept being queued while it was reconciled",
-                entry.id
-            )));
-        };
         let sold = u32::try_from(pairs.len()).unwrap_or(u32::MAX);
-        let found = found.flatten();
         entry.view.set_remaining(remaining);
         entry.holders.set(&pairs);
         entry.gate.clear_unsure(marks);
@@ -146,13 +120,6 @@ impl Sale {
             remaining,
             holders: sold,
         })
-    }
-
-    fn last_queued(&self, goods: GoodsId) -> Result<Option<String>, StoreError> {
-        match &self.queue {
-            Some(q) => q.last_added(goods),
-            None => Ok(None),
-        }
     }
 
     /// The holders and units left of a goods as the order store (and the

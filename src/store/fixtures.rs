@@ -59,6 +59,7 @@ impl<S: super::StockStore + ?Sized> LoadNext for S {
         holders: &[(UserId, OrderNo)],
     ) -> Result<super::Epoch, super::StoreError> {
         let epoch = self.epoch(goods)?.unwrap_or(0) + 1;
+        assert_eq!(self.begin_load(goods, epoch)?, super::Loaded::Now);
         match self.load(goods, remaining, holders, epoch)? {
             super::Loaded::Now => Ok(epoch),
             super::Loaded::Superseded(later) => panic!("epoch {epoch} superseded by {later}"),

@@ -234,12 +234,19 @@ pub enum Loaded {
 
 /// The atomic stock counter and the record of who holds a unit.
 pub trait StockStore: Send + Sync {
+    /// The first step of a load under `epoch` (from
+    /// [`OrderStore::next_epoch`]): from now on every call carrying an
+    /// older epoch changes nothing, and until the [`load`](Self::load) every
+    /// reservation and restock is refused (`Unavailable`), so that what the
+    /// caller counts next holds still. `Superseded` if the store is at that
+    /// epoch or a later one already (another reconciliation, which stands).
+    fn begin_load(&self, goods: GoodsId, epoch: Epoch) -> Result<Loaded, StoreError>;
+
     /// Sets a goods' stock to `remaining` units held apart from `holders`,
-    /// replacing whatever the store had, under `epoch` (from
-    /// [`OrderStore::next_epoch`]), unless the store holds the goods under
-    /// an epoch as high or higher already: used at start, on ADD_GOODS and
-    /// by reconciliation. From then on every call carrying an older epoch
-    /// changes nothing.
+    /// replacing whatever the store had, under `epoch`, if the goods is
+    /// still frozen for it by [`begin_load`](Self::begin_load) (else
+    /// `Superseded`: a later reconciliation began since). Used at start, on
+    /// ADD_GOODS and by reconciliation.
     fn load(
         &self,
         goods: GoodsId,
@@ -336,11 +343,6 @@ pub trait OrderQueue: Send + Sync {
 
     /// Every order still in the queue of a goods (for reconciliation).
     fn queued(&self, goods: GoodsId) -> Result<Vec<OrderRecord>, StoreError>;
-
-    /// The id of the last entry ever added to a goods' queue (entries taken
-    /// out do not change it), `None` if it has no queue: two equal answers
-    /// mean nothing was queued in between.
-    fn last_added(&self, goods: GoodsId) -> Result<Option<String>, StoreError>;
 }
 
 /// The durable record of goods and orders.

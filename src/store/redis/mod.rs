@@ -42,7 +42,15 @@ use super::outage::Outage;
 use super::{Epoch, GoodsId, StoreError};
 use crate::config::AckMode;
 use ::redis::Value;
+use link::inconsistent;
 use scripts::stale_epoch;
+use seckill_redis_scripts::EpochState;
+use std::time::{Duration, Instant};
+
+/// How long a goods may stay frozen by another server's reconciliation
+/// before this one takes it over: a reconciliation counts and loads within
+/// moments unless its server died in between.
+const LOADING_GRACE: Duration = Duration::from_secs(5);
 use scripts::Scripts;
 
 pub struct RedisStock {
@@ -55,6 +63,9 @@ pub struct RedisStock {
     unloaded: Mutex<HashSet<GoodsId>>,
     /// The epoch of each goods' last load by this store.
     epochs: Mutex<HashMap<GoodsId, u64>>,
+    /// Since when each goods has been found frozen by another server's
+    /// reconciliation (see [`RedisStock::loading`]).
+    loading_since: Mutex<HashMap<GoodsId, Instant>>,
     scripts: Scripts,
 }
 
@@ -74,6 +85,7 @@ impl RedisStock {
             outage: Outage::new("redis stock store"),
             unloaded: Mutex::new(HashSet::new()),
             epochs: Mutex::new(HashMap::new()),
+            loading_since: Mutex::new(HashMap::new()),
             scripts: Scripts::new(),
         };
         store.call("ping", |con| ::redis::cmd("PING").query::<()>(con))?;
@@ -95,11 +107,14 @@ impl RedisStock {
         if let Some(&epoch) = self.epochs.lock().get(&goods) {
             return Ok(epoch);
         }
-        let epoch = self
-            .epoch_in_redis(goods)?
+        let state = self
+            .epoch_state(goods)?
             .ok_or(StoreError::NotLoaded(goods))?;
-        self.learn_epoch(goods, epoch);
-        Ok(epoch)
+        if state.loading {
+            return Err(self.loading(goods));
+        }
+        self.learn_epoch(goods, state.epoch);
+        Ok(state.epoch)
     }
 
     /// From now on this store's scripts carry `epoch` for the goods. Never
@@ -110,16 +125,35 @@ impl RedisStock {
         *known = (*known).max(epoch);
     }
 
-    fn epoch_in_redis(&self, goods: GoodsId) -> Result<Option<Epoch>, StoreError> {
+    fn epoch_state(&self, goods: GoodsId) -> Result<Option<EpochState>, StoreError> {
         let key = self.keys(goods).epoch;
-        self.call("epoch", |con| ::redis::cmd("GET").arg(&key).query(con))
+        let value: Option<String> =
+            self.call("epoch", |con| ::redis::cmd("GET").arg(&key).query(con))?;
+        value
+            .map(|v| EpochState::parse(&v).ok_or_else(|| inconsistent(format!("bad {key}: {v:?}"))))
+            .transpose()
+    }
+
+    /// The error for a goods another reconciliation has frozen: `busy`
+    /// while it counts, but if it stays frozen past [`LOADING_GRACE`] (the
+    /// reconciling server died between its freeze and its load), not loaded,
+    /// so that this server reconciles it.
+    fn loading(&self, goods: GoodsId) -> StoreError {
+        let mut since = self.loading_since.lock();
+        let first = *since.entry(goods).or_insert_with(Instant::now);
+        if first.elapsed() < LOADING_GRACE {
+            return StoreError::Unavailable(format!("goods {goods} is being reconciled"));
+        }
+        since.remove(&goods);
+        warn!("goods {goods} stayed frozen for a reconciliation that never loaded it");
+        StoreError::NotLoaded(goods)
     }
 
     /// Runs a fenced script, built by `invoke` for the epoch it is to carry.
     /// A goods loaded under another epoch since this store learnt one (by
     /// another server's reconciliation) answers with that epoch: learnt, and
-    /// the script sent once more under it. Scripts answer the same "stale"
-    /// only if yet another load came in between: then `busy`.
+    /// the script sent once more under it. A goods being reconciled is
+    /// `busy` (see [`loading`](Self::loading)).
     fn fenced<'s, T>(
         &'s self,
         goods: GoodsId,
@@ -132,12 +166,18 @@ impl RedisStock {
             let inv = invoke(epoch);
             let reply = self.call_effect(what, |con| inv.invoke::<Value>(con));
             let reply = self.not_loaded(goods, reply)?;
-            match stale_epoch(&reply) {
-                Some(current) => {
-                    self.learn_epoch(goods, current);
-                    epoch = current;
+            match stale_epoch(&reply).transpose()? {
+                Some(state) if state.loading => {
+                    return self.not_loaded(goods, Err(self.loading(goods)))
                 }
-                None => return self.not_loaded(goods, decode(reply, epoch)),
+                Some(state) => {
+                    self.learn_epoch(goods, state.epoch);
+                    epoch = state.epoch;
+                }
+                None => {
+                    self.loading_since.lock().remove(&goods);
+                    return self.not_loaded(goods, decode(reply, epoch));
+                }
             }
         }
         Err(StoreError::Unavailable(format!(

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use ::redis::streams::{StreamAutoClaimReply, StreamId, StreamRangeReply, StreamReadReply};
-use ::redis::{Connection, RedisResult, Value};
+use ::redis::{Connection, RedisResult};
 use log::error;
 use seckill_proto::{OrderState, DEFAULT_PAY_WINDOW_MS};
 
@@ -218,35 +218,6 @@ impl OrderQueue for RedisStock {
             .arg(ids)
             .ignore();
         self.call("ack", |con| pipe.query::<()>(con))
-    }
-
-    /// The stream's last-generated-id, which XDEL does not move back.
-    fn last_added(&self, goods: GoodsId) -> Result<Option<String>, StoreError> {
-        let queue = self.keys(goods).queue;
-        let info = self.call("queue info", |con| {
-            match ::redis::cmd("XINFO")
-                .arg("STREAM")
-                .arg(&queue)
-                .query::<HashMap<String, Value>>(con)
-            {
-                Ok(info) => Ok(Some(info)),
-                // No stream yet (or lost with Redis's data): nothing queued.
-                Err(e) if e.to_string().contains("no such key") => Ok(None),
-                Err(e) => Err(e),
-            }
-        })?;
-        let id = match info.as_ref().and_then(|i| i.get("last-generated-id")) {
-            None => return Ok(None),
-            Some(Value::BulkString(id)) => String::from_utf8_lossy(id).into_owned(),
-            Some(Value::SimpleString(id)) => id.clone(),
-            Some(other) => {
-                return Err(inconsistent(format!(
-                    "queue of goods {goods}: last-generated-id {other:?}"
-                )))
-            }
-        };
-        // A stream made empty (by a load) has never had an entry either.
-        Ok((id != "0-0").then_some(id))
     }
 
     /// Every order still in a goods' queue, read or not, oldest first.

@@ -4,8 +4,8 @@
 
 use ::redis::{Script, ScriptInvocation, Value};
 use seckill_redis_scripts::{
-    AddCall, Call, Decision, IssueCall, Keys, LoadCommands, ReleaseCall, ReserveCall, ADD, ISSUE,
-    LOAD, RELEASE, RESERVE,
+    AddCall, Call, Decision, EpochState, IssueCall, Keys, LoadCommands, ReleaseCall, ReserveCall,
+    ADD, FREEZE, ISSUE, LOAD, RELEASE, RESERVE,
 };
 
 use super::link::{inconsistent, to_u32};
@@ -18,6 +18,7 @@ pub(super) struct Scripts {
     issue: Script,
     add: Script,
     load: Script,
+    freeze: Script,
 }
 
 impl Scripts {
@@ -28,6 +29,7 @@ impl Scripts {
             issue: Script::new(ISSUE),
             add: Script::new(ADD),
             load: Script::new(LOAD),
+            freeze: Script::new(FREEZE),
         }
     }
 
@@ -45,6 +47,12 @@ impl Scripts {
 
     pub(super) fn add(&self, keys: &Keys, call: &AddCall) -> ScriptInvocation<'_> {
         invocation(&self.add, keys, call)
+    }
+
+    pub(super) fn freeze(&self, keys: &Keys, epoch: u64) -> ScriptInvocation<'_> {
+        let mut inv = self.freeze.prepare_invoke();
+        inv.key(&keys.epoch).arg(epoch);
+        inv
     }
 
     pub(super) fn load(&self, commands: &LoadCommands) -> ScriptInvocation<'_> {
@@ -71,16 +79,20 @@ fn invocation<'s, C: Call>(script: &'s Script, keys: &Keys, call: &C) -> ScriptI
     inv
 }
 
-/// The epoch a fenced script found instead of the one it carried, if it
-/// answered `{"stale", epoch}`.
-pub(super) fn stale_epoch(reply: &Value) -> Option<u64> {
+/// The epoch key a fenced script found instead of the epoch it carried, if
+/// it answered `{"stale", value}`; `Err` if the value is not one the
+/// scripts write.
+pub(super) fn stale_epoch(reply: &Value) -> Option<Result<EpochState, StoreError>> {
     let Value::Array(items) = reply else {
         return None;
     };
     match items.as_slice() {
-        [Value::BulkString(tag), Value::BulkString(epoch)] if tag == b"stale" => {
-            std::str::from_utf8(epoch).ok()?.parse().ok()
-        }
+        [Value::BulkString(tag), Value::BulkString(value)] if tag == b"stale" => Some(
+            std::str::from_utf8(value)
+                .ok()
+                .and_then(EpochState::parse)
+                .ok_or_else(|| inconsistent(format!("bad epoch key {value:?}"))),
+        ),
         _ => None,
     }
 }

@@ -88,9 +88,9 @@ impl StockStore for RedisStock {
         self.call("stage load", |con| staging.query::<()>(con))?;
         let inv = self.scripts.load(&load);
         let reply: Value = self.call_effect("load", |con| inv.invoke(con))?;
-        if let Some(later) = stale_epoch(&reply) {
-            self.learn_epoch(goods, later);
-            return Ok(Loaded::Superseded(later));
+        if let Some(later) = stale_epoch(&reply).transpose()? {
+            self.learn_epoch(goods, later.epoch);
+            return Ok(Loaded::Superseded(later.epoch));
         }
         if reply != Value::Int(1) {
             return Err(inconsistent(format!(
@@ -102,8 +102,20 @@ impl StockStore for RedisStock {
         Ok(Loaded::Now)
     }
 
+    fn begin_load(&self, goods: GoodsId, epoch: Epoch) -> Result<Loaded, StoreError> {
+        let inv = self.scripts.freeze(&self.keys(goods), epoch);
+        let reply: Value = self.call_effect("freeze", |con| inv.invoke(con))?;
+        match stale_epoch(&reply).transpose()? {
+            Some(later) => Ok(Loaded::Superseded(later.epoch)),
+            None if reply == Value::Int(1) => Ok(Loaded::Now),
+            None => Err(inconsistent(format!(
+                "freeze of goods {goods}: unexpected reply {reply:?}"
+            ))),
+        }
+    }
+
     fn epoch(&self, goods: GoodsId) -> Result<Option<Epoch>, StoreError> {
-        self.epoch_in_redis(goods)
+        Ok(self.epoch_state(goods)?.map(|s| s.epoch))
     }
 
     fn reserve(

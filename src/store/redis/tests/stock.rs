@@ -330,3 +330,49 @@ fn load_replaces_a_hundred_thousand_holders() {
     // The queue is not the load's to drop.
     assert_eq!(stock.queued(1).unwrap().len(), 1);
 }
+
+/// While a reconciliation (of any server) counts, the goods is frozen:
+/// reservations and restocks are refused as `busy` and change nothing; its
+/// load ends the freeze, and a load that was not begun, or was superseded
+/// by a later freeze, stands aside.
+#[test]
+fn a_frozen_goods_refuses_every_fenced_call_until_its_load() {
+    let stock = open(AckMode::Durable);
+    let first = stock.load_next(1, 5, &[]).unwrap();
+    assert_eq!(stock.begin_load(1, first + 1).unwrap(), Loaded::Now);
+    let reserved = stock.reserve(1, &rules(1), &buyers(&[(7, 700)]));
+    assert!(
+        matches!(reserved, Err(StoreError::Unavailable(_))),
+        "{reserved:?}"
+    );
+    let added = stock.add(1, 3);
+    assert!(
+        matches!(added, Err(StoreError::Unavailable(_))),
+        "{added:?}"
+    );
+    assert_eq!(stock.remaining(1).unwrap(), Some(5));
+    // A later reconciliation freezes it over the first one, whose load then
+    // stands aside; so does a freeze that is not later.
+    assert_eq!(stock.begin_load(1, first + 2).unwrap(), Loaded::Now);
+    assert_eq!(
+        stock.begin_load(1, first + 2).unwrap(),
+        Loaded::Superseded(first + 2)
+    );
+    assert_eq!(
+        stock.load(1, 1, &[], first + 1).unwrap(),
+        Loaded::Superseded(first + 2)
+    );
+    assert_eq!(
+        stock.load(1, 4, &[(8, 800)], first + 2).unwrap(),
+        Loaded::Now
+    );
+    assert_eq!(stock.epoch(1).unwrap(), Some(first + 2));
+    let sold = stock.reserve(1, &rules(1), &buyers(&[(7, 700)])).unwrap();
+    assert_eq!((sold.remaining, sold.epoch), (3, first + 2));
+    // A load nobody froze for does nothing.
+    assert_eq!(
+        stock.load(1, 9, &[], first + 3).unwrap(),
+        Loaded::Superseded(first + 2)
+    );
+    assert_eq!(stock.remaining(1).unwrap(), Some(3));
+}
