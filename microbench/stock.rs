@@ -1,6 +1,9 @@
 //! The embedded stock deduction: one `MemoryStock::reserve` of a merged
 //! batch of buyers, as a worker makes it, in buyers/s. Each sample starts
 //! from a freshly loaded goods, built and dropped outside the timing.
+//!
+//! `cargo bench --bench stock`. A benchmark links the library like any other
+//! crate, so what it uses from `seckill::store` must stay public.
 
 use std::hint::black_box;
 
