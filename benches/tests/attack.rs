@@ -1,24 +1,23 @@
-//! Every attack, small, against the real server started in-process: the
-//! normal client beside them must see nothing a healthy server would not
-//! cause it, and each attack must have done what it says.
+//! Every attack, small, against the real server binary: the normal client
+//! beside them must see nothing a healthy server would not cause it, and
+//! each attack must have done what it says.
 
 use clap::Parser;
 use seckill_bench::{Cli, Output};
 
 mod common;
-use common::{InProcess, TOKEN};
+use common::{Server, TOKEN};
 
 #[test]
 fn a_normal_client_keeps_its_service_through_every_attack() {
-    let server = InProcess::start(&[
+    let server = Server::start(&[
         "--frame-timeout",
         "200ms",
         "--max-connections-per-ip",
         "5000",
     ]);
     let addr = server.addr.clone();
-    // The server runs in this process: its memory is ours.
-    let pid = std::process::id().to_string();
+    let pid = server.pid().to_string();
     let cli = Cli::try_parse_from([
         "seckill-bench",
         "attack",

@@ -1,16 +1,16 @@
 //! A tiny flash crowd through the bench's library API against the real
-//! server, started in-process on an ephemeral port with a SQLite file of its
-//! own: the verification must pass and the outcomes must add up.
+//! server binary, on an ephemeral port with a SQLite file of its own: the
+//! verification must pass and the outcomes must add up.
 
 use clap::Parser;
 use seckill_bench::{Cli, Output};
 
 mod common;
-use common::{InProcess, TOKEN};
+use common::{Server, TOKEN};
 
 #[test]
 fn a_tiny_flash_crowd_sells_exactly_the_stock_and_verifies() {
-    let server = InProcess::start(&[]);
+    let server = Server::start(&[]);
     let addr = server.addr.clone();
 
     let (users, attempts, stock) = (300u64, 700u64, 50u64);

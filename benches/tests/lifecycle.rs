@@ -1,17 +1,17 @@
 //! A small lifecycle run through the bench's library API against the real
-//! server, started in-process with a SQLite file of its own and a fast
-//! expiry sweep: every order must end paid or cancelled, every unit paid or
-//! back on sale, and the returned units must sell in the second round.
+//! server binary, with a SQLite file of its own and a fast expiry sweep:
+//! every order must end paid or cancelled, every unit paid or back on sale,
+//! and the returned units must sell in the second round.
 
 use clap::Parser;
 use seckill_bench::{Cli, Output};
 
 mod common;
-use common::{InProcess, TOKEN};
+use common::{Server, TOKEN};
 
 #[test]
 fn orders_end_paid_or_cancelled_and_the_returned_units_sell_again() {
-    let server = InProcess::start(&["--expiry-interval", "100ms"]);
+    let server = Server::start(&["--expiry-interval", "100ms"]);
     let addr = server.addr.clone();
 
     let (users, stock) = (2000u64, 500u64);

@@ -11,8 +11,16 @@
 //! The decoder has its own target (`proto/fuzz`); this one reaches the
 //! reactor, the request handling and the workers behind them.
 //!
-//! Run from `fuzz/` (needs nightly and `cargo install cargo-fuzz`):
-//! `cargo +nightly fuzz run connection -- -max_total_time=600`
+//! Run from the repository's root (needs nightly and `cargo install
+//! cargo-fuzz`), growing the untracked `fuzz/corpus/connection` from the
+//! named seeds in `fuzz/seeds/connection` (CONTRIBUTING.md has more, and why
+//! leak detection is off): `mkdir -p fuzz/corpus/connection &&
+//! ASAN_OPTIONS=detect_leaks=0 cargo +nightly fuzz run connection
+//! fuzz/corpus/connection fuzz/seeds/connection -- -max_total_time=600`
+//!
+//! The first byte of an input picks the HELLO (by its value modulo 3): 0
+//! none, 1 without the token, 2 with it; the rest is sent as it is. The
+//! seeds are frames as `proto/PROTOCOL.md` specifies them.
 
 #![no_main]
 

@@ -3,8 +3,11 @@
 //! decodes re-encodes to a value that decodes back equal (and, since the
 //! encoding is canonical, to the very same bytes).
 //!
-//! Run from `proto/` (needs nightly and `cargo install cargo-fuzz`):
-//! `cargo +nightly fuzz run decode -- -max_total_time=300`
+//! Run from `proto/` (needs nightly and `cargo install cargo-fuzz`), growing
+//! the untracked `fuzz/corpus/decode` from the named seeds in
+//! `fuzz/seeds/decode` (CONTRIBUTING.md has more):
+//! `mkdir -p fuzz/corpus/decode && cargo +nightly fuzz run decode
+//! fuzz/corpus/decode fuzz/seeds/decode -- -max_total_time=300`
 
 #![no_main]
 
