@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use seckill_redis_scripts::{holders, Call, Keys, Load, Prefix, ReserveCall, LOAD};
+use seckill_redis_scripts::{holders, Call, Keys, Load, Prefix, ReserveCall, FREEZE, LOAD};
 
 use crate::engine::wire::RedisScript;
 use crate::error::Error;
@@ -50,6 +50,15 @@ impl RedisGoods {
             staging.cmd(write.name).arg(&write.args).ignore();
         }
         staging.query::<()>(&mut con)?;
+        // Frozen first, as the server's reconciliation does: LOAD puts the
+        // count in place only for the epoch the goods is frozen for.
+        let frozen: redis::Value = redis::Script::new(FREEZE)
+            .key(&keys.epoch)
+            .arg(epoch)
+            .invoke(&mut con)?;
+        if frozen != redis::Value::Int(1) {
+            return Err(Error::Setup(format!("freezing goods {id}: {frozen:?}")));
+        }
         let script = redis::Script::new(LOAD);
         let mut script = script.prepare_invoke();
         for key in &load.keys {
