@@ -3,12 +3,12 @@
 //! from a freshly loaded goods, built and dropped outside the timing.
 //!
 //! `cargo bench --bench stock`. A benchmark links the library like any other
-//! crate, so what it uses from `seckill::store` must stay public.
+//! crate, so what it uses from `seckill::testing` must stay public.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use seckill::store::{Buyer, MemoryStock, ReserveRules, StockStore};
+use seckill::testing::{Buyer, MemoryStock, ReserveRules, StockStore};
 use seckill_proto::{DEFAULT_PAY_WINDOW_MS, NO_TOKEN};
 
 const GOODS: u64 = 1;

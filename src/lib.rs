@@ -37,24 +37,40 @@
 //! drain and the expiry sweep call the stock store (memory or Redis) and the
 //! order store (SQLite or MySQL); reactors never do. A BUY is answered "ok"
 //! only once its order is committed (`durable`) or queued with its deduction
-//! (`queued`); see [`sale`] for the rules, [`sale::catalog`] for every lock
-//! and its order, and [`store`] for the traits the backends implement.
+//! (`queued`). The rules are in `sale/`, every lock and its order in
+//! `sale/catalog/mod.rs`, and the traits the backends implement in
+//! `store/mod.rs`.
+//!
+//! The crate's public surface is what the binary, the fuzz target and the
+//! micro-benchmarks need: [`Server`] started from a [`Config`], and
+//! [`testing`]. Everything else is the server's own.
 
-pub mod admin_worker;
-pub mod clock;
-pub mod config;
-pub mod dispatch;
-pub mod drain;
-pub mod expiry;
-pub mod metrics;
+mod admin_worker;
+mod clock;
+mod config;
+mod dispatch;
+mod drain;
+mod expiry;
+mod metrics;
 mod open_files;
-pub mod reactor;
-pub mod sale;
-pub mod server;
-pub mod stop;
-pub mod store;
-pub mod worker;
-pub mod writer;
+mod reactor;
+mod sale;
+mod server;
+mod stop;
+mod store;
+mod worker;
+mod writer;
 
-pub use config::Config;
+pub use config::{AckMode, Config, Secret};
 pub use server::{Server, Shutdown};
+
+/// What the fuzz target and the micro-benchmarks reach in from outside:
+/// the clock the server stamps orders with, and the in-memory stock store
+/// with what it takes.
+pub mod testing {
+    pub use crate::clock::now_ms;
+    pub use crate::store::{
+        Buyer, Loaded, MemoryStock, Reservation, ReserveRules, Reserved, StockStore, StoreError,
+        TokenRefusal,
+    };
+}

@@ -79,7 +79,7 @@ fn fixture() -> &'static Fixture {
             .connect()
             .expect("admin client");
         // Goods 1 on sale, goods 2 not yet: BUYs reach every gate.
-        let now = seckill::clock::now_ms();
+        let now = seckill::testing::now_ms();
         for (name, start) in [("on sale", now - 1000), ("upcoming", now + 3_600_000)] {
             admin
                 .add_goods(NewGoods {

@@ -70,6 +70,7 @@ impl Admission {
         })
     }
 
+    #[cfg(test)]
     pub fn open(&self) -> usize {
         self.total.load(Ordering::Relaxed)
     }

@@ -36,8 +36,8 @@ mod tests;
 
 pub use buy::{Buy, Decision};
 pub use catalog::{Catalog, Entry};
-pub use lifecycle::{EXPIRE_BATCH, MAX_LISTED};
-pub use order_no::{OrderNumbers, MAX_NODE_ID};
+pub use lifecycle::EXPIRE_BATCH;
+pub use order_no::OrderNumbers;
 pub use reconcile::describe;
 pub use reservation::PendingOrder;
 

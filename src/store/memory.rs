@@ -270,7 +270,7 @@ impl StockStore for MemoryStock {
         Ok(stock.remaining)
     }
 
-    /// An unknown goods is [`StoreError::UnknownGoods`], as for every call
+    /// An unknown goods is `StoreError::UnknownGoods`, as for every call
     /// here: this store knows a goods from its first load on.
     fn issue_token(
         &self,

@@ -21,7 +21,7 @@ mod sqlite;
 pub(crate) mod testdb;
 
 pub use self::mysql::MysqlStore;
-pub use self::redis::{Keys as RedisKeys, RedisStock, RESERVE as REDIS_RESERVE};
+pub use self::redis::RedisStock;
 pub use memory::MemoryStock;
 pub use sqlite::SqliteStore;
 
@@ -235,7 +235,7 @@ pub enum Loaded {
 /// The atomic stock counter and the record of who holds a unit.
 pub trait StockStore: Send + Sync {
     /// The first step of a load under `epoch` (from
-    /// [`OrderStore::next_epoch`]): from now on every call carrying an
+    /// `OrderStore::next_epoch`): from now on every call carrying an
     /// older epoch changes nothing, and until the [`load`](Self::load) every
     /// reservation and restock is refused (`Unavailable`), so that what the
     /// caller counts next holds still. `Superseded` if the store is at that

@@ -41,6 +41,7 @@ impl Outage {
     }
 
     /// Passes a result through, recording it.
+    #[cfg(test)]
     pub fn track<T, E: Display>(&self, result: Result<T, E>) -> Result<T, E> {
         match &result {
             Ok(_) => self.ok(),
@@ -49,6 +50,7 @@ impl Outage {
         result
     }
 
+    #[cfg(test)]
     pub fn is_down(&self) -> bool {
         self.down.load(Ordering::Acquire)
     }

@@ -36,7 +36,7 @@ use ::redis::{Client, Connection};
 use log::warn;
 use parking_lot::Mutex;
 use seckill_redis_scripts::Prefix;
-pub use seckill_redis_scripts::{Keys, RESERVE};
+pub use seckill_redis_scripts::Keys;
 
 use super::outage::Outage;
 use super::{Epoch, GoodsId, StoreError};
@@ -90,10 +90,6 @@ impl RedisStock {
         };
         store.call("ping", |con| ::redis::cmd("PING").query::<()>(con))?;
         Ok(store)
-    }
-
-    pub fn mode(&self) -> AckMode {
-        self.mode
     }
 
     pub fn keys(&self, goods: GoodsId) -> Keys {
@@ -199,8 +195,8 @@ impl RedisStock {
         result
     }
 
-    /// Deletes every key of a goods, its queue and tokens included (for
-    /// tests).
+    /// Deletes every key of a goods, its queue and tokens included.
+    #[cfg(test)]
     pub fn forget(&self, goods: GoodsId) -> Result<(), StoreError> {
         let keys = self.keys(goods);
         let mut del = ::redis::cmd("DEL");
