@@ -35,8 +35,8 @@ use std::collections::{HashMap, HashSet};
 use ::redis::{Client, Connection};
 use log::warn;
 use parking_lot::Mutex;
-use seckill_redis_scripts::Prefix;
 pub use seckill_redis_scripts::Keys;
+use seckill_redis_scripts::Prefix;
 
 use super::outage::Outage;
 use super::{Epoch, GoodsId, StoreError};
