@@ -56,6 +56,10 @@ CREATE TABLE IF NOT EXISTS goods (
     -- of its units is sold twice. (Added to older tables at start.)
     epoch          BIGINT UNSIGNED NOT NULL DEFAULT 0,
     orders_written BIGINT UNSIGNED NOT NULL DEFAULT 0,
+    -- Raised by every sale control (state, start_ms, end_ms): the stock
+    -- store keeps the controls of the highest version it was given, so a
+    -- server's late write of an older state cannot undo a newer one.
+    sale_version   BIGINT UNSIGNED NOT NULL DEFAULT 0,
     created_at  DATETIME(3)      NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
     updated_at  DATETIME(3)      NOT NULL DEFAULT CURRENT_TIMESTAMP(3)
                                  ON UPDATE CURRENT_TIMESTAMP(3),

@@ -6,6 +6,8 @@
 -- KEYS[1] stock   KEYS[2] buyers   KEYS[3] queue   KEYS[4] epoch
 -- KEYS[5] tokens  (read only if token_required; the key must still be
 --                  given, for Redis Cluster to route the call)
+-- KEYS[6] ctl     the sale controls (control.lua): a paused sale, or one
+--                 outside its window at now_ms, refuses the whole batch
 -- ARGV[1] mode: "queued" XADDs each reserved order to the queue, anything
 --         else ("durable") does not
 -- ARGV[2] goods id            (written into queued orders)
@@ -20,12 +22,14 @@
 --
 -- Returns nil if the goods is not loaded, {"stale", value} if it was loaded
 -- under another epoch since the caller learnt it, or is being loaded
--- ("<epoch>:loading", see freeze.lua) (nothing is done in either case), else {remaining, one decision per buyer}: 1 reserved, 0
+-- ("<epoch>:loading", see freeze.lua), {"closed", "paused" | "not_started"
+-- | "ended", remaining} if the sale controls close it (nothing is done in
+-- any of these cases), else {remaining, one decision per buyer}: 1 reserved, 0
 -- sold out, -1 token invalid, -2 token expired, -3 token used, or a held
 -- order number (a string).
 --
 -- Built by seckill_redis_scripts::ReserveCall; by hand, e.g.:
---   redis-cli --eval reserve.lua s b q e t , durable 1 1000 1 1 0 2000 7 700 0
+--   redis-cli --eval reserve.lua s b q e t c , durable 1 1000 1 1 0 2000 7 700 0
 
 local RESERVED, SOLD_OUT = 1, 0
 local TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_USED = -1, -2, -3
@@ -34,6 +38,16 @@ local stock = redis.call('GET', KEYS[1])
 if not stock then return false end
 local epoch = redis.call('GET', KEYS[4])
 if epoch ~= ARGV[4] then return {'stale', epoch or '0'} end
+local ctl = redis.call('HMGET', KEYS[6], 'paused', 'start_ms', 'end_ms')
+if ctl[1] then
+  local now = tonumber(ARGV[3])
+  local closed = nil
+  if ctl[1] == '1' then closed = 'paused'
+  elseif now < tonumber(ctl[2]) then closed = 'not_started'
+  elseif now >= tonumber(ctl[3]) then closed = 'ended'
+  end
+  if closed then return {'closed', closed, tonumber(stock)} end
+end
 local left = tonumber(stock)
 local queued = ARGV[1] == 'queued'
 local now = tonumber(ARGV[3])

@@ -8,6 +8,31 @@ pub const RELEASE: &str = include_str!("../lua/release.lua");
 pub const ISSUE: &str = include_str!("../lua/issue.lua");
 /// The restock script; its contract is at the top of `lua/add.lua`.
 pub const ADD: &str = include_str!("../lua/add.lua");
+/// The sale-control script; its contract is at the top of `lua/control.lua`.
+pub const CONTROL: &str = include_str!("../lua/control.lua");
+
+/// One CONTROL: the sale controls of a goods at `version`; answers 1 if
+/// recorded, 0 if a later version is there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControlCall {
+    pub version: u64,
+    pub paused: bool,
+    pub start_ms: u64,
+    pub end_ms: u64,
+}
+
+impl Call for ControlCall {
+    const SCRIPT: &'static str = CONTROL;
+    const KEYS: &'static [Key] = &[Key::Ctl];
+
+    fn write_args(&self, arg: &mut dyn FnMut(&[u8])) {
+        let mut argv = Argv(arg);
+        argv.num(self.version);
+        argv.text(if self.paused { "1" } else { "0" });
+        argv.num(self.start_ms);
+        argv.num(self.end_ms);
+    }
+}
 
 /// One RELEASE: gives back the units of these (user, order number) pairs
 /// where the user holds the order; answers the units left.

@@ -43,6 +43,7 @@ impl Prefix {
             epoch: format!("{base}:epoch"),
             tokens: format!("{base}:tokens"),
             token_expiry: format!("{base}:token_expiry"),
+            ctl: format!("{base}:ctl"),
         }
     }
 }
@@ -57,6 +58,7 @@ pub struct Keys {
     pub epoch: String,
     pub tokens: String,
     pub token_expiry: String,
+    pub ctl: String,
 }
 
 /// One of a goods' keys, as a script's KEYS names it.
@@ -68,6 +70,7 @@ pub enum Key {
     Epoch,
     Tokens,
     TokenExpiry,
+    Ctl,
 }
 
 impl Keys {
@@ -85,12 +88,13 @@ impl Keys {
             Key::Epoch => &self.epoch,
             Key::Tokens => &self.tokens,
             Key::TokenExpiry => &self.token_expiry,
+            Key::Ctl => &self.ctl,
         }
     }
 
     /// Every key of the goods, its queue and tokens included: what to
     /// delete to forget it.
-    pub fn all(&self) -> [&str; 6] {
+    pub fn all(&self) -> [&str; 7] {
         [
             &self.stock,
             &self.buyers,
@@ -98,6 +102,7 @@ impl Keys {
             &self.epoch,
             &self.tokens,
             &self.token_expiry,
+            &self.ctl,
         ]
     }
 }
@@ -118,6 +123,7 @@ mod tests {
                 "sk:{g42}:epoch",
                 "sk:{g42}:tokens",
                 "sk:{g42}:token_expiry",
+                "sk:{g42}:ctl",
             ]
         );
         assert_eq!(keys.get(Key::TokenExpiry), "sk:{g42}:token_expiry");

@@ -33,6 +33,9 @@
 //! <prefix>{g<id>}:token_expiry  sorted set: token → when it may be forgotten
 //!                               (expires_ms plus its lifetime again), so
 //!                               that ISSUE can prune the tokens hash
+//! <prefix>{g<id>}:ctl           hash: the sale controls RESERVE enforces
+//!                               (paused "1"/"0", start_ms, end_ms) and their
+//!                               version (see control.lua); none: open
 //! ```
 //!
 //! # Scripts
@@ -77,7 +80,7 @@ mod keys;
 mod load;
 mod reserve;
 
-pub use calls::{AddCall, IssueCall, ReleaseCall, ADD, ISSUE, RELEASE};
+pub use calls::{AddCall, ControlCall, IssueCall, ReleaseCall, ADD, CONTROL, ISSUE, RELEASE};
 pub use keys::{Key, Keys, Prefix, PrefixError};
 pub use load::{
     holders, BadNumber, Command, EpochState, Load, LoadCommands, FREEZE, HSET_CHUNK, LOAD,

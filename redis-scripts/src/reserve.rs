@@ -56,7 +56,14 @@ pub struct ReserveCall<'a> {
 
 impl Call for ReserveCall<'_> {
     const SCRIPT: &'static str = RESERVE;
-    const KEYS: &'static [Key] = &[Key::Stock, Key::Buyers, Key::Queue, Key::Epoch, Key::Tokens];
+    const KEYS: &'static [Key] = &[
+        Key::Stock,
+        Key::Buyers,
+        Key::Queue,
+        Key::Epoch,
+        Key::Tokens,
+        Key::Ctl,
+    ];
 
     fn write_args(&self, arg: &mut dyn FnMut(&[u8])) {
         let mut argv = Argv(arg);

@@ -32,9 +32,14 @@ impl Sale {
         };
         let loaded = self.orders.next_epoch(record.id, 0).and_then(|epoch| {
             self.stock.begin_load(record.id, epoch)?;
-            self.stock.load(record.id, record.total, &[], epoch)
+            self.stock.load(record.id, record.total, &[], epoch)?;
+            self.stock.control(record.id, &record.sale())
         });
         let entry = self.catalog.insert(&record, record.total);
+        if loaded.is_ok() {
+            // The catalog's refresh may have found it first.
+            entry.view.set_remaining(record.total);
+        }
         if let Err(e) = loaded {
             // The goods exists (the order store has it), so the command
             // succeeded: answering `busy` would have the admin add it twice.
@@ -107,12 +112,20 @@ impl Sale {
         };
         // Controls are read and written on the one admin worker, so no
         // other control of this server comes between the read and the save.
-        if let Err(e) = self.orders.save_sale(goods, paused, start_ms, end_ms) {
-            return store_failure("order store", &e);
+        let record = match self.orders.save_sale(goods, paused, start_ms, end_ms) {
+            Ok(record) => record,
+            Err(e) => return store_failure("order store", &e),
+        };
+        // The stock store enforces it on every server's next BUY. If it
+        // cannot be told now, the control stands (the order store has it):
+        // the goods sells nothing until a reconciliation has told it.
+        if let Err(e) = self.stock.control(goods, &record.sale()) {
+            warn!("sale of goods {goods} changed; the stock store not yet: {e}");
+            entry.gate.mark_unsure();
         }
         {
             let _gate = entry.gate.exclusive();
-            entry.view.set_sale(paused, start_ms, end_ms);
+            entry.view.set_sale(&record.sale());
         }
         warn!(
             "sale of goods {goods}: {} (paused {paused}, window {start_ms}..{end_ms})",

@@ -8,8 +8,8 @@ use seckill_proto::{OrderState, Reply, Status};
 use super::{now_ms, store_failure, unknown_goods, Entry, PendingOrder, Sale};
 use crate::metrics;
 use crate::store::{
-    Buyer, GoodsId, OrderNo, OrderRecord, Reservation, ReserveRules, StoreError, TokenRefusal,
-    UserId,
+    Buyer, Closed, GoodsId, OrderNo, OrderRecord, Reservation, ReserveRules, StoreError,
+    TokenRefusal, UserId,
 };
 
 /// One BUY as a worker hands it over.
@@ -230,6 +230,16 @@ impl Sale {
                     }
                 };
                 Reply::error(status, message)
+            }
+            Reservation::Closed(closed) => {
+                metrics::add(&self.metrics.buy_outside_window, 1);
+                match closed {
+                    Closed::Paused => Reply::error(Status::Paused, "the sale is paused"),
+                    Closed::NotStarted => {
+                        Reply::error(Status::NotStarted, "the sale has not started")
+                    }
+                    Closed::Ended => Reply::error(Status::Ended, "the sale has ended"),
+                }
             }
             Reservation::Reserved => {
                 Reply::error(Status::InternalError, "a reserved unit was not written")

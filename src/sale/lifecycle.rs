@@ -104,6 +104,7 @@ impl Sale {
     /// answering every BUY of it from a sold-out flag, and then no BUY
     /// would ever reach a worker to do it.
     pub fn refresh_stock(&self) {
+        self.sync_catalog();
         // Repairs back off while the stores stay down (each one can hold
         // the goods' gate for the stores' timeouts).
         let now = now_ms();
@@ -132,6 +133,23 @@ impl Sale {
                 Ok(None) if entry.gate.repair_due(now) => self.reconcile_lost(&entry),
                 Ok(None) | Err(_) => {}
             }
+        }
+    }
+
+    /// The goods as the order store has them, for goods added, restocked
+    /// or controlled through other servers: new goods join the catalog (the
+    /// server that added one loaded its stock), and the pause, window and
+    /// total follow. The stock store enforces the controls on every BUY
+    /// anyway; this keeps the reactors' quick answers and LIST_GOODS close
+    /// behind. A failed read waits for the next tick.
+    fn sync_catalog(&self) {
+        let Ok(records) = self.orders.goods() else {
+            return;
+        };
+        for record in records {
+            let entry = self.catalog.insert(&record, 0);
+            entry.view.set_sale(&record.sale());
+            entry.view.raise_total(record.total);
         }
     }
 

@@ -98,6 +98,16 @@ impl Sale {
             )));
         }
         let found = self.stock.snapshot(entry.id)?;
+        // The sale controls too, as the order store has them now, in place
+        // before the load ends the freeze: the stock store may have lost
+        // them with its data (it keeps the highest version it is given, so
+        // a newer one set meanwhile stands).
+        let record = self
+            .orders
+            .find_goods(entry.id)?
+            .ok_or(StoreError::UnknownGoods(entry.id))?;
+        self.stock.control(entry.id, &record.sale())?;
+        entry.view.set_sale(&record.sale());
         let (pairs, remaining) = self.rebuild(entry)?;
         if let Loaded::Superseded(later) = self.stock.load(entry.id, remaining, &pairs, epoch)? {
             // Another server froze the goods after this one counted: its

@@ -13,7 +13,7 @@ use seckill_proto::NO_TOKEN;
 
 use super::{
     Buyer, Epoch, GoodsId, Holders, Loaded, OrderNo, Reservation, ReserveRules, Reserved,
-    StockStore, StoreError, TokenRefusal, UserId,
+    SaleState, StockStore, StoreError, TokenRefusal, UserId,
 };
 use crate::clock::now_ms;
 
@@ -34,6 +34,8 @@ struct GoodsStock {
     /// nothing is ever fenced off, but a load under an older epoch is
     /// refused as the trait says, and reservations report their epoch.
     epoch: Epoch,
+    /// The sale controls, as [`StockStore::control`] last recorded them.
+    sale: Option<SaleState>,
     remaining: u32,
     /// Each holder's live orders, oldest first (one, mostly).
     holders: HashMap<UserId, Vec<OrderNo>>,
@@ -230,6 +232,17 @@ impl StockStore for MemoryStock {
         Ok(Loaded::Now)
     }
 
+    /// Recorded for a goods not loaded yet too: a reconciliation sets the
+    /// controls before its load.
+    fn control(&self, goods: GoodsId, sale: &SaleState) -> Result<(), StoreError> {
+        let stock = Arc::clone(self.goods.write().entry(goods).or_default());
+        let mut stock = stock.lock();
+        if stock.sale.is_none_or(|s| s.version < sale.version) {
+            stock.sale = Some(*sale);
+        }
+        Ok(())
+    }
+
     /// Nothing to freeze: this store serves one process, whose own
     /// reservations of the goods wait on the goods' gate while it
     /// reconciles.
@@ -253,7 +266,11 @@ impl StockStore for MemoryStock {
     ) -> Result<Reserved, StoreError> {
         let stock = self.get(goods)?;
         let mut stock = stock.lock();
-        let decisions = buyers.iter().map(|b| stock.decide(rules, b)).collect();
+        let closed = stock.sale.and_then(|s| s.closed(rules.now_ms));
+        let decisions = match closed {
+            Some(closed) => vec![Reservation::Closed(closed); buyers.len()],
+            None => buyers.iter().map(|b| stock.decide(rules, b)).collect(),
+        };
         Ok(Reserved {
             decisions,
             remaining: stock.remaining,

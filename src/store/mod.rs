@@ -79,6 +79,58 @@ pub struct GoodsRecord {
     pub rules: SaleRules,
     /// An admin paused the sale (SALE_CONTROL).
     pub paused: bool,
+    /// Raised by every saved sale control: of two views of the pause and
+    /// the window, the higher version is the later one.
+    pub sale_version: u64,
+}
+
+impl GoodsRecord {
+    /// The sale controls as the stock store enforces them.
+    pub fn sale(&self) -> SaleState {
+        SaleState {
+            paused: self.paused,
+            start_ms: self.start_ms,
+            end_ms: self.end_ms,
+            version: self.sale_version,
+        }
+    }
+}
+
+/// What the sale controls say of a goods, enforced by the stock store in the
+/// same atomic step as each deduction, so that a pause or an end sent to
+/// any server holds on every server from the next BUY on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SaleState {
+    pub paused: bool,
+    /// The sale window: [start_ms, end_ms).
+    pub start_ms: u64,
+    pub end_ms: u64,
+    /// The goods' `sale_version`: a stock store keeps the highest it is
+    /// given, so that a late write of an older state changes nothing.
+    pub version: u64,
+}
+
+/// Why the stock store refused a whole batch: the sale is not open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    Paused,
+    NotStarted,
+    Ended,
+}
+
+impl SaleState {
+    /// Why nothing may be bought at `now_ms`, if so.
+    pub fn closed(&self, now_ms: u64) -> Option<Closed> {
+        if self.paused {
+            Some(Closed::Paused)
+        } else if now_ms < self.start_ms {
+            Some(Closed::NotStarted)
+        } else if now_ms >= self.end_ms {
+            Some(Closed::Ended)
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,6 +260,9 @@ pub enum Reservation {
     SoldOut,
     /// The buyer's token was refused; nothing was taken.
     Token(TokenRefusal),
+    /// The sale is not open, as the stock store's sale controls say (every
+    /// buyer of the batch gets this); nothing was taken.
+    Closed(Closed),
 }
 
 /// The result of one merged deduction.
@@ -254,6 +309,12 @@ pub trait StockStore: Send + Sync {
         holders: &[(UserId, OrderNo)],
         epoch: Epoch,
     ) -> Result<Loaded, StoreError>;
+
+    /// Records a goods' sale controls, unless the store has a higher
+    /// version already; from the next reservation on, a batch at a time
+    /// when they close the sale is refused whole ([`Reservation::Closed`]).
+    /// A goods never given any is open.
+    fn control(&self, goods: GoodsId, sale: &SaleState) -> Result<(), StoreError>;
 
     /// The epoch the store holds a goods under, `None` if it holds nothing
     /// of it: read from the store, for a reconciliation's new epoch to be
@@ -349,6 +410,9 @@ pub trait OrderQueue: Send + Sync {
 pub trait OrderStore: Send + Sync {
     /// Every goods, for the in-memory catalog at start.
     fn goods(&self) -> Result<Vec<GoodsRecord>, StoreError>;
+
+    /// One goods as it stands now, if it exists.
+    fn find_goods(&self, goods: GoodsId) -> Result<Option<GoodsRecord>, StoreError>;
 
     fn add_goods(&self, goods: &NewGoods) -> Result<GoodsRecord, StoreError>;
 

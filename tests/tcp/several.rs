@@ -212,3 +212,117 @@ fn three_servers_reconciling_and_crashing_durable() {
 fn three_servers_reconciling_and_crashing_queued() {
     three_servers_reconciling_and_crashing("queued");
 }
+
+/// Waits until every server knows the goods (the catalogs follow the order
+/// store within a refresh).
+fn wait_known(servers: &[Server], goods: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for s in servers {
+        while s.client().get_goods(goods).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "goods {goods} unknown to {}",
+                s.addr
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Buys until the answer is no longer `Paused` or `within` passes; returns
+/// the last answer.
+fn buy_while_paused(server: &Server, user: u64, goods: u64, within: Duration) -> Purchase {
+    let deadline = Instant::now() + within;
+    loop {
+        match server.client().buy(user, goods) {
+            Ok(Purchase::Paused) if Instant::now() < deadline => {}
+            Ok(p) => return p,
+            Err(e) if Instant::now() >= deadline => panic!("user {user}: {e}"),
+            Err(_) => {}
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One set of sale rules for every server: a goods added through one is
+/// sold by all; a pause or an end sent to one refuses BUYs on the others
+/// from the very next request (the stock store enforces them); a resume
+/// sent to another reopens the sale everywhere.
+fn sale_controls_hold_on_every_server(ack: &str) {
+    use seckill_proto::SaleAction;
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Backends::new();
+    let servers: Vec<Server> = (1..=3).map(|n| start(&dir, &stores, ack, n)).collect();
+    let goods = servers[0]
+        .admin()
+        .add_goods(on_sale("kettle", 100))
+        .unwrap()
+        .id;
+    wait_known(&servers, goods);
+    let mut user = 0;
+    let mut next_user = || {
+        user += 1;
+        user
+    };
+    for s in &servers {
+        let p = s.client().buy(next_user(), goods).unwrap();
+        assert!(matches!(p, Purchase::Ordered(_)), "{}: {p:?}", s.addr);
+    }
+    servers[0]
+        .admin()
+        .sale_control(goods, SaleAction::Pause)
+        .unwrap();
+    for s in &servers[1..] {
+        assert_eq!(
+            s.client().buy(next_user(), goods).unwrap(),
+            Purchase::Paused,
+            "{}",
+            s.addr
+        );
+    }
+    servers[1]
+        .admin()
+        .sale_control(goods, SaleAction::Resume)
+        .unwrap();
+    for s in [&servers[2], &servers[0]] {
+        // The stock store reopens at once; a server's own quick answers
+        // follow within its catalog refresh.
+        let user = next_user();
+        let p = buy_while_paused(s, user, goods, Duration::from_secs(3));
+        assert!(matches!(p, Purchase::Ordered(_)), "{}: {p:?}", s.addr);
+    }
+    servers[2]
+        .admin()
+        .sale_control(goods, SaleAction::End)
+        .unwrap();
+    for s in &servers[..2] {
+        assert_eq!(
+            s.client().buy(next_user(), goods).unwrap(),
+            Purchase::Ended,
+            "{}",
+            s.addr
+        );
+    }
+    // Every server shows the same state within a refresh.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    for s in &servers {
+        while s.client().get_goods(goods).unwrap().state != seckill_proto::GoodsState::Ended {
+            assert!(
+                Instant::now() < deadline,
+                "{} still shows it on sale",
+                s.addr
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn sale_controls_hold_on_every_server_durable() {
+    sale_controls_hold_on_every_server("durable");
+}
+
+#[test]
+fn sale_controls_hold_on_every_server_queued() {
+    sale_controls_hold_on_every_server("queued");
+}

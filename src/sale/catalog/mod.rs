@@ -73,15 +73,19 @@ impl Catalog {
         self.goods.read().values().cloned().collect()
     }
 
+    /// Adds a goods, unless the catalog has it already (then that entry
+    /// stays, with its gate and the units reserved under it).
     pub fn insert(&self, record: &GoodsRecord, remaining: u32) -> Arc<Entry> {
-        let entry = Arc::new(Entry {
-            id: record.id,
-            view: GoodsView::new(record, remaining),
-            holders: Holders::default(),
-            gate: Gate::default(),
+        let mut goods = self.goods.write();
+        let entry = goods.entry(record.id).or_insert_with(|| {
+            Arc::new(Entry {
+                id: record.id,
+                view: GoodsView::new(record, remaining),
+                holders: Holders::default(),
+                gate: Gate::default(),
+            })
         });
-        self.goods.write().insert(record.id, entry.clone());
-        entry
+        entry.clone()
     }
 }
 
@@ -113,6 +117,7 @@ impl Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::SaleState;
     use seckill_proto::{GoodsState, SaleRules};
 
     fn record() -> GoodsRecord {
@@ -125,6 +130,7 @@ mod tests {
             end_ms: 2000,
             rules: SaleRules::default(),
             paused: false,
+            sale_version: 0,
         }
     }
 
@@ -145,10 +151,20 @@ mod tests {
         assert_eq!(quick(1, 1500), None);
         assert_eq!(e.view.to_goods(1500).total, 3);
         // A pause closes the sale at once; a cancelled order frees its user.
-        e.view.set_sale(true, 1000, 2000);
+        let sale = |paused, version| SaleState {
+            paused,
+            start_ms: 1000,
+            end_ms: 2000,
+            version,
+        };
+        e.view.set_sale(&sale(true, 1));
         assert_eq!(quick(1, 1500).unwrap().status(), Status::Paused);
         assert_eq!(e.view.to_goods(1500).state, GoodsState::Paused);
-        e.view.set_sale(false, 1000, 2000);
+        // An older view of the controls (a refresh racing the admin) is
+        // not shown over a newer one.
+        e.view.set_sale(&sale(false, 0));
+        assert_eq!(quick(1, 1500).unwrap().status(), Status::Paused);
+        e.view.set_sale(&sale(false, 2));
         e.holders.remove(7, 70);
         assert_eq!(quick(7, 1500), None);
         // An order cancelled before the writer added it is not added after.

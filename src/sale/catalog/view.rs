@@ -2,11 +2,11 @@
 //! pause, and the units left as of the last stock call. Every field that
 //! changes during a sale is an atomic, so that a reader never waits.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 
 use seckill_proto::{Goods, GoodsState, Reply, SaleRules, Status};
 
-use crate::store::{GoodsId, GoodsRecord};
+use crate::store::{GoodsId, GoodsRecord, SaleState};
 
 pub struct GoodsView {
     pub id: GoodsId,
@@ -15,6 +15,9 @@ pub struct GoodsView {
     pub rules: SaleRules,
     paused: AtomicBool,
     start_ms: AtomicU64,
+    /// The order store's `sale_version` of the pause and window shown: a
+    /// view of a lower version never replaces them.
+    sale_version: AtomicU64,
     end_ms: AtomicU64,
     total: AtomicU32,
     /// As of the last deduction; shown to buyers, never used to decide a sale.
@@ -33,6 +36,7 @@ impl GoodsView {
             rules: record.rules,
             paused: AtomicBool::new(record.paused),
             start_ms: AtomicU64::new(record.start_ms),
+            sale_version: AtomicU64::new(record.sale_version),
             end_ms: AtomicU64::new(record.end_ms),
             total: AtomicU32::new(record.total),
             remaining: AtomicU32::new(remaining),
@@ -79,11 +83,19 @@ impl GoodsView {
         self.paused.load(Relaxed)
     }
 
-    /// A sale control, once the order store has it.
-    pub fn set_sale(&self, paused: bool, start_ms: u64, end_ms: u64) {
-        self.paused.store(paused, Relaxed);
-        self.start_ms.store(start_ms, Relaxed);
-        self.end_ms.store(end_ms, Relaxed);
+    /// A sale control, once the order store has it (this server's, or
+    /// another's seen by the catalog's refresh), unless this view shows a
+    /// later one already. Called by one thread at a time per goods: the
+    /// admin worker under the goods' gate, the refresh from its own thread
+    /// with the gate shared.
+    pub fn set_sale(&self, sale: &SaleState) {
+        if sale.version < self.sale_version.load(SeqCst) {
+            return;
+        }
+        self.paused.store(sale.paused, Relaxed);
+        self.start_ms.store(sale.start_ms, Relaxed);
+        self.end_ms.store(sale.end_ms, Relaxed);
+        self.sale_version.store(sale.version, SeqCst);
     }
 
     pub fn total(&self) -> u32 {
@@ -134,5 +146,11 @@ impl GoodsView {
     pub fn restocked(&self, total: u32, remaining: u32) {
         self.total.store(total, Relaxed);
         self.set_remaining(remaining);
+    }
+
+    /// A total seen in the order store (another server's restock): totals
+    /// only grow.
+    pub fn raise_total(&self, total: u32) {
+        self.total.fetch_max(total, Relaxed);
     }
 }

@@ -6,8 +6,8 @@ use seckill_proto::{NewGoods, SaleRules};
 
 use crate::store::{
     Buyer, Epoch, GoodsId, GoodsRecord, Holders, Loaded, MemoryStock, OrderNo, OrderQueue,
-    OrderRecord, OrderStore, ReserveRules, Reserved, Settled, StockStore, StoreError, UserId,
-    Written,
+    OrderRecord, OrderStore, ReserveRules, Reserved, SaleState, Settled, StockStore, StoreError,
+    UserId, Written,
 };
 
 /// An order store with one goods whose writes fail while `failing`.
@@ -29,7 +29,11 @@ impl OrderStore for FlakyOrders {
             end_ms: u64::MAX,
             rules: SaleRules::default(),
             paused: false,
+            sale_version: 0,
         }])
+    }
+    fn find_goods(&self, g: GoodsId) -> Result<Option<GoodsRecord>, StoreError> {
+        Ok(self.goods()?.into_iter().find(|r| r.id == g))
     }
     fn add_goods(&self, _: &NewGoods) -> Result<GoodsRecord, StoreError> {
         unreachable!()
@@ -110,6 +114,10 @@ impl StockStore for FlakyStock {
     ) -> Result<Loaded, StoreError> {
         self.check()?;
         self.inner.load(g, left, holders, epoch)
+    }
+    fn control(&self, g: GoodsId, sale: &SaleState) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.control(g, sale)
     }
     fn begin_load(&self, g: GoodsId, epoch: Epoch) -> Result<Loaded, StoreError> {
         self.check()?;

@@ -14,8 +14,8 @@ use crate::store::fixtures::{buy, buyers, rules_at, tokened, LoadNext};
 use crate::store::memory::PRUNE_BATCH;
 use crate::store::redis::tests::open as open_redis;
 use crate::store::{
-    Buyer, GoodsId, MemoryStock, OrderNo, Reservation, ReserveRules, Reserved, StockStore,
-    StoreError, TokenRefusal, UserId,
+    Buyer, Closed, GoodsId, MemoryStock, OrderNo, Reservation, ReserveRules, Reserved, SaleState,
+    StockStore, StoreError, TokenRefusal, UserId,
 };
 
 /// A stock store under test: the trait, and what the suite must reach
@@ -61,6 +61,11 @@ macro_rules! suite {
             #[test]
             fn add_restocks_and_saturates() {
                 super::add_restocks_and_saturates(&*$open);
+            }
+
+            #[test]
+            fn sale_controls_refuse_whole_batches_and_only_a_newer_version_counts() {
+                super::sale_controls_refuse_whole_batches_and_only_a_newer_version_counts(&*$open);
             }
 
             #[test]
@@ -141,6 +146,47 @@ const NOW: u64 = 1_000_000;
 
 fn rules(per_user_limit: u8) -> ReserveRules {
     rules_at(per_user_limit, NOW)
+}
+
+/// A goods under sale controls: a paused sale, or one outside its window
+/// at the reservation's clock, refuses a whole batch and takes nothing; a
+/// control of a version no higher than the one recorded changes nothing,
+/// whoever sends it late.
+fn sale_controls_refuse_whole_batches_and_only_a_newer_version_counts(stock: &impl Subject) {
+    stock.load_next(1, 5, &[]).unwrap();
+    let sale = |paused, start_ms, end_ms, version| SaleState {
+        paused,
+        start_ms,
+        end_ms,
+        version,
+    };
+    let batch = buyers(&[(1, 100), (2, 200)]);
+    let decided = |want: Reservation| {
+        let got = stock.reserve(1, &rules(1), &batch).unwrap();
+        assert_eq!(got.decisions, [want; 2]);
+        got.remaining
+    };
+    stock.control(1, &sale(true, 0, u64::MAX, 1)).unwrap();
+    assert_eq!(decided(Reservation::Closed(Closed::Paused)), 5);
+    stock.control(1, &sale(false, 0, u64::MAX, 0)).unwrap();
+    assert_eq!(
+        decided(Reservation::Closed(Closed::Paused)),
+        5,
+        "an older control"
+    );
+    stock
+        .control(1, &sale(false, NOW + 1, u64::MAX, 2))
+        .unwrap();
+    decided(Reservation::Closed(Closed::NotStarted));
+    stock.control(1, &sale(false, 0, NOW, 3)).unwrap();
+    decided(Reservation::Closed(Closed::Ended));
+    assert_eq!(
+        stock.snapshot(1).unwrap(),
+        Some((5, vec![])),
+        "nothing taken"
+    );
+    stock.control(1, &sale(false, 0, NOW + 1, 4)).unwrap();
+    assert_eq!(decided(Reservation::Reserved), 3);
 }
 
 const INVALID: Reservation = Reservation::Token(TokenRefusal::Invalid);
@@ -411,6 +457,7 @@ fn sell_in_threads(stock: &impl Subject, crowd: Crowd) -> HashMap<UserId, usize>
             // Sold out while the user could still buy more.
             Reservation::SoldOut => assert!(own.len() < usize::from(limit)),
             Reservation::Token(t) => panic!("{b:?}: token {t:?} without token rules"),
+            Reservation::Closed(c) => panic!("{b:?}: {c:?} without sale controls"),
         }
     }
     got

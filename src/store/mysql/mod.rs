@@ -174,6 +174,12 @@ impl OrderStore for MysqlStore {
         Ok(rows.into_iter().map(goods_record).collect())
     }
 
+    fn find_goods(&self, goods: GoodsId) -> Result<Option<GoodsRecord>, StoreError> {
+        self.link.call("find goods", Call::IDEMPOTENT, |conn| {
+            Ok(goods_by_id(conn, goods)?)
+        })
+    }
+
     fn add_goods(&self, goods: &NewGoods) -> Result<GoodsRecord, StoreError> {
         self.link.call("add goods", Call::ONCE, |conn| {
             conn.exec_drop(
@@ -306,10 +312,12 @@ impl OrderStore for MysqlStore {
         start_ms: u64,
         end_ms: u64,
     ) -> Result<GoodsRecord, StoreError> {
-        // Setting the same values twice is harmless: a retry is safe.
+        // Setting the same values twice is harmless: a retry is safe (the
+        // version rises once more, which only says "as late as that").
         self.link.call("save sale", Call::IDEMPOTENT, |conn| {
             conn.exec_drop(
-                "UPDATE goods SET state = ?, start_ms = ?, end_ms = ? WHERE id = ?",
+                "UPDATE goods SET state = ?, start_ms = ?, end_ms = ?, sale_version = sale_version + 1
+                 WHERE id = ?",
                 (if paused { PAUSED } else { 0 }, start_ms, end_ms, goods),
             )?;
             Ok(goods_by_id(conn, goods)?.ok_or(StoreError::UnknownGoods(goods))?)

@@ -39,6 +39,11 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
         "orders_written",
         "BIGINT UNSIGNED NOT NULL DEFAULT 0",
     ),
+    (
+        "goods",
+        "sale_version",
+        "BIGINT UNSIGNED NOT NULL DEFAULT 0",
+    ),
 ];
 
 /// Adds the [`ADDED_COLUMNS`] a table of database `db` lacks. Asked of

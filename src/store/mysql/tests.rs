@@ -181,19 +181,21 @@ fn open_adds_the_epoch_columns_to_an_older_goods_table() {
     let db = TestDb::new();
     drop(open(&db));
     let mut conn = db.conn();
-    conn.query_drop("ALTER TABLE goods DROP COLUMN epoch, DROP COLUMN orders_written")
-        .expect("drop the columns");
+    conn.query_drop(
+        "ALTER TABLE goods DROP COLUMN epoch, DROP COLUMN orders_written, DROP COLUMN sale_version",
+    )
+    .expect("drop the columns");
     let columns = format!(
         "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = '{}'
-         AND TABLE_NAME = 'goods' AND COLUMN_NAME IN ('epoch', 'orders_written')",
+         AND TABLE_NAME = 'goods' AND COLUMN_NAME IN ('epoch', 'orders_written', 'sale_version')",
         db.name()
     );
     assert_eq!(count(&db, &columns), 0);
     let store = open(&db);
-    assert_eq!(count(&db, &columns), 2);
+    assert_eq!(count(&db, &columns), 3);
     let g = store.add_goods(&new_goods(5)).unwrap().id;
     assert_eq!(store.next_epoch(g, 0).unwrap(), 1);
     // Opening again finds them and adds nothing.
     drop(open(&db));
-    assert_eq!(count(&db, &columns), 2);
+    assert_eq!(count(&db, &columns), 3);
 }

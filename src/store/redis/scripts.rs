@@ -4,12 +4,12 @@
 
 use ::redis::{Script, ScriptInvocation, Value};
 use seckill_redis_scripts::{
-    AddCall, Call, Decision, EpochState, IssueCall, Keys, LoadCommands, ReleaseCall, ReserveCall,
-    ADD, FREEZE, ISSUE, LOAD, RELEASE, RESERVE,
+    AddCall, Call, ControlCall, Decision, EpochState, IssueCall, Keys, LoadCommands, ReleaseCall,
+    ReserveCall, ADD, CONTROL, FREEZE, ISSUE, LOAD, RELEASE, RESERVE,
 };
 
 use super::link::{inconsistent, to_u32};
-use crate::store::{GoodsId, Reservation, Reserved, StoreError, TokenRefusal};
+use crate::store::{Closed, GoodsId, Reservation, Reserved, StoreError, TokenRefusal};
 
 /// One [`Script`] per script, so that each runs only with its own call.
 pub(super) struct Scripts {
@@ -19,6 +19,7 @@ pub(super) struct Scripts {
     add: Script,
     load: Script,
     freeze: Script,
+    control: Script,
 }
 
 impl Scripts {
@@ -30,6 +31,7 @@ impl Scripts {
             add: Script::new(ADD),
             load: Script::new(LOAD),
             freeze: Script::new(FREEZE),
+            control: Script::new(CONTROL),
         }
     }
 
@@ -47,6 +49,10 @@ impl Scripts {
 
     pub(super) fn add(&self, keys: &Keys, call: &AddCall) -> ScriptInvocation<'_> {
         invocation(&self.add, keys, call)
+    }
+
+    pub(super) fn control(&self, keys: &Keys, call: &ControlCall) -> ScriptInvocation<'_> {
+        invocation(&self.control, keys, call)
     }
 
     pub(super) fn freeze(&self, keys: &Keys, epoch: u64) -> ScriptInvocation<'_> {
@@ -115,6 +121,13 @@ pub(super) fn reserved(
     epoch: u64,
 ) -> Result<Reserved, StoreError> {
     let what = format!("reserve of goods {goods}");
+    if let Some(closed) = closed(&what, &reply)? {
+        return Ok(Reserved {
+            decisions: vec![Reservation::Closed(closed.0); buyers],
+            remaining: closed.1,
+            epoch,
+        });
+    }
     let items = match reply {
         Value::Nil => return Err(StoreError::NotLoaded(goods)),
         Value::Array(items) if items.len() == buyers + 1 => items,
@@ -142,6 +155,28 @@ pub(super) fn reserved(
         remaining,
         epoch,
     })
+}
+
+/// Why RESERVE refused the whole batch, and the units left, if it answered
+/// `{"closed", reason, remaining}`.
+fn closed(what: &str, reply: &Value) -> Result<Option<(Closed, u32)>, StoreError> {
+    let Value::Array(items) = reply else {
+        return Ok(None);
+    };
+    let [Value::BulkString(tag), Value::BulkString(reason), Value::Int(left)] = items.as_slice()
+    else {
+        return Ok(None);
+    };
+    if tag != b"closed" {
+        return Ok(None);
+    }
+    let closed = match reason.as_slice() {
+        b"paused" => Closed::Paused,
+        b"not_started" => Closed::NotStarted,
+        b"ended" => Closed::Ended,
+        other => return Err(inconsistent(format!("{what}: closed for {other:?}"))),
+    };
+    Ok(Some((closed, to_u32(what, *left)?)))
 }
 
 fn reservation(decision: Decision) -> Reservation {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use ::redis::Value;
 use seckill_proto::NO_TOKEN;
 use seckill_redis_scripts::{
-    holders, AddCall, IssueCall, Load, Mode, ReleaseCall, ReserveBuyer, ReserveCall,
+    holders, AddCall, ControlCall, IssueCall, Load, Mode, ReleaseCall, ReserveBuyer, ReserveCall,
 };
 
 use super::link::{inconsistent, to_u32};
@@ -17,7 +17,7 @@ use crate::clock::now_ms;
 use crate::config::AckMode;
 use crate::store::memory::{forget_after, PRUNE_BATCH};
 use crate::store::{
-    Buyer, Epoch, GoodsId, Holders, Loaded, OrderNo, ReserveRules, Reserved, StockStore,
+    Buyer, Epoch, GoodsId, Holders, Loaded, OrderNo, ReserveRules, Reserved, SaleState, StockStore,
     StoreError, UserId,
 };
 
@@ -116,6 +116,20 @@ impl StockStore for RedisStock {
 
     fn epoch(&self, goods: GoodsId) -> Result<Option<Epoch>, StoreError> {
         Ok(self.epoch_state(goods)?.map(|s| s.epoch))
+    }
+
+    /// Not fenced by the epoch: the version orders the writes, whoever
+    /// makes them, and the controls outlive loads.
+    fn control(&self, goods: GoodsId, sale: &SaleState) -> Result<(), StoreError> {
+        let call = ControlCall {
+            version: sale.version,
+            paused: sale.paused,
+            start_ms: sale.start_ms,
+            end_ms: sale.end_ms,
+        };
+        let inv = self.scripts.control(&self.keys(goods), &call);
+        self.call_effect("control", |con| inv.invoke::<i64>(con))?;
+        Ok(())
     }
 
     fn reserve(

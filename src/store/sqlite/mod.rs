@@ -95,6 +95,7 @@ fn unavailable(e: rusqlite::Error) -> StoreError {
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("goods", "epoch", "INTEGER NOT NULL DEFAULT 0"),
     ("goods", "orders_written", "INTEGER NOT NULL DEFAULT 0"),
+    ("goods", "sale_version", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
 fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
@@ -208,6 +209,14 @@ impl OrderStore for SqliteStore {
         })
     }
 
+    fn find_goods(&self, goods: GoodsId) -> Result<Option<GoodsRecord>, StoreError> {
+        self.call(Access::Read, |conn| match goods_by_id(conn, goods) {
+            Ok(found) => Ok(Some(found)),
+            Err(Failure::Store(StoreError::UnknownGoods(_))) => Ok(None),
+            Err(e) => Err(e),
+        })
+    }
+
     fn add_goods(&self, goods: &NewGoods) -> Result<GoodsRecord, StoreError> {
         self.call(Access::Write, |conn| {
             conn.execute(
@@ -252,8 +261,8 @@ impl OrderStore for SqliteStore {
     ) -> Result<GoodsRecord, StoreError> {
         self.call(Access::Write, |conn| {
             let changed = conn.execute(
-                "UPDATE goods SET paused = ?1, start_ms = ?2, end_ms = ?3, updated_ms = ?4
-                 WHERE id = ?5",
+                "UPDATE goods SET paused = ?1, start_ms = ?2, end_ms = ?3, updated_ms = ?4,
+                 sale_version = sale_version + 1 WHERE id = ?5",
                 params![
                     paused,
                     to_sql(start_ms),

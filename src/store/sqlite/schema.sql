@@ -32,6 +32,8 @@ CREATE TABLE IF NOT EXISTS goods (
     -- MySQL's schema.sql (added to older files at start).
     epoch          INTEGER NOT NULL DEFAULT 0,
     orders_written INTEGER NOT NULL DEFAULT 0,
+    -- Raised by every sale control, as in MySQL's schema.sql.
+    sale_version   INTEGER NOT NULL DEFAULT 0,
     created_ms     INTEGER NOT NULL,
     updated_ms     INTEGER NOT NULL
 );
