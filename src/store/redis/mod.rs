@@ -61,10 +61,19 @@ impl RedisStock {
     /// `prefix`, which must not hold `{` or `}`: the per-goods hash tag has to
     /// be the first one in each key.
     pub fn open(url: &str, prefix: &str, mode: AckMode) -> Result<Self, StoreError> {
+        let store = Self::new(url, prefix, mode)?;
+        store.call("ping", |con| ::redis::cmd("PING").query::<()>(con))?;
+        Ok(store)
+    }
+
+    /// [`open`](Self::open) without connecting: fails only on a URL or a
+    /// prefix that can never work. Connections are made when calls need
+    /// them, so a Redis that is down now is used once it is up.
+    pub fn new(url: &str, prefix: &str, mode: AckMode) -> Result<Self, StoreError> {
         let prefix = Prefix::new(prefix).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let client = Client::open(url)
             .map_err(|e| StoreError::Unavailable(format!("bad redis url: {e}")))?;
-        let store = RedisStock {
+        Ok(RedisStock {
             client,
             prefix,
             mode,
@@ -73,9 +82,7 @@ impl RedisStock {
             unloaded: Mutex::new(HashSet::new()),
             epochs: Mutex::new(HashMap::new()),
             scripts: Scripts::new(),
-        };
-        store.call("ping", |con| ::redis::cmd("PING").query::<()>(con))?;
-        Ok(store)
+        })
     }
 
     pub fn mode(&self) -> AckMode {
