@@ -28,17 +28,23 @@
 //!  ┌─────────────┐ `queued` mode: writes the       ┌────────┐ cancels unpaid orders past their
 //!  │ queue drain │ orders queued in Redis to the   │ expiry │ window and returns their units;
 //!  └─────────────┘ order store, then acks them     └────────┘ refreshes and repairs the stock
-//!  ┌─────────┐
-//!  │ signals │ (in the binary) SIGINT, SIGTERM → Shutdown::trigger
-//!  └─────────┘
+//!  ┌────────────┐ renews this server's node id    ┌─────────┐ only while a store is down at start:
+//!  │ node lease │ lease in the order store;       │ startup │ tries again, with backoff, to make
+//!  └────────────┘ released at a clean stop        └─────────┘ the tables, lease a node id, load
+//!  ┌─────────┐                                                and reconcile the goods; then
+//!  │ signals │ (in the binary) SIGINT, SIGTERM    starts the roles above and opens the sale
+//!  └─────────┘ → Shutdown::trigger                to reactors (until then: `busy`)
 //! ```
 //!
 //! Stores: the worker pool, the admin worker, the order writer, the queue
-//! drain and the expiry sweep call the stock store (memory or Redis) and the
-//! order store (SQLite or MySQL); reactors never do. A BUY is answered "ok"
+//! drain, the expiry sweep, the node lease and start-up call the stock store
+//! (memory or Redis) and the order store (SQLite or MySQL); reactors never
+//! do. A BUY is answered "ok"
 //! only once its order is committed (`durable`) or queued with its deduction
 //! (`queued`); see [`sale`] for the rules, [`sale::catalog`] for every lock
 //! and its order, and [`store`] for the traits the backends implement.
+//! [`startup`] says what happens before the first sale, and [`lease`] how
+//! servers on one order store keep their order numbers apart.
 
 pub mod admin_worker;
 pub mod clock;
@@ -46,11 +52,13 @@ pub mod config;
 pub mod dispatch;
 pub mod drain;
 pub mod expiry;
+pub mod lease;
 pub mod metrics;
 mod open_files;
 pub mod reactor;
 pub mod sale;
 pub mod server;
+pub mod startup;
 pub mod stop;
 pub mod store;
 pub mod worker;

@@ -22,7 +22,7 @@
 //!   a number its successor makes, whatever the clocks say. The lease only
 //!   decides *when* an id may change hands; the fence makes it safe.
 //!
-//! How a claim picks its id is decided here ([`choose`]), once for both
+//! How a claim picks its id is decided here (`choose`), once for both
 //! backends, from the rows the backend read and locked in its transaction.
 
 use std::time::Duration;
@@ -139,7 +139,7 @@ pub(crate) fn choose(rows: &[NodeRow], claim: &NodeClaim) -> Choice {
 
 /// The registry of node ids, kept by the order store.
 pub trait NodeRegistry: Send + Sync {
-    /// Leases a node id as [`choose`] picks it, for `claim.lease` from now
+    /// Leases a node id as `choose` picks it, for `claim.lease` from now
     /// by the database's clock, in one transaction.
     fn claim_node(&self, claim: &NodeClaim) -> Result<Claimed, StoreError>;
 
