@@ -11,6 +11,8 @@ mod flash_sale;
 mod hostile;
 mod lifecycle;
 mod malformed;
+mod nodes;
 mod pipelining;
 mod shutdown;
+mod startup;
 mod stores;
