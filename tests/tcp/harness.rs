@@ -217,6 +217,25 @@ impl Server {
         self.child.wait().expect("wait");
     }
 
+    /// Waits up to `within` for the server to exit by itself; returns how,
+    /// and its log.
+    pub fn exited(mut self, within: Duration) -> (ExitStatus, String) {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // The last lines, still on their way from the pipe.
+                std::thread::sleep(Duration::from_millis(200));
+                return (status, self.log());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not exit within {within:?}; its log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGTERM, then waits for the process to exit.
     pub fn terminate(mut self) -> ExitStatus {
         let pid = self.child.id().to_string();

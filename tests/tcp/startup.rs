@@ -139,3 +139,40 @@ fn a_server_started_before_its_stores_sells_exactly_the_stock_once_they_are_up()
     assert_eq!(stored, told, "MySQL holds exactly the orders told ok");
     assert_eq!(stores.redis_stock(goods), Some(0));
 }
+
+/// A server waiting for its stores stops at SIGTERM like any other.
+#[test]
+fn a_server_waiting_for_its_stores_stops_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut stores = Backends::new();
+    // Port 1 (tcpmux) is closed on any test machine.
+    stores.mysql_base = "mysql://root@127.0.0.1:1".into();
+    stores.redis_url = "redis://127.0.0.1:1".into();
+    let server = start(&dir, &stores);
+    assert_busy(&mut server.client(), 1);
+    assert!(server.terminate().success());
+}
+
+/// An id asked for with `--node-id` that a live server holds, found only
+/// once MySQL answers, stops the server that was waiting for it, saying
+/// why: it is refused as it would have been at start.
+#[test]
+fn a_node_id_found_held_once_mysql_is_up_stops_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut mariadb = MariaDb::start();
+    let mut stores = Backends::new();
+    stores.mysql_base = mariadb.url();
+    let mut flags = stores.args("durable");
+    flags.extend(["--node-id", "5"].map(String::from));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let holder = Server::start(&dir.path().join("a.db"), &flags);
+    mariadb.daemon.kill();
+    let waiting = Server::start(&dir.path().join("b.db"), &flags);
+    assert_busy(&mut waiting.client(), 1);
+    // The holder's lease (30 s) outlives the outage.
+    mariadb.daemon.start();
+    let (status, log) = waiting.exited(Duration::from_secs(60));
+    assert!(!status.success(), "exited with {status}");
+    assert!(log.contains("node id 5 is held by a live server"), "{log}");
+    drop(holder);
+}
