@@ -116,3 +116,22 @@ CREATE TABLE IF NOT EXISTS orders (
     -- A cancelled order never holds a slot (else it would block a re-buy).
     CONSTRAINT orders_cancelled_frees_slot CHECK (state <> 2 OR live_slot IS NULL)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
+
+-- One row per node id (0..1023) a server has leased for its order numbers
+-- (src/store/nodes.rs, src/lease.rs): no two live servers on this database
+-- make order numbers under one id. A server claims a free id at start and
+-- renews its lease every few seconds; an id whose lease ran out (its server
+-- was killed or cut off) may be taken over. Times are this database's clock.
+CREATE TABLE IF NOT EXISTS nodes (
+    node_id          SMALLINT UNSIGNED NOT NULL,
+    -- The holding server process's random token; 0 once it released the id.
+    holder           BIGINT UNSIGNED   NOT NULL,
+    -- Who holds it, for operators: pid, host and listening address.
+    holder_info      VARCHAR(200)      NOT NULL,
+    -- The lease ends then unless renewed (UTC, UTC_TIMESTAMP(6)).
+    expires_at       DATETIME(6)       NOT NULL,
+    -- The fence: no order number of this id is stamped later than this
+    -- (Unix ms); a new holder stamps its numbers after it.
+    numbers_until_ms BIGINT UNSIGNED   NOT NULL,
+    PRIMARY KEY (node_id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;

@@ -114,11 +114,19 @@ pub struct Config {
     #[arg(long, default_value_t = 1000)]
     pub batch_max: usize,
 
-    /// This server's id in order numbers (0–1023). Servers that share
-    /// stores would each need their own; sharing stores is not yet safe
-    /// (see the README).
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1023))]
-    pub node_id: u16,
+    /// This server's id in order numbers (0–1023), asked for explicitly.
+    /// Node ids are leased from the order store (a `nodes` table): without
+    /// this flag the server leases the lowest id no live server holds; with
+    /// it, that id, and the server refuses to start while a live server
+    /// holds it. A lease is renewed every few seconds; the id of a server
+    /// killed without a clean stop is free once its lease runs out.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(0..=1023))]
+    pub node_id: Option<u16>,
+
+    /// How long a node id lease lasts without renewal, by the order
+    /// store's clock (renewed every sixth of it). For tests.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, hide = true)]
+    pub node_lease: Duration,
 
     /// How often unpaid orders past their payment window are looked for
     /// (each is cancelled and its unit returned to stock).
@@ -149,6 +157,11 @@ impl Config {
         }
         if self.token_ttl.is_zero() || self.token_ttl > Duration::from_secs(3600) {
             return Err("--token-ttl must be between 1 ms and 1 h".into());
+        }
+        if self.node_lease < Duration::from_millis(100)
+            || self.node_lease > Duration::from_secs(3600)
+        {
+            return Err("--node-lease must be between 100 ms and 1 h".into());
         }
         if self.ack == AckMode::Queued && self.redis.is_none() {
             return Err("--ack queued needs --redis: the queue is a Redis stream".into());

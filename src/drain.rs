@@ -46,10 +46,13 @@ impl Drain {
     /// A drain of `queue` into the sale's order store. At `stop` it writes
     /// what is queued, then exits.
     pub fn new(config: &Config, sale: Arc<Sale>, queue: Arc<dyn OrderQueue>, stop: Stop) -> Drain {
+        // Named after the node id leased at start, which no live server
+        // shares.
+        let consumer = format!("node-{}", sale.order_numbers().node().unwrap_or(0));
         Drain {
             sale,
             queue,
-            consumer: format!("node-{}", config.node_id),
+            consumer,
             batch_max: config.batch_max.max(1),
             stop,
             grace: config.shutdown_grace,

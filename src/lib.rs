@@ -28,18 +28,24 @@
 //!  ┌─────────────┐ `queued` mode: writes the       ┌────────┐ cancels unpaid orders past their
 //!  │ queue drain │ orders queued in Redis to the   │ expiry │ window and returns their units;
 //!  └─────────────┘ order store, then acks them     └────────┘ refreshes and repairs the stock
-//!  ┌─────────┐
-//!  │ signals │ (in the binary) SIGINT, SIGTERM → Shutdown::trigger
-//!  └─────────┘
+//!  ┌────────────┐ renews this server's node id    ┌─────────┐ only while a store is down at start:
+//!  │ node lease │ lease in the order store;       │ startup │ tries again, with backoff, to make
+//!  └────────────┘ released at a clean stop        └─────────┘ the tables, lease a node id, load
+//!  ┌─────────┐                                                and reconcile the goods; then
+//!  │ signals │ (in the binary) SIGINT, SIGTERM    starts the roles above and opens the sale
+//!  └─────────┘ → Shutdown::trigger                to reactors (until then: `busy`)
 //! ```
 //!
 //! Stores: the worker pool, the admin worker, the order writer, the queue
-//! drain and the expiry sweep call the stock store (memory or Redis) and the
-//! order store (SQLite or MySQL); reactors never do. A BUY is answered "ok"
+//! drain, the expiry sweep, the node lease and start-up call the stock store
+//! (memory or Redis) and the order store (SQLite or MySQL); reactors never
+//! do. A BUY is answered "ok"
 //! only once its order is committed (`durable`) or queued with its deduction
 //! (`queued`). The rules are in `sale/`, every lock and its order in
 //! `sale/catalog/mod.rs`, and the traits the backends implement in
-//! `store/mod.rs`.
+//! `store/mod.rs`; `startup.rs` says what happens before the first sale,
+//! and `lease.rs` how servers on one order store keep their order numbers
+//! apart.
 //!
 //! The crate's public surface is what the binary, the fuzz target and the
 //! micro-benchmarks need: [`Server`] started from a [`Config`], and
@@ -51,11 +57,13 @@ mod config;
 mod dispatch;
 mod drain;
 mod expiry;
+mod lease;
 mod metrics;
 mod open_files;
 mod reactor;
 mod sale;
 mod server;
+mod startup;
 mod stop;
 mod store;
 mod worker;

@@ -27,6 +27,7 @@ fn main() -> anyhow::Result<()> {
                 shutdown.trigger();
             }
         })?;
-    server.join();
-    Ok(())
+    // An error: the server stopped because its start-up could not be
+    // completed (see `seckill::startup`).
+    server.wait()
 }

@@ -6,21 +6,21 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use anyhow::Context;
-use log::{info, warn};
+use crossbeam_channel::Receiver;
+use log::{error, info, warn};
 
 use crate::admin_worker::AdminWorker;
 use crate::config::{AckMode, Config};
-use crate::dispatch::Reactors;
+use crate::dispatch::{Job, Reactors};
 use crate::drain::Drain;
 use crate::expiry::Expiry;
 use crate::metrics::Metrics;
 use crate::open_files;
 use crate::reactor::{Acceptor, Handler, Listeners, ReactorSet};
 use crate::sale::Sale;
+use crate::startup::{self, Progress, SaleSlot, Started, Startup, Stores};
 use crate::stop::Stop;
-use crate::store::{
-    MemoryStock, MysqlStore, OrderQueue, OrderStore, RedisStock, SqliteStore, StockStore,
-};
+use crate::store::{MemoryStock, MysqlStore, OrderQueue, OrderStore, RedisStock, SqliteStore};
 use crate::worker::Worker;
 use crate::writer::Writer;
 
@@ -34,11 +34,14 @@ pub struct Server {
     shutdown: Shutdown,
     /// The acceptor and the reactors: they stop at [`Shutdown::trigger`].
     front: Vec<JoinHandle<()>>,
-    /// The workers, the admin worker and the order writer: they stop when
-    /// the front is gone and their queues are empty.
-    pipeline: Vec<JoinHandle<()>>,
-    /// The expiry sweep and (queued mode) the queue drain: stopped last.
-    back: Vec<JoinHandle<()>>,
+    /// Start-up still going on in the background, if the stores were not
+    /// all up at start; it hands over the roles it started.
+    startup: Option<JoinHandle<Started>>,
+    /// The roles started at start: the workers, the admin worker and the
+    /// order writer (they stop when the front is gone and their queues are
+    /// empty), then the expiry sweep, the queue drain and the node lease
+    /// (stopped last).
+    started: Started,
     back_stop: Stop,
 }
 
@@ -61,41 +64,106 @@ impl Shutdown {
     }
 }
 
-impl Server {
-    /// Opens the stores, binds the listeners and starts every thread role,
-    /// each from the configuration, from the back of the pipeline to the
-    /// front: nothing is accepted before there is someone to serve it.
-    pub fn start(config: &Config) -> anyhow::Result<Server> {
-        config.check().map_err(anyhow::Error::msg)?;
-        let config = &open_files::fit_connections(config);
-        let metrics = Arc::new(Metrics::default());
-        let sale = open_sale(config, &metrics)?;
-        let listeners = Listeners::bind(config)?;
-        let (reactor_set, reactors) = ReactorSet::new(config.reactor_count())?;
-        let (front_stop, back_stop) = (Stop::new(), Stop::new());
-        let (jobs, jobs_rx) = crossbeam_channel::bounded(config.job_queue);
-        let (admin_jobs, admin_rx) = crossbeam_channel::bounded(ADMIN_QUEUE);
-        let (orders, orders_rx) = crossbeam_channel::bounded(config.batch_max * 4);
+/// The roles that serve from the open sale, built once it is open: at
+/// start, or by the background start-up once the stores are up.
+struct Roles {
+    config: Config,
+    jobs: Receiver<Job>,
+    admin_jobs: Receiver<Job>,
+    reactors: Reactors,
+    back_stop: Stop,
+}
 
-        let mut back = vec![Expiry::new(config, sale.clone(), back_stop.clone()).spawn()?];
+impl Roles {
+    /// Starts them from the back of the pipeline to the front.
+    fn start(self, sale: &Arc<Sale>) -> std::io::Result<Started> {
+        let config = &self.config;
+        let (orders, orders_rx) = crossbeam_channel::bounded(config.batch_max * 4);
+        let mut back = vec![Expiry::new(config, sale.clone(), self.back_stop.clone()).spawn()?];
         if let Some(queue) = sale.queue() {
-            back.push(Drain::new(config, sale.clone(), queue, back_stop.clone()).spawn()?);
+            back.push(Drain::new(config, sale.clone(), queue, self.back_stop.clone()).spawn()?);
         }
         let mut pipeline = vec![
-            Writer::new(config, orders_rx, sale.clone(), reactors.clone()).spawn()?,
-            AdminWorker::new(admin_rx, sale.clone(), reactors.clone()).spawn()?,
+            Writer::new(config, orders_rx, sale.clone(), self.reactors.clone()).spawn()?,
+            AdminWorker::new(self.admin_jobs, sale.clone(), self.reactors.clone()).spawn()?,
         ];
         pipeline.extend(Worker::spawn_pool(
-            config, &jobs_rx, &orders, &sale, &reactors,
+            config,
+            &self.jobs,
+            &orders,
+            sale,
+            &self.reactors,
         )?);
         // From here only reactors hold job senders and only workers hold the
         // order sender: when the reactors exit, the workers drain and exit,
         // then the writer does.
         drop(orders);
-        let handler = Handler::new(config, sale, metrics.clone(), jobs, admin_jobs);
+        info!("serving with {} workers", pipeline.len() - 2);
+        Ok(Started {
+            pipeline,
+            back,
+            failed: None,
+        })
+    }
+}
+
+impl Server {
+    /// Opens the stores, binds the listeners and starts every thread role,
+    /// each from the configuration, from the back of the pipeline to the
+    /// front: nothing is accepted before there is someone to serve it.
+    ///
+    /// A store that does not answer yet does not stop the start: the server
+    /// listens, answers `busy`, and its start-up goes on in the background
+    /// until the stores are up (`startup.rs`). It fails on what waiting will
+    /// not fix: a bad flag or URL, a data file another server holds, a node
+    /// id asked for that a live server holds.
+    pub fn start(config: &Config) -> anyhow::Result<Server> {
+        config.check().map_err(anyhow::Error::msg)?;
+        let config = &open_files::fit_connections(config);
+        let metrics = Arc::new(Metrics::default());
+        let stores = open_stores(config)?;
+        let listeners = Listeners::bind(config)?;
+        let (addr, admin_addr) = (listeners.local_addr()?, listeners.admin_addr()?);
+        let (front_stop, back_stop) = (Stop::new(), Stop::new());
+        let mut startup = Startup::new(
+            config,
+            stores,
+            &metrics,
+            &format!("listening on {addr}"),
+            back_stop.clone(),
+        )?;
+        let first = match startup.advance() {
+            Ok(first) => first,
+            Err(e) => {
+                // A node id may be leased already: released before failing.
+                back_stop.trigger();
+                startup.into_threads().into_iter().for_each(join);
+                return Err(e);
+            }
+        };
+        let (reactor_set, reactors) = ReactorSet::new(config.reactor_count())?;
+        let (jobs, jobs_rx) = crossbeam_channel::bounded(config.job_queue);
+        let (admin_jobs, admin_rx) = crossbeam_channel::bounded(ADMIN_QUEUE);
+        let roles = Roles {
+            config: config.clone(),
+            jobs: jobs_rx,
+            admin_jobs: admin_rx,
+            reactors: reactors.clone(),
+            back_stop: back_stop.clone(),
+        };
+        let slot = SaleSlot::default();
+        let (started, later) = match first {
+            Progress::Ready(sale) => {
+                let mut started = roles.start(&sale)?;
+                started.back.extend(startup.into_threads());
+                slot.fill(sale);
+                (started, None)
+            }
+            Progress::Waiting => (Started::default(), Some((startup, roles))),
+        };
+        let handler = Handler::new(config, slot.clone(), metrics.clone(), jobs, admin_jobs);
         let mut front = reactor_set.spawn(config, handler, &front_stop)?;
 
-        let (addr, admin_addr) = (listeners.local_addr()?, listeners.admin_addr()?);
         let acceptor = Acceptor::new(
             config,
             listeners,
@@ -104,16 +172,22 @@ impl Server {
             front_stop.clone(),
         )?;
         let shutdown = Shutdown {
-            stop: front_stop,
+            stop: front_stop.clone(),
             acceptor: acceptor.waker(),
             reactors,
         };
         front.insert(0, acceptor.spawn()?);
-        info!(
-            "listening on {addr} with {} reactors and {} workers",
-            front.len() - 1,
-            pipeline.len() - 2
-        );
+        let startup = match later {
+            Some((startup, roles)) => Some(startup::carry_on(
+                startup,
+                move |sale| roles.start(sale),
+                slot,
+                front_stop,
+                shutdown.clone(),
+            )?),
+            None => None,
+        };
+        info!("listening on {addr} with {} reactors", front.len() - 1);
         if config.admin_token.is_none() {
             warn!("no admin token set (--admin-token or SECKILL_ADMIN_TOKEN): admin commands are refused");
         }
@@ -122,8 +196,8 @@ impl Server {
             admin_addr,
             shutdown,
             front,
-            pipeline,
-            back,
+            startup,
+            started,
             back_stop,
         })
     }
@@ -145,12 +219,34 @@ impl Server {
     /// connections, then every connection answered and closed, then the
     /// workers' queues drained, then every accepted order written (and, in
     /// the `queued` mode, the order queue drained as far as the order store
-    /// allows). The stores close when the last thread drops them.
+    /// allows), and last the node id released. The stores close when the
+    /// last thread drops them.
     pub fn join(self) {
-        self.front.into_iter().chain(self.pipeline).for_each(join);
+        if let Err(e) = self.wait() {
+            error!("{e:#}");
+        }
+    }
+
+    /// [`join`](Self::join), saying why the server stopped if it was not
+    /// asked to: its start-up met what waiting will not fix.
+    pub fn wait(self) -> anyhow::Result<()> {
+        self.front.into_iter().for_each(join);
+        let mut started = self.started;
+        if let Some(startup) = self.startup {
+            match startup.join() {
+                Ok(later) => {
+                    started.pipeline.extend(later.pipeline);
+                    started.back.extend(later.back);
+                    started.failed = later.failed;
+                }
+                Err(_) => error!("thread startup panicked"),
+            }
+        }
+        started.pipeline.into_iter().for_each(join);
         self.back_stop.trigger();
-        self.back.into_iter().for_each(join);
+        started.back.into_iter().for_each(join);
         info!("stopped");
+        started.failed.map_or(Ok(()), Err)
     }
 }
 
@@ -161,46 +257,42 @@ fn join(t: JoinHandle<()>) {
     }
 }
 
-/// The sale on the stores the flags ask for, loaded and reconciled.
-fn open_sale(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Arc<Sale>> {
-    let (stock, orders, queue) = open_stores(config)?;
-    let mut sale = Sale::open(stock, orders, queue, config.node_id, metrics.clone())
-        .context("loading goods and stock")?;
-    sale.set_token_ttl(u64::try_from(config.token_ttl.as_millis()).unwrap_or(u64::MAX));
-    Ok(Arc::new(sale))
-}
-
-type Stores = (
-    Arc<dyn StockStore>,
-    Arc<dyn OrderStore>,
-    Option<Arc<dyn OrderQueue>>,
-);
-
 /// The stores the flags ask for: Redis or memory for stock, MySQL or SQLite
 /// for goods and orders, and in the `queued` mode the Redis order queue.
+/// Nothing is asked of MySQL or Redis yet (start-up does); the SQLite file
+/// is opened, and held by this process alone.
 fn open_stores(config: &Config) -> anyhow::Result<Stores> {
-    let orders: Arc<dyn OrderStore> = match &config.mysql {
+    let (orders, nodes, mysql): (Arc<dyn OrderStore>, _, _) = match &config.mysql {
         Some(url) => {
-            let store = MysqlStore::open(url)
-                .with_context(|| format!("opening MySQL at {}", redact(url)))?;
+            let store = Arc::new(
+                MysqlStore::new(url).with_context(|| format!("MySQL at {}", redact(url)))?,
+            );
             info!("goods and orders in MySQL at {}", redact(url));
-            Arc::new(store)
+            (store.clone(), store.clone() as _, Some(store))
         }
         None => {
-            let store = SqliteStore::open(&config.data)
-                .with_context(|| format!("opening {}", config.data.display()))?;
+            let store = Arc::new(
+                SqliteStore::open_exclusive(&config.data)
+                    .with_context(|| format!("opening {}", config.data.display()))?,
+            );
             info!("goods and orders in {}", config.data.display());
-            Arc::new(store)
+            (store.clone(), store as _, None)
         }
     };
     let Some(url) = &config.redis else {
         info!("stock in process memory");
-        return Ok((Arc::new(MemoryStock::new()), orders, None));
+        return Ok(Stores {
+            stock: Arc::new(MemoryStock::new()),
+            orders,
+            queue: None,
+            nodes,
+            mysql,
+        });
     };
     let queued = config.ack == AckMode::Queued;
     let redis = Arc::new(
-        RedisStock::open(url, &config.redis_prefix, config.ack)
-            .with_context(|| format!("opening Redis at {}", redact(url)))?,
+        RedisStock::new(url, &config.redis_prefix, config.ack)
+            .with_context(|| format!("Redis at {}", redact(url)))?,
     );
     info!(
         "stock in Redis at {} (keys {}*), ack mode {:?}",
@@ -209,7 +301,13 @@ fn open_stores(config: &Config) -> anyhow::Result<Stores> {
         config.ack
     );
     let queue = queued.then(|| redis.clone() as Arc<dyn OrderQueue>);
-    Ok((redis, orders, queue))
+    Ok(Stores {
+        stock: redis,
+        orders,
+        queue,
+        nodes,
+        mysql,
+    })
 }
 
 /// A store URL with its password (if any) hidden, for logs and errors.

@@ -14,12 +14,14 @@ use super::rate_limit::RateLimiter;
 use crate::config::{Config, Secret};
 use crate::dispatch::{ConnRef, Job, Origin};
 use crate::metrics::{self, Metrics};
-use crate::sale::{now_ms, unknown_goods, Sale};
+use crate::sale::{now_ms, unknown_goods};
+use crate::startup::SaleSlot;
 
 /// A reactor's way to the rest of the server; each reactor has a copy.
 #[derive(Clone)]
 pub struct Handler {
-    sale: Arc<Sale>,
+    /// Empty until start-up has loaded and reconciled the goods.
+    sale: SaleSlot,
     pub(super) metrics: Arc<Metrics>,
     /// BUYs and the buyers' other store requests, for the worker pool.
     jobs: Sender<Job>,
@@ -36,7 +38,7 @@ pub struct Handler {
 impl Handler {
     pub fn new(
         config: &Config,
-        sale: Arc<Sale>,
+        sale: SaleSlot,
         metrics: Arc<Metrics>,
         jobs: Sender<Job>,
         admin_jobs: Sender<Job>,
@@ -86,20 +88,26 @@ impl Handler {
                 ));
             }
             Request::Ping => return Some(Reply::Pong),
+            Request::Stats => return Some(Reply::Stats(self.metrics.snapshot())),
+            _ => {}
+        }
+        let Some(sale) = self.sale.get() else {
+            return Some(self.starting(&request));
+        };
+        match &request {
             Request::ListGoods => {
                 let now = now_ms();
-                let catalog = self.sale.catalog().all();
+                let catalog = sale.catalog().all();
                 return Some(Reply::GoodsList(
                     catalog.iter().map(|e| e.view.to_goods(now)).collect(),
                 ));
             }
             Request::GetGoods { goods_id } => {
-                return Some(match self.sale.catalog().get(*goods_id) {
+                return Some(match sale.catalog().get(*goods_id) {
                     Some(entry) => Reply::Goods(entry.view.to_goods(now_ms())),
                     None => unknown_goods(*goods_id),
                 })
             }
-            Request::Stats => return Some(Reply::Stats(self.metrics.snapshot())),
             &Request::Buy {
                 user_id,
                 goods_id,
@@ -108,7 +116,7 @@ impl Handler {
                 if let Some(refused) = self.over_rate(user_id, "BUYs") {
                     return Some(refused);
                 }
-                let Some(entry) = self.sale.catalog().get(goods_id) else {
+                let Some(entry) = sale.catalog().get(goods_id) else {
                     return Some(unknown_goods(goods_id));
                 };
                 if let Some(reply) = entry.quick_buy_answer(user_id, token, now_ms()) {
@@ -122,7 +130,7 @@ impl Handler {
                 if let Some(refused) = self.over_rate(user_id, "requests") {
                     return Some(refused);
                 }
-                let Some(entry) = self.sale.catalog().get(goods_id) else {
+                let Some(entry) = sale.catalog().get(goods_id) else {
                     return Some(unknown_goods(goods_id));
                 };
                 if let Some(reply) = entry.view.quick_token_answer(now_ms()) {
@@ -151,6 +159,20 @@ impl Handler {
                 Some(Reply::error(Status::Busy, "server shutting down"))
             }
         }
+    }
+
+    /// The answer while start-up has not loaded the goods (a store is not
+    /// up yet): no goods are listed, and whatever needs a store or the
+    /// catalog is `busy`, never "unknown goods" or "sold out".
+    fn starting(&self, request: &Request) -> Reply {
+        if let Request::ListGoods = request {
+            return Reply::GoodsList(Vec::new());
+        }
+        metrics::add(&self.metrics.busy, 1);
+        Reply::error(
+            Status::Busy,
+            "the server is starting: its stores are not up yet, retry later",
+        )
     }
 
     fn hello(&self, conn: &mut Connection, version: u16, token: &str) -> Reply {

@@ -66,11 +66,18 @@ impl Sale {
         if let Some(closed) = entry.view.closed(now_ms()) {
             return answer_all(closed);
         }
+        // No numbers without this server's node id lease (not leased yet, or
+        // lost and not leased again): numbers another server might make too
+        // are never handed out.
+        let Some(order_nos) = self.order_nos.take(buys.len()) else {
+            return busy_all("no node id leased for order numbers, retry later");
+        };
         let buyers: Vec<Buyer> = buys
             .iter()
-            .map(|b| Buyer {
+            .zip(order_nos)
+            .map(|(b, order_no)| Buyer {
                 user: b.user,
-                order_no: self.order_nos.next(),
+                order_no,
                 token: b.token,
             })
             .collect();

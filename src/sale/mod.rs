@@ -37,7 +37,7 @@ mod tests;
 pub use buy::{Buy, Decision};
 pub use catalog::{Catalog, Entry};
 pub use lifecycle::EXPIRE_BATCH;
-pub use order_no::OrderNumbers;
+pub use order_no::{OrderNumbers, MAX_NODE_ID};
 pub use reconcile::describe;
 pub use reservation::PendingOrder;
 
@@ -124,11 +124,14 @@ impl Sale {
     /// the orders: remaining = total − orders (written or queued). This is
     /// what makes a restart after a crash exact. With a `queue`, buyers are
     /// told "ok" as soon as their order is queued (the `queued` ack mode).
+    /// Order numbers come from `order_nos` (a node id's generator, granted
+    /// by the node lease; a plain node id for one that is never leased):
+    /// without a grant, BUYs are answered `busy`.
     pub fn open(
         stock: Arc<dyn StockStore>,
         orders: Arc<dyn OrderStore>,
         queue: Option<Arc<dyn OrderQueue>>,
-        node_id: u16,
+        order_nos: impl Into<OrderNumbers>,
         metrics: Arc<Metrics>,
     ) -> Result<Sale, StoreError> {
         let sale = Sale {
@@ -136,7 +139,7 @@ impl Sale {
             stock,
             orders,
             queue,
-            order_nos: OrderNumbers::new(node_id),
+            order_nos: order_nos.into(),
             metrics,
             token_ttl_ms: DEFAULT_TOKEN_TTL_MS,
             repairs: crossbeam_channel::bounded(REPAIR_QUEUE),
@@ -160,6 +163,11 @@ impl Sale {
     /// The order queue of the `queued` ack mode, for the queue drain.
     pub fn queue(&self) -> Option<Arc<dyn OrderQueue>> {
         self.queue.clone()
+    }
+
+    /// The generator of this sale's order numbers.
+    pub fn order_numbers(&self) -> &OrderNumbers {
+        &self.order_nos
     }
 
     /// The goods as reactors see them.

@@ -14,6 +14,7 @@ mod conformance;
 pub(crate) mod fixtures;
 mod memory;
 mod mysql;
+pub mod nodes;
 pub mod outage;
 mod redis;
 mod sqlite;
@@ -23,6 +24,7 @@ pub(crate) mod testdb;
 pub use self::mysql::MysqlStore;
 pub use self::redis::RedisStock;
 pub use memory::MemoryStock;
+pub use nodes::{Claimed, NodeClaim, NodeRegistry};
 pub use sqlite::SqliteStore;
 
 use std::time::Duration;

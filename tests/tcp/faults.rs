@@ -78,7 +78,7 @@ fn is_root() -> bool {
 /// A store process of the test's own, on a fixed port so that it can be
 /// killed and started again where the seckill server expects it. Killed
 /// when dropped.
-struct Daemon {
+pub(crate) struct Daemon {
     name: &'static str,
     program: PathBuf,
     args: Vec<String>,
@@ -92,7 +92,7 @@ struct Daemon {
 
 impl Daemon {
     /// Starts the process and waits until it answers.
-    fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         assert!(self.child.is_none(), "{} is running", self.name);
         let log = OpenOptions::new()
             .create(true)
@@ -133,7 +133,7 @@ impl Daemon {
     }
 
     /// SIGKILL: no shutdown path runs; returns once the process is gone.
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -170,8 +170,8 @@ impl Drop for Daemon {
 /// A MariaDB server of the test's own: a fresh data directory in a
 /// tempdir, root without a password over TCP. Killed, and its data
 /// removed, when dropped.
-struct MariaDb {
-    daemon: Daemon,
+pub(crate) struct MariaDb {
+    pub(crate) daemon: Daemon,
     _dir: tempfile::TempDir,
 }
 
@@ -182,7 +182,15 @@ const MARIADB_SIZES: [&str; 2] = [
 ];
 
 impl MariaDb {
-    fn start() -> MariaDb {
+    /// Installed and started.
+    pub(crate) fn start() -> MariaDb {
+        let mut db = MariaDb::install();
+        db.daemon.start();
+        db
+    }
+
+    /// Installed in a fresh data directory, not started.
+    pub(crate) fn install() -> MariaDb {
         let mariadbd = program(&["mariadbd", "mysqld"]);
         let install = program(&["mariadb-install-db", "mysql_install_db"]);
         let dir = tempfile::tempdir().expect("tempdir");
@@ -238,7 +246,7 @@ impl MariaDb {
             "--skip-name-resolve".into(),
         ];
         args.extend(user.iter().chain(&MARIADB_SIZES).map(|a| a.to_string()));
-        let mut db = MariaDb {
+        MariaDb {
             daemon: Daemon {
                 name: "mariadbd",
                 program: mariadbd,
@@ -254,21 +262,19 @@ impl MariaDb {
                 child: None,
             },
             _dir: dir,
-        };
-        db.daemon.start();
-        db
+        }
     }
 
     /// `mysql://root@127.0.0.1:<port>`, with no database.
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("mysql://root@127.0.0.1:{}", self.daemon.port)
     }
 }
 
 /// A redis-server of the test's own, its files in a tempdir. Killed, and
 /// its files removed, when dropped.
-struct RedisServer {
-    daemon: Daemon,
+pub(crate) struct RedisServer {
+    pub(crate) daemon: Daemon,
     _dir: tempfile::TempDir,
 }
 
@@ -276,7 +282,14 @@ impl RedisServer {
     /// With `persist`, every write is in the append-only file, fsynced,
     /// before Redis answers it, so a SIGKILL loses nothing acknowledged;
     /// without, a restart comes back empty.
-    fn start(persist: bool) -> RedisServer {
+    pub(crate) fn start(persist: bool) -> RedisServer {
+        let mut redis = RedisServer::new(persist);
+        redis.daemon.start();
+        redis
+    }
+
+    /// [`start`](Self::start), not started yet.
+    pub(crate) fn new(persist: bool) -> RedisServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let mut args: Vec<String> = vec![
@@ -297,7 +310,7 @@ impl RedisServer {
             &["--appendonly", "no"]
         };
         args.extend(aof.iter().map(|a| a.to_string()));
-        let mut redis = RedisServer {
+        RedisServer {
             daemon: Daemon {
                 name: "redis-server",
                 program: program(&["redis-server"]),
@@ -313,12 +326,10 @@ impl RedisServer {
                 child: None,
             },
             _dir: dir,
-        };
-        redis.daemon.start();
-        redis
+        }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.daemon.port)
     }
 }

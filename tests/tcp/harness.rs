@@ -51,7 +51,40 @@ impl Server {
         Server::launch(cmd, data, extra, "info")
     }
 
-    fn launch(mut cmd: Command, data: &Path, extra: &[&str], level: &str) -> Server {
+    /// Starts a server on `data` with `extra` flags that must refuse to
+    /// start: waits for it to exit, checks that it failed, and returns its
+    /// log.
+    pub fn refused(data: &Path, extra: &[&str]) -> String {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_seckill-server"));
+        Server::command(&mut cmd, data, extra, "info");
+        // The error as one message, without a backtrace.
+        cmd.env_remove("RUST_BACKTRACE")
+            .env_remove("RUST_LIB_BACKTRACE");
+        let mut child = cmd.spawn().expect("spawn seckill-server");
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().expect("piped stderr");
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::thread::spawn(move || {
+            let mut log = String::new();
+            let _ = BufReader::new(stderr).read_to_string(&mut log);
+            let mut out = String::new();
+            let _ = BufReader::new(stdout).read_to_string(&mut out);
+            let _ = tx.send((log, out));
+        });
+        let Ok((log, out)) = rx.recv_timeout(Duration::from_secs(30)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("seckill-server {extra:?} did not exit within 30 s");
+        };
+        let status = child.wait().expect("wait");
+        assert!(
+            !status.success(),
+            "seckill-server {extra:?} should have refused to start; stdout:\n{out}\nlog:\n{log}"
+        );
+        log
+    }
+
+    fn command(cmd: &mut Command, data: &Path, extra: &[&str], level: &str) {
         raise_open_files_limit();
         cmd.args(["--listen", "127.0.0.1:0", "--admin-token", TOKEN, "--data"])
             .arg(data)
@@ -60,6 +93,10 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+    }
+
+    fn launch(mut cmd: Command, data: &Path, extra: &[&str], level: &str) -> Server {
+        Server::command(&mut cmd, data, extra, level);
         let mut child = cmd.spawn().expect("spawn seckill-server");
         // The log is kept to explain a failed start; SECKILL_TEST_LOG=1
         // shows it as it comes.
@@ -165,10 +202,38 @@ impl Server {
             .value
     }
 
+    /// Sends `sig` (`-STOP`, `-CONT`, ...) to the server process.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([sig, &self.pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {sig} {} failed", self.pid);
+    }
+
     /// SIGKILL: no shutdown path runs.
     pub fn kill(mut self) {
         self.child.kill().expect("kill");
         self.child.wait().expect("wait");
+    }
+
+    /// Waits up to `within` for the server to exit by itself; returns how,
+    /// and its log.
+    pub fn exited(mut self, within: Duration) -> (ExitStatus, String) {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // The last lines, still on their way from the pipe.
+                std::thread::sleep(Duration::from_millis(200));
+                return (status, self.log());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not exit within {within:?}; its log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGTERM, then waits for the process to exit.

@@ -10,12 +10,12 @@ use seckill_client::{Client, Purchase};
 
 use crate::harness::{on_sale, Backends, Server};
 
-/// Three servers on one store pair, `--node-id` 1, 2 and 3.
-fn start(dir: &tempfile::TempDir, stores: &Backends, ack: &str, node: u16) -> Server {
-    let mut args = stores.args(ack);
-    args.extend(["--node-id".to_string(), node.to_string()]);
+/// One of several servers on one store pair; each leases a node id of its
+/// own from the order store.
+fn start(dir: &tempfile::TempDir, stores: &Backends, ack: &str, n: u16) -> Server {
+    let args = stores.args(ack);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Server::start(&dir.path().join(format!("unused-{node}.db")), &args)
+    Server::start(&dir.path().join(format!("unused-{n}.db")), &args)
 }
 
 /// A buyer thread: users from `next_user` one after another, each BUY
@@ -90,12 +90,7 @@ fn three_servers_reconciling_and_crashing(ack: &str) {
         .add_goods(on_sale("console", STOCK))
         .unwrap()
         .id;
-    // The others learn of the goods at their next start; a fresh goods is
-    // known to every server that starts after it (restart them now).
-    for (i, n) in [(1usize, 2u16), (2, 3)] {
-        let old = std::mem::replace(&mut servers[i], start(&dir, &stores, ack, n));
-        old.kill();
-    }
+    wait_known(&servers, goods);
     let addrs = Arc::new(Mutex::new(
         servers.iter().map(|s| s.addr).collect::<Vec<_>>(),
     ));

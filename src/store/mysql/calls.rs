@@ -102,6 +102,11 @@ impl Call {
         idempotent: false,
         ..Call::ORDERS
     };
+
+    /// A node id's claim or renewal: safe to run twice (a holder that finds
+    /// its own lease takes it again), and two servers claiming at once may
+    /// deadlock on the gap where a new id goes, which is not an outage.
+    pub(super) const LEASE: Call = Call::ORDERS;
 }
 
 /// Why a body or its call failed.

@@ -1,7 +1,7 @@
 //! The production order store: MySQL or MariaDB.
 //!
 //! The tables are those of `schema.sql` at the repository root, the one copy
-//! of the DDL: [`MysqlStore::open`] creates the database named in its URL and
+//! of the DDL: `MysqlStore::open` creates the database named in its URL and
 //! runs the file's CREATE TABLE statements when the tables are missing. The
 //! database itself guards "one live order per user per goods" with a unique
 //! key on `(goods_id, user_id, live_slot)`.
@@ -27,6 +27,7 @@
 //! - `calls`: the failure semantics of a call, as named strategies.
 //! - `rows`: columns, row mappers and the statements of a batch.
 //! - `schema`: the database and its tables, made from `schema.sql`.
+//! - `nodes`: the registry of node ids ([`super::NodeRegistry`]).
 
 use std::time::Duration;
 
@@ -37,6 +38,7 @@ use seckill_proto::{NewGoods, OrderState};
 
 use self::calls::{Call, Link};
 use self::errors::store_error;
+use self::nodes::NODE_COLUMNS;
 use self::rows::{
     goods_by_id, goods_record, order_for_update, order_record, set_state, GoodsRow, OrderRow,
     GOODS_COLUMNS, ORDER_COLUMNS, PAUSED, ROWS_PER_INSERT,
@@ -48,6 +50,7 @@ use super::{
 
 mod calls;
 mod errors;
+mod nodes;
 mod rows;
 mod schema;
 #[cfg(test)]
@@ -77,6 +80,10 @@ const SESSION_INIT: &str = "SET SESSION \
 
 pub struct MysqlStore {
     link: Link,
+    /// The database the URL names, and how to reach the server without it:
+    /// to create the database and its tables ([`MysqlStore::prepare`]).
+    db: String,
+    setup: OptsBuilder,
 }
 
 impl MysqlStore {
@@ -84,7 +91,18 @@ impl MysqlStore {
     /// database defaulting to `seckill`), creates the database and its
     /// tables if they are missing, and checks that the tables have the
     /// columns this store uses.
+    /// (The server itself starts with `new` and prepares in the background:
+    /// see `startup.rs`.)
+    #[cfg(test)]
     pub fn open(url: &str) -> Result<Self, StoreError> {
+        let store = Self::new(url)?;
+        store.prepare()?;
+        Ok(store)
+    }
+
+    /// A store for `url`, connected to nothing yet: fails only on a URL that
+    /// can never work. [`prepare`](Self::prepare) before use.
+    pub fn new(url: &str) -> Result<Self, StoreError> {
         let opts = Opts::from_url(url)
             .map_err(|e| StoreError::Unavailable(format!("mysql: bad url: {e}")))?;
         let db = opts.get_db_name().unwrap_or(DEFAULT_DB).to_string();
@@ -124,19 +142,25 @@ impl MysqlStore {
                     .with_reset_connection(false)
                     .with_check_health(false),
             );
+        let opts: Opts = builder.clone().db_name(Some(db.clone())).into();
+        Ok(MysqlStore {
+            link: Link::new(opts)?,
+            db,
+            setup: builder,
+        })
+    }
 
+    /// Creates the database and its tables if they are missing, and checks
+    /// that the tables have the columns this store uses. Can be tried again
+    /// until MySQL answers.
+    pub fn prepare(&self) -> Result<(), StoreError> {
         // The database may not exist yet: connect without it first.
         let setup = || -> ::mysql::Result<()> {
-            let mut conn = ::mysql::Conn::new(builder.clone().db_name(None::<String>))?;
-            schema::create(&mut conn, &db)
+            let mut conn = ::mysql::Conn::new(self.setup.clone().db_name(None::<String>))?;
+            schema::create(&mut conn, &self.db)
         };
         setup().map_err(|e| store_error("setup", &e))?;
-        let opts: Opts = builder.db_name(Some(db)).into();
-        let store = MysqlStore {
-            link: Link::new(opts)?,
-        };
-        store.check_columns()?;
-        Ok(store)
+        self.check_columns()
     }
 
     /// Fails early, with the column named, if an existing table predates
@@ -144,6 +168,7 @@ impl MysqlStore {
     fn check_columns(&self) -> Result<(), StoreError> {
         self.link.call("schema check", Call::IDEMPOTENT, |conn| {
             conn.query_drop(format!("SELECT {GOODS_COLUMNS} FROM goods LIMIT 0"))?;
+            conn.query_drop(format!("SELECT {NODE_COLUMNS} FROM nodes LIMIT 0"))?;
             let orders = format!("SELECT id, live_slot, {ORDER_COLUMNS} FROM orders LIMIT 0");
             Ok(conn.query_drop(orders)?)
         })

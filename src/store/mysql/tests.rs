@@ -28,9 +28,10 @@ fn count(db: &TestDb, sql: &str) -> u64 {
 #[test]
 fn the_schema_sql_yields_its_create_tables() {
     let ddl = table_ddl(SCHEMA);
-    assert_eq!(ddl.len(), 2, "{ddl:#?}");
+    assert_eq!(ddl.len(), 3, "{ddl:#?}");
     assert!(ddl[0].starts_with("CREATE TABLE IF NOT EXISTS goods"));
     assert!(ddl[1].starts_with("CREATE TABLE IF NOT EXISTS orders"));
+    assert!(ddl[2].starts_with("CREATE TABLE IF NOT EXISTS nodes"));
 }
 
 #[test]
@@ -61,6 +62,22 @@ fn open_creates_the_database_and_tables_and_can_be_repeated() {
     // Again on the existing database: nothing is recreated or lost.
     let store = open(&db);
     assert_eq!(store.goods().unwrap(), vec![g]);
+}
+
+/// A server started before MySQL: the store is made without a
+/// connection, and prepared once MySQL answers.
+#[test]
+fn a_store_made_before_mysql_answers_is_prepared_later() {
+    assert!(
+        MysqlStore::new("postgres://nope").is_err(),
+        "a URL that can never work is refused at once"
+    );
+    let db = TestDb::new();
+    let store = MysqlStore::new(db.url()).expect("no connection needed");
+    let down = MysqlStore::new("mysql://root@127.0.0.1:1/seckill").expect("no connection needed");
+    assert!(matches!(down.prepare(), Err(StoreError::Unavailable(_))));
+    store.prepare().expect("prepare");
+    assert_eq!(store.add_goods(&new_goods(1)).unwrap().total, 1);
 }
 
 #[test]

@@ -73,11 +73,23 @@ impl RedisStock {
     /// Connects to `url` (checking that Redis answers) with keys under
     /// `prefix`, which must not hold `{` or `}`: the per-goods hash tag has to
     /// be the first one in each key.
+    /// (The server itself starts with `new` and prepares in the background:
+    /// see `startup.rs`.)
+    #[cfg(test)]
     pub fn open(url: &str, prefix: &str, mode: AckMode) -> Result<Self, StoreError> {
+        let store = Self::new(url, prefix, mode)?;
+        store.call("ping", |con| ::redis::cmd("PING").query::<()>(con))?;
+        Ok(store)
+    }
+
+    /// [`open`](Self::open) without connecting: fails only on a URL or a
+    /// prefix that can never work. Connections are made when calls need
+    /// them, so a Redis that is down now is used once it is up.
+    pub fn new(url: &str, prefix: &str, mode: AckMode) -> Result<Self, StoreError> {
         let prefix = Prefix::new(prefix).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let client = Client::open(url)
             .map_err(|e| StoreError::Unavailable(format!("bad redis url: {e}")))?;
-        let store = RedisStock {
+        Ok(RedisStock {
             client,
             prefix,
             mode,
@@ -87,9 +99,7 @@ impl RedisStock {
             epochs: Mutex::new(HashMap::new()),
             loading_since: Mutex::new(HashMap::new()),
             scripts: Scripts::new(),
-        };
-        store.call("ping", |con| ::redis::cmd("PING").query::<()>(con))?;
-        Ok(store)
+        })
     }
 
     pub fn keys(&self, goods: GoodsId) -> Keys {

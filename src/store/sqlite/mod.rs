@@ -9,7 +9,14 @@
 //! batch write (whose algorithm is [`super::batch`]'s, shared with MySQL).
 //! Every trait method is one [`SqliteStore::call`]: a body on the reader or
 //! the writer connection, or in a write transaction.
+//!
+//! The file belongs to one server process at a time
+//! ([`SqliteStore::open_exclusive`]): the catalog, the sold-out flags and
+//! the stock in memory are that process's own, so a second server on the
+//! same file would sell the same units again. `nodes` keeps the registry of
+//! node ids ([`super::NodeRegistry`]).
 
+use std::fs::{File, OpenOptions, TryLockError};
 use std::path::Path;
 
 use parking_lot::Mutex;
@@ -28,6 +35,7 @@ use super::{
 };
 use crate::clock::now_ms;
 
+mod nodes;
 mod rows;
 #[cfg(test)]
 mod tests;
@@ -41,6 +49,10 @@ pub struct SqliteStore {
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
     outage: Outage,
+    /// With [`open_exclusive`](SqliteStore::open_exclusive): the file's lock,
+    /// held as long as the store (and so the process) lives. Last, so that
+    /// it is let go after the connections are closed.
+    _lock: Option<File>,
 }
 
 /// Where a call runs.
@@ -145,7 +157,47 @@ impl SqliteStore {
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
             outage: Outage::new("sqlite order store"),
+            _lock: None,
         })
+    }
+
+    /// [`open`](Self::open) for this process alone: takes an exclusive lock
+    /// on the file first (`flock`, which the kernel lets go when the process
+    /// dies, `kill -9` included, so a restart finds it free), and refuses a
+    /// file another process holds. Only servers take it (SQLite's own locks
+    /// are `fcntl` locks, apart from this one), so tools can still read the
+    /// file. Every node id lease found in the file is then a dead process's,
+    /// and ends now.
+    pub fn open_exclusive(path: &Path) -> Result<Self, StoreError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| StoreError::Unavailable(format!("sqlite: {}: {e}", path.display())))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(StoreError::Unavailable(format!(
+                    "sqlite: {} is in use by another seckill server (it holds the file's lock); \
+                     one server per data file: to run several servers on one store, use MySQL",
+                    path.display()
+                )))
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(StoreError::Unavailable(format!(
+                    "sqlite: locking {}: {e}",
+                    path.display()
+                )))
+            }
+        }
+        let mut store = Self::open(path)?;
+        store._lock = Some(file);
+        store.call(Access::Write, |conn| {
+            Ok(conn.execute("UPDATE nodes SET expires_ms = 0 WHERE holder <> 0", [])?)
+        })?;
+        Ok(store)
     }
 
     /// Runs `body` where `access` says and reports the result to the outage

@@ -67,3 +67,20 @@ CREATE INDEX IF NOT EXISTS orders_due ON orders (pay_by_ms) WHERE state = 0;
 
 -- A user's orders, newest first.
 CREATE INDEX IF NOT EXISTS orders_by_user ON orders (user_id, created_ms);
+
+-- One row per node id a server has leased for its order numbers
+-- (src/store/nodes.rs, src/lease.rs), as in MySQL's schema. One server at a
+-- time holds the file (a lock, see SqliteStore::open_exclusive), so a lease
+-- found here at start is a dead process's; the table then only carries each
+-- id's fence, numbers_until_ms, from one server's life to the next.
+CREATE TABLE IF NOT EXISTS nodes (
+    node_id          INTEGER PRIMARY KEY,
+    -- The holding server process's random token; 0 once it released the id.
+    holder           INTEGER NOT NULL,
+    -- Who holds it, for operators: pid, host and listening address.
+    holder_info      TEXT    NOT NULL,
+    -- The lease ends then unless renewed: Unix ms by SQLite's clock.
+    expires_ms       INTEGER NOT NULL,
+    -- The fence: no order number of this id is stamped later (Unix ms).
+    numbers_until_ms INTEGER NOT NULL
+);

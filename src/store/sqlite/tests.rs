@@ -1,9 +1,11 @@
 //! What only the SQLite store does, in a file of a temporary directory.
 //! What every order store does is in `store::conformance::orders`.
 
+use std::time::Duration;
+
 use super::SqliteStore;
 use crate::store::conformance::orders::new_goods;
-use crate::store::{OrderStore, StoreError};
+use crate::store::{Claimed, NodeClaim, NodeRegistry, OrderStore, StoreError};
 
 #[test]
 fn a_file_is_opened_again_with_its_tables_and_data() {
@@ -38,5 +40,48 @@ fn a_file_older_than_the_schema_is_refused_at_open() {
         Err(StoreError::Unavailable(m)) => assert!(m.contains("predates"), "{m}"),
         Err(e) => panic!("expected Unavailable, got {e}"),
         Ok(_) => panic!("opened a file without the goods' columns"),
+    }
+}
+
+/// One server per file: a second exclusive open is refused while the
+/// first store lives (the lock is the process's, and each open its own),
+/// and the file is free again once it is gone.
+#[test]
+fn a_file_is_opened_exclusively_once_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("one.db");
+    let first = SqliteStore::open_exclusive(&path).unwrap();
+    let g = first.add_goods(&new_goods(5)).unwrap();
+    match SqliteStore::open_exclusive(&path) {
+        Err(StoreError::Unavailable(m)) => assert!(m.contains("in use by another"), "{m}"),
+        Err(e) => panic!("expected Unavailable, got {e}"),
+        Ok(_) => panic!("opened a file another store holds"),
+    }
+    drop(first);
+    let again = SqliteStore::open_exclusive(&path).unwrap();
+    assert_eq!(again.goods().unwrap(), vec![g]);
+}
+
+/// Holding the file's lock, a server knows that a lease found in the file
+/// is a dead process's: it ends at once, its fence kept.
+#[test]
+fn an_exclusive_open_ends_the_leases_of_dead_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("leases.db");
+    let claim = |holder| NodeClaim {
+        want: Some(3),
+        max_id: 1023,
+        holder,
+        info: "x",
+        lease: Duration::from_secs(3600),
+        until_ms: 10_000_000,
+    };
+    let dead = SqliteStore::open_exclusive(&path).unwrap();
+    assert!(matches!(dead.claim_node(&claim(1)), Ok(Claimed::Leased(_))));
+    drop(dead);
+    let next = SqliteStore::open_exclusive(&path).unwrap();
+    match next.claim_node(&claim(2)) {
+        Ok(Claimed::Leased(lease)) => assert_eq!((lease.node_id, lease.floor_ms), (3, 10_000_000)),
+        other => panic!("expected the dead process's id, got {other:?}"),
     }
 }

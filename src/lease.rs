@@ -1,0 +1,418 @@
+//! The node id lease: one thread that holds this server's node id, the part
+//! of each order number that keeps two servers' numbers apart.
+//!
+//! Ids are leased from the order store ([`crate::store::nodes`]): at start
+//! the server claims the id `--node-id` names, refusing to start if a live
+//! server holds it, or by default the lowest id nobody holds. The lease
+//! lasts `--node-lease` (30 s) by the database's clock, and this thread
+//! renews it every sixth of that. Each claim and renewal also records how
+//! far this server may stamp its numbers (its clock plus a lease), and the
+//! generator ([`OrderNumbers`]) stops there: a server whose renewals fail
+//! (the order store is down, or the server was paused) stops making numbers
+//! about when its lease ends, and answers BUYs `busy`.
+//!
+//! A renewal that finds the id taken over (this server was paused or cut
+//! off past its lease, and another server claimed the id) revokes the grant
+//! at once and leases an id again: the one asked for if it is free, else
+//! any free one. Numbers it made before cannot collide with the new
+//! holder's, which are all stamped after the limit this server recorded.
+//! At a clean stop, once no worker makes numbers any more, the id is
+//! released, free for the next server at once.
+
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use log::{error, info, warn};
+use thiserror::Error;
+
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::sale::{OrderNumbers, MAX_NODE_ID};
+use crate::stop::Stop;
+use crate::store::{Claimed, NodeClaim, NodeRegistry, StoreError};
+
+/// How finely the sleep between renewals checks for a stop.
+const STOP_CHECK: Duration = Duration::from_millis(50);
+
+/// Why no node id was leased.
+#[derive(Debug, Error)]
+pub enum LeaseError {
+    #[error(
+        "node id {node_id} is held by a live server ({by}) for {left_ms} ms more: give this one \
+         another --node-id, or none to lease a free one (a server killed without a clean stop \
+         holds its id until its lease runs out)"
+    )]
+    Held {
+        node_id: u16,
+        by: String,
+        left_ms: u64,
+    },
+    #[error("every node id (0-{MAX_NODE_ID}) is held by a live server")]
+    AllHeld,
+    #[error("leasing a node id: {0}")]
+    Store(#[from] StoreError),
+}
+
+pub struct NodeLease {
+    registry: Arc<dyn NodeRegistry>,
+    numbers: OrderNumbers,
+    /// The id asked for (`--node-id`), if any.
+    want: Option<u16>,
+    /// This process's token in the registry.
+    holder: u64,
+    /// Who this server is, for the registry's readers.
+    info: String,
+    lease: Duration,
+    /// The id leased, while it is.
+    held: Option<u16>,
+    /// Renewals are failing: logged once, when it starts and when it ends.
+    failing: bool,
+}
+
+impl NodeLease {
+    /// A lease for the generator `numbers`, not claimed yet. `info` says
+    /// who this server is (its address) to an operator reading the
+    /// registry.
+    pub fn new(
+        config: &Config,
+        registry: Arc<dyn NodeRegistry>,
+        numbers: OrderNumbers,
+        info: &str,
+    ) -> Result<NodeLease, getrandom::Error> {
+        let holder = loop {
+            let token = getrandom::u64()?;
+            // 0 is "nobody".
+            if token != 0 {
+                break token;
+            }
+        };
+        Ok(NodeLease {
+            registry,
+            numbers,
+            want: config.node_id,
+            holder,
+            info: format!("pid {} on {} ({info})", std::process::id(), host_name()),
+            lease: config.node_lease,
+            held: None,
+            failing: false,
+        })
+    }
+
+    /// The first claim, at start: the id asked for or, without one, the
+    /// lowest free one. Granted to the generator once leased.
+    pub fn acquire(&mut self) -> Result<u16, LeaseError> {
+        let lease = match self.claim(self.want)? {
+            Claimed::Leased(lease) => lease,
+            Claimed::Held {
+                node_id,
+                by,
+                left_ms,
+            } => {
+                return Err(LeaseError::Held {
+                    node_id,
+                    by,
+                    left_ms,
+                })
+            }
+            Claimed::AllHeld => return Err(LeaseError::AllHeld),
+        };
+        self.numbers
+            .grant(lease.node_id, lease.floor_ms, lease.until_ms);
+        self.held = Some(lease.node_id);
+        info!(
+            "node id {} leased for order numbers (lease {:?}, renewed every {:?})",
+            lease.node_id,
+            self.lease,
+            self.renew_every()
+        );
+        Ok(lease.node_id)
+    }
+
+    /// Renews the lease every sixth of it until `stop`, then releases it.
+    /// Start it once [`acquire`](Self::acquire) succeeded, and trigger
+    /// `stop` only once no worker makes order numbers any more.
+    pub fn spawn(self, stop: Stop) -> std::io::Result<JoinHandle<()>> {
+        thread::Builder::new()
+            .name("node-lease".into())
+            .spawn(move || self.run(stop))
+    }
+
+    fn run(mut self, stop: Stop) {
+        let mut next = Instant::now() + self.renew_every();
+        while !stop.is_triggered() {
+            if Instant::now() >= next {
+                self.renew();
+                next = Instant::now() + self.renew_every();
+            }
+            thread::sleep(
+                next.saturating_duration_since(Instant::now())
+                    .min(STOP_CHECK),
+            );
+        }
+        self.release();
+    }
+
+    fn renew_every(&self) -> Duration {
+        (self.lease / 6).max(Duration::from_millis(10))
+    }
+
+    /// How far this server may stamp numbers once the next claim or
+    /// renewal is recorded: a lease past its clock, or past its last
+    /// number if that is later (a clock set back).
+    fn horizon(&self) -> u64 {
+        let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
+        now_ms()
+            .max(self.numbers.last_ms())
+            .saturating_add(lease_ms)
+    }
+
+    fn claim(&self, want: Option<u16>) -> Result<Claimed, StoreError> {
+        self.registry.claim_node(&NodeClaim {
+            want,
+            max_id: MAX_NODE_ID,
+            holder: self.holder,
+            info: &self.info,
+            lease: self.lease,
+            until_ms: self.horizon(),
+        })
+    }
+
+    fn renew(&mut self) {
+        let Some(node) = self.held else {
+            self.lease_again();
+            return;
+        };
+        let until = self.horizon();
+        match self
+            .registry
+            .renew_node(node, self.holder, self.lease, until)
+        {
+            Ok(true) => {
+                // Raised only once the order store has the new limit.
+                self.numbers.grant(node, 0, until);
+                if std::mem::take(&mut self.failing) {
+                    info!("node id {node}: lease renewed again");
+                }
+            }
+            Ok(false) => {
+                self.numbers.revoke();
+                self.held = None;
+                error!(
+                    "node id {node} was taken over by another server: this one was paused or cut \
+                     off from the order store for longer than its lease; no order numbers (BUYs \
+                     are answered busy) until it leases an id again"
+                );
+                self.lease_again();
+            }
+            // The grant runs out by itself at the limit last recorded,
+            // about when the lease ends.
+            Err(e) => {
+                if !std::mem::replace(&mut self.failing, true) {
+                    warn!("node id {node}: lease not renewed ({e}); order numbers stop when it runs out unless a renewal gets through");
+                }
+            }
+        }
+    }
+
+    /// After the id was lost: the one asked for again if it is free, else
+    /// the lowest free one. Tried again at each renewal until it works.
+    fn lease_again(&mut self) {
+        let claimed = match self.claim(self.want) {
+            Ok(Claimed::Held { node_id, by, .. }) => {
+                warn!("node id {node_id} asked for is held by {by}: leasing a free one");
+                self.claim(None)
+            }
+            other => other,
+        };
+        match claimed {
+            Ok(Claimed::Leased(lease)) => {
+                self.numbers
+                    .grant(lease.node_id, lease.floor_ms, lease.until_ms);
+                self.held = Some(lease.node_id);
+                self.failing = false;
+                warn!("node id {} leased: order numbers again", lease.node_id);
+            }
+            Ok(_) | Err(_) if self.failing => {}
+            Ok(_) => {
+                self.failing = true;
+                warn!("no node id free to lease: retrying");
+            }
+            Err(e) => {
+                self.failing = true;
+                warn!("leasing a node id: {e}; retrying");
+            }
+        }
+    }
+
+    /// Gives the id back at a clean stop, with its fence lowered to the
+    /// last number made. A failure leaves it to run out.
+    fn release(&mut self) {
+        let Some(node) = self.held.take() else {
+            return;
+        };
+        self.numbers.revoke();
+        match self
+            .registry
+            .release_node(node, self.holder, self.numbers.last_ms())
+        {
+            Ok(()) => info!("node id {node} released"),
+            Err(e) => {
+                warn!("node id {node} not released ({e}): it is free once its lease runs out")
+            }
+        }
+    }
+}
+
+/// This machine's name, for the registry's readers.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "an unnamed host".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::store::SqliteStore;
+
+    /// The registry of a SQLite file, whose calls fail while `down`.
+    struct Registry {
+        store: SqliteStore,
+        down: AtomicBool,
+    }
+
+    impl Registry {
+        fn new(dir: &tempfile::TempDir) -> Arc<Registry> {
+            Arc::new(Registry {
+                store: SqliteStore::open(&dir.path().join("nodes.db")).unwrap(),
+                down: AtomicBool::new(false),
+            })
+        }
+
+        fn check(&self) -> Result<(), StoreError> {
+            match self.down.load(Ordering::Relaxed) {
+                true => Err(StoreError::Unavailable("down".into())),
+                false => Ok(()),
+            }
+        }
+    }
+
+    impl NodeRegistry for Registry {
+        fn claim_node(&self, claim: &NodeClaim) -> Result<Claimed, StoreError> {
+            self.check()?;
+            self.store.claim_node(claim)
+        }
+        fn renew_node(&self, n: u16, h: u64, l: Duration, u: u64) -> Result<bool, StoreError> {
+            self.check()?;
+            self.store.renew_node(n, h, l, u)
+        }
+        fn release_node(&self, n: u16, h: u64, last: u64) -> Result<(), StoreError> {
+            self.check()?;
+            self.store.release_node(n, h, last)
+        }
+    }
+
+    /// A server's lease on `registry`: `flags` as on the command line.
+    fn lease(registry: &Arc<Registry>, flags: &[&str]) -> (NodeLease, OrderNumbers) {
+        let mut args = vec!["seckill-server", "--node-lease", "300ms"];
+        args.extend_from_slice(flags);
+        let numbers = OrderNumbers::ungranted();
+        let lease = NodeLease::new(
+            &Config::parse_from(args),
+            registry.clone(),
+            numbers.clone(),
+            "test",
+        )
+        .unwrap();
+        (lease, numbers)
+    }
+
+    #[test]
+    fn an_id_asked_for_that_a_live_server_holds_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new(&dir);
+        let (mut a, a_numbers) = lease(&registry, &["--node-id", "5"]);
+        assert_eq!(a.acquire().unwrap(), 5);
+        assert_eq!(a_numbers.node(), Some(5));
+        let (mut b, b_numbers) = lease(&registry, &["--node-id", "5"]);
+        match b.acquire() {
+            Err(e @ LeaseError::Held { node_id: 5, .. }) => {
+                let message = e.to_string();
+                assert!(
+                    message.contains("pid") && message.contains("--node-id"),
+                    "{message}"
+                );
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert_eq!(b_numbers.next(), None, "no numbers without a lease");
+        let (mut c, _) = lease(&registry, &[]);
+        assert_eq!(c.acquire().unwrap(), 0, "any free id");
+    }
+
+    /// A server paused past its lease whose id was taken over stops making
+    /// numbers under it at its next renewal, and leases another id.
+    #[test]
+    fn a_lease_taken_over_is_given_up_and_another_leased() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new(&dir);
+        let (mut paused, numbers) = lease(&registry, &[]);
+        assert_eq!(paused.acquire().unwrap(), 0);
+        let before = numbers.next().expect("a number under id 0");
+        std::thread::sleep(Duration::from_millis(600));
+        let (mut other, other_numbers) = lease(&registry, &["--node-id", "0"]);
+        assert_eq!(other.acquire().unwrap(), 0);
+        let theirs = other_numbers.next().unwrap();
+        assert!(theirs > before);
+        paused.renew();
+        assert_eq!(numbers.node(), Some(1), "leased again, under another id");
+        let after = numbers.next().unwrap();
+        assert_ne!((after >> 12) & 1023, 0);
+    }
+
+    /// Renewals that fail let the numbers run out when the lease would;
+    /// once one gets through, numbers are made again.
+    #[test]
+    fn numbers_run_out_while_renewals_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new(&dir);
+        let (mut lease, numbers) = lease(&registry, &[]);
+        lease.acquire().unwrap();
+        registry.down.store(true, Ordering::Relaxed);
+        lease.renew();
+        assert!(numbers.next().is_some(), "the lease has not run out yet");
+        std::thread::sleep(Duration::from_millis(400));
+        lease.renew();
+        assert_eq!(numbers.next(), None, "ran out with the lease");
+        registry.down.store(false, Ordering::Relaxed);
+        lease.renew();
+        assert!(numbers.next().is_some());
+        assert_eq!(numbers.node(), Some(0), "nobody took it meanwhile");
+    }
+
+    /// A clean stop releases the id: free for the next server at once.
+    #[test]
+    fn a_stopped_lease_is_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new(&dir);
+        let (mut first, numbers) = lease(&registry, &["--node-id", "3"]);
+        first.acquire().unwrap();
+        let stop = Stop::new();
+        let thread = first.spawn(stop.clone()).unwrap();
+        // Renewed meanwhile: not taken over after the 300 ms lease.
+        std::thread::sleep(Duration::from_millis(700));
+        let (mut second, _) = lease(&registry, &["--node-id", "3"]);
+        assert!(matches!(second.acquire(), Err(LeaseError::Held { .. })));
+        stop.trigger();
+        thread.join().unwrap();
+        assert_eq!(numbers.next(), None);
+        assert_eq!(second.acquire().unwrap(), 3);
+    }
+}

@@ -1,0 +1,300 @@
+//! Start-up: what must be done before the first sale, tried at start and,
+//! while a store is down, again in the background with backoff.
+//!
+//! In order, each step once the one before it succeeded:
+//! 1. MySQL's database and tables, created where missing (SQLite's were
+//!    made when its file was opened);
+//! 2. a node id leased for the order numbers ([`NodeLease`]), whose thread
+//!    then renews it: without a lease no number is made;
+//! 3. the goods loaded into the catalog and every goods reconciled
+//!    ([`Sale::open`]): the stock store rebuilt from the order store. A
+//!    store that fails half-way through (a Redis restarting while the goods
+//!    load) fails the step, and the whole load is tried again.
+//!
+//! Only then is the sale put in the [`SaleSlot`], where reactors find it:
+//! until then they answer every request that needs a store `busy` (and
+//! LIST_GOODS with an empty list), so nothing is sold before its goods is
+//! reconciled. What can never work (a URL that does not parse, a data file
+//! another server holds) fails [`Server::start`](crate::Server::start); so
+//! do an id asked for with `--node-id` that a live server holds, and a store
+//! that holds something it should not, found at start or later (then the
+//! server stops). A store that does not answer is only ever waited for.
+
+use std::sync::{Arc, OnceLock};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use log::{error, info, warn};
+
+use crate::config::Config;
+use crate::lease::{LeaseError, NodeLease};
+use crate::metrics::Metrics;
+use crate::sale::{OrderNumbers, Sale};
+use crate::server::Shutdown;
+use crate::stop::Stop;
+use crate::store::{MysqlStore, NodeRegistry, OrderQueue, OrderStore, StockStore, StoreError};
+
+/// Backoff between tries while a store is down.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+/// How finely a wait between tries checks for a stop.
+const STOP_CHECK: Duration = Duration::from_millis(50);
+
+/// The stores the flags ask for, opened but maybe not reachable yet.
+pub struct Stores {
+    pub stock: Arc<dyn StockStore>,
+    pub orders: Arc<dyn OrderStore>,
+    /// In the `queued` ack mode.
+    pub queue: Option<Arc<dyn OrderQueue>>,
+    /// The order store's registry of node ids.
+    pub nodes: Arc<dyn NodeRegistry>,
+    /// With `--mysql`: its database and tables are made at step 1.
+    pub mysql: Option<Arc<MysqlStore>>,
+}
+
+/// Where reactors find the sale once start-up is done.
+#[derive(Clone, Default)]
+pub struct SaleSlot(Arc<OnceLock<Arc<Sale>>>);
+
+impl SaleSlot {
+    /// The sale, once its goods are loaded and reconciled.
+    pub fn get(&self) -> Option<&Arc<Sale>> {
+        self.0.get()
+    }
+
+    pub(crate) fn fill(&self, sale: Arc<Sale>) {
+        // Filled once, by the one start-up.
+        let _ = self.0.set(sale);
+    }
+}
+
+/// What a try came to.
+pub enum Progress {
+    /// Every step is done: the sale is open.
+    Ready(Arc<Sale>),
+    /// A store is not up yet: try again later.
+    Waiting,
+}
+
+/// The step a try is at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Schema,
+    NodeId,
+    Goods,
+}
+
+impl Step {
+    fn what(self) -> &'static str {
+        match self {
+            Step::Schema => "creating MySQL's tables",
+            Step::NodeId => "leasing a node id",
+            Step::Goods => "loading and reconciling the goods",
+        }
+    }
+}
+
+/// Why a try stopped.
+enum Stopped {
+    /// At a store that does not answer (yet).
+    Waiting(Step, String),
+    /// At something waiting will not fix.
+    Fatal(anyhow::Error),
+}
+
+/// A failure of a store at `step`: waited for, unless the store holds
+/// something it should not (an old schema, a broken value).
+fn failed(step: Step, e: StoreError) -> Stopped {
+    match e {
+        StoreError::Inconsistent(_) => Stopped::Fatal(anyhow::Error::new(e).context(step.what())),
+        e => Stopped::Waiting(step, e.to_string()),
+    }
+}
+
+/// The roles that need the open sale, and the threads they run on.
+#[derive(Default)]
+pub struct Started {
+    /// Fed by channels: they stop once the reactors are gone.
+    pub pipeline: Vec<JoinHandle<()>>,
+    /// Stopped last, by the back stop (the node lease among them).
+    pub back: Vec<JoinHandle<()>>,
+    /// Why start-up gave up in the background, if it did.
+    pub failed: Option<anyhow::Error>,
+}
+
+/// Start-up's steps, and how far they got.
+pub struct Startup {
+    stores: Stores,
+    config: Config,
+    metrics: Arc<Metrics>,
+    numbers: OrderNumbers,
+    /// Until leased; then its thread renews it.
+    lease: Option<NodeLease>,
+    prepared: bool,
+    back_stop: Stop,
+    /// The node lease's thread, once it runs.
+    threads: Vec<JoinHandle<()>>,
+    /// The step the last try stopped at, to log an outage once.
+    waiting: Option<Step>,
+    began: Instant,
+}
+
+impl Startup {
+    /// Start-up on `stores` for a server known as `info` (its address).
+    /// The node lease's thread, once it runs, stops at `back_stop`.
+    pub fn new(
+        config: &Config,
+        stores: Stores,
+        metrics: &Arc<Metrics>,
+        info: &str,
+        back_stop: Stop,
+    ) -> anyhow::Result<Startup> {
+        let numbers = OrderNumbers::ungranted();
+        let lease = NodeLease::new(config, stores.nodes.clone(), numbers.clone(), info)
+            .context("no randomness for the node lease's token")?;
+        Ok(Startup {
+            stores,
+            config: config.clone(),
+            metrics: metrics.clone(),
+            numbers,
+            lease: Some(lease),
+            prepared: false,
+            back_stop,
+            threads: Vec::new(),
+            waiting: None,
+            began: Instant::now(),
+        })
+    }
+
+    /// Tries the steps still to do, once each, in order. An error is one
+    /// waiting will not fix.
+    pub fn advance(&mut self) -> anyhow::Result<Progress> {
+        match self.steps() {
+            Ok(sale) => {
+                if self.waiting.take().is_some() {
+                    info!(
+                        "the stores are up after {:?}: serving",
+                        self.began.elapsed()
+                    );
+                }
+                Ok(Progress::Ready(sale))
+            }
+            Err(Stopped::Waiting(step, why)) => {
+                // Once per outage of a step, not once per try.
+                if self.waiting.replace(step) != Some(step) {
+                    warn!(
+                        "not serving yet: {} failed ({why}); requests that need a store are \
+                         answered busy while it is tried again",
+                        step.what()
+                    );
+                }
+                Ok(Progress::Waiting)
+            }
+            Err(Stopped::Fatal(e)) => Err(e),
+        }
+    }
+
+    /// The threads start-up started (the node lease's).
+    pub fn into_threads(self) -> Vec<JoinHandle<()>> {
+        self.threads
+    }
+
+    fn steps(&mut self) -> Result<Arc<Sale>, Stopped> {
+        if !self.prepared {
+            if let Some(mysql) = &self.stores.mysql {
+                mysql.prepare().map_err(|e| failed(Step::Schema, e))?;
+            }
+            self.prepared = true;
+        }
+        if let Some(mut lease) = self.lease.take() {
+            match lease.acquire() {
+                Ok(_) => {
+                    let thread = lease.spawn(self.back_stop.clone());
+                    self.threads
+                        .push(thread.map_err(|e| Stopped::Fatal(e.into()))?);
+                }
+                Err(e) => {
+                    self.lease = Some(lease);
+                    return Err(match e {
+                        held @ LeaseError::Held { .. } => Stopped::Fatal(held.into()),
+                        LeaseError::AllHeld => Stopped::Waiting(Step::NodeId, e.to_string()),
+                        LeaseError::Store(e) => failed(Step::NodeId, e),
+                    });
+                }
+            }
+        }
+        let stores = &self.stores;
+        let mut sale = Sale::open(
+            stores.stock.clone(),
+            stores.orders.clone(),
+            stores.queue.clone(),
+            self.numbers.clone(),
+            self.metrics.clone(),
+        )
+        .map_err(|e| failed(Step::Goods, e))?;
+        sale.set_token_ttl(u64::try_from(self.config.token_ttl.as_millis()).unwrap_or(u64::MAX));
+        Ok(Arc::new(sale))
+    }
+}
+
+/// Goes on with start-up in a thread of its own, with backoff, until it is
+/// done (then starts the roles `begin` builds and fills `slot`), the server
+/// stops (`stop`), or it meets what waiting will not fix (then it stops the
+/// server through `shutdown`, and says why).
+pub fn carry_on(
+    mut startup: Startup,
+    begin: impl FnOnce(&Arc<Sale>) -> std::io::Result<Started> + Send + 'static,
+    slot: SaleSlot,
+    stop: Stop,
+    shutdown: Shutdown,
+) -> std::io::Result<JoinHandle<Started>> {
+    thread::Builder::new()
+        .name("startup".into())
+        .spawn(move || {
+            let mut wait = RETRY_FIRST;
+            loop {
+                if !pause(wait, &stop) {
+                    return Started {
+                        back: startup.into_threads(),
+                        ..Started::default()
+                    };
+                }
+                wait = (wait * 2).min(RETRY_MAX);
+                let failure = match startup.advance() {
+                    Ok(Progress::Waiting) => continue,
+                    Ok(Progress::Ready(sale)) => match begin(&sale) {
+                        Ok(mut started) => {
+                            // The roles first, so that a request let through
+                            // finds someone to serve it.
+                            slot.fill(sale);
+                            started.back.extend(startup.into_threads());
+                            return started;
+                        }
+                        Err(e) => anyhow::Error::new(e).context("starting the workers"),
+                    },
+                    Err(e) => e,
+                };
+                error!("cannot start: {failure:#}; stopping");
+                shutdown.trigger();
+                return Started {
+                    back: startup.into_threads(),
+                    failed: Some(failure),
+                    ..Started::default()
+                };
+            }
+        })
+}
+
+/// Sleeps `wait` unless `stop` comes first; false if it did.
+fn pause(wait: Duration, stop: &Stop) -> bool {
+    let until = Instant::now() + wait;
+    while !stop.is_triggered() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        thread::sleep(left.min(STOP_CHECK));
+    }
+    false
+}

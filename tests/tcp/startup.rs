@@ -1,0 +1,178 @@
+//! A server started before its stores: it listens, answers `busy`, and
+//! sells once Redis and MySQL are up, with the MariaDB and the Redis of
+//! `faults.rs`, which the test starts and kills itself.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use seckill_client::{Client, Purchase};
+use seckill_proto::Status;
+
+use crate::faults::{MariaDb, RedisServer};
+use crate::harness::{on_sale, Backends, Server};
+
+fn start(dir: &tempfile::TempDir, stores: &Backends) -> Server {
+    let args = stores.args("durable");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // The SQLite file is not used: --mysql replaces it. At `info`, to see
+    // the stores come up.
+    Server::start_logging(&dir.path().join("unused.db"), &args, "info")
+}
+
+/// Busy while the stores are down: no goods listed, every request that
+/// needs a store or the catalog answered `busy` (never "unknown goods").
+fn assert_busy(client: &mut Client, goods: u64) {
+    assert_eq!(client.list_goods().expect("LIST_GOODS"), []);
+    let busy = |r: Result<Purchase, seckill_client::Error>| match r {
+        Err(e) => e.status() == Some(Status::Busy),
+        Ok(_) => false,
+    };
+    assert!(busy(client.buy(1, goods)), "BUY while the stores are down");
+    let get = client.get_goods(goods);
+    assert!(
+        matches!(&get, Err(e) if e.status() == Some(Status::Busy)),
+        "GET_GOODS: {get:?}"
+    );
+}
+
+/// Retries `f` while it answers `busy`, for up to 60 s.
+fn until_served<T>(mut f: impl FnMut() -> Result<T, seckill_client::Error>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match f() {
+            Err(e) if e.status() == Some(Status::Busy) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            other => return other.expect("served once the stores are up"),
+        }
+    }
+}
+
+/// Buyers, one new user per BUY, `busy` retried with the next user, until
+/// `sold` orders are told "ok" or the goods sells out. Returns user →
+/// order number.
+fn buy(server: &Server, goods: u64, threads: usize, sold: usize) -> HashMap<u64, u64> {
+    static NEXT_USER: AtomicU64 = AtomicU64::new(1);
+    let told = Arc::new(Mutex::new(HashMap::new()));
+    let buyers: Vec<_> = (0..threads)
+        .map(|_| {
+            let mut client = server.client();
+            let told = told.clone();
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while told.lock().unwrap().len() < sold {
+                    assert!(Instant::now() < deadline, "the sale stalled");
+                    let user = NEXT_USER.fetch_add(1, Ordering::Relaxed);
+                    match client.buy(user, goods) {
+                        Ok(Purchase::Ordered(no)) => {
+                            told.lock().unwrap().insert(user, no);
+                        }
+                        Ok(Purchase::SoldOut) => return,
+                        Ok(other) => panic!("user {user}: {other:?}"),
+                        Err(e) if e.status() == Some(Status::Busy) => {
+                            std::thread::sleep(Duration::from_millis(5))
+                        }
+                        Err(e) => panic!("user {user}: {e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for b in buyers {
+        b.join().unwrap();
+    }
+    let told = told.lock().unwrap().clone();
+    told
+}
+
+/// How often the server said it was waiting for its stores.
+fn waits(server: &Server) -> usize {
+    server.log().matches("not serving yet").count()
+}
+
+/// A server started with Redis and MySQL both down (MySQL never ran: not
+/// even the database exists) comes up and answers `busy`, then serves once
+/// they start. Killed mid-sale, it is started again with both stores down
+/// once more, Redis coming back empty: it reloads the stock from MySQL
+/// before it sells, and the sale ends at exactly its stock.
+#[test]
+fn a_server_started_before_its_stores_sells_exactly_the_stock_once_they_are_up() {
+    const STOCK: u32 = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let mut mariadb = MariaDb::install();
+    let mut redis = RedisServer::new(false);
+    let mut stores = Backends::new();
+    stores.mysql_base = mariadb.url();
+    stores.redis_url = redis.url();
+
+    let first = start(&dir, &stores);
+    assert_busy(&mut first.client(), 1);
+    mariadb.daemon.start();
+    redis.daemon.start();
+    let goods = until_served(|| first.admin().add_goods(on_sale("kettle", STOCK))).id;
+    let mut told = buy(&first, goods, 4, 100);
+    assert!(told.len() >= 100, "{} sold before the kill", told.len());
+    assert!(waits(&first) <= 3, "{}", first.log());
+    assert!(first.log().contains("the stores are up"), "{}", first.log());
+    first.kill();
+
+    mariadb.daemon.kill();
+    redis.daemon.kill();
+    let second = start(&dir, &stores);
+    let mut client = second.client();
+    assert_busy(&mut client, goods);
+    // Redis first: the stock cannot be rebuilt before MySQL is back too.
+    redis.daemon.start();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_busy(&mut client, goods);
+    mariadb.daemon.start();
+    let listed = until_served(|| client.get_goods(goods));
+    assert_eq!(listed.remaining as usize, STOCK as usize - told.len());
+    told.extend(buy(&second, goods, 4, STOCK as usize));
+
+    assert_eq!(told.len(), STOCK as usize, "orders told ok");
+    let rows = stores.orders();
+    let stored: HashMap<u64, u64> = rows.iter().map(|&(no, user, _, _)| (user, no)).collect();
+    assert_eq!(stored.len(), rows.len(), "a user holds two orders");
+    assert_eq!(stored, told, "MySQL holds exactly the orders told ok");
+    assert_eq!(stores.redis_stock(goods), Some(0));
+}
+
+/// A server waiting for its stores stops at SIGTERM like any other.
+#[test]
+fn a_server_waiting_for_its_stores_stops_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut stores = Backends::new();
+    // Port 1 (tcpmux) is closed on any test machine.
+    stores.mysql_base = "mysql://root@127.0.0.1:1".into();
+    stores.redis_url = "redis://127.0.0.1:1".into();
+    let server = start(&dir, &stores);
+    assert_busy(&mut server.client(), 1);
+    assert!(server.terminate().success());
+}
+
+/// An id asked for with `--node-id` that a live server holds, found only
+/// once MySQL answers, stops the server that was waiting for it, saying
+/// why: it is refused as it would have been at start.
+#[test]
+fn a_node_id_found_held_once_mysql_is_up_stops_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut mariadb = MariaDb::start();
+    let mut stores = Backends::new();
+    stores.mysql_base = mariadb.url();
+    let mut flags = stores.args("durable");
+    flags.extend(["--node-id", "5"].map(String::from));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let holder = Server::start(&dir.path().join("a.db"), &flags);
+    mariadb.daemon.kill();
+    let waiting = Server::start(&dir.path().join("b.db"), &flags);
+    assert_busy(&mut waiting.client(), 1);
+    // The holder's lease (30 s) outlives the outage.
+    mariadb.daemon.start();
+    let (status, log) = waiting.exited(Duration::from_secs(60));
+    assert!(!status.success(), "exited with {status}");
+    assert!(log.contains("node id 5 is held by a live server"), "{log}");
+    drop(holder);
+}
