@@ -420,6 +420,7 @@ impl Client {
             user_id,
             goods_id,
             token,
+            request_id: None,
         };
         match self.request(&request)? {
             Reply::Bought { order_no } => Ok(Purchase::Ordered(order_no)),

@@ -77,6 +77,7 @@ impl Pipeline {
             user_id,
             goods_id,
             token: NO_TOKEN,
+            request_id: None,
         })
     }
 
@@ -90,6 +91,7 @@ impl Pipeline {
                 user_id,
                 goods_id,
                 token,
+                request_id: None,
             }),
             Err(why) => self.invalidate(why),
         }
