@@ -68,17 +68,16 @@ impl Worker {
             let batch = std::iter::once(first).chain(self.jobs.try_iter().take(self.batch_max - 1));
             for job in batch {
                 match job.request {
-                    // Decoded, not yet handed on: the stock store does
-                    // not take request ids yet.
                     Request::Buy {
                         user_id,
                         goods_id,
                         token,
-                        request_id: _,
+                        request_id,
                     } => {
                         let buy = Buy {
                             user: user_id,
                             token,
+                            request_id,
                         };
                         buys.entry(goods_id).or_default().push((job.origin, buy));
                     }

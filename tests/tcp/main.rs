@@ -12,5 +12,6 @@ mod hostile;
 mod lifecycle;
 mod malformed;
 mod pipelining;
+mod request_ids;
 mod shutdown;
 mod stores;

@@ -19,6 +19,7 @@ fn buys(users: &[UserId]) -> Vec<Buy> {
         .map(|&user| Buy {
             user,
             token: NO_TOKEN,
+            request_id: None,
         })
         .collect()
 }
