@@ -6,6 +6,7 @@ mod harness;
 mod admin;
 mod controls;
 mod crash;
+mod failover;
 mod faults;
 mod flash_sale;
 mod hostile;
