@@ -72,10 +72,12 @@ impl Worker {
                         user_id,
                         goods_id,
                         token,
+                        request_id,
                     } => {
                         let buy = Buy {
                             user: user_id,
                             token,
+                            request_id,
                         };
                         buys.entry(goods_id).or_default().push((job.origin, buy));
                     }

@@ -20,6 +20,7 @@ fn buys() -> BytesMut {
             user_id: 1_000_000 + i,
             goods_id: 7,
             token: NO_TOKEN,
+            request_id: None,
         }
         .encode(i, &mut buf);
     }
@@ -53,6 +54,7 @@ fn encode(c: &mut Criterion) {
                     user_id: black_box(i),
                     goods_id: 7,
                     token: NO_TOKEN,
+                    request_id: None,
                 }
                 .encode(i, &mut buf);
             }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use seckill_client::{Client, Order, Pipeline, Reply, Status};
 
 use crate::error::Error;
-use crate::verify;
+use crate::verify::{self, Ledger};
 
 /// Connections that share the ORDER_STATUS checks.
 const CHECKERS: usize = 4;
@@ -22,22 +22,34 @@ const BUSY_RETRIES: usize = 5;
 const SETTLE: Duration = Duration::from_secs(3);
 const POLL: Duration = Duration::from_millis(100);
 
-/// Asks ORDER_STATUS for every holder, pipelined over a few connections.
-/// Returns how many were checked and the problems found.
+/// Asks ORDER_STATUS for every holder of the ledger at the server that told
+/// them of their order (see [`Ledger::told_by`]), pipelined over a few
+/// connections per server. Returns how many were checked and the problems
+/// found.
 pub fn order_status(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     goods: u64,
-    holders: &BTreeMap<u64, u64>,
+    ledger: &Ledger,
 ) -> Result<(u64, Vec<String>), Error> {
-    let pairs: Vec<(u64, u64)> = holders.iter().map(|(&u, &o)| (u, o)).collect();
-    if pairs.is_empty() {
-        return Ok((0, Vec::new()));
+    let mut by_server: BTreeMap<usize, Vec<(u64, u64)>> = BTreeMap::new();
+    for (&user, &order_no) in &ledger.holders {
+        let server = ledger.told_by.get(&user).copied().unwrap_or(0);
+        by_server.entry(server).or_default().push((user, order_no));
     }
-    let part = pairs.len().div_ceil(CHECKERS);
+    let mut parts = Vec::new();
+    for (server, pairs) in &by_server {
+        let addr = *addrs.get(*server).ok_or_else(|| {
+            Error::Setup(format!(
+                "an order was told by server {server}, not in --addr"
+            ))
+        })?;
+        let part = pairs.len().div_ceil(CHECKERS);
+        parts.extend(pairs.chunks(part).map(|chunk| (addr, chunk)));
+    }
     let results: Vec<_> = thread::scope(|s| {
-        let handles: Vec<_> = pairs
-            .chunks(part)
-            .map(|chunk| s.spawn(move || check_part(addr, goods, chunk)))
+        let handles: Vec<_> = parts
+            .iter()
+            .map(|&(addr, chunk)| s.spawn(move || check_part(addr, goods, chunk)))
             .collect();
         handles
             .into_iter()

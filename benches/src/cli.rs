@@ -24,12 +24,15 @@ pub struct Cli {
 /// Flags every scenario takes.
 #[derive(Args, Debug, Clone)]
 pub struct Common {
-    /// The seckill server.
+    /// The seckill server, or several of one sale, comma-separated: the
+    /// connections are spread over them round robin, and the verification
+    /// covers them all (attack: one server only).
     #[arg(
         long,
         global = true,
         env = "SECKILL_ADDR",
-        default_value = "127.0.0.1:7700"
+        default_value = "127.0.0.1:7700",
+        value_name = "ADDR[,ADDR...]"
     )]
     pub addr: String,
 
@@ -44,7 +47,7 @@ pub struct Common {
     pub token: Option<String>,
 
     /// Where admin commands go, if the server has an admin listener of its
-    /// own (--admin-listen) [default: --addr].
+    /// own (--admin-listen) [default: the first of --addr].
     #[arg(long, global = true, value_name = "ADDR")]
     pub admin_addr: Option<String>,
 
@@ -135,6 +138,14 @@ pub struct FlashCrowd {
     /// The first user id; users are this and the next U − 1.
     #[arg(long, default_value_t = 1)]
     pub first_user: u64,
+
+    /// Rush this goods instead of adding one (then --token and --stock are
+    /// not needed). It must be on sale under the default rules (one order
+    /// per user, no purchase token) with nothing sold yet: the
+    /// verification counts every unit sold of it. For servers that learn
+    /// of a goods only when they start, add it before starting them.
+    #[arg(long, value_name = "ID")]
+    pub goods: Option<u64>,
 
     /// What to rush.
     #[arg(long, value_enum, default_value_t = TargetKind::Server)]

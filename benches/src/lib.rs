@@ -4,11 +4,13 @@
 //! ```text
 //!   cli ──▶ scenario ──setup──▶ ADD_GOODS (seckill-client) / load (seckill-redis-scripts)
 //!              │
-//!              ├──▶ engine::run ── T threads × mio::Poll ── C connections ──▶ server or Redis
+//!              ├──▶ servers: every server of --addr shows the goods (before); what is left
+//!              │      once they all agree (after)
+//!              ├──▶ engine::run ── T threads × mio::Poll ── C connections ──▶ servers (round robin) or Redis
 //!              │        Workload: what to send      Target: how (seckill_proto / RESP)
-//!              │        Recorder: outcomes, HDR latency, per-second buckets; acks
+//!              │        Recorder: outcomes, HDR latency, per-second buckets; acks, per server
 //!              │
-//!              ├──▶ verify (pure) ◀── checks: GET_GOODS, ORDER_STATUS, MySQL, Redis
+//!              ├──▶ verify (pure) ◀── checks: GET_GOODS, ORDER_STATUS (at the server that acked), MySQL, Redis
 //!              ├──▶ attack: phases of hostile traffic beside a normal client (engine::run)
 //!              ├──▶ lifecycle: BUY, then PAY / CANCEL at their instants (engine::run), then
 //!              │      every order paid or cancelled, every unit paid or back on sale
@@ -41,6 +43,7 @@ pub mod redis_goods;
 pub mod report;
 pub mod scenario;
 pub mod schedule;
+pub mod servers;
 pub mod stats;
 pub mod users;
 pub mod verify;

@@ -18,10 +18,13 @@ pub struct Report {
     pub scenario: String,
     /// `server` or `redis-direct`.
     pub target: String,
+    /// The servers, comma-separated.
     pub addr: String,
     pub connections: usize,
     /// Connections greeted that carried load.
     pub connected: usize,
+    /// Each server, with its share of the connections and of the replies.
+    pub servers: Vec<ServerShare>,
     pub threads: usize,
     pub pace: PaceInfo,
     pub seed: u64,
@@ -91,6 +94,20 @@ pub struct Second {
     pub p99_us: u64,
 }
 
+/// One server's share of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServerShare {
+    pub addr: String,
+    /// Connections given to it (round robin).
+    pub connections: usize,
+    /// Of those, greeted and carrying load.
+    pub connected: usize,
+    /// Its connections that failed, in setup or under load.
+    pub connection_failures: u64,
+    /// Replies it sent.
+    pub answered: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GoodsInfo {
     pub id: u64,
@@ -138,6 +155,17 @@ impl Report {
             addr: header.addr,
             connections: header.connections,
             connected: finished.connected,
+            servers: finished
+                .servers
+                .iter()
+                .map(|(addr, c)| ServerShare {
+                    addr: addr.to_string(),
+                    connections: c.connections,
+                    connected: c.connected,
+                    connection_failures: c.connection_failures,
+                    answered: c.answered,
+                })
+                .collect(),
             threads: header.threads,
             pace: PaceInfo::of(header.pace),
             seed: header.seed,
@@ -180,6 +208,20 @@ impl Report {
             "{} → {} {}: {} connections ({} up), {} threads, {pace}",
             self.scenario, self.target, self.addr, self.connections, self.connected, self.threads
         );
+        // One server has said it all in the line above.
+        if self.servers.len() > 1 {
+            let each: Vec<String> = self
+                .servers
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {} connections ({} up, {} failed), {} answered",
+                        s.addr, s.connections, s.connected, s.connection_failures, s.answered
+                    )
+                })
+                .collect();
+            let _ = writeln!(s, "  servers: {}", each.join("; "));
+        }
         let _ = writeln!(
             s,
             "  {} answered in {:.2} s: {:.0} req/s, ok {:.0}/s",
@@ -369,6 +411,7 @@ mod tests {
             elapsed: Duration::from_secs(2),
             connected: 4,
             sent: 100,
+            servers: Vec::new(),
         };
         let header = Header {
             scenario: "flash-crowd",
@@ -460,6 +503,36 @@ mod tests {
         assert!(!out.passed());
         assert!(out.text().contains("verification FAILED"));
         assert!(out.text().contains("- oversold"));
+    }
+
+    #[test]
+    fn several_servers_show_their_shares() {
+        let mut r = report();
+        assert!(
+            !r.text().contains("servers:"),
+            "one server: no line of its own"
+        );
+        r.servers = ["127.0.0.1:7701", "127.0.0.1:7702"]
+            .iter()
+            .map(|addr| ServerShare {
+                addr: addr.to_string(),
+                connections: 2,
+                connected: 2,
+                connection_failures: 0,
+                answered: 50,
+            })
+            .collect();
+        let text = r.text();
+        assert!(
+            text.contains(
+                "  servers: 127.0.0.1:7701 2 connections (2 up, 0 failed), 50 answered; \
+                 127.0.0.1:7702 2 connections"
+            ),
+            "{text}"
+        );
+        let json = Output::Single(Box::new(r)).json();
+        assert_eq!(json["servers"][1]["addr"], "127.0.0.1:7702");
+        assert_eq!(json["servers"][0]["answered"], 50);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::lifecycle;
 use crate::redis_goods::RedisGoods;
 use crate::report::{Comparison, GoodsInfo, Header, Output, Report};
+use crate::servers;
 use crate::users::UserPicker;
 use crate::verify::{check_sold, check_store, Ledger, StoreCheck, Verification};
 use crate::workload;
@@ -107,6 +108,30 @@ pub(crate) fn header(
     }
 }
 
+/// A server address list as `--addr` takes it: comma-separated, each
+/// resolved to its first address.
+pub(crate) fn resolve_all(list: &str) -> Result<Vec<SocketAddr>, Error> {
+    let mut addrs = Vec::new();
+    for addr in list.split(',').map(str::trim) {
+        if addr.is_empty() {
+            return Err(Error::Setup(format!(
+                "--addr {list:?} has an empty server address"
+            )));
+        }
+        addrs.push(resolve(addr)?);
+    }
+    Ok(addrs)
+}
+
+/// The addresses for a report's header: comma-separated.
+pub(crate) fn joined(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(SocketAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 pub(crate) fn resolve(addr: &str) -> Result<SocketAddr, Error> {
     addr.to_socket_addrs()
         .map_err(|e| Error::Io {
@@ -115,6 +140,17 @@ pub(crate) fn resolve(addr: &str) -> Result<SocketAddr, Error> {
         })?
         .next()
         .ok_or_else(|| Error::Setup(format!("{addr} resolves to no address")))
+}
+
+/// Where ADD_GOODS goes: --admin-addr, or the first server of --addr.
+fn admin_addr(common: &Common) -> Result<SocketAddr, Error> {
+    match &common.admin_addr {
+        Some(addr) => resolve(addr),
+        None => resolve_all(&common.addr)?
+            .first()
+            .copied()
+            .ok_or_else(|| Error::Setup("--addr names no server".into())),
+    }
 }
 
 fn now_ms() -> u64 {
@@ -150,7 +186,7 @@ pub(crate) fn add_goods_with(
     stock: u32,
     rules: SaleRules,
 ) -> Result<Goods, Error> {
-    let addr = resolve(common.admin_addr.as_deref().unwrap_or(&common.addr))?;
+    let addr = admin_addr(common)?;
     let mut admin = Client::builder(addr)
         .token(token)
         .read_timeout(ADMIN_TIMEOUT)
@@ -169,38 +205,49 @@ pub(crate) fn add_goods_with(
 /// The flash crowd against the server, verified through the protocol (and
 /// MySQL with --mysql).
 pub fn flash_crowd_server(common: &Common, args: &cli::FlashCrowd) -> Result<Report, Error> {
-    let addr = resolve(&common.addr)?;
-    let token = admin_token(common, "flash-crowd")?;
-    let goods = add_goods(common, token, "flash-crowd", args.stock)?;
+    let addrs = resolve_all(&common.addr)?;
+    let goods = match args.goods {
+        Some(id) => servers::fresh_goods(&addrs, id)?,
+        None => {
+            let token = admin_token(common, "flash-crowd")?;
+            add_goods(common, token, "flash-crowd", args.stock)?
+        }
+    };
+    servers::await_goods(&addrs, goods.id)?;
     let picker = UserPicker::new(args.users, args.first_user, common.seed);
     let workload = workload::FlashCrowd::new(goods.id, picker, args.attempts);
     let plan = plan(common, None, true);
-    let finished = engine::run(&plan, &Target::Seckill { addr }, &workload);
-    let header = header(common, &plan, "flash-crowd", "server", addr.to_string());
+    let target = Target::Seckill {
+        addrs: addrs.clone(),
+    };
+    let finished = engine::run(&plan, &target, &workload);
+    let header = header(common, &plan, "flash-crowd", "server", joined(&addrs));
     let mut report = Report::new(header, &finished);
     report.goods = Some(GoodsInfo {
         id: goods.id,
-        stock: args.stock,
+        stock: goods.total,
     });
     report.verification =
-        Some(verify_server(addr, goods.id, &finished, args).unwrap_or_else(|e| unverified(&e)));
+        Some(verify_server(&addrs, goods.id, &finished, args).unwrap_or_else(|e| unverified(&e)));
     Ok(report)
 }
 
+/// The flash crowd's checks, over every server the run went through: what
+/// is left as they all show it once they agree, each acknowledged order
+/// through ORDER_STATUS at the server that acknowledged it, and MySQL,
+/// which they share.
 fn verify_server(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     goods: u64,
     finished: &Finished,
     args: &cli::FlashCrowd,
 ) -> Result<Verification, Error> {
     let ledger = Ledger::of(&finished.acks);
     let unknown = finished.recorder.outcomes.lost;
-    let after = Client::builder(addr)
-        .read_timeout(ADMIN_TIMEOUT)
-        .connect()?
-        .get_goods(goods)?;
+    let (after, disagreement) = servers::settled_goods(addrs, goods, args.verify_timeout)?;
     let mut v = verification(&ledger, after.total, after.remaining, unknown);
     let mut problems = ledger.problems.clone();
+    problems.extend(disagreement);
     problems.extend(check_sold(&ledger, after.total, after.remaining, unknown));
     // MySQL first: how long it lags behind the replies is worth knowing.
     if let Some(url) = &args.mysql {
@@ -214,7 +261,7 @@ fn verify_server(
         });
     }
     let begun = std::time::Instant::now();
-    let (checked, found) = checks::order_status(addr, goods, &ledger.holders)?;
+    let (checked, found) = checks::order_status(addrs, goods, &ledger)?;
     v.orders_checked = checked;
     v.order_status_ms = begun.elapsed().as_millis() as u64;
     problems.extend(found);
@@ -321,13 +368,17 @@ pub fn flash_crowd_redis(common: &Common, args: &cli::FlashCrowd) -> Result<Repo
 
 /// BUYs by new users of a goods that never sells out, for a while.
 pub fn sustained(common: &Common, args: &cli::Sustained) -> Result<Report, Error> {
-    let addr = resolve(&common.addr)?;
+    let addrs = resolve_all(&common.addr)?;
     let token = admin_token(common, "sustained")?;
     let goods = add_goods(common, token, "sustained", SUSTAINED_STOCK)?;
+    servers::await_goods(&addrs, goods.id)?;
     let workload = workload::Sustained::new(goods.id, 1);
     let plan = plan(common, Some(args.duration), false);
-    let finished = engine::run(&plan, &Target::Seckill { addr }, &workload);
-    let header = header(common, &plan, "sustained", "server", addr.to_string());
+    let target = Target::Seckill {
+        addrs: addrs.clone(),
+    };
+    let finished = engine::run(&plan, &target, &workload);
+    let header = header(common, &plan, "sustained", "server", joined(&addrs));
     let mut report = Report::new(header, &finished);
     report.goods = Some(GoodsInfo {
         id: goods.id,
@@ -338,8 +389,11 @@ pub fn sustained(common: &Common, args: &cli::Sustained) -> Result<Report, Error
 
 /// LIST_GOODS and GET_GOODS, for a while.
 pub fn browse(common: &Common, args: &cli::Browse) -> Result<Report, Error> {
-    let addr = resolve(&common.addr)?;
-    let mut client = Client::builder(addr)
+    let addrs = resolve_all(&common.addr)?;
+    let first = *addrs
+        .first()
+        .ok_or_else(|| Error::Setup("--addr names no server".into()))?;
+    let mut client = Client::builder(first)
         .read_timeout(ADMIN_TIMEOUT)
         .connect()?;
     let mut list = client.list_goods()?;
@@ -350,9 +404,57 @@ pub fn browse(common: &Common, args: &cli::Browse) -> Result<Report, Error> {
         }
         list = client.list_goods()?;
     }
+    for goods in &list {
+        servers::await_goods(&addrs, goods.id)?;
+    }
     let workload = workload::Browse::new(list.iter().map(|g| g.id).collect(), args.list_share);
     let plan = plan(common, Some(args.duration), false);
-    let finished = engine::run(&plan, &Target::Seckill { addr }, &workload);
-    let header = header(common, &plan, "browse", "server", addr.to_string());
+    let target = Target::Seckill {
+        addrs: addrs.clone(),
+    };
+    let finished = engine::run(&plan, &target, &workload);
+    let header = header(common, &plan, "browse", "server", joined(&addrs));
     Ok(Report::new(header, &finished))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn addr_is_a_comma_separated_list() {
+        let addrs = resolve_all("127.0.0.1:7701, 127.0.0.1:7702").unwrap();
+        assert_eq!(joined(&addrs), "127.0.0.1:7701,127.0.0.1:7702");
+        assert_eq!(resolve_all("127.0.0.1:7701").unwrap().len(), 1);
+        for bad in ["", "127.0.0.1:7701,", "127.0.0.1:7701,,127.0.0.1:7702"] {
+            assert!(
+                matches!(resolve_all(bad), Err(Error::Setup(e)) if e.contains("empty")),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn attack_measures_one_server() {
+        let cli = Cli::try_parse_from([
+            "seckill-bench",
+            "attack",
+            "--addr",
+            "127.0.0.1:1,127.0.0.1:2",
+            "--token",
+            "t",
+        ])
+        .unwrap();
+        match run(&cli) {
+            Err(Error::Setup(why)) => assert!(why.contains("one server"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let crowd = Cli::try_parse_from(["seckill-bench", "flash-crowd", "--goods", "7"]).unwrap();
+        let Scenario::FlashCrowd(args) = crowd.scenario else {
+            panic!("not a flash crowd")
+        };
+        assert_eq!(args.goods, Some(7));
+    }
 }

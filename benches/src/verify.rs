@@ -76,6 +76,8 @@ pub struct Ack {
     pub kind: AckKind,
     /// When the reply arrived.
     pub at: Instant,
+    /// Which server of the target sent it (an index into its addresses).
+    pub server: usize,
 }
 
 /// What the replies add up to.
@@ -85,6 +87,11 @@ pub struct Ledger {
     pub ok: u64,
     /// Each user told of an order, with the order number first told.
     pub holders: BTreeMap<u64, u64>,
+    /// Each holder's server (an index into the target's addresses): the
+    /// one that told them `ok`, else the first that told them of the order.
+    /// In the `queued` ack mode an order is written after its reply, and
+    /// until then only the server that made it can show it.
+    pub told_by: HashMap<u64, usize>,
     /// Users told two different order numbers, orders told to two users,
     /// users told `ok` twice.
     pub problems: Vec<String>,
@@ -106,6 +113,10 @@ impl Ledger {
                         .problems
                         .push(format!("user {} was told ok more than once", ack.user));
                 }
+            }
+            let by = ledger.told_by.entry(ack.user).or_insert(ack.server);
+            if ack.kind == AckKind::Ok {
+                *by = ack.server;
             }
             let held = *ledger.holders.entry(ack.user).or_insert(ack.order_no);
             if held != ack.order_no {
@@ -299,6 +310,7 @@ mod tests {
             order_no,
             kind: AckKind::Ok,
             at: Instant::now(),
+            server: 0,
         }
     }
 

@@ -6,7 +6,7 @@ use clap::Parser;
 use seckill_bench::{Cli, Output};
 
 mod common;
-use common::{Server, TOKEN};
+use common::{Server, SharedStores, TOKEN};
 
 #[test]
 fn a_tiny_flash_crowd_sells_exactly_the_stock_and_verifies() {
@@ -73,4 +73,140 @@ fn a_tiny_flash_crowd_sells_exactly_the_stock_and_verifies() {
     assert_eq!(json["outcomes"]["ok"], stock);
 
     server.stop();
+}
+
+/// A list of servers, here one server named twice: the connections are
+/// spread over the entries, each entry's share is reported, and the
+/// verification goes through every entry (what is left as each shows it,
+/// each order at the entry that acknowledged it).
+#[test]
+fn a_flash_crowd_over_a_list_of_servers_is_spread_and_verified_over_each() {
+    let server = Server::start(&[]);
+    let list = format!("{},{}", server.addr, server.addr);
+    let stock = 30u64;
+    let cli = Cli::try_parse_from([
+        "seckill-bench",
+        "flash-crowd",
+        "--addr",
+        &list,
+        "--token",
+        TOKEN,
+        "--connections",
+        "5",
+        "--threads",
+        "2",
+        "--users",
+        "100",
+        "--attempts",
+        "300",
+        "--stock",
+        &stock.to_string(),
+    ])
+    .expect("flags");
+    let output = seckill_bench::run(&cli).expect("the run");
+    let Output::Single(report) = &output else {
+        panic!("one report expected")
+    };
+    let text = output.text();
+    let v = report.verification.as_ref().expect("a verification");
+    assert!(v.passed, "{text}");
+    assert_eq!(report.addr, list);
+    // 5 connections, round robin: 3 to the first entry, 2 to the second.
+    let shares: Vec<(usize, usize)> = report
+        .servers
+        .iter()
+        .map(|s| (s.connections, s.connected))
+        .collect();
+    assert_eq!(shares, [(3, 3), (2, 2)], "{text}");
+    assert!(report.servers.iter().all(|s| s.answered > 0), "{text}");
+    let answered: u64 = report.servers.iter().map(|s| s.answered).sum();
+    assert_eq!(answered, report.answered);
+    assert!(text.contains("  servers: "), "{text}");
+    assert_eq!(report.outcomes.ok, stock, "{text}");
+    assert_eq!(v.orders_checked, stock);
+    assert_eq!(output.json()["servers"].as_array().map(Vec::len), Some(2));
+
+    server.stop();
+}
+
+/// Two servers on one Redis + MySQL pair, the goods added through the first
+/// before the second starts (it loads the goods then): the connections are
+/// spread over both, and the verification covers both (what is left, as
+/// both show it; each order at the server that acknowledged it; MySQL).
+///
+#[test]
+fn a_flash_crowd_through_two_servers_is_spread_and_verified_over_both() {
+    let stores = SharedStores::new();
+    let node = |id: &str| {
+        let mut flags = stores.args();
+        // Each leases a node id of its own.
+        let _ = id;
+        flags.extend(["--expiry-interval", "100ms"].map(String::from));
+        Server::start(&flags.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let a = node("1");
+    let stock = 40u32;
+    let goods = {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        seckill_client::Client::builder(a.addr.as_str())
+            .token(TOKEN)
+            .connect()
+            .expect("admin")
+            .add_goods(seckill_client::NewGoods {
+                name: "two servers".into(),
+                price_cents: 100,
+                stock,
+                start_ms: now - 60_000,
+                end_ms: now + 3_600_000,
+                rules: seckill_client::SaleRules::default(),
+            })
+            .expect("add goods")
+            .id
+    };
+    let b = node("2");
+    let addrs = format!("{},{}", a.addr, b.addr);
+
+    let cli = Cli::try_parse_from([
+        "seckill-bench",
+        "flash-crowd",
+        "--addr",
+        &addrs,
+        "--goods",
+        &goods.to_string(),
+        "--mysql",
+        &stores.mysql_url,
+        "--connections",
+        "6",
+        "--threads",
+        "2",
+        "--users",
+        "200",
+        "--attempts",
+        "400",
+    ])
+    .expect("flags");
+    let output = seckill_bench::run(&cli).expect("the run");
+    let Output::Single(report) = &output else {
+        panic!("one report expected")
+    };
+    let text = output.text();
+    let v = report.verification.as_ref().expect("a verification");
+    assert!(v.passed, "{text}");
+    for share in &report.servers {
+        assert_eq!((share.connections, share.connected), (3, 3), "{text}");
+        assert!(share.answered > 0, "{text}");
+    }
+    assert_eq!(v.total, stock, "{text}");
+    assert_eq!(v.orders_checked, report.outcomes.ok, "{text}");
+    assert_eq!(
+        v.store.as_ref().map(|s| s.live_orders),
+        Some(report.outcomes.ok),
+        "{text}"
+    );
+
+    a.stop();
+    b.stop();
 }

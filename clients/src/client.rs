@@ -1,18 +1,20 @@
-//! The client, its builder, and one typed method per command.
+//! The client and one typed method per command.
 
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use seckill_proto::{
-    Drift, Goods, NewGoods, Order, Reply, Request, SaleAction, Stat, Status, MAX_REPLY_FRAME,
-    NO_TOKEN, VERSION,
+    Drift, Goods, NewGoods, Order, Reply, Request, RequestId, SaleAction, Stat, Status,
+    MAX_REPLY_FRAME, NO_TOKEN, VERSION,
 };
 
+use crate::builder::ClientBuilder;
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::pipeline::{self, Pipeline};
+use crate::servers::{connection_failed, dial_failed, safe_to_resend, Options, Server};
 
 /// The default connect, read and write timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -121,153 +123,48 @@ impl fmt::Debug for PurchaseToken {
     }
 }
 
-/// Options for a connection, made by [`Client::builder`].
-#[derive(Clone)]
-pub struct ClientBuilder<A> {
-    addr: A,
-    token: String,
-    connect_timeout: Duration,
-    read_timeout: Option<Duration>,
-    write_timeout: Option<Duration>,
-    max_in_flight: usize,
-}
-
-impl<A: ToSocketAddrs> ClientBuilder<A> {
-    /// The admin token to present in HELLO. Without one (or with an empty
-    /// one) the connection has no admin rights.
-    pub fn token(mut self, token: impl Into<String>) -> Self {
-        self.token = token.into();
-        self
-    }
-
-    /// How long to wait for the TCP connection to each resolved address.
-    /// Default 5 s. Zero is refused by [`connect`](Self::connect).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// How long one read may wait for reply bytes; `None` waits forever.
-    /// Default 5 s. `Some(Duration::ZERO)` is refused by
-    /// [`connect`](Self::connect).
-    pub fn read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
-        self.read_timeout = timeout.into();
-        self
-    }
-
-    /// How long one write may block; `None` waits forever. Default 5 s.
-    pub fn write_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
-        self.write_timeout = timeout.into();
-        self
-    }
-
-    /// The most requests of a [`Pipeline`] in flight at once (at least 1).
-    /// Default [`DEFAULT_MAX_IN_FLIGHT`].
-    pub fn max_in_flight(mut self, requests: usize) -> Self {
-        self.max_in_flight = requests.max(1);
-        self
-    }
-
-    /// Connects to the first address that accepts, sets TCP_NODELAY (every
-    /// request is a small frame that should leave at once) and the timeouts,
-    /// and says HELLO.
-    ///
-    /// Fails with [`ErrorKind::Server`](crate::ErrorKind::Server) if HELLO is
-    /// refused: `unauthorized` for a wrong token, `unsupported_version` for a
-    /// server that does not speak [`VERSION`].
-    pub fn connect(self) -> Result<Client> {
-        let stream = self.open()?;
-        let mut client = Client {
-            conn: Connection::new(stream, MAX_REPLY_FRAME),
-            next_id: 1,
-            admin: false,
-            server_version: 0,
-            max_in_flight: self.max_in_flight,
-        };
-        let hello = Request::Hello {
-            version: VERSION,
-            token: self.token,
-        };
-        match client.request(&hello)? {
-            Reply::Hello { version, admin } => {
-                client.server_version = version;
-                client.admin = admin;
-                Ok(client)
-            }
-            other => Err(unexpected(other, "HELLO")),
-        }
-    }
-
-    fn open(&self) -> Result<TcpStream> {
-        let addrs = self
-            .addr
-            .to_socket_addrs()
-            .map_err(|e| Error::io("resolving the server address", e))?;
-        let mut last_error = None;
-        for addr in addrs {
-            match TcpStream::connect_timeout(&addr, self.connect_timeout) {
-                Ok(stream) => return self.configure(stream, addr),
-                Err(e) => last_error = Some(Error::io(format!("connecting to {addr}"), e)),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| {
-            Error::io(
-                "resolving the server address",
-                io::Error::new(io::ErrorKind::NotFound, "it resolved to no address"),
-            )
-        }))
-    }
-
-    fn configure(&self, stream: TcpStream, addr: SocketAddr) -> Result<TcpStream> {
-        let doing = || format!("setting up the connection to {addr}");
-        stream
-            .set_nodelay(true)
-            .and_then(|()| stream.set_read_timeout(self.read_timeout))
-            .and_then(|()| stream.set_write_timeout(self.write_timeout))
-            .map_err(|e| Error::io(doing(), e))?;
-        Ok(stream)
-    }
-}
-
-/// Hand-written so that the token never reaches a log line.
-impl<A: fmt::Debug> fmt::Debug for ClientBuilder<A> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientBuilder")
-            .field("addr", &self.addr)
-            .field(
-                "token",
-                &if self.token.is_empty() {
-                    ""
-                } else {
-                    "<redacted>"
-                },
-            )
-            .field("connect_timeout", &self.connect_timeout)
-            .field("read_timeout", &self.read_timeout)
-            .field("write_timeout", &self.write_timeout)
-            .field("max_in_flight", &self.max_in_flight)
-            .finish()
-    }
-}
-
-/// A blocking connection to a seckill server, greeted with HELLO.
+/// A blocking client of a seckill server, or of several that sell from the
+/// same stores, greeted with HELLO.
 ///
 /// Every method sends its request and waits for the reply. Calls take
 /// `&mut self`: one connection serves one caller at a time; open one per
-/// thread. After an I/O error, a timeout or a broken frame the client is
-/// unusable (every call fails with [`ErrorKind::Closed`]) because a late
-/// reply could be mistaken for a later one: connect again.
+/// thread.
+///
+/// **One server** ([`Client::connect`], or [`Client::builder`] without
+/// [`addrs`](ClientBuilder::addrs)): after an I/O error, a timeout or a
+/// broken frame the client is unusable (every call fails with
+/// [`ErrorKind::Closed`]) because a late reply could be mistaken for a later
+/// one: connect again.
+///
+/// **Several servers**: the client talks to one at a time, starting with
+/// the first that accepts. When a connection fails (refused, reset, closed
+/// by the server) it moves to the next server in the list, round and
+/// round, each at most once per call:
+///
+/// - A request is sent again to the next server when doing it twice can do
+///   no more than doing it once: reads, PAY, CANCEL, TOKEN, the sale
+///   controls, RECONCILE, and a BUY that carries a client request id (as
+///   [`buy`](Client::buy) and [`buy_with_token`](Client::buy_with_token)
+///   do by default) or a purchase token. ADD_GOODS, RESTOCK and a bare BUY
+///   are not: their error is returned, and the next call starts on the next
+///   server. A batch is sent again only if all its requests may be.
+/// - A timeout is returned as it is, since the caller's deadline has passed;
+///   so are a broken frame and the server's error statuses (`busy`
+///   included). The next call connects to the next server.
 ///
 /// [`ErrorKind::Closed`]: crate::ErrorKind::Closed
 pub struct Client {
     conn: Connection,
-    /// The id of the next request; one counter per connection is all the
-    /// protocol asks, and starting at 1 keeps clear of the id 0 of the
-    /// server's connection-level error.
+    servers: Vec<Server>,
+    /// The server `conn` is (or was) connected to, in `servers`.
+    current: usize,
+    options: Options,
+    /// The id of the next request; one counter per client is more than the
+    /// protocol asks (one per connection), and starting at 1 keeps clear of
+    /// the id 0 of the server's connection-level error.
     next_id: u64,
     admin: bool,
     server_version: u16,
-    max_in_flight: usize,
 }
 
 impl Client {
@@ -276,17 +173,74 @@ impl Client {
         Client::builder(addr).connect()
     }
 
-    /// Options for a connection to `addr`; finish with
+    /// Options for a client of the server at `addr` (more with
+    /// [`addrs`](ClientBuilder::addrs)); finish with
     /// [`connect`](ClientBuilder::connect).
     pub fn builder<A: ToSocketAddrs>(addr: A) -> ClientBuilder<A> {
-        ClientBuilder {
-            addr,
-            token: String::new(),
-            connect_timeout: DEFAULT_TIMEOUT,
-            read_timeout: Some(DEFAULT_TIMEOUT),
-            write_timeout: Some(DEFAULT_TIMEOUT),
-            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+        ClientBuilder::new(addr)
+    }
+
+    /// Connects to the first of `servers` that greets, in order.
+    pub(crate) fn open(servers: Vec<Server>, options: Options) -> Result<Client> {
+        let mut last_error = None;
+        for (index, server) in servers.iter().enumerate() {
+            let stream = match server.open(&options) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    last_error = Some(e);
+                    continue;
+                }
+            };
+            let mut client = Client {
+                conn: Connection::new(stream, MAX_REPLY_FRAME),
+                servers: servers.clone(),
+                current: index,
+                options: options.clone(),
+                next_id: 1,
+                admin: false,
+                server_version: 0,
+            };
+            match client.greet() {
+                Ok(()) => return Ok(client),
+                Err(e) if servers.len() > 1 && dial_failed(&e) => last_error = Some(e),
+                Err(e) => return Err(e),
+            }
         }
+        Err(last_error.unwrap_or_else(|| Error::invalid_input("no server address given")))
+    }
+
+    /// Says HELLO on the current connection. A refusal leaves the connection
+    /// ungreeted, so it is broken: no request could be served on it.
+    fn greet(&mut self) -> Result<()> {
+        let hello = Request::Hello {
+            version: VERSION,
+            token: self.options.token.clone(),
+        };
+        let result = match self.exchange_here(std::slice::from_ref(&hello)) {
+            Ok(mut replies) => match replies.pop() {
+                Some(Reply::Hello { version, admin }) => {
+                    self.server_version = version;
+                    self.admin = admin;
+                    return Ok(());
+                }
+                Some(other) => Err(unexpected(other, "HELLO")),
+                None => Err(Error::protocol("no reply to HELLO")),
+            },
+            Err(e) => Err(e),
+        };
+        result.map_err(|e| self.conn.break_with(e))
+    }
+
+    /// Connects to the server after the current one and greets it. The
+    /// client moves on even if that fails, so that the next try is the one
+    /// after.
+    fn dial_next(&mut self) -> Result<()> {
+        self.current = (self.current + 1) % self.servers.len();
+        let stream = self.servers[self.current].open(&self.options)?;
+        self.conn = Connection::new(stream, MAX_REPLY_FRAME);
+        self.admin = false;
+        self.server_version = 0;
+        self.greet()
     }
 
     /// Whether HELLO granted admin rights.
@@ -299,7 +253,8 @@ impl Client {
         self.server_version
     }
 
-    /// The server's address.
+    /// The address of the server the client is talking to (or was, if its
+    /// connection failed).
     pub fn peer_addr(&self) -> Result<SocketAddr> {
         self.conn
             .stream()
@@ -307,21 +262,32 @@ impl Client {
             .map_err(|e| Error::io("reading the peer address", e))
     }
 
-    /// Whether the client can still be used (no earlier error broke it).
+    /// How many servers the client knows.
+    pub fn server_count(&self) -> usize {
+        self.servers.len()
+    }
+
+    /// Whether the current connection can still be used (no earlier error
+    /// broke it). A client of several servers whose connection broke
+    /// connects to the next server at its next call.
     pub fn is_open(&self) -> bool {
         !self.conn.is_broken()
     }
 
-    /// Changes the read timeout; `None` waits forever.
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> Result<()> {
+    /// Changes the read timeout, of this connection and the next ones;
+    /// `None` waits forever.
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        self.options.read_timeout = timeout;
         self.conn
             .stream()
             .set_read_timeout(timeout)
             .map_err(|e| Error::io("setting the read timeout", e))
     }
 
-    /// Changes the write timeout; `None` waits forever.
-    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> Result<()> {
+    /// Changes the write timeout, of this connection and the next ones;
+    /// `None` waits forever.
+    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        self.options.write_timeout = timeout;
         self.conn
             .stream()
             .set_write_timeout(timeout)
@@ -350,12 +316,50 @@ impl Client {
         self.exchange(pipeline.requests())
     }
 
+    /// Sends `requests` and reads their replies, moving to the next server
+    /// after a connection failure as the type's documentation says.
     fn exchange(&mut self, requests: &[Request]) -> Result<Vec<Reply>> {
+        if self.servers.len() < 2 {
+            return self.exchange_here(requests);
+        }
+        let resend = requests.iter().all(safe_to_resend);
+        // Each server is asked at most once: the current one if its
+        // connection is up, then the others in turn.
+        let mut left = self.servers.len();
+        let mut last_error = None;
+        if !self.conn.is_broken() {
+            left -= 1;
+            match self.exchange_here(requests) {
+                Err(e) if resend && connection_failed(&e) => last_error = Some(e),
+                done => return done,
+            }
+        }
+        while left > 0 {
+            left -= 1;
+            match self.dial_next() {
+                Ok(()) => {}
+                // Nothing of this call reached that server: on to the next.
+                Err(e) if dial_failed(&e) => {
+                    last_error = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            match self.exchange_here(requests) {
+                Err(e) if resend && connection_failed(&e) => last_error = Some(e),
+                done => return done,
+            }
+        }
+        Err(last_error.unwrap_or_else(|| Error::closed("no server could be reached")))
+    }
+
+    /// One exchange on the current connection, without moving on.
+    fn exchange_here(&mut self, requests: &[Request]) -> Result<Vec<Reply>> {
         let first = self.next_id;
         // Ids are reserved before sending, so a failed batch never lets a
         // later one reuse an id that may still be answered.
         self.next_id = self.next_id.wrapping_add(requests.len() as u64);
-        pipeline::exchange(&mut self.conn, first, requests, self.max_in_flight)
+        pipeline::exchange(&mut self.conn, first, requests, self.options.max_in_flight)
     }
 
     /// PING: checks the server answers.
@@ -387,19 +391,30 @@ impl Client {
     /// `busy`, `rate_limited` and the like are errors, and so is
     /// `token_required` (see [`Error::needs_new_token`]).
     ///
-    /// Retrying a BUY whose reply was lost is safe when the per-user limit is
-    /// 1: the retry answers [`Purchase::AlreadyBought`] with the order. With
-    /// a higher limit a retry may take a second unit, so look at
-    /// [`list_orders`](Client::list_orders) first. (A BUY with a token is
-    /// safe to retry with the same token until it expires.)
+    /// The BUY carries a fresh client request id (unless the builder turned
+    /// [`request_ids`](ClientBuilder::request_ids) off), the same on every
+    /// send the client makes of it: when a connection fails with the BUY in
+    /// flight, a client of several servers sends it again to the next, and
+    /// the server answers the repeat with the first answer, never with a
+    /// second unit. If the call still fails (a timeout, every server down),
+    /// the outcome is unknown: to try again without risk of buying twice,
+    /// send the same id with [`buy_with_request_id`](Client::buy_with_request_id).
+    ///
+    /// Without a request id, retrying a BUY whose reply was lost is safe
+    /// when the per-user limit is 1: the retry answers
+    /// [`Purchase::AlreadyBought`] with the order. With a higher limit a
+    /// retry may take a second unit, so look at
+    /// [`list_orders`](Client::list_orders) first.
     pub fn buy(&mut self, user_id: u64, goods_id: u64) -> Result<Purchase> {
-        self.send_buy(user_id, goods_id, NO_TOKEN)
+        let request_id = self.fresh_request_id()?;
+        self.send_buy(user_id, goods_id, NO_TOKEN, request_id)
     }
 
     /// BUY with a purchase token from [`purchase_token`](Client::purchase_token),
     /// for goods whose rules require one. A token the server does not take
     /// (`token_invalid`, `token_expired`, `token_used`) is an error for which
-    /// [`Error::needs_new_token`] is true.
+    /// [`Error::needs_new_token`] is true. It carries a fresh client request
+    /// id, as [`buy`](Client::buy) does.
     ///
     /// `token` 0 is [`NO_TOKEN`]: on the wire it would be a BUY without a
     /// token, so it is refused with
@@ -412,14 +427,65 @@ impl Client {
     /// token expires.
     pub fn buy_with_token(&mut self, user_id: u64, goods_id: u64, token: u64) -> Result<Purchase> {
         let token = pipeline::buy_token(token).map_err(Error::invalid_input)?;
-        self.send_buy(user_id, goods_id, token)
+        let request_id = self.fresh_request_id()?;
+        self.send_buy(user_id, goods_id, token, request_id)
     }
 
-    fn send_buy(&mut self, user_id: u64, goods_id: u64, token: u64) -> Result<Purchase> {
+    /// BUY without a purchase token, named by `request_id`: the purchase
+    /// the caller means, the same for every call that tries it again.
+    ///
+    /// Draw the id once per purchase the user asks for
+    /// ([`random_request_id`](crate::random_request_id), or a UUID of the
+    /// caller's own), keep it with that purchase, and pass it to every try:
+    /// a try after a lost reply, a timeout or a restart of the caller gets
+    /// the first try's answer, on whichever server it lands. Never use one
+    /// id for two purchases.
+    pub fn buy_with_request_id(
+        &mut self,
+        user_id: u64,
+        goods_id: u64,
+        request_id: RequestId,
+    ) -> Result<Purchase> {
+        self.send_buy(user_id, goods_id, NO_TOKEN, Some(request_id))
+    }
+
+    /// [`buy_with_token`](Client::buy_with_token) named by `request_id`, as
+    /// [`buy_with_request_id`](Client::buy_with_request_id) is. Every try of
+    /// one purchase carries the same token and the same id.
+    pub fn buy_with_token_and_request_id(
+        &mut self,
+        user_id: u64,
+        goods_id: u64,
+        token: u64,
+        request_id: RequestId,
+    ) -> Result<Purchase> {
+        let token = pipeline::buy_token(token).map_err(Error::invalid_input)?;
+        self.send_buy(user_id, goods_id, token, Some(request_id))
+    }
+
+    /// A new request id for a BUY, if the client gives them.
+    fn fresh_request_id(&self) -> Result<Option<RequestId>> {
+        if self.options.request_ids {
+            random_request_id().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Sends one BUY. Built once, so every send of it (the client's own
+    /// retries included) carries the same request id.
+    fn send_buy(
+        &mut self,
+        user_id: u64,
+        goods_id: u64,
+        token: u64,
+        request_id: Option<RequestId>,
+    ) -> Result<Purchase> {
         let request = Request::Buy {
             user_id,
             goods_id,
             token,
+            request_id,
         };
         match self.request(&request)? {
             Reply::Bought { order_no } => Ok(Purchase::Ordered(order_no)),
@@ -556,11 +622,31 @@ impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
             .field("peer", &self.conn.stream().peer_addr().ok())
+            .field("servers", &self.servers)
+            .field("current", &self.current)
             .field("admin", &self.admin)
             .field("server_version", &self.server_version)
             .field("next_id", &self.next_id)
             .field("open", &self.is_open())
             .finish()
+    }
+}
+
+/// A fresh client request id for a BUY, drawn from the operating system's
+/// random source: 128 random bits, so that no two purchases of any clients
+/// share one (PROTOCOL.md, section 5.1).
+///
+/// Fails with [`ErrorKind::Io`](crate::ErrorKind::Io) only if the system
+/// has no random source to give.
+pub fn random_request_id() -> Result<RequestId> {
+    loop {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| Error::io("drawing a request id", io::Error::other(e.to_string())))?;
+        // 0 is no id; one draw in 2^128 is 0, and is drawn again.
+        if let Some(id) = RequestId::from_bytes(bytes) {
+            return Ok(id);
+        }
     }
 }
 

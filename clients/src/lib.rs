@@ -98,25 +98,63 @@
 //! # }
 //! ```
 //!
+//! A sale served by several servers (on the same stores) is one client with
+//! their addresses: it talks to one and moves to the next when a connection
+//! fails, sending a request again only where that cannot do it twice (see
+//! [`Client`]). Every BUY carries a client request id, which makes it such a
+//! request; a caller that retries on its own keeps the id of the purchase:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use seckill_client::{random_request_id, Client, Purchase};
+//!
+//! # fn main() -> Result<(), seckill_client::Error> {
+//! let mut client = Client::builder("10.0.0.1:7700")
+//!     .addrs(["10.0.0.2:7700", "10.0.0.3:7700"])
+//!     .connect()?;
+//! // Drawn once, when the user asks to buy, and kept with that purchase:
+//! // every try below is the same purchase, so it can buy at most once.
+//! let id = random_request_id()?;
+//! let purchase = loop {
+//!     match client.buy_with_request_id(42, 7, id) {
+//!         Err(e) if e.is_busy() || e.is_timeout() || e.is_closed() => {
+//!             std::thread::sleep(Duration::from_millis(100));
+//!         }
+//!         other => break other?,
+//!     }
+//! };
+//! if let Purchase::Ordered(no) = purchase {
+//!     println!("order {no}");
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! The modules follow the data path: [`Client`] turns calls into requests,
-//! the pipeline exchange matches replies to requests by id, and the
-//! connection moves frames over the socket.
+//! `servers` says which server a request goes to and whether a failed one
+//! may go to the next, the pipeline exchange matches replies to requests by
+//! id, and the connection moves frames over the socket.
 
 #![warn(missing_docs)]
 
+mod builder;
 mod client;
 mod connection;
 mod error;
 mod pipeline;
+mod servers;
 
 #[cfg(test)]
 mod fake_server;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_servers;
 
+pub use builder::ClientBuilder;
 pub use client::{
-    Cancellation, Client, ClientBuilder, Payment, Purchase, PurchaseToken, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_TIMEOUT,
+    random_request_id, Cancellation, Client, Payment, Purchase, PurchaseToken,
+    DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use pipeline::Pipeline;
@@ -126,6 +164,6 @@ pub use seckill_proto as proto;
 /// The records and messages of the protocol, re-exported so that callers need
 /// not depend on `seckill-proto` themselves.
 pub use seckill_proto::{
-    Drift, Goods, GoodsState, NewGoods, Order, OrderState, Reply, Request, SaleAction, SaleRules,
-    Stat, Status, NO_TOKEN,
+    Drift, Goods, GoodsState, NewGoods, Order, OrderState, Reply, Request, RequestId, SaleAction,
+    SaleRules, Stat, Status, NO_TOKEN,
 };

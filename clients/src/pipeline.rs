@@ -2,7 +2,8 @@
 //! their replies back by id.
 
 use seckill_proto::{
-    NewGoods, Opcode, Reply, Request, SaleAction, ALL_GOODS, MAX_NAME_LEN, MAX_TOKEN_LEN, NO_TOKEN,
+    NewGoods, Opcode, Reply, Request, RequestId, SaleAction, ALL_GOODS, MAX_NAME_LEN,
+    MAX_TOKEN_LEN, NO_TOKEN,
 };
 
 use crate::connection::{Connection, ReplyFrame};
@@ -77,6 +78,7 @@ impl Pipeline {
             user_id,
             goods_id,
             token: NO_TOKEN,
+            request_id: None,
         })
     }
 
@@ -90,6 +92,51 @@ impl Pipeline {
                 user_id,
                 goods_id,
                 token,
+                request_id: None,
+            }),
+            Err(why) => self.invalidate(why),
+        }
+    }
+
+    /// Adds BUY of `goods_id` by `user_id` without a purchase token, named
+    /// by a client request id (see
+    /// [`Client::buy_with_request_id`](crate::Client::buy_with_request_id)).
+    ///
+    /// The other BUY methods of a pipeline add no id: a pipeline is a list
+    /// of requests that may be executed more than once, and an id names one
+    /// purchase, so the caller picks it. A batch whose BUYs all carry one
+    /// (or a token) may be sent again by a client of several servers after
+    /// a connection failure; with one bare BUY it is not.
+    pub fn buy_with_request_id(
+        &mut self,
+        user_id: u64,
+        goods_id: u64,
+        request_id: RequestId,
+    ) -> &mut Pipeline {
+        self.add(Request::Buy {
+            user_id,
+            goods_id,
+            token: NO_TOKEN,
+            request_id: Some(request_id),
+        })
+    }
+
+    /// Adds BUY with a purchase token, named by a client request id. `token`
+    /// 0 makes the batch fail, as [`buy_with_token`](Pipeline::buy_with_token)
+    /// says.
+    pub fn buy_with_token_and_request_id(
+        &mut self,
+        user_id: u64,
+        goods_id: u64,
+        token: u64,
+        request_id: RequestId,
+    ) -> &mut Pipeline {
+        match buy_token(token) {
+            Ok(token) => self.add(Request::Buy {
+                user_id,
+                goods_id,
+                token,
+                request_id: Some(request_id),
             }),
             Err(why) => self.invalidate(why),
         }

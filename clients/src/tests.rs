@@ -239,6 +239,7 @@ fn buy_sends_its_purchase_token_and_maps_the_new_statuses() {
                 user_id: 1,
                 goods_id: 20,
                 token,
+                ..
             } => match token {
                 NO_TOKEN => error(Status::TokenRequired),
                 77 => Reply::Bought { order_no: 2077 },
@@ -470,11 +471,13 @@ fn pipeline_helpers_build_the_new_requests() {
                 user_id: 1,
                 goods_id: 2,
                 token: NO_TOKEN,
+                request_id: None,
             },
             Request::Buy {
                 user_id: 1,
                 goods_id: 2,
                 token: 77,
+                request_id: None,
             },
             Request::Token {
                 user_id: 1,

@@ -8,8 +8,8 @@ use std::thread;
 
 use bytes::{Buf, BytesMut};
 use seckill_proto::{
-    Drift, Frame, Goods, GoodsState, Order, OrderState, Reply, Request, SaleAction, SaleRules,
-    Stat, Status, ALL_GOODS, MAX_REQUEST_FRAME, NO_TOKEN, VERSION,
+    Drift, Frame, Goods, GoodsState, Order, OrderState, Reply, Request, RequestId, SaleAction,
+    SaleRules, Stat, Status, ALL_GOODS, MAX_REQUEST_FRAME, NO_TOKEN, VERSION,
 };
 
 const TOKEN: &str = "s3cret";
@@ -48,6 +48,10 @@ fn session(mut stream: TcpStream, answer: fn(&Request) -> Reply) {
                 continue;
             }
         };
+        // Goods 8 loses its BUYs: the connection drops before the answer.
+        if matches!(request, Request::Buy { goods_id: 8, .. }) {
+            return;
+        }
         let reply = match &request {
             Request::Hello { token, .. } if token.is_empty() || token == TOKEN => {
                 admin = token == TOKEN;
@@ -115,6 +119,15 @@ fn answer(request: &Request) -> Reply {
             _ => Reply::error(Status::TokenExpired, "token expired"),
         },
         Request::Buy { goods_id: 5, .. } => Reply::error(Status::Paused, "paused"),
+        // Goods 6 answers by the request id: the id 0xabc made order 1006.
+        Request::Buy {
+            goods_id: 6,
+            request_id,
+            ..
+        } => match request_id.map(RequestId::get) {
+            Some(0xabc) => Reply::Bought { order_no: 1006 },
+            _ => Reply::error(Status::BadRequest, "not the id"),
+        },
         Request::Buy { .. } => Reply::error(Status::Busy, "queue full"),
         Request::Token {
             user_id: 7,
@@ -615,4 +628,112 @@ fn sale_commands_show_the_goods_after_the_change() {
     let denied = cli(addr, &["sale", "pause", "1"]);
     assert_eq!(denied.status.code(), Some(1));
     assert!(text(&denied.stderr).starts_with("error: unauthorized"));
+}
+
+#[test]
+fn buy_sends_the_request_id_given_or_a_fresh_one_and_names_it_when_the_outcome_is_unknown() {
+    let addr = fake(answer);
+    let given = cli(
+        addr,
+        &["buy", "--user", "7", "--goods", "6", "--request-id", "abc"],
+    );
+    assert_eq!(given.status.code(), Some(0), "{}", text(&given.stderr));
+    assert_eq!(text(&given.stdout), "ordered: order 1006\n");
+    // A UUID is an id too: the same number, written its way.
+    let uuid = "00000000-0000-0000-0000-000000000abc";
+    let as_uuid = cli(
+        addr,
+        &["buy", "--user", "7", "--goods", "6", "--request-id", uuid],
+    );
+    assert_eq!(as_uuid.status.code(), Some(0), "{}", text(&as_uuid.stderr));
+
+    let drawn = json(&cli(
+        addr,
+        &["--json", "buy", "--user", "7", "--goods", "1"],
+    ));
+    let id = drawn["request_id"].as_str().expect("a request id");
+    assert_eq!(id.len(), 32, "{drawn}");
+    let again = json(&cli(
+        addr,
+        &["--json", "buy", "--user", "7", "--goods", "1"],
+    ));
+    assert_ne!(
+        again["request_id"], drawn["request_id"],
+        "a fresh id each run"
+    );
+
+    for bad in ["0", "xyz", "123456789012345678901234567890123"] {
+        let refused = cli(
+            addr,
+            &["buy", "--user", "7", "--goods", "6", "--request-id", bad],
+        );
+        assert_eq!(refused.status.code(), Some(1), "{bad}");
+        assert!(refused.stdout.is_empty());
+        assert!(text(&refused.stderr).contains("--request-id"), "{bad}");
+    }
+
+    // The connection drops with the BUY in flight: it may have been made,
+    // and the error says how to try the same purchase again.
+    let lost = cli(
+        addr,
+        &["buy", "--user", "7", "--goods", "8", "--request-id", "feed"],
+    );
+    assert_eq!(lost.status.code(), Some(1));
+    let err = text(&lost.stderr);
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(
+        err.contains("--request-id 0000000000000000000000000000feed"),
+        "{err}"
+    );
+}
+
+#[test]
+fn addr_takes_a_list_and_uses_the_first_server_that_answers() {
+    let addr = fake(answer);
+    let gone = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let list = format!("{gone}, {addr}");
+    let ping = Command::new(env!("CARGO_BIN_EXE_seckill-cli"))
+        .args(["--addr", &list, "ping"])
+        .env_remove("SECKILL_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(ping.status.code(), Some(0), "{}", text(&ping.stderr));
+    assert!(
+        text(&ping.stdout).starts_with(&format!("PONG from {addr} in ")),
+        "{}",
+        text(&ping.stdout)
+    );
+
+    let from_env = Command::new(env!("CARGO_BIN_EXE_seckill-cli"))
+        .args(["buy", "--user", "7", "--goods", "1"])
+        .env("SECKILL_ADDR", &list)
+        .output()
+        .unwrap();
+    assert_eq!(
+        from_env.status.code(),
+        Some(0),
+        "{}",
+        text(&from_env.stderr)
+    );
+
+    let empty = cli_with_addr(&format!("{addr},,{gone}"), &["ping"]);
+    assert_eq!(empty.status.code(), Some(1));
+    assert!(text(&empty.stderr).contains("empty server address"));
+    let all_down = cli_with_addr(&format!("{gone},{gone}"), &["ping"]);
+    assert_eq!(all_down.status.code(), Some(1));
+    assert!(text(&all_down.stderr).contains(&gone.to_string()));
+}
+
+fn cli_with_addr(addr: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_seckill-cli"))
+        .arg("--addr")
+        .arg(addr)
+        .args(args)
+        .env_remove("SECKILL_ADDR")
+        .env_remove("SECKILL_ADMIN_TOKEN")
+        .output()
+        .unwrap()
 }

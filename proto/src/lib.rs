@@ -20,23 +20,24 @@
 //!
 //! ```
 //! use bytes::BytesMut;
-//! use seckill_proto::{Frame, Request, MAX_REQUEST_FRAME};
+//! use seckill_proto::{Frame, Request, RequestId, MAX_REQUEST_FRAME};
 //!
 //! let mut buf = BytesMut::new();
-//! Request::Buy { user_id: 7, goods_id: 1, token: 0 }.encode(42, &mut buf);
+//! // The same id on every retry of this BUY: it names the purchase.
+//! let request_id = RequestId::new(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210);
+//! let buy = Request::Buy { user_id: 7, goods_id: 1, token: 0, request_id };
+//! buy.encode(42, &mut buf);
 //! let (frame, used) = Frame::parse(&buf, MAX_REQUEST_FRAME).unwrap();
 //! assert_eq!(used, buf.len());
 //! assert_eq!(frame.id, 42);
-//! assert_eq!(
-//!     Request::decode(&frame).unwrap(),
-//!     Request::Buy { user_id: 7, goods_id: 1, token: 0 }
-//! );
+//! assert_eq!(Request::decode(&frame).unwrap(), buy);
 //! ```
 
 mod frame;
 mod opcode;
 mod reply;
 mod request;
+mod request_id;
 mod status;
 mod types;
 mod wire;
@@ -44,7 +45,10 @@ mod wire;
 pub use frame::{Frame, FrameError, HEADER_LEN, LEN_PREFIX};
 pub use opcode::Opcode;
 pub use reply::Reply;
-pub use request::{Request, ALL_GOODS, MAX_NAME_LEN, MAX_TOKEN_LEN, NO_TOKEN};
+pub use request::{
+    Request, ALL_GOODS, BUY_LEN, BUY_WITH_ID_LEN, MAX_NAME_LEN, MAX_TOKEN_LEN, NO_TOKEN,
+};
+pub use request_id::{ParseRequestIdError, RequestId};
 pub use status::Status;
 pub use types::{
     Drift, Goods, GoodsState, NewGoods, Order, OrderState, SaleAction, SaleRules, Stat,

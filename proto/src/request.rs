@@ -6,6 +6,7 @@ use bytes::{BufMut, BytesMut};
 
 use crate::frame::{self, Frame};
 use crate::opcode::Opcode;
+use crate::request_id::RequestId;
 use crate::types::{NewGoods, SaleAction};
 use crate::wire::{put_string, BodyError, Reader};
 
@@ -18,6 +19,11 @@ pub const MAX_TOKEN_LEN: usize = 256;
 pub const ALL_GOODS: u64 = 0;
 /// The `token` of a BUY that carries no purchase token. No token is 0.
 pub const NO_TOKEN: u64 = 0;
+/// Bytes of a BUY body without a client request id: `user_id`, `goods_id`,
+/// `token`.
+pub const BUY_LEN: usize = 24;
+/// Bytes of a BUY body with a client request id: the same and the `u128`.
+pub const BUY_WITH_ID_LEN: usize = BUY_LEN + 16;
 
 /// A request, without its id (the id travels beside it).
 #[derive(Clone, PartialEq, Eq)]
@@ -34,11 +40,15 @@ pub enum Request {
         goods_id: u64,
     },
     /// `token` is a purchase token from TOKEN, or [`NO_TOKEN`] for goods
-    /// that require none.
+    /// that require none. `request_id` names this purchase across retries:
+    /// every send of one BUY carries the same one, and a server answers a
+    /// repeat with the first answer (PROTOCOL.md, section 9). `None` sends
+    /// the body of a BUY from before request ids, which every server takes.
     Buy {
         user_id: u64,
         goods_id: u64,
         token: u64,
+        request_id: Option<RequestId>,
     },
     OrderStatus {
         user_id: u64,
@@ -117,10 +127,16 @@ impl Request {
                 user_id,
                 goods_id,
                 token,
+                request_id,
             } => {
                 b.put_u64(*user_id);
                 b.put_u64(*goods_id);
                 b.put_u64(*token);
+                // Absent, it is left out rather than written as 0: the
+                // 24-byte body is what servers without request ids take.
+                if let Some(id) = request_id {
+                    b.put_u128(id.get());
+                }
             }
             Request::OrderStatus { user_id, goods_id } | Request::Token { user_id, goods_id } => {
                 b.put_u64(*user_id);
@@ -162,6 +178,7 @@ impl Request {
                 user_id: r.u64("user_id")?,
                 goods_id: r.u64("goods_id")?,
                 token: r.u64("token")?,
+                request_id: client_request_id(&mut r)?,
             },
             Opcode::Pay => Request::Pay {
                 user_id: r.u64("user_id")?,
@@ -202,6 +219,23 @@ impl Request {
     }
 }
 
+/// BUY's optional last field: there when its 16 bytes are. Fewer bytes are
+/// no id, and `finish` refuses them as trailing; an id of 0 is refused, so
+/// that a BUY without an id has one encoding, the short one.
+fn client_request_id(r: &mut Reader<'_>) -> Result<Option<RequestId>, BodyError> {
+    const FIELD: &str = "client_request_id";
+    if r.remaining() < BUY_WITH_ID_LEN - BUY_LEN {
+        return Ok(None);
+    }
+    match RequestId::new(r.u128(FIELD)?) {
+        Some(id) => Ok(Some(id)),
+        None => Err(BodyError::BadValue {
+            field: FIELD,
+            value: 0,
+        }),
+    }
+}
+
 /// Hand-written so that the admin token never reaches a log line.
 impl fmt::Debug for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -218,15 +252,18 @@ impl fmt::Debug for Request {
                 .field("goods_id", goods_id)
                 .finish(),
             // A purchase token is a bearer capability: never logged either.
+            // The request id is no secret: it only replays its own answer.
             Request::Buy {
                 user_id,
                 goods_id,
                 token,
+                request_id,
             } => f
                 .debug_struct("Buy")
                 .field("user_id", user_id)
                 .field("goods_id", goods_id)
                 .field("token", &if *token == NO_TOKEN { "" } else { "<redacted>" })
+                .field("request_id", request_id)
                 .finish(),
             Request::Pay { user_id, order_no } => f
                 .debug_struct("Pay")
@@ -291,6 +328,7 @@ mod tests {
             user_id: 7,
             goods_id: 1,
             token,
+            request_id: None,
         };
         let shown = format!("{:?}", buy(123_456_789));
         assert!(!shown.contains("123456789"), "{shown}");

@@ -67,6 +67,16 @@ impl<'a> Reader<'a> {
         self.array(field).map(u64::from_be_bytes)
     }
 
+    pub(crate) fn u128(&mut self, field: &'static str) -> Result<u128, BodyError> {
+        self.array(field).map(u128::from_be_bytes)
+    }
+
+    /// Bytes not read yet: how a body with an optional last field tells
+    /// whether the field is there.
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len()
+    }
+
     pub(crate) fn bool(&mut self, field: &'static str) -> Result<bool, BodyError> {
         match self.u8(field)? {
             0 => Ok(false),

@@ -10,8 +10,9 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use seckill_proto::{
     BodyError, Drift, Frame, FrameError, Goods, GoodsState, NewGoods, Opcode, Order, OrderState,
-    Reply, Request, SaleAction, SaleRules, Stat, Status, ALL_GOODS, HEADER_LEN, LEN_PREFIX,
-    MAX_NAME_LEN, MAX_REPLY_FRAME, MAX_REQUEST_FRAME, MAX_TOKEN_LEN, NO_TOKEN,
+    Reply, Request, RequestId, SaleAction, SaleRules, Stat, Status, ALL_GOODS, BUY_LEN,
+    BUY_WITH_ID_LEN, HEADER_LEN, LEN_PREFIX, MAX_NAME_LEN, MAX_REPLY_FRAME, MAX_REQUEST_FRAME,
+    MAX_TOKEN_LEN, NO_TOKEN,
 };
 
 /// Longest stat name the decoder accepts (PROTOCOL.md, section 2); the crate
@@ -111,6 +112,16 @@ fn sale_action() -> impl Strategy<Value = SaleAction> {
 /// A purchase token: none half of the time, since 0 has a meaning of its own.
 fn purchase_token() -> impl Strategy<Value = u64> {
     prop_oneof![Just(NO_TOKEN), any::<u64>()]
+}
+
+/// A BUY's client request id: none a third of the time (the body of BUYs
+/// from before ids), the edges 1 and `u128::MAX` often, else any non-zero
+/// value.
+fn client_request_id() -> impl Strategy<Value = Option<RequestId>> {
+    prop_oneof![
+        Just(None),
+        prop_oneof![Just(1), Just(u128::MAX), 1..=u128::MAX].prop_map(RequestId::new),
+    ]
 }
 
 fn order_state() -> impl Strategy<Value = OrderState> {
@@ -220,13 +231,18 @@ fn request() -> impl Strategy<Value = Request> {
         Just(Request::Ping),
         Just(Request::ListGoods),
         any::<u64>().prop_map(|goods_id| Request::GetGoods { goods_id }),
-        (any::<u64>(), any::<u64>(), purchase_token()).prop_map(|(user_id, goods_id, token)| {
-            Request::Buy {
+        (
+            any::<u64>(),
+            any::<u64>(),
+            purchase_token(),
+            client_request_id()
+        )
+            .prop_map(|(user_id, goods_id, token, request_id)| Request::Buy {
                 user_id,
                 goods_id,
                 token,
-            }
-        }),
+                request_id,
+            }),
         (any::<u64>(), any::<u64>())
             .prop_map(|(user_id, goods_id)| Request::OrderStatus { user_id, goods_id }),
         (any::<u64>(), any::<u64>())
@@ -483,11 +499,19 @@ fn request_stream() -> (Vec<u8>, Vec<usize>, Vec<(u64, Request)>) {
             user_id: 7,
             goods_id: 1,
             token: NO_TOKEN,
+            request_id: None,
         },
         Request::Buy {
             user_id: 7,
             goods_id: 2,
             token: u64::MAX,
+            request_id: None,
+        },
+        Request::Buy {
+            user_id: 7,
+            goods_id: 1,
+            token: NO_TOKEN,
+            request_id: RequestId::new(u128::MAX),
         },
         Request::OrderStatus {
             user_id: u64::MAX,
@@ -1210,6 +1234,7 @@ fn body_errors_are_reported_by_kind() {
             user_id: 7,
             goods_id: 1,
             token: NO_TOKEN,
+            request_id: None,
         },
         42,
     );
@@ -1251,4 +1276,108 @@ fn body_errors_are_reported_by_kind() {
             value: 2
         })
     );
+}
+
+/// A BUY frame around `body`, whatever the codec thinks of its length.
+fn buy_of(body: &[u8]) -> Result<Request, BodyError> {
+    decode_request(&raw_request(Opcode::Buy, body))
+}
+
+#[test]
+fn a_buy_is_24_bytes_or_40_with_a_request_id_and_nothing_else() {
+    let mut body = Vec::new();
+    for field in [7u64, 1, NO_TOKEN] {
+        body.extend_from_slice(&field.to_be_bytes());
+    }
+    assert_eq!(body.len(), BUY_LEN);
+    let without = Request::Buy {
+        user_id: 7,
+        goods_id: 1,
+        token: NO_TOKEN,
+        request_id: None,
+    };
+    assert_eq!(buy_of(&body), Ok(without.clone()));
+    // The encoder writes the old body when there is no id, so an old
+    // server still takes every BUY sent without one.
+    assert_eq!(
+        encode_request(&without, 1)[LEN_PREFIX + HEADER_LEN..],
+        body[..]
+    );
+
+    let id = RequestId::new(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210).unwrap();
+    let mut with = body.clone();
+    with.extend_from_slice(&id.to_bytes());
+    assert_eq!(with.len(), BUY_WITH_ID_LEN);
+    assert_eq!(
+        buy_of(&with),
+        Ok(Request::Buy {
+            user_id: 7,
+            goods_id: 1,
+            token: NO_TOKEN,
+            request_id: Some(id),
+        })
+    );
+
+    // 25 to 39 bytes: too few for an id, so bytes after the last field.
+    for extra in 1..16 {
+        let mut b = body.clone();
+        b.extend(std::iter::repeat_n(0xab, extra));
+        assert_eq!(buy_of(&b), Err(BodyError::TrailingBytes(extra)), "{extra}");
+    }
+    // Over 40: an id, then bytes after it.
+    let mut long = with.clone();
+    long.push(0);
+    assert_eq!(buy_of(&long), Err(BodyError::TrailingBytes(1)));
+    // Under 24: the token is cut.
+    assert_eq!(
+        buy_of(&body[..BUY_LEN - 1]),
+        Err(BodyError::Truncated("token"))
+    );
+}
+
+#[test]
+fn a_request_id_of_zero_is_refused_so_no_id_has_one_encoding() {
+    let mut body = vec![0u8; BUY_LEN];
+    body.extend_from_slice(&[0; 16]);
+    assert_eq!(
+        buy_of(&body),
+        Err(BodyError::BadValue {
+            field: "client_request_id",
+            value: 0
+        })
+    );
+    // Only all 16 bytes at 0 are 0: a 1 in the low or the high byte is an id.
+    for at in [BUY_LEN, BUY_WITH_ID_LEN - 1] {
+        let mut b = body.clone();
+        b[at] = 1;
+        assert!(
+            matches!(
+                buy_of(&b),
+                Ok(Request::Buy {
+                    request_id: Some(_),
+                    ..
+                })
+            ),
+            "1 at {at}"
+        );
+    }
+}
+
+#[test]
+fn debug_shows_the_request_id_but_not_the_token() {
+    let id = RequestId::new(0xfeed).unwrap();
+    let shown = format!(
+        "{:?}",
+        Request::Buy {
+            user_id: 7,
+            goods_id: 1,
+            token: 99_999,
+            request_id: Some(id),
+        }
+    );
+    assert!(
+        shown.contains("0000000000000000000000000000feed"),
+        "{shown}"
+    );
+    assert!(!shown.contains("99999"), "{shown}");
 }

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use bytes::BytesMut;
 use seckill_proto::{
     Drift, Frame, Goods, GoodsState, NewGoods, Opcode, Order, OrderState, Reply, Request,
-    SaleAction, SaleRules, Stat, Status, ALL_GOODS, DEFAULT_PAY_WINDOW_MS, MAX_REPLY_FRAME,
-    MAX_REQUEST_FRAME, NO_TOKEN,
+    RequestId, SaleAction, SaleRules, Stat, Status, ALL_GOODS, DEFAULT_PAY_WINDOW_MS,
+    MAX_REPLY_FRAME, MAX_REQUEST_FRAME, NO_TOKEN,
 };
 
 const PROTOCOL: &str = include_str!("../PROTOCOL.md");
@@ -51,6 +51,8 @@ const PAY_BY_MS: u64 = CREATED_MS + DEFAULT_PAY_WINDOW_MS;
 /// A purchase token with every byte different, so a byte-order mistake
 /// shows in the vectors.
 const TOKEN: u64 = 0x0123_4567_89ab_cdef;
+/// A client request id with every byte different, for the same reason.
+const REQUEST_ID: Option<RequestId> = RequestId::new(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210);
 
 /// The Phone's rules are the defaults: one order per user, 15 minutes to
 /// pay, no token.
@@ -170,6 +172,19 @@ fn vectors() -> Vec<Vector> {
                 user_id: 7,
                 goods_id: 1,
                 token: NO_TOKEN,
+                request_id: None,
+            },
+        ),
+        request(
+            "buy_request_id_request",
+            "request id=49 Buy{user_id=7, goods_id=1, token=0, \
+             client_request_id=0x0123456789abcdeffedcba9876543210}",
+            49,
+            Request::Buy {
+                user_id: 7,
+                goods_id: 1,
+                token: NO_TOKEN,
+                request_id: REQUEST_ID,
             },
         ),
         request(
@@ -181,6 +196,19 @@ fn vectors() -> Vec<Vector> {
                 user_id: 7,
                 goods_id: 2,
                 token: TOKEN,
+                request_id: None,
+            },
+        ),
+        request(
+            "buy_token_request_id_request",
+            "request id=50 Buy{user_id=7, goods_id=2, token=81985529216486895 \
+             (0x0123456789abcdef), client_request_id=0x0123456789abcdeffedcba9876543210}",
+            50,
+            Request::Buy {
+                user_id: 7,
+                goods_id: 2,
+                token: TOKEN,
+                request_id: REQUEST_ID,
             },
         ),
         request(

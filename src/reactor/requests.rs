@@ -108,10 +108,13 @@ impl Handler {
                     None => unknown_goods(*goods_id),
                 })
             }
+            // The client request id is the stock store's to honour; the
+            // quick answers here are the same with or without one.
             &Request::Buy {
                 user_id,
                 goods_id,
                 token,
+                request_id: _,
             } => {
                 if let Some(refused) = self.over_rate(user_id, "BUYs") {
                     return Some(refused);

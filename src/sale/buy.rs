@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use seckill_proto::{OrderState, Reply, Status};
+use seckill_proto::{OrderState, Reply, RequestId, Status};
 
 use super::{now_ms, store_failure, unknown_goods, Entry, PendingOrder, Sale};
 use crate::metrics;
@@ -18,6 +18,12 @@ pub struct Buy {
     pub user: UserId,
     /// The purchase token it carried (`NO_TOKEN` when none).
     pub token: u64,
+    /// The client request id it carried, if any: the name of the purchase,
+    /// the same on every retry of it, to any server. A BUY whose id already
+    /// made an order is to be answered with that order (PROTOCOL.md,
+    /// section 9); the stock store does not look at it yet, so for now a
+    /// BUY is decided the same with or without one.
+    pub request_id: Option<RequestId>,
 }
 
 /// What a worker does with one BUY after the stock store has decided.

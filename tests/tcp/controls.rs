@@ -159,6 +159,7 @@ fn buy(client: &mut Client, user_id: u64, goods_id: u64, token: u64) -> Reply {
             user_id,
             goods_id,
             token,
+            request_id: None,
         })
         .expect("BUY")
 }

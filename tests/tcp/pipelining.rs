@@ -28,6 +28,7 @@ fn a_thousand_pipelined_requests_are_answered_by_id() {
                 user_id: i,
                 goods_id: goods.id,
                 token: 0,
+                request_id: None,
             },
             _ => Request::ListGoods,
         };

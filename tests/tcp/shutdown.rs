@@ -25,6 +25,7 @@ fn sigterm_finishes_in_flight_work_and_exits() {
                 user_id: user,
                 goods_id: goods,
                 token: 0,
+                request_id: None,
             },
         );
     }

@@ -187,6 +187,7 @@ fn no_read(ctx: &Ctx, worker: usize) {
                     user_id: bot,
                     goods_id: ctx.goods,
                     token: NO_TOKEN,
+                    request_id: None,
                 };
                 buy.encode(id + 2, &mut out);
                 id += 2;

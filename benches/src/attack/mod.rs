@@ -35,7 +35,7 @@ use crate::cli::{self, AttackKind, Common};
 use crate::engine::{self, Plan, Target};
 use crate::error::Error;
 use crate::report::{Header, Output, Report};
-use crate::scenario::{add_goods, admin_token, plan, resolve};
+use crate::scenario::{add_goods, admin_token, plan, resolve_all};
 use crate::workload::Shopper;
 use hostile::Ctx;
 
@@ -159,7 +159,16 @@ pub fn run(common: &Common, args: &cli::Attack) -> Result<Output, Error> {
             ))
         })?;
     }
-    let addr = resolve(&common.addr)?;
+    // The attack measures one server (its memory, its refusals, what its
+    // clients see), next to the normal client.
+    let addr = match resolve_all(&common.addr)?[..] {
+        [one] => one,
+        _ => {
+            return Err(Error::Setup(
+                "attack measures one server: give --addr a single address".into(),
+            ))
+        }
+    };
     let token = admin_token(common, "attack")?;
     let goods = add_goods(common, token, "attack", STOCK)?.id;
     let mut normal = common.clone();
@@ -170,7 +179,7 @@ pub fn run(common: &Common, args: &cli::Attack) -> Result<Output, Error> {
         plan: plan(&normal, Some(args.phase), false),
         common: normal,
         addr,
-        target: Target::Seckill { addr },
+        target: Target::seckill(addr),
         shopper: Shopper::new(goods, 1),
         goods,
         open_files,

@@ -234,6 +234,7 @@ mod tests {
             elapsed: Duration::from_secs(1),
             connected: 10,
             sent: outcomes.len() as u64 + lost,
+            servers: Vec::new(),
         };
         let header = Header {
             scenario: "attack",

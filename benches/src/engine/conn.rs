@@ -28,10 +28,12 @@ pub struct Conn {
     /// room in its window.
     pub backlog: VecDeque<Instant>,
     pub open: bool,
+    /// Which server of the target it talks to.
+    pub server: usize,
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, codec: Codec) -> Conn {
+    pub fn new(stream: TcpStream, codec: Codec, server: usize) -> Conn {
         let mut output = BytesMut::new();
         let greeting = codec.greet(&mut output);
         Conn {
@@ -43,6 +45,7 @@ impl Conn {
             greeting,
             backlog: VecDeque::new(),
             open: true,
+            server,
         }
     }
 

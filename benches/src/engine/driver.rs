@@ -8,7 +8,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::conn::{self, Conn};
 use super::wire::Answer;
-use super::{Next, Op, Pace, Plan, Target, Workload};
+use super::{Next, Op, Pace, Plan, ServerCounts, Target, Workload};
 use crate::schedule::Schedule;
 use crate::stats::{Live, Outcome, Recorder};
 use crate::users::{splitmix, Rng};
@@ -28,6 +28,8 @@ pub struct ThreadResult {
     pub elapsed: Duration,
     pub connected: usize,
     pub sent: u64,
+    /// By server of the target.
+    pub servers: Vec<ServerCounts>,
 }
 
 /// What a thread is given.
@@ -41,6 +43,9 @@ pub struct Ctx<'a> {
     pub live: Arc<Live>,
     pub index: usize,
     pub threads: usize,
+    /// The run-wide number of this thread's first connection: connection k
+    /// goes to server k mod S.
+    pub first_conn: usize,
 }
 
 /// One thread's connections and measurements.
@@ -65,6 +70,8 @@ struct Driver<'a> {
     /// Closed loop: requests answered `busy` to send again, each with when
     /// and how many tries it had.
     retries: Vec<(Instant, Op, u32)>,
+    /// By server of the target.
+    servers: Vec<ServerCounts>,
 }
 
 impl Ctx<'_> {
@@ -84,6 +91,7 @@ impl Ctx<'_> {
             last_reply: None,
             wake_at: None,
             retries: Vec::new(),
+            servers: vec![ServerCounts::default(); self.target.addrs().len()],
         };
         // A thread that cannot even poll still meets the others at the
         // barrier, with all its connections counted as failed.
@@ -102,9 +110,16 @@ impl Ctx<'_> {
                 elapsed,
                 connected,
                 sent: driver.sent,
+                servers: driver.servers,
             };
         }
         driver.recorder.outcomes.connection_failures += share as u64;
+        for k in 0..share {
+            if let Some(server) = driver.server_of(k) {
+                driver.servers[server].connections += 1;
+                driver.servers[server].connection_failures += 1;
+            }
+        }
         self.barrier.wait();
         ThreadResult {
             recorder: driver.recorder,
@@ -112,16 +127,30 @@ impl Ctx<'_> {
             elapsed: Duration::ZERO,
             connected: 0,
             sent: 0,
+            servers: driver.servers,
         }
     }
 }
 
 impl Driver<'_> {
+    /// The server of this thread's `k`-th connection: round robin over the
+    /// target's servers, counted across every thread's connections so that
+    /// the shares come out even.
+    fn server_of(&self, k: usize) -> Option<usize> {
+        let servers = self.ctx.target.addrs().len();
+        (servers > 0).then(|| (self.ctx.first_conn + k) % servers)
+    }
+
     /// Opens and greets this thread's connections; those that fail are
     /// counted and dropped.
     fn connect(&mut self, poll: &mut Poll, share: usize) {
-        let addr = self.ctx.target.addr();
-        for _ in 0..share {
+        for k in 0..share {
+            let Some(server) = self.server_of(k) else {
+                self.recorder.outcomes.connection_failures += 1;
+                continue;
+            };
+            let addr = self.ctx.target.addrs()[server];
+            self.servers[server].connections += 1;
             let opened = std::net::TcpStream::connect_timeout(&addr, SETUP_TIMEOUT).and_then(|s| {
                 s.set_nodelay(true)?;
                 s.set_nonblocking(true)?;
@@ -135,8 +164,13 @@ impl Driver<'_> {
                 Ok(stream)
             });
             match opened {
-                Ok(stream) => self.conns.push(Conn::new(stream, self.ctx.target.codec())),
-                Err(_) => self.recorder.outcomes.connection_failures += 1,
+                Ok(stream) => self
+                    .conns
+                    .push(Conn::new(stream, self.ctx.target.codec(), server)),
+                Err(_) => {
+                    self.recorder.outcomes.connection_failures += 1;
+                    self.servers[server].connection_failures += 1;
+                }
             }
         }
         let deadline = Instant::now() + SETUP_TIMEOUT;
@@ -170,8 +204,14 @@ impl Driver<'_> {
                     token,
                     Interest::READABLE | Interest::WRITABLE,
                 ) {
-                    Ok(()) => kept.push(conn),
-                    Err(_) => self.recorder.outcomes.connection_failures += 1,
+                    Ok(()) => {
+                        self.servers[conn.server].connected += 1;
+                        kept.push(conn);
+                    }
+                    Err(_) => {
+                        self.recorder.outcomes.connection_failures += 1;
+                        self.servers[conn.server].connection_failures += 1;
+                    }
                 }
             }
         }
@@ -427,6 +467,8 @@ impl Driver<'_> {
         let latency = now.saturating_duration_since(pending.since);
         let at = now.saturating_duration_since(start);
         let op = pending.op;
+        let server = conn.server;
+        self.servers[server].answered += 1;
         self.recorder
             .record(op.name(), outcome, latency, at, &self.ctx.live);
         self.last_reply = Some(now);
@@ -452,18 +494,21 @@ impl Driver<'_> {
                 order_no: order_no.unwrap_or(proposed),
                 kind,
                 at: now,
+                server,
             }),
             Op::Pay { user, order_no } => AckKind::of_pay(outcome).map(|kind| Ack {
                 user,
                 order_no,
                 kind,
                 at: now,
+                server,
             }),
             Op::Cancel { user, order_no } => AckKind::of_cancel(outcome).map(|kind| Ack {
                 user,
                 order_no,
                 kind,
                 at: now,
+                server,
             }),
             Op::GetGoods { .. } | Op::ListGoods => None,
         };
@@ -481,6 +526,7 @@ impl Driver<'_> {
         // Its scheduled slots go to the other connections.
         self.orphans.extend(conn.backlog.drain(..));
         self.recorder.outcomes.connection_failures += 1;
+        self.servers[conn.server].connection_failures += 1;
         self.recorder.outcomes.lost += conn.window.clear() as u64;
     }
 }

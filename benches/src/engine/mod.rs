@@ -2,6 +2,7 @@
 //!
 //! ```text
 //!   run() ──spawns──▶ thread 0 … T-1   each: one mio::Poll, its share of the C connections
+//!     │                  │ connection k to server k mod S (round robin over the target's servers)
 //!     │                  │ connect, greet (HELLO / PING), then wait at the barrier
 //!     │                  │ start = the first thread past the barrier's Instant
 //!     │                  ▼
@@ -104,9 +105,9 @@ pub trait Workload: Sync {
 /// Whom the connections talk to.
 #[derive(Debug, Clone)]
 pub enum Target {
-    Seckill {
-        addr: SocketAddr,
-    },
+    /// Seckill servers of one sale: the connections are spread over them
+    /// round robin, connection k to `addrs[k % addrs.len()]`.
+    Seckill { addrs: Vec<SocketAddr> },
     RedisDirect {
         addr: SocketAddr,
         script: RedisScript,
@@ -114,9 +115,16 @@ pub enum Target {
 }
 
 impl Target {
-    fn addr(&self) -> SocketAddr {
+    /// One seckill server.
+    pub fn seckill(addr: SocketAddr) -> Target {
+        Target::Seckill { addrs: vec![addr] }
+    }
+
+    /// The servers, in the order connections are spread over them.
+    pub fn addrs(&self) -> &[SocketAddr] {
         match self {
-            Target::Seckill { addr } | Target::RedisDirect { addr, .. } => *addr,
+            Target::Seckill { addrs } => addrs,
+            Target::RedisDirect { addr, .. } => std::slice::from_ref(addr),
         }
     }
 
@@ -174,6 +182,30 @@ pub struct Finished {
     /// Connections that were greeted and took part.
     pub connected: usize,
     pub sent: u64,
+    /// Each server of the target, in the target's order, with what it took.
+    pub servers: Vec<(SocketAddr, ServerCounts)>,
+}
+
+/// What one server of the target took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerCounts {
+    /// Connections given to it.
+    pub connections: usize,
+    /// Of those, greeted and carrying load.
+    pub connected: usize,
+    /// Its connections that failed, in setup or under load.
+    pub connection_failures: u64,
+    /// Replies it sent.
+    pub answered: u64,
+}
+
+impl ServerCounts {
+    fn merge(&mut self, other: &ServerCounts) {
+        self.connections += other.connections;
+        self.connected += other.connected;
+        self.connection_failures += other.connection_failures;
+        self.answered += other.answered;
+    }
 }
 
 /// Runs `workload` against `target` as `plan` says.
@@ -187,6 +219,10 @@ pub fn run(plan: &Plan, target: &Target, workload: &dyn Workload) -> Finished {
             .map(|index| {
                 let share =
                     plan.connections / threads + usize::from(index < plan.connections % threads);
+                // The shares of the threads before this one: where its
+                // connections start in the run's numbering.
+                let first_conn =
+                    index * (plan.connections / threads) + index.min(plan.connections % threads);
                 let ctx = Ctx {
                     plan,
                     target,
@@ -196,6 +232,7 @@ pub fn run(plan: &Plan, target: &Target, workload: &dyn Workload) -> Finished {
                     live: lives[index].clone(),
                     index,
                     threads,
+                    first_conn,
                 };
                 s.spawn(move || ctx.run(share))
             })
@@ -217,6 +254,11 @@ pub fn run(plan: &Plan, target: &Target, workload: &dyn Workload) -> Finished {
         elapsed: Duration::ZERO,
         connected: 0,
         sent: 0,
+        servers: target
+            .addrs()
+            .iter()
+            .map(|&addr| (addr, ServerCounts::default()))
+            .collect(),
     };
     for r in results {
         finished.recorder.merge(&r.recorder);
@@ -224,6 +266,9 @@ pub fn run(plan: &Plan, target: &Target, workload: &dyn Workload) -> Finished {
         finished.elapsed = finished.elapsed.max(r.elapsed);
         finished.connected += r.connected;
         finished.sent += r.sent;
+        for ((_, total), counts) in finished.servers.iter_mut().zip(&r.servers) {
+            total.merge(counts);
+        }
     }
     finished
 }

@@ -102,9 +102,7 @@ fn plan(pace: Pace, duration: Option<Duration>) -> Plan {
 
 #[test]
 fn a_closed_loop_flash_crowd_sends_every_attempt_once() {
-    let target = Target::Seckill {
-        addr: fake_server(),
-    };
+    let target = Target::seckill(fake_server());
     let workload = FlashCrowd::new(1, UserPicker::new(100, 1, 1), 1000);
     let done = run(
         &plan(Pace::Closed { pipeline: 4 }, None),
@@ -121,9 +119,7 @@ fn a_closed_loop_flash_crowd_sends_every_attempt_once() {
 
 #[test]
 fn an_open_loop_flash_crowd_ends_when_the_attempts_run_out() {
-    let target = Target::Seckill {
-        addr: fake_server(),
-    };
+    let target = Target::seckill(fake_server());
     let workload = FlashCrowd::new(1, UserPicker::new(100, 1, 1), 500);
     let begun = Instant::now();
     let pace = Pace::Open {
@@ -149,9 +145,7 @@ fn an_open_loop_flash_crowd_ends_when_the_attempts_run_out() {
 
 #[test]
 fn a_timed_open_loop_run_sends_exactly_its_slots() {
-    let target = Target::Seckill {
-        addr: fake_server(),
-    };
+    let target = Target::seckill(fake_server());
     let workload = Sustained::new(1, 1);
     let pace = Pace::Open {
         rate: 1000.0,
@@ -169,9 +163,7 @@ fn a_timed_open_loop_run_sends_exactly_its_slots() {
 
 #[test]
 fn timed_requests_wait_for_their_instant_and_busy_ones_are_retried() {
-    let target = Target::Seckill {
-        addr: fake_server(),
-    };
+    let target = Target::seckill(fake_server());
     let t0 = Instant::now();
     // Order numbers of their own, far from the BUYs of the other tests.
     let ops = (0..100u64)
@@ -214,10 +206,41 @@ fn nothing_listening_counts_every_connection_as_failed() {
             Pace::Closed { pipeline: 1 },
             Some(Duration::from_millis(100)),
         ),
-        &Target::Seckill { addr },
+        &Target::seckill(addr),
         &workload,
     );
     assert_eq!(done.connected, 0);
     assert_eq!(done.recorder.outcomes.connection_failures, 6);
     assert_eq!(done.sent, 0);
+}
+
+#[test]
+fn connections_are_spread_over_the_servers_round_robin() {
+    let (a, b) = (fake_server(), fake_server());
+    let down = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let target = Target::Seckill {
+        addrs: vec![a, b, down],
+    };
+    let workload = FlashCrowd::new(1, UserPicker::new(100, 1, 1), 600);
+    // 7 connections over 2 threads (4 + 3): 3 to a, 2 to b, 2 to the dead
+    // one, whichever thread holds them.
+    let mut plan = plan(Pace::Closed { pipeline: 2 }, None);
+    plan.connections = 7;
+    let done = run(&plan, &target, &workload);
+    let shares: Vec<(SocketAddr, usize, usize, u64)> = done
+        .servers
+        .iter()
+        .map(|&(addr, c)| (addr, c.connections, c.connected, c.connection_failures))
+        .collect();
+    assert_eq!(shares, [(a, 3, 3, 0), (b, 2, 2, 0), (down, 2, 0, 2)]);
+    assert_eq!(done.connected, 5);
+    assert_eq!(done.recorder.outcomes.connection_failures, 2);
+    let answered: u64 = done.servers.iter().map(|(_, c)| c.answered).sum();
+    assert_eq!(answered, 600);
+    assert!(done.servers[0].1.answered > 0 && done.servers[1].1.answered > 0);
+    // Every acknowledgement names a server that took connections.
+    assert!(done.acks.iter().all(|ack| ack.server < 2));
 }

@@ -98,10 +98,14 @@ impl Codec {
         match self {
             Codec::Seckill => {
                 let request = match *op {
+                    // Each BUY of a workload is a purchase of its own, never
+                    // resent (a busy one is sent again only as a new try), so
+                    // it goes without a client request id.
                     Op::Buy { user, goods, .. } => Request::Buy {
                         user_id: user,
                         goods_id: goods,
                         token: NO_TOKEN,
+                        request_id: None,
                     },
                     Op::GetGoods { goods } => Request::GetGoods { goods_id: goods },
                     Op::ListGoods => Request::ListGoods,

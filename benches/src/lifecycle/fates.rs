@@ -149,6 +149,7 @@ mod tests {
                 order_no: 1000 + user,
                 kind: AckKind::Ok,
                 at,
+                server: 0,
             })
             .collect()
     }

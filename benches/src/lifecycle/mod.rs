@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use seckill_client::{Client, Order, OrderState, SaleRules};
+use seckill_client::{Goods, Order, OrderState, SaleRules};
 
 pub use fates::{Fate, Planned, Shares};
 pub use report::{LifecycleReport, Tally};
@@ -37,7 +37,8 @@ use crate::cli::{self, Common};
 use crate::engine::{self, Pace, Plan, Target};
 use crate::error::Error;
 use crate::report::{GoodsInfo, Output, Report};
-use crate::scenario::{add_goods_with, admin_token, header, plan, resolve};
+use crate::scenario::{add_goods_with, admin_token, header, joined, plan, resolve_all};
+use crate::servers;
 use crate::users::UserPicker;
 use crate::verify::{AckKind, Ledger};
 use crate::workload::{Buyers, FlashCrowd, Timed};
@@ -46,8 +47,6 @@ use verify::Listing;
 /// Each user's orders of the goods, as LIST_ORDERS shows them.
 type Listed = HashMap<u64, Vec<Order>>;
 
-/// How long setup and verification requests may wait.
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Tries again of a PAY or CANCEL answered `busy`: 20 ms, 40 ms, ...
 /// apart, about a second in all.
 const RETRY_BUSY: u32 = 10;
@@ -58,7 +57,8 @@ const POLL: Duration = Duration::from_millis(100);
 struct Sale<'a> {
     common: &'a Common,
     args: &'a cli::Lifecycle,
-    addr: SocketAddr,
+    /// The servers of the sale; the connections are spread over them.
+    addrs: Vec<SocketAddr>,
     target: Target,
     goods: u64,
     users: Vec<u64>,
@@ -71,7 +71,10 @@ pub fn run(common: &Common, args: &cli::Lifecycle) -> Result<Output, Error> {
     if pay_window_ms == 0 {
         return Err(Error::Setup("--pay-window must be 1 ms or more".into()));
     }
-    let addr = resolve(&common.addr)?;
+    let addrs = resolve_all(&common.addr)?;
+    if addrs.is_empty() {
+        return Err(Error::Setup("--addr names no server".into()));
+    }
     let token = admin_token(common, "lifecycle")?;
     let rules = SaleRules {
         per_user_limit: 1,
@@ -79,11 +82,14 @@ pub fn run(common: &Common, args: &cli::Lifecycle) -> Result<Output, Error> {
         token_required: false,
     };
     let goods = add_goods_with(common, token, "lifecycle", args.stock, rules)?;
+    servers::await_goods(&addrs, goods.id)?;
     let sale = Sale {
         common,
         args,
-        addr,
-        target: Target::Seckill { addr },
+        target: Target::Seckill {
+            addrs: addrs.clone(),
+        },
+        addrs,
         goods: goods.id,
         users: (0..args.users.max(1))
             .map(|i| args.first_user + i)
@@ -122,7 +128,7 @@ pub fn run(common: &Common, args: &cli::Lifecycle) -> Result<Output, Error> {
     settle.pace.latency_from = "schedule".into();
     let mut report = LifecycleReport {
         scenario: "lifecycle".into(),
-        addr: addr.to_string(),
+        addr: joined(&sale.addrs),
         goods: GoodsInfo {
             id: goods.id,
             stock: args.stock,
@@ -169,7 +175,7 @@ pub fn run(common: &Common, args: &cli::Lifecycle) -> Result<Output, Error> {
 
 impl Sale<'_> {
     fn report(&self, plan: &Plan, scenario: &'static str, finished: &engine::Finished) -> Report {
-        let header = header(self.common, plan, scenario, "server", self.addr.to_string());
+        let header = header(self.common, plan, scenario, "server", joined(&self.addrs));
         let mut report = Report::new(header, finished);
         report.goods = Some(GoodsInfo {
             id: self.goods,
@@ -206,7 +212,9 @@ impl Sale<'_> {
         let begun = Instant::now();
         let listed = loop {
             let listed_at = Instant::now();
-            let listed = checks::list_orders(self.addr, self.goods, &self.users)?;
+            // Past every payment window all orders are written, so one
+            // server lists them all.
+            let listed = checks::list_orders(self.addrs[0], self.goods, &self.users)?;
             let created = listed.values().flatten();
             let created = created.filter(|o| o.state == OrderState::Created).count();
             if created == 0 || begun.elapsed() >= self.args.verify_timeout {
@@ -215,7 +223,7 @@ impl Sale<'_> {
             }
             thread::sleep(POLL);
         };
-        let after = self.client()?.get_goods(self.goods)?;
+        let (after, disagreement) = self.settled()?;
         let listing = Listing::of(&listed);
         v.total = after.total;
         v.remaining = after.remaining;
@@ -231,6 +239,7 @@ impl Sale<'_> {
             .filter(|o| !announced.contains(o))
             .count() as u64;
         let mut problems = verify::check_orders(planned, answers, &listing, v.unknown_buys);
+        problems.extend(disagreement);
         problems.extend(verify::check_units(
             "server",
             after.total,
@@ -268,7 +277,7 @@ impl Sale<'_> {
         let begun = Instant::now();
         let workload = Buyers::new(self.goods, buyers.clone(), self.common.seed ^ 2);
         let round = engine::run(plan, &self.target, &workload);
-        let after = self.client()?.get_goods(self.goods)?;
+        let (after, disagreement) = self.settled()?;
         // No order of this round can have expired yet.
         let exact = begun.elapsed() < self.args.pay_window;
         let ledger = Ledger::of(&round.acks);
@@ -286,6 +295,7 @@ impl Sale<'_> {
             exact,
         };
         let mut problems = ledger.problems.clone();
+        problems.extend(disagreement);
         problems.extend(verify::check_rebuy(&check));
         Ok((
             self.report(plan, "lifecycle rebuy", &round),
@@ -294,9 +304,8 @@ impl Sale<'_> {
         ))
     }
 
-    fn client(&self) -> Result<Client, Error> {
-        Ok(Client::builder(self.addr)
-            .read_timeout(ADMIN_TIMEOUT)
-            .connect()?)
+    /// The goods once every server shows the same units left.
+    fn settled(&self) -> Result<(Goods, Vec<String>), Error> {
+        servers::settled_goods(&self.addrs, self.goods, self.args.verify_timeout)
     }
 }

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use seckill_client::{
-    Cancellation, Client, Error as ClientError, ErrorKind, Goods, NewGoods, Order, OrderState,
-    Payment, Purchase, SaleAction, SaleRules, Status,
+    random_request_id, Cancellation, Client, Error as ClientError, ErrorKind, Goods, NewGoods,
+    Order, OrderState, Payment, Purchase, RequestId, SaleAction, SaleRules, Status,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -40,8 +40,10 @@ const GLOBAL: &str = "Global options";
 #[command(name = "seckill-cli", version)]
 #[command(about = "Talk to a seckill flash-sale server")]
 struct Cli {
-    /// Server address, host:port.
-    #[arg(long, global = true, help_heading = GLOBAL)]
+    /// Server address, host:port. Several, comma-separated, for servers of
+    /// one sale: the first that answers is used, and the next when a
+    /// connection to it fails.
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "ADDR[,ADDR...]")]
     #[arg(env = "SECKILL_ADDR", default_value = "127.0.0.1:7700")]
     addr: String,
     /// Admin token, needed by `goods add`, `goods restock`, `sale`, `stats`
@@ -80,6 +82,13 @@ enum Command {
         // be written after the subcommand too.
         #[arg(long, value_name = "N", value_parser = parse_purchase_token)]
         purchase_token: Option<u64>,
+        /// The purchase's client request id: 1 to 32 hex digits, or a UUID.
+        /// Without it a fresh one is drawn. A BUY with the id of an earlier
+        /// one is the same purchase: it gets that one's order, never a
+        /// second unit. Give the id an earlier try printed when its outcome
+        /// was unknown.
+        #[arg(long, value_name = "ID")]
+        request_id: Option<RequestId>,
     },
     /// Get a purchase token for one `buy --purchase-token` (exit 2 if the
     /// sale says no).
@@ -295,11 +304,33 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             user,
             goods,
             purchase_token,
+            request_id,
         } => {
+            // Drawn here rather than by the library, so that a try whose
+            // outcome is unknown can say which id tries it again.
+            let request_id = match request_id {
+                Some(id) => *id,
+                None => random_request_id()?,
+            };
             let mut client = connect()?;
-            let purchase = match purchase_token {
-                Some(token) => client.buy_with_token(*user, *goods, *token)?,
-                None => client.buy(*user, *goods)?,
+            let bought = match purchase_token {
+                Some(token) => {
+                    client.buy_with_token_and_request_id(*user, *goods, *token, request_id)
+                }
+                None => client.buy_with_request_id(*user, *goods, request_id),
+            };
+            let purchase = match bought {
+                Ok(purchase) => purchase,
+                Err(err) if outcome_unknown(&err) => {
+                    eprintln!("error: {}", explain(&err.into(), cli));
+                    eprintln!(
+                        "the purchase may have been made: `seckill-cli buy --user {user} \
+                         --goods {goods} --request-id {request_id}` (with the same options) \
+                         tries it again, and cannot buy twice"
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+                Err(err) => return Err(err.into()),
             };
             if cli.json {
                 print_json(&json!({
@@ -307,6 +338,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                     "goods_id": goods,
                     "outcome": outcome(purchase),
                     "order_no": purchase.order_no(),
+                    "request_id": request_id.to_string(),
                 }))?;
             } else {
                 emit(&format!("{}\n", purchase_line(purchase)))?;
@@ -426,15 +458,37 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// Whether a BUY that failed so may have made an order: the request was
+/// sent and its answer never came, or the server did not know.
+fn outcome_unknown(err: &ClientError) -> bool {
+    matches!(
+        err.kind(),
+        ErrorKind::Timeout
+            | ErrorKind::Closed
+            | ErrorKind::Io
+            | ErrorKind::Protocol
+            | ErrorKind::Server(Status::InternalError)
+    )
+}
+
 /// Resolves `--addr` here rather than in the library, so that a name that
 /// does not resolve is reported with the name as typed.
 fn connect(cli: &Cli) -> anyhow::Result<Client> {
-    let addrs: Vec<SocketAddr> = cli
-        .addr
-        .to_socket_addrs()
-        .with_context(|| format!("cannot resolve server address {}", cli.addr))?
-        .collect();
-    let mut builder = Client::builder(addrs.as_slice())
+    let mut servers: Vec<Vec<SocketAddr>> = Vec::new();
+    for addr in cli.addr.split(',').map(str::trim) {
+        if addr.is_empty() {
+            bail!("--addr {:?} has an empty server address", cli.addr);
+        }
+        let resolved = addr
+            .to_socket_addrs()
+            .with_context(|| format!("cannot resolve server address {addr}"))?;
+        servers.push(resolved.collect());
+    }
+    let Some((first, rest)) = servers.split_first() else {
+        bail!("--addr names no server");
+    };
+    let mut builder = Client::builder(first.as_slice())
+        .addrs(rest.iter().map(Vec::as_slice))
         .connect_timeout(cli.timeout)
         .read_timeout(cli.timeout)
         .write_timeout(cli.timeout);

@@ -18,6 +18,7 @@ fn buys(users: &[UserId]) -> Vec<Buy> {
         .map(|&user| Buy {
             user,
             token: NO_TOKEN,
+            request_id: None,
         })
         .collect()
 }
