@@ -26,7 +26,7 @@ fn client(addr: SocketAddr) -> Result<Client, Error> {
 
 /// Waits until every server shows `goods`, which was added through one of
 /// them (or another admin address). A server that does not within
-/// [`SHOW_GOODS`] would answer every BUY `unknown_goods`: the run is refused
+/// `SHOW_GOODS` would answer every BUY `unknown_goods`: the run is refused
 /// instead, saying why.
 pub fn await_goods(addrs: &[SocketAddr], goods: u64) -> Result<(), Error> {
     if addrs.len() < 2 {
