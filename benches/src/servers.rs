@@ -85,7 +85,7 @@ pub fn fresh_goods(addrs: &[SocketAddr], goods: u64) -> Result<Goods, Error> {
 }
 
 /// The goods as the servers show it once they agree on what is left: every
-/// server is asked every [`POLL`] until all give the same figure twice in a
+/// server is asked every `POLL` until all give the same figure twice in a
 /// row. If they still differ after `patience`, the smallest figure is taken
 /// (a server that has not read the stock store since others sold counts
 /// fewer sales) and the disagreement is returned as a problem.
