@@ -23,8 +23,13 @@ cargo clippy --workspace --all-targets -- -D warnings
 # The docs of every crate, broken links included.
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 # The two library crates stay publishable. Together: the client depends on a
-# seckill-proto that crates.io does not have yet.
-cargo package -p seckill-proto -p seckill-client --allow-dirty --quiet
+# seckill-proto that crates.io does not have yet. In a target directory of its
+# own each time: cargo unpacks the packaged seckill-proto into a cache keyed
+# by that directory's path and reuses it while the version stays 0.1.0, so a
+# fixed directory would verify the client against an older seckill-proto.
+package_dir=$(mktemp -d)
+cargo package -p seckill-proto -p seckill-client --allow-dirty --quiet --target-dir "$package_dir"
+rm -rf "$package_dir"
 
 # With the soft open-files limit a shell usually hands down: the server, the
 # bench and the tests raise their own limit (some tests hold 10,000

@@ -5,6 +5,9 @@
 -- nothing twice.
 --
 -- KEYS[1] stock   KEYS[2] buyers
+-- KEYS[3] released: a count of the units this script gave back, which
+--         every server watches to learn that some holder let go (its
+--         cache of who holds an order is then out of date)
 -- ARGV    pairs: user id, order number
 --
 -- Returns nil if the goods is not loaded, else the units left.
@@ -37,6 +40,7 @@ for i = 1, #ARGV, 2 do
         redis.call('HSET', KEYS[2], user, table.concat(kept, ' '))
       end
       left = redis.call('INCR', KEYS[1])
+      redis.call('INCR', KEYS[3])
     end
   end
 end

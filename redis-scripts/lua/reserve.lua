@@ -1,7 +1,9 @@
 -- RESERVE: the flash sale. One call decides a batch of buyers of one goods,
 -- in order, as the server's StockStore::reserve documents: a retried BUY
 -- gets its order back, then the per-user limit, then the token, then a
--- unit if one is left.
+-- unit if one is left. Safe to run twice: a buyer whose proposed order
+-- number is held already was reserved by an earlier run of this call, and
+-- is answered "reserved" again without taking a second unit.
 --
 -- KEYS[1] stock   KEYS[2] buyers   KEYS[3] queue   KEYS[4] epoch
 -- KEYS[5] tokens  (read only if token_required; the key must still be
@@ -74,6 +76,12 @@ for i = 8, #ARGV, 3 do
     end
   end
   local decision = nil
+  -- 0. this very call run again (a client library may resend a script after
+  --    a dropped connection): the order it proposes is held already, so
+  --    the first run reserved it; answer as that run did, take nothing
+  for _, o in ipairs(held) do
+    if o == order_no then decision = RESERVED break end
+  end
   -- 1. a retried BUY: the token bought an order the user still holds
   if mine and mine[3] then
     for _, o in ipairs(held) do

@@ -44,6 +44,7 @@ impl Prefix {
             tokens: format!("{base}:tokens"),
             token_expiry: format!("{base}:token_expiry"),
             ctl: format!("{base}:ctl"),
+            released: format!("{base}:released"),
         }
     }
 }
@@ -59,6 +60,7 @@ pub struct Keys {
     pub tokens: String,
     pub token_expiry: String,
     pub ctl: String,
+    pub released: String,
 }
 
 /// One of a goods' keys, as a script's KEYS names it.
@@ -71,6 +73,7 @@ pub enum Key {
     Tokens,
     TokenExpiry,
     Ctl,
+    Released,
 }
 
 impl Keys {
@@ -89,12 +92,13 @@ impl Keys {
             Key::Tokens => &self.tokens,
             Key::TokenExpiry => &self.token_expiry,
             Key::Ctl => &self.ctl,
+            Key::Released => &self.released,
         }
     }
 
     /// Every key of the goods, its queue and tokens included: what to
     /// delete to forget it.
-    pub fn all(&self) -> [&str; 7] {
+    pub fn all(&self) -> [&str; 8] {
         [
             &self.stock,
             &self.buyers,
@@ -103,6 +107,7 @@ impl Keys {
             &self.tokens,
             &self.token_expiry,
             &self.ctl,
+            &self.released,
         ]
     }
 }
@@ -124,6 +129,7 @@ mod tests {
                 "sk:{g42}:tokens",
                 "sk:{g42}:token_expiry",
                 "sk:{g42}:ctl",
+                "sk:{g42}:released",
             ]
         );
         assert_eq!(keys.get(Key::TokenExpiry), "sk:{g42}:token_expiry");

@@ -33,6 +33,8 @@
 //! <prefix>{g<id>}:token_expiry  sorted set: token → when it may be forgotten
 //!                               (expires_ms plus its lifetime again), so
 //!                               that ISSUE can prune the tokens hash
+//! <prefix>{g<id>}:released      integer: units RELEASE gave back, ever; a
+//!                               change tells each server that a holder let go
 //! <prefix>{g<id>}:ctl           hash: the sale controls RESERVE enforces
 //!                               (paused "1"/"0", start_ms, end_ms) and their
 //!                               version (see control.lua); none: open

@@ -127,6 +127,7 @@ impl Sale {
                 entry.gate.mark_unsure();
                 continue;
             }
+            self.refresh_holders(&entry);
             // Logged once per outage by the store; the next tick retries.
             match self.stock.remaining(entry.id) {
                 Ok(Some(left)) => entry.view.set_remaining(left),
@@ -151,6 +152,51 @@ impl Sale {
             entry.view.set_sale(&record.sale());
             entry.view.raise_total(record.total);
         }
+    }
+
+    /// Reads a goods' holders again from the order store when some holder
+    /// let go since the last read (a CANCEL or an expiry, through any
+    /// server): this server's cache would otherwise keep answering that
+    /// buyer "already bought". Committed orders only, which is what the
+    /// cache holds in the durable mode; an order this server commits while
+    /// it reads is missed until its buyer's next BUY finds it (see
+    /// `held_elsewhere` in buy.rs).
+    fn refresh_holders(&self, entry: &Entry) {
+        let Ok(Some(released)) = self.stock.released(entry.id) else {
+            return;
+        };
+        if !entry.holders.releases_moved(released) {
+            return;
+        }
+        let read = self.orders.live_holders(entry.id).and_then(|written| {
+            let queued = self.unwritten_holders(entry)?;
+            Ok([written, queued].concat())
+        });
+        match read {
+            Ok(pairs) => entry.holders.set(&pairs),
+            // Read again at the next tick.
+            Err(_) => {
+                entry.holders.releases_moved(0);
+            }
+        }
+    }
+
+    /// In the queued mode, the holders this server acknowledged whose
+    /// orders the order store does not have yet (still queued): they hold
+    /// their units as much as the written ones. None in the durable mode,
+    /// where the cache holds committed orders only.
+    fn unwritten_holders(&self, entry: &Entry) -> Result<Vec<(UserId, OrderNo)>, StoreError> {
+        if self.queue.is_none() {
+            return Ok(Vec::new());
+        }
+        let known = entry.holders.all();
+        let numbers: Vec<OrderNo> = known.iter().map(|&(_, no)| no).collect();
+        let stored: std::collections::HashSet<OrderNo> =
+            self.orders.stored(&numbers)?.into_iter().collect();
+        Ok(known
+            .into_iter()
+            .filter(|(_, no)| !stored.contains(no))
+            .collect())
     }
 
     /// ORDER_STATUS: the user's order of a goods.

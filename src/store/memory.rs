@@ -36,6 +36,8 @@ struct GoodsStock {
     epoch: Epoch,
     /// The sale controls, as [`StockStore::control`] last recorded them.
     sale: Option<SaleState>,
+    /// Units [`StockStore::release`] gave back, ever.
+    released: u64,
     remaining: u32,
     /// Each holder's live orders, oldest first (one, mostly).
     holders: HashMap<UserId, Vec<OrderNo>>,
@@ -114,6 +116,11 @@ impl GoodsStock {
         } else {
             None
         };
+        // 0. This very call again: its proposed order is held already, so an
+        //    earlier run reserved it; answered as that run was.
+        if held.contains(&buyer.order_no) {
+            return Reservation::Reserved;
+        }
         // 1. A retried BUY: the token bought an order the user still holds.
         if let Some(order) = token.filter(|t| t.user == buyer.user).and_then(|t| t.order) {
             if held.contains(&order) {
@@ -170,6 +177,7 @@ impl GoodsStock {
             self.holders.remove(&user);
         }
         self.remaining = self.remaining.saturating_add(1);
+        self.released += 1;
         true
     }
 }
@@ -304,6 +312,11 @@ impl StockStore for MemoryStock {
         let mut stock = stock.lock();
         stock.remaining = stock.remaining.saturating_add(amount);
         Ok(stock.remaining)
+    }
+
+    fn released(&self, goods: GoodsId) -> Result<Option<u64>, StoreError> {
+        let stock = self.goods.read().get(&goods).cloned();
+        Ok(stock.map(|s| s.lock().released).filter(|&n| n > 0))
     }
 
     fn remaining(&self, goods: GoodsId) -> Result<Option<u32>, StoreError> {

@@ -325,6 +325,9 @@ pub trait StockStore: Send + Sync {
 
     /// The flash sale itself. For each buyer in turn, atomically with respect
     /// to every other call:
+    /// 0. a buyer who holds the proposed order number already was reserved
+    ///    by an earlier run of this same call (a client library may send a
+    ///    script twice): `Reserved` again, nothing taken;
     /// 1. a buyer whose token reserved an order they still hold gets it back
     ///    (a retried BUY);
     /// 2. a buyer who holds `per_user_limit` orders gets one of them back;
@@ -364,6 +367,11 @@ pub trait StockStore: Send + Sync {
     /// What the store holds for a goods: units left and holders, or `None`
     /// if it holds nothing (never loaded, or lost). For reconciliation.
     fn snapshot(&self, goods: GoodsId) -> Result<Option<(u32, Holders)>, StoreError>;
+
+    /// How many units [`release`](Self::release) ever gave back for a goods
+    /// (`None`: none yet): when it moves, some holder let go through some
+    /// server, and a server's cache of holders is out of date.
+    fn released(&self, goods: GoodsId) -> Result<Option<u64>, StoreError>;
 
     /// Units left of a goods, or `None` if the store does not hold it: a
     /// cheap read, for refreshing what the catalog shows.

@@ -321,3 +321,61 @@ fn sale_controls_hold_on_every_server_durable() {
 fn sale_controls_hold_on_every_server_queued() {
     sale_controls_hold_on_every_server("queued");
 }
+
+/// A buyer whose order was cancelled through one server may buy again
+/// through another, whose cache of holders follows within a refresh (it
+/// learns from the stock store that a holder let go).
+fn a_cancel_through_one_server_frees_the_buyer_on_another(ack: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Backends::new();
+    let servers: Vec<Server> = (1..=2).map(|n| start(&dir, &stores, ack, n)).collect();
+    let goods = servers[0]
+        .admin()
+        .add_goods(on_sale("radio", 5))
+        .unwrap()
+        .id;
+    wait_known(&servers, goods);
+    let Purchase::Ordered(first) = servers[0].client().buy(7, goods).unwrap() else {
+        panic!("{ack}: the first BUY did not order");
+    };
+    // Through the other server: the same order, which that server now
+    // knows (and answers from its cache).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match servers[1].client().buy(7, goods) {
+            Ok(Purchase::AlreadyBought(no)) => {
+                assert_eq!(no, first, "{ack}");
+                break;
+            }
+            // Queued: written behind the reply; durable: being committed.
+            Err(e) if e.is_busy() && Instant::now() < deadline => {}
+            other => panic!("{ack}: {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stores.wait_written(goods, 1);
+    servers[0].client().cancel(7, first).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let again = loop {
+        match servers[1].client().buy(7, goods).unwrap() {
+            Purchase::AlreadyBought(no) if no == first && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => break other,
+        }
+    };
+    assert!(
+        matches!(again, Purchase::Ordered(no) if no != first),
+        "{ack}: {again:?}"
+    );
+}
+
+#[test]
+fn a_cancel_through_one_server_frees_the_buyer_on_another_durable() {
+    a_cancel_through_one_server_frees_the_buyer_on_another("durable");
+}
+
+#[test]
+fn a_cancel_through_one_server_frees_the_buyer_on_another_queued() {
+    a_cancel_through_one_server_frees_the_buyer_on_another("queued");
+}

@@ -6,6 +6,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
 use parking_lot::{Mutex, RwLock};
 
 use crate::store::{OrderNo, UserId};
@@ -25,6 +27,10 @@ pub struct Holders {
     /// adding it here, and adding it after would keep its buyer "already
     /// bought" for good. Nearly always empty; bounded by [`MAX_FORGOTTEN`].
     forgotten: Mutex<HashSet<OrderNo>>,
+    /// The stock store's count of units given back, as of the last time
+    /// these holders were read from the order store (see
+    /// [`Holders::releases_moved`]).
+    releases_seen: AtomicU64,
 }
 
 impl Holders {
@@ -70,6 +76,14 @@ impl Holders {
             .is_some_and(|held| held.contains(&order_no))
     }
 
+    /// Every (user, order number) this server knows as live.
+    pub fn all(&self) -> Vec<(UserId, OrderNo)> {
+        let live = self.live.read();
+        live.iter()
+            .flat_map(|(&user, held)| held.iter().map(move |&no| (user, no)))
+            .collect()
+    }
+
     /// The live orders this server knows `user` to hold.
     pub fn of(&self, user: UserId) -> Vec<OrderNo> {
         self.live.read().get(&user).cloned().unwrap_or_default()
@@ -82,6 +96,13 @@ impl Holders {
         (held.len() >= usize::from(limit))
             .then(|| held.first().copied())
             .flatten()
+    }
+
+    /// Whether the stock store's count of released units moved since this
+    /// was last asked: some holder let go, through this server or another,
+    /// and these holders should be read again from the order store.
+    pub fn releases_moved(&self, released: u64) -> bool {
+        self.releases_seen.swap(released, Relaxed) != released
     }
 
     /// Replaces the holders with the stores' view (reconciliation).

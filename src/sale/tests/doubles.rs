@@ -149,6 +149,9 @@ impl StockStore for FlakyStock {
     fn snapshot(&self, g: GoodsId) -> Result<Option<(u32, Holders)>, StoreError> {
         self.inner.snapshot(g)
     }
+    fn released(&self, g: GoodsId) -> Result<Option<u64>, StoreError> {
+        self.inner.released(g)
+    }
     fn remaining(&self, g: GoodsId) -> Result<Option<u32>, StoreError> {
         self.inner.remaining(g)
     }

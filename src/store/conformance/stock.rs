@@ -59,6 +59,11 @@ macro_rules! suite {
             }
 
             #[test]
+            fn the_same_call_run_twice_sells_once() {
+                super::the_same_call_run_twice_sells_once(&*$open);
+            }
+
+            #[test]
             fn add_restocks_and_saturates() {
                 super::add_restocks_and_saturates(&*$open);
             }
@@ -146,6 +151,29 @@ const NOW: u64 = 1_000_000;
 
 fn rules(per_user_limit: u8) -> ReserveRules {
     rules_at(per_user_limit, NOW)
+}
+
+/// A reserve call run twice (a client library resent it after a dropped
+/// connection) answers the second time as the first, and takes nothing more:
+/// with a limit of 1 and with a limit of 3, where a second unit per user
+/// would otherwise be sold.
+fn the_same_call_run_twice_sells_once(stock: &impl Subject) {
+    for (goods, limit) in [(1, 1), (2, 3)] {
+        stock.load_next(goods, 10, &[]).unwrap();
+        let batch = buyers(&[(1, 100), (2, 200), (1, 101)]);
+        let first = stock.reserve(goods, &rules(limit), &batch).unwrap();
+        let again = stock.reserve(goods, &rules(limit), &batch).unwrap();
+        assert_eq!(again.decisions, first.decisions, "limit {limit}");
+        assert_eq!(again.remaining, first.remaining, "limit {limit}");
+        let sold = if limit == 1 { 2 } else { 3 };
+        assert_eq!(first.remaining, 10 - sold, "limit {limit}");
+        let (left, holders) = stock.snapshot(goods).unwrap().unwrap();
+        assert_eq!(
+            (left, holders.len() as u32),
+            (10 - sold, sold),
+            "limit {limit}"
+        );
+    }
 }
 
 /// A goods under sale controls: a paused sale, or one outside its window

@@ -201,6 +201,11 @@ impl StockStore for RedisStock {
         )
     }
 
+    fn released(&self, goods: GoodsId) -> Result<Option<u64>, StoreError> {
+        let key = self.keys(goods).released;
+        self.call("released", |con| ::redis::cmd("GET").arg(&key).query(con))
+    }
+
     fn remaining(&self, goods: GoodsId) -> Result<Option<u32>, StoreError> {
         let key = self.keys(goods).stock;
         let left: Option<i64> =
