@@ -25,6 +25,7 @@ fn reserve(c: &mut Criterion) {
     for batch in [1u64, 100, 1000] {
         let buyers: Vec<Buyer> = (0..batch)
             .map(|i| Buyer {
+                request_id: None,
                 user: 10_000 + i,
                 order_no: 1_000_000 + i,
                 token: NO_TOKEN,

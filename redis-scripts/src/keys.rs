@@ -45,6 +45,8 @@ impl Prefix {
             token_expiry: format!("{base}:token_expiry"),
             ctl: format!("{base}:ctl"),
             released: format!("{base}:released"),
+            req: format!("{base}:req"),
+            req_expiry: format!("{base}:req_expiry"),
         }
     }
 }
@@ -61,6 +63,8 @@ pub struct Keys {
     pub token_expiry: String,
     pub ctl: String,
     pub released: String,
+    pub req: String,
+    pub req_expiry: String,
 }
 
 /// One of a goods' keys, as a script's KEYS names it.
@@ -74,6 +78,8 @@ pub enum Key {
     TokenExpiry,
     Ctl,
     Released,
+    Req,
+    ReqExpiry,
 }
 
 impl Keys {
@@ -93,12 +99,14 @@ impl Keys {
             Key::TokenExpiry => &self.token_expiry,
             Key::Ctl => &self.ctl,
             Key::Released => &self.released,
+            Key::Req => &self.req,
+            Key::ReqExpiry => &self.req_expiry,
         }
     }
 
     /// Every key of the goods, its queue and tokens included: what to
     /// delete to forget it.
-    pub fn all(&self) -> [&str; 8] {
+    pub fn all(&self) -> [&str; 10] {
         [
             &self.stock,
             &self.buyers,
@@ -108,6 +116,8 @@ impl Keys {
             &self.token_expiry,
             &self.ctl,
             &self.released,
+            &self.req,
+            &self.req_expiry,
         ]
     }
 }
@@ -130,6 +140,8 @@ mod tests {
                 "sk:{g42}:token_expiry",
                 "sk:{g42}:ctl",
                 "sk:{g42}:released",
+                "sk:{g42}:req",
+                "sk:{g42}:req_expiry",
             ]
         );
         assert_eq!(keys.get(Key::TokenExpiry), "sk:{g42}:token_expiry");

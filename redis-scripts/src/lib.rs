@@ -33,6 +33,11 @@
 //! <prefix>{g<id>}:token_expiry  sorted set: token → when it may be forgotten
 //!                               (expires_ms plus its lifetime again), so
 //!                               that ISSUE can prune the tokens hash
+//! <prefix>{g<id>}:req           hash: client request id (32 hex digits) →
+//!                               "user order_no", the order its first BUY
+//!                               reserved
+//! <prefix>{g<id>}:req_expiry    sorted set: request id → when it may be
+//!                               forgotten (RESERVE prunes a batch per call)
 //! <prefix>{g<id>}:released      integer: units RELEASE gave back, ever; a
 //!                               change tells each server that a holder let go
 //! <prefix>{g<id>}:ctl           hash: the sale controls RESERVE enforces
@@ -119,6 +124,18 @@ impl Argv<'_> {
             }
         }
         (self.0)(&digits[at..]);
+    }
+
+    /// A 128-bit number as 32 lowercase hex digits, the form request ids
+    /// take in Redis.
+    fn hex128(&mut self, n: u128) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = [0u8; 32];
+        for (i, d) in hex.iter_mut().enumerate() {
+            // A nibble: < 16, so the index and the cast are exact.
+            *d = DIGITS[((n >> (4 * (31 - i))) & 0xf) as usize];
+        }
+        (self.0)(&hex);
     }
 
     fn text(&mut self, s: &str) {

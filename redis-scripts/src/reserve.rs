@@ -33,6 +33,9 @@ pub struct ReserveBuyer {
     pub order_no: u64,
     /// The purchase token the buyer carries, 0 for none.
     pub token: u64,
+    /// The client's id of this BUY, the same on every retry of it; `None`
+    /// for a BUY without one.
+    pub request_id: Option<u128>,
 }
 
 /// One RESERVE: a batch of buyers of one goods, decided in order.
@@ -51,6 +54,9 @@ pub struct ReserveCall<'a> {
     pub token_required: bool,
     /// The payment deadline written into queued orders.
     pub pay_by_ms: u64,
+    /// How long a request id is remembered after the BUY that reserved
+    /// under it.
+    pub request_id_ttl_ms: u64,
     pub buyers: &'a [ReserveBuyer],
 }
 
@@ -63,6 +69,8 @@ impl Call for ReserveCall<'_> {
         Key::Epoch,
         Key::Tokens,
         Key::Ctl,
+        Key::Req,
+        Key::ReqExpiry,
     ];
 
     fn write_args(&self, arg: &mut dyn FnMut(&[u8])) {
@@ -74,10 +82,15 @@ impl Call for ReserveCall<'_> {
         argv.num(self.per_user_limit);
         argv.text(if self.token_required { "1" } else { "0" });
         argv.num(self.pay_by_ms);
+        argv.num(self.request_id_ttl_ms);
         for b in self.buyers {
             argv.num(b.user);
             argv.num(b.order_no);
             argv.num(b.token);
+            match b.request_id {
+                Some(id) => argv.hex128(id),
+                None => argv.text("0"),
+            }
         }
     }
 }
@@ -97,6 +110,14 @@ pub enum Decision {
     TokenUsed,
     /// The buyer already holds this order (at the limit, or a retry).
     Held(u64),
+    /// The request id reserved this order before: the first answer again.
+    Replayed(u64),
+    /// The request id is another user's; nothing was taken.
+    RequestIdTaken,
+    /// The sale controls close the sale; nothing was taken.
+    Paused,
+    NotStarted,
+    Ended,
 }
 
 impl Decision {
@@ -109,15 +130,23 @@ impl Decision {
             -1 => Some(Decision::TokenInvalid),
             -2 => Some(Decision::TokenExpired),
             -3 => Some(Decision::TokenUsed),
+            -4 => Some(Decision::RequestIdTaken),
+            -5 => Some(Decision::Paused),
+            -6 => Some(Decision::NotStarted),
+            -7 => Some(Decision::Ended),
             _ => None,
         }
     }
 
     /// A decision the script answered with a string: the order number held,
-    /// `None` if it is no number.
+    /// or "=" and the order a request id reserved before; `None` if it is
+    /// no number.
     pub fn from_held(order_no: &[u8]) -> Option<Decision> {
         let text = std::str::from_utf8(order_no).ok()?;
-        text.parse().ok().map(Decision::Held)
+        match text.strip_prefix('=') {
+            Some(replayed) => replayed.parse().ok().map(Decision::Replayed),
+            None => text.parse().ok().map(Decision::Held),
+        }
     }
 }
 
@@ -133,11 +162,13 @@ mod tests {
                 user: 7,
                 order_no: 700,
                 token: 0,
+                request_id: None,
             },
             ReserveBuyer {
                 user: u64::MAX,
                 order_no: (1 << 53) + 1,
                 token: 11,
+                request_id: Some(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210),
             },
         ];
         let call = ReserveCall {
@@ -148,6 +179,7 @@ mod tests {
             per_user_limit: 2,
             token_required: true,
             pay_by_ms: 2_000,
+            request_id_ttl_ms: 3_600_000,
             buyers: &buyers,
         };
         assert_eq!(
@@ -160,12 +192,15 @@ mod tests {
                 "2",
                 "1",
                 "2000",
+                "3600000",
                 "7",
                 "700",
                 "0",
+                "0",
                 "18446744073709551615",
                 "9007199254740993",
-                "11"
+                "11",
+                "0123456789abcdeffedcba9876543210"
             ]
         );
         let durable = ReserveCall {
@@ -176,7 +211,7 @@ mod tests {
         };
         assert_eq!(
             argv(&durable),
-            ["durable", "3", "1000", "5", "2", "0", "2000"]
+            ["durable", "3", "1000", "5", "2", "0", "2000", "3600000"]
         );
     }
 
@@ -185,11 +220,17 @@ mod tests {
         // The script names its codes once, at the top; they must be these.
         assert!(RESERVE.contains("\nlocal RESERVED, SOLD_OUT = 1, 0\n"));
         assert!(RESERVE.contains("\nlocal TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_USED = -1, -2, -3\n"));
-        let codes: Vec<_> = (-4..=2).map(Decision::from_code).collect();
+        assert!(RESERVE.contains("\nlocal REQUEST_ID_TAKEN = -4\n"));
+        assert!(RESERVE.contains("\nlocal PAUSED, NOT_STARTED, ENDED = -5, -6, -7\n"));
+        let codes: Vec<_> = (-8..=2).map(Decision::from_code).collect();
         assert_eq!(
             codes,
             [
                 None,
+                Some(Decision::Ended),
+                Some(Decision::NotStarted),
+                Some(Decision::Paused),
+                Some(Decision::RequestIdTaken),
                 Some(Decision::TokenUsed),
                 Some(Decision::TokenExpired),
                 Some(Decision::TokenInvalid),
@@ -202,6 +243,8 @@ mod tests {
             Decision::from_held(b"18446744073709551615"),
             Some(Decision::Held(u64::MAX))
         );
+        assert_eq!(Decision::from_held(b"=42"), Some(Decision::Replayed(42)));
+        assert_eq!(Decision::from_held(b"="), None);
         for bad in [&b""[..], b"x", b"-1", b"18446744073709551616", b"\xff"] {
             assert_eq!(Decision::from_held(bad), None, "{bad:?}");
         }

@@ -85,6 +85,7 @@ impl Sale {
                 user: b.user,
                 order_no,
                 token: b.token,
+                request_id: b.request_id,
             })
             .collect();
         let created_ms = now_ms();
@@ -119,6 +120,19 @@ impl Sale {
         // Under the gate, so that a stale count cannot land after a restock
         // or a reconciliation and leave the sold-out flag wrongly set.
         entry.view.set_remaining(reserved.remaining);
+        if queued {
+            // Also under the gate: a reconciliation after it then finds
+            // these holders in the catalog already, and one before it cannot
+            // have loaded them (they were not queued yet).
+            let acknowledged: Vec<_> = buyers
+                .iter()
+                .zip(&reserved.decisions)
+                .filter(|(_, d)| **d == Reservation::Reserved)
+                .map(|(b, _)| (b.user, b.order_no))
+                .collect();
+            metrics::add(&self.metrics.buy_ok, acknowledged.len() as u64);
+            entry.holders.add(acknowledged);
+        }
         // Made under the gate too: a reconciliation, which takes the gate
         // alone, then waits for each of these units to settle.
         let decisions: Vec<Decision> = buyers
@@ -146,20 +160,27 @@ impl Sale {
                     metrics::add(&self.metrics.buy_already_bought, 1);
                     Decision::Answer(Reply::AlreadyBought { order_no })
                 }
+                // A BUY retried under its request id: its first answer, once
+                // that order is acknowledged (queued with the deduction, or
+                // committed); until then the retry is told to come back.
+                Reservation::Replayed(order_no)
+                    if queued
+                        || entry.holders.holds(b.user, order_no)
+                        || written_elsewhere.contains(&order_no) =>
+                {
+                    metrics::add(&self.metrics.buy_already_bought, 1);
+                    Decision::Answer(Reply::Bought { order_no })
+                }
+                Reservation::Replayed(_) => {
+                    metrics::add(&self.metrics.busy, 1);
+                    Decision::Answer(Reply::error(
+                        Status::Busy,
+                        "this request's order is being written, retry later",
+                    ))
+                }
                 other => Decision::Answer(self.refusal(&entry.holders, b.user, other)),
             })
             .collect();
-        if queued {
-            // Also under the gate: a reconciliation after it then finds
-            // these holders in the catalog already, and one before it cannot
-            // have loaded them (they were not queued yet).
-            let acknowledged = decisions.iter().zip(&buyers).filter_map(|(d, b)| {
-                matches!(d, Decision::Answer(Reply::Bought { .. })).then_some((b.user, b.order_no))
-            });
-            let acknowledged: Vec<_> = acknowledged.collect();
-            metrics::add(&self.metrics.buy_ok, acknowledged.len() as u64);
-            entry.holders.add(acknowledged);
-        }
         drop(gate);
         decisions
     }
@@ -182,7 +203,9 @@ impl Sale {
             .iter()
             .zip(decisions)
             .filter_map(|(b, d)| match *d {
-                Reservation::Held(order_no) if !entry.holders.holds(b.user, order_no) => {
+                Reservation::Held(order_no) | Reservation::Replayed(order_no)
+                    if !entry.holders.holds(b.user, order_no) =>
+                {
                     Some(order_no)
                 }
                 _ => None,
@@ -254,8 +277,12 @@ impl Sale {
                     Closed::Ended => Reply::error(Status::Ended, "the sale has ended"),
                 }
             }
-            Reservation::Reserved => {
-                Reply::error(Status::InternalError, "a reserved unit was not written")
+            Reservation::RequestIdTaken => Reply::error(
+                Status::BadRequest,
+                "this request id was used by another user's BUY",
+            ),
+            Reservation::Reserved | Reservation::Replayed(_) => {
+                Reply::error(Status::InternalError, "decided above")
             }
         }
     }

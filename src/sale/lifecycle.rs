@@ -23,6 +23,11 @@ use crate::store::{GoodsId, OrderNo, OrderRecord, Settled, StoreError, UserId};
 /// within moments of taking its epoch, unless its server died in between.
 const RELOAD_GRACE_MS: u64 = 2_000;
 
+/// How long a goods another server added may go without stock in the
+/// stock store before this server repairs it: that server loads it within
+/// moments of adding it.
+const NEW_GOODS_GRACE_MS: u64 = 2_000;
+
 /// Orders one ORDER_LIST shows at most, newest first.
 pub const MAX_LISTED: usize = 1000;
 /// Orders one expiry sweep cancels at most: one transaction's worth.
@@ -148,9 +153,19 @@ impl Sale {
             return;
         };
         for record in records {
-            let entry = self.catalog.insert(&record, 0);
-            entry.view.set_sale(&record.sale());
-            entry.view.raise_total(record.total);
+            if self.catalog.get(record.id).is_none() {
+                // New here: what is left as the stock store says (all of it
+                // while the server that added it is still loading it; the
+                // store decides every sale anyway), and no repair before that
+                // server has had time to load it.
+                let left = self.stock.remaining(record.id).ok().flatten();
+                let entry = self.catalog.insert(&record, left.unwrap_or(record.total));
+                entry.gate.defer_repair(now_ms(), NEW_GOODS_GRACE_MS);
+            }
+            if let Some(entry) = self.catalog.get(record.id) {
+                entry.view.set_sale(&record.sale());
+                entry.view.raise_total(record.total);
+            }
         }
     }
 

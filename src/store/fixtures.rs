@@ -34,6 +34,7 @@ pub fn buyers(pairs: &[(UserId, OrderNo)]) -> Vec<Buyer> {
 
 pub fn buy(user: UserId, order_no: OrderNo, token: u64) -> Buyer {
     Buyer {
+        request_id: None,
         user,
         order_no,
         token,

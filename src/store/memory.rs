@@ -9,11 +9,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
-use seckill_proto::NO_TOKEN;
+use seckill_proto::{RequestId, NO_TOKEN};
 
 use super::{
-    Buyer, Epoch, GoodsId, Holders, Loaded, OrderNo, Reservation, ReserveRules, Reserved,
-    SaleState, StockStore, StoreError, TokenRefusal, UserId,
+    Buyer, Closed, Epoch, GoodsId, Holders, Loaded, OrderNo, Reservation, ReserveRules, Reserved,
+    SaleState, StockStore, StoreError, TokenRefusal, UserId, REQUEST_ID_TTL_MS,
 };
 use crate::clock::now_ms;
 
@@ -38,6 +38,8 @@ struct GoodsStock {
     sale: Option<SaleState>,
     /// Units [`StockStore::release`] gave back, ever.
     released: u64,
+    /// Client request ids and the order each reserved, as Redis's `req`.
+    requests: Requests,
     remaining: u32,
     /// Each holder's live orders, oldest first (one, mostly).
     holders: HashMap<UserId, Vec<OrderNo>>,
@@ -102,10 +104,37 @@ impl Tokens {
     }
 }
 
+/// The request ids a goods remembers: id → (user, order number), and when
+/// each may be forgotten.
+#[derive(Default)]
+struct Requests {
+    orders: HashMap<u128, (UserId, OrderNo)>,
+    forget: BTreeSet<(u64, u128)>,
+}
+
+impl Requests {
+    fn prune(&mut self, now_ms: u64) {
+        for _ in 0..PRUNE_BATCH {
+            match self.forget.first() {
+                Some(&(due, id)) if due <= now_ms => {
+                    self.forget.pop_first();
+                    self.orders.remove(&id);
+                }
+                _ => break,
+            }
+        }
+    }
+}
+
 impl GoodsStock {
     /// One buyer's decision, in the order of checks that
     /// [`StockStore::reserve`] documents.
-    fn decide(&mut self, rules: &ReserveRules, buyer: &Buyer) -> Reservation {
+    fn decide(
+        &mut self,
+        rules: &ReserveRules,
+        buyer: &Buyer,
+        closed: Option<Closed>,
+    ) -> Reservation {
         // The proto allows no limit of 0; should one come, it means 1
         // rather than "nobody may buy".
         let limit = usize::from(rules.per_user_limit.max(1));
@@ -120,6 +149,18 @@ impl GoodsStock {
         //    earlier run reserved it; answered as that run was.
         if held.contains(&buyer.order_no) {
             return Reservation::Reserved;
+        }
+        // 0'. A BUY retried under its request id: its first order.
+        let request = buyer.request_id.map(RequestId::get);
+        if let Some(&(user, order_no)) = request.and_then(|id| self.requests.orders.get(&id)) {
+            return match user == buyer.user {
+                true => Reservation::Replayed(order_no),
+                false => Reservation::RequestIdTaken,
+            };
+        }
+        // 0''. The sale controls.
+        if let Some(closed) = closed {
+            return Reservation::Closed(closed);
         }
         // 1. A retried BUY: the token bought an order the user still holds.
         if let Some(order) = token.filter(|t| t.user == buyer.user).and_then(|t| t.order) {
@@ -160,6 +201,13 @@ impl GoodsStock {
             if let Some(t) = self.tokens.entries.get_mut(&buyer.token) {
                 t.order = Some(buyer.order_no);
             }
+        }
+        if let Some(id) = request {
+            self.requests
+                .orders
+                .insert(id, (buyer.user, buyer.order_no));
+            let forget_at = rules.now_ms.saturating_add(REQUEST_ID_TTL_MS);
+            self.requests.forget.insert((forget_at, id));
         }
         Reservation::Reserved
     }
@@ -275,10 +323,11 @@ impl StockStore for MemoryStock {
         let stock = self.get(goods)?;
         let mut stock = stock.lock();
         let closed = stock.sale.and_then(|s| s.closed(rules.now_ms));
-        let decisions = match closed {
-            Some(closed) => vec![Reservation::Closed(closed); buyers.len()],
-            None => buyers.iter().map(|b| stock.decide(rules, b)).collect(),
-        };
+        stock.requests.prune(rules.now_ms);
+        let decisions = buyers
+            .iter()
+            .map(|b| stock.decide(rules, b, closed))
+            .collect();
         Ok(Reserved {
             decisions,
             remaining: stock.remaining,

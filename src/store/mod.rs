@@ -29,7 +29,7 @@ pub use sqlite::SqliteStore;
 
 use std::time::Duration;
 
-use seckill_proto::{NewGoods, OrderState, SaleRules};
+use seckill_proto::{NewGoods, OrderState, RequestId, SaleRules};
 use thiserror::Error;
 
 pub type GoodsId = u64;
@@ -225,7 +225,13 @@ pub struct Buyer {
     pub order_no: OrderNo,
     /// The purchase token the BUY carried (`NO_TOKEN` when none).
     pub token: u64,
+    /// The client's id of this BUY, the same on every retry of it.
+    pub request_id: Option<RequestId>,
 }
+
+/// How long a stock store remembers a request id after the BUY that
+/// reserved under it: PROTOCOL.md promises at least an hour.
+pub const REQUEST_ID_TTL_MS: u64 = 3_600_000;
 
 /// The rules of a goods that a reservation applies, and its clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,9 +268,14 @@ pub enum Reservation {
     SoldOut,
     /// The buyer's token was refused; nothing was taken.
     Token(TokenRefusal),
-    /// The sale is not open, as the stock store's sale controls say (every
-    /// buyer of the batch gets this); nothing was taken.
+    /// The sale is not open, as the stock store's sale controls say;
+    /// nothing was taken.
     Closed(Closed),
+    /// The BUY's request id reserved this order before (a retry, through
+    /// this server or another): the first answer again; nothing was taken.
+    Replayed(OrderNo),
+    /// The BUY's request id is another user's; nothing was taken.
+    RequestIdTaken,
 }
 
 /// The result of one merged deduction.
@@ -328,6 +339,10 @@ pub trait StockStore: Send + Sync {
     /// 0. a buyer who holds the proposed order number already was reserved
     ///    by an earlier run of this same call (a client library may send a
     ///    script twice): `Reserved` again, nothing taken;
+    /// 0'. a buyer whose request id reserved an order before gets that
+    ///    order ([`Reservation::Replayed`]), or is refused if the id is
+    ///    another user's; ids are remembered for [`REQUEST_ID_TTL_MS`];
+    /// 0''. a sale the controls close sells nothing ([`Reservation::Closed`]);
     /// 1. a buyer whose token reserved an order they still hold gets it back
     ///    (a retried BUY);
     /// 2. a buyer who holds `per_user_limit` orders gets one of them back;

@@ -224,6 +224,21 @@ fn wait_known(servers: &[Server], goods: u64) {
     }
 }
 
+/// A BUY, retried while the server answers `busy` (a goods being loaded or
+/// reconciled), for up to 5 s: the first other answer.
+fn buy(server: &Server, user: u64, goods: u64) -> Purchase {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match server.client().buy(user, goods) {
+            Ok(p) => return p,
+            Err(e) if e.is_busy() && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("user {user}: {e}"),
+        }
+    }
+}
+
 /// Buys until the answer is no longer `Paused` or `within` passes; returns
 /// the last answer.
 fn buy_while_paused(server: &Server, user: u64, goods: u64, within: Duration) -> Purchase {
@@ -260,7 +275,7 @@ fn sale_controls_hold_on_every_server(ack: &str) {
         user
     };
     for s in &servers {
-        let p = s.client().buy(next_user(), goods).unwrap();
+        let p = buy(s, next_user(), goods);
         assert!(matches!(p, Purchase::Ordered(_)), "{}: {p:?}", s.addr);
     }
     servers[0]
@@ -268,12 +283,7 @@ fn sale_controls_hold_on_every_server(ack: &str) {
         .sale_control(goods, SaleAction::Pause)
         .unwrap();
     for s in &servers[1..] {
-        assert_eq!(
-            s.client().buy(next_user(), goods).unwrap(),
-            Purchase::Paused,
-            "{}",
-            s.addr
-        );
+        assert_eq!(buy(s, next_user(), goods), Purchase::Paused, "{}", s.addr);
     }
     servers[1]
         .admin()
@@ -291,12 +301,7 @@ fn sale_controls_hold_on_every_server(ack: &str) {
         .sale_control(goods, SaleAction::End)
         .unwrap();
     for s in &servers[..2] {
-        assert_eq!(
-            s.client().buy(next_user(), goods).unwrap(),
-            Purchase::Ended,
-            "{}",
-            s.addr
-        );
+        assert_eq!(buy(s, next_user(), goods), Purchase::Ended, "{}", s.addr);
     }
     // Every server shows the same state within a refresh.
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -335,7 +340,7 @@ fn a_cancel_through_one_server_frees_the_buyer_on_another(ack: &str) {
         .unwrap()
         .id;
     wait_known(&servers, goods);
-    let Purchase::Ordered(first) = servers[0].client().buy(7, goods).unwrap() else {
+    let Purchase::Ordered(first) = buy(&servers[0], 7, goods) else {
         panic!("{ack}: the first BUY did not order");
     };
     // Through the other server: the same order, which that server now
@@ -357,7 +362,7 @@ fn a_cancel_through_one_server_frees_the_buyer_on_another(ack: &str) {
     servers[0].client().cancel(7, first).unwrap();
     let deadline = Instant::now() + Duration::from_secs(3);
     let again = loop {
-        match servers[1].client().buy(7, goods).unwrap() {
+        match buy(&servers[1], 7, goods) {
             Purchase::AlreadyBought(no) if no == first && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -378,4 +383,71 @@ fn a_cancel_through_one_server_frees_the_buyer_on_another_durable() {
 #[test]
 fn a_cancel_through_one_server_frees_the_buyer_on_another_queued() {
     a_cancel_through_one_server_frees_the_buyer_on_another("queued");
+}
+
+/// The same request id through two servers, and again through a restarted
+/// one, gets one order: the first answer every time, with a purchase limit
+/// of 3 (where a retry without the id would buy a second unit).
+fn a_request_id_gets_one_order_through_any_server(ack: &str) {
+    use seckill_proto::{RequestId, SaleRules};
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Backends::new();
+    let mut servers: Vec<Server> = (1..=2).map(|n| start(&dir, &stores, ack, n)).collect();
+    let mut goods = on_sale("lamp", 10);
+    goods.rules = SaleRules {
+        per_user_limit: 3,
+        ..SaleRules::default()
+    };
+    let goods = servers[0].admin().add_goods(goods).unwrap().id;
+    wait_known(&servers, goods);
+    let id = RequestId::new(0x5eed_0000_0000_0000_0000_0000_0000_0001).unwrap();
+    let buy_with_id = |server: &Server| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match server.client().buy_with_request_id(7, goods, id) {
+                Ok(p) => return p,
+                // The first attempt's order still being written, or the
+                // server still loading after its restart.
+                Err(e) if e.is_busy() && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => panic!("{ack}: {e}"),
+            }
+        }
+    };
+    let Purchase::Ordered(first) = buy_with_id(&servers[0]) else {
+        panic!("{ack}: the first BUY made no order");
+    };
+    assert_eq!(buy_with_id(&servers[1]), Purchase::Ordered(first), "{ack}");
+    stores.wait_written(goods, 1);
+    let killed = servers.remove(0);
+    killed.kill();
+    servers.insert(0, start(&dir, &stores, ack, 1));
+    assert_eq!(buy_with_id(&servers[0]), Purchase::Ordered(first), "{ack}");
+    // One unit taken, one order stored.
+    assert_eq!(stores.redis_stock(goods), Some(9), "{ack}");
+    let rows = stores.orders();
+    assert_eq!(
+        rows.iter().filter(|r| r.1 == 7).count(),
+        1,
+        "{ack}: {rows:?}"
+    );
+    // Another user's BUY under that id is refused; without an id, the
+    // same user buys a second unit (the limit is 3).
+    let taken = servers[1].client().buy_with_request_id(8, goods, id);
+    assert!(
+        matches!(&taken, Err(e) if e.kind() == seckill_client::ErrorKind::Server(seckill_proto::Status::BadRequest)),
+        "{ack}: {taken:?}"
+    );
+    assert!(matches!(buy(&servers[1], 7, goods), Purchase::Ordered(n) if n != first));
+}
+
+#[test]
+fn a_request_id_gets_one_order_through_any_server_durable() {
+    a_request_id_gets_one_order_through_any_server("durable");
+}
+
+#[test]
+fn a_request_id_gets_one_order_through_any_server_queued() {
+    a_request_id_gets_one_order_through_any_server("queued");
 }

@@ -173,6 +173,7 @@ fn reserve_command(script: &RedisScript, user: u64, order_no: u64) -> Vec<u8> {
         user,
         order_no,
         token: NO_TOKEN,
+        request_id: None,
     }];
     let call = ReserveCall {
         mode: Mode::Durable,
@@ -182,6 +183,8 @@ fn reserve_command(script: &RedisScript, user: u64, order_no: u64) -> Vec<u8> {
         per_user_limit: rules.per_user_limit,
         token_required: rules.token_required,
         pay_by_ms: now_ms.saturating_add(rules.pay_window_ms),
+        // No request ids here; the server's own figure, for the same work.
+        request_id_ttl_ms: 3_600_000,
         buyers: &buyers,
     };
     let mut cmd = redis::cmd("EVALSHA");
@@ -271,6 +274,11 @@ fn redis_answer(value: Value) -> Answer {
             Some(Decision::TokenExpired) => (Outcome::Error("token_expired"), None),
             Some(Decision::TokenUsed) => (Outcome::Error("token_used"), None),
             Some(Decision::Held(order_no)) => (Outcome::AlreadyBought, Some(order_no)),
+            Some(Decision::Replayed(order_no)) => (Outcome::Ok, Some(order_no)),
+            Some(Decision::RequestIdTaken) => (Outcome::Error("request_id_taken"), None),
+            Some(Decision::Paused) => (Outcome::Error("paused"), None),
+            Some(Decision::NotStarted) => (Outcome::Error("not_started"), None),
+            Some(Decision::Ended) => (Outcome::Error("ended"), None),
             None => (Outcome::Error("bad_reply"), None),
         },
         // The stock key is missing.

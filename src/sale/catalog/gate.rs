@@ -187,6 +187,11 @@ impl Gate {
         overdue
     }
 
+    /// No repair before `now_ms + wait_ms`.
+    pub fn defer_repair(&self, now_ms: u64, wait_ms: u64) {
+        self.repair_at_ms.store(now_ms + wait_ms, Relaxed);
+    }
+
     /// Whether the periodic refresh should try to repair this goods now; if
     /// so, the next try waits twice as long (1 s doubling to 30 s) unless a
     /// reconciliation succeeds first.

@@ -64,6 +64,11 @@ macro_rules! suite {
             }
 
             #[test]
+            fn a_request_id_gets_its_first_order_back_and_only_its_user() {
+                super::a_request_id_gets_its_first_order_back_and_only_its_user(&*$open);
+            }
+
+            #[test]
             fn add_restocks_and_saturates() {
                 super::add_restocks_and_saturates(&*$open);
             }
@@ -174,6 +179,64 @@ fn the_same_call_run_twice_sells_once(stock: &impl Subject) {
             "limit {limit}"
         );
     }
+}
+
+/// A BUY retried under its request id gets the order its first attempt
+/// reserved, also with a limit above one (where a retry without the id
+/// would buy a second unit) and while the sale is paused; the same id from
+/// another user is refused; an id whose first attempt reserved nothing
+/// records nothing; and an id is forgotten after its lifetime.
+fn a_request_id_gets_its_first_order_back_and_only_its_user(stock: &impl Subject) {
+    use seckill_proto::RequestId;
+    stock.load_next(1, 10, &[]).unwrap();
+    let id = |n| RequestId::new(n);
+    let with = |user, order_no, rid| Buyer {
+        request_id: id(rid),
+        ..buy(user, order_no, NO_TOKEN)
+    };
+    let at = |now_ms| ReserveRules { now_ms, ..rules(3) };
+    let one = |b: Buyer, now_ms| stock.reserve(1, &at(now_ms), &[b]).unwrap().decisions[0];
+    assert_eq!(one(with(7, 700, 0xabc), NOW), Reservation::Reserved);
+    // The retry proposes another number; it gets the first order back.
+    assert_eq!(one(with(7, 701, 0xabc), NOW), Reservation::Replayed(700));
+    assert_eq!(one(with(8, 800, 0xabc), NOW), Reservation::RequestIdTaken);
+    // Without the id, the same user (limit 3) buys a second unit.
+    assert_eq!(one(with(7, 702, 0), NOW), Reservation::Reserved);
+    assert_eq!(stock.remaining(1).unwrap(), Some(8));
+    // Paused: the retry still gets its order; a new BUY does not.
+    stock
+        .control(
+            1,
+            &SaleState {
+                paused: true,
+                start_ms: 0,
+                end_ms: u64::MAX,
+                version: 1,
+            },
+        )
+        .unwrap();
+    assert_eq!(one(with(7, 703, 0xabc), NOW), Reservation::Replayed(700));
+    assert_eq!(
+        one(with(9, 900, 0xdef), NOW),
+        Reservation::Closed(Closed::Paused)
+    );
+    stock
+        .control(
+            1,
+            &SaleState {
+                paused: false,
+                start_ms: 0,
+                end_ms: u64::MAX,
+                version: 2,
+            },
+        )
+        .unwrap();
+    // 0xdef was refused, so it recorded nothing: it buys now.
+    assert_eq!(one(with(9, 901, 0xdef), NOW), Reservation::Reserved);
+    // After its lifetime the id is forgotten: it is a new BUY.
+    let later = NOW + crate::store::REQUEST_ID_TTL_MS;
+    assert_eq!(one(with(8, 802, 0xabc), later), Reservation::Reserved);
+    assert_eq!(stock.remaining(1).unwrap(), Some(6));
 }
 
 /// A goods under sale controls: a paused sale, or one outside its window
@@ -486,6 +549,9 @@ fn sell_in_threads(stock: &impl Subject, crowd: Crowd) -> HashMap<UserId, usize>
             Reservation::SoldOut => assert!(own.len() < usize::from(limit)),
             Reservation::Token(t) => panic!("{b:?}: token {t:?} without token rules"),
             Reservation::Closed(c) => panic!("{b:?}: {c:?} without sale controls"),
+            Reservation::Replayed(_) | Reservation::RequestIdTaken => {
+                panic!("{b:?}: {d:?} without request ids")
+            }
         }
     }
     got

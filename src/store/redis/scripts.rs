@@ -187,5 +187,10 @@ fn reservation(decision: Decision) -> Reservation {
         Decision::TokenExpired => Reservation::Token(TokenRefusal::Expired),
         Decision::TokenUsed => Reservation::Token(TokenRefusal::Used),
         Decision::Held(order_no) => Reservation::Held(order_no),
+        Decision::Replayed(order_no) => Reservation::Replayed(order_no),
+        Decision::RequestIdTaken => Reservation::RequestIdTaken,
+        Decision::Paused => Reservation::Closed(Closed::Paused),
+        Decision::NotStarted => Reservation::Closed(Closed::NotStarted),
+        Decision::Ended => Reservation::Closed(Closed::Ended),
     }
 }

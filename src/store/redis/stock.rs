@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use ::redis::Value;
-use seckill_proto::NO_TOKEN;
+use seckill_proto::{RequestId, NO_TOKEN};
 use seckill_redis_scripts::{
     holders, AddCall, ControlCall, IssueCall, Load, Mode, ReleaseCall, ReserveBuyer, ReserveCall,
 };
@@ -18,7 +18,7 @@ use crate::config::AckMode;
 use crate::store::memory::{forget_after, PRUNE_BATCH};
 use crate::store::{
     Buyer, Epoch, GoodsId, Holders, Loaded, OrderNo, ReserveRules, Reserved, SaleState, StockStore,
-    StoreError, UserId,
+    StoreError, UserId, REQUEST_ID_TTL_MS,
 };
 
 impl RedisStock {
@@ -144,6 +144,7 @@ impl StockStore for RedisStock {
                 user: b.user,
                 order_no: b.order_no,
                 token: b.token,
+                request_id: b.request_id.map(RequestId::get),
             })
             .collect();
         let keys = self.keys(goods);
@@ -163,6 +164,7 @@ impl StockStore for RedisStock {
                     per_user_limit: rules.per_user_limit,
                     token_required: rules.token_required,
                     pay_by_ms: rules.pay_by_ms,
+                    request_id_ttl_ms: REQUEST_ID_TTL_MS,
                     buyers: &bids,
                 };
                 self.scripts.reserve(&keys, &call)

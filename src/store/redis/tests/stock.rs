@@ -201,6 +201,7 @@ fn a_script_from_before_a_load_does_nothing() {
             user,
             order_no,
             token: NO_TOKEN,
+            request_id: None,
         }];
         let call = ReserveCall {
             mode: Mode::Queued,
@@ -210,6 +211,7 @@ fn a_script_from_before_a_load_does_nothing() {
             per_user_limit: 1,
             token_required: false,
             pay_by_ms: 2,
+            request_id_ttl_ms: 1_000,
             buyers: &buyers,
         };
         eval(&stock, 1, &call)
