@@ -341,7 +341,7 @@ pub trait StockStore: Send + Sync {
     ///    script twice): `Reserved` again, nothing taken;
     /// 0'. a buyer whose request id reserved an order before gets that
     ///    order ([`Reservation::Replayed`]), or is refused if the id is
-    ///    another user's; ids are remembered for [`REQUEST_ID_TTL_MS`];
+    ///    another user's; ids are remembered for `REQUEST_ID_TTL_MS`;
     /// 0''. a sale the controls close sells nothing ([`Reservation::Closed`]);
     /// 1. a buyer whose token reserved an order they still hold gets it back
     ///    (a retried BUY);
