@@ -132,10 +132,12 @@ impl Sale {
                 entry.gate.mark_unsure();
                 continue;
             }
-            self.refresh_holders(&entry);
             // Logged once per outage by the store; the next tick retries.
-            match self.stock.remaining(entry.id) {
-                Ok(Some(left)) => entry.view.set_remaining(left),
+            match self.stock.levels(entry.id) {
+                Ok(Some(levels)) => {
+                    entry.view.set_remaining(levels.remaining);
+                    self.refresh_holders(&entry, levels.released);
+                }
                 Ok(None) if entry.gate.repair_due(now) => self.reconcile_lost(&entry),
                 Ok(None) | Err(_) => {}
             }
@@ -176,10 +178,7 @@ impl Sale {
     /// cache holds in the durable mode; an order this server commits while
     /// it reads is missed until its buyer's next BUY finds it (see
     /// `held_elsewhere` in buy.rs).
-    fn refresh_holders(&self, entry: &Entry) {
-        let Ok(Some(released)) = self.stock.released(entry.id) else {
-            return;
-        };
+    fn refresh_holders(&self, entry: &Entry, released: u64) {
         if !entry.holders.releases_moved(released) {
             return;
         }

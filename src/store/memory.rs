@@ -12,8 +12,8 @@ use parking_lot::{Mutex, RwLock};
 use seckill_proto::{RequestId, NO_TOKEN};
 
 use super::{
-    Buyer, Closed, Epoch, GoodsId, Holders, Loaded, OrderNo, Reservation, ReserveRules, Reserved,
-    SaleState, StockStore, StoreError, TokenRefusal, UserId, REQUEST_ID_TTL_MS,
+    Buyer, Closed, Epoch, GoodsId, Holders, Levels, Loaded, OrderNo, Reservation, ReserveRules,
+    Reserved, SaleState, StockStore, StoreError, TokenRefusal, UserId, REQUEST_ID_TTL_MS,
 };
 use crate::clock::now_ms;
 
@@ -363,9 +363,15 @@ impl StockStore for MemoryStock {
         Ok(stock.remaining)
     }
 
-    fn released(&self, goods: GoodsId) -> Result<Option<u64>, StoreError> {
+    fn levels(&self, goods: GoodsId) -> Result<Option<Levels>, StoreError> {
         let stock = self.goods.read().get(&goods).cloned();
-        Ok(stock.map(|s| s.lock().released).filter(|&n| n > 0))
+        Ok(stock.map(|s| {
+            let s = s.lock();
+            Levels {
+                remaining: s.remaining,
+                released: s.released,
+            }
+        }))
     }
 
     fn remaining(&self, goods: GoodsId) -> Result<Option<u32>, StoreError> {

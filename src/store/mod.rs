@@ -290,6 +290,14 @@ pub struct Reserved {
     pub epoch: Epoch,
 }
 
+/// A goods' counters in the stock store, read together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Levels {
+    pub remaining: u32,
+    /// Units given back by releases, ever.
+    pub released: u64,
+}
+
 /// What became of a [`StockStore::load`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Loaded {
@@ -383,10 +391,12 @@ pub trait StockStore: Send + Sync {
     /// if it holds nothing (never loaded, or lost). For reconciliation.
     fn snapshot(&self, goods: GoodsId) -> Result<Option<(u32, Holders)>, StoreError>;
 
-    /// How many units [`release`](Self::release) ever gave back for a goods
-    /// (`None`: none yet): when it moves, some holder let go through some
-    /// server, and a server's cache of holders is out of date.
-    fn released(&self, goods: GoodsId) -> Result<Option<u64>, StoreError>;
+    /// Units left of a goods, and how many units [`release`](Self::release)
+    /// ever gave back (when that moves, some holder let go through some
+    /// server, and a server's cache of holders is out of date), in one
+    /// read; `None` if the store does not hold the goods. For the periodic
+    /// refresh of the catalog.
+    fn levels(&self, goods: GoodsId) -> Result<Option<Levels>, StoreError>;
 
     /// Units left of a goods, or `None` if the store does not hold it: a
     /// cheap read, for refreshing what the catalog shows.

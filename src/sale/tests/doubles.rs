@@ -5,7 +5,7 @@ use parking_lot::Mutex;
 use seckill_proto::{NewGoods, SaleRules};
 
 use crate::store::{
-    Buyer, Epoch, GoodsId, GoodsRecord, Holders, Loaded, MemoryStock, OrderNo, OrderQueue,
+    Buyer, Epoch, GoodsId, GoodsRecord, Holders, Levels, Loaded, MemoryStock, OrderNo, OrderQueue,
     OrderRecord, OrderStore, ReserveRules, Reserved, SaleState, Settled, StockStore, StoreError,
     UserId, Written,
 };
@@ -149,8 +149,8 @@ impl StockStore for FlakyStock {
     fn snapshot(&self, g: GoodsId) -> Result<Option<(u32, Holders)>, StoreError> {
         self.inner.snapshot(g)
     }
-    fn released(&self, g: GoodsId) -> Result<Option<u64>, StoreError> {
-        self.inner.released(g)
+    fn levels(&self, g: GoodsId) -> Result<Option<Levels>, StoreError> {
+        self.inner.levels(g)
     }
     fn remaining(&self, g: GoodsId) -> Result<Option<u32>, StoreError> {
         self.inner.remaining(g)

@@ -17,8 +17,8 @@ use crate::clock::now_ms;
 use crate::config::AckMode;
 use crate::store::memory::{forget_after, PRUNE_BATCH};
 use crate::store::{
-    Buyer, Epoch, GoodsId, Holders, Loaded, OrderNo, ReserveRules, Reserved, SaleState, StockStore,
-    StoreError, UserId, REQUEST_ID_TTL_MS,
+    Buyer, Epoch, GoodsId, Holders, Levels, Loaded, OrderNo, ReserveRules, Reserved, SaleState,
+    StockStore, StoreError, UserId, REQUEST_ID_TTL_MS,
 };
 
 impl RedisStock {
@@ -203,9 +203,22 @@ impl StockStore for RedisStock {
         )
     }
 
-    fn released(&self, goods: GoodsId) -> Result<Option<u64>, StoreError> {
-        let key = self.keys(goods).released;
-        self.call("released", |con| ::redis::cmd("GET").arg(&key).query(con))
+    /// One MGET: the keys share the goods' hash tag, so one node has both.
+    fn levels(&self, goods: GoodsId) -> Result<Option<Levels>, StoreError> {
+        let keys = self.keys(goods);
+        let (stock, released): (Option<i64>, Option<u64>) = self.call("levels", |con| {
+            ::redis::cmd("MGET")
+                .arg(&keys.stock)
+                .arg(&keys.released)
+                .query(con)
+        })?;
+        let Some(stock) = stock else {
+            return Ok(None);
+        };
+        Ok(Some(Levels {
+            remaining: to_u32(&format!("stock of goods {goods}"), stock)?,
+            released: released.unwrap_or(0),
+        }))
     }
 
     fn remaining(&self, goods: GoodsId) -> Result<Option<u32>, StoreError> {
