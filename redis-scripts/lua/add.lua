@@ -1,22 +1,32 @@
 -- ADD: a restock. Adds units to a goods' stock, saturating at 2^32 - 1
 -- (u32::MAX) like the in-memory store.
 --
--- KEYS[1] stock   KEYS[2] epoch
+-- Safe to run twice: each restock names the total it makes (the order
+-- store's, which only grows), and a call for a total no higher than the
+-- last one applied adds nothing.
+--
+-- KEYS[1] stock   KEYS[2] epoch   KEYS[3] ctl (its field "total": the total
+--                 of the last restock applied)
 -- ARGV[1] amount
 -- ARGV[2] epoch               (that of the caller's last load)
+-- ARGV[3] total               (the goods' total after this restock)
 --
 -- Returns nil if the goods is not loaded, {"stale", value} if it was loaded
 -- under another epoch since the caller learnt it, or is being loaded
--- ("<epoch>:loading", see freeze.lua) (nothing is done in either case), else the units left.
+-- ("<epoch>:loading", see freeze.lua) (nothing is done in either case),
+-- else the units left.
 --
 -- Built by seckill_redis_scripts::AddCall; by hand, e.g.:
---   redis-cli --eval add.lua s e , 10 1
+--   redis-cli --eval add.lua s e c , 10 1 110
 
 local stock = redis.call('GET', KEYS[1])
 if not stock then return false end
 local epoch = redis.call('GET', KEYS[2])
 if epoch ~= ARGV[2] then return {'stale', epoch or '0'} end
+local applied = tonumber(redis.call('HGET', KEYS[3], 'total') or '-1')
+if tonumber(ARGV[3]) <= applied then return tonumber(stock) end
 local left = tonumber(stock) + tonumber(ARGV[1])
 if left > 4294967295 then left = 4294967295 end
 redis.call('SET', KEYS[1], string.format('%d', left))
+redis.call('HSET', KEYS[3], 'total', ARGV[3])
 return left

@@ -90,16 +90,20 @@ pub struct AddCall {
     pub amount: u32,
     /// The epoch of the caller's last load of the goods.
     pub epoch: u64,
+    /// The goods' total after this restock: the call's name, so that a
+    /// second run of it adds nothing.
+    pub total: u32,
 }
 
 impl Call for AddCall {
     const SCRIPT: &'static str = ADD;
-    const KEYS: &'static [Key] = &[Key::Stock, Key::Epoch];
+    const KEYS: &'static [Key] = &[Key::Stock, Key::Epoch, Key::Ctl];
 
     fn write_args(&self, arg: &mut dyn FnMut(&[u8])) {
         let mut argv = Argv(arg);
         argv.num(self.amount);
         argv.num(self.epoch);
+        argv.num(self.total);
     }
 }
 
@@ -127,13 +131,22 @@ mod tests {
         let add = AddCall {
             amount: u32::MAX,
             epoch: 4,
+            total: 9,
         };
-        assert_eq!(argv(&add), ["4294967295", "4"]);
+        assert_eq!(argv(&add), ["4294967295", "4", "9"]);
     }
 
     #[test]
     fn each_script_opens_with_its_contract() {
-        for script in [crate::RESERVE, RELEASE, ISSUE, ADD] {
+        for script in [
+            crate::RESERVE,
+            RELEASE,
+            ISSUE,
+            ADD,
+            CONTROL,
+            crate::LOAD,
+            crate::FREEZE,
+        ] {
             let head: Vec<&str> = script.lines().take_while(|l| l.starts_with("--")).collect();
             assert!(head.iter().any(|l| l.contains("KEYS[1]")), "{head:?}");
             assert!(head.iter().any(|l| l.contains("ARGV")), "{head:?}");

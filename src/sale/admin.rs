@@ -73,7 +73,7 @@ impl Sale {
             Ok(r) => r,
             Err(e) => return store_failure("order store", &e),
         };
-        match self.stock.add(goods, amount) {
+        match self.stock.add(goods, amount, record.total) {
             Ok(remaining) => entry.view.restocked(record.total, remaining),
             Err(e) => {
                 // The order store has the new total, so the restock happened

@@ -108,6 +108,9 @@ impl Sale {
             .ok_or(StoreError::UnknownGoods(entry.id))?;
         self.stock.control(entry.id, &record.sale())?;
         entry.view.set_sale(&record.sale());
+        // And the total as it is now: another server may have restocked it
+        // since this server last read it.
+        entry.view.raise_total(record.total);
         let (pairs, remaining) = self.rebuild(entry)?;
         if let Loaded::Superseded(later) = self.stock.load(entry.id, remaining, &pairs, epoch)? {
             // Another server froze the goods after this one counted: its

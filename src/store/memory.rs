@@ -38,6 +38,8 @@ struct GoodsStock {
     sale: Option<SaleState>,
     /// Units [`StockStore::release`] gave back, ever.
     released: u64,
+    /// The total of the last restock applied ([`StockStore::add`]).
+    restocked_to: Option<u32>,
     /// Client request ids and the order each reserved, as Redis's `req`.
     requests: Requests,
     remaining: u32,
@@ -356,9 +358,13 @@ impl StockStore for MemoryStock {
         self.issue_token_at(goods, user, token, expires_ms, now_ms())
     }
 
-    fn add(&self, goods: GoodsId, amount: u32) -> Result<u32, StoreError> {
+    fn add(&self, goods: GoodsId, amount: u32, total: u32) -> Result<u32, StoreError> {
         let stock = self.get(goods)?;
         let mut stock = stock.lock();
+        if stock.restocked_to.is_some_and(|done| total <= done) {
+            return Ok(stock.remaining);
+        }
+        stock.restocked_to = Some(total);
         stock.remaining = stock.remaining.saturating_add(amount);
         Ok(stock.remaining)
     }

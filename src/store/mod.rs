@@ -385,7 +385,10 @@ pub trait StockStore: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// Adds units to a goods (a restock). Returns the units now left.
-    fn add(&self, goods: GoodsId, amount: u32) -> Result<u32, StoreError>;
+    /// A restock that makes the goods' total `total` (the order store's,
+    /// which only grows): a second call for a total no higher than the last
+    /// one applied adds nothing, so a call sent twice adds once.
+    fn add(&self, goods: GoodsId, amount: u32, total: u32) -> Result<u32, StoreError>;
 
     /// What the store holds for a goods: units left and holders, or `None`
     /// if it holds nothing (never loaded, or lost). For reconciliation.

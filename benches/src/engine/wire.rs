@@ -417,11 +417,12 @@ mod tests {
             ["EVALSHA", "abc", "5", "s", "b", "q", "e", "t", "durable", "9"]
         );
         // now_ms, then the epoch, one order per user, no token required,
-        // pay_by_ms, and the one buyer's triple.
+        // pay_by_ms, how long request ids are kept, and the one buyer's
+        // user, order number, token and request id (none).
         let now_ms: u64 = args[10].parse().expect("now_ms");
         assert_eq!(&args[11..14], ["3", "1", "0"]);
         let pay_by_ms: u64 = args[14].parse().expect("pay_by_ms");
         assert_eq!(pay_by_ms - now_ms, seckill_proto::DEFAULT_PAY_WINDOW_MS);
-        assert_eq!(&args[15..], ["42", "1001", "0"]);
+        assert_eq!(&args[15..], ["3600000", "42", "1001", "0", "0"]);
     }
 }

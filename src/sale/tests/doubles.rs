@@ -142,9 +142,9 @@ impl StockStore for FlakyStock {
         self.check()?;
         self.inner.release(g, buyers)
     }
-    fn add(&self, g: GoodsId, amount: u32) -> Result<u32, StoreError> {
+    fn add(&self, g: GoodsId, amount: u32, total: u32) -> Result<u32, StoreError> {
         self.check()?;
-        self.inner.add(g, amount)
+        self.inner.add(g, amount, total)
     }
     fn snapshot(&self, g: GoodsId) -> Result<Option<(u32, Holders)>, StoreError> {
         self.inner.snapshot(g)

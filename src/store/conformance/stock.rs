@@ -367,11 +367,13 @@ fn add_restocks_and_saturates(stock: &impl Subject) {
     stock.load_next(1, 0, &[]).unwrap();
     let r = stock.reserve(1, &rules(1), &buyers(&[(1, 100)])).unwrap();
     assert_eq!(r.decisions, vec![Reservation::SoldOut]);
-    assert_eq!(stock.add(1, 2).unwrap(), 2);
+    assert_eq!(stock.add(1, 2, 2).unwrap(), 2);
+    // The same restock again (a script sent twice): nothing more.
+    assert_eq!(stock.add(1, 2, 2).unwrap(), 2);
     let r = stock.reserve(1, &rules(1), &buyers(&[(1, 100)])).unwrap();
     assert_eq!(r.decisions, vec![Reservation::Reserved]);
     assert_eq!(r.remaining, 1);
-    assert_eq!(stock.add(1, u32::MAX).unwrap(), u32::MAX);
+    assert_eq!(stock.add(1, u32::MAX, u32::MAX).unwrap(), u32::MAX);
     assert_eq!(stock.snapshot(1).unwrap(), Some((u32::MAX, vec![(1, 100)])));
 }
 
@@ -406,7 +408,7 @@ fn tokens_are_checked_in_the_documented_order(stock: &impl Subject) {
         r(&[buy(2, 200, 22), buy(3, 300, 33)], NOW),
         [Reservation::Reserved, Reservation::SoldOut]
     );
-    stock.add(1, 1).unwrap();
+    stock.add(1, 1, 3).unwrap();
     assert_eq!(r(&[buy(3, 301, 33)], NOW), [Reservation::Reserved]);
     // Released (cancelled), the order is gone and the token is used.
     assert_eq!(stock.release(1, &[(1, 100)]).unwrap(), 1);
@@ -583,7 +585,7 @@ fn reserve_release_add_match_memory_stock() {
         r(1, rules(1), buyers(&[])),
         Box::new(|s| format!("{:?}", s.release(1, &[(1, 999), (2, 200), (9, 900)]))),
         r(1, rules(1), buyers(&[(4, 400), (2, 201), (5, 500)])),
-        Box::new(|s| format!("{:?}", s.add(1, 1))),
+        Box::new(|s| format!("{:?}", s.add(1, 1, 11))),
         r(1, rules(1), buyers(&[(5, 501), (6, 600), (1, 103)])),
         // Limits, several orders a user.
         r(
@@ -597,7 +599,7 @@ fn reserve_release_add_match_memory_stock() {
             rules(3),
             buyers(&[(9, 903), (9, 904), (9, 905), (8, 803)]),
         ),
-        Box::new(|s| format!("{:?}", s.add(2, 4))),
+        Box::new(|s| format!("{:?}", s.add(2, 4, 20 + 4))),
         // Tokens.
         Box::new(move |s| {
             let issued = [(1, 11), (2, 22), (3, 33), (6, 66), (7, 77)]

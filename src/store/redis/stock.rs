@@ -193,12 +193,19 @@ impl StockStore for RedisStock {
         self.issue_token_at(goods, user, token, expires_ms, now_ms())
     }
 
-    fn add(&self, goods: GoodsId, amount: u32) -> Result<u32, StoreError> {
+    fn add(&self, goods: GoodsId, amount: u32, total: u32) -> Result<u32, StoreError> {
         let keys = self.keys(goods);
         self.fenced(
             goods,
             "add",
-            |epoch| self.scripts.add(&keys, &AddCall { amount, epoch }),
+            |epoch| {
+                let call = AddCall {
+                    amount,
+                    epoch,
+                    total,
+                };
+                self.scripts.add(&keys, &call)
+            },
             |reply, _| script_count(goods, "add", reply),
         )
     }

@@ -55,7 +55,7 @@ fn order_numbers_keep_all_64_bits() {
     let expires = now_ms() + 60_000;
     stock.issue_token(3, two53 + 1, two53 + 1, expires).unwrap();
     stock.issue_token(3, u64::MAX, u64::MAX, expires).unwrap();
-    stock.add(3, 5).unwrap();
+    stock.add(3, 5, 15).unwrap();
     let r = stock.reserve(
         3,
         &tokened(1, now_ms()),
@@ -222,6 +222,7 @@ fn a_script_from_before_a_load_does_nothing() {
     let add = AddCall {
         amount: 10,
         epoch: stale,
+        total: 15,
     };
     let stale_reply = Value::Array(vec![
         Value::BulkString(b"stale".to_vec()),
@@ -285,7 +286,7 @@ fn a_lost_goods_is_not_loaded_and_nothing_is_taken() {
             .unwrap_err()
     ));
     assert!(not_loaded(stock.release(5, &[(1, 100)]).unwrap_err()));
-    assert!(not_loaded(stock.add(5, 10).unwrap_err()));
+    assert!(not_loaded(stock.add(5, 10, 13).unwrap_err()));
     assert_eq!(stock.snapshot(5).unwrap(), None);
     assert_eq!(stock.keys_of(5), 0, "a call on a lost goods wrote");
 
@@ -347,7 +348,7 @@ fn a_frozen_goods_refuses_every_fenced_call_until_its_load() {
         matches!(reserved, Err(StoreError::Unavailable(_))),
         "{reserved:?}"
     );
-    let added = stock.add(1, 3);
+    let added = stock.add(1, 3, 8);
     assert!(
         matches!(added, Err(StoreError::Unavailable(_))),
         "{added:?}"
