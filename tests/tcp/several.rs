@@ -225,14 +225,24 @@ fn wait_known(servers: &[Server], goods: u64) {
 }
 
 /// A BUY, retried while the server answers `busy` (a goods being loaded or
-/// reconciled), for up to 5 s: the first other answer.
+/// reconciled) or `rate_limited` (this user asked too often), for up to
+/// 5 s: the first other answer.
 fn buy(server: &Server, user: u64, goods: u64) -> Purchase {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match server.client().buy(user, goods) {
             Ok(p) => return p,
-            Err(e) if e.is_busy() && Instant::now() < deadline => {
+            Err(e) if Instant::now() < deadline && e.is_busy() => {
                 std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e)
+                if Instant::now() < deadline
+                    && e.kind()
+                        == seckill_client::ErrorKind::Server(
+                            seckill_proto::Status::RateLimited,
+                        ) =>
+            {
+                std::thread::sleep(Duration::from_millis(200))
             }
             Err(e) => panic!("user {user}: {e}"),
         }
@@ -360,11 +370,13 @@ fn a_cancel_through_one_server_frees_the_buyer_on_another(ack: &str) {
     }
     stores.wait_written(goods, 1);
     servers[0].client().cancel(7, first).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(3);
+    // Within a few refreshes (500 ms each); asked slowly enough to stay
+    // under the per-user BUY rate.
+    let deadline = Instant::now() + Duration::from_secs(5);
     let again = loop {
         match buy(&servers[1], 7, goods) {
             Purchase::AlreadyBought(no) if no == first && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(Duration::from_millis(200));
             }
             other => break other,
         }
