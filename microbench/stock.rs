@@ -37,7 +37,9 @@ fn reserve(c: &mut Criterion) {
             b.iter_batched_ref(
                 || {
                     let stock = MemoryStock::new();
-                    stock.load(GOODS, 1_000_000, &[], 1).expect("load");
+                    stock
+                        .load(GOODS, 1_000_000, &[], 1, 1_000_000)
+                        .expect("load");
                     stock
                 },
                 |stock| black_box(stock.reserve(GOODS, &RULES, buyers).map(|r| r.remaining)),
@@ -57,7 +59,9 @@ fn reserve(c: &mut Criterion) {
                 b.iter_batched_ref(
                     || {
                         let stock = MemoryStock::new();
-                        stock.load(GOODS, 1_000_000, &held, 1).expect("load");
+                        stock
+                            .load(GOODS, 1_000_000, &held, 1, 2_000_000)
+                            .expect("load");
                         stock
                     },
                     |stock| black_box(stock.reserve(GOODS, &RULES, buyers).map(|r| r.remaining)),
@@ -68,7 +72,7 @@ fn reserve(c: &mut Criterion) {
         // Nothing left: the sold-out answer.
         g.bench_with_input(BenchmarkId::new("sold out", batch), &buyers, |b, buyers| {
             let stock = MemoryStock::new();
-            stock.load(GOODS, 0, &[], 1).expect("load");
+            stock.load(GOODS, 0, &[], 1, 0).expect("load");
             b.iter(|| black_box(stock.reserve(GOODS, &RULES, buyers).map(|r| r.remaining)))
         });
     }

@@ -43,6 +43,7 @@ impl RedisGoods {
             remaining: stock,
             holders: &[],
             epoch,
+            total: stock,
         }
         .commands(&keys);
         let mut staging = redis::pipe();

@@ -11,15 +11,18 @@
 --
 -- KEYS[1] stock   KEYS[2] buyers   KEYS[3] epoch
 -- KEYS[4] staged: the buyers hash this load wrote (deleted if superseded)
+-- KEYS[5] ctl: its field "total", the total of the last restock counted in
+--         the stock (see add.lua), rises to this count's total
 -- ARGV[1] epoch               (the reconciliation's, from the order store)
 -- ARGV[2] units left
 -- ARGV[3] "1" if the staged hash holds the buyers, "0" if there are none
+-- ARGV[4] the goods' total the count was made from
 --
 -- Returns 1 if this load took effect, else {"stale", value}: the goods' epoch
 -- key, which another reconciliation's FREEZE set (nothing is done).
 --
 -- Built by seckill_redis_scripts::Load; by hand, e.g.:
---   redis-cli --eval load.lua s b e st , 7 100 0
+--   redis-cli --eval load.lua s b e st c , 7 100 0 100
 
 local current = redis.call('GET', KEYS[3])
 if current ~= ARGV[1] .. ':loading' then
@@ -33,4 +36,8 @@ else
 end
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[3], ARGV[1])
+-- A restock the count included must not add its units again when its ADD,
+-- sent under the old epoch, is resent under this one.
+local counted = tonumber(redis.call('HGET', KEYS[5], 'total') or '-1')
+if tonumber(ARGV[4]) > counted then redis.call('HSET', KEYS[5], 'total', ARGV[4]) end
 return 1

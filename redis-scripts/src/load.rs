@@ -53,6 +53,9 @@ pub struct Load<'a> {
     pub holders: &'a [(u64, u64)],
     /// Issued by the order store for this load, higher than any before.
     pub epoch: u64,
+    /// The goods' total the count was made from: restocks up to it are in
+    /// the count (ADD for a total no higher adds nothing after the load).
+    pub total: u32,
 }
 
 /// The commands of a [`Load`], which follows a [`FREEZE`] under its epoch
@@ -64,8 +67,8 @@ pub struct Load<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadCommands {
     pub staging: Vec<Command>,
-    pub keys: [String; 4],
-    pub args: [String; 3],
+    pub keys: [String; 5],
+    pub args: [String; 4],
 }
 
 impl Load<'_> {
@@ -92,11 +95,13 @@ impl Load<'_> {
                 keys.buyers.clone(),
                 keys.epoch.clone(),
                 staged,
+                keys.ctl.clone(),
             ],
             args: [
                 self.epoch.to_string(),
                 self.remaining.to_string(),
                 has_holders.to_string(),
+                self.total.to_string(),
             ],
         }
     }
@@ -171,6 +176,7 @@ mod tests {
             remaining: 7,
             holders: &[(9, 900), (8, 800), (9, 901), (9, 900)],
             epoch: 5,
+            total: 10,
         };
         let words = |c: &Command| {
             let mut w = vec![c.name.to_string()];
@@ -192,19 +198,21 @@ mod tests {
                 "p:{g1}:stock",
                 "p:{g1}:buyers",
                 "p:{g1}:epoch",
-                "p:{g1}:buyers:staged:5"
+                "p:{g1}:buyers:staged:5",
+                "p:{g1}:ctl"
             ]
         );
-        assert_eq!(commands.args, ["5", "7", "1"]);
+        assert_eq!(commands.args, ["5", "7", "1", "10"]);
         // Nobody holds anything: no HSET (it would need a field).
         let empty = Load {
             remaining: 0,
             holders: &[],
             epoch: 6,
+            total: 0,
         };
         let commands = empty.commands(&keys);
         assert_eq!(commands.staging.len(), 1);
-        assert_eq!(commands.args, ["6", "0", "0"]);
+        assert_eq!(commands.args, ["6", "0", "0", "0"]);
     }
 
     #[test]
@@ -225,6 +233,7 @@ mod tests {
             remaining: 1,
             holders: &holders,
             epoch: 1,
+            total: 2_501,
         };
         let hsets: Vec<usize> = load
             .commands(&keys)

@@ -32,7 +32,8 @@ impl Sale {
         };
         let loaded = self.orders.next_epoch(record.id, 0).and_then(|epoch| {
             self.stock.begin_load(record.id, epoch)?;
-            self.stock.load(record.id, record.total, &[], epoch)?;
+            self.stock
+                .load(record.id, record.total, &[], epoch, record.total)?;
             self.stock.control(record.id, &record.sale())
         });
         let entry = self.catalog.insert(&record, record.total);

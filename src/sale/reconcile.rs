@@ -97,29 +97,39 @@ impl Sale {
                 entry.id
             )));
         }
-        let found = self.stock.snapshot(entry.id)?;
-        // The sale controls too, as the order store has them now, in place
-        // before the load ends the freeze: the stock store may have lost
-        // them with its data (it keeps the highest version it is given, so
-        // a newer one set meanwhile stands).
-        let record = self
-            .orders
-            .find_goods(entry.id)?
-            .ok_or(StoreError::UnknownGoods(entry.id))?;
-        self.stock.control(entry.id, &record.sale())?;
-        entry.view.set_sale(&record.sale());
-        // And the total as it is now: another server may have restocked it
-        // since this server last read it.
-        entry.view.raise_total(record.total);
-        let (pairs, remaining) = self.rebuild(entry)?;
-        if let Loaded::Superseded(later) = self.stock.load(entry.id, remaining, &pairs, epoch)? {
-            // Another server froze the goods after this one counted: its
-            // count is the newer one, and stands.
-            info!(
-                "goods {}: reconciled by another server meanwhile (epoch {later} after {epoch})",
-                entry.id
-            );
-        }
+        // From here a failure leaves the goods frozen in the stock store
+        // (every server's BUYs of it busy): this server repairs it as soon
+        // as it can rather than wait for another to take it over.
+        let counted = (|| -> Result<_, StoreError> {
+            let found = self.stock.snapshot(entry.id)?;
+            // The sale controls too, as the order store has them now, in place
+            // before the load ends the freeze: the stock store may have lost
+            // them with its data (it keeps the highest version it is given, so
+            // a newer one set meanwhile stands).
+            let record = self
+                .orders
+                .find_goods(entry.id)?
+                .ok_or(StoreError::UnknownGoods(entry.id))?;
+            self.stock.control(entry.id, &record.sale())?;
+            entry.view.set_sale(&record.sale());
+            // And the total as it is now: another server may have restocked it
+            // since this server last read it.
+            entry.view.raise_total(record.total);
+            let (pairs, remaining) = self.rebuild(entry)?;
+            let loaded = self
+                .stock
+                .load(entry.id, remaining, &pairs, epoch, record.total)?;
+            if let Loaded::Superseded(later) = loaded {
+                // Another server froze the goods after this one counted: its
+                // count is the newer one, and stands.
+                info!(
+                    "goods {}: reconciled by another server meanwhile (epoch {later} after {epoch})",
+                    entry.id
+                );
+            }
+            Ok((found, pairs, remaining))
+        })();
+        let (found, pairs, remaining) = counted.inspect_err(|_| entry.gate.mark_unsure())?;
         let sold = u32::try_from(pairs.len()).unwrap_or(u32::MAX);
         entry.view.set_remaining(remaining);
         entry.holders.set(&pairs);

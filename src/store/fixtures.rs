@@ -61,7 +61,8 @@ impl<S: super::StockStore + ?Sized> LoadNext for S {
     ) -> Result<super::Epoch, super::StoreError> {
         let epoch = self.epoch(goods)?.unwrap_or(0) + 1;
         assert_eq!(self.begin_load(goods, epoch)?, super::Loaded::Now);
-        match self.load(goods, remaining, holders, epoch)? {
+        let total = remaining.saturating_add(holders.len() as u32);
+        match self.load(goods, remaining, holders, epoch, total)? {
             super::Loaded::Now => Ok(epoch),
             super::Loaded::Superseded(later) => panic!("epoch {epoch} superseded by {later}"),
         }

@@ -270,6 +270,7 @@ impl StockStore for MemoryStock {
         remaining: u32,
         holders: &[(UserId, OrderNo)],
         epoch: Epoch,
+        total: u32,
     ) -> Result<Loaded, StoreError> {
         let mut by_user: HashMap<UserId, Vec<OrderNo>> = HashMap::new();
         for &(user, order_no) in holders {
@@ -285,6 +286,7 @@ impl StockStore for MemoryStock {
             return Ok(Loaded::Superseded(stock.epoch));
         }
         stock.epoch = epoch;
+        stock.restocked_to = Some(stock.restocked_to.map_or(total, |t| t.max(total)));
         stock.remaining = remaining;
         stock.holders = by_user;
         Ok(Loaded::Now)

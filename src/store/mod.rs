@@ -321,14 +321,17 @@ pub trait StockStore: Send + Sync {
     /// Sets a goods' stock to `remaining` units held apart from `holders`,
     /// replacing whatever the store had, under `epoch`, if the goods is
     /// still frozen for it by [`begin_load`](Self::begin_load) (else
-    /// `Superseded`: a later reconciliation began since). Used at start, on
-    /// ADD_GOODS and by reconciliation.
+    /// `Superseded`: a later reconciliation began since). `total` is the
+    /// goods' total the count was made from: a restock ([`add`](Self::add))
+    /// for a total no higher is in the count, and adds nothing after it.
+    /// Used at start, on ADD_GOODS and by reconciliation.
     fn load(
         &self,
         goods: GoodsId,
         remaining: u32,
         holders: &[(UserId, OrderNo)],
         epoch: Epoch,
+        total: u32,
     ) -> Result<Loaded, StoreError>;
 
     /// Records a goods' sale controls, unless the store has a higher

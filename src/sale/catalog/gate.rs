@@ -13,7 +13,7 @@
 //! so a BUY waits on a gate no longer than its own stock call. Its place in
 //! the server's lock order is in [`crate::sale::catalog`].
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::time::Duration;
 
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -29,8 +29,10 @@ const BRIEF_WAIT: Duration = Duration::from_millis(1);
 #[derive(Default)]
 pub struct Gate {
     lock: RwLock<()>,
-    /// Set while the exclusive side is held across store I/O.
-    io_hold: AtomicBool,
+    /// How many holders, or would-be holders, of the exclusive side mean to
+    /// hold it across store I/O: counted, not a flag, so that one of them
+    /// letting go does not clear it for another still waiting for it.
+    io_hold: AtomicU32,
     /// Units reserved in the stock store whose orders are neither committed
     /// nor released yet: reconciliation waits for them to settle. Raised
     /// and lowered only by [`crate::sale::PendingOrder`].
@@ -64,13 +66,13 @@ pub struct Gate {
 /// until it is dropped.
 pub struct Exclusive<'a> {
     _guard: RwLockWriteGuard<'a, ()>,
-    io_hold: Option<&'a AtomicBool>,
+    io_hold: Option<&'a AtomicU32>,
 }
 
 impl Drop for Exclusive<'_> {
     fn drop(&mut self) {
-        if let Some(flag) = self.io_hold {
-            flag.store(false, SeqCst);
+        if let Some(holds) = self.io_hold {
+            holds.fetch_sub(1, SeqCst);
         }
     }
 }
@@ -84,7 +86,7 @@ impl Gate {
             if let Some(guard) = self.lock.try_read() {
                 return Some(guard);
             }
-            if self.io_hold.load(SeqCst) {
+            if self.io_hold.load(SeqCst) > 0 {
                 return None;
             }
             if let Some(guard) = self.lock.try_read_for(BRIEF_WAIT) {
@@ -109,7 +111,7 @@ impl Gate {
 
     /// The exclusive side, to be held across store I/O.
     pub fn exclusive_for_io(&self) -> Exclusive<'_> {
-        self.io_hold.store(true, SeqCst);
+        self.io_hold.fetch_add(1, SeqCst);
         Exclusive {
             _guard: self.lock.write(),
             io_hold: Some(&self.io_hold),
@@ -120,7 +122,7 @@ impl Gate {
     /// holder has the gate now.
     pub fn try_exclusive_for_io(&self) -> Option<Exclusive<'_>> {
         let guard = self.lock.try_write()?;
-        self.io_hold.store(true, SeqCst);
+        self.io_hold.fetch_add(1, SeqCst);
         Some(Exclusive {
             _guard: guard,
             io_hold: Some(&self.io_hold),
@@ -226,6 +228,21 @@ mod tests {
             drop(alone);
             assert!(buyer.join().unwrap());
         });
+        // One holder for I/O letting go while another waits for the gate
+        // does not open it to BUYs.
+        std::thread::scope(|s| {
+            let first = gate.exclusive_for_io();
+            let second = s.spawn(|| {
+                let _second = gate.exclusive_for_io();
+                std::thread::sleep(Duration::from_millis(20));
+            });
+            std::thread::sleep(Duration::from_millis(20));
+            drop(first);
+            std::thread::sleep(Duration::from_millis(5));
+            assert!(gate.enter_for_buy().is_none());
+            second.join().unwrap();
+        });
+        assert!(gate.enter_for_buy().is_some());
         // Shared holders do not keep each other out.
         let _a = gate.enter_for_buy().unwrap();
         assert!(gate.enter_for_buy().is_some());

@@ -111,9 +111,10 @@ impl StockStore for FlakyStock {
         left: u32,
         holders: &[(UserId, OrderNo)],
         epoch: Epoch,
+        total: u32,
     ) -> Result<Loaded, StoreError> {
         self.check()?;
-        self.inner.load(g, left, holders, epoch)
+        self.inner.load(g, left, holders, epoch, total)
     }
     fn control(&self, g: GoodsId, sale: &SaleState) -> Result<(), StoreError> {
         self.check()?;

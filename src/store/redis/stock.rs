@@ -68,6 +68,7 @@ impl StockStore for RedisStock {
         remaining: u32,
         holders: &[(UserId, OrderNo)],
         epoch: Epoch,
+        total: u32,
     ) -> Result<Loaded, StoreError> {
         let keys = self.keys(goods);
         if self.mode == AckMode::Queued {
@@ -77,6 +78,7 @@ impl StockStore for RedisStock {
             remaining,
             holders,
             epoch,
+            total,
         }
         .commands(&keys);
         let mut staging = ::redis::pipe();

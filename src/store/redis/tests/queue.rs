@@ -197,7 +197,7 @@ fn nothing_is_queued_while_a_goods_is_frozen() {
         .collect();
     assert_eq!(queued, [100]);
     assert_eq!(
-        stock.load(1, 4, &[(1, 100)], epoch + 1).unwrap(),
+        stock.load(1, 4, &[(1, 100)], epoch + 1, 5).unwrap(),
         Loaded::Now
     );
     stock.reserve(1, &rules(1), &buyers(&[(2, 200)])).unwrap();

@@ -267,7 +267,7 @@ fn a_script_from_before_a_load_does_nothing() {
     assert_eq!(theirs.epoch, current);
     // A load under an epoch no higher than the goods' stands aside.
     assert_eq!(
-        stock.load(1, 99, &[], current).unwrap(),
+        stock.load(1, 99, &[], current, 99).unwrap(),
         Loaded::Superseded(current)
     );
     assert_eq!(stock.remaining(1).unwrap(), Some(0));
@@ -362,11 +362,11 @@ fn a_frozen_goods_refuses_every_fenced_call_until_its_load() {
         Loaded::Superseded(first + 2)
     );
     assert_eq!(
-        stock.load(1, 1, &[], first + 1).unwrap(),
+        stock.load(1, 1, &[], first + 1, 5).unwrap(),
         Loaded::Superseded(first + 2)
     );
     assert_eq!(
-        stock.load(1, 4, &[(8, 800)], first + 2).unwrap(),
+        stock.load(1, 4, &[(8, 800)], first + 2, 5).unwrap(),
         Loaded::Now
     );
     assert_eq!(stock.epoch(1).unwrap(), Some(first + 2));
@@ -374,8 +374,30 @@ fn a_frozen_goods_refuses_every_fenced_call_until_its_load() {
     assert_eq!((sold.remaining, sold.epoch), (3, first + 2));
     // A load nobody froze for does nothing.
     assert_eq!(
-        stock.load(1, 9, &[], first + 3).unwrap(),
+        stock.load(1, 9, &[], first + 3, 9).unwrap(),
         Loaded::Superseded(first + 2)
     );
     assert_eq!(stock.remaining(1).unwrap(), Some(3));
+}
+
+/// A restock's ADD sent under an epoch another server's reconciliation has
+/// since replaced is sent again under the new one; if that reconciliation
+/// counted the restock already (its load names the total it counted from),
+/// the ADD adds nothing, and the units are not sold twice.
+#[test]
+fn a_late_add_for_a_restock_the_reconciliation_counted_adds_nothing() {
+    let stock = open(AckMode::Durable);
+    let first = stock.load_next(1, 10, &[]).unwrap();
+    let url = std::env::var("SECKILL_TEST_REDIS")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
+    let other = RedisStock::open(&url, &stock.prefix, AckMode::Durable).unwrap();
+    // The order store's total went from 10 to 15; the other server's
+    // reconciliation counted from 15.
+    assert_eq!(other.begin_load(1, first + 1).unwrap(), Loaded::Now);
+    assert_eq!(other.load(1, 15, &[], first + 1, 15).unwrap(), Loaded::Now);
+    // This server's ADD of that restock, still under the first epoch.
+    assert_eq!(stock.add(1, 5, 15).unwrap(), 15);
+    assert_eq!(stock.remaining(1).unwrap(), Some(15));
+    // A later restock adds.
+    assert_eq!(stock.add(1, 5, 20).unwrap(), 20);
 }
