@@ -8,9 +8,15 @@
 -- KEYS[3] released: a count of the units this script gave back, which
 --         every server watches to learn that some holder let go (its
 --         cache of who holds an order is then out of date)
+-- KEYS[4] epoch: while a reconciliation has the goods frozen
+--         ("<epoch>:loading", see freeze.lua) nothing is released: its count
+--         may have this order as live, and its load would bring the holder
+--         back and take the unit again
 -- ARGV    pairs: user id, order number
 --
--- Returns nil if the goods is not loaded, else the units left.
+-- Returns nil if the goods is not loaded, {"stale", value} while it is
+-- frozen (nothing is done: the caller leaves it to a reconciliation after
+-- that load, which finds the order not live), else the units left.
 --
 -- Not fenced by the epoch, unlike the other scripts that change the stock:
 -- a release only ever names an order that is not live in the order store,
@@ -24,6 +30,8 @@
 
 local stock = redis.call('GET', KEYS[1])
 if not stock then return false end
+local epoch = redis.call('GET', KEYS[4])
+if epoch and string.find(epoch, ':loading', 1, true) then return {'stale', epoch} end
 local left = tonumber(stock)
 for i = 1, #ARGV, 2 do
   local user, order_no = ARGV[i], ARGV[i + 1]

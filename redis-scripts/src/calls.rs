@@ -43,7 +43,7 @@ pub struct ReleaseCall<'a> {
 
 impl Call for ReleaseCall<'_> {
     const SCRIPT: &'static str = RELEASE;
-    const KEYS: &'static [Key] = &[Key::Stock, Key::Buyers, Key::Released];
+    const KEYS: &'static [Key] = &[Key::Stock, Key::Buyers, Key::Released, Key::Epoch];
 
     fn write_args(&self, arg: &mut dyn FnMut(&[u8])) {
         let mut argv = Argv(arg);

@@ -179,7 +179,13 @@ impl StockStore for RedisStock {
         let call = ReleaseCall { orders: buyers };
         let inv = self.scripts.release(&self.keys(goods), &call);
         let reply = self.call_effect("release", |con| inv.invoke::<Value>(con));
-        let result = reply.and_then(|v| script_count(goods, "release", v));
+        let result = reply.and_then(|v| match stale_epoch(&v) {
+            // Frozen by a reconciliation: released by the one after it.
+            Some(_) => Err(StoreError::Unavailable(format!(
+                "goods {goods} is being reconciled; its units come back with the next reconciliation"
+            ))),
+            None => script_count(goods, "release", v),
+        });
         self.not_loaded(goods, result)
     }
 

@@ -401,3 +401,25 @@ fn a_late_add_for_a_restock_the_reconciliation_counted_adds_nothing() {
     // A later restock adds.
     assert_eq!(stock.add(1, 5, 20).unwrap(), 20);
 }
+
+/// While a reconciliation has a goods frozen, a release does nothing (the
+/// count may have that order as live, and the load would put its holder
+/// back and take its unit again); it is left to the next reconciliation.
+#[test]
+fn nothing_is_released_while_a_goods_is_frozen() {
+    let stock = open(AckMode::Durable);
+    let epoch = stock.load_next(1, 4, &[(7, 700)]).unwrap();
+    assert_eq!(stock.begin_load(1, epoch + 1).unwrap(), Loaded::Now);
+    let released = stock.release(1, &[(7, 700)]);
+    assert!(
+        matches!(released, Err(StoreError::Unavailable(_))),
+        "{released:?}"
+    );
+    assert_eq!(stock.snapshot(1).unwrap(), Some((4, vec![(7, 700)])));
+    assert_eq!(stock.load(1, 5, &[], epoch + 1, 5).unwrap(), Loaded::Now);
+    assert_eq!(
+        stock.release(1, &[(7, 700)]).unwrap(),
+        5,
+        "nothing left to release"
+    );
+}
