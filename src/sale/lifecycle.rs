@@ -182,12 +182,15 @@ impl Sale {
         if !entry.holders.releases_moved(released) {
             return;
         }
+        // What the cache held before the reads: only that may be dropped,
+        // not an order acknowledged while they ran.
+        let before = entry.holders.all();
         let read = self.orders.live_holders(entry.id).and_then(|written| {
-            let queued = self.unwritten_holders(entry)?;
+            let queued = self.unwritten_holders(&before)?;
             Ok([written, queued].concat())
         });
         match read {
-            Ok(pairs) => entry.holders.set(&pairs),
+            Ok(fresh) => entry.holders.update(&before, &fresh),
             // Read again at the next tick.
             Err(_) => {
                 entry.holders.releases_moved(0);
@@ -199,16 +202,19 @@ impl Sale {
     /// orders the order store does not have yet (still queued): they hold
     /// their units as much as the written ones. None in the durable mode,
     /// where the cache holds committed orders only.
-    fn unwritten_holders(&self, entry: &Entry) -> Result<Vec<(UserId, OrderNo)>, StoreError> {
+    fn unwritten_holders(
+        &self,
+        known: &[(UserId, OrderNo)],
+    ) -> Result<Vec<(UserId, OrderNo)>, StoreError> {
         if self.queue.is_none() {
             return Ok(Vec::new());
         }
-        let known = entry.holders.all();
         let numbers: Vec<OrderNo> = known.iter().map(|&(_, no)| no).collect();
         let stored: std::collections::HashSet<OrderNo> =
             self.orders.stored(&numbers)?.into_iter().collect();
         Ok(known
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|(_, no)| !stored.contains(no))
             .collect())
     }

@@ -105,6 +105,32 @@ impl Holders {
         self.releases_seen.swap(released, Relaxed) != released
     }
 
+    /// Brings the holders to the stores' view `fresh`, read while `before`
+    /// was this cache: drops what was there before and is not in the stores
+    /// now, adds what the stores have; leaves alone what was added since
+    /// `before` (an order acknowledged during the read).
+    pub fn update(&self, before: &[(UserId, OrderNo)], fresh: &[(UserId, OrderNo)]) {
+        let fresh_set: HashSet<(UserId, OrderNo)> = fresh.iter().copied().collect();
+        let mut live = self.live.write();
+        for &(user, order_no) in before {
+            if fresh_set.contains(&(user, order_no)) {
+                continue;
+            }
+            if let Some(held) = live.get_mut(&user) {
+                held.retain(|&n| n != order_no);
+                if held.is_empty() {
+                    live.remove(&user);
+                }
+            }
+        }
+        for &(user, order_no) in fresh {
+            let held = live.entry(user).or_default();
+            if !held.contains(&order_no) {
+                held.push(order_no);
+            }
+        }
+    }
+
     /// Replaces the holders with the stores' view (reconciliation).
     pub fn set(&self, pairs: &[(UserId, OrderNo)]) {
         let mut fresh: HashMap<UserId, Vec<OrderNo>> = HashMap::new();

@@ -134,6 +134,21 @@ mod tests {
         }
     }
 
+    /// A reread of the holders drops only what the cache held before it
+    /// and the stores no longer have: an order acknowledged while it read
+    /// stays.
+    #[test]
+    fn a_reread_of_holders_keeps_what_was_added_meanwhile() {
+        let holders = Holders::default();
+        holders.add([(1, 10), (2, 20)]);
+        let before = holders.all();
+        holders.add([(3, 30)]);
+        holders.update(&before, &[(2, 20), (4, 40)]);
+        let mut now = holders.all();
+        now.sort_unstable();
+        assert_eq!(now, [(2, 20), (3, 30), (4, 40)]);
+    }
+
     #[test]
     fn quick_answers_follow_window_holders_and_flag() {
         let catalog = Catalog::new();
