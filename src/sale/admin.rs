@@ -7,7 +7,7 @@ use log::warn;
 use seckill_proto::{NewGoods, Reply, SaleAction, Status};
 
 use super::{describe, now_ms, store_failure, unknown_goods, Sale, MAX_PAY_WINDOW_MS};
-use crate::store::GoodsId;
+use crate::store::{GoodsId, SaleChange};
 
 impl Sale {
     pub fn add_goods(&self, new: &NewGoods) -> Reply {
@@ -98,22 +98,19 @@ impl Sale {
         let Some(entry) = self.catalog.get(goods) else {
             return unknown_goods(goods);
         };
-        let now = now_ms();
-        let paused = entry.view.is_paused();
-        let (start_ms, end_ms) = entry.view.window();
-        let (paused, start_ms, end_ms) = match action {
-            SaleAction::Pause => (true, start_ms, end_ms),
-            SaleAction::Resume => (false, start_ms, end_ms),
-            // An upcoming sale that is ended never opens.
-            SaleAction::End => (paused, start_ms.min(now), end_ms.min(now)),
+        let change = match action {
+            SaleAction::Pause => SaleChange::Pause,
+            SaleAction::Resume => SaleChange::Resume,
+            SaleAction::End => SaleChange::End { now_ms: now_ms() },
             SaleAction::Window { start_ms, end_ms } if end_ms <= start_ms => {
                 return Reply::error(Status::BadRequest, "the sale must end after it starts");
             }
-            SaleAction::Window { start_ms, end_ms } => (paused, start_ms, end_ms),
+            SaleAction::Window { start_ms, end_ms } => SaleChange::Window { start_ms, end_ms },
         };
-        // Controls are read and written on the one admin worker, so no
-        // other control of this server comes between the read and the save.
-        let record = match self.orders.save_sale(goods, paused, start_ms, end_ms) {
+        // Applied by the order store to what it holds now, not to this
+        // server's view of it: another server's control a moment ago
+        // stands, whatever this catalog has seen of it yet.
+        let record = match self.orders.save_sale(goods, change) {
             Ok(record) => record,
             Err(e) => return store_failure("order store", &e),
         };
@@ -129,8 +126,11 @@ impl Sale {
             entry.view.set_sale(&record.sale());
         }
         warn!(
-            "sale of goods {goods}: {} (paused {paused}, window {start_ms}..{end_ms})",
-            action.as_str()
+            "sale of goods {goods}: {} (paused {}, window {}..{})",
+            action.as_str(),
+            record.paused,
+            record.start_ms,
+            record.end_ms
         );
         Reply::SaleChanged(entry.view.to_goods(now_ms()))
     }

@@ -290,6 +290,22 @@ pub struct Reserved {
     pub epoch: Epoch,
 }
 
+/// A sale control as the order store applies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaleChange {
+    Pause,
+    Resume,
+    /// Ends the sale at `now_ms`: the window's ends are moved no later than
+    /// it (an upcoming sale that is ended never opens).
+    End {
+        now_ms: u64,
+    },
+    Window {
+        start_ms: u64,
+        end_ms: u64,
+    },
+}
+
 /// A goods' counters in the stock store, read together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Levels {
@@ -460,14 +476,10 @@ pub trait OrderStore: Send + Sync {
     /// Raises a goods' total stock by `amount`.
     fn restock(&self, goods: GoodsId, amount: u32) -> Result<GoodsRecord, StoreError>;
 
-    /// Saves a sale control: paused or not, and the window.
-    fn save_sale(
-        &self,
-        goods: GoodsId,
-        paused: bool,
-        start_ms: u64,
-        end_ms: u64,
-    ) -> Result<GoodsRecord, StoreError>;
+    /// Applies a sale control in one statement that changes only what the
+    /// control is about (a pause leaves the window as another server may
+    /// just have set it), and raises the goods' `sale_version`.
+    fn save_sale(&self, goods: GoodsId, change: SaleChange) -> Result<GoodsRecord, StoreError>;
 
     /// Writes a batch of orders in one transaction and says what became of
     /// each, in order. Writing an order number that is already stored is

@@ -75,14 +75,6 @@ impl GoodsView {
         self.closed(now_ms)
     }
 
-    pub fn window(&self) -> (u64, u64) {
-        (self.start_ms.load(Relaxed), self.end_ms.load(Relaxed))
-    }
-
-    pub fn is_paused(&self) -> bool {
-        self.paused.load(Relaxed)
-    }
-
     /// A sale control, once the order store has it (this server's, or
     /// another's seen by the catalog's refresh), unless this view shows a
     /// later one already. Called by one thread at a time per goods: the

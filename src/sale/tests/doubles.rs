@@ -6,8 +6,8 @@ use seckill_proto::{NewGoods, SaleRules};
 
 use crate::store::{
     Buyer, Epoch, GoodsId, GoodsRecord, Holders, Levels, Loaded, MemoryStock, OrderNo, OrderQueue,
-    OrderRecord, OrderStore, ReserveRules, Reserved, SaleState, Settled, StockStore, StoreError,
-    UserId, Written,
+    OrderRecord, OrderStore, ReserveRules, Reserved, SaleChange, SaleState, Settled, StockStore,
+    StoreError, UserId, Written,
 };
 
 /// An order store with one goods whose writes fail while `failing`.
@@ -68,7 +68,7 @@ impl OrderStore for FlakyOrders {
     fn find_order(&self, _: UserId, _: GoodsId) -> Result<Option<OrderRecord>, StoreError> {
         Ok(None)
     }
-    fn save_sale(&self, _: GoodsId, _: bool, _: u64, _: u64) -> Result<GoodsRecord, StoreError> {
+    fn save_sale(&self, _: GoodsId, _: SaleChange) -> Result<GoodsRecord, StoreError> {
         unreachable!()
     }
     fn orders_of(&self, _: UserId, _: usize) -> Result<Vec<OrderRecord>, StoreError> {

@@ -18,7 +18,8 @@ use tempfile::TempDir;
 
 use crate::store::testdb::TestDb;
 use crate::store::{
-    GoodsId, MysqlStore, OrderNo, OrderRecord, OrderStore, SqliteStore, StoreError, UserId, Written,
+    GoodsId, MysqlStore, OrderNo, OrderRecord, OrderStore, SaleChange, SqliteStore, StoreError,
+    UserId, Written,
 };
 
 /// A database for one test, and the stores a backend opens on it.
@@ -366,12 +367,36 @@ fn sale_controls_are_saved<B: Backend>() {
     let db = B::new();
     let store = db.open();
     let g = goods(&store, 1);
-    let saved = store.save_sale(g, true, 5, 6).unwrap();
+    let windowed = store
+        .save_sale(
+            g,
+            SaleChange::Window {
+                start_ms: 5,
+                end_ms: 60,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        (windowed.start_ms, windowed.end_ms, windowed.paused),
+        (5, 60, false)
+    );
+    // A pause leaves the window as it is, whoever set it; each control
+    // raises the version.
+    let saved = store.save_sale(g, SaleChange::Pause).unwrap();
     assert!(saved.paused);
-    assert_eq!((saved.start_ms, saved.end_ms), (5, 6));
+    assert_eq!((saved.start_ms, saved.end_ms), (5, 60));
+    assert!(saved.sale_version > windowed.sale_version);
     assert_eq!(store.goods().unwrap()[0], saved);
+    // An end moves the window's ends no later than its clock.
+    let ended = store.save_sale(g, SaleChange::End { now_ms: 6 }).unwrap();
+    assert_eq!((ended.start_ms, ended.end_ms, ended.paused), (5, 6, true));
+    let resumed = store.save_sale(g, SaleChange::Resume).unwrap();
+    assert_eq!(
+        (resumed.start_ms, resumed.end_ms, resumed.paused),
+        (5, 6, false)
+    );
     assert!(matches!(
-        store.save_sale(g + 1, false, 1, 2),
+        store.save_sale(g + 1, SaleChange::Resume),
         Err(StoreError::UnknownGoods(_))
     ));
 }
@@ -410,7 +435,16 @@ fn pay_cancel_and_expiry_settle_each_order_once<B: Backend>() {
         listed,
         [(4, OrderState::Created), (2, OrderState::Cancelled)]
     );
-    let saved = store.save_sale(g, true, 5, 6).unwrap();
+    store
+        .save_sale(
+            g,
+            SaleChange::Window {
+                start_ms: 5,
+                end_ms: 6,
+            },
+        )
+        .unwrap();
+    let saved = store.save_sale(g, SaleChange::Pause).unwrap();
     assert!(saved.paused && saved.start_ms == 5 && saved.end_ms == 6);
 }
 

@@ -44,8 +44,8 @@ use self::rows::{
     GOODS_COLUMNS, ORDER_COLUMNS, PAUSED, ROWS_PER_INSERT,
 };
 use super::{
-    batch, Epoch, GoodsId, GoodsRecord, OrderNo, OrderRecord, OrderStore, Settle, Settled,
-    StoreError, UserId, Written,
+    batch, Epoch, GoodsId, GoodsRecord, OrderNo, OrderRecord, OrderStore, SaleChange, Settle,
+    Settled, StoreError, UserId, Written,
 };
 
 mod calls;
@@ -330,21 +330,35 @@ impl OrderStore for MysqlStore {
         Ok(found)
     }
 
-    fn save_sale(
-        &self,
-        goods: GoodsId,
-        paused: bool,
-        start_ms: u64,
-        end_ms: u64,
-    ) -> Result<GoodsRecord, StoreError> {
-        // Setting the same values twice is harmless: a retry is safe (the
-        // version rises once more, which only says "as late as that").
+    fn save_sale(&self, goods: GoodsId, change: SaleChange) -> Result<GoodsRecord, StoreError> {
+        // Each control changes only its own fields, so that two servers'
+        // controls of one goods both stand. Applying one twice (a retry)
+        // gives the same fields; the version rises once more, which only
+        // says "as late as that".
         self.link.call("save sale", Call::IDEMPOTENT, |conn| {
-            conn.exec_drop(
-                "UPDATE goods SET state = ?, start_ms = ?, end_ms = ?, sale_version = sale_version + 1
-                 WHERE id = ?",
-                (if paused { PAUSED } else { 0 }, start_ms, end_ms, goods),
-            )?;
+            match change {
+                SaleChange::Pause | SaleChange::Resume => conn.exec_drop(
+                    "UPDATE goods SET state = ?, sale_version = sale_version + 1 WHERE id = ?",
+                    (
+                        if change == SaleChange::Pause {
+                            PAUSED
+                        } else {
+                            0
+                        },
+                        goods,
+                    ),
+                )?,
+                SaleChange::End { now_ms } => conn.exec_drop(
+                    "UPDATE goods SET start_ms = LEAST(start_ms, ?), end_ms = LEAST(end_ms, ?),
+                     sale_version = sale_version + 1 WHERE id = ?",
+                    (now_ms, now_ms, goods),
+                )?,
+                SaleChange::Window { start_ms, end_ms } => conn.exec_drop(
+                    "UPDATE goods SET start_ms = ?, end_ms = ?, sale_version = sale_version + 1
+                     WHERE id = ?",
+                    (start_ms, end_ms, goods),
+                )?,
+            }
             Ok(goods_by_id(conn, goods)?.ok_or(StoreError::UnknownGoods(goods))?)
         })
     }

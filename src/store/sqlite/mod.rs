@@ -30,8 +30,8 @@ use self::rows::{
 use super::batch;
 use super::outage::Outage;
 use super::{
-    Epoch, GoodsId, GoodsRecord, OrderNo, OrderRecord, OrderStore, Settle, Settled, StoreError,
-    UserId, Written,
+    Epoch, GoodsId, GoodsRecord, OrderNo, OrderRecord, OrderStore, SaleChange, Settle, Settled,
+    StoreError, UserId, Written,
 };
 use crate::clock::now_ms;
 
@@ -304,25 +304,27 @@ impl OrderStore for SqliteStore {
         })
     }
 
-    fn save_sale(
-        &self,
-        goods: GoodsId,
-        paused: bool,
-        start_ms: u64,
-        end_ms: u64,
-    ) -> Result<GoodsRecord, StoreError> {
+    fn save_sale(&self, goods: GoodsId, change: SaleChange) -> Result<GoodsRecord, StoreError> {
+        // Each control changes only its own fields, as on MySQL.
         self.call(Access::Write, |conn| {
-            let changed = conn.execute(
-                "UPDATE goods SET paused = ?1, start_ms = ?2, end_ms = ?3, updated_ms = ?4,
-                 sale_version = sale_version + 1 WHERE id = ?5",
-                params![
-                    paused,
-                    to_sql(start_ms),
-                    to_sql(end_ms),
-                    to_sql(now_ms()),
-                    to_sql(goods)
-                ],
-            )?;
+            let now = to_sql(now_ms());
+            let changed = match change {
+                SaleChange::Pause | SaleChange::Resume => conn.execute(
+                    "UPDATE goods SET paused = ?1, updated_ms = ?2,
+                     sale_version = sale_version + 1 WHERE id = ?3",
+                    params![change == SaleChange::Pause, now, to_sql(goods)],
+                )?,
+                SaleChange::End { now_ms } => conn.execute(
+                    "UPDATE goods SET start_ms = MIN(start_ms, ?1), end_ms = MIN(end_ms, ?1),
+                     updated_ms = ?2, sale_version = sale_version + 1 WHERE id = ?3",
+                    params![to_sql(now_ms), now, to_sql(goods)],
+                )?,
+                SaleChange::Window { start_ms, end_ms } => conn.execute(
+                    "UPDATE goods SET start_ms = ?1, end_ms = ?2, updated_ms = ?3,
+                     sale_version = sale_version + 1 WHERE id = ?4",
+                    params![to_sql(start_ms), to_sql(end_ms), now, to_sql(goods)],
+                )?,
+            };
             if changed == 0 {
                 return Err(StoreError::UnknownGoods(goods).into());
             }
