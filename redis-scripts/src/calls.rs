@@ -8,6 +8,31 @@ pub const RELEASE: &str = include_str!("../lua/release.lua");
 pub const ISSUE: &str = include_str!("../lua/issue.lua");
 /// The restock script; its contract is at the top of `lua/add.lua`.
 pub const ADD: &str = include_str!("../lua/add.lua");
+/// The script that forgets request ids; its contract is at the top of
+/// `lua/forget.lua`.
+pub const FORGET: &str = include_str!("../lua/forget.lua");
+
+/// One FORGET: these (request id, user, order number) triples, each
+/// forgotten if the id still names that order; answers how many were.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForgetCall<'a> {
+    pub requests: &'a [(u128, u64, u64)],
+}
+
+impl Call for ForgetCall<'_> {
+    const SCRIPT: &'static str = FORGET;
+    const KEYS: &'static [Key] = &[Key::Req, Key::ReqExpiry];
+
+    fn write_args(&self, arg: &mut dyn FnMut(&[u8])) {
+        let mut argv = Argv(arg);
+        for &(id, user, order_no) in self.requests {
+            argv.hex128(id);
+            argv.num(user);
+            argv.num(order_no);
+        }
+    }
+}
+
 /// The sale-control script; its contract is at the top of `lua/control.lua`.
 pub const CONTROL: &str = include_str!("../lua/control.lua");
 

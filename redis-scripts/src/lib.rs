@@ -87,7 +87,9 @@ mod keys;
 mod load;
 mod reserve;
 
-pub use calls::{AddCall, ControlCall, IssueCall, ReleaseCall, ADD, CONTROL, ISSUE, RELEASE};
+pub use calls::{
+    AddCall, ControlCall, ForgetCall, IssueCall, ReleaseCall, ADD, CONTROL, FORGET, ISSUE, RELEASE,
+};
 pub use keys::{Key, Keys, Prefix, PrefixError};
 pub use load::{
     holders, BadNumber, Command, EpochState, Load, LoadCommands, FREEZE, HSET_CHUNK, LOAD,

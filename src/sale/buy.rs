@@ -5,12 +5,18 @@ use std::collections::HashSet;
 
 use seckill_proto::{OrderState, Reply, RequestId, Status};
 
-use super::{now_ms, store_failure, unknown_goods, Entry, PendingOrder, Sale};
+use log::warn;
+
+use super::{now_ms, order_no, store_failure, unknown_goods, Entry, PendingOrder, Sale};
 use crate::metrics;
 use crate::store::{
     Buyer, Closed, GoodsId, OrderNo, OrderRecord, Reservation, ReserveRules, StoreError,
     TokenRefusal, UserId,
 };
+
+/// How old an order a request id names must be, unwritten, before the id is
+/// taken to be abandoned: far beyond any write's timeouts and retries.
+const ABANDONED_AFTER_MS: u64 = 60_000;
 
 /// One BUY as a worker hands it over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,6 +160,7 @@ impl Sale {
                         pay_by_ms: rules.pay_by_ms,
                     },
                     reserved.epoch,
+                    b.request_id,
                 )),
                 Reservation::Held(order_no) if written_elsewhere.contains(&order_no) => {
                     entry.holders.add([(b.user, order_no)]);
@@ -171,7 +178,8 @@ impl Sale {
                     metrics::add(&self.metrics.buy_already_bought, 1);
                     Decision::Answer(Reply::Bought { order_no })
                 }
-                Reservation::Replayed(_) => {
+                Reservation::Replayed(order_no) => {
+                    self.forget_if_abandoned(goods, b, order_no);
                     metrics::add(&self.metrics.busy, 1);
                     Decision::Answer(Reply::error(
                         Status::Busy,
@@ -220,6 +228,27 @@ impl Sale {
             .stored(&unknown)
             .map(|stored| stored.into_iter().collect())
             .unwrap_or_default()
+    }
+
+    /// A request id naming an order that neither this server nor the order
+    /// store has, made so long ago that no write of it can still be under
+    /// way (its server died between the deduction and the commit): forgotten,
+    /// so that the BUY's next retry is decided afresh. Its unit comes back
+    /// with the goods' next reconciliation.
+    fn forget_if_abandoned(&self, goods: GoodsId, buyer: &Buyer, order_no: OrderNo) {
+        let made = order_no::made_at_ms(order_no);
+        let Some(id) = buyer.request_id else {
+            return;
+        };
+        if now_ms().saturating_sub(made) < ABANDONED_AFTER_MS {
+            return;
+        }
+        if let Err(e) = self
+            .stock
+            .forget_requests(goods, &[(id, buyer.user, order_no)])
+        {
+            warn!("forgetting request {id} of goods {goods}: {e}");
+        }
     }
 
     /// The answer to a BUY the stock store did not reserve a unit for.

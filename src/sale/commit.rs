@@ -1,12 +1,14 @@
 //! Writing orders: the order writer's batches of [`PendingOrder`]s in the
 //! `durable` mode, and the queue drain's batches in the `queued` mode.
 
-use log::error;
-use seckill_proto::{OrderState, Reply, Status};
+use std::collections::BTreeMap;
+
+use log::{error, warn};
+use seckill_proto::{OrderState, Reply, RequestId, Status};
 
 use super::{by_goods, now_ms, store_failure, PendingOrder, Sale};
 use crate::metrics;
-use crate::store::{Epoch, OrderRecord, StoreError, Written};
+use crate::store::{Epoch, GoodsId, OrderNo, OrderRecord, StoreError, UserId, Written};
 
 impl Sale {
     /// Writes reserved orders in one transaction and returns the reply for
@@ -26,9 +28,11 @@ impl Sale {
                 metrics::add(&self.metrics.order_batches_failed, 1);
                 let reply = store_failure("order store", &e);
                 if !matches!(e, StoreError::Indeterminate(_)) {
-                    // Nothing was written: every unit goes back.
+                    // Nothing was written: every unit goes back, and every
+                    // request id is free for its BUY's retry.
                     metrics::add(&self.metrics.busy, orders.len() as u64);
                     self.release(&orders);
+                    self.forget_requests(batch.iter());
                     batch.into_iter().for_each(PendingOrder::settle);
                 }
                 // Dropped unsettled otherwise: in doubt.
@@ -39,7 +43,11 @@ impl Sale {
         let mut replies = Vec::with_capacity(orders.len());
         let mut kept = Vec::with_capacity(orders.len());
         let mut unsold = Vec::new();
-        for ((o, w), &epoch) in orders.iter().zip(written).zip(&epochs) {
+        let mut never: Vec<&PendingOrder> = Vec::new();
+        for (((o, w), &epoch), pending) in orders.iter().zip(written).zip(&epochs).zip(&batch) {
+            if matches!(w, Written::Duplicate(_) | Written::Fenced) {
+                never.push(pending);
+            }
             match w {
                 Written::Stored => {
                     kept.push(o);
@@ -74,10 +82,36 @@ impl Sale {
             }
         }
         self.release(unsold);
+        self.forget_requests(never);
         // Last: a reconciliation waiting for these units then finds their
         // holders in the catalog and their units back in stock.
         batch.into_iter().for_each(PendingOrder::settle);
         replies
+    }
+
+    /// Forgets the request ids of orders that will never exist, so that a
+    /// retry of their BUY is decided afresh rather than told for an hour
+    /// that its order is being written. Best effort: an id left behind is
+    /// forgotten when a retry finds its order long gone (see `buy.rs`).
+    fn forget_requests<'a>(&self, pending: impl IntoIterator<Item = &'a PendingOrder>) {
+        let mut by_goods: BTreeMap<GoodsId, Vec<(RequestId, UserId, OrderNo)>> = BTreeMap::new();
+        for p in pending {
+            if let Some(id) = p.request_id() {
+                let o = p.order();
+                by_goods
+                    .entry(o.goods_id)
+                    .or_default()
+                    .push((id, o.user_id, o.order_no));
+            }
+        }
+        for (goods, requests) in by_goods {
+            if let Err(e) = self.stock.forget_requests(goods, &requests) {
+                warn!(
+                    "forgetting {} request ids of goods {goods}: {e}",
+                    requests.len()
+                );
+            }
+        }
     }
 
     /// Writes orders drained from the queue (the `queued` ack mode). Their

@@ -21,6 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::catalog::Entry;
+use seckill_proto::RequestId;
+
 use crate::store::{Epoch, OrderRecord};
 
 /// The count of a goods' [`PendingOrder`] units; only they change it.
@@ -57,16 +59,25 @@ pub struct PendingOrder {
     /// The goods' epoch the unit was reserved under: the order is written
     /// only if the goods still has it.
     epoch: Epoch,
+    /// The client's id of the BUY, which the stock store recorded with
+    /// this order: forgotten again if the order is never written.
+    request_id: Option<RequestId>,
     goods: Arc<Entry>,
     settled: bool,
 }
 
 impl PendingOrder {
-    pub(super) fn new(goods: Arc<Entry>, order: OrderRecord, epoch: Epoch) -> PendingOrder {
+    pub(super) fn new(
+        goods: Arc<Entry>,
+        order: OrderRecord,
+        epoch: Epoch,
+        request_id: Option<RequestId>,
+    ) -> PendingOrder {
         goods.gate.in_flight.raise();
         PendingOrder {
             order,
             epoch,
+            request_id,
             goods,
             settled: false,
         }
@@ -78,6 +89,10 @@ impl PendingOrder {
 
     pub fn epoch(&self) -> Epoch {
         self.epoch
+    }
+
+    pub fn request_id(&self) -> Option<RequestId> {
+        self.request_id
     }
 
     /// The stores agree on this unit again: its order is written, or the

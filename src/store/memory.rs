@@ -294,6 +294,22 @@ impl StockStore for MemoryStock {
 
     /// Recorded for a goods not loaded yet too: a reconciliation sets the
     /// controls before its load.
+    fn forget_requests(
+        &self,
+        goods: GoodsId,
+        requests: &[(RequestId, UserId, OrderNo)],
+    ) -> Result<(), StoreError> {
+        let stock = self.get(goods)?;
+        let mut stock = stock.lock();
+        for &(id, user, order_no) in requests {
+            if stock.requests.orders.get(&id.get()) == Some(&(user, order_no)) {
+                stock.requests.orders.remove(&id.get());
+                stock.requests.forget.retain(|&(_, kept)| kept != id.get());
+            }
+        }
+        Ok(())
+    }
+
     fn control(&self, goods: GoodsId, sale: &SaleState) -> Result<(), StoreError> {
         let stock = Arc::clone(self.goods.write().entry(goods).or_default());
         let mut stock = stock.lock();

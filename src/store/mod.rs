@@ -392,6 +392,16 @@ pub trait StockStore: Send + Sync {
     /// unit twice.
     fn release(&self, goods: GoodsId, buyers: &[(UserId, OrderNo)]) -> Result<u32, StoreError>;
 
+    /// Forgets the request ids of orders that will never exist (their
+    /// write failed or was fenced off, or refused as a second order), each
+    /// only if it still names that order: a repeat of such a BUY is then
+    /// decided afresh. Triples of (request id, user, order number).
+    fn forget_requests(
+        &self,
+        goods: GoodsId,
+        requests: &[(RequestId, UserId, OrderNo)],
+    ) -> Result<(), StoreError>;
+
     /// Records a purchase token issued to `user` for one BUY of `goods`
     /// before `expires_ms`. Spent and expired tokens are forgotten some
     /// time after they expire (a BUY with one is then `Invalid`).

@@ -116,6 +116,13 @@ impl StockStore for FlakyStock {
         self.check()?;
         self.inner.load(g, left, holders, epoch, total)
     }
+    fn forget_requests(
+        &self,
+        g: GoodsId,
+        requests: &[(seckill_proto::RequestId, UserId, OrderNo)],
+    ) -> Result<(), StoreError> {
+        self.inner.forget_requests(g, requests)
+    }
     fn control(&self, g: GoodsId, sale: &SaleState) -> Result<(), StoreError> {
         self.check()?;
         self.inner.control(g, sale)

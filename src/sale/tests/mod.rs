@@ -208,3 +208,36 @@ fn a_cancelled_order_still_queued_holds_no_unit() {
     // Only the order that is in the queue alone holds a unit.
     assert_eq!((drifts[0].holders, drifts[0].remaining), (1, 1));
 }
+
+/// A BUY whose order could not be written is told busy, and its request id
+/// is forgotten with it: the retry under the same id is decided afresh (not
+/// told for an hour that its order is being written), and a repeat after
+/// that gets the order the retry made.
+#[test]
+fn a_request_id_whose_order_was_never_written_is_free_again() {
+    let orders = Arc::new(FlakyOrders::default());
+    let sale = Sale::open(
+        Arc::new(MemoryStock::new()),
+        orders.clone(),
+        None,
+        1,
+        Arc::new(Metrics::default()),
+    )
+    .unwrap();
+    let buy = [Buy {
+        user: 7,
+        token: NO_TOKEN,
+        request_id: seckill_proto::RequestId::new(77),
+    }];
+    let first = written(sale.reserve(1, &buy));
+    *orders.failing.lock() = true;
+    assert_eq!(sale.commit(vec![first])[0].status(), Status::Busy);
+    *orders.failing.lock() = false;
+    let again = written(sale.reserve(1, &buy));
+    let no = again.order().order_no;
+    assert_eq!(sale.commit(vec![again]), [Reply::Bought { order_no: no }]);
+    assert_eq!(
+        sale.reserve(1, &buy),
+        [Decision::Answer(Reply::Bought { order_no: no })]
+    );
+}

@@ -233,10 +233,17 @@ fn a_request_id_gets_its_first_order_back_and_only_its_user(stock: &impl Subject
         .unwrap();
     // 0xdef was refused, so it recorded nothing: it buys now.
     assert_eq!(one(with(9, 901, 0xdef), NOW), Reservation::Reserved);
+    // Forgetting names the order: an id naming another is kept; one
+    // naming it is forgotten, and its BUY is decided afresh.
+    let rid = id(0xdef).unwrap();
+    stock.forget_requests(1, &[(rid, 9, 999)]).unwrap();
+    assert_eq!(one(with(9, 902, 0xdef), NOW), Reservation::Replayed(901));
+    stock.forget_requests(1, &[(rid, 9, 901)]).unwrap();
+    assert_eq!(one(with(9, 903, 0xdef), NOW), Reservation::Reserved);
     // After its lifetime the id is forgotten: it is a new BUY.
     let later = NOW + crate::store::REQUEST_ID_TTL_MS;
     assert_eq!(one(with(8, 802, 0xabc), later), Reservation::Reserved);
-    assert_eq!(stock.remaining(1).unwrap(), Some(6));
+    assert_eq!(stock.remaining(1).unwrap(), Some(5));
 }
 
 /// A goods under sale controls: a paused sale, or one outside its window

@@ -4,8 +4,8 @@
 
 use ::redis::{Script, ScriptInvocation, Value};
 use seckill_redis_scripts::{
-    AddCall, Call, ControlCall, Decision, EpochState, IssueCall, Keys, LoadCommands, ReleaseCall,
-    ReserveCall, ADD, CONTROL, FREEZE, ISSUE, LOAD, RELEASE, RESERVE,
+    AddCall, Call, ControlCall, Decision, EpochState, ForgetCall, IssueCall, Keys, LoadCommands,
+    ReleaseCall, ReserveCall, ADD, CONTROL, FORGET, FREEZE, ISSUE, LOAD, RELEASE, RESERVE,
 };
 
 use super::link::{inconsistent, to_u32};
@@ -20,6 +20,7 @@ pub(super) struct Scripts {
     load: Script,
     freeze: Script,
     control: Script,
+    forget: Script,
 }
 
 impl Scripts {
@@ -32,6 +33,7 @@ impl Scripts {
             load: Script::new(LOAD),
             freeze: Script::new(FREEZE),
             control: Script::new(CONTROL),
+            forget: Script::new(FORGET),
         }
     }
 
@@ -53,6 +55,10 @@ impl Scripts {
 
     pub(super) fn control(&self, keys: &Keys, call: &ControlCall) -> ScriptInvocation<'_> {
         invocation(&self.control, keys, call)
+    }
+
+    pub(super) fn forget(&self, keys: &Keys, call: &ForgetCall) -> ScriptInvocation<'_> {
+        invocation(&self.forget, keys, call)
     }
 
     pub(super) fn freeze(&self, keys: &Keys, epoch: u64) -> ScriptInvocation<'_> {

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use ::redis::Value;
 use seckill_proto::{RequestId, NO_TOKEN};
 use seckill_redis_scripts::{
-    holders, AddCall, ControlCall, IssueCall, Load, Mode, ReleaseCall, ReserveBuyer, ReserveCall,
+    holders, AddCall, ControlCall, ForgetCall, IssueCall, Load, Mode, ReleaseCall, ReserveBuyer,
+    ReserveCall,
 };
 
 use super::link::{inconsistent, to_u32};
@@ -187,6 +188,24 @@ impl StockStore for RedisStock {
             None => script_count(goods, "release", v),
         });
         self.not_loaded(goods, result)
+    }
+
+    fn forget_requests(
+        &self,
+        goods: GoodsId,
+        requests: &[(RequestId, UserId, OrderNo)],
+    ) -> Result<(), StoreError> {
+        if requests.is_empty() {
+            return Ok(());
+        }
+        let triples: Vec<(u128, u64, u64)> = requests
+            .iter()
+            .map(|&(id, user, order_no)| (id.get(), user, order_no))
+            .collect();
+        let call = ForgetCall { requests: &triples };
+        let inv = self.scripts.forget(&self.keys(goods), &call);
+        self.call_effect("forget requests", |con| inv.invoke::<i64>(con))?;
+        Ok(())
     }
 
     /// Works whether or not the goods is loaded: tokens are not fenced by
