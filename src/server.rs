@@ -281,6 +281,12 @@ fn open_stores(config: &Config) -> anyhow::Result<Stores> {
     };
     let Some(url) = &config.redis else {
         info!("stock in process memory");
+        if config.mysql.is_some() {
+            // Each server would sell from stock of its own: correct (the
+            // order store fences them) but every reconciliation of one
+            // would leave the others busy in turn.
+            warn!("stock in memory with a MySQL order store: run one server per order store, or give them --redis");
+        }
         return Ok(Stores {
             stock: Arc::new(MemoryStock::new()),
             orders,

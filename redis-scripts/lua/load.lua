@@ -31,6 +31,9 @@ if current ~= ARGV[1] .. ':loading' then
 end
 if ARGV[3] == '1' then
   redis.call('RENAME', KEYS[4], KEYS[2])
+  -- The staged hash carried an expiry, so that a reconciler that died
+  -- before its load leaves nothing behind for long; the buyers keep none.
+  redis.call('PERSIST', KEYS[2])
 else
   redis.call('DEL', KEYS[2])
 end

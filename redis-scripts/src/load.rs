@@ -15,6 +15,9 @@ pub struct Command {
     pub args: Vec<String>,
 }
 
+/// How long a load's staged buyers live if the load never comes.
+pub const STAGED_TTL_MS: u64 = 600_000;
+
 /// The load script; its contract is at the top of `lua/load.lua`.
 pub const LOAD: &str = include_str!("../lua/load.lua");
 /// The script a load begins with; its contract is at the top of
@@ -86,6 +89,14 @@ impl Load<'_> {
                 args.push(orders.clone());
             }
             staging.push(Command { name: "HSET", args });
+        }
+        if !self.holders.is_empty() {
+            // A reconciler that dies before its LOAD leaves its staged
+            // buyers behind: gone within ten minutes (LOAD keeps none).
+            staging.push(Command {
+                name: "PEXPIRE",
+                args: vec![staged.clone(), STAGED_TTL_MS.to_string()],
+            });
         }
         let has_holders = if self.holders.is_empty() { "0" } else { "1" };
         LoadCommands {
@@ -190,6 +201,7 @@ mod tests {
             [
                 "DEL p:{g1}:buyers:staged:5",
                 "HSET p:{g1}:buyers:staged:5 9 900 901 8 800",
+                "PEXPIRE p:{g1}:buyers:staged:5 600000",
             ]
         );
         assert_eq!(

@@ -65,7 +65,7 @@ pub struct RedisStock {
     epochs: Mutex<HashMap<GoodsId, u64>>,
     /// Since when each goods has been found frozen by another server's
     /// reconciliation (see [`RedisStock::loading`]).
-    loading_since: Mutex<HashMap<GoodsId, Instant>>,
+    loading_since: Mutex<HashMap<GoodsId, (Epoch, Instant)>>,
     scripts: Scripts,
 }
 
@@ -117,7 +117,7 @@ impl RedisStock {
             .epoch_state(goods)?
             .ok_or(StoreError::NotLoaded(goods))?;
         if state.loading {
-            return Err(self.loading(goods));
+            return Err(self.loading(goods, state.epoch));
         }
         self.learn_epoch(goods, state.epoch);
         Ok(state.epoch)
@@ -144,9 +144,15 @@ impl RedisStock {
     /// while it counts, but if it stays frozen past [`LOADING_GRACE`] (the
     /// reconciling server died between its freeze and its load), not loaded,
     /// so that this server reconciles it.
-    fn loading(&self, goods: GoodsId) -> StoreError {
+    fn loading(&self, goods: GoodsId, epoch: Epoch) -> StoreError {
         let mut since = self.loading_since.lock();
-        let first = *since.entry(goods).or_insert_with(Instant::now);
+        // Timed per freeze: a later reconciliation's freeze gets its own
+        // grace, not what is left of an earlier one's.
+        let (frozen, first) = *since.entry(goods).or_insert((epoch, Instant::now()));
+        if frozen != epoch {
+            since.insert(goods, (epoch, Instant::now()));
+            return StoreError::Unavailable(format!("goods {goods} is being reconciled"));
+        }
         if first.elapsed() < LOADING_GRACE {
             return StoreError::Unavailable(format!("goods {goods} is being reconciled"));
         }
@@ -174,7 +180,7 @@ impl RedisStock {
             let reply = self.not_loaded(goods, reply)?;
             match stale_epoch(&reply).transpose()? {
                 Some(state) if state.loading => {
-                    return self.not_loaded(goods, Err(self.loading(goods)))
+                    return self.not_loaded(goods, Err(self.loading(goods, state.epoch)))
                 }
                 Some(state) => {
                     self.learn_epoch(goods, state.epoch);

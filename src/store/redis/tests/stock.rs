@@ -423,3 +423,21 @@ fn nothing_is_released_while_a_goods_is_frozen() {
         "nothing left to release"
     );
 }
+
+/// A load's staged buyers carry an expiry (a reconciler that dies before
+/// its load leaves nothing behind for long); the buyers it puts in place
+/// carry none.
+#[test]
+fn loaded_buyers_never_expire() {
+    let stock = open(AckMode::Durable);
+    stock.load_next(1, 3, &[(7, 700), (8, 800)]).unwrap();
+    let key = stock.keys(1).buyers;
+    let ttl: i64 = stock
+        .call("ttl", |con| ::redis::cmd("PTTL").arg(&key).query(con))
+        .unwrap();
+    assert_eq!(ttl, -1, "the buyers hash expires in {ttl} ms");
+    assert_eq!(
+        stock.snapshot(1).unwrap(),
+        Some((3, vec![(7, 700), (8, 800)]))
+    );
+}
