@@ -162,7 +162,11 @@ impl Sale {
                     reserved.epoch,
                     b.request_id,
                 )),
-                Reservation::Held(order_no) if written_elsewhere.contains(&order_no) => {
+                Reservation::Held(order_no)
+                    if written_elsewhere
+                        .as_ref()
+                        .is_some_and(|w| w.contains(&order_no)) =>
+                {
                     entry.holders.add([(b.user, order_no)]);
                     metrics::add(&self.metrics.buy_already_bought, 1);
                     Decision::Answer(Reply::AlreadyBought { order_no })
@@ -173,13 +177,19 @@ impl Sale {
                 Reservation::Replayed(order_no)
                     if queued
                         || entry.holders.holds(b.user, order_no)
-                        || written_elsewhere.contains(&order_no) =>
+                        || written_elsewhere
+                            .as_ref()
+                            .is_some_and(|w| w.contains(&order_no)) =>
                 {
                     metrics::add(&self.metrics.buy_already_bought, 1);
                     Decision::Answer(Reply::Bought { order_no })
                 }
                 Reservation::Replayed(order_no) => {
-                    self.forget_if_abandoned(goods, b, order_no);
+                    // Only on the order store's word that it has no such
+                    // order, never on a failed read.
+                    if written_elsewhere.is_some() {
+                        self.forget_if_abandoned(&entry, b, order_no);
+                    }
                     metrics::add(&self.metrics.busy, 1);
                     Decision::Answer(Reply::error(
                         Status::Busy,
@@ -203,9 +213,9 @@ impl Sale {
         entry: &Entry,
         buyers: &[Buyer],
         decisions: &[Reservation],
-    ) -> HashSet<OrderNo> {
+    ) -> Option<HashSet<OrderNo>> {
         if self.queue.is_some() {
-            return HashSet::new();
+            return Some(HashSet::new());
         }
         let unknown: Vec<OrderNo> = buyers
             .iter()
@@ -220,34 +230,37 @@ impl Sale {
             })
             .collect();
         if unknown.is_empty() {
-            return HashSet::new();
+            return Some(HashSet::new());
         }
-        // On failure the buyers are told to come back, as for an order
-        // still being written.
+        // `None` when the order store cannot say: the buyers are told to
+        // come back, as for an order still being written.
         self.orders
             .stored(&unknown)
             .map(|stored| stored.into_iter().collect())
-            .unwrap_or_default()
+            .ok()
     }
 
     /// A request id naming an order that neither this server nor the order
-    /// store has, made so long ago that no write of it can still be under
-    /// way (its server died between the deduction and the commit): forgotten,
-    /// so that the BUY's next retry is decided afresh. Its unit comes back
-    /// with the goods' next reconciliation.
-    fn forget_if_abandoned(&self, goods: GoodsId, buyer: &Buyer, order_no: OrderNo) {
-        let made = order_no::made_at_ms(order_no);
+    /// store has, made so long ago that no write of it should still be under
+    /// way (its server died between the deduction and the commit): the goods
+    /// is reconciled, which fences off any write of it that is still late
+    /// and takes its phantom holder out of the stock store, and only then is
+    /// the id forgotten (see `reconcile.rs`), so that the BUY's next retry
+    /// is decided afresh and can never meet that order written after all.
+    fn forget_if_abandoned(&self, entry: &Entry, buyer: &Buyer, order_no: OrderNo) {
         let Some(id) = buyer.request_id else {
             return;
         };
-        if now_ms().saturating_sub(made) < ABANDONED_AFTER_MS {
+        if now_ms().saturating_sub(order_no::made_at_ms(order_no)) < ABANDONED_AFTER_MS {
             return;
         }
-        if let Err(e) = self
-            .stock
-            .forget_requests(goods, &[(id, buyer.user, order_no)])
-        {
-            warn!("forgetting request {id} of goods {goods}: {e}");
+        if entry.gate.abandon_request(id, buyer.user, order_no) {
+            warn!(
+                "goods {}: request {id} names order {order_no}, which was never written; reconciling",
+                entry.id
+            );
+            entry.gate.mark_unsure();
+            self.request_repair(entry);
         }
     }
 

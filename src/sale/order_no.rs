@@ -63,6 +63,13 @@ struct Numbers {
 
 /// When a number was made, in Unix milliseconds (to the millisecond, or a
 /// few later when a millisecond's numbers ran out).
+/// An order number as a server of `node` would have made it at `unix_ms`
+/// (for tests of what happens to old orders).
+#[cfg(test)]
+pub fn made_at_for_tests(unix_ms: u64, node: u16, seq: u64) -> u64 {
+    stamp_of(unix_ms) << (SEQ_BITS + NODE_BITS) | u64::from(node) << SEQ_BITS | (seq & SEQ_MASK)
+}
+
 pub fn made_at_ms(order_no: u64) -> u64 {
     (order_no >> (SEQ_BITS + NODE_BITS)) + EPOCH_MS
 }

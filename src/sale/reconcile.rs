@@ -91,6 +91,18 @@ impl Sale {
         // count below misses no order that will ever exist.
         let above = self.stock.epoch(entry.id)?.unwrap_or(0);
         let epoch = self.orders.next_epoch(entry.id, above)?;
+        // Request ids of orders that were never written: with the new epoch
+        // taken, no late write of those orders can succeed any more, so their
+        // BUYs' retries may be decided afresh.
+        let abandoned = entry.gate.take_abandoned();
+        if !abandoned.is_empty() {
+            if let Err(e) = self.stock.forget_requests(entry.id, &abandoned) {
+                warn!("goods {}: forgetting abandoned request ids: {e}", entry.id);
+                for (id, user, order_no) in abandoned {
+                    entry.gate.abandon_request(id, user, order_no);
+                }
+            }
+        }
         if let Loaded::Superseded(later) = self.stock.begin_load(entry.id, epoch)? {
             return Err(StoreError::Unavailable(format!(
                 "goods {}: being reconciled by another server (epoch {later})",
@@ -112,13 +124,14 @@ impl Sale {
                 .ok_or(StoreError::UnknownGoods(entry.id))?;
             self.stock.control(entry.id, &record.sale())?;
             entry.view.set_sale(&record.sale());
-            // And the total as it is now: another server may have restocked it
-            // since this server last read it.
-            entry.view.raise_total(record.total);
-            let (pairs, remaining) = self.rebuild(entry)?;
-            let loaded = self
-                .stock
-                .load(entry.id, remaining, &pairs, epoch, record.total)?;
+            // And the total as it is now, read once: another server may have
+            // restocked it since this server last read it, and the count and
+            // the load must name the same total (a restock's ADD resent after
+            // the load adds what the load's total does not cover).
+            let total = record.total;
+            entry.view.raise_total(total);
+            let (pairs, remaining) = self.rebuild(entry, total)?;
+            let loaded = self.stock.load(entry.id, remaining, &pairs, epoch, total)?;
             if let Loaded::Superseded(later) = loaded {
                 // Another server froze the goods after this one counted: its
                 // count is the newer one, and stands.
@@ -147,7 +160,11 @@ impl Sale {
 
     /// The holders and units left of a goods as the order store (and the
     /// queue, in the queued mode) say.
-    fn rebuild(&self, entry: &Entry) -> Result<(Vec<(UserId, OrderNo)>, u32), StoreError> {
+    fn rebuild(
+        &self,
+        entry: &Entry,
+        total: u32,
+    ) -> Result<(Vec<(UserId, OrderNo)>, u32), StoreError> {
         // The queue before the order store: an order that moves from one to
         // the other in between is then seen twice (and counted once), never
         // missed.
@@ -171,7 +188,7 @@ impl Sale {
                 .filter(|o| !written.contains(&o.order_no))
                 .map(|o| (o.user_id, o.order_no)),
         );
-        let total = entry.view.total();
+
         let sold = u32::try_from(holders.len()).unwrap_or(u32::MAX);
         if sold > total {
             error!(

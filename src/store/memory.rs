@@ -379,11 +379,14 @@ impl StockStore for MemoryStock {
     fn add(&self, goods: GoodsId, amount: u32, total: u32) -> Result<u32, StoreError> {
         let stock = self.get(goods)?;
         let mut stock = stock.lock();
-        if stock.restocked_to.is_some_and(|done| total <= done) {
-            return Ok(stock.remaining);
-        }
+        // As Redis's ADD: the units between the total covered and this one.
+        let adds = match stock.restocked_to {
+            Some(covered) if total <= covered => return Ok(stock.remaining),
+            Some(covered) => total - covered,
+            None => amount,
+        };
         stock.restocked_to = Some(total);
-        stock.remaining = stock.remaining.saturating_add(amount);
+        stock.remaining = stock.remaining.saturating_add(adds);
         Ok(stock.remaining)
     }
 

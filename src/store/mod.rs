@@ -415,8 +415,11 @@ pub trait StockStore: Send + Sync {
 
     /// Adds units to a goods (a restock). Returns the units now left.
     /// A restock that makes the goods' total `total` (the order store's,
-    /// which only grows): a second call for a total no higher than the last
-    /// one applied adds nothing, so a call sent twice adds once.
+    /// which only grows). The store keeps the total its stock covers (the
+    /// last restock's, or the last load's) and adds the units between that
+    /// and `total` (`amount` if it has none): a call sent twice adds once,
+    /// two restocks arriving in either order add both, and one a load
+    /// counted adds nothing.
     fn add(&self, goods: GoodsId, amount: u32, total: u32) -> Result<u32, StoreError>;
 
     /// What the store holds for a goods: units left and holders, or `None`

@@ -16,10 +16,15 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::time::Duration;
 
-use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use seckill_proto::RequestId;
 
 use crate::sale::reservation::InFlight;
-use crate::store::Epoch;
+use crate::store::{Epoch, OrderNo, UserId};
+
+/// Abandoned request ids noted per goods at most before a reconciliation
+/// forgets them.
+const MAX_ABANDONED: usize = 1024;
 
 /// How long a BUY waits, at a time, for a brief exclusive holder (a sale
 /// control changing the catalog) before it looks again whether the holder
@@ -60,6 +65,10 @@ pub struct Gate {
     /// units deducted; [`Gate::reload_overdue`] notices.
     fenced_epoch: AtomicU64,
     fenced_at_ms: AtomicU64,
+    /// Request ids naming orders that were never written, to be forgotten
+    /// by the next reconciliation once it has taken its epoch (a leaf lock;
+    /// see [`Gate::abandon_request`]).
+    abandoned: Mutex<Vec<(RequestId, UserId, OrderNo)>>,
 }
 
 /// The gate held alone; if it was taken for store I/O, BUYs are turned away
@@ -157,6 +166,24 @@ impl Gate {
     /// The asked-for repair begins: a fault after this asks again.
     pub fn repair_begins(&self) {
         self.repair_asked.store(false, SeqCst);
+    }
+
+    /// Notes a request id whose order was never written, for the next
+    /// reconciliation to forget; false if it is noted already (or too many
+    /// are: the next reconciliation comes first).
+    pub fn abandon_request(&self, id: RequestId, user: UserId, order_no: OrderNo) -> bool {
+        let mut abandoned = self.abandoned.lock();
+        if abandoned.len() >= MAX_ABANDONED || abandoned.contains(&(id, user, order_no)) {
+            return false;
+        }
+        abandoned.push((id, user, order_no));
+        true
+    }
+
+    /// The request ids noted as abandoned, for a reconciliation that has
+    /// taken its epoch to forget.
+    pub fn take_abandoned(&self) -> Vec<(RequestId, UserId, OrderNo)> {
+        std::mem::take(&mut *self.abandoned.lock())
     }
 
     /// Orders reserved under `epoch` were fenced off at `now_ms`.

@@ -241,3 +241,42 @@ fn a_request_id_whose_order_was_never_written_is_free_again() {
         [Decision::Answer(Reply::Bought { order_no: no })]
     );
 }
+
+/// A request id naming an order its server never wrote (it died between
+/// the deduction and the commit): the retry is told to come back and asks
+/// for the goods to be reconciled; the reconciliation fences off any late
+/// write of that order, takes its phantom holder out and forgets the id, so
+/// the next retry is decided afresh.
+#[test]
+fn an_abandoned_request_id_is_forgotten_by_the_next_reconciliation() {
+    use crate::store::{Buyer, StockStore};
+    let stock = Arc::new(MemoryStock::new());
+    let sale = Sale::open(
+        stock.clone(),
+        Arc::new(FlakyOrders::default()),
+        None,
+        1,
+        Arc::new(Metrics::default()),
+    )
+    .unwrap();
+    let id = seckill_proto::RequestId::new(5);
+    let old = super::order_no::made_at_for_tests(now_ms() - 120_000, 9, 1);
+    let dead = Buyer {
+        user: 7,
+        order_no: old,
+        token: NO_TOKEN,
+        request_id: id,
+    };
+    let rules = crate::store::fixtures::rules_at(1, now_ms());
+    stock.reserve(1, &rules, &[dead]).unwrap();
+    let buy = [Buy {
+        user: 7,
+        token: NO_TOKEN,
+        request_id: id,
+    }];
+    assert_eq!(status(&sale.reserve(1, &buy)), Status::Busy);
+    let asked = sale.repair_requests().try_recv().expect("a repair asked");
+    sale.repair(asked);
+    let again = written(sale.reserve(1, &buy));
+    assert_ne!(again.order().order_no, old);
+}

@@ -69,6 +69,11 @@ macro_rules! suite {
             }
 
             #[test]
+            fn restocks_in_either_order_add_each_once() {
+                super::restocks_in_either_order_add_each_once(&*$open);
+            }
+
+            #[test]
             fn add_restocks_and_saturates() {
                 super::add_restocks_and_saturates(&*$open);
             }
@@ -380,8 +385,13 @@ fn add_restocks_and_saturates(stock: &impl Subject) {
     let r = stock.reserve(1, &rules(1), &buyers(&[(1, 100)])).unwrap();
     assert_eq!(r.decisions, vec![Reservation::Reserved]);
     assert_eq!(r.remaining, 1);
-    assert_eq!(stock.add(1, u32::MAX, u32::MAX).unwrap(), u32::MAX);
-    assert_eq!(stock.snapshot(1).unwrap(), Some((u32::MAX, vec![(1, 100)])));
+    // To the largest total: what is left is that total less the one sold
+    // (never past u32::MAX; the scripts saturate besides).
+    assert_eq!(stock.add(1, u32::MAX, u32::MAX).unwrap(), u32::MAX - 1);
+    assert_eq!(
+        stock.snapshot(1).unwrap(),
+        Some((u32::MAX - 1, vec![(1, 100)]))
+    );
 }
 
 fn tokens_are_checked_in_the_documented_order(stock: &impl Subject) {
@@ -641,4 +651,15 @@ fn reserve_release_add_match_memory_stock() {
     for (i, call) in calls.iter().enumerate() {
         assert_eq!(call(redis.deref()), call(&memory), "call {i}");
     }
+}
+
+/// Two restocks through two servers whose ADDs reach the stock store in the
+/// other order add both; either of them again adds nothing.
+fn restocks_in_either_order_add_each_once(stock: &impl Subject) {
+    stock.load_next(1, 10, &[]).unwrap();
+    // The order store made the totals 15, then 25; the second ADD first.
+    assert_eq!(stock.add(1, 10, 25).unwrap(), 25);
+    assert_eq!(stock.add(1, 5, 15).unwrap(), 25);
+    assert_eq!(stock.add(1, 10, 25).unwrap(), 25);
+    assert_eq!(stock.add(1, 3, 28).unwrap(), 28);
 }
