@@ -185,8 +185,11 @@ impl Sale {
         // What the cache held before the reads: only that may be dropped,
         // not an order acknowledged while they ran.
         let before = entry.holders.all();
-        let read = self.orders.live_holders(entry.id).and_then(|written| {
-            let queued = self.unwritten_holders(&before)?;
+        // What the order store does not have yet first, then what it has: an
+        // order the drain writes in between is seen in both (and kept once),
+        // never in neither.
+        let read = self.unwritten_holders(&before).and_then(|queued| {
+            let written = self.orders.live_holders(entry.id)?;
             Ok([written, queued].concat())
         });
         match read {
