@@ -345,7 +345,10 @@ impl Client {
                 }
                 Err(e) => return Err(e),
             }
-            match self.exchange_here(requests) {
+            // Sent again: a BUY under a request id goes as a repeat, which
+            // the server answers with the first answer, not from a cache.
+            let again: Vec<Request> = requests.iter().map(as_repeat).collect();
+            match self.exchange_here(&again) {
                 Err(e) if resend && connection_failed(&e) => last_error = Some(e),
                 done => return done,
             }
@@ -643,10 +646,30 @@ pub fn random_request_id() -> Result<RequestId> {
         let mut bytes = [0u8; 16];
         getrandom::fill(&mut bytes)
             .map_err(|e| Error::io("drawing a request id", io::Error::other(e.to_string())))?;
-        // 0 is no id; one draw in 2^128 is 0, and is drawn again.
+        // Bit 127 is the repeat mark, clear on a first send (PROTOCOL.md,
+        // section 9); 0 is no id: one draw in 2^127 is, and is drawn again.
+        bytes[0] &= 0x7f;
         if let Some(id) = RequestId::from_bytes(bytes) {
             return Ok(id);
         }
+    }
+}
+
+/// `request` as it is sent again: a BUY under a request id marked a repeat.
+fn as_repeat(request: &Request) -> Request {
+    match request {
+        &Request::Buy {
+            user_id,
+            goods_id,
+            token,
+            request_id: Some(id),
+        } => Request::Buy {
+            user_id,
+            goods_id,
+            token,
+            request_id: Some(id.repeat()),
+        },
+        other => other.clone(),
     }
 }
 

@@ -47,7 +47,33 @@ impl RequestId {
     pub const fn to_bytes(self) -> [u8; 16] {
         self.0.get().to_be_bytes()
     }
+
+    /// Whether the sender marked this BUY a repeat: bit 127, set on every
+    /// send of a purchase after its first (PROTOCOL.md, section 9). A
+    /// server answers a repeat only from its stores, never from what it
+    /// knows without them (a sold-out flag, the window), so that a repeat
+    /// gets the first answer.
+    pub const fn is_repeat(self) -> bool {
+        self.0.get() & REPEAT != 0
+    }
+
+    /// This id marked a repeat.
+    pub const fn repeat(self) -> RequestId {
+        match NonZeroU128::new(self.0.get() | REPEAT) {
+            Some(v) => RequestId(v),
+            None => self,
+        }
+    }
+
+    /// The id without the repeat mark: the purchase's name, the same on
+    /// every send. `None` if nothing is left (an id of only the mark).
+    pub const fn purchase(self) -> Option<RequestId> {
+        RequestId::new(self.0.get() & !REPEAT)
+    }
 }
+
+/// The repeat mark: bit 127 of a client request id.
+const REPEAT: u128 = 1 << 127;
 
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -101,6 +127,19 @@ fn is_uuid_form(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_repeat_mark_is_bit_127_and_the_purchase_the_rest() {
+        let first = RequestId::new(0x1234).unwrap();
+        assert!(!first.is_repeat());
+        let again = first.repeat();
+        assert!(again.is_repeat());
+        assert_eq!(again.get(), 0x1234 | 1 << 127);
+        assert_eq!(again.purchase(), Some(first));
+        assert_eq!(first.purchase(), Some(first));
+        assert_eq!(again.repeat(), again);
+        assert_eq!(RequestId::new(1 << 127).unwrap().purchase(), None);
+    }
 
     #[test]
     fn zero_is_no_id() {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use crossbeam_channel::{Sender, TrySendError};
-use seckill_proto::{Frame, Reply, Request, Status, VERSION};
+use seckill_proto::{Frame, Reply, Request, RequestId, Status, VERSION};
 
 use super::connection::Connection;
 use super::rate_limit::RateLimiter;
@@ -114,7 +114,7 @@ impl Handler {
                 user_id,
                 goods_id,
                 token,
-                request_id: _,
+                request_id,
             } => {
                 if let Some(refused) = self.over_rate(user_id, "BUYs") {
                     return Some(refused);
@@ -122,7 +122,13 @@ impl Handler {
                 let Some(entry) = sale.catalog().get(goods_id) else {
                     return Some(unknown_goods(goods_id));
                 };
-                if let Some(reply) = entry.quick_buy_answer(user_id, token, now_ms()) {
+                // A repeat gets its first answer, which only the stock
+                // store knows: no quick answer from this cache.
+                let repeat = request_id.is_some_and(RequestId::is_repeat);
+                if let Some(reply) = entry
+                    .quick_buy_answer(user_id, token, now_ms())
+                    .filter(|_| !repeat)
+                {
                     self.count_quick_buy(&reply);
                     return Some(reply);
                 }

@@ -463,3 +463,51 @@ fn a_request_id_gets_one_order_through_any_server_durable() {
 fn a_request_id_gets_one_order_through_any_server_queued() {
     a_request_id_gets_one_order_through_any_server("queued");
 }
+
+/// A repeat marked as one gets its first answer from every server, also one
+/// whose cache says the goods is sold out: the last unit went to this very
+/// purchase through another server. (Unmarked, that server may answer from
+/// its cache, as PROTOCOL.md allows for first sends.)
+fn a_marked_repeat_is_answered_from_the_stores_not_a_cache(ack: &str) {
+    use seckill_proto::RequestId;
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Backends::new();
+    let servers: Vec<Server> = (1..=2).map(|n| start(&dir, &stores, ack, n)).collect();
+    let goods = servers[0].admin().add_goods(on_sale("last", 1)).unwrap().id;
+    wait_known(&servers, goods);
+    let id = RequestId::new(0x0ddba11).unwrap();
+    let Purchase::Ordered(first) = servers[0]
+        .client()
+        .buy_with_request_id(7, goods, id)
+        .unwrap()
+    else {
+        panic!("{ack}: the last unit was not sold");
+    };
+    stores.wait_written(goods, 1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while servers[1].client().get_goods(goods).unwrap().state != seckill_proto::GoodsState::SoldOut
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{ack}: the other server never saw it sold out"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let again = servers[1]
+        .client()
+        .buy_with_request_id(7, goods, id.repeat())
+        .unwrap();
+    assert_eq!(again, Purchase::Ordered(first), "{ack}");
+    // Another user is still told sold out, from the cache.
+    assert_eq!(buy(&servers[1], 8, goods), Purchase::SoldOut, "{ack}");
+}
+
+#[test]
+fn a_marked_repeat_is_answered_from_the_stores_not_a_cache_durable() {
+    a_marked_repeat_is_answered_from_the_stores_not_a_cache("durable");
+}
+
+#[test]
+fn a_marked_repeat_is_answered_from_the_stores_not_a_cache_queued() {
+    a_marked_repeat_is_answered_from_the_stores_not_a_cache("queued");
+}

@@ -323,9 +323,12 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 Ok(purchase) => purchase,
                 Err(err) if outcome_unknown(&err) => {
                     eprintln!("error: {}", explain(&err.into(), cli));
+                    // Marked a repeat: the server answers it from its stores
+                    // with the first answer, not from a cache.
+                    let again = request_id.repeat();
                     eprintln!(
                         "the purchase may have been made: `seckill-cli buy --user {user} \
-                         --goods {goods} --request-id {request_id}` (with the same options) \
+                         --goods {goods} --request-id {again}` (with the same options) \
                          tries it again, and cannot buy twice"
                     );
                     return Ok(ExitCode::FAILURE);
