@@ -673,7 +673,8 @@ fn buy_sends_the_request_id_given_or_a_fresh_one_and_names_it_when_the_outcome_i
     }
 
     // The connection drops with the BUY in flight: it may have been made,
-    // and the error says how to try the same purchase again.
+    // and the error says how to try the same purchase again (the id marked
+    // a repeat, bit 127: PROTOCOL.md, section 9).
     let lost = cli(
         addr,
         &["buy", "--user", "7", "--goods", "8", "--request-id", "feed"],
@@ -682,7 +683,7 @@ fn buy_sends_the_request_id_given_or_a_fresh_one_and_names_it_when_the_outcome_i
     let err = text(&lost.stderr);
     assert!(err.starts_with("error: "), "{err}");
     assert!(
-        err.contains("--request-id 0000000000000000000000000000feed"),
+        err.contains("--request-id 8000000000000000000000000000feed"),
         "{err}"
     );
 }
