@@ -131,6 +131,11 @@ impl Sale {
         };
         let queued = self.queue.is_some();
         let written_elsewhere = self.held_elsewhere(&entry, &buyers, &reserved.decisions);
+        let written = |order_no: OrderNo| {
+            written_elsewhere
+                .as_ref()
+                .is_some_and(|w| w.contains(&order_no))
+        };
         // Under the gate, so that a stale count cannot land after a restock
         // or a reconciliation and leave the sold-out flag wrongly set.
         entry.view.set_remaining(reserved.remaining);
@@ -170,11 +175,7 @@ impl Sale {
                     reserved.epoch,
                     b.request_id,
                 )),
-                Reservation::Held(order_no)
-                    if written_elsewhere
-                        .as_ref()
-                        .is_some_and(|w| w.contains(&order_no)) =>
-                {
+                Reservation::Held(order_no) if written(order_no) => {
                     entry.holders.add([(b.user, order_no)]);
                     metrics::add(&self.metrics.buy_already_bought, 1);
                     Decision::Answer(Reply::AlreadyBought { order_no })
@@ -183,11 +184,7 @@ impl Sale {
                 // that order is acknowledged (queued with the deduction, or
                 // committed); until then the retry is told to come back.
                 Reservation::Replayed(order_no)
-                    if queued
-                        || entry.holders.holds(b.user, order_no)
-                        || written_elsewhere
-                            .as_ref()
-                            .is_some_and(|w| w.contains(&order_no)) =>
+                    if queued || entry.holders.holds(b.user, order_no) || written(order_no) =>
                 {
                     metrics::add(&self.metrics.buy_already_bought, 1);
                     Decision::Answer(Reply::Bought { order_no })

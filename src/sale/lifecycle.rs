@@ -155,7 +155,7 @@ impl Sale {
             return;
         };
         for record in records {
-            if self.catalog.get(record.id).is_none() {
+            let entry = self.catalog.get(record.id).unwrap_or_else(|| {
                 // New here: what is left as the stock store says (all of it
                 // while the server that added it is still loading it; the
                 // store decides every sale anyway), and no repair before that
@@ -163,11 +163,10 @@ impl Sale {
                 let left = self.stock.remaining(record.id).ok().flatten();
                 let entry = self.catalog.insert(&record, left.unwrap_or(record.total));
                 entry.gate.defer_repair(now_ms(), NEW_GOODS_GRACE_MS);
-            }
-            if let Some(entry) = self.catalog.get(record.id) {
-                entry.view.set_sale(&record.sale());
-                entry.view.raise_total(record.total);
-            }
+                entry
+            });
+            entry.view.set_sale(&record.sale());
+            entry.view.raise_total(record.total);
         }
     }
 

@@ -10,7 +10,12 @@ use self::doubles::{FlakyOrders, FlakyStock, TestQueue};
 use super::{now_ms, Buy, Decision, PendingOrder, Sale};
 use crate::metrics::Metrics;
 
-use crate::store::{GoodsId, MemoryStock, OrderNo, OrderRecord, OrderStore, UserId};
+use crate::store::{GoodsId, MemoryStock, OrderNo, OrderRecord, OrderStore, StockStore, UserId};
+
+/// A durable-mode sale on these stores, node id 1.
+fn durable(stock: Arc<dyn StockStore>, orders: Arc<dyn OrderStore>) -> Sale {
+    Sale::open(stock, orders, None, 1, Arc::new(Metrics::default())).unwrap()
+}
 
 fn buys(users: &[UserId]) -> Vec<Buy> {
     users
@@ -32,7 +37,7 @@ fn admin_changes_stand_when_the_stock_store_fails_after_them() {
     let dir = tempfile::tempdir().unwrap();
     let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
     let stock = Arc::new(FlakyStock::default());
-    let sale = Sale::open(stock.clone(), orders, None, 1, Arc::new(Metrics::default())).unwrap();
+    let sale = durable(stock.clone(), orders);
     *stock.failing.lock() = true;
     let new = NewGoods {
         name: "lamp".into(),
@@ -84,14 +89,7 @@ fn status(decisions: &[Decision]) -> Status {
 #[test]
 fn a_retry_before_the_commit_is_told_to_come_back() {
     let orders = Arc::new(FlakyOrders::default());
-    let sale = Sale::open(
-        Arc::new(MemoryStock::new()),
-        orders.clone(),
-        None,
-        1,
-        Arc::new(Metrics::default()),
-    )
-    .unwrap();
+    let sale = durable(Arc::new(MemoryStock::new()), orders.clone());
 
     let first = written(sale.reserve(1, &buys(&[7])));
     let first_no = first.order().order_no;
@@ -142,7 +140,7 @@ fn a_unit_whose_return_failed_comes_back_at_the_next_refresh() {
     let dir = tempfile::tempdir().unwrap();
     let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
     let stock = Arc::new(FlakyStock::default());
-    let sale = Sale::open(stock.clone(), orders, None, 1, Arc::new(Metrics::default())).unwrap();
+    let sale = durable(stock.clone(), orders);
     let Reply::GoodsAdded(goods) = sale.add_goods(&lamp(1)) else {
         panic!("ADD_GOODS failed");
     };
@@ -216,14 +214,7 @@ fn a_cancelled_order_still_queued_holds_no_unit() {
 #[test]
 fn a_request_id_whose_order_was_never_written_is_free_again() {
     let orders = Arc::new(FlakyOrders::default());
-    let sale = Sale::open(
-        Arc::new(MemoryStock::new()),
-        orders.clone(),
-        None,
-        1,
-        Arc::new(Metrics::default()),
-    )
-    .unwrap();
+    let sale = durable(Arc::new(MemoryStock::new()), orders.clone());
     let buy = [Buy {
         user: 7,
         token: NO_TOKEN,
@@ -249,16 +240,9 @@ fn a_request_id_whose_order_was_never_written_is_free_again() {
 /// the next retry is decided afresh.
 #[test]
 fn an_abandoned_request_id_is_forgotten_by_the_next_reconciliation() {
-    use crate::store::{Buyer, StockStore};
+    use crate::store::Buyer;
     let stock = Arc::new(MemoryStock::new());
-    let sale = Sale::open(
-        stock.clone(),
-        Arc::new(FlakyOrders::default()),
-        None,
-        1,
-        Arc::new(Metrics::default()),
-    )
-    .unwrap();
+    let sale = durable(stock.clone(), Arc::new(FlakyOrders::default()));
     let id = seckill_proto::RequestId::new(5);
     let old = super::order_no::made_at_for_tests(now_ms() - 120_000, 9, 1);
     let dead = Buyer {
