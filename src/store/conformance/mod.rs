@@ -6,6 +6,28 @@
 //! backend does (Redis's epoch fence, its key layout, a lost connection;
 //! MySQL's locking reads) is tested beside that backend.
 
+/// Runs each named test, generic over a `Backend` of the module it is used
+/// in, once per SQL backend: `<module>::{sqlite,mysql}::<test>`.
+macro_rules! per_backend {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test]
+            fn $test() {
+                super::$test::<super::Sqlite>()
+            })*
+        }
+
+        mod mysql {
+            $(#[test]
+            fn $test() {
+                super::$test::<super::Mysql>()
+            })*
+        }
+    };
+}
+
+mod lifecycle;
 pub(super) mod nodes;
 pub(super) mod orders;
 pub(super) mod stock;
+mod stock_retries;

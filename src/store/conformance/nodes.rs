@@ -217,25 +217,6 @@ fn servers_claiming_at_once_get_distinct_ids<B: Backend>() {
     assert_eq!(ids, [0, 1, 2, 3, 4, 5]);
 }
 
-/// Each test above, once per backend.
-macro_rules! per_backend {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[test]
-            fn $test() {
-                super::$test::<super::Sqlite>()
-            })*
-        }
-
-        mod mysql {
-            $(#[test]
-            fn $test() {
-                super::$test::<super::Mysql>()
-            })*
-        }
-    };
-}
-
 per_backend!(
     two_servers_lease_different_ids_and_a_live_one_is_not_taken,
     a_holder_claiming_again_keeps_its_id,

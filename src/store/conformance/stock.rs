@@ -8,14 +8,20 @@ use std::thread;
 
 use seckill_proto::NO_TOKEN;
 
+use super::stock_retries::{
+    a_request_id_gets_its_first_order_back_and_only_its_user,
+    restocks_in_either_order_add_each_once,
+    sale_controls_refuse_whole_batches_and_only_a_newer_version_counts,
+    the_same_call_run_twice_sells_once,
+};
 use crate::clock::now_ms;
 use crate::config::AckMode;
 use crate::store::fixtures::{buy, buyers, rules_at, tokened, LoadNext};
 use crate::store::memory::PRUNE_BATCH;
 use crate::store::redis::tests::open as open_redis;
 use crate::store::{
-    Buyer, Closed, GoodsId, MemoryStock, OrderNo, Reservation, ReserveRules, Reserved, SaleState,
-    StockStore, StoreError, TokenRefusal, UserId,
+    Buyer, GoodsId, MemoryStock, OrderNo, Reservation, ReserveRules, Reserved, StockStore,
+    StoreError, TokenRefusal, UserId,
 };
 
 /// A stock store under test: the trait, and what the suite must reach
@@ -157,139 +163,10 @@ suite!(memory, Box::new(MemoryStock::new()));
 suite!(redis, open_redis(AckMode::Durable));
 
 /// The suite's clock: the tests that need time pass it in.
-const NOW: u64 = 1_000_000;
+pub(super) const NOW: u64 = 1_000_000;
 
-fn rules(per_user_limit: u8) -> ReserveRules {
+pub(super) fn rules(per_user_limit: u8) -> ReserveRules {
     rules_at(per_user_limit, NOW)
-}
-
-/// A reserve call run twice (a client library resent it after a dropped
-/// connection) answers the second time as the first, and takes nothing more:
-/// with a limit of 1 and with a limit of 3, where a second unit per user
-/// would otherwise be sold.
-fn the_same_call_run_twice_sells_once(stock: &impl Subject) {
-    for (goods, limit) in [(1, 1), (2, 3)] {
-        stock.load_next(goods, 10, &[]).unwrap();
-        let batch = buyers(&[(1, 100), (2, 200), (1, 101)]);
-        let first = stock.reserve(goods, &rules(limit), &batch).unwrap();
-        let again = stock.reserve(goods, &rules(limit), &batch).unwrap();
-        assert_eq!(again.decisions, first.decisions, "limit {limit}");
-        assert_eq!(again.remaining, first.remaining, "limit {limit}");
-        let sold = if limit == 1 { 2 } else { 3 };
-        assert_eq!(first.remaining, 10 - sold, "limit {limit}");
-        let (left, holders) = stock.snapshot(goods).unwrap().unwrap();
-        assert_eq!(
-            (left, holders.len() as u32),
-            (10 - sold, sold),
-            "limit {limit}"
-        );
-    }
-}
-
-/// A BUY retried under its request id gets the order its first attempt
-/// reserved, also with a limit above one (where a retry without the id
-/// would buy a second unit) and while the sale is paused; the same id from
-/// another user is refused; an id whose first attempt reserved nothing
-/// records nothing; and an id is forgotten after its lifetime.
-fn a_request_id_gets_its_first_order_back_and_only_its_user(stock: &impl Subject) {
-    use seckill_proto::RequestId;
-    stock.load_next(1, 10, &[]).unwrap();
-    let id = |n| RequestId::new(n);
-    let with = |user, order_no, rid| Buyer {
-        request_id: id(rid),
-        ..buy(user, order_no, NO_TOKEN)
-    };
-    let at = |now_ms| ReserveRules { now_ms, ..rules(3) };
-    let one = |b: Buyer, now_ms| stock.reserve(1, &at(now_ms), &[b]).unwrap().decisions[0];
-    assert_eq!(one(with(7, 700, 0xabc), NOW), Reservation::Reserved);
-    // The retry proposes another number; it gets the first order back.
-    assert_eq!(one(with(7, 701, 0xabc), NOW), Reservation::Replayed(700));
-    assert_eq!(one(with(8, 800, 0xabc), NOW), Reservation::RequestIdTaken);
-    // Without the id, the same user (limit 3) buys a second unit.
-    assert_eq!(one(with(7, 702, 0), NOW), Reservation::Reserved);
-    assert_eq!(stock.remaining(1).unwrap(), Some(8));
-    // Paused: the retry still gets its order; a new BUY does not.
-    stock
-        .control(
-            1,
-            &SaleState {
-                paused: true,
-                start_ms: 0,
-                end_ms: u64::MAX,
-                version: 1,
-            },
-        )
-        .unwrap();
-    assert_eq!(one(with(7, 703, 0xabc), NOW), Reservation::Replayed(700));
-    assert_eq!(
-        one(with(9, 900, 0xdef), NOW),
-        Reservation::Closed(Closed::Paused)
-    );
-    stock
-        .control(
-            1,
-            &SaleState {
-                paused: false,
-                start_ms: 0,
-                end_ms: u64::MAX,
-                version: 2,
-            },
-        )
-        .unwrap();
-    // 0xdef was refused, so it recorded nothing: it buys now.
-    assert_eq!(one(with(9, 901, 0xdef), NOW), Reservation::Reserved);
-    // Forgetting names the order: an id naming another is kept; one
-    // naming it is forgotten, and its BUY is decided afresh.
-    let rid = id(0xdef).unwrap();
-    stock.forget_requests(1, &[(rid, 9, 999)]).unwrap();
-    assert_eq!(one(with(9, 902, 0xdef), NOW), Reservation::Replayed(901));
-    stock.forget_requests(1, &[(rid, 9, 901)]).unwrap();
-    assert_eq!(one(with(9, 903, 0xdef), NOW), Reservation::Reserved);
-    // After its lifetime the id is forgotten: it is a new BUY.
-    let later = NOW + crate::store::REQUEST_ID_TTL_MS;
-    assert_eq!(one(with(8, 802, 0xabc), later), Reservation::Reserved);
-    assert_eq!(stock.remaining(1).unwrap(), Some(5));
-}
-
-/// A goods under sale controls: a paused sale, or one outside its window
-/// at the reservation's clock, refuses a whole batch and takes nothing; a
-/// control of a version no higher than the one recorded changes nothing,
-/// whoever sends it late.
-fn sale_controls_refuse_whole_batches_and_only_a_newer_version_counts(stock: &impl Subject) {
-    stock.load_next(1, 5, &[]).unwrap();
-    let sale = |paused, start_ms, end_ms, version| SaleState {
-        paused,
-        start_ms,
-        end_ms,
-        version,
-    };
-    let batch = buyers(&[(1, 100), (2, 200)]);
-    let decided = |want: Reservation| {
-        let got = stock.reserve(1, &rules(1), &batch).unwrap();
-        assert_eq!(got.decisions, [want; 2]);
-        got.remaining
-    };
-    stock.control(1, &sale(true, 0, u64::MAX, 1)).unwrap();
-    assert_eq!(decided(Reservation::Closed(Closed::Paused)), 5);
-    stock.control(1, &sale(false, 0, u64::MAX, 0)).unwrap();
-    assert_eq!(
-        decided(Reservation::Closed(Closed::Paused)),
-        5,
-        "an older control"
-    );
-    stock
-        .control(1, &sale(false, NOW + 1, u64::MAX, 2))
-        .unwrap();
-    decided(Reservation::Closed(Closed::NotStarted));
-    stock.control(1, &sale(false, 0, NOW, 3)).unwrap();
-    decided(Reservation::Closed(Closed::Ended));
-    assert_eq!(
-        stock.snapshot(1).unwrap(),
-        Some((5, vec![])),
-        "nothing taken"
-    );
-    stock.control(1, &sale(false, 0, NOW + 1, 4)).unwrap();
-    assert_eq!(decided(Reservation::Reserved), 3);
 }
 
 const INVALID: Reservation = Reservation::Token(TokenRefusal::Invalid);
@@ -651,15 +528,4 @@ fn reserve_release_add_match_memory_stock() {
     for (i, call) in calls.iter().enumerate() {
         assert_eq!(call(redis.deref()), call(&memory), "call {i}");
     }
-}
-
-/// Two restocks through two servers whose ADDs reach the stock store in the
-/// other order add both; either of them again adds nothing.
-fn restocks_in_either_order_add_each_once(stock: &impl Subject) {
-    stock.load_next(1, 10, &[]).unwrap();
-    // The order store made the totals 15, then 25; the second ADD first.
-    assert_eq!(stock.add(1, 10, 25).unwrap(), 25);
-    assert_eq!(stock.add(1, 5, 15).unwrap(), 25);
-    assert_eq!(stock.add(1, 10, 25).unwrap(), 25);
-    assert_eq!(stock.add(1, 3, 28).unwrap(), 28);
 }
