@@ -100,9 +100,14 @@ fn sigkill_mid_sale(ack: &str) {
         // Queued orders left by the killed server are written by this one.
         let deadline = Instant::now() + Duration::from_secs(60);
         let rows = loop {
+            // The queue first: the drain deletes an entry only after its
+            // order is committed, so rows read after an empty queue hold
+            // every queued order (read before, they could miss the last
+            // batch written in between).
+            let drained = stores.queue_len(goods) == 0;
             let rows = stores.orders();
             let stored: HashSet<u64> = rows.iter().map(|r| r.0).collect();
-            if told_now.values().all(|no| stored.contains(no)) && stores.queue_len(goods) == 0 {
+            if drained && told_now.values().all(|no| stored.contains(no)) {
                 break rows;
             }
             assert!(
