@@ -32,9 +32,20 @@ pub struct Config {
     pub data: PathBuf,
 
     /// Keep stock in this Redis (e.g. redis://127.0.0.1:6379) instead of
-    /// process memory.
+    /// process memory (see also --redis-cluster).
     #[arg(long, value_name = "URL")]
     pub redis: Option<String>,
+
+    /// Keep stock in this Redis Cluster instead, found through any of these
+    /// seed nodes (HOST:PORT or redis:// URLs, comma-separated). Every
+    /// goods' keys share one hash tag, so each stock call goes to one shard.
+    #[arg(
+        long,
+        value_name = "HOST:PORT,...",
+        value_delimiter = ',',
+        conflicts_with = "redis"
+    )]
+    pub redis_cluster: Option<Vec<String>>,
 
     /// Prefix of every Redis key this server uses.
     #[arg(long, default_value = "seckill:")]
@@ -163,8 +174,10 @@ impl Config {
         {
             return Err("--node-lease must be between 100 ms and 1 h".into());
         }
-        if self.ack == AckMode::Queued && self.redis.is_none() {
-            return Err("--ack queued needs --redis: the queue is a Redis stream".into());
+        if self.ack == AckMode::Queued && self.redis.is_none() && self.redis_cluster.is_none() {
+            return Err(
+                "--ack queued needs --redis or --redis-cluster: the queue is a Redis stream".into(),
+            );
         }
         Ok(())
     }

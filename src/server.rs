@@ -279,33 +279,43 @@ fn open_stores(config: &Config) -> anyhow::Result<Stores> {
             (store.clone(), store as _, None)
         }
     };
-    let Some(url) = &config.redis else {
-        info!("stock in process memory");
-        if config.mysql.is_some() {
-            // Each server would sell from stock of its own: correct (the
-            // order store fences them) but every reconciliation of one
-            // would leave the others busy in turn.
-            warn!("stock in memory with a MySQL order store: run one server per order store, or give them --redis");
-        }
-        return Ok(Stores {
-            stock: Arc::new(MemoryStock::new()),
-            orders,
-            queue: None,
-            nodes,
-            mysql,
-        });
-    };
     let queued = config.ack == AckMode::Queued;
-    let redis = Arc::new(
-        RedisStock::new(url, &config.redis_prefix, config.ack)
-            .with_context(|| format!("Redis at {}", redact(url)))?,
-    );
+    let redis = match (&config.redis, &config.redis_cluster) {
+        (Some(url), _) => {
+            let store = RedisStock::new(url, &config.redis_prefix, config.ack)
+                .with_context(|| format!("Redis at {}", redact(url)))?;
+            info!("stock in Redis at {}", redact(url));
+            store
+        }
+        (None, Some(seeds)) => {
+            let shown: Vec<String> = seeds.iter().map(|s| redact_seed(s)).collect();
+            let store = RedisStock::new_cluster(seeds, &config.redis_prefix, config.ack)
+                .with_context(|| format!("Redis Cluster at {}", shown.join(",")))?;
+            info!("stock in the Redis Cluster at {}", shown.join(","));
+            store
+        }
+        (None, None) => {
+            info!("stock in process memory");
+            if config.mysql.is_some() {
+                // Each server would sell from stock of its own: correct (the
+                // order store fences them) but every reconciliation of one
+                // would leave the others busy in turn.
+                warn!("stock in memory with a MySQL order store: run one server per order store, or give them --redis");
+            }
+            return Ok(Stores {
+                stock: Arc::new(MemoryStock::new()),
+                orders,
+                queue: None,
+                nodes,
+                mysql,
+            });
+        }
+    };
     info!(
-        "stock in Redis at {} (keys {}*), ack mode {:?}",
-        redact(url),
-        config.redis_prefix,
-        config.ack
+        "Redis keys {}*, ack mode {:?}",
+        config.redis_prefix, config.ack
     );
+    let redis = Arc::new(redis);
     let queue = queued.then(|| redis.clone() as Arc<dyn OrderQueue>);
     Ok(Stores {
         stock: redis,
@@ -314,6 +324,15 @@ fn open_stores(config: &Config) -> anyhow::Result<Stores> {
         nodes,
         mysql,
     })
+}
+
+/// A cluster seed for logs: `HOST:PORT` as it is, a URL redacted.
+fn redact_seed(seed: &str) -> String {
+    if seed.contains("://") {
+        redact(seed)
+    } else {
+        seed.to_owned()
+    }
 }
 
 /// A store URL with its password (if any) hidden, for logs and errors.

@@ -19,6 +19,7 @@ use crate::config::AckMode;
 use crate::store::fixtures::{buy, buyers, rules_at, tokened, LoadNext};
 use crate::store::memory::PRUNE_BATCH;
 use crate::store::redis::tests::open as open_redis;
+use crate::store::redis::tests::open_cluster as open_redis_cluster;
 use crate::store::{
     Buyer, GoodsId, MemoryStock, OrderNo, Reservation, ReserveRules, Reserved, StockStore,
     StoreError, TokenRefusal, UserId,
@@ -161,6 +162,7 @@ macro_rules! suite {
 
 suite!(memory, Box::new(MemoryStock::new()));
 suite!(redis, open_redis(AckMode::Durable));
+suite!(redis_cluster, open_redis_cluster(AckMode::Durable));
 
 /// The suite's clock: the tests that need time pass it in.
 pub(super) const NOW: u64 = 1_000_000;

@@ -1,10 +1,21 @@
-//! The link to Redis: a small pool of connections, the one place a call
-//! runs ([`RedisStock::call`] and [`RedisStock::call_effect`]), and what a
-//! Redis error means to the sale.
+//! The link to Redis: one Redis or a Redis Cluster ([`Target`]), a small
+//! pool of connections to it ([`Link`]), the one place a call runs
+//! ([`RedisStock::call`] and [`RedisStock::call_effect`]), and what a Redis
+//! error means to the sale.
+//!
+//! On a cluster every call stays in one slot: a goods' keys share its hash
+//! tag, so each script, pipeline and MULTI goes whole to the goods' primary
+//! (the cluster client routes by the first key). The client follows MOVED
+//! and ASK, waits out TRYAGAIN and CLUSTERDOWN, refreshes its slot map when
+//! a node answers that it no longer serves a slot, and sends a command
+//! again after a dropped connection. That last one is why every script is
+//! safe to run twice: a resent RESERVE finds its order numbers already
+//! held and answers as the first run did.
 
 use std::time::Duration;
 
-use ::redis::{Connection, ConnectionLike, ErrorKind, RedisError, RedisResult};
+use ::redis::cluster::{ClusterClient, ClusterConnection};
+use ::redis::{Client, Cmd, Connection, ConnectionLike, ErrorKind, RedisError, RedisResult, Value};
 
 use super::RedisStock;
 use crate::store::StoreError;
@@ -15,6 +26,133 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub(super) const IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// Idle connections kept for reuse; more are closed when handed back.
 const MAX_IDLE: usize = 32;
+/// How often the cluster client tries a command again (after a redirect, a
+/// cluster still electing a primary, a dropped link), and how long it waits
+/// in between: about 2 s in all, so that a worker stuck in a failover (which
+/// takes about twice the cluster's node timeout) gives up and answers busy
+/// rather than hold its BUYs for the whole election.
+const CLUSTER_RETRIES: u32 = 4;
+const CLUSTER_RETRY_WAIT_MS: (u64, u64) = (50, 1000);
+
+/// Where the stock lives.
+pub(super) enum Target {
+    One(Client),
+    /// A Redis Cluster, found through its seed nodes.
+    Cluster(ClusterClient),
+}
+
+impl Target {
+    /// One Redis at `url`.
+    pub(super) fn one(url: &str) -> Result<Self, StoreError> {
+        Client::open(url)
+            .map(Target::One)
+            .map_err(|e| StoreError::Unavailable(format!("bad redis url: {e}")))
+    }
+
+    /// A Redis Cluster found through any of `seeds` (URLs or HOST:PORT).
+    pub(super) fn cluster(seeds: &[String]) -> Result<Self, StoreError> {
+        let urls: Vec<String> = seeds
+            .iter()
+            .map(|s| {
+                if s.contains("://") {
+                    s.clone()
+                } else {
+                    format!("redis://{s}")
+                }
+            })
+            .collect();
+        let (min_wait, max_wait) = CLUSTER_RETRY_WAIT_MS;
+        ClusterClient::builder(urls)
+            .connection_timeout(CONNECT_TIMEOUT)
+            .response_timeout(IO_TIMEOUT)
+            .retries(CLUSTER_RETRIES)
+            .min_retry_wait(min_wait)
+            .max_retry_wait(max_wait)
+            .build()
+            .map(Target::Cluster)
+            .map_err(|e| StoreError::Unavailable(format!("bad redis cluster seeds: {e}")))
+    }
+
+    pub(super) fn connect(&self) -> RedisResult<Link> {
+        match self {
+            Target::One(client) => {
+                let con = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+                con.set_read_timeout(Some(IO_TIMEOUT))?;
+                con.set_write_timeout(Some(IO_TIMEOUT))?;
+                Ok(Link::One(con))
+            }
+            Target::Cluster(client) => {
+                let con = client.get_connection()?;
+                con.set_read_timeout(Some(IO_TIMEOUT))?;
+                con.set_write_timeout(Some(IO_TIMEOUT))?;
+                Ok(Link::Cluster(Box::new(con)))
+            }
+        }
+    }
+}
+
+/// A connection to the [`Target`]: to one Redis, or to every node of a
+/// cluster it has talked to.
+pub(super) enum Link {
+    One(Connection),
+    /// Boxed: a cluster connection is four times the size of one to one
+    /// Redis, and pooled links are moved in and out of the pool.
+    Cluster(Box<ClusterConnection>),
+}
+
+impl Link {
+    pub(super) fn set_read_timeout(&self, timeout: Option<Duration>) -> RedisResult<()> {
+        match self {
+            Link::One(con) => con.set_read_timeout(timeout),
+            Link::Cluster(con) => con.set_read_timeout(timeout),
+        }
+    }
+
+    fn inner(&mut self) -> &mut dyn ConnectionLike {
+        match self {
+            Link::One(con) => con,
+            Link::Cluster(con) => &mut **con,
+        }
+    }
+}
+
+/// Commands and scripts run on a `Link` as on any connection.
+impl ConnectionLike for Link {
+    fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
+        self.inner().req_packed_command(cmd)
+    }
+
+    fn req_packed_commands(
+        &mut self,
+        cmd: &[u8],
+        offset: usize,
+        count: usize,
+    ) -> RedisResult<Vec<Value>> {
+        self.inner().req_packed_commands(cmd, offset, count)
+    }
+
+    fn req_command(&mut self, cmd: &Cmd) -> RedisResult<Value> {
+        self.inner().req_command(cmd)
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Link::One(con) => con.get_db(),
+            Link::Cluster(con) => con.get_db(),
+        }
+    }
+
+    fn check_connection(&mut self) -> bool {
+        self.inner().check_connection()
+    }
+
+    fn is_open(&self) -> bool {
+        match self {
+            Link::One(con) => con.is_open(),
+            Link::Cluster(con) => con.is_open(),
+        }
+    }
+}
 
 pub(super) fn inconsistent(what: String) -> StoreError {
     StoreError::Inconsistent(format!("redis: {what}"))
@@ -55,16 +193,18 @@ pub(super) fn parse_u64(what: &str, s: &str) -> Result<u64, StoreError> {
 }
 
 impl RedisStock {
+    /// Whether the stock is on a Redis Cluster.
+    pub(super) fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster(_))
+    }
+
     /// A pooled connection, or a new one with timeouts set.
-    fn connection(&self) -> RedisResult<Connection> {
+    fn connection(&self) -> RedisResult<Link> {
         let pooled = self.pool.lock().pop();
         if let Some(con) = pooled {
             return Ok(con);
         }
-        let con = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
-        con.set_read_timeout(Some(IO_TIMEOUT))?;
-        con.set_write_timeout(Some(IO_TIMEOUT))?;
-        Ok(con)
+        self.target.connect()
     }
 
     /// Runs `f` on a connection, hands the connection back if it is still
@@ -72,7 +212,7 @@ impl RedisStock {
     pub(super) fn call<T>(
         &self,
         what: &str,
-        f: impl FnOnce(&mut Connection) -> RedisResult<T>,
+        f: impl FnOnce(&mut Link) -> RedisResult<T>,
     ) -> Result<T, StoreError> {
         self.run(what, false, f)
     }
@@ -85,7 +225,7 @@ impl RedisStock {
     pub(super) fn call_effect<T>(
         &self,
         what: &str,
-        f: impl FnOnce(&mut Connection) -> RedisResult<T>,
+        f: impl FnOnce(&mut Link) -> RedisResult<T>,
     ) -> Result<T, StoreError> {
         self.run(what, true, f)
     }
@@ -94,7 +234,7 @@ impl RedisStock {
         &self,
         what: &str,
         effect: bool,
-        f: impl FnOnce(&mut Connection) -> RedisResult<T>,
+        f: impl FnOnce(&mut Link) -> RedisResult<T>,
     ) -> Result<T, StoreError> {
         let mut sent = false;
         let result = self.connection().and_then(|mut con| {

@@ -32,7 +32,6 @@ pub(super) mod tests;
 
 use std::collections::{HashMap, HashSet};
 
-use ::redis::{Client, Connection};
 use log::warn;
 use parking_lot::Mutex;
 pub use seckill_redis_scripts::Keys;
@@ -42,7 +41,7 @@ use super::outage::Outage;
 use super::{Epoch, GoodsId, StoreError};
 use crate::config::AckMode;
 use ::redis::Value;
-use link::inconsistent;
+use link::{inconsistent, Link, Target};
 use scripts::stale_epoch;
 use seckill_redis_scripts::EpochState;
 use std::time::{Duration, Instant};
@@ -54,10 +53,10 @@ const LOADING_GRACE: Duration = Duration::from_secs(5);
 use scripts::Scripts;
 
 pub struct RedisStock {
-    client: Client,
+    target: Target,
     prefix: Prefix,
     mode: AckMode,
-    pool: Mutex<Vec<Connection>>,
+    pool: Mutex<Vec<Link>>,
     outage: Outage,
     /// Goods already reported not loaded: logged once until loaded again.
     unloaded: Mutex<HashSet<GoodsId>>,
@@ -86,11 +85,27 @@ impl RedisStock {
     /// prefix that can never work. Connections are made when calls need
     /// them, so a Redis that is down now is used once it is up.
     pub fn new(url: &str, prefix: &str, mode: AckMode) -> Result<Self, StoreError> {
+        Self::on(Target::one(url)?, prefix, mode)
+    }
+
+    /// [`new`](Self::new) on a Redis Cluster found through any of `seeds`
+    /// (`HOST:PORT` or URLs).
+    pub fn new_cluster(seeds: &[String], prefix: &str, mode: AckMode) -> Result<Self, StoreError> {
+        Self::on(Target::cluster(seeds)?, prefix, mode)
+    }
+
+    /// [`open`](Self::open) on a Redis Cluster.
+    #[cfg(test)]
+    pub fn open_cluster(seeds: &[String], prefix: &str, mode: AckMode) -> Result<Self, StoreError> {
+        let store = Self::new_cluster(seeds, prefix, mode)?;
+        store.call("ping", |con| ::redis::cmd("PING").query::<()>(con))?;
+        Ok(store)
+    }
+
+    fn on(target: Target, prefix: &str, mode: AckMode) -> Result<Self, StoreError> {
         let prefix = Prefix::new(prefix).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let client = Client::open(url)
-            .map_err(|e| StoreError::Unavailable(format!("bad redis url: {e}")))?;
         Ok(RedisStock {
-            client,
+            target,
             prefix,
             mode,
             pool: Mutex::new(Vec::new()),

@@ -6,16 +6,21 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use ::redis::streams::{StreamAutoClaimReply, StreamId, StreamRangeReply, StreamReadReply};
-use ::redis::{Connection, RedisResult};
+use ::redis::{Cmd, ConnectionLike, RedisResult};
 use log::error;
 use seckill_proto::{OrderState, DEFAULT_PAY_WINDOW_MS};
 
+use super::link::Link;
 use super::link::{inconsistent, parse_u64, IO_TIMEOUT};
 use super::RedisStock;
 use crate::store::{GoodsId, OrderQueue, OrderRecord, QueuedOrder, StoreError};
 
 /// Entries per XRANGE page when listing a queue.
 const RANGE_PAGE: usize = 1000;
+/// How long an empty read of the queues waits before it answers on a
+/// cluster, where the reads cannot block (see [`OrderQueue::read`]): the
+/// most a queued order waits for the writer to notice it.
+const CLUSTER_POLL: Duration = Duration::from_millis(20);
 /// The consumer group of the order writers on every queue.
 const GROUP: &str = "writers";
 
@@ -69,10 +74,94 @@ fn readable(goods: GoodsId, entries: &[StreamId]) -> Vec<QueuedOrder> {
         .collect()
 }
 
+/// XREADGROUP of the writers' group as `consumer`, up to `count` entries
+/// (without the STREAMS part).
+fn read_group(consumer: &str, count: usize) -> Cmd {
+    let mut cmd = ::redis::cmd("XREADGROUP");
+    cmd.arg("GROUP")
+        .arg(GROUP)
+        .arg(consumer)
+        .arg("COUNT")
+        .arg(count);
+    cmd
+}
+
+/// Runs `read`, and once more after creating the group on every queue if
+/// a queue had none (Redis lost it, or the goods is new).
+fn with_groups<T>(
+    con: &mut Link,
+    queues: &HashMap<String, GoodsId>,
+    read: impl Fn(&mut Link) -> RedisResult<T>,
+) -> RedisResult<T> {
+    match read(con) {
+        Err(e) if e.code() == Some("NOGROUP") => {
+            for queue in queues.keys() {
+                create_group(con, queue)?;
+            }
+            read(con)
+        }
+        other => other,
+    }
+}
+
+/// Every queue in one XREADGROUP, blocking up to `block` (one Redis).
+fn read_all(
+    con: &mut Link,
+    queues: &HashMap<String, GoodsId>,
+    consumer: &str,
+    count: usize,
+    block: Duration,
+) -> RedisResult<Option<StreamReadReply>> {
+    let mut cmd = read_group(consumer, count);
+    // BLOCK 0 would wait forever.
+    let block_ms = block.as_millis().max(u128::from(!block.is_zero()));
+    if block_ms > 0 {
+        cmd.arg("BLOCK")
+            .arg(u64::try_from(block_ms).unwrap_or(u64::MAX));
+    }
+    cmd.arg("STREAMS");
+    for queue in queues.keys() {
+        cmd.arg(queue);
+    }
+    for _ in 0..queues.len() {
+        cmd.arg(">");
+    }
+    with_groups(con, queues, |con| cmd.query(con))
+}
+
+/// One XREADGROUP a queue, none blocking, sent as one pipeline a cluster
+/// node (a cluster).
+fn read_each(
+    con: &mut Link,
+    queues: &HashMap<String, GoodsId>,
+    consumer: &str,
+    count: usize,
+) -> RedisResult<Vec<StreamReadReply>> {
+    let mut pipe = ::redis::cluster::cluster_pipe();
+    for queue in queues.keys() {
+        let mut cmd = read_group(consumer, count);
+        cmd.arg("STREAMS").arg(queue).arg(">");
+        pipe.add_command(cmd);
+    }
+    let replies: Vec<Option<StreamReadReply>> = with_groups(con, queues, |con| match con {
+        Link::Cluster(con) => pipe.query(con),
+        // (Read so only on a cluster, but one Redis would take the same
+        // commands as a plain pipeline.)
+        Link::One(con) => {
+            let mut one = ::redis::pipe();
+            for cmd in pipe.cmd_iter() {
+                one.add_command(cmd.clone());
+            }
+            one.query(con)
+        }
+    })?;
+    Ok(replies.into_iter().flatten().collect())
+}
+
 /// XGROUP CREATE from the start of the stream (so entries added before the
 /// group existed are read too), creating the stream; an existing group is
 /// left as it is, pending entries and all.
-pub(super) fn create_group(con: &mut Connection, queue: &str) -> RedisResult<()> {
+pub(super) fn create_group(con: &mut dyn ConnectionLike, queue: &str) -> RedisResult<()> {
     let created = ::redis::cmd("XGROUP")
         .arg("CREATE")
         .arg(queue)
@@ -92,8 +181,10 @@ impl OrderQueue for RedisStock {
     /// no wait). A queue without the group (Redis lost it) gets the group.
     /// The orders stay pending for this consumer until [`OrderQueue::ack`]ed.
     ///
-    /// All the queues are read in one command, so under Redis Cluster the
-    /// goods must share a slot; call once per goods there.
+    /// On one Redis all the queues are read in one blocking command. On a
+    /// cluster each goods' queue is in its own slot (one command may not
+    /// span slots), so each is read without blocking, one round trip a
+    /// node, and an empty read waits a short poll before it answers.
     fn read(
         &self,
         goods: &[GoodsId],
@@ -106,47 +197,28 @@ impl OrderQueue for RedisStock {
         }
         let queues: HashMap<String, GoodsId> =
             goods.iter().map(|&g| (self.keys(g).queue, g)).collect();
-        let mut cmd = ::redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(GROUP)
-            .arg(consumer)
-            .arg("COUNT")
-            .arg(count);
-        // BLOCK 0 would wait forever.
-        let block_ms = block.as_millis().max(u128::from(!block.is_zero()));
-        if block_ms > 0 {
-            cmd.arg("BLOCK")
-                .arg(u64::try_from(block_ms).unwrap_or(u64::MAX));
-        }
-        cmd.arg("STREAMS");
-        for queue in queues.keys() {
-            cmd.arg(queue);
-        }
-        for _ in 0..queues.len() {
-            cmd.arg(">");
-        }
-        let read = |con: &mut Connection| {
-            let reply = cmd.query::<Option<StreamReadReply>>(con);
-            match reply {
-                Err(e) if e.code() == Some("NOGROUP") => {
-                    for queue in queues.keys() {
-                        create_group(con, queue)?;
-                    }
-                    cmd.query(con)
-                }
-                other => other,
+        let reply = if self.is_cluster() {
+            let reply = self.call("read queues", |con| {
+                read_each(con, &queues, consumer, count)
+            })?;
+            if reply.iter().all(|r| r.keys.is_empty()) {
+                std::thread::sleep(block.min(CLUSTER_POLL));
             }
-        };
-        let reply = self.call("read queue", |con| {
-            // The reply may take `block`: wait that long, then back to the
-            // usual timeout before the connection returns to the pool.
-            con.set_read_timeout(Some(block.saturating_add(IO_TIMEOUT)))?;
-            let reply = read(con);
-            con.set_read_timeout(Some(IO_TIMEOUT))?;
             reply
-        })?;
+        } else {
+            let reply = self.call("read queue", |con| {
+                // The reply may take `block`: wait that long, then back to
+                // the usual timeout before the connection returns to the
+                // pool.
+                con.set_read_timeout(Some(block.saturating_add(IO_TIMEOUT)))?;
+                let reply = read_all(con, &queues, consumer, count, block);
+                con.set_read_timeout(Some(IO_TIMEOUT))?;
+                reply
+            })?;
+            reply.into_iter().collect()
+        };
         let mut orders = Vec::new();
-        for stream in reply.map(|r| r.keys).unwrap_or_default() {
+        for stream in reply.into_iter().flat_map(|r| r.keys) {
             let Some(&goods) = queues.get(&stream.key) else {
                 return Err(inconsistent(format!(
                     "read an unasked stream {}",

@@ -11,7 +11,7 @@ fn a_dropped_connection_fails_one_call_and_is_replaced() {
             ::redis::cmd("CLIENT").arg("ID").query(con)
         })
         .unwrap();
-    let mut other = stock.client.get_connection().unwrap();
+    let mut other = stock.target.connect().unwrap();
     ::redis::cmd("CLIENT")
         .arg("KILL")
         .arg("ID")

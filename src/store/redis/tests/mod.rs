@@ -2,6 +2,7 @@
 //! (`SECKILL_TEST_REDIS`, default redis://127.0.0.1:6379): each test under
 //! a key prefix of its own, deleted when the test ends, failing or not.
 
+mod cluster;
 mod link;
 mod queue;
 mod stock;
@@ -39,28 +40,45 @@ impl std::ops::Deref for TestStock {
 impl Drop for TestStock {
     fn drop(&mut self) {
         let pattern = format!("{}*", self.prefix);
-        let cleaned = self.stock.call("cleanup", |con| {
-            let mut cursor = 0u64;
-            loop {
-                let (next, keys): (u64, Vec<String>) = ::redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query(con)?;
-                if !keys.is_empty() {
-                    ::redis::cmd("DEL").arg(&keys).query::<()>(con)?;
-                }
-                if next == 0 {
-                    return Ok(());
-                }
-                cursor = next;
-            }
-        });
+        let cleaned = if self.stock.is_cluster() {
+            cluster::delete_matching(&pattern).map_err(|e| e.to_string())
+        } else {
+            self.stock
+                .call("cleanup", |con| delete_matching(con, &pattern))
+                .map_err(|e| e.to_string())
+        };
         if let Err(e) = cleaned {
             eprintln!("cleaning up keys {pattern}: {e}");
         }
+    }
+}
+
+/// Deletes the keys matching `pattern` on one Redis (one key a DEL, which
+/// a cluster node needs: the keys are in many slots).
+fn delete_matching(
+    con: &mut dyn ::redis::ConnectionLike,
+    pattern: &str,
+) -> ::redis::RedisResult<()> {
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = ::redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query(con)?;
+        if !keys.is_empty() {
+            let mut pipe = ::redis::pipe();
+            for key in &keys {
+                pipe.cmd("DEL").arg(key).ignore();
+            }
+            pipe.query::<()>(con)?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
     }
 }
 
@@ -79,21 +97,36 @@ impl TestStock {
     }
 }
 
-pub(in crate::store) fn open(mode: AckMode) -> TestStock {
+/// A prefix no other test uses.
+fn test_prefix() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let url = std::env::var("SECKILL_TEST_REDIS")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    let prefix = format!(
+    format!(
         "seckill-test:{}:{}:{nanos}:",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
-    );
+    )
+}
+
+pub(in crate::store) fn open(mode: AckMode) -> TestStock {
+    let url = std::env::var("SECKILL_TEST_REDIS")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
+    let prefix = test_prefix();
     let stock = RedisStock::open(&url, &prefix, mode).unwrap_or_else(|e| {
         panic!("the Redis stock tests need a Redis at {url} (set SECKILL_TEST_REDIS): {e}")
     });
+    TestStock { stock, prefix }
+}
+
+/// [`open`] on the local Redis Cluster of `scripts/cluster/redis.sh`,
+/// formed first if it is not up.
+pub(in crate::store) fn open_cluster(mode: AckMode) -> TestStock {
+    let seeds = cluster::up();
+    let prefix = test_prefix();
+    let stock = RedisStock::open_cluster(&seeds, &prefix, mode)
+        .unwrap_or_else(|e| panic!("the local Redis Cluster at {seeds:?}: {e}"));
     TestStock { stock, prefix }
 }
 

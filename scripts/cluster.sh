@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The local scale-out topology the cluster tests use, on loopback ports:
+#
+#   Redis Cluster   3 primaries + 3 replicas, 127.0.0.1:30001-30006
+#                   (scripts/cluster/redis.sh)
+#   MariaDB Galera  3 nodes (scripts/cluster/galera.sh)
+#
+#   scripts/cluster.sh up|down|status [redis|galera]
+#
+# Without a part, both. Idempotent: `up` on a healthy topology changes
+# nothing; `down` stops only what these scripts started.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+command=${1:-}
+case $command in
+up | down | status) ;;
+*)
+    echo "usage: $0 up|down|status [redis|galera]" >&2
+    exit 2
+    ;;
+esac
+parts=("${@:2}")
+[[ ${#parts[@]} -gt 0 ]] || parts=(redis galera)
+
+status=0
+for part in "${parts[@]}"; do
+    script=$here/cluster/$part.sh
+    [[ -x $script ]] || {
+        echo "cluster: no part $part" >&2
+        exit 2
+    }
+    "$script" "$command" || status=$?
+done
+exit $status

@@ -1,0 +1,137 @@
+//! The local Redis Cluster of `scripts/cluster/redis.sh` for the tests, and
+//! what only a cluster does: queues in many slots read at once, a script
+//! whose cache a node lost.
+
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use super::{buyers, open_cluster, rules};
+use crate::config::AckMode;
+use crate::store::fixtures::LoadNext;
+use crate::store::{OrderQueue, Reservation, StockStore};
+
+/// The cluster's nodes, primaries and replicas (the script's ports).
+const NODES: [u16; 6] = [30001, 30002, 30003, 30004, 30005, 30006];
+
+/// Forms the cluster once a test binary (the script does nothing when it
+/// is up, and takes a lock against other binaries), and gives its seeds.
+pub(in crate::store) fn up() -> Vec<String> {
+    static UP: OnceLock<Result<(), String>> = OnceLock::new();
+    let formed = UP.get_or_init(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster/redis.sh");
+        let status = Command::new(script)
+            .arg("up")
+            .status()
+            .map_err(|e| format!("running {script}: {e}"))?;
+        status
+            .success()
+            .then_some(())
+            .ok_or_else(|| format!("{script} up: {status}"))
+    });
+    if let Err(e) = formed {
+        panic!("the Redis Cluster tests need the local cluster: {e}");
+    }
+    NODES[..3]
+        .iter()
+        .map(|port| format!("127.0.0.1:{port}"))
+        .collect()
+}
+
+/// Deletes the keys matching `pattern` on every primary of the cluster.
+pub(super) fn delete_matching(pattern: &str) -> ::redis::RedisResult<()> {
+    for port in NODES {
+        let client = ::redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+        let mut con = client.get_connection_with_timeout(Duration::from_secs(2))?;
+        let role: Vec<::redis::Value> = ::redis::cmd("ROLE").query(&mut con)?;
+        if role.first() == Some(&::redis::Value::BulkString(b"master".to_vec())) {
+            super::delete_matching(&mut con, pattern)?;
+        }
+    }
+    Ok(())
+}
+
+/// Primaries of the cluster now (failovers in other tests may have moved
+/// them), each as a plain connection.
+fn primaries() -> Vec<::redis::Connection> {
+    NODES
+        .iter()
+        .filter_map(|port| {
+            let client = ::redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+            let mut con = client
+                .get_connection_with_timeout(Duration::from_secs(2))
+                .ok()?;
+            let role: Vec<::redis::Value> = ::redis::cmd("ROLE").query(&mut con).ok()?;
+            (role.first() == Some(&::redis::Value::BulkString(b"master".to_vec()))).then_some(con)
+        })
+        .collect()
+}
+
+/// Twelve goods land on every shard; their queues cannot be read in one
+/// command there (CROSSSLOT), yet one `read` gets every order of them all.
+#[test]
+fn queues_in_many_slots_are_read_and_acked_together() {
+    let stock = open_cluster(AckMode::Queued);
+    let goods: Vec<u64> = (1..=12).collect();
+    for &g in &goods {
+        stock.load_next(g, 2, &[]).unwrap();
+        let r = stock
+            .reserve(
+                g,
+                &rules(1),
+                &buyers(&[(g * 10, g * 100), (g * 10 + 1, g * 100 + 1)]),
+            )
+            .unwrap();
+        assert_eq!(r.decisions, [Reservation::Reserved, Reservation::Reserved]);
+    }
+    let mut read = Vec::new();
+    while read.len() < 24 {
+        let batch = stock
+            .read(&goods, "a", 100, Duration::from_millis(50))
+            .unwrap();
+        assert!(!batch.is_empty(), "read {} of 24 orders", read.len());
+        read.extend(batch);
+    }
+    let mut numbers: Vec<u64> = read.iter().map(|q| q.order.order_no).collect();
+    numbers.sort_unstable();
+    let expected: Vec<u64> = goods.iter().flat_map(|g| [g * 100, g * 100 + 1]).collect();
+    assert_eq!(numbers, expected);
+    for &g in &goods {
+        let ids: Vec<String> = read
+            .iter()
+            .filter(|q| q.order.goods_id == g)
+            .map(|q| q.id.clone())
+            .collect();
+        stock.ack(g, &ids).unwrap();
+        assert!(
+            stock.queued(g).unwrap().is_empty(),
+            "goods {g} still queued"
+        );
+    }
+    assert!(stock
+        .read(&goods, "a", 100, Duration::ZERO)
+        .unwrap()
+        .is_empty());
+}
+
+/// A promoted replica has no script cache (it is not replicated): a
+/// cluster that forgot every script still runs them, loaded again on the
+/// node that answered NOSCRIPT.
+#[test]
+fn scripts_run_on_nodes_that_forgot_them() {
+    let stock = open_cluster(AckMode::Durable);
+    for g in 1..=6 {
+        stock.load_next(g, 1, &[]).unwrap();
+    }
+    for mut con in primaries() {
+        ::redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query::<()>(&mut con)
+            .unwrap();
+    }
+    for g in 1..=6 {
+        let r = stock.reserve(g, &rules(1), &buyers(&[(1, g)])).unwrap();
+        assert_eq!(r.decisions, [Reservation::Reserved], "goods {g}");
+        assert_eq!(r.remaining, 0);
+    }
+}
