@@ -2,7 +2,9 @@
 # A local Redis Cluster for the tests and for trying seckill on a cluster:
 # 3 primaries and 3 replicas on 127.0.0.1:30001-30006 (cluster bus on
 # 40001-40006), nothing kept on disk, node-timeout 2 s (a failover takes
-# about 4 s).
+# about 4 s; a replica may take over however long it was cut off from its
+# primary: on a loaded 2-core machine the default validity check left a
+# shard without a primary).
 #
 #   scripts/cluster/redis.sh up       start and form it (a no-op when it is up)
 #   scripts/cluster/redis.sh down     stop the nodes it started, wipe their state
@@ -66,7 +68,7 @@ start_node() {
     mkdir -p "$DIR/$port"
     "$REDIS_SERVER" --port "$port" --bind "$HOST" \
         --cluster-enabled yes --cluster-config-file "$DIR/$port/nodes.conf" \
-        --cluster-node-timeout 2000 --save '' --appendonly no \
+        --cluster-node-timeout 2000 --cluster-replica-validity-factor 0 --save '' --appendonly no \
         --dir "$DIR/$port" --pidfile "$DIR/$port/redis.pid" \
         --logfile "$DIR/$port/redis.log" --daemonize yes 9>&-
     # (9>&-: the daemon must not inherit the lock, or hold it for ever.)

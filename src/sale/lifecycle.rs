@@ -113,7 +113,20 @@ impl Sale {
         // Repairs back off while the stores stay down (each one can hold
         // the goods' gate for the stores' timeouts).
         let now = now_ms();
-        for entry in self.catalog.all() {
+        let entries = self.catalog.all();
+        let ids: Vec<GoodsId> = entries.iter().map(|e| e.id).collect();
+        // A failover may have lost deductions: reloaded from the order
+        // store (fenced, so orders reserved before it are not written)
+        // before the units they took are sold again. A failed look waits
+        // for the next tick.
+        for id in self.stock.lost_writes(&ids).unwrap_or_default() {
+            if let Some(entry) = entries.iter().find(|e| e.id == id) {
+                warn!("goods {id}: its stock store shard failed over and may have lost writes; reconciling");
+                entry.gate.mark_unsure();
+                entry.gate.defer_repair(now, 0);
+            }
+        }
+        for entry in entries {
             if entry.gate.is_unsure() {
                 if entry.gate.repair_due(now) {
                     self.reconcile_lost(&entry);

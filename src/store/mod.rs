@@ -436,6 +436,17 @@ pub trait StockStore: Send + Sync {
     /// Units left of a goods, or `None` if the store does not hold it: a
     /// cheap read, for refreshing what the catalog shows.
     fn remaining(&self, goods: GoodsId) -> Result<Option<u32>, StoreError>;
+
+    /// The goods among `goods` that may have lost writes since the last
+    /// call through no fault of the caller's: on a Redis Cluster, those
+    /// whose slot a failover gave to a replica, which may lack the last
+    /// deductions (replication is asynchronous). Each must be reloaded from
+    /// the order store. None by default: a store that loses its data whole
+    /// answers [`StoreError::NotLoaded`] instead.
+    fn lost_writes(&self, goods: &[GoodsId]) -> Result<Vec<GoodsId>, StoreError> {
+        let _ = goods;
+        Ok(Vec::new())
+    }
 }
 
 /// An order the stock store queued for writing (the `queued` ack mode),

@@ -456,14 +456,20 @@ pub fn reply_to(op: Opcode) -> u8 {
 
 /// A MySQL database and a Redis key prefix of this test's own, dropped and
 /// deleted when it ends. The servers given `args()` create the database.
+/// The stock is in the Redis at `redis_url`, or with [`Backends::on_cluster`]
+/// in the local Redis Cluster (`scripts/cluster/redis.sh`).
 pub struct Backends {
     pub mysql_base: String,
     pub db: String,
     pub redis_url: String,
     pub prefix: String,
+    pub cluster: Option<Vec<String>>,
 }
 
 static BACKENDS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// The local Redis Cluster's nodes (`scripts/cluster/redis.sh`).
+pub const CLUSTER_NODES: [u16; 6] = [30001, 30002, 30003, 30004, 30005, 30006];
 
 impl Backends {
     pub fn new() -> Backends {
@@ -480,7 +486,22 @@ impl Backends {
             redis_url: std::env::var("SECKILL_TEST_REDIS")
                 .unwrap_or("redis://127.0.0.1:6379".into()),
             prefix: format!("seckill-it:{tag}:"),
+            cluster: None,
         }
+    }
+
+    /// Stores with the stock on the local Redis Cluster, formed first if it
+    /// is not up.
+    pub fn on_cluster() -> Backends {
+        cluster_up();
+        let mut stores = Backends::new();
+        stores.cluster = Some(
+            CLUSTER_NODES[..3]
+                .iter()
+                .map(|p| format!("127.0.0.1:{p}"))
+                .collect(),
+        );
+        stores
     }
 
     pub fn mysql_url(&self) -> String {
@@ -489,11 +510,15 @@ impl Backends {
 
     /// Server flags for these stores in an ack mode.
     pub fn args(&self, ack: &str) -> Vec<String> {
+        let stock = match &self.cluster {
+            Some(seeds) => ["--redis-cluster".into(), seeds.join(",")],
+            None => ["--redis".into(), self.redis_url.clone()],
+        };
         vec![
             "--mysql".into(),
             self.mysql_url(),
-            "--redis".into(),
-            self.redis_url.clone(),
+            stock[0].clone(),
+            stock[1].clone(),
             "--redis-prefix".into(),
             self.prefix.clone(),
             "--ack".into(),
@@ -507,10 +532,26 @@ impl Backends {
         pool.get_conn().expect("MySQL connection")
     }
 
-    fn redis(&self) -> redis::Connection {
-        redis::Client::open(self.redis_url.as_str())
-            .and_then(|c| c.get_connection())
-            .unwrap_or_else(|e| panic!("Redis at {} ({e}); run ./test.sh", self.redis_url))
+    /// A connection to the Redis of the stock; on the cluster, one that
+    /// finds each key's node.
+    fn redis(&self) -> Box<dyn redis::ConnectionLike> {
+        match &self.cluster {
+            Some(seeds) => Box::new(
+                redis::cluster::ClusterClient::new(
+                    seeds
+                        .iter()
+                        .map(|s| format!("redis://{s}"))
+                        .collect::<Vec<_>>(),
+                )
+                .and_then(|c| c.get_connection())
+                .unwrap_or_else(|e| panic!("Redis Cluster at {seeds:?}: {e}")),
+            ),
+            None => Box::new(
+                redis::Client::open(self.redis_url.as_str())
+                    .and_then(|c| c.get_connection())
+                    .unwrap_or_else(|e| panic!("Redis at {} ({e}); run ./test.sh", self.redis_url)),
+            ),
+        }
     }
 
     /// Every order row: (order number, user, goods, state).
@@ -528,7 +569,7 @@ impl Backends {
     pub fn redis_stock(&self, goods: u64) -> Option<u32> {
         redis::cmd("GET")
             .arg(format!("{}{{g{goods}}}:stock", self.prefix))
-            .query(&mut self.redis())
+            .query(&mut *self.redis())
             .expect("GET stock")
     }
 
@@ -536,7 +577,7 @@ impl Backends {
     pub fn queue_len(&self, goods: u64) -> u64 {
         redis::cmd("XLEN")
             .arg(format!("{}{{g{goods}}}:queue", self.prefix))
-            .query(&mut self.redis())
+            .query(&mut *self.redis())
             .expect("XLEN")
     }
 
@@ -567,16 +608,50 @@ impl Drop for Backends {
                 let _ = conn.query_drop(format!("DROP DATABASE IF EXISTS `{}`", self.db));
             }
         }
-        if let Ok(mut redis) =
-            redis::Client::open(self.redis_url.as_str()).and_then(|c| c.get_connection())
-        {
+        let nodes: Vec<String> = match &self.cluster {
+            // Every node (a replica refuses the DEL; its primary does it).
+            Some(_) => CLUSTER_NODES
+                .iter()
+                .map(|p| format!("redis://127.0.0.1:{p}"))
+                .collect(),
+            None => vec![self.redis_url.clone()],
+        };
+        for node in nodes {
+            let Ok(mut redis) = redis::Client::open(node.as_str()).and_then(|c| c.get_connection())
+            else {
+                continue;
+            };
             let keys: Vec<String> = redis::cmd("KEYS")
                 .arg(format!("{}*", self.prefix))
                 .query(&mut redis)
                 .unwrap_or_default();
-            if !keys.is_empty() {
-                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut redis);
+            // One DEL a key: on a cluster node the keys are in many slots.
+            for key in keys {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(key).query(&mut redis);
             }
         }
     }
+}
+
+/// Runs `scripts/cluster/redis.sh` with these arguments, panicking if it fails.
+pub fn cluster_script(args: &[&str]) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster/redis.sh");
+    let status = std::process::Command::new(script)
+        .args(args)
+        .status()
+        .unwrap_or_else(|e| panic!("running {script}: {e}"));
+    assert!(status.success(), "{script} {args:?}: {status}");
+}
+
+/// Forms the local Redis Cluster once a test binary (a no-op if it is up).
+fn cluster_up() {
+    static UP: std::sync::Once = std::sync::Once::new();
+    UP.call_once(|| cluster_script(&["up"]));
+}
+
+/// Held by every test on the cluster: one of them kills a primary, and the
+/// others should not run through its failover.
+pub fn cluster_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -14,6 +14,7 @@ mod lifecycle;
 mod malformed;
 mod nodes;
 mod pipelining;
+mod redis_cluster;
 mod request_ids;
 mod several;
 mod shutdown;

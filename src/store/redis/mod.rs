@@ -12,6 +12,7 @@
 //!             answers decoded
 //! stock.rs    StockStore: load, reserve, release, tokens, restock, reads
 //! queue.rs    OrderQueue: the stream of queued orders and its group
+//! topology.rs on a cluster, which goods a failover moved
 //! ```
 //!
 //! Tokens are not part of a load: the order store does not know them, so a
@@ -29,6 +30,7 @@ mod scripts;
 mod stock;
 #[cfg(test)]
 pub(super) mod tests;
+mod topology;
 
 use std::collections::{HashMap, HashSet};
 
@@ -66,6 +68,8 @@ pub struct RedisStock {
     /// reconciliation (see [`RedisStock::loading`]).
     loading_since: Mutex<HashMap<GoodsId, (Epoch, Instant)>>,
     scripts: Scripts,
+    /// Which primary served each goods, to notice a failover.
+    watch: Mutex<topology::Watch>,
 }
 
 impl RedisStock {
@@ -114,6 +118,7 @@ impl RedisStock {
             epochs: Mutex::new(HashMap::new()),
             loading_since: Mutex::new(HashMap::new()),
             scripts: Scripts::new(),
+            watch: Mutex::new(topology::Watch::default()),
         })
     }
 

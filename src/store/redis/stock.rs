@@ -263,6 +263,10 @@ impl StockStore for RedisStock {
             .transpose()
     }
 
+    fn lost_writes(&self, goods: &[GoodsId]) -> Result<Vec<GoodsId>, StoreError> {
+        self.primaries_changed(goods)
+    }
+
     /// A goods' units left and holders (one pair per held order, sorted),
     /// read atomically; `None` if it is not loaded.
     fn snapshot(&self, goods: GoodsId) -> Result<Option<(u32, Holders)>, StoreError> {

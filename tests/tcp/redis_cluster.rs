@@ -1,0 +1,148 @@
+//! Servers on a Redis Cluster (`scripts/cluster/redis.sh`) whose shard
+//! fails over mid-sale.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis::Value;
+
+use crate::harness::{cluster_lock, cluster_script, on_sale, Backends, Server, CLUSTER_NODES};
+use crate::several::{buyer, sell_the_rest_and_check, start, wait_known};
+
+/// The port of the primary serving `key` now.
+fn primary_of(key: &str) -> u16 {
+    for port in CLUSTER_NODES {
+        let Ok(mut con) = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
+        else {
+            continue;
+        };
+        let slot: i64 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut con)
+            .unwrap();
+        let Value::Array(ranges) = redis::cmd("CLUSTER").arg("SLOTS").query(&mut con).unwrap()
+        else {
+            panic!("CLUSTER SLOTS: no array");
+        };
+        for range in ranges {
+            let Value::Array(items) = range else { continue };
+            if let [Value::Int(first), Value::Int(last), Value::Array(primary), ..] = &items[..] {
+                if (*first..=*last).contains(&slot) {
+                    let Some(Value::Int(port)) = primary.get(1) else {
+                        panic!("CLUSTER SLOTS: no port")
+                    };
+                    return u16::try_from(*port).unwrap();
+                }
+            }
+        }
+    }
+    panic!("no node serves {key}");
+}
+
+/// kill -9 of the cluster node on `port`, by the pid its script recorded.
+fn kill_node(port: u16) {
+    let dir = std::env::var("SECKILL_CLUSTER_DIR").unwrap_or("/tmp/seckill-cluster".into());
+    let pid = std::fs::read_to_string(format!("{dir}/redis/{port}/redis.pid"))
+        .unwrap_or_else(|e| panic!("pid of node {port}: {e}"));
+    let status = std::process::Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -9 {pid}");
+}
+
+/// Starts a killed node again (it rejoins as a replica) and waits until
+/// the script finds the cluster healthy, for the tests after this one.
+fn restore(port: u16) {
+    cluster_script(&["start", &port.to_string()]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster/redis.sh");
+    while !std::process::Command::new(script)
+        .arg("status")
+        .output()
+        .unwrap()
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "the cluster did not heal");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Durable mode, two servers, a crowd: the primary holding the goods is
+/// killed -9 mid-sale and its replica promoted (replication is
+/// asynchronous, so it may lack the last deductions). The servers notice
+/// the new primary and reload the goods from MySQL, the sale goes on, and
+/// it ends at exactly its stock: nothing oversold, every acknowledged order
+/// in MySQL once.
+#[test]
+fn a_primary_killed_mid_sale_durable() {
+    const STOCK: u32 = 3000;
+    let _cluster = cluster_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Backends::on_cluster();
+    let servers: Vec<Server> = (1..=2)
+        .map(|n| start(&dir, &stores, "durable", n))
+        .collect();
+    let goods = servers[0]
+        .admin()
+        .add_goods(on_sale("lamp", STOCK))
+        .unwrap()
+        .id;
+    wait_known(&servers, goods);
+    let addrs = Arc::new(Mutex::new(
+        servers.iter().map(|s| s.addr).collect::<Vec<_>>(),
+    ));
+    let next_user = Arc::new(AtomicU64::new(1));
+    let told = Arc::new(Mutex::new(HashMap::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let buyers: Vec<_> = (0..8)
+        .map(|t| {
+            buyer(
+                addrs.clone(),
+                t,
+                goods,
+                next_user.clone(),
+                told.clone(),
+                stop.clone(),
+            )
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while told.lock().unwrap().len() < STOCK as usize / 4 {
+        assert!(Instant::now() < deadline, "sale made no progress");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let primary = primary_of(&format!("{}{{g{goods}}}:stock", stores.prefix));
+    kill_node(primary);
+    let killed_at = (Instant::now(), told.lock().unwrap().len());
+    for b in buyers {
+        b.join().unwrap();
+    }
+    let after = told.lock().unwrap().len() - killed_at.1;
+    eprintln!(
+        "killed the primary on {primary} after {} orders; {after} more in the {:?} after",
+        killed_at.1,
+        killed_at.0.elapsed()
+    );
+    assert!(after > 0, "the sale did not go on after the failover");
+    assert_ne!(
+        primary_of(&format!("{}{{g{goods}}}:stock", stores.prefix)),
+        primary,
+        "no replica took over"
+    );
+    sell_the_rest_and_check(&servers, &addrs, &stores, goods, STOCK, &next_user, &told);
+    for s in &servers {
+        assert!(
+            s.log().contains("failed over"),
+            "server on {} never noticed the failover:\n{}",
+            s.addr,
+            s.log()
+        );
+    }
+    restore(primary);
+}
