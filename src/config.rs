@@ -47,6 +47,20 @@ pub struct Config {
     )]
     pub redis_cluster: Option<Vec<String>>,
 
+    /// Replicas each reservation and restock must reach (Redis WAIT on the
+    /// goods' primary) before anyone is told "ok" on it; short of them
+    /// within --redis-wait-timeout the BUY is answered `busy` and the goods
+    /// reconciled. Replication is asynchronous, so without it a failover
+    /// to a replica may lose the last deductions (durable mode reloads the
+    /// goods when it sees the failover) or the last queued orders (queued
+    /// mode: acknowledged orders lost). 0: no wait.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub redis_wait: u32,
+
+    /// How long --redis-wait waits for the replicas (at most 1s).
+    #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub redis_wait_timeout: Duration,
+
     /// Prefix of every Redis key this server uses.
     #[arg(long, default_value = "seckill:")]
     pub redis_prefix: String,
@@ -173,6 +187,13 @@ impl Config {
             || self.node_lease > Duration::from_secs(3600)
         {
             return Err("--node-lease must be between 100 ms and 1 h".into());
+        }
+        if self.redis_wait > 0 && self.redis.is_none() && self.redis_cluster.is_none() {
+            return Err("--redis-wait needs --redis or --redis-cluster".into());
+        }
+        if self.redis_wait_timeout.is_zero() || self.redis_wait_timeout > Duration::from_secs(1) {
+            // WAIT shares the link's 2 s reply timeout.
+            return Err("--redis-wait-timeout must be within 1ms..=1s".into());
         }
         if self.ack == AckMode::Queued && self.redis.is_none() && self.redis_cluster.is_none() {
             return Err(

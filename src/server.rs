@@ -20,7 +20,9 @@ use crate::reactor::{Acceptor, Handler, Listeners, ReactorSet};
 use crate::sale::Sale;
 use crate::startup::{self, Progress, SaleSlot, Started, Startup, Stores};
 use crate::stop::Stop;
-use crate::store::{MemoryStock, MysqlStore, OrderQueue, OrderStore, RedisStock, SqliteStore};
+use crate::store::{
+    MemoryStock, MysqlStore, OrderQueue, OrderStore, RedisStock, Replication, SqliteStore,
+};
 use crate::worker::Worker;
 use crate::writer::Writer;
 
@@ -315,6 +317,18 @@ fn open_stores(config: &Config) -> anyhow::Result<Stores> {
         "Redis keys {}*, ack mode {:?}",
         config.redis_prefix, config.ack
     );
+    let redis = if config.redis_wait > 0 {
+        info!(
+            "each stock change waits for {} replica(s), at most {:?}",
+            config.redis_wait, config.redis_wait_timeout
+        );
+        redis.with_replication(Replication {
+            replicas: config.redis_wait,
+            timeout: config.redis_wait_timeout,
+        })
+    } else {
+        redis
+    };
     let redis = Arc::new(redis);
     let queue = queued.then(|| redis.clone() as Arc<dyn OrderQueue>);
     Ok(Stores {

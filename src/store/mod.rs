@@ -22,7 +22,7 @@ mod sqlite;
 pub(crate) mod testdb;
 
 pub use self::mysql::MysqlStore;
-pub use self::redis::RedisStock;
+pub use self::redis::{RedisStock, Replication};
 pub use memory::MemoryStock;
 pub use nodes::{Claimed, NodeClaim, NodeRegistry};
 pub use sqlite::SqliteStore;

@@ -146,3 +146,37 @@ fn a_primary_killed_mid_sale_durable() {
     }
     restore(primary);
 }
+
+/// `--redis-wait N`, queued mode: with N replicas reachable the sale sells
+/// its stock and writes every order; asking for more replicas than the
+/// cluster has, no BUY is told "ok" (each gets an error: the deduction ran
+/// but is in doubt, so the outcome is unknown until ORDER_STATUS).
+#[test]
+fn queued_orders_wait_for_their_replicas() {
+    let _cluster = cluster_lock();
+    let dir = tempfile::tempdir().unwrap();
+    for (wait, sells) in [("1", true), ("2", false)] {
+        let stores = Backends::on_cluster();
+        let mut flags = stores.args("queued");
+        flags.extend(["--redis-wait".into(), wait.into()]);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let server = Server::start(&dir.path().join(format!("wait{wait}.db")), &flags);
+        let goods = server.admin().add_goods(on_sale("kettle", 50)).unwrap().id;
+        let mut client = server.client();
+        let mut ok = 0;
+        for user in 1..=60 {
+            match client.buy(user, goods) {
+                Ok(seckill_client::Purchase::Ordered(_)) => ok += 1,
+                Ok(seckill_client::Purchase::SoldOut) => {}
+                Ok(other) => panic!("--redis-wait {wait}: {other:?}"),
+                Err(e) => assert!(!sells, "--redis-wait {wait}: user {user}: {e}"),
+            }
+        }
+        if sells {
+            assert_eq!(ok, 50);
+            stores.wait_written(goods, 50);
+        } else {
+            assert_eq!(ok, 0, "told ok on a change no second replica has");
+        }
+    }
+}

@@ -15,9 +15,10 @@
 use std::time::Duration;
 
 use ::redis::cluster::{ClusterClient, ClusterConnection};
+use ::redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use ::redis::{Client, Cmd, Connection, ConnectionLike, ErrorKind, RedisError, RedisResult, Value};
 
-use super::RedisStock;
+use super::{RedisStock, Replication};
 use crate::store::StoreError;
 
 /// How long to wait for a connection, and for any reply but a blocking
@@ -101,6 +102,29 @@ pub(super) enum Link {
 }
 
 impl Link {
+    /// WAIT until `r.replicas` replicas of the node serving `key` have
+    /// every write this link sent it, or `r.timeout` passes; how many did.
+    /// On a cluster, sent to that node (the crate would send WAIT to every
+    /// primary).
+    pub(super) fn wait_replicas(&mut self, key: &str, r: &Replication) -> RedisResult<i64> {
+        let mut wait = ::redis::cmd("WAIT");
+        wait.arg(r.replicas).arg(
+            u64::try_from(r.timeout.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        );
+        match self {
+            Link::One(con) => wait.query(con),
+            Link::Cluster(con) => {
+                let node = Route::with_key(key, SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(node));
+                Ok(::redis::from_redis_value(
+                    con.route_command(&wait, routing)?,
+                )?)
+            }
+        }
+    }
+
     pub(super) fn set_read_timeout(&self, timeout: Option<Duration>) -> RedisResult<()> {
         match self {
             Link::One(con) => con.set_read_timeout(timeout),

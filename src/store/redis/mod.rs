@@ -70,6 +70,19 @@ pub struct RedisStock {
     scripts: Scripts,
     /// Which primary served each goods, to notice a failover.
     watch: Mutex<topology::Watch>,
+    /// Replicas every stock change must reach before it is acted on, if any
+    /// (`--redis-wait`).
+    replication: Option<Replication>,
+}
+
+/// `--redis-wait`: after each fenced script (a reservation, a restock),
+/// WAIT until this many replicas of the goods' primary have it, for at most
+/// `timeout`; short of them, the change is in doubt
+/// ([`StoreError::Indeterminate`]): nobody is told "ok" on it.
+#[derive(Debug, Clone, Copy)]
+pub struct Replication {
+    pub replicas: u32,
+    pub timeout: Duration,
 }
 
 impl RedisStock {
@@ -119,7 +132,15 @@ impl RedisStock {
             loading_since: Mutex::new(HashMap::new()),
             scripts: Scripts::new(),
             watch: Mutex::new(topology::Watch::default()),
+            replication: None,
         })
+    }
+
+    /// Every reservation and restock waits for `replication` (see
+    /// [`Replication`]).
+    pub fn with_replication(mut self, replication: Replication) -> Self {
+        self.replication = Some(replication);
+        self
     }
 
     pub fn keys(&self, goods: GoodsId) -> Keys {
@@ -196,8 +217,27 @@ impl RedisStock {
         let mut epoch = self.not_loaded(goods, self.known_epoch(goods))?;
         for _ in 0..2 {
             let inv = invoke(epoch);
-            let reply = self.call_effect(what, |con| inv.invoke::<Value>(con));
-            let reply = self.not_loaded(goods, reply)?;
+            let reply = self.call_effect(what, |con| {
+                let reply = inv.invoke::<Value>(con)?;
+                // On the same link: WAIT counts the writes this client sent.
+                let replicated = match &self.replication {
+                    Some(r) => Some(con.wait_replicas(&self.keys(goods).stock, r)?),
+                    None => None,
+                };
+                Ok((reply, replicated))
+            });
+            let (reply, replicated) = self.not_loaded(goods, reply)?;
+            if let (Some(r), Some(got)) = (&self.replication, replicated) {
+                if got < i64::from(r.replicas) {
+                    // Acted on, a change a failover can lose could sell a
+                    // unit twice or lose an acknowledged queued order.
+                    // Whether it stays is for a reconciliation to say.
+                    return Err(StoreError::Indeterminate(format!(
+                        "redis {what} of goods {goods} reached {got} of {} replicas within {:?}",
+                        r.replicas, r.timeout
+                    )));
+                }
+            }
             match stale_epoch(&reply).transpose()? {
                 Some(state) if state.loading => {
                     return self.not_loaded(goods, Err(self.loading(goods, state.epoch)))

@@ -6,10 +6,11 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use super::{buyers, open_cluster, rules};
+use super::{buyers, open_cluster, open_cluster_with, rules};
 use crate::config::AckMode;
 use crate::store::fixtures::LoadNext;
-use crate::store::{OrderQueue, Reservation, StockStore};
+use crate::store::redis::Replication;
+use crate::store::{OrderQueue, Reservation, StockStore, StoreError};
 
 /// The cluster's nodes, primaries and replicas (the script's ports).
 const NODES: [u16; 6] = [30001, 30002, 30003, 30004, 30005, 30006];
@@ -133,5 +134,30 @@ fn scripts_run_on_nodes_that_forgot_them() {
         let r = stock.reserve(g, &rules(1), &buyers(&[(1, g)])).unwrap();
         assert_eq!(r.decisions, [Reservation::Reserved], "goods {g}");
         assert_eq!(r.remaining, 0);
+    }
+}
+
+/// `--redis-wait`: a reservation that reached the replicas it waits for is
+/// acted on; one that could not (the cluster has one replica a primary) is
+/// in doubt, never "reserved", though it ran.
+#[test]
+fn a_reservation_waits_for_its_replicas() {
+    for (replicas, replicated) in [(1, true), (2, false)] {
+        let replication = Replication {
+            replicas,
+            timeout: Duration::from_millis(100),
+        };
+        let test = open_cluster_with(AckMode::Queued, Some(replication));
+        test.load_next(7, 2, &[]).unwrap();
+        let got = test.reserve(7, &rules(1), &buyers(&[(1, 71)]));
+        if replicated {
+            assert_eq!(got.unwrap().decisions, [Reservation::Reserved]);
+        } else {
+            assert!(
+                matches!(&got, Err(StoreError::Indeterminate(m)) if m.contains("0 of 2") || m.contains("1 of 2")),
+                "{got:?}"
+            );
+        }
+        assert_eq!(test.remaining(7).unwrap(), Some(1), "{replicas} replicas");
     }
 }

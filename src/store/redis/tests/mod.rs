@@ -123,10 +123,18 @@ pub(in crate::store) fn open(mode: AckMode) -> TestStock {
 /// [`open`] on the local Redis Cluster of `scripts/cluster/redis.sh`,
 /// formed first if it is not up.
 pub(in crate::store) fn open_cluster(mode: AckMode) -> TestStock {
+    open_cluster_with(mode, None)
+}
+
+/// [`open_cluster`], each stock change waiting for `replication`.
+fn open_cluster_with(mode: AckMode, replication: Option<super::Replication>) -> TestStock {
     let seeds = cluster::up();
     let prefix = test_prefix();
-    let stock = RedisStock::open_cluster(&seeds, &prefix, mode)
+    let mut stock = RedisStock::open_cluster(&seeds, &prefix, mode)
         .unwrap_or_else(|e| panic!("the local Redis Cluster at {seeds:?}: {e}"));
+    if let Some(r) = replication {
+        stock = stock.with_replication(r);
+    }
     TestStock { stock, prefix }
 }
 
