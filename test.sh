@@ -17,6 +17,11 @@ if ! command -v cc >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q build-essential
 fi
 scripts/services.sh
+# The cluster tests form a local Redis Cluster and Galera (scripts/cluster.sh)
+# when they first need them; stopped at the end unless they were up before.
+if ! scripts/cluster.sh status >/dev/null 2>&1; then
+    trap 'scripts/cluster.sh down' EXIT
+fi
 cargo fmt --all -- --check
 # Every member, not only the root package (the default without --workspace).
 cargo clippy --workspace --all-targets -- -D warnings

@@ -21,7 +21,11 @@ up | down | status) ;;
     ;;
 esac
 parts=("${@:2}")
-[[ ${#parts[@]} -gt 0 ]] || parts=(redis galera)
+if [[ ${#parts[@]} -eq 0 ]]; then
+    for part in redis galera; do
+        [[ -x $here/cluster/$part.sh ]] && parts+=("$part")
+    done
+fi
 
 status=0
 for part in "${parts[@]}"; do
