@@ -19,3 +19,4 @@ mod several;
 mod shutdown;
 mod startup;
 mod stores;
+mod versions;
