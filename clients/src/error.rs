@@ -101,6 +101,13 @@ impl Error {
         self.status() == Some(Status::Busy)
     }
 
+    /// Nothing was done and the same call may succeed if made again a little
+    /// later: the server said `busy`, `rate_limited` or `pending` (the first
+    /// try of this request is still being written).
+    pub fn is_retryable(&self) -> bool {
+        self.status().is_some_and(Status::is_retryable)
+    }
+
     /// The server said `unauthorized`: a wrong admin token in HELLO, or an
     /// admin command on a connection without admin rights.
     pub fn is_unauthorized(&self) -> bool {
