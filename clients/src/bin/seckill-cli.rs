@@ -529,7 +529,10 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Stats => {
-            let stats = connect()?.stats()?;
+            let mut stats = connect()?.stats()?;
+            // By name, in the table as in the JSON object (whose keys are
+            // sorted): one order to look things up in.
+            stats.sort_by(|a, b| a.name.cmp(&b.name));
             if cli.json {
                 let map: serde_json::Map<String, serde_json::Value> = stats
                     .iter()
