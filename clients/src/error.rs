@@ -222,6 +222,23 @@ mod tests {
     }
 
     #[test]
+    fn busy_rate_limited_and_pending_and_only_those_are_retryable() {
+        for status in [Status::Busy, Status::RateLimited, Status::Pending] {
+            assert!(Error::server(status, "").is_retryable(), "{status}");
+        }
+        let pending = Error::server(Status::Pending, "being written");
+        assert!(!pending.is_busy(), "pending is its own status");
+        for status in [
+            Status::InternalError,
+            Status::Unauthorized,
+            Status::BadRequest,
+        ] {
+            assert!(!Error::server(status, "").is_retryable(), "{status}");
+        }
+        assert!(!Error::protocol("x").is_retryable());
+    }
+
+    #[test]
     fn every_token_refusal_and_only_those_need_a_new_token() {
         for status in [
             Status::TokenRequired,
