@@ -352,6 +352,29 @@ fn json_errors_parse_and_exit_codes_say_what_to_do() {
     );
 }
 
+/// A peer that accepts and says nothing (Redis waits for a line end) is
+/// named within about a second, not after the whole --timeout.
+#[test]
+fn a_silent_peer_is_named_quickly() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let held: Vec<TcpStream> = listener.incoming().map_while(Result::ok).collect();
+        drop(held);
+    });
+    let started = std::time::Instant::now();
+    let out = cli(addr, &["--timeout", "10s", "ping"]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let said = text(&out.stderr);
+    assert!(said.contains("did not answer HELLO"), "{said}");
+    assert!(said.contains("not a seckill server"), "{said}");
+}
+
 /// Order numbers above 2^53 come out as JSON strings, and read back as
 /// exactly the number the server sent.
 #[test]

@@ -100,6 +100,49 @@ fn hello_of_each_version_gets_that_version_s_reply() {
     assert_eq!(client.server_info().map(|i| i.max_version), Some(VERSION));
 }
 
+/// A second HELLO is handled like the first: it replaces the version and
+/// the admin rights, and a refused one leaves the connection not greeted.
+#[test]
+fn a_second_hello_replaces_what_the_first_agreed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("h.db"), &[]);
+    let mut raw = Raw::connect(server.addr);
+    assert!(matches!(
+        hello(&mut raw, 2),
+        Got::Frame {
+            reply: Reply::Hello { version: 2, .. },
+            ..
+        }
+    ));
+    assert!(matches!(
+        hello(&mut raw, 1),
+        Got::Frame {
+            reply: Reply::Hello {
+                version: 1,
+                server: None,
+                ..
+            },
+            ..
+        }
+    ));
+    raw.request(
+        1,
+        &Request::Hello {
+            version: 2,
+            token: "wrong".into(),
+        },
+    );
+    match raw.next() {
+        Got::Frame { reply, .. } => assert_eq!(reply.status(), Status::Unauthorized),
+        other => panic!("{other:?}"),
+    }
+    raw.request(2, &Request::Ping);
+    match raw.next() {
+        Got::Frame { reply, .. } => assert_eq!(reply.status(), Status::BadRequest),
+        other => panic!("{other:?}"),
+    }
+}
+
 /// With `--admin-listen`, the public listener's HELLO says so: a client
 /// learns not to send its admin token there.
 #[test]
