@@ -135,3 +135,15 @@ CREATE TABLE IF NOT EXISTS nodes (
     numbers_until_ms BIGINT UNSIGNED   NOT NULL,
     PRIMARY KEY (node_id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
+
+-- The client request ids of ADD_GOODS (PROTOCOL.md, section 9): an admin
+-- whose ADD_GOODS reply was lost sends it again under the same id and gets
+-- the goods the first one made, not a second one. Written in the goods'
+-- own transaction; the primary key makes one goods per id even when two
+-- servers add under one id at once. The id is stored without its repeat
+-- mark (bit 127), as BINARY(16) big-endian.
+CREATE TABLE IF NOT EXISTS goods_requests (
+    request_id BINARY(16)      NOT NULL,
+    goods_id   BIGINT UNSIGNED NOT NULL,
+    PRIMARY KEY (request_id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;

@@ -123,8 +123,11 @@ impl Server {
         config.check().map_err(anyhow::Error::msg)?;
         let config = &open_files::fit_connections(config);
         let metrics = Arc::new(Metrics::default());
-        let stores = open_stores(config)?;
+        // Bound before the stores are opened: a port that is taken must
+        // not leave a new, empty SQLite file behind. Nothing is accepted
+        // until the acceptor runs, below.
         let listeners = Listeners::bind(config)?;
+        let stores = open_stores(config)?;
         let (addr, admin_addr) = (listeners.local_addr()?, listeners.admin_addr()?);
         let (front_stop, back_stop) = (Stop::new(), Stop::new());
         let mut startup = Startup::new(

@@ -2,6 +2,8 @@
 //! while a store is down, again in the background with backoff.
 //!
 //! In order, each step once the one before it succeeded:
+//! 0. the stock store answers: checked first so that a server that cannot
+//!    reach Redis has created nothing in MySQL yet (it leaves no debris);
 //! 1. MySQL's database and tables, created where missing (SQLite's were
 //!    made when its file was opened);
 //! 2. a node id leased for the order numbers ([`NodeLease`]), whose thread
@@ -80,6 +82,7 @@ pub enum Progress {
 /// The step a try is at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
+    Stock,
     Schema,
     NodeId,
     Goods,
@@ -88,6 +91,7 @@ enum Step {
 impl Step {
     fn what(self) -> &'static str {
         match self {
+            Step::Stock => "reaching the stock store",
             Step::Schema => "creating MySQL's tables",
             Step::NodeId => "leasing a node id",
             Step::Goods => "loading and reconciling the goods",
@@ -202,6 +206,13 @@ impl Startup {
 
     fn steps(&mut self) -> Result<Arc<Sale>, Stopped> {
         if !self.prepared {
+            // Goods ids start at 1, so goods 0 has no stock entry: reading
+            // its epoch reads nothing, and only a stock store that answers
+            // can say so.
+            self.stores
+                .stock
+                .epoch(0)
+                .map_err(|e| failed(Step::Stock, e))?;
             if let Some(mysql) = &self.stores.mysql {
                 mysql.prepare().map_err(|e| failed(Step::Schema, e))?;
             }

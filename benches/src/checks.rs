@@ -86,7 +86,8 @@ fn check_part(
             }
             let replies = client.execute(&pipeline)?;
             for (&(user, order_no), reply) in batch.iter().zip(&replies) {
-                if reply.status() == Status::Busy && round < BUSY_RETRIES {
+                if matches!(reply.status(), Status::Busy | Status::Pending) && round < BUSY_RETRIES
+                {
                     busy.push((user, order_no));
                     continue;
                 }
@@ -151,7 +152,10 @@ fn list_part(addr: SocketAddr, goods: u64, users: &[u64]) -> Result<Vec<(u64, Ve
                         user,
                         orders.into_iter().filter(|o| o.goods_id == goods).collect(),
                     )),
-                    other if other.status() == Status::Busy && round < BUSY_RETRIES => {
+                    other
+                        if matches!(other.status(), Status::Busy | Status::Pending)
+                            && round < BUSY_RETRIES =>
+                    {
                         busy.push(user)
                     }
                     other => {

@@ -6,8 +6,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use seckill_proto::{
-    Drift, Goods, NewGoods, Order, Reply, Request, RequestId, SaleAction, Stat, Status,
-    MAX_REPLY_FRAME, NO_TOKEN, VERSION,
+    Drift, Goods, NewGoods, Order, Reply, Request, RequestId, SaleAction, ServerInfo, Stat, Status,
+    MAX_REPLY_FRAME, MIN_VERSION, NO_TOKEN, VERSION,
 };
 
 use crate::builder::ClientBuilder;
@@ -165,6 +165,8 @@ pub struct Client {
     next_id: u64,
     admin: bool,
     server_version: u16,
+    /// What a server of version 2 or more said of itself in HELLO.
+    server_info: Option<ServerInfo>,
 }
 
 impl Client {
@@ -199,6 +201,7 @@ impl Client {
                 next_id: 1,
                 admin: false,
                 server_version: 0,
+                server_info: None,
             };
             match client.greet() {
                 Ok(()) => return Ok(client),
@@ -209,18 +212,49 @@ impl Client {
         Err(last_error.unwrap_or_else(|| Error::invalid_input("no server address given")))
     }
 
-    /// Says HELLO on the current connection. A refusal leaves the connection
-    /// ungreeted, so it is broken: no request could be served on it.
+    /// Says HELLO on the current connection, in the newest version this
+    /// crate speaks. A server that speaks only older ones answers
+    /// `unsupported_version` and closes; the client then connects again and
+    /// says HELLO in the oldest, which every server speaks (PROTOCOL.md,
+    /// section 6). A refusal leaves the connection ungreeted, so it is
+    /// broken: no request could be served on it.
     fn greet(&mut self) -> Result<()> {
+        match self.greet_in(VERSION) {
+            Err(e) if e.status() == Some(Status::UnsupportedVersion) && VERSION > MIN_VERSION => {
+                let stream = self.servers[self.current].open(&self.options)?;
+                self.conn = Connection::new(stream, MAX_REPLY_FRAME);
+                self.greet_in(MIN_VERSION)
+            }
+            done => done,
+        }
+    }
+
+    fn greet_in(&mut self, version: u16) -> Result<()> {
         let hello = Request::Hello {
-            version: VERSION,
+            version,
             token: self.options.token.clone(),
         };
-        let result = match self.exchange_here(std::slice::from_ref(&hello)) {
+        // HELLO goes under an id that holds two line ends. A seckill server
+        // never reads ids, but a line-based server on the wrong port may
+        // then see whole lines and answer at once with an error, which the
+        // connection shows, instead of waiting out the timeout for a line
+        // end that would never come.
+        let result = pipeline::exchange(
+            &mut self.conn,
+            HELLO_ID,
+            std::slice::from_ref(&hello),
+            self.options.max_in_flight,
+        );
+        let result = match result {
             Ok(mut replies) => match replies.pop() {
-                Some(Reply::Hello { version, admin }) => {
+                Some(Reply::Hello {
+                    version,
+                    admin,
+                    server,
+                }) => {
                     self.server_version = version;
                     self.admin = admin;
+                    self.server_info = server;
                     return Ok(());
                 }
                 Some(other) => Err(unexpected(other, "HELLO")),
@@ -240,6 +274,7 @@ impl Client {
         self.conn = Connection::new(stream, MAX_REPLY_FRAME);
         self.admin = false;
         self.server_version = 0;
+        self.server_info = None;
         self.greet()
     }
 
@@ -248,9 +283,16 @@ impl Client {
         self.admin
     }
 
-    /// The protocol version the server said it speaks.
+    /// The protocol version this connection speaks, as HELLO agreed it.
     pub fn server_version(&self) -> u16 {
         self.server_version
+    }
+
+    /// What the server said of itself in HELLO: the versions it speaks, its
+    /// limits, its clock and its capabilities. `None` from a server that
+    /// speaks only version 1.
+    pub fn server_info(&self) -> Option<&ServerInfo> {
+        self.server_info.as_ref()
     }
 
     /// The address of the server the client is talking to (or was, if its
@@ -572,9 +614,30 @@ impl Client {
 
     /// ADD_GOODS (admin): puts a goods on sale under `goods.rules` (per-user
     /// limit, payment window, whether BUY needs a token; see
-    /// [`SaleRules`](crate::SaleRules)); returns it with its new id.
+    /// [`SaleRules`](crate::SaleRules)); returns it with its new id. It
+    /// carries no request id, so a call whose reply was lost may have made
+    /// the goods: [`add_goods_with_request_id`](Client::add_goods_with_request_id)
+    /// is safe to call again.
     pub fn add_goods(&mut self, goods: NewGoods) -> Result<Goods> {
-        match self.request(&Request::AddGoods(goods))? {
+        self.send_add_goods(goods, None)
+    }
+
+    /// ADD_GOODS named by `request_id`, drawn once per goods the caller
+    /// means to add ([`random_request_id`](crate::random_request_id)): a call
+    /// with the id of an earlier one (after a lost reply, a timeout, a
+    /// restart of either side) gets the goods that one made, never a second
+    /// goods. A client of several servers sends it to the next server when
+    /// its connection fails.
+    pub fn add_goods_with_request_id(
+        &mut self,
+        goods: NewGoods,
+        request_id: RequestId,
+    ) -> Result<Goods> {
+        self.send_add_goods(goods, Some(request_id))
+    }
+
+    fn send_add_goods(&mut self, goods: NewGoods, request_id: Option<RequestId>) -> Result<Goods> {
+        match self.request(&Request::AddGoods { goods, request_id })? {
             Reply::GoodsAdded(goods) => Ok(goods),
             other => Err(unexpected(other, "ADD_GOODS")),
         }
@@ -629,13 +692,22 @@ impl fmt::Debug for Client {
             .field("current", &self.current)
             .field("admin", &self.admin)
             .field("server_version", &self.server_version)
+            .field("server_info", &self.server_info)
             .field("next_id", &self.next_id)
             .field("open", &self.is_open())
             .finish()
     }
 }
 
-/// A fresh client request id for a BUY, drawn from the operating system's
+/// The request id of HELLO: the bytes `\r\nseck\r\n` (see
+/// `Client::greet_in`). A line-based server that reads past NUL bytes takes
+/// the frame's start for a bad line and `seck` for an unknown command, and
+/// answers at once. (Redis does not: it looks for a line end with `strchr`,
+/// which stops at the length prefix's first NUL, so it waits in silence;
+/// `seckill-cli` gives HELLO a short timeout of its own for such a peer.)
+const HELLO_ID: u64 = u64::from_be_bytes(*b"\r\nseck\r\n");
+
+/// A fresh client request id for a BUY or an ADD_GOODS, drawn from the operating system's
 /// random source: 128 random bits, so that no two purchases of any clients
 /// share one (PROTOCOL.md, section 5.1).
 ///
@@ -655,9 +727,17 @@ pub fn random_request_id() -> Result<RequestId> {
     }
 }
 
-/// `request` as it is sent again: a BUY under a request id marked a repeat.
+/// `request` as it is sent again: a BUY or an ADD_GOODS under a request id
+/// marked a repeat.
 fn as_repeat(request: &Request) -> Request {
     match request {
+        Request::AddGoods {
+            goods,
+            request_id: Some(id),
+        } => Request::AddGoods {
+            goods: goods.clone(),
+            request_id: Some(id.repeat()),
+        },
         &Request::Buy {
             user_id,
             goods_id,

@@ -39,6 +39,24 @@ pub(crate) struct Connection {
     broken: Option<String>,
 }
 
+/// The start of what a peer sent, for people: printable ASCII as text, any
+/// other byte as `\xNN`, cut after [`EXCERPT_LEN`] bytes.
+fn excerpt(bytes: &[u8]) -> String {
+    let shown: String = bytes
+        .iter()
+        .take(EXCERPT_LEN)
+        .map(|&b| match b {
+            b' '..=b'~' if b != b'"' && b != b'\\' => char::from(b).to_string(),
+            _ => format!("\\x{b:02x}"),
+        })
+        .collect();
+    let more = if bytes.len() > EXCERPT_LEN { "..." } else { "" };
+    format!("\"{shown}{more}\"")
+}
+
+/// How much of a foreign answer [`excerpt`] shows.
+const EXCERPT_LEN: usize = 48;
+
 impl Connection {
     pub(crate) fn new(stream: TcpStream, max_reply_frame: u32) -> Connection {
         Connection {
@@ -105,8 +123,13 @@ impl Connection {
                 Err(FrameError::Incomplete) => self.fill()?,
                 // The length prefix is checked before anything past it is
                 // buffered, so a hostile length costs no allocation.
+                // What came is shown: a length that cannot be is most often
+                // another protocol's text ("HTTP" is a length of 1.2 GB).
                 Err(e @ (FrameError::TooLarge { .. } | FrameError::TooShort { .. })) => {
-                    return Err(self.break_with(Error::protocol(format!("bad reply frame: {e}"))));
+                    let sent = excerpt(&self.inbound);
+                    return Err(self.break_with(Error::protocol(format!(
+                        "bad reply frame: {e}; the peer sent {sent}: not a seckill server?"
+                    ))));
                 }
             }
         }

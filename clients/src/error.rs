@@ -101,6 +101,13 @@ impl Error {
         self.status() == Some(Status::Busy)
     }
 
+    /// Nothing was done and the same call may succeed if made again a little
+    /// later: the server said `busy`, `rate_limited` or `pending` (the first
+    /// try of this request is still being written).
+    pub fn is_retryable(&self) -> bool {
+        self.status().is_some_and(Status::is_retryable)
+    }
+
     /// The server said `unauthorized`: a wrong admin token in HELLO, or an
     /// admin command on a connection without admin rights.
     pub fn is_unauthorized(&self) -> bool {
@@ -212,6 +219,23 @@ mod tests {
         assert_eq!(err.server_message(), Some("queue full"));
         assert_eq!(err.to_string(), "server replied busy: queue full");
         assert_eq!(Error::protocol("x").status(), None);
+    }
+
+    #[test]
+    fn busy_rate_limited_and_pending_and_only_those_are_retryable() {
+        for status in [Status::Busy, Status::RateLimited, Status::Pending] {
+            assert!(Error::server(status, "").is_retryable(), "{status}");
+        }
+        let pending = Error::server(Status::Pending, "being written");
+        assert!(!pending.is_busy(), "pending is its own status");
+        for status in [
+            Status::InternalError,
+            Status::Unauthorized,
+            Status::BadRequest,
+        ] {
+            assert!(!Error::server(status, "").is_retryable(), "{status}");
+        }
+        assert!(!Error::protocol("x").is_retryable());
     }
 
     #[test]

@@ -40,6 +40,27 @@ pub(crate) fn serve(
     (addr, handle)
 }
 
+/// Runs `script` on each of the first `n` connections to the returned
+/// address, one after the other, with the connection's index.
+pub(crate) fn serve_each(
+    n: usize,
+    script: impl Fn(usize, &mut FakeConn) + Send + 'static,
+) -> (SocketAddr, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = thread::spawn(move || {
+        for index in 0..n {
+            let (stream, _) = listener.accept().unwrap();
+            let mut conn = FakeConn {
+                stream,
+                inbound: BytesMut::new(),
+            };
+            script(index, &mut conn);
+        }
+    });
+    (addr, handle)
+}
+
 impl FakeConn {
     /// The next request, or `None` once the client has closed.
     pub(crate) fn next(&mut self) -> Option<Received> {
@@ -103,6 +124,7 @@ impl FakeConn {
             &Reply::Hello {
                 version: VERSION,
                 admin,
+                server: None,
             },
         );
         token

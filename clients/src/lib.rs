@@ -117,7 +117,7 @@
 //! let id = random_request_id()?;
 //! let purchase = loop {
 //!     match client.buy_with_request_id(42, 7, id) {
-//!         Err(e) if e.is_busy() || e.is_timeout() || e.is_closed() => {
+//!         Err(e) if e.is_retryable() || e.is_timeout() || e.is_closed() => {
 //!             std::thread::sleep(Duration::from_millis(100));
 //!         }
 //!         other => break other?,

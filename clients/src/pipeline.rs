@@ -167,9 +167,12 @@ impl Pipeline {
         self.add(Request::OrderStatus { user_id, goods_id })
     }
 
-    /// Adds ADD_GOODS (admin).
+    /// Adds ADD_GOODS (admin), without a request id.
     pub fn add_goods(&mut self, goods: NewGoods) -> &mut Pipeline {
-        self.add(Request::AddGoods(goods))
+        self.add(Request::AddGoods {
+            goods,
+            request_id: None,
+        })
     }
 
     /// Adds RESTOCK of `amount` units to `goods_id` (admin).
@@ -264,7 +267,7 @@ pub(crate) fn buy_token(token: u64) -> Result<u64, String> {
 /// anything is sent: the encoder would otherwise send it, or cut a string.
 pub(crate) fn check_request(request: &Request) -> Result<()> {
     match request {
-        Request::AddGoods(goods) if goods.name.len() > MAX_NAME_LEN => {
+        Request::AddGoods { goods, .. } if goods.name.len() > MAX_NAME_LEN => {
             Err(Error::invalid_input(format!(
                 "goods name is {} bytes, over the limit of {MAX_NAME_LEN}",
                 goods.name.len()

@@ -138,13 +138,16 @@ pub(crate) fn connection_failed(err: &Error) -> bool {
 ///   or with a purchase token (a repeat finds the token's order,
 ///   `already_bought`); a bare BUY of goods whose limit is over 1 could buy
 ///   twice.
-/// - ADD_GOODS would make a second goods, RESTOCK add the units twice.
+/// - ADD_GOODS without a request id would make a second goods, RESTOCK add
+///   the units twice; ADD_GOODS with one finds the goods the first made.
 pub(crate) fn safe_to_resend(request: &Request) -> bool {
     match request {
         Request::Buy {
             token, request_id, ..
         } => request_id.is_some() || *token != NO_TOKEN,
-        Request::AddGoods(_) | Request::Restock { .. } => false,
+        // Named by a request id, a repeat gets the goods the first made.
+        Request::AddGoods { request_id, .. } => request_id.is_some(),
+        Request::Restock { .. } => false,
         Request::Hello { .. }
         | Request::Ping
         | Request::ListGoods
@@ -180,14 +183,19 @@ mod tests {
             goods_id: 2,
             amount: 5
         }));
-        assert!(!safe_to_resend(&Request::AddGoods(NewGoods {
-            name: "x".into(),
-            price_cents: 1,
-            stock: 1,
-            start_ms: 1,
-            end_ms: 2,
-            rules: SaleRules::default(),
-        })));
+        let add = |request_id| Request::AddGoods {
+            goods: NewGoods {
+                name: "x".into(),
+                price_cents: 1,
+                stock: 1,
+                start_ms: 1,
+                end_ms: 2,
+                rules: SaleRules::default(),
+            },
+            request_id,
+        };
+        assert!(!safe_to_resend(&add(None)));
+        assert!(safe_to_resend(&add(RequestId::new(5))));
         assert!(safe_to_resend(&Request::Pay {
             user_id: 1,
             order_no: 3

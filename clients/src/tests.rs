@@ -7,11 +7,11 @@ use std::time::Duration;
 use bytes::{BufMut, BytesMut};
 use seckill_proto::{
     Drift, Goods, GoodsState, NewGoods, Opcode, Order, OrderState, Reply, Request, SaleAction,
-    SaleRules, Stat, Status, ALL_GOODS, MAX_REPLY_FRAME, NO_TOKEN,
+    SaleRules, Stat, Status, ALL_GOODS, MAX_REPLY_FRAME, MIN_VERSION, NO_TOKEN, VERSION,
 };
 
 use crate::connection::Connection;
-use crate::fake_server::{serve, FakeConn};
+use crate::fake_server::{serve, serve_each, FakeConn};
 use crate::{Cancellation, Client, ErrorKind, Payment, Pipeline, Purchase, PurchaseToken};
 
 fn goods(id: u64) -> Goods {
@@ -60,9 +60,10 @@ fn pipeline_replies_are_put_back_in_request_order() {
     let (addr, server) = serve(|conn| {
         conn.greet(false);
         let batch = conn.take(4);
-        // The counter goes on from HELLO's id 1, one id per request.
+        // HELLO has an id of its own; the counter starts at 1, one id per
+        // request.
         let ids: Vec<u64> = batch.iter().map(|r| r.id).collect();
-        assert_eq!(ids, [2, 3, 4, 5]);
+        assert_eq!(ids, [1, 2, 3, 4]);
         let replies = [
             Reply::Bought { order_no: 1007 },
             Reply::Goods(goods(7)),
@@ -189,7 +190,7 @@ fn admin_calls_send_the_token_and_decode_their_replies() {
     let (addr, server) = serve(|conn| {
         assert_eq!(conn.greet(true), "s3cret");
         conn.answer_reversed(|request| match request {
-            Request::AddGoods(new) => Reply::GoodsAdded(Goods {
+            Request::AddGoods { goods: new, .. } => Reply::GoodsAdded(Goods {
                 name: new.name.clone(),
                 ..goods(9)
             }),
@@ -385,7 +386,7 @@ fn admin_sale_control_and_goods_rules_go_over_the_wire() {
         conn.greet(true);
         conn.answer_reversed(|request| match request {
             // Echo the rules, so that the test sees what was encoded.
-            Request::AddGoods(new) => Reply::GoodsAdded(Goods {
+            Request::AddGoods { goods: new, .. } => Reply::GoodsAdded(Goods {
                 rules: new.rules,
                 ..goods(9)
             }),
@@ -559,15 +560,91 @@ fn reconcile_of_goods_0_is_refused_before_sending() {
 
 #[test]
 fn a_refused_hello_fails_connect_with_its_status() {
-    for status in [Status::Unauthorized, Status::UnsupportedVersion] {
-        let (addr, _) = serve(move |conn| {
-            let hello = conn.next().unwrap();
-            conn.reply(&hello, &error(status));
-        });
-        let err = Client::builder(addr).token("wrong").connect().unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Server(status));
-        assert_eq!(err.is_unauthorized(), status == Status::Unauthorized);
-    }
+    let (addr, _) = serve(move |conn| {
+        let hello = conn.next().unwrap();
+        conn.reply(&hello, &error(Status::Unauthorized));
+    });
+    let err = Client::builder(addr).token("wrong").connect().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Server(Status::Unauthorized));
+    assert!(err.is_unauthorized());
+}
+
+/// A server that speaks only version 1 refuses HELLO of version 2 and
+/// closes; the client connects again and speaks version 1 to it, and
+/// learns nothing of its limits (a version 1 HELLO reply has none).
+#[test]
+fn a_version_1_server_is_spoken_to_in_version_1() {
+    let (addr, server) = serve_each(2, |index, conn| {
+        let hello = conn.next().unwrap();
+        let Request::Hello { version, .. } = hello.request else {
+            panic!("first request was {:?}", hello.request);
+        };
+        assert_eq!(
+            hello.id.to_be_bytes(),
+            *b"\r\nseck\r\n",
+            "HELLO's id is two lines"
+        );
+        if index == 0 {
+            assert_eq!(version, VERSION);
+            conn.reply(&hello, &error(Status::UnsupportedVersion));
+            return;
+        }
+        assert_eq!(version, MIN_VERSION);
+        let v1 = Reply::Hello {
+            version: 1,
+            admin: false,
+            server: None,
+        };
+        conn.reply(&hello, &v1);
+        let ping = conn.next().unwrap();
+        conn.reply(&ping, &Reply::Pong);
+    });
+    let mut client = Client::connect(addr).unwrap();
+    assert_eq!(client.server_version(), 1);
+    assert!(client.server_info().is_none());
+    client.ping().unwrap();
+    drop(client);
+    server.join().unwrap();
+}
+
+/// A server that speaks no version of ours: the error names the status.
+#[test]
+fn a_server_of_no_common_version_fails_connect() {
+    let (addr, _) = serve_each(2, |_, conn| {
+        let hello = conn.next().unwrap();
+        conn.reply(&hello, &error(Status::UnsupportedVersion));
+    });
+    let err = Client::connect(addr).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Server(Status::UnsupportedVersion));
+}
+
+/// A line-based server on the wrong port answers HELLO at once (its id
+/// ends in CR LF), and the error shows what it said.
+#[test]
+fn a_line_server_is_named_quickly_with_what_it_said() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut line = Vec::new();
+        // Like Redis: wait for a line end, then refuse the command.
+        BufReader::new(&stream)
+            .read_until(b'\n', &mut line)
+            .unwrap();
+        (&stream).write_all(b"-ERR unknown command\r\n").unwrap();
+        std::thread::sleep(Duration::from_secs(10));
+    });
+    let started = std::time::Instant::now();
+    let err = Client::builder(addr)
+        .read_timeout(Duration::from_secs(5))
+        .connect()
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2), "{err}");
+    assert_eq!(err.kind(), ErrorKind::Protocol);
+    let said = err.to_string();
+    assert!(said.contains("-ERR unknown command\\x0d\\x0a"), "{said}");
+    assert!(said.contains("not a seckill server"), "{said}");
 }
 
 #[test]

@@ -58,6 +58,7 @@ fn session(mut stream: TcpStream, answer: fn(&Request) -> Reply) {
                 Reply::Hello {
                     version: VERSION,
                     admin,
+                    server: None,
                 }
             }
             Request::Hello { .. } => Reply::error(Status::Unauthorized, "wrong token"),
@@ -98,6 +99,11 @@ fn order(order_no: u64, state: OrderState) -> Order {
     }
 }
 
+/// An order number as the server makes them: above 2^53, where a JSON
+/// number read by JavaScript or jq 1.6 loses its last digits (this one
+/// would come back as ...800).
+const BIG_ORDER: u64 = 387_241_520_257_826_816;
+
 /// A purchase token over 2^53, which a JSON number could not carry exactly.
 const PURCHASE_TOKEN: u64 = 18_446_744_073_709_551_557;
 
@@ -128,6 +134,13 @@ fn answer(request: &Request) -> Reply {
             Some(0xabc) => Reply::Bought { order_no: 1006 },
             _ => Reply::error(Status::BadRequest, "not the id"),
         },
+        // Goods 9 makes order numbers above 2^53, as real ones are.
+        Request::Buy { goods_id: 9, .. } => Reply::Bought {
+            order_no: BIG_ORDER,
+        },
+        Request::Buy { goods_id: 10, .. } => Reply::error(Status::RateLimited, "slow down"),
+        Request::Buy { goods_id: 11, .. } => Reply::error(Status::Pending, "being written"),
+        Request::Buy { goods_id: 12, .. } => Reply::error(Status::UnknownGoods, "no goods 12"),
         Request::Buy { .. } => Reply::error(Status::Busy, "queue full"),
         Request::Token {
             user_id: 7,
@@ -165,7 +178,11 @@ fn answer(request: &Request) -> Reply {
         Request::ListOrders { .. } => Reply::Orders(vec![]),
         Request::OrderStatus { .. } => Reply::error(Status::NoOrder, "no order"),
         // Made from what was sent, so that the output shows its encoding.
-        Request::AddGoods(ref new) => Reply::GoodsAdded(Goods {
+        // The CLI names every addition, so that it can be retried safely.
+        Request::AddGoods {
+            request_id: None, ..
+        } => Reply::error(Status::BadRequest, "no request id"),
+        Request::AddGoods { goods: ref new, .. } => Reply::GoodsAdded(Goods {
             id: 3,
             name: new.name.clone(),
             price_cents: new.price_cents,
@@ -266,10 +283,10 @@ fn buy_exits_0_for_an_order_and_2_for_a_sale_answer() {
 }
 
 #[test]
-fn errors_are_explained_on_stderr_with_exit_1() {
+fn errors_are_explained_on_stderr_with_exit_1_or_3_if_retryable() {
     let addr = fake(answer);
     let busy = cli(addr, &["buy", "--user", "7", "--goods", "3"]);
-    assert_eq!(busy.status.code(), Some(1));
+    assert_eq!(busy.status.code(), Some(3));
     assert_eq!(text(&busy.stderr), "error: server is busy, retry later\n");
 
     let denied = cli(addr, &["stats"]);
@@ -286,7 +303,153 @@ fn errors_are_explained_on_stderr_with_exit_1() {
         .unwrap();
     let refused = cli(gone, &["ping"]);
     assert_eq!(refused.status.code(), Some(1));
-    assert!(text(&refused.stderr).contains(&gone.to_string()));
+    let said = text(&refused.stderr);
+    assert!(said.contains(&gone.to_string()));
+    // Said once, not "connecting to X failed: connecting to X failed".
+    assert_eq!(said.matches(&gone.to_string()).count(), 1, "{said}");
+}
+
+/// With `--json` a failure is one JSON object on stdout, and the exit code
+/// says what a script should do: 3 try again as it is, 1 give up.
+#[test]
+fn json_errors_parse_and_exit_codes_say_what_to_do() {
+    let addr = fake(answer);
+    let cases = [
+        ("3", "busy", 3),
+        ("10", "rate_limited", 3),
+        ("11", "pending", 3),
+        ("12", "unknown_goods", 1),
+    ];
+    for (goods, status, code) in cases {
+        let out = cli(addr, &["--json", "buy", "--user", "7", "--goods", goods]);
+        assert_eq!(out.status.code(), Some(code), "{status}");
+        let failure = json(&out);
+        assert_eq!(failure["status"], status);
+        assert_eq!(failure["exit_code"], code);
+        assert!(failure["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+    }
+    let denied = json(&cli(addr, &["--json", "stats"]));
+    assert_eq!(denied["status"], "unauthorized");
+    let gone = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let refused = cli(gone, &["--json", "ping"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(json(&refused)["status"], "io_error");
+    let none = cli(addr, &["--json", "order", "--user", "7", "--goods", "2"]);
+    assert_eq!(none.status.code(), Some(2));
+    assert_eq!(
+        json(&none),
+        serde_json::json!({
+            "status": "no_order",
+            "message": "user 7 holds no order for goods 2",
+            "exit_code": 2,
+            "user_id": "7",
+            "goods_id": "2",
+        })
+    );
+}
+
+/// A peer that accepts and says nothing (Redis waits for a line end) is
+/// named within about a second, not after the whole --timeout.
+#[test]
+fn a_silent_peer_is_named_quickly() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let held: Vec<TcpStream> = listener.incoming().map_while(Result::ok).collect();
+        drop(held);
+    });
+    let started = std::time::Instant::now();
+    let out = cli(addr, &["--timeout", "10s", "ping"]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let said = text(&out.stderr);
+    assert!(said.contains("did not answer HELLO"), "{said}");
+    assert!(said.contains("not a seckill server"), "{said}");
+}
+
+/// Order numbers above 2^53 come out as JSON strings, and read back as
+/// exactly the number the server sent.
+#[test]
+fn a_json_id_above_2_pow_53_round_trips_exactly() {
+    let addr = fake(answer);
+    let out = cli(addr, &["--json", "buy", "--user", "7", "--goods", "9"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let bought = json(&out);
+    let order_no = bought["order_no"].as_str().expect("a string");
+    assert_eq!(order_no.parse::<u64>().unwrap(), BIG_ORDER);
+    // What JavaScript or jq 1.6 would print of it as a number: another
+    // order number.
+    assert_eq!((BIG_ORDER as f64).to_string(), "387241520257826800");
+    assert_eq!(bought["user_id"], "7");
+    assert_eq!(bought["goods_id"], "9");
+}
+
+/// A stale admin token (in the environment, say) is not sent by the public
+/// commands, so they work; only admin commands use it.
+#[test]
+fn a_stale_admin_token_does_not_break_public_commands() {
+    let addr = fake(answer);
+    for args in [
+        &["--token", "stale", "goods", "list"][..],
+        &["--token", "stale", "buy", "--user", "7", "--goods", "1"],
+        &["--token", "stale", "ping"],
+    ] {
+        let out = cli(addr, args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let admin = cli(addr, &["--token", "stale", "stats"]);
+    assert_eq!(admin.status.code(), Some(1));
+}
+
+/// Every argument of every subcommand says what it is in `--help`.
+#[test]
+fn no_help_line_is_blank() {
+    let commands: [&[&str]; 12] = [
+        &["buy"],
+        &["token"],
+        &["pay"],
+        &["cancel"],
+        &["order"],
+        &["orders"],
+        &["goods", "show"],
+        &["goods", "add"],
+        &["goods", "restock"],
+        &["sale", "pause"],
+        &["sale", "window"],
+        &["reconcile"],
+    ];
+    for command in commands {
+        let out = Command::new(env!("CARGO_BIN_EXE_seckill-cli"))
+            .args(command)
+            // -h: one line per argument, its help beside it.
+            .arg("-h")
+            .env_remove("SECKILL_ADDR")
+            .output()
+            .unwrap();
+        let help = text(&out.stdout);
+        for line in help.lines() {
+            let arg = line.trim_start();
+            if arg.starts_with('-') || arg.starts_with('<') {
+                // An option alone on its line, with no words after it.
+                let words = arg.split_whitespace().count();
+                let bare = words == 1 || (words == 2 && arg.contains(" <"));
+                assert!(!bare, "{command:?}: blank help for `{arg}`\n{help}");
+            }
+        }
+    }
 }
 
 #[test]
@@ -329,7 +492,7 @@ fn reconcile_prints_the_drift_per_goods_as_a_table_or_json() {
     assert_eq!(
         json,
         serde_json::json!([{
-            "goods_id": 1,
+            "goods_id": "1",
             "found_remaining": 41,
             "found_holders": 59,
             "remaining": 42,
@@ -396,8 +559,8 @@ fn token_prints_a_purchase_token_that_buy_sends() {
     assert_eq!(
         as_json,
         serde_json::json!({
-            "user_id": 7,
-            "goods_id": 4,
+            "user_id": "7",
+            "goods_id": "4",
             "token": PURCHASE_TOKEN.to_string(),
             "expires": "2023-11-14T22:14:20Z",
             "expires_ms": 1_700_000_060_000_u64,
@@ -479,7 +642,14 @@ fn pay_and_cancel_show_the_order_or_exit_2_when_its_state_forbids() {
     assert_eq!(too_late.status.code(), Some(2));
     assert_eq!(
         json(&too_late),
-        serde_json::json!({"order_no": 1002, "user_id": 7, "state": "cancelled"})
+        serde_json::json!({
+            "status": "order_cancelled",
+            "message": "order 1002 of user 7 is cancelled (by its buyer, or its payment \
+                        window passed): it can no longer be paid",
+            "exit_code": 2,
+            "user_id": "7",
+            "order_no": "1002",
+        })
     );
 
     let cancelled = json(&cli(
@@ -517,7 +687,7 @@ fn orders_lists_every_order_of_a_user() {
           1001     7      1  created  2023-11-14T22:13:20Z  2023-11-14T22:28:20Z\n"
     );
     let list = json(&cli(addr, &["--json", "orders", "--user", "7"]));
-    assert_eq!(list[0]["order_no"], 1002);
+    assert_eq!(list[0]["order_no"], "1002");
     assert_eq!(list[1]["state"], "created");
 
     let none = cli(addr, &["orders", "--user", "8"]);
@@ -578,6 +748,8 @@ fn goods_add_sends_the_sale_rules() {
     assert!(zero.stdout.is_empty());
     let denied = cli(addr, &add[2..]);
     assert_eq!(denied.status.code(), Some(1));
+    assert_eq!(json(&denied)["status"], "unauthorized");
+    let denied = cli(addr, &add[3..]);
     assert!(text(&denied.stderr).starts_with("error: unauthorized"));
 }
 
@@ -620,7 +792,11 @@ fn sale_commands_show_the_goods_after_the_change() {
     // An end before the start never reaches the server.
     let backwards = cli(addr, &[&window[..8], &["--end", "+1s"]].concat());
     assert_eq!(backwards.status.code(), Some(1));
-    assert!(text(&backwards.stderr).contains("--end must be after --start"));
+    let said = json(&backwards);
+    assert_eq!(said["status"], "error");
+    assert!(said["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("--end must be after --start")));
 
     let unknown = cli(addr, &["--token", TOKEN, "sale", "pause", "9"]);
     assert_eq!(unknown.status.code(), Some(1));
@@ -679,7 +855,8 @@ fn buy_sends_the_request_id_given_or_a_fresh_one_and_names_it_when_the_outcome_i
         addr,
         &["buy", "--user", "7", "--goods", "8", "--request-id", "feed"],
     );
-    assert_eq!(lost.status.code(), Some(1));
+    // Exit 3: trying again with that id is safe.
+    assert_eq!(lost.status.code(), Some(3));
     let err = text(&lost.stderr);
     assert!(err.starts_with("error: "), "{err}");
     assert!(

@@ -34,6 +34,7 @@
 //! ```
 
 mod frame;
+mod hello;
 mod opcode;
 mod reply;
 mod request;
@@ -43,6 +44,7 @@ mod types;
 mod wire;
 
 pub use frame::{Frame, FrameError, HEADER_LEN, LEN_PREFIX};
+pub use hello::{Capabilities, ServerInfo, MIN_VERSION, SERVER_INFO_LEN};
 pub use opcode::Opcode;
 pub use reply::Reply;
 pub use request::{
@@ -56,8 +58,9 @@ pub use types::{
 };
 pub use wire::BodyError;
 
-/// The protocol version this crate speaks, sent in HELLO.
-pub const VERSION: u16 = 1;
+/// The newest protocol version this crate speaks, sent in HELLO. It speaks
+/// every version from [`MIN_VERSION`] to this one (PROTOCOL.md, section 12).
+pub const VERSION: u16 = 2;
 
 /// The default largest request frame a server accepts (the length field's
 /// value, so header and body). Requests are small; this leaves room.

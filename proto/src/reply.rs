@@ -3,6 +3,7 @@
 use bytes::{BufMut, BytesMut};
 
 use crate::frame::{self, Frame};
+use crate::hello::ServerInfo;
 use crate::opcode::{Opcode, REPLY_BIT};
 use crate::status::Status;
 use crate::types::{Drift, Goods, Order, Stat, DRIFT_LEN, GOODS_MIN_LEN, ORDER_LEN, STAT_MIN_LEN};
@@ -15,9 +16,13 @@ const MAX_MESSAGE_LEN: usize = u16::MAX as usize;
 /// [`Reply::AlreadyBought`] has status `ok`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
+    /// HELLO: the version the connection speaks from now on, whether the
+    /// token granted admin rights, and, from version 2 on, what the server
+    /// says about itself (`None` in a version 1 reply).
     Hello {
         version: u16,
         admin: bool,
+        server: Option<ServerInfo>,
     },
     Pong,
     GoodsList(Vec<Goods>),
@@ -64,6 +69,19 @@ impl Reply {
         Reply::Error {
             status,
             message: message.into(),
+        }
+    }
+
+    /// This reply as a peer of protocol `version` may be sent it: an error
+    /// status newer than that version becomes the one it refines
+    /// ([`Status::for_version`]), message kept.
+    pub fn for_version(self, version: u16) -> Reply {
+        match self {
+            Reply::Error { status, message } => Reply::Error {
+                status: status.for_version(version),
+                message,
+            },
+            other => other,
         }
     }
 
@@ -118,9 +136,16 @@ impl Reply {
         frame::write(dst, to | REPLY_BIT, id, |b| {
             b.put_u8(self.status() as u8);
             match self {
-                Reply::Hello { version, admin } => {
+                Reply::Hello {
+                    version,
+                    admin,
+                    server,
+                } => {
                     b.put_u16(*version);
                     b.put_u8(u8::from(*admin));
+                    if let Some(info) = server {
+                        info.encode(b);
+                    }
                 }
                 Reply::Pong => {}
                 Reply::GoodsList(list) => {
@@ -172,10 +197,23 @@ impl Reply {
             value: raw.into(),
         })?;
         let reply = match (status, op) {
-            (Status::Ok, Opcode::Hello) => Reply::Hello {
-                version: r.u16("version")?,
-                admin: r.bool("admin")?,
-            },
+            (Status::Ok, Opcode::Hello) => {
+                let version = r.u16("version")?;
+                let admin = r.bool("admin")?;
+                // The body's length tells the two forms apart: a version 1
+                // reply ends after `admin`. Any other length is refused by
+                // `finish` or by a truncated field.
+                let server = if r.remaining() == 0 {
+                    None
+                } else {
+                    Some(ServerInfo::decode(&mut r)?)
+                };
+                Reply::Hello {
+                    version,
+                    admin,
+                    server,
+                }
+            }
             (Status::Ok, Opcode::Ping) => Reply::Pong,
             (Status::Ok, Opcode::ListGoods) => {
                 let n = r.count("goods_count", GOODS_MIN_LEN)?;

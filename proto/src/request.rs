@@ -73,7 +73,14 @@ pub enum Request {
         user_id: u64,
         goods_id: u64,
     },
-    AddGoods(NewGoods),
+    /// Puts a new goods on sale. `request_id` names this addition across
+    /// retries, as a BUY's does: a repeat gets the goods the first one made
+    /// (PROTOCOL.md, section 9). `None` sends the body of servers that
+    /// predate it.
+    AddGoods {
+        goods: NewGoods,
+        request_id: Option<RequestId>,
+    },
     Restock {
         goods_id: u64,
         amount: u32,
@@ -104,7 +111,7 @@ impl Request {
             Request::Cancel { .. } => Opcode::Cancel,
             Request::ListOrders { .. } => Opcode::ListOrders,
             Request::Token { .. } => Opcode::Token,
-            Request::AddGoods(_) => Opcode::AddGoods,
+            Request::AddGoods { .. } => Opcode::AddGoods,
             Request::Restock { .. } => Opcode::Restock,
             Request::Stats => Opcode::Stats,
             Request::Reconcile { .. } => Opcode::Reconcile,
@@ -151,7 +158,13 @@ impl Request {
                 b.put_u64(*goods_id);
                 action.encode(b);
             }
-            Request::AddGoods(goods) => goods.encode(b),
+            Request::AddGoods { goods, request_id } => {
+                goods.encode(b);
+                // As for BUY: absent, it is left out, not written as 0.
+                if let Some(id) = request_id {
+                    b.put_u128(id.get());
+                }
+            }
             Request::Restock { goods_id, amount } => {
                 b.put_u64(*goods_id);
                 b.put_u32(*amount);
@@ -203,7 +216,10 @@ impl Request {
                 user_id: r.u64("user_id")?,
                 goods_id: r.u64("goods_id")?,
             },
-            Opcode::AddGoods => Request::AddGoods(NewGoods::decode(&mut r)?),
+            Opcode::AddGoods => Request::AddGoods {
+                goods: NewGoods::decode(&mut r)?,
+                request_id: client_request_id(&mut r)?,
+            },
             Opcode::Restock => Request::Restock {
                 goods_id: r.u64("goods_id")?,
                 amount: r.u32("amount")?,
@@ -219,7 +235,7 @@ impl Request {
     }
 }
 
-/// BUY's optional last field: there when its 16 bytes are. Fewer bytes are
+/// The optional last field of BUY and ADD_GOODS: there when its 16 bytes are. Fewer bytes are
 /// no id, and `finish` refuses them as trailing; an id of 0 is refused, so
 /// that a BUY without an id has one encoding, the short one.
 fn client_request_id(r: &mut Reader<'_>) -> Result<Option<RequestId>, BodyError> {
@@ -294,7 +310,11 @@ impl fmt::Debug for Request {
                 .field("user_id", user_id)
                 .field("goods_id", goods_id)
                 .finish(),
-            Request::AddGoods(goods) => f.debug_tuple("AddGoods").field(goods).finish(),
+            Request::AddGoods { goods, request_id } => f
+                .debug_struct("AddGoods")
+                .field("goods", goods)
+                .field("request_id", request_id)
+                .finish(),
             Request::Restock { goods_id, amount } => f
                 .debug_struct("Restock")
                 .field("goods_id", goods_id)

@@ -41,6 +41,11 @@ pub enum Status {
     OrderCancelled = 0x12,
     /// CANCEL: the order is paid and can no longer be cancelled.
     OrderPaid = 0x13,
+    /// BUY, version 2 on: the first BUY of this client request id is still
+    /// being committed; nothing was done by this one, send it again
+    /// shortly. A version 1 connection gets `busy` instead (the status is
+    /// new, and version 1 clients refuse statuses they do not know).
+    Pending = 0x14,
 }
 
 impl Status {
@@ -67,6 +72,7 @@ impl Status {
             0x11 => TokenUsed,
             0x12 => OrderCancelled,
             0x13 => OrderPaid,
+            0x14 => Pending,
             _ => return None,
         })
     }
@@ -95,6 +101,26 @@ impl Status {
             TokenUsed => "token_used",
             OrderCancelled => "order_cancelled",
             OrderPaid => "order_paid",
+            Pending => "pending",
+        }
+    }
+}
+
+impl Status {
+    /// Whether a request answered so did nothing and may be sent again as
+    /// it is, after a pause: `busy`, `rate_limited`, `pending`.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Status::Busy | Status::RateLimited | Status::Pending)
+    }
+
+    /// This status as a peer of protocol `version` may be sent it: a status
+    /// newer than the version becomes the older one it refines (`pending`
+    /// is a kind of `busy`), so that an older client never gets a status it
+    /// would refuse.
+    pub fn for_version(self, version: u16) -> Status {
+        match self {
+            Status::Pending if version < 2 => Status::Busy,
+            other => other,
         }
     }
 }
@@ -102,5 +128,31 @@ impl Status {
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Reply;
+
+    /// `pending` is new in version 2: a version 1 peer, which would refuse
+    /// the unknown status, is sent `busy` (what it always got), message
+    /// kept; every other status goes as it is.
+    #[test]
+    fn pending_goes_to_version_1_as_busy() {
+        assert_eq!(Status::Pending.for_version(1), Status::Busy);
+        assert_eq!(Status::Pending.for_version(2), Status::Pending);
+        assert_eq!(Status::SoldOut.for_version(1), Status::SoldOut);
+        assert_eq!(
+            Reply::error(Status::Pending, "being written").for_version(1),
+            Reply::error(Status::Busy, "being written")
+        );
+        assert_eq!(
+            Reply::Bought { order_no: 5 }.for_version(1),
+            Reply::Bought { order_no: 5 }
+        );
+        assert!(Status::Pending.is_retryable() && Status::RateLimited.is_retryable());
+        assert!(!Status::InternalError.is_retryable());
     }
 }

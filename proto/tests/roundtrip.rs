@@ -9,10 +9,10 @@ use bytes::{Buf, BytesMut};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use seckill_proto::{
-    BodyError, Drift, Frame, FrameError, Goods, GoodsState, NewGoods, Opcode, Order, OrderState,
-    Reply, Request, RequestId, SaleAction, SaleRules, Stat, Status, ALL_GOODS, BUY_LEN,
-    BUY_WITH_ID_LEN, HEADER_LEN, LEN_PREFIX, MAX_NAME_LEN, MAX_REPLY_FRAME, MAX_REQUEST_FRAME,
-    MAX_TOKEN_LEN, NO_TOKEN,
+    BodyError, Capabilities, Drift, Frame, FrameError, Goods, GoodsState, NewGoods, Opcode, Order,
+    OrderState, Reply, Request, RequestId, SaleAction, SaleRules, ServerInfo, Stat, Status,
+    ALL_GOODS, BUY_LEN, BUY_WITH_ID_LEN, HEADER_LEN, LEN_PREFIX, MAX_NAME_LEN, MAX_REPLY_FRAME,
+    MAX_REQUEST_FRAME, MAX_TOKEN_LEN, NO_TOKEN,
 };
 
 /// Longest stat name the decoder accepts (PROTOCOL.md, section 2); the crate
@@ -252,7 +252,8 @@ fn request() -> impl Strategy<Value = Request> {
         any::<u64>().prop_map(|user_id| Request::ListOrders { user_id }),
         (any::<u64>(), any::<u64>())
             .prop_map(|(user_id, goods_id)| Request::Token { user_id, goods_id }),
-        new_goods().prop_map(Request::AddGoods),
+        (new_goods(), client_request_id())
+            .prop_map(|(goods, request_id)| Request::AddGoods { goods, request_id }),
         (any::<u64>(), any::<u32>())
             .prop_map(|(goods_id, amount)| Request::Restock { goods_id, amount }),
         Just(Request::Stats),
@@ -284,7 +285,7 @@ const ALL_OPCODES: [Opcode; 16] = [
 
 /// Every status that travels with a message: all but `ok`.
 /// `already_bought` is one too, except in a reply to BUY.
-const MESSAGE_STATUSES: [Status; 19] = [
+const MESSAGE_STATUSES: [Status; 20] = [
     Status::SoldOut,
     Status::AlreadyBought,
     Status::NotStarted,
@@ -304,7 +305,21 @@ const MESSAGE_STATUSES: [Status; 19] = [
     Status::TokenUsed,
     Status::OrderCancelled,
     Status::OrderPaid,
+    Status::Pending,
 ];
+
+fn server_info() -> impl Strategy<Value = ServerInfo> {
+    (any::<(u16, u16, u32, u32)>(), any::<u64>(), any::<u64>()).prop_map(
+        |((min_version, max_version, max_request_frame, max_in_flight), time, bits)| ServerInfo {
+            min_version,
+            max_version,
+            max_request_frame,
+            max_in_flight,
+            server_time_ms: time,
+            capabilities: Capabilities::from_bits(bits),
+        },
+    )
+}
 
 /// A reply with the request opcode it answers.
 fn reply() -> impl Strategy<Value = (Opcode, Reply)> {
@@ -321,8 +336,19 @@ fn reply() -> impl Strategy<Value = (Opcode, Reply)> {
         )
         .prop_map(|(op, status, message)| (op, Reply::error(status, message)));
     prop_oneof![
-        (any::<u16>(), any::<bool>())
-            .prop_map(|(version, admin)| (Opcode::Hello, Reply::Hello { version, admin })),
+        (
+            any::<u16>(),
+            any::<bool>(),
+            proptest::option::of(server_info())
+        )
+            .prop_map(|(version, admin, server)| (
+                Opcode::Hello,
+                Reply::Hello {
+                    version,
+                    admin,
+                    server
+                }
+            )),
         Just((Opcode::Ping, Reply::Pong)),
         vec(goods(), 0..6).prop_map(|list| (Opcode::ListGoods, Reply::GoodsList(list))),
         goods().prop_map(|g| (Opcode::GetGoods, Reply::Goods(g))),
@@ -530,18 +556,21 @@ fn request_stream() -> (Vec<u8>, Vec<usize>, Vec<(u64, Request)>) {
             user_id: 7,
             goods_id: 2,
         },
-        Request::AddGoods(NewGoods {
-            name: "Café crème ☕".into(),
-            price_cents: 450,
-            stock: 10,
-            start_ms: 1_700_000_000_000,
-            end_ms: 1_700_003_600_000,
-            rules: SaleRules {
-                per_user_limit: 2,
-                pay_window_ms: 60_000,
-                token_required: true,
+        Request::AddGoods {
+            goods: NewGoods {
+                name: "Café crème ☕".into(),
+                price_cents: 450,
+                stock: 10,
+                start_ms: 1_700_000_000_000,
+                end_ms: 1_700_003_600_000,
+                rules: SaleRules {
+                    per_user_limit: 2,
+                    pay_window_ms: 60_000,
+                    token_required: true,
+                },
             },
-        }),
+            request_id: None,
+        },
         Request::Restock {
             goods_id: 3,
             amount: 50,
@@ -680,6 +709,7 @@ fn a_reply_stream_decodes_the_same_byte_by_byte() {
             Reply::Hello {
                 version: 1,
                 admin: true,
+                server: None,
             },
         ),
         (Opcode::Ping, Reply::Pong),
@@ -1173,14 +1203,17 @@ fn hello(token: String) -> Vec<u8> {
 
 fn add_goods(name: String) -> Vec<u8> {
     encode_request(
-        &Request::AddGoods(NewGoods {
-            name,
-            price_cents: 1,
-            stock: 1,
-            start_ms: 0,
-            end_ms: 1,
-            rules: SaleRules::default(),
-        }),
+        &Request::AddGoods {
+            goods: NewGoods {
+                name,
+                price_cents: 1,
+                stock: 1,
+                start_ms: 0,
+                end_ms: 1,
+                rules: SaleRules::default(),
+            },
+            request_id: None,
+        },
         1,
     )
 }
@@ -1263,6 +1296,7 @@ fn body_errors_are_reported_by_kind() {
         &Reply::Hello {
             version: 1,
             admin: true,
+            server: None,
         },
         1,
     );

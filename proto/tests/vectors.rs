@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 
 use bytes::BytesMut;
 use seckill_proto::{
-    Drift, Frame, Goods, GoodsState, NewGoods, Opcode, Order, OrderState, Reply, Request,
-    RequestId, SaleAction, SaleRules, Stat, Status, ALL_GOODS, DEFAULT_PAY_WINDOW_MS,
-    MAX_REPLY_FRAME, MAX_REQUEST_FRAME, NO_TOKEN,
+    BodyError, Capabilities, Drift, Frame, FrameError, Goods, GoodsState, NewGoods, Opcode, Order,
+    OrderState, Reply, Request, RequestId, SaleAction, SaleRules, ServerInfo, Stat, Status,
+    ALL_GOODS, DEFAULT_PAY_WINDOW_MS, MAX_REPLY_FRAME, MAX_REQUEST_FRAME, NO_TOKEN,
 };
 
 const PROTOCOL: &str = include_str!("../PROTOCOL.md");
@@ -80,6 +80,18 @@ fn phone(total: u32, remaining: u32, state: GoodsState) -> Goods {
         start_ms: START_MS,
         end_ms: END_MS,
         state,
+        rules: PHONE_RULES,
+    }
+}
+
+/// The ADD_GOODS of the Phone.
+fn phone_new() -> NewGoods {
+    NewGoods {
+        name: "Phone".into(),
+        price_cents: 99_900,
+        stock: 100,
+        start_ms: START_MS,
+        end_ms: END_MS,
         rules: PHONE_RULES,
     }
 }
@@ -149,6 +161,15 @@ fn vectors() -> Vec<Vector> {
             Request::Hello {
                 version: 1,
                 token: "secret".into(),
+            },
+        ),
+        request(
+            "hello_v2_request",
+            "request id=1 Hello{version=2, token=\"\"}",
+            1,
+            Request::Hello {
+                version: 2,
+                token: String::new(),
             },
         ),
         request("ping_request", "request id=2 Ping", 2, Request::Ping),
@@ -259,14 +280,22 @@ fn vectors() -> Vec<Vector> {
              start_ms=1700000000000, end_ms=1700003600000, rules={per_user_limit=1, \
              pay_window_ms=900000, token_required=0}}",
             5,
-            Request::AddGoods(NewGoods {
-                name: "Phone".into(),
-                price_cents: 99_900,
-                stock: 100,
-                start_ms: START_MS,
-                end_ms: END_MS,
-                rules: PHONE_RULES,
-            }),
+            Request::AddGoods {
+                goods: phone_new(),
+                request_id: None,
+            },
+        ),
+        request(
+            "add_goods_request_id_request",
+            "request id=5 AddGoods{name=\"Phone\", price_cents=99900, stock=100, \
+             start_ms=1700000000000, end_ms=1700003600000, rules={per_user_limit=1, \
+             pay_window_ms=900000, token_required=0}, \
+             client_request_id=0x0123456789abcdeffedcba9876543210}",
+            5,
+            Request::AddGoods {
+                goods: phone_new(),
+                request_id: REQUEST_ID,
+            },
         ),
         request(
             "restock_request",
@@ -334,6 +363,7 @@ fn vectors() -> Vec<Vector> {
             Reply::Hello {
                 version: 1,
                 admin: false,
+                server: None,
             },
         ),
         reply(
@@ -344,7 +374,36 @@ fn vectors() -> Vec<Vector> {
             Reply::Hello {
                 version: 1,
                 admin: true,
+                server: None,
             },
+        ),
+        reply(
+            "hello_v2_reply",
+            "reply to=HELLO id=1 ok Hello{version=2, admin=0, server={min_version=1, \
+             max_version=2, max_request_frame=65536, max_in_flight=256, \
+             server_time_ms=1700000000000, capabilities=0x3}}",
+            Opcode::Hello,
+            1,
+            Reply::Hello {
+                version: 2,
+                admin: false,
+                server: Some(ServerInfo {
+                    min_version: 1,
+                    max_version: 2,
+                    max_request_frame: MAX_REQUEST_FRAME,
+                    max_in_flight: 256,
+                    server_time_ms: START_MS,
+                    capabilities: Capabilities::BUY_REQUEST_ID
+                        .with(Capabilities::ADD_GOODS_REQUEST_ID),
+                }),
+            },
+        ),
+        reply(
+            "pending_reply",
+            "reply to=BUY id=49 pending message=\"being written\"",
+            Opcode::Buy,
+            49,
+            Reply::error(Status::Pending, "being written"),
         ),
         reply(
             "pong_reply",
@@ -728,6 +787,302 @@ fn decoding_the_documented_bytes_gives_the_value() {
                 );
             }
         }
+    }
+}
+
+/// What a receiver must do with the bytes of a negative vector.
+#[derive(Debug, PartialEq)]
+enum Refusal {
+    /// The frame cannot be delimited: the connection is closed (7.1).
+    Frame(FrameError),
+    /// The frame is whole but its body is invalid: `bad_request` to that
+    /// frame, and the connection goes on (7.2).
+    Body(BodyError),
+}
+
+/// Who receives a negative vector's bytes.
+#[derive(Clone, Copy)]
+enum Receiver {
+    Server,
+    Client,
+}
+
+struct Negative {
+    name: &'static str,
+    /// The document's second line: `server refuses: WHY` or `client
+    /// refuses: WHY`, WHY being the refusal's Display text.
+    receiver: Receiver,
+    bytes: Vec<u8>,
+    refusal: Refusal,
+}
+
+/// Frame bytes from a request vector's value, changed by `edit`.
+fn edited(value: &Value, edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut bytes = encode(value);
+    edit(&mut bytes);
+    bytes
+}
+
+/// Adds `n` to a frame's length prefix (negative to shorten).
+fn grow_length(bytes: &mut [u8], n: i64) {
+    let len = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    let len = u32::try_from(i64::from(len) + n).expect("a valid length");
+    bytes[..4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Bytes a receiver MUST refuse, and how (PROTOCOL.md, section 11.1).
+fn negatives() -> Vec<Negative> {
+    let buy = Value::Request {
+        id: 42,
+        request: Request::Buy {
+            user_id: 7,
+            goods_id: 1,
+            token: 0,
+            request_id: None,
+        },
+    };
+    let hello = Value::Reply {
+        to: Opcode::Hello,
+        id: 1,
+        reply: Reply::Hello {
+            version: 1,
+            admin: false,
+            server: None,
+        },
+    };
+    let ping = Value::Request {
+        id: 2,
+        request: Request::Ping,
+    };
+    let add = Value::Request {
+        id: 5,
+        request: Request::AddGoods {
+            goods: phone_new(),
+            request_id: None,
+        },
+    };
+    vec![
+        Negative {
+            name: "frame_too_large",
+            receiver: Receiver::Server,
+            bytes: vec![0x00, 0x01, 0x00, 0x01, 0x02],
+            refusal: Refusal::Frame(FrameError::TooLarge {
+                len: 65537,
+                max: MAX_REQUEST_FRAME,
+            }),
+        },
+        Negative {
+            name: "frame_too_short",
+            receiver: Receiver::Server,
+            bytes: vec![0x00, 0x00, 0x00, 0x08, 0x02, 0, 0, 0, 0, 0, 0, 0],
+            refusal: Refusal::Frame(FrameError::TooShort { len: 8 }),
+        },
+        Negative {
+            name: "unknown_opcode",
+            receiver: Receiver::Server,
+            bytes: edited(&ping, |b| b[4] = 0x30),
+            refusal: Refusal::Body(BodyError::UnknownOpcode(0x30)),
+        },
+        Negative {
+            name: "buy_trailing_byte",
+            receiver: Receiver::Server,
+            bytes: edited(&buy, |b| {
+                b.push(0);
+                grow_length(b, 1);
+            }),
+            refusal: Refusal::Body(BodyError::TrailingBytes(1)),
+        },
+        Negative {
+            name: "buy_truncated",
+            receiver: Receiver::Server,
+            bytes: edited(&buy, |b| {
+                b.truncate(b.len() - 1);
+                grow_length(b, -1);
+            }),
+            refusal: Refusal::Body(BodyError::Truncated("token")),
+        },
+        Negative {
+            name: "buy_zero_request_id",
+            receiver: Receiver::Server,
+            bytes: edited(&buy, |b| {
+                b.extend([0; 16]);
+                grow_length(b, 16);
+            }),
+            refusal: Refusal::Body(BodyError::BadValue {
+                field: "client_request_id",
+                value: 0,
+            }),
+        },
+        Negative {
+            name: "add_goods_zero_request_id",
+            receiver: Receiver::Server,
+            bytes: edited(&add, |b| {
+                b.extend([0; 16]);
+                grow_length(b, 16);
+            }),
+            refusal: Refusal::Body(BodyError::BadValue {
+                field: "client_request_id",
+                value: 0,
+            }),
+        },
+        Negative {
+            name: "hello_token_bad_utf8",
+            receiver: Receiver::Server,
+            bytes: vec![
+                0x00, 0x00, 0x00, 0x0e, 0x01, 0, 0, 0, 0, 0, 0, 0, 1, 0x00, 0x02, 0x00, 0x01, 0xff,
+            ],
+            refusal: Refusal::Body(BodyError::BadUtf8("token")),
+        },
+        Negative {
+            name: "reply_unknown_status",
+            receiver: Receiver::Client,
+            bytes: vec![
+                0x00, 0x00, 0x00, 0x0c, 0xa0, 0, 0, 0, 0, 0, 0, 0, 42, 0x15, 0x00, 0x00,
+            ],
+            refusal: Refusal::Body(BodyError::BadValue {
+                field: "status",
+                value: 0x15,
+            }),
+        },
+        Negative {
+            name: "hello_reply_bad_bool",
+            receiver: Receiver::Client,
+            bytes: edited(&hello, |b| *b.last_mut().expect("a body") = 2),
+            refusal: Refusal::Body(BodyError::BadValue {
+                field: "admin",
+                value: 2,
+            }),
+        },
+        Negative {
+            name: "hello_reply_short_server_info",
+            receiver: Receiver::Client,
+            bytes: edited(&hello, |b| {
+                b.extend([0x00, 0x01, 0x00]);
+                grow_length(b, 3);
+            }),
+            refusal: Refusal::Body(BodyError::Truncated("max_version")),
+        },
+        Negative {
+            name: "ok_connection_error",
+            receiver: Receiver::Client,
+            bytes: vec![0x00, 0x00, 0x00, 0x0a, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0x00],
+            refusal: Refusal::Body(BodyError::BadValue {
+                field: "status",
+                value: 0,
+            }),
+        },
+    ]
+}
+
+impl Negative {
+    fn description(&self) -> String {
+        let who = match self.receiver {
+            Receiver::Server => "server",
+            Receiver::Client => "client",
+        };
+        let why = match &self.refusal {
+            Refusal::Frame(e) => format!("closes the connection: {e}"),
+            Refusal::Body(e) => format!("refuses the body: {e}"),
+        };
+        format!("{who} {why}")
+    }
+
+    /// What the receiver makes of the bytes.
+    fn receive(&self) -> Refusal {
+        let max = match self.receiver {
+            Receiver::Server => MAX_REQUEST_FRAME,
+            Receiver::Client => MAX_REPLY_FRAME,
+        };
+        let frame = match Frame::parse(&self.bytes, max) {
+            Ok((frame, used)) => {
+                assert_eq!(used, self.bytes.len(), "negative {}", self.name);
+                frame
+            }
+            Err(e) => return Refusal::Frame(e),
+        };
+        let decoded = match self.receiver {
+            Receiver::Server => Request::decode(&frame).map(|r| format!("{r:?}")),
+            Receiver::Client => Reply::decode(&frame).map(|r| format!("{r:?}")),
+        };
+        match decoded {
+            Ok(value) => panic!("negative {} was accepted as {value}", self.name),
+            Err(e) => Refusal::Body(e),
+        }
+    }
+}
+
+/// Every fenced block of the document whose first line is `refused: NAME`.
+fn doc_negatives() -> BTreeMap<String, DocVector> {
+    let mut found = BTreeMap::new();
+    let mut lines = PROTOCOL.lines();
+    while let Some(line) = lines.next() {
+        if !line.trim_start().starts_with("```") {
+            continue;
+        }
+        let block: Vec<&str> = lines
+            .by_ref()
+            .take_while(|l| !l.trim_start().starts_with("```"))
+            .collect();
+        let Some(name) = block.first().and_then(|l| l.strip_prefix("refused: ")) else {
+            continue;
+        };
+        let description = block
+            .get(1)
+            .unwrap_or_else(|| panic!("negative {name} has no description line"));
+        let bytes = block[2..]
+            .iter()
+            .flat_map(|l| l.split_whitespace())
+            .map(|h| {
+                u8::from_str_radix(h, 16)
+                    .unwrap_or_else(|_| panic!("negative {name}: `{h}` is not hex"))
+            })
+            .collect();
+        let previous = found.insert(
+            name.trim().to_owned(),
+            DocVector {
+                description: description.to_string(),
+                bytes,
+            },
+        );
+        assert!(previous.is_none(), "negative {name} appears twice");
+    }
+    found
+}
+
+#[test]
+fn every_negative_vector_is_documented_and_refused_as_it_says() {
+    let doc = doc_negatives();
+    let negatives = negatives();
+    let names: Vec<&str> = negatives.iter().map(|n| n.name).collect();
+    let unchecked: Vec<&String> = doc
+        .keys()
+        .filter(|n| !names.contains(&n.as_str()))
+        .collect();
+    assert!(
+        unchecked.is_empty(),
+        "not checked by this test: {unchecked:?}"
+    );
+    for n in &negatives {
+        let Some(d) = doc.get(n.name) else {
+            panic!("negative {} is missing from PROTOCOL.md", n.name);
+        };
+        assert_eq!(d.description, n.description(), "negative {}", n.name);
+        assert_eq!(d.bytes, n.bytes, "negative {}: bytes", n.name);
+        assert_eq!(n.receive(), n.refusal, "negative {}", n.name);
+    }
+}
+
+/// Prints the negative blocks in the document's format.
+#[test]
+#[ignore = "prints the negative vector blocks for PROTOCOL.md"]
+fn print_negatives() {
+    for n in negatives() {
+        println!("```\nrefused: {}\n{}", n.name, n.description());
+        for line in n.bytes.chunks(16) {
+            let hex: Vec<String> = line.iter().map(|b| format!("{b:02x}")).collect();
+            println!("{}", hex.join(" "));
+        }
+        println!("```\n");
     }
 }
 

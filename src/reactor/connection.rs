@@ -33,6 +33,9 @@ pub struct Connection {
     pub greeted: bool,
     /// HELLO presented the admin token.
     pub admin: bool,
+    /// The protocol version HELLO agreed on; 0 before. Replies are sent in
+    /// it: a status newer than it is sent as the older one it refines.
+    pub version: u16,
     /// Requests handed to workers and not yet answered.
     pub inflight: usize,
     pub last_read: Instant,
@@ -73,6 +76,7 @@ impl Connection {
             wbuf: BytesMut::new(),
             greeted: false,
             admin: false,
+            version: 0,
             inflight: 0,
             last_read: Instant::now(),
             partial_since: None,

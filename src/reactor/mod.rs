@@ -245,9 +245,11 @@ impl Reactor {
                 continue; // its connection is gone
             }
             conn.inflight -= 1;
-            completion
-                .reply
-                .encode(origin.opcode, origin.id, &mut conn.wbuf);
+            completion.reply.for_version(conn.version).encode(
+                origin.opcode,
+                origin.id,
+                &mut conn.wbuf,
+            );
             touched.push(origin.conn.slot);
         }
         if !self.inbox.completions.is_empty() {

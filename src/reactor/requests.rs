@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use crossbeam_channel::{Sender, TrySendError};
-use seckill_proto::{Frame, Reply, Request, RequestId, Status, VERSION};
+use seckill_proto::{
+    Capabilities, Frame, Reply, Request, RequestId, ServerInfo, Status, MIN_VERSION, VERSION,
+};
 
 use super::connection::Connection;
 use super::rate_limit::RateLimiter;
@@ -33,6 +35,9 @@ pub struct Handler {
     /// Shared by every reactor: a user's rate does not depend on which
     /// connection they use.
     buy_limit: Arc<RateLimiter>,
+    /// The limits HELLO tells a client of version 2 or more.
+    max_frame: u32,
+    max_inflight: usize,
 }
 
 impl Handler {
@@ -51,6 +56,9 @@ impl Handler {
             admin_token: config.admin_token.clone(),
             admin_listener: config.admin_listen.is_some(),
             buy_limit: Arc::new(RateLimiter::new(config.buy_rate, config.buy_burst)),
+            max_frame: config.max_frame,
+            // As the reactor applies it: never under 1.
+            max_inflight: config.max_inflight.max(1),
         }
     }
 
@@ -70,7 +78,9 @@ impl Handler {
             if reply.status() == Status::BadRequest {
                 metrics::add(&self.metrics.bad_requests, 1);
             }
-            reply.encode(origin.opcode, origin.id, &mut conn.wbuf);
+            reply
+                .for_version(conn.version)
+                .encode(origin.opcode, origin.id, &mut conn.wbuf);
         }
     }
 
@@ -184,24 +194,29 @@ impl Handler {
         )
     }
 
+    /// HELLO, first or again: a later HELLO is handled like the first and
+    /// replaces what it agreed (version, admin rights); one refused leaves
+    /// the connection not greeted.
     fn hello(&self, conn: &mut Connection, version: u16, token: &str) -> Reply {
-        if version != VERSION {
+        if !(MIN_VERSION..=VERSION).contains(&version) {
             // Nothing else this peer says can be understood: answer, then close.
             conn.closing = true;
             return Reply::error(
                 Status::UnsupportedVersion,
-                format!("this server speaks protocol version {VERSION}, not {version}"),
+                format!(
+                    "this server speaks protocol versions {MIN_VERSION} to {VERSION}, not {version}"
+                ),
             );
         }
+        let refuse = |conn: &mut Connection, why: &str| {
+            conn.greeted = false;
+            conn.admin = false;
+            Reply::error(Status::Unauthorized, why)
+        };
         let admin = match (&self.admin_token, token.is_empty()) {
             (_, true) => false,
             (_, false) if self.admin_listener && !conn.admin_port => {
-                conn.greeted = false;
-                conn.admin = false;
-                return Reply::error(
-                    Status::Unauthorized,
-                    "admin commands are served on the admin listener only",
-                );
+                return refuse(conn, "admin commands are served on the admin listener only");
             }
             // Constant time, so that the comparison does not leak how much
             // of a guess was right.
@@ -213,17 +228,34 @@ impl Handler {
             {
                 true
             }
-            (_, false) => {
-                conn.greeted = false;
-                conn.admin = false;
-                return Reply::error(Status::Unauthorized, "wrong admin token");
-            }
+            (_, false) => return refuse(conn, "wrong admin token"),
         };
         conn.greeted = true;
         conn.admin = admin;
+        // The connection speaks the version the client asked for: it may be
+        // an older one than ours, whose replies it reads.
+        conn.version = version;
         Reply::Hello {
-            version: VERSION,
+            version,
             admin,
+            server: (version >= 2).then(|| self.server_info(conn)),
+        }
+    }
+
+    /// What HELLO of version 2 or more tells about this server.
+    fn server_info(&self, conn: &Connection) -> ServerInfo {
+        let mut capabilities =
+            Capabilities::BUY_REQUEST_ID.with(Capabilities::ADD_GOODS_REQUEST_ID);
+        if self.admin_listener && !conn.admin_port {
+            capabilities = capabilities.with(Capabilities::ADMIN_LISTENER_ONLY);
+        }
+        ServerInfo {
+            min_version: MIN_VERSION,
+            max_version: VERSION,
+            max_request_frame: self.max_frame,
+            max_in_flight: u32::try_from(self.max_inflight).unwrap_or(u32::MAX),
+            server_time_ms: now_ms(),
+            capabilities,
         }
     }
 

@@ -4,13 +4,16 @@
 //! holds up no BUY of any other goods.
 
 use log::warn;
-use seckill_proto::{NewGoods, Reply, SaleAction, Status};
+use seckill_proto::{NewGoods, Reply, RequestId, SaleAction, Status};
 
 use super::{describe, now_ms, store_failure, unknown_goods, Sale, MAX_PAY_WINDOW_MS};
-use crate::store::{GoodsId, SaleChange};
+use crate::store::{GoodsId, GoodsRecord, SaleChange};
 
 impl Sale {
-    pub fn add_goods(&self, new: &NewGoods) -> Reply {
+    /// ADD_GOODS. With a request id it is safe to send again: a repeat
+    /// (after a lost reply, a timeout, a restart of either side) gets the
+    /// goods the first one made, found in the order store by its id.
+    pub fn add_goods(&self, new: &NewGoods, request_id: Option<RequestId>) -> Reply {
         if new.name.trim().is_empty() {
             return Reply::error(Status::BadRequest, "a goods needs a name");
         }
@@ -26,9 +29,25 @@ impl Sale {
                 "the payment window must be between 1 ms and 366 days",
             );
         }
-        let record = match self.orders.add_goods(new) {
+        // The id proper: the repeat mark says nothing about which goods.
+        // An id of only the mark is no id, as for BUY.
+        let request_id = request_id.and_then(RequestId::purchase);
+        if let Some(id) = request_id {
+            match self.orders.added_by(id) {
+                Ok(Some(found)) => return self.added_before(new, id, &found),
+                Ok(None) => {}
+                Err(e) => return store_failure("order store", &e),
+            }
+        }
+        let record = match self.orders.add_goods(new, request_id) {
             Ok(r) => r,
-            Err(e) => return store_failure("order store", &e),
+            // Another server added under this id meanwhile (the key
+            // refused ours), or our commit went through and its reply was
+            // lost: either way the order store now names the goods.
+            Err(e) => match request_id.map(|id| (id, self.orders.added_by(id))) {
+                Some((id, Ok(Some(found)))) => return self.added_before(new, id, &found),
+                _ => return store_failure("order store", &e),
+            },
         };
         let loaded = self.orders.next_epoch(record.id, 0).and_then(|epoch| {
             self.stock.begin_load(record.id, epoch)?;
@@ -53,6 +72,34 @@ impl Sale {
             entry.gate.mark_unsure();
         }
         Reply::GoodsAdded(entry.view.to_goods(now_ms()))
+    }
+
+    /// The answer to a repeated ADD_GOODS: the goods its first send made,
+    /// as it stands now. A repeat naming another goods is a client's
+    /// mistake (one id for two additions), refused rather than answered
+    /// with a goods the caller did not mean.
+    fn added_before(&self, new: &NewGoods, id: RequestId, found: &GoodsRecord) -> Reply {
+        if found.name != new.name {
+            return Reply::error(
+                Status::BadRequest,
+                format!(
+                    "request id {id} already added goods {} under another name",
+                    found.id
+                ),
+            );
+        }
+        match self.catalog.get(found.id) {
+            Some(entry) => Reply::GoodsAdded(entry.view.to_goods(now_ms())),
+            // Added by another server a moment ago: this one's catalog
+            // learns of it at its next refresh.
+            None => Reply::error(
+                Status::Busy,
+                format!(
+                    "goods {} is not loaded on this server yet, retry later",
+                    found.id
+                ),
+            ),
+        }
     }
 
     pub fn restock(&self, goods: GoodsId, amount: u32) -> Reply {

@@ -195,9 +195,12 @@ impl Sale {
                     if written_elsewhere.is_some() {
                         self.forget_if_abandoned(&entry, b, order_no);
                     }
+                    // `pending`, not `busy`: the server is not overloaded,
+                    // the first attempt is simply not settled yet. Sent as
+                    // `busy` to a version 1 connection.
                     metrics::add(&self.metrics.busy, 1);
                     Decision::Answer(Reply::error(
-                        Status::Busy,
+                        Status::Pending,
                         "this request's order is being written, retry later",
                     ))
                 }
@@ -286,7 +289,7 @@ impl Sale {
             {
                 metrics::add(&self.metrics.busy, 1);
                 Reply::error(
-                    Status::Busy,
+                    Status::Pending,
                     "this user's order is being written, retry later",
                 )
             }

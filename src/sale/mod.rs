@@ -201,7 +201,7 @@ impl Sale {
             Request::ListOrders { user_id } => self.list_orders(user_id),
             Request::Token { user_id, goods_id } => self.issue_token(user_id, goods_id),
             Request::SaleControl { goods_id, action } => self.control(goods_id, action),
-            Request::AddGoods(new) => self.add_goods(&new),
+            Request::AddGoods { goods, request_id } => self.add_goods(&goods, request_id),
             Request::Restock { goods_id, amount } => self.restock(goods_id, amount),
             Request::Reconcile { goods_id } => {
                 self.reconcile_reply((goods_id != ALL_GOODS).then_some(goods_id))

@@ -495,7 +495,17 @@ pub trait OrderStore: Send + Sync {
     /// One goods as it stands now, if it exists.
     fn find_goods(&self, goods: GoodsId) -> Result<Option<GoodsRecord>, StoreError>;
 
-    fn add_goods(&self, goods: &NewGoods) -> Result<GoodsRecord, StoreError>;
+    /// Adds a goods. With a `request_id` (without its repeat mark), the id
+    /// is recorded in the same transaction, and a second goods under one id
+    /// is refused (the caller then looks it up with [`OrderStore::added_by`]).
+    fn add_goods(
+        &self,
+        goods: &NewGoods,
+        request_id: Option<RequestId>,
+    ) -> Result<GoodsRecord, StoreError>;
+
+    /// The goods an ADD_GOODS of this request id made, if one did.
+    fn added_by(&self, request_id: RequestId) -> Result<Option<GoodsRecord>, StoreError>;
 
     /// Raises a goods' total stock by `amount`.
     fn restock(&self, goods: GoodsId, amount: u32) -> Result<GoodsRecord, StoreError>;

@@ -413,7 +413,9 @@ impl Crowd {
                             Ok(Purchase::SoldOut) => Outcome::SoldOut,
                             Ok(other) => panic!("user {user}: unexpected {other:?}"),
                             Err(e) => match e.status() {
-                                Some(Status::Busy) => Outcome::Busy,
+                                // `pending`: a retry of this user's BUY whose
+                                // first write is not settled: nothing done.
+                                Some(Status::Busy | Status::Pending) => Outcome::Busy,
                                 Some(Status::InternalError) => Outcome::InDoubt,
                                 _ if quit.load(Ordering::Relaxed) => return,
                                 _ => panic!("user {user}: {e}"),
@@ -938,7 +940,7 @@ fn redis_hung_mid_sale_durable_busy_means_nothing_was_done() {
     for &user in &busy {
         let again = loop {
             match client.buy(user, goods) {
-                Err(e) if e.status() == Some(Status::Busy) => {
+                Err(e) if matches!(e.status(), Some(Status::Busy | Status::Pending)) => {
                     std::thread::sleep(Duration::from_millis(20))
                 }
                 other => break other.expect("BUY again"),

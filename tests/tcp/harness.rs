@@ -526,7 +526,7 @@ impl Backends {
         ]
     }
 
-    fn mysql(&self) -> mysql::PooledConn {
+    pub fn mysql(&self) -> mysql::PooledConn {
         let pool = mysql::Pool::new(self.mysql_base.as_str())
             .unwrap_or_else(|e| panic!("MySQL at {} ({e}); run ./test.sh", self.mysql_base));
         pool.get_conn().expect("MySQL connection")

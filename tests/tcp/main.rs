@@ -20,3 +20,4 @@ mod several;
 mod shutdown;
 mod startup;
 mod stores;
+mod versions;

@@ -176,3 +176,50 @@ fn a_node_id_found_held_once_mysql_is_up_stops_the_server() {
     assert!(log.contains("node id 5 is held by a live server"), "{log}");
     drop(holder);
 }
+
+/// A server that cannot reach Redis has created nothing in MySQL: the
+/// stock store is asked first, so a start that goes no further leaves no
+/// database behind.
+#[test]
+fn a_server_without_redis_creates_no_mysql_database() {
+    use mysql::prelude::Queryable;
+    let dir = tempfile::tempdir().unwrap();
+    let mut stores = Backends::new();
+    stores.redis_url = "redis://127.0.0.1:1".into();
+    let server = start(&dir, &stores);
+    assert_busy(&mut server.client(), 1);
+    // Start-up has tried (and retried) by now: its first try runs before
+    // the server listens.
+    std::thread::sleep(Duration::from_millis(500));
+    let found: Option<String> = stores
+        .mysql()
+        .exec_first(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+            (&stores.db,),
+        )
+        .unwrap();
+    assert_eq!(found, None, "the database was created with Redis down");
+    assert!(server.terminate().success());
+}
+
+/// A listen address that is taken fails the start before the data file is
+/// made: no empty SQLite file is left behind.
+#[test]
+fn a_refused_bind_leaves_no_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("never.db");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_seckill-server"))
+        .args(["--listen", &addr, "--data"])
+        .arg(&data)
+        .env_remove("RUST_BACKTRACE")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run seckill-server");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started on a taken port: {log}");
+    assert!(log.contains(&addr), "{log}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -49,6 +49,7 @@ fn serve(mut stream: TcpStream) {
                 Ok(Request::Hello { .. }) => Reply::Hello {
                     version: VERSION,
                     admin: false,
+                    server: None,
                 },
                 Ok(Request::Buy { .. }) => Reply::Bought {
                     order_no: ORDERS.fetch_add(1, Ordering::Relaxed),

@@ -258,7 +258,7 @@ fn status_outcome(status: Status) -> Outcome {
         Status::Ok => Outcome::Ok,
         Status::SoldOut => Outcome::SoldOut,
         Status::AlreadyBought => Outcome::AlreadyBought,
-        Status::Busy => Outcome::Busy,
+        Status::Busy | Status::Pending => Outcome::Busy,
         other => Outcome::Error(other.as_str()),
     }
 }
@@ -326,6 +326,7 @@ mod tests {
         Reply::Hello {
             version: VERSION,
             admin: false,
+            server: None,
         }
         .encode(Opcode::Hello as u8, HELLO_ID, &mut input);
         Reply::Bought { order_no: 77 }.encode(Opcode::Buy as u8, 5, &mut input);

@@ -1,9 +1,12 @@
 //! `seckill-cli`: talk to a seckill flash-sale server from a shell.
 //!
-//! Tables for people, `--json` for scripts. Exit codes: 0 success; 2 a
-//! flash-sale answer that is not a success (BUY sold out, not started, ended
-//! or paused; TOKEN for such a sale; PAY of a cancelled order; CANCEL of a
-//! paid one; ORDER with no order); 1 any error, explained on stderr.
+//! Tables for people, `--json` for scripts (one JSON value on stdout per
+//! command, failures included; clients/README.md documents each shape).
+//! Exit codes: 0 success; 2 a flash-sale answer that is not a success (BUY
+//! sold out, not started, ended or paused; TOKEN for such a sale; PAY of a
+//! cancelled order; CANCEL of a paid one; ORDER with no order); 3 a failure
+//! worth retrying as it is (`busy`, `rate_limited`, `pending`, a timeout,
+//! a BUY or ADD_GOODS whose outcome is unknown); 1 anything else.
 
 mod cli;
 
@@ -14,12 +17,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use seckill_client::proto::Capabilities;
 use seckill_client::{
     random_request_id, Cancellation, Client, Error as ClientError, ErrorKind, Goods, NewGoods,
     Order, OrderState, Payment, Purchase, RequestId, SaleAction, SaleRules, Status,
 };
 use serde::Serialize;
-use serde_json::json;
 
 use cli::input::{
     parse_goods_id, parse_pay_window, parse_price, parse_purchase_token, parse_when, resolve,
@@ -27,11 +30,17 @@ use cli::input::{
 };
 use cli::output::{
     goods_table, orders_table, outcome, purchase_line, reconcile_table, stats_table, token_line,
-    DriftJson, GoodsJson, OrderJson, TokenJson,
+    BuyJson, DriftJson, FailureJson, GoodsJson, NoTokenJson, OrderJson, TokenJson,
 };
 
 /// The exit code of an answer that is not a success but not an error either.
 const EXIT_NO_LUCK: u8 = 2;
+/// The exit code of a failure that may go away if the same command is run
+/// again a little later: nothing was done, or it is safe to do again.
+const EXIT_RETRY: u8 = 3;
+
+/// How long a server has to answer HELLO.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The help heading of the options every subcommand takes.
 const GLOBAL: &str = "Global options";
@@ -47,7 +56,7 @@ struct Cli {
     #[arg(env = "SECKILL_ADDR", default_value = "127.0.0.1:7700")]
     addr: String,
     /// Admin token, needed by `goods add`, `goods restock`, `sale`, `stats`
-    /// and `reconcile`.
+    /// and `reconcile`; the other commands do not send it.
     // The env value stays out of --help: the token is a secret.
     #[arg(long, global = true, help_heading = GLOBAL)]
     #[arg(env = "SECKILL_ADMIN_TOKEN", hide_env_values = true)]
@@ -72,8 +81,10 @@ enum Command {
     Goods(GoodsCommand),
     /// Try to buy one unit of a goods for a user (exit 2 if the sale says no).
     Buy {
+        /// The buyer's user id.
         #[arg(long)]
         user: u64,
+        /// The goods id, as `goods list` shows it.
         #[arg(long)]
         goods: u64,
         /// A purchase token from `seckill-cli token`, for goods that require
@@ -96,14 +107,17 @@ enum Command {
     /// The token is good for one BUY of this goods by this user, until it
     /// expires.
     Token {
+        /// The buyer's user id.
         #[arg(long)]
         user: u64,
+        /// The goods id, as `goods list` shows it.
         #[arg(long)]
         goods: u64,
     },
     /// Pay a user's order, which keeps it for good (exit 2 if it was
     /// cancelled first, or its payment window passed).
     Pay {
+        /// The buyer's user id.
         #[arg(long)]
         user: u64,
         /// The order number, as `buy` showed it.
@@ -113,6 +127,7 @@ enum Command {
     /// Cancel a user's unpaid order, putting its unit back on sale (exit 2 if
     /// it is paid).
     Cancel {
+        /// The buyer's user id.
         #[arg(long)]
         user: u64,
         /// The order number, as `buy` showed it.
@@ -121,13 +136,16 @@ enum Command {
     },
     /// Show a user's newest order for a goods (exit 2 if there is none).
     Order {
+        /// The buyer's user id.
         #[arg(long)]
         user: u64,
+        /// The goods id, as `goods list` shows it.
         #[arg(long)]
         goods: u64,
     },
     /// Show every order of a user, newest first.
     Orders {
+        /// The buyer's user id.
         #[arg(long)]
         user: u64,
     },
@@ -156,7 +174,10 @@ enum GoodsCommand {
     /// Every goods with its sale state.
     List,
     /// One goods.
-    Show { id: u64 },
+    Show {
+        /// The goods id, as `goods list` shows it.
+        id: u64,
+    },
     /// Put a new goods on sale (admin).
     Add {
         /// Goods name, up to 200 bytes of UTF-8.
@@ -185,10 +206,19 @@ enum GoodsCommand {
         /// BUY must carry a purchase token from `seckill-cli token`.
         #[arg(long)]
         token_required: bool,
+        /// This addition's client request id: 1 to 32 hex digits, or a
+        /// UUID. Without it a fresh one is drawn. An ADD_GOODS with the id
+        /// of an earlier one gets the goods that one made, never a second
+        /// goods. Give the id an earlier try printed when its outcome was
+        /// unknown.
+        #[arg(long, value_name = "ID")]
+        request_id: Option<RequestId>,
     },
     /// Add units to a goods (admin).
     Restock {
+        /// The goods id, as `goods list` shows it.
         id: u64,
+        /// Units to add to its stock.
         #[arg(long)]
         amount: u32,
     },
@@ -197,13 +227,23 @@ enum GoodsCommand {
 #[derive(Subcommand)]
 enum SaleCommand {
     /// Refuse BUY and TOKEN with `paused` until a resume.
-    Pause { goods: u64 },
+    Pause {
+        /// The goods id, as `goods list` shows it.
+        goods: u64,
+    },
     /// Take orders again after a pause.
-    Resume { goods: u64 },
+    Resume {
+        /// The goods id, as `goods list` shows it.
+        goods: u64,
+    },
     /// End the sale now.
-    End { goods: u64 },
+    End {
+        /// The goods id, as `goods list` shows it.
+        goods: u64,
+    },
     /// Move the sale window.
     Window {
+        /// The goods id, as `goods list` shows it.
         goods: u64,
         /// When the sale opens: now, +DURATION (e.g. +10m) or RFC3339 UTC.
         #[arg(long, value_parser = parse_when, default_value = "now")]
@@ -231,15 +271,65 @@ fn main() -> ExitCode {
     };
     match run(&cli) {
         Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {}", explain(&err, &cli));
-            ExitCode::FAILURE
-        }
+        Err(err) => fail(
+            &cli,
+            &err,
+            FailureJson::new(status_name(&err), explain(&err, &cli)),
+        ),
+    }
+}
+
+/// Reports a failure, as JSON on stdout with `--json` (so that a script
+/// reads one JSON value whatever happened) or as a line on stderr, and
+/// returns its exit code.
+fn fail(cli: &Cli, err: &anyhow::Error, mut report: FailureJson) -> ExitCode {
+    let code = exit_code(err);
+    if cli.json {
+        report.exit_code = Some(code);
+        // Nothing more can be said if stdout is gone.
+        let _ = print_json(&report);
+    } else {
+        eprintln!("error: {}", report.message);
+    }
+    ExitCode::from(code)
+}
+
+/// The exit code of a failure: [`EXIT_RETRY`] for what may pass if tried
+/// again as it is, 1 for the rest.
+fn exit_code(err: &anyhow::Error) -> u8 {
+    let Some(e) = err.downcast_ref::<ClientError>() else {
+        return 1;
+    };
+    let retry = e.is_timeout() || e.status().is_some_and(Status::is_retryable);
+    if retry {
+        EXIT_RETRY
+    } else {
+        1
+    }
+}
+
+/// The `status` of a failure in `--json`: the server's status name, or one
+/// of the CLI's own for a failure that is not the server's answer. `error`
+/// is the CLI's own refusal (times in the wrong order, an address that
+/// does not resolve, a peer that is not a seckill server).
+fn status_name(err: &anyhow::Error) -> String {
+    let Some(e) = err.downcast_ref::<ClientError>() else {
+        return "error".into();
+    };
+    match e.kind() {
+        ErrorKind::Server(status) => status.as_str().into(),
+        ErrorKind::Timeout => "timeout".into(),
+        ErrorKind::Closed => "connection_closed".into(),
+        ErrorKind::Protocol => "protocol_error".into(),
+        ErrorKind::InvalidInput => "invalid_input".into(),
+        _ => "io_error".into(),
     }
 }
 
 fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
-    let connect = || connect(cli);
+    // The admin token goes only with the admin commands: a stale one in the
+    // environment must not make `goods list` or `buy` fail.
+    let connect = || connect(cli, cli.command.is_admin());
     match &cli.command {
         Command::Ping => {
             let mut client = connect()?;
@@ -248,13 +338,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             let rtt_ms = started.elapsed().as_secs_f64() * 1000.0;
             let addr = client.peer_addr()?;
             if cli.json {
-                print_json(&json!({
-                    "pong": true,
-                    "addr": addr.to_string(),
-                    "rtt_ms": rtt_ms,
-                    "server_version": client.server_version(),
-                    "admin": client.is_admin(),
-                }))?;
+                print_json(&PingJson::new(&client, addr, rtt_ms))?;
             } else {
                 emit(&format!("PONG from {addr} in {rtt_ms:.2} ms\n"))?;
             }
@@ -279,6 +363,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             limit,
             pay_window,
             token_required,
+            request_id,
         }) => {
             // Check the times before connecting: a typo should not cost a
             // round trip, nor reach the server.
@@ -295,7 +380,24 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                     token_required: *token_required,
                 },
             };
-            show_goods(cli, &connect()?.add_goods(new)?)?;
+            // Drawn here, as for `buy`, so that a try whose outcome is
+            // unknown can say which id tries it again.
+            let request_id = match request_id {
+                Some(id) => *id,
+                None => random_request_id()?,
+            };
+            match connect()?.add_goods_with_request_id(new, request_id) {
+                Ok(goods) => show_goods(cli, &goods)?,
+                Err(err) if outcome_unknown(&err) => {
+                    let again = request_id.repeat();
+                    let retry = format!(
+                        "the goods may have been added: the same `seckill-cli goods add` with \
+                         `--request-id {again}` tries it again, and cannot add it twice"
+                    );
+                    return Ok(unknown_outcome(cli, err, again, retry));
+                }
+                Err(err) => return Err(err.into()),
+            }
         }
         Command::Goods(GoodsCommand::Restock { id, amount }) => {
             show_goods(cli, &connect()?.restock(*id, *amount)?)?;
@@ -322,27 +424,26 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             let purchase = match bought {
                 Ok(purchase) => purchase,
                 Err(err) if outcome_unknown(&err) => {
-                    eprintln!("error: {}", explain(&err.into(), cli));
                     // Marked a repeat: the server answers it from its stores
                     // with the first answer, not from a cache.
                     let again = request_id.repeat();
-                    eprintln!(
+                    let retry = format!(
                         "the purchase may have been made: `seckill-cli buy --user {user} \
                          --goods {goods} --request-id {again}` (with the same options) \
                          tries it again, and cannot buy twice"
                     );
-                    return Ok(ExitCode::FAILURE);
+                    return Ok(unknown_outcome(cli, err, again, retry));
                 }
                 Err(err) => return Err(err.into()),
             };
             if cli.json {
-                print_json(&json!({
-                    "user_id": user,
-                    "goods_id": goods,
-                    "outcome": outcome(purchase),
-                    "order_no": purchase.order_no(),
-                    "request_id": request_id.to_string(),
-                }))?;
+                print_json(&BuyJson {
+                    outcome: outcome(purchase),
+                    order_no: purchase.order_no(),
+                    user_id: *user,
+                    goods_id: *goods,
+                    request_id: request_id.to_string(),
+                })?;
             } else {
                 emit(&format!("{}\n", purchase_line(purchase)))?;
             }
@@ -360,12 +461,12 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                     return Err(err.into());
                 };
                 if cli.json {
-                    print_json(&json!({
-                        "user_id": user,
-                        "goods_id": goods,
-                        "outcome": outcome(answer),
-                        "token": null,
-                    }))?;
+                    print_json(&NoTokenJson {
+                        outcome: outcome(answer),
+                        token: None,
+                        user_id: *user,
+                        goods_id: *goods,
+                    })?;
                 } else {
                     emit(&format!("{}\n", purchase_line(answer)))?;
                 }
@@ -413,21 +514,25 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Order { user, goods } => match connect()?.order_status(*user, *goods)? {
             Some(order) => show_order(cli, &order)?,
             None => {
+                let message = format!("user {user} holds no order for goods {goods}");
                 if cli.json {
-                    print_json(&json!({
-                        "order_no": null,
-                        "user_id": user,
-                        "goods_id": goods,
-                        "state": Status::NoOrder.as_str(),
-                    }))?;
+                    print_json(&FailureJson {
+                        exit_code: Some(EXIT_NO_LUCK),
+                        user_id: Some(*user),
+                        goods_id: Some(*goods),
+                        ..FailureJson::new(Status::NoOrder.as_str(), message)
+                    })?;
                 } else {
-                    emit(&format!("user {user} holds no order for goods {goods}\n"))?;
+                    emit(&format!("{message}\n"))?;
                 }
                 return Ok(ExitCode::from(EXIT_NO_LUCK));
             }
         },
         Command::Stats => {
-            let stats = connect()?.stats()?;
+            let mut stats = connect()?.stats()?;
+            // By name, in the table as in the JSON object (whose keys are
+            // sorted): one order to look things up in.
+            stats.sort_by(|a, b| a.name.cmp(&b.name));
             if cli.json {
                 let map: serde_json::Map<String, serde_json::Value> = stats
                     .iter()
@@ -474,9 +579,102 @@ fn outcome_unknown(err: &ClientError) -> bool {
     )
 }
 
+/// Reports a BUY or ADD_GOODS whose outcome is unknown, with the way to
+/// try it again safely, and returns [`EXIT_RETRY`]: the retry is safe.
+fn unknown_outcome(cli: &Cli, err: ClientError, again: RequestId, retry: String) -> ExitCode {
+    let err = anyhow::Error::from(err);
+    let message = explain(&err, cli);
+    if cli.json {
+        let report = FailureJson {
+            exit_code: Some(EXIT_RETRY),
+            retry_request_id: Some(again.to_string()),
+            ..FailureJson::new(status_name(&err), message)
+        };
+        let _ = print_json(&report);
+    } else {
+        eprintln!("error: {message}");
+        eprintln!("{retry}");
+    }
+    ExitCode::from(EXIT_RETRY)
+}
+
+/// `ping` for `--json`: the connection and what HELLO said of the server.
+#[derive(Serialize)]
+struct PingJson {
+    pong: bool,
+    addr: String,
+    rtt_ms: f64,
+    /// The protocol version the connection speaks (not the server's build).
+    protocol_version: u16,
+    admin: bool,
+    /// From a server of protocol version 2 or more; null from an older one.
+    server: Option<ServerJson>,
+}
+
+#[derive(Serialize)]
+struct ServerJson {
+    min_version: u16,
+    max_version: u16,
+    max_request_frame: u32,
+    max_in_flight: u32,
+    server_time_ms: u64,
+    /// The server's clock minus this machine's, at the HELLO reply.
+    clock_offset_ms: i64,
+    capabilities: Vec<&'static str>,
+}
+
+impl PingJson {
+    fn new(client: &Client, addr: SocketAddr, rtt_ms: f64) -> PingJson {
+        let now = unix_ms(SystemTime::now()).unwrap_or(0);
+        PingJson {
+            pong: true,
+            addr: addr.to_string(),
+            rtt_ms,
+            protocol_version: client.server_version(),
+            admin: client.is_admin(),
+            server: client.server_info().map(|info| ServerJson {
+                min_version: info.min_version,
+                max_version: info.max_version,
+                max_request_frame: info.max_request_frame,
+                max_in_flight: info.max_in_flight,
+                server_time_ms: info.server_time_ms,
+                clock_offset_ms: info.server_time_ms as i64 - now as i64,
+                capabilities: capability_names(info.capabilities),
+            }),
+        }
+    }
+}
+
+/// The names of the capability bits this CLI knows.
+fn capability_names(caps: Capabilities) -> Vec<&'static str> {
+    [
+        (Capabilities::BUY_REQUEST_ID, "buy_request_id"),
+        (Capabilities::ADD_GOODS_REQUEST_ID, "add_goods_request_id"),
+        (Capabilities::ADMIN_LISTENER_ONLY, "admin_listener_only"),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| caps.contains(*bit))
+    .map(|(_, name)| name)
+    .collect()
+}
+
+impl Command {
+    /// Whether the command needs admin rights, and so the admin token.
+    fn is_admin(&self) -> bool {
+        matches!(
+            self,
+            Command::Goods(GoodsCommand::Add { .. } | GoodsCommand::Restock { .. })
+                | Command::Sale(_)
+                | Command::Stats
+                | Command::Reconcile { .. }
+        )
+    }
+}
+
 /// Resolves `--addr` here rather than in the library, so that a name that
-/// does not resolve is reported with the name as typed.
-fn connect(cli: &Cli) -> anyhow::Result<Client> {
+/// does not resolve is reported with the name as typed. The admin token is
+/// sent only when `admin`.
+fn connect(cli: &Cli, admin: bool) -> anyhow::Result<Client> {
     let mut servers: Vec<Vec<SocketAddr>> = Vec::new();
     for addr in cli.addr.split(',').map(str::trim) {
         if addr.is_empty() {
@@ -490,15 +688,30 @@ fn connect(cli: &Cli) -> anyhow::Result<Client> {
     let Some((first, rest)) = servers.split_first() else {
         bail!("--addr names no server");
     };
+    // A seckill server answers HELLO at once, from its reactor, whatever
+    // its stores are doing; a peer that says nothing for this long is
+    // something else (Redis waits in silence for a line end).
+    let hello_timeout = cli.timeout.min(HELLO_TIMEOUT);
     let mut builder = Client::builder(first.as_slice())
         .addrs(rest.iter().map(Vec::as_slice))
         .connect_timeout(cli.timeout)
-        .read_timeout(cli.timeout)
+        .read_timeout(hello_timeout)
         .write_timeout(cli.timeout);
-    if let Some(token) = &cli.token {
+    if let Some(token) = cli.token.as_ref().filter(|_| admin) {
         builder = builder.token(token.as_str());
     }
-    Ok(builder.connect()?)
+    let mut client = match builder.connect() {
+        Ok(client) => client,
+        Err(e) if e.is_timeout() => bail!(
+            "{} accepted the connection but did not answer HELLO within {}: \
+             not a seckill server? (a seckill server answers HELLO at once)",
+            cli.addr,
+            humantime::format_duration(hello_timeout)
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    client.set_read_timeout(Some(cli.timeout))?;
+    Ok(client)
 }
 
 /// A sale window, `--start` and `--end` tied to one clock, as Unix
@@ -541,17 +754,20 @@ fn order_not_changed(
     state: OrderState,
     why: &str,
 ) -> anyhow::Result<ExitCode> {
+    let status = match state {
+        OrderState::Paid => Status::OrderPaid,
+        _ => Status::OrderCancelled,
+    };
+    let message = format!("order {order} of user {user} is {}{why}", state.as_str());
     if cli.json {
-        print_json(&json!({
-            "order_no": order,
-            "user_id": user,
-            "state": state.as_str(),
-        }))?;
+        print_json(&FailureJson {
+            exit_code: Some(EXIT_NO_LUCK),
+            user_id: Some(user),
+            order_no: Some(order),
+            ..FailureJson::new(status.as_str(), message)
+        })?;
     } else {
-        emit(&format!(
-            "order {order} of user {user} is {}{why}\n",
-            state.as_str()
-        ))?;
+        emit(&format!("{message}\n"))?;
     }
     Ok(ExitCode::from(EXIT_NO_LUCK))
 }
@@ -593,6 +809,9 @@ fn explain(err: &anyhow::Error, cli: &Cli) -> String {
     let said = e.server_message().unwrap_or_default();
     match e.kind() {
         ErrorKind::Server(Status::Busy) => "server is busy, retry later".into(),
+        ErrorKind::Server(Status::Pending) => {
+            "the first try of this request is still being written: retry it shortly".into()
+        }
         ErrorKind::Server(Status::RateLimited) => "rate limited, retry later, more slowly".into(),
         ErrorKind::Server(Status::Unauthorized) => {
             "unauthorized: admin token missing or wrong (use --token or SECKILL_ADMIN_TOKEN)".into()

@@ -35,8 +35,15 @@ impl OrderStore for FlakyOrders {
     fn find_goods(&self, g: GoodsId) -> Result<Option<GoodsRecord>, StoreError> {
         Ok(self.goods()?.into_iter().find(|r| r.id == g))
     }
-    fn add_goods(&self, _: &NewGoods) -> Result<GoodsRecord, StoreError> {
+    fn add_goods(
+        &self,
+        _: &NewGoods,
+        _: Option<seckill_proto::RequestId>,
+    ) -> Result<GoodsRecord, StoreError> {
         unreachable!()
+    }
+    fn added_by(&self, _: seckill_proto::RequestId) -> Result<Option<GoodsRecord>, StoreError> {
+        Ok(None)
     }
     fn restock(&self, _: GoodsId, _: u32) -> Result<GoodsRecord, StoreError> {
         unreachable!()

@@ -47,7 +47,7 @@ fn admin_changes_stand_when_the_stock_store_fails_after_them() {
         end_ms: u64::MAX,
         rules: SaleRules::default(),
     };
-    let Reply::GoodsAdded(goods) = sale.add_goods(&new) else {
+    let Reply::GoodsAdded(goods) = sale.add_goods(&new, None) else {
         panic!("ADD_GOODS failed");
     };
     assert!(matches!(sale.restock(goods.id, 1), Reply::Restocked(g) if g.total == 2));
@@ -93,7 +93,7 @@ fn a_retry_before_the_commit_is_told_to_come_back() {
 
     let first = written(sale.reserve(1, &buys(&[7])));
     let first_no = first.order().order_no;
-    assert_eq!(status(&sale.reserve(1, &buys(&[7]))), Status::Busy);
+    assert_eq!(status(&sale.reserve(1, &buys(&[7]))), Status::Pending);
     *orders.failing.lock() = true;
     assert_eq!(sale.commit(vec![first])[0].status(), Status::Busy);
 
@@ -141,7 +141,7 @@ fn a_unit_whose_return_failed_comes_back_at_the_next_refresh() {
     let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
     let stock = Arc::new(FlakyStock::default());
     let sale = durable(stock.clone(), orders);
-    let Reply::GoodsAdded(goods) = sale.add_goods(&lamp(1)) else {
+    let Reply::GoodsAdded(goods) = sale.add_goods(&lamp(1), None) else {
         panic!("ADD_GOODS failed");
     };
     let order = written(sale.reserve(goods.id, &buys(&[7])));
@@ -184,7 +184,7 @@ fn created(order_no: OrderNo, user_id: UserId, goods_id: GoodsId) -> OrderRecord
 fn a_cancelled_order_still_queued_holds_no_unit() {
     let dir = tempfile::tempdir().unwrap();
     let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
-    let goods = orders.add_goods(&lamp(2)).unwrap().id;
+    let goods = orders.add_goods(&lamp(2), None).unwrap().id;
     let record = |order_no, user_id| created(order_no, user_id, goods);
     let (cancelled, queued_only) = (record(70, 7), record(80, 8));
     orders
@@ -258,7 +258,7 @@ fn an_abandoned_request_id_is_forgotten_by_the_next_reconciliation() {
         token: NO_TOKEN,
         request_id: id,
     }];
-    assert_eq!(status(&sale.reserve(1, &buy)), Status::Busy);
+    assert_eq!(status(&sale.reserve(1, &buy)), Status::Pending);
     let asked = sale.repair_requests().try_recv().expect("a repair asked");
     sale.repair(asked);
     let again = written(sale.reserve(1, &buy));

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 
 use ::mysql::prelude::Queryable;
-use seckill_proto::{NewGoods, OrderState, SaleRules};
+use seckill_proto::{NewGoods, OrderState, RequestId, SaleRules};
 use tempfile::TempDir;
 
 use crate::store::testdb::TestDb;
@@ -171,14 +171,14 @@ pub(super) fn goods(store: &impl OrderStore, limit: u8) -> GoodsId {
         end_ms: u64::MAX,
         rules,
     };
-    store.add_goods(&goods).unwrap().id
+    store.add_goods(&goods, None).unwrap().id
 }
 
 fn goods_are_added_listed_and_restocked<B: Backend>() {
     let db = B::new();
     let store = db.open();
     assert_eq!(store.goods().unwrap(), vec![]);
-    let a = store.add_goods(&new_goods(5)).unwrap();
+    let a = store.add_goods(&new_goods(5), None).unwrap();
     let fields = (
         a.name.as_str(),
         a.price_cents,
@@ -188,10 +188,13 @@ fn goods_are_added_listed_and_restocked<B: Backend>() {
     );
     assert_eq!(fields, ("Phone X", 1999, 5, 1_000, 2_000));
     let b = store
-        .add_goods(&NewGoods {
-            name: "手机 🚀".into(),
-            ..new_goods(1)
-        })
+        .add_goods(
+            &NewGoods {
+                name: "手机 🚀".into(),
+                ..new_goods(1)
+            },
+            None,
+        )
         .unwrap();
     assert_eq!(b.name, "手机 🚀", "UTF-8 end to end");
     assert!(b.id > a.id);
@@ -209,7 +212,7 @@ fn goods_are_added_listed_and_restocked<B: Backend>() {
 fn a_big_batch_is_stored_in_chunks_and_a_retry_doubles_nothing<B: Backend>() {
     let db = B::new();
     let store = db.open();
-    let g = store.add_goods(&new_goods(2500)).unwrap();
+    let g = store.add_goods(&new_goods(2500), None).unwrap();
     let batch: Vec<_> = (0..2500).map(|i| order(10_000 + i, i, g.id)).collect();
     let stored = vec![Written::Stored; batch.len()];
     assert_eq!(store.insert_orders(&batch).unwrap(), stored);
@@ -227,7 +230,7 @@ fn a_big_batch_is_stored_in_chunks_and_a_retry_doubles_nothing<B: Backend>() {
 fn orders_round_trip_and_batches_are_idempotent<B: Backend>() {
     let db = B::new();
     let store = db.open();
-    let g = store.add_goods(&new_goods(5)).unwrap();
+    let g = store.add_goods(&new_goods(5), None).unwrap();
     let batch: Vec<_> = (0..1200).map(|i| due(1000 + i, i, g.id, NEVER)).collect();
     let stored = vec![Written::Stored; batch.len()];
     assert_eq!(store.insert_orders(&batch).unwrap(), stored);
@@ -256,7 +259,7 @@ fn orders_round_trip_and_batches_are_idempotent<B: Backend>() {
 fn a_second_live_order_is_refused_by_the_database_and_only_it<B: Backend>() {
     let db = B::new();
     let store = db.open();
-    let g = store.add_goods(&new_goods(10)).unwrap();
+    let g = store.add_goods(&new_goods(10), None).unwrap();
     store.insert_orders(&[order(100, 7, g.id)]).unwrap();
     let batch = [
         order(200, 1, g.id),
@@ -274,7 +277,7 @@ fn a_second_live_order_is_refused_by_the_database_and_only_it<B: Backend>() {
 fn a_reused_order_number_is_inconsistent_and_writes_nothing<B: Backend>() {
     let db = B::new();
     let store = db.open();
-    let g = store.add_goods(&new_goods(10)).unwrap();
+    let g = store.add_goods(&new_goods(10), None).unwrap();
     store.insert_orders(&[order(100, 7, g.id)]).unwrap();
     // 100 belongs to user 7; user 8 holds nothing.
     let result = store.insert_orders(&[order(300, 9, g.id), order(100, 8, g.id)]);
@@ -298,8 +301,8 @@ fn a_reused_order_number_is_inconsistent_and_writes_nothing<B: Backend>() {
 fn live_holders_and_find_order_skip_cancelled_orders<B: Backend>() {
     let db = B::new();
     let store = db.open();
-    let g = store.add_goods(&new_goods(10)).unwrap();
-    let other = store.add_goods(&new_goods(10)).unwrap();
+    let g = store.add_goods(&new_goods(10), None).unwrap();
+    let other = store.add_goods(&new_goods(10), None).unwrap();
     let cancelled = OrderRecord {
         state: OrderState::Cancelled,
         ..order(100, 1, g.id)
@@ -335,13 +338,16 @@ fn ids_above_i64_max_round_trip<B: Backend>() {
     let big = i64::MAX as u64 + 10;
     let big_ids = db.next_goods_id(big);
     let g = store
-        .add_goods(&NewGoods {
-            price_cents: u64::MAX,
-            start_ms: u64::MAX - 1,
-            end_ms: u64::MAX,
-            rules: SaleRules::default(),
-            ..new_goods(1)
-        })
+        .add_goods(
+            &NewGoods {
+                price_cents: u64::MAX,
+                start_ms: u64::MAX - 1,
+                end_ms: u64::MAX,
+                rules: SaleRules::default(),
+                ..new_goods(1)
+            },
+            None,
+        )
         .unwrap();
     if big_ids {
         assert_eq!(g.id, big);
@@ -404,7 +410,33 @@ fn sale_controls_are_saved<B: Backend>() {
     ));
 }
 
+/// ADD_GOODS under a request id: the id is kept with the goods, a second
+/// goods under it is refused by the database, and a store opened later (a
+/// restart) still finds the goods by its id.
+fn a_request_id_names_one_goods_across_a_restart<B: Backend>() {
+    let db = B::new();
+    let id = RequestId::new(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210).unwrap();
+    let other = RequestId::new(77).unwrap();
+    let added = {
+        let store = db.open();
+        assert_eq!(store.added_by(id).unwrap(), None);
+        let added = store.add_goods(&new_goods(5), Some(id)).unwrap();
+        assert_eq!(store.added_by(id).unwrap(), Some(added.clone()));
+        assert!(store.add_goods(&new_goods(5), Some(id)).is_err());
+        // The refused one made no goods.
+        assert_eq!(store.goods().unwrap(), vec![added.clone()]);
+        added
+    };
+    let store = db.open();
+    assert_eq!(store.added_by(id).unwrap(), Some(added.clone()));
+    assert_eq!(store.added_by(other).unwrap(), None);
+    let second = store.add_goods(&new_goods(1), Some(other)).unwrap();
+    assert_ne!(second.id, added.id);
+    assert_eq!(store.added_by(other).unwrap(), Some(second));
+}
+
 per_backend!(
+    a_request_id_names_one_goods_across_a_restart,
     goods_are_added_listed_and_restocked,
     a_big_batch_is_stored_in_chunks_and_a_retry_doubles_nothing,
     orders_round_trip_and_batches_are_idempotent,

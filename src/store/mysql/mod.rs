@@ -34,7 +34,7 @@ use std::time::Duration;
 use ::mysql::consts::CapabilityFlags;
 use ::mysql::prelude::Queryable;
 use ::mysql::{Opts, OptsBuilder, PoolConstraints, PoolOpts};
-use seckill_proto::{NewGoods, OrderState};
+use seckill_proto::{NewGoods, OrderState, RequestId};
 
 use self::calls::{Call, Link};
 use self::errors::store_error;
@@ -205,27 +205,56 @@ impl OrderStore for MysqlStore {
         })
     }
 
-    fn add_goods(&self, goods: &NewGoods) -> Result<GoodsRecord, StoreError> {
-        self.link.call("add goods", Call::ONCE, |conn| {
-            conn.exec_drop(
-                "INSERT INTO goods (name, price_cents, total, start_ms, end_ms,
+    fn add_goods(
+        &self,
+        goods: &NewGoods,
+        request_id: Option<RequestId>,
+    ) -> Result<GoodsRecord, StoreError> {
+        // In one transaction: the goods exists only with its request id, so
+        // a repeat can always find what the first one made.
+        self.link
+            .call("add goods", Call::ONCE_IN_TRANSACTION, |conn| {
+                conn.exec_drop(
+                    "INSERT INTO goods (name, price_cents, total, start_ms, end_ms,
                      per_user_limit, pay_window_ms, token_required)
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    &goods.name,
-                    goods.price_cents,
-                    goods.stock,
-                    goods.start_ms,
-                    goods.end_ms,
-                    goods.rules.per_user_limit,
-                    goods.rules.pay_window_ms,
-                    goods.rules.token_required,
-                ),
-            )?;
-            let added = goods_by_id(conn, conn.last_insert_id())?;
-            Ok(added
-                .ok_or_else(|| StoreError::Inconsistent("mysql: an added goods is gone".into()))?)
-        })
+                    (
+                        &goods.name,
+                        goods.price_cents,
+                        goods.stock,
+                        goods.start_ms,
+                        goods.end_ms,
+                        goods.rules.per_user_limit,
+                        goods.rules.pay_window_ms,
+                        goods.rules.token_required,
+                    ),
+                )?;
+                let id = conn.last_insert_id();
+                if let Some(request_id) = request_id {
+                    conn.exec_drop(
+                        "INSERT INTO goods_requests (request_id, goods_id) VALUES (?, ?)",
+                        (request_id.to_bytes().to_vec(), id),
+                    )?;
+                }
+                let added = goods_by_id(conn, id)?;
+                Ok(added.ok_or_else(|| {
+                    StoreError::Inconsistent("mysql: an added goods is gone".into())
+                })?)
+            })
+    }
+
+    fn added_by(&self, request_id: RequestId) -> Result<Option<GoodsRecord>, StoreError> {
+        self.link
+            .call("goods by request", Call::IDEMPOTENT, |conn| {
+                let goods: Option<GoodsId> = conn.exec_first(
+                    "SELECT goods_id FROM goods_requests WHERE request_id = ?",
+                    (request_id.to_bytes().to_vec(),),
+                )?;
+                match goods {
+                    Some(id) => Ok(goods_by_id(conn, id)?),
+                    None => Ok(None),
+                }
+            })
     }
 
     fn restock(&self, goods: GoodsId, amount: u32) -> Result<GoodsRecord, StoreError> {

@@ -28,10 +28,11 @@ fn count(db: &TestDb, sql: &str) -> u64 {
 #[test]
 fn the_schema_sql_yields_its_create_tables() {
     let ddl = table_ddl(SCHEMA);
-    assert_eq!(ddl.len(), 3, "{ddl:#?}");
+    assert_eq!(ddl.len(), 4, "{ddl:#?}");
     assert!(ddl[0].starts_with("CREATE TABLE IF NOT EXISTS goods"));
     assert!(ddl[1].starts_with("CREATE TABLE IF NOT EXISTS orders"));
     assert!(ddl[2].starts_with("CREATE TABLE IF NOT EXISTS nodes"));
+    assert!(ddl[3].starts_with("CREATE TABLE IF NOT EXISTS goods_requests"));
 }
 
 #[test]
@@ -57,7 +58,7 @@ fn open_creates_the_database_and_tables_and_can_be_repeated() {
         ),
     );
     assert_eq!(one_live, 3, "a unique key on three columns");
-    let g = store.add_goods(&new_goods(5)).unwrap();
+    let g = store.add_goods(&new_goods(5), None).unwrap();
     drop(store);
     // Again on the existing database: nothing is recreated or lost.
     let store = open(&db);
@@ -77,7 +78,7 @@ fn a_store_made_before_mysql_answers_is_prepared_later() {
     let down = MysqlStore::new("mysql://root@127.0.0.1:1/seckill").expect("no connection needed");
     assert!(matches!(down.prepare(), Err(StoreError::Unavailable(_))));
     store.prepare().expect("prepare");
-    assert_eq!(store.add_goods(&new_goods(1)).unwrap().total, 1);
+    assert_eq!(store.add_goods(&new_goods(1), None).unwrap().total, 1);
 }
 
 #[test]
@@ -94,7 +95,7 @@ fn open_fails_as_unavailable_when_nothing_listens() {
 fn a_restock_saturates_at_u32_max() {
     let db = TestDb::new();
     let store = open(&db);
-    let g = store.add_goods(&new_goods(1)).unwrap();
+    let g = store.add_goods(&new_goods(1), None).unwrap();
     assert_eq!(store.restock(g.id, u32::MAX).unwrap().total, u32::MAX);
     assert_eq!(store.restock(g.id, 1).unwrap().total, u32::MAX);
     assert_eq!(store.goods().unwrap()[0].total, u32::MAX);
@@ -106,7 +107,7 @@ fn a_restock_saturates_at_u32_max() {
 fn a_data_error_fails_the_batch_as_inconsistent() {
     let db = TestDb::new();
     let store = open(&db);
-    let g = store.add_goods(&new_goods(10)).unwrap();
+    let g = store.add_goods(&new_goods(10), None).unwrap();
     let result = store.insert_orders(&[order(300, 9, g.id), order(400, 1, g.id + 1)]);
     assert!(
         matches!(result, Err(StoreError::Inconsistent(_))),
@@ -126,7 +127,7 @@ fn a_data_error_fails_the_batch_as_inconsistent() {
 fn live_holders_wait_for_orders_still_being_committed() {
     let db = TestDb::new();
     let store = Arc::new(open(&db));
-    let g = store.add_goods(&new_goods(10)).unwrap();
+    let g = store.add_goods(&new_goods(10), None).unwrap();
     let mut writer = db.conn();
     writer.query_drop("START TRANSACTION").unwrap();
     writer
@@ -170,7 +171,7 @@ fn kill_store_connections(db: &TestDb) -> usize {
 fn a_dead_connection_is_replaced() {
     let db = TestDb::new();
     let store = open(&db);
-    let g = store.add_goods(&new_goods(10)).unwrap();
+    let g = store.add_goods(&new_goods(10), None).unwrap();
     store.insert_orders(&[order(100, 1, g.id)]).unwrap();
     assert!(kill_store_connections(&db) > 0);
     // Idempotent calls are tried again on a new connection.
@@ -210,7 +211,7 @@ fn open_adds_the_epoch_columns_to_an_older_goods_table() {
     assert_eq!(count(&db, &columns), 0);
     let store = open(&db);
     assert_eq!(count(&db, &columns), 3);
-    let g = store.add_goods(&new_goods(5)).unwrap().id;
+    let g = store.add_goods(&new_goods(5), None).unwrap().id;
     assert_eq!(store.next_epoch(g, 0).unwrap(), 1);
     // Opening again finds them and adds nothing.
     drop(open(&db));

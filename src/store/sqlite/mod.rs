@@ -21,7 +21,7 @@ use std::path::Path;
 
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use seckill_proto::{NewGoods, OrderState};
+use seckill_proto::{NewGoods, OrderState, RequestId};
 
 use self::rows::{
     from_sql, goods_by_id, goods_from_row, order_by_no, order_from_row, set_state, to_sql, Batch,
@@ -269,8 +269,13 @@ impl OrderStore for SqliteStore {
         })
     }
 
-    fn add_goods(&self, goods: &NewGoods) -> Result<GoodsRecord, StoreError> {
-        self.call(Access::Write, |conn| {
+    fn add_goods(
+        &self,
+        goods: &NewGoods,
+        request_id: Option<RequestId>,
+    ) -> Result<GoodsRecord, StoreError> {
+        // One transaction, as on MySQL: no goods without its request id.
+        self.call(Access::Transaction, |conn| {
             conn.execute(
                 "INSERT INTO goods (name, price_cents, total, start_ms, end_ms, per_user_limit,
                      pay_window_ms, token_required, created_ms, updated_ms)
@@ -287,7 +292,30 @@ impl OrderStore for SqliteStore {
                     to_sql(now_ms())
                 ],
             )?;
-            goods_by_id(conn, from_sql(conn.last_insert_rowid()))
+            let id = from_sql(conn.last_insert_rowid());
+            if let Some(request_id) = request_id {
+                conn.execute(
+                    "INSERT INTO goods_requests (request_id, goods_id) VALUES (?1, ?2)",
+                    params![request_id.to_bytes().to_vec(), to_sql(id)],
+                )?;
+            }
+            goods_by_id(conn, id)
+        })
+    }
+
+    fn added_by(&self, request_id: RequestId) -> Result<Option<GoodsRecord>, StoreError> {
+        self.call(Access::Read, |conn| {
+            let goods: Option<i64> = conn
+                .query_row(
+                    "SELECT goods_id FROM goods_requests WHERE request_id = ?1",
+                    [request_id.to_bytes().to_vec()],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            match goods {
+                Some(id) => goods_by_id(conn, from_sql(id)).map(Some),
+                None => Ok(None),
+            }
         })
     }
 

@@ -84,3 +84,11 @@ CREATE TABLE IF NOT EXISTS nodes (
     -- The fence: no order number of this id is stamped later (Unix ms).
     numbers_until_ms INTEGER NOT NULL
 );
+
+-- The client request ids of ADD_GOODS, as in MySQL's schema: a repeat of an
+-- ADD_GOODS gets the goods the first one made. The id without its repeat
+-- mark, 16 bytes big-endian.
+CREATE TABLE IF NOT EXISTS goods_requests (
+    request_id BLOB    PRIMARY KEY,
+    goods_id   INTEGER NOT NULL
+);

@@ -12,7 +12,7 @@ fn a_file_is_opened_again_with_its_tables_and_data() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");
     let store = SqliteStore::open(&path).unwrap();
-    let g = store.add_goods(&new_goods(5)).unwrap();
+    let g = store.add_goods(&new_goods(5), None).unwrap();
     drop(store);
     // schema.sql runs again on an existing file: nothing is recreated.
     let store = SqliteStore::open(&path).unwrap();
@@ -51,7 +51,7 @@ fn a_file_is_opened_exclusively_once_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("one.db");
     let first = SqliteStore::open_exclusive(&path).unwrap();
-    let g = first.add_goods(&new_goods(5)).unwrap();
+    let g = first.add_goods(&new_goods(5), None).unwrap();
     match SqliteStore::open_exclusive(&path) {
         Err(StoreError::Unavailable(m)) => assert!(m.contains("in use by another"), "{m}"),
         Err(e) => panic!("expected Unavailable, got {e}"),

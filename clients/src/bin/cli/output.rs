@@ -1,7 +1,8 @@
 //! Showing what the server says: aligned tables for people, JSON for scripts.
 
 use seckill_client::{Drift, Goods, Order, Purchase, PurchaseToken, SaleRules, Stat};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
+use unicode_width::UnicodeWidthStr;
 
 use super::input::{format_duration_ms, format_price, format_time};
 
@@ -32,7 +33,9 @@ impl Table {
     }
 
     pub fn render(&self) -> String {
-        let width = |cell: &str| cell.chars().count();
+        // Terminal columns, not chars: a CJK character takes two, a
+        // combining accent none.
+        let width = |cell: &str| UnicodeWidthStr::width(cell);
         let mut widths: Vec<usize> = self.columns.iter().map(|(h, _)| width(h)).collect();
         for row in &self.rows {
             for (w, cell) in widths.iter_mut().zip(row) {
@@ -62,11 +65,40 @@ impl Table {
 }
 
 /// Text from the server, made safe for a terminal: a control character in a
-/// goods name could break the table or send escape sequences to the screen.
-fn printable(s: &str) -> String {
+/// goods name could break the table or send escape sequences to the screen,
+/// and a bidirectional control (a right-to-left override) would reorder
+/// the rest of the line.
+pub fn printable(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .map(|c| {
+            if c.is_control() || is_bidi_control(c) {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
         .collect()
+}
+
+/// The Unicode bidirectional formatting characters (UAX #9): marks,
+/// embeddings, overrides and isolates.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A 64-bit id as a JSON string: a JSON number above 2^53 loses its low
+/// digits in JavaScript and in jq before 1.7, so a script would pay or
+/// cancel the wrong order.
+fn id_string<S: Serializer>(id: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(id)
+}
+
+/// [`id_string`] for an id that may be missing (`null`).
+fn maybe_id_string<S: Serializer>(id: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match id {
+        Some(id) => s.collect_str(id),
+        None => s.serialize_none(),
+    }
 }
 
 pub fn goods_table(list: &[Goods]) -> String {
@@ -210,11 +242,12 @@ pub fn token_line(token: &PurchaseToken, user_id: u64, goods_id: u64) -> String 
 /// A purchase token for `--json`.
 #[derive(Serialize)]
 pub struct TokenJson {
+    #[serde(serialize_with = "id_string")]
     user_id: u64,
+    #[serde(serialize_with = "id_string")]
     goods_id: u64,
-    /// A string: tokens are random 64-bit numbers, and a JSON number that
-    /// large loses its low digits in JavaScript and older jq.
-    token: String,
+    #[serde(serialize_with = "id_string")]
+    token: u64,
     expires: String,
     expires_ms: u64,
 }
@@ -224,9 +257,81 @@ impl TokenJson {
         TokenJson {
             user_id,
             goods_id,
-            token: token.token.to_string(),
+            token: token.token,
             expires: format_time(token.expires_ms),
             expires_ms: token.expires_ms,
+        }
+    }
+}
+
+/// The outcome of `buy` for `--json`: `order_no` is null unless the
+/// outcome is `ordered` or `already_bought`.
+#[derive(Serialize)]
+pub struct BuyJson {
+    pub outcome: &'static str,
+    #[serde(serialize_with = "maybe_id_string")]
+    pub order_no: Option<u64>,
+    #[serde(serialize_with = "id_string")]
+    pub user_id: u64,
+    #[serde(serialize_with = "id_string")]
+    pub goods_id: u64,
+    pub request_id: String,
+}
+
+/// A TOKEN the sale refused (not started, ended, paused), for `--json`:
+/// BUY's outcome names, and `token` null.
+#[derive(Serialize)]
+pub struct NoTokenJson {
+    pub outcome: &'static str,
+    pub token: Option<String>,
+    #[serde(serialize_with = "id_string")]
+    pub user_id: u64,
+    #[serde(serialize_with = "id_string")]
+    pub goods_id: u64,
+}
+
+/// Any command that did not succeed, for `--json`: the protocol's status
+/// name, or the CLI's own for a failure that is not the server's answer,
+/// and a message for people. The fields after those two are there when
+/// they apply.
+#[derive(Serialize)]
+pub struct FailureJson {
+    pub status: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<u8>,
+    /// `order` with no order, `pay` and `cancel` refused: the order or goods
+    /// asked about.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "maybe_id_string"
+    )]
+    pub user_id: Option<u64>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "maybe_id_string"
+    )]
+    pub goods_id: Option<u64>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "maybe_id_string"
+    )]
+    pub order_no: Option<u64>,
+    /// `buy` whose outcome is unknown: the id that tries it again safely.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_request_id: Option<String>,
+}
+
+impl FailureJson {
+    pub fn new(status: impl Into<String>, message: impl Into<String>) -> FailureJson {
+        FailureJson {
+            status: status.into(),
+            message: message.into(),
+            exit_code: None,
+            user_id: None,
+            goods_id: None,
+            order_no: None,
+            retry_request_id: None,
         }
     }
 }
@@ -234,6 +339,7 @@ impl TokenJson {
 /// A goods for `--json`: raw numbers for programs beside readable forms.
 #[derive(Serialize)]
 pub struct GoodsJson<'a> {
+    #[serde(serialize_with = "id_string")]
     id: u64,
     name: &'a str,
     price: String,
@@ -291,6 +397,7 @@ impl<'a> From<&'a Goods> for GoodsJson<'a> {
 /// stock store held no stock for the goods.
 #[derive(Serialize)]
 pub struct DriftJson {
+    #[serde(serialize_with = "id_string")]
     goods_id: u64,
     found_remaining: Option<u32>,
     found_holders: u32,
@@ -315,8 +422,11 @@ impl From<&Drift> for DriftJson {
 /// An order for `--json`.
 #[derive(Serialize)]
 pub struct OrderJson {
+    #[serde(serialize_with = "id_string")]
     order_no: u64,
+    #[serde(serialize_with = "id_string")]
     user_id: u64,
+    #[serde(serialize_with = "id_string")]
     goods_id: u64,
     state: &'static str,
     created: String,
@@ -351,6 +461,57 @@ mod tests {
         t.row(vec!["7".into(), "Café".into()]);
         t.row(vec!["1000".into(), "x".into()]);
         assert_eq!(t.render(), "  ID  NAME\n   7  Café\n1000  x\n");
+    }
+
+    /// A CJK character takes two terminal columns: the column after a CJK
+    /// name starts where it does after a Latin one.
+    #[test]
+    fn wide_characters_are_padded_by_their_columns() {
+        let mut t = Table::new(&[("NAME", Align::Left), ("LEFT", Align::Right)]);
+        t.row(vec!["小米手机 14".into(), "3".into()]);
+        t.row(vec!["Phone".into(), "42".into()]);
+        assert_eq!(
+            t.render(),
+            "NAME         LEFT\n小米手机 14     3\nPhone          42\n"
+        );
+    }
+
+    /// A right-to-left override in a goods name would reorder the rest of
+    /// the row on the screen; it is shown as a replacement character.
+    #[test]
+    fn bidi_controls_do_not_reach_the_terminal() {
+        assert_eq!(printable("abc\u{202e}fed"), "abc\u{fffd}fed");
+        assert_eq!(printable("x\u{2067}y\u{200f}"), "x\u{fffd}y\u{fffd}");
+        assert_eq!(printable("Café 手机"), "Café 手机");
+    }
+
+    /// Every 64-bit id is a JSON string, so that a value above 2^53
+    /// survives JavaScript and older jq.
+    #[test]
+    fn ids_are_json_strings() {
+        let big = (1u64 << 53) + 1;
+        let order = Order {
+            order_no: big,
+            user_id: big + 2,
+            goods_id: big + 4,
+            state: OrderState::Created,
+            created_ms: 1,
+            pay_by_ms: 2,
+        };
+        let json = serde_json::to_value(OrderJson::from(&order)).unwrap();
+        assert_eq!(json["order_no"], "9007199254740993");
+        assert_eq!(json["user_id"], "9007199254740995");
+        assert_eq!(json["goods_id"], "9007199254740997");
+        let buy = BuyJson {
+            outcome: "sold_out",
+            order_no: None,
+            user_id: 1,
+            goods_id: 2,
+            request_id: "ab".into(),
+        };
+        let json = serde_json::to_value(buy).unwrap();
+        assert_eq!(json["order_no"], serde_json::Value::Null);
+        assert_eq!(json["goods_id"], "2");
     }
 
     #[test]
