@@ -158,7 +158,14 @@ fn queued_orders_wait_for_their_replicas() {
     for (wait, sells) in [("1", true), ("2", false)] {
         let stores = Backends::on_cluster();
         let mut flags = stores.args("queued");
-        flags.extend(["--redis-wait".into(), wait.into()]);
+        // The longest wait: on a loaded 2-core machine a replica can take
+        // longer than the default 100 ms to acknowledge.
+        flags.extend([
+            "--redis-wait".into(),
+            wait.into(),
+            "--redis-wait-timeout".into(),
+            "1s".into(),
+        ]);
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         let server = Server::start(&dir.path().join(format!("wait{wait}.db")), &flags);
         let goods = server.admin().add_goods(on_sale("kettle", 50)).unwrap().id;

@@ -145,7 +145,7 @@ fn a_reservation_waits_for_its_replicas() {
     for (replicas, replicated) in [(1, true), (2, false)] {
         let replication = Replication {
             replicas,
-            timeout: Duration::from_millis(100),
+            timeout: Duration::from_secs(1),
         };
         let test = open_cluster_with(AckMode::Queued, Some(replication));
         test.load_next(7, 2, &[]).unwrap();
