@@ -10,6 +10,9 @@
 //!   receive the reply it timed out on would answer the next query with it.
 //!   An idempotent call then runs once more on a new connection; a call that
 //!   must not run twice and had begun is [`StoreError::Indeterminate`].
+//!   With several nodes (a Galera cluster), the new pool is on the writer
+//!   chosen again ([`super::writer`]); a Galera node that says it is not
+//!   ready counts as a failed node too.
 //! - A COMMIT that failed may have been applied: every later failure of
 //!   that call is `Indeterminate`, whatever it says.
 //! - A transaction MySQL picked as a deadlock victim was rolled back, so
@@ -18,13 +21,15 @@
 //!
 //! The outcome travels as a value ([`Failure`]), not in flags.
 
-use std::time::Duration;
+use std::ops::Range;
+use std::time::{Duration, Instant};
 
 use ::mysql::prelude::Queryable;
-use ::mysql::{Error, Opts, Pool, PooledConn};
-use parking_lot::RwLock;
+use ::mysql::{Conn, Error, Opts, Pool, PooledConn};
+use parking_lot::{Mutex, RwLock};
 
-use super::errors::{broken, deadlocked, store_error};
+use super::errors::{broken, deadlocked, node_failed, store_error};
+use super::writer::{probe, Node, FAILBACK_EVERY};
 use crate::store::outage::Outage;
 use crate::store::StoreError;
 
@@ -146,28 +151,86 @@ impl Failure {
     fn broke_link(&self) -> bool {
         self.mysql().is_some_and(broken)
     }
+
+    /// The link broke or the node is not ready: the writer is chosen again.
+    fn failed_node(&self) -> bool {
+        self.mysql().is_some_and(node_failed)
+    }
 }
 
-/// The link to MySQL: a pool of connections, replaced after a broken one,
-/// and the outage latch every call reports to.
+/// The link to MySQL: a pool of connections to the writer node, replaced
+/// after a broken link (and moved to another node where there are several:
+/// [`super::writer`]), and the outage latch every call reports to.
 pub(super) struct Link {
-    /// To build a new pool after a broken link.
-    opts: Opts,
-    /// The pool in use and its generation, so that of many calls failing
-    /// on one dead pool only the first replaces it.
-    pool: RwLock<(u64, Pool)>,
+    /// In order of preference; one for a plain MySQL.
+    nodes: Vec<Node>,
+    writer: RwLock<Writer>,
+    /// Held by the one caller that probes the nodes to choose a writer.
+    /// Taken with `try_lock`, and the probes run outside the writer's lock:
+    /// no call ever waits for a probe; the others go on with the pool they
+    /// have (and fail fast if its node is gone).
+    choosing: Mutex<()>,
     pub(super) outage: Outage,
+}
+
+/// The pool in use.
+struct Writer {
+    /// Bumped by each new pool, so that of many calls failing on one dead
+    /// pool only the first replaces it.
+    generation: u64,
+    /// Which of the nodes.
+    node: usize,
+    pool: Pool,
+    /// Whether the node was probed and found usable. A list starts on its
+    /// first node unprobed, and the first call probes.
+    chosen: bool,
+    /// When to probe the earlier nodes again (a writer past the first).
+    failback_at: Instant,
 }
 
 impl Link {
     /// A pool of connections made with `opts`; none is opened yet.
+    #[cfg(test)]
     pub(super) fn new(opts: Opts) -> Result<Link, StoreError> {
-        let pool = Pool::new(opts.clone()).map_err(|e| store_error("pool", &e))?;
+        Link::to_nodes(vec![opts])
+    }
+
+    /// A link to the first usable of these nodes (one or more); nothing
+    /// is opened or probed yet.
+    pub(super) fn to_nodes(nodes: Vec<Opts>) -> Result<Link, StoreError> {
+        let nodes: Vec<Node> = nodes.into_iter().map(Node::new).collect();
+        let first = nodes
+            .first()
+            .ok_or_else(|| StoreError::Unavailable("mysql: no node".into()))?;
+        let pool = Pool::new(first.opts.clone()).map_err(|e| store_error("pool", &e))?;
         Ok(Link {
-            opts,
-            pool: RwLock::new((0, pool)),
+            writer: RwLock::new(Writer {
+                generation: 0,
+                node: 0,
+                pool,
+                // One node: nothing to choose.
+                chosen: nodes.len() == 1,
+                failback_at: Instant::now(),
+            }),
+            nodes,
+            choosing: Mutex::new(()),
             outage: Outage::new("mysql order store"),
         })
+    }
+
+    /// Runs `body` on a new connection to the writer node's server, without
+    /// the database (which it may create): the schema's setup.
+    pub(super) fn setup<T>(
+        &self,
+        what: &str,
+        body: impl FnOnce(&mut Conn) -> ::mysql::Result<T>,
+    ) -> Result<T, StoreError> {
+        let (generation, node, _) = self.current();
+        let result = Conn::new(self.nodes[node].server.clone()).and_then(|mut c| body(&mut c));
+        if result.as_ref().is_err_and(node_failed) {
+            self.replace(generation);
+        }
+        result.map_err(|e| store_error(what, &e))
     }
 
     /// Runs `body` as `how` says and reports the outcome to the outage
@@ -193,11 +256,14 @@ impl Link {
                 Err(failure) => failure,
             };
             in_doubt |= how.scope == Scope::Write && matches!(failure, Failure::Commit(_));
-            if how.idempotent && !relinked && failure.broke_link() {
+            if how.idempotent && !relinked && failure.failed_node() {
                 // Once more on a new connection: an idle connection is found
                 // dead this way (MySQL restarted, or closed it after
                 // `wait_timeout`) at the cost of one failed attempt rather
-                // than a ping before every call.
+                // than a ping before every call. With several nodes, on the
+                // writer chosen anew: a batch whose COMMIT reply was lost
+                // with its node is answered on the next (a stored order is
+                // recognised, and the sync wait makes it seen).
                 relinked = true;
                 continue;
             }
@@ -213,16 +279,14 @@ impl Link {
 
     /// Runs `body` on a pooled connection, in a transaction if `scope` says
     /// so. A connection whose link broke is closed, not handed back, and
-    /// the pool it came from is replaced.
+    /// the pool it came from is replaced (by one on another node, if its
+    /// node failed and there are others).
     fn attempt<T>(
         &self,
         scope: Scope,
         body: &mut impl FnMut(&mut PooledConn) -> Result<T, Failure>,
     ) -> Result<T, Failure> {
-        let (generation, pool) = {
-            let current = self.pool.read();
-            (current.0, current.1.clone())
-        };
+        let (generation, _, pool) = self.current();
         let mut conn = pool
             .try_get_conn(CHECKOUT_TIMEOUT)
             .map_err(Failure::NoConnection)?;
@@ -230,8 +294,10 @@ impl Link {
             Scope::Autocommit => body(&mut conn),
             Scope::Read | Scope::Write => transaction(&mut conn, body),
         };
+        if result.as_ref().is_err_and(Failure::failed_node) {
+            self.replace(generation);
+        }
         if result.as_ref().is_err_and(Failure::broke_link) {
-            self.retire(generation);
             // Takes the connection out of the pool's hands and closes it,
             // so that no other caller can take it from the old pool.
             drop(PooledConn::unwrap(conn));
@@ -266,17 +332,114 @@ impl Link {
         }
     }
 
-    /// Replaces the pool of this generation with an empty one; the old one
-    /// closes its idle connections when the last caller using it is done.
-    fn retire(&self, generation: u64) {
-        let mut current = self.pool.write();
-        if current.0 != generation {
+    /// Which node the link writes through (an index into its list).
+    #[cfg(test)]
+    pub(super) fn writer_node(&self) -> usize {
+        self.writer.read().node
+    }
+
+    /// The pool to use, its generation and node: first chooses a writer if
+    /// none is chosen yet, or probes the earlier nodes if their time has
+    /// come.
+    fn current(&self) -> (u64, usize, Pool) {
+        let (generation, node, chosen, failback) = {
+            let w = self.writer.read();
+            if w.chosen && (w.node == 0 || Instant::now() < w.failback_at) {
+                return (w.generation, w.node, w.pool.clone());
+            }
+            (w.generation, w.node, w.chosen, w.failback_at)
+        };
+        if !chosen {
+            self.choose(generation, 0..self.nodes.len());
+        } else if Instant::now() >= failback {
+            self.choose(generation, 0..node);
+        }
+        let w = self.writer.read();
+        (w.generation, w.node, w.pool.clone())
+    }
+
+    /// Replaces the pool of this generation, whose node failed: with an
+    /// empty one on the same node when it is the only one, else on the
+    /// first usable node (which may be the same: a connection closed for
+    /// inactivity is no failed node). The old pool closes its idle
+    /// connections when the last caller using it is done.
+    fn replace(&self, generation: u64) {
+        if self.nodes.len() > 1 {
+            self.choose(generation, 0..self.nodes.len());
+            return;
+        }
+        let mut current = self.writer.write();
+        if current.generation != generation {
             return;
         }
         // With no minimum of connections, creating a pool connects nothing
         // and cannot fail; if it ever does, the old pool stays.
-        if let Ok(pool) = Pool::new(self.opts.clone()) {
-            *current = (generation + 1, pool);
+        if let Ok(pool) = Pool::new(self.nodes[0].opts.clone()) {
+            current.pool = pool;
+            current.generation += 1;
+        }
+    }
+
+    /// Probes `candidates` in order and moves the writer to the first
+    /// usable one, with a new pool, unless another caller is choosing or
+    /// has already replaced this generation. When none is usable: a new
+    /// pool on the same node after a failure (its connections are suspect),
+    /// and the next call probes again; the earlier nodes of a failback are
+    /// probed again after [`FAILBACK_EVERY`].
+    fn choose(&self, generation: u64, candidates: Range<usize>) {
+        let Some(_turn) = self.choosing.try_lock() else {
+            return;
+        };
+        let failback = {
+            let w = self.writer.read();
+            if w.generation != generation {
+                return;
+            }
+            w.chosen && candidates.end <= w.node
+        };
+        let found = candidates.clone().find_map(|i| {
+            let node = &self.nodes[i];
+            match probe(node) {
+                Ok(health) if health.usable() => Some((i, health)),
+                Ok(health) => {
+                    log::warn!("mysql node {node} cannot take writes: {health:?}");
+                    None
+                }
+                Err(e) => {
+                    if !failback {
+                        log::warn!("mysql node {node} does not answer: {e}");
+                    }
+                    None
+                }
+            }
+        });
+        let mut w = self.writer.write();
+        match found {
+            Some((i, health)) => {
+                let Ok(pool) = Pool::new(self.nodes[i].pool_opts(&health)) else {
+                    return;
+                };
+                if i != w.node || !w.chosen {
+                    log::warn!(
+                        "mysql order store: writing through node {} ({health:?})",
+                        self.nodes[i]
+                    );
+                }
+                *w = Writer {
+                    generation: w.generation + 1,
+                    node: i,
+                    pool,
+                    chosen: true,
+                    failback_at: Instant::now() + FAILBACK_EVERY,
+                };
+            }
+            None if failback => w.failback_at = Instant::now() + FAILBACK_EVERY,
+            None => {
+                if let Ok(pool) = Pool::new(self.nodes[w.node].opts.clone()) {
+                    w.pool = pool;
+                    w.generation += 1;
+                }
+            }
         }
     }
 }
@@ -368,7 +531,7 @@ mod tests {
     }
 
     fn generation(link: &Link) -> u64 {
-        link.pool.read().0
+        link.writer.read().generation
     }
 
     #[test]
