@@ -97,14 +97,30 @@ install() {
 # an SST is over), running mariadbd with this node's option file (a pid
 # reused by another process is not ours).
 pid_of() {
-    local pidfile pid
+    local pidfile pid cmdline
     pidfile=$(node_dir "$1")/started.pid
     [[ -r $pidfile ]] || return 1
     pid=$(<"$pidfile")
     [[ $pid =~ ^[0-9]+$ ]] || return 1
-    tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -q -- "--defaults-file=$(node_dir "$1")/my.cnf" ||
-        return 1
+    # No pipe into `grep -q`: with pipefail, the writer's SIGPIPE when grep
+    # exits early would make a running node look stopped.
+    cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
+    [[ $cmdline == *"--defaults-file=$(node_dir "$1")/my.cnf"* ]] || return 1
     echo "$pid"
+}
+
+# Fails if a port of the cluster is taken by a process this script did not
+# start (another cluster, a leftover): its data must not be wiped from under
+# it, nor its ports mistaken for ours.
+ports_free() {
+    local n p
+    for n in "${NODES[@]}"; do
+        for p in "$(port "$n")" "$(base_port "$n")" "$(sst_port "$n")"; do
+            if ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then
+                die "port $p is in use by a process this script did not start (see: ss -ltnp 'sport = :$p')"
+            fi
+        done
+    done
 }
 
 sql() {
@@ -195,6 +211,7 @@ bootstrap() {
     for n in "${NODES[@]}"; do
         stop_node "$n"
     done
+    ports_free
     rm -rf "$DIR"
     for n in "${NODES[@]}"; do
         mkdir -p "$(node_dir "$n")/data"
