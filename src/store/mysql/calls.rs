@@ -397,18 +397,19 @@ impl Link {
             }
             w.chosen && candidates.end <= w.node
         };
+        // Debug only: while every node is down this runs on every failed
+        // call, and the outage latch already says the store is down. The
+        // switch itself is logged.
         let found = candidates.clone().find_map(|i| {
             let node = &self.nodes[i];
             match probe(node) {
                 Ok(health) if health.usable() => Some((i, health)),
                 Ok(health) => {
-                    log::warn!("mysql node {node} cannot take writes: {health:?}");
+                    log::debug!("mysql node {node} cannot take writes: {health:?}");
                     None
                 }
                 Err(e) => {
-                    if !failback {
-                        log::warn!("mysql node {node} does not answer: {e}");
-                    }
+                    log::debug!("mysql node {node} does not answer: {e}");
                     None
                 }
             }
@@ -419,8 +420,15 @@ impl Link {
                 let Ok(pool) = Pool::new(self.nodes[i].pool_opts(&health)) else {
                     return;
                 };
-                if i != w.node || !w.chosen {
+                // A switch is news; the first choice only says where.
+                if w.chosen && i != w.node {
                     log::warn!(
+                        "mysql order store: writing through node {} ({health:?}) instead of {}",
+                        self.nodes[i],
+                        self.nodes[w.node]
+                    );
+                } else if !w.chosen {
+                    log::info!(
                         "mysql order store: writing through node {} ({health:?})",
                         self.nodes[i]
                     );
