@@ -21,15 +21,13 @@
 //!
 //! The outcome travels as a value ([`Failure`]), not in flags.
 
-use std::ops::Range;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ::mysql::prelude::Queryable;
-use ::mysql::{Conn, Error, Opts, Pool, PooledConn};
-use parking_lot::{Mutex, RwLock};
+use ::mysql::{Conn, Error, Opts, PooledConn};
 
 use super::errors::{broken, deadlocked, node_failed, store_error};
-use super::writer::{probe, Node, FAILBACK_EVERY};
+use super::writer::Writer;
 use crate::store::outage::Outage;
 use crate::store::StoreError;
 
@@ -160,32 +158,10 @@ impl Failure {
 
 /// The link to MySQL: a pool of connections to the writer node, replaced
 /// after a broken link (and moved to another node where there are several:
-/// [`super::writer`]), and the outage latch every call reports to.
+/// [`Writer`]), and the outage latch every call reports to.
 pub(super) struct Link {
-    /// In order of preference; one for a plain MySQL.
-    nodes: Vec<Node>,
-    writer: RwLock<Writer>,
-    /// Held by the one caller that probes the nodes to choose a writer.
-    /// Taken with `try_lock`, and the probes run outside the writer's lock:
-    /// no call ever waits for a probe; the others go on with the pool they
-    /// have (and fail fast if its node is gone).
-    choosing: Mutex<()>,
+    writer: Writer,
     pub(super) outage: Outage,
-}
-
-/// The pool in use.
-struct Writer {
-    /// Bumped by each new pool, so that of many calls failing on one dead
-    /// pool only the first replaces it.
-    generation: u64,
-    /// Which of the nodes.
-    node: usize,
-    pool: Pool,
-    /// Whether the node was probed and found usable. A list starts on its
-    /// first node unprobed, and the first call probes.
-    chosen: bool,
-    /// When to probe the earlier nodes again (a writer past the first).
-    failback_at: Instant,
 }
 
 impl Link {
@@ -198,24 +174,16 @@ impl Link {
     /// A link to the first usable of these nodes (one or more); nothing
     /// is opened or probed yet.
     pub(super) fn to_nodes(nodes: Vec<Opts>) -> Result<Link, StoreError> {
-        let nodes: Vec<Node> = nodes.into_iter().map(Node::new).collect();
-        let first = nodes
-            .first()
-            .ok_or_else(|| StoreError::Unavailable("mysql: no node".into()))?;
-        let pool = Pool::new(first.opts.clone()).map_err(|e| store_error("pool", &e))?;
         Ok(Link {
-            writer: RwLock::new(Writer {
-                generation: 0,
-                node: 0,
-                pool,
-                // One node: nothing to choose.
-                chosen: nodes.len() == 1,
-                failback_at: Instant::now(),
-            }),
-            nodes,
-            choosing: Mutex::new(()),
+            writer: Writer::new(nodes)?,
             outage: Outage::new("mysql order store"),
         })
+    }
+
+    /// Which node the link writes through (an index into its list).
+    #[cfg(test)]
+    pub(super) fn writer_node(&self) -> usize {
+        self.writer.node()
     }
 
     /// Runs `body` on a new connection to the writer node's server, without
@@ -225,10 +193,10 @@ impl Link {
         what: &str,
         body: impl FnOnce(&mut Conn) -> ::mysql::Result<T>,
     ) -> Result<T, StoreError> {
-        let (generation, node, _) = self.current();
-        let result = Conn::new(self.nodes[node].server.clone()).and_then(|mut c| body(&mut c));
+        let (generation, server) = self.writer.server();
+        let result = Conn::new(server).and_then(|mut c| body(&mut c));
         if result.as_ref().is_err_and(node_failed) {
-            self.replace(generation);
+            self.writer.failed(generation);
         }
         result.map_err(|e| store_error(what, &e))
     }
@@ -286,7 +254,7 @@ impl Link {
         scope: Scope,
         body: &mut impl FnMut(&mut PooledConn) -> Result<T, Failure>,
     ) -> Result<T, Failure> {
-        let (generation, _, pool) = self.current();
+        let (generation, pool) = self.writer.current();
         let mut conn = pool
             .try_get_conn(CHECKOUT_TIMEOUT)
             .map_err(Failure::NoConnection)?;
@@ -295,7 +263,7 @@ impl Link {
             Scope::Read | Scope::Write => transaction(&mut conn, body),
         };
         if result.as_ref().is_err_and(Failure::failed_node) {
-            self.replace(generation);
+            self.writer.failed(generation);
         }
         if result.as_ref().is_err_and(Failure::broke_link) {
             // Takes the connection out of the pool's hands and closes it,
@@ -329,125 +297,6 @@ impl Link {
             StoreError::Unavailable(m) if broke_midway || in_doubt => StoreError::Indeterminate(m),
             StoreError::Inconsistent(m) if in_doubt => StoreError::Indeterminate(m),
             other => other,
-        }
-    }
-
-    /// Which node the link writes through (an index into its list).
-    #[cfg(test)]
-    pub(super) fn writer_node(&self) -> usize {
-        self.writer.read().node
-    }
-
-    /// The pool to use, its generation and node: first chooses a writer if
-    /// none is chosen yet, or probes the earlier nodes if their time has
-    /// come.
-    fn current(&self) -> (u64, usize, Pool) {
-        let (generation, node, chosen, failback) = {
-            let w = self.writer.read();
-            if w.chosen && (w.node == 0 || Instant::now() < w.failback_at) {
-                return (w.generation, w.node, w.pool.clone());
-            }
-            (w.generation, w.node, w.chosen, w.failback_at)
-        };
-        if !chosen {
-            self.choose(generation, 0..self.nodes.len());
-        } else if Instant::now() >= failback {
-            self.choose(generation, 0..node);
-        }
-        let w = self.writer.read();
-        (w.generation, w.node, w.pool.clone())
-    }
-
-    /// Replaces the pool of this generation, whose node failed: with an
-    /// empty one on the same node when it is the only one, else on the
-    /// first usable node (which may be the same: a connection closed for
-    /// inactivity is no failed node). The old pool closes its idle
-    /// connections when the last caller using it is done.
-    fn replace(&self, generation: u64) {
-        if self.nodes.len() > 1 {
-            self.choose(generation, 0..self.nodes.len());
-            return;
-        }
-        let mut current = self.writer.write();
-        if current.generation != generation {
-            return;
-        }
-        // With no minimum of connections, creating a pool connects nothing
-        // and cannot fail; if it ever does, the old pool stays.
-        if let Ok(pool) = Pool::new(self.nodes[0].opts.clone()) {
-            current.pool = pool;
-            current.generation += 1;
-        }
-    }
-
-    /// Probes `candidates` in order and moves the writer to the first
-    /// usable one, with a new pool, unless another caller is choosing or
-    /// has already replaced this generation. When none is usable: a new
-    /// pool on the same node after a failure (its connections are suspect),
-    /// and the next call probes again; the earlier nodes of a failback are
-    /// probed again after [`FAILBACK_EVERY`].
-    fn choose(&self, generation: u64, candidates: Range<usize>) {
-        let Some(_turn) = self.choosing.try_lock() else {
-            return;
-        };
-        let failback = {
-            let w = self.writer.read();
-            if w.generation != generation {
-                return;
-            }
-            w.chosen && candidates.end <= w.node
-        };
-        // Debug only: while every node is down this runs on every failed
-        // call, and the outage latch already says the store is down. The
-        // switch itself is logged.
-        let found = candidates.clone().find_map(|i| {
-            let node = &self.nodes[i];
-            match probe(node) {
-                Ok(health) if health.usable() => Some((i, health)),
-                Ok(health) => {
-                    log::debug!("mysql node {node} cannot take writes: {health:?}");
-                    None
-                }
-                Err(e) => {
-                    log::debug!("mysql node {node} does not answer: {e}");
-                    None
-                }
-            }
-        });
-        let mut w = self.writer.write();
-        match found {
-            Some((i, health)) => {
-                let Ok(pool) = Pool::new(self.nodes[i].pool_opts(&health)) else {
-                    return;
-                };
-                // A switch is news; the first choice only says where.
-                if w.chosen && i != w.node {
-                    log::warn!(
-                        "mysql order store: writing through node {} ({health:?}) instead of {}",
-                        self.nodes[i],
-                        self.nodes[w.node]
-                    );
-                } else if !w.chosen {
-                    log::info!(
-                        "mysql order store: writing through node {} ({health:?})",
-                        self.nodes[i]
-                    );
-                }
-                *w = Writer {
-                    generation: w.generation + 1,
-                    node: i,
-                    pool,
-                    chosen: true,
-                    failback_at: Instant::now() + FAILBACK_EVERY,
-                };
-            }
-            None if failback => w.failback_at = Instant::now() + FAILBACK_EVERY,
-            None => {
-                if let Ok(pool) = Pool::new(self.nodes[w.node].opts.clone()) {
-                    w.pool = pool;
-                    w.generation += 1;
-                }
-            }
         }
     }
 }
@@ -539,7 +388,7 @@ mod tests {
     }
 
     fn generation(link: &Link) -> u64 {
-        link.writer.read().generation
+        link.writer.generation()
     }
 
     #[test]

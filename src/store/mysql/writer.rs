@@ -35,10 +35,15 @@
 //! the link works as it does on a single MySQL.
 
 use std::fmt;
-use std::time::Duration;
+use std::ops::Range;
+use std::time::{Duration, Instant};
 
 use ::mysql::prelude::Queryable;
-use ::mysql::{Conn, Error, Opts, OptsBuilder};
+use ::mysql::{Conn, Error, Opts, OptsBuilder, Pool};
+use parking_lot::{Mutex, RwLock};
+
+use super::errors::store_error;
+use crate::store::StoreError;
 
 /// How often the earlier nodes are probed while writing through a later
 /// one: often enough that servers meet again within seconds, rarely enough
@@ -51,6 +56,188 @@ const SYNC_WAIT: &str = "SET SESSION wsrep_sync_wait = 1";
 
 /// `wsrep_local_state` of a node that is Synced with its cluster.
 const SYNCED: &str = "4";
+
+/// The node a link writes through, and its pool of connections: replaced
+/// after a failure, moved to another node where the list has several.
+pub(super) struct Writer {
+    /// In order of preference; one for a plain MySQL.
+    nodes: Vec<Node>,
+    current: RwLock<Current>,
+    /// Held by the one caller that probes the nodes to choose a writer.
+    /// Taken with `try_lock`, and the probes run outside `current`'s lock:
+    /// no call ever waits for a probe; the others go on with the pool they
+    /// have (and fail fast if its node is gone).
+    choosing: Mutex<()>,
+}
+
+/// The pool in use.
+struct Current {
+    /// Bumped by each new pool, so that of many calls failing on one dead
+    /// pool only the first replaces it.
+    generation: u64,
+    /// Which of the nodes.
+    node: usize,
+    pool: Pool,
+    /// Whether the node was probed and found usable. A list starts on its
+    /// first node unprobed, and the first call probes.
+    chosen: bool,
+    /// When to probe the earlier nodes again (a writer past the first).
+    failback_at: Instant,
+}
+
+impl Writer {
+    /// On the first of `nodes` (one or more), nothing opened or probed yet.
+    pub(super) fn new(nodes: Vec<Opts>) -> Result<Writer, StoreError> {
+        let nodes: Vec<Node> = nodes.into_iter().map(Node::new).collect();
+        let first = nodes
+            .first()
+            .ok_or_else(|| StoreError::Unavailable("mysql: no node".into()))?;
+        let pool = Pool::new(first.opts.clone()).map_err(|e| store_error("pool", &e))?;
+        Ok(Writer {
+            current: RwLock::new(Current {
+                generation: 0,
+                node: 0,
+                pool,
+                // One node: nothing to choose.
+                chosen: nodes.len() == 1,
+                failback_at: Instant::now(),
+            }),
+            nodes,
+            choosing: Mutex::new(()),
+        })
+    }
+
+    /// The pool to use and its generation: first chooses a writer if none
+    /// is chosen yet, or probes the earlier nodes if their time has come.
+    pub(super) fn current(&self) -> (u64, Pool) {
+        let (generation, node, chosen, failback) = {
+            let c = self.current.read();
+            if c.chosen && (c.node == 0 || Instant::now() < c.failback_at) {
+                return (c.generation, c.pool.clone());
+            }
+            (c.generation, c.node, c.chosen, c.failback_at)
+        };
+        if !chosen {
+            self.choose(generation, 0..self.nodes.len());
+        } else if Instant::now() >= failback {
+            self.choose(generation, 0..node);
+        }
+        let c = self.current.read();
+        (c.generation, c.pool.clone())
+    }
+
+    /// The writer node's server, without the database, and the pool
+    /// generation it goes with.
+    pub(super) fn server(&self) -> (u64, Opts) {
+        let (generation, _) = self.current();
+        let c = self.current.read();
+        (generation, self.nodes[c.node].server.clone())
+    }
+
+    /// The node of this generation's pool failed: a new pool on the same
+    /// node when it is the only one, else on the first usable node (which
+    /// may be the same: a connection closed for inactivity is no failed
+    /// node). The old pool closes its idle connections when the last caller
+    /// using it is done.
+    pub(super) fn failed(&self, generation: u64) {
+        if self.nodes.len() > 1 {
+            self.choose(generation, 0..self.nodes.len());
+            return;
+        }
+        let mut c = self.current.write();
+        if c.generation != generation {
+            return;
+        }
+        // With no minimum of connections, creating a pool connects nothing
+        // and cannot fail; if it ever does, the old pool stays.
+        if let Ok(pool) = Pool::new(self.nodes[0].opts.clone()) {
+            c.pool = pool;
+            c.generation += 1;
+        }
+    }
+
+    /// Probes `candidates` in order and moves to the first usable one, with
+    /// a new pool, unless another caller is choosing or has already
+    /// replaced this generation. When none is usable: a new pool on the
+    /// same node after a failure (its connections are suspect), and the
+    /// next call probes again; the earlier nodes of a failback are probed
+    /// again after [`FAILBACK_EVERY`].
+    fn choose(&self, generation: u64, candidates: Range<usize>) {
+        let Some(_turn) = self.choosing.try_lock() else {
+            return;
+        };
+        let failback = {
+            let c = self.current.read();
+            if c.generation != generation {
+                return;
+            }
+            c.chosen && candidates.end <= c.node
+        };
+        // Debug only: while every node is down this runs on every failed
+        // call, and the outage latch already says the store is down. The
+        // switch itself is logged.
+        let found = candidates.clone().find_map(|i| {
+            let node = &self.nodes[i];
+            match probe(node) {
+                Ok(health) if health.usable() => Some((i, health)),
+                Ok(health) => {
+                    log::debug!("mysql node {node} cannot take writes: {health:?}");
+                    None
+                }
+                Err(e) => {
+                    log::debug!("mysql node {node} does not answer: {e}");
+                    None
+                }
+            }
+        });
+        let mut c = self.current.write();
+        match found {
+            Some((i, health)) => {
+                let Ok(pool) = Pool::new(self.nodes[i].pool_opts(&health)) else {
+                    return;
+                };
+                // A switch is news; the first choice only says where.
+                if c.chosen && i != c.node {
+                    log::warn!(
+                        "mysql order store: writing through node {} ({health:?}) instead of {}",
+                        self.nodes[i],
+                        self.nodes[c.node]
+                    );
+                } else if !c.chosen {
+                    log::info!(
+                        "mysql order store: writing through node {} ({health:?})",
+                        self.nodes[i]
+                    );
+                }
+                *c = Current {
+                    generation: c.generation + 1,
+                    node: i,
+                    pool,
+                    chosen: true,
+                    failback_at: Instant::now() + FAILBACK_EVERY,
+                };
+            }
+            None if failback => c.failback_at = Instant::now() + FAILBACK_EVERY,
+            None => {
+                if let Ok(pool) = Pool::new(self.nodes[c.node].opts.clone()) {
+                    c.pool = pool;
+                    c.generation += 1;
+                }
+            }
+        }
+    }
+
+    /// Which node it writes through (an index into the list).
+    #[cfg(test)]
+    pub(super) fn node(&self) -> usize {
+        self.current.read().node
+    }
+
+    #[cfg(test)]
+    pub(super) fn generation(&self) -> u64 {
+        self.current.read().generation
+    }
+}
 
 /// One node of the list.
 pub(super) struct Node {
