@@ -29,7 +29,21 @@
 //!   (a batch whose COMMIT reply was lost with it, say) are seen, even while
 //!   they wait in this node's apply queue. Writes need no wait: a write
 //!   that conflicts with one its node has not applied yet fails
-//!   certification, as a deadlock, which the calls run again.
+//!   certification, as a deadlock (1213): the calls that run deadlock
+//!   victims again (order batches, settling, leases) do, the others answer
+//!   `busy`.
+//!
+//! Row locks are a node's own in Galera: a locking read (a reconciliation's
+//! `LOCK IN SHARE MODE`) waits for writers on its node only. What keeps two
+//! servers on two nodes safe (for the few seconds until they meet again on
+//! one) is that every write that must exclude another is a write the
+//! certification sees: the epoch fence of a batch is an UPDATE of the goods'
+//! row (see `store::batch`).
+//!
+//! Probes run in the calling thread, one caller at a time and nobody
+//! waiting for it: a node that refuses costs nothing; one that does not
+//! answer costs that call the connect timeout (2 s), once per
+//! [`FAILBACK_EVERY`] during a failback.
 //!
 //! With one URL there is nothing to choose: no probe, no session setting,
 //! the link works as it does on a single MySQL.
