@@ -30,6 +30,19 @@ fn a_list_splits_at_the_commas_that_start_a_url() {
 }
 
 #[test]
+fn the_nodes_of_a_list_must_name_one_database() {
+    use crate::store::mysql::MysqlStore;
+    let refused = MysqlStore::new("mysql://root@127.0.0.1:1/a,mysql://root@127.0.0.1:2/b");
+    assert!(
+        matches!(&refused, Err(StoreError::Unavailable(m)) if m.contains("different databases")),
+        "{:?}",
+        refused.err()
+    );
+    // Nothing is connected yet: unreachable nodes are no error here.
+    assert!(MysqlStore::new("mysql://root@127.0.0.1:1/a,mysql://root@127.0.0.1:2/a").is_ok());
+}
+
+#[test]
 fn a_plain_mariadb_is_usable_and_gets_no_sync_wait() {
     let db = TestDb::new();
     let node = Node::new(Opts::from_url(db.url()).unwrap());
