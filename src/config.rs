@@ -67,8 +67,11 @@ pub struct Config {
 
     /// Keep goods and orders in this MySQL/MariaDB database (e.g.
     /// mysql://root@127.0.0.1:3306/seckill) instead of the SQLite file.
-    /// The database and its tables are created when missing.
-    #[arg(long, value_name = "URL")]
+    /// The database and its tables are created when missing. A
+    /// comma-separated list of URLs names the nodes of a MariaDB Galera
+    /// cluster, in order of preference: writes go through the first node
+    /// that is Synced, and move to the next when it fails.
+    #[arg(long, value_name = "URL[,URL...]")]
     pub mysql: Option<String>,
 
     /// When a buyer is told "ok": `durable`, once the order is committed

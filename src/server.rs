@@ -21,7 +21,8 @@ use crate::sale::Sale;
 use crate::startup::{self, Progress, SaleSlot, Started, Startup, Stores};
 use crate::stop::Stop;
 use crate::store::{
-    MemoryStock, MysqlStore, OrderQueue, OrderStore, RedisStock, Replication, SqliteStore,
+    split_urls, MemoryStock, MysqlStore, OrderQueue, OrderStore, RedisStock, Replication,
+    SqliteStore,
 };
 use crate::worker::Worker;
 use crate::writer::Writer;
@@ -270,9 +271,9 @@ fn open_stores(config: &Config) -> anyhow::Result<Stores> {
     let (orders, nodes, mysql): (Arc<dyn OrderStore>, _, _) = match &config.mysql {
         Some(url) => {
             let store = Arc::new(
-                MysqlStore::new(url).with_context(|| format!("MySQL at {}", redact(url)))?,
+                MysqlStore::new(url).with_context(|| format!("MySQL at {}", redact_mysql(url)))?,
             );
-            info!("goods and orders in MySQL at {}", redact(url));
+            info!("goods and orders in MySQL at {}", redact_mysql(url));
             (store.clone(), store.clone() as _, Some(store))
         }
         None => {
@@ -352,6 +353,13 @@ fn redact_seed(seed: &str) -> String {
     }
 }
 
+/// A `--mysql` URL, or list of URLs (a Galera cluster's nodes), with
+/// their passwords hidden.
+fn redact_mysql(urls: &str) -> String {
+    let redacted: Vec<String> = split_urls(urls).into_iter().map(redact).collect();
+    redacted.join(",")
+}
+
 /// A store URL with its password (if any) hidden, for logs and errors.
 fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -372,7 +380,7 @@ fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{redact, redact_mysql};
 
     #[test]
     fn urls_are_logged_without_passwords() {
@@ -387,5 +395,9 @@ mod tests {
         assert_eq!(redact("redis://:p@ss@h:6379"), "redis://:***@h:6379");
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
         assert_eq!(redact("not a url"), "<url>");
+        assert_eq!(
+            redact_mysql("mysql://u:p@a:1/db,mysql://u:q@b:2/db"),
+            "mysql://u:***@a:1/db,mysql://u:***@b:2/db"
+        );
     }
 }

@@ -21,7 +21,7 @@ mod sqlite;
 #[cfg(test)]
 pub(crate) mod testdb;
 
-pub use self::mysql::MysqlStore;
+pub use self::mysql::{split_urls, MysqlStore};
 pub use self::redis::{RedisStock, Replication};
 pub use memory::MemoryStock;
 pub use nodes::{Claimed, NodeClaim, NodeRegistry};

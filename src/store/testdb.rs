@@ -27,9 +27,16 @@ impl TestDb {
     /// Names a fresh database after checking that the server answers.
     /// Panics, saying why, if it does not.
     pub fn new() -> TestDb {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
         let server_url =
             std::env::var("SECKILL_TEST_MYSQL").unwrap_or_else(|_| DEFAULT_SERVER.to_string());
+        TestDb::on(&server_url)
+    }
+
+    /// A fresh database on the server at `server_url` (a Galera node: the
+    /// database is the cluster's).
+    pub fn on(server_url: &str) -> TestDb {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let server_url = server_url.to_string();
         let server = Opts::from_url(&server_url)
             .unwrap_or_else(|e| panic!("SECKILL_TEST_MYSQL={server_url:?} is no MySQL URL: {e}"));
         let server: Opts = OptsBuilder::from_opts(server)
@@ -84,6 +91,38 @@ impl Drop for TestDb {
             eprintln!("test database {} not dropped: {e}", self.name);
         }
     }
+}
+
+/// The base URLs (no database) of the 3-node Galera cluster of
+/// `scripts/cluster/galera.sh`, brought up by it once per test binary (the
+/// script is idempotent and takes a lock, so the test binaries may race).
+/// Panics, with the script's output, if it fails.
+pub fn galera() -> [&'static str; 3] {
+    static UP: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let up = UP.get_or_init(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster/galera.sh");
+        let out = std::process::Command::new(script)
+            .arg("up")
+            .output()
+            .map_err(|e| format!("run {script}: {e}"))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(format!(
+            "{script} up failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    });
+    if let Err(e) = up {
+        panic!("{e}");
+    }
+    [
+        "mysql://root@127.0.0.1:33061",
+        "mysql://root@127.0.0.1:33062",
+        "mysql://root@127.0.0.1:33063",
+    ]
 }
 
 /// `mysql://user@host:port[/db][?params]` with `/name` as its database.

@@ -356,7 +356,7 @@ fn stored(stores: &Backends) -> Vec<(u64, u64, u64, u8)> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
+pub(crate) enum Outcome {
     Ordered(u64),
     /// `busy`: nothing was done, retry later.
     Busy,
@@ -367,11 +367,11 @@ enum Outcome {
 
 /// One BUY, timed from its send to its reply.
 #[derive(Debug, Clone, Copy)]
-struct Attempt {
-    user: u64,
-    sent: Instant,
-    replied: Instant,
-    outcome: Outcome,
+pub(crate) struct Attempt {
+    pub(crate) user: u64,
+    pub(crate) sent: Instant,
+    pub(crate) replied: Instant,
+    pub(crate) outcome: Outcome,
 }
 
 /// How long a buyer waits after a `busy`, as a polite client would.
@@ -382,9 +382,9 @@ const GIVE_UP: Duration = Duration::from_secs(60);
 /// Buyers that keep going through store outages: one new user per BUY, a
 /// `busy` or `internal_error` recorded and followed by the next user, until
 /// the goods sells out.
-struct Crowd {
+pub(crate) struct Crowd {
     log: Arc<Mutex<Vec<Attempt>>>,
-    ordered: Arc<AtomicUsize>,
+    pub(crate) ordered: Arc<AtomicUsize>,
     threads: Vec<JoinHandle<()>>,
     /// Set when the test ends early: the buyers then leave quietly when
     /// the server goes.
@@ -393,7 +393,7 @@ struct Crowd {
 
 impl Crowd {
     /// `threads` buyers, each waiting `pace` between BUYs.
-    fn start(server: &Server, goods: u64, threads: usize, pace: Duration) -> Crowd {
+    pub(crate) fn start(server: &Server, goods: u64, threads: usize, pace: Duration) -> Crowd {
         let log = Arc::new(Mutex::new(Vec::new()));
         let ordered = Arc::new(AtomicUsize::new(0));
         let next_user = Arc::new(AtomicU64::new(1));
@@ -458,7 +458,7 @@ impl Crowd {
     }
 
     /// Waits until `done` holds of the attempts so far.
-    fn wait_for(&self, what: &str, done: impl Fn(&Crowd, &[Attempt]) -> bool) {
+    pub(crate) fn wait_for(&self, what: &str, done: impl Fn(&Crowd, &[Attempt]) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let attempts = self.log.lock().unwrap().clone();
@@ -483,7 +483,7 @@ impl Crowd {
 
     /// Waits for every buyer to see the goods sold out; returns every
     /// attempt.
-    fn finish(mut self) -> Vec<Attempt> {
+    pub(crate) fn finish(mut self) -> Vec<Attempt> {
         for t in std::mem::take(&mut self.threads) {
             if let Err(panic) = t.join() {
                 std::panic::resume_unwind(panic);
@@ -580,7 +580,7 @@ impl Outage {
 }
 
 /// The orders the buyers were told "ok": user → order number.
-fn told(attempts: &[Attempt]) -> HashMap<u64, u64> {
+pub(crate) fn told(attempts: &[Attempt]) -> HashMap<u64, u64> {
     let mut told = HashMap::new();
     for a in attempts {
         if let Outcome::Ordered(no) = a.outcome {
@@ -591,7 +591,7 @@ fn told(attempts: &[Attempt]) -> HashMap<u64, u64> {
 }
 
 /// Whether some BUY sent after `t` was told "ok".
-fn ok_after(attempts: &[Attempt], t: Instant) -> bool {
+pub(crate) fn ok_after(attempts: &[Attempt], t: Instant) -> bool {
     attempts
         .iter()
         .any(|a| a.sent > t && matches!(a.outcome, Outcome::Ordered(_)))
@@ -602,7 +602,7 @@ fn ok_after(attempts: &[Attempt], t: Instant) -> bool {
 /// read from a Redis that then died waits for a takeover), then checks the
 /// rows: exactly `stock`, each order once, no user twice, each order told
 /// "ok" stored as told. Returns the rows.
-fn assert_sold_exactly(
+pub(crate) fn assert_sold_exactly(
     stores: &Backends,
     goods: u64,
     stock: u32,
@@ -636,7 +636,7 @@ fn assert_sold_exactly(
 }
 
 /// `busy` means nothing was done: no user told so holds an order.
-fn assert_busy_wrote_nothing(attempts: &[Attempt], rows: &[(u64, u64, u64, u8)]) {
+pub(crate) fn assert_busy_wrote_nothing(attempts: &[Attempt], rows: &[(u64, u64, u64, u8)]) {
     let holders: HashSet<u64> = rows.iter().map(|r| r.1).collect();
     for a in attempts.iter().filter(|a| a.outcome == Outcome::Busy) {
         assert!(
@@ -649,7 +649,12 @@ fn assert_busy_wrote_nothing(attempts: &[Attempt], rows: &[(u64, u64, u64, u8)])
 
 /// RECONCILE through the admin client: the goods is in step and sold out,
 /// in the server and in Redis.
-fn assert_reconciled_sold_out(server: &Server, stores: &Backends, goods: u64, stock: u32) {
+pub(crate) fn assert_reconciled_sold_out(
+    server: &Server,
+    stores: &Backends,
+    goods: u64,
+    stock: u32,
+) {
     let drifts = server.admin().reconcile(None).expect("RECONCILE");
     assert_eq!(drifts.len(), 1, "{drifts:?}");
     let d = &drifts[0];
@@ -661,7 +666,12 @@ fn assert_reconciled_sold_out(server: &Server, stores: &Backends, goods: u64, st
 
 /// A server on these stores (`mysql` replaces their MySQL URL) selling a
 /// goods of `stock` units.
-fn start_server(stores: &Backends, ack: &str, mysql: Option<String>, stock: u32) -> (Server, u64) {
+pub(crate) fn start_server(
+    stores: &Backends,
+    ack: &str,
+    mysql: Option<String>,
+    stock: u32,
+) -> (Server, u64) {
     let mut args = stores.args(ack);
     if let Some(url) = mysql {
         args[1] = url;
@@ -678,8 +688,8 @@ fn start_server(stores: &Backends, ack: &str, mysql: Option<String>, stock: u32)
     (server, goods)
 }
 
-const STOCK: u32 = 2000;
-const BUYERS: usize = 8;
+pub(crate) const STOCK: u32 = 2000;
+pub(crate) const BUYERS: usize = 8;
 
 /// MariaDB SIGKILLed mid-sale and restarted on its data; Redis stays up.
 fn mysql_outage(ack: &str) {

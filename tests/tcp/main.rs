@@ -9,6 +9,7 @@ mod crash;
 mod failover;
 mod faults;
 mod flash_sale;
+mod galera;
 mod hostile;
 mod lifecycle;
 mod malformed;

@@ -10,6 +10,9 @@
 //!   receive the reply it timed out on would answer the next query with it.
 //!   An idempotent call then runs once more on a new connection; a call that
 //!   must not run twice and had begun is [`StoreError::Indeterminate`].
+//!   With several nodes (a Galera cluster), the new pool is on the writer
+//!   chosen again ([`super::writer`]); a Galera node that says it is not
+//!   ready counts as a failed node too.
 //! - A COMMIT that failed may have been applied: every later failure of
 //!   that call is `Indeterminate`, whatever it says.
 //! - A transaction MySQL picked as a deadlock victim was rolled back, so
@@ -21,10 +24,10 @@
 use std::time::Duration;
 
 use ::mysql::prelude::Queryable;
-use ::mysql::{Error, Opts, Pool, PooledConn};
-use parking_lot::RwLock;
+use ::mysql::{Conn, Error, Opts, PooledConn};
 
-use super::errors::{broken, deadlocked, store_error};
+use super::errors::{broken, deadlocked, node_failed, store_error};
+use super::writer::Writer;
 use crate::store::outage::Outage;
 use crate::store::StoreError;
 
@@ -146,28 +149,56 @@ impl Failure {
     fn broke_link(&self) -> bool {
         self.mysql().is_some_and(broken)
     }
+
+    /// The link broke or the node is not ready: the writer is chosen again.
+    fn failed_node(&self) -> bool {
+        self.mysql().is_some_and(node_failed)
+    }
 }
 
-/// The link to MySQL: a pool of connections, replaced after a broken one,
-/// and the outage latch every call reports to.
+/// The link to MySQL: a pool of connections to the writer node, replaced
+/// after a broken link (and moved to another node where there are several:
+/// [`Writer`]), and the outage latch every call reports to.
 pub(super) struct Link {
-    /// To build a new pool after a broken link.
-    opts: Opts,
-    /// The pool in use and its generation, so that of many calls failing
-    /// on one dead pool only the first replaces it.
-    pool: RwLock<(u64, Pool)>,
+    writer: Writer,
     pub(super) outage: Outage,
 }
 
 impl Link {
     /// A pool of connections made with `opts`; none is opened yet.
+    #[cfg(test)]
     pub(super) fn new(opts: Opts) -> Result<Link, StoreError> {
-        let pool = Pool::new(opts.clone()).map_err(|e| store_error("pool", &e))?;
+        Link::to_nodes(vec![opts])
+    }
+
+    /// A link to the first usable of these nodes (one or more); nothing
+    /// is opened or probed yet.
+    pub(super) fn to_nodes(nodes: Vec<Opts>) -> Result<Link, StoreError> {
         Ok(Link {
-            opts,
-            pool: RwLock::new((0, pool)),
+            writer: Writer::new(nodes)?,
             outage: Outage::new("mysql order store"),
         })
+    }
+
+    /// Which node the link writes through (an index into its list).
+    #[cfg(test)]
+    pub(super) fn writer_node(&self) -> usize {
+        self.writer.node()
+    }
+
+    /// Runs `body` on a new connection to the writer node's server, without
+    /// the database (which it may create): the schema's setup.
+    pub(super) fn setup<T>(
+        &self,
+        what: &str,
+        body: impl FnOnce(&mut Conn) -> ::mysql::Result<T>,
+    ) -> Result<T, StoreError> {
+        let (generation, server) = self.writer.server();
+        let result = Conn::new(server).and_then(|mut c| body(&mut c));
+        if result.as_ref().is_err_and(node_failed) {
+            self.writer.failed(generation);
+        }
+        result.map_err(|e| store_error(what, &e))
     }
 
     /// Runs `body` as `how` says and reports the outcome to the outage
@@ -193,11 +224,14 @@ impl Link {
                 Err(failure) => failure,
             };
             in_doubt |= how.scope == Scope::Write && matches!(failure, Failure::Commit(_));
-            if how.idempotent && !relinked && failure.broke_link() {
+            if how.idempotent && !relinked && failure.failed_node() {
                 // Once more on a new connection: an idle connection is found
                 // dead this way (MySQL restarted, or closed it after
                 // `wait_timeout`) at the cost of one failed attempt rather
-                // than a ping before every call.
+                // than a ping before every call. With several nodes, on the
+                // writer chosen anew: a batch whose COMMIT reply was lost
+                // with its node is answered on the next (a stored order is
+                // recognised, and the sync wait makes it seen).
                 relinked = true;
                 continue;
             }
@@ -213,16 +247,14 @@ impl Link {
 
     /// Runs `body` on a pooled connection, in a transaction if `scope` says
     /// so. A connection whose link broke is closed, not handed back, and
-    /// the pool it came from is replaced.
+    /// the pool it came from is replaced (by one on another node, if its
+    /// node failed and there are others).
     fn attempt<T>(
         &self,
         scope: Scope,
         body: &mut impl FnMut(&mut PooledConn) -> Result<T, Failure>,
     ) -> Result<T, Failure> {
-        let (generation, pool) = {
-            let current = self.pool.read();
-            (current.0, current.1.clone())
-        };
+        let (generation, pool) = self.writer.current();
         let mut conn = pool
             .try_get_conn(CHECKOUT_TIMEOUT)
             .map_err(Failure::NoConnection)?;
@@ -230,8 +262,10 @@ impl Link {
             Scope::Autocommit => body(&mut conn),
             Scope::Read | Scope::Write => transaction(&mut conn, body),
         };
+        if result.as_ref().is_err_and(Failure::failed_node) {
+            self.writer.failed(generation);
+        }
         if result.as_ref().is_err_and(Failure::broke_link) {
-            self.retire(generation);
             // Takes the connection out of the pool's hands and closes it,
             // so that no other caller can take it from the old pool.
             drop(PooledConn::unwrap(conn));
@@ -263,20 +297,6 @@ impl Link {
             StoreError::Unavailable(m) if broke_midway || in_doubt => StoreError::Indeterminate(m),
             StoreError::Inconsistent(m) if in_doubt => StoreError::Indeterminate(m),
             other => other,
-        }
-    }
-
-    /// Replaces the pool of this generation with an empty one; the old one
-    /// closes its idle connections when the last caller using it is done.
-    fn retire(&self, generation: u64) {
-        let mut current = self.pool.write();
-        if current.0 != generation {
-            return;
-        }
-        // With no minimum of connections, creating a pool connects nothing
-        // and cannot fail; if it ever does, the old pool stays.
-        if let Ok(pool) = Pool::new(self.opts.clone()) {
-            *current = (generation + 1, pool);
         }
     }
 }
@@ -368,7 +388,7 @@ mod tests {
     }
 
     fn generation(link: &Link) -> u64 {
-        link.pool.read().0
+        link.writer.generation()
     }
 
     #[test]

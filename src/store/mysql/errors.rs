@@ -1,6 +1,7 @@
 //! What a MySQL error means: whether the link broke, whether the failure
-//! may pass, and whether the server picked the transaction as a deadlock
-//! victim.
+//! may pass, whether the server picked the transaction as a deadlock
+//! victim, and whether the node is no place to write (a Galera node out of
+//! its cluster).
 
 use ::mysql::{DriverError, Error};
 
@@ -15,10 +16,11 @@ use crate::store::StoreError;
 /// timeout (1205), deadlock (1213), read-only server (1290, 1836),
 /// interrupted or timed out statement (1317, 1969, 3024), too many
 /// transactions (1637), unknown or inaccessible database (1044, 1045, 1049),
-/// closed for inactivity (4031).
+/// closed for inactivity (4031), a Galera node not ready for queries
+/// (1047, see [`NOT_READY`]).
 const PASSING_SERVER_ERRORS: &[u16] = &[
-    1021, 1030, 1037, 1038, 1040, 1041, 1044, 1045, 1049, 1053, 1114, 1152, 1158, 1159, 1160, 1161,
-    1180, 1181, 1203, 1205, 1213, 1226, 1290, 1317, 1637, 1836, 1927, 1969, 3024, 4031,
+    1021, 1030, 1037, 1038, 1040, 1041, 1044, 1045, 1047, 1049, 1053, 1114, 1152, 1158, 1159, 1160,
+    1161, 1180, 1181, 1203, 1205, 1213, 1226, 1290, 1317, 1637, 1836, 1927, 1969, 3024, 4031,
 ];
 
 /// Server errors that end the connection: shutdown in progress (1053),
@@ -26,7 +28,16 @@ const PASSING_SERVER_ERRORS: &[u16] = &[
 const CONNECTION_ENDED: &[u16] = &[1053, 1152, 1927, 4031];
 
 /// "Deadlock found when trying to get lock": the transaction was rolled back.
+/// Galera reports a transaction that failed certification (it conflicted
+/// with one committed through another node) or was aborted by a replicated
+/// one the same way, and it was rolled back just the same.
 pub(super) const DEADLOCK: u16 = 1213;
+
+/// "WSREP has not yet prepared node for application use": a Galera node that
+/// is joining, or cut off from the primary component, refuses every query
+/// with this (ER_UNKNOWN_COM_ERROR). Nothing was done; the node is no place
+/// to write until it is Synced again.
+pub(super) const NOT_READY: u16 = 1047;
 
 /// Whether the link itself failed: the connection is gone, or may be out of
 /// step with the server, and must not be used again.
@@ -42,6 +53,13 @@ pub(super) fn broken(e: &Error) -> bool {
         Error::MySqlError(e) => CONNECTION_ENDED.contains(&e.code),
         _ => false,
     }
+}
+
+/// Whether the node can take no more of this link's calls: the link broke,
+/// or the node says it is not ready (a Galera node out of its cluster). A
+/// store with several nodes chooses its writer again.
+pub(super) fn node_failed(e: &Error) -> bool {
+    broken(e) || matches!(e, Error::MySqlError(e) if e.code == NOT_READY)
 }
 
 /// Whether the server rolled the transaction back to break a deadlock.
@@ -90,7 +108,15 @@ mod tests {
         assert!(broken(&io()) && broken(&server_error(1927)));
         assert!(!broken(&server_error(DEADLOCK)) && !broken(&server_error(1062)));
         assert!(deadlocked(&server_error(DEADLOCK)) && !deadlocked(&io()));
-        for passing in [io(), server_error(DEADLOCK), server_error(1205)] {
+        // A Galera node out of its cluster: the link is fine, the node is not.
+        assert!(!broken(&server_error(NOT_READY)) && node_failed(&server_error(NOT_READY)));
+        assert!(node_failed(&io()) && !node_failed(&server_error(DEADLOCK)));
+        for passing in [
+            io(),
+            server_error(DEADLOCK),
+            server_error(1205),
+            server_error(NOT_READY),
+        ] {
             let e = store_error("x", &passing);
             assert!(matches!(e, StoreError::Unavailable(_)), "{passing}: {e}");
         }

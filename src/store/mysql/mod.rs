@@ -28,6 +28,8 @@
 //! - `rows`: columns, row mappers and the statements of a batch.
 //! - `schema`: the database and its tables, made from `schema.sql`.
 //! - `nodes`: the registry of node ids ([`super::NodeRegistry`]).
+//! - `writer`: which node of a MariaDB Galera cluster to write to, when the
+//!   URL is a list of them.
 
 use std::time::Duration;
 
@@ -37,7 +39,6 @@ use ::mysql::{Opts, OptsBuilder, PoolConstraints, PoolOpts};
 use seckill_proto::{NewGoods, OrderState, RequestId};
 
 use self::calls::{Call, Link};
-use self::errors::store_error;
 use self::nodes::NODE_COLUMNS;
 use self::rows::{
     goods_by_id, goods_record, order_for_update, order_record, set_state, GoodsRow, OrderRow,
@@ -55,6 +56,9 @@ mod rows;
 mod schema;
 #[cfg(test)]
 mod tests;
+mod writer;
+
+pub use self::writer::split_urls;
 
 /// The database used when the URL names none (as in `schema.sql`).
 const DEFAULT_DB: &str = "seckill";
@@ -68,6 +72,52 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// link), at most this many (workers, the order writer, admin calls).
 const MAX_CONNECTIONS: usize = 32;
 
+/// The connection options of one node's URL, with this store's timeouts,
+/// pool size and session settings, and the database it names.
+fn node_opts(url: &str) -> Result<(Opts, String), StoreError> {
+    let opts =
+        Opts::from_url(url).map_err(|e| StoreError::Unavailable(format!("mysql: bad url: {e}")))?;
+    let db = opts.get_db_name().unwrap_or(DEFAULT_DB).to_string();
+    let pool_opts = if opts.get_pool_opts().constraints() == PoolConstraints::DEFAULT {
+        // Not set by the URL: ours. PoolConstraints::new(0, n) is Some.
+        PoolOpts::default().with_constraints(
+            PoolConstraints::new(0, MAX_CONNECTIONS).unwrap_or(PoolConstraints::DEFAULT),
+        )
+    } else {
+        opts.get_pool_opts().clone()
+    };
+    let mut init = vec![SESSION_INIT.to_string()];
+    init.extend(opts.get_init());
+    let builder = OptsBuilder::from_opts(opts.clone())
+        .tcp_connect_timeout(Some(
+            opts.get_tcp_connect_timeout().unwrap_or(CONNECT_TIMEOUT),
+        ))
+        .read_timeout(Some(opts.get_read_timeout().copied().unwrap_or(IO_TIMEOUT)))
+        .write_timeout(Some(
+            opts.get_write_timeout().copied().unwrap_or(IO_TIMEOUT),
+        ))
+        // Affected rows must count a no-op update as 0 (a batch's
+        // multi-row INSERT, in `rows`).
+        .additional_capabilities(
+            opts.get_additional_capabilities() - CapabilityFlags::CLIENT_FOUND_ROWS,
+        )
+        .init(init)
+        // No reset when a connection goes back to the pool: the store
+        // leaves no session state behind (a failed transaction is rolled
+        // back, a broken link retires the pool), and a reset would throw
+        // away the prepared statements. No ping before each use either:
+        // a dead connection is found by using it (see `Link::call`), and a
+        // ping on a partitioned link would wait out the read timeout for
+        // every idle connection in turn.
+        .pool_opts(
+            pool_opts
+                .with_reset_connection(false)
+                .with_check_health(false),
+        )
+        .db_name(Some(db.clone()));
+    Ok((builder.into(), db))
+}
+
 /// Run on every new connection. Strict mode makes an out-of-range or too
 /// long value an error, never a silent truncation, whatever the server's
 /// default. UTC for the `created_at`/`updated_at` columns. A lock wait gives
@@ -80,10 +130,8 @@ const SESSION_INIT: &str = "SET SESSION \
 
 pub struct MysqlStore {
     link: Link,
-    /// The database the URL names, and how to reach the server without it:
-    /// to create the database and its tables ([`MysqlStore::prepare`]).
+    /// The database the URLs name: made by [`MysqlStore::prepare`].
     db: String,
-    setup: OptsBuilder,
 }
 
 impl MysqlStore {
@@ -100,53 +148,27 @@ impl MysqlStore {
         Ok(store)
     }
 
-    /// A store for `url`, connected to nothing yet: fails only on a URL that
-    /// can never work. [`prepare`](Self::prepare) before use.
-    pub fn new(url: &str) -> Result<Self, StoreError> {
-        let opts = Opts::from_url(url)
-            .map_err(|e| StoreError::Unavailable(format!("mysql: bad url: {e}")))?;
-        let db = opts.get_db_name().unwrap_or(DEFAULT_DB).to_string();
-        let pool_opts = if opts.get_pool_opts().constraints() == PoolConstraints::DEFAULT {
-            // Not set by the URL: ours. PoolConstraints::new(0, n) is Some.
-            PoolOpts::default().with_constraints(
-                PoolConstraints::new(0, MAX_CONNECTIONS).unwrap_or(PoolConstraints::DEFAULT),
-            )
-        } else {
-            opts.get_pool_opts().clone()
-        };
-        let mut init = vec![SESSION_INIT.to_string()];
-        init.extend(opts.get_init());
-        let builder = OptsBuilder::from_opts(opts.clone())
-            .tcp_connect_timeout(Some(
-                opts.get_tcp_connect_timeout().unwrap_or(CONNECT_TIMEOUT),
-            ))
-            .read_timeout(Some(opts.get_read_timeout().copied().unwrap_or(IO_TIMEOUT)))
-            .write_timeout(Some(
-                opts.get_write_timeout().copied().unwrap_or(IO_TIMEOUT),
-            ))
-            // Affected rows must count a no-op update as 0 (a batch's
-            // multi-row INSERT, in `rows`).
-            .additional_capabilities(
-                opts.get_additional_capabilities() - CapabilityFlags::CLIENT_FOUND_ROWS,
-            )
-            .init(init)
-            // No reset when a connection goes back to the pool: the store
-            // leaves no session state behind (a failed transaction is rolled
-            // back, a broken link retires the pool), and a reset would throw
-            // away the prepared statements. No ping before each use either:
-            // a dead connection is found by using it (see `Link::call`), and a
-            // ping on a partitioned link would wait out the read timeout for
-            // every idle connection in turn.
-            .pool_opts(
-                pool_opts
-                    .with_reset_connection(false)
-                    .with_check_health(false),
-            );
-        let opts: Opts = builder.clone().db_name(Some(db.clone())).into();
+    /// A store for `urls`, connected to nothing yet: fails only on a URL
+    /// that can never work. One URL, or a comma-separated list of the nodes
+    /// of a MariaDB Galera cluster in order of preference, all naming the
+    /// same database (see [`writer`]). [`prepare`](Self::prepare) before
+    /// use.
+    pub fn new(urls: &str) -> Result<Self, StoreError> {
+        let mut db = None;
+        let mut nodes = Vec::new();
+        for url in split_urls(urls) {
+            let (opts, named) = node_opts(url)?;
+            if db.get_or_insert_with(|| named.clone()) != &named {
+                return Err(StoreError::Unavailable(format!(
+                    "mysql: the nodes name different databases ({} and {named})",
+                    db.unwrap_or_default()
+                )));
+            }
+            nodes.push(opts);
+        }
         Ok(MysqlStore {
-            link: Link::new(opts)?,
-            db,
-            setup: builder,
+            link: Link::to_nodes(nodes)?,
+            db: db.unwrap_or_else(|| DEFAULT_DB.to_string()),
         })
     }
 
@@ -155,11 +177,8 @@ impl MysqlStore {
     /// until MySQL answers.
     pub fn prepare(&self) -> Result<(), StoreError> {
         // The database may not exist yet: connect without it first.
-        let setup = || -> ::mysql::Result<()> {
-            let mut conn = ::mysql::Conn::new(self.setup.clone().db_name(None::<String>))?;
-            schema::create(&mut conn, &self.db)
-        };
-        setup().map_err(|e| store_error("setup", &e))?;
+        self.link
+            .setup("setup", |conn| schema::create(conn, &self.db))?;
         self.check_columns()
     }
 
