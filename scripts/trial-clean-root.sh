@@ -203,6 +203,7 @@ give_toolchain() {
     printf 'version = "12"\ndefault_toolchain = "%s"\nprofile = "default"\nauto_self_update = "disable"\n' \
         "$toolchain" >"$home/.rustup/settings.toml"
     cp -a "$cargo_home/bin" "$cargo_home/env" "$home/.cargo/"
+    # shellcheck disable=SC2016 # expanded by the user's shell, not here
     echo '. "$HOME/.cargo/env"' >>"$home/.profile"
     chroot "$ROOT" chown -R "$USER_NAME:$USER_NAME" "/home/$USER_NAME"
 }
@@ -281,6 +282,7 @@ run_server() {
     until port_answers 7700; do
         if ! kill -0 "$pid" 2>/dev/null; then
             tail -n 30 "$log" >&2
+            # shellcheck disable=SC2016 # backquotes of cargo's message
             if grep -q 'linker `cc` not found' "$log"; then
                 say "the server command cannot build: no C compiler (a prerequisite the README names)"
                 return 2
@@ -352,7 +354,7 @@ main() {
     make_mounts
     check_clean
     clone
-    local server=PASS tests=PASS again= status=0
+    local server=PASS tests=PASS again='' status=0
     # As a reader would: the server first. Without a C compiler (which the
     # README names as a prerequisite) it cannot build yet; ./test.sh
     # installs one, and the server command is tried again after it.
