@@ -55,6 +55,26 @@ fn kill_node(port: u16) {
     assert!(status.success(), "kill -9 {pid}");
 }
 
+/// Waits until every replica of the cluster has its link to its primary
+/// up: a node restarted after a kill syncs for a while, and a WAIT on its
+/// primary counts it only after that.
+fn replicas_linked() {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for port in CLUSTER_NODES {
+        loop {
+            let info: String = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
+                .and_then(|mut c| redis::cmd("INFO").arg("replication").query(&mut c))
+                .unwrap_or_default();
+            if info.contains("role:master") || info.contains("master_link_status:up") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "replica {port} never linked");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
 /// Starts a killed node again (it rejoins as a replica) and waits until
 /// the script finds the cluster healthy, for the tests after this one.
 fn restore(port: u16) {
@@ -71,6 +91,7 @@ fn restore(port: u16) {
         assert!(Instant::now() < deadline, "the cluster did not heal");
         std::thread::sleep(Duration::from_millis(200));
     }
+    replicas_linked();
 }
 
 /// Durable mode, two servers, a crowd: the primary holding the goods is
@@ -155,6 +176,8 @@ fn a_primary_killed_mid_sale_durable() {
 fn queued_orders_wait_for_their_replicas() {
     let _cluster = cluster_lock();
     let dir = tempfile::tempdir().unwrap();
+    let _ = Backends::on_cluster();
+    replicas_linked();
     for (wait, sells) in [("1", true), ("2", false)] {
         let stores = Backends::on_cluster();
         let mut flags = stores.args("queued");
