@@ -1,15 +1,14 @@
 //! Servers on a Redis Cluster (`scripts/cluster/redis.sh`) whose shard
 //! fails over mid-sale.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::Value;
 
 use crate::harness::{cluster_lock, cluster_script, on_sale, Backends, Server, CLUSTER_NODES};
-use crate::several::{buyer, sell_the_rest_and_check, start, wait_known};
+use crate::several::{sell_the_rest_and_check, start, wait_known, Crowd};
 
 /// The port of the primary serving `key` now.
 fn primary_of(key: &str) -> u16 {
@@ -115,36 +114,16 @@ fn a_primary_killed_mid_sale_durable() {
         .unwrap()
         .id;
     wait_known(&servers, goods);
-    let addrs = Arc::new(Mutex::new(
-        servers.iter().map(|s| s.addr).collect::<Vec<_>>(),
-    ));
-    let next_user = Arc::new(AtomicU64::new(1));
-    let told = Arc::new(Mutex::new(HashMap::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let buyers: Vec<_> = (0..8)
-        .map(|t| {
-            buyer(
-                addrs.clone(),
-                t,
-                goods,
-                next_user.clone(),
-                told.clone(),
-                stop.clone(),
-            )
-        })
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while told.lock().unwrap().len() < STOCK as usize / 4 {
-        assert!(Instant::now() < deadline, "sale made no progress");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let crowd = Crowd::new(&servers, goods);
+    let buyers = crowd.buyers(8, &Arc::new(AtomicBool::new(false)));
+    crowd.wait_told(STOCK as usize / 4);
     let primary = primary_of(&format!("{}{{g{goods}}}:stock", stores.prefix));
     kill_node(primary);
-    let killed_at = (Instant::now(), told.lock().unwrap().len());
+    let killed_at = (Instant::now(), crowd.told.lock().unwrap().len());
     for b in buyers {
         b.join().unwrap();
     }
-    let after = told.lock().unwrap().len() - killed_at.1;
+    let after = crowd.told.lock().unwrap().len() - killed_at.1;
     eprintln!(
         "killed the primary on {primary} after {} orders; {after} more in the {:?} after",
         killed_at.1,
@@ -156,7 +135,7 @@ fn a_primary_killed_mid_sale_durable() {
         primary,
         "no replica took over"
     );
-    sell_the_rest_and_check(&servers, &addrs, &stores, goods, STOCK, &next_user, &told);
+    sell_the_rest_and_check(&servers, &stores, &crowd, STOCK);
     for s in &servers {
         assert!(
             s.log().contains("failed over"),

@@ -22,7 +22,7 @@ pub(crate) fn start(dir: &tempfile::TempDir, stores: &Backends, ack: &str, n: u1
 /// retried (busy, a server killed under it) until it has an answer, through
 /// whichever of `addrs` answers. Records every order a client was told it
 /// holds. Stops at the first `sold_out`, or when `stop` is set.
-pub(crate) fn buyer(
+fn buyer(
     addrs: Arc<Mutex<Vec<std::net::SocketAddr>>>,
     first: usize,
     goods: u64,
@@ -77,6 +77,56 @@ pub(crate) fn buyer(
     })
 }
 
+/// A crowd buying one goods through several servers: the servers it uses
+/// (a restarted one is swapped in), the next user, and the order each user
+/// was told it holds.
+pub(crate) struct Crowd {
+    pub addrs: Arc<Mutex<Vec<std::net::SocketAddr>>>,
+    goods: u64,
+    next_user: Arc<AtomicU64>,
+    pub told: Arc<Mutex<HashMap<u64, u64>>>,
+}
+
+impl Crowd {
+    pub(crate) fn new(servers: &[Server], goods: u64) -> Crowd {
+        Crowd {
+            addrs: Arc::new(Mutex::new(servers.iter().map(|s| s.addr).collect())),
+            goods,
+            next_user: Arc::new(AtomicU64::new(1)),
+            told: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// `threads` [`buyer`]s, until sold out or `stop`.
+    pub(crate) fn buyers(
+        &self,
+        threads: usize,
+        stop: &Arc<AtomicBool>,
+    ) -> Vec<std::thread::JoinHandle<()>> {
+        (0..threads)
+            .map(|t| {
+                buyer(
+                    self.addrs.clone(),
+                    t,
+                    self.goods,
+                    self.next_user.clone(),
+                    self.told.clone(),
+                    stop.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// Waits until `orders` buyers have been told they hold an order.
+    pub(crate) fn wait_told(&self, orders: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.told.lock().unwrap().len() < orders {
+            assert!(Instant::now() < deadline, "sale made no progress");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
 /// Three servers on one Redis and MySQL; a crowd through all three while
 /// RECONCILE goes to server 0 every 100 ms and server 1 is killed -9 and
 /// restarted mid-sale: exactly the stock sold, every acknowledged order in
@@ -91,24 +141,9 @@ fn three_servers_reconciling_and_crashing(ack: &str, stores: Backends) {
         .unwrap()
         .id;
     wait_known(&servers, goods);
-    let addrs = Arc::new(Mutex::new(
-        servers.iter().map(|s| s.addr).collect::<Vec<_>>(),
-    ));
-    let next_user = Arc::new(AtomicU64::new(1));
-    let told = Arc::new(Mutex::new(HashMap::new()));
+    let crowd = Crowd::new(&servers, goods);
     let stop = Arc::new(AtomicBool::new(false));
-    let buyers: Vec<_> = (0..12)
-        .map(|t| {
-            buyer(
-                addrs.clone(),
-                t,
-                goods,
-                next_user.clone(),
-                told.clone(),
-                stop.clone(),
-            )
-        })
-        .collect();
+    let buyers = crowd.buyers(12, &stop);
     // RECONCILE every 100 ms on server 0 while the crowd buys.
     let reconciling = Arc::new(AtomicBool::new(true));
     let reconciler = {
@@ -132,17 +167,13 @@ fn three_servers_reconciling_and_crashing(ack: &str, stores: Backends) {
             runs
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while told.lock().unwrap().len() < STOCK as usize / 3 {
-        assert!(Instant::now() < deadline, "sale made no progress");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    crowd.wait_told(STOCK as usize / 3);
     // Server 1 dies mid-sale and comes back on another port.
     let killed = servers.remove(1);
     killed.kill();
     std::thread::sleep(Duration::from_millis(300));
     servers.insert(1, start(&dir, &stores, ack, 2));
-    addrs.lock().unwrap()[1] = servers[1].addr;
+    crowd.addrs.lock().unwrap()[1] = servers[1].addr;
     for b in buyers {
         b.join().unwrap();
     }
@@ -151,7 +182,7 @@ fn three_servers_reconciling_and_crashing(ack: &str, stores: Backends) {
     eprintln!("{ack}: {runs} reconciliations during the sale");
     assert!(runs >= 1, "no reconciliation ran during the sale");
 
-    sell_the_rest_and_check(&servers, &addrs, &stores, goods, STOCK, &next_user, &told);
+    sell_the_rest_and_check(&servers, &stores, &crowd, STOCK);
 }
 
 /// After a sale through `servers` that something went wrong in: a
@@ -161,30 +192,16 @@ fn three_servers_reconciling_and_crashing(ack: &str, stores: Backends) {
 /// told so, Redis at 0 and in step.
 pub(crate) fn sell_the_rest_and_check(
     servers: &[Server],
-    addrs: &Arc<Mutex<Vec<std::net::SocketAddr>>>,
     stores: &Backends,
-    goods: u64,
+    crowd: &Crowd,
     stock: u32,
-    next_user: &Arc<AtomicU64>,
-    told: &Arc<Mutex<HashMap<u64, u64>>>,
 ) {
+    let goods = crowd.goods;
     servers[2 % servers.len()]
         .admin()
         .reconcile(Some(goods))
         .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let last: Vec<_> = (0..6)
-        .map(|t| {
-            buyer(
-                addrs.clone(),
-                t,
-                goods,
-                next_user.clone(),
-                told.clone(),
-                stop.clone(),
-            )
-        })
-        .collect();
+    let last = crowd.buyers(6, &Arc::new(AtomicBool::new(false)));
     for b in last {
         b.join().unwrap();
     }
@@ -197,7 +214,7 @@ pub(crate) fn sell_the_rest_and_check(
     let users: HashSet<u64> = live.iter().map(|r| r.1).collect();
     assert_eq!(users.len(), live.len(), "a user holds two orders");
     let stored: HashMap<u64, u64> = live.iter().map(|r| (r.1, r.0)).collect();
-    let told = told.lock().unwrap().clone();
+    let told = crowd.told.lock().unwrap().clone();
     for (user, no) in &told {
         assert_eq!(
             stored.get(user),
