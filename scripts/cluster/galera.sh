@@ -73,21 +73,8 @@ as_root() {
     fi
 }
 
-find_bin() {
-    local name dir
-    for name in "$@"; do
-        if command -v "$name" 2>/dev/null; then
-            return 0
-        fi
-        for dir in /usr/sbin /usr/local/sbin /sbin /usr/bin; do
-            if [[ -x $dir/$name ]]; then
-                echo "$dir/$name"
-                return 0
-            fi
-        done
-    done
-    return 1
-}
+# shellcheck source=scripts/find_bin.sh
+source "$(dirname "$0")/../find_bin.sh"
 
 # The packages: galera-4 comes with mariadb-server on Debian; rsync does
 # the SST.

@@ -29,14 +29,8 @@ die() {
     exit 1
 }
 
-find_bin() {
-    local name=$1 dir
-    command -v "$name" 2>/dev/null && return 0
-    for dir in /usr/sbin /usr/local/sbin /usr/bin /usr/local/bin; do
-        [[ -x $dir/$name ]] && echo "$dir/$name" && return 0
-    done
-    return 1
-}
+# shellcheck source=scripts/find_bin.sh
+source "$(dirname "$0")/../find_bin.sh"
 
 REDIS_SERVER=$(find_bin redis-server) || die "redis-server not found (scripts/services.sh installs it)"
 REDIS_CLI=$(find_bin redis-cli) || die "redis-cli not found (scripts/services.sh installs it)"
