@@ -60,6 +60,9 @@ CREATE TABLE IF NOT EXISTS goods (
     -- store keeps the controls of the highest version it was given, so a
     -- server's late write of an older state cannot undo a newer one.
     sale_version   BIGINT UNSIGNED NOT NULL DEFAULT 0,
+    -- The buckets the goods' stock is split over in Redis (1: not split),
+    -- fixed when it is added (ADD_GOODS). (Added to older tables at start.)
+    buckets        SMALLINT UNSIGNED NOT NULL DEFAULT 1,
     created_at  DATETIME(3)      NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
     updated_at  DATETIME(3)      NOT NULL DEFAULT CURRENT_TIMESTAMP(3)
                                  ON UPDATE CURRENT_TIMESTAMP(3),

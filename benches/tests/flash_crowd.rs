@@ -162,6 +162,7 @@ fn a_flash_crowd_through_two_servers_is_spread_and_verified_over_both() {
                 start_ms: now - 60_000,
                 end_ms: now + 3_600_000,
                 rules: seckill_client::SaleRules::default(),
+                buckets: 1,
             })
             .expect("add goods")
             .id

@@ -191,6 +191,7 @@ mod tests {
                 start_ms: 1,
                 end_ms: 2,
                 rules: SaleRules::default(),
+                buckets: 1,
             },
             request_id,
         };

@@ -216,6 +216,7 @@ fn admin_calls_send_the_token_and_decode_their_replies() {
         start_ms: 1,
         end_ms: 2,
         rules: SaleRules::default(),
+        buckets: 1,
     };
     assert_eq!(admin.add_goods(new).unwrap().name, "Phone");
     assert_eq!(admin.restock(4, 10).unwrap().id, 4);
@@ -428,6 +429,7 @@ fn admin_sale_control_and_goods_rules_go_over_the_wire() {
         start_ms: 1,
         end_ms: 2,
         rules,
+        buckets: 1,
     };
     assert_eq!(admin.add_goods(new).unwrap().rules, rules);
 
@@ -777,6 +779,7 @@ fn a_name_over_the_limit_is_refused_before_sending() {
         start_ms: 1,
         end_ms: 2,
         rules: SaleRules::default(),
+        buckets: 1,
     };
     assert_eq!(
         c.add_goods(new).unwrap_err().kind(),

@@ -73,6 +73,8 @@ impl Capabilities {
     /// Admin commands are served on a separate admin listener only: an
     /// admin token sent here gets `unauthorized` (section 6).
     pub const ADMIN_LISTENER_ONLY: Capabilities = Capabilities(1 << 2);
+    /// ADD_GOODS takes the optional `buckets` (section 5.1).
+    pub const ADD_GOODS_BUCKETS: Capabilities = Capabilities(1 << 3);
 
     pub const fn from_bits(bits: u64) -> Capabilities {
         Capabilities(bits)

@@ -164,6 +164,10 @@ impl Request {
                 if let Some(id) = request_id {
                     b.put_u128(id.get());
                 }
+                // Likewise the buckets, absent when 1.
+                if goods.buckets != 1 {
+                    b.put_u16(goods.buckets);
+                }
             }
             Request::Restock { goods_id, amount } => {
                 b.put_u64(*goods_id);
@@ -216,10 +220,25 @@ impl Request {
                 user_id: r.u64("user_id")?,
                 goods_id: r.u64("goods_id")?,
             },
-            Opcode::AddGoods => Request::AddGoods {
-                goods: NewGoods::decode(&mut r)?,
-                request_id: client_request_id(&mut r)?,
-            },
+            Opcode::AddGoods => {
+                let mut goods = NewGoods::decode(&mut r)?;
+                // After the record: nothing, the buckets (2 bytes), the
+                // request id (16), or both (18), told apart by the length.
+                let request_id = match r.remaining() {
+                    2 => None,
+                    _ => client_request_id(&mut r)?,
+                };
+                if r.remaining() == 2 {
+                    goods.buckets = r.u16("buckets")?;
+                    if goods.buckets == 0 {
+                        return Err(BodyError::BadValue {
+                            field: "buckets",
+                            value: 0,
+                        });
+                    }
+                }
+                Request::AddGoods { goods, request_id }
+            }
             Opcode::Restock => Request::Restock {
                 goods_id: r.u64("goods_id")?,
                 amount: r.u32("amount")?,

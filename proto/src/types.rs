@@ -143,6 +143,12 @@ pub struct NewGoods {
     pub start_ms: u64,
     pub end_ms: u64,
     pub rules: SaleRules,
+    /// The buckets the goods' stock is split over in the server's stock
+    /// store (1..=64; 1, the default, is no split): for a goods whose BUYs
+    /// one Redis node cannot take. Not part of the NewGoods record (5.3),
+    /// which has no room for it: ADD_GOODS carries it after the record
+    /// (5.1), and only when it is not 1.
+    pub buckets: u16,
 }
 
 impl NewGoods {
@@ -163,6 +169,7 @@ impl NewGoods {
             start_ms: r.u64("start_ms")?,
             end_ms: r.u64("end_ms")?,
             rules: SaleRules::decode(r)?,
+            buckets: 1,
         })
     }
 }

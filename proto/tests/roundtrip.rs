@@ -176,6 +176,7 @@ fn new_goods() -> impl Strategy<Value = NewGoods> {
                 start_ms,
                 end_ms,
                 rules,
+                buckets: 1,
             },
         )
 }
@@ -568,6 +569,7 @@ fn request_stream() -> (Vec<u8>, Vec<usize>, Vec<(u64, Request)>) {
                     pay_window_ms: 60_000,
                     token_required: true,
                 },
+                buckets: 1,
             },
             request_id: None,
         },
@@ -1211,6 +1213,7 @@ fn add_goods(name: String) -> Vec<u8> {
                 start_ms: 0,
                 end_ms: 1,
                 rules: SaleRules::default(),
+                buckets: 1,
             },
             request_id: None,
         },

@@ -93,6 +93,7 @@ fn phone_new() -> NewGoods {
         start_ms: START_MS,
         end_ms: END_MS,
         rules: PHONE_RULES,
+        buckets: 1,
     }
 }
 

@@ -13,6 +13,9 @@
 -- KEYS[4] staged: the buyers hash this load wrote (deleted if superseded)
 -- KEYS[5] ctl: its field "total", the total of the last restock counted in
 --         the stock (see add.lua), rises to this count's total
+-- KEYS[6] ledger: the units the parts of a bucketed goods sent each other
+--         under the epoch before (send.lua), which this count includes
+--         wherever they were: deleted
 -- ARGV[1] epoch               (the reconciliation's, from the order store)
 -- ARGV[2] units left
 -- ARGV[3] "1" if the staged hash holds the buyers, "0" if there are none
@@ -22,7 +25,7 @@
 -- key, which another reconciliation's FREEZE set (nothing is done).
 --
 -- Built by seckill_redis_scripts::Load; by hand, e.g.:
---   redis-cli --eval load.lua s b e st c , 7 100 0 100
+--   redis-cli --eval load.lua s b e st c l , 7 100 0 100
 
 local current = redis.call('GET', KEYS[3])
 if current ~= ARGV[1] .. ':loading' then
@@ -39,6 +42,7 @@ else
 end
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[3], ARGV[1])
+redis.call('DEL', KEYS[6])
 -- A restock the count included must not add its units again when its ADD,
 -- sent under the old epoch, is resent under this one.
 local counted = tonumber(redis.call('HGET', KEYS[5], 'total') or '-1')

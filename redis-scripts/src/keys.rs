@@ -33,9 +33,21 @@ impl Prefix {
         &self.0
     }
 
-    /// The keys of one goods.
+    /// The keys of one goods: all of it when it has one bucket, its pool
+    /// when it has several.
     pub fn keys(&self, goods: u64) -> Keys {
-        let base = format!("{}{{g{goods}}}", self.0);
+        self.tagged(format!("g{goods}"))
+    }
+
+    /// The keys of bucket `bucket` of a goods split over several buckets:
+    /// a hash tag of its own, so that a Redis Cluster may put each bucket on
+    /// another node.
+    pub fn bucket_keys(&self, goods: u64, bucket: u16) -> Keys {
+        self.tagged(format!("g{goods}.{bucket}"))
+    }
+
+    fn tagged(&self, tag: String) -> Keys {
+        let base = format!("{}{{{tag}}}", self.0);
         Keys {
             stock: format!("{base}:stock"),
             buyers: format!("{base}:buyers"),
@@ -47,6 +59,7 @@ impl Prefix {
             released: format!("{base}:released"),
             req: format!("{base}:req"),
             req_expiry: format!("{base}:req_expiry"),
+            ledger: format!("{base}:ledger"),
         }
     }
 }
@@ -65,6 +78,9 @@ pub struct Keys {
     pub released: String,
     pub req: String,
     pub req_expiry: String,
+    /// Units this part of a bucketed goods sent to and got from the others
+    /// (see send.lua and receive.lua).
+    pub ledger: String,
 }
 
 /// One of a goods' keys, as a script's KEYS names it.
@@ -80,6 +96,7 @@ pub enum Key {
     Released,
     Req,
     ReqExpiry,
+    Ledger,
 }
 
 impl Keys {
@@ -101,12 +118,13 @@ impl Keys {
             Key::Released => &self.released,
             Key::Req => &self.req,
             Key::ReqExpiry => &self.req_expiry,
+            Key::Ledger => &self.ledger,
         }
     }
 
     /// Every key of the goods, its queue and tokens included: what to
     /// delete to forget it.
-    pub fn all(&self) -> [&str; 10] {
+    pub fn all(&self) -> [&str; 11] {
         [
             &self.stock,
             &self.buyers,
@@ -118,6 +136,7 @@ impl Keys {
             &self.released,
             &self.req,
             &self.req_expiry,
+            &self.ledger,
         ]
     }
 }
@@ -142,7 +161,12 @@ mod tests {
                 "sk:{g42}:released",
                 "sk:{g42}:req",
                 "sk:{g42}:req_expiry",
+                "sk:{g42}:ledger",
             ]
+        );
+        assert_eq!(
+            Prefix::new("sk:").unwrap().bucket_keys(42, 3).buyers,
+            "sk:{g42.3}:buyers"
         );
         assert_eq!(keys.get(Key::TokenExpiry), "sk:{g42}:token_expiry");
         assert_eq!(Prefix::new("").unwrap().keys(1).stock, "{g1}:stock");

@@ -82,11 +82,13 @@
 //! });
 //! ```
 
+mod buckets;
 mod calls;
 mod keys;
 mod load;
 mod reserve;
 
+pub use buckets::{bucket_of, Part, ReceiveCall, SendCall, MAX_BUCKETS, RECEIVE, SEND};
 pub use calls::{
     AddCall, ControlCall, ForgetCall, IssueCall, ReleaseCall, ADD, CONTROL, FORGET, ISSUE, RELEASE,
 };

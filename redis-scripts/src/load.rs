@@ -70,7 +70,7 @@ pub struct Load<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadCommands {
     pub staging: Vec<Command>,
-    pub keys: [String; 5],
+    pub keys: [String; 6],
     pub args: [String; 4],
 }
 
@@ -107,6 +107,7 @@ impl Load<'_> {
                 keys.epoch.clone(),
                 staged,
                 keys.ctl.clone(),
+                keys.ledger.clone(),
             ],
             args: [
                 self.epoch.to_string(),
@@ -211,7 +212,8 @@ mod tests {
                 "p:{g1}:buyers",
                 "p:{g1}:epoch",
                 "p:{g1}:buyers:staged:5",
-                "p:{g1}:ctl"
+                "p:{g1}:ctl",
+                "p:{g1}:ledger"
             ]
         );
         assert_eq!(commands.args, ["5", "7", "1", "10"]);

@@ -244,8 +244,9 @@ impl Handler {
 
     /// What HELLO of version 2 or more tells about this server.
     fn server_info(&self, conn: &Connection) -> ServerInfo {
-        let mut capabilities =
-            Capabilities::BUY_REQUEST_ID.with(Capabilities::ADD_GOODS_REQUEST_ID);
+        let mut capabilities = Capabilities::BUY_REQUEST_ID
+            .with(Capabilities::ADD_GOODS_REQUEST_ID)
+            .with(Capabilities::ADD_GOODS_BUCKETS);
         if self.admin_listener && !conn.admin_port {
             capabilities = capabilities.with(Capabilities::ADMIN_LISTENER_ONLY);
         }

@@ -8,6 +8,7 @@ use seckill_proto::{NewGoods, Reply, RequestId, SaleAction, Status};
 
 use super::{describe, now_ms, store_failure, unknown_goods, Sale, MAX_PAY_WINDOW_MS};
 use crate::store::{GoodsId, GoodsRecord, SaleChange};
+use seckill_redis_scripts::MAX_BUCKETS;
 
 impl Sale {
     /// ADD_GOODS. With a request id it is safe to send again: a repeat
@@ -27,6 +28,12 @@ impl Sale {
             return Reply::error(
                 Status::BadRequest,
                 "the payment window must be between 1 ms and 366 days",
+            );
+        }
+        if !(1..=MAX_BUCKETS).contains(&new.buckets) {
+            return Reply::error(
+                Status::BadRequest,
+                format!("a goods has 1 to {MAX_BUCKETS} buckets"),
             );
         }
         // The id proper: the repeat mark says nothing about which goods.
@@ -49,6 +56,7 @@ impl Sale {
                 _ => return store_failure("order store", &e),
             },
         };
+        self.stock.split(record.id, record.buckets);
         let loaded = self.orders.next_epoch(record.id, 0).and_then(|epoch| {
             self.stock.begin_load(record.id, epoch)?;
             self.stock

@@ -204,6 +204,15 @@ impl Sale {
                         "this request's order is being written, retry later",
                     ))
                 }
+                // The store failed for this buyer's bucket mid-write, after
+                // deciding for others: as for a whole call in doubt.
+                Reservation::InDoubt => {
+                    entry.gate.mark_unsure();
+                    Decision::Answer(store_failure(
+                        "stock store",
+                        &StoreError::Indeterminate(format!("a bucket of goods {goods}")),
+                    ))
+                }
                 other => Decision::Answer(self.refusal(&entry.holders, b.user, other)),
             })
             .collect();
@@ -331,7 +340,14 @@ impl Sale {
                 Status::BadRequest,
                 "this request id was used by another user's BUY",
             ),
-            Reservation::Reserved | Reservation::Replayed(_) => {
+            Reservation::Busy => {
+                metrics::add(&self.metrics.busy, 1);
+                Reply::error(
+                    Status::Busy,
+                    "units are on their way to this buyer's bucket, retry",
+                )
+            }
+            Reservation::Reserved | Reservation::Replayed(_) | Reservation::InDoubt => {
                 Reply::error(Status::InternalError, "decided above")
             }
         }

@@ -173,6 +173,7 @@ impl Sale {
                 // while the server that added it is still loading it; the
                 // store decides every sale anyway), and no repair before that
                 // server has had time to load it.
+                self.stock.split(record.id, record.buckets);
                 let left = self.stock.remaining(record.id).ok().flatten();
                 let entry = self.catalog.insert(&record, left.unwrap_or(record.total));
                 entry.gate.defer_repair(now_ms(), NEW_GOODS_GRACE_MS);

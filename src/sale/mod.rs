@@ -145,6 +145,7 @@ impl Sale {
             repairs: crossbeam_channel::bounded(REPAIR_QUEUE),
         };
         for goods in sale.orders.goods()? {
+            sale.stock.split(goods.id, goods.buckets);
             sale.catalog.insert(&goods, 0);
         }
         for drift in sale.reconcile(None)? {

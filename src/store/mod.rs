@@ -79,6 +79,9 @@ pub struct GoodsRecord {
     pub start_ms: u64,
     pub end_ms: u64,
     pub rules: SaleRules,
+    /// The buckets its stock is split over in the stock store (1: not
+    /// split), fixed when it is added.
+    pub buckets: u16,
     /// An admin paused the sale (SALE_CONTROL).
     pub paused: bool,
     /// Raised by every saved sale control: of two views of the pause and
@@ -276,6 +279,15 @@ pub enum Reservation {
     Replayed(OrderNo),
     /// The BUY's request id is another user's; nothing was taken.
     RequestIdTaken,
+    /// Nothing was taken, and the buyer may retry: the buyer's bucket of a
+    /// goods split over buckets ran dry while units were left elsewhere
+    /// (on their way to it), or the store failed for this buyer's bucket
+    /// after it had decided for others in the same call.
+    Busy,
+    /// The store failed for this buyer's bucket mid-write, after it had
+    /// decided for others in the same call: a unit may have been taken
+    /// ([`StoreError::Indeterminate`] for this buyer alone).
+    InDoubt,
 }
 
 /// The result of one merged deduction.
@@ -304,6 +316,33 @@ pub enum SaleChange {
         start_ms: u64,
         end_ms: u64,
     },
+}
+
+/// Where a goods' units are in the stock store, for the conservation check
+/// of a goods split over buckets (one part, the whole stock, otherwise):
+/// `pool + in_flight + Σ buckets + holders` must be the goods' total.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockParts {
+    /// Units in the pool, from which buckets are refilled (0 with one
+    /// bucket).
+    pub pool: u32,
+    /// Units sent from one part to another and not received yet: a move cut
+    /// short by a crash, or under way. Read part by part while moves go on,
+    /// a move between two reads may count here as negative (the counters
+    /// it is computed from make the sum exact; see `send.lua`).
+    pub in_flight: i64,
+    /// Units left in each bucket.
+    pub buckets: Vec<u32>,
+    /// Orders held: reserved (not yet in the order store) or sold.
+    pub holders: u64,
+}
+
+impl StockParts {
+    /// Every unit the parts account for.
+    pub fn accounted(&self) -> i64 {
+        let buckets: u64 = self.buckets.iter().map(|&b| u64::from(b)).sum();
+        i64::from(self.pool) + self.in_flight + (buckets + self.holders) as i64
+    }
 }
 
 /// A goods' counters in the stock store, read together.
@@ -446,6 +485,25 @@ pub trait StockStore: Send + Sync {
     fn lost_writes(&self, goods: &[GoodsId]) -> Result<Vec<GoodsId>, StoreError> {
         let _ = goods;
         Ok(Vec::new())
+    }
+    /// Tells the store that a goods is split over `buckets` buckets (its
+    /// `GoodsRecord::buckets`, fixed when it was added), before any other
+    /// call for it. A store that keeps each goods in one place (memory)
+    /// ignores it.
+    fn split(&self, goods: GoodsId, buckets: u16) {
+        let _ = (goods, buckets);
+    }
+    /// Where a goods' units are, part by part: `None` if the store does not
+    /// hold it. One bucket by default, from the [`snapshot`](Self::snapshot).
+    fn parts(&self, goods: GoodsId) -> Result<Option<StockParts>, StoreError> {
+        Ok(self
+            .snapshot(goods)?
+            .map(|(remaining, holders)| StockParts {
+                pool: 0,
+                in_flight: 0,
+                buckets: vec![remaining],
+                holders: holders.len() as u64,
+            }))
     }
 }
 

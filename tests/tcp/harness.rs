@@ -282,6 +282,7 @@ pub fn on_sale(name: &str, stock: u32) -> NewGoods {
         start_ms: now - 1000,
         end_ms: now + 3_600_000,
         rules: SaleRules::default(),
+        buckets: 1,
     }
 }
 

@@ -206,6 +206,12 @@ enum GoodsCommand {
         /// BUY must carry a purchase token from `seckill-cli token`.
         #[arg(long)]
         token_required: bool,
+        /// Split the goods' stock over this many buckets, 1 to 64, in the
+        /// server's Redis stock store: for a goods whose BUYs one Redis
+        /// node cannot take; each bucket may live on another node of a
+        /// Redis Cluster. 1 (the default) is no split.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        buckets: u16,
         /// This addition's client request id: 1 to 32 hex digits, or a
         /// UUID. Without it a fresh one is drawn. An ADD_GOODS with the id
         /// of an earlier one gets the goods that one made, never a second
@@ -363,6 +369,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             limit,
             pay_window,
             token_required,
+            buckets,
             request_id,
         }) => {
             // Check the times before connecting: a typo should not cost a
@@ -379,6 +386,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                     pay_window_ms: *pay_window,
                     token_required: *token_required,
                 },
+                buckets: *buckets,
             };
             // Drawn here, as for `buy`, so that a try whose outcome is
             // unknown can say which id tries it again.
@@ -651,6 +659,7 @@ fn capability_names(caps: Capabilities) -> Vec<&'static str> {
         (Capabilities::BUY_REQUEST_ID, "buy_request_id"),
         (Capabilities::ADD_GOODS_REQUEST_ID, "add_goods_request_id"),
         (Capabilities::ADMIN_LISTENER_ONLY, "admin_listener_only"),
+        (Capabilities::ADD_GOODS_BUCKETS, "add_goods_buckets"),
     ]
     .into_iter()
     .filter(|(bit, _)| caps.contains(*bit))

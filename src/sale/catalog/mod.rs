@@ -131,6 +131,7 @@ mod tests {
             rules: SaleRules::default(),
             paused: false,
             sale_version: 0,
+            buckets: 1,
         }
     }
 

@@ -30,6 +30,7 @@ impl OrderStore for FlakyOrders {
             rules: SaleRules::default(),
             paused: false,
             sale_version: 0,
+            buckets: 1,
         }])
     }
     fn find_goods(&self, g: GoodsId) -> Result<Option<GoodsRecord>, StoreError> {

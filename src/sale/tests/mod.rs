@@ -46,6 +46,7 @@ fn admin_changes_stand_when_the_stock_store_fails_after_them() {
         start_ms: 0,
         end_ms: u64::MAX,
         rules: SaleRules::default(),
+        buckets: 1,
     };
     let Reply::GoodsAdded(goods) = sale.add_goods(&new, None) else {
         panic!("ADD_GOODS failed");
@@ -129,6 +130,7 @@ fn lamp(stock: u32) -> NewGoods {
         start_ms: 0,
         end_ms: u64::MAX,
         rules: SaleRules::default(),
+        buckets: 1,
     }
 }
 

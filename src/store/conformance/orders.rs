@@ -123,6 +123,7 @@ pub(crate) fn new_goods(stock: u32) -> NewGoods {
         start_ms: 1_000,
         end_ms: 2_000,
         rules: SaleRules::default(),
+        buckets: 1,
     }
 }
 
@@ -170,6 +171,7 @@ pub(super) fn goods(store: &impl OrderStore, limit: u8) -> GoodsId {
         start_ms: 0,
         end_ms: u64::MAX,
         rules,
+        buckets: 1,
     };
     store.add_goods(&goods, None).unwrap().id
 }

@@ -450,6 +450,7 @@ fn sell_in_threads(stock: &impl Subject, crowd: Crowd) -> HashMap<UserId, usize>
             Reservation::Replayed(_) | Reservation::RequestIdTaken => {
                 panic!("{b:?}: {d:?} without request ids")
             }
+            Reservation::Busy | Reservation::InDoubt => panic!("{b:?}: {d:?} with one bucket"),
         }
     }
     got

@@ -235,8 +235,8 @@ impl OrderStore for MysqlStore {
             .call("add goods", Call::ONCE_IN_TRANSACTION, |conn| {
                 conn.exec_drop(
                     "INSERT INTO goods (name, price_cents, total, start_ms, end_ms,
-                     per_user_limit, pay_window_ms, token_required)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     per_user_limit, pay_window_ms, token_required, buckets)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         &goods.name,
                         goods.price_cents,
@@ -246,6 +246,7 @@ impl OrderStore for MysqlStore {
                         goods.rules.per_user_limit,
                         goods.rules.pay_window_ms,
                         goods.rules.token_required,
+                        goods.buckets,
                     ),
                 )?;
                 let id = conn.last_insert_id();

@@ -13,9 +13,9 @@ use crate::store::{Epoch, GoodsId, GoodsRecord, OrderNo, OrderRecord, StoreError
 pub(super) const ROWS_PER_INSERT: usize = 1000;
 
 pub(super) const GOODS_COLUMNS: &str =
-    "id, name, price_cents, total, start_ms, end_ms, per_user_limit, pay_window_ms, token_required, state, sale_version";
+    "id, name, price_cents, total, start_ms, end_ms, per_user_limit, pay_window_ms, token_required, state, sale_version, buckets";
 
-pub(super) type GoodsRow = (u64, String, u64, u32, u64, u64, u8, u64, bool, u8, u64);
+pub(super) type GoodsRow = (u64, String, u64, u32, u64, u64, u8, u64, bool, u8, u64, u16);
 
 pub(super) const ORDER_COLUMNS: &str = "order_no, user_id, goods_id, state, created_ms, pay_by_ms";
 
@@ -25,8 +25,20 @@ pub(super) type OrderRow = (u64, u64, u64, u8, u64, u64);
 pub(super) const PAUSED: u8 = 1;
 
 pub(super) fn goods_record(row: GoodsRow) -> GoodsRecord {
-    let (id, name, price_cents, total, start_ms, end_ms, limit, window, token, state, sale_version) =
-        row;
+    let (
+        id,
+        name,
+        price_cents,
+        total,
+        start_ms,
+        end_ms,
+        limit,
+        window,
+        token,
+        state,
+        sale_version,
+        buckets,
+    ) = row;
     GoodsRecord {
         id,
         name,
@@ -41,6 +53,7 @@ pub(super) fn goods_record(row: GoodsRow) -> GoodsRecord {
         },
         paused: state == PAUSED,
         sale_version,
+        buckets,
     }
 }
 

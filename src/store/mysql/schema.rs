@@ -44,6 +44,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
         "sale_version",
         "BIGINT UNSIGNED NOT NULL DEFAULT 0",
     ),
+    ("goods", "buckets", "SMALLINT UNSIGNED NOT NULL DEFAULT 1"),
 ];
 
 /// Adds the [`ADDED_COLUMNS`] a table of database `db` lacks. Asked of

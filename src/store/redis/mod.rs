@@ -24,6 +24,7 @@
 //! which is [`StoreError::NotLoaded`], so the sale reloads the goods from the
 //! order store instead of selling from a counter that is not there.
 
+mod buckets;
 mod link;
 mod queue;
 mod scripts;
@@ -73,6 +74,11 @@ pub struct RedisStock {
     /// Replicas every stock change must reach before it is acted on, if any
     /// (`--redis-wait`).
     replication: Option<Replication>,
+    /// The goods split over several buckets, and how many; every other
+    /// goods has one (see `buckets.rs`).
+    splits: Mutex<HashMap<GoodsId, u16>>,
+    /// What this store last saw of each bucketed goods' parts.
+    levels: Mutex<HashMap<GoodsId, buckets::Seen>>,
 }
 
 /// `--redis-wait`: after each fenced script (a reservation, a restock),
@@ -133,6 +139,8 @@ impl RedisStock {
             scripts: Scripts::new(),
             watch: Mutex::new(topology::Watch::default()),
             replication: None,
+            splits: Mutex::new(HashMap::new()),
+            levels: Mutex::new(HashMap::new()),
         })
     }
 
@@ -210,6 +218,7 @@ impl RedisStock {
     fn fenced<'s, T>(
         &'s self,
         goods: GoodsId,
+        keys: &Keys,
         what: &str,
         invoke: impl Fn(Epoch) -> ::redis::ScriptInvocation<'s>,
         decode: impl Fn(Value, Epoch) -> Result<T, StoreError>,
@@ -221,7 +230,7 @@ impl RedisStock {
                 let reply = inv.invoke::<Value>(con)?;
                 // On the same link: WAIT counts the writes this client sent.
                 let replicated = match &self.replication {
-                    Some(r) => Some(con.wait_replicas(&self.keys(goods).stock, r)?),
+                    Some(r) => Some(con.wait_replicas(&keys.stock, r)?),
                     None => None,
                 };
                 Ok((reply, replicated))
@@ -271,12 +280,15 @@ impl RedisStock {
         result
     }
 
-    /// Deletes every key of a goods, its queue and tokens included.
+    /// Deletes every key of a goods, its queue and tokens included, in
+    /// every bucket it has.
     #[cfg(test)]
     pub fn forget(&self, goods: GoodsId) -> Result<(), StoreError> {
-        let keys = self.keys(goods);
-        let mut del = ::redis::cmd("DEL");
-        del.arg(&keys.all()[..]);
-        self.call("forget", |con| del.query::<()>(con))
+        for keys in self.parts_of(goods).into_iter().map(|(_, keys)| keys) {
+            let mut del = ::redis::cmd("DEL");
+            del.arg(&keys.all()[..]);
+            self.call("forget", |con| del.query::<()>(con))?;
+        }
+        Ok(())
     }
 }

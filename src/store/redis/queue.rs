@@ -14,6 +14,7 @@ use super::link::Link;
 use super::link::{inconsistent, parse_u64, IO_TIMEOUT};
 use super::RedisStock;
 use crate::store::{GoodsId, OrderQueue, OrderRecord, QueuedOrder, StoreError};
+use seckill_redis_scripts::Part;
 
 /// Entries per XRANGE page when listing a queue.
 const RANGE_PAGE: usize = 1000;
@@ -21,11 +22,37 @@ const RANGE_PAGE: usize = 1000;
 /// cluster, where the reads cannot block (see [`OrderQueue::read`]): the
 /// most a queued order waits for the writer to notice it.
 const CLUSTER_POLL: Duration = Duration::from_millis(20);
+/// A queue's goods, and its bucket if the goods has buckets.
+type Place = (GoodsId, Option<u16>);
+
 /// The consumer group of the order writers on every queue.
 const GROUP: &str = "writers";
 
+/// The queue id of an entry of a goods' queue in `bucket` (none: the
+/// goods' one queue): its stream id, after "b<bucket>/" when the goods has
+/// buckets, each with a queue of its own, so that [`OrderQueue::ack`] can
+/// tell which.
+fn queue_id(bucket: Option<u16>, stream_id: &str) -> String {
+    match bucket {
+        None => stream_id.to_string(),
+        Some(b) => format!("b{b}/{stream_id}"),
+    }
+}
+
+/// The bucket and stream id a [`queue_id`] names.
+fn split_queue_id(id: &str) -> (Option<u16>, &str) {
+    id.strip_prefix('b')
+        .and_then(|rest| rest.split_once('/'))
+        .and_then(|(b, stream_id)| Some((Some(b.parse().ok()?), stream_id)))
+        .unwrap_or((None, id))
+}
+
 /// The order in a queue entry written by the reserve script.
-fn queued_order(goods: GoodsId, entry: &StreamId) -> Result<QueuedOrder, StoreError> {
+fn queued_order(
+    goods: GoodsId,
+    bucket: Option<u16>,
+    entry: &StreamId,
+) -> Result<QueuedOrder, StoreError> {
     let field = |name: &str| {
         let text = entry.get::<String>(name).unwrap_or_default();
         let what = format!("field {name} of queue entry {} of goods {goods}", entry.id);
@@ -54,7 +81,7 @@ fn queued_order(goods: GoodsId, entry: &StreamId) -> Result<QueuedOrder, StoreEr
         )));
     }
     Ok(QueuedOrder {
-        id: entry.id.clone(),
+        id: queue_id(bucket, &entry.id),
         order,
     })
 }
@@ -63,11 +90,11 @@ fn queued_order(goods: GoodsId, entry: &StreamId) -> Result<QueuedOrder, StoreEr
 /// only a bug or a hand edit can make) is logged and skipped rather than
 /// failing the batch: it would fail every read that meets it again, and
 /// stop the orders behind it. It stays pending, for an operator to look at.
-fn readable(goods: GoodsId, entries: &[StreamId]) -> Vec<QueuedOrder> {
+fn readable(goods: GoodsId, bucket: Option<u16>, entries: &[StreamId]) -> Vec<QueuedOrder> {
     entries
         .iter()
         .filter_map(|e| {
-            queued_order(goods, e)
+            queued_order(goods, bucket, e)
                 .map_err(|err| error!("skipping a queued order: {err}"))
                 .ok()
         })
@@ -90,7 +117,7 @@ fn read_group(consumer: &str, count: usize) -> Cmd {
 /// a queue had none (Redis lost it, or the goods is new).
 fn with_groups<T>(
     con: &mut Link,
-    queues: &HashMap<String, GoodsId>,
+    queues: &HashMap<String, Place>,
     read: impl Fn(&mut Link) -> RedisResult<T>,
 ) -> RedisResult<T> {
     match read(con) {
@@ -107,7 +134,7 @@ fn with_groups<T>(
 /// Every queue in one XREADGROUP, blocking up to `block` (one Redis).
 fn read_all(
     con: &mut Link,
-    queues: &HashMap<String, GoodsId>,
+    queues: &HashMap<String, Place>,
     consumer: &str,
     count: usize,
     block: Duration,
@@ -133,7 +160,7 @@ fn read_all(
 /// node (a cluster).
 fn read_each(
     con: &mut Link,
-    queues: &HashMap<String, GoodsId>,
+    queues: &HashMap<String, Place>,
     consumer: &str,
     count: usize,
 ) -> RedisResult<Vec<StreamReadReply>> {
@@ -175,6 +202,18 @@ pub(super) fn create_group(con: &mut dyn ConnectionLike, queue: &str) -> RedisRe
     }
 }
 
+impl RedisStock {
+    /// A goods' queues: its one queue, or one per bucket.
+    fn queues(&self, goods: GoodsId) -> Vec<(Option<u16>, String)> {
+        match self.buckets_of(goods) {
+            1 => vec![(None, self.keys(goods).queue)],
+            k => (0..k)
+                .map(|b| (Some(b), self.part_keys(goods, Part::Bucket(b)).queue))
+                .collect(),
+        }
+    }
+}
+
 impl OrderQueue for RedisStock {
     /// Reads up to `count` new orders from the queues of `goods` as
     /// `consumer` of the writers' group, waiting up to `block` for one (zero:
@@ -195,8 +234,14 @@ impl OrderQueue for RedisStock {
         if goods.is_empty() || count == 0 {
             return Ok(Vec::new());
         }
-        let queues: HashMap<String, GoodsId> =
-            goods.iter().map(|&g| (self.keys(g).queue, g)).collect();
+        let queues: HashMap<String, Place> = goods
+            .iter()
+            .flat_map(|&g| {
+                self.queues(g)
+                    .into_iter()
+                    .map(move |(bucket, queue)| (queue, (g, bucket)))
+            })
+            .collect();
         let reply = if self.is_cluster() {
             let reply = self.call("read queues", |con| {
                 read_each(con, &queues, consumer, count)
@@ -219,13 +264,13 @@ impl OrderQueue for RedisStock {
         };
         let mut orders = Vec::new();
         for stream in reply.into_iter().flat_map(|r| r.keys) {
-            let Some(&goods) = queues.get(&stream.key) else {
+            let Some(&(goods, bucket)) = queues.get(&stream.key) else {
                 return Err(inconsistent(format!(
                     "read an unasked stream {}",
                     stream.key
                 )));
             };
-            orders.extend(readable(goods, &stream.ids));
+            orders.extend(readable(goods, bucket, &stream.ids));
         }
         Ok(orders)
     }
@@ -240,35 +285,38 @@ impl OrderQueue for RedisStock {
         min_idle: Duration,
         count: usize,
     ) -> Result<Vec<QueuedOrder>, StoreError> {
-        let queue = self.keys(goods).queue;
         let min_idle_ms = u64::try_from(min_idle.as_millis()).unwrap_or(u64::MAX);
-        let claimed = self.call("claim stale", |con| {
-            let mut claimed = Vec::new();
-            let mut start = "0-0".to_string();
-            while claimed.len() < count {
-                let reply = ::redis::cmd("XAUTOCLAIM")
-                    .arg(&queue)
-                    .arg(GROUP)
-                    .arg(consumer)
-                    .arg(min_idle_ms)
-                    .arg(&start)
-                    .arg("COUNT")
-                    .arg(count - claimed.len())
-                    .query::<StreamAutoClaimReply>(con);
-                let reply = match reply {
-                    // No group, so nothing pending.
-                    Err(e) if e.code() == Some("NOGROUP") => break,
-                    other => other?,
-                };
-                claimed.extend(reply.claimed);
-                if reply.next_stream_id == "0-0" {
-                    break;
+        let mut orders = Vec::new();
+        for (bucket, queue) in self.queues(goods) {
+            let claimed = self.call("claim stale", |con| {
+                let mut claimed = Vec::new();
+                let mut start = "0-0".to_string();
+                while claimed.len() < count {
+                    let reply = ::redis::cmd("XAUTOCLAIM")
+                        .arg(&queue)
+                        .arg(GROUP)
+                        .arg(consumer)
+                        .arg(min_idle_ms)
+                        .arg(&start)
+                        .arg("COUNT")
+                        .arg(count - claimed.len())
+                        .query::<StreamAutoClaimReply>(con);
+                    let reply = match reply {
+                        // No group, so nothing pending.
+                        Err(e) if e.code() == Some("NOGROUP") => break,
+                        other => other?,
+                    };
+                    claimed.extend(reply.claimed);
+                    if reply.next_stream_id == "0-0" {
+                        break;
+                    }
+                    start = reply.next_stream_id;
                 }
-                start = reply.next_stream_id;
-            }
-            Ok(claimed)
-        })?;
-        Ok(readable(goods, &claimed))
+                Ok(claimed)
+            })?;
+            orders.extend(readable(goods, bucket, &claimed));
+        }
+        Ok(orders)
     }
 
     /// Marks orders of a goods as written and removes them from its queue,
@@ -277,47 +325,60 @@ impl OrderQueue for RedisStock {
         if ids.is_empty() {
             return Ok(());
         }
-        let queue = self.keys(goods).queue;
-        let mut pipe = ::redis::pipe();
-        pipe.atomic()
-            .cmd("XACK")
-            .arg(&queue)
-            .arg(GROUP)
-            .arg(ids)
-            .ignore()
-            .cmd("XDEL")
-            .arg(&queue)
-            .arg(ids)
-            .ignore();
-        self.call("ack", |con| pipe.query::<()>(con))
+        let mut by_queue: HashMap<Option<u16>, Vec<&str>> = HashMap::new();
+        for id in ids {
+            let (bucket, stream_id) = split_queue_id(id);
+            by_queue.entry(bucket).or_default().push(stream_id);
+        }
+        for (bucket, ids) in by_queue {
+            let queue = match bucket {
+                None => self.keys(goods).queue,
+                Some(b) => self.part_keys(goods, Part::Bucket(b)).queue,
+            };
+            let mut pipe = ::redis::pipe();
+            pipe.atomic()
+                .cmd("XACK")
+                .arg(&queue)
+                .arg(GROUP)
+                .arg(&ids)
+                .ignore()
+                .cmd("XDEL")
+                .arg(&queue)
+                .arg(&ids)
+                .ignore();
+            self.call("ack", |con| pipe.query::<()>(con))?;
+        }
+        Ok(())
     }
 
     /// Every order still in a goods' queue, read or not, oldest first.
     fn queued(&self, goods: GoodsId) -> Result<Vec<OrderRecord>, StoreError> {
-        let queue = self.keys(goods).queue;
-        let entries = self.call("list queue", |con| {
-            let mut entries: Vec<StreamId> = Vec::new();
-            loop {
-                let start = entries
-                    .last()
-                    .map_or_else(|| "-".to_string(), |e| format!("({}", e.id));
-                let page = ::redis::cmd("XRANGE")
-                    .arg(&queue)
-                    .arg(start)
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(RANGE_PAGE)
-                    .query::<StreamRangeReply>(con)?;
-                let full = page.ids.len() == RANGE_PAGE;
-                entries.extend(page.ids);
-                if !full {
-                    return Ok(entries);
+        let mut orders = Vec::new();
+        for (bucket, queue) in self.queues(goods) {
+            let entries = self.call("list queue", |con| {
+                let mut entries: Vec<StreamId> = Vec::new();
+                loop {
+                    let start = entries
+                        .last()
+                        .map_or_else(|| "-".to_string(), |e| format!("({}", e.id));
+                    let page = ::redis::cmd("XRANGE")
+                        .arg(&queue)
+                        .arg(start)
+                        .arg("+")
+                        .arg("COUNT")
+                        .arg(RANGE_PAGE)
+                        .query::<StreamRangeReply>(con)?;
+                    let full = page.ids.len() == RANGE_PAGE;
+                    entries.extend(page.ids);
+                    if !full {
+                        return Ok(entries);
+                    }
                 }
+            })?;
+            for e in &entries {
+                orders.push(queued_order(goods, bucket, e)?.order);
             }
-        })?;
-        entries
-            .iter()
-            .map(|e| queued_order(goods, e).map(|q| q.order))
-            .collect()
+        }
+        Ok(orders)
     }
 }

@@ -5,7 +5,8 @@
 use ::redis::{Script, ScriptInvocation, Value};
 use seckill_redis_scripts::{
     AddCall, Call, ControlCall, Decision, EpochState, ForgetCall, IssueCall, Keys, LoadCommands,
-    ReleaseCall, ReserveCall, ADD, CONTROL, FORGET, FREEZE, ISSUE, LOAD, RELEASE, RESERVE,
+    ReceiveCall, ReleaseCall, ReserveCall, SendCall, ADD, CONTROL, FORGET, FREEZE, ISSUE, LOAD,
+    RECEIVE, RELEASE, RESERVE, SEND,
 };
 
 use super::link::{inconsistent, to_u32};
@@ -21,6 +22,8 @@ pub(super) struct Scripts {
     freeze: Script,
     control: Script,
     forget: Script,
+    send: Script,
+    receive: Script,
 }
 
 impl Scripts {
@@ -34,6 +37,8 @@ impl Scripts {
             freeze: Script::new(FREEZE),
             control: Script::new(CONTROL),
             forget: Script::new(FORGET),
+            send: Script::new(SEND),
+            receive: Script::new(RECEIVE),
         }
     }
 
@@ -59,6 +64,14 @@ impl Scripts {
 
     pub(super) fn forget(&self, keys: &Keys, call: &ForgetCall) -> ScriptInvocation<'_> {
         invocation(&self.forget, keys, call)
+    }
+
+    pub(super) fn send(&self, keys: &Keys, call: &SendCall) -> ScriptInvocation<'_> {
+        invocation(&self.send, keys, call)
+    }
+
+    pub(super) fn receive(&self, keys: &Keys, call: &ReceiveCall) -> ScriptInvocation<'_> {
+        invocation(&self.receive, keys, call)
     }
 
     pub(super) fn freeze(&self, keys: &Keys, epoch: u64) -> ScriptInvocation<'_> {

@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use ::redis::Value;
 use seckill_proto::{RequestId, NO_TOKEN};
 use seckill_redis_scripts::{
-    holders, AddCall, ControlCall, ForgetCall, IssueCall, Load, Mode, ReleaseCall, ReserveBuyer,
-    ReserveCall,
+    holders, AddCall, ControlCall, ForgetCall, IssueCall, Keys, Load, Mode, Part, ReleaseCall,
+    ReserveBuyer, ReserveCall,
 };
 
+use super::buckets::by_bucket;
 use super::link::{inconsistent, to_u32};
 use super::queue::create_group;
 use super::scripts::{reserved, script_count, stale_epoch};
@@ -19,7 +20,7 @@ use crate::config::AckMode;
 use crate::store::memory::{forget_after, PRUNE_BATCH};
 use crate::store::{
     Buyer, Epoch, GoodsId, Holders, Levels, Loaded, OrderNo, ReserveRules, Reserved, SaleState,
-    StockStore, StoreError, UserId, REQUEST_ID_TTL_MS,
+    StockParts, StockStore, StoreError, UserId, REQUEST_ID_TTL_MS,
 };
 
 impl RedisStock {
@@ -44,7 +45,7 @@ impl RedisStock {
             forget_after_ms: forget_after(now_ms, expires_ms),
             prune_batch: PRUNE_BATCH,
         };
-        let inv = self.scripts.issue(&self.keys(goods), &call);
+        let inv = self.scripts.issue(&self.user_keys(goods, user), &call);
         // `call`, not `call_effect`: if the link breaks, the token was not
         // handed to anyone either way, so "busy, nothing done" is true
         // enough, and an entry that was recorded after all is pruned later.
@@ -71,7 +72,170 @@ impl StockStore for RedisStock {
         epoch: Epoch,
         total: u32,
     ) -> Result<Loaded, StoreError> {
+        match self.buckets_of(goods) {
+            1 => self.load_part(goods, &self.keys(goods), remaining, holders, epoch, total),
+            k => self.load_split(goods, k, remaining, holders, epoch, total),
+        }
+    }
+
+    fn begin_load(&self, goods: GoodsId, epoch: Epoch) -> Result<Loaded, StoreError> {
+        for (_, keys) in self.parts_of(goods) {
+            if let Loaded::Superseded(later) = self.freeze_part(goods, &keys, epoch)? {
+                return Ok(Loaded::Superseded(later));
+            }
+        }
+        Ok(Loaded::Now)
+    }
+
+    fn split(&self, goods: GoodsId, buckets: u16) {
+        self.set_buckets(goods, buckets);
+    }
+
+    fn epoch(&self, goods: GoodsId) -> Result<Option<Epoch>, StoreError> {
+        Ok(self.epoch_state(goods)?.map(|s| s.epoch))
+    }
+
+    /// Not fenced by the epoch: the version orders the writes, whoever
+    /// makes them, and the controls outlive loads. Every bucket of a goods
+    /// enforces them.
+    fn control(&self, goods: GoodsId, sale: &SaleState) -> Result<(), StoreError> {
+        let call = ControlCall {
+            version: sale.version,
+            paused: sale.paused,
+            start_ms: sale.start_ms,
+            end_ms: sale.end_ms,
+        };
+        for (_, keys) in self.parts_of(goods) {
+            let inv = self.scripts.control(&keys, &call);
+            self.call_effect("control", |con| inv.invoke::<i64>(con))?;
+        }
+        Ok(())
+    }
+
+    fn reserve(
+        &self,
+        goods: GoodsId,
+        rules: &ReserveRules,
+        buyers: &[Buyer],
+    ) -> Result<Reserved, StoreError> {
+        match self.buckets_of(goods) {
+            1 => self.reserve_part(goods, &self.keys(goods), rules, buyers),
+            k => self.reserve_split(goods, k, rules, buyers),
+        }
+    }
+
+    fn release(&self, goods: GoodsId, buyers: &[(UserId, OrderNo)]) -> Result<u32, StoreError> {
+        let k = self.buckets_of(goods);
+        if k == 1 {
+            return self.release_part(goods, &self.keys(goods), buyers);
+        }
+        for (bucket, pairs) in by_bucket(buyers, k, |&(user, _)| user) {
+            let keys = self.part_keys(goods, Part::Bucket(bucket));
+            let left = self.release_part(goods, &keys, &pairs)?;
+            self.saw(goods, Part::Bucket(bucket), left);
+        }
+        Ok(self.seen_remaining(goods))
+    }
+
+    fn forget_requests(
+        &self,
+        goods: GoodsId,
+        requests: &[(RequestId, UserId, OrderNo)],
+    ) -> Result<(), StoreError> {
+        let k = self.buckets_of(goods);
+        for (bucket, requests) in by_bucket(requests, k, |&(_, user, _)| user) {
+            let keys = if k == 1 {
+                self.keys(goods)
+            } else {
+                self.part_keys(goods, Part::Bucket(bucket))
+            };
+            self.forget_part(&keys, &requests)?;
+        }
+        Ok(())
+    }
+
+    /// Works whether or not the goods is loaded: tokens are not fenced by
+    /// the epoch, since issuing one changes no stock.
+    fn issue_token(
+        &self,
+        goods: GoodsId,
+        user: UserId,
+        token: u64,
+        expires_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.issue_token_at(goods, user, token, expires_ms, now_ms())
+    }
+
+    /// Into the pool of a goods with buckets, which hands the units out.
+    fn add(&self, goods: GoodsId, amount: u32, total: u32) -> Result<u32, StoreError> {
         let keys = self.keys(goods);
+        let left = self.fenced(
+            goods,
+            &keys,
+            "add",
+            |epoch| {
+                let call = AddCall {
+                    amount,
+                    epoch,
+                    total,
+                };
+                self.scripts.add(&keys, &call)
+            },
+            |reply, _| script_count(goods, "add", reply),
+        )?;
+        if self.buckets_of(goods) == 1 {
+            return Ok(left);
+        }
+        self.saw(goods, Part::Pool, left);
+        Ok(self.seen_remaining(goods))
+    }
+
+    fn levels(&self, goods: GoodsId) -> Result<Option<Levels>, StoreError> {
+        match self.buckets_of(goods) {
+            1 => self.levels_part(goods),
+            _ => self.levels_split(goods),
+        }
+    }
+
+    fn remaining(&self, goods: GoodsId) -> Result<Option<u32>, StoreError> {
+        if self.buckets_of(goods) > 1 {
+            return Ok(self.levels(goods)?.map(|l| l.remaining));
+        }
+        let key = self.keys(goods).stock;
+        let left: Option<i64> =
+            self.call("remaining", |con| ::redis::cmd("GET").arg(&key).query(con))?;
+        left.map(|n| to_u32(&format!("stock of goods {goods}"), n))
+            .transpose()
+    }
+
+    fn lost_writes(&self, goods: &[GoodsId]) -> Result<Vec<GoodsId>, StoreError> {
+        self.primaries_changed(goods)
+    }
+
+    fn snapshot(&self, goods: GoodsId) -> Result<Option<(u32, Holders)>, StoreError> {
+        match self.buckets_of(goods) {
+            1 => self.snapshot_part(goods, &self.keys(goods)),
+            _ => self.snapshot_split(goods),
+        }
+    }
+
+    fn parts(&self, goods: GoodsId) -> Result<Option<StockParts>, StoreError> {
+        self.stock_parts(goods)
+    }
+}
+
+/// The parts of one goods' stock on Redis, each a hash slot of its own:
+/// what the trait's calls do to each.
+impl RedisStock {
+    pub(super) fn load_part(
+        &self,
+        goods: GoodsId,
+        keys: &Keys,
+        remaining: u32,
+        holders: &[(UserId, OrderNo)],
+        epoch: Epoch,
+        total: u32,
+    ) -> Result<Loaded, StoreError> {
         if self.mode == AckMode::Queued {
             self.call("create queue", |con| create_group(con, &keys.queue))?;
         }
@@ -81,7 +245,7 @@ impl StockStore for RedisStock {
             epoch,
             total,
         }
-        .commands(&keys);
+        .commands(keys);
         let mut staging = ::redis::pipe();
         for write in &load.staging {
             staging.cmd(write.name).arg(&write.args).ignore();
@@ -105,8 +269,14 @@ impl StockStore for RedisStock {
         Ok(Loaded::Now)
     }
 
-    fn begin_load(&self, goods: GoodsId, epoch: Epoch) -> Result<Loaded, StoreError> {
-        let inv = self.scripts.freeze(&self.keys(goods), epoch);
+    /// FREEZE of one part.
+    pub(super) fn freeze_part(
+        &self,
+        goods: GoodsId,
+        keys: &Keys,
+        epoch: Epoch,
+    ) -> Result<Loaded, StoreError> {
+        let inv = self.scripts.freeze(keys, epoch);
         let reply: Value = self.call_effect("freeze", |con| inv.invoke(con))?;
         match stale_epoch(&reply).transpose()? {
             Some(later) => Ok(Loaded::Superseded(later.epoch)),
@@ -117,27 +287,10 @@ impl StockStore for RedisStock {
         }
     }
 
-    fn epoch(&self, goods: GoodsId) -> Result<Option<Epoch>, StoreError> {
-        Ok(self.epoch_state(goods)?.map(|s| s.epoch))
-    }
-
-    /// Not fenced by the epoch: the version orders the writes, whoever
-    /// makes them, and the controls outlive loads.
-    fn control(&self, goods: GoodsId, sale: &SaleState) -> Result<(), StoreError> {
-        let call = ControlCall {
-            version: sale.version,
-            paused: sale.paused,
-            start_ms: sale.start_ms,
-            end_ms: sale.end_ms,
-        };
-        let inv = self.scripts.control(&self.keys(goods), &call);
-        self.call_effect("control", |con| inv.invoke::<i64>(con))?;
-        Ok(())
-    }
-
-    fn reserve(
+    pub(super) fn reserve_part(
         &self,
         goods: GoodsId,
+        keys: &Keys,
         rules: &ReserveRules,
         buyers: &[Buyer],
     ) -> Result<Reserved, StoreError> {
@@ -150,13 +303,13 @@ impl StockStore for RedisStock {
                 request_id: b.request_id.map(RequestId::get),
             })
             .collect();
-        let keys = self.keys(goods);
         let mode = match self.mode {
             AckMode::Durable => Mode::Durable,
             AckMode::Queued => Mode::Queued,
         };
         self.fenced(
             goods,
+            keys,
             "reserve",
             |epoch| {
                 let call = ReserveCall {
@@ -170,15 +323,20 @@ impl StockStore for RedisStock {
                     request_id_ttl_ms: REQUEST_ID_TTL_MS,
                     buyers: &bids,
                 };
-                self.scripts.reserve(&keys, &call)
+                self.scripts.reserve(keys, &call)
             },
             |reply, epoch| reserved(goods, buyers.len(), reply, epoch),
         )
     }
 
-    fn release(&self, goods: GoodsId, buyers: &[(UserId, OrderNo)]) -> Result<u32, StoreError> {
+    fn release_part(
+        &self,
+        goods: GoodsId,
+        keys: &Keys,
+        buyers: &[(UserId, OrderNo)],
+    ) -> Result<u32, StoreError> {
         let call = ReleaseCall { orders: buyers };
-        let inv = self.scripts.release(&self.keys(goods), &call);
+        let inv = self.scripts.release(keys, &call);
         let reply = self.call_effect("release", |con| inv.invoke::<Value>(con));
         let result = reply.and_then(|v| match stale_epoch(&v) {
             // Frozen by a reconciliation: released by the one after it.
@@ -190,9 +348,9 @@ impl StockStore for RedisStock {
         self.not_loaded(goods, result)
     }
 
-    fn forget_requests(
+    fn forget_part(
         &self,
-        goods: GoodsId,
+        keys: &Keys,
         requests: &[(RequestId, UserId, OrderNo)],
     ) -> Result<(), StoreError> {
         if requests.is_empty() {
@@ -203,42 +361,13 @@ impl StockStore for RedisStock {
             .map(|&(id, user, order_no)| (id.get(), user, order_no))
             .collect();
         let call = ForgetCall { requests: &triples };
-        let inv = self.scripts.forget(&self.keys(goods), &call);
+        let inv = self.scripts.forget(keys, &call);
         self.call_effect("forget requests", |con| inv.invoke::<i64>(con))?;
         Ok(())
     }
 
-    /// Works whether or not the goods is loaded: tokens are not fenced by
-    /// the epoch, since issuing one changes no stock.
-    fn issue_token(
-        &self,
-        goods: GoodsId,
-        user: UserId,
-        token: u64,
-        expires_ms: u64,
-    ) -> Result<(), StoreError> {
-        self.issue_token_at(goods, user, token, expires_ms, now_ms())
-    }
-
-    fn add(&self, goods: GoodsId, amount: u32, total: u32) -> Result<u32, StoreError> {
-        let keys = self.keys(goods);
-        self.fenced(
-            goods,
-            "add",
-            |epoch| {
-                let call = AddCall {
-                    amount,
-                    epoch,
-                    total,
-                };
-                self.scripts.add(&keys, &call)
-            },
-            |reply, _| script_count(goods, "add", reply),
-        )
-    }
-
     /// One MGET: the keys share the goods' hash tag, so one node has both.
-    fn levels(&self, goods: GoodsId) -> Result<Option<Levels>, StoreError> {
+    fn levels_part(&self, goods: GoodsId) -> Result<Option<Levels>, StoreError> {
         let keys = self.keys(goods);
         let (stock, released): (Option<i64>, Option<u64>) = self.call("levels", |con| {
             ::redis::cmd("MGET")
@@ -255,22 +384,13 @@ impl StockStore for RedisStock {
         }))
     }
 
-    fn remaining(&self, goods: GoodsId) -> Result<Option<u32>, StoreError> {
-        let key = self.keys(goods).stock;
-        let left: Option<i64> =
-            self.call("remaining", |con| ::redis::cmd("GET").arg(&key).query(con))?;
-        left.map(|n| to_u32(&format!("stock of goods {goods}"), n))
-            .transpose()
-    }
-
-    fn lost_writes(&self, goods: &[GoodsId]) -> Result<Vec<GoodsId>, StoreError> {
-        self.primaries_changed(goods)
-    }
-
-    /// A goods' units left and holders (one pair per held order, sorted),
+    /// A part's units left and holders (one pair per held order, sorted),
     /// read atomically; `None` if it is not loaded.
-    fn snapshot(&self, goods: GoodsId) -> Result<Option<(u32, Holders)>, StoreError> {
-        let keys = self.keys(goods);
+    pub(super) fn snapshot_part(
+        &self,
+        goods: GoodsId,
+        keys: &Keys,
+    ) -> Result<Option<(u32, Holders)>, StoreError> {
         let mut pipe = ::redis::pipe();
         pipe.atomic()
             .cmd("GET")

@@ -12,13 +12,14 @@ use super::link::inconsistent;
 use super::RedisStock;
 use crate::store::{GoodsId, StoreError};
 
-/// What this store last saw of the cluster, per goods.
+/// What this store last saw of the cluster, per part of a goods (all of it,
+/// or its pool and each bucket), by the part's stock key.
 #[derive(Default)]
 pub(super) struct Watch {
-    /// Each goods' slot: fixed by its key's hash tag, asked of Redis once.
-    slots: HashMap<GoodsId, u16>,
-    /// The node id of the primary that last served each goods' slot.
-    primaries: HashMap<GoodsId, String>,
+    /// Each part's slot: fixed by its key's hash tag, asked of Redis once.
+    slots: HashMap<String, u16>,
+    /// The node id of the primary that last served each part's slot.
+    primaries: HashMap<String, String>,
 }
 
 /// A slot range and the node id of its primary, from CLUSTER SLOTS.
@@ -45,26 +46,41 @@ impl RedisStock {
         let mut watch = self.watch.lock();
         let mut changed = Vec::new();
         for &g in goods {
-            let slot = match watch.slots.get(&g) {
-                Some(&slot) => slot,
-                None => {
-                    let key = self.keys(g).stock;
-                    let slot: u16 = self.call("keyslot", |con| {
-                        ::redis::cmd("CLUSTER").arg("KEYSLOT").arg(&key).query(con)
-                    })?;
-                    watch.slots.insert(g, slot);
-                    slot
-                }
-            };
-            let Some(range) = ranges.iter().find(|r| r.first <= slot && slot <= r.last) else {
-                continue;
-            };
-            match watch.primaries.insert(g, range.primary.clone()) {
-                Some(before) if before != range.primary => changed.push(g),
-                _ => {}
+            let mut moved = false;
+            for (_, keys) in self.parts_of(g) {
+                moved |= self.primary_changed(&mut watch, &ranges, keys.stock)?;
+            }
+            if moved {
+                changed.push(g);
             }
         }
         Ok(changed)
+    }
+
+    /// Whether the primary serving `key`'s slot changed since last asked.
+    fn primary_changed(
+        &self,
+        watch: &mut Watch,
+        ranges: &[Range],
+        key: String,
+    ) -> Result<bool, StoreError> {
+        let slot = match watch.slots.get(&key) {
+            Some(&slot) => slot,
+            None => {
+                let slot: u16 = self.call("keyslot", |con| {
+                    ::redis::cmd("CLUSTER").arg("KEYSLOT").arg(&key).query(con)
+                })?;
+                watch.slots.insert(key.clone(), slot);
+                slot
+            }
+        };
+        let Some(range) = ranges.iter().find(|r| r.first <= slot && slot <= r.last) else {
+            return Ok(false);
+        };
+        Ok(matches!(
+            watch.primaries.insert(key, range.primary.clone()),
+            Some(before) if before != range.primary
+        ))
     }
 
     fn cluster_slots(&self) -> Result<Vec<Range>, StoreError> {

@@ -108,6 +108,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("goods", "epoch", "INTEGER NOT NULL DEFAULT 0"),
     ("goods", "orders_written", "INTEGER NOT NULL DEFAULT 0"),
     ("goods", "sale_version", "INTEGER NOT NULL DEFAULT 0"),
+    ("goods", "buckets", "INTEGER NOT NULL DEFAULT 1"),
 ];
 
 fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
@@ -278,8 +279,8 @@ impl OrderStore for SqliteStore {
         self.call(Access::Transaction, |conn| {
             conn.execute(
                 "INSERT INTO goods (name, price_cents, total, start_ms, end_ms, per_user_limit,
-                     pay_window_ms, token_required, created_ms, updated_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+                     pay_window_ms, token_required, created_ms, updated_ms, buckets)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)",
                 params![
                     goods.name,
                     to_sql(goods.price_cents),
@@ -289,7 +290,8 @@ impl OrderStore for SqliteStore {
                     goods.rules.per_user_limit,
                     to_sql(goods.rules.pay_window_ms),
                     goods.rules.token_required,
-                    to_sql(now_ms())
+                    to_sql(now_ms()),
+                    goods.buckets
                 ],
             )?;
             let id = from_sql(conn.last_insert_rowid());

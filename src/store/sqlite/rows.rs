@@ -22,7 +22,7 @@ pub(super) fn from_sql(v: i64) -> u64 {
 }
 
 pub(super) const GOODS_COLUMNS: &str =
-    "id, name, price_cents, total, start_ms, end_ms, per_user_limit, pay_window_ms, token_required, paused, sale_version";
+    "id, name, price_cents, total, start_ms, end_ms, per_user_limit, pay_window_ms, token_required, paused, sale_version, buckets";
 
 pub(super) fn goods_from_row(row: &Row<'_>) -> rusqlite::Result<GoodsRecord> {
     Ok(GoodsRecord {
@@ -39,6 +39,7 @@ pub(super) fn goods_from_row(row: &Row<'_>) -> rusqlite::Result<GoodsRecord> {
         },
         paused: row.get(9)?,
         sale_version: from_sql(row.get(10)?),
+        buckets: row.get(11)?,
     })
 }
 

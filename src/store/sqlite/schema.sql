@@ -34,6 +34,8 @@ CREATE TABLE IF NOT EXISTS goods (
     orders_written INTEGER NOT NULL DEFAULT 0,
     -- Raised by every sale control, as in MySQL's schema.sql.
     sale_version   INTEGER NOT NULL DEFAULT 0,
+    -- As in MySQL's schema.sql.
+    buckets        INTEGER NOT NULL DEFAULT 1,
     created_ms     INTEGER NOT NULL,
     updated_ms     INTEGER NOT NULL
 );

@@ -2,6 +2,7 @@
 //! (`SECKILL_TEST_REDIS`, default redis://127.0.0.1:6379): each test under
 //! a key prefix of its own, deleted when the test ends, failing or not.
 
+mod buckets;
 mod cluster;
 mod link;
 mod queue;

@@ -1,0 +1,190 @@
+//! A goods split over buckets, on one Redis and on the cluster: it sells
+//! exactly its stock whatever bucket the units started in, keeps each
+//! user's limit, and a move between its parts cut short is completed once
+//! or undone by a load.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use seckill_redis_scripts::{bucket_of, Part, SendCall};
+
+use super::{buyers, open, open_cluster, rules, TestStock};
+use crate::config::AckMode;
+use crate::store::fixtures::LoadNext;
+use crate::store::{GoodsId, OrderQueue, Reservation, StockStore};
+
+/// Users 1..=users buy in batches, each batch from the same users in turn,
+/// until every one of them is refused: returns each user's orders. After
+/// every batch the parts account for every unit; `sold_out` is answered
+/// only once no unit is left anywhere.
+fn sell_out(
+    stock: &TestStock,
+    goods: GoodsId,
+    total: u32,
+    users: &[u64],
+    limit: u8,
+) -> HashMap<u64, Vec<u64>> {
+    let mut orders: HashMap<u64, Vec<u64>> = HashMap::new();
+    let mut next_order = goods * 1_000_000;
+    let mut quiet_rounds = 0;
+    let mut rounds = 0;
+    while quiet_rounds < 3 {
+        rounds += 1;
+        assert!(rounds < 10_000, "no end to the sale");
+        let mut progress = false;
+        for chunk in users.chunks(25) {
+            let batch: Vec<(u64, u64)> = chunk
+                .iter()
+                .map(|&user| {
+                    next_order += 1;
+                    (user, next_order)
+                })
+                .collect();
+            let r = stock
+                .reserve(goods, &rules(limit), &buyers(&batch))
+                .unwrap();
+            for (&(user, order_no), d) in batch.iter().zip(&r.decisions) {
+                match d {
+                    Reservation::Reserved => {
+                        orders.entry(user).or_default().push(order_no);
+                        progress = true;
+                    }
+                    Reservation::Held(_) | Reservation::Busy => {}
+                    Reservation::SoldOut => {
+                        let parts = stock.parts(goods).unwrap().unwrap();
+                        assert!(
+                            parts.pool == 0
+                                && parts.in_flight <= 0
+                                && parts.buckets.iter().all(|&b| b == 0),
+                            "sold out with units left: {parts:?}"
+                        );
+                    }
+                    other => panic!("user {user}: {other:?}"),
+                }
+            }
+            let parts = stock.parts(goods).unwrap().unwrap();
+            assert_eq!(parts.accounted(), i64::from(total), "{parts:?}");
+        }
+        quiet_rounds = if progress { 0 } else { quiet_rounds + 1 };
+    }
+    orders
+}
+
+fn exactly_the_stock(stock: &TestStock) {
+    let goods = 31;
+    stock.split(goods, 4);
+    stock.load_next(goods, 150, &[]).unwrap();
+    let parts = stock.parts(goods).unwrap().unwrap();
+    assert_eq!(parts.buckets.len(), 4);
+    assert!(parts.pool > 0, "{parts:?}");
+    let users: Vec<u64> = (1..=100).collect();
+    let orders = sell_out(stock, goods, 150, &users, 2);
+    let sold: usize = orders.values().map(Vec::len).sum();
+    assert_eq!(sold, 150, "exactly the stock");
+    assert!(
+        orders.values().all(|o| o.len() <= 2),
+        "a user over the limit"
+    );
+    let parts = stock.parts(goods).unwrap().unwrap();
+    assert_eq!((parts.pool, parts.in_flight, parts.holders), (0, 0, 150));
+    assert_eq!(stock.remaining(goods).unwrap(), Some(0));
+    let (left, holders) = stock.snapshot(goods).unwrap().unwrap();
+    assert_eq!((left, holders.len()), (0, 150));
+}
+
+#[test]
+fn a_split_goods_sells_exactly_its_stock_on_one_redis() {
+    exactly_the_stock(&open(AckMode::Durable));
+}
+
+#[test]
+fn a_split_goods_sells_exactly_its_stock_on_the_cluster() {
+    exactly_the_stock(&open_cluster(AckMode::Durable));
+}
+
+/// Every buyer in one bucket: the units the other buckets started with
+/// come back through the pool, and all of them are sold there.
+#[test]
+fn units_follow_the_buyers_to_their_bucket() {
+    let stock = open(AckMode::Durable);
+    let goods = 34;
+    stock.split(goods, 4);
+    stock.load_next(goods, 80, &[]).unwrap();
+    let start = stock.parts(goods).unwrap().unwrap();
+    assert!(start.buckets[1..].iter().all(|&b| b > 0), "{start:?}");
+    let users: Vec<u64> = (1..10_000)
+        .filter(|&u| bucket_of(u, 4) == 0)
+        .take(100)
+        .collect();
+    let orders = sell_out(&stock, goods, 80, &users, 1);
+    assert_eq!(orders.values().map(Vec::len).sum::<usize>(), 80);
+    let end = stock.parts(goods).unwrap().unwrap();
+    assert_eq!(&end.buckets[..], &[0, 0, 0, 0]);
+}
+
+/// Queued mode: each bucket queues its own orders; one read gets them all,
+/// and acks find each one's queue.
+#[test]
+fn a_split_goods_queues_every_order_once() {
+    let stock = open_cluster(AckMode::Queued);
+    let goods = 32;
+    stock.split(goods, 3);
+    stock.load_next(goods, 40, &[]).unwrap();
+    let users: Vec<u64> = (1..=60).collect();
+    let orders = sell_out(&stock, goods, 40, &users, 1);
+    assert_eq!(orders.values().map(Vec::len).sum::<usize>(), 40);
+    assert_eq!(stock.queued(goods).unwrap().len(), 40);
+    let mut read = Vec::new();
+    while read.len() < 40 {
+        let batch = stock
+            .read(&[goods], "a", 100, Duration::from_millis(50))
+            .unwrap();
+        assert!(!batch.is_empty(), "read {} of 40", read.len());
+        read.extend(batch);
+    }
+    let ids: Vec<String> = read.iter().map(|q| q.id.clone()).collect();
+    stock.ack(goods, &ids).unwrap();
+    assert!(stock.queued(goods).unwrap().is_empty());
+}
+
+/// A SEND whose RECEIVE never ran (its server killed between the two): the
+/// units are in flight, counted; `settle` completes the move once, however
+/// often it runs; a load under a new epoch counts afresh instead.
+#[test]
+fn a_move_cut_short_is_completed_once_or_undone_by_a_load() {
+    let stock = open(AckMode::Durable);
+    let goods = 33;
+    stock.split(goods, 2);
+    let epoch = stock.load_next(goods, 10, &[]).unwrap();
+    let send_only = |want: u32| {
+        let keys = stock.part_keys(goods, Part::Pool);
+        let call = SendCall {
+            epoch,
+            want,
+            dest: Part::Bucket(0),
+        };
+        let inv = stock.scripts.send(&keys, &call);
+        stock
+            .call("send", |con| inv.invoke::<Vec<i64>>(con))
+            .unwrap()
+    };
+    let before = stock.parts(goods).unwrap().unwrap();
+    assert_eq!((before.pool, &before.buckets[..]), (6, &[2, 2][..]));
+    assert_eq!(send_only(3), [3, 3, 3]);
+    let cut = stock.parts(goods).unwrap().unwrap();
+    assert_eq!((cut.pool, cut.in_flight, cut.accounted()), (3, 3, 10));
+    for _ in 0..2 {
+        assert!(!stock.settle(goods, 2).unwrap(), "units are left");
+        let settled = stock.parts(goods).unwrap().unwrap();
+        assert_eq!(
+            (settled.pool, settled.in_flight, &settled.buckets[..]),
+            (3, 0, &[5, 2][..]),
+            "completed once"
+        );
+    }
+    send_only(2);
+    assert_eq!(stock.parts(goods).unwrap().unwrap().in_flight, 2);
+    stock.load_next(goods, 10, &[]).unwrap();
+    let reloaded = stock.parts(goods).unwrap().unwrap();
+    assert_eq!((reloaded.in_flight, reloaded.accounted()), (0, 10));
+}
