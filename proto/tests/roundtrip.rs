@@ -167,16 +167,19 @@ fn new_goods() -> impl Strategy<Value = NewGoods> {
         any::<u64>(),
         any::<u64>(),
         sale_rules(),
+        // 1 (not sent) or any other: all four ADD_GOODS tails, with and
+        // without a request id.
+        prop_oneof![Just(1u16), 1u16..],
     )
         .prop_map(
-            |(name, price_cents, stock, start_ms, end_ms, rules)| NewGoods {
+            |(name, price_cents, stock, start_ms, end_ms, rules, buckets)| NewGoods {
                 name,
                 price_cents,
                 stock,
                 start_ms,
                 end_ms,
                 rules,
-                buckets: 1,
+                buckets,
             },
         )
 }
@@ -1219,6 +1222,39 @@ fn add_goods(name: String) -> Vec<u8> {
         },
         1,
     )
+}
+
+/// The ADD_GOODS tails: buckets alone, the request id alone, both; a
+/// `buckets` of 0 or a tail of another length is refused.
+#[test]
+fn add_goods_tails_are_told_apart_by_length() {
+    let base = add_goods("g".into());
+    let with = |tail: &[u8]| {
+        let mut bytes = base.clone();
+        bytes.extend_from_slice(tail);
+        let len = u32::try_from(bytes.len() - 4).unwrap();
+        bytes[..4].copy_from_slice(&len.to_be_bytes());
+        decode_request(&bytes)
+    };
+    let id = 0x0123_4567_89ab_cdef_0123_4567_89ab_cdefu128.to_be_bytes();
+    let goods_of = |r: Result<Request, BodyError>| match r {
+        Ok(Request::AddGoods { goods, request_id }) => (goods.buckets, request_id.map(|i| i.get())),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(goods_of(with(&[])), (1, None));
+    assert_eq!(goods_of(with(&[0, 4])), (4, None));
+    assert_eq!(goods_of(with(&id)), (1, Some(u128::from_be_bytes(id))));
+    let both = [&id[..], &[0, 9]].concat();
+    assert_eq!(goods_of(with(&both)), (9, Some(u128::from_be_bytes(id))));
+    assert_eq!(
+        with(&[0, 0]),
+        Err(BodyError::BadValue {
+            field: "buckets",
+            value: 0
+        })
+    );
+    assert!(with(&[0]).is_err(), "a 1-byte tail");
+    assert!(with(&[0, 0, 4]).is_err(), "a 3-byte tail");
 }
 
 fn decode_request(bytes: &[u8]) -> Result<Request, BodyError> {

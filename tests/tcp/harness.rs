@@ -568,10 +568,16 @@ impl Backends {
 
     /// The stock Redis holds for a goods.
     pub fn redis_stock(&self, goods: u64) -> Option<u32> {
+        self.redis_get(&format!("{}{{g{goods}}}:stock", self.prefix))
+            .map(|n| n.parse().expect("a stock count"))
+    }
+
+    /// A Redis key's value.
+    pub fn redis_get(&self, key: &str) -> Option<String> {
         redis::cmd("GET")
-            .arg(format!("{}{{g{goods}}}:stock", self.prefix))
+            .arg(key)
             .query(&mut *self.redis())
-            .expect("GET stock")
+            .expect("GET")
     }
 
     /// Entries still in a goods' order queue.
