@@ -41,6 +41,11 @@ use crate::store::{
 #[derive(Debug, Clone, Default)]
 pub(super) struct Seen {
     parts: Vec<u32>,
+    /// Every part was read empty, nothing on its way, since a part was last
+    /// seen holding units: until then the estimate is never 0, so that a
+    /// part this store has not seen yet cannot make the catalog say "sold
+    /// out" while it holds units.
+    empty: bool,
 }
 
 /// One part as read in one atomic step.
@@ -123,14 +128,28 @@ impl RedisStock {
         if let Some(slot) = seen.parts.get_mut(index(part)) {
             *slot = left;
         }
+        if left > 0 {
+            seen.empty = false;
+        }
+    }
+
+    /// Every part was just read empty, with nothing on its way.
+    fn saw_empty(&self, goods: GoodsId) {
+        if let Some(seen) = self.levels.lock().get_mut(&goods) {
+            seen.empty = seen.parts.iter().all(|&n| n == 0);
+        }
     }
 
     pub(super) fn seen_remaining(&self, goods: GoodsId) -> u32 {
         let levels = self.levels.lock();
-        let total: u64 = levels
-            .get(&goods)
-            .map_or(0, |s| s.parts.iter().map(|&n| u64::from(n)).sum());
-        u32::try_from(total).unwrap_or(u32::MAX)
+        let Some(seen) = levels.get(&goods) else {
+            return 1;
+        };
+        let total: u64 = seen.parts.iter().map(|&n| u64::from(n)).sum();
+        match u32::try_from(total).unwrap_or(u32::MAX) {
+            0 if !seen.empty => 1,
+            n => n,
+        }
     }
 
     /// A load of a goods of `k` buckets: each bucket gets its holders and
@@ -438,7 +457,11 @@ impl RedisStock {
         for s in &states {
             self.saw(goods, s.part, s.stock);
         }
-        Ok(empty && states.iter().all(|s| s.stock == 0))
+        let empty = empty && states.iter().all(|s| s.stock == 0);
+        if empty {
+            self.saw_empty(goods);
+        }
+        Ok(empty)
     }
 
     /// Units left in every part, those on their way included, and units
@@ -450,6 +473,9 @@ impl RedisStock {
         let parts = summary(&states, 0);
         for s in &states {
             self.saw(goods, s.part, s.stock);
+        }
+        if parts.accounted() == 0 && parts.in_flight == 0 {
+            self.saw_empty(goods);
         }
         let left = (parts.accounted()).max(0);
         Ok(Some(Levels {
