@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use seckill_proto::{
     Drift, Goods, NewGoods, Order, Reply, Request, RequestId, SaleAction, ServerInfo, Stat, Status,
-    MAX_REPLY_FRAME, MIN_VERSION, NO_TOKEN, VERSION,
+    StockParts, MAX_REPLY_FRAME, MIN_VERSION, NO_TOKEN, VERSION,
 };
 
 use crate::builder::ClientBuilder;
@@ -680,6 +680,18 @@ impl Client {
         match self.request(&Request::Reconcile { goods_id })? {
             Reply::Reconciled(drifts) => Ok(drifts),
             other => Err(unexpected(other, "RECONCILE")),
+        }
+    }
+
+    /// Where a goods' units are in the server's stock store (admin): its
+    /// pool, its buckets, units on their way between them, and orders
+    /// holding one; [`StockParts::balanced`] says whether they add up to
+    /// the goods' total. Servers that predate it answer `bad_request` (see
+    /// [`Client::server_info`]'s capabilities).
+    pub fn stock(&mut self, goods: u64) -> Result<StockParts> {
+        match self.request(&Request::Stock { goods_id: goods })? {
+            Reply::Stock(parts) => Ok(parts),
+            other => Err(unexpected(other, "STOCK")),
         }
     }
 }

@@ -165,5 +165,5 @@ pub use seckill_proto as proto;
 /// not depend on `seckill-proto` themselves.
 pub use seckill_proto::{
     Drift, Goods, GoodsState, NewGoods, Order, OrderState, Reply, Request, RequestId, SaleAction,
-    SaleRules, Stat, Status, NO_TOKEN,
+    SaleRules, Stat, Status, StockParts, NO_TOKEN,
 };

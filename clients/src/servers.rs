@@ -159,7 +159,8 @@ pub(crate) fn safe_to_resend(request: &Request) -> bool {
         | Request::Token { .. }
         | Request::Stats
         | Request::Reconcile { .. }
-        | Request::SaleControl { .. } => true,
+        | Request::SaleControl { .. }
+        | Request::Stock { .. } => true,
     }
 }
 

@@ -75,6 +75,8 @@ impl Capabilities {
     pub const ADMIN_LISTENER_ONLY: Capabilities = Capabilities(1 << 2);
     /// ADD_GOODS takes the optional `buckets` (section 5.1).
     pub const ADD_GOODS_BUCKETS: Capabilities = Capabilities(1 << 3);
+    /// STOCK is served (section 9).
+    pub const STOCK: Capabilities = Capabilities(1 << 4);
 
     pub const fn from_bits(bits: u64) -> Capabilities {
         Capabilities(bits)

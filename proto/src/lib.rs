@@ -53,7 +53,7 @@ pub use request::{
 pub use request_id::{ParseRequestIdError, RequestId};
 pub use status::Status;
 pub use types::{
-    Drift, Goods, GoodsState, NewGoods, Order, OrderState, SaleAction, SaleRules, Stat,
+    Drift, Goods, GoodsState, NewGoods, Order, OrderState, SaleAction, SaleRules, Stat, StockParts,
     DEFAULT_PAY_WINDOW_MS,
 };
 pub use wire::BodyError;

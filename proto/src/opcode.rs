@@ -20,6 +20,8 @@ pub enum Opcode {
     Stats = 0x42,
     Reconcile = 0x43,
     SaleControl = 0x44,
+    /// Where a goods' units are in the stock store (capability bit 4).
+    Stock = 0x45,
     /// Never sent by a client: the server uses it for a connection-level error
     /// (a frame it could not even delimit) just before it closes.
     Error = 0x7f,
@@ -47,6 +49,7 @@ impl Opcode {
             0x42 => Stats,
             0x43 => Reconcile,
             0x44 => SaleControl,
+            0x45 => Stock,
             0x7f => Error,
             _ => return None,
         })
@@ -61,6 +64,7 @@ impl Opcode {
                 | Opcode::Stats
                 | Opcode::Reconcile
                 | Opcode::SaleControl
+                | Opcode::Stock
         )
     }
 }

@@ -6,7 +6,9 @@ use crate::frame::{self, Frame};
 use crate::hello::ServerInfo;
 use crate::opcode::{Opcode, REPLY_BIT};
 use crate::status::Status;
-use crate::types::{Drift, Goods, Order, Stat, DRIFT_LEN, GOODS_MIN_LEN, ORDER_LEN, STAT_MIN_LEN};
+use crate::types::{
+    Drift, Goods, Order, Stat, StockParts, DRIFT_LEN, GOODS_MIN_LEN, ORDER_LEN, STAT_MIN_LEN,
+};
 use crate::wire::{put_string, BodyError, Reader};
 
 /// Longest error message a decoder accepts.
@@ -55,6 +57,8 @@ pub enum Reply {
     Reconciled(Vec<Drift>),
     /// SALE_CONTROL: the goods after the change.
     SaleChanged(Goods),
+    /// STOCK: where the goods' units are in the stock store.
+    Stock(StockParts),
     /// Any status but `ok`, with a message for people. (`already_bought` in
     /// a reply to BUY carries an order number instead: that is
     /// [`Reply::AlreadyBought`].)
@@ -111,6 +115,7 @@ impl Reply {
             Reply::Restocked(_) => Opcode::Restock,
             Reply::Stats(_) => Opcode::Stats,
             Reply::Reconciled(_) => Opcode::Reconcile,
+            Reply::Stock(_) => Opcode::Stock,
             Reply::Error { .. } => return None,
         })
     }
@@ -178,6 +183,7 @@ impl Reply {
                     b.put_u32(drifts.len() as u32);
                     drifts.iter().for_each(|d| d.encode(b));
                 }
+                Reply::Stock(parts) => parts.encode(b),
                 Reply::Error { message, .. } => put_string(b, message),
             }
         });
@@ -264,6 +270,7 @@ impl Reply {
                 }
                 Reply::Reconciled(drifts)
             }
+            (Status::Ok, Opcode::Stock) => Reply::Stock(StockParts::decode(&mut r)?),
             (Status::Ok, Opcode::Error) => {
                 return Err(BodyError::BadValue {
                     field: "status",

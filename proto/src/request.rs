@@ -96,6 +96,11 @@ pub enum Request {
         goods_id: u64,
         action: SaleAction,
     },
+    /// Where a goods' units are in the stock store: its pool, its buckets,
+    /// on their way between them, held by orders.
+    Stock {
+        goods_id: u64,
+    },
 }
 
 impl Request {
@@ -116,6 +121,7 @@ impl Request {
             Request::Stats => Opcode::Stats,
             Request::Reconcile { .. } => Opcode::Reconcile,
             Request::SaleControl { .. } => Opcode::SaleControl,
+            Request::Stock { .. } => Opcode::Stock,
         }
     }
 
@@ -127,9 +133,9 @@ impl Request {
                 put_string(b, token);
             }
             Request::Ping | Request::ListGoods | Request::Stats => {}
-            Request::GetGoods { goods_id } | Request::Reconcile { goods_id } => {
-                b.put_u64(*goods_id)
-            }
+            Request::GetGoods { goods_id }
+            | Request::Reconcile { goods_id }
+            | Request::Stock { goods_id } => b.put_u64(*goods_id),
             Request::Buy {
                 user_id,
                 goods_id,
@@ -247,6 +253,9 @@ impl Request {
             Opcode::Reconcile => Request::Reconcile {
                 goods_id: r.u64("goods_id")?,
             },
+            Opcode::Stock => Request::Stock {
+                goods_id: r.u64("goods_id")?,
+            },
             Opcode::Error => return Err(BodyError::UnknownOpcode(frame.opcode)),
         };
         r.finish()?;
@@ -344,6 +353,9 @@ impl fmt::Debug for Request {
                 .debug_struct("Reconcile")
                 .field("goods_id", goods_id)
                 .finish(),
+            Request::Stock { goods_id } => {
+                f.debug_struct("Stock").field("goods_id", goods_id).finish()
+            }
         }
     }
 }

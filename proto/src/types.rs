@@ -328,6 +328,76 @@ impl Stat {
     }
 }
 
+/// STOCK: where a goods' units are in the server's stock store, for the
+/// conservation check of a goods split over buckets (ADD_GOODS `buckets`):
+/// every unit of `total` is in the pool, on its way between two parts, in
+/// a bucket, or held by an order (reserved or sold), so
+/// `pool + in_flight + Σ buckets + holders = total`. A goods of one bucket
+/// has pool 0, nothing in flight and its units in `buckets[0]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StockParts {
+    pub goods_id: u64,
+    /// The goods' total, as the order store has it.
+    pub total: u32,
+    pub pool: u32,
+    /// Units sent from one part to another and not received yet. Read part
+    /// by part while units move, it may be negative for a moment, which the
+    /// sum makes good.
+    pub in_flight: i64,
+    /// Orders holding a unit: reserved and not yet written, or sold.
+    pub holders: u64,
+    /// Units left in each bucket, bucket 0 first.
+    pub buckets: Vec<u32>,
+}
+
+impl StockParts {
+    /// Every unit the parts account for.
+    pub fn accounted(&self) -> i64 {
+        let buckets: i64 = self.buckets.iter().map(|&b| i64::from(b)).sum();
+        i64::from(self.pool)
+            .saturating_add(self.in_flight)
+            .saturating_add(buckets)
+            .saturating_add(i64::try_from(self.holders).unwrap_or(i64::MAX))
+    }
+
+    /// Whether the parts account for exactly the goods' total.
+    pub fn balanced(&self) -> bool {
+        self.accounted() == i64::from(self.total)
+    }
+
+    pub(crate) fn encode(&self, dst: &mut BytesMut) {
+        dst.put_u64(self.goods_id);
+        dst.put_u32(self.total);
+        dst.put_u32(self.pool);
+        dst.put_i64(self.in_flight);
+        dst.put_u64(self.holders);
+        dst.put_u32(self.buckets.len() as u32);
+        self.buckets.iter().for_each(|&b| dst.put_u32(b));
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<StockParts, BodyError> {
+        let goods_id = r.u64("goods_id")?;
+        let total = r.u32("total")?;
+        let pool = r.u32("pool")?;
+        // Two's complement, as every signed field.
+        let in_flight = r.u64("in_flight")? as i64;
+        let holders = r.u64("holders")?;
+        let n = r.count("bucket_count", 4)?;
+        let mut buckets = Vec::with_capacity(n);
+        for _ in 0..n {
+            buckets.push(r.u32("bucket_units")?);
+        }
+        Ok(StockParts {
+            goods_id,
+            total,
+            pool,
+            in_flight,
+            holders,
+            buckets,
+        })
+    }
+}
+
 /// One goods as RECONCILE found it in the stock store and left it there.
 ///
 /// `found_*` is what the stock store held before the repair; `remaining` and

@@ -11,8 +11,8 @@ use proptest::prelude::*;
 use seckill_proto::{
     BodyError, Capabilities, Drift, Frame, FrameError, Goods, GoodsState, NewGoods, Opcode, Order,
     OrderState, Reply, Request, RequestId, SaleAction, SaleRules, ServerInfo, Stat, Status,
-    ALL_GOODS, BUY_LEN, BUY_WITH_ID_LEN, HEADER_LEN, LEN_PREFIX, MAX_NAME_LEN, MAX_REPLY_FRAME,
-    MAX_REQUEST_FRAME, MAX_TOKEN_LEN, NO_TOKEN,
+    StockParts, ALL_GOODS, BUY_LEN, BUY_WITH_ID_LEN, HEADER_LEN, LEN_PREFIX, MAX_NAME_LEN,
+    MAX_REPLY_FRAME, MAX_REQUEST_FRAME, MAX_TOKEN_LEN, NO_TOKEN,
 };
 
 /// Longest stat name the decoder accepts (PROTOCOL.md, section 2); the crate
@@ -265,6 +265,7 @@ fn request() -> impl Strategy<Value = Request> {
             .prop_map(|goods_id| Request::Reconcile { goods_id }),
         (any::<u64>(), sale_action())
             .prop_map(|(goods_id, action)| Request::SaleControl { goods_id, action }),
+        any::<u64>().prop_map(|goods_id| Request::Stock { goods_id }),
     ]
 }
 
@@ -368,6 +369,27 @@ fn reply() -> impl Strategy<Value = (Opcode, Reply)> {
         goods().prop_map(|g| (Opcode::Restock, Reply::Restocked(g))),
         vec(stat(), 0..8).prop_map(|stats| (Opcode::Stats, Reply::Stats(stats))),
         vec(drift(), 0..8).prop_map(|drifts| (Opcode::Reconcile, Reply::Reconciled(drifts))),
+        (
+            any::<u64>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<i64>(),
+            any::<u64>(),
+            vec(any::<u32>(), 0..65),
+        )
+            .prop_map(|(goods_id, total, pool, in_flight, holders, buckets)| {
+                (
+                    Opcode::Stock,
+                    Reply::Stock(StockParts {
+                        goods_id,
+                        total,
+                        pool,
+                        in_flight,
+                        holders,
+                        buckets,
+                    }),
+                )
+            }),
         goods().prop_map(|g| (Opcode::SaleControl, Reply::SaleChanged(g))),
         error,
     ]

@@ -15,7 +15,7 @@ use bytes::BytesMut;
 use seckill_proto::{
     BodyError, Capabilities, Drift, Frame, FrameError, Goods, GoodsState, NewGoods, Opcode, Order,
     OrderState, Reply, Request, RequestId, SaleAction, SaleRules, ServerInfo, Stat, Status,
-    ALL_GOODS, DEFAULT_PAY_WINDOW_MS, MAX_REPLY_FRAME, MAX_REQUEST_FRAME, NO_TOKEN,
+    StockParts, ALL_GOODS, DEFAULT_PAY_WINDOW_MS, MAX_REPLY_FRAME, MAX_REQUEST_FRAME, NO_TOKEN,
 };
 
 const PROTOCOL: &str = include_str!("../PROTOCOL.md");
@@ -299,6 +299,27 @@ fn vectors() -> Vec<Vector> {
             },
         ),
         request(
+            "add_goods_buckets_request",
+            "request id=5 AddGoods{name=\"Phone\", price_cents=99900, stock=100, \
+             start_ms=1700000000000, end_ms=1700003600000, rules={per_user_limit=1, \
+             pay_window_ms=900000, token_required=0}, \
+             client_request_id=0x0123456789abcdeffedcba9876543210, buckets=4}",
+            5,
+            Request::AddGoods {
+                goods: NewGoods {
+                    buckets: 4,
+                    ..phone_new()
+                },
+                request_id: REQUEST_ID,
+            },
+        ),
+        request(
+            "stock_request",
+            "request id=10 Stock{goods_id=1}",
+            10,
+            Request::Stock { goods_id: 1 },
+        ),
+        request(
             "restock_request",
             "request id=6 Restock{goods_id=1, amount=50}",
             6,
@@ -575,6 +596,23 @@ fn vectors() -> Vec<Vector> {
                     holders: 3,
                 },
             ]),
+        ),
+        reply(
+            "stock_reply",
+            "reply to=STOCK id=10 ok Stock{goods_id=1, total=100, pool=40, in_flight=-2, \
+             holders=42, buckets=[5, 0, 7, 8]}",
+            Opcode::Stock,
+            10,
+            // Read while two units moved from bucket 1 to bucket 2: counted
+            // in both, and -2 in flight (40 + -2 + 20 + 42 = 100).
+            Reply::Stock(StockParts {
+                goods_id: 1,
+                total: 100,
+                pool: 40,
+                in_flight: -2,
+                holders: 42,
+                buckets: vec![5, 0, 7, 8],
+            }),
         ),
         reply(
             "sale_paused_reply",

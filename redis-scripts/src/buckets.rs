@@ -3,14 +3,16 @@
 //!
 //! A goods added with `buckets` K > 1 keeps its stock in K + 1 parts, each
 //! under a hash tag of its own (so a Redis Cluster spreads a hot goods over
-//! its shards): the pool, under the goods' own keys ([`Prefix::keys`]), and
-//! bucket b under [`Prefix::bucket_keys`]. A user only ever buys from bucket
+//! its shards): the pool ([`Prefix::pool_keys`]), which holds the goods'
+//! epoch of record and its restocks, and bucket b ([`Prefix::bucket_keys`]).
+//! The goods' own keys ([`Prefix::keys`]) stay empty. A user only ever buys from bucket
 //! [`bucket_of`], so "one order per user" and the purchase limit stay exact
 //! inside one slot; units, not users, move between parts, in two steps
 //! ([`SendCall`], then [`ReceiveCall`]) whose ledger makes every move safe
 //! to repeat. With K = 1 the goods has today's single part and no pool.
 //!
 //! [`Prefix::keys`]: crate::Prefix::keys
+//! [`Prefix::pool_keys`]: crate::Prefix::pool_keys
 //! [`Prefix::bucket_keys`]: crate::Prefix::bucket_keys
 
 use crate::{Argv, Call, Key};

@@ -46,6 +46,14 @@ impl Prefix {
         self.tagged(format!("g{goods}.{bucket}"))
     }
 
+    /// The keys of the pool of a goods split over buckets: a tag of its own
+    /// too, and not the goods' own keys, so that a server that knows nothing
+    /// of buckets finds no stock there (and reloads the goods, fenced,
+    /// rather than sell from the pool as if it were the whole goods).
+    pub fn pool_keys(&self, goods: u64) -> Keys {
+        self.tagged(format!("g{goods}.p"))
+    }
+
     fn tagged(&self, tag: String) -> Keys {
         let base = format!("{}{{{tag}}}", self.0);
         Keys {
@@ -167,6 +175,10 @@ mod tests {
         assert_eq!(
             Prefix::new("sk:").unwrap().bucket_keys(42, 3).buyers,
             "sk:{g42.3}:buyers"
+        );
+        assert_eq!(
+            Prefix::new("sk:").unwrap().pool_keys(42).stock,
+            "sk:{g42.p}:stock"
         );
         assert_eq!(keys.get(Key::TokenExpiry), "sk:{g42}:token_expiry");
         assert_eq!(Prefix::new("").unwrap().keys(1).stock, "{g1}:stock");

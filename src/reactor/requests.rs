@@ -246,7 +246,8 @@ impl Handler {
     fn server_info(&self, conn: &Connection) -> ServerInfo {
         let mut capabilities = Capabilities::BUY_REQUEST_ID
             .with(Capabilities::ADD_GOODS_REQUEST_ID)
-            .with(Capabilities::ADD_GOODS_BUCKETS);
+            .with(Capabilities::ADD_GOODS_BUCKETS)
+            .with(Capabilities::STOCK);
         if self.admin_listener && !conn.admin_port {
             capabilities = capabilities.with(Capabilities::ADMIN_LISTENER_ONLY);
         }

@@ -4,7 +4,7 @@
 //! holds up no BUY of any other goods.
 
 use log::warn;
-use seckill_proto::{NewGoods, Reply, RequestId, SaleAction, Status};
+use seckill_proto::{NewGoods, Reply, RequestId, SaleAction, Status, StockParts};
 
 use super::{describe, now_ms, store_failure, unknown_goods, Sale, MAX_PAY_WINDOW_MS};
 use crate::store::{GoodsId, GoodsRecord, SaleChange};
@@ -80,6 +80,33 @@ impl Sale {
             entry.gate.mark_unsure();
         }
         Reply::GoodsAdded(entry.view.to_goods(now_ms()))
+    }
+
+    /// STOCK: where a goods' units are in the stock store, against its
+    /// total as the order store has it now. Read part by part while the sale
+    /// goes on, it may be off by the BUYs and releases of that moment; a
+    /// move between parts cannot put it off (see `send.lua`).
+    pub fn stock_parts(&self, goods: GoodsId) -> Reply {
+        let record = match self.orders.find_goods(goods) {
+            Ok(Some(record)) => record,
+            Ok(None) => return unknown_goods(goods),
+            Err(e) => return store_failure("order store", &e),
+        };
+        match self.stock.parts(goods) {
+            Ok(Some(parts)) => Reply::Stock(StockParts {
+                goods_id: goods,
+                total: record.total,
+                pool: parts.pool,
+                in_flight: parts.in_flight,
+                holders: parts.holders,
+                buckets: parts.buckets,
+            }),
+            Ok(None) => Reply::error(
+                Status::Busy,
+                format!("the stock store holds no stock of goods {goods}: it is reconciled before its next sale"),
+            ),
+            Err(e) => store_failure("stock store", &e),
+        }
     }
 
     /// The answer to a repeated ADD_GOODS: the goods its first send made,

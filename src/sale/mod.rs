@@ -207,6 +207,7 @@ impl Sale {
             Request::Reconcile { goods_id } => {
                 self.reconcile_reply((goods_id != ALL_GOODS).then_some(goods_id))
             }
+            Request::Stock { goods_id } => self.stock_parts(goods_id),
             Request::Buy { .. }
             | Request::Hello { .. }
             | Request::Ping

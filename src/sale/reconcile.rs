@@ -103,7 +103,14 @@ impl Sale {
                 }
             }
         }
-        if let Loaded::Superseded(later) = self.stock.begin_load(entry.id, epoch)? {
+        // A freeze that failed may have frozen some of the goods (a part of
+        // a goods split over buckets, or a script whose reply was lost): the
+        // goods is repaired as soon as possible, as after a failed count.
+        let frozen = self
+            .stock
+            .begin_load(entry.id, epoch)
+            .inspect_err(|_| entry.gate.mark_unsure())?;
+        if let Loaded::Superseded(later) = frozen {
             return Err(StoreError::Unavailable(format!(
                 "goods {}: being reconciled by another server (epoch {later})",
                 entry.id

@@ -566,9 +566,11 @@ impl Backends {
             .expect("read orders")
     }
 
-    /// The stock Redis holds for a goods.
+    /// A goods' units left in Redis: its stock key, or the pool's of a goods
+    /// split over buckets (whose buckets the caller reads on its own).
     pub fn redis_stock(&self, goods: u64) -> Option<u32> {
         self.redis_get(&format!("{}{{g{goods}}}:stock", self.prefix))
+            .or_else(|| self.redis_get(&format!("{}{{g{goods}.p}}:stock", self.prefix)))
             .map(|n| n.parse().expect("a stock count"))
     }
 

@@ -235,4 +235,13 @@ fn a_hot_goods_over_four_buckets_two_servers_one_killed() {
         let key = format!("{}{{g{goods}.{b}}}:stock", stores.prefix);
         assert_eq!(stores.redis_get(&key).as_deref(), Some("0"), "bucket {b}");
     }
+    // The conservation check, as `seckill-cli goods show --stock` shows it.
+    let parts = servers[0].admin().stock(goods).unwrap();
+    assert_eq!(
+        (parts.total, parts.pool, parts.in_flight, parts.holders),
+        (STOCK, 0, 0, u64::from(STOCK)),
+        "{parts:?}"
+    );
+    assert_eq!(parts.buckets, [0, 0, 0, 0]);
+    assert!(parts.balanced());
 }

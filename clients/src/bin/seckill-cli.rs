@@ -29,8 +29,9 @@ use cli::input::{
     unix_ms, When,
 };
 use cli::output::{
-    goods_table, orders_table, outcome, purchase_line, reconcile_table, stats_table, token_line,
-    BuyJson, DriftJson, FailureJson, GoodsJson, NoTokenJson, OrderJson, TokenJson,
+    goods_table, orders_table, outcome, purchase_line, reconcile_table, stats_table, stock_table,
+    token_line, BuyJson, DriftJson, FailureJson, GoodsJson, NoTokenJson, OrderJson, StockJson,
+    TokenJson,
 };
 
 /// The exit code of an answer that is not a success but not an error either.
@@ -177,6 +178,11 @@ enum GoodsCommand {
     Show {
         /// The goods id, as `goods list` shows it.
         id: u64,
+        /// Also where its units are in the stock store (admin): the pool,
+        /// each bucket, units on their way between them, orders holding
+        /// one, and whether they add up to the total.
+        #[arg(long)]
+        stock: bool,
     },
     /// Put a new goods on sale (admin).
     Add {
@@ -359,7 +365,29 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 emit(&goods_table(&list))?;
             }
         }
-        Command::Goods(GoodsCommand::Show { id }) => show_goods(cli, &connect()?.get_goods(*id)?)?,
+        Command::Goods(GoodsCommand::Show { id, stock: false }) => {
+            show_goods(cli, &connect()?.get_goods(*id)?)?
+        }
+        Command::Goods(GoodsCommand::Show { id, stock: true }) => {
+            let mut client = connect()?;
+            let goods = client.get_goods(*id)?;
+            let parts = client.stock(*id)?;
+            if cli.json {
+                #[derive(Serialize)]
+                struct WithStock<'a> {
+                    #[serde(flatten)]
+                    goods: GoodsJson<'a>,
+                    stock: StockJson,
+                }
+                print_json(&WithStock {
+                    goods: GoodsJson::from(&goods),
+                    stock: StockJson::from(&parts),
+                })?;
+            } else {
+                emit(&goods_table(std::slice::from_ref(&goods)))?;
+                emit(&stock_table(std::slice::from_ref(&parts)))?;
+            }
+        }
         Command::Goods(GoodsCommand::Add {
             name,
             price,
@@ -552,13 +580,41 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Reconcile { goods } => {
-            let drifts = connect()?.reconcile(*goods)?;
+            let mut client = connect()?;
+            let drifts = client.reconcile(*goods)?;
+            // Where the units are now, from a server that can say.
+            let parts = match client.server_info() {
+                Some(info) if info.capabilities.contains(Capabilities::STOCK) => drifts
+                    .iter()
+                    .map(|d| client.stock(d.goods_id).map(Some))
+                    .collect::<Result<Vec<_>, _>>()?,
+                _ => vec![None; drifts.len()],
+            };
             if cli.json {
-                print_json(&drifts.iter().map(DriftJson::from).collect::<Vec<_>>())?;
+                #[derive(Serialize)]
+                struct WithStock {
+                    #[serde(flatten)]
+                    drift: DriftJson,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    stock: Option<StockJson>,
+                }
+                let out: Vec<WithStock> = drifts
+                    .iter()
+                    .zip(&parts)
+                    .map(|(d, p)| WithStock {
+                        drift: DriftJson::from(d),
+                        stock: p.as_ref().map(StockJson::from),
+                    })
+                    .collect();
+                print_json(&out)?;
             } else if drifts.is_empty() {
                 emit("no goods\n")?;
             } else {
                 emit(&reconcile_table(&drifts))?;
+                let parts: Vec<_> = parts.into_iter().flatten().collect();
+                if !parts.is_empty() {
+                    emit(&stock_table(&parts))?;
+                }
             }
         }
     }
@@ -660,6 +716,7 @@ fn capability_names(caps: Capabilities) -> Vec<&'static str> {
         (Capabilities::ADD_GOODS_REQUEST_ID, "add_goods_request_id"),
         (Capabilities::ADMIN_LISTENER_ONLY, "admin_listener_only"),
         (Capabilities::ADD_GOODS_BUCKETS, "add_goods_buckets"),
+        (Capabilities::STOCK, "stock"),
     ]
     .into_iter()
     .filter(|(bit, _)| caps.contains(*bit))
@@ -672,8 +729,11 @@ impl Command {
     fn is_admin(&self) -> bool {
         matches!(
             self,
-            Command::Goods(GoodsCommand::Add { .. } | GoodsCommand::Restock { .. })
-                | Command::Sale(_)
+            Command::Goods(
+                GoodsCommand::Add { .. }
+                    | GoodsCommand::Restock { .. }
+                    | GoodsCommand::Show { stock: true, .. }
+            ) | Command::Sale(_)
                 | Command::Stats
                 | Command::Reconcile { .. }
         )

@@ -24,11 +24,15 @@
 //! 2. [`Holders`]' `live` map (per goods), then its `forgotten` set.
 //!    Held only for in-memory work, by reactors (read) and the order
 //!    writer, expiry and reconciliation (write).
-//! 3. Leaves, never held while another lock is taken: the catalog's own
+//! 3. The Redis stock store's `watch` (which primary served each part of
+//!    each goods): held across its CLUSTER calls, so it takes the leaves
+//!    below (the connection pool, the `splits` map).
+//! 4. Leaves, never held while another lock is taken: the catalog's own
 //!    map (held only to clone an entry out), the reactors' rate-limit
 //!    shards and the acceptor's per-address counts, and each store's
 //!    internal locks (connection pools, SQLite's two connections, the
-//!    memory store's map and per-goods stock, Redis's loaded/epoch maps).
+//!    memory store's map and per-goods stock, Redis's loaded, epoch,
+//!    loading, `splits` and `levels` maps).
 //!    Stores are called with a gate held (level 1), never the other way.
 
 mod gate;

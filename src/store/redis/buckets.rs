@@ -24,11 +24,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use ::redis::Value;
 use log::warn;
-use seckill_redis_scripts::{bucket_of, Keys, Part, ReceiveCall, SendCall};
+use seckill_redis_scripts::{bucket_of, EpochState, Keys, Part, ReceiveCall, SendCall};
 
 use super::link::{inconsistent, parse_u64, to_u32};
 use super::scripts::stale_epoch;
 use super::RedisStock;
+use crate::config::AckMode;
 use crate::store::{
     Buyer, Epoch, GoodsId, Holders, Levels, Loaded, OrderNo, Reservation, ReserveRules, Reserved,
     StockParts, StoreError, UserId,
@@ -51,6 +52,9 @@ pub(super) struct Seen {
 /// One part as read in one atomic step.
 struct PartState {
     part: Part,
+    /// Its epoch key as it stands: `None` while a load freezes it (and its
+    /// ledger may still be the epoch before's).
+    epoch: Option<Epoch>,
     stock: u32,
     released: u64,
     /// The ledger: "sent:<dest>" and "got:<src>" counters.
@@ -94,9 +98,13 @@ impl RedisStock {
         }
     }
 
+    /// The keys of one part; [`Part::Pool`] of a goods of one bucket is the
+    /// whole goods. The pool's part holds the goods' epoch of record (what
+    /// [`epoch`](crate::store::StockStore::epoch) reads) and its restocks.
     pub(super) fn part_keys(&self, goods: GoodsId, part: Part) -> Keys {
         match part {
-            Part::Pool => self.keys(goods),
+            Part::Pool if self.buckets_of(goods) == 1 => self.keys(goods),
+            Part::Pool => self.prefix.pool_keys(goods),
             Part::Bucket(b) => self.prefix.bucket_keys(goods, b),
         }
     }
@@ -105,7 +113,7 @@ impl RedisStock {
     /// goods of one bucket) first.
     pub(super) fn parts_of(&self, goods: GoodsId) -> Vec<(Part, Keys)> {
         let k = self.buckets_of(goods);
-        let mut parts = vec![(Part::Pool, self.keys(goods))];
+        let mut parts = vec![(Part::Pool, self.part_keys(goods, Part::Pool))];
         if k > 1 {
             parts.extend((0..k).map(|b| (Part::Bucket(b), self.prefix.bucket_keys(goods, b))));
         }
@@ -177,7 +185,8 @@ impl RedisStock {
             self.saw(goods, Part::Bucket(b), share);
         }
         let pool = remaining - share * u32::from(k);
-        let loaded = self.load_part(goods, &self.keys(goods), pool, &[], epoch, total)?;
+        let keys = self.part_keys(goods, Part::Pool);
+        let loaded = self.load_part(goods, &keys, pool, &[], epoch, total)?;
         self.saw(goods, Part::Pool, pool);
         Ok(loaded)
     }
@@ -185,10 +194,16 @@ impl RedisStock {
     /// RESERVE of a goods of `k` buckets: one call per bucket the buyers
     /// fall in. A failure after some bucket decided does not undo what it
     /// decided: the failed bucket's buyers get [`Reservation::Busy`] or
-    /// [`Reservation::InDoubt`]. The epoch is the lowest any bucket reserved
-    /// under: an order is written only if the goods still has it, so
-    /// claiming an older one is safe (the write is refused), a newer one
-    /// never would be.
+    /// [`Reservation::InDoubt`].
+    ///
+    /// The calls may meet different epochs: a reconciliation (any server's)
+    /// between two of them froze every bucket before it counted, so a unit
+    /// reserved under the older epoch and not yet written was left out of
+    /// its count, and its holder out of its load. In the durable mode such a
+    /// reservation is void (its order would be fenced off at the commit):
+    /// its buyer is told `busy`, and nothing is given back, as the load did
+    /// that. In the queued mode it was queued with the deduction, and the
+    /// count read the queue: it stands.
     pub(super) fn reserve_split(
         &self,
         goods: GoodsId,
@@ -200,22 +215,22 @@ impl RedisStock {
         for (i, b) in buyers.iter().enumerate() {
             groups.entry(bucket_of(b.user, k)).or_default().push(i);
         }
-        let mut decisions = vec![Reservation::Busy; buyers.len()];
-        let mut epoch: Option<Epoch> = None;
+        let mut decisions = vec![(Reservation::Busy, 0); buyers.len()];
         let mut failure = None;
+        let mut decided = false;
         for (bucket, members) in groups {
             let group: Vec<Buyer> = members.iter().map(|&i| buyers[i]).collect();
             match self.reserve_in_bucket(goods, k, bucket, rules, &group) {
-                Ok((decided, at)) => {
-                    epoch = Some(epoch.map_or(at, |e| e.min(at)));
-                    for (i, d) in members.into_iter().zip(decided) {
+                Ok(got) => {
+                    decided = true;
+                    for (i, d) in members.into_iter().zip(got) {
                         decisions[i] = d;
                     }
                 }
                 Err(e) => {
                     if matches!(e, StoreError::Indeterminate(_)) {
                         for &i in &members {
-                            decisions[i] = Reservation::InDoubt;
+                            decisions[i].0 = Reservation::InDoubt;
                         }
                     }
                     failure = Some(e);
@@ -223,12 +238,22 @@ impl RedisStock {
                 }
             }
         }
-        let epoch = match (epoch, failure) {
-            (Some(epoch), _) => epoch,
+        if let (false, Some(e)) = (decided, failure) {
             // Nothing was decided: the failure, as with one bucket.
-            (None, Some(e)) => return Err(e),
-            (None, None) => self.known_epoch(goods).unwrap_or(0),
+            return Err(e);
+        }
+        let epoch = match decisions.iter().map(|&(_, e)| e).max() {
+            Some(e) if e > 0 => e,
+            _ => self.known_epoch(goods).unwrap_or(0),
         };
+        let durable = self.mode == AckMode::Durable;
+        let decisions: Vec<Reservation> = decisions
+            .into_iter()
+            .map(|(d, at)| match d {
+                Reservation::Reserved if durable && at < epoch => Reservation::Busy,
+                d => d,
+            })
+            .collect();
         let mut remaining = self.seen_remaining(goods);
         if remaining == 0 && decisions.contains(&Reservation::Busy) {
             // Not sold out: the catalog must not say so.
@@ -243,7 +268,7 @@ impl RedisStock {
 
     /// The buyers of one bucket: one RESERVE; those it finds the bucket dry
     /// for try once more after a refill, and are sold out only if no unit is
-    /// left anywhere.
+    /// left anywhere. Each decision with the epoch it was made under.
     fn reserve_in_bucket(
         &self,
         goods: GoodsId,
@@ -251,33 +276,48 @@ impl RedisStock {
         bucket: u16,
         rules: &ReserveRules,
         buyers: &[Buyer],
-    ) -> Result<(Vec<Reservation>, Epoch), StoreError> {
+    ) -> Result<Vec<(Reservation, Epoch)>, StoreError> {
         let part = Part::Bucket(bucket);
         let keys = self.part_keys(goods, part);
         let first = self.reserve_part(goods, &keys, rules, buyers)?;
         self.saw(goods, part, first.remaining);
-        let mut decisions = first.decisions;
-        let mut epoch = first.epoch;
+        let mut decisions: Vec<(Reservation, Epoch)> = first
+            .decisions
+            .into_iter()
+            .map(|d| (d, first.epoch))
+            .collect();
         let dry: Vec<usize> = (0..decisions.len())
-            .filter(|&i| decisions[i] == Reservation::SoldOut)
+            .filter(|&i| decisions[i].0 == Reservation::SoldOut)
             .collect();
         if dry.is_empty() {
-            return Ok((decisions, epoch));
+            return Ok(decisions);
         }
         // Units already taken above stand whatever happens next: a failure
         // from here on is these buyers' alone.
-        let refilled = self.refill(goods, k, bucket).unwrap_or_else(|e| {
-            warn!("refilling bucket {bucket} of goods {goods}: {e}");
-            0
-        });
+        let refilled = match self.refill(goods, k, bucket) {
+            Ok(n) => n,
+            // A move that may have happened and may not be on the replicas
+            // (`--redis-wait`): as for a reservation in doubt, the goods is
+            // reconciled before it sells again.
+            Err(e @ StoreError::Indeterminate(_)) => {
+                warn!("refilling bucket {bucket} of goods {goods}: {e}");
+                for &i in &dry {
+                    decisions[i].0 = Reservation::InDoubt;
+                }
+                return Ok(decisions);
+            }
+            Err(e) => {
+                warn!("refilling bucket {bucket} of goods {goods}: {e}");
+                0
+            }
+        };
         if refilled > 0 {
             let again: Vec<Buyer> = dry.iter().map(|&i| buyers[i]).collect();
             match self.reserve_part(goods, &keys, rules, &again) {
                 Ok(r) => {
                     self.saw(goods, part, r.remaining);
-                    epoch = epoch.min(r.epoch);
                     for (&i, d) in dry.iter().zip(r.decisions) {
-                        decisions[i] = d;
+                        decisions[i] = (d, r.epoch);
                     }
                 }
                 Err(e) => {
@@ -286,13 +326,13 @@ impl RedisStock {
                         _ => Reservation::Busy,
                     };
                     for &i in &dry {
-                        decisions[i] = d;
+                        decisions[i].0 = d;
                     }
                 }
             }
         }
-        if decisions.contains(&Reservation::SoldOut) {
-            let verdict = match self.settle(goods, k) {
+        if decisions.iter().any(|(d, _)| *d == Reservation::SoldOut) {
+            let verdict = match self.settle(goods) {
                 Ok(true) => Reservation::SoldOut,
                 Ok(false) => Reservation::Busy,
                 Err(e) => {
@@ -300,11 +340,14 @@ impl RedisStock {
                     Reservation::Busy
                 }
             };
-            for d in decisions.iter_mut().filter(|d| **d == Reservation::SoldOut) {
+            for (d, _) in decisions
+                .iter_mut()
+                .filter(|(d, _)| *d == Reservation::SoldOut)
+            {
                 *d = verdict;
             }
         }
-        Ok((decisions, epoch))
+        Ok(decisions)
     }
 
     /// Brings units to a dry bucket: a chunk of the pool (a share of what it
@@ -418,19 +461,33 @@ impl RedisStock {
                 .cmd("GET")
                 .arg(&keys.released)
                 .cmd("HGETALL")
-                .arg(&keys.ledger);
-            let (stock, released, ledger) = self.call("read parts", |con| {
-                pipe.query::<(Option<i64>, Option<u64>, HashMap<String, String>)>(con)
-            })?;
+                .arg(&keys.ledger)
+                .cmd("GET")
+                .arg(&keys.epoch);
+            type Read = (
+                Option<i64>,
+                Option<u64>,
+                HashMap<String, String>,
+                Option<String>,
+            );
+            let (stock, released, ledger, epoch) =
+                self.call("read parts", |con| pipe.query::<Read>(con))?;
             let Some(stock) = stock else {
                 return Ok(None);
             };
+            let epoch = epoch
+                .map(|e| {
+                    EpochState::parse(&e)
+                        .ok_or_else(|| inconsistent(format!("bad {}: {e:?}", keys.epoch)))
+                })
+                .transpose()?;
             let ledger = ledger
                 .into_iter()
                 .map(|(field, n)| Ok((field, parse_u64(&keys.ledger, &n)?)))
                 .collect::<Result<_, StoreError>>()?;
             states.push(PartState {
                 part,
+                epoch: epoch.filter(|e| !e.loading).map(|e| e.epoch),
                 stock: to_u32(&keys.stock, stock)?,
                 released: released.unwrap_or(0),
                 ledger,
@@ -442,16 +499,19 @@ impl RedisStock {
     /// Completes every move cut short (units sent and not received), and
     /// says whether the goods has no unit left anywhere: every part empty,
     /// nothing on its way. Errs on the side of "units left".
-    pub(super) fn settle(&self, goods: GoodsId, _k: u16) -> Result<bool, StoreError> {
+    pub(super) fn settle(&self, goods: GoodsId) -> Result<bool, StoreError> {
         let Some(states) = self.read_parts(goods)? else {
             return Err(StoreError::NotLoaded(goods));
         };
-        let epoch = self.known_epoch(goods)?;
+        if !same_epoch(&states) {
+            // Being reloaded: its count will say.
+            return Ok(false);
+        }
         let mut empty = true;
-        for (from, to, sent, in_flight) in moves(&states) {
-            if in_flight > 0 {
+        for m in moves(&states) {
+            if m.in_flight > 0 {
                 empty = false;
-                self.receive(goods, from, to, sent, epoch)?;
+                self.receive(goods, m.from, m.to, m.sent, m.epoch)?;
             }
         }
         for s in &states {
@@ -521,9 +581,10 @@ impl RedisStock {
                     holders: holders.len() as u64,
                 }));
         }
-        // Holders first, then the counters: a BUY in between takes a unit
-        // from a bucket read after it, so the sum may be short by the BUYs
-        // of that moment, never over.
+        // Holders first, then the counters: a BUY or a release in between
+        // is seen on one side only, so while the sale goes on the sum may be
+        // off by the BUYs and releases of that moment (the parts' counters
+        // alone are exact, see `moves`).
         let Some((_, holders)) = self.snapshot_split(goods)? else {
             return Ok(None);
         };
@@ -541,7 +602,7 @@ fn summary(states: &[PartState], holders: u64) -> StockParts {
             .iter()
             .find(|s| s.part == Part::Pool)
             .map_or(0, |s| s.stock),
-        in_flight: moves(states).iter().map(|m| m.3).sum(),
+        in_flight: moves(states).iter().map(|m| m.in_flight).sum(),
         buckets: states
             .iter()
             .filter(|s| s.part != Part::Pool)
@@ -551,13 +612,38 @@ fn summary(states: &[PartState], holders: u64) -> StockParts {
     }
 }
 
-/// Every pair of parts with units sent: (from, to, sent in all, sent minus
-/// got). Read one part at a time, a move between the two reads shows as
-/// negative here and as units in both parts, which sums up exactly.
-fn moves(states: &[PartState]) -> Vec<(Part, Part, i64, i64)> {
+/// Whether every part is loaded under one epoch: the ledgers are then all
+/// of that epoch, and comparable. While a load goes on (some parts frozen,
+/// or loaded before others), a ledger may still be the epoch before's.
+fn same_epoch(states: &[PartState]) -> bool {
+    let first = states.first().and_then(|s| s.epoch);
+    first.is_some() && states.iter().all(|s| s.epoch == first)
+}
+
+/// Units sent from one part to another under one epoch.
+struct Move {
+    from: Part,
+    to: Part,
+    epoch: Epoch,
+    /// All `from` sent `to`, ever, under the epoch.
+    sent: i64,
+    /// Sent minus got. Read one part at a time, a move between the two reads
+    /// shows as negative here and as units in both parts, which sums up
+    /// exactly.
+    in_flight: i64,
+}
+
+/// Every pair of parts with units sent, among parts at one epoch: a ledger
+/// is only ever compared with another of the same epoch (a load clears
+/// each part's as it goes, so a pair across a load would count the epoch
+/// before's moves again).
+fn moves(states: &[PartState]) -> Vec<Move> {
     let mut out = Vec::new();
     for from in states {
         for to in states.iter().filter(|s| s.part != from.part) {
+            let (Some(epoch), true) = (from.epoch, from.epoch == to.epoch) else {
+                continue;
+            };
             let sent = from
                 .ledger
                 .get(&Part::sent_field(to.part))
@@ -571,7 +657,13 @@ fn moves(states: &[PartState]) -> Vec<(Part, Part, i64, i64)> {
             if sent > 0 || got > 0 {
                 let sent = i64::try_from(sent).unwrap_or(i64::MAX);
                 let got = i64::try_from(got).unwrap_or(i64::MAX);
-                out.push((from.part, to.part, sent, sent - got));
+                out.push(Move {
+                    from: from.part,
+                    to: to.part,
+                    epoch,
+                    sent,
+                    in_flight: sent - got,
+                });
             }
         }
     }

@@ -181,7 +181,9 @@ impl RedisStock {
     }
 
     fn epoch_state(&self, goods: GoodsId) -> Result<Option<EpochState>, StoreError> {
-        let key = self.keys(goods).epoch;
+        let key = self
+            .part_keys(goods, seckill_redis_scripts::Part::Pool)
+            .epoch;
         let value: Option<String> =
             self.call("epoch", |con| ::redis::cmd("GET").arg(&key).query(con))?;
         value

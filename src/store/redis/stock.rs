@@ -78,8 +78,12 @@ impl StockStore for RedisStock {
         }
     }
 
+    /// Every bucket first, the pool last: the pool's epoch is the goods'
+    /// epoch of record, so once it has moved every part is frozen, and a
+    /// freeze cut short leaves the goods' epoch behind the order store's,
+    /// which the catalog's refresh notices and repairs.
     fn begin_load(&self, goods: GoodsId, epoch: Epoch) -> Result<Loaded, StoreError> {
-        for (_, keys) in self.parts_of(goods) {
+        for (_, keys) in self.parts_of(goods).into_iter().rev() {
             if let Loaded::Superseded(later) = self.freeze_part(goods, &keys, epoch)? {
                 return Ok(Loaded::Superseded(later));
             }
@@ -168,7 +172,7 @@ impl StockStore for RedisStock {
 
     /// Into the pool of a goods with buckets, which hands the units out.
     fn add(&self, goods: GoodsId, amount: u32, total: u32) -> Result<u32, StoreError> {
-        let keys = self.keys(goods);
+        let keys = self.part_keys(goods, Part::Pool);
         let left = self.fenced(
             goods,
             &keys,

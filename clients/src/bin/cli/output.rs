@@ -1,6 +1,6 @@
 //! Showing what the server says: aligned tables for people, JSON for scripts.
 
-use seckill_client::{Drift, Goods, Order, Purchase, PurchaseToken, SaleRules, Stat};
+use seckill_client::{Drift, Goods, Order, Purchase, PurchaseToken, SaleRules, Stat, StockParts};
 use serde::{Serialize, Serializer};
 use unicode_width::UnicodeWidthStr;
 
@@ -192,6 +192,40 @@ pub fn reconcile_table(drifts: &[Drift]) -> String {
             d.remaining.to_string(),
             d.holders.to_string(),
             signed(d.drift()),
+        ]);
+    }
+    table.render()
+}
+
+/// Where each goods' units are in the stock store (`goods show --stock`,
+/// `reconcile`): BALANCED says whether pool, units in flight, buckets and
+/// holders add up to the total, and by how much they are off if not.
+pub fn stock_table(parts: &[StockParts]) -> String {
+    use Align::*;
+    let mut table = Table::new(&[
+        ("GOODS", Right),
+        ("TOTAL", Right),
+        ("POOL", Right),
+        ("IN FLIGHT", Right),
+        ("BUCKETS", Left),
+        ("HOLDERS", Right),
+        ("BALANCED", Left),
+    ]);
+    for p in parts {
+        let buckets: Vec<String> = p.buckets.iter().map(u32::to_string).collect();
+        let off = p.accounted() - i64::from(p.total);
+        table.row(vec![
+            p.goods_id.to_string(),
+            p.total.to_string(),
+            p.pool.to_string(),
+            p.in_flight.to_string(),
+            buckets.join(" "),
+            p.holders.to_string(),
+            if off == 0 {
+                "yes".to_string()
+            } else {
+                format!("no ({} units)", signed(off))
+            },
         ]);
     }
     table.render()
@@ -415,6 +449,34 @@ impl From<&Drift> for DriftJson {
             remaining: d.remaining,
             holders: d.holders,
             drift: d.drift(),
+        }
+    }
+}
+
+/// Where a goods' units are, for `--json`.
+#[derive(Serialize)]
+pub struct StockJson {
+    #[serde(serialize_with = "id_string")]
+    goods_id: u64,
+    total: u32,
+    pool: u32,
+    in_flight: i64,
+    buckets: Vec<u32>,
+    holders: u64,
+    /// Pool, in flight, buckets and holders add up to the total.
+    balanced: bool,
+}
+
+impl From<&StockParts> for StockJson {
+    fn from(p: &StockParts) -> Self {
+        StockJson {
+            goods_id: p.goods_id,
+            total: p.total,
+            pool: p.pool,
+            in_flight: p.in_flight,
+            buckets: p.buckets.clone(),
+            holders: p.holders,
+            balanced: p.balanced(),
         }
     }
 }
