@@ -63,6 +63,13 @@ CREATE TABLE IF NOT EXISTS goods (
     -- The buckets the goods' stock is split over in Redis (1: not split),
     -- fixed when it is added (ADD_GOODS). (Added to older tables at start.)
     buckets        SMALLINT UNSIGNED NOT NULL DEFAULT 1,
+    -- Orders of the goods that are live (created or paid), kept by every
+    -- transaction that writes or cancels one: an order writer's batch adds
+    -- its orders on the condition that live_orders stays within total, so
+    -- the database itself never holds more live orders than units, whatever
+    -- the stock store says (a Redis failover that lost deductions, a bug).
+    -- (Added to older tables at start, counted from the orders.)
+    live_orders    BIGINT UNSIGNED NOT NULL DEFAULT 0,
     created_at  DATETIME(3)      NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
     updated_at  DATETIME(3)      NOT NULL DEFAULT CURRENT_TIMESTAMP(3)
                                  ON UPDATE CURRENT_TIMESTAMP(3),

@@ -71,6 +71,11 @@ pub struct Common {
     #[arg(long, global = true, value_name = "REQ_PER_S")]
     pub rate: Option<f64>,
 
+    /// Split the goods a scenario adds over this many buckets (ADD_GOODS
+    /// `buckets`, 1 to 64): a hot goods spread over a Redis Cluster's shards.
+    #[arg(long, global = true, default_value_t = 1)]
+    pub buckets: u16,
+
     /// Seed of the user order and the browse mix.
     #[arg(long, global = true, default_value_t = 1)]
     pub seed: u64,

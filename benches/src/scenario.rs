@@ -199,7 +199,7 @@ pub(crate) fn add_goods_with(
         start_ms: now.saturating_sub(60_000),
         end_ms: now + 3_600_000,
         rules,
-        buckets: 1,
+        buckets: common.buckets,
     })?)
 }
 

@@ -202,6 +202,25 @@ wait_synced() {
     done
 }
 
+# Makes sure the running nodes form a primary component, for a node to join.
+# With one node left of two (a joiner that failed midway, a node killed by a
+# test), the survivor has no quorum and stays non-primary: every later join
+# times out ("failed to reach primary view"). The survivor is told to form
+# a primary component on its own (pc.bootstrap), as the Galera docs advise
+# after a loss of quorum.
+ensure_primary() {
+    local n first=
+    for n in "${NODES[@]}"; do
+        pid_of "$n" >/dev/null || continue
+        [[ $(status_var "$n" wsrep_cluster_status) == Primary ]] && return 0
+        first=${first:-$n}
+    done
+    [[ -n $first ]] || return 1
+    say "no running node is in a primary component: node $first forms one"
+    sql "$first" "SET GLOBAL wsrep_provider_options='pc.bootstrap=YES'" || true
+    wait_synced "$first"
+}
+
 # A new cluster: every node's data is made afresh.
 bootstrap() {
     say "forming a new cluster in $DIR"
@@ -267,6 +286,7 @@ join() {
             [[ $(id -u) -eq 0 ]] && chown -R mysql: "$d"
             position=()
         fi
+        ensure_primary || die "no node to join"
         launch "$n" "${position[@]}"
         if wait_synced "$n"; then
             return 0

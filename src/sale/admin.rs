@@ -114,11 +114,11 @@ impl Sale {
     /// mistake (one id for two additions), refused rather than answered
     /// with a goods the caller did not mean.
     fn added_before(&self, new: &NewGoods, id: RequestId, found: &GoodsRecord) -> Reply {
-        if found.name != new.name {
+        if found.name != new.name || found.buckets != new.buckets {
             return Reply::error(
                 Status::BadRequest,
                 format!(
-                    "request id {id} already added goods {} under another name",
+                    "request id {id} already added goods {} under another name or buckets",
                     found.id
                 ),
             );

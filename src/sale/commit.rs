@@ -45,7 +45,10 @@ impl Sale {
         let mut unsold = Vec::new();
         let mut never: Vec<&PendingOrder> = Vec::new();
         for (((o, w), &epoch), pending) in orders.iter().zip(written).zip(&epochs).zip(&batch) {
-            if matches!(w, Written::Duplicate(_) | Written::Fenced) {
+            if matches!(
+                w,
+                Written::Duplicate(_) | Written::Fenced | Written::SoldOut
+            ) {
                 never.push(pending);
             }
             match w {
@@ -62,6 +65,22 @@ impl Sale {
                 // Reconciled meanwhile (by any server): its unit was counted
                 // back into stock by that reconciliation, and must not be
                 // released again. The buyer tries again.
+                // The stock store sold a unit the goods does not have (it
+                // lost a deduction): never written, never released; the
+                // goods is reconciled, which counts it sold out.
+                Written::SoldOut => {
+                    metrics::add(&self.metrics.buy_sold_out, 1);
+                    if let Some(entry) = self.catalog.get(o.goods_id) {
+                        if !entry.gate.is_unsure() {
+                            error!(
+                                "goods {}: the stock store sold more units than the goods has; reconciling",
+                                o.goods_id
+                            );
+                        }
+                        entry.gate.mark_unsure();
+                    }
+                    replies.push(Reply::error(Status::SoldOut, "sold out"));
+                }
                 Written::Fenced => {
                     metrics::add(&self.metrics.busy, 1);
                     if let Some(entry) = self.catalog.get(o.goods_id) {

@@ -7,7 +7,12 @@
 //!    reconciliation came between), those orders are [`Written::Fenced`]
 //!    (or `Stored`, if an earlier try of the batch wrote them). It is a
 //!    write, not a locking read, so that a reconciliation's epoch bump and
-//!    the batch conflict on every engine, Galera included.
+//!    the batch conflict on every engine, Galera included. The same update
+//!    counts the orders as live on the condition that the goods' live
+//!    orders stay within its total; where they would not (the stock store
+//!    sold a unit it did not have: it lost a deduction in a failover), those
+//!    orders are [`Written::SoldOut`]. So the database never holds more live
+//!    orders than units, whatever the stock store says.
 //! 1. The purchase limit of each goods of the batch is read once.
 //! 2. Orders of goods with a limit of 1 (the usual flash sale) go in
 //!    multi-row INSERTs, each in slot 1 of its user. A row that hits a
@@ -18,6 +23,10 @@
 //!    number already stored is this order (a retried batch) or a bug; else
 //!    it takes the first free slot of its user, or is a [`Written::Duplicate`]
 //!    of the first order the user holds when every slot is taken.
+//! 4. The goods' live orders are set right: step 0 counted every order of
+//!    a fenced group, and only those that went in live count (a duplicate,
+//!    or an order an earlier try wrote, does not); unfenced orders (the
+//!    `queued` mode's, acknowledged already) count as they go in.
 //!
 //! A store provides the statements, in its dialect, as a [`Table`].
 
@@ -39,9 +48,13 @@ pub(crate) trait Table {
     /// statement.
     const ROWS_PER_INSERT: usize;
 
-    /// Counts `orders` orders as written for a goods if it still has
-    /// `epoch`; false (and nothing changed) if it has another.
-    fn fence(&mut self, goods: GoodsId, epoch: Epoch, orders: u32) -> Result<bool, Self::Error>;
+    /// Counts `orders` orders as written and live for a goods if it still
+    /// has `epoch` and its live orders stay within its total; else says
+    /// which is not so, and changes nothing.
+    fn fence(&mut self, goods: GoodsId, epoch: Epoch, orders: u32) -> Result<Fence, Self::Error>;
+
+    /// Adds `delta` (which may be negative) to a goods' live orders.
+    fn add_live(&mut self, goods: GoodsId, delta: i64) -> Result<(), Self::Error>;
 
     /// The purchase limit of a goods (0 is taken as 1).
     fn per_user_limit(&mut self, goods: GoodsId) -> Result<u8, Self::Error>;
@@ -67,6 +80,17 @@ pub(crate) trait Table {
     fn insert(&mut self, order: &OrderRecord, slot: Option<u8>) -> Result<(), Self::Error>;
 }
 
+/// What [`Table::fence`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fence {
+    /// The orders are counted: write them.
+    Taken,
+    /// The goods has another epoch.
+    Moved,
+    /// The goods' live orders would exceed its total.
+    Full,
+}
+
 /// Writes `orders`, each reserved under `epochs[i]` (none: not fenced),
 /// and says what became of each, in order (see
 /// [`OrderStore::commit_orders`](super::OrderStore::commit_orders)). The
@@ -76,7 +100,8 @@ pub(crate) fn write<T: Table>(
     orders: &[OrderRecord],
     epochs: &[Epoch],
 ) -> Result<Vec<Written>, T::Error> {
-    let mut written = fence(table, orders, epochs)?;
+    let (mut written, counted) = fence(table, orders, epochs)?;
+    let mut new = vec![false; orders.len()];
     let limits = limits_of(orders, |goods| {
         Ok::<_, T::Error>(table.per_user_limit(goods)?.max(1))
     })?;
@@ -88,29 +113,50 @@ pub(crate) fn write<T: Table>(
         // Fewer rows than the chunk: one was skipped, and the whole chunk
         // is placed row by row below (each row says what became of it).
         if table.insert_chunk(&rows)? == rows.len() as u64 {
-            chunk
-                .iter()
-                .for_each(|&i| written[i] = Some(Written::Stored));
+            for &i in chunk {
+                written[i] = Some(Written::Stored);
+                new[i] = true;
+            }
         }
     }
     for (i, o) in orders.iter().enumerate() {
         if written[i].is_none() {
-            written[i] = Some(place(table, o, limits[&o.goods_id])?);
+            let (w, inserted) = place(table, o, limits[&o.goods_id])?;
+            written[i] = Some(w);
+            new[i] = inserted;
+        }
+    }
+    // Step 4: live orders as they went in, less what step 0 counted.
+    let mut live: BTreeMap<GoodsId, i64> = counted
+        .into_iter()
+        .map(|(goods, n)| (goods, -i64::from(n)))
+        .collect();
+    for (o, _) in orders.iter().zip(&new).filter(|(_, &n)| n) {
+        if o.state != OrderState::Cancelled {
+            *live.entry(o.goods_id).or_default() += 1;
+        }
+    }
+    for (goods, delta) in live {
+        if delta != 0 {
+            table.add_live(goods, delta)?;
         }
     }
     Ok(written.into_iter().flatten().collect())
 }
 
 /// Step 0: what became of the orders whose goods has moved on to another
-/// epoch; `None` for the orders to write.
+/// epoch, or has no unit left for them; `None` for the orders to write.
+/// With the live orders counted per goods.
+#[allow(clippy::type_complexity)]
 fn fence<T: Table>(
     table: &mut T,
     orders: &[OrderRecord],
     epochs: &[Epoch],
-) -> Result<Vec<Option<Written>>, T::Error> {
+) -> Result<(Vec<Option<Written>>, BTreeMap<GoodsId, u32>), T::Error> {
     let mut written = vec![None; orders.len()];
+    let mut counted: BTreeMap<GoodsId, u32> = BTreeMap::new();
     if epochs.is_empty() {
-        return Ok(written);
+        return Ok((written, counted));
     }
     if epochs.len() != orders.len() {
         let why = format!("{} epochs for {} orders", epochs.len(), orders.len());
@@ -121,23 +167,25 @@ fn fence<T: Table>(
         *groups.entry((o.goods_id, epoch)).or_default() += 1;
     }
     for ((goods, epoch), count) in groups {
-        if table.fence(goods, epoch, count)? {
-            continue;
-        }
+        let refused = match table.fence(goods, epoch, count)? {
+            Fence::Taken => {
+                *counted.entry(goods).or_default() += count;
+                continue;
+            }
+            Fence::Moved => Written::Fenced,
+            Fence::Full => Written::SoldOut,
+        };
         for (i, o) in orders.iter().enumerate() {
             if (o.goods_id, epochs[i]) == (goods, epoch) {
                 // An earlier try of this batch may have committed it before
-                // the reconciliation, which then counted it.
+                // the reconciliation (which then counted it), or before the
+                // goods was full (with it).
                 let mine = table.owner(o.order_no)? == Some((o.user_id, o.goods_id));
-                written[i] = Some(if mine {
-                    Written::Stored
-                } else {
-                    Written::Fenced
-                });
+                written[i] = Some(if mine { Written::Stored } else { refused });
             }
         }
     }
-    Ok(written)
+    Ok((written, counted))
 }
 
 /// Writes one order into the first free slot of its user, or says which
@@ -145,10 +193,11 @@ fn fence<T: Table>(
 /// stored is this order, written by an earlier try of the batch (whatever
 /// became of it since), unless it belongs to someone else: order numbers
 /// are unique by construction, so that is a bug.
-fn place<T: Table>(table: &mut T, o: &OrderRecord, limit: u8) -> Result<Written, T::Error> {
+/// Says whether this call inserted it.
+fn place<T: Table>(table: &mut T, o: &OrderRecord, limit: u8) -> Result<(Written, bool), T::Error> {
     if let Some(owner) = table.owner(o.order_no)? {
         if owner == (o.user_id, o.goods_id) {
-            return Ok(Written::Stored);
+            return Ok((Written::Stored, false));
         }
         let reused = format!("order number {} is already used", o.order_no);
         return Err(StoreError::Inconsistent(reused).into());
@@ -157,9 +206,9 @@ fn place<T: Table>(table: &mut T, o: &OrderRecord, limit: u8) -> Result<Written,
     match slot_for(o, &live, limit) {
         Ok(slot) => {
             table.insert(o, slot)?;
-            Ok(Written::Stored)
+            Ok((Written::Stored, true))
         }
-        Err(held) => Ok(Written::Duplicate(held)),
+        Err(held) => Ok((Written::Duplicate(held), false)),
     }
 }
 
@@ -208,9 +257,12 @@ mod tests {
         rows: Vec<(OrderRecord, Option<u8>)>,
         limit: u8,
         chunks: Vec<usize>,
-        /// The goods' epoch, and the orders counted by fences.
+        /// The goods' epoch, the orders counted by fences, its total and
+        /// live orders.
         epoch: Epoch,
         fenced_in: u32,
+        total: i64,
+        live: i64,
     }
 
     impl Rows {
@@ -227,12 +279,21 @@ mod tests {
         type Error = StoreError;
         const ROWS_PER_INSERT: usize = 2;
 
-        fn fence(&mut self, _: GoodsId, epoch: Epoch, orders: u32) -> Result<bool, StoreError> {
-            let current = epoch == self.epoch;
-            if current {
-                self.fenced_in += orders;
+        fn fence(&mut self, _: GoodsId, epoch: Epoch, orders: u32) -> Result<Fence, StoreError> {
+            if epoch != self.epoch {
+                return Ok(Fence::Moved);
             }
-            Ok(current)
+            if self.live + i64::from(orders) > self.total {
+                return Ok(Fence::Full);
+            }
+            self.fenced_in += orders;
+            self.live += i64::from(orders);
+            Ok(Fence::Taken)
+        }
+
+        fn add_live(&mut self, _: GoodsId, delta: i64) -> Result<(), StoreError> {
+            self.live += delta;
+            Ok(())
         }
 
         fn per_user_limit(&mut self, _: GoodsId) -> Result<u8, StoreError> {
@@ -293,6 +354,7 @@ mod tests {
     fn table(limit: u8) -> Rows {
         Rows {
             limit,
+            total: 1000,
             ..Rows::default()
         }
     }
@@ -347,6 +409,50 @@ mod tests {
         assert_eq!(t.rows.len(), 2);
         // A batch with epochs must give one per order.
         assert!(write(&mut t, &batch, &[3]).is_err());
+    }
+
+    /// The goods' live orders never exceed its total: a fenced group that
+    /// would is refused whole (sold out), unless an earlier try wrote it;
+    /// orders that go in count once, duplicates and repeats not at all.
+    #[test]
+    fn live_orders_stay_within_the_total() {
+        let mut t = Rows {
+            epoch: 1,
+            total: 3,
+            ..table(1)
+        };
+        let first = [order(1, 1), order(2, 2)];
+        assert_eq!(
+            write(&mut t, &first, &[1, 1]).unwrap(),
+            [Written::Stored; 2]
+        );
+        assert_eq!(t.live, 2);
+        // A retry of it, and a duplicate of user 2: nothing more is live.
+        let again = [order(1, 1), order(2, 2), order(7, 2)];
+        assert_eq!(
+            write(&mut t, &again, &[1, 1, 1]).unwrap(),
+            [Written::Stored, Written::Stored, Written::SoldOut]
+        );
+        assert_eq!(t.live, 2);
+        let dup = [order(7, 2)];
+        assert_eq!(write(&mut t, &dup, &[1]).unwrap(), [Written::Duplicate(2)]);
+        assert_eq!(t.live, 2);
+        // Two orders for the one unit left: both refused, none written.
+        let over = [order(3, 3), order(4, 4)];
+        assert_eq!(
+            write(&mut t, &over, &[1, 1]).unwrap(),
+            [Written::SoldOut; 2]
+        );
+        assert_eq!((t.live, t.rows.len()), (2, 2));
+        let last = [order(3, 3)];
+        assert_eq!(write(&mut t, &last, &[1]).unwrap(), [Written::Stored]);
+        assert_eq!(t.live, 3);
+        // Unfenced (queued, acknowledged) orders are counted, never refused.
+        assert_eq!(
+            write(&mut t, &[order(5, 5)], &[]).unwrap(),
+            [Written::Stored]
+        );
+        assert_eq!(t.live, 4);
     }
 
     #[test]

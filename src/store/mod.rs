@@ -174,6 +174,11 @@ pub enum Written {
     /// counted the orders stored before it, so the unit is back in stock
     /// already: it must not be released again.
     Fenced,
+    /// Not written: the goods' live orders would exceed its total. The
+    /// stock store sold a unit that does not exist (it lost a deduction,
+    /// as a Redis failover can); the unit must not be released, and the
+    /// goods is to be reconciled.
+    SoldOut,
 }
 
 /// What PAY or CANCEL makes of an order, decided the same way by every

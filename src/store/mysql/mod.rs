@@ -205,7 +205,10 @@ impl MysqlStore {
     ) -> Result<Option<Settled>, StoreError> {
         self.link.call(what, Call::SETTLE, |conn| {
             let order = order_for_update(conn, order_no)?;
-            how.run(user, order, |to| Ok(set_state(conn, order_no, to)?))
+            how.run(user, order, |to| {
+                set_state(conn, order_no, to)?;
+                Ok(())
+            })
         })
     }
 }
@@ -447,8 +450,7 @@ impl OrderStore for MysqlStore {
                 .collect::<Result<Vec<_>, _>>()?;
             let mut expired = Vec::with_capacity(due.len());
             for mut o in due {
-                set_state(conn, o.order_no, OrderState::Cancelled)?;
-                if conn.affected_rows() == 1 {
+                if set_state(conn, o.order_no, OrderState::Cancelled)? {
                     o.state = OrderState::Cancelled;
                     expired.push(o);
                 }

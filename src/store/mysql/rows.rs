@@ -5,7 +5,7 @@ use ::mysql::PooledConn;
 use seckill_proto::{OrderState, SaleRules};
 
 use super::calls::Failure;
-use crate::store::batch::Table;
+use crate::store::batch::{Fence, Table};
 use crate::store::{Epoch, GoodsId, GoodsRecord, OrderNo, OrderRecord, StoreError, UserId};
 
 /// Rows per INSERT statement: about 100 kB of SQL, far under any
@@ -96,17 +96,27 @@ pub(super) fn order_for_update(
     Ok(row.map(order_record).transpose()?)
 }
 
-/// Moves a created order on; a cancelled one gives up its slot.
+/// Moves a created order on; a cancelled one gives up its slot, and its
+/// goods one live order. Whether it moved (it was created).
 pub(super) fn set_state(
     conn: &mut PooledConn,
     order_no: OrderNo,
     to: OrderState,
-) -> ::mysql::Result<()> {
+) -> ::mysql::Result<bool> {
     conn.exec_drop(
         "UPDATE orders SET state = ?, live_slot = IF(? = 2, NULL, live_slot)
          WHERE order_no = ? AND state = 0",
         (to as u8, to as u8, order_no),
-    )
+    )?;
+    let changed = conn.affected_rows() == 1;
+    if changed && to == OrderState::Cancelled {
+        conn.exec_drop(
+            "UPDATE goods SET live_orders = GREATEST(CAST(live_orders AS SIGNED) - 1, 0)
+             WHERE id = (SELECT goods_id FROM orders WHERE order_no = ?)",
+            (order_no,),
+        )?;
+    }
+    Ok(changed)
 }
 
 /// One multi-row INSERT of a chunk of orders. The values are all integers
@@ -143,12 +153,31 @@ impl Table for PooledConn {
     type Error = Failure;
     const ROWS_PER_INSERT: usize = ROWS_PER_INSERT;
 
-    fn fence(&mut self, goods: GoodsId, epoch: Epoch, orders: u32) -> Result<bool, Failure> {
+    fn fence(&mut self, goods: GoodsId, epoch: Epoch, orders: u32) -> Result<Fence, Failure> {
         self.exec_drop(
-            "UPDATE goods SET orders_written = orders_written + ? WHERE id = ? AND epoch = ?",
-            (orders, goods, epoch),
+            "UPDATE goods SET orders_written = orders_written + ?, live_orders = live_orders + ?
+             WHERE id = ? AND epoch = ? AND live_orders + ? <= total",
+            (orders, orders, goods, epoch, orders),
         )?;
-        Ok(self.affected_rows() == 1)
+        if self.affected_rows() == 1 {
+            return Ok(Fence::Taken);
+        }
+        let at: Option<Epoch> =
+            self.exec_first("SELECT epoch FROM goods WHERE id = ?", (goods,))?;
+        Ok(if at == Some(epoch) {
+            Fence::Full
+        } else {
+            Fence::Moved
+        })
+    }
+
+    fn add_live(&mut self, goods: GoodsId, delta: i64) -> Result<(), Failure> {
+        self.exec_drop(
+            "UPDATE goods SET live_orders = GREATEST(CAST(live_orders AS SIGNED) + ?, 0)
+             WHERE id = ?",
+            (delta, goods),
+        )?;
+        Ok(())
     }
 
     fn per_user_limit(&mut self, goods: GoodsId) -> Result<u8, Failure> {

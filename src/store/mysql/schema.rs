@@ -31,28 +31,47 @@ pub(super) fn create(conn: &mut Conn, db: &str) -> ::mysql::Result<()> {
 }
 
 /// Columns that tables made by an older server lack, with their definition
-/// in `schema.sql` (CREATE TABLE IF NOT EXISTS leaves such a table as it is).
-const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
-    ("goods", "epoch", "BIGINT UNSIGNED NOT NULL DEFAULT 0"),
+/// in `schema.sql` (CREATE TABLE IF NOT EXISTS leaves such a table as it is)
+/// and what fills them in on rows made before.
+const ADDED_COLUMNS: &[(&str, &str, &str, Option<&str>)] = &[
+    ("goods", "epoch", "BIGINT UNSIGNED NOT NULL DEFAULT 0", None),
     (
         "goods",
         "orders_written",
         "BIGINT UNSIGNED NOT NULL DEFAULT 0",
+        None,
     ),
     (
         "goods",
         "sale_version",
         "BIGINT UNSIGNED NOT NULL DEFAULT 0",
+        None,
     ),
-    ("goods", "buckets", "SMALLINT UNSIGNED NOT NULL DEFAULT 1"),
+    (
+        "goods",
+        "buckets",
+        "SMALLINT UNSIGNED NOT NULL DEFAULT 1",
+        None,
+    ),
+    (
+        "goods",
+        "live_orders",
+        "BIGINT UNSIGNED NOT NULL DEFAULT 0",
+        Some(COUNT_LIVE_ORDERS),
+    ),
 ];
+
+/// `goods.live_orders` as the orders say, for goods that had orders before
+/// the column.
+const COUNT_LIVE_ORDERS: &str = "UPDATE goods SET live_orders = (SELECT COUNT(*) FROM orders
+     WHERE orders.goods_id = goods.id AND orders.live_slot IS NOT NULL)";
 
 /// Adds the [`ADDED_COLUMNS`] a table of database `db` lacks. Asked of
 /// information_schema first, since MySQL (unlike MariaDB) has no ADD COLUMN
 /// IF NOT EXISTS; two servers starting at once may both try, and the loser's
 /// "duplicate column" is not an error.
 fn add_missing_columns(conn: &mut Conn, db: &str) -> ::mysql::Result<()> {
-    for &(table, column, definition) in ADDED_COLUMNS {
+    for &(table, column, definition, fill) in ADDED_COLUMNS {
         let present: Option<u8> = conn.exec_first(
             "SELECT 1 FROM information_schema.COLUMNS
              WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND COLUMN_NAME = ?",
@@ -67,6 +86,9 @@ fn add_missing_columns(conn: &mut Conn, db: &str) -> ::mysql::Result<()> {
         )) {
             Err(::mysql::Error::MySqlError(e)) if e.code == DUPLICATE_COLUMN => {}
             other => other?,
+        }
+        if let Some(fill) = fill {
+            conn.query_drop(fill)?;
         }
     }
     Ok(())

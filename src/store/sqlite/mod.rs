@@ -104,15 +104,30 @@ fn unavailable(e: rusqlite::Error) -> StoreError {
 
 /// Columns that files made by an older server lack, with their definition in
 /// `schema.sql` (CREATE TABLE IF NOT EXISTS leaves such a table as it is).
-const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
-    ("goods", "epoch", "INTEGER NOT NULL DEFAULT 0"),
-    ("goods", "orders_written", "INTEGER NOT NULL DEFAULT 0"),
-    ("goods", "sale_version", "INTEGER NOT NULL DEFAULT 0"),
-    ("goods", "buckets", "INTEGER NOT NULL DEFAULT 1"),
+/// What fills an added column in on rows made before, if anything.
+const ADDED_COLUMNS: &[(&str, &str, &str, Option<&str>)] = &[
+    ("goods", "epoch", "INTEGER NOT NULL DEFAULT 0", None),
+    (
+        "goods",
+        "orders_written",
+        "INTEGER NOT NULL DEFAULT 0",
+        None,
+    ),
+    ("goods", "sale_version", "INTEGER NOT NULL DEFAULT 0", None),
+    ("goods", "buckets", "INTEGER NOT NULL DEFAULT 1", None),
+    (
+        "goods",
+        "live_orders",
+        "INTEGER NOT NULL DEFAULT 0",
+        Some(
+            "UPDATE goods SET live_orders = (SELECT COUNT(*) FROM orders
+             WHERE orders.goods_id = goods.id AND orders.live_slot IS NOT NULL)",
+        ),
+    ),
 ];
 
 fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
-    for &(table, column, definition) in ADDED_COLUMNS {
+    for &(table, column, definition, fill) in ADDED_COLUMNS {
         let present: bool = conn.query_row(
             &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
             [column],
@@ -123,6 +138,9 @@ fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
             conn.execute_batch(&format!(
                 "ALTER TABLE {table} ADD COLUMN {column} {definition}"
             ))?;
+            if let Some(fill) = fill {
+                conn.execute_batch(fill)?;
+            }
         }
     }
     Ok(())
@@ -247,7 +265,10 @@ impl SqliteStore {
     ) -> Result<Option<Settled>, StoreError> {
         self.call(Access::Transaction, |tx| {
             let order = order_by_no(tx, order_no)?;
-            how.run(user, order, |to| Ok(set_state(tx, order_no, to)?))
+            how.run(user, order, |to| {
+                set_state(tx, order_no, to)?;
+                Ok(())
+            })
         })
     }
 }

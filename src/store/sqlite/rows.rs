@@ -5,7 +5,7 @@ use seckill_proto::{OrderState, SaleRules};
 
 use super::Failure;
 use crate::clock::now_ms;
-use crate::store::batch::Table;
+use crate::store::batch::{Fence, Table};
 use crate::store::{Epoch, GoodsId, GoodsRecord, OrderNo, OrderRecord, StoreError, UserId};
 
 /// Rows per INSERT statement: well under SQLite's limit on bound variables.
@@ -80,19 +80,28 @@ pub(super) fn order_by_no(
     .optional()
 }
 
-/// Moves a created order to `to`; a cancelled one gives up its slot.
+/// Moves a created order to `to`; a cancelled one gives up its slot, and
+/// its goods one live order. Whether it moved (it was created).
 pub(super) fn set_state(
     conn: &Connection,
     order_no: OrderNo,
     to: OrderState,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "UPDATE orders SET state = ?1,
-             live_slot = CASE WHEN ?1 = 2 THEN NULL ELSE live_slot END, updated_ms = ?2
-         WHERE order_no = ?3 AND state = 0",
-    )?
-    .execute(params![to as u8, to_sql(now_ms()), to_sql(order_no)])?;
-    Ok(())
+) -> rusqlite::Result<bool> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE orders SET state = ?1,
+                 live_slot = CASE WHEN ?1 = 2 THEN NULL ELSE live_slot END, updated_ms = ?2
+             WHERE order_no = ?3 AND state = 0",
+        )?
+        .execute(params![to as u8, to_sql(now_ms()), to_sql(order_no)])?;
+    if changed == 1 && to == OrderState::Cancelled {
+        conn.prepare_cached(
+            "UPDATE goods SET live_orders = MAX(live_orders - 1, 0)
+             WHERE id = (SELECT goods_id FROM orders WHERE order_no = ?1)",
+        )?
+        .execute(params![to_sql(order_no)])?;
+    }
+    Ok(changed == 1)
 }
 
 /// The statements of a batch write ([`super::batch`]), on the writer
@@ -103,12 +112,36 @@ impl Table for Batch<'_> {
     type Error = Failure;
     const ROWS_PER_INSERT: usize = ROWS_PER_INSERT;
 
-    fn fence(&mut self, goods: GoodsId, epoch: Epoch, orders: u32) -> Result<bool, Failure> {
+    fn fence(&mut self, goods: GoodsId, epoch: Epoch, orders: u32) -> Result<Fence, Failure> {
         let changed = self.0.execute(
-            "UPDATE goods SET orders_written = orders_written + ?1 WHERE id = ?2 AND epoch = ?3",
+            "UPDATE goods SET orders_written = orders_written + ?1,
+                 live_orders = live_orders + ?1
+             WHERE id = ?2 AND epoch = ?3 AND live_orders + ?1 <= total",
             params![orders, to_sql(goods), to_sql(epoch)],
         )?;
-        Ok(changed == 1)
+        if changed == 1 {
+            return Ok(Fence::Taken);
+        }
+        let at: Option<i64> = self
+            .0
+            .query_row(
+                "SELECT epoch FROM goods WHERE id = ?1",
+                params![to_sql(goods)],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(match at {
+            Some(at) if from_sql(at) == epoch => Fence::Full,
+            _ => Fence::Moved,
+        })
+    }
+
+    fn add_live(&mut self, goods: GoodsId, delta: i64) -> Result<(), Failure> {
+        self.0.execute(
+            "UPDATE goods SET live_orders = MAX(live_orders + ?1, 0) WHERE id = ?2",
+            params![delta, to_sql(goods)],
+        )?;
+        Ok(())
     }
 
     fn per_user_limit(&mut self, goods: GoodsId) -> Result<u8, Failure> {

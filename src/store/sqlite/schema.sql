@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS goods (
     sale_version   INTEGER NOT NULL DEFAULT 0,
     -- As in MySQL's schema.sql.
     buckets        INTEGER NOT NULL DEFAULT 1,
+    -- Live orders, kept as in MySQL's schema.sql.
+    live_orders    INTEGER NOT NULL DEFAULT 0,
     created_ms     INTEGER NOT NULL,
     updated_ms     INTEGER NOT NULL
 );
