@@ -137,10 +137,14 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod aio;
 mod builder;
 mod client;
 mod connection;
 mod error;
+mod outcome;
 mod pipeline;
 mod servers;
 
