@@ -139,6 +139,14 @@ impl Error {
         self.kind == ErrorKind::Closed
     }
 
+    /// The error for an error status the server answered with: what a
+    /// caller of [`Client::request`](crate::Client::request) that got a
+    /// [`Reply::Error`](crate::Reply::Error) makes of it, or a test of code
+    /// that handles the client's errors.
+    pub fn from_status(status: Status, message: impl Into<String>) -> Error {
+        Error::server(status, message)
+    }
+
     pub(crate) fn server(status: Status, message: impl Into<String>) -> Error {
         Error::new(ErrorKind::Server(status), message.into(), None)
     }
