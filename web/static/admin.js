@@ -115,7 +115,9 @@ function renderChart() {
   const stocks = samples.slice(1).map((s) => s.stock);
   const line = (values, cls) => {
     const max = Math.max(1, ...values);
-    const points = values.map((v, i) => (i * 600) / (WINDOW - 1) + "," + (195 - (v / max) * 185)).join(" ");
+    // Few samples still span the width; a full window scrolls left.
+    const span = Math.max(values.length - 1, 10);
+    const points = values.map((v, i) => (i * 600) / span + "," + (195 - (v / max) * 185)).join(" ");
     return '<polyline class="' + cls + '" fill="none" stroke-width="2" points="' + points + '"/>';
   };
   document.getElementById("chart").innerHTML = line(rates, "rate-line") + line(stocks, "stock-line");
