@@ -32,7 +32,7 @@ pub struct Login {
 
 /// `POST /api/login`: the demo login. It trusts the name it is given, so
 /// it is for trying the storefront, not for a real sale: see
-/// [`session`](crate::session) for plugging in an application's own login.
+/// [`session`] for plugging in an application's own login.
 pub async fn login(
     AxumState(state): AxumState<State>,
     Json(login): Json<Login>,
