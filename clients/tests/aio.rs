@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BytesMut};
@@ -181,6 +182,81 @@ async fn a_silent_server_times_a_call_out() {
     let err = client.ping().await.unwrap_err();
     assert!(err.is_timeout(), "{err}");
     assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn a_buy_lost_with_its_connection_is_sent_again_as_a_repeat_of_the_same_purchase() {
+    let (addr, seen) = dropping_server().await;
+    let client = Client::builder(addr.clone()).build().unwrap();
+    assert_eq!(client.buy(7, 1).await.unwrap(), Purchase::Ordered(99));
+    let buys = seen.lock().unwrap().clone();
+    let ids: Vec<_> = buys
+        .iter()
+        .map(|r| match r {
+            Request::Buy { request_id, .. } => request_id.expect("an id on every BUY"),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(ids.len(), 2, "sent twice: {buys:?}");
+    assert!(!ids[0].is_repeat() && ids[1].is_repeat());
+    assert_eq!(ids[0].purchase(), ids[1].purchase(), "one purchase");
+
+    // Without a request id a BUY could buy twice: its error is returned.
+    let (addr, seen) = dropping_server().await;
+    let bare = Client::builder(addr).request_ids(false).build().unwrap();
+    let err = bare.buy(7, 1).await.unwrap_err();
+    assert!(err.is_closed(), "{err}");
+    assert_eq!(seen.lock().unwrap().len(), 1, "not sent again");
+}
+
+/// A fake server whose first connection closes on its first BUY, unanswered;
+/// later connections answer every BUY with order 99. It records the BUYs.
+async fn dropping_server() -> (String, Arc<Mutex<Vec<Request>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        let mut connections = 0;
+        while let Ok((mut stream, _)) = listener.accept().await {
+            connections += 1;
+            let drop_buys = connections == 1;
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut inbound = BytesMut::new();
+                loop {
+                    if let Ok((frame, used)) = Frame::parse(&inbound, MAX_REQUEST_FRAME) {
+                        let (opcode, id) = (frame.opcode, frame.id);
+                        let request = Request::decode(&frame).unwrap();
+                        inbound.advance(used);
+                        let reply = match &request {
+                            Request::Hello { .. } => Reply::Hello {
+                                version: VERSION,
+                                admin: false,
+                                server: None,
+                            },
+                            Request::Buy { .. } => {
+                                record.lock().unwrap().push(request.clone());
+                                if drop_buys {
+                                    return;
+                                }
+                                Reply::Bought { order_no: 99 }
+                            }
+                            _ => Reply::Pong,
+                        };
+                        let mut out = BytesMut::new();
+                        reply.encode(opcode, id, &mut out);
+                        stream.write_all(&out).await.unwrap();
+                        continue;
+                    }
+                    if matches!(stream.read_buf(&mut inbound).await, Ok(0) | Err(_)) {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
 }
 
 /// An address nothing listens on.
