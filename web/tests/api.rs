@@ -4,9 +4,10 @@
 mod common;
 
 use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use axum::http::{header, HeaderName, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
+use seckill_web::session::Identity;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -279,4 +280,46 @@ async fn the_admin_logs_in_adds_pauses_and_reconciles() {
     assert_eq!(drifts.body["drifts"][0]["drift"], 0, "{}", drifts.body);
     let stats = call(&app, "GET", "/api/admin/stats", Some(&admin), None).await;
     assert_eq!(stats.body["buys"], 1, "{}", stats.body);
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_user_comes_from_its_header_only() {
+    let server = Server::start();
+    let lamp = admin_client(&server.addr)
+        .await
+        .add_goods(goods("Lamp", 5, 0))
+        .await
+        .unwrap();
+    let mut config = config(&server.addr, 0.0, 1);
+    config.identity = Identity::TrustedHeader(HeaderName::from_static("x-user-id"));
+    let app = seckill_web::app(config);
+
+    // No demo login, and a cookie is nobody.
+    let login = call(
+        &app,
+        "POST",
+        "/api/login",
+        None,
+        Some(json!({ "name": "eve" })),
+    )
+    .await;
+    assert_eq!(login.status, StatusCode::NOT_FOUND);
+    let orders = call(&app, "GET", "/api/orders", Some("seckill_session=x"), None).await;
+    assert_eq!(orders.status, StatusCode::UNAUTHORIZED);
+
+    let request = Request::builder()
+        .method("POST")
+        .uri(format!("/api/goods/{}/buy", lamp.id))
+        .header("x-user-id", "4242")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{}"))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let order = admin_client(&server.addr)
+        .await
+        .order_status(4242, lamp.id)
+        .await
+        .unwrap();
+    assert!(order.is_some(), "the order is user 4242's");
 }
