@@ -78,17 +78,23 @@ s2=$(cpu_s "$server")
     --duration "${duration}s" --json >"$tmp/bench.json"
 s3=$(cpu_s "$server")
 
-python3 - "$tmp/bench.json" "$http_requests" "$http_errors" "$duration" "$s0" "$s1" "$w0" "$w1" "$s2" "$s3" <<'PY'
+http_seconds=$(awk '/requests in/ { sub(/s,$/, "", $4); print $4 }' "$tmp/wrk.txt")
+http_p50=$(awk '$1 == "50%" { print $2 }' "$tmp/wrk.txt")
+http_p99=$(awk '$1 == "99%" { print $2 }' "$tmp/wrk.txt")
+
+python3 - "$tmp/bench.json" "$http_requests" "$http_errors" "$http_seconds" "$s0" "$s1" "$w0" "$w1" "$s2" "$s3" \
+    "$http_p50" "$http_p99" <<'PY'
 import json, sys
 bench = json.load(open(sys.argv[1]))
-http, http_errors, duration = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+http, http_errors, http_s = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 s0, s1, w0, w1, s2, s3 = map(float, sys.argv[5:11])
-counts = bench.get("outcomes", bench)
-binary = sum(v for k, v in counts.items() if isinstance(v, int) and k not in ("lost", "connection_failures"))
+p50, p99 = sys.argv[11], sys.argv[12]
+binary, binary_s = bench["answered"], bench["duration_s"]
+lat = bench["latency"]
 print()
-print(f"HTTP   : {http} BUYs ({http_errors} not 2xx) in {duration:.0f} s = {http / duration:,.0f}/s; "
-      f"CPU per BUY: server {1e6 * (s1 - s0) / http:.1f} us, seckill-web {1e6 * (w1 - w0) / http:.1f} us")
-print(f"binary : {binary} BUYs in {duration:.0f} s = {binary / duration:,.0f}/s; "
-      f"CPU per BUY: server {1e6 * (s3 - s2) / binary:.1f} us")
-print(json.dumps({k: v for k, v in bench.items() if k in ("outcomes", "throughput", "latency_ms")}, indent=1)[:2000])
+print(f"HTTP   : {http} BUYs ({http_errors} not 2xx) in {http_s:.2f} s = {http / http_s:,.0f}/s, "
+      f"p50 {p50}, p99 {p99}; CPU per BUY: server {1e6 * (s1 - s0) / http:.1f} us, "
+      f"seckill-web {1e6 * (w1 - w0) / http:.1f} us")
+print(f"binary : {binary} BUYs ({bench['outcomes']['ok']} ok) in {binary_s:.2f} s = {binary / binary_s:,.0f}/s, "
+      f"latency {json.dumps(lat)}; CPU per BUY: server {1e6 * (s3 - s2) / binary:.1f} us")
 PY
