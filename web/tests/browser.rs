@@ -12,6 +12,7 @@
 mod common;
 
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,6 +36,9 @@ impl Driver {
             .find(|b| Command::new(b).arg("--version").output().is_ok())?;
         let port = free_port();
         let child = Command::new(binary)
+            // A group of its own, with the browsers it starts: all of them
+            // are killed together, even after a failed test left a session.
+            .process_group(0)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
             .stdout(Stdio::null())
@@ -56,6 +60,8 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -110,15 +116,26 @@ async fn text(browser: &Browser, css: &str) -> Option<String> {
     element.text().await.ok()
 }
 
+/// Clicks the element, once it is there and can be clicked: the pages
+/// show parts of themselves only once their script has run, and redraw
+/// others every second, so an element may be hidden or replaced between
+/// finding it and clicking it.
 async fn click(browser: &Browser, css: &str) {
-    let element = until(css, || async { browser.find(Locator::Css(css)).await.ok() }).await;
-    element.click().await.expect("click");
+    until(css, || async {
+        let element = browser.find(Locator::Css(css)).await.ok()?;
+        element.click().await.ok()
+    })
+    .await;
 }
 
+/// Types `value` into the input, once it can take it (see [`click`]).
 async fn type_into(browser: &Browser, css: &str, value: &str) {
-    let element = until(css, || async { browser.find(Locator::Css(css)).await.ok() }).await;
-    element.clear().await.expect("clear");
-    element.send_keys(value).await.expect("type");
+    until(css, || async {
+        let element = browser.find(Locator::Css(css)).await.ok()?;
+        element.clear().await.ok()?;
+        element.send_keys(value).await.ok()
+    })
+    .await;
 }
 
 async fn log_in(browser: &Browser, base: &str, name: &str) {
