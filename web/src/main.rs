@@ -84,11 +84,24 @@ async fn main() -> anyhow::Result<()> {
     println!("seckill-web listening on http://{}", listener.local_addr()?);
     log::info!("selling from {}", args.server.join(", "));
     axum::serve(listener, seckill_web::app(config))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(stopped())
         .await?;
     Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM: requests in flight finish, then the
+/// gateway exits.
+async fn stopped() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    log::info!("stopping");
 }
 
 fn builder(args: &Args, token: Option<&str>) -> seckill_client::aio::ClientBuilder {
