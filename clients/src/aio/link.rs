@@ -223,6 +223,9 @@ async fn run(
             inbound.reserve(READ_CHUNK);
         }
     };
+    // Closed first, so that a caller told of the failure below already
+    // sees this link dead and dials a new one, rather than queue on it.
+    queue.close();
     for (_, p) in pending.drain() {
         let _ = p.reply.send(Err(Failure {
             error: failure.duplicate(),
@@ -230,7 +233,6 @@ async fn run(
         }));
     }
     // What is still queued never reached the server.
-    queue.close();
     while let Ok(call) = queue.try_recv() {
         let _ = call.reply.send(Err(Failure {
             error: Error::closed(format!("not sent: {failure}")),
