@@ -78,6 +78,9 @@ use link::{Failure, Link};
 /// which it fails with [`ErrorKind::Timeout`](crate::ErrorKind::Timeout)
 /// and its late reply, if any, is dropped: unlike the blocking client, a
 /// timeout does not break the connection, since replies are matched by id.
+/// A server that has sent nothing at all for that long while requests
+/// waited is another matter: its connection is taken for dead, and every
+/// request on it fails.
 ///
 /// When the connection fails, the next call dials again: the next server
 /// of the list, round and round. A request that was in flight on the failed
