@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -257,6 +258,72 @@ async fn dropping_server() -> (String, Arc<Mutex<Vec<Request>>>) {
         }
     });
     (addr, seen)
+}
+
+#[tokio::test]
+async fn a_call_that_times_out_leaves_the_connection_to_the_others() {
+    let (addr, connections) = choosy_server().await;
+    let client = Client::builder(addr)
+        .request_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    client.ping().await.unwrap();
+    let waiting = client.clone();
+    let unanswered = tokio::spawn(async move { waiting.get_goods(1).await });
+    // The server keeps answering PINGs meanwhile.
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        client.ping().await.unwrap();
+    }
+    let err = unanswered.await.unwrap().unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    client.ping().await.unwrap();
+    assert_eq!(
+        connections.load(Ordering::Relaxed),
+        1,
+        "one connection throughout"
+    );
+}
+
+/// A fake server that answers HELLO and PING and never GET_GOODS; it counts
+/// its connections.
+async fn choosy_server() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let count = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut inbound = BytesMut::new();
+                loop {
+                    if let Ok((frame, used)) = Frame::parse(&inbound, MAX_REQUEST_FRAME) {
+                        let (opcode, id) = (frame.opcode, frame.id);
+                        let request = Request::decode(&frame).unwrap();
+                        inbound.advance(used);
+                        let reply = match request {
+                            Request::Hello { .. } => Reply::Hello {
+                                version: VERSION,
+                                admin: false,
+                                server: None,
+                            },
+                            Request::Ping => Reply::Pong,
+                            _ => continue,
+                        };
+                        let mut out = BytesMut::new();
+                        reply.encode(opcode, id, &mut out);
+                        stream.write_all(&out).await.unwrap();
+                        continue;
+                    }
+                    if matches!(stream.read_buf(&mut inbound).await, Ok(0) | Err(_)) {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, connections)
 }
 
 /// An address nothing listens on.
