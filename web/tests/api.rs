@@ -323,3 +323,31 @@ async fn behind_a_trusted_proxy_the_user_comes_from_its_header_only() {
         .unwrap();
     assert!(order.is_some(), "the order is user 4242's");
 }
+
+#[tokio::test]
+async fn the_servers_own_rate_limit_is_429_with_retry_after() {
+    // One BUY per user per second at the server (a burst of 2); no limit
+    // at the gateway.
+    let server = Server::start_with(&["--buy-rate", "1", "--buy-burst", "2"]);
+    let lamp = admin_client(&server.addr)
+        .await
+        .add_goods(goods("Lamp", 100, 0))
+        .await
+        .unwrap();
+    let app = seckill_web::app(config(&server.addr, 0.0, 1));
+    let alice = login(&app, "alice").await;
+    let buy = format!("/api/goods/{}/buy", lamp.id);
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let answer = call(&app, "POST", &buy, Some(&alice), Some(json!({}))).await;
+        if answer.status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(answer.retry_after.as_deref(), Some("1"));
+            assert_eq!(answer.body["error"], "rate_limited");
+        }
+        statuses.push(answer.status);
+    }
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+}
