@@ -17,6 +17,8 @@ if ! command -v cc >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q build-essential
 fi
 scripts/services.sh
+# Headless Chromium and chromedriver for seckill-web's browser tests.
+scripts/browser.sh
 # The cluster tests form a local Redis Cluster and Galera (scripts/cluster.sh)
 # when they first need them; stopped at the end unless they were up before.
 if ! scripts/cluster.sh status >/dev/null 2>&1; then

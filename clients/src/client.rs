@@ -13,8 +13,9 @@ use seckill_proto::{
 use crate::builder::ClientBuilder;
 use crate::connection::Connection;
 use crate::error::{Error, Result};
+use crate::outcome;
 use crate::pipeline::{self, Pipeline};
-use crate::servers::{connection_failed, dial_failed, safe_to_resend, Options, Server};
+use crate::servers::{as_repeat, connection_failed, dial_failed, safe_to_resend, Options, Server};
 
 /// The default connect, read and write timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -257,7 +258,7 @@ impl Client {
                     self.server_info = server;
                     return Ok(());
                 }
-                Some(other) => Err(unexpected(other, "HELLO")),
+                Some(other) => Err(outcome::unexpected(other, "HELLO")),
                 None => Err(Error::protocol("no reply to HELLO")),
             },
             Err(e) => Err(e),
@@ -409,26 +410,17 @@ impl Client {
 
     /// PING: checks the server answers.
     pub fn ping(&mut self) -> Result<()> {
-        match self.request(&Request::Ping)? {
-            Reply::Pong => Ok(()),
-            other => Err(unexpected(other, "PING")),
-        }
+        outcome::pong(self.request(&Request::Ping)?)
     }
 
     /// LIST_GOODS: every goods, with its state at this moment.
     pub fn list_goods(&mut self) -> Result<Vec<Goods>> {
-        match self.request(&Request::ListGoods)? {
-            Reply::GoodsList(list) => Ok(list),
-            other => Err(unexpected(other, "LIST_GOODS")),
-        }
+        outcome::goods_list(self.request(&Request::ListGoods)?)
     }
 
     /// GET_GOODS: one goods; `unknown_goods` is an error.
     pub fn get_goods(&mut self, goods_id: u64) -> Result<Goods> {
-        match self.request(&Request::GetGoods { goods_id })? {
-            Reply::Goods(goods) => Ok(goods),
-            other => Err(unexpected(other, "GET_GOODS")),
-        }
+        outcome::goods(self.request(&Request::GetGoods { goods_id })?)
     }
 
     /// BUY without a purchase token, for goods that require none: takes one
@@ -532,18 +524,7 @@ impl Client {
             token,
             request_id,
         };
-        match self.request(&request)? {
-            Reply::Bought { order_no } => Ok(Purchase::Ordered(order_no)),
-            Reply::AlreadyBought { order_no } => Ok(Purchase::AlreadyBought(order_no)),
-            Reply::Error { status, message } => match status {
-                Status::SoldOut => Ok(Purchase::SoldOut),
-                Status::NotStarted => Ok(Purchase::NotStarted),
-                Status::Ended => Ok(Purchase::Ended),
-                Status::Paused => Ok(Purchase::Paused),
-                _ => Err(Error::server(status, message)),
-            },
-            other => Err(unexpected(other, "BUY")),
-        }
+        outcome::purchase(self.request(&request)?)
     }
 
     /// TOKEN: a short-lived, single-use token for one BUY of `goods_id` by
@@ -552,10 +533,7 @@ impl Client {
     /// statuses here, as are `unknown_goods` and `busy`. A token reserves no
     /// unit: a BUY with it can still find the goods sold out.
     pub fn purchase_token(&mut self, user_id: u64, goods_id: u64) -> Result<PurchaseToken> {
-        match self.request(&Request::Token { user_id, goods_id })? {
-            Reply::Token { token, expires_ms } => Ok(PurchaseToken { token, expires_ms }),
-            other => Err(unexpected(other, "TOKEN")),
-        }
+        outcome::purchase_token(self.request(&Request::Token { user_id, goods_id })?)
     }
 
     /// PAY: pays an order of `user_id`'s, which keeps it for good.
@@ -564,14 +542,7 @@ impl Client {
     /// number that is not this user's, is an error. Safe to retry: paying a
     /// paid order answers [`Payment::Paid`] again and changes nothing.
     pub fn pay(&mut self, user_id: u64, order_no: u64) -> Result<Payment> {
-        match self.request(&Request::Pay { user_id, order_no })? {
-            Reply::Paid(order) => Ok(Payment::Paid(order)),
-            Reply::Error {
-                status: Status::OrderCancelled,
-                ..
-            } => Ok(Payment::OrderCancelled),
-            other => Err(unexpected(other, "PAY")),
-        }
+        outcome::payment(self.request(&Request::Pay { user_id, order_no })?)
     }
 
     /// CANCEL: cancels an unpaid order of `user_id`'s and puts its unit back
@@ -579,37 +550,20 @@ impl Client {
     /// is an error, as for [`pay`](Client::pay). Safe to retry: the unit goes
     /// back on sale once, however many times the order is cancelled.
     pub fn cancel(&mut self, user_id: u64, order_no: u64) -> Result<Cancellation> {
-        match self.request(&Request::Cancel { user_id, order_no })? {
-            Reply::Cancelled(order) => Ok(Cancellation::Cancelled(order)),
-            Reply::Error {
-                status: Status::OrderPaid,
-                ..
-            } => Ok(Cancellation::OrderPaid),
-            other => Err(unexpected(other, "CANCEL")),
-        }
+        outcome::cancellation(self.request(&Request::Cancel { user_id, order_no })?)
     }
 
     /// LIST_ORDERS: every order of `user_id`, of every goods and in every
     /// state, newest first; empty if they have none.
     pub fn list_orders(&mut self, user_id: u64) -> Result<Vec<Order>> {
-        match self.request(&Request::ListOrders { user_id })? {
-            Reply::Orders(orders) => Ok(orders),
-            other => Err(unexpected(other, "LIST_ORDERS")),
-        }
+        outcome::orders(self.request(&Request::ListOrders { user_id })?)
     }
 
     /// ORDER_STATUS: the user's newest order for this goods, in whatever
     /// state, `None` if they have none. [`list_orders`](Client::list_orders)
     /// shows all of a user's orders.
     pub fn order_status(&mut self, user_id: u64, goods_id: u64) -> Result<Option<Order>> {
-        match self.request(&Request::OrderStatus { user_id, goods_id })? {
-            Reply::Order(order) => Ok(Some(order)),
-            Reply::Error {
-                status: Status::NoOrder,
-                ..
-            } => Ok(None),
-            other => Err(unexpected(other, "ORDER_STATUS")),
-        }
+        outcome::order_status(self.request(&Request::OrderStatus { user_id, goods_id })?)
     }
 
     /// ADD_GOODS (admin): puts a goods on sale under `goods.rules` (per-user
@@ -637,37 +591,25 @@ impl Client {
     }
 
     fn send_add_goods(&mut self, goods: NewGoods, request_id: Option<RequestId>) -> Result<Goods> {
-        match self.request(&Request::AddGoods { goods, request_id })? {
-            Reply::GoodsAdded(goods) => Ok(goods),
-            other => Err(unexpected(other, "ADD_GOODS")),
-        }
+        outcome::goods_added(self.request(&Request::AddGoods { goods, request_id })?)
     }
 
     /// RESTOCK (admin): adds `amount` units; returns the goods after.
     pub fn restock(&mut self, goods_id: u64, amount: u32) -> Result<Goods> {
-        match self.request(&Request::Restock { goods_id, amount })? {
-            Reply::Restocked(goods) => Ok(goods),
-            other => Err(unexpected(other, "RESTOCK")),
-        }
+        outcome::restocked(self.request(&Request::Restock { goods_id, amount })?)
     }
 
     /// SALE_CONTROL (admin): pauses, resumes or ends the sale of `goods_id`,
     /// or moves its window; returns the goods after the change.
     /// `unknown_goods` is an error.
     pub fn sale_control(&mut self, goods_id: u64, action: SaleAction) -> Result<Goods> {
-        match self.request(&Request::SaleControl { goods_id, action })? {
-            Reply::SaleChanged(goods) => Ok(goods),
-            other => Err(unexpected(other, "SALE_CONTROL")),
-        }
+        outcome::sale_changed(self.request(&Request::SaleControl { goods_id, action })?)
     }
 
     /// STATS (admin): the server's counters. Their names are the server's
     /// choice and may grow.
     pub fn stats(&mut self) -> Result<Vec<Stat>> {
-        match self.request(&Request::Stats)? {
-            Reply::Stats(stats) => Ok(stats),
-            other => Err(unexpected(other, "STATS")),
-        }
+        outcome::stats(self.request(&Request::Stats)?)
     }
 
     /// RECONCILE (admin): repairs the stock store's entry of one goods, or of
@@ -677,10 +619,7 @@ impl Client {
     /// and nothing is sent. `unknown_goods` is an error.
     pub fn reconcile(&mut self, goods: Option<u64>) -> Result<Vec<Drift>> {
         let goods_id = pipeline::reconcile_target(goods).map_err(Error::invalid_input)?;
-        match self.request(&Request::Reconcile { goods_id })? {
-            Reply::Reconciled(drifts) => Ok(drifts),
-            other => Err(unexpected(other, "RECONCILE")),
-        }
+        outcome::reconciled(self.request(&Request::Reconcile { goods_id })?)
     }
 
     /// Where a goods' units are in the server's stock store (admin): its
@@ -689,10 +628,7 @@ impl Client {
     /// the goods' total. Servers that predate it answer `bad_request` (see
     /// [`Client::server_info`]'s capabilities).
     pub fn stock(&mut self, goods: u64) -> Result<StockParts> {
-        match self.request(&Request::Stock { goods_id: goods })? {
-            Reply::Stock(parts) => Ok(parts),
-            other => Err(unexpected(other, "STOCK")),
-        }
+        outcome::stock(self.request(&Request::Stock { goods_id: goods })?)
     }
 }
 
@@ -717,7 +653,7 @@ impl fmt::Debug for Client {
 /// answers at once. (Redis does not: it looks for a line end with `strchr`,
 /// which stops at the length prefix's first NUL, so it waits in silence;
 /// `seckill-cli` gives HELLO a short timeout of its own for such a peer.)
-const HELLO_ID: u64 = u64::from_be_bytes(*b"\r\nseck\r\n");
+pub(crate) const HELLO_ID: u64 = u64::from_be_bytes(*b"\r\nseck\r\n");
 
 /// A fresh client request id for a BUY or an ADD_GOODS, drawn from the operating system's
 /// random source: 128 random bits, so that no two purchases of any clients
@@ -736,40 +672,5 @@ pub fn random_request_id() -> Result<RequestId> {
         if let Some(id) = RequestId::from_bytes(bytes) {
             return Ok(id);
         }
-    }
-}
-
-/// `request` as it is sent again: a BUY or an ADD_GOODS under a request id
-/// marked a repeat.
-fn as_repeat(request: &Request) -> Request {
-    match request {
-        Request::AddGoods {
-            goods,
-            request_id: Some(id),
-        } => Request::AddGoods {
-            goods: goods.clone(),
-            request_id: Some(id.repeat()),
-        },
-        &Request::Buy {
-            user_id,
-            goods_id,
-            token,
-            request_id: Some(id),
-        } => Request::Buy {
-            user_id,
-            goods_id,
-            token,
-            request_id: Some(id.repeat()),
-        },
-        other => other.clone(),
-    }
-}
-
-/// Turns a reply a typed method did not expect into its error: the server's
-/// error status, or a protocol error for a reply of the wrong kind.
-fn unexpected(reply: Reply, command: &str) -> Error {
-    match reply {
-        Reply::Error { status, message } => Error::server(status, message),
-        other => Error::protocol(format!("unexpected {} reply to {command}", other.status())),
     }
 }

@@ -57,6 +57,37 @@ fn excerpt(bytes: &[u8]) -> String {
 /// How much of a foreign answer [`excerpt`] shows.
 const EXCERPT_LEN: usize = 48;
 
+/// Takes the next reply frame off the front of `inbound` if all of it has
+/// arrived, `None` if not yet. Shared by the blocking connection and the
+/// async one, which differ only in how they wait for bytes.
+///
+/// An error means the stream can no longer be delimited: the caller breaks
+/// the connection.
+pub(crate) fn take_reply_frame(
+    inbound: &mut BytesMut,
+    max_reply_frame: u32,
+) -> Result<Option<ReplyFrame>> {
+    match Frame::parse(inbound, max_reply_frame) {
+        Ok((frame, used)) => {
+            let reply = Reply::decode(&frame).map(|(_, reply)| reply);
+            let (opcode, id) = (frame.opcode, frame.id);
+            inbound.advance(used);
+            Ok(Some(ReplyFrame { opcode, id, reply }))
+        }
+        Err(FrameError::Incomplete) => Ok(None),
+        // The length prefix is checked before anything past it is
+        // buffered, so a hostile length costs no allocation.
+        // What came is shown: a length that cannot be is most often
+        // another protocol's text ("HTTP" is a length of 1.2 GB).
+        Err(e @ (FrameError::TooLarge { .. } | FrameError::TooShort { .. })) => {
+            let sent = excerpt(inbound);
+            Err(Error::protocol(format!(
+                "bad reply frame: {e}; the peer sent {sent}: not a seckill server?"
+            )))
+        }
+    }
+}
+
 impl Connection {
     pub(crate) fn new(stream: TcpStream, max_reply_frame: u32) -> Connection {
         Connection {
@@ -113,24 +144,10 @@ impl Connection {
     pub(crate) fn read_frame(&mut self) -> Result<ReplyFrame> {
         self.check_usable()?;
         loop {
-            match Frame::parse(&self.inbound, self.max_reply_frame) {
-                Ok((frame, used)) => {
-                    let reply = Reply::decode(&frame).map(|(_, reply)| reply);
-                    let (opcode, id) = (frame.opcode, frame.id);
-                    self.inbound.advance(used);
-                    return Ok(ReplyFrame { opcode, id, reply });
-                }
-                Err(FrameError::Incomplete) => self.fill()?,
-                // The length prefix is checked before anything past it is
-                // buffered, so a hostile length costs no allocation.
-                // What came is shown: a length that cannot be is most often
-                // another protocol's text ("HTTP" is a length of 1.2 GB).
-                Err(e @ (FrameError::TooLarge { .. } | FrameError::TooShort { .. })) => {
-                    let sent = excerpt(&self.inbound);
-                    return Err(self.break_with(Error::protocol(format!(
-                        "bad reply frame: {e}; the peer sent {sent}: not a seckill server?"
-                    ))));
-                }
+            match take_reply_frame(&mut self.inbound, self.max_reply_frame) {
+                Ok(Some(frame)) => return Ok(frame),
+                Ok(None) => self.fill()?,
+                Err(e) => return Err(self.break_with(e)),
             }
         }
     }

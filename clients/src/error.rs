@@ -139,6 +139,14 @@ impl Error {
         self.kind == ErrorKind::Closed
     }
 
+    /// The error for an error status the server answered with: what a
+    /// caller of [`Client::request`](crate::Client::request) that got a
+    /// [`Reply::Error`](crate::Reply::Error) makes of it, or a test of code
+    /// that handles the client's errors.
+    pub fn from_status(status: Status, message: impl Into<String>) -> Error {
+        Error::server(status, message)
+    }
+
     pub(crate) fn server(status: Status, message: impl Into<String>) -> Error {
         Error::new(ErrorKind::Server(status), message.into(), None)
     }
@@ -153,6 +161,32 @@ impl Error {
 
     pub(crate) fn closed(detail: impl Into<String>) -> Error {
         Error::new(ErrorKind::Closed, detail.into(), None)
+    }
+
+    /// A deadline that passed without a socket call timing out: the async
+    /// client's per-call deadline, or a server silent for too long.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn timeout(detail: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Timeout, detail.into(), None)
+    }
+
+    /// The same failure for another caller: the async client's connection
+    /// fails every request in flight with the error that broke it. The io
+    /// source cannot be cloned; its text is kept in the detail.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn duplicate(&self) -> Error {
+        let detail = match &self.source {
+            Some(source) => format!("{}: {source}", describe(self.kind, &self.detail)),
+            None => self.detail.clone(),
+        };
+        let detail = match self.kind {
+            // describe() already said it once; keep the bare detail.
+            ErrorKind::Server(_) | ErrorKind::Protocol | ErrorKind::InvalidInput => {
+                self.detail.clone()
+            }
+            ErrorKind::Io | ErrorKind::Timeout | ErrorKind::Closed => detail,
+        };
+        Error::new(self.kind, detail, None)
     }
 
     /// Wraps a socket error, sorting timeouts and closes out of plain I/O

@@ -130,6 +130,10 @@
 //! # }
 //! ```
 //!
+//! With the cargo feature `tokio`, the module `aio` has an async client with
+//! the same typed methods: one multiplexed connection shared by cheap
+//! clones, for services on tokio (`seckill-web` is one).
+//!
 //! The modules follow the data path: [`Client`] turns calls into requests,
 //! `servers` says which server a request goes to and whether a failed one
 //! may go to the next, the pipeline exchange matches replies to requests by
@@ -137,10 +141,14 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod aio;
 mod builder;
 mod client;
 mod connection;
 mod error;
+mod outcome;
 mod pipeline;
 mod servers;
 

@@ -320,7 +320,7 @@ pub(crate) fn exchange(
         }
         let frame = conn.read_frame()?;
         let index = take_slot(conn, &frame, first_id, sent, &slots)?;
-        slots[index] = match check_reply(frame, &requests[index]) {
+        slots[index] = match check_reply(frame, requests[index].opcode()) {
             Ok(reply) => Slot::Done(reply),
             Err(err) => {
                 first_error.get_or_insert(err);
@@ -351,11 +351,7 @@ fn take_slot(
     sent: usize,
     slots: &[Slot],
 ) -> Result<usize> {
-    if frame.opcode == CONNECTION_ERROR {
-        let err = match &frame.reply {
-            Ok(Reply::Error { status, message }) => Error::server(*status, message.clone()),
-            _ => Error::protocol("undecodable connection-level error from the server"),
-        };
+    if let Some(err) = connection_error(frame) {
         return Err(conn.break_with(err));
     }
     let offset = frame.id.wrapping_sub(first_id);
@@ -377,9 +373,20 @@ fn take_slot(
     Ok(index)
 }
 
-/// The reply of `frame`, if it is a readable answer to `request`.
-fn check_reply(frame: ReplyFrame, request: &Request) -> Result<Reply> {
-    let op = request.opcode();
+/// The error a server's connection-level error frame carries, if `frame`
+/// is one: the server gave up on the connection's framing and closes it.
+pub(crate) fn connection_error(frame: &ReplyFrame) -> Option<Error> {
+    if frame.opcode != CONNECTION_ERROR {
+        return None;
+    }
+    Some(match &frame.reply {
+        Ok(Reply::Error { status, message }) => Error::server(*status, message.clone()),
+        _ => Error::protocol("undecodable connection-level error from the server"),
+    })
+}
+
+/// The reply of `frame`, if it is a readable answer to a request of `op`.
+pub(crate) fn check_reply(frame: ReplyFrame, op: Opcode) -> Result<Reply> {
     let expected = op as u8 | REPLY_BIT;
     if frame.opcode != expected {
         return Err(Error::protocol(format!(

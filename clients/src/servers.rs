@@ -164,6 +164,32 @@ pub(crate) fn safe_to_resend(request: &Request) -> bool {
     }
 }
 
+/// `request` as it is sent again: a BUY or an ADD_GOODS under a request id
+/// marked a repeat.
+pub(crate) fn as_repeat(request: &Request) -> Request {
+    match request {
+        Request::AddGoods {
+            goods,
+            request_id: Some(id),
+        } => Request::AddGoods {
+            goods: goods.clone(),
+            request_id: Some(id.repeat()),
+        },
+        &Request::Buy {
+            user_id,
+            goods_id,
+            token,
+            request_id: Some(id),
+        } => Request::Buy {
+            user_id,
+            goods_id,
+            token,
+            request_id: Some(id.repeat()),
+        },
+        other => other.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

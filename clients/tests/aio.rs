@@ -1,0 +1,373 @@
+//! The async client against the real `seckill-server` binary (embedded
+//! store), and against a silent fake for its timeouts.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, BytesMut};
+use seckill_client::aio::Client;
+use seckill_client::{ErrorKind, NewGoods, Pipeline, Purchase, Reply, SaleAction, SaleRules};
+use seckill_proto::{Frame, Request, MAX_REQUEST_FRAME, VERSION};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use common::server::{Server, TOKEN};
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as u64
+}
+
+fn goods(name: &str, stock: u32) -> NewGoods {
+    NewGoods {
+        name: name.into(),
+        price_cents: 1999,
+        stock,
+        start_ms: now_ms() - 1000,
+        end_ms: now_ms() + 3_600_000,
+        rules: SaleRules::default(),
+        buckets: 1,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_tasks_share_one_connection_and_never_oversell() {
+    let server = Server::start();
+    let admin = Client::builder(&server.addr)
+        .token(TOKEN)
+        .connect()
+        .await
+        .unwrap();
+    assert!(admin.is_admin().await.unwrap());
+    let phone = admin.add_goods(goods("Phone", 5)).await.unwrap();
+
+    let buyers = Client::connect(&server.addr).await.unwrap();
+    assert!(!buyers.is_admin().await.unwrap());
+    let mut tasks = Vec::new();
+    for user_id in 1..=40u64 {
+        let client = buyers.clone();
+        tasks.push(tokio::spawn(async move {
+            (user_id, client.buy(user_id, phone.id).await.unwrap())
+        }));
+    }
+    let mut ordered = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            (user, Purchase::Ordered(no)) => ordered.push((user, no)),
+            (_, Purchase::SoldOut) => {}
+            (user, other) => panic!("user {user}: {other:?}"),
+        }
+    }
+    assert_eq!(ordered.len(), 5, "exactly the stock is sold: {ordered:?}");
+
+    // The same user again: already bought, with the same order.
+    let (user, no) = ordered[0];
+    assert_eq!(
+        buyers.buy(user, phone.id).await.unwrap(),
+        Purchase::AlreadyBought(no)
+    );
+    let paid = buyers.pay(user, no).await.unwrap();
+    assert_eq!(paid.order().map(|o| o.order_no), Some(no));
+    let orders = buyers.list_orders(user).await.unwrap();
+    assert_eq!(orders.len(), 1);
+    assert_eq!(
+        buyers
+            .order_status(user, phone.id)
+            .await
+            .unwrap()
+            .map(|o| o.order_no),
+        Some(no)
+    );
+    assert_eq!(buyers.get_goods(phone.id).await.unwrap().remaining, 0);
+
+    // Admin commands on the admin client; refused on the other.
+    admin
+        .sale_control(phone.id, SaleAction::Pause)
+        .await
+        .unwrap();
+    assert_eq!(buyers.buy(999, phone.id).await.unwrap(), Purchase::Paused);
+    let err = buyers.stats().await.unwrap_err();
+    assert!(err.is_unauthorized(), "{err}");
+    assert!(!admin.stats().await.unwrap().is_empty());
+    let drifts = admin.reconcile(Some(phone.id)).await.unwrap();
+    assert_eq!(drifts.len(), 1);
+}
+
+#[tokio::test]
+async fn a_pipeline_gets_its_replies_in_request_order() {
+    let server = Server::start();
+    let admin = Client::builder(&server.addr)
+        .token(TOKEN)
+        .connect()
+        .await
+        .unwrap();
+    let lamp = admin.add_goods(goods("Lamp", 3)).await.unwrap();
+    let mut p = Pipeline::new();
+    p.ping()
+        .get_goods(lamp.id)
+        .order_status(7, lamp.id)
+        .list_goods();
+    let replies = admin.execute(&p).await.unwrap();
+    assert_eq!(replies.len(), 4);
+    assert!(matches!(replies[0], Reply::Pong));
+    assert!(matches!(&replies[1], Reply::Goods(g) if g.id == lamp.id));
+    assert!(matches!(replies[2], Reply::Error { .. }), "no order yet");
+    assert!(matches!(&replies[3], Reply::GoodsList(list) if list.len() == 1));
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_refused_at_connect() {
+    let server = Server::start();
+    let err = Client::builder(&server.addr)
+        .token("wrong")
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(err.is_unauthorized(), "{err}");
+}
+
+#[tokio::test]
+async fn a_dead_server_of_the_list_is_passed_over() {
+    let server = Server::start();
+    let dead = free_addr();
+    let client = Client::builder(dead.clone())
+        .addrs([server.addr.clone()])
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(client.server_count(), 2);
+    client.ping().await.unwrap();
+    assert!(client.list_goods().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn it_reconnects_after_the_server_restarts_and_backs_off_while_it_is_down() {
+    let server = Server::start();
+    let addr = server.addr.clone();
+    let client = Client::builder(&addr)
+        .token(TOKEN)
+        .backoff(Duration::from_millis(300), Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let lamp = client.add_goods(goods("Lamp", 2)).await.unwrap();
+    let data = server.kill();
+
+    // Down: the first call dials and fails, the next fails at once (backoff).
+    let err = client.ping().await.unwrap_err();
+    assert!(!err.is_timeout(), "refused, not timed out: {err}");
+    let started = std::time::Instant::now();
+    let err = client.ping().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
+    assert!(err.to_string().contains("dialling again"), "{err}");
+    assert!(started.elapsed() < Duration::from_millis(100));
+
+    // Back on the same port with the same data: found again after the wait.
+    let _server = Server::start_in(data, &addr, &[]);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let again = client.get_goods(lamp.id).await.unwrap();
+    assert_eq!(again.name, "Lamp");
+}
+
+#[tokio::test]
+async fn a_silent_server_times_a_call_out() {
+    let addr = silent_server().await;
+    let client = Client::builder(addr)
+        .request_timeout(Duration::from_millis(300))
+        .connect_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = client.ping().await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn a_buy_lost_with_its_connection_is_sent_again_as_a_repeat_of_the_same_purchase() {
+    let (addr, seen) = dropping_server().await;
+    let client = Client::builder(addr.clone()).build().unwrap();
+    assert_eq!(client.buy(7, 1).await.unwrap(), Purchase::Ordered(99));
+    let buys = seen.lock().unwrap().clone();
+    let ids: Vec<_> = buys
+        .iter()
+        .map(|r| match r {
+            Request::Buy { request_id, .. } => request_id.expect("an id on every BUY"),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(ids.len(), 2, "sent twice: {buys:?}");
+    assert!(!ids[0].is_repeat() && ids[1].is_repeat());
+    assert_eq!(ids[0].purchase(), ids[1].purchase(), "one purchase");
+
+    // Without a request id a BUY could buy twice: its error is returned.
+    let (addr, seen) = dropping_server().await;
+    let bare = Client::builder(addr).request_ids(false).build().unwrap();
+    let err = bare.buy(7, 1).await.unwrap_err();
+    assert!(err.is_closed(), "{err}");
+    assert_eq!(seen.lock().unwrap().len(), 1, "not sent again");
+}
+
+/// A fake server whose first connection closes on its first BUY, unanswered;
+/// later connections answer every BUY with order 99. It records the BUYs.
+async fn dropping_server() -> (String, Arc<Mutex<Vec<Request>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        let mut connections = 0;
+        while let Ok((mut stream, _)) = listener.accept().await {
+            connections += 1;
+            let drop_buys = connections == 1;
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut inbound = BytesMut::new();
+                loop {
+                    if let Ok((frame, used)) = Frame::parse(&inbound, MAX_REQUEST_FRAME) {
+                        let (opcode, id) = (frame.opcode, frame.id);
+                        let request = Request::decode(&frame).unwrap();
+                        inbound.advance(used);
+                        let reply = match &request {
+                            Request::Hello { .. } => Reply::Hello {
+                                version: VERSION,
+                                admin: false,
+                                server: None,
+                            },
+                            Request::Buy { .. } => {
+                                record.lock().unwrap().push(request.clone());
+                                if drop_buys {
+                                    return;
+                                }
+                                Reply::Bought { order_no: 99 }
+                            }
+                            _ => Reply::Pong,
+                        };
+                        let mut out = BytesMut::new();
+                        reply.encode(opcode, id, &mut out);
+                        stream.write_all(&out).await.unwrap();
+                        continue;
+                    }
+                    if matches!(stream.read_buf(&mut inbound).await, Ok(0) | Err(_)) {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn a_call_that_times_out_leaves_the_connection_to_the_others() {
+    let (addr, connections) = choosy_server().await;
+    let client = Client::builder(addr)
+        .request_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    client.ping().await.unwrap();
+    let waiting = client.clone();
+    let unanswered = tokio::spawn(async move { waiting.get_goods(1).await });
+    // The server keeps answering PINGs meanwhile.
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        client.ping().await.unwrap();
+    }
+    let err = unanswered.await.unwrap().unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    client.ping().await.unwrap();
+    assert_eq!(
+        connections.load(Ordering::Relaxed),
+        1,
+        "one connection throughout"
+    );
+}
+
+/// A fake server that answers HELLO and PING and never GET_GOODS; it counts
+/// its connections.
+async fn choosy_server() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let count = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut inbound = BytesMut::new();
+                loop {
+                    if let Ok((frame, used)) = Frame::parse(&inbound, MAX_REQUEST_FRAME) {
+                        let (opcode, id) = (frame.opcode, frame.id);
+                        let request = Request::decode(&frame).unwrap();
+                        inbound.advance(used);
+                        let reply = match request {
+                            Request::Hello { .. } => Reply::Hello {
+                                version: VERSION,
+                                admin: false,
+                                server: None,
+                            },
+                            Request::Ping => Reply::Pong,
+                            _ => continue,
+                        };
+                        let mut out = BytesMut::new();
+                        reply.encode(opcode, id, &mut out);
+                        stream.write_all(&out).await.unwrap();
+                        continue;
+                    }
+                    if matches!(stream.read_buf(&mut inbound).await, Ok(0) | Err(_)) {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, connections)
+}
+
+/// An address nothing listens on.
+fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    addr
+}
+
+/// A fake server that greets and then never answers.
+async fn silent_server() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut inbound = BytesMut::new();
+                let mut greeted = false;
+                loop {
+                    if let Ok((frame, used)) = Frame::parse(&inbound, MAX_REQUEST_FRAME) {
+                        let (opcode, id) = (frame.opcode, frame.id);
+                        let request = Request::decode(&frame).unwrap();
+                        inbound.advance(used);
+                        if !greeted && matches!(request, Request::Hello { .. }) {
+                            greeted = true;
+                            let mut out = BytesMut::new();
+                            Reply::Hello {
+                                version: VERSION,
+                                admin: false,
+                                server: None,
+                            }
+                            .encode(opcode, id, &mut out);
+                            stream.write_all(&out).await.unwrap();
+                        }
+                        continue;
+                    }
+                    if matches!(stream.read_buf(&mut inbound).await, Ok(0) | Err(_)) {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}

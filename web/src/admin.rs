@@ -1,0 +1,245 @@
+//! The admin console's JSON API: login with the admin token, add goods
+//! (stock preloaded), restock, pause, resume, end, reconcile, and the
+//! counters behind the live chart. Every call but login needs the admin
+//! session cookie; the gateway talks to the servers through a client of
+//! its own greeted with the admin token.
+
+use axum::extract::{Path, State as AxumState};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use seckill_client::aio::Client;
+use seckill_client::{random_request_id, NewGoods, SaleAction, SaleRules};
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::api::parse_id;
+use crate::error::ApiError;
+use crate::session;
+use crate::views::{now_ms, DriftView, GoodsView};
+use crate::State;
+
+/// `POST /api/admin/login` body.
+#[derive(Debug, Deserialize)]
+pub struct Login {
+    /// The admin token.
+    pub token: String,
+}
+
+/// `POST /api/admin/login`: an admin session for the right token.
+pub async fn login(
+    AxumState(state): AxumState<State>,
+    Json(login): Json<Login>,
+) -> Result<Response, ApiError> {
+    let admin = state.config.admin.as_ref().ok_or_else(disabled)?;
+    // Compared in constant time, so that timing tells nothing of it.
+    let right: bool = login.token.as_bytes().ct_eq(admin.token.as_bytes()).into();
+    if !right {
+        log::warn!("admin login refused: wrong token");
+        return Err(ApiError::NotAdmin);
+    }
+    let cookie = session::set_cookie(
+        session::ADMIN_COOKIE,
+        &session::admin_cookie(&state.config.key),
+        session::ADMIN_SECONDS,
+        state.config.secure_cookies,
+    );
+    Ok((
+        [(header::SET_COOKIE, cookie)],
+        Json(json!({ "admin": true })),
+    )
+        .into_response())
+}
+
+/// `POST /api/admin/logout`.
+pub async fn logout(AxumState(state): AxumState<State>) -> Response {
+    let cookie = session::set_cookie(session::ADMIN_COOKIE, "", 0, state.config.secure_cookies);
+    ([(header::SET_COOKIE, cookie)], Json(json!({}))).into_response()
+}
+
+/// `POST /api/admin/goods` body.
+#[derive(Debug, Deserialize)]
+pub struct AddGoods {
+    /// Its name (at most 200 bytes).
+    pub name: String,
+    /// Its price in the currency's smallest unit.
+    pub price_cents: u64,
+    /// Units preloaded for the sale.
+    pub stock: u32,
+    /// Seconds from now until the sale opens (default 0: now).
+    #[serde(default)]
+    pub start_in_s: u64,
+    /// How long the sale lasts, in seconds (default an hour).
+    #[serde(default = "default_duration")]
+    pub duration_s: u64,
+    /// Live orders one user may hold (default 1).
+    #[serde(default = "default_limit")]
+    pub per_user_limit: u8,
+    /// Time to pay, in seconds (default 15 minutes).
+    #[serde(default = "default_pay_window")]
+    pub pay_window_s: u64,
+    /// Whether BUY needs a purchase token (default no).
+    #[serde(default)]
+    pub token_required: bool,
+    /// Buckets the goods' stock is split over in the server's Redis (default
+    /// 1: no split), for a hot goods on a Redis Cluster.
+    #[serde(default = "default_buckets")]
+    pub buckets: u16,
+}
+
+fn default_buckets() -> u16 {
+    1
+}
+
+fn default_duration() -> u64 {
+    3600
+}
+
+fn default_limit() -> u8 {
+    1
+}
+
+fn default_pay_window() -> u64 {
+    15 * 60
+}
+
+/// `POST /api/admin/goods`: adds a goods with its stock preloaded. It
+/// carries a fresh request id, so the client's retry after a lost reply
+/// never makes a second goods.
+pub async fn add_goods(
+    AxumState(state): AxumState<State>,
+    headers: HeaderMap,
+    Json(add): Json<AddGoods>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let client = admin_client(&state, &headers)?;
+    if add.name.trim().is_empty() {
+        return Err(ApiError::BadRequest("a goods needs a name".into()));
+    }
+    let start_ms = now_ms().saturating_add(add.start_in_s.saturating_mul(1000));
+    let goods = NewGoods {
+        name: add.name,
+        price_cents: add.price_cents,
+        stock: add.stock,
+        start_ms,
+        end_ms: start_ms.saturating_add(add.duration_s.max(1).saturating_mul(1000)),
+        rules: SaleRules {
+            per_user_limit: add.per_user_limit.max(1),
+            pay_window_ms: add.pay_window_s.max(1).saturating_mul(1000),
+            token_required: add.token_required,
+        },
+        buckets: add.buckets,
+    };
+    let goods = client
+        .add_goods_with_request_id(goods, random_request_id()?)
+        .await?;
+    Ok(Json(json!({ "goods": GoodsView::from(&goods) })))
+}
+
+/// `POST /api/admin/goods/{id}/restock` body.
+#[derive(Debug, Deserialize)]
+pub struct Restock {
+    /// Units to add.
+    pub amount: u32,
+}
+
+/// `POST /api/admin/goods/{id}/restock`.
+pub async fn restock(
+    AxumState(state): AxumState<State>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(restock): Json<Restock>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let client = admin_client(&state, &headers)?;
+    let goods = client.restock(parse_id(&id)?, restock.amount).await?;
+    Ok(Json(json!({ "goods": GoodsView::from(&goods) })))
+}
+
+/// `POST /api/admin/goods/{id}/{pause|resume|end}` (body `{}`).
+pub async fn sale_control(
+    AxumState(state): AxumState<State>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let client = admin_client(&state, &headers)?;
+    let action = match action.as_str() {
+        "pause" => SaleAction::Pause,
+        "resume" => SaleAction::Resume,
+        "end" => SaleAction::End,
+        other => return Err(ApiError::NotFound(format!("no sale action {other:?}"))),
+    };
+    let goods = client.sale_control(parse_id(&id)?, action).await?;
+    Ok(Json(json!({ "goods": GoodsView::from(&goods) })))
+}
+
+/// `POST /api/admin/reconcile` body.
+#[derive(Debug, Default, Deserialize)]
+pub struct Reconcile {
+    /// One goods, or every goods when absent.
+    pub goods_id: Option<String>,
+}
+
+/// `POST /api/admin/reconcile`: repairs the stock store from the order
+/// store, and shows what each goods was off by.
+pub async fn reconcile(
+    AxumState(state): AxumState<State>,
+    headers: HeaderMap,
+    Json(body): Json<Reconcile>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let client = admin_client(&state, &headers)?;
+    let goods = body.goods_id.as_deref().map(parse_id).transpose()?;
+    let drifts = client.reconcile(goods).await?;
+    let drifts: Vec<DriftView> = drifts.iter().map(DriftView::from).collect();
+    Ok(Json(json!({ "drifts": drifts })))
+}
+
+/// `GET /api/admin/stats`: the server's counters, the BUYs answered so far
+/// (`buys`, the chart's rate is its slope) and every goods' stock.
+pub async fn stats(
+    AxumState(state): AxumState<State>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let client = admin_client(&state, &headers)?;
+    let (stats, goods) = tokio::join!(client.stats(), client.list_goods());
+    let (stats, goods) = (stats?, goods?);
+    // Every BUY the server answered, whatever the answer.
+    let buys: u64 = stats
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.name.as_str(),
+                "buy_ok"
+                    | "buy_already_bought"
+                    | "buy_sold_out"
+                    | "buy_outside_window"
+                    | "buy_rate_limited"
+                    | "buy_token_refused"
+            )
+        })
+        .map(|s| s.value)
+        .sum();
+    let counters: serde_json::Map<String, serde_json::Value> = stats
+        .iter()
+        .map(|s| (s.name.clone(), json!(s.value)))
+        .collect();
+    let goods: Vec<GoodsView> = goods.iter().map(GoodsView::from).collect();
+    Ok(Json(json!({
+        "time_ms": now_ms(),
+        "buys": buys,
+        "stats": counters,
+        "goods": goods,
+    })))
+}
+
+/// The admin client, for a request with a live admin session.
+fn admin_client<'a>(state: &'a State, headers: &HeaderMap) -> Result<&'a Client, ApiError> {
+    let admin = state.config.admin.as_ref().ok_or_else(disabled)?;
+    if !session::is_admin(&state.config.key, headers) {
+        return Err(ApiError::NotAdmin);
+    }
+    Ok(&admin.client)
+}
+
+fn disabled() -> ApiError {
+    ApiError::Disabled("the admin console is off: start seckill-web with an admin token".into())
+}

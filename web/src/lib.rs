@@ -1,0 +1,138 @@
+//! `seckill-web`: an HTTP gateway in front of seckill servers, with a JSON
+//! API for browsers and mobile apps, a storefront (`/`) and an admin
+//! console (`/admin`).
+//!
+//! ```text
+//!  browser ──HTTP──▶ axum router ──▶ handlers ──▶ aio::Client (one multiplexed
+//!    │  cookie        │ JSON-only POSTs  │ buyer from the session,   connection per
+//!    │  (signed)      │ rate limit 429   │ never from the body       server list)
+//!    ◀── JSON / HTML ─┘ busy → 503       └─ admin client (admin token) ──▶ seckill-server(s)
+//! ```
+//!
+//! Every page is HTML and a little JavaScript and CSS compiled into the
+//! binary (`static/`): no front-end build step. The pages poll the JSON
+//! API once a second for live stock.
+
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod api;
+pub mod error;
+pub mod pages;
+pub mod rate_limit;
+pub mod session;
+pub mod views;
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{header, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use seckill_client::aio::Client;
+
+use crate::error::ApiError;
+use crate::rate_limit::RateLimiter;
+use crate::session::{Identity, SessionKey};
+
+/// What the gateway runs with.
+#[derive(Debug)]
+pub struct Config {
+    /// The client of the seckill servers, for buyers' requests.
+    pub client: Client,
+    /// A client that greeted with the admin token, if one was given: the
+    /// admin console is off without it.
+    pub admin: Option<AdminConfig>,
+    /// Where buyers' identities come from.
+    pub identity: Identity,
+    /// The key that signs session cookies.
+    pub key: SessionKey,
+    /// Requests per second per buyer (0: no limit) and the burst.
+    pub rate_limit: (f64, u32),
+    /// Mark cookies `Secure` (the gateway is served over HTTPS).
+    pub secure_cookies: bool,
+}
+
+/// The admin console's side: the admin token and a client that uses it.
+pub struct AdminConfig {
+    /// The token an admin logs in with (the server's admin token).
+    pub token: String,
+    /// A client greeted with that token.
+    pub client: Client,
+}
+
+/// Hand-written so that the token never reaches a log line.
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("token", &"<redacted>")
+            .field("client", &self.client)
+            .finish()
+    }
+}
+
+/// The state every handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    /// The configuration.
+    pub config: Config,
+    /// Buyers' token buckets.
+    pub limiter: RateLimiter,
+}
+
+/// Shared state, as the handlers take it.
+pub type State = Arc<AppState>;
+
+/// The gateway's routes.
+pub fn app(config: Config) -> Router {
+    let limiter = RateLimiter::new(config.rate_limit.0, config.rate_limit.1);
+    let state = Arc::new(AppState { config, limiter });
+    let api = Router::new()
+        .route("/login", post(api::login))
+        .route("/logout", post(api::logout))
+        .route("/me", get(api::me))
+        .route("/goods", get(api::list_goods))
+        .route("/goods/{id}", get(api::get_goods))
+        .route("/goods/{id}/buy", post(api::buy))
+        .route("/goods/{id}/token", post(api::purchase_token))
+        .route("/goods/{id}/order", get(api::order_status))
+        .route("/orders", get(api::list_orders))
+        .route("/orders/{no}/pay", post(api::pay))
+        .route("/orders/{no}/cancel", post(api::cancel))
+        .route("/admin/login", post(admin::login))
+        .route("/admin/logout", post(admin::logout))
+        .route("/admin/goods", post(admin::add_goods))
+        .route("/admin/goods/{id}/restock", post(admin::restock))
+        .route("/admin/goods/{id}/{action}", post(admin::sale_control))
+        .route("/admin/reconcile", post(admin::reconcile))
+        .route("/admin/stats", get(admin::stats))
+        .layer(middleware::from_fn(json_posts_only));
+    Router::new()
+        .route("/", get(pages::storefront))
+        .route("/admin", get(pages::admin))
+        .route("/static/{file}", get(pages::asset))
+        .nest("/api", api)
+        .with_state(state)
+}
+
+/// Refuses a POST whose body is not declared JSON. A page of another site
+/// can send a form (urlencoded, multipart, text) without asking, but not
+/// JSON: the browser asks first (CORS preflight), and this gateway never
+/// says yes. With `SameSite=Strict` cookies, that keeps cross-site requests
+/// from acting for a logged-in buyer.
+async fn json_posts_only(request: Request, next: Next) -> Response {
+    if request.method() == Method::POST {
+        let json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if !json {
+            return ApiError::BadRequest("POST bodies must be application/json".into())
+                .into_response();
+        }
+    }
+    next.run(request).await
+}

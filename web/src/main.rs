@@ -1,0 +1,118 @@
+//! `seckill-web`: the HTTP gateway, storefront and admin console.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::http::HeaderName;
+use clap::Parser;
+use seckill_client::aio::Client;
+use seckill_web::session::{Identity, SessionKey};
+use seckill_web::{AdminConfig, Config};
+
+/// Serves a JSON API, a storefront (`/`) and an admin console (`/admin`)
+/// in front of seckill servers.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Where to listen for HTTP.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// The seckill servers of the sale, comma-separated.
+    #[arg(long, default_value = "127.0.0.1:7700", value_delimiter = ',')]
+    server: Vec<String>,
+    /// The servers' admin token: turns the admin console on. Better given
+    /// in the environment than on the command line, where `ps` shows it.
+    #[arg(long, env = "SECKILL_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Take buyers' user ids from this header, set by a trusted proxy that
+    /// authenticates them (and strips it from clients' requests), instead of
+    /// the demo login's session cookie.
+    #[arg(long)]
+    user_header: Option<String>,
+    /// A secret that session cookies are signed with, so that they outlive
+    /// a restart and hold on several gateways; random by default.
+    #[arg(long, env = "SECKILL_WEB_SESSION_SECRET", hide_env_values = true)]
+    session_secret: Option<String>,
+    /// Requests per second per buyer (0: no limit).
+    #[arg(long, default_value_t = 5.0)]
+    rate_limit: f64,
+    /// Requests a buyer may make at once before the rate applies.
+    #[arg(long, default_value_t = 10)]
+    rate_burst: u32,
+    /// Mark cookies Secure (the gateway is served over HTTPS, by a proxy).
+    #[arg(long)]
+    secure_cookies: bool,
+    /// How long one call to the servers may take, e.g. "2s".
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = Args::parse();
+    let client = builder(&args, None).build()?;
+    let admin = match args.admin_token.as_deref().filter(|t| !t.is_empty()) {
+        Some(token) => Some(AdminConfig {
+            token: token.to_owned(),
+            client: builder(&args, Some(token)).build()?,
+        }),
+        None => None,
+    };
+    let identity = match &args.user_header {
+        Some(name) => Identity::TrustedHeader(
+            HeaderName::try_from(name.as_str()).context("--user-header is no header name")?,
+        ),
+        None => Identity::DemoLogin,
+    };
+    let key = match &args.session_secret {
+        Some(secret) => SessionKey::from_secret(secret),
+        None => SessionKey::random().context("no random source for the session key")?,
+    };
+    let config = Config {
+        client,
+        admin,
+        identity,
+        key,
+        rate_limit: (args.rate_limit, args.rate_burst),
+        secure_cookies: args.secure_cookies,
+    };
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    // The first line of stdout, for scripts and tests that start it.
+    println!("seckill-web listening on http://{}", listener.local_addr()?);
+    log::info!("selling from {}", args.server.join(", "));
+    axum::serve(listener, seckill_web::app(config))
+        .with_graceful_shutdown(stopped())
+        .await?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM: requests in flight finish, then the
+/// gateway exits.
+async fn stopped() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    log::info!("stopping");
+}
+
+fn builder(args: &Args, token: Option<&str>) -> seckill_client::aio::ClientBuilder {
+    let mut servers = args.server.iter();
+    let first = servers.next().cloned().unwrap_or_default();
+    let mut builder = Client::builder(first)
+        .addrs(servers.cloned())
+        .request_timeout(args.timeout)
+        .connect_timeout(args.timeout);
+    if let Some(token) = token {
+        builder = builder.token(token);
+    }
+    builder
+}

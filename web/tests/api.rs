@@ -1,0 +1,353 @@
+//! The JSON API through the gateway's router (in process, no socket), in
+//! front of the real seckill server.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{header, HeaderName, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use seckill_web::session::Identity;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use common::{admin_client, config, goods, Server};
+
+/// One answer: status, `Retry-After`, `Set-Cookie` and the JSON body.
+struct Answer {
+    status: StatusCode,
+    retry_after: Option<String>,
+    cookie: Option<String>,
+    body: Value,
+}
+
+async fn call(
+    app: &Router,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    body: Option<Value>,
+) -> Answer {
+    let mut request = Request::builder().method(method).uri(path);
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    let request = match body {
+        Some(body) => request
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string())),
+        None => request.body(Body::empty()),
+    }
+    .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let header_text = |name| {
+        response
+            .headers()
+            .get(name)
+            .map(|v: &header::HeaderValue| v.to_str().unwrap().to_owned())
+    };
+    let retry_after = header_text(header::RETRY_AFTER);
+    // name=value, without the attributes: what a browser sends back.
+    let cookie =
+        header_text(header::SET_COOKIE).map(|c| c.split(';').next().unwrap_or_default().to_owned());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Answer {
+        status,
+        retry_after,
+        cookie,
+        body,
+    }
+}
+
+async fn login(app: &Router, name: &str) -> String {
+    let answer = call(
+        app,
+        "POST",
+        "/api/login",
+        None,
+        Some(json!({ "name": name })),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    answer.cookie.expect("a session cookie")
+}
+
+#[tokio::test]
+async fn a_buyer_logs_in_buys_once_and_pays() {
+    let server = Server::start();
+    let phone = admin_client(&server.addr)
+        .await
+        .add_goods(goods("Phone", 1, 0))
+        .await
+        .unwrap();
+    let app = seckill_web::app(config(&server.addr, 0.0, 1));
+    let buy = format!("/api/goods/{}/buy", phone.id);
+
+    // No session: no buying.
+    let anonymous = call(&app, "POST", &buy, None, Some(json!({}))).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+
+    let listed = call(&app, "GET", "/api/goods", None, None).await;
+    assert_eq!(listed.body["goods"][0]["remaining"], 1);
+    assert_eq!(listed.body["goods"][0]["id"], phone.id.to_string());
+
+    let alice = login(&app, "alice").await;
+    let me = call(&app, "GET", "/api/me", Some(&alice), None).await;
+    assert_eq!(me.body["name"], "alice");
+    let bought = call(&app, "POST", &buy, Some(&alice), Some(json!({}))).await;
+    assert_eq!(bought.status, StatusCode::OK, "{}", bought.body);
+    assert_eq!(bought.body["outcome"], "ordered");
+    let order_no = bought.body["order_no"].as_str().unwrap().to_owned();
+
+    // Again, with the request id of the first: the same order.
+    let retry = json!({ "request_id": bought.body["request_id"] });
+    let again = call(&app, "POST", &buy, Some(&alice), Some(retry)).await;
+    assert_eq!(again.body["order_no"], order_no.as_str(), "{}", again.body);
+    let fresh = call(&app, "POST", &buy, Some(&alice), Some(json!({}))).await;
+    assert_eq!(fresh.body["outcome"], "already_bought");
+
+    // Bob finds it sold out.
+    let bob = login(&app, "bob").await;
+    let sold_out = call(&app, "POST", &buy, Some(&bob), Some(json!({}))).await;
+    assert_eq!(sold_out.status, StatusCode::CONFLICT);
+    assert_eq!(sold_out.body["outcome"], "sold_out");
+
+    // Alice's orders, and not Bob's; Bob cannot pay Alice's order.
+    let orders = call(&app, "GET", "/api/orders", Some(&alice), None).await;
+    assert_eq!(orders.body["orders"][0]["order_no"], order_no.as_str());
+    let none = call(&app, "GET", "/api/orders", Some(&bob), None).await;
+    assert_eq!(none.body["orders"], json!([]));
+    let pay = format!("/api/orders/{order_no}/pay");
+    let stolen = call(&app, "POST", &pay, Some(&bob), Some(json!({}))).await;
+    assert_eq!(stolen.status, StatusCode::NOT_FOUND, "{}", stolen.body);
+    let paid = call(&app, "POST", &pay, Some(&alice), Some(json!({}))).await;
+    assert_eq!(paid.body["order"]["state"], "paid", "{}", paid.body);
+    let cancel = format!("/api/orders/{order_no}/cancel");
+    let too_late = call(&app, "POST", &cancel, Some(&alice), Some(json!({}))).await;
+    assert_eq!(too_late.body["outcome"], "order_paid");
+
+    let status = format!("/api/goods/{}/order", phone.id);
+    let order = call(&app, "GET", &status, Some(&alice), None).await;
+    assert_eq!(order.body["order"]["state"], "paid");
+}
+
+#[tokio::test]
+async fn forged_sessions_and_cross_site_forms_are_refused() {
+    let server = Server::start();
+    let app = seckill_web::app(config(&server.addr, 0.0, 1));
+    let alice = login(&app, "alice").await;
+    // Another user's id under Alice's MAC.
+    let (payload, mac) = alice.rsplit_once('.').unwrap();
+    let mut fields: Vec<&str> = payload.split('.').collect();
+    fields[1] = "42";
+    let forged = format!("{}.{mac}", fields.join("."));
+    let answer = call(&app, "GET", "/api/orders", Some(&forged), None).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+
+    // A form post (what another site can send without asking).
+    let request = Request::builder()
+        .method("POST")
+        .uri("/api/goods/1/buy")
+        .header(header::COOKIE, &alice)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("x=1"))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+
+    // A name that could break the cookie.
+    let bad = call(
+        &app,
+        "POST",
+        "/api/login",
+        None,
+        Some(json!({ "name": "a.b" })),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn past_its_rate_a_session_gets_429_with_retry_after() {
+    let server = Server::start();
+    let app = seckill_web::app(config(&server.addr, 1.0, 3));
+    let alice = login(&app, "alice").await;
+    for _ in 0..3 {
+        let ok = call(&app, "GET", "/api/orders", Some(&alice), None).await;
+        assert_eq!(ok.status, StatusCode::OK);
+    }
+    let limited = call(&app, "GET", "/api/orders", Some(&alice), None).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.retry_after.as_deref(), Some("1"));
+    assert_eq!(limited.body["error"], "rate_limited");
+    // Another session is not slowed down.
+    let bob = login(&app, "bob").await;
+    let ok = call(&app, "GET", "/api/orders", Some(&bob), None).await;
+    assert_eq!(ok.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_503_with_retry_after() {
+    // Nothing listens there.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    let app = seckill_web::app(config(&addr, 0.0, 1));
+    let answer = call(&app, "GET", "/api/goods", None, None).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.retry_after.as_deref(), Some("1"));
+    assert_eq!(answer.body["error"], "unavailable");
+
+    // A BUY names its request id, to retry without buying twice.
+    let alice = login(&app, "alice").await;
+    let buy = call(
+        &app,
+        "POST",
+        "/api/goods/1/buy",
+        Some(&alice),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(buy.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(buy.body["request_id"].as_str().map(str::len), Some(32));
+}
+
+#[tokio::test]
+async fn the_admin_logs_in_adds_pauses_and_reconciles() {
+    let server = Server::start();
+    let app = seckill_web::app(config(&server.addr, 0.0, 1));
+    let add = json!({ "name": "Lamp", "price_cents": 500, "stock": 7 });
+
+    let refused = call(&app, "POST", "/api/admin/goods", None, Some(add.clone())).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    let wrong = call(
+        &app,
+        "POST",
+        "/api/admin/login",
+        None,
+        Some(json!({ "token": "no" })),
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.cookie.is_none());
+    // A buyer's session is no admin session.
+    let alice = login(&app, "alice").await;
+    let as_buyer = call(&app, "GET", "/api/admin/stats", Some(&alice), None).await;
+    assert_eq!(as_buyer.status, StatusCode::UNAUTHORIZED);
+
+    let token = json!({ "token": common::TOKEN });
+    let admin = call(&app, "POST", "/api/admin/login", None, Some(token)).await;
+    let admin = admin.cookie.expect("an admin cookie");
+    let added = call(&app, "POST", "/api/admin/goods", Some(&admin), Some(add)).await;
+    assert_eq!(added.status, StatusCode::OK, "{}", added.body);
+    assert_eq!(added.body["goods"]["total"], 7);
+    let id = added.body["goods"]["id"].as_str().unwrap().to_owned();
+
+    let path = format!("/api/admin/goods/{id}/pause");
+    let paused = call(&app, "POST", &path, Some(&admin), Some(json!({}))).await;
+    assert_eq!(paused.body["goods"]["state"], "paused");
+    let buy = call(
+        &app,
+        "POST",
+        &format!("/api/goods/{id}/buy"),
+        Some(&alice),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(buy.body["outcome"], "paused");
+
+    let path = format!("/api/admin/goods/{id}/restock");
+    let restocked = call(
+        &app,
+        "POST",
+        &path,
+        Some(&admin),
+        Some(json!({ "amount": 3 })),
+    )
+    .await;
+    assert_eq!(restocked.body["goods"]["total"], 10);
+
+    let drifts = call(
+        &app,
+        "POST",
+        "/api/admin/reconcile",
+        Some(&admin),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(drifts.body["drifts"][0]["drift"], 0, "{}", drifts.body);
+    let stats = call(&app, "GET", "/api/admin/stats", Some(&admin), None).await;
+    assert_eq!(stats.body["buys"], 1, "{}", stats.body);
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_user_comes_from_its_header_only() {
+    let server = Server::start();
+    let lamp = admin_client(&server.addr)
+        .await
+        .add_goods(goods("Lamp", 5, 0))
+        .await
+        .unwrap();
+    let mut config = config(&server.addr, 0.0, 1);
+    config.identity = Identity::TrustedHeader(HeaderName::from_static("x-user-id"));
+    let app = seckill_web::app(config);
+
+    // No demo login, and a cookie is nobody.
+    let login = call(
+        &app,
+        "POST",
+        "/api/login",
+        None,
+        Some(json!({ "name": "eve" })),
+    )
+    .await;
+    assert_eq!(login.status, StatusCode::NOT_FOUND);
+    let orders = call(&app, "GET", "/api/orders", Some("seckill_session=x"), None).await;
+    assert_eq!(orders.status, StatusCode::UNAUTHORIZED);
+
+    let request = Request::builder()
+        .method("POST")
+        .uri(format!("/api/goods/{}/buy", lamp.id))
+        .header("x-user-id", "4242")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{}"))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let order = admin_client(&server.addr)
+        .await
+        .order_status(4242, lamp.id)
+        .await
+        .unwrap();
+    assert!(order.is_some(), "the order is user 4242's");
+}
+
+#[tokio::test]
+async fn the_servers_own_rate_limit_is_429_with_retry_after() {
+    // One BUY per user per second at the server (a burst of 2); no limit
+    // at the gateway.
+    let server = Server::start_with(&["--buy-rate", "1", "--buy-burst", "2"]);
+    let lamp = admin_client(&server.addr)
+        .await
+        .add_goods(goods("Lamp", 100, 0))
+        .await
+        .unwrap();
+    let app = seckill_web::app(config(&server.addr, 0.0, 1));
+    let alice = login(&app, "alice").await;
+    let buy = format!("/api/goods/{}/buy", lamp.id);
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let answer = call(&app, "POST", &buy, Some(&alice), Some(json!({}))).await;
+        if answer.status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(answer.retry_after.as_deref(), Some("1"));
+            assert_eq!(answer.body["error"], "rate_limited");
+        }
+        statuses.push(answer.status);
+    }
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+}
