@@ -535,7 +535,7 @@ impl Backends {
 
     /// A connection to the Redis of the stock; on the cluster, one that
     /// finds each key's node.
-    fn redis(&self) -> Box<dyn redis::ConnectionLike> {
+    pub fn redis(&self) -> Box<dyn redis::ConnectionLike> {
         match &self.cluster {
             Some(seeds) => Box::new(
                 redis::cluster::ClusterClient::new(

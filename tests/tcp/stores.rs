@@ -197,3 +197,74 @@ fn a_retried_buy_returns_the_same_order() {
         assert_eq!(stores.redis_stock(goods), Some(4));
     }
 }
+
+/// Redis loses deductions (as a failover to a replica that lacked them
+/// can) and puts units back on sale that were sold: the durable mode's
+/// order writer refuses every order past the goods' total in its MySQL
+/// transaction, the buyers are told `sold_out`, never "ok", and a
+/// reconciliation sets Redis right.
+#[test]
+fn units_redis_lost_are_never_sold_twice_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Backends::new();
+    let server = start(&dir, &stores, "durable");
+    let goods = server.admin().add_goods(on_sale("vase", 5)).unwrap().id;
+    let mut client = server.client();
+    for user in 1..=5 {
+        assert!(
+            matches!(client.buy(user, goods).unwrap(), Purchase::Ordered(_)),
+            "user {user}"
+        );
+    }
+    // Three deductions lost: Redis has three units again, and three of its
+    // holders are gone.
+    let key = |k: &str| format!("{}{{g{goods}}}:{k}", stores.prefix);
+    let mut redis = stores.redis();
+    redis::cmd("SET")
+        .arg(key("stock"))
+        .arg(3)
+        .query::<()>(&mut *redis)
+        .unwrap();
+    redis::cmd("HDEL")
+        .arg(key("buyers"))
+        .arg(&[1u64, 2, 3][..])
+        .query::<()>(&mut *redis)
+        .unwrap();
+    drop(redis);
+    // The catalog's refresh (every 500 ms) reads the three units, and BUYs
+    // go to Redis again rather than being refused by the sold-out flag.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.client().get_goods(goods).unwrap().remaining == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the server never saw Redis's units"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut told = Vec::new();
+    for user in 6..=12 {
+        let answer = loop {
+            match client.buy(user, goods) {
+                Err(e) if e.is_busy() => std::thread::sleep(Duration::from_millis(20)),
+                other => break other,
+            }
+        };
+        told.push((user, answer));
+    }
+    for (user, answer) in &told {
+        assert!(
+            matches!(answer, Ok(Purchase::SoldOut)),
+            "user {user} after Redis lost units: {answer:?}"
+        );
+    }
+    let live = stores.orders().iter().filter(|o| o.3 != 2).count();
+    assert_eq!(live, 5, "orders past the stock");
+    assert!(
+        server.log().contains("sold more units than the goods has"),
+        "{}",
+        server.log()
+    );
+    let drift = server.admin().reconcile(Some(goods)).unwrap();
+    assert_eq!((drift[0].remaining, drift[0].holders), (0, 5), "{drift:?}");
+    assert_eq!(stores.redis_stock(goods), Some(0));
+}

@@ -283,7 +283,61 @@ fn epochs_rise_and_fence_off_orders_of_older_ones<B: Backend>() {
     ));
 }
 
+/// The order store never holds more live orders of a goods than its total,
+/// whatever the stock store sold: a fenced batch that would go over is not
+/// written (sold out) unless an earlier try wrote it; a cancellation, by
+/// the buyer or by the expiry, frees a unit for the next; a restock raises
+/// the cap; two stores on one database share it.
+fn live_orders_never_exceed_the_total<B: Backend>() {
+    let db = B::new();
+    let (a, b) = (db.open(), db.open());
+    let g = a.add_goods(&super::orders::new_goods(2), None).unwrap().id;
+    let e = a.next_epoch(g, 0).unwrap();
+    let two = [order(1, 1, g), order(2, 2, g)];
+    assert_eq!(
+        a.commit_orders(&two, &[e, e]).unwrap(),
+        [Written::Stored; 2]
+    );
+    // A unit the stock store should not have had (it lost a deduction).
+    assert_eq!(
+        b.commit_orders(&[order(3, 3, g)], &[e]).unwrap(),
+        [Written::SoldOut]
+    );
+    // A retry of the first batch is stored, not refused, and counts nothing.
+    assert_eq!(
+        a.commit_orders(&two, &[e, e]).unwrap(),
+        [Written::Stored; 2]
+    );
+    assert!(a.cancel(1, 1).unwrap().unwrap().cancelled_now);
+    assert_eq!(
+        b.commit_orders(&[order(3, 3, g), order(4, 4, g)], &[e, e])
+            .unwrap(),
+        [Written::SoldOut; 2],
+        "two orders for one unit"
+    );
+    assert_eq!(
+        b.commit_orders(&[order(3, 3, g)], &[e]).unwrap(),
+        [Written::Stored]
+    );
+    a.restock(g, 1).unwrap();
+    assert_eq!(
+        a.commit_orders(&[order(4, 4, g)], &[e]).unwrap(),
+        [Written::Stored]
+    );
+    assert_eq!(
+        a.commit_orders(&[order(5, 5, g)], &[e]).unwrap(),
+        [Written::SoldOut]
+    );
+    let cancelled = OrderState::Cancelled as u8;
+    let live = db
+        .rows()
+        .into_iter()
+        .filter(|&(_, state)| state != cancelled);
+    assert_eq!(live.count(), 3);
+}
+
 per_backend!(
+    live_orders_never_exceed_the_total,
     pay_cancel_and_expiry_settle_each_order_once,
     pay_and_cancel_settle_an_order_once,
     expiry_cancels_what_is_due_once_and_a_late_pay_cancels_too,

@@ -192,6 +192,36 @@ fn a_dead_connection_is_replaced() {
     assert!(!store.link.outage.is_down());
 }
 
+/// A goods table made before goods kept their live orders gets the column
+/// counted from its orders, so the cap holds from the first batch after.
+#[test]
+fn open_counts_the_live_orders_of_an_older_goods_table() {
+    let db = TestDb::new();
+    let store = open(&db);
+    let g = store.add_goods(&new_goods(3), None).unwrap().id;
+    let e = store.next_epoch(g, 0).unwrap();
+    let orders = [order(1, 1, g), order(2, 2, g), order(3, 3, g)];
+    store.commit_orders(&orders, &[e, e, e]).unwrap();
+    assert!(store.cancel(3, 3).unwrap().unwrap().cancelled_now);
+    drop(store);
+    db.conn()
+        .query_drop("ALTER TABLE goods DROP COLUMN live_orders")
+        .expect("drop the column");
+    let store = open(&db);
+    let live = format!("SELECT live_orders FROM goods WHERE id = {g}");
+    assert_eq!(count(&db, &live), 2);
+    assert_eq!(
+        store
+            .commit_orders(&[order(4, 4, g), order(5, 5, g)], &[e, e])
+            .unwrap(),
+        [Written::SoldOut; 2]
+    );
+    assert_eq!(
+        store.commit_orders(&[order(4, 4, g)], &[e]).unwrap(),
+        [Written::Stored]
+    );
+}
+
 /// A goods table made by a server before the epoch fence gets its columns
 /// at open, and its goods then take epochs.
 #[test]
