@@ -80,6 +80,16 @@ pub(crate) trait Table {
     fn insert(&mut self, order: &OrderRecord, slot: Option<u8>) -> Result<(), Self::Error>;
 }
 
+/// Orders counted per goods: what a sweep that cancelled them gives back
+/// to each goods' live orders.
+pub(crate) fn per_goods(orders: &[OrderRecord]) -> BTreeMap<GoodsId, u64> {
+    let mut counts = BTreeMap::new();
+    for o in orders {
+        *counts.entry(o.goods_id).or_default() += 1;
+    }
+    counts
+}
+
 /// What [`Table::fence`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fence {

@@ -38,12 +38,13 @@ use ::mysql::prelude::Queryable;
 use ::mysql::{Opts, OptsBuilder, PoolConstraints, PoolOpts};
 use seckill_proto::{NewGoods, OrderState, RequestId};
 
-use self::calls::{Call, Link};
+use self::calls::{Call, Failure, Link};
 use self::nodes::NODE_COLUMNS;
 use self::rows::{
-    goods_by_id, goods_record, order_for_update, order_record, set_state, GoodsRow, OrderRow,
-    GOODS_COLUMNS, ORDER_COLUMNS, PAUSED, ROWS_PER_INSERT,
+    give_back_live, goods_by_id, goods_record, order_for_update, order_record, set_state, GoodsRow,
+    OrderRow, GOODS_COLUMNS, ORDER_COLUMNS, PAUSED, ROWS_PER_INSERT,
 };
+use super::batch::per_goods;
 use super::{
     batch, Epoch, GoodsId, GoodsRecord, OrderNo, OrderRecord, OrderStore, SaleChange, Settle,
     Settled, StoreError, UserId, Written,
@@ -205,10 +206,14 @@ impl MysqlStore {
     ) -> Result<Option<Settled>, StoreError> {
         self.link.call(what, Call::SETTLE, |conn| {
             let order = order_for_update(conn, order_no)?;
-            how.run(user, order, |to| {
+            let settled = how.run(user, order, |to| {
                 set_state(conn, order_no, to)?;
-                Ok(())
-            })
+                Ok::<_, Failure>(())
+            })?;
+            if let Some(s) = settled.as_ref().filter(|s| s.cancelled_now) {
+                give_back_live(conn, s.order.goods_id, 1)?;
+            }
+            Ok(settled)
         })
     }
 }
@@ -454,6 +459,9 @@ impl OrderStore for MysqlStore {
                     o.state = OrderState::Cancelled;
                     expired.push(o);
                 }
+            }
+            for (goods, n) in per_goods(&expired) {
+                give_back_live(conn, goods, n)?;
             }
             Ok(expired)
         })

@@ -96,8 +96,9 @@ pub(super) fn order_for_update(
     Ok(row.map(order_record).transpose()?)
 }
 
-/// Moves a created order on; a cancelled one gives up its slot, and its
-/// goods one live order. Whether it moved (it was created).
+/// Moves a created order on; a cancelled one gives up its slot (and the
+/// caller gives its goods one live order back: [`give_back_live`]). Whether
+/// it moved (it was created).
 pub(super) fn set_state(
     conn: &mut PooledConn,
     order_no: OrderNo,
@@ -108,15 +109,22 @@ pub(super) fn set_state(
          WHERE order_no = ? AND state = 0",
         (to as u8, to as u8, order_no),
     )?;
-    let changed = conn.affected_rows() == 1;
-    if changed && to == OrderState::Cancelled {
-        conn.exec_drop(
-            "UPDATE goods SET live_orders = GREATEST(CAST(live_orders AS SIGNED) - 1, 0)
-             WHERE id = (SELECT goods_id FROM orders WHERE order_no = ?)",
-            (order_no,),
-        )?;
-    }
-    Ok(changed)
+    Ok(conn.affected_rows() == 1)
+}
+
+/// Takes `orders` cancelled orders off a goods' live orders. Last in its
+/// transaction: the goods' row is every order writer's too, and its lock is
+/// held from here to the commit.
+pub(super) fn give_back_live(
+    conn: &mut PooledConn,
+    goods: GoodsId,
+    orders: u64,
+) -> ::mysql::Result<()> {
+    conn.exec_drop(
+        "UPDATE goods SET live_orders = GREATEST(CAST(live_orders AS SIGNED) - ?, 0)
+         WHERE id = ?",
+        (orders, goods),
+    )
 }
 
 /// One multi-row INSERT of a chunk of orders. The values are all integers

@@ -24,10 +24,11 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use seckill_proto::{NewGoods, OrderState, RequestId};
 
 use self::rows::{
-    from_sql, goods_by_id, goods_from_row, order_by_no, order_from_row, set_state, to_sql, Batch,
-    GOODS_COLUMNS, ORDER_COLUMNS,
+    from_sql, give_back_live, goods_by_id, goods_from_row, order_by_no, order_from_row, set_state,
+    to_sql, Batch, GOODS_COLUMNS, ORDER_COLUMNS,
 };
 use super::batch;
+use super::batch::per_goods;
 use super::outage::Outage;
 use super::{
     Epoch, GoodsId, GoodsRecord, OrderNo, OrderRecord, OrderStore, SaleChange, Settle, Settled,
@@ -265,10 +266,14 @@ impl SqliteStore {
     ) -> Result<Option<Settled>, StoreError> {
         self.call(Access::Transaction, |tx| {
             let order = order_by_no(tx, order_no)?;
-            how.run(user, order, |to| {
+            let settled = how.run(user, order, |to| {
                 set_state(tx, order_no, to)?;
-                Ok(())
-            })
+                Ok::<_, rusqlite::Error>(())
+            })?;
+            if let Some(s) = settled.as_ref().filter(|s| s.cancelled_now) {
+                give_back_live(tx, s.order.goods_id, 1)?;
+            }
+            Ok(settled)
         })
     }
 }
@@ -484,6 +489,9 @@ impl OrderStore for SqliteStore {
                 set_state(tx, o.order_no, OrderState::Cancelled)?;
                 o.state = OrderState::Cancelled;
                 expired.push(o);
+            }
+            for (goods, n) in per_goods(&expired) {
+                give_back_live(tx, goods, n)?;
             }
             Ok(expired)
         })

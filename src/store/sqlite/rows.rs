@@ -80,8 +80,9 @@ pub(super) fn order_by_no(
     .optional()
 }
 
-/// Moves a created order to `to`; a cancelled one gives up its slot, and
-/// its goods one live order. Whether it moved (it was created).
+/// Moves a created order to `to`; a cancelled one gives up its slot (and
+/// the caller gives its goods one live order back: [`give_back_live`]).
+/// Whether it moved (it was created).
 pub(super) fn set_state(
     conn: &Connection,
     order_no: OrderNo,
@@ -94,14 +95,18 @@ pub(super) fn set_state(
              WHERE order_no = ?3 AND state = 0",
         )?
         .execute(params![to as u8, to_sql(now_ms()), to_sql(order_no)])?;
-    if changed == 1 && to == OrderState::Cancelled {
-        conn.prepare_cached(
-            "UPDATE goods SET live_orders = MAX(live_orders - 1, 0)
-             WHERE id = (SELECT goods_id FROM orders WHERE order_no = ?1)",
-        )?
-        .execute(params![to_sql(order_no)])?;
-    }
     Ok(changed == 1)
+}
+
+/// Takes `orders` cancelled orders off a goods' live orders.
+pub(super) fn give_back_live(
+    conn: &Connection,
+    goods: GoodsId,
+    orders: u64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE goods SET live_orders = MAX(live_orders - ?1, 0) WHERE id = ?2")?
+        .execute(params![to_sql(orders), to_sql(goods)])?;
+    Ok(())
 }
 
 /// The statements of a batch write ([`super::batch`]), on the writer
