@@ -18,6 +18,14 @@ pub struct Config {
     #[arg(long, default_value = "127.0.0.1:7700")]
     pub listen: SocketAddr,
 
+    /// Length of the listen queue (connections the kernel has completed
+    /// and the server not yet accepted). A sale opens with everyone
+    /// connecting at once: past the queue, the kernel drops the handshake
+    /// and the client waits a SYN retransmit (a second or more). Linux caps
+    /// it at net.core.somaxconn; the server warns when it does.
+    #[arg(long, default_value_t = 4096)]
+    pub backlog: u32,
+
     /// Reactor threads that own connections [default: number of cores].
     #[arg(long)]
     pub reactors: Option<usize>,
@@ -97,8 +105,27 @@ pub struct Config {
     pub max_inflight: usize,
 
     /// Unsent reply bytes above which the server stops reading a connection.
-    #[arg(long, default_value_t = 1 << 20)]
+    #[arg(long, default_value_t = 64 << 10)]
     pub write_high_water: usize,
+
+    /// Unsent reply bytes of all connections together. Past it, the
+    /// connections that do not read their replies are closed, those with
+    /// the most unsent first, with an error frame, until the total is
+    /// back under it.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub reply_budget: usize,
+
+    /// Requests a connection may have answered `bad_request` before it is
+    /// closed (with an error frame): a broken or hostile client stops
+    /// costing the server.
+    #[arg(long, default_value_t = 32)]
+    pub bad_request_budget: u32,
+
+    /// Requests taken from one connection per turn of its reactor's loop:
+    /// a connection with more waits for the next turn, so one client
+    /// pipelining thousands cannot hold a reactor.
+    #[arg(long, default_value_t = 64)]
+    pub requests_per_turn: usize,
 
     /// Serve admin commands on this address only (keep it on loopback or a
     /// private network, e.g. 127.0.0.1:7701). The public listener then

@@ -4,7 +4,6 @@
 //! connection limits, and tells one it refuses why before closing it.
 
 use std::io::{self, Write};
-use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -15,6 +14,7 @@ use bytes::BytesMut;
 use log::{error, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
+use socket2::{Domain, Protocol, Socket, Type};
 
 use seckill_proto::{Opcode, Reply, Status};
 
@@ -33,6 +33,11 @@ const ADMIN: Token = Token(1);
 /// the kernel's backlog meanwhile, and the acceptor does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// Connections accepted before the reactors they went to are woken: enough
+/// to spare a wake-up per connection in a storm, few enough that the first
+/// of a batch does not wait long for its reactor.
+const ACCEPT_BATCH: usize = 64;
+
 /// The listening sockets, bound before any thread starts, so that a port in
 /// use is an error at start.
 pub struct Listeners {
@@ -42,11 +47,13 @@ pub struct Listeners {
 
 impl Listeners {
     pub fn bind(config: &Config) -> anyhow::Result<Listeners> {
-        let public = TcpListener::bind(config.listen)
+        let backlog = effective_backlog(config.backlog, somaxconn());
+        let public = listen(config.listen, config.backlog)
             .with_context(|| format!("binding {}", config.listen))?;
+        info!("listen queue {backlog} (--backlog {})", config.backlog);
         let admin = match config.admin_listen {
             Some(admin) => {
-                let l = TcpListener::bind(admin)
+                let l = listen(admin, config.backlog)
                     .with_context(|| format!("binding the admin listener {admin}"))?;
                 let bound = l.local_addr()?;
                 if !bound.ip().is_loopback() {
@@ -69,6 +76,44 @@ impl Listeners {
     }
 }
 
+/// A non-blocking listening socket on `addr` with a listen queue of
+/// `backlog` (SO_REUSEADDR, as mio and std set it, so a restart does not
+/// wait out TIME_WAIT).
+fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    // The kernel takes the smaller of this and net.core.somaxconn.
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+/// Linux's cap on every listen queue (net.core.somaxconn), when it can be
+/// read.
+fn somaxconn() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The listen queue the kernel will give for `asked`, warning when its cap
+/// cuts it down (the operator then raises net.core.somaxconn).
+fn effective_backlog(asked: u32, cap: Option<u32>) -> u32 {
+    match cap {
+        Some(cap) if cap < asked => {
+            warn!(
+                "--backlog {asked} is capped at {cap} by net.core.somaxconn; \
+                 raise it (sysctl -w net.core.somaxconn={asked}) for connection storms"
+            );
+            cap
+        }
+        _ => asked,
+    }
+}
+
 pub struct Acceptor {
     poll: Poll,
     waker: Arc<mio::Waker>,
@@ -76,6 +121,8 @@ pub struct Acceptor {
     admin_listener: Option<TcpListener>,
     admission: Arc<Admission>,
     reactors: Reactors,
+    /// Which reactors were handed a connection and not woken yet.
+    fed: Vec<bool>,
     next: usize,
     metrics: Arc<Metrics>,
     stop: Stop,
@@ -109,6 +156,7 @@ impl Acceptor {
             listener,
             admin_listener,
             admission: Admission::new(config.max_connections, config.max_connections_per_ip),
+            fed: vec![false; reactors.mailboxes().len()],
             reactors,
             next: 0,
             metrics,
@@ -153,30 +201,55 @@ impl Acceptor {
     }
 
     /// Accepts until `WouldBlock`. Returns a backoff if it had to stop early.
+    ///
+    /// The acceptor must keep the listen queue empty whatever the reactors
+    /// are doing, so it does as little as it can per connection: accept,
+    /// admission, TCP_NODELAY, a channel send. Reactors are woken once per
+    /// batch, not once per connection.
     fn accept_all(&mut self, admin_port: bool) -> Option<Duration> {
-        loop {
+        let mut batch = 0;
+        let result = loop {
             let listener = match (admin_port, &self.admin_listener) {
                 (true, Some(admin)) => admin,
                 _ => &self.listener,
             };
             match listener.accept() {
-                Ok((socket, peer)) => self.admit(socket, peer.ip(), admin_port),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Ok((socket, peer)) => {
+                    self.admit(socket, peer, admin_port);
+                    batch += 1;
+                    if batch == ACCEPT_BATCH {
+                        self.wake_fed();
+                        batch = 0;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break None,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // ECONNABORTED and friends concern one connection only.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
                 Err(e) => {
                     error!("accept: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
-                    return Some(ACCEPT_BACKOFF);
+                    break Some(ACCEPT_BACKOFF);
                 }
+            }
+        };
+        self.wake_fed();
+        result
+    }
+
+    /// Wakes every reactor handed a connection since the last call.
+    fn wake_fed(&mut self) {
+        let reactors = self.reactors.mailboxes();
+        for (mailbox, fed) in reactors.iter().zip(self.fed.iter_mut()) {
+            if std::mem::take(fed) {
+                mailbox.wake();
             }
         }
     }
 }
 
 impl Acceptor {
-    fn admit(&mut self, mut socket: TcpStream, ip: IpAddr, admin_port: bool) {
-        let ticket = match self.admission.admit(ip) {
+    fn admit(&mut self, mut socket: TcpStream, peer: SocketAddr, admin_port: bool) {
+        let ticket = match self.admission.admit(peer.ip()) {
             Ok(ticket) => ticket,
             Err(refusal) => {
                 metrics::add(&self.metrics.connections_refused, 1);
@@ -198,11 +271,16 @@ impl Acceptor {
         }
         metrics::add(&self.metrics.connections_accepted, 1);
         let reactors = self.reactors.mailboxes();
-        reactors[self.next % reactors.len()].hand_over(Accepted {
+        let index = self.next % reactors.len();
+        reactors[index].hand_over(Accepted {
             socket,
             ticket,
             admin_port,
+            peer,
         });
+        if let Some(fed) = self.fed.get_mut(index) {
+            *fed = true;
+        }
         self.next = self.next.wrapping_add(1);
     }
 }
