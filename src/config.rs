@@ -142,6 +142,13 @@ pub struct Config {
     #[arg(long, default_value_t = 2048)]
     pub max_connections_per_ip: usize,
 
+    /// New connections one IP address may open per second, on average
+    /// (bursts of as many); past it, a connection gets an error frame and
+    /// is closed as it is accepted. 0: no limit (the default, since clients
+    /// behind one proxy or NAT share an address).
+    #[arg(long, default_value_t = 0.0)]
+    pub accept_rate_per_ip: f64,
+
     /// A frame that has begun must be complete within this long (against
     /// slowloris clients that trickle a frame to hold a connection).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
@@ -209,6 +216,11 @@ impl Config {
     pub fn check(&self) -> Result<(), String> {
         if !(self.buy_rate >= 0.0 && self.buy_rate.is_finite()) {
             return Err("--buy-rate must be a number of requests per second, 0 or more".into());
+        }
+        if !(self.accept_rate_per_ip >= 0.0 && self.accept_rate_per_ip.is_finite()) {
+            return Err(
+                "--accept-rate-per-ip must be a number of connections per second, 0 or more".into(),
+            );
         }
         if self.token_ttl.is_zero() || self.token_ttl > Duration::from_secs(3600) {
             return Err("--token-ttl must be between 1 ms and 1 h".into());

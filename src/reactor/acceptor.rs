@@ -18,7 +18,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use seckill_proto::{Opcode, Reply, Status};
 
-use super::admission::Admission;
+use super::admission::{Admission, Refusal};
+use super::rate_limit::RateLimiter;
 use super::WAKER_TOKEN;
 use crate::config::Config;
 use crate::dispatch::{Accepted, Reactors};
@@ -120,6 +121,8 @@ pub struct Acceptor {
     listener: TcpListener,
     admin_listener: Option<TcpListener>,
     admission: Arc<Admission>,
+    /// New connections per second per address (`--accept-rate-per-ip`).
+    accept_rate: RateLimiter,
     reactors: Reactors,
     /// Which reactors were handed a connection and not woken yet.
     fed: Vec<bool>,
@@ -157,6 +160,11 @@ impl Acceptor {
             admin_listener,
             admission: Admission::new(config.max_connections, config.max_connections_per_ip),
             fed: vec![false; reactors.mailboxes().len()],
+            accept_rate: RateLimiter::new(
+                config.accept_rate_per_ip,
+                // A second's worth at once.
+                config.accept_rate_per_ip.ceil().min(f64::from(u32::MAX)) as u32,
+            ),
             reactors,
             next: 0,
             metrics,
@@ -249,7 +257,14 @@ impl Acceptor {
 
 impl Acceptor {
     fn admit(&mut self, mut socket: TcpStream, peer: SocketAddr, admin_port: bool) {
-        let ticket = match self.admission.admit(peer.ip()) {
+        // The rate first: an address over it is refused before it takes a
+        // place, with the same cheap answer as the connection limits.
+        let admitted = if self.accept_rate.allow(address_key(peer.ip())) {
+            self.admission.admit(peer.ip())
+        } else {
+            Err(Refusal::AddressTooFast)
+        };
+        let ticket = match admitted {
             Ok(ticket) => ticket,
             Err(refusal) => {
                 metrics::add(&self.metrics.connections_refused, 1);
@@ -265,10 +280,6 @@ impl Acceptor {
                 return; // dropping the socket closes it
             }
         };
-        // Replies are small and latency matters more than packets.
-        if let Err(e) = socket.set_nodelay(true) {
-            log::debug!("set_nodelay: {e}");
-        }
         metrics::add(&self.metrics.connections_accepted, 1);
         let reactors = self.reactors.mailboxes();
         let index = self.next % reactors.len();
@@ -282,6 +293,24 @@ impl Acceptor {
             *fed = true;
         }
         self.next = self.next.wrapping_add(1);
+    }
+}
+
+/// An address as a rate limiter's key: IPv4 as it is, IPv6 hashed (a
+/// collision only makes two addresses share a bucket).
+fn address_key(ip: std::net::IpAddr) -> u64 {
+    match ip {
+        std::net::IpAddr::V4(v4) => u64::from(u32::from(v4)),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => u64::from(u32::from(v4)),
+            None => {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                v6.hash(&mut h);
+                // Above every IPv4 key.
+                h.finish() | 1 << 63
+            }
+        },
     }
 }
 

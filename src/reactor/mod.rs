@@ -277,6 +277,12 @@ impl Reactor {
                 warn!("registering a connection: {e}");
                 continue;
             }
+            // Replies are small and latency matters more than packets. Set
+            // here rather than by the acceptor, which must keep the listen
+            // queue short in a storm.
+            if let Err(e) = accepted.socket.set_nodelay(true) {
+                debug!("set_nodelay: {e}");
+            }
             self.next_generation += 1;
             entry.insert(Connection::new(accepted, self.next_generation));
             metrics::add(&self.handler.metrics.connections_open, 1);

@@ -416,6 +416,7 @@ fn a_non_reader_is_held_at_its_high_water_mark() {
     let mut normal = server.client();
     let floods: Vec<TcpStream> = (0..4).map(|_| flood_without_reading(server.addr)).collect();
     let unsent = settled_unsent(&server);
+    eprintln!("4 non-readers, high-water mark 16 KiB: {unsent} reply bytes unsent");
     // Over the mark by less than one reply each (a LIST_GOODS reply of 20
     // goods is well under 4 KiB).
     assert!(unsent > 0, "the floods left no reply unsent");
@@ -455,8 +456,9 @@ fn past_the_reply_budget_the_heaviest_non_readers_are_closed() {
     // Six at about 16 KiB each would hold twice the budget.
     let floods: Vec<TcpStream> = (0..6).map(|_| flood_without_reading(server.addr)).collect();
     let unsent = settled_unsent(&server);
-    assert!(unsent <= budget, "{unsent} bytes unsent, over the budget");
     let closed = server.stat("reply_budget_closes");
+    eprintln!("6 non-readers, budget {budget}: {unsent} reply bytes unsent, {closed} closed");
+    assert!(unsent <= budget, "{unsent} bytes unsent, over the budget");
     assert!((1..6).contains(&closed), "{closed} of 6 non-readers closed");
     normal.ping().expect("the normal client is served");
     drop(floods);
@@ -468,4 +470,29 @@ fn past_the_reply_budget_the_heaviest_non_readers_are_closed() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Past its accept rate, an address's new connections are refused as they
+/// are accepted, told why; its connections already open are not touched.
+#[test]
+fn connections_over_the_accept_rate_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("h.db"), &["--accept-rate-per-ip", "2"]);
+    // A burst of two (a second's worth), then refusals until it refills.
+    let mut first = Raw::greeted(server.addr);
+    let _second = Raw::greeted(server.addr);
+    let mut third = Raw::connect(server.addr);
+    let why = refused(&mut third, Status::Busy);
+    assert!(why.contains("slow down"), "{why}");
+    first.request(9, &Request::Ping);
+    assert!(matches!(
+        first.next(),
+        Got::Frame {
+            reply: Reply::Pong,
+            ..
+        }
+    ));
+    // Another address has its own bucket.
+    let mut other = Raw::from_stream(connect_from("127.0.0.2", server.addr));
+    other.hello();
 }
