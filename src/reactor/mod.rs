@@ -9,7 +9,9 @@
 //! new bytes bring a new one. So a connection is read until a read comes
 //! back short (the socket is drained: reading again would only return
 //! `WouldBlock`), unless it is paused (too much in flight, too much unsent)
-//! or has used its budget of requests for this turn of the loop. A paused
+//! or has used its budget of requests for this turn of the loop (its own,
+//! `--requests-per-turn`, or the reactor's, [`REQUESTS_PER_REACTOR_TURN`],
+//! after which the rest wait for the next turn's new events). A paused
 //! connection is driven again when a completion or a drained write
 //! un-pauses it, and one over its budget on the next turn, since no new
 //! event will come for bytes already waiting in the socket.
@@ -57,6 +59,12 @@ pub const WAKER_TOKEN: Token = Token(usize::MAX);
 /// Completions handled per wake-up before the sockets get a turn again.
 const COMPLETIONS_PER_ROUND: usize = 4096;
 
+/// Requests a reactor takes from all its connections in one turn of its
+/// loop. Past it, connections with more to do wait for the next turn, after
+/// that turn's new events: a client that sends one request is served within
+/// a turn of bounded length, however many connections have a backlog.
+const REQUESTS_PER_REACTOR_TURN: usize = 1024;
+
 /// Limits a reactor enforces on each connection.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -93,6 +101,8 @@ pub struct Reactor {
     reply_bytes: Arc<AtomicUsize>,
     /// Buffer bytes freed since malloc was last asked to give memory back.
     freed: usize,
+    /// Requests this turn may still take ([`REQUESTS_PER_REACTOR_TURN`]).
+    turn_left: usize,
 }
 
 impl Limits {
@@ -159,6 +169,7 @@ impl ReactorSet {
                     again: Vec::new(),
                     reply_bytes: reply_bytes.clone(),
                     freed: 0,
+                    turn_left: REQUESTS_PER_REACTOR_TURN,
                 }
                 .spawn()
             })
@@ -195,6 +206,7 @@ impl Reactor {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => other?,
             }
+            self.turn_left = REQUESTS_PER_REACTOR_TURN;
             let mut woken = false;
             for event in events.iter() {
                 match event.token() {
@@ -342,7 +354,9 @@ impl Reactor {
             slot,
             generation: conn.generation,
         };
-        let mut budget = limits.requests_per_turn;
+        // Both budgets: the connection's and what is left of the turn's.
+        let allowed = limits.requests_per_turn.min(self.turn_left);
+        let mut budget = allowed;
         let mut failed = None;
         loop {
             budget = decode_frames(conn, me, &self.handler, limits, budget);
@@ -363,6 +377,7 @@ impl Reactor {
                 }
             }
         }
+        self.turn_left -= allowed - budget;
         let paused = conn.paused(limits.max_inflight, limits.write_high_water);
         // A frame begun and not finished starts the slowloris clock; one
         // that waits only because the connection is paused or out of
@@ -373,8 +388,9 @@ impl Reactor {
             conn.partial_since = Some(Instant::now());
         }
         if budget == 0 && !paused && !conn.again {
-            // Frames may be buffered, bytes may wait in the socket, and no
-            // event will say so: come back next turn.
+            // Frames may be buffered, bytes may wait in the socket (or, with
+            // the turn's budget spent before it began, an event is not yet
+            // acted on), and no event will say so: come back next turn.
             conn.again = true;
             self.again.push(slot);
         }
