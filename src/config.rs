@@ -26,6 +26,14 @@ pub struct Config {
     #[arg(long, default_value_t = 4096)]
     pub backlog: u32,
 
+    /// Threads that accept connections, each from the same listen queue.
+    /// In a connection storm on a busy machine more of them drain the queue
+    /// sooner (fewer overflows); but every new connection wakes them all,
+    /// which costs under a flood of reconnecting clients (BENCHMARKS.md,
+    /// "the reactor at the limit").
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=16))]
+    pub acceptors: u8,
+
     /// Reactor threads that own connections [default: number of cores].
     #[arg(long)]
     pub reactors: Option<usize>,

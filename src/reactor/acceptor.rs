@@ -1,10 +1,12 @@
-//! The acceptor: one thread that accepts connections and deals them out to
-//! the reactors, round robin. It listens on the public address and, when
+//! The acceptors: threads (`--acceptors`, 1 by default) that accept
+//! connections from the same listening sockets and deal them out to the
+//! reactors, round robin. It listens on the public address and, when
 //! configured, on the admin address; it admits a connection only within the
 //! connection limits, and tells one it refuses why before closing it.
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -72,6 +74,19 @@ impl Listeners {
         self.public.local_addr()
     }
 
+    /// The same listening sockets again (duplicated descriptors), for
+    /// another acceptor thread.
+    fn try_clone(&self) -> io::Result<Listeners> {
+        fn dup(l: &TcpListener) -> io::Result<TcpListener> {
+            let fd = l.as_fd().try_clone_to_owned()?;
+            Ok(TcpListener::from_std(std::net::TcpListener::from(fd)))
+        }
+        Ok(Listeners {
+            public: dup(&self.public)?,
+            admin: self.admin.as_ref().map(dup).transpose()?,
+        })
+    }
+
     pub fn admin_addr(&self) -> io::Result<Option<SocketAddr>> {
         self.admin.as_ref().map(|l| l.local_addr()).transpose()
     }
@@ -120,9 +135,11 @@ pub struct Acceptor {
     waker: Arc<mio::Waker>,
     listener: TcpListener,
     admin_listener: Option<TcpListener>,
+    /// Shared by all the acceptors, as are the connections' places.
     admission: Arc<Admission>,
-    /// New connections per second per address (`--accept-rate-per-ip`).
-    accept_rate: RateLimiter,
+    /// New connections per second per address (`--accept-rate-per-ip`),
+    /// shared by all the acceptors.
+    accept_rate: Arc<RateLimiter>,
     reactors: Reactors,
     /// Which reactors were handed a connection and not woken yet.
     fed: Vec<bool>,
@@ -132,13 +149,63 @@ pub struct Acceptor {
 }
 
 impl Acceptor {
-    /// An acceptor for `listeners` that deals connections out to
+    /// `--acceptors` acceptors for `listeners` that deal connections out to
     /// `reactors`, within the configured connection limits, until `stop`
-    /// (then woken through [`waker`](Self::waker)).
-    pub fn new(
+    /// (then woken through each one's [`waker`](Self::waker)).
+    pub fn set(
         config: &Config,
         listeners: Listeners,
         reactors: Reactors,
+        metrics: Arc<Metrics>,
+        stop: Stop,
+    ) -> io::Result<Vec<Self>> {
+        let admission = Admission::new(config.max_connections, config.max_connections_per_ip);
+        let accept_rate = Arc::new(RateLimiter::new(
+            config.accept_rate_per_ip,
+            // A second's worth at once.
+            config.accept_rate_per_ip.ceil().min(f64::from(u32::MAX)) as u32,
+        ));
+        let count = usize::from(config.acceptors.max(1));
+        let mut acceptors = Vec::with_capacity(count);
+        for index in 0..count {
+            let listeners = if index + 1 == count {
+                // The last takes the originals (`listeners` is moved below).
+                None
+            } else {
+                Some(listeners.try_clone()?)
+            };
+            acceptors.push((index, listeners));
+        }
+        let mut originals = Some(listeners);
+        acceptors
+            .into_iter()
+            .map(|(index, listeners)| {
+                let listeners = match listeners.or_else(|| originals.take()) {
+                    Some(l) => l,
+                    None => return Err(io::Error::other("no listeners left for an acceptor")),
+                };
+                Acceptor::new(
+                    listeners,
+                    reactors.clone(),
+                    admission.clone(),
+                    accept_rate.clone(),
+                    // Each deals from its own place in the reactors, so that
+                    // two acceptors do not both start with reactor 0.
+                    index,
+                    metrics.clone(),
+                    stop.clone(),
+                )
+            })
+            .collect()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        listeners: Listeners,
+        reactors: Reactors,
+        admission: Arc<Admission>,
+        accept_rate: Arc<RateLimiter>,
+        first: usize,
         metrics: Arc<Metrics>,
         stop: Stop,
     ) -> io::Result<Self> {
@@ -158,15 +225,11 @@ impl Acceptor {
             waker,
             listener,
             admin_listener,
-            admission: Admission::new(config.max_connections, config.max_connections_per_ip),
+            admission,
             fed: vec![false; reactors.mailboxes().len()],
-            accept_rate: RateLimiter::new(
-                config.accept_rate_per_ip,
-                // A second's worth at once.
-                config.accept_rate_per_ip.ceil().min(f64::from(u32::MAX)) as u32,
-            ),
+            accept_rate,
             reactors,
-            next: 0,
+            next: first,
             metrics,
             stop,
         })
@@ -179,7 +242,7 @@ impl Acceptor {
 
     pub fn spawn(self) -> io::Result<JoinHandle<()>> {
         thread::Builder::new()
-            .name("acceptor".into())
+            .name(format!("acceptor-{}", self.next))
             .spawn(move || {
                 if let Err(e) = self.run() {
                     error!("acceptor stopped: {e}");

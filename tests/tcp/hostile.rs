@@ -496,3 +496,32 @@ fn connections_over_the_accept_rate_are_refused() {
     let mut other = Raw::from_stream(connect_from("127.0.0.2", server.addr));
     other.hello();
 }
+
+/// Several acceptors share the listening socket: every connection is taken
+/// by one of them and served, the connection limits hold across them, and
+/// the server stops cleanly.
+#[test]
+fn several_acceptors_share_the_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("h.db"),
+        &["--acceptors", "3", "--max-connections-per-ip", "20"],
+    );
+    let mut clients: Vec<Raw> = (0..20).map(|_| Raw::greeted(server.addr)).collect();
+    for (id, raw) in clients.iter_mut().enumerate() {
+        raw.request(id as u64 + 10, &Request::Ping);
+        assert!(matches!(
+            raw.next(),
+            Got::Frame {
+                reply: Reply::Pong,
+                ..
+            }
+        ));
+    }
+    // The 21st from this address is refused, whichever acceptor takes it.
+    let mut over = Raw::connect(server.addr);
+    let why = refused(&mut over, Status::Busy);
+    assert!(why.contains("your address"), "{why}");
+    drop(clients);
+    assert!(server.terminate().success());
+}
