@@ -26,11 +26,11 @@ pub struct Config {
     #[arg(long, default_value_t = 4096)]
     pub backlog: u32,
 
-    /// Threads that accept connections, each from the same listen queue.
-    /// In a connection storm on a busy machine more of them drain the queue
-    /// sooner (fewer overflows); but every new connection wakes them all,
-    /// which costs under a flood of reconnecting clients (BENCHMARKS.md,
-    /// "the reactor at the limit").
+    /// Threads that accept connections from the same listen queue. One
+    /// waits on it; when it finds a storm (a full batch of connections
+    /// waiting) it wakes the others, which help drain the queue until it is
+    /// empty. On a busy machine that keeps a storm from overflowing the
+    /// queue (BENCHMARKS.md, "the reactor at the limit").
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=16))]
     pub acceptors: u8,
 

@@ -143,6 +143,11 @@ pub struct Acceptor {
     reactors: Reactors,
     /// Which reactors were handed a connection and not woken yet.
     fed: Vec<bool>,
+    /// The leader waits on the listening sockets; a helper only on its
+    /// waker, and accepts when the leader wakes it.
+    leader: bool,
+    /// The leader's: the helpers' wakers, rung when a storm is found.
+    helpers: Vec<Arc<mio::Waker>>,
     next: usize,
     metrics: Arc<Metrics>,
     stop: Stop,
@@ -177,7 +182,7 @@ impl Acceptor {
             acceptors.push((index, listeners));
         }
         let mut originals = Some(listeners);
-        acceptors
+        let mut acceptors: Vec<Acceptor> = acceptors
             .into_iter()
             .map(|(index, listeners)| {
                 let listeners = match listeners.or_else(|| originals.take()) {
@@ -196,7 +201,17 @@ impl Acceptor {
                     stop.clone(),
                 )
             })
-            .collect()
+            .collect::<io::Result<_>>()?;
+        // The first leads: it alone waits on the listening sockets, and wakes
+        // the others (helpers) when it finds a storm.
+        let helpers: Vec<Arc<mio::Waker>> = acceptors.iter().skip(1).map(Acceptor::waker).collect();
+        if let Some(leader) = acceptors.first_mut() {
+            leader.helpers = helpers;
+        }
+        for helper in acceptors.iter_mut().skip(1) {
+            helper.leader = false;
+        }
+        Ok(acceptors)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -215,10 +230,15 @@ impl Acceptor {
             public: mut listener,
             admin: mut admin_listener,
         } = listeners;
-        poll.registry()
-            .register(&mut listener, PUBLIC, Interest::READABLE)?;
-        if let Some(admin) = admin_listener.as_mut() {
-            poll.registry().register(admin, ADMIN, Interest::READABLE)?;
+        // Only the leader waits on the listeners (`first == 0`): a helper
+        // registered too would be woken by every new connection, for nothing
+        // but an accept that finds the queue empty.
+        if first == 0 {
+            poll.registry()
+                .register(&mut listener, PUBLIC, Interest::READABLE)?;
+            if let Some(admin) = admin_listener.as_mut() {
+                poll.registry().register(admin, ADMIN, Interest::READABLE)?;
+            }
         }
         Ok(Acceptor {
             poll,
@@ -229,6 +249,8 @@ impl Acceptor {
             fed: vec![false; reactors.mailboxes().len()],
             accept_rate,
             reactors,
+            leader: first == 0,
+            helpers: Vec::new(),
             next: first,
             metrics,
             stop,
@@ -259,7 +281,9 @@ impl Acceptor {
                 other => other?,
             }
             if self.stop.is_triggered() {
-                info!("acceptor: no longer accepting");
+                if self.leader {
+                    info!("acceptor: no longer accepting");
+                }
                 return Ok(()); // dropping the listener closes it
             }
             // Whatever woke us (a listener event, or the end of a backoff),
@@ -279,6 +303,7 @@ impl Acceptor {
     /// batch, not once per connection.
     fn accept_all(&mut self, admin_port: bool) -> Option<Duration> {
         let mut batch = 0;
+        let mut helped = false;
         let result = loop {
             let listener = match (admin_port, &self.admin_listener) {
                 (true, Some(admin)) => admin,
@@ -291,6 +316,16 @@ impl Acceptor {
                     if batch == ACCEPT_BATCH {
                         self.wake_fed();
                         batch = 0;
+                        if !helped {
+                            // A full batch and more waiting: a storm. The
+                            // helpers drain the same queue until it is empty.
+                            helped = true;
+                            for helper in &self.helpers {
+                                if let Err(e) = helper.wake() {
+                                    warn!("waking an accept helper: {e}");
+                                }
+                            }
+                        }
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break None,
