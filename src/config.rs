@@ -18,6 +18,22 @@ pub struct Config {
     #[arg(long, default_value = "127.0.0.1:7700")]
     pub listen: SocketAddr,
 
+    /// Length of the listen queue (connections the kernel has completed
+    /// and the server not yet accepted). A sale opens with everyone
+    /// connecting at once: past the queue, the kernel drops the handshake
+    /// and the client waits a SYN retransmit (a second or more). Linux caps
+    /// it at net.core.somaxconn; the server warns when it does.
+    #[arg(long, default_value_t = 4096)]
+    pub backlog: u32,
+
+    /// Threads that accept connections from the same listen queue. One
+    /// waits on it; when it finds a storm (a full batch of connections
+    /// waiting) it wakes the others, which help drain the queue until it is
+    /// empty. On a busy machine that keeps a storm from overflowing the
+    /// queue (BENCHMARKS.md, "the reactor at the limit").
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=16))]
+    pub acceptors: u8,
+
     /// Reactor threads that own connections [default: number of cores].
     #[arg(long)]
     pub reactors: Option<usize>,
@@ -97,8 +113,27 @@ pub struct Config {
     pub max_inflight: usize,
 
     /// Unsent reply bytes above which the server stops reading a connection.
-    #[arg(long, default_value_t = 1 << 20)]
+    #[arg(long, default_value_t = 64 << 10)]
     pub write_high_water: usize,
+
+    /// Unsent reply bytes of all connections together. Past it, the
+    /// connections that do not read their replies are closed, those with
+    /// the most unsent first, with an error frame, until the total is
+    /// back under it.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub reply_budget: usize,
+
+    /// Requests a connection may have answered `bad_request` before it is
+    /// closed (with an error frame): a broken or hostile client stops
+    /// costing the server.
+    #[arg(long, default_value_t = 32)]
+    pub bad_request_budget: u32,
+
+    /// Requests taken from one connection per turn of its reactor's loop:
+    /// a connection with more waits for the next turn, so one client
+    /// pipelining thousands cannot hold a reactor.
+    #[arg(long, default_value_t = 64)]
+    pub requests_per_turn: usize,
 
     /// Serve admin commands on this address only (keep it on loopback or a
     /// private network, e.g. 127.0.0.1:7701). The public listener then
@@ -114,6 +149,13 @@ pub struct Config {
     /// Open connections from one IP address at most.
     #[arg(long, default_value_t = 2048)]
     pub max_connections_per_ip: usize,
+
+    /// New connections one IP address may open per second, on average
+    /// (bursts of as many); past it, a connection gets an error frame and
+    /// is closed as it is accepted. 0: no limit (the default, since clients
+    /// behind one proxy or NAT share an address).
+    #[arg(long, default_value_t = 0.0)]
+    pub accept_rate_per_ip: f64,
 
     /// A frame that has begun must be complete within this long (against
     /// slowloris clients that trickle a frame to hold a connection).
@@ -182,6 +224,11 @@ impl Config {
     pub fn check(&self) -> Result<(), String> {
         if !(self.buy_rate >= 0.0 && self.buy_rate.is_finite()) {
             return Err("--buy-rate must be a number of requests per second, 0 or more".into());
+        }
+        if !(self.accept_rate_per_ip >= 0.0 && self.accept_rate_per_ip.is_finite()) {
+            return Err(
+                "--accept-rate-per-ip must be a number of connections per second, 0 or more".into(),
+            );
         }
         if self.token_ttl.is_zero() || self.token_ttl > Duration::from_secs(3600) {
             return Err("--token-ttl must be between 1 ms and 1 h".into());

@@ -64,6 +64,9 @@ pub struct Accepted {
     pub ticket: Ticket,
     /// It came in on the admin listener.
     pub admin_port: bool,
+    /// Its peer, as accept() told it (asking the socket again would cost
+    /// the reactor a syscall per connection).
+    pub peer: std::net::SocketAddr,
 }
 
 /// The reactor's end of its [`Mailbox`].
@@ -99,10 +102,13 @@ impl Mailbox {
         }
     }
 
+    /// Queues an accepted connection without waking the reactor: the
+    /// acceptor hands over a whole batch, then wakes each reactor it fed
+    /// once ([`wake`](Self::wake)), instead of a wake-up per connection.
     pub fn hand_over(&self, conn: Accepted) {
-        if self.accepted.send(conn).is_ok() {
-            self.wake();
-        }
+        // Fails only once the reactor has exited; dropping the connection
+        // closes it.
+        let _ = self.accepted.send(conn);
     }
 
     /// Wakes the reactor unless a wake is already pending.

@@ -30,6 +30,14 @@ metrics! {
     connections_refused,
     /// Connections closed for not completing a frame in time.
     frame_timeouts,
+    /// Connections closed for sending too many bad requests.
+    bad_request_closes,
+    /// Connections that did not read their replies, closed to keep the
+    /// unsent replies of all connections within --reply-budget.
+    reply_budget_closes,
+    /// Reply bytes encoded and not yet written, all connections (a gauge,
+    /// as of the end of each reactor's last turn).
+    unsent_reply_bytes,
     /// BUYs answered `rate_limited`.
     buy_rate_limited,
     /// Frames decoded, good or bad.

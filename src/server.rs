@@ -35,7 +35,7 @@ pub struct Server {
     addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
     shutdown: Shutdown,
-    /// The acceptor and the reactors: they stop at [`Shutdown::trigger`].
+    /// The reactors and the acceptors: they stop at [`Shutdown::trigger`].
     front: Vec<JoinHandle<()>>,
     /// Start-up still going on in the background, if the stores were not
     /// all up at start; it hands over the roles it started.
@@ -53,7 +53,7 @@ pub struct Server {
 #[derive(Clone)]
 pub struct Shutdown {
     stop: Stop,
-    acceptor: Arc<mio::Waker>,
+    acceptors: Vec<Arc<mio::Waker>>,
     reactors: Reactors,
 }
 
@@ -61,7 +61,12 @@ impl Shutdown {
     /// Stop accepting, finish in-flight requests, flush replies, close.
     pub fn trigger(&self) {
         self.stop.trigger();
-        if let Err(e) = self.acceptor.wake().and_then(|()| self.reactors.wake_all()) {
+        let woken = self
+            .acceptors
+            .iter()
+            .try_for_each(|a| a.wake())
+            .and_then(|()| self.reactors.wake_all());
+        if let Err(e) = woken {
             warn!("waking threads for shutdown: {e}");
         }
     }
@@ -170,7 +175,7 @@ impl Server {
         let handler = Handler::new(config, slot.clone(), metrics.clone(), jobs, admin_jobs);
         let mut front = reactor_set.spawn(config, handler, &front_stop)?;
 
-        let acceptor = Acceptor::new(
+        let acceptors = Acceptor::set(
             config,
             listeners,
             reactors.clone(),
@@ -179,10 +184,13 @@ impl Server {
         )?;
         let shutdown = Shutdown {
             stop: front_stop.clone(),
-            acceptor: acceptor.waker(),
+            acceptors: acceptors.iter().map(Acceptor::waker).collect(),
             reactors,
         };
-        front.insert(0, acceptor.spawn()?);
+        let reactor_count = front.len();
+        for acceptor in acceptors {
+            front.push(acceptor.spawn()?);
+        }
         let startup = match later {
             Some((startup, roles)) => Some(startup::carry_on(
                 startup,
@@ -193,7 +201,10 @@ impl Server {
             )?),
             None => None,
         };
-        info!("listening on {addr} with {} reactors", front.len() - 1);
+        info!(
+            "listening on {addr} with {reactor_count} reactors and {} acceptors",
+            config.acceptors
+        );
         if config.admin_token.is_none() {
             warn!("no admin token set (--admin-token or SECKILL_ADMIN_TOKEN): admin commands are refused");
         }

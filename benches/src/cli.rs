@@ -88,6 +88,17 @@ pub struct Common {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// The server's process id, when it runs on this machine: report the
+    /// CPU time it spent on the run, and per request answered (attack:
+    /// also its resident memory, VmRSS, after each phase).
+    #[arg(long, global = true, value_name = "PID")]
+    pub server_pid: Option<u32>,
+
+    /// Process ids of the stores (Redis, MySQL) when they run on this
+    /// machine: their CPU time is reported beside the server's.
+    #[arg(long, global = true, value_name = "PID,...", value_delimiter = ',')]
+    pub store_pids: Vec<u32>,
+
     /// Draw throughput and p99 latency per second into this SVG file.
     #[arg(long, global = true, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
@@ -115,6 +126,28 @@ pub enum Scenario {
     /// an open-loop mix of GET_GOODS, LIST_GOODS and BUY, first alone
     /// (baseline), then beside each attack in turn, one --phase each.
     Attack(Attack),
+    /// A sale opens and everyone connects at once: --connects connections
+    /// from --clients threads, each connected and greeted (HELLO), all held
+    /// until the last is made. Reports connect latency, the kernel's
+    /// listen-queue overflows, and the server's CPU with --server-pid.
+    ConnectStorm(ConnectStorm),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConnectStorm {
+    /// Connections to open in all.
+    #[arg(long, default_value_t = 10_000)]
+    pub connects: usize,
+
+    /// Threads connecting, each issuing its share of the connects at once
+    /// (non-blocking), then greeting each as it comes up.
+    #[arg(long, default_value_t = 50)]
+    pub clients: usize,
+
+    /// Connects each thread keeps in flight (1: one blocking connect after
+    /// another) [default: its whole share at once].
+    #[arg(long, value_name = "N")]
+    pub in_flight: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -290,14 +323,13 @@ pub struct Attack {
     #[arg(long, default_value_t = 20)]
     pub no_readers: usize,
 
+    /// Connections of the unread-goods attack.
+    #[arg(long, default_value_t = 1_500)]
+    pub unread_connections: usize,
+
     /// Requests the million-pipelined client writes without reading.
     #[arg(long, default_value_t = 1_000_000)]
     pub pipelined: u64,
-
-    /// The server's process id: report its resident memory (VmRSS) at the
-    /// end of each phase, and its growth over the baseline.
-    #[arg(long, value_name = "PID")]
-    pub server_pid: Option<u32>,
 }
 
 /// One kind of hostile traffic (SECURITY.md, threat model).
@@ -322,13 +354,17 @@ pub enum AttackKind {
     Idle10k,
     /// Clients pipelining PINGs and BUYs as fast as they can, never reading.
     NoRead,
+    /// --unread-connections connections pipelining GET_GOODS for as long
+    /// as the server reads them, never reading a reply: what the server's
+    /// memory holds for them, and gives back after they close.
+    UnreadGoods,
     /// One client writing --pipelined requests without reading.
     MillionPipelined,
 }
 
 impl AttackKind {
     /// Every attack, in the order they run.
-    pub const ALL: [AttackKind; 9] = [
+    pub const ALL: [AttackKind; 10] = [
         AttackKind::RandomBytes,
         AttackKind::Truncated,
         AttackKind::HugeLength,
@@ -337,6 +373,7 @@ impl AttackKind {
         AttackKind::WrongVersion,
         AttackKind::Idle10k,
         AttackKind::NoRead,
+        AttackKind::UnreadGoods,
         AttackKind::MillionPipelined,
     ];
 
@@ -351,6 +388,7 @@ impl AttackKind {
             AttackKind::WrongVersion => "wrong-version",
             AttackKind::Idle10k => "idle-10k",
             AttackKind::NoRead => "no-read",
+            AttackKind::UnreadGoods => "unread-goods",
             AttackKind::MillionPipelined => "million-pipelined",
         }
     }
@@ -437,7 +475,7 @@ mod tests {
         assert!(a.attacks.is_empty(), "empty means all");
         assert_eq!((a.attackers, a.slow_connections), (50, 1_000));
         assert_eq!((a.idle_connections, a.no_readers), (10_000, 20));
-        assert_eq!((a.pipelined, a.server_pid), (1_000_000, None));
+        assert_eq!((a.pipelined, cli.common.server_pid), (1_000_000, None));
         assert_eq!((cli.common.rate, cli.common.connections), (None, None));
 
         let cli = Cli::try_parse_from([
@@ -458,7 +496,7 @@ mod tests {
         };
         assert_eq!(a.attacks, [AttackKind::Idle10k, AttackKind::HugeLength]);
         assert_eq!(a.phase, Duration::from_secs(3));
-        assert_eq!(a.server_pid, Some(42));
+        assert_eq!(cli.common.server_pid, Some(42));
         assert_eq!(cli.common.rate, Some(500.0));
         assert!(Cli::try_parse_from(["seckill-bench", "attack", "--attacks", "nope"]).is_err());
     }

@@ -35,6 +35,7 @@
 pub mod attack;
 pub mod checks;
 pub mod cli;
+pub mod cost;
 pub mod engine;
 pub mod error;
 pub mod lifecycle;
@@ -45,6 +46,7 @@ pub mod scenario;
 pub mod schedule;
 pub mod servers;
 pub mod stats;
+pub mod storm;
 pub mod users;
 pub mod verify;
 pub mod workload;

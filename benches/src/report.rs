@@ -45,6 +45,9 @@ pub struct Report {
     /// The goods the run bought, if it bought.
     pub goods: Option<GoodsInfo>,
     pub verification: Option<Verification>,
+    /// CPU time of the server and stores watched (`--server-pid`,
+    /// `--store-pids`) over the run, and per request answered.
+    pub cost: Vec<crate::cost::Cost>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -185,6 +188,7 @@ impl Report {
             per_second,
             goods: None,
             verification: None,
+            cost: finished.cost.clone(),
         }
     }
 
@@ -247,6 +251,9 @@ impl Report {
             o.connection_failures, o.lost
         );
         let _ = writeln!(s, "  latency: {}", latency_line(&self.latency));
+        if !self.cost.is_empty() {
+            let _ = writeln!(s, "  cpu: {}", crate::cost::line(&self.cost));
+        }
         // A run of one kind of request has said it all.
         if self.latency_by_request.len() > 1 {
             for (request, l) in &self.latency_by_request {
@@ -302,6 +309,7 @@ pub enum Output {
     Compare(Box<Comparison>),
     Attack(Box<AttackReport>),
     Lifecycle(Box<LifecycleReport>),
+    Storm(Box<crate::storm::StormReport>),
 }
 
 impl Output {
@@ -311,6 +319,7 @@ impl Output {
             Output::Compare(c) => vec![&c.server, &c.redis_direct],
             Output::Attack(a) => a.phases.iter().map(|p| &p.normal).collect(),
             Output::Lifecycle(l) => l.reports(),
+            Output::Storm(_) => Vec::new(),
         }
     }
 
@@ -320,6 +329,7 @@ impl Output {
         match self {
             Output::Attack(a) => a.passed,
             Output::Lifecycle(l) => l.passed(),
+            Output::Storm(s) => s.passed(),
             _ => self.reports().iter().all(|r| r.passed()),
         }
     }
@@ -331,6 +341,11 @@ impl Output {
                 "the normal client saw what a healthy server would not cause it: {}",
                 a.failures().join(" | ")
             ),
+            Output::Storm(s) => format!(
+                "{} of {} connections were not made and greeted",
+                s.connects as u64 - s.ready.min(s.connects as u64),
+                s.connects
+            ),
             _ => "verification FAILED".into(),
         }
     }
@@ -341,6 +356,7 @@ impl Output {
             Output::Compare(c) => serde_json::to_value(c),
             Output::Attack(a) => serde_json::to_value(a),
             Output::Lifecycle(l) => serde_json::to_value(l),
+            Output::Storm(s) => serde_json::to_value(s),
         };
         value.unwrap_or(serde_json::Value::Null)
     }
@@ -356,6 +372,7 @@ impl Output {
             ),
             Output::Attack(a) => a.text(),
             Output::Lifecycle(l) => l.text(),
+            Output::Storm(s) => s.text(),
         }
     }
 }
@@ -412,6 +429,7 @@ mod tests {
             connected: 4,
             sent: 100,
             servers: Vec::new(),
+            cost: Vec::new(),
         };
         let header = Header {
             scenario: "flash-crowd",

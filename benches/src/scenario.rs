@@ -54,6 +54,9 @@ pub fn run(cli: &Cli) -> Result<Output, Error> {
         Scenario::Browse(args) => browse(common, args).map(single),
         Scenario::Attack(args) => attack::run(common, args),
         Scenario::Lifecycle(args) => lifecycle::run(common, args),
+        Scenario::ConnectStorm(args) => {
+            crate::storm::run(common, args).map(|s| Output::Storm(Box::new(s)))
+        }
     }
 }
 
@@ -87,6 +90,11 @@ pub fn plan(common: &Common, duration: Option<Duration>, keep_acks: bool) -> Pla
         keep_acks,
         retry_busy: 0,
         live: true,
+        watch: common
+            .server_pid
+            .into_iter()
+            .chain(common.store_pids.iter().copied())
+            .collect(),
     }
 }
 

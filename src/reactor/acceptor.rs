@@ -1,11 +1,12 @@
-//! The acceptor: one thread that accepts connections and deals them out to
-//! the reactors, round robin. It listens on the public address and, when
+//! The acceptors: threads (`--acceptors`, 1 by default) that accept
+//! connections from the same listening sockets and deal them out to the
+//! reactors, round robin. It listens on the public address and, when
 //! configured, on the admin address; it admits a connection only within the
 //! connection limits, and tells one it refuses why before closing it.
 
 use std::io::{self, Write};
-use std::net::IpAddr;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -15,10 +16,12 @@ use bytes::BytesMut;
 use log::{error, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
+use socket2::{Domain, Protocol, Socket, Type};
 
 use seckill_proto::{Opcode, Reply, Status};
 
-use super::admission::Admission;
+use super::admission::{Admission, Refusal};
+use super::rate_limit::RateLimiter;
 use super::WAKER_TOKEN;
 use crate::config::Config;
 use crate::dispatch::{Accepted, Reactors};
@@ -33,6 +36,11 @@ const ADMIN: Token = Token(1);
 /// the kernel's backlog meanwhile, and the acceptor does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// Connections accepted before the reactors they went to are woken: enough
+/// to spare a wake-up per connection in a storm, few enough that the first
+/// of a batch does not wait long for its reactor.
+const ACCEPT_BATCH: usize = 64;
+
 /// The listening sockets, bound before any thread starts, so that a port in
 /// use is an error at start.
 pub struct Listeners {
@@ -42,11 +50,13 @@ pub struct Listeners {
 
 impl Listeners {
     pub fn bind(config: &Config) -> anyhow::Result<Listeners> {
-        let public = TcpListener::bind(config.listen)
+        let backlog = effective_backlog(config.backlog, somaxconn());
+        let public = listen(config.listen, config.backlog)
             .with_context(|| format!("binding {}", config.listen))?;
+        info!("listen queue {backlog} (--backlog {})", config.backlog);
         let admin = match config.admin_listen {
             Some(admin) => {
-                let l = TcpListener::bind(admin)
+                let l = listen(admin, config.backlog)
                     .with_context(|| format!("binding the admin listener {admin}"))?;
                 let bound = l.local_addr()?;
                 if !bound.ip().is_loopback() {
@@ -64,8 +74,59 @@ impl Listeners {
         self.public.local_addr()
     }
 
+    /// The same listening sockets again (duplicated descriptors), for
+    /// another acceptor thread.
+    fn try_clone(&self) -> io::Result<Listeners> {
+        fn dup(l: &TcpListener) -> io::Result<TcpListener> {
+            let fd = l.as_fd().try_clone_to_owned()?;
+            Ok(TcpListener::from_std(std::net::TcpListener::from(fd)))
+        }
+        Ok(Listeners {
+            public: dup(&self.public)?,
+            admin: self.admin.as_ref().map(dup).transpose()?,
+        })
+    }
+
     pub fn admin_addr(&self) -> io::Result<Option<SocketAddr>> {
         self.admin.as_ref().map(|l| l.local_addr()).transpose()
+    }
+}
+
+/// A non-blocking listening socket on `addr` with a listen queue of
+/// `backlog` (SO_REUSEADDR, as mio and std set it, so a restart does not
+/// wait out TIME_WAIT).
+fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    // The kernel takes the smaller of this and net.core.somaxconn.
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+/// Linux's cap on every listen queue (net.core.somaxconn), when it can be
+/// read.
+fn somaxconn() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The listen queue the kernel will give for `asked`, warning when its cap
+/// cuts it down (the operator then raises net.core.somaxconn).
+fn effective_backlog(asked: u32, cap: Option<u32>) -> u32 {
+    match cap {
+        Some(cap) if cap < asked => {
+            warn!(
+                "--backlog {asked} is capped at {cap} by net.core.somaxconn; \
+                 raise it (sysctl -w net.core.somaxconn={asked}) for connection storms"
+            );
+            cap
+        }
+        _ => asked,
     }
 }
 
@@ -74,21 +135,92 @@ pub struct Acceptor {
     waker: Arc<mio::Waker>,
     listener: TcpListener,
     admin_listener: Option<TcpListener>,
+    /// Shared by all the acceptors, as are the connections' places.
     admission: Arc<Admission>,
+    /// New connections per second per address (`--accept-rate-per-ip`),
+    /// shared by all the acceptors.
+    accept_rate: Arc<RateLimiter>,
     reactors: Reactors,
+    /// Which reactors were handed a connection and not woken yet.
+    fed: Vec<bool>,
+    /// The leader waits on the listening sockets; a helper only on its
+    /// waker, and accepts when the leader wakes it.
+    leader: bool,
+    /// The leader's: the helpers' wakers, rung when a storm is found.
+    helpers: Vec<Arc<mio::Waker>>,
     next: usize,
     metrics: Arc<Metrics>,
     stop: Stop,
 }
 
 impl Acceptor {
-    /// An acceptor for `listeners` that deals connections out to
+    /// `--acceptors` acceptors for `listeners` that deal connections out to
     /// `reactors`, within the configured connection limits, until `stop`
-    /// (then woken through [`waker`](Self::waker)).
-    pub fn new(
+    /// (then woken through each one's [`waker`](Self::waker)).
+    pub fn set(
         config: &Config,
         listeners: Listeners,
         reactors: Reactors,
+        metrics: Arc<Metrics>,
+        stop: Stop,
+    ) -> io::Result<Vec<Self>> {
+        let admission = Admission::new(config.max_connections, config.max_connections_per_ip);
+        let accept_rate = Arc::new(RateLimiter::new(
+            config.accept_rate_per_ip,
+            // A second's worth at once.
+            config.accept_rate_per_ip.ceil().min(f64::from(u32::MAX)) as u32,
+        ));
+        let count = usize::from(config.acceptors.max(1));
+        let mut acceptors = Vec::with_capacity(count);
+        for index in 0..count {
+            let listeners = if index + 1 == count {
+                // The last takes the originals (`listeners` is moved below).
+                None
+            } else {
+                Some(listeners.try_clone()?)
+            };
+            acceptors.push((index, listeners));
+        }
+        let mut originals = Some(listeners);
+        let mut acceptors: Vec<Acceptor> = acceptors
+            .into_iter()
+            .map(|(index, listeners)| {
+                let listeners = match listeners.or_else(|| originals.take()) {
+                    Some(l) => l,
+                    None => return Err(io::Error::other("no listeners left for an acceptor")),
+                };
+                Acceptor::new(
+                    listeners,
+                    reactors.clone(),
+                    admission.clone(),
+                    accept_rate.clone(),
+                    // Each deals from its own place in the reactors, so that
+                    // two acceptors do not both start with reactor 0.
+                    index,
+                    metrics.clone(),
+                    stop.clone(),
+                )
+            })
+            .collect::<io::Result<_>>()?;
+        // The first leads: it alone waits on the listening sockets, and wakes
+        // the others (helpers) when it finds a storm.
+        let helpers: Vec<Arc<mio::Waker>> = acceptors.iter().skip(1).map(Acceptor::waker).collect();
+        if let Some(leader) = acceptors.first_mut() {
+            leader.helpers = helpers;
+        }
+        for helper in acceptors.iter_mut().skip(1) {
+            helper.leader = false;
+        }
+        Ok(acceptors)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        listeners: Listeners,
+        reactors: Reactors,
+        admission: Arc<Admission>,
+        accept_rate: Arc<RateLimiter>,
+        first: usize,
         metrics: Arc<Metrics>,
         stop: Stop,
     ) -> io::Result<Self> {
@@ -98,19 +230,28 @@ impl Acceptor {
             public: mut listener,
             admin: mut admin_listener,
         } = listeners;
-        poll.registry()
-            .register(&mut listener, PUBLIC, Interest::READABLE)?;
-        if let Some(admin) = admin_listener.as_mut() {
-            poll.registry().register(admin, ADMIN, Interest::READABLE)?;
+        // Only the leader waits on the listeners (`first == 0`): a helper
+        // registered too would be woken by every new connection, for nothing
+        // but an accept that finds the queue empty.
+        if first == 0 {
+            poll.registry()
+                .register(&mut listener, PUBLIC, Interest::READABLE)?;
+            if let Some(admin) = admin_listener.as_mut() {
+                poll.registry().register(admin, ADMIN, Interest::READABLE)?;
+            }
         }
         Ok(Acceptor {
             poll,
             waker,
             listener,
             admin_listener,
-            admission: Admission::new(config.max_connections, config.max_connections_per_ip),
+            admission,
+            fed: vec![false; reactors.mailboxes().len()],
+            accept_rate,
             reactors,
-            next: 0,
+            leader: first == 0,
+            helpers: Vec::new(),
+            next: first,
             metrics,
             stop,
         })
@@ -123,7 +264,7 @@ impl Acceptor {
 
     pub fn spawn(self) -> io::Result<JoinHandle<()>> {
         thread::Builder::new()
-            .name("acceptor".into())
+            .name(format!("acceptor-{}", self.next))
             .spawn(move || {
                 if let Err(e) = self.run() {
                     error!("acceptor stopped: {e}");
@@ -140,7 +281,9 @@ impl Acceptor {
                 other => other?,
             }
             if self.stop.is_triggered() {
-                info!("acceptor: no longer accepting");
+                if self.leader {
+                    info!("acceptor: no longer accepting");
+                }
                 return Ok(()); // dropping the listener closes it
             }
             // Whatever woke us (a listener event, or the end of a backoff),
@@ -153,30 +296,73 @@ impl Acceptor {
     }
 
     /// Accepts until `WouldBlock`. Returns a backoff if it had to stop early.
+    ///
+    /// The acceptor must keep the listen queue empty whatever the reactors
+    /// are doing, so it does as little as it can per connection: accept,
+    /// admission, TCP_NODELAY, a channel send. Reactors are woken once per
+    /// batch, not once per connection.
     fn accept_all(&mut self, admin_port: bool) -> Option<Duration> {
-        loop {
+        let mut batch = 0;
+        let mut helped = false;
+        let result = loop {
             let listener = match (admin_port, &self.admin_listener) {
                 (true, Some(admin)) => admin,
                 _ => &self.listener,
             };
             match listener.accept() {
-                Ok((socket, peer)) => self.admit(socket, peer.ip(), admin_port),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Ok((socket, peer)) => {
+                    self.admit(socket, peer, admin_port);
+                    batch += 1;
+                    if batch == ACCEPT_BATCH {
+                        self.wake_fed();
+                        batch = 0;
+                        if !helped {
+                            // A full batch and more waiting: a storm. The
+                            // helpers drain the same queue until it is empty.
+                            helped = true;
+                            for helper in &self.helpers {
+                                if let Err(e) = helper.wake() {
+                                    warn!("waking an accept helper: {e}");
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break None,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // ECONNABORTED and friends concern one connection only.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
                 Err(e) => {
                     error!("accept: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
-                    return Some(ACCEPT_BACKOFF);
+                    break Some(ACCEPT_BACKOFF);
                 }
+            }
+        };
+        self.wake_fed();
+        result
+    }
+
+    /// Wakes every reactor handed a connection since the last call.
+    fn wake_fed(&mut self) {
+        let reactors = self.reactors.mailboxes();
+        for (mailbox, fed) in reactors.iter().zip(self.fed.iter_mut()) {
+            if std::mem::take(fed) {
+                mailbox.wake();
             }
         }
     }
 }
 
 impl Acceptor {
-    fn admit(&mut self, mut socket: TcpStream, ip: IpAddr, admin_port: bool) {
-        let ticket = match self.admission.admit(ip) {
+    fn admit(&mut self, mut socket: TcpStream, peer: SocketAddr, admin_port: bool) {
+        // The rate first: an address over it is refused before it takes a
+        // place, with the same cheap answer as the connection limits.
+        let admitted = if self.accept_rate.allow(address_key(peer.ip())) {
+            self.admission.admit(peer.ip())
+        } else {
+            Err(Refusal::AddressTooFast)
+        };
+        let ticket = match admitted {
             Ok(ticket) => ticket,
             Err(refusal) => {
                 metrics::add(&self.metrics.connections_refused, 1);
@@ -192,18 +378,37 @@ impl Acceptor {
                 return; // dropping the socket closes it
             }
         };
-        // Replies are small and latency matters more than packets.
-        if let Err(e) = socket.set_nodelay(true) {
-            log::debug!("set_nodelay: {e}");
-        }
         metrics::add(&self.metrics.connections_accepted, 1);
         let reactors = self.reactors.mailboxes();
-        reactors[self.next % reactors.len()].hand_over(Accepted {
+        let index = self.next % reactors.len();
+        reactors[index].hand_over(Accepted {
             socket,
             ticket,
             admin_port,
+            peer,
         });
+        if let Some(fed) = self.fed.get_mut(index) {
+            *fed = true;
+        }
         self.next = self.next.wrapping_add(1);
+    }
+}
+
+/// An address as a rate limiter's key: IPv4 as it is, IPv6 hashed (a
+/// collision only makes two addresses share a bucket).
+fn address_key(ip: std::net::IpAddr) -> u64 {
+    match ip {
+        std::net::IpAddr::V4(v4) => u64::from(u32::from(v4)),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => u64::from(u32::from(v4)),
+            None => {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                v6.hash(&mut h);
+                // Above every IPv4 key.
+                h.finish() | 1 << 63
+            }
+        },
     }
 }
 

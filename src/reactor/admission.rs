@@ -26,6 +26,8 @@ pub struct Admission {
 pub enum Refusal {
     TooManyConnections,
     TooManyFromAddress,
+    /// Over `--accept-rate-per-ip` (decided by the acceptor).
+    AddressTooFast,
 }
 
 impl Refusal {
@@ -33,6 +35,7 @@ impl Refusal {
         match self {
             Refusal::TooManyConnections => "too many connections to this server, retry later",
             Refusal::TooManyFromAddress => "too many connections from your address",
+            Refusal::AddressTooFast => "too many new connections from your address, slow down",
         }
     }
 }

@@ -48,10 +48,29 @@ pub struct Connection {
     pub eof: bool,
     /// Closed and deregistered; the slot is freed after this poll round.
     pub closed: bool,
+    /// The socket may hold unread bytes. Set by a readable event, cleared
+    /// by a short read: under edge-triggered readiness new data brings a
+    /// new event, so reading again until `WouldBlock` would only cost a
+    /// syscall that says so.
+    pub readable: bool,
+    /// The socket may take more bytes. Cleared when a write would block,
+    /// set again by a writable event; a connection whose peer does not read
+    /// costs no write attempts meanwhile.
+    pub writable: bool,
+    /// Waiting in the reactor's list of connections to flush this turn.
+    pub dirty: bool,
+    /// Waiting in the reactor's list of connections that used their
+    /// request budget for the turn and have more to do.
+    pub again: bool,
+    /// Unsent reply bytes last counted into the reactors' shared total.
+    pub counted: usize,
+    /// Requests answered `bad_request` so far.
+    pub bad_requests: u32,
 }
 
 pub enum ReadOutcome {
-    /// Some bytes were read.
+    /// Some bytes were read (and, if fewer than asked, the socket was
+    /// drained: `readable` is cleared).
     Data,
     /// Nothing more to read for now.
     WouldBlock,
@@ -65,9 +84,10 @@ impl Connection {
             socket,
             ticket,
             admin_port,
+            peer,
         } = accepted;
         Connection {
-            peer: socket.peer_addr().ok(),
+            peer: Some(peer),
             socket,
             _ticket: ticket,
             admin_port,
@@ -83,6 +103,13 @@ impl Connection {
             closing: false,
             eof: false,
             closed: false,
+            // Bytes may have come before registration; one read finds out.
+            readable: true,
+            writable: true,
+            dirty: false,
+            again: false,
+            counted: 0,
+            bad_requests: 0,
         }
     }
 
@@ -101,11 +128,17 @@ impl Connection {
         match result {
             Ok(0) => Ok(ReadOutcome::Eof),
             Ok(n) => {
+                if n < scratch.len() {
+                    self.readable = false;
+                }
                 self.rbuf.extend_from_slice(&scratch[..n]);
                 self.last_read = Instant::now();
                 Ok(ReadOutcome::Data)
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::WouldBlock),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.readable = false;
+                Ok(ReadOutcome::WouldBlock)
+            }
             Err(e) => Err(e),
         }
     }
@@ -115,6 +148,9 @@ impl Connection {
     /// reset, which can destroy the error reply before the peer reads it.
     pub fn discard_input(&mut self, scratch: &mut [u8]) -> io::Result<()> {
         for _ in 0..4 {
+            if !self.readable {
+                break;
+            }
             match self.read_chunk(scratch)? {
                 ReadOutcome::Data => self.rbuf.clear(),
                 ReadOutcome::Eof => {
@@ -127,14 +163,15 @@ impl Connection {
         Ok(())
     }
 
-    /// Writes as much of the write buffer as the socket takes.
+    /// Writes as much of the write buffer as the socket takes, unless the
+    /// socket said it is full and no writable event has come since.
     pub fn flush(&mut self) -> io::Result<()> {
-        while !self.wbuf.is_empty() {
+        while !self.wbuf.is_empty() && self.writable {
             match self.socket.write(&self.wbuf) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.wbuf.advance(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
                 Err(e) => return Err(e),
             }
         }
@@ -143,13 +180,23 @@ impl Connection {
 
     /// Gives back empty buffers: an idle connection then holds no buffer
     /// memory, which is what lets a reactor hold many thousands of them.
-    pub fn shrink(&mut self) {
+    /// Returns the bytes freed.
+    pub fn shrink(&mut self) -> usize {
+        let mut freed = 0;
         if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+            freed += self.rbuf.capacity();
             self.rbuf = BytesMut::new();
         }
         if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
+            freed += self.wbuf.capacity();
             self.wbuf = BytesMut::new();
         }
+        freed
+    }
+
+    /// A peer that does not read: replies wait, and the socket takes no more.
+    pub fn not_reading(&self) -> bool {
+        !self.writable && !self.wbuf.is_empty()
     }
 
     /// True when the connection should not take more requests for now.

@@ -5,15 +5,30 @@
 //! pool, and writes the replies that come back through its [`Mailbox`]. It
 //! never blocks on anything but `poll`.
 //!
-//! mio is edge-triggered: a readiness event is a hint that comes once, so a
-//! connection is read until `WouldBlock` unless it is paused (too much in
-//! flight, too much unsent). A paused connection is driven again when a
-//! completion or a drained write un-pauses it, since no new event will come
-//! for bytes already waiting in the socket.
+//! mio is edge-triggered: a readiness event is a hint that comes once, and
+//! new bytes bring a new one. So a connection is read until a read comes
+//! back short (the socket is drained: reading again would only return
+//! `WouldBlock`), unless it is paused (too much in flight, too much unsent)
+//! or has used its budget of requests for this turn of the loop (its own,
+//! `--requests-per-turn`, or the reactor's, [`REQUESTS_PER_REACTOR_TURN`],
+//! after which the rest wait for the next turn's new events). A paused
+//! connection is driven again when a completion or a drained write
+//! un-pauses it, and one over its budget on the next turn, since no new
+//! event will come for bytes already waiting in the socket.
+//!
+//! Replies are written once per connection per turn, after the turn's
+//! events and completions are handled ([`Reactor::settle`]), so that a
+//! connection answered both at once and by a worker costs one write.
+//!
+//! Memory: a connection over its `--write-high-water` mark is not read.
+//! The reactors share a count of unsent reply bytes; past `--reply-budget`
+//! each closes its connections that do not read, most unsent first, with
+//! an error frame.
 
 pub mod acceptor;
 pub mod admission;
 mod connection;
+mod memory;
 pub mod rate_limit;
 mod requests;
 
@@ -21,11 +36,12 @@ pub use acceptor::{Acceptor, Listeners};
 pub use requests::Handler;
 
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use bytes::Buf;
+use bytes::{Buf, BytesMut};
 use log::{debug, info, warn};
 use mio::{Events, Interest, Poll, Token};
 use seckill_proto::{Frame, FrameError, Opcode, Reply, Status};
@@ -34,7 +50,7 @@ use slab::Slab;
 use self::connection::{Connection, ReadOutcome};
 use crate::config::Config;
 use crate::dispatch::{ConnRef, Inbox, Mailbox, Reactors};
-use crate::metrics;
+use crate::metrics::{self, Metrics};
 use crate::stop::Stop;
 
 /// The waker's token, at the top of the range so it never meets a slab key.
@@ -42,6 +58,12 @@ pub const WAKER_TOKEN: Token = Token(usize::MAX);
 
 /// Completions handled per wake-up before the sockets get a turn again.
 const COMPLETIONS_PER_ROUND: usize = 4096;
+
+/// Requests a reactor takes from all its connections in one turn of its
+/// loop. Past it, connections with more to do wait for the next turn, after
+/// that turn's new events: a client that sends one request is served within
+/// a turn of bounded length, however many connections have a backlog.
+const REQUESTS_PER_REACTOR_TURN: usize = 1024;
 
 /// Limits a reactor enforces on each connection.
 #[derive(Debug, Clone)]
@@ -52,6 +74,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     pub frame_timeout: Duration,
     pub shutdown_grace: Duration,
+    pub requests_per_turn: usize,
+    pub reply_budget: usize,
 }
 
 pub struct Reactor {
@@ -68,6 +92,17 @@ pub struct Reactor {
     stop: Stop,
     /// Every socket read lands here first; see [`Connection::read_chunk`].
     scratch: Box<[u8]>,
+    /// Connections to flush (and close if finished) at the end of the turn.
+    dirty: Vec<usize>,
+    /// Connections to drive again next turn: they used their request
+    /// budget, or a write un-paused them, with input perhaps waiting.
+    again: Vec<usize>,
+    /// Unsent reply bytes of every reactor's connections (shared).
+    reply_bytes: Arc<AtomicUsize>,
+    /// Buffer bytes freed since malloc was last asked to give memory back.
+    freed: usize,
+    /// Requests this turn may still take ([`REQUESTS_PER_REACTOR_TURN`]).
+    turn_left: usize,
 }
 
 impl Limits {
@@ -79,6 +114,8 @@ impl Limits {
             idle_timeout: config.idle_timeout,
             frame_timeout: config.frame_timeout,
             shutdown_grace: config.shutdown_grace,
+            requests_per_turn: config.requests_per_turn.max(1),
+            reply_budget: config.reply_budget,
         }
     }
 }
@@ -111,6 +148,7 @@ impl ReactorSet {
         stop: &Stop,
     ) -> io::Result<Vec<JoinHandle<()>>> {
         let limits = Limits::from_config(config);
+        let reply_bytes = Arc::new(AtomicUsize::new(0));
         self.parts
             .into_iter()
             .enumerate()
@@ -127,6 +165,11 @@ impl ReactorSet {
                     limits: limits.clone(),
                     stop: stop.clone(),
                     scratch: vec![0; connection::READ_CHUNK].into_boxed_slice(),
+                    dirty: Vec::new(),
+                    again: Vec::new(),
+                    reply_bytes: reply_bytes.clone(),
+                    freed: 0,
+                    turn_left: REQUESTS_PER_REACTOR_TURN,
                 }
                 .spawn()
             })
@@ -151,7 +194,10 @@ impl Reactor {
         let mut last_sweep = Instant::now();
         let mut drain_deadline: Option<Instant> = None;
         loop {
-            let timeout = if drain_deadline.is_some() {
+            let timeout = if !self.again.is_empty() {
+                // Work left from the last turn: look for events, don't wait.
+                Duration::ZERO
+            } else if drain_deadline.is_some() {
                 Duration::from_millis(20)
             } else {
                 Duration::from_secs(1)
@@ -160,13 +206,30 @@ impl Reactor {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => other?,
             }
+            self.turn_left = REQUESTS_PER_REACTOR_TURN;
             let mut woken = false;
             for event in events.iter() {
                 match event.token() {
                     WAKER_TOKEN => woken = true,
-                    // Events are hints: drive the connection and let it find
-                    // out what it can do.
-                    Token(slot) => self.drive(slot),
+                    // Events are hints: note what may be possible, drive the
+                    // connection and let it find out.
+                    Token(slot) => {
+                        if let Some(conn) = self.conns.get_mut(slot) {
+                            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                                conn.readable = true;
+                            }
+                            if event.is_writable() || event.is_write_closed() || event.is_error() {
+                                conn.writable = true;
+                            }
+                        }
+                        self.drive(slot)
+                    }
+                }
+            }
+            for slot in std::mem::take(&mut self.again) {
+                if let Some(conn) = self.conns.get_mut(slot) {
+                    conn.again = false;
+                    self.drive(slot);
                 }
             }
             if woken {
@@ -177,6 +240,10 @@ impl Reactor {
             if last_sweep.elapsed() >= Duration::from_secs(1) {
                 last_sweep = Instant::now();
                 self.close_idle();
+                if self.freed >= memory::TRIM_AFTER {
+                    self.freed = 0;
+                    memory::give_back();
+                }
             }
             if drain_deadline.is_none() && self.stop.is_triggered() {
                 info!(
@@ -187,6 +254,8 @@ impl Reactor {
                 drain_deadline = Some(Instant::now() + self.limits.shutdown_grace);
                 self.start_drain();
             }
+            self.settle();
+            self.keep_reply_budget();
             self.free_closed();
             if let Some(deadline) = drain_deadline {
                 if self.conns.is_empty() || Instant::now() >= deadline {
@@ -219,6 +288,12 @@ impl Reactor {
             {
                 warn!("registering a connection: {e}");
                 continue;
+            }
+            // Replies are small and latency matters more than packets. Set
+            // here rather than by the acceptor, which must keep the listen
+            // queue short in a storm.
+            if let Err(e) = accepted.socket.set_nodelay(true) {
+                debug!("set_nodelay: {e}");
             }
             self.next_generation += 1;
             entry.insert(Connection::new(accepted, self.next_generation));
@@ -262,8 +337,10 @@ impl Reactor {
         }
     }
 
-    /// Does everything a connection can do now: decode buffered frames, read
-    /// while not paused, write, and close when finished.
+    /// Does everything a connection can do now but write: decode buffered
+    /// frames and read while not paused, within the turn's request budget.
+    /// Writing (and closing when finished) waits for [`settle`](Self::settle)
+    /// at the end of the turn.
     fn drive(&mut self, slot: usize) {
         let limits = &self.limits;
         let Some(conn) = self.conns.get_mut(slot) else {
@@ -277,10 +354,17 @@ impl Reactor {
             slot,
             generation: conn.generation,
         };
+        // Both budgets: the connection's and what is left of the turn's.
+        let allowed = limits.requests_per_turn.min(self.turn_left);
+        let mut budget = allowed;
         let mut failed = None;
         loop {
-            decode_frames(conn, me, &self.handler, limits);
-            if conn.paused(limits.max_inflight, limits.write_high_water) || conn.eof {
+            budget = decode_frames(conn, me, &self.handler, limits, budget);
+            if budget == 0
+                || !conn.readable
+                || conn.eof
+                || conn.paused(limits.max_inflight, limits.write_high_water)
+            {
                 break;
             }
             match conn.read_chunk(&mut self.scratch[..]) {
@@ -293,28 +377,109 @@ impl Reactor {
                 }
             }
         }
+        self.turn_left -= allowed - budget;
+        let paused = conn.paused(limits.max_inflight, limits.write_high_water);
         // A frame begun and not finished starts the slowloris clock; one
-        // that waits only because the connection is paused does not.
-        if conn.rbuf.is_empty() || conn.paused(limits.max_inflight, limits.write_high_water) {
+        // that waits only because the connection is paused or out of
+        // budget does not.
+        if conn.rbuf.is_empty() || paused || budget == 0 {
             conn.partial_since = None;
         } else if conn.partial_since.is_none() {
             conn.partial_since = Some(Instant::now());
         }
+        if budget == 0 && !paused && !conn.again {
+            // Frames may be buffered, bytes may wait in the socket (or, with
+            // the turn's budget spent before it began, an event is not yet
+            // acted on), and no event will say so: come back next turn.
+            conn.again = true;
+            self.again.push(slot);
+        }
         if conn.closing && failed.is_none() {
             failed = conn.discard_input(&mut self.scratch[..]).err();
-        }
-        if failed.is_none() {
-            if let Err(e) = conn.flush() {
-                failed = Some(e);
-            }
         }
         if let Some(e) = failed {
             debug!("connection {:?}: {e}", conn.peer);
             self.close(slot);
-        } else if conn.finished() {
+        } else if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(slot);
+        }
+    }
+
+    /// The end of a turn: writes what each connection driven this turn has
+    /// to send (one write each, the socket permitting), closes those that
+    /// are finished, and counts their unsent replies.
+    fn settle(&mut self) {
+        let (max_inflight, high_water) = (self.limits.max_inflight, self.limits.write_high_water);
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &slot in &dirty {
+            let Some(conn) = self.conns.get_mut(slot) else {
+                continue;
+            };
+            conn.dirty = false;
+            if conn.closed {
+                continue;
+            }
+            let was_paused = conn.paused(max_inflight, high_water);
+            if let Err(e) = conn.flush() {
+                debug!("connection {:?}: {e}", conn.peer);
+                self.close(slot);
+                continue;
+            }
+            if conn.finished() {
+                self.close(slot);
+                continue;
+            }
+            self.freed += conn.shrink();
+            count_replies(conn, &self.reply_bytes, &self.handler.metrics);
+            if was_paused && !conn.paused(max_inflight, high_water) && !conn.again {
+                // Under its mark again: what waits in the socket or the read
+                // buffer will bring no event of its own.
+                conn.again = true;
+                self.again.push(slot);
+            }
+        }
+        dirty.clear();
+        self.dirty = dirty;
+    }
+
+    /// Over the shared reply budget, closes this reactor's connections that
+    /// do not read, most unsent bytes first, until the total is back under
+    /// it (or none is left here: the other reactors do the same).
+    fn keep_reply_budget(&mut self) {
+        let budget = self.limits.reply_budget;
+        if self.reply_bytes.load(Ordering::Relaxed) <= budget {
+            return;
+        }
+        let mut heavy: Vec<(usize, usize)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.closed && c.not_reading())
+            .map(|(slot, c)| (c.wbuf.len(), slot))
+            .collect();
+        heavy.sort_unstable_by(|a, b| b.cmp(a));
+        for (_, slot) in heavy {
+            if self.reply_bytes.load(Ordering::Relaxed) <= budget {
+                break;
+            }
+            let conn = &mut self.conns[slot];
+            debug!(
+                "closing connection {:?}: {} reply bytes unread",
+                conn.peer,
+                conn.wbuf.len()
+            );
+            metrics::add(&self.handler.metrics.reply_budget_closes, 1);
+            // Its unread replies go; the error frame alone gets one try,
+            // since the peer may have read a little since.
+            conn.wbuf = BytesMut::new();
+            Reply::error(
+                Status::Busy,
+                "too many replies left unread on this connection: closing it",
+            )
+            .encode(Opcode::Error as u8, 0, &mut conn.wbuf);
+            conn.writable = true;
+            let _ = conn.flush();
             self.close(slot);
-        } else {
-            conn.shrink();
         }
     }
 
@@ -326,6 +491,10 @@ impl Reactor {
             return;
         }
         conn.closed = true;
+        self.freed += conn.rbuf.capacity() + conn.wbuf.capacity();
+        conn.rbuf = BytesMut::new();
+        conn.wbuf = BytesMut::new();
+        count_replies(conn, &self.reply_bytes, &self.handler.metrics);
         let _ = self.poll.registry().deregister(&mut conn.socket);
         self.closed.push(slot);
         metrics::sub(&self.handler.metrics.connections_open, 1);
@@ -390,10 +559,31 @@ impl Reactor {
     }
 }
 
+/// Brings the shared count of unsent reply bytes (and its copy in the
+/// metrics, for STATS) up to date with `conn`'s.
+fn count_replies(conn: &mut Connection, total: &AtomicUsize, metrics: &Metrics) {
+    let now = conn.wbuf.len();
+    if now > conn.counted {
+        total.fetch_add(now - conn.counted, Ordering::Relaxed);
+        metrics::add(&metrics.unsent_reply_bytes, (now - conn.counted) as u64);
+    } else if now < conn.counted {
+        total.fetch_sub(conn.counted - now, Ordering::Relaxed);
+        metrics::sub(&metrics.unsent_reply_bytes, (conn.counted - now) as u64);
+    }
+    conn.counted = now;
+}
+
 /// Decodes and handles whole frames from the read buffer while the
-/// connection is not paused.
-fn decode_frames(conn: &mut Connection, me: ConnRef, handler: &Handler, limits: &Limits) {
-    while !conn.paused(limits.max_inflight, limits.write_high_water) {
+/// connection is not paused, at most `budget` of them. Returns the budget
+/// left.
+fn decode_frames(
+    conn: &mut Connection,
+    me: ConnRef,
+    handler: &Handler,
+    limits: &Limits,
+    mut budget: usize,
+) -> usize {
+    while budget > 0 && !conn.paused(limits.max_inflight, limits.write_high_water) {
         // The frame borrows the read buffer; the buffer is advanced only
         // after it is handled, so the body is never copied.
         let rbuf = std::mem::take(&mut conn.rbuf);
@@ -401,6 +591,7 @@ fn decode_frames(conn: &mut Connection, me: ConnRef, handler: &Handler, limits: 
         let used = match result {
             Ok((frame, used)) => {
                 handler.handle(conn, me, &frame);
+                budget -= 1;
                 Some(used)
             }
             Err(FrameError::Incomplete) => None,
@@ -425,4 +616,5 @@ fn decode_frames(conn: &mut Connection, me: ConnRef, handler: &Handler, limits: 
     if conn.closing {
         conn.rbuf.clear();
     }
+    budget
 }

@@ -1,6 +1,7 @@
 //! The per-user BUY rate limit: a token bucket per user id, shared by every
 //! reactor (a bot that spreads its BUYs over many connections is still one
-//! user).
+//! user). The acceptor keeps one more, keyed by client address, for
+//! `--accept-rate-per-ip`.
 //!
 //! Buckets live in a fixed number of locked shards, so reactors rarely
 //! contend. Memory is bounded: a shard that grows past its share of

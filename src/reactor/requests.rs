@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Sender, TrySendError};
 use seckill_proto::{
-    Capabilities, Frame, Reply, Request, RequestId, ServerInfo, Status, MIN_VERSION, VERSION,
+    Capabilities, Frame, Opcode, Reply, Request, RequestId, ServerInfo, Status, MIN_VERSION,
+    VERSION,
 };
 
 use super::connection::Connection;
@@ -38,6 +39,8 @@ pub struct Handler {
     /// The limits HELLO tells a client of version 2 or more.
     max_frame: u32,
     max_inflight: usize,
+    /// Requests answered `bad_request` before the connection is closed.
+    bad_request_budget: u32,
 }
 
 impl Handler {
@@ -59,6 +62,7 @@ impl Handler {
             max_frame: config.max_frame,
             // As the reactor applies it: never under 1.
             max_inflight: config.max_inflight.max(1),
+            bad_request_budget: config.bad_request_budget.max(1),
         }
     }
 
@@ -75,12 +79,34 @@ impl Handler {
             Err(e) => Some(Reply::error(Status::BadRequest, e.to_string())),
         };
         if let Some(reply) = reply {
-            if reply.status() == Status::BadRequest {
-                metrics::add(&self.metrics.bad_requests, 1);
-            }
+            let bad = reply.status() == Status::BadRequest;
             reply
                 .for_version(conn.version)
                 .encode(origin.opcode, origin.id, &mut conn.wbuf);
+            if bad {
+                metrics::add(&self.metrics.bad_requests, 1);
+                self.count_bad_request(conn);
+            }
+        }
+    }
+
+    /// A client that keeps sending what the server cannot serve (a broken
+    /// client, or a flood of unknown opcodes) is told why and closed once
+    /// it has used its budget, instead of costing a reply each for ever.
+    fn count_bad_request(&self, conn: &mut Connection) {
+        conn.bad_requests = conn.bad_requests.saturating_add(1);
+        if conn.bad_requests >= self.bad_request_budget && !conn.closing {
+            metrics::add(&self.metrics.bad_request_closes, 1);
+            Reply::error(
+                Status::BadRequest,
+                format!(
+                    "{} bad requests on this connection: closing it",
+                    conn.bad_requests
+                ),
+            )
+            .for_version(conn.version)
+            .encode(Opcode::Error as u8, 0, &mut conn.wbuf);
+            conn.closing = true;
         }
     }
 

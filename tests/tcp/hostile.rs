@@ -286,3 +286,242 @@ fn a_client_that_never_reads_is_held_back() {
         normal.ping().expect("the normal client is served");
     }
 }
+
+/// A client that keeps sending requests the server cannot serve is answered
+/// `bad_request` for each, up to its budget; the last one is followed by an
+/// error frame saying why, and the connection is closed.
+#[test]
+fn bad_requests_past_the_budget_close_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("h.db"), &["--bad-request-budget", "4"]);
+    let mut bystander = server.client();
+    let mut raw = Raw::greeted(server.addr);
+    let mut unknown = bytes::BytesMut::new();
+    for id in 10..13u64 {
+        unknown.clear();
+        unknown.extend_from_slice(&9u32.to_be_bytes());
+        unknown.extend_from_slice(&[0x66]);
+        unknown.extend_from_slice(&id.to_be_bytes());
+        raw.send(&unknown);
+        match raw.next() {
+            Got::Frame {
+                id: got,
+                reply: Reply::Error { status, .. },
+                ..
+            } => assert_eq!((got, status), (id, Status::BadRequest)),
+            other => panic!("expected bad_request, got {other:?}"),
+        }
+    }
+    // Three bad requests of four: the connection still serves.
+    raw.request(20, &Request::Ping);
+    assert!(matches!(
+        raw.next(),
+        Got::Frame {
+            reply: Reply::Pong,
+            ..
+        }
+    ));
+    // The fourth: its answer, then the reason, then the close.
+    unknown.clear();
+    unknown.extend_from_slice(&9u32.to_be_bytes());
+    unknown.extend_from_slice(&[0x66]);
+    unknown.extend_from_slice(&21u64.to_be_bytes());
+    raw.send(&unknown);
+    let frames = raw.until_closed();
+    match frames.as_slice() {
+        [Got::Frame {
+            id: 21,
+            reply:
+                Reply::Error {
+                    status: Status::BadRequest,
+                    ..
+                },
+            ..
+        }, Got::Frame {
+            opcode: 0xff,
+            id: 0,
+            reply:
+                Reply::Error {
+                    status: Status::BadRequest,
+                    message,
+                },
+        }] => assert!(message.contains("4 bad requests"), "{message}"),
+        other => panic!("expected the fourth answer, an error frame and the close: {other:?}"),
+    }
+    assert_eq!(server.stat("bad_request_closes"), 1);
+    bystander.ping().expect("the bystander is served");
+}
+
+/// Requests that a client keeps sending without reading the replies, until
+/// the server stops reading it (its socket stops taking bytes) or the
+/// connection is closed. LIST_GOODS, so that each small request costs a
+/// large reply. The client's receive buffer is made small, so that the
+/// replies back up into the server soon.
+fn flood_without_reading(addr: std::net::SocketAddr) -> TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket.connect(&addr.into()).expect("connect");
+    let stream: TcpStream = socket.into();
+    let mut raw = Raw::from_stream(stream.try_clone().expect("clone"));
+    raw.hello();
+    stream
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut chunk = bytes::BytesMut::new();
+    for id in 0..1_000u64 {
+        Request::ListGoods.encode(id, &mut chunk);
+    }
+    let mut writer = &stream;
+    for _ in 0..10_000 {
+        if writer.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    stream
+}
+
+/// Waits (up to 30 s) until the server's count of unsent reply bytes has
+/// not changed for half a second, and returns it.
+fn settled_unsent(server: &Server) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = server.stat("unsent_reply_bytes");
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = server.stat("unsent_reply_bytes");
+        if now == last || Instant::now() > deadline {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// Goods enough that one LIST_GOODS reply is over a kilobyte.
+fn many_goods(server: &Server) {
+    let mut admin = server.admin();
+    for i in 0..20 {
+        admin
+            .add_goods(on_sale(&format!("goods number {i} with a long name"), 10))
+            .unwrap();
+    }
+}
+
+/// Each connection that does not read holds at most about its high-water
+/// mark of replies: the server stops reading it there.
+#[test]
+fn a_non_reader_is_held_at_its_high_water_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("h.db"), &["--write-high-water", "16384"]);
+    many_goods(&server);
+    let mut normal = server.client();
+    let floods: Vec<TcpStream> = (0..4).map(|_| flood_without_reading(server.addr)).collect();
+    let unsent = settled_unsent(&server);
+    eprintln!("4 non-readers, high-water mark 16 KiB: {unsent} reply bytes unsent");
+    // Over the mark by less than one reply each (a LIST_GOODS reply of 20
+    // goods is well under 4 KiB).
+    assert!(unsent > 0, "the floods left no reply unsent");
+    assert!(unsent <= 4 * (16384 + 4096), "{unsent} bytes unsent");
+    assert_eq!(server.stat("reply_budget_closes"), 0);
+    normal.ping().expect("the normal client is served");
+    drop(floods);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.stat("unsent_reply_bytes") > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "unsent replies outlived their connections"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Past the reply budget of all connections together, the non-readers with
+/// the most unsent are closed until the total is back under the budget; the
+/// others, and normal clients, stay. (The error frame that tells them why
+/// is written only if their full socket takes it, so it is not looked for.)
+#[test]
+fn past_the_reply_budget_the_heaviest_non_readers_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = 40_000u64;
+    let server = Server::start(
+        &dir.path().join("h.db"),
+        &[
+            "--write-high-water",
+            "16384",
+            "--reply-budget",
+            &budget.to_string(),
+        ],
+    );
+    many_goods(&server);
+    let mut normal = server.client();
+    // Six at about 16 KiB each would hold twice the budget.
+    let floods: Vec<TcpStream> = (0..6).map(|_| flood_without_reading(server.addr)).collect();
+    let unsent = settled_unsent(&server);
+    let closed = server.stat("reply_budget_closes");
+    eprintln!("6 non-readers, budget {budget}: {unsent} reply bytes unsent, {closed} closed");
+    assert!(unsent <= budget, "{unsent} bytes unsent, over the budget");
+    assert!((1..6).contains(&closed), "{closed} of 6 non-readers closed");
+    normal.ping().expect("the normal client is served");
+    drop(floods);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.stat("unsent_reply_bytes") > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "unsent replies outlived their connections"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Past its accept rate, an address's new connections are refused as they
+/// are accepted, told why; its connections already open are not touched.
+#[test]
+fn connections_over_the_accept_rate_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("h.db"), &["--accept-rate-per-ip", "2"]);
+    // A burst of two (a second's worth), then refusals until it refills.
+    let mut first = Raw::greeted(server.addr);
+    let _second = Raw::greeted(server.addr);
+    let mut third = Raw::connect(server.addr);
+    let why = refused(&mut third, Status::Busy);
+    assert!(why.contains("slow down"), "{why}");
+    first.request(9, &Request::Ping);
+    assert!(matches!(
+        first.next(),
+        Got::Frame {
+            reply: Reply::Pong,
+            ..
+        }
+    ));
+    // Another address has its own bucket.
+    let mut other = Raw::from_stream(connect_from("127.0.0.2", server.addr));
+    other.hello();
+}
+
+/// Several acceptors share the listening socket: every connection is taken
+/// by one of them and served, the connection limits hold across them, and
+/// the server stops cleanly.
+#[test]
+fn several_acceptors_share_the_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("h.db"),
+        &["--acceptors", "3", "--max-connections-per-ip", "20"],
+    );
+    let mut clients: Vec<Raw> = (0..20).map(|_| Raw::greeted(server.addr)).collect();
+    for (id, raw) in clients.iter_mut().enumerate() {
+        raw.request(id as u64 + 10, &Request::Ping);
+        assert!(matches!(
+            raw.next(),
+            Got::Frame {
+                reply: Reply::Pong,
+                ..
+            }
+        ));
+    }
+    // The 21st from this address is refused, whichever acceptor takes it.
+    let mut over = Raw::connect(server.addr);
+    let why = refused(&mut over, Status::Busy);
+    assert!(why.contains("your address"), "{why}");
+    drop(clients);
+    assert!(server.terminate().success());
+}

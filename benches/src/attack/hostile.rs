@@ -92,6 +92,7 @@ pub fn body(kind: AttackKind) -> fn(&Ctx, usize) {
         AttackKind::WrongVersion => wrong_version,
         AttackKind::Idle10k => idle,
         AttackKind::NoRead => no_read,
+        AttackKind::UnreadGoods => unread_goods,
         AttackKind::MillionPipelined => million_pipelined,
     }
 }
@@ -197,6 +198,57 @@ fn no_read(ctx: &Ctx, worker: usize) {
             }
             out.clear();
         }
+    }
+}
+
+/// `ctx.hold` connections, each HELLO then GET_GOODS pipelined for as long
+/// as the server reads them, never reading a reply: the server is left
+/// holding every reply it could not send. A connection the server closes
+/// stays closed (counted as refused).
+fn unread_goods(ctx: &Ctx, _worker: usize) {
+    let mut requests = BytesMut::new();
+    for _ in 0..BATCH {
+        Request::GetGoods {
+            goods_id: ctx.goods,
+        }
+        .encode(HELLO_ID + 1, &mut requests);
+    }
+    // Each connection, and where it is in `requests` (frames stay whole
+    // across partial writes, since every round resumes there).
+    let mut conns: Vec<Option<(TcpStream, usize)>> = Vec::with_capacity(ctx.hold);
+    for _ in 0..ctx.hold {
+        if ctx.stopped() {
+            return;
+        }
+        let Some(mut stream) = ctx.connect() else {
+            continue;
+        };
+        if !ctx.send_all(&mut stream, &hello(VERSION), 0) || stream.set_nonblocking(true).is_err() {
+            continue;
+        }
+        conns.push(Some((stream, 0)));
+    }
+    while !ctx.stopped() {
+        for slot in conns.iter_mut() {
+            let Some((stream, at)) = slot.as_mut() else {
+                continue;
+            };
+            loop {
+                match stream.write(&requests[*at..]) {
+                    Ok(n) if n > 0 => {
+                        ctx.count(&ctx.counters.bytes_sent, n as u64);
+                        *at = (*at + n) % requests.len();
+                    }
+                    Err(e) if waits(&e) => break,
+                    Ok(_) | Err(_) => {
+                        ctx.count(&ctx.counters.refused, 1);
+                        *slot = None;
+                        break;
+                    }
+                }
+            }
+        }
+        thread::sleep(TICK);
     }
 }
 

@@ -19,7 +19,7 @@
 //! The normal client connects afresh in each phase (the engine greets its
 //! connections before its clock starts), so a phase's numbers are its own.
 
-mod hostile;
+pub(crate) mod hostile;
 mod report;
 
 use std::io::IsTerminal;
@@ -112,6 +112,7 @@ pub fn crew(kind: AttackKind, args: &cli::Attack) -> Crew {
         AttackKind::Idle10k => holder(args.idle_connections),
         AttackKind::UnknownOpcode => each(PIPELINERS),
         AttackKind::NoRead => each(args.no_readers),
+        AttackKind::UnreadGoods => holder(args.unread_connections),
         AttackKind::MillionPipelined => each(1),
     }
 }
@@ -152,7 +153,7 @@ struct Run<'a> {
 /// Runs the baseline and the attacks.
 pub fn run(common: &Common, args: &cli::Attack) -> Result<Output, Error> {
     let open_files = raise_open_files_limit();
-    if let Some(pid) = args.server_pid {
+    if let Some(pid) = common.server_pid {
         rss_kib(pid).ok_or_else(|| {
             Error::Setup(format!(
                 "--server-pid {pid}: cannot read /proc/{pid}/status (no such process?)"
@@ -194,7 +195,7 @@ pub fn run(common: &Common, args: &cli::Attack) -> Result<Output, Error> {
         rate: run.common.rate.unwrap_or(DEFAULT_RATE),
         connections: run.plan.connections,
         phase_s: args.phase.as_secs_f64(),
-        server_pid: args.server_pid,
+        server_pid: common.server_pid,
         open_files_limit: open_files,
         goods,
         phases,
@@ -255,12 +256,13 @@ impl Run<'_> {
             }
             let ramp = ramp_up(&ctx, crew.connections, &mut notes);
             let finished = engine::run(&self.plan, &self.target, &self.shopper);
-            let rss = self.args.server_pid.and_then(rss_kib);
+            let rss = self.common.server_pid.and_then(rss_kib);
             (finished, ramp, rss)
         });
         if phase != Phase::Baseline {
             thread::sleep(SETTLE.min(self.args.phase));
         }
+        let rss_after = self.common.server_pid.and_then(rss_kib);
         let header = Header {
             scenario: "attack",
             target: phase.name(),
@@ -277,6 +279,7 @@ impl Run<'_> {
             ramp_ms: ramp.as_millis() as u64,
             rss_kib: rss,
             rss_growth_kib: None,
+            rss_after_kib: rss_after,
             problems: Vec::new(),
             notes,
         }
@@ -341,10 +344,11 @@ mod tests {
     #[test]
     fn the_baseline_comes_first_then_the_attacks_in_their_order() {
         let all = phase_plan(&[]);
-        assert_eq!(all.len(), 10);
+        assert_eq!(all.len(), 11);
         assert_eq!(all[0], Phase::Baseline);
         assert_eq!(all[1], Phase::Attack(AttackKind::RandomBytes));
-        assert_eq!(all[9], Phase::Attack(AttackKind::MillionPipelined));
+        assert_eq!(all[9], Phase::Attack(AttackKind::UnreadGoods));
+        assert_eq!(all[10], Phase::Attack(AttackKind::MillionPipelined));
         let names: Vec<&str> = all.iter().map(|p| p.name()).collect();
         assert_eq!(names[7], "idle-10k");
 

@@ -44,6 +44,10 @@ pub struct PhaseReport {
     pub rss_kib: Option<u64>,
     /// `rss_kib` less the baseline's.
     pub rss_growth_kib: Option<i64>,
+    /// The server's resident memory once the attack has closed its
+    /// connections and the server has had a moment to see them go: what it
+    /// gave back.
+    pub rss_after_kib: Option<u64>,
     /// What the normal client saw that a healthy server would not cause it.
     pub problems: Vec<String>,
     /// What else the reader should know (an attack cut down, a slow ramp).
@@ -120,7 +124,7 @@ impl AttackReport {
         );
         let _ = writeln!(
             s,
-            "{:<18}{:>8}{:>8}{:>6}{:>7}{:>6}{:>7}{:>10}{:>10}{:>10}{:>10}{:>8}{:>9}{:>11}{:>11}{:>11}",
+            "{:<18}{:>8}{:>8}{:>6}{:>7}{:>6}{:>7}{:>10}{:>10}{:>10}{:>10}{:>8}{:>9}{:>11}{:>11}{:>11}{:>11}{:>9}",
             "phase",
             "sent",
             "ok",
@@ -136,7 +140,9 @@ impl AttackReport {
             "refused",
             "bytes",
             "rss",
-            "rss+"
+            "rss+",
+            "rss after",
+            "cpu/req"
         );
         for p in &self.phases {
             let o = &p.normal.outcomes;
@@ -144,7 +150,7 @@ impl AttackReport {
             let attack = |f: fn(&AttackCounts) -> String| p.attack.as_ref().map_or("-".into(), f);
             let _ = writeln!(
                 s,
-                "{:<18}{:>8}{:>8}{:>6}{:>7}{:>6}{:>7}{:>10}{:>10}{:>10}{:>10}{:>8}{:>9}{:>11}{:>11}{:>11}",
+                "{:<18}{:>8}{:>8}{:>6}{:>7}{:>6}{:>7}{:>10}{:>10}{:>10}{:>10}{:>8}{:>9}{:>11}{:>11}{:>11}{:>11}{:>9}",
                 p.phase,
                 p.normal.sent,
                 o.ok,
@@ -161,6 +167,13 @@ impl AttackReport {
                 attack(|a| human_bytes(a.bytes_sent)),
                 p.rss_kib.map_or("-".into(), |kib| human_bytes(kib * 1024)),
                 p.rss_growth_kib.map_or("-".into(), human_growth),
+                p.rss_after_kib.map_or("-".into(), |kib| human_bytes(kib * 1024)),
+                // The server's CPU over the phase, attack included, per
+                // request of the normal client.
+                p.normal
+                    .cost
+                    .first()
+                    .map_or("-".into(), |c| format!("{:.1}µs", c.us_per_request)),
             );
         }
         for p in &self.phases {
@@ -235,6 +248,7 @@ mod tests {
             connected: 10,
             sent: outcomes.len() as u64 + lost,
             servers: Vec::new(),
+            cost: Vec::new(),
         };
         let header = Header {
             scenario: "attack",
@@ -264,6 +278,7 @@ mod tests {
             ramp_ms: 3,
             rss_kib: Some(rss_kib),
             rss_growth_kib: None,
+            rss_after_kib: None,
             problems: Vec::new(),
             notes: Vec::new(),
         }

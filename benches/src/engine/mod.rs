@@ -170,6 +170,8 @@ pub struct Plan {
     pub retry_busy: u32,
     /// Print a line per second on stderr (only if it is a terminal).
     pub live: bool,
+    /// Processes whose CPU time to report (the server, then the stores).
+    pub watch: Vec<u32>,
 }
 
 /// What a run measured, all threads merged.
@@ -184,6 +186,8 @@ pub struct Finished {
     pub sent: u64,
     /// Each server of the target, in the target's order, with what it took.
     pub servers: Vec<(SocketAddr, ServerCounts)>,
+    /// What each watched process spent over the run.
+    pub cost: Vec<crate::cost::Cost>,
 }
 
 /// What one server of the target took.
@@ -214,6 +218,7 @@ pub fn run(plan: &Plan, target: &Target, workload: &dyn Workload) -> Finished {
     let barrier = Barrier::new(threads);
     let start = OnceLock::new();
     let lives: Vec<Arc<Live>> = (0..threads).map(|_| Arc::default()).collect();
+    let watches = crate::cost::Watch::start(&plan.watch);
     let results: Vec<ThreadResult> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|index| {
@@ -259,6 +264,7 @@ pub fn run(plan: &Plan, target: &Target, workload: &dyn Workload) -> Finished {
             .iter()
             .map(|&addr| (addr, ServerCounts::default()))
             .collect(),
+        cost: Vec::new(),
     };
     for r in results {
         finished.recorder.merge(&r.recorder);
@@ -270,6 +276,8 @@ pub fn run(plan: &Plan, target: &Target, workload: &dyn Workload) -> Finished {
             total.merge(counts);
         }
     }
+    let answered = finished.recorder.outcomes.answered();
+    finished.cost = watches.iter().filter_map(|w| w.finish(answered)).collect();
     finished
 }
 

@@ -98,6 +98,7 @@ fn plan(pace: Pace, duration: Option<Duration>) -> Plan {
         keep_acks: true,
         retry_busy: 0,
         live: false,
+        watch: Vec::new(),
     }
 }
 
