@@ -46,6 +46,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Deletes a run's keys (the queued orders' streams hold every order of the
+# run) from the single Redis and from every primary of the cluster, one key
+# a DEL (a cluster node refuses keys of several slots in one).
+forget_keys() { # PREFIX
+    local port role
+    for port in 6379 30001 30002 30003 30004 30005 30006; do
+        role=$(redis-cli -p "$port" role 2>/dev/null | head -1) || continue
+        [[ $role == master ]] || continue
+        redis-cli -p "$port" --scan --pattern "$1*" | xargs -r -n 1 redis-cli -p "$port" del >/dev/null
+    done
+}
+
 # utime + stime in seconds of the processes whose pids follow.
 cpu() {
     for pid in "$@"; do cat "/proc/$pid/stat"; done |
@@ -103,6 +115,7 @@ run() { # NAME ROUND BUCKETS SERVER_FLAGS...
     kill "$server" 2>/dev/null || true
     wait "$server" 2>/dev/null || true
     server=
+    forget_keys "seckill-bench-cluster-$tag:"
     python3 - "$OUT" "$tag" "$benches" "$s0" "$s1" "$r0" "$r1" "$n0" "$n1" <<'PY'
 import json, sys
 out, tag, benches, s0, s1, r0, r1, n0, n1 = sys.argv[1:]
