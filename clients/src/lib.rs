@@ -85,6 +85,7 @@
 //!         pay_window_ms: 5 * 60 * 1000,
 //!         token_required: true,
 //!     },
+//!     buckets: 1,
 //! })?;
 //! admin.sale_control(goods.id, SaleAction::Pause)?;
 //! for stat in admin.stats()? {
