@@ -53,6 +53,10 @@ pub struct Connection {
     /// new event, so reading again until `WouldBlock` would only cost a
     /// syscall that says so.
     pub readable: bool,
+    /// The peer shut its side (or the socket failed): the end of input
+    /// brings no new edge, so reads go on until `WouldBlock` or the end
+    /// rather than stop at a short read.
+    pub read_closed: bool,
     /// The socket may take more bytes. Cleared when a write would block,
     /// set again by a writable event; a connection whose peer does not read
     /// costs no write attempts meanwhile.
@@ -105,6 +109,7 @@ impl Connection {
             closed: false,
             // Bytes may have come before registration; one read finds out.
             readable: true,
+            read_closed: false,
             writable: true,
             dirty: false,
             again: false,
@@ -128,7 +133,7 @@ impl Connection {
         match result {
             Ok(0) => Ok(ReadOutcome::Eof),
             Ok(n) => {
-                if n < scratch.len() {
+                if n < scratch.len() && !self.read_closed {
                     self.readable = false;
                 }
                 self.rbuf.extend_from_slice(&scratch[..n]);

@@ -99,6 +99,11 @@ pub struct Reactor {
     again: Vec<usize>,
     /// Unsent reply bytes of every reactor's connections (shared).
     reply_bytes: Arc<AtomicUsize>,
+    /// This reactor's share of the reply budget: over the budget, each
+    /// reactor closes its own non-readers only while its own connections
+    /// hold more than this, so that none is closed for what the
+    /// connections of another reactor hold.
+    reply_share: usize,
     /// Buffer bytes freed since malloc was last asked to give memory back.
     freed: usize,
     /// Requests this turn may still take ([`REQUESTS_PER_REACTOR_TURN`]).
@@ -149,6 +154,7 @@ impl ReactorSet {
     ) -> io::Result<Vec<JoinHandle<()>>> {
         let limits = Limits::from_config(config);
         let reply_bytes = Arc::new(AtomicUsize::new(0));
+        let reactors = self.parts.len().max(1);
         self.parts
             .into_iter()
             .enumerate()
@@ -168,6 +174,7 @@ impl ReactorSet {
                     dirty: Vec::new(),
                     again: Vec::new(),
                     reply_bytes: reply_bytes.clone(),
+                    reply_share: limits.reply_budget / reactors,
                     freed: 0,
                     turn_left: REQUESTS_PER_REACTOR_TURN,
                 }
@@ -207,6 +214,15 @@ impl Reactor {
                 other => other?,
             }
             self.turn_left = REQUESTS_PER_REACTOR_TURN;
+            // Connections left over from the last turn first: they have
+            // waited a turn already, and new events must not take the whole
+            // turn's budget before them, turn after turn.
+            for slot in std::mem::take(&mut self.again) {
+                if let Some(conn) = self.conns.get_mut(slot) {
+                    conn.again = false;
+                    self.drive(slot);
+                }
+            }
             let mut woken = false;
             for event in events.iter() {
                 match event.token() {
@@ -218,18 +234,16 @@ impl Reactor {
                             if event.is_readable() || event.is_read_closed() || event.is_error() {
                                 conn.readable = true;
                             }
+                            if event.is_read_closed() || event.is_error() {
+                                // No more edges will come: read to the end.
+                                conn.read_closed = true;
+                            }
                             if event.is_writable() || event.is_write_closed() || event.is_error() {
                                 conn.writable = true;
                             }
                         }
                         self.drive(slot)
                     }
-                }
-            }
-            for slot in std::mem::take(&mut self.again) {
-                if let Some(conn) = self.conns.get_mut(slot) {
-                    conn.again = false;
-                    self.drive(slot);
                 }
             }
             if woken {
@@ -445,12 +459,19 @@ impl Reactor {
 
     /// Over the shared reply budget, closes this reactor's connections that
     /// do not read, most unsent bytes first, until the total is back under
-    /// it (or none is left here: the other reactors do the same).
+    /// it or this reactor's connections hold no more than its share (the
+    /// other reactors do the same with theirs).
     fn keep_reply_budget(&mut self) {
         let budget = self.limits.reply_budget;
         if self.reply_bytes.load(Ordering::Relaxed) <= budget {
             return;
         }
+        let mut mine: usize = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.closed)
+            .map(|(_, c)| c.wbuf.len())
+            .sum();
         let mut heavy: Vec<(usize, usize)> = self
             .conns
             .iter()
@@ -458,10 +479,11 @@ impl Reactor {
             .map(|(slot, c)| (c.wbuf.len(), slot))
             .collect();
         heavy.sort_unstable_by(|a, b| b.cmp(a));
-        for (_, slot) in heavy {
-            if self.reply_bytes.load(Ordering::Relaxed) <= budget {
+        for (unsent, slot) in heavy {
+            if self.reply_bytes.load(Ordering::Relaxed) <= budget || mine <= self.reply_share {
                 break;
             }
+            mine -= unsent;
             let conn = &mut self.conns[slot];
             debug!(
                 "closing connection {:?}: {} reply bytes unread",
@@ -518,7 +540,16 @@ impl Reactor {
         let mut stale = Vec::new();
         let mut slow = Vec::new();
         for (slot, c) in self.conns.iter() {
-            if c.closed || c.closing {
+            if c.closed {
+                continue;
+            }
+            if c.closing {
+                // Every answer made, waiting only to flush its last replies
+                // and error frame to a peer that may never read them: given
+                // a frame timeout.
+                if c.inflight == 0 && c.last_read.elapsed() >= frame_timeout {
+                    stale.push(slot);
+                }
                 continue;
             }
             if c.partial_since

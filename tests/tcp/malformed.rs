@@ -140,3 +140,42 @@ fn bad_frames_get_errors_and_other_clients_keep_their_service() {
         still_served(&mut bystander);
     }
 }
+
+/// A client that sends its requests and shuts its side at once: the data
+/// and the end of input may come in one readiness event, with no edge after
+/// it. It gets every answer, and then the server closes the connection,
+/// long before any idle timeout.
+#[test]
+fn a_peer_that_shuts_its_side_gets_its_answers_and_a_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("m.db"), &[]);
+    for round in 0..20 {
+        let mut raw = Raw::connect(server.addr);
+        let mut bytes = Vec::new();
+        for (id, request) in [
+            Request::Hello {
+                version: 1,
+                token: String::new(),
+            },
+            Request::Ping,
+            Request::Ping,
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut buf = bytes::BytesMut::new();
+            request.encode(id as u64 + 1, &mut buf);
+            bytes.extend_from_slice(&buf);
+        }
+        raw.send(&bytes);
+        raw.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let started = std::time::Instant::now();
+        let got = raw.until_closed();
+        assert_eq!(got.len(), 3, "round {round}: {got:?}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "round {round}: closed after {:?}",
+            started.elapsed()
+        );
+    }
+}
