@@ -113,6 +113,12 @@ pub struct BuyBody {
     /// A purchase token from `POST /api/goods/{id}/token`, for goods that
     /// need one.
     pub purchase_token: Option<String>,
+    /// This is a retry of a BUY sent before under `request_id` (its outcome
+    /// unknown, or `busy`): sent with the repeat mark, so that no server
+    /// answers it from its caches (a sold-out flag, the window) rather
+    /// than with what the first send did (PROTOCOL.md, section 9).
+    #[serde(default)]
+    pub retry: bool,
 }
 
 /// `POST /api/goods/{id}/buy`.
@@ -126,19 +132,30 @@ pub async fn buy(
     let goods_id = parse_id(&id)?;
     let request_id = match &body.request_id {
         Some(text) => parse_request_id(text)?,
+        None if body.retry => {
+            return Err(ApiError::BadRequest(
+                "a retry names the request_id of the BUY it retries".into(),
+            ))
+        }
         None => random_request_id()?,
+    };
+    // What goes to the server; the answers name the purchase's own id.
+    let sent = if body.retry {
+        request_id.repeat()
+    } else {
+        request_id
     };
     let client = &state.config.client;
     let bought = match &body.purchase_token {
         Some(token) => {
             let token = parse_id(token)?;
             client
-                .buy_with_token_and_request_id(buyer.user_id, goods_id, token, request_id)
+                .buy_with_token_and_request_id(buyer.user_id, goods_id, token, sent)
                 .await
         }
         None => {
             client
-                .buy_with_request_id(buyer.user_id, goods_id, request_id)
+                .buy_with_request_id(buyer.user_id, goods_id, sent)
                 .await
         }
     };

@@ -6,7 +6,7 @@ use anyhow::Context;
 use axum::http::HeaderName;
 use clap::Parser;
 use seckill_client::aio::Client;
-use seckill_web::session::{Identity, SessionKey};
+use seckill_web::session::{self, Identity, SessionKey};
 use seckill_web::{AdminConfig, Config};
 
 /// Serves a JSON API, a storefront (`/`) and an admin console (`/admin`)
@@ -66,6 +66,10 @@ async fn main() -> anyhow::Result<()> {
         None => Identity::DemoLogin,
     };
     let key = match &args.session_secret {
+        Some(secret) if secret.len() < session::MIN_SECRET_LEN => anyhow::bail!(
+            "--session-secret must be at least {} bytes (a short one can be guessed from any cookie)",
+            session::MIN_SECRET_LEN
+        ),
         Some(secret) => SessionKey::from_secret(secret),
         None => SessionKey::random().context("no random source for the session key")?,
     };

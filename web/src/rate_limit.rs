@@ -14,12 +14,22 @@ const FORGET_AFTER: Duration = Duration::from_secs(60);
 /// How many buckets are kept before idle ones are swept.
 const SWEEP_AT: usize = 10_000;
 
+/// The least time between two sweeps: a sweep walks the whole map, and a
+/// crowd of active buyers keeps it over [`SWEEP_AT`] with nothing to sweep.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
 /// Requests per second and burst, per buyer.
 #[derive(Debug)]
 pub struct RateLimiter {
     per_second: f64,
     burst: f64,
-    buckets: Mutex<HashMap<u64, Bucket>>,
+    buckets: Mutex<Buckets>,
+}
+
+#[derive(Debug, Default)]
+struct Buckets {
+    by_user: HashMap<u64, Bucket>,
+    swept: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -35,7 +45,7 @@ impl RateLimiter {
         RateLimiter {
             per_second,
             burst: f64::from(burst.max(1)),
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets::default()),
         }
     }
 
@@ -48,10 +58,16 @@ impl RateLimiter {
         // A poisoned lock only means another request panicked mid-update
         // of a counter: the map is still usable.
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() >= SWEEP_AT {
-            buckets.retain(|_, b| now.duration_since(b.at) < FORGET_AFTER);
+        let due = buckets
+            .swept
+            .is_none_or(|at| now.duration_since(at) >= SWEEP_EVERY);
+        if buckets.by_user.len() >= SWEEP_AT && due {
+            buckets
+                .by_user
+                .retain(|_, b| now.duration_since(b.at) < FORGET_AFTER);
+            buckets.swept = Some(now);
         }
-        let bucket = buckets.entry(user_id).or_insert(Bucket {
+        let bucket = buckets.by_user.entry(user_id).or_insert(Bucket {
             tokens: self.burst,
             at: now,
         });

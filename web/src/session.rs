@@ -58,9 +58,21 @@ impl SessionKey {
     }
 
     /// A key derived from a secret, so that several gateways (or a
-    /// restarted one) accept each other's sessions.
+    /// restarted one) accept each other's sessions. The caller makes sure
+    /// it is long enough to resist guessing ([`MIN_SECRET_LEN`]).
     pub fn from_secret(secret: &str) -> SessionKey {
         SessionKey(Sha256::digest(secret.as_bytes()).into())
+    }
+
+    /// The key of admin sessions: this key and the admin token together, so
+    /// that a leaked or guessed session secret alone forges no admin
+    /// cookie, and a new admin token ends every admin session.
+    pub fn for_admin(&self, admin_token: &str) -> SessionKey {
+        let mut hash = Sha256::new();
+        hash.update(b"seckill-web admin session\0");
+        hash.update(self.0);
+        hash.update(admin_token.as_bytes());
+        SessionKey(hash.finalize().into())
     }
 
     fn mac(&self) -> HmacSha256 {
@@ -126,13 +138,18 @@ pub fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// The shortest `--session-secret` taken: a shorter one could be guessed
+/// offline from any cookie the demo login hands out.
+pub const MIN_SECRET_LEN: usize = 32;
+
 /// The signed cookie value of a buyer's session.
 pub fn buyer_cookie(key: &SessionKey, buyer: &Buyer) -> String {
     let expires = now_s() + SESSION_SECONDS;
     key.sign(&format!("b.{}.{expires}.{}", buyer.user_id, buyer.name))
 }
 
-/// The signed cookie value of an admin session.
+/// The signed cookie value of an admin session, under the admin key
+/// ([`SessionKey::for_admin`]).
 pub fn admin_cookie(key: &SessionKey) -> String {
     key.sign(&format!("a.{}", now_s() + ADMIN_SECONDS))
 }
@@ -175,7 +192,8 @@ pub fn require_buyer(
     buyer(identity, key, headers).ok_or(ApiError::Unauthenticated)
 }
 
-/// Whether this request carries a live admin session.
+/// Whether this request carries a live admin session, under the admin key
+/// ([`SessionKey::for_admin`]).
 pub fn is_admin(key: &SessionKey, headers: &HeaderMap) -> bool {
     let Some(payload) = cookie(headers, ADMIN_COOKIE).and_then(|c| key.verify(c)) else {
         return false;
@@ -271,6 +289,18 @@ mod tests {
             buyer(&identity, &key, &headers).map(|b| b.user_id),
             Some(77)
         );
+    }
+
+    #[test]
+    fn an_admin_session_needs_the_admin_token_too() {
+        let key = SessionKey::from_secret("a secret of more than thirty-two bytes");
+        let cookie = with_cookie(ADMIN_COOKIE, &admin_cookie(&key.for_admin("t1")));
+        assert!(is_admin(&key.for_admin("t1"), &cookie));
+        // The session secret alone, or another admin token, is not enough.
+        assert!(!is_admin(&key, &cookie));
+        assert!(!is_admin(&key.for_admin("t2"), &cookie));
+        let forged = with_cookie(ADMIN_COOKIE, &admin_cookie(&key));
+        assert!(!is_admin(&key.for_admin("t1"), &forged));
     }
 
     #[test]

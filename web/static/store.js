@@ -69,9 +69,13 @@ async function refreshGoods() {
 async function buy(g) {
   buying[g.id] = true;
   renderGoods();
+  // A purchase whose last try had no definite answer is tried again under
+  // its id, marked as a retry (the server then answers what the first try
+  // did, never from a cache).
+  const retry = pendingIds[g.id] !== undefined;
   const requestId = pendingIds[g.id] || newRequestId();
   pendingIds[g.id] = requestId;
-  const body = { request_id: requestId };
+  const body = { request_id: requestId, retry: retry };
   if (g.token_required) {
     const t = await api("POST", "/api/goods/" + g.id + "/token");
     if (t.status !== 200) {

@@ -351,3 +351,36 @@ async fn the_servers_own_rate_limit_is_429_with_retry_after() {
         "{statuses:?}"
     );
 }
+
+/// A retry of a BUY whose answer the page never got, on goods of a limit of
+/// two with its last unit just sold to that very BUY: sent as a retry (the
+/// repeat mark), it gets the first send's order, where a plain resend would
+/// meet the server's sold-out flag and be told "sold out".
+#[tokio::test]
+async fn a_retry_gets_the_first_answer_not_a_cached_one() {
+    let server = Server::start();
+    let mut two_each = goods("Lamp", 1, 0);
+    two_each.rules.per_user_limit = 2;
+    let lamp = admin_client(&server.addr)
+        .await
+        .add_goods(two_each)
+        .await
+        .unwrap();
+    let app = seckill_web::app(config(&server.addr, 0.0, 1));
+    let buy = format!("/api/goods/{}/buy", lamp.id);
+    let alice = login(&app, "alice").await;
+    let first = call(&app, "POST", &buy, Some(&alice), Some(json!({}))).await;
+    assert_eq!(first.body["outcome"], "ordered", "{}", first.body);
+    let id = first.body["request_id"].clone();
+    let plain = json!({ "request_id": id });
+    let resent = call(&app, "POST", &buy, Some(&alice), Some(plain)).await;
+    assert_eq!(resent.body["outcome"], "sold_out", "{}", resent.body);
+    let retry = json!({ "request_id": id, "retry": true });
+    let again = call(&app, "POST", &buy, Some(&alice), Some(retry)).await;
+    assert_eq!(again.body["outcome"], "ordered", "{}", again.body);
+    assert_eq!(again.body["order_no"], first.body["order_no"]);
+    assert_eq!(again.body["request_id"], id, "the purchase's own id");
+    let nameless = json!({ "retry": true });
+    let refused = call(&app, "POST", &buy, Some(&alice), Some(nameless)).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+}
