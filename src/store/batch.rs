@@ -23,10 +23,11 @@
 //!    number already stored is this order (a retried batch) or a bug; else
 //!    it takes the first free slot of its user, or is a [`Written::Duplicate`]
 //!    of the first order the user holds when every slot is taken.
-//! 4. The goods' live orders are set right: step 0 counted every order of
-//!    a fenced group, and only those that went in live count (a duplicate,
-//!    or an order an earlier try wrote, does not); unfenced orders (the
-//!    `queued` mode's, acknowledged already) count as they go in.
+//! 4. The goods' live orders are set right: step 0 counted every order
+//!    (of a fenced group, or unfenced: the `queued` mode's, acknowledged
+//!    already, counted and never refused), and only those that went in live
+//!    count (a duplicate, an order an earlier try wrote, a cancelled one,
+//!    does not).
 //!
 //! A store provides the statements, in its dialect, as a [`Table`].
 
@@ -166,6 +167,17 @@ fn fence<T: Table>(
     let mut written = vec![None; orders.len()];
     let mut counted: BTreeMap<GoodsId, u32> = BTreeMap::new();
     if epochs.is_empty() {
+        // Unfenced orders are counted too, before they go in, for the same
+        // reason as the fence is a write: the goods' row is locked first.
+        // Inserting first would take a shared lock on it (the orders'
+        // foreign key) and the count then an exclusive one, and two
+        // servers' writers doing that at once deadlock each other.
+        for o in orders {
+            *counted.entry(o.goods_id).or_default() += 1;
+        }
+        for (&goods, &n) in &counted {
+            table.add_live(goods, i64::from(n))?;
+        }
         return Ok((written, counted));
     }
     if epochs.len() != orders.len() {
