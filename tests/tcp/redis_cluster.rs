@@ -197,15 +197,12 @@ fn queued_orders_wait_for_their_replicas() {
 /// reserved or was moving between buckets left behind) and started again:
 /// exactly the stock sold, nobody twice, every acknowledged order in MySQL
 /// once, no unit stuck in a bucket.
-#[test]
-fn a_hot_goods_over_four_buckets_two_servers_one_killed() {
+fn a_hot_goods_over_four_buckets_two_servers_one_killed(ack: &str) {
     const STOCK: u32 = 3000;
     let _cluster = cluster_lock();
     let dir = tempfile::tempdir().unwrap();
     let stores = Backends::on_cluster();
-    let mut servers: Vec<Server> = (1..=2)
-        .map(|n| start(&dir, &stores, "durable", n))
-        .collect();
+    let mut servers: Vec<Server> = (1..=2).map(|n| start(&dir, &stores, ack, n)).collect();
     let goods = servers[0]
         .admin()
         .add_goods(NewGoods {
@@ -225,7 +222,7 @@ fn a_hot_goods_over_four_buckets_two_servers_one_killed() {
     let killed = servers.remove(1);
     killed.kill();
     std::thread::sleep(Duration::from_millis(300));
-    servers.insert(1, start(&dir, &stores, "durable", 2));
+    servers.insert(1, start(&dir, &stores, ack, 2));
     crowd.addrs.lock().unwrap()[1] = servers[1].addr;
     for b in buyers {
         b.join().unwrap();
@@ -244,4 +241,17 @@ fn a_hot_goods_over_four_buckets_two_servers_one_killed() {
     );
     assert_eq!(parts.buckets, [0, 0, 0, 0]);
     assert!(parts.balanced());
+}
+
+#[test]
+fn a_hot_goods_over_four_buckets_two_servers_one_killed_durable() {
+    a_hot_goods_over_four_buckets_two_servers_one_killed("durable");
+}
+
+/// The queued mode: each bucket queues its own orders, and the writers
+/// drain every bucket's queue (the killed server's pending entries taken
+/// over by the other).
+#[test]
+fn a_hot_goods_over_four_buckets_two_servers_one_killed_queued() {
+    a_hot_goods_over_four_buckets_two_servers_one_killed("queued");
 }
