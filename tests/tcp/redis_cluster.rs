@@ -219,11 +219,7 @@ fn a_hot_goods_over_four_buckets_two_servers_one_killed(ack: &str) {
     let crowd = Crowd::new(&servers, goods);
     let buyers = crowd.buyers(8, &Arc::new(AtomicBool::new(false)));
     crowd.wait_told(STOCK as usize / 3);
-    let killed = servers.remove(1);
-    killed.kill();
-    std::thread::sleep(Duration::from_millis(300));
-    servers.insert(1, start(&dir, &stores, ack, 2));
-    crowd.addrs.lock().unwrap()[1] = servers[1].addr;
+    crowd.kill_and_restart(&mut servers, 1, || start(&dir, &stores, ack, 2));
     for b in buyers {
         b.join().unwrap();
     }

@@ -117,6 +117,20 @@ impl Crowd {
             .collect()
     }
 
+    /// Server `i` dies (kill -9) mid-sale and comes back, from `restart`,
+    /// on another port, which the crowd uses from then on.
+    pub(crate) fn kill_and_restart(
+        &self,
+        servers: &mut Vec<Server>,
+        i: usize,
+        restart: impl FnOnce() -> Server,
+    ) {
+        servers.remove(i).kill();
+        std::thread::sleep(Duration::from_millis(300));
+        servers.insert(i, restart());
+        self.addrs.lock().unwrap()[i] = servers[i].addr;
+    }
+
     /// Waits until `orders` buyers have been told they hold an order.
     pub(crate) fn wait_told(&self, orders: usize) {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -168,12 +182,7 @@ fn three_servers_reconciling_and_crashing(ack: &str, stores: Backends) {
         })
     };
     crowd.wait_told(STOCK as usize / 3);
-    // Server 1 dies mid-sale and comes back on another port.
-    let killed = servers.remove(1);
-    killed.kill();
-    std::thread::sleep(Duration::from_millis(300));
-    servers.insert(1, start(&dir, &stores, ack, 2));
-    crowd.addrs.lock().unwrap()[1] = servers[1].addr;
+    crowd.kill_and_restart(&mut servers, 1, || start(&dir, &stores, ack, 2));
     for b in buyers {
         b.join().unwrap();
     }
