@@ -140,7 +140,7 @@ pub(crate) fn write<T: Table>(
     // Step 4: live orders as they went in, less what step 0 counted.
     let mut live: BTreeMap<GoodsId, i64> = counted
         .into_iter()
-        .map(|(goods, n)| (goods, -i64::from(n)))
+        .map(|(goods, n)| (goods, -i64::try_from(n).unwrap_or(i64::MAX)))
         .collect();
     for (o, _) in orders.iter().zip(&new).filter(|(_, &n)| n) {
         if o.state != OrderState::Cancelled {
@@ -163,23 +163,21 @@ fn fence<T: Table>(
     table: &mut T,
     orders: &[OrderRecord],
     epochs: &[Epoch],
-) -> Result<(Vec<Option<Written>>, BTreeMap<GoodsId, u32>), T::Error> {
+) -> Result<(Vec<Option<Written>>, BTreeMap<GoodsId, u64>), T::Error> {
     let mut written = vec![None; orders.len()];
-    let mut counted: BTreeMap<GoodsId, u32> = BTreeMap::new();
     if epochs.is_empty() {
         // Unfenced orders are counted too, before they go in, for the same
         // reason as the fence is a write: the goods' row is locked first.
         // Inserting first would take a shared lock on it (the orders'
         // foreign key) and the count then an exclusive one, and two
         // servers' writers doing that at once deadlock each other.
-        for o in orders {
-            *counted.entry(o.goods_id).or_default() += 1;
-        }
+        let counted = per_goods(orders);
         for (&goods, &n) in &counted {
-            table.add_live(goods, i64::from(n))?;
+            table.add_live(goods, i64::try_from(n).unwrap_or(i64::MAX))?;
         }
         return Ok((written, counted));
     }
+    let mut counted: BTreeMap<GoodsId, u64> = BTreeMap::new();
     if epochs.len() != orders.len() {
         let why = format!("{} epochs for {} orders", epochs.len(), orders.len());
         return Err(StoreError::Inconsistent(why).into());
@@ -191,7 +189,7 @@ fn fence<T: Table>(
     for ((goods, epoch), count) in groups {
         let refused = match table.fence(goods, epoch, count)? {
             Fence::Taken => {
-                *counted.entry(goods).or_default() += count;
+                *counted.entry(goods).or_default() += u64::from(count);
                 continue;
             }
             Fence::Moved => Written::Fenced,

@@ -343,6 +343,16 @@ pub struct StockParts {
 }
 
 impl StockParts {
+    /// A goods in one part: `remaining` units left, and its holders.
+    pub fn whole(remaining: u32, holders: &Holders) -> StockParts {
+        StockParts {
+            pool: 0,
+            in_flight: 0,
+            buckets: vec![remaining],
+            holders: holders.len() as u64,
+        }
+    }
+
     /// Every unit the parts account for.
     pub fn accounted(&self) -> i64 {
         let buckets: u64 = self.buckets.iter().map(|&b| u64::from(b)).sum();
@@ -503,12 +513,7 @@ pub trait StockStore: Send + Sync {
     fn parts(&self, goods: GoodsId) -> Result<Option<StockParts>, StoreError> {
         Ok(self
             .snapshot(goods)?
-            .map(|(remaining, holders)| StockParts {
-                pool: 0,
-                in_flight: 0,
-                buckets: vec![remaining],
-                holders: holders.len() as u64,
-            }))
+            .map(|(remaining, holders)| StockParts::whole(remaining, &holders)))
     }
 }
 
