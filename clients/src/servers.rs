@@ -36,16 +36,20 @@ pub(crate) struct Options {
     pub(crate) request_ids: bool,
 }
 
+/// An admin token as a `Debug` shows it: whether there is one, never what.
+pub(crate) fn shown_token(token: &str) -> &'static str {
+    if token.is_empty() {
+        ""
+    } else {
+        "<redacted>"
+    }
+}
+
 /// Hand-written so that the token never reaches a log line.
 impl fmt::Debug for Options {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let token = if self.token.is_empty() {
-            ""
-        } else {
-            "<redacted>"
-        };
         f.debug_struct("Options")
-            .field("token", &token)
+            .field("token", &shown_token(&self.token))
             .field("connect_timeout", &self.connect_timeout)
             .field("read_timeout", &self.read_timeout)
             .field("write_timeout", &self.write_timeout)

@@ -27,13 +27,8 @@ pub(crate) struct Options {
 /// Hand-written so that the token never reaches a log line.
 impl fmt::Debug for Options {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let token = if self.token.is_empty() {
-            ""
-        } else {
-            "<redacted>"
-        };
         f.debug_struct("Options")
-            .field("token", &token)
+            .field("token", &crate::servers::shown_token(&self.token))
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("max_in_flight", &self.max_in_flight)
