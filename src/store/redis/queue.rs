@@ -331,10 +331,9 @@ impl OrderQueue for RedisStock {
             by_queue.entry(bucket).or_default().push(stream_id);
         }
         for (bucket, ids) in by_queue {
-            let queue = match bucket {
-                None => self.keys(goods).queue,
-                Some(b) => self.part_keys(goods, Part::Bucket(b)).queue,
-            };
+            let queue = self
+                .part_keys(goods, Part::Bucket(bucket.unwrap_or(0)))
+                .queue;
             let mut pipe = ::redis::pipe();
             pipe.atomic()
                 .cmd("XACK")

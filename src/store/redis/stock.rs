@@ -148,11 +148,7 @@ impl StockStore for RedisStock {
     ) -> Result<(), StoreError> {
         let k = self.buckets_of(goods);
         for (bucket, requests) in by_bucket(requests, k, |&(_, user, _)| user) {
-            let keys = if k == 1 {
-                self.keys(goods)
-            } else {
-                self.part_keys(goods, Part::Bucket(bucket))
-            };
+            let keys = self.part_keys(goods, Part::Bucket(bucket));
             self.forget_part(&keys, &requests)?;
         }
         Ok(())

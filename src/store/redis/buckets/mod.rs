@@ -83,12 +83,15 @@ impl RedisStock {
         }
     }
 
-    /// The keys of one part; [`Part::Pool`] of a goods of one bucket is the
-    /// whole goods. The pool's part holds the goods' epoch of record (what
+    /// The keys of one part. A goods of one bucket has one part, its own
+    /// keys, whichever part is asked for (its pool is its bucket 0). The
+    /// pool's part holds the goods' epoch of record (what
     /// [`epoch`](crate::store::StockStore::epoch) reads) and its restocks.
     pub(super) fn part_keys(&self, goods: GoodsId, part: Part) -> Keys {
+        if self.buckets_of(goods) == 1 {
+            return self.keys(goods);
+        }
         match part {
-            Part::Pool if self.buckets_of(goods) == 1 => self.keys(goods),
             Part::Pool => self.prefix.pool_keys(goods),
             Part::Bucket(b) => self.prefix.bucket_keys(goods, b),
         }
@@ -107,10 +110,8 @@ impl RedisStock {
 
     /// Where a user's BUYs, tokens and request ids of a goods live.
     pub(super) fn user_keys(&self, goods: GoodsId, user: UserId) -> Keys {
-        match self.buckets_of(goods) {
-            1 => self.keys(goods),
-            k => self.part_keys(goods, Part::Bucket(bucket_of(user, k))),
-        }
+        let k = self.buckets_of(goods);
+        self.part_keys(goods, Part::Bucket(bucket_of(user, k)))
     }
 
     pub(super) fn saw(&self, goods: GoodsId, part: Part, left: u32) {
