@@ -9,10 +9,19 @@ use std::time::Duration;
 
 use clap::Parser;
 
+/// `--version`: the crate's version and the git commit it was built from
+/// (build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("SECKILL_GIT_COMMIT"),
+    ")"
+);
+
 /// A flash-sale server: a mio reactor in front of a stock store and an
 /// order store.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "seckill-server", version)]
+#[command(name = "seckill-server", version = VERSION)]
 pub struct Config {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7700")]
@@ -140,6 +149,13 @@ pub struct Config {
     /// refuses the admin token.
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<SocketAddr>,
+
+    /// Serve HTTP on this address (keep it on loopback or a private
+    /// network): `/metrics` in the Prometheus text format, `/healthz`
+    /// (the process answers) and `/readyz` (stores reachable, goods
+    /// loaded), for a scraper, a load balancer or a service manager.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 
     /// Open connections at most; past it, a new connection gets an error
     /// frame and is closed.
