@@ -150,13 +150,6 @@ pub struct Config {
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<SocketAddr>,
 
-    /// Serve HTTP on this address (keep it on loopback or a private
-    /// network): `/metrics` in the Prometheus text format, `/healthz`
-    /// (the process answers) and `/readyz` (stores reachable, goods
-    /// loaded), for a scraper, a load balancer or a service manager.
-    #[arg(long, value_name = "ADDR")]
-    pub metrics_listen: Option<SocketAddr>,
-
     /// Open connections at most; past it, a new connection gets an error
     /// frame and is closed.
     #[arg(long, default_value_t = 100_000)]
