@@ -150,6 +150,13 @@ pub struct Config {
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<SocketAddr>,
 
+    /// Serve HTTP on this address: Prometheus metrics at /metrics, and
+    /// /healthz (alive) and /readyz (stores reachable, goods loaded) for
+    /// load balancers and service managers. Keep it on loopback or a
+    /// private network (e.g. 127.0.0.1:9700): it needs no token.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Open connections at most; past it, a new connection gets an error
     /// frame and is closed.
     #[arg(long, default_value_t = 100_000)]

@@ -44,8 +44,13 @@ pub struct Connection {
     pub partial_since: Option<Instant>,
     /// Read no more; close once every reply is written.
     pub closing: bool,
-    /// The peer closed its side; answer what is in flight, then close.
+    /// The peer closed its side: the whole frames already read are still
+    /// answered, then the connection is `closing`.
     pub eof: bool,
+    /// The server is shutting down: read nothing more from the socket, but
+    /// answer the whole frames already read (the peer sent them and the
+    /// server took them), then the connection is `closing`.
+    pub draining: bool,
     /// Closed and deregistered; the slot is freed after this poll round.
     pub closed: bool,
     /// The socket may hold unread bytes. Set by a readable event, cleared
@@ -106,6 +111,7 @@ impl Connection {
             partial_since: None,
             closing: false,
             eof: false,
+            draining: false,
             closed: false,
             // Bytes may have come before registration; one read finds out.
             readable: true,
@@ -209,8 +215,13 @@ impl Connection {
         self.closing || self.inflight >= max_inflight || self.wbuf.len() > write_high_water
     }
 
+    /// No more bytes will be read from the socket for requests.
+    pub fn input_ended(&self) -> bool {
+        self.eof || self.draining
+    }
+
     /// True when nothing more will happen on this connection.
     pub fn finished(&self) -> bool {
-        (self.closing || self.eof) && self.inflight == 0 && self.wbuf.is_empty()
+        self.closing && self.inflight == 0 && self.wbuf.is_empty()
     }
 }

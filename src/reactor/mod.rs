@@ -351,7 +351,7 @@ impl Reactor {
             budget = decode_frames(conn, me, &self.handler, limits, budget);
             if budget == 0
                 || !conn.readable
-                || conn.eof
+                || conn.input_ended()
                 || conn.paused(limits.max_inflight, limits.write_high_water)
             {
                 break;
@@ -458,11 +458,12 @@ impl Reactor {
         }
     }
 
-    /// Shutdown: read no new requests; finish what is in flight; close.
+    /// Shutdown: read no new requests; answer those in flight and those
+    /// whole in the read buffer; close.
     fn start_drain(&mut self) {
         let slots: Vec<usize> = self.conns.iter().map(|(slot, _)| slot).collect();
         for slot in slots {
-            self.conns[slot].closing = true;
+            self.conns[slot].draining = true;
             self.drive(slot);
         }
     }
@@ -489,7 +490,14 @@ fn decode_frames(
                 budget -= 1;
                 Some(used)
             }
-            Err(FrameError::Incomplete) => None,
+            Err(FrameError::Incomplete) => {
+                if conn.input_ended() {
+                    // No whole frame is left and no more bytes will come:
+                    // what remains is a frame that can never be finished.
+                    conn.closing = true;
+                }
+                None
+            }
             Err(e @ (FrameError::TooLarge { .. } | FrameError::TooShort { .. })) => {
                 // The stream cannot be resynchronised: say why, then close.
                 metrics::add(&handler.metrics.bad_requests, 1);

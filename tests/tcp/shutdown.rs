@@ -17,19 +17,23 @@ fn sigterm_finishes_in_flight_work_and_exits() {
         .unwrap()
         .id;
 
+    // All 200 BUYs in one write, which the server takes in one read (16 KiB
+    // chunks), so that once the first is answered every one of them is in
+    // the server: in flight or whole in its read buffer. Both are answered
+    // at shutdown; bytes still in the socket would not be.
     let mut raw = Raw::greeted(server.addr);
+    let mut burst = bytes::BytesMut::new();
     for user in 0..200u64 {
-        raw.request(
-            100 + user,
-            &Request::Buy {
-                user_id: user,
-                goods_id: goods,
-                token: 0,
-                request_id: None,
-            },
-        );
+        Request::Buy {
+            user_id: user,
+            goods_id: goods,
+            token: 0,
+            request_id: None,
+        }
+        .encode(100 + user, &mut burst);
     }
-    // Wait for the first reply so the BUYs are surely in the server.
+    assert!(burst.len() <= 16 * 1024, "one read chunk: {}", burst.len());
+    raw.send(&burst);
     let first = raw.next();
     let status = server.terminate();
     assert!(status.success(), "exit status {status:?}");
