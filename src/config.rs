@@ -1,5 +1,19 @@
-//! Server configuration: flags, with environment fallbacks where secrets
-//! are concerned.
+//! Server configuration: every setting is a flag, and every flag may come
+//! from the command line, from a `SECKILL_*` environment variable, or from a
+//! TOML file named by `--config`, in that order of precedence, before its
+//! default (`layers.rs`). Secrets (the admin token, store URLs that may
+//! carry a password) may also be read from a file of their own
+//! (`secrets.rs`), so that none has to be on a command line, where `ps`
+//! shows it. The effective configuration is logged at start with its
+//! secrets redacted (`effective.rs`).
+
+mod effective;
+mod file;
+mod layers;
+mod secrets;
+
+pub use effective::Effective;
+pub use layers::{ConfigError, Loaded};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -23,6 +37,13 @@ pub const VERSION: &str = concat!(
 #[derive(Parser, Debug, Clone)]
 #[command(name = "seckill-server", version = VERSION)]
 pub struct Config {
+    /// Read settings from this TOML file: its keys are the long flags
+    /// without their dashes in front (`listen = "0.0.0.0:7700"`,
+    /// `redis-wait-timeout = "100ms"`). The command line and the
+    /// environment override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7700")]
     pub listen: SocketAddr,
@@ -72,6 +93,16 @@ pub struct Config {
     )]
     pub redis_cluster: Option<Vec<String>>,
 
+    /// Read --redis from this file (one URL; a trailing newline is
+    /// dropped), so that its password is on no command line.
+    #[arg(long, value_name = "PATH")]
+    pub redis_file: Option<PathBuf>,
+
+    /// Read --redis-cluster from this file (the seed nodes,
+    /// comma-separated).
+    #[arg(long, value_name = "PATH")]
+    pub redis_cluster_file: Option<PathBuf>,
+
     /// Replicas each reservation and restock must reach (Redis WAIT on the
     /// goods' primary) before anyone is told "ok" on it; short of them
     /// within --redis-wait-timeout the BUY is answered `busy` and the goods
@@ -99,6 +130,10 @@ pub struct Config {
     #[arg(long, value_name = "URL[,URL...]")]
     pub mysql: Option<String>,
 
+    /// Read --mysql from this file (one URL, or a comma-separated list).
+    #[arg(long, value_name = "PATH")]
+    pub mysql_file: Option<PathBuf>,
+
     /// When a buyer is told "ok": `durable`, once the order is committed
     /// to the order store; `queued` (needs --redis), once the stock is
     /// deducted and the order appended to a Redis stream in the same atomic
@@ -111,6 +146,11 @@ pub struct Config {
     /// commands are refused on every connection.
     #[arg(long, env = "SECKILL_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<Secret>,
+
+    /// Read the admin token from this file (a trailing newline is dropped),
+    /// e.g. a systemd credential.
+    #[arg(long, value_name = "PATH")]
+    pub admin_token_file: Option<PathBuf>,
 
     /// Largest request frame accepted (the length field), in bytes.
     #[arg(long, default_value_t = seckill_proto::MAX_REQUEST_FRAME)]
@@ -236,6 +276,23 @@ pub enum AckMode {
 }
 
 impl Config {
+    /// The configuration of this process: its command line, then the
+    /// `SECKILL_*` environment, then the `--config` file, then the
+    /// defaults; secrets read from their files.
+    pub fn load() -> Result<Loaded, ConfigError> {
+        layers::load()
+    }
+
+    /// [`load`](Self::load) from `args` (the program's name first) rather
+    /// than this process's command line.
+    pub fn load_from<I, T>(args: I) -> Result<Loaded, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        layers::load_from(args)
+    }
+
     /// Flags that only make sense together.
     pub fn check(&self) -> Result<(), String> {
         if !(self.buy_rate >= 0.0 && self.buy_rate.is_finite()) {
@@ -253,6 +310,11 @@ impl Config {
             || self.node_lease > Duration::from_secs(3600)
         {
             return Err("--node-lease must be between 100 ms and 1 h".into());
+        }
+        // Clap refuses the two flags together; from a file of secrets one of
+        // them may come late.
+        if self.redis.is_some() && self.redis_cluster.is_some() {
+            return Err("give --redis or --redis-cluster, not both".into());
         }
         if self.redis_wait > 0 && self.redis.is_none() && self.redis_cluster.is_none() {
             return Err("--redis-wait needs --redis or --redis-cluster".into());
@@ -311,13 +373,4 @@ impl fmt::Debug for Secret {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn debug_hides_the_token() {
-        let c = Config::parse_from(["seckill-server", "--admin-token", "hunter2"]);
-        assert_eq!(c.admin_token.as_ref().map(Secret::expose), Some("hunter2"));
-        assert!(!format!("{c:?}").contains("hunter2"));
-    }
-}
+mod tests;

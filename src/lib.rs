@@ -61,6 +61,7 @@ mod lease;
 mod metrics;
 mod open_files;
 mod reactor;
+pub mod readiness;
 mod sale;
 mod server;
 mod startup;
@@ -69,7 +70,7 @@ mod store;
 mod worker;
 mod writer;
 
-pub use config::{AckMode, Config, Secret};
+pub use config::{AckMode, Config, ConfigError, Effective, Loaded, Secret, VERSION};
 pub use server::{Server, Shutdown};
 
 /// What the fuzz target and the micro-benchmarks reach in from outside:

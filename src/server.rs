@@ -17,6 +17,7 @@ use crate::expiry::Expiry;
 use crate::metrics::Metrics;
 use crate::open_files;
 use crate::reactor::{Acceptor, Handler, Listeners, ReactorSet};
+use crate::readiness::Readiness;
 use crate::sale::Sale;
 use crate::startup::{self, Progress, SaleSlot, Started, Startup, Stores};
 use crate::stop::Stop;
@@ -46,6 +47,8 @@ pub struct Server {
     /// (stopped last).
     started: Started,
     back_stop: Stop,
+    /// Filled once the goods are loaded: what readiness looks at.
+    sale: SaleSlot,
 }
 
 /// Asks a running server to stop; cheap to clone and send to a signal
@@ -195,7 +198,7 @@ impl Server {
             Some((startup, roles)) => Some(startup::carry_on(
                 startup,
                 move |sale| roles.start(sale),
-                slot,
+                slot.clone(),
                 front_stop,
                 shutdown.clone(),
             )?),
@@ -216,6 +219,7 @@ impl Server {
             startup,
             started,
             back_stop,
+            sale: slot,
         })
     }
 
@@ -226,6 +230,12 @@ impl Server {
     /// The admin listener's address, when there is one.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin_addr
+    }
+
+    /// Whether it serves yet (listening, goods loaded), for a service
+    /// manager.
+    pub fn readiness(&self) -> Readiness {
+        Readiness::new(self.sale.clone())
     }
 
     pub fn shutdown_handle(&self) -> Shutdown {
@@ -366,13 +376,13 @@ fn redact_seed(seed: &str) -> String {
 
 /// A `--mysql` URL, or list of URLs (a Galera cluster's nodes), with
 /// their passwords hidden.
-fn redact_mysql(urls: &str) -> String {
+pub(crate) fn redact_mysql(urls: &str) -> String {
     let redacted: Vec<String> = split_urls(urls).into_iter().map(redact).collect();
     redacted.join(",")
 }
 
 /// A store URL with its password (if any) hidden, for logs and errors.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "<url>".into();
     };

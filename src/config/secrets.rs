@@ -1,0 +1,139 @@
+//! Secrets: the admin token and the store URLs, which may carry a
+//! password. Each may come as itself (flag, environment, config file) or
+//! from a file of its own (`--admin-token-file PATH`, as systemd's
+//! `LoadCredential=` provides), so that none has to be on a command line.
+//!
+//! A secret and its file obey the same precedence as any setting: the one
+//! from the stronger source wins. Both from the same source is a mistake
+//! the server refuses rather than guess.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use super::layers::{ConfigError, Source};
+use super::{Config, Secret};
+
+/// A secret, and the flag naming a file that holds it.
+pub struct SecretFlag {
+    /// The secret's flag id (`admin_token`).
+    pub id: &'static str,
+    /// Its file's flag id (`admin_token_file`).
+    pub file: &'static str,
+    path: fn(&mut Config) -> &mut Option<PathBuf>,
+    /// Sets the secret from a file's text, checked as its flag would be.
+    set: fn(&mut Config, &str) -> Result<(), String>,
+}
+
+/// Every secret the server takes.
+pub const SECRETS: [SecretFlag; 4] = [
+    SecretFlag {
+        id: "admin_token",
+        file: "admin_token_file",
+        path: |c| &mut c.admin_token_file,
+        set: |c, text| {
+            c.admin_token = Some(Secret::from_str(text)?);
+            Ok(())
+        },
+    },
+    SecretFlag {
+        id: "redis",
+        file: "redis_file",
+        path: |c| &mut c.redis_file,
+        set: |c, text| {
+            c.redis = Some(text.to_owned());
+            Ok(())
+        },
+    },
+    SecretFlag {
+        id: "redis_cluster",
+        file: "redis_cluster_file",
+        path: |c| &mut c.redis_cluster_file,
+        set: |c, text| {
+            // As the flag takes them: comma-separated.
+            c.redis_cluster = Some(text.split(',').map(|s| s.trim().to_owned()).collect());
+            Ok(())
+        },
+    },
+    SecretFlag {
+        id: "mysql",
+        file: "mysql_file",
+        path: |c| &mut c.mysql_file,
+        set: |c, text| {
+            c.mysql = Some(text.to_owned());
+            Ok(())
+        },
+    },
+];
+
+/// The flag with this id holds a secret (not a file's path).
+pub fn is_secret(id: &str) -> bool {
+    SECRETS.iter().any(|s| s.id == id)
+}
+
+/// Replaces every secret whose file wins with the file's content; returns
+/// the secrets read from files, with their paths.
+pub fn resolve(
+    config: &mut Config,
+    sources: &BTreeMap<String, Source>,
+) -> Result<Vec<(&'static str, PathBuf)>, ConfigError> {
+    let mut read = Vec::new();
+    for flag in &SECRETS {
+        let (secret, file) = (flag.id, flag.file);
+        let Some(path) = (flag.path)(config).clone() else {
+            continue;
+        };
+        let source_of = |id: &str| sources.get(id).copied().unwrap_or(Source::Default);
+        let (value_source, file_source) = (source_of(secret), source_of(file));
+        // Only a value given by someone counts: the secrets have no
+        // defaults.
+        let value_given = value_source > Source::Default;
+        if value_given && value_source == file_source {
+            return Err(ConfigError::SecretTwice {
+                value: long(secret),
+                file: long(file),
+                level: file_source.as_str(),
+            });
+        }
+        if value_given && value_source > file_source {
+            // The stronger source names the secret itself: the file is not
+            // read, and not reported as used.
+            *(flag.path)(config) = None;
+            continue;
+        }
+        let text = read_secret(file, &path)?;
+        (flag.set)(config, &text).map_err(|message| ConfigError::SecretFile {
+            flag: long(file),
+            path: path.clone(),
+            message,
+        })?;
+        read.push((secret, path));
+    }
+    Ok(read)
+}
+
+/// One secret from `path`: the whole file but a trailing line end (an
+/// editor adds one; no secret ends with one).
+fn read_secret(file: &str, path: &Path) -> Result<String, ConfigError> {
+    let failed = |message: String| ConfigError::SecretFile {
+        flag: long(file),
+        path: path.to_owned(),
+        message,
+    };
+    let mut text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    if text.is_empty() {
+        return Err(failed("the file is empty".into()));
+    }
+    Ok(text)
+}
+
+/// A flag's id as the operator types it.
+fn long(id: &str) -> String {
+    id.replace('_', "-")
+}
