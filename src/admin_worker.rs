@@ -12,17 +12,18 @@ use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::{select, Receiver};
 
-use crate::dispatch::{Job, Reactors};
+use crate::admin_log;
+use crate::dispatch::{AdminJob, Reactors};
 use crate::sale::Sale;
 
 pub struct AdminWorker {
-    jobs: Receiver<Job>,
+    jobs: Receiver<AdminJob>,
     sale: Arc<Sale>,
     reactors: Reactors,
 }
 
 impl AdminWorker {
-    pub fn new(jobs: Receiver<Job>, sale: Arc<Sale>, reactors: Reactors) -> Self {
+    pub fn new(jobs: Receiver<AdminJob>, sale: Arc<Sale>, reactors: Reactors) -> Self {
         AdminWorker {
             jobs,
             sale,
@@ -43,7 +44,12 @@ impl AdminWorker {
         loop {
             select! {
                 recv(self.jobs) -> job => match job {
-                    Ok(job) => self.reactors.complete(job.origin, self.sale.serve(job.request)),
+                    Ok(AdminJob { job, peer }) => {
+                        // Admin commands are rare: a copy kept for the log costs nothing.
+                        let reply = self.sale.serve(job.request.clone());
+                        admin_log::log(peer, &job.request, &reply);
+                        self.reactors.complete(job.origin, reply);
+                    }
                     Err(_) => return,
                 },
                 recv(repairs) -> goods => {

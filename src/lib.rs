@@ -51,6 +51,7 @@
 //! micro-benchmarks need: [`Server`] started from a [`Config`], and
 //! [`testing`]. Everything else is the server's own.
 
+mod admin_log;
 mod admin_worker;
 mod clock;
 mod config;

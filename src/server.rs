@@ -11,7 +11,7 @@ use log::{error, info, warn};
 
 use crate::admin_worker::AdminWorker;
 use crate::config::{AckMode, Config};
-use crate::dispatch::{Job, Reactors};
+use crate::dispatch::{AdminJob, Job, Reactors};
 use crate::drain::Drain;
 use crate::expiry::Expiry;
 use crate::metrics::Metrics;
@@ -80,7 +80,7 @@ impl Shutdown {
 struct Roles {
     config: Config,
     jobs: Receiver<Job>,
-    admin_jobs: Receiver<Job>,
+    admin_jobs: Receiver<AdminJob>,
     reactors: Reactors,
     back_stop: Stop,
 }

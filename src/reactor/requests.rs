@@ -14,8 +14,9 @@ use seckill_proto::{
 
 use super::connection::Connection;
 use super::rate_limit::RateLimiter;
+use crate::admin_log::Peer;
 use crate::config::{Config, Secret};
-use crate::dispatch::{ConnRef, Job, Origin};
+use crate::dispatch::{AdminJob, ConnRef, Job, Origin};
 use crate::metrics::{self, Metrics};
 use crate::sale::{now_ms, unknown_goods};
 use crate::startup::SaleSlot;
@@ -29,7 +30,7 @@ pub struct Handler {
     /// BUYs and the buyers' other store requests, for the worker pool.
     jobs: Sender<Job>,
     /// Admin requests, for the admin worker.
-    admin_jobs: Sender<Job>,
+    admin_jobs: Sender<AdminJob>,
     admin_token: Option<Secret>,
     /// Admin rights are granted only on the admin listener.
     admin_listener: bool,
@@ -49,7 +50,7 @@ impl Handler {
         sale: SaleSlot,
         metrics: Arc<Metrics>,
         jobs: Sender<Job>,
-        admin_jobs: Sender<Job>,
+        admin_jobs: Sender<AdminJob>,
     ) -> Handler {
         Handler {
             sale,
@@ -185,24 +186,27 @@ impl Handler {
             // The rest need a store.
             _ => {}
         }
-        // Admin work has a worker of its own, so that it never holds up BUYs.
-        let queue = if request.opcode().is_admin() {
-            &self.admin_jobs
+        // Admin work has a worker of its own, so that it never holds up BUYs,
+        // and goes with its peer's address, which the admin log names.
+        let job = Job { origin, request };
+        let sent = if job.request.opcode().is_admin() {
+            let peer = Peer(conn.peer);
+            self.admin_jobs
+                .try_send(AdminJob { job, peer })
+                .map_err(Unsent::from)
         } else {
-            &self.jobs
+            self.jobs.try_send(job).map_err(Unsent::from)
         };
-        match queue.try_send(Job { origin, request }) {
+        match sent {
             Ok(()) => {
                 conn.inflight += 1;
                 None
             }
-            Err(TrySendError::Full(_)) => {
+            Err(Unsent::Full) => {
                 metrics::add(&self.metrics.busy, 1);
                 Some(Reply::error(Status::Busy, "server busy, retry later"))
             }
-            Err(TrySendError::Disconnected(_)) => {
-                Some(Reply::error(Status::Busy, "server shutting down"))
-            }
+            Err(Unsent::Closed) => Some(Reply::error(Status::Busy, "server shutting down")),
         }
     }
 
@@ -310,6 +314,22 @@ impl Handler {
                 metrics::add(&m.buy_outside_window, 1)
             }
             _ => {}
+        }
+    }
+}
+
+/// Why a job was not queued, whichever queue it was for.
+enum Unsent {
+    Full,
+    /// The workers are gone: the server is stopping.
+    Closed,
+}
+
+impl<T> From<TrySendError<T>> for Unsent {
+    fn from(e: TrySendError<T>) -> Unsent {
+        match e {
+            TrySendError::Full(_) => Unsent::Full,
+            TrySendError::Disconnected(_) => Unsent::Closed,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! on a BUY worker, so that a reconciliation waiting for a goods to settle
 //! holds up no BUY of any other goods.
 
-use log::warn;
+use log::{debug, warn};
 use seckill_proto::{NewGoods, Reply, RequestId, SaleAction, Status, StockParts};
 
 use super::{describe, now_ms, store_failure, unknown_goods, Sale, MAX_PAY_WINDOW_MS};
@@ -207,7 +207,8 @@ impl Sale {
             let _gate = entry.gate.exclusive();
             entry.view.set_sale(&record.sale());
         }
-        warn!(
+        // The admin log (admin_log.rs) says it at info, with who asked.
+        debug!(
             "sale of goods {goods}: {} (paused {}, window {}..{})",
             action.as_str(),
             record.paused,

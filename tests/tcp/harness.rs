@@ -97,6 +97,30 @@ impl Server {
 
     fn launch(mut cmd: Command, data: &Path, extra: &[&str], level: &str) -> Server {
         Server::command(&mut cmd, data, extra, level);
+        Server::spawn(cmd, extra.contains(&"--admin-listen"))
+    }
+
+    /// The server binary with no flag and none of the `SECKILL_*`
+    /// variables of this process (a developer may have exported the admin
+    /// token), its output piped: for the tests of the configuration itself.
+    pub fn bare_command() -> Command {
+        raise_open_files_limit();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_seckill-server"));
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("SECKILL_") {
+                cmd.env_remove(name);
+            }
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    /// Starts `cmd` (piped as [`bare_command`](Self::bare_command) pipes
+    /// it) and waits for the line that names its port, and the admin
+    /// port's line too with `admin_listen`.
+    pub fn spawn(mut cmd: Command, admin_listen: bool) -> Server {
         let mut child = cmd.spawn().expect("spawn seckill-server");
         // The log is kept to explain a failed start; SECKILL_TEST_LOG=1
         // shows it as it comes.
@@ -144,7 +168,7 @@ impl Server {
                 .unwrap_or_else(|| panic!("no address in {line:?}"))
         };
         let addr = parse(&line);
-        let admin_addr = extra.contains(&"--admin-listen").then(|| {
+        let admin_addr = admin_listen.then(|| {
             let line = rx
                 .recv_timeout(Duration::from_secs(10))
                 .expect("the admin address line");

@@ -14,6 +14,7 @@ mod hostile;
 mod lifecycle;
 mod malformed;
 mod nodes;
+mod ops;
 mod pipelining;
 mod redis_cluster;
 mod request_ids;
