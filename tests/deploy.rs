@@ -157,10 +157,18 @@ fn the_example_config_is_accepted_by_the_server() {
     .unwrap_or_else(|e| panic!("{e}"));
     loaded.config.check().expect("consistent flags");
     assert!(loaded.config.redis.is_some() && loaded.config.mysql.is_some());
-    assert!(
-        loaded.config.admin_token.is_none(),
-        "no secret in the example"
-    );
+    // No secret in the example: no token, no URL with a password.
+    let table: toml::Table = read("seckill.toml").parse().expect("seckill.toml");
+    assert!(!table.contains_key("admin-token"));
+    for url in table.values().filter_map(toml::Value::as_str) {
+        let userinfo = url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split_once('@'));
+        assert!(
+            userinfo.is_none_or(|(user, _)| !user.contains(':')),
+            "a password in {url}"
+        );
+    }
 }
 
 #[test]
