@@ -66,6 +66,7 @@ mod server;
 mod startup;
 mod stop;
 mod store;
+mod telemetry;
 mod worker;
 mod writer;
 

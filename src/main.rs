@@ -16,6 +16,9 @@ fn main() -> anyhow::Result<()> {
     if let Some(admin) = server.admin_addr() {
         println!("seckill-server admin listening on {admin}");
     }
+    if let Some(metrics) = server.metrics_addr() {
+        println!("seckill-server metrics listening on {metrics}");
+    }
 
     let mut signals = Signals::new([SIGINT, SIGTERM])?;
     let shutdown = server.shutdown_handle();
