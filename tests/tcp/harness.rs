@@ -19,6 +19,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// With `--admin-listen`.
     pub admin_addr: Option<SocketAddr>,
+    /// With `--metrics-listen`.
+    pub metrics_addr: Option<SocketAddr>,
     pid: u32,
     /// What the server logged (the first 64 KiB).
     log: std::sync::Arc<std::sync::Mutex<String>>,
@@ -151,11 +153,19 @@ impl Server {
             assert!(line.contains("admin"), "{line}");
             parse(&line)
         });
+        let metrics_addr = extra.contains(&"--metrics-listen").then(|| {
+            let line = rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the metrics address line");
+            assert!(line.contains("metrics"), "{line}");
+            parse(&line)
+        });
         Server {
             pid: child.id(),
             child,
             addr,
             admin_addr,
+            metrics_addr,
             log,
         }
     }
@@ -173,6 +183,30 @@ impl Server {
             .read_timeout(Duration::from_secs(30))
             .connect()
             .expect("connect as admin")
+    }
+
+    /// GET `path` from the `--metrics-listen` listener: the status code and
+    /// the body.
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        let addr = self.metrics_addr.expect("started with --metrics-listen");
+        let mut stream = TcpStream::connect(addr).expect("connect to the metrics listener");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("send GET");
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .expect("read the response");
+        let (head, body) = response
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("no header end in {response:?}"));
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {head:?}"));
+        (status, body.to_owned())
     }
 
     /// What the server has logged so far.
