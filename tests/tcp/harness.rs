@@ -189,24 +189,7 @@ impl Server {
     /// the body.
     pub fn http_get(&self, path: &str) -> (u16, String) {
         let addr = self.metrics_addr.expect("started with --metrics-listen");
-        let mut stream = TcpStream::connect(addr).expect("connect to the metrics listener");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("send GET");
-        let mut response = String::new();
-        stream
-            .read_to_string(&mut response)
-            .expect("read the response");
-        let (head, body) = response
-            .split_once("\r\n\r\n")
-            .unwrap_or_else(|| panic!("no header end in {response:?}"));
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no status in {head:?}"));
-        (status, body.to_owned())
+        http_get(addr, path).unwrap_or_else(|| panic!("GET {path} from {addr} failed"))
     }
 
     /// What the server has logged so far.
@@ -459,6 +442,21 @@ impl Raw {
             }
         }
     }
+}
+
+/// A GET over HTTP/1.0: the status code and the body; `None` when nothing
+/// answers (yet).
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
 }
 
 /// Raises this test process's soft open-files limit to the hard limit, as

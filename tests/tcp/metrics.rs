@@ -2,12 +2,16 @@
 //! checks, and /healthz and /readyz follow the stores.
 
 use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use seckill_client::Purchase;
 
 use crate::faults::{MariaDb, RedisServer};
-use crate::harness::{on_sale, Backends, Server};
+use crate::harness::{http_get, on_sale, Backends, Server};
 
 /// The samples of a scrape in the text format: `name{labels}` → value.
 fn samples(body: &str) -> HashMap<String, f64> {
@@ -114,8 +118,7 @@ fn metrics_count_what_clients_saw() {
 /// nothing wrong with what /metrics serves during a sale.
 #[test]
 fn promtool_accepts_the_output() {
-    let Ok(promtool) = which("promtool") else {
-        eprintln!("SKIPPED: promtool is not installed (scripts/prometheus.sh installs it)");
+    let Some(promtool) = prometheus_tool("promtool") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -129,14 +132,13 @@ fn promtool_accepts_the_output() {
         client.buy(user, goods).expect("BUY");
     }
     let (_, body) = server.http_get("/metrics");
-    let mut check = std::process::Command::new(promtool)
+    let mut check = Command::new(promtool)
         .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("run promtool");
-    use std::io::Write;
     check
         .stdin
         .take()
@@ -152,14 +154,185 @@ fn promtool_accepts_the_output() {
     );
 }
 
-fn which(program: &str) -> Result<std::path::PathBuf, ()> {
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|p| p.join(program))
-                .find(|p| p.is_file())
+/// A real Prometheus scrapes a server every second during a short sale;
+/// what its HTTP API then says of the BUYs is what the clients were told.
+#[test]
+fn prometheus_reads_the_sale_as_clients_saw_it() {
+    let Some(binary) = prometheus_tool("prometheus") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("s.db"),
+        &["--metrics-listen", "127.0.0.1:0"],
+    );
+    let prometheus = Prometheus::start(&binary, dir.path(), server.metrics_addr.unwrap());
+    // A scrape has seen the server before the sale starts, so that the
+    // whole sale is in the series.
+    prometheus.until(r#"up{job="seckill"}"#, |v| v == Some(1.0));
+    let goods = server.admin().add_goods(on_sale("bike", 200)).unwrap().id;
+    let (ok, sold_out) = std::thread::scope(|s| {
+        let buyers: Vec<_> = (0..4u64)
+            .map(|t| {
+                let server = &server;
+                s.spawn(move || {
+                    let mut client = server.client();
+                    let (mut ok, mut sold_out) = (0u64, 0u64);
+                    // Three seconds of BUYs, each from a new user.
+                    let end = Instant::now() + Duration::from_secs(3);
+                    let mut user = t * 1_000_000;
+                    while Instant::now() < end {
+                        user += 1;
+                        match client.buy(user, goods).expect("BUY") {
+                            Purchase::Ordered(_) => ok += 1,
+                            Purchase::SoldOut => sold_out += 1,
+                            other => panic!("BUY answered {other:?}"),
+                        }
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    (ok, sold_out)
+                })
+            })
+            .collect();
+        buyers
+            .into_iter()
+            .map(|b| b.join().unwrap())
+            .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
+    });
+    assert_eq!(ok, 200, "the goods sold out");
+    for (outcome, told) in [("ok", ok), ("sold_out", sold_out)] {
+        let query = format!(r#"sum(seckill_requests_total{{kind="buy",outcome="{outcome}"}})"#);
+        prometheus.until(&query, |v| v == Some(told as f64));
+    }
+    // The BUY rate over the sale, as a dashboard shows it: above zero, and
+    // not above all the BUYs sent in one second (rate() extrapolates, but
+    // not past the series' start).
+    let rate = prometheus
+        .query(r#"sum(rate(seckill_requests_total{kind="buy"}[1m]))"#)
+        .expect("a BUY rate");
+    let sent = (ok + sold_out) as f64;
+    assert!(
+        rate > 0.0 && rate <= sent,
+        "rate {rate}/s of {sent} BUYs in 3 s"
+    );
+    // The server's own p99 BUY latency, from the histogram.
+    let p99 = prometheus
+        .query(
+            r#"histogram_quantile(0.99, sum by (le) (rate(seckill_request_duration_seconds_bucket{kind="buy"}[1m])))"#,
+        )
+        .expect("a p99");
+    assert!(p99 > 0.0 && p99 < 10.0, "p99 {p99} s");
+}
+
+/// A Prometheus tool from Debian's package; `None`, with a note, only when
+/// `SECKILL_SKIP_PROMETHEUS=1` says that a machine without it is expected.
+fn prometheus_tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    });
+    match found {
+        Some(path) => Some(path),
+        None if std::env::var_os("SECKILL_SKIP_PROMETHEUS").is_some() => {
+            eprintln!("skipped: {name} is not installed (SECKILL_SKIP_PROMETHEUS is set)");
+            None
+        }
+        None => panic!(
+            "{name} is not installed: run scripts/prometheus.sh (or set SECKILL_SKIP_PROMETHEUS=1)"
+        ),
+    }
+}
+
+/// A Prometheus of the test's own on a free loopback port, scraping one
+/// server every second; killed when dropped.
+struct Prometheus {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Prometheus {
+    fn start(binary: &Path, dir: &Path, target: SocketAddr) -> Prometheus {
+        let config = dir.join("prometheus.yml");
+        let yaml = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: seckill\n    static_configs:\n      - targets: ['{target}']\n"
+        );
+        std::fs::write(&config, yaml).unwrap();
+        let addr = free_port();
+        let log_path = dir.join("prometheus.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start prometheus");
+        let prometheus = Prometheus { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http_get(addr, "/-/ready").map(|(status, _)| status) != Some(200) {
+            assert!(
+                Instant::now() < deadline,
+                "prometheus not ready: {}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        prometheus
+    }
+
+    /// An instant query's one value (`None`: no series).
+    fn query(&self, promql: &str) -> Option<f64> {
+        let path = format!("/api/v1/query?query={}", percent_encode(promql));
+        let (status, body) = http_get(self.addr, &path).expect("the query API answers");
+        assert_eq!(status, 200, "{promql}: {body}");
+        let reply: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        let result = reply["data"]["result"].as_array().expect("a vector");
+        result.first()?["value"][1].as_str()?.parse().ok()
+    }
+
+    /// Waits up to 30 s for `promql` to answer what `ok` accepts.
+    fn until(&self, promql: &str, ok: impl Fn(Option<f64>) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let value = self.query(promql);
+            if ok(value) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{promql} is still {value:?}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// Percent-encodes a URL query parameter.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
         })
-        .ok_or(())
+        .collect()
 }
 
 /// /readyz says "not ready" while the stock store is down and "ready" once
