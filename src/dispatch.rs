@@ -5,6 +5,7 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::TcpStream;
@@ -31,6 +32,9 @@ pub struct Origin {
     pub conn: ConnRef,
     pub id: u64,
     pub opcode: u8,
+    /// When the reactor read the request (its turn began): the start of
+    /// the request's latency.
+    pub started: Instant,
 }
 
 /// A request that needs a store, so may block: done by a worker, never a

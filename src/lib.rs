@@ -68,6 +68,7 @@ mod server;
 mod startup;
 mod stop;
 mod store;
+mod telemetry;
 mod worker;
 mod writer;
 

@@ -27,6 +27,9 @@ fn main() -> anyhow::Result<()> {
     if let Some(admin) = server.admin_addr() {
         println!("seckill-server admin listening on {admin}");
     }
+    if let Some(metrics) = server.metrics_addr() {
+        println!("seckill-server metrics listening on {metrics}");
+    }
     notify_when_ready(server.readiness(), server.local_addr())?;
 
     let shutdown = server.shutdown_handle();

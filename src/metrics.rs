@@ -1,8 +1,10 @@
-//! Counters, shared by every thread, reported by STATS.
+//! Counters, shared by every thread, reported by STATS and /metrics.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use seckill_proto::Stat;
+
+use crate::telemetry::Timing;
 
 macro_rules! metrics {
     ($($(#[doc = $doc:literal])* $name:ident),* $(,)?) => {
@@ -11,6 +13,8 @@ macro_rules! metrics {
         #[derive(Default)]
         pub struct Metrics {
             $($(#[doc = $doc])* pub $name: AtomicU64,)*
+            /// The histograms /metrics serves (STATS has only the counters).
+            pub timing: Timing,
         }
 
         impl Metrics {
@@ -26,6 +30,8 @@ metrics! {
     connections_accepted,
     /// Connections open now (a gauge).
     connections_open,
+    /// Requests handed to workers and not yet answered (a gauge).
+    requests_in_flight,
     /// Connections refused at accept: too many in all or from one address.
     connections_refused,
     /// Connections closed for not completing a frame in time.

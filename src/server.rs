@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use anyhow::Context;
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 use log::{error, info, warn};
 
 use crate::admin_worker::AdminWorker;
@@ -25,7 +25,8 @@ use crate::store::{
     split_urls, MemoryStock, MysqlStore, OrderQueue, OrderStore, RedisStock, Replication,
     SqliteStore,
 };
-use crate::worker::Worker;
+use crate::telemetry::{MetricsListener, MetricsSocket, Sources};
+use crate::worker::{Pending, Worker};
 use crate::writer::Writer;
 
 /// Admin requests waiting for the admin worker, at most; more are `busy`.
@@ -49,6 +50,9 @@ pub struct Server {
     back_stop: Stop,
     /// Filled once the goods are loaded: what readiness looks at.
     sale: SaleSlot,
+    /// `--metrics-listen`: serves until the rest has stopped, so that a
+    /// drain can be watched to its end.
+    metrics: Option<MetricsListener>,
 }
 
 /// Asks a running server to stop; cheap to clone and send to a signal
@@ -81,6 +85,8 @@ struct Roles {
     config: Config,
     jobs: Receiver<Job>,
     admin_jobs: Receiver<AdminJob>,
+    /// Reserved orders from the workers to the order writer.
+    orders: (Sender<Pending>, Receiver<Pending>),
     reactors: Reactors,
     back_stop: Stop,
 }
@@ -89,7 +95,7 @@ impl Roles {
     /// Starts them from the back of the pipeline to the front.
     fn start(self, sale: &Arc<Sale>) -> std::io::Result<Started> {
         let config = &self.config;
-        let (orders, orders_rx) = crossbeam_channel::bounded(config.batch_max * 4);
+        let (orders, orders_rx) = self.orders;
         let mut back = vec![Expiry::new(config, sale.clone(), self.back_stop.clone()).spawn()?];
         if let Some(queue) = sale.queue() {
             back.push(Drain::new(config, sale.clone(), queue, self.back_stop.clone()).spawn()?);
@@ -136,6 +142,7 @@ impl Server {
         // not leave a new, empty SQLite file behind. Nothing is accepted
         // until the acceptor runs, below.
         let listeners = Listeners::bind(config)?;
+        let metrics_socket = config.metrics_listen.map(MetricsSocket::bind).transpose()?;
         let stores = open_stores(config)?;
         let (addr, admin_addr) = (listeners.local_addr()?, listeners.admin_addr()?);
         let (front_stop, back_stop) = (Stop::new(), Stop::new());
@@ -158,14 +165,23 @@ impl Server {
         let (reactor_set, reactors) = ReactorSet::new(config.reactor_count())?;
         let (jobs, jobs_rx) = crossbeam_channel::bounded(config.job_queue);
         let (admin_jobs, admin_rx) = crossbeam_channel::bounded(ADMIN_QUEUE);
+        let (orders, orders_rx) = crossbeam_channel::bounded(config.batch_max * 4);
+        let telemetry = Sources {
+            metrics: metrics.clone(),
+            sale: SaleSlot::default(),
+            jobs: jobs_rx.clone(),
+            orders: orders_rx.clone(),
+            stop: front_stop.clone(),
+        };
         let roles = Roles {
             config: config.clone(),
             jobs: jobs_rx,
             admin_jobs: admin_rx,
+            orders: (orders, orders_rx),
             reactors: reactors.clone(),
             back_stop: back_stop.clone(),
         };
-        let slot = SaleSlot::default();
+        let slot = telemetry.sale.clone();
         let (started, later) = match first {
             Progress::Ready(sale) => {
                 let mut started = roles.start(&sale)?;
@@ -208,6 +224,17 @@ impl Server {
             "listening on {addr} with {reactor_count} reactors and {} acceptors",
             config.acceptors
         );
+        let metrics = match metrics_socket {
+            Some(socket) => {
+                let listener = socket.serve(telemetry)?;
+                info!(
+                    "metrics, health and readiness on http://{}",
+                    listener.local_addr()
+                );
+                Some(listener)
+            }
+            None => None,
+        };
         if config.admin_token.is_none() {
             warn!("no admin token set (--admin-token or SECKILL_ADMIN_TOKEN): admin commands are refused");
         }
@@ -220,7 +247,13 @@ impl Server {
             started,
             back_stop,
             sale: slot,
+            metrics,
         })
+    }
+
+    /// The `--metrics-listen` listener's address, when there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsListener::local_addr)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -272,6 +305,9 @@ impl Server {
         started.pipeline.into_iter().for_each(join);
         self.back_stop.trigger();
         started.back.into_iter().for_each(join);
+        if let Some(metrics) = self.metrics {
+            metrics.stop();
+        }
         info!("stopped");
         started.failed.map_or(Ok(()), Err)
     }

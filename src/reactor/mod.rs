@@ -98,6 +98,9 @@ pub struct Reactor {
     freed: usize,
     /// Requests this turn may still take ([`REQUESTS_PER_REACTOR_TURN`]).
     turn_left: usize,
+    /// When this turn's poll returned: requests read in the turn count
+    /// their latency from here (one clock read a turn, not one a request).
+    turn_started: Instant,
 }
 
 /// The reactors before they run: a `Poll`, waker and mailbox each, made
@@ -152,6 +155,7 @@ impl ReactorSet {
                     reply_share: limits.reply_budget / reactors,
                     freed: 0,
                     turn_left: REQUESTS_PER_REACTOR_TURN,
+                    turn_started: Instant::now(),
                 }
                 .spawn()
             })
@@ -189,6 +193,7 @@ impl Reactor {
                 other => other?,
             }
             self.turn_left = REQUESTS_PER_REACTOR_TURN;
+            self.turn_started = Instant::now();
             // Connections left over from the last turn first: they have
             // waited a turn already, and new events must not take the whole
             // turn's budget before them, turn after turn.
@@ -295,6 +300,8 @@ impl Reactor {
     /// Writes the replies workers sent back.
     fn complete(&mut self) {
         let mut touched = Vec::new();
+        let now = Instant::now();
+        let timing = &self.handler.metrics.timing;
         for completion in self
             .inbox
             .completions
@@ -302,6 +309,7 @@ impl Reactor {
             .take(COMPLETIONS_PER_ROUND)
         {
             let origin = completion.origin;
+            metrics::sub(&self.handler.metrics.requests_in_flight, 1);
             let Some(conn) = self.conns.get_mut(origin.conn.slot) else {
                 continue;
             };
@@ -309,6 +317,8 @@ impl Reactor {
                 continue; // its connection is gone
             }
             conn.inflight -= 1;
+            let latency = now.saturating_duration_since(origin.started);
+            timing.request(origin.opcode, completion.reply.status(), latency);
             completion.reply.for_version(conn.version).encode(
                 origin.opcode,
                 origin.id,
@@ -348,7 +358,7 @@ impl Reactor {
         let mut budget = allowed;
         let mut failed = None;
         loop {
-            budget = decode_frames(conn, me, &self.handler, limits, budget);
+            budget = decode_frames(conn, me, &self.handler, limits, budget, self.turn_started);
             if budget == 0
                 || !conn.readable
                 || conn.input_ended()
@@ -478,6 +488,7 @@ fn decode_frames(
     handler: &Handler,
     limits: &Limits,
     mut budget: usize,
+    read_at: Instant,
 ) -> usize {
     while budget > 0 && !conn.paused(limits.max_inflight, limits.write_high_water) {
         // The frame borrows the read buffer; the buffer is advanced only
@@ -486,7 +497,7 @@ fn decode_frames(
         let result = Frame::parse(&rbuf, limits.max_frame);
         let used = match result {
             Ok((frame, used)) => {
-                handler.handle(conn, me, &frame);
+                handler.handle(conn, me, &frame, read_at);
                 budget -= 1;
                 Some(used)
             }

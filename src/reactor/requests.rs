@@ -5,6 +5,7 @@
 //! `try_send` that answers `busy` when the job channel is full.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use crossbeam_channel::{Sender, TrySendError};
 use seckill_proto::{
@@ -68,19 +69,24 @@ impl Handler {
     }
 
     /// Handles one whole frame from `conn`, known to other threads as `me`.
-    pub fn handle(&self, conn: &mut Connection, me: ConnRef, frame: &Frame<'_>) {
+    pub fn handle(&self, conn: &mut Connection, me: ConnRef, frame: &Frame<'_>, read_at: Instant) {
         metrics::add(&self.metrics.requests, 1);
         let origin = Origin {
             conn: me,
             id: frame.id,
             opcode: frame.opcode,
+            started: read_at,
         };
         let reply = match Request::decode(frame) {
             Ok(request) => self.dispatch(conn, origin, request),
             Err(e) => Some(Reply::error(Status::BadRequest, e.to_string())),
         };
         if let Some(reply) = reply {
-            let bad = reply.status() == Status::BadRequest;
+            let status = reply.status();
+            self.metrics
+                .timing
+                .request(origin.opcode, status, read_at.elapsed());
+            let bad = status == Status::BadRequest;
             reply
                 .for_version(conn.version)
                 .encode(origin.opcode, origin.id, &mut conn.wbuf);
@@ -200,6 +206,7 @@ impl Handler {
         match sent {
             Ok(()) => {
                 conn.inflight += 1;
+                metrics::add(&self.metrics.requests_in_flight, 1);
                 None
             }
             Err(Unsent::Full) => {

@@ -13,6 +13,7 @@ use crate::store::{
     Buyer, Closed, GoodsId, OrderNo, OrderRecord, Reservation, ReserveRules, StoreError,
     TokenRefusal, UserId,
 };
+use crate::telemetry::StoreCall;
 
 /// How old an order a request id names must be, unwritten, before the id is
 /// taken to be abandoned: far beyond any write's timeouts and retries.
@@ -109,7 +110,11 @@ impl Sale {
             now_ms: created_ms,
             pay_by_ms: created_ms.saturating_add(entry.view.rules.pay_window_ms),
         };
-        let reserved = match self.stock.reserve(goods, &rules, &buyers) {
+        let timing = &self.metrics.timing;
+        timing.stock_call(buyers.len());
+        let reserved = match timing.store_call(StoreCall::Reserve, || {
+            self.stock.reserve(goods, &rules, &buyers)
+        }) {
             Ok(r) => r,
             Err(e) => {
                 drop(gate);

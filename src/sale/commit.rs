@@ -9,6 +9,7 @@ use seckill_proto::{OrderState, Reply, RequestId, Status};
 use super::{by_goods, now_ms, store_failure, PendingOrder, Sale};
 use crate::metrics;
 use crate::store::{Epoch, GoodsId, OrderNo, OrderRecord, StoreError, UserId, Written};
+use crate::telemetry::StoreCall;
 
 impl Sale {
     /// Writes reserved orders in one transaction and returns the reply for
@@ -22,7 +23,11 @@ impl Sale {
     pub fn commit(&self, batch: Vec<PendingOrder>) -> Vec<Reply> {
         let orders: Vec<OrderRecord> = batch.iter().map(|p| p.order().clone()).collect();
         let epochs: Vec<Epoch> = batch.iter().map(PendingOrder::epoch).collect();
-        let written = match self.orders.commit_orders(&orders, &epochs) {
+        let timing = &self.metrics.timing;
+        timing.order_commit(orders.len());
+        let written = match timing.store_call(StoreCall::Commit, || {
+            self.orders.commit_orders(&orders, &epochs)
+        }) {
             Ok(written) => written,
             Err(e) => {
                 metrics::add(&self.metrics.order_batches_failed, 1);
@@ -146,7 +151,9 @@ impl Sale {
     /// would be written live after all, with its unit sold again. Written
     /// as cancelled, a retry finds it stored and returns nothing twice.
     pub fn write_queued(&self, orders: &[OrderRecord]) -> Result<(), StoreError> {
-        let written = self.orders.insert_orders(orders)?;
+        let timing = &self.metrics.timing;
+        timing.order_commit(orders.len());
+        let written = timing.store_call(StoreCall::Commit, || self.orders.insert_orders(orders))?;
         let mut unsold = Vec::new();
         for (o, w) in orders.iter().zip(written) {
             if let Written::Duplicate(held) = w {

@@ -17,6 +17,7 @@ use seckill_proto::{Order, OrderState, Reply, Status};
 use super::{now_ms, order_no, store_failure, to_order, unknown_goods, Entry, Sale};
 use crate::metrics;
 use crate::store::{GoodsId, OrderNo, OrderRecord, Settled, StoreError, UserId};
+use crate::telemetry::Store;
 
 /// How long after orders were fenced off the stock store may still have
 /// their epoch before the goods is reconciled here: a reconciliation loads
@@ -146,7 +147,9 @@ impl Sale {
                 continue;
             }
             // Logged once per outage by the store; the next tick retries.
-            match self.stock.levels(entry.id) {
+            let levels = self.stock.levels(entry.id);
+            self.metrics.timing.store_seen(Store::Stock, &levels);
+            match levels {
                 Ok(Some(levels)) => {
                     entry.view.set_remaining(levels.remaining);
                     self.refresh_holders(&entry, levels.released);
@@ -164,7 +167,9 @@ impl Sale {
     /// anyway; this keeps the reactors' quick answers and LIST_GOODS close
     /// behind. A failed read waits for the next tick.
     fn sync_catalog(&self) {
-        let Ok(records) = self.orders.goods() else {
+        let records = self.orders.goods();
+        self.metrics.timing.store_seen(Store::Orders, &records);
+        let Ok(records) = records else {
             return;
         };
         for record in records {

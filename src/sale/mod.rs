@@ -53,6 +53,7 @@ use crate::metrics::Metrics;
 use crate::store::{
     GoodsId, OrderNo, OrderQueue, OrderRecord, OrderStore, StockStore, StoreError, UserId,
 };
+use crate::telemetry::StoreCall;
 
 /// How long a purchase token is good for, unless configured.
 pub const DEFAULT_TOKEN_TTL_MS: u64 = 30_000;
@@ -230,7 +231,11 @@ impl Sale {
 
     /// One release call for these holders of one goods.
     fn release_holders(&self, goods: GoodsId, holders: &[(UserId, OrderNo)]) {
-        match self.stock.release(goods, holders) {
+        let released = self
+            .metrics
+            .timing
+            .store_call(StoreCall::Release, || self.stock.release(goods, holders));
+        match released {
             Ok(remaining) => {
                 if let Some(entry) = self.catalog.get(goods) {
                     entry.view.set_remaining(remaining);

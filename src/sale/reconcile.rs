@@ -29,6 +29,7 @@ use seckill_proto::Drift;
 
 use super::{Entry, Sale};
 use crate::store::{GoodsId, Loaded, OrderNo, StoreError, UserId};
+use crate::telemetry::StoreCall;
 
 /// How long reconciliation waits for a goods' reserved units to settle.
 const SETTLE_WITHIN: Duration = Duration::from_secs(10);
@@ -56,7 +57,7 @@ impl Sale {
             .iter()
             .map(|entry| {
                 let _gate = entry.gate.exclusive_for_io();
-                self.reconcile_entry(entry)
+                self.timed_reconcile(entry)
             })
             .collect()
     }
@@ -68,11 +69,17 @@ impl Sale {
         let Some(_gate) = entry.gate.try_exclusive_for_io() else {
             return;
         };
-        match self.reconcile_entry(entry) {
+        match self.timed_reconcile(entry) {
             Ok(drift) => warn!("reconciled after a store fault: {}", describe(&drift)),
             // Still unavailable: the next BUY tries again.
             Err(e) => warn!("reloading goods {} into the stock store: {e}", entry.id),
         }
+    }
+
+    fn timed_reconcile(&self, entry: &Entry) -> Result<Drift, StoreError> {
+        self.metrics
+            .timing
+            .store_call(StoreCall::Reconcile, || self.reconcile_entry(entry))
     }
 
     /// The work, with the gate held by the caller.

@@ -553,6 +553,19 @@ pub trait OrderQueue: Send + Sync {
 
     /// Every order still in the queue of a goods (for reconciliation).
     fn queued(&self, goods: GoodsId) -> Result<Vec<OrderRecord>, StoreError>;
+
+    /// How far the writing of a goods' queued orders is behind (for
+    /// /metrics): cheap, without reading the entries.
+    fn backlog(&self, goods: GoodsId) -> Result<Backlog, StoreError>;
+}
+
+/// Orders acknowledged to buyers and not yet written to the order store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Entries in the queue, read by a writer or not.
+    pub entries: u64,
+    /// When the oldest of them was queued (Unix ms); none when empty.
+    pub oldest_ms: Option<u64>,
 }
 
 /// The durable record of goods and orders.

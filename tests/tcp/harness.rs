@@ -19,6 +19,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// With `--admin-listen`.
     pub admin_addr: Option<SocketAddr>,
+    /// With `--metrics-listen`.
+    pub metrics_addr: Option<SocketAddr>,
     pid: u32,
     /// What the server logged (the first 64 KiB).
     log: std::sync::Arc<std::sync::Mutex<String>>,
@@ -97,7 +99,7 @@ impl Server {
 
     fn launch(mut cmd: Command, data: &Path, extra: &[&str], level: &str) -> Server {
         Server::command(&mut cmd, data, extra, level);
-        Server::spawn(cmd, extra.contains(&"--admin-listen"))
+        Server::spawn(cmd, extra)
     }
 
     /// The server binary with no flag and none of the `SECKILL_*`
@@ -118,9 +120,10 @@ impl Server {
     }
 
     /// Starts `cmd` (piped as [`bare_command`](Self::bare_command) pipes
-    /// it) and waits for the line that names its port, and the admin
-    /// port's line too with `admin_listen`.
-    pub fn spawn(mut cmd: Command, admin_listen: bool) -> Server {
+    /// it) and waits for the line that names its port, and for the admin
+    /// and metrics ports' lines too when `extra` (the flags it was given)
+    /// has `--admin-listen` or `--metrics-listen`.
+    pub fn spawn(mut cmd: Command, extra: &[&str]) -> Server {
         let mut child = cmd.spawn().expect("spawn seckill-server");
         // The log is kept to explain a failed start; SECKILL_TEST_LOG=1
         // shows it as it comes.
@@ -168,11 +171,18 @@ impl Server {
                 .unwrap_or_else(|| panic!("no address in {line:?}"))
         };
         let addr = parse(&line);
-        let admin_addr = admin_listen.then(|| {
+        let admin_addr = extra.contains(&"--admin-listen").then(|| {
             let line = rx
                 .recv_timeout(Duration::from_secs(10))
                 .expect("the admin address line");
             assert!(line.contains("admin"), "{line}");
+            parse(&line)
+        });
+        let metrics_addr = extra.contains(&"--metrics-listen").then(|| {
+            let line = rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the metrics address line");
+            assert!(line.contains("metrics"), "{line}");
             parse(&line)
         });
         Server {
@@ -180,6 +190,7 @@ impl Server {
             child,
             addr,
             admin_addr,
+            metrics_addr,
             log,
         }
     }
@@ -197,6 +208,13 @@ impl Server {
             .read_timeout(Duration::from_secs(30))
             .connect()
             .expect("connect as admin")
+    }
+
+    /// GET `path` from the `--metrics-listen` listener: the status code and
+    /// the body.
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        let addr = self.metrics_addr.expect("started with --metrics-listen");
+        http_get(addr, path).unwrap_or_else(|| panic!("GET {path} from {addr} failed"))
     }
 
     /// What the server has logged so far.
@@ -449,6 +467,21 @@ impl Raw {
             }
         }
     }
+}
+
+/// A GET over HTTP/1.0: the status code and the body; `None` when nothing
+/// answers (yet).
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
 }
 
 /// Raises this test process's soft open-files limit to the hard limit, as

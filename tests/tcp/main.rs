@@ -13,6 +13,7 @@ mod galera;
 mod hostile;
 mod lifecycle;
 mod malformed;
+mod metrics;
 mod nodes;
 mod ops;
 mod pipelining;

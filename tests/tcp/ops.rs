@@ -76,7 +76,7 @@ fn a_config_file_and_the_environment_configure_the_server() {
         .env("SECKILL_ADMIN_TOKEN_FILE", &token)
         .env("SECKILL_WORKERS", "2")
         .env("RUST_LOG", "info");
-    let server = Server::spawn(cmd, false);
+    let server = Server::spawn(cmd, &[]);
     assert_eq!(server.addr, SocketAddr::from(([127, 0, 0, 1], port)));
 
     let goods = admin(server.addr, "file-token-4711")
@@ -140,7 +140,7 @@ fn admin_actions_are_logged_with_their_peer_and_never_the_token() {
         .arg("--admin-token-file")
         .arg(&token)
         .env("RUST_LOG", "debug");
-    let server = Server::spawn(cmd, false);
+    let server = Server::spawn(cmd, &[]);
 
     let mut admin = admin(server.addr, SECRET);
     let goods = admin.add_goods(on_sale("Phone X", 5)).unwrap().id;
@@ -294,7 +294,7 @@ fn ready_and_stopping_are_told_to_the_notify_socket() {
     cmd.args(["--listen", "127.0.0.1:0", "--data"])
         .arg(dir.path().join("s.db"))
         .env("NOTIFY_SOCKET", &notify.path);
-    let server = Server::spawn(cmd, false);
+    let server = Server::spawn(cmd, &[]);
     let ready = notify.wait_for("READY=1", Duration::from_secs(10));
     assert!(
         ready.contains(&format!("STATUS=serving on {}", server.addr)),
@@ -349,7 +349,7 @@ fn ready_waits_for_the_goods_to_be_loaded() {
         .args(["--redis", &format!("redis://127.0.0.1:{port}")])
         .args(["--redis-prefix", &stores.prefix])
         .env("NOTIFY_SOCKET", &notify.path);
-    let server = Server::spawn(cmd, false);
+    let server = Server::spawn(cmd, &[]);
 
     let waiting = notify.wait_for("STATUS=", Duration::from_secs(10));
     assert!(!waiting.contains("READY=1"), "{waiting}");

@@ -201,4 +201,10 @@ impl OrderQueue for TestQueue {
     fn queued(&self, _: GoodsId) -> Result<Vec<OrderRecord>, StoreError> {
         Ok(self.0.clone())
     }
+    fn backlog(&self, _: GoodsId) -> Result<crate::store::Backlog, StoreError> {
+        Ok(crate::store::Backlog {
+            entries: self.0.len() as u64,
+            oldest_ms: None,
+        })
+    }
 }

@@ -13,7 +13,7 @@ use seckill_proto::{OrderState, DEFAULT_PAY_WINDOW_MS};
 use super::link::Link;
 use super::link::{inconsistent, parse_u64, IO_TIMEOUT};
 use super::RedisStock;
-use crate::store::{GoodsId, OrderQueue, OrderRecord, QueuedOrder, StoreError};
+use crate::store::{Backlog, GoodsId, OrderQueue, OrderRecord, QueuedOrder, StoreError};
 use seckill_redis_scripts::Part;
 
 /// Entries per XRANGE page when listing a queue.
@@ -379,5 +379,38 @@ impl OrderQueue for RedisStock {
             }
         }
         Ok(orders)
+    }
+
+    /// Written entries are deleted from the queue (see [`OrderQueue::ack`]),
+    /// so its length is what is left to write, and the first entry's id
+    /// says when the oldest was queued: one round trip a queue.
+    fn backlog(&self, goods: GoodsId) -> Result<Backlog, StoreError> {
+        let mut backlog = Backlog::default();
+        for (_, queue) in self.queues(goods) {
+            let (len, first): (u64, StreamRangeReply) = self.call("queue backlog", |con| {
+                ::redis::pipe()
+                    .cmd("XLEN")
+                    .arg(&queue)
+                    .cmd("XRANGE")
+                    .arg(&queue)
+                    .arg("-")
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(1)
+                    .query(con)
+            })?;
+            backlog.entries += len;
+            // A stream id is "<unix ms>-<sequence>".
+            let queued_ms = first
+                .ids
+                .first()
+                .and_then(|e| e.id.split('-').next())
+                .and_then(|ms| ms.parse::<u64>().ok());
+            backlog.oldest_ms = match (backlog.oldest_ms, queued_ms) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        Ok(backlog)
     }
 }
