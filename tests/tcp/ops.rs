@@ -387,3 +387,72 @@ fn redis_addr(url: &str) -> SocketAddr {
         .and_then(|mut addrs| addrs.next())
         .unwrap_or_else(|| panic!("no address for the Redis at {url}"))
 }
+
+/// Every `seckill_*` name in the expressions of the Grafana dashboard
+/// (`deploy/grafana-seckill.json`).
+fn dashboard_metric_names() -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana-seckill.json");
+    let text = std::fs::read_to_string(&path).expect("read the dashboard");
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    let mut exprs: Vec<String> = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            exprs.push(target["expr"].as_str().expect("expr").to_owned());
+        }
+    }
+    for var in dashboard["templating"]["list"]
+        .as_array()
+        .expect("variables")
+    {
+        exprs.push(var["query"]["query"].as_str().expect("query").to_owned());
+    }
+    let mut names = Vec::new();
+    for expr in &exprs {
+        let mut rest = expr.as_str();
+        while let Some(at) = rest.find("seckill_") {
+            let tail = &rest[at..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            names.push(tail[..end].to_owned());
+            rest = &tail[end..];
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The dashboard asks only for series a real server serves: started with
+/// `--metrics-listen` on Redis and MySQL in the queued mode (whose drain lag
+/// the dashboard shows), one goods on sale and a BUY made, every metric
+/// name of the dashboard's expressions has samples in its /metrics.
+#[test]
+fn every_metric_of_the_dashboard_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    // Its database and key prefix, removed when it drops.
+    let stores = Backends::new();
+    let mut args = stores.args("queued");
+    args.extend(["--metrics-listen".to_owned(), "127.0.0.1:0".to_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(&dir.path().join("s.db"), &args);
+    let goods = server.admin().add_goods(on_sale("Desk", 3)).unwrap().id;
+    assert!(matches!(
+        server.client().buy(1, goods).unwrap(),
+        Purchase::Ordered(_)
+    ));
+    let (status, body) = server.http_get("/metrics");
+    assert_eq!(status, 200, "{body}");
+    let names = dashboard_metric_names();
+    assert!(names.len() >= 10, "{names:?}");
+    for name in names {
+        let served = body.lines().any(|line| {
+            line.strip_prefix(name.as_str())
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        });
+        assert!(
+            served,
+            "the dashboard asks for {name}, which /metrics does not serve:\n{body}"
+        );
+    }
+}
