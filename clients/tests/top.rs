@@ -1,12 +1,19 @@
-//! `seckill-cli top` as a process, against a fake metrics endpoint whose
-//! counters rise by a known amount at each scrape: lines, JSON and exit
-//! codes as a shell sees them, and what a failed scrape does.
+//! `seckill-cli top` as a process: against a fake metrics endpoint whose
+//! counters rise by a known amount at each scrape (lines, JSON and exit
+//! codes as a shell sees them, and what a failed scrape does), and against
+//! the real server, whose numbers must be what this test's clients did.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use seckill_client::{Client, NewGoods, Purchase, SaleRules};
+
+mod common;
+use common::server::{Server, TOKEN};
 
 /// A metrics endpoint on loopback: at its n-th scrape (from 0) it shows
 /// 10·n BUYs answered `ok`, all within 1 ms, and goods 3 with 100 units of
@@ -169,4 +176,122 @@ fn a_failed_scrape_is_reported_and_retried() {
         "{}",
         text(&out.stderr)
     );
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn goods(name: &str, stock: u32) -> NewGoods {
+    NewGoods {
+        name: name.into(),
+        price_cents: 100,
+        stock,
+        start_ms: now_ms() - 1000,
+        end_ms: now_ms() + 3_600_000,
+        rules: SaleRules::default(),
+        buckets: 1,
+    }
+}
+
+/// BUYs `goods` for each of `users`: how many were ordered.
+fn buy_each(client: &mut Client, goods: u64, users: impl IntoIterator<Item = u64>) -> u64 {
+    let mut ordered = 0;
+    for user in users {
+        if let Purchase::Ordered(_) = client.buy(user, goods).expect("a BUY answer") {
+            ordered += 1;
+        }
+    }
+    ordered
+}
+
+#[test]
+fn top_shows_what_the_clients_did_to_a_real_server() {
+    let server = Server::start_with(&["--metrics-listen", "127.0.0.1:0"]);
+    let metrics = server.metrics.clone().expect("a metrics address");
+    let mut admin = Client::builder(server.addr.as_str())
+        .token(TOKEN)
+        .connect()
+        .unwrap();
+    let phone = admin.add_goods(goods("Phone", 5)).unwrap();
+    let lamp = admin.add_goods(goods("Lamp", 10)).unwrap();
+
+    // Before top starts: 8 users rush 5 phones (5 ok, 3 sold out), 4 buy a
+    // lamp, and one of them again (already bought: not an ok).
+    let mut buyer = Client::connect(server.addr.as_str()).unwrap();
+    assert_eq!(buy_each(&mut buyer, phone.id, 1..=8), 5);
+    assert_eq!(buy_each(&mut buyer, lamp.id, 1..=4), 4);
+    assert_eq!(buy_each(&mut buyer, lamp.id, [1]), 0);
+
+    // While it runs: 4 more lamps, one every 100 ms.
+    let watch = Command::new(env!("CARGO_BIN_EXE_seckill-cli"))
+        .args(["top", "--metrics", &metrics, "--json", "--count", "3"])
+        .args(["--interval", "500ms"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run seckill-cli top");
+    for user in 5..=8 {
+        assert_eq!(buy_each(&mut buyer, lamp.id, [user]), 1);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = watch.wait_with_output().expect("seckill-cli top");
+    assert!(out.status.success());
+    let stdout = text(&out.stdout);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+
+    // Every ok BUY, counted by the server: the 9 before and the 4 during.
+    let last = &lines[2];
+    assert_eq!(last["totals"]["buy_ok"], 13, "{stdout}");
+    // Each refresh's ok BUYs are what the total gained since the one
+    // before; the first one's since top's own first scrape, which came
+    // after the 9 and before or during the 4.
+    let total = |v: &serde_json::Value| v["totals"]["buy_ok"].as_u64().expect("a total");
+    let ok = |v: &serde_json::Value| v["buy_ok"].as_u64().expect("a count");
+    for pair in lines.windows(2) {
+        assert_eq!(ok(&pair[1]), total(&pair[1]) - total(&pair[0]), "{stdout}");
+    }
+    let baseline = total(&lines[0]) - ok(&lines[0]);
+    assert!((9..=13).contains(&baseline), "{stdout}");
+    for v in &lines {
+        // An interval with BUYs has their latency; one without has none.
+        let busy = ok(v) > 0;
+        assert_eq!(v["buy_p50_ms"].is_f64(), busy, "{v}");
+        if busy {
+            let p50 = v["buy_p50_ms"].as_f64().unwrap_or_default();
+            let p99 = v["buy_p99_ms"].as_f64().unwrap_or_default();
+            assert!(p50 > 0.0 && p99 >= p50, "{v}");
+        }
+    }
+
+    // Sold and left per goods, by id.
+    let shown = |id: u64| {
+        last["goods"]
+            .as_array()
+            .and_then(|all| {
+                all.iter()
+                    .find(|g| g["goods_id"].as_str() == Some(&*id.to_string()))
+            })
+            .unwrap_or_else(|| panic!("goods {id} not in {last}"))
+            .clone()
+    };
+    let (p, l) = (shown(phone.id), shown(lamp.id));
+    assert_eq!(
+        (&p["stock"], &p["sold"], &p["remaining"]),
+        (&5.into(), &5.into(), &0.into())
+    );
+    assert_eq!(
+        (&l["stock"], &l["sold"], &l["remaining"]),
+        (&10.into(), &8.into(), &2.into())
+    );
+    assert_eq!(last["stores"]["stock"], "up", "{last}");
+    assert_eq!(last["stores"]["orders"], "up", "{last}");
+    assert_eq!(last["errors_per_s"]["internal_error"], 0.0, "{last}");
+    // The admin and the buyer are connected, top is not (it speaks HTTP).
+    assert_eq!(last["connections"], 2.0, "{last}");
 }

@@ -210,7 +210,8 @@ impl Snapshot {
                     .unwrap_or(0.0);
                 Some(super::histogram::increase(was, after))
             })
-            .sum()
+            // Not `sum`, whose empty sum of floats is -0.0 ("-0/s").
+            .fold(0.0, |sum, v| sum + v)
     }
 
     /// Seconds from `before` to this scrape.

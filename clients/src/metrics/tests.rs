@@ -132,6 +132,8 @@ fn counter_increases_are_per_series() {
         161.0
     );
     assert_eq!(b.increase_since(&a, "seckill_requests_total", &buy), 11.0);
+    let none = a.increase_since(&b, "seckill_requests_total", &[("kind", "pay")]);
+    assert!(none == 0.0 && none.is_sign_positive(), "{none}");
     assert_eq!(increase(5.0, 8.0), 3.0);
     assert_eq!(increase(8.0, 5.0), 5.0);
 }
