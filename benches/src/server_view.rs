@@ -169,7 +169,7 @@ impl ServerMetrics {
         };
         if let Some(l) = &self.latency {
             s.push_str(&format!(
-                "  server latency: {}  (within buckets)\n",
+                "  server latency: {}  (estimated from its buckets)\n",
                 line(l)
             ));
         }
