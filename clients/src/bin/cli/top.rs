@@ -38,11 +38,12 @@ pub struct View {
     pub buy_p99_ms: Option<f64>,
     /// Error answers and refusals per second.
     pub errors_per_s: Errors,
-    pub connections: Option<f64>,
-    pub in_flight: Option<f64>,
-    pub job_queue_depth: Option<f64>,
-    pub writer_backlog: Option<f64>,
-    pub drain_lag_entries: Option<f64>,
+    /// Gauges, as the later scrape found them.
+    pub connections: Option<u64>,
+    pub in_flight: Option<u64>,
+    pub job_queue_depth: Option<u64>,
+    pub writer_backlog: Option<u64>,
+    pub drain_lag_entries: Option<u64>,
     pub drain_lag_s: Option<f64>,
     /// Each store, `up` or `down`.
     pub stores: BTreeMap<String, &'static str>,
@@ -112,6 +113,7 @@ impl View {
         let buy = latency(&[("kind", "buy")]);
         let errors = |status| per_s(inc(REQUESTS, &[("outcome", status)]));
         let gauge = |name: &str| after.value(name, &[]);
+        let count = |name: &str| gauge(name).map(whole);
         View {
             time: format_time(time_ms),
             time_ms,
@@ -130,11 +132,11 @@ impl View {
                 internal_error: errors("internal_error"),
                 refusals: per_s(inc(REFUSALS, &[])),
             },
-            connections: gauge("seckill_connections"),
-            in_flight: gauge("seckill_requests_in_flight"),
-            job_queue_depth: gauge("seckill_job_queue_depth"),
-            writer_backlog: gauge("seckill_order_writer_backlog"),
-            drain_lag_entries: gauge("seckill_queued_drain_lag_entries"),
+            connections: count("seckill_connections"),
+            in_flight: count("seckill_requests_in_flight"),
+            job_queue_depth: count("seckill_job_queue_depth"),
+            writer_backlog: count("seckill_order_writer_backlog"),
+            drain_lag_entries: count("seckill_queued_drain_lag_entries"),
             drain_lag_s: gauge("seckill_queued_drain_lag_seconds"),
             stores: after
                 .by_label("seckill_store_up", "store")
@@ -170,7 +172,7 @@ impl View {
             gauge(self.job_queue_depth),
             gauge(self.writer_backlog),
             gauge(self.drain_lag_entries),
-            gauge(self.drain_lag_s),
+            seconds(self.drain_lag_s),
         );
         for (store, state) in &self.stores {
             line.push_str(&format!(" {store} {state}"));
@@ -217,7 +219,7 @@ impl View {
             gauge(self.job_queue_depth),
             gauge(self.writer_backlog),
             gauge(self.drain_lag_entries),
-            gauge(self.drain_lag_s),
+            seconds(self.drain_lag_s),
             if stores.is_empty() {
                 "-".to_string()
             } else {
@@ -284,13 +286,14 @@ fn millis(ms: Option<f64>) -> String {
     }
 }
 
-/// A gauge for people, `-` when the server does not report it.
-fn gauge(v: Option<f64>) -> String {
-    match v {
-        None => "-".into(),
-        Some(v) if v.fract() == 0.0 => format!("{v:.0}"),
-        Some(v) => format!("{v:.1}"),
-    }
+/// A count for people, `-` when the server does not report it.
+fn gauge(v: Option<u64>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+/// Seconds for people, `-` when the server does not report them.
+fn seconds(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.1}"))
 }
 
 #[cfg(test)]
@@ -364,7 +367,7 @@ mod tests {
         assert_eq!((v.buy_p50_ms, v.buy_p99_ms), (v.p50_ms, v.p99_ms));
         assert_eq!((v.errors_per_s.busy, v.errors_per_s.refusals), (3.0, 2.0));
         assert_eq!(v.errors_per_s.bad_request, 0.0);
-        assert_eq!((v.connections, v.writer_backlog), (Some(3.0), Some(2.0)));
+        assert_eq!((v.connections, v.writer_backlog), (Some(3), Some(2)));
         assert_eq!(v.drain_lag_s, None);
         assert_eq!(v.stores["stock"], "up");
         assert_eq!(v.stores["orders"], "down");
