@@ -14,7 +14,7 @@
 //! use seckill_client::metrics::{Scraper, REQUEST_DURATION};
 //!
 //! # fn main() -> Result<(), seckill_client::metrics::Error> {
-//! let scraper = Scraper::new("127.0.0.1:9100")?; // http://…/metrics is implied
+//! let scraper = Scraper::new("127.0.0.1:9700")?; // http://…/metrics is implied
 //! let before = scraper.scrape()?;
 //! std::thread::sleep(Duration::from_secs(1));
 //! let after = scraper.scrape()?;
