@@ -699,10 +699,16 @@ fn top(cli: &Cli, url: &str, count: Option<u64>, interval: Duration) -> anyhow::
             }
             Err(err) => {
                 failed = true;
-                let message = format!(
-                    "{err}; trying again in {}",
-                    humantime::format_duration(interval)
-                );
+                shown += 1;
+                // "Trying again" only where a try is still to come.
+                let message = if count.is_some_and(|n| shown >= n) {
+                    err.to_string()
+                } else {
+                    format!(
+                        "{err}; trying again in {}",
+                        humantime::format_duration(interval)
+                    )
+                };
                 if cli.json {
                     print_json(&FailureJson::new("scrape_failed", message))?;
                 } else if screen {
@@ -713,7 +719,6 @@ fn top(cli: &Cli, url: &str, count: Option<u64>, interval: Duration) -> anyhow::
                 } else {
                     eprintln!("error: {message}");
                 }
-                shown += 1;
             }
         }
         if count.is_some_and(|n| shown >= n) {
