@@ -99,6 +99,14 @@ pub struct Common {
     #[arg(long, global = true, value_name = "PID,...", value_delimiter = ',')]
     pub store_pids: Vec<u32>,
 
+    /// The server's metrics endpoint (its --metrics-listen: host:port or an
+    /// http:// URL), or one per server, comma-separated: scraped right
+    /// before and after the load, to report the requests the servers
+    /// counted and their own latency percentiles beside the bench's
+    /// (flash-crowd against the server, sustained and browse).
+    #[arg(long, global = true, value_name = "URL,...", value_delimiter = ',')]
+    pub metrics: Vec<String>,
+
     /// Draw throughput and p99 latency per second into this SVG file.
     #[arg(long, global = true, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,

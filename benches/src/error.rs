@@ -23,6 +23,9 @@ pub enum Error {
         what: String,
         source: std::io::Error,
     },
+    /// A scrape of `--metrics` before the run.
+    #[error("metrics: {0}")]
+    Metrics(#[from] seckill_client::metrics::Error),
     #[error("plot: {0}")]
     Plot(String),
 }

@@ -14,6 +14,7 @@
 //!              ├──▶ attack: phases of hostile traffic beside a normal client (engine::run)
 //!              ├──▶ lifecycle: BUY, then PAY / CANCEL at their instants (engine::run), then
 //!              │      every order paid or cancelled, every unit paid or back on sale
+//!              ├──▶ server_view (--metrics): the servers' /metrics before and after the engine
 //!              └──▶ report: text, --json, --plot (plotters SVG)
 //! ```
 //!
@@ -44,6 +45,7 @@ pub mod redis_goods;
 pub mod report;
 pub mod scenario;
 pub mod schedule;
+pub mod server_view;
 pub mod servers;
 pub mod stats;
 pub mod storm;

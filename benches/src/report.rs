@@ -48,6 +48,8 @@ pub struct Report {
     /// CPU time of the server and stores watched (`--server-pid`,
     /// `--store-pids`) over the run, and per request answered.
     pub cost: Vec<crate::cost::Cost>,
+    /// What the servers' own metrics say of the run (`--metrics`).
+    pub server_metrics: Option<crate::server_view::ServerMetrics>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -189,6 +191,7 @@ impl Report {
             goods: None,
             verification: None,
             cost: finished.cost.clone(),
+            server_metrics: None,
         }
     }
 
@@ -259,6 +262,9 @@ impl Report {
             for (request, l) in &self.latency_by_request {
                 let _ = writeln!(s, "    {request:<10} {}", latency_line(l));
             }
+        }
+        if let Some(m) = &self.server_metrics {
+            s.push_str(&m.text());
         }
         if let Some(v) = &self.verification {
             let verdict = if v.passed { "passed" } else { "FAILED" };
@@ -474,6 +480,7 @@ mod tests {
             "per_second",
             "goods",
             "verification",
+            "server_metrics",
         ] {
             assert!(json.get(key).is_some(), "no {key} in {json}");
         }

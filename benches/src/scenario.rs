@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::lifecycle;
 use crate::redis_goods::RedisGoods;
 use crate::report::{Comparison, GoodsInfo, Header, Output, Report};
+use crate::server_view::{ServerMetrics, Watch};
 use crate::servers;
 use crate::users::UserPicker;
 use crate::verify::{check_sold, check_store, Ledger, StoreCheck, Verification};
@@ -30,6 +31,16 @@ const DEFAULT_CONNECTIONS: usize = 100;
 /// Runs the scenario the flags name.
 pub fn run(cli: &Cli) -> Result<Output, Error> {
     let common = &cli.common;
+    let watched = match &cli.scenario {
+        Scenario::FlashCrowd(args) => args.target == TargetKind::Server || args.compare,
+        Scenario::Sustained(_) | Scenario::Browse(_) => true,
+        _ => false,
+    };
+    if !common.metrics.is_empty() && !watched {
+        return Err(Error::Setup(
+            "--metrics is for flash-crowd against the server, sustained and browse".into(),
+        ));
+    }
     match &cli.scenario {
         Scenario::FlashCrowd(args) if args.compare => {
             let server = flash_crowd_server(common, args)?;
@@ -211,6 +222,17 @@ pub(crate) fn add_goods_with(
     })?)
 }
 
+/// Runs the load with the servers' metrics scraped right before and right
+/// after it (`--metrics`), so that they cover the load and nothing else.
+fn watched(
+    common: &Common,
+    load: impl FnOnce() -> Finished,
+) -> Result<(Finished, Option<ServerMetrics>), Error> {
+    let watch = Watch::start(&common.metrics)?;
+    let finished = load();
+    Ok((finished, watch.map(Watch::finish)))
+}
+
 /// The flash crowd against the server, verified through the protocol (and
 /// MySQL with --mysql).
 pub fn flash_crowd_server(common: &Common, args: &cli::FlashCrowd) -> Result<Report, Error> {
@@ -229,9 +251,10 @@ pub fn flash_crowd_server(common: &Common, args: &cli::FlashCrowd) -> Result<Rep
     let target = Target::Seckill {
         addrs: addrs.clone(),
     };
-    let finished = engine::run(&plan, &target, &workload);
+    let (finished, server_metrics) = watched(common, || engine::run(&plan, &target, &workload))?;
     let header = header(common, &plan, "flash-crowd", "server", joined(&addrs));
     let mut report = Report::new(header, &finished);
+    report.server_metrics = server_metrics;
     report.goods = Some(GoodsInfo {
         id: goods.id,
         stock: goods.total,
@@ -386,9 +409,10 @@ pub fn sustained(common: &Common, args: &cli::Sustained) -> Result<Report, Error
     let target = Target::Seckill {
         addrs: addrs.clone(),
     };
-    let finished = engine::run(&plan, &target, &workload);
+    let (finished, server_metrics) = watched(common, || engine::run(&plan, &target, &workload))?;
     let header = header(common, &plan, "sustained", "server", joined(&addrs));
     let mut report = Report::new(header, &finished);
+    report.server_metrics = server_metrics;
     report.goods = Some(GoodsInfo {
         id: goods.id,
         stock: SUSTAINED_STOCK,
@@ -421,9 +445,11 @@ pub fn browse(common: &Common, args: &cli::Browse) -> Result<Report, Error> {
     let target = Target::Seckill {
         addrs: addrs.clone(),
     };
-    let finished = engine::run(&plan, &target, &workload);
+    let (finished, server_metrics) = watched(common, || engine::run(&plan, &target, &workload))?;
     let header = header(common, &plan, "browse", "server", joined(&addrs));
-    Ok(Report::new(header, &finished))
+    let mut report = Report::new(header, &finished);
+    report.server_metrics = server_metrics;
+    Ok(report)
 }
 
 #[cfg(test)]
@@ -458,6 +484,20 @@ mod tests {
         .unwrap();
         match run(&cli) {
             Err(Error::Setup(why)) => assert!(why.contains("one server"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // The server's metrics cover one run of load, which attack is not.
+        let watched = Cli::try_parse_from([
+            "seckill-bench",
+            "attack",
+            "--token",
+            "t",
+            "--metrics",
+            "127.0.0.1:1",
+        ])
+        .unwrap();
+        match run(&watched) {
+            Err(Error::Setup(why)) => assert!(why.contains("--metrics is for"), "{why}"),
             other => panic!("{other:?}"),
         }
         let crowd = Cli::try_parse_from(["seckill-bench", "flash-crowd", "--goods", "7"]).unwrap();

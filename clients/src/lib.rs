@@ -149,6 +149,9 @@ mod builder;
 mod client;
 mod connection;
 mod error;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod outcome;
 mod pipeline;
 mod servers;

@@ -23,6 +23,10 @@ pub const TOKEN: &str = "bench-test-token";
 pub struct Server {
     child: Child,
     pub addr: String,
+    /// The metrics endpoint's `127.0.0.1:port`, when started with
+    /// `--metrics-listen`.
+    #[allow(dead_code)] // only the --metrics test scrapes
+    pub metrics: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -62,9 +66,19 @@ impl Server {
             .strip_prefix("seckill-server listening on ")
             .unwrap_or_else(|| panic!("no address in {line:?}"))
             .to_string();
+        // The server prints its other listeners' addresses right after.
+        let metrics = extra.contains(&"--metrics-listen").then(|| loop {
+            let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else {
+                panic!("seckill-server named no metrics address");
+            };
+            if let Some(addr) = line.strip_prefix("seckill-server metrics listening on ") {
+                break addr.to_string();
+            }
+        });
         Server {
             child,
             addr,
+            metrics,
             _dir: dir,
         }
     }

@@ -10,13 +10,14 @@
 
 mod cli;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use seckill_client::metrics::{Scraper, Snapshot};
 use seckill_client::proto::Capabilities;
 use seckill_client::{
     random_request_id, Cancellation, Client, Error as ClientError, ErrorKind, Goods, NewGoods,
@@ -33,6 +34,7 @@ use cli::output::{
     token_line, BuyJson, DriftJson, FailureJson, GoodsJson, NoTokenJson, OrderJson, StockJson,
     TokenJson,
 };
+use cli::top::View;
 
 /// The exit code of an answer that is not a success but not an error either.
 const EXIT_NO_LUCK: u8 = 2;
@@ -167,6 +169,29 @@ enum Command {
         /// Only this goods; without it, every goods.
         #[arg(long, value_parser = parse_goods_id)]
         goods: Option<u64>,
+    },
+    /// Watch a server live, from its metrics endpoint, like `redis-cli
+    /// --stat`: requests/s, BUY ok/s, p50 and p99 latency, errors/s,
+    /// connections, queues, store health, and sold and left per goods.
+    ///
+    /// Each refresh covers the interval since the previous scrape, so the
+    /// first comes one interval after the start. On a terminal the screen
+    /// is redrawn in place; otherwise one line per refresh, or with
+    /// `--json` one JSON object per line. A failed scrape prints an error
+    /// line and is tried again at the next refresh. Needs no admin token:
+    /// the endpoint is the server's `--metrics-listen` address, not `--addr`.
+    Top {
+        /// The server's metrics endpoint: host:port (of its
+        /// `--metrics-listen`) or an http:// URL; `/metrics` is implied.
+        #[arg(long, value_name = "URL", env = "SECKILL_METRICS")]
+        metrics: String,
+        /// Stop after this many refreshes (a failed scrape counts as one);
+        /// without it, run until interrupted.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
+        /// Time between refreshes, e.g. 1s or 500ms.
+        #[arg(long, default_value = "1s", value_parser = parse_timeout)]
+        interval: Duration,
     },
 }
 
@@ -339,6 +364,14 @@ fn status_name(err: &anyhow::Error) -> String {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Top {
+        metrics,
+        count,
+        interval,
+    } = &cli.command
+    {
+        return top(cli, metrics, *count, *interval);
+    }
     // The admin token goes only with the admin commands: a stale one in the
     // environment must not make `goods list` or `buy` fail.
     let connect = || connect(cli, cli.command.is_admin());
@@ -547,6 +580,8 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             };
             show_goods(cli, &connect()?.sale_control(*goods, action)?)?;
         }
+        // Answered above: it scrapes, it does not connect.
+        Command::Top { .. } => {}
         Command::Order { user, goods } => match connect()?.order_status(*user, *goods)? {
             Some(order) => show_order(cli, &order)?,
             None => {
@@ -619,6 +654,83 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `top`: scrape every `interval`, and show each interval from the second
+/// scrape on, until `count` refreshes. A failed scrape is reported and
+/// tried again at the next tick, never the end of the watch: a server
+/// restarting during a sale is when an operator needs the view most.
+/// Exits 0 if the last refresh was shown, [`EXIT_RETRY`] if it failed.
+fn top(cli: &Cli, url: &str, count: Option<u64>, interval: Duration) -> anyhow::Result<ExitCode> {
+    let scraper = Scraper::new(url)?.timeout(cli.timeout);
+    let screen = !cli.json && std::io::stdout().is_terminal();
+    // The terminal's home and erase-display sequences: redraw in place.
+    const REDRAW: &str = "\x1b[H\x1b[2J";
+    let mut before: Option<Snapshot> = None;
+    let mut shown = 0u64;
+    let mut failed = false;
+    if screen {
+        emit(&format!(
+            "{REDRAW}seckill top  {}: the first refresh comes in {}\n",
+            scraper.url(),
+            humantime::format_duration(interval)
+        ))?;
+    }
+    while count.is_none_or(|n| shown < n) {
+        let tick = Instant::now();
+        match scraper.scrape() {
+            Ok(now) => {
+                failed = false;
+                if let Some(then) = &before {
+                    let time_ms = unix_ms(SystemTime::now()).unwrap_or(0);
+                    let view = View::between(then, &now, time_ms);
+                    if cli.json {
+                        print_json(&view)?;
+                    } else if screen {
+                        emit(&format!("{REDRAW}{}", view.screen(scraper.url())))?;
+                    } else {
+                        emit(&format!("{}\n", view.line()))?;
+                    }
+                    shown += 1;
+                }
+                // Even after a failure in between: the rates divide by
+                // the time the two scrapes really lie apart.
+                before = Some(now);
+            }
+            Err(err) => {
+                failed = true;
+                shown += 1;
+                // "Trying again" only where a try is still to come.
+                let message = if count.is_some_and(|n| shown >= n) {
+                    err.to_string()
+                } else {
+                    format!(
+                        "{err}; trying again in {}",
+                        humantime::format_duration(interval)
+                    )
+                };
+                if cli.json {
+                    print_json(&FailureJson::new("scrape_failed", message))?;
+                } else if screen {
+                    emit(&format!(
+                        "{REDRAW}seckill top  {}\nerror: {message}\n",
+                        scraper.url()
+                    ))?;
+                } else {
+                    eprintln!("error: {message}");
+                }
+            }
+        }
+        if count.is_some_and(|n| shown >= n) {
+            break;
+        }
+        std::thread::sleep(interval.saturating_sub(tick.elapsed()));
+    }
+    Ok(if failed {
+        ExitCode::from(EXIT_RETRY)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// A timeout: a humantime duration, not zero (the socket would refuse it).

@@ -22,11 +22,16 @@ pub struct Server {
     child: Child,
     /// `127.0.0.1:port`.
     pub addr: String,
+    /// The metrics endpoint's `127.0.0.1:port`, when started with
+    /// `--metrics-listen`.
+    #[allow(dead_code)] // only the tests of `top` scrape
+    pub metrics: Option<String>,
     dir: tempfile::TempDir,
 }
 
 impl Server {
     /// Starts a server and waits for the line that names its port.
+    #[allow(dead_code)] // not every test binary starts a plain one
     pub fn start() -> Server {
         Server::start_with(&[])
     }
@@ -70,7 +75,21 @@ impl Server {
             .strip_prefix("seckill-server listening on ")
             .unwrap_or_else(|| panic!("no address in {line:?}"))
             .to_string();
-        Server { child, addr, dir }
+        // The server prints its other listeners' addresses right after.
+        let metrics = extra.contains(&"--metrics-listen").then(|| loop {
+            let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else {
+                panic!("seckill-server named no metrics address");
+            };
+            if let Some(addr) = line.strip_prefix("seckill-server metrics listening on ") {
+                break addr.to_string();
+            }
+        });
+        Server {
+            child,
+            addr,
+            metrics,
+            dir,
+        }
     }
 
     /// Kills the server (SIGKILL) and hands back its data directory.
