@@ -19,6 +19,8 @@ fi
 scripts/services.sh
 # Headless Chromium and chromedriver for seckill-web's browser tests.
 scripts/browser.sh
+# Prometheus, promtool and systemd-analyze, for the metrics and deploy tests.
+scripts/ops-tools.sh
 # The cluster tests form a local Redis Cluster and Galera (scripts/cluster.sh)
 # when they first need them; stopped at the end unless they were up before.
 if ! scripts/cluster.sh status >/dev/null 2>&1; then

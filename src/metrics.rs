@@ -41,6 +41,9 @@ metrics! {
     /// Connections that did not read their replies, closed to keep the
     /// unsent replies of all connections within --reply-budget.
     reply_budget_closes,
+    /// Reserved orders handed to the order writer and not yet taken by it
+    /// (a gauge: workers add, the writer subtracts).
+    orders_awaiting_writer,
     /// Reply bytes encoded and not yet written, all connections (a gauge,
     /// as of the end of each reactor's last turn).
     unsent_reply_bytes,

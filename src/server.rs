@@ -170,7 +170,6 @@ impl Server {
             metrics: metrics.clone(),
             sale: SaleSlot::default(),
             jobs: jobs_rx.clone(),
-            orders: orders_rx.clone(),
             stop: front_stop.clone(),
         };
         let roles = Roles {

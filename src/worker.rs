@@ -17,6 +17,7 @@ use seckill_proto::{Reply, Request, Status};
 
 use crate::config::Config;
 use crate::dispatch::{Job, Origin, Reactors};
+use crate::metrics;
 use crate::sale::{Buy, Decision, PendingOrder, Sale};
 use crate::store::GoodsId;
 
@@ -97,10 +98,17 @@ impl Worker {
             match decision {
                 Decision::Answer(reply) => self.reactors.complete(origin, reply),
                 Decision::Write(order) => {
-                    // Fails only if the writer thread died. The order is
+                    // Counted before the send, so the writer's subtraction
+                    // never runs ahead of it.
+                    let backlog = &self.sale.metrics().orders_awaiting_writer;
+                    metrics::add(backlog, 1);
+                    // Fails only if the writer thread died (nothing else
+                    // holds the receiver, so a dead writer cannot leave the
+                    // workers blocked on a full queue). The order is
                     // dropped with the error, which leaves its unit reserved
                     // for the next reconciliation: never oversold.
                     if let Err(e) = self.writer.send(Pending { origin, order }) {
+                        metrics::sub(backlog, 1);
                         log::error!(
                             "order writer is gone; order {} not written",
                             e.0.order.order().order_no

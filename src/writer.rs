@@ -11,6 +11,7 @@ use crossbeam_channel::Receiver;
 
 use crate::config::Config;
 use crate::dispatch::Reactors;
+use crate::metrics;
 use crate::sale::Sale;
 use crate::worker::Pending;
 
@@ -51,6 +52,10 @@ impl Writer {
                 origins.push(p.origin);
                 orders.push(p.order);
             }
+            metrics::sub(
+                &self.sale.metrics().orders_awaiting_writer,
+                orders.len() as u64,
+            );
             let replies = self.sale.commit(std::mem::take(&mut orders));
             for (origin, reply) in origins.drain(..).zip(replies) {
                 self.reactors.complete(origin, reply);

@@ -99,7 +99,8 @@ pub struct Reactor {
     /// Requests this turn may still take ([`REQUESTS_PER_REACTOR_TURN`]).
     turn_left: usize,
     /// When this turn's poll returned: requests read in the turn count
-    /// their latency from here (one clock read a turn, not one a request).
+    /// their latency from here (their start costs no clock read of its
+    /// own; their end, inline or on completion, reads it once).
     turn_started: Instant,
 }
 

@@ -162,6 +162,11 @@ impl Sale {
         self.token_ttl_ms = ttl_ms.max(1);
     }
 
+    /// The counters this sale updates, shared with the rest of the server.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// The order queue of the `queued` ack mode, for the queue drain.
     pub fn queue(&self) -> Option<Arc<dyn OrderQueue>> {
         self.queue.clone()

@@ -79,7 +79,7 @@ impl Sale {
     fn timed_reconcile(&self, entry: &Entry) -> Result<Drift, StoreError> {
         self.metrics
             .timing
-            .store_call(StoreCall::Reconcile, || self.reconcile_entry(entry))
+            .time(StoreCall::Reconcile, || self.reconcile_entry(entry))
     }
 
     /// The work, with the gate held by the caller.

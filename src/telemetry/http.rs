@@ -1,9 +1,11 @@
 //! The HTTP listener of `--metrics-listen`: /metrics for Prometheus, and
 //! /healthz and /readyz for load balancers and service managers.
 //!
-//! It runs on threads of its own (tiny_http's), never a reactor's: a slow
-//! scraper or a stuck store call here delays no buyer. It needs no token,
-//! so it belongs on loopback or a private network.
+//! It runs on threads of its own, never a reactor's: a slow scraper or a
+//! stuck store call here delays no buyer. There are [`THREADS`] of them, so
+//! that a health check is answered while a scrape waits on a store (the
+//! queued drain lag asks Redis). It needs no token, so it belongs on
+//! loopback or a private network.
 
 use std::io;
 use std::net::SocketAddr;
@@ -23,11 +25,15 @@ pub struct MetricsSocket {
     addr: SocketAddr,
 }
 
+/// Threads answering requests: one can be in a slow scrape while another
+/// answers /healthz and /readyz.
+const THREADS: usize = 2;
+
 /// A running listener; [`stop`](Self::stop) ends it.
 pub struct MetricsListener {
     server: Arc<tiny_http::Server>,
     addr: SocketAddr,
-    thread: JoinHandle<()>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl MetricsSocket {
@@ -54,18 +60,35 @@ impl MetricsSocket {
         registry
             .register(Box::new(process))
             .map_err(io::Error::other)?;
-        let serving = server.clone();
-        let thread = thread::Builder::new()
-            .name("metrics-http".into())
-            .spawn(move || {
-                for request in serving.incoming_requests() {
-                    respond(request, &registry, &sources);
+        let shared = Arc::new((registry, sources));
+        let mut threads = Vec::with_capacity(THREADS);
+        for index in 0..THREADS {
+            let (serving, shared) = (server.clone(), shared.clone());
+            let spawned = thread::Builder::new()
+                .name(format!("metrics-http-{index}"))
+                .spawn(move || {
+                    let (registry, sources) = &*shared;
+                    for request in serving.incoming_requests() {
+                        respond(request, registry, sources);
+                    }
+                });
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    MetricsListener {
+                        server,
+                        addr,
+                        threads,
+                    }
+                    .stop();
+                    return Err(e);
                 }
-            })?;
+            }
+        }
         Ok(MetricsListener {
             server,
             addr,
-            thread,
+            threads,
         })
     }
 }
@@ -76,9 +99,14 @@ impl MetricsListener {
     }
 
     pub fn stop(self) {
-        self.server.unblock();
-        if self.thread.join().is_err() {
-            warn!("the metrics listener panicked");
+        // Each unblock wakes one waiting thread, for good.
+        for _ in &self.threads {
+            self.server.unblock();
+        }
+        for thread in self.threads {
+            if thread.join().is_err() {
+                warn!("the metrics listener panicked");
+            }
         }
     }
 }

@@ -14,7 +14,6 @@ use crate::metrics::Metrics;
 use crate::sale::now_ms;
 use crate::startup::SaleSlot;
 use crate::stop::Stop;
-use crate::worker::Pending;
 
 /// STATS counters that /metrics serves under another name or as another
 /// type; every other one is served as `seckill_<name>_total`.
@@ -31,6 +30,10 @@ fn renamed(stat: &str) -> Option<Renamed> {
         "requests_in_flight" => Gauge(
             "seckill_requests_in_flight",
             "Requests handed to workers and not yet answered.",
+        ),
+        "orders_awaiting_writer" => Gauge(
+            "seckill_order_writer_backlog",
+            "Reserved orders waiting for the order writer.",
         ),
         "unsent_reply_bytes" => Gauge(
             "seckill_unsent_reply_bytes",
@@ -55,10 +58,12 @@ fn renamed(stat: &str) -> Option<Renamed> {
 pub struct Sources {
     pub metrics: Arc<Metrics>,
     pub sale: SaleSlot,
-    /// Receivers only for their length: holding one keeps no worker alive
-    /// (workers stop when the senders are gone).
+    /// Only for its length: holding a receiver keeps no worker alive
+    /// (workers stop when the reactors' senders are gone), and a reactor
+    /// never blocks on the queue. The order writer's queue is not held here
+    /// (a dead writer must fail the workers' sends, not block them on a
+    /// full queue): its depth is the `orders_awaiting_writer` gauge.
     pub jobs: Receiver<Job>,
-    pub orders: Receiver<Pending>,
     /// The front's stop: once triggered the server is draining.
     pub stop: Stop,
 }
@@ -122,11 +127,6 @@ impl Sources {
             "Jobs waiting for a worker.",
             self.jobs.len() as f64,
         ));
-        out.push(gauge(
-            "seckill_order_writer_backlog",
-            "Reserved orders waiting for the order writer.",
-            self.orders.len() as f64,
-        ));
         out.push(family(
             "seckill_store_up",
             "1 when the last call to the store reached it.",
@@ -146,7 +146,7 @@ impl Sources {
     }
 
     /// The goods not ended, and in the `queued` mode how far the writing of
-    /// their orders is behind.
+    /// orders is behind.
     fn goods(&self, sale: &crate::sale::Sale, out: &mut Vec<MetricFamily>) {
         let now = now_ms();
         let live: Vec<_> = sale
@@ -175,8 +175,10 @@ impl Sources {
         let Some(queue) = sale.queue() else {
             return;
         };
+        // Every goods, ended or not: orders of a goods that ended are still
+        // waiting to be written.
         let (mut entries, mut oldest) = (0, None::<u64>);
-        for e in &live {
+        for e in &sale.catalog().all() {
             // A queue that cannot be read now leaves the gauges out of
             // this scrape rather than report a wrong zero.
             let Ok(b) = queue.backlog(e.id) else {

@@ -187,7 +187,16 @@ impl Timing {
             .position(|&(op, _)| op as u8 == opcode)
             .unwrap_or(UNKNOWN_KIND);
         let outcome = status as usize;
-        let (histogram, count) = self.by_request[kind * OUTCOMES + outcome].get_or_init(|| {
+        // In range for every Status (OUTCOMES is its count); a status added
+        // without growing OUTCOMES goes uncounted rather than panic.
+        let slot = (outcome < OUTCOMES)
+            .then(|| self.by_request.get(kind * OUTCOMES + outcome))
+            .flatten();
+        let Some(slot) = slot else {
+            debug_assert!(false, "status {status:?} beyond OUTCOMES");
+            return;
+        };
+        let (histogram, count) = slot.get_or_init(|| {
             let labels = [
                 KINDS.get(kind).map_or("unknown", |&(_, name)| name),
                 status.as_str(),
@@ -207,10 +216,18 @@ impl Timing {
         call: StoreCall,
         f: impl FnOnce() -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        let result = self.time(call, f);
+        self.store_seen(call.store(), &result);
+        result
+    }
+
+    /// Times a call that spans both stores (a reconciliation), whose error
+    /// does not say which store failed, if either did: store health is left
+    /// to the calls of one store.
+    pub fn time<T>(&self, call: StoreCall, f: impl FnOnce() -> T) -> T {
         let started = Instant::now();
         let result = f();
         self.by_call[call as usize].observe(started.elapsed().as_secs_f64());
-        self.store_seen(call.store(), &result);
         result
     }
 

@@ -8,9 +8,21 @@ use crate::harness::{on_sale, stored_orders, Got, Raw, Server};
 /// closes, the process exits cleanly, and every order told "ok" is stored.
 #[test]
 fn sigterm_finishes_in_flight_work_and_exits() {
+    sigterm_answers_every_buy_read(&[]);
+}
+
+/// The same with at most 8 BUYs of the connection in flight and 8 taken a
+/// turn: at SIGTERM most of the 200 are not in flight yet but whole in the
+/// connection's read buffer, and are answered too.
+#[test]
+fn sigterm_answers_the_requests_read_and_not_yet_started() {
+    sigterm_answers_every_buy_read(&["--max-inflight", "8", "--requests-per-turn", "8"]);
+}
+
+fn sigterm_answers_every_buy_read(flags: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("s.db");
-    let server = Server::start(&data, &[]);
+    let server = Server::start(&data, flags);
     let goods = server
         .admin()
         .add_goods(on_sale("bike", 10_000))
