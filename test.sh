@@ -26,6 +26,9 @@ scripts/ops-tools.sh
 if ! scripts/cluster.sh status >/dev/null 2>&1; then
     trap 'scripts/cluster.sh down' EXIT
 fi
+# Their ports kept from the tests' own outgoing connections, which could
+# otherwise hold one when a node starts (or restarts) halfway through.
+scripts/cluster.sh reserve
 cargo fmt --all -- --check
 # Every member, not only the root package (the default without --workspace).
 cargo clippy --workspace --all-targets -- -D warnings

@@ -5,8 +5,11 @@
 #                   (scripts/cluster/redis.sh)
 #   MariaDB Galera  3 nodes (scripts/cluster/galera.sh)
 #
-#   scripts/cluster.sh up|down|status [redis|galera]
+#   scripts/cluster.sh up|down|status|reserve [redis|galera]
 #
+# `reserve` keeps the kernel from giving the topology's ports to outgoing
+# connections (test.sh does it before the tests, whose connections would
+# otherwise take them before a node starts).
 # Without a part, both. Idempotent: `up` on a healthy topology changes
 # nothing; `down` stops only what these scripts started.
 set -euo pipefail
@@ -14,9 +17,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 command=${1:-}
 case $command in
-up | down | status) ;;
+up | down | status | reserve) ;;
 *)
-    echo "usage: $0 up|down|status [redis|galera]" >&2
+    echo "usage: $0 up|down|status|reserve [redis|galera]" >&2
     exit 2
     ;;
 esac

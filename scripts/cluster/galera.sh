@@ -48,6 +48,9 @@ readonly PROVIDER=/usr/lib/galera/libgalera_smm.so
 readonly START_WAIT=120 # seconds for one node to be Synced (an SST included)
 readonly STOP_WAIT=30
 
+# shellcheck source=scripts/cluster/ports.sh
+source "$(dirname "$0")/ports.sh"
+
 say() { echo "galera: $*" >&2; }
 die() {
     echo "galera: error: $*" >&2
@@ -287,6 +290,8 @@ join() {
             position=()
         fi
         ensure_primary || die "no node to join"
+        wait_ports_unheld 70 "$(port "$n")" "$(base_port "$n")" "$(($(base_port "$n") + 1))" "$(sst_port "$n")" ||
+            say "node $n: a port is still held; starting anyway"
         launch "$n" "${position[@]}"
         if wait_synced "$n"; then
             return 0
@@ -310,17 +315,10 @@ stop_node() {
     done
 }
 
-# Keeps the kernel from giving the nodes' ports to outgoing connections.
-reserve_ports() {
-    local file=/proc/sys/net/ipv4/ip_local_reserved_ports current
-    current=$(cat "$file" 2>/dev/null) || return 0
-    echo "${current:+$current,}$RESERVED_PORTS" | as_root tee "$file" >/dev/null 2>&1 ||
-        say "warning: cannot reserve ports $RESERVED_PORTS ($file): a node restarted while other programs open many connections may find its port taken"
-}
 
 up() {
     install
-    reserve_ports
+    reserve_ports "$RESERVED_PORTS"
     local running=()
     for n in "${NODES[@]}"; do
         if pid_of "$n" >/dev/null; then
@@ -374,7 +372,11 @@ main() {
     local command=${1:-}
     case $command in
         up | down | status) ;;
-        *) die "usage: $0 up|down|status" ;;
+        reserve)
+            reserve_ports "$RESERVED_PORTS"
+            return
+            ;;
+        *) die "usage: $0 up|down|status|reserve" ;;
     esac
     mkdir -p "$ROOT"
     # One command at a time, across processes; the nodes never hold it

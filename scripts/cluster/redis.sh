@@ -22,6 +22,9 @@ readonly HOST=127.0.0.1
 readonly PORTS=(30001 30002 30003 30004 30005 30006)
 readonly DIR=${SECKILL_CLUSTER_DIR:-/tmp/seckill-cluster}/redis
 readonly READY_WAIT=30 # seconds
+# The cluster bus ports (each node's port + 10000): in the kernel's range of
+# local ports for outgoing connections, so reserved (cluster/ports.sh).
+readonly BUS_PORTS=40001-40006
 
 say() { echo "cluster/redis: $*" >&2; }
 die() {
@@ -31,6 +34,8 @@ die() {
 
 # shellcheck source=scripts/find_bin.sh
 source "$(dirname "$0")/../find_bin.sh"
+# shellcheck source=scripts/cluster/ports.sh
+source "$(dirname "$0")/ports.sh"
 
 REDIS_SERVER=$(find_bin redis-server) || die "redis-server not found (scripts/services.sh installs it)"
 REDIS_CLI=$(find_bin redis-cli) || die "redis-cli not found (scripts/services.sh installs it)"
@@ -91,6 +96,7 @@ stop_all() {
 
 up() {
     healthy && return 0
+    reserve_ports "$BUS_PORTS"
     say "forming 3 primaries + 3 replicas on $HOST:${PORTS[0]}-${PORTS[5]}"
     stop_all
     local port
@@ -131,11 +137,12 @@ flock 9
 
 case ${1:-} in
 up) up ;;
+reserve) reserve_ports "$BUS_PORTS" ;;
 down) stop_all ;;
 status) status ;;
 start)
     [[ " ${PORTS[*]} " == *" ${2:-} "* ]] || die "start needs a port of ${PORTS[*]}"
     running "$2" || start_node "$2"
     ;;
-*) die "usage: $0 up|down|status|start PORT" ;;
+*) die "usage: $0 up|down|status|reserve|start PORT" ;;
 esac
