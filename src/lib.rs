@@ -63,6 +63,7 @@ mod metrics;
 mod open_files;
 mod reactor;
 pub mod readiness;
+mod redact;
 mod sale;
 mod server;
 mod startup;

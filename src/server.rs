@@ -18,12 +18,12 @@ use crate::metrics::Metrics;
 use crate::open_files;
 use crate::reactor::{Acceptor, Handler, Listeners, ReactorSet};
 use crate::readiness::Readiness;
+use crate::redact;
 use crate::sale::Sale;
 use crate::startup::{self, Progress, SaleSlot, Started, Startup, Stores};
 use crate::stop::Stop;
 use crate::store::{
-    split_urls, MemoryStock, MysqlStore, OrderQueue, OrderStore, RedisStock, Replication,
-    SqliteStore,
+    MemoryStock, MysqlStore, OrderQueue, OrderStore, RedisStock, Replication, SqliteStore,
 };
 use crate::telemetry::{MetricsListener, MetricsSocket, Sources};
 use crate::worker::{Pending, Worker};
@@ -327,9 +327,9 @@ fn open_stores(config: &Config) -> anyhow::Result<Stores> {
     let (orders, nodes, mysql): (Arc<dyn OrderStore>, _, _) = match &config.mysql {
         Some(url) => {
             let store = Arc::new(
-                MysqlStore::new(url).with_context(|| format!("MySQL at {}", redact_mysql(url)))?,
+                MysqlStore::new(url).with_context(|| format!("MySQL at {}", redact::mysql(url)))?,
             );
-            info!("goods and orders in MySQL at {}", redact_mysql(url));
+            info!("goods and orders in MySQL at {}", redact::mysql(url));
             (store.clone(), store.clone() as _, Some(store))
         }
         None => {
@@ -345,12 +345,12 @@ fn open_stores(config: &Config) -> anyhow::Result<Stores> {
     let redis = match (&config.redis, &config.redis_cluster) {
         (Some(url), _) => {
             let store = RedisStock::new(url, &config.redis_prefix, config.ack)
-                .with_context(|| format!("Redis at {}", redact(url)))?;
-            info!("stock in Redis at {}", redact(url));
+                .with_context(|| format!("Redis at {}", redact::url(url)))?;
+            info!("stock in Redis at {}", redact::url(url));
             store
         }
         (None, Some(seeds)) => {
-            let shown: Vec<String> = seeds.iter().map(|s| redact_seed(s)).collect();
+            let shown: Vec<String> = seeds.iter().map(|s| redact::seed(s)).collect();
             let store = RedisStock::new_cluster(seeds, &config.redis_prefix, config.ack)
                 .with_context(|| format!("Redis Cluster at {}", shown.join(",")))?;
             info!("stock in the Redis Cluster at {}", shown.join(","));
@@ -398,62 +398,4 @@ fn open_stores(config: &Config) -> anyhow::Result<Stores> {
         nodes,
         mysql,
     })
-}
-
-/// A cluster seed for logs: `HOST:PORT` as it is, a URL redacted.
-fn redact_seed(seed: &str) -> String {
-    if seed.contains("://") {
-        redact(seed)
-    } else {
-        seed.to_owned()
-    }
-}
-
-/// A `--mysql` URL, or list of URLs (a Galera cluster's nodes), with
-/// their passwords hidden.
-pub(crate) fn redact_mysql(urls: &str) -> String {
-    let redacted: Vec<String> = split_urls(urls).into_iter().map(redact).collect();
-    redacted.join(",")
-}
-
-/// A store URL with its password (if any) hidden, for logs and errors.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "<url>".into();
-    };
-    match rest.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:***@{host}")
-            } else {
-                format!("{scheme}://{user}@{host}")
-            }
-        }
-        None => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{redact, redact_mysql};
-
-    #[test]
-    fn urls_are_logged_without_passwords() {
-        assert_eq!(
-            redact("mysql://root:s3cret@db:3306/seckill"),
-            "mysql://root:***@db:3306/seckill"
-        );
-        assert_eq!(
-            redact("mysql://root@127.0.0.1:3306/seckill"),
-            "mysql://root@127.0.0.1:3306/seckill"
-        );
-        assert_eq!(redact("redis://:p@ss@h:6379"), "redis://:***@h:6379");
-        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-        assert_eq!(redact("not a url"), "<url>");
-        assert_eq!(
-            redact_mysql("mysql://u:p@a:1/db,mysql://u:q@b:2/db"),
-            "mysql://u:***@a:1/db,mysql://u:***@b:2/db"
-        );
-    }
 }

@@ -173,13 +173,62 @@ fn a_list_in_the_file_is_a_comma_separated_flag() {
 }
 
 #[test]
-fn a_file_setting_that_conflicts_with_the_command_line_names_the_file() {
+fn a_stock_store_on_the_command_line_or_in_the_environment_replaces_the_file_s() {
     let _env = clean_env();
     let dir = tempfile::tempdir().expect("tempdir");
     let file = write(dir.path(), "s.toml", "redis-cluster = \"127.0.0.1:7001\"\n");
-    let err = load(&["--config", &file, "--redis", "redis://127.0.0.1"]).expect_err("both");
-    assert!(matches!(err, ConfigError::Merged { .. }), "{err:?}");
-    assert!(err.to_string().contains(&file), "{err}");
+    let config = load(&["--config", &file, "--redis", "redis://127.0.0.1"])
+        .expect("the command line wins")
+        .config;
+    assert_eq!(config.redis.as_deref(), Some("redis://127.0.0.1"));
+    assert_eq!(config.redis_cluster, None);
+    config.check().expect("one stock store");
+
+    let file = write(dir.path(), "r.toml", "redis = \"redis://127.0.0.1\"\n");
+    std::env::set_var("SECKILL_REDIS_CLUSTER", "127.0.0.1:7001,127.0.0.1:7002");
+    let loaded = load(&["--config", &file]);
+    std::env::remove_var("SECKILL_REDIS_CLUSTER");
+    let config = loaded.expect("the environment wins").config;
+    assert_eq!(config.redis, None);
+    assert_eq!(config.redis_cluster.map(|s| s.len()), Some(2));
+}
+
+#[test]
+fn a_refused_secret_is_never_shown() {
+    let _env = clean_env();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = format!("sekrit-{}", "x".repeat(seckill_proto::MAX_TOKEN_LEN));
+    let shows = |err: &ConfigError| {
+        let (shown, debug) = (err.to_string(), format!("{err:?}"));
+        assert!(
+            !shown.contains("sekrit") && !debug.contains("sekrit"),
+            "{shown} / {debug}"
+        );
+        assert!(shown.contains("admin-token"), "names the flag: {shown}");
+    };
+    // Too long, from each layer.
+    shows(&load(&["--admin-token", &token]).expect_err("command line"));
+    std::env::set_var("SECKILL_ADMIN_TOKEN", &token);
+    let from_env = load(&[]);
+    std::env::remove_var("SECKILL_ADMIN_TOKEN");
+    shows(&from_env.expect_err("environment"));
+    let file = write(
+        dir.path(),
+        "t.toml",
+        &format!("admin-token = \"{token}\"\n"),
+    );
+    shows(&load(&["--config", &file]).expect_err("file"));
+    // A line that is not TOML: toml's own message quotes it.
+    let file = write(
+        dir.path(),
+        "u.toml",
+        "workers = 2\nadmin-token = sekrit-unquoted\n",
+    );
+    let err = load(&["--config", &file]).expect_err("not TOML");
+    assert!(matches!(err, ConfigError::Syntax { .. }), "{err:?}");
+    let shown = err.to_string();
+    assert!(!shown.contains("sekrit"), "{shown}");
+    assert!(shown.contains("line 2"), "says where: {shown}");
 }
 
 #[test]
@@ -262,7 +311,10 @@ fn a_bad_or_missing_secret_file_is_an_error_naming_the_flag_and_the_file() {
         "long",
         &"x".repeat(seckill_proto::MAX_TOKEN_LEN + 1),
     );
-    for path in [&empty, missing, &long] {
+    let blank = write(dir.path(), "blank", "  \n");
+    let two_lines = write(dir.path(), "two", "tok\n\n");
+    // Read up to a bound, not to the end: /dev/zero has none.
+    for path in [&empty, missing, &long, &blank, &two_lines, "/dev/zero"] {
         let err = load(&["--admin-token-file", path]).expect_err(path);
         assert!(matches!(err, ConfigError::SecretFile { .. }), "{err:?}");
         let message = err.to_string();
@@ -303,13 +355,28 @@ fn store_urls_are_shown_without_their_passwords() {
         shown.contains("mysql=mysql://root:***@db:3306/seckill (--mysql-file"),
         "{shown}"
     );
-    let seeds = load(&["--redis-cluster", "redis://u:pw-seed@h:7001,h:7002"]).expect("load");
+    let seeds = load(&[
+        "--redis-cluster",
+        "redis://u:pw-seed@h:7001,h:7002,:pw-bare@h:7003",
+    ])
+    .expect("load");
     let shown = seeds.effective.to_string();
-    assert!(!shown.contains("pw-seed"), "{shown}");
+    assert!(!shown.contains("pw-"), "{shown}");
     assert!(
-        shown.contains("redis-cluster=redis://u:***@h:7001,h:7002"),
+        shown.contains("redis-cluster=redis://u:***@h:7001,h:7002,:***@h:7003"),
         "{shown}"
     );
+    // A password in the query string.
+    let query = load(&[
+        "--redis",
+        "redis+unix:///run/redis.sock?db=1&pass=pw-query",
+        "--mysql",
+        "mysql://u@db/seckill?password=pw-query",
+    ])
+    .expect("load");
+    let shown = query.effective.to_string();
+    assert!(!shown.contains("pw-"), "{shown}");
+    assert!(shown.contains("?db=1&pass=***"), "{shown}");
 }
 
 #[test]

@@ -127,7 +127,17 @@ fn the_unit_waits_for_readiness_and_outlasts_the_shutdown_grace() {
         exec.contains("--config /etc/seckill/seckill.toml"),
         "{exec}"
     );
-    for secret in ["--admin-token ", "--redis ", "--mysql ", "://"] {
+    for secret in [
+        "--admin-token ",
+        "--admin-token=",
+        "--redis ",
+        "--redis=",
+        "--redis-cluster ",
+        "--redis-cluster=",
+        "--mysql ",
+        "--mysql=",
+        "://",
+    ] {
         assert!(
             !exec.contains(secret),
             "a secret on the command line: {exec}"

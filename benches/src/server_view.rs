@@ -117,7 +117,10 @@ impl ServerMetrics {
                 let n = a.increase_since(b, REQUESTS, &[("kind", kind.as_str())]);
                 let n = n.round() as u64;
                 if n > 0 {
-                    *by_kind.entry(kind.clone()).or_default() += n;
+                    // Saturating: a malformed page (a counter of +Inf, cast
+                    // to u64::MAX) must not overflow the sums.
+                    let sum = by_kind.entry(kind.clone()).or_default();
+                    *sum = sum.saturating_add(n);
                 }
             }
             let delta = |labels: &[(&str, &str)]| {
@@ -133,7 +136,7 @@ impl ServerMetrics {
         }
         ServerMetrics {
             urls,
-            requests: by_kind.values().sum(),
+            requests: by_kind.values().fold(0, |a, &n| a.saturating_add(n)),
             requests_by_kind: by_kind,
             latency_buy: buy.as_ref().and_then(ServerLatency::of),
             latency: all.as_ref().and_then(ServerLatency::of),

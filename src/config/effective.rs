@@ -11,7 +11,7 @@ use clap::ArgMatches;
 use super::layers::{Source, NOT_SETTINGS};
 use super::secrets::SECRETS;
 use super::Config;
-use crate::server::{redact, redact_mysql};
+use crate::redact;
 
 /// The settings in force, in the order of `--help`, ready to log.
 #[derive(Debug, Clone)]
@@ -83,27 +83,14 @@ impl Effective {
 fn redacted(config: &Config, id: &str) -> Option<String> {
     match id {
         "admin_token" => config.admin_token.as_ref().map(|_| "<redacted>".to_owned()),
-        "redis" => config.redis.as_deref().map(redact),
+        "redis" => config.redis.as_deref().map(redact::url),
         "redis_cluster" => config.redis_cluster.as_ref().map(|seeds| {
-            let shown: Vec<String> = seeds.iter().map(|s| seed(s)).collect();
+            let shown: Vec<String> = seeds.iter().map(|s| redact::seed(s)).collect();
             shown.join(",")
         }),
-        "mysql" => config.mysql.as_deref().map(redact_mysql),
+        "mysql" => config.mysql.as_deref().map(redact::mysql),
         // A secret this function does not know is never shown.
         _ => Some("<redacted>".to_owned()),
-    }
-}
-
-/// A cluster seed: `HOST:PORT`, or a URL whose password is hidden. One
-/// with user information but no scheme is not a form the server takes; it
-/// is hidden whole rather than risk a password.
-fn seed(seed: &str) -> String {
-    if seed.contains("://") {
-        redact(seed)
-    } else if seed.contains('@') {
-        "<redacted>".to_owned()
-    } else {
-        seed.to_owned()
     }
 }
 

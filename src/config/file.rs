@@ -11,6 +11,28 @@ use std::path::Path;
 use toml::Value;
 
 use super::layers::{ConfigError, NOT_SETTINGS};
+use super::secrets;
+
+/// The largest config file read: far above any real one, and a mistake
+/// (`--config /dev/zero`) fails instead of filling the memory.
+const MAX_FILE: u64 = 1 << 20;
+
+/// The text of the file at `path`, if it is UTF-8 and at most `limit`
+/// bytes.
+pub(super) fn read_limited(path: &Path, limit: u64) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("larger than {limit} bytes"),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| Error::new(ErrorKind::InvalidData, "not UTF-8 text"))
+}
 
 /// One setting of the file, as flags for clap.
 pub struct Setting {
@@ -23,7 +45,7 @@ pub struct Setting {
 
 /// Reads and checks the file at `path` against the flags of `cmd`.
 pub fn read(cmd: &clap::Command, path: &Path) -> Result<Vec<Setting>, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = read_limited(path, MAX_FILE).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
     })?;
@@ -31,7 +53,7 @@ pub fn read(cmd: &clap::Command, path: &Path) -> Result<Vec<Setting>, ConfigErro
         .parse()
         .map_err(|e: toml::de::Error| ConfigError::Syntax {
             path: path.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
+            message: syntax_error(&text, &e),
         })?;
     // Each value is checked alone, by a command that reads no environment,
     // so that only the file's own value can be at fault.
@@ -55,7 +77,11 @@ pub fn read(cmd: &clap::Command, path: &Path) -> Result<Vec<Setting>, ConfigErro
         let mut line = vec!["seckill-server".to_owned()];
         line.extend(flags.iter().cloned());
         if let Err(e) = probe.clone().try_get_matches_from(line) {
-            return Err(bad(clap_message(&e)));
+            let message = match secrets::refused_secret(&e) {
+                Some((_, reason)) => format!("refused (not shown: it is a secret): {reason}"),
+                None => clap_message(&e),
+            };
+            return Err(bad(message));
         }
         settings.push(Setting {
             id: arg.get_id().as_str().to_owned(),
@@ -97,6 +123,20 @@ fn flags(arg: &clap::Arg, key: &str, value: &Value) -> Result<Vec<String>, Strin
     };
     // `=`: a value that begins with a dash is still this flag's value.
     Ok(vec![format!("--{key}={text}")])
+}
+
+/// Where the file stops being TOML and why, without the line itself: toml's
+/// own message quotes it, and the line may hold a secret (`admin-token =
+/// unquoted`).
+fn syntax_error(text: &str, e: &toml::de::Error) -> String {
+    let why = e.message().trim_end();
+    let Some(span) = e.span() else {
+        return why.to_owned();
+    };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}: {why}")
 }
 
 /// What clap says is wrong, without its "error: " and its advice to try

@@ -76,6 +76,10 @@ pub enum ConfigError {
     /// environment's (e.g. `--redis` given, `redis-cluster` in the file).
     #[error("config file {path} with the command line and environment: {message}")]
     Merged { path: PathBuf, message: String },
+    /// A secret's value is refused (from the command line, the environment
+    /// or the file); the message names the flag, never the value.
+    #[error("--{flag}: the value given is refused (not shown: it is a secret): {reason}")]
+    BadSecret { flag: String, reason: String },
     /// A `--*-file` secret cannot be read or is no good.
     #[error("--{flag} {path}: {message}")]
     SecretFile {
@@ -135,13 +139,14 @@ where
 {
     let mut args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     let cmd = command();
-    let first = cmd.clone().try_get_matches_from(&args)?;
+    let first = cmd.clone().try_get_matches_from(&args).map_err(from_clap)?;
     let mut sources = given(&cmd, &first);
     let path = first.get_one::<PathBuf>("config").cloned();
     if let Some(path) = &path {
         for setting in file::read(&cmd, path)? {
-            // The command line and the environment win over the file.
-            if sources.contains_key(setting.id.as_str()) {
+            // The command line and the environment win over the file, for
+            // the setting and for every other way of giving the same thing.
+            if alternatives(&setting.id).any(|id| sources.contains_key(id)) {
                 continue;
             }
             sources.insert(setting.id.clone(), Source::File);
@@ -152,16 +157,37 @@ where
         .clone()
         .try_get_matches_from(&args)
         .map_err(|e| match &path {
+            Some(_) if secrets::refused_secret(&e).is_some() => from_clap(e),
             Some(path) => ConfigError::Merged {
                 path: path.clone(),
                 message: file::clap_message(&e),
             },
-            None => ConfigError::Args(e),
+            None => from_clap(e),
         })?;
     let mut config = Config::from_arg_matches(&matches)?;
     let from_files = secrets::resolve(&mut config, &sources)?;
     let effective = Effective::new(&cmd, &matches, &config, &sources, &from_files);
     Ok(Loaded { config, effective })
+}
+
+/// Settings that say the same thing in different ways: one from the
+/// command line or the environment overrides any of the others in the file
+/// (a file with `redis`, started with `--redis-cluster`, uses the cluster).
+const ALTERNATIVES: [&[&str]; 1] =
+    [&["redis", "redis_file", "redis_cluster", "redis_cluster_file"]];
+
+/// The setting `id` and its alternatives.
+fn alternatives(id: &str) -> impl Iterator<Item = &str> {
+    let group = ALTERNATIVES.iter().find(|g| g.contains(&id));
+    std::iter::once(id).chain(group.into_iter().flat_map(|g| g.iter().copied()))
+}
+
+/// clap's error, unless it would show a secret's value.
+fn from_clap(e: clap::Error) -> ConfigError {
+    match secrets::refused_secret(&e) {
+        Some((flag, reason)) => ConfigError::BadSecret { flag, reason },
+        None => ConfigError::Args(e),
+    }
 }
 
 /// The settings the command line and the environment gave, by id.

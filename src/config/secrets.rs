@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use super::file::read_limited;
 use super::layers::{ConfigError, Source};
 use super::{Config, Secret};
 
@@ -71,6 +72,33 @@ pub fn is_secret(id: &str) -> bool {
     SECRETS.iter().any(|s| s.id == id)
 }
 
+/// When clap refuses a secret's value (an admin token too long), the flag
+/// and clap's reason, for an error that does not repeat the value as
+/// clap's own message does.
+pub fn refused_secret(e: &clap::Error) -> Option<(String, String)> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        e.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    ) {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        // Without the context clap may still show the value: never
+        // guess it is not a secret's.
+        return Some(("?".into(), String::new()));
+    };
+    // "--admin-token <TOKEN>"
+    let flag = arg.trim_start_matches('-').split([' ', '=']).next()?;
+    if !is_secret(&flag.replace('-', "_")) {
+        return None;
+    }
+    let reason = std::error::Error::source(e)
+        .map(ToString::to_string)
+        .unwrap_or_else(|| "not accepted".into());
+    Some((flag.to_owned(), reason))
+}
+
 /// Replaces every secret whose file wins with the file's content; returns
 /// the secrets read from files, with their paths.
 pub fn resolve(
@@ -112,6 +140,11 @@ pub fn resolve(
     Ok(read)
 }
 
+/// The largest secret file read (a token is at most 255 bytes; a list of
+/// cluster seeds a few kilobytes): a mistake (`/dev/zero`) fails instead of
+/// filling the memory.
+const MAX_SECRET_FILE: u64 = 64 << 10;
+
 /// One secret from `path`: the whole file but a trailing line end (an
 /// editor adds one; no secret ends with one).
 fn read_secret(file: &str, path: &Path) -> Result<String, ConfigError> {
@@ -120,15 +153,18 @@ fn read_secret(file: &str, path: &Path) -> Result<String, ConfigError> {
         path: path.to_owned(),
         message,
     };
-    let mut text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
+    let mut text = read_limited(path, MAX_SECRET_FILE).map_err(|e| failed(e.to_string()))?;
     if text.ends_with('\n') {
         text.pop();
         if text.ends_with('\r') {
             text.pop();
         }
     }
-    if text.is_empty() {
-        return Err(failed("the file is empty".into()));
+    if text.trim().is_empty() {
+        return Err(failed("the file holds no secret (empty or blank)".into()));
+    }
+    if text.contains(['\n', '\r']) {
+        return Err(failed("more than one line: one secret per file".into()));
     }
     Ok(text)
 }

@@ -100,6 +100,9 @@ fn metrics_count_what_clients_saw() {
     assert_eq!(get(&format!("seckill_goods_remaining{gid}")), 0.0);
     assert_eq!(get(r#"seckill_store_up{store="orders"}"#), 1.0);
     assert_eq!(get("seckill_requests_in_flight"), 0.0);
+    // Every order handed to the writer was taken by it (the gauge went up
+    // 50 times and down as often).
+    assert_eq!(get("seckill_order_writer_backlog"), 0.0);
     assert!(
         m.keys().any(|k| k.starts_with("seckill_build_info{")
             && k.contains(r#"version=""#)
