@@ -169,8 +169,11 @@ async fn buyers_and_an_admin_in_a_real_browser() {
     };
     let server = Server::start();
     let admin = admin_client(&server.addr).await;
-    // One unit, on sale in 4 s: the page counts down, then sells it.
-    let phone = admin.add_goods(goods("Phone X", 1, 4000)).await.unwrap();
+    // The browser first: its start can take seconds (the first on a fresh
+    // machine most), which must not eat the countdown below.
+    let browser = open_browser(&driver).await;
+    // One unit, on sale in 6 s: the page counts down, then sells it.
+    let phone = admin.add_goods(goods("Phone X", 1, 6000)).await.unwrap();
     let spare = admin.add_goods(goods("Charger", 50, 0)).await.unwrap();
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -178,7 +181,6 @@ async fn buyers_and_an_admin_in_a_real_browser() {
     let app = seckill_web::app(config(&server.addr, 20.0, 40));
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let browser = open_browser(&driver).await;
     let card = format!(".goods[data-id='{}']", phone.id);
 
     // Alice waits for the start, buys, sees her order and pays it.
