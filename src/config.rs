@@ -56,6 +56,18 @@ pub struct Config {
     #[arg(long, default_value_t = 4096)]
     pub backlog: u32,
 
+    /// Kernel buffer of each client connection, each way (SO_RCVBUF and
+    /// SO_SNDBUF, set on the listening socket and inherited by every
+    /// connection; Linux doubles it for its bookkeeping). Requests and
+    /// replies are small, so a small buffer costs nothing, and it bounds
+    /// what a connection that sends without reading pins in the kernel:
+    /// left to autotuning, 1,500 such connections filled the kernel's TCP
+    /// memory (net.ipv4.tcp_mem) and every connection on the machine
+    /// stalled on dropped packets for seconds. 0 leaves the sizes to the
+    /// kernel.
+    #[arg(long, default_value_t = 64 << 10)]
+    pub socket_buffer: usize,
+
     /// Threads that accept connections from the same listen queue. One
     /// waits on it; when it finds a storm (a full batch of connections
     /// waiting) it wakes the others, which help drain the queue until it is

@@ -338,6 +338,15 @@ pub struct Attack {
     /// Requests the million-pipelined client writes without reading.
     #[arg(long, default_value_t = 1_000_000)]
     pub pipelined: u64,
+
+    /// Kernel send buffer of each attack connection (SO_SNDBUF), 0 for the
+    /// kernel's autotuning. An attacker's send buffers are on its own
+    /// machine; with the bench on the server's machine, autotuned ones
+    /// (megabytes each, for connections the server does not read) fill
+    /// the kernel's TCP memory that the server's connections share, and
+    /// the run measures that instead of the server.
+    #[arg(long, default_value_t = 64 << 10)]
+    pub attack_send_buffer: usize,
 }
 
 /// One kind of hostile traffic (SECURITY.md, threat model).

@@ -51,12 +51,12 @@ pub struct Listeners {
 impl Listeners {
     pub fn bind(config: &Config) -> anyhow::Result<Listeners> {
         let backlog = effective_backlog(config.backlog, somaxconn());
-        let public = listen(config.listen, config.backlog)
+        let public = listen(config.listen, config.backlog, config.socket_buffer)
             .with_context(|| format!("binding {}", config.listen))?;
         info!("listen queue {backlog} (--backlog {})", config.backlog);
         let admin = match config.admin_listen {
             Some(admin) => {
-                let l = listen(admin, config.backlog)
+                let l = listen(admin, config.backlog, config.socket_buffer)
                     .with_context(|| format!("binding the admin listener {admin}"))?;
                 let bound = l.local_addr()?;
                 if !bound.ip().is_loopback() {
@@ -94,11 +94,18 @@ impl Listeners {
 
 /// A non-blocking listening socket on `addr` with a listen queue of
 /// `backlog` (SO_REUSEADDR, as mio and std set it, so a restart does not
-/// wait out TIME_WAIT).
-fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+/// wait out TIME_WAIT), whose connections have kernel buffers of
+/// `buffer` bytes each way (0: the kernel's autotuning).
+fn listen(addr: SocketAddr, backlog: u32, buffer: usize) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
+    if buffer > 0 {
+        // Set before listen: accepted connections inherit both, and the
+        // window scale their handshake announces fits the receive buffer.
+        socket.set_recv_buffer_size(buffer)?;
+        socket.set_send_buffer_size(buffer)?;
+    }
     socket.bind(&addr.into())?;
     // The kernel takes the smaller of this and net.core.somaxconn.
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
@@ -415,4 +422,63 @@ fn address_key(ip: std::net::IpAddr) -> u64 {
 /// Registers a waker on `poll` under [`WAKER_TOKEN`].
 pub fn waker(poll: &Poll) -> io::Result<mio::Waker> {
     mio::Waker::new(poll.registry(), WAKER_TOKEN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use socket2::SockRef;
+
+    /// The kernel buffers of a connection accepted from `listen(.., buffer)`
+    /// (receive, send).
+    fn accepted_buffers(buffer: usize) -> (usize, usize) {
+        let listener = listen("127.0.0.1:0".parse().unwrap(), 16, buffer).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        // Non-blocking: the handshake is done once connect returned, but
+        // give the accept queue a moment on a loaded machine.
+        let accepted = (0..200)
+            .find_map(|_| match listener.accept() {
+                Ok((socket, _)) => Some(socket),
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(5));
+                    None
+                }
+            })
+            .expect("no connection accepted");
+        let socket = SockRef::from(&accepted);
+        (
+            socket.recv_buffer_size().unwrap(),
+            socket.send_buffer_size().unwrap(),
+        )
+    }
+
+    #[test]
+    fn accepted_connections_inherit_the_socket_buffer() {
+        // Linux doubles what is set, for its bookkeeping; what matters is
+        // that the size is the one given, not the kernel's default or an
+        // autotuned one.
+        let (recv, send) = accepted_buffers(32 << 10);
+        assert!(
+            (32 << 10..=64 << 10).contains(&recv),
+            "receive buffer {recv}"
+        );
+        assert!((32 << 10..=64 << 10).contains(&send), "send buffer {send}");
+        let (recv, send) = accepted_buffers(256 << 10);
+        assert!(
+            (256 << 10..=512 << 10).contains(&recv),
+            "receive buffer {recv}"
+        );
+        assert!(
+            (256 << 10..=512 << 10).contains(&send),
+            "send buffer {send}"
+        );
+    }
+
+    #[test]
+    fn a_socket_buffer_of_zero_leaves_the_kernel_defaults() {
+        let (recv, _) = accepted_buffers(0);
+        let (capped, _) = accepted_buffers(32 << 10);
+        assert_ne!(recv, capped);
+    }
 }

@@ -10,11 +10,12 @@
 //! back short (the socket is drained: reading again would only return
 //! `WouldBlock`), unless it is paused (too much in flight, too much unsent)
 //! or has used its budget of requests for this turn of the loop (its own,
-//! `--requests-per-turn`, or the reactor's, [`REQUESTS_PER_REACTOR_TURN`],
-//! after which the rest wait for the next turn's new events). A paused
-//! connection is driven again when a completion or a drained write
-//! un-pauses it, and one over its budget on the next turn, since no new
-//! event will come for bytes already waiting in the socket.
+//! `--requests-per-turn`, or what is left of the reactor's,
+//! [`REQUESTS_PER_REACTOR_TURN`]). A paused connection is driven again when
+//! a completion or a drained write un-pauses it, and one over its budget
+//! joins the [`Backlog`], driven in the next turns in round robin after
+//! those turns' events, since no new event will come for bytes already
+//! waiting in the socket.
 //!
 //! Replies are written once per connection per turn, after the turn's
 //! events and completions are handled ([`Reactor::settle`]), so that a
@@ -27,6 +28,7 @@
 
 pub mod acceptor;
 pub mod admission;
+mod backlog;
 mod connection;
 mod limits;
 mod memory;
@@ -48,6 +50,7 @@ use mio::{Events, Interest, Poll, Token};
 use seckill_proto::{Frame, FrameError, Opcode, Reply, Status};
 use slab::Slab;
 
+use self::backlog::Backlog;
 use self::connection::{Connection, ReadOutcome};
 use self::limits::count_replies;
 pub use self::limits::Limits;
@@ -63,9 +66,10 @@ pub const WAKER_TOKEN: Token = Token(usize::MAX);
 const COMPLETIONS_PER_ROUND: usize = 4096;
 
 /// Requests a reactor takes from all its connections in one turn of its
-/// loop. Past it, connections with more to do wait for the next turn, after
-/// that turn's new events: a client that sends one request is served within
-/// a turn of bounded length, however many connections have a backlog.
+/// loop. Past it, connections with more to do wait in the [`Backlog`] for
+/// the next turns, after those turns' new events: a client that sends one
+/// request is served within a turn of bounded length, however many
+/// connections have a backlog.
 const REQUESTS_PER_REACTOR_TURN: usize = 1024;
 
 pub struct Reactor {
@@ -86,7 +90,7 @@ pub struct Reactor {
     dirty: Vec<usize>,
     /// Connections to drive again next turn: they used their request
     /// budget, or a write un-paused them, with input perhaps waiting.
-    again: Vec<usize>,
+    again: Backlog,
     /// Unsent reply bytes of every reactor's connections (shared).
     reply_bytes: Arc<AtomicUsize>,
     /// This reactor's share of the reply budget: over the budget, each
@@ -151,7 +155,7 @@ impl ReactorSet {
                     stop: stop.clone(),
                     scratch: vec![0; connection::READ_CHUNK].into_boxed_slice(),
                     dirty: Vec::new(),
-                    again: Vec::new(),
+                    again: Backlog::default(),
                     reply_bytes: reply_bytes.clone(),
                     reply_share: limits.reply_budget / reactors,
                     freed: 0,
@@ -195,15 +199,10 @@ impl Reactor {
             }
             self.turn_left = REQUESTS_PER_REACTOR_TURN;
             self.turn_started = Instant::now();
-            // Connections left over from the last turn first: they have
-            // waited a turn already, and new events must not take the whole
-            // turn's budget before them, turn after turn.
-            for slot in std::mem::take(&mut self.again) {
-                if let Some(conn) = self.conns.get_mut(slot) {
-                    conn.again = false;
-                    self.drive(slot);
-                }
-            }
+            // The events first: a connection with an event and no backlog
+            // emptied its socket when last read, a client with a request or
+            // a few. Those with a backlog are driven after, in their turn
+            // (see `backlog`), their event noted.
             let mut woken = false;
             for event in events.iter() {
                 match event.token() {
@@ -211,20 +210,29 @@ impl Reactor {
                     // Events are hints: note what may be possible, drive the
                     // connection and let it find out.
                     Token(slot) => {
-                        if let Some(conn) = self.conns.get_mut(slot) {
-                            if event.is_readable() || event.is_read_closed() || event.is_error() {
-                                conn.readable = true;
-                            }
-                            if event.is_read_closed() || event.is_error() {
-                                // No more edges will come: read to the end.
-                                conn.read_closed = true;
-                            }
-                            if event.is_writable() || event.is_write_closed() || event.is_error() {
-                                conn.writable = true;
-                            }
+                        let Some(conn) = self.conns.get_mut(slot) else {
+                            continue;
+                        };
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            conn.readable = true;
                         }
-                        self.drive(slot)
+                        if event.is_read_closed() || event.is_error() {
+                            // No more edges will come: read to the end.
+                            conn.read_closed = true;
+                        }
+                        if event.is_writable() || event.is_write_closed() || event.is_error() {
+                            conn.writable = true;
+                        }
+                        if !conn.again {
+                            self.drive(slot);
+                        }
                     }
+                }
+            }
+            for slot in self.again.take() {
+                if let Some(conn) = self.conns.get_mut(slot) {
+                    conn.again = false;
+                    self.drive(slot);
                 }
             }
             if woken {
@@ -390,9 +398,10 @@ impl Reactor {
         if budget == 0 && !paused && !conn.again {
             // Frames may be buffered, bytes may wait in the socket (or, with
             // the turn's budget spent before it began, an event is not yet
-            // acted on), and no event will say so: come back next turn.
+            // acted on), and no event will say so: come back next turn, in
+            // turn.
             conn.again = true;
-            self.again.push(slot);
+            self.again.push(slot, allowed > 0);
         }
         if conn.closing && failed.is_none() {
             failed = conn.discard_input(&mut self.scratch[..]).err();
@@ -435,8 +444,9 @@ impl Reactor {
             if was_paused && !conn.paused(max_inflight, high_water) && !conn.again {
                 // Under its mark again: what waits in the socket or the read
                 // buffer will bring no event of its own.
+                // At the back of the line, as one served.
                 conn.again = true;
-                self.again.push(slot);
+                self.again.push(slot, true);
             }
         }
         dirty.clear();

@@ -77,6 +77,8 @@ pub struct Ctx {
     pub hold: usize,
     /// Requests the million-pipelined client writes.
     pub pipelined: u64,
+    /// SO_SNDBUF of each connection (0: the kernel's autotuning).
+    pub send_buffer: usize,
     pub stop: AtomicBool,
     pub counters: Counters,
 }
@@ -310,13 +312,21 @@ pub fn unknown_frames(first_id: u64, n: u64, out: &mut BytesMut) -> u64 {
 }
 
 impl Ctx {
-    pub fn new(addr: SocketAddr, goods: u64, seed: u64, hold: usize, pipelined: u64) -> Ctx {
+    pub fn new(
+        addr: SocketAddr,
+        goods: u64,
+        seed: u64,
+        hold: usize,
+        pipelined: u64,
+        send_buffer: usize,
+    ) -> Ctx {
         Ctx {
             addr,
             goods,
             seed,
             hold,
             pipelined,
+            send_buffer,
             stop: AtomicBool::new(false),
             counters: Counters::default(),
         }
@@ -347,6 +357,9 @@ impl Ctx {
     fn connect(&self) -> Option<TcpStream> {
         let made = TcpStream::connect_timeout(&self.addr, CONNECT_TIMEOUT).and_then(|s| {
             s.set_nodelay(true)?;
+            if self.send_buffer > 0 {
+                socket2::SockRef::from(&s).set_send_buffer_size(self.send_buffer)?;
+            }
             s.set_read_timeout(Some(TICK))?;
             s.set_write_timeout(Some(TICK))?;
             Ok(s)
@@ -581,7 +594,7 @@ mod tests {
             .and_then(|l| l.local_addr())
             .unwrap();
         for kind in AttackKind::ALL {
-            let ctx = Ctx::new(addr, 1, 1, 3, 10);
+            let ctx = Ctx::new(addr, 1, 1, 3, 10, 0);
             thread::scope(|s| {
                 s.spawn(|| body(kind)(&ctx, 0));
                 thread::sleep(Duration::from_millis(30));

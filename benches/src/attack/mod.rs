@@ -244,6 +244,7 @@ impl Run<'_> {
             self.common.seed,
             crew.connections,
             self.args.pipelined,
+            self.args.attack_send_buffer,
         );
         let (finished, ramp, rss) = thread::scope(|s| {
             let _stop = StopOnDrop(&ctx.stop);
