@@ -193,27 +193,8 @@ pub struct FlashCrowd {
     #[arg(long, value_name = "ID")]
     pub goods: Option<u64>,
 
-    /// What to rush.
-    #[arg(long, value_enum, default_value_t = TargetKind::Server)]
-    pub target: TargetKind,
-
-    /// Run against the server, then against Redis directly, and print
-    /// server ÷ redis-direct throughput.
-    #[arg(long)]
-    pub compare: bool,
-
-    /// Redis for --target redis-direct and --compare.
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "SECKILL_BENCH_REDIS",
-        default_value = "redis://127.0.0.1:6379"
-    )]
-    pub redis: String,
-
-    /// Prefix of the redis-direct keys (deleted at the end).
-    #[arg(long, default_value = "seckill-bench:")]
-    pub redis_prefix: String,
+    #[command(flatten)]
+    pub direct: Direct,
 
     /// The server's MySQL database: also verify the orders there.
     #[arg(long, value_name = "URL")]
@@ -284,6 +265,35 @@ pub struct Sustained {
     /// How long to buy.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
+
+    #[command(flatten)]
+    pub direct: Direct,
+}
+
+/// The redis-direct baseline's flags, shared by flash-crowd and sustained.
+#[derive(Args, Debug, Clone)]
+pub struct Direct {
+    /// What to load.
+    #[arg(long, value_enum, default_value_t = TargetKind::Server)]
+    pub target: TargetKind,
+
+    /// Run against the server, then against Redis directly, and print
+    /// server ÷ redis-direct throughput.
+    #[arg(long)]
+    pub compare: bool,
+
+    /// Redis for --target redis-direct and --compare.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "SECKILL_BENCH_REDIS",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis: String,
+
+    /// Prefix of the redis-direct keys (deleted at the end).
+    #[arg(long, default_value = "seckill-bench:")]
+    pub redis_prefix: String,
 }
 
 #[derive(Args, Debug, Clone)]

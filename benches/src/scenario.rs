@@ -32,8 +32,11 @@ const DEFAULT_CONNECTIONS: usize = 100;
 pub fn run(cli: &Cli) -> Result<Output, Error> {
     let common = &cli.common;
     let watched = match &cli.scenario {
-        Scenario::FlashCrowd(args) => args.target == TargetKind::Server || args.compare,
-        Scenario::Sustained(_) | Scenario::Browse(_) => true,
+        Scenario::FlashCrowd(cli::FlashCrowd { direct, .. })
+        | Scenario::Sustained(cli::Sustained { direct, .. }) => {
+            direct.target == TargetKind::Server || direct.compare
+        }
+        Scenario::Browse(_) => true,
         _ => false,
     };
     if !common.metrics.is_empty() && !watched {
@@ -42,26 +45,23 @@ pub fn run(cli: &Cli) -> Result<Output, Error> {
         ));
     }
     match &cli.scenario {
-        Scenario::FlashCrowd(args) if args.compare => {
-            let server = flash_crowd_server(common, args)?;
-            let redis_direct = flash_crowd_redis(common, args)?;
-            let ratio = if redis_direct.throughput_rps > 0.0 {
-                server.throughput_rps / redis_direct.throughput_rps
-            } else {
-                0.0
-            };
-            Ok(Output::Compare(Box::new(Comparison {
-                server,
-                redis_direct,
-                ratio,
-            })))
-        }
-        Scenario::FlashCrowd(args) => match args.target {
+        Scenario::FlashCrowd(args) if args.direct.compare => compare(
+            flash_crowd_server(common, args)?,
+            flash_crowd_redis(common, args)?,
+        ),
+        Scenario::FlashCrowd(args) => match args.direct.target {
             TargetKind::Server => flash_crowd_server(common, args),
             TargetKind::RedisDirect => flash_crowd_redis(common, args),
         }
         .map(single),
-        Scenario::Sustained(args) => sustained(common, args).map(single),
+        Scenario::Sustained(args) if args.direct.compare => {
+            compare(sustained(common, args)?, sustained_redis(common, args)?)
+        }
+        Scenario::Sustained(args) => match args.direct.target {
+            TargetKind::Server => sustained(common, args),
+            TargetKind::RedisDirect => sustained_redis(common, args),
+        }
+        .map(single),
         Scenario::Browse(args) => browse(common, args).map(single),
         Scenario::Attack(args) => attack::run(common, args),
         Scenario::Lifecycle(args) => lifecycle::run(common, args),
@@ -73,6 +73,20 @@ pub fn run(cli: &Cli) -> Result<Output, Error> {
 
 fn single(report: Report) -> Output {
     Output::Single(Box::new(report))
+}
+
+/// The server's run beside the same run straight against Redis.
+fn compare(server: Report, redis_direct: Report) -> Result<Output, Error> {
+    let ratio = if redis_direct.throughput_rps > 0.0 {
+        server.throughput_rps / redis_direct.throughput_rps
+    } else {
+        0.0
+    };
+    Ok(Output::Compare(Box::new(Comparison {
+        server,
+        redis_direct,
+        ratio,
+    })))
 }
 
 /// The engine plan the common flags describe.
@@ -323,7 +337,48 @@ fn verification(ledger: &Ledger, total: u32, remaining: u32, unknown: u64) -> Ve
 /// The same flash crowd straight against Redis: the server's reserve
 /// script, one buyer per EVALSHA, under a key prefix of the bench's own.
 pub fn flash_crowd_redis(common: &Common, args: &cli::FlashCrowd) -> Result<Report, Error> {
-    let client = redis::Client::open(args.redis.as_str())?;
+    let plan = plan(common, None, true);
+    redis_direct(
+        common,
+        &args.direct,
+        &plan,
+        "flash-crowd",
+        args.stock,
+        |goods| {
+            let picker = UserPicker::new(args.users, args.first_user, common.seed);
+            workload::FlashCrowd::new(goods, picker, args.attempts)
+        },
+    )
+}
+
+/// The sustained scenario straight against Redis: one call of the server's
+/// reserve script per BUY, each by a new user, on a goods that never sells
+/// out; the in-stock baseline.
+pub fn sustained_redis(common: &Common, args: &cli::Sustained) -> Result<Report, Error> {
+    let plan = plan(common, Some(args.duration), true);
+    redis_direct(
+        common,
+        &args.direct,
+        &plan,
+        "sustained",
+        SUSTAINED_STOCK,
+        |goods| workload::Sustained::new(goods, 1),
+    )
+}
+
+/// Runs `workload` (made for the goods id) against Redis at
+/// `direct.redis`, on a goods of `stock` units of the run's own, then
+/// verifies that the units sold are the `ok` replies and the holders in
+/// Redis, and deletes the goods' keys.
+fn redis_direct<W: engine::Workload>(
+    common: &Common,
+    direct: &cli::Direct,
+    plan: &Plan,
+    scenario: &'static str,
+    stock: u32,
+    workload: impl FnOnce(u64) -> W,
+) -> Result<Report, Error> {
+    let client = redis::Client::open(direct.redis.as_str())?;
     let info = client.get_connection_info();
     let addr = match info.addr() {
         redis::ConnectionAddr::Tcp(host, port) => resolve(&format!("{host}:{port}"))?,
@@ -349,24 +404,13 @@ pub fn flash_crowd_redis(common: &Common, args: &cli::FlashCrowd) -> Result<Repo
 
     // A goods id of the run's own, so that runs never share keys.
     let goods = now_ms();
-    let loaded = RedisGoods::load(&client, &args.redis_prefix, goods, args.stock)?;
+    let loaded = RedisGoods::load(&client, &direct.redis_prefix, goods, stock)?;
     let script = loaded.reserve_script(greeting)?;
-    let picker = UserPicker::new(args.users, args.first_user, common.seed);
-    let workload = workload::FlashCrowd::new(goods, picker, args.attempts);
-    let plan = plan(common, None, true);
-    let finished = engine::run(&plan, &Target::RedisDirect { addr, script }, &workload);
-    let header = header(
-        common,
-        &plan,
-        "flash-crowd",
-        "redis-direct",
-        addr.to_string(),
-    );
+    let workload = workload(goods);
+    let finished = engine::run(plan, &Target::RedisDirect { addr, script }, &workload);
+    let header = header(common, plan, scenario, "redis-direct", addr.to_string());
     let mut report = Report::new(header, &finished);
-    report.goods = Some(GoodsInfo {
-        id: goods,
-        stock: args.stock,
-    });
+    report.goods = Some(GoodsInfo { id: goods, stock });
 
     let ledger = Ledger::of(&finished.acks);
     let unknown = finished.recorder.outcomes.lost;
@@ -383,9 +427,9 @@ pub fn flash_crowd_redis(common: &Common, args: &cli::FlashCrowd) -> Result<Repo
             return Ok(report);
         }
     };
-    let mut v = verification(&ledger, args.stock, remaining, unknown);
+    let mut v = verification(&ledger, stock, remaining, unknown);
     let mut problems = ledger.problems.clone();
-    problems.extend(check_sold(&ledger, args.stock, remaining, unknown));
+    problems.extend(check_sold(&ledger, stock, remaining, unknown));
     let expected = if unknown == 0 { ledger.ok } else { v.sold };
     problems.extend(check_store("redis", &ledger, expected, &holders));
     v.store = Some(StoreCheck {

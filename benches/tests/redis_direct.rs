@@ -1,7 +1,7 @@
-//! The redis-direct baseline against the real Redis (`SECKILL_TEST_REDIS`,
+//! The redis-direct baselines against the real Redis (`SECKILL_TEST_REDIS`,
 //! default redis://127.0.0.1:6379), no server: a tiny flash crowd straight
-//! into the reserve script must sell exactly the stock, verify, and leave no
-//! key behind.
+//! into the reserve script must sell exactly the stock, a short sustained
+//! run must sell a unit per BUY, and both verify and leave no key behind.
 
 use clap::Parser;
 use seckill_bench::{Cli, Output};
@@ -58,8 +58,60 @@ fn a_tiny_flash_crowd_straight_into_redis_sells_the_stock_and_cleans_up() {
     assert!(o.sold_out > 0, "{text}");
     assert_eq!(o.other_errors, 0, "{text}");
 
-    // The run deleted the goods' keys.
-    let client = redis::Client::open(url.as_str()).expect("redis url");
+    assert_no_keys_left(&url, &prefix);
+}
+
+#[test]
+fn a_short_sustained_run_straight_into_redis_sells_a_unit_per_buy() {
+    let url =
+        std::env::var("SECKILL_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("seckill-bench-test-sustained:{}:", std::process::id());
+    let cli = Cli::try_parse_from([
+        "seckill-bench",
+        "sustained",
+        "--target",
+        "redis-direct",
+        "--redis",
+        &url,
+        "--redis-prefix",
+        &prefix,
+        "--connections",
+        "4",
+        "--threads",
+        "1",
+        "--pipeline",
+        "4",
+        "--duration",
+        "500ms",
+    ])
+    .expect("flags");
+    let output = seckill_bench::run(&cli).expect("the run");
+    let Output::Single(report) = &output else {
+        panic!("one report expected")
+    };
+    let text = output.text();
+    assert_eq!(report.target, "redis-direct");
+    let v = report.verification.as_ref().expect("a verification");
+    assert!(v.passed, "{text}");
+    let o = &report.outcomes;
+    assert_eq!(
+        (o.connection_failures, o.lost, o.other_errors),
+        (0, 0, 0),
+        "{text}"
+    );
+    // Every BUY is a new user's on a goods that never sells out: each one
+    // sold a unit, and Redis holds exactly those buyers.
+    assert!(o.ok > 0, "{text}");
+    assert_eq!(o.ok, report.answered, "{text}");
+    assert_eq!((o.sold_out, o.already_bought), (0, 0), "{text}");
+    assert_eq!(v.sold, o.ok, "{text}");
+    assert_eq!(v.holders, o.ok, "{text}");
+    assert_no_keys_left(&url, &prefix);
+}
+
+/// The run deleted its goods' keys.
+fn assert_no_keys_left(url: &str, prefix: &str) {
+    let client = redis::Client::open(url).expect("redis url");
     let mut con = client.get_connection().expect("redis");
     let left: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}*"))
