@@ -4,12 +4,13 @@
 //! run must sell a unit per BUY, and both verify and leave no key behind.
 
 use clap::Parser;
-use seckill_bench::{Cli, Output};
+use seckill_bench::verify::Verification;
+use seckill_bench::Cli;
+use seckill_bench::{Output, Report};
 
 #[test]
 fn a_tiny_flash_crowd_straight_into_redis_sells_the_stock_and_cleans_up() {
-    let url =
-        std::env::var("SECKILL_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let url = redis_url();
     // A prefix of this run's own, so that parallel runs never share keys.
     let prefix = format!("seckill-bench-test:{}:", std::process::id());
     let (users, attempts, stock) = (300u64, 700u64, 50u64);
@@ -37,13 +38,7 @@ fn a_tiny_flash_crowd_straight_into_redis_sells_the_stock_and_cleans_up() {
     ])
     .expect("flags");
     let output = seckill_bench::run(&cli).expect("the run");
-    let Output::Single(report) = &output else {
-        panic!("one report expected")
-    };
-    let text = output.text();
-    assert_eq!(report.target, "redis-direct");
-    let v = report.verification.as_ref().expect("a verification");
-    assert!(v.passed, "{text}");
+    let (report, v, text) = verified_redis_direct(&output);
 
     let o = &report.outcomes;
     assert_eq!(o.connection_failures, 0, "{text}");
@@ -63,8 +58,7 @@ fn a_tiny_flash_crowd_straight_into_redis_sells_the_stock_and_cleans_up() {
 
 #[test]
 fn a_short_sustained_run_straight_into_redis_sells_a_unit_per_buy() {
-    let url =
-        std::env::var("SECKILL_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let url = redis_url();
     let prefix = format!("seckill-bench-test-sustained:{}:", std::process::id());
     let cli = Cli::try_parse_from([
         "seckill-bench",
@@ -86,13 +80,7 @@ fn a_short_sustained_run_straight_into_redis_sells_a_unit_per_buy() {
     ])
     .expect("flags");
     let output = seckill_bench::run(&cli).expect("the run");
-    let Output::Single(report) = &output else {
-        panic!("one report expected")
-    };
-    let text = output.text();
-    assert_eq!(report.target, "redis-direct");
-    let v = report.verification.as_ref().expect("a verification");
-    assert!(v.passed, "{text}");
+    let (report, v, text) = verified_redis_direct(&output);
     let o = &report.outcomes;
     assert_eq!(
         (o.connection_failures, o.lost, o.other_errors),
@@ -107,6 +95,23 @@ fn a_short_sustained_run_straight_into_redis_sells_a_unit_per_buy() {
     assert_eq!(v.sold, o.ok, "{text}");
     assert_eq!(v.holders, o.ok, "{text}");
     assert_no_keys_left(&url, &prefix);
+}
+
+fn redis_url() -> String {
+    std::env::var("SECKILL_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// The one report of a redis-direct run, its verification (asserted to
+/// have passed) and the report's text for failure messages.
+fn verified_redis_direct(output: &Output) -> (&Report, &Verification, String) {
+    let Output::Single(report) = output else {
+        panic!("one report expected")
+    };
+    let text = output.text();
+    assert_eq!(report.target, "redis-direct");
+    let v = report.verification.as_ref().expect("a verification");
+    assert!(v.passed, "{text}");
+    (report, v, text)
 }
 
 /// The run deleted its goods' keys.
