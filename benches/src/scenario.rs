@@ -45,18 +45,19 @@ pub fn run(cli: &Cli) -> Result<Output, Error> {
         ));
     }
     match &cli.scenario {
-        Scenario::FlashCrowd(args) if args.direct.compare => compare(
+        Scenario::FlashCrowd(args) if args.direct.compare => Ok(compare(
             flash_crowd_server(common, args)?,
             flash_crowd_redis(common, args)?,
-        ),
+        )),
         Scenario::FlashCrowd(args) => match args.direct.target {
             TargetKind::Server => flash_crowd_server(common, args),
             TargetKind::RedisDirect => flash_crowd_redis(common, args),
         }
         .map(single),
-        Scenario::Sustained(args) if args.direct.compare => {
-            compare(sustained(common, args)?, sustained_redis(common, args)?)
-        }
+        Scenario::Sustained(args) if args.direct.compare => Ok(compare(
+            sustained(common, args)?,
+            sustained_redis(common, args)?,
+        )),
         Scenario::Sustained(args) => match args.direct.target {
             TargetKind::Server => sustained(common, args),
             TargetKind::RedisDirect => sustained_redis(common, args),
@@ -76,17 +77,17 @@ fn single(report: Report) -> Output {
 }
 
 /// The server's run beside the same run straight against Redis.
-fn compare(server: Report, redis_direct: Report) -> Result<Output, Error> {
+fn compare(server: Report, redis_direct: Report) -> Output {
     let ratio = if redis_direct.throughput_rps > 0.0 {
         server.throughput_rps / redis_direct.throughput_rps
     } else {
         0.0
     };
-    Ok(Output::Compare(Box::new(Comparison {
+    Output::Compare(Box::new(Comparison {
         server,
         redis_direct,
         ratio,
-    })))
+    }))
 }
 
 /// The engine plan the common flags describe.
