@@ -71,6 +71,11 @@ pub struct Connection {
     /// Waiting in the reactor's list of connections that used their
     /// request budget for the turn and have more to do.
     pub again: bool,
+    /// Requests taken from this connection in turn `taken_in` of its
+    /// reactor: however many times a turn drives it (an event, then a
+    /// completion), it takes at most `--requests-per-turn` in all.
+    pub taken: usize,
+    pub taken_in: u64,
     /// Unsent reply bytes last counted into the reactors' shared total.
     pub counted: usize,
     /// Requests answered `bad_request` so far.
@@ -119,6 +124,8 @@ impl Connection {
             writable: true,
             dirty: false,
             again: false,
+            taken: 0,
+            taken_in: 0,
             counted: 0,
             bad_requests: 0,
         }

@@ -14,17 +14,12 @@
 //! [`REQUESTS_PER_REACTOR_TURN`]). A paused connection is driven again when
 //! a completion or a drained write un-pauses it, and one over its budget
 //! joins the [`Backlog`], driven in the next turns in round robin after
-//! those turns' events, since no new event will come for bytes already
-//! waiting in the socket.
+//! those turns' events (with a share of each turn held for it), since no
+//! new event will come for bytes already waiting in the socket.
 //!
-//! Replies are written once per connection per turn, after the turn's
-//! events and completions are handled ([`Reactor::settle`]), so that a
-//! connection answered both at once and by a worker costs one write.
-//!
-//! Memory: a connection over its `--write-high-water` mark is not read.
-//! The reactors share a count of unsent reply bytes; past `--reply-budget`
-//! each closes its connections that do not read, most unsent first, with
-//! an error frame.
+//! The turn ends on the write side (`write`): replies written, once per
+//! connection per turn, finished connections closed, and the shared budget
+//! of unsent reply bytes kept.
 
 pub mod acceptor;
 pub mod admission;
@@ -34,6 +29,7 @@ mod limits;
 mod memory;
 pub mod rate_limit;
 mod requests;
+mod write;
 
 pub use acceptor::{Acceptor, Listeners};
 pub use requests::Handler;
@@ -44,15 +40,14 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::Buf;
 use log::{debug, info, warn};
 use mio::{Events, Interest, Poll, Token};
 use seckill_proto::{Frame, FrameError, Opcode, Reply, Status};
 use slab::Slab;
 
-use self::backlog::Backlog;
+use self::backlog::{Backlog, TurnBudget};
 use self::connection::{Connection, ReadOutcome};
-use self::limits::count_replies;
 pub use self::limits::Limits;
 use crate::config::Config;
 use crate::dispatch::{ConnRef, Inbox, Mailbox, Reactors};
@@ -66,11 +61,19 @@ pub const WAKER_TOKEN: Token = Token(usize::MAX);
 const COMPLETIONS_PER_ROUND: usize = 4096;
 
 /// Requests a reactor takes from all its connections in one turn of its
-/// loop. Past it, connections with more to do wait in the [`Backlog`] for
-/// the next turns, after those turns' new events: a client that sends one
-/// request is served within a turn of bounded length, however many
-/// connections have a backlog.
+/// loop, so that a turn has a bounded length. Past it, connections with
+/// more to do wait in the [`Backlog`]'s line for the next turns. The
+/// connections with events share three quarters of it, each served at
+/// least one request in the turn its event comes; the line has the rest
+/// and moves every turn (see `backlog` for the bound).
 const REQUESTS_PER_REACTOR_TURN: usize = 1024;
+
+/// Events taken from one poll: no more than the events' part of a turn, so
+/// that each connection with an event can be given at least one request in
+/// the turn its event comes (the rest stay in the kernel's ready list for
+/// the next poll).
+const EVENTS_PER_POLL: usize =
+    REQUESTS_PER_REACTOR_TURN - REQUESTS_PER_REACTOR_TURN / backlog::LINE_SHARE;
 
 pub struct Reactor {
     index: usize,
@@ -101,7 +104,9 @@ pub struct Reactor {
     /// Buffer bytes freed since malloc was last asked to give memory back.
     freed: usize,
     /// Requests this turn may still take ([`REQUESTS_PER_REACTOR_TURN`]).
-    turn_left: usize,
+    turn: TurnBudget,
+    /// Counts the turns, from 1 (see `Connection::taken_in`).
+    turn_no: u64,
     /// When this turn's poll returned: requests read in the turn count
     /// their latency from here (their start costs no clock read of its
     /// own; their end, inline or on completion, reads it once).
@@ -159,7 +164,8 @@ impl ReactorSet {
                     reply_bytes: reply_bytes.clone(),
                     reply_share: limits.reply_budget / reactors,
                     freed: 0,
-                    turn_left: REQUESTS_PER_REACTOR_TURN,
+                    turn: TurnBudget::new(REQUESTS_PER_REACTOR_TURN),
+                    turn_no: 0,
                     turn_started: Instant::now(),
                 }
                 .spawn()
@@ -181,7 +187,7 @@ impl Reactor {
     }
 
     fn run(mut self) -> io::Result<()> {
-        let mut events = Events::with_capacity(1024);
+        let mut events = Events::with_capacity(EVENTS_PER_POLL);
         let mut last_sweep = Instant::now();
         let mut drain_deadline: Option<Instant> = None;
         loop {
@@ -197,11 +203,13 @@ impl Reactor {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => other?,
             }
-            self.turn_left = REQUESTS_PER_REACTOR_TURN;
+            self.turn = self.again.begin_turn(REQUESTS_PER_REACTOR_TURN);
+            self.turn.share_among(events.iter().count());
+            self.turn_no += 1;
             self.turn_started = Instant::now();
             // The events first: a connection with an event and no backlog
             // emptied its socket when last read, a client with a request or
-            // a few. Those with a backlog are driven after, in their turn
+            // a few. Those in the backlog are driven after, in their turn
             // (see `backlog`), their event noted.
             let mut woken = false;
             for event in events.iter() {
@@ -229,7 +237,8 @@ impl Reactor {
                     }
                 }
             }
-            for slot in self.again.take() {
+            self.turn.release_line_share();
+            while let Some(slot) = self.again.next(&self.turn) {
                 if let Some(conn) = self.conns.get_mut(slot) {
                     conn.again = false;
                     self.drive(slot);
@@ -362,8 +371,13 @@ impl Reactor {
             slot,
             generation: conn.generation,
         };
-        // Both budgets: the connection's and what is left of the turn's.
-        let allowed = limits.requests_per_turn.min(self.turn_left);
+        // Both budgets: what is left of the connection's for this turn and
+        // of the turn's.
+        if conn.taken_in != self.turn_no {
+            conn.taken_in = self.turn_no;
+            conn.taken = 0;
+        }
+        let allowed = self.turn.allow(limits.requests_per_turn - conn.taken);
         let mut budget = allowed;
         let mut failed = None;
         loop {
@@ -385,7 +399,8 @@ impl Reactor {
                 }
             }
         }
-        self.turn_left -= allowed - budget;
+        self.turn.spend(allowed - budget);
+        conn.taken += allowed - budget;
         let paused = conn.paused(limits.max_inflight, limits.write_high_water);
         // A frame begun and not finished starts the slowloris clock; one
         // that waits only because the connection is paused or out of
@@ -401,7 +416,7 @@ impl Reactor {
             // acted on), and no event will say so: come back next turn, in
             // turn.
             conn.again = true;
-            self.again.push(slot, allowed > 0);
+            self.again.push(slot, conn.taken > 0);
         }
         if conn.closing && failed.is_none() {
             failed = conn.discard_input(&mut self.scratch[..]).err();
@@ -412,70 +427,6 @@ impl Reactor {
         } else if !conn.dirty {
             conn.dirty = true;
             self.dirty.push(slot);
-        }
-    }
-
-    /// The end of a turn: writes what each connection driven this turn has
-    /// to send (one write each, the socket permitting), closes those that
-    /// are finished, and counts their unsent replies.
-    fn settle(&mut self) {
-        let (max_inflight, high_water) = (self.limits.max_inflight, self.limits.write_high_water);
-        let mut dirty = std::mem::take(&mut self.dirty);
-        for &slot in &dirty {
-            let Some(conn) = self.conns.get_mut(slot) else {
-                continue;
-            };
-            conn.dirty = false;
-            if conn.closed {
-                continue;
-            }
-            let was_paused = conn.paused(max_inflight, high_water);
-            if let Err(e) = conn.flush() {
-                debug!("connection {:?}: {e}", conn.peer);
-                self.close(slot);
-                continue;
-            }
-            if conn.finished() {
-                self.close(slot);
-                continue;
-            }
-            self.freed += conn.shrink();
-            count_replies(conn, &self.reply_bytes, &self.handler.metrics);
-            if was_paused && !conn.paused(max_inflight, high_water) && !conn.again {
-                // Under its mark again: what waits in the socket or the read
-                // buffer will bring no event of its own.
-                // At the back of the line, as one served.
-                conn.again = true;
-                self.again.push(slot, true);
-            }
-        }
-        dirty.clear();
-        self.dirty = dirty;
-    }
-
-    fn close(&mut self, slot: usize) {
-        let Some(conn) = self.conns.get_mut(slot) else {
-            return;
-        };
-        if conn.closed {
-            return;
-        }
-        conn.closed = true;
-        self.freed += conn.rbuf.capacity() + conn.wbuf.capacity();
-        conn.rbuf = BytesMut::new();
-        conn.wbuf = BytesMut::new();
-        count_replies(conn, &self.reply_bytes, &self.handler.metrics);
-        let _ = self.poll.registry().deregister(&mut conn.socket);
-        self.closed.push(slot);
-        metrics::sub(&self.handler.metrics.connections_open, 1);
-    }
-
-    /// Frees closed slots. Done after a whole round of events, so that a
-    /// stale event in the same round cannot reach a new connection that
-    /// reused the slot.
-    fn free_closed(&mut self) {
-        for slot in self.closed.drain(..) {
-            self.conns.remove(slot);
         }
     }
 
