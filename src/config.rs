@@ -32,6 +32,10 @@ pub const VERSION: &str = concat!(
     ")"
 );
 
+/// The largest `--socket-buffer`: far above any kernel's cap, and small
+/// enough that the kernel's doubling of it cannot overflow its `int`.
+const MAX_SOCKET_BUFFER: i64 = 256 << 20;
+
 /// A flash-sale server: a mio reactor in front of a stock store and an
 /// order store.
 #[derive(Parser, Debug, Clone)]
@@ -63,10 +67,12 @@ pub struct Config {
     /// what a connection that sends without reading pins in the kernel:
     /// left to autotuning, 1,500 such connections filled the kernel's TCP
     /// memory (net.ipv4.tcp_mem) and every connection on the machine
-    /// stalled on dropped packets for seconds. 0 leaves the sizes to the
-    /// kernel.
-    #[arg(long, default_value_t = 64 << 10)]
-    pub socket_buffer: usize,
+    /// stalled on dropped packets. 0 leaves the sizes to the kernel, which
+    /// also caps what is set at net.core.rmem_max and wmem_max (the server
+    /// warns when it does).
+    #[arg(long, default_value_t = 64 << 10,
+          value_parser = clap::value_parser!(u32).range(0..=MAX_SOCKET_BUFFER))]
+    pub socket_buffer: u32,
 
     /// Threads that accept connections from the same listen queue. One
     /// waits on it; when it finds a storm (a full batch of connections

@@ -96,20 +96,43 @@ impl Listeners {
 /// `backlog` (SO_REUSEADDR, as mio and std set it, so a restart does not
 /// wait out TIME_WAIT), whose connections have kernel buffers of
 /// `buffer` bytes each way (0: the kernel's autotuning).
-fn listen(addr: SocketAddr, backlog: u32, buffer: usize) -> io::Result<TcpListener> {
+fn listen(addr: SocketAddr, backlog: u32, buffer: u32) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
     if buffer > 0 {
         // Set before listen: accepted connections inherit both, and the
         // window scale their handshake announces fits the receive buffer.
-        socket.set_recv_buffer_size(buffer)?;
-        socket.set_send_buffer_size(buffer)?;
+        let asked = buffer as usize;
+        socket.set_recv_buffer_size(asked)?;
+        socket.set_send_buffer_size(asked)?;
+        let got = socket.recv_buffer_size()?.min(socket.send_buffer_size()?);
+        warn_if_capped(asked, got);
     }
     socket.bind(&addr.into())?;
     // The kernel takes the smaller of this and net.core.somaxconn.
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     Ok(TcpListener::from_std(socket.into()))
+}
+
+/// Warns when the kernel gave a socket less buffer than `asked` (Linux caps
+/// it at net.core.rmem_max and wmem_max, silently). `got` is what the
+/// socket reports, which on Linux is twice what it uses for data; returns
+/// that data size when it is less than asked.
+fn warn_if_capped(asked: usize, got: usize) -> Option<usize> {
+    let usable = if cfg!(target_os = "linux") {
+        got / 2
+    } else {
+        got
+    };
+    if usable >= asked {
+        return None;
+    }
+    warn!(
+        "--socket-buffer {asked} is capped at {usable} by the kernel \
+         (net.core.rmem_max, net.core.wmem_max)"
+    );
+    Some(usable)
 }
 
 /// Linux's cap on every listen queue (net.core.somaxconn), when it can be
@@ -431,7 +454,7 @@ mod tests {
 
     /// The kernel buffers of a connection accepted from `listen(.., buffer)`
     /// (receive, send).
-    fn accepted_buffers(buffer: usize) -> (usize, usize) {
+    fn accepted_buffers(buffer: u32) -> (usize, usize) {
         let listener = listen("127.0.0.1:0".parse().unwrap(), 16, buffer).unwrap();
         let addr = listener.local_addr().unwrap();
         let _client = std::net::TcpStream::connect(addr).unwrap();
@@ -473,6 +496,21 @@ mod tests {
             (256 << 10..=512 << 10).contains(&send),
             "send buffer {send}"
         );
+    }
+
+    #[test]
+    fn a_socket_buffer_over_the_kernels_cap_is_reported() {
+        let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let asked = rmem_max * 2;
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(asked).unwrap();
+        let got = socket.recv_buffer_size().unwrap();
+        assert_eq!(warn_if_capped(asked, got), Some(rmem_max));
+        assert_eq!(warn_if_capped(64 << 10, 128 << 10), None);
     }
 
     #[test]
