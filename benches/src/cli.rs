@@ -139,6 +139,35 @@ pub enum Scenario {
     /// until the last is made. Reports connect latency, the kernel's
     /// listen-queue overflows, and the server's CPU with --server-pid.
     ConnectStorm(ConnectStorm),
+    /// The flash crowd, open loop, once at each of --rates (a new goods
+    /// each, each verified): p50, p99 and p99.9 timed from the schedule, and
+    /// the highest offered rate whose p99 is within --p99-target. --plot
+    /// draws latency against the offered rate.
+    Sweep(Sweep),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Sweep {
+    /// Offered rates (BUYs/s in all), comma-separated, run in this order.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required = true,
+        value_name = "REQ_PER_S,..."
+    )]
+    pub rates: Vec<f64>,
+
+    /// The p99 a rate must keep to count as sustained.
+    #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
+    pub p99_target: Duration,
+
+    /// What to call this server in the text and the plot (a mode, a
+    /// build).
+    #[arg(long)]
+    pub label: Option<String>,
+
+    #[command(flatten)]
+    pub crowd: FlashCrowd,
 }
 
 #[derive(Args, Debug, Clone)]

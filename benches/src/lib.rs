@@ -12,6 +12,7 @@
 //!              │
 //!              ├──▶ verify (pure) ◀── checks: GET_GOODS, ORDER_STATUS (at the server that acked), MySQL, Redis
 //!              ├──▶ attack: phases of hostile traffic beside a normal client (engine::run)
+//!              ├──▶ sweep: the flash crowd, open loop, once per offered rate
 //!              ├──▶ lifecycle: BUY, then PAY / CANCEL at their instants (engine::run), then
 //!              │      every order paid or cancelled, every unit paid or back on sale
 //!              ├──▶ server_view (--metrics): the servers' /metrics before and after the engine
@@ -49,6 +50,7 @@ pub mod server_view;
 pub mod servers;
 pub mod stats;
 pub mod storm;
+pub mod sweep;
 pub mod users;
 pub mod verify;
 pub mod workload;

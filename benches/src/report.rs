@@ -316,6 +316,7 @@ pub enum Output {
     Attack(Box<AttackReport>),
     Lifecycle(Box<LifecycleReport>),
     Storm(Box<crate::storm::StormReport>),
+    Sweep(Box<crate::sweep::SweepReport>),
 }
 
 impl Output {
@@ -326,6 +327,7 @@ impl Output {
             Output::Attack(a) => a.phases.iter().map(|p| &p.normal).collect(),
             Output::Lifecycle(l) => l.reports(),
             Output::Storm(_) => Vec::new(),
+            Output::Sweep(s) => s.runs.iter().collect(),
         }
     }
 
@@ -336,6 +338,7 @@ impl Output {
             Output::Attack(a) => a.passed,
             Output::Lifecycle(l) => l.passed(),
             Output::Storm(s) => s.passed(),
+            Output::Sweep(s) => s.passed(),
             _ => self.reports().iter().all(|r| r.passed()),
         }
     }
@@ -363,6 +366,7 @@ impl Output {
             Output::Attack(a) => serde_json::to_value(a),
             Output::Lifecycle(l) => serde_json::to_value(l),
             Output::Storm(s) => serde_json::to_value(s),
+            Output::Sweep(s) => serde_json::to_value(s),
         };
         value.unwrap_or(serde_json::Value::Null)
     }
@@ -379,6 +383,7 @@ impl Output {
             Output::Attack(a) => a.text(),
             Output::Lifecycle(l) => l.text(),
             Output::Storm(s) => s.text(),
+            Output::Sweep(s) => s.text(),
         }
     }
 }
@@ -405,13 +410,14 @@ pub fn human_us(us: u64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use super::*;
     use crate::stats::{Live, Outcome, Recorder};
 
-    fn report() -> Report {
+    /// A flash crowd's report: 100 BUYs over 2 s, 10 ok, verified.
+    pub(crate) fn report() -> Report {
         let live = Live::default();
         let mut recorder = Recorder::default();
         for i in 0..100 {

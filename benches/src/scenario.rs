@@ -69,6 +69,9 @@ pub fn run(cli: &Cli) -> Result<Output, Error> {
         Scenario::ConnectStorm(args) => {
             crate::storm::run(common, args).map(|s| Output::Storm(Box::new(s)))
         }
+        Scenario::Sweep(args) => {
+            crate::sweep::run(common, args).map(|s| Output::Sweep(Box::new(s)))
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use seckill_bench::{plot, run, Cli};
+use seckill_bench::{plot, run, Cli, Output};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -37,8 +37,11 @@ fn bench(cli: &Cli) -> anyhow::Result<bool> {
         print!("{}", output.text());
     }
     if let Some(path) = &cli.common.plot {
-        plot::draw(path, &output.reports())
-            .with_context(|| format!("drawing {}", path.display()))?;
+        match &output {
+            Output::Sweep(sweep) => sweep.draw(path),
+            _ => plot::draw(path, &output.reports()),
+        }
+        .with_context(|| format!("drawing {}", path.display()))?;
     }
     if !output.passed() {
         eprintln!("seckill-bench: {}", output.failure());
