@@ -140,9 +140,9 @@ pub enum Scenario {
     /// listen-queue overflows, and the server's CPU with --server-pid.
     ConnectStorm(ConnectStorm),
     /// The flash crowd, open loop, once at each of --rates (a new goods
-    /// each, each verified): p50, p99 and p99.9 timed from the schedule, and
-    /// the highest offered rate whose p99 is within --p99-target. --plot
-    /// draws latency against the offered rate.
+    /// each, each verified), --rounds times: p50, p99 and p99.9 timed from
+    /// the schedule, and the highest offered rate whose median p99 is within
+    /// --p99-target. --plot draws latency against the offered rate.
     Sweep(Sweep),
 }
 
@@ -156,6 +156,12 @@ pub struct Sweep {
         value_name = "REQ_PER_S,..."
     )]
     pub rates: Vec<f64>,
+
+    /// Run the whole list of rates this many times, one round after the
+    /// other: on a shared machine one run's p99 is noisy, and a rate counts
+    /// as within the target when the median of its rounds' p99s is.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: u32,
 
     /// The p99 a rate must keep to count as sustained.
     #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]

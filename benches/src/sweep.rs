@@ -18,8 +18,14 @@ use crate::error::Error;
 use crate::report::{human_us, Report};
 use crate::scenario::flash_crowd_server;
 
-/// A line of the plot: its name, its colour, and its value for a run.
-type Series = (&'static str, RGBColor, fn(&Report) -> u64);
+/// A line of the plot: its name, its colour, its value for a rate (the
+/// median) and for each run.
+type Series = (
+    &'static str,
+    RGBColor,
+    fn(&RateSummary) -> u64,
+    fn(&Report) -> u64,
+);
 
 /// What a sweep measured: one flash crowd per rate, in the order run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -28,9 +34,24 @@ pub struct SweepReport {
     /// What the plot and the text call this server (`--label`).
     pub label: Option<String>,
     pub p99_target_us: u64,
+    /// Every run, in the order run: the rates in the order given, round
+    /// after round.
     pub runs: Vec<Report>,
-    /// The highest rate offered whose p99 was within the target.
+    /// Each rate, once, in the order given, with the medians of its rounds.
+    pub rates: Vec<RateSummary>,
+    /// The highest rate offered whose median p99 was within the target.
     pub highest_within_target: Option<f64>,
+}
+
+/// One offered rate over its rounds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RateSummary {
+    pub rate: f64,
+    /// The medians of the rounds' p50s and p99s (of two rounds, the higher).
+    pub p50_us: u64,
+    pub p99_us: u64,
+    /// Each round's p99, in the order run.
+    pub p99_rounds_us: Vec<u64>,
 }
 
 /// Runs the flash crowd of `args` once at each of its rates.
@@ -44,31 +65,67 @@ pub fn run(common: &Common, args: &Sweep) -> Result<SweepReport, Error> {
         return Err(Error::Setup("--rates must be positive numbers".into()));
     }
     let p99_target_us = args.p99_target.as_micros() as u64;
-    let mut runs = Vec::with_capacity(args.rates.len());
-    for &rate in &args.rates {
-        let mut at_rate = common.clone();
-        at_rate.rate = Some(rate);
-        let report = flash_crowd_server(&at_rate, &args.crowd)?;
-        eprintln!(
-            "sweep: {rate} req/s offered: p99 {}",
-            human_us(report.latency.p99_us)
-        );
-        runs.push(report);
+    let mut runs = Vec::new();
+    for round in 1..=args.rounds {
+        for &rate in &args.rates {
+            let mut at_rate = common.clone();
+            at_rate.rate = Some(rate);
+            let report = flash_crowd_server(&at_rate, &args.crowd)?;
+            eprintln!(
+                "sweep: round {round}, {rate} req/s offered: p99 {}",
+                human_us(report.latency.p99_us)
+            );
+            runs.push(report);
+        }
     }
+    let rates = summarize(&args.rates, &runs);
     Ok(SweepReport {
         scenario: "sweep".into(),
         label: args.label.clone(),
         p99_target_us,
-        highest_within_target: highest_within(&runs, p99_target_us),
+        highest_within_target: highest_within(&rates, p99_target_us),
+        rates,
         runs,
     })
 }
 
-/// The highest offered rate whose p99 is within `target_us`.
-fn highest_within(runs: &[Report], target_us: u64) -> Option<f64> {
-    runs.iter()
-        .filter(|r| r.latency.p99_us <= target_us)
-        .filter_map(|r| r.pace.rate)
+/// Each of `rates` (once, in the order given) with the medians of its runs
+/// among `runs`.
+fn summarize(rates: &[f64], runs: &[Report]) -> Vec<RateSummary> {
+    let mut distinct: Vec<f64> = Vec::new();
+    for &rate in rates {
+        if !distinct.contains(&rate) {
+            distinct.push(rate);
+        }
+    }
+    distinct
+        .into_iter()
+        .map(|rate| {
+            let at: Vec<&Report> = runs.iter().filter(|r| r.pace.rate == Some(rate)).collect();
+            let p99_rounds_us: Vec<u64> = at.iter().map(|r| r.latency.p99_us).collect();
+            RateSummary {
+                rate,
+                p50_us: median(at.iter().map(|r| r.latency.p50_us).collect()),
+                p99_us: median(p99_rounds_us.clone()),
+                p99_rounds_us,
+            }
+        })
+        .collect()
+}
+
+/// The median; of an even count, the higher of the middle two (a claim
+/// that a rate is within the target should not rest on the better half).
+fn median(mut values: Vec<u64>) -> u64 {
+    values.sort_unstable();
+    values.get(values.len() / 2).copied().unwrap_or(0)
+}
+
+/// The highest offered rate whose median p99 is within `target_us`.
+fn highest_within(rates: &[RateSummary], target_us: u64) -> Option<f64> {
+    rates
+        .iter()
+        .filter(|r| r.p99_us <= target_us)
+        .map(|r| r.rate)
         .fold(None, |best, rate| {
             Some(best.map_or(rate, |b: f64| b.max(rate)))
         })
@@ -121,18 +178,37 @@ impl SweepReport {
                 verified
             );
         }
+        let rounds = self.runs.len() > self.rates.len();
+        let what = if rounds { "a median p99" } else { "p99" };
+        if rounds {
+            let _ = writeln!(
+                s,
+                "  by rate, over the rounds (median; of two, the higher):"
+            );
+            for r in &self.rates {
+                let each: Vec<String> = r.p99_rounds_us.iter().map(|&us| human_us(us)).collect();
+                let _ = writeln!(
+                    s,
+                    "  {:>10.0}  p50 {:>9}  p99 {:>9}  (p99 of each round: {})",
+                    r.rate,
+                    human_us(r.p50_us),
+                    human_us(r.p99_us),
+                    each.join(", ")
+                );
+            }
+        }
         match self.highest_within_target {
             Some(rate) => {
                 let _ = writeln!(
                     s,
-                    "  highest offered rate with p99 ≤ {}: {rate:.0} req/s",
+                    "  highest offered rate with {what} ≤ {}: {rate:.0} req/s",
                     human_us(self.p99_target_us)
                 );
             }
             None => {
                 let _ = writeln!(
                     s,
-                    "  no offered rate had p99 ≤ {}",
+                    "  no offered rate had {what} ≤ {}",
                     human_us(self.p99_target_us)
                 );
             }
@@ -149,23 +225,21 @@ impl SweepReport {
     /// target, into an SVG file at `path`.
     pub fn draw(&self, path: &Path) -> Result<(), Error> {
         let plot_error = |e: &dyn std::fmt::Display| Error::Plot(e.to_string());
-        let mut points: Vec<(f64, &Report)> = self
+        let ms = |us: u64| (us.max(1) as f64) / 1e3;
+        let mut medians: Vec<&RateSummary> = self.rates.iter().collect();
+        medians.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+        let max_rate = medians.last().map_or(1.0, |r| r.rate) * 1.05;
+        let target_ms = ms(self.p99_target_us);
+        let max_ms = self
             .runs
             .iter()
-            .filter_map(|r| r.pace.rate.map(|rate| (rate, r)))
-            .collect();
-        points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let ms = |us: u64| (us.max(1) as f64) / 1e3;
-        let max_rate = points.last().map_or(1.0, |p| p.0) * 1.05;
-        let target_ms = ms(self.p99_target_us);
-        let max_ms = points
-            .iter()
-            .map(|(_, r)| ms(r.latency.p99_us))
+            .map(|r| ms(r.latency.p99_us))
             .fold(target_ms, f64::max)
             * 2.0;
-        let min_ms = points
+        let min_ms = self
+            .runs
             .iter()
-            .map(|(_, r)| ms(r.latency.p50_us))
+            .map(|r| ms(r.latency.p50_us))
             .fold(target_ms, f64::min)
             / 2.0;
         let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
@@ -189,21 +263,26 @@ impl SweepReport {
             .y_label_formatter(&|v| format!("{v}"))
             .draw()
             .map_err(|e| plot_error(&e))?;
+        // A line through each rate's median, a dot for each run.
         let series: [Series; 2] = [
-            ("p99", RED, |r| r.latency.p99_us),
-            ("p50", BLUE, |r| r.latency.p50_us),
+            ("p99", RED, |r| r.p99_us, |r| r.latency.p99_us),
+            ("p50", BLUE, |r| r.p50_us, |r| r.latency.p50_us),
         ];
-        for (what, color, value) in series {
-            let line: Vec<(f64, f64)> = points.iter().map(|(x, r)| (*x, ms(value(r)))).collect();
+        for (what, color, median, each) in series {
+            let line: Vec<(f64, f64)> = medians.iter().map(|r| (r.rate, ms(median(r)))).collect();
             chart
-                .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))
+                .draw_series(LineSeries::new(line, color.stroke_width(2)))
                 .map_err(|e| plot_error(&e))?
                 .label(what)
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
                 });
+            let dots = self
+                .runs
+                .iter()
+                .filter_map(|r| r.pace.rate.map(|rate| (rate, ms(each(r)))));
             chart
-                .draw_series(line.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+                .draw_series(dots.map(|p| Circle::new(p, 3, color.filled())))
                 .map_err(|e| plot_error(&e))?;
         }
         chart
@@ -240,15 +319,58 @@ mod tests {
         r
     }
 
+    fn sweep(rates: &[f64], runs: Vec<Report>) -> SweepReport {
+        let summary = summarize(rates, &runs);
+        SweepReport {
+            scenario: "sweep".into(),
+            label: Some("durable".into()),
+            p99_target_us: 10_000,
+            highest_within_target: highest_within(&summary, 10_000),
+            rates: summary,
+            runs,
+        }
+    }
+
     #[test]
     fn the_highest_rate_within_the_target_is_found_whatever_the_order() {
-        let runs = [at(40e3, 9_400), at(100e3, 84_000), at(70e3, 57_000)];
-        assert_eq!(highest_within(&runs, 10_000), Some(40e3));
-        assert_eq!(highest_within(&runs, 60_000), Some(70e3));
-        assert_eq!(highest_within(&runs, 1_000), None);
+        let rates = [40e3, 100e3, 70e3];
+        let runs = vec![at(40e3, 9_400), at(100e3, 84_000), at(70e3, 57_000)];
+        let summary = summarize(&rates, &runs);
+        assert_eq!(highest_within(&summary, 10_000), Some(40e3));
+        assert_eq!(highest_within(&summary, 60_000), Some(70e3));
+        assert_eq!(highest_within(&summary, 1_000), None);
         // A rate past the target does not hide a higher one within it.
-        let runs = [at(10e3, 12_000), at(20e3, 8_000)];
-        assert_eq!(highest_within(&runs, 10_000), Some(20e3));
+        let runs = vec![at(10e3, 12_000), at(20e3, 8_000)];
+        let summary = summarize(&[10e3, 20e3], &runs);
+        assert_eq!(highest_within(&summary, 10_000), Some(20e3));
+    }
+
+    #[test]
+    fn over_rounds_a_rate_counts_by_its_median() {
+        // Three rounds: 30k has one noisy round, 40k two over the target.
+        let rates = [30e3, 40e3];
+        let runs = vec![
+            at(30e3, 5_000),
+            at(40e3, 12_000),
+            at(30e3, 60_000),
+            at(40e3, 9_000),
+            at(30e3, 6_000),
+            at(40e3, 15_000),
+        ];
+        let s = sweep(&rates, runs);
+        assert_eq!(s.rates[0].p99_rounds_us, vec![5_000, 60_000, 6_000]);
+        assert_eq!(s.rates[0].p99_us, 6_000);
+        assert_eq!(s.rates[1].p99_us, 12_000);
+        assert_eq!(s.highest_within_target, Some(30e3));
+        let text = s.text();
+        assert!(text.contains("by rate, over the rounds"), "{text}");
+        assert!(
+            text.contains("with a median p99 ≤ 10.00 ms: 30000 req/s"),
+            "{text}"
+        );
+        // Of two rounds, the higher.
+        assert_eq!(median(vec![3, 9]), 9);
+        assert_eq!(median(Vec::new()), 0);
     }
 
     #[test]
@@ -257,18 +379,13 @@ mod tests {
         if let Some(v) = failed.verification.as_mut() {
             v.conclude(vec!["oversold".into()]);
         }
-        let sweep = SweepReport {
-            scenario: "sweep".into(),
-            label: Some("durable".into()),
-            p99_target_us: 10_000,
-            highest_within_target: Some(40e3),
-            runs: vec![at(40e3, 9_400), failed],
-        };
-        assert!(!sweep.passed());
-        let text = sweep.text();
+        let s = sweep(&[40e3, 70e3], vec![at(40e3, 9_400), failed]);
+        assert!(!s.passed());
+        let text = s.text();
         assert!(text.contains("sweep (durable)"), "{text}");
         assert!(text.contains("57.00 ms✗"), "{text}");
         assert!(!text.contains("9.40 ms✗"), "{text}");
+        assert!(!text.contains("by rate, over the rounds"), "{text}");
         assert!(
             text.contains("highest offered rate with p99 ≤ 10.00 ms: 40000 req/s"),
             "{text}"
@@ -278,15 +395,12 @@ mod tests {
 
     #[test]
     fn the_plot_is_drawn() {
-        let sweep = SweepReport {
-            scenario: "sweep".into(),
-            label: None,
-            p99_target_us: 10_000,
-            highest_within_target: Some(40e3),
-            runs: vec![at(40e3, 9_400), at(70e3, 57_000)],
-        };
+        let s = sweep(
+            &[40e3, 70e3],
+            vec![at(40e3, 9_400), at(70e3, 57_000), at(40e3, 8_000)],
+        );
         let path = std::env::temp_dir().join(format!("sweep-{}.svg", std::process::id()));
-        sweep.draw(&path).unwrap();
+        s.draw(&path).unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
         assert!(svg.contains("<svg") && svg.contains("p99 target"), "{svg}");

@@ -66,9 +66,9 @@ pub struct AttackCounts {
     pub requests_sent: u64,
 }
 
-/// What every attacker thread of a phase shares.
-#[derive(Debug)]
-pub struct Ctx {
+/// What the threads of an attack phase aim at, and how hard.
+#[derive(Debug, Clone, Copy)]
+pub struct Aim {
     pub addr: SocketAddr,
     /// The goods the no-read bots try to buy.
     pub goods: u64,
@@ -79,6 +79,12 @@ pub struct Ctx {
     pub pipelined: u64,
     /// SO_SNDBUF of each connection (0: the kernel's autotuning).
     pub send_buffer: usize,
+}
+
+/// What every attacker thread of a phase shares.
+#[derive(Debug)]
+pub struct Ctx {
+    pub aim: Aim,
     pub stop: AtomicBool,
     pub counters: Counters,
 }
@@ -101,7 +107,7 @@ pub fn body(kind: AttackKind) -> fn(&Ctx, usize) {
 
 /// 1 byte to 16 KiB of random bytes, on a new connection each time.
 fn random_bytes(ctx: &Ctx, worker: usize) {
-    let mut rng = Rng::new(splitmix(ctx.seed ^ worker as u64));
+    let mut rng = Rng::new(splitmix(ctx.aim.seed ^ worker as u64));
     let mut junk = Vec::new();
     while !ctx.stopped() {
         let len = 1 + rng.below(16 * 1024) as usize;
@@ -188,7 +194,7 @@ fn no_read(ctx: &Ctx, worker: usize) {
                 Request::Ping.encode(id + 1, &mut out);
                 let buy = Request::Buy {
                     user_id: bot,
-                    goods_id: ctx.goods,
+                    goods_id: ctx.aim.goods,
                     token: NO_TOKEN,
                     request_id: None,
                 };
@@ -203,7 +209,7 @@ fn no_read(ctx: &Ctx, worker: usize) {
     }
 }
 
-/// `ctx.hold` connections, each HELLO then GET_GOODS pipelined for as long
+/// `ctx.aim.hold` connections, each HELLO then GET_GOODS pipelined for as long
 /// as the server reads them, never reading a reply: the server is left
 /// holding every reply it could not send. A connection the server closes
 /// stays closed (counted as refused).
@@ -211,14 +217,14 @@ fn unread_goods(ctx: &Ctx, _worker: usize) {
     let mut requests = BytesMut::new();
     for _ in 0..BATCH {
         Request::GetGoods {
-            goods_id: ctx.goods,
+            goods_id: ctx.aim.goods,
         }
         .encode(HELLO_ID + 1, &mut requests);
     }
     // Each connection, and where it is in `requests` (frames stay whole
     // across partial writes, since every round resumes there).
-    let mut conns: Vec<Option<(TcpStream, usize)>> = Vec::with_capacity(ctx.hold);
-    for _ in 0..ctx.hold {
+    let mut conns: Vec<Option<(TcpStream, usize)>> = Vec::with_capacity(ctx.aim.hold);
+    for _ in 0..ctx.aim.hold {
         if ctx.stopped() {
             return;
         }
@@ -254,7 +260,7 @@ fn unread_goods(ctx: &Ctx, _worker: usize) {
     }
 }
 
-/// HELLO, then `ctx.pipelined` PINGs without reading; the connection stays
+/// HELLO, then `ctx.aim.pipelined` PINGs without reading; the connection stays
 /// open, unread, until the phase ends.
 fn million_pipelined(ctx: &Ctx, _worker: usize) {
     let Some(mut stream) = ctx.connect() else {
@@ -262,7 +268,7 @@ fn million_pipelined(ctx: &Ctx, _worker: usize) {
     };
     let mut out = hello(VERSION);
     let mut id = HELLO_ID;
-    let mut left = ctx.pipelined;
+    let mut left = ctx.aim.pipelined;
     while left > 0 {
         let n = left.min(BATCH);
         for _ in 0..n {
@@ -312,21 +318,9 @@ pub fn unknown_frames(first_id: u64, n: u64, out: &mut BytesMut) -> u64 {
 }
 
 impl Ctx {
-    pub fn new(
-        addr: SocketAddr,
-        goods: u64,
-        seed: u64,
-        hold: usize,
-        pipelined: u64,
-        send_buffer: usize,
-    ) -> Ctx {
+    pub fn new(aim: Aim) -> Ctx {
         Ctx {
-            addr,
-            goods,
-            seed,
-            hold,
-            pipelined,
-            send_buffer,
+            aim,
             stop: AtomicBool::new(false),
             counters: Counters::default(),
         }
@@ -355,10 +349,10 @@ impl Ctx {
     /// A blocking connection whose calls wait at most [`TICK`]; `None`
     /// (counted, after a short pause) if it cannot be made.
     fn connect(&self) -> Option<TcpStream> {
-        let made = TcpStream::connect_timeout(&self.addr, CONNECT_TIMEOUT).and_then(|s| {
+        let made = TcpStream::connect_timeout(&self.aim.addr, CONNECT_TIMEOUT).and_then(|s| {
             s.set_nodelay(true)?;
-            if self.send_buffer > 0 {
-                socket2::SockRef::from(&s).set_send_buffer_size(self.send_buffer)?;
+            if self.aim.send_buffer > 0 {
+                socket2::SockRef::from(&s).set_send_buffer_size(self.aim.send_buffer)?;
             }
             s.set_read_timeout(Some(TICK))?;
             s.set_write_timeout(Some(TICK))?;
@@ -437,7 +431,7 @@ impl Ctx {
         }
     }
 
-    /// Keeps `self.hold` connections open, each having sent `opening`; one
+    /// Keeps `aim.hold` connections open, each having sent `opening`; one
     /// the server closes (or speaks on: it only does before closing) is
     /// counted as refused and opened again.
     fn hold(&self, opening: &[u8]) {
@@ -445,7 +439,7 @@ impl Ctx {
             return;
         };
         let mut events = Events::with_capacity(1024);
-        let mut held: Vec<Option<mio::net::TcpStream>> = (0..self.hold).map(|_| None).collect();
+        let mut held: Vec<Option<mio::net::TcpStream>> = (0..self.aim.hold).map(|_| None).collect();
         let mut scratch = [0u8; 512];
         while !self.stopped() {
             let missing = held.iter_mut().enumerate().filter(|(_, s)| s.is_none());
@@ -594,7 +588,14 @@ mod tests {
             .and_then(|l| l.local_addr())
             .unwrap();
         for kind in AttackKind::ALL {
-            let ctx = Ctx::new(addr, 1, 1, 3, 10, 0);
+            let ctx = Ctx::new(Aim {
+                addr,
+                goods: 1,
+                seed: 1,
+                hold: 3,
+                pipelined: 10,
+                send_buffer: 0,
+            });
             thread::scope(|s| {
                 s.spawn(|| body(kind)(&ctx, 0));
                 thread::sleep(Duration::from_millis(30));

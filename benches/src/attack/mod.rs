@@ -37,7 +37,7 @@ use crate::error::Error;
 use crate::report::{Header, Output, Report};
 use crate::scenario::{add_goods, admin_token, plan, resolve_all};
 use crate::workload::Shopper;
-use hostile::Ctx;
+use hostile::{Aim, Ctx};
 
 /// Stock of the goods the normal client buys: never sold out in a run.
 const STOCK: u32 = 2_000_000_000;
@@ -238,14 +238,14 @@ impl Run<'_> {
             );
         }
         let addr = self.addr;
-        let ctx = Ctx::new(
+        let ctx = Ctx::new(Aim {
             addr,
-            self.goods,
-            self.common.seed,
-            crew.connections,
-            self.args.pipelined,
-            self.args.attack_send_buffer,
-        );
+            goods: self.goods,
+            seed: self.common.seed,
+            hold: crew.connections,
+            pipelined: self.args.pipelined,
+            send_buffer: self.args.attack_send_buffer,
+        });
         let (finished, ramp, rss) = thread::scope(|s| {
             let _stop = StopOnDrop(&ctx.stop);
             if let Phase::Attack(kind) = phase {
