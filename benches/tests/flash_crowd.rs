@@ -211,3 +211,68 @@ fn a_flash_crowd_through_two_servers_is_spread_and_verified_over_both() {
     a.stop();
     b.stop();
 }
+
+/// The sweep over real TCP: two rates, two rounds, each run a sale of its
+/// own (a new goods) that sells its stock and verifies; the summary has
+/// each rate once with both rounds' p99s, and the plot is drawn.
+#[test]
+fn a_sweep_runs_a_verified_sale_per_rate_and_round() {
+    let server = Server::start(&[]);
+    let addr = server.addr.clone();
+    let (attempts, stock) = (400u64, 30u64);
+    let cli = Cli::try_parse_from([
+        "seckill-bench",
+        "sweep",
+        "--addr",
+        &addr,
+        "--token",
+        TOKEN,
+        "--connections",
+        "8",
+        "--threads",
+        "2",
+        "--rates",
+        "2000,4000",
+        "--rounds",
+        "2",
+        "--p99-target",
+        "10s",
+        "--users",
+        "200",
+        "--attempts",
+        &attempts.to_string(),
+        "--stock",
+        &stock.to_string(),
+    ])
+    .expect("flags");
+    let output = seckill_bench::run(&cli).expect("the run");
+    let text = output.text();
+    let Output::Sweep(sweep) = &output else {
+        panic!("a sweep expected: {text}")
+    };
+    assert!(output.passed(), "{text}");
+    assert_eq!(sweep.runs.len(), 4, "{text}");
+    let rates: Vec<f64> = sweep.runs.iter().filter_map(|r| r.pace.rate).collect();
+    assert_eq!(rates, vec![2000.0, 4000.0, 2000.0, 4000.0]);
+    let mut goods = Vec::new();
+    for r in &sweep.runs {
+        assert_eq!(r.outcomes.ok, stock, "{text}");
+        assert_eq!(r.outcomes.answered(), attempts, "{text}");
+        assert_eq!(r.pace.latency_from, "schedule");
+        goods.push(r.goods.as_ref().expect("its goods").id);
+    }
+    goods.sort_unstable();
+    goods.dedup();
+    assert_eq!(goods.len(), 4, "a goods per run: {goods:?}");
+    assert_eq!(sweep.rates.len(), 2);
+    assert!(sweep.rates.iter().all(|r| r.p99_rounds_us.len() == 2));
+    // A 10 s target: both rates are within it, so the higher is named.
+    assert_eq!(sweep.highest_within_target, Some(4000.0), "{text}");
+    assert!(text.contains("by rate, over the rounds"), "{text}");
+
+    let svg = std::env::temp_dir().join(format!("sweep-test-{}.svg", std::process::id()));
+    sweep.draw(&svg).expect("the plot");
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    std::fs::remove_file(&svg).unwrap();
+    server.stop();
+}
