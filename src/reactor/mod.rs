@@ -204,7 +204,13 @@ impl Reactor {
                 other => other?,
             }
             self.turn = self.again.begin_turn(REQUESTS_PER_REACTOR_TURN);
-            self.turn.share_among(events.iter().count());
+            // Shared among the connections the event pass will drive: not
+            // the waker, nor a connection gone or waiting in the line.
+            let fresh = events
+                .iter()
+                .filter(|e| self.conns.get(e.token().0).is_some_and(|c| !c.again))
+                .count();
+            self.turn.share_among(fresh);
             self.turn_no += 1;
             self.turn_started = Instant::now();
             // The events first: a connection with an event and no backlog
@@ -238,10 +244,15 @@ impl Reactor {
                 }
             }
             self.turn.release_line_share();
-            while let Some(slot) = self.again.next(&self.turn) {
-                if let Some(conn) = self.conns.get_mut(slot) {
-                    conn.again = false;
-                    self.drive(slot);
+            while let Some((slot, generation)) = self.again.next(&self.turn) {
+                match self.conns.get_mut(slot) {
+                    Some(conn) if conn.generation == generation => {
+                        conn.again = false;
+                        self.drive(slot);
+                    }
+                    // Its connection closed; the slot may hold a new one,
+                    // with a place of its own if it needs one.
+                    _ => {}
                 }
             }
             if woken {
@@ -410,13 +421,16 @@ impl Reactor {
         } else if conn.partial_since.is_none() {
             conn.partial_since = Some(Instant::now());
         }
-        if budget == 0 && !paused && !conn.again {
-            // Frames may be buffered, bytes may wait in the socket (or, with
-            // the turn's budget spent before it began, an event is not yet
-            // acted on), and no event will say so: come back next turn, in
-            // turn.
+        // Out of budget with more to do: frames buffered, bytes perhaps
+        // waiting in the socket (or, with the turn's budget spent before it
+        // began, an event not yet acted on), or the end of input still to
+        // be found by a decode. No event will say so: come back next turn,
+        // in turn. One whose request used its budget exactly and that has
+        // nothing more waits for its next event instead of a place.
+        let more = conn.readable || !conn.rbuf.is_empty() || conn.input_ended();
+        if budget == 0 && more && !paused && !conn.again {
             conn.again = true;
-            self.again.push(slot, conn.taken > 0);
+            self.again.push((slot, conn.generation), conn.taken > 0);
         }
         if conn.closing && failed.is_none() {
             failed = conn.discard_input(&mut self.scratch[..]).err();

@@ -53,7 +53,7 @@ impl Reactor {
                 // buffer will bring no event of its own.
                 // At the back of the line, as one served.
                 conn.again = true;
-                self.again.push(slot, true);
+                self.again.push((slot, conn.generation), true);
             }
         }
         dirty.clear();
