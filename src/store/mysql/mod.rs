@@ -4,7 +4,7 @@
 //! of the DDL: `MysqlStore::open` creates the database named in its URL and
 //! runs the file's CREATE TABLE statements when the tables are missing. The
 //! database itself guards "one live order per user per goods" with a unique
-//! key on `(goods_id, user_id, live_slot)`.
+//! key on `(user_id, goods_id, live_slot)`.
 //!
 //! A batch of orders is one transaction of multi-row INSERTs, 1000 rows per
 //! statement (the algorithm is [`super::batch`]'s). A row that hits a unique key is turned into a no-op update
@@ -347,7 +347,7 @@ impl OrderStore for MysqlStore {
         let found: Option<OrderRow> = self.link.call("find order", Call::IDEMPOTENT, |conn| {
             Ok(conn.exec_first(
                 format!(
-                    "SELECT {ORDER_COLUMNS} FROM orders
+                    "SELECT {ORDER_COLUMNS} FROM orders FORCE INDEX (orders_one_live)
                      WHERE goods_id = ? AND user_id = ? AND live_slot IS NOT NULL
                      ORDER BY live_slot LIMIT 1"
                 ),
