@@ -4,7 +4,7 @@
 //! of the DDL: `MysqlStore::open` creates the database named in its URL and
 //! runs the file's CREATE TABLE statements when the tables are missing. The
 //! database itself guards "one live order per user per goods" with a unique
-//! key on `(user_id, goods_id, live_slot)`.
+//! key on `(goods_id, user_id, live_slot)`.
 //!
 //! A batch of orders is one transaction of multi-row INSERTs, 1000 rows per
 //! statement (the algorithm is [`super::batch`]'s). A row that hits a unique key is turned into a no-op update

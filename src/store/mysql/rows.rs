@@ -210,9 +210,9 @@ impl Table for PooledConn {
     }
 
     fn live_slots(&mut self, goods: GoodsId, user: UserId) -> Result<Vec<(OrderNo, u8)>, Failure> {
-        // The unique key, named: a locking read through the goods' index
+        // The unique key, named: a locking read through another index
         // (which an optimizer with poor statistics may pick) would lock
-        // every order of the goods, not this user's.
+        // more than this user's slots of this goods.
         Ok(self.exec(
             "SELECT order_no, live_slot FROM orders FORCE INDEX (orders_one_live)
              WHERE goods_id = ? AND user_id = ? AND live_slot IS NOT NULL

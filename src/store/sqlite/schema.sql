@@ -63,17 +63,14 @@ CREATE TABLE IF NOT EXISTS orders (
 -- user's live orders of a goods hold distinct slots 1..limit. A cancelled
 -- order holds none (live_slot NULL, and NULLs never collide in a unique
 -- index), so a user can buy again after a cancel.
--- User first, so that it also serves a user's orders (LIST_ORDERS) and a
--- user's live orders of a goods, as in MySQL's schema.sql (a separate index
--- of a user's orders cost every insert).
 CREATE UNIQUE INDEX IF NOT EXISTS orders_one_live
-    ON orders (user_id, goods_id, live_slot);
-
--- The orders of a goods (its live holders); appended in rowid order.
-CREATE INDEX IF NOT EXISTS orders_by_goods ON orders (goods_id);
+    ON orders (goods_id, user_id, live_slot);
 
 -- The expiry sweep: created orders by the end of their payment window.
 CREATE INDEX IF NOT EXISTS orders_due ON orders (pay_by_ms) WHERE state = 0;
+
+-- A user's orders, newest first.
+CREATE INDEX IF NOT EXISTS orders_by_user ON orders (user_id, created_ms);
 
 -- One row per node id a server has leased for its order numbers
 -- (src/store/nodes.rs, src/lease.rs), as in MySQL's schema. One server at a
