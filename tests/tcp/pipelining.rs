@@ -90,3 +90,64 @@ fn a_thousand_pipelined_requests_are_answered_by_id() {
         assert_eq!(order.order_no, order_no, "user {user}");
     }
 }
+
+/// Many connections each write a burst of requests at once to a server
+/// that takes one request per connection per turn (`--requests-per-turn
+/// 1`) on one reactor: every connection has more than its share, turn after
+/// turn, so each goes through the reactor's backlog again and again (its
+/// events noted while it waits in the line, its share of the turn used up
+/// exactly). Every request must be answered; a connection left with
+/// buffered requests and no place in the line would hang until the read
+/// timeout.
+#[test]
+fn bursts_far_beyond_the_turn_budget_are_all_answered() {
+    const CONNECTIONS: usize = 40;
+    const BURST: u64 = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("burst.db"),
+        &["--requests-per-turn", "1", "--reactors", "1"],
+    );
+    let goods = server.admin().add_goods(on_sale("pen", 5)).unwrap();
+    let clients: Vec<_> = (0..CONNECTIONS)
+        .map(|c| {
+            let addr = server.addr;
+            std::thread::spawn(move || {
+                let mut out = BytesMut::new();
+                for i in 0..BURST {
+                    let request = if i % 2 == 0 {
+                        Request::Ping
+                    } else {
+                        Request::GetGoods { goods_id: goods.id }
+                    };
+                    request.encode(i + 1, &mut out);
+                }
+                let mut raw = Raw::greeted(addr);
+                let mut writer = raw.stream.try_clone().unwrap();
+                let sending = std::thread::spawn(move || {
+                    use std::io::Write;
+                    writer.write_all(&out).unwrap();
+                });
+                let mut seen = vec![false; BURST as usize + 1];
+                for _ in 0..BURST {
+                    match raw.next() {
+                        Got::Frame { id, reply, .. } => {
+                            assert!(
+                                matches!(reply, Reply::Pong | Reply::Goods(_)),
+                                "connection {c}: {reply:?}"
+                            );
+                            let slot = &mut seen[id as usize];
+                            assert!(!*slot, "connection {c}: id {id} answered twice");
+                            *slot = true;
+                        }
+                        Got::Closed => panic!("connection {c} closed with requests unanswered"),
+                    }
+                }
+                sending.join().unwrap();
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("a client saw every reply");
+    }
+}
