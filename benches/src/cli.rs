@@ -119,7 +119,9 @@ pub enum Scenario {
     /// that nothing was oversold or lost.
     FlashCrowd(FlashCrowd),
     /// BUYs of a goods that never sells out, every one by a new user, for
-    /// --duration: accepted orders/s end to end.
+    /// --duration: accepted orders/s end to end. Then checks, as the flash
+    /// crowd does, that every `ok` is an order sold (and in MySQL with
+    /// --mysql).
     Sustained(Sustained),
     /// What a front page asks: LIST_GOODS and GET_GOODS, for --duration.
     Browse(Browse),
@@ -300,6 +302,16 @@ pub struct Sustained {
     /// How long to buy.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
+
+    /// The server's MySQL database: also verify the orders there (against
+    /// the server; redis-direct verifies against Redis).
+    #[arg(long, value_name = "URL")]
+    pub mysql: Option<String>,
+
+    /// How long verification waits for the servers and MySQL to show every
+    /// order (the `queued` ack mode writes behind the replies).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub verify_timeout: Duration,
 
     #[command(flatten)]
     pub direct: Direct,

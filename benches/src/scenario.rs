@@ -277,9 +277,22 @@ pub fn flash_crowd_server(common: &Common, args: &cli::FlashCrowd) -> Result<Rep
         id: goods.id,
         stock: goods.total,
     });
+    let store = StoreVerify {
+        mysql: args.mysql.as_deref(),
+        timeout: args.verify_timeout,
+    };
     report.verification =
-        Some(verify_server(&addrs, goods.id, &finished, args).unwrap_or_else(|e| unverified(&e)));
+        Some(verify_server(&addrs, goods.id, &finished, store).unwrap_or_else(|e| unverified(&e)));
     Ok(report)
+}
+
+/// Where and how long verification looks for the orders besides the
+/// servers: MySQL, if given, waited on for up to `timeout` (the `queued` ack
+/// mode writes behind the replies), as are the servers' views of the goods.
+#[derive(Clone, Copy)]
+struct StoreVerify<'a> {
+    mysql: Option<&'a str>,
+    timeout: Duration,
 }
 
 /// The flash crowd's checks, over every server the run went through: what
@@ -290,19 +303,19 @@ fn verify_server(
     addrs: &[SocketAddr],
     goods: u64,
     finished: &Finished,
-    args: &cli::FlashCrowd,
+    store: StoreVerify<'_>,
 ) -> Result<Verification, Error> {
     let ledger = Ledger::of(&finished.acks);
     let unknown = finished.recorder.outcomes.lost;
-    let (after, disagreement) = servers::settled_goods(addrs, goods, args.verify_timeout)?;
+    let (after, disagreement) = servers::settled_goods(addrs, goods, store.timeout)?;
     let mut v = verification(&ledger, after.total, after.remaining, unknown);
     let mut problems = ledger.problems.clone();
     problems.extend(disagreement);
     problems.extend(check_sold(&ledger, after.total, after.remaining, unknown));
     // MySQL first: how long it lags behind the replies is worth knowing.
-    if let Some(url) = &args.mysql {
+    if let Some(url) = store.mysql {
         let expected = if unknown == 0 { ledger.ok } else { v.sold };
-        let live = checks::mysql_live_orders(url, goods, expected, args.verify_timeout)?;
+        let live = checks::mysql_live_orders(url, goods, expected, store.timeout)?;
         problems.extend(check_store("mysql", &ledger, expected, &live.rows));
         v.store = Some(StoreCheck {
             name: "mysql".into(),
@@ -453,7 +466,7 @@ pub fn sustained(common: &Common, args: &cli::Sustained) -> Result<Report, Error
     let goods = add_goods(common, token, "sustained", SUSTAINED_STOCK)?;
     servers::await_goods(&addrs, goods.id)?;
     let workload = workload::Sustained::new(goods.id, 1);
-    let plan = plan(common, Some(args.duration), false);
+    let plan = plan(common, Some(args.duration), true);
     let target = Target::Seckill {
         addrs: addrs.clone(),
     };
@@ -465,6 +478,14 @@ pub fn sustained(common: &Common, args: &cli::Sustained) -> Result<Report, Error
         id: goods.id,
         stock: SUSTAINED_STOCK,
     });
+    // As the flash crowd's: units sold = `ok` replies, every acknowledged
+    // order shown by ORDER_STATUS at its server, and in MySQL with --mysql.
+    let store = StoreVerify {
+        mysql: args.mysql.as_deref(),
+        timeout: args.verify_timeout,
+    };
+    report.verification =
+        Some(verify_server(&addrs, goods.id, &finished, store).unwrap_or_else(|e| unverified(&e)));
     Ok(report)
 }
 

@@ -276,3 +276,40 @@ fn a_sweep_runs_a_verified_sale_per_rate_and_round() {
     std::fs::remove_file(&svg).unwrap();
     server.stop();
 }
+
+/// Sustained selling against the server is verified as the flash crowd is:
+/// every `ok` a unit sold, to its own user, each order shown by
+/// ORDER_STATUS.
+#[test]
+fn a_short_sustained_run_against_the_server_verifies_every_order() {
+    let server = Server::start(&[]);
+    let cli = Cli::try_parse_from([
+        "seckill-bench",
+        "sustained",
+        "--addr",
+        &server.addr,
+        "--token",
+        TOKEN,
+        "--connections",
+        "8",
+        "--threads",
+        "2",
+        "--duration",
+        "1s",
+    ])
+    .expect("flags");
+    let output = seckill_bench::run(&cli).expect("the run");
+    let text = output.text();
+    let Output::Single(report) = &output else {
+        panic!("one report expected: {text}")
+    };
+    let o = &report.outcomes;
+    assert!(o.ok > 0, "{text}");
+    assert_eq!(o.ok, o.answered(), "every BUY a new user's order: {text}");
+    let v = report.verification.as_ref().expect("a verification");
+    assert!(v.passed, "{text}");
+    assert_eq!(v.sold, o.ok, "{text}");
+    assert_eq!(v.holders, o.ok, "{text}");
+    assert_eq!(v.orders_checked, o.ok, "{text}");
+    server.stop();
+}
