@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use plotters::coord::CoordTranslate;
 use plotters::prelude::*;
 
 use crate::error::Error;
@@ -35,8 +36,34 @@ fn points(r: &Report, value: impl Fn(&Second) -> f64) -> Vec<(f64, f64)> {
         .collect()
 }
 
-fn plot_error(e: impl std::fmt::Display) -> Error {
+pub(crate) fn plot_error(e: impl std::fmt::Display) -> Error {
     Error::Plot(e.to_string())
+}
+
+/// Where the legend draws an entry, in the backend's pixels.
+type Pixel = (i32, i32);
+
+/// A series' entry in the legend: a short line in its `style`.
+pub(crate) fn legend_line(style: ShapeStyle) -> impl Fn(Pixel) -> PathElement<Pixel> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style)
+}
+
+/// Draws the legend of `chart`'s labelled series, boxed, at `position`.
+pub(crate) fn draw_legend<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Result<(), Error>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()
+        .map_err(plot_error)
 }
 
 /// Draws the per-second series of `runs` into an SVG file at `path`.
@@ -76,21 +103,13 @@ pub fn draw(path: &Path, runs: &[&Report]) -> Result<(), Error> {
             .draw_series(LineSeries::new(answered, color.stroke_width(2)))
             .map_err(plot_error)?
             .label(label(r))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+            .legend(legend_line(color.stroke_width(2)));
         let ok = points(r, |s| s.ok as f64);
         chart
             .draw_series(DashedLineSeries::new(ok, 6, 4, color.stroke_width(1)))
             .map_err(plot_error)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()
-        .map_err(plot_error)?;
+    draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
 
     let max_ms = runs
         .iter()
@@ -124,17 +143,9 @@ pub fn draw(path: &Path, runs: &[&Report]) -> Result<(), Error> {
             .draw_series(LineSeries::new(p99, color.stroke_width(2)))
             .map_err(plot_error)?
             .label(label(r))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+            .legend(legend_line(color.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()
-        .map_err(plot_error)?;
+    draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     root.present().map_err(plot_error)?;
     Ok(())
 }

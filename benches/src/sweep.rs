@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::cli::{Common, Sweep};
 use crate::error::Error;
+use crate::plot::{draw_legend, legend_line, plot_error};
 use crate::report::{human_us, Report};
 use crate::scenario::flash_crowd_server;
 
@@ -224,7 +225,6 @@ impl SweepReport {
     /// Draws p50 and p99 (log scale) against the offered rate, with the
     /// target, into an SVG file at `path`.
     pub fn draw(&self, path: &Path) -> Result<(), Error> {
-        let plot_error = |e: &dyn std::fmt::Display| Error::Plot(e.to_string());
         let ms = |us: u64| (us.max(1) as f64) / 1e3;
         let mut medians: Vec<&RateSummary> = self.rates.iter().collect();
         medians.sort_by(|a, b| a.rate.total_cmp(&b.rate));
@@ -243,7 +243,7 @@ impl SweepReport {
             .fold(target_ms, f64::min)
             / 2.0;
         let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| plot_error(&e))?;
+        root.fill(&WHITE).map_err(plot_error)?;
         let name = self.label.as_deref().unwrap_or("server");
         let mut chart = ChartBuilder::on(&root)
             .caption(
@@ -254,7 +254,7 @@ impl SweepReport {
             .x_label_area_size(36)
             .y_label_area_size(64)
             .build_cartesian_2d(0f64..max_rate, (min_ms..max_ms).log_scale())
-            .map_err(|e| plot_error(&e))?;
+            .map_err(plot_error)?;
         chart
             .configure_mesh()
             .x_desc("offered BUYs/s")
@@ -262,7 +262,7 @@ impl SweepReport {
             .x_label_formatter(&|v| format!("{v:.0}"))
             .y_label_formatter(&|v| format!("{v}"))
             .draw()
-            .map_err(|e| plot_error(&e))?;
+            .map_err(plot_error)?;
         // A line through each rate's median, a dot for each run.
         let series: [Series; 2] = [
             ("p99", RED, |r| r.p99_us, |r| r.latency.p99_us),
@@ -272,18 +272,16 @@ impl SweepReport {
             let line: Vec<(f64, f64)> = medians.iter().map(|r| (r.rate, ms(median(r)))).collect();
             chart
                 .draw_series(LineSeries::new(line, color.stroke_width(2)))
-                .map_err(|e| plot_error(&e))?
+                .map_err(plot_error)?
                 .label(what)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
+                .legend(legend_line(color.stroke_width(2)));
             let dots = self
                 .runs
                 .iter()
                 .filter_map(|r| r.pace.rate.map(|rate| (rate, ms(each(r)))));
             chart
                 .draw_series(dots.map(|p| Circle::new(p, 3, color.filled())))
-                .map_err(|e| plot_error(&e))?;
+                .map_err(plot_error)?;
         }
         chart
             .draw_series(DashedLineSeries::new(
@@ -292,17 +290,11 @@ impl SweepReport {
                 4,
                 BLACK.stroke_width(1),
             ))
-            .map_err(|e| plot_error(&e))?
+            .map_err(plot_error)?
             .label(format!("p99 target {}", human_us(self.p99_target_us)))
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(1)));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
-            .draw()
-            .map_err(|e| plot_error(&e))?;
-        root.present().map_err(|e| plot_error(&e))?;
+            .legend(legend_line(BLACK.stroke_width(1)));
+        draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
+        root.present().map_err(plot_error)?;
         Ok(())
     }
 }
