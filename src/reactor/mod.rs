@@ -5,21 +5,14 @@
 //! pool, and writes the replies that come back through its [`Mailbox`]. It
 //! never blocks on anything but `poll`.
 //!
-//! mio is edge-triggered: a readiness event is a hint that comes once, and
-//! new bytes bring a new one. So a connection is read until a read comes
-//! back short (the socket is drained: reading again would only return
-//! `WouldBlock`), unless it is paused (too much in flight, too much unsent)
-//! or has used its budget of requests for this turn of the loop (its own,
-//! `--requests-per-turn`, or what is left of the reactor's,
-//! [`REQUESTS_PER_REACTOR_TURN`]). A paused connection is driven again when
-//! a completion or a drained write un-pauses it, and one over its budget
-//! joins the [`Backlog`], driven in the next turns in round robin after
-//! those turns' events (with a share of each turn held for it), since no
-//! new event will come for bytes already waiting in the socket.
-//!
-//! The turn ends on the write side (`write`): replies written, once per
-//! connection per turn, finished connections closed, and the shared budget
-//! of unsent reply bytes kept.
+//! A turn of a reactor's loop: poll; drive the connections with events,
+//! then those waiting in the [`Backlog`] (how the turn's budget of requests
+//! is shared between them is `backlog`'s); take in new connections and the
+//! workers' completions; then the write side (`write`): replies written,
+//! once per connection per turn, finished connections closed, and the
+//! shared budget of unsent reply bytes kept. Driving a connection (reading,
+//! decoding and handling its requests, within its budget) is the read side
+//! (`read`).
 
 pub mod acceptor;
 pub mod admission;
@@ -28,6 +21,7 @@ mod connection;
 mod limits;
 mod memory;
 pub mod rate_limit;
+mod read;
 mod requests;
 mod write;
 
@@ -40,17 +34,15 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use bytes::Buf;
 use log::{debug, info, warn};
 use mio::{Events, Interest, Poll, Token};
-use seckill_proto::{Frame, FrameError, Opcode, Reply, Status};
 use slab::Slab;
 
 use self::backlog::{Backlog, TurnBudget};
-use self::connection::{Connection, ReadOutcome};
+use self::connection::Connection;
 pub use self::limits::Limits;
 use crate::config::Config;
-use crate::dispatch::{ConnRef, Inbox, Mailbox, Reactors};
+use crate::dispatch::{Inbox, Mailbox, Reactors};
 use crate::metrics;
 use crate::stop::Stop;
 
@@ -365,85 +357,6 @@ impl Reactor {
         }
     }
 
-    /// Does everything a connection can do now but write: decode buffered
-    /// frames and read while not paused, within the turn's request budget.
-    /// Writing (and closing when finished) waits for [`settle`](Self::settle)
-    /// at the end of the turn.
-    fn drive(&mut self, slot: usize) {
-        let limits = &self.limits;
-        let Some(conn) = self.conns.get_mut(slot) else {
-            return;
-        };
-        if conn.closed {
-            return;
-        }
-        let me = ConnRef {
-            reactor: self.index,
-            slot,
-            generation: conn.generation,
-        };
-        // Both budgets: what is left of the connection's for this turn and
-        // of the turn's.
-        if conn.taken_in != self.turn_no {
-            conn.taken_in = self.turn_no;
-            conn.taken = 0;
-        }
-        let allowed = self.turn.allow(limits.requests_per_turn - conn.taken);
-        let mut budget = allowed;
-        let mut failed = None;
-        loop {
-            budget = decode_frames(conn, me, &self.handler, limits, budget, self.turn_started);
-            if budget == 0
-                || !conn.readable
-                || conn.input_ended()
-                || conn.paused(limits.max_inflight, limits.write_high_water)
-            {
-                break;
-            }
-            match conn.read_chunk(&mut self.scratch[..]) {
-                Ok(ReadOutcome::Data) => {}
-                Ok(ReadOutcome::WouldBlock) => break,
-                Ok(ReadOutcome::Eof) => conn.eof = true,
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
-            }
-        }
-        self.turn.spend(allowed - budget);
-        conn.taken += allowed - budget;
-        let paused = conn.paused(limits.max_inflight, limits.write_high_water);
-        // A frame begun and not finished starts the slowloris clock; one
-        // that waits only because the connection is paused or out of
-        // budget does not.
-        if conn.rbuf.is_empty() || paused || budget == 0 {
-            conn.partial_since = None;
-        } else if conn.partial_since.is_none() {
-            conn.partial_since = Some(Instant::now());
-        }
-        // Out of budget with more to do: frames buffered, bytes perhaps
-        // waiting in the socket (or, with the turn's budget spent before it
-        // began, an event not yet acted on), or the end of input still to
-        // be found by a decode. No event will say so: come back next turn,
-        // in turn. One whose request used its budget exactly and that has
-        // nothing more waits for its next event instead of a place.
-        let more = conn.readable || !conn.rbuf.is_empty() || conn.input_ended();
-        if budget == 0 && more && !paused && !conn.again {
-            conn.again = true;
-            self.again.push((slot, conn.generation), conn.taken > 0);
-        }
-        if conn.closing && failed.is_none() {
-            failed = conn.discard_input(&mut self.scratch[..]).err();
-        }
-        if let Some(e) = failed {
-            debug!("connection {:?}: {e}", conn.peer);
-            self.close(slot);
-        } else if !conn.dirty {
-            conn.dirty = true;
-            self.dirty.push(slot);
-        }
-    }
-
     /// Shutdown: read no new requests; answer those in flight and those
     /// whole in the read buffer; close.
     fn start_drain(&mut self) {
@@ -453,58 +366,4 @@ impl Reactor {
             self.drive(slot);
         }
     }
-}
-
-/// Decodes and handles whole frames from the read buffer while the
-/// connection is not paused, at most `budget` of them. Returns the budget
-/// left.
-fn decode_frames(
-    conn: &mut Connection,
-    me: ConnRef,
-    handler: &Handler,
-    limits: &Limits,
-    mut budget: usize,
-    read_at: Instant,
-) -> usize {
-    while budget > 0 && !conn.paused(limits.max_inflight, limits.write_high_water) {
-        // The frame borrows the read buffer; the buffer is advanced only
-        // after it is handled, so the body is never copied.
-        let rbuf = std::mem::take(&mut conn.rbuf);
-        let result = Frame::parse(&rbuf, limits.max_frame);
-        let used = match result {
-            Ok((frame, used)) => {
-                handler.handle(conn, me, &frame, read_at);
-                budget -= 1;
-                Some(used)
-            }
-            Err(FrameError::Incomplete) => {
-                if conn.input_ended() {
-                    // No whole frame is left and no more bytes will come:
-                    // what remains is a frame that can never be finished.
-                    conn.closing = true;
-                }
-                None
-            }
-            Err(e @ (FrameError::TooLarge { .. } | FrameError::TooShort { .. })) => {
-                // The stream cannot be resynchronised: say why, then close.
-                metrics::add(&handler.metrics.bad_requests, 1);
-                Reply::error(Status::BadRequest, e.to_string()).encode(
-                    Opcode::Error as u8,
-                    0,
-                    &mut conn.wbuf,
-                );
-                conn.closing = true;
-                None
-            }
-        };
-        conn.rbuf = rbuf;
-        match used {
-            Some(n) => conn.rbuf.advance(n),
-            None => break,
-        }
-    }
-    if conn.closing {
-        conn.rbuf.clear();
-    }
-    budget
 }
