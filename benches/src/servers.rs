@@ -3,9 +3,11 @@
 //!
 //! Several servers sell one goods from the same stores, but each shows what
 //! is left from its own sales and a periodic read of the stock store (the
-//! server's `--expiry-interval`): right after a run through several
-//! servers their figures differ for a moment, and the verification waits
-//! for them to agree rather than trust the first it asks.
+//! server's `--expiry-interval`): right after a run their figures can be
+//! off for a moment (through several servers they differ; even one server
+//! can note its merged calls' answers out of order), and the verification
+//! waits for them to agree and hold still rather than trust the first it
+//! asks.
 
 use std::net::SocketAddr;
 use std::thread;
@@ -18,6 +20,13 @@ use crate::error::Error;
 /// How long a server may take to show a goods added through another.
 const SHOW_GOODS: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(100);
+/// How long the figures must stay the same to be taken as settled: longer
+/// than a server's default `--expiry-interval` (1 s), after which it has
+/// read the stock store itself. Until then even one server may show a
+/// figure a little off: its workers' merged stock calls of a goods run at
+/// once, and the answer of the call that ran first in the stock store can
+/// be the last one the server notes.
+const SETTLED_FOR: Duration = Duration::from_millis(1500);
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 fn client(addr: SocketAddr) -> Result<Client, Error> {
@@ -85,10 +94,11 @@ pub fn fresh_goods(addrs: &[SocketAddr], goods: u64) -> Result<Goods, Error> {
 }
 
 /// The goods as the servers show it once they agree on what is left: every
-/// server is asked every `POLL` until all give the same figure twice in a
-/// row. If they still differ after `patience`, the smallest figure is taken
-/// (a server that has not read the stock store since others sold counts
-/// fewer sales) and the disagreement is returned as a problem.
+/// server is asked every `POLL` until all give the same figure and have
+/// kept it for [`SETTLED_FOR`]. If they still differ after `patience`, the
+/// smallest figure is taken (a server that has not read the stock store
+/// since others sold counts fewer sales) and the disagreement is returned
+/// as a problem.
 pub fn settled_goods(
     addrs: &[SocketAddr],
     goods: u64,
@@ -99,7 +109,8 @@ pub fn settled_goods(
         .map(|&addr| client(addr))
         .collect::<Result<Vec<_>, _>>()?;
     let begun = Instant::now();
-    let mut last: Option<Vec<u32>> = None;
+    // The figures last read, and since when they have been so.
+    let mut last: Option<(Vec<u32>, Instant)> = None;
     loop {
         let shown = clients
             .iter_mut()
@@ -107,15 +118,18 @@ pub fn settled_goods(
             .collect::<Result<Vec<_>, _>>()?;
         let left: Vec<u32> = shown.iter().map(|g| g.remaining).collect();
         let agree = left.windows(2).all(|w| w[0] == w[1]);
-        // One server agrees with itself: its figure is its own.
-        let settled = agree && (addrs.len() < 2 || last.as_ref() == Some(&left));
+        let since = match last {
+            Some((ref before, since)) if *before == left => since,
+            _ => Instant::now(),
+        };
+        let settled = agree && since.elapsed() >= SETTLED_FOR;
         let Some(smallest) = shown.into_iter().min_by_key(|g| g.remaining) else {
             return Err(Error::Setup("--addr names no server".into()));
         };
         if settled {
             return Ok((smallest, Vec::new()));
         }
-        if begun.elapsed() >= patience {
+        if begun.elapsed() >= patience.max(SETTLED_FOR) {
             let problems = if agree {
                 Vec::new()
             } else {
@@ -123,7 +137,7 @@ pub fn settled_goods(
             };
             return Ok((smallest, problems));
         }
-        last = Some(left);
+        last = Some((left, since));
         thread::sleep(POLL);
     }
 }
