@@ -111,9 +111,16 @@ impl Mailbox {
     // worker must never block on a reactor. Send fails only once the reactor
     // has exited, when there is no one left to answer.
     pub fn complete(&self, completion: Completion) {
-        if self.completions.send(completion).is_ok() {
+        if self.deliver(completion) {
             self.wake();
         }
+    }
+
+    /// Queues a completion without waking the reactor, for a sender that
+    /// has more to deliver and wakes it once after the last
+    /// ([`Reactors::complete_all`]). Says whether it was queued.
+    fn deliver(&self, completion: Completion) -> bool {
+        self.completions.send(completion).is_ok()
     }
 
     /// Queues an accepted connection without waking the reactor: the
@@ -161,10 +168,93 @@ impl Reactors {
         }
     }
 
+    /// Many replies at once (an order writer's commit, the answers of a
+    /// merged stock call): all queued first, then each reactor that got any
+    /// is woken once. Waking on the first instead lets the reactor drain a
+    /// few, write them, sleep and be woken again by the next ones, a turn
+    /// and a write per connection for each piece of the batch; this way a
+    /// connection's replies of one batch leave in one write.
+    pub fn complete_all(&self, replies: impl IntoIterator<Item = (Origin, Reply)>) {
+        let mut fed = vec![false; self.0.len()];
+        for (origin, reply) in replies {
+            let reactor = origin.conn.reactor;
+            if let Some(mailbox) = self.0.get(reactor) {
+                fed[reactor] |= mailbox.deliver(Completion { origin, reply });
+            }
+        }
+        for (mailbox, _) in self.0.iter().zip(fed).filter(|&(_, fed)| fed) {
+            mailbox.wake();
+        }
+    }
+
     pub fn wake_all(&self) -> io::Result<()> {
         for m in self.0.iter() {
             m.waker.wake()?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use mio::{Events, Poll, Token};
+
+    use super::*;
+
+    fn origin(reactor: usize, id: u64) -> Origin {
+        Origin {
+            conn: ConnRef {
+                reactor,
+                slot: 0,
+                generation: 0,
+            },
+            id,
+            opcode: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// Whether `poll`'s waker fired, without waiting.
+    fn woken(poll: &mut Poll) -> bool {
+        let mut events = Events::with_capacity(4);
+        poll.poll(&mut events, Some(Duration::ZERO)).expect("poll");
+        !events.is_empty()
+    }
+
+    #[test]
+    fn complete_all_routes_each_reply_and_wakes_only_the_reactors_it_fed() {
+        let mut polls: Vec<Poll> = (0..3).map(|_| Poll::new().expect("poll")).collect();
+        let (mailboxes, inboxes): (Vec<_>, Vec<_>) = polls
+            .iter()
+            .map(|p| Mailbox::new(Waker::new(p.registry(), Token(0)).expect("waker")))
+            .unzip();
+        let reactors = Reactors::new(mailboxes);
+        let replies = [(0, 1), (2, 2), (0, 3), (7, 4)].map(|(r, id)| (origin(r, id), Reply::Pong));
+        reactors.complete_all(replies);
+        let ids = |inbox: &Inbox| -> Vec<u64> {
+            inbox.completions.try_iter().map(|c| c.origin.id).collect()
+        };
+        // Reactor 7 does not exist: its reply is dropped, nothing else.
+        assert_eq!(ids(&inboxes[0]), [1, 3]);
+        assert_eq!(ids(&inboxes[1]), Vec::<u64>::new());
+        assert_eq!(ids(&inboxes[2]), [2]);
+        let fired: Vec<bool> = polls.iter_mut().map(woken).collect();
+        assert_eq!(fired, [true, false, true]);
+        // Woken once: until the reactor resets its flag, no further wake.
+        assert!(mailboxes_notified(&reactors, 0));
+        reactors.complete_all([(origin(0, 5), Reply::Pong)]);
+        assert!(!woken(&mut polls[0]));
+        reactors.mailboxes()[0].reset();
+        reactors.complete_all([(origin(0, 6), Reply::Pong)]);
+        assert!(woken(&mut polls[0]));
+        assert_eq!(ids(&inboxes[0]), [5, 6]);
+    }
+
+    fn mailboxes_notified(reactors: &Reactors, reactor: usize) -> bool {
+        reactors.mailboxes()[reactor]
+            .notified
+            .load(Ordering::SeqCst)
     }
 }

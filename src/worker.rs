@@ -94,9 +94,11 @@ impl Worker {
     fn buy(&self, goods: GoodsId, buyers: &[(Origin, Buy)]) {
         let buys: Vec<Buy> = buyers.iter().map(|&(_, buy)| buy).collect();
         let decisions = self.sale.reserve(goods, &buys);
+        // Sent together once every order is on its way to the writer.
+        let mut answers = Vec::new();
         for (&(origin, _), decision) in buyers.iter().zip(decisions) {
             match decision {
-                Decision::Answer(reply) => self.reactors.complete(origin, reply),
+                Decision::Answer(reply) => answers.push((origin, reply)),
                 Decision::Write(order) => {
                     // Counted before the send, so the writer's subtraction
                     // never runs ahead of it.
@@ -114,10 +116,11 @@ impl Worker {
                             e.0.order.order().order_no
                         );
                         let reply = Reply::error(Status::InternalError, "order writer unavailable");
-                        self.reactors.complete(origin, reply);
+                        answers.push((origin, reply));
                     }
                 }
             }
         }
+        self.reactors.complete_all(answers);
     }
 }

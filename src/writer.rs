@@ -57,9 +57,7 @@ impl Writer {
                 orders.len() as u64,
             );
             let replies = self.sale.commit(std::mem::take(&mut orders));
-            for (origin, reply) in origins.drain(..).zip(replies) {
-                self.reactors.complete(origin, reply);
-            }
+            self.reactors.complete_all(origins.drain(..).zip(replies));
         }
     }
 }
