@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use parking_lot::{Mutex, RwLock};
+use smallvec::SmallVec;
 
 use crate::store::{OrderNo, UserId};
 
@@ -17,11 +18,17 @@ use crate::store::{OrderNo, UserId};
 /// held, such as another server's, pile up here) the memory is cleared.
 const MAX_FORGOTTEN: usize = 4096;
 
+/// One user's live orders of the goods: at most its purchase limit, which
+/// is 1 for most sales, so one order is kept inline (a goods that sells a
+/// million units would otherwise cost the order writer a million small
+/// allocations, and each look-up a pointer to follow).
+type Held = SmallVec<[OrderNo; 1]>;
+
 #[derive(Default)]
 pub struct Holders {
     /// Acknowledged live orders, user → order numbers (at most the purchase
     /// limit each). At most the goods' total in all.
-    live: RwLock<HashMap<UserId, Vec<OrderNo>>>,
+    live: RwLock<HashMap<UserId, Held>>,
     /// Orders cancelled before they were added to `live`: an expiry or a
     /// CANCEL can settle an order between its commit and the order writer
     /// adding it here, and adding it after would keep its buyer "already
@@ -39,7 +46,8 @@ impl Holders {
         let mut live = self.live.write();
         let mut forgotten = self.forgotten.lock();
         for (user, order_no) in orders {
-            if forgotten.remove(&order_no) {
+            // Nearly always empty: no hashing then.
+            if !forgotten.is_empty() && forgotten.remove(&order_no) {
                 continue;
             }
             let held = live.entry(user).or_default();
@@ -54,7 +62,7 @@ impl Holders {
         let mut live = self.live.write();
         let held = live.get_mut(&user);
         if let Some(held) = held.filter(|held| held.contains(&order_no)) {
-            held.retain(|&n| n != order_no);
+            held.retain(|n| *n != order_no);
             if held.is_empty() {
                 live.remove(&user);
             }
@@ -86,7 +94,11 @@ impl Holders {
 
     /// The live orders this server knows `user` to hold.
     pub fn of(&self, user: UserId) -> Vec<OrderNo> {
-        self.live.read().get(&user).cloned().unwrap_or_default()
+        self.live
+            .read()
+            .get(&user)
+            .map(|held| held.to_vec())
+            .unwrap_or_default()
     }
 
     /// The user's first order, if they hold `limit` orders or more.
@@ -117,7 +129,7 @@ impl Holders {
                 continue;
             }
             if let Some(held) = live.get_mut(&user) {
-                held.retain(|&n| n != order_no);
+                held.retain(|n| *n != order_no);
                 if held.is_empty() {
                     live.remove(&user);
                 }
@@ -133,7 +145,7 @@ impl Holders {
 
     /// Replaces the holders with the stores' view (reconciliation).
     pub fn set(&self, pairs: &[(UserId, OrderNo)]) {
-        let mut fresh: HashMap<UserId, Vec<OrderNo>> = HashMap::new();
+        let mut fresh: HashMap<UserId, Held> = HashMap::new();
         for &(user, order_no) in pairs {
             fresh.entry(user).or_default().push(order_no);
         }

@@ -135,20 +135,29 @@ fn insert_sql(chunk: &[&OrderRecord]) -> String {
     sql.push_str(
         "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms, pay_by_ms) VALUES ",
     );
+    let mut digits = itoa::Buffer::new();
     for (i, o) in chunk.iter().enumerate() {
-        if i > 0 {
-            sql.push(',');
-        }
+        sql.push_str(if i > 0 { ",(" } else { "(" });
         // A cancelled order holds no slot, so it never blocks a re-buy.
         let slot = if o.state == OrderState::Cancelled {
             "NULL"
         } else {
             "1"
         };
-        sql.push_str(&format!(
-            "({},{},{},{},{slot},{},{})",
-            o.order_no, o.user_id, o.goods_id, o.state as u8, o.created_ms, o.pay_by_ms
-        ));
+        sql.push_str(digits.format(o.order_no));
+        sql.push(',');
+        sql.push_str(digits.format(o.user_id));
+        sql.push(',');
+        sql.push_str(digits.format(o.goods_id));
+        sql.push(',');
+        sql.push_str(digits.format(o.state as u8));
+        sql.push(',');
+        sql.push_str(slot);
+        sql.push(',');
+        sql.push_str(digits.format(o.created_ms));
+        sql.push(',');
+        sql.push_str(digits.format(o.pay_by_ms));
+        sql.push(')');
     }
     sql.push_str(" ON DUPLICATE KEY UPDATE id = id");
     sql
@@ -235,5 +244,34 @@ impl Table for PooledConn {
                 o.pay_by_ms,
             ),
         )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_is_one_insert_with_a_row_per_order_and_no_slot_for_a_cancelled_one() {
+        let live = OrderRecord {
+            order_no: u64::MAX,
+            user_id: 7,
+            goods_id: 3,
+            state: OrderState::Created,
+            created_ms: 1_700_000_000_000,
+            pay_by_ms: 1_700_000_900_000,
+        };
+        let cancelled = OrderRecord {
+            order_no: 0,
+            state: OrderState::Cancelled,
+            ..live.clone()
+        };
+        assert_eq!(
+            insert_sql(&[&live, &cancelled]),
+            "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms, pay_by_ms) VALUES \
+             (18446744073709551615,7,3,0,1,1700000000000,1700000900000),\
+             (0,7,3,2,NULL,1700000000000,1700000900000) \
+             ON DUPLICATE KEY UPDATE id = id"
+        );
     }
 }
