@@ -50,12 +50,21 @@ running() {
 
 cluster_ok() { [[ $(cli "$1" cluster info 2>/dev/null | tr -d '\r' | grep '^cluster_state:') == cluster_state:ok ]]; }
 
-# Up when every node is ours, alive, and says cluster_state:ok, and the
-# cluster knows six nodes, three of them primaries serving slots.
+# A primary whose replica is attached and synced (tests that WAIT for a
+# replica fail for the first seconds after forming, until it is).
+replica_online() {
+    local info
+    info=$(cli "$1" info replication 2>/dev/null | tr -d '\r')
+    ! grep -qx 'role:master' <<<"$info" || grep -q '^slave0:.*state=online' <<<"$info"
+}
+
+# Up when every node is ours, alive, and says cluster_state:ok, every
+# primary's replica is online, and the cluster knows six nodes, three of
+# them primaries serving slots.
 healthy() {
     local port
     for port in "${PORTS[@]}"; do
-        running "$port" && cluster_ok "$port" || return 1
+        running "$port" && cluster_ok "$port" && replica_online "$port" || return 1
     done
     local info
     info=$(cli "${PORTS[0]}" cluster info 2>/dev/null | tr -d '\r')
