@@ -222,7 +222,7 @@ impl RedisStock {
         goods: GoodsId,
         keys: &Keys,
         what: &str,
-        invoke: impl Fn(Epoch) -> ::redis::ScriptInvocation<'s>,
+        invoke: impl Fn(Epoch) -> scripts::Invocation<'s>,
         decode: impl Fn(Value, Epoch) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut epoch = self.not_loaded(goods, self.known_epoch(goods))?;
