@@ -175,11 +175,16 @@ impl Reactors {
     /// and a write per connection for each piece of the batch; this way a
     /// connection's replies of one batch leave in one write.
     pub fn complete_all(&self, replies: impl IntoIterator<Item = (Origin, Reply)>) {
-        let mut fed = vec![false; self.0.len()];
+        // Made on the first reply: often there is none (every BUY of a
+        // merged call reserved, its answers to come from the order writer).
+        let mut fed = Vec::new();
         for (origin, reply) in replies {
             let reactor = origin.conn.reactor;
             if let Some(mailbox) = self.0.get(reactor) {
-                fed[reactor] |= mailbox.deliver(Completion { origin, reply });
+                if mailbox.deliver(Completion { origin, reply }) {
+                    fed.resize(self.0.len(), false);
+                    fed[reactor] = true;
+                }
             }
         }
         for (mailbox, _) in self.0.iter().zip(fed).filter(|&(_, fed)| fed) {

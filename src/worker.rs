@@ -94,33 +94,38 @@ impl Worker {
     fn buy(&self, goods: GoodsId, buyers: &[(Origin, Buy)]) {
         let buys: Vec<Buy> = buyers.iter().map(|&(_, buy)| buy).collect();
         let decisions = self.sale.reserve(goods, &buys);
-        // Sent together once every order is on its way to the writer.
         let mut answers = Vec::new();
+        let mut orders = Vec::new();
         for (&(origin, _), decision) in buyers.iter().zip(decisions) {
             match decision {
                 Decision::Answer(reply) => answers.push((origin, reply)),
-                Decision::Write(order) => {
-                    // Counted before the send, so the writer's subtraction
-                    // never runs ahead of it.
-                    let backlog = &self.sale.metrics().orders_awaiting_writer;
-                    metrics::add(backlog, 1);
-                    // Fails only if the writer thread died (nothing else
-                    // holds the receiver, so a dead writer cannot leave the
-                    // workers blocked on a full queue). The order is
-                    // dropped with the error, which leaves its unit reserved
-                    // for the next reconciliation: never oversold.
-                    if let Err(e) = self.writer.send(Pending { origin, order }) {
-                        metrics::sub(backlog, 1);
-                        log::error!(
-                            "order writer is gone; order {} not written",
-                            e.0.order.order().order_no
-                        );
-                        let reply = Reply::error(Status::InternalError, "order writer unavailable");
-                        answers.push((origin, reply));
-                    }
-                }
+                Decision::Write(order) => orders.push(Pending { origin, order }),
             }
         }
+        // The answers first, all at once: they need not wait for the
+        // writer's queue, which may be full while the order store is slow.
         self.reactors.complete_all(answers);
+        let mut unwritten = Vec::new();
+        for pending in orders {
+            // Counted before the send, so the writer's subtraction never
+            // runs ahead of it.
+            let backlog = &self.sale.metrics().orders_awaiting_writer;
+            metrics::add(backlog, 1);
+            // Fails only if the writer thread died (nothing else holds the
+            // receiver, so a dead writer cannot leave the workers blocked on
+            // a full queue). The order is dropped with the error, which
+            // leaves its unit reserved for the next reconciliation: never
+            // oversold.
+            if let Err(e) = self.writer.send(pending) {
+                metrics::sub(backlog, 1);
+                log::error!(
+                    "order writer is gone; order {} not written",
+                    e.0.order.order().order_no
+                );
+                let reply = Reply::error(Status::InternalError, "order writer unavailable");
+                unwritten.push((e.0.origin, reply));
+            }
+        }
+        self.reactors.complete_all(unwritten);
     }
 }
