@@ -105,7 +105,10 @@ pub(super) struct Invocation<'s> {
 impl<'s> Invocation<'s> {
     /// EVALSHA of `script` with these KEYS; the ARGV follow with
     /// [`arg`](Self::arg). Keys first: their count leads them.
-    fn new<K: AsRef<str>>(script: &'s Script, keys: impl IntoIterator<Item = K>) -> Self {
+    pub(super) fn new<K: AsRef<str>>(
+        script: &'s Script,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Self {
         let keys: Vec<K> = keys.into_iter().collect();
         let mut cmd = ::redis::cmd("EVALSHA");
         cmd.arg(script.get_hash()).arg(keys.len());
@@ -115,7 +118,7 @@ impl<'s> Invocation<'s> {
         Invocation { script, cmd }
     }
 
-    fn arg(&mut self, arg: impl ToRedisArgs) -> &mut Self {
+    pub(super) fn arg(&mut self, arg: impl ToRedisArgs) -> &mut Self {
         self.cmd.arg(arg);
         self
     }

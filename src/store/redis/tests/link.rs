@@ -38,3 +38,22 @@ fn an_unreachable_redis_is_unavailable() {
     let braces = RedisStock::open("redis://127.0.0.1:1", "x{y}:", AckMode::Durable);
     assert!(matches!(braces, Err(StoreError::Unavailable(_))));
 }
+
+/// A script this Redis has never seen (as after a restart, a failover or
+/// SCRIPT FLUSH) answers NOSCRIPT: it is loaded and the call sent once
+/// more, and runs once.
+#[test]
+fn a_script_redis_does_not_know_is_loaded_and_runs_once() {
+    let stock = open(AckMode::Durable);
+    let key = format!("{}noscript", stock.prefix);
+    // Code of its own (the key is in it), so no Redis has it loaded.
+    let script = ::redis::Script::new(&format!(
+        "-- {key}\nreturn redis.call('INCR', KEYS[1]) + tonumber(ARGV[1])"
+    ));
+    let mut inv = crate::store::redis::scripts::Invocation::new(&script, [key.as_str()]);
+    inv.arg(100);
+    let first: i64 = stock.call("unknown script", |con| inv.invoke(con)).unwrap();
+    assert_eq!(first, 101, "run once, not twice");
+    let again: i64 = stock.call("known script", |con| inv.invoke(con)).unwrap();
+    assert_eq!(again, 102);
+}

@@ -441,26 +441,3 @@ fn loaded_buyers_never_expire() {
         Some((3, vec![(7, 700), (8, 800)]))
     );
 }
-
-/// A Redis that forgot the scripts (restarted without persistence, failed
-/// over, `SCRIPT FLUSH`) is sent each one again on its NOSCRIPT answer, and
-/// the call runs once, as asked.
-#[test]
-fn a_redis_that_forgot_the_scripts_is_sent_them_again() {
-    let stock = open(AckMode::Durable);
-    stock.load_next(4, 2, &[]).unwrap();
-    let url = std::env::var("SECKILL_TEST_REDIS")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
-    let mut con = ::redis::Client::open(url)
-        .and_then(|c| c.get_connection())
-        .unwrap();
-    ::redis::cmd("SCRIPT")
-        .arg("FLUSH")
-        .query::<()>(&mut con)
-        .unwrap();
-    let r = stock.reserve(4, &rules(1), &buyers(&[(1, 10)])).unwrap();
-    assert_eq!(r.decisions, [Reservation::Reserved]);
-    // Once: one unit taken, not two.
-    assert_eq!(r.remaining, 1);
-    assert_eq!(stock.remaining(4).unwrap(), Some(1));
-}
