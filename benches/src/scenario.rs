@@ -307,10 +307,11 @@ fn verify_server(
 ) -> Result<Verification, Error> {
     let ledger = Ledger::of(&finished.acks);
     let unknown = finished.recorder.outcomes.lost;
-    let (after, disagreement) = servers::settled_goods(addrs, goods, store.timeout)?;
+    let settled = servers::settled_goods(addrs, goods, store.timeout)?;
+    let after = settled.goods;
     let mut v = verification(&ledger, after.total, after.remaining, unknown);
     let mut problems = ledger.problems.clone();
-    problems.extend(disagreement);
+    problems.extend(settled.problems);
     problems.extend(check_sold(&ledger, after.total, after.remaining, unknown));
     // MySQL first: how long it lags behind the replies is worth knowing.
     if let Some(url) = store.mysql {

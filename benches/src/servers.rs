@@ -93,6 +93,17 @@ pub fn fresh_goods(addrs: &[SocketAddr], goods: u64) -> Result<Goods, Error> {
     Ok(found)
 }
 
+/// What [`settled_goods`] found.
+pub struct Settled {
+    /// The goods, with the smallest figure of what is left.
+    pub goods: Goods,
+    /// The servers' disagreement, if they never agreed.
+    pub problems: Vec<String>,
+    /// When the servers were first seen showing that figure: a change made
+    /// after it (a unit given back) would have moved it.
+    pub since: Instant,
+}
+
 /// The goods as the servers show it once they agree on what is left: every
 /// server is asked every `POLL` until all give the same figure and have
 /// kept it for [`SETTLED_FOR`]. If they still differ after `patience`, the
@@ -103,7 +114,7 @@ pub fn settled_goods(
     addrs: &[SocketAddr],
     goods: u64,
     patience: Duration,
-) -> Result<(Goods, Vec<String>), Error> {
+) -> Result<Settled, Error> {
     let mut clients = addrs
         .iter()
         .map(|&addr| client(addr))
@@ -127,7 +138,11 @@ pub fn settled_goods(
             return Err(Error::Setup("--addr names no server".into()));
         };
         if settled {
-            return Ok((smallest, Vec::new()));
+            return Ok(Settled {
+                goods: smallest,
+                problems: Vec::new(),
+                since,
+            });
         }
         if begun.elapsed() >= patience.max(SETTLED_FOR) {
             let problems = if agree {
@@ -135,7 +150,11 @@ pub fn settled_goods(
             } else {
                 vec![disagreement(addrs, goods, &left)]
             };
-            return Ok((smallest, problems));
+            return Ok(Settled {
+                goods: smallest,
+                problems,
+                since,
+            });
         }
         last = Some((left, since));
         thread::sleep(POLL);

@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use seckill_client::{Goods, Order, OrderState, SaleRules};
+use seckill_client::{Order, OrderState, SaleRules};
 
 pub use fates::{Fate, Planned, Shares};
 pub use report::{LifecycleReport, Tally};
@@ -223,7 +223,8 @@ impl Sale<'_> {
             }
             thread::sleep(POLL);
         };
-        let (after, disagreement) = self.settled()?;
+        let settled = self.settled()?;
+        let (after, disagreement) = (settled.goods, settled.problems);
         let listing = Listing::of(&listed);
         v.total = after.total;
         v.remaining = after.remaining;
@@ -277,9 +278,11 @@ impl Sale<'_> {
         let begun = Instant::now();
         let workload = Buyers::new(self.goods, buyers.clone(), self.common.seed ^ 2);
         let round = engine::run(plan, &self.target, &workload);
-        let (after, disagreement) = self.settled()?;
-        // No order of this round can have expired yet.
-        let exact = begun.elapsed() < self.args.pay_window;
+        let settled = self.settled()?;
+        let (after, disagreement) = (settled.goods, settled.problems);
+        // No order of this round had expired when the servers first showed
+        // the figure they settled on (an expiry since would have moved it).
+        let exact = settled.since.duration_since(begun) < self.args.pay_window;
         let ledger = Ledger::of(&round.acks);
         let check = RebuyCheck {
             buyers: buyers.len() as u64,
@@ -305,7 +308,7 @@ impl Sale<'_> {
     }
 
     /// The goods once every server shows the same units left.
-    fn settled(&self) -> Result<(Goods, Vec<String>), Error> {
+    fn settled(&self) -> Result<servers::Settled, Error> {
         servers::settled_goods(&self.addrs, self.goods, self.args.verify_timeout)
     }
 }
