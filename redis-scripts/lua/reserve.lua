@@ -31,18 +31,23 @@
 -- Returns nil if the goods is not loaded, {"stale", value} if it was loaded
 -- under another epoch since the caller learnt it, or is being loaded
 -- ("<epoch>:loading", see freeze.lua) (nothing is done in either case),
--- else {remaining, one decision per buyer}: 1 reserved, 0 sold out, -1 token
--- invalid, -2 token expired, -3 token used, -4 the request id is another
--- user's, -5 paused, -6 not started, -7 ended, a held order number (a
--- string), or "=" and the order number a request id's first BUY reserved.
+-- else {remaining, decisions}: decisions is one string of one word per
+-- buyer, in order, separated by single spaces (one bulk string rather than
+-- an element per buyer, which every caller's RESP parser pays for per
+-- element): 1 reserved, 0 sold out, -1 token invalid, -2 token expired, -3
+-- token used, -4 the request id is another user's, -5 paused, -6 not
+-- started, -7 ended, "#" and a held order number, or "=" and the order
+-- number a request id's first BUY reserved.
 --
 -- Built by seckill_redis_scripts::ReserveCall; by hand, e.g.:
 --   redis-cli --eval reserve.lua s b q e t c r x , durable 1 1000 1 1 0 2000 3600000 7 700 0 0
 
-local RESERVED, SOLD_OUT = 1, 0
-local TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_USED = -1, -2, -3
-local REQUEST_ID_TAKEN = -4
-local PAUSED, NOT_STARTED, ENDED = -5, -6, -7
+-- The decisions' codes, as strings: table.concat would format numbers with
+-- sprintf, about 2,400 instructions each.
+local RESERVED, SOLD_OUT = '1', '0'
+local TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_USED = '-1', '-2', '-3'
+local REQUEST_ID_TAKEN = '-4'
+local PAUSED, NOT_STARTED, ENDED = '-5', '-6', '-7'
 -- Request ids forgotten at most per call, so that one call stays short.
 local PRUNE = 100
 
@@ -75,7 +80,7 @@ local function words(s)
   for x in string.gmatch(s, '%S+') do w[#w + 1] = x end
   return w
 end
-local out = {0}
+local out = {}
 for i = 9, #ARGV, 4 do
   local user, order_no, token, rid = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local raw = redis.call('HGET', KEYS[2], user)
@@ -109,11 +114,11 @@ for i = 9, #ARGV, 4 do
   -- 3. a retried BUY: the token bought an order the user still holds
   if not decision and mine and mine[3] then
     for _, o in ipairs(held) do
-      if o == mine[3] then decision = o break end
+      if o == mine[3] then decision = '#' .. o break end
     end
   end
   -- 4. the user holds as many orders as the limit allows
-  if not decision and #held >= limit then decision = held[1] end
+  if not decision and #held >= limit then decision = '#' .. held[1] end
   -- 5. the token must be the user's, unused, not expired
   if not decision and token_required then
     if not mine then decision = TOKEN_INVALID
@@ -144,5 +149,4 @@ for i = 9, #ARGV, 4 do
   end
   out[#out + 1] = decision
 end
-out[1] = left
-return out
+return {left, table.concat(out, ' ')}

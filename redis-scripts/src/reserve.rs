@@ -121,9 +121,30 @@ pub enum Decision {
 }
 
 impl Decision {
-    /// A decision the script answered with an integer, `None` for one it
-    /// never gives.
-    pub fn from_code(code: i64) -> Option<Decision> {
+    /// Each buyer's decision, in order, from RESERVE's decisions: one word
+    /// per buyer, separated by spaces; `None` for a word that is none.
+    pub fn parse_all(words: &[u8]) -> impl Iterator<Item = Option<Decision>> + '_ {
+        words
+            .split(|&b| b == b' ')
+            .filter(|word| !word.is_empty())
+            .map(Decision::parse)
+    }
+
+    /// One word of RESERVE's decisions: a code, "#" and the order number
+    /// held, or "=" and the order a request id reserved before; `None` if
+    /// it is none of these.
+    pub fn parse(word: &[u8]) -> Option<Decision> {
+        let number = |digits: &[u8]| std::str::from_utf8(digits).ok()?.parse::<u64>().ok();
+        match word {
+            [b'#', held @ ..] => number(held).map(Decision::Held),
+            [b'=', first @ ..] => number(first).map(Decision::Replayed),
+            code => Decision::from_code(std::str::from_utf8(code).ok()?.parse().ok()?),
+        }
+    }
+
+    /// A decision the script answers with a code, `None` for one it never
+    /// gives.
+    fn from_code(code: i64) -> Option<Decision> {
         match code {
             1 => Some(Decision::Reserved),
             0 => Some(Decision::SoldOut),
@@ -135,17 +156,6 @@ impl Decision {
             -6 => Some(Decision::NotStarted),
             -7 => Some(Decision::Ended),
             _ => None,
-        }
-    }
-
-    /// A decision the script answered with a string: the order number held,
-    /// or "=" and the order a request id reserved before; `None` if it is
-    /// no number.
-    pub fn from_held(order_no: &[u8]) -> Option<Decision> {
-        let text = std::str::from_utf8(order_no).ok()?;
-        match text.strip_prefix('=') {
-            Some(replayed) => replayed.parse().ok().map(Decision::Replayed),
-            None => text.parse().ok().map(Decision::Held),
         }
     }
 }
@@ -218,10 +228,11 @@ mod tests {
     #[test]
     fn decisions_decode_as_the_script_encodes_them() {
         // The script names its codes once, at the top; they must be these.
-        assert!(RESERVE.contains("\nlocal RESERVED, SOLD_OUT = 1, 0\n"));
-        assert!(RESERVE.contains("\nlocal TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_USED = -1, -2, -3\n"));
-        assert!(RESERVE.contains("\nlocal REQUEST_ID_TAKEN = -4\n"));
-        assert!(RESERVE.contains("\nlocal PAUSED, NOT_STARTED, ENDED = -5, -6, -7\n"));
+        assert!(RESERVE.contains("\nlocal RESERVED, SOLD_OUT = '1', '0'\n"));
+        assert!(RESERVE
+            .contains("\nlocal TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_USED = '-1', '-2', '-3'\n"));
+        assert!(RESERVE.contains("\nlocal REQUEST_ID_TAKEN = '-4'\n"));
+        assert!(RESERVE.contains("\nlocal PAUSED, NOT_STARTED, ENDED = '-5', '-6', '-7'\n"));
         let codes: Vec<_> = (-8..=2).map(Decision::from_code).collect();
         assert_eq!(
             codes,
@@ -240,13 +251,36 @@ mod tests {
             ]
         );
         assert_eq!(
-            Decision::from_held(b"18446744073709551615"),
+            Decision::parse(b"#18446744073709551615"),
             Some(Decision::Held(u64::MAX))
         );
-        assert_eq!(Decision::from_held(b"=42"), Some(Decision::Replayed(42)));
-        assert_eq!(Decision::from_held(b"="), None);
-        for bad in [&b""[..], b"x", b"-1", b"18446744073709551616", b"\xff"] {
-            assert_eq!(Decision::from_held(bad), None, "{bad:?}");
+        assert_eq!(Decision::parse(b"=42"), Some(Decision::Replayed(42)));
+        assert_eq!(Decision::parse(b"-7"), Some(Decision::Ended));
+        for bad in [
+            &b""[..],
+            b"=",
+            b"#",
+            b"x",
+            b"2",
+            b"#-1",
+            b"18446744073709551615",
+            b"#18446744073709551616",
+            b"\xff",
+        ] {
+            assert_eq!(Decision::parse(bad), None, "{bad:?}");
         }
+        let all: Vec<_> = Decision::parse_all(b"1 0 #7 =8 -4 x").collect();
+        assert_eq!(
+            all,
+            [
+                Some(Decision::Reserved),
+                Some(Decision::SoldOut),
+                Some(Decision::Held(7)),
+                Some(Decision::Replayed(8)),
+                Some(Decision::RequestIdTaken),
+                None
+            ]
+        );
+        assert_eq!(Decision::parse_all(b"").count(), 0);
     }
 }

@@ -263,7 +263,7 @@ fn status_outcome(status: Status) -> Outcome {
     }
 }
 
-/// The reserve script's reply for one buyer: `{remaining, decision}` (a
+/// The reserve script's reply for one buyer: `{remaining, "decision"}` (a
 /// token refusal never comes, without a token).
 fn redis_answer(value: Value) -> Answer {
     let (outcome, order_no) = match value {
@@ -297,11 +297,11 @@ fn redis_answer(value: Value) -> Answer {
     }
 }
 
-/// One decision of the reserve script's reply, `None` if it is none.
+/// The one buyer's decision of the reserve script's reply (its decisions
+/// are a string of one word per buyer), `None` if it is none.
 fn decision(value: &Value) -> Option<Decision> {
     match value {
-        Value::Int(code) => Decision::from_code(*code),
-        Value::BulkString(held) => Decision::from_held(held),
+        Value::BulkString(word) => Decision::parse(word),
         _ => None,
     }
 }
@@ -367,7 +367,7 @@ mod tests {
     #[test]
     fn redis_replies_decode_across_any_split() {
         let stream: &[u8] =
-            b"+PONG\r\n*2\r\n:9\r\n:1\r\n*2\r\n:0\r\n:0\r\n*2\r\n:8\r\n$4\r\n1234\r\n*2\r\n:8\r\n:-1\r\n$-1\r\n-NOSCRIPT No matching script\r\n";
+            b"+PONG\r\n*2\r\n:9\r\n$1\r\n1\r\n*2\r\n:0\r\n$1\r\n0\r\n*2\r\n:8\r\n$5\r\n#1234\r\n*2\r\n:8\r\n$2\r\n-1\r\n$-1\r\n-NOSCRIPT No matching script\r\n";
         for split in 0..stream.len() {
             let mut codec = redis_codec();
             let mut greeting = true;

@@ -172,8 +172,8 @@ pub(super) fn script_count(goods: GoodsId, what: &str, v: Value) -> Result<u32, 
     }
 }
 
-/// RESERVE's answer for `buyers` buyers of `goods`: `{remaining, one
-/// decision per buyer}`, or `NotLoaded` for its nil.
+/// RESERVE's answer for `buyers` buyers of `goods`: `{remaining, a word
+/// of decision per buyer}`, or `NotLoaded` for its nil.
 pub(super) fn reserved(
     goods: GoodsId,
     buyers: usize,
@@ -188,28 +188,25 @@ pub(super) fn reserved(
             epoch,
         });
     }
-    let items = match reply {
+    let (remaining, words) = match &reply {
         Value::Nil => return Err(StoreError::NotLoaded(goods)),
-        Value::Array(items) if items.len() == buyers + 1 => items,
+        Value::Array(items) => match items.as_slice() {
+            [Value::Int(n), Value::BulkString(words)] => (to_u32(&what, *n)?, words),
+            _ => return Err(inconsistent(format!("{what}: unexpected reply {reply:?}"))),
+        },
         other => return Err(inconsistent(format!("{what}: unexpected reply {other:?}"))),
     };
-    let mut items = items.into_iter();
-    let remaining = match items.next() {
-        Some(Value::Int(n)) => to_u32(&what, n)?,
-        other => return Err(inconsistent(format!("{what}: bad remaining {other:?}"))),
-    };
-    let decisions = items
-        .map(|item| {
-            let decision = match &item {
-                Value::Int(code) => Decision::from_code(*code),
-                Value::BulkString(held) => Decision::from_held(held),
-                _ => None,
-            };
+    let decisions: Vec<Reservation> = Decision::parse_all(words)
+        .map(|decision| {
             decision
                 .map(reservation)
-                .ok_or_else(|| inconsistent(format!("{what}: bad decision {item:?}")))
+                .ok_or_else(|| inconsistent(format!("{what}: bad decisions {reply:?}")))
         })
         .collect::<Result<_, _>>()?;
+    if decisions.len() != buyers {
+        let why = format!("{what}: {} decisions for {buyers} buyers", decisions.len());
+        return Err(inconsistent(why));
+    }
     Ok(Reserved {
         decisions,
         remaining,
