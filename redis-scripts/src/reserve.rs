@@ -95,8 +95,8 @@ impl Call for ReserveCall<'_> {
     }
 }
 
-/// What RESERVE decided for one buyer: each element after the first of its
-/// answer (which is the units left).
+/// What RESERVE decided for one buyer: each word of the string that
+/// follows the units left in its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// A unit was taken under the proposed order number.

@@ -267,20 +267,23 @@ fn status_outcome(status: Status) -> Outcome {
 /// token refusal never comes, without a token).
 fn redis_answer(value: Value) -> Answer {
     let (outcome, order_no) = match value {
-        Value::Array(items) if items.len() == 2 => match decision(&items[1]) {
-            Some(Decision::Reserved) => (Outcome::Ok, None),
-            Some(Decision::SoldOut) => (Outcome::SoldOut, None),
-            Some(Decision::TokenInvalid) => (Outcome::Error("token_invalid"), None),
-            Some(Decision::TokenExpired) => (Outcome::Error("token_expired"), None),
-            Some(Decision::TokenUsed) => (Outcome::Error("token_used"), None),
-            Some(Decision::Held(order_no)) => (Outcome::AlreadyBought, Some(order_no)),
-            Some(Decision::Replayed(order_no)) => (Outcome::Ok, Some(order_no)),
-            Some(Decision::RequestIdTaken) => (Outcome::Error("request_id_taken"), None),
-            Some(Decision::Paused) => (Outcome::Error("paused"), None),
-            Some(Decision::NotStarted) => (Outcome::Error("not_started"), None),
-            Some(Decision::Ended) => (Outcome::Error("ended"), None),
-            None => (Outcome::Error("bad_reply"), None),
-        },
+        // A number first: `{"stale", epoch}` is no decision.
+        Value::Array(items) if matches!(items.as_slice(), [Value::Int(_), _]) => {
+            match decision(&items[1]) {
+                Some(Decision::Reserved) => (Outcome::Ok, None),
+                Some(Decision::SoldOut) => (Outcome::SoldOut, None),
+                Some(Decision::TokenInvalid) => (Outcome::Error("token_invalid"), None),
+                Some(Decision::TokenExpired) => (Outcome::Error("token_expired"), None),
+                Some(Decision::TokenUsed) => (Outcome::Error("token_used"), None),
+                Some(Decision::Held(order_no)) => (Outcome::AlreadyBought, Some(order_no)),
+                Some(Decision::Replayed(order_no)) => (Outcome::Ok, Some(order_no)),
+                Some(Decision::RequestIdTaken) => (Outcome::Error("request_id_taken"), None),
+                Some(Decision::Paused) => (Outcome::Error("paused"), None),
+                Some(Decision::NotStarted) => (Outcome::Error("not_started"), None),
+                Some(Decision::Ended) => (Outcome::Error("ended"), None),
+                None => (Outcome::Error("bad_reply"), None),
+            }
+        }
         // The stock key is missing.
         Value::Nil => (Outcome::Error("not_loaded"), None),
         Value::ServerError(e) => match e.code() {
@@ -367,7 +370,7 @@ mod tests {
     #[test]
     fn redis_replies_decode_across_any_split() {
         let stream: &[u8] =
-            b"+PONG\r\n*2\r\n:9\r\n$1\r\n1\r\n*2\r\n:0\r\n$1\r\n0\r\n*2\r\n:8\r\n$5\r\n#1234\r\n*2\r\n:8\r\n$2\r\n-1\r\n$-1\r\n-NOSCRIPT No matching script\r\n";
+            b"+PONG\r\n*2\r\n:9\r\n$1\r\n1\r\n*2\r\n:0\r\n$1\r\n0\r\n*2\r\n:8\r\n$5\r\n#1234\r\n*2\r\n:8\r\n$2\r\n-1\r\n$-1\r\n*2\r\n$5\r\nstale\r\n$1\r\n1\r\n-NOSCRIPT No matching script\r\n";
         for split in 0..stream.len() {
             let mut codec = redis_codec();
             let mut greeting = true;
@@ -394,6 +397,8 @@ mod tests {
                     reply(Outcome::AlreadyBought, Some(1234)),
                     reply(Outcome::Error("token_invalid"), None),
                     reply(Outcome::Error("not_loaded"), None),
+                    // Loaded again under another epoch: no decision.
+                    reply(Outcome::Error("bad_reply"), None),
                     reply(Outcome::Error("noscript"), None),
                 ],
                 "split at {split}"
