@@ -125,10 +125,13 @@ impl Sale {
                         entry.gate.mark_unsure();
                         self.request_repair(&entry);
                     }
-                    // The deduction may have run: its reservations have no
-                    // orders (durable mode) and must not stay, which the
-                    // next reconciliation sees to.
-                    StoreError::Indeterminate(_) => entry.gate.mark_unsure(),
+                    // The deduction may have run (the link failed after
+                    // sending, or its answer could not be read): its
+                    // reservations have no orders (durable mode) and must
+                    // not stay, which the next reconciliation sees to.
+                    StoreError::Indeterminate(_) | StoreError::Inconsistent(_) => {
+                        entry.gate.mark_unsure()
+                    }
                     _ => metrics::add(&self.metrics.busy, buys.len() as u64),
                 }
                 return answer_all(store_failure("stock store", &e));
