@@ -106,7 +106,7 @@ pub struct Settled {
 
 /// The goods as the servers show it once they agree on what is left: every
 /// server is asked every `POLL` until all give the same figure and have
-/// kept it for [`SETTLED_FOR`]. If they still differ after `patience`, the
+/// kept it for `SETTLED_FOR` (1.5 s). If they still differ after `patience`, the
 /// smallest figure is taken (a server that has not read the stock store
 /// since others sold counts fewer sales) and the disagreement is returned
 /// as a problem.
