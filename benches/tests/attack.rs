@@ -2,11 +2,10 @@
 //! beside them must see nothing a healthy server would not cause it, and
 //! each attack must have done what it says.
 
-use clap::Parser;
-use seckill_bench::{Cli, Output};
+use seckill_bench::Output;
 
 mod common;
-use common::{Server, TOKEN};
+use common::{run_bench, Server, TOKEN};
 
 #[test]
 fn a_normal_client_keeps_its_service_through_every_attack() {
@@ -18,8 +17,7 @@ fn a_normal_client_keeps_its_service_through_every_attack() {
     ]);
     let addr = server.addr.clone();
     let pid = server.pid().to_string();
-    let cli = Cli::try_parse_from([
-        "seckill-bench",
+    let output = run_bench(&[
         "attack",
         "--addr",
         &addr,
@@ -47,9 +45,7 @@ fn a_normal_client_keeps_its_service_through_every_attack() {
         "20000",
         "--server-pid",
         &pid,
-    ])
-    .expect("flags");
-    let output = seckill_bench::run(&cli).expect("the run");
+    ]);
     let text = output.text();
     assert!(output.passed(), "{text}");
     let Output::Attack(report) = &output else {

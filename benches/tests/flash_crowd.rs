@@ -2,11 +2,10 @@
 //! server binary, on an ephemeral port with a SQLite file of its own: the
 //! verification must pass and the outcomes must add up.
 
-use clap::Parser;
-use seckill_bench::{Cli, Output};
+use seckill_bench::Output;
 
 mod common;
-use common::{Server, SharedStores, TOKEN};
+use common::{run_bench, Server, SharedStores, TOKEN};
 
 #[test]
 fn a_tiny_flash_crowd_sells_exactly_the_stock_and_verifies() {
@@ -14,8 +13,7 @@ fn a_tiny_flash_crowd_sells_exactly_the_stock_and_verifies() {
     let addr = server.addr.clone();
 
     let (users, attempts, stock) = (300u64, 700u64, 50u64);
-    let cli = Cli::try_parse_from([
-        "seckill-bench",
+    let output = run_bench(&[
         "flash-crowd",
         "--addr",
         &addr,
@@ -33,9 +31,7 @@ fn a_tiny_flash_crowd_sells_exactly_the_stock_and_verifies() {
         &attempts.to_string(),
         "--stock",
         &stock.to_string(),
-    ])
-    .expect("flags");
-    let output = seckill_bench::run(&cli).expect("the run");
+    ]);
     let Output::Single(report) = &output else {
         panic!("one report expected")
     };
@@ -84,8 +80,7 @@ fn a_flash_crowd_over_a_list_of_servers_is_spread_and_verified_over_each() {
     let server = Server::start(&[]);
     let list = format!("{},{}", server.addr, server.addr);
     let stock = 30u64;
-    let cli = Cli::try_parse_from([
-        "seckill-bench",
+    let output = run_bench(&[
         "flash-crowd",
         "--addr",
         &list,
@@ -101,9 +96,7 @@ fn a_flash_crowd_over_a_list_of_servers_is_spread_and_verified_over_each() {
         "300",
         "--stock",
         &stock.to_string(),
-    ])
-    .expect("flags");
-    let output = seckill_bench::run(&cli).expect("the run");
+    ]);
     let Output::Single(report) = &output else {
         panic!("one report expected")
     };
@@ -170,8 +163,7 @@ fn a_flash_crowd_through_two_servers_is_spread_and_verified_over_both() {
     let b = node("2");
     let addrs = format!("{},{}", a.addr, b.addr);
 
-    let cli = Cli::try_parse_from([
-        "seckill-bench",
+    let output = run_bench(&[
         "flash-crowd",
         "--addr",
         &addrs,
@@ -187,9 +179,7 @@ fn a_flash_crowd_through_two_servers_is_spread_and_verified_over_both() {
         "200",
         "--attempts",
         "400",
-    ])
-    .expect("flags");
-    let output = seckill_bench::run(&cli).expect("the run");
+    ]);
     let Output::Single(report) = &output else {
         panic!("one report expected")
     };
@@ -220,8 +210,7 @@ fn a_sweep_runs_a_verified_sale_per_rate_and_round() {
     let server = Server::start(&[]);
     let addr = server.addr.clone();
     let (attempts, stock) = (400u64, 30u64);
-    let cli = Cli::try_parse_from([
-        "seckill-bench",
+    let output = run_bench(&[
         "sweep",
         "--addr",
         &addr,
@@ -243,9 +232,7 @@ fn a_sweep_runs_a_verified_sale_per_rate_and_round() {
         &attempts.to_string(),
         "--stock",
         &stock.to_string(),
-    ])
-    .expect("flags");
-    let output = seckill_bench::run(&cli).expect("the run");
+    ]);
     let text = output.text();
     let Output::Sweep(sweep) = &output else {
         panic!("a sweep expected: {text}")
@@ -283,8 +270,7 @@ fn a_sweep_runs_a_verified_sale_per_rate_and_round() {
 #[test]
 fn a_short_sustained_run_against_the_server_verifies_every_order() {
     let server = Server::start(&[]);
-    let cli = Cli::try_parse_from([
-        "seckill-bench",
+    let output = run_bench(&[
         "sustained",
         "--addr",
         &server.addr,
@@ -296,9 +282,7 @@ fn a_short_sustained_run_against_the_server_verifies_every_order() {
         "2",
         "--duration",
         "1s",
-    ])
-    .expect("flags");
-    let output = seckill_bench::run(&cli).expect("the run");
+    ]);
     let text = output.text();
     let Output::Single(report) = &output else {
         panic!("one report expected: {text}")

@@ -3,11 +3,10 @@
 //! every order must end paid or cancelled, every unit paid or back on sale,
 //! and the returned units must sell in the second round.
 
-use clap::Parser;
-use seckill_bench::{Cli, Output};
+use seckill_bench::Output;
 
 mod common;
-use common::{Server, TOKEN};
+use common::{run_bench, Server, TOKEN};
 
 #[test]
 fn orders_end_paid_or_cancelled_and_the_returned_units_sell_again() {
@@ -15,8 +14,7 @@ fn orders_end_paid_or_cancelled_and_the_returned_units_sell_again() {
     let addr = server.addr.clone();
 
     let (users, stock) = (2000u64, 500u64);
-    let cli = Cli::try_parse_from([
-        "seckill-bench",
+    let output = run_bench(&[
         "lifecycle",
         "--addr",
         &addr,
@@ -37,9 +35,7 @@ fn orders_end_paid_or_cancelled_and_the_returned_units_sell_again() {
         "--expiry-interval",
         "100ms",
         "--json",
-    ])
-    .expect("flags");
-    let output = seckill_bench::run(&cli).expect("the run");
+    ]);
     let Output::Lifecycle(report) = &output else {
         panic!("a lifecycle report expected")
     };

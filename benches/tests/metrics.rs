@@ -3,19 +3,17 @@
 //! count of the run must be exactly what the bench sent, with its latency
 //! percentiles beside the bench's.
 
-use clap::Parser;
-use seckill_bench::{Cli, Output};
+use seckill_bench::Output;
 
 mod common;
-use common::{Server, SharedStores, TOKEN};
+use common::{run_bench, Server, SharedStores, TOKEN};
 
 #[test]
 fn the_server_counts_what_the_bench_sent() {
     let server = Server::start(&["--metrics-listen", "127.0.0.1:0"]);
     let metrics = server.metrics.clone().expect("a metrics address");
     let (connections, attempts) = (8u64, 700u64);
-    let cli = Cli::try_parse_from([
-        "seckill-bench",
+    let output = run_bench(&[
         "flash-crowd",
         "--addr",
         &server.addr,
@@ -35,9 +33,7 @@ fn the_server_counts_what_the_bench_sent() {
         "50",
         "--metrics",
         &metrics,
-    ])
-    .expect("flags");
-    let output = seckill_bench::run(&cli).expect("the run");
+    ]);
     let Output::Single(report) = &output else {
         panic!("one report expected")
     };
@@ -112,8 +108,7 @@ fn two_servers_count_what_the_bench_sent_through_both() {
     let addrs = format!("{},{}", a.addr, b.addr);
     let endpoints = [&a, &b].map(|s| s.metrics.clone().expect("a metrics address"));
     let attempts = 400u64;
-    let cli = Cli::try_parse_from([
-        "seckill-bench",
+    let output = run_bench(&[
         "flash-crowd",
         "--addr",
         &addrs,
@@ -129,9 +124,7 @@ fn two_servers_count_what_the_bench_sent_through_both() {
         &attempts.to_string(),
         "--metrics",
         &endpoints.join(","),
-    ])
-    .expect("flags");
-    let output = seckill_bench::run(&cli).expect("the run");
+    ]);
     let Output::Single(report) = &output else {
         panic!("one report expected")
     };

@@ -3,10 +3,11 @@
 //! into the reserve script must sell exactly the stock, a short sustained
 //! run must sell a unit per BUY, and both verify and leave no key behind.
 
-use clap::Parser;
 use seckill_bench::verify::Verification;
-use seckill_bench::Cli;
 use seckill_bench::{Output, Report};
+
+mod common;
+use common::run_bench;
 
 #[test]
 fn a_tiny_flash_crowd_straight_into_redis_sells_the_stock_and_cleans_up() {
@@ -14,8 +15,7 @@ fn a_tiny_flash_crowd_straight_into_redis_sells_the_stock_and_cleans_up() {
     // A prefix of this run's own, so that parallel runs never share keys.
     let prefix = format!("seckill-bench-test:{}:", std::process::id());
     let (users, attempts, stock) = (300u64, 700u64, 50u64);
-    let cli = Cli::try_parse_from([
-        "seckill-bench",
+    let output = run_bench(&[
         "flash-crowd",
         "--target",
         "redis-direct",
@@ -35,9 +35,7 @@ fn a_tiny_flash_crowd_straight_into_redis_sells_the_stock_and_cleans_up() {
         &attempts.to_string(),
         "--stock",
         &stock.to_string(),
-    ])
-    .expect("flags");
-    let output = seckill_bench::run(&cli).expect("the run");
+    ]);
     let (report, v, text) = verified_redis_direct(&output);
 
     let o = &report.outcomes;
@@ -60,8 +58,7 @@ fn a_tiny_flash_crowd_straight_into_redis_sells_the_stock_and_cleans_up() {
 fn a_short_sustained_run_straight_into_redis_sells_a_unit_per_buy() {
     let url = redis_url();
     let prefix = format!("seckill-bench-test-sustained:{}:", std::process::id());
-    let cli = Cli::try_parse_from([
-        "seckill-bench",
+    let output = run_bench(&[
         "sustained",
         "--target",
         "redis-direct",
@@ -77,9 +74,7 @@ fn a_short_sustained_run_straight_into_redis_sells_a_unit_per_buy() {
         "4",
         "--duration",
         "500ms",
-    ])
-    .expect("flags");
-    let output = seckill_bench::run(&cli).expect("the run");
+    ]);
     let (report, v, text) = verified_redis_direct(&output);
     let o = &report.outcomes;
     assert_eq!(

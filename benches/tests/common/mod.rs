@@ -10,6 +10,9 @@
 //! a no-op when it is up to date, and makes sure the server under test is the
 //! one in this checkout, not a stale build.
 
+// Each test binary of this directory uses a part of what is here.
+#![allow(dead_code)]
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,6 +21,16 @@ use std::time::{Duration, Instant};
 
 pub const TOKEN: &str = "bench-test-token";
 
+/// Runs `seckill-bench` with these arguments (the program name comes
+/// first), through the library, as the command line would.
+pub fn run_bench(args: &[&str]) -> seckill_bench::Output {
+    let cli = <seckill_bench::Cli as clap::Parser>::try_parse_from(
+        std::iter::once("seckill-bench").chain(args.iter().copied()),
+    )
+    .expect("flags");
+    seckill_bench::run(&cli).expect("the run")
+}
+
 /// A running server, its address, and the directory of its data file
 /// (removed when this is dropped, after the server).
 pub struct Server {
@@ -25,7 +38,6 @@ pub struct Server {
     pub addr: String,
     /// The metrics endpoint's `127.0.0.1:port`, when started with
     /// `--metrics-listen`.
-    #[allow(dead_code)] // only the --metrics test scrapes
     pub metrics: Option<String>,
     _dir: tempfile::TempDir,
 }
@@ -84,7 +96,6 @@ impl Server {
     }
 
     /// The server's process id, for the bench's `--server-pid`.
-    #[allow(dead_code)] // not every test reads the server's memory
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -153,7 +164,6 @@ fn binary() -> &'static Path {
 /// A MySQL database and a Redis key prefix of one test's own, for servers
 /// that share them (`SECKILL_TEST_MYSQL`, `SECKILL_TEST_REDIS`, defaults
 /// on 127.0.0.1): dropped and deleted when this is dropped.
-#[allow(dead_code)] // Not every test binary of this directory shares stores.
 pub struct SharedStores {
     pub mysql_url: String,
     mysql_base: String,
@@ -162,7 +172,6 @@ pub struct SharedStores {
     prefix: String,
 }
 
-#[allow(dead_code)]
 impl SharedStores {
     pub fn new() -> SharedStores {
         let nanos = std::time::SystemTime::now()
