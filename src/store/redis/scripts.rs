@@ -107,12 +107,12 @@ impl<'s> Invocation<'s> {
     /// [`arg`](Self::arg). Keys first: their count leads them.
     pub(super) fn new<K: AsRef<str>>(
         script: &'s Script,
-        keys: impl IntoIterator<Item = K>,
+        keys: impl IntoIterator<Item = K, IntoIter: ExactSizeIterator>,
     ) -> Self {
-        let keys: Vec<K> = keys.into_iter().collect();
+        let keys = keys.into_iter();
         let mut cmd = ::redis::cmd("EVALSHA");
         cmd.arg(script.get_hash()).arg(keys.len());
-        for key in &keys {
+        for key in keys {
             cmd.arg(key.as_ref());
         }
         Invocation { script, cmd }
