@@ -50,25 +50,18 @@ impl Holders {
             if !forgotten.is_empty() && forgotten.remove(&order_no) {
                 continue;
             }
-            let held = live.entry(user).or_default();
-            if !held.contains(&order_no) {
-                held.push(order_no);
-            }
+            hold(&mut live, user, order_no);
         }
     }
 
     /// An order that is no longer live (cancelled or expired).
     pub fn remove(&self, user: UserId, order_no: OrderNo) {
         let mut live = self.live.write();
-        let held = live.get_mut(&user);
-        if let Some(held) = held.filter(|held| held.contains(&order_no)) {
-            held.retain(|n| *n != order_no);
-            if held.is_empty() {
-                live.remove(&user);
-            }
+        if let_go(&mut live, user, order_no) {
             return;
         }
-        // Not added yet (or never held here): never to be.
+        // Not added yet (or never held here): never to be. `live` stays
+        // locked meanwhile, so that an `add` cannot come in between.
         let mut forgotten = self.forgotten.lock();
         if forgotten.len() >= MAX_FORGOTTEN {
             forgotten.clear();
@@ -128,18 +121,10 @@ impl Holders {
             if fresh_set.contains(&(user, order_no)) {
                 continue;
             }
-            if let Some(held) = live.get_mut(&user) {
-                held.retain(|n| *n != order_no);
-                if held.is_empty() {
-                    live.remove(&user);
-                }
-            }
+            let_go(&mut live, user, order_no);
         }
         for &(user, order_no) in fresh {
-            let held = live.entry(user).or_default();
-            if !held.contains(&order_no) {
-                held.push(order_no);
-            }
+            hold(&mut live, user, order_no);
         }
     }
 
@@ -151,4 +136,25 @@ impl Holders {
         }
         *self.live.write() = fresh;
     }
+}
+
+/// Notes `order_no` as held by `user`, once.
+fn hold(live: &mut HashMap<UserId, Held>, user: UserId, order_no: OrderNo) {
+    let held = live.entry(user).or_default();
+    if !held.contains(&order_no) {
+        held.push(order_no);
+    }
+}
+
+/// Drops `order_no` from `user`'s orders, and the user once they hold
+/// none; says whether they held it.
+fn let_go(live: &mut HashMap<UserId, Held>, user: UserId, order_no: OrderNo) -> bool {
+    let Some(held) = live.get_mut(&user).filter(|held| held.contains(&order_no)) else {
+        return false;
+    };
+    held.retain(|n| *n != order_no);
+    if held.is_empty() {
+        live.remove(&user);
+    }
+    true
 }
