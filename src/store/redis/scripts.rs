@@ -181,13 +181,6 @@ pub(super) fn reserved(
     epoch: u64,
 ) -> Result<Reserved, StoreError> {
     let what = format!("reserve of goods {goods}");
-    if let Some(closed) = closed(&what, &reply)? {
-        return Ok(Reserved {
-            decisions: vec![Reservation::Closed(closed.0); buyers],
-            remaining: closed.1,
-            epoch,
-        });
-    }
     let (remaining, words) = match &reply {
         Value::Nil => return Err(StoreError::NotLoaded(goods)),
         Value::Array(items) => match items.as_slice() {
@@ -212,28 +205,6 @@ pub(super) fn reserved(
         remaining,
         epoch,
     })
-}
-
-/// Why RESERVE refused the whole batch, and the units left, if it answered
-/// `{"closed", reason, remaining}`.
-fn closed(what: &str, reply: &Value) -> Result<Option<(Closed, u32)>, StoreError> {
-    let Value::Array(items) = reply else {
-        return Ok(None);
-    };
-    let [Value::BulkString(tag), Value::BulkString(reason), Value::Int(left)] = items.as_slice()
-    else {
-        return Ok(None);
-    };
-    if tag != b"closed" {
-        return Ok(None);
-    }
-    let closed = match reason.as_slice() {
-        b"paused" => Closed::Paused,
-        b"not_started" => Closed::NotStarted,
-        b"ended" => Closed::Ended,
-        other => return Err(inconsistent(format!("{what}: closed for {other:?}"))),
-    };
-    Ok(Some((closed, to_u32(what, *left)?)))
 }
 
 fn reservation(decision: Decision) -> Reservation {
