@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 use mio::{Events, Interest, Poll, Token};
+use seckill_proto::Status;
 use slab::Slab;
 
 use self::backlog::{Backlog, TurnBudget};
@@ -45,6 +46,7 @@ use crate::config::Config;
 use crate::dispatch::{Inbox, Mailbox, Reactors};
 use crate::metrics;
 use crate::stop::Stop;
+use crate::telemetry::LocalRequests;
 
 /// The waker's token, at the top of the range so it never meets a slab key.
 pub const WAKER_TOKEN: Token = Token(usize::MAX);
@@ -103,6 +105,11 @@ pub struct Reactor {
     /// their latency from here (their start costs no clock read of its
     /// own; their end, inline or on completion, reads it once).
     turn_started: Instant,
+    /// Requests answered by the reactor itself this turn, as (opcode,
+    /// status): timed together when the turn's replies are written.
+    answered: Vec<(u8, Status)>,
+    /// This reactor's request series, added to the shared ones once a turn.
+    requests: LocalRequests,
 }
 
 /// The reactors before they run: a `Poll`, waker and mailbox each, made
@@ -159,6 +166,8 @@ impl ReactorSet {
                     turn: TurnBudget::new(REQUESTS_PER_REACTOR_TURN),
                     turn_no: 0,
                     turn_started: Instant::now(),
+                    answered: Vec::new(),
+                    requests: LocalRequests::new(),
                 }
                 .spawn()
             })
@@ -269,6 +278,7 @@ impl Reactor {
                 drain_deadline = Some(Instant::now() + self.limits.shutdown_grace);
                 self.start_drain();
             }
+            self.time_requests();
             self.settle();
             self.keep_reply_budget();
             self.free_closed();
@@ -339,7 +349,8 @@ impl Reactor {
             }
             conn.inflight -= 1;
             let latency = now.saturating_duration_since(origin.started);
-            timing.request(origin.opcode, completion.reply.status(), latency);
+            self.requests
+                .request(timing, origin.opcode, completion.reply.status(), latency);
             completion.reply.for_version(conn.version).encode(
                 origin.opcode,
                 origin.id,
@@ -355,6 +366,20 @@ impl Reactor {
         for slot in touched {
             self.drive(slot);
         }
+    }
+
+    /// Times the requests this turn answered on the spot, from the turn's
+    /// start to now, just before their replies are written, and adds the
+    /// turn's requests to the shared series.
+    fn time_requests(&mut self) {
+        if !self.answered.is_empty() {
+            let elapsed = self.turn_started.elapsed();
+            let timing = &self.handler.metrics.timing;
+            for (opcode, status) in self.answered.drain(..) {
+                self.requests.request(timing, opcode, status, elapsed);
+            }
+        }
+        self.requests.flush();
     }
 
     /// Shutdown: read no new requests; answer those in flight and those

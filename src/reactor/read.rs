@@ -55,7 +55,8 @@ impl Reactor {
         let mut budget = allowed;
         let mut failed = None;
         loop {
-            budget = decode_frames(conn, me, &self.handler, limits, budget, self.turn_started);
+            let turn = (self.turn_started, &mut self.answered);
+            budget = decode_frames(conn, me, &self.handler, limits, budget, turn);
             if budget == 0
                 || !conn.readable
                 || conn.input_ended()
@@ -109,15 +110,16 @@ impl Reactor {
 }
 
 /// Decodes and handles whole frames from the read buffer while the
-/// connection is not paused, at most `budget` of them. Returns the budget
-/// left.
+/// connection is not paused, at most `budget` of them, in the turn that
+/// started at `turn.0`, noting the replies made on the spot in `turn.1`.
+/// Returns the budget left.
 fn decode_frames(
     conn: &mut Connection,
     me: ConnRef,
     handler: &Handler,
     limits: &Limits,
     mut budget: usize,
-    read_at: Instant,
+    (read_at, answered): (Instant, &mut Vec<(u8, Status)>),
 ) -> usize {
     while budget > 0 && !conn.paused(limits.max_inflight, limits.write_high_water) {
         // The frame borrows the read buffer; the buffer is advanced only
@@ -126,7 +128,7 @@ fn decode_frames(
         let result = Frame::parse(&rbuf, limits.max_frame);
         let used = match result {
             Ok((frame, used)) => {
-                handler.handle(conn, me, &frame, read_at);
+                handler.handle(conn, me, &frame, read_at, answered);
                 budget -= 1;
                 Some(used)
             }

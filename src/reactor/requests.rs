@@ -68,8 +68,18 @@ impl Handler {
         }
     }
 
-    /// Handles one whole frame from `conn`, known to other threads as `me`.
-    pub fn handle(&self, conn: &mut Connection, me: ConnRef, frame: &Frame<'_>, read_at: Instant) {
+    /// Handles one whole frame from `conn`, known to other threads as `me`,
+    /// read in the turn that started `read_at`. A reply made here is noted
+    /// in `answered`, which the reactor times at the end of the turn (one
+    /// clock read for all of them: they are written then).
+    pub fn handle(
+        &self,
+        conn: &mut Connection,
+        me: ConnRef,
+        frame: &Frame<'_>,
+        read_at: Instant,
+        answered: &mut Vec<(u8, Status)>,
+    ) {
         metrics::add(&self.metrics.requests, 1);
         let origin = Origin {
             conn: me,
@@ -83,9 +93,7 @@ impl Handler {
         };
         if let Some(reply) = reply {
             let status = reply.status();
-            self.metrics
-                .timing
-                .request(origin.opcode, status, read_at.elapsed());
+            answered.push((origin.opcode, status));
             let bad = status == Status::BadRequest;
             reply
                 .for_version(conn.version)

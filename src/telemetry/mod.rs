@@ -9,4 +9,4 @@ mod timing;
 
 pub use http::{MetricsListener, MetricsSocket};
 pub use live::Sources;
-pub use timing::{Store, StoreCall, Timing};
+pub use timing::{LocalRequests, Store, StoreCall, Timing};

@@ -2,14 +2,17 @@
 //! outcome, store calls, and how much each merged call carries.
 //!
 //! Every observation is a few relaxed atomic adds (the `prometheus` crate's
-//! histograms take no lock), so reactors and workers record on their hot
-//! paths. The request series are made on first use: a kind and outcome never
-//! seen costs no series in the output.
+//! histograms take no lock), so workers record on their hot paths. Requests
+//! are many more: each reactor records them in [`LocalRequests`], without
+//! atomics, and adds them to the shared series once a turn. The request
+//! series are made on first use: a kind and outcome never seen costs no
+//! series in the output.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use prometheus::local::{LocalHistogram, LocalIntCounter};
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts};
 use seckill_proto::{Opcode, Status};
 
@@ -105,13 +108,16 @@ impl StoreCall {
     }
 }
 
+/// The latency histogram and the count of one kind of request and outcome.
+type RequestSeries = (Histogram, IntCounter);
+
 /// The server's histograms, and the health of its stores as its calls
 /// found it.
 pub struct Timing {
     requests: HistogramVec,
     request_counts: IntCounterVec,
     /// `[kind * OUTCOMES + outcome]`, filled on first use.
-    by_request: Box<[OnceLock<(Histogram, IntCounter)>]>,
+    by_request: Box<[OnceLock<RequestSeries>]>,
     store_calls: HistogramVec,
     by_call: [Histogram; StoreCall::ALL.len()],
     stock_call_buys: Histogram,
@@ -180,8 +186,9 @@ impl Timing {
         }
     }
 
-    /// A request answered `status` after `elapsed`.
-    pub fn request(&self, opcode: u8, status: Status, elapsed: Duration) {
+    /// The shared series of requests of this kind (by opcode) answered
+    /// `status`, and their index in `by_request`.
+    fn request_series(&self, opcode: u8, status: Status) -> Option<(usize, &RequestSeries)> {
         let kind = KINDS
             .iter()
             .position(|&(op, _)| op as u8 == opcode)
@@ -189,14 +196,15 @@ impl Timing {
         let outcome = status as usize;
         // In range for every Status (OUTCOMES is its count); a status added
         // without growing OUTCOMES goes uncounted rather than panic.
+        let index = kind * OUTCOMES + outcome;
         let slot = (outcome < OUTCOMES)
-            .then(|| self.by_request.get(kind * OUTCOMES + outcome))
+            .then(|| self.by_request.get(index))
             .flatten();
         let Some(slot) = slot else {
             debug_assert!(false, "status {status:?} beyond OUTCOMES");
-            return;
+            return None;
         };
-        let (histogram, count) = slot.get_or_init(|| {
+        let series = slot.get_or_init(|| {
             let labels = [
                 KINDS.get(kind).map_or("unknown", |&(_, name)| name),
                 status.as_str(),
@@ -206,8 +214,7 @@ impl Timing {
                 self.request_counts.with_label_values(&labels),
             )
         });
-        histogram.observe(elapsed.as_secs_f64());
-        count.inc();
+        Some((index, series))
     }
 
     /// Times a store call, and notes whether the store answered.
@@ -266,6 +273,59 @@ impl Timing {
     }
 }
 
+/// One reactor's requests, recorded on its own thread without atomics (a
+/// reply costs a bucket search and a few adds, not five contended atomic
+/// adds) and added to the shared series by [`flush`](Self::flush), which the
+/// reactor calls once a turn, before it writes the turn's replies: a client
+/// that has its reply finds it counted.
+pub struct LocalRequests {
+    /// Indexed as `Timing::by_request`, made from it on first use.
+    series: Box<[Option<(LocalHistogram, LocalIntCounter)>]>,
+    /// Indexes observed since the last flush.
+    touched: Vec<usize>,
+}
+
+impl LocalRequests {
+    pub fn new() -> LocalRequests {
+        LocalRequests {
+            series: (0..(KINDS.len() + 1) * OUTCOMES).map(|_| None).collect(),
+            touched: Vec::new(),
+        }
+    }
+
+    /// A request answered `status` after `elapsed`.
+    pub fn request(&mut self, timing: &Timing, opcode: u8, status: Status, elapsed: Duration) {
+        let Some((index, shared)) = timing.request_series(opcode, status) else {
+            return;
+        };
+        let Some(entry) = self.series.get_mut(index) else {
+            return;
+        };
+        let (histogram, count) = entry.get_or_insert_with(|| (shared.0.local(), shared.1.local()));
+        if histogram.get_sample_count() == 0 {
+            self.touched.push(index);
+        }
+        histogram.observe(elapsed.as_secs_f64());
+        count.inc();
+    }
+
+    /// Adds what was recorded since the last flush to the shared series.
+    pub fn flush(&mut self) {
+        for index in self.touched.drain(..) {
+            if let Some(Some((histogram, count))) = self.series.get(index) {
+                histogram.flush();
+                count.flush();
+            }
+        }
+    }
+}
+
+impl Default for LocalRequests {
+    fn default() -> Self {
+        LocalRequests::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,15 +342,30 @@ mod tests {
     #[test]
     fn requests_are_counted_by_kind_and_outcome() {
         let t = Timing::new();
-        t.request(Opcode::Buy as u8, Status::Ok, Duration::from_micros(300));
-        t.request(Opcode::Buy as u8, Status::Ok, Duration::from_millis(3));
-        t.request(0x66, Status::BadRequest, Duration::ZERO);
+        let mut local = LocalRequests::new();
+        local.request(
+            &t,
+            Opcode::Buy as u8,
+            Status::Ok,
+            Duration::from_micros(300),
+        );
+        local.request(&t, Opcode::Buy as u8, Status::Ok, Duration::from_millis(3));
+        local.request(&t, 0x66, Status::BadRequest, Duration::ZERO);
         let buy = t.requests.with_label_values(&["buy", "ok"]);
-        assert_eq!(buy.get_sample_count(), 2);
-        assert!((buy.get_sample_sum() - 0.0033).abs() < 1e-9);
         let unknown = t
             .request_counts
             .with_label_values(&["unknown", "bad_request"]);
+        assert_eq!(buy.get_sample_count(), 0, "shared only once flushed");
+        local.flush();
+        assert_eq!(buy.get_sample_count(), 2);
+        assert!((buy.get_sample_sum() - 0.0033).abs() < 1e-9);
+        assert_eq!(unknown.get(), 1);
+        // A second turn adds to the first, and a flush with nothing new
+        // adds nothing.
+        local.request(&t, Opcode::Buy as u8, Status::Ok, Duration::from_micros(50));
+        local.flush();
+        local.flush();
+        assert_eq!(buy.get_sample_count(), 3);
         assert_eq!(unknown.get(), 1);
     }
 
