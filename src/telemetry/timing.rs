@@ -53,6 +53,26 @@ const KINDS: [(Opcode, &str); 16] = [
 const UNKNOWN_KIND: usize = KINDS.len();
 /// Statuses are numbered from 0 with no gaps (`Status::from_u8`).
 const OUTCOMES: usize = Status::Pending as usize + 1;
+/// Every kind (and unknown) by every outcome: the size of the tables of
+/// request series, shared and reactor-local, which one index addresses.
+const REQUEST_SERIES: usize = (KINDS.len() + 1) * OUTCOMES;
+
+/// Where requests of this kind (by opcode) answered `status` are counted,
+/// in a table of [`REQUEST_SERIES`].
+fn series_index(opcode: u8, status: Status) -> Option<usize> {
+    let kind = KINDS
+        .iter()
+        .position(|&(op, _)| op as u8 == opcode)
+        .unwrap_or(UNKNOWN_KIND);
+    let outcome = status as usize;
+    // In range for every Status (OUTCOMES is its count); a status added
+    // without growing OUTCOMES goes uncounted rather than panic.
+    if outcome >= OUTCOMES {
+        debug_assert!(false, "status {status:?} beyond OUTCOMES");
+        return None;
+    }
+    Some(kind * OUTCOMES + outcome)
+}
 
 /// The stores, as the `store` label names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,8 +136,8 @@ type RequestSeries = (Histogram, IntCounter);
 pub struct Timing {
     requests: HistogramVec,
     request_counts: IntCounterVec,
-    /// `[kind * OUTCOMES + outcome]`, filled on first use.
-    by_request: Box<[OnceLock<RequestSeries>]>,
+    /// At [`series_index`], filled on first use.
+    by_request: Box<[OnceLock<RequestSeries>; REQUEST_SERIES]>,
     store_calls: HistogramVec,
     by_call: [Histogram; StoreCall::ALL.len()],
     stock_call_buys: Histogram,
@@ -169,9 +189,7 @@ impl Timing {
         Timing {
             requests,
             request_counts,
-            by_request: (0..(KINDS.len() + 1) * OUTCOMES)
-                .map(|_| OnceLock::new())
-                .collect(),
+            by_request: Box::new([const { OnceLock::new() }; REQUEST_SERIES]),
             store_calls,
             by_call,
             stock_call_buys: sizes(
@@ -186,35 +204,18 @@ impl Timing {
         }
     }
 
-    /// The shared series of requests of this kind (by opcode) answered
-    /// `status`, and their index in `by_request`.
-    fn request_series(&self, opcode: u8, status: Status) -> Option<(usize, &RequestSeries)> {
-        let kind = KINDS
-            .iter()
-            .position(|&(op, _)| op as u8 == opcode)
-            .unwrap_or(UNKNOWN_KIND);
-        let outcome = status as usize;
-        // In range for every Status (OUTCOMES is its count); a status added
-        // without growing OUTCOMES goes uncounted rather than panic.
-        let index = kind * OUTCOMES + outcome;
-        let slot = (outcome < OUTCOMES)
-            .then(|| self.by_request.get(index))
-            .flatten();
-        let Some(slot) = slot else {
-            debug_assert!(false, "status {status:?} beyond OUTCOMES");
-            return None;
-        };
-        let series = slot.get_or_init(|| {
-            let labels = [
-                KINDS.get(kind).map_or("unknown", |&(_, name)| name),
-                status.as_str(),
-            ];
+    /// The shared series at `index`, of requests of this kind (by opcode)
+    /// answered `status`.
+    fn request_series(&self, index: usize, opcode: u8, status: Status) -> Option<&RequestSeries> {
+        let slot = self.by_request.get(index)?;
+        Some(slot.get_or_init(|| {
+            let kind = KINDS.iter().find(|&&(op, _)| op as u8 == opcode);
+            let labels = [kind.map_or("unknown", |&(_, name)| name), status.as_str()];
             (
                 self.requests.with_label_values(&labels),
                 self.request_counts.with_label_values(&labels),
             )
-        });
-        Some((index, series))
+        }))
     }
 
     /// Times a store call, and notes whether the store answered.
@@ -279,8 +280,9 @@ impl Timing {
 /// reactor calls once a turn, before it writes the turn's replies: a client
 /// that has its reply finds it counted.
 pub struct LocalRequests {
-    /// Indexed as `Timing::by_request`, made from it on first use.
-    series: Box<[Option<(LocalHistogram, LocalIntCounter)>]>,
+    /// At [`series_index`], as `Timing::by_request`, made from it on first
+    /// use: after that a request touches nothing shared until the flush.
+    series: Box<[Option<(LocalHistogram, LocalIntCounter)>; REQUEST_SERIES]>,
     /// Indexes observed since the last flush.
     touched: Vec<usize>,
 }
@@ -288,20 +290,28 @@ pub struct LocalRequests {
 impl LocalRequests {
     pub fn new() -> LocalRequests {
         LocalRequests {
-            series: (0..(KINDS.len() + 1) * OUTCOMES).map(|_| None).collect(),
+            series: Box::new([const { None }; REQUEST_SERIES]),
             touched: Vec::new(),
         }
     }
 
     /// A request answered `status` after `elapsed`.
     pub fn request(&mut self, timing: &Timing, opcode: u8, status: Status, elapsed: Duration) {
-        let Some((index, shared)) = timing.request_series(opcode, status) else {
+        let Some(index) = series_index(opcode, status) else {
             return;
         };
         let Some(entry) = self.series.get_mut(index) else {
             return;
         };
-        let (histogram, count) = entry.get_or_insert_with(|| (shared.0.local(), shared.1.local()));
+        let (histogram, count) = match entry {
+            Some(local) => local,
+            None => {
+                let Some((histogram, count)) = timing.request_series(index, opcode, status) else {
+                    return;
+                };
+                entry.insert((histogram.local(), count.local()))
+            }
+        };
         if histogram.get_sample_count() == 0 {
             self.touched.push(index);
         }
