@@ -115,19 +115,7 @@ struct Argv<'f>(&'f mut dyn FnMut(&[u8]));
 
 impl Argv<'_> {
     fn num(&mut self, n: impl Into<u64>) {
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut n = n.into();
-        loop {
-            at -= 1;
-            // n % 10 < 10: the cast cannot truncate.
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        (self.0)(&digits[at..]);
+        (self.0)(itoa::Buffer::new().format(n.into()).as_bytes());
     }
 
     /// A 128-bit number as 32 lowercase hex digits, the form request ids
