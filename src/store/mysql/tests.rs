@@ -247,3 +247,54 @@ fn open_adds_the_epoch_columns_to_an_older_goods_table() {
     drop(open(&db));
     assert_eq!(count(&db, &columns), 3);
 }
+
+/// New tables are keyed by the order number; a table made before, with a
+/// surrogate `id` key and a unique `orders_order_no`, keeps working: a
+/// retried batch is recognised and a second live order of a user refused.
+#[test]
+fn orders_are_keyed_by_number_and_an_older_surrogate_key_table_still_works() {
+    let db = TestDb::new();
+    drop(open(&db));
+    let primary = format!(
+        "SELECT COUNT(*) FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = '{}'
+         AND TABLE_NAME = 'orders' AND CONSTRAINT_NAME = 'PRIMARY' AND COLUMN_NAME = ?",
+        db.name()
+    );
+    let keyed_by = |column: &str| -> u64 {
+        db.conn()
+            .exec_first(&primary, (column,))
+            .expect("key query")
+            .expect("one row")
+    };
+    assert_eq!((keyed_by("order_no"), keyed_by("id")), (1, 0));
+    db.conn()
+        .query_drop(
+            "ALTER TABLE orders DROP PRIMARY KEY,
+             ADD COLUMN id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT FIRST, ADD PRIMARY KEY (id),
+             ADD UNIQUE KEY orders_order_no (order_no)",
+        )
+        .expect("the older layout");
+    assert_eq!((keyed_by("order_no"), keyed_by("id")), (0, 1));
+
+    let store = open(&db);
+    let g = store.add_goods(&new_goods(5), None).unwrap().id;
+    let e = store.next_epoch(g, 0).unwrap();
+    let batch = [order(10, 1, g), order(11, 2, g)];
+    assert_eq!(
+        store.commit_orders(&batch, &[e, e]).unwrap(),
+        [Written::Stored; 2]
+    );
+    // The same batch again (a retry after an unknown outcome), and the
+    // first user's second order.
+    assert_eq!(
+        store.commit_orders(&batch, &[e, e]).unwrap(),
+        [Written::Stored; 2]
+    );
+    assert_eq!(
+        store.commit_orders(&[order(12, 1, g)], &[e]).unwrap(),
+        [Written::Duplicate(10)]
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM orders"), 2);
+    let live = format!("SELECT live_orders FROM goods WHERE id = {g}");
+    assert_eq!(count(&db, &live), 2);
+}
