@@ -10,12 +10,11 @@
 //! them. Forgetting a bucket only ever lets a user through early; it never
 //! refuses one wrongly.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use crate::store::UserId;
+use crate::store::{UserId, UserMap};
 
 const SHARDS: usize = 64;
 /// Users tracked at most, over all shards.
@@ -26,7 +25,7 @@ pub struct RateLimiter {
     per_ms: f64,
     burst: f64,
     start: Instant,
-    shards: Box<[Mutex<HashMap<UserId, Bucket>>]>,
+    shards: Box<[Mutex<UserMap<Bucket>>]>,
 }
 
 #[derive(Clone, Copy)]
@@ -43,7 +42,9 @@ impl RateLimiter {
             per_ms: rate / 1000.0,
             burst: f64::from(burst.max(1)),
             start: Instant::now(),
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(UserMap::default()))
+                .collect(),
         }
     }
 
@@ -77,7 +78,7 @@ impl RateLimiter {
         }
     }
 
-    fn forget(&self, buckets: &mut HashMap<UserId, Bucket>, now_ms: u64) {
+    fn forget(&self, buckets: &mut UserMap<Bucket>, now_ms: u64) {
         let (per_ms, burst) = (self.per_ms, self.burst);
         buckets.retain(|_, b| b.tokens + now_ms.saturating_sub(b.at_ms) as f64 * per_ms < burst);
         if buckets.len() >= MAX_USERS / SHARDS / 2 {

@@ -4,14 +4,14 @@
 //!
 //! Lock order: `live` before `forgotten` (see [`crate::sale::catalog`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use parking_lot::{Mutex, RwLock};
 use smallvec::SmallVec;
 
-use crate::store::{OrderNo, UserId};
+use crate::store::{OrderNo, UserId, UserMap};
 
 /// Cancelled orders remembered as never to be added (see
 /// [`Holders::forgotten`]). Past this many (only orders this server never
@@ -28,7 +28,7 @@ type Held = SmallVec<[OrderNo; 1]>;
 pub struct Holders {
     /// Acknowledged live orders, user → order numbers (at most the purchase
     /// limit each). At most the goods' total in all.
-    live: RwLock<HashMap<UserId, Held>>,
+    live: RwLock<UserMap<Held>>,
     /// Orders cancelled before they were added to `live`: an expiry or a
     /// CANCEL can settle an order between its commit and the order writer
     /// adding it here, and adding it after would keep its buyer "already
@@ -130,7 +130,7 @@ impl Holders {
 
     /// Replaces the holders with the stores' view (reconciliation).
     pub fn set(&self, pairs: &[(UserId, OrderNo)]) {
-        let mut fresh: HashMap<UserId, Held> = HashMap::new();
+        let mut fresh: UserMap<Held> = UserMap::default();
         for &(user, order_no) in pairs {
             fresh.entry(user).or_default().push(order_no);
         }
@@ -139,7 +139,7 @@ impl Holders {
 }
 
 /// Notes `order_no` as held by `user`, once.
-fn hold(live: &mut HashMap<UserId, Held>, user: UserId, order_no: OrderNo) {
+fn hold(live: &mut UserMap<Held>, user: UserId, order_no: OrderNo) {
     let held = live.entry(user).or_default();
     if !held.contains(&order_no) {
         held.push(order_no);
@@ -148,7 +148,7 @@ fn hold(live: &mut HashMap<UserId, Held>, user: UserId, order_no: OrderNo) {
 
 /// Drops `order_no` from `user`'s orders, and the user once they hold
 /// none; says whether they held it.
-fn let_go(live: &mut HashMap<UserId, Held>, user: UserId, order_no: OrderNo) -> bool {
+fn let_go(live: &mut UserMap<Held>, user: UserId, order_no: OrderNo) -> bool {
     let Some(held) = live.get_mut(&user).filter(|held| held.contains(&order_no)) else {
         return false;
     };
