@@ -80,8 +80,10 @@ CREATE TABLE IF NOT EXISTS goods (
 -- transaction per batch (group commit), hundreds to thousands of rows per
 -- second during a sale.
 CREATE TABLE IF NOT EXISTS orders (
-    -- The primary key (see below): what clients hold, what a retried batch
-    -- is recognised by, and the lookup key for an order.
+    -- A surrogate key: InnoDB clusters rows by the primary key, and an
+    -- increasing one keeps inserts appending instead of splitting pages
+    -- (order numbers are not monotonic).
+    id          BIGINT UNSIGNED  NOT NULL AUTO_INCREMENT,
     order_no    BIGINT UNSIGNED  NOT NULL,
     user_id     BIGINT UNSIGNED  NOT NULL,
     goods_id    BIGINT UNSIGNED  NOT NULL,
@@ -101,14 +103,10 @@ CREATE TABLE IF NOT EXISTS orders (
     created_at  DATETIME(3)      NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
     updated_at  DATETIME(3)      NOT NULL DEFAULT CURRENT_TIMESTAMP(3)
                                  ON UPDATE CURRENT_TIMESTAMP(3),
-    -- InnoDB clusters rows by the primary key. Order numbers increase with
-    -- time (their high bits are the millisecond they were made, see
-    -- src/sale/order_no.rs), so inserts append to the table, as they would
-    -- with a surrogate AUTO_INCREMENT key, and there is no second unique
-    -- index to keep: MariaDB spends about a microsecond less per row
-    -- (BENCHMARKS.md, "order_no as the primary key"). Tables made before
-    -- keep their `id` key and unique `orders_order_no`: both layouts work.
-    PRIMARY KEY (order_no),
+    PRIMARY KEY (id),
+    -- The order number is what clients hold and what a retried batch is
+    -- recognised by: unique, and the lookup key for an order.
+    UNIQUE KEY orders_order_no (order_no),
     -- THE PURCHASE LIMIT, enforced by the database itself as the last guard
     -- behind the stock counter: a user's live orders of a goods hold
     -- distinct slots 1..per_user_limit (1 only, by default: one live order

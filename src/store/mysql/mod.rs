@@ -8,7 +8,7 @@
 //!
 //! A batch of orders is one transaction of multi-row INSERTs, 1000 rows per
 //! statement (the algorithm is [`super::batch`]'s). A row that hits a unique key is turned into a no-op update
-//! (`ON DUPLICATE KEY UPDATE order_no = order_no`) rather than failing the batch; the
+//! (`ON DUPLICATE KEY UPDATE id = id`) rather than failing the batch; the
 //! rare chunk where that happened is then looked at row by row. `INSERT
 //! IGNORE` would do the same but also turns data errors into warnings, so a
 //! bad row could vanish silently; a no-op update fails on them instead.
@@ -189,7 +189,7 @@ impl MysqlStore {
         self.link.call("schema check", Call::IDEMPOTENT, |conn| {
             conn.query_drop(format!("SELECT {GOODS_COLUMNS} FROM goods LIMIT 0"))?;
             conn.query_drop(format!("SELECT {NODE_COLUMNS} FROM nodes LIMIT 0"))?;
-            let orders = format!("SELECT live_slot, {ORDER_COLUMNS} FROM orders LIMIT 0");
+            let orders = format!("SELECT id, live_slot, {ORDER_COLUMNS} FROM orders LIMIT 0");
             Ok(conn.query_drop(orders)?)
         })
     }

@@ -159,7 +159,7 @@ fn insert_sql(chunk: &[&OrderRecord]) -> String {
         sql.push_str(digits.format(o.pay_by_ms));
         sql.push(')');
     }
-    sql.push_str(" ON DUPLICATE KEY UPDATE order_no = order_no");
+    sql.push_str(" ON DUPLICATE KEY UPDATE id = id");
     sql
 }
 
@@ -271,7 +271,7 @@ mod tests {
             "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms, pay_by_ms) VALUES \
              (18446744073709551615,7,3,0,1,1700000000000,1700000900000),\
              (0,7,3,2,NULL,1700000000000,1700000900000) \
-             ON DUPLICATE KEY UPDATE order_no = order_no"
+             ON DUPLICATE KEY UPDATE id = id"
         );
     }
 }
