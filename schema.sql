@@ -81,8 +81,11 @@ CREATE TABLE IF NOT EXISTS goods (
 -- second during a sale.
 CREATE TABLE IF NOT EXISTS orders (
     -- A surrogate key: InnoDB clusters rows by the primary key, and an
-    -- increasing one keeps inserts appending instead of splitting pages
-    -- (order numbers are not monotonic).
+    -- increasing one keeps inserts appending instead of splitting pages.
+    -- Order numbers increase with time on one server, but several servers'
+    -- batches interleave: keyed by order_no, two servers' rows took 2.6
+    -- times the pages and saved no CPU (BENCHMARKS.md, "order_no as the
+    -- primary key, tried").
     id          BIGINT UNSIGNED  NOT NULL AUTO_INCREMENT,
     order_no    BIGINT UNSIGNED  NOT NULL,
     user_id     BIGINT UNSIGNED  NOT NULL,
