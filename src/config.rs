@@ -74,12 +74,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(0..=MAX_SOCKET_BUFFER))]
     pub socket_buffer: u32,
 
-    /// Threads that accept connections from the same listen queue. One
-    /// waits on it; when it finds a storm (a full batch of connections
-    /// waiting) it wakes the others, which help drain the queue until it is
-    /// empty. On a busy machine that keeps a storm from overflowing the
-    /// queue (BENCHMARKS.md, "the reactor at the limit").
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=16))]
+    /// Threads that accept connections, each from a listen queue of its own
+    /// on the one port (SO_REUSEPORT: the kernel spreads new connections
+    /// over the queues), so that a storm has N times --backlog to land in
+    /// before the kernel drops handshakes: with Linux's default cap of 4096,
+    /// 3 hold 10,000 connects at once (BENCHMARKS.md, sixth session).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=16))]
     pub acceptors: u8,
 
     /// Reactor threads that own connections [default: number of cores].

@@ -1,12 +1,14 @@
 //! The acceptors: threads (`--acceptors`, 1 by default) that accept
-//! connections from the same listening sockets and deal them out to the
-//! reactors, round robin. It listens on the public address and, when
-//! configured, on the admin address; it admits a connection only within the
-//! connection limits, and tells one it refuses why before closing it.
+//! connections and deal them out to the reactors, round robin. Each has a
+//! listen queue of its own on the public address (several are one
+//! SO_REUSEPORT group, among which the kernel spreads new connections), so
+//! N acceptors hold N times `--backlog` of a connection storm; the first
+//! also listens on the admin address, when configured. An acceptor admits a
+//! connection only within the connection limits, and tells one it refuses
+//! why before closing it.
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -44,19 +46,27 @@ const ACCEPT_BATCH: usize = 64;
 /// The listening sockets, bound before any thread starts, so that a port in
 /// use is an error at start.
 pub struct Listeners {
+    /// The first acceptor's listen queue on the public address.
     public: TcpListener,
+    /// The others' queues, on the same address.
+    more_public: Vec<TcpListener>,
     admin: Option<TcpListener>,
 }
 
 impl Listeners {
     pub fn bind(config: &Config) -> anyhow::Result<Listeners> {
         let backlog = effective_backlog(config.backlog, somaxconn());
-        let public = listen(config.listen, config.backlog, config.socket_buffer)
-            .with_context(|| format!("binding {}", config.listen))?;
-        info!("listen queue {backlog} (--backlog {})", config.backlog);
+        let queues = usize::from(config.acceptors.max(1));
+        let (public, more_public) =
+            listen_queues(config.listen, queues, config.backlog, config.socket_buffer)
+                .with_context(|| format!("binding {}", config.listen))?;
+        info!(
+            "{queues} listen queue(s) of {backlog} (--acceptors {queues}, --backlog {})",
+            config.backlog
+        );
         let admin = match config.admin_listen {
             Some(admin) => {
-                let l = listen(admin, config.backlog, config.socket_buffer)
+                let l = listen(admin, config.backlog, config.socket_buffer, false)
                     .with_context(|| format!("binding the admin listener {admin}"))?;
                 let bound = l.local_addr()?;
                 if !bound.ip().is_loopback() {
@@ -67,24 +77,15 @@ impl Listeners {
             }
             None => None,
         };
-        Ok(Listeners { public, admin })
+        Ok(Listeners {
+            public,
+            more_public,
+            admin,
+        })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.public.local_addr()
-    }
-
-    /// The same listening sockets again (duplicated descriptors), for
-    /// another acceptor thread.
-    fn try_clone(&self) -> io::Result<Listeners> {
-        fn dup(l: &TcpListener) -> io::Result<TcpListener> {
-            let fd = l.as_fd().try_clone_to_owned()?;
-            Ok(TcpListener::from_std(std::net::TcpListener::from(fd)))
-        }
-        Ok(Listeners {
-            public: dup(&self.public)?,
-            admin: self.admin.as_ref().map(dup).transpose()?,
-        })
     }
 
     pub fn admin_addr(&self) -> io::Result<Option<SocketAddr>> {
@@ -92,13 +93,46 @@ impl Listeners {
     }
 }
 
+/// `count` listening sockets on `addr`, each with a listen queue of
+/// `backlog`: one, or the first and the others of one SO_REUSEPORT group.
+fn listen_queues(
+    addr: SocketAddr,
+    count: usize,
+    backlog: u32,
+    buffer: u32,
+) -> io::Result<(TcpListener, Vec<TcpListener>)> {
+    if count <= 1 {
+        return Ok((listen(addr, backlog, buffer, false)?, Vec::new()));
+    }
+    if addr.port() != 0 {
+        // SO_REUSEPORT would as well join another server's group on this
+        // port (one of the same user), which would then take a share of
+        // our connections: a plain bind first makes a port in use an
+        // error, as it is with one queue.
+        let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        probe.set_reuse_address(true)?;
+        probe.bind(&addr.into())?;
+    }
+    let first = listen(addr, backlog, buffer, true)?;
+    // The port the kernel chose, when `addr` asked for any.
+    let addr = first.local_addr()?;
+    let more = (1..count)
+        .map(|_| listen(addr, backlog, buffer, true))
+        .collect::<io::Result<_>>()?;
+    Ok((first, more))
+}
+
 /// A non-blocking listening socket on `addr` with a listen queue of
 /// `backlog` (SO_REUSEADDR, as mio and std set it, so a restart does not
-/// wait out TIME_WAIT), whose connections have kernel buffers of
-/// `buffer` bytes each way (0: the kernel's autotuning).
-fn listen(addr: SocketAddr, backlog: u32, buffer: u32) -> io::Result<TcpListener> {
+/// wait out TIME_WAIT; and SO_REUSEPORT when `shared`), whose connections
+/// have kernel buffers of `buffer` bytes each way (0: the kernel's
+/// autotuning).
+fn listen(addr: SocketAddr, backlog: u32, buffer: u32, shared: bool) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    if shared {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     if buffer > 0 {
         // Set before listen: accepted connections inherit both, and the
@@ -173,11 +207,8 @@ pub struct Acceptor {
     reactors: Reactors,
     /// Which reactors were handed a connection and not woken yet.
     fed: Vec<bool>,
-    /// The leader waits on the listening sockets; a helper only on its
-    /// waker, and accepts when the leader wakes it.
-    leader: bool,
-    /// The leader's: the helpers' wakers, rung when a storm is found.
-    helpers: Vec<Arc<mio::Waker>>,
+    /// Which acceptor this is (0: the one that also has the admin port).
+    index: usize,
     next: usize,
     metrics: Arc<Metrics>,
     stop: Stop,
@@ -200,75 +231,49 @@ impl Acceptor {
             // A second's worth at once.
             config.accept_rate_per_ip.ceil().min(f64::from(u32::MAX)) as u32,
         ));
-        let count = usize::from(config.acceptors.max(1));
-        let mut acceptors = Vec::with_capacity(count);
-        for index in 0..count {
-            let listeners = if index + 1 == count {
-                // The last takes the originals (`listeners` is moved below).
-                None
-            } else {
-                Some(listeners.try_clone()?)
-            };
-            acceptors.push((index, listeners));
-        }
-        let mut originals = Some(listeners);
-        let mut acceptors: Vec<Acceptor> = acceptors
-            .into_iter()
-            .map(|(index, listeners)| {
-                let listeners = match listeners.or_else(|| originals.take()) {
-                    Some(l) => l,
-                    None => return Err(io::Error::other("no listeners left for an acceptor")),
-                };
+        let Listeners {
+            public,
+            more_public,
+            admin,
+        } = listeners;
+        // The first acceptor takes the admin listener too; the others only
+        // their listen queue.
+        let queues =
+            std::iter::once((public, admin)).chain(more_public.into_iter().map(|l| (l, None)));
+        queues
+            .enumerate()
+            .map(|(index, (public, admin))| {
                 Acceptor::new(
-                    listeners,
+                    public,
+                    admin,
                     reactors.clone(),
                     admission.clone(),
                     accept_rate.clone(),
-                    // Each deals from its own place in the reactors, so that
-                    // two acceptors do not both start with reactor 0.
                     index,
                     metrics.clone(),
                     stop.clone(),
                 )
             })
-            .collect::<io::Result<_>>()?;
-        // The first leads: it alone waits on the listening sockets, and wakes
-        // the others (helpers) when it finds a storm.
-        let helpers: Vec<Arc<mio::Waker>> = acceptors.iter().skip(1).map(Acceptor::waker).collect();
-        if let Some(leader) = acceptors.first_mut() {
-            leader.helpers = helpers;
-        }
-        for helper in acceptors.iter_mut().skip(1) {
-            helper.leader = false;
-        }
-        Ok(acceptors)
+            .collect()
     }
 
     #[allow(clippy::too_many_arguments)]
     fn new(
-        listeners: Listeners,
+        mut listener: TcpListener,
+        mut admin_listener: Option<TcpListener>,
         reactors: Reactors,
         admission: Arc<Admission>,
         accept_rate: Arc<RateLimiter>,
-        first: usize,
+        index: usize,
         metrics: Arc<Metrics>,
         stop: Stop,
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
         let waker = Arc::new(waker(&poll)?);
-        let Listeners {
-            public: mut listener,
-            admin: mut admin_listener,
-        } = listeners;
-        // Only the leader waits on the listeners (`first == 0`): a helper
-        // registered too would be woken by every new connection, for nothing
-        // but an accept that finds the queue empty.
-        if first == 0 {
-            poll.registry()
-                .register(&mut listener, PUBLIC, Interest::READABLE)?;
-            if let Some(admin) = admin_listener.as_mut() {
-                poll.registry().register(admin, ADMIN, Interest::READABLE)?;
-            }
+        poll.registry()
+            .register(&mut listener, PUBLIC, Interest::READABLE)?;
+        if let Some(admin) = admin_listener.as_mut() {
+            poll.registry().register(admin, ADMIN, Interest::READABLE)?;
         }
         Ok(Acceptor {
             poll,
@@ -279,9 +284,10 @@ impl Acceptor {
             fed: vec![false; reactors.mailboxes().len()],
             accept_rate,
             reactors,
-            leader: first == 0,
-            helpers: Vec::new(),
-            next: first,
+            index,
+            // Each deals from its own place in the reactors, so that two
+            // acceptors do not both start with reactor 0.
+            next: index,
             metrics,
             stop,
         })
@@ -294,7 +300,7 @@ impl Acceptor {
 
     pub fn spawn(self) -> io::Result<JoinHandle<()>> {
         thread::Builder::new()
-            .name(format!("acceptor-{}", self.next))
+            .name(format!("acceptor-{}", self.index))
             .spawn(move || {
                 if let Err(e) = self.run() {
                     error!("acceptor stopped: {e}");
@@ -311,7 +317,7 @@ impl Acceptor {
                 other => other?,
             }
             if self.stop.is_triggered() {
-                if self.leader {
+                if self.index == 0 {
                     info!("acceptor: no longer accepting");
                 }
                 return Ok(()); // dropping the listener closes it
@@ -333,7 +339,6 @@ impl Acceptor {
     /// batch, not once per connection.
     fn accept_all(&mut self, admin_port: bool) -> Option<Duration> {
         let mut batch = 0;
-        let mut helped = false;
         let result = loop {
             let listener = match (admin_port, &self.admin_listener) {
                 (true, Some(admin)) => admin,
@@ -346,16 +351,6 @@ impl Acceptor {
                     if batch == ACCEPT_BATCH {
                         self.wake_fed();
                         batch = 0;
-                        if !helped {
-                            // A full batch and more waiting: a storm. The
-                            // helpers drain the same queue until it is empty.
-                            helped = true;
-                            for helper in &self.helpers {
-                                if let Err(e) = helper.wake() {
-                                    warn!("waking an accept helper: {e}");
-                                }
-                            }
-                        }
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break None,
@@ -455,7 +450,7 @@ mod tests {
     /// The kernel buffers of a connection accepted from `listen(.., buffer)`
     /// (receive, send).
     fn accepted_buffers(buffer: u32) -> (usize, usize) {
-        let listener = listen("127.0.0.1:0".parse().unwrap(), 16, buffer).unwrap();
+        let listener = listen("127.0.0.1:0".parse().unwrap(), 16, buffer, false).unwrap();
         let addr = listener.local_addr().unwrap();
         let _client = std::net::TcpStream::connect(addr).unwrap();
         // Non-blocking: the handshake is done once connect returned, but
@@ -519,6 +514,48 @@ mod tests {
         let got = socket.recv_buffer_size().unwrap();
         assert_eq!(warn_if_capped(asked, got), Some(rmem_max));
         assert_eq!(warn_if_capped(64 << 10, 128 << 10), None);
+    }
+
+    /// Several listen queues are one port, the kernel spreads connections
+    /// over them, and a port already in use is an error for them as for
+    /// one queue.
+    #[test]
+    fn several_listen_queues_share_one_port_and_a_taken_port_is_an_error() {
+        let (first, more) = listen_queues("127.0.0.1:0".parse().unwrap(), 3, 128, 0).unwrap();
+        let addr = first.local_addr().unwrap();
+        assert_eq!(more.len(), 2);
+        for l in &more {
+            assert_eq!(l.local_addr().unwrap(), addr);
+        }
+        // 64 connections hashed over 3 queues: each gets some (all 64 in
+        // two of them by chance: about 3 * (2/3)^64, 1e-11).
+        let clients: Vec<_> = (0..64)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        let queues: Vec<&TcpListener> = std::iter::once(&first).chain(&more).collect();
+        let mut taken = [0usize; 3];
+        for _ in 0..400 {
+            for (queue, n) in queues.iter().zip(taken.iter_mut()) {
+                while queue.accept().is_ok() {
+                    *n += 1;
+                }
+            }
+            if taken.iter().sum::<usize>() == clients.len() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(taken.iter().sum::<usize>(), 64, "{taken:?}");
+        assert!(taken.iter().all(|&n| n > 0), "{taken:?}");
+        // Another server on the same port, with one queue or several.
+        for count in [1, 2] {
+            let err = listen_queues(addr, count, 128, 0).err();
+            assert_eq!(
+                err.map(|e| e.kind()),
+                Some(io::ErrorKind::AddrInUse),
+                "{count} queue(s)"
+            );
+        }
     }
 
     #[test]

@@ -497,16 +497,35 @@ fn connections_over_the_accept_rate_are_refused() {
     other.hello();
 }
 
-/// Several acceptors share the listening socket: every connection is taken
-/// by one of them and served, the connection limits hold across them, and
-/// the server stops cleanly.
+/// The listening sockets on `port` (IPv4), from /proc/net/tcp: a listen
+/// queue each.
+#[cfg(target_os = "linux")]
+fn listen_queues_on(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address is "ADDR:PORT" in hex; state 0A is LISTEN.
+            fields.get(1).is_some_and(|a| a.ends_with(&local)) && fields.get(3) == Some(&"0A")
+        })
+        .count()
+}
+
+/// Several acceptors have a listen queue each on the one port: every
+/// connection is taken by one of them and served, the connection limits
+/// hold across them, and the server stops cleanly.
 #[test]
-fn several_acceptors_share_the_listener() {
+fn several_acceptors_each_have_a_listen_queue() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(
         &dir.path().join("h.db"),
         &["--acceptors", "3", "--max-connections-per-ip", "20"],
     );
+    #[cfg(target_os = "linux")]
+    assert_eq!(listen_queues_on(server.addr.port()), 3);
     let mut clients: Vec<Raw> = (0..20).map(|_| Raw::greeted(server.addr)).collect();
     for (id, raw) in clients.iter_mut().enumerate() {
         raw.request(id as u64 + 10, &Request::Ping);
