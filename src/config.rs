@@ -75,10 +75,12 @@ pub struct Config {
     pub socket_buffer: u32,
 
     /// Threads that accept connections, each from a listen queue of its own
-    /// on the one port (SO_REUSEPORT: the kernel spreads new connections
-    /// over the queues), so that a storm has N times --backlog to land in
-    /// before the kernel drops handshakes: with Linux's default cap of 4096,
-    /// 3 hold 10,000 connects at once (BENCHMARKS.md, sixth session).
+    /// on the one port (SO_REUSEPORT: Linux hashes each new connection to
+    /// one of the queues), so that a storm has up to N times --backlog to
+    /// land in before the kernel drops handshakes: with Linux's default cap
+    /// of 4096, 3 held 10,000 connects at once (BENCHMARKS.md, sixth
+    /// session). A queue whose acceptor is kept off a core still overflows
+    /// alone.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=16))]
     pub acceptors: u8,
 

@@ -1,8 +1,10 @@
-//! The acceptors: threads (`--acceptors`, 1 by default) that accept
+//! The acceptors: threads (`--acceptors`, 3 by default) that accept
 //! connections and deal them out to the reactors, round robin. Each has a
 //! listen queue of its own on the public address (several are one
 //! SO_REUSEPORT group, among which the kernel spreads new connections), so
-//! N acceptors hold N times `--backlog` of a connection storm; the first
+//! N acceptors hold up to N times `--backlog` of a connection storm (the
+//! kernel hashes a connection to a queue however full it is: one acceptor
+//! kept off a core overflows its own queue alone); the first
 //! also listens on the admin address, when configured. An acceptor admits a
 //! connection only within the connection limits, and tells one it refuses
 //! why before closing it.
@@ -546,7 +548,11 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(taken.iter().sum::<usize>(), 64, "{taken:?}");
-        assert!(taken.iter().all(|&n| n > 0), "{taken:?}");
+        // Linux spreads a group's connections; BSD and macOS do not (the
+        // server then has queues that stay empty).
+        if cfg!(target_os = "linux") {
+            assert!(taken.iter().all(|&n| n > 0), "{taken:?}");
+        }
         // Another server on the same port, with one queue or several.
         for count in [1, 2] {
             let err = listen_queues(addr, count, 128, 0).err();

@@ -497,19 +497,20 @@ fn connections_over_the_accept_rate_are_refused() {
     other.hello();
 }
 
-/// The listening sockets on `port` (IPv4), from /proc/net/tcp: a listen
+/// The listening sockets on 127.0.0.1:`port`, from /proc/net/tcp: a listen
 /// queue each.
 #[cfg(target_os = "linux")]
 fn listen_queues_on(port: u16) -> usize {
     let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
-    let local = format!(":{port:04X}");
+    // 127.0.0.1 as the kernel prints it: hex, in host byte order.
+    let local = format!("0100007F:{port:04X}");
     table
         .lines()
         .skip(1)
         .filter(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             // local_address is "ADDR:PORT" in hex; state 0A is LISTEN.
-            fields.get(1).is_some_and(|a| a.ends_with(&local)) && fields.get(3) == Some(&"0A")
+            fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A")
         })
         .count()
 }
