@@ -25,6 +25,11 @@ pub struct RateLimiter {
     per_ms: f64,
     burst: f64,
     start: Instant,
+    /// Mixed into a user id before its shard is picked, at random per
+    /// process: without it, a client could choose ids that all land in one
+    /// shard (its lock then taken by every reactor, its share of
+    /// `MAX_USERS` filled 64 times sooner).
+    shard_key: u64,
     shards: Box<[Mutex<UserMap<Bucket>>]>,
 }
 
@@ -42,6 +47,9 @@ impl RateLimiter {
             per_ms: rate / 1000.0,
             burst: f64::from(burst.max(1)),
             start: Instant::now(),
+            // Without the system's randomness the key is fixed: the shards
+            // are then only predictable, as they were before it.
+            shard_key: getrandom::u64().unwrap_or(0x243F_6A88_85A3_08D3),
             shards: (0..SHARDS)
                 .map(|_| Mutex::new(UserMap::default()))
                 .collect(),
@@ -57,8 +65,10 @@ impl RateLimiter {
         if self.per_ms <= 0.0 {
             return true;
         }
-        // User ids may be sequential: mix them before picking a shard.
-        let shard = (user.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS;
+        // User ids may be sequential: mix them, keyed, before picking a
+        // shard.
+        let shard =
+            ((user ^ self.shard_key).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS;
         let mut buckets = self.shards[shard].lock();
         if buckets.len() >= MAX_USERS / SHARDS && !buckets.contains_key(&user) {
             self.forget(&mut buckets, now_ms);

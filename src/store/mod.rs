@@ -36,8 +36,8 @@ pub type GoodsId = u64;
 pub type UserId = u64;
 /// A map by user id, on a path every BUY takes. User ids come from clients,
 /// so the hash is keyed at random per process (aHash with its runtime
-/// seed): ids chosen to collide cannot turn look-ups linear, as with std's
-/// SipHash, which costs several times more per `u64`.
+/// seed), as std's SipHash is, so that ids chosen to collide cannot turn
+/// look-ups linear; SipHash costs several times more per `u64`.
 pub type UserMap<V> = std::collections::HashMap<UserId, V, ahash::RandomState>;
 pub type OrderNo = u64;
 /// Buyers holding a unit of a goods, with their order numbers.

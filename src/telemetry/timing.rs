@@ -207,6 +207,7 @@ impl Timing {
     /// The shared series at `index`, of requests of this kind (by opcode)
     /// answered `status`.
     fn request_series(&self, index: usize, opcode: u8, status: Status) -> Option<&RequestSeries> {
+        debug_assert_eq!(series_index(opcode, status), Some(index));
         let slot = self.by_request.get(index)?;
         Some(slot.get_or_init(|| {
             let kind = KINDS.iter().find(|&&(op, _)| op as u8 == opcode);
