@@ -13,7 +13,7 @@ use seckill_proto::{RequestId, NO_TOKEN};
 
 use super::{
     Buyer, Closed, Epoch, GoodsId, Holders, Levels, Loaded, OrderNo, Reservation, ReserveRules,
-    Reserved, SaleState, StockStore, StoreError, TokenRefusal, UserId, REQUEST_ID_TTL_MS,
+    Reserved, SaleState, StockStore, StoreError, TokenRefusal, UserId, UserMap, REQUEST_ID_TTL_MS,
 };
 use crate::clock::now_ms;
 
@@ -44,7 +44,7 @@ struct GoodsStock {
     requests: Requests,
     remaining: u32,
     /// Each holder's live orders, oldest first (one, mostly).
-    holders: HashMap<UserId, Vec<OrderNo>>,
+    holders: UserMap<Vec<OrderNo>>,
     /// Kept across loads: the order store does not know them.
     tokens: Tokens,
 }
@@ -272,7 +272,7 @@ impl StockStore for MemoryStock {
         epoch: Epoch,
         total: u32,
     ) -> Result<Loaded, StoreError> {
-        let mut by_user: HashMap<UserId, Vec<OrderNo>> = HashMap::new();
+        let mut by_user: UserMap<Vec<OrderNo>> = UserMap::default();
         for &(user, order_no) in holders {
             let orders = by_user.entry(user).or_default();
             // The same pair twice is one order, not two units.
