@@ -204,14 +204,20 @@ impl Timing {
         }
     }
 
-    /// The shared series at `index`, of requests of this kind (by opcode)
-    /// answered `status`.
-    fn request_series(&self, index: usize, opcode: u8, status: Status) -> Option<&RequestSeries> {
-        debug_assert_eq!(series_index(opcode, status), Some(index));
+    /// The shared series at `index` (a [`series_index`]), labelled with the
+    /// kind and outcome the index stands for.
+    fn request_series(&self, index: usize) -> Option<&RequestSeries> {
         let slot = self.by_request.get(index)?;
         Some(slot.get_or_init(|| {
-            let kind = KINDS.iter().find(|&&(op, _)| op as u8 == opcode);
-            let labels = [kind.map_or("unknown", |&(_, name)| name), status.as_str()];
+            let kind = KINDS
+                .get(index / OUTCOMES)
+                .map_or("unknown", |&(_, name)| name);
+            // Below OUTCOMES, so a Status (they are numbered without gaps).
+            let outcome = u8::try_from(index % OUTCOMES)
+                .ok()
+                .and_then(Status::from_u8)
+                .map_or("unknown", Status::as_str);
+            let labels = [kind, outcome];
             (
                 self.requests.with_label_values(&labels),
                 self.request_counts.with_label_values(&labels),
@@ -307,7 +313,7 @@ impl LocalRequests {
         let (histogram, count) = match entry {
             Some(local) => local,
             None => {
-                let Some((histogram, count)) = timing.request_series(index, opcode, status) else {
+                let Some((histogram, count)) = timing.request_series(index) else {
                     return;
                 };
                 entry.insert((histogram.local(), count.local()))
