@@ -115,12 +115,21 @@ CREATE TABLE IF NOT EXISTS orders (
     -- distinct slots 1..per_user_limit (1 only, by default: one live order
     -- per user per goods). NULLs never collide in a unique key, so cancelled
     -- orders (live_slot NULL) fall outside it and the user may buy again.
-    -- It also serves "the live orders of a user" (find_order, the slot
-    -- choice) and "the live orders of a goods" (the stock rebuild at start,
-    -- by its goods_id prefix), and backs the foreign key.
-    UNIQUE KEY orders_one_live (goods_id, user_id, live_slot),
-    -- A user's orders, newest first (order history, the lifecycle's listing).
-    KEY orders_by_user (user_id, created_ms),
+    -- User first, so that it also serves a user's orders (LIST_ORDERS, by
+    -- its user_id prefix: a user's orders are few, sorting them is free)
+    -- and a user's live orders of a goods (find_order, the slot choice). A
+    -- separate index of a user's orders cost MariaDB 1.5-3.5 us of CPU per
+    -- inserted order (BENCHMARKS.md, "what each index of orders costs").
+    -- Its locking reads need no gap locks: order batches run at READ
+    -- COMMITTED (src/store/mysql/calls.rs, Call::ORDERS), else a gap past
+    -- one user's slots would hold up another goods' orders of the next user.
+    -- Tables made before keep (goods_id, user_id, live_slot) and
+    -- orders_by_user, and work as they are (CHANGELOG.md has the ALTER).
+    UNIQUE KEY orders_one_live (user_id, goods_id, live_slot),
+    -- The orders of a goods (the live holders that reconciliation and the
+    -- stock rebuild read, locking the goods' range); backs the foreign key.
+    -- A goods' rows are appended in id order, so it costs inserts little.
+    KEY orders_by_goods (goods_id),
     -- The expiry sweep: created orders by the end of their payment window.
     KEY orders_due (state, pay_by_ms),
     -- An order is always for a known goods. Costs a shared lock on the goods

@@ -21,6 +21,7 @@
 //!
 //! The outcome travels as a value ([`Failure`]), not in flags.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ::mysql::prelude::Queryable;
@@ -45,6 +46,25 @@ pub(super) struct Call {
     scope: Scope,
     /// How many times in all a deadlock victim is run.
     deadlock_runs: u8,
+    /// The isolation level of its transaction.
+    isolation: Isolation,
+}
+
+/// The isolation level of a call's transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Isolation {
+    /// The session's: InnoDB's default, REPEATABLE READ, where a locking
+    /// read of a range also locks the gaps in it and after it, so that no
+    /// row can appear where a transaction looked.
+    Session,
+    /// READ COMMITTED: a locking read locks the rows it finds and no gaps
+    /// (InnoDB still locks gaps for duplicate-key and foreign-key checks).
+    /// Only for transactions that need no gap locks: see [`Call::ORDERS`].
+    /// Where the server logs statements to its binary log (`binlog_format`
+    /// STATEMENT), InnoDB refuses writes at this level, and the link runs
+    /// such calls at [`Isolation::Session`] instead
+    /// ([`Link::read_committed`]).
+    ReadCommitted,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +84,7 @@ impl Call {
         idempotent: true,
         scope: Scope::Autocommit,
         deadlock_runs: 1,
+        isolation: Isolation::Session,
     };
 
     /// A write that must not run twice: a goods added by a call whose reply
@@ -91,25 +112,41 @@ impl Call {
     /// its retry. Order writes with purchase slots lock the same rows as
     /// PAY, CANCEL and the expiry through other indexes, so under a race a
     /// deadlock is normal, not an outage.
+    ///
+    /// At READ COMMITTED: every transaction that inserts orders of a goods
+    /// first writes the goods' row (a batch's fence or live count, see
+    /// `store::batch`) and holds it to its commit, so the writers of a
+    /// goods' orders already queue there, and the gap locks of
+    /// REPEATABLE READ on a user's slots would guard against nobody. They
+    /// would only hold up *other* goods' batches and cancels whose index
+    /// entries fall in those gaps (a user's neighbours in the purchase-limit
+    /// key, which leads with the user), and could deadlock two batches.
     pub(super) const ORDERS: Call = Call {
         idempotent: true,
         scope: Scope::Write,
         deadlock_runs: 5,
+        isolation: Isolation::ReadCommitted,
     };
 
     /// PAY, CANCEL and the expiry: run once, since a retry after a lost
     /// COMMIT reply would find the order already settled and not know that
     /// it was this call that cancelled it (its unit would never come back).
-    /// Run again after a deadlock, like [`Call::ORDERS`].
+    /// Run again after a deadlock, like [`Call::ORDERS`]. At the session's
+    /// isolation: the expiry's range read of due orders keeps its gap locks.
     pub(super) const SETTLE: Call = Call {
         idempotent: false,
+        isolation: Isolation::Session,
         ..Call::ORDERS
     };
 
     /// A node id's claim or renewal: safe to run twice (a holder that finds
     /// its own lease takes it again), and two servers claiming at once may
-    /// deadlock on the gap where a new id goes, which is not an outage.
-    pub(super) const LEASE: Call = Call::ORDERS;
+    /// deadlock on the gap where a new id goes, which is not an outage. At
+    /// the session's isolation, as its locking was designed (`nodes`).
+    pub(super) const LEASE: Call = Call {
+        isolation: Isolation::Session,
+        ..Call::ORDERS
+    };
 }
 
 /// Why a body or its call failed.
@@ -162,6 +199,9 @@ impl Failure {
 pub(super) struct Link {
     writer: Writer,
     pub(super) outage: Outage,
+    /// Whether calls may run at [`Isolation::ReadCommitted`]: true until
+    /// [`Link::read_committed`] finds that the server cannot write at it.
+    read_committed: AtomicBool,
 }
 
 impl Link {
@@ -177,7 +217,28 @@ impl Link {
         Ok(Link {
             writer: Writer::new(nodes)?,
             outage: Outage::new("mysql order store"),
+            read_committed: AtomicBool::new(true),
         })
+    }
+
+    /// Whether the server can write at READ COMMITTED, as a connection of
+    /// the pool finds it: not where it logs statements to its binary log
+    /// (InnoDB refuses every write at that level with `binlog_format`
+    /// STATEMENT). Where it cannot, calls that asked for it run at the
+    /// session's level from now on, and this says why once.
+    pub(super) fn read_committed(&self) -> Result<bool, StoreError> {
+        let row: Option<(u8, u8, String)> = self.call("isolation", Call::IDEMPOTENT, |conn| {
+            Ok(conn.query_first("SELECT @@log_bin, @@sql_log_bin, @@binlog_format")?)
+        })?;
+        let statements =
+            matches!(&row, Some((1, 1, format)) if format.eq_ignore_ascii_case("STATEMENT"));
+        if statements && self.read_committed.swap(false, Ordering::Relaxed) {
+            log::warn!(
+                "mysql: binlog_format is STATEMENT, so order batches run at REPEATABLE READ: \
+                 with ROW or MIXED they would take fewer locks"
+            );
+        }
+        Ok(!statements)
     }
 
     /// Which node the link writes through (an index into its list).
@@ -216,7 +277,7 @@ impl Link {
         let mut relinked = false;
         let mut runs = 1;
         loop {
-            let failure = match self.attempt(how.scope, &mut body) {
+            let failure = match self.attempt(how, &mut body) {
                 Ok(v) => {
                     self.outage.ok();
                     return Ok(v);
@@ -245,22 +306,28 @@ impl Link {
         }
     }
 
-    /// Runs `body` on a pooled connection, in a transaction if `scope` says
+    /// Runs `body` on a pooled connection, in a transaction if `how` says
     /// so. A connection whose link broke is closed, not handed back, and
     /// the pool it came from is replaced (by one on another node, if its
     /// node failed and there are others).
     fn attempt<T>(
         &self,
-        scope: Scope,
+        how: Call,
         body: &mut impl FnMut(&mut PooledConn) -> Result<T, Failure>,
     ) -> Result<T, Failure> {
         let (generation, pool) = self.writer.current();
         let mut conn = pool
             .try_get_conn(CHECKOUT_TIMEOUT)
             .map_err(Failure::NoConnection)?;
-        let result = match scope {
+        let isolation = match how.isolation {
+            Isolation::ReadCommitted if !self.read_committed.load(Ordering::Relaxed) => {
+                Isolation::Session
+            }
+            isolation => isolation,
+        };
+        let result = match how.scope {
             Scope::Autocommit => body(&mut conn),
-            Scope::Read | Scope::Write => transaction(&mut conn, body),
+            Scope::Read | Scope::Write => transaction(&mut conn, isolation, body),
         };
         if result.as_ref().is_err_and(Failure::failed_node) {
             self.writer.failed(generation);
@@ -301,16 +368,24 @@ impl Link {
     }
 }
 
-/// Runs `body` in a transaction: commits if it succeeds (durable when
+/// Runs `body` in a transaction at `isolation`: commits if it succeeds (durable when
 /// COMMIT returns, with InnoDB's default flush at commit), rolls back if it
 /// fails. After a broken link nothing more is sent: the server rolls back
 /// when the connection closes. A COMMIT that fails is a
 /// [`Failure::Commit`]: the server may have committed.
 fn transaction<T>(
     conn: &mut PooledConn,
+    isolation: Isolation,
     body: &mut impl FnMut(&mut PooledConn) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
-    conn.query_drop("START TRANSACTION")?;
+    conn.query_drop(match isolation {
+        Isolation::Session => "START TRANSACTION",
+        // For this transaction only (the session keeps its level), in the
+        // same round trip (the driver allows several statements a query).
+        Isolation::ReadCommitted => {
+            "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION"
+        }
+    })?;
     let failure = match body(conn) {
         Ok(v) => {
             return conn

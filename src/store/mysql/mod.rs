@@ -4,7 +4,8 @@
 //! of the DDL: `MysqlStore::open` creates the database named in its URL and
 //! runs the file's CREATE TABLE statements when the tables are missing. The
 //! database itself guards "one live order per user per goods" with a unique
-//! key on `(goods_id, user_id, live_slot)`.
+//! key on `(user_id, goods_id, live_slot)` (`(goods_id, user_id, live_slot)`
+//! on tables made before: both work).
 //!
 //! A batch of orders is one transaction of multi-row INSERTs, 1000 rows per
 //! statement (the algorithm is [`super::batch`]'s). A row that hits a unique key is turned into a no-op update
@@ -31,6 +32,7 @@
 //! - `writer`: which node of a MariaDB Galera cluster to write to, when the
 //!   URL is a list of them.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use ::mysql::consts::CapabilityFlags;
@@ -44,6 +46,7 @@ use self::rows::{
     give_back_live, goods_by_id, goods_record, order_for_update, order_record, set_state, GoodsRow,
     OrderRow, GOODS_COLUMNS, ORDER_COLUMNS, PAUSED, ROWS_PER_INSERT,
 };
+use self::schema::GoodsIndex;
 use super::batch::per_goods;
 use super::{
     batch, Epoch, GoodsId, GoodsRecord, OrderNo, OrderRecord, OrderStore, SaleChange, Settle,
@@ -133,6 +136,9 @@ pub struct MysqlStore {
     link: Link,
     /// The database the URLs name: made by [`MysqlStore::prepare`].
     db: String,
+    /// How this database's orders are read by goods: found by
+    /// [`MysqlStore::prepare`].
+    goods_index: OnceLock<GoodsIndex>,
 }
 
 impl MysqlStore {
@@ -170,6 +176,7 @@ impl MysqlStore {
         Ok(MysqlStore {
             link: Link::to_nodes(nodes)?,
             db: db.unwrap_or_else(|| DEFAULT_DB.to_string()),
+            goods_index: OnceLock::new(),
         })
     }
 
@@ -178,9 +185,23 @@ impl MysqlStore {
     /// until MySQL answers.
     pub fn prepare(&self) -> Result<(), StoreError> {
         // The database may not exist yet: connect without it first.
-        self.link
-            .setup("setup", |conn| schema::create(conn, &self.db))?;
-        self.check_columns()
+        let index = self.link.setup("setup", |conn| {
+            schema::create(conn, &self.db)?;
+            schema::goods_index(conn, &self.db)
+        })?;
+        let index = index.ok_or_else(|| {
+            StoreError::Inconsistent(
+                "mysql: orders has neither orders_by_goods (goods_id) nor \
+                 orders_one_live (goods_id, ...): see schema.sql"
+                    .into(),
+            )
+        })?;
+        // Set once: a table's indexes are changed with the servers stopped
+        // (CHANGELOG.md).
+        let _ = self.goods_index.set(index);
+        self.check_columns()?;
+        self.link.read_committed()?;
+        Ok(())
     }
 
     /// Fails early, with the column named, if an existing table predates
@@ -333,17 +354,23 @@ impl OrderStore for MysqlStore {
     /// rebuilds the stock from this, so a plain read could miss orders that
     /// are about to exist and put their units back on sale.
     ///
-    /// Through the unique key's goods prefix, named: when one goods holds a
-    /// large share of the table the optimizer prefers a full scan, whose
-    /// locks would hold up every goods' order writes, not this one's.
+    /// Through an index of the goods ([`GoodsIndex`]), named: when one goods
+    /// holds a large share of the table the optimizer prefers a full scan,
+    /// whose locks would hold up every goods' order writes, not this one's.
     fn live_holders(&self, goods: GoodsId) -> Result<Vec<(UserId, OrderNo)>, StoreError> {
+        let index = self
+            .goods_index
+            .get()
+            .copied()
+            .unwrap_or(GoodsIndex::ByGoods);
+        let sql = format!(
+            "SELECT user_id, order_no FROM orders FORCE INDEX ({})
+             WHERE goods_id = ? AND live_slot IS NOT NULL
+             LOCK IN SHARE MODE",
+            index.name()
+        );
         self.link.call("live holders", Call::LOCKING_READ, |conn| {
-            Ok(conn.exec(
-                "SELECT user_id, order_no FROM orders FORCE INDEX (orders_one_live)
-                 WHERE goods_id = ? AND live_slot IS NOT NULL
-                 LOCK IN SHARE MODE",
-                (goods,),
-            )?)
+            Ok(conn.exec(&sql, (goods,))?)
         })
     }
 

@@ -94,6 +94,42 @@ fn add_missing_columns(conn: &mut Conn, db: &str) -> ::mysql::Result<()> {
     Ok(())
 }
 
+/// The index through which a goods' orders are read by its `goods_id`
+/// prefix (the live holders, locked in share mode), named in the read so
+/// that a poor plan never locks other goods' orders. Which one depends on
+/// when the table was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum GoodsIndex {
+    /// `orders_by_goods (goods_id)`, as `schema.sql` makes it.
+    ByGoods,
+    /// A table made before the purchase-limit key led with the user:
+    /// `orders_one_live (goods_id, user_id, live_slot)`.
+    OneLive,
+}
+
+impl GoodsIndex {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            GoodsIndex::ByGoods => "orders_by_goods",
+            GoodsIndex::OneLive => "orders_one_live",
+        }
+    }
+}
+
+/// Which [`GoodsIndex`] the orders table of database `db` has; `None` if
+/// neither leads with `goods_id` (a table altered by hand half-way).
+pub(super) fn goods_index(conn: &mut Conn, db: &str) -> ::mysql::Result<Option<GoodsIndex>> {
+    let leading: Vec<String> = conn.exec(
+        "SELECT INDEX_NAME FROM information_schema.STATISTICS
+         WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'orders' AND SEQ_IN_INDEX = 1
+         AND COLUMN_NAME = 'goods_id'",
+        (db,),
+    )?;
+    Ok([GoodsIndex::ByGoods, GoodsIndex::OneLive]
+        .into_iter()
+        .find(|index| leading.iter().any(|name| name == index.name())))
+}
+
 /// ER_DUP_FIELDNAME.
 const DUPLICATE_COLUMN: u16 = 1060;
 

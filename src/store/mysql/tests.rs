@@ -247,3 +247,87 @@ fn open_adds_the_epoch_columns_to_an_older_goods_table() {
     drop(open(&db));
     assert_eq!(count(&db, &columns), 3);
 }
+
+/// Order batches run at READ COMMITTED: a batch's locking read of a user's
+/// slots locks those rows and no gap, so another goods' order for the next
+/// user of the purchase-limit key (which leads with the user) goes in at
+/// once. At REPEATABLE READ, the session's level, the same read locks the
+/// gap up to the next user's entry, and the same insert waits out its lock
+/// (1 s here): the control that shows the test can tell.
+#[test]
+fn an_order_batch_locks_no_gap_past_a_users_slots() {
+    use super::calls::{Call, Failure};
+    use crate::store::batch::Table;
+
+    let db = TestDb::new();
+    let store = open(&db);
+    let g1 = store.add_goods(&new_goods(10), None).unwrap().id;
+    let g2 = store.add_goods(&new_goods(10), None).unwrap().id;
+    store
+        .insert_orders(&[order(1, 100, g1), order(2, 130, g2)])
+        .unwrap();
+    assert!(
+        store.link.read_committed().unwrap(),
+        "no statement-based binary log here"
+    );
+    let mut other = db.conn();
+    other
+        .query_drop("SET SESSION innodb_lock_wait_timeout = 1")
+        .unwrap();
+    let mut insert_beside = |order_no: u64| {
+        other.exec_drop(
+            "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms, pay_by_ms)
+             VALUES (?, 105, ?, 0, 1, 1, 1)",
+            (order_no, g2),
+        )
+    };
+    let mut read_slots_then_insert = |how: Call, order_no: u64| {
+        store.link.call("t", how, |conn| {
+            assert_eq!(conn.live_slots(g1, 100)?, vec![(1, 1)]);
+            Ok::<_, Failure>(insert_beside(order_no).map_err(|e| e.to_string()))
+        })
+    };
+    let control = read_slots_then_insert(Call::SETTLE, 3).unwrap();
+    assert!(
+        control.as_ref().is_err_and(|e| e.contains("1205")),
+        "at REPEATABLE READ the insert should wait out its lock: {control:?}"
+    );
+    let batch = read_slots_then_insert(Call::ORDERS, 3).unwrap();
+    assert_eq!(batch, Ok(()), "a batch's slot read held up another goods");
+}
+
+/// A new table is read by goods through `orders_by_goods`; a table made
+/// before the purchase-limit key led with the user keeps its indexes and is
+/// read through that key, and the store works on it as before.
+#[test]
+fn an_orders_table_of_the_older_layout_works_as_it_is() {
+    use super::schema::GoodsIndex;
+
+    let db = TestDb::new();
+    let store = open(&db);
+    assert_eq!(store.goods_index.get(), Some(&GoodsIndex::ByGoods));
+    let g = store.add_goods(&new_goods(10), None).unwrap().id;
+    drop(store);
+    let mut conn = db.conn();
+    conn.query_drop(
+        "ALTER TABLE orders DROP INDEX orders_one_live,
+         ADD UNIQUE KEY orders_one_live (goods_id, user_id, live_slot),
+         ADD KEY orders_by_user (user_id, created_ms)",
+    )
+    .expect("the older keys");
+    conn.query_drop("ALTER TABLE orders DROP INDEX orders_by_goods")
+        .expect("no orders_by_goods");
+    let store = open(&db);
+    assert_eq!(store.goods_index.get(), Some(&GoodsIndex::OneLive));
+    let e = store.next_epoch(g, 0).unwrap();
+    let orders = [order(1, 1, g), order(2, 2, g), order(3, 1, g)];
+    assert_eq!(
+        store.commit_orders(&orders, &[e, e, e]).unwrap(),
+        [Written::Stored, Written::Stored, Written::Duplicate(1)]
+    );
+    let mut holders = store.live_holders(g).unwrap();
+    holders.sort_unstable();
+    assert_eq!(holders, vec![(1, 1), (2, 2)]);
+    assert_eq!(store.find_order(2, g).unwrap().unwrap().order_no, 2);
+    assert_eq!(store.orders_of(1, 10).unwrap().len(), 1);
+}
