@@ -123,6 +123,10 @@ CREATE TABLE IF NOT EXISTS orders (
     -- Its locking reads need no gap locks: order batches run at READ
     -- COMMITTED (src/store/mysql/calls.rs, Call::ORDERS), else a gap past
     -- one user's slots would hold up another goods' orders of the next user.
+    -- A duplicate-key check still locks a gap (at every level): a user's
+    -- second order, or a re-buy soon after a cancel (before InnoDB purges
+    -- the old entry), can hold up a neighbouring user's order of another
+    -- goods for the length of one batch.
     -- Tables made before keep (goods_id, user_id, live_slot) and
     -- orders_by_user, and work as they are (CHANGELOG.md has the ALTER).
     UNIQUE KEY orders_one_live (user_id, goods_id, live_slot),

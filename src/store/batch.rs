@@ -17,8 +17,8 @@
 //! 2. Orders of goods with a limit of 1 (the usual flash sale) go in
 //!    multi-row INSERTs, each in slot 1 of its user. A row that hits a
 //!    unique key (an order number stored by an earlier try of the batch, or
-//!    a second live order of a user) is skipped, not an error; a chunk where
-//!    that happened is looked at again row by row.
+//!    a second live order of a user) makes its chunk go in not at all, not
+//!    an error; such a chunk is looked at again row by row.
 //! 3. Every order not yet known to be stored is placed on its own: an order
 //!    number already stored is this order (a retried batch) or a bug; else
 //!    it takes the first free slot of its user, or is a [`Written::Duplicate`]
@@ -61,9 +61,12 @@ pub(crate) trait Table {
     fn per_user_limit(&mut self, goods: GoodsId) -> Result<u8, Self::Error>;
 
     /// Inserts these orders, a live one in slot 1 and a cancelled one in
-    /// none, skipping every row that hits a unique key. Returns how many
-    /// rows went in.
-    fn insert_chunk(&mut self, orders: &[&OrderRecord]) -> Result<u64, Self::Error>;
+    /// none, in one statement: all of them (`true`), or, where a row hits a
+    /// unique key, none (`false`: the statement is undone, the transaction
+    /// goes on). All or none, so that a chunk placed row by row afterwards
+    /// finds stored only what an earlier try of the batch stored, never
+    /// rows of this try that it would then not count as live.
+    fn insert_chunk(&mut self, orders: &[&OrderRecord]) -> Result<bool, Self::Error>;
 
     /// Whose order this number is, as (user, goods), if it is stored; read
     /// so that it cannot change before the commit.
@@ -121,9 +124,9 @@ pub(crate) fn write<T: Table>(
         .collect();
     for chunk in single.chunks(T::ROWS_PER_INSERT) {
         let rows: Vec<&OrderRecord> = chunk.iter().map(|&i| &orders[i]).collect();
-        // Fewer rows than the chunk: one was skipped, and the whole chunk
-        // is placed row by row below (each row says what became of it).
-        if table.insert_chunk(&rows)? == rows.len() as u64 {
+        // Refused as a whole: the chunk is placed row by row below (each
+        // row says what became of it).
+        if table.insert_chunk(&rows)? {
             for &i in chunk {
                 written[i] = Some(Written::Stored);
                 new[i] = true;
@@ -320,17 +323,19 @@ mod tests {
             Ok(self.limit)
         }
 
-        fn insert_chunk(&mut self, orders: &[&OrderRecord]) -> Result<u64, StoreError> {
+        /// All or none, as a statement is undone.
+        fn insert_chunk(&mut self, orders: &[&OrderRecord]) -> Result<bool, StoreError> {
             self.chunks.push(orders.len());
-            let mut inserted = 0;
+            let before = self.rows.len();
             for o in orders {
                 let slot = (o.state != OrderState::Cancelled).then_some(1);
-                if self.fits(o, slot) {
-                    self.rows.push(((*o).clone(), slot));
-                    inserted += 1;
+                if !self.fits(o, slot) {
+                    self.rows.truncate(before);
+                    return Ok(false);
                 }
+                self.rows.push(((*o).clone(), slot));
             }
-            Ok(inserted)
+            Ok(true)
         }
 
         fn owner(&mut self, order_no: OrderNo) -> Result<Option<(UserId, GoodsId)>, StoreError> {

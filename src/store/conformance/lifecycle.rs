@@ -336,7 +336,46 @@ fn live_orders_never_exceed_the_total<B: Backend>() {
     assert_eq!(live.count(), 3);
 }
 
+/// A chunk of a batch that met a unique key (here a second order of a
+/// user) is placed row by row, and the orders of it that went in count as
+/// live: the cap then refuses the order past the total. (Counted as stored
+/// by an earlier try instead, they would leave room for more live orders
+/// than units.)
+fn a_chunk_that_met_a_duplicate_counts_its_orders_as_live<B: Backend>() {
+    let db = B::new();
+    let store = db.open();
+    let g = store
+        .add_goods(&super::orders::new_goods(3), None)
+        .unwrap()
+        .id;
+    let e = store.next_epoch(g, 0).unwrap();
+    let batch = [order(1, 1, g), order(2, 2, g), order(3, 1, g)];
+    assert_eq!(
+        store.commit_orders(&batch, &[e, e, e]).unwrap(),
+        [Written::Stored, Written::Stored, Written::Duplicate(1)]
+    );
+    assert_eq!(
+        store.commit_orders(&[order(4, 4, g)], &[e]).unwrap(),
+        [Written::Stored]
+    );
+    assert_eq!(
+        store.commit_orders(&[order(5, 5, g)], &[e]).unwrap(),
+        [Written::SoldOut],
+        "a fourth live order of a goods of 3 units"
+    );
+    assert!(store.cancel(2, 2).unwrap().unwrap().cancelled_now);
+    assert_eq!(
+        store.commit_orders(&[order(5, 5, g)], &[e]).unwrap(),
+        [Written::Stored]
+    );
+    assert_eq!(
+        store.commit_orders(&[order(6, 6, g)], &[e]).unwrap(),
+        [Written::SoldOut]
+    );
+}
+
 per_backend!(
+    a_chunk_that_met_a_duplicate_counts_its_orders_as_live,
     live_orders_never_exceed_the_total,
     pay_cancel_and_expiry_settle_each_order_once,
     pay_and_cancel_settle_an_order_once,

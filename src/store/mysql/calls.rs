@@ -58,7 +58,7 @@ pub(super) enum Isolation {
     /// row can appear where a transaction looked.
     Session,
     /// READ COMMITTED: a locking read locks the rows it finds and no gaps
-    /// (InnoDB still locks gaps for duplicate-key and foreign-key checks).
+    /// (InnoDB still locks gaps for duplicate-key checks, at every level).
     /// Only for transactions that need no gap locks: see [`Call::ORDERS`].
     /// Where the server logs statements to its binary log (`binlog_format`
     /// STATEMENT), InnoDB refuses writes at this level, and the link runs
@@ -132,7 +132,8 @@ impl Call {
     /// COMMIT reply would find the order already settled and not know that
     /// it was this call that cancelled it (its unit would never come back).
     /// Run again after a deadlock, like [`Call::ORDERS`]. At the session's
-    /// isolation: the expiry's range read of due orders keeps its gap locks.
+    /// isolation, as they were made and tested: they lock single orders by
+    /// number and their goods' rows, where the level changes nothing.
     pub(super) const SETTLE: Call = Call {
         idempotent: false,
         isolation: Isolation::Session,
@@ -234,8 +235,8 @@ impl Link {
             matches!(&row, Some((1, 1, format)) if format.eq_ignore_ascii_case("STATEMENT"));
         if statements && self.read_committed.swap(false, Ordering::Relaxed) {
             log::warn!(
-                "mysql: binlog_format is STATEMENT, so order batches run at REPEATABLE READ: \
-                 with ROW or MIXED they would take fewer locks"
+                "mysql: binlog_format is STATEMENT, so order batches run at the session's \
+                 isolation level, not READ COMMITTED: with ROW or MIXED they would lock no gaps"
             );
         }
         Ok(!statements)
@@ -378,14 +379,14 @@ fn transaction<T>(
     isolation: Isolation,
     body: &mut impl FnMut(&mut PooledConn) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
-    conn.query_drop(match isolation {
-        Isolation::Session => "START TRANSACTION",
-        // For this transaction only (the session keeps its level), in the
-        // same round trip (the driver allows several statements a query).
-        Isolation::ReadCommitted => {
-            "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION"
-        }
-    })?;
+    if isolation == Isolation::ReadCommitted {
+        // For the next transaction only; the session keeps its level. A
+        // statement of its own: the driver drops the errors of all but the
+        // first statement of a query, and START TRANSACTION's (Galera's
+        // sync wait) must not be lost.
+        conn.query_drop("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")?;
+    }
+    conn.query_drop("START TRANSACTION")?;
     let failure = match body(conn) {
         Ok(v) => {
             return conn

@@ -33,6 +33,10 @@ const CONNECTION_ENDED: &[u16] = &[1053, 1152, 1927, 4031];
 /// one the same way, and it was rolled back just the same.
 pub(super) const DEADLOCK: u16 = 1213;
 
+/// "Duplicate entry for key": a row hit a unique key. InnoDB undid the
+/// statement (every row of a multi-row INSERT), not the transaction.
+pub(super) const DUPLICATE_KEY: u16 = 1062;
+
 /// "WSREP has not yet prepared node for application use": a Galera node that
 /// is joining, or cut off from the primary component, refuses every query
 /// with this (ER_UNKNOWN_COM_ERROR). Nothing was done; the node is no place

@@ -8,11 +8,14 @@
 //! on tables made before: both work).
 //!
 //! A batch of orders is one transaction of multi-row INSERTs, 1000 rows per
-//! statement (the algorithm is [`super::batch`]'s). A row that hits a unique key is turned into a no-op update
-//! (`ON DUPLICATE KEY UPDATE id = id`) rather than failing the batch; the
-//! rare chunk where that happened is then looked at row by row. `INSERT
-//! IGNORE` would do the same but also turns data errors into warnings, so a
-//! bad row could vanish silently; a no-op update fails on them instead.
+//! statement (the algorithm is [`super::batch`]'s), at READ COMMITTED
+//! ([`calls::Call::ORDERS`]). A chunk with a row that hits a unique key
+//! fails as a whole (InnoDB undoes the statement, not the transaction), and
+//! that rare chunk is then placed row by row. Not `INSERT IGNORE` or a
+//! no-op `ON DUPLICATE KEY UPDATE`: the first turns data errors into
+//! warnings, so a bad row could vanish silently, and with either the rows
+//! of the chunk that did go in could not be told from rows an earlier try
+//! of the batch stored.
 //!
 //! Connections come from a `mysql::Pool`, which opens new ones as needed.
 //! Every connect, read and write has a timeout, so a dead MySQL costs a
@@ -100,8 +103,8 @@ fn node_opts(url: &str) -> Result<(Opts, String), StoreError> {
         .write_timeout(Some(
             opts.get_write_timeout().copied().unwrap_or(IO_TIMEOUT),
         ))
-        // Affected rows must count a no-op update as 0 (a batch's
-        // multi-row INSERT, in `rows`).
+        // Affected rows count rows changed, not rows matched (read by a
+        // batch's fence and by settling, in `rows`).
         .additional_capabilities(
             opts.get_additional_capabilities() - CapabilityFlags::CLIENT_FOUND_ROWS,
         )
@@ -357,6 +360,10 @@ impl OrderStore for MysqlStore {
     /// Through an index of the goods ([`GoodsIndex`]), named: when one goods
     /// holds a large share of the table the optimizer prefers a full scan,
     /// whose locks would hold up every goods' order writes, not this one's.
+    /// Through `orders_by_goods (goods_id)` its locks also cover the gap
+    /// before the goods' first entry, where the newest orders of the goods
+    /// before it go (entries of a goods are in id order): those wait until
+    /// the reconciliation commits.
     fn live_holders(&self, goods: GoodsId) -> Result<Vec<(UserId, OrderNo)>, StoreError> {
         let index = self
             .goods_index

@@ -248,12 +248,14 @@ fn open_adds_the_epoch_columns_to_an_older_goods_table() {
     assert_eq!(count(&db, &columns), 3);
 }
 
-/// Order batches run at READ COMMITTED: a batch's locking read of a user's
-/// slots locks those rows and no gap, so another goods' order for the next
-/// user of the purchase-limit key (which leads with the user) goes in at
-/// once. At REPEATABLE READ, the session's level, the same read locks the
-/// gap up to the next user's entry, and the same insert waits out its lock
-/// (1 s here): the control that shows the test can tell.
+/// Order batches run at READ COMMITTED, and a batch's locking read of a
+/// user's slots locks those rows and no gap and no row past them: so
+/// another goods' order for a neighbouring user of the purchase-limit key
+/// (which leads with the user) goes in at once, and the next user's order
+/// of another goods can be cancelled at once. At REPEATABLE READ, the
+/// session's level, the same read locks the gap up to the next user's
+/// entry, and the same insert waits out its lock (1 s here): the control
+/// that shows the test can tell.
 #[test]
 fn an_order_batch_locks_no_gap_past_a_users_slots() {
     use super::calls::{Call, Failure};
@@ -274,26 +276,34 @@ fn an_order_batch_locks_no_gap_past_a_users_slots() {
     other
         .query_drop("SET SESSION innodb_lock_wait_timeout = 1")
         .unwrap();
-    let mut insert_beside = |order_no: u64| {
-        other.exec_drop(
+    let mut beside = |sql: String| other.query_drop(sql).map_err(|e| e.to_string());
+    let insert_105 = |order_no: u64| {
+        format!(
             "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms, pay_by_ms)
-             VALUES (?, 105, ?, 0, 1, 1, 1)",
-            (order_no, g2),
+             VALUES ({order_no}, 105, {g2}, 0, 1, 1, 1)"
         )
     };
-    let mut read_slots_then_insert = |how: Call, order_no: u64| {
+    // The statement of a cancel, of user 130's order of goods 2.
+    let cancel_130 = "UPDATE orders SET state = 2, live_slot = NULL WHERE order_no = 2".to_string();
+    let mut read_slots_then = |how: Call, statements: &[String]| {
         store.link.call("t", how, |conn| {
             assert_eq!(conn.live_slots(g1, 100)?, vec![(1, 1)]);
-            Ok::<_, Failure>(insert_beside(order_no).map_err(|e| e.to_string()))
+            let done: Result<Vec<()>, String> =
+                statements.iter().map(|sql| beside(sql.clone())).collect();
+            Ok::<_, Failure>(done)
         })
     };
-    let control = read_slots_then_insert(Call::SETTLE, 3).unwrap();
+    let control = read_slots_then(Call::SETTLE, &[insert_105(3)]).unwrap();
     assert!(
         control.as_ref().is_err_and(|e| e.contains("1205")),
         "at REPEATABLE READ the insert should wait out its lock: {control:?}"
     );
-    let batch = read_slots_then_insert(Call::ORDERS, 3).unwrap();
-    assert_eq!(batch, Ok(()), "a batch's slot read held up another goods");
+    let batch = read_slots_then(Call::ORDERS, &[insert_105(3), cancel_130]).unwrap();
+    assert_eq!(
+        batch,
+        Ok(vec![(), ()]),
+        "a batch's slot read held up another goods"
+    );
 }
 
 /// A new table is read by goods through `orders_by_goods`; a table made
@@ -330,4 +340,44 @@ fn an_orders_table_of_the_older_layout_works_as_it_is() {
     assert_eq!(holders, vec![(1, 1), (2, 2)]);
     assert_eq!(store.find_order(2, g).unwrap().unwrap().order_no, 2);
     assert_eq!(store.orders_of(1, 10).unwrap().len(), 1);
+}
+
+/// A batch whose goods is full waits for a transaction still giving a unit
+/// back (a cancel), at READ COMMITTED too, rather than refusing its orders
+/// on the goods' last committed row.
+#[test]
+fn a_full_goods_fence_waits_for_a_cancel_in_flight() {
+    let db = TestDb::new();
+    let store = Arc::new(open(&db));
+    let g = store.add_goods(&new_goods(1), None).unwrap().id;
+    let e = store.next_epoch(g, 0).unwrap();
+    assert_eq!(
+        store.commit_orders(&[order(1, 1, g)], &[e]).unwrap(),
+        [Written::Stored]
+    );
+    let mut cancel = db.conn();
+    cancel.query_drop("START TRANSACTION").unwrap();
+    cancel
+        .exec_drop(
+            "UPDATE orders SET state = 2, live_slot = NULL WHERE order_no = 1",
+            (),
+        )
+        .unwrap();
+    cancel
+        .exec_drop(
+            "UPDATE goods SET live_orders = live_orders - 1 WHERE id = ?",
+            (g,),
+        )
+        .unwrap();
+    let batch = {
+        let store = store.clone();
+        std::thread::spawn(move || store.commit_orders(&[order(2, 2, g)], &[e]))
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !batch.is_finished(),
+        "the fence did not wait for the cancel"
+    );
+    cancel.query_drop("COMMIT").unwrap();
+    assert_eq!(batch.join().unwrap().unwrap(), [Written::Stored]);
 }

@@ -153,7 +153,7 @@ impl Table for Batch<'_> {
         Ok(goods_by_id(self.0, goods)?.rules.per_user_limit)
     }
 
-    fn insert_chunk(&mut self, orders: &[&OrderRecord]) -> Result<u64, Failure> {
+    fn insert_chunk(&mut self, orders: &[&OrderRecord]) -> Result<bool, Failure> {
         let mut sql = String::from(
             "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms, pay_by_ms, updated_ms) VALUES ",
         );
@@ -176,10 +176,22 @@ impl Table for Batch<'_> {
                 created,
             ]);
         }
-        // A row that hits a unique key is skipped, not an error.
-        sql.push_str(" ON CONFLICT DO NOTHING");
         let mut stmt = self.0.prepare_cached(&sql)?;
-        Ok(stmt.execute(rusqlite::params_from_iter(values))? as u64)
+        match stmt.execute(rusqlite::params_from_iter(values)) {
+            Ok(_) => Ok(true),
+            // A row hit a unique key: SQLite undid the statement (ABORT,
+            // the default), not the transaction.
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.extended_code,
+                    rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                        | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn owner(&mut self, order_no: OrderNo) -> Result<Option<(UserId, GoodsId)>, Failure> {
