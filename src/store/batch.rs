@@ -408,6 +408,19 @@ mod tests {
         assert_eq!(t.rows.len(), 5);
     }
 
+    /// A chunk refused for a second order of a user is placed row by row,
+    /// and the orders of it that go in count as live.
+    #[test]
+    fn a_refused_chunk_counts_what_it_places() {
+        let mut t = table(1);
+        let batch = [order(1, 1), order(3, 1), order(2, 2)];
+        assert_eq!(
+            write(&mut t, &batch, &[]).unwrap(),
+            [Written::Stored, Written::Duplicate(1), Written::Stored]
+        );
+        assert_eq!(t.live, 2);
+    }
+
     /// Orders reserved under the goods' epoch are written and counted;
     /// those of an older epoch are fenced, unless an earlier try of the
     /// batch wrote them.

@@ -385,8 +385,18 @@ fn transaction<T>(
         // first statement of a query, and START TRANSACTION's (Galera's
         // sync wait) must not be lost.
         conn.query_drop("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")?;
+        if let Err(e) = conn.query_drop("START TRANSACTION") {
+            // MariaDB keeps the level pending after a START TRANSACTION that
+            // failed (a Galera sync wait that timed out, say), and the next
+            // call on this pooled connection would start at it: the pool
+            // resets this one's session (its settings run again) when it
+            // comes back, or closes it if that fails.
+            conn.reset_connection(true);
+            return Err(e.into());
+        }
+    } else {
+        conn.query_drop("START TRANSACTION")?;
     }
-    conn.query_drop("START TRANSACTION")?;
     let failure = match body(conn) {
         Ok(v) => {
             return conn

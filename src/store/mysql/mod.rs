@@ -103,8 +103,9 @@ fn node_opts(url: &str) -> Result<(Opts, String), StoreError> {
         .write_timeout(Some(
             opts.get_write_timeout().copied().unwrap_or(IO_TIMEOUT),
         ))
-        // Affected rows count rows changed, not rows matched (read by a
-        // batch's fence and by settling, in `rows`).
+        // Affected rows count rows changed, MySQL's default, which a
+        // batch's fence and settling (in `rows`) read: as those change
+        // every row they match, a count of rows matched would do as well.
         .additional_capabilities(
             opts.get_additional_capabilities() - CapabilityFlags::CLIENT_FOUND_ROWS,
         )

@@ -227,8 +227,8 @@ impl Table for PooledConn {
         // The unique key, named: a locking read through another index
         // (which an optimizer with poor statistics may pick) would lock
         // more than this user's slots of this goods. By its (user, goods)
-        // prefix alone, cancelled orders too (a user has few), the slots
-        // sorted out here: with a condition on live_slot in the WHERE,
+        // prefix alone, the user's cancelled orders of the goods too (as
+        // many as the user made), the slots sorted out here: with a condition on live_slot in the WHERE,
         // MariaDB 10.11 also locked the entry past the range, at READ
         // COMMITTED too, which with the user first is the next user's
         // order of any goods (`an_order_batch_locks_no_gap_past_a_users_slots`

@@ -33,6 +33,12 @@
 //!   victims again (order batches, settling, leases) do, the others answer
 //!   `busy`.
 //!
+//! Streaming replication (`wsrep_trx_fragment_size` above 0) is not
+//! supported: a batch's chunk that meets a unique key is undone as one
+//! statement (`store::batch`), which Galera refuses once a fragment of the
+//! transaction has replicated: it aborts the whole transaction, and each
+//! run again meets the same key.
+//!
 //! Row locks are a node's own in Galera: a locking read (a reconciliation's
 //! `LOCK IN SHARE MODE`) waits for writers on its node only. What keeps two
 //! servers on two nodes safe (for the few seconds until they meet again on
