@@ -369,9 +369,9 @@ impl Link {
     }
 }
 
-/// Runs `body` in a transaction at `isolation`: commits if it succeeds (durable when
-/// COMMIT returns, with InnoDB's default flush at commit), rolls back if it
-/// fails. After a broken link nothing more is sent: the server rolls back
+/// Runs `body` in a transaction at `isolation`: commits if it succeeds
+/// (durable when COMMIT returns, with InnoDB's default flush at commit),
+/// rolls back if it fails. After a broken link nothing more is sent: the server rolls back
 /// when the connection closes. A COMMIT that fails is a
 /// [`Failure::Commit`]: the server may have committed.
 fn transaction<T>(
