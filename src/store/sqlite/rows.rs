@@ -199,6 +199,29 @@ impl Table for Batch<'_> {
         Ok(stored.map(|o| (o.user_id, o.goods_id)))
     }
 
+    fn owners(
+        &mut self,
+        order_nos: &[OrderNo],
+    ) -> Result<Vec<(OrderNo, UserId, GoodsId)>, Failure> {
+        // At most a chunk's numbers (ROWS_PER_INSERT), well within SQLite's
+        // limit on parameters.
+        let marks = vec!["?"; order_nos.len()].join(",");
+        let mut stmt = self.0.prepare(&format!(
+            "SELECT order_no, user_id, goods_id FROM orders WHERE order_no IN ({marks})"
+        ))?;
+        let rows = stmt.query_map(
+            rusqlite::params_from_iter(order_nos.iter().map(|&n| to_sql(n))),
+            |r| {
+                Ok((
+                    from_sql(r.get(0)?),
+                    from_sql(r.get(1)?),
+                    from_sql(r.get(2)?),
+                ))
+            },
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     fn live_slots(&mut self, goods: GoodsId, user: UserId) -> Result<Vec<(OrderNo, u8)>, Failure> {
         let mut stmt = self.0.prepare_cached(
             "SELECT order_no, live_slot FROM orders
