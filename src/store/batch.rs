@@ -18,7 +18,8 @@
 //!    multi-row INSERTs, each in slot 1 of its user. A row that hits a
 //!    unique key (an order number stored by an earlier try of the batch, or
 //!    a second live order of a user) makes its chunk go in not at all, not
-//!    an error; such a chunk is looked at again row by row.
+//!    an error; such a chunk is looked at again: its stored orders read at
+//!    once, the rest in halves down to the rows that clash.
 //! 3. Every order not yet known to be stored is placed on its own: an order
 //!    number already stored is this order (a retried batch) or a bug; else
 //!    it takes the first free slot of its user, or is a [`Written::Duplicate`]
