@@ -27,7 +27,7 @@ use std::time::Duration;
 use ::mysql::prelude::Queryable;
 use ::mysql::{Conn, Error, Opts, PooledConn};
 
-use super::errors::{broken, deadlocked, node_failed, store_error};
+use super::errors::{broken, deadlocked, node_failed, statement_binlog, store_error};
 use super::writer::Writer;
 use crate::store::outage::Outage;
 use crate::store::StoreError;
@@ -62,8 +62,9 @@ pub(super) enum Isolation {
     /// Only for transactions that need no gap locks: see [`Call::ORDERS`].
     /// Where the server logs statements to its binary log (`binlog_format`
     /// STATEMENT), InnoDB refuses writes at this level, and the link runs
-    /// such calls at [`Isolation::Session`] instead
-    /// ([`Link::read_committed`]).
+    /// such calls at [`Isolation::Session`] instead, from when it finds
+    /// that out: at `prepare` ([`Link::read_committed`]), or when such a
+    /// write is refused (run once more at the session's level).
     ReadCommitted,
 }
 
@@ -233,13 +234,23 @@ impl Link {
         })?;
         let statements =
             matches!(&row, Some((1, 1, format)) if format.eq_ignore_ascii_case("STATEMENT"));
-        if statements && self.read_committed.swap(false, Ordering::Relaxed) {
+        if statements {
+            self.statement_binlog_found();
+        }
+        Ok(!statements)
+    }
+
+    /// Calls run at the session's level from now on, as the server logs
+    /// statements; says so once. Whether this changed it.
+    fn statement_binlog_found(&self) -> bool {
+        let changed = self.read_committed.swap(false, Ordering::Relaxed);
+        if changed {
             log::warn!(
                 "mysql: binlog_format is STATEMENT, so order batches run at the session's \
                  isolation level, not READ COMMITTED: with ROW or MIXED they would lock no gaps"
             );
         }
-        Ok(!statements)
+        changed
     }
 
     /// Which node the link writes through (an index into its list).
@@ -295,6 +306,15 @@ impl Link {
                 // with its node is answered on the next (a stored order is
                 // recognised, and the sync wait makes it seen).
                 relinked = true;
+                continue;
+            }
+            if how.isolation == Isolation::ReadCommitted
+                && failure.mysql().is_some_and(statement_binlog)
+                && self.statement_binlog_found()
+            {
+                // The server began logging statements after `prepare` (or
+                // the writer moved to a node that does): refused before
+                // anything was written, so once more at the session's level.
                 continue;
             }
             let deadlock = failure.mysql().is_some_and(deadlocked);

@@ -66,6 +66,17 @@ pub(super) fn node_failed(e: &Error) -> bool {
     broken(e) || matches!(e, Error::MySqlError(e) if e.code == NOT_READY)
 }
 
+/// "Impossible to write to binary log since BINLOG_FORMAT = STATEMENT":
+/// InnoDB refuses a write at READ COMMITTED where the server logs
+/// statements. The statement did nothing.
+pub(super) const STATEMENT_BINLOG: u16 = 1665;
+
+/// Whether the server refused a write at READ COMMITTED for its binary log
+/// ([`STATEMENT_BINLOG`]).
+pub(super) fn statement_binlog(e: &Error) -> bool {
+    matches!(e, Error::MySqlError(e) if e.code == STATEMENT_BINLOG)
+}
+
 /// Whether the server rolled the transaction back to break a deadlock.
 pub(super) fn deadlocked(e: &Error) -> bool {
     matches!(e, Error::MySqlError(e) if e.code == DEADLOCK)
@@ -112,6 +123,7 @@ mod tests {
         assert!(broken(&io()) && broken(&server_error(1927)));
         assert!(!broken(&server_error(DEADLOCK)) && !broken(&server_error(1062)));
         assert!(deadlocked(&server_error(DEADLOCK)) && !deadlocked(&io()));
+        assert!(statement_binlog(&server_error(1665)) && !statement_binlog(&io()));
         // A Galera node out of its cluster: the link is fine, the node is not.
         assert!(!broken(&server_error(NOT_READY)) && node_failed(&server_error(NOT_READY)));
         assert!(node_failed(&io()) && !node_failed(&server_error(DEADLOCK)));
