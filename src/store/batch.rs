@@ -75,8 +75,8 @@ pub(crate) trait Table {
     /// so that it cannot change before the commit.
     fn owner(&mut self, order_no: OrderNo) -> Result<Option<(UserId, GoodsId)>, Self::Error>;
 
-    /// [`Table::owner`] of several order numbers in one read: those stored,
-    /// as (order number, user, goods), in any order.
+    /// [`Table::owner`] of several order numbers (one or more) in one read:
+    /// those stored, as (order number, user, goods), in any order.
     fn owners(
         &mut self,
         order_nos: &[OrderNo],
@@ -271,6 +271,9 @@ fn stored_of<T: Table>(
     chunk: &[usize],
 ) -> Result<HashSet<OrderNo>, T::Error> {
     let numbers: Vec<OrderNo> = chunk.iter().map(|&i| orders[i].order_no).collect();
+    if numbers.is_empty() {
+        return Ok(HashSet::new());
+    }
     let owners: HashMap<OrderNo, (UserId, GoodsId)> = table
         .owners(&numbers)?
         .into_iter()

@@ -227,9 +227,6 @@ impl Table for PooledConn {
         &mut self,
         order_nos: &[OrderNo],
     ) -> Result<Vec<(OrderNo, UserId, GoodsId)>, Failure> {
-        if order_nos.is_empty() {
-            return Ok(Vec::new());
-        }
         // Integers only, formatted here, as in a chunk's INSERT.
         let mut sql = String::with_capacity(100 + order_nos.len() * 21);
         // The unique key, named, as for every locking read here: a scan

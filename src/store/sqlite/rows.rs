@@ -203,9 +203,6 @@ impl Table for Batch<'_> {
         &mut self,
         order_nos: &[OrderNo],
     ) -> Result<Vec<(OrderNo, UserId, GoodsId)>, Failure> {
-        if order_nos.is_empty() {
-            return Ok(Vec::new());
-        }
         // At most a chunk's numbers (ROWS_PER_INSERT), well within SQLite's
         // limit on parameters.
         let marks = vec!["?"; order_nos.len()].join(",");
