@@ -11,11 +11,11 @@
 //! statement (the algorithm is [`super::batch`]'s), at READ COMMITTED
 //! ([`calls::Call::ORDERS`]). A chunk with a row that hits a unique key
 //! fails as a whole (InnoDB undoes the statement, not the transaction), and
-//! that rare chunk is then placed row by row. Not `INSERT IGNORE` or a
-//! no-op `ON DUPLICATE KEY UPDATE`: the first turns data errors into
-//! warnings, so a bad row could vanish silently, and with either the rows
-//! of the chunk that did go in could not be told from rows an earlier try
-//! of the batch stored.
+//! that rare chunk is then looked at again as `batch` says. Not `INSERT
+//! IGNORE` or a no-op `ON DUPLICATE KEY UPDATE`: the first turns data
+//! errors into warnings, so a bad row could vanish silently, and with
+//! either the rows of the chunk that did go in could not be told from rows
+//! an earlier try of the batch stored.
 //!
 //! Connections come from a `mysql::Pool`, which opens new ones as needed.
 //! Every connect, read and write has a timeout, so a dead MySQL costs a
