@@ -46,8 +46,8 @@ use seckill_proto::{NewGoods, OrderState, RequestId};
 use self::calls::{Call, Failure, Link};
 use self::nodes::NODE_COLUMNS;
 use self::rows::{
-    give_back_live, goods_by_id, goods_record, order_for_update, order_record, set_state, GoodsRow,
-    OrderRow, GOODS_COLUMNS, ORDER_COLUMNS, PAUSED, ROWS_PER_INSERT,
+    give_back_live, goods_by_id, goods_record, order_for_update, order_no_list, order_record,
+    set_state, GoodsRow, OrderRow, GOODS_COLUMNS, ORDER_COLUMNS, PAUSED, ROWS_PER_INSERT,
 };
 use self::schema::GoodsIndex;
 use super::batch::per_goods;
@@ -412,11 +412,9 @@ impl OrderStore for MysqlStore {
     fn stored(&self, order_nos: &[OrderNo]) -> Result<Vec<OrderNo>, StoreError> {
         let mut found = Vec::new();
         for chunk in order_nos.chunks(ROWS_PER_INSERT) {
-            // Integers only, formatted here: no placeholder list to build.
-            let list: Vec<String> = chunk.iter().map(u64::to_string).collect();
             let sql = format!(
                 "SELECT order_no FROM orders WHERE order_no IN ({})",
-                list.join(",")
+                order_no_list(chunk)
             );
             let rows: Vec<u64> = self.link.call("stored orders", Call::IDEMPOTENT, |conn| {
                 Ok(conn.query(&sql)?)

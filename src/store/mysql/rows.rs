@@ -163,6 +163,20 @@ fn insert_sql(chunk: &[&OrderRecord]) -> String {
     sql
 }
 
+/// Order numbers as the list of an `IN (...)`: integers only, formatted
+/// here (as in a chunk's INSERT), so no placeholder list to build.
+pub(super) fn order_no_list(order_nos: &[OrderNo]) -> String {
+    let mut list = String::with_capacity(order_nos.len() * 21);
+    let mut digits = itoa::Buffer::new();
+    for (i, &order_no) in order_nos.iter().enumerate() {
+        if i > 0 {
+            list.push(',');
+        }
+        list.push_str(digits.format(order_no));
+    }
+    list
+}
+
 /// The statements of a batch write ([`crate::store::batch`]), on the
 /// connection of its transaction. The locking reads see the latest committed
 /// rows, not the transaction's snapshot.
@@ -227,23 +241,13 @@ impl Table for PooledConn {
         &mut self,
         order_nos: &[OrderNo],
     ) -> Result<Vec<(OrderNo, UserId, GoodsId)>, Failure> {
-        // Integers only, formatted here, as in a chunk's INSERT.
-        let mut sql = String::with_capacity(100 + order_nos.len() * 21);
         // The unique key, named, as for every locking read here: a scan
         // would wait on other goods' rows that other batches just wrote.
-        sql.push_str(
-            "SELECT order_no, user_id, goods_id FROM orders FORCE INDEX (orders_order_no) \
-             WHERE order_no IN (",
-        );
-        let mut digits = itoa::Buffer::new();
-        for (i, &order_no) in order_nos.iter().enumerate() {
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(digits.format(order_no));
-        }
-        sql.push_str(") LOCK IN SHARE MODE");
-        Ok(self.query(sql)?)
+        Ok(self.query(format!(
+            "SELECT order_no, user_id, goods_id FROM orders FORCE INDEX (orders_order_no)
+             WHERE order_no IN ({}) LOCK IN SHARE MODE",
+            order_no_list(order_nos)
+        ))?)
     }
 
     fn live_slots(&mut self, goods: GoodsId, user: UserId) -> Result<Vec<(OrderNo, u8)>, Failure> {
@@ -251,11 +255,11 @@ impl Table for PooledConn {
         // (which an optimizer with poor statistics may pick) would lock
         // more than this user's slots of this goods. By its (user, goods)
         // prefix alone, the user's cancelled orders of the goods too (as
-        // many as the user made), the slots sorted out here: with a condition on live_slot in the WHERE,
-        // MariaDB 10.11 also locked the entry past the range, at READ
-        // COMMITTED too, which with the user first is the next user's
-        // order of any goods (`an_order_batch_locks_no_gap_past_a_users_slots`
-        // shows it).
+        // many as the user made), the slots sorted out here: with a
+        // condition on live_slot in the WHERE, MariaDB 10.11 also locked
+        // the entry past the range, at READ COMMITTED too, which with the
+        // user first is the next user's order of any goods
+        // (`an_order_batch_locks_no_gap_past_a_users_slots` shows it).
         let rows: Vec<(OrderNo, Option<u8>)> = self.exec(
             "SELECT order_no, live_slot FROM orders FORCE INDEX (orders_one_live)
              WHERE user_id = ? AND goods_id = ? FOR UPDATE",
@@ -289,6 +293,12 @@ impl Table for PooledConn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_order_no_list_is_the_numbers_comma_separated() {
+        assert_eq!(order_no_list(&[u64::MAX, 0, 7]), "18446744073709551615,0,7");
+        assert_eq!(order_no_list(&[42]), "42");
+    }
 
     #[test]
     fn a_chunk_is_one_insert_with_a_row_per_order_and_no_slot_for_a_cancelled_one() {
