@@ -50,6 +50,9 @@ local REQUEST_ID_TAKEN = '-4'
 local PAUSED, NOT_STARTED, ENDED = '-5', '-6', '-7'
 -- Request ids forgotten at most per call, so that one call stays short.
 local PRUNE = 100
+-- Fields (or field-value pairs) per HMGET, HSET or ZADD of many: far under
+-- the number of values Lua can pass to redis.call at once.
+local CHUNK = 500
 
 local stock = redis.call('GET', KEYS[1])
 if not stock then return false end
@@ -71,82 +74,153 @@ if ctl[1] then
   end
 end
 local due = redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', now, 'LIMIT', 0, PRUNE)
-for _, rid in ipairs(due) do
-  redis.call('HDEL', KEYS[7], rid)
-  redis.call('ZREM', KEYS[8], rid)
+if #due > 0 then
+  redis.call('HDEL', KEYS[7], unpack(due))
+  redis.call('ZREM', KEYS[8], unpack(due))
 end
 local function words(s)
   local w = {}
   for x in string.gmatch(s, '%S+') do w[#w + 1] = x end
   return w
 end
+
+-- The hashes are read once for every buyer of the call and written once at
+-- its end, not with commands per buyer: in a call of 500 buyers that cut
+-- Redis's instructions per buyer by a quarter (BENCHMARKS.md, "one read
+-- and one write per call"); a call of one buyer costs a fifth more (more
+-- tables to make), and under load the server merges BUYs into large calls.
+-- In between, `held` and `first` hold the values as they stand, so that a
+-- user or a request id that comes twice in the call sees what the call did
+-- before. (The tokens, read and written per buyer, are the exception: few
+-- sales require them.)
+
+-- field -> value (false where there is none) of hash `key`, for `fields`.
+local function read(key, fields)
+  local values = {}
+  for i = 1, #fields, CHUNK do
+    local last = math.min(i + CHUNK - 1, #fields)
+    local got = redis.call('HMGET', key, unpack(fields, i, last))
+    for j = i, last do values[fields[j]] = got[j - i + 1] end
+  end
+  return values
+end
+
+-- `cmd key` with the flat list `args`, CHUNK pairs at a time.
+local function write(cmd, key, args)
+  for i = 1, #args, 2 * CHUNK do
+    redis.call(cmd, key, unpack(args, i, math.min(i + 2 * CHUNK - 1, #args)))
+  end
+end
+
+local users, rids = {}, {}
+for i = 9, #ARGV, 4 do
+  users[#users + 1] = ARGV[i]
+  if ARGV[i + 3] ~= '0' then rids[#rids + 1] = ARGV[i + 3] end
+end
+-- user -> the order numbers they hold, "n1 n2 ..."; request id -> "user order_no"
+local held, first = read(KEYS[2], users), read(KEYS[7], rids)
+-- What the call changes, written at its end: how many units it sold; the
+-- buyers hash's and the request ids' new field-value pairs (a user who
+-- reserves twice appears twice, the later value last, as HSET keeps it);
+-- the request ids' forget-by pairs; and (queued) the buyers, by their
+-- place in ARGV, whose orders go to the queue.
+local sold, buyer_pairs, req_pairs, expiry_pairs, to_queue = 0, {}, {}, {}, {}
+-- Formatted once, when first needed: a number passed to redis.call is
+-- formatted each time, with sprintf.
+local forget_at = nil
+
+-- No orders held: shared by every buyer who holds none, never written.
+local NONE = {}
+
+-- Each buyer's decision, in the order the header gives; the first step
+-- that decides ends the buyer's `repeat` (inline, not a function: a
+-- closure over this many locals costs more to make than a small call
+-- spends deciding).
 local out = {}
 for i = 9, #ARGV, 4 do
   local user, order_no, token, rid = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local raw = redis.call('HGET', KEYS[2], user)
-  local held = raw and words(raw) or {}
   local decision = nil
-  -- 0. this very call run again (a client library may resend a script after
-  --    a dropped connection): the order it proposes is held already, so
-  --    the first run reserved it; answer as that run did, take nothing
-  for _, o in ipairs(held) do
-    if o == order_no then decision = RESERVED break end
-  end
-  -- 1. a BUY retried under its request id: the first one's answer
-  if not decision and rid ~= '0' then
-    local first = redis.call('HGET', KEYS[7], rid)
-    if first then
-      local w = words(first)
-      if w[1] == user then decision = '=' .. w[2] else decision = REQUEST_ID_TAKEN end
+  repeat
+    local raw = held[user]
+    local holds = raw and words(raw) or NONE
+    -- 0. this very call run again (a client library may resend a script
+    --    after a dropped connection): the order it proposes is held
+    --    already, so the first run reserved it; answer as that run did,
+    --    take nothing
+    for _, o in ipairs(holds) do
+      if o == order_no then decision = RESERVED break end
     end
-  end
-  -- 2. the sale controls
-  if not decision and closed then decision = closed end
-  -- {user, expires_ms, order_no or nil}, if the token is this user's
-  local mine, entry = nil, nil
-  if not decision and token_required and token ~= '0' then
-    entry = redis.call('HGET', KEYS[5], token)
-    if entry then
-      local w = words(entry)
-      if w[1] == user then mine = w end
-    end
-  end
-  -- 3. a retried BUY: the token bought an order the user still holds
-  if not decision and mine and mine[3] then
-    for _, o in ipairs(held) do
-      if o == mine[3] then decision = '#' .. o break end
-    end
-  end
-  -- 4. the user holds as many orders as the limit allows
-  if not decision and #held >= limit then decision = '#' .. held[1] end
-  -- 5. the token must be the user's, unused, not expired
-  if not decision and token_required then
-    if not mine then decision = TOKEN_INVALID
-    elseif mine[3] then decision = TOKEN_USED
-    elseif now >= tonumber(mine[2]) then decision = TOKEN_EXPIRED
-    end
-  end
-  -- 6. a unit if one is left; sold out does not spend the token
-  if not decision then
-    if left > 0 then
-      left = redis.call('DECR', KEYS[1])
-      redis.call('HSET', KEYS[2], user, raw and (raw .. ' ' .. order_no) or order_no)
-      if token_required then
-        redis.call('HSET', KEYS[5], token, entry .. ' ' .. order_no)
+    if decision then break end
+    -- 1. a BUY retried under its request id: the first one's answer
+    if rid ~= '0' then
+      local f = first[rid]
+      if f then
+        local w = words(f)
+        if w[1] == user then decision = '=' .. w[2] else decision = REQUEST_ID_TAKEN end
+        break
       end
-      if rid ~= '0' then
-        redis.call('HSET', KEYS[7], rid, user .. ' ' .. order_no)
-        redis.call('ZADD', KEYS[8], now + remember, rid)
-      end
-      if queued then
-        redis.call('XADD', KEYS[3], '*', 'order_no', order_no, 'user', user,
-          'goods', ARGV[2], 'created_ms', ARGV[3], 'pay_by_ms', ARGV[7])
-      end
-      decision = RESERVED
-    else
-      decision = SOLD_OUT
     end
-  end
+    -- 2. the sale controls
+    if closed then decision = closed break end
+    -- {user, expires_ms, order_no or nil}, if the token is this user's
+    local mine, entry = nil, nil
+    if token_required and token ~= '0' then
+      entry = redis.call('HGET', KEYS[5], token)
+      if entry then
+        local w = words(entry)
+        if w[1] == user then mine = w end
+      end
+    end
+    -- 3. a retried BUY: the token bought an order the user still holds
+    if mine and mine[3] then
+      for _, o in ipairs(holds) do
+        if o == mine[3] then decision = '#' .. o break end
+      end
+      if decision then break end
+    end
+    -- 4. the user holds as many orders as the limit allows
+    if #holds >= limit then decision = '#' .. holds[1] break end
+    -- 5. the token must be the user's, unused, not expired
+    if token_required then
+      if not mine then decision = TOKEN_INVALID break end
+      if mine[3] then decision = TOKEN_USED break end
+      if now >= tonumber(mine[2]) then decision = TOKEN_EXPIRED break end
+    end
+    -- 6. a unit if one is left; sold out does not spend the token
+    if left <= 0 then decision = SOLD_OUT break end
+    left = left - 1
+    sold = sold + 1
+    local now_held = raw and (raw .. ' ' .. order_no) or order_no
+    held[user] = now_held
+    buyer_pairs[#buyer_pairs + 1] = user
+    buyer_pairs[#buyer_pairs + 1] = now_held
+    if token_required then
+      redis.call('HSET', KEYS[5], token, entry .. ' ' .. order_no)
+    end
+    if rid ~= '0' then
+      local f = user .. ' ' .. order_no
+      first[rid] = f
+      req_pairs[#req_pairs + 1] = rid
+      req_pairs[#req_pairs + 1] = f
+      forget_at = forget_at or tostring(now + remember)
+      expiry_pairs[#expiry_pairs + 1] = forget_at
+      expiry_pairs[#expiry_pairs + 1] = rid
+    end
+    if queued then to_queue[#to_queue + 1] = i end
+    decision = RESERVED
+  until true
   out[#out + 1] = decision
+end
+
+-- The stock first, the queued orders last: should a write fail half-way,
+-- units are missing from the sale (reconciliation gives them back), never
+-- sold twice.
+if sold > 0 then redis.call('DECRBY', KEYS[1], sold) end
+write('HSET', KEYS[2], buyer_pairs)
+write('HSET', KEYS[7], req_pairs)
+write('ZADD', KEYS[8], expiry_pairs)
+for _, i in ipairs(to_queue) do
+  redis.call('XADD', KEYS[3], '*', 'order_no', ARGV[i + 1], 'user', ARGV[i],
+    'goods', ARGV[2], 'created_ms', ARGV[3], 'pay_by_ms', ARGV[7])
 end
 return {left, table.concat(out, ' ')}

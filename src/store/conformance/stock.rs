@@ -456,6 +456,21 @@ fn sell_in_threads(stock: &impl Subject, crowd: Crowd) -> HashMap<UserId, usize>
     got
 }
 
+/// `n` BUYs by users 1..=n/2, each user twice in a row, each BUY with a
+/// request id of its own but every fifth with the id of the BUY before it
+/// (a retry where that was the same user's, else another user's id).
+fn crowd(n: u64) -> Vec<Buyer> {
+    (0..n)
+        .map(|i| {
+            let rid = if i % 5 == 4 { i - 1 } else { i };
+            Buyer {
+                request_id: seckill_proto::RequestId::new(u128::from(rid) + 1),
+                ..buy(i / 2 + 1, 10_000 + i, NO_TOKEN)
+            }
+        })
+        .collect()
+}
+
 /// The two backends give the same answer to every call of one long
 /// sequence (reservations, releases, restocks, limits, tokens, snapshots),
 /// on the real clock.
@@ -527,6 +542,13 @@ fn reserve_release_add_match_memory_stock() {
         r(2, rules(1), vec![buy(2, 223, 0), buy(2, 224, 22)]),
         Box::new(|s| format!("{:?}", s.snapshot(1))),
         Box::new(|s| format!("{:?}", s.snapshot(2))),
+        // One call of more buyers than a command of the script reads or
+        // writes at once (`crowd`), 1,000 units, a limit of 2; then the same
+        // call again.
+        Box::new(|s| format!("{:?}", s.load_next(3, 1000, &[(1, 1)]))),
+        r(3, rules(2), crowd(1400)),
+        r(3, rules(2), crowd(1400)),
+        Box::new(|s| format!("{:?}", s.snapshot(3))),
     ];
     for (i, call) in calls.iter().enumerate() {
         assert_eq!(call(redis.deref()), call(&memory), "call {i}");

@@ -95,6 +95,24 @@ pub(super) fn a_request_id_gets_its_first_order_back_and_only_its_user(stock: &i
     let later = NOW + crate::store::REQUEST_ID_TTL_MS;
     assert_eq!(one(with(8, 802, 0xabc), later), Reservation::Reserved);
     assert_eq!(stock.remaining(1).unwrap(), Some(5));
+    // An id twice in one call (a retry merged with its first attempt): the
+    // second sees what the first reserved.
+    let twice = [
+        with(5, 500, 0x111),
+        with(5, 501, 0x111),
+        with(6, 600, 0x111),
+    ];
+    let decided = stock.reserve(1, &at(later), &twice).unwrap();
+    assert_eq!(
+        decided.decisions,
+        [
+            Reservation::Reserved,
+            Reservation::Replayed(500),
+            Reservation::RequestIdTaken
+        ]
+    );
+    assert_eq!(decided.remaining, 4);
+    assert_eq!(one(with(5, 502, 0x111), later), Reservation::Replayed(500));
 }
 
 /// A goods under sale controls: a paused sale, or one outside its window
