@@ -130,18 +130,12 @@ CREATE TABLE IF NOT EXISTS orders (
     -- Tables made before keep (goods_id, user_id, live_slot) and
     -- orders_by_user, and work as they are (CHANGELOG.md has the ALTER).
     UNIQUE KEY orders_one_live (user_id, goods_id, live_slot),
-    -- The orders of a goods, by state and end of payment window. By its
-    -- goods_id prefix it serves the reads of a goods' orders (the live
-    -- holders that reconciliation and the stock rebuild read, locking the
-    -- goods' range) and the foreign key. In full it serves the expiry
-    -- sweep: a goods' created orders whose window has closed, one range per
-    -- goods. One index for both: a second cost MariaDB about 1 us of CPU
-    -- per inserted order (BENCHMARKS.md, "one index of a goods' orders").
-    -- A new order goes at the end of its goods' created orders, so it
-    -- costs inserts little.
-    -- Tables made before have orders_by_goods (goods_id) and orders_due
-    -- (state, pay_by_ms) and work as they are (CHANGELOG.md has the ALTER).
-    KEY orders_by_goods (goods_id, state, pay_by_ms),
+    -- The orders of a goods (the live holders that reconciliation and the
+    -- stock rebuild read, locking the goods' range); backs the foreign key.
+    -- A goods' rows are appended in id order, so it costs inserts little.
+    KEY orders_by_goods (goods_id),
+    -- The expiry sweep: created orders by the end of their payment window.
+    KEY orders_due (state, pay_by_ms),
     -- An order is always for a known goods. Costs a shared lock on the goods
     -- row per batch, which only a restock waits on, for one commit.
     CONSTRAINT orders_goods FOREIGN KEY (goods_id) REFERENCES goods (id),

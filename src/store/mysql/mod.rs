@@ -46,10 +46,10 @@ use seckill_proto::{NewGoods, OrderState, RequestId};
 use self::calls::{Call, Failure, Link};
 use self::nodes::NODE_COLUMNS;
 use self::rows::{
-    due_orders, give_back_live, goods_by_id, goods_record, id_list, order_for_update, order_record,
+    give_back_live, goods_by_id, goods_record, order_for_update, order_no_list, order_record,
     set_state, GoodsRow, OrderRow, GOODS_COLUMNS, ORDER_COLUMNS, PAUSED, ROWS_PER_INSERT,
 };
-use self::schema::{DueIndex, GoodsIndex, Layout};
+use self::schema::GoodsIndex;
 use super::batch::per_goods;
 use super::{
     batch, Epoch, GoodsId, GoodsRecord, OrderNo, OrderRecord, OrderStore, SaleChange, Settle,
@@ -140,9 +140,9 @@ pub struct MysqlStore {
     link: Link,
     /// The database the URLs name: made by [`MysqlStore::prepare`].
     db: String,
-    /// Which indexes this database's orders are read through by goods and
-    /// by due time: found by [`MysqlStore::prepare`].
-    layout: OnceLock<Layout>,
+    /// How this database's orders are read by goods: found by
+    /// [`MysqlStore::prepare`].
+    goods_index: OnceLock<GoodsIndex>,
 }
 
 impl MysqlStore {
@@ -180,7 +180,7 @@ impl MysqlStore {
         Ok(MysqlStore {
             link: Link::to_nodes(nodes)?,
             db: db.unwrap_or_else(|| DEFAULT_DB.to_string()),
-            layout: OnceLock::new(),
+            goods_index: OnceLock::new(),
         })
     }
 
@@ -189,16 +189,20 @@ impl MysqlStore {
     /// until MySQL answers.
     pub fn prepare(&self) -> Result<(), StoreError> {
         // The database may not exist yet: connect without it first.
-        let layout = self.link.setup("setup", |conn| {
+        let index = self.link.setup("setup", |conn| {
             schema::create(conn, &self.db)?;
-            schema::layout(conn, &self.db)
+            schema::goods_index(conn, &self.db)
         })?;
-        let layout = layout.map_err(|lacks| {
-            StoreError::Inconsistent(format!("mysql: orders has {lacks}: see schema.sql"))
+        let index = index.ok_or_else(|| {
+            StoreError::Inconsistent(
+                "mysql: orders has neither orders_by_goods (goods_id) nor \
+                 orders_one_live (goods_id, ...): see schema.sql"
+                    .into(),
+            )
         })?;
         // Set once: a table's indexes are changed with the servers stopped
         // (CHANGELOG.md).
-        let _ = self.layout.set(layout);
+        let _ = self.goods_index.set(index);
         self.check_columns()?;
         self.link.read_committed()?;
         Ok(())
@@ -357,13 +361,16 @@ impl OrderStore for MysqlStore {
     /// Through an index of the goods ([`GoodsIndex`]), named: when one goods
     /// holds a large share of the table the optimizer prefers a full scan,
     /// whose locks would hold up every goods' order writes, not this one's.
-    /// Its locks also cover the gap before the goods' first entry, after the
-    /// last entry of the goods before it: in `orders_by_goods (goods_id,
-    /// state, pay_by_ms)` a new order of that goods lands there when all its
-    /// orders are created ones, and a PAY or cancel of one of its newest
-    /// orders does; those wait until the reconciliation commits.
+    /// Through `orders_by_goods (goods_id)` its locks also cover the gap
+    /// before the goods' first entry, where the newest orders of the goods
+    /// before it go (entries of a goods are in id order): those wait until
+    /// the reconciliation commits.
     fn live_holders(&self, goods: GoodsId) -> Result<Vec<(UserId, OrderNo)>, StoreError> {
-        let index = self.layout.get().map_or(GoodsIndex::ByGoods, |l| l.goods);
+        let index = self
+            .goods_index
+            .get()
+            .copied()
+            .unwrap_or(GoodsIndex::ByGoods);
         let sql = format!(
             "SELECT user_id, order_no FROM orders FORCE INDEX ({})
              WHERE goods_id = ? AND live_slot IS NOT NULL
@@ -407,7 +414,7 @@ impl OrderStore for MysqlStore {
         for chunk in order_nos.chunks(ROWS_PER_INSERT) {
             let sql = format!(
                 "SELECT order_no FROM orders WHERE order_no IN ({})",
-                id_list(chunk)
+                order_no_list(chunk)
             );
             let rows: Vec<u64> = self.link.call("stored orders", Call::IDEMPOTENT, |conn| {
                 Ok(conn.query(&sql)?)
@@ -470,9 +477,15 @@ impl OrderStore for MysqlStore {
     /// order's row lock, and whoever comes second finds it settled and
     /// leaves it.
     fn expire_due(&self, now_ms: u64, max: usize) -> Result<Vec<OrderRecord>, StoreError> {
-        let due_index = self.layout.get().map_or(DueIndex::ByGoods, |l| l.due);
         self.link.call("expire", Call::SETTLE, |conn| {
-            let rows = due_orders(conn, due_index, now_ms, max)?;
+            let rows: Vec<OrderRow> = conn.exec(
+                format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders
+                     WHERE state = 0 AND pay_by_ms <= ?
+                     ORDER BY pay_by_ms, order_no LIMIT ?"
+                ),
+                (now_ms, max as u64),
+            )?;
             let due = rows
                 .into_iter()
                 .map(order_record)

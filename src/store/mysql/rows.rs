@@ -6,7 +6,6 @@ use seckill_proto::{OrderState, SaleRules};
 
 use super::calls::Failure;
 use super::errors::DUPLICATE_KEY;
-use super::schema::DueIndex;
 use crate::store::batch::{Fence, Table};
 use crate::store::{Epoch, GoodsId, GoodsRecord, OrderNo, OrderRecord, StoreError, UserId};
 
@@ -164,62 +163,18 @@ fn insert_sql(chunk: &[&OrderRecord]) -> String {
     sql
 }
 
-/// Order numbers or goods ids as the list of an `IN (...)`: integers only,
-/// formatted here (as in a chunk's INSERT), so no placeholder list to build.
-pub(super) fn id_list(ids: &[u64]) -> String {
-    let mut list = String::with_capacity(ids.len() * 21);
+/// Order numbers as the list of an `IN (...)`: integers only, formatted
+/// here (as in a chunk's INSERT), so no placeholder list to build.
+pub(super) fn order_no_list(order_nos: &[OrderNo]) -> String {
+    let mut list = String::with_capacity(order_nos.len() * 21);
     let mut digits = itoa::Buffer::new();
-    for (i, &id) in ids.iter().enumerate() {
+    for (i, &order_no) in order_nos.iter().enumerate() {
         if i > 0 {
             list.push(',');
         }
-        list.push_str(digits.format(id));
+        list.push_str(digits.format(order_no));
     }
     list
-}
-
-/// Goods per read of the expiry sweep: one range each in
-/// `orders_by_goods`, few enough that the optimizer keeps them all.
-const GOODS_PER_DUE_READ: usize = 1000;
-
-/// Up to `max` created orders whose payment window closed by `now_ms`, in
-/// no particular order, by a plain read through `index`: with
-/// `orders_by_goods (goods_id, state, pay_by_ms)`, one range of created
-/// orders by due time per goods, read for the goods in groups, until `max`
-/// are found.
-pub(super) fn due_orders(
-    conn: &mut PooledConn,
-    index: DueIndex,
-    now_ms: u64,
-    max: usize,
-) -> Result<Vec<OrderRow>, ::mysql::Error> {
-    if index == DueIndex::Due {
-        return conn.exec(
-            format!(
-                "SELECT {ORDER_COLUMNS} FROM orders FORCE INDEX (orders_due)
-                 WHERE state = 0 AND pay_by_ms <= ? LIMIT ?"
-            ),
-            (now_ms, max as u64),
-        );
-    }
-    let goods: Vec<GoodsId> = conn.query("SELECT id FROM goods ORDER BY id")?;
-    let mut due = Vec::new();
-    for group in goods.chunks(GOODS_PER_DUE_READ) {
-        let left = max.saturating_sub(due.len());
-        if left == 0 {
-            break;
-        }
-        let rows: Vec<OrderRow> = conn.exec(
-            format!(
-                "SELECT {ORDER_COLUMNS} FROM orders FORCE INDEX (orders_by_goods)
-                 WHERE goods_id IN ({}) AND state = 0 AND pay_by_ms <= ? LIMIT ?",
-                id_list(group)
-            ),
-            (now_ms, left as u64),
-        )?;
-        due.extend(rows);
-    }
-    Ok(due)
 }
 
 /// The statements of a batch write ([`crate::store::batch`]), on the
@@ -291,7 +246,7 @@ impl Table for PooledConn {
         Ok(self.query(format!(
             "SELECT order_no, user_id, goods_id FROM orders FORCE INDEX (orders_order_no)
              WHERE order_no IN ({}) LOCK IN SHARE MODE",
-            id_list(order_nos)
+            order_no_list(order_nos)
         ))?)
     }
 
@@ -340,9 +295,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_id_list_is_the_numbers_comma_separated() {
-        assert_eq!(id_list(&[u64::MAX, 0, 7]), "18446744073709551615,0,7");
-        assert_eq!(id_list(&[42]), "42");
+    fn an_order_no_list_is_the_numbers_comma_separated() {
+        assert_eq!(order_no_list(&[u64::MAX, 0, 7]), "18446744073709551615,0,7");
+        assert_eq!(order_no_list(&[42]), "42");
     }
 
     #[test]
