@@ -86,13 +86,14 @@ end
 
 -- The hashes are read once for every buyer of the call and written once at
 -- its end, not with commands per buyer: in a call of 500 buyers that cut
--- Redis's instructions per buyer by a quarter (BENCHMARKS.md, "one read
--- and one write per call"); a call of one buyer costs a fifth more (more
--- tables to make), and under load the server merges BUYs into large calls.
--- In between, `held` and `first` hold the values as they stand, so that a
--- user or a request id that comes twice in the call sees what the call did
--- before. (The tokens, read and written per buyer, are the exception: few
--- sales require them.)
+-- Redis's instructions per buyer by a quarter (BENCHMARKS.md, "the reserve
+-- script: one read and one write per call"); a call of one buyer costs a
+-- fifth more (more tables to make), and under load the server merges BUYs
+-- into large calls. In between, `held`, `first` and `tokens` hold the
+-- values as they stand, so that a user, a request id or a token that comes
+-- twice in the call sees what the call did before; and nothing is written
+-- before the stock (see the end). Tokens are read one buyer at a time,
+-- when first needed: few sales require them.
 
 -- field -> value (false where there is none) of hash `key`, for `fields`.
 local function read(key, fields)
@@ -119,14 +120,17 @@ for i = 9, #ARGV, 4 do
 end
 -- user -> the order numbers they hold, "n1 n2 ..."; request id -> "user order_no"
 local held, first = read(KEYS[2], users), read(KEYS[7], rids)
+-- token -> its entry, "user expires_ms [order_no]" (false: none), once read
+local tokens = {}
 -- What the call changes, written at its end: how many units it sold; the
--- buyers hash's and the request ids' new field-value pairs (a user who
--- reserves twice appears twice, the later value last, as HSET keeps it);
--- the request ids' forget-by pairs; and (queued) the buyers, by their
+-- new field-value pairs of the buyers, request-id and tokens hashes (a user
+-- who reserves twice appears twice, the later value last, as HSET keeps
+-- it); the request ids' forget-by pairs; and (queued) the buyers, by their
 -- place in ARGV, whose orders go to the queue.
 local sold, buyer_pairs, req_pairs, expiry_pairs, to_queue = 0, {}, {}, {}, {}
+local token_pairs = {}
 -- Formatted once, when first needed: a number passed to redis.call is
--- formatted each time, with sprintf.
+-- formatted each time, with sprintf (and to 14 digits).
 local forget_at = nil
 
 -- No orders held: shared by every buyer who holds none, never written.
@@ -165,7 +169,11 @@ for i = 9, #ARGV, 4 do
     -- {user, expires_ms, order_no or nil}, if the token is this user's
     local mine, entry = nil, nil
     if token_required and token ~= '0' then
-      entry = redis.call('HGET', KEYS[5], token)
+      entry = tokens[token]
+      if entry == nil then
+        entry = redis.call('HGET', KEYS[5], token)
+        tokens[token] = entry
+      end
       if entry then
         local w = words(entry)
         if w[1] == user then mine = w end
@@ -195,14 +203,17 @@ for i = 9, #ARGV, 4 do
     buyer_pairs[#buyer_pairs + 1] = user
     buyer_pairs[#buyer_pairs + 1] = now_held
     if token_required then
-      redis.call('HSET', KEYS[5], token, entry .. ' ' .. order_no)
+      local used = entry .. ' ' .. order_no
+      tokens[token] = used
+      token_pairs[#token_pairs + 1] = token
+      token_pairs[#token_pairs + 1] = used
     end
     if rid ~= '0' then
       local f = user .. ' ' .. order_no
       first[rid] = f
       req_pairs[#req_pairs + 1] = rid
       req_pairs[#req_pairs + 1] = f
-      forget_at = forget_at or tostring(now + remember)
+      forget_at = forget_at or string.format('%d', now + remember)
       expiry_pairs[#expiry_pairs + 1] = forget_at
       expiry_pairs[#expiry_pairs + 1] = rid
     end
@@ -217,6 +228,7 @@ end
 -- sold twice.
 if sold > 0 then redis.call('DECRBY', KEYS[1], sold) end
 write('HSET', KEYS[2], buyer_pairs)
+write('HSET', KEYS[5], token_pairs)
 write('HSET', KEYS[7], req_pairs)
 write('ZADD', KEYS[8], expiry_pairs)
 for _, i in ipairs(to_queue) do

@@ -149,6 +149,41 @@ fn tokens_are_issued_before_a_load_and_record_their_order() {
     assert_eq!(entry(&stock), Some(format!("1 {expires} 100")));
 }
 
+/// A call that fails half-way (here on a token entry damaged by hand)
+/// leaves everything as it was: the decisions are written at the end,
+/// so the buyer decided before the failure neither took a unit nor spent
+/// a token (a unit taken and its order lost would leave the sale short;
+/// a token spent with no order, its buyer unable to buy).
+#[test]
+fn a_call_that_fails_half_way_writes_nothing() {
+    const NOW: u64 = 1_000_000;
+    let stock = open(AckMode::Queued);
+    stock.issue_token_at(1, 1, 11, NOW + 1_000, NOW).unwrap();
+    stock.load_next(1, 5, &[]).unwrap();
+    let keys = stock.keys(1);
+    stock
+        .call("hset", |con| {
+            ::redis::cmd("HSET")
+                .arg(&keys.tokens)
+                .arg(22)
+                .arg("2")
+                .query::<()>(con)
+        })
+        .unwrap();
+    let entry = |token: u64| -> Option<String> {
+        let mut hget = ::redis::cmd("HGET");
+        hget.arg(&keys.tokens).arg(token);
+        stock.call("hget", |con| hget.query(con)).unwrap()
+    };
+    let r = stock.reserve(1, &tokened(1, NOW), &[buy(1, 100, 11), buy(2, 200, 22)]);
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!(entry(11), Some(format!("1 {}", NOW + 1_000)), "token spent");
+    assert_eq!(stock.snapshot(1).unwrap(), Some((5, vec![])));
+    assert!(stock.queued(1).unwrap().is_empty());
+    let r = stock.reserve(1, &tokened(1, NOW), &[buy(1, 101, 11)]);
+    assert_eq!(r.unwrap().decisions, [Reservation::Reserved]);
+}
+
 /// The keys of the tokens expire when their last token may be forgotten,
 /// on the caller's clock: a sale's tokens do not outlive it when no more
 /// are issued to prune them.
