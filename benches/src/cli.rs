@@ -76,6 +76,12 @@ pub struct Common {
     #[arg(long, global = true, default_value_t = 1)]
     pub buckets: u16,
 
+    /// Send each BUY with a client request id of its own, as the client
+    /// crate does by default (the server and its Redis then remember every
+    /// id for an hour); without, BUYs carry none.
+    #[arg(long, global = true)]
+    pub request_ids: bool,
+
     /// Seed of the user order and the browse mix.
     #[arg(long, global = true, default_value_t = 1)]
     pub seed: u64,

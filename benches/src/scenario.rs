@@ -268,6 +268,7 @@ pub fn flash_crowd_server(common: &Common, args: &cli::FlashCrowd) -> Result<Rep
     let plan = plan(common, None, true);
     let target = Target::Seckill {
         addrs: addrs.clone(),
+        request_ids: common.request_ids,
     };
     let (finished, server_metrics) = watched(common, || engine::run(&plan, &target, &workload))?;
     let header = header(common, &plan, "flash-crowd", "server", joined(&addrs));
@@ -470,6 +471,7 @@ pub fn sustained(common: &Common, args: &cli::Sustained) -> Result<Report, Error
     let plan = plan(common, Some(args.duration), true);
     let target = Target::Seckill {
         addrs: addrs.clone(),
+        request_ids: common.request_ids,
     };
     let (finished, server_metrics) = watched(common, || engine::run(&plan, &target, &workload))?;
     let header = header(common, &plan, "sustained", "server", joined(&addrs));
@@ -514,6 +516,7 @@ pub fn browse(common: &Common, args: &cli::Browse) -> Result<Report, Error> {
     let plan = plan(common, Some(args.duration), false);
     let target = Target::Seckill {
         addrs: addrs.clone(),
+        request_ids: common.request_ids,
     };
     let (finished, server_metrics) = watched(common, || engine::run(&plan, &target, &workload))?;
     let header = header(common, &plan, "browse", "server", joined(&addrs));

@@ -107,7 +107,12 @@ pub trait Workload: Sync {
 pub enum Target {
     /// Seckill servers of one sale: the connections are spread over them
     /// round robin, connection k to `addrs[k % addrs.len()]`.
-    Seckill { addrs: Vec<SocketAddr> },
+    Seckill {
+        addrs: Vec<SocketAddr>,
+        /// Each BUY with a client request id of its own, as the client
+        /// crate sends them by default (the server then remembers each).
+        request_ids: bool,
+    },
     RedisDirect {
         addr: SocketAddr,
         script: RedisScript,
@@ -117,20 +122,23 @@ pub enum Target {
 impl Target {
     /// One seckill server.
     pub fn seckill(addr: SocketAddr) -> Target {
-        Target::Seckill { addrs: vec![addr] }
+        Target::Seckill {
+            addrs: vec![addr],
+            request_ids: false,
+        }
     }
 
     /// The servers, in the order connections are spread over them.
     pub fn addrs(&self) -> &[SocketAddr] {
         match self {
-            Target::Seckill { addrs } => addrs,
+            Target::Seckill { addrs, .. } => addrs,
             Target::RedisDirect { addr, .. } => std::slice::from_ref(addr),
         }
     }
 
     fn codec(&self) -> Codec {
         match self {
-            Target::Seckill { .. } => Codec::seckill(),
+            Target::Seckill { request_ids, .. } => Codec::seckill(*request_ids),
             Target::RedisDirect { script, .. } => Codec::redis(script.clone()),
         }
     }

@@ -9,8 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::{Buf, BytesMut};
 use redis::Value;
 use seckill_proto::{
-    Frame, FrameError, Opcode, Reply, Request, SaleRules, Status, MAX_REPLY_FRAME, NO_TOKEN,
-    VERSION,
+    Frame, FrameError, Opcode, Reply, Request, RequestId, SaleRules, Status, MAX_REPLY_FRAME,
+    NO_TOKEN, VERSION,
 };
 use seckill_redis_scripts::{Call, Decision, Mode, ReserveBuyer, ReserveCall};
 
@@ -53,7 +53,11 @@ pub struct RedisScript {
 
 /// One connection's codec.
 pub enum Codec {
-    Seckill,
+    Seckill {
+        /// With request ids: this connection's, the upper 64 bits of each
+        /// (drawn at random, bit 127 clear), the request's own id below.
+        request_ids: Option<u128>,
+    },
     Redis {
         /// Boxed: the seckill codec, the common one, need not be as big.
         script: Box<RedisScript>,
@@ -62,8 +66,16 @@ pub enum Codec {
 }
 
 impl Codec {
-    pub fn seckill() -> Codec {
-        Codec::Seckill
+    /// The seckill protocol; with `request_ids`, every BUY carries a
+    /// client request id of its own.
+    pub fn seckill(request_ids: bool) -> Codec {
+        // The upper half of a random id: unique per connection, as the
+        // request ids below it are per request.
+        let upper = request_ids.then(|| {
+            seckill_client::random_request_id()
+                .map_or(1 << 64, |id| id.get() & !u128::from(u64::MAX) | 1 << 64)
+        });
+        Codec::Seckill { request_ids: upper }
     }
 
     pub fn redis(script: RedisScript) -> Codec {
@@ -76,7 +88,7 @@ impl Codec {
     /// Writes the greeting; returns how many replies it expects.
     pub fn greet(&self, out: &mut BytesMut) -> usize {
         match self {
-            Codec::Seckill => {
+            Codec::Seckill { .. } => {
                 let hello = Request::Hello {
                     version: VERSION,
                     token: String::new(),
@@ -96,16 +108,17 @@ impl Codec {
     /// Writes one request with id `id` (ignored by Redis).
     pub fn encode(&self, op: &Op, id: u64, out: &mut BytesMut) {
         match self {
-            Codec::Seckill => {
+            Codec::Seckill { request_ids } => {
                 let request = match *op {
                     // Each BUY of a workload is a purchase of its own, never
-                    // resent (a busy one is sent again only as a new try), so
-                    // it goes without a client request id.
+                    // resent (a busy one is sent again only as a new try):
+                    // its request id, if any, is its own.
                     Op::Buy { user, goods, .. } => Request::Buy {
                         user_id: user,
                         goods_id: goods,
                         token: NO_TOKEN,
-                        request_id: None,
+                        request_id: request_ids
+                            .and_then(|upper| RequestId::new(upper | u128::from(id))),
                     },
                     Op::GetGoods { goods } => Request::GetGoods { goods_id: goods },
                     Op::ListGoods => Request::ListGoods,
@@ -141,7 +154,7 @@ impl Codec {
         greeting: bool,
     ) -> Result<Option<Answer>, String> {
         match self {
-            Codec::Seckill => decode_seckill(input),
+            Codec::Seckill { .. } => decode_seckill(input),
             Codec::Redis { parser, .. } => {
                 let mut feed = Feed(input);
                 match parser.parse_value(&mut feed) {
@@ -337,7 +350,7 @@ mod tests {
         Reply::AlreadyBought { order_no: 77 }.encode(Opcode::Buy as u8, 4, &mut input);
         Reply::error(Status::NotStarted, "soon").encode(Opcode::Buy as u8, 6, &mut input);
         let whole = input.clone();
-        let mut codec = Codec::seckill();
+        let mut codec = Codec::seckill(false);
         // Split anywhere: nothing is decoded before a frame is whole.
         let mut partial = BytesMut::from(&whole[..whole.len() - 1]);
         let mut answers = Vec::new();
@@ -360,11 +373,39 @@ mod tests {
         assert_eq!(answers[4], reply(6, Outcome::Error("not_started"), None));
     }
 
+    /// The client request id a BUY is sent with: none, or one per request
+    /// and per connection, never the repeat mark.
+    #[test]
+    fn buys_carry_request_ids_of_their_own_when_asked() {
+        let buy = Op::Buy {
+            user: 7,
+            goods: 1,
+            order_no: 0,
+        };
+        let sent = |codec: &Codec, id| {
+            let mut out = BytesMut::new();
+            codec.encode(&buy, id, &mut out);
+            let (frame, _) = Frame::parse(&out, seckill_proto::MAX_REQUEST_FRAME).unwrap();
+            match Request::decode(&frame).unwrap() {
+                Request::Buy { request_id, .. } => request_id,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(sent(&Codec::seckill(false), 5), None);
+        let (a, b) = (Codec::seckill(true), Codec::seckill(true));
+        let ids = [sent(&a, 5), sent(&a, 6), sent(&b, 5)].map(|id| id.unwrap().get());
+        assert_eq!(ids[0] as u64, 5);
+        assert_eq!(ids[1] as u64, 6);
+        assert_eq!(ids[0] >> 64, ids[1] >> 64, "one connection's upper half");
+        assert_ne!(ids[0], ids[2], "another connection's");
+        assert!(ids.iter().all(|id| id >> 127 == 0));
+    }
+
     #[test]
     fn a_connection_level_error_breaks_the_connection() {
         let mut input = BytesMut::new();
         Reply::error(Status::BadRequest, "bye").encode(Opcode::Error as u8, 0, &mut input);
-        assert!(Codec::seckill().decode(&mut input, false).is_err());
+        assert!(Codec::seckill(false).decode(&mut input, false).is_err());
     }
 
     #[test]
