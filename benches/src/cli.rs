@@ -78,7 +78,8 @@ pub struct Common {
 
     /// Send each BUY with a client request id of its own, as the client
     /// crate does by default (the server and its Redis then remember every
-    /// id for an hour); without, BUYs carry none.
+    /// id for an hour; the redis-direct baseline passes each to the reserve
+    /// script as the server would); without, BUYs carry none.
     #[arg(long, global = true)]
     pub request_ids: bool,
 

@@ -28,6 +28,8 @@ pub struct Report {
     pub threads: usize,
     pub pace: PaceInfo,
     pub seed: u64,
+    /// Whether each BUY carried a client request id (`--request-ids`).
+    pub request_ids: bool,
     /// From the start to the last reply.
     pub duration_s: f64,
     pub sent: u64,
@@ -129,6 +131,7 @@ pub struct Header {
     pub threads: usize,
     pub pace: Pace,
     pub seed: u64,
+    pub request_ids: bool,
 }
 
 impl Report {
@@ -174,6 +177,7 @@ impl Report {
             threads: header.threads,
             pace: PaceInfo::of(header.pace),
             seed: header.seed,
+            request_ids: header.request_ids,
             duration_s: secs,
             sent: finished.sent,
             answered: outcomes.answered(),
@@ -210,9 +214,14 @@ impl Report {
             ),
             None => format!("closed loop, pipeline {}", self.pace.pipeline),
         };
+        let ids = if self.request_ids {
+            ", BUYs with request ids"
+        } else {
+            ""
+        };
         let _ = writeln!(
             s,
-            "{} → {} {}: {} connections ({} up), {} threads, {pace}",
+            "{} → {} {}: {} connections ({} up), {} threads, {pace}{ids}",
             self.scenario, self.target, self.addr, self.connections, self.connected, self.threads
         );
         // One server has said it all in the line above.
@@ -451,6 +460,7 @@ pub(crate) mod tests {
             threads: 2,
             pace: Pace::Closed { pipeline: 1 },
             seed: 1,
+            request_ids: false,
         };
         let mut r = Report::new(header, &finished);
         r.goods = Some(GoodsInfo { id: 3, stock: 10 });

@@ -8,6 +8,7 @@ use seckill_client::{Client, Goods, NewGoods, SaleRules};
 use crate::attack;
 use crate::checks;
 use crate::cli::{self, Cli, Common, Scenario, TargetKind};
+use crate::engine::wire::RequestIds;
 use crate::engine::{self, Finished, Pace, Plan, Target};
 use crate::error::Error;
 use crate::lifecycle;
@@ -142,7 +143,17 @@ pub(crate) fn header(
         threads: plan.threads,
         pace: plan.pace,
         seed: common.seed,
+        request_ids: common.request_ids,
     }
+}
+
+/// The run's client request ids, with `--request-ids`.
+pub(crate) fn request_ids(common: &Common) -> Result<Option<RequestIds>, Error> {
+    Ok(if common.request_ids {
+        Some(RequestIds::draw()?)
+    } else {
+        None
+    })
 }
 
 /// A server address list as `--addr` takes it: comma-separated, each
@@ -268,7 +279,7 @@ pub fn flash_crowd_server(common: &Common, args: &cli::FlashCrowd) -> Result<Rep
     let plan = plan(common, None, true);
     let target = Target::Seckill {
         addrs: addrs.clone(),
-        request_ids: common.request_ids,
+        request_ids: request_ids(common)?,
     };
     let (finished, server_metrics) = watched(common, || engine::run(&plan, &target, &workload))?;
     let header = header(common, &plan, "flash-crowd", "server", joined(&addrs));
@@ -426,7 +437,12 @@ fn redis_direct<W: engine::Workload>(
     let loaded = RedisGoods::load(&client, &direct.redis_prefix, goods, stock)?;
     let script = loaded.reserve_script(greeting)?;
     let workload = workload(goods);
-    let finished = engine::run(plan, &Target::RedisDirect { addr, script }, &workload);
+    let target = Target::RedisDirect {
+        addr,
+        script,
+        request_ids: request_ids(common)?,
+    };
+    let finished = engine::run(plan, &target, &workload);
     let header = header(common, plan, scenario, "redis-direct", addr.to_string());
     let mut report = Report::new(header, &finished);
     report.goods = Some(GoodsInfo { id: goods, stock });
@@ -471,7 +487,7 @@ pub fn sustained(common: &Common, args: &cli::Sustained) -> Result<Report, Error
     let plan = plan(common, Some(args.duration), true);
     let target = Target::Seckill {
         addrs: addrs.clone(),
-        request_ids: common.request_ids,
+        request_ids: request_ids(common)?,
     };
     let (finished, server_metrics) = watched(common, || engine::run(&plan, &target, &workload))?;
     let header = header(common, &plan, "sustained", "server", joined(&addrs));
@@ -516,7 +532,7 @@ pub fn browse(common: &Common, args: &cli::Browse) -> Result<Report, Error> {
     let plan = plan(common, Some(args.duration), false);
     let target = Target::Seckill {
         addrs: addrs.clone(),
-        request_ids: common.request_ids,
+        request_ids: request_ids(common)?,
     };
     let (finished, server_metrics) = watched(common, || engine::run(&plan, &target, &workload))?;
     let header = header(common, &plan, "browse", "server", joined(&addrs));

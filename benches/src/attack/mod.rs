@@ -180,7 +180,10 @@ pub fn run(common: &Common, args: &cli::Attack) -> Result<Output, Error> {
         plan: plan(&normal, Some(args.phase), false),
         common: normal,
         addr,
-        target: Target::seckill(addr),
+        target: Target::Seckill {
+            addrs: vec![addr],
+            request_ids: crate::scenario::request_ids(common)?,
+        },
         shopper: Shopper::new(goods, 1),
         goods,
         open_files,
@@ -272,6 +275,7 @@ impl Run<'_> {
             threads: self.plan.threads,
             pace: self.plan.pace,
             seed: self.common.seed,
+            request_ids: self.common.request_ids,
         };
         PhaseReport {
             phase: phase.name().into(),

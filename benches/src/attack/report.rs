@@ -261,6 +261,7 @@ mod tests {
                 max_in_flight: 32,
             },
             seed: 1,
+            request_ids: false,
         };
         Report::new(header, &finished)
     }

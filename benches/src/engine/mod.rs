@@ -35,7 +35,7 @@ use crate::stats::{Live, Recorder};
 use crate::users::Rng;
 use crate::verify::Ack;
 use driver::{Ctx, ThreadResult};
-use wire::{Codec, RedisScript};
+use wire::{Codec, RedisScript, RequestIds};
 
 /// One request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,11 +111,14 @@ pub enum Target {
         addrs: Vec<SocketAddr>,
         /// Each BUY with a client request id of its own, as the client
         /// crate sends them by default (the server then remembers each).
-        request_ids: bool,
+        request_ids: Option<RequestIds>,
     },
     RedisDirect {
         addr: SocketAddr,
         script: RedisScript,
+        /// Each call's buyer with a request id of its own, as the server
+        /// passes a BUY's.
+        request_ids: Option<RequestIds>,
     },
 }
 
@@ -124,7 +127,7 @@ impl Target {
     pub fn seckill(addr: SocketAddr) -> Target {
         Target::Seckill {
             addrs: vec![addr],
-            request_ids: false,
+            request_ids: None,
         }
     }
 
@@ -138,8 +141,12 @@ impl Target {
 
     fn codec(&self) -> Codec {
         match self {
-            Target::Seckill { request_ids, .. } => Codec::seckill(*request_ids),
-            Target::RedisDirect { script, .. } => Codec::redis(script.clone()),
+            Target::Seckill { request_ids, .. } => Codec::seckill(request_ids.as_ref()),
+            Target::RedisDirect {
+                script,
+                request_ids,
+                ..
+            } => Codec::redis(script.clone(), request_ids.as_ref()),
         }
     }
 }

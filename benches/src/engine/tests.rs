@@ -225,7 +225,7 @@ fn connections_are_spread_over_the_servers_round_robin() {
     };
     let target = Target::Seckill {
         addrs: vec![a, b, down],
-        request_ids: false,
+        request_ids: None,
     };
     let workload = FlashCrowd::new(1, UserPicker::new(100, 1, 1), 600);
     // 7 connections over 2 threads (4 + 3): 3 to a, 2 to b, 2 to the dead

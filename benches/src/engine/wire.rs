@@ -4,6 +4,8 @@
 //! engine moves the bytes.
 
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BytesMut};
@@ -51,37 +53,62 @@ pub struct RedisScript {
     pub greeting: Vec<Vec<u8>>,
 }
 
-/// One connection's codec.
+/// Client request ids for a run's BUYs (`--request-ids`), unique across its
+/// connections: a random base drawn once per run, each connection's ids
+/// the next number from it in their upper half (bit 127, the repeat mark,
+/// clear) and the request's own id, unique on its connection, below.
+#[derive(Debug, Clone)]
+pub struct RequestIds {
+    base: u64,
+    connections: Arc<AtomicU64>,
+}
+
+impl RequestIds {
+    pub fn draw() -> Result<RequestIds, seckill_client::Error> {
+        let random = seckill_client::random_request_id()?.get();
+        Ok(RequestIds {
+            base: (random >> 64) as u64,
+            connections: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// The upper half of a new connection's ids.
+    fn next_connection(&self) -> u128 {
+        let k = self.connections.fetch_add(1, Ordering::Relaxed);
+        u128::from(self.base.wrapping_add(k) & (u64::MAX >> 1)) << 64
+    }
+}
+
+/// One connection's codec. `request_ids`: the upper half of the client
+/// request id each BUY carries (see [`RequestIds`]), or none.
 pub enum Codec {
     Seckill {
-        /// With request ids: this connection's, the upper 64 bits of each
-        /// (drawn at random, bit 127 clear), the request's own id below.
         request_ids: Option<u128>,
     },
     Redis {
         /// Boxed: the seckill codec, the common one, need not be as big.
         script: Box<RedisScript>,
         parser: redis::Parser,
+        request_ids: Option<u128>,
     },
 }
 
 impl Codec {
     /// The seckill protocol; with `request_ids`, every BUY carries a
     /// client request id of its own.
-    pub fn seckill(request_ids: bool) -> Codec {
-        // The upper half of a random id: unique per connection, as the
-        // request ids below it are per request.
-        let upper = request_ids.then(|| {
-            seckill_client::random_request_id()
-                .map_or(1 << 64, |id| id.get() & !u128::from(u64::MAX) | 1 << 64)
-        });
-        Codec::Seckill { request_ids: upper }
+    pub fn seckill(request_ids: Option<&RequestIds>) -> Codec {
+        Codec::Seckill {
+            request_ids: request_ids.map(RequestIds::next_connection),
+        }
     }
 
-    pub fn redis(script: RedisScript) -> Codec {
+    /// The reserve script straight into Redis, with each buyer's request id
+    /// as the server would pass it, or none.
+    pub fn redis(script: RedisScript, request_ids: Option<&RequestIds>) -> Codec {
         Codec::Redis {
             script: Box::new(script),
             parser: redis::Parser::new(),
+            request_ids: request_ids.map(RequestIds::next_connection),
         }
     }
 
@@ -133,9 +160,16 @@ impl Codec {
                 };
                 request.encode(id, out);
             }
-            Codec::Redis { script, .. } => {
+            Codec::Redis {
+                script,
+                request_ids,
+                ..
+            } => {
                 let packed = match *op {
-                    Op::Buy { user, order_no, .. } => reserve_command(script, user, order_no),
+                    Op::Buy { user, order_no, .. } => {
+                        let request_id = request_ids.map(|upper| upper | u128::from(id));
+                        reserve_command(script, user, order_no, request_id)
+                    }
                     // The baseline only buys; anything else is a round trip.
                     Op::GetGoods { .. } | Op::ListGoods | Op::Pay { .. } | Op::Cancel { .. } => {
                         redis::cmd("PING").get_packed_command()
@@ -177,7 +211,12 @@ impl Codec {
 /// call for a goods of the default rules (mode `durable`: no queue entry;
 /// one order per user; no token, so the tokens key is given but never
 /// read).
-fn reserve_command(script: &RedisScript, user: u64, order_no: u64) -> Vec<u8> {
+fn reserve_command(
+    script: &RedisScript,
+    user: u64,
+    order_no: u64,
+    request_id: Option<u128>,
+) -> Vec<u8> {
     let rules = SaleRules::default();
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -186,7 +225,7 @@ fn reserve_command(script: &RedisScript, user: u64, order_no: u64) -> Vec<u8> {
         user,
         order_no,
         token: NO_TOKEN,
-        request_id: None,
+        request_id,
     }];
     let call = ReserveCall {
         mode: Mode::Durable,
@@ -196,7 +235,7 @@ fn reserve_command(script: &RedisScript, user: u64, order_no: u64) -> Vec<u8> {
         per_user_limit: rules.per_user_limit,
         token_required: rules.token_required,
         pay_by_ms: now_ms.saturating_add(rules.pay_window_ms),
-        // No request ids here; the server's own figure, for the same work.
+        // The server's own figure, for the same work.
         request_id_ttl_ms: 3_600_000,
         buyers: &buyers,
     };
@@ -327,13 +366,16 @@ mod tests {
     use super::*;
 
     fn redis_codec() -> Codec {
-        Codec::redis(RedisScript {
-            sha: "abc".into(),
-            keys: ["s", "b", "q", "e", "t"].map(String::from).to_vec(),
-            goods: 9,
-            epoch: 3,
-            greeting: vec![redis::cmd("PING").get_packed_command()],
-        })
+        Codec::redis(
+            RedisScript {
+                sha: "abc".into(),
+                keys: ["s", "b", "q", "e", "t"].map(String::from).to_vec(),
+                goods: 9,
+                epoch: 3,
+                greeting: vec![redis::cmd("PING").get_packed_command()],
+            },
+            None,
+        )
     }
 
     #[test]
@@ -350,7 +392,7 @@ mod tests {
         Reply::AlreadyBought { order_no: 77 }.encode(Opcode::Buy as u8, 4, &mut input);
         Reply::error(Status::NotStarted, "soon").encode(Opcode::Buy as u8, 6, &mut input);
         let whole = input.clone();
-        let mut codec = Codec::seckill(false);
+        let mut codec = Codec::seckill(None);
         // Split anywhere: nothing is decoded before a frame is whole.
         let mut partial = BytesMut::from(&whole[..whole.len() - 1]);
         let mut answers = Vec::new();
@@ -391,21 +433,45 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         };
-        assert_eq!(sent(&Codec::seckill(false), 5), None);
-        let (a, b) = (Codec::seckill(true), Codec::seckill(true));
+        assert_eq!(sent(&Codec::seckill(None), 5), None);
+        let ids = RequestIds::draw().unwrap();
+        let (a, b) = (Codec::seckill(Some(&ids)), Codec::seckill(Some(&ids)));
         let ids = [sent(&a, 5), sent(&a, 6), sent(&b, 5)].map(|id| id.unwrap().get());
         assert_eq!(ids[0] as u64, 5);
         assert_eq!(ids[1] as u64, 6);
         assert_eq!(ids[0] >> 64, ids[1] >> 64, "one connection's upper half");
         assert_ne!(ids[0], ids[2], "another connection's");
         assert!(ids.iter().all(|id| id >> 127 == 0));
+        // The redis-direct baseline passes the id to the script as the
+        // server does, in 32 hex digits; without ids, "0".
+        let script = |ids: Option<&RequestIds>| {
+            let codec = Codec::redis(
+                RedisScript {
+                    sha: "abc".into(),
+                    keys: vec!["k".into(); 8],
+                    goods: 9,
+                    epoch: 3,
+                    greeting: Vec::new(),
+                },
+                ids,
+            );
+            let mut out = BytesMut::new();
+            codec.encode(&buy, 5, &mut out);
+            String::from_utf8_lossy(&out).into_owned()
+        };
+        let with = RequestIds::draw().unwrap();
+        let first = with.connections.load(Ordering::Relaxed);
+        let packed = script(Some(&with));
+        let upper = u128::from(with.base.wrapping_add(first) & (u64::MAX >> 1)) << 64;
+        assert!(packed.contains(&format!("{:032x}", upper | 5)), "{packed}");
+        assert!(script(None).ends_with("$1\r\n0\r\n$1\r\n0\r\n"));
     }
 
     #[test]
     fn a_connection_level_error_breaks_the_connection() {
         let mut input = BytesMut::new();
         Reply::error(Status::BadRequest, "bye").encode(Opcode::Error as u8, 0, &mut input);
-        assert!(Codec::seckill(false).decode(&mut input, false).is_err());
+        assert!(Codec::seckill(None).decode(&mut input, false).is_err());
     }
 
     #[test]

@@ -88,7 +88,7 @@ pub fn run(common: &Common, args: &cli::Lifecycle) -> Result<Output, Error> {
         args,
         target: Target::Seckill {
             addrs: addrs.clone(),
-            request_ids: common.request_ids,
+            request_ids: crate::scenario::request_ids(common)?,
         },
         addrs,
         goods: goods.id,
