@@ -132,7 +132,8 @@ impl Codec {
         }
     }
 
-    /// Writes one request with id `id` (ignored by Redis).
+    /// Writes one request with id `id` (to Redis, only as the lower half of
+    /// its BUY's request id, if any).
     pub fn encode(&self, op: &Op, id: u64, out: &mut BytesMut) {
         match self {
             Codec::Seckill { request_ids } => {
