@@ -71,12 +71,9 @@ pub(crate) trait Table {
     /// then not count as live.
     fn insert_chunk(&mut self, orders: &[&OrderRecord]) -> Result<bool, Self::Error>;
 
-    /// Whose order this number is, as (user, goods), if it is stored; read
-    /// so that it cannot change before the commit.
-    fn owner(&mut self, order_no: OrderNo) -> Result<Option<(UserId, GoodsId)>, Self::Error>;
-
-    /// [`Table::owner`] of several order numbers (one or more) in one read:
-    /// those stored, as (order number, user, goods), in any order.
+    /// Whose orders these numbers (one to [`Table::ROWS_PER_INSERT`]) are,
+    /// in one read: those stored, as (order number, user, goods), in any
+    /// order; read so that they cannot change before the commit.
     fn owners(
         &mut self,
         order_nos: &[OrderNo],
@@ -250,17 +247,37 @@ fn fence<T: Table>(
             Fence::Moved => Written::Fenced,
             Fence::Full => Written::SoldOut,
         };
-        for (i, o) in orders.iter().enumerate() {
-            if (o.goods_id, epochs[i]) == (goods, epoch) {
-                // An earlier try of this batch may have committed it before
-                // the reconciliation (which then counted it), or before the
-                // goods was full (with it).
-                let mine = table.owner(o.order_no)? == Some((o.user_id, o.goods_id));
-                written[i] = Some(if mine { Written::Stored } else { refused });
-            }
+        // An earlier try of this batch may have committed some of them
+        // before the reconciliation (which then counted them), or before
+        // the goods was full (with them): read at once, not one by one.
+        let group: Vec<usize> = (0..orders.len())
+            .filter(|&i| (orders[i].goods_id, epochs[i]) == (goods, epoch))
+            .collect();
+        let owners = owners_of(table, orders, &group)?;
+        for i in group {
+            let o = &orders[i];
+            let mine = owners.get(&o.order_no) == Some(&(o.user_id, o.goods_id));
+            written[i] = Some(if mine { Written::Stored } else { refused });
         }
     }
     Ok((written, counted))
+}
+
+/// Who holds the stored ones of the order numbers of `indices` (into
+/// `orders`), as (user, goods) by order number: [`Table::owners`], a chunk's
+/// worth of numbers at a time.
+fn owners_of<T: Table>(
+    table: &mut T,
+    orders: &[OrderRecord],
+    indices: &[usize],
+) -> Result<HashMap<OrderNo, (UserId, GoodsId)>, T::Error> {
+    let numbers: Vec<OrderNo> = indices.iter().map(|&i| orders[i].order_no).collect();
+    let mut owners = HashMap::new();
+    for part in numbers.chunks(T::ROWS_PER_INSERT) {
+        let found = table.owners(part)?.into_iter();
+        owners.extend(found.map(|(order_no, user, goods)| (order_no, (user, goods))));
+    }
+    Ok(owners)
 }
 
 /// The orders of `chunk` (indices into `orders`) whose numbers are stored,
@@ -270,15 +287,7 @@ fn stored_of<T: Table>(
     orders: &[OrderRecord],
     chunk: &[usize],
 ) -> Result<HashSet<OrderNo>, T::Error> {
-    let numbers: Vec<OrderNo> = chunk.iter().map(|&i| orders[i].order_no).collect();
-    if numbers.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let owners: HashMap<OrderNo, (UserId, GoodsId)> = table
-        .owners(&numbers)?
-        .into_iter()
-        .map(|(order_no, user, goods)| (order_no, (user, goods)))
-        .collect();
+    let owners = owners_of(table, orders, chunk)?;
     let mut stored = HashSet::new();
     for &i in chunk {
         let o = &orders[i];
@@ -305,8 +314,8 @@ fn reused(order_no: OrderNo) -> StoreError {
 /// are unique by construction, so that is a bug.
 /// Says whether this call inserted it.
 fn place<T: Table>(table: &mut T, o: &OrderRecord, limit: u8) -> Result<(Written, bool), T::Error> {
-    if let Some(owner) = table.owner(o.order_no)? {
-        if owner == (o.user_id, o.goods_id) {
+    if let Some((_, user, goods)) = table.owners(&[o.order_no])?.pop() {
+        if (user, goods) == (o.user_id, o.goods_id) {
             return Ok((Written::Stored, false));
         }
         return Err(reused(o.order_no).into());
@@ -366,7 +375,7 @@ mod tests {
         rows: Vec<(OrderRecord, Option<u8>)>,
         limit: u8,
         chunks: Vec<usize>,
-        /// Reads of stored order numbers (`owner`, `owners`).
+        /// Reads of stored order numbers (`owners`).
         reads: usize,
         /// The goods' epoch, the orders counted by fences, its total and
         /// live orders.
@@ -424,12 +433,6 @@ mod tests {
                 self.rows.push(((*o).clone(), slot));
             }
             Ok(true)
-        }
-
-        fn owner(&mut self, order_no: OrderNo) -> Result<Option<(UserId, GoodsId)>, StoreError> {
-            self.reads += 1;
-            let row = self.rows.iter().find(|(r, _)| r.order_no == order_no);
-            Ok(row.map(|(r, _)| (r.user_id, r.goods_id)))
         }
 
         fn owners(

@@ -230,13 +230,6 @@ impl Table for PooledConn {
         }
     }
 
-    fn owner(&mut self, order_no: OrderNo) -> Result<Option<(UserId, GoodsId)>, Failure> {
-        Ok(self.exec_first(
-            "SELECT user_id, goods_id FROM orders WHERE order_no = ? LOCK IN SHARE MODE",
-            (order_no,),
-        )?)
-    }
-
     fn owners(
         &mut self,
         order_nos: &[OrderNo],

@@ -194,19 +194,15 @@ impl Table for Batch<'_> {
         }
     }
 
-    fn owner(&mut self, order_no: OrderNo) -> Result<Option<(UserId, GoodsId)>, Failure> {
-        let stored = order_by_no(self.0, order_no)?;
-        Ok(stored.map(|o| (o.user_id, o.goods_id)))
-    }
-
     fn owners(
         &mut self,
         order_nos: &[OrderNo],
     ) -> Result<Vec<(OrderNo, UserId, GoodsId)>, Failure> {
         // At most a chunk's numbers (ROWS_PER_INSERT), well within SQLite's
-        // limit on parameters.
+        // limit on parameters. Cached: one number (a row placed on its own)
+        // is the common case.
         let marks = vec!["?"; order_nos.len()].join(",");
-        let mut stmt = self.0.prepare(&format!(
+        let mut stmt = self.0.prepare_cached(&format!(
             "SELECT order_no, user_id, goods_id FROM orders WHERE order_no IN ({marks})"
         ))?;
         let rows = stmt.query_map(
