@@ -30,4 +30,5 @@ mod lifecycle;
 pub(super) mod nodes;
 pub(super) mod orders;
 pub(super) mod stock;
+mod stock_agree;
 mod stock_retries;
