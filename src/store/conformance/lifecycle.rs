@@ -10,7 +10,7 @@ use std::sync::Arc;
 use seckill_proto::OrderState;
 
 use super::orders::{due, goods, order, Backend, Mysql, Sqlite};
-use crate::store::{OrderRecord, OrderStore, SaleChange, StoreError, Written};
+use crate::store::{Epoch, OrderRecord, OrderStore, SaleChange, StoreError, Written};
 
 fn pay_cancel_and_expiry_settle_each_order_once<B: Backend>() {
     let db = B::new();
@@ -299,10 +299,7 @@ fn live_orders_never_exceed_the_total<B: Backend>() {
         [Written::Stored; 2]
     );
     // A unit the stock store should not have had (it lost a deduction).
-    assert_eq!(
-        b.commit_orders(&[order(3, 3, g)], &[e]).unwrap(),
-        [Written::SoldOut]
-    );
+    assert_eq!(commit_one(&b, order(3, 3, g), e), Written::SoldOut);
     // A retry of the first batch is stored, not refused, and counts nothing.
     assert_eq!(
         a.commit_orders(&two, &[e, e]).unwrap(),
@@ -315,25 +312,23 @@ fn live_orders_never_exceed_the_total<B: Backend>() {
         [Written::SoldOut; 2],
         "two orders for one unit"
     );
-    assert_eq!(
-        b.commit_orders(&[order(3, 3, g)], &[e]).unwrap(),
-        [Written::Stored]
-    );
+    assert_eq!(commit_one(&b, order(3, 3, g), e), Written::Stored);
     a.restock(g, 1).unwrap();
-    assert_eq!(
-        a.commit_orders(&[order(4, 4, g)], &[e]).unwrap(),
-        [Written::Stored]
-    );
-    assert_eq!(
-        a.commit_orders(&[order(5, 5, g)], &[e]).unwrap(),
-        [Written::SoldOut]
-    );
+    assert_eq!(commit_one(&a, order(4, 4, g), e), Written::Stored);
+    assert_eq!(commit_one(&a, order(5, 5, g), e), Written::SoldOut);
     let cancelled = OrderState::Cancelled as u8;
     let live = db
         .rows()
         .into_iter()
         .filter(|&(_, state)| state != cancelled);
     assert_eq!(live.count(), 3);
+}
+
+/// What became of one order committed on its own under `epoch`.
+fn commit_one(store: &impl OrderStore, o: OrderRecord, epoch: Epoch) -> Written {
+    let written = store.commit_orders(&[o], &[epoch]).unwrap();
+    assert_eq!(written.len(), 1, "{written:?}");
+    written[0]
 }
 
 /// A chunk of a batch that met a unique key (here a second order of a
@@ -354,24 +349,15 @@ fn a_chunk_that_met_a_duplicate_counts_its_orders_as_live<B: Backend>() {
         store.commit_orders(&batch, &[e, e, e]).unwrap(),
         [Written::Stored, Written::Stored, Written::Duplicate(1)]
     );
+    assert_eq!(commit_one(&store, order(4, 4, g), e), Written::Stored);
     assert_eq!(
-        store.commit_orders(&[order(4, 4, g)], &[e]).unwrap(),
-        [Written::Stored]
-    );
-    assert_eq!(
-        store.commit_orders(&[order(5, 5, g)], &[e]).unwrap(),
-        [Written::SoldOut],
+        commit_one(&store, order(5, 5, g), e),
+        Written::SoldOut,
         "a fourth live order of a goods of 3 units"
     );
     assert!(store.cancel(2, 2).unwrap().unwrap().cancelled_now);
-    assert_eq!(
-        store.commit_orders(&[order(5, 5, g)], &[e]).unwrap(),
-        [Written::Stored]
-    );
-    assert_eq!(
-        store.commit_orders(&[order(6, 6, g)], &[e]).unwrap(),
-        [Written::SoldOut]
-    );
+    assert_eq!(commit_one(&store, order(5, 5, g), e), Written::Stored);
+    assert_eq!(commit_one(&store, order(6, 6, g), e), Written::SoldOut);
 }
 
 per_backend!(
