@@ -155,12 +155,13 @@ for i = 9, #ARGV, 4 do
       if o == order_no then decision = RESERVED break end
     end
     if decision then break end
-    -- 1. a BUY retried under its request id: the first one's answer
+    -- 1. a BUY retried under its request id: the first one's answer (an
+    --    entry damaged by hand, with no order, is an id no one can use)
     if rid ~= '0' then
       local f = first[rid]
       if f then
         local w = words(f)
-        if w[1] == user then decision = '=' .. w[2] else decision = REQUEST_ID_TAKEN end
+        if w[1] == user and w[2] then decision = '=' .. w[2] else decision = REQUEST_ID_TAKEN end
         break
       end
     end
@@ -174,9 +175,11 @@ for i = 9, #ARGV, 4 do
         entry = redis.call('HGET', KEYS[5], token)
         tokens[token] = entry
       end
+      -- An entry damaged by hand (no expiry) is no one's token: it
+      -- refuses its own buyer, not the whole call of this goods.
       if entry then
         local w = words(entry)
-        if w[1] == user then mine = w end
+        if w[1] == user and tonumber(w[2]) then mine = w end
       end
     end
     -- 3. a retried BUY: the token bought an order the user still holds

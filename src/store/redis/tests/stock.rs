@@ -149,39 +149,56 @@ fn tokens_are_issued_before_a_load_and_record_their_order() {
     assert_eq!(entry(&stock), Some(format!("1 {expires} 100")));
 }
 
-/// A call that fails half-way (here on a token entry damaged by hand)
-/// leaves everything as it was: the decisions are written at the end,
-/// so the buyer decided before the failure neither took a unit nor spent
-/// a token (a unit taken and its order lost would leave the sale short;
-/// a token spent with no order, its buyer unable to buy).
+/// An entry damaged by hand (a token's with no expiry, a request id's with
+/// no order) refuses its own buyer only: the others of the merged call of
+/// that goods are decided as without it, and what they took is written.
+/// (Each used to fail the whole call, so every BUY of the goods that came
+/// with it, for as long as its buyer kept trying.)
 #[test]
-fn a_call_that_fails_half_way_writes_nothing() {
+fn a_damaged_entry_refuses_its_own_buyer_only() {
     const NOW: u64 = 1_000_000;
     let stock = open(AckMode::Queued);
     stock.issue_token_at(1, 1, 11, NOW + 1_000, NOW).unwrap();
+    stock.issue_token_at(1, 3, 33, NOW + 1_000, NOW).unwrap();
     stock.load_next(1, 5, &[]).unwrap();
     let keys = stock.keys(1);
-    stock
-        .call("hset", |con| {
-            ::redis::cmd("HSET")
-                .arg(&keys.tokens)
-                .arg(22)
-                .arg("2")
-                .query::<()>(con)
-        })
-        .unwrap();
+    let hset = |key: &str, field: &str, value: &str| {
+        stock
+            .call("hset", |con| {
+                ::redis::cmd("HSET")
+                    .arg(key)
+                    .arg(field)
+                    .arg(value)
+                    .query::<()>(con)
+            })
+            .unwrap()
+    };
+    hset(&keys.tokens, "22", "2");
+    hset(&keys.req, &format!("{:032x}", 0xbad_u128), "3");
     let entry = |token: u64| -> Option<String> {
         let mut hget = ::redis::cmd("HGET");
         hget.arg(&keys.tokens).arg(token);
         stock.call("hget", |con| hget.query(con)).unwrap()
     };
-    let r = stock.reserve(1, &tokened(1, NOW), &[buy(1, 100, 11), buy(2, 200, 22)]);
-    assert!(r.is_err(), "{r:?}");
-    assert_eq!(entry(11), Some(format!("1 {}", NOW + 1_000)), "token spent");
-    assert_eq!(stock.snapshot(1).unwrap(), Some((5, vec![])));
-    assert!(stock.queued(1).unwrap().is_empty());
-    let r = stock.reserve(1, &tokened(1, NOW), &[buy(1, 101, 11)]);
-    assert_eq!(r.unwrap().decisions, [Reservation::Reserved]);
+    let damaged_id = crate::store::Buyer {
+        request_id: seckill_proto::RequestId::new(0xbad),
+        ..buy(3, 300, 33)
+    };
+    let batch = [buy(1, 100, 11), buy(2, 200, 22), damaged_id];
+    let r = stock.reserve(1, &tokened(1, NOW), &batch).unwrap();
+    assert_eq!(
+        r.decisions,
+        [
+            Reservation::Reserved,
+            Reservation::Token(TokenRefusal::Invalid),
+            Reservation::RequestIdTaken
+        ]
+    );
+    assert_eq!(r.remaining, 4);
+    assert_eq!(entry(11), Some(format!("1 {} 100", NOW + 1_000)));
+    assert_eq!(entry(33), Some(format!("3 {}", NOW + 1_000)), "spent");
+    assert_eq!(stock.snapshot(1).unwrap(), Some((4, vec![(1, 100)])));
+    assert_eq!(stock.queued(1).unwrap().len(), 1);
 }
 
 /// The keys of the tokens expire when their last token may be forgotten,
