@@ -21,7 +21,7 @@
 //! ever exist, and no unit is put back on sale while its order may still be
 //! committed — whichever server reconciles, and however many do at once.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
 use log::{error, info, warn};
@@ -76,6 +76,42 @@ impl Sale {
         }
     }
 
+    /// Forgets the request ids noted as naming orders that were never
+    /// written, once the new epoch is taken: from then on no late write of
+    /// those orders can succeed, so their BUYs' retries may be decided
+    /// afresh. But one may have been written after it was noted and before
+    /// the epoch (a batch past its fence commits before the epoch can be
+    /// taken; a writer stalled for a minute): the order store is asked
+    /// again now, when its answer can no longer change, and the id of an
+    /// order it has is kept, so that a retry gets that order back rather
+    /// than a second unit. Where the stock store or the order store cannot
+    /// say, the ids stay noted for the next reconciliation.
+    fn forget_abandoned(&self, entry: &Entry) {
+        let abandoned = entry.gate.take_abandoned();
+        if abandoned.is_empty() {
+            return;
+        }
+        let order_nos: Vec<OrderNo> = abandoned.iter().map(|&(_, _, o)| o).collect();
+        let forgotten = self.orders.stored(&order_nos).and_then(|stored| {
+            let stored: HashSet<OrderNo> = stored.into_iter().collect();
+            let never_written: Vec<_> = abandoned
+                .iter()
+                .copied()
+                .filter(|(_, _, o)| !stored.contains(o))
+                .collect();
+            if never_written.is_empty() {
+                return Ok(());
+            }
+            self.stock.forget_requests(entry.id, &never_written)
+        });
+        if let Err(e) = forgotten {
+            warn!("goods {}: forgetting abandoned request ids: {e}", entry.id);
+            for (id, user, order_no) in abandoned {
+                entry.gate.abandon_request(id, user, order_no);
+            }
+        }
+    }
+
     fn timed_reconcile(&self, entry: &Entry) -> Result<Drift, StoreError> {
         self.metrics
             .timing
@@ -98,18 +134,7 @@ impl Sale {
         // count below misses no order that will ever exist.
         let above = self.stock.epoch(entry.id)?.unwrap_or(0);
         let epoch = self.orders.next_epoch(entry.id, above)?;
-        // Request ids of orders that were never written: with the new epoch
-        // taken, no late write of those orders can succeed any more, so their
-        // BUYs' retries may be decided afresh.
-        let abandoned = entry.gate.take_abandoned();
-        if !abandoned.is_empty() {
-            if let Err(e) = self.stock.forget_requests(entry.id, &abandoned) {
-                warn!("goods {}: forgetting abandoned request ids: {e}", entry.id);
-                for (id, user, order_no) in abandoned {
-                    entry.gate.abandon_request(id, user, order_no);
-                }
-            }
-        }
+        self.forget_abandoned(entry);
         // A freeze that failed may have frozen some of the goods (a part of
         // a goods split over buckets, or a script whose reply was lost): the
         // goods is repaired as soon as possible, as after a failed count.

@@ -82,8 +82,13 @@ impl OrderStore for FlakyOrders {
     fn orders_of(&self, _: UserId, _: usize) -> Result<Vec<OrderRecord>, StoreError> {
         unreachable!()
     }
-    fn stored(&self, _: &[OrderNo]) -> Result<Vec<OrderNo>, StoreError> {
-        Ok(Vec::new())
+    fn stored(&self, order_nos: &[OrderNo]) -> Result<Vec<OrderNo>, StoreError> {
+        let written = self.written.lock();
+        Ok(order_nos
+            .iter()
+            .copied()
+            .filter(|&n| written.iter().any(|o| o.order_no == n))
+            .collect())
     }
     fn pay(&self, _: UserId, _: OrderNo, _: u64) -> Result<Option<Settled>, StoreError> {
         unreachable!()

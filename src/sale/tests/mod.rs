@@ -266,3 +266,47 @@ fn an_abandoned_request_id_is_forgotten_by_the_next_reconciliation() {
     let again = written(sale.reserve(1, &buy));
     assert_ne!(again.order().order_no, old);
 }
+
+/// … unless the order was written after all, after its id was noted and
+/// before the reconciliation took its epoch (its writer had passed the
+/// fence and stalled): the id is kept, and the retry gets that order back
+/// as its own (`ok`), never a second unit where the limit would allow one.
+#[test]
+fn a_request_id_whose_order_was_written_late_is_kept() {
+    use crate::store::Buyer;
+    let stock = Arc::new(MemoryStock::new());
+    let orders = Arc::new(FlakyOrders::default());
+    let sale = durable(stock.clone(), orders.clone());
+    let id = seckill_proto::RequestId::new(5);
+    let made_ms = now_ms() - 120_000;
+    let late = super::order_no::made_at_for_tests(made_ms, 9, 1);
+    let stalled = Buyer {
+        user: 7,
+        order_no: late,
+        token: NO_TOKEN,
+        request_id: id,
+    };
+    let rules = crate::store::fixtures::rules_at(1, now_ms());
+    let epoch = stock.reserve(1, &rules, &[stalled]).unwrap().epoch;
+    let buy = [Buy {
+        user: 7,
+        token: NO_TOKEN,
+        request_id: id,
+    }];
+    assert_eq!(status(&sale.reserve(1, &buy)), Status::Pending);
+    let asked = sale.repair_requests().try_recv().expect("a repair asked");
+    let order = OrderRecord {
+        order_no: late,
+        user_id: 7,
+        goods_id: 1,
+        state: OrderState::Created,
+        created_ms: made_ms,
+        pay_by_ms: rules.pay_by_ms,
+    };
+    orders.commit_orders(&[order], &[epoch]).unwrap();
+    sale.repair(asked);
+    assert_eq!(
+        sale.reserve(1, &buy),
+        [Decision::Answer(Reply::Bought { order_no: late })]
+    );
+}
