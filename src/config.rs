@@ -192,9 +192,11 @@ pub struct Config {
     #[arg(long, default_value_t = 64 << 20)]
     pub reply_budget: usize,
 
-    /// Requests a connection may have answered `bad_request` before it is
-    /// closed (with an error frame): a broken or hostile client stops
-    /// costing the server.
+    /// Frames a connection may send that the server cannot read (unknown
+    /// opcode, bad body) or that come before HELLO, each answered
+    /// `bad_request`, before it is closed (with an error frame): a broken or
+    /// hostile client stops costing the server. Well-formed requests the
+    /// server refuses do not count.
     #[arg(long, default_value_t = 32)]
     pub bad_request_budget: u32,
 

@@ -351,7 +351,7 @@ fn take_slot(
     sent: usize,
     slots: &[Slot],
 ) -> Result<usize> {
-    if let Some(err) = connection_error(frame) {
+    if let Some(err) = closed_in_flight(frame) {
         return Err(conn.break_with(err));
     }
     let offset = frame.id.wrapping_sub(first_id);
@@ -382,6 +382,23 @@ pub(crate) fn connection_error(frame: &ReplyFrame) -> Option<Error> {
     Some(match &frame.reply {
         Ok(Reply::Error { status, message }) => Error::server(*status, message.clone()),
         _ => Error::protocol("undecodable connection-level error from the server"),
+    })
+}
+
+/// The error of the requests in flight when the server's connection-level
+/// error frame came, if `frame` is one: [`ErrorKind::Closed`], whatever the
+/// frame's status, which is about the connection and not about them (its
+/// `bad_request` may be another caller's, on a connection many share).
+/// Whether each was done is not known: the server may have answered some
+/// before it gave up, and done others without a reply; a request safe to
+/// send again may be sent again.
+///
+/// [`ErrorKind::Closed`]: crate::ErrorKind::Closed
+pub(crate) fn closed_in_flight(frame: &ReplyFrame) -> Option<Error> {
+    connection_error(frame).map(|err| {
+        Error::closed(format!(
+            "the server closed the connection ({err}); the requests still in flight may or may not have been done"
+        ))
     })
 }
 

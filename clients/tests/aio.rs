@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::{Buf, BytesMut};
 use seckill_client::aio::Client;
 use seckill_client::{ErrorKind, NewGoods, Pipeline, Purchase, Reply, SaleAction, SaleRules};
-use seckill_proto::{Frame, Request, MAX_REQUEST_FRAME, VERSION};
+use seckill_proto::{Frame, Opcode, Request, Status, MAX_REQUEST_FRAME, VERSION};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use common::server::{Server, TOKEN};
@@ -188,9 +188,42 @@ async fn a_silent_server_times_a_call_out() {
 
 #[tokio::test]
 async fn a_buy_lost_with_its_connection_is_sent_again_as_a_repeat_of_the_same_purchase() {
-    let (addr, seen) = dropping_server().await;
+    let (addr, seen) = dropping_server(false).await;
     let client = Client::builder(addr.clone()).build().unwrap();
     assert_eq!(client.buy(7, 1).await.unwrap(), Purchase::Ordered(99));
+    repeated_once(&seen);
+
+    // Without a request id a BUY could buy twice: its error is returned.
+    let (addr, seen) = dropping_server(false).await;
+    let bare = Client::builder(addr).request_ids(false).build().unwrap();
+    let err = bare.buy(7, 1).await.unwrap_err();
+    assert!(err.is_closed(), "{err}");
+    assert_eq!(seen.lock().unwrap().len(), 1, "not sent again");
+}
+
+/// The same when the server closes the connection with its connection-level
+/// error frame (`bad_request`: on a connection many callers share, another
+/// caller's doing): the BUY in flight is not answered `bad_request`, which
+/// would not be retried though it may have bought; it is sent again.
+#[tokio::test]
+async fn a_buy_in_flight_when_the_server_gives_up_on_the_connection_is_sent_again() {
+    let (addr, seen) = dropping_server(true).await;
+    let client = Client::builder(addr.clone()).build().unwrap();
+    assert_eq!(client.buy(7, 1).await.unwrap(), Purchase::Ordered(99));
+    repeated_once(&seen);
+
+    let (addr, _) = dropping_server(true).await;
+    let bare = Client::builder(addr).request_ids(false).build().unwrap();
+    let err = bare.buy(7, 1).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
+    assert!(
+        err.to_string().contains("bad requests on this connection"),
+        "{err}"
+    );
+}
+
+/// The BUYs `seen` are one purchase sent twice: first, then as its repeat.
+fn repeated_once(seen: &Mutex<Vec<Request>>) {
     let buys = seen.lock().unwrap().clone();
     let ids: Vec<_> = buys
         .iter()
@@ -202,18 +235,12 @@ async fn a_buy_lost_with_its_connection_is_sent_again_as_a_repeat_of_the_same_pu
     assert_eq!(ids.len(), 2, "sent twice: {buys:?}");
     assert!(!ids[0].is_repeat() && ids[1].is_repeat());
     assert_eq!(ids[0].purchase(), ids[1].purchase(), "one purchase");
-
-    // Without a request id a BUY could buy twice: its error is returned.
-    let (addr, seen) = dropping_server().await;
-    let bare = Client::builder(addr).request_ids(false).build().unwrap();
-    let err = bare.buy(7, 1).await.unwrap_err();
-    assert!(err.is_closed(), "{err}");
-    assert_eq!(seen.lock().unwrap().len(), 1, "not sent again");
 }
 
-/// A fake server whose first connection closes on its first BUY, unanswered;
-/// later connections answer every BUY with order 99. It records the BUYs.
-async fn dropping_server() -> (String, Arc<Mutex<Vec<Request>>>) {
+/// A fake server whose first connection closes on its first BUY, unanswered
+/// (after a connection-level error frame, with `farewell`); later
+/// connections answer every BUY with order 99. It records the BUYs.
+async fn dropping_server(farewell: bool) -> (String, Arc<Mutex<Vec<Request>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -240,6 +267,19 @@ async fn dropping_server() -> (String, Arc<Mutex<Vec<Request>>>) {
                             Request::Buy { .. } => {
                                 record.lock().unwrap().push(request.clone());
                                 if drop_buys {
+                                    if farewell {
+                                        let mut out = BytesMut::new();
+                                        Reply::error(
+                                            Status::BadRequest,
+                                            "32 bad requests on this connection: closing it",
+                                        )
+                                        .encode(
+                                            Opcode::Error as u8,
+                                            0,
+                                            &mut out,
+                                        );
+                                        let _ = stream.write_all(&out).await;
+                                    }
                                     return;
                                 }
                                 Reply::Bought { order_no: 99 }

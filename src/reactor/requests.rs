@@ -87,25 +87,34 @@ impl Handler {
             opcode: frame.opcode,
             started: read_at,
         };
-        let reply = match Request::decode(frame) {
-            Ok(request) => self.dispatch(conn, origin, request),
-            Err(e) => Some(Reply::error(Status::BadRequest, e.to_string())),
+        // Only a frame the server cannot read (PROTOCOL.md 7.2), or a
+        // request before HELLO, counts against the connection's budget: a
+        // well-formed request whose values are refused is one request's
+        // fault, and a connection may carry many clients' requests (an app
+        // server's, a gateway's), whom one buyer's refusals must not cut off.
+        let (reply, unreadable) = match Request::decode(frame) {
+            Ok(request) => {
+                let before_hello = !conn.greeted && !matches!(request, Request::Hello { .. });
+                (self.dispatch(conn, origin, request), before_hello)
+            }
+            Err(e) => (Some(Reply::error(Status::BadRequest, e.to_string())), true),
         };
         if let Some(reply) = reply {
             let status = reply.status();
             answered.push((origin.opcode, status));
-            let bad = status == Status::BadRequest;
             reply
                 .for_version(conn.version)
                 .encode(origin.opcode, origin.id, &mut conn.wbuf);
-            if bad {
+            if status == Status::BadRequest {
                 metrics::add(&self.metrics.bad_requests, 1);
+            }
+            if unreadable {
                 self.count_bad_request(conn);
             }
         }
     }
 
-    /// A client that keeps sending what the server cannot serve (a broken
+    /// A client that keeps sending what the server cannot read (a broken
     /// client, or a flood of unknown opcodes) is told why and closed once
     /// it has used its budget, instead of costing a reply each for ever.
     fn count_bad_request(&self, conn: &mut Connection) {

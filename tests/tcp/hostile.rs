@@ -287,15 +287,37 @@ fn a_client_that_never_reads_is_held_back() {
     }
 }
 
-/// A client that keeps sending requests the server cannot serve is answered
+/// A client that keeps sending requests the server cannot read is answered
 /// `bad_request` for each, up to its budget; the last one is followed by an
-/// error frame saying why, and the connection is closed.
+/// error frame saying why, and the connection is closed. Well-formed
+/// requests whose values are refused (`bad_request` too) do not count: a
+/// connection may carry many buyers' requests, as a gateway's does, and
+/// one buyer's refusals must not close it on the others.
 #[test]
 fn bad_requests_past_the_budget_close_the_connection() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("h.db"), &["--bad-request-budget", "4"]);
+    let goods = server.admin().add_goods(on_sale("lamp", 5)).unwrap().id;
     let mut bystander = server.client();
     let mut raw = Raw::greeted(server.addr);
+    // A goods bought without tokens: TOKEN is refused, ten times over.
+    for id in 1..=10u64 {
+        raw.request(
+            id,
+            &Request::Token {
+                user_id: id,
+                goods_id: goods,
+            },
+        );
+        match raw.next() {
+            Got::Frame {
+                id: got,
+                reply: Reply::Error { status, .. },
+                ..
+            } => assert_eq!((got, status), (id, Status::BadRequest)),
+            other => panic!("expected bad_request, got {other:?}"),
+        }
+    }
     let mut unknown = bytes::BytesMut::new();
     for id in 10..13u64 {
         unknown.clear();

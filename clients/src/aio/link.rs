@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 use crate::connection::take_reply_frame;
 use crate::error::{Error, Result};
-use crate::pipeline::{check_reply, connection_error};
+use crate::pipeline::{check_reply, closed_in_flight};
 
 /// How many calls may wait for the task before callers wait to queue.
 const QUEUE: usize = 1024;
@@ -249,7 +249,7 @@ fn deliver(
     max_reply_frame: u32,
 ) -> Result<()> {
     while let Some(frame) = take_reply_frame(inbound, max_reply_frame)? {
-        if let Some(err) = connection_error(&frame) {
+        if let Some(err) = closed_in_flight(&frame) {
             return Err(err);
         }
         let Some(p) = pending.remove(&frame.id) else {
