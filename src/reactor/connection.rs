@@ -44,6 +44,10 @@ pub struct Connection {
     pub partial_since: Option<Instant>,
     /// Read no more; close once every reply is written.
     pub closing: bool,
+    /// When the idle sweep first found the connection `closing`: it gets a
+    /// frame timeout from then to flush its last replies, however much it
+    /// keeps sending (input is read and thrown away, and must not keep it).
+    pub closing_seen: Option<Instant>,
     /// The peer closed its side: the whole frames already read are still
     /// answered, then the connection is `closing`.
     pub eof: bool,
@@ -115,6 +119,7 @@ impl Connection {
             last_read: Instant::now(),
             partial_since: None,
             closing: false,
+            closing_seen: None,
             eof: false,
             draining: false,
             closed: false,

@@ -2,7 +2,7 @@
 //! configuration, and the idle and frame timeouts. (The budget of unsent
 //! reply bytes is kept on the write side, `write`.)
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::debug;
 use seckill_proto::{Opcode, Reply, Status};
@@ -48,15 +48,18 @@ impl Reactor {
         let frame_timeout = self.limits.frame_timeout;
         let mut stale = Vec::new();
         let mut slow = Vec::new();
-        for (slot, c) in self.conns.iter() {
+        for (slot, c) in self.conns.iter_mut() {
             if c.closed {
                 continue;
             }
             if c.closing {
                 // Every answer made, waiting only to flush its last replies
                 // and error frame to a peer that may never read them: given
-                // a frame timeout.
-                if c.inflight == 0 && c.last_read.elapsed() >= frame_timeout {
+                // a frame timeout from when a sweep first saw it closing,
+                // not from its last read (a peer that keeps sending and
+                // never reads would be kept for ever).
+                let seen = *c.closing_seen.get_or_insert_with(Instant::now);
+                if c.inflight == 0 && seen.elapsed() >= frame_timeout {
                     stale.push(slot);
                 }
                 continue;

@@ -79,10 +79,13 @@ impl Reactor {
         let paused = conn.paused(limits.max_inflight, limits.write_high_water);
         // A frame begun and not finished starts the slowloris clock; one
         // that waits only because the connection is paused or out of
-        // budget does not.
+        // budget does not. A frame finished restarts it: what is left is
+        // the next one's beginning, and the clock times each frame, not how
+        // long the buffer has not been empty (a steady client whose writes
+        // do not end on frame boundaries never empties it).
         if conn.rbuf.is_empty() || paused || budget == 0 {
             conn.partial_since = None;
-        } else if conn.partial_since.is_none() {
+        } else if budget < allowed || conn.partial_since.is_none() {
             conn.partial_since = Some(Instant::now());
         }
         // Out of budget with more to do: frames buffered, bytes perhaps

@@ -129,6 +129,90 @@ fn a_frame_trickled_too_slowly_is_cut_off() {
     assert_eq!(server.stat("frame_timeouts"), 1);
 }
 
+/// A client whose writes do not end on frame boundaries (the rest of one
+/// frame, a whole one and the start of the next, in each write) is not cut
+/// off by the frame timeout, however long it goes on: the timeout is for
+/// each frame, not for the read buffer's time without being empty.
+#[test]
+fn a_steady_client_whose_writes_split_frames_is_not_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("h.db"), &["--frame-timeout", "1s"]);
+    let mut raw = Raw::greeted(server.addr);
+    let mut ping = bytes::BytesMut::new();
+    Request::Ping.encode(7, &mut ping);
+    let (head, tail) = ping.split_at(5);
+    let start = Instant::now();
+    let mut answered = 0;
+    let mut first = true;
+    while start.elapsed() < Duration::from_millis(2_500) {
+        let mut write = Vec::new();
+        if !first {
+            write.extend_from_slice(tail);
+        }
+        write.extend_from_slice(&ping);
+        write.extend_from_slice(head);
+        raw.send(&write);
+        for _ in 0..if first { 1 } else { 2 } {
+            match raw.next() {
+                Got::Frame {
+                    reply: Reply::Pong, ..
+                } => answered += 1,
+                other => panic!("after {:?}: {other:?}", start.elapsed()),
+            }
+        }
+        first = false;
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    assert!(answered >= 20, "{answered} PONGs");
+    assert_eq!(server.stat("frame_timeouts"), 0);
+}
+
+/// A connection the server is closing (here after a frame too large to
+/// read), whose replies its peer does not read, is closed a frame timeout
+/// later even while the peer keeps sending: its input is read and thrown
+/// away, and must not keep it open.
+#[test]
+fn a_closing_connection_is_closed_however_much_its_peer_sends() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("h.db"),
+        // No pause at the high-water mark: every request is read.
+        &["--frame-timeout", "1s", "--write-high-water", "16777216"],
+    );
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket.connect(&server.addr.into()).expect("connect");
+    let stream: TcpStream = socket.into();
+    Raw::from_stream(stream.try_clone().expect("clone")).hello();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    // Half a megabyte of PONGs that are never read, then a length no frame
+    // may have: the server answers what came before and is closing.
+    let mut out = bytes::BytesMut::new();
+    for id in 0..40_000u64 {
+        Request::Ping.encode(id, &mut out);
+    }
+    out.extend_from_slice(&u32::MAX.to_be_bytes());
+    let mut writer = &stream;
+    writer.write_all(&out).expect("the requests are read");
+    let start = Instant::now();
+    // A byte every 200 ms, until a write finds the connection closed.
+    let closed_after = loop {
+        std::thread::sleep(Duration::from_millis(200));
+        if writer.write_all(&[0]).is_err() {
+            break start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(8),
+            "still open after {:?}",
+            start.elapsed()
+        );
+    };
+    eprintln!("closed {closed_after:?} after its bad frame");
+}
+
 #[test]
 fn buys_are_rate_limited_per_user() {
     let dir = tempfile::tempdir().unwrap();
