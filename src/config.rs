@@ -291,6 +291,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
 }
 
+/// The longest timeout or interval taken: far past any use, far short of
+/// overflowing a clock.
+const MAX_TIMER: Duration = Duration::from_secs(30 * 24 * 3600);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum AckMode {
     Durable,
@@ -324,6 +328,18 @@ impl Config {
             return Err(
                 "--accept-rate-per-ip must be a number of connections per second, 0 or more".into(),
             );
+        }
+        // Each is added to an Instant: a value past what a clock can hold
+        // would panic a thread at its first use, long after the start.
+        for (flag, value) in [
+            ("--frame-timeout", self.frame_timeout),
+            ("--idle-timeout", self.idle_timeout),
+            ("--expiry-interval", self.expiry_interval),
+            ("--shutdown-grace", self.shutdown_grace),
+        ] {
+            if value > MAX_TIMER {
+                return Err(format!("{flag} must be at most 30 days"));
+            }
         }
         if self.token_ttl.is_zero() || self.token_ttl > Duration::from_secs(3600) {
             return Err("--token-ttl must be between 1 ms and 1 h".into());

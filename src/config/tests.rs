@@ -15,6 +15,24 @@ fn debug_hides_the_token() {
     assert!(!format!("{c:?}").contains("hunter2"));
 }
 
+/// A timeout or interval too long for a clock is refused at start, not a
+/// panic in the thread that first adds it to the time (at shutdown, say).
+#[test]
+fn timers_past_what_a_clock_holds_are_refused() {
+    for flag in [
+        "--frame-timeout",
+        "--idle-timeout",
+        "--expiry-interval",
+        "--shutdown-grace",
+    ] {
+        let c = Config::parse_from(["seckill-server", flag, "500000000000years"]);
+        let err = c.check().unwrap_err();
+        assert!(err.contains(flag), "{err}");
+        let c = Config::parse_from(["seckill-server", flag, "30days"]);
+        assert_eq!(c.check(), Ok(()), "{flag}");
+    }
+}
+
 #[test]
 fn every_flag_has_its_seckill_variable() {
     let cmd = command();
