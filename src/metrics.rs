@@ -38,6 +38,9 @@ metrics! {
     frame_timeouts,
     /// Connections closed for sending too many bad requests.
     bad_request_closes,
+    /// HELLOs refused for a wrong admin token, or for one from an address
+    /// that presented too many.
+    wrong_admin_tokens,
     /// Connections that did not read their replies, closed to keep the
     /// unsent replies of all connections within --reply-budget.
     reply_budget_closes,

@@ -32,6 +32,11 @@ use crate::writer::Writer;
 /// Admin requests waiting for the admin worker, at most; more are `busy`.
 const ADMIN_QUEUE: usize = 64;
 
+/// An admin token shorter than this is warned about at start: a server
+/// refuses ten wrong ones a minute per address, no more, so a short one
+/// could be guessed from many addresses.
+const MIN_STRONG_TOKEN: usize = 16;
+
 /// A running server.
 pub struct Server {
     addr: SocketAddr,
@@ -136,6 +141,15 @@ impl Server {
     /// id asked for that a live server holds.
     pub fn start(config: &Config) -> anyhow::Result<Server> {
         config.check().map_err(anyhow::Error::msg)?;
+        if let Some(token) = &config.admin_token {
+            let chars = token.expose().chars().count();
+            if chars < MIN_STRONG_TOKEN {
+                log::warn!(
+                    "the admin token is {chars} characters long: a short one can be guessed; \
+                     use {MIN_STRONG_TOKEN} or more random ones (e.g. openssl rand -hex 16)"
+                );
+            }
+        }
         let config = &open_files::fit_connections(config);
         let metrics = Arc::new(Metrics::default());
         // Bound before the stores are opened: a port that is taken must

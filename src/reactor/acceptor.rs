@@ -25,7 +25,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use seckill_proto::{Opcode, Reply, Status};
 
 use super::admission::{Admission, Refusal};
-use super::rate_limit::RateLimiter;
+use super::rate_limit::{address_key, RateLimiter};
 use super::WAKER_TOKEN;
 use crate::config::Config;
 use crate::dispatch::{Accepted, Reactors};
@@ -418,24 +418,6 @@ impl Acceptor {
             *fed = true;
         }
         self.next = self.next.wrapping_add(1);
-    }
-}
-
-/// An address as a rate limiter's key: IPv4 as it is, IPv6 hashed (a
-/// collision only makes two addresses share a bucket).
-fn address_key(ip: std::net::IpAddr) -> u64 {
-    match ip {
-        std::net::IpAddr::V4(v4) => u64::from(u32::from(v4)),
-        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => u64::from(u32::from(v4)),
-            None => {
-                use std::hash::{Hash, Hasher};
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                v6.hash(&mut h);
-                // Above every IPv4 key.
-                h.finish() | 1 << 63
-            }
-        },
     }
 }
 

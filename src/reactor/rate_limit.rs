@@ -1,7 +1,7 @@
 //! The per-user BUY rate limit: a token bucket per user id, shared by every
 //! reactor (a bot that spreads its BUYs over many connections is still one
 //! user). The acceptor keeps one more, keyed by client address, for
-//! `--accept-rate-per-ip`.
+//! `--accept-rate-per-ip`, and HELLO one of wrong admin tokens per address.
 //!
 //! Buckets live in a fixed number of locked shards, so reactors rarely
 //! contend. Memory is bounded: a shard that grows past its share of
@@ -58,10 +58,15 @@ impl RateLimiter {
 
     /// Takes a token for `user` if one is left.
     pub fn allow(&self, user: UserId) -> bool {
-        self.allow_at(user, self.start.elapsed().as_millis() as u64)
+        self.allow_at(user, self.start.elapsed().as_millis() as u64, true)
     }
 
-    fn allow_at(&self, user: UserId, now_ms: u64) -> bool {
+    /// Whether `user` has a token left, without taking it.
+    pub fn has_token(&self, user: UserId) -> bool {
+        self.allow_at(user, self.start.elapsed().as_millis() as u64, false)
+    }
+
+    fn allow_at(&self, user: UserId, now_ms: u64, take: bool) -> bool {
         if self.per_ms <= 0.0 {
             return true;
         }
@@ -81,7 +86,9 @@ impl RateLimiter {
         bucket.tokens = (bucket.tokens + elapsed * self.per_ms).min(self.burst);
         bucket.at_ms = now_ms;
         if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+            if take {
+                bucket.tokens -= 1.0;
+            }
             true
         } else {
             false
@@ -97,6 +104,24 @@ impl RateLimiter {
     }
 }
 
+/// An address as a rate limiter's key: IPv4 as it is, IPv6 hashed (a
+/// collision only makes two addresses share a bucket).
+pub fn address_key(ip: std::net::IpAddr) -> u64 {
+    match ip {
+        std::net::IpAddr::V4(v4) => u64::from(u32::from(v4)),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => u64::from(u32::from(v4)),
+            None => {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                v6.hash(&mut h);
+                // Above every IPv4 key.
+                h.finish() | 1 << 63
+            }
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,29 +129,38 @@ mod tests {
     #[test]
     fn a_burst_then_the_rate() {
         let limiter = RateLimiter::new(10.0, 3); // one token per 100 ms
-        assert!((0..3).all(|_| limiter.allow_at(7, 0)));
-        assert!(!limiter.allow_at(7, 0));
-        assert!(!limiter.allow_at(7, 99));
-        assert!(limiter.allow_at(7, 100));
-        assert!(!limiter.allow_at(7, 150));
+        assert!((0..3).all(|_| limiter.allow_at(7, 0, true)));
+        assert!(!limiter.allow_at(7, 0, true));
+        assert!(!limiter.allow_at(7, 99, true));
+        assert!(limiter.allow_at(7, 100, true));
+        assert!(!limiter.allow_at(7, 150, true));
         // Other users have their own buckets.
-        assert!(limiter.allow_at(8, 150));
+        assert!(limiter.allow_at(8, 150, true));
         // A long pause refills to the burst, not beyond.
-        assert!((0..3).all(|_| limiter.allow_at(7, 10_000)));
-        assert!(!limiter.allow_at(7, 10_000));
+        assert!((0..3).all(|_| limiter.allow_at(7, 10_000, true)));
+        assert!(!limiter.allow_at(7, 10_000, true));
+    }
+
+    #[test]
+    fn a_look_takes_nothing() {
+        let limiter = RateLimiter::new(10.0, 1);
+        assert!((0..3).all(|_| limiter.allow_at(7, 0, false)));
+        assert!(limiter.allow_at(7, 0, true));
+        assert!(!limiter.allow_at(7, 0, false));
+        assert!(limiter.allow_at(7, 100, false));
     }
 
     #[test]
     fn zero_rate_means_no_limit() {
         let limiter = RateLimiter::new(0.0, 1);
-        assert!((0..1000).all(|_| limiter.allow_at(1, 0)));
+        assert!((0..1000).all(|_| limiter.allow_at(1, 0, true)));
     }
 
     #[test]
     fn memory_stays_bounded_under_a_flood_of_users() {
         let limiter = RateLimiter::new(1.0, 5);
         for user in 0..(MAX_USERS as u64 * 2) {
-            limiter.allow_at(user, 0);
+            limiter.allow_at(user, 0, true);
         }
         let tracked: usize = limiter.shards.iter().map(|s| s.lock().len()).sum();
         assert!(tracked <= MAX_USERS, "{tracked} buckets");

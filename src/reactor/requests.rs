@@ -8,19 +8,26 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::{Sender, TrySendError};
+use log::warn;
 use seckill_proto::{
     Capabilities, Frame, Opcode, Reply, Request, RequestId, ServerInfo, Status, MIN_VERSION,
     VERSION,
 };
 
 use super::connection::Connection;
-use super::rate_limit::RateLimiter;
+use super::rate_limit::{address_key, RateLimiter};
 use crate::admin_log::Peer;
 use crate::config::{Config, Secret};
 use crate::dispatch::{AdminJob, ConnRef, Job, Origin};
 use crate::metrics::{self, Metrics};
 use crate::sale::{now_ms, unknown_goods};
 use crate::startup::SaleSlot;
+
+/// Wrong admin tokens one client address may present at once, then one every
+/// six seconds: an operator who mistyped it is not held up, and a guesser
+/// gets ten guesses a minute per address (each wrong one logged).
+const WRONG_TOKENS_BURST: u32 = 10;
+const WRONG_TOKENS_PER_S: f64 = 1.0 / 6.0;
 
 /// A reactor's way to the rest of the server; each reactor has a copy.
 #[derive(Clone)]
@@ -38,6 +45,10 @@ pub struct Handler {
     /// Shared by every reactor: a user's rate does not depend on which
     /// connection they use.
     buy_limit: Arc<RateLimiter>,
+    /// Wrong admin tokens per client address: past [`WRONG_TOKENS_BURST`],
+    /// an address's HELLOs with a token are refused without a look at it,
+    /// until its bucket refills.
+    wrong_tokens: Arc<RateLimiter>,
     /// The limits HELLO tells a client of version 2 or more.
     max_frame: u32,
     max_inflight: usize,
@@ -61,6 +72,7 @@ impl Handler {
             admin_token: config.admin_token.clone(),
             admin_listener: config.admin_listen.is_some(),
             buy_limit: Arc::new(RateLimiter::new(config.buy_rate, config.buy_burst)),
+            wrong_tokens: Arc::new(RateLimiter::new(WRONG_TOKENS_PER_S, WRONG_TOKENS_BURST)),
             max_frame: config.max_frame,
             // As the reactor applies it: never under 1.
             max_inflight: config.max_inflight.max(1),
@@ -267,10 +279,18 @@ impl Handler {
             conn.admin = false;
             Reply::error(Status::Unauthorized, why)
         };
+        let address = conn.peer.map(|p| address_key(p.ip()));
         let admin = match (&self.admin_token, token.is_empty()) {
             (_, true) => false,
             (_, false) if self.admin_listener && !conn.admin_port => {
                 return refuse(conn, "admin commands are served on the admin listener only");
+            }
+            (_, false) if address.is_some_and(|a| !self.wrong_tokens.has_token(a)) => {
+                metrics::add(&self.metrics.wrong_admin_tokens, 1);
+                return refuse(
+                    conn,
+                    "too many wrong admin tokens from this address: try again in a minute",
+                );
             }
             // Constant time, so that the comparison does not leak how much
             // of a guess was right.
@@ -282,7 +302,18 @@ impl Handler {
             {
                 true
             }
-            (_, false) => return refuse(conn, "wrong admin token"),
+            (_, false) => {
+                if let Some(a) = address {
+                    self.wrong_tokens.allow(a);
+                }
+                metrics::add(&self.metrics.wrong_admin_tokens, 1);
+                warn!(
+                    "wrong admin token in HELLO from {}",
+                    conn.peer
+                        .map_or("an unknown address".into(), |p| p.to_string())
+                );
+                return refuse(conn, "wrong admin token");
+            }
         };
         conn.greeted = true;
         conn.admin = admin;

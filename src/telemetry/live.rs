@@ -49,6 +49,7 @@ fn renamed(stat: &str) -> Option<Renamed> {
         "connections_refused" => Refusal("connection_refused"),
         "frame_timeouts" => Refusal("frame_timeout"),
         "bad_request_closes" => Refusal("bad_request_close"),
+        "wrong_admin_tokens" => Refusal("wrong_admin_token"),
         "reply_budget_closes" => Refusal("reply_budget_close"),
         _ => return None,
     })

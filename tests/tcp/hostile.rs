@@ -213,6 +213,57 @@ fn a_closing_connection_is_closed_however_much_its_peer_sends() {
     eprintln!("closed {closed_after:?} after its bad frame");
 }
 
+/// Wrong admin tokens: each refused (`unauthorized`) and counted; past ten
+/// from one address, its HELLOs with a token are refused without a look,
+/// the right token too, for a while (a guesser gets ten tries a minute),
+/// while HELLOs without a token, and other addresses' admins, go on.
+#[test]
+fn wrong_admin_tokens_past_ten_lock_their_address_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("h.db"), &[]);
+    // From 127.0.0.2: the harness's own admin connections come from
+    // 127.0.0.1.
+    let from_elsewhere = || {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        let local: std::net::SocketAddr = "127.0.0.2:0".parse().unwrap();
+        socket.bind(&local.into()).expect("bind 127.0.0.2");
+        socket.connect(&server.addr.into()).expect("connect");
+        Raw::from_stream(socket.into())
+    };
+    let hello = |raw: &mut Raw, token: &str| {
+        raw.request(
+            1,
+            &Request::Hello {
+                version: seckill_proto::VERSION,
+                token: token.into(),
+            },
+        );
+        match raw.next() {
+            Got::Frame {
+                reply: Reply::Error { status, message },
+                ..
+            } => (Some(status), message),
+            Got::Frame {
+                reply: Reply::Hello { admin, .. },
+                ..
+            } => (None, format!("greeted, admin {admin}")),
+            other => panic!("HELLO answered {other:?}"),
+        }
+    };
+    let mut guesser = from_elsewhere();
+    for guess in 0..10 {
+        let (status, message) = hello(&mut guesser, &format!("guess {guess}"));
+        assert_eq!(status, Some(Status::Unauthorized), "{message}");
+        assert!(message.contains("wrong admin token"), "{message}");
+    }
+    let (status, message) = hello(&mut from_elsewhere(), TOKEN);
+    assert_eq!(status, Some(Status::Unauthorized), "{message}");
+    assert!(message.contains("too many wrong admin tokens"), "{message}");
+    assert_eq!(hello(&mut guesser, "").0, None, "a buyer's HELLO");
+    assert_eq!(server.stat("wrong_admin_tokens"), 11);
+}
+
 #[test]
 fn buys_are_rate_limited_per_user() {
     let dir = tempfile::tempdir().unwrap();
