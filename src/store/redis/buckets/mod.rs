@@ -87,7 +87,7 @@ impl RedisStock {
     /// keys, whichever part is asked for (its pool is its bucket 0). The
     /// pool's part holds the goods' epoch of record (what
     /// [`epoch`](crate::store::StockStore::epoch) reads) and its restocks.
-    pub(super) fn part_keys(&self, goods: GoodsId, part: Part) -> Keys {
+    pub(in crate::store::redis) fn part_keys(&self, goods: GoodsId, part: Part) -> Keys {
         if self.buckets_of(goods) == 1 {
             return self.keys(goods);
         }

@@ -11,7 +11,9 @@ use super::super::link::{inconsistent, to_u32};
 use super::super::scripts::stale_epoch;
 use super::super::RedisStock;
 use crate::config::AckMode;
-use crate::store::{Buyer, Epoch, GoodsId, Reservation, ReserveRules, Reserved, StoreError};
+use crate::store::{
+    Buyer, Epoch, GoodsId, Reservation, ReserveRules, Reserved, StockStore, StoreError,
+};
 
 impl RedisStock {
     /// RESERVE of a goods of `k` buckets: one call per bucket the buyers
@@ -68,12 +70,18 @@ impl RedisStock {
             _ => self.known_epoch(goods).unwrap_or(0),
         };
         let durable = self.mode == AckMode::Durable;
+        let void =
+            |&(d, at): &(Reservation, Epoch)| durable && d == Reservation::Reserved && at < epoch;
+        let voided: Vec<&Buyer> = buyers
+            .iter()
+            .zip(&decisions)
+            .filter(|(_, d)| void(d))
+            .map(|(b, _)| b)
+            .collect();
+        self.forget_void(goods, &voided);
         let decisions: Vec<Reservation> = decisions
-            .into_iter()
-            .map(|(d, at)| match d {
-                Reservation::Reserved if durable && at < epoch => Reservation::Busy,
-                d => d,
-            })
+            .iter()
+            .map(|d| if void(d) { Reservation::Busy } else { d.0 })
             .collect();
         let mut remaining = self.seen_remaining(goods);
         if remaining == 0 && decisions.contains(&Reservation::Busy) {
@@ -85,6 +93,25 @@ impl RedisStock {
             remaining,
             epoch,
         })
+    }
+
+    /// Forgets the request ids of these buyers, whose reservations are void
+    /// (made under an older epoch, they are told `busy`): their orders can
+    /// never be written, so a retry must be decided afresh, not told for a
+    /// minute that its order is being written. Only ids that still name
+    /// those orders go. Should this fail, such a retry waits as for any
+    /// order never written (`Sale::forget_if_abandoned`).
+    pub(in crate::store::redis) fn forget_void(&self, goods: GoodsId, voided: &[&Buyer]) {
+        let ids: Vec<_> = voided
+            .iter()
+            .filter_map(|b| b.request_id.map(|id| (id, b.user, b.order_no)))
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        if let Err(e) = StockStore::forget_requests(self, goods, &ids) {
+            warn!("goods {goods}: forgetting the request ids of void reservations: {e}");
+        }
     }
 
     /// The buyers of one bucket: one RESERVE; those it finds the bucket dry

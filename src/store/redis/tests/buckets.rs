@@ -222,3 +222,39 @@ fn a_ledger_of_the_epoch_before_is_never_received() {
         .unwrap();
     assert_eq!(left, 4, "the epoch before's move was received again");
 }
+
+/// A reservation void by a reconciliation that came between two buckets'
+/// calls is answered `busy`, and its request id is forgotten at once (only
+/// while it still names that order): its order can never be written, and a
+/// retry must be decided afresh, not told for a minute that it is pending.
+#[test]
+fn a_void_reservations_request_id_is_forgotten() {
+    let stock = open(AckMode::Durable);
+    let goods = 36;
+    stock.split(goods, 2);
+    stock.load_next(goods, 10, &[]).unwrap();
+    let id = seckill_proto::RequestId::new(0x5eed);
+    let buyer = crate::store::Buyer {
+        request_id: id,
+        ..crate::store::fixtures::buy(7, 700, seckill_proto::NO_TOKEN)
+    };
+    let r = stock.reserve(goods, &rules(1), &[buyer]).unwrap();
+    assert_eq!(r.decisions, [Reservation::Reserved]);
+    let bucket = bucket_of(7, 2);
+    let keys = stock.part_keys(goods, Part::Bucket(bucket));
+    let recorded = || -> Option<String> {
+        let mut hget = ::redis::cmd("HGET");
+        hget.arg(&keys.req).arg(format!("{:032x}", 0x5eed_u128));
+        stock.call("hget", |con| hget.query(con)).unwrap()
+    };
+    assert_eq!(recorded(), Some("7 700".into()));
+    // Another order's id is not touched.
+    let other = crate::store::Buyer {
+        order_no: 701,
+        ..buyer
+    };
+    stock.forget_void(goods, &[&other]);
+    assert_eq!(recorded(), Some("7 700".into()));
+    stock.forget_void(goods, &[&buyer]);
+    assert_eq!(recorded(), None);
+}
