@@ -7,14 +7,17 @@
 -- KEYS[1] epoch
 -- ARGV[1] epoch               (the reconciliation's, from the order store)
 --
--- Returns 1, the epoch key now "<epoch>:loading"; or {"stale", value} if the
--- goods is already at that epoch or a later one (loaded or loading: that
+-- Returns 1, the epoch key now "<epoch>:loading" (also when it was already:
+-- this very freeze run again, resent by a client library after a dropped
+-- connection; epochs are never handed out twice); or {"stale", value} if
+-- the goods is already at that epoch, loaded, or at a later one (that
 -- reconciliation stands, and nothing is done).
 --
 -- Built by seckill_redis_scripts::Load; by hand, e.g.:
 --   redis-cli --eval freeze.lua e , 7
 
 local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] .. ':loading' then return 1 end
 local at = current and tonumber(string.match(current, '^%d+')) or 0
 if at >= tonumber(ARGV[1]) then return {'stale', current} end
 redis.call('SET', KEYS[1], ARGV[1] .. ':loading')

@@ -460,6 +460,29 @@ fn a_late_add_for_a_restock_the_reconciliation_counted_adds_nothing() {
 /// While a reconciliation has a goods frozen, a release does nothing (the
 /// count may have that order as live, and the load would put its holder
 /// back and take its unit again); it is left to the next reconciliation.
+/// A freeze run twice (its reply lost with a dropped connection, the call
+/// resent) is the same freeze: its reconciliation goes on to its load,
+/// rather than take itself for another server's and leave the goods frozen.
+/// An older epoch's freeze, or one of the epoch already loaded, is stale.
+#[test]
+fn a_freeze_run_twice_is_one_freeze() {
+    let stock = open(AckMode::Durable);
+    let loaded = stock.load_next(1, 5, &[]).unwrap();
+    assert_eq!(
+        stock.begin_load(1, loaded).unwrap(),
+        Loaded::Superseded(loaded)
+    );
+    let next = loaded + 1;
+    assert_eq!(stock.begin_load(1, next).unwrap(), Loaded::Now);
+    assert_eq!(stock.begin_load(1, next).unwrap(), Loaded::Now);
+    assert!(matches!(
+        stock.begin_load(1, loaded).unwrap(),
+        Loaded::Superseded(_)
+    ));
+    assert_eq!(stock.load(1, 5, &[], next, 5).unwrap(), Loaded::Now);
+    assert_eq!(stock.epoch(1).unwrap(), Some(next));
+}
+
 #[test]
 fn nothing_is_released_while_a_goods_is_frozen() {
     let stock = open(AckMode::Durable);
