@@ -309,6 +309,10 @@ pub(crate) fn exchange(
     conn.check_usable()?;
     requests.iter().try_for_each(check_request)?;
     let window = window.max(1);
+    // A greeting has nothing of the caller's in flight: a connection-level
+    // error frame is then the server's answer to it (`busy`: refused as it
+    // accepted the connection), kept as it is.
+    let greeting = requests.iter().all(|r| matches!(r, Request::Hello { .. }));
     let mut slots: Vec<Slot> = requests.iter().map(|_| Slot::Waiting).collect();
     let mut first_error = None;
     let (mut sent, mut answered) = (0usize, 0usize);
@@ -319,7 +323,7 @@ pub(crate) fn exchange(
             sent = upto;
         }
         let frame = conn.read_frame()?;
-        let index = take_slot(conn, &frame, first_id, sent, &slots)?;
+        let index = take_slot(conn, &frame, (first_id, sent), &slots, greeting)?;
         slots[index] = match check_reply(frame, requests[index].opcode()) {
             Ok(reply) => Slot::Done(reply),
             Err(err) => {
@@ -341,17 +345,24 @@ pub(crate) fn exchange(
         .collect())
 }
 
-/// Finds which request `frame` answers. Anything that makes the stream
-/// untrustworthy (the server's connection-level error, an id not in flight,
-/// a second reply to one request) breaks the connection.
+/// Finds which request `frame` answers, of the `sent` sent from `first_id`.
+/// Anything that makes the stream untrustworthy (the server's
+/// connection-level error, an id not in flight, a second reply to one
+/// request) breaks the connection; the connection-level error fails a
+/// `greeting` with its status, other requests as closed.
 fn take_slot(
     conn: &mut Connection,
     frame: &ReplyFrame,
-    first_id: u64,
-    sent: usize,
+    (first_id, sent): (u64, usize),
     slots: &[Slot],
+    greeting: bool,
 ) -> Result<usize> {
-    if let Some(err) = closed_in_flight(frame) {
+    let refused = if greeting {
+        connection_error(frame)
+    } else {
+        closed_in_flight(frame)
+    };
+    if let Some(err) = refused {
         return Err(conn.break_with(err));
     }
     let offset = frame.id.wrapping_sub(first_id);

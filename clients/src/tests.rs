@@ -718,6 +718,29 @@ fn the_connection_level_error_frame_fails_what_is_in_flight_as_closed() {
     assert!(c.ping().unwrap_err().is_closed());
 }
 
+/// A server that refuses the connection as it accepts it (its connection
+/// limits) sends the connection-level error frame with `busy` before any
+/// reply: connecting fails as `busy`, retry later, as the async client's
+/// connecting does; nothing of the caller's was in flight.
+#[test]
+fn a_connection_refused_as_busy_fails_to_connect_as_busy() {
+    let (addr, _) = serve(|conn| {
+        let mut out = BytesMut::new();
+        Reply::error(Status::Busy, "too many connections from your address").encode(
+            Opcode::Error as u8,
+            0,
+            &mut out,
+        );
+        conn.raw(&out);
+    });
+    let err = Client::builder(addr)
+        .read_timeout(Duration::from_secs(2))
+        .connect()
+        .unwrap_err();
+    assert!(err.is_busy(), "{err:?}");
+    assert!(err.is_retryable());
+}
+
 #[test]
 fn an_undecodable_reply_fails_its_batch_but_not_the_connection() {
     let mut c = client_for(|conn| {
