@@ -73,6 +73,13 @@ impl std::fmt::Debug for AdminConfig {
     }
 }
 
+/// Wrong admin logins the console takes, from everyone together, before it
+/// refuses every login for a while (a guesser gets ten a minute whatever
+/// the number of addresses or requests at once; the price is that one can
+/// keep the console shut meanwhile, never the sale).
+const WRONG_LOGINS_BURST: u32 = 10;
+const WRONG_LOGINS_PER_S: f64 = 1.0 / 6.0;
+
 /// The state every handler shares.
 #[derive(Debug)]
 pub struct AppState {
@@ -80,6 +87,9 @@ pub struct AppState {
     pub config: Config,
     /// Buyers' token buckets.
     pub limiter: RateLimiter,
+    /// The console's wrong admin logins, all together (key 0): ten, then
+    /// one every six seconds; past them every login is refused unchecked.
+    pub wrong_logins: RateLimiter,
 }
 
 /// Shared state, as the handlers take it.
@@ -88,7 +98,11 @@ pub type State = Arc<AppState>;
 /// The gateway's routes.
 pub fn app(config: Config) -> Router {
     let limiter = RateLimiter::new(config.rate_limit.0, config.rate_limit.1);
-    let state = Arc::new(AppState { config, limiter });
+    let state = Arc::new(AppState {
+        config,
+        limiter,
+        wrong_logins: RateLimiter::new(WRONG_LOGINS_PER_S, WRONG_LOGINS_BURST),
+    });
     let api = Router::new()
         .route("/login", post(api::login))
         .route("/logout", post(api::logout))

@@ -1,6 +1,6 @@
 //! A token bucket per buyer: a session that clicks faster than a person
 //! could is answered 429 here, before it costs the seckill server a
-//! request.
+//! request. One more bucket holds the console's wrong admin logins.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -51,6 +51,16 @@ impl RateLimiter {
 
     /// Takes one request of `user_id`'s, or says how long to wait.
     pub fn check(&self, user_id: u64) -> Result<(), ApiError> {
+        self.take(user_id, true)
+    }
+
+    /// Whether `user_id` has a request left (else how long to wait),
+    /// without taking it.
+    pub fn peek(&self, user_id: u64) -> Result<(), ApiError> {
+        self.take(user_id, false)
+    }
+
+    fn take(&self, user_id: u64, take: bool) -> Result<(), ApiError> {
         if self.per_second <= 0.0 {
             return Ok(());
         }
@@ -75,7 +85,9 @@ impl RateLimiter {
         bucket.tokens = (bucket.tokens + refill).min(self.burst);
         bucket.at = now;
         if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+            if take {
+                bucket.tokens -= 1.0;
+            }
             Ok(())
         } else {
             let wait = (1.0 - bucket.tokens) / self.per_second;
@@ -100,7 +112,11 @@ mod tests {
             limiter.check(1),
             Err(ApiError::RateLimited { retry_after_s: 1 })
         ));
-        // Another buyer has a bucket of their own.
+        // Another buyer has a bucket of their own, which a look leaves as
+        // it is.
+        for _ in 0..5 {
+            limiter.peek(2).unwrap();
+        }
         limiter.check(2).unwrap();
         // Off.
         let off = RateLimiter::new(0.0, 1);

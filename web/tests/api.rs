@@ -214,6 +214,42 @@ async fn an_unreachable_server_is_503_with_retry_after() {
     assert_eq!(buy.body["request_id"].as_str().map(str::len), Some(32));
 }
 
+/// The console's wrong admin logins: ten, from everyone together (here all
+/// at once), then every login is refused without a look at its token, the
+/// right one too (429, with when to come back), until the allowance refills.
+#[tokio::test]
+async fn wrong_admin_logins_past_ten_shut_the_console_for_a_while() {
+    let server = Server::start();
+    let app = seckill_web::app(config(&server.addr, 0.0, 1));
+    let mut guesses = tokio::task::JoinSet::new();
+    for guess in 0..10 {
+        let app = app.clone();
+        guesses.spawn(async move {
+            let token = json!({ "token": format!("guess {guess}") });
+            let request = Request::builder()
+                .method("POST")
+                .uri("/api/admin/login")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(token.to_string()))
+                .unwrap();
+            app.oneshot(request).await.unwrap().status()
+        });
+    }
+    while let Some(status) = guesses.join_next().await {
+        assert_eq!(status.unwrap(), StatusCode::UNAUTHORIZED);
+    }
+    let token = json!({ "token": common::TOKEN });
+    let right = call(&app, "POST", "/api/admin/login", None, Some(token)).await;
+    assert_eq!(
+        right.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        right.body
+    );
+    assert!(right.cookie.is_none());
+    assert!(right.retry_after.is_some());
+}
+
 #[tokio::test]
 async fn the_admin_logs_in_adds_pauses_and_reconciles() {
     let server = Server::start();
