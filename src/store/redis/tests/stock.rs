@@ -201,6 +201,65 @@ fn a_damaged_entry_refuses_its_own_buyer_only() {
     assert_eq!(stock.queued(1).unwrap().len(), 1);
 }
 
+/// A call that fails half-way leaves everything as it was: the decisions
+/// are written at the end, so a buyer decided before the failure neither
+/// took a unit nor was queued (a unit taken and its order lost would leave
+/// the sale short). Here the failure is a request id's lifetime that is no
+/// number, met only once a buyer with an id reserves, the second of the
+/// call; the server never sends one.
+#[test]
+fn a_call_that_fails_half_way_writes_nothing() {
+    let stock = open(AckMode::Queued);
+    let epoch = stock.load_next(1, 5, &[]).unwrap();
+    let batch = [
+        ReserveBuyer {
+            user: 1,
+            order_no: 100,
+            token: NO_TOKEN,
+            request_id: None,
+        },
+        ReserveBuyer {
+            user: 2,
+            order_no: 200,
+            token: NO_TOKEN,
+            request_id: Some(0xabc),
+        },
+    ];
+    let call = ReserveCall {
+        mode: Mode::Queued,
+        goods: 1,
+        now_ms: 1,
+        epoch,
+        per_user_limit: 1,
+        token_required: false,
+        pay_by_ms: 2,
+        request_id_ttl_ms: 1_000,
+        buyers: &batch,
+    };
+    let keys = stock.keys(1);
+    let mut cmd = ::redis::cmd("EVAL");
+    cmd.arg(ReserveCall::SCRIPT).arg(ReserveCall::KEYS.len());
+    for &key in ReserveCall::KEYS {
+        cmd.arg(keys.get(key));
+    }
+    let mut argv = 0;
+    call.write_args(&mut |arg| {
+        argv += 1;
+        // ARGV[8]: how long a request id is remembered.
+        if argv == 8 {
+            cmd.arg("not a number");
+        } else {
+            cmd.arg(arg);
+        }
+    });
+    let r: Result<Value, StoreError> = stock.call("eval", |con| cmd.query(con));
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!(stock.snapshot(1).unwrap(), Some((5, vec![])));
+    assert!(stock.queued(1).unwrap().is_empty());
+    let r = stock.reserve(1, &rules(1), &buyers(&[(1, 101)]));
+    assert_eq!(r.unwrap().decisions, [Reservation::Reserved]);
+}
+
 /// The keys of the tokens expire when their last token may be forgotten,
 /// on the caller's clock: a sale's tokens do not outlive it when no more
 /// are issued to prune them.
