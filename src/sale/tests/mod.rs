@@ -235,6 +235,53 @@ fn a_request_id_whose_order_was_never_written_is_free_again() {
     );
 }
 
+/// A BUY of user 7 under a request id whose first attempt reserved an order
+/// two minutes ago that no store has (its server died, or its writer
+/// stalled, between the deduction and the commit): the retry is told
+/// `pending` and asks for a repair, which is returned with the order the
+/// stock store holds for it and what it was reserved under.
+struct Stalled {
+    buy: [Buy; 1],
+    order: OrderRecord,
+    epoch: crate::store::Epoch,
+    repair: GoodsId,
+}
+
+fn stalled(sale: &Sale, stock: &MemoryStock) -> Stalled {
+    let id = seckill_proto::RequestId::new(5);
+    let made_ms = now_ms() - 120_000;
+    let order_no = super::order_no::made_at_for_tests(made_ms, 9, 1);
+    let first = crate::store::Buyer {
+        user: 7,
+        order_no,
+        token: NO_TOKEN,
+        request_id: id,
+    };
+    let rules = crate::store::fixtures::rules_at(1, now_ms());
+    let epoch = stock.reserve(1, &rules, &[first]).unwrap().epoch;
+    let buy = [Buy {
+        user: 7,
+        token: NO_TOKEN,
+        request_id: id,
+    }];
+    assert_eq!(status(&sale.reserve(1, &buy)), Status::Pending);
+    let repair = sale.repair_requests().try_recv().expect("a repair asked");
+    let order = OrderRecord {
+        order_no,
+        user_id: 7,
+        goods_id: 1,
+        state: OrderState::Created,
+        created_ms: made_ms,
+        pay_by_ms: rules.pay_by_ms,
+    };
+    Stalled {
+        buy,
+        order,
+        epoch,
+        repair,
+    }
+}
+
 /// A request id naming an order its server never wrote (it died between
 /// the deduction and the commit): the retry is told to come back and asks
 /// for the goods to be reconciled; the reconciliation fences off any late
@@ -242,29 +289,12 @@ fn a_request_id_whose_order_was_never_written_is_free_again() {
 /// the next retry is decided afresh.
 #[test]
 fn an_abandoned_request_id_is_forgotten_by_the_next_reconciliation() {
-    use crate::store::Buyer;
     let stock = Arc::new(MemoryStock::new());
     let sale = durable(stock.clone(), Arc::new(FlakyOrders::default()));
-    let id = seckill_proto::RequestId::new(5);
-    let old = super::order_no::made_at_for_tests(now_ms() - 120_000, 9, 1);
-    let dead = Buyer {
-        user: 7,
-        order_no: old,
-        token: NO_TOKEN,
-        request_id: id,
-    };
-    let rules = crate::store::fixtures::rules_at(1, now_ms());
-    stock.reserve(1, &rules, &[dead]).unwrap();
-    let buy = [Buy {
-        user: 7,
-        token: NO_TOKEN,
-        request_id: id,
-    }];
-    assert_eq!(status(&sale.reserve(1, &buy)), Status::Pending);
-    let asked = sale.repair_requests().try_recv().expect("a repair asked");
-    sale.repair(asked);
-    let again = written(sale.reserve(1, &buy));
-    assert_ne!(again.order().order_no, old);
+    let dead = stalled(&sale, &stock);
+    sale.repair(dead.repair);
+    let again = written(sale.reserve(1, &dead.buy));
+    assert_ne!(again.order().order_no, dead.order.order_no);
 }
 
 /// … unless the order was written after all, after its id was noted and
@@ -273,40 +303,18 @@ fn an_abandoned_request_id_is_forgotten_by_the_next_reconciliation() {
 /// as its own (`ok`), never a second unit where the limit would allow one.
 #[test]
 fn a_request_id_whose_order_was_written_late_is_kept() {
-    use crate::store::Buyer;
     let stock = Arc::new(MemoryStock::new());
     let orders = Arc::new(FlakyOrders::default());
     let sale = durable(stock.clone(), orders.clone());
-    let id = seckill_proto::RequestId::new(5);
-    let made_ms = now_ms() - 120_000;
-    let late = super::order_no::made_at_for_tests(made_ms, 9, 1);
-    let stalled = Buyer {
-        user: 7,
-        order_no: late,
-        token: NO_TOKEN,
-        request_id: id,
-    };
-    let rules = crate::store::fixtures::rules_at(1, now_ms());
-    let epoch = stock.reserve(1, &rules, &[stalled]).unwrap().epoch;
-    let buy = [Buy {
-        user: 7,
-        token: NO_TOKEN,
-        request_id: id,
-    }];
-    assert_eq!(status(&sale.reserve(1, &buy)), Status::Pending);
-    let asked = sale.repair_requests().try_recv().expect("a repair asked");
-    let order = OrderRecord {
-        order_no: late,
-        user_id: 7,
-        goods_id: 1,
-        state: OrderState::Created,
-        created_ms: made_ms,
-        pay_by_ms: rules.pay_by_ms,
-    };
-    orders.commit_orders(&[order], &[epoch]).unwrap();
-    sale.repair(asked);
+    let late = stalled(&sale, &stock);
+    orders
+        .commit_orders(&[late.order.clone()], &[late.epoch])
+        .unwrap();
+    sale.repair(late.repair);
     assert_eq!(
-        sale.reserve(1, &buy),
-        [Decision::Answer(Reply::Bought { order_no: late })]
+        sale.reserve(1, &late.buy),
+        [Decision::Answer(Reply::Bought {
+            order_no: late.order.order_no
+        })]
     );
 }

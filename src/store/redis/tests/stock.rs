@@ -225,34 +225,9 @@ fn a_call_that_fails_half_way_writes_nothing() {
             request_id: Some(0xabc),
         },
     ];
-    let call = ReserveCall {
-        mode: Mode::Queued,
-        goods: 1,
-        now_ms: 1,
-        epoch,
-        per_user_limit: 1,
-        token_required: false,
-        pay_by_ms: 2,
-        request_id_ttl_ms: 1_000,
-        buyers: &batch,
-    };
-    let keys = stock.keys(1);
-    let mut cmd = ::redis::cmd("EVAL");
-    cmd.arg(ReserveCall::SCRIPT).arg(ReserveCall::KEYS.len());
-    for &key in ReserveCall::KEYS {
-        cmd.arg(keys.get(key));
-    }
-    let mut argv = 0;
-    call.write_args(&mut |arg| {
-        argv += 1;
-        // ARGV[8]: how long a request id is remembered.
-        if argv == 8 {
-            cmd.arg("not a number");
-        } else {
-            cmd.arg(arg);
-        }
-    });
-    let r: Result<Value, StoreError> = stock.call("eval", |con| cmd.query(con));
+    // ARGV[8]: how long a request id is remembered.
+    let call = queued_reserve(epoch, &batch);
+    let r = eval_replacing(&stock, 1, &call, Some((8, "not a number")));
     assert!(r.is_err(), "{r:?}");
     assert_eq!(stock.snapshot(1).unwrap(), Some((5, vec![])));
     assert!(stock.queued(1).unwrap().is_empty());
@@ -282,16 +257,46 @@ fn token_keys_expire_when_their_last_token_may_be_forgotten() {
 /// Runs a call with EVAL, as any client may send it from the shared
 /// crate's typed calls (the bench does the same), not through the store.
 fn eval<C: Call>(stock: &TestStock, goods: GoodsId, call: &C) -> Value {
+    eval_replacing(stock, goods, call, None).unwrap()
+}
+
+/// [`eval`] with argument `ARGV[n]` replaced, where `Some((n, arg))`.
+fn eval_replacing<C: Call>(
+    stock: &TestStock,
+    goods: GoodsId,
+    call: &C,
+    replace: Option<(usize, &str)>,
+) -> Result<Value, StoreError> {
     let keys = stock.keys(goods);
     let mut cmd = ::redis::cmd("EVAL");
     cmd.arg(C::SCRIPT).arg(C::KEYS.len());
     for &key in C::KEYS {
         cmd.arg(keys.get(key));
     }
+    let mut n = 0;
     call.write_args(&mut |arg| {
-        cmd.arg(arg);
+        n += 1;
+        match replace {
+            Some((at, with)) if at == n => cmd.arg(with),
+            _ => cmd.arg(arg),
+        };
     });
-    stock.call("eval", |con| cmd.query(con)).unwrap()
+    stock.call("eval", |con| cmd.query(con))
+}
+
+/// A queued-mode RESERVE of goods 1 under `epoch` at time 1, limit 1.
+fn queued_reserve(epoch: u64, buyers: &[ReserveBuyer]) -> ReserveCall<'_> {
+    ReserveCall {
+        mode: Mode::Queued,
+        goods: 1,
+        now_ms: 1,
+        epoch,
+        per_user_limit: 1,
+        token_required: false,
+        pay_by_ms: 2,
+        request_id_ttl_ms: 1_000,
+        buyers,
+    }
 }
 
 /// A script that reaches Redis after the goods was loaded again (it was
@@ -314,18 +319,7 @@ fn a_script_from_before_a_load_does_nothing() {
             token: NO_TOKEN,
             request_id: None,
         }];
-        let call = ReserveCall {
-            mode: Mode::Queued,
-            goods: 1,
-            now_ms: 1,
-            epoch,
-            per_user_limit: 1,
-            token_required: false,
-            pay_by_ms: 2,
-            request_id_ttl_ms: 1_000,
-            buyers: &buyers,
-        };
-        eval(&stock, 1, &call)
+        eval(&stock, 1, &queued_reserve(epoch, &buyers))
     };
     let release = ReleaseCall {
         orders: &[(8, 800)],
@@ -469,10 +463,11 @@ fn a_frozen_goods_refuses_every_fenced_call_until_its_load() {
     );
     assert_eq!(stock.remaining(1).unwrap(), Some(5));
     // A later reconciliation freezes it over the first one, whose load then
-    // stands aside; so does a freeze that is not later.
+    // stands aside, as does a freeze that is not later (the same one run
+    // again is no other: `a_freeze_run_twice_is_one_freeze`).
     assert_eq!(stock.begin_load(1, first + 2).unwrap(), Loaded::Now);
     assert_eq!(
-        stock.begin_load(1, first + 2).unwrap(),
+        stock.begin_load(1, first + 1).unwrap(),
         Loaded::Superseded(first + 2)
     );
     assert_eq!(
