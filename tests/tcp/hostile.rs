@@ -179,11 +179,7 @@ fn a_closing_connection_is_closed_however_much_its_peer_sends() {
         // No pause at the high-water mark: every request is read.
         &["--frame-timeout", "1s", "--write-high-water", "16777216"],
     );
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-    socket.connect(&server.addr.into()).expect("connect");
-    let stream: TcpStream = socket.into();
+    let stream = small_receive_buffer(server.addr);
     Raw::from_stream(stream.try_clone().expect("clone")).hello();
     stream
         .set_write_timeout(Some(Duration::from_secs(5)))
@@ -515,11 +511,7 @@ fn bad_requests_past_the_budget_close_the_connection() {
 /// large reply. The client's receive buffer is made small, so that the
 /// replies back up into the server soon.
 fn flood_without_reading(addr: std::net::SocketAddr) -> TcpStream {
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-    socket.connect(&addr.into()).expect("connect");
-    let stream: TcpStream = socket.into();
+    let stream = small_receive_buffer(addr);
     let mut raw = Raw::from_stream(stream.try_clone().expect("clone"));
     raw.hello();
     stream
@@ -536,6 +528,16 @@ fn flood_without_reading(addr: std::net::SocketAddr) -> TcpStream {
         }
     }
     stream
+}
+
+/// A connection to `addr` whose receive buffer is small (4 KiB), so that
+/// replies it does not read back up into the server soon.
+fn small_receive_buffer(addr: std::net::SocketAddr) -> TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket.connect(&addr.into()).expect("connect");
+    socket.into()
 }
 
 /// Waits (up to 30 s) until the server's count of unsent reply bytes has
