@@ -15,7 +15,9 @@ use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::outcome;
 use crate::pipeline::{self, Pipeline};
-use crate::servers::{as_repeat, connection_failed, dial_failed, safe_to_resend, Options, Server};
+use crate::servers::{
+    as_repeat, connection_failed, dial_failed, safe_to_resend, still_in_doubt, Options, Server,
+};
 
 /// The default connect, read and write timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -370,10 +372,15 @@ impl Client {
         // connection is up, then the others in turn.
         let mut left = self.servers.len();
         let mut last_error = None;
+        // The failure of a connection with the requests in flight: from then
+        // on they may have been done, and only a reply says whether; a
+        // server that then cannot be reached, or refuses to be (`busy`),
+        // says nothing of them, and this is the error returned.
+        let mut in_doubt = None;
         if !self.conn.is_broken() {
             left -= 1;
             match self.exchange_here(requests) {
-                Err(e) if resend && connection_failed(&e) => last_error = Some(e),
+                Err(e) if resend && connection_failed(&e) => in_doubt = Some(e),
                 done => return done,
             }
         }
@@ -386,17 +393,25 @@ impl Client {
                     last_error = Some(e);
                     continue;
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    return Err(match in_doubt {
+                        Some(first) => still_in_doubt(first, Some(e)),
+                        None => e,
+                    })
+                }
             }
             // Sent again: a BUY under a request id goes as a repeat, which
             // the server answers with the first answer, not from a cache.
             let again: Vec<Request> = requests.iter().map(as_repeat).collect();
             match self.exchange_here(&again) {
-                Err(e) if resend && connection_failed(&e) => last_error = Some(e),
+                Err(e) if resend && connection_failed(&e) => in_doubt = Some(e),
                 done => return done,
             }
         }
-        Err(last_error.unwrap_or_else(|| Error::closed("no server could be reached")))
+        Err(match in_doubt {
+            Some(first) => still_in_doubt(first, last_error),
+            None => last_error.unwrap_or_else(|| Error::closed("no server could be reached")),
+        })
     }
 
     /// One exchange on the current connection, without moving on.

@@ -19,7 +19,7 @@ use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use seckill_proto::{Request, NO_TOKEN};
+use seckill_proto::{Request, Status, NO_TOKEN};
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -114,11 +114,29 @@ fn configure(stream: TcpStream, addr: SocketAddr, options: &Options) -> Result<T
 /// try the next one. Nothing of the caller's was sent yet, so any request
 /// may go on; only a refusal that every server would repeat (a wrong token,
 /// a version none speaks, a request the protocol cannot carry) stops there.
+/// A server at its connection limits (`busy`) is one server's state.
 pub(crate) fn dial_failed(err: &Error) -> bool {
     matches!(
         err.kind(),
-        ErrorKind::Io | ErrorKind::Closed | ErrorKind::Timeout | ErrorKind::Protocol
+        ErrorKind::Io
+            | ErrorKind::Closed
+            | ErrorKind::Timeout
+            | ErrorKind::Protocol
+            | ErrorKind::Server(Status::Busy)
     )
+}
+
+/// The error of a call whose requests were in flight when a connection
+/// failed (`in_doubt`), after `later` (if any) stopped it from getting
+/// their answer elsewhere: closed, the outcome unknown, whatever `later`
+/// says of its own server (a `busy` there would say "nothing was done").
+pub(crate) fn still_in_doubt(in_doubt: Error, later: Option<Error>) -> Error {
+    match later {
+        None => in_doubt,
+        Some(later) => Error::closed(format!(
+            "{in_doubt}, with the request in flight; then {later}"
+        )),
+    }
 }
 
 /// Whether a request that may have reached a server has failed with its
@@ -245,6 +263,8 @@ mod tests {
         let refused = Error::io("connecting", io::ErrorKind::ConnectionRefused.into());
         let busy = Error::server(seckill_proto::Status::Busy, "full");
         assert!(dial_failed(&timeout) && dial_failed(&reset) && dial_failed(&refused));
+        // A server full up at connect: the next may have room.
+        assert!(dial_failed(&busy));
         assert!(!dial_failed(&Error::server(
             seckill_proto::Status::Unauthorized,
             "no"

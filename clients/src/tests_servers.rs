@@ -153,6 +153,47 @@ fn a_buy_whose_connection_fails_goes_to_the_next_server_with_the_same_id() {
     );
 }
 
+/// A server that refuses a connection as it accepts it, with the
+/// connection-level `busy` frame.
+fn full_up(conn: &mut FakeConn) {
+    let mut out = bytes::BytesMut::new();
+    Reply::error(Status::Busy, "too many connections").encode(
+        seckill_proto::Opcode::Error as u8,
+        0,
+        &mut out,
+    );
+    conn.raw(&out);
+}
+
+/// A BUY lost with its connection, sent on to a server that is full up
+/// (`busy` at connect): the call fails as closed (it may have bought), not
+/// with that `busy`, which would say that nothing was done and have the
+/// caller try again as a new purchase. A server full up at connect is
+/// passed over, as one that cannot be reached is.
+#[test]
+fn a_buy_in_doubt_is_not_reported_busy_by_the_next_server() {
+    let (seen, got) = mpsc::channel();
+    let (a, server_a) = serve(hangs_up(seen));
+    let (b, server_b) = serve(full_up);
+    let mut c = Client::builder(a).addrs([b]).connect().unwrap();
+    let err = c.buy(1, 7).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Closed, "{err:?}");
+    assert!(!err.is_retryable());
+    server_a.join().unwrap();
+    server_b.join().unwrap();
+    assert_eq!(got.iter().count(), 1, "the BUY reached a");
+
+    let (full, server_full) = serve(full_up);
+    let (seen, _got) = mpsc::channel();
+    let (room, server_room) = serve(recording(seen, bought));
+    let mut c = Client::builder(full).addrs([room]).connect().unwrap();
+    assert_eq!(c.peer_addr().unwrap(), room);
+    assert_eq!(c.buy(1, 7).unwrap(), Purchase::Ordered(42));
+    drop(c);
+    server_full.join().unwrap();
+    server_room.join().unwrap();
+}
+
 #[test]
 fn a_request_that_could_act_twice_is_not_sent_again_but_the_next_call_moves_on() {
     for unsafe_request in [
@@ -240,13 +281,13 @@ fn servers_that_refuse_are_passed_over_at_connect_and_in_a_call() {
     assert!(err.to_string().contains(&last.to_string()), "{err}");
 
     // Up at connect, then every server gone: one pass over the list, and
-    // the error of the last server tried.
+    // the BUY's outcome unknown (closed), with the last server's error.
     let (seen, _got) = mpsc::channel();
     let (a, server_a) = serve(hangs_up(seen));
     let gone = refused();
     let mut c = Client::builder(a).addrs([gone]).connect().unwrap();
     let err = c.buy(1, 7).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Io, "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Closed, "{err:?}");
     assert!(err.to_string().contains(&gone.to_string()), "{err}");
     server_a.join().unwrap();
 }

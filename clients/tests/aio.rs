@@ -188,13 +188,13 @@ async fn a_silent_server_times_a_call_out() {
 
 #[tokio::test]
 async fn a_buy_lost_with_its_connection_is_sent_again_as_a_repeat_of_the_same_purchase() {
-    let (addr, seen) = dropping_server(false).await;
+    let (addr, seen) = dropping_server(false, false).await;
     let client = Client::builder(addr.clone()).build().unwrap();
     assert_eq!(client.buy(7, 1).await.unwrap(), Purchase::Ordered(99));
     repeated_once(&seen);
 
     // Without a request id a BUY could buy twice: its error is returned.
-    let (addr, seen) = dropping_server(false).await;
+    let (addr, seen) = dropping_server(false, false).await;
     let bare = Client::builder(addr).request_ids(false).build().unwrap();
     let err = bare.buy(7, 1).await.unwrap_err();
     assert!(err.is_closed(), "{err}");
@@ -207,12 +207,12 @@ async fn a_buy_lost_with_its_connection_is_sent_again_as_a_repeat_of_the_same_pu
 /// would not be retried though it may have bought; it is sent again.
 #[tokio::test]
 async fn a_buy_in_flight_when_the_server_gives_up_on_the_connection_is_sent_again() {
-    let (addr, seen) = dropping_server(true).await;
+    let (addr, seen) = dropping_server(true, false).await;
     let client = Client::builder(addr.clone()).build().unwrap();
     assert_eq!(client.buy(7, 1).await.unwrap(), Purchase::Ordered(99));
     repeated_once(&seen);
 
-    let (addr, _) = dropping_server(true).await;
+    let (addr, _) = dropping_server(true, false).await;
     let bare = Client::builder(addr).request_ids(false).build().unwrap();
     let err = bare.buy(7, 1).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
@@ -220,6 +220,39 @@ async fn a_buy_in_flight_when_the_server_gives_up_on_the_connection_is_sent_agai
         err.to_string().contains("bad requests on this connection"),
         "{err}"
     );
+}
+
+/// A BUY lost with its connection whose next server is full up (`busy` as
+/// it accepts): the call fails as closed, its outcome unknown, not with
+/// that `busy`, which would say nothing was done.
+#[tokio::test]
+async fn a_buy_in_doubt_is_not_reported_busy_by_the_next_server() {
+    let (addr, seen) = dropping_server(false, true).await;
+    let full = full_server().await;
+    let client = Client::builder(addr).addrs([full]).build().unwrap();
+    let err = client.buy(7, 1).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
+    assert!(!err.is_retryable());
+    assert_eq!(seen.lock().unwrap().len(), 1, "the BUY reached the first");
+}
+
+/// A fake server that refuses every connection as it accepts it, with the
+/// connection-level `busy` frame.
+async fn full_server() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut out = BytesMut::new();
+            Reply::error(Status::Busy, "too many connections").encode(
+                Opcode::Error as u8,
+                0,
+                &mut out,
+            );
+            let _ = stream.write_all(&out).await;
+        }
+    });
+    addr
 }
 
 /// The BUYs `seen` are one purchase sent twice: first, then as its repeat.
@@ -239,8 +272,9 @@ fn repeated_once(seen: &Mutex<Vec<Request>>) {
 
 /// A fake server whose first connection closes on its first BUY, unanswered
 /// (after a connection-level error frame, with `farewell`); later
-/// connections answer every BUY with order 99. It records the BUYs.
-async fn dropping_server(farewell: bool) -> (String, Arc<Mutex<Vec<Request>>>) {
+/// connections answer every BUY with order 99, or, `then_gone`, are
+/// refused (it stops listening). It records the BUYs.
+async fn dropping_server(farewell: bool, then_gone: bool) -> (String, Arc<Mutex<Vec<Request>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -248,6 +282,10 @@ async fn dropping_server(farewell: bool) -> (String, Arc<Mutex<Vec<Request>>>) {
     tokio::spawn(async move {
         let mut connections = 0;
         while let Ok((mut stream, _)) = listener.accept().await {
+            if then_gone && connections == 1 {
+                // Refused from now on: the listener goes with this task.
+                break;
+            }
             connections += 1;
             let drop_buys = connections == 1;
             let record = record.clone();

@@ -48,8 +48,12 @@ fn session(mut stream: TcpStream, answer: fn(&Request) -> Reply) {
                 continue;
             }
         };
-        // Goods 8 loses its BUYs: the connection drops before the answer.
-        if matches!(request, Request::Buy { goods_id: 8, .. }) {
+        // Goods 8 loses its BUYs and RESTOCKs: the connection drops before
+        // the answer.
+        if matches!(
+            request,
+            Request::Buy { goods_id: 8, .. } | Request::Restock { goods_id: 8, .. }
+        ) {
             return;
         }
         let reply = match &request {
@@ -804,6 +808,32 @@ fn sale_commands_show_the_goods_after_the_change() {
     let denied = cli(addr, &["sale", "pause", "1"]);
     assert_eq!(denied.status.code(), Some(1));
     assert!(text(&denied.stderr).starts_with("error: unauthorized"));
+}
+
+/// A RESTOCK whose outcome is unknown (the connection dropped before its
+/// answer) exits 1, not 3: run again, it would add the units twice if the
+/// first was applied; the message says what to check first.
+#[test]
+fn a_restock_whose_outcome_is_unknown_is_not_safe_to_run_again() {
+    let addr = fake(answer);
+    let args = ["--token", TOKEN, "goods", "restock", "8", "--amount", "100"];
+    let out = cli(addr, &args);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("may have been applied"),
+        "{}",
+        text(&out.stderr)
+    );
+    let mut with_json = vec!["--json"];
+    with_json.extend(args);
+    let out = cli(addr, &with_json);
+    assert_eq!(out.status.code(), Some(1));
+    let report = json(&out);
+    assert_eq!(report["exit_code"], 1, "{report}");
+    assert!(
+        report.get("retry_request_id").is_none_or(|v| v.is_null()),
+        "{report}"
+    );
 }
 
 #[test]

@@ -65,7 +65,7 @@ use crate::client::{random_request_id, Cancellation, Payment, Purchase, Purchase
 use crate::error::{Error, Result};
 use crate::outcome;
 use crate::pipeline::{self, check_request, Pipeline};
-use crate::servers::{as_repeat, connection_failed, dial_failed, safe_to_resend};
+use crate::servers::{as_repeat, connection_failed, dial_failed, safe_to_resend, still_in_doubt};
 use builder::Options;
 use link::{Failure, Link};
 
@@ -250,15 +250,27 @@ impl Client {
         // Each server once, and a single server twice: a server that
         // restarted between two calls is found again by the next.
         let tries = self.inner.addrs.len().max(2);
-        let mut may_have_sent = false;
         let mut last_error = None;
+        // The failure of a connection with the request in flight: from then
+        // on it may have been done, and only a reply says whether; a server
+        // that then cannot be reached, or refuses to be (`busy`), says
+        // nothing of it, and this is the error returned.
+        let mut in_doubt: Option<Error> = None;
         for _ in 0..tries {
             let link = match self.link(deadline).await {
                 Ok(link) => link,
-                Err(e) if last_error.is_some() && dial_failed(&e) => break,
-                Err(e) => return Err(e),
+                Err(e) if (in_doubt.is_some() || last_error.is_some()) && dial_failed(&e) => {
+                    last_error = Some(e);
+                    break;
+                }
+                Err(e) => {
+                    return Err(match in_doubt {
+                        Some(first) => still_in_doubt(first, Some(e)),
+                        None => e,
+                    })
+                }
             };
-            let this = if may_have_sent {
+            let this = if in_doubt.is_some() {
                 as_repeat(request)
             } else {
                 request.clone()
@@ -267,15 +279,17 @@ impl Client {
                 Ok(reply) => return Ok(reply),
                 Err(Failure { error, sent: false }) => last_error = Some(error),
                 Err(Failure { error, sent: true }) => {
-                    may_have_sent = true;
                     if !(resend && connection_failed(&error)) {
                         return Err(error);
                     }
-                    last_error = Some(error);
+                    in_doubt = Some(error);
                 }
             }
         }
-        Err(last_error.unwrap_or_else(|| Error::closed("no server could be reached")))
+        Err(match in_doubt {
+            Some(first) => still_in_doubt(first, last_error),
+            None => last_error.unwrap_or_else(|| Error::closed("no server could be reached")),
+        })
     }
 
     /// Sends every request of `pipeline` at once on the connection and

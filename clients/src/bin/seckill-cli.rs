@@ -469,7 +469,11 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Goods(GoodsCommand::Restock { id, amount }) => {
-            show_goods(cli, &connect()?.restock(*id, *amount)?)?;
+            match connect()?.restock(*id, *amount) {
+                Ok(goods) => show_goods(cli, &goods)?,
+                Err(err) if outcome_unknown(&err) => return Ok(restock_in_doubt(cli, err, *id)),
+                Err(err) => return Err(err.into()),
+            }
         }
         Command::Buy {
             user,
@@ -772,6 +776,28 @@ fn unknown_outcome(cli: &Cli, err: ClientError, again: RequestId, retry: String)
         eprintln!("{retry}");
     }
     ExitCode::from(EXIT_RETRY)
+}
+
+/// Reports a RESTOCK whose outcome is unknown and returns 1, not
+/// [`EXIT_RETRY`]: unlike BUY and ADD_GOODS it has no request id, and run
+/// again it would add the units a second time if the first was applied.
+fn restock_in_doubt(cli: &Cli, err: ClientError, goods: u64) -> ExitCode {
+    let err = anyhow::Error::from(err);
+    let message = format!(
+        "{}; the restock may have been applied: check the goods' total \
+         (`seckill-cli goods show {goods}`) before restocking again",
+        explain(&err, cli)
+    );
+    if cli.json {
+        let report = FailureJson {
+            exit_code: Some(1),
+            ..FailureJson::new(status_name(&err), message)
+        };
+        let _ = print_json(&report);
+    } else {
+        eprintln!("error: {message}");
+    }
+    ExitCode::from(1)
 }
 
 /// `ping` for `--json`: the connection and what HELLO said of the server.
