@@ -308,7 +308,7 @@ fn a_request_id_whose_order_was_written_late_is_kept() {
     let sale = durable(stock.clone(), orders.clone());
     let late = stalled(&sale, &stock);
     orders
-        .commit_orders(&[late.order.clone()], &[late.epoch])
+        .commit_orders(std::slice::from_ref(&late.order), &[late.epoch])
         .unwrap();
     sale.repair(late.repair);
     assert_eq!(
