@@ -257,11 +257,15 @@ impl Report {
                 .collect();
             let _ = write!(s, " ({})", kinds.join(", "));
         }
-        let _ = writeln!(
+        let _ = write!(
             s,
             ", connection failures {}, lost {}",
             o.connection_failures, o.lost
         );
+        if o.unsent > 0 {
+            let _ = write!(s, ", never sent {}", o.unsent);
+        }
+        let _ = writeln!(s);
         let _ = writeln!(s, "  latency: {}", latency_line(&self.latency));
         if !self.cost.is_empty() {
             let _ = writeln!(s, "  cpu: {}", crate::cost::line(&self.cost));

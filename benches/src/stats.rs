@@ -47,9 +47,13 @@ pub struct Outcomes {
     /// Connections that could not be opened or greeted, or that broke.
     pub connection_failures: u64,
     /// Requests sent whose reply never came (their connection broke, or the
-    /// run's drain deadline passed): their outcome is unknown. Open loop:
-    /// with the slots scheduled but still unsent at the deadline.
+    /// run's drain deadline passed): their outcome is unknown.
     pub lost: u64,
+    /// Requests never sent when the run stopped (a stall, or the drain
+    /// deadline): an open loop's slots scheduled and not yet sent, and BUYs
+    /// answered `busy` waiting to be sent again. Nothing was done for them,
+    /// so the verification does not count them as unknown.
+    pub unsent: u64,
 }
 
 impl Outcomes {
@@ -82,6 +86,7 @@ impl Outcomes {
         }
         self.connection_failures += other.connection_failures;
         self.lost += other.lost;
+        self.unsent += other.unsent;
     }
 }
 

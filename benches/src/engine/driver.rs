@@ -271,13 +271,20 @@ impl Driver<'_> {
             if !sending && stop_at.is_none() {
                 stop_at = Some(now + plan.drain);
             }
-            let in_flight: usize = self
+            let sent: usize = self
                 .conns
                 .iter()
                 .filter(|c| c.open)
-                .map(|c| c.window.len() + c.backlog.len())
+                .map(|c| c.window.len())
+                .sum();
+            let unsent: usize = self
+                .conns
+                .iter()
+                .filter(|c| c.open)
+                .map(|c| c.backlog.len())
                 .sum::<usize>()
                 + self.retries.len();
+            let in_flight = sent + unsent;
             if self.conns.iter().all(|c| !c.open) || (!sending && in_flight == 0) {
                 break;
             }
@@ -291,7 +298,8 @@ impl Driver<'_> {
             }
             let stalled = in_flight > 0 && now - last_progress > plan.stall;
             if stalled || stop_at.is_some_and(|t| now >= t) {
-                self.recorder.outcomes.lost += in_flight as u64;
+                self.recorder.outcomes.lost += sent as u64;
+                self.recorder.outcomes.unsent += unsent as u64;
                 break;
             }
             let mut timeout = TICK;
