@@ -34,6 +34,10 @@ pub const MAX_LISTED: usize = 1000;
 /// Orders one expiry sweep cancels at most: one transaction's worth.
 pub const EXPIRE_BATCH: usize = 1000;
 
+/// How far the queue's clock (Redis's) and an order number's (its
+/// server's) may be apart, for [`Sale::may_be_queued`].
+const QUEUE_CLOCK_SKEW_MS: u64 = 5_000;
+
 impl Sale {
     /// PAY. Paying a paid order is a no-op answered `ok`, so a retry is
     /// safe. After the payment window, the order is cancelled instead.
@@ -336,11 +340,34 @@ impl Sale {
     /// an acknowledged order may not be written yet: the user is told to
     /// come back rather than that it does not exist.
     fn not_stored(&self, user: UserId, order_no: OrderNo) -> Reply {
-        if self.goods_holding(user, order_no).is_some() {
+        if self.goods_holding(user, order_no).is_some() || self.may_be_queued(order_no) {
             metrics::add(&self.metrics.busy, 1);
             return Reply::error(Status::Busy, "the order is being written, retry later");
         }
         Reply::error(Status::NoOrder, "this user has no order of that number")
+    }
+
+    /// In the queued mode, whether an order this server does not know may
+    /// be one that another server acknowledged and no server has written
+    /// yet (that server died, and its queue entries wait to be claimed; or
+    /// the order store is slow): some goods' queue still holds an entry
+    /// queued no later than the order was made. Redis's clock stamps the
+    /// queue, this server's the order number: [`QUEUE_CLOCK_SKEW_MS`] either
+    /// way is allowed for. A queue that cannot be read may hold it.
+    fn may_be_queued(&self, order_no: OrderNo) -> bool {
+        let Some(queue) = &self.queue else {
+            return false;
+        };
+        let made_ms = order_no::made_at_ms(order_no);
+        self.catalog
+            .all()
+            .iter()
+            .any(|entry| match queue.backlog(entry.id) {
+                Ok(backlog) => backlog
+                    .oldest_ms
+                    .is_some_and(|oldest| oldest <= made_ms.saturating_add(QUEUE_CLOCK_SKEW_MS)),
+                Err(_) => true,
+            })
     }
 
     /// A PAY or CANCEL whose outcome is unknown may have cancelled the order

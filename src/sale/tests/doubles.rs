@@ -178,8 +178,8 @@ impl StockStore for FlakyStock {
     }
 }
 
-/// The queue of the `queued` mode, as a fixed list of orders.
-pub struct TestQueue(pub Vec<OrderRecord>);
+/// The queue of the `queued` mode, as a list of orders a test may change.
+pub struct TestQueue(pub Mutex<Vec<OrderRecord>>);
 
 impl OrderQueue for TestQueue {
     fn read(
@@ -204,12 +204,15 @@ impl OrderQueue for TestQueue {
         Ok(())
     }
     fn queued(&self, _: GoodsId) -> Result<Vec<OrderRecord>, StoreError> {
-        Ok(self.0.clone())
+        Ok(self.0.lock().clone())
     }
-    fn backlog(&self, _: GoodsId) -> Result<crate::store::Backlog, StoreError> {
+    fn backlog(&self, goods: GoodsId) -> Result<crate::store::Backlog, StoreError> {
+        let queue = self.0.lock();
+        let queued = queue.iter().filter(|o| o.goods_id == goods);
         Ok(crate::store::Backlog {
-            entries: self.0.len() as u64,
-            oldest_ms: None,
+            entries: queued.clone().count() as u64,
+            // As a stream stamps them: when queued, taken here as created.
+            oldest_ms: queued.map(|o| o.created_ms).min(),
         })
     }
 }

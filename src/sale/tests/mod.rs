@@ -4,6 +4,8 @@ mod doubles;
 
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+
 use seckill_proto::{NewGoods, OrderState, Reply, SaleRules, Status, NO_TOKEN};
 
 use self::doubles::{FlakyOrders, FlakyStock, TestQueue};
@@ -193,7 +195,7 @@ fn a_cancelled_order_still_queued_holds_no_unit() {
         .insert_orders(std::slice::from_ref(&cancelled))
         .unwrap();
     orders.cancel(7, 70).unwrap();
-    let queue = Arc::new(TestQueue(vec![cancelled, queued_only]));
+    let queue = Arc::new(TestQueue(Mutex::new(vec![cancelled, queued_only])));
     let sale = Sale::open(
         Arc::new(MemoryStock::new()),
         orders,
@@ -207,6 +209,41 @@ fn a_cancelled_order_still_queued_holds_no_unit() {
     };
     // Only the order that is in the queue alone holds a unit.
     assert_eq!((drifts[0].holders, drifts[0].remaining), (1, 1));
+}
+
+/// Queued mode: a PAY or CANCEL of an order no store has written and this
+/// server does not know (another server acknowledged it, then died before
+/// its drain wrote it) is told to come back while some queue still holds
+/// entries as old as the order, not that there is no such order; with the
+/// queues drained, it has none.
+#[test]
+fn an_order_another_server_queued_is_not_denied() {
+    let dir = tempfile::tempdir().unwrap();
+    let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+    let goods = orders.add_goods(&lamp(2), None).unwrap().id;
+    let made_ms = now_ms();
+    let order_no = super::order_no::made_at_for_tests(made_ms, 9, 1);
+    let elsewhere = OrderRecord {
+        created_ms: made_ms,
+        ..created(order_no, 7, goods)
+    };
+    let queue = Arc::new(TestQueue(Mutex::new(Vec::new())));
+    let sale = Sale::open(
+        Arc::new(MemoryStock::new()),
+        orders,
+        Some(queue.clone()),
+        1,
+        Arc::new(Metrics::default()),
+    )
+    .unwrap();
+    assert_eq!(sale.pay(7, order_no).status(), Status::NoOrder);
+    // Queued since this server started, by another.
+    queue.0.lock().push(elsewhere);
+    assert_eq!(sale.pay(7, order_no).status(), Status::Busy);
+    assert_eq!(sale.cancel(7, order_no).status(), Status::Busy);
+    // Its queue drained (the order written, or never acknowledged).
+    queue.0.lock().clear();
+    assert_eq!(sale.pay(7, order_no).status(), Status::NoOrder);
 }
 
 /// A BUY whose order could not be written is told busy, and its request id
