@@ -11,7 +11,10 @@
 //! between the two leaves the unit held for a cancelled order: never
 //! oversold, and returned by the next reconciliation.
 
+use std::time::{Duration, Instant};
+
 use log::{error, warn};
+use parking_lot::Mutex;
 use seckill_proto::{Order, OrderState, Reply, Status};
 
 use super::{now_ms, order_no, store_failure, to_order, unknown_goods, Entry, Sale};
@@ -37,6 +40,39 @@ pub const EXPIRE_BATCH: usize = 1000;
 /// How far the queue's clock (Redis's) and an order number's (its
 /// server's) may be apart, for [`Sale::may_be_queued`].
 const QUEUE_CLOCK_SKEW_MS: u64 = 5_000;
+
+/// The longest an acknowledged order is taken to wait in a queue, unwritten,
+/// for [`Sale::may_be_queued`]: past it, an order no store has is
+/// `no_order`, even while an entry the drain cannot write (a damaged one,
+/// left for an operator) keeps some queue from emptying.
+const QUEUED_AT_MOST_MS: u64 = 3600 * 1000;
+
+/// How long a reading of the queues' oldest entry serves.
+const OLDEST_QUEUED_FOR: Duration = Duration::from_secs(1);
+
+/// The oldest entry of any goods' queue (Unix ms, by the queue's clock), as
+/// last read, for [`Sale::may_be_queued`]; a failed read is kept as such.
+/// Its lock is held only to look and to store, never across the read:
+/// several workers may read at once when it expires, one each.
+#[derive(Default)]
+pub(super) struct OldestQueued(Mutex<Option<(Instant, Reading)>>);
+
+/// What a reading of the queues found: their oldest entry, if any, or
+/// that they could not be read.
+type Reading = Result<Option<u64>, ()>;
+
+impl OldestQueued {
+    fn get(&self, read: impl FnOnce() -> Result<Option<u64>, StoreError>) -> Reading {
+        if let Some((at, oldest)) = *self.0.lock() {
+            if at.elapsed() < OLDEST_QUEUED_FOR {
+                return oldest;
+            }
+        }
+        let oldest = read().map_err(|_| ());
+        *self.0.lock() = Some((Instant::now(), oldest));
+        oldest
+    }
+}
 
 impl Sale {
     /// PAY. Paying a paid order is a no-op answered `ok`, so a retry is
@@ -350,24 +386,37 @@ impl Sale {
     /// In the queued mode, whether an order this server does not know may
     /// be one that another server acknowledged and no server has written
     /// yet (that server died, and its queue entries wait to be claimed; or
-    /// the order store is slow): some goods' queue still holds an entry
-    /// queued no later than the order was made. Redis's clock stamps the
-    /// queue, this server's the order number: [`QUEUE_CLOCK_SKEW_MS`] either
-    /// way is allowed for. A queue that cannot be read may hold it.
+    /// the order store is slow): made within [`QUEUED_AT_MOST_MS`], not in
+    /// the future, and some goods' queue still holds an entry queued no
+    /// later than it was made. Redis's clock stamps the queue, this
+    /// server's the order number: [`QUEUE_CLOCK_SKEW_MS`] either way is
+    /// allowed for. A queue that cannot be read may hold it.
+    ///
+    /// The queues are read at most once a second ([`OldestQueued`]): a
+    /// PAY of a made-up number, which anyone may send, costs no store call.
     fn may_be_queued(&self, order_no: OrderNo) -> bool {
         let Some(queue) = &self.queue else {
             return false;
         };
-        let made_ms = order_no::made_at_ms(order_no);
-        self.catalog
-            .all()
-            .iter()
-            .any(|entry| match queue.backlog(entry.id) {
-                Ok(backlog) => backlog
-                    .oldest_ms
-                    .is_some_and(|oldest| oldest <= made_ms.saturating_add(QUEUE_CLOCK_SKEW_MS)),
-                Err(_) => true,
-            })
+        let (made_ms, now) = (order_no::made_at_ms(order_no), now_ms());
+        if made_ms > now.saturating_add(QUEUE_CLOCK_SKEW_MS)
+            || now.saturating_sub(made_ms) > QUEUED_AT_MOST_MS
+        {
+            return false;
+        }
+        let oldest = self.oldest_queued.get(|| {
+            let mut oldest: Option<u64> = None;
+            for entry in self.catalog.all() {
+                if let Some(ms) = queue.backlog(entry.id)?.oldest_ms {
+                    oldest = Some(oldest.map_or(ms, |o| o.min(ms)));
+                }
+            }
+            Ok(oldest)
+        });
+        match oldest {
+            Ok(oldest) => oldest.is_some_and(|o| o <= made_ms.saturating_add(QUEUE_CLOCK_SKEW_MS)),
+            Err(_) => true,
+        }
     }
 
     /// A PAY or CANCEL whose outcome is unknown may have cancelled the order

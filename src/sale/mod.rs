@@ -77,6 +77,8 @@ pub struct Sale {
     /// Goods a BUY found in doubt, for the admin worker to reconcile: the
     /// BUY answers `busy` rather than run a reconciliation itself.
     repairs: (Sender<GoodsId>, Receiver<GoodsId>),
+    /// The `queued` mode's oldest queue entry, as last read.
+    oldest_queued: lifecycle::OldestQueued,
 }
 
 /// Orders grouped by goods as (user, order number) pairs.
@@ -144,6 +146,7 @@ impl Sale {
             metrics,
             token_ttl_ms: DEFAULT_TOKEN_TTL_MS,
             repairs: crossbeam_channel::bounded(REPAIR_QUEUE),
+            oldest_queued: lifecycle::OldestQueued::default(),
         };
         for goods in sale.orders.goods()? {
             sale.stock.split(goods.id, goods.buckets);

@@ -237,12 +237,20 @@ fn an_order_another_server_queued_is_not_denied() {
     )
     .unwrap();
     assert_eq!(sale.pay(7, order_no).status(), Status::NoOrder);
-    // Queued since this server started, by another.
+    // Queued since this server started, by another; the queues are read
+    // again a second after the last reading.
     queue.0.lock().push(elsewhere);
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
     assert_eq!(sale.pay(7, order_no).status(), Status::Busy);
     assert_eq!(sale.cancel(7, order_no).status(), Status::Busy);
+    // A made-up number from the future, or from over an hour ago, is none.
+    let future = super::order_no::made_at_for_tests(made_ms + 60_000, 9, 1);
+    assert_eq!(sale.pay(7, future).status(), Status::NoOrder);
+    let old = super::order_no::made_at_for_tests(made_ms - 3_700_000, 9, 1);
+    assert_eq!(sale.pay(7, old).status(), Status::NoOrder);
     // Its queue drained (the order written, or never acknowledged).
     queue.0.lock().clear();
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
     assert_eq!(sale.pay(7, order_no).status(), Status::NoOrder);
 }
 

@@ -511,9 +511,6 @@ fn a_late_add_for_a_restock_the_reconciliation_counted_adds_nothing() {
     assert_eq!(stock.add(1, 5, 20).unwrap(), 20);
 }
 
-/// While a reconciliation has a goods frozen, a release does nothing (the
-/// count may have that order as live, and the load would put its holder
-/// back and take its unit again); it is left to the next reconciliation.
 /// A freeze run twice (its reply lost with a dropped connection, the call
 /// resent) is the same freeze: its reconciliation goes on to its load,
 /// rather than take itself for another server's and leave the goods frozen.
@@ -537,6 +534,9 @@ fn a_freeze_run_twice_is_one_freeze() {
     assert_eq!(stock.epoch(1).unwrap(), Some(next));
 }
 
+/// While a reconciliation has a goods frozen, a release does nothing (the
+/// count may have that order as live, and the load would put its holder
+/// back and take its unit again); it is left to the next reconciliation.
 #[test]
 fn nothing_is_released_while_a_goods_is_frozen() {
     let stock = open(AckMode::Durable);
