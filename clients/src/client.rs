@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::outcome;
 use crate::pipeline::{self, Pipeline};
 use crate::servers::{
-    as_repeat, connection_failed, dial_failed, safe_to_resend, still_in_doubt, Options, Server,
+    as_repeat, connection_failed, dial_failed, gave_up, safe_to_resend, Options, Server,
 };
 
 /// The default connect, read and write timeout.
@@ -393,12 +393,7 @@ impl Client {
                     last_error = Some(e);
                     continue;
                 }
-                Err(e) => {
-                    return Err(match in_doubt {
-                        Some(first) => still_in_doubt(first, Some(e)),
-                        None => e,
-                    })
-                }
+                Err(e) => return Err(gave_up(in_doubt, Some(e))),
             }
             // Sent again: a BUY under a request id goes as a repeat, which
             // the server answers with the first answer, not from a cache.
@@ -408,10 +403,7 @@ impl Client {
                 done => return done,
             }
         }
-        Err(match in_doubt {
-            Some(first) => still_in_doubt(first, last_error),
-            None => last_error.unwrap_or_else(|| Error::closed("no server could be reached")),
-        })
+        Err(gave_up(in_doubt, last_error))
     }
 
     /// One exchange on the current connection, without moving on.

@@ -126,16 +126,18 @@ pub(crate) fn dial_failed(err: &Error) -> bool {
     )
 }
 
-/// The error of a call whose requests were in flight when a connection
-/// failed (`in_doubt`), after `later` (if any) stopped it from getting
-/// their answer elsewhere: closed, the outcome unknown, whatever `later`
-/// says of its own server (a `busy` there would say "nothing was done").
-pub(crate) fn still_in_doubt(in_doubt: Error, later: Option<Error>) -> Error {
-    match later {
-        None => in_doubt,
-        Some(later) => Error::closed(format!(
-            "{in_doubt}, with the request in flight; then {later}"
-        )),
+/// The error of a call that no server answered: `later`, what stopped it
+/// last; but if its requests were in flight when a connection failed
+/// (`in_doubt`), closed, the outcome unknown, whatever `later` says of its
+/// own server (a `busy` there would say "nothing was done").
+pub(crate) fn gave_up(in_doubt: Option<Error>, later: Option<Error>) -> Error {
+    match (in_doubt, later) {
+        (Some(first), None) => first,
+        (Some(first), Some(later)) => {
+            Error::closed(format!("{first}, with the request in flight; then {later}"))
+        }
+        (None, Some(later)) => later,
+        (None, None) => Error::closed("no server could be reached"),
     }
 }
 

@@ -65,7 +65,7 @@ use crate::client::{random_request_id, Cancellation, Payment, Purchase, Purchase
 use crate::error::{Error, Result};
 use crate::outcome;
 use crate::pipeline::{self, check_request, Pipeline};
-use crate::servers::{as_repeat, connection_failed, dial_failed, safe_to_resend, still_in_doubt};
+use crate::servers::{as_repeat, connection_failed, dial_failed, gave_up, safe_to_resend};
 use builder::Options;
 use link::{Failure, Link};
 
@@ -263,12 +263,7 @@ impl Client {
                     last_error = Some(e);
                     break;
                 }
-                Err(e) => {
-                    return Err(match in_doubt {
-                        Some(first) => still_in_doubt(first, Some(e)),
-                        None => e,
-                    })
-                }
+                Err(e) => return Err(gave_up(in_doubt, Some(e))),
             };
             let this = if in_doubt.is_some() {
                 as_repeat(request)
@@ -286,10 +281,7 @@ impl Client {
                 }
             }
         }
-        Err(match in_doubt {
-            Some(first) => still_in_doubt(first, last_error),
-            None => last_error.unwrap_or_else(|| Error::closed("no server could be reached")),
-        })
+        Err(gave_up(in_doubt, last_error))
     }
 
     /// Sends every request of `pipeline` at once on the connection and
