@@ -196,6 +196,63 @@ fn timed_requests_wait_for_their_instant_and_busy_ones_are_retried() {
     assert_eq!(done.recorder.by_request["pay"].len(), 200);
 }
 
+/// Greets, then reads and answers nothing: a server that hangs.
+fn silent_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                let mut input = BytesMut::new();
+                let mut chunk = [0u8; 16 * 1024];
+                let mut greeted = false;
+                while let Ok(n) = stream.read(&mut chunk) {
+                    if n == 0 {
+                        return;
+                    }
+                    input.extend_from_slice(&chunk[..n]);
+                    if greeted {
+                        continue;
+                    }
+                    if let Ok((frame, _)) = Frame::parse(&input, MAX_REQUEST_FRAME) {
+                        let mut out = BytesMut::new();
+                        Reply::Hello {
+                            version: VERSION,
+                            admin: false,
+                            server: None,
+                        }
+                        .encode(Opcode::Hello as u8, frame.id, &mut out);
+                        greeted = stream.write_all(&out).is_ok();
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A run that stops on a stall counts the requests it sent and never got
+/// an answer to as lost (their outcome unknown), and the slots it had not
+/// sent yet as never sent (nothing done), not as lost.
+#[test]
+fn a_stalled_open_loop_counts_lost_and_never_sent_apart() {
+    let target = Target::seckill(silent_server());
+    let workload = Sustained::new(1, 1);
+    let pace = Pace::Open {
+        rate: 1000.0,
+        max_in_flight: 2,
+    };
+    let mut plan = plan(pace, Some(Duration::from_millis(500)));
+    plan.stall = Duration::from_millis(300);
+    let done = run(&plan, &target, &workload);
+    let o = &done.recorder.outcomes;
+    assert_eq!(o.answered(), 0);
+    assert_eq!(o.lost, done.sent, "{o:?}");
+    // Six connections, two in flight each.
+    assert_eq!(done.sent, 12, "{o:?}");
+    assert!(o.unsent > 0, "{o:?}");
+}
+
 #[test]
 fn nothing_listening_counts_every_connection_as_failed() {
     let addr = {
