@@ -392,8 +392,8 @@ impl Sale {
     /// server's the order number: [`QUEUE_CLOCK_SKEW_MS`] either way is
     /// allowed for. A queue that cannot be read may hold it.
     ///
-    /// The queues are read at most once a second ([`OldestQueued`]): a
-    /// PAY of a made-up number, which anyone may send, costs no store call.
+    /// The queues are read at most once a second ([`OldestQueued`]): PAYs
+    /// of made-up numbers, which anyone may send, share that one reading.
     fn may_be_queued(&self, order_no: OrderNo) -> bool {
         let Some(queue) = &self.queue else {
             return false;
