@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use seckill_client::{Client, Order, Pipeline, Reply, Status};
+use seckill_client::{Client, Order, OrderState, Pipeline, Reply, Status};
 
 use crate::error::Error;
 use crate::verify::{self, Ledger};
@@ -102,6 +102,74 @@ fn check_part(
         thread::sleep(POLL * (round as u32 + 1));
     }
     Ok((checked, problems))
+}
+
+/// Of the users of `lost` BUYs (sent, never answered) never told `ok`,
+/// those who hold a live order of `goods` now: orders those BUYs made.
+/// Asked through ORDER_STATUS at the server each BUY went to, which shows
+/// an order it made even before the order store has it (the `queued` ack
+/// mode). `None` if some could not be asked (a server gone, still `busy`,
+/// an error other than having no order): the checks then keep a margin.
+pub fn lost_orders(
+    addrs: &[SocketAddr],
+    goods: u64,
+    ledger: &Ledger,
+    lost: &[crate::engine::LostBuy],
+) -> Option<u64> {
+    // Each user once (at the first server a lost BUY of theirs went to):
+    // one order per user is what their lost BUYs can have made.
+    let mut server_of: BTreeMap<u64, usize> = BTreeMap::new();
+    for buy in lost {
+        if !ledger.told_ok.contains(&buy.user) {
+            server_of.entry(buy.user).or_insert(buy.server);
+        }
+    }
+    let mut by_server: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+    for (user, server) in server_of {
+        by_server.entry(server).or_default().push(user);
+    }
+    let mut found = 0;
+    for (server, users) in by_server {
+        let addr = *addrs.get(server)?;
+        let mut client = Client::builder(addr)
+            .read_timeout(Duration::from_secs(30))
+            .connect()
+            .ok()?;
+        let mut todo = users;
+        for round in 0..=BUSY_RETRIES {
+            let mut busy = Vec::new();
+            for batch in todo.chunks(BATCH) {
+                let mut pipeline = Pipeline::new();
+                for &user in batch {
+                    pipeline.order_status(user, goods);
+                }
+                for (&user, reply) in batch.iter().zip(client.execute(&pipeline).ok()?) {
+                    match reply {
+                        Reply::Order(o)
+                            if o.goods_id == goods && o.state != OrderState::Cancelled =>
+                        {
+                            found += 1
+                        }
+                        Reply::Order(_) => {}
+                        r if r.status() == Status::NoOrder => {}
+                        r if matches!(r.status(), Status::Busy | Status::Pending) => {
+                            busy.push(user)
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            if busy.is_empty() {
+                break;
+            }
+            if round == BUSY_RETRIES {
+                return None;
+            }
+            todo = busy;
+            thread::sleep(POLL * (round as u32 + 1));
+        }
+    }
+    Some(found)
 }
 
 /// The orders of `goods` each of `users` holds, in any state, through

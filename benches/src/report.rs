@@ -450,6 +450,7 @@ pub(crate) mod tests {
         let finished = Finished {
             recorder,
             acks: Vec::new(),
+            lost_buys: Vec::new(),
             elapsed: Duration::from_secs(2),
             connected: 4,
             sent: 100,

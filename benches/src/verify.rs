@@ -7,7 +7,7 @@
 //! store). A BUY whose reply never came (its connection broke) may or may
 //! not have sold a unit: such runs are checked within that margin.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use seckill_proto::{OrderState, Reply, Status};
@@ -87,6 +87,8 @@ pub struct Ledger {
     pub ok: u64,
     /// Each user told of an order, with the order number first told.
     pub holders: BTreeMap<u64, u64>,
+    /// The users told `ok`.
+    pub told_ok: BTreeSet<u64>,
     /// Each holder's server (an index into the target's addresses): the
     /// one that told them `ok`, else the first that told them of the order.
     /// In the `queued` ack mode an order is written after its reply, and
@@ -106,6 +108,7 @@ impl Ledger {
         for ack in acks.iter().filter(|a| a.kind.is_buy()) {
             if ack.kind == AckKind::Ok {
                 ledger.ok += 1;
+                ledger.told_ok.insert(ack.user);
                 let n = oks.entry(ack.user).or_default();
                 *n += 1;
                 if *n == 2 {
@@ -138,15 +141,27 @@ impl Ledger {
 }
 
 /// Units sold against `ok` replies. `unknown` is the BUYs whose replies
-/// were lost.
-pub fn check_sold(ledger: &Ledger, total: u32, remaining: u32, unknown: u64) -> Vec<String> {
+/// were lost; `lost_orders`, if their users could all be asked, the live
+/// orders those of them never told `ok` hold (orders those BUYs made): the
+/// units are then checked against `ok` replies and those orders exactly,
+/// else within a margin of one unit per lost BUY.
+pub fn check_sold(
+    ledger: &Ledger,
+    total: u32,
+    remaining: u32,
+    unknown: u64,
+    lost_orders: Option<u64>,
+) -> Vec<String> {
     let mut problems = Vec::new();
     if remaining > total {
         problems.push(format!("{remaining} units remain of {total}"));
         return problems;
     }
     let sold = u64::from(total - remaining);
-    let ok = ledger.ok;
+    let (ok, unknown) = match lost_orders {
+        Some(found) if unknown > 0 => (ledger.ok + found, 0),
+        _ => (ledger.ok, unknown),
+    };
     let holders = ledger.holders.len() as u64;
     if holders > u64::from(total) {
         problems.push(format!(
@@ -348,7 +363,7 @@ mod tests {
         assert_eq!(ledger.ok, 3);
         assert_eq!(ledger.holders.len(), 3);
         assert!(ledger.problems.is_empty());
-        assert!(check_sold(&ledger, 5, 2, 0).is_empty());
+        assert!(check_sold(&ledger, 5, 2, 0, None).is_empty());
         let rows = [(3, 13), (1, 11), (2, 12)];
         assert!(check_store("mysql", &ledger, 3, &rows).is_empty());
     }
@@ -371,24 +386,46 @@ mod tests {
     #[test]
     fn overselling_and_lost_orders_are_caught() {
         let ledger = Ledger::of(&[ok(1, 11), ok(2, 12), ok(3, 13)]);
-        let over = check_sold(&ledger, 2, 0, 0);
+        let over = check_sold(&ledger, 2, 0, 0, None);
         assert!(over.iter().any(|p| p.starts_with("oversold")), "{over:?}");
-        let lost = check_sold(&ledger, 10, 6, 0);
+        let lost = check_sold(&ledger, 10, 6, 0, None);
         assert_eq!(
             lost,
             ["4 units sold but only 3 ok replies: 1 units went without an ok"]
         );
         // With two BUYs of unknown outcome, one unit more than acknowledged
         // is possible; three are not.
-        assert!(check_sold(&ledger, 10, 6, 2).is_empty());
-        assert_eq!(check_sold(&ledger, 10, 4, 2).len(), 1);
+        assert!(check_sold(&ledger, 10, 6, 2, None).is_empty());
+        assert_eq!(check_sold(&ledger, 10, 4, 2, None).len(), 1);
     }
 
     #[test]
     fn already_bought_without_ok_needs_a_lost_reply() {
         let ledger = Ledger::of(&[ok(1, 11), again(2, 12)]);
-        assert_eq!(check_sold(&ledger, 5, 3, 0).len(), 2);
-        assert!(check_sold(&ledger, 5, 3, 1).is_empty());
+        assert_eq!(check_sold(&ledger, 5, 3, 0, None).len(), 2);
+        assert!(check_sold(&ledger, 5, 3, 1, None).is_empty());
+    }
+
+    #[test]
+    fn the_orders_of_lost_buys_make_the_count_exact() {
+        // Three told ok; two BUYs lost, whose users now hold one order.
+        let ledger = Ledger::of(&[ok(1, 11), ok(2, 12), ok(3, 13)]);
+        assert!(check_sold(&ledger, 10, 6, 2, Some(1)).is_empty());
+        // An order nobody knows of: within the margin, not with the count.
+        assert!(check_sold(&ledger, 10, 5, 2, None).is_empty());
+        let short = check_sold(&ledger, 10, 5, 2, Some(1));
+        assert_eq!(
+            short,
+            ["5 units sold but only 4 ok replies: 1 units went without an ok"]
+        );
+        // More orders than units sold, which the margin would not see.
+        let over = check_sold(&ledger, 10, 6, 2, Some(2));
+        assert!(over.iter().any(|p| p.starts_with("oversold")), "{over:?}");
+        // A user told only already_bought, whose ok was lost: their order
+        // is one the lost BUY made.
+        let ledger = Ledger::of(&[ok(1, 11), again(2, 12)]);
+        assert!(check_sold(&ledger, 5, 3, 1, Some(1)).is_empty());
+        assert_eq!(ledger.told_ok.len(), 1);
     }
 
     #[test]

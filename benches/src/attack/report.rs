@@ -244,6 +244,7 @@ mod tests {
         let finished = Finished {
             recorder,
             acks: Vec::new(),
+            lost_buys: Vec::new(),
             elapsed: Duration::from_secs(1),
             connected: 10,
             sent: outcomes.len() as u64 + lost,

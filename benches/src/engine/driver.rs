@@ -8,7 +8,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::conn::{self, Conn};
 use super::wire::Answer;
-use super::{Next, Op, Pace, Plan, ServerCounts, Target, Workload};
+use super::{LostBuy, Next, Op, Pace, Plan, ServerCounts, Target, Workload};
 use crate::schedule::Schedule;
 use crate::stats::{Live, Outcome, Recorder};
 use crate::users::{splitmix, Rng};
@@ -25,6 +25,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(20);
 pub struct ThreadResult {
     pub recorder: Recorder,
     pub acks: Vec<Ack>,
+    pub lost_buys: Vec<LostBuy>,
     pub elapsed: Duration,
     pub connected: usize,
     pub sent: u64,
@@ -54,6 +55,8 @@ struct Driver<'a> {
     conns: Vec<Conn>,
     recorder: Recorder,
     acks: Vec<Ack>,
+    /// BUYs sent and never answered.
+    lost_buys: Vec<LostBuy>,
     rng: Rng,
     sent: u64,
     /// The workload has no more requests.
@@ -82,6 +85,7 @@ impl Ctx<'_> {
             conns: Vec::with_capacity(share),
             recorder: Recorder::default(),
             acks: Vec::new(),
+            lost_buys: Vec::new(),
             rng: Rng::new(splitmix(self.plan.seed ^ self.index as u64)),
             sent: 0,
             exhausted: false,
@@ -107,6 +111,7 @@ impl Ctx<'_> {
             return ThreadResult {
                 recorder: driver.recorder,
                 acks: driver.acks,
+                lost_buys: driver.lost_buys,
                 elapsed,
                 connected,
                 sent: driver.sent,
@@ -124,6 +129,7 @@ impl Ctx<'_> {
         ThreadResult {
             recorder: driver.recorder,
             acks: Vec::new(),
+            lost_buys: Vec::new(),
             elapsed: Duration::ZERO,
             connected: 0,
             sent: 0,
@@ -298,7 +304,11 @@ impl Driver<'_> {
             }
             let stalled = in_flight > 0 && now - last_progress > plan.stall;
             if stalled || stop_at.is_some_and(|t| now >= t) {
-                self.recorder.outcomes.lost += sent as u64;
+                for i in 0..self.conns.len() {
+                    if self.conns[i].open {
+                        self.lose_window(i);
+                    }
+                }
                 self.recorder.outcomes.unsent += unsent as u64;
                 break;
             }
@@ -535,6 +545,19 @@ impl Driver<'_> {
         self.orphans.extend(conn.backlog.drain(..));
         self.recorder.outcomes.connection_failures += 1;
         self.servers[conn.server].connection_failures += 1;
-        self.recorder.outcomes.lost += conn.window.clear() as u64;
+        self.lose_window(i);
+    }
+
+    /// Counts the requests connection `i` has in flight as lost, and notes
+    /// the BUYs among them, for the verification to ask what they did.
+    fn lose_window(&mut self, i: usize) {
+        let conn = &mut self.conns[i];
+        let server = conn.server;
+        for pending in conn.window.clear() {
+            self.recorder.outcomes.lost += 1;
+            if let Op::Buy { user, .. } = pending.op {
+                self.lost_buys.push(LostBuy { user, server });
+            }
+        }
     }
 }

@@ -194,6 +194,8 @@ pub struct Plan {
 pub struct Finished {
     pub recorder: Recorder,
     pub acks: Vec<Ack>,
+    /// The BUYs sent whose replies never came (counted as lost).
+    pub lost_buys: Vec<LostBuy>,
     /// From the start to the last reply.
     pub elapsed: Duration,
     /// Connections that were greeted and took part.
@@ -203,6 +205,14 @@ pub struct Finished {
     pub servers: Vec<(SocketAddr, ServerCounts)>,
     /// What each watched process spent over the run.
     pub cost: Vec<crate::cost::Cost>,
+}
+
+/// A BUY sent whose reply never came: it may or may not have made an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LostBuy {
+    pub user: u64,
+    /// Which server of the target it went to (an index into its addresses).
+    pub server: usize,
 }
 
 /// What one server of the target took.
@@ -271,6 +281,7 @@ pub fn run(plan: &Plan, target: &Target, workload: &dyn Workload) -> Finished {
     let mut finished = Finished {
         recorder: Recorder::default(),
         acks: Vec::new(),
+        lost_buys: Vec::new(),
         elapsed: Duration::ZERO,
         connected: 0,
         sent: 0,
@@ -284,6 +295,7 @@ pub fn run(plan: &Plan, target: &Target, workload: &dyn Workload) -> Finished {
     for r in results {
         finished.recorder.merge(&r.recorder);
         finished.acks.extend(r.acks);
+        finished.lost_buys.extend(r.lost_buys);
         finished.elapsed = finished.elapsed.max(r.elapsed);
         finished.connected += r.connected;
         finished.sent += r.sent;

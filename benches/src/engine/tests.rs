@@ -248,6 +248,8 @@ fn a_stalled_open_loop_counts_lost_and_never_sent_apart() {
     let o = &done.recorder.outcomes;
     assert_eq!(o.answered(), 0);
     assert_eq!(o.lost, done.sent, "{o:?}");
+    // Every one a BUY, noted for the verification to ask after.
+    assert_eq!(done.lost_buys.len() as u64, o.lost);
     // Six connections, two in flight each.
     assert_eq!(done.sent, 12, "{o:?}");
     assert!(o.unsent > 0, "{o:?}");

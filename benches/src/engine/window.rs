@@ -75,14 +75,12 @@ impl Window {
         Some(pending)
     }
 
-    /// Forgets every request in flight (their connection is gone) and says
-    /// how many there were.
-    pub fn clear(&mut self) -> usize {
-        let n = self.live;
+    /// Forgets every request in flight (their connection is gone, or the
+    /// run stopped) and returns them.
+    pub fn clear(&mut self) -> Vec<Pending> {
         self.base = self.next_id();
-        self.slots.clear();
         self.live = 0;
-        n
+        self.slots.drain(..).flatten().collect()
     }
 
     fn trim(&mut self) {
@@ -141,7 +139,7 @@ mod tests {
         let mut w = Window::new(1);
         w.push(pending());
         w.push(pending());
-        assert_eq!(w.clear(), 2);
+        assert_eq!(w.clear().len(), 2);
         assert_eq!(w.len(), 0);
         assert_eq!(w.push(pending()), 3);
     }
