@@ -9,12 +9,12 @@ use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use seckill_client::aio::Client;
-use seckill_client::{random_request_id, NewGoods, SaleAction, SaleRules};
+use seckill_client::{random_request_id, ErrorKind, NewGoods, SaleAction, SaleRules};
 use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::api::parse_id;
+use crate::api::{parse_id, parse_request_id, with_request_id};
 use crate::error::ApiError;
 use crate::session;
 use crate::views::{now_ms, DriftView, GoodsView};
@@ -93,6 +93,14 @@ pub struct AddGoods {
     /// 1: no split), for a hot goods on a Redis Cluster.
     #[serde(default = "default_buckets")]
     pub buckets: u16,
+    /// The addition's client request id, as a BUY's (32 hex digits or a
+    /// UUID, top bit clear): an answer whose outcome is unknown names the
+    /// one drawn, and the same add sent again under it makes one goods.
+    #[serde(default)]
+    pub request_id: Option<String>,
+    /// This add is a retry of the one named by `request_id`.
+    #[serde(default)]
+    pub retry: bool,
 }
 
 fn default_buckets() -> u16 {
@@ -118,11 +126,25 @@ pub async fn add_goods(
     AxumState(state): AxumState<State>,
     headers: HeaderMap,
     Json(add): Json<AddGoods>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let client = admin_client(&state, &headers)?;
     if add.name.trim().is_empty() {
         return Err(ApiError::BadRequest("a goods needs a name".into()));
     }
+    let request_id = match &add.request_id {
+        Some(text) => parse_request_id(text)?,
+        None if add.retry => {
+            return Err(ApiError::BadRequest(
+                "a retry names the request_id of the add it retries".into(),
+            ))
+        }
+        None => random_request_id()?,
+    };
+    let sent = if add.retry {
+        request_id.repeat()
+    } else {
+        request_id
+    };
     let start_ms = now_ms().saturating_add(add.start_in_s.saturating_mul(1000));
     let goods = NewGoods {
         name: add.name,
@@ -137,10 +159,12 @@ pub async fn add_goods(
         },
         buckets: add.buckets,
     };
-    let goods = client
-        .add_goods_with_request_id(goods, random_request_id()?)
-        .await?;
-    Ok(Json(json!({ "goods": GoodsView::from(&goods) })))
+    match client.add_goods_with_request_id(goods, sent).await {
+        Ok(goods) => Ok(Json(json!({ "goods": GoodsView::from(&goods) })).into_response()),
+        // The outcome may be unknown: the answer names the id that retries
+        // it without adding a second goods.
+        Err(e) => Ok(with_request_id(ApiError::from(e).into_response(), request_id).await),
+    }
 }
 
 /// `POST /api/admin/goods/{id}/restock` body.
@@ -158,7 +182,18 @@ pub async fn restock(
     Json(restock): Json<Restock>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let client = admin_client(&state, &headers)?;
-    let goods = client.restock(parse_id(&id)?, restock.amount).await?;
+    let goods_id = parse_id(&id)?;
+    let goods = client
+        .restock(goods_id, restock.amount)
+        .await
+        .map_err(|e| match e.kind() {
+            // Sent, perhaps done: a RESTOCK sent again would add the units
+            // twice, so not the 503 that says "nothing done, retry".
+            ErrorKind::Timeout | ErrorKind::Closed | ErrorKind::Io => ApiError::InDoubt(format!(
+                "{e}; the restock may have been applied: check goods {goods_id}'s total before restocking again"
+            )),
+            _ => ApiError::from(e),
+        })?;
     Ok(Json(json!({ "goods": GoodsView::from(&goods) })))
 }
 

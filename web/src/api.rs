@@ -185,7 +185,7 @@ pub async fn buy(
 }
 
 /// Adds `"request_id"` to an error's JSON body.
-async fn with_request_id(response: Response, request_id: RequestId) -> Response {
+pub(crate) async fn with_request_id(response: Response, request_id: RequestId) -> Response {
     let (mut parts, body) = response.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
         return Response::from_parts(parts, axum::body::Body::empty());
@@ -318,10 +318,18 @@ pub fn parse_id(text: &str) -> Result<u64, ApiError> {
         .ok_or_else(|| ApiError::BadRequest(format!("{text:?} is not an id")))
 }
 
-fn parse_request_id(text: &str) -> Result<RequestId, ApiError> {
+pub(crate) fn parse_request_id(text: &str) -> Result<RequestId, ApiError> {
     let id: RequestId = text
         .parse()
         .map_err(|e| ApiError::BadRequest(format!("request_id: {e}")))?;
+    // A UUID names the purchase without its top bit, the repeat mark: half
+    // of all random UUIDs have it set, and a client that draws them has no
+    // way to clear it.
+    if text.contains('-') {
+        return id
+            .purchase()
+            .ok_or_else(|| ApiError::BadRequest("request_id: no id but the top bit".into()));
+    }
     // The repeat mark is the client's to set on its own resends.
     if id.is_repeat() {
         return Err(ApiError::BadRequest(

@@ -34,6 +34,11 @@ pub enum ApiError {
     /// The gateway was started without what this needs.
     #[error("{0}")]
     Disabled(String),
+    /// A change that is not safe to send again (RESTOCK) may or may not
+    /// have been made: its connection failed or timed out after it was
+    /// sent. What to check first is in the message.
+    #[error("{0}")]
+    InDoubt(String),
     /// The seckill server answered with an error, or could not be reached.
     #[error(transparent)]
     Client(#[from] ClientError),
@@ -47,6 +52,7 @@ impl ApiError {
             ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated", None),
             ApiError::NotAdmin => (StatusCode::UNAUTHORIZED, "not_admin", None),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request", None),
+            ApiError::InDoubt(_) => (StatusCode::GATEWAY_TIMEOUT, "outcome_unknown", None),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
             ApiError::RateLimited { retry_after_s } => (
                 StatusCode::TOO_MANY_REQUESTS,

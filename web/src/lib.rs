@@ -122,13 +122,29 @@ pub fn app(config: Config) -> Router {
         .route("/admin/goods/{id}/{action}", post(admin::sale_control))
         .route("/admin/reconcile", post(admin::reconcile))
         .route("/admin/stats", get(admin::stats))
-        .layer(middleware::from_fn(json_posts_only));
+        .layer(middleware::from_fn(json_posts_only))
+        .layer(middleware::map_response(not_stored));
     Router::new()
-        .route("/", get(pages::storefront))
+        .route(
+            "/",
+            get(pages::storefront).layer(middleware::map_response(not_stored)),
+        )
         .route("/admin", get(pages::admin))
         .route("/static/{file}", get(pages::asset))
         .nest("/api", api)
         .with_state(state)
+}
+
+/// Answers that are one session's own (the storefront names its buyer; the
+/// API's answers are their orders, their purchases, live figures) are kept
+/// by no cache: a proxy that cached them by URL would serve one buyer's to
+/// another (in `--user-header` mode, behind a caching proxy).
+async fn not_stored(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
 }
 
 /// Refuses a POST whose body is not declared JSON. A page of another site

@@ -250,6 +250,104 @@ async fn wrong_admin_logins_past_ten_shut_the_console_for_a_while() {
     assert!(right.retry_after.is_some());
 }
 
+/// A UUID whose top bit is set (half of random ones) names a purchase as
+/// well, without that bit; and the API's answers are kept by no cache.
+#[tokio::test]
+async fn any_uuid_is_a_request_id_and_answers_are_not_stored() {
+    let server = Server::start();
+    let app = seckill_web::app(config(&server.addr, 0.0, 1));
+    let alice = login(&app, "alice").await;
+    let id = admin_client(&server.addr)
+        .await
+        .add_goods(goods("Mug", 5, 0))
+        .await
+        .unwrap()
+        .id;
+    let uuid = "f47ac10b-58cc-4372-a567-0e02b2c3d479";
+    let path = format!("/api/goods/{id}/buy");
+    let bought = call(
+        &app,
+        "POST",
+        &path,
+        Some(&alice),
+        Some(json!({ "request_id": uuid })),
+    )
+    .await;
+    assert_eq!(bought.status, StatusCode::OK, "{}", bought.body);
+    assert_eq!(
+        bought.body["request_id"],
+        "747ac10b58cc4372a5670e02b2c3d479"
+    );
+    let again = call(
+        &app,
+        "POST",
+        &path,
+        Some(&alice),
+        Some(json!({ "request_id": uuid })),
+    )
+    .await;
+    assert_eq!(
+        again.body["order_no"], bought.body["order_no"],
+        "{}",
+        again.body
+    );
+    let request = Request::builder()
+        .uri("/api/goods")
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(
+        response
+            .headers()
+            .get(header::CACHE_CONTROL)
+            .map(|v| v.to_str().unwrap()),
+        Some("no-store")
+    );
+}
+
+/// An add whose answer was lost is sent again under its request id (with
+/// `retry`), and finds the goods the first made instead of adding a second.
+#[tokio::test]
+async fn an_add_sent_again_under_its_request_id_makes_one_goods() {
+    let server = Server::start();
+    let app = seckill_web::app(config(&server.addr, 0.0, 1));
+    let token = json!({ "token": common::TOKEN });
+    let admin = call(&app, "POST", "/api/admin/login", None, Some(token)).await;
+    let admin = admin.cookie.expect("an admin cookie");
+    let id = "0123456789abcdef0123456789abcdef";
+    let add = |retry: bool| {
+        json!({ "name": "Kettle", "price_cents": 900, "stock": 3,
+                "request_id": id, "retry": retry })
+    };
+    let first = call(
+        &app,
+        "POST",
+        "/api/admin/goods",
+        Some(&admin),
+        Some(add(false)),
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let again = call(
+        &app,
+        "POST",
+        "/api/admin/goods",
+        Some(&admin),
+        Some(add(true)),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(again.body["goods"]["id"], first.body["goods"]["id"]);
+    let listed = call(&app, "GET", "/api/goods", None, None).await;
+    let kettles = listed.body["goods"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|g| g["name"] == "Kettle")
+        .count();
+    assert_eq!(kettles, 1, "{}", listed.body);
+}
+
 #[tokio::test]
 async fn the_admin_logs_in_adds_pauses_and_reconciles() {
     let server = Server::start();
