@@ -2,7 +2,7 @@
 //! ORDER_STATUS, users' orders through LIST_ORDERS, and the goods' orders
 //! in MySQL.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -105,71 +105,75 @@ fn check_part(
 }
 
 /// Of the users of `lost` BUYs (sent, never answered) never told `ok`,
-/// those who hold a live order of `goods` now: orders those BUYs made.
-/// Asked through ORDER_STATUS at the server each BUY went to, which shows
-/// an order it made even before the order store has it (the `queued` ack
-/// mode). `None` if some could not be asked (a server gone, still `busy`,
-/// an error other than having no order): the checks then keep a margin.
+/// those who hold a live order of `goods` now: orders those BUYs made. Each
+/// is asked ORDER_STATUS at every server one of their lost BUYs went to and
+/// at the one that told them `already_bought`, if any: in the `queued` ack
+/// mode only the server that made an order shows it until the order store
+/// has it. A user counts once, if any of them shows a live order. `None`
+/// if some could not be asked (a server gone, still `busy`, an error other
+/// than having no order): the checks then keep a margin.
 pub fn lost_orders(
     addrs: &[SocketAddr],
     goods: u64,
     ledger: &Ledger,
     lost: &[crate::engine::LostBuy],
 ) -> Option<u64> {
-    // Each user once (at the first server a lost BUY of theirs went to):
-    // one order per user is what their lost BUYs can have made.
-    let mut server_of: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut by_server: BTreeMap<usize, BTreeSet<u64>> = BTreeMap::new();
     for buy in lost {
-        if !ledger.told_ok.contains(&buy.user) {
-            server_of.entry(buy.user).or_insert(buy.server);
+        if ledger.told_ok.contains(&buy.user) {
+            continue;
+        }
+        by_server.entry(buy.server).or_default().insert(buy.user);
+        if let Some(&told) = ledger.told_by.get(&buy.user) {
+            by_server.entry(told).or_default().insert(buy.user);
         }
     }
-    let mut by_server: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
-    for (user, server) in server_of {
-        by_server.entry(server).or_default().push(user);
-    }
-    let mut found = 0;
+    let mut holding: BTreeSet<u64> = BTreeSet::new();
     for (server, users) in by_server {
         let addr = *addrs.get(server)?;
-        let mut client = Client::builder(addr)
-            .read_timeout(Duration::from_secs(30))
-            .connect()
-            .ok()?;
-        let mut todo = users;
-        for round in 0..=BUSY_RETRIES {
-            let mut busy = Vec::new();
-            for batch in todo.chunks(BATCH) {
-                let mut pipeline = Pipeline::new();
-                for &user in batch {
-                    pipeline.order_status(user, goods);
-                }
-                for (&user, reply) in batch.iter().zip(client.execute(&pipeline).ok()?) {
-                    match reply {
-                        Reply::Order(o)
-                            if o.goods_id == goods && o.state != OrderState::Cancelled =>
-                        {
-                            found += 1
-                        }
-                        Reply::Order(_) => {}
-                        r if r.status() == Status::NoOrder => {}
-                        r if matches!(r.status(), Status::Busy | Status::Pending) => {
-                            busy.push(user)
-                        }
-                        _ => return None,
-                    }
-                }
-            }
-            if busy.is_empty() {
-                break;
-            }
-            if round == BUSY_RETRIES {
-                return None;
-            }
-            todo = busy;
-            thread::sleep(POLL * (round as u32 + 1));
-        }
+        holding.extend(live_holders(addr, goods, users.into_iter().collect())?);
     }
-    Some(found)
+    Some(holding.len() as u64)
+}
+
+/// Of `users`, those who hold a live order of `goods` at `addr`, through
+/// ORDER_STATUS; `None` if some could not be asked.
+fn live_holders(addr: SocketAddr, goods: u64, users: Vec<u64>) -> Option<Vec<u64>> {
+    let mut client = Client::builder(addr)
+        .read_timeout(Duration::from_secs(30))
+        .connect()
+        .ok()?;
+    let mut holding = Vec::new();
+    let mut todo = users;
+    for round in 0..=BUSY_RETRIES {
+        let mut busy = Vec::new();
+        for batch in todo.chunks(BATCH) {
+            let mut pipeline = Pipeline::new();
+            for &user in batch {
+                pipeline.order_status(user, goods);
+            }
+            for (&user, reply) in batch.iter().zip(client.execute(&pipeline).ok()?) {
+                match reply {
+                    Reply::Order(o) if o.goods_id == goods && o.state != OrderState::Cancelled => {
+                        holding.push(user)
+                    }
+                    Reply::Order(_) => {}
+                    r if r.status() == Status::NoOrder => {}
+                    r if matches!(r.status(), Status::Busy | Status::Pending) => busy.push(user),
+                    _ => return None,
+                }
+            }
+        }
+        if busy.is_empty() {
+            return Some(holding);
+        }
+        if round == BUSY_RETRIES {
+            return None;
+        }
+        todo = busy;
+        thread::sleep(POLL * (round as u32 + 1));
+    }
+    Some(holding)
 }
 
 /// The orders of `goods` each of `users` holds, in any state, through
