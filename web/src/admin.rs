@@ -9,12 +9,12 @@ use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use seckill_client::aio::Client;
-use seckill_client::{random_request_id, ErrorKind, NewGoods, SaleAction, SaleRules};
+use seckill_client::{ErrorKind, NewGoods, SaleAction, SaleRules};
 use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::api::{parse_id, parse_request_id, with_request_id};
+use crate::api::{parse_id, request_ids, with_request_id};
 use crate::error::ApiError;
 use crate::session;
 use crate::views::{now_ms, DriftView, GoodsView};
@@ -131,20 +131,7 @@ pub async fn add_goods(
     if add.name.trim().is_empty() {
         return Err(ApiError::BadRequest("a goods needs a name".into()));
     }
-    let request_id = match &add.request_id {
-        Some(text) => parse_request_id(text)?,
-        None if add.retry => {
-            return Err(ApiError::BadRequest(
-                "a retry names the request_id of the add it retries".into(),
-            ))
-        }
-        None => random_request_id()?,
-    };
-    let sent = if add.retry {
-        request_id.repeat()
-    } else {
-        request_id
-    };
+    let (request_id, sent) = request_ids(add.request_id.as_deref(), add.retry, "add")?;
     let start_ms = now_ms().saturating_add(add.start_in_s.saturating_mul(1000));
     let goods = NewGoods {
         name: add.name,

@@ -130,21 +130,8 @@ pub async fn buy(
 ) -> Result<Response, ApiError> {
     let buyer = limited_buyer(&state, &headers)?;
     let goods_id = parse_id(&id)?;
-    let request_id = match &body.request_id {
-        Some(text) => parse_request_id(text)?,
-        None if body.retry => {
-            return Err(ApiError::BadRequest(
-                "a retry names the request_id of the BUY it retries".into(),
-            ))
-        }
-        None => random_request_id()?,
-    };
     // What goes to the server; the answers name the purchase's own id.
-    let sent = if body.retry {
-        request_id.repeat()
-    } else {
-        request_id
-    };
+    let (request_id, sent) = request_ids(body.request_id.as_deref(), body.retry, "BUY")?;
     let client = &state.config.client;
     let bought = match &body.purchase_token {
         Some(token) => {
@@ -318,7 +305,27 @@ pub fn parse_id(text: &str) -> Result<u64, ApiError> {
         .ok_or_else(|| ApiError::BadRequest(format!("{text:?} is not an id")))
 }
 
-pub(crate) fn parse_request_id(text: &str) -> Result<RequestId, ApiError> {
+/// The client request id of a BUY or an add (`what`): the one `given`, or
+/// one drawn; and the one to send, marked a repeat for a `retry` (which
+/// must name the id it retries).
+pub(crate) fn request_ids(
+    given: Option<&str>,
+    retry: bool,
+    what: &str,
+) -> Result<(RequestId, RequestId), ApiError> {
+    let id = match given {
+        Some(text) => parse_request_id(text)?,
+        None if retry => {
+            return Err(ApiError::BadRequest(format!(
+                "a retry names the request_id of the {what} it retries"
+            )))
+        }
+        None => random_request_id()?,
+    };
+    Ok((id, if retry { id.repeat() } else { id }))
+}
+
+fn parse_request_id(text: &str) -> Result<RequestId, ApiError> {
     let id: RequestId = text
         .parse()
         .map_err(|e| ApiError::BadRequest(format!("request_id: {e}")))?;
