@@ -71,28 +71,49 @@ fn check_part(
     goods: u64,
     pairs: &[(u64, u64)],
 ) -> Result<(u64, Vec<String>), Error> {
-    let mut client = Client::builder(addr)
-        .read_timeout(Duration::from_secs(30))
-        .connect()?;
-    let mut todo = pairs.to_vec();
-    let mut checked = 0;
+    let mut client = checker(addr)?;
+    let answers = ask_all(&mut client, pairs.to_vec(), |p, (user, _)| {
+        p.order_status(user, goods);
+    })?;
     let mut problems = Vec::new();
+    for ((user, order_no), reply) in &answers {
+        problems.extend(verify::check_order_reply(goods, *user, *order_no, reply));
+    }
+    Ok((answers.len() as u64, problems))
+}
+
+/// A connection for the checks.
+fn checker(addr: SocketAddr) -> Result<Client, Error> {
+    Ok(Client::builder(addr)
+        .read_timeout(Duration::from_secs(30))
+        .connect()?)
+}
+
+/// One request per item (`ask` adds it to a pipeline), [`BATCH`] to a
+/// pipeline, each item given back with its reply. Those answered `busy` or
+/// `pending` are asked again after a pause, up to [`BUSY_RETRIES`] times;
+/// the last answer is given back as it came.
+fn ask_all<T: Copy>(
+    client: &mut Client,
+    items: Vec<T>,
+    ask: impl Fn(&mut Pipeline, T),
+) -> Result<Vec<(T, Reply)>, Error> {
+    let mut answers = Vec::with_capacity(items.len());
+    let mut todo = items;
     for round in 0..=BUSY_RETRIES {
         let mut busy = Vec::new();
         for batch in todo.chunks(BATCH) {
             let mut pipeline = Pipeline::new();
-            for &(user, _) in batch {
-                pipeline.order_status(user, goods);
+            for &item in batch {
+                ask(&mut pipeline, item);
             }
-            let replies = client.execute(&pipeline)?;
-            for (&(user, order_no), reply) in batch.iter().zip(&replies) {
+            for (&item, reply) in batch.iter().zip(client.execute(&pipeline)?) {
                 if matches!(reply.status(), Status::Busy | Status::Pending) && round < BUSY_RETRIES
                 {
-                    busy.push((user, order_no));
-                    continue;
+                    busy.push(item);
+                } else {
+                    answers.push((item, reply));
                 }
-                checked += 1;
-                problems.extend(verify::check_order_reply(goods, user, order_no, reply));
             }
         }
         if busy.is_empty() {
@@ -101,7 +122,7 @@ fn check_part(
         todo = busy;
         thread::sleep(POLL * (round as u32 + 1));
     }
-    Ok((checked, problems))
+    Ok(answers)
 }
 
 /// Of the users of `lost` BUYs (sent, never answered) never told `ok`,
@@ -139,39 +160,21 @@ pub fn lost_orders(
 /// Of `users`, those who hold a live order of `goods` at `addr`, through
 /// ORDER_STATUS; `None` if some could not be asked.
 fn live_holders(addr: SocketAddr, goods: u64, users: Vec<u64>) -> Option<Vec<u64>> {
-    let mut client = Client::builder(addr)
-        .read_timeout(Duration::from_secs(30))
-        .connect()
-        .ok()?;
+    let mut client = checker(addr).ok()?;
+    let answers = ask_all(&mut client, users, |p, user| {
+        p.order_status(user, goods);
+    })
+    .ok()?;
     let mut holding = Vec::new();
-    let mut todo = users;
-    for round in 0..=BUSY_RETRIES {
-        let mut busy = Vec::new();
-        for batch in todo.chunks(BATCH) {
-            let mut pipeline = Pipeline::new();
-            for &user in batch {
-                pipeline.order_status(user, goods);
+    for (user, reply) in answers {
+        match reply {
+            Reply::Order(o) if o.goods_id == goods && o.state != OrderState::Cancelled => {
+                holding.push(user)
             }
-            for (&user, reply) in batch.iter().zip(client.execute(&pipeline).ok()?) {
-                match reply {
-                    Reply::Order(o) if o.goods_id == goods && o.state != OrderState::Cancelled => {
-                        holding.push(user)
-                    }
-                    Reply::Order(_) => {}
-                    r if r.status() == Status::NoOrder => {}
-                    r if matches!(r.status(), Status::Busy | Status::Pending) => busy.push(user),
-                    _ => return None,
-                }
-            }
+            Reply::Order(_) => {}
+            r if r.status() == Status::NoOrder => {}
+            _ => return None,
         }
-        if busy.is_empty() {
-            return Some(holding);
-        }
-        if round == BUSY_RETRIES {
-            return None;
-        }
-        todo = busy;
-        thread::sleep(POLL * (round as u32 + 1));
     }
     Some(holding)
 }
@@ -206,44 +209,24 @@ pub fn list_orders(
 }
 
 fn list_part(addr: SocketAddr, goods: u64, users: &[u64]) -> Result<Vec<(u64, Vec<Order>)>, Error> {
-    let mut client = Client::builder(addr)
-        .read_timeout(Duration::from_secs(30))
-        .connect()?;
-    let mut todo = users.to_vec();
-    let mut found = Vec::with_capacity(users.len());
-    for round in 0..=BUSY_RETRIES {
-        let mut busy = Vec::new();
-        for batch in todo.chunks(BATCH) {
-            let mut pipeline = Pipeline::new();
-            for &user in batch {
-                pipeline.list_orders(user);
-            }
-            for (&user, reply) in batch.iter().zip(client.execute(&pipeline)?) {
-                match reply {
-                    Reply::Orders(orders) => found.push((
-                        user,
-                        orders.into_iter().filter(|o| o.goods_id == goods).collect(),
-                    )),
-                    other
-                        if matches!(other.status(), Status::Busy | Status::Pending)
-                            && round < BUSY_RETRIES =>
-                    {
-                        busy.push(user)
-                    }
-                    other => {
-                        return Err(Error::Setup(format!(
-                            "LIST_ORDERS of user {user} answered {}",
-                            other.status()
-                        )))
-                    }
-                }
+    let mut client = checker(addr)?;
+    let answers = ask_all(&mut client, users.to_vec(), |p, user| {
+        p.list_orders(user);
+    })?;
+    let mut found = Vec::with_capacity(answers.len());
+    for (user, reply) in answers {
+        match reply {
+            Reply::Orders(orders) => found.push((
+                user,
+                orders.into_iter().filter(|o| o.goods_id == goods).collect(),
+            )),
+            other => {
+                return Err(Error::Setup(format!(
+                    "LIST_ORDERS of user {user} answered {}",
+                    other.status()
+                )))
             }
         }
-        if busy.is_empty() {
-            break;
-        }
-        todo = busy;
-        thread::sleep(POLL * (round as u32 + 1));
     }
     Ok(found)
 }
