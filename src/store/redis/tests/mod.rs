@@ -5,6 +5,7 @@
 mod buckets;
 mod cluster;
 mod link;
+mod loads;
 mod queue;
 mod stock;
 
