@@ -319,8 +319,12 @@ fn main() -> ExitCode {
 /// Reports a failure, as JSON on stdout with `--json` (so that a script
 /// reads one JSON value whatever happened) or as a line on stderr, and
 /// returns its exit code.
-fn fail(cli: &Cli, err: &anyhow::Error, mut report: FailureJson) -> ExitCode {
-    let code = exit_code(err);
+fn fail(cli: &Cli, err: &anyhow::Error, report: FailureJson) -> ExitCode {
+    report_failure(cli, report, exit_code(err))
+}
+
+/// [`fail`] with the exit code given.
+fn report_failure(cli: &Cli, mut report: FailureJson, code: u8) -> ExitCode {
     if cli.json {
         report.exit_code = Some(code);
         // Nothing more can be said if stdout is gone.
@@ -763,19 +767,15 @@ fn outcome_unknown(err: &ClientError) -> bool {
 /// try it again safely, and returns [`EXIT_RETRY`]: the retry is safe.
 fn unknown_outcome(cli: &Cli, err: ClientError, again: RequestId, retry: String) -> ExitCode {
     let err = anyhow::Error::from(err);
-    let message = explain(&err, cli);
-    if cli.json {
-        let report = FailureJson {
-            exit_code: Some(EXIT_RETRY),
-            retry_request_id: Some(again.to_string()),
-            ..FailureJson::new(status_name(&err), message)
-        };
-        let _ = print_json(&report);
-    } else {
-        eprintln!("error: {message}");
+    let report = FailureJson {
+        retry_request_id: Some(again.to_string()),
+        ..FailureJson::new(status_name(&err), explain(&err, cli))
+    };
+    let code = report_failure(cli, report, EXIT_RETRY);
+    if !cli.json {
         eprintln!("{retry}");
     }
-    ExitCode::from(EXIT_RETRY)
+    code
 }
 
 /// Reports a RESTOCK whose outcome is unknown and returns 1, not
@@ -788,16 +788,7 @@ fn restock_in_doubt(cli: &Cli, err: ClientError, goods: u64) -> ExitCode {
          (`seckill-cli goods show {goods}`) before restocking again",
         explain(&err, cli)
     );
-    if cli.json {
-        let report = FailureJson {
-            exit_code: Some(1),
-            ..FailureJson::new(status_name(&err), message)
-        };
-        let _ = print_json(&report);
-    } else {
-        eprintln!("error: {message}");
-    }
-    ExitCode::from(1)
+    report_failure(cli, FailureJson::new(status_name(&err), message), 1)
 }
 
 /// `ping` for `--json`: the connection and what HELLO said of the server.
