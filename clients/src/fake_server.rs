@@ -7,7 +7,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread::{self, JoinHandle};
 
 use bytes::{Buf, BytesMut};
-use seckill_proto::{Frame, FrameError, Reply, Request, MAX_REQUEST_FRAME, VERSION};
+use seckill_proto::{
+    Frame, FrameError, Opcode, Reply, Request, Status, MAX_REQUEST_FRAME, VERSION,
+};
 
 /// A request as the fake received it.
 pub(crate) struct Received {
@@ -104,6 +106,14 @@ impl FakeConn {
     pub(crate) fn reply(&mut self, received: &Received, reply: &Reply) {
         let mut out = BytesMut::new();
         reply.encode(received.opcode, received.id, &mut out);
+        self.raw(&out);
+    }
+
+    /// Sends the server's connection-level error frame (request id 0), as
+    /// a server that gives up on the connection, or refuses it, does.
+    pub(crate) fn give_up(&mut self, status: Status, message: &str) {
+        let mut out = BytesMut::new();
+        Reply::error(status, message).encode(Opcode::Error as u8, 0, &mut out);
         self.raw(&out);
     }
 

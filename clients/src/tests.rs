@@ -703,13 +703,7 @@ fn a_read_timeout_is_reported_and_breaks_the_client() {
 fn the_connection_level_error_frame_fails_what_is_in_flight_as_closed() {
     let mut c = client_for(|conn| {
         conn.take(1);
-        let mut out = BytesMut::new();
-        Reply::error(Status::BadRequest, "frame too large").encode(
-            Opcode::Error as u8,
-            0,
-            &mut out,
-        );
-        conn.raw(&out);
+        conn.give_up(Status::BadRequest, "frame too large");
     });
     let err = c.ping().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Closed);
@@ -724,15 +718,8 @@ fn the_connection_level_error_frame_fails_what_is_in_flight_as_closed() {
 /// connecting does; nothing of the caller's was in flight.
 #[test]
 fn a_connection_refused_as_busy_fails_to_connect_as_busy() {
-    let (addr, _) = serve(|conn| {
-        let mut out = BytesMut::new();
-        Reply::error(Status::Busy, "too many connections from your address").encode(
-            Opcode::Error as u8,
-            0,
-            &mut out,
-        );
-        conn.raw(&out);
-    });
+    let (addr, _) =
+        serve(|conn| conn.give_up(Status::Busy, "too many connections from your address"));
     let err = Client::builder(addr)
         .read_timeout(Duration::from_secs(2))
         .connect()

@@ -156,13 +156,7 @@ fn a_buy_whose_connection_fails_goes_to_the_next_server_with_the_same_id() {
 /// A server that refuses a connection as it accepts it, with the
 /// connection-level `busy` frame.
 fn full_up(conn: &mut FakeConn) {
-    let mut out = bytes::BytesMut::new();
-    Reply::error(Status::Busy, "too many connections").encode(
-        seckill_proto::Opcode::Error as u8,
-        0,
-        &mut out,
-    );
-    conn.raw(&out);
+    conn.give_up(Status::Busy, "too many connections");
 }
 
 /// A BUY lost with its connection, sent on to a server that is full up
