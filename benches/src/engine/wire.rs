@@ -79,6 +79,12 @@ impl RequestIds {
     }
 }
 
+/// The client request id of the BUY sent under `id` on a connection whose
+/// ids have the upper half `upper` (see [`RequestIds`]), if it has one.
+fn buy_request_id(upper: Option<u128>, id: u64) -> Option<RequestId> {
+    upper.and_then(|upper| RequestId::new(upper | u128::from(id)))
+}
+
 /// One connection's codec. `request_ids`: the upper half of the client
 /// request id each BUY carries (see [`RequestIds`]), or none.
 pub enum Codec {
@@ -145,8 +151,7 @@ impl Codec {
                         user_id: user,
                         goods_id: goods,
                         token: NO_TOKEN,
-                        request_id: request_ids
-                            .and_then(|upper| RequestId::new(upper | u128::from(id))),
+                        request_id: buy_request_id(*request_ids, id),
                     },
                     Op::GetGoods { goods } => Request::GetGoods { goods_id: goods },
                     Op::ListGoods => Request::ListGoods,
@@ -168,7 +173,7 @@ impl Codec {
             } => {
                 let packed = match *op {
                     Op::Buy { user, order_no, .. } => {
-                        let request_id = request_ids.map(|upper| upper | u128::from(id));
+                        let request_id = buy_request_id(*request_ids, id).map(RequestId::get);
                         reserve_command(script, user, order_no, request_id)
                     }
                     // The baseline only buys; anything else is a round trip.
