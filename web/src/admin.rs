@@ -15,6 +15,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::api::{parse_id, request_ids, with_request_id};
+use crate::body::JsonBody;
 use crate::error::ApiError;
 use crate::session;
 use crate::views::{now_ms, DriftView, GoodsView};
@@ -30,7 +31,7 @@ pub struct Login {
 /// `POST /api/admin/login`: an admin session for the right token.
 pub async fn login(
     AxumState(state): AxumState<State>,
-    Json(login): Json<Login>,
+    JsonBody(login): JsonBody<Login>,
 ) -> Result<Response, ApiError> {
     let admin = state.config.admin.as_ref().ok_or_else(disabled)?;
     // Past the allowance of wrong logins, none is looked at (429), the
@@ -125,7 +126,7 @@ fn default_pay_window() -> u64 {
 pub async fn add_goods(
     AxumState(state): AxumState<State>,
     headers: HeaderMap,
-    Json(add): Json<AddGoods>,
+    JsonBody(add): JsonBody<AddGoods>,
 ) -> Result<Response, ApiError> {
     let client = admin_client(&state, &headers)?;
     if add.name.trim().is_empty() {
@@ -166,7 +167,7 @@ pub async fn restock(
     AxumState(state): AxumState<State>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Json(restock): Json<Restock>,
+    JsonBody(restock): JsonBody<Restock>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let client = admin_client(&state, &headers)?;
     let goods_id = parse_id(&id)?;
@@ -213,7 +214,7 @@ pub struct Reconcile {
 pub async fn reconcile(
     AxumState(state): AxumState<State>,
     headers: HeaderMap,
-    Json(body): Json<Reconcile>,
+    JsonBody(body): JsonBody<Reconcile>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let client = admin_client(&state, &headers)?;
     let goods = body.goods_id.as_deref().map(parse_id).transpose()?;

@@ -17,6 +17,7 @@ use seckill_client::{random_request_id, Cancellation, Payment, Purchase, Request
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::body::JsonBody;
 use crate::error::ApiError;
 use crate::session::{self, Buyer, Identity};
 use crate::views::{now_ms, GoodsView, OrderView};
@@ -35,7 +36,7 @@ pub struct Login {
 /// [`session`] for plugging in an application's own login.
 pub async fn login(
     AxumState(state): AxumState<State>,
-    Json(login): Json<Login>,
+    JsonBody(login): JsonBody<Login>,
 ) -> Result<Response, ApiError> {
     if !matches!(state.config.identity, Identity::DemoLogin) {
         return Err(ApiError::Disabled(
@@ -126,7 +127,7 @@ pub async fn buy(
     AxumState(state): AxumState<State>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Json(body): Json<BuyBody>,
+    JsonBody(body): JsonBody<BuyBody>,
 ) -> Result<Response, ApiError> {
     let buyer = limited_buyer(&state, &headers)?;
     let goods_id = parse_id(&id)?;

@@ -4,6 +4,7 @@
 //! `busy` (and an unreachable server) is 503 with `Retry-After`, a rate
 //! limit 429 with `Retry-After`.
 
+use axum::extract::rejection::JsonRejection;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -39,6 +40,10 @@ pub enum ApiError {
     /// sent. What to check first is in the message.
     #[error("{0}")]
     InDoubt(String),
+    /// The request's JSON body could not be read: not JSON, not the
+    /// fields asked for, too large, or not sent in time.
+    #[error("{}", .0.body_text())]
+    Body(JsonRejection),
     /// The seckill server answered with an error, or could not be reached.
     #[error(transparent)]
     Client(#[from] ClientError),
@@ -60,9 +65,36 @@ impl ApiError {
                 Some(*retry_after_s),
             ),
             ApiError::Disabled(_) => (StatusCode::NOT_FOUND, "disabled", None),
+            ApiError::Body(rejection) => body_parts(rejection),
             ApiError::Client(e) => client_parts(e),
         }
     }
+}
+
+fn body_parts(rejection: &JsonRejection) -> (StatusCode, &'static str, Option<u64>) {
+    if timed_out(rejection) {
+        return (StatusCode::REQUEST_TIMEOUT, "request_timeout", None);
+    }
+    match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", None),
+        _ => (StatusCode::BAD_REQUEST, "bad_request", None),
+    }
+}
+
+/// Whether the body failed because it did not arrive in time (the serving
+/// loop's deadline, `serve::Deadline`): somewhere down the error's sources.
+fn timed_out(rejection: &JsonRejection) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(error) = source {
+        if error
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 fn client_parts(e: &ClientError) -> (StatusCode, &'static str, Option<u64>) {

@@ -17,15 +17,17 @@
 
 pub mod admin;
 pub mod api;
+pub mod body;
 pub mod error;
 pub mod pages;
 pub mod rate_limit;
+pub mod serve;
 pub mod session;
 pub mod views;
 
 use std::sync::Arc;
 
-use axum::extract::Request;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -123,6 +125,7 @@ pub fn app(config: Config) -> Router {
         .route("/admin/reconcile", post(admin::reconcile))
         .route("/admin/stats", get(admin::stats))
         .layer(middleware::from_fn(json_posts_only))
+        .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
         .layer(middleware::map_response(not_stored));
     Router::new()
         .route(

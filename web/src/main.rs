@@ -6,6 +6,7 @@ use anyhow::Context;
 use axum::http::HeaderName;
 use clap::Parser;
 use seckill_client::aio::Client;
+use seckill_web::serve::{serve, Limits};
 use seckill_web::session::{self, Identity, SessionKey};
 use seckill_web::{AdminConfig, Config};
 
@@ -45,12 +46,31 @@ struct Args {
     /// How long one call to the servers may take, e.g. "2s".
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    /// HTTP connections open at once; past it, new ones wait to be
+    /// accepted until one closes.
+    #[arg(long, default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
+    /// How long a client may take to send a request's head; also how long
+    /// an idle keep-alive connection stays open.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    header_timeout: Duration,
+    /// How long a client may take to send a request's body.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    body_timeout: Duration,
+    /// How long a client may leave an answer unread before its connection
+    /// is closed.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    send_timeout: Duration,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
+    anyhow::ensure!(
+        args.max_connections > 0,
+        "--max-connections must be at least 1"
+    );
     let client = builder(&args, None).build()?;
     let admin = match args.admin_token.as_deref().filter(|t| !t.is_empty()) {
         Some(token) => Some(AdminConfig {
@@ -87,10 +107,40 @@ async fn main() -> anyhow::Result<()> {
     // The first line of stdout, for scripts and tests that start it.
     println!("seckill-web listening on http://{}", listener.local_addr()?);
     log::info!("selling from {}", args.server.join(", "));
-    axum::serve(listener, seckill_web::app(config))
-        .with_graceful_shutdown(stopped())
-        .await?;
+    let limits = Limits {
+        max_connections: fit_connections(args.max_connections),
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        send_timeout: args.send_timeout,
+        drain_timeout: args.timeout.max(Limits::default().drain_timeout),
+    };
+    serve(listener, seckill_web::app(config), limits, stopped()).await;
     Ok(())
+}
+
+/// Descriptors kept for everything but HTTP connections: the listener, the
+/// runtime's, the connections to the seckill servers, logs.
+const RESERVED_FILES: u64 = 64;
+
+/// `max_connections`, or fewer if the open-files limit, raised to its hard
+/// limit first (the soft limit a shell hands down is often 1024), has no
+/// room for them: past it, accepts would fail instead of waiting.
+fn fit_connections(max_connections: usize) -> usize {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            log::warn!("cannot read or raise the open-files limit ({e}); --max-connections is used as given");
+            return max_connections;
+        }
+    };
+    let room = usize::try_from(limit.saturating_sub(RESERVED_FILES).max(1)).unwrap_or(usize::MAX);
+    if room < max_connections {
+        log::warn!(
+            "--max-connections {max_connections} needs more open files than the limit of {limit} allows: serving at most {room}; raise the hard limit (ulimit -Hn, systemd LimitNOFILE=) to serve more"
+        );
+        return room;
+    }
+    max_connections
 }
 
 /// Resolves on SIGINT or SIGTERM: requests in flight finish, then the

@@ -170,6 +170,44 @@ async fn forged_sessions_and_cross_site_forms_are_refused() {
 }
 
 #[tokio::test]
+async fn a_body_that_is_not_the_json_asked_for_is_answered_in_json() {
+    let app = seckill_web::app(config("127.0.0.1:1", 0.0, 1));
+    let post = |body: Vec<u8>| {
+        Request::builder()
+            .method("POST")
+            .uri("/api/login")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let too_large = format!(r#"{{"name": "{}"}}"#, "a".repeat(100 * 1024));
+    for (body, status, code) in [
+        (
+            b"{not json".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            br#"{"nome": "alice"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            too_large.into_bytes(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+        ),
+    ] {
+        let response = app.clone().oneshot(post(body)).await.unwrap();
+        assert_eq!(response.status(), status);
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let answer: Value = serde_json::from_slice(&bytes).expect("a JSON answer");
+        assert_eq!(answer["error"], code, "{answer}");
+        assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+}
+
+#[tokio::test]
 async fn past_its_rate_a_session_gets_429_with_retry_after() {
     let server = Server::start();
     let app = seckill_web::app(config(&server.addr, 1.0, 3));

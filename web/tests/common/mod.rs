@@ -14,6 +14,7 @@ use seckill_client::{NewGoods, SaleRules};
 use seckill_web::session::{Identity, SessionKey};
 use seckill_web::{AdminConfig, Config};
 
+#[allow(unused_imports)] // as above
 pub use server::{Server, TOKEN};
 
 /// A gateway's configuration for `addr`, with the admin console on and a
