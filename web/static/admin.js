@@ -32,9 +32,14 @@ function setUp() {
 
 function num(id) { return Number(document.getElementById(id).value); }
 
+// The add whose last try had no definite answer (the connection failed,
+// the servers were busy or did not answer in time): submitting the same
+// form again retries it under its request id, so it adds one goods at most.
+let pendingAdd = null; // {fields: JSON text, requestId}
+
 async function addGoods(e) {
   e.preventDefault();
-  const body = {
+  const fields = {
     name: document.getElementById("add-name").value.trim(),
     price_cents: Math.round(num("add-price") * 100),
     stock: num("add-stock"),
@@ -44,17 +49,40 @@ async function addGoods(e) {
     pay_window_s: num("add-pay-window") * 60,
     token_required: document.getElementById("add-token-required").checked,
   };
-  const r = await api("POST", "/api/admin/goods", body);
+  const key = JSON.stringify(fields);
+  const retry = pendingAdd !== null && pendingAdd.fields === key;
+  const requestId = retry ? pendingAdd.requestId : newRequestId();
+  pendingAdd = { fields: key, requestId };
+  const submit = document.getElementById("add-submit");
+  submit.disabled = true;
+  const r = await api("POST", "/api/admin/goods", { ...fields, request_id: requestId, retry });
+  submit.disabled = false;
+  const unknown = r.status === 0 || r.status === 502 || r.status === 503 || r.status === 504;
+  if (!unknown) pendingAdd = null;
   const out = document.getElementById("add-result");
-  out.textContent = r.status === 200
-    ? "Added goods " + r.body.goods.id + " (" + r.body.goods.name + "), " + r.body.goods.total + " units."
-    : "Not added: " + (r.body.message || r.status);
+  if (r.status === 200) {
+    out.textContent = "Added goods " + r.body.goods.id + " (" + r.body.goods.name + "), " + r.body.goods.total + " units.";
+  } else if (unknown) {
+    out.textContent = "Not known whether it was added (" + (r.body.message || r.status) +
+      "). Add again, unchanged, to retry: it is added once at most.";
+  } else {
+    out.textContent = "Not added: " + (r.body.message || r.status);
+  }
   poll();
 }
 
+// Sale controls in flight ("id action"): their buttons stay off until the
+// answer, through the table's redraw every second, so that a second click
+// does not send one again (a restock twice is twice the units).
+const controlling = new Set();
+
 async function control(id, action, body) {
-  const path = "/api/admin/goods/" + id + "/" + action;
-  const r = await api("POST", path, body);
+  const key = id + " " + action;
+  if (controlling.has(key)) return;
+  controlling.add(key);
+  poll();
+  const r = await api("POST", "/api/admin/goods/" + id + "/" + action, body);
+  controlling.delete(key);
   notice(r.status === 200 ? "" : action + " failed: " + (r.body.message || r.status));
   poll();
 }
@@ -85,24 +113,44 @@ async function poll() {
   renderChart();
 }
 
+// The goods table, redrawn every second in place: rows are made once per
+// goods and only their figures change, so that a restock amount being typed
+// keeps its value and its focus.
 function renderGoods(list) {
-  const rows = list.map((g) => el("tr", { "data-id": g.id },
-    el("td", {}, g.id),
-    el("td", {}, g.name),
-    el("td", {}, el("span", { class: "state " + g.state }, STATE_LABELS[g.state] || g.state)),
-    el("td", { class: "stock" }, g.remaining + " / " + g.total),
-    el("td", {}, clock(g.start_ms) + " – " + clock(g.end_ms)),
-    el("td", {},
-      el("button", { class: "pause small", type: "button", onclick: () => control(g.id, "pause") }, "Pause"), " ",
-      el("button", { class: "resume small", type: "button", onclick: () => control(g.id, "resume") }, "Resume"), " ",
-      el("button", { class: "end small", type: "button", onclick: () => control(g.id, "end") }, "End")),
-    el("td", {},
-      el("input", { class: "restock-amount", type: "number", min: "1", value: "10", style: "width:70px" }), " ",
-      el("button", { class: "restock small", type: "button", onclick: (e) => {
-        const amount = Number(e.target.parentNode.querySelector(".restock-amount").value);
-        control(g.id, "restock", { amount });
-      } }, "Restock"))));
-  document.querySelector("#admin-goods tbody").replaceChildren(...rows);
+  const tbody = document.querySelector("#admin-goods tbody");
+  const made = new Map(Array.from(tbody.rows, (row) => [row.dataset.id, row]));
+  const rows = list.map((g) => made.get(String(g.id)) || goodsRow(g.id));
+  const moved = rows.length !== tbody.rows.length || rows.some((row, i) => tbody.rows[i] !== row);
+  if (moved) tbody.replaceChildren(...rows);
+  list.forEach((g, i) => fillRow(rows[i], g));
+}
+
+function goodsRow(id) {
+  const button = (action, label, body) => el("button", {
+    class: action + " small", type: "button", "data-action": action,
+    onclick: () => control(id, action, body ? body() : {}),
+  }, label);
+  const amount = el("input", { class: "restock-amount", type: "number", min: "1", value: "10", style: "width:70px" });
+  return el("tr", { "data-id": id },
+    el("td", {}, String(id)),
+    el("td", { class: "name" }),
+    el("td", {}, el("span", { class: "state" })),
+    el("td", { class: "stock" }),
+    el("td", { class: "window" }),
+    el("td", {}, button("pause", "Pause"), " ", button("resume", "Resume"), " ", button("end", "End")),
+    el("td", {}, amount, " ", button("restock", "Restock", () => ({ amount: Number(amount.value) }))));
+}
+
+function fillRow(row, g) {
+  row.querySelector(".name").textContent = g.name;
+  const state = row.querySelector(".state");
+  state.className = "state " + g.state;
+  state.textContent = STATE_LABELS[g.state] || g.state;
+  row.querySelector(".stock").textContent = g.remaining + " / " + g.total;
+  row.querySelector(".window").textContent = clock(g.start_ms) + " – " + clock(g.end_ms);
+  for (const button of row.querySelectorAll("button[data-action]")) {
+    button.disabled = controlling.has(g.id + " " + button.dataset.action);
+  }
 }
 
 // Two lines on one inline SVG, each scaled to its own maximum.

@@ -19,6 +19,17 @@ async function api(method, path, body) {
   }
 }
 
+// 128 random bits, top bit clear (it marks a repeat on the wire): one per
+// purchase (or added goods), sent again with every retry of it, so that it
+// is made at most once.
+function newRequestId() {
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  bytes[0] &= 0x7f;
+  if (bytes.every((b) => b === 0)) bytes[15] = 1;
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {

@@ -12,16 +12,6 @@ const buying = {};           // goods id -> a BUY in flight
 
 function serverNow() { return Date.now() + offset; }
 
-// 128 random bits, top bit clear (it marks a repeat on the wire): one per
-// purchase, sent again with every retry of it, so that it buys at most once.
-function newRequestId() {
-  const bytes = new Uint8Array(16);
-  crypto.getRandomValues(bytes);
-  bytes[0] &= 0x7f;
-  if (bytes.every((b) => b === 0)) bytes[15] = 1;
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 function effectiveState(g) {
   if (g.state === "upcoming" && serverNow() >= g.start_ms) return "starting";
   return g.state;

@@ -179,7 +179,14 @@ async fn buyers_and_an_admin_in_a_real_browser() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = seckill_web::app(config(&server.addr, 20.0, 40));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    // Served as seckill-web serves it, with its limits.
+    let limits = seckill_web::serve::Limits::default();
+    tokio::spawn(seckill_web::serve::serve(
+        listener,
+        app,
+        limits,
+        std::future::pending(),
+    ));
 
     let card = format!(".goods[data-id='{}']", phone.id);
 
@@ -266,6 +273,17 @@ async fn buyers_and_an_admin_in_a_real_browser() {
         text(&browser, &format!("{row} .state"))
             .await
             .filter(|t| t == "paused")
+    })
+    .await;
+    // A restock amount typed, then left over a few of the table's
+    // once-a-second redraws before the click: the amount typed is sent.
+    type_into(&browser, &format!("{row} .restock-amount"), "7").await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    click(&browser, &format!("{row} .restock")).await;
+    until("the restock of 7", || async {
+        text(&browser, &format!("{row} .stock"))
+            .await
+            .filter(|t| t == "32 / 32")
     })
     .await;
     click(&browser, "#reconcile").await;
