@@ -58,23 +58,36 @@ impl RateLimiter {
 
     /// Takes a token for `user` if one is left.
     pub fn allow(&self, user: UserId) -> bool {
-        self.allow_at(user, self.start.elapsed().as_millis() as u64, true)
+        self.allow_at(user, self.start.elapsed().as_millis() as u64)
     }
 
-    /// Whether `user` has a token left, without taking it.
-    pub fn has_token(&self, user: UserId) -> bool {
-        self.allow_at(user, self.start.elapsed().as_millis() as u64, false)
-    }
-
-    fn allow_at(&self, user: UserId, now_ms: u64, take: bool) -> bool {
+    /// Returns a token [`allow`](Self::allow) took for `user`, when what it
+    /// was taken for turned out not to count (a right admin token: only
+    /// wrong ones are limited). Taking first and giving back, rather than
+    /// looking first and taking after, leaves no moment in which requests
+    /// on several reactors all see the last token.
+    pub fn give_back(&self, user: UserId) {
         if self.per_ms <= 0.0 {
-            return true;
+            return;
         }
+        if let Some(bucket) = self.shard(user).lock().get_mut(&user) {
+            bucket.tokens = (bucket.tokens + 1.0).min(self.burst);
+        }
+    }
+
+    fn shard(&self, user: UserId) -> &Mutex<UserMap<Bucket>> {
         // User ids may be sequential: mix them, keyed, before picking a
         // shard.
         let shard =
             ((user ^ self.shard_key).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS;
-        let mut buckets = self.shards[shard].lock();
+        &self.shards[shard]
+    }
+
+    fn allow_at(&self, user: UserId, now_ms: u64) -> bool {
+        if self.per_ms <= 0.0 {
+            return true;
+        }
+        let mut buckets = self.shard(user).lock();
         if buckets.len() >= MAX_USERS / SHARDS && !buckets.contains_key(&user) {
             self.forget(&mut buckets, now_ms);
         }
@@ -86,9 +99,7 @@ impl RateLimiter {
         bucket.tokens = (bucket.tokens + elapsed * self.per_ms).min(self.burst);
         bucket.at_ms = now_ms;
         if bucket.tokens >= 1.0 {
-            if take {
-                bucket.tokens -= 1.0;
-            }
+            bucket.tokens -= 1.0;
             true
         } else {
             false
@@ -129,38 +140,46 @@ mod tests {
     #[test]
     fn a_burst_then_the_rate() {
         let limiter = RateLimiter::new(10.0, 3); // one token per 100 ms
-        assert!((0..3).all(|_| limiter.allow_at(7, 0, true)));
-        assert!(!limiter.allow_at(7, 0, true));
-        assert!(!limiter.allow_at(7, 99, true));
-        assert!(limiter.allow_at(7, 100, true));
-        assert!(!limiter.allow_at(7, 150, true));
+        assert!((0..3).all(|_| limiter.allow_at(7, 0)));
+        assert!(!limiter.allow_at(7, 0));
+        assert!(!limiter.allow_at(7, 99));
+        assert!(limiter.allow_at(7, 100));
+        assert!(!limiter.allow_at(7, 150));
         // Other users have their own buckets.
-        assert!(limiter.allow_at(8, 150, true));
+        assert!(limiter.allow_at(8, 150));
         // A long pause refills to the burst, not beyond.
-        assert!((0..3).all(|_| limiter.allow_at(7, 10_000, true)));
-        assert!(!limiter.allow_at(7, 10_000, true));
+        assert!((0..3).all(|_| limiter.allow_at(7, 10_000)));
+        assert!(!limiter.allow_at(7, 10_000));
     }
 
     #[test]
-    fn a_look_takes_nothing() {
-        let limiter = RateLimiter::new(10.0, 1);
-        assert!((0..3).all(|_| limiter.allow_at(7, 0, false)));
-        assert!(limiter.allow_at(7, 0, true));
-        assert!(!limiter.allow_at(7, 0, false));
-        assert!(limiter.allow_at(7, 100, false));
+    fn a_token_given_back_can_be_taken_again_up_to_the_burst() {
+        let limiter = RateLimiter::new(0.001, 2);
+        assert!(limiter.allow(7) && limiter.allow(7));
+        assert!(!limiter.allow(7));
+        limiter.give_back(7);
+        assert!(limiter.allow(7));
+        assert!(!limiter.allow(7));
+        // Never past the burst, and nothing for a user never seen.
+        for _ in 0..5 {
+            limiter.give_back(7);
+        }
+        limiter.give_back(8);
+        assert!(limiter.allow(7) && limiter.allow(7));
+        assert!(!limiter.allow(7));
     }
 
     #[test]
     fn zero_rate_means_no_limit() {
         let limiter = RateLimiter::new(0.0, 1);
-        assert!((0..1000).all(|_| limiter.allow_at(1, 0, true)));
+        assert!((0..1000).all(|_| limiter.allow_at(1, 0)));
     }
 
     #[test]
     fn memory_stays_bounded_under_a_flood_of_users() {
         let limiter = RateLimiter::new(1.0, 5);
         for user in 0..(MAX_USERS as u64 * 2) {
-            limiter.allow_at(user, 0, true);
+            limiter.allow_at(user, 0);
         }
         let tracked: usize = limiter.shards.iter().map(|s| s.lock().len()).sum();
         assert!(tracked <= MAX_USERS, "{tracked} buckets");

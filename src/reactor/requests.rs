@@ -285,7 +285,10 @@ impl Handler {
             (_, false) if self.admin_listener && !conn.admin_port => {
                 return refuse(conn, "admin commands are served on the admin listener only");
             }
-            (_, false) if address.is_some_and(|a| !self.wrong_tokens.has_token(a)) => {
+            // A guess is charged before it is looked at, and given back if
+            // right: guesses racing on several reactors cannot all see the
+            // last one left.
+            (_, false) if address.is_some_and(|a| !self.wrong_tokens.allow(a)) => {
                 metrics::add(&self.metrics.wrong_admin_tokens, 1);
                 return refuse(
                     conn,
@@ -300,12 +303,12 @@ impl Handler {
                     token.as_bytes(),
                 ) =>
             {
+                if let Some(a) = address {
+                    self.wrong_tokens.give_back(a);
+                }
                 true
             }
             (_, false) => {
-                if let Some(a) = address {
-                    self.wrong_tokens.allow(a);
-                }
                 metrics::add(&self.metrics.wrong_admin_tokens, 1);
                 warn!(
                     "wrong admin token in HELLO from {}",

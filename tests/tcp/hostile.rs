@@ -212,7 +212,8 @@ fn a_closing_connection_is_closed_however_much_its_peer_sends() {
 /// Wrong admin tokens: each refused (`unauthorized`) and counted; past ten
 /// from one address, its HELLOs with a token are refused without a look,
 /// the right token too, for a while (a guesser gets ten tries a minute),
-/// while HELLOs without a token, and other addresses' admins, go on.
+/// while HELLOs without a token, and other addresses' admins, go on. The
+/// right token before them counts for nothing.
 #[test]
 fn wrong_admin_tokens_past_ten_lock_their_address_out() {
     let dir = tempfile::tempdir().unwrap();
@@ -247,6 +248,11 @@ fn wrong_admin_tokens_past_ten_lock_their_address_out() {
             other => panic!("HELLO answered {other:?}"),
         }
     };
+    // The right token, any number of times, uses up none of the ten.
+    for _ in 0..15 {
+        let (status, message) = hello(&mut from_elsewhere(), TOKEN);
+        assert_eq!(status, None, "{message}");
+    }
     let mut guesser = from_elsewhere();
     for guess in 0..10 {
         let (status, message) = hello(&mut guesser, &format!("guess {guess}"));

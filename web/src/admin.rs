@@ -35,13 +35,16 @@ pub async fn login(
 ) -> Result<Response, ApiError> {
     let admin = state.config.admin.as_ref().ok_or_else(disabled)?;
     // Past the allowance of wrong logins, none is looked at (429), the
-    // right one neither: guessing in parallel gains nothing.
-    state.wrong_logins.peek(0)?;
+    // right one neither: guessing in parallel gains nothing. Each login is
+    // charged before it is looked at and given back if right, so that
+    // logins racing on several threads cannot all see the last one left.
+    state.wrong_logins.check(0)?;
     // Compared in constant time, so that timing tells nothing of it.
     let right: bool = login.token.as_bytes().ct_eq(admin.token.as_bytes()).into();
-    if !right {
+    if right {
+        state.wrong_logins.give_back(0);
+    } else {
         log::warn!("admin login refused: wrong token");
-        let _ = state.wrong_logins.check(0);
         // A second for every wrong guess, against guessing at HTTP speed
         // (a strong token is still what keeps the console closed).
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;

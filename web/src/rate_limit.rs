@@ -51,23 +51,11 @@ impl RateLimiter {
 
     /// Takes one request of `user_id`'s, or says how long to wait.
     pub fn check(&self, user_id: u64) -> Result<(), ApiError> {
-        self.take(user_id, true)
-    }
-
-    /// Whether `user_id` has a request left (else how long to wait),
-    /// without taking it.
-    pub fn peek(&self, user_id: u64) -> Result<(), ApiError> {
-        self.take(user_id, false)
-    }
-
-    fn take(&self, user_id: u64, take: bool) -> Result<(), ApiError> {
         if self.per_second <= 0.0 {
             return Ok(());
         }
         let now = Instant::now();
-        // A poisoned lock only means another request panicked mid-update
-        // of a counter: the map is still usable.
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buckets = self.lock();
         let due = buckets
             .swept
             .is_none_or(|at| now.duration_since(at) >= SWEEP_EVERY);
@@ -85,9 +73,7 @@ impl RateLimiter {
         bucket.tokens = (bucket.tokens + refill).min(self.burst);
         bucket.at = now;
         if bucket.tokens >= 1.0 {
-            if take {
-                bucket.tokens -= 1.0;
-            }
+            bucket.tokens -= 1.0;
             Ok(())
         } else {
             let wait = (1.0 - bucket.tokens) / self.per_second;
@@ -95,6 +81,26 @@ impl RateLimiter {
                 retry_after_s: wait.ceil().max(1.0) as u64,
             })
         }
+    }
+
+    /// Returns a request [`check`](Self::check) took for `user_id`, when
+    /// what it was taken for turned out not to count (a right admin token:
+    /// only wrong ones are limited). Taking first and giving back, rather
+    /// than looking first and taking after, leaves no moment in which
+    /// requests on several runtime threads all see the last one.
+    pub fn give_back(&self, user_id: u64) {
+        if self.per_second <= 0.0 {
+            return;
+        }
+        if let Some(bucket) = self.lock().by_user.get_mut(&user_id) {
+            bucket.tokens = (bucket.tokens + 1.0).min(self.burst);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Buckets> {
+        // A poisoned lock only means another request panicked mid-update
+        // of a counter: the map is still usable.
+        self.buckets.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -112,12 +118,18 @@ mod tests {
             limiter.check(1),
             Err(ApiError::RateLimited { retry_after_s: 1 })
         ));
-        // Another buyer has a bucket of their own, which a look leaves as
-        // it is.
+        // A request given back can be taken again, never past the burst;
+        // another buyer's bucket is their own.
+        limiter.give_back(1);
+        limiter.check(1).unwrap();
+        assert!(limiter.check(1).is_err());
         for _ in 0..5 {
-            limiter.peek(2).unwrap();
+            limiter.give_back(2);
         }
-        limiter.check(2).unwrap();
+        for _ in 0..3 {
+            limiter.check(2).unwrap();
+        }
+        assert!(limiter.check(2).is_err());
         // Off.
         let off = RateLimiter::new(0.0, 1);
         for _ in 0..100 {
