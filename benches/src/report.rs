@@ -286,6 +286,9 @@ impl Report {
                 "  verification {verdict}: {} sold of {} ({} left), {} ok replies, {} holders, {} unknown outcomes",
                 v.sold, v.total, v.remaining, v.ok_replies, v.holders, v.unknown_outcomes
             );
+            if let Some(found) = v.lost_orders {
+                let _ = write!(s, " (which made {found} orders, asked)");
+            }
             if self.target == "server" {
                 let _ = write!(
                     s,

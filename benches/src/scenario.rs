@@ -331,6 +331,7 @@ fn verify_server(
     } else {
         None
     };
+    v.lost_orders = lost_orders;
     problems.extend(check_sold(
         &ledger,
         after.total,

@@ -275,6 +275,11 @@ pub struct Verification {
     pub holders: u64,
     /// BUYs whose reply never came.
     pub unknown_outcomes: u64,
+    /// Orders those BUYs made, found by asking their users' ORDER_STATUS:
+    /// units sold are then checked exactly against `ok_replies` and them.
+    /// `None` if no BUY was lost, or some users could not be asked (then
+    /// within a margin of one unit per lost BUY).
+    pub lost_orders: Option<u64>,
     /// Acknowledged orders confirmed through the protocol (ORDER_STATUS).
     pub orders_checked: u64,
     /// How long those checks took.
