@@ -289,9 +289,12 @@ impl Sale {
             Ok(Some(o)) => Reply::Order(to_order(&o)),
             // In the queued mode an acknowledged order may not be written
             // yet: it is still the user's order.
-            Ok(None) => match self.unwritten_orders(&entry, user).first() {
-                Some(o) => Reply::Order(o.clone()),
-                None => Reply::error(Status::NoOrder, "no order for this user and goods"),
+            Ok(None) => match self.unwritten_orders(&entry, user, true) {
+                Ok(unwritten) => match unwritten.first() {
+                    Some(o) => Reply::Order(o.clone()),
+                    None => Reply::error(Status::NoOrder, "no order for this user and goods"),
+                },
+                Err(e) => store_failure("stock store", &e),
             },
             Err(e) => store_failure("order store", &e),
         }
@@ -304,9 +307,26 @@ impl Sale {
             Err(e) => return store_failure("order store", &e),
         };
         let mut orders: Vec<Order> = stored.iter().map(to_order).collect();
+        // With a full list, an order older than its oldest may be held and
+        // written, only not listed: not one to add as unwritten.
+        let listed_from = match stored.len() {
+            MAX_LISTED => stored.iter().map(|o| o.created_ms).min().unwrap_or(0),
+            _ => 0,
+        };
+        let now = now_ms();
         for entry in self.catalog.all() {
-            for o in self.unwritten_orders(&entry, user) {
-                if !stored.iter().any(|s| s.order_no == o.order_no) {
+            // Only a goods that sold within the last hour can have orders
+            // still queued: no stock store call for the rest.
+            let (start_ms, end_ms) = entry.view.window();
+            if now < start_ms || now > end_ms.saturating_add(QUEUED_AT_MOST_MS) {
+                continue;
+            }
+            let unwritten = match self.unwritten_orders(&entry, user, false) {
+                Ok(unwritten) => unwritten,
+                Err(e) => return store_failure("stock store", &e),
+            };
+            for o in unwritten {
+                if o.created_ms >= listed_from && !stored.iter().any(|s| s.order_no == o.order_no) {
                     orders.push(o);
                 }
             }
@@ -439,15 +459,30 @@ impl Sale {
             .find(|e| e.holders.holds(user, order_no))
     }
 
-    /// In the queued mode, the orders of `user` for a goods that this server
-    /// acknowledged: written or not, they are the user's. None otherwise.
-    pub(super) fn unwritten_orders(&self, entry: &Entry, user: UserId) -> Vec<Order> {
+    /// In the queued mode, the orders `user` holds of a goods that the
+    /// order store may not have yet, as `Created` (the order store had
+    /// none, or the caller leaves out those it has). Those this server
+    /// acknowledged it knows; those another server did (that server may
+    /// have died before its queue was drained) only the stock store does,
+    /// which is asked unless `first` and this server knows one already.
+    /// None in the durable mode, where a holder the order store lacks was
+    /// never acknowledged.
+    pub(super) fn unwritten_orders(
+        &self,
+        entry: &Entry,
+        user: UserId,
+        first: bool,
+    ) -> Result<Vec<Order>, StoreError> {
         if self.queue.is_none() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
-        entry
-            .holders
-            .of(user)
+        let mut held = entry.holders.of(user);
+        if held.is_empty() || !first {
+            held.extend(self.stock.held(entry.id, user)?);
+            held.sort_unstable();
+            held.dedup();
+        }
+        Ok(held
             .into_iter()
             .map(|order_no| {
                 let created_ms = order_no::made_at_ms(order_no);
@@ -460,7 +495,7 @@ impl Sale {
                     pay_by_ms: created_ms.saturating_add(entry.view.rules.pay_window_ms),
                 }
             })
-            .collect()
+            .collect())
     }
 }
 

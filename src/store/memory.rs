@@ -407,6 +407,15 @@ impl StockStore for MemoryStock {
     }
 
     /// Holders sorted, like the Redis store's.
+    fn held(&self, goods: GoodsId, user: UserId) -> Result<Vec<OrderNo>, StoreError> {
+        let Some(stock) = self.goods.read().get(&goods).cloned() else {
+            return Ok(Vec::new());
+        };
+        let mut held = stock.lock().holders.get(&user).cloned().unwrap_or_default();
+        held.sort_unstable();
+        Ok(held)
+    }
+
     fn snapshot(&self, goods: GoodsId) -> Result<Option<(u32, Holders)>, StoreError> {
         let Some(stock) = self.goods.read().get(&goods).cloned() else {
             return Ok(None);

@@ -496,6 +496,12 @@ pub trait StockStore: Send + Sync {
     /// cheap read, for refreshing what the catalog shows.
     fn remaining(&self, goods: GoodsId) -> Result<Option<u32>, StoreError>;
 
+    /// The order numbers `user` holds of a goods as the store records them,
+    /// sorted (none if the store does not hold the goods). In the queued
+    /// mode every server learns from it of orders another server
+    /// acknowledged that the order store does not have yet.
+    fn held(&self, goods: GoodsId, user: UserId) -> Result<Vec<OrderNo>, StoreError>;
+
     /// The goods among `goods` that may have lost writes since the last
     /// call through no fault of the caller's: on a Redis Cluster, those
     /// whose slot a failover gave to a replica, which may lack the last

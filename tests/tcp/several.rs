@@ -467,6 +467,56 @@ fn a_cancel_through_one_server_frees_the_buyer_on_another_queued() {
     a_cancel_through_one_server_frees_the_buyer_on_another("queued");
 }
 
+/// Queued mode: an order one server acknowledged and the order store does
+/// not have yet (here its write is held up by a lock on the goods' row) is
+/// the buyer's through another server too, by ORDER_STATUS and
+/// LIST_ORDERS, before and after it is written.
+#[test]
+fn an_order_queued_through_one_server_is_shown_by_another() {
+    use mysql::prelude::Queryable;
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Backends::new();
+    let servers: Vec<Server> = (1..=2).map(|n| start(&dir, &stores, "queued", n)).collect();
+    let goods = servers[0]
+        .admin()
+        .add_goods(on_sale("lamp", 10))
+        .unwrap()
+        .id;
+    wait_known(&servers, goods);
+    let mut lock = stores.mysql();
+    let mut held = lock.start_transaction(mysql::TxOpts::default()).unwrap();
+    let _: Vec<u64> = held
+        .exec(
+            format!(
+                "SELECT id FROM `{}`.goods WHERE id = ? FOR UPDATE",
+                stores.db
+            ),
+            (goods,),
+        )
+        .unwrap();
+    let Purchase::Ordered(order_no) = servers[0].client().buy(7, goods).unwrap() else {
+        panic!("the BUY made no order");
+    };
+    let shown = |server: &Server| {
+        let mut client = server.client();
+        let status = client.order_status(7, goods).unwrap().map(|o| o.order_no);
+        let listed: Vec<u64> = client
+            .list_orders(7)
+            .unwrap()
+            .iter()
+            .map(|o| o.order_no)
+            .collect();
+        (status, listed)
+    };
+    // Unwritten: the order store has no row yet.
+    assert!(stores.orders().iter().all(|r| r.0 != order_no));
+    assert_eq!(shown(&servers[1]), (Some(order_no), vec![order_no]));
+    assert_eq!(servers[1].client().order_status(8, goods).unwrap(), None);
+    held.rollback().unwrap();
+    stores.wait_written(goods, 1);
+    assert_eq!(shown(&servers[1]), (Some(order_no), vec![order_no]));
+}
+
 /// The same request id through two servers, and again through a restarted
 /// one, gets one order: the first answer every time, with a purchase limit
 /// of 3 (where a retry without the id would buy a second unit).

@@ -176,6 +176,10 @@ impl StockStore for FlakyStock {
     fn remaining(&self, g: GoodsId) -> Result<Option<u32>, StoreError> {
         self.inner.remaining(g)
     }
+    fn held(&self, g: GoodsId, u: UserId) -> Result<Vec<OrderNo>, StoreError> {
+        self.check()?;
+        self.inner.held(g, u)
+    }
 }
 
 /// The queue of the `queued` mode, as a list of orders a test may change.

@@ -254,6 +254,57 @@ fn an_order_another_server_queued_is_not_denied() {
     assert_eq!(sale.pay(7, order_no).status(), Status::NoOrder);
 }
 
+/// Queued mode: an order another server acknowledged, which the order store
+/// does not have yet and this server never saw, is the user's all the same
+/// through ORDER_STATUS and LIST_ORDERS here: the stock store records it.
+/// In the durable mode a holder the order store lacks was never
+/// acknowledged, and is no order.
+#[test]
+fn an_order_another_server_queued_is_shown() {
+    for queued in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+        let goods = orders.add_goods(&lamp(3), None).unwrap().id;
+        let stock = Arc::new(MemoryStock::new());
+        let queue: Option<Arc<dyn crate::store::OrderQueue>> =
+            queued.then(|| Arc::new(TestQueue(Mutex::new(Vec::new()))) as _);
+        let sale = Sale::open(
+            stock.clone(),
+            orders,
+            queue,
+            1,
+            Arc::new(Metrics::default()),
+        )
+        .unwrap();
+        assert_eq!(sale.order_status(7, goods).status(), Status::NoOrder);
+        // Another server's RESERVE for user 7, on the shared stock store.
+        let now = now_ms();
+        let order_no = super::order_no::made_at_for_tests(now, 9, 1);
+        let rules = crate::store::fixtures::rules_at(1, now);
+        let buyers = crate::store::fixtures::buyers(&[(7, order_no)]);
+        stock.reserve(goods, &rules, &buyers).unwrap();
+        let status = sale.order_status(7, goods);
+        let listed = match sale.list_orders(7) {
+            Reply::Orders(orders) => orders,
+            other => panic!("LIST_ORDERS answered {other:?}"),
+        };
+        if !queued {
+            assert_eq!(status.status(), Status::NoOrder);
+            assert!(listed.is_empty(), "{listed:?}");
+            continue;
+        }
+        let Reply::Order(order) = status else {
+            panic!("ORDER_STATUS answered {status:?}")
+        };
+        assert_eq!(
+            (order.order_no, order.user_id, order.goods_id, order.state),
+            (order_no, 7, goods, OrderState::Created)
+        );
+        assert_eq!(listed, vec![order]);
+        assert_eq!(sale.order_status(8, goods).status(), Status::NoOrder);
+    }
+}
+
 /// A BUY whose order could not be written is told busy, and its request id
 /// is forgotten with it: the retry under the same id is decided afresh (not
 /// told for an hour that its order is being written), and a repeat after

@@ -229,6 +229,12 @@ fn a_user_holds_up_to_the_limit_and_gets_the_first_back(stock: &impl Subject) {
     assert_eq!(r.remaining, 7);
     let held = vec![(1, 100), (1, 101), (1, 102), (2, 200)];
     assert_eq!(stock.snapshot(1).unwrap(), Some((7, held)));
+    // One user's, sorted; none for a user or a goods the store does not
+    // know.
+    assert_eq!(stock.held(1, 1).unwrap(), [100, 101, 102]);
+    assert_eq!(stock.held(1, 2).unwrap(), [200]);
+    assert_eq!(stock.held(1, 3).unwrap(), [] as [OrderNo; 0]);
+    assert_eq!(stock.held(2, 1).unwrap(), [] as [OrderNo; 0]);
     // Releasing one of several frees one place: the others stay.
     assert_eq!(stock.release(1, &[(1, 101)]).unwrap(), 8);
     assert_eq!(stock.release(1, &[(1, 101)]).unwrap(), 8);

@@ -208,6 +208,20 @@ impl StockStore for RedisStock {
             .transpose()
     }
 
+    fn held(&self, goods: GoodsId, user: UserId) -> Result<Vec<OrderNo>, StoreError> {
+        let key = self.user_keys(goods, user).buyers;
+        let field = user.to_string();
+        let held: Option<String> = self.call("held", |con| {
+            ::redis::cmd("HGET").arg(&key).arg(&field).query(con)
+        })?;
+        let Some(held) = held else {
+            return Ok(Vec::new());
+        };
+        let held = holders([(field.as_str(), held.as_str())])
+            .map_err(|e| inconsistent(format!("orders user {user} holds of goods {goods}: {e}")))?;
+        Ok(held.into_iter().map(|(_, order_no)| order_no).collect())
+    }
+
     fn lost_writes(&self, goods: &[GoodsId]) -> Result<Vec<GoodsId>, StoreError> {
         self.primaries_changed(goods)
     }

@@ -90,6 +90,12 @@ fn exactly_the_stock(stock: &TestStock) {
     assert_eq!(stock.remaining(goods).unwrap(), Some(0));
     let (left, holders) = stock.snapshot(goods).unwrap().unwrap();
     assert_eq!((left, holders.len()), (0, 150));
+    // Each user's orders, read from their bucket alone.
+    for &user in &users {
+        let mut bought = orders.get(&user).cloned().unwrap_or_default();
+        bought.sort_unstable();
+        assert_eq!(stock.held(goods, user).unwrap(), bought, "user {user}");
+    }
 }
 
 #[test]
