@@ -61,6 +61,11 @@ struct Args {
     /// is closed.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     send_timeout: Duration,
+    /// How long a connection is served before it is closed, after its
+    /// request in flight (a client that keeps sending requests meets no
+    /// other deadline): its client reconnects, and its place is free.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    max_connection_age: Duration,
 }
 
 #[tokio::main]
@@ -112,7 +117,10 @@ async fn main() -> anyhow::Result<()> {
         header_timeout: args.header_timeout,
         body_timeout: args.body_timeout,
         send_timeout: args.send_timeout,
-        drain_timeout: args.timeout.max(Limits::default().drain_timeout),
+        max_age: args.max_connection_age,
+        // A request whose head just came: its body, then a call to the
+        // servers and one more if the client moves to the next server.
+        drain_timeout: args.body_timeout + 2 * args.timeout + Duration::from_secs(1),
     };
     serve(listener, seckill_web::app(config), limits, stopped()).await;
     Ok(())

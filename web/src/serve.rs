@@ -1,7 +1,8 @@
 //! Serving HTTP/1.1 with the limits a gateway facing the internet needs:
-//! a cap on connections and a deadline on every wait for a client.
+//! a cap on connections, a deadline on every wait for a client, and an age
+//! past which a connection gives its place up.
 //!
-//! `axum::serve` has neither, so a client could hold a connection (and a
+//! `axum::serve` has none of these, so a client could hold a connection (and a
 //! file descriptor) forever: opening sockets and sending nothing, sending
 //! a header or a body a byte a minute, or never reading its answers. Here
 //! each connection is served by hyper directly, and
@@ -14,7 +15,13 @@
 //! - the request body within `body_timeout` of its head: a handler reading
 //!   it then gets an error, answered 408 ([`Deadline`]);
 //! - a write the client does not take (its receive window full) may stall
-//!   for `send_timeout`, then the connection is closed ([`SendDeadline`]).
+//!   for `send_timeout`, then the connection is closed ([`SendDeadline`]);
+//! - a connection is closed once `max_age` old, after its request in
+//!   flight: a client that keeps sending requests (or pipelined a great
+//!   many and reads them slowly) waits on none of the deadlines above.
+//!
+//! A connection asked to close (at `max_age`, or when the gateway stops)
+//! has `drain_timeout` to finish its request in flight, then is dropped.
 //!
 //! A handler's own wait on the seckill servers is bounded by the client's
 //! timeouts, not here: a BUY cut off by the gateway would leave its buyer
@@ -33,10 +40,9 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio::time::Sleep;
 use tower_service::Service;
 
@@ -51,7 +57,11 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// For a write the client does not take.
     pub send_timeout: Duration,
-    /// For requests in flight at shutdown to finish.
+    /// How long a connection is served before it is closed (after its
+    /// request in flight): its place is then free for another client.
+    pub max_age: Duration,
+    /// For requests in flight to finish once their connection is closing
+    /// (at `max_age`, or at shutdown).
     pub drain_timeout: Duration,
 }
 
@@ -62,10 +72,19 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(10),
             send_timeout: Duration::from_secs(30),
-            drain_timeout: Duration::from_secs(10),
+            max_age: Duration::from_secs(600),
+            drain_timeout: Duration::from_secs(15),
         }
     }
 }
+
+/// Connections at most, whatever is asked: the drain at shutdown takes
+/// every place back at once, which a semaphore counts in `u32`.
+const MAX_CONNECTIONS: usize = 1 << 24;
+
+/// Bytes a connection buffers from its client at most (hyper's default is
+/// about 400 kB): a head or a body chunk; the largest body is 64 kB.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// How often, at most, the cap being reached is logged.
 const CAP_LOG_EVERY: Duration = Duration::from_secs(60);
@@ -79,13 +98,13 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let slots = Arc::new(Semaphore::new(
-        limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
-    ));
-    let connections = GracefulShutdown::new();
+    let max = limits.max_connections.clamp(1, MAX_CONNECTIONS);
+    let slots = Arc::new(Semaphore::new(max));
+    let (stopping, stop) = watch::channel(false);
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
+        .max_buf_size(READ_BUFFER_BYTES)
         .keep_alive(true);
     let mut cap_logged: Option<Instant> = None;
     tokio::pin!(shutdown);
@@ -126,16 +145,19 @@ pub async fn serve(
             let request = request.map(|body| Deadline::new(body, body_timeout));
             app.clone().call(request)
         });
-        let connection = connections.watch(http.serve_connection(io, service));
+        let connection = http.serve_connection(io, service);
+        let stop = stop.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                log::debug!("connection ended: {e}");
-            }
+            serve_connection(connection, limits, stop).await;
             drop(slot);
         });
     }
     drop(listener);
-    if tokio::time::timeout(limits.drain_timeout, connections.shutdown())
+    // Every connection asked to close after its request in flight; all
+    // places free again means all closed.
+    let _ = stopping.send(true);
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    if tokio::time::timeout(limits.drain_timeout, slots.acquire_many(all))
         .await
         .is_err()
     {
@@ -143,6 +165,67 @@ pub async fn serve(
             "requests still in flight after {:?}; stopping anyway",
             limits.drain_timeout
         );
+    }
+}
+
+/// One connection, to its end: closed (after its request in flight, if
+/// any) once it is `max_age` old or the gateway stops, and dropped if that
+/// takes longer than `drain_timeout`. A client that keeps sending requests
+/// never waits on a deadline, so only its age ends its hold on a place.
+async fn serve_connection<C>(connection: C, limits: Limits, mut stop: watch::Receiver<bool>)
+where
+    C: Future<Output = hyper::Result<()>> + GracefulConnection,
+{
+    tokio::pin!(connection);
+    let deadline = tokio::time::sleep(limits.max_age);
+    tokio::pin!(deadline);
+    let mut closing = *stop.borrow();
+    if closing {
+        connection.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            ended = connection.as_mut() => {
+                if let Err(e) = ended {
+                    log::debug!("connection ended: {e}");
+                }
+                return;
+            }
+            () = &mut deadline => {
+                if closing {
+                    log::debug!("connection dropped: not closed within {:?}", limits.drain_timeout);
+                    return;
+                }
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+                deadline.as_mut().reset(tokio::time::Instant::now() + limits.drain_timeout);
+            }
+            changed = stop.changed(), if !closing => {
+                if changed.is_err() || *stop.borrow() {
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                    deadline.as_mut().reset(tokio::time::Instant::now() + limits.drain_timeout);
+                }
+            }
+        }
+    }
+}
+
+/// What hyper's connections offer for closing gracefully.
+trait GracefulConnection {
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<I, S> GracefulConnection for http1::Connection<I, S>
+where
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S::ResBody: HttpBody + 'static,
+    <S::ResBody as HttpBody>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http1::Connection::graceful_shutdown(self)
     }
 }
 

@@ -35,7 +35,17 @@ function num(id) { return Number(document.getElementById(id).value); }
 // The add whose last try had no definite answer (the connection failed,
 // the servers were busy or did not answer in time): submitting the same
 // form again retries it under its request id, so it adds one goods at most.
-let pendingAdd = null; // {fields: JSON text, requestId}
+// Kept in the tab's session storage, so that a reload does not forget it.
+const PENDING_ADD = "seckill.pendingAdd";
+function pendingAdd() {
+  try { return JSON.parse(sessionStorage.getItem(PENDING_ADD)); } catch (_) { return null; }
+}
+function setPendingAdd(pending) {
+  try {
+    if (pending) sessionStorage.setItem(PENDING_ADD, JSON.stringify(pending));
+    else sessionStorage.removeItem(PENDING_ADD);
+  } catch (_) { /* no storage: kept for this page only */ }
+}
 
 async function addGoods(e) {
   e.preventDefault();
@@ -50,15 +60,16 @@ async function addGoods(e) {
     token_required: document.getElementById("add-token-required").checked,
   };
   const key = JSON.stringify(fields);
-  const retry = pendingAdd !== null && pendingAdd.fields === key;
-  const requestId = retry ? pendingAdd.requestId : newRequestId();
-  pendingAdd = { fields: key, requestId };
+  const pending = pendingAdd();
+  const retry = pending !== null && pending.fields === key;
+  const requestId = retry ? pending.requestId : newRequestId();
+  setPendingAdd({ fields: key, requestId });
   const submit = document.getElementById("add-submit");
   submit.disabled = true;
   const r = await api("POST", "/api/admin/goods", { ...fields, request_id: requestId, retry });
   submit.disabled = false;
   const unknown = r.status === 0 || r.status === 502 || r.status === 503 || r.status === 504;
-  if (!unknown) pendingAdd = null;
+  if (!unknown) setPendingAdd(null);
   const out = document.getElementById("add-result");
   if (r.status === 200) {
     out.textContent = "Added goods " + r.body.goods.id + " (" + r.body.goods.name + "), " + r.body.goods.total + " units.";
@@ -84,6 +95,7 @@ async function control(id, action, body) {
   const r = await api("POST", "/api/admin/goods/" + id + "/" + action, body);
   controlling.delete(key);
   notice(r.status === 200 ? "" : action + " failed: " + (r.body.message || r.status));
+  busyShown = false;
   poll();
 }
 
@@ -101,11 +113,16 @@ async function reconcile() {
     el("td", { class: "drift" }, (d.drift > 0 ? "+" : "") + d.drift))));
 }
 
+const BUSY = "The servers are busy — retrying…";
+let busyShown = false;
+
 async function poll() {
   const r = await api("GET", "/api/admin/stats");
   if (r.status === 401) { location.reload(); return; }
-  if (r.status !== 200) { notice("The servers are busy — retrying…"); return; }
-  notice("");
+  // Only the poll's own message is the poll's to clear: a failed control's
+  // (a restock that may have been applied, say) stays until the next one.
+  if (r.status !== 200) { notice(BUSY); busyShown = true; return; }
+  if (busyShown) { notice(""); busyShown = false; }
   const stock = r.body.goods.reduce((n, g) => n + g.remaining, 0);
   samples.push({ t: r.body.time_ms, buys: r.body.buys, stock });
   while (samples.length > WINDOW + 1) samples.shift();
@@ -115,7 +132,7 @@ async function poll() {
 
 // The goods table, redrawn every second in place: rows are made once per
 // goods and only their figures change, so that a restock amount being typed
-// keeps its value and its focus.
+// keeps its value (and its focus, unless the list of goods changed).
 function renderGoods(list) {
   const tbody = document.querySelector("#admin-goods tbody");
   const made = new Map(Array.from(tbody.rows, (row) => [row.dataset.id, row]));

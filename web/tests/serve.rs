@@ -148,11 +148,25 @@ fn a_head_sent_too_slowly_and_an_idle_connection_are_closed() {
     );
     trickler.join().expect("trickler");
 
-    // Idle after an answer: closed after the same time.
+    // Kept alive between requests, but idle after an answer only for the
+    // same time.
     let mut idle = gateway.connect();
     idle.write_all(GET_ASSET).expect("send");
+    let first = answer_head(&mut idle, Duration::from_secs(5)).expect("an answer");
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    // The rest of the first answer, then a second request on the same
+    // connection, within the timeout.
+    thread::sleep(Duration::from_millis(200));
+    idle.set_nonblocking(true).expect("nonblocking");
+    let mut rest = [0u8; 16 * 1024];
+    while idle.read(&mut rest).is_ok_and(|n| n > 0) {}
+    idle.set_nonblocking(false).expect("blocking");
+    idle.write_all(GET_ASSET).expect("send again");
     let seen = until_closed(&mut idle, Duration::from_secs(8)).expect("an idle connection closed");
-    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    assert!(
+        seen.starts_with("HTTP/1.1 200"),
+        "the second request: {seen}"
+    );
 }
 
 #[test]
@@ -162,16 +176,28 @@ fn a_body_that_does_not_arrive_in_time_is_408_in_json() {
         header_timeout: Duration::from_secs(2),
         ..Limits::default()
     });
+    // A body of 50 bytes, sent a byte every 100 ms: steady, but it would
+    // take 5 s; the deadline is on the body, not between bytes.
     let mut stream = gateway.connect();
     stream
         .write_all(
             b"POST /api/login HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
-              Content-Length: 50\r\n\r\n{\"name\": ",
+              Content-Length: 50\r\n\r\n",
         )
         .expect("send");
-    let seen = until_closed(&mut stream, Duration::from_secs(8)).expect("closed");
+    let mut trickle = stream.try_clone().expect("clone");
+    let trickler = thread::spawn(move || {
+        for byte in br#"{"name": "a very long name, sent very slowly..."}"# {
+            if trickle.write_all(&[*byte]).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let seen = until_closed(&mut stream, Duration::from_secs(4)).expect("answered and closed");
     assert!(seen.starts_with("HTTP/1.1 408"), "{seen}");
     assert!(seen.contains(r#""error":"request_timeout""#), "{seen}");
+    trickler.join().expect("trickler");
 }
 
 #[test]
@@ -182,29 +208,75 @@ fn a_client_that_reads_no_answers_is_closed_and_frees_its_place() {
         header_timeout: Duration::from_secs(60),
         ..Limits::default()
     });
-    // A small receive window, so that the answers (7 KB each) fill it and
-    // the gateway's send buffer (4 MB at most here) long before 2000 of
-    // them are sent.
+    // A small receive window, so that the answers (7 KB each) soon fill it
+    // and the gateway's send buffer.
     let hog =
         socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
     hog.set_recv_buffer_size(4096).expect("SO_RCVBUF");
     hog.connect(&gateway.addr.into()).expect("connect");
     let mut hog: TcpStream = hog.into();
     let mut requests = hog.try_clone().expect("clone");
-    let sender = thread::spawn(move || {
-        for _ in 0..2000 {
-            if requests.write_all(GET_ASSET).is_err() {
-                return;
-            }
-        }
-    });
+    // Requests until the connection is closed on it (or a minute, which
+    // would fail below).
+    requests
+        .set_write_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let sender = thread::spawn(move || while requests.write_all(GET_ASSET).is_ok() {});
     // The only place is the hog's until its answers stall for 500 ms.
     let mut next = gateway.connect();
     next.write_all(GET_ASSET).expect("send");
     let head = answer_head(&mut next, Duration::from_secs(20))
         .expect("served once the non-reader was closed");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    sender.join().expect("sender");
     // The hog's connection is gone: past what it buffered, the end.
     assert!(until_closed(&mut hog, Duration::from_secs(10)).is_some());
+    sender.join().expect("sender");
+}
+
+#[test]
+fn a_connection_that_keeps_sending_requests_gives_its_place_up_at_its_age() {
+    let gateway = Gateway::start(Limits {
+        max_connections: 1,
+        max_age: Duration::from_secs(1),
+        header_timeout: Duration::from_secs(60),
+        ..Limits::default()
+    });
+    // A request every 100 ms, each answer read: no deadline ever passes.
+    let mut busy = gateway.connect();
+    let mut requests = busy.try_clone().expect("clone");
+    let sender = thread::spawn(move || {
+        while requests.write_all(GET_ASSET).is_ok() {
+            thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let mut next = gateway.connect();
+    next.write_all(GET_ASSET).expect("send");
+    let head = answer_head(&mut next, Duration::from_secs(10))
+        .expect("served once the busy connection reached its age");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // The busy one was answered, then closed.
+    let seen = until_closed(&mut busy, Duration::from_secs(10)).expect("closed at its age");
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    sender.join().expect("sender");
+}
+
+#[test]
+fn stopping_closes_idle_connections_without_waiting_out_the_drain() {
+    let gateway = Gateway::start(Limits {
+        header_timeout: Duration::from_secs(60),
+        drain_timeout: Duration::from_secs(30),
+        ..Limits::default()
+    });
+    let mut idle = gateway.connect();
+    idle.write_all(GET_ASSET).expect("send");
+    answer_head(&mut idle, Duration::from_secs(5)).expect("an answer");
+    let _silent = gateway.connect();
+    let begun = std::time::Instant::now();
+    drop(gateway);
+    assert!(
+        begun.elapsed() < Duration::from_secs(10),
+        "stopping waited {:?} on idle connections",
+        begun.elapsed()
+    );
+    assert!(until_closed(&mut idle, Duration::from_secs(2)).is_some());
 }
