@@ -23,10 +23,12 @@ impl Sale {
     pub fn commit(&self, batch: Vec<PendingOrder>) -> Vec<Reply> {
         let orders: Vec<OrderRecord> = batch.iter().map(|p| p.order().clone()).collect();
         let epochs: Vec<Epoch> = batch.iter().map(PendingOrder::epoch).collect();
+        let requests: Vec<Option<RequestId>> = batch.iter().map(PendingOrder::request_id).collect();
         let timing = &self.metrics.timing;
         timing.order_commit(orders.len());
         let written = match timing.store_call(StoreCall::Commit, || {
-            self.orders.commit_orders(&orders, &epochs)
+            self.orders
+                .commit_requested_orders(&orders, &epochs, &requests)
         }) {
             Ok(written) => written,
             Err(e) => {

@@ -148,9 +148,14 @@ impl Sale {
             repairs: crossbeam_channel::bounded(REPAIR_QUEUE),
             oldest_queued: lifecycle::OldestQueued::default(),
         };
+        let now = now_ms();
         for goods in sale.orders.goods()? {
             sale.stock.split(goods.id, goods.buckets);
             sale.catalog.insert(&goods, 0);
+            // The BUYs' request ids, where the order store keeps them for a
+            // stock store that starts empty: a repeat gets its order.
+            let kept = sale.orders.kept_requests(goods.id, now)?;
+            sale.stock.restore_requests(goods.id, &kept)?;
         }
         for drift in sale.reconcile(None)? {
             if !drift.is_in_step() {

@@ -12,8 +12,9 @@ use parking_lot::{Mutex, RwLock};
 use seckill_proto::{RequestId, NO_TOKEN};
 
 use super::{
-    Buyer, Closed, Epoch, GoodsId, Holders, Levels, Loaded, OrderNo, Reservation, ReserveRules,
-    Reserved, SaleState, StockStore, StoreError, TokenRefusal, UserId, UserMap, REQUEST_ID_TTL_MS,
+    Buyer, Closed, Epoch, GoodsId, Holders, KeptRequest, Levels, Loaded, OrderNo, Reservation,
+    ReserveRules, Reserved, SaleState, StockStore, StoreError, TokenRefusal, UserId, UserMap,
+    REQUEST_ID_TTL_MS,
 };
 use crate::clock::now_ms;
 
@@ -305,6 +306,19 @@ impl StockStore for MemoryStock {
             if stock.requests.orders.get(&id.get()) == Some(&(user, order_no)) {
                 stock.requests.orders.remove(&id.get());
                 stock.requests.forget.retain(|&(_, kept)| kept != id.get());
+            }
+        }
+        Ok(())
+    }
+
+    fn restore_requests(&self, goods: GoodsId, kept: &[KeptRequest]) -> Result<(), StoreError> {
+        let stock = Arc::clone(self.goods.write().entry(goods).or_default());
+        let mut stock = stock.lock();
+        for k in kept {
+            let id = k.request_id.get();
+            if let std::collections::hash_map::Entry::Vacant(e) = stock.requests.orders.entry(id) {
+                e.insert((k.user, k.order_no));
+                stock.requests.forget.insert((k.forget_at_ms, id));
             }
         }
         Ok(())

@@ -42,6 +42,16 @@ pub type UserMap<V> = std::collections::HashMap<UserId, V, ahash::RandomState>;
 pub type OrderNo = u64;
 /// Buyers holding a unit of a goods, with their order numbers.
 pub type Holders = Vec<(UserId, OrderNo)>;
+/// A BUY's client request id and the order it made, as an order store
+/// kept it, to be forgotten at `forget_at_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeptRequest {
+    pub request_id: RequestId,
+    pub user: UserId,
+    pub order_no: OrderNo,
+    pub forget_at_ms: u64,
+}
+
 /// A goods' fencing token. The order store issues a new, higher one to
 /// every reconciliation ([`OrderStore::next_epoch`]); the stock store is
 /// loaded under it and refuses scripts that carry an older one; and an order
@@ -496,6 +506,16 @@ pub trait StockStore: Send + Sync {
     /// cheap read, for refreshing what the catalog shows.
     fn remaining(&self, goods: GoodsId) -> Result<Option<u32>, StoreError>;
 
+    /// Takes back the request ids an order store kept of a goods
+    /// ([`OrderStore::kept_requests`]) after a restart: each names the
+    /// order its BUY made, until its `forget_at_ms`. An id the store knows
+    /// already is left as it is. A store that keeps its own ids through a
+    /// restart (Redis) has nothing to take.
+    fn restore_requests(&self, goods: GoodsId, kept: &[KeptRequest]) -> Result<(), StoreError> {
+        let _ = (goods, kept);
+        Ok(())
+    }
+
     /// The order numbers `user` holds of a goods as the store records them,
     /// sorted (none if the store does not hold the goods). In the queued
     /// mode every server learns from it of orders another server
@@ -628,6 +648,32 @@ pub trait OrderStore: Send + Sync {
         orders: &[OrderRecord],
         epochs: &[Epoch],
     ) -> Result<Vec<Written>, StoreError>;
+
+    /// [`commit_orders`](Self::commit_orders), with the client request id
+    /// of each order's BUY (`requests[i]` for `orders[i]`). A store that
+    /// keeps them (SQLite) records those of the orders it stores in the
+    /// same transaction, so that a repeat of the BUY gets its order after a
+    /// restart of a stock store that forgets them (memory); see
+    /// [`kept_requests`](Self::kept_requests). Others leave them to the
+    /// stock store (Redis keeps its own).
+    fn commit_requested_orders(
+        &self,
+        orders: &[OrderRecord],
+        epochs: &[Epoch],
+        requests: &[Option<RequestId>],
+    ) -> Result<Vec<Written>, StoreError> {
+        let _ = requests;
+        self.commit_orders(orders, epochs)
+    }
+
+    /// The request ids [`commit_requested_orders`](Self::commit_requested_orders)
+    /// recorded for a goods that are not yet to be forgotten at `now_ms`,
+    /// for a stock store that starts empty ([`StockStore::restore_requests`]).
+    /// None from a store that keeps none.
+    fn kept_requests(&self, goods: GoodsId, now_ms: u64) -> Result<Vec<KeptRequest>, StoreError> {
+        let _ = (goods, now_ms);
+        Ok(Vec::new())
+    }
 
     /// A new epoch for a goods, for a reconciliation: higher than every one
     /// issued before and than `above` (the stock store's, which may be

@@ -109,3 +109,48 @@ fn a_buy_with_a_request_id_is_answered_as_one_without() {
     expected.sort_unstable();
     assert_eq!(stored, expected);
 }
+
+/// The embedded stores: a BUY's request id outlives a kill -9 and a
+/// restart (the stock in memory starts empty; the SQLite file kept the id
+/// with the order). With a purchase limit of 3, a repeat that had forgotten
+/// its id would buy a second unit.
+#[test]
+fn a_request_id_gets_its_order_after_a_restart_of_the_embedded_server() {
+    use seckill_client::Purchase;
+    use seckill_proto::SaleRules;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ids.db");
+    let server = Server::start(&data, &[]);
+    let mut lamp = on_sale("lamp", 10);
+    lamp.rules = SaleRules {
+        per_user_limit: 3,
+        ..SaleRules::default()
+    };
+    let goods = server.admin().add_goods(lamp).unwrap().id;
+    let id = RequestId::new(0x0123_4567_89ab_cdef_fedc_ba98_7654_3211).unwrap();
+    let Purchase::Ordered(first) = server.client().buy_with_request_id(7, goods, id).unwrap()
+    else {
+        panic!("the first BUY made no order")
+    };
+    server.kill();
+    let server = Server::start(&data, &[]);
+    let again = server.client().buy_with_request_id(7, goods, id).unwrap();
+    assert_eq!(again, Purchase::Ordered(first));
+    // Another id is another purchase, as ever.
+    let other = RequestId::new(0x0123_4567_89ab_cdef_fedc_ba98_7654_3212).unwrap();
+    let Purchase::Ordered(second) = server
+        .client()
+        .buy_with_request_id(7, goods, other)
+        .unwrap()
+    else {
+        panic!("a second purchase made no order")
+    };
+    assert_ne!(second, first);
+    drop(server);
+    let mine: Vec<u64> = stored_orders(&data)
+        .into_iter()
+        .filter(|o| o.1 == 7)
+        .map(|o| o.0)
+        .collect();
+    assert_eq!(mine.len(), 2, "{mine:?}");
+}

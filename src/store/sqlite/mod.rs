@@ -31,8 +31,8 @@ use super::batch;
 use super::batch::per_goods;
 use super::outage::Outage;
 use super::{
-    Epoch, GoodsId, GoodsRecord, OrderNo, OrderRecord, OrderStore, SaleChange, Settle, Settled,
-    StoreError, UserId, Written,
+    Epoch, GoodsId, GoodsRecord, KeptRequest, OrderNo, OrderRecord, OrderStore, SaleChange, Settle,
+    Settled, StoreError, UserId, Written, REQUEST_ID_TTL_MS,
 };
 use crate::clock::now_ms;
 
@@ -43,6 +43,10 @@ mod tests;
 
 /// The tables and indexes (`CREATE ... IF NOT EXISTS`), run at every open.
 const SCHEMA: &str = include_str!("schema.sql");
+
+/// Request ids pruned at most per batch write, so that one write stays
+/// short however many fell due at once.
+const PRUNE_REQUESTS: i64 = 1000;
 
 pub struct SqliteStore {
     // Two connections: WAL lets a reader run beside the writer, so ORDER_STATUS
@@ -393,8 +397,79 @@ impl OrderStore for SqliteStore {
         orders: &[OrderRecord],
         epochs: &[Epoch],
     ) -> Result<Vec<Written>, StoreError> {
+        self.commit_requested_orders(orders, epochs, &[])
+    }
+
+    /// The ids of the orders stored, in the same transaction; those due are
+    /// pruned with them, a batch at a time.
+    fn commit_requested_orders(
+        &self,
+        orders: &[OrderRecord],
+        epochs: &[Epoch],
+        requests: &[Option<RequestId>],
+    ) -> Result<Vec<Written>, StoreError> {
         self.call(Access::Transaction, |tx| {
-            batch::write(&mut Batch(tx), orders, epochs)
+            let written = batch::write(&mut Batch(tx), orders, epochs)?;
+            let now = now_ms();
+            let forget_at = to_sql(now.saturating_add(REQUEST_ID_TTL_MS));
+            let mut keep = tx.prepare_cached(
+                "INSERT OR REPLACE INTO buy_requests
+                 (request_id, goods_id, user_id, order_no, forget_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for ((order, written), id) in orders.iter().zip(&written).zip(requests) {
+                if let (Written::Stored, Some(id)) = (written, id) {
+                    keep.execute(params![
+                        id.to_bytes().to_vec(),
+                        to_sql(order.goods_id),
+                        to_sql(order.user_id),
+                        to_sql(order.order_no),
+                        forget_at
+                    ])?;
+                }
+            }
+            tx.prepare_cached(
+                "DELETE FROM buy_requests WHERE request_id IN
+                 (SELECT request_id FROM buy_requests WHERE forget_at_ms <= ?1 LIMIT ?2)",
+            )?
+            .execute(params![to_sql(now), PRUNE_REQUESTS])?;
+            Ok(written)
+        })
+    }
+
+    fn kept_requests(&self, goods: GoodsId, now_ms: u64) -> Result<Vec<KeptRequest>, StoreError> {
+        self.call(Access::Read, |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT request_id, user_id, order_no, forget_at_ms FROM buy_requests
+                 WHERE goods_id = ?1 AND forget_at_ms > ?2",
+            )?;
+            let rows = stmt.query_map(params![to_sql(goods), to_sql(now_ms)], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    from_sql(r.get(1)?),
+                    from_sql(r.get(2)?),
+                    from_sql(r.get(3)?),
+                ))
+            })?;
+            let mut kept = Vec::new();
+            for row in rows {
+                let (id, user, order_no, forget_at_ms) = row?;
+                // A row not written here (a damaged file) is skipped: the
+                // id is then only forgotten early.
+                let Some(request_id) = <[u8; 16]>::try_from(id.as_slice())
+                    .ok()
+                    .and_then(RequestId::from_bytes)
+                else {
+                    continue;
+                };
+                kept.push(KeptRequest {
+                    request_id,
+                    user,
+                    order_no,
+                    forget_at_ms,
+                });
+            }
+            Ok(kept)
         })
     }
 

@@ -96,3 +96,20 @@ CREATE TABLE IF NOT EXISTS goods_requests (
     request_id BLOB    PRIMARY KEY,
     goods_id   INTEGER NOT NULL
 );
+
+-- The client request ids of BUYs, with the order each made, written in the
+-- transaction that writes the order: the stock in memory keeps them too
+-- (a repeat of a BUY gets its first order), but only while the process
+-- lives; at start they are given back to it from here. Kept for as long as
+-- a stock store remembers one (REQUEST_ID_TTL_MS), then pruned. The id
+-- without its repeat mark, 16 bytes big-endian.
+CREATE TABLE IF NOT EXISTS buy_requests (
+    request_id   BLOB    PRIMARY KEY,
+    goods_id     INTEGER NOT NULL,
+    user_id      INTEGER NOT NULL,
+    order_no     INTEGER NOT NULL,
+    forget_at_ms INTEGER NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS buy_requests_by_goods ON buy_requests (goods_id, forget_at_ms);
+CREATE INDEX IF NOT EXISTS buy_requests_due ON buy_requests (forget_at_ms);

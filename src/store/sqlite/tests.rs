@@ -85,3 +85,81 @@ fn an_exclusive_open_ends_the_leases_of_dead_processes() {
         other => panic!("expected the dead process's id, got {other:?}"),
     }
 }
+
+/// The request ids of BUYs are kept with the orders written, not with
+/// those refused (here a user's second live order, limit 1), until due.
+#[test]
+fn request_ids_are_kept_with_the_orders_written_until_due() {
+    use crate::clock::now_ms;
+    use crate::store::{KeptRequest, OrderRecord, Written, REQUEST_ID_TTL_MS};
+    use seckill_proto::{OrderState, RequestId};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+    let goods = store.add_goods(&new_goods(5), None).unwrap().id;
+    let order = |order_no, user_id| OrderRecord {
+        order_no,
+        user_id,
+        goods_id: goods,
+        state: OrderState::Created,
+        created_ms: 1,
+        pay_by_ms: u64::MAX,
+    };
+    let id = |n| RequestId::new(n);
+    let begun = now_ms();
+    let written = store
+        .commit_requested_orders(
+            &[order(100, 1), order(101, 1), order(200, 2), order(300, 3)],
+            &[],
+            &[id(1), id(2), None, id(4)],
+        )
+        .unwrap();
+    assert!(matches!(written[1], Written::Duplicate(100)), "{written:?}");
+    let mut kept = store.kept_requests(goods, begun).unwrap();
+    kept.sort_by_key(|k| k.order_no);
+    let due = |k: &KeptRequest| k.forget_at_ms;
+    assert!(kept
+        .iter()
+        .all(|k| (begun + REQUEST_ID_TTL_MS..=now_ms() + REQUEST_ID_TTL_MS).contains(&due(k))));
+    let named: Vec<_> = kept
+        .iter()
+        .map(|k| (k.request_id, k.user, k.order_no))
+        .collect();
+    assert_eq!(
+        named,
+        vec![(id(1).unwrap(), 1, 100), (id(4).unwrap(), 3, 300)]
+    );
+    assert_eq!(store.kept_requests(goods + 1, begun).unwrap(), vec![]);
+    // Past their time: not given back; and one already due (put there by
+    // hand) is pruned by the next write.
+    let later = now_ms() + REQUEST_ID_TTL_MS + 1;
+    assert_eq!(store.kept_requests(goods, later).unwrap(), vec![]);
+    let count = |store: &SqliteStore| -> i64 {
+        store
+            .call(super::Access::Read, |conn| {
+                Ok(conn.query_row("SELECT COUNT(*) FROM buy_requests", [], |r| r.get(0))?)
+            })
+            .unwrap()
+    };
+    assert_eq!(count(&store), 2);
+    store
+        .call(super::Access::Transaction, |tx| {
+            tx.execute(
+                "INSERT INTO buy_requests VALUES (x'00000000000000000000000000000009', ?1, 9, 900, 1)",
+                [goods as i64],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(count(&store), 3);
+    store
+        .commit_requested_orders(&[order(500, 5)], &[], &[id(5)])
+        .unwrap();
+    assert_eq!(count(&store), 3, "the due one pruned, the new one kept");
+    let ids: Vec<_> = store
+        .kept_requests(goods, begun)
+        .unwrap()
+        .iter()
+        .map(|k| k.order_no)
+        .collect();
+    assert!(!ids.contains(&900) && ids.contains(&500), "{ids:?}");
+}
