@@ -7,15 +7,26 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::thread;
 
 use seckill_bench::Output;
+use seckill_proto::{Frame, Reply, Status};
 
 mod common;
 use common::{run_bench, Server, TOKEN};
 
+/// When the relay cuts a connection.
+#[derive(Clone, Copy)]
+enum Cut {
+    /// Once this many bytes of replies went back.
+    After(usize),
+    /// At the first `sold_out` reply, which never goes back: every BUY in
+    /// flight then made no order.
+    AtSoldOut,
+}
+
 /// A relay in front of `server` that cuts the connections it is given by
-/// the order they came in (`cut`, counting from 0) once `after` bytes of
-/// replies went back: what the client sent until then reaches the server,
-/// the replies past that never come back. Returns the relay's address.
-fn cutting_relay(server: String, cut: &'static [usize], after: usize) -> String {
+/// the order they came in (counting from 0), each as its [`Cut`] says:
+/// what the client sent until then reaches the server, the replies past
+/// that never come back. Returns the relay's address.
+fn cutting_relay(server: String, cuts: &'static [(usize, Cut)]) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
     thread::spawn(move || {
@@ -33,14 +44,17 @@ fn cutting_relay(server: String, cut: &'static [usize], after: usize) -> String 
                 let _ = std::io::copy(&mut requests_in, &mut requests_out);
                 let _ = requests_out.shutdown(Shutdown::Write);
             });
-            let limit = cut.contains(&n).then_some(after);
-            thread::spawn(move || relay_replies(upstream, client, limit));
+            let cut = cuts.iter().find(|(at, _)| *at == n).map(|&(_, cut)| cut);
+            thread::spawn(move || relay_replies(upstream, client, cut));
         }
     });
     addr
 }
 
-fn relay_replies(mut from: TcpStream, mut to: TcpStream, limit: Option<usize>) {
+/// Replies from `from` to `to`, frame by frame, until `cut` (if any) says
+/// to stop: then both sides are closed, mid-frame as likely as not.
+fn relay_replies(mut from: TcpStream, mut to: TcpStream, cut: Option<Cut>) {
+    let mut pending: Vec<u8> = Vec::new();
     let mut sent = 0;
     let mut buf = [0u8; 4096];
     loop {
@@ -48,13 +62,23 @@ fn relay_replies(mut from: TcpStream, mut to: TcpStream, limit: Option<usize>) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        let n = limit.map_or(n, |limit| n.min(limit - sent));
-        if to.write_all(&buf[..n]).is_err() {
+        pending.extend_from_slice(&buf[..n]);
+        // What may go on of what came: whole frames up to a sold-out one,
+        // or bytes up to the limit.
+        let (take, stop) = match cut {
+            None => (pending.len(), false),
+            Some(Cut::After(limit)) => {
+                let take = pending.len().min(limit - sent);
+                (take, sent + take >= limit)
+            }
+            Some(Cut::AtSoldOut) => until_sold_out(&pending),
+        };
+        if to.write_all(&pending[..take]).is_err() {
             break;
         }
-        sent += n;
-        if limit.is_some_and(|limit| sent >= limit) {
-            // Cut, both ways, mid-frame as likely as not.
+        sent += take;
+        pending.drain(..take);
+        if stop {
             let _ = to.shutdown(Shutdown::Both);
             let _ = from.shutdown(Shutdown::Both);
             return;
@@ -63,12 +87,34 @@ fn relay_replies(mut from: TcpStream, mut to: TcpStream, limit: Option<usize>) {
     let _ = to.shutdown(Shutdown::Write);
 }
 
+/// The bytes of whole reply frames at the start of `replies` before the
+/// first `sold_out`, and whether one was found.
+fn until_sold_out(replies: &[u8]) -> (usize, bool) {
+    let mut at = 0;
+    while let Ok((frame, len)) = Frame::parse(&replies[at..], u32::MAX) {
+        if Reply::decode(&frame).is_ok_and(|(_, r)| r.status() == Status::SoldOut) {
+            return (at, true);
+        }
+        at += len;
+    }
+    (at, false)
+}
+
 #[test]
 fn the_orders_of_buys_whose_replies_were_lost_are_found_and_counted_exactly() {
     let server = Server::start(&[]);
-    // Two of the eight selling connections cut after a few replies (the
-    // bench's first connection sets the sale up; its checkers come last).
-    let relay = cutting_relay(server.addr.clone(), &[3, 6], 200);
+    // Three of the eight selling connections cut (the bench's first
+    // connection sets the sale up; its checkers come last): two after a
+    // few replies, while units are left, so that their lost BUYs bought;
+    // one at its first sold_out, so that its lost BUYs bought nothing.
+    let relay = cutting_relay(
+        server.addr.clone(),
+        &[
+            (3, Cut::After(200)),
+            (6, Cut::After(200)),
+            (8, Cut::AtSoldOut),
+        ],
+    );
     let (users, attempts, stock) = (300u64, 700u64, 200u64);
     let output = run_bench(&[
         "flash-crowd",
@@ -94,15 +140,16 @@ fn the_orders_of_buys_whose_replies_were_lost_are_found_and_counted_exactly() {
     };
     let text = output.text();
     let o = &report.outcomes;
-    assert_eq!(o.connection_failures, 2, "{text}");
+    assert_eq!(o.connection_failures, 3, "{text}");
     assert!(o.lost > 0, "{text}");
     let v = report.verification.as_ref().expect("a verification");
     assert!(v.passed, "{text}");
     assert_eq!(v.unknown_outcomes, o.lost);
-    // Early in the sale, with units left, the lost BUYs bought: their
-    // users were asked, and what they hold closes the count exactly.
+    // Early in the sale, with units left, lost BUYs bought; after it sold
+    // out, they did not: their users were asked, and what they hold closes
+    // the count exactly.
     let found = v.lost_orders.expect("the users of lost BUYs asked");
-    assert!(found > 0, "{text}");
+    assert!(found > 0 && found < o.lost, "{text}");
     assert_eq!(v.ok_replies + found, v.sold, "{text}");
     assert!(
         text.contains(&format!("which made {found} orders")),

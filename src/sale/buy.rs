@@ -1,7 +1,7 @@
 //! BUY on a worker: every pending BUY of one goods decided by one merged
 //! call to the stock store.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use seckill_proto::{OrderState, Reply, RequestId, Status};
 
@@ -139,14 +139,39 @@ impl Sale {
         };
         let queued = self.queue.is_some();
         let written_elsewhere = self.held_elsewhere(&entry, &buyers, &reserved.decisions);
-        let written = |order_no: OrderNo| {
+        let state = |order_no: OrderNo| {
             written_elsewhere
                 .as_ref()
-                .is_some_and(|w| w.contains(&order_no))
+                .and_then(|w| w.get(&order_no).copied())
         };
+        let written = |order_no: OrderNo| state(order_no).is_some();
         // Under the gate, so that a stale count cannot land after a restock
         // or a reconciliation and leave the sold-out flag wrongly set.
         entry.view.set_remaining(reserved.remaining);
+        // Held for an order the order store has cancelled: the server that
+        // cancelled it died before it gave the unit back. Given back here
+        // (a release of a pair no longer held does nothing), and the buyer,
+        // told nothing was done, buys afresh on the retry.
+        let cancelled: Vec<(UserId, OrderNo)> = buyers
+            .iter()
+            .zip(&reserved.decisions)
+            .filter_map(|(b, d)| match *d {
+                Reservation::Held(order_no) if state(order_no) == Some(OrderState::Cancelled) => {
+                    Some((b.user, order_no))
+                }
+                _ => None,
+            })
+            .collect();
+        if !cancelled.is_empty() {
+            warn!(
+                "goods {goods}: {} cancelled orders still held their units; giving them back",
+                cancelled.len()
+            );
+            match self.stock.release(goods, &cancelled) {
+                Ok(left) => entry.view.set_remaining(left),
+                Err(e) => warn!("goods {goods}: giving back the units of cancelled orders: {e}"),
+            }
+        }
         if queued {
             // Also under the gate: a reconciliation after it then finds
             // these holders in the catalog already, and one before it cannot
@@ -183,6 +208,13 @@ impl Sale {
                     reserved.epoch,
                     b.request_id,
                 )),
+                Reservation::Held(order_no) if state(order_no) == Some(OrderState::Cancelled) => {
+                    metrics::add(&self.metrics.busy, 1);
+                    Decision::Answer(Reply::error(
+                        Status::Busy,
+                        "this user's cancelled order held its unit until now, retry",
+                    ))
+                }
                 Reservation::Held(order_no) if written(order_no) => {
                     entry.holders.add([(b.user, order_no)]);
                     metrics::add(&self.metrics.buy_already_bought, 1);
@@ -229,19 +261,18 @@ impl Sale {
     }
 
     /// Of the orders the stock store says these buyers hold, those this
-    /// server does not know as committed but the order store has: bought
-    /// through another server (or before a restart). Asked only in the
-    /// durable mode, where a held order may also be one still being
-    /// written, and only for orders this server does not know.
+    /// server does not know but the order store has, with their states:
+    /// bought through another server (or before a restart), and perhaps
+    /// cancelled since by a server that died before it gave the unit back.
+    /// Asked only for orders this server does not know. In the durable
+    /// mode a held order it lacks may also be one still being written; in
+    /// the queued mode one still queued.
     fn held_elsewhere(
         &self,
         entry: &Entry,
         buyers: &[Buyer],
         decisions: &[Reservation],
-    ) -> Option<HashSet<OrderNo>> {
-        if self.queue.is_some() {
-            return Some(HashSet::new());
-        }
+    ) -> Option<HashMap<OrderNo, OrderState>> {
         let unknown: Vec<OrderNo> = buyers
             .iter()
             .zip(decisions)
@@ -255,12 +286,12 @@ impl Sale {
             })
             .collect();
         if unknown.is_empty() {
-            return Some(HashSet::new());
+            return Some(HashMap::new());
         }
         // `None` when the order store cannot say: the buyers are told to
         // come back, as for an order still being written.
         self.orders
-            .stored(&unknown)
+            .stored_states(&unknown)
             .map(|stored| stored.into_iter().collect())
             .ok()
     }

@@ -11,9 +11,10 @@
 //! between the two leaves the unit held for a cancelled order: never
 //! oversold, and returned by the next reconciliation.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use log::{error, warn};
+use log::{debug, error, warn};
 use parking_lot::Mutex;
 use seckill_proto::{Order, OrderState, Reply, Status};
 
@@ -47,30 +48,31 @@ const QUEUE_CLOCK_SKEW_MS: u64 = 5_000;
 /// left for an operator) keeps some queue from emptying.
 const QUEUED_AT_MOST_MS: u64 = 3600 * 1000;
 
-/// How long a reading of the queues' oldest entry serves.
-const OLDEST_QUEUED_FOR: Duration = Duration::from_secs(1);
+/// How long a reading of the queues serves.
+const QUEUES_READ_FOR: Duration = Duration::from_secs(1);
 
-/// The oldest entry of any goods' queue (Unix ms, by the queue's clock), as
-/// last read, for [`Sale::may_be_queued`]; a failed read is kept as such.
+/// The goods whose queues hold entries, each with its oldest entry's time
+/// (Unix ms, by the queue's clock), as last read, for
+/// [`Sale::may_be_queued`] and LIST_ORDERS; a failed read is kept as such.
 /// Its lock is held only to look and to store, never across the read:
 /// several workers may read at once when it expires, one each.
 #[derive(Default)]
-pub(super) struct OldestQueued(Mutex<Option<(Instant, Reading)>>);
+pub(super) struct QueuedGoods(Mutex<Option<(Instant, Reading)>>);
 
-/// What a reading of the queues found: their oldest entry, if any, or
-/// that they could not be read.
-type Reading = Result<Option<u64>, ()>;
+/// What a reading of the queues found: the goods with entries, or that
+/// they could not be read.
+type Reading = Result<Arc<Vec<(GoodsId, u64)>>, ()>;
 
-impl OldestQueued {
-    fn get(&self, read: impl FnOnce() -> Result<Option<u64>, StoreError>) -> Reading {
-        if let Some((at, oldest)) = *self.0.lock() {
-            if at.elapsed() < OLDEST_QUEUED_FOR {
-                return oldest;
+impl QueuedGoods {
+    fn get(&self, read: impl FnOnce() -> Result<Vec<(GoodsId, u64)>, StoreError>) -> Reading {
+        if let Some((at, reading)) = &*self.0.lock() {
+            if at.elapsed() < QUEUES_READ_FOR {
+                return reading.clone();
             }
         }
-        let oldest = read().map_err(|_| ());
-        *self.0.lock() = Some((Instant::now(), oldest));
-        oldest
+        let reading = read().map(Arc::new).map_err(|_| ());
+        *self.0.lock() = Some((Instant::now(), reading.clone()));
+        reading
     }
 }
 
@@ -289,18 +291,53 @@ impl Sale {
             Ok(Some(o)) => Reply::Order(to_order(&o)),
             // In the queued mode an acknowledged order may not be written
             // yet: it is still the user's order.
-            Ok(None) => match self.unwritten_orders(&entry, user, true) {
-                Ok(unwritten) => match unwritten.first() {
-                    Some(o) => Reply::Order(o.clone()),
-                    None => Reply::error(Status::NoOrder, "no order for this user and goods"),
-                },
-                Err(e) => store_failure("stock store", &e),
-            },
+            Ok(None) => self.unwritten_status(&entry, user),
             Err(e) => store_failure("order store", &e),
         }
     }
 
-    /// ORDER_LIST: the user's orders, newest first.
+    /// ORDER_STATUS of a user the order store has no live order of, in the
+    /// queued mode: an order acknowledged and not yet written, by this
+    /// server (it knows) or another (the stock store holds it). A number
+    /// the stock store gives may name an order the order store has by now:
+    /// written since it was asked (then it is asked again), or cancelled
+    /// by a server that died before it gave the unit back (no order).
+    fn unwritten_status(&self, entry: &Entry, user: UserId) -> Reply {
+        let none = || Reply::error(Status::NoOrder, "no order for this user and goods");
+        let ask_stock = entry.holders.of(user).is_empty();
+        let unwritten = match self.unwritten_orders(entry, user, ask_stock) {
+            Ok(unwritten) if unwritten.is_empty() => return none(),
+            Ok(unwritten) => unwritten,
+            Err(e) => return store_failure("stock store", &e),
+        };
+        let numbers: Vec<OrderNo> = unwritten.iter().map(|o| o.order_no).collect();
+        let stored = match self.orders.stored_states(&numbers) {
+            Ok(stored) => stored,
+            Err(e) => return store_failure("order store", &e),
+        };
+        if stored
+            .iter()
+            .any(|&(_, state)| state != OrderState::Cancelled)
+        {
+            return match self.orders.find_order(user, entry.id) {
+                Ok(Some(o)) => Reply::Order(to_order(&o)),
+                Ok(None) => none(),
+                Err(e) => store_failure("order store", &e),
+            };
+        }
+        match unwritten
+            .into_iter()
+            .find(|o| !stored.iter().any(|&(n, _)| n == o.order_no))
+        {
+            Some(o) => Reply::Order(o),
+            None => none(),
+        }
+    }
+
+    /// ORDER_LIST: the user's orders, newest first. In the queued mode with
+    /// those not written yet: this server's, and, of goods whose queues
+    /// held entries at the last reading (at most a second old), those the
+    /// stock store holds.
     pub fn list_orders(&self, user: UserId) -> Reply {
         let stored = match self.orders.orders_of(user, MAX_LISTED) {
             Ok(stored) => stored,
@@ -313,17 +350,20 @@ impl Sale {
             MAX_LISTED => stored.iter().map(|o| o.created_ms).min().unwrap_or(0),
             _ => 0,
         };
-        let now = now_ms();
+        let queued = match self.queue {
+            Some(_) => self.queued_goods().unwrap_or_default(),
+            None => Arc::default(),
+        };
         for entry in self.catalog.all() {
-            // Only a goods that sold within the last hour can have orders
-            // still queued: no stock store call for the rest.
-            let (start_ms, end_ms) = entry.view.window();
-            if now < start_ms || now > end_ms.saturating_add(QUEUED_AT_MOST_MS) {
-                continue;
-            }
-            let unwritten = match self.unwritten_orders(&entry, user, false) {
+            let ask_stock = queued.iter().any(|&(g, _)| g == entry.id);
+            let unwritten = match self.unwritten_orders(&entry, user, ask_stock) {
                 Ok(unwritten) => unwritten,
-                Err(e) => return store_failure("stock store", &e),
+                // The stock store cannot say now: what this server knows.
+                Err(e) => {
+                    debug!("goods {}: the orders user {user} holds: {e}", entry.id);
+                    self.unwritten_orders(&entry, user, false)
+                        .unwrap_or_default()
+                }
             };
             for o in unwritten {
                 if o.created_ms >= listed_from && !stored.iter().any(|s| s.order_no == o.order_no) {
@@ -412,31 +452,41 @@ impl Sale {
     /// server's the order number: [`QUEUE_CLOCK_SKEW_MS`] either way is
     /// allowed for. A queue that cannot be read may hold it.
     ///
-    /// The queues are read at most once a second ([`OldestQueued`]): PAYs
-    /// of made-up numbers, which anyone may send, share that one reading.
+    /// The queues are read at most once a second ([`Sale::queued_goods`]).
     fn may_be_queued(&self, order_no: OrderNo) -> bool {
-        let Some(queue) = &self.queue else {
+        if self.queue.is_none() {
             return false;
-        };
+        }
         let (made_ms, now) = (order_no::made_at_ms(order_no), now_ms());
         if made_ms > now.saturating_add(QUEUE_CLOCK_SKEW_MS)
             || now.saturating_sub(made_ms) > QUEUED_AT_MOST_MS
         {
             return false;
         }
-        let oldest = self.oldest_queued.get(|| {
-            let mut oldest: Option<u64> = None;
+        match self.queued_goods() {
+            Ok(queued) => queued
+                .iter()
+                .any(|&(_, oldest)| oldest <= made_ms.saturating_add(QUEUE_CLOCK_SKEW_MS)),
+            Err(()) => true,
+        }
+    }
+
+    /// The goods whose queues hold entries, with their oldest, read at most
+    /// once a second ([`QueuedGoods`]): PAYs of made-up numbers and
+    /// LIST_ORDERS, which anyone may send, share that one reading.
+    fn queued_goods(&self) -> Reading {
+        let Some(queue) = &self.queue else {
+            return Ok(Arc::default());
+        };
+        self.queued_goods.get(|| {
+            let mut queued = Vec::new();
             for entry in self.catalog.all() {
-                if let Some(ms) = queue.backlog(entry.id)?.oldest_ms {
-                    oldest = Some(oldest.map_or(ms, |o| o.min(ms)));
+                if let Some(oldest) = queue.backlog(entry.id)?.oldest_ms {
+                    queued.push((entry.id, oldest));
                 }
             }
-            Ok(oldest)
-        });
-        match oldest {
-            Ok(oldest) => oldest.is_some_and(|o| o <= made_ms.saturating_add(QUEUE_CLOCK_SKEW_MS)),
-            Err(_) => true,
-        }
+            Ok(queued)
+        })
     }
 
     /// A PAY or CANCEL whose outcome is unknown may have cancelled the order
@@ -460,24 +510,23 @@ impl Sale {
     }
 
     /// In the queued mode, the orders `user` holds of a goods that the
-    /// order store may not have yet, as `Created` (the order store had
-    /// none, or the caller leaves out those it has). Those this server
-    /// acknowledged it knows; those another server did (that server may
-    /// have died before its queue was drained) only the stock store does,
-    /// which is asked unless `first` and this server knows one already.
+    /// order store may not have yet, as `Created` (the caller leaves out
+    /// those it has). Those this server acknowledged it knows; those
+    /// another server did (that server may have died before its queue was
+    /// drained) only the stock store does, which is asked if `ask_stock`.
     /// None in the durable mode, where a holder the order store lacks was
     /// never acknowledged.
     pub(super) fn unwritten_orders(
         &self,
         entry: &Entry,
         user: UserId,
-        first: bool,
+        ask_stock: bool,
     ) -> Result<Vec<Order>, StoreError> {
         if self.queue.is_none() {
             return Ok(Vec::new());
         }
         let mut held = entry.holders.of(user);
-        if held.is_empty() || !first {
+        if ask_stock {
             held.extend(self.stock.held(entry.id, user)?);
             held.sort_unstable();
             held.dedup();

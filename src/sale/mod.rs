@@ -78,7 +78,7 @@ pub struct Sale {
     /// BUY answers `busy` rather than run a reconciliation itself.
     repairs: (Sender<GoodsId>, Receiver<GoodsId>),
     /// The `queued` mode's oldest queue entry, as last read.
-    oldest_queued: lifecycle::OldestQueued,
+    queued_goods: lifecycle::QueuedGoods,
 }
 
 /// Orders grouped by goods as (user, order number) pairs.
@@ -146,7 +146,7 @@ impl Sale {
             metrics,
             token_ttl_ms: DEFAULT_TOKEN_TTL_MS,
             repairs: crossbeam_channel::bounded(REPAIR_QUEUE),
-            oldest_queued: lifecycle::OldestQueued::default(),
+            queued_goods: lifecycle::QueuedGoods::default(),
         };
         let now = now_ms();
         for goods in sale.orders.goods()? {

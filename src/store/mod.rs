@@ -689,7 +689,19 @@ pub trait OrderStore: Send + Sync {
     fn find_order(&self, user: UserId, goods: GoodsId) -> Result<Option<OrderRecord>, StoreError>;
 
     /// Which of these order numbers the store holds, in any state.
-    fn stored(&self, order_nos: &[OrderNo]) -> Result<Vec<OrderNo>, StoreError>;
+    fn stored(&self, order_nos: &[OrderNo]) -> Result<Vec<OrderNo>, StoreError> {
+        Ok(self
+            .stored_states(order_nos)?
+            .into_iter()
+            .map(|(order_no, _)| order_no)
+            .collect())
+    }
+
+    /// Of these order numbers, those the store holds, with their states.
+    fn stored_states(
+        &self,
+        order_nos: &[OrderNo],
+    ) -> Result<Vec<(OrderNo, OrderState)>, StoreError>;
 
     /// A user's orders, newest first, at most `max`.
     fn orders_of(&self, user: UserId, max: usize) -> Result<Vec<OrderRecord>, StoreError>;

@@ -90,11 +90,6 @@ impl GoodsView {
         self.sale_version.store(sale.version, SeqCst);
     }
 
-    /// The sale window, start and end (Unix ms).
-    pub fn window(&self) -> (u64, u64) {
-        (self.start_ms.load(Relaxed), self.end_ms.load(Relaxed))
-    }
-
     pub fn total(&self) -> u32 {
         self.total.load(Relaxed)
     }

@@ -2,7 +2,7 @@
 //! that changes between two reads.
 
 use parking_lot::Mutex;
-use seckill_proto::{NewGoods, SaleRules};
+use seckill_proto::{NewGoods, OrderState, SaleRules};
 
 use crate::store::{
     Buyer, Epoch, GoodsId, GoodsRecord, Holders, Levels, Loaded, MemoryStock, OrderNo, OrderQueue,
@@ -82,12 +82,15 @@ impl OrderStore for FlakyOrders {
     fn orders_of(&self, _: UserId, _: usize) -> Result<Vec<OrderRecord>, StoreError> {
         unreachable!()
     }
-    fn stored(&self, order_nos: &[OrderNo]) -> Result<Vec<OrderNo>, StoreError> {
+    fn stored_states(
+        &self,
+        order_nos: &[OrderNo],
+    ) -> Result<Vec<(OrderNo, OrderState)>, StoreError> {
         let written = self.written.lock();
         Ok(order_nos
             .iter()
-            .copied()
-            .filter(|&n| written.iter().any(|o| o.order_no == n))
+            .filter_map(|&n| written.iter().find(|o| o.order_no == n))
+            .map(|o| (o.order_no, o.state))
             .collect())
     }
     fn pay(&self, _: UserId, _: OrderNo, _: u64) -> Result<Option<Settled>, StoreError> {

@@ -256,8 +256,10 @@ fn an_order_another_server_queued_is_not_denied() {
 
 /// Queued mode: an order another server acknowledged, which the order store
 /// does not have yet and this server never saw, is the user's all the same
-/// through ORDER_STATUS and LIST_ORDERS here: the stock store records it.
-/// In the durable mode a holder the order store lacks was never
+/// through ORDER_STATUS and LIST_ORDERS here: the stock store holds it, and
+/// its goods' queue has entries. Once the order store has it, its answer
+/// stands: cancelled (by a server that died before it gave the unit back),
+/// no order. In the durable mode a holder the order store lacks was never
 /// acknowledged, and is no order.
 #[test]
 fn an_order_another_server_queued_is_shown() {
@@ -266,33 +268,38 @@ fn an_order_another_server_queued_is_shown() {
         let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
         let goods = orders.add_goods(&lamp(3), None).unwrap().id;
         let stock = Arc::new(MemoryStock::new());
-        let queue: Option<Arc<dyn crate::store::OrderQueue>> =
-            queued.then(|| Arc::new(TestQueue(Mutex::new(Vec::new()))) as _);
+        let queue = Arc::new(TestQueue(Mutex::new(Vec::new())));
         let sale = Sale::open(
             stock.clone(),
-            orders,
-            queue,
+            orders.clone(),
+            queued.then(|| queue.clone() as Arc<dyn crate::store::OrderQueue>),
             1,
             Arc::new(Metrics::default()),
         )
         .unwrap();
         assert_eq!(sale.order_status(7, goods).status(), Status::NoOrder);
-        // Another server's RESERVE for user 7, on the shared stock store.
+        // Another server's RESERVE for user 7, on the shared stock store,
+        // queued (in the queued mode) with the deduction.
         let now = now_ms();
         let order_no = super::order_no::made_at_for_tests(now, 9, 1);
         let rules = crate::store::fixtures::rules_at(1, now);
         let buyers = crate::store::fixtures::buyers(&[(7, order_no)]);
         stock.reserve(goods, &rules, &buyers).unwrap();
-        let status = sale.order_status(7, goods);
-        let listed = match sale.list_orders(7) {
+        let record = OrderRecord {
+            created_ms: now,
+            ..created(order_no, 7, goods)
+        };
+        queue.0.lock().push(record.clone());
+        let listed = |sale: &Sale| match sale.list_orders(7) {
             Reply::Orders(orders) => orders,
             other => panic!("LIST_ORDERS answered {other:?}"),
         };
         if !queued {
-            assert_eq!(status.status(), Status::NoOrder);
-            assert!(listed.is_empty(), "{listed:?}");
+            assert_eq!(sale.order_status(7, goods).status(), Status::NoOrder);
+            assert!(listed(&sale).is_empty());
             continue;
         }
+        let status = sale.order_status(7, goods);
         let Reply::Order(order) = status else {
             panic!("ORDER_STATUS answered {status:?}")
         };
@@ -300,8 +307,70 @@ fn an_order_another_server_queued_is_shown() {
             (order.order_no, order.user_id, order.goods_id, order.state),
             (order_no, 7, goods, OrderState::Created)
         );
-        assert_eq!(listed, vec![order]);
+        assert_eq!(listed(&sale), vec![order]);
         assert_eq!(sale.order_status(8, goods).status(), Status::NoOrder);
+        // Written, then cancelled by a server that died before it gave the
+        // unit back: the stock store still holds it, the order store says.
+        orders.insert_orders(std::slice::from_ref(&record)).unwrap();
+        orders.cancel(7, order_no).unwrap();
+        assert_eq!(sale.order_status(7, goods).status(), Status::NoOrder);
+        let Some(listed) = listed(&sale).first().map(|o| o.state) else {
+            panic!("no order listed")
+        };
+        assert_eq!(listed, OrderState::Cancelled);
+    }
+}
+
+/// A unit held in the stock store for an order the order store has as
+/// cancelled (the server that cancelled it died before it gave the unit
+/// back), in both modes: the buyer's BUY gives the unit back and is told to
+/// come back, not that they already bought; the retry buys afresh.
+#[test]
+fn a_cancelled_order_still_holding_its_unit_gives_it_back_at_the_next_buy() {
+    for queued in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+        let goods = orders.add_goods(&lamp(1), None).unwrap().id;
+        let stock = Arc::new(MemoryStock::new());
+        let queue = Arc::new(TestQueue(Mutex::new(Vec::new())));
+        let sale = Sale::open(
+            stock.clone(),
+            orders.clone(),
+            queued.then_some(queue as Arc<dyn crate::store::OrderQueue>),
+            1,
+            Arc::new(Metrics::default()),
+        )
+        .unwrap();
+        // Another server's order of the one unit, written, then cancelled
+        // in the order store only.
+        let now = now_ms();
+        let order_no = super::order_no::made_at_for_tests(now, 9, 1);
+        let rules = crate::store::fixtures::rules_at(1, now);
+        let buyers = crate::store::fixtures::buyers(&[(7, order_no)]);
+        stock.reserve(goods, &rules, &buyers).unwrap();
+        orders
+            .insert_orders(&[OrderRecord {
+                created_ms: now,
+                ..created(order_no, 7, goods)
+            }])
+            .unwrap();
+        orders.cancel(7, order_no).unwrap();
+        assert_eq!(stock.remaining(goods).unwrap(), Some(0));
+        assert_eq!(
+            status(&sale.reserve(goods, &buys(&[7]))),
+            Status::Busy,
+            "queued: {queued}"
+        );
+        assert_eq!(stock.remaining(goods).unwrap(), Some(1));
+        let again = sale.reserve(goods, &buys(&[7]));
+        if queued {
+            assert!(
+                matches!(again[..], [Decision::Answer(Reply::Bought { order_no: n })] if n != order_no),
+                "{again:?}"
+            );
+        } else {
+            assert_ne!(written(again).order().order_no, order_no);
+        }
     }
 }
 

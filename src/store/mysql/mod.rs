@@ -409,17 +409,26 @@ impl OrderStore for MysqlStore {
         rows.into_iter().map(order_record).collect()
     }
 
-    fn stored(&self, order_nos: &[OrderNo]) -> Result<Vec<OrderNo>, StoreError> {
+    fn stored_states(
+        &self,
+        order_nos: &[OrderNo],
+    ) -> Result<Vec<(OrderNo, OrderState)>, StoreError> {
         let mut found = Vec::new();
         for chunk in order_nos.chunks(ROWS_PER_INSERT) {
             let sql = format!(
-                "SELECT order_no FROM orders WHERE order_no IN ({})",
+                "SELECT order_no, state FROM orders WHERE order_no IN ({})",
                 order_no_list(chunk)
             );
-            let rows: Vec<u64> = self.link.call("stored orders", Call::IDEMPOTENT, |conn| {
-                Ok(conn.query(&sql)?)
-            })?;
-            found.extend(rows);
+            let rows: Vec<(u64, u8)> =
+                self.link.call("stored orders", Call::IDEMPOTENT, |conn| {
+                    Ok(conn.query(&sql)?)
+                })?;
+            for (order_no, state) in rows {
+                let state = OrderState::from_u8(state).ok_or_else(|| {
+                    StoreError::Inconsistent(format!("mysql: order {order_no} has state {state}"))
+                })?;
+                found.push((order_no, state));
+            }
         }
         Ok(found)
     }

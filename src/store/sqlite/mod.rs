@@ -525,12 +525,15 @@ impl OrderStore for SqliteStore {
         })
     }
 
-    fn stored(&self, order_nos: &[OrderNo]) -> Result<Vec<OrderNo>, StoreError> {
+    fn stored_states(
+        &self,
+        order_nos: &[OrderNo],
+    ) -> Result<Vec<(OrderNo, OrderState)>, StoreError> {
         self.call(Access::Read, |conn| {
             let mut found = Vec::new();
             for &n in order_nos {
-                if order_by_no(conn, n)?.is_some() {
-                    found.push(n);
+                if let Some(order) = order_by_no(conn, n)? {
+                    found.push((n, order.state));
                 }
             }
             Ok(found)
