@@ -111,7 +111,9 @@ impl Tokens {
 /// each may be forgotten.
 #[derive(Default)]
 struct Requests {
-    orders: HashMap<u128, (UserId, OrderNo)>,
+    /// Each id's order, and when it is to be forgotten (its key in
+    /// `forget`, so that forgetting one early finds it at once).
+    orders: HashMap<u128, (UserId, OrderNo, u64)>,
     forget: BTreeSet<(u64, u128)>,
 }
 
@@ -155,7 +157,7 @@ impl GoodsStock {
         }
         // 0'. A BUY retried under its request id: its first order.
         let request = buyer.request_id.map(RequestId::get);
-        if let Some(&(user, order_no)) = request.and_then(|id| self.requests.orders.get(&id)) {
+        if let Some(&(user, order_no, _)) = request.and_then(|id| self.requests.orders.get(&id)) {
             return match user == buyer.user {
                 true => Reservation::Replayed(order_no),
                 false => Reservation::RequestIdTaken,
@@ -206,10 +208,10 @@ impl GoodsStock {
             }
         }
         if let Some(id) = request {
+            let forget_at = rules.now_ms.saturating_add(REQUEST_ID_TTL_MS);
             self.requests
                 .orders
-                .insert(id, (buyer.user, buyer.order_no));
-            let forget_at = rules.now_ms.saturating_add(REQUEST_ID_TTL_MS);
+                .insert(id, (buyer.user, buyer.order_no, forget_at));
             self.requests.forget.insert((forget_at, id));
         }
         Reservation::Reserved
@@ -303,9 +305,12 @@ impl StockStore for MemoryStock {
         let stock = self.get(goods)?;
         let mut stock = stock.lock();
         for &(id, user, order_no) in requests {
-            if stock.requests.orders.get(&id.get()) == Some(&(user, order_no)) {
-                stock.requests.orders.remove(&id.get());
-                stock.requests.forget.retain(|&(_, kept)| kept != id.get());
+            let id = id.get();
+            if let Some(&(u, o, forget_at)) = stock.requests.orders.get(&id) {
+                if (u, o) == (user, order_no) {
+                    stock.requests.orders.remove(&id);
+                    stock.requests.forget.remove(&(forget_at, id));
+                }
             }
         }
         Ok(())
@@ -317,7 +322,7 @@ impl StockStore for MemoryStock {
         for k in kept {
             let id = k.request_id.get();
             if let std::collections::hash_map::Entry::Vacant(e) = stock.requests.orders.entry(id) {
-                e.insert((k.user, k.order_no));
+                e.insert((k.user, k.order_no, k.forget_at_ms));
                 stock.requests.forget.insert((k.forget_at_ms, id));
             }
         }

@@ -151,6 +151,25 @@ fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Checks that `conn` is in WAL mode with `synchronous = FULL`: SQLite
+/// keeps its old journal mode where WAL cannot be had (some network file
+/// systems) without an error, and the store's durability rests on both.
+fn durable(conn: &Connection) -> Result<(), StoreError> {
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .map_err(unavailable)?;
+    let synchronous: i64 = conn
+        .pragma_query_value(None, "synchronous", |r| r.get(0))
+        .map_err(unavailable)?;
+    if !mode.eq_ignore_ascii_case("wal") || synchronous != 2 {
+        return Err(StoreError::Unavailable(format!(
+            "sqlite: journal_mode {mode} and synchronous {synchronous}, not wal and 2 (FULL): \
+             the file system may not support WAL"
+        )));
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let open = || -> rusqlite::Result<Connection> {
@@ -162,6 +181,7 @@ impl SqliteStore {
             Ok(conn)
         };
         let writer = open().map_err(unavailable)?;
+        durable(&writer)?;
         writer.execute_batch(SCHEMA).map_err(unavailable)?;
         add_missing_columns(&writer).map_err(unavailable)?;
         // A file made by an older server has tables without the lifecycle's
@@ -352,7 +372,10 @@ impl OrderStore for SqliteStore {
     }
 
     fn restock(&self, goods: GoodsId, amount: u32) -> Result<GoodsRecord, StoreError> {
-        self.call(Access::Write, |conn| {
+        // One transaction with the read back: a read failing after the
+        // UPDATE committed would report `busy` for a restock made, and its
+        // retry would add the units twice.
+        self.call(Access::Transaction, |conn| {
             let changed = conn.execute(
                 "UPDATE goods SET total = total + ?1, updated_ms = ?2 WHERE id = ?3",
                 params![amount, to_sql(now_ms()), to_sql(goods)],

@@ -163,3 +163,25 @@ fn request_ids_are_kept_with_the_orders_written_until_due() {
         .collect();
     assert!(!ids.contains(&900) && ids.contains(&500), "{ids:?}");
 }
+
+/// The store's durability rests on WAL with `synchronous = FULL`: a file
+/// where SQLite would not keep them is refused, not silently used.
+#[test]
+fn a_connection_without_wal_and_full_sync_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
+    conn.pragma_update(None, "journal_mode", "DELETE").unwrap();
+    conn.pragma_update(None, "synchronous", "FULL").unwrap();
+    assert!(matches!(
+        super::durable(&conn),
+        Err(StoreError::Unavailable(_))
+    ));
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
+    assert!(matches!(
+        super::durable(&conn),
+        Err(StoreError::Unavailable(_))
+    ));
+    conn.pragma_update(None, "synchronous", "FULL").unwrap();
+    super::durable(&conn).unwrap();
+}
