@@ -102,6 +102,7 @@ impl NodeLease {
     /// The first claim, at start: the id asked for or, without one, the
     /// lowest free one. Granted to the generator once leased.
     pub fn acquire(&mut self) -> Result<u16, LeaseError> {
+        let asked = Instant::now();
         let lease = match self.claim(self.want)? {
             Claimed::Leased(lease) => lease,
             Claimed::Held {
@@ -117,8 +118,12 @@ impl NodeLease {
             }
             Claimed::AllHeld => return Err(LeaseError::AllHeld),
         };
-        self.numbers
-            .grant(lease.node_id, lease.floor_ms, lease.until_ms);
+        self.numbers.grant_until(
+            lease.node_id,
+            lease.floor_ms,
+            lease.until_ms,
+            asked + self.lease,
+        );
         self.held = Some(lease.node_id);
         info!(
             "node id {} leased for order numbers (lease {:?}, renewed every {:?})",
@@ -183,14 +188,17 @@ impl NodeLease {
             self.lease_again();
             return;
         };
+        let asked = Instant::now();
         let until = self.horizon();
         match self
             .registry
             .renew_node(node, self.holder, self.lease, until)
         {
             Ok(true) => {
-                // Raised only once the order store has the new limit.
-                self.numbers.grant(node, 0, until);
+                // Raised only once the order store has the new limit; the
+                // lease timed from when it was asked for, by the monotonic
+                // clock too.
+                self.numbers.grant_until(node, 0, until, asked + self.lease);
                 if std::mem::take(&mut self.failing) {
                     info!("node id {node}: lease renewed again");
                 }
@@ -218,6 +226,7 @@ impl NodeLease {
     /// After the id was lost: the one asked for again if it is free, else
     /// the lowest free one. Tried again at each renewal until it works.
     fn lease_again(&mut self) {
+        let asked = Instant::now();
         let claimed = match self.claim(self.want) {
             Ok(Claimed::Held { node_id, by, .. }) => {
                 warn!("node id {node_id} asked for is held by {by}: leasing a free one");
@@ -227,8 +236,12 @@ impl NodeLease {
         };
         match claimed {
             Ok(Claimed::Leased(lease)) => {
-                self.numbers
-                    .grant(lease.node_id, lease.floor_ms, lease.until_ms);
+                self.numbers.grant_until(
+                    lease.node_id,
+                    lease.floor_ms,
+                    lease.until_ms,
+                    asked + self.lease,
+                );
                 self.held = Some(lease.node_id);
                 self.failing = false;
                 warn!("node id {} leased: order numbers again", lease.node_id);

@@ -29,6 +29,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::clock::now_ms;
 use crate::store::OrderNo;
@@ -59,7 +60,18 @@ struct Numbers {
     /// next one, which keeps the generator lock-free and the numbers
     /// increasing.
     last: AtomicU64,
+    /// When the grant runs out by this process's monotonic clock, in
+    /// nanoseconds since `base` ([`NO_DEADLINE`]: only at its limit). The
+    /// limit is a timestamp: a wall clock stepped back would let numbers be
+    /// made under it long after the lease ended (unique still, since a
+    /// successor starts above the limit, but from a server that no longer
+    /// holds the id).
+    deadline_ns: AtomicU64,
+    base: Instant,
 }
+
+/// No monotonic deadline: a grant good until its limit.
+const NO_DEADLINE: u64 = u64::MAX;
 
 /// When a number was made, in Unix milliseconds (to the millisecond, or a
 /// few later when a millisecond's numbers ran out).
@@ -92,6 +104,8 @@ impl OrderNumbers {
         OrderNumbers(Arc::new(Numbers {
             grant: AtomicU64::new(NO_GRANT),
             last: AtomicU64::new(0),
+            deadline_ns: AtomicU64::new(NO_DEADLINE),
+            base: Instant::now(),
         }))
     }
 
@@ -107,10 +121,29 @@ impl OrderNumbers {
     /// an earlier holder of the id recorded) and up to `until_ms` (the limit
     /// the order store recorded for this holder), both Unix milliseconds.
     pub fn grant(&self, node: u16, floor_ms: u64, until_ms: u64) {
-        // The floor first: a worker that sees the new grant sees it too
-        // (the RMW on `last` reads its latest value).
+        self.grant_with(node, floor_ms, until_ms, NO_DEADLINE);
+    }
+
+    /// [`grant`](Self::grant), also ending at `deadline` by the monotonic
+    /// clock (when the lease ends, timed from when it was asked for),
+    /// whatever the wall clock says.
+    pub fn grant_until(&self, node: u16, floor_ms: u64, until_ms: u64, deadline: Instant) {
+        let ns = deadline.saturating_duration_since(self.0.base).as_nanos();
+        self.grant_with(
+            node,
+            floor_ms,
+            until_ms,
+            u64::try_from(ns).unwrap_or(NO_DEADLINE - 1),
+        );
+    }
+
+    fn grant_with(&self, node: u16, floor_ms: u64, until_ms: u64, deadline_ns: u64) {
+        // The floor and the deadline first: a worker that sees the new
+        // grant sees them too (the RMW on `last` reads its latest value;
+        // the grant's Release orders the deadline before it).
         let floor = stamp_of(floor_ms) << SEQ_BITS | SEQ_MASK;
         self.0.last.fetch_max(floor, Ordering::AcqRel);
+        self.0.deadline_ns.store(deadline_ns, Ordering::Relaxed);
         self.0
             .grant
             .store(grant_of(node, until_ms), Ordering::Release);
@@ -139,6 +172,11 @@ impl OrderNumbers {
     pub fn next(&self) -> Option<OrderNo> {
         let grant = self.0.grant.load(Ordering::Acquire);
         if grant == NO_GRANT {
+            return None;
+        }
+        let deadline_ns = self.0.deadline_ns.load(Ordering::Relaxed);
+        if deadline_ns != NO_DEADLINE && self.0.base.elapsed().as_nanos() >= u128::from(deadline_ns)
+        {
             return None;
         }
         let node = (grant >> SEQ_BITS) & u64::from(MAX_NODE_ID);
@@ -196,6 +234,39 @@ mod tests {
         let before = now_ms();
         let made = made_at_ms(OrderNumbers::fixed(1023).next().unwrap());
         assert!(made >= before && made < before + 1000, "{made} vs {before}");
+    }
+
+    /// A grant also ends at its monotonic deadline, however far its wall
+    /// clock limit is (a clock stepped back keeps the limit ahead), and a
+    /// renewal's later deadline takes over.
+    #[test]
+    fn a_grant_ends_at_its_monotonic_deadline_whatever_the_wall_clock() {
+        let gen = OrderNumbers::ungranted();
+        let far = now_ms() + 3_600_000;
+        gen.grant_until(
+            4,
+            0,
+            far,
+            Instant::now() + std::time::Duration::from_millis(50),
+        );
+        assert!(gen.next().is_some());
+        std::thread::sleep(std::time::Duration::from_millis(60));
+        assert_eq!(gen.next(), None);
+        gen.grant_until(
+            4,
+            0,
+            far,
+            Instant::now() + std::time::Duration::from_secs(60),
+        );
+        assert!(gen.next().is_some());
+        // Already past.
+        gen.grant_until(
+            4,
+            0,
+            far,
+            Instant::now() - std::time::Duration::from_millis(1),
+        );
+        assert_eq!(gen.next(), None);
     }
 
     #[test]
