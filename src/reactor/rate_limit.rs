@@ -115,19 +115,25 @@ impl RateLimiter {
     }
 }
 
-/// An address as a rate limiter's key: IPv4 as it is, IPv6 hashed (a
-/// collision only makes two addresses share a bucket).
+/// An address as a rate limiter's key: IPv4 as it is; IPv6 by its /64
+/// prefix, the block one subscriber gets (keyed per address, one host
+/// could take a fresh allowance from each of its 2^64 addresses); above
+/// every IPv4 key.
 pub fn address_key(ip: std::net::IpAddr) -> u64 {
     match ip {
         std::net::IpAddr::V4(v4) => u64::from(u32::from(v4)),
         std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => u64::from(u32::from(v4)),
             None => {
-                use std::hash::{Hash, Hasher};
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                v6.hash(&mut h);
-                // Above every IPv4 key.
-                h.finish() | 1 << 63
+                let octets = v6.octets();
+                let mut prefix = [0u8; 8];
+                prefix.copy_from_slice(&octets[..8]);
+                // A prefix as small as an IPv4 key (::/32, reserved) is
+                // moved above them all.
+                match u64::from_be_bytes(prefix) {
+                    small if small <= u64::from(u32::MAX) => small | 1 << 63,
+                    prefix => prefix,
+                }
             }
         },
     }
@@ -167,6 +173,15 @@ mod tests {
         limiter.give_back(8);
         assert!(limiter.allow(7) && limiter.allow(7));
         assert!(!limiter.allow(7));
+    }
+
+    #[test]
+    fn an_ipv6_address_is_keyed_by_its_64_bit_prefix() {
+        let key = |s: &str| address_key(s.parse().unwrap());
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:10.0.0.1"), key("10.0.0.1"));
+        assert!(key("::1") > u64::from(u32::MAX));
     }
 
     #[test]

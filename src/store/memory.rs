@@ -425,7 +425,6 @@ impl StockStore for MemoryStock {
         Ok(stock.map(|s| s.lock().remaining))
     }
 
-    /// Holders sorted, like the Redis store's.
     fn held(&self, goods: GoodsId, user: UserId) -> Result<Vec<OrderNo>, StoreError> {
         let Some(stock) = self.goods.read().get(&goods).cloned() else {
             return Ok(Vec::new());
@@ -435,6 +434,7 @@ impl StockStore for MemoryStock {
         Ok(held)
     }
 
+    /// Holders sorted, like the Redis store's.
     fn snapshot(&self, goods: GoodsId) -> Result<Option<(u32, Holders)>, StoreError> {
         let Some(stock) = self.goods.read().get(&goods).cloned() else {
             return Ok(None);
