@@ -264,15 +264,19 @@ impl Sale {
     /// server does not know but the order store has, with their states:
     /// bought through another server (or before a restart), and perhaps
     /// cancelled since by a server that died before it gave the unit back.
-    /// Asked only for orders this server does not know. In the durable
-    /// mode a held order it lacks may also be one still being written; in
-    /// the queued mode one still queued.
+    /// Asked only in the durable mode, where a held order may also be one
+    /// still being written, and only for orders this server does not know.
+    /// Not in the queued mode, which must go on selling while the order
+    /// store is down or slow: a held order is acknowledged there.
     fn held_elsewhere(
         &self,
         entry: &Entry,
         buyers: &[Buyer],
         decisions: &[Reservation],
     ) -> Option<HashMap<OrderNo, OrderState>> {
+        if self.queue.is_some() {
+            return Some(HashMap::new());
+        }
         let unknown: Vec<OrderNo> = buyers
             .iter()
             .zip(decisions)
