@@ -13,12 +13,15 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::rate_limit::address_key;
+
 pub struct Admission {
     max_total: usize,
     max_per_ip: usize,
     total: AtomicUsize,
-    // Taken once per accept and once per close: not a hot path.
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    // Taken once per accept and once per close: not a hot path. Keyed as
+    // the rate limits are (an IPv6 address by its /64).
+    per_ip: Mutex<HashMap<u64, usize>>,
 }
 
 /// Why a connection was refused.
@@ -43,7 +46,7 @@ impl Refusal {
 /// A connection's place; given back on drop.
 pub struct Ticket {
     admission: Arc<Admission>,
-    ip: IpAddr,
+    key: u64,
 }
 
 impl Admission {
@@ -61,7 +64,8 @@ impl Admission {
         if self.total.load(Ordering::Relaxed) >= self.max_total {
             return Err(Refusal::TooManyConnections);
         }
-        let count = per_ip.entry(ip).or_insert(0);
+        let key = address_key(ip);
+        let count = per_ip.entry(key).or_insert(0);
         if *count >= self.max_per_ip {
             return Err(Refusal::TooManyFromAddress);
         }
@@ -69,7 +73,7 @@ impl Admission {
         self.total.fetch_add(1, Ordering::Relaxed);
         Ok(Ticket {
             admission: self.clone(),
-            ip,
+            key,
         })
     }
 
@@ -82,11 +86,11 @@ impl Admission {
 impl Drop for Ticket {
     fn drop(&mut self) {
         let mut per_ip = self.admission.per_ip.lock();
-        if let Some(count) = per_ip.get_mut(&self.ip) {
+        if let Some(count) = per_ip.get_mut(&self.key) {
             *count -= 1;
             if *count == 0 {
                 // The map holds only addresses with open connections.
-                per_ip.remove(&self.ip);
+                per_ip.remove(&self.key);
             }
         }
         self.admission.total.fetch_sub(1, Ordering::Relaxed);
@@ -107,6 +111,14 @@ mod tests {
         assert_eq!(a.admit(one).err(), Some(Refusal::TooManyFromAddress));
         let _t3 = a.admit(two).unwrap();
         assert_eq!(a.admit(two).err(), Some(Refusal::TooManyConnections));
+        // Two addresses of one IPv6 /64 are one client.
+        let v6 = Admission::new(10, 1);
+        let _t = v6.admit("2001:db8::1".parse().unwrap()).unwrap();
+        assert_eq!(
+            v6.admit("2001:db8::2".parse().unwrap()).err(),
+            Some(Refusal::TooManyFromAddress)
+        );
+        assert!(v6.admit("2001:db8:0:1::1".parse().unwrap()).is_ok());
         assert_eq!(a.open(), 3);
         drop(t1);
         assert_eq!(a.open(), 2);

@@ -339,6 +339,13 @@ impl Sale {
     /// held entries at the last reading (at most a second old), those the
     /// stock store holds.
     pub fn list_orders(&self, user: UserId) -> Reply {
+        // The queues first: an order still queued when they are read, and
+        // written before the order store is, is then found in one or the
+        // other.
+        let queued = match self.queue {
+            Some(_) => self.queued_goods().unwrap_or_default(),
+            None => Arc::default(),
+        };
         let stored = match self.orders.orders_of(user, MAX_LISTED) {
             Ok(stored) => stored,
             Err(e) => return store_failure("order store", &e),
@@ -349,10 +356,6 @@ impl Sale {
         let listed_from = match stored.len() {
             MAX_LISTED => stored.iter().map(|o| o.created_ms).min().unwrap_or(0),
             _ => 0,
-        };
-        let queued = match self.queue {
-            Some(_) => self.queued_goods().unwrap_or_default(),
-            None => Arc::default(),
         };
         for entry in self.catalog.all() {
             let ask_stock = queued.iter().any(|&(g, _)| g == entry.id);

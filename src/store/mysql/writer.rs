@@ -199,14 +199,7 @@ impl Writer {
         let found = candidates.clone().find_map(|i| {
             let node = &self.nodes[i];
             match probe(node) {
-                Ok(health) if health.usable(self.nodes.len()) => Some((i, health)),
-                Ok(Health::Plain) => {
-                    log::warn!(
-                        "mysql node {node} is no Galera node (wsrep_on is not ON): a list of nodes \
-                         must be one Galera cluster, so it is not written to"
-                    );
-                    None
-                }
+                Ok(health) if health.usable() => Some((i, health)),
                 Ok(health) => {
                     log::debug!("mysql node {node} cannot take writes: {health:?}");
                     None
@@ -233,6 +226,18 @@ impl Writer {
                 } else if !c.chosen {
                     log::info!(
                         "mysql order store: writing through node {} ({health:?})",
+                        self.nodes[i]
+                    );
+                }
+                // Said at every switch: a list of plain servers is no one
+                // database, and servers that fail over on their own could
+                // write to different ones.
+                if health == Health::Plain && self.nodes.len() > 1 && (!c.chosen || i != c.node) {
+                    log::warn!(
+                        "mysql node {} is no Galera node (wsrep_on is not ON): a --mysql list is \
+                         meant for one Galera cluster; servers failing over on their own between \
+                         plain servers would sell from different order stores and lease node ids \
+                         from different nodes tables",
                         self.nodes[i]
                     );
                 }
@@ -319,18 +324,8 @@ pub(super) enum Health {
 }
 
 impl Health {
-    /// Whether a node of a list of `nodes` may take writes: a Galera node
-    /// that is ready, or, alone, any server. Several plain servers are no
-    /// one database: servers that failed over to different ones would sell
-    /// from different order stores and lease node ids from different
-    /// `nodes` tables (colliding order numbers), so a plain node in a list
-    /// is never written to.
-    pub(super) fn usable(&self, nodes: usize) -> bool {
-        match self {
-            Health::Galera => true,
-            Health::Plain => nodes == 1,
-            Health::NotReady(_) => false,
-        }
+    pub(super) fn usable(&self) -> bool {
+        !matches!(self, Health::NotReady(_))
     }
 }
 

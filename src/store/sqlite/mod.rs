@@ -452,8 +452,8 @@ impl OrderStore for SqliteStore {
                 }
             }
             tx.prepare_cached(
-                "DELETE FROM buy_requests WHERE request_id IN
-                 (SELECT request_id FROM buy_requests WHERE forget_at_ms <= ?1 LIMIT ?2)",
+                "DELETE FROM buy_requests WHERE rowid IN
+                 (SELECT rowid FROM buy_requests WHERE forget_at_ms <= ?1 LIMIT ?2)",
             )?
             .execute(params![to_sql(now), PRUNE_REQUESTS])?;
             Ok(written)

@@ -104,12 +104,13 @@ CREATE TABLE IF NOT EXISTS goods_requests (
 -- a stock store remembers one (REQUEST_ID_TTL_MS), then pruned. The id
 -- without its repeat mark, 16 bytes big-endian.
 CREATE TABLE IF NOT EXISTS buy_requests (
-    request_id   BLOB    PRIMARY KEY,
     goods_id     INTEGER NOT NULL,
+    request_id   BLOB    NOT NULL,
     user_id      INTEGER NOT NULL,
     order_no     INTEGER NOT NULL,
-    forget_at_ms INTEGER NOT NULL
+    forget_at_ms INTEGER NOT NULL,
+    -- Per goods, as the stock stores keep them: an id a client (wrongly)
+    -- used for two goods names an order of each.
+    PRIMARY KEY (goods_id, request_id)
 );
-
-CREATE INDEX IF NOT EXISTS buy_requests_by_goods ON buy_requests (goods_id, forget_at_ms);
 CREATE INDEX IF NOT EXISTS buy_requests_due ON buy_requests (forget_at_ms);

@@ -129,6 +129,28 @@ fn request_ids_are_kept_with_the_orders_written_until_due() {
         vec![(id(1).unwrap(), 1, 100), (id(4).unwrap(), 3, 300)]
     );
     assert_eq!(store.kept_requests(goods + 1, begun).unwrap(), vec![]);
+    // Kept per goods: the same id (wrongly) used for another goods names
+    // an order of each.
+    let other = store.add_goods(&new_goods(5), None).unwrap().id;
+    store
+        .commit_requested_orders(
+            &[OrderRecord {
+                goods_id: other,
+                ..order(600, 1)
+            }],
+            &[],
+            &[id(1)],
+        )
+        .unwrap();
+    let first_of = |goods| {
+        store
+            .kept_requests(goods, begun)
+            .unwrap()
+            .into_iter()
+            .find(|k| Some(k.request_id) == id(1))
+            .map(|k| k.order_no)
+    };
+    assert_eq!((first_of(goods), first_of(other)), (Some(100), Some(600)));
     // Past their time: not given back; and one already due (put there by
     // hand) is pruned by the next write.
     let later = now_ms() + REQUEST_ID_TTL_MS + 1;
@@ -140,21 +162,21 @@ fn request_ids_are_kept_with_the_orders_written_until_due() {
             })
             .unwrap()
     };
-    assert_eq!(count(&store), 2);
+    assert_eq!(count(&store), 3);
     store
         .call(super::Access::Transaction, |tx| {
             tx.execute(
-                "INSERT INTO buy_requests VALUES (x'00000000000000000000000000000009', ?1, 9, 900, 1)",
+                "INSERT INTO buy_requests VALUES (?1, x'00000000000000000000000000000009', 9, 900, 1)",
                 [goods as i64],
             )?;
             Ok(())
         })
         .unwrap();
-    assert_eq!(count(&store), 3);
+    assert_eq!(count(&store), 4);
     store
         .commit_requested_orders(&[order(500, 5)], &[], &[id(5)])
         .unwrap();
-    assert_eq!(count(&store), 3, "the due one pruned, the new one kept");
+    assert_eq!(count(&store), 4, "the due one pruned, the new one kept");
     let ids: Vec<_> = store
         .kept_requests(goods, begun)
         .unwrap()

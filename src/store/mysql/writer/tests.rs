@@ -43,14 +43,12 @@ fn the_nodes_of_a_list_must_name_one_database() {
 }
 
 #[test]
-fn a_plain_mariadb_is_usable_alone_and_gets_no_sync_wait() {
+fn a_plain_mariadb_is_usable_and_gets_no_sync_wait() {
     let db = TestDb::new();
     let node = Node::new(Opts::from_url(db.url()).unwrap());
     let health = probe(&node).expect("the test server answers");
     assert_eq!(health, Health::Plain);
-    assert!(health.usable(1));
-    // In a list, every node must be of one Galera cluster.
-    assert!(!health.usable(2));
+    assert!(health.usable());
     assert_eq!(node.pool_opts(&health).get_init(), node.opts.get_init());
 }
 
@@ -222,7 +220,7 @@ fn a_galera_node_out_of_sync_is_passed_over_and_sessions_wait_for_the_cluster() 
     let mut first = ::mysql::Conn::new(Opts::from_url(nodes[0]).unwrap()).unwrap();
     first.query_drop("SET GLOBAL wsrep_desync = ON").unwrap();
     let desynced = Desynced(nodes[0].to_string());
-    assert!(!probe(&galera_node(0)).unwrap().usable(2));
+    assert!(!probe(&galera_node(0)).unwrap().usable());
 
     let link = Link::to_nodes(vec![
         node_opts(&url(0)).unwrap().0,
@@ -239,7 +237,7 @@ fn a_galera_node_out_of_sync_is_passed_over_and_sessions_wait_for_the_cluster() 
 
     drop(desynced);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !probe(&galera_node(0)).is_ok_and(|h| h.usable(2)) {
+    while !probe(&galera_node(0)).is_ok_and(|h| h.usable()) {
         assert!(Instant::now() < deadline, "node 1 did not resync");
         std::thread::sleep(Duration::from_millis(100));
     }
