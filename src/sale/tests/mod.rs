@@ -264,39 +264,19 @@ fn an_order_another_server_queued_is_not_denied() {
 #[test]
 fn an_order_another_server_queued_is_shown() {
     for queued in [true, false] {
-        let dir = tempfile::tempdir().unwrap();
-        let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
-        let goods = orders.add_goods(&lamp(3), None).unwrap().id;
-        let stock = Arc::new(MemoryStock::new());
-        let queue = Arc::new(TestQueue(Mutex::new(Vec::new())));
-        let sale = Sale::open(
-            stock.clone(),
-            orders.clone(),
-            queued.then(|| queue.clone() as Arc<dyn crate::store::OrderQueue>),
-            1,
-            Arc::new(Metrics::default()),
-        )
-        .unwrap();
+        let on = Shared::new(3, queued);
+        let (sale, goods) = (&on.sale, on.goods);
         assert_eq!(sale.order_status(7, goods).status(), Status::NoOrder);
-        // Another server's RESERVE for user 7, on the shared stock store,
-        // queued (in the queued mode) with the deduction.
-        let now = now_ms();
-        let order_no = super::order_no::made_at_for_tests(now, 9, 1);
-        let rules = crate::store::fixtures::rules_at(1, now);
-        let buyers = crate::store::fixtures::buyers(&[(7, order_no)]);
-        stock.reserve(goods, &rules, &buyers).unwrap();
-        let record = OrderRecord {
-            created_ms: now,
-            ..created(order_no, 7, goods)
-        };
-        queue.0.lock().push(record.clone());
+        let record = on.reserved_elsewhere(7);
+        let order_no = record.order_no;
+        on.queue.0.lock().push(record.clone());
         let listed = |sale: &Sale| match sale.list_orders(7) {
             Reply::Orders(orders) => orders,
             other => panic!("LIST_ORDERS answered {other:?}"),
         };
         if !queued {
             assert_eq!(sale.order_status(7, goods).status(), Status::NoOrder);
-            assert!(listed(&sale).is_empty());
+            assert!(listed(sale).is_empty());
             continue;
         }
         let status = sale.order_status(7, goods);
@@ -307,14 +287,16 @@ fn an_order_another_server_queued_is_shown() {
             (order.order_no, order.user_id, order.goods_id, order.state),
             (order_no, 7, goods, OrderState::Created)
         );
-        assert_eq!(listed(&sale), vec![order]);
+        assert_eq!(listed(sale), vec![order]);
         assert_eq!(sale.order_status(8, goods).status(), Status::NoOrder);
         // Written, then cancelled by a server that died before it gave the
         // unit back: the stock store still holds it, the order store says.
-        orders.insert_orders(std::slice::from_ref(&record)).unwrap();
-        orders.cancel(7, order_no).unwrap();
+        on.orders
+            .insert_orders(std::slice::from_ref(&record))
+            .unwrap();
+        on.orders.cancel(7, order_no).unwrap();
         assert_eq!(sale.order_status(7, goods).status(), Status::NoOrder);
-        let Some(listed) = listed(&sale).first().map(|o| o.state) else {
+        let Some(listed) = listed(sale).first().map(|o| o.state) else {
             panic!("no order listed")
         };
         assert_eq!(listed, OrderState::Cancelled);
@@ -330,46 +312,79 @@ fn an_order_another_server_queued_is_shown() {
 #[test]
 fn a_cancelled_order_still_holding_its_unit_gives_it_back_at_the_next_buy() {
     for queued in [false, true] {
-        let dir = tempfile::tempdir().unwrap();
-        let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
-        let goods = orders.add_goods(&lamp(1), None).unwrap().id;
-        let stock = Arc::new(MemoryStock::new());
-        let queue = Arc::new(TestQueue(Mutex::new(Vec::new())));
-        let sale = Sale::open(
-            stock.clone(),
-            orders.clone(),
-            queued.then_some(queue as Arc<dyn crate::store::OrderQueue>),
-            1,
-            Arc::new(Metrics::default()),
-        )
-        .unwrap();
+        let on = Shared::new(1, queued);
+        let (sale, goods) = (&on.sale, on.goods);
         // Another server's order of the one unit, written, then cancelled
         // in the order store only.
-        let now = now_ms();
-        let order_no = super::order_no::made_at_for_tests(now, 9, 1);
-        let rules = crate::store::fixtures::rules_at(1, now);
-        let buyers = crate::store::fixtures::buyers(&[(7, order_no)]);
-        stock.reserve(goods, &rules, &buyers).unwrap();
-        orders
-            .insert_orders(&[OrderRecord {
-                created_ms: now,
-                ..created(order_no, 7, goods)
-            }])
-            .unwrap();
-        orders.cancel(7, order_no).unwrap();
-        assert_eq!(stock.remaining(goods).unwrap(), Some(0));
+        let record = on.reserved_elsewhere(7);
+        let order_no = record.order_no;
+        on.orders.insert_orders(&[record]).unwrap();
+        on.orders.cancel(7, order_no).unwrap();
+        assert_eq!(on.stock.remaining(goods).unwrap(), Some(0));
         if queued {
             assert_eq!(
                 sale.reserve(goods, &buys(&[7])),
                 [Decision::Answer(Reply::AlreadyBought { order_no })]
             );
-            assert_eq!(stock.remaining(goods).unwrap(), Some(0));
+            assert_eq!(on.stock.remaining(goods).unwrap(), Some(0));
             continue;
         }
         assert_eq!(status(&sale.reserve(goods, &buys(&[7]))), Status::Busy);
-        assert_eq!(stock.remaining(goods).unwrap(), Some(1));
+        assert_eq!(on.stock.remaining(goods).unwrap(), Some(1));
         let again = sale.reserve(goods, &buys(&[7]));
         assert_ne!(written(again).order().order_no, order_no);
+    }
+}
+
+/// A sale on stores another server shares (SQLite, the stock in memory),
+/// in the queued mode (with a queue the test fills) or the durable one,
+/// with one goods.
+struct Shared {
+    orders: Arc<crate::store::SqliteStore>,
+    stock: Arc<MemoryStock>,
+    queue: Arc<TestQueue>,
+    goods: GoodsId,
+    sale: Sale,
+    _dir: tempfile::TempDir,
+}
+
+impl Shared {
+    fn new(units: u32, queued: bool) -> Shared {
+        let dir = tempfile::tempdir().unwrap();
+        let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+        let goods = orders.add_goods(&lamp(units), None).unwrap().id;
+        let stock = Arc::new(MemoryStock::new());
+        let queue = Arc::new(TestQueue(Mutex::new(Vec::new())));
+        let sale = Sale::open(
+            stock.clone(),
+            orders.clone(),
+            queued.then(|| queue.clone() as Arc<dyn crate::store::OrderQueue>),
+            1,
+            Arc::new(Metrics::default()),
+        )
+        .unwrap();
+        Shared {
+            orders,
+            stock,
+            queue,
+            goods,
+            sale,
+            _dir: dir,
+        }
+    }
+
+    /// Another server's RESERVE of a unit for `user` on the shared stock
+    /// store: the order it is for (of node 9), made now.
+    fn reserved_elsewhere(&self, user: UserId) -> OrderRecord {
+        let now = now_ms();
+        let order_no = super::order_no::made_at_for_tests(now, 9, 1);
+        let rules = crate::store::fixtures::rules_at(1, now);
+        let buyers = crate::store::fixtures::buyers(&[(user, order_no)]);
+        self.stock.reserve(self.goods, &rules, &buyers).unwrap();
+        OrderRecord {
+            created_ms: now,
+            ..created(order_no, user, self.goods)
+        }
     }
 }
 
