@@ -507,7 +507,7 @@ pub trait StockStore: Send + Sync {
     fn remaining(&self, goods: GoodsId) -> Result<Option<u32>, StoreError>;
 
     /// Takes back the request ids an order store kept of a goods
-    /// ([`OrderStore::kept_requests`]) after a restart: each names the
+    /// (`OrderStore::kept_requests`) after a restart: each names the
     /// order its BUY made, until its `forget_at_ms`. An id the store knows
     /// already is left as it is. A store that keeps its own ids through a
     /// restart (Redis) has nothing to take.

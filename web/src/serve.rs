@@ -15,7 +15,7 @@
 //! - the request body within `body_timeout` of its head: a handler reading
 //!   it then gets an error, answered 408 ([`Deadline`]);
 //! - a write the client does not take (its receive window full) may stall
-//!   for `send_timeout`, then the connection is closed ([`SendDeadline`]);
+//!   for `send_timeout`, then the connection is closed (`SendDeadline`);
 //! - a connection is closed once `max_age` old, after its request in
 //!   flight: a client that keeps sending requests (or pipelined a great
 //!   many and reads them slowly) waits on none of the deadlines above.
