@@ -146,7 +146,9 @@ pub struct Config {
     /// The database and its tables are created when missing. A
     /// comma-separated list of URLs names the nodes of a MariaDB Galera
     /// cluster, in order of preference: writes go through the first node
-    /// that is Synced, and move to the next when it fails.
+    /// that is Synced, and move to the next when it fails (a plain server
+    /// in a list is used when it answers, with a warning: servers failing
+    /// over on their own between plain servers would part ways).
     #[arg(long, value_name = "URL[,URL...]")]
     pub mysql: Option<String>,
 
@@ -224,13 +226,14 @@ pub struct Config {
     #[arg(long, default_value_t = 100_000)]
     pub max_connections: usize,
 
-    /// Open connections from one IP address at most.
+    /// Open connections from one IP address at most (an IPv6 address
+    /// counts by its /64).
     #[arg(long, default_value_t = 2048)]
     pub max_connections_per_ip: usize,
 
-    /// New connections one IP address may open per second, on average
-    /// (bursts of as many); past it, a connection gets an error frame and
-    /// is closed as it is accepted. 0: no limit (the default, since clients
+    /// New connections one IP address (an IPv6 address: its /64) may open
+    /// per second, on average (bursts of as many); past it, a connection
+    /// gets an error frame and is closed as it is accepted. 0: no limit (the default, since clients
     /// behind one proxy or NAT share an address).
     #[arg(long, default_value_t = 0.0)]
     pub accept_rate_per_ip: f64,
