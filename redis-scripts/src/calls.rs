@@ -12,23 +12,39 @@ pub const ADD: &str = include_str!("../lua/add.lua");
 /// `lua/forget.lua`.
 pub const FORGET: &str = include_str!("../lua/forget.lua");
 
-/// One FORGET: these (request id, user, order number) triples, each
-/// forgotten if the id still names that order; answers how many were.
+/// A BUY whose order will never exist, as FORGET takes it: the user and the
+/// order number, and what may still name that order: the BUY's request id
+/// (0: none) and its purchase token (0: none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unmade {
+    pub request_id: u128,
+    pub user: u64,
+    pub order_no: u64,
+    pub token: u64,
+}
+
+/// One FORGET: each request id forgotten, and each token's mark of the
+/// order taken off, if it still names that order; answers how many ids
+/// were forgotten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ForgetCall<'a> {
-    pub requests: &'a [(u128, u64, u64)],
+    pub unmade: &'a [Unmade],
 }
 
 impl Call for ForgetCall<'_> {
     const SCRIPT: &'static str = FORGET;
-    const KEYS: &'static [Key] = &[Key::Req, Key::ReqExpiry];
+    const KEYS: &'static [Key] = &[Key::Req, Key::ReqExpiry, Key::Tokens];
 
     fn write_args(&self, arg: &mut dyn FnMut(&[u8])) {
         let mut argv = Argv(arg);
-        for &(id, user, order_no) in self.requests {
-            argv.hex128(id);
-            argv.num(user);
-            argv.num(order_no);
+        for u in self.unmade {
+            match u.request_id {
+                0 => argv.text("0"),
+                id => argv.hex128(id),
+            }
+            argv.num(u.user);
+            argv.num(u.order_no);
+            argv.num(u.token);
         }
     }
 }

@@ -207,6 +207,7 @@ impl Sale {
                     },
                     reserved.epoch,
                     b.request_id,
+                    b.token,
                 )),
                 Reservation::Held(order_no) if state(order_no) == Some(OrderState::Cancelled) => {
                     metrics::add(&self.metrics.busy, 1);

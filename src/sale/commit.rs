@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 
 use log::{error, warn};
-use seckill_proto::{OrderState, Reply, RequestId, Status};
+use seckill_proto::{OrderState, Reply, RequestId, Status, NO_TOKEN};
 
 use super::{by_goods, now_ms, store_failure, PendingOrder, Sale};
 use crate::metrics;
-use crate::store::{Epoch, GoodsId, OrderNo, OrderRecord, StoreError, UserId, Written};
+use crate::store::{Epoch, GoodsId, OrderRecord, StoreError, Unmade, Written};
 use crate::telemetry::StoreCall;
 
 impl Sale {
@@ -39,7 +39,7 @@ impl Sale {
                     // request id is free for its BUY's retry.
                     metrics::add(&self.metrics.busy, orders.len() as u64);
                     self.release(&orders);
-                    self.forget_requests(batch.iter());
+                    self.forget_unmade(batch.iter());
                     batch.into_iter().for_each(PendingOrder::settle);
                 }
                 // Dropped unsettled otherwise: in doubt.
@@ -108,33 +108,32 @@ impl Sale {
             }
         }
         self.release(unsold);
-        self.forget_requests(never);
+        self.forget_unmade(never);
         // Last: a reconciliation waiting for these units then finds their
         // holders in the catalog and their units back in stock.
         batch.into_iter().for_each(PendingOrder::settle);
         replies
     }
 
-    /// Forgets the request ids of orders that will never exist, so that a
-    /// retry of their BUY is decided afresh rather than told for an hour
-    /// that its order is being written. Best effort: an id left behind is
+    /// Forgets what names orders that will never exist: their request ids,
+    /// so that a retry of their BUY is decided afresh rather than told for
+    /// an hour that its order is being written, and their tokens' marks, so
+    /// that a retry with the same token buys (a token is spent only by a
+    /// BUY that makes an order). Best effort: an id left behind is
     /// forgotten when a retry finds its order long gone (see `buy.rs`).
-    fn forget_requests<'a>(&self, pending: impl IntoIterator<Item = &'a PendingOrder>) {
-        let mut by_goods: BTreeMap<GoodsId, Vec<(RequestId, UserId, OrderNo)>> = BTreeMap::new();
+    fn forget_unmade<'a>(&self, pending: impl IntoIterator<Item = &'a PendingOrder>) {
+        let mut by_goods: BTreeMap<GoodsId, Vec<Unmade>> = BTreeMap::new();
         for p in pending {
-            if let Some(id) = p.request_id() {
-                let o = p.order();
-                by_goods
-                    .entry(o.goods_id)
-                    .or_default()
-                    .push((id, o.user_id, o.order_no));
+            let unmade = p.unmade();
+            if unmade.request_id.is_some() || unmade.token != NO_TOKEN {
+                by_goods.entry(p.order().goods_id).or_default().push(unmade);
             }
         }
-        for (goods, requests) in by_goods {
-            if let Err(e) = self.stock.forget_requests(goods, &requests) {
+        for (goods, unmade) in by_goods {
+            if let Err(e) = self.stock.forget_unmade(goods, &unmade) {
                 warn!(
-                    "forgetting {} request ids of goods {goods}: {e}",
-                    requests.len()
+                    "forgetting the request ids and tokens of {} orders of goods {goods}: {e}",
+                    unmade.len()
                 );
             }
         }

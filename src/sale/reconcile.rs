@@ -25,10 +25,10 @@ use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
 use log::{error, info, warn};
-use seckill_proto::Drift;
+use seckill_proto::{Drift, NO_TOKEN};
 
 use super::{Entry, Sale};
-use crate::store::{GoodsId, Loaded, OrderNo, StoreError, UserId};
+use crate::store::{GoodsId, Loaded, OrderNo, StoreError, Unmade, UserId};
 use crate::telemetry::StoreCall;
 
 /// How long reconciliation waits for a goods' reserved units to settle.
@@ -94,15 +94,20 @@ impl Sale {
         let order_nos: Vec<OrderNo> = abandoned.iter().map(|&(_, _, o)| o).collect();
         let forgotten = self.orders.stored(&order_nos).and_then(|stored| {
             let stored: HashSet<OrderNo> = stored.into_iter().collect();
-            let never_written: Vec<_> = abandoned
+            let never_written: Vec<Unmade> = abandoned
                 .iter()
-                .copied()
                 .filter(|(_, _, o)| !stored.contains(o))
+                .map(|&(id, user, order_no)| Unmade {
+                    user,
+                    order_no,
+                    request_id: Some(id),
+                    token: NO_TOKEN,
+                })
                 .collect();
             if never_written.is_empty() {
                 return Ok(());
             }
-            self.stock.forget_requests(entry.id, &never_written)
+            self.stock.forget_unmade(entry.id, &never_written)
         });
         if let Err(e) = forgotten {
             warn!("goods {}: forgetting abandoned request ids: {e}", entry.id);

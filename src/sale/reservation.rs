@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use super::catalog::Entry;
 use seckill_proto::RequestId;
 
-use crate::store::{Epoch, OrderRecord};
+use crate::store::{Epoch, OrderRecord, Unmade};
 
 /// The count of a goods' [`PendingOrder`] units; only they change it.
 #[derive(Default)]
@@ -62,6 +62,9 @@ pub struct PendingOrder {
     /// The client's id of the BUY, which the stock store recorded with
     /// this order: forgotten again if the order is never written.
     request_id: Option<RequestId>,
+    /// The BUY's purchase token (`NO_TOKEN`: none), which the stock store
+    /// marked spent on this order: unmarked if the order is never written.
+    token: u64,
     goods: Arc<Entry>,
     settled: bool,
 }
@@ -72,12 +75,14 @@ impl PendingOrder {
         order: OrderRecord,
         epoch: Epoch,
         request_id: Option<RequestId>,
+        token: u64,
     ) -> PendingOrder {
         goods.gate.in_flight.raise();
         PendingOrder {
             order,
             epoch,
             request_id,
+            token,
             goods,
             settled: false,
         }
@@ -93,6 +98,17 @@ impl PendingOrder {
 
     pub fn request_id(&self) -> Option<RequestId> {
         self.request_id
+    }
+
+    /// What names this order in the stock store besides its holder, for
+    /// when it will never exist: its request id and its token.
+    pub fn unmade(&self) -> Unmade {
+        Unmade {
+            user: self.order.user_id,
+            order_no: self.order.order_no,
+            request_id: self.request_id,
+            token: self.token,
+        }
     }
 
     /// The stores agree on this unit again: its order is written, or the

@@ -13,8 +13,8 @@ use seckill_proto::{RequestId, NO_TOKEN};
 
 use super::{
     Buyer, Closed, Epoch, GoodsId, Holders, KeptRequest, Levels, Loaded, OrderNo, Reservation,
-    ReserveRules, Reserved, SaleState, StockStore, StoreError, TokenRefusal, UserId, UserMap,
-    REQUEST_ID_TTL_MS,
+    ReserveRules, Reserved, SaleState, StockStore, StoreError, TokenRefusal, Unmade, UserId,
+    UserMap, REQUEST_ID_TTL_MS,
 };
 use crate::clock::now_ms;
 
@@ -297,19 +297,21 @@ impl StockStore for MemoryStock {
 
     /// Recorded for a goods not loaded yet too: a reconciliation sets the
     /// controls before its load.
-    fn forget_requests(
-        &self,
-        goods: GoodsId,
-        requests: &[(RequestId, UserId, OrderNo)],
-    ) -> Result<(), StoreError> {
+    fn forget_unmade(&self, goods: GoodsId, unmade: &[Unmade]) -> Result<(), StoreError> {
         let stock = self.get(goods)?;
         let mut stock = stock.lock();
-        for &(id, user, order_no) in requests {
-            let id = id.get();
-            if let Some(&(u, o, forget_at)) = stock.requests.orders.get(&id) {
-                if (u, o) == (user, order_no) {
-                    stock.requests.orders.remove(&id);
-                    stock.requests.forget.remove(&(forget_at, id));
+        for u in unmade {
+            if let Some(id) = u.request_id.map(RequestId::get) {
+                if let Some(&(user, order_no, forget_at)) = stock.requests.orders.get(&id) {
+                    if (user, order_no) == (u.user, u.order_no) {
+                        stock.requests.orders.remove(&id);
+                        stock.requests.forget.remove(&(forget_at, id));
+                    }
+                }
+            }
+            if let Some(t) = stock.tokens.entries.get_mut(&u.token) {
+                if t.user == u.user && t.order == Some(u.order_no) {
+                    t.order = None;
                 }
             }
         }

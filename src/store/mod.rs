@@ -42,6 +42,18 @@ pub type UserMap<V> = std::collections::HashMap<UserId, V, ahash::RandomState>;
 pub type OrderNo = u64;
 /// Buyers holding a unit of a goods, with their order numbers.
 pub type Holders = Vec<(UserId, OrderNo)>;
+/// A BUY whose order will never exist, and what may still name that order
+/// in the stock store ([`StockStore::forget_unmade`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unmade {
+    pub user: UserId,
+    pub order_no: OrderNo,
+    /// The BUY's client request id, if it had one.
+    pub request_id: Option<RequestId>,
+    /// The BUY's purchase token ([`seckill_proto::NO_TOKEN`]: none).
+    pub token: u64,
+}
+
 /// A BUY's client request id and the order it made, as an order store
 /// kept it, to be forgotten at `forget_at_ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -461,15 +473,13 @@ pub trait StockStore: Send + Sync {
     /// unit twice.
     fn release(&self, goods: GoodsId, buyers: &[(UserId, OrderNo)]) -> Result<u32, StoreError>;
 
-    /// Forgets the request ids of orders that will never exist (their
-    /// write failed or was fenced off, or refused as a second order), each
-    /// only if it still names that order: a repeat of such a BUY is then
-    /// decided afresh. Triples of (request id, user, order number).
-    fn forget_requests(
-        &self,
-        goods: GoodsId,
-        requests: &[(RequestId, UserId, OrderNo)],
-    ) -> Result<(), StoreError>;
+    /// Forgets what names orders that will never exist (their write failed
+    /// or was fenced off, or refused as a second order), each only if it
+    /// still names that order: the BUY's request id, so that a repeat of it
+    /// is decided afresh, and its purchase token's mark of the order, so
+    /// that the token buys again (a token is spent only by a BUY that makes
+    /// an order).
+    fn forget_unmade(&self, goods: GoodsId, unmade: &[Unmade]) -> Result<(), StoreError>;
 
     /// Records a purchase token issued to `user` for one BUY of `goods`
     /// before `expires_ms`. Spent and expired tokens are forgotten some

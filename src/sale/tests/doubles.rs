@@ -10,12 +10,23 @@ use crate::store::{
     StoreError, UserId, Written,
 };
 
-/// An order store with one goods whose writes fail while `failing`.
+/// An order store with one goods whose writes fail while `failing`; its
+/// BUYs need a purchase token if `tokens`.
 #[derive(Default)]
 pub struct FlakyOrders {
     pub failing: Mutex<bool>,
+    pub tokens: bool,
     written: Mutex<Vec<OrderRecord>>,
     epoch: Mutex<Epoch>,
+}
+
+impl FlakyOrders {
+    pub fn with_tokens() -> Self {
+        FlakyOrders {
+            tokens: true,
+            ..FlakyOrders::default()
+        }
+    }
 }
 
 impl OrderStore for FlakyOrders {
@@ -27,7 +38,10 @@ impl OrderStore for FlakyOrders {
             total: 1,
             start_ms: 0,
             end_ms: u64::MAX,
-            rules: SaleRules::default(),
+            rules: SaleRules {
+                token_required: self.tokens,
+                ..SaleRules::default()
+            },
             paused: false,
             sale_version: 0,
             buckets: 1,
@@ -132,12 +146,8 @@ impl StockStore for FlakyStock {
         self.check()?;
         self.inner.load(g, left, holders, epoch, total)
     }
-    fn forget_requests(
-        &self,
-        g: GoodsId,
-        requests: &[(seckill_proto::RequestId, UserId, OrderNo)],
-    ) -> Result<(), StoreError> {
-        self.inner.forget_requests(g, requests)
+    fn forget_unmade(&self, g: GoodsId, unmade: &[crate::store::Unmade]) -> Result<(), StoreError> {
+        self.inner.forget_unmade(g, unmade)
     }
     fn control(&self, g: GoodsId, sale: &SaleState) -> Result<(), StoreError> {
         self.check()?;

@@ -87,6 +87,29 @@ fn status(decisions: &[Decision]) -> Status {
     }
 }
 
+/// A token is spent only by a BUY that makes an order: one whose write
+/// failed is told busy, and its retry with the same token buys.
+#[test]
+fn a_token_whose_order_was_never_written_buys_on_the_retry() {
+    let orders = Arc::new(FlakyOrders::with_tokens());
+    let sale = durable(Arc::new(MemoryStock::new()), orders.clone());
+    let Reply::Token { token, .. } = sale.issue_token(7, 1) else {
+        panic!("no token")
+    };
+    let with_token = [Buy {
+        user: 7,
+        token,
+        request_id: None,
+    }];
+    let first = written(sale.reserve(1, &with_token));
+    *orders.failing.lock() = true;
+    assert_eq!(sale.commit(vec![first])[0].status(), Status::Busy);
+    *orders.failing.lock() = false;
+    let again = written(sale.reserve(1, &with_token));
+    let order_no = again.order().order_no;
+    assert_eq!(sale.commit(vec![again]), [Reply::Bought { order_no }]);
+}
+
 /// A retry while the first order is being written is not given its
 /// number: the write may fail, and then the number never existed.
 #[test]

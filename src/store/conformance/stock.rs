@@ -20,7 +20,7 @@ use crate::store::redis::tests::open as open_redis;
 use crate::store::redis::tests::open_cluster as open_redis_cluster;
 use crate::store::{
     Buyer, GoodsId, MemoryStock, OrderNo, Reservation, ReserveRules, Reserved, StockStore,
-    StoreError, TokenRefusal, UserId,
+    StoreError, TokenRefusal, Unmade, UserId,
 };
 
 /// A stock store under test: the trait, and what the suite must reach
@@ -313,6 +313,22 @@ fn tokens_are_checked_in_the_documented_order(stock: &impl Subject) {
     // Released (cancelled), the order is gone and the token is used.
     assert_eq!(stock.release(1, &[(1, 100)]).unwrap(), 1);
     assert_eq!(r(&[buy(1, 102, 11)], NOW), [USED]);
+    // Unless that order was never made (its write failed): forgotten, the
+    // token buys again; forgetting another order, or another user's,
+    // leaves it as it is.
+    let unmade = |user, order_no| Unmade {
+        user,
+        order_no,
+        request_id: None,
+        token: 33,
+    };
+    stock
+        .forget_unmade(1, &[unmade(3, 999), unmade(4, 301)])
+        .unwrap();
+    assert_eq!(stock.release(1, &[(3, 301)]).unwrap(), 2);
+    assert_eq!(r(&[buy(3, 302, 33)], NOW), [USED]);
+    stock.forget_unmade(1, &[unmade(3, 301)]).unwrap();
+    assert_eq!(r(&[buy(3, 302, 33)], NOW), [Reservation::Reserved]);
     // The limit comes before the token: a holder with a bad one gets
     // their order back.
     assert_eq!(r(&[buy(2, 201, 99)], NOW), [Reservation::Held(200)]);

@@ -7,7 +7,7 @@ use seckill_proto::NO_TOKEN;
 
 use super::stock::{rules, Subject, NOW};
 use crate::store::fixtures::{buy, buyers, LoadNext};
-use crate::store::{Buyer, Closed, Reservation, ReserveRules, SaleState};
+use crate::store::{Buyer, Closed, Reservation, ReserveRules, SaleState, Unmade};
 
 /// A reserve call run twice (a client library resent it after a dropped
 /// connection) answers the second time as the first, and takes nothing more:
@@ -86,10 +86,18 @@ pub(super) fn a_request_id_gets_its_first_order_back_and_only_its_user(stock: &i
     assert_eq!(one(with(9, 901, 0xdef), NOW), Reservation::Reserved);
     // Forgetting names the order: an id naming another is kept; one
     // naming it is forgotten, and its BUY is decided afresh.
-    let rid = id(0xdef).unwrap();
-    stock.forget_requests(1, &[(rid, 9, 999)]).unwrap();
+    let forget = |order_no| {
+        let unmade = Unmade {
+            user: 9,
+            order_no,
+            request_id: id(0xdef),
+            token: NO_TOKEN,
+        };
+        stock.forget_unmade(1, &[unmade]).unwrap()
+    };
+    forget(999);
     assert_eq!(one(with(9, 902, 0xdef), NOW), Reservation::Replayed(901));
-    stock.forget_requests(1, &[(rid, 9, 901)]).unwrap();
+    forget(901);
     assert_eq!(one(with(9, 903, 0xdef), NOW), Reservation::Reserved);
     // After its lifetime the id is forgotten: it is a new BUY.
     let later = NOW + crate::store::REQUEST_ID_TTL_MS;

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use ::redis::Value;
 use seckill_proto::{RequestId, NO_TOKEN};
 use seckill_redis_scripts::{
-    holders, AddCall, ControlCall, ForgetCall, IssueCall, Keys, Load, Mode, Part, ReleaseCall,
-    ReserveBuyer, ReserveCall,
+    self as scripts, holders, AddCall, ControlCall, ForgetCall, IssueCall, Keys, Load, Mode, Part,
+    ReleaseCall, ReserveBuyer, ReserveCall,
 };
 
 use super::buckets::by_bucket;
@@ -20,7 +20,7 @@ use crate::config::AckMode;
 use crate::store::memory::{forget_after, PRUNE_BATCH};
 use crate::store::{
     Buyer, Epoch, GoodsId, Holders, Levels, Loaded, OrderNo, ReserveRules, Reserved, SaleState,
-    StockParts, StockStore, StoreError, UserId, REQUEST_ID_TTL_MS,
+    StockParts, StockStore, StoreError, Unmade, UserId, REQUEST_ID_TTL_MS,
 };
 
 impl RedisStock {
@@ -141,15 +141,11 @@ impl StockStore for RedisStock {
         Ok(self.seen_remaining(goods))
     }
 
-    fn forget_requests(
-        &self,
-        goods: GoodsId,
-        requests: &[(RequestId, UserId, OrderNo)],
-    ) -> Result<(), StoreError> {
+    fn forget_unmade(&self, goods: GoodsId, unmade: &[Unmade]) -> Result<(), StoreError> {
         let k = self.buckets_of(goods);
-        for (bucket, requests) in by_bucket(requests, k, |&(_, user, _)| user) {
+        for (bucket, unmade) in by_bucket(unmade, k, |u| u.user) {
             let keys = self.part_keys(goods, Part::Bucket(bucket));
-            self.forget_part(&keys, &requests)?;
+            self.forget_part(&keys, &unmade)?;
         }
         Ok(())
     }
@@ -362,21 +358,22 @@ impl RedisStock {
         self.not_loaded(goods, result)
     }
 
-    fn forget_part(
-        &self,
-        keys: &Keys,
-        requests: &[(RequestId, UserId, OrderNo)],
-    ) -> Result<(), StoreError> {
-        if requests.is_empty() {
+    fn forget_part(&self, keys: &Keys, unmade: &[Unmade]) -> Result<(), StoreError> {
+        if unmade.is_empty() {
             return Ok(());
         }
-        let triples: Vec<(u128, u64, u64)> = requests
+        let unmade: Vec<scripts::Unmade> = unmade
             .iter()
-            .map(|&(id, user, order_no)| (id.get(), user, order_no))
+            .map(|u| scripts::Unmade {
+                request_id: u.request_id.map_or(0, RequestId::get),
+                user: u.user,
+                order_no: u.order_no,
+                token: u.token,
+            })
             .collect();
-        let call = ForgetCall { requests: &triples };
+        let call = ForgetCall { unmade: &unmade };
         let inv = self.scripts.forget(keys, &call);
-        self.call_effect("forget requests", |con| inv.invoke::<i64>(con))?;
+        self.call_effect("forget unmade orders", |con| inv.invoke::<i64>(con))?;
         Ok(())
     }
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use ::redis::Value;
 use log::warn;
+use seckill_proto::NO_TOKEN;
 use seckill_redis_scripts::{bucket_of, Part, ReceiveCall, SendCall};
 
 use super::super::link::{inconsistent, to_u32};
@@ -12,7 +13,7 @@ use super::super::scripts::stale_epoch;
 use super::super::RedisStock;
 use crate::config::AckMode;
 use crate::store::{
-    Buyer, Epoch, GoodsId, Reservation, ReserveRules, Reserved, StockStore, StoreError,
+    Buyer, Epoch, GoodsId, Reservation, ReserveRules, Reserved, StockStore, StoreError, Unmade,
 };
 
 impl RedisStock {
@@ -95,22 +96,29 @@ impl RedisStock {
         })
     }
 
-    /// Forgets the request ids of these buyers, whose reservations are void
-    /// (made under an older epoch, they are told `busy`): their orders can
-    /// never be written, so a retry must be decided afresh, not told for a
-    /// minute that its order is being written. Only ids that still name
-    /// those orders go. Should this fail, such a retry waits as for any
-    /// order never written (`Sale::forget_if_abandoned`).
+    /// Forgets what names the orders of these buyers, whose reservations
+    /// are void (made under an older epoch, they are told `busy`): their
+    /// orders can never be written, so a retry must be decided afresh, not
+    /// told for a minute that its order is being written, and its token
+    /// must buy again. Only what still names those orders goes. Should this
+    /// fail, such a retry waits as for any order never written
+    /// (`Sale::forget_if_abandoned`).
     pub(in crate::store::redis) fn forget_void(&self, goods: GoodsId, voided: &[&Buyer]) {
-        let ids: Vec<_> = voided
+        let unmade: Vec<Unmade> = voided
             .iter()
-            .filter_map(|b| b.request_id.map(|id| (id, b.user, b.order_no)))
+            .filter(|b| b.request_id.is_some() || b.token != NO_TOKEN)
+            .map(|b| Unmade {
+                user: b.user,
+                order_no: b.order_no,
+                request_id: b.request_id,
+                token: b.token,
+            })
             .collect();
-        if ids.is_empty() {
+        if unmade.is_empty() {
             return;
         }
-        if let Err(e) = StockStore::forget_requests(self, goods, &ids) {
-            warn!("goods {goods}: forgetting the request ids of void reservations: {e}");
+        if let Err(e) = StockStore::forget_unmade(self, goods, &unmade) {
+            warn!("goods {goods}: forgetting the request ids and tokens of void reservations: {e}");
         }
     }
 
