@@ -175,6 +175,35 @@ mod tests {
             total: 9,
         };
         assert_eq!(argv(&add), ["4294967295", "4", "9"]);
+        let forget = ForgetCall {
+            unmade: &[
+                Unmade {
+                    request_id: 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210,
+                    user: 7,
+                    order_no: 700,
+                    token: 0,
+                },
+                Unmade {
+                    request_id: 0,
+                    user: 8,
+                    order_no: 800,
+                    token: 33,
+                },
+            ],
+        };
+        assert_eq!(
+            argv(&forget),
+            [
+                "0123456789abcdeffedcba9876543210",
+                "7",
+                "700",
+                "0",
+                "0",
+                "8",
+                "800",
+                "33"
+            ]
+        );
     }
 
     #[test]
@@ -187,6 +216,7 @@ mod tests {
             CONTROL,
             crate::LOAD,
             crate::FREEZE,
+            FORGET,
         ] {
             let head: Vec<&str> = script.lines().take_while(|l| l.starts_with("--")).collect();
             assert!(head.iter().any(|l| l.contains("KEYS[1]")), "{head:?}");

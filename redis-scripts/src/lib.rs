@@ -30,6 +30,8 @@
 //!                               puts them in place (gone after it)
 //! <prefix>{g<id>}:tokens        hash: purchase token → "user expires_ms",
 //!                               then " order_no" once it reserved a unit
+//!                               (taken off by forget.lua if that order is
+//!                               never made)
 //! <prefix>{g<id>}:token_expiry  sorted set: token → when it may be forgotten
 //!                               (expires_ms plus its lifetime again), so
 //!                               that ISSUE can prune the tokens hash

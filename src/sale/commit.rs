@@ -36,7 +36,7 @@ impl Sale {
                 let reply = store_failure("order store", &e);
                 if !matches!(e, StoreError::Indeterminate(_)) {
                     // Nothing was written: every unit goes back, and every
-                    // request id is free for its BUY's retry.
+                    // request id and token is free for its BUY's retry.
                     metrics::add(&self.metrics.busy, orders.len() as u64);
                     self.release(&orders);
                     self.forget_unmade(batch.iter());
@@ -120,7 +120,9 @@ impl Sale {
     /// an hour that its order is being written, and their tokens' marks, so
     /// that a retry with the same token buys (a token is spent only by a
     /// BUY that makes an order). Best effort: an id left behind is
-    /// forgotten when a retry finds its order long gone (see `buy.rs`).
+    /// forgotten when a retry finds its order long gone (see `buy.rs`); a
+    /// token left marked stays spent (its BUY is told `token_used`, and asks
+    /// for a new one).
     fn forget_unmade<'a>(&self, pending: impl IntoIterator<Item = &'a PendingOrder>) {
         let mut by_goods: BTreeMap<GoodsId, Vec<Unmade>> = BTreeMap::new();
         for p in pending {

@@ -295,8 +295,6 @@ impl StockStore for MemoryStock {
         Ok(Loaded::Now)
     }
 
-    /// Recorded for a goods not loaded yet too: a reconciliation sets the
-    /// controls before its load.
     fn forget_unmade(&self, goods: GoodsId, unmade: &[Unmade]) -> Result<(), StoreError> {
         let stock = self.get(goods)?;
         let mut stock = stock.lock();
@@ -331,6 +329,8 @@ impl StockStore for MemoryStock {
         Ok(())
     }
 
+    /// Recorded for a goods not loaded yet too: a reconciliation sets the
+    /// controls before its load.
     fn control(&self, goods: GoodsId, sale: &SaleState) -> Result<(), StoreError> {
         let stock = Arc::clone(self.goods.write().entry(goods).or_default());
         let mut stock = stock.lock();

@@ -328,6 +328,8 @@ fn tokens_are_checked_in_the_documented_order(stock: &impl Subject) {
     assert_eq!(stock.release(1, &[(3, 301)]).unwrap(), 2);
     assert_eq!(r(&[buy(3, 302, 33)], NOW), [USED]);
     stock.forget_unmade(1, &[unmade(3, 301)]).unwrap();
+    // Its expiry stands.
+    assert_eq!(r(&[buy(3, 302, 33)], expires), [EXPIRED]);
     assert_eq!(r(&[buy(3, 302, 33)], NOW), [Reservation::Reserved]);
     // The limit comes before the token: a holder with a bad one gets
     // their order back.

@@ -230,21 +230,27 @@ fn a_ledger_of_the_epoch_before_is_never_received() {
 }
 
 /// A reservation void by a reconciliation that came between two buckets'
-/// calls is answered `busy`, and its request id is forgotten at once (only
-/// while it still names that order): its order can never be written, and a
-/// retry must be decided afresh, not told for a minute that it is pending.
+/// calls is answered `busy`, and its request id is forgotten at once and
+/// its token's mark taken off (only while they still name that order): its
+/// order can never be written, and a retry must be decided afresh, not told
+/// for a minute that it is pending, nor that its token was used.
 #[test]
 fn a_void_reservations_request_id_is_forgotten() {
     let stock = open(AckMode::Durable);
     let goods = 36;
     stock.split(goods, 2);
     stock.load_next(goods, 10, &[]).unwrap();
+    let now = crate::clock::now_ms();
+    stock
+        .issue_token_at(goods, 7, 77, now + 60_000, now)
+        .unwrap();
     let id = seckill_proto::RequestId::new(0x5eed);
     let buyer = crate::store::Buyer {
         request_id: id,
-        ..crate::store::fixtures::buy(7, 700, seckill_proto::NO_TOKEN)
+        ..crate::store::fixtures::buy(7, 700, 77)
     };
-    let r = stock.reserve(goods, &rules(1), &[buyer]).unwrap();
+    let tokened = crate::store::fixtures::tokened(1, now);
+    let r = stock.reserve(goods, &tokened, &[buyer]).unwrap();
     assert_eq!(r.decisions, [Reservation::Reserved]);
     let bucket = bucket_of(7, 2);
     let keys = stock.part_keys(goods, Part::Bucket(bucket));
@@ -253,14 +259,23 @@ fn a_void_reservations_request_id_is_forgotten() {
         hget.arg(&keys.req).arg(format!("{:032x}", 0x5eed_u128));
         stock.call("hget", |con| hget.query(con)).unwrap()
     };
+    let token = || -> Option<String> {
+        let mut hget = ::redis::cmd("HGET");
+        hget.arg(&keys.tokens).arg(77);
+        stock.call("hget", |con| hget.query(con)).unwrap()
+    };
+    let issued = format!("7 {}", now + 60_000);
     assert_eq!(recorded(), Some("7 700".into()));
-    // Another order's id is not touched.
+    assert_eq!(token(), Some(format!("{issued} 700")));
+    // Another order's id and token are not touched.
     let other = crate::store::Buyer {
         order_no: 701,
         ..buyer
     };
     stock.forget_void(goods, &[&other]);
     assert_eq!(recorded(), Some("7 700".into()));
+    assert_eq!(token(), Some(format!("{issued} 700")));
     stock.forget_void(goods, &[&buyer]);
     assert_eq!(recorded(), None);
+    assert_eq!(token(), Some(issued));
 }
