@@ -301,7 +301,10 @@ impl Sale {
     /// server (it knows) or another (the stock store holds it). A number
     /// the stock store gives may name an order the order store has by now:
     /// written since it was asked (then it is asked again), or cancelled
-    /// by a server that died before it gave the unit back (no order).
+    /// by a server that died before it gave the unit back (no order; the
+    /// goods is repaired, which gives the unit back: the queued BUY path
+    /// does not ask the order store, so nothing else would until a
+    /// reconciliation).
     fn unwritten_status(&self, entry: &Entry, user: UserId) -> Reply {
         let none = || Reply::error(Status::NoOrder, "no order for this user and goods");
         let ask_stock = entry.holders.of(user).is_empty();
@@ -315,6 +318,7 @@ impl Sale {
             Ok(stored) => stored,
             Err(e) => return store_failure("order store", &e),
         };
+        self.repair_if_cancelled_held(entry, user, &stored);
         if stored
             .iter()
             .any(|&(_, state)| state != OrderState::Cancelled)
@@ -331,6 +335,37 @@ impl Sale {
         {
             Some(o) => Reply::Order(o),
             None => none(),
+        }
+    }
+
+    /// Asks for `entry` to be repaired if the stock store still holds, for
+    /// `user`, an order `stored` has as cancelled: its server died between
+    /// the cancel and giving the unit back. Checked against the stock store
+    /// itself, not this server's holders (which may only be a moment
+    /// behind a cancel through another server).
+    fn repair_if_cancelled_held(
+        &self,
+        entry: &Entry,
+        user: UserId,
+        stored: &[(OrderNo, OrderState)],
+    ) {
+        let cancelled = |n: &OrderNo| {
+            stored
+                .iter()
+                .any(|&(s, state)| s == *n && state == OrderState::Cancelled)
+        };
+        if !stored.iter().any(|(n, _)| cancelled(n)) {
+            return;
+        }
+        if let Ok(held) = self.stock.held(entry.id, user) {
+            if held.iter().any(cancelled) {
+                warn!(
+                    "goods {}: user {user} still holds a unit for a cancelled order; reconciling",
+                    entry.id
+                );
+                entry.gate.mark_unsure();
+                self.request_repair(entry);
+            }
         }
     }
 

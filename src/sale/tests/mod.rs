@@ -318,11 +318,18 @@ fn an_order_another_server_queued_is_shown() {
             .insert_orders(std::slice::from_ref(&record))
             .unwrap();
         on.orders.cancel(7, order_no).unwrap();
+        on.queue.0.lock().clear();
+        assert!(sale.repair_requests().try_recv().is_err());
         assert_eq!(sale.order_status(7, goods).status(), Status::NoOrder);
         let Some(listed) = listed(sale).first().map(|o| o.state) else {
             panic!("no order listed")
         };
         assert_eq!(listed, OrderState::Cancelled);
+        // The unit it still held is given back by the repair this asked for.
+        assert_eq!(on.stock.remaining(goods).unwrap(), Some(2));
+        assert_eq!(sale.repair_requests().try_recv(), Ok(goods));
+        sale.repair(goods);
+        assert_eq!(on.stock.remaining(goods).unwrap(), Some(3));
     }
 }
 
