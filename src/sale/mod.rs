@@ -29,6 +29,7 @@ pub mod catalog;
 mod commit;
 mod lifecycle;
 mod order_no;
+mod reads;
 mod reconcile;
 mod reservation;
 #[cfg(test)]
@@ -78,7 +79,7 @@ pub struct Sale {
     /// BUY answers `busy` rather than run a reconciliation itself.
     repairs: (Sender<GoodsId>, Receiver<GoodsId>),
     /// The `queued` mode's oldest queue entry, as last read.
-    queued_goods: lifecycle::QueuedGoods,
+    queued_goods: reads::QueuedGoods,
 }
 
 /// Orders grouped by goods as (user, order number) pairs.
@@ -146,7 +147,7 @@ impl Sale {
             metrics,
             token_ttl_ms: DEFAULT_TOKEN_TTL_MS,
             repairs: crossbeam_channel::bounded(REPAIR_QUEUE),
-            queued_goods: lifecycle::QueuedGoods::default(),
+            queued_goods: reads::QueuedGoods::default(),
         };
         let now = now_ms();
         for goods in sale.orders.goods()? {

@@ -1,0 +1,219 @@
+//! The queued ack mode, and stores another server shares: orders
+//! acknowledged and not yet written, as the order store, the queue and the
+//! stock store each show them.
+
+use super::*;
+
+/// An order written, then cancelled, whose queue entry is not yet
+/// acknowledged: reconciliation counts it from the order store
+/// (cancelled), not from the queue, so its unit stays on sale.
+#[test]
+fn a_cancelled_order_still_queued_holds_no_unit() {
+    let dir = tempfile::tempdir().unwrap();
+    let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+    let goods = orders.add_goods(&lamp(2), None).unwrap().id;
+    let record = |order_no, user_id| created(order_no, user_id, goods);
+    let (cancelled, queued_only) = (record(70, 7), record(80, 8));
+    orders
+        .insert_orders(std::slice::from_ref(&cancelled))
+        .unwrap();
+    orders.cancel(7, 70).unwrap();
+    let queue = Arc::new(TestQueue(Mutex::new(vec![cancelled, queued_only])));
+    let sale = Sale::open(
+        Arc::new(MemoryStock::new()),
+        orders,
+        Some(queue),
+        1,
+        Arc::new(Metrics::default()),
+    )
+    .unwrap();
+    let Reply::Reconciled(drifts) = sale.reconcile_reply(Some(goods)) else {
+        panic!("RECONCILE failed");
+    };
+    // Only the order that is in the queue alone holds a unit.
+    assert_eq!((drifts[0].holders, drifts[0].remaining), (1, 1));
+}
+
+/// Queued mode: a PAY or CANCEL of an order no store has written and this
+/// server does not know (another server acknowledged it, then died before
+/// its drain wrote it) is told to come back while some queue still holds
+/// entries as old as the order, not that there is no such order; with the
+/// queues drained, it has none.
+#[test]
+fn an_order_another_server_queued_is_not_denied() {
+    let dir = tempfile::tempdir().unwrap();
+    let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+    let goods = orders.add_goods(&lamp(2), None).unwrap().id;
+    let made_ms = now_ms();
+    let order_no = crate::sale::order_no::made_at_for_tests(made_ms, 9, 1);
+    let elsewhere = OrderRecord {
+        created_ms: made_ms,
+        ..created(order_no, 7, goods)
+    };
+    let queue = Arc::new(TestQueue(Mutex::new(Vec::new())));
+    let sale = Sale::open(
+        Arc::new(MemoryStock::new()),
+        orders,
+        Some(queue.clone()),
+        1,
+        Arc::new(Metrics::default()),
+    )
+    .unwrap();
+    assert_eq!(sale.pay(7, order_no).status(), Status::NoOrder);
+    // Queued since this server started, by another; the queues are read
+    // again a second after the last reading.
+    queue.0.lock().push(elsewhere);
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    assert_eq!(sale.pay(7, order_no).status(), Status::Busy);
+    assert_eq!(sale.cancel(7, order_no).status(), Status::Busy);
+    // A made-up number from the future, or from over an hour ago, is none.
+    let future = crate::sale::order_no::made_at_for_tests(made_ms + 60_000, 9, 1);
+    assert_eq!(sale.pay(7, future).status(), Status::NoOrder);
+    let old = crate::sale::order_no::made_at_for_tests(made_ms - 3_700_000, 9, 1);
+    assert_eq!(sale.pay(7, old).status(), Status::NoOrder);
+    // Its queue drained (the order written, or never acknowledged).
+    queue.0.lock().clear();
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    assert_eq!(sale.pay(7, order_no).status(), Status::NoOrder);
+}
+
+/// Queued mode: an order another server acknowledged, which the order store
+/// does not have yet and this server never saw, is the user's all the same
+/// through ORDER_STATUS and LIST_ORDERS here: the stock store holds it, and
+/// its goods' queue has entries. Once the order store has it, its answer
+/// stands: cancelled (by a server that died before it gave the unit back),
+/// no order. In the durable mode a holder the order store lacks was never
+/// acknowledged, and is no order.
+#[test]
+fn an_order_another_server_queued_is_shown() {
+    for queued in [true, false] {
+        let on = Shared::new(3, queued);
+        let (sale, goods) = (&on.sale, on.goods);
+        assert_eq!(sale.order_status(7, goods).status(), Status::NoOrder);
+        let record = on.reserved_elsewhere(7);
+        let order_no = record.order_no;
+        on.queue.0.lock().push(record.clone());
+        let listed = |sale: &Sale| match sale.list_orders(7) {
+            Reply::Orders(orders) => orders,
+            other => panic!("LIST_ORDERS answered {other:?}"),
+        };
+        if !queued {
+            assert_eq!(sale.order_status(7, goods).status(), Status::NoOrder);
+            assert!(listed(sale).is_empty());
+            continue;
+        }
+        let status = sale.order_status(7, goods);
+        let Reply::Order(order) = status else {
+            panic!("ORDER_STATUS answered {status:?}")
+        };
+        assert_eq!(
+            (order.order_no, order.user_id, order.goods_id, order.state),
+            (order_no, 7, goods, OrderState::Created)
+        );
+        assert_eq!(listed(sale), vec![order]);
+        assert_eq!(sale.order_status(8, goods).status(), Status::NoOrder);
+        // Written, then cancelled by a server that died before it gave the
+        // unit back: the stock store still holds it, the order store says.
+        on.orders
+            .insert_orders(std::slice::from_ref(&record))
+            .unwrap();
+        on.orders.cancel(7, order_no).unwrap();
+        on.queue.0.lock().clear();
+        assert!(sale.repair_requests().try_recv().is_err());
+        assert_eq!(sale.order_status(7, goods).status(), Status::NoOrder);
+        let Some(listed) = listed(sale).first().map(|o| o.state) else {
+            panic!("no order listed")
+        };
+        assert_eq!(listed, OrderState::Cancelled);
+        // The unit it still held is given back by the repair this asked for.
+        assert_eq!(on.stock.remaining(goods).unwrap(), Some(2));
+        assert_eq!(sale.repair_requests().try_recv(), Ok(goods));
+        sale.repair(goods);
+        assert_eq!(on.stock.remaining(goods).unwrap(), Some(3));
+    }
+}
+
+/// A unit held in the stock store for an order the order store has as
+/// cancelled (the server that cancelled it died before it gave the unit
+/// back), in the durable mode: the buyer's BUY gives the unit back and is
+/// told to come back, not that they already bought; the retry buys afresh.
+/// The queued mode does not ask the order store on the BUY path (it sells
+/// while that store is down): there the unit waits for a reconciliation.
+#[test]
+fn a_cancelled_order_still_holding_its_unit_gives_it_back_at_the_next_buy() {
+    for queued in [false, true] {
+        let on = Shared::new(1, queued);
+        let (sale, goods) = (&on.sale, on.goods);
+        // Another server's order of the one unit, written, then cancelled
+        // in the order store only.
+        let record = on.reserved_elsewhere(7);
+        let order_no = record.order_no;
+        on.orders.insert_orders(&[record]).unwrap();
+        on.orders.cancel(7, order_no).unwrap();
+        assert_eq!(on.stock.remaining(goods).unwrap(), Some(0));
+        if queued {
+            assert_eq!(
+                sale.reserve(goods, &buys(&[7])),
+                [Decision::Answer(Reply::AlreadyBought { order_no })]
+            );
+            assert_eq!(on.stock.remaining(goods).unwrap(), Some(0));
+            continue;
+        }
+        assert_eq!(status(&sale.reserve(goods, &buys(&[7]))), Status::Busy);
+        assert_eq!(on.stock.remaining(goods).unwrap(), Some(1));
+        let again = sale.reserve(goods, &buys(&[7]));
+        assert_ne!(written(again).order().order_no, order_no);
+    }
+}
+
+/// A sale on stores another server shares (SQLite, the stock in memory),
+/// in the queued mode (with a queue the test fills) or the durable one,
+/// with one goods.
+struct Shared {
+    orders: Arc<crate::store::SqliteStore>,
+    stock: Arc<MemoryStock>,
+    queue: Arc<TestQueue>,
+    goods: GoodsId,
+    sale: Sale,
+    _dir: tempfile::TempDir,
+}
+
+impl Shared {
+    fn new(units: u32, queued: bool) -> Shared {
+        let dir = tempfile::tempdir().unwrap();
+        let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+        let goods = orders.add_goods(&lamp(units), None).unwrap().id;
+        let stock = Arc::new(MemoryStock::new());
+        let queue = Arc::new(TestQueue(Mutex::new(Vec::new())));
+        let sale = Sale::open(
+            stock.clone(),
+            orders.clone(),
+            queued.then(|| queue.clone() as Arc<dyn crate::store::OrderQueue>),
+            1,
+            Arc::new(Metrics::default()),
+        )
+        .unwrap();
+        Shared {
+            orders,
+            stock,
+            queue,
+            goods,
+            sale,
+            _dir: dir,
+        }
+    }
+
+    /// Another server's RESERVE of a unit for `user` on the shared stock
+    /// store: the order it is for (of node 9), made now.
+    fn reserved_elsewhere(&self, user: UserId) -> OrderRecord {
+        let now = now_ms();
+        let order_no = crate::sale::order_no::made_at_for_tests(now, 9, 1);
+        let rules = crate::store::fixtures::rules_at(1, now);
+        let buyers = crate::store::fixtures::buyers(&[(user, order_no)]);
+        self.stock.reserve(self.goods, &rules, &buyers).unwrap();
+        OrderRecord {
+            created_ms: now,
+            ..created(order_no, user, self.goods)
+        }
+    }
+}
