@@ -1,7 +1,7 @@
 //! Writing orders: the order writer's batches of [`PendingOrder`]s in the
 //! `durable` mode, and the queue drain's batches in the `queued` mode.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use log::{error, warn};
 use seckill_proto::{OrderState, Reply, RequestId, Status, NO_TOKEN};
@@ -145,44 +145,49 @@ impl Sale {
     /// buyers were told "ok" already, so a failed write is retried by the
     /// caller, never answered. An order the database refuses as a second
     /// order of its user means the stock store had lost that user's first
-    /// order (a Redis restart without persistence): the unit is returned and
-    /// the loss is logged; the user keeps the order the database holds.
+    /// order (a failover to a replica that lacked it, a restart without
+    /// persistence): the loss is logged, and the user keeps the order the
+    /// database holds.
     ///
-    /// Such an order is written as cancelled before its unit is returned:
-    /// its queue entry may be read again (an acknowledgement lost, a crash),
-    /// and by then the user's other order may be gone, so that the order
-    /// would be written live after all, with its unit sold again. Written
-    /// as cancelled, a retry finds it stored and returns nothing twice.
+    /// Such an order is written as cancelled: its queue entry may be read
+    /// again (an acknowledgement lost, a crash), and by then the user's
+    /// other order may be gone, so that the order would be written live
+    /// after all. Its unit is not released but the goods reconciled: the
+    /// stock store may have lost the first order's deduction with its
+    /// holder, and then this unit is that order's, counted sold by the
+    /// database; released, it would be sold twice, and the database does
+    /// not refuse queued orders past the total (their buyers were told
+    /// "ok"). The reconciliation counts what the order store holds.
     pub fn write_queued(&self, orders: &[OrderRecord]) -> Result<(), StoreError> {
         let timing = &self.metrics.timing;
         timing.order_commit(orders.len());
         let written = timing.store_call(StoreCall::Commit, || self.orders.insert_orders(orders))?;
-        let mut unsold = Vec::new();
+        let mut refused = Vec::new();
         for (o, w) in orders.iter().zip(written) {
             if let Written::Duplicate(held) = w {
                 error!(
-                    "queued order {} of user {} for goods {} duplicates order {held}; written as cancelled",
+                    "queued order {} of user {} for goods {} duplicates order {held}; written as cancelled, reconciling the goods",
                     o.order_no, o.user_id, o.goods_id
                 );
-                unsold.push(o);
+                refused.push(OrderRecord {
+                    state: OrderState::Cancelled,
+                    ..o.clone()
+                });
             }
         }
-        let refused: Vec<OrderRecord> = unsold
-            .iter()
-            .map(|&o| OrderRecord {
-                state: OrderState::Cancelled,
-                ..o.clone()
-            })
-            .collect();
         if !refused.is_empty() {
             self.orders.insert_orders(&refused)?;
         }
         metrics::add(&self.metrics.order_batches, 1);
         metrics::add(
             &self.metrics.orders_written,
-            (orders.len() - unsold.len()) as u64,
+            (orders.len() - refused.len()) as u64,
         );
-        self.release(unsold);
+        let goods: BTreeSet<GoodsId> = refused.iter().map(|o| o.goods_id).collect();
+        for entry in goods.into_iter().filter_map(|g| self.catalog.get(g)) {
+            entry.gate.mark_unsure();
+            self.request_repair(&entry);
+        }
         Ok(())
     }
 }

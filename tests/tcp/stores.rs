@@ -268,3 +268,87 @@ fn units_redis_lost_are_never_sold_twice_durable() {
     assert_eq!((drift[0].remaining, drift[0].holders), (0, 5), "{drift:?}");
     assert_eq!(stores.redis_stock(goods), Some(0));
 }
+
+/// The queued mode's twin: Redis loses a buyer's deduction and holder after
+/// the drain wrote the order to MySQL (a failover to a replica that lacked
+/// them). The buyer's second BUY takes the unit Redis counted back, and
+/// MySQL refuses that order as their second: it is written as cancelled,
+/// and its unit must not go back on sale, which would sell the goods'
+/// last unit a second time (MySQL does not refuse queued orders past the
+/// total: their buyers were told "ok" already). The goods is reconciled
+/// instead.
+#[test]
+fn units_redis_lost_are_never_sold_twice_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Backends::new();
+    let server = start(&dir, &stores, "queued");
+    let goods = server.admin().add_goods(on_sale("vase", 5)).unwrap().id;
+    // A second server, which will not have seen user 1's first order.
+    let dir_b = tempfile::tempdir().unwrap();
+    let other = start(&dir_b, &stores, "queued");
+    let mut client = server.client();
+    for user in 1..=5 {
+        assert!(
+            matches!(client.buy(user, goods).unwrap(), Purchase::Ordered(_)),
+            "user {user}"
+        );
+    }
+    stores.wait_written(goods, 5);
+    // User 1's deduction and holder lost.
+    let key = |k: &str| format!("{}{{g{goods}}}:{k}", stores.prefix);
+    let mut redis = stores.redis();
+    redis::cmd("SET")
+        .arg(key("stock"))
+        .arg(1)
+        .query::<()>(&mut *redis)
+        .unwrap();
+    redis::cmd("HDEL")
+        .arg(key("buyers"))
+        .arg(1u64)
+        .query::<()>(&mut *redis)
+        .unwrap();
+    drop(redis);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while other.client().get_goods(goods).unwrap().remaining == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the server never saw Redis's unit"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = match other.client().buy(1, goods).unwrap() {
+        Purchase::Ordered(n) => n,
+        other => panic!("user 1's second BUY was not queued: {other:?}"),
+    };
+    // The drain writes it as cancelled.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !stores.orders().iter().any(|o| o.0 == second && o.3 == 2) {
+        assert!(
+            Instant::now() < deadline,
+            "order {second} never written as cancelled: {:?}",
+            stores.orders()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Past the catalogs' refresh (500 ms), both servers sell from what
+    // Redis says.
+    std::thread::sleep(Duration::from_millis(1200));
+    for user in 6..=9 {
+        let via = if user % 2 == 0 { &server } else { &other };
+        let answer = loop {
+            match via.client().buy(user, goods) {
+                Err(e) if e.is_busy() => std::thread::sleep(Duration::from_millis(20)),
+                other => break other,
+            }
+        };
+        assert!(
+            matches!(answer, Ok(Purchase::SoldOut)),
+            "user {user} after the refused order: {answer:?}"
+        );
+    }
+    assert_eq!(stores.redis_stock(goods), Some(0));
+    let live = stores.orders().iter().filter(|o| o.3 != 2).count();
+    assert_eq!(live, 5, "orders past the stock: {:?}", stores.orders());
+    let drift = server.admin().reconcile(Some(goods)).unwrap();
+    assert_eq!((drift[0].remaining, drift[0].holders), (0, 5), "{drift:?}");
+}
