@@ -146,9 +146,9 @@ pub struct Config {
     /// The database and its tables are created when missing. A
     /// comma-separated list of URLs names the nodes of a MariaDB Galera
     /// cluster, in order of preference: writes go through the first node
-    /// that is Synced, and move to the next when it fails (a plain server
-    /// in a list is used when it answers, with a warning: servers failing
-    /// over on their own between plain servers would part ways).
+    /// that is Synced, and move to the next when it fails. A list with a
+    /// plain (non-Galera) server in it is refused at start: servers
+    /// failing over on their own between plain servers would part ways.
     #[arg(long, value_name = "URL[,URL...]")]
     pub mysql: Option<String>,
 

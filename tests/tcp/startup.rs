@@ -223,3 +223,22 @@ fn a_refused_bind_leaves_no_sqlite_file() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// A `--mysql` list naming a plain (non-Galera) server is refused at start,
+/// naming the node: servers failing over on their own between plain
+/// servers would sell from different order stores. A node that does not
+/// answer is no reason to refuse (it is probed before it is written to).
+#[test]
+fn a_mysql_list_with_a_plain_server_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Backends::new();
+    let plain = stores.mysql_url();
+    let down = format!("mysql://root@127.0.0.1:1/{}", stores.db);
+    let mut flags = stores.args("durable");
+    let at = flags.iter().position(|f| f == "--mysql").unwrap() + 1;
+    flags[at] = format!("{down},{plain}");
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let log = Server::refused(&dir.path().join("unused.db"), &flags);
+    assert!(log.contains("is no Galera node"), "{log}");
+    assert!(!log.contains("127.0.0.1:1 is no Galera"), "{log}");
+}

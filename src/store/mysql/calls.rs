@@ -253,6 +253,11 @@ impl Link {
         changed
     }
 
+    /// Refuses a list of nodes with a plain (non-Galera) server in it.
+    pub(super) fn check_nodes(&self) -> Result<(), StoreError> {
+        self.writer.check_nodes()
+    }
+
     /// Which node the link writes through (an index into its list).
     #[cfg(test)]
     pub(super) fn writer_node(&self) -> usize {

@@ -185,9 +185,10 @@ impl MysqlStore {
     }
 
     /// Creates the database and its tables if they are missing, and checks
-    /// that the tables have the columns this store uses. Can be tried again
-    /// until MySQL answers.
+    /// that the tables have the columns this store uses, and that a list
+    /// names Galera nodes only. Can be tried again until MySQL answers.
     pub fn prepare(&self) -> Result<(), StoreError> {
+        self.link.check_nodes()?;
         // The database may not exist yet: connect without it first.
         let index = self.link.setup("setup", |conn| {
             schema::create(conn, &self.db)?;

@@ -12,8 +12,12 @@
 //!   Synced and ready (`wsrep_local_state` 4, `wsrep_ready` ON). A joiner
 //!   refuses queries ([`super::errors::NOT_READY`]); an rsync SST donor
 //!   blocks writes; a node cut off from the primary component refuses too.
-//!   A node whose server is no Galera node (a plain MySQL) is usable when
-//!   it answers.
+//!   A node of a list whose server is no Galera node (a plain MySQL) is
+//!   never usable: a list of plain servers is no one database, and servers
+//!   that failed over on their own between them would sell from different
+//!   order stores and lease node ids from different `nodes` tables. The
+//!   store's preparation refuses such a list at start
+//!   ([`Writer::check_nodes`]); a node made plain later is passed over.
 //! - *Failover*: a link that broke, or a node that says it is not ready,
 //!   makes the link choose again from the top of the list: a node that only
 //!   closed an idle connection keeps its place; a dead one is passed over.
@@ -22,7 +26,7 @@
 //!   is usable again. Servers that failed over at different moments, or a
 //!   server started after the failure, so meet again on one node. A node
 //!   that rejoined is Synced only once it has caught up (IST or SST).
-//! - *Reads after a switch*: a session on a Galera node sets
+//! - *Reads after a switch*: every session of a list sets
 //!   `wsrep_sync_wait = 1`: each read, and the START TRANSACTION of each
 //!   transaction, first waits until the node has applied every write the
 //!   cluster committed before it. Rows written through the previous node
@@ -109,10 +113,10 @@ impl Writer {
     /// On the first of `nodes` (one or more), nothing opened or probed yet.
     pub(super) fn new(nodes: Vec<Opts>) -> Result<Writer, StoreError> {
         let nodes: Vec<Node> = nodes.into_iter().map(Node::new).collect();
-        let first = nodes
-            .first()
-            .ok_or_else(|| StoreError::Unavailable("mysql: no node".into()))?;
-        let pool = Pool::new(first.opts.clone()).map_err(|e| store_error("pool", &e))?;
+        if nodes.is_empty() {
+            return Err(StoreError::Unavailable("mysql: no node".into()));
+        }
+        let pool = Pool::new(pool_opts(&nodes, 0)).map_err(|e| store_error("pool", &e))?;
         Ok(Writer {
             current: RwLock::new(Current {
                 generation: 0,
@@ -213,7 +217,7 @@ impl Writer {
         let mut c = self.current.write();
         match found {
             Some((i, health)) => {
-                let Ok(pool) = Pool::new(self.nodes[i].pool_opts(&health)) else {
+                let Ok(pool) = Pool::new(pool_opts(&self.nodes, i)) else {
                     return;
                 };
                 // A switch is news; the first choice only says where.
@@ -229,18 +233,6 @@ impl Writer {
                         self.nodes[i]
                     );
                 }
-                // Said at every switch: a list of plain servers is no one
-                // database, and servers that fail over on their own could
-                // write to different ones.
-                if health == Health::Plain && self.nodes.len() > 1 && (!c.chosen || i != c.node) {
-                    log::warn!(
-                        "mysql node {} is no Galera node (wsrep_on is not ON): a --mysql list is \
-                         meant for one Galera cluster; servers failing over on their own between \
-                         plain servers would sell from different order stores and lease node ids \
-                         from different nodes tables",
-                        self.nodes[i]
-                    );
-                }
                 *c = Current {
                     generation: c.generation + 1,
                     node: i,
@@ -251,12 +243,33 @@ impl Writer {
             }
             None if failback => c.failback_at = Instant::now() + FAILBACK_EVERY,
             None => {
-                if let Ok(pool) = Pool::new(self.nodes[c.node].opts.clone()) {
+                if let Ok(pool) = Pool::new(pool_opts(&self.nodes, c.node)) {
                     c.pool = pool;
                     c.generation += 1;
                 }
             }
         }
+    }
+
+    /// Refuses a list with a node that answers and is no Galera node
+    /// (see the module's docs). A node that does not answer now is let
+    /// be: it is probed again before it is ever written through, and then
+    /// passed over if plain. One URL is a plain MySQL or a Galera node,
+    /// either fine.
+    pub(super) fn check_nodes(&self) -> Result<(), StoreError> {
+        if self.nodes.len() < 2 {
+            return Ok(());
+        }
+        for node in &self.nodes {
+            if let Ok(Health::Plain) = probe(node) {
+                return Err(StoreError::Inconsistent(format!(
+                    "mysql node {node} is no Galera node (wsrep_on is not ON): a --mysql list \
+                     names the nodes of one Galera cluster; servers failing over on their own \
+                     between plain servers would sell from different order stores"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Which node it writes through (an index into the list).
@@ -269,6 +282,18 @@ impl Writer {
     pub(super) fn generation(&self) -> u64 {
         self.current.read().generation
     }
+}
+
+/// The connection options of a pool on node `i` of `nodes`: with the sync
+/// wait in a list, as every node of a list is a Galera node.
+fn pool_opts(nodes: &[Node], i: usize) -> Opts {
+    let opts = nodes[i].opts.clone();
+    if nodes.len() < 2 {
+        return opts;
+    }
+    let mut init = opts.get_init();
+    init.push(SYNC_WAIT.to_string());
+    OptsBuilder::from_opts(opts).init(init).into()
 }
 
 /// One node of the list.
@@ -287,17 +312,6 @@ impl Node {
             .into();
         Node { opts, server }
     }
-
-    /// The connection options of a pool on this node: with the sync wait
-    /// when it is a Galera node in a list.
-    pub(super) fn pool_opts(&self, health: &Health) -> Opts {
-        if *health != Health::Galera {
-            return self.opts.clone();
-        }
-        let mut init = self.opts.get_init();
-        init.push(SYNC_WAIT.to_string());
-        OptsBuilder::from_opts(self.opts.clone()).init(init).into()
-    }
 }
 
 impl fmt::Display for Node {
@@ -312,10 +326,11 @@ impl fmt::Display for Node {
     }
 }
 
-/// What a probe found.
+/// What a probe found. Probes are made only where a list names several
+/// nodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Health {
-    /// Answers, and is no Galera node.
+    /// Answers, and is no Galera node: no place to write in a list.
     Plain,
     /// A Galera node, Synced and ready.
     Galera,
@@ -325,7 +340,7 @@ pub(super) enum Health {
 
 impl Health {
     pub(super) fn usable(&self) -> bool {
-        !matches!(self, Health::NotReady(_))
+        *self == Health::Galera
     }
 }
 

@@ -1,6 +1,6 @@
-//! The writer's choice against real servers: the test MariaDB behind a
-//! proxy that can be cut (a node killed and started again), and the
-//! 3-node Galera cluster of `scripts/cluster/galera.sh`.
+//! The writer's choice against real servers: the 3-node Galera cluster of
+//! `scripts/cluster/galera.sh`, a node behind a proxy that can be cut (a
+//! node killed and started again), and the test MariaDB, a plain server.
 
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,13 +43,37 @@ fn the_nodes_of_a_list_must_name_one_database() {
 }
 
 #[test]
-fn a_plain_mariadb_is_usable_and_gets_no_sync_wait() {
+fn a_plain_mariadb_is_no_place_to_write_in_a_list() {
     let db = TestDb::new();
     let node = Node::new(Opts::from_url(db.url()).unwrap());
     let health = probe(&node).expect("the test server answers");
     assert_eq!(health, Health::Plain);
-    assert!(health.usable());
-    assert_eq!(node.pool_opts(&health).get_init(), node.opts.get_init());
+    assert!(!health.usable());
+}
+
+#[test]
+fn a_list_with_a_plain_node_is_refused_at_start() {
+    use crate::store::mysql::MysqlStore;
+    let db = TestDb::new();
+    let down = format!("mysql://root@127.0.0.1:1/{}", db.name());
+    let store = MysqlStore::new(&format!("{down},{}", db.url())).unwrap();
+    let refused = store.prepare();
+    assert!(
+        matches!(&refused, Err(StoreError::Inconsistent(m)) if m.contains("no Galera node")),
+        "{refused:?}"
+    );
+    // One URL of a plain server is fine.
+    MysqlStore::new(db.url()).unwrap().prepare().unwrap();
+}
+
+#[test]
+fn a_galera_list_with_a_node_down_is_accepted_at_start() {
+    use crate::store::mysql::MysqlStore;
+    let nodes = galera();
+    let db = TestDb::on(nodes[0]);
+    let down = format!("mysql://root@127.0.0.1:1/{}", db.name());
+    let store = MysqlStore::new(&format!("{down},{}/{}", nodes[1], db.name())).unwrap();
+    store.prepare().unwrap();
 }
 
 #[test]
@@ -159,16 +183,18 @@ fn with_table(db: &TestDb) {
 
 #[test]
 fn a_list_fails_over_to_the_next_node_and_back_to_the_first() {
-    let db = TestDb::new();
+    let nodes = galera();
+    let db = TestDb::on(nodes[0]);
     with_table(&db);
-    let direct = node_opts(db.url()).unwrap().0;
+    let url = |i: usize| format!("{}/{}", nodes[i], db.name());
+    let first = node_opts(&url(0)).unwrap().0;
     let upstream = SocketAddr::new(
-        direct.get_ip_or_hostname().parse().expect("an IP address"),
-        direct.get_tcp_port(),
+        first.get_ip_or_hostname().parse().expect("an IP address"),
+        first.get_tcp_port(),
     );
     let mut proxy = Proxy::start(0, upstream);
-    let direct = via(db.url(), direct.get_tcp_port());
-    let link = Link::to_nodes(vec![via(db.url(), proxy.port), direct]).unwrap();
+    let second = node_opts(&url(1)).unwrap().0;
+    let link = Link::to_nodes(vec![via(&url(0), proxy.port), second]).unwrap();
     let node = |link: &Link| link.writer_node();
 
     link.call("t", Call::IDEMPOTENT, insert(1)).unwrap();
@@ -188,10 +214,12 @@ fn a_list_fails_over_to_the_next_node_and_back_to_the_first() {
     std::thread::sleep(FAILBACK_EVERY);
     link.call("t", Call::IDEMPOTENT, insert(4)).unwrap();
     assert_eq!(node(&link), 0, "failed back");
-    let rows: u64 = db
-        .conn()
-        .query_first("SELECT COUNT(*) FROM t")
-        .unwrap()
+    // Through the link, whose sessions wait for the cluster: the rows
+    // written through the second node are seen on the first.
+    let rows: u64 = link
+        .call("t", Call::IDEMPOTENT, |conn| {
+            Ok(conn.query_first("SELECT COUNT(*) FROM t")?.unwrap_or(0))
+        })
         .unwrap();
     assert_eq!(rows, 4);
     assert!(!link.outage.is_down());
