@@ -27,8 +27,14 @@ impl Sale {
         let timing = &self.metrics.timing;
         timing.order_commit(orders.len());
         let written = match timing.store_call(StoreCall::Commit, || {
-            self.orders
-                .commit_requested_orders(&orders, &epochs, &requests)
+            // The request ids go with the orders only for a stock store that
+            // forgets them at a restart.
+            if self.stock.forgets_requests() {
+                self.orders
+                    .commit_requested_orders(&orders, &epochs, &requests)
+            } else {
+                self.orders.commit_orders(&orders, &epochs)
+            }
         }) {
             Ok(written) => written,
             Err(e) => {

@@ -155,8 +155,10 @@ impl Sale {
             sale.catalog.insert(&goods, 0);
             // The BUYs' request ids, where the order store keeps them for a
             // stock store that starts empty: a repeat gets its order.
-            let kept = sale.orders.kept_requests(goods.id, now)?;
-            sale.stock.restore_requests(goods.id, &kept)?;
+            if sale.stock.forgets_requests() {
+                let kept = sale.orders.kept_requests(goods.id, now)?;
+                sale.stock.restore_requests(goods.id, &kept)?;
+            }
         }
         for drift in sale.reconcile(None)? {
             if !drift.is_in_step() {

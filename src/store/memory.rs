@@ -316,6 +316,10 @@ impl StockStore for MemoryStock {
         Ok(())
     }
 
+    fn forgets_requests(&self) -> bool {
+        true
+    }
+
     fn restore_requests(&self, goods: GoodsId, kept: &[KeptRequest]) -> Result<(), StoreError> {
         let stock = Arc::clone(self.goods.write().entry(goods).or_default());
         let mut stock = stock.lock();

@@ -516,11 +516,19 @@ pub trait StockStore: Send + Sync {
     /// cheap read, for refreshing what the catalog shows.
     fn remaining(&self, goods: GoodsId) -> Result<Option<u32>, StoreError>;
 
+    /// Whether the store starts empty, its BUYs' request ids forgotten, at
+    /// each start of its server (memory): the order store then keeps them
+    /// for it (`OrderStore::commit_requested_orders`), and gives them back
+    /// at start. A store that keeps its own (Redis) needs no such copy.
+    fn forgets_requests(&self) -> bool {
+        false
+    }
+
     /// Takes back the request ids an order store kept of a goods
     /// (`OrderStore::kept_requests`) after a restart: each names the
     /// order its BUY made, until its `forget_at_ms`. An id the store knows
-    /// already is left as it is. A store that keeps its own ids through a
-    /// restart (Redis) has nothing to take.
+    /// already is left as it is. Asked only of a store that
+    /// [forgets them](Self::forgets_requests).
     fn restore_requests(&self, goods: GoodsId, kept: &[KeptRequest]) -> Result<(), StoreError> {
         let _ = (goods, kept);
         Ok(())
