@@ -173,3 +173,19 @@ CREATE TABLE IF NOT EXISTS goods_requests (
     goods_id   BIGINT UNSIGNED NOT NULL,
     PRIMARY KEY (request_id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
+
+-- The client request ids of BUYs, kept only for a stock store in process
+-- memory (no --redis), which starts empty: at start they are given back to
+-- it from here, so a repeat of a BUY after a restart gets its order. Written
+-- in the orders' own transaction, kept as long as a stock store remembers
+-- one (an hour), then pruned by the order writer. With Redis, which keeps
+-- its own, the table stays empty. Per goods, as the stock stores keep them.
+CREATE TABLE IF NOT EXISTS buy_requests (
+    goods_id     BIGINT UNSIGNED NOT NULL,
+    request_id   BINARY(16)      NOT NULL,
+    user_id      BIGINT UNSIGNED NOT NULL,
+    order_no     BIGINT UNSIGNED NOT NULL,
+    forget_at_ms BIGINT UNSIGNED NOT NULL,
+    PRIMARY KEY (goods_id, request_id),
+    KEY buy_requests_due (forget_at_ms)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;

@@ -5,7 +5,7 @@
 
 use seckill_proto::{Reply, Request, RequestId, Status, NO_TOKEN};
 
-use crate::harness::{on_sale, stored_orders, Got, Raw, Server};
+use crate::harness::{on_sale, stored_orders, Backends, Got, Raw, Server};
 
 const BUY_REPLY: u8 = 0xa0;
 
@@ -110,17 +110,18 @@ fn a_buy_with_a_request_id_is_answered_as_one_without() {
     assert_eq!(stored, expected);
 }
 
-/// The embedded stores: a BUY's request id outlives a kill -9 and a
-/// restart (the stock in memory starts empty; the SQLite file kept the id
-/// with the order). With a purchase limit of 3, a repeat that had forgotten
-/// its id would buy a second unit.
-#[test]
-fn a_request_id_gets_its_order_after_a_restart_of_the_embedded_server() {
+/// A BUY's request id outlives a kill -9 and a restart where the stock is
+/// in memory (it starts empty; the order store kept the id with the
+/// order). With a purchase limit of 3, a repeat that had forgotten its id
+/// would buy a second unit. `start` starts the server on the same stores
+/// each time; `orders_of_7` reads user 7's stored order numbers.
+fn a_request_id_gets_its_order_after_a_restart(
+    start: impl Fn() -> Server,
+    orders_of_7: impl Fn() -> Vec<u64>,
+) {
     use seckill_client::Purchase;
     use seckill_proto::SaleRules;
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("ids.db");
-    let server = Server::start(&data, &[]);
+    let server = start();
     let mut lamp = on_sale("lamp", 10);
     lamp.rules = SaleRules {
         per_user_limit: 3,
@@ -133,7 +134,7 @@ fn a_request_id_gets_its_order_after_a_restart_of_the_embedded_server() {
         panic!("the first BUY made no order")
     };
     server.kill();
-    let server = Server::start(&data, &[]);
+    let server = start();
     let again = server.client().buy_with_request_id(7, goods, id).unwrap();
     assert_eq!(again, Purchase::Ordered(first));
     // Another id is another purchase, as ever.
@@ -147,10 +148,42 @@ fn a_request_id_gets_its_order_after_a_restart_of_the_embedded_server() {
     };
     assert_ne!(second, first);
     drop(server);
-    let mine: Vec<u64> = stored_orders(&data)
-        .into_iter()
-        .filter(|o| o.1 == 7)
-        .map(|o| o.0)
-        .collect();
+    let mine = orders_of_7();
     assert_eq!(mine.len(), 2, "{mine:?}");
+}
+
+/// The embedded stores: the SQLite file keeps the ids.
+#[test]
+fn a_request_id_gets_its_order_after_a_restart_of_the_embedded_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ids.db");
+    a_request_id_gets_its_order_after_a_restart(
+        || Server::start(&data, &[]),
+        || {
+            stored_orders(&data)
+                .into_iter()
+                .filter(|o| o.1 == 7)
+                .map(|o| o.0)
+                .collect()
+        },
+    );
+}
+
+/// Stock in memory, orders in MySQL (no --redis): MySQL keeps the ids.
+#[test]
+fn a_request_id_gets_its_order_after_a_restart_with_stock_in_memory_and_mysql() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Backends::new();
+    let url = stores.mysql_url();
+    a_request_id_gets_its_order_after_a_restart(
+        || Server::start(&dir.path().join("unused.db"), &["--mysql", &url]),
+        || {
+            stores
+                .orders()
+                .into_iter()
+                .filter(|o| o.1 == 7)
+                .map(|o| o.0)
+                .collect()
+        },
+    );
 }

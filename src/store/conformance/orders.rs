@@ -42,6 +42,12 @@ pub(super) trait Backend {
     /// Makes `id` the next goods id; `false` if the database cannot issue
     /// such an id (SQLite's ids end at `i64::MAX`).
     fn next_goods_id(&self, id: GoodsId) -> bool;
+
+    /// Puts in a request id of `goods` due long ago, by hand.
+    fn add_due_request(&self, goods: GoodsId);
+
+    /// The request ids kept, of every goods, due or not.
+    fn kept_rows(&self) -> u64;
 }
 
 pub(super) struct Sqlite {
@@ -82,6 +88,23 @@ impl Backend for Sqlite {
     fn next_goods_id(&self, _: GoodsId) -> bool {
         false
     }
+
+    fn add_due_request(&self, goods: GoodsId) {
+        let conn = rusqlite::Connection::open(self.path()).expect("open the file");
+        conn.execute(
+            "INSERT INTO buy_requests VALUES (?1, x'00000000000000000000000000000009', 9, 900, 1)",
+            [goods as i64],
+        )
+        .expect("a due request id");
+    }
+
+    fn kept_rows(&self) -> u64 {
+        let conn = rusqlite::Connection::open(self.path()).expect("open the file");
+        conn.query_row("SELECT COUNT(*) FROM buy_requests", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .expect("a count") as u64
+    }
 }
 
 pub(super) struct Mysql {
@@ -111,6 +134,24 @@ impl Backend for Mysql {
         let sql = format!("ALTER TABLE goods AUTO_INCREMENT = {id}");
         conn.query_drop(sql).expect("set the next goods id");
         true
+    }
+
+    fn add_due_request(&self, goods: GoodsId) {
+        self.db
+            .conn()
+            .exec_drop(
+                "INSERT INTO buy_requests VALUES (?, x'00000000000000000000000000000009', 9, 900, 1)",
+                (goods,),
+            )
+            .expect("a due request id");
+    }
+
+    fn kept_rows(&self) -> u64 {
+        self.db
+            .conn()
+            .query_first("SELECT COUNT(*) FROM buy_requests")
+            .expect("a count")
+            .unwrap_or(0)
     }
 }
 
@@ -437,7 +478,95 @@ fn a_request_id_names_one_goods_across_a_restart<B: Backend>() {
     assert_eq!(store.added_by(other).unwrap(), Some(second));
 }
 
+/// The request ids of BUYs are kept with the orders written, not with
+/// those refused (here a user's second live order, limit 1), until due.
+fn request_ids_are_kept_with_the_orders_written_until_due<B: Backend>() {
+    use crate::clock::now_ms;
+    use crate::store::{KeptRequest, REQUEST_ID_TTL_MS};
+    let backend = B::new();
+    let store = backend.open();
+    let goods = store.add_goods(&new_goods(5), None).unwrap().id;
+    let order = |order_no, user_id| OrderRecord {
+        order_no,
+        user_id,
+        goods_id: goods,
+        state: OrderState::Created,
+        created_ms: 1,
+        pay_by_ms: u64::MAX,
+    };
+    let id = |n| RequestId::new(n);
+    let begun = now_ms();
+    let written = store
+        .commit_requested_orders(
+            &[order(100, 1), order(101, 1), order(200, 2), order(300, 3)],
+            &[],
+            &[id(1), id(2), None, id(4)],
+        )
+        .unwrap();
+    assert!(matches!(written[1], Written::Duplicate(100)), "{written:?}");
+    let mut kept = store.kept_requests(goods, begun).unwrap();
+    kept.sort_by_key(|k| k.order_no);
+    let due = |k: &KeptRequest| k.forget_at_ms;
+    assert!(kept
+        .iter()
+        .all(|k| (begun + REQUEST_ID_TTL_MS..=now_ms() + REQUEST_ID_TTL_MS).contains(&due(k))));
+    let named: Vec<_> = kept
+        .iter()
+        .map(|k| (k.request_id, k.user, k.order_no))
+        .collect();
+    assert_eq!(
+        named,
+        vec![(id(1).unwrap(), 1, 100), (id(4).unwrap(), 3, 300)]
+    );
+    assert_eq!(store.kept_requests(goods + 1, begun).unwrap(), vec![]);
+    // Kept per goods: the same id (wrongly) used for another goods names
+    // an order of each.
+    let other = store.add_goods(&new_goods(5), None).unwrap().id;
+    store
+        .commit_requested_orders(
+            &[OrderRecord {
+                goods_id: other,
+                ..order(600, 1)
+            }],
+            &[],
+            &[id(1)],
+        )
+        .unwrap();
+    let first_of = |goods| {
+        store
+            .kept_requests(goods, begun)
+            .unwrap()
+            .into_iter()
+            .find(|k| Some(k.request_id) == id(1))
+            .map(|k| k.order_no)
+    };
+    assert_eq!((first_of(goods), first_of(other)), (Some(100), Some(600)));
+    // Past their time: not given back; and one already due (put there by
+    // hand) is pruned by the next write.
+    let later = now_ms() + REQUEST_ID_TTL_MS + 1;
+    assert_eq!(store.kept_requests(goods, later).unwrap(), vec![]);
+    assert_eq!(backend.kept_rows(), 3);
+    backend.add_due_request(goods);
+    assert_eq!(backend.kept_rows(), 4);
+    store
+        .commit_requested_orders(&[order(500, 5)], &[], &[id(5)])
+        .unwrap();
+    assert_eq!(
+        backend.kept_rows(),
+        4,
+        "the due one pruned, the new one kept"
+    );
+    let ids: Vec<_> = store
+        .kept_requests(goods, begun)
+        .unwrap()
+        .iter()
+        .map(|k| k.order_no)
+        .collect();
+    assert!(!ids.contains(&900) && ids.contains(&500), "{ids:?}");
+}
+
 per_backend!(
+    request_ids_are_kept_with_the_orders_written_until_due,
     a_request_id_names_one_goods_across_a_restart,
     goods_are_added_listed_and_restocked,
     a_big_batch_is_stored_in_chunks_and_a_retry_doubles_nothing,

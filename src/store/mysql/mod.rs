@@ -52,13 +52,15 @@ use self::rows::{
 use self::schema::GoodsIndex;
 use super::batch::per_goods;
 use super::{
-    batch, Epoch, GoodsId, GoodsRecord, OrderNo, OrderRecord, OrderStore, SaleChange, Settle,
-    Settled, StoreError, UserId, Written,
+    batch, Epoch, GoodsId, GoodsRecord, KeptRequest, OrderNo, OrderRecord, OrderStore, SaleChange,
+    Settle, Settled, StoreError, UserId, Written,
 };
+use crate::clock::now_ms;
 
 mod calls;
 mod errors;
 mod nodes;
+mod requests;
 mod rows;
 mod schema;
 #[cfg(test)]
@@ -215,6 +217,10 @@ impl MysqlStore {
         self.link.call("schema check", Call::IDEMPOTENT, |conn| {
             conn.query_drop(format!("SELECT {GOODS_COLUMNS} FROM goods LIMIT 0"))?;
             conn.query_drop(format!("SELECT {NODE_COLUMNS} FROM nodes LIMIT 0"))?;
+            conn.query_drop(
+                "SELECT goods_id, request_id, user_id, order_no, forget_at_ms \
+                 FROM buy_requests LIMIT 0",
+            )?;
             let orders = format!("SELECT id, live_slot, {ORDER_COLUMNS} FROM orders LIMIT 0");
             Ok(conn.query_drop(orders)?)
         })
@@ -336,6 +342,31 @@ impl OrderStore for MysqlStore {
         self.link.call("insert orders", Call::ORDERS, |conn| {
             batch::write(conn, orders, epochs)
         })
+    }
+
+    /// The ids of the orders stored, in the same transaction (see
+    /// [`requests`]); only for a stock store in memory, so one server.
+    fn commit_requested_orders(
+        &self,
+        orders: &[OrderRecord],
+        epochs: &[Epoch],
+        requests: &[Option<RequestId>],
+    ) -> Result<Vec<Written>, StoreError> {
+        if orders.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.link.call("insert orders", Call::ORDERS, |conn| {
+            let written = batch::write(conn, orders, epochs)?;
+            requests::keep(conn, orders, &written, requests, now_ms())?;
+            Ok(written)
+        })
+    }
+
+    fn kept_requests(&self, goods: GoodsId, now_ms: u64) -> Result<Vec<KeptRequest>, StoreError> {
+        self.link
+            .call("kept request ids", Call::IDEMPOTENT, |conn| {
+                requests::kept(conn, goods, now_ms)
+            })
     }
 
     /// Issuing an epoch twice (a retry after a COMMIT whose reply was lost)

@@ -28,11 +28,12 @@ fn count(db: &TestDb, sql: &str) -> u64 {
 #[test]
 fn the_schema_sql_yields_its_create_tables() {
     let ddl = table_ddl(SCHEMA);
-    assert_eq!(ddl.len(), 4, "{ddl:#?}");
+    assert_eq!(ddl.len(), 5, "{ddl:#?}");
     assert!(ddl[0].starts_with("CREATE TABLE IF NOT EXISTS goods"));
     assert!(ddl[1].starts_with("CREATE TABLE IF NOT EXISTS orders"));
     assert!(ddl[2].starts_with("CREATE TABLE IF NOT EXISTS nodes"));
     assert!(ddl[3].starts_with("CREATE TABLE IF NOT EXISTS goods_requests"));
+    assert!(ddl[4].starts_with("CREATE TABLE IF NOT EXISTS buy_requests"));
 }
 
 #[test]
