@@ -125,8 +125,17 @@ pub(crate) fn choose(rows: &[NodeRow], claim: &NodeClaim) -> Choice {
             }
         }
     };
-    let floor_ms = row(node_id).map_or(0, |r| r.until_ms);
     let lease_ms = u64::try_from(claim.lease.as_millis()).unwrap_or(u64::MAX);
+    let floor_ms = match row(node_id) {
+        None => 0,
+        // This holder's own claim, whose reply was lost: it wrote a limit
+        // of at least a lease above the floor it was given (see below),
+        // and no number was made under it. That floor again, so that the
+        // numbers do not start a lease in the future; still above every
+        // number of the id's previous holder.
+        Some(r) if r.holder == claim.holder => r.until_ms.saturating_sub(lease_ms),
+        Some(r) => r.until_ms,
+    };
     Choice::Take {
         lease: Lease {
             node_id,
@@ -227,12 +236,13 @@ mod tests {
     }
 
     /// A claim retried after its reply was lost finds its own lease and
-    /// takes it again, rather than a second id.
+    /// takes it again, rather than a second id, from the floor the lost
+    /// claim was given (its limit less a lease), not from that limit.
     #[test]
     fn a_holder_gets_its_own_id_again() {
-        let rows = [row(0, 0, 0, 10), row(2, 9, 1000, 40)];
-        assert_eq!(taken(choose(&rows, &claim(None, 9))), (2, 40, true));
-        assert_eq!(taken(choose(&rows, &claim(Some(2), 9))), (2, 40, true));
+        let rows = [row(0, 0, 0, 10), row(2, 9, 1000, 40_040)];
+        assert_eq!(taken(choose(&rows, &claim(None, 9))), (2, 10_040, true));
+        assert_eq!(taken(choose(&rows, &claim(Some(2), 9))), (2, 10_040, true));
     }
 
     /// The new limit leaves a lease's worth of room above the floor, even

@@ -107,18 +107,38 @@ fn two_servers_lease_different_ids_and_a_live_one_is_not_taken<B: Backend>() {
     assert_eq!(leased(claim(&b, None, 4, LONG, now)).node_id, 2);
 }
 
-/// A claim retried after its reply was lost finds its own lease.
+/// A claim retried after its reply was lost finds its own lease, and
+/// starts from the floor the lost claim was given: above the previous
+/// holder's numbers, and not a lease in the future (the lost claim's
+/// limit), where the numbers' timestamps would be off by a lease.
 fn a_holder_claiming_again_keeps_its_id<B: Backend>() {
     let db = B::new();
-    let a = db.open();
+    let (a, b) = (db.open(), db.open());
     let now = now_ms();
-    assert_eq!(leased(claim(&a, None, 1, LONG, now)).node_id, 0);
-    let again = leased(claim(&a, None, 1, LONG, now + 5));
+    // Asking, as a server does, for a lease's worth of numbers from now.
+    assert_eq!(leased(claim(&a, None, 1, LONG, now + 30_000)).node_id, 0);
+    let again = leased(claim(&a, None, 1, LONG, now + 30_005));
     assert_eq!(again.node_id, 0);
     assert!(
-        again.floor_ms >= now,
-        "the first claim's limit is the floor"
+        again.floor_ms <= now,
+        "a floor of {} is in the future",
+        again.floor_ms
     );
+    // An id taken over from a holder whose lease ran out, the claim
+    // retried: the previous holder's limit stays the floor.
+    let old_until = now + 60_000;
+    assert_eq!(leased(claim(&b, Some(5), 2, SHORT, old_until)).node_id, 5);
+    std::thread::sleep(SHORT * 2);
+    let taken = leased(claim(&a, Some(5), 3, SHORT, now_ms()));
+    assert_eq!(taken.floor_ms, old_until);
+    let retried = leased(claim(&a, Some(5), 3, SHORT, now_ms()));
+    assert_eq!(
+        (retried.node_id, retried.floor_ms),
+        (5, old_until),
+        "not the lost claim's limit, {}",
+        taken.until_ms
+    );
+    assert!(retried.until_ms >= taken.until_ms);
 }
 
 /// A server killed without a clean stop: its id is taken over once the
