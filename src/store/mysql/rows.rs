@@ -121,6 +121,11 @@ pub(super) fn give_back_live(
     goods: GoodsId,
     orders: u64,
 ) -> ::mysql::Result<()> {
+    // Signed, as add_live's delta: an unsigned parameter would make MySQL
+    // subtract unsigned, and a count below `orders` (one undercounted by an
+    // older server) would fail the statement (1690, out of range) instead
+    // of stopping at 0, and with it every cancel and expiry sweep.
+    let orders = i64::try_from(orders).unwrap_or(i64::MAX);
     conn.exec_drop(
         "UPDATE goods SET live_orders = GREATEST(CAST(live_orders AS SIGNED) - ?, 0)
          WHERE id = ?",

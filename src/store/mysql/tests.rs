@@ -92,6 +92,36 @@ fn open_fails_as_unavailable_when_nothing_listens() {
     }
 }
 
+/// A goods whose count of live orders is below its live orders (an older
+/// server undercounted it): a cancel and an expiry sweep stop the count at
+/// 0, rather than fail on an unsigned subtraction (MySQL's 1690) for good.
+#[test]
+fn an_undercounted_goods_still_cancels_and_expires() {
+    let db = TestDb::new();
+    let store = open(&db);
+    let g = store.add_goods(&new_goods(5), None).unwrap().id;
+    let due = |no, user| crate::store::OrderRecord {
+        pay_by_ms: 10,
+        ..order(no, user, g)
+    };
+    let written = store
+        .commit_orders(&[order(1, 1, g), due(2, 2), due(3, 3)], &[])
+        .unwrap();
+    assert_eq!(written, [Written::Stored; 3]);
+    db.conn()
+        .exec_drop("UPDATE goods SET live_orders = 0 WHERE id = ?", (g,))
+        .unwrap();
+    let cancelled = store.cancel(1, 1).unwrap().expect("order 1");
+    assert!(cancelled.cancelled_now);
+    let expired = store.expire_due(1_000, 10).unwrap();
+    assert_eq!(expired.len(), 2);
+    let live = count(
+        &db,
+        &format!("SELECT live_orders FROM goods WHERE id = {g}"),
+    );
+    assert_eq!(live, 0);
+}
+
 #[test]
 fn a_restock_saturates_at_u32_max() {
     let db = TestDb::new();
