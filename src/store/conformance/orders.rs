@@ -451,6 +451,45 @@ fn sale_controls_are_saved<B: Backend>() {
         store.save_sale(g + 1, SaleChange::Resume),
         Err(StoreError::UnknownGoods(_))
     ));
+    // Ends beyond i64::MAX (a window "forever", as the web console makes
+    // it) are moved to the clock too.
+    let far = store
+        .save_sale(
+            g,
+            SaleChange::Window {
+                start_ms: u64::MAX - 1,
+                end_ms: u64::MAX,
+            },
+        )
+        .unwrap();
+    assert_eq!((far.start_ms, far.end_ms), (u64::MAX - 1, u64::MAX));
+    let ended = store.save_sale(g, SaleChange::End { now_ms: 7 }).unwrap();
+    assert_eq!((ended.start_ms, ended.end_ms), (7, 7));
+}
+
+/// An order payable until u64::MAX (a payment window "forever" saturates
+/// there) is never due; one due is.
+fn only_due_orders_expire_whatever_their_deadline<B: Backend>() {
+    let db = B::new();
+    let store = db.open();
+    let g = goods(&store, 5);
+    let payable_until = |no, user, pay_by_ms| OrderRecord {
+        pay_by_ms,
+        ..order(no, user, g)
+    };
+    let orders = [
+        payable_until(1, 1, u64::MAX),
+        payable_until(2, 2, 1 << 63),
+        payable_until(3, 3, 500),
+    ];
+    store.commit_orders(&orders, &[]).unwrap();
+    let expired: Vec<OrderNo> = store
+        .expire_due(1_000, 10)
+        .unwrap()
+        .iter()
+        .map(|o| o.order_no)
+        .collect();
+    assert_eq!(expired, [3]);
 }
 
 /// ADD_GOODS under a request id: the id is kept with the goods, a second
@@ -566,6 +605,7 @@ fn request_ids_are_kept_with_the_orders_written_until_due<B: Backend>() {
 }
 
 per_backend!(
+    only_due_orders_expire_whatever_their_deadline,
     request_ids_are_kept_with_the_orders_written_until_due,
     a_request_id_names_one_goods_across_a_restart,
     goods_are_added_listed_and_restocked,

@@ -397,8 +397,12 @@ impl OrderStore for SqliteStore {
                      sale_version = sale_version + 1 WHERE id = ?3",
                     params![change == SaleChange::Pause, now, to_sql(goods)],
                 )?,
+                // The smaller as unsigned numbers: a u64 past i64::MAX is
+                // stored negative (rows.rs), and the clock never is.
                 SaleChange::End { now_ms } => conn.execute(
-                    "UPDATE goods SET start_ms = MIN(start_ms, ?1), end_ms = MIN(end_ms, ?1),
+                    "UPDATE goods SET
+                     start_ms = CASE WHEN start_ms BETWEEN 0 AND ?1 THEN start_ms ELSE ?1 END,
+                     end_ms = CASE WHEN end_ms BETWEEN 0 AND ?1 THEN end_ms ELSE ?1 END,
                      updated_ms = ?2, sale_version = sale_version + 1 WHERE id = ?3",
                     params![to_sql(now_ms), now, to_sql(goods)],
                 )?,
@@ -580,7 +584,8 @@ impl OrderStore for SqliteStore {
         self.call(Access::Transaction, |tx| {
             let due: Vec<OrderRecord> = tx
                 .prepare_cached(&format!(
-                    "SELECT {ORDER_COLUMNS} FROM orders WHERE state = 0 AND pay_by_ms <= ?1
+                    "SELECT {ORDER_COLUMNS} FROM orders
+                     WHERE state = 0 AND pay_by_ms BETWEEN 0 AND ?1
                      ORDER BY pay_by_ms LIMIT ?2"
                 ))?
                 .query_map(params![to_sql(now_ms), max as i64], order_from_row)?

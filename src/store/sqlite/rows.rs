@@ -12,7 +12,10 @@ use crate::store::{Epoch, GoodsId, GoodsRecord, OrderNo, OrderRecord, StoreError
 pub(super) const ROWS_PER_INSERT: usize = 400;
 
 // SQLite integers are i64; ids are u64 on the wire. They are stored bit for
-// bit, so an id above i64::MAX reads back as itself.
+// bit, so an id above i64::MAX reads back as itself. But SQL compares them
+// signed: a timestamp above i64::MAX (a window or payment deadline
+// "forever") is negative to it, and a comparison with the clock says
+// `BETWEEN 0 AND ?now` where it means `<= ?now`.
 pub(super) fn to_sql(v: u64) -> i64 {
     v as i64
 }
