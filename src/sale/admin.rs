@@ -3,11 +3,11 @@
 //! on a BUY worker, so that a reconciliation waiting for a goods to settle
 //! holds up no BUY of any other goods.
 
-use log::{debug, warn};
+use log::{debug, error, warn};
 use seckill_proto::{NewGoods, Reply, RequestId, SaleAction, Status, StockParts};
 
 use super::{describe, now_ms, store_failure, unknown_goods, Sale, MAX_PAY_WINDOW_MS};
-use crate::store::{GoodsId, GoodsRecord, SaleChange};
+use crate::store::{GoodsId, GoodsRecord, Restocked, SaleChange, StoreError};
 use seckill_redis_scripts::MAX_BUCKETS;
 
 impl Sale {
@@ -144,8 +144,16 @@ impl Sale {
         if amount == 0 {
             return Reply::error(Status::BadRequest, "restock amount must be positive");
         }
+        let overflow = |total: u32| {
+            Reply::error(
+                Status::BadRequest,
+                format!("total stock would overflow: it is {total}, at most 4294967295"),
+            )
+        };
+        // This server's total may be behind another server's restock: the
+        // order store checks again against its own.
         if entry.view.total().checked_add(amount).is_none() {
-            return Reply::error(Status::BadRequest, "total stock would overflow");
+            return overflow(entry.view.total());
         }
         // Alone with the goods: a reconciliation in between would count the
         // new units twice.
@@ -153,7 +161,25 @@ impl Sale {
         // The order store first: if the stock store then fails, the total is
         // right and the units are merely not yet for sale (never oversold).
         let record = match self.orders.restock(goods, amount) {
-            Ok(r) => r,
+            Ok(Restocked::Raised(record)) => record,
+            Ok(Restocked::Refused { total }) => {
+                entry.view.raise_total(total);
+                return overflow(total);
+            }
+            // Made or not: if it was, the stock store has not been told, and
+            // the units would stay off sale until something reconciled the
+            // goods. Reconciled now, which loads the total the order store
+            // has. The admin is told to look before restocking again.
+            Err(e @ StoreError::Indeterminate(_)) => {
+                error!("order store: {e}");
+                entry.gate.mark_unsure();
+                self.request_repair(&entry);
+                return Reply::error(
+                    Status::InternalError,
+                    "the restock's outcome is unknown: read the goods' total (GET_GOODS) \
+                     before restocking again",
+                );
+            }
             Err(e) => return store_failure("order store", &e),
         };
         match self.stock.add(goods, amount, record.total) {

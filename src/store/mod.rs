@@ -188,6 +188,26 @@ pub struct Settled {
     pub cancelled_now: bool,
 }
 
+/// What a restock did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restocked {
+    /// The total was raised: the goods as it now stands.
+    Raised(GoodsRecord),
+    /// The total would pass `u32::MAX`: nothing changed; the total it has.
+    Refused { total: u32 },
+}
+
+impl Restocked {
+    /// The goods after a restock that must have been raised (tests).
+    #[cfg(test)]
+    pub fn raised(self) -> GoodsRecord {
+        match self {
+            Restocked::Raised(g) => g,
+            Restocked::Refused { total } => panic!("a restock refused at a total of {total}"),
+        }
+    }
+}
+
 /// What became of one order in a batch write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Written {
@@ -637,8 +657,11 @@ pub trait OrderStore: Send + Sync {
     /// The goods an ADD_GOODS of this request id made, if one did.
     fn added_by(&self, request_id: RequestId) -> Result<Option<GoodsRecord>, StoreError>;
 
-    /// Raises a goods' total stock by `amount`.
-    fn restock(&self, goods: GoodsId, amount: u32) -> Result<GoodsRecord, StoreError>;
+    /// Raises a goods' total stock by `amount`, in one statement that
+    /// refuses to take it past `u32::MAX` (checked against the total the
+    /// store has, which another server may have raised since this one read
+    /// it). An amount of 0 changes nothing and is no refusal.
+    fn restock(&self, goods: GoodsId, amount: u32) -> Result<Restocked, StoreError>;
 
     /// Applies a sale control in one statement that changes only what the
     /// control is about (a pause leaves the window as another server may

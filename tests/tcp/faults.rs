@@ -909,6 +909,72 @@ fn mysql_commit_in_doubt_durable_does_not_oversell() {
     assert_reconciled_sold_out(&server, &stores, goods, STOCK);
 }
 
+/// A RESTOCK whose COMMIT went through but whose reply was lost: the admin
+/// is told the outcome is unknown, and the goods is reconciled, which puts
+/// the units MySQL counts on sale in Redis (they stayed off sale for good,
+/// as nothing else reconciles a goods that looks in step).
+#[test]
+fn a_restock_in_doubt_puts_the_units_it_made_on_sale() {
+    let cutter = CommitCutter::start(3306);
+    let stores = Backends::new();
+    let through = format!(
+        "mysql://root@127.0.0.1:{}/{}?prefer_socket=false",
+        cutter.port, stores.db
+    );
+    let mut args = stores.args("durable");
+    args[1] = through;
+    // No other transaction to take the armed COMMIT: no expiry sweep or
+    // lease renewal within the test.
+    args.extend(["--expiry-interval", "1h", "--node-lease", "10m"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("unused.db"), &args);
+    let goods = server.admin().add_goods(on_sale("vase", 2)).unwrap().id;
+    let mut client = server.client();
+    for user in 1..=2 {
+        assert!(matches!(client.buy(user, goods), Ok(Purchase::Ordered(_))));
+    }
+    assert!(matches!(client.buy(3, goods), Ok(Purchase::SoldOut)));
+
+    cutter.armed.store(true, Ordering::SeqCst);
+    let restocked = server.admin().restock(goods, 3);
+    cutter.refusing.store(false, Ordering::SeqCst);
+    match restocked {
+        Err(e) if e.status() == Some(Status::InternalError) => {}
+        other => panic!("a restock whose COMMIT reply was lost: {other:?}"),
+    }
+    let total: u32 = stores
+        .mysql()
+        .exec_first(
+            format!("SELECT total FROM `{}`.goods WHERE id = ?", stores.db),
+            (goods,),
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(total, 5, "the restock committed");
+    // The three units sell, and no more.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut sold = 0;
+    for user in 3..=6 {
+        let answer = loop {
+            match client.buy(user, goods) {
+                Err(e) if e.is_busy() && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                other => break other,
+            }
+        };
+        match answer {
+            Ok(Purchase::Ordered(_)) => sold += 1,
+            Ok(Purchase::SoldOut) if user == 6 => {}
+            other => panic!("user {user} after the restock in doubt: {other:?}"),
+        }
+    }
+    assert_eq!(sold, 3);
+    let live = stores.orders().iter().filter(|o| o.3 != 2).count();
+    assert_eq!(live, 5);
+}
+
 /// Durable mode: Redis hangs longer than the server's 2 s timeout with
 /// reserve scripts sent, then runs them. The BUYs were answered `busy`,
 /// which says nothing was done: the same users buying again must not be

@@ -60,7 +60,7 @@ impl OrderStore for FlakyOrders {
     fn added_by(&self, _: seckill_proto::RequestId) -> Result<Option<GoodsRecord>, StoreError> {
         Ok(None)
     }
-    fn restock(&self, _: GoodsId, _: u32) -> Result<GoodsRecord, StoreError> {
+    fn restock(&self, _: GoodsId, _: u32) -> Result<crate::store::Restocked, StoreError> {
         unreachable!()
     }
     fn next_epoch(&self, _: GoodsId, above: Epoch) -> Result<Epoch, StoreError> {

@@ -16,8 +16,8 @@ use tempfile::TempDir;
 
 use crate::store::testdb::TestDb;
 use crate::store::{
-    GoodsId, MysqlStore, OrderNo, OrderRecord, OrderStore, SaleChange, SqliteStore, StoreError,
-    UserId, Written,
+    GoodsId, MysqlStore, OrderNo, OrderRecord, OrderStore, Restocked, SaleChange, SqliteStore,
+    StoreError, UserId, Written,
 };
 
 /// A database for one test, and the stores a backend opens on it.
@@ -243,9 +243,24 @@ fn goods_are_added_listed_and_restocked<B: Backend>() {
     assert!(b.id > a.id);
     assert_eq!(store.goods().unwrap(), vec![a.clone(), b.clone()]);
 
-    assert_eq!(store.restock(a.id, 3).unwrap().total, 8);
-    assert_eq!(store.restock(a.id, 0).unwrap().total, 8);
+    assert_eq!(store.restock(a.id, 3).unwrap().raised().total, 8);
+    assert_eq!(store.restock(a.id, 0).unwrap().raised().total, 8);
     assert_eq!(store.goods().unwrap()[0].total, 8);
+    // Never past u32::MAX: refused, not capped, whatever the caller
+    // believed the total to be.
+    assert_eq!(
+        store.restock(a.id, u32::MAX).unwrap(),
+        Restocked::Refused { total: 8 }
+    );
+    assert_eq!(
+        store.restock(a.id, u32::MAX - 8).unwrap().raised().total,
+        u32::MAX
+    );
+    assert_eq!(
+        store.restock(a.id, 1).unwrap(),
+        Restocked::Refused { total: u32::MAX }
+    );
+    assert_eq!(store.goods().unwrap()[0].total, u32::MAX);
     assert!(matches!(
         store.restock(b.id + 100, 1),
         Err(StoreError::UnknownGoods(id)) if id == b.id + 100
@@ -292,7 +307,7 @@ fn orders_round_trip_and_batches_are_idempotent<B: Backend>() {
     let found = store.find_order(5000, g.id).unwrap().unwrap();
     assert_eq!(found.order_no, 5000);
     assert_eq!(store.find_order(7, g.id).unwrap().unwrap().order_no, 1007);
-    assert_eq!(store.restock(g.id, 3).unwrap().total, 8);
+    assert_eq!(store.restock(g.id, 3).unwrap().raised().total, 8);
     assert!(matches!(
         store.restock(g.id + 99, 1),
         Err(StoreError::UnknownGoods(id)) if id == g.id + 99
@@ -397,7 +412,7 @@ fn ids_above_i64_max_round_trip<B: Backend>() {
     }
     let times = (g.price_cents, g.start_ms, g.end_ms);
     assert_eq!(times, (u64::MAX, u64::MAX - 1, u64::MAX));
-    assert_eq!(store.restock(g.id, 1).unwrap().total, 2);
+    assert_eq!(store.restock(g.id, 1).unwrap().raised().total, 2);
     assert_eq!(store.goods().unwrap()[0].id, g.id);
     let o = OrderRecord {
         created_ms: u64::MAX,

@@ -52,8 +52,8 @@ use self::rows::{
 use self::schema::GoodsIndex;
 use super::batch::per_goods;
 use super::{
-    batch, Epoch, GoodsId, GoodsRecord, KeptRequest, OrderNo, OrderRecord, OrderStore, SaleChange,
-    Settle, Settled, StoreError, UserId, Written,
+    batch, Epoch, GoodsId, GoodsRecord, KeptRequest, OrderNo, OrderRecord, OrderStore, Restocked,
+    SaleChange, Settle, Settled, StoreError, UserId, Written,
 };
 use crate::clock::now_ms;
 
@@ -317,17 +317,23 @@ impl OrderStore for MysqlStore {
             })
     }
 
-    fn restock(&self, goods: GoodsId, amount: u32) -> Result<GoodsRecord, StoreError> {
-        // Saturates like the stock stores. Affected rows cannot tell an
-        // unknown goods (a restock by 0 changes nothing either): the goods
-        // is read back instead, in the same transaction.
+    fn restock(&self, goods: GoodsId, amount: u32) -> Result<Restocked, StoreError> {
+        // Affected rows cannot tell an unknown goods from a refusal (or a
+        // restock by 0): the goods is read back, in the same transaction.
         self.link
             .call("restock", Call::ONCE_IN_TRANSACTION, |conn| {
                 conn.exec_drop(
-                    "UPDATE goods SET total = LEAST(total + ?, 4294967295) WHERE id = ?",
-                    (amount, goods),
+                    "UPDATE goods SET total = total + ? WHERE id = ? AND total <= 4294967295 - ?",
+                    (amount, goods, amount),
                 )?;
-                Ok(goods_by_id(conn, goods)?.ok_or(StoreError::UnknownGoods(goods))?)
+                let raised = conn.affected_rows() == 1;
+                let record = goods_by_id(conn, goods)?.ok_or(StoreError::UnknownGoods(goods))?;
+                Ok(match raised || amount == 0 {
+                    true => Restocked::Raised(record),
+                    false => Restocked::Refused {
+                        total: record.total,
+                    },
+                })
             })
     }
 

@@ -31,8 +31,8 @@ use super::batch;
 use super::batch::per_goods;
 use super::outage::Outage;
 use super::{
-    Epoch, GoodsId, GoodsRecord, KeptRequest, OrderNo, OrderRecord, OrderStore, SaleChange, Settle,
-    Settled, StoreError, UserId, Written, REQUEST_ID_TTL_MS,
+    Epoch, GoodsId, GoodsRecord, KeptRequest, OrderNo, OrderRecord, OrderStore, Restocked,
+    SaleChange, Settle, Settled, StoreError, UserId, Written, REQUEST_ID_TTL_MS,
 };
 use crate::clock::now_ms;
 
@@ -371,19 +371,24 @@ impl OrderStore for SqliteStore {
         })
     }
 
-    fn restock(&self, goods: GoodsId, amount: u32) -> Result<GoodsRecord, StoreError> {
+    fn restock(&self, goods: GoodsId, amount: u32) -> Result<Restocked, StoreError> {
         // One transaction with the read back: a read failing after the
         // UPDATE committed would report `busy` for a restock made, and its
         // retry would add the units twice.
         self.call(Access::Transaction, |conn| {
             let changed = conn.execute(
-                "UPDATE goods SET total = total + ?1, updated_ms = ?2 WHERE id = ?3",
+                "UPDATE goods SET total = total + ?1, updated_ms = ?2
+                 WHERE id = ?3 AND total + ?1 <= 4294967295",
                 params![amount, to_sql(now_ms()), to_sql(goods)],
             )?;
-            if changed == 0 {
-                return Err(StoreError::UnknownGoods(goods).into());
-            }
-            goods_by_id(conn, goods)
+            // An unknown goods is an error here.
+            let record = goods_by_id(conn, goods)?;
+            Ok(match changed {
+                0 => Restocked::Refused {
+                    total: record.total,
+                },
+                _ => Restocked::Raised(record),
+            })
         })
     }
 
