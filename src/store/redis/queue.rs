@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ::redis::streams::{StreamAutoClaimReply, StreamId, StreamRangeReply, StreamReadReply};
 use ::redis::{Cmd, ConnectionLike, RedisResult};
-use log::error;
+use log::{error, warn};
 use seckill_proto::{OrderState, DEFAULT_PAY_WINDOW_MS};
 
 use super::link::Link;
@@ -203,6 +203,59 @@ pub(super) fn create_group(con: &mut dyn ConnectionLike, queue: &str) -> RedisRe
 }
 
 impl RedisStock {
+    /// With `--redis-wait`: after entries were read from `queues` (their
+    /// keys), waits on the same link for the replicas to have every write
+    /// it sent, the read itself included, and so every entry it read: an
+    /// entry is written to the order store only once a failover can no
+    /// longer lose it. Otherwise a BUY whose queueing never reached a
+    /// replica (its buyer told the outcome is unknown) could be written to
+    /// the order store, live, while the promoted replica sells its unit
+    /// again, and the order store does not refuse queued orders past the
+    /// total. The fewest replicas any queue's node reached (`None`: nothing
+    /// to wait for).
+    fn wait_replicas<'k>(
+        &self,
+        con: &mut Link,
+        queues: impl IntoIterator<Item = &'k str>,
+    ) -> RedisResult<Option<i64>> {
+        let Some(r) = &self.replication else {
+            return Ok(None);
+        };
+        let mut fewest = None;
+        // One WAIT per queue: on a cluster each may be on another node (and
+        // a second WAIT on one node returns at once).
+        for queue in queues {
+            let got = con.wait_replicas(queue, r)?;
+            fewest = Some(fewest.map_or(got, |f: i64| f.min(got)));
+        }
+        Ok(fewest)
+    }
+
+    /// A read's entries, unless the replicas did not all get them: then
+    /// none is written now. They stay pending, and are claimed again (and
+    /// waited for again) once idle.
+    fn replicated<T>(
+        &self,
+        goods: &[GoodsId],
+        read: Result<(Option<i64>, T), StoreError>,
+    ) -> Result<T, StoreError> {
+        let (got, entries) = read?;
+        match (&self.replication, got) {
+            (Some(r), Some(got)) if got < i64::from(r.replicas) => {
+                // Once a read while the replicas lag (the drain waits a
+                // second between reads that fail).
+                let e = StoreError::Unavailable(format!(
+                    "queued orders of goods {goods:?} read, but on {got} of {} replicas within \
+                     {:?}: not written until they are on all",
+                    r.replicas, r.timeout
+                ));
+                warn!("{e}");
+                Err(e)
+            }
+            _ => Ok(entries),
+        }
+    }
+
     /// A goods' queues: its one queue, or one per bucket.
     fn queues(&self, goods: GoodsId) -> Vec<(Option<u16>, String)> {
         match self.buckets_of(goods) {
@@ -244,8 +297,11 @@ impl OrderQueue for RedisStock {
             .collect();
         let reply = if self.is_cluster() {
             let reply = self.call("read queues", |con| {
-                read_each(con, &queues, consumer, count)
-            })?;
+                let reply = read_each(con, &queues, consumer, count)?;
+                let keys = reply.iter().flat_map(|r| &r.keys).map(|s| s.key.as_str());
+                Ok((self.wait_replicas(con, keys)?, reply))
+            });
+            let reply = self.replicated(goods, reply)?;
             if reply.iter().all(|r| r.keys.is_empty()) {
                 std::thread::sleep(block.min(CLUSTER_POLL));
             }
@@ -258,9 +314,11 @@ impl OrderQueue for RedisStock {
                 con.set_read_timeout(Some(block.saturating_add(IO_TIMEOUT)))?;
                 let reply = read_all(con, &queues, consumer, count, block);
                 con.set_read_timeout(Some(IO_TIMEOUT))?;
-                reply
-            })?;
-            reply.into_iter().collect()
+                let reply = reply?;
+                let keys = reply.iter().flat_map(|r| &r.keys).map(|s| s.key.as_str());
+                Ok((self.wait_replicas(con, keys)?, reply))
+            });
+            self.replicated(goods, reply)?.into_iter().collect()
         };
         let mut orders = Vec::new();
         for stream in reply.into_iter().flat_map(|r| r.keys) {
@@ -312,8 +370,10 @@ impl OrderQueue for RedisStock {
                     }
                     start = reply.next_stream_id;
                 }
-                Ok(claimed)
-            })?;
+                let read = (!claimed.is_empty()).then_some(queue.as_str());
+                Ok((self.wait_replicas(con, read)?, claimed))
+            });
+            let claimed = self.replicated(&[goods], claimed)?;
             orders.extend(readable(goods, bucket, &claimed));
         }
         Ok(orders)

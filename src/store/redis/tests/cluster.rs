@@ -139,7 +139,8 @@ fn scripts_run_on_nodes_that_forgot_them() {
 
 /// `--redis-wait`: a reservation that reached the replicas it waits for is
 /// acted on; one that could not (the cluster has one replica a primary) is
-/// in doubt, never "reserved", though it ran.
+/// in doubt, never "reserved", though it ran. The same for the queue
+/// drain's read of its order: handed over only once replicated.
 #[test]
 fn a_reservation_waits_for_its_replicas() {
     for (replicas, replicated) in [(1, true), (2, false)] {
@@ -159,5 +160,11 @@ fn a_reservation_waits_for_its_replicas() {
             );
         }
         assert_eq!(test.remaining(7).unwrap(), Some(1), "{replicas} replicas");
+        let read = test.read(&[7], "w", 10, Duration::ZERO);
+        if replicated {
+            assert_eq!(read.unwrap().len(), 1);
+        } else {
+            assert!(matches!(read, Err(StoreError::Unavailable(_))), "{read:?}");
+        }
     }
 }

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use super::*;
+use crate::store::redis::Replication;
 use crate::store::Loaded;
 
 #[test]
@@ -208,4 +209,42 @@ fn nothing_is_queued_while_a_goods_is_frozen() {
         .map(|o| o.order_no)
         .collect();
     assert_eq!(queued, [100, 200]);
+}
+
+/// With `--redis-wait`, queued orders read before the replicas have them
+/// are not handed to the writer (a failover could lose their deduction
+/// while the order store keeps the order): the read fails, the entries stay
+/// pending, and a claim hands them over once they are replicated. The test
+/// Redis has no replica, so a read waiting for one never gets its orders.
+#[test]
+fn queued_orders_are_not_read_before_the_replicas_have_them() {
+    let stock = open(AckMode::Queued);
+    stock.load_next(1, 5, &[]).unwrap();
+    stock
+        .reserve(1, &rules(1), &buyers(&[(1, 101), (2, 102)]))
+        .unwrap();
+    let url = std::env::var("SECKILL_TEST_REDIS")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
+    let waiting = RedisStock::open(&url, &stock.prefix, AckMode::Queued)
+        .unwrap()
+        .with_replication(Replication {
+            replicas: 1,
+            timeout: Duration::from_millis(20),
+        });
+    let read = waiting.read(&[1], "a", 10, Duration::ZERO);
+    assert!(
+        matches!(&read, Err(StoreError::Unavailable(m)) if m.contains("0 of 1 replicas")),
+        "{read:?}"
+    );
+    let claimed = waiting.claim_stale(1, "b", Duration::ZERO, 10);
+    assert!(matches!(claimed, Err(StoreError::Unavailable(_))));
+    // Nothing lost: still queued, and claimed by a store that waits for no
+    // replica.
+    assert_eq!(stock.queued(1).unwrap().len(), 2);
+    let claimed = stock.claim_stale(1, "c", Duration::ZERO, 10).unwrap();
+    let mut numbers: Vec<u64> = claimed.iter().map(|q| q.order.order_no).collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, [101, 102]);
+    // An empty read waits for nothing.
+    assert_eq!(waiting.read(&[1], "a", 10, Duration::ZERO).unwrap(), vec![]);
 }
