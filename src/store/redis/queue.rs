@@ -410,7 +410,11 @@ impl OrderQueue for RedisStock {
         Ok(())
     }
 
-    /// Every order still in a goods' queue, read or not, oldest first.
+    /// Every order still in a goods' queue, read or not, oldest first. An
+    /// entry that is no order is logged and left out, as the drain leaves
+    /// it (see [`readable`]): it will never be written, and failing here
+    /// would fail every reconciliation of the goods, each after freezing it
+    /// on every server.
     fn queued(&self, goods: GoodsId) -> Result<Vec<OrderRecord>, StoreError> {
         let mut orders = Vec::new();
         for (bucket, queue) in self.queues(goods) {
@@ -434,9 +438,11 @@ impl OrderQueue for RedisStock {
                     }
                 }
             })?;
-            for e in &entries {
-                orders.push(queued_order(goods, bucket, e)?.order);
-            }
+            orders.extend(
+                readable(goods, bucket, &entries)
+                    .into_iter()
+                    .map(|q| q.order),
+            );
         }
         Ok(orders)
     }

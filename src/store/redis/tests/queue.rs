@@ -173,7 +173,11 @@ fn a_broken_entry_is_skipped_not_fatal() {
     let read = stock.read(&[1], "a", 10, Duration::ZERO).unwrap();
     assert_eq!(read.len(), 1);
     assert_eq!(read[0].order.order_no, 101);
-    assert!(matches!(stock.queued(1), Err(StoreError::Inconsistent(_))));
+    // Left out of the count too, as the drain never writes it: a
+    // reconciliation of the goods goes through.
+    let queued = stock.queued(1).unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].order_no, 101);
 }
 
 /// A reconciliation's freeze stops every server's scripts before it counts
