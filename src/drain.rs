@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use log::{info, warn};
+use log::{error, info, warn};
 
 use crate::config::Config;
 use crate::sale::Sale;
 use crate::stop::Stop;
-use crate::store::{GoodsId, OrderQueue, OrderRecord, QueuedOrder};
+use crate::store::{GoodsId, OrderQueue, OrderRecord, QueuedOrder, StoreError};
 
 /// How long one read waits for new entries.
 const READ_BLOCK: Duration = Duration::from_millis(200);
@@ -30,6 +30,17 @@ const CLAIM_IDLE: Duration = Duration::from_secs(30);
 /// Backoff between failed writes.
 const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// What became of a batch the drain wrote.
+#[derive(Debug, PartialEq, Eq)]
+enum Written {
+    /// Written and acknowledged, but for `left` orders the order store
+    /// refuses, left in the queue.
+    Done { left: usize },
+    /// The server is stopping and the order store still fails: the rest
+    /// stays queued for the next start.
+    Stopped,
+}
 
 pub struct Drain {
     sale: Arc<Sale>,
@@ -98,7 +109,7 @@ impl Drain {
                     }
                 }
                 Ok(batch) => {
-                    if !self.write(&batch, stopped_at) {
+                    if self.write(&batch, stopped_at) == Written::Stopped {
                         return;
                     }
                 }
@@ -134,8 +145,13 @@ impl Drain {
                             batch.len(),
                             entry.id
                         );
-                        if !self.write(&batch, None) {
-                            return;
+                        match self.write(&batch, None) {
+                            Written::Stopped => return,
+                            // Claimed again at once otherwise (at start
+                            // any pending entry is idle enough): on to the
+                            // next goods.
+                            Written::Done { left } if left > 0 => break,
+                            Written::Done { .. } => {}
                         }
                     }
                     Err(_) => return,
@@ -144,34 +160,206 @@ impl Drain {
         }
     }
 
-    /// Writes a batch until it sticks, then acknowledges it. Returns false
-    /// if it gave up because the server is stopping.
-    fn write(&self, batch: &[QueuedOrder], stopped_at: Option<Instant>) -> bool {
-        let orders: Vec<OrderRecord> = batch.iter().map(|q| q.order.clone()).collect();
+    /// Writes a batch until it sticks, acknowledging what is written.
+    ///
+    /// A write the order store refuses as inconsistent (an order number
+    /// another order has, a goods it does not have: a bug or a hand edit,
+    /// never a passing fault) would fail the same way forever, and retried,
+    /// it would stop this drain, then each one that took the entries over.
+    /// So the batch is written in halves down to the orders refused on
+    /// their own, which are logged and left unacknowledged: pending, for an
+    /// operator (and counted by reconciliations as queued).
+    fn write(&self, batch: &[QueuedOrder], stopped_at: Option<Instant>) -> Written {
         let mut wait = RETRY_MIN;
         let mut stopped_at = stopped_at;
-        while self.sale.write_queued(&orders).is_err() {
-            if stopped_at.is_none() && self.stop.is_triggered() {
-                stopped_at = Some(Instant::now());
+        let mut left = 0;
+        let mut parts = vec![batch];
+        while let Some(part) = parts.pop() {
+            let orders: Vec<OrderRecord> = part.iter().map(|q| q.order.clone()).collect();
+            match self.sale.write_queued(&orders) {
+                Ok(()) => {
+                    self.ack(part);
+                    wait = RETRY_MIN;
+                }
+                Err(StoreError::Inconsistent(_)) if part.len() > 1 => {
+                    let (first, second) = part.split_at(part.len() / 2);
+                    parts.extend([second, first]);
+                }
+                Err(e @ StoreError::Inconsistent(_)) => {
+                    let o = &orders[0];
+                    error!(
+                        "queue drain: order {} of user {} for goods {} cannot be written ({e}); \
+                         left in the queue, unacknowledged",
+                        o.order_no, o.user_id, o.goods_id
+                    );
+                    left += 1;
+                }
+                Err(_) => {
+                    if stopped_at.is_none() && self.stop.is_triggered() {
+                        stopped_at = Some(Instant::now());
+                    }
+                    if stopped_at.is_some_and(|t| t.elapsed() > self.grace) {
+                        let unwritten: usize = parts.iter().map(|p| p.len()).sum::<usize>();
+                        warn!(
+                            "queue drain: stopping with {} orders not written; they stay queued for the next start",
+                            unwritten + part.len()
+                        );
+                        return Written::Stopped;
+                    }
+                    thread::sleep(wait);
+                    wait = (wait * 2).min(RETRY_MAX);
+                    parts.push(part);
+                }
             }
-            if stopped_at.is_some_and(|t| t.elapsed() > self.grace) {
-                warn!(
-                    "queue drain: stopping with {} orders not written; they stay queued for the next start",
-                    batch.len()
-                );
-                return false;
-            }
-            thread::sleep(wait);
-            wait = (wait * 2).min(RETRY_MAX);
         }
+        Written::Done { left }
+    }
+
+    /// Acknowledges written entries. One not acknowledged is written again
+    /// later: harmless.
+    fn ack(&self, written: &[QueuedOrder]) {
         let mut ids: BTreeMap<GoodsId, Vec<String>> = BTreeMap::new();
-        for q in batch {
+        for q in written {
             ids.entry(q.order.goods_id).or_default().push(q.id.clone());
         }
         for (goods, ids) in ids {
-            // An entry not acknowledged is written again later: harmless.
             let _ = self.queue.ack(goods, &ids);
         }
-        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use clap::Parser;
+    use parking_lot::Mutex;
+    use seckill_proto::{NewGoods, OrderState, SaleRules};
+
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::store::{Backlog, MemoryStock, OrderStore, SqliteStore};
+
+    /// A queue that hands out `stale` on every claim, and records acks.
+    #[derive(Default)]
+    struct Recorded {
+        stale: Vec<QueuedOrder>,
+        claims: AtomicUsize,
+        acked: Mutex<Vec<String>>,
+    }
+
+    impl OrderQueue for Recorded {
+        fn read(
+            &self,
+            _: &[GoodsId],
+            _: &str,
+            _: usize,
+            _: Duration,
+        ) -> Result<Vec<QueuedOrder>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn claim_stale(
+            &self,
+            _: GoodsId,
+            _: &str,
+            _: Duration,
+            _: usize,
+        ) -> Result<Vec<QueuedOrder>, StoreError> {
+            // Bounded, so that a drain that claims on and on fails the test
+            // rather than hangs it.
+            match self.claims.fetch_add(1, Ordering::SeqCst) {
+                0..100 => Ok(self.stale.clone()),
+                _ => Ok(Vec::new()),
+            }
+        }
+        fn ack(&self, _: GoodsId, ids: &[String]) -> Result<(), StoreError> {
+            self.acked.lock().extend_from_slice(ids);
+            Ok(())
+        }
+        fn queued(&self, _: GoodsId) -> Result<Vec<OrderRecord>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn backlog(&self, _: GoodsId) -> Result<Backlog, StoreError> {
+            Ok(Backlog::default())
+        }
+    }
+
+    fn queued(id: &str, order_no: u64, user_id: u64, goods_id: GoodsId) -> QueuedOrder {
+        QueuedOrder {
+            id: id.into(),
+            order: OrderRecord {
+                order_no,
+                user_id,
+                goods_id,
+                state: OrderState::Created,
+                created_ms: 1,
+                pay_by_ms: u64::MAX,
+            },
+        }
+    }
+
+    /// An order the order store refuses as inconsistent (its number taken
+    /// by another order) is left in the queue, unacknowledged, and the rest
+    /// of its batch is written; at start, the claim of such an entry does
+    /// not go on for ever.
+    #[test]
+    fn an_order_the_store_refuses_is_left_and_the_rest_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let orders = Arc::new(SqliteStore::open(&dir.path().join("t.db")).unwrap());
+        let goods = orders
+            .add_goods(
+                &NewGoods {
+                    name: "lamp".into(),
+                    price_cents: 1,
+                    stock: 10,
+                    start_ms: 0,
+                    end_ms: u64::MAX,
+                    rules: SaleRules::default(),
+                    buckets: 1,
+                },
+                None,
+            )
+            .unwrap()
+            .id;
+        let taken = queued("0-1", 100, 1, goods);
+        orders.insert_orders(&[taken.order.clone()]).unwrap();
+        let bad = queued("0-2", 100, 2, goods);
+        let queue = Arc::new(Recorded {
+            stale: vec![bad.clone()],
+            ..Recorded::default()
+        });
+        let sale = Sale::open(
+            Arc::new(MemoryStock::new()),
+            orders.clone(),
+            Some(queue.clone()),
+            1,
+            Arc::new(Metrics::default()),
+        )
+        .unwrap();
+        let config = Config::parse_from(["seckill-server", "--admin-token", "t"]);
+        let drain = Drain::new(&config, Arc::new(sale), queue.clone(), Stop::new());
+
+        let batch = [
+            queued("1-1", 101, 3, goods),
+            queued("1-2", 102, 4, goods),
+            bad,
+            queued("1-3", 103, 5, goods),
+        ];
+        assert_eq!(drain.write(&batch, None), Written::Done { left: 1 });
+        let mut acked = std::mem::take(&mut *queue.acked.lock());
+        acked.sort();
+        assert_eq!(acked, ["1-1", "1-2", "1-3"]);
+        let mut users: Vec<u64> = orders
+            .live_holders(goods)
+            .unwrap()
+            .iter()
+            .map(|h| h.0)
+            .collect();
+        users.sort_unstable();
+        assert_eq!(users, [1, 3, 4, 5], "the refused order is not written");
+
+        drain.claim(Duration::ZERO);
+        assert_eq!(queue.claims.load(Ordering::SeqCst), 1);
+        assert!(queue.acked.lock().is_empty());
     }
 }
