@@ -322,7 +322,9 @@ mod tests {
             .unwrap()
             .id;
         let taken = queued("0-1", 100, 1, goods);
-        orders.insert_orders(std::slice::from_ref(&taken.order)).unwrap();
+        orders
+            .insert_orders(std::slice::from_ref(&taken.order))
+            .unwrap();
         let bad = queued("0-2", 100, 2, goods);
         let queue = Arc::new(Recorded {
             stale: vec![bad.clone()],

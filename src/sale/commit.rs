@@ -164,7 +164,20 @@ impl Sale {
     /// database; released, it would be sold twice, and the database does
     /// not refuse queued orders past the total (their buyers were told
     /// "ok"). The reconciliation counts what the order store holds.
+    ///
+    /// An order written late (the order store was down, the backlog long)
+    /// gets its whole payment window from when it is written, if that ends
+    /// later: until then its PAY was answered `busy`, and the window could
+    /// have run out before the buyer could ever pay.
     pub fn write_queued(&self, orders: &[OrderRecord]) -> Result<(), StoreError> {
+        let now = now_ms();
+        let late: Vec<OrderRecord>;
+        let orders = if orders.iter().any(|o| written_late(o, now)) {
+            late = orders.iter().map(|o| payable_from(o, now)).collect();
+            &late[..]
+        } else {
+            orders
+        };
         let timing = &self.metrics.timing;
         timing.order_commit(orders.len());
         let written = timing.store_call(StoreCall::Commit, || self.orders.insert_orders(orders))?;
@@ -195,5 +208,27 @@ impl Sale {
             self.request_repair(&entry);
         }
         Ok(())
+    }
+}
+
+/// How long after its BUY a queued order may be written before its payment
+/// window is moved: beyond any normal backlog, so that the deadline a
+/// buyer read before the write stays the deadline.
+const WRITTEN_LATE_MS: u64 = 10_000;
+
+fn written_late(o: &OrderRecord, now_ms: u64) -> bool {
+    now_ms.saturating_sub(o.created_ms) > WRITTEN_LATE_MS
+}
+
+/// The order with its window counted from `now_ms` if it was written late
+/// and that ends later.
+fn payable_from(o: &OrderRecord, now_ms: u64) -> OrderRecord {
+    let window = o.pay_by_ms.saturating_sub(o.created_ms);
+    OrderRecord {
+        pay_by_ms: match written_late(o, now_ms) {
+            true => o.pay_by_ms.max(now_ms.saturating_add(window)),
+            false => o.pay_by_ms,
+        },
+        ..o.clone()
     }
 }

@@ -217,3 +217,38 @@ impl Shared {
         }
     }
 }
+
+/// A queued order written long after its BUY (the order store was down)
+/// gets its whole payment window from the write: its PAY was `busy` until
+/// then, and its deadline may have passed meanwhile. One written at once
+/// keeps the deadline its buyer may have read.
+#[test]
+fn an_order_written_late_gets_its_payment_window_from_the_write() {
+    let shared = Shared::new(5, true);
+    let now = now_ms();
+    const WINDOW: u64 = 15 * 60_000;
+    let bought_at = |user, ago| OrderRecord {
+        created_ms: now - ago,
+        pay_by_ms: now - ago + WINDOW,
+        ..created(1000 + user, user, shared.goods)
+    };
+    let late = bought_at(1, 20 * 60_000);
+    let fresh = bought_at(2, 0);
+    shared.sale.write_queued(&[late, fresh.clone()]).unwrap();
+    let pay_by = |user| {
+        shared
+            .orders
+            .find_order(user, shared.goods)
+            .unwrap()
+            .unwrap()
+            .pay_by_ms
+    };
+    let late_by = pay_by(1);
+    assert!(
+        (now + WINDOW..=now_ms() + WINDOW).contains(&late_by),
+        "{late_by} is not a window from the write"
+    );
+    assert_eq!(pay_by(2), fresh.pay_by_ms);
+    // Not due at the next sweep.
+    assert_eq!(shared.orders.expire_due(now_ms(), 10).unwrap(), vec![]);
+}
