@@ -160,7 +160,8 @@ impl Drain {
         }
     }
 
-    /// Writes a batch until it sticks, acknowledging what is written.
+    /// Writes a batch until it sticks, acknowledging what is written, at
+    /// most `batch_max` orders a transaction.
     ///
     /// A write the order store refuses as inconsistent (an order number
     /// another order has, a goods it does not have: a bug or a hand edit,
@@ -173,7 +174,10 @@ impl Drain {
         let mut wait = RETRY_MIN;
         let mut stopped_at = stopped_at;
         let mut left = 0;
-        let mut parts = vec![batch];
+        // A read takes up to `batch_max` entries from each queue it reads:
+        // written at most `batch_max` in a transaction, as the order writer
+        // does, first part first.
+        let mut parts: Vec<&[QueuedOrder]> = batch.chunks(self.batch_max).rev().collect();
         while let Some(part) = parts.pop() {
             let orders: Vec<OrderRecord> = part.iter().map(|q| q.order.clone()).collect();
             match self.sale.write_queued(&orders) {
@@ -245,7 +249,8 @@ mod tests {
     struct Recorded {
         stale: Vec<QueuedOrder>,
         claims: AtomicUsize,
-        acked: Mutex<Vec<String>>,
+        /// The ids of each ack.
+        acked: Mutex<Vec<Vec<String>>>,
     }
 
     impl OrderQueue for Recorded {
@@ -273,7 +278,7 @@ mod tests {
             }
         }
         fn ack(&self, _: GoodsId, ids: &[String]) -> Result<(), StoreError> {
-            self.acked.lock().extend_from_slice(ids);
+            self.acked.lock().push(ids.to_vec());
             Ok(())
         }
         fn queued(&self, _: GoodsId) -> Result<Vec<OrderRecord>, StoreError> {
@@ -298,13 +303,13 @@ mod tests {
         }
     }
 
-    /// An order the order store refuses as inconsistent (its number taken
-    /// by another order) is left in the queue, unacknowledged, and the rest
-    /// of its batch is written; at start, the claim of such an entry does
-    /// not go on for ever.
-    #[test]
-    fn an_order_the_store_refuses_is_left_and_the_rest_written() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A drain of `queue` with these flags into an embedded order store
+    /// holding one goods, which it returns with the store.
+    fn drain(
+        dir: &tempfile::TempDir,
+        queue: Arc<Recorded>,
+        flags: &[&str],
+    ) -> (Drain, Arc<SqliteStore>, GoodsId) {
         let orders = Arc::new(SqliteStore::open(&dir.path().join("t.db")).unwrap());
         let goods = orders
             .add_goods(
@@ -321,15 +326,6 @@ mod tests {
             )
             .unwrap()
             .id;
-        let taken = queued("0-1", 100, 1, goods);
-        orders
-            .insert_orders(std::slice::from_ref(&taken.order))
-            .unwrap();
-        let bad = queued("0-2", 100, 2, goods);
-        let queue = Arc::new(Recorded {
-            stale: vec![bad.clone()],
-            ..Recorded::default()
-        });
         let sale = Sale::open(
             Arc::new(MemoryStock::new()),
             orders.clone(),
@@ -338,8 +334,31 @@ mod tests {
             Arc::new(Metrics::default()),
         )
         .unwrap();
-        let config = Config::parse_from(["seckill-server", "--admin-token", "t"]);
-        let drain = Drain::new(&config, Arc::new(sale), queue.clone(), Stop::new());
+        let args = ["seckill-server", "--admin-token", "t"].iter().chain(flags);
+        let config = Config::parse_from(args);
+        let drain = Drain::new(&config, Arc::new(sale), queue, Stop::new());
+        (drain, orders, goods)
+    }
+
+    /// An order the order store refuses as inconsistent (its number taken
+    /// by another order) is left in the queue, unacknowledged, and the rest
+    /// of its batch is written; at start, the claim of such an entry does
+    /// not go on for ever.
+    #[test]
+    fn an_order_the_store_refuses_is_left_and_the_rest_written() {
+        let dir = tempfile::tempdir().unwrap();
+        // The goods will be the store's first: 1.
+        let bad = queued("0-2", 100, 2, 1);
+        let queue = Arc::new(Recorded {
+            stale: vec![bad.clone()],
+            ..Recorded::default()
+        });
+        let (drain, orders, goods) = drain(&dir, queue.clone(), &[]);
+        assert_eq!(goods, 1);
+        let taken = queued("0-1", 100, 1, goods);
+        orders
+            .insert_orders(std::slice::from_ref(&taken.order))
+            .unwrap();
 
         let batch = [
             queued("1-1", 101, 3, goods),
@@ -348,7 +367,7 @@ mod tests {
             queued("1-3", 103, 5, goods),
         ];
         assert_eq!(drain.write(&batch, None), Written::Done { left: 1 });
-        let mut acked = std::mem::take(&mut *queue.acked.lock());
+        let mut acked = std::mem::take(&mut *queue.acked.lock()).concat();
         acked.sort();
         assert_eq!(acked, ["1-1", "1-2", "1-3"]);
         let mut users: Vec<u64> = orders
@@ -363,5 +382,21 @@ mod tests {
         drain.claim(Duration::ZERO);
         assert_eq!(queue.claims.load(Ordering::SeqCst), 1);
         assert!(queue.acked.lock().is_empty());
+    }
+
+    /// A read takes up to `--batch-max` entries from each queue: they are
+    /// written at most that many a transaction.
+    #[test]
+    fn a_read_of_many_queues_is_written_a_batch_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Arc::new(Recorded::default());
+        let (drain, orders, goods) = drain(&dir, queue.clone(), &["--batch-max", "2"]);
+        let batch: Vec<QueuedOrder> = (1..=5)
+            .map(|u| queued(&format!("1-{u}"), 100 + u, u, goods))
+            .collect();
+        assert_eq!(drain.write(&batch, None), Written::Done { left: 0 });
+        let sizes: Vec<usize> = queue.acked.lock().iter().map(Vec::len).collect();
+        assert_eq!(sizes, [2, 2, 1]);
+        assert_eq!(orders.live_holders(goods).unwrap().len(), 5);
     }
 }
