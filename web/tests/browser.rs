@@ -286,6 +286,85 @@ async fn buyers_and_an_admin_in_a_real_browser() {
             .filter(|t| t == "32 / 32")
     })
     .await;
+    // An add whose reply is lost (the page's fetch made to fail once the
+    // gateway has answered): the page says the outcome is unknown, and the
+    // same form submitted again retries it under its request id: one goods.
+    // And a restock in flight (held back 1.5 s) keeps its button off through
+    // the table's redraws: a second click sends nothing.
+    browser
+        .execute(
+            r#"
+            const realFetch = window.fetch;
+            let lostAdds = 1;
+            window.fetch = async (url, options) => {
+              const reply = realFetch(url, options);
+              if (options && options.method === "POST") {
+                if (url === "/api/admin/goods" && lostAdds > 0) {
+                  lostAdds -= 1;
+                  await reply;
+                  throw new TypeError("connection lost (test)");
+                }
+                if (url.endsWith("/restock")) {
+                  await new Promise((done) => setTimeout(done, 1500));
+                }
+              }
+              return reply;
+            };
+            "#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    type_into(&browser, "#add-name", "Desk Fan").await;
+    type_into(&browser, "#add-stock", "3").await;
+    click(&browser, "#add-submit").await;
+    until("the add's unknown outcome", || async {
+        text(&browser, "#add-result")
+            .await
+            .filter(|t| t.starts_with("Not known whether it was added"))
+    })
+    .await;
+    click(&browser, "#add-submit").await;
+    let added = until("the add retried", || async {
+        text(&browser, "#add-result")
+            .await
+            .filter(|t| t.starts_with("Added goods"))
+    })
+    .await;
+    let fans: Vec<u64> = admin
+        .list_goods()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|g| g.name == "Desk Fan")
+        .map(|g| g.id)
+        .collect();
+    assert_eq!(fans.len(), 1, "one goods for the add and its retry");
+    assert!(
+        added.starts_with(&format!("Added goods {} ", fans[0])),
+        "{added}"
+    );
+    type_into(&browser, &format!("{row} .restock-amount"), "1").await;
+    let restock = format!("{row} .restock");
+    click(&browser, &restock).await;
+    for _ in 0..3 {
+        let button = browser.find(Locator::Css(&restock)).await.unwrap();
+        assert!(!button.is_enabled().await.unwrap(), "a restock in flight");
+        let _ = button.click().await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    until("the restock of 1", || async {
+        text(&browser, &format!("{row} .stock"))
+            .await
+            .filter(|t| t == "33 / 33")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(
+        text(&browser, &format!("{row} .stock")).await.as_deref(),
+        Some("33 / 33"),
+        "restocked once"
+    );
     click(&browser, "#reconcile").await;
     until("the drifts", || async {
         text(&browser, "#drifts .drift").await
