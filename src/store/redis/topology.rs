@@ -22,6 +22,44 @@ pub(super) struct Watch {
     primaries: HashMap<String, String>,
 }
 
+impl Watch {
+    /// Records which primary serves each of `parts` (a goods and one of its
+    /// parts' stock key) and returns the goods one of whose parts moved.
+    /// The parts' slots are all found first (`slot_of` asks Redis for a
+    /// key's): a lookup that fails then fails the whole pass before any
+    /// primary is recorded, so a change seen for one goods is not recorded
+    /// and forgotten because another goods' lookup failed after it.
+    fn changes(
+        &mut self,
+        ranges: &[Range],
+        parts: &[(GoodsId, String)],
+        mut slot_of: impl FnMut(&str) -> Result<u16, StoreError>,
+    ) -> Result<Vec<GoodsId>, StoreError> {
+        for (_, key) in parts {
+            if !self.slots.contains_key(key) {
+                let slot = slot_of(key)?;
+                self.slots.insert(key.clone(), slot);
+            }
+        }
+        let mut changed = Vec::new();
+        for (g, key) in parts {
+            let slot = self.slots[key];
+            // A slot no node serves right now is noticed once one does.
+            let Some(range) = ranges.iter().find(|r| r.first <= slot && slot <= r.last) else {
+                continue;
+            };
+            let moved = matches!(
+                self.primaries.insert(key.clone(), range.primary.clone()),
+                Some(before) if before != range.primary
+            );
+            if moved && changed.last() != Some(g) {
+                changed.push(*g);
+            }
+        }
+        Ok(changed)
+    }
+}
+
 /// A slot range and the node id of its primary, from CLUSTER SLOTS.
 struct Range {
     first: u16,
@@ -43,44 +81,16 @@ impl RedisStock {
             return Ok(Vec::new());
         }
         let ranges = self.cluster_slots()?;
+        let parts: Vec<(GoodsId, String)> = goods
+            .iter()
+            .flat_map(|&g| self.parts_of(g).into_iter().map(move |(_, k)| (g, k.stock)))
+            .collect();
         let mut watch = self.watch.lock();
-        let mut changed = Vec::new();
-        for &g in goods {
-            let mut moved = false;
-            for (_, keys) in self.parts_of(g) {
-                moved |= self.primary_changed(&mut watch, &ranges, keys.stock)?;
-            }
-            if moved {
-                changed.push(g);
-            }
-        }
-        Ok(changed)
-    }
-
-    /// Whether the primary serving `key`'s slot changed since last asked.
-    fn primary_changed(
-        &self,
-        watch: &mut Watch,
-        ranges: &[Range],
-        key: String,
-    ) -> Result<bool, StoreError> {
-        let slot = match watch.slots.get(&key) {
-            Some(&slot) => slot,
-            None => {
-                let slot: u16 = self.call("keyslot", |con| {
-                    ::redis::cmd("CLUSTER").arg("KEYSLOT").arg(&key).query(con)
-                })?;
-                watch.slots.insert(key.clone(), slot);
-                slot
-            }
-        };
-        let Some(range) = ranges.iter().find(|r| r.first <= slot && slot <= r.last) else {
-            return Ok(false);
-        };
-        Ok(matches!(
-            watch.primaries.insert(key, range.primary.clone()),
-            Some(before) if before != range.primary
-        ))
+        watch.changes(&ranges, &parts, |key| {
+            self.call("keyslot", |con| {
+                ::redis::cmd("CLUSTER").arg("KEYSLOT").arg(key).query(con)
+            })
+        })
     }
 
     fn cluster_slots(&self) -> Result<Vec<Range>, StoreError> {
@@ -114,5 +124,41 @@ impl RedisStock {
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn served_by(primary: &str) -> Vec<Range> {
+        vec![Range {
+            first: 0,
+            last: 16383,
+            primary: primary.into(),
+        }]
+    }
+
+    /// A failover seen for one goods in a pass whose slot lookup then
+    /// fails for another goods is not lost: the pass fails as a whole, and
+    /// the next one still reports it.
+    #[test]
+    fn a_change_is_not_forgotten_when_a_later_lookup_fails() {
+        let mut watch = Watch::default();
+        let a = (1, "{g1}:stock".to_string());
+        let b = (2, "{g2}:stock".to_string());
+        let slots = |key: &str| Ok(if key.contains("g1") { 10 } else { 20 });
+        let first = watch.changes(&served_by("x"), std::slice::from_ref(&a), slots);
+        assert_eq!(first.unwrap(), Vec::<GoodsId>::new());
+        let failing = |key: &str| match key.contains("g2") {
+            true => Err(StoreError::Unavailable("failing over".into())),
+            false => Ok(10),
+        };
+        let parts = [a.clone(), b.clone()];
+        assert!(watch.changes(&served_by("y"), &parts, failing).is_err());
+        let next = watch.changes(&served_by("y"), &parts, slots);
+        assert_eq!(next.unwrap(), [1]);
+        let after = watch.changes(&served_by("y"), &parts, slots);
+        assert_eq!(after.unwrap(), Vec::<GoodsId>::new());
     }
 }
