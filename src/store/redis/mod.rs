@@ -212,6 +212,38 @@ impl RedisStock {
         StoreError::NotLoaded(goods)
     }
 
+    /// Runs `script` as [`call_effect`](Self::call_effect) does, then, with
+    /// `--redis-wait`, waits on the same link (WAIT counts the writes this
+    /// client sent) for the replicas of `key`'s primary. A change that did
+    /// not reach them is in doubt: acted on, one a failover can lose could
+    /// sell a unit twice or lose an acknowledged queued order; whether it
+    /// stays is for a reconciliation to say.
+    fn call_replicated(
+        &self,
+        what: &str,
+        goods: GoodsId,
+        key: &str,
+        script: impl FnOnce(&mut Link) -> ::redis::RedisResult<Value>,
+    ) -> Result<Value, StoreError> {
+        let (reply, replicated) = self.call_effect(what, |con| {
+            let reply = script(con)?;
+            let replicated = match &self.replication {
+                Some(r) => Some(con.wait_replicas(key, r)?),
+                None => None,
+            };
+            Ok((reply, replicated))
+        })?;
+        if let (Some(r), Some(got)) = (&self.replication, replicated) {
+            if got < i64::from(r.replicas) {
+                return Err(StoreError::Indeterminate(format!(
+                    "redis {what} of goods {goods} reached {got} of {} replicas within {:?}",
+                    r.replicas, r.timeout
+                )));
+            }
+        }
+        Ok(reply)
+    }
+
     /// Runs a fenced script, built by `invoke` for the epoch it is to carry.
     /// A goods loaded under another epoch since this store learnt one (by
     /// another server's reconciliation) answers with that epoch: learnt, and
@@ -228,30 +260,23 @@ impl RedisStock {
         let mut epoch = self.not_loaded(goods, self.known_epoch(goods))?;
         for _ in 0..2 {
             let inv = invoke(epoch);
-            let reply = self.call_effect(what, |con| {
-                let reply = inv.invoke::<Value>(con)?;
-                // On the same link: WAIT counts the writes this client sent.
-                let replicated = match &self.replication {
-                    Some(r) => Some(con.wait_replicas(&keys.stock, r)?),
-                    None => None,
-                };
-                Ok((reply, replicated))
-            });
-            let (reply, replicated) = self.not_loaded(goods, reply)?;
-            if let (Some(r), Some(got)) = (&self.replication, replicated) {
-                if got < i64::from(r.replicas) {
-                    // Acted on, a change a failover can lose could sell a
-                    // unit twice or lose an acknowledged queued order.
-                    // Whether it stays is for a reconciliation to say.
-                    return Err(StoreError::Indeterminate(format!(
-                        "redis {what} of goods {goods} reached {got} of {} replicas within {:?}",
-                        r.replicas, r.timeout
-                    )));
-                }
-            }
+            let reply = self.call_replicated(what, goods, &keys.stock, |con| inv.invoke(con));
+            let reply = self.not_loaded(goods, reply)?;
             match stale_epoch(&reply).transpose()? {
                 Some(state) if state.loading => {
                     return self.not_loaded(goods, Err(self.loading(goods, state.epoch)))
+                }
+                // Older than a load this store knows of: the stock store
+                // lost that load (a failover to a replica that lacked it),
+                // and holds units the load's count gave to others. Never
+                // sold from: reloaded from the order store.
+                Some(state) if state.epoch < epoch => {
+                    warn!(
+                        "goods {goods}: redis is back at epoch {} after a load at {epoch}: \
+                         it lost writes",
+                        state.epoch
+                    );
+                    return self.not_loaded(goods, Err(StoreError::NotLoaded(goods)));
                 }
                 Some(state) => {
                     self.learn_epoch(goods, state.epoch);

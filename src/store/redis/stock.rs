@@ -264,7 +264,9 @@ impl RedisStock {
         // anyone reads, so a failure here is "nothing done".
         self.call("stage load", |con| staging.query::<()>(con))?;
         let inv = self.scripts.load(&load);
-        let reply: Value = self.call_effect("load", |con| inv.invoke(con))?;
+        // With `--redis-wait`, on the replicas too: a load a failover lost
+        // would leave the goods at an older load, or frozen.
+        let reply = self.call_replicated("load", goods, &keys.stock, |con| inv.invoke(con))?;
         if let Some(later) = stale_epoch(&reply).transpose()? {
             self.learn_epoch(goods, later.epoch);
             return Ok(Loaded::Superseded(later.epoch));
@@ -287,7 +289,10 @@ impl RedisStock {
         epoch: Epoch,
     ) -> Result<Loaded, StoreError> {
         let inv = self.scripts.freeze(keys, epoch);
-        let reply: Value = self.call_effect("freeze", |con| inv.invoke(con))?;
+        // With `--redis-wait`, on the replicas before anything is counted:
+        // a primary promoted without the freeze would go on selling, and
+        // queuing acknowledged orders, under the older epoch.
+        let reply = self.call_replicated("freeze", goods, &keys.stock, |con| inv.invoke(con))?;
         match stale_epoch(&reply).transpose()? {
             Some(later) => Ok(Loaded::Superseded(later.epoch)),
             None if reply == Value::Int(1) => Ok(Loaded::Now),

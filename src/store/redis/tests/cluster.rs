@@ -137,9 +137,9 @@ fn scripts_run_on_nodes_that_forgot_them() {
     }
 }
 
-/// `--redis-wait`: a reservation that reached the replicas it waits for is
-/// acted on; one that could not (the cluster has one replica a primary) is
-/// in doubt, never "reserved", though it ran. The same for the queue
+/// `--redis-wait`: a reservation (or a load) that reached the replicas it
+/// waits for is acted on; one that could not (the cluster has one replica a
+/// primary) is in doubt, never "reserved", though it ran. The same for the queue
 /// drain's read of its order: handed over only once replicated.
 #[test]
 fn a_reservation_waits_for_its_replicas() {
@@ -149,7 +149,21 @@ fn a_reservation_waits_for_its_replicas() {
             timeout: Duration::from_secs(1),
         };
         let test = open_cluster_with(AckMode::Queued, Some(replication));
-        test.load_next(7, 2, &[]).unwrap();
+        // A load waits for the replicas too: short of them, in doubt; then
+        // loaded by a store that waits for none.
+        let loaded = test.load_next(7, 2, &[]);
+        if replicated {
+            loaded.unwrap();
+        } else {
+            assert!(
+                matches!(loaded, Err(StoreError::Indeterminate(_))),
+                "{loaded:?}"
+            );
+            let plain =
+                crate::store::RedisStock::open_cluster(&up(), &test.prefix, AckMode::Queued)
+                    .unwrap();
+            plain.load_next(7, 2, &[]).unwrap();
+        }
         let got = test.reserve(7, &rules(1), &buyers(&[(1, 71)]));
         if replicated {
             assert_eq!(got.unwrap().decisions, [Reservation::Reserved]);

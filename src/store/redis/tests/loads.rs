@@ -283,3 +283,26 @@ fn loaded_buyers_never_expire() {
         Some((3, vec![(7, 700), (8, 800)]))
     );
 }
+
+/// A goods whose epoch went back below a load this store made (a failover
+/// to a replica that lacked the load): its units are the older load's,
+/// some of them counted to others since, so nothing is sold from it under
+/// the older epoch: it is "not loaded", for the sale to reload.
+#[test]
+fn a_goods_back_at_an_older_epoch_is_not_sold_from() {
+    let stock = open(AckMode::Queued);
+    let current = stock.load_next(1, 5, &[]).unwrap();
+    // This store (or another server's, which it learnt of) loaded the goods
+    // under a later epoch, which Redis lost.
+    stock.learn_epoch(1, current + 3);
+    let lost = stock.reserve(1, &rules(1), &buyers(&[(7, 700)]));
+    assert!(matches!(lost, Err(StoreError::NotLoaded(1))), "{lost:?}");
+    assert_eq!(stock.remaining(1).unwrap(), Some(5), "nothing taken");
+    // A reload under a new epoch (the order store's next, above every one
+    // it issued) sells again.
+    let next = current + 4;
+    assert_eq!(stock.begin_load(1, next).unwrap(), Loaded::Now);
+    assert_eq!(stock.load(1, 5, &[], next, 5).unwrap(), Loaded::Now);
+    let sold = stock.reserve(1, &rules(1), &buyers(&[(7, 700)])).unwrap();
+    assert_eq!(sold.decisions, [Reservation::Reserved]);
+}
