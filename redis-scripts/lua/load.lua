@@ -21,13 +21,20 @@
 -- ARGV[3] "1" if the staged hash holds the buyers, "0" if there are none
 -- ARGV[4] the goods' total the count was made from
 --
--- Returns 1 if this load took effect, else {"stale", value}: the goods' epoch
--- key, which another reconciliation's FREEZE set (nothing is done).
+-- Returns 1 if this load took effect, also when it had already (a client
+-- library resending the script after a dropped link: the epoch key then
+-- holds this very epoch, which the order store issues once), else {"stale",
+-- value}: the goods' epoch key, which another reconciliation's FREEZE set
+-- (nothing is done).
 --
 -- Built by seckill_redis_scripts::Load; by hand, e.g.:
 --   redis-cli --eval load.lua s b e st c l , 7 100 0 100
 
 local current = redis.call('GET', KEYS[3])
+if current == ARGV[1] then
+  redis.call('DEL', KEYS[4])
+  return 1
+end
 if current ~= ARGV[1] .. ':loading' then
   redis.call('DEL', KEYS[4])
   return {'stale', current or '0'}

@@ -225,6 +225,7 @@ fn a_late_add_for_a_restock_the_reconciliation_counted_adds_nothing() {
 /// resent) is the same freeze: its reconciliation goes on to its load,
 /// rather than take itself for another server's and leave the goods frozen.
 /// An older epoch's freeze, or one of the epoch already loaded, is stale.
+/// A load sent twice is one load too.
 #[test]
 fn a_freeze_run_twice_is_one_freeze() {
     let stock = open(AckMode::Durable);
@@ -242,6 +243,12 @@ fn a_freeze_run_twice_is_one_freeze() {
     ));
     assert_eq!(stock.load(1, 5, &[], next, 5).unwrap(), Loaded::Now);
     assert_eq!(stock.epoch(1).unwrap(), Some(next));
+    // The load sent again (its reply lost, the client resending it) is the
+    // same load: done, not another server's, and nothing loaded twice.
+    let sold = stock.reserve(1, &rules(1), &buyers(&[(7, 700)])).unwrap();
+    assert_eq!(sold.decisions, [Reservation::Reserved]);
+    assert_eq!(stock.load(1, 5, &[], next, 5).unwrap(), Loaded::Now);
+    assert_eq!(stock.remaining(1).unwrap(), Some(4));
 }
 
 /// While a reconciliation has a goods frozen, a release does nothing (the
