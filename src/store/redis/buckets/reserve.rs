@@ -303,10 +303,15 @@ impl RedisStock {
 }
 
 /// What a buyer is told whose bucket's call failed after others decided:
-/// in doubt if the call may have run, else nothing was done.
+/// in doubt if the call may have run or the bucket is lost, else nothing
+/// was done.
 fn failed(e: &StoreError) -> Reservation {
     match e {
-        StoreError::Indeterminate(_) => Reservation::InDoubt,
+        // A bucket Redis lost is in doubt too: the sale then reconciles the
+        // goods, which loads it again. As `busy` it would stay lost (the
+        // call as a whole succeeded, so nothing else asks for a reload)
+        // until a reconciliation came for another reason.
+        StoreError::Indeterminate(_) | StoreError::NotLoaded(_) => Reservation::InDoubt,
         _ => Reservation::Busy,
     }
 }

@@ -279,3 +279,25 @@ fn a_void_reservations_request_id_is_forgotten() {
     assert_eq!(recorded(), None);
     assert_eq!(token(), Some(issued));
 }
+
+/// A bucket Redis lost (its node restarted empty) in a call that another
+/// bucket decided: its buyers are "in doubt", which has the sale reconcile
+/// the goods, not "busy", which would leave the bucket lost until a
+/// reconciliation came for another reason.
+#[test]
+fn a_lost_bucket_after_a_decided_one_is_in_doubt() {
+    let stock = open(AckMode::Durable);
+    let goods = 37;
+    stock.split(goods, 2);
+    stock.load_next(goods, 10, &[]).unwrap();
+    let in_bucket = |b| (1..1000).find(|&u| bucket_of(u, 2) == b).unwrap();
+    let (first, second) = (in_bucket(0), in_bucket(1));
+    let lost = stock.part_keys(goods, Part::Bucket(1));
+    let mut del = ::redis::cmd("DEL");
+    del.arg(&lost.all()[..]);
+    stock.call("del", |con| del.query::<()>(con)).unwrap();
+    let r = stock
+        .reserve(goods, &rules(1), &buyers(&[(first, 100), (second, 200)]))
+        .unwrap();
+    assert_eq!(r.decisions, [Reservation::Reserved, Reservation::InDoubt]);
+}
