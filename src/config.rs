@@ -174,8 +174,11 @@ pub struct Config {
     #[arg(long, value_name = "PATH")]
     pub admin_token_file: Option<PathBuf>,
 
-    /// Largest request frame accepted (the length field), in bytes.
-    #[arg(long, default_value_t = seckill_proto::MAX_REQUEST_FRAME)]
+    /// Largest request frame accepted (the length field), in bytes: 1 KiB
+    /// (every request fits) to 16 MiB (a connection's read buffer grows to
+    /// it).
+    #[arg(long, default_value_t = seckill_proto::MAX_REQUEST_FRAME,
+          value_parser = clap::value_parser!(u32).range(1024..=16 << 20))]
     pub max_frame: u32,
 
     /// Requests a connection may have in flight before the server stops

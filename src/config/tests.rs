@@ -49,3 +49,15 @@ fn every_flag_has_its_seckill_variable() {
     }
     assert!(count > 30, "only {count} flags seen");
 }
+
+/// A frame limit that would let one connection's read buffer grow toward
+/// 4 GiB, or refuse requests every client sends, is no setting.
+#[test]
+fn the_frame_limit_is_bounded() {
+    let parse = |v: &str| Config::try_parse_from(["seckill-server", "--max-frame", v]);
+    assert!(parse("4294967295").is_err());
+    assert!(parse("16777217").is_err());
+    assert!(parse("1023").is_err());
+    assert_eq!(parse("16777216").unwrap().max_frame, 16 << 20);
+    assert_eq!(parse("1024").unwrap().max_frame, 1024);
+}
