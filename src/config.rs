@@ -100,7 +100,7 @@ pub struct Config {
     /// Keep stock in this Redis (e.g. redis://127.0.0.1:6379) instead of
     /// process memory (see also --redis-cluster).
     #[arg(long, value_name = "URL")]
-    pub redis: Option<String>,
+    pub redis: Option<StoreUrl>,
 
     /// Keep stock in this Redis Cluster instead, found through any of these
     /// seed nodes (HOST:PORT or redis:// URLs, comma-separated). Every
@@ -111,7 +111,7 @@ pub struct Config {
         value_delimiter = ',',
         conflicts_with = "redis"
     )]
-    pub redis_cluster: Option<Vec<String>>,
+    pub redis_cluster: Option<Vec<StoreUrl>>,
 
     /// Read --redis from this file (one URL; a trailing newline is
     /// dropped), so that its password is on no command line.
@@ -150,7 +150,7 @@ pub struct Config {
     /// plain (non-Galera) server in it is refused at start: servers
     /// failing over on their own between plain servers would part ways.
     #[arg(long, value_name = "URL[,URL...]")]
-    pub mysql: Option<String>,
+    pub mysql: Option<StoreUrl>,
 
     /// Read --mysql from this file (one URL, or a comma-separated list).
     #[arg(long, value_name = "PATH")]
@@ -413,6 +413,45 @@ impl FromStr for Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// A store's URL (or a Redis Cluster seed, or a `--mysql` list), which may
+/// hold a password: used as the `str` it is, shown by `Debug` with its
+/// passwords hidden, so that no `{:?}` of the configuration logs one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreUrl(String);
+
+impl StoreUrl {
+    pub fn new(url: impl Into<String>) -> StoreUrl {
+        StoreUrl(url.into())
+    }
+}
+
+impl std::ops::Deref for StoreUrl {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for StoreUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(StoreUrl(s.to_owned()))
+    }
+}
+
+impl fmt::Debug for StoreUrl {
+    /// Every URL of a list, or a cluster seed, with its passwords hidden.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = match self.0.contains("://") {
+            true => crate::redact::mysql(&self.0),
+            false => crate::redact::seed(&self.0),
+        };
+        write!(f, "StoreUrl({shown:?})")
     }
 }
 

@@ -365,7 +365,8 @@ fn open_stores(config: &Config) -> anyhow::Result<Stores> {
         }
         (None, Some(seeds)) => {
             let shown: Vec<String> = seeds.iter().map(|s| redact::seed(s)).collect();
-            let store = RedisStock::new_cluster(seeds, &config.redis_prefix, config.ack)
+            let seeds: Vec<String> = seeds.iter().map(|s| s.to_string()).collect();
+            let store = RedisStock::new_cluster(&seeds, &config.redis_prefix, config.ack)
                 .with_context(|| format!("Redis Cluster at {}", shown.join(",")))?;
             info!("stock in the Redis Cluster at {}", shown.join(","));
             store

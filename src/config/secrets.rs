@@ -13,7 +13,7 @@ use std::str::FromStr;
 
 use super::file::read_limited;
 use super::layers::{ConfigError, Source};
-use super::{Config, Secret};
+use super::{Config, Secret, StoreUrl};
 
 /// A secret, and the flag naming a file that holds it.
 pub struct SecretFlag {
@@ -42,7 +42,7 @@ pub const SECRETS: [SecretFlag; 4] = [
         file: "redis_file",
         path: |c| &mut c.redis_file,
         set: |c, text| {
-            c.redis = Some(text.to_owned());
+            c.redis = Some(StoreUrl::new(text));
             Ok(())
         },
     },
@@ -52,7 +52,7 @@ pub const SECRETS: [SecretFlag; 4] = [
         path: |c| &mut c.redis_cluster_file,
         set: |c, text| {
             // As the flag takes them: comma-separated.
-            c.redis_cluster = Some(text.split(',').map(|s| s.trim().to_owned()).collect());
+            c.redis_cluster = Some(text.split(',').map(|s| StoreUrl::new(s.trim())).collect());
             Ok(())
         },
     },
@@ -61,7 +61,7 @@ pub const SECRETS: [SecretFlag; 4] = [
         file: "mysql_file",
         path: |c| &mut c.mysql_file,
         set: |c, text| {
-            c.mysql = Some(text.to_owned());
+            c.mysql = Some(StoreUrl::new(text));
             Ok(())
         },
     },

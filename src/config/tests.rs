@@ -15,6 +15,32 @@ fn debug_hides_the_token() {
     assert!(!format!("{c:?}").contains("hunter2"));
 }
 
+/// The stores' URLs are used as given, and `Debug` hides their passwords
+/// (a `{:?}` of the configuration must log none).
+#[test]
+fn debug_hides_the_stores_passwords() {
+    let c = Config::parse_from([
+        "seckill-server",
+        "--mysql",
+        "mysql://u:pw-mysql@db/seckill,mysql://u:pw-mysql@db2/seckill",
+        "--redis",
+        "redis://:pw-redis@cache:6379",
+    ]);
+    assert_eq!(
+        c.mysql.as_deref(),
+        Some("mysql://u:pw-mysql@db/seckill,mysql://u:pw-mysql@db2/seckill")
+    );
+    let shown = format!("{c:?}");
+    assert!(!shown.contains("pw-"), "{shown}");
+    assert!(
+        shown.contains("db2/seckill") && shown.contains("cache:6379"),
+        "{shown}"
+    );
+    let c = Config::parse_from(["seckill-server", "--redis-cluster", ":pw-seed@a:1,b:2"]);
+    let shown = format!("{c:?}");
+    assert!(!shown.contains("pw-") && shown.contains("b:2"), "{shown}");
+}
+
 /// A timeout or interval too long for a clock is refused at start, not a
 /// panic in the thread that first adds it to the time (at shutdown, say).
 #[test]

@@ -12,7 +12,8 @@ use seckill_web::{AdminConfig, Config};
 
 /// Serves a JSON API, a storefront (`/`) and an admin console (`/admin`)
 /// in front of seckill servers.
-#[derive(Debug, Parser)]
+// No `Debug`: the admin token and the session secret are plain strings here.
+#[derive(Parser)]
 #[command(version)]
 struct Args {
     /// Where to listen for HTTP.
