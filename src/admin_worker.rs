@@ -13,7 +13,7 @@ use std::thread::{self, JoinHandle};
 use crossbeam_channel::{select, Receiver};
 
 use crate::admin_log;
-use crate::dispatch::{AdminJob, Reactors};
+use crate::dispatch::{panicked, unless_panicked, AdminJob, Reactors};
 use crate::sale::Sale;
 
 pub struct AdminWorker {
@@ -46,7 +46,9 @@ impl AdminWorker {
                 recv(self.jobs) -> job => match job {
                     Ok(AdminJob { job, peer }) => {
                         // Admin commands are rare: a copy kept for the log costs nothing.
-                        let reply = self.sale.serve(job.request.clone());
+                        let request = job.request.clone();
+                        let reply = unless_panicked("an admin request", || self.sale.serve(request))
+                            .unwrap_or_else(panicked);
                         admin_log::log(peer, &job.request, &reply);
                         self.reactors.complete(job.origin, reply);
                     }
@@ -54,7 +56,7 @@ impl AdminWorker {
                 },
                 recv(repairs) -> goods => {
                     if let Ok(goods) = goods {
-                        self.sale.repair(goods);
+                        unless_panicked("a repair", || self.sale.repair(goods));
                     }
                 }
             }

@@ -200,6 +200,35 @@ impl Reactors {
     }
 }
 
+/// Runs a sale's work for requests a reactor waits on, turning a panic into
+/// `None` (logged): every request handed to a worker or the order writer
+/// must be answered, or its connection would wait for the reply for ever
+/// (it is never idle while a request is in flight). The thread lives on.
+/// The stores stay the truth: whatever the panic interrupted is settled as
+/// for a crash (an order left unsettled is in doubt until reconciled).
+pub fn unless_panicked<T>(what: &str, work: impl FnOnce() -> T) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+        Ok(done) => Some(done),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("a panic");
+            log::error!("{what} panicked ({why}); answered internal_error");
+            None
+        }
+    }
+}
+
+/// The answer to a request whose work panicked.
+pub fn panicked() -> Reply {
+    Reply::error(
+        seckill_proto::Status::InternalError,
+        "the server failed on this request; its outcome is unknown",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -261,5 +290,23 @@ mod tests {
         reactors.mailboxes()[reactor]
             .notified
             .load(Ordering::SeqCst)
+    }
+
+    /// Work that panics is `None`, answered with an error, and the thread
+    /// goes on; work that does not is its result.
+    #[test]
+    fn a_panic_is_an_answer_not_a_lost_thread() {
+        assert_eq!(unless_panicked("sum", || 2 + 2), Some(4));
+        let lost: Option<Reply> = unless_panicked("a request", || panic!("a bug"));
+        assert_eq!(lost, None);
+        let reply = lost.unwrap_or_else(panicked);
+        assert!(matches!(
+            reply,
+            Reply::Error {
+                status: seckill_proto::Status::InternalError,
+                ..
+            }
+        ));
+        assert_eq!(unless_panicked("again", || "alive"), Some("alive"));
     }
 }

@@ -16,7 +16,7 @@ use crossbeam_channel::{Receiver, Sender};
 use seckill_proto::{Reply, Request, Status};
 
 use crate::config::Config;
-use crate::dispatch::{Job, Origin, Reactors};
+use crate::dispatch::{panicked, unless_panicked, Job, Origin, Reactors};
 use crate::metrics;
 use crate::sale::{Buy, Decision, PendingOrder, Sale};
 use crate::store::GoodsId;
@@ -82,7 +82,11 @@ impl Worker {
                         };
                         buys.entry(goods_id).or_default().push((job.origin, buy));
                     }
-                    request => self.reactors.complete(job.origin, self.sale.serve(request)),
+                    request => {
+                        let reply = unless_panicked("a request", || self.sale.serve(request));
+                        self.reactors
+                            .complete(job.origin, reply.unwrap_or_else(panicked));
+                    }
                 }
             }
             for (goods, buyers) in buys.drain() {
@@ -93,7 +97,12 @@ impl Worker {
 
     fn buy(&self, goods: GoodsId, buyers: &[(Origin, Buy)]) {
         let buys: Vec<Buy> = buyers.iter().map(|&(_, buy)| buy).collect();
-        let decisions = self.sale.reserve(goods, &buys);
+        let Some(decisions) = unless_panicked("a reservation", || self.sale.reserve(goods, &buys))
+        else {
+            let failed = buyers.iter().map(|&(origin, _)| (origin, panicked()));
+            self.reactors.complete_all(failed);
+            return;
+        };
         let mut answers = Vec::new();
         let mut orders = Vec::new();
         for (&(origin, _), decision) in buyers.iter().zip(decisions) {

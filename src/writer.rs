@@ -10,7 +10,7 @@ use std::thread::{self, JoinHandle};
 use crossbeam_channel::Receiver;
 
 use crate::config::Config;
-use crate::dispatch::Reactors;
+use crate::dispatch::{panicked, unless_panicked, Reactors};
 use crate::metrics;
 use crate::sale::Sale;
 use crate::worker::Pending;
@@ -56,7 +56,9 @@ impl Writer {
                 &self.sale.metrics().orders_awaiting_writer,
                 orders.len() as u64,
             );
-            let replies = self.sale.commit(std::mem::take(&mut orders));
+            let batch = std::mem::take(&mut orders);
+            let replies = unless_panicked("an order batch", || self.sale.commit(batch))
+                .unwrap_or_else(|| vec![panicked(); origins.len()]);
             self.reactors.complete_all(origins.drain(..).zip(replies));
         }
     }
