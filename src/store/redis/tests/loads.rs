@@ -83,11 +83,14 @@ fn a_script_from_before_a_load_does_nothing() {
     let theirs = other.reserve(1, &rules(1), &buyers(&[(8, 800)])).unwrap();
     assert_eq!(theirs.decisions, [Reservation::Reserved]);
     assert_eq!(theirs.epoch, current);
-    // A load under an epoch no higher than the goods' stands aside.
+    // A load under an older epoch stands aside; one under the goods' own
+    // epoch is that load sent again (the order store issues each epoch
+    // once): done already, and it changes nothing.
     assert_eq!(
-        stock.load(1, 99, &[], current, 99).unwrap(),
+        stock.load(1, 99, &[], stale, 99).unwrap(),
         Loaded::Superseded(current)
     );
+    assert_eq!(stock.load(1, 99, &[], current, 99).unwrap(), Loaded::Now);
     assert_eq!(stock.remaining(1).unwrap(), Some(0));
 }
 
