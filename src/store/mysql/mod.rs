@@ -47,7 +47,7 @@ use self::calls::{Call, Failure, Link};
 use self::nodes::NODE_COLUMNS;
 use self::rows::{
     give_back_live, goods_by_id, goods_record, order_for_update, order_no_list, order_record,
-    set_state, GoodsRow, OrderRow, GOODS_COLUMNS, ORDER_COLUMNS, PAUSED, ROWS_PER_INSERT,
+    set_state, GoodsRow, OrderRow, Rows, GOODS_COLUMNS, ORDER_COLUMNS, PAUSED, ROWS_PER_INSERT,
 };
 use self::schema::GoodsIndex;
 use super::batch::per_goods;
@@ -145,6 +145,10 @@ pub struct MysqlStore {
     /// How this database's orders are read by goods: found by
     /// [`MysqlStore::prepare`].
     goods_index: OnceLock<GoodsIndex>,
+    /// Whether chunks of created orders may leave `state` and `live_slot`
+    /// to the table's defaults ([`schema::live_defaults`]); found at
+    /// prepare.
+    live_defaults: OnceLock<bool>,
 }
 
 impl MysqlStore {
@@ -183,6 +187,7 @@ impl MysqlStore {
             link: Link::to_nodes(nodes)?,
             db: db.unwrap_or_else(|| DEFAULT_DB.to_string()),
             goods_index: OnceLock::new(),
+            live_defaults: OnceLock::new(),
         })
     }
 
@@ -192,9 +197,12 @@ impl MysqlStore {
     pub fn prepare(&self) -> Result<(), StoreError> {
         self.link.check_nodes()?;
         // The database may not exist yet: connect without it first.
-        let index = self.link.setup("setup", |conn| {
+        let (index, defaults) = self.link.setup("setup", |conn| {
             schema::create(conn, &self.db)?;
-            schema::goods_index(conn, &self.db)
+            Ok((
+                schema::goods_index(conn, &self.db)?,
+                schema::live_defaults(conn, &self.db)?,
+            ))
         })?;
         let index = index.ok_or_else(|| {
             StoreError::Inconsistent(
@@ -206,9 +214,18 @@ impl MysqlStore {
         // Set once: a table's indexes are changed with the servers stopped
         // (CHANGELOG.md).
         let _ = self.goods_index.set(index);
+        let _ = self.live_defaults.set(defaults);
         self.check_columns()?;
         self.link.read_committed()?;
         Ok(())
+    }
+
+    /// The batch statements on a transaction's connection.
+    fn rows<'c>(&self, conn: &'c mut ::mysql::PooledConn) -> Rows<'c> {
+        Rows {
+            conn,
+            live_defaults: self.live_defaults.get().copied().unwrap_or(false),
+        }
     }
 
     /// Fails early, with the column named, if an existing table predates
@@ -346,7 +363,7 @@ impl OrderStore for MysqlStore {
             return Ok(Vec::new());
         }
         self.link.call("insert orders", Call::ORDERS, |conn| {
-            batch::write(conn, orders, epochs)
+            batch::write(&mut self.rows(conn), orders, epochs)
         })
     }
 
@@ -362,7 +379,7 @@ impl OrderStore for MysqlStore {
             return Ok(Vec::new());
         }
         self.link.call("insert orders", Call::ORDERS, |conn| {
-            let written = batch::write(conn, orders, epochs)?;
+            let written = batch::write(&mut self.rows(conn), orders, epochs)?;
             requests::keep(conn, orders, &written, requests, now_ms())?;
             Ok(written)
         })

@@ -135,31 +135,37 @@ pub(super) fn give_back_live(
 
 /// One multi-row INSERT of a chunk of orders. The values are all integers
 /// formatted here, so the text protocol is safe, and saves preparing a
-/// statement of up to 6000 placeholders.
-fn insert_sql(chunk: &[&OrderRecord]) -> String {
+/// statement of up to 6000 placeholders. With `live_defaults` (the table
+/// gives `state` 0 and `live_slot` 1), a chunk of created orders leaves
+/// both to the table.
+fn insert_sql(chunk: &[&OrderRecord], live_defaults: bool) -> String {
+    let defaulted = live_defaults && chunk.iter().all(|o| o.state == OrderState::Created);
     let mut sql = String::with_capacity(120 + ROWS_PER_INSERT * 110);
-    sql.push_str(
-        "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms, pay_by_ms) VALUES ",
-    );
+    sql.push_str(match defaulted {
+        true => "INSERT INTO orders (order_no, user_id, goods_id, created_ms, pay_by_ms) VALUES ",
+        false => "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms, pay_by_ms) VALUES ",
+    });
     let mut digits = itoa::Buffer::new();
     for (i, o) in chunk.iter().enumerate() {
         sql.push_str(if i > 0 { ",(" } else { "(" });
-        // A cancelled order holds no slot, so it never blocks a re-buy.
-        let slot = if o.state == OrderState::Cancelled {
-            "NULL"
-        } else {
-            "1"
-        };
         sql.push_str(digits.format(o.order_no));
         sql.push(',');
         sql.push_str(digits.format(o.user_id));
         sql.push(',');
         sql.push_str(digits.format(o.goods_id));
         sql.push(',');
-        sql.push_str(digits.format(o.state as u8));
-        sql.push(',');
-        sql.push_str(slot);
-        sql.push(',');
+        if !defaulted {
+            // A cancelled order holds no slot, so it never blocks a re-buy.
+            let slot = if o.state == OrderState::Cancelled {
+                "NULL"
+            } else {
+                "1"
+            };
+            sql.push_str(digits.format(o.state as u8));
+            sql.push(',');
+            sql.push_str(slot);
+            sql.push(',');
+        }
         sql.push_str(digits.format(o.created_ms));
         sql.push(',');
         sql.push_str(digits.format(o.pay_by_ms));
@@ -182,10 +188,31 @@ pub(super) fn order_no_list(order_nos: &[OrderNo]) -> String {
     list
 }
 
+/// The connection of a batch write's transaction, and whether its chunks may
+/// leave `state` and `live_slot` to the table's defaults.
+pub(super) struct Rows<'c> {
+    pub(super) conn: &'c mut PooledConn,
+    pub(super) live_defaults: bool,
+}
+
+impl std::ops::Deref for Rows<'_> {
+    type Target = PooledConn;
+
+    fn deref(&self) -> &PooledConn {
+        self.conn
+    }
+}
+
+impl std::ops::DerefMut for Rows<'_> {
+    fn deref_mut(&mut self) -> &mut PooledConn {
+        self.conn
+    }
+}
+
 /// The statements of a batch write ([`crate::store::batch`]), on the
 /// connection of its transaction. The locking reads see the latest committed
 /// rows, not the transaction's snapshot.
-impl Table for PooledConn {
+impl Table for Rows<'_> {
     type Error = Failure;
     const ROWS_PER_INSERT: usize = ROWS_PER_INSERT;
 
@@ -228,7 +255,8 @@ impl Table for PooledConn {
     }
 
     fn insert_chunk(&mut self, orders: &[&OrderRecord]) -> Result<bool, Failure> {
-        match self.query_drop(insert_sql(orders)) {
+        let sql = insert_sql(orders, self.live_defaults);
+        match self.query_drop(sql) {
             Ok(()) => Ok(true),
             Err(::mysql::Error::MySqlError(e)) if e.code == DUPLICATE_KEY => Ok(false),
             Err(e) => Err(e.into()),
@@ -313,11 +341,36 @@ mod tests {
             state: OrderState::Cancelled,
             ..live.clone()
         };
-        assert_eq!(
-            insert_sql(&[&live, &cancelled]),
-            "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms, pay_by_ms) VALUES \
+        let every_column = "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms, pay_by_ms) VALUES \
              (18446744073709551615,7,3,0,1,1700000000000,1700000900000),\
-             (0,7,3,2,NULL,1700000000000,1700000900000)"
+             (0,7,3,2,NULL,1700000000000,1700000900000)";
+        assert_eq!(insert_sql(&[&live, &cancelled], false), every_column);
+        // A cancelled order in the chunk: every column, defaults or not.
+        assert_eq!(insert_sql(&[&live, &cancelled], true), every_column);
+    }
+
+    /// Created orders only, on a table with schema.sql's defaults: state
+    /// and live_slot left to them.
+    #[test]
+    fn a_chunk_of_created_orders_leaves_the_defaulted_columns_out() {
+        let live = OrderRecord {
+            order_no: 5,
+            user_id: 7,
+            goods_id: 3,
+            state: OrderState::Created,
+            created_ms: 10,
+            pay_by_ms: 20,
+        };
+        let other = OrderRecord {
+            order_no: 6,
+            user_id: 8,
+            ..live.clone()
+        };
+        assert_eq!(
+            insert_sql(&[&live, &other], true),
+            "INSERT INTO orders (order_no, user_id, goods_id, created_ms, pay_by_ms) VALUES \
+             (5,7,3,10,20),(6,8,3,10,20)"
         );
+        assert!(insert_sql(&[&live], false).contains("state, live_slot"));
     }
 }

@@ -122,6 +122,47 @@ fn an_undercounted_goods_still_cancels_and_expires() {
     assert_eq!(live, 0);
 }
 
+/// Chunks of created orders leave `state` and `live_slot` to the table's
+/// defaults where the table has schema.sql's, and name them where it does
+/// not: the purchase limit holds either way.
+#[test]
+fn created_orders_rest_on_the_defaults_only_where_the_table_has_them() {
+    let db = TestDb::new();
+    let store = open(&db);
+    assert_eq!(store.live_defaults.get(), Some(&true));
+    let g = store.add_goods(&new_goods(5), None).unwrap().id;
+    assert_eq!(
+        store.commit_orders(&[order(1, 1, g)], &[]).unwrap(),
+        [Written::Stored]
+    );
+    let slot = |no: u64| {
+        count(
+            &db,
+            &format!("SELECT COALESCE(live_slot, 99) FROM orders WHERE order_no = {no}"),
+        )
+    };
+    assert_eq!(slot(1), 1);
+    assert_eq!(
+        store.commit_orders(&[order(2, 1, g)], &[]).unwrap(),
+        [Written::Duplicate(1)]
+    );
+    // A table altered by hand: its defaults are not relied on.
+    db.conn()
+        .query_drop("ALTER TABLE orders ALTER live_slot SET DEFAULT NULL")
+        .unwrap();
+    let altered = open(&db);
+    assert_eq!(altered.live_defaults.get(), Some(&false));
+    assert_eq!(
+        altered.commit_orders(&[order(3, 2, g)], &[]).unwrap(),
+        [Written::Stored]
+    );
+    assert_eq!(slot(3), 1);
+    assert_eq!(
+        altered.commit_orders(&[order(4, 2, g)], &[]).unwrap(),
+        [Written::Duplicate(3)]
+    );
+}
+
 /// A data error (here: an unknown goods, refused by the foreign key) fails
 /// the batch, never vanishes as a warning as it would with `INSERT IGNORE`.
 #[test]
@@ -308,7 +349,7 @@ fn an_order_batch_locks_no_gap_past_a_users_slots() {
     let cancel_130 = "UPDATE orders SET state = 2, live_slot = NULL WHERE order_no = 2".to_string();
     let mut read_slots_then = |how: Call, statements: &[String]| {
         store.link.call("t", how, |conn| {
-            assert_eq!(conn.live_slots(g1, 100)?, vec![(1, 1)]);
+            assert_eq!(store.rows(conn).live_slots(g1, 100)?, vec![(1, 1)]);
             let done: Result<Vec<()>, String> =
                 statements.iter().map(|sql| beside(sql.clone())).collect();
             Ok::<_, Failure>(done)
