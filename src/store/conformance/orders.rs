@@ -619,7 +619,23 @@ fn request_ids_are_kept_with_the_orders_written_until_due<B: Backend>() {
     assert!(!ids.contains(&900) && ids.contains(&500), "{ids:?}");
 }
 
+/// More request ids in one batch than one statement can carry (MySQL takes
+/// at most 65,535 placeholders, five a row): all kept.
+fn a_big_batch_keeps_every_request_id<B: Backend>() {
+    let backend = B::new();
+    let store = backend.open();
+    let g = store.add_goods(&new_goods(20_000), None).unwrap().id;
+    let orders: Vec<OrderRecord> = (0..13_200).map(|i| order(100_000 + i, i, g)).collect();
+    let ids: Vec<Option<RequestId>> = (0..13_200)
+        .map(|i: u64| RequestId::new(1 + u128::from(i)))
+        .collect();
+    let written = store.commit_requested_orders(&orders, &[], &ids).unwrap();
+    assert!(written.iter().all(|w| *w == Written::Stored));
+    assert_eq!(backend.kept_rows(), 13_200);
+}
+
 per_backend!(
+    a_big_batch_keeps_every_request_id,
     only_due_orders_expire_whatever_their_deadline,
     request_ids_are_kept_with_the_orders_written_until_due,
     a_request_id_names_one_goods_across_a_restart,

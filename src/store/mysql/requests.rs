@@ -7,15 +7,21 @@ use ::mysql::{Params, PooledConn, Value};
 use seckill_proto::RequestId;
 
 use super::calls::Failure;
+use super::rows::ROWS_PER_INSERT;
 use crate::store::{GoodsId, KeptRequest, OrderRecord, Written, REQUEST_ID_TTL_MS};
+
+/// The columns of a row of `buy_requests` written.
+const COLUMNS: usize = 5;
 
 /// Rows pruned at most per batch of orders: more due rows than that wait for
 /// the next batches, so that no one commit carries a long delete.
 const PRUNE_AT_MOST: u32 = 1000;
 
-/// In the orders' transaction: the ids of the orders stored, one multi-row
-/// statement (an id written again, by a batch run again after a deadlock,
-/// overwrites itself), then at most [`PRUNE_AT_MOST`] ids past their time.
+/// In the orders' transaction: the ids of the orders stored, in multi-row
+/// statements of at most [`ROWS_PER_INSERT`] (MySQL takes at most 65,535
+/// placeholders a statement, and a batch has no such bound; an id written
+/// again, by a batch run again after a deadlock, overwrites itself), then
+/// at most [`PRUNE_AT_MOST`] ids past their time.
 pub(super) fn keep(
     conn: &mut PooledConn,
     orders: &[OrderRecord],
@@ -36,15 +42,15 @@ pub(super) fn keep(
             ]);
         }
     }
-    if !values.is_empty() {
-        let rows = vec!["(?, ?, ?, ?, ?)"; values.len() / 5].join(", ");
+    for chunk in values.chunks(COLUMNS * ROWS_PER_INSERT) {
+        let rows = vec!["(?, ?, ?, ?, ?)"; chunk.len() / COLUMNS].join(", ");
         conn.exec_drop(
             format!(
                 "INSERT INTO buy_requests (goods_id, request_id, user_id, order_no, forget_at_ms) \
                  VALUES {rows} ON DUPLICATE KEY UPDATE user_id = VALUES(user_id), \
                  order_no = VALUES(order_no), forget_at_ms = VALUES(forget_at_ms)"
             ),
-            Params::Positional(values),
+            Params::Positional(chunk.to_vec()),
         )?;
     }
     conn.exec_drop(
