@@ -164,8 +164,9 @@ impl Drain {
     /// most `batch_max` orders a transaction.
     ///
     /// A write the order store refuses as inconsistent (an order number
-    /// another order has, a goods it does not have: a bug or a hand edit,
-    /// never a passing fault) would fail the same way forever, and retried,
+    /// another order has) or for a goods it does not have (a bug or a hand
+    /// edit, never a passing fault: goods are never removed) would fail the
+    /// same way forever, and retried,
     /// it would stop this drain, then each one that took the entries over.
     /// So the batch is written in halves down to the orders refused on
     /// their own, which are logged and left unacknowledged: pending, for an
@@ -185,11 +186,13 @@ impl Drain {
                     self.ack(part);
                     wait = RETRY_MIN;
                 }
-                Err(StoreError::Inconsistent(_)) if part.len() > 1 => {
+                Err(StoreError::Inconsistent(_) | StoreError::UnknownGoods(_))
+                    if part.len() > 1 =>
+                {
                     let (first, second) = part.split_at(part.len() / 2);
                     parts.extend([second, first]);
                 }
-                Err(e @ StoreError::Inconsistent(_)) => {
+                Err(e @ (StoreError::Inconsistent(_) | StoreError::UnknownGoods(_))) => {
                     let o = &orders[0];
                     error!(
                         "queue drain: order {} of user {} for goods {} cannot be written ({e}); \
@@ -340,10 +343,10 @@ mod tests {
         (drain, orders, goods)
     }
 
-    /// An order the order store refuses as inconsistent (its number taken
-    /// by another order) is left in the queue, unacknowledged, and the rest
-    /// of its batch is written; at start, the claim of such an entry does
-    /// not go on for ever.
+    /// An order the order store refuses (its number taken by another order,
+    /// its goods unknown) is left in the queue, unacknowledged, and the
+    /// rest of its batch is written; at start, the claim of such an entry
+    /// does not go on for ever.
     #[test]
     fn an_order_the_store_refuses_is_left_and_the_rest_written() {
         let dir = tempfile::tempdir().unwrap();
@@ -360,13 +363,16 @@ mod tests {
             .insert_orders(std::slice::from_ref(&taken.order))
             .unwrap();
 
+        // And one of a goods the store does not have (SQLite says so as
+        // an unknown goods, MySQL's foreign key as an inconsistency).
         let batch = [
             queued("1-1", 101, 3, goods),
             queued("1-2", 102, 4, goods),
             bad,
+            queued("1-4", 104, 6, goods + 5),
             queued("1-3", 103, 5, goods),
         ];
-        assert_eq!(drain.write(&batch, None), Written::Done { left: 1 });
+        assert_eq!(drain.write(&batch, None), Written::Done { left: 2 });
         let mut acked = std::mem::take(&mut *queue.acked.lock()).concat();
         acked.sort();
         assert_eq!(acked, ["1-1", "1-2", "1-3"]);
