@@ -154,6 +154,37 @@ mod tests {
         assert_eq!(now, [(2, 20), (3, 30), (4, 40)]);
     }
 
+    /// Views of the sale set from several threads at once (the admin
+    /// worker, the refresh), each of its own version: the newest stays,
+    /// whole; an older one checked before it was stored never lands after.
+    #[test]
+    fn the_newest_sale_control_stays_whatever_the_threads() {
+        let view = GoodsView::new(&record(), 1);
+        let state = |version: u64| SaleState {
+            paused: version % 2 == 1,
+            start_ms: version,
+            end_ms: version + 1,
+            version,
+        };
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let view = &view;
+                s.spawn(move || {
+                    for i in 0..20_000u64 {
+                        view.set_sale(&state(i * 4 + t));
+                    }
+                });
+            }
+        });
+        let newest = 19_999 * 4 + 3;
+        let shown = view.to_goods(0);
+        assert_eq!((shown.start_ms, shown.end_ms), (newest, newest + 1));
+        assert_eq!(
+            view.closed(newest),
+            Some(Reply::error(Status::Paused, "the sale is paused"))
+        );
+    }
+
     #[test]
     fn quick_answers_follow_window_holders_and_flag() {
         let catalog = Catalog::new();

@@ -18,6 +18,11 @@ pub struct GoodsView {
     /// The order store's `sale_version` of the pause and window shown: a
     /// view of a lower version never replaces them.
     sale_version: AtomicU64,
+    /// Held by [`set_sale`](Self::set_sale) across its check of the version
+    /// and its stores, so that an older view checked before a newer one
+    /// was stored cannot overwrite it. Taken last (after the goods' gate,
+    /// where the caller holds it) and held for nothing else.
+    sale_writer: parking_lot::Mutex<()>,
     end_ms: AtomicU64,
     total: AtomicU32,
     /// As of the last deduction; shown to buyers, never used to decide a sale.
@@ -37,6 +42,7 @@ impl GoodsView {
             paused: AtomicBool::new(record.paused),
             start_ms: AtomicU64::new(record.start_ms),
             sale_version: AtomicU64::new(record.sale_version),
+            sale_writer: parking_lot::Mutex::new(()),
             end_ms: AtomicU64::new(record.end_ms),
             total: AtomicU32::new(record.total),
             remaining: AtomicU32::new(remaining),
@@ -77,10 +83,12 @@ impl GoodsView {
 
     /// A sale control, once the order store has it (this server's, or
     /// another's seen by the catalog's refresh), unless this view shows a
-    /// later one already. Called by one thread at a time per goods: the
-    /// admin worker under the goods' gate, the refresh from its own thread
-    /// with the gate shared.
+    /// later one already. The admin worker and a reconciliation call it
+    /// under the goods' gate, the refresh from its own thread without it:
+    /// one at a time by `sale_writer`. Readers see the fields one by one,
+    /// as ever (a BUY racing a control is decided by the stock store).
     pub fn set_sale(&self, sale: &SaleState) {
+        let _one = self.sale_writer.lock();
         if sale.version < self.sale_version.load(SeqCst) {
             return;
         }
