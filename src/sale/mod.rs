@@ -46,7 +46,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
-use log::{error, warn};
+use log::error;
 use seckill_proto::{Order, Reply, Request, Status, ALL_GOODS};
 
 pub use crate::clock::now_ms;
@@ -160,11 +160,7 @@ impl Sale {
                 sale.stock.restore_requests(goods.id, &kept)?;
             }
         }
-        for drift in sale.reconcile(None)? {
-            if !drift.is_in_step() {
-                warn!("reconciled at start: {}", describe(&drift));
-            }
-        }
+        sale.reconcile_at_start()?;
         Ok(sale)
     }
 

@@ -62,6 +62,46 @@ impl Sale {
             .collect()
     }
 
+    /// Every goods at start. One that cannot be reconciled now (its shard
+    /// down, another server reconciling it) is left in doubt, its BUYs
+    /// `busy` until the repair the doubt asks for succeeds, rather than
+    /// fail the start: start-up would try again in a moment and reconcile
+    /// every goods again, each time taking a new epoch and freezing it on
+    /// every server. Only when none can be reconciled does the start fail
+    /// (the stores are down: start-up waits for them).
+    pub(super) fn reconcile_at_start(&self) -> Result<(), StoreError> {
+        let entries = self.catalog.all();
+        let mut failed = Vec::new();
+        for entry in &entries {
+            let reconciled = {
+                let _gate = entry.gate.exclusive_for_io();
+                self.timed_reconcile(entry)
+            };
+            match reconciled {
+                Ok(drift) if !drift.is_in_step() => {
+                    warn!("reconciled at start: {}", describe(&drift));
+                }
+                Ok(_) => {}
+                Err(e) => failed.push((entry, e)),
+            }
+        }
+        if failed.len() == entries.len() {
+            if let Some((_, e)) = failed.into_iter().next() {
+                return Err(e);
+            }
+            return Ok(());
+        }
+        for (entry, e) in failed {
+            warn!(
+                "goods {} not reconciled at start ({e}): its BUYs are busy until it is",
+                entry.id
+            );
+            entry.gate.mark_unsure();
+            self.request_repair(entry);
+        }
+        Ok(())
+    }
+
     /// After a store fault (the stock store lost the goods, or an order
     /// write ended in doubt): reconcile it, unless another worker already
     /// is.

@@ -118,17 +118,27 @@ impl OrderStore for FlakyOrders {
     }
 }
 
-/// Memory stock whose loads and adds fail while `failing`.
+/// Memory stock whose loads and adds fail while `failing`, and those of
+/// the goods in `failing_goods` (a shard down).
 #[derive(Default)]
 pub struct FlakyStock {
     inner: MemoryStock,
     pub failing: Mutex<bool>,
+    pub failing_goods: Mutex<Vec<GoodsId>>,
 }
 
 impl FlakyStock {
     fn check(&self) -> Result<(), StoreError> {
         match *self.failing.lock() {
             true => Err(StoreError::Unavailable("down".into())),
+            false => Ok(()),
+        }
+    }
+
+    fn check_goods(&self, g: GoodsId) -> Result<(), StoreError> {
+        self.check()?;
+        match self.failing_goods.lock().contains(&g) {
+            true => Err(StoreError::Unavailable(format!("goods {g}'s shard down"))),
             false => Ok(()),
         }
     }
@@ -143,18 +153,18 @@ impl StockStore for FlakyStock {
         epoch: Epoch,
         total: u32,
     ) -> Result<Loaded, StoreError> {
-        self.check()?;
+        self.check_goods(g)?;
         self.inner.load(g, left, holders, epoch, total)
     }
     fn forget_unmade(&self, g: GoodsId, unmade: &[crate::store::Unmade]) -> Result<(), StoreError> {
         self.inner.forget_unmade(g, unmade)
     }
     fn control(&self, g: GoodsId, sale: &SaleState) -> Result<(), StoreError> {
-        self.check()?;
+        self.check_goods(g)?;
         self.inner.control(g, sale)
     }
     fn begin_load(&self, g: GoodsId, epoch: Epoch) -> Result<Loaded, StoreError> {
-        self.check()?;
+        self.check_goods(g)?;
         self.inner.begin_load(g, epoch)
     }
     fn epoch(&self, g: GoodsId) -> Result<Option<Epoch>, StoreError> {

@@ -314,3 +314,48 @@ fn a_request_id_whose_order_was_written_late_is_kept() {
         })]
     );
 }
+
+/// At start, a goods that cannot be reconciled (its shard down) is left in
+/// doubt, its BUYs busy until a repair gets through, and the others sell:
+/// the start does not fail, to be tried again with every goods frozen
+/// again.
+#[test]
+fn a_goods_that_cannot_be_reconciled_at_start_waits_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+    let new = |name: &str| NewGoods {
+        name: name.into(),
+        price_cents: 100,
+        stock: 5,
+        start_ms: 0,
+        end_ms: u64::MAX,
+        rules: SaleRules::default(),
+        buckets: 1,
+    };
+    let lamp = orders.add_goods(&new("lamp"), None).unwrap().id;
+    let vase = orders.add_goods(&new("vase"), None).unwrap().id;
+    let stock = Arc::new(FlakyStock::default());
+    stock.failing_goods.lock().push(vase);
+    let sale = durable(stock.clone(), orders.clone());
+    assert!(matches!(
+        &sale.reserve(lamp, &buys(&[1]))[..],
+        [Decision::Write(_)]
+    ));
+    assert_eq!(status(&sale.reserve(vase, &buys(&[1]))), Status::Busy);
+    // Its shard back, the repair asked for at start loads it.
+    stock.failing_goods.lock().clear();
+    let asked = sale
+        .repair_requests()
+        .try_recv()
+        .expect("a repair asked for");
+    assert_eq!(asked, vase);
+    sale.repair(vase);
+    assert!(matches!(
+        &sale.reserve(vase, &buys(&[1]))[..],
+        [Decision::Write(_)]
+    ));
+    // With every goods failing, the start fails (the stores are down).
+    *stock.failing.lock() = true;
+    let opened = Sale::open(stock.clone(), orders, None, 1, Arc::new(Metrics::default()));
+    assert!(opened.is_err());
+}
