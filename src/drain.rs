@@ -241,10 +241,11 @@ mod tests {
 
     use clap::Parser;
     use parking_lot::Mutex;
-    use seckill_proto::{NewGoods, OrderState, SaleRules};
+    use seckill_proto::{NewGoods, SaleRules};
 
     use super::*;
     use crate::metrics::Metrics;
+    use crate::store::fixtures::created;
     use crate::store::{Backlog, MemoryStock, OrderStore, SqliteStore};
 
     /// A queue that hands out `stale` on every claim, and records acks.
@@ -295,14 +296,7 @@ mod tests {
     fn queued(id: &str, order_no: u64, user_id: u64, goods_id: GoodsId) -> QueuedOrder {
         QueuedOrder {
             id: id.into(),
-            order: OrderRecord {
-                order_no,
-                user_id,
-                goods_id,
-                state: OrderState::Created,
-                created_ms: 1,
-                pay_by_ms: u64::MAX,
-            },
+            order: created(order_no, user_id, goods_id),
         }
     }
 

@@ -1,5 +1,6 @@
 //! Buyers and rules for the stock stores' tests, written once for both
-//! stores (their tests check that they behave alike).
+//! stores (their tests check that they behave alike), and the orders the
+//! sale's and the drain's tests write.
 
 use seckill_proto::{DEFAULT_PAY_WINDOW_MS, NO_TOKEN};
 
@@ -66,5 +67,17 @@ impl<S: super::StockStore + ?Sized> LoadNext for S {
             super::Loaded::Now => Ok(epoch),
             super::Loaded::Superseded(later) => panic!("epoch {epoch} superseded by {later}"),
         }
+    }
+}
+
+/// A created order that is never due.
+pub fn created(order_no: OrderNo, user_id: UserId, goods_id: super::GoodsId) -> super::OrderRecord {
+    super::OrderRecord {
+        order_no,
+        user_id,
+        goods_id,
+        state: seckill_proto::OrderState::Created,
+        created_ms: 1,
+        pay_by_ms: u64::MAX,
     }
 }

@@ -13,7 +13,8 @@ use self::doubles::{FlakyOrders, FlakyStock, TestQueue};
 use super::{now_ms, Buy, Decision, PendingOrder, Sale};
 use crate::metrics::Metrics;
 
-use crate::store::{GoodsId, MemoryStock, OrderNo, OrderRecord, OrderStore, StockStore, UserId};
+use crate::store::fixtures::created;
+use crate::store::{GoodsId, MemoryStock, OrderRecord, OrderStore, StockStore, UserId};
 
 /// A durable-mode sale on these stores, node id 1.
 fn durable(stock: Arc<dyn StockStore>, orders: Arc<dyn OrderStore>) -> Sale {
@@ -191,18 +192,6 @@ fn a_unit_whose_return_failed_comes_back_at_the_next_refresh() {
         sale.reserve(goods.id, &buys(&[8]))[0],
         Decision::Write(_)
     ));
-}
-
-/// A created order that is never due.
-fn created(order_no: OrderNo, user_id: UserId, goods_id: GoodsId) -> OrderRecord {
-    OrderRecord {
-        order_no,
-        user_id,
-        goods_id,
-        state: OrderState::Created,
-        created_ms: 1,
-        pay_by_ms: u64::MAX,
-    }
 }
 
 /// A BUY whose order could not be written is told busy, and its request id
