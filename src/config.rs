@@ -234,6 +234,15 @@ pub struct Config {
     #[arg(long, default_value_t = 2048)]
     pub max_connections_per_ip: usize,
 
+    /// Requests from one IP address (an IPv6 address: its /64), over all its
+    /// connections, waiting for or at a worker at most; past it, a request
+    /// that needs a store is answered `busy` at once, so that one address
+    /// cannot fill the job queue and have every other client's requests
+    /// refused. 0: no limit (the default, since clients behind one proxy or
+    /// NAT share an address).
+    #[arg(long, default_value_t = 0)]
+    pub max_inflight_per_ip: usize,
+
     /// New connections one IP address (an IPv6 address: its /64) may open
     /// per second, on average (bursts of as many); past it, a connection
     /// gets an error frame and is closed as it is accepted. 0: no limit (the default, since clients

@@ -227,7 +227,11 @@ impl Acceptor {
         metrics: Arc<Metrics>,
         stop: Stop,
     ) -> io::Result<Vec<Self>> {
-        let admission = Admission::new(config.max_connections, config.max_connections_per_ip);
+        let admission = Admission::new(
+            config.max_connections,
+            config.max_connections_per_ip,
+            config.max_inflight_per_ip,
+        );
         let accept_rate = Arc::new(RateLimiter::new(
             config.accept_rate_per_ip,
             // A second's worth at once.

@@ -4,7 +4,9 @@
 //! spends memory on it.
 //!
 //! A connection holds a [`Ticket`] for its whole life; dropping the ticket
-//! (when the reactor frees the connection) gives its place back.
+//! (when the reactor frees the connection) gives its place back. The ticket
+//! also counts its address's requests at workers
+//! (`--max-inflight-per-ip`), over all the address's connections.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -18,10 +20,19 @@ use super::rate_limit::address_key;
 pub struct Admission {
     max_total: usize,
     max_per_ip: usize,
+    /// Requests of one address at workers at most (0: no limit).
+    max_jobs_per_ip: usize,
     total: AtomicUsize,
     // Taken once per accept and once per close: not a hot path. Keyed as
     // the rate limits are (an IPv6 address by its /64).
-    per_ip: Mutex<HashMap<u64, usize>>,
+    per_ip: Mutex<HashMap<u64, Place>>,
+}
+
+/// One address's open connections, and its requests at workers (shared by
+/// its connections' tickets, so counted without the map's lock).
+struct Place {
+    connections: usize,
+    jobs: Arc<AtomicUsize>,
 }
 
 /// Why a connection was refused.
@@ -47,13 +58,16 @@ impl Refusal {
 pub struct Ticket {
     admission: Arc<Admission>,
     key: u64,
+    /// Its address's requests at workers.
+    jobs: Arc<AtomicUsize>,
 }
 
 impl Admission {
-    pub fn new(max_total: usize, max_per_ip: usize) -> Arc<Admission> {
+    pub fn new(max_total: usize, max_per_ip: usize, max_jobs_per_ip: usize) -> Arc<Admission> {
         Arc::new(Admission {
             max_total,
             max_per_ip,
+            max_jobs_per_ip,
             total: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
         })
@@ -65,15 +79,19 @@ impl Admission {
             return Err(Refusal::TooManyConnections);
         }
         let key = address_key(ip);
-        let count = per_ip.entry(key).or_insert(0);
-        if *count >= self.max_per_ip {
+        let place = per_ip.entry(key).or_insert_with(|| Place {
+            connections: 0,
+            jobs: Arc::default(),
+        });
+        if place.connections >= self.max_per_ip {
             return Err(Refusal::TooManyFromAddress);
         }
-        *count += 1;
+        place.connections += 1;
         self.total.fetch_add(1, Ordering::Relaxed);
         Ok(Ticket {
             admission: self.clone(),
             key,
+            jobs: place.jobs.clone(),
         })
     }
 
@@ -83,12 +101,36 @@ impl Admission {
     }
 }
 
+impl Ticket {
+    /// Counts one more request of this address at a worker, unless its
+    /// address has as many as `--max-inflight-per-ip` allows already.
+    pub fn take_job(&self) -> bool {
+        let max = self.admission.max_jobs_per_ip;
+        if max == 0 {
+            return true;
+        }
+        if self.jobs.fetch_add(1, Ordering::Relaxed) >= max {
+            self.jobs.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// `n` requests [taken](Self::take_job) are answered, or their
+    /// connection is gone (whose answers, if they come, are dropped).
+    pub fn jobs_done(&self, n: usize) {
+        if self.admission.max_jobs_per_ip != 0 && n > 0 {
+            self.jobs.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+}
+
 impl Drop for Ticket {
     fn drop(&mut self) {
         let mut per_ip = self.admission.per_ip.lock();
-        if let Some(count) = per_ip.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
+        if let Some(place) = per_ip.get_mut(&self.key) {
+            place.connections -= 1;
+            if place.connections == 0 {
                 // The map holds only addresses with open connections.
                 per_ip.remove(&self.key);
             }
@@ -103,7 +145,7 @@ mod tests {
 
     #[test]
     fn limits_hold_and_places_come_back() {
-        let a = Admission::new(3, 2);
+        let a = Admission::new(3, 2, 0);
         let one: IpAddr = "10.0.0.1".parse().unwrap();
         let two: IpAddr = "10.0.0.2".parse().unwrap();
         let t1 = a.admit(one).unwrap();
@@ -112,7 +154,7 @@ mod tests {
         let _t3 = a.admit(two).unwrap();
         assert_eq!(a.admit(two).err(), Some(Refusal::TooManyConnections));
         // Two addresses of one IPv6 /64 are one client.
-        let v6 = Admission::new(10, 1);
+        let v6 = Admission::new(10, 1, 0);
         let _t = v6.admit("2001:db8::1".parse().unwrap()).unwrap();
         assert_eq!(
             v6.admit("2001:db8::2".parse().unwrap()).err(),
@@ -124,5 +166,32 @@ mod tests {
         assert_eq!(a.open(), 2);
         assert!(a.admit(one).is_ok());
         assert!(a.per_ip.lock().len() <= 2);
+    }
+
+    /// An address's requests at workers count over all its connections, up
+    /// to the limit; answered ones, and those of a connection gone, come
+    /// back; another address has its own.
+    #[test]
+    fn requests_in_flight_count_per_address() {
+        let a = Admission::new(10, 10, 3);
+        let one: IpAddr = "10.0.0.1".parse().unwrap();
+        let (c1, c2) = (a.admit(one).unwrap(), a.admit(one).unwrap());
+        assert!(c1.take_job() && c1.take_job() && c2.take_job());
+        assert!(
+            !c2.take_job() && !c1.take_job(),
+            "the address is at its limit"
+        );
+        let other = a.admit("10.0.0.2".parse().unwrap()).unwrap();
+        assert!(other.take_job());
+        c2.jobs_done(1);
+        assert!(c1.take_job());
+        assert!(!c1.take_job());
+        // c1's connection closes with its three requests unanswered.
+        c1.jobs_done(3);
+        assert!(c2.take_job() && c2.take_job());
+        // No limit: nothing counted, nothing refused.
+        let free = Admission::new(10, 10, 0);
+        let t = free.admit(one).unwrap();
+        assert!((0..1000).all(|_| t.take_job()));
     }
 }

@@ -17,8 +17,9 @@ pub const READ_CHUNK: usize = 16 * 1024;
 
 pub struct Connection {
     pub socket: TcpStream,
-    /// Its place among the open connections; given back on drop.
-    _ticket: Ticket,
+    /// Its place among the open connections, given back on drop; and its
+    /// address's count of requests at workers.
+    pub ticket: Ticket,
     /// Accepted on the admin listener.
     pub admin_port: bool,
     pub peer: Option<SocketAddr>,
@@ -96,6 +97,14 @@ pub enum ReadOutcome {
     Eof,
 }
 
+/// Requests still at workers when the connection goes are no longer its
+/// address's: their answers, if they come, are dropped.
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.ticket.jobs_done(self.inflight);
+    }
+}
+
 impl Connection {
     pub fn new(accepted: Accepted, generation: u64) -> Self {
         let Accepted {
@@ -107,7 +116,7 @@ impl Connection {
         Connection {
             peer: Some(peer),
             socket,
-            _ticket: ticket,
+            ticket,
             admin_port,
             generation,
             rbuf: BytesMut::new(),

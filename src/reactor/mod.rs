@@ -348,6 +348,7 @@ impl Reactor {
                 continue; // its connection is gone
             }
             conn.inflight -= 1;
+            conn.ticket.jobs_done(1);
             let latency = now.saturating_duration_since(origin.started);
             self.requests
                 .request(timing, origin.opcode, completion.reply.status(), latency);

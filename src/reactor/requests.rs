@@ -221,6 +221,14 @@ impl Handler {
             // The rest need a store.
             _ => {}
         }
+        // One address may not fill the job queue (`--max-inflight-per-ip`).
+        if !conn.ticket.take_job() {
+            metrics::add(&self.metrics.busy, 1);
+            return Some(Reply::error(
+                Status::Busy,
+                "too many requests in flight from your address, retry later",
+            ));
+        }
         // Admin work has a worker of its own, so that it never holds up BUYs,
         // and goes with its peer's address, which the admin log names.
         let job = Job { origin, request };
@@ -239,10 +247,14 @@ impl Handler {
                 None
             }
             Err(Unsent::Full) => {
+                conn.ticket.jobs_done(1);
                 metrics::add(&self.metrics.busy, 1);
                 Some(Reply::error(Status::Busy, "server busy, retry later"))
             }
-            Err(Unsent::Closed) => Some(Reply::error(Status::Busy, "server shutting down")),
+            Err(Unsent::Closed) => {
+                conn.ticket.jobs_done(1);
+                Some(Reply::error(Status::Busy, "server shutting down"))
+            }
         }
     }
 

@@ -710,3 +710,72 @@ fn several_acceptors_each_have_a_listen_queue() {
     drop(clients);
     assert!(server.terminate().success());
 }
+
+/// `--max-inflight-per-ip`: an address's requests waiting on the stores
+/// count over all its connections; past the limit its next one is answered
+/// `busy` at once (it cannot fill the job queue for everyone), and once its
+/// requests are answered it is served again. The requests are held at the
+/// order writer by a lock on the goods' row in MySQL (durable mode).
+#[test]
+fn an_address_with_too_many_requests_in_flight_is_told_busy() {
+    use mysql::prelude::Queryable;
+    let dir = tempfile::tempdir().unwrap();
+    let stores = crate::harness::Backends::new();
+    let mut args = stores.args("durable");
+    args.extend(["--max-inflight-per-ip", "3"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(&dir.path().join("unused.db"), &args);
+    let goods = server.admin().add_goods(on_sale("lamp", 10)).unwrap().id;
+    // Sold through once first: the goods is loaded and every path warm.
+    assert!(matches!(
+        server.client().buy(100, goods),
+        Ok(Purchase::Ordered(_))
+    ));
+    let mut lock = stores.mysql();
+    let mut held = lock.start_transaction(mysql::TxOpts::default()).unwrap();
+    let _: Vec<u64> = held
+        .exec(
+            format!(
+                "SELECT id FROM `{}`.goods WHERE id = ? FOR UPDATE",
+                stores.db
+            ),
+            (goods,),
+        )
+        .unwrap();
+    let waiting: Vec<_> = (1..=3)
+        .map(|user| {
+            let mut client = server.client();
+            std::thread::spawn(move || client.buy(user, goods))
+        })
+        .collect();
+    // The three at the writer (they wait there up to the link's 5 s
+    // timeout): a fourth request is refused at once.
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        waiting.iter().all(|w| !w.is_finished()),
+        "the BUYs were not held"
+    );
+    let refused = server
+        .client()
+        .order_status(9, goods)
+        .expect_err("a fourth request in flight");
+    assert!(
+        refused
+            .to_string()
+            .contains("too many requests in flight from your address"),
+        "{refused}"
+    );
+    held.rollback().unwrap();
+    for (user, w) in (1..=3).zip(waiting) {
+        let bought = w.join().unwrap();
+        assert!(
+            matches!(bought, Ok(Purchase::Ordered(_))),
+            "user {user}: {bought:?}"
+        );
+    }
+    assert!(matches!(
+        server.client().buy(4, goods),
+        Ok(Purchase::Ordered(_))
+    ));
+    assert_eq!(server.client().order_status(9, goods).unwrap(), None);
+}
