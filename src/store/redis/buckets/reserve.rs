@@ -153,9 +153,11 @@ impl RedisStock {
         let refilled = match self.refill(goods, k, bucket) {
             Ok(n) => n,
             // A move that may have happened and may not be on the replicas
-            // (`--redis-wait`): as for a reservation in doubt, the goods is
-            // reconciled before it sells again.
-            Err(e @ StoreError::Indeterminate(_)) => {
+            // (`--redis-wait`), or a part Redis lost: as for a reservation
+            // in doubt, the goods is reconciled before it sells again (a
+            // lost pool would otherwise have these buyers told `busy`
+            // until a reconciliation came for another reason).
+            Err(e @ (StoreError::Indeterminate(_) | StoreError::NotLoaded(_))) => {
                 warn!("refilling bucket {bucket} of goods {goods}: {e}");
                 for &i in &dry {
                     decisions[i].0 = Reservation::InDoubt;

@@ -301,3 +301,26 @@ fn a_lost_bucket_after_a_decided_one_is_in_doubt() {
         .unwrap();
     assert_eq!(r.decisions, [Reservation::Reserved, Reservation::InDoubt]);
 }
+
+/// A dry bucket whose refill finds the pool lost: its buyers are in doubt
+/// (the sale reconciles the goods), not `busy` with nothing to reload it.
+#[test]
+fn a_refill_from_a_lost_pool_is_in_doubt() {
+    let stock = open(AckMode::Durable);
+    let goods = 38;
+    stock.split(goods, 2);
+    stock.load_next(goods, 10, &[]).unwrap();
+    let user = (1..1000).find(|&u| bucket_of(u, 2) == 0).unwrap();
+    let bucket = stock.part_keys(goods, Part::Bucket(0));
+    let mut dry = ::redis::cmd("SET");
+    dry.arg(&bucket.stock).arg(0);
+    stock.call("set", |con| dry.query::<()>(con)).unwrap();
+    let pool = stock.part_keys(goods, Part::Pool);
+    let mut del = ::redis::cmd("DEL");
+    del.arg(&pool.all()[..]);
+    stock.call("del", |con| del.query::<()>(con)).unwrap();
+    let r = stock
+        .reserve(goods, &rules(1), &buyers(&[(user, 100)]))
+        .unwrap();
+    assert_eq!(r.decisions, [Reservation::InDoubt]);
+}
