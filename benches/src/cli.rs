@@ -411,6 +411,14 @@ pub struct Attack {
     /// the run measures that instead of the server.
     #[arg(long, default_value_t = 64 << 10)]
     pub attack_send_buffer: usize,
+
+    /// Source address of the attack's connections (bound before each
+    /// connect), so that the server tells the attacker from the normal
+    /// client, which connects from the default source: on loopback, e.g.
+    /// 127.0.0.2. Off (the default), both come from the same address, and
+    /// the server's per-address limits would refuse both alike.
+    #[arg(long)]
+    pub attack_from: Option<std::net::IpAddr>,
 }
 
 /// One kind of hostile traffic (SECURITY.md, threat model).

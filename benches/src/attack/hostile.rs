@@ -6,7 +6,7 @@
 //! keep thousands of connections open, watch them in one `mio::Poll`.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use bytes::BytesMut;
 use mio::{Events, Interest, Poll, Token};
 use seckill_proto::{Request, NO_TOKEN, VERSION};
 use serde::Serialize;
+use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::cli::AttackKind;
 use crate::users::{splitmix, Rng};
@@ -79,6 +80,9 @@ pub struct Aim {
     pub pipelined: u64,
     /// SO_SNDBUF of each connection (0: the kernel's autotuning).
     pub send_buffer: usize,
+    /// The address each connection is bound to before it connects (`None`:
+    /// the kernel's choice).
+    pub from: Option<IpAddr>,
 }
 
 /// What every attacker thread of a phase shares.
@@ -349,11 +353,8 @@ impl Ctx {
     /// A blocking connection whose calls wait at most [`TICK`]; `None`
     /// (counted, after a short pause) if it cannot be made.
     fn connect(&self) -> Option<TcpStream> {
-        let made = TcpStream::connect_timeout(&self.aim.addr, CONNECT_TIMEOUT).and_then(|s| {
+        let made = self.open().and_then(|s| {
             s.set_nodelay(true)?;
-            if self.aim.send_buffer > 0 {
-                socket2::SockRef::from(&s).set_send_buffer_size(self.aim.send_buffer)?;
-            }
             s.set_read_timeout(Some(TICK))?;
             s.set_write_timeout(Some(TICK))?;
             Ok(s)
@@ -369,6 +370,21 @@ impl Ctx {
                 None
             }
         }
+    }
+
+    /// A connected socket: its send buffer set and its source bound before
+    /// the handshake, as the aim says.
+    fn open(&self) -> io::Result<TcpStream> {
+        let addr = self.aim.addr;
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        if self.aim.send_buffer > 0 {
+            socket.set_send_buffer_size(self.aim.send_buffer)?;
+        }
+        if let Some(ip) = self.aim.from {
+            socket.bind(&SocketAddr::new(ip, 0).into())?;
+        }
+        socket.connect_timeout(&addr.into(), CONNECT_TIMEOUT)?;
+        Ok(socket.into())
     }
 
     /// Connects, sends `bytes`, and waits a moment for the server to close
@@ -595,6 +611,7 @@ mod tests {
                 hold: 3,
                 pipelined: 10,
                 send_buffer: 0,
+                from: None,
             });
             thread::scope(|s| {
                 s.spawn(|| body(kind)(&ctx, 0));
@@ -605,5 +622,23 @@ mod tests {
             assert_eq!(counts.opened, 0, "{kind:?}");
             assert!(counts.connect_errors > 0, "{kind:?}");
         }
+    }
+
+    #[test]
+    fn attack_connections_come_from_the_address_asked_for() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let from: IpAddr = "127.0.0.2".parse().unwrap();
+        let ctx = Ctx::new(Aim {
+            addr: listener.local_addr().unwrap(),
+            goods: 1,
+            seed: 1,
+            hold: 1,
+            pipelined: 1,
+            send_buffer: 64 << 10,
+            from: Some(from),
+        });
+        let _client = ctx.connect().expect("connected");
+        let (_server, peer) = listener.accept().unwrap();
+        assert_eq!(peer.ip(), from);
     }
 }

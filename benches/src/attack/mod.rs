@@ -248,6 +248,7 @@ impl Run<'_> {
             hold: crew.connections,
             pipelined: self.args.pipelined,
             send_buffer: self.args.attack_send_buffer,
+            from: self.args.attack_from,
         });
         let (finished, ramp, rss) = thread::scope(|s| {
             let _stop = StopOnDrop(&ctx.stop);
