@@ -162,8 +162,10 @@ fn lamp(stock: u32) -> NewGoods {
 }
 
 /// A cancel whose unit could not be returned (the stock store failed)
-/// leaves the goods sold out in the catalog, so no BUY reaches a worker
-/// to repair it: the periodic refresh reconciles it, and the unit sells.
+/// leaves the goods sold out in the catalog and marked unsure: a BUY is
+/// not answered sold out by the reactor but goes to a worker, which says
+/// busy (and asks for a repair); the periodic refresh reconciles it too,
+/// and the unit sells.
 #[test]
 fn a_unit_whose_return_failed_comes_back_at_the_next_refresh() {
     let dir = tempfile::tempdir().unwrap();
@@ -181,9 +183,14 @@ fn a_unit_whose_return_failed_comes_back_at_the_next_refresh() {
 
     *stock.failing.lock() = true;
     assert!(matches!(sale.cancel(7, order_no), Reply::Cancelled(_)));
-    // Still sold out here: the unit is held in the stock store.
-    let quick = entry.quick_buy_answer(8, NO_TOKEN, now_ms());
-    assert_eq!(quick.map(|r| r.status()), Some(Status::SoldOut));
+    // The unit is still held in the stock store; the flag says sold out,
+    // but the goods is unsure, so a BUY is decided by a worker: busy.
+    assert!(entry.view.is_sold_out());
+    assert_eq!(entry.quick_buy_answer(8, NO_TOKEN, now_ms()), None);
+    let Decision::Answer(busy) = &sale.reserve(goods.id, &buys(&[8]))[0] else {
+        panic!("an unsure goods sold");
+    };
+    assert_eq!(busy.status(), Status::Busy);
 
     *stock.failing.lock() = false;
     sale.refresh_stock();
