@@ -207,18 +207,7 @@ impl Reactors {
 /// The stores stay the truth: whatever the panic interrupted is settled as
 /// for a crash (an order left unsettled is in doubt until reconciled).
 pub fn unless_panicked<T>(what: &str, work: impl FnOnce() -> T) -> Option<T> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
-        Ok(done) => Some(done),
-        Err(panic) => {
-            let why = panic
-                .downcast_ref::<&str>()
-                .copied()
-                .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-                .unwrap_or("a panic");
-            log::error!("{what} panicked ({why}); answered internal_error");
-            None
-        }
-    }
+    crate::panics::caught(what, "answered internal_error", work)
 }
 
 /// The answer to a request whose work panicked.

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use log::{error, info, warn};
 
 use crate::config::Config;
+use crate::panics::survive;
 use crate::sale::Sale;
 use crate::stop::Stop;
 use crate::store::{GoodsId, OrderQueue, OrderRecord, QueuedOrder, StoreError};
@@ -79,7 +80,7 @@ impl Drain {
     fn run(self) {
         // Whatever any consumer left unacknowledged, this server's previous
         // life included, is written first.
-        self.claim(Duration::ZERO);
+        survive("the queue drain's claim", || self.claim(Duration::ZERO));
         let mut last_claim = Instant::now();
         let mut stopped_at: Option<Instant> = None;
         loop {
@@ -94,13 +95,15 @@ impl Drain {
                 READ_BLOCK
             };
             let batch = if goods.is_empty() {
-                Ok(Vec::new())
+                Some(Ok(Vec::new()))
             } else {
-                self.queue
-                    .read(&goods, &self.consumer, self.batch_max, block)
+                survive("the queue drain's read", || {
+                    self.queue
+                        .read(&goods, &self.consumer, self.batch_max, block)
+                })
             };
             match batch {
-                Ok(batch) if batch.is_empty() => {
+                Some(Ok(batch)) if batch.is_empty() => {
                     if stopped_at.is_some() {
                         return;
                     }
@@ -108,14 +111,19 @@ impl Drain {
                         thread::sleep(READ_BLOCK);
                     }
                 }
-                Ok(batch) => {
-                    if self.write(&batch, stopped_at) == Written::Stopped {
-                        return;
+                Some(Ok(batch)) => {
+                    // A write that panicked leaves its entries pending, for
+                    // a claim (this server's or another's) to write.
+                    match survive("the queue drain's write", || self.write(&batch, stopped_at)) {
+                        Some(Written::Stopped) => return,
+                        Some(Written::Done { .. }) => {}
+                        None => thread::sleep(RETRY_MAX),
                     }
                 }
-                // Logged once per outage by the store. Reads are retried;
-                // once stopping, the entries wait for the next start.
-                Err(_) => {
+                // Logged once per outage by the store (a panic by
+                // `survive`). Reads are retried; once stopping, the entries
+                // wait for the next start.
+                Some(Err(_)) | None => {
                     if stopped_at.is_some_and(|t| t.elapsed() > self.grace) {
                         warn!("queue drain: stopping with orders still queued in Redis");
                         return;
@@ -124,7 +132,7 @@ impl Drain {
                 }
             }
             if last_claim.elapsed() >= CLAIM_EVERY {
-                self.claim(CLAIM_IDLE);
+                survive("the queue drain's claim", || self.claim(CLAIM_IDLE));
                 last_claim = Instant::now();
             }
         }
@@ -237,7 +245,7 @@ impl Drain {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     use clap::Parser;
     use parking_lot::Mutex;
@@ -248,10 +256,14 @@ mod tests {
     use crate::store::fixtures::created;
     use crate::store::{Backlog, MemoryStock, OrderStore, SqliteStore};
 
-    /// A queue that hands out `stale` on every claim, and records acks.
+    /// A queue that hands out `stale` on every claim and `to_read` at the
+    /// first read that does not panic (the first panics if `panic_once`),
+    /// and records acks.
     #[derive(Default)]
     struct Recorded {
         stale: Vec<QueuedOrder>,
+        to_read: Mutex<Vec<QueuedOrder>>,
+        panic_once: AtomicBool,
         claims: AtomicUsize,
         /// The ids of each ack.
         acked: Mutex<Vec<Vec<String>>>,
@@ -265,7 +277,10 @@ mod tests {
             _: usize,
             _: Duration,
         ) -> Result<Vec<QueuedOrder>, StoreError> {
-            Ok(Vec::new())
+            if self.panic_once.swap(false, Ordering::SeqCst) {
+                panic!("a read's bug");
+            }
+            Ok(std::mem::take(&mut *self.to_read.lock()))
         }
         fn claim_stale(
             &self,
@@ -398,5 +413,29 @@ mod tests {
         let sizes: Vec<usize> = queue.acked.lock().iter().map(Vec::len).collect();
         assert_eq!(sizes, [2, 2, 1]);
         assert_eq!(orders.live_holders(goods).unwrap().len(), 5);
+    }
+
+    /// A read that panics does not end the drain's thread: the orders read
+    /// after it are written, and the thread stops when asked.
+    #[test]
+    fn a_read_that_panics_does_not_end_the_drain() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Arc::new(Recorded {
+            to_read: Mutex::new(vec![queued("1-1", 101, 3, 1)]),
+            panic_once: AtomicBool::new(true),
+            ..Recorded::default()
+        });
+        let (drain, orders, goods) = drain(&dir, queue.clone(), &[]);
+        let stop = drain.stop.clone();
+        let thread = drain.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while queue.acked.lock().is_empty() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!queue.panic_once.load(Ordering::SeqCst), "it panicked");
+        assert_eq!(queue.acked.lock().concat(), ["1-1"]);
+        assert_eq!(orders.live_holders(goods).unwrap().len(), 1);
+        stop.trigger();
+        thread.join().expect("the thread lived on");
     }
 }

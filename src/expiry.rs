@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use log::warn;
 
 use crate::config::Config;
+use crate::panics::survive;
 use crate::sale::Sale;
 use crate::stop::Stop;
 use crate::store::StoreError;
@@ -54,21 +55,22 @@ impl Expiry {
         while !self.stop.is_triggered() {
             let now = Instant::now();
             if now >= next_sweep {
-                next_sweep = match self.sale.expire_due() {
+                next_sweep = match survive("the expiry sweep", || self.sale.expire_due()) {
                     // A full batch: more may be due right now.
-                    Ok(n) if n == crate::sale::EXPIRE_BATCH => Instant::now(),
-                    Ok(_) => Instant::now() + self.every,
+                    Some(Ok(n)) if n == crate::sale::EXPIRE_BATCH => Instant::now(),
+                    Some(Ok(_)) => Instant::now() + self.every,
                     // The next tick tries again. An outage is logged once
-                    // by the store itself; anything else here.
-                    Err(StoreError::Unavailable(_)) => Instant::now() + self.every,
-                    Err(e) => {
+                    // by the store itself; anything else here (a panic by
+                    // `survive`).
+                    Some(Err(StoreError::Unavailable(_))) | None => Instant::now() + self.every,
+                    Some(Err(e)) => {
                         warn!("expiry sweep: {e}");
                         Instant::now() + self.every
                     }
                 };
             }
             if now >= next_refresh {
-                self.sale.refresh_stock();
+                survive("the stock refresh", || self.sale.refresh_stock());
                 next_refresh = Instant::now() + REFRESH_EVERY;
             }
             let wake = next_sweep.min(next_refresh);

@@ -28,6 +28,7 @@ use thiserror::Error;
 
 use crate::clock::now_ms;
 use crate::config::Config;
+use crate::panics::survive;
 use crate::sale::{OrderNumbers, MAX_NODE_ID};
 use crate::stop::Stop;
 use crate::store::{Claimed, NodeClaim, NodeRegistry, StoreError};
@@ -147,7 +148,9 @@ impl NodeLease {
         let mut next = Instant::now() + self.renew_every();
         while !stop.is_triggered() {
             if Instant::now() >= next {
-                self.renew();
+                // A renewal that panicked is as one that failed: the grant
+                // runs out at the limit last recorded.
+                survive("the node lease's renewal", || self.renew());
                 next = Instant::now() + self.renew_every();
             }
             thread::sleep(
@@ -295,10 +298,12 @@ mod tests {
     use super::*;
     use crate::store::SqliteStore;
 
-    /// The registry of a SQLite file, whose calls fail while `down`.
+    /// The registry of a SQLite file, whose calls fail while `down`; the
+    /// next renewal panics once `panic_once` is set (a bug).
     struct Registry {
         store: SqliteStore,
         down: AtomicBool,
+        panic_once: AtomicBool,
     }
 
     impl Registry {
@@ -306,6 +311,7 @@ mod tests {
             Arc::new(Registry {
                 store: SqliteStore::open(&dir.path().join("nodes.db")).unwrap(),
                 down: AtomicBool::new(false),
+                panic_once: AtomicBool::new(false),
             })
         }
 
@@ -323,6 +329,9 @@ mod tests {
             self.store.claim_node(claim)
         }
         fn renew_node(&self, n: u16, h: u64, l: Duration, u: u64) -> Result<bool, StoreError> {
+            if self.panic_once.swap(false, Ordering::Relaxed) {
+                panic!("a renewal's bug");
+            }
             self.check()?;
             self.store.renew_node(n, h, l, u)
         }
@@ -427,5 +436,27 @@ mod tests {
         thread.join().unwrap();
         assert_eq!(numbers.next(), None);
         assert_eq!(second.acquire().unwrap(), 3);
+    }
+
+    /// A renewal that panics does not end the lease's thread: it renews on,
+    /// so the id stays held, and releases it at the stop.
+    #[test]
+    fn a_renewal_that_panics_does_not_end_the_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new(&dir);
+        let (mut first, numbers) = lease(&registry, &["--node-id", "4"]);
+        first.acquire().unwrap();
+        let stop = Stop::new();
+        let thread = first.spawn(stop.clone()).unwrap();
+        registry.panic_once.store(true, Ordering::Relaxed);
+        // Past the 300 ms lease: still held, so renewed after the panic.
+        std::thread::sleep(Duration::from_millis(700));
+        assert!(!registry.panic_once.load(Ordering::Relaxed), "it panicked");
+        assert!(numbers.next().is_some());
+        let (mut second, _) = lease(&registry, &["--node-id", "4"]);
+        assert!(matches!(second.acquire(), Err(LeaseError::Held { .. })));
+        stop.trigger();
+        thread.join().expect("the thread lived on");
+        assert_eq!(second.acquire().unwrap(), 4, "released at the stop");
     }
 }

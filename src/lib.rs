@@ -61,6 +61,7 @@ mod expiry;
 mod lease;
 mod metrics;
 mod open_files;
+mod panics;
 mod reactor;
 pub mod readiness;
 mod redact;

@@ -176,6 +176,10 @@ impl Server {
                 return Err(e);
             }
         };
+        let lease = LeaseUntilBuilt {
+            stop: back_stop.clone(),
+            threads: startup.take_threads(),
+        };
         let (reactor_set, reactors) = ReactorSet::new(config.reactor_count())?;
         let (jobs, jobs_rx) = crossbeam_channel::bounded(config.job_queue);
         let (admin_jobs, admin_rx) = crossbeam_channel::bounded(ADMIN_QUEUE);
@@ -195,7 +199,7 @@ impl Server {
             back_stop: back_stop.clone(),
         };
         let slot = telemetry.sale.clone();
-        let (started, later) = match first {
+        let (mut started, later) = match first {
             Progress::Ready(sale) => {
                 let mut started = roles.start(&sale)?;
                 started.back.extend(startup.into_threads());
@@ -223,20 +227,6 @@ impl Server {
         for acceptor in acceptors {
             front.push(acceptor.spawn()?);
         }
-        let startup = match later {
-            Some((startup, roles)) => Some(startup::carry_on(
-                startup,
-                move |sale| roles.start(sale),
-                slot.clone(),
-                front_stop,
-                shutdown.clone(),
-            )?),
-            None => None,
-        };
-        info!(
-            "listening on {addr} with {reactor_count} reactors and {} acceptors",
-            config.acceptors
-        );
         let metrics = match metrics_socket {
             Some(socket) => {
                 let listener = socket.serve(telemetry)?;
@@ -248,6 +238,23 @@ impl Server {
             }
             None => None,
         };
+        // The last step that can fail: a node id leased later is leased by
+        // this thread, and released by the server's stop.
+        let startup = match later {
+            Some((startup, roles)) => Some(startup::carry_on(
+                startup,
+                move |sale| roles.start(sale),
+                slot.clone(),
+                front_stop,
+                shutdown.clone(),
+            )?),
+            None => None,
+        };
+        started.back.extend(lease.built());
+        info!(
+            "listening on {addr} with {reactor_count} reactors and {} acceptors",
+            config.acceptors
+        );
         if config.admin_token.is_none() {
             warn!("no admin token set (--admin-token or SECKILL_ADMIN_TOKEN): admin commands are refused");
         }
@@ -323,6 +330,32 @@ impl Server {
         }
         info!("stopped");
         started.failed.map_or(Ok(()), Err)
+    }
+}
+
+/// The node lease's thread from start-up's first try, until the server is
+/// built: should a later step of [`Server::start`] fail, dropping this stops
+/// the thread and waits for it to release the id. (It stayed leased until
+/// the lease ran out, and a restart asking for it with `--node-id` was
+/// refused meanwhile.)
+struct LeaseUntilBuilt {
+    stop: Stop,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl LeaseUntilBuilt {
+    /// Built: the threads go with the server's, stopped with them.
+    fn built(mut self) -> Vec<JoinHandle<()>> {
+        std::mem::take(&mut self.threads)
+    }
+}
+
+impl Drop for LeaseUntilBuilt {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.stop.trigger();
+            self.threads.drain(..).for_each(join);
+        }
     }
 }
 
@@ -413,4 +446,35 @@ fn open_stores(config: &Config) -> anyhow::Result<Stores> {
         nodes,
         mysql,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::lease::NodeLease;
+    use crate::sale::OrderNumbers;
+
+    /// A server whose start fails after its node id was leased gives the id
+    /// back on the way out: the next one asking for it gets it at once.
+    #[test]
+    fn a_start_that_fails_after_the_lease_releases_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Arc::new(SqliteStore::open(&dir.path().join("nodes.db")).unwrap());
+        let config = Config::parse_from(["seckill-server", "--node-id", "7", "--node-lease", "1h"]);
+        let leased = |registry: &Arc<SqliteStore>| {
+            NodeLease::new(&config, registry.clone(), OrderNumbers::ungranted(), "test").unwrap()
+        };
+        let mut first = leased(&registry);
+        assert_eq!(first.acquire().unwrap(), 7);
+        let stop = Stop::new();
+        let guard = LeaseUntilBuilt {
+            stop: stop.clone(),
+            threads: vec![first.spawn(stop).unwrap()],
+        };
+        assert!(leased(&registry).acquire().is_err(), "held meanwhile");
+        drop(guard); // as by a `?` after it
+        assert_eq!(leased(&registry).acquire().unwrap(), 7);
+    }
 }

@@ -32,6 +32,7 @@ use log::{error, info, warn};
 use crate::config::Config;
 use crate::lease::{LeaseError, NodeLease};
 use crate::metrics::Metrics;
+use crate::panics::survive;
 use crate::sale::{OrderNumbers, Sale};
 use crate::server::Shutdown;
 use crate::stop::Stop;
@@ -204,6 +205,12 @@ impl Startup {
         self.threads
     }
 
+    /// The threads start-up started so far, taken from it (the node
+    /// lease's, if it was leased).
+    pub fn take_threads(&mut self) -> Vec<JoinHandle<()>> {
+        std::mem::take(&mut self.threads)
+    }
+
     fn steps(&mut self) -> Result<Arc<Sale>, Stopped> {
         if !self.prepared {
             // Goods ids start at 1, so goods 0 has no stock entry: reading
@@ -272,9 +279,13 @@ pub fn carry_on(
                     };
                 }
                 wait = (wait * 2).min(RETRY_MAX);
-                let failure = match startup.advance() {
-                    Ok(Progress::Waiting) => continue,
-                    Ok(Progress::Ready(sale)) => match begin(&sale) {
+                // A panic (a bug) stops the server as a store holding what
+                // it should not does, rather than leave it not ready for
+                // ever with this thread gone; the node lease, if taken, is
+                // released on the way out.
+                let failure = match survive("start-up", || startup.advance()) {
+                    Some(Ok(Progress::Waiting)) => continue,
+                    Some(Ok(Progress::Ready(sale))) => match begin(&sale) {
                         Ok(mut started) => {
                             // The roles first, so that a request let through
                             // finds someone to serve it.
@@ -284,7 +295,8 @@ pub fn carry_on(
                         }
                         Err(e) => anyhow::Error::new(e).context("starting the workers"),
                     },
-                    Err(e) => e,
+                    Some(Err(e)) => e,
+                    None => anyhow::anyhow!("start-up panicked"),
                 };
                 error!("cannot start: {failure:#}; stopping");
                 shutdown.trigger();
