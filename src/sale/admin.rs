@@ -172,7 +172,11 @@ impl Sale {
             // has. The admin is told to look before restocking again.
             Err(e @ StoreError::Indeterminate(_)) => {
                 error!("order store: {e}");
+                // Unsure first: a BUY that finds the flag down finds the
+                // goods unsure. (No reservation runs until the gate is
+                // let go, so none can raise the flag again before.)
                 entry.gate.mark_unsure();
+                entry.view.may_have_more();
                 self.request_repair(&entry);
                 return Reply::error(
                     Status::InternalError,

@@ -111,10 +111,7 @@ impl Entry {
                 "this goods needs a purchase token: ask TOKEN first",
             ));
         }
-        // A goods marked unsure may have units the flag does not know of
-        // (a restock whose outcome was lost): its BUYs go on to a worker,
-        // which answers busy until the goods is reconciled.
-        if self.view.is_sold_out() && !self.gate.is_unsure() {
+        if self.view.is_sold_out() {
             return Some(Reply::error(Status::SoldOut, "sold out"));
         }
         None
@@ -201,13 +198,6 @@ mod tests {
         e.view.set_remaining(0);
         assert_eq!(quick(1, 1500).unwrap().status(), Status::SoldOut);
         assert_eq!(e.view.to_goods(1500).state, GoodsState::SoldOut);
-        // Unsure (a restock in doubt may have added units): not answered
-        // here, the worker says busy until the goods is reconciled.
-        e.gate.mark_unsure();
-        assert_eq!(quick(1, 1500), None);
-        let mark = e.gate.unsure_marks();
-        e.gate.clear_unsure(mark);
-        assert_eq!(quick(1, 1500).unwrap().status(), Status::SoldOut);
         e.view.restocked(3, 1);
         assert_eq!(quick(1, 1500), None);
         assert_eq!(e.view.to_goods(1500).total, 3);

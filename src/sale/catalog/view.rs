@@ -142,6 +142,15 @@ impl GoodsView {
         self.sold_out.store(remaining == 0, Relaxed);
     }
 
+    /// Units may have come that this view does not know of (a restock
+    /// whose outcome was lost): the sold-out flag comes down, so that BUYs
+    /// reach a worker, which answers `busy` while the goods is unsure,
+    /// instead of being told `sold_out` by the reactor. The reconciliation
+    /// that follows sets both.
+    pub fn may_have_more(&self) {
+        self.sold_out.store(false, Relaxed);
+    }
+
     /// A restock: new total and remaining.
     pub fn restocked(&self, total: u32, remaining: u32) {
         self.total.store(total, Relaxed);

@@ -60,8 +60,12 @@ impl OrderStore for FlakyOrders {
     fn added_by(&self, _: seckill_proto::RequestId) -> Result<Option<GoodsRecord>, StoreError> {
         Ok(None)
     }
+    /// Only while `failing`: a restock whose COMMIT reply was lost.
     fn restock(&self, _: GoodsId, _: u32) -> Result<crate::store::Restocked, StoreError> {
-        unreachable!()
+        assert!(*self.failing.lock(), "a restock of FlakyOrders that works");
+        Err(StoreError::Indeterminate(
+            "the COMMIT's reply was lost".into(),
+        ))
     }
     fn next_epoch(&self, _: GoodsId, above: Epoch) -> Result<Epoch, StoreError> {
         let mut epoch = self.epoch.lock();

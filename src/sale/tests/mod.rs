@@ -162,10 +162,8 @@ fn lamp(stock: u32) -> NewGoods {
 }
 
 /// A cancel whose unit could not be returned (the stock store failed)
-/// leaves the goods sold out in the catalog and marked unsure: a BUY is
-/// not answered sold out by the reactor but goes to a worker, which says
-/// busy (and asks for a repair); the periodic refresh reconciles it too,
-/// and the unit sells.
+/// leaves the goods sold out in the catalog, so no BUY reaches a worker
+/// to repair it: the periodic refresh reconciles it, and the unit sells.
 #[test]
 fn a_unit_whose_return_failed_comes_back_at_the_next_refresh() {
     let dir = tempfile::tempdir().unwrap();
@@ -183,14 +181,9 @@ fn a_unit_whose_return_failed_comes_back_at_the_next_refresh() {
 
     *stock.failing.lock() = true;
     assert!(matches!(sale.cancel(7, order_no), Reply::Cancelled(_)));
-    // The unit is still held in the stock store; the flag says sold out,
-    // but the goods is unsure, so a BUY is decided by a worker: busy.
-    assert!(entry.view.is_sold_out());
-    assert_eq!(entry.quick_buy_answer(8, NO_TOKEN, now_ms()), None);
-    let Decision::Answer(busy) = &sale.reserve(goods.id, &buys(&[8]))[0] else {
-        panic!("an unsure goods sold");
-    };
-    assert_eq!(busy.status(), Status::Busy);
+    // Still sold out here: the unit is held in the stock store.
+    let quick = entry.quick_buy_answer(8, NO_TOKEN, now_ms());
+    assert_eq!(quick.map(|r| r.status()), Some(Status::SoldOut));
 
     *stock.failing.lock() = false;
     sale.refresh_stock();
@@ -199,6 +192,26 @@ fn a_unit_whose_return_failed_comes_back_at_the_next_refresh() {
         sale.reserve(goods.id, &buys(&[8]))[0],
         Decision::Write(_)
     ));
+}
+
+/// A sold-out goods whose restock's outcome was lost (the COMMIT's reply):
+/// its BUYs are not told `sold_out` by the reactor's flag, which knows
+/// nothing of the units the restock may have made, but go to a worker,
+/// which answers `busy` until the goods is reconciled.
+#[test]
+fn a_restock_in_doubt_turns_buys_busy_not_sold_out() {
+    let orders = Arc::new(FlakyOrders::default());
+    let sale = durable(Arc::new(MemoryStock::new()), orders.clone());
+    let order = written(sale.reserve(1, &buys(&[7])));
+    sale.commit(vec![order]);
+    let entry = sale.catalog().get(1).unwrap();
+    let quick = entry.quick_buy_answer(8, NO_TOKEN, now_ms());
+    assert_eq!(quick.map(|r| r.status()), Some(Status::SoldOut));
+
+    *orders.failing.lock() = true;
+    assert_eq!(sale.restock(1, 5).status(), Status::InternalError);
+    assert_eq!(entry.quick_buy_answer(8, NO_TOKEN, now_ms()), None);
+    assert_eq!(status(&sale.reserve(1, &buys(&[8]))), Status::Busy);
 }
 
 /// A BUY whose order could not be written is told busy, and its request id
