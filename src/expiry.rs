@@ -60,9 +60,15 @@ impl Expiry {
                     Some(Ok(n)) if n == crate::sale::EXPIRE_BATCH => Instant::now(),
                     Some(Ok(_)) => Instant::now() + self.every,
                     // The next tick tries again. An outage is logged once
-                    // by the store itself; anything else here (a panic by
-                    // `survive`).
-                    Some(Err(StoreError::Unavailable(_))) | None => Instant::now() + self.every,
+                    // by the store itself; anything else here.
+                    Some(Err(StoreError::Unavailable(_))) => Instant::now() + self.every,
+                    // Logged by `survive`. The sweep may have stopped after
+                    // the order store cancelled orders and before their
+                    // units came back, as with an outcome unknown.
+                    None => {
+                        self.sale.all_unsure();
+                        Instant::now() + self.every
+                    }
                     Some(Err(e)) => {
                         warn!("expiry sweep: {e}");
                         Instant::now() + self.every

@@ -8,8 +8,12 @@
 //! written to the order store, a node lease never renewed (numbers stop
 //! when it runs out) nor released at a stop. So each turn of their loops
 //! runs through [`survive`]: a panic is logged and the next turn comes as
-//! after a store error. The stores stay the truth: whatever the panic
-//! interrupted is settled as for a crash.
+//! after a store error. The stores stay the truth, and what a panic may
+//! have left half-done is settled as after a fault: a sweep that panicked
+//! has every goods reconciled (orders cancelled, units maybe not back); a
+//! drain's write leaves its entries pending, to be claimed and written
+//! again; a renewal that panicked is one that failed (numbers stop when
+//! the grant runs out).
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -224,9 +224,6 @@ impl Server {
             reactors,
         };
         let reactor_count = front.len();
-        for acceptor in acceptors {
-            front.push(acceptor.spawn()?);
-        }
         let metrics = match metrics_socket {
             Some(socket) => {
                 let listener = socket.serve(telemetry)?;
@@ -238,8 +235,8 @@ impl Server {
             }
             None => None,
         };
-        // The last step that can fail: a node id leased later is leased by
-        // this thread, and released by the server's stop.
+        // A node id leased later is leased by this thread, and released by
+        // the server's stop.
         let startup = match later {
             Some((startup, roles)) => Some(startup::carry_on(
                 startup,
@@ -250,7 +247,14 @@ impl Server {
             )?),
             None => None,
         };
+        // From the first acceptor on, a BUY may stamp an order number:
+        // should a later acceptor fail to start, the id is left to run out
+        // rather than released under numbers still being made (the lease's
+        // rule). Nothing else fails after them.
         started.back.extend(lease.built());
+        for acceptor in acceptors {
+            front.push(acceptor.spawn()?);
+        }
         info!(
             "listening on {addr} with {reactor_count} reactors and {} acceptors",
             config.acceptors
@@ -333,8 +337,9 @@ impl Server {
     }
 }
 
-/// The node lease's thread from start-up's first try, until the server is
-/// built: should a later step of [`Server::start`] fail, dropping this stops
+/// The node lease's thread from start-up's first try until the acceptors
+/// start (before them no BUY reaches a worker, so no order number is made):
+/// should a step of [`Server::start`] in between fail, dropping this stops
 /// the thread and waits for it to release the id. (It stayed leased until
 /// the lease ran out, and a restart asking for it with `--node-id` was
 /// refused meanwhile.)

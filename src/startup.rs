@@ -285,16 +285,19 @@ pub fn carry_on(
                 // released on the way out.
                 let failure = match survive("start-up", || startup.advance()) {
                     Some(Ok(Progress::Waiting)) => continue,
-                    Some(Ok(Progress::Ready(sale))) => match begin(&sale) {
-                        Ok(mut started) => {
-                            // The roles first, so that a request let through
-                            // finds someone to serve it.
-                            slot.fill(sale);
-                            started.back.extend(startup.into_threads());
-                            return started;
+                    Some(Ok(Progress::Ready(sale))) => {
+                        match survive("starting the roles", || begin(&sale)) {
+                            Some(Ok(mut started)) => {
+                                // The roles first, so that a request let through
+                                // finds someone to serve it.
+                                slot.fill(sale);
+                                started.back.extend(startup.into_threads());
+                                return started;
+                            }
+                            Some(Err(e)) => anyhow::Error::new(e).context("starting the workers"),
+                            None => anyhow::anyhow!("starting the roles panicked"),
                         }
-                        Err(e) => anyhow::Error::new(e).context("starting the workers"),
-                    },
+                    }
                     Some(Err(e)) => e,
                     None => anyhow::anyhow!("start-up panicked"),
                 };

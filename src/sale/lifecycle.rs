@@ -86,7 +86,7 @@ impl Sale {
                 if let StoreError::Indeterminate(_) = e {
                     // Some orders may be cancelled with their units still
                     // held: every goods is reconciled before it sells more.
-                    self.catalog.all().iter().for_each(|e| e.gate.mark_unsure());
+                    self.all_unsure();
                 }
                 return Err(e);
             }
@@ -94,6 +94,14 @@ impl Sale {
         metrics::add(&self.metrics.orders_expired, expired.len() as u64);
         self.return_units(&expired.iter().collect::<Vec<_>>());
         Ok(expired.len())
+    }
+
+    /// Marks every goods unsure: each is reconciled before it sells more.
+    /// For a fault whose orders this server cannot name: some may have been
+    /// cancelled with their units still held. (The expiry thread calls it
+    /// too, after a sweep that panicked.)
+    pub fn all_unsure(&self) {
+        self.catalog.all().iter().for_each(|e| e.gate.mark_unsure());
     }
 
     /// Sets what the catalog shows as left (and the sold-out flag) from the
@@ -312,7 +320,7 @@ impl Sale {
         if let StoreError::Indeterminate(_) = e {
             match self.goods_holding(user, order_no) {
                 Some(entry) => entry.gate.mark_unsure(),
-                None => self.catalog.all().iter().for_each(|e| e.gate.mark_unsure()),
+                None => self.all_unsure(),
             }
         }
         store_failure(what, e)

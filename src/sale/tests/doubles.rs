@@ -18,6 +18,7 @@ pub struct FlakyOrders {
     pub tokens: bool,
     written: Mutex<Vec<OrderRecord>>,
     epoch: Mutex<Epoch>,
+    pub sweeps: Mutex<u32>,
 }
 
 impl FlakyOrders {
@@ -117,8 +118,10 @@ impl OrderStore for FlakyOrders {
     fn cancel(&self, _: UserId, _: OrderNo) -> Result<Option<Settled>, StoreError> {
         unreachable!()
     }
+    /// Counts the sweeps, and panics (a bug in the sweep).
     fn expire_due(&self, _: u64, _: usize) -> Result<Vec<OrderRecord>, StoreError> {
-        unreachable!()
+        *self.sweeps.lock() += 1;
+        panic!("a sweep's bug");
     }
 }
 

@@ -214,6 +214,30 @@ fn a_restock_in_doubt_turns_buys_busy_not_sold_out() {
     assert_eq!(status(&sale.reserve(1, &buys(&[8]))), Status::Busy);
 }
 
+/// An expiry sweep that panics does not end the expiry thread: it sweeps
+/// again at its next tick, and every goods is marked for reconciliation
+/// (the sweep may have cancelled orders whose units did not come back).
+#[test]
+fn a_sweep_that_panics_does_not_end_the_expiry_thread() {
+    use clap::Parser;
+    let orders = Arc::new(FlakyOrders::default());
+    let sale = Arc::new(durable(Arc::new(MemoryStock::new()), orders.clone()));
+    let marks = sale.catalog().get(1).unwrap().gate.unsure_marks();
+    let config = crate::config::Config::parse_from(["seckill-server", "--expiry-interval", "10ms"]);
+    let stop = crate::stop::Stop::new();
+    let thread = crate::expiry::Expiry::new(&config, sale.clone(), stop.clone())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while *orders.sweeps.lock() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    stop.trigger();
+    thread.join().expect("the thread lived on");
+    assert!(*orders.sweeps.lock() >= 3, "swept again after a panic");
+    assert!(sale.catalog().get(1).unwrap().gate.unsure_marks() > marks);
+}
+
 /// A BUY whose order could not be written is told busy, and its request id
 /// is forgotten with it: the retry under the same id is decided afresh (not
 /// told for an hour that its order is being written), and a repeat after
