@@ -93,6 +93,43 @@ pub struct Ctx {
     pub counters: Counters,
 }
 
+/// IP_BIND_ADDRESS_NO_PORT on `socket` (Linux; socket2 lacks it).
+fn no_port_at_bind(socket: &Socket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket, and an option value of the size given.
+    let done = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    match done {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
+/// Gives the calling thread (alone: Linux keeps a niceness per thread)
+/// niceness `nice`; a failure is only noted, the attack runs anyway.
+pub fn lower_priority(nice: i32) {
+    // SAFETY: gettid has no preconditions; setpriority reads its arguments
+    // only.
+    let done = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
+    };
+    if done != 0 {
+        eprintln!(
+            "attack thread: niceness {nice} not set: {}",
+            io::Error::last_os_error()
+        );
+    }
+}
+
 /// The body of one thread of attack `kind`; `worker` numbers the threads.
 pub fn body(kind: AttackKind) -> fn(&Ctx, usize) {
     match kind {
@@ -381,6 +418,11 @@ impl Ctx {
             socket.set_send_buffer_size(self.aim.send_buffer)?;
         }
         if let Some(ip) = self.aim.from {
+            // The port is chosen at connect, as without a bind, not at the
+            // bind: a bind chooses among ports no socket of that address
+            // holds, TIME_WAIT ones included, and the reconnecting floods
+            // would run out of them.
+            no_port_at_bind(&socket)?;
             socket.bind(&SocketAddr::new(ip, 0).into())?;
         }
         socket.connect_timeout(&addr.into(), CONNECT_TIMEOUT)?;
@@ -640,5 +682,24 @@ mod tests {
         let _client = ctx.connect().expect("connected");
         let (_server, peer) = listener.accept().unwrap();
         assert_eq!(peer.ip(), from);
+    }
+
+    #[test]
+    fn an_attack_thread_lowers_its_own_priority_only() {
+        // SAFETY: as in lower_priority.
+        let nice_of =
+            |tid: libc::pid_t| unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) };
+        // SAFETY: no preconditions.
+        let me = unsafe { libc::gettid() };
+        let before = nice_of(me);
+        let theirs = thread::spawn(move || {
+            lower_priority(19);
+            // SAFETY: no preconditions.
+            nice_of(unsafe { libc::gettid() })
+        })
+        .join()
+        .unwrap();
+        assert_eq!(theirs, 19);
+        assert_eq!(nice_of(me), before, "the other threads keep theirs");
     }
 }

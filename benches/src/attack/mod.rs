@@ -170,6 +170,11 @@ pub fn run(common: &Common, args: &cli::Attack) -> Result<Output, Error> {
             ))
         }
     };
+    if let Some(from) = args.attack_from.filter(|f| f.is_ipv4() != addr.is_ipv4()) {
+        return Err(Error::Setup(format!(
+            "--attack-from {from} cannot connect to {addr}: give an address of the same family"
+        )));
+    }
     let token = admin_token(common, "attack")?;
     let goods = add_goods(common, token, "attack", STOCK)?.id;
     let mut normal = common.clone();
@@ -254,9 +259,15 @@ impl Run<'_> {
             let _stop = StopOnDrop(&ctx.stop);
             if let Phase::Attack(kind) = phase {
                 let body = hostile::body(kind);
+                let nice = self.args.attack_nice;
                 for worker in 0..crew.threads {
                     let ctx = &ctx;
-                    s.spawn(move || body(ctx, worker));
+                    s.spawn(move || {
+                        if nice > 0 {
+                            hostile::lower_priority(nice);
+                        }
+                        body(ctx, worker)
+                    });
                 }
             }
             let ramp = ramp_up(&ctx, crew.connections, &mut notes);
