@@ -419,15 +419,6 @@ pub struct Attack {
     /// the server's per-address limits would refuse both alike.
     #[arg(long)]
     pub attack_from: Option<std::net::IpAddr>,
-
-    /// Niceness of the attack's threads (0 to 19). An attacker's CPU is on
-    /// its own machine; with the bench on the server's, 19 gives the attack
-    /// only the CPU the server and the normal client leave, so that a run
-    /// measures what the attack costs the server rather than what its
-    /// threads take from the cores. The server's kernel work for the
-    /// attack's connections is still done at full priority.
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19))]
-    pub attack_nice: i32,
 }
 
 /// One kind of hostile traffic (SECURITY.md, threat model).

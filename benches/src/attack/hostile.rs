@@ -113,23 +113,6 @@ fn no_port_at_bind(socket: &Socket) -> io::Result<()> {
     }
 }
 
-/// Gives the calling thread (alone: Linux keeps a niceness per thread)
-/// niceness `nice`; a failure is only noted, the attack runs anyway.
-pub fn lower_priority(nice: i32) {
-    // SAFETY: gettid has no preconditions; setpriority reads its arguments
-    // only.
-    let done = unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
-    };
-    if done != 0 {
-        eprintln!(
-            "attack thread: niceness {nice} not set: {}",
-            io::Error::last_os_error()
-        );
-    }
-}
-
 /// The body of one thread of attack `kind`; `worker` numbers the threads.
 pub fn body(kind: AttackKind) -> fn(&Ctx, usize) {
     match kind {
@@ -682,24 +665,5 @@ mod tests {
         let _client = ctx.connect().expect("connected");
         let (_server, peer) = listener.accept().unwrap();
         assert_eq!(peer.ip(), from);
-    }
-
-    #[test]
-    fn an_attack_thread_lowers_its_own_priority_only() {
-        // SAFETY: as in lower_priority.
-        let nice_of =
-            |tid: libc::pid_t| unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) };
-        // SAFETY: no preconditions.
-        let me = unsafe { libc::gettid() };
-        let before = nice_of(me);
-        let theirs = thread::spawn(move || {
-            lower_priority(19);
-            // SAFETY: no preconditions.
-            nice_of(unsafe { libc::gettid() })
-        })
-        .join()
-        .unwrap();
-        assert_eq!(theirs, 19);
-        assert_eq!(nice_of(me), before, "the other threads keep theirs");
     }
 }

@@ -259,15 +259,9 @@ impl Run<'_> {
             let _stop = StopOnDrop(&ctx.stop);
             if let Phase::Attack(kind) = phase {
                 let body = hostile::body(kind);
-                let nice = self.args.attack_nice;
                 for worker in 0..crew.threads {
                     let ctx = &ctx;
-                    s.spawn(move || {
-                        if nice > 0 {
-                            hostile::lower_priority(nice);
-                        }
-                        body(ctx, worker)
-                    });
+                    s.spawn(move || body(ctx, worker));
                 }
             }
             let ramp = ramp_up(&ctx, crew.connections, &mut notes);
