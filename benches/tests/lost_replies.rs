@@ -4,6 +4,8 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread;
 
 use seckill_bench::Output;
@@ -13,20 +15,24 @@ mod common;
 use common::{run_bench, Server, TOKEN};
 
 /// When the relay cuts a connection.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Cut {
     /// Once this many bytes of replies went back.
     After(usize),
-    /// At the first `sold_out` reply, which never goes back: every BUY in
-    /// flight then made no order.
-    AtSoldOut,
+    /// At the first `sold_out` reply, which never goes back (every BUY in
+    /// flight then made no order), on whichever connection of those
+    /// without a cut of their own gets one first (`taken`): which one does
+    /// depends on how the bench's threads ran.
+    FirstSoldOut { taken: Arc<AtomicBool> },
 }
 
 /// A relay in front of `server` that cuts the connections it is given by
-/// the order they came in (counting from 0), each as its [`Cut`] says:
-/// what the client sent until then reaches the server, the replies past
-/// that never come back. Returns the relay's address.
-fn cutting_relay(server: String, cuts: &'static [(usize, Cut)]) -> String {
+/// the order they came in (counting from 0), each as its [`Cut`] says,
+/// and one of the others at the first `sold_out`: what the client sent
+/// until then reaches the server, the replies past that never come back.
+/// Returns the relay's address.
+fn cutting_relay(server: String, cuts: &'static [(usize, usize)]) -> String {
+    let sold_out_taken = Arc::new(AtomicBool::new(false));
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
     thread::spawn(move || {
@@ -44,16 +50,21 @@ fn cutting_relay(server: String, cuts: &'static [(usize, Cut)]) -> String {
                 let _ = std::io::copy(&mut requests_in, &mut requests_out);
                 let _ = requests_out.shutdown(Shutdown::Write);
             });
-            let cut = cuts.iter().find(|(at, _)| *at == n).map(|&(_, cut)| cut);
+            let cut = match cuts.iter().find(|(at, _)| *at == n) {
+                Some(&(_, bytes)) => Cut::After(bytes),
+                None => Cut::FirstSoldOut {
+                    taken: sold_out_taken.clone(),
+                },
+            };
             thread::spawn(move || relay_replies(upstream, client, cut));
         }
     });
     addr
 }
 
-/// Replies from `from` to `to`, frame by frame, until `cut` (if any) says
-/// to stop: then both sides are closed, mid-frame as likely as not.
-fn relay_replies(mut from: TcpStream, mut to: TcpStream, cut: Option<Cut>) {
+/// Replies from `from` to `to`, frame by frame, until `cut` says to stop:
+/// then both sides are closed, mid-frame as likely as not.
+fn relay_replies(mut from: TcpStream, mut to: TcpStream, cut: Cut) {
     let mut pending: Vec<u8> = Vec::new();
     let mut sent = 0;
     let mut buf = [0u8; 4096];
@@ -65,13 +76,15 @@ fn relay_replies(mut from: TcpStream, mut to: TcpStream, cut: Option<Cut>) {
         pending.extend_from_slice(&buf[..n]);
         // What may go on of what came: whole frames up to a sold-out one,
         // or bytes up to the limit.
-        let (take, stop) = match cut {
-            None => (pending.len(), false),
-            Some(Cut::After(limit)) => {
+        let (take, stop) = match &cut {
+            Cut::After(limit) => {
                 let take = pending.len().min(limit - sent);
-                (take, sent + take >= limit)
+                (take, sent + take >= *limit)
             }
-            Some(Cut::AtSoldOut) => until_sold_out(&pending),
+            Cut::FirstSoldOut { taken } => match until_sold_out(&pending) {
+                (take, true) if !taken.swap(true, Ordering::SeqCst) => (take, true),
+                _ => (pending.len(), false),
+            },
         };
         if to.write_all(&pending[..take]).is_err() {
             break;
@@ -106,15 +119,11 @@ fn the_orders_of_buys_whose_replies_were_lost_are_found_and_counted_exactly() {
     // Three of the eight selling connections cut (the bench's first
     // connection sets the sale up; its checkers come last): two after a
     // few replies, while units are left, so that their lost BUYs bought;
-    // one at its first sold_out, so that its lost BUYs bought nothing.
-    let relay = cutting_relay(
-        server.addr.clone(),
-        &[
-            (3, Cut::After(200)),
-            (6, Cut::After(200)),
-            (8, Cut::AtSoldOut),
-        ],
-    );
+    // the first other one to be told sold_out, then, so that its lost BUYs
+    // bought nothing. (A fixed one of them was not always told sold_out:
+    // its share of the BUYs could all be answered before the sale sold
+    // out.)
+    let relay = cutting_relay(server.addr.clone(), &[(3, 200), (6, 200)]);
     let (users, attempts, stock) = (300u64, 700u64, 200u64);
     let output = run_bench(&[
         "flash-crowd",
