@@ -19,9 +19,12 @@ use crate::harness::{on_sale, sqlite_orders, Backends, Got, Raw, Server};
 
 const ORDERS: u64 = 10_000;
 /// Long enough to buy every unit and read every deadline before the first
-/// deadline comes, even in a debug build. (Not longer: the PAY threads'
-/// raw connections read with a 10 s timeout.)
-const PAY_WINDOW_MS: u64 = 8_000;
+/// deadline comes, even in a debug build on a loaded machine (8 s was
+/// overrun once). The PAY threads connect shortly before their first PAY,
+/// so their connections' 10 s read timeout does not bound it.
+const PAY_WINDOW_MS: u64 = 20_000;
+/// How long before its first PAY a payer connects.
+const CONNECT_AHEAD_MS: u64 = 2_000;
 /// PAYs land this far either side of their order's deadline.
 const SPREAD_MS: i64 = 20;
 const THREADS: u64 = 8;
@@ -116,11 +119,25 @@ fn race(server: &Server, states: impl Fn() -> States, redis_stock: impl Fn(u64) 
     }
     assert_eq!(paid_ok.len(), ORDERS as usize);
 
-    // Let the last windows pass and the sweep finish.
+    // Let the last windows pass and the sweep finish: every order stored
+    // and settled (a fixed pause after the last deadline was not always
+    // enough on a loaded machine), then a catalog refresh or two.
     let last = deadlines.values().max().copied().unwrap();
-    std::thread::sleep(Duration::from_millis(last.saturating_sub(now_ms()) + 500));
+    let give_up = last + 60_000;
+    let settled = |states: &States| {
+        orders
+            .iter()
+            .all(|(_, n)| states.get(n).is_some_and(|&s| s != 0))
+    };
+    let states = loop {
+        let states = states();
+        if settled(&states) || now_ms() > give_up {
+            break states;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    std::thread::sleep(Duration::from_millis(1_200));
 
-    let states = states();
     let mut paid = 0u64;
     let mut cancelled = 0u64;
     let mut busy = 0u64;
@@ -159,6 +176,10 @@ fn race(server: &Server, states: impl Fn() -> States, redis_stock: impl Fn(u64) 
 /// Sends each PAY of `slice` at its time, reading replies on another
 /// thread; returns each order's answer.
 fn pay_on_time(addr: SocketAddr, slice: &[(u64, u64, u64)]) -> HashMap<u64, Status> {
+    let first = slice.first().map_or(0, |&(at, ..)| at);
+    if let Some(wait) = first.checked_sub(now_ms() + CONNECT_AHEAD_MS) {
+        std::thread::sleep(Duration::from_millis(wait));
+    }
     let mut raw = Raw::greeted(addr);
     let mut reader = Raw::from_stream(raw.stream.try_clone().unwrap());
     let expected = slice.len();
