@@ -69,7 +69,7 @@ fn refused(dir: &tempfile::TempDir, flags: &[String]) -> String {
 fn servers_on_one_store_never_share_a_node_id() {
     let dir = tempfile::tempdir().unwrap();
     let stores = Backends::new();
-    let plain = flags(&stores, "2s", &[]);
+    let plain = flags(&stores, "6s", &[]);
     let a = start(&dir, "a.db", &plain);
     let goods = a.admin().add_goods(on_sale("pen", 100)).unwrap().id;
     let b = start(&dir, "b.db", &plain);
@@ -83,24 +83,28 @@ fn servers_on_one_store_never_share_a_node_id() {
     assert_eq!(held_ids(&stores), held);
 
     let asked = node_a.to_string();
-    let log = refused(&dir, &flags(&stores, "2s", &["--node-id", &asked]));
+    let log = refused(&dir, &flags(&stores, "6s", &["--node-id", &asked]));
     assert!(
         log.contains(&format!("node id {node_a} is held by a live server")),
         "{log}"
     );
 
-    // Killed: its lease runs out in 2 s; until then its id is refused.
+    // Killed: its lease runs out within 6 s (renewed every second); until
+    // then its id is refused, and then it is free.
     a.kill();
-    let log = refused(&dir, &flags(&stores, "2s", &["--node-id", &asked]));
+    let log = refused(&dir, &flags(&stores, "6s", &["--node-id", &asked]));
     assert!(log.contains("held by a live server"), "{log}");
-    std::thread::sleep(Duration::from_millis(2500));
-    let c = start(&dir, "c.db", &flags(&stores, "2s", &["--node-id", &asked]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while held_ids(&stores).contains(&node_a) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let c = start(&dir, "c.db", &flags(&stores, "6s", &["--node-id", &asked]));
     assert_eq!(node_of(buy_one(&c, goods, 3)), node_a);
 
     // Stopped cleanly: released, free at once.
     assert!(b.terminate().success());
     let again = node_b.to_string();
-    let d = start(&dir, "d.db", &flags(&stores, "2s", &["--node-id", &again]));
+    let d = start(&dir, "d.db", &flags(&stores, "6s", &["--node-id", &again]));
     assert_eq!(node_of(buy_one(&d, goods, 4)), node_b);
 
     let numbers: HashSet<u64> = stores.orders().iter().map(|o| o.0).collect();
