@@ -343,7 +343,18 @@ mod tests {
 
     /// A server's lease on `registry`: `flags` as on the command line.
     fn lease(registry: &Arc<Registry>, flags: &[&str]) -> (NodeLease, OrderNumbers) {
-        let mut args = vec!["seckill-server", "--node-lease", "300ms"];
+        lease_of(registry, "300ms", flags)
+    }
+
+    /// [`lease`], `length` long: tests that need it renewed past its length
+    /// take one long enough for a stalled renewal thread on a loaded
+    /// machine not to miss it.
+    fn lease_of(
+        registry: &Arc<Registry>,
+        length: &str,
+        flags: &[&str],
+    ) -> (NodeLease, OrderNumbers) {
+        let mut args = vec!["seckill-server", "--node-lease", length];
         args.extend_from_slice(flags);
         let numbers = OrderNumbers::ungranted();
         let lease = NodeLease::new(
@@ -424,12 +435,12 @@ mod tests {
     fn a_stopped_lease_is_released() {
         let dir = tempfile::tempdir().unwrap();
         let registry = Registry::new(&dir);
-        let (mut first, numbers) = lease(&registry, &["--node-id", "3"]);
+        let (mut first, numbers) = lease_of(&registry, "2s", &["--node-id", "3"]);
         first.acquire().unwrap();
         let stop = Stop::new();
         let thread = first.spawn(stop.clone()).unwrap();
-        // Renewed meanwhile: not taken over after the 300 ms lease.
-        std::thread::sleep(Duration::from_millis(700));
+        // Renewed meanwhile: not taken over after the 2 s lease.
+        std::thread::sleep(Duration::from_millis(2_500));
         let (mut second, _) = lease(&registry, &["--node-id", "3"]);
         assert!(matches!(second.acquire(), Err(LeaseError::Held { .. })));
         stop.trigger();
@@ -444,13 +455,13 @@ mod tests {
     fn a_renewal_that_panics_does_not_end_the_lease() {
         let dir = tempfile::tempdir().unwrap();
         let registry = Registry::new(&dir);
-        let (mut first, numbers) = lease(&registry, &["--node-id", "4"]);
+        let (mut first, numbers) = lease_of(&registry, "2s", &["--node-id", "4"]);
         first.acquire().unwrap();
         let stop = Stop::new();
         let thread = first.spawn(stop.clone()).unwrap();
         registry.panic_once.store(true, Ordering::Relaxed);
-        // Past the 300 ms lease: still held, so renewed after the panic.
-        std::thread::sleep(Duration::from_millis(700));
+        // Past the 2 s lease: still held, so renewed after the panic.
+        std::thread::sleep(Duration::from_millis(2_500));
         assert!(!registry.panic_once.load(Ordering::Relaxed), "it panicked");
         assert!(numbers.next().is_some());
         let (mut second, _) = lease(&registry, &["--node-id", "4"]);
