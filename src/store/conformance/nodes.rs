@@ -164,21 +164,24 @@ fn a_lease_that_ran_out_is_taken_over_above_its_fence<B: Backend>() {
 
 /// Renewals keep a short lease alive, and never lower the fence.
 fn renewals_keep_a_lease_and_raise_its_fence<B: Backend>() {
+    // Longer than SHORT: a renewal must get through in each third of it,
+    // which a stalled test thread on a loaded machine could miss.
+    const LEASE: Duration = Duration::from_secs(1);
     let db = B::new();
     let (a, b) = (db.open(), db.open());
     let until = now_ms() + 10_000;
-    assert_eq!(leased(claim(&a, None, 1, SHORT, until)).node_id, 0);
+    assert_eq!(leased(claim(&a, None, 1, LEASE, until)).node_id, 0);
     for _ in 0..6 {
-        std::thread::sleep(SHORT / 3);
-        assert!(a.renew_node(0, 1, SHORT, until - 5_000).expect("renew"));
+        std::thread::sleep(LEASE / 3);
+        assert!(a.renew_node(0, 1, LEASE, until - 5_000).expect("renew"));
     }
     assert!(matches!(
-        claim(&b, Some(0), 2, SHORT, 0),
+        claim(&b, Some(0), 2, LEASE, 0),
         Claimed::Held { .. }
     ));
-    assert!(a.renew_node(0, 1, SHORT, until + 1).expect("renew"));
-    std::thread::sleep(SHORT * 2);
-    assert_eq!(leased(claim(&b, Some(0), 2, SHORT, 0)).floor_ms, until + 1);
+    assert!(a.renew_node(0, 1, LEASE, until + 1).expect("renew"));
+    std::thread::sleep(LEASE * 2);
+    assert_eq!(leased(claim(&b, Some(0), 2, LEASE, 0)).floor_ms, until + 1);
 }
 
 /// A clean stop frees the id at once, its fence lowered to the last number
