@@ -957,8 +957,9 @@ impl TwoSweepers {
             flags
         };
         let a = start(&dir.path().join("a.db"), &flags("1", a_sweeps));
+        // Long enough for the payers to buy and pay on a loaded machine.
         let rules = SaleRules {
-            pay_window_ms: 1500,
+            pay_window_ms: 5_000,
             ..SaleRules::default()
         };
         let goods = a
@@ -989,9 +990,9 @@ impl TwoSweepers {
         let bought = Instant::now();
         assert_eq!(stores.redis_stock(goods), Some(0));
 
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while stores.orders().iter().filter(|r| r.3 == 2).count() < unpaid.len() {
-            assert!(Instant::now() < deadline, "orders not expired in 10 s");
+            assert!(Instant::now() < deadline, "orders not expired in 30 s");
             thread::sleep(Duration::from_millis(50));
         }
         eprintln!(
@@ -1033,7 +1034,7 @@ fn two_servers_sweep_each_expired_order_once() {
     // The returned units sell again, through B, once its catalog has read
     // them back (it refreshes every 500 ms; A sold out meanwhile).
     let mut b = run.b.client();
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_secs(10);
     while b.get_goods(goods).unwrap().remaining != unpaid as u32 {
         assert!(
             Instant::now() < deadline,
@@ -1056,7 +1057,7 @@ fn units_another_server_returned_sell_again() {
     assert_eq!(run.stores.redis_stock(goods), Some(unpaid));
     assert_eq!(run.b.stat("orders_expired"), u64::from(unpaid));
     let mut client = run.a.client();
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_secs(10);
     let shown = loop {
         let shown = client.get_goods(goods).unwrap();
         if shown.remaining == unpaid || Instant::now() >= deadline {
@@ -1111,7 +1112,7 @@ fn a_quiet_sold_out_sale_shows_sold_out(store: Store) {
         assert_eq!(sold.load(SeqCst), 300, "round {round}");
         // Workers' reports can reach the catalog out of order; the
         // periodic refresh from the stock store (500 ms) sets it right.
-        let deadline = Instant::now() + Duration::from_millis(1500);
+        let deadline = Instant::now() + Duration::from_secs(5);
         let shown = loop {
             let shown = client.get_goods(goods).unwrap();
             if (shown.remaining, shown.state) == (0, GoodsState::SoldOut)
@@ -1123,7 +1124,7 @@ fn a_quiet_sold_out_sale_shows_sold_out(store: Store) {
         };
         if (shown.remaining, shown.state) != (0, GoodsState::SoldOut) {
             wrong.push(format!(
-                "round {round}: {} left, {:?} 1.5 s after the last BUY",
+                "round {round}: {} left, {:?} 5 s after the last BUY",
                 shown.remaining, shown.state
             ));
         }
