@@ -271,7 +271,9 @@ fn buys_are_rate_limited_per_user() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(
         &dir.path().join("h.db"),
-        &["--buy-rate", "1", "--buy-burst", "3"],
+        // Slow enough that no token comes back during the first four BUYs
+        // on a loaded machine.
+        &["--buy-rate", "0.2", "--buy-burst", "3"],
     );
     let goods = server.admin().add_goods(on_sale("gpu", 100)).unwrap().id;
     // The same user on two connections shares one bucket.
@@ -283,8 +285,8 @@ fn buys_are_rate_limited_per_user() {
     assert_eq!(err.status(), Some(Status::RateLimited), "{err}");
     // Other users are not affected.
     assert!(matches!(a.buy(2, goods).unwrap(), Purchase::Ordered(_)));
-    // The bucket refills at one per second.
-    std::thread::sleep(Duration::from_millis(1100));
+    // The bucket refills at one per five seconds.
+    std::thread::sleep(Duration::from_millis(5_300));
     assert_eq!(a.buy(1, goods).unwrap(), Purchase::AlreadyBought(no));
     assert_eq!(server.stat("buy_rate_limited"), 1);
 }
@@ -643,12 +645,15 @@ fn past_the_reply_budget_the_heaviest_non_readers_are_closed() {
 fn connections_over_the_accept_rate_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("h.db"), &["--accept-rate-per-ip", "2"]);
-    // A burst of two (a second's worth), then refusals until it refills.
-    let mut first = Raw::greeted(server.addr);
-    let _second = Raw::greeted(server.addr);
+    // A burst of two (a second's worth), then refusals until it refills
+    // (in half a second: the three connect at once, greeted after).
+    let mut first = Raw::connect(server.addr);
+    let mut second = Raw::connect(server.addr);
     let mut third = Raw::connect(server.addr);
     let why = refused(&mut third, Status::Busy);
     assert!(why.contains("slow down"), "{why}");
+    first.hello();
+    second.hello();
     first.request(9, &Request::Ping);
     assert!(matches!(
         first.next(),
