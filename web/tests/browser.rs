@@ -289,13 +289,15 @@ async fn buyers_and_an_admin_in_a_real_browser() {
     // An add whose reply is lost (the page's fetch made to fail once the
     // gateway has answered): the page says the outcome is unknown, and the
     // same form submitted again retries it under its request id: one goods.
-    // And a restock in flight (held back 1.5 s) keeps its button off through
-    // the table's redraws: a second click sends nothing.
+    // And a restock in flight (held back until the test lets it go) keeps
+    // its button off through the table's redraws: a second click sends
+    // nothing.
     browser
         .execute(
             r#"
             const realFetch = window.fetch;
             let lostAdds = 1;
+            window.heldRestocks = [];
             window.fetch = async (url, options) => {
               const reply = realFetch(url, options);
               if (options && options.method === "POST") {
@@ -304,8 +306,8 @@ async fn buyers_and_an_admin_in_a_real_browser() {
                   await reply;
                   throw new TypeError("connection lost (test)");
                 }
-                if (url.endsWith("/restock")) {
-                  await new Promise((done) => setTimeout(done, 1500));
+                if (url.endsWith("/restock") && window.heldRestocks) {
+                  await new Promise((done) => window.heldRestocks.push(done));
                 }
               }
               return reply;
@@ -353,6 +355,20 @@ async fn buyers_and_an_admin_in_a_real_browser() {
         let _ = button.click().await;
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
+    // Let go: exactly one restock was sent, and any later one goes at once.
+    let held = browser
+        .execute(
+            "const held = window.heldRestocks; window.heldRestocks = null; \
+             held.forEach((done) => done()); return held.length;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        held.as_u64(),
+        Some(1),
+        "restocks sent while one was in flight"
+    );
     until("the restock of 1", || async {
         text(&browser, &format!("{row} .stock"))
             .await
