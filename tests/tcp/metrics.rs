@@ -173,6 +173,17 @@ fn prometheus_reads_the_sale_as_clients_saw_it() {
     // A scrape has seen the server before the sale starts, so that the
     // whole sale is in the series.
     prometheus.until(r#"up{job="seckill"}"#, |v| v == Some(1.0));
+    // The `ok` and `sold_out` series exist, and a scrape has seen them, before
+    // the sale: counted from their first scrape, a series that appeared in
+    // the middle of the sale would hide what came before from rate().
+    let warm_up = server.admin().add_goods(on_sale("bell", 1)).unwrap().id;
+    let mut client = server.client();
+    assert!(matches!(client.buy(1, warm_up), Ok(Purchase::Ordered(_))));
+    assert!(matches!(client.buy(2, warm_up), Ok(Purchase::SoldOut)));
+    for outcome in ["ok", "sold_out"] {
+        let query = format!(r#"sum(seckill_requests_total{{kind="buy",outcome="{outcome}"}})"#);
+        prometheus.until(&query, |v| v == Some(1.0));
+    }
     let goods = server.admin().add_goods(on_sale("bike", 200)).unwrap().id;
     let (ok, sold_out) = std::thread::scope(|s| {
         let buyers: Vec<_> = (0..4u64)
@@ -209,14 +220,15 @@ fn prometheus_reads_the_sale_as_clients_saw_it() {
             .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
     });
     assert_eq!(ok, 200, "the goods sold out");
-    for (outcome, told) in [("ok", ok), ("sold_out", sold_out)] {
+    // With the warm-up's one of each.
+    for (outcome, told) in [("ok", ok + 1), ("sold_out", sold_out + 1)] {
         let query = format!(r#"sum(seckill_requests_total{{kind="buy",outcome="{outcome}"}})"#);
         prometheus.until(&query, |v| v == Some(told as f64));
     }
     // The BUY rate as a dashboard computes it, over a window holding the
     // whole sale: rate() times the window is the BUYs sent, give or take
-    // its extrapolation at the window's and the series' edges (the `ok`
-    // series starts at its first scrape, already past zero).
+    // its extrapolation at the window's and the series' edges (each series
+    // starts at its first scrape, the warm-up's one BUY).
     let rate = prometheus
         .query(r#"sum(rate(seckill_requests_total{kind="buy"}[5m]))"#)
         .expect("a BUY rate");
