@@ -20,7 +20,7 @@ use mysql::prelude::Queryable;
 use seckill_client::Purchase;
 use seckill_proto::Status;
 
-use crate::harness::{on_sale, Backends, Server};
+use crate::harness::{free_port, on_sale, Backends, Server};
 
 /// A program from PATH or from the sbin directories a non-root PATH lacks.
 /// A missing one fails the test rather than skipping it: `./test.sh` runs
@@ -41,34 +41,6 @@ fn program(names: &[&str]) -> PathBuf {
                 names.join(" or ")
             )
         })
-}
-
-/// A free port below the kernel's ephemeral range: a store killed and
-/// started again must find its port free, and while it is down the many
-/// outgoing connections of the tests around could be given an ephemeral
-/// one.
-fn free_port() -> u16 {
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    let (low, high) = (10_000u32, u32::from(ephemeral_low.max(20_000)));
-    let mut x = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
-        ^ std::process::id();
-    for _ in 0..1000 {
-        // xorshift: any spread will do.
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        let port = (low + x % (high - low)) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port in {low}..{high}");
 }
 
 fn is_root() -> bool {

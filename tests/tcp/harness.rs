@@ -2,7 +2,7 @@
 //! it over TCP, as a deployment would.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -720,4 +720,32 @@ fn cluster_up() {
 pub fn cluster_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A free port below the kernel's ephemeral range: a store killed and
+/// started again must find its port free, and while it is down the many
+/// outgoing connections of the tests around could be given an ephemeral
+/// one.
+pub fn free_port() -> u16 {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u32, u32::from(ephemeral_low.max(20_000)));
+    let mut x = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        ^ std::process::id();
+    for _ in 0..1000 {
+        // xorshift: any spread will do.
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        let port = (low + x % (high - low)) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {low}..{high}");
 }

@@ -11,15 +11,7 @@ use std::time::{Duration, Instant};
 
 use seckill_client::{Client, Purchase, SaleAction};
 
-use crate::harness::{on_sale, Backends, Server};
-
-/// A loopback port nothing listens on now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
+use crate::harness::{free_port, on_sale, Backends, Server};
 
 fn admin(addr: SocketAddr, token: &str) -> Client {
     Client::builder(addr)
