@@ -233,7 +233,9 @@ fn top_shows_what_the_clients_did_to_a_real_server() {
     // While it runs: 4 more lamps, one every 100 ms.
     let watch = Command::new(env!("CARGO_BIN_EXE_seckill-cli"))
         .args(["top", "--metrics", &metrics, "--json", "--count", "3"])
-        .args(["--interval", "500ms"])
+        // Long enough for the 4 BUYs below to be in before the last
+        // refresh on a loaded machine.
+        .args(["--interval", "1500ms"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("run seckill-cli top");
