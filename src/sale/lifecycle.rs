@@ -11,7 +11,7 @@
 //! between the two leaves the unit held for a cancelled order: never
 //! oversold, and returned by the next reconciliation.
 
-use log::{error, warn};
+use log::{debug, error, warn};
 use seckill_proto::{OrderState, Reply, Status};
 
 use super::{now_ms, store_failure, to_order, unknown_goods, Entry, Sale};
@@ -190,7 +190,20 @@ impl Sale {
                 entry.gate.defer_repair(now_ms(), NEW_GOODS_GRACE_MS);
                 entry
             });
-            entry.view.set_sale(&record.sale());
+            // A control saved in the order store may not have reached the
+            // stock store, which enforces it on every server's BUYs: its
+            // server died in between, or was told busy by a store whose
+            // reply was lost. Passed on by whichever server sees it first;
+            // the stock store keeps the highest version it is given, so
+            // passing one on twice, or late, changes nothing.
+            let sale = record.sale();
+            if entry.view.set_sale(&sale) {
+                if let Err(e) = self.stock.control(record.id, &sale) {
+                    // Reconciled before it sells more, which passes it on.
+                    debug!("goods {}: sale controls not passed on: {e}", record.id);
+                    entry.gate.mark_unsure();
+                }
+            }
             entry.view.raise_total(record.total);
         }
     }

@@ -208,14 +208,15 @@ mod tests {
             end_ms: 2000,
             version,
         };
-        e.view.set_sale(&sale(true, 1));
+        assert!(e.view.set_sale(&sale(true, 1)), "newer");
         assert_eq!(quick(1, 1500).unwrap().status(), Status::Paused);
         assert_eq!(e.view.to_goods(1500).state, GoodsState::Paused);
         // An older view of the controls (a refresh racing the admin) is
         // not shown over a newer one.
-        e.view.set_sale(&sale(false, 0));
+        assert!(!e.view.set_sale(&sale(false, 0)), "older");
         assert_eq!(quick(1, 1500).unwrap().status(), Status::Paused);
-        e.view.set_sale(&sale(false, 2));
+        assert!(e.view.set_sale(&sale(false, 2)));
+        assert!(!e.view.set_sale(&sale(false, 2)), "the same");
         e.holders.remove(7, 70);
         assert_eq!(quick(7, 1500), None);
         // An order cancelled before the writer added it is not added after.

@@ -87,15 +87,18 @@ impl GoodsView {
     /// under the goods' gate, the refresh from its own thread without it:
     /// one at a time by `sale_writer`. Readers see the fields one by one,
     /// as ever (a BUY racing a control is decided by the stock store).
-    pub fn set_sale(&self, sale: &SaleState) {
+    /// Returns whether `sale` was newer than what the view had.
+    pub fn set_sale(&self, sale: &SaleState) -> bool {
         let _one = self.sale_writer.lock();
-        if sale.version < self.sale_version.load(SeqCst) {
-            return;
+        let had = self.sale_version.load(SeqCst);
+        if sale.version < had {
+            return false;
         }
         self.paused.store(sale.paused, Relaxed);
         self.start_ms.store(sale.start_ms, Relaxed);
         self.end_ms.store(sale.end_ms, Relaxed);
         self.sale_version.store(sale.version, SeqCst);
+        sale.version > had
     }
 
     pub fn total(&self) -> u32 {

@@ -238,6 +238,28 @@ fn a_sweep_that_panics_does_not_end_the_expiry_thread() {
     assert!(sale.catalog().get(1).unwrap().gate.unsure_marks() > marks);
 }
 
+/// A sale control the order store has but the stock store never got (its
+/// server died in between, or was told busy though the write went through)
+/// is passed on by the next server to see it there: the stock store then
+/// refuses every server's BUYs, even one whose catalog has not seen it.
+#[test]
+fn a_control_that_missed_the_stock_store_is_passed_on_by_a_refresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+    let stock = Arc::new(MemoryStock::new());
+    let a = durable(stock.clone(), orders.clone());
+    let Reply::GoodsAdded(goods) = a.add_goods(&lamp(5), None) else {
+        panic!("ADD_GOODS failed");
+    };
+    let b = durable(stock.clone(), orders.clone());
+    orders
+        .save_sale(goods.id, crate::store::SaleChange::Pause)
+        .unwrap();
+    b.refresh_stock();
+    // A's catalog still shows the sale open: the stock store decides.
+    assert_eq!(status(&a.reserve(goods.id, &buys(&[1]))), Status::Paused);
+}
+
 /// A BUY whose order could not be written is told busy, and its request id
 /// is forgotten with it: the retry under the same id is decided afresh (not
 /// told for an hour that its order is being written), and a repeat after
