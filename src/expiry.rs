@@ -52,10 +52,15 @@ impl Expiry {
     fn run(self) {
         let mut next_sweep = Instant::now();
         let mut next_refresh = Instant::now();
+        let mut panicking = false;
         while !self.stop.is_triggered() {
             let now = Instant::now();
             if now >= next_sweep {
-                next_sweep = match survive("the expiry sweep", || self.sale.expire_due()) {
+                let swept = survive("the expiry sweep", || self.sale.expire_due());
+                if swept.is_some() {
+                    panicking = false;
+                }
+                next_sweep = match swept {
                     // A full batch: more may be due right now.
                     Some(Ok(n)) if n == crate::sale::EXPIRE_BATCH => Instant::now(),
                     Some(Ok(_)) => Instant::now() + self.every,
@@ -65,8 +70,13 @@ impl Expiry {
                     // Logged by `survive`. The sweep may have stopped after
                     // the order store cancelled orders and before their
                     // units came back, as with an outcome unknown.
+                    // Once per run of panicking sweeps: a bug that panics
+                    // every sweep would otherwise have every goods frozen
+                    // and reconciled every second, on every server.
                     None => {
-                        self.sale.all_unsure();
+                        if !std::mem::replace(&mut panicking, true) {
+                            self.sale.all_unsure();
+                        }
                         Instant::now() + self.every
                     }
                     Some(Err(e)) => {

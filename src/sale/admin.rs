@@ -196,7 +196,11 @@ impl Sale {
                 // fence stops a late ADD from counting them twice).
                 warn!("goods {goods} restocked; the stock store not yet: {e}");
                 entry.view.restocked(record.total, entry.view.remaining());
+                // As for a restock in doubt: BUYs busy, not sold out, until
+                // the repair asked for here has the stock store in step.
                 entry.gate.mark_unsure();
+                entry.view.may_have_more();
+                self.request_repair(&entry);
             }
         }
         Reply::Restocked(entry.view.to_goods(now_ms()))

@@ -73,6 +73,14 @@ impl Sale {
         let Some(gate) = entry.gate.enter_for_buy() else {
             return busy_all(IN_DOUBT);
         };
+        // Again under the gate: a restock in doubt may have marked it
+        // between the look above and here (it holds the gate alone), and
+        // a sale from the stock store would report units the restock may
+        // have added as none left.
+        if entry.gate.is_unsure() {
+            self.request_repair(&entry);
+            return busy_all(IN_DOUBT);
+        }
         // Checked again under the gate, which a sale control takes alone,
         // and with the clock read now (waiting for the gate takes time):
         // once a pause or an end is answered, no BUY queued before it sells.

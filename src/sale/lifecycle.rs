@@ -157,7 +157,11 @@ impl Sale {
             self.metrics.timing.store_seen(Store::Stock, &levels);
             match levels {
                 Ok(Some(levels)) => {
-                    entry.view.set_remaining(levels.remaining);
+                    // Not over a goods marked meanwhile (a restock in
+                    // doubt lowered the flag for its repair to set).
+                    if !entry.gate.is_unsure() {
+                        entry.view.set_remaining(levels.remaining);
+                    }
                     self.refresh_holders(&entry, levels.released);
                 }
                 Ok(None) if entry.gate.repair_due(now) => self.reconcile_lost(&entry),
