@@ -270,7 +270,7 @@ impl Sale {
     pub fn repair(&self, goods: GoodsId) {
         if let Some(entry) = self.catalog.get(goods) {
             entry.gate.repair_begins();
-            if entry.gate.is_unsure() {
+            if entry.gate.is_unsure() && entry.gate.asked_repair_due(now_ms()) {
                 self.reconcile_lost(&entry);
             }
         }

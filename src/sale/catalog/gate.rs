@@ -58,6 +58,10 @@ pub struct Gate {
     /// A repair is asked of the admin worker and not yet begun: one request
     /// at a time per goods, however many BUYs find it in doubt.
     repair_asked: AtomicBool,
+    /// When an asked-for repair may next run, and how long it waited last
+    /// (see [`Gate::asked_repair_due`]).
+    asked_repair_at_ms: AtomicU64,
+    asked_repair_backoff_ms: AtomicU64,
     /// The newest epoch whose orders were fenced off (0: none), and when
     /// that was first seen: a reconciliation, of any server, took a newer
     /// epoch and should load the stock store under it within moments. If
@@ -156,6 +160,8 @@ impl Gate {
     pub fn clear_unsure(&self, marks: u64) {
         self.unsure_cleared.fetch_max(marks, SeqCst);
         self.repair_backoff_ms.store(0, Relaxed);
+        self.asked_repair_backoff_ms.store(0, Relaxed);
+        self.asked_repair_at_ms.store(0, Relaxed);
     }
 
     /// Records that a repair is asked for; false if one already is.
@@ -221,6 +227,23 @@ impl Gate {
         self.repair_at_ms.store(now_ms + wait_ms, Relaxed);
     }
 
+    /// Whether an asked-for repair (a BUY, a restock or a control that
+    /// found the goods in doubt) should run now: the first at once, then,
+    /// while they fail, one per 100 ms doubling to 2 s. Every BUY of an
+    /// unsure goods asks again, and each try takes a new epoch and freezes
+    /// the goods' stock on every server: a fault that lasts must not keep
+    /// the admin worker reconciling it back to back; once the stores are
+    /// back, it sells again within 2 s.
+    pub fn asked_repair_due(&self, now_ms: u64) -> bool {
+        if now_ms < self.asked_repair_at_ms.load(Relaxed) {
+            return false;
+        }
+        let wait = (self.asked_repair_backoff_ms.load(Relaxed) * 2).clamp(100, 2_000);
+        self.asked_repair_backoff_ms.store(wait, Relaxed);
+        self.asked_repair_at_ms.store(now_ms + wait, Relaxed);
+        true
+    }
+
     /// Whether the periodic refresh should try to repair this goods now; if
     /// so, the next try waits twice as long (1 s doubling to 30 s) unless a
     /// reconciliation succeeds first.
@@ -274,5 +297,24 @@ mod tests {
         let _a = gate.enter_for_buy().unwrap();
         assert!(gate.enter_for_buy().is_some());
         assert!(gate.try_exclusive_for_io().is_none());
+    }
+
+    /// Asked-for repairs: the first at once, then spaced 100 ms doubling to
+    /// 2 s while they fail, and at once again after a reconciliation.
+    #[test]
+    fn asked_repairs_back_off_while_they_fail() {
+        let gate = Gate::default();
+        assert!(gate.asked_repair_due(1_000));
+        assert!(!gate.asked_repair_due(1_050));
+        assert!(gate.asked_repair_due(1_100));
+        assert!(!gate.asked_repair_due(1_250));
+        assert!(gate.asked_repair_due(1_300));
+        let mut at = 1_300;
+        for _ in 0..10 {
+            at += 2_000;
+            assert!(gate.asked_repair_due(at), "capped at 2 s");
+        }
+        gate.clear_unsure(gate.unsure_marks());
+        assert!(gate.asked_repair_due(at + 1));
     }
 }
