@@ -28,6 +28,9 @@ pub struct Expiry {
     stop: Stop,
 }
 
+/// While sweeps keep panicking, how often every goods is marked for
+/// reconciliation again.
+const REMARK_EVERY: Duration = Duration::from_secs(30);
 /// How finely the sleep between sweeps checks for a stop.
 const STOP_CHECK: Duration = Duration::from_millis(50);
 /// How often the catalog's units left are read back from the stock store:
@@ -52,13 +55,14 @@ impl Expiry {
     fn run(self) {
         let mut next_sweep = Instant::now();
         let mut next_refresh = Instant::now();
-        let mut panicking = false;
+        // While sweeps keep panicking: when every goods was last marked.
+        let mut panicking: Option<Instant> = None;
         while !self.stop.is_triggered() {
             let now = Instant::now();
             if now >= next_sweep {
                 let swept = survive("the expiry sweep", || self.sale.expire_due());
                 if swept.is_some() {
-                    panicking = false;
+                    panicking = None;
                 }
                 next_sweep = match swept {
                     // A full batch: more may be due right now.
@@ -70,12 +74,15 @@ impl Expiry {
                     // Logged by `survive`. The sweep may have stopped after
                     // the order store cancelled orders and before their
                     // units came back, as with an outcome unknown.
-                    // Once per run of panicking sweeps: a bug that panics
-                    // every sweep would otherwise have every goods frozen
-                    // and reconciled every second, on every server.
+                    // While sweeps keep panicking, at most once per
+                    // REMARK_EVERY: each may leave units held (so marked
+                    // again), but marking at every sweep would have every
+                    // goods frozen and reconciled every second, on every
+                    // server.
                     None => {
-                        if !std::mem::replace(&mut panicking, true) {
+                        if panicking.is_none_or(|at| at.elapsed() >= REMARK_EVERY) {
                             self.sale.all_unsure();
+                            panicking = Some(Instant::now());
                         }
                         Instant::now() + self.every
                     }
