@@ -233,9 +233,12 @@ impl Sale {
         // The stock store enforces it on every server's next BUY. If it
         // cannot be told now, the control stands (the order store has it):
         // the goods sells nothing until a reconciliation has told it.
-        if let Err(e) = self.stock.control(goods, &record.sale()) {
-            warn!("sale of goods {goods} changed; the stock store not yet: {e}");
-            entry.gate.mark_unsure();
+        match self.stock.control(goods, &record.sale()) {
+            Ok(()) => entry.view.controls_passed(record.sale_version),
+            Err(e) => {
+                warn!("sale of goods {goods} changed; the stock store not yet: {e}");
+                entry.gate.mark_unsure();
+            }
         }
         {
             let _gate = entry.gate.exclusive();

@@ -197,15 +197,17 @@ impl Sale {
             // A control saved in the order store may not have reached the
             // stock store, which enforces it on every server's BUYs: its
             // server died in between, or was told busy by a store whose
-            // reply was lost. Passed on by whichever server sees it first;
-            // the stock store keeps the highest version it is given, so
-            // passing one on twice, or late, changes nothing.
+            // reply was lost. Passed on by every server that has not yet
+            // (once each; a goods new here too); the stock store keeps the
+            // highest version it is given, so passing one on twice, or
+            // late, changes nothing. One that fails is tried again at the
+            // next refresh (an outage is logged by the store).
             let sale = record.sale();
-            if entry.view.set_sale(&sale) {
-                if let Err(e) = self.stock.control(record.id, &sale) {
-                    // Reconciled before it sells more, which passes it on.
-                    debug!("goods {}: sale controls not passed on: {e}", record.id);
-                    entry.gate.mark_unsure();
+            entry.view.set_sale(&sale);
+            if entry.view.controls_behind(sale.version) {
+                match self.stock.control(record.id, &sale) {
+                    Ok(()) => entry.view.controls_passed(sale.version),
+                    Err(e) => debug!("goods {}: sale controls not passed on: {e}", record.id),
                 }
             }
             entry.view.raise_total(record.total);

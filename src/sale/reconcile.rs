@@ -207,6 +207,7 @@ impl Sale {
                 .find_goods(entry.id)?
                 .ok_or(StoreError::UnknownGoods(entry.id))?;
             self.stock.control(entry.id, &record.sale())?;
+            entry.view.controls_passed(record.sale_version);
             entry.view.set_sale(&record.sale());
             // And the total as it is now, read once: another server may have
             // restocked it since this server last read it, and the count and

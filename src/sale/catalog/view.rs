@@ -23,6 +23,11 @@ pub struct GoodsView {
     /// was stored cannot overwrite it. Taken last (after the goods' gate,
     /// where the caller holds it) and held for nothing else.
     sale_writer: parking_lot::Mutex<()>,
+    /// The newest `sale_version` this server has told the stock store (or
+    /// seen it take): a newer one found in the order store, which the
+    /// server that saved it may never have passed on, is passed on by the
+    /// catalog's refresh, again at each refresh until it is taken.
+    controls_passed: AtomicU64,
     end_ms: AtomicU64,
     total: AtomicU32,
     /// As of the last deduction; shown to buyers, never used to decide a sale.
@@ -43,6 +48,7 @@ impl GoodsView {
             start_ms: AtomicU64::new(record.start_ms),
             sale_version: AtomicU64::new(record.sale_version),
             sale_writer: parking_lot::Mutex::new(()),
+            controls_passed: AtomicU64::new(0),
             end_ms: AtomicU64::new(record.end_ms),
             total: AtomicU32::new(record.total),
             remaining: AtomicU32::new(remaining),
@@ -87,18 +93,26 @@ impl GoodsView {
     /// under the goods' gate, the refresh from its own thread without it:
     /// one at a time by `sale_writer`. Readers see the fields one by one,
     /// as ever (a BUY racing a control is decided by the stock store).
-    /// Returns whether `sale` was newer than what the view had.
-    pub fn set_sale(&self, sale: &SaleState) -> bool {
+    pub fn set_sale(&self, sale: &SaleState) {
         let _one = self.sale_writer.lock();
-        let had = self.sale_version.load(SeqCst);
-        if sale.version < had {
-            return false;
+        if sale.version < self.sale_version.load(SeqCst) {
+            return;
         }
         self.paused.store(sale.paused, Relaxed);
         self.start_ms.store(sale.start_ms, Relaxed);
         self.end_ms.store(sale.end_ms, Relaxed);
         self.sale_version.store(sale.version, SeqCst);
-        sale.version > had
+    }
+
+    /// Whether the stock store may not have the controls of `version` yet,
+    /// as far as this server knows.
+    pub fn controls_behind(&self, version: u64) -> bool {
+        self.controls_passed.load(Relaxed) < version
+    }
+
+    /// The stock store took the controls of `version` (or newer ones).
+    pub fn controls_passed(&self, version: u64) {
+        self.controls_passed.fetch_max(version, Relaxed);
     }
 
     pub fn total(&self) -> u32 {

@@ -265,6 +265,30 @@ fn a_control_that_missed_the_stock_store_is_passed_on_by_a_refresh() {
     assert_eq!(status(&a.reserve(goods.id, &buys(&[1]))), Status::Paused);
 }
 
+/// The same for a goods this server has not seen before (added and paused
+/// through another), and a pass that fails is tried again at the next
+/// refresh.
+#[test]
+fn a_control_of_goods_new_here_is_passed_on_and_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+    let stock = Arc::new(FlakyStock::default());
+    let b = durable(stock.clone(), orders.clone());
+    let a = durable(stock.clone(), orders.clone());
+    let Reply::GoodsAdded(goods) = a.add_goods(&lamp(5), None) else {
+        panic!("ADD_GOODS failed");
+    };
+    orders
+        .save_sale(goods.id, crate::store::SaleChange::Pause)
+        .unwrap();
+    // B's first look fails to pass it on; its next one does.
+    *stock.failing.lock() = true;
+    b.refresh_stock();
+    *stock.failing.lock() = false;
+    b.refresh_stock();
+    assert_eq!(status(&a.reserve(goods.id, &buys(&[2]))), Status::Paused);
+}
+
 /// A BUY whose order could not be written is told busy, and its request id
 /// is forgotten with it: the retry under the same id is decided afresh (not
 /// told for an hour that its order is being written), and a repeat after
