@@ -51,17 +51,15 @@ pub struct Gate {
     /// keeps the goods in doubt for the next one.
     unsure: AtomicU64,
     unsure_cleared: AtomicU64,
-    /// When the periodic refresh may next try to reconcile this goods, and
-    /// how long it waited last (doubling while the stores stay down).
-    repair_at_ms: AtomicU64,
-    repair_backoff_ms: AtomicU64,
+    /// When the periodic refresh may next try to reconcile this goods
+    /// (see [`Gate::repair_due`]).
+    refresh_repairs: Backoff,
     /// A repair is asked of the admin worker and not yet begun: one request
     /// at a time per goods, however many BUYs find it in doubt.
     repair_asked: AtomicBool,
-    /// When an asked-for repair may next run, and how long it waited last
-    /// (see [`Gate::asked_repair_due`]).
-    asked_repair_at_ms: AtomicU64,
-    asked_repair_backoff_ms: AtomicU64,
+    /// When an asked-for repair may next run (see
+    /// [`Gate::asked_repair_due`]).
+    asked_repairs: Backoff,
     /// The newest epoch whose orders were fenced off (0: none), and when
     /// that was first seen: a reconciliation, of any server, took a newer
     /// epoch and should load the stock store under it within moments. If
@@ -159,9 +157,8 @@ impl Gate {
     /// Reconciled: what was in doubt when `marks` was taken is settled.
     pub fn clear_unsure(&self, marks: u64) {
         self.unsure_cleared.fetch_max(marks, SeqCst);
-        self.repair_backoff_ms.store(0, Relaxed);
-        self.asked_repair_backoff_ms.store(0, Relaxed);
-        self.asked_repair_at_ms.store(0, Relaxed);
+        self.refresh_repairs.reset();
+        self.asked_repairs.reset();
     }
 
     /// Records that a repair is asked for; false if one already is.
@@ -224,7 +221,7 @@ impl Gate {
 
     /// No repair before `now_ms + wait_ms`.
     pub fn defer_repair(&self, now_ms: u64, wait_ms: u64) {
-        self.repair_at_ms.store(now_ms + wait_ms, Relaxed);
+        self.refresh_repairs.at_ms.store(now_ms + wait_ms, Relaxed);
     }
 
     /// Whether an asked-for repair (a BUY, a restock or a control that
@@ -235,26 +232,43 @@ impl Gate {
     /// the admin worker reconciling it back to back; once the stores are
     /// back, it sells again within 2 s.
     pub fn asked_repair_due(&self, now_ms: u64) -> bool {
-        if now_ms < self.asked_repair_at_ms.load(Relaxed) {
-            return false;
-        }
-        let wait = (self.asked_repair_backoff_ms.load(Relaxed) * 2).clamp(100, 2_000);
-        self.asked_repair_backoff_ms.store(wait, Relaxed);
-        self.asked_repair_at_ms.store(now_ms + wait, Relaxed);
-        true
+        self.asked_repairs.take(now_ms, 100, 2_000)
     }
 
     /// Whether the periodic refresh should try to repair this goods now; if
     /// so, the next try waits twice as long (1 s doubling to 30 s) unless a
     /// reconciliation succeeds first.
     pub fn repair_due(&self, now_ms: u64) -> bool {
-        if now_ms < self.repair_at_ms.load(Relaxed) {
+        self.refresh_repairs.take(now_ms, 1_000, 30_000)
+    }
+}
+
+/// A schedule of tries of something that may keep failing: due at once,
+/// then after each try taken, not before a wait that doubles from `min_ms`
+/// to `max_ms`; [`reset`](Self::reset) once it worked. Atomics: taken by
+/// one thread at a time in practice (the refresh, the admin worker), and a
+/// race costs one try more or less.
+#[derive(Default)]
+struct Backoff {
+    at_ms: AtomicU64,
+    wait_ms: AtomicU64,
+}
+
+impl Backoff {
+    /// Whether a try is due at `now_ms`; if so, the next one waits longer.
+    fn take(&self, now_ms: u64, min_ms: u64, max_ms: u64) -> bool {
+        if now_ms < self.at_ms.load(Relaxed) {
             return false;
         }
-        let wait = (self.repair_backoff_ms.load(Relaxed) * 2).clamp(1000, 30_000);
-        self.repair_backoff_ms.store(wait, Relaxed);
-        self.repair_at_ms.store(now_ms + wait, Relaxed);
+        let wait = (self.wait_ms.load(Relaxed) * 2).clamp(min_ms, max_ms);
+        self.wait_ms.store(wait, Relaxed);
+        self.at_ms.store(now_ms + wait, Relaxed);
         true
+    }
+
+    fn reset(&self) {
+        self.wait_ms.store(0, Relaxed);
+        self.at_ms.store(0, Relaxed);
     }
 }
 
