@@ -232,7 +232,9 @@ fn buy_each(client: &mut Client, goods: u64, users: &[u64]) -> HashMap<u64, u64>
                 Reply::Bought { order_no } => {
                     orders.insert(user, order_no);
                 }
-                r if matches!(r.status(), Status::Busy | Status::Pending) => busy.push(user),
+                // Retried this often while the goods is busy, a user may
+                // also meet the BUY rate: retried the same way.
+                r if r.status().is_retryable() => busy.push(user),
                 other => panic!("user {user}: BUY answered {other:?}"),
             }
         }
