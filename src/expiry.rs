@@ -73,12 +73,11 @@ impl Expiry {
                     Some(Err(StoreError::Unavailable(_))) => Instant::now() + self.every,
                     // Logged by `survive`. The sweep may have stopped after
                     // the order store cancelled orders and before their
-                    // units came back, as with an outcome unknown.
-                    // While sweeps keep panicking, at most once per
-                    // REMARK_EVERY: each may leave units held (so marked
-                    // again), but marking at every sweep would have every
-                    // goods frozen and reconciled every second, on every
-                    // server.
+                    // units came back, as with an outcome unknown: every
+                    // goods is marked, and again at most once per
+                    // REMARK_EVERY while sweeps keep panicking (marking at
+                    // every sweep would have every goods frozen and
+                    // reconciled every second, on every server).
                     None => {
                         if panicking.is_none_or(|at| at.elapsed() >= REMARK_EVERY) {
                             self.sale.all_unsure();

@@ -167,19 +167,14 @@ impl Server {
             &format!("listening on {addr}"),
             back_stop.clone(),
         )?;
-        let first = match startup.advance() {
-            Ok(first) => first,
-            Err(e) => {
-                // A node id may be leased already: released before failing.
-                back_stop.trigger();
-                startup.into_threads().into_iter().for_each(join);
-                return Err(e);
-            }
-        };
+        let first = startup.advance();
+        // A node id may be leased already: released if anything fails from
+        // here until the acceptors start, this first try included.
         let lease = LeaseUntilBuilt {
             stop: back_stop.clone(),
             threads: startup.take_threads(),
         };
+        let first = first?;
         let (reactor_set, reactors) = ReactorSet::new(config.reactor_count())?;
         let (jobs, jobs_rx) = crossbeam_channel::bounded(config.job_queue);
         let (admin_jobs, admin_rx) = crossbeam_channel::bounded(ADMIN_QUEUE);
@@ -201,8 +196,7 @@ impl Server {
         let slot = telemetry.sale.clone();
         let (mut started, later) = match first {
             Progress::Ready(sale) => {
-                let mut started = roles.start(&sale)?;
-                started.back.extend(startup.into_threads());
+                let started = roles.start(&sale)?;
                 slot.fill(sale);
                 (started, None)
             }

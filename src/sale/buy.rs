@@ -62,21 +62,16 @@ impl Sale {
         metrics::add(&self.metrics.stock_calls, 1);
         metrics::add(&self.metrics.stock_buys, buys.len() as u64);
         const IN_DOUBT: &str = "stock being reconciled after a store fault, retry later";
-        if entry.gate.is_unsure() {
-            // Selling now could meet reservations that have no order: the
-            // goods is reconciled first, by the admin worker.
-            self.request_repair(&entry);
-            return busy_all(IN_DOUBT);
-        }
         // Not while a reconciliation or restock holds the goods across
         // store I/O: answered rather than kept waiting.
         let Some(gate) = entry.gate.enter_for_buy() else {
             return busy_all(IN_DOUBT);
         };
-        // Again under the gate: a restock in doubt may have marked it
-        // between the look above and here (it holds the gate alone), and
-        // a sale from the stock store would report units the restock may
-        // have added as none left.
+        // Selling now could meet reservations that have no order: the
+        // goods is reconciled first, by the admin worker. Looked at under
+        // the gate, which a restock holds alone: one in doubt marks the
+        // goods before it lets go, and a sale from the stock store would
+        // report the units it may have added as none left.
         if entry.gate.is_unsure() {
             self.request_repair(&entry);
             return busy_all(IN_DOUBT);

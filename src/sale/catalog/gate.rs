@@ -221,7 +221,7 @@ impl Gate {
 
     /// No repair before `now_ms + wait_ms`.
     pub fn defer_repair(&self, now_ms: u64, wait_ms: u64) {
-        self.refresh_repairs.at_ms.store(now_ms + wait_ms, Relaxed);
+        self.refresh_repairs.not_before(now_ms + wait_ms);
     }
 
     /// Whether an asked-for repair (a BUY, a restock or a control that
@@ -269,6 +269,11 @@ impl Backoff {
     fn reset(&self) {
         self.wait_ms.store(0, Relaxed);
         self.at_ms.store(0, Relaxed);
+    }
+
+    /// No try before `at_ms`.
+    fn not_before(&self, at_ms: u64) {
+        self.at_ms.store(at_ms, Relaxed);
     }
 }
 
