@@ -232,17 +232,33 @@ impl Sale {
         };
         // The stock store enforces it on every server's next BUY. If it
         // cannot be told now, the control stands (the order store has it):
-        // the goods sells nothing until a reconciliation has told it.
-        match self.stock.control(goods, &record.sale()) {
-            Ok(()) => entry.view.controls_passed(record.sale_version),
+        // here the goods sells nothing until a reconciliation has told the
+        // stock store, and the other servers pass it on at their next
+        // catalog refresh, but until then they may still sell: so the
+        // admin is told `busy`, not `ok`, and a repeat (the same control,
+        // harmless twice) is `ok` once the stock store has it.
+        let told = match self.stock.control(goods, &record.sale()) {
+            Ok(()) => {
+                entry.view.controls_passed(record.sale_version);
+                Ok(())
+            }
             Err(e) => {
                 warn!("sale of goods {goods} changed; the stock store not yet: {e}");
                 entry.gate.mark_unsure();
+                Err(e)
             }
-        }
+        };
         {
             let _gate = entry.gate.exclusive();
             entry.view.set_sale(&record.sale());
+        }
+        if told.is_err() {
+            return Reply::error(
+                Status::Busy,
+                "the change is saved and in force on this server; the stock store could not be \
+                 told, so other servers may go on selling until their next catalog refresh \
+                 (within a second): send it again to be sure",
+            );
         }
         // The admin log (admin_log.rs) says it at info, with who asked.
         debug!(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use seckill_proto::{NewGoods, OrderState, Reply, SaleRules, Status, NO_TOKEN};
+use seckill_proto::{NewGoods, OrderState, Reply, SaleAction, SaleRules, Status, NO_TOKEN};
 
 use self::doubles::{FlakyOrders, FlakyStock, TestQueue};
 use super::{now_ms, Buy, Decision, PendingOrder, Sale};
@@ -287,6 +287,36 @@ fn a_control_of_goods_new_here_is_passed_on_and_retried() {
     *stock.failing.lock() = false;
     b.refresh_stock();
     assert_eq!(status(&a.reserve(goods.id, &buys(&[2]))), Status::Paused);
+}
+
+/// A sale control the stock store could not be told is answered `busy`,
+/// not `ok` (other servers may go on selling until their catalogs have
+/// it), though it is saved and in force here; sent again once the stock
+/// store is back, it is `ok`, and every server's BUYs are refused.
+#[test]
+fn a_control_the_stock_store_missed_is_answered_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+    let stock = Arc::new(FlakyStock::default());
+    let a = durable(stock.clone(), orders.clone());
+    let Reply::GoodsAdded(goods) = a.add_goods(&lamp(5), None) else {
+        panic!("ADD_GOODS failed");
+    };
+    let b = durable(stock.clone(), orders.clone());
+    stock.failing_goods.lock().push(goods.id);
+    let reply = a.control(goods.id, SaleAction::Pause);
+    assert_eq!(reply.status(), Status::Busy, "{reply:?}");
+    let saved = orders.find_goods(goods.id).unwrap().unwrap();
+    assert!(saved.paused, "saved in the order store all the same");
+    let entry = a.catalog().get(goods.id).unwrap();
+    let quick = entry.quick_buy_answer(3, NO_TOKEN, now_ms());
+    assert_eq!(quick.map(|r| r.status()), Some(Status::Paused));
+
+    stock.failing_goods.lock().clear();
+    let reply = a.control(goods.id, SaleAction::Pause);
+    assert!(matches!(reply, Reply::SaleChanged(_)), "{reply:?}");
+    // B's catalog has not seen the pause: the stock store refuses.
+    assert_eq!(status(&b.reserve(goods.id, &buys(&[4]))), Status::Paused);
 }
 
 /// A BUY whose order could not be written is told busy, and its request id
