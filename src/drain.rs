@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use log::{error, info, warn};
 
 use crate::config::Config;
-use crate::panics::survive;
+use crate::panics::{caught, survive};
 use crate::sale::Sale;
 use crate::stop::Stop;
 use crate::store::{GoodsId, OrderQueue, OrderRecord, QueuedOrder, StoreError};
@@ -178,8 +178,22 @@ impl Drain {
     /// it would stop this drain, then each one that took the entries over.
     /// So the batch is written in halves down to the orders refused on
     /// their own, which are logged and left unacknowledged: pending, for an
-    /// operator (and counted by reconciliations as queued).
+    /// operator (and counted by reconciliations as queued). A write that
+    /// panics is taken as such a refusal (its transaction rolled back as the
+    /// panic dropped it): else the order that makes it panic would make
+    /// every claim of the queue panic, and the claims of the goods after
+    /// it would never run.
     fn write(&self, batch: &[QueuedOrder], stopped_at: Option<Instant>) -> Written {
+        self.write_with(batch, stopped_at, |orders| self.sale.write_queued(orders))
+    }
+
+    /// [`write`](Self::write), each part through `write_part`.
+    fn write_with(
+        &self,
+        batch: &[QueuedOrder],
+        stopped_at: Option<Instant>,
+        write_part: impl Fn(&[OrderRecord]) -> Result<(), StoreError>,
+    ) -> Written {
         let mut wait = RETRY_MIN;
         let mut stopped_at = stopped_at;
         let mut left = 0;
@@ -189,7 +203,11 @@ impl Drain {
         let mut parts: Vec<&[QueuedOrder]> = batch.chunks(self.batch_max).rev().collect();
         while let Some(part) = parts.pop() {
             let orders: Vec<OrderRecord> = part.iter().map(|q| q.order.clone()).collect();
-            match self.sale.write_queued(&orders) {
+            let written = caught("the queue drain's write", "written in halves", || {
+                write_part(&orders)
+            })
+            .unwrap_or_else(|| Err(StoreError::Inconsistent("the write panicked".into())));
+            match written {
                 Ok(()) => {
                     self.ack(part);
                     wait = RETRY_MIN;
@@ -397,6 +415,29 @@ mod tests {
         drain.claim(Duration::ZERO);
         assert_eq!(queue.claims.load(Ordering::SeqCst), 1);
         assert!(queue.acked.lock().is_empty());
+    }
+
+    /// A write that panics on an order is written in halves as one the
+    /// store refuses: that order is left in the queue, the rest written.
+    #[test]
+    fn an_order_whose_write_panics_is_left_and_the_rest_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Arc::new(Recorded::default());
+        let (drain, orders, goods) = drain(&dir, queue.clone(), &[]);
+        let batch: Vec<QueuedOrder> = (1..=5)
+            .map(|u| queued(&format!("1-{u}"), 100 + u, u, goods))
+            .collect();
+        let written = drain.write_with(&batch, None, |part| {
+            if part.iter().any(|o| o.order_no == 103) {
+                panic!("a write's bug");
+            }
+            drain.sale.write_queued(part)
+        });
+        assert_eq!(written, Written::Done { left: 1 });
+        let mut acked = std::mem::take(&mut *queue.acked.lock()).concat();
+        acked.sort();
+        assert_eq!(acked, ["1-1", "1-2", "1-4", "1-5"]);
+        assert_eq!(orders.live_holders(goods).unwrap().len(), 4);
     }
 
     /// A read takes up to `--batch-max` entries from each queue: they are
