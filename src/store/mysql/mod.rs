@@ -31,15 +31,12 @@
 //! - `calls`: the failure semantics of a call, as named strategies.
 //! - `rows`: columns, row mappers and the statements of a batch.
 //! - `schema`: the database and its tables, made from `schema.sql`.
-//! - `sweep`: which orders the expiry sweep reads, and through which index.
 //! - `nodes`: the registry of node ids ([`super::NodeRegistry`]).
 //! - `writer`: which node of a MariaDB Galera cluster to write to, when the
 //!   URL is a list of them.
 
 use std::sync::OnceLock;
 use std::time::Duration;
-
-use parking_lot::Mutex;
 
 use ::mysql::consts::CapabilityFlags;
 use ::mysql::prelude::Queryable;
@@ -52,8 +49,7 @@ use self::rows::{
     give_back_live, goods_by_id, goods_record, order_for_update, order_no_list, order_record,
     set_state, GoodsRow, OrderRow, Rows, GOODS_COLUMNS, ORDER_COLUMNS, PAUSED, ROWS_PER_INSERT,
 };
-use self::schema::{DueIndex, GoodsIndex, Layout};
-use self::sweep::{due_orders, SweepFloor};
+use self::schema::GoodsIndex;
 use super::batch::per_goods;
 use super::{
     batch, Epoch, GoodsId, GoodsRecord, KeptRequest, OrderNo, OrderRecord, OrderStore, Restocked,
@@ -67,7 +63,6 @@ mod nodes;
 mod requests;
 mod rows;
 mod schema;
-mod sweep;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -147,11 +142,9 @@ pub struct MysqlStore {
     link: Link,
     /// The database the URLs name: made by [`MysqlStore::prepare`].
     db: String,
-    /// Which indexes this database's orders are read through by goods and
-    /// by due time: found by [`MysqlStore::prepare`].
-    layout: OnceLock<Layout>,
-    /// Which goods the expiry sweep reads, where it reads by goods.
-    sweep: Mutex<SweepFloor>,
+    /// How this database's orders are read by goods: found by
+    /// [`MysqlStore::prepare`].
+    goods_index: OnceLock<GoodsIndex>,
     /// Whether chunks of created orders may leave `state` and `live_slot`
     /// to the table's defaults ([`schema::live_defaults`]); found at
     /// prepare.
@@ -193,9 +186,8 @@ impl MysqlStore {
         Ok(MysqlStore {
             link: Link::to_nodes(nodes)?,
             db: db.unwrap_or_else(|| DEFAULT_DB.to_string()),
-            layout: OnceLock::new(),
+            goods_index: OnceLock::new(),
             live_defaults: OnceLock::new(),
-            sweep: Mutex::new(SweepFloor::new()),
         })
     }
 
@@ -205,19 +197,23 @@ impl MysqlStore {
     pub fn prepare(&self) -> Result<(), StoreError> {
         self.link.check_nodes()?;
         // The database may not exist yet: connect without it first.
-        let (layout, defaults) = self.link.setup("setup", |conn| {
+        let (index, defaults) = self.link.setup("setup", |conn| {
             schema::create(conn, &self.db)?;
             Ok((
-                schema::layout(conn, &self.db)?,
+                schema::goods_index(conn, &self.db)?,
                 schema::live_defaults(conn, &self.db)?,
             ))
         })?;
-        let layout = layout.map_err(|lacks| {
-            StoreError::Inconsistent(format!("mysql: orders has {lacks}: see schema.sql"))
+        let index = index.ok_or_else(|| {
+            StoreError::Inconsistent(
+                "mysql: orders has neither orders_by_goods (goods_id) nor \
+                 orders_one_live (goods_id, ...): see schema.sql"
+                    .into(),
+            )
         })?;
         // Set once: a table's indexes are changed with the servers stopped
         // (CHANGELOG.md).
-        let _ = self.layout.set(layout);
+        let _ = self.goods_index.set(index);
         let _ = self.live_defaults.set(defaults);
         self.check_columns()?;
         self.link.read_committed()?;
@@ -420,13 +416,16 @@ impl OrderStore for MysqlStore {
     /// Through an index of the goods ([`GoodsIndex`]), named: when one goods
     /// holds a large share of the table the optimizer prefers a full scan,
     /// whose locks would hold up every goods' order writes, not this one's.
-    /// Its locks also cover the gap before the goods' first entry, after the
-    /// last entry of the goods before it: in `orders_by_goods (goods_id,
-    /// state, pay_by_ms)` a new order of that goods lands there when all its
-    /// orders are created ones, and a PAY or cancel of one of its newest
-    /// orders does; those wait until the reconciliation commits.
+    /// Through `orders_by_goods (goods_id)` its locks also cover the gap
+    /// before the goods' first entry, where the newest orders of the goods
+    /// before it go (entries of a goods are in id order): those wait until
+    /// the reconciliation commits.
     fn live_holders(&self, goods: GoodsId) -> Result<Vec<(UserId, OrderNo)>, StoreError> {
-        let index = self.layout.get().map_or(GoodsIndex::ByGoods, |l| l.goods);
+        let index = self
+            .goods_index
+            .get()
+            .copied()
+            .unwrap_or(GoodsIndex::ByGoods);
         let sql = format!(
             "SELECT user_id, order_no FROM orders FORCE INDEX ({})
              WHERE goods_id = ? AND live_slot IS NOT NULL
@@ -541,15 +540,16 @@ impl OrderStore for MysqlStore {
     /// servers sweeping at once, or a PAY racing the sweep, queue on each
     /// order's row lock, and whoever comes second finds it settled and
     /// leaves it.
-    ///
-    /// Where the due orders are read by goods ([`DueIndex::ByGoods`]), the
-    /// goods read are those that may have unpaid orders ([`SweepFloor`]).
     fn expire_due(&self, now_ms: u64, max: usize) -> Result<Vec<OrderRecord>, StoreError> {
-        let due_index = self.layout.get().map_or(DueIndex::ByGoods, |l| l.due);
-        let floor = self.sweep.lock().floor();
-        let (expired, complete) = self.link.call("expire", Call::SETTLE, |conn| {
-            let rows = due_orders(conn, due_index, floor, now_ms, max)?;
-            let complete = rows.len() < max;
+        self.link.call("expire", Call::SETTLE, |conn| {
+            let rows: Vec<OrderRow> = conn.exec(
+                format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders
+                     WHERE state = 0 AND pay_by_ms <= ?
+                     ORDER BY pay_by_ms, order_no LIMIT ?"
+                ),
+                (now_ms, max as u64),
+            )?;
             let due = rows
                 .into_iter()
                 .map(order_record)
@@ -564,11 +564,7 @@ impl OrderStore for MysqlStore {
             for (goods, n) in per_goods(&expired) {
                 give_back_live(conn, goods, n)?;
             }
-            Ok((expired, complete))
-        })?;
-        if complete {
-            self.sweep.lock().swept(floor, now_ms);
-        }
-        Ok(expired)
+            Ok(expired)
+        })
     }
 }
