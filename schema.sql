@@ -70,10 +70,19 @@ CREATE TABLE IF NOT EXISTS goods (
     -- the stock store says (a Redis failover that lost deductions, a bug).
     -- (Added to older tables at start, counted from the orders.)
     live_orders    BIGINT UNSIGNED NOT NULL DEFAULT 0,
+    -- Until when the goods may have unpaid orders to expire (Unix ms): the
+    -- latest end of a payment window of its created orders, or the time
+    -- they were written if later, raised by every order writer's batch
+    -- that writes some. The expiry sweep reads only the goods whose mark is
+    -- recent, and every goods now and then (src/store/mysql/sweep.rs).
+    -- (Added to older tables at start, from their orders.)
+    unpaid_until_ms BIGINT UNSIGNED NOT NULL DEFAULT 0,
     created_at  DATETIME(3)      NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
     updated_at  DATETIME(3)      NOT NULL DEFAULT CURRENT_TIMESTAMP(3)
                                  ON UPDATE CURRENT_TIMESTAMP(3),
-    PRIMARY KEY (id)
+    PRIMARY KEY (id),
+    -- The goods the expiry sweep reads (those with a recent mark).
+    KEY goods_unpaid (unpaid_until_ms)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 -- One row per order. Written by the server's order writer in batches, one
@@ -130,14 +139,23 @@ CREATE TABLE IF NOT EXISTS orders (
     -- Tables made before keep (goods_id, user_id, live_slot) and
     -- orders_by_user, and work as they are (CHANGELOG.md has the ALTER).
     UNIQUE KEY orders_one_live (user_id, goods_id, live_slot),
-    -- The orders of a goods (the live holders that reconciliation and the
-    -- stock rebuild read, locking the goods' range); backs the foreign key.
-    -- A goods' rows are appended in id order, so it costs inserts little.
-    KEY orders_by_goods (goods_id),
-    -- The expiry sweep: created orders by the end of their payment window.
-    KEY orders_due (state, pay_by_ms),
+    -- The orders of a goods, by state and end of payment window. By its
+    -- goods_id prefix it serves the reads of a goods' orders (the live
+    -- holders that reconciliation and the stock rebuild read, by a plain
+    -- read after a lock of the goods' row: a read that locked this index
+    -- would deadlock with PAYs, which move entries) and the foreign key.
+    -- In full it serves the expiry
+    -- sweep: a goods' created orders whose window has closed, one range per
+    -- goods, for the goods of goods_unpaid. One index for both: a second
+    -- cost MariaDB 1.7-4 us of CPU per inserted order (BENCHMARKS.md, "one
+    -- index of a goods' orders, with the goods to sweep"). A new order goes
+    -- at the end of its goods' created orders, so it costs inserts little.
+    -- Tables made before have orders_by_goods (goods_id) and orders_due
+    -- (state, pay_by_ms) and work as they are (CHANGELOG.md has the ALTER).
+    KEY orders_by_goods (goods_id, state, pay_by_ms),
     -- An order is always for a known goods. Costs a shared lock on the goods
-    -- row per batch, which only a restock waits on, for one commit.
+    -- row per batch, which a restock and a read of the holders wait on, for
+    -- one commit.
     CONSTRAINT orders_goods FOREIGN KEY (goods_id) REFERENCES goods (id),
     -- A cancelled order never holds a slot (else it would block a re-buy).
     CONSTRAINT orders_cancelled_frees_slot CHECK (state <> 2 OR live_slot IS NULL)

@@ -40,6 +40,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use seckill_proto::OrderState;
 
 use super::{Epoch, GoodsId, OrderNo, OrderRecord, StoreError, UserId, Written};
+use crate::clock::now_ms;
 
 /// The orders table of a SQL store, inside the transaction of a batch: the
 /// statements [`write()`] needs.
@@ -53,12 +54,25 @@ pub(crate) trait Table {
     const ROWS_PER_INSERT: usize;
 
     /// Counts `orders` orders as written and live for a goods if it still
-    /// has `epoch` and its live orders stay within its total; else says
+    /// has `epoch` and its live orders stay within its total, and raises its
+    /// unpaid mark to `unpaid_until_ms` (see [`unpaid_until`]); else says
     /// which is not so, and changes nothing.
-    fn fence(&mut self, goods: GoodsId, epoch: Epoch, orders: u32) -> Result<Fence, Self::Error>;
+    fn fence(
+        &mut self,
+        goods: GoodsId,
+        epoch: Epoch,
+        orders: u32,
+        unpaid_until_ms: u64,
+    ) -> Result<Fence, Self::Error>;
 
-    /// Adds `delta` (which may be negative) to a goods' live orders.
-    fn add_live(&mut self, goods: GoodsId, delta: i64) -> Result<(), Self::Error>;
+    /// Adds `delta` (which may be negative) to a goods' live orders, and
+    /// raises its unpaid mark to `unpaid_until_ms` (0: leaves it).
+    fn add_live(
+        &mut self,
+        goods: GoodsId,
+        delta: i64,
+        unpaid_until_ms: u64,
+    ) -> Result<(), Self::Error>;
 
     /// The purchase limit of a goods (0 is taken as 1).
     fn per_user_limit(&mut self, goods: GoodsId) -> Result<u8, Self::Error>;
@@ -99,6 +113,21 @@ pub(crate) fn per_goods(orders: &[OrderRecord]) -> BTreeMap<GoodsId, u64> {
         *counts.entry(o.goods_id).or_default() += 1;
     }
     counts
+}
+
+/// Per goods with created orders among `orders`, written at `now_ms`: the
+/// latest end of their payment windows, or `now_ms` if later. A store whose
+/// expiry sweep reads goods by goods reads those whose mark is recent
+/// (`store::mysql::sweep`); the write's own time makes the mark recent even
+/// for orders written after their window closed (the `queued` mode's,
+/// written late after an outage), so that they are swept too.
+pub(crate) fn unpaid_until(orders: &[OrderRecord], now_ms: u64) -> BTreeMap<GoodsId, u64> {
+    let mut marks = BTreeMap::new();
+    for o in orders.iter().filter(|o| o.state == OrderState::Created) {
+        let mark = marks.entry(o.goods_id).or_insert(now_ms);
+        *mark = (*mark).max(o.pay_by_ms);
+    }
+    marks
 }
 
 /// What [`Table::fence`] found.
@@ -201,7 +230,7 @@ pub(crate) fn write<T: Table>(
     }
     for (goods, delta) in live {
         if delta != 0 {
-            table.add_live(goods, delta)?;
+            table.add_live(goods, delta, 0)?;
         }
     }
     Ok(written.into_iter().flatten().collect())
@@ -224,8 +253,10 @@ fn fence<T: Table>(
         // foreign key) and the count then an exclusive one, and two
         // servers' writers doing that at once deadlock each other.
         let counted = per_goods(orders);
+        let unpaid = unpaid_until(orders, now_ms());
         for (&goods, &n) in &counted {
-            table.add_live(goods, i64::try_from(n).unwrap_or(i64::MAX))?;
+            let n = i64::try_from(n).unwrap_or(i64::MAX);
+            table.add_live(goods, n, unpaid.get(&goods).copied().unwrap_or(0))?;
         }
         return Ok((written, counted));
     }
@@ -238,8 +269,10 @@ fn fence<T: Table>(
     for (o, &epoch) in orders.iter().zip(epochs) {
         *groups.entry((o.goods_id, epoch)).or_default() += 1;
     }
+    let unpaid = unpaid_until(orders, now_ms());
     for ((goods, epoch), count) in groups {
-        let refused = match table.fence(goods, epoch, count)? {
+        let unpaid_until_ms = unpaid.get(&goods).copied().unwrap_or(0);
+        let refused = match table.fence(goods, epoch, count, unpaid_until_ms)? {
             Fence::Taken => {
                 *counted.entry(goods).or_default() += u64::from(count);
                 continue;
@@ -399,7 +432,13 @@ mod tests {
         type Error = StoreError;
         const ROWS_PER_INSERT: usize = 2;
 
-        fn fence(&mut self, _: GoodsId, epoch: Epoch, orders: u32) -> Result<Fence, StoreError> {
+        fn fence(
+            &mut self,
+            _: GoodsId,
+            epoch: Epoch,
+            orders: u32,
+            _: u64,
+        ) -> Result<Fence, StoreError> {
             if epoch != self.epoch {
                 return Ok(Fence::Moved);
             }
@@ -411,7 +450,7 @@ mod tests {
             Ok(Fence::Taken)
         }
 
-        fn add_live(&mut self, _: GoodsId, delta: i64) -> Result<(), StoreError> {
+        fn add_live(&mut self, _: GoodsId, delta: i64, _: u64) -> Result<(), StoreError> {
             self.live += delta;
             Ok(())
         }

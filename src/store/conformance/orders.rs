@@ -182,7 +182,7 @@ pub(crate) fn order(order_no: OrderNo, user_id: UserId, goods_id: GoodsId) -> Or
 
 /// A created order due at `pay_by_ms`, created at its number (so a higher
 /// number is a newer order).
-pub(super) fn due(
+pub(crate) fn due(
     order_no: OrderNo,
     user_id: UserId,
     goods_id: GoodsId,

@@ -72,8 +72,6 @@ pub(super) enum Isolation {
 enum Scope {
     /// Each statement commits on its own.
     Autocommit,
-    /// One transaction that only reads: its COMMIT leaves nothing in doubt.
-    Read,
     /// One transaction that writes: a COMMIT that failed may have been
     /// applied.
     Write,
@@ -99,13 +97,6 @@ impl Call {
     pub(super) const ONCE_IN_TRANSACTION: Call = Call {
         scope: Scope::Write,
         ..Call::ONCE
-    };
-
-    /// A locking read, in a transaction so that its locks are taken: it
-    /// waits for the writers of the rows it reads.
-    pub(super) const LOCKING_READ: Call = Call {
-        scope: Scope::Read,
-        ..Call::IDEMPOTENT
     };
 
     /// A batch of orders: safe to run twice (a stored order number is
@@ -353,7 +344,7 @@ impl Link {
         };
         let result = match how.scope {
             Scope::Autocommit => body(&mut conn),
-            Scope::Read | Scope::Write => transaction(&mut conn, isolation, body),
+            Scope::Write => transaction(&mut conn, isolation, body),
         };
         if result.as_ref().is_err_and(Failure::failed_node) {
             self.writer.failed(generation);
@@ -584,11 +575,6 @@ mod tests {
             "{written:?}"
         );
         assert_eq!(runs.get(), 2);
-        // A read's COMMIT leaves nothing in doubt.
-        runs.set(0);
-        let read = link.call("t", Call::LOCKING_READ, body);
-        assert!(matches!(read, Err(StoreError::Inconsistent(_))), "{read:?}");
-        assert_eq!(rows(&db), 0, "the killed connection's insert rolled back");
     }
 
     #[test]

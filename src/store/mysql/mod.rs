@@ -31,12 +31,15 @@
 //! - `calls`: the failure semantics of a call, as named strategies.
 //! - `rows`: columns, row mappers and the statements of a batch.
 //! - `schema`: the database and its tables, made from `schema.sql`.
+//! - `sweep`: which orders the expiry sweep reads, and through which index.
 //! - `nodes`: the registry of node ids ([`super::NodeRegistry`]).
 //! - `writer`: which node of a MariaDB Galera cluster to write to, when the
 //!   URL is a list of them.
 
 use std::sync::OnceLock;
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use ::mysql::consts::CapabilityFlags;
 use ::mysql::prelude::Queryable;
@@ -49,7 +52,8 @@ use self::rows::{
     give_back_live, goods_by_id, goods_record, order_for_update, order_no_list, order_record,
     set_state, GoodsRow, OrderRow, Rows, GOODS_COLUMNS, ORDER_COLUMNS, PAUSED, ROWS_PER_INSERT,
 };
-use self::schema::GoodsIndex;
+use self::schema::{DueIndex, GoodsIndex, Layout};
+use self::sweep::{due_orders, SweepFloor};
 use super::batch::per_goods;
 use super::{
     batch, Epoch, GoodsId, GoodsRecord, KeptRequest, OrderNo, OrderRecord, OrderStore, Restocked,
@@ -63,6 +67,7 @@ mod nodes;
 mod requests;
 mod rows;
 mod schema;
+mod sweep;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -142,9 +147,11 @@ pub struct MysqlStore {
     link: Link,
     /// The database the URLs name: made by [`MysqlStore::prepare`].
     db: String,
-    /// How this database's orders are read by goods: found by
-    /// [`MysqlStore::prepare`].
-    goods_index: OnceLock<GoodsIndex>,
+    /// Which indexes this database's orders are read through by goods and
+    /// by due time: found by [`MysqlStore::prepare`].
+    layout: OnceLock<Layout>,
+    /// Which goods the expiry sweep reads, where it reads by goods.
+    sweep: Mutex<SweepFloor>,
     /// Whether chunks of created orders may leave `state` and `live_slot`
     /// to the table's defaults ([`schema::live_defaults`]); found at
     /// prepare.
@@ -186,8 +193,9 @@ impl MysqlStore {
         Ok(MysqlStore {
             link: Link::to_nodes(nodes)?,
             db: db.unwrap_or_else(|| DEFAULT_DB.to_string()),
-            goods_index: OnceLock::new(),
+            layout: OnceLock::new(),
             live_defaults: OnceLock::new(),
+            sweep: Mutex::new(SweepFloor::new()),
         })
     }
 
@@ -197,23 +205,19 @@ impl MysqlStore {
     pub fn prepare(&self) -> Result<(), StoreError> {
         self.link.check_nodes()?;
         // The database may not exist yet: connect without it first.
-        let (index, defaults) = self.link.setup("setup", |conn| {
+        let (layout, defaults) = self.link.setup("setup", |conn| {
             schema::create(conn, &self.db)?;
             Ok((
-                schema::goods_index(conn, &self.db)?,
+                schema::layout(conn, &self.db)?,
                 schema::live_defaults(conn, &self.db)?,
             ))
         })?;
-        let index = index.ok_or_else(|| {
-            StoreError::Inconsistent(
-                "mysql: orders has neither orders_by_goods (goods_id) nor \
-                 orders_one_live (goods_id, ...): see schema.sql"
-                    .into(),
-            )
+        let layout = layout.map_err(|lacks| {
+            StoreError::Inconsistent(format!("mysql: orders has {lacks}: see schema.sql"))
         })?;
         // Set once: a table's indexes are changed with the servers stopped
         // (CHANGELOG.md).
-        let _ = self.goods_index.set(index);
+        let _ = self.layout.set(layout);
         let _ = self.live_defaults.set(defaults);
         self.check_columns()?;
         self.link.read_committed()?;
@@ -407,32 +411,42 @@ impl OrderStore for MysqlStore {
             })
     }
 
-    /// A locking read: it waits for any transaction still writing orders of
-    /// this goods (say one whose COMMIT reply was lost and which the server
-    /// is still committing) instead of reading around it. Reconciliation
-    /// rebuilds the stock from this, so a plain read could miss orders that
-    /// are about to exist and put their units back on sale.
+    /// Waits first for any transaction still writing orders of this goods
+    /// (say one whose COMMIT reply was lost and which the server is still
+    /// committing), then reads, rather than read around it: reconciliation
+    /// rebuilds the stock from this, so a read that missed orders about to
+    /// exist would put their units back on sale. Every such transaction
+    /// holds the goods' row to its commit: exclusively from its first
+    /// statement (a batch's epoch fence or live count, `store::batch`), or
+    /// shared (the foreign key of any order inserted, by hand too). So the
+    /// wait is a lock of that row, taken and let go in one statement, and
+    /// the read a plain one after it, which sees what they committed.
+    ///
+    /// The read locks no order: a locking read through `orders_by_goods
+    /// (goods_id, state, pay_by_ms)` took each order's index entry, then its
+    /// row, where a PAY or a cancel takes the row, then moves the entry, and
+    /// the two deadlocked; and a batch inserting a goods' orders out of
+    /// `pay_by_ms` order met the read's lock on the gap of its later row
+    /// while the read waited for its first (both reproduced on MariaDB
+    /// 10.11: BENCHMARKS.md, "one index of a goods' orders, with the goods
+    /// to sweep"). A cancel that commits after the read is counted live
+    /// here; its unit comes back as after any cancel that races a
+    /// reconciliation (`release.lua`: refused while the goods is frozen,
+    /// then a repair finds the order cancelled).
     ///
     /// Through an index of the goods ([`GoodsIndex`]), named: when one goods
-    /// holds a large share of the table the optimizer prefers a full scan,
-    /// whose locks would hold up every goods' order writes, not this one's.
-    /// Through `orders_by_goods (goods_id)` its locks also cover the gap
-    /// before the goods' first entry, where the newest orders of the goods
-    /// before it go (entries of a goods are in id order): those wait until
-    /// the reconciliation commits.
+    /// holds a large share of the table the optimizer might prefer a full
+    /// scan.
     fn live_holders(&self, goods: GoodsId) -> Result<Vec<(UserId, OrderNo)>, StoreError> {
-        let index = self
-            .goods_index
-            .get()
-            .copied()
-            .unwrap_or(GoodsIndex::ByGoods);
+        let index = self.layout.get().map_or(GoodsIndex::ByGoods, |l| l.goods);
         let sql = format!(
             "SELECT user_id, order_no FROM orders FORCE INDEX ({})
-             WHERE goods_id = ? AND live_slot IS NOT NULL
-             LOCK IN SHARE MODE",
+             WHERE goods_id = ? AND live_slot IS NOT NULL",
             index.name()
         );
-        self.link.call("live holders", Call::LOCKING_READ, |conn| {
+        self.link.call("live holders", Call::IDEMPOTENT, |conn| {
+            // Autocommit: the lock goes with the statement.
+            conn.exec_drop("SELECT id FROM goods WHERE id = ? FOR UPDATE", (goods,))?;
             Ok(conn.exec(&sql, (goods,))?)
         })
     }
@@ -540,16 +554,15 @@ impl OrderStore for MysqlStore {
     /// servers sweeping at once, or a PAY racing the sweep, queue on each
     /// order's row lock, and whoever comes second finds it settled and
     /// leaves it.
+    ///
+    /// Where the due orders are read by goods ([`DueIndex::ByGoods`]), the
+    /// goods read are those that may have unpaid orders ([`SweepFloor`]).
     fn expire_due(&self, now_ms: u64, max: usize) -> Result<Vec<OrderRecord>, StoreError> {
-        self.link.call("expire", Call::SETTLE, |conn| {
-            let rows: Vec<OrderRow> = conn.exec(
-                format!(
-                    "SELECT {ORDER_COLUMNS} FROM orders
-                     WHERE state = 0 AND pay_by_ms <= ?
-                     ORDER BY pay_by_ms, order_no LIMIT ?"
-                ),
-                (now_ms, max as u64),
-            )?;
+        let due_index = self.layout.get().map_or(DueIndex::ByGoods, |l| l.due);
+        let floor = self.sweep.lock().floor();
+        let (expired, complete) = self.link.call("expire", Call::SETTLE, |conn| {
+            let rows = due_orders(conn, due_index, floor, now_ms, max)?;
+            let complete = rows.len() < max;
             let due = rows
                 .into_iter()
                 .map(order_record)
@@ -564,7 +577,11 @@ impl OrderStore for MysqlStore {
             for (goods, n) in per_goods(&expired) {
                 give_back_live(conn, goods, n)?;
             }
-            Ok(expired)
-        })
+            Ok((expired, complete))
+        })?;
+        if complete {
+            self.sweep.lock().swept(floor, now_ms);
+        }
+        Ok(expired)
     }
 }

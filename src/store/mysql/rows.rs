@@ -216,15 +216,22 @@ impl Table for Rows<'_> {
     type Error = Failure;
     const ROWS_PER_INSERT: usize = ROWS_PER_INSERT;
 
-    fn fence(&mut self, goods: GoodsId, epoch: Epoch, orders: u32) -> Result<Fence, Failure> {
+    fn fence(
+        &mut self,
+        goods: GoodsId,
+        epoch: Epoch,
+        orders: u32,
+        unpaid_until_ms: u64,
+    ) -> Result<Fence, Failure> {
         // At READ COMMITTED an UPDATE whose WHERE does not match unlocks
         // the row at once, so the epoch read below may already see a
         // reconciliation that came after the UPDATE: the orders are then
         // called fenced rather than sold out, refused either way.
         self.exec_drop(
-            "UPDATE goods SET orders_written = orders_written + ?, live_orders = live_orders + ?
+            "UPDATE goods SET orders_written = orders_written + ?, live_orders = live_orders + ?,
+             unpaid_until_ms = GREATEST(unpaid_until_ms, ?)
              WHERE id = ? AND epoch = ? AND live_orders + ? <= total",
-            (orders, orders, goods, epoch, orders),
+            (orders, orders, unpaid_until_ms, goods, epoch, orders),
         )?;
         if self.affected_rows() == 1 {
             return Ok(Fence::Taken);
@@ -238,11 +245,17 @@ impl Table for Rows<'_> {
         })
     }
 
-    fn add_live(&mut self, goods: GoodsId, delta: i64) -> Result<(), Failure> {
+    fn add_live(
+        &mut self,
+        goods: GoodsId,
+        delta: i64,
+        unpaid_until_ms: u64,
+    ) -> Result<(), Failure> {
         self.exec_drop(
-            "UPDATE goods SET live_orders = GREATEST(CAST(live_orders AS SIGNED) + ?, 0)
+            "UPDATE goods SET live_orders = GREATEST(CAST(live_orders AS SIGNED) + ?, 0),
+             unpaid_until_ms = GREATEST(unpaid_until_ms, ?)
              WHERE id = ?",
-            (delta, goods),
+            (delta, unpaid_until_ms, goods),
         )?;
         Ok(())
     }

@@ -59,7 +59,18 @@ const ADDED_COLUMNS: &[(&str, &str, &str, Option<&str>)] = &[
         "BIGINT UNSIGNED NOT NULL DEFAULT 0",
         Some(COUNT_LIVE_ORDERS),
     ),
+    (
+        "goods",
+        "unpaid_until_ms",
+        "BIGINT UNSIGNED NOT NULL DEFAULT 0",
+        Some(MARK_UNPAID),
+    ),
 ];
+
+/// `goods.unpaid_until_ms` as the orders say, for goods that had orders
+/// before the column.
+const MARK_UNPAID: &str = "UPDATE goods SET unpaid_until_ms = COALESCE((SELECT MAX(pay_by_ms)
+     FROM orders WHERE orders.goods_id = goods.id AND orders.state = 0), 0)";
 
 /// `goods.live_orders` as the orders say, for goods that had orders before
 /// the column.
@@ -94,13 +105,21 @@ fn add_missing_columns(conn: &mut Conn, db: &str) -> ::mysql::Result<()> {
     Ok(())
 }
 
+/// The indexes of `orders` that the reads by goods and the expiry sweep
+/// name: which ones depends on when the table was made (a table's indexes
+/// are changed with the servers stopped: CHANGELOG.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Layout {
+    pub(super) goods: GoodsIndex,
+    pub(super) due: DueIndex,
+}
+
 /// The index through which a goods' orders are read by its `goods_id`
 /// prefix (the live holders, locked in share mode), named in the read so
-/// that a poor plan never locks other goods' orders. Which one depends on
-/// when the table was made.
+/// that a poor plan never locks other goods' orders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum GoodsIndex {
-    /// `orders_by_goods (goods_id)`, as `schema.sql` makes it.
+    /// `orders_by_goods`, which leads with `goods_id`.
     ByGoods,
     /// A table made before the purchase-limit key led with the user:
     /// `orders_one_live (goods_id, user_id, live_slot)`.
@@ -116,18 +135,53 @@ impl GoodsIndex {
     }
 }
 
-/// Which [`GoodsIndex`] the orders table of database `db` has; `None` if
-/// neither leads with `goods_id` (a table altered by hand half-way).
-pub(super) fn goods_index(conn: &mut Conn, db: &str) -> ::mysql::Result<Option<GoodsIndex>> {
-    let leading: Vec<String> = conn.exec(
-        "SELECT INDEX_NAME FROM information_schema.STATISTICS
-         WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'orders' AND SEQ_IN_INDEX = 1
-         AND COLUMN_NAME = 'goods_id'",
+/// The index through which the expiry sweep finds created orders whose
+/// payment window has closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum DueIndex {
+    /// `orders_by_goods (goods_id, state, pay_by_ms)`, as `schema.sql` makes
+    /// it: one range per goods.
+    ByGoods,
+    /// A table made before: `orders_due (state, pay_by_ms)`, one range.
+    Due,
+}
+
+/// The [`Layout`] of the orders table of database `db`, or what it lacks (a
+/// table altered by hand half-way).
+pub(super) fn layout(conn: &mut Conn, db: &str) -> ::mysql::Result<Result<Layout, String>> {
+    let columns: Vec<(String, String)> = conn.exec(
+        "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS
+         WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'orders'
+         ORDER BY INDEX_NAME, SEQ_IN_INDEX",
         (db,),
     )?;
-    Ok([GoodsIndex::ByGoods, GoodsIndex::OneLive]
+    Ok(layout_of(&columns))
+}
+
+/// [`layout`] from each index's columns in order, as (index, column).
+fn layout_of(columns: &[(String, String)]) -> Result<Layout, String> {
+    let leads_with = |index: &str, prefix: &[&str]| {
+        let of_index = columns
+            .iter()
+            .filter(|(name, _)| name == index)
+            .map(|(_, column)| column.as_str());
+        of_index.take(prefix.len()).eq(prefix.iter().copied())
+    };
+    let goods = [GoodsIndex::ByGoods, GoodsIndex::OneLive]
         .into_iter()
-        .find(|index| leading.iter().any(|name| name == index.name())))
+        .find(|index| leads_with(index.name(), &["goods_id"]))
+        .ok_or("neither orders_by_goods nor orders_one_live leads with goods_id")?;
+    let due = if leads_with("orders_by_goods", &["goods_id", "state", "pay_by_ms"]) {
+        DueIndex::ByGoods
+    } else if leads_with("orders_due", &["state", "pay_by_ms"]) {
+        DueIndex::Due
+    } else {
+        return Err(
+            "neither orders_by_goods (goods_id, state, pay_by_ms) nor orders_due (state, pay_by_ms)"
+                .into(),
+        );
+    };
+    Ok(Layout { goods, due })
 }
 
 /// Whether the orders table of database `db` gives `state` and `live_slot`
@@ -177,4 +231,70 @@ pub(super) fn table_ddl(schema: &str) -> Vec<String> {
 /// A database name as a quoted identifier.
 fn quote_ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn indexes(list: &[(&str, &[&str])]) -> Vec<(String, String)> {
+        list.iter()
+            .flat_map(|(index, columns)| columns.iter().map(|c| (index.to_string(), c.to_string())))
+            .collect()
+    }
+
+    #[test]
+    fn the_layout_is_read_off_the_indexes_columns() {
+        let current = indexes(&[
+            ("PRIMARY", &["id"]),
+            ("orders_one_live", &["user_id", "goods_id", "live_slot"]),
+            ("orders_by_goods", &["goods_id", "state", "pay_by_ms"]),
+        ]);
+        assert_eq!(
+            layout_of(&current),
+            Ok(Layout {
+                goods: GoodsIndex::ByGoods,
+                due: DueIndex::ByGoods
+            })
+        );
+        let user_first = indexes(&[
+            ("orders_one_live", &["user_id", "goods_id", "live_slot"]),
+            ("orders_by_goods", &["goods_id"]),
+            ("orders_due", &["state", "pay_by_ms"]),
+        ]);
+        assert_eq!(
+            layout_of(&user_first),
+            Ok(Layout {
+                goods: GoodsIndex::ByGoods,
+                due: DueIndex::Due
+            })
+        );
+        let goods_first = indexes(&[
+            ("orders_one_live", &["goods_id", "user_id", "live_slot"]),
+            ("orders_by_user", &["user_id", "created_ms"]),
+            ("orders_due", &["state", "pay_by_ms"]),
+        ]);
+        assert_eq!(
+            layout_of(&goods_first),
+            Ok(Layout {
+                goods: GoodsIndex::OneLive,
+                due: DueIndex::Due
+            })
+        );
+    }
+
+    #[test]
+    fn a_table_without_a_due_index_or_a_goods_index_is_refused() {
+        let no_due = indexes(&[
+            ("orders_one_live", &["user_id", "goods_id", "live_slot"]),
+            ("orders_by_goods", &["goods_id"]),
+        ]);
+        assert!(layout_of(&no_due).unwrap_err().contains("orders_due"));
+        let no_goods = indexes(&[
+            ("orders_one_live", &["user_id", "goods_id", "live_slot"]),
+            ("orders_due", &["state", "pay_by_ms"]),
+            ("orders_by_state", &["goods_id", "state"]),
+        ]);
+        assert!(layout_of(&no_goods).unwrap_err().contains("goods_id"));
+    }
 }

@@ -120,7 +120,15 @@ impl Table for Batch<'_> {
     type Error = Failure;
     const ROWS_PER_INSERT: usize = ROWS_PER_INSERT;
 
-    fn fence(&mut self, goods: GoodsId, epoch: Epoch, orders: u32) -> Result<Fence, Failure> {
+    /// The unpaid mark is for a sweep by goods: this store's reads all
+    /// orders by due time (`orders_due`), and keeps none.
+    fn fence(
+        &mut self,
+        goods: GoodsId,
+        epoch: Epoch,
+        orders: u32,
+        _unpaid_until_ms: u64,
+    ) -> Result<Fence, Failure> {
         let changed = self.0.execute(
             "UPDATE goods SET orders_written = orders_written + ?1,
                  live_orders = live_orders + ?1
@@ -144,7 +152,7 @@ impl Table for Batch<'_> {
         })
     }
 
-    fn add_live(&mut self, goods: GoodsId, delta: i64) -> Result<(), Failure> {
+    fn add_live(&mut self, goods: GoodsId, delta: i64, _: u64) -> Result<(), Failure> {
         self.0.execute(
             "UPDATE goods SET live_orders = MAX(live_orders + ?1, 0) WHERE id = ?2",
             params![delta, to_sql(goods)],
