@@ -49,11 +49,11 @@ use seckill_proto::{NewGoods, OrderState, RequestId};
 use self::calls::{Call, Failure, Link};
 use self::nodes::NODE_COLUMNS;
 use self::rows::{
-    give_back_live, goods_by_id, goods_record, order_for_update, order_no_list, order_record,
-    set_state, GoodsRow, OrderRow, Rows, GOODS_COLUMNS, ORDER_COLUMNS, PAUSED, ROWS_PER_INSERT,
+    give_back_live, goods_by_id, goods_record, id_list, order_for_update, order_record, set_state,
+    GoodsRow, OrderRow, Rows, GOODS_COLUMNS, ORDER_COLUMNS, PAUSED, ROWS_PER_INSERT,
 };
 use self::schema::{DueIndex, GoodsIndex, Layout};
-use self::sweep::{due_orders, SweepFloor};
+use self::sweep::{due_orders, SweepPlan};
 use super::batch::per_goods;
 use super::{
     batch, Epoch, GoodsId, GoodsRecord, KeptRequest, OrderNo, OrderRecord, OrderStore, Restocked,
@@ -151,7 +151,7 @@ pub struct MysqlStore {
     /// by due time: found by [`MysqlStore::prepare`].
     layout: OnceLock<Layout>,
     /// Which goods the expiry sweep reads, where it reads by goods.
-    sweep: Mutex<SweepFloor>,
+    sweep: Mutex<SweepPlan>,
     /// Whether chunks of created orders may leave `state` and `live_slot`
     /// to the table's defaults ([`schema::live_defaults`]); found at
     /// prepare.
@@ -195,7 +195,7 @@ impl MysqlStore {
             db: db.unwrap_or_else(|| DEFAULT_DB.to_string()),
             layout: OnceLock::new(),
             live_defaults: OnceLock::new(),
-            sweep: Mutex::new(SweepFloor::new()),
+            sweep: Mutex::new(SweepPlan::new()),
         })
     }
 
@@ -420,7 +420,11 @@ impl OrderStore for MysqlStore {
     /// statement (a batch's epoch fence or live count, `store::batch`), or
     /// shared (the foreign key of any order inserted, by hand too). So the
     /// wait is a lock of that row, taken and let go in one statement, and
-    /// the read a plain one after it, which sees what they committed.
+    /// the read a plain one after it, which sees what they committed. (So a
+    /// transaction of this store takes a goods' row exclusively before it
+    /// inserts orders of it, as `store::batch` does: one that held the
+    /// foreign key's shared lock and then updated the row would deadlock
+    /// with this wait, the read the victim.)
     ///
     /// The read locks no order: a locking read through `orders_by_goods
     /// (goods_id, state, pay_by_ms)` took each order's index entry, then its
@@ -486,7 +490,7 @@ impl OrderStore for MysqlStore {
         for chunk in order_nos.chunks(ROWS_PER_INSERT) {
             let sql = format!(
                 "SELECT order_no, state FROM orders WHERE order_no IN ({})",
-                order_no_list(chunk)
+                id_list(chunk)
             );
             let rows: Vec<(u64, u8)> =
                 self.link.call("stored orders", Call::IDEMPOTENT, |conn| {
@@ -556,13 +560,14 @@ impl OrderStore for MysqlStore {
     /// leaves it.
     ///
     /// Where the due orders are read by goods ([`DueIndex::ByGoods`]), the
-    /// goods read are those that may have unpaid orders ([`SweepFloor`]).
+    /// goods read are those that may have unpaid orders ([`SweepPlan`]).
     fn expire_due(&self, now_ms: u64, max: usize) -> Result<Vec<OrderRecord>, StoreError> {
         let due_index = self.layout.get().map_or(DueIndex::ByGoods, |l| l.due);
-        let floor = self.sweep.lock().floor();
-        let (expired, complete) = self.link.call("expire", Call::SETTLE, |conn| {
-            let rows = due_orders(conn, due_index, floor, now_ms, max)?;
-            let complete = rows.len() < max;
+        let sweep = self.sweep.lock().next();
+        let (expired, stopped_in) = self.link.call("expire", Call::SETTLE, |conn| {
+            let rows = due_orders(conn, due_index, sweep, now_ms, max)?;
+            // (order_no, user_id, goods_id, ...): the goods of the last row.
+            let stopped_in = rows.last().filter(|_| rows.len() >= max).map(|r| r.2);
             let due = rows
                 .into_iter()
                 .map(order_record)
@@ -577,11 +582,9 @@ impl OrderStore for MysqlStore {
             for (goods, n) in per_goods(&expired) {
                 give_back_live(conn, goods, n)?;
             }
-            Ok((expired, complete))
+            Ok((expired, stopped_in))
         })?;
-        if complete {
-            self.sweep.lock().swept(floor, now_ms);
-        }
+        self.sweep.lock().swept(sweep, now_ms, stopped_in);
         Ok(expired)
     }
 }

@@ -174,16 +174,16 @@ fn insert_sql(chunk: &[&OrderRecord], live_defaults: bool) -> String {
     sql
 }
 
-/// Order numbers as the list of an `IN (...)`: integers only, formatted
-/// here (as in a chunk's INSERT), so no placeholder list to build.
-pub(super) fn order_no_list(order_nos: &[OrderNo]) -> String {
-    let mut list = String::with_capacity(order_nos.len() * 21);
+/// Order numbers or goods ids as the list of an `IN (...)`: integers only,
+/// formatted here (as in a chunk's INSERT), so no placeholder list to build.
+pub(super) fn id_list(ids: &[u64]) -> String {
+    let mut list = String::with_capacity(ids.len() * 21);
     let mut digits = itoa::Buffer::new();
-    for (i, &order_no) in order_nos.iter().enumerate() {
+    for (i, &id) in ids.iter().enumerate() {
         if i > 0 {
             list.push(',');
         }
-        list.push_str(digits.format(order_no));
+        list.push_str(digits.format(id));
     }
     list
 }
@@ -285,7 +285,7 @@ impl Table for Rows<'_> {
         Ok(self.query(format!(
             "SELECT order_no, user_id, goods_id FROM orders FORCE INDEX (orders_order_no)
              WHERE order_no IN ({}) LOCK IN SHARE MODE",
-            order_no_list(order_nos)
+            id_list(order_nos)
         ))?)
     }
 
@@ -334,9 +334,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_order_no_list_is_the_numbers_comma_separated() {
-        assert_eq!(order_no_list(&[u64::MAX, 0, 7]), "18446744073709551615,0,7");
-        assert_eq!(order_no_list(&[42]), "42");
+    fn an_id_list_is_the_numbers_comma_separated() {
+        assert_eq!(id_list(&[u64::MAX, 0, 7]), "18446744073709551615,0,7");
+        assert_eq!(id_list(&[42]), "42");
     }
 
     #[test]

@@ -4,9 +4,10 @@
 //! `orders_by_goods (goods_id, state, pay_by_ms)` serves the reads by goods
 //! and, in full, the sweep, one range per goods, and a second index cost
 //! MariaDB 1.7 to 4 µs of CPU per inserted order (BENCHMARKS.md, "one index
-//! of a goods' orders, with the goods to sweep"). A range per goods costs a
-//! statement per goods, though, and the catalogue only grows: so the sweep
-//! reads only the goods that may have unpaid orders, by
+//! of a goods' orders, with the goods to sweep"). A range per goods costs
+//! MariaDB about 5 µs (read 500 goods to a statement), though, and the
+//! catalogue only grows: so the sweep reads only the goods that may have
+//! unpaid orders, by
 //! `goods.unpaid_until_ms`, which every batch that writes created orders of
 //! a goods raises (in the same statement as its epoch fence, on the row the
 //! batch locks anyway) to their latest payment deadline, or to the time of
@@ -21,6 +22,12 @@
 //! transaction held open that long) waits for the full sweep that reads
 //! every goods at start and every [`FULL_EVERY`].
 //!
+//! What it still costs: each sweep (each second, on every server) reads the
+//! ranges of every goods with an order in the last payment window and a
+//! minute, due or not: 51 ms of MariaDB's CPU a sweep with 10,000 such
+//! goods, 6 ms with 1,000, on the machine of BENCHMARKS.md, against 2 to 4
+//! µs saved per order written.
+//!
 //! A table made before keeps `orders_due (state, pay_by_ms)`, read in one
 //! range ([`DueIndex::Due`]).
 
@@ -29,7 +36,7 @@ use std::time::{Duration, Instant};
 use ::mysql::prelude::Queryable;
 use ::mysql::PooledConn;
 
-use super::rows::{OrderRow, ORDER_COLUMNS};
+use super::rows::{id_list, OrderRow, ORDER_COLUMNS};
 use super::schema::DueIndex;
 use crate::store::GoodsId;
 
@@ -40,31 +47,54 @@ pub(super) const MARGIN: Duration = Duration::from_secs(60);
 /// How often every goods is read, whatever its mark.
 pub(super) const FULL_EVERY: Duration = Duration::from_secs(600);
 
-/// Which goods the next sweep reads: those whose mark is at least
-/// [`floor`](Self::floor). Each server's own (its sweeps run one at a time,
-/// on its expiry thread).
+/// Goods per read of due orders: one range each in `orders_by_goods`, a
+/// few µs of MariaDB's CPU a goods where a statement per goods cost 85
+/// (BENCHMARKS.md). Under MariaDB's `in_predicate_conversion_threshold`
+/// (1,000), at which an IN list becomes a join that reads every created
+/// order of the goods, due or not.
+const GOODS_PER_READ: usize = 500;
+
+/// What one sweep reads: the goods whose mark is at least `floor`, from
+/// goods `from` on, then the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Sweep {
+    pub(super) floor: u64,
+    pub(super) from: GoodsId,
+}
+
+/// Which goods the next sweep reads. Each server's own (its sweeps run one
+/// at a time, on its expiry thread).
 #[derive(Debug)]
-pub(super) struct SweepFloor {
+pub(super) struct SweepPlan {
     /// Unix ms: the time of the last complete sweep, less [`MARGIN`].
     floor_ms: u64,
+    /// Where the next sweep begins: after the goods in whose due orders the
+    /// last one stopped, so that a goods with a backlog of them does not
+    /// keep the others waiting sweep after sweep.
+    from: GoodsId,
     /// When the next sweep reads every goods (the first does).
     next_full: Instant,
 }
 
-impl SweepFloor {
-    pub(super) fn new() -> SweepFloor {
-        SweepFloor {
+impl SweepPlan {
+    pub(super) fn new() -> SweepPlan {
+        SweepPlan {
             floor_ms: 0,
+            from: 0,
             next_full: Instant::now(),
         }
     }
 
-    /// The floor for the sweep about to run: 0 (every goods) when a full
-    /// sweep is due.
-    pub(super) fn floor(&self) -> u64 {
-        match Instant::now() >= self.next_full {
+    /// The sweep about to run: of every goods (floor 0) when a full sweep
+    /// is due.
+    pub(super) fn next(&self) -> Sweep {
+        let floor = match Instant::now() >= self.next_full {
             true => 0,
             false => self.floor_ms,
+        };
+        Sweep {
+            floor,
+            from: self.from,
         }
     }
 
@@ -74,26 +104,31 @@ impl SweepFloor {
         self.next_full = Instant::now();
     }
 
-    /// A sweep from `floor` at `now_ms` read every due order of the goods it
-    /// read (it stopped short of its maximum).
-    pub(super) fn swept(&mut self, floor: u64, now_ms: u64) {
-        self.floor_ms = now_ms.saturating_sub(MARGIN.as_millis() as u64);
-        if floor == 0 {
-            self.next_full = Instant::now() + FULL_EVERY;
-        }
+    /// `sweep`, at `now_ms`, read every due order of the goods it read
+    /// (`stopped_in` `None`), or stopped at its maximum in those of goods
+    /// `stopped_in`.
+    pub(super) fn swept(&mut self, sweep: Sweep, now_ms: u64, stopped_in: Option<GoodsId>) {
+        let Some(goods) = stopped_in else {
+            self.floor_ms = now_ms.saturating_sub(MARGIN.as_millis() as u64);
+            self.from = 0;
+            if sweep.floor == 0 {
+                self.next_full = Instant::now() + FULL_EVERY;
+            }
+            return;
+        };
+        self.from = goods.saturating_add(1);
     }
 }
 
 /// Up to `max` created orders whose payment window closed by `now_ms`, by a
-/// plain read through `index`: of the goods whose mark is at least `floor`,
-/// one range each, goods by goods until `max` are found; or, through
-/// `orders_due`, one range. Oldest first within a range, in the index's
-/// order (an ORDER BY of a column outside it would sort every due order
-/// before the LIMIT).
+/// plain read through `index`: of the goods of `sweep`, one range each, in
+/// groups of goods until `max` are found; or, through
+/// `orders_due`, one range, oldest first in the index's order (an ORDER BY
+/// of a column outside it would sort every due order before the LIMIT).
 pub(super) fn due_orders(
     conn: &mut PooledConn,
     index: DueIndex,
-    floor: u64,
+    sweep: Sweep,
     now_ms: u64,
     max: usize,
 ) -> Result<Vec<OrderRow>, ::mysql::Error> {
@@ -108,10 +143,15 @@ pub(super) fn due_orders(
     }
     let goods: Vec<GoodsId> = conn.exec(
         "SELECT id FROM goods WHERE unpaid_until_ms >= ? ORDER BY id",
-        (floor,),
+        (sweep.floor,),
     )?;
+    // A range scan of a group returns its goods' rows in goods order.
+    let (before, from) = goods.split_at(goods.partition_point(|&g| g < sweep.from));
     let mut due = Vec::new();
-    for goods in goods {
+    for group in from
+        .chunks(GOODS_PER_READ)
+        .chain(before.chunks(GOODS_PER_READ))
+    {
         let left = max.saturating_sub(due.len());
         if left == 0 {
             break;
@@ -119,10 +159,10 @@ pub(super) fn due_orders(
         let rows: Vec<OrderRow> = conn.exec(
             format!(
                 "SELECT {ORDER_COLUMNS} FROM orders FORCE INDEX (orders_by_goods)
-                 WHERE goods_id = ? AND state = 0 AND pay_by_ms <= ?
-                 ORDER BY pay_by_ms LIMIT ?"
+                 WHERE goods_id IN ({}) AND state = 0 AND pay_by_ms <= ? LIMIT ?",
+                id_list(group)
             ),
-            (goods, now_ms, left as u64),
+            (now_ms, left as u64),
         )?;
         due.extend(rows);
     }
@@ -135,14 +175,31 @@ mod tests {
 
     #[test]
     fn the_first_sweep_reads_every_goods_and_a_complete_one_raises_the_floor() {
-        let mut sweep = SweepFloor::new();
-        assert_eq!(sweep.floor(), 0);
-        sweep.swept(0, 1_000_000);
-        assert_eq!(sweep.floor(), 1_000_000 - 60_000);
-        sweep.swept(940_000, 1_001_000);
-        assert_eq!(sweep.floor(), 1_001_000 - 60_000);
+        let mut plan = SweepPlan::new();
+        let first = plan.next();
+        assert_eq!(first, Sweep { floor: 0, from: 0 });
+        plan.swept(first, 1_000_000, None);
+        assert_eq!(plan.next().floor, 1_000_000 - 60_000);
+        plan.swept(plan.next(), 1_001_000, None);
+        assert_eq!(plan.next().floor, 1_001_000 - 60_000);
         // Full again once its time has come.
-        sweep.full_next();
-        assert_eq!(sweep.floor(), 0);
+        plan.full_next();
+        assert_eq!(plan.next().floor, 0);
+    }
+
+    #[test]
+    fn a_sweep_that_stops_at_its_maximum_keeps_the_floor_and_the_next_begins_after() {
+        let mut plan = SweepPlan::new();
+        plan.swept(plan.next(), 1_000_000, None);
+        plan.swept(plan.next(), 2_000_000, Some(7));
+        assert_eq!(
+            plan.next(),
+            Sweep {
+                floor: 1_000_000 - 60_000,
+                from: 8
+            }
+        );
+        plan.swept(plan.next(), 2_001_000, None);
+        assert_eq!(plan.next().from, 0);
     }
 }

@@ -584,6 +584,26 @@ fn the_sweep_finds_orders_written_after_it_even_late_ones() {
     assert_eq!(swept, [2], "the full sweep reads every goods");
 }
 
+/// A sweep that stops at its maximum in a goods' backlog of due orders
+/// begins the next after that goods: the goods after it are not kept
+/// waiting until the backlog is gone.
+#[test]
+fn a_backlog_of_due_orders_does_not_hold_up_the_other_goods() {
+    let db = TestDb::new();
+    let store = open(&db);
+    let a = store.add_goods(&new_goods(20), None).unwrap().id;
+    let b = store.add_goods(&new_goods(20), None).unwrap().id;
+    let backlog: Vec<_> = (1..=10).map(|n| due_at(n, n, a, 100)).collect();
+    store.insert_orders(&backlog).unwrap();
+    store.insert_orders(&[due_at(99, 99, b, 100)]).unwrap();
+    let goods_of = |swept: Vec<crate::store::OrderRecord>| -> Vec<u64> {
+        swept.iter().map(|o| o.goods_id).collect()
+    };
+    assert_eq!(goods_of(store.expire_due(1_000, 3).unwrap()), [a, a, a]);
+    let second = goods_of(store.expire_due(1_000, 3).unwrap());
+    assert!(second.contains(&b), "{second:?}");
+}
+
 /// A batch whose goods is full waits for a transaction still giving a unit
 /// back (a cancel), at READ COMMITTED too, rather than refusing its orders
 /// on the goods' last committed row.

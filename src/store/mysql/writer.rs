@@ -43,8 +43,9 @@
 //! transaction has replicated: it aborts the whole transaction, and each
 //! run again meets the same key.
 //!
-//! Row locks are a node's own in Galera: a locking read (a reconciliation's
-//! `LOCK IN SHARE MODE`) waits for writers on its node only. What keeps two
+//! Row locks are a node's own in Galera: a locking read (the lock of a
+//! goods' row before a read of its holders) waits for writers on its node
+//! only. What keeps two
 //! servers on two nodes safe (for the few seconds until they meet again on
 //! one) is that every write that must exclude another is a write the
 //! certification sees: the epoch fence of a batch is an UPDATE of the goods'
