@@ -147,8 +147,8 @@ CREATE TABLE IF NOT EXISTS orders (
     -- In full it serves the expiry
     -- sweep: a goods' created orders whose window has closed, one range per
     -- goods, for the goods of goods_unpaid. One index for both: a second
-    -- cost MariaDB 1.7-4 us of CPU per inserted order (BENCHMARKS.md, "one
-    -- index of a goods' orders, with the goods to sweep"). A new order goes
+    -- cost MariaDB about 2 us of CPU per inserted order (BENCHMARKS.md,
+    -- "one index of a goods' orders, with the goods to sweep"). A new order goes
     -- at the end of its goods' created orders, so it costs inserts little.
     -- Tables made before have orders_by_goods (goods_id) and orders_due
     -- (state, pay_by_ms) and work as they are (CHANGELOG.md has the ALTER).

@@ -3,7 +3,7 @@
 //! A table made by this version has no index of all orders by due time:
 //! `orders_by_goods (goods_id, state, pay_by_ms)` serves the reads by goods
 //! and, in full, the sweep, one range per goods, and a second index cost
-//! MariaDB 1.7 to 4 µs of CPU per inserted order (BENCHMARKS.md, "one index
+//! MariaDB about 2 µs of CPU per inserted order (BENCHMARKS.md, "one index
 //! of a goods' orders, with the goods to sweep"). A range per goods costs
 //! MariaDB about 5 µs (read 500 goods to a statement), though, and the
 //! catalogue only grows: so the sweep reads only the goods that may have
@@ -25,8 +25,8 @@
 //! What it still costs: each sweep (each second, on every server) reads the
 //! ranges of every goods with an order in the last payment window and a
 //! minute, due or not: 51 ms of MariaDB's CPU a sweep with 10,000 such
-//! goods, 6 ms with 1,000, on the machine of BENCHMARKS.md, against 2 to 4
-//! µs saved per order written.
+//! goods, 6 ms with 1,000, on the machine of BENCHMARKS.md, against about
+//! 2 µs saved per order written.
 //!
 //! A table made before keeps `orders_due (state, pay_by_ms)`, read in one
 //! range ([`DueIndex::Due`]).
