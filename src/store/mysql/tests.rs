@@ -284,6 +284,12 @@ fn live_holders_wait_for_a_batch_writing_out_of_deadline_order() {
     assert_eq!(holders, [(1, 1), (2, 2)]);
 }
 
+/// The numbers of the orders one sweep at `now_ms` cancels, at most `max`.
+fn order_nos_swept(store: &MysqlStore, now_ms: u64, max: usize) -> Vec<u64> {
+    let swept = store.expire_due(now_ms, max).unwrap();
+    swept.iter().map(|o| o.order_no).collect()
+}
+
 /// Kills the store's connections from the side, as a MySQL restart or
 /// `wait_timeout` would.
 fn kill_store_connections(db: &TestDb) -> usize {
@@ -492,12 +498,7 @@ fn orders_tables_of_older_layouts_work_as_they_are() {
             store.commit_orders(&orders, &[e, e]).unwrap(),
             [Written::Stored, Written::Stored]
         );
-        let expired: Vec<_> = store
-            .expire_due(200, 10)
-            .unwrap()
-            .iter()
-            .map(|o| o.order_no)
-            .collect();
+        let expired = order_nos_swept(&store, 200, 10);
         assert_eq!(expired, [4], "{due:?}");
     }
 }
@@ -553,12 +554,7 @@ fn the_sweep_finds_orders_written_after_it_even_late_ones() {
     // Due an hour before it is written: the sweep's floor is past that.
     let hour_ago = now_ms() - 3_600_000;
     store.insert_orders(&[due_at(1, 1, g, hour_ago)]).unwrap();
-    let swept: Vec<u64> = store
-        .expire_due(now_ms(), 10)
-        .unwrap()
-        .iter()
-        .map(|o| o.order_no)
-        .collect();
+    let swept = order_nos_swept(&store, now_ms(), 10);
     assert_eq!(swept, [1], "the late order is swept");
 
     // Another goods, never written to by a batch.
@@ -575,12 +571,7 @@ fn the_sweep_finds_orders_written_after_it_even_late_ones() {
         "a goods whose mark is old is not read"
     );
     store.sweep.lock().full_next();
-    let swept: Vec<u64> = store
-        .expire_due(now_ms(), 10)
-        .unwrap()
-        .iter()
-        .map(|o| o.order_no)
-        .collect();
+    let swept = order_nos_swept(&store, now_ms(), 10);
     assert_eq!(swept, [2], "the full sweep reads every goods");
 }
 
