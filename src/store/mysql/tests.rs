@@ -362,6 +362,39 @@ fn open_counts_the_live_orders_of_an_older_goods_table() {
     );
 }
 
+/// A goods table made before the unpaid marks gets the column from its
+/// orders: the latest deadline of a goods' created orders (paid and
+/// cancelled ones not counted), 0 for a goods with none.
+#[test]
+fn open_marks_the_unpaid_orders_of_an_older_goods_table() {
+    let db = TestDb::new();
+    let store = open(&db);
+    let g = store.add_goods(&new_goods(5), None).unwrap().id;
+    let h = store.add_goods(&new_goods(5), None).unwrap().id;
+    let orders = [
+        due_at(1, 1, g, 500),
+        due_at(2, 2, g, 700),
+        due_at(3, 3, g, 900),
+        due_at(4, 4, h, 800),
+    ];
+    store.insert_orders(&orders).unwrap();
+    assert!(store.pay(3, 3, 100).unwrap().is_some());
+    assert!(store.cancel(4, 4).unwrap().unwrap().cancelled_now);
+    drop(store);
+    db.conn()
+        .query_drop("ALTER TABLE goods DROP INDEX goods_unpaid, DROP COLUMN unpaid_until_ms")
+        .expect("drop the column");
+    let _store = open(&db);
+    let mark = |goods| {
+        count(
+            &db,
+            &format!("SELECT unpaid_until_ms FROM goods WHERE id = {goods}"),
+        )
+    };
+    assert_eq!(mark(g), 700);
+    assert_eq!(mark(h), 0);
+}
+
 /// A goods table made by a server before the epoch fence gets its columns
 /// at open, and its goods then take epochs.
 #[test]
