@@ -156,14 +156,14 @@ pub(super) fn due_orders(
         if left == 0 {
             break;
         }
-        let rows: Vec<OrderRow> = conn.exec(
-            format!(
-                "SELECT {ORDER_COLUMNS} FROM orders FORCE INDEX (orders_by_goods)
-                 WHERE goods_id IN ({}) AND state = 0 AND pay_by_ms <= ? LIMIT ?",
-                id_list(group)
-            ),
-            (now_ms, left as u64),
-        )?;
+        // Text, of integers formatted here: a statement prepared for each
+        // list would be prepared once and pushed out of the connection's
+        // cache of statements the order writer uses.
+        let rows: Vec<OrderRow> = conn.query(format!(
+            "SELECT {ORDER_COLUMNS} FROM orders FORCE INDEX (orders_by_goods)
+             WHERE goods_id IN ({}) AND state = 0 AND pay_by_ms <= {now_ms} LIMIT {left}",
+            id_list(group)
+        ))?;
         due.extend(rows);
     }
     Ok(due)
