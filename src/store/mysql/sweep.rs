@@ -5,7 +5,7 @@
 //! and, in full, the sweep, one range per goods, and a second index cost
 //! MariaDB about 2 µs of CPU per inserted order (BENCHMARKS.md, "one index
 //! of a goods' orders, with the goods to sweep"). A range per goods costs
-//! MariaDB about 5 µs (read 500 goods to a statement), though, and the
+//! MariaDB 5-6 µs (read 500 goods to a statement), though, and the
 //! catalogue only grows: so the sweep reads only the goods that may have
 //! unpaid orders, by
 //! `goods.unpaid_until_ms`, which every batch that writes created orders of
@@ -24,8 +24,8 @@
 //!
 //! What it still costs: each sweep (each second, on every server) reads the
 //! ranges of every goods with an order in the last payment window and a
-//! minute, due or not: 51 ms of MariaDB's CPU a sweep with 10,000 such
-//! goods, 6 ms with 1,000, on the machine of BENCHMARKS.md, against about
+//! minute, due or not: 51-61 ms of MariaDB's CPU a sweep with 10,000 such
+//! goods, 5-6 ms with 1,000, on the machine of BENCHMARKS.md, against about
 //! 2 µs saved per order written.
 //!
 //! A table made before keeps `orders_due (state, pay_by_ms)`, read in one
@@ -47,8 +47,8 @@ pub(super) const MARGIN: Duration = Duration::from_secs(60);
 /// How often every goods is read, whatever its mark.
 pub(super) const FULL_EVERY: Duration = Duration::from_secs(600);
 
-/// Goods per read of due orders: one range each in `orders_by_goods`, a
-/// few µs of MariaDB's CPU a goods where a statement per goods cost 85
+/// Goods per read of due orders: one range each in `orders_by_goods`, 5-6
+/// µs of MariaDB's CPU a goods where a statement per goods cost 85
 /// (BENCHMARKS.md). Under MariaDB's `in_predicate_conversion_threshold`
 /// (1,000), at which an IN list becomes a join that reads every created
 /// order of the goods, due or not.
