@@ -562,16 +562,24 @@ impl OrderStore for MysqlStore {
     /// Where the due orders are read by goods ([`DueIndex::ByGoods`]), the
     /// goods read are those that may have unpaid orders ([`SweepPlan`]).
     fn expire_due(&self, now_ms: u64, max: usize) -> Result<Vec<OrderRecord>, StoreError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
         let due_index = self.layout.get().map_or(DueIndex::ByGoods, |l| l.due);
         let sweep = self.sweep.lock().next();
         let (expired, stopped_in) = self.link.call("expire", Call::SETTLE, |conn| {
             let rows = due_orders(conn, due_index, sweep, now_ms, max)?;
             // (order_no, user_id, goods_id, ...): the goods of the last row.
             let stopped_in = rows.last().filter(|_| rows.len() >= max).map(|r| r.2);
-            let due = rows
+            let mut due = rows
                 .into_iter()
                 .map(order_record)
                 .collect::<Result<Vec<_>, _>>()?;
+            // Locked in order-number order, whatever order each server read
+            // them in (each begins its sweeps where its last one stopped):
+            // two servers sweeping the same orders then queue, never
+            // deadlock.
+            due.sort_unstable_by_key(|o| o.order_no);
             let mut expired = Vec::with_capacity(due.len());
             for mut o in due {
                 if set_state(conn, o.order_no, OrderState::Cancelled)? {

@@ -116,7 +116,7 @@ impl SweepPlan {
             }
             return;
         };
-        self.from = goods.saturating_add(1);
+        self.from = goods.wrapping_add(1);
     }
 }
 
@@ -145,7 +145,9 @@ pub(super) fn due_orders(
         "SELECT id FROM goods WHERE unpaid_until_ms >= ? ORDER BY id",
         (sweep.floor,),
     )?;
-    // A range scan of a group returns its goods' rows in goods order.
+    // Each group's rows in goods order (the range scan's own, kept by the
+    // ORDER BY even where multi-range reads would sort by row), so that
+    // the goods a sweep stops in is the last one it read.
     let (before, from) = goods.split_at(goods.partition_point(|&g| g < sweep.from));
     let mut due = Vec::new();
     for group in from
@@ -161,7 +163,8 @@ pub(super) fn due_orders(
         // cache of statements the order writer uses.
         let rows: Vec<OrderRow> = conn.query(format!(
             "SELECT {ORDER_COLUMNS} FROM orders FORCE INDEX (orders_by_goods)
-             WHERE goods_id IN ({}) AND state = 0 AND pay_by_ms <= {now_ms} LIMIT {left}",
+             WHERE goods_id IN ({}) AND state = 0 AND pay_by_ms <= {now_ms}
+             ORDER BY goods_id LIMIT {left}",
             id_list(group)
         ))?;
         due.extend(rows);
@@ -200,6 +203,9 @@ mod tests {
             }
         );
         plan.swept(plan.next(), 2_001_000, None);
+        assert_eq!(plan.next().from, 0);
+        // After the last goods there can be, the first.
+        plan.swept(plan.next(), 2_002_000, Some(GoodsId::MAX));
         assert_eq!(plan.next().from, 0);
     }
 }
