@@ -246,6 +246,8 @@ fn fence<T: Table>(
     epochs: &[Epoch],
 ) -> Result<(Vec<Option<Written>>, BTreeMap<GoodsId, u64>), T::Error> {
     let mut written = vec![None; orders.len()];
+    let unpaid = unpaid_until(orders, now_ms());
+    let mark = |goods: GoodsId| unpaid.get(&goods).copied().unwrap_or(0);
     if epochs.is_empty() {
         // Unfenced orders are counted too, before they go in, for the same
         // reason as the fence is a write: the goods' row is locked first.
@@ -253,10 +255,8 @@ fn fence<T: Table>(
         // foreign key) and the count then an exclusive one, and two
         // servers' writers doing that at once deadlock each other.
         let counted = per_goods(orders);
-        let unpaid = unpaid_until(orders, now_ms());
         for (&goods, &n) in &counted {
-            let n = i64::try_from(n).unwrap_or(i64::MAX);
-            table.add_live(goods, n, unpaid.get(&goods).copied().unwrap_or(0))?;
+            table.add_live(goods, i64::try_from(n).unwrap_or(i64::MAX), mark(goods))?;
         }
         return Ok((written, counted));
     }
@@ -269,10 +269,8 @@ fn fence<T: Table>(
     for (o, &epoch) in orders.iter().zip(epochs) {
         *groups.entry((o.goods_id, epoch)).or_default() += 1;
     }
-    let unpaid = unpaid_until(orders, now_ms());
     for ((goods, epoch), count) in groups {
-        let unpaid_until_ms = unpaid.get(&goods).copied().unwrap_or(0);
-        let refused = match table.fence(goods, epoch, count, unpaid_until_ms)? {
+        let refused = match table.fence(goods, epoch, count, mark(goods))? {
             Fence::Taken => {
                 *counted.entry(goods).or_default() += u64::from(count);
                 continue;

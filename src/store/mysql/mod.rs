@@ -568,13 +568,12 @@ impl OrderStore for MysqlStore {
         let due_index = self.layout.get().map_or(DueIndex::ByGoods, |l| l.due);
         let sweep = self.sweep.lock().next();
         let (expired, stopped_in) = self.link.call("expire", Call::SETTLE, |conn| {
-            let rows = due_orders(conn, due_index, sweep, now_ms, max)?;
-            // (order_no, user_id, goods_id, ...): the goods of the last row.
-            let stopped_in = rows.last().filter(|_| rows.len() >= max).map(|r| r.2);
-            let mut due = rows
+            let mut due = due_orders(conn, due_index, sweep, now_ms, max)?
                 .into_iter()
                 .map(order_record)
                 .collect::<Result<Vec<_>, _>>()?;
+            // In the order read: the goods whose due orders filled the sweep.
+            let stopped_in = due.last().filter(|_| due.len() >= max).map(|o| o.goods_id);
             // Locked in order-number order, whatever order each server read
             // them in (each begins its sweeps where its last one stopped):
             // two servers sweeping the same orders then queue, never

@@ -115,8 +115,8 @@ pub(super) struct Layout {
 }
 
 /// The index through which a goods' orders are read by its `goods_id`
-/// prefix (the live holders, locked in share mode), named in the read so
-/// that a poor plan never locks other goods' orders.
+/// prefix (the live holders), named in the read so that a poor plan never
+/// reads the whole table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum GoodsIndex {
     /// `orders_by_goods`, which leads with `goods_id`.
