@@ -21,6 +21,22 @@ fn durable(stock: Arc<dyn StockStore>, orders: Arc<dyn OrderStore>) -> Sale {
     Sale::open(stock, orders, None, 1, Arc::new(Metrics::default())).unwrap()
 }
 
+/// An embedded order store in a directory of its own, kept as long as the
+/// directory is.
+fn sqlite_orders() -> (tempfile::TempDir, Arc<crate::store::SqliteStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+    (dir, orders)
+}
+
+/// The goods an ADD_GOODS reply says was added.
+fn added(reply: Reply) -> seckill_proto::Goods {
+    match reply {
+        Reply::GoodsAdded(goods) => goods,
+        other => panic!("ADD_GOODS failed: {other:?}"),
+    }
+}
+
 fn buys(users: &[UserId]) -> Vec<Buy> {
     users
         .iter()
@@ -38,8 +54,7 @@ fn buys(users: &[UserId]) -> Vec<Buy> {
 /// the next sale.
 #[test]
 fn admin_changes_stand_when_the_stock_store_fails_after_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+    let (_dir, orders) = sqlite_orders();
     let stock = Arc::new(FlakyStock::default());
     let sale = durable(stock.clone(), orders);
     *stock.failing.lock() = true;
@@ -52,9 +67,7 @@ fn admin_changes_stand_when_the_stock_store_fails_after_them() {
         rules: SaleRules::default(),
         buckets: 1,
     };
-    let Reply::GoodsAdded(goods) = sale.add_goods(&new, None) else {
-        panic!("ADD_GOODS failed");
-    };
+    let goods = added(sale.add_goods(&new, None));
     assert!(matches!(sale.restock(goods.id, 1), Reply::Restocked(g) if g.total == 2));
     // While the stock store is down, nothing sells.
     assert_eq!(status(&sale.reserve(goods.id, &buys(&[1]))), Status::Busy);
@@ -166,13 +179,10 @@ fn lamp(stock: u32) -> NewGoods {
 /// to repair it: the periodic refresh reconciles it, and the unit sells.
 #[test]
 fn a_unit_whose_return_failed_comes_back_at_the_next_refresh() {
-    let dir = tempfile::tempdir().unwrap();
-    let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+    let (_dir, orders) = sqlite_orders();
     let stock = Arc::new(FlakyStock::default());
     let sale = durable(stock.clone(), orders);
-    let Reply::GoodsAdded(goods) = sale.add_goods(&lamp(1), None) else {
-        panic!("ADD_GOODS failed");
-    };
+    let goods = added(sale.add_goods(&lamp(1), None));
     let order = written(sale.reserve(goods.id, &buys(&[7])));
     let order_no = order.order().order_no;
     sale.commit(vec![order]);
@@ -249,13 +259,10 @@ fn a_sweep_that_panics_does_not_end_the_expiry_thread() {
 /// refuses every server's BUYs, even one whose catalog has not seen it.
 #[test]
 fn a_control_that_missed_the_stock_store_is_passed_on_by_a_refresh() {
-    let dir = tempfile::tempdir().unwrap();
-    let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+    let (_dir, orders) = sqlite_orders();
     let stock = Arc::new(MemoryStock::new());
     let a = durable(stock.clone(), orders.clone());
-    let Reply::GoodsAdded(goods) = a.add_goods(&lamp(5), None) else {
-        panic!("ADD_GOODS failed");
-    };
+    let goods = added(a.add_goods(&lamp(5), None));
     let b = durable(stock.clone(), orders.clone());
     orders
         .save_sale(goods.id, crate::store::SaleChange::Pause)
@@ -270,14 +277,11 @@ fn a_control_that_missed_the_stock_store_is_passed_on_by_a_refresh() {
 /// refresh.
 #[test]
 fn a_control_of_goods_new_here_is_passed_on_and_retried() {
-    let dir = tempfile::tempdir().unwrap();
-    let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+    let (_dir, orders) = sqlite_orders();
     let stock = Arc::new(FlakyStock::default());
     let b = durable(stock.clone(), orders.clone());
     let a = durable(stock.clone(), orders.clone());
-    let Reply::GoodsAdded(goods) = a.add_goods(&lamp(5), None) else {
-        panic!("ADD_GOODS failed");
-    };
+    let goods = added(a.add_goods(&lamp(5), None));
     orders
         .save_sale(goods.id, crate::store::SaleChange::Pause)
         .unwrap();
@@ -295,13 +299,10 @@ fn a_control_of_goods_new_here_is_passed_on_and_retried() {
 /// store is back, it is `ok`, and every server's BUYs are refused.
 #[test]
 fn a_control_the_stock_store_missed_is_answered_busy() {
-    let dir = tempfile::tempdir().unwrap();
-    let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+    let (_dir, orders) = sqlite_orders();
     let stock = Arc::new(FlakyStock::default());
     let a = durable(stock.clone(), orders.clone());
-    let Reply::GoodsAdded(goods) = a.add_goods(&lamp(5), None) else {
-        panic!("ADD_GOODS failed");
-    };
+    let goods = added(a.add_goods(&lamp(5), None));
     let b = durable(stock.clone(), orders.clone());
     stock.failing_goods.lock().push(goods.id);
     let reply = a.control(goods.id, SaleAction::Pause);
@@ -435,8 +436,7 @@ fn a_request_id_whose_order_was_written_late_is_kept() {
 /// again.
 #[test]
 fn a_goods_that_cannot_be_reconciled_at_start_waits_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+    let (_dir, orders) = sqlite_orders();
     let new = |name: &str| NewGoods {
         name: name.into(),
         price_cents: 100,

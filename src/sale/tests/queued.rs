@@ -9,8 +9,7 @@ use super::*;
 /// (cancelled), not from the queue, so its unit stays on sale.
 #[test]
 fn a_cancelled_order_still_queued_holds_no_unit() {
-    let dir = tempfile::tempdir().unwrap();
-    let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+    let (_dir, orders) = sqlite_orders();
     let goods = orders.add_goods(&lamp(2), None).unwrap().id;
     let record = |order_no, user_id| created(order_no, user_id, goods);
     let (cancelled, queued_only) = (record(70, 7), record(80, 8));
@@ -41,8 +40,7 @@ fn a_cancelled_order_still_queued_holds_no_unit() {
 /// queues drained, it has none.
 #[test]
 fn an_order_another_server_queued_is_not_denied() {
-    let dir = tempfile::tempdir().unwrap();
-    let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+    let (_dir, orders) = sqlite_orders();
     let goods = orders.add_goods(&lamp(2), None).unwrap().id;
     let made_ms = now_ms();
     let order_no = crate::sale::order_no::made_at_for_tests(made_ms, 9, 1);
@@ -180,8 +178,7 @@ struct Shared {
 
 impl Shared {
     fn new(units: u32, queued: bool) -> Shared {
-        let dir = tempfile::tempdir().unwrap();
-        let orders = Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+        let (dir, orders) = sqlite_orders();
         let goods = orders.add_goods(&lamp(units), None).unwrap().id;
         let stock = Arc::new(MemoryStock::new());
         let queue = Arc::new(TestQueue(Mutex::new(Vec::new())));

@@ -200,10 +200,7 @@ fn live_holders_wait_for_orders_still_being_committed() {
             (77u64, 7u64, g.id),
         )
         .unwrap();
-    let reader = {
-        let store = store.clone();
-        std::thread::spawn(move || store.live_holders(g.id))
-    };
+    let reader = holders_meanwhile(&store, g.id);
     std::thread::sleep(Duration::from_millis(500));
     assert!(
         !reader.is_finished(),
@@ -230,10 +227,7 @@ fn live_holders_and_a_pay_in_flight_do_not_deadlock() {
     pay.query_drop("START TRANSACTION").unwrap();
     pay.query_drop("SELECT order_no FROM orders WHERE order_no = 2 FOR UPDATE")
         .unwrap();
-    let reader = {
-        let store = store.clone();
-        std::thread::spawn(move || store.live_holders(g))
-    };
+    let reader = holders_meanwhile(&store, g);
     std::thread::sleep(Duration::from_millis(500));
     pay.query_drop("UPDATE orders SET state = 1 WHERE order_no = 2")
         .expect("the PAY is no deadlock victim");
@@ -271,10 +265,7 @@ fn live_holders_wait_for_a_batch_writing_out_of_deadline_order() {
         )
         .unwrap();
     insert(&mut batch, 1, 1_005).unwrap();
-    let reader = {
-        let store = store.clone();
-        std::thread::spawn(move || store.live_holders(g))
-    };
+    let reader = holders_meanwhile(&store, g);
     std::thread::sleep(Duration::from_millis(500));
     assert!(!reader.is_finished(), "the read did not wait for the batch");
     insert(&mut batch, 2, 1_003).expect("the batch is no deadlock victim");
@@ -282,6 +273,16 @@ fn live_holders_wait_for_a_batch_writing_out_of_deadline_order() {
     let mut holders = reader.join().unwrap().expect("the read is none either");
     holders.sort_unstable();
     assert_eq!(holders, [(1, 1), (2, 2)]);
+}
+
+/// The live holders of `goods`, read on a thread of their own while the
+/// test holds locks.
+fn holders_meanwhile(
+    store: &Arc<MysqlStore>,
+    goods: u64,
+) -> std::thread::JoinHandle<Result<Vec<(u64, u64)>, StoreError>> {
+    let store = store.clone();
+    std::thread::spawn(move || store.live_holders(goods))
 }
 
 /// The numbers of the orders one sweep at `now_ms` cancels, at most `max`.
