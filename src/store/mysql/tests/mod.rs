@@ -15,6 +15,9 @@ use crate::store::conformance::orders::{due as due_at, new_goods, order};
 use crate::store::testdb::TestDb;
 use crate::store::{OrderStore, StoreError, Written};
 
+mod holders;
+mod sweep;
+
 fn open(db: &TestDb) -> MysqlStore {
     MysqlStore::open(db.url()).unwrap_or_else(|e| panic!("open {}: {e}", db.url()))
 }
@@ -183,108 +186,6 @@ fn a_data_error_fails_the_batch_as_inconsistent() {
     );
 }
 
-/// Reconciliation reads the holders while another connection may still
-/// be committing orders: the read waits for that transaction rather than
-/// miss its orders.
-#[test]
-fn live_holders_wait_for_orders_still_being_committed() {
-    let db = TestDb::new();
-    let store = Arc::new(open(&db));
-    let g = store.add_goods(&new_goods(10), None).unwrap();
-    let mut writer = db.conn();
-    writer.query_drop("START TRANSACTION").unwrap();
-    writer
-        .exec_drop(
-            "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms, pay_by_ms)
-             VALUES (?, ?, ?, 0, 1, 1, 1)",
-            (77u64, 7u64, g.id),
-        )
-        .unwrap();
-    let reader = holders_meanwhile(&store, g.id);
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        !reader.is_finished(),
-        "the read did not wait for the commit"
-    );
-    writer.query_drop("COMMIT").unwrap();
-    assert_eq!(reader.join().unwrap().unwrap(), vec![(7, 77)]);
-}
-
-/// The holders' read locks no order: a PAY in flight (its order's row
-/// locked, its state about to change) neither holds it up nor deadlocks
-/// with it. (A read that locked each order's entry in `orders_by_goods
-/// (goods_id, state, pay_by_ms)`, then its row, took them in the opposite
-/// order to the PAY, which then moves the entry: one of the two failed.)
-#[test]
-fn live_holders_and_a_pay_in_flight_do_not_deadlock() {
-    let db = TestDb::new();
-    let store = Arc::new(open(&db));
-    let g = store.add_goods(&new_goods(10), None).unwrap().id;
-    let e = store.next_epoch(g, 0).unwrap();
-    let orders = [order(1, 1, g), order(2, 2, g), order(3, 3, g)];
-    store.commit_orders(&orders, &[e; 3]).unwrap();
-    let mut pay = db.conn();
-    pay.query_drop("START TRANSACTION").unwrap();
-    pay.query_drop("SELECT order_no FROM orders WHERE order_no = 2 FOR UPDATE")
-        .unwrap();
-    let reader = holders_meanwhile(&store, g);
-    std::thread::sleep(Duration::from_millis(500));
-    pay.query_drop("UPDATE orders SET state = 1 WHERE order_no = 2")
-        .expect("the PAY is no deadlock victim");
-    pay.query_drop("COMMIT").unwrap();
-    let mut holders = reader.join().unwrap().expect("the read is none either");
-    holders.sort_unstable();
-    assert_eq!(holders, [(1, 1), (2, 2), (3, 3)]);
-}
-
-/// The holders' read waits for a batch still writing the goods' orders,
-/// wherever its rows fall in the goods' index: here the later payment
-/// deadline first. (A read that locked the index waited for the first row
-/// holding the gap of the second, which then waited for the read.)
-#[test]
-fn live_holders_wait_for_a_batch_writing_out_of_deadline_order() {
-    let db = TestDb::new();
-    let store = Arc::new(open(&db));
-    let g = store.add_goods(&new_goods(10), None).unwrap().id;
-    let insert = |conn: &mut ::mysql::Conn, order_no: u64, pay_by_ms: u64| {
-        conn.exec_drop(
-            "INSERT INTO orders (order_no, user_id, goods_id, created_ms, pay_by_ms)
-             VALUES (?, ?, ?, 1, ?)",
-            (order_no, order_no, g, pay_by_ms),
-        )
-    };
-    let mut batch = db.conn();
-    batch
-        .query_drop("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-        .unwrap();
-    batch.query_drop("START TRANSACTION").unwrap();
-    batch
-        .exec_drop(
-            "UPDATE goods SET live_orders = live_orders + 2 WHERE id = ?",
-            (g,),
-        )
-        .unwrap();
-    insert(&mut batch, 1, 1_005).unwrap();
-    let reader = holders_meanwhile(&store, g);
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(!reader.is_finished(), "the read did not wait for the batch");
-    insert(&mut batch, 2, 1_003).expect("the batch is no deadlock victim");
-    batch.query_drop("COMMIT").unwrap();
-    let mut holders = reader.join().unwrap().expect("the read is none either");
-    holders.sort_unstable();
-    assert_eq!(holders, [(1, 1), (2, 2)]);
-}
-
-/// The live holders of `goods`, read on a thread of their own while the
-/// test holds locks.
-fn holders_meanwhile(
-    store: &Arc<MysqlStore>,
-    goods: u64,
-) -> std::thread::JoinHandle<Result<Vec<(u64, u64)>, StoreError>> {
-    let store = store.clone();
-    std::thread::spawn(move || store.live_holders(goods))
-}
-
 /// The numbers of the orders one sweep at `now_ms` cancels, at most `max`.
 fn order_nos_swept(store: &MysqlStore, now_ms: u64, max: usize) -> Vec<u64> {
     let swept = store.expire_due(now_ms, max).unwrap();
@@ -361,39 +262,6 @@ fn open_counts_the_live_orders_of_an_older_goods_table() {
         store.commit_orders(&[order(4, 4, g)], &[e]).unwrap(),
         [Written::Stored]
     );
-}
-
-/// A goods table made before the unpaid marks gets the column from its
-/// orders: the latest deadline of a goods' created orders (paid and
-/// cancelled ones not counted), 0 for a goods with none.
-#[test]
-fn open_marks_the_unpaid_orders_of_an_older_goods_table() {
-    let db = TestDb::new();
-    let store = open(&db);
-    let g = store.add_goods(&new_goods(5), None).unwrap().id;
-    let h = store.add_goods(&new_goods(5), None).unwrap().id;
-    let orders = [
-        due_at(1, 1, g, 500),
-        due_at(2, 2, g, 700),
-        due_at(3, 3, g, 900),
-        due_at(4, 4, h, 800),
-    ];
-    store.insert_orders(&orders).unwrap();
-    assert!(store.pay(3, 3, 100).unwrap().is_some());
-    assert!(store.cancel(4, 4).unwrap().unwrap().cancelled_now);
-    drop(store);
-    db.conn()
-        .query_drop("ALTER TABLE goods DROP INDEX goods_unpaid, DROP COLUMN unpaid_until_ms")
-        .expect("drop the column");
-    let _store = open(&db);
-    let mark = |goods| {
-        count(
-            &db,
-            &format!("SELECT unpaid_until_ms FROM goods WHERE id = {goods}"),
-        )
-    };
-    assert_eq!(mark(g), 700);
-    assert_eq!(mark(h), 0);
 }
 
 /// A goods table made by a server before the epoch fence gets its columns
@@ -535,98 +403,6 @@ fn orders_tables_of_older_layouts_work_as_they_are() {
         let expired = order_nos_swept(&store, 200, 10);
         assert_eq!(expired, [4], "{due:?}");
     }
-}
-
-/// The expiry sweep reads each goods' range of created orders past their
-/// window (through `orders_by_goods`) and stops at `max`: paid orders,
-/// orders still in their window and other states are left.
-#[test]
-fn the_sweep_takes_due_orders_of_every_goods_up_to_max() {
-    let db = TestDb::new();
-    let store = open(&db);
-    let mut due = Vec::new();
-    for n in 0..3u64 {
-        let g = store.add_goods(&new_goods(10), None).unwrap().id;
-        let e = store.next_epoch(g, 0).unwrap();
-        let orders = [
-            due_at(10 * n + 1, 1, g, 100),
-            due_at(10 * n + 2, 2, g, 150),
-            due_at(10 * n + 3, 3, g, 150),
-            due_at(10 * n + 4, 4, g, 900),
-        ];
-        store.commit_orders(&orders, &[e; 4]).unwrap();
-        // Paid before its window closed: never due.
-        assert!(store.pay(3, 10 * n + 3, 120).unwrap().is_some());
-        due.extend([10 * n + 1, 10 * n + 2]);
-    }
-    let mut expired: Vec<u64> = Vec::new();
-    for _ in 0..3 {
-        let swept = store.expire_due(500, 4).unwrap();
-        assert!(swept.len() <= 4);
-        expired.extend(swept.iter().map(|o| o.order_no));
-    }
-    expired.sort_unstable();
-    assert_eq!(expired, due);
-    assert!(store.expire_due(500, 4).unwrap().is_empty());
-    assert_eq!(
-        store.expire_due(1000, 10).unwrap().len(),
-        3,
-        "the last ones"
-    );
-}
-
-/// The sweep reads the goods whose unpaid mark is recent: an order written
-/// after a complete sweep is swept, even one whose window had closed before
-/// it was written (a queued order written late, after an outage); a created
-/// order with no mark (put in by hand) waits for the next full sweep.
-#[test]
-fn the_sweep_finds_orders_written_after_it_even_late_ones() {
-    let db = TestDb::new();
-    let store = open(&db);
-    let g = store.add_goods(&new_goods(10), None).unwrap().id;
-    assert!(store.expire_due(now_ms(), 10).unwrap().is_empty());
-    // Due an hour before it is written: the sweep's floor is past that.
-    let hour_ago = now_ms() - 3_600_000;
-    store.insert_orders(&[due_at(1, 1, g, hour_ago)]).unwrap();
-    let swept = order_nos_swept(&store, now_ms(), 10);
-    assert_eq!(swept, [1], "the late order is swept");
-
-    // Another goods, never written to by a batch.
-    let h = store.add_goods(&new_goods(10), None).unwrap().id;
-    db.conn()
-        .exec_drop(
-            "INSERT INTO orders (order_no, user_id, goods_id, created_ms, pay_by_ms)
-             VALUES (2, 2, ?, 1, 2)",
-            (h,),
-        )
-        .unwrap();
-    assert!(
-        store.expire_due(now_ms(), 10).unwrap().is_empty(),
-        "a goods whose mark is old is not read"
-    );
-    store.sweep.lock().full_next();
-    let swept = order_nos_swept(&store, now_ms(), 10);
-    assert_eq!(swept, [2], "the full sweep reads every goods");
-}
-
-/// A sweep that stops at its maximum in a goods' backlog of due orders
-/// begins the next after that goods: the goods after it are not kept
-/// waiting until the backlog is gone.
-#[test]
-fn a_backlog_of_due_orders_does_not_hold_up_the_other_goods() {
-    let db = TestDb::new();
-    let store = open(&db);
-    let a = store.add_goods(&new_goods(20), None).unwrap().id;
-    let b = store.add_goods(&new_goods(20), None).unwrap().id;
-    let backlog: Vec<_> = (1..=10).map(|n| due_at(n, n, a, 100)).collect();
-    store.insert_orders(&backlog).unwrap();
-    store.insert_orders(&[due_at(99, 99, b, 100)]).unwrap();
-    let goods_of = |swept: Vec<crate::store::OrderRecord>| -> Vec<u64> {
-        swept.iter().map(|o| o.goods_id).collect()
-    };
-    assert_eq!(goods_of(store.expire_due(1_000, 3).unwrap()), [a, a, a]);
-    let second = goods_of(store.expire_due(1_000, 3).unwrap());
-    assert!(second.contains(&b), "{second:?}");
 }
 
 /// A batch whose goods is full waits for a transaction still giving a unit
