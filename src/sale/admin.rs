@@ -240,19 +240,19 @@ impl Sale {
         let told = match self.stock.control(goods, &record.sale()) {
             Ok(()) => {
                 entry.view.controls_passed(record.sale_version);
-                Ok(())
+                true
             }
             Err(e) => {
                 warn!("sale of goods {goods} changed; the stock store not yet: {e}");
                 entry.gate.mark_unsure();
-                Err(e)
+                false
             }
         };
         {
             let _gate = entry.gate.exclusive();
             entry.view.set_sale(&record.sale());
         }
-        if told.is_err() {
+        if !told {
             return Reply::error(
                 Status::Busy,
                 "the change is saved and in force on this server; the stock store could not be \
