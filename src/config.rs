@@ -400,6 +400,17 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Whether `guess` is this secret, in time that depends on neither.
+    /// The SHA-256 digests are compared, in constant time: a comparison of
+    /// the strings themselves returns at once on a length that differs, and
+    /// so would tell a guesser the token's length.
+    pub fn matches(&self, guess: &str) -> bool {
+        use sha2::{Digest, Sha256};
+        let expected: [u8; 32] = Sha256::digest(self.0.as_bytes()).into();
+        let guessed: [u8; 32] = Sha256::digest(guess.as_bytes()).into();
+        constant_time_eq::constant_time_eq_32(&expected, &guessed)
+    }
 }
 
 impl FromStr for Secret {

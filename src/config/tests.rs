@@ -15,6 +15,15 @@ fn debug_hides_the_token() {
     assert!(!format!("{c:?}").contains("hunter2"));
 }
 
+#[test]
+fn a_secret_matches_itself_only() {
+    let secret: Secret = "hunter2".parse().unwrap();
+    assert!(secret.matches("hunter2"));
+    for guess in ["", "hunter", "hunter22", "Hunter2", "hunter3"] {
+        assert!(!secret.matches(guess), "{guess:?}");
+    }
+}
+
 /// The stores' URLs are used as given, and `Debug` hides their passwords
 /// (a `{:?}` of the configuration must log none).
 #[test]

@@ -308,13 +308,8 @@ impl Handler {
                 );
             }
             // Constant time, so that the comparison does not leak how much
-            // of a guess was right.
-            (Some(expected), false)
-                if constant_time_eq::constant_time_eq(
-                    expected.expose().as_bytes(),
-                    token.as_bytes(),
-                ) =>
-            {
+            // of a guess was right, nor the token's length.
+            (Some(expected), false) if expected.matches(token) => {
                 if let Some(a) = address {
                     self.wrong_tokens.give_back(a);
                 }

@@ -4,22 +4,25 @@
 //! session cookie; the gateway talks to the servers through a client of
 //! its own greeted with the admin token.
 
-use axum::extract::{Path, State as AxumState};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Path, State as AxumState};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use seckill_client::aio::Client;
 use seckill_client::{ErrorKind, NewGoods, SaleAction, SaleRules};
 use serde::Deserialize;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::api::{parse_id, request_ids, with_request_id};
 use crate::body::JsonBody;
 use crate::error::ApiError;
-use crate::session;
 use crate::views::{now_ms, DriftView, GoodsView};
 use crate::State;
+use crate::{rate_limit, session};
 
 /// `POST /api/admin/login` body.
 #[derive(Debug, Deserialize)]
@@ -31,18 +34,27 @@ pub struct Login {
 /// `POST /api/admin/login`: an admin session for the right token.
 pub async fn login(
     AxumState(state): AxumState<State>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     JsonBody(login): JsonBody<Login>,
 ) -> Result<Response, ApiError> {
     let admin = state.config.admin.as_ref().ok_or_else(disabled)?;
+    // A request not served by `serve` (a test's) has no peer: counted as
+    // one address, the unspecified one.
+    let address = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| {
+        rate_limit::address_key(p.0 .0.ip())
+    });
     // Past the allowance of wrong logins, none is looked at (429), the
     // right one neither: guessing in parallel gains nothing. Each login is
     // charged before it is looked at and given back if right, so that
     // logins racing on several threads cannot all see the last one left.
-    state.wrong_logins.check(0)?;
-    // Compared in constant time, so that timing tells nothing of it.
-    let right: bool = login.token.as_bytes().ct_eq(admin.token.as_bytes()).into();
-    if right {
-        state.wrong_logins.give_back(0);
+    state.wrong_logins.check(address)?;
+    if let Err(e) = state.all_wrong_logins.check(0) {
+        state.wrong_logins.give_back(address);
+        return Err(e);
+    }
+    if token_matches(&login.token, &admin.token) {
+        state.wrong_logins.give_back(address);
+        state.all_wrong_logins.give_back(0);
     } else {
         log::warn!("admin login refused: wrong token");
         // A second for every wrong guess, against guessing at HTTP speed
@@ -61,6 +73,16 @@ pub async fn login(
         Json(json!({ "admin": true })),
     )
         .into_response())
+}
+
+/// Whether `guess` is the admin token, in time that tells nothing of it:
+/// the SHA-256 digests are compared, in constant time (a comparison of the
+/// strings returns at once on a length that differs, so would tell the
+/// token's length).
+fn token_matches(guess: &str, token: &str) -> bool {
+    Sha256::digest(guess.as_bytes())
+        .ct_eq(&Sha256::digest(token.as_bytes()))
+        .into()
 }
 
 /// `POST /api/admin/logout`.

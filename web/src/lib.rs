@@ -25,6 +25,7 @@ pub mod serve;
 pub mod session;
 pub mod views;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Request};
@@ -75,12 +76,19 @@ impl std::fmt::Debug for AdminConfig {
     }
 }
 
-/// Wrong admin logins the console takes, from everyone together, before it
-/// refuses every login for a while (a guesser gets ten a minute whatever
-/// the number of addresses or requests at once; the price is that one can
-/// keep the console shut meanwhile, never the sale).
+/// Wrong admin logins the console takes from one address (an IPv6 /64)
+/// before it refuses every login from there for a while: ten, then one
+/// every six seconds, however many requests at once.
 const WRONG_LOGINS_BURST: u32 = 10;
 const WRONG_LOGINS_PER_S: f64 = 1.0 / 6.0;
+
+/// ... and from every address together: a guesser with many addresses gets
+/// a hundred, then one a second. Past it every login is refused, so one
+/// with that many addresses can keep the console shut meanwhile (never the
+/// sale); one with a single address cannot. Behind a reverse proxy every
+/// login comes from the proxy's address, and the first limit is the one.
+const WRONG_LOGINS_ALL_BURST: u32 = 100;
+const WRONG_LOGINS_ALL_PER_S: f64 = 1.0;
 
 /// The state every handler shares.
 #[derive(Debug)]
@@ -89,9 +97,11 @@ pub struct AppState {
     pub config: Config,
     /// Buyers' token buckets.
     pub limiter: RateLimiter,
-    /// The console's wrong admin logins, all together (key 0): ten, then
-    /// one every six seconds; past them every login is refused unchecked.
-    pub wrong_logins: RateLimiter,
+    /// The console's wrong admin logins per address: past them every login
+    /// from there is refused unchecked.
+    pub wrong_logins: RateLimiter<IpAddr>,
+    /// ... and from every address together (key 0).
+    pub all_wrong_logins: RateLimiter,
 }
 
 /// Shared state, as the handlers take it.
@@ -104,6 +114,7 @@ pub fn app(config: Config) -> Router {
         config,
         limiter,
         wrong_logins: RateLimiter::new(WRONG_LOGINS_PER_S, WRONG_LOGINS_BURST),
+        all_wrong_logins: RateLimiter::new(WRONG_LOGINS_ALL_PER_S, WRONG_LOGINS_ALL_BURST),
     });
     let api = Router::new()
         .route("/login", post(api::login))

@@ -1,8 +1,11 @@
 //! A token bucket per buyer: a session that clicks faster than a person
 //! could is answered 429 here, before it costs the seckill server a
-//! request. One more bucket holds the console's wrong admin logins.
+//! request. The console's wrong admin logins are counted the same way, per
+//! address and all together.
 
 use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -18,17 +21,18 @@ const SWEEP_AT: usize = 10_000;
 /// crowd of active buyers keeps it over [`SWEEP_AT`] with nothing to sweep.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
-/// Requests per second and burst, per buyer.
+/// Requests per second and burst, per key: a buyer's user id, or an
+/// address ([`address_key`]).
 #[derive(Debug)]
-pub struct RateLimiter {
+pub struct RateLimiter<K = u64> {
     per_second: f64,
     burst: f64,
-    buckets: Mutex<Buckets>,
+    buckets: Mutex<Buckets<K>>,
 }
 
-#[derive(Debug, Default)]
-struct Buckets {
-    by_user: HashMap<u64, Bucket>,
+#[derive(Debug)]
+struct Buckets<K> {
+    by_user: HashMap<K, Bucket>,
     swept: Option<Instant>,
 }
 
@@ -38,19 +42,22 @@ struct Bucket {
     at: Instant,
 }
 
-impl RateLimiter {
+impl<K: Hash + Eq> RateLimiter<K> {
     /// `per_second` requests a second on average, `burst` at once. A rate
     /// of 0 turns the limit off.
-    pub fn new(per_second: f64, burst: u32) -> RateLimiter {
+    pub fn new(per_second: f64, burst: u32) -> RateLimiter<K> {
         RateLimiter {
             per_second,
             burst: f64::from(burst.max(1)),
-            buckets: Mutex::new(Buckets::default()),
+            buckets: Mutex::new(Buckets {
+                by_user: HashMap::new(),
+                swept: None,
+            }),
         }
     }
 
     /// Takes one request of `user_id`'s, or says how long to wait.
-    pub fn check(&self, user_id: u64) -> Result<(), ApiError> {
+    pub fn check(&self, user_id: K) -> Result<(), ApiError> {
         if self.per_second <= 0.0 {
             return Ok(());
         }
@@ -88,7 +95,7 @@ impl RateLimiter {
     /// only wrong ones are limited). Taking first and giving back, rather
     /// than looking first and taking after, leaves no moment in which
     /// requests on several runtime threads all see the last one.
-    pub fn give_back(&self, user_id: u64) {
+    pub fn give_back(&self, user_id: K) {
         if self.per_second <= 0.0 {
             return;
         }
@@ -97,10 +104,23 @@ impl RateLimiter {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Buckets> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Buckets<K>> {
         // A poisoned lock only means another request panicked mid-update
         // of a counter: the map is still usable.
         self.buckets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The key an address is counted under: an IPv4 address (also one mapped
+/// into IPv6) by itself, an IPv6 address by its /64, which one host
+/// usually has whole.
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        },
+        v4 => v4,
     }
 }
 
@@ -135,5 +155,18 @@ mod tests {
         for _ in 0..100 {
             off.check(1).unwrap();
         }
+    }
+
+    #[test]
+    fn an_address_counts_as_itself_or_its_ipv6_64() {
+        let key = |s: &str| address_key(s.parse().unwrap());
+        assert_eq!(key("192.0.2.7"), key("::ffff:192.0.2.7"));
+        assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_eq!(
+            key("2001:db8:1:2::1"),
+            "2001:db8:1:2::".parse::<IpAddr>().unwrap()
+        );
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
     }
 }

@@ -35,6 +35,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use axum::extract::ConnectInfo;
 use axum::Router;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -125,9 +126,9 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     accept_failed(e).await;
                     continue;
@@ -142,7 +143,10 @@ pub async fn serve(
         let app = app.clone();
         let body_timeout = limits.body_timeout;
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            let request = request.map(|body| Deadline::new(body, body_timeout));
+            let mut request = request.map(|body| Deadline::new(body, body_timeout));
+            // Where it came from, as axum's `into_make_service_with_connect_info`
+            // gives it: the admin login counts wrong tokens per address.
+            request.extensions_mut().insert(ConnectInfo(peer));
             app.clone().call(request)
         });
         let connection = http.serve_connection(io, service);

@@ -280,3 +280,50 @@ fn stopping_closes_idle_connections_without_waiting_out_the_drain() {
     );
     assert!(until_closed(&mut idle, Duration::from_secs(2)).is_some());
 }
+
+/// The status code of an admin login with `token` from `from`, over a
+/// connection of its own.
+fn admin_login(gateway: &Gateway, from: &str, token: &str) -> u16 {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let local: SocketAddr = format!("{from}:0").parse().expect("address");
+    socket.bind(&local.into()).expect("bind");
+    socket.connect(&gateway.addr.into()).expect("connect");
+    let mut stream = TcpStream::from(socket);
+    let body = format!(r#"{{"token":"{token}"}}"#);
+    let request = format!(
+        "POST /api/admin/login HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("send");
+    let answer = until_closed(&mut stream, Duration::from_secs(10)).expect("an answer");
+    answer
+        .get(9..12)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer}"))
+}
+
+/// Wrong admin logins are counted per address: one that used its ten up is
+/// refused every login (429), the right one too, while the admin logs in
+/// from another.
+#[test]
+fn wrong_admin_logins_shut_the_console_to_their_address_only() {
+    let gateway = Gateway::start(Limits::default());
+    // At once: each wrong one is answered a second late.
+    let gateway = &gateway;
+    let guesses: Vec<u16> = thread::scope(|s| {
+        let guesses: Vec<_> = (0..10)
+            .map(|i| s.spawn(move || admin_login(gateway, "127.0.0.2", &format!("guess {i}"))))
+            .collect();
+        guesses
+            .into_iter()
+            .map(|g| g.join().expect("guess"))
+            .collect()
+    });
+    assert_eq!(guesses, [401; 10]);
+    assert_eq!(admin_login(gateway, "127.0.0.2", "guess 11"), 429);
+    assert_eq!(admin_login(gateway, "127.0.0.2", common::TOKEN), 429);
+    assert_eq!(admin_login(gateway, "127.0.0.1", common::TOKEN), 200);
+    assert_eq!(admin_login(gateway, "127.0.0.1", "guess"), 401);
+}
