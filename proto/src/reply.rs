@@ -1,5 +1,7 @@
 //! Replies: what the server sends back.
 
+use std::fmt;
+
 use bytes::{BufMut, BytesMut};
 
 use crate::frame::{self, Frame};
@@ -15,8 +17,9 @@ use crate::wire::{put_string, BodyError, Reader};
 const MAX_MESSAGE_LEN: usize = u16::MAX as usize;
 
 /// A reply, without its id. Every variant but [`Reply::Error`] and
-/// [`Reply::AlreadyBought`] has status `ok`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// [`Reply::AlreadyBought`] has status `ok`. `Debug` hides a purchase
+/// token, as [`crate::Request`]'s does.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Reply {
     /// HELLO: the version the connection speaks from now on, whether the
     /// token granted admin rights, and, from version 2 on, what the server
@@ -66,6 +69,59 @@ pub enum Reply {
         status: Status,
         message: String,
     },
+}
+
+/// Hand-written so that a purchase token, a bearer capability, never
+/// reaches a log line.
+impl fmt::Debug for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tuple = |f: &mut fmt::Formatter<'_>, name: &str, field: &dyn fmt::Debug| {
+            f.debug_tuple(name).field(field).finish()
+        };
+        match self {
+            Reply::Hello {
+                version,
+                admin,
+                server,
+            } => f
+                .debug_struct("Hello")
+                .field("version", version)
+                .field("admin", admin)
+                .field("server", server)
+                .finish(),
+            Reply::Pong => f.write_str("Pong"),
+            Reply::GoodsList(goods) => tuple(f, "GoodsList", goods),
+            Reply::Goods(goods) => tuple(f, "Goods", goods),
+            Reply::Bought { order_no } => f
+                .debug_struct("Bought")
+                .field("order_no", order_no)
+                .finish(),
+            Reply::AlreadyBought { order_no } => f
+                .debug_struct("AlreadyBought")
+                .field("order_no", order_no)
+                .finish(),
+            Reply::Order(order) => tuple(f, "Order", order),
+            Reply::Paid(order) => tuple(f, "Paid", order),
+            Reply::Cancelled(order) => tuple(f, "Cancelled", order),
+            Reply::Orders(orders) => tuple(f, "Orders", orders),
+            Reply::Token { expires_ms, .. } => f
+                .debug_struct("Token")
+                .field("token", &"<redacted>")
+                .field("expires_ms", expires_ms)
+                .finish(),
+            Reply::GoodsAdded(goods) => tuple(f, "GoodsAdded", goods),
+            Reply::Restocked(goods) => tuple(f, "Restocked", goods),
+            Reply::Stats(stats) => tuple(f, "Stats", stats),
+            Reply::Reconciled(drifts) => tuple(f, "Reconciled", drifts),
+            Reply::SaleChanged(goods) => tuple(f, "SaleChanged", goods),
+            Reply::Stock(parts) => tuple(f, "Stock", parts),
+            Reply::Error { status, message } => f
+                .debug_struct("Error")
+                .field("status", status)
+                .field("message", message)
+                .finish(),
+        }
+    }
 }
 
 impl Reply {
@@ -305,5 +361,27 @@ mod tests {
             1,
             &mut BytesMut::new(),
         );
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_a_purchase_token() {
+        let token = Reply::Token {
+            token: 123_456_789,
+            expires_ms: 42,
+        };
+        let shown = format!("{token:?}");
+        assert!(!shown.contains("123456789"), "{shown}");
+        assert_eq!(shown, r#"Token { token: "<redacted>", expires_ms: 42 }"#);
+        // The others as derived.
+        assert_eq!(
+            format!("{:?}", Reply::Bought { order_no: 5 }),
+            "Bought { order_no: 5 }"
+        );
+        assert_eq!(format!("{:?}", Reply::Pong), "Pong");
     }
 }
