@@ -15,7 +15,8 @@
 //!    orders than units, whatever the stock store says.
 //! 1. The purchase limit of each goods of the batch is read once.
 //! 2. Orders of goods with a limit of 1 (the usual flash sale) go in
-//!    multi-row INSERTs, each in slot 1 of its user. A row that hits a
+//!    chunks of one statement each (a multi-row INSERT, or MySQL's load of
+//!    rows from memory), each in slot 1 of its user. A row that hits a
 //!    unique key (an order number stored by an earlier try of the batch, or
 //!    a second live order of a user) makes its chunk go in not at all, not
 //!    an error; such a chunk is looked at again: its stored orders read at

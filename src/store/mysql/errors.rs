@@ -37,6 +37,10 @@ pub(super) const DEADLOCK: u16 = 1213;
 /// statement (every row of a multi-row INSERT), not the transaction.
 pub(super) const DUPLICATE_KEY: u16 = 1062;
 
+/// A `LOAD DATA LOCAL INFILE` the server refuses, its `local_infile` off:
+/// MariaDB's 4166, MySQL 8's 3948, and 1148 of older servers of both.
+pub(super) const LOAD_REFUSED: [u16; 3] = [4166, 3948, 1148];
+
 /// "WSREP has not yet prepared node for application use": a Galera node that
 /// is joining, or cut off from the primary component, refuses every query
 /// with this (ER_UNKNOWN_COM_ERROR). Nothing was done; the node is no place

@@ -36,6 +36,7 @@
 //! - `writer`: which node of a MariaDB Galera cluster to write to, when the
 //!   URL is a list of them.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -49,8 +50,9 @@ use seckill_proto::{NewGoods, OrderState, RequestId};
 use self::calls::{Call, Failure, Link};
 use self::nodes::NODE_COLUMNS;
 use self::rows::{
-    give_back_live, goods_by_id, goods_record, id_list, order_for_update, order_record, set_state,
-    GoodsRow, OrderRow, Rows, GOODS_COLUMNS, ORDER_COLUMNS, PAUSED, ROWS_PER_INSERT,
+    give_back_live, goods_by_id, goods_record, id_list, loads_orders, order_for_update,
+    order_record, set_state, GoodsRow, OrderRow, Rows, GOODS_COLUMNS, ORDER_COLUMNS, PAUSED,
+    ROWS_PER_INSERT,
 };
 use self::schema::{DueIndex, GoodsIndex, Layout};
 use self::sweep::{due_orders, SweepPlan};
@@ -156,6 +158,11 @@ pub struct MysqlStore {
     /// to the table's defaults ([`schema::live_defaults`]); found at
     /// prepare.
     live_defaults: OnceLock<bool>,
+    /// Whether chunks of created orders are loaded
+    /// ([`rows::LOAD_ORDERS`]) rather than inserted: found at prepare, and
+    /// turned off for good by a later refusal (a node with `local_infile`
+    /// off).
+    load_orders: AtomicBool,
 }
 
 impl MysqlStore {
@@ -195,6 +202,7 @@ impl MysqlStore {
             db: db.unwrap_or_else(|| DEFAULT_DB.to_string()),
             layout: OnceLock::new(),
             live_defaults: OnceLock::new(),
+            load_orders: AtomicBool::new(false),
             sweep: Mutex::new(SweepPlan::new()),
         })
     }
@@ -220,16 +228,28 @@ impl MysqlStore {
         let _ = self.layout.set(layout);
         let _ = self.live_defaults.set(defaults);
         self.check_columns()?;
+        let loads = self.link.call("load probe", Call::IDEMPOTENT, |conn| {
+            Ok(loads_orders(conn)?)
+        })?;
+        self.load_orders.store(loads, Ordering::Relaxed);
         self.link.read_committed()?;
         Ok(())
     }
 
     /// The batch statements on a transaction's connection.
-    fn rows<'c>(&self, conn: &'c mut ::mysql::PooledConn) -> Rows<'c> {
+    fn rows<'c>(&'c self, conn: &'c mut ::mysql::PooledConn) -> Rows<'c> {
         Rows {
             conn,
             live_defaults: self.live_defaults.get().copied().unwrap_or(false),
+            load: &self.load_orders,
         }
+    }
+
+    /// Inserts every chunk from now on, as where the server refuses loads
+    /// (for the tests of that path, on a server that takes them).
+    #[cfg(test)]
+    pub(crate) fn insert_not_load(&self) {
+        self.load_orders.store(false, Ordering::Relaxed);
     }
 
     /// Fails early, with the column named, if an existing table predates
