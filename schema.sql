@@ -68,6 +68,7 @@ CREATE TABLE IF NOT EXISTS goods (
     -- its orders on the condition that live_orders stays within total, so
     -- the database itself never holds more live orders than units, whatever
     -- the stock store says (a Redis failover that lost deductions, a bug).
+    -- Counted again from the orders by every reconciliation of the goods.
     -- (Added to older tables at start, counted from the orders.)
     live_orders    BIGINT UNSIGNED NOT NULL DEFAULT 0,
     -- Until when the goods may have unpaid orders to expire (Unix ms): the

@@ -232,6 +232,18 @@ impl Sale {
         entry.view.set_remaining(remaining);
         entry.holders.set(&pairs);
         entry.gate.clear_unsure(marks);
+        // The order store's own count of the goods' live orders, set right
+        // should it have drifted. Not part of the sale's repair (the stock
+        // is loaded; the count only caps what the order store takes), so a
+        // failure is logged, and the next reconciliation tries again.
+        match self.orders.recount_live(entry.id) {
+            Ok(None) => {}
+            Ok(Some((was, live))) => warn!(
+                "goods {}: the order store counted {was} live orders where it holds {live}: set right",
+                entry.id
+            ),
+            Err(e) => warn!("goods {}: recounting its live orders: {e}", entry.id),
+        }
         Ok(Drift {
             goods_id: entry.id,
             found_remaining: found.as_ref().map(|(left, _)| *left),

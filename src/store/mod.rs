@@ -726,6 +726,13 @@ pub trait OrderStore: Send + Sync {
     /// order numbers: what the stock store is rebuilt from.
     fn live_holders(&self, goods: GoodsId) -> Result<Vec<(UserId, OrderNo)>, StoreError>;
 
+    /// Sets a goods' count of live orders (`goods.live_orders`, the order
+    /// store's own cap: a batch that would take it past the total is
+    /// refused) to the live orders the store holds, should it have drifted
+    /// (an older server's writes, a hand edit): what it was and is now, if
+    /// it was wrong. Run by each reconciliation.
+    fn recount_live(&self, goods: GoodsId) -> Result<Option<(u64, u64)>, StoreError>;
+
     /// A user's live order for a goods, if any.
     fn find_order(&self, user: UserId, goods: GoodsId) -> Result<Option<OrderRecord>, StoreError>;
 

@@ -324,6 +324,34 @@ fn live_orders_never_exceed_the_total<B: Backend>() {
     assert_eq!(live.count(), 3);
 }
 
+/// A count of live orders left wrong (too low, then too high) is set to the
+/// live orders held, and caps the goods' orders at its total again.
+fn a_drifted_live_count_is_recounted<B: Backend>() {
+    let db = B::new();
+    let store = db.open();
+    let g = store
+        .add_goods(&super::orders::new_goods(3), None)
+        .unwrap()
+        .id;
+    let e = store.next_epoch(g, 0).unwrap();
+    let two = [order(1, 1, g), order(2, 2, g)];
+    assert_eq!(
+        store.commit_orders(&two, &[e, e]).unwrap(),
+        [Written::Stored; 2]
+    );
+    assert_eq!(store.recount_live(g).unwrap(), None);
+    db.set_live_count(g, 0);
+    assert_eq!(store.recount_live(g).unwrap(), Some((0, 2)));
+    assert_eq!(store.recount_live(g).unwrap(), None);
+    assert_eq!(commit_one(&store, order(3, 3, g), e), Written::Stored);
+    assert_eq!(commit_one(&store, order(4, 4, g), e), Written::SoldOut);
+    db.set_live_count(g, 5);
+    assert!(store.cancel(1, 1).unwrap().unwrap().cancelled_now);
+    assert_eq!(store.recount_live(g).unwrap(), Some((4, 2)));
+    assert_eq!(commit_one(&store, order(4, 4, g), e), Written::Stored);
+    assert_eq!(store.recount_live(g + 1).unwrap(), None, "no such goods");
+}
+
 /// What became of one order committed on its own under `epoch`.
 fn commit_one(store: &impl OrderStore, o: OrderRecord, epoch: Epoch) -> Written {
     let written = store.commit_orders(&[o], &[epoch]).unwrap();
@@ -362,6 +390,7 @@ fn a_chunk_that_met_a_duplicate_counts_its_orders_as_live<B: Backend>() {
 
 per_backend!(
     a_chunk_that_met_a_duplicate_counts_its_orders_as_live,
+    a_drifted_live_count_is_recounted,
     live_orders_never_exceed_the_total,
     pay_cancel_and_expiry_settle_each_order_once,
     pay_and_cancel_settle_an_order_once,

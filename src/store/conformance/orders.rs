@@ -48,6 +48,10 @@ pub(super) trait Backend {
 
     /// The request ids kept, of every goods, due or not.
     fn kept_rows(&self) -> u64;
+
+    /// Sets a goods' count of live orders by hand, as an older server or
+    /// an operator might have left it.
+    fn set_live_count(&self, goods: GoodsId, live: u64);
 }
 
 pub(super) struct Sqlite {
@@ -105,10 +109,20 @@ impl Backend for Sqlite {
         })
         .expect("a count") as u64
     }
+
+    fn set_live_count(&self, goods: GoodsId, live: u64) {
+        let conn = rusqlite::Connection::open(self.path()).expect("open the file");
+        conn.execute(
+            "UPDATE goods SET live_orders = ?1 WHERE id = ?2",
+            [live as i64, goods as i64],
+        )
+        .expect("a count set");
+    }
 }
 
-/// With `LOAD` false, the store inserts every chunk, as on a server that
-/// refuses `LOAD DATA LOCAL`: this one takes it, so the `mysql` tests load.
+/// The store loads chunks of created orders (`LOAD`) or inserts them,
+/// whatever its probe found (which, on a MariaDB of default settings, is to
+/// insert): the `mysql` tests load, the `mysql_inserted` ones insert.
 pub(super) struct Mysql<const LOAD: bool = true> {
     db: TestDb,
 }
@@ -124,9 +138,7 @@ impl<const LOAD: bool> Backend for Mysql<LOAD> {
     fn open(&self) -> MysqlStore {
         let store = MysqlStore::open(self.db.url())
             .unwrap_or_else(|e| panic!("open {}: {e}", self.db.url()));
-        if !LOAD {
-            store.insert_not_load();
-        }
+        store.set_loads(LOAD);
         store
     }
 
@@ -159,6 +171,16 @@ impl<const LOAD: bool> Backend for Mysql<LOAD> {
             .query_first("SELECT COUNT(*) FROM buy_requests")
             .expect("a count")
             .unwrap_or(0)
+    }
+
+    fn set_live_count(&self, goods: GoodsId, live: u64) {
+        self.db
+            .conn()
+            .exec_drop(
+                "UPDATE goods SET live_orders = ? WHERE id = ?",
+                (live, goods),
+            )
+            .expect("a count set");
     }
 }
 

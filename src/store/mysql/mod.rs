@@ -245,11 +245,13 @@ impl MysqlStore {
         }
     }
 
-    /// Inserts every chunk from now on, as where the server refuses loads
-    /// (for the tests of that path, on a server that takes them).
+    /// Loads (`true`) or inserts every chunk from now on, whatever the probe
+    /// found: for the tests of each path, on a server with `local_infile`
+    /// on (the load needs no `innodb_autoinc_lock_mode` of 2 to work, only
+    /// to be cheap with several writers).
     #[cfg(test)]
-    pub(crate) fn insert_not_load(&self) {
-        self.load_orders.store(false, Ordering::Relaxed);
+    pub(crate) fn set_loads(&self, load: bool) {
+        self.load_orders.store(load, Ordering::Relaxed);
     }
 
     /// Fails early, with the column named, if an existing table predates
@@ -472,6 +474,41 @@ impl OrderStore for MysqlStore {
             // Autocommit: the lock goes with the statement.
             conn.exec_drop("SELECT id FROM goods WHERE id = ? FOR UPDATE", (goods,))?;
             Ok(conn.exec(&sql, (goods,))?)
+        })
+    }
+
+    /// In one transaction, the goods' row locked first and held to the
+    /// commit: every transaction that writes its orders or cancels one
+    /// updates that row, so none is half done while the orders are counted
+    /// (a cancel that changed its order and waits for the row is counted
+    /// live, and takes its order off the new count after). The count reads
+    /// without locks, as [`live_holders`](Self::live_holders) does, and for
+    /// as long as it takes (a goods' whole index range) holds up the goods'
+    /// order writes.
+    fn recount_live(&self, goods: GoodsId) -> Result<Option<(u64, u64)>, StoreError> {
+        let index = self.layout.get().map_or(GoodsIndex::ByGoods, |l| l.goods);
+        let count = format!(
+            "SELECT COUNT(*) FROM orders FORCE INDEX ({})
+             WHERE goods_id = ? AND live_slot IS NOT NULL",
+            index.name()
+        );
+        self.link.call("recount live orders", Call::ORDERS, |conn| {
+            let was: Option<u64> = conn.exec_first(
+                "SELECT live_orders FROM goods WHERE id = ? FOR UPDATE",
+                (goods,),
+            )?;
+            let Some(was) = was else {
+                return Ok(None);
+            };
+            let live: u64 = conn.exec_first(&count, (goods,))?.unwrap_or(0);
+            if live == was {
+                return Ok(None);
+            }
+            conn.exec_drop(
+                "UPDATE goods SET live_orders = ? WHERE id = ?",
+                (live, goods),
+            )?;
+            Ok(Some((was, live)))
         })
     }
 

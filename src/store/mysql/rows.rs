@@ -205,22 +205,44 @@ fn load_rows(chunk: &[&OrderRecord]) -> Vec<u8> {
 /// loaded, not inserted"). `'orders'` names no file: the connection's
 /// handler, set for this one statement ([`Rows::load_chunk`]), sends the
 /// chunk from memory whatever name the server asks for, so no file of this
-/// machine is ever read or sent. (Galera's deprecated
+/// machine is ever read or sent. Read as bytes (`CHARACTER SET binary`),
+/// not in the database's character set, which a database made beforehand
+/// may have other than ASCII. (Galera's deprecated
 /// `wsrep_load_data_splitting` commits a load every 10,000 rows: a chunk is
 /// at most [`ROWS_PER_INSERT`], so one transaction stays one.)
 pub(super) const LOAD_ORDERS: &str = "LOAD DATA LOCAL INFILE 'orders' INTO TABLE orders \
-     (order_no, user_id, goods_id, created_ms, pay_by_ms)";
+     CHARACTER SET binary (order_no, user_id, goods_id, created_ms, pay_by_ms)";
 
-/// Whether the server takes [`LOAD_ORDERS`] (`local_infile` on, as MariaDB
-/// has it by default; MySQL 8 has it off): a load of no rows, which the
-/// connection sends when no handler is set. Any refusal by the server (a
-/// proxy in front of it may have its own) means no, said in the log; a
-/// broken link fails the probe, to be tried again.
+/// Whether chunks are loaded here: the server takes [`LOAD_ORDERS`]
+/// (`local_infile` on, as MariaDB has it by default; MySQL 8 has it off),
+/// and allocates the surrogate `id`s of a load without a lock of the table
+/// (`innodb_autoinc_lock_mode` 2, "interleaved": MySQL 8's default, and
+/// Galera's requirement). At MariaDB's default of 1 a load holds the
+/// table's AUTO-INC lock to its end, waits for row locks included, where a
+/// multi-row INSERT takes it for a moment: the order writers of several
+/// servers would queue on it, and one waiting on another's row lock while
+/// holding it deadlocks with that other's next chunk (a read-only review
+/// reproduced both). The probe is a load of no rows, which the connection
+/// sends when no handler is set. A refusal by the server (a proxy in
+/// front of it may have its own) means no, said in the log; a broken link
+/// fails the probe, to be tried again.
 pub(super) fn loads_orders(conn: &mut PooledConn) -> ::mysql::Result<bool> {
+    let mode: Option<u8> = conn.query_first("SELECT @@innodb_autoinc_lock_mode")?;
+    if mode != Some(2) {
+        log::info!(
+            "mysql: orders are inserted, not loaded: innodb_autoinc_lock_mode is {}, not 2",
+            mode.map_or("unknown".into(), |m| m.to_string())
+        );
+        return Ok(false);
+    }
     match conn.query_drop(LOAD_ORDERS) {
         Ok(()) => Ok(true),
         Err(::mysql::Error::MySqlError(e)) => {
-            log::info!("mysql: orders are inserted, not loaded: {e}");
+            if LOAD_REFUSED.contains(&e.code) {
+                log::info!("mysql: orders are inserted, not loaded: {e}");
+            } else {
+                warn!("mysql: orders are inserted, not loaded: {e}");
+            }
             Ok(false)
         }
         Err(e) => Err(e),
@@ -254,9 +276,12 @@ pub(super) struct Rows<'c> {
 impl Rows<'_> {
     /// Loads a chunk of created orders: all of them (`true`), or none
     /// (`false`) where a row meets a unique key. With LOCAL the server
-    /// cannot stop the client's sending, so it skips such a row with a
-    /// warning and loads the rest; the savepoint then undoes the chunk, as a
-    /// failed INSERT is undone.
+    /// cannot stop the client's sending, so it takes every error of a row
+    /// (a unique or foreign key, a value it could not convert: the strict
+    /// `sql_mode` does not apply) for a warning, skips or converts the row,
+    /// and loads the rest; a chunk loaded with fewer rows or any warning is
+    /// undone by the savepoint, as a failed INSERT is undone, and the batch
+    /// places its rows again by the statements that say what failed.
     fn load_chunk(&mut self, orders: &[&OrderRecord]) -> ::mysql::Result<bool> {
         self.query_drop("SAVEPOINT chunk")?;
         let mut rows = Some(load_rows(orders));
@@ -270,7 +295,7 @@ impl Rows<'_> {
         let loaded = self.query_drop(LOAD_ORDERS);
         self.conn.set_local_infile_handler(None);
         loaded?;
-        if self.affected_rows() == orders.len() as u64 {
+        if self.affected_rows() == orders.len() as u64 && self.warnings() == 0 {
             return Ok(true);
         }
         self.query_drop("ROLLBACK TO SAVEPOINT chunk")?;

@@ -534,6 +534,36 @@ impl OrderStore for SqliteStore {
         })
     }
 
+    /// In one write transaction: SQLite's one writer writes no order
+    /// meanwhile.
+    fn recount_live(&self, goods: GoodsId) -> Result<Option<(u64, u64)>, StoreError> {
+        self.call(Access::Transaction, |tx| {
+            let was: Option<i64> = tx
+                .query_row(
+                    "SELECT live_orders FROM goods WHERE id = ?1",
+                    [to_sql(goods)],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(was) = was else {
+                return Ok(None);
+            };
+            let live: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM orders WHERE goods_id = ?1 AND live_slot IS NOT NULL",
+                [to_sql(goods)],
+                |r| r.get(0),
+            )?;
+            if live == was {
+                return Ok(None);
+            }
+            tx.execute(
+                "UPDATE goods SET live_orders = ?1 WHERE id = ?2",
+                params![live, to_sql(goods)],
+            )?;
+            Ok(Some((from_sql(was), from_sql(live))))
+        })
+    }
+
     fn find_order(&self, user: UserId, goods: GoodsId) -> Result<Option<OrderRecord>, StoreError> {
         self.call(Access::Read, |conn| {
             let mut stmt = conn.prepare_cached(&format!(
