@@ -200,7 +200,7 @@ fn load_rows(chunk: &[&OrderRecord]) -> Vec<u8> {
 }
 
 /// A chunk of created orders, the table's defaults giving `state` and
-/// `live_slot`: MariaDB parses rows loaded this way for about 1 µs of CPU
+/// `live_slot`: MariaDB parses rows loaded this way for about half a microsecond of CPU
 /// an order less than the VALUES of an INSERT (BENCHMARKS.md, "orders
 /// loaded, not inserted"). `'orders'` names no file: the connection's
 /// handler, set for this one statement ([`Rows::load_chunk`]), sends the
