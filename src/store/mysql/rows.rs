@@ -200,9 +200,9 @@ fn load_rows(chunk: &[&OrderRecord]) -> Vec<u8> {
 }
 
 /// A chunk of created orders, the table's defaults giving `state` and
-/// `live_slot`: MariaDB parses rows loaded this way for about half a microsecond of CPU
-/// an order less than the VALUES of an INSERT (BENCHMARKS.md, "orders
-/// loaded, not inserted"). `'orders'` names no file: the connection's
+/// `live_slot`: MariaDB takes rows loaded this way for about half a
+/// microsecond of CPU an order less than the VALUES of an INSERT
+/// (BENCHMARKS.md, "orders loaded, not inserted"). `'orders'` names no file: the connection's
 /// handler, set for this one statement ([`Rows::load_chunk`]), sends the
 /// chunk from memory whatever name the server asks for, so no file of this
 /// machine is ever read or sent. Read as bytes (`CHARACTER SET binary`),
