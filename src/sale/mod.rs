@@ -196,9 +196,14 @@ impl Sale {
     }
 
     /// Asks for a goods to be reconciled off the BUY path, once until the
-    /// repair begins. A full queue drops the request: the periodic refresh
-    /// repairs the goods anyway.
+    /// repair begins, and not while asked-for repairs back off after
+    /// failing (every BUY batch of the goods would send one for nothing).
+    /// A full queue drops the request: the periodic refresh repairs the
+    /// goods anyway.
     fn request_repair(&self, entry: &Entry) {
+        if entry.gate.asked_repairs_wait(now_ms()) {
+            return;
+        }
         if entry.gate.ask_repair() && self.repairs.0.try_send(entry.id).is_err() {
             entry.gate.repair_begins();
         }

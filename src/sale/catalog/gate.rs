@@ -235,6 +235,12 @@ impl Gate {
         self.asked_repairs.take(now_ms, 100, 2_000)
     }
 
+    /// Whether asked-for repairs are backing off at `now_ms`: asking for
+    /// one then would only wake the admin worker to find none due.
+    pub fn asked_repairs_wait(&self, now_ms: u64) -> bool {
+        !self.asked_repairs.due(now_ms)
+    }
+
     /// Whether the periodic refresh should try to repair this goods now; if
     /// so, the next try waits twice as long (1 s doubling to 30 s) unless a
     /// reconciliation succeeds first.
@@ -264,6 +270,11 @@ impl Backoff {
         self.wait_ms.store(wait, Relaxed);
         self.at_ms.store(now_ms + wait, Relaxed);
         true
+    }
+
+    /// Whether a try would be due at `now_ms`, without taking it.
+    fn due(&self, now_ms: u64) -> bool {
+        now_ms >= self.at_ms.load(Relaxed)
     }
 
     fn reset(&self) {

@@ -81,6 +81,23 @@ fn admin_changes_stand_when_the_stock_store_fails_after_them() {
         .try_recv()
         .expect("a repair was asked");
     assert_eq!(asked, goods.id);
+    // A repair that fails backs off (100 ms at first): the BUYs meanwhile
+    // ask for none, where each used to send a request the admin worker
+    // then dropped as not due.
+    *stock.failing.lock() = true;
+    let failed_at = std::time::Instant::now();
+    sale.repair(asked);
+    *stock.failing.lock() = false;
+    assert_eq!(status(&sale.reserve(goods.id, &buys(&[1]))), Status::Busy);
+    // (Unless this thread was held up past the 100 ms.)
+    let asked_meanwhile = sale.repair_requests().try_recv().is_ok();
+    assert!(!asked_meanwhile || failed_at.elapsed().as_millis() >= 100);
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    assert_eq!(status(&sale.reserve(goods.id, &buys(&[1]))), Status::Busy);
+    let asked = sale
+        .repair_requests()
+        .try_recv()
+        .expect("a repair asked once the backoff ran out");
     sale.repair(asked);
     let sold = sale.reserve(goods.id, &buys(&[1, 2, 3]));
     assert!(matches!(sold[0], Decision::Write(_)), "{sold:?}");
