@@ -17,6 +17,20 @@ if ! command -v cc >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q build-essential
 fi
 scripts/services.sh
+# Every shell script of the repository, linted.
+if ! command -v shellcheck >/dev/null 2>&1; then
+    echo "test.sh: no shellcheck; installing it" >&2
+    sudo=()
+    [[ $(id -u) -ne 0 ]] && sudo=(sudo)
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q shellcheck ||
+        { "${sudo[@]}" apt-get update -q && DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q shellcheck; }
+fi
+# (The repository's own: a checkout's files, else what is outside target/.)
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git ls-files -z '*.sh' .ci/run | xargs -0 shellcheck
+else
+    find . -path ./target -prune -o \( -name '*.sh' -o -path ./.ci/run \) -type f -print0 | xargs -0 shellcheck
+fi
 # Headless Chromium and chromedriver for seckill-web's browser tests.
 scripts/browser.sh
 # Prometheus, promtool and systemd-analyze, for the metrics and deploy tests.

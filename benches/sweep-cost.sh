@@ -20,7 +20,9 @@ PORT=${PORT:-7795}
 LOG=$(mktemp)
 server_pid=
 cleanup() {
-    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+    if [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; then
+        wait "$server_pid" 2>/dev/null || true
+    fi
     mariadb -uroot -e "DROP DATABASE IF EXISTS $DB"
     rm -f "$LOG"
 }
@@ -38,7 +40,7 @@ serving() {
 
 mariadb -uroot -e "DROP DATABASE IF EXISTS $DB"
 # The server makes the tables of its own schema.
-"$SERVER" --listen 127.0.0.1:$PORT --admin-token t --mysql "$URL" >"$LOG" 2>&1 &
+"$SERVER" --listen "127.0.0.1:$PORT" --admin-token t --mysql "$URL" >"$LOG" 2>&1 &
 server_pid=$!
 serving
 kill "$server_pid"; wait "$server_pid" || true; server_pid=
@@ -64,7 +66,7 @@ has_mark=$(mariadb -uroot -N -e "SELECT COUNT(*) FROM information_schema.COLUMNS
     echo "COMMIT;"
 } | mariadb -uroot "$DB"
 
-"$SERVER" --listen 127.0.0.1:$PORT --admin-token t --mysql "$URL" >"$LOG" 2>&1 &
+"$SERVER" --listen "127.0.0.1:$PORT" --admin-token t --mysql "$URL" >"$LOG" 2>&1 &
 server_pid=$!
 serving
 sleep 3
