@@ -10,7 +10,7 @@ use std::sync::Arc;
 use seckill_proto::OrderState;
 
 use super::orders::{due, goods, order, Backend, Mysql, Sqlite};
-use crate::store::{Epoch, OrderRecord, OrderStore, SaleChange, StoreError, Written};
+use crate::store::{Epoch, GoodsId, OrderRecord, OrderStore, SaleChange, StoreError, Written};
 
 fn pay_cancel_and_expiry_settle_each_order_once<B: Backend>() {
     let db = B::new();
@@ -329,11 +329,7 @@ fn live_orders_never_exceed_the_total<B: Backend>() {
 fn a_drifted_live_count_is_recounted<B: Backend>() {
     let db = B::new();
     let store = db.open();
-    let g = store
-        .add_goods(&super::orders::new_goods(3), None)
-        .unwrap()
-        .id;
-    let e = store.next_epoch(g, 0).unwrap();
+    let (g, e) = three_units(&store);
     let two = [order(1, 1, g), order(2, 2, g)];
     assert_eq!(
         store.commit_orders(&two, &[e, e]).unwrap(),
@@ -352,6 +348,15 @@ fn a_drifted_live_count_is_recounted<B: Backend>() {
     assert_eq!(store.recount_live(g + 1).unwrap(), None, "no such goods");
 }
 
+/// A new goods of three units, and its first epoch.
+fn three_units(store: &impl OrderStore) -> (GoodsId, Epoch) {
+    let g = store
+        .add_goods(&super::orders::new_goods(3), None)
+        .unwrap()
+        .id;
+    (g, store.next_epoch(g, 0).unwrap())
+}
+
 /// What became of one order committed on its own under `epoch`.
 fn commit_one(store: &impl OrderStore, o: OrderRecord, epoch: Epoch) -> Written {
     let written = store.commit_orders(&[o], &[epoch]).unwrap();
@@ -367,11 +372,7 @@ fn commit_one(store: &impl OrderStore, o: OrderRecord, epoch: Epoch) -> Written 
 fn a_chunk_that_met_a_duplicate_counts_its_orders_as_live<B: Backend>() {
     let db = B::new();
     let store = db.open();
-    let g = store
-        .add_goods(&super::orders::new_goods(3), None)
-        .unwrap()
-        .id;
-    let e = store.next_epoch(g, 0).unwrap();
+    let (g, e) = three_units(&store);
     let batch = [order(1, 1, g), order(2, 2, g), order(3, 1, g)];
     assert_eq!(
         store.commit_orders(&batch, &[e, e, e]).unwrap(),

@@ -455,20 +455,21 @@ impl Table for Rows<'_> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn loaded_rows_are_tab_separated_integers_a_line_each() {
-        let live = OrderRecord {
-            order_no: u64::MAX,
+    /// A created order of goods 3 by user 7, made at 10 and due at 20.
+    fn created(order_no: OrderNo) -> OrderRecord {
+        OrderRecord {
+            order_no,
             user_id: 7,
             goods_id: 3,
             state: OrderState::Created,
             created_ms: 10,
             pay_by_ms: 20,
-        };
-        let other = OrderRecord {
-            order_no: 0,
-            ..live.clone()
-        };
+        }
+    }
+
+    #[test]
+    fn loaded_rows_are_tab_separated_integers_a_line_each() {
+        let (live, other) = (created(u64::MAX), created(0));
         assert_eq!(
             load_rows(&[&live, &other]),
             b"18446744073709551615\t7\t3\t10\t20\n0\t7\t3\t10\t20\n"
@@ -508,14 +509,7 @@ mod tests {
     /// and live_slot left to them.
     #[test]
     fn a_chunk_of_created_orders_leaves_the_defaulted_columns_out() {
-        let live = OrderRecord {
-            order_no: 5,
-            user_id: 7,
-            goods_id: 3,
-            state: OrderState::Created,
-            created_ms: 10,
-            pay_by_ms: 20,
-        };
+        let live = created(5);
         let other = OrderRecord {
             order_no: 6,
             user_id: 8,
