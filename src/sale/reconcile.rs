@@ -56,8 +56,12 @@ impl Sale {
         entries
             .iter()
             .map(|entry| {
-                let _gate = entry.gate.exclusive_for_io();
-                self.timed_reconcile(entry)
+                let drift = {
+                    let _gate = entry.gate.exclusive_for_io();
+                    self.timed_reconcile(entry)
+                };
+                self.recount_live(entry, &drift);
+                drift
             })
             .collect()
     }
@@ -77,6 +81,7 @@ impl Sale {
                 let _gate = entry.gate.exclusive_for_io();
                 self.timed_reconcile(entry)
             };
+            self.recount_live(entry, &reconciled);
             match reconciled {
                 Ok(drift) if !drift.is_in_step() => {
                     warn!("reconciled at start: {}", describe(&drift));
@@ -102,14 +107,38 @@ impl Sale {
         Ok(())
     }
 
+    /// After a reconciliation that succeeded, the order store's own count of
+    /// the goods' live orders, set right should it have drifted. Not part
+    /// of the sale's repair (the stock is loaded; the count only caps what
+    /// the order store takes), so run with the gate let go (this server's
+    /// BUYs of the goods sell meanwhile), and a failure is only logged: the
+    /// next reconciliation tries again.
+    fn recount_live(&self, entry: &Entry, reconciled: &Result<Drift, StoreError>) {
+        if reconciled.is_err() {
+            return;
+        }
+        match self.orders.recount_live(entry.id) {
+            Ok(None) => {}
+            Ok(Some((was, live))) => warn!(
+                "goods {}: the order store counted {was} live orders where it holds {live}: set right",
+                entry.id
+            ),
+            Err(e) => warn!("goods {}: recounting its live orders: {e}", entry.id),
+        }
+    }
+
     /// After a store fault (the stock store lost the goods, or an order
     /// write ended in doubt): reconcile it, unless another worker already
     /// is.
     pub(super) fn reconcile_lost(&self, entry: &Entry) {
-        let Some(_gate) = entry.gate.try_exclusive_for_io() else {
-            return;
+        let drift = {
+            let Some(_gate) = entry.gate.try_exclusive_for_io() else {
+                return;
+            };
+            self.timed_reconcile(entry)
         };
-        match self.timed_reconcile(entry) {
+        self.recount_live(entry, &drift);
+        match drift {
             Ok(drift) => warn!("reconciled after a store fault: {}", describe(&drift)),
             // Still unavailable: the next BUY tries again.
             Err(e) => warn!("reloading goods {} into the stock store: {e}", entry.id),
@@ -232,18 +261,6 @@ impl Sale {
         entry.view.set_remaining(remaining);
         entry.holders.set(&pairs);
         entry.gate.clear_unsure(marks);
-        // The order store's own count of the goods' live orders, set right
-        // should it have drifted. Not part of the sale's repair (the stock
-        // is loaded; the count only caps what the order store takes), so a
-        // failure is logged, and the next reconciliation tries again.
-        match self.orders.recount_live(entry.id) {
-            Ok(None) => {}
-            Ok(Some((was, live))) => warn!(
-                "goods {}: the order store counted {was} live orders where it holds {live}: set right",
-                entry.id
-            ),
-            Err(e) => warn!("goods {}: recounting its live orders: {e}", entry.id),
-        }
         Ok(Drift {
             goods_id: entry.id,
             found_remaining: found.as_ref().map(|(left, _)| *left),

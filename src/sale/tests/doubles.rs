@@ -11,10 +11,12 @@ use crate::store::{
 };
 
 /// An order store with one goods whose writes fail while `failing`; its
-/// BUYs need a purchase token if `tokens`.
+/// BUYs need a purchase token if `tokens`; its recount of live orders
+/// fails while `recount_failing`.
 #[derive(Default)]
 pub struct FlakyOrders {
     pub failing: Mutex<bool>,
+    pub recount_failing: Mutex<bool>,
     pub tokens: bool,
     written: Mutex<Vec<OrderRecord>>,
     epoch: Mutex<Epoch>,
@@ -86,7 +88,10 @@ impl OrderStore for FlakyOrders {
     }
     /// It keeps no count of live orders to drift.
     fn recount_live(&self, _: GoodsId) -> Result<Option<(u64, u64)>, StoreError> {
-        Ok(None)
+        match *self.recount_failing.lock() {
+            true => Err(StoreError::Unavailable("recount failing".into())),
+            false => Ok(None),
+        }
     }
     fn live_holders(&self, _: GoodsId) -> Result<Vec<(UserId, OrderNo)>, StoreError> {
         Ok(self

@@ -512,3 +512,14 @@ fn a_reconciliation_recounts_the_order_stores_live_orders() {
     sale.reconcile(Some(goods.id)).unwrap();
     assert_eq!(live_orders(), 2);
 }
+
+/// A recount that fails leaves the reconciliation done: the stock is
+/// loaded, and the count is only the order store's own cap.
+#[test]
+fn a_failed_recount_fails_no_reconciliation() {
+    let orders = Arc::new(FlakyOrders::default());
+    let sale = durable(Arc::new(MemoryStock::new()), orders.clone());
+    *orders.recount_failing.lock() = true;
+    let drifts = sale.reconcile(Some(1)).unwrap();
+    assert_eq!(drifts.len(), 1);
+}
