@@ -47,9 +47,11 @@ pub async fn login(
     // right one neither: guessing in parallel gains nothing. Each login is
     // charged before it is looked at and given back if right, so that
     // logins racing on several threads cannot all see the last one left.
-    state.wrong_logins.check(address)?;
-    if let Err(e) = state.all_wrong_logins.check(0) {
-        state.wrong_logins.give_back(address);
+    // Everyone's allowance first: past it, a flood from many addresses
+    // adds no bucket per address to the map.
+    state.all_wrong_logins.check(0)?;
+    if let Err(e) = state.wrong_logins.check(address) {
+        state.all_wrong_logins.give_back(0);
         return Err(e);
     }
     if token_matches(&login.token, &admin.token) {

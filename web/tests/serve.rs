@@ -327,3 +327,32 @@ fn wrong_admin_logins_shut_the_console_to_their_address_only() {
     assert_eq!(admin_login(gateway, "127.0.0.1", common::TOKEN), 200);
     assert_eq!(admin_login(gateway, "127.0.0.1", "guess"), 401);
 }
+
+/// ... and all together: a hundred wrong ones from as many addresses (then
+/// one a second) shut the console to everyone for a while (429); a flood
+/// from many addresses gets no more guesses than that.
+#[test]
+fn a_hundred_wrong_admin_logins_from_anywhere_shut_the_console() {
+    let gateway = Gateway::start(Limits::default());
+    let gateway = &gateway;
+    let began = std::time::Instant::now();
+    let statuses: Vec<u16> = thread::scope(|s| {
+        let guesses: Vec<_> = (1..=120)
+            .map(|i| s.spawn(move || admin_login(gateway, &format!("127.0.1.{i}"), "guess")))
+            .collect();
+        guesses
+            .into_iter()
+            .map(|g| g.join().expect("guess"))
+            .collect()
+    });
+    // Each looked at is answered a second late: one more a second of it.
+    let refills = began.elapsed().as_secs() as usize + 1;
+    let looked_at = statuses.iter().filter(|&&s| s == 401).count();
+    let refused = statuses.iter().filter(|&&s| s == 429).count();
+    assert_eq!(looked_at + refused, 120, "{statuses:?}");
+    assert!(
+        (100..=100 + refills).contains(&looked_at),
+        "{looked_at} looked at in {:?}",
+        began.elapsed()
+    );
+}
