@@ -97,35 +97,31 @@ struct Roles {
 }
 
 impl Roles {
-    /// Starts them from the back of the pipeline to the front.
-    fn start(self, sale: &Arc<Sale>) -> std::io::Result<Started> {
+    /// Starts them from the back of the pipeline to the front, each thread
+    /// put in `started` as it starts (so that a failure part of the way
+    /// leaves them to be stopped with the rest).
+    fn start(self, sale: &Arc<Sale>, started: &mut Started) -> std::io::Result<()> {
         let config = &self.config;
         let (orders, orders_rx) = self.orders;
-        let mut back = vec![Expiry::new(config, sale.clone(), self.back_stop.clone()).spawn()?];
+        started
+            .back
+            .push(Expiry::new(config, sale.clone(), self.back_stop.clone()).spawn()?);
         if let Some(queue) = sale.queue() {
-            back.push(Drain::new(config, sale.clone(), queue, self.back_stop.clone()).spawn()?);
+            let drain = Drain::new(config, sale.clone(), queue, self.back_stop.clone());
+            started.back.push(drain.spawn()?);
         }
-        let mut pipeline = vec![
-            Writer::new(config, orders_rx, sale.clone(), self.reactors.clone()).spawn()?,
-            AdminWorker::new(self.admin_jobs, sale.clone(), self.reactors.clone()).spawn()?,
-        ];
-        pipeline.extend(Worker::spawn_pool(
-            config,
-            &self.jobs,
-            &orders,
-            sale,
-            &self.reactors,
-        )?);
+        let writer = Writer::new(config, orders_rx, sale.clone(), self.reactors.clone());
+        started.pipeline.push(writer.spawn()?);
+        let admin = AdminWorker::new(self.admin_jobs, sale.clone(), self.reactors.clone());
+        started.pipeline.push(admin.spawn()?);
+        let workers = Worker::spawn_pool(config, &self.jobs, &orders, sale, &self.reactors)?;
+        info!("serving with {} workers", workers.len());
+        started.pipeline.extend(workers);
         // From here only reactors hold job senders and only workers hold the
         // order sender: when the reactors exit, the workers drain and exit,
         // then the writer does.
         drop(orders);
-        info!("serving with {} workers", pipeline.len() - 2);
-        Ok(Started {
-            pipeline,
-            back,
-            failed: None,
-        })
+        Ok(())
     }
 }
 
@@ -194,79 +190,95 @@ impl Server {
             back_stop: back_stop.clone(),
         };
         let slot = telemetry.sale.clone();
-        let (mut started, later) = match first {
-            Progress::Ready(sale) => {
-                let started = roles.start(&sale)?;
-                slot.fill(sale);
-                (started, None)
-            }
-            Progress::Waiting => (Started::default(), Some((startup, roles))),
+        // The server as far as it is built: should a step below fail, it is
+        // stopped and joined as any server is (the workers drain, the order
+        // writer writes what was accepted, the node id is released last),
+        // rather than leave its threads running behind the error, holding
+        // the stores and the data file's lock.
+        let mut server = Server {
+            addr,
+            admin_addr,
+            shutdown: Shutdown {
+                stop: front_stop.clone(),
+                acceptors: Vec::new(),
+                reactors: reactors.clone(),
+            },
+            front: Vec::new(),
+            startup: None,
+            started: Started {
+                back: lease.built(),
+                ..Started::default()
+            },
+            back_stop: back_stop.clone(),
+            sale: slot.clone(),
+            metrics: None,
         };
-        let handler = Handler::new(config, slot.clone(), metrics.clone(), jobs, admin_jobs);
-        let mut front = reactor_set.spawn(config, handler, &front_stop)?;
-
-        let acceptors = Acceptor::set(
-            config,
-            listeners,
-            reactors.clone(),
-            metrics,
-            front_stop.clone(),
-        )?;
-        let shutdown = Shutdown {
-            stop: front_stop.clone(),
-            acceptors: acceptors.iter().map(Acceptor::waker).collect(),
-            reactors,
-        };
-        let reactor_count = front.len();
-        let metrics = match metrics_socket {
-            Some(socket) => {
+        let built = (|| -> anyhow::Result<()> {
+            let later = match first {
+                Progress::Ready(sale) => {
+                    roles.start(&sale, &mut server.started)?;
+                    slot.fill(sale);
+                    None
+                }
+                Progress::Waiting => Some((startup, roles)),
+            };
+            let handler = Handler::new(config, slot.clone(), metrics.clone(), jobs, admin_jobs);
+            server.front = reactor_set.spawn(config, handler, &front_stop)?;
+            let acceptors = Acceptor::set(
+                config,
+                listeners,
+                reactors.clone(),
+                metrics,
+                front_stop.clone(),
+            )?;
+            server.shutdown.acceptors = acceptors.iter().map(Acceptor::waker).collect();
+            let reactor_count = server.front.len();
+            if let Some(socket) = metrics_socket {
                 let listener = socket.serve(telemetry)?;
                 info!(
                     "metrics, health and readiness on http://{}",
                     listener.local_addr()
                 );
-                Some(listener)
+                server.metrics = Some(listener);
             }
-            None => None,
-        };
-        // A node id leased later is leased by this thread, and released by
-        // the server's stop.
-        let startup = match later {
-            Some((startup, roles)) => Some(startup::carry_on(
-                startup,
-                move |sale| roles.start(sale),
-                slot.clone(),
-                front_stop,
-                shutdown.clone(),
-            )?),
-            None => None,
-        };
-        // From the first acceptor on, a BUY may stamp an order number:
-        // should a later acceptor fail to start, the id is left to run out
-        // rather than released under numbers still being made (the lease's
-        // rule). Nothing else fails after them.
-        started.back.extend(lease.built());
-        for acceptor in acceptors {
-            front.push(acceptor.spawn()?);
+            // A node id leased later is leased by this thread, and released
+            // by the server's stop.
+            if let Some((startup, roles)) = later {
+                server.startup = Some(startup::carry_on(
+                    startup,
+                    move |sale| {
+                        let mut started = Started::default();
+                        roles.start(sale, &mut started).map(|()| started)
+                    },
+                    slot.clone(),
+                    front_stop.clone(),
+                    server.shutdown.clone(),
+                )?);
+            }
+            #[cfg(test)]
+            if tests::FAIL_BEFORE_ACCEPTORS.with(std::cell::Cell::take) {
+                anyhow::bail!("an acceptor's thread could not be spawned (a test's)");
+            }
+            for acceptor in acceptors {
+                server.front.push(acceptor.spawn()?);
+            }
+            info!(
+                "listening on {addr} with {reactor_count} reactors and {} acceptors",
+                config.acceptors
+            );
+            Ok(())
+        })();
+        if let Err(e) = built {
+            server.shutdown.trigger();
+            if let Err(stopped) = server.wait() {
+                warn!("stopping after a failed start: {stopped:#}");
+            }
+            return Err(e);
         }
-        info!(
-            "listening on {addr} with {reactor_count} reactors and {} acceptors",
-            config.acceptors
-        );
         if config.admin_token.is_none() {
             warn!("no admin token set (--admin-token or SECKILL_ADMIN_TOKEN): admin commands are refused");
         }
-        Ok(Server {
-            addr,
-            admin_addr,
-            shutdown,
-            front,
-            startup,
-            started,
-            back_stop,
-            sale: slot,
-            metrics,
-        })
+        Ok(server)
     }
 
     /// The `--metrics-listen` listener's address, when there is one.
@@ -331,10 +343,10 @@ impl Server {
     }
 }
 
-/// The node lease's thread from start-up's first try until the acceptors
-/// start (before them no BUY reaches a worker, so no order number is made):
-/// should a step of [`Server::start`] in between fail, dropping this stops
-/// the thread and waits for it to release the id. (It stayed leased until
+/// The node lease's thread from start-up's first try until the server is
+/// built (its threads then go with the server's, which a failed start
+/// stops as any server): should a step of [`Server::start`] in between
+/// fail, dropping this stops the thread and waits for it to release the id. (It stayed leased until
 /// the lease ran out, and a restart asking for it with `--node-id` was
 /// refused meanwhile.)
 struct LeaseUntilBuilt {
@@ -454,6 +466,36 @@ mod tests {
     use super::*;
     use crate::lease::NodeLease;
     use crate::sale::OrderNumbers;
+
+    thread_local! {
+        /// Fails the next [`Server::start`] on this thread once everything
+        /// but the acceptors runs: as an acceptor's thread that could not
+        /// be spawned would.
+        pub(super) static FAIL_BEFORE_ACCEPTORS: std::cell::Cell<bool> =
+            const { std::cell::Cell::new(false) };
+    }
+
+    /// A start that fails once its threads run stops and joins them: none
+    /// is left holding the stores, so a server started again on the same
+    /// data file (which one server holds at a time) and port starts.
+    #[test]
+    fn a_start_that_fails_once_its_threads_run_leaves_none_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("s.db");
+        let config = Config::parse_from([
+            "seckill-server",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            data.to_str().unwrap(),
+        ]);
+        FAIL_BEFORE_ACCEPTORS.with(|f| f.set(true));
+        let failed = Server::start(&config).err().expect("the start fails");
+        assert!(failed.to_string().contains("a test's"), "{failed:#}");
+        let server = Server::start(&config).expect("the data file is free again");
+        server.shutdown_handle().trigger();
+        server.wait().unwrap();
+    }
 
     /// A server whose start fails after its node id was leased gives the id
     /// back on the way out: the next one asking for it gets it at once.
