@@ -165,7 +165,9 @@ impl Server {
         )?;
         let first = startup.advance();
         // A node id may be leased already: released if anything fails from
-        // here until the acceptors start, this first try included.
+        // here until the server value below takes the lease's thread (after
+        // which a failed start stops it as any server's stop does), this
+        // first try included.
         let lease = LeaseUntilBuilt {
             stop: back_stop.clone(),
             threads: startup.take_threads(),
@@ -477,7 +479,7 @@ mod tests {
 
     /// A start that fails once its threads run stops and joins them: none
     /// is left holding the stores, so a server started again on the same
-    /// data file (which one server holds at a time) and port starts.
+    /// data file (which one server holds at a time) starts.
     #[test]
     fn a_start_that_fails_once_its_threads_run_leaves_none_behind() {
         let dir = tempfile::tempdir().unwrap();
