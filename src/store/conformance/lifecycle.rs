@@ -1,5 +1,5 @@
 //! What every [`OrderStore`] does after "ok", checked against SQLite and
-//! MySQL with the backends of `conformance::orders` (the tests are
+//! MySQL with the backends of `conformance::backend` (the tests are
 //! `store::conformance::lifecycle::{sqlite,mysql}::*`): PAY, CANCEL and the
 //! expiry settle each order once, purchase limits hold a slot per live
 //! order, and epochs fence off the orders of a reconciled goods.
@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use seckill_proto::OrderState;
 
-use super::orders::{due, goods, order, Backend, Mysql, Sqlite};
+use super::backend::{Backend, Mysql, Sqlite};
+use super::orders::{due, goods, order};
 use crate::store::{Epoch, GoodsId, OrderRecord, OrderStore, SaleChange, StoreError, Written};
 
 fn pay_cancel_and_expiry_settle_each_order_once<B: Backend>() {

@@ -26,6 +26,7 @@ macro_rules! per_backend {
     };
 }
 
+mod backend;
 mod lifecycle;
 pub(super) mod nodes;
 pub(super) mod orders;
