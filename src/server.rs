@@ -348,9 +348,9 @@ impl Server {
 /// The node lease's thread from start-up's first try until the server is
 /// built (its threads then go with the server's, which a failed start
 /// stops as any server): should a step of [`Server::start`] in between
-/// fail, dropping this stops the thread and waits for it to release the id. (It stayed leased until
-/// the lease ran out, and a restart asking for it with `--node-id` was
-/// refused meanwhile.)
+/// fail, dropping this stops the thread and waits for it to release the
+/// id. (It stayed leased until the lease ran out, and a restart asking for
+/// it with `--node-id` was refused meanwhile.)
 struct LeaseUntilBuilt {
     stop: Stop,
     threads: Vec<JoinHandle<()>>,

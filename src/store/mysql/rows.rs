@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use ::mysql::prelude::Queryable;
 use ::mysql::{LocalInfileHandler, PooledConn};
-use log::warn;
+use log::{info, warn};
 use seckill_proto::{OrderState, SaleRules};
 
 use super::calls::Failure;
@@ -137,13 +137,19 @@ pub(super) fn give_back_live(
     )
 }
 
+/// Whether a chunk leaves `state` and `live_slot` to the table's defaults:
+/// a table that has them (`live_defaults`), and created orders only.
+fn defaulted(chunk: &[&OrderRecord], live_defaults: bool) -> bool {
+    live_defaults && chunk.iter().all(|o| o.state == OrderState::Created)
+}
+
 /// One multi-row INSERT of a chunk of orders. The values are all integers
 /// formatted here, so the text protocol is safe, and saves preparing a
 /// statement of up to 6000 placeholders. With `live_defaults` (the table
 /// gives `state` 0 and `live_slot` 1), a chunk of created orders leaves
 /// both to the table.
 fn insert_sql(chunk: &[&OrderRecord], live_defaults: bool) -> String {
-    let defaulted = live_defaults && chunk.iter().all(|o| o.state == OrderState::Created);
+    let defaulted = defaulted(chunk, live_defaults);
     let mut sql = String::with_capacity(120 + ROWS_PER_INSERT * 110);
     sql.push_str(match defaulted {
         true => "INSERT INTO orders (order_no, user_id, goods_id, created_ms, pay_by_ms) VALUES ",
@@ -202,10 +208,10 @@ fn load_rows(chunk: &[&OrderRecord]) -> Vec<u8> {
 /// A chunk of created orders, the table's defaults giving `state` and
 /// `live_slot`: MariaDB takes rows loaded this way for about half a
 /// microsecond of CPU an order less than the VALUES of an INSERT
-/// (BENCHMARKS.md, "orders loaded, not inserted"). `'orders'` names no file: the connection's
-/// handler, set for this one statement ([`Rows::load_chunk`]), sends the
-/// chunk from memory whatever name the server asks for, so no file of this
-/// machine is ever read or sent. Read as bytes (`CHARACTER SET binary`),
+/// (BENCHMARKS.md, "orders loaded, not inserted"). `'orders'` names no
+/// file: the connection's handler, set for this one statement
+/// ([`Rows::load_chunk`]), sends the chunk from memory whatever name the
+/// server asks for, so no file of this machine is ever read or sent. Read as bytes (`CHARACTER SET binary`),
 /// not in the database's character set, which a database made beforehand
 /// may have other than ASCII. (Galera's deprecated
 /// `wsrep_load_data_splitting` commits a load every 10,000 rows: a chunk is
@@ -229,7 +235,7 @@ pub(super) const LOAD_ORDERS: &str = "LOAD DATA LOCAL INFILE 'orders' INTO TABLE
 pub(super) fn loads_orders(conn: &mut PooledConn) -> ::mysql::Result<bool> {
     let mode: Option<u8> = conn.query_first("SELECT @@innodb_autoinc_lock_mode")?;
     if mode != Some(2) {
-        log::info!(
+        info!(
             "mysql: orders are inserted, not loaded: innodb_autoinc_lock_mode is {}, not 2",
             mode.map_or("unknown".into(), |m| m.to_string())
         );
@@ -239,7 +245,7 @@ pub(super) fn loads_orders(conn: &mut PooledConn) -> ::mysql::Result<bool> {
         Ok(()) => Ok(true),
         Err(::mysql::Error::MySqlError(e)) => {
             if LOAD_REFUSED.contains(&e.code) {
-                log::info!("mysql: orders are inserted, not loaded: {e}");
+                info!("mysql: orders are inserted, not loaded: {e}");
             } else {
                 warn!("mysql: orders are inserted, not loaded: {e}");
             }
@@ -376,8 +382,7 @@ impl Table for Rows<'_> {
     }
 
     fn insert_chunk(&mut self, orders: &[&OrderRecord]) -> Result<bool, Failure> {
-        let created = orders.iter().all(|o| o.state == OrderState::Created);
-        if self.live_defaults && created && self.load.load(Ordering::Relaxed) {
+        if defaulted(orders, self.live_defaults) && self.load.load(Ordering::Relaxed) {
             match self.load_chunk(orders) {
                 Ok(all) => return Ok(all),
                 // A node with `local_infile` turned off since the start,
