@@ -114,9 +114,16 @@ impl Roles {
         started.pipeline.push(writer.spawn()?);
         let admin = AdminWorker::new(self.admin_jobs, sale.clone(), self.reactors.clone());
         started.pipeline.push(admin.spawn()?);
-        let workers = Worker::spawn_pool(config, &self.jobs, &orders, sale, &self.reactors)?;
-        info!("serving with {} workers", workers.len());
-        started.pipeline.extend(workers);
+        let before = started.pipeline.len();
+        Worker::spawn_pool(
+            config,
+            &self.jobs,
+            &orders,
+            sale,
+            &self.reactors,
+            &mut started.pipeline,
+        )?;
+        info!("serving with {} workers", started.pipeline.len() - before);
         // From here only reactors hold job senders and only workers hold the
         // order sender: when the reactors exit, the workers drain and exit,
         // then the writer does.
@@ -225,7 +232,7 @@ impl Server {
                 Progress::Waiting => Some((startup, roles)),
             };
             let handler = Handler::new(config, slot.clone(), metrics.clone(), jobs, admin_jobs);
-            server.front = reactor_set.spawn(config, handler, &front_stop)?;
+            reactor_set.spawn(config, handler, &front_stop, &mut server.front)?;
             let acceptors = Acceptor::set(
                 config,
                 listeners,
@@ -248,10 +255,7 @@ impl Server {
             if let Some((startup, roles)) = later {
                 server.startup = Some(startup::carry_on(
                     startup,
-                    move |sale| {
-                        let mut started = Started::default();
-                        roles.start(sale, &mut started).map(|()| started)
-                    },
+                    move |sale, started| roles.start(sale, started),
                     slot.clone(),
                     front_stop.clone(),
                     server.shutdown.clone(),

@@ -257,12 +257,14 @@ impl Startup {
 }
 
 /// Goes on with start-up in a thread of its own, with backoff, until it is
-/// done (then starts the roles `begin` builds and fills `slot`), the server
+/// done (then starts the roles through `begin`, which puts each thread in
+/// the `Started` it is given as it starts, and fills `slot`), the server
 /// stops (`stop`), or it meets what waiting will not fix (then it stops the
-/// server through `shutdown`, and says why).
+/// server through `shutdown`, and says why, with the threads that did start
+/// handed over to be joined).
 pub fn carry_on(
     mut startup: Startup,
-    begin: impl FnOnce(&Arc<Sale>) -> std::io::Result<Started> + Send + 'static,
+    begin: impl FnOnce(&Arc<Sale>, &mut Started) -> std::io::Result<()> + Send + 'static,
     slot: SaleSlot,
     stop: Stop,
     shutdown: Shutdown,
@@ -283,11 +285,14 @@ pub fn carry_on(
                 // it should not does, rather than leave it not ready for
                 // ever with this thread gone; the node lease, if taken, is
                 // released on the way out.
+                // The roles' threads as they start: those of a start that
+                // fails part of the way are stopped and joined with the rest.
+                let mut started = Started::default();
                 let failure = match survive("start-up", || startup.advance()) {
                     Some(Ok(Progress::Waiting)) => continue,
                     Some(Ok(Progress::Ready(sale))) => {
-                        match survive("starting the roles", || begin(&sale)) {
-                            Some(Ok(mut started)) => {
+                        match survive("starting the roles", || begin(&sale, &mut started)) {
+                            Some(Ok(())) => {
                                 // The roles first, so that a request let through
                                 // finds someone to serve it.
                                 slot.fill(sale);
@@ -303,11 +308,9 @@ pub fn carry_on(
                 };
                 error!("cannot start: {failure:#}; stopping");
                 shutdown.trigger();
-                return Started {
-                    back: startup.into_threads(),
-                    failed: Some(failure),
-                    ..Started::default()
-                };
+                started.back.extend(startup.into_threads());
+                started.failed = Some(failure);
+                return started;
             }
         })
 }

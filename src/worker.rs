@@ -37,28 +37,32 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts `config.workers` workers on one job queue.
+    /// Starts `config.workers` workers on one job queue, each thread put in
+    /// `into` as it starts: should a spawn fail part of the way, those
+    /// already running are stopped and joined with the rest.
     pub fn spawn_pool(
         config: &Config,
         jobs: &Receiver<Job>,
         writer: &Sender<Pending>,
         sale: &Arc<Sale>,
         reactors: &Reactors,
-    ) -> std::io::Result<Vec<JoinHandle<()>>> {
-        (0..config.workers.max(1))
-            .map(|index| {
-                let worker = Worker {
-                    jobs: jobs.clone(),
-                    sale: sale.clone(),
-                    reactors: reactors.clone(),
-                    writer: writer.clone(),
-                    batch_max: config.batch_max.max(1),
-                };
+        into: &mut Vec<JoinHandle<()>>,
+    ) -> std::io::Result<()> {
+        for index in 0..config.workers.max(1) {
+            let worker = Worker {
+                jobs: jobs.clone(),
+                sale: sale.clone(),
+                reactors: reactors.clone(),
+                writer: writer.clone(),
+                batch_max: config.batch_max.max(1),
+            };
+            into.push(
                 thread::Builder::new()
                     .name(format!("worker-{index}"))
-                    .spawn(move || worker.run())
-            })
-            .collect()
+                    .spawn(move || worker.run())?,
+            );
+        }
+        Ok(())
     }
 
     /// Runs until every reactor has dropped its end of the job channel and

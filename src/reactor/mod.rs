@@ -132,46 +132,46 @@ impl ReactorSet {
     }
 
     /// Starts one thread per reactor, each serving with its own copy of
-    /// `handler`, until `stop`.
+    /// `handler`, until `stop`; each thread is put in `into` as it starts
+    /// (should a spawn fail part of the way, the caller stops and joins
+    /// those already running).
     pub fn spawn(
         self,
         config: &Config,
         handler: Handler,
         stop: &Stop,
-    ) -> io::Result<Vec<JoinHandle<()>>> {
+        into: &mut Vec<JoinHandle<()>>,
+    ) -> io::Result<()> {
         let limits = Limits::from_config(config);
         let reply_bytes = Arc::new(AtomicUsize::new(0));
         let reactors = self.parts.len().max(1);
-        self.parts
-            .into_iter()
-            .enumerate()
-            .map(|(index, (poll, mailbox, inbox))| {
-                Reactor {
-                    index,
-                    poll,
-                    mailbox,
-                    inbox,
-                    conns: Slab::new(),
-                    closed: Vec::new(),
-                    next_generation: 0,
-                    handler: handler.clone(),
-                    limits: limits.clone(),
-                    stop: stop.clone(),
-                    scratch: vec![0; connection::READ_CHUNK].into_boxed_slice(),
-                    dirty: Vec::new(),
-                    again: Backlog::default(),
-                    reply_bytes: reply_bytes.clone(),
-                    reply_share: limits.reply_budget / reactors,
-                    freed: 0,
-                    turn: TurnBudget::new(REQUESTS_PER_REACTOR_TURN),
-                    turn_no: 0,
-                    turn_started: Instant::now(),
-                    answered: Vec::new(),
-                    requests: LocalRequests::new(),
-                }
-                .spawn()
-            })
-            .collect()
+        for (index, (poll, mailbox, inbox)) in self.parts.into_iter().enumerate() {
+            let reactor = Reactor {
+                index,
+                poll,
+                mailbox,
+                inbox,
+                conns: Slab::new(),
+                closed: Vec::new(),
+                next_generation: 0,
+                handler: handler.clone(),
+                limits: limits.clone(),
+                stop: stop.clone(),
+                scratch: vec![0; connection::READ_CHUNK].into_boxed_slice(),
+                dirty: Vec::new(),
+                again: Backlog::default(),
+                reply_bytes: reply_bytes.clone(),
+                reply_share: limits.reply_budget / reactors,
+                freed: 0,
+                turn: TurnBudget::new(REQUESTS_PER_REACTOR_TURN),
+                turn_no: 0,
+                turn_started: Instant::now(),
+                answered: Vec::new(),
+                requests: LocalRequests::new(),
+            };
+            into.push(reactor.spawn()?);
+        }
+        Ok(())
     }
 }
 
