@@ -36,7 +36,6 @@
 //! - `writer`: which node of a MariaDB Galera cluster to write to, when the
 //!   URL is a list of them.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -48,11 +47,11 @@ use ::mysql::{Opts, OptsBuilder, PoolConstraints, PoolOpts};
 use seckill_proto::{NewGoods, OrderState, RequestId};
 
 use self::calls::{Call, Failure, Link};
+use self::load::Loads;
 use self::nodes::NODE_COLUMNS;
 use self::rows::{
-    give_back_live, goods_by_id, goods_record, id_list, loads_orders, order_for_update,
-    order_record, set_state, GoodsRow, OrderRow, Rows, GOODS_COLUMNS, ORDER_COLUMNS, PAUSED,
-    ROWS_PER_INSERT,
+    give_back_live, goods_by_id, goods_record, id_list, order_for_update, order_record, set_state,
+    GoodsRow, OrderRow, Rows, GOODS_COLUMNS, ORDER_COLUMNS, PAUSED, ROWS_PER_INSERT,
 };
 use self::schema::{DueIndex, GoodsIndex, Layout};
 use self::sweep::{due_orders, SweepPlan};
@@ -65,6 +64,7 @@ use crate::clock::now_ms;
 
 mod calls;
 mod errors;
+mod load;
 mod nodes;
 mod requests;
 mod rows;
@@ -158,11 +158,9 @@ pub struct MysqlStore {
     /// to the table's defaults ([`schema::live_defaults`]); found at
     /// prepare.
     live_defaults: OnceLock<bool>,
-    /// Whether chunks of created orders are loaded
-    /// ([`rows::LOAD_ORDERS`]) rather than inserted: found at prepare, and
-    /// turned off for good by a later refusal (a node with `local_infile`
-    /// off).
-    load_orders: AtomicBool,
+    /// Whether chunks of created orders are loaded ([`load::LOAD_ORDERS`])
+    /// rather than inserted: asked at prepare, and again now and then.
+    loads: Loads,
 }
 
 impl MysqlStore {
@@ -202,7 +200,7 @@ impl MysqlStore {
             db: db.unwrap_or_else(|| DEFAULT_DB.to_string()),
             layout: OnceLock::new(),
             live_defaults: OnceLock::new(),
-            load_orders: AtomicBool::new(false),
+            loads: Loads::new(),
             sweep: Mutex::new(SweepPlan::new()),
         })
     }
@@ -228,10 +226,9 @@ impl MysqlStore {
         let _ = self.layout.set(layout);
         let _ = self.live_defaults.set(defaults);
         self.check_columns()?;
-        let loads = self.link.call("load probe", Call::IDEMPOTENT, |conn| {
-            Ok(loads_orders(conn)?)
+        self.link.call("load probe", Call::IDEMPOTENT, |conn| {
+            Ok(self.loads.ask(conn)?)
         })?;
-        self.load_orders.store(loads, Ordering::Relaxed);
         self.link.read_committed()?;
         Ok(())
     }
@@ -241,17 +238,14 @@ impl MysqlStore {
         Rows {
             conn,
             live_defaults: self.live_defaults.get().copied().unwrap_or(false),
-            load: &self.load_orders,
+            loads: &self.loads,
         }
     }
 
-    /// Loads (`true`) or inserts every chunk from now on, whatever the probe
-    /// found: for the tests of each path, on a server with `local_infile`
-    /// on (the load needs no `innodb_autoinc_lock_mode` of 2 to work, only
-    /// to be cheap with several writers).
+    /// Loads (`true`) or inserts every chunk from now on ([`Loads::force`]).
     #[cfg(test)]
     pub(crate) fn set_loads(&self, load: bool) {
-        self.load_orders.store(load, Ordering::Relaxed);
+        self.loads.force(load);
     }
 
     /// Fails early, with the column named, if an existing table predates

@@ -1,15 +1,12 @@
 //! The SQL of the MySQL order store: its columns, rows and statements.
 
-use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use ::mysql::prelude::Queryable;
-use ::mysql::{LocalInfileHandler, PooledConn};
-use log::{info, warn};
+use ::mysql::PooledConn;
 use seckill_proto::{OrderState, SaleRules};
 
 use super::calls::Failure;
-use super::errors::{DUPLICATE_KEY, LOAD_REFUSED};
+use super::errors::DUPLICATE_KEY;
+use super::load::{is_refusal, load_chunk, Loads};
 use crate::store::batch::{Fence, Table};
 use crate::store::{Epoch, GoodsId, GoodsRecord, OrderNo, OrderRecord, StoreError, UserId};
 
@@ -184,77 +181,6 @@ fn insert_sql(chunk: &[&OrderRecord], live_defaults: bool) -> String {
     sql
 }
 
-/// A chunk of created orders as rows of tab-separated integers, in the
-/// columns of [`LOAD_ORDERS`], each row ended by a newline (`LOAD DATA`'s
-/// defaults: no quoting or escaping is needed for integers).
-fn load_rows(chunk: &[&OrderRecord]) -> Vec<u8> {
-    let mut rows = Vec::with_capacity(chunk.len() * 64);
-    let mut digits = itoa::Buffer::new();
-    for o in chunk {
-        for (i, value) in [o.order_no, o.user_id, o.goods_id, o.created_ms, o.pay_by_ms]
-            .into_iter()
-            .enumerate()
-        {
-            if i > 0 {
-                rows.push(b'\t');
-            }
-            rows.extend_from_slice(digits.format(value).as_bytes());
-        }
-        rows.push(b'\n');
-    }
-    rows
-}
-
-/// A chunk of created orders, the table's defaults giving `state` and
-/// `live_slot`: MariaDB takes rows loaded this way for about half a
-/// microsecond of CPU an order less than the VALUES of an INSERT
-/// (BENCHMARKS.md, "orders loaded, not inserted"). `'orders'` names no
-/// file: the connection's handler, set for this one statement
-/// ([`Rows::load_chunk`]), sends the chunk from memory whatever name the
-/// server asks for, so no file of this machine is ever read or sent. Read as bytes (`CHARACTER SET binary`),
-/// not in the database's character set, which a database made beforehand
-/// may have other than ASCII. (Galera's deprecated
-/// `wsrep_load_data_splitting` commits a load every 10,000 rows: a chunk is
-/// at most [`ROWS_PER_INSERT`], so one transaction stays one.)
-pub(super) const LOAD_ORDERS: &str = "LOAD DATA LOCAL INFILE 'orders' INTO TABLE orders \
-     CHARACTER SET binary (order_no, user_id, goods_id, created_ms, pay_by_ms)";
-
-/// Whether chunks are loaded here: the server takes [`LOAD_ORDERS`]
-/// (`local_infile` on, as MariaDB has it by default; MySQL 8 has it off),
-/// and allocates the surrogate `id`s of a load without a lock of the table
-/// (`innodb_autoinc_lock_mode` 2, "interleaved": MySQL 8's default, and
-/// Galera's requirement). At MariaDB's default of 1 a load holds the
-/// table's AUTO-INC lock to its end, waits for row locks included, where a
-/// multi-row INSERT takes it for a moment: the order writers of several
-/// servers would queue on it, and one waiting on another's row lock while
-/// holding it deadlocks with that other's next chunk (a read-only review
-/// reproduced both). The probe is a load of no rows, which the connection
-/// sends when no handler is set. A refusal by the server (a proxy in
-/// front of it may have its own) means no, said in the log; a broken link
-/// fails the probe, to be tried again.
-pub(super) fn loads_orders(conn: &mut PooledConn) -> ::mysql::Result<bool> {
-    let mode: Option<u8> = conn.query_first("SELECT @@innodb_autoinc_lock_mode")?;
-    if mode != Some(2) {
-        info!(
-            "mysql: orders are inserted, not loaded: innodb_autoinc_lock_mode is {}, not 2",
-            mode.map_or("unknown".into(), |m| m.to_string())
-        );
-        return Ok(false);
-    }
-    match conn.query_drop(LOAD_ORDERS) {
-        Ok(()) => Ok(true),
-        Err(::mysql::Error::MySqlError(e)) => {
-            if LOAD_REFUSED.contains(&e.code) {
-                info!("mysql: orders are inserted, not loaded: {e}");
-            } else {
-                warn!("mysql: orders are inserted, not loaded: {e}");
-            }
-            Ok(false)
-        }
-        Err(e) => Err(e),
-    }
-}
-
 /// Order numbers or goods ids as the list of an `IN (...)`: integers only,
 /// formatted here (as in a chunk's INSERT), so no placeholder list to build.
 pub(super) fn id_list(ids: &[u64]) -> String {
@@ -271,42 +197,11 @@ pub(super) fn id_list(ids: &[u64]) -> String {
 
 /// The connection of a batch write's transaction, whether its chunks may
 /// leave `state` and `live_slot` to the table's defaults, and whether such
-/// chunks are loaded ([`LOAD_ORDERS`]): the store's flag, which a server
-/// that refuses a load turns off for good.
+/// chunks are loaded (the store's [`Loads`]).
 pub(super) struct Rows<'c> {
     pub(super) conn: &'c mut PooledConn,
     pub(super) live_defaults: bool,
-    pub(super) load: &'c AtomicBool,
-}
-
-impl Rows<'_> {
-    /// Loads a chunk of created orders: all of them (`true`), or none
-    /// (`false`) where a row meets a unique key. With LOCAL the server
-    /// cannot stop the client's sending, so it takes every error of a row
-    /// (a unique or foreign key, a value it could not convert: the strict
-    /// `sql_mode` does not apply) for a warning, skips or converts the row,
-    /// and loads the rest; a chunk loaded with fewer rows or any warning is
-    /// undone by the savepoint, as a failed INSERT is undone, and the batch
-    /// places its rows again by the statements that say what failed.
-    fn load_chunk(&mut self, orders: &[&OrderRecord]) -> ::mysql::Result<bool> {
-        self.query_drop("SAVEPOINT chunk")?;
-        let mut rows = Some(load_rows(orders));
-        self.conn
-            .set_local_infile_handler(Some(LocalInfileHandler::new(move |_, out| {
-                match rows.take() {
-                    Some(rows) => out.write_all(&rows),
-                    None => Ok(()),
-                }
-            })));
-        let loaded = self.query_drop(LOAD_ORDERS);
-        self.conn.set_local_infile_handler(None);
-        loaded?;
-        if self.affected_rows() == orders.len() as u64 && self.warnings() == 0 {
-            return Ok(true);
-        }
-        self.query_drop("ROLLBACK TO SAVEPOINT chunk")?;
-        Ok(false)
-    }
+    pub(super) loads: &'c Loads,
 }
 
 impl std::ops::Deref for Rows<'_> {
@@ -382,17 +277,19 @@ impl Table for Rows<'_> {
     }
 
     fn insert_chunk(&mut self, orders: &[&OrderRecord]) -> Result<bool, Failure> {
-        if defaulted(orders, self.live_defaults) && self.load.load(Ordering::Relaxed) {
-            match self.load_chunk(orders) {
-                Ok(all) => return Ok(all),
-                // A node with `local_infile` turned off since the start,
-                // or another node of the list: inserted from now on.
-                Err(::mysql::Error::MySqlError(e)) if LOAD_REFUSED.contains(&e.code) => {
-                    if self.load.swap(false, Ordering::Relaxed) {
-                        warn!("mysql: orders inserted, not loaded, from now on: {e}");
-                    }
+        if defaulted(orders, self.live_defaults) {
+            if self.loads.ask_due() {
+                self.loads.ask(self.conn)?;
+            }
+            if self.loads.on() {
+                match load_chunk(self.conn, orders) {
+                    Ok(all) => return Ok(all),
+                    // A node with `local_infile` turned off since it was
+                    // asked, or another node of the list: inserted until
+                    // it is asked again.
+                    Err(::mysql::Error::MySqlError(e)) if is_refusal(&e) => self.loads.refused(&e),
+                    Err(e) => return Err(e.into()),
                 }
-                Err(e) => return Err(e.into()),
             }
         }
         let sql = insert_sql(orders, self.live_defaults);
@@ -470,15 +367,6 @@ mod tests {
             created_ms: 10,
             pay_by_ms: 20,
         }
-    }
-
-    #[test]
-    fn loaded_rows_are_tab_separated_integers_a_line_each() {
-        let (live, other) = (created(u64::MAX), created(0));
-        assert_eq!(
-            load_rows(&[&live, &other]),
-            b"18446744073709551615\t7\t3\t10\t20\n0\t7\t3\t10\t20\n"
-        );
     }
 
     #[test]

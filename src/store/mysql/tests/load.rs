@@ -15,10 +15,7 @@ fn chunks_are_loaded_where_local_infile_is_on_and_autoinc_interleaved() {
         .query_first("SELECT @@local_infile, @@innodb_autoinc_lock_mode")
         .unwrap()
         .unwrap();
-    assert_eq!(
-        store.load_orders.load(std::sync::atomic::Ordering::Relaxed),
-        local_infile == 1 && autoinc == 2
-    );
+    assert_eq!(store.loads.on(), local_infile == 1 && autoinc == 2);
 }
 
 /// A loaded chunk with a row that meets a unique key leaves none of its
@@ -50,10 +47,7 @@ fn a_loaded_chunk_that_meets_a_unique_key_leaves_none_of_its_rows() {
         })
         .unwrap();
     assert_eq!((fence, clashed, went_in), (Fence::Taken, false, true));
-    assert!(
-        store.load_orders.load(std::sync::atomic::Ordering::Relaxed),
-        "loaded, not inserted after a refusal"
-    );
+    assert!(store.loads.on(), "loaded, not inserted after a refusal");
     let stored: Vec<(u64, u8, Option<u8>)> = db
         .conn()
         .query("SELECT order_no, state, live_slot FROM orders ORDER BY order_no")
@@ -66,5 +60,61 @@ fn a_loaded_chunk_that_meets_a_unique_key_leaves_none_of_its_rows() {
             &format!("SELECT live_orders FROM goods WHERE id = {g}")
         ),
         3
+    );
+}
+
+/// A load the server refuses (its `local_infile` turned off while the
+/// store runs) is inserted instead, in the same batch, and the chunks after
+/// it too; loads come back once the server, asked again (every minute, here
+/// at once), takes them. On the third Galera node (it takes loads: its
+/// `innodb_autoinc_lock_mode` is 2), whose `local_infile` this test alone
+/// switches, and switches back however the test ends.
+#[test]
+fn a_refused_load_is_inserted_and_loads_come_back_once_the_server_takes_them() {
+    let node = crate::store::testdb::galera()[2];
+    let db = TestDb::on(node);
+    let store = open(&db);
+    assert!(store.loads.on(), "a Galera node takes loads");
+    let g = store.add_goods(&new_goods(10), None).unwrap().id;
+
+    /// `local_infile` off on the node until dropped.
+    struct LocalInfileOff(::mysql::Conn);
+    impl Drop for LocalInfileOff {
+        fn drop(&mut self) {
+            let _ = self.0.query_drop("SET GLOBAL local_infile = 1");
+        }
+    }
+    let mut admin = ::mysql::Conn::new(::mysql::Opts::from_url(node).unwrap()).unwrap();
+    admin.query_drop("SET GLOBAL local_infile = 0").unwrap();
+    let off = LocalInfileOff(admin);
+    let written = store
+        .insert_orders(&[order(1, 10, g), order(2, 20, g)])
+        .unwrap();
+    assert!(written.iter().all(|w| *w == Written::Stored), "{written:?}");
+    assert!(!store.loads.on(), "still loading after a refusal");
+    store.insert_orders(&[order(3, 30, g)]).unwrap();
+    drop(off);
+
+    store.loads.ask_soon();
+    store.insert_orders(&[order(4, 40, g)]).unwrap();
+    assert!(
+        store.loads.on(),
+        "not loading again once the server takes loads"
+    );
+    let stored: Vec<(u64, u8, Option<u8>)> = db
+        .conn()
+        .query("SELECT order_no, state, live_slot FROM orders ORDER BY order_no")
+        .unwrap();
+    assert_eq!(
+        stored,
+        [1, 2, 3, 4].map(|n| (n, 0, Some(1))),
+        "every order stored once, created"
+    );
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT live_orders FROM goods WHERE id = {g}")
+        ),
+        4
     );
 }
