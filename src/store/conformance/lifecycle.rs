@@ -340,6 +340,10 @@ fn a_drifted_live_count_is_recounted<B: Backend>() {
     db.set_live_count(g, 0);
     assert_eq!(store.recount_live(g).unwrap(), Some((0, 2)));
     assert_eq!(store.recount_live(g).unwrap(), None);
+    // A paid order is live too.
+    assert!(store.pay(2, 2, 2_000).unwrap().is_some());
+    db.set_live_count(g, 0);
+    assert_eq!(store.recount_live(g).unwrap(), Some((0, 2)));
     assert_eq!(commit_one(&store, order(3, 3, g), e), Written::Stored);
     assert_eq!(commit_one(&store, order(4, 4, g), e), Written::SoldOut);
     db.set_live_count(g, 5);

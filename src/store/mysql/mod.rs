@@ -53,7 +53,7 @@ use self::rows::{
     give_back_live, goods_by_id, goods_record, id_list, order_for_update, order_record, set_state,
     GoodsRow, OrderRow, Rows, GOODS_COLUMNS, ORDER_COLUMNS, PAUSED, ROWS_PER_INSERT,
 };
-use self::schema::{DueIndex, GoodsIndex, Layout};
+use self::schema::{live_count_sql, DueIndex, GoodsIndex, Layout};
 use self::sweep::{due_orders, SweepPlan};
 use super::batch::per_goods;
 use super::{
@@ -477,15 +477,10 @@ impl OrderStore for MysqlStore {
     /// (a cancel that changed its order and waits for the row is counted
     /// live, and takes its order off the new count after). The count reads
     /// without locks, as [`live_holders`](Self::live_holders) does, and for
-    /// as long as it takes (a goods' whole index range) holds up the goods'
-    /// order writes.
+    /// as long as it takes (a goods' whole index range, [`live_count_sql`])
+    /// holds up the goods' order writes.
     fn recount_live(&self, goods: GoodsId) -> Result<Option<(u64, u64)>, StoreError> {
-        let index = self.layout.get().map_or(GoodsIndex::ByGoods, |l| l.goods);
-        let count = format!(
-            "SELECT COUNT(*) FROM orders FORCE INDEX ({})
-             WHERE goods_id = ? AND live_slot IS NOT NULL",
-            index.name()
-        );
+        let count = live_count_sql(self.layout.get());
         self.link.call("recount live orders", Call::ORDERS, |conn| {
             let was: Option<u64> = conn.exec_first(
                 "SELECT live_orders FROM goods WHERE id = ? FOR UPDATE",

@@ -445,3 +445,29 @@ fn a_full_goods_fence_waits_for_a_cancel_in_flight() {
     cancel.query_drop("COMMIT").unwrap();
     assert_eq!(batch.join().unwrap().unwrap(), [Written::Stored]);
 }
+
+/// A goods' live orders are counted from `orders_by_goods` alone, without
+/// reading their rows: the recount holds up the goods' order writes for as
+/// long as the count takes.
+#[test]
+fn the_live_count_reads_the_goods_index_alone() {
+    let db = TestDb::new();
+    let store = open(&db);
+    let g = store.add_goods(&new_goods(10), None).unwrap().id;
+    store
+        .insert_orders(&[order(1, 10, g), order(2, 20, g)])
+        .unwrap();
+    let sql = super::schema::live_count_sql(store.layout.get());
+    let plan: ::mysql::Row = db
+        .conn()
+        .exec_first(format!("EXPLAIN {sql}"), (g,))
+        .unwrap()
+        .unwrap();
+    let (key, extra): (Option<String>, Option<String>) =
+        (plan.get("key").unwrap(), plan.get("Extra").unwrap());
+    assert_eq!(key.as_deref(), Some("orders_by_goods"), "{plan:?}");
+    assert!(
+        extra.as_deref().unwrap_or("").contains("Using index"),
+        "the rows are read: {plan:?}"
+    );
+}
