@@ -129,6 +129,9 @@ local tokens = {}
 -- place in ARGV, whose orders go to the queue.
 local sold, buyer_pairs, req_pairs, expiry_pairs, to_queue = 0, {}, {}, {}, {}
 local token_pairs = {}
+-- Whether a buyer was answered from what an earlier call wrote (its order
+-- held, a request id's first order): see the end.
+local answered_before = false
 -- Formatted once, when first needed: a number passed to redis.call is
 -- formatted each time, with sprintf (and to 14 digits).
 local forget_at = nil
@@ -152,7 +155,7 @@ for i = 9, #ARGV, 4 do
     --    already, so the first run reserved it; answer as that run did,
     --    take nothing
     for _, o in ipairs(holds) do
-      if o == order_no then decision = RESERVED break end
+      if o == order_no then decision = RESERVED answered_before = true break end
     end
     if decision then break end
     -- 1. a BUY retried under its request id: the first one's answer (an
@@ -161,7 +164,12 @@ for i = 9, #ARGV, 4 do
       local f = first[rid]
       if f then
         local w = words(f)
-        if w[1] == user and w[2] then decision = '=' .. w[2] else decision = REQUEST_ID_TAKEN end
+        if w[1] == user and w[2] then
+          decision = '=' .. w[2]
+          answered_before = true
+        else
+          decision = REQUEST_ID_TAKEN
+        end
         break
       end
     end
@@ -185,12 +193,16 @@ for i = 9, #ARGV, 4 do
     -- 3. a retried BUY: the token bought an order the user still holds
     if mine and mine[3] then
       for _, o in ipairs(holds) do
-        if o == mine[3] then decision = '#' .. o break end
+        if o == mine[3] then decision = '#' .. o answered_before = true break end
       end
       if decision then break end
     end
     -- 4. the user holds as many orders as the limit allows
-    if #holds >= limit then decision = '#' .. holds[1] break end
+    if #holds >= limit then
+      decision = '#' .. holds[1]
+      answered_before = true
+      break
+    end
     -- 5. the token must be the user's, unused, not expired
     if token_required then
       if not mine then decision = TOKEN_INVALID break end
@@ -238,4 +250,12 @@ for _, i in ipairs(to_queue) do
   redis.call('XADD', KEYS[3], '*', 'order_no', ARGV[i + 1], 'user', ARGV[i],
     'goods', ARGV[2], 'created_ms', ARGV[3], 'pay_by_ms', ARGV[7])
 end
+-- An answer from what an earlier call wrote (perhaps another server's,
+-- whose WAIT for the replicas timed out) is one a caller may act on, as
+-- "ok" in the queued mode. WAIT is documented to cover the writes of its
+-- own connection, and Redis versions after 7.0 do just that: commands that
+-- wrote nothing leave the connection's WAIT where it was, short of the
+-- earlier call's writes. So a call that wrote nothing writes the epoch it
+-- read, unchanged: the WAIT after it then covers every write before it.
+if answered_before and sold == 0 and #due == 0 then redis.call('SET', KEYS[4], epoch) end
 return {left, table.concat(out, ' ')}

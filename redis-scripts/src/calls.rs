@@ -8,6 +8,9 @@ pub const RELEASE: &str = include_str!("../lua/release.lua");
 pub const ISSUE: &str = include_str!("../lua/issue.lua");
 /// The restock script; its contract is at the top of `lua/add.lua`.
 pub const ADD: &str = include_str!("../lua/add.lua");
+/// The script that reads the orders a user holds for the replicas to
+/// confirm; its contract is at the top of `lua/held.lua`.
+pub const HELD: &str = include_str!("../lua/held.lua");
 /// The script that forgets request ids; its contract is at the top of
 /// `lua/forget.lua`.
 pub const FORGET: &str = include_str!("../lua/forget.lua");
@@ -217,6 +220,7 @@ mod tests {
             crate::LOAD,
             crate::FREEZE,
             FORGET,
+            HELD,
         ] {
             let head: Vec<&str> = script.lines().take_while(|l| l.starts_with("--")).collect();
             assert!(head.iter().any(|l| l.contains("KEYS[1]")), "{head:?}");

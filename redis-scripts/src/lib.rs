@@ -92,8 +92,8 @@ mod reserve;
 
 pub use buckets::{bucket_of, Part, ReceiveCall, SendCall, MAX_BUCKETS, RECEIVE, SEND};
 pub use calls::{
-    AddCall, ControlCall, ForgetCall, IssueCall, ReleaseCall, Unmade, ADD, CONTROL, FORGET, ISSUE,
-    RELEASE,
+    AddCall, ControlCall, ForgetCall, IssueCall, ReleaseCall, Unmade, ADD, CONTROL, FORGET, HELD,
+    ISSUE, RELEASE,
 };
 pub use keys::{Key, Keys, Prefix, PrefixError};
 pub use load::{

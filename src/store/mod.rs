@@ -557,7 +557,9 @@ pub trait StockStore: Send + Sync {
     /// The order numbers `user` holds of a goods as the store records them,
     /// sorted (none if the store does not hold the goods). In the queued
     /// mode every server learns from it of orders another server
-    /// acknowledged that the order store does not have yet.
+    /// acknowledged that the order store does not have yet. A store that
+    /// waits for replicas (`--redis-wait`) answers once they have what it
+    /// answers, or fails in doubt: the answer is told to the user as theirs.
     fn held(&self, goods: GoodsId, user: UserId) -> Result<Vec<OrderNo>, StoreError>;
 
     /// The goods among `goods` that may have lost writes since the last

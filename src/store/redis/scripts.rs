@@ -8,8 +8,8 @@ use ::redis::{
 };
 use seckill_redis_scripts::{
     AddCall, Call, ControlCall, Decision, EpochState, ForgetCall, IssueCall, Keys, LoadCommands,
-    ReceiveCall, ReleaseCall, ReserveCall, SendCall, ADD, CONTROL, FORGET, FREEZE, ISSUE, LOAD,
-    RECEIVE, RELEASE, RESERVE, SEND,
+    ReceiveCall, ReleaseCall, ReserveCall, SendCall, ADD, CONTROL, FORGET, FREEZE, HELD, ISSUE,
+    LOAD, RECEIVE, RELEASE, RESERVE, SEND,
 };
 
 use super::link::{inconsistent, to_u32};
@@ -25,6 +25,7 @@ pub(super) struct Scripts {
     freeze: Script,
     control: Script,
     forget: Script,
+    held: Script,
     send: Script,
     receive: Script,
 }
@@ -40,6 +41,7 @@ impl Scripts {
             freeze: Script::new(FREEZE),
             control: Script::new(CONTROL),
             forget: Script::new(FORGET),
+            held: Script::new(HELD),
             send: Script::new(SEND),
             receive: Script::new(RECEIVE),
         }
@@ -80,6 +82,13 @@ impl Scripts {
     pub(super) fn freeze(&self, keys: &Keys, epoch: u64) -> Invocation<'_> {
         let mut inv = Invocation::new(&self.freeze, [&keys.epoch]);
         inv.arg(epoch);
+        inv
+    }
+
+    /// HELD of `user` in `buyers` (the user's own buyers hash).
+    pub(super) fn held(&self, buyers: &str, user: u64) -> Invocation<'_> {
+        let mut inv = Invocation::new(&self.held, [buyers]);
+        inv.arg(user);
         inv
     }
 

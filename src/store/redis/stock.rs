@@ -207,9 +207,18 @@ impl StockStore for RedisStock {
     fn held(&self, goods: GoodsId, user: UserId) -> Result<Vec<OrderNo>, StoreError> {
         let key = self.user_keys(goods, user).buyers;
         let field = user.to_string();
-        let held: Option<String> = self.call("held", |con| {
-            ::redis::cmd("HGET").arg(&key).arg(&field).query(con)
-        })?;
+        // Told to the user as theirs: with `--redis-wait`, once the
+        // replicas have them (`held.lua` says why it writes).
+        let held: Option<String> = match self.replication {
+            Some(_) => {
+                let inv = self.scripts.held(&key, user);
+                let reply = self.call_replicated("held", goods, &key, |con| inv.invoke(con))?;
+                ::redis::from_redis_value(reply).map_err(|e| inconsistent(format!("held: {e}")))?
+            }
+            None => self.call("held", |con| {
+                ::redis::cmd("HGET").arg(&key).arg(&field).query(con)
+            })?,
+        };
         let Some(held) = held else {
             return Ok(Vec::new());
         };

@@ -140,7 +140,8 @@ fn scripts_run_on_nodes_that_forgot_them() {
 /// `--redis-wait`: a reservation (or a load) that reached the replicas it
 /// waits for is acted on; one that could not (the cluster has one replica a
 /// primary) is in doubt, never "reserved", though it ran. The same for the queue
-/// drain's read of its order: handed over only once replicated.
+/// drain's read of its order, handed over only once replicated, and for the
+/// orders a user holds, read to be told to the user.
 #[test]
 fn a_reservation_waits_for_its_replicas() {
     for (replicas, replicated) in [(1, true), (2, false)] {
@@ -174,6 +175,17 @@ fn a_reservation_waits_for_its_replicas() {
             );
         }
         assert_eq!(test.remaining(7).unwrap(), Some(1), "{replicas} replicas");
+        // The order is told to its user (ORDER_STATUS in the queued mode)
+        // only once the replicas have it, whoever reserved it.
+        let held = test.held(7, 1);
+        if replicated {
+            assert_eq!(held.unwrap(), [71]);
+        } else {
+            assert!(
+                matches!(&held, Err(StoreError::Indeterminate(_))),
+                "{held:?}"
+            );
+        }
         let read = test.read(&[7], "w", 10, Duration::ZERO);
         if replicated {
             assert_eq!(read.unwrap().len(), 1);

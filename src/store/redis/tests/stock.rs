@@ -4,7 +4,10 @@
 //! loads are in `loads.rs`. What every stock store does is in the
 //! conformance suite (`store/conformance/stock.rs`), run against Redis too.
 
+use seckill_proto::RequestId;
 use seckill_redis_scripts::{Call, Mode, ReserveBuyer, ReserveCall};
+
+use crate::store::Buyer;
 
 use super::*;
 
@@ -296,5 +299,78 @@ pub(super) fn queued_reserve(epoch: u64, buyers: &[ReserveBuyer]) -> ReserveCall
         pay_by_ms: 2,
         request_id_ttl_ms: 1_000,
         buyers,
+    }
+}
+
+/// A reserve call that only answers from what an earlier call wrote (the
+/// order a user holds, the same call sent again) still writes: the WAIT
+/// after it covers that call's own writes only (in Redis after 7.0), and an
+/// earlier call's writes the replicas lack would be acted on, as "ok" in
+/// the queued mode. Seen in what Redis ran for the call, by MONITOR; a call
+/// that sold writes nothing more than it did.
+#[test]
+fn a_call_answered_from_earlier_writes_still_writes() {
+    let stock = open(AckMode::Queued);
+    stock.load_next(3, 10, &[]).unwrap();
+    let epoch_key = stock.keys(3).epoch;
+    let epoch_set = format!("\"SET\" \"{epoch_key}\"");
+    let mut monitor = Monitor::start();
+    let with_id = |order_no| Buyer {
+        request_id: RequestId::new(7),
+        ..buy(2, order_no, NO_TOKEN)
+    };
+    let decide = |buyers: &[Buyer]| stock.reserve(3, &rules(1), buyers).unwrap().decisions;
+    assert_eq!(decide(&buyers(&[(1, 11)])), [Reservation::Reserved]);
+    assert_eq!(decide(&[with_id(21)]), [Reservation::Reserved]);
+    let sold_ran = monitor.through(&stock, "sold");
+    assert_eq!(decide(&buyers(&[(1, 12)])), [Reservation::Held(11)]);
+    assert_eq!(decide(&buyers(&[(1, 11)])), [Reservation::Reserved]);
+    assert_eq!(decide(&[with_id(22)]), [Reservation::Replayed(21)]);
+    let held_ran = monitor.through(&stock, "held");
+    let sets = |ran: &[String]| ran.iter().filter(|l| l.contains(&epoch_set)).count();
+    assert_eq!(sets(&sold_ran), 0, "a sale wrote its epoch:\n{sold_ran:#?}");
+    assert_eq!(sets(&held_ran), 3, "ran:\n{held_ran:#?}");
+}
+
+/// A connection in MONITOR: the commands Redis runs, one line each.
+struct Monitor(::redis::Connection);
+
+impl Monitor {
+    fn start() -> Monitor {
+        let url = std::env::var("SECKILL_TEST_REDIS")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
+        let mut con = ::redis::Client::open(url)
+            .and_then(|c| c.get_connection())
+            .unwrap();
+        let ok: String = ::redis::cmd("MONITOR").query(&mut con).unwrap();
+        assert_eq!(ok, "OK");
+        con.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        Monitor(con)
+    }
+
+    /// The commands Redis ran from now to a GET of a key named after
+    /// `mark`, which `stock` sends (every test's commands: the caller picks
+    /// its own out by its keys).
+    fn through(&mut self, stock: &TestStock, mark: &str) -> Vec<String> {
+        let key = format!("{}{mark}", stock.prefix);
+        let mut get = ::redis::cmd("GET");
+        get.arg(&key);
+        stock
+            .call("mark", |con| get.query::<Option<String>>(con))
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut lines = Vec::new();
+        loop {
+            assert!(std::time::Instant::now() < deadline, "no {key} in MONITOR");
+            let Ok(value) = self.0.recv_response() else {
+                continue;
+            };
+            let line: String = ::redis::from_redis_value(value).unwrap();
+            if line.contains(&key) {
+                return lines;
+            }
+            lines.push(line);
+        }
     }
 }
