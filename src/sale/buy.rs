@@ -172,7 +172,12 @@ impl Sale {
             );
             match self.stock.release(goods, &cancelled) {
                 Ok(left) => entry.view.set_remaining(left),
-                Err(e) => warn!("goods {goods}: giving back the units of cancelled orders: {e}"),
+                // Still held (a reconciliation froze the goods, the store
+                // failed): the next reconciliation gives them back.
+                Err(e) => {
+                    warn!("goods {goods}: giving back the units of cancelled orders: {e}");
+                    entry.gate.mark_unsure();
+                }
             }
         }
         if queued {
@@ -223,6 +228,19 @@ impl Sale {
                     entry.holders.add([(b.user, order_no)]);
                     metrics::add(&self.metrics.buy_already_bought, 1);
                     Decision::Answer(Reply::AlreadyBought { order_no })
+                }
+                // Held for an order neither this server nor the order store
+                // has (durable mode: `written_elsewhere` asked): still being
+                // written, or, if made long ago, its server died between the
+                // deduction and the commit, and nothing else would give the
+                // unit back or let the buyer buy again.
+                Reservation::Held(order_no)
+                    if written_elsewhere.is_some()
+                        && !queued
+                        && !entry.holders.holds(b.user, order_no) =>
+                {
+                    self.repair_if_abandoned(&entry, order_no);
+                    Decision::Answer(self.refusal(&entry.holders, b.user, decision))
                 }
                 // A BUY retried under its request id: its first answer, once
                 // that order is acknowledged (queued with the deduction, or
@@ -315,12 +333,28 @@ impl Sale {
         let Some(id) = buyer.request_id else {
             return;
         };
-        if now_ms().saturating_sub(order_no::made_at_ms(order_no)) < ABANDONED_AFTER_MS {
+        if !abandoned(order_no) {
             return;
         }
         if entry.gate.abandon_request(id, buyer.user, order_no) {
             warn!(
                 "goods {}: request {id} names order {order_no}, which was never written; reconciling",
+                entry.id
+            );
+            entry.gate.mark_unsure();
+            self.request_repair(entry);
+        }
+    }
+
+    /// A unit the stock store holds for an order that neither this server
+    /// nor the order store has, made so long ago that no write of it should
+    /// still be under way: the goods is reconciled, which fences off any
+    /// late write of it and takes the phantom holder out, so that the unit
+    /// goes back on sale and its buyer may buy again.
+    fn repair_if_abandoned(&self, entry: &Entry, order_no: OrderNo) {
+        if abandoned(order_no) && !entry.gate.is_unsure() {
+            warn!(
+                "goods {}: a unit is held for order {order_no}, which was never written; reconciling",
                 entry.id
             );
             entry.gate.mark_unsure();
@@ -399,4 +433,10 @@ impl Sale {
             }
         }
     }
+}
+
+/// Whether an order that no store has was made so long ago
+/// ([`ABANDONED_AFTER_MS`]) that no write of it should still be under way.
+fn abandoned(order_no: OrderNo) -> bool {
+    now_ms().saturating_sub(order_no::made_at_ms(order_no)) >= ABANDONED_AFTER_MS
 }

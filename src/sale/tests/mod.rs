@@ -2,7 +2,7 @@
 
 mod doubles;
 mod queued;
-mod request_ids;
+mod unwritten;
 
 use std::sync::Arc;
 

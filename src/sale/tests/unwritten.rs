@@ -1,5 +1,7 @@
-//! BUYs' request ids whose orders were never written, or written late: a
-//! retry under the same id is decided afresh, or gets its order back.
+//! Orders reserved and never written, or written late (their server died,
+//! or its writer stalled, between the deduction and the commit): a retry
+//! under the same request id is decided afresh, or gets its order back, and
+//! a unit held for such an order goes back on sale.
 
 use super::*;
 
@@ -110,5 +112,33 @@ fn a_request_id_whose_order_was_written_late_is_kept() {
         [Decision::Answer(Reply::Bought {
             order_no: late.order.order_no
         })]
+    );
+}
+
+/// A unit the stock store holds for user 7's order that no store has, made
+/// two minutes ago (its server died between the deduction and the commit):
+/// the user's BUY, without a request id, is told `pending` and asks for a
+/// repair, which takes the phantom holder out; the next BUY buys. An order
+/// made a moment ago is still being written: no repair.
+#[test]
+fn a_unit_held_for_an_order_never_written_goes_back_on_sale() {
+    let stock = Arc::new(MemoryStock::new());
+    let sale = durable(stock.clone(), Arc::new(FlakyOrders::default()));
+    let rules = crate::store::fixtures::rules_at(1, now_ms());
+    let phantom = crate::sale::order_no::made_at_for_tests(now_ms() - 120_000, 9, 1);
+    let dead = crate::store::fixtures::buy(7, phantom, NO_TOKEN);
+    stock.reserve(1, &rules, &[dead]).unwrap();
+    let buy = buys(&[7]);
+    assert_eq!(status(&sale.reserve(1, &buy)), Status::Pending);
+    let repair = sale.repair_requests().try_recv().expect("no repair asked");
+    sale.repair(repair);
+
+    let again = written(sale.reserve(1, &buy));
+    assert_ne!(again.order().order_no, phantom);
+    // Not committed yet: held, and being written.
+    assert_eq!(status(&sale.reserve(1, &buy)), Status::Pending);
+    assert!(
+        sale.repair_requests().try_recv().is_err(),
+        "a repair asked for an order being written"
     );
 }
