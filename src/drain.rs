@@ -87,6 +87,13 @@ impl Drain {
             if stopped_at.is_none() && self.stop.is_triggered() {
                 stopped_at = Some(Instant::now());
             }
+            // Other servers may go on queuing orders as fast as this one
+            // writes them, and the queue never read empty: past the grace
+            // the rest is left to their drains, or to the next start.
+            if stopped_at.is_some_and(|t| t.elapsed() > self.grace) {
+                warn!("queue drain: stopping with orders still queued in Redis");
+                return;
+            }
             let goods: Vec<GoodsId> = self.sale.catalog().all().iter().map(|e| e.id).collect();
             // Once stopping, read without waiting: an empty read means done.
             let block = if stopped_at.is_some() {
@@ -123,13 +130,7 @@ impl Drain {
                 // Logged once per outage by the store (a panic by
                 // `survive`). Reads are retried; once stopping, the entries
                 // wait for the next start.
-                Some(Err(_)) | None => {
-                    if stopped_at.is_some_and(|t| t.elapsed() > self.grace) {
-                        warn!("queue drain: stopping with orders still queued in Redis");
-                        return;
-                    }
-                    thread::sleep(RETRY_MAX);
-                }
+                Some(Err(_)) | None => thread::sleep(RETRY_MAX),
             }
             if last_claim.elapsed() >= CLAIM_EVERY {
                 survive("the queue drain's claim", || self.claim(CLAIM_IDLE));
@@ -282,6 +283,9 @@ mod tests {
         stale: Vec<QueuedOrder>,
         to_read: Mutex<Vec<QueuedOrder>>,
         panic_once: AtomicBool,
+        /// Every read hands out one more order (other servers selling on).
+        endless: AtomicBool,
+        reads: AtomicUsize,
         claims: AtomicUsize,
         /// The ids of each ack.
         acked: Mutex<Vec<Vec<String>>>,
@@ -297,6 +301,10 @@ mod tests {
         ) -> Result<Vec<QueuedOrder>, StoreError> {
             if self.panic_once.swap(false, Ordering::SeqCst) {
                 panic!("a read's bug");
+            }
+            let n = self.reads.fetch_add(1, Ordering::SeqCst) as u64;
+            if self.endless.load(Ordering::SeqCst) {
+                return Ok(vec![queued(&format!("2-{n}"), 1000 + n, 1000 + n, 1)]);
             }
             Ok(std::mem::take(&mut *self.to_read.lock()))
         }
@@ -478,5 +486,39 @@ mod tests {
         assert_eq!(orders.live_holders(goods).unwrap().len(), 1);
         stop.trigger();
         thread.join().expect("the thread lived on");
+    }
+
+    /// Stopping while other servers go on queuing (every read hands out a
+    /// new order): the drain writes what it reads for the shutdown grace,
+    /// then leaves the rest queued and exits, rather than run as long as
+    /// the sale does.
+    #[test]
+    fn a_stopping_drain_ends_while_others_go_on_queuing() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Arc::new(Recorded {
+            endless: AtomicBool::new(true),
+            ..Recorded::default()
+        });
+        let (drain, orders, goods) = drain(&dir, queue.clone(), &["--shutdown-grace", "300ms"]);
+        drain.stop.trigger();
+        let (done, ended) = crossbeam_channel::bounded(1);
+        thread::spawn(move || {
+            drain.run();
+            let _ = done.send(());
+        });
+        assert!(
+            ended.recv_timeout(Duration::from_secs(30)).is_ok(),
+            "the drain ran on ({} reads)",
+            queue.reads.load(Ordering::SeqCst)
+        );
+        assert!(
+            queue.reads.load(Ordering::SeqCst) > 1,
+            "it read on while stopping"
+        );
+        assert_eq!(
+            orders.live_holders(goods).unwrap().len(),
+            queue.acked.lock().concat().len(),
+            "an order read but not written, or written but not acked"
+        );
     }
 }
