@@ -315,8 +315,8 @@ impl Server {
     /// connections, then every connection answered and closed, then the
     /// workers' queues drained, then every accepted order written (and, in
     /// the `queued` mode, the order queue drained as far as the order store
-    /// allows, for up to `--shutdown-grace`), and last the node id released. The stores close when the
-    /// last thread drops them.
+    /// allows, for up to `--shutdown-grace`), and last the node id
+    /// released. The stores close when the last thread drops them.
     pub fn join(self) {
         if let Err(e) = self.wait() {
             error!("{e:#}");
