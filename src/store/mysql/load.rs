@@ -15,9 +15,9 @@ use parking_lot::Mutex;
 use super::errors::LOAD_REFUSED;
 use crate::store::OrderRecord;
 
-/// How often a batch's connection asks the server again whether it takes
-/// loads: a moment of one batch a minute, so that a node failed over to
-/// (or back from) with other settings is written to as it allows.
+/// How often the server is asked again whether it takes loads, before a
+/// batch (not in its transaction): so that a node failed over to (or back
+/// from) with other settings is written to as it allows.
 const ASK_AGAIN: Duration = Duration::from_secs(60);
 
 /// A chunk of created orders, the table's defaults giving `state` and
@@ -74,8 +74,8 @@ impl Loads {
         Ok(())
     }
 
-    /// Whether a batch asks the server again before its chunks (and, if
-    /// so, no other batch does until the next time).
+    /// Whether the server is to be asked again now, before a batch (and,
+    /// if so, not before the next time).
     pub(super) fn ask_due(&self) -> bool {
         let mut ask_at = self.ask_at.lock();
         let now = Instant::now();
@@ -125,7 +125,8 @@ impl Loads {
 /// chunk (a read-only review reproduced both). The probe is a load of no
 /// rows, which the connection sends when no handler is set. A refusal by
 /// the server (a proxy in front of it may have its own) means no; a broken
-/// link is an error.
+/// link is an error. Never run inside a batch's transaction: it takes any
+/// server error for a no, a deadlock's rollback of the batch included.
 fn server_loads(conn: &mut PooledConn) -> ::mysql::Result<Result<(), String>> {
     let mode: Option<u8> = conn.query_first("SELECT @@innodb_autoinc_lock_mode")?;
     if mode != Some(2) {

@@ -233,6 +233,23 @@ impl MysqlStore {
         Ok(())
     }
 
+    /// Asks the server again whether it takes loads, when it is time
+    /// ([`Loads::ask_due`]): in a call of its own before a batch, never
+    /// inside the batch's transaction, where an error while asking (a
+    /// deadlock that rolled the batch back) must fail the batch, not be
+    /// taken for a "no". A failure is only logged: the batch goes on as
+    /// the last answer says.
+    fn ask_loads_if_due(&self) {
+        if self.loads.ask_due() {
+            let asked = self.link.call("load probe", Call::IDEMPOTENT, |conn| {
+                Ok(self.loads.ask(conn)?)
+            });
+            if let Err(e) = asked {
+                log::warn!("mysql: asking whether orders may be loaded: {e}");
+            }
+        }
+    }
+
     /// The batch statements on a transaction's connection.
     fn rows<'c>(&'c self, conn: &'c mut ::mysql::PooledConn) -> Rows<'c> {
         Rows {
@@ -382,6 +399,7 @@ impl OrderStore for MysqlStore {
         if orders.is_empty() {
             return Ok(Vec::new());
         }
+        self.ask_loads_if_due();
         self.link.call("insert orders", Call::ORDERS, |conn| {
             batch::write(&mut self.rows(conn), orders, epochs)
         })
@@ -398,6 +416,7 @@ impl OrderStore for MysqlStore {
         if orders.is_empty() {
             return Ok(Vec::new());
         }
+        self.ask_loads_if_due();
         self.link.call("insert orders", Call::ORDERS, |conn| {
             let written = batch::write(&mut self.rows(conn), orders, epochs)?;
             requests::keep(conn, orders, &written, requests, now_ms())?;

@@ -278,9 +278,6 @@ impl Table for Rows<'_> {
 
     fn insert_chunk(&mut self, orders: &[&OrderRecord]) -> Result<bool, Failure> {
         if defaulted(orders, self.live_defaults) {
-            if self.loads.ask_due() {
-                self.loads.ask(self.conn)?;
-            }
             if self.loads.on() {
                 match load_chunk(self.conn, orders) {
                     Ok(all) => return Ok(all),

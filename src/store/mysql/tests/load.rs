@@ -95,12 +95,22 @@ fn a_refused_load_is_inserted_and_loads_come_back_once_the_server_takes_them() {
     store.insert_orders(&[order(3, 30, g)]).unwrap();
     drop(off);
 
+    // Loads the node ran: the asking's empty one, then the chunk's.
+    let loads = || -> u64 {
+        let mut node = ::mysql::Conn::new(::mysql::Opts::from_url(node).unwrap()).unwrap();
+        let row: Option<(String, u64)> = node
+            .query_first("SHOW GLOBAL STATUS LIKE 'Com_load'")
+            .unwrap();
+        row.unwrap().1
+    };
+    let before = loads();
     store.loads.ask_soon();
     store.insert_orders(&[order(4, 40, g)]).unwrap();
     assert!(
         store.loads.on(),
         "not loading again once the server takes loads"
     );
+    assert!(loads() - before >= 2, "the chunk was not loaded");
     let stored: Vec<(u64, u8, Option<u8>)> = db
         .conn()
         .query("SELECT order_no, state, live_slot FROM orders ORDER BY order_no")

