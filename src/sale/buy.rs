@@ -352,7 +352,12 @@ impl Sale {
     /// late write of it and takes the phantom holder out, so that the unit
     /// goes back on sale and its buyer may buy again.
     fn repair_if_abandoned(&self, entry: &Entry, order_no: OrderNo) {
-        if abandoned(order_no) && !entry.gate.is_unsure() {
+        if abandoned(order_no)
+            && !entry.gate.is_unsure()
+            && entry
+                .gate
+                .abandoned_holder_repair(now_ms(), ABANDONED_AFTER_MS)
+        {
             warn!(
                 "goods {}: a unit is held for order {order_no}, which was never written; reconciling",
                 entry.id

@@ -166,13 +166,19 @@ impl Sale {
             MAX_LISTED => stored.iter().map(|o| o.created_ms).min().unwrap_or(0),
             _ => 0,
         };
+        // Once the stock store could not say (down, or its replicas behind
+        // with `--redis-wait`, each read waiting for them), not asked again
+        // for the other goods of this list: one wait a LIST_ORDERS, not one
+        // a goods.
+        let mut stock_answers = true;
         for entry in self.catalog.all() {
-            let ask_stock = queued.iter().any(|&(g, _)| g == entry.id);
+            let ask_stock = stock_answers && queued.iter().any(|&(g, _)| g == entry.id);
             let unwritten = match self.unwritten_orders(&entry, user, ask_stock) {
                 Ok(unwritten) => unwritten,
                 // The stock store cannot say now: what this server knows.
                 Err(e) => {
                     debug!("goods {}: the orders user {user} holds: {e}", entry.id);
+                    stock_answers = false;
                     self.unwritten_orders(&entry, user, false)
                         .unwrap_or_default()
                 }

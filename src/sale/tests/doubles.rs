@@ -141,6 +141,8 @@ pub struct FlakyStock {
     inner: MemoryStock,
     pub failing: Mutex<bool>,
     pub failing_goods: Mutex<Vec<GoodsId>>,
+    /// How many times [`StockStore::held`] was asked.
+    pub held_asked: std::sync::atomic::AtomicUsize,
 }
 
 impl FlakyStock {
@@ -216,7 +218,9 @@ impl StockStore for FlakyStock {
         self.inner.remaining(g)
     }
     fn held(&self, g: GoodsId, u: UserId) -> Result<Vec<OrderNo>, StoreError> {
-        self.check()?;
+        self.held_asked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.check_goods(g)?;
         self.inner.held(g, u)
     }
 }

@@ -249,3 +249,33 @@ fn an_order_written_late_gets_its_payment_window_from_the_write() {
     // Not due at the next sweep.
     assert_eq!(shared.orders.expire_due(now_ms(), 10).unwrap(), vec![]);
 }
+
+/// LIST_ORDERS in the queued mode asks the stock store for the user's
+/// orders of each goods whose queue has entries, and, once it could not
+/// say (each ask may wait up to `--redis-wait-timeout` for the replicas),
+/// asks it no more for the other goods of that list.
+#[test]
+fn a_list_stops_asking_the_stock_store_once_it_cannot_say() {
+    let (_dir, orders) = sqlite_orders();
+    let goods: Vec<GoodsId> = (0..3)
+        .map(|_| orders.add_goods(&lamp(5), None).unwrap().id)
+        .collect();
+    let stock = Arc::new(FlakyStock::default());
+    let queue = Arc::new(TestQueue(Mutex::new(
+        goods.iter().map(|&g| created(100 + g, 8, g)).collect(),
+    )));
+    let sale = Sale::open(
+        stock.clone(),
+        orders,
+        Some(queue as Arc<dyn crate::store::OrderQueue>),
+        1,
+        Arc::new(Metrics::default()),
+    )
+    .unwrap();
+    let asked = || stock.held_asked.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(matches!(sale.list_orders(7), Reply::Orders(_)));
+    assert_eq!(asked(), 3, "one ask a goods with queued orders");
+    *stock.failing_goods.lock() = goods;
+    assert!(matches!(sale.list_orders(7), Reply::Orders(_)));
+    assert_eq!(asked(), 4, "asked again after the first could not say");
+}

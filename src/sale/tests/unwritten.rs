@@ -119,7 +119,9 @@ fn a_request_id_whose_order_was_written_late_is_kept() {
 /// two minutes ago (its server died between the deduction and the commit):
 /// the user's BUY, without a request id, is told `pending` and asks for a
 /// repair, which takes the phantom holder out; the next BUY buys. An order
-/// made a moment ago is still being written: no repair.
+/// made a moment ago is still being written: no repair. Nor, within a
+/// minute of the last, for another such holder (a clock far behind would
+/// make orders being written look old).
 #[test]
 fn a_unit_held_for_an_order_never_written_goes_back_on_sale() {
     let stock = Arc::new(MemoryStock::new());
@@ -140,5 +142,15 @@ fn a_unit_held_for_an_order_never_written_goes_back_on_sale() {
     assert!(
         sale.repair_requests().try_recv().is_err(),
         "a repair asked for an order being written"
+    );
+
+    stock.add(1, 1, 2).unwrap();
+    let phantom = crate::sale::order_no::made_at_for_tests(now_ms() - 120_000, 9, 2);
+    let dead = crate::store::fixtures::buy(9, phantom, NO_TOKEN);
+    stock.reserve(1, &rules, &[dead]).unwrap();
+    assert_eq!(status(&sale.reserve(1, &buys(&[9]))), Status::Pending);
+    assert!(
+        sale.repair_requests().try_recv().is_err(),
+        "a second repair within a minute"
     );
 }
