@@ -277,16 +277,14 @@ impl Table for Rows<'_> {
     }
 
     fn insert_chunk(&mut self, orders: &[&OrderRecord]) -> Result<bool, Failure> {
-        if defaulted(orders, self.live_defaults) {
-            if self.loads.on() {
-                match load_chunk(self.conn, orders) {
-                    Ok(all) => return Ok(all),
-                    // A node with `local_infile` turned off since it was
-                    // asked, or another node of the list: inserted until
-                    // it is asked again.
-                    Err(::mysql::Error::MySqlError(e)) if is_refusal(&e) => self.loads.refused(&e),
-                    Err(e) => return Err(e.into()),
-                }
+        if defaulted(orders, self.live_defaults) && self.loads.on() {
+            match load_chunk(self.conn, orders) {
+                Ok(all) => return Ok(all),
+                // A node with `local_infile` turned off since it was asked,
+                // or another node of the list: inserted until it is asked
+                // again.
+                Err(::mysql::Error::MySqlError(e)) if is_refusal(&e) => self.loads.refused(&e),
+                Err(e) => return Err(e.into()),
             }
         }
         let sql = insert_sql(orders, self.live_defaults);
