@@ -43,6 +43,24 @@ use seckill_proto::OrderState;
 use super::{Epoch, GoodsId, OrderNo, OrderRecord, StoreError, UserId, Written};
 use crate::clock::now_ms;
 
+/// Proof that step 0 has written the goods' row of every order the batch
+/// may insert (its fence, or its live count) in this transaction, which
+/// holds that row to the commit: the statements that insert orders take
+/// it. So a batch locks a goods' row before it inserts any of the goods'
+/// orders (inserting first would take a shared lock on the goods' row,
+/// through the foreign key, and the count then an exclusive one: two
+/// servers' batches doing that at once deadlock each other), and the
+/// batches of a goods queue on its row. Made by step 0 only.
+pub(crate) struct GoodsRowsHeld(());
+
+impl GoodsRowsHeld {
+    /// For a test that wrote the goods' row itself first.
+    #[cfg(test)]
+    pub(crate) fn fenced_by_test() -> GoodsRowsHeld {
+        GoodsRowsHeld(())
+    }
+}
+
 /// The orders table of a SQL store, inside the transaction of a batch: the
 /// statements [`write()`] needs.
 pub(crate) trait Table {
@@ -84,7 +102,11 @@ pub(crate) trait Table {
     /// goes on). All or none, so that the stored rows a refused chunk is
     /// found to have afterwards are never rows of this try that it would
     /// then not count as live.
-    fn insert_chunk(&mut self, orders: &[&OrderRecord]) -> Result<bool, Self::Error>;
+    fn insert_chunk(
+        &mut self,
+        held: &GoodsRowsHeld,
+        orders: &[&OrderRecord],
+    ) -> Result<bool, Self::Error>;
 
     /// Whose orders these numbers (one to [`Table::ROWS_PER_INSERT`]) are,
     /// in one read: those stored, as (order number, user, goods), in any
@@ -103,7 +125,12 @@ pub(crate) trait Table {
     ) -> Result<Vec<(OrderNo, u8)>, Self::Error>;
 
     /// Inserts one order in `slot` (`None`: it holds none).
-    fn insert(&mut self, order: &OrderRecord, slot: Option<u8>) -> Result<(), Self::Error>;
+    fn insert(
+        &mut self,
+        held: &GoodsRowsHeld,
+        order: &OrderRecord,
+        slot: Option<u8>,
+    ) -> Result<(), Self::Error>;
 }
 
 /// Orders counted per goods: what a sweep that cancelled them gives back
@@ -151,7 +178,7 @@ pub(crate) fn write<T: Table>(
     orders: &[OrderRecord],
     epochs: &[Epoch],
 ) -> Result<Vec<Written>, T::Error> {
-    let (mut written, counted) = fence(table, orders, epochs)?;
+    let (mut written, counted, held) = fence(table, orders, epochs)?;
     let mut new = vec![false; orders.len()];
     let limits = limits_of(orders, |goods| {
         Ok::<_, T::Error>(table.per_user_limit(goods)?.max(1))
@@ -168,7 +195,7 @@ pub(crate) fn write<T: Table>(
         .collect();
     while let Some((chunk, looked_up)) = todo.pop() {
         let rows: Vec<&OrderRecord> = chunk.iter().map(|&i| &orders[i]).collect();
-        if table.insert_chunk(&rows)? {
+        if table.insert_chunk(&held, &rows)? {
             for &i in &chunk {
                 written[i] = Some(Written::Stored);
                 new[i] = true;
@@ -214,7 +241,7 @@ pub(crate) fn write<T: Table>(
     }
     for (i, o) in orders.iter().enumerate() {
         if written[i].is_none() {
-            let (w, inserted) = place(table, o, limits[&o.goods_id])?;
+            let (w, inserted) = place(table, &held, o, limits[&o.goods_id])?;
             written[i] = Some(w);
             new[i] = inserted;
         }
@@ -237,15 +264,18 @@ pub(crate) fn write<T: Table>(
     Ok(written.into_iter().flatten().collect())
 }
 
-/// Step 0: what became of the orders whose goods has moved on to another
-/// epoch, or has no unit left for them; `None` for the orders to write.
-/// With the live orders counted per goods.
-#[allow(clippy::type_complexity)]
+/// What step 0 found: for each order, what became of it if its goods has
+/// moved on to another epoch or has no unit left for it (`None`: to
+/// write); the live orders counted per goods; and the proof that the rows
+/// of the goods to write are held.
+type Fenced = (Vec<Option<Written>>, BTreeMap<GoodsId, u64>, GoodsRowsHeld);
+
+/// Step 0 (see [`Fenced`]).
 fn fence<T: Table>(
     table: &mut T,
     orders: &[OrderRecord],
     epochs: &[Epoch],
-) -> Result<(Vec<Option<Written>>, BTreeMap<GoodsId, u64>), T::Error> {
+) -> Result<Fenced, T::Error> {
     let mut written = vec![None; orders.len()];
     let unpaid = unpaid_until(orders, now_ms());
     let mark = |goods: GoodsId| unpaid.get(&goods).copied().unwrap_or(0);
@@ -259,7 +289,7 @@ fn fence<T: Table>(
         for (&goods, &n) in &counted {
             table.add_live(goods, i64::try_from(n).unwrap_or(i64::MAX), mark(goods))?;
         }
-        return Ok((written, counted));
+        return Ok((written, counted, GoodsRowsHeld(())));
     }
     let mut counted: BTreeMap<GoodsId, u64> = BTreeMap::new();
     if epochs.len() != orders.len() {
@@ -292,7 +322,8 @@ fn fence<T: Table>(
             written[i] = Some(if mine { Written::Stored } else { refused });
         }
     }
-    Ok((written, counted))
+    // Every goods with orders left to write has taken its fence.
+    Ok((written, counted, GoodsRowsHeld(())))
 }
 
 /// Who holds the stored ones of the order numbers of `indices` (into
@@ -345,7 +376,12 @@ fn reused(order_no: OrderNo) -> StoreError {
 /// became of it since), unless it belongs to someone else: order numbers
 /// are unique by construction, so that is a bug.
 /// Says whether this call inserted it.
-fn place<T: Table>(table: &mut T, o: &OrderRecord, limit: u8) -> Result<(Written, bool), T::Error> {
+fn place<T: Table>(
+    table: &mut T,
+    held: &GoodsRowsHeld,
+    o: &OrderRecord,
+    limit: u8,
+) -> Result<(Written, bool), T::Error> {
     if let Some((_, user, goods)) = table.owners(&[o.order_no])?.pop() {
         if (user, goods) == (o.user_id, o.goods_id) {
             return Ok((Written::Stored, false));
@@ -355,7 +391,7 @@ fn place<T: Table>(table: &mut T, o: &OrderRecord, limit: u8) -> Result<(Written
     let live = table.live_slots(o.goods_id, o.user_id)?;
     match slot_for(o, &live, limit) {
         Ok(slot) => {
-            table.insert(o, slot)?;
+            table.insert(held, o, slot)?;
             Ok((Written::Stored, true))
         }
         Err(held) => Ok((Written::Duplicate(held), false)),
@@ -459,7 +495,11 @@ mod tests {
         }
 
         /// All or none, as a statement is undone.
-        fn insert_chunk(&mut self, orders: &[&OrderRecord]) -> Result<bool, StoreError> {
+        fn insert_chunk(
+            &mut self,
+            _: &GoodsRowsHeld,
+            orders: &[&OrderRecord],
+        ) -> Result<bool, StoreError> {
             self.chunks.push(orders.len());
             let before = self.rows.len();
             for o in orders {
@@ -502,7 +542,12 @@ mod tests {
             Ok(live)
         }
 
-        fn insert(&mut self, o: &OrderRecord, slot: Option<u8>) -> Result<(), StoreError> {
+        fn insert(
+            &mut self,
+            _: &GoodsRowsHeld,
+            o: &OrderRecord,
+            slot: Option<u8>,
+        ) -> Result<(), StoreError> {
             assert!(self.fits(o, slot), "a placed row hit a unique key: {o:?}");
             self.rows.push((o.clone(), slot));
             Ok(())

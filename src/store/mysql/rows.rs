@@ -7,7 +7,7 @@ use seckill_proto::{OrderState, SaleRules};
 use super::calls::Failure;
 use super::errors::DUPLICATE_KEY;
 use super::load::{is_refusal, load_chunk, Loads};
-use crate::store::batch::{Fence, Table};
+use crate::store::batch::{Fence, GoodsRowsHeld, Table};
 use crate::store::{Epoch, GoodsId, GoodsRecord, OrderNo, OrderRecord, StoreError, UserId};
 
 /// Rows per INSERT statement: about 100 kB of SQL, far under any
@@ -276,7 +276,11 @@ impl Table for Rows<'_> {
         Ok(limit.unwrap_or(1))
     }
 
-    fn insert_chunk(&mut self, orders: &[&OrderRecord]) -> Result<bool, Failure> {
+    fn insert_chunk(
+        &mut self,
+        _: &GoodsRowsHeld,
+        orders: &[&OrderRecord],
+    ) -> Result<bool, Failure> {
         if defaulted(orders, self.live_defaults) && self.loads.on() {
             match load_chunk(self.conn, orders) {
                 Ok(all) => return Ok(all),
@@ -331,7 +335,12 @@ impl Table for Rows<'_> {
         Ok(live)
     }
 
-    fn insert(&mut self, o: &OrderRecord, slot: Option<u8>) -> Result<(), Failure> {
+    fn insert(
+        &mut self,
+        _: &GoodsRowsHeld,
+        o: &OrderRecord,
+        slot: Option<u8>,
+    ) -> Result<(), Failure> {
         Ok(self.exec_drop(
             "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms, pay_by_ms)
              VALUES (?, ?, ?, ?, ?, ?, ?)",

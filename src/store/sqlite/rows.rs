@@ -5,7 +5,7 @@ use seckill_proto::{OrderState, SaleRules};
 
 use super::Failure;
 use crate::clock::now_ms;
-use crate::store::batch::{Fence, Table};
+use crate::store::batch::{Fence, GoodsRowsHeld, Table};
 use crate::store::{Epoch, GoodsId, GoodsRecord, OrderNo, OrderRecord, StoreError, UserId};
 
 /// Rows per INSERT statement: well under SQLite's limit on bound variables.
@@ -164,7 +164,11 @@ impl Table for Batch<'_> {
         Ok(goods_by_id(self.0, goods)?.rules.per_user_limit)
     }
 
-    fn insert_chunk(&mut self, orders: &[&OrderRecord]) -> Result<bool, Failure> {
+    fn insert_chunk(
+        &mut self,
+        _: &GoodsRowsHeld,
+        orders: &[&OrderRecord],
+    ) -> Result<bool, Failure> {
         let mut sql = String::from(
             "INSERT INTO orders (order_no, user_id, goods_id, state, live_slot, created_ms, pay_by_ms, updated_ms) VALUES ",
         );
@@ -240,7 +244,12 @@ impl Table for Batch<'_> {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    fn insert(&mut self, o: &OrderRecord, slot: Option<u8>) -> Result<(), Failure> {
+    fn insert(
+        &mut self,
+        _: &GoodsRowsHeld,
+        o: &OrderRecord,
+        slot: Option<u8>,
+    ) -> Result<(), Failure> {
         let created = to_sql(o.created_ms);
         self.0
             .prepare_cached(

@@ -25,7 +25,7 @@ fn chunks_are_loaded_where_local_infile_is_on_and_autoinc_interleaved() {
 /// the savepoint, rows 1 and 3 would stay.
 #[test]
 fn a_loaded_chunk_that_meets_a_unique_key_leaves_none_of_its_rows() {
-    use crate::store::batch::{Fence, Table};
+    use crate::store::batch::{Fence, GoodsRowsHeld, Table};
     use crate::store::mysql::calls::{Call, Failure};
     let db = TestDb::new();
     let store = open(&db);
@@ -41,8 +41,9 @@ fn a_loaded_chunk_that_meets_a_unique_key_leaves_none_of_its_rows() {
         .call("t", Call::ORDERS, |conn| {
             let mut rows = store.rows(conn);
             let fence = rows.fence(g, 0, 2, 0)?;
-            let clashed = rows.insert_chunk(&clash.iter().collect::<Vec<_>>())?;
-            let went_in = rows.insert_chunk(&fine.iter().collect::<Vec<_>>())?;
+            let held = GoodsRowsHeld::fenced_by_test();
+            let clashed = rows.insert_chunk(&held, &clash.iter().collect::<Vec<_>>())?;
+            let went_in = rows.insert_chunk(&held, &fine.iter().collect::<Vec<_>>())?;
             Ok::<_, Failure>((fence, clashed, went_in))
         })
         .unwrap();
