@@ -198,24 +198,15 @@ fn load_rows(chunk: &[&OrderRecord]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use seckill_proto::OrderState;
-
     use super::*;
+    use crate::store::fixtures::created;
 
     #[test]
     fn loaded_rows_are_tab_separated_integers_a_line_each() {
-        let created = |order_no| OrderRecord {
-            order_no,
-            user_id: 7,
-            goods_id: 3,
-            state: OrderState::Created,
-            created_ms: 10,
-            pay_by_ms: 20,
-        };
-        let (live, other) = (created(u64::MAX), created(0));
+        let (live, other) = (created(u64::MAX, 7, 3), created(0, 8, 3));
         assert_eq!(
             load_rows(&[&live, &other]),
-            b"18446744073709551615\t7\t3\t10\t20\n0\t7\t3\t10\t20\n"
+            b"18446744073709551615\t7\t3\t1\t18446744073709551615\n0\t8\t3\t1\t18446744073709551615\n"
         );
     }
 }

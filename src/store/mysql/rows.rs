@@ -361,18 +361,6 @@ impl Table for Rows<'_> {
 mod tests {
     use super::*;
 
-    /// A created order of goods 3 by user 7, made at 10 and due at 20.
-    fn created(order_no: OrderNo) -> OrderRecord {
-        OrderRecord {
-            order_no,
-            user_id: 7,
-            goods_id: 3,
-            state: OrderState::Created,
-            created_ms: 10,
-            pay_by_ms: 20,
-        }
-    }
-
     #[test]
     fn an_id_list_is_the_numbers_comma_separated() {
         assert_eq!(id_list(&[u64::MAX, 0, 7]), "18446744073709551615,0,7");
@@ -406,7 +394,7 @@ mod tests {
     /// and live_slot left to them.
     #[test]
     fn a_chunk_of_created_orders_leaves_the_defaulted_columns_out() {
-        let live = created(5);
+        let live = crate::store::fixtures::created(5, 7, 3);
         let other = OrderRecord {
             order_no: 6,
             user_id: 8,
@@ -415,7 +403,7 @@ mod tests {
         assert_eq!(
             insert_sql(&[&live, &other], true),
             "INSERT INTO orders (order_no, user_id, goods_id, created_ms, pay_by_ms) VALUES \
-             (5,7,3,10,20),(6,8,3,10,20)"
+             (5,7,3,1,18446744073709551615),(6,8,3,1,18446744073709551615)"
         );
         assert!(insert_sql(&[&live], false).contains("state, live_slot"));
     }
