@@ -8,7 +8,7 @@ use seckill_client::metrics::{Snapshot, REQUEST_DURATION};
 use serde::{Serialize, Serializer};
 
 use super::input::format_time;
-use super::output::{Align, Table};
+use super::output::{printable, Align, Table};
 
 const REQUESTS: &str = "seckill_requests_total";
 const REFUSALS: &str = "seckill_refusals_total";
@@ -141,7 +141,9 @@ impl View {
             stores: after
                 .by_label("seckill_store_up", "store")
                 .into_iter()
-                .map(|(store, up)| (store, if up >= 1.0 { "up" } else { "down" }))
+                // The label as text safe for a terminal: the endpoint may
+                // be anyone's.
+                .map(|(store, up)| (printable(&store), if up >= 1.0 { "up" } else { "down" }))
                 .collect(),
             goods: goods(after),
             totals: Totals {
@@ -422,5 +424,23 @@ mod tests {
         );
         assert_eq!((v.requests, v.p50_ms, v.p99_ms), (0, None, None));
         assert!(v.line().contains("p50 - p99 -"));
+    }
+
+    /// A store's label from the endpoint reaches the terminal without its
+    /// control characters: an escape sequence there would be the
+    /// endpoint's to send to the operator's screen.
+    #[test]
+    fn a_store_label_sends_no_escape_sequence_to_the_terminal() {
+        let t0 = Instant::now();
+        let text =
+            page([0; 9], 0, 0, 100).replace("store=\"stock\"", "store=\"\x1b]0;owned\x07\x1b[2J\"");
+        assert!(text.contains('\x1b'));
+        let before = Snapshot::parse_at(&text, t0);
+        let after = Snapshot::parse_at(&text, t0 + Duration::from_secs(1));
+        let v = View::between(&before, &after, 1_700_000_000_000);
+        assert_eq!(v.stores.len(), 2, "{:?}", v.stores);
+        for shown in [v.line(), v.screen("http://x")] {
+            assert!(!shown.contains(['\x1b', '\x07']), "{shown:?}");
+        }
     }
 }
