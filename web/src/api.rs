@@ -84,24 +84,38 @@ pub async fn me(
 }
 
 /// `GET /api/goods`: every goods with its live stock, and the gateway's
-/// clock to count down against.
+/// clock to count down against. Read from the servers at most once a
+/// moment, whoever asks ([`crate::catalog`]).
 pub async fn list_goods(
     AxumState(state): AxumState<State>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let goods = state.config.client.list_goods().await?;
+    let goods = goods(&state).await?;
     let goods: Vec<GoodsView> = goods.iter().map(GoodsView::from).collect();
     Ok(Json(json!({ "server_time_ms": now_ms(), "goods": goods })))
 }
 
-/// `GET /api/goods/{id}`: one goods.
+/// `GET /api/goods/{id}`: one goods, from the same reading.
 pub async fn get_goods(
     AxumState(state): AxumState<State>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let goods = state.config.client.get_goods(parse_id(&id)?).await?;
+    let id = parse_id(&id)?;
+    let goods = goods(&state).await?;
+    let Some(goods) = goods.iter().find(|g| g.id == id) else {
+        return Err(ApiError::NotFound(format!("no goods {id}")));
+    };
     Ok(Json(
-        json!({ "server_time_ms": now_ms(), "goods": GoodsView::from(&goods) }),
+        json!({ "server_time_ms": now_ms(), "goods": GoodsView::from(goods) }),
     ))
+}
+
+/// The goods as the storefront's reads share them.
+async fn goods(state: &State) -> Result<std::sync::Arc<Vec<seckill_client::Goods>>, ApiError> {
+    let client = &state.config.client;
+    state
+        .goods
+        .get(|| async { Ok(client.list_goods().await?) })
+        .await
 }
 
 /// `POST /api/goods/{id}/buy` body; both fields optional.

@@ -47,6 +47,9 @@ pub enum ApiError {
     /// The seckill server answered with an error, or could not be reached.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// A failure of a moment ago, answered again ([`crate::catalog`]).
+    #[error("{}", .0.message)]
+    Again(crate::catalog::Failure),
 }
 
 impl ApiError {
@@ -67,6 +70,7 @@ impl ApiError {
             ApiError::Disabled(_) => (StatusCode::NOT_FOUND, "disabled", None),
             ApiError::Body(rejection) => body_parts(rejection),
             ApiError::Client(e) => client_parts(e),
+            ApiError::Again(failure) => failure.parts,
         }
     }
 }

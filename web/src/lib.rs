@@ -18,6 +18,7 @@
 pub mod admin;
 pub mod api;
 pub mod body;
+pub mod catalog;
 pub mod error;
 pub mod pages;
 pub mod rate_limit;
@@ -56,6 +57,9 @@ pub struct Config {
     pub rate_limit: (f64, u32),
     /// Mark cookies `Secure` (the gateway is served over HTTPS).
     pub secure_cookies: bool,
+    /// How long the goods read from the servers answer the storefront's
+    /// reads before they are read again ([`catalog`]).
+    pub goods_fresh_for: std::time::Duration,
 }
 
 /// The admin console's side: the admin token and a client that uses it.
@@ -102,6 +106,8 @@ pub struct AppState {
     pub wrong_logins: RateLimiter<IpAddr>,
     /// ... and from every address together (key 0).
     pub all_wrong_logins: RateLimiter,
+    /// The goods, as the storefront's reads share them.
+    pub goods: catalog::Recent<Vec<seckill_client::Goods>>,
 }
 
 /// Shared state, as the handlers take it.
@@ -111,10 +117,11 @@ pub type State = Arc<AppState>;
 pub fn app(config: Config) -> Router {
     let limiter = RateLimiter::new(config.rate_limit.0, config.rate_limit.1);
     let state = Arc::new(AppState {
-        config,
         limiter,
         wrong_logins: RateLimiter::new(WRONG_LOGINS_PER_S, WRONG_LOGINS_BURST),
         all_wrong_logins: RateLimiter::new(WRONG_LOGINS_ALL_PER_S, WRONG_LOGINS_ALL_BURST),
+        goods: catalog::Recent::new(config.goods_fresh_for),
+        config,
     });
     let api = Router::new()
         .route("/login", post(api::login))

@@ -44,6 +44,11 @@ struct Args {
     /// Mark cookies Secure (the gateway is served over HTTPS, by a proxy).
     #[arg(long)]
     secure_cookies: bool,
+    /// How long the goods read from the servers answer the storefront's
+    /// reads (GET /api/goods) before they are read again; 0 reads them for
+    /// every request.
+    #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
+    goods_cache: Duration,
     /// How long one call to the servers may take, e.g. "2s".
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -106,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
         key,
         rate_limit: (args.rate_limit, args.rate_burst),
         secure_cookies: args.secure_cookies,
+        goods_fresh_for: args.goods_cache,
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

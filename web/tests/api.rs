@@ -7,7 +7,10 @@ use axum::body::Body;
 use axum::http::{header, HeaderName, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
+use std::time::Duration;
+
 use seckill_web::session::Identity;
+use seckill_web::Config;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -228,6 +231,43 @@ async fn past_its_rate_a_session_gets_429_with_retry_after() {
     let bob = login(&app, "bob").await;
     let ok = call(&app, "GET", "/api/orders", Some(&bob), None).await;
     assert_eq!(ok.status, StatusCode::OK);
+}
+
+/// The storefront's reads of the goods share one reading of the servers
+/// for `goods_fresh_for`: a goods added meanwhile shows from the next
+/// reading on, in the list and on its own.
+#[tokio::test]
+async fn the_goods_are_read_from_the_servers_once_a_moment() {
+    let server = Server::start();
+    let admin = admin_client(&server.addr).await;
+    admin.add_goods(goods("Phone", 1, 0)).await.unwrap();
+    let fresh_for = Duration::from_millis(600);
+    let app = seckill_web::app(Config {
+        goods_fresh_for: fresh_for,
+        ..config(&server.addr, 0.0, 1)
+    });
+    let listed = |app| async move {
+        let answer = call(app, "GET", "/api/goods", None, None).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        answer.body["goods"].as_array().unwrap().len()
+    };
+    assert_eq!(listed(&app).await, 1);
+    let read = std::time::Instant::now();
+    let lamp = admin.add_goods(goods("Lamp", 5, 0)).await.unwrap();
+    let one = format!("/api/goods/{}", lamp.id);
+    let (now_listed, now_one) = (
+        listed(&app).await,
+        call(&app, "GET", &one, None, None).await,
+    );
+    if read.elapsed() < fresh_for {
+        assert_eq!(now_listed, 1, "read again within the moment");
+        assert_eq!(now_one.status, StatusCode::NOT_FOUND);
+    }
+    tokio::time::sleep(fresh_for).await;
+    assert_eq!(listed(&app).await, 2);
+    let one = call(&app, "GET", &one, None, None).await;
+    assert_eq!(one.status, StatusCode::OK, "{}", one.body);
+    assert_eq!(one.body["goods"]["name"], "Lamp");
 }
 
 #[tokio::test]

@@ -39,6 +39,7 @@ pub fn config(addr: &str, rate: f64, burst: u32) -> Config {
         key: SessionKey::random().expect("key"),
         rate_limit: (rate, burst),
         secure_cookies: false,
+        goods_fresh_for: std::time::Duration::ZERO,
     }
 }
 
