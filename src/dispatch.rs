@@ -136,6 +136,10 @@ impl Mailbox {
     pub fn wake(&self) {
         if !self.notified.swap(true, Ordering::SeqCst) {
             if let Err(e) = self.waker.wake() {
+                // None is pending after all: the next message tries again,
+                // rather than every later one taking the failed wake for
+                // pending and the reactor never draining its inbox.
+                self.notified.store(false, Ordering::SeqCst);
                 log::error!("waking a reactor: {e}");
             }
         }

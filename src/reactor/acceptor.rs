@@ -330,22 +330,48 @@ impl Acceptor {
             }
             // Whatever woke us (a listener event, or the end of a backoff),
             // accept until the backlogs are empty: events are edge-triggered.
-            backoff = self.accept_all(false);
-            if self.admin_listener.is_some() {
-                backoff = backoff.or(self.accept_all(true));
-            }
+            backoff = self.accept_all();
         }
     }
 
-    /// Accepts until `WouldBlock`. Returns a backoff if it had to stop early.
+    /// Accepts from each listener until `WouldBlock`, a batch from one and
+    /// then from the other, so that a flood of connections to the public
+    /// port keeps the admin port waiting a batch at most, not until the
+    /// flood stops: the admin's PAUSE is wanted most just then. Returns a
+    /// backoff if a listener had to stop early.
+    fn accept_all(&mut self) -> Option<Duration> {
+        let mut open = [true, self.admin_listener.is_some()];
+        let mut backoff = None;
+        while open.contains(&true) {
+            for (admin_port, open) in [false, true].into_iter().zip(open.iter_mut()) {
+                if !*open {
+                    continue;
+                }
+                match self.accept_batch(admin_port) {
+                    Batch::Full => {}
+                    Batch::Empty => *open = false,
+                    Batch::Failed(wait) => {
+                        *open = false;
+                        backoff = Some(wait);
+                    }
+                }
+            }
+        }
+        backoff
+    }
+
+    /// Accepts up to [`ACCEPT_BATCH`] connections from one listener.
     ///
     /// The acceptor must keep the listen queue empty whatever the reactors
     /// are doing, so it does as little as it can per connection: accept,
     /// admission, TCP_NODELAY, a channel send. Reactors are woken once per
     /// batch, not once per connection.
-    fn accept_all(&mut self, admin_port: bool) -> Option<Duration> {
-        let mut batch = 0;
-        let result = loop {
+    fn accept_batch(&mut self, admin_port: bool) -> Batch {
+        let mut accepted = 0;
+        let batch = loop {
+            if accepted == ACCEPT_BATCH {
+                break Batch::Full;
+            }
             let listener = match (admin_port, &self.admin_listener) {
                 (true, Some(admin)) => admin,
                 _ => &self.listener,
@@ -353,24 +379,20 @@ impl Acceptor {
             match listener.accept() {
                 Ok((socket, peer)) => {
                     self.admit(socket, peer, admin_port);
-                    batch += 1;
-                    if batch == ACCEPT_BATCH {
-                        self.wake_fed();
-                        batch = 0;
-                    }
+                    accepted += 1;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break None,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Batch::Empty,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // ECONNABORTED and friends concern one connection only.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
                 Err(e) => {
                     error!("accept: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
-                    break Some(ACCEPT_BACKOFF);
+                    break Batch::Failed(ACCEPT_BACKOFF);
                 }
             }
         };
         self.wake_fed();
-        result
+        batch
     }
 
     /// Wakes every reactor handed a connection since the last call.
@@ -384,12 +406,22 @@ impl Acceptor {
     }
 }
 
+/// What became of a batch of accepts.
+enum Batch {
+    /// As many as a batch takes: there may be more.
+    Full,
+    /// The listen queue is empty.
+    Empty,
+    /// Accepting failed (out of file descriptors, say): wait this long.
+    Failed(Duration),
+}
+
 impl Acceptor {
     fn admit(&mut self, mut socket: TcpStream, peer: SocketAddr, admin_port: bool) {
         // The rate first: an address over it is refused before it takes a
         // place, with the same cheap answer as the connection limits.
         let admitted = if self.accept_rate.allow(address_key(peer.ip())) {
-            self.admission.admit(peer.ip())
+            self.admission.admit(peer.ip(), admin_port)
         } else {
             Err(Refusal::AddressTooFast)
         };
@@ -555,5 +587,46 @@ mod tests {
         let (recv, _) = accepted_buffers(0);
         let (capped, _) = accepted_buffers(32 << 10);
         assert_ne!(recv, capped);
+    }
+
+    /// A flood of connections queued on the public port keeps one to the
+    /// admin port waiting a batch at most: the acceptor takes a batch from
+    /// each in turn, not the public queue to its end first.
+    #[test]
+    fn a_flood_on_the_public_port_keeps_the_admin_port_waiting_a_batch_at_most() {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let public = listen(any, 1024, 0, false).unwrap();
+        let admin = listen(any, 16, 0, false).unwrap();
+        let (public_addr, admin_addr) = (public.local_addr().unwrap(), admin.local_addr().unwrap());
+        let (set, reactors) = super::super::ReactorSet::new(1).unwrap();
+        let mut acceptor = Acceptor::new(
+            public,
+            Some(admin),
+            reactors,
+            Admission::new(10_000, 10_000, 0),
+            Arc::new(RateLimiter::new(0.0, 0)),
+            0,
+            Arc::new(Metrics::default()),
+            Stop::new(),
+        )
+        .unwrap();
+        // connect() returns once the handshake is done: queued to accept.
+        let flood = 2 * ACCEPT_BATCH + 8;
+        let _clients: Vec<std::net::TcpStream> = (0..flood)
+            .map(|_| std::net::TcpStream::connect(public_addr).unwrap())
+            .collect();
+        let _operator = std::net::TcpStream::connect(admin_addr).unwrap();
+        assert_eq!(acceptor.accept_all(), None);
+        let inbox = &set.parts[0].2;
+        let admin_port: Vec<bool> = inbox.accepted.try_iter().map(|a| a.admin_port).collect();
+        assert_eq!(admin_port.len(), flood + 1);
+        let admin_at = admin_port
+            .iter()
+            .position(|&a| a)
+            .expect("no admin connection");
+        assert!(
+            admin_at <= ACCEPT_BATCH,
+            "the admin connection came after {admin_at} public ones"
+        );
     }
 }

@@ -17,6 +17,9 @@ use parking_lot::Mutex;
 
 use super::rate_limit::address_key;
 
+/// Places for connections to the admin port past `--max-connections`.
+pub const ADMIN_RESERVE: usize = 16;
+
 pub struct Admission {
     max_total: usize,
     max_per_ip: usize,
@@ -73,9 +76,17 @@ impl Admission {
         })
     }
 
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Refusal> {
+    /// A place for a connection from `ip`, to the admin port if
+    /// `admin_port`: those have [`ADMIN_RESERVE`] places past the limit
+    /// in all, so that a flood that fills the server's places leaves the
+    /// operator a way in (to pause the sale, say).
+    pub fn admit(self: &Arc<Self>, ip: IpAddr, admin_port: bool) -> Result<Ticket, Refusal> {
         let mut per_ip = self.per_ip.lock();
-        if self.total.load(Ordering::Relaxed) >= self.max_total {
+        let max_total = match admin_port {
+            true => self.max_total.saturating_add(ADMIN_RESERVE),
+            false => self.max_total,
+        };
+        if self.total.load(Ordering::Relaxed) >= max_total {
             return Err(Refusal::TooManyConnections);
         }
         let key = address_key(ip);
@@ -148,23 +159,23 @@ mod tests {
         let a = Admission::new(3, 2, 0);
         let one: IpAddr = "10.0.0.1".parse().unwrap();
         let two: IpAddr = "10.0.0.2".parse().unwrap();
-        let t1 = a.admit(one).unwrap();
-        let _t2 = a.admit(one).unwrap();
-        assert_eq!(a.admit(one).err(), Some(Refusal::TooManyFromAddress));
-        let _t3 = a.admit(two).unwrap();
-        assert_eq!(a.admit(two).err(), Some(Refusal::TooManyConnections));
+        let t1 = a.admit(one, false).unwrap();
+        let _t2 = a.admit(one, false).unwrap();
+        assert_eq!(a.admit(one, false).err(), Some(Refusal::TooManyFromAddress));
+        let _t3 = a.admit(two, false).unwrap();
+        assert_eq!(a.admit(two, false).err(), Some(Refusal::TooManyConnections));
         // Two addresses of one IPv6 /64 are one client.
         let v6 = Admission::new(10, 1, 0);
-        let _t = v6.admit("2001:db8::1".parse().unwrap()).unwrap();
+        let _t = v6.admit("2001:db8::1".parse().unwrap(), false).unwrap();
         assert_eq!(
-            v6.admit("2001:db8::2".parse().unwrap()).err(),
+            v6.admit("2001:db8::2".parse().unwrap(), false).err(),
             Some(Refusal::TooManyFromAddress)
         );
-        assert!(v6.admit("2001:db8:0:1::1".parse().unwrap()).is_ok());
+        assert!(v6.admit("2001:db8:0:1::1".parse().unwrap(), false).is_ok());
         assert_eq!(a.open(), 3);
         drop(t1);
         assert_eq!(a.open(), 2);
-        assert!(a.admit(one).is_ok());
+        assert!(a.admit(one, false).is_ok());
         assert!(a.per_ip.lock().len() <= 2);
     }
 
@@ -175,13 +186,13 @@ mod tests {
     fn requests_in_flight_count_per_address() {
         let a = Admission::new(10, 10, 3);
         let one: IpAddr = "10.0.0.1".parse().unwrap();
-        let (c1, c2) = (a.admit(one).unwrap(), a.admit(one).unwrap());
+        let (c1, c2) = (a.admit(one, false).unwrap(), a.admit(one, false).unwrap());
         assert!(c1.take_job() && c1.take_job() && c2.take_job());
         assert!(
             !c2.take_job() && !c1.take_job(),
             "the address is at its limit"
         );
-        let other = a.admit("10.0.0.2".parse().unwrap()).unwrap();
+        let other = a.admit("10.0.0.2".parse().unwrap(), false).unwrap();
         assert!(other.take_job());
         c2.jobs_done(1);
         assert!(c1.take_job());
@@ -191,7 +202,35 @@ mod tests {
         assert!(c2.take_job() && c2.take_job());
         // No limit: nothing counted, nothing refused.
         let free = Admission::new(10, 10, 0);
-        let t = free.admit(one).unwrap();
+        let t = free.admit(one, false).unwrap();
         assert!((0..1000).all(|_| t.take_job()));
+    }
+
+    /// With every place taken by connections to the public port, the admin
+    /// port still has its reserve, and no more.
+    #[test]
+    fn the_admin_port_has_places_past_the_limit() {
+        let a = Admission::new(2, 100, 0);
+        let ip = |n: u8| IpAddr::from([10, 0, 0, n]);
+        let _public = [
+            a.admit(ip(1), false).unwrap(),
+            a.admit(ip(2), false).unwrap(),
+        ];
+        assert_eq!(
+            a.admit(ip(3), false).err(),
+            Some(Refusal::TooManyConnections)
+        );
+        let admins: Vec<Ticket> = (0..ADMIN_RESERVE)
+            .map(|_| a.admit(ip(9), true).expect("an admin place"))
+            .collect();
+        assert_eq!(
+            a.admit(ip(9), true).err(),
+            Some(Refusal::TooManyConnections)
+        );
+        assert_eq!(
+            a.admit(ip(3), false).err(),
+            Some(Refusal::TooManyConnections)
+        );
+        assert_eq!(admins.len(), ADMIN_RESERVE);
     }
 }
