@@ -52,6 +52,10 @@ pub struct Connection {
     /// The peer closed its side: the whole frames already read are still
     /// answered, then the connection is `closing`.
     pub eof: bool,
+    /// Every reply written, the server's side is shut (a FIN after them),
+    /// and the connection waits for the peer's end, its input read and
+    /// dropped meanwhile: see [`Connection::close_now`].
+    pub shut_down: bool,
     /// The server is shutting down: read nothing more from the socket, but
     /// answer the whole frames already read (the peer sent them and the
     /// server took them), then the connection is `closing`.
@@ -130,6 +134,7 @@ impl Connection {
             closing: false,
             closing_seen: None,
             eof: false,
+            shut_down: false,
             draining: false,
             closed: false,
             // Bytes may have come before registration; one read finds out.
@@ -244,5 +249,26 @@ impl Connection {
     /// True when nothing more will happen on this connection.
     pub fn finished(&self) -> bool {
         self.closing && self.inflight == 0 && self.wbuf.is_empty()
+    }
+
+    /// Once [`finished`](Self::finished): whether to close the socket now.
+    /// A socket closed with input unread makes the kernel send a reset,
+    /// which throws away the replies still queued for the peer (the error
+    /// frame that says why, and those before it that a slow reader has not
+    /// read yet). So unless the peer has ended its side (or the server is
+    /// stopping), the server's side is shut instead: a FIN after the last
+    /// reply, while the input goes on being read and dropped until the
+    /// peer's end, or the idle sweep's deadline for closing connections.
+    pub fn close_now(&mut self) -> bool {
+        if self.eof || self.draining {
+            return true;
+        }
+        if !self.shut_down {
+            self.shut_down = true;
+            if self.socket.shutdown(std::net::Shutdown::Write).is_err() {
+                return true;
+            }
+        }
+        false
     }
 }

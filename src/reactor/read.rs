@@ -101,6 +101,12 @@ impl Reactor {
         }
         if conn.closing && failed.is_none() {
             failed = conn.discard_input(&mut self.scratch[..]).err();
+            // More input than a turn drops: the rest next turn, in turn (no
+            // event will say it is there), until the peer's end.
+            if failed.is_none() && conn.readable && !conn.eof && !conn.again {
+                conn.again = true;
+                self.again.push((slot, conn.generation), true);
+            }
         }
         if let Some(e) = failed {
             debug!("connection {:?}: {e}", conn.peer);

@@ -42,7 +42,7 @@ impl Reactor {
                 self.close(slot);
                 continue;
             }
-            if conn.finished() {
+            if conn.finished() && conn.close_now() {
                 self.close(slot);
                 continue;
             }

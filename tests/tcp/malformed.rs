@@ -179,3 +179,52 @@ fn a_peer_that_shuts_its_side_gets_its_answers_and_a_close() {
         );
     }
 }
+
+/// A client that pipelines many requests and reads slowly, then sends a
+/// frame the server cannot take and more bytes after it: it gets every
+/// reply, then the error frame, then the close. Closing the socket with
+/// that input unread would make the kernel reset the connection and throw
+/// away the replies still queued for the client.
+#[test]
+fn a_slow_reader_closed_for_a_bad_frame_gets_every_reply_first() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("m.db"), &[]);
+    // A small receive buffer: the replies wait in the server's socket.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    let mut raw = Raw::from_stream(socket.into());
+    raw.hello();
+
+    const PINGS: u64 = 3000;
+    let mut bytes = bytes::BytesMut::new();
+    for id in 0..PINGS {
+        Request::Ping.encode(100 + id, &mut bytes);
+    }
+    bytes.extend_from_slice(&(64 * 1024 + 1u32).to_be_bytes());
+    bytes.extend_from_slice(&vec![0u8; 512 * 1024]);
+    let mut writer = raw.stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        // The server may close before it all went: not the point here.
+        let _ = writer.write_all(&bytes);
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let frames = raw.until_closed();
+    let pongs = frames
+        .iter()
+        .filter(|f| {
+            matches!(
+                f,
+                Got::Frame {
+                    reply: Reply::Pong,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(pongs as u64, PINGS, "replies lost");
+    assert_eq!(frames.len() as u64, PINGS + 1, "{:?}", frames.last());
+    bad_request(frames.into_iter().last().unwrap(), 0xff, 0);
+    sender.join().unwrap();
+}
