@@ -61,9 +61,10 @@ impl<A: ToSocketAddrs> ClientBuilder<A> {
         self
     }
 
-    /// How long one read may wait for reply bytes; `None` waits forever.
-    /// Default 5 s. `Some(Duration::ZERO)` is refused by
-    /// [`connect`](Self::connect).
+    /// How long a reply may take to arrive whole, once the client waits
+    /// for it (a server that sends it a byte at a time times out too);
+    /// `None` waits forever. Default 5 s. `Some(Duration::ZERO)` is
+    /// refused by [`connect`](Self::connect).
     pub fn read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.options.read_timeout = timeout.into();
         self

@@ -197,7 +197,7 @@ impl Client {
                 }
             };
             let mut client = Client {
-                conn: Connection::new(stream, MAX_REPLY_FRAME),
+                conn: Connection::new(stream, MAX_REPLY_FRAME, options.read_timeout),
                 servers: servers.clone(),
                 current: index,
                 options: options.clone(),
@@ -225,7 +225,7 @@ impl Client {
         match self.greet_in(VERSION) {
             Err(e) if e.status() == Some(Status::UnsupportedVersion) && VERSION > MIN_VERSION => {
                 let stream = self.servers[self.current].open(&self.options)?;
-                self.conn = Connection::new(stream, MAX_REPLY_FRAME);
+                self.conn = Connection::new(stream, MAX_REPLY_FRAME, self.options.read_timeout);
                 self.greet_in(MIN_VERSION)
             }
             done => done,
@@ -274,7 +274,7 @@ impl Client {
     fn dial_next(&mut self) -> Result<()> {
         self.current = (self.current + 1) % self.servers.len();
         let stream = self.servers[self.current].open(&self.options)?;
-        self.conn = Connection::new(stream, MAX_REPLY_FRAME);
+        self.conn = Connection::new(stream, MAX_REPLY_FRAME, self.options.read_timeout);
         self.admin = false;
         self.server_version = 0;
         self.server_info = None;
@@ -323,10 +323,7 @@ impl Client {
     /// `None` waits forever.
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
         self.options.read_timeout = timeout;
-        self.conn
-            .stream()
-            .set_read_timeout(timeout)
-            .map_err(|e| Error::io("setting the read timeout", e))
+        self.conn.set_read_timeout(timeout)
     }
 
     /// Changes the write timeout, of this connection and the next ones;

@@ -9,6 +9,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use seckill_proto::{BodyError, Frame, FrameError, Reply, Request};
@@ -35,6 +36,10 @@ pub(crate) struct Connection {
     /// Reused for every batch, so steady use allocates nothing.
     outbound: BytesMut,
     max_reply_frame: u32,
+    /// How long a reply may take to arrive whole (the socket's own read
+    /// timeout, which bounds one read, is shortened to what is left of it
+    /// for the reads after the first).
+    read_timeout: Option<Duration>,
     /// Why the connection can no longer be used, once it cannot.
     broken: Option<String>,
 }
@@ -89,14 +94,28 @@ pub(crate) fn take_reply_frame(
 }
 
 impl Connection {
-    pub(crate) fn new(stream: TcpStream, max_reply_frame: u32) -> Connection {
+    /// A connection on `stream`, whose read timeout is `read_timeout`.
+    pub(crate) fn new(
+        stream: TcpStream,
+        max_reply_frame: u32,
+        read_timeout: Option<Duration>,
+    ) -> Connection {
         Connection {
             stream,
             inbound: BytesMut::with_capacity(READ_CHUNK),
             outbound: BytesMut::new(),
             max_reply_frame,
+            read_timeout,
             broken: None,
         }
+    }
+
+    /// Changes how long a reply may take to arrive whole.
+    pub(crate) fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        self.read_timeout = timeout;
+        self.stream
+            .set_read_timeout(timeout)
+            .map_err(|e| Error::io("setting the read timeout", e))
     }
 
     pub(crate) fn stream(&self) -> &TcpStream {
@@ -140,16 +159,46 @@ impl Connection {
         written.map_err(|e| self.break_with(Error::io("sending requests", e)))
     }
 
-    /// Reads the next reply frame, blocking until a whole one has arrived.
+    /// Reads the next reply frame, blocking until a whole one has arrived,
+    /// for the read timeout at most. The first read waits for the socket's
+    /// own timeout; one after it, for what is left (a frame that arrives in
+    /// one read, the usual case, costs no change of the socket's timeout).
     pub(crate) fn read_frame(&mut self) -> Result<ReplyFrame> {
         self.check_usable()?;
-        loop {
+        let mut deadline = None;
+        let mut shortened = false;
+        let read = loop {
             match take_reply_frame(&mut self.inbound, self.max_reply_frame) {
-                Ok(Some(frame)) => return Ok(frame),
-                Ok(None) => self.fill()?,
-                Err(e) => return Err(self.break_with(e)),
+                Ok(Some(frame)) => break Ok(frame),
+                Ok(None) => {}
+                Err(e) => break Err(self.break_with(e)),
+            }
+            if let Some(timeout) = self.read_timeout {
+                let now = Instant::now();
+                let deadline = *deadline.get_or_insert(now + timeout);
+                if shortened || deadline < now + timeout {
+                    let left = deadline.saturating_duration_since(now);
+                    if left.is_zero() {
+                        let late = io::Error::from(io::ErrorKind::TimedOut);
+                        break Err(self.break_with(Error::io("reading a reply", late)));
+                    }
+                    shortened = true;
+                    if let Err(e) = self.stream.set_read_timeout(Some(left)) {
+                        break Err(self.break_with(Error::io("setting the read timeout", e)));
+                    }
+                }
+            }
+            if let Err(e) = self.fill() {
+                break Err(e);
+            }
+        };
+        if shortened {
+            let restored = self.stream.set_read_timeout(self.read_timeout);
+            if let Err(e) = restored {
+                return Err(self.break_with(Error::io("setting the read timeout", e)));
             }
         }
+        read
     }
 
     /// Reads at most one chunk from the socket into `inbound`.

@@ -658,7 +658,7 @@ fn an_oversized_reply_length_is_refused_before_it_is_buffered() {
         // Hold the connection open, so the client's error is its own.
         conn.next();
     });
-    let mut conn = Connection::new(TcpStream::connect(addr).unwrap(), MAX_REPLY_FRAME);
+    let mut conn = Connection::new(TcpStream::connect(addr).unwrap(), MAX_REPLY_FRAME, None);
     let err = conn.read_frame().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Protocol);
     assert!(err.to_string().contains("over the limit"), "{err}");
@@ -691,6 +691,34 @@ fn a_read_timeout_is_reported_and_breaks_the_client() {
     let err = c.ping().unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
     // A late PONG could be taken for the next request's reply.
+    assert!(c.ping().unwrap_err().is_closed());
+}
+
+/// A server that trickles its reply (here a byte every 60 ms, each read
+/// well within the timeout) times out all the same: the read timeout bounds
+/// the whole reply, not each read of it.
+#[test]
+fn a_reply_trickled_a_byte_at_a_time_times_out() {
+    let mut c = client_for(|conn| {
+        let ping = conn.take(1).remove(0);
+        let mut reply = bytes::BytesMut::new();
+        Reply::Pong.encode(ping.opcode, ping.id, &mut reply);
+        for byte in reply.iter() {
+            conn.raw(&[*byte]);
+            std::thread::sleep(Duration::from_millis(60));
+        }
+        conn.next();
+    });
+    c.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = c.ping().unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(c.ping().unwrap_err().is_closed());
 }
 
