@@ -173,6 +173,29 @@ async fn it_reconnects_after_the_server_restarts_and_backs_off_while_it_is_down(
     assert_eq!(again.name, "Lamp");
 }
 
+/// A server first in the list that accepts connections and never greets
+/// (hung) is passed over within one call: its dial gives up at half the
+/// call's timeout, and the call goes on to the next server.
+#[tokio::test]
+async fn a_server_that_never_greets_is_passed_over_within_the_call() {
+    let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mute_addr = mute.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = mute.accept().await {
+            held.push(stream);
+        }
+    });
+    let server = Server::start();
+    let client = Client::builder(mute_addr)
+        .addrs([server.addr.clone()])
+        .request_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    client.ping().await.unwrap();
+    assert_eq!(client.server_count(), 2);
+}
+
 #[tokio::test]
 async fn a_silent_server_times_a_call_out() {
     let addr = silent_server().await;

@@ -14,9 +14,14 @@ use crate::outcome::unexpected;
 use crate::pipeline::{check_reply, connection_error};
 
 /// Connects to server `index` (`addr`), says HELLO, and starts its task.
-/// The whole of it is bounded by the connect timeout.
+/// The whole of it is bounded by the connect timeout, and by half the
+/// request timeout: a server that accepts and never greets (hung, or
+/// overloaded) then fails its dial within the call, which has time left for
+/// the next server, and counts towards the backoff; cut by the call's own
+/// deadline instead, it would do neither.
 pub(crate) async fn dial(index: usize, addr: &str, options: &Options) -> Result<Link> {
-    let greeted = tokio::time::timeout(options.connect_timeout, open_greeted(addr, options)).await;
+    let limit = options.connect_timeout.min(options.request_timeout / 2);
+    let greeted = tokio::time::timeout(limit, open_greeted(addr, options)).await;
     let (stream, inbound, greeting) = greeted
         .map_err(|_| Error::timeout(format!("timed out connecting to {addr} and greeting it")))??;
     let limits = Limits {
