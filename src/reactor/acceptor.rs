@@ -385,6 +385,7 @@ impl Acceptor {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // ECONNABORTED and friends concern one connection only.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(e) if one_connections(&e) => {}
                 Err(e) => {
                     error!("accept: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
                     break Batch::Failed(ACCEPT_BACKOFF);
@@ -404,6 +405,25 @@ impl Acceptor {
             }
         }
     }
+}
+
+/// Whether an accept error is the new connection's own: Linux passes the
+/// network errors already pending on it through accept (accept(2): "should
+/// treat them like EAGAIN by retrying"), which say nothing of the listener.
+fn one_connections(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ENETDOWN
+                | libc::EPROTO
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH
+        )
+    )
 }
 
 /// What became of a batch of accepts.
@@ -628,5 +648,18 @@ mod tests {
             admin_at <= ACCEPT_BATCH,
             "the admin connection came after {admin_at} public ones"
         );
+    }
+
+    /// A network error pending on the new connection is that connection's:
+    /// accepting goes on. Running out of descriptors is the listener's:
+    /// accepting pauses.
+    #[test]
+    fn a_new_connections_own_error_does_not_pause_accepting() {
+        for errno in [libc::EPROTO, libc::ENETDOWN, libc::EHOSTUNREACH] {
+            assert!(one_connections(&io::Error::from_raw_os_error(errno)));
+        }
+        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+            assert!(!one_connections(&io::Error::from_raw_os_error(errno)));
+        }
     }
 }
