@@ -3,7 +3,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use mio::net::TcpStream;
@@ -14,6 +14,12 @@ use crate::dispatch::Accepted;
 /// Bytes read from a socket per `read` call: the size of the reactor's
 /// scratch buffer.
 pub const READ_CHUNK: usize = 16 * 1024;
+
+/// How long a connection closed for a bad frame, its side shut, waits for
+/// its peer's end before it is closed anyway ([`Connection::close_now`]).
+pub const LINGER_TIME: Duration = Duration::from_secs(2);
+/// ... and how much of the peer's input it reads and drops meanwhile.
+pub const LINGER_BYTES: usize = 1 << 20;
 
 pub struct Connection {
     pub socket: TcpStream,
@@ -52,10 +58,12 @@ pub struct Connection {
     /// The peer closed its side: the whole frames already read are still
     /// answered, then the connection is `closing`.
     pub eof: bool,
-    /// Every reply written, the server's side is shut (a FIN after them),
-    /// and the connection waits for the peer's end, its input read and
-    /// dropped meanwhile: see [`Connection::close_now`].
-    pub shut_down: bool,
+    /// Every reply written, the server's side was shut then (a FIN after
+    /// them), and the connection waits for the peer's end, its input read
+    /// and dropped meanwhile, for a while: see [`Connection::close_now`].
+    pub shut_down_at: Option<Instant>,
+    /// Bytes of input read and dropped since the connection began closing.
+    pub discarded: usize,
     /// The server is shutting down: read nothing more from the socket, but
     /// answer the whole frames already read (the peer sent them and the
     /// server took them), then the connection is `closing`.
@@ -134,7 +142,8 @@ impl Connection {
             closing: false,
             closing_seen: None,
             eof: false,
-            shut_down: false,
+            shut_down_at: None,
+            discarded: 0,
             draining: false,
             closed: false,
             // Bytes may have come before registration; one read finds out.
@@ -189,7 +198,10 @@ impl Connection {
                 break;
             }
             match self.read_chunk(scratch)? {
-                ReadOutcome::Data => self.rbuf.clear(),
+                ReadOutcome::Data => {
+                    self.discarded = self.discarded.saturating_add(self.rbuf.len());
+                    self.rbuf.clear();
+                }
                 ReadOutcome::Eof => {
                     self.eof = true;
                     break;
@@ -258,17 +270,27 @@ impl Connection {
     /// read yet). So unless the peer has ended its side (or the server is
     /// stopping), the server's side is shut instead: a FIN after the last
     /// reply, while the input goes on being read and dropped until the
-    /// peer's end, or the idle sweep's deadline for closing connections.
+    /// peer's end, for [`LINGER_TIME`] and [`LINGER_BYTES`] at most (a
+    /// peer that goes on sending after that is not reading either).
     pub fn close_now(&mut self) -> bool {
-        if self.eof || self.draining {
+        if self.eof || self.draining || self.lingered_enough() {
             return true;
         }
-        if !self.shut_down {
-            self.shut_down = true;
+        if self.shut_down_at.is_none() {
+            self.shut_down_at = Some(Instant::now());
             if self.socket.shutdown(std::net::Shutdown::Write).is_err() {
                 return true;
             }
         }
         false
+    }
+
+    /// Whether a connection shut on its side has waited for its peer's end
+    /// as long, or dropped as much of its input, as it is given.
+    pub fn lingered_enough(&self) -> bool {
+        self.discarded > LINGER_BYTES
+            || self
+                .shut_down_at
+                .is_some_and(|t| t.elapsed() >= LINGER_TIME)
     }
 }

@@ -111,6 +111,9 @@ impl Reactor {
         if let Some(e) = failed {
             debug!("connection {:?}: {e}", conn.peer);
             self.close(slot);
+        } else if conn.shut_down_at.is_some() && conn.lingered_enough() {
+            debug!("connection {:?}: still sending after its close", conn.peer);
+            self.close(slot);
         } else if !conn.dirty {
             conn.dirty = true;
             self.dirty.push(slot);
