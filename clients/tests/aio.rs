@@ -193,7 +193,6 @@ async fn a_server_that_never_greets_is_passed_over_within_the_call() {
         .build()
         .unwrap();
     client.ping().await.unwrap();
-    assert_eq!(client.server_count(), 2);
 }
 
 #[tokio::test]

@@ -94,27 +94,32 @@ pub async fn list_goods(
     Ok(Json(json!({ "server_time_ms": now_ms(), "goods": goods })))
 }
 
-/// `GET /api/goods/{id}`: one goods, from the same reading.
+/// `GET /api/goods/{id}`: one goods, from the same reading. A goods the
+/// reading does not have is `unknown_goods`; an empty reading (a server
+/// still starting lists none, but answers `busy` for one) is asked of the
+/// servers for this goods.
 pub async fn get_goods(
     AxumState(state): AxumState<State>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id(&id)?;
-    let goods = goods(&state).await?;
-    let Some(goods) = goods.iter().find(|g| g.id == id) else {
-        return Err(ApiError::NotFound(format!("no goods {id}")));
+    let listed = goods(&state).await?;
+    let goods = match listed.iter().find(|g| g.id == id) {
+        Some(goods) => goods.clone(),
+        None if listed.is_empty() => state.config.client.get_goods(id).await?,
+        None => return Err(ApiError::UnknownGoods(id)),
     };
     Ok(Json(
-        json!({ "server_time_ms": now_ms(), "goods": GoodsView::from(goods) }),
+        json!({ "server_time_ms": now_ms(), "goods": GoodsView::from(&goods) }),
     ))
 }
 
 /// The goods as the storefront's reads share them.
 async fn goods(state: &State) -> Result<std::sync::Arc<Vec<seckill_client::Goods>>, ApiError> {
-    let client = &state.config.client;
+    let client = state.config.client.clone();
     state
         .goods
-        .get(|| async { Ok(client.list_goods().await?) })
+        .get(|| async move { Ok(client.list_goods().await?) })
         .await
 }
 

@@ -26,7 +26,7 @@ use crate::error::ApiError;
 #[derive(Debug)]
 pub struct Recent<T> {
     fresh_for: Duration,
-    last: Mutex<Option<Fetched<T>>>,
+    last: Arc<Mutex<Option<Fetched<T>>>>,
 }
 
 #[derive(Debug)]
@@ -50,33 +50,53 @@ impl<T> Recent<T> {
     pub fn new(fresh_for: Duration) -> Recent<T> {
         Recent {
             fresh_for,
-            last: Mutex::new(None),
+            last: Arc::new(Mutex::new(None)),
         }
     }
+}
 
+impl<T: Send + Sync + 'static> Recent<T> {
     /// The value of the last fetch if it is fresh, else of a new one made
-    /// with `fetch`.
+    /// with `fetch`. The fetch runs in a task of its own, which keeps what
+    /// it got for the others even if this request goes away meanwhile (its
+    /// client hung up), rather than leave the next one to fetch again.
     pub async fn get<F, Fut>(&self, fetch: F) -> Result<Arc<T>, ApiError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, ApiError>>,
+        Fut: Future<Output = Result<T, ApiError>> + Send + 'static,
     {
-        let mut last = self.last.lock().await;
+        if self.fresh_for.is_zero() {
+            // Nothing to share: fetched for each request, side by side.
+            return fetch().await.map(Arc::new);
+        }
+        let mut last = self.last.clone().lock_owned().await;
         if let Some(fetched) = last.as_ref().filter(|f| f.at.elapsed() < self.fresh_for) {
             return fetched.value.clone().map_err(ApiError::Again);
         }
-        let value = fetch().await.map(Arc::new);
-        *last = Some(Fetched {
-            at: Instant::now(),
-            value: match &value {
+        let fetching = fetch();
+        let task = tokio::spawn(async move {
+            let value = fetching.await.map(Arc::new);
+            let kept = match &value {
                 Ok(value) => Ok(value.clone()),
                 Err(e) => Err(Failure {
                     parts: e.parts(),
                     message: e.to_string(),
                 }),
-            },
+            };
+            *last = Some(Fetched {
+                at: Instant::now(),
+                value: kept,
+            });
+            value
         });
-        value
+        match task.await {
+            Ok(value) => value,
+            // The fetch panicked: as a server that could not be reached.
+            Err(e) => Err(ApiError::Again(Failure {
+                parts: (StatusCode::BAD_GATEWAY, "bad_gateway", None),
+                message: format!("reading the goods failed: {e}"),
+            })),
+        }
     }
 }
 

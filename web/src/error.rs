@@ -26,6 +26,9 @@ pub enum ApiError {
     /// No such goods or order.
     #[error("{0}")]
     NotFound(String),
+    /// No such goods, as the servers say it (`unknown_goods`).
+    #[error("no goods {0}")]
+    UnknownGoods(u64),
     /// This session sent more than its rate allows.
     #[error("too many requests; retry in {retry_after_s} s")]
     RateLimited {
@@ -62,6 +65,7 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request", None),
             ApiError::InDoubt(_) => (StatusCode::GATEWAY_TIMEOUT, "outcome_unknown", None),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
+            ApiError::UnknownGoods(_) => (StatusCode::NOT_FOUND, "unknown_goods", None),
             ApiError::RateLimited { retry_after_s } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",

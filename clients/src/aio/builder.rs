@@ -77,9 +77,9 @@ impl ClientBuilder {
         self
     }
 
-    /// How long connecting to one server and greeting it may take, and at
-    /// most half the request timeout (so that a call has time left to try
-    /// the next server). Default 5 s.
+    /// How long connecting to one server and greeting it may take; with
+    /// several servers, at most half the request timeout (so that a call
+    /// has time left to try the next one). Default 5 s.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.options.connect_timeout = timeout;
         self

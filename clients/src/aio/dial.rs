@@ -1,5 +1,7 @@
 //! Opening a connection to one server of the list and greeting it.
 
+use std::time::Duration;
+
 use bytes::BytesMut;
 use seckill_proto::{Opcode, Reply, Request, Status, MIN_VERSION, VERSION};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -14,13 +16,13 @@ use crate::outcome::unexpected;
 use crate::pipeline::{check_reply, connection_error};
 
 /// Connects to server `index` (`addr`), says HELLO, and starts its task.
-/// The whole of it is bounded by the connect timeout, and by half the
-/// request timeout: a server that accepts and never greets (hung, or
-/// overloaded) then fails its dial within the call, which has time left for
-/// the next server, and counts towards the backoff; cut by the call's own
-/// deadline instead, it would do neither.
-pub(crate) async fn dial(index: usize, addr: &str, options: &Options) -> Result<Link> {
-    let limit = options.connect_timeout.min(options.request_timeout / 2);
+/// The whole of it is bounded by `limit` ([`dial_limit`]).
+pub(crate) async fn dial(
+    index: usize,
+    addr: &str,
+    options: &Options,
+    limit: Duration,
+) -> Result<Link> {
     let greeted = tokio::time::timeout(limit, open_greeted(addr, options)).await;
     let (stream, inbound, greeting) = greeted
         .map_err(|_| Error::timeout(format!("timed out connecting to {addr} and greeting it")))??;
@@ -30,6 +32,23 @@ pub(crate) async fn dial(index: usize, addr: &str, options: &Options) -> Result<
         silence: options.request_timeout,
     };
     Ok(Link::spawn(stream, inbound, index, greeting, limits))
+}
+
+/// How long a dial of one of `servers` servers may take: the connect
+/// timeout, and with several servers half the request timeout at most, so
+/// that a server that accepts and never greets (hung, or overloaded) fails
+/// its dial within the call, which has time left for the next server, and
+/// counts towards the backoff (cut by the call's own deadline instead, it
+/// would do neither). With one server there is no other to try, and a
+/// greeting that comes late is still worth the wait.
+pub(crate) fn dial_limit(options: &Options, servers: usize) -> Duration {
+    match servers {
+        0 | 1 => options.connect_timeout,
+        _ => options
+            .connect_timeout
+            .min(options.request_timeout / 2)
+            .max(Duration::from_millis(1)),
+    }
 }
 
 /// HELLO in the newest version this crate speaks, and in the oldest on a

@@ -196,9 +196,11 @@ impl Client {
         for _ in 0..servers {
             let index = state.next_server;
             state.next_server = (index + 1) % servers;
+            let options = &self.inner.options;
+            let limit = dial::dial_limit(options, servers);
             let dialled = tokio::time::timeout_at(
                 deadline,
-                dial::dial(index, &self.inner.addrs[index], &self.inner.options),
+                dial::dial(index, &self.inner.addrs[index], options, limit),
             )
             .await
             .map_err(|_| timed_out())?;
