@@ -19,7 +19,24 @@ pub const READ_CHUNK: usize = 16 * 1024;
 /// its peer's end before it is closed anyway ([`Connection::close_now`]).
 pub const LINGER_TIME: Duration = Duration::from_secs(2);
 /// ... and how much of the peer's input it reads and drops meanwhile.
-pub const LINGER_BYTES: usize = 1 << 20;
+pub const LINGER_BYTES: usize = 256 << 10;
+
+/// Bytes written to `socket` that its peer has not acknowledged yet (the
+/// kernel's SIOCOUTQ, which is TIOCOUTQ: tcp(7)), `None` if it cannot say.
+#[cfg(target_os = "linux")]
+fn unacknowledged(socket: &TcpStream) -> Option<usize> {
+    use std::os::fd::AsRawFd;
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one int through the pointer, which points at
+    // `queued`, alive for the call; the descriptor is the socket's own.
+    let done = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+    (done == 0).then(|| usize::try_from(queued).ok()).flatten()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn unacknowledged(_: &TcpStream) -> Option<usize> {
+    None
+}
 
 pub struct Connection {
     pub socket: TcpStream,
@@ -265,18 +282,24 @@ impl Connection {
 
     /// Once [`finished`](Self::finished): whether to close the socket now.
     /// A socket closed with input unread makes the kernel send a reset,
-    /// which throws away the replies still queued for the peer (the error
-    /// frame that says why, and those before it that a slow reader has not
-    /// read yet). So unless the peer has ended its side (or the server is
-    /// stopping), the server's side is shut instead: a FIN after the last
-    /// reply, while the input goes on being read and dropped until the
-    /// peer's end, for [`LINGER_TIME`] and [`LINGER_BYTES`] at most (a
-    /// peer that goes on sending after that is not reading either).
+    /// which throws away the replies the peer has not received yet (the
+    /// error frame that says why, and those before it that a slow reader
+    /// has not read); what the peer received stays readable there. So
+    /// unless the peer has ended its side, has every byte sent to it (the
+    /// usual case, and a flood's: closing then costs nothing more), or the
+    /// server is stopping, the server's side is shut instead: a FIN after
+    /// the last reply, while the input goes on being read and dropped
+    /// until the peer's end, for [`LINGER_TIME`] and [`LINGER_BYTES`] at
+    /// most (a peer that goes on sending after that is not reading
+    /// either).
     pub fn close_now(&mut self) -> bool {
         if self.eof || self.draining || self.lingered_enough() {
             return true;
         }
         if self.shut_down_at.is_none() {
+            if unacknowledged(&self.socket) == Some(0) {
+                return true;
+            }
             self.shut_down_at = Some(Instant::now());
             if self.socket.shutdown(std::net::Shutdown::Write).is_err() {
                 return true;

@@ -203,7 +203,7 @@ fn a_slow_reader_closed_for_a_bad_frame_gets_every_reply_first() {
         Request::Ping.encode(100 + id, &mut bytes);
     }
     bytes.extend_from_slice(&(64 * 1024 + 1u32).to_be_bytes());
-    bytes.extend_from_slice(&vec![0u8; 512 * 1024]);
+    bytes.extend_from_slice(&vec![0u8; 128 * 1024]);
     let mut writer = raw.stream.try_clone().unwrap();
     let sender = std::thread::spawn(move || {
         // The server may close before it all went: not the point here.
