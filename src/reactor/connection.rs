@@ -79,7 +79,7 @@ pub struct Connection {
     /// them), and the connection waits for the peer's end, its input read
     /// and dropped meanwhile, for a while: see [`Connection::close_now`].
     pub shut_down_at: Option<Instant>,
-    /// Bytes of input read and dropped since the connection began closing.
+    /// Bytes of input read and dropped since the server's side was shut.
     pub discarded: usize,
     /// The server is shutting down: read nothing more from the socket, but
     /// answer the whole frames already read (the peer sent them and the
@@ -293,27 +293,26 @@ impl Connection {
     /// most (a peer that goes on sending after that is not reading
     /// either).
     pub fn close_now(&mut self) -> bool {
-        if self.eof || self.draining || self.lingered_enough() {
+        if self.eof || self.draining {
             return true;
         }
-        if self.shut_down_at.is_none() {
-            if unacknowledged(&self.socket) == Some(0) {
-                return true;
-            }
-            self.shut_down_at = Some(Instant::now());
-            if self.socket.shutdown(std::net::Shutdown::Write).is_err() {
-                return true;
-            }
+        if self.shut_down_at.is_some() {
+            return self.lingered_enough();
         }
-        false
+        if unacknowledged(&self.socket) == Some(0) {
+            return true;
+        }
+        // The input dropped before (while the last replies waited to be
+        // written) does not count against the wait.
+        self.shut_down_at = Some(Instant::now());
+        self.discarded = 0;
+        self.socket.shutdown(std::net::Shutdown::Write).is_err()
     }
 
     /// Whether a connection shut on its side has waited for its peer's end
-    /// as long, or dropped as much of its input, as it is given.
+    /// as long, or dropped as much of its input since, as it is given.
     pub fn lingered_enough(&self) -> bool {
-        self.discarded > LINGER_BYTES
-            || self
-                .shut_down_at
-                .is_some_and(|t| t.elapsed() >= LINGER_TIME)
+        self.shut_down_at
+            .is_some_and(|t| self.discarded > LINGER_BYTES || t.elapsed() >= LINGER_TIME)
     }
 }

@@ -59,9 +59,7 @@ impl Reactor {
                 // not from its last read (a peer that keeps sending and
                 // never reads would be kept for ever).
                 let seen = *c.closing_seen.get_or_insert_with(Instant::now);
-                if (c.inflight == 0 && seen.elapsed() >= frame_timeout)
-                    || (c.shut_down_at.is_some() && c.lingered_enough())
-                {
+                if (c.inflight == 0 && seen.elapsed() >= frame_timeout) || c.lingered_enough() {
                     stale.push(slot);
                 }
                 continue;

@@ -111,7 +111,7 @@ impl Reactor {
         if let Some(e) = failed {
             debug!("connection {:?}: {e}", conn.peer);
             self.close(slot);
-        } else if conn.shut_down_at.is_some() && conn.lingered_enough() {
+        } else if conn.lingered_enough() {
             debug!("connection {:?}: still sending after its close", conn.peer);
             self.close(slot);
         } else if !conn.dirty {
