@@ -226,9 +226,7 @@ impl MysqlStore {
         let _ = self.layout.set(layout);
         let _ = self.live_defaults.set(defaults);
         self.check_columns()?;
-        self.link.call("load probe", Call::IDEMPOTENT, |conn| {
-            Ok(self.loads.ask(conn)?)
-        })?;
+        self.ask_loads()?;
         self.link.read_committed()?;
         Ok(())
     }
@@ -241,13 +239,18 @@ impl MysqlStore {
     /// the last answer says.
     fn ask_loads_if_due(&self) {
         if self.loads.ask_due() {
-            let asked = self.link.call("load probe", Call::IDEMPOTENT, |conn| {
-                Ok(self.loads.ask(conn)?)
-            });
-            if let Err(e) = asked {
+            if let Err(e) = self.ask_loads() {
                 log::warn!("mysql: asking whether orders may be loaded: {e}");
             }
         }
+    }
+
+    /// Asks the server whether it takes loads ([`Loads::ask`]), in a call
+    /// of its own.
+    fn ask_loads(&self) -> Result<(), StoreError> {
+        self.link.call("load probe", Call::IDEMPOTENT, |conn| {
+            Ok(self.loads.ask(conn)?)
+        })
     }
 
     /// The batch statements on a transaction's connection.
