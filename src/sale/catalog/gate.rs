@@ -71,9 +71,9 @@ pub struct Gate {
     /// by the next reconciliation once it has taken its epoch (a leaf lock;
     /// see [`Gate::abandon_request`]).
     abandoned: Mutex<Vec<(RequestId, UserId, OrderNo)>>,
-    /// When a repair was last asked for a unit held for an order never
-    /// written (Unix ms; 0: never): see [`Gate::abandoned_holder_repair`].
-    abandoned_holder_at_ms: AtomicU64,
+    /// When a repair may next be asked for a unit held for an order never
+    /// written (see [`Gate::abandoned_holder_repair`]).
+    abandoned_holder_repairs: Backoff,
 }
 
 /// The gate held alone; if it was taken for store I/O, BUYs are turned away
@@ -192,14 +192,11 @@ impl Gate {
     /// every such holder out at once; asking more often would only
     /// reconcile a sale over and over where a server's clock runs far
     /// behind, and its orders still being written look old.
+    /// (A race between two workers can let both ask: the repair is asked
+    /// for once either way, [`Gate::ask_repair`].)
     pub fn abandoned_holder_repair(&self, now_ms: u64, every_ms: u64) -> bool {
-        let last = self.abandoned_holder_at_ms.load(Relaxed);
-        if last != 0 && now_ms < last.saturating_add(every_ms) {
-            return false;
-        }
-        self.abandoned_holder_at_ms
-            .compare_exchange(last, now_ms, Relaxed, Relaxed)
-            .is_ok()
+        self.abandoned_holder_repairs
+            .take(now_ms, every_ms, every_ms)
     }
 
     /// The request ids noted as abandoned, for a reconciliation that has
