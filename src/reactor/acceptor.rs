@@ -383,9 +383,7 @@ impl Acceptor {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Batch::Empty,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // ECONNABORTED and friends concern one connection only.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
-                Err(e) if one_connections(&e) => {}
+                Err(e) if concerns_one_connection(&e) => {}
                 Err(e) => {
                     error!("accept: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
                     break Batch::Failed(ACCEPT_BACKOFF);
@@ -407,23 +405,25 @@ impl Acceptor {
     }
 }
 
-/// Whether an accept error is the new connection's own: Linux passes the
-/// network errors already pending on it through accept (accept(2): "should
-/// treat them like EAGAIN by retrying"), which say nothing of the listener.
-fn one_connections(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(
-            libc::ENETDOWN
-                | libc::EPROTO
-                | libc::ENOPROTOOPT
-                | libc::EHOSTDOWN
-                | libc::ENONET
-                | libc::EHOSTUNREACH
-                | libc::EOPNOTSUPP
-                | libc::ENETUNREACH
+/// Whether an accept error is the new connection's own, and says nothing
+/// of the listener: ECONNABORTED (the peer gave up before the accept), and
+/// the network errors already pending on it, which Linux passes through
+/// accept (accept(2): "should treat them like EAGAIN by retrying").
+fn concerns_one_connection(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::ConnectionAborted
+        || matches!(
+            e.raw_os_error(),
+            Some(
+                libc::ENETDOWN
+                    | libc::EPROTO
+                    | libc::ENOPROTOOPT
+                    | libc::EHOSTDOWN
+                    | libc::ENONET
+                    | libc::EHOSTUNREACH
+                    | libc::EOPNOTSUPP
+                    | libc::ENETUNREACH
+            )
         )
-    )
 }
 
 /// What became of a batch of accepts.
@@ -655,11 +655,20 @@ mod tests {
     /// accepting pauses.
     #[test]
     fn a_new_connections_own_error_does_not_pause_accepting() {
-        for errno in [libc::EPROTO, libc::ENETDOWN, libc::EHOSTUNREACH] {
-            assert!(one_connections(&io::Error::from_raw_os_error(errno)));
+        for errno in [
+            libc::ECONNABORTED,
+            libc::EPROTO,
+            libc::ENETDOWN,
+            libc::EHOSTUNREACH,
+        ] {
+            assert!(concerns_one_connection(&io::Error::from_raw_os_error(
+                errno
+            )));
         }
         for errno in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
-            assert!(!one_connections(&io::Error::from_raw_os_error(errno)));
+            assert!(!concerns_one_connection(&io::Error::from_raw_os_error(
+                errno
+            )));
         }
     }
 }
