@@ -30,6 +30,7 @@ mod backend;
 mod lifecycle;
 pub(super) mod nodes;
 pub(super) mod orders;
+mod request_ids;
 pub(super) mod stock;
 mod stock_agree;
 mod stock_retries;
