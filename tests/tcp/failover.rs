@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use seckill_client::{random_request_id, Client, Purchase, RequestId, Result};
 
-use crate::harness::{on_sale, Backends, Server};
+use crate::harness::{on_sale, while_busy, Backends, Server};
 
 /// A server on `stores` with a node id of its own (order numbers must not
 /// collide between servers) and a data file of its own in `dir`.
@@ -17,18 +17,12 @@ fn server_on(stores: &Backends, dir: &std::path::Path, node: u16) -> Server {
     Server::start(&dir.join(format!("node{node}.db")), &flags)
 }
 
-/// BUY `request_id` until an answer other than `busy`. A server that
-/// started on the stores reconciles them, which puts the goods of the
-/// servers already running in doubt for a moment: they answer `busy`
-/// (nothing done) until they have reconciled in turn.
+/// BUY `request_id` until an answer other than `busy` (`while_busy`). A
+/// server that started on the stores reconciles them, which puts the goods
+/// of the servers already running in doubt for a moment: they answer
+/// `busy` (nothing done) until they have reconciled in turn.
 fn buy(client: &mut Client, user: u64, goods: u64, request_id: RequestId) -> Result<Purchase> {
-    for _ in 0..200 {
-        match client.buy_with_request_id(user, goods, request_id) {
-            Err(e) if e.is_busy() => std::thread::sleep(Duration::from_millis(50)),
-            other => return other,
-        }
-    }
-    client.buy_with_request_id(user, goods, request_id)
+    while_busy(|| client.buy_with_request_id(user, goods, request_id))
 }
 
 #[test]

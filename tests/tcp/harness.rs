@@ -311,6 +311,28 @@ fn dummy_child() -> Child {
     c
 }
 
+/// `call` (a BUY, say) made again while the server answers `busy` (a goods
+/// being loaded or reconciled, nothing done) or `rate_limited` (the user's
+/// bucket, 10 BUYs a second by default, is empty), for up to 30 s: the
+/// first other answer. Tries are 100 ms apart, the default refill rate, so
+/// waiting out a long reconciliation does not itself empty the bucket.
+pub fn while_busy<T>(
+    mut call: impl FnMut() -> seckill_client::Result<T>,
+) -> seckill_client::Result<T> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match call() {
+            Err(e)
+                if std::time::Instant::now() < deadline
+                    && matches!(e.status(), Some(Status::Busy | Status::RateLimited)) =>
+            {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A goods on sale from now for an hour.
 pub fn on_sale(name: &str, stock: u32) -> NewGoods {
     let now = std::time::SystemTime::now()

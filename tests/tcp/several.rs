@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use seckill_client::{Client, Purchase};
 
-use crate::harness::{cluster_lock, on_sale, Backends, Server};
+use crate::harness::{cluster_lock, on_sale, while_busy, Backends, Server};
 
 /// One of several servers on one store pair; each leases a node id of its
 /// own from the order store.
@@ -294,29 +294,10 @@ pub(crate) fn wait_known(servers: &[Server], goods: u64) {
     }
 }
 
-/// A BUY, retried while the server answers `busy` (a goods being loaded or
-/// reconciled) or `rate_limited` (this user asked too often), for up to
-/// 5 s: the first other answer.
+/// A BUY, retried while the server answers `busy` or `rate_limited`
+/// (`while_busy`): the first other answer.
 fn buy(server: &Server, user: u64, goods: u64) -> Purchase {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match server.client().buy(user, goods) {
-            Ok(p) => return p,
-            Err(e) if Instant::now() < deadline && e.is_busy() => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            Err(e)
-                if Instant::now() < deadline
-                    && e.kind()
-                        == seckill_client::ErrorKind::Server(
-                            seckill_proto::Status::RateLimited,
-                        ) =>
-            {
-                std::thread::sleep(Duration::from_millis(200))
-            }
-            Err(e) => panic!("user {user}: {e}"),
-        }
-    }
+    while_busy(|| server.client().buy(user, goods)).unwrap_or_else(|e| panic!("user {user}: {e}"))
 }
 
 /// Buys until the answer is no longer `Paused` or `within` passes; returns

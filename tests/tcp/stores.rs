@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use seckill_client::Purchase;
 
 use crate::crash::buy_until_gone;
-use crate::harness::{on_sale, Backends, Server};
+use crate::harness::{on_sale, while_busy, Backends, Server};
 
 fn start(dir: &tempfile::TempDir, stores: &Backends, ack: &str) -> Server {
     let args = stores.args(ack);
@@ -243,13 +243,7 @@ fn units_redis_lost_are_never_sold_twice_durable() {
     }
     let mut told = Vec::new();
     for user in 6..=12 {
-        let answer = loop {
-            match client.buy(user, goods) {
-                Err(e) if e.is_busy() => std::thread::sleep(Duration::from_millis(20)),
-                other => break other,
-            }
-        };
-        told.push((user, answer));
+        told.push((user, while_busy(|| client.buy(user, goods))));
     }
     for (user, answer) in &told {
         assert!(
@@ -335,12 +329,7 @@ fn units_redis_lost_are_never_sold_twice_queued() {
     std::thread::sleep(Duration::from_millis(1200));
     for user in 6..=9 {
         let via = if user % 2 == 0 { &server } else { &other };
-        let answer = loop {
-            match via.client().buy(user, goods) {
-                Err(e) if e.is_busy() => std::thread::sleep(Duration::from_millis(20)),
-                other => break other,
-            }
-        };
+        let answer = while_busy(|| via.client().buy(user, goods));
         assert!(
             matches!(answer, Ok(Purchase::SoldOut)),
             "user {user} after the refused order: {answer:?}"
