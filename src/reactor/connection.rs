@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use mio::net::TcpStream;
+use seckill_proto::{Opcode, Reply};
 
 use super::admission::Ticket;
 use crate::dispatch::Accepted;
@@ -114,6 +115,10 @@ pub struct Connection {
     pub counted: usize,
     /// Requests answered `bad_request` so far.
     pub bad_requests: u32,
+    /// Why the server gave up on the connection, not sent yet: the
+    /// connection-level error frame waits for the replies to the requests
+    /// in flight ([`Connection::give_up`]).
+    farewell: Option<Reply>,
 }
 
 pub enum ReadOutcome {
@@ -173,6 +178,7 @@ impl Connection {
             taken_in: 0,
             counted: 0,
             bad_requests: 0,
+            farewell: None,
         }
     }
 
@@ -258,6 +264,29 @@ impl Connection {
             self.wbuf = BytesMut::new();
         }
         freed
+    }
+
+    /// Gives up on the connection, saying why in the connection-level error
+    /// frame (`0xff`, request id 0): nothing more is read for requests, and
+    /// the frame goes after the replies to the requests in flight, as the
+    /// last frame on the connection (PROTOCOL.md 7.1). A client takes it
+    /// for the close, and would fail a reply that came after it as in
+    /// doubt. The first reason given is the one sent.
+    pub fn give_up(&mut self, why: Reply) {
+        self.closing = true;
+        self.farewell.get_or_insert(why);
+        self.say_farewell_if_last();
+    }
+
+    /// Writes the frame [`give_up`](Self::give_up) left waiting once no
+    /// request is in flight any more.
+    pub fn say_farewell_if_last(&mut self) {
+        if self.inflight == 0 {
+            if let Some(why) = self.farewell.take() {
+                why.for_version(self.version)
+                    .encode(Opcode::Error as u8, 0, &mut self.wbuf);
+            }
+        }
     }
 
     /// A peer that does not read: replies wait, and the socket takes no more.

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use log::debug;
-use seckill_proto::{Opcode, Reply, Status};
+use seckill_proto::{Reply, Status};
 
 use super::Reactor;
 use crate::config::Config;
@@ -81,12 +81,7 @@ impl Reactor {
             debug!("closing connection {:?}: frame not completed", conn.peer);
             metrics::add(&self.handler.metrics.frame_timeouts, 1);
             let message = format!("a frame was not completed within {frame_timeout:?}");
-            Reply::error(Status::BadRequest, message).encode(
-                Opcode::Error as u8,
-                0,
-                &mut conn.wbuf,
-            );
-            conn.closing = true;
+            conn.give_up(Reply::error(Status::BadRequest, message));
             conn.rbuf.clear();
             self.drive(slot);
         }

@@ -357,6 +357,7 @@ impl Reactor {
                 origin.id,
                 &mut conn.wbuf,
             );
+            conn.say_farewell_if_last();
             touched.push(origin.conn.slot);
         }
         if !self.inbox.completions.is_empty() {

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use bytes::Buf;
 use log::debug;
-use seckill_proto::{Frame, FrameError, Opcode, Reply, Status};
+use seckill_proto::{Frame, FrameError, Reply, Status};
 
 use super::connection::{Connection, ReadOutcome};
 use super::limits::Limits;
@@ -155,12 +155,7 @@ fn decode_frames(
             Err(e @ (FrameError::TooLarge { .. } | FrameError::TooShort { .. })) => {
                 // The stream cannot be resynchronised: say why, then close.
                 metrics::add(&handler.metrics.bad_requests, 1);
-                Reply::error(Status::BadRequest, e.to_string()).encode(
-                    Opcode::Error as u8,
-                    0,
-                    &mut conn.wbuf,
-                );
-                conn.closing = true;
+                conn.give_up(Reply::error(Status::BadRequest, e.to_string()));
                 None
             }
         };

@@ -10,8 +10,7 @@ use std::time::Instant;
 use crossbeam_channel::{Sender, TrySendError};
 use log::warn;
 use seckill_proto::{
-    Capabilities, Frame, Opcode, Reply, Request, RequestId, ServerInfo, Status, MIN_VERSION,
-    VERSION,
+    Capabilities, Frame, Reply, Request, RequestId, ServerInfo, Status, MIN_VERSION, VERSION,
 };
 
 use super::connection::Connection;
@@ -133,16 +132,13 @@ impl Handler {
         conn.bad_requests = conn.bad_requests.saturating_add(1);
         if conn.bad_requests >= self.bad_request_budget && !conn.closing {
             metrics::add(&self.metrics.bad_request_closes, 1);
-            Reply::error(
+            conn.give_up(Reply::error(
                 Status::BadRequest,
                 format!(
                     "{} bad requests on this connection: closing it",
                     conn.bad_requests
                 ),
-            )
-            .for_version(conn.version)
-            .encode(Opcode::Error as u8, 0, &mut conn.wbuf);
-            conn.closing = true;
+            ));
         }
     }
 

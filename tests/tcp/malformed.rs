@@ -230,3 +230,40 @@ fn a_slow_reader_closed_for_a_bad_frame_gets_every_reply_first() {
     bad_request(frames.into_iter().last().unwrap(), 0xff, 0);
     sender.join().unwrap();
 }
+
+/// A BUY still at a worker when a later frame on its connection is bad:
+/// its reply comes first, then the error frame, the last frame on the
+/// connection (PROTOCOL.md 7.1). A client takes that frame for the close
+/// and fails what is still in flight as in doubt, so a reply behind it
+/// would be thrown away.
+#[test]
+fn the_error_frame_comes_after_the_replies_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("m.db"), &[]);
+    let goods = server.admin().add_goods(on_sale("lamp", 100)).unwrap().id;
+    for round in 0..5u64 {
+        let mut raw = Raw::greeted(server.addr);
+        let mut bytes = bytes::BytesMut::new();
+        Request::Buy {
+            user_id: 100 + round,
+            goods_id: goods,
+            token: seckill_proto::NO_TOKEN,
+            request_id: None,
+        }
+        .encode(7, &mut bytes);
+        bytes.extend_from_slice(&(64 * 1024 + 1u32).to_be_bytes());
+        raw.send(&bytes);
+        let frames = raw.until_closed();
+        assert_eq!(frames.len(), 2, "round {round}: {frames:?}");
+        match &frames[0] {
+            Got::Frame {
+                id: 7,
+                reply: Reply::Bought { .. },
+                ..
+            } => {}
+            other => panic!("round {round}: first {other:?}"),
+        }
+        let last = frames.into_iter().last().unwrap();
+        bad_request(last, 0xff, 0);
+    }
+}
