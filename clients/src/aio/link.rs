@@ -15,7 +15,8 @@
 //! limit, so it never stops reading us); further calls wait in the channel.
 //!
 //! Any failure that leaves the byte stream in doubt ends the task and fails
-//! every request in flight with it; the requests still in the channel never
+//! every request in flight with it (after a failed write, once the replies
+//! already received are given out); the requests still in the channel never
 //! reached the server, and say so ([`Failure::sent`]), so the client may
 //! send them anywhere.
 
@@ -38,6 +39,10 @@ const QUEUE: usize = 1024;
 
 /// How much is read from the socket at a time (as the blocking client).
 const READ_CHUNK: usize = 16 * 1024;
+
+/// How long a connection whose write failed is still read for the replies
+/// that came before the failure.
+const LAST_READ: Duration = Duration::from_millis(100);
 
 /// Why a call got no reply, and whether its request may have reached the
 /// server.
@@ -198,7 +203,15 @@ async fn run(
             },
             written = writer.write_buf(&mut outbound), if !outbound.is_empty() => {
                 if let Err(e) = written {
-                    break 'conn Error::io("sending requests", e);
+                    // A server that closed (reset) the connection may have
+                    // answered calls first: their replies, and its reason
+                    // for closing, wait in our receive buffer, and those
+                    // calls are not in doubt.
+                    let max = limits.max_reply_frame;
+                    break 'conn match read_the_rest(&mut reader, &mut inbound, &mut pending, max).await {
+                        Err(why) => why,
+                        Ok(()) => Error::io("sending requests", e),
+                    };
                 }
             }
             read = reader.read_buf(&mut inbound) => match read {
@@ -238,6 +251,28 @@ async fn run(
             error: Error::closed(format!("not sent: {failure}")),
             sent: false,
         }));
+    }
+}
+
+/// After a failed write: reads what the server sent before the connection
+/// failed and gives each reply to its caller, for [`LAST_READ`] at most
+/// (what a connection reset leaves is readable at once, then the end). An
+/// error is the stream's own (the server's connection-level error frame,
+/// say), which says more than the failed write.
+async fn read_the_rest(
+    reader: &mut tokio::net::tcp::ReadHalf<'_>,
+    inbound: &mut BytesMut,
+    pending: &mut HashMap<u64, Pending>,
+    max_reply_frame: u32,
+) -> Result<()> {
+    let until = Instant::now() + LAST_READ;
+    loop {
+        deliver(inbound, pending, max_reply_frame)?;
+        inbound.reserve(READ_CHUNK);
+        match tokio::time::timeout_at(until, reader.read_buf(inbound)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return Ok(()),
+        }
     }
 }
 
