@@ -553,3 +553,35 @@ async fn resetting_server() -> String {
     });
     addr
 }
+
+/// The only server accepts and never greets: the first call waits out its
+/// timeout; the calls after it, within the backoff, fail at once as
+/// "no server could be reached" rather than each open a connection to it
+/// and wait out a timeout of its own.
+#[tokio::test]
+async fn the_only_server_that_never_greets_is_backed_off() {
+    let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mute_addr = mute.local_addr().unwrap().to_string();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = mute.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    let client = Client::builder(mute_addr)
+        .request_timeout(Duration::from_millis(300))
+        .backoff(Duration::from_secs(30), Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let first = client.ping().await.unwrap_err();
+    assert!(first.is_timeout(), "{first}");
+    for _ in 0..3 {
+        let next = client.ping().await.unwrap_err();
+        assert_eq!(next.kind(), ErrorKind::Closed, "{next}");
+        assert!(next.to_string().contains("dialling again"), "{next}");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "connections opened");
+}

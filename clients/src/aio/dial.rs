@@ -40,7 +40,9 @@ pub(crate) async fn dial(
 /// its dial within the call, which has time left for the next server, and
 /// counts towards the backoff (cut by the call's own deadline instead, it
 /// would do neither). With one server there is no other to try, and a
-/// greeting that comes late is still worth the wait.
+/// greeting that comes late is still worth the wait; a dial the call's
+/// deadline cuts then counts towards the backoff all the same (see
+/// `Client::link`).
 pub(crate) fn dial_limit(options: &Options, servers: usize) -> Duration {
     match servers {
         0 | 1 => options.connect_timeout,

@@ -198,12 +198,29 @@ impl Client {
             state.next_server = (index + 1) % servers;
             let options = &self.inner.options;
             let limit = dial::dial_limit(options, servers);
-            let dialled = tokio::time::timeout_at(
+            let began = Instant::now();
+            let dialled = match tokio::time::timeout_at(
                 deadline,
                 dial::dial(index, &self.inner.addrs[index], options, limit),
             )
             .await
-            .map_err(|_| timed_out())?;
+            {
+                Ok(dialled) => dialled,
+                Err(_) => {
+                    // Cut by the call's deadline. One that had half the
+                    // request timeout (one server: its dial limit is the
+                    // connect timeout) found a server that accepts and
+                    // never greets: backed off like a refused dial, or
+                    // every call would open a connection to it and wait
+                    // out its whole timeout. One that began late says
+                    // nothing of the server.
+                    if began.elapsed() >= options.request_timeout / 2 {
+                        state.failed_rounds = state.failed_rounds.saturating_add(1);
+                        state.retry_at = Some(Instant::now() + self.backoff(state.failed_rounds));
+                    }
+                    return Err(timed_out());
+                }
+            };
             match dialled {
                 Ok(link) => {
                     state.next_server = index;
