@@ -4,7 +4,7 @@
 //! session cookie; the gateway talks to the servers through a client of
 //! its own greeted with the admin token.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Path, State as AxumState};
 use axum::http::{header, HeaderMap};
@@ -38,11 +38,7 @@ pub async fn login(
     JsonBody(login): JsonBody<Login>,
 ) -> Result<Response, ApiError> {
     let admin = state.config.admin.as_ref().ok_or_else(disabled)?;
-    // A request not served by `serve` (a test's) has no peer: counted as
-    // one address, the unspecified one.
-    let address = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| {
-        rate_limit::address_key(p.0 .0.ip())
-    });
+    let address = rate_limit::peer_key(peer);
     // Past the allowance of wrong logins, none is looked at (429), the
     // right one neither: guessing in parallel gains nothing. Each login is
     // charged before it is looked at and given back if right, so that

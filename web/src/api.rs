@@ -7,18 +7,21 @@
 //! Failures are [`ApiError`]s: `503` + `Retry-After` when the server is busy
 //! or cannot be reached (the answer then names the BUY's `request_id`: send
 //! it again with the same id and it cannot buy twice), `429` past the
-//! buyer's rate.
+//! buyer's rate, or past the demo logins an address may make.
 
-use axum::extract::{Path, State as AxumState};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State as AxumState};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use seckill_client::{random_request_id, Cancellation, Payment, Purchase, RequestId};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::body::JsonBody;
 use crate::error::ApiError;
+use crate::rate_limit;
 use crate::session::{self, Buyer, Identity};
 use crate::views::{now_ms, GoodsView, OrderView};
 use crate::State;
@@ -33,9 +36,13 @@ pub struct Login {
 
 /// `POST /api/login`: the demo login. It trusts the name it is given, so
 /// it is for trying the storefront, not for a real sale: see
-/// [`session`] for plugging in an application's own login.
+/// [`session`] for plugging in an application's own login. Logins are
+/// limited per client address (429 past it): each name is a buyer with a
+/// BUY allowance of its own, so unlimited logins would lift the buyers'
+/// rate limit for anyone willing to make up names.
 pub async fn login(
     AxumState(state): AxumState<State>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     JsonBody(login): JsonBody<Login>,
 ) -> Result<Response, ApiError> {
     if !matches!(state.config.identity, Identity::DemoLogin) {
@@ -43,6 +50,9 @@ pub async fn login(
             "buyers log in through the application's own login".into(),
         ));
     }
+    // Every attempt counts, a refused name too: what is limited is the
+    // address's logins, not its successes.
+    state.logins.check(rate_limit::peer_key(peer))?;
     if !session::valid_name(&login.name) {
         return Err(ApiError::BadRequest(format!(
             "a name is 1 to {} letters, digits, '_' or '-'",
@@ -95,22 +105,28 @@ pub async fn list_goods(
 }
 
 /// `GET /api/goods/{id}`: one goods, from the same reading. A goods the
-/// reading does not have is `unknown_goods`; an empty reading (a server
-/// still starting lists none, but answers `busy` for one) is asked of the
-/// servers for this goods.
+/// reading does not have is `unknown_goods`, an empty reading included.
+///
+/// Only the reading answers, never a GET_GOODS of the servers: were they
+/// asked whenever the reading lacks the goods, even only while it is
+/// empty, a flood of GETs for some id would be a flood on the servers,
+/// which the reading is there to stop. Nothing is lost by it: a
+/// goods added after a reading is in the next one, at most `--goods-cache`
+/// later, as it is in `GET /api/goods`. What an empty reading hides is a
+/// server still starting, which lists no goods but answers `busy` for one:
+/// its goods read as unknown, as the list reads empty, until it is up.
 pub async fn get_goods(
     AxumState(state): AxumState<State>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id(&id)?;
     let listed = goods(&state).await?;
-    let goods = match listed.iter().find(|g| g.id == id) {
-        Some(goods) => goods.clone(),
-        None if listed.is_empty() => state.config.client.get_goods(id).await?,
-        None => return Err(ApiError::UnknownGoods(id)),
-    };
+    let goods = listed
+        .iter()
+        .find(|g| g.id == id)
+        .ok_or(ApiError::UnknownGoods(id))?;
     Ok(Json(
-        json!({ "server_time_ms": now_ms(), "goods": GoodsView::from(&goods) }),
+        json!({ "server_time_ms": now_ms(), "goods": GoodsView::from(goods) }),
     ))
 }
 

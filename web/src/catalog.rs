@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use tokio::sync::Mutex;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, UNAVAILABLE};
 
 /// A value fetched at most once every `fresh_for`, shared by everyone who
 /// asks meanwhile (requests that come while a fetch is under way wait for
@@ -92,10 +92,15 @@ impl<T: Send + Sync + 'static> Recent<T> {
         match task.await {
             Ok(value) => value,
             // The fetch panicked: as a server that could not be reached.
-            Err(e) => Err(ApiError::Again(Failure {
-                parts: (StatusCode::BAD_GATEWAY, "bad_gateway", None),
-                message: format!("reading the goods failed: {e}"),
-            })),
+            // What it panicked with is for the log: a JoinError's text
+            // (task id, panic message) tells a client only our internals.
+            Err(e) => {
+                log::error!("reading the goods: the fetch failed: {e}");
+                Err(ApiError::Again(Failure {
+                    parts: UNAVAILABLE,
+                    message: "the servers cannot be reached; retry in a moment".into(),
+                }))
+            }
         }
     }
 }
@@ -148,5 +153,31 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let later = recent.get(|| fetch(fetches.clone(), false)).await;
         assert_eq!(*later.unwrap(), 2);
+    }
+
+    /// A fetch that panics with what a client must not see.
+    async fn panicking() -> Result<usize, ApiError> {
+        panic!("internal detail at src/secret.rs")
+    }
+
+    /// A fetch that panicked is answered as servers that cannot be reached
+    /// (503 `unavailable`, `Retry-After`), with nothing of the panic in the
+    /// answer; the next request fetches again.
+    #[tokio::test]
+    async fn a_panicking_fetch_is_unavailable_and_tells_nothing() {
+        let recent = Recent::new(Duration::from_secs(60));
+        let failed = recent.get(panicking).await.unwrap_err();
+        assert_eq!(
+            failed.parts(),
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable", Some(1))
+        );
+        let message = failed.to_string();
+        assert!(
+            !message.contains("secret") && !message.contains("panic") && !message.contains("task"),
+            "{message}"
+        );
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let next = recent.get(|| fetch(fetches.clone(), false)).await;
+        assert_eq!(*next.unwrap(), 0);
     }
 }

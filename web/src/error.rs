@@ -79,6 +79,11 @@ impl ApiError {
     }
 }
 
+/// Servers that cannot be reached right now: 503 `unavailable`, retry in a
+/// second.
+pub(crate) const UNAVAILABLE: (StatusCode, &str, Option<u64>) =
+    (StatusCode::SERVICE_UNAVAILABLE, "unavailable", Some(1));
+
 fn body_parts(rejection: &JsonRejection) -> (StatusCode, &'static str, Option<u64>) {
     if timed_out(rejection) {
         return (StatusCode::REQUEST_TIMEOUT, "request_timeout", None);
@@ -135,9 +140,7 @@ fn client_parts(e: &ClientError) -> (StatusCode, &'static str, Option<u64>) {
             | Status::Ok => (StatusCode::BAD_GATEWAY, status.as_str(), None),
         },
         // The servers cannot be reached right now: as overloaded as busy.
-        ErrorKind::Io | ErrorKind::Timeout | ErrorKind::Closed => {
-            (StatusCode::SERVICE_UNAVAILABLE, "unavailable", Some(1))
-        }
+        ErrorKind::Io | ErrorKind::Timeout | ErrorKind::Closed => UNAVAILABLE,
         ErrorKind::InvalidInput => (StatusCode::BAD_REQUEST, "bad_request", None),
         _ => (StatusCode::BAD_GATEWAY, "bad_gateway", None),
     }

@@ -55,6 +55,9 @@ pub struct Config {
     pub key: SessionKey,
     /// Requests per second per buyer (0: no limit) and the burst.
     pub rate_limit: (f64, u32),
+    /// Demo logins per second per client address (0: no limit) and the
+    /// burst ([`DEMO_LOGINS_PER_S`]).
+    pub login_limit: (f64, u32),
     /// Mark cookies `Secure` (the gateway is served over HTTPS).
     pub secure_cookies: bool,
     /// How long the goods read from the servers answer the storefront's
@@ -94,6 +97,18 @@ const WRONG_LOGINS_PER_S: f64 = 1.0 / 6.0;
 const WRONG_LOGINS_ALL_BURST: u32 = 100;
 const WRONG_LOGINS_ALL_PER_S: f64 = 1.0;
 
+/// Demo logins from one address (an IPv6 /64), by default: thirty at
+/// once, then two a second. Every new name is a new buyer with a full
+/// BUY allowance of its own, so without this a client could buy past its
+/// rate by logging in under endless new names; with it, one address makes
+/// buyers no faster than this. A room behind one NAT trying the storefront
+/// together stays well within it; behind a reverse proxy every login comes
+/// from the proxy's address, and the limit is everyone's together
+/// (`--login-rate`, `--login-burst` raise it).
+pub const DEMO_LOGINS_BURST: u32 = 30;
+/// ... see [`DEMO_LOGINS_BURST`].
+pub const DEMO_LOGINS_PER_S: f64 = 2.0;
+
 /// The state every handler shares.
 #[derive(Debug)]
 pub struct AppState {
@@ -101,6 +116,8 @@ pub struct AppState {
     pub config: Config,
     /// Buyers' token buckets.
     pub limiter: RateLimiter,
+    /// Demo logins per address.
+    pub logins: RateLimiter<IpAddr>,
     /// The console's wrong admin logins per address: past them every login
     /// from there is refused unchecked.
     pub wrong_logins: RateLimiter<IpAddr>,
@@ -118,6 +135,7 @@ pub fn app(config: Config) -> Router {
     let limiter = RateLimiter::new(config.rate_limit.0, config.rate_limit.1);
     let state = Arc::new(AppState {
         limiter,
+        logins: RateLimiter::new(config.login_limit.0, config.login_limit.1),
         wrong_logins: RateLimiter::new(WRONG_LOGINS_PER_S, WRONG_LOGINS_BURST),
         all_wrong_logins: RateLimiter::new(WRONG_LOGINS_ALL_PER_S, WRONG_LOGINS_ALL_BURST),
         goods: catalog::Recent::new(config.goods_fresh_for),

@@ -41,11 +41,18 @@ struct Args {
     /// Requests a buyer may make at once before the rate applies.
     #[arg(long, default_value_t = 10)]
     rate_burst: u32,
+    /// Demo logins (POST /api/login) per second per client address (0: no
+    /// limit); each new name is a buyer with a BUY allowance of its own.
+    #[arg(long, default_value_t = seckill_web::DEMO_LOGINS_PER_S)]
+    login_rate: f64,
+    /// Demo logins an address may make at once before the rate applies.
+    #[arg(long, default_value_t = seckill_web::DEMO_LOGINS_BURST)]
+    login_burst: u32,
     /// Mark cookies Secure (the gateway is served over HTTPS, by a proxy).
     #[arg(long)]
     secure_cookies: bool,
     /// How long the goods read from the servers answer the storefront's
-    /// reads (GET /api/goods) before they are read again; 0 reads them for
+    /// reads (GET /api/goods, /api/goods/{id}) before they are read again; 0 reads them for
     /// every request.
     #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
     goods_cache: Duration,
@@ -110,6 +117,7 @@ async fn main() -> anyhow::Result<()> {
         identity,
         key,
         rate_limit: (args.rate_limit, args.rate_burst),
+        login_limit: (args.login_rate, args.login_burst),
         secure_cookies: args.secure_cookies,
         goods_fresh_for: args.goods_cache,
     };

@@ -1,13 +1,16 @@
 //! A token bucket per buyer: a session that clicks faster than a person
 //! could is answered 429 here, before it costs the seckill server a
 //! request. The console's wrong admin logins are counted the same way, per
-//! address and all together.
+//! address and all together, and the demo logins per address.
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use axum::extract::ConnectInfo;
+use axum::Extension;
 
 use crate::error::ApiError;
 
@@ -122,6 +125,16 @@ pub fn address_key(ip: IpAddr) -> IpAddr {
         },
         v4 => v4,
     }
+}
+
+/// The key a request is counted under by where it came from
+/// ([`address_key`] of its peer, which `serve` hands every request). A
+/// request served otherwise (a test's, through the router alone) has no
+/// peer: counted as one address, the unspecified one.
+pub fn peer_key(peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> IpAddr {
+    peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| {
+        address_key(p.0 .0.ip())
+    })
 }
 
 #[cfg(test)]

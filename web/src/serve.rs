@@ -145,7 +145,8 @@ pub async fn serve(
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let mut request = request.map(|body| Deadline::new(body, body_timeout));
             // Where it came from, as axum's `into_make_service_with_connect_info`
-            // gives it: the admin login counts wrong tokens per address.
+            // gives it: the admin login counts wrong tokens per address,
+            // the demo login logins.
             request.extensions_mut().insert(ConnectInfo(peer));
             app.clone().call(request)
         });

@@ -4,9 +4,11 @@
 mod common;
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderName, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use seckill_web::session::Identity;
@@ -231,6 +233,97 @@ async fn past_its_rate_a_session_gets_429_with_retry_after() {
     let bob = login(&app, "bob").await;
     let ok = call(&app, "GET", "/api/orders", Some(&bob), None).await;
     assert_eq!(ok.status, StatusCode::OK);
+}
+
+/// A demo login from `peer`, as `serve` hands it to the router.
+async fn login_from(app: &Router, name: &str, peer: &str) -> (StatusCode, Option<String>, Value) {
+    let mut request = Request::builder()
+        .method("POST")
+        .uri("/api/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(json!({ "name": name }).to_string()))
+        .unwrap();
+    let peer: SocketAddr = peer.parse().unwrap();
+    request.extensions_mut().insert(ConnectInfo(peer));
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        retry_after,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// Demo logins are limited per address, whatever the names: past the
+/// burst, 429 `rate_limited` with `Retry-After` and no session, so that new
+/// names cannot buy past a buyer's rate. Another address has its own.
+#[tokio::test]
+async fn past_its_demo_logins_an_address_gets_429() {
+    let server = Server::start();
+    // One login per five seconds after a burst of three: no token comes
+    // back during the four logins on a loaded machine.
+    let app = seckill_web::app(Config {
+        login_limit: (0.2, 3),
+        ..config(&server.addr, 0.0, 1)
+    });
+    for name in ["a1", "a2", "a3"] {
+        let (status, _, body) = login_from(&app, name, "192.0.2.7:40000").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // Another port of the same host is the same address.
+    let (status, retry_after, body) = login_from(&app, "a4", "192.0.2.7:40001").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"], "rate_limited");
+    assert!(body["message"].is_string(), "{body}");
+    let wait: u64 = retry_after.as_deref().unwrap().parse().unwrap();
+    assert!((1..=5).contains(&wait), "Retry-After {wait}");
+    let (status, _, body) = login_from(&app, "b1", "192.0.2.8:40000").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// An empty reading of the goods answers `GET /api/goods/{id}` too, for
+/// its moment (`unknown_goods`), rather than send each GET to the servers:
+/// a goods added meanwhile shows from the next reading on, no later.
+#[tokio::test]
+async fn an_empty_reading_answers_every_goods_for_its_moment() {
+    let server = Server::start();
+    let admin = admin_client(&server.addr).await;
+    let fresh_for = Duration::from_secs(3);
+    let app = seckill_web::app(Config {
+        goods_fresh_for: fresh_for,
+        ..config(&server.addr, 0.0, 1)
+    });
+    let none = call(&app, "GET", "/api/goods", None, None).await;
+    assert_eq!(none.body["goods"], json!([]), "{}", none.body);
+    let lamp = admin.add_goods(goods("Lamp", 5, 0)).await.unwrap();
+    let one = format!("/api/goods/{}", lamp.id);
+    // A flood of GETs for it within the moment: every one answered from
+    // the empty reading, none asked of the servers (which would know it).
+    let mut flood = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let (app, one) = (app.clone(), one.clone());
+        flood.spawn(async move {
+            let request = Request::get(one).body(Body::empty()).unwrap();
+            let response = app.oneshot(request).await.unwrap();
+            let status = response.status();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+        });
+    }
+    while let Some(answer) = flood.join_next().await {
+        let (status, body) = answer.unwrap();
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(body["error"], "unknown_goods");
+    }
+    tokio::time::sleep(fresh_for).await;
+    let shown = call(&app, "GET", &one, None, None).await;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
+    assert_eq!(shown.body["goods"]["name"], "Lamp");
 }
 
 /// The storefront's reads of the goods share one reading of the servers

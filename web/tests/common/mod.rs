@@ -18,7 +18,8 @@ use seckill_web::{AdminConfig, Config};
 pub use server::{Server, TOKEN};
 
 /// A gateway's configuration for `addr`, with the admin console on and a
-/// rate limit of `rate` per second (burst `burst`).
+/// rate limit of `rate` per second (burst `burst`), and the default limit
+/// of demo logins.
 pub fn config(addr: &str, rate: f64, burst: u32) -> Config {
     let client = Client::builder(addr)
         .request_timeout(Duration::from_secs(3))
@@ -38,6 +39,10 @@ pub fn config(addr: &str, rate: f64, burst: u32) -> Config {
         identity: Identity::DemoLogin,
         key: SessionKey::random().expect("key"),
         rate_limit: (rate, burst),
+        login_limit: (
+            seckill_web::DEMO_LOGINS_PER_S,
+            seckill_web::DEMO_LOGINS_BURST,
+        ),
         secure_cookies: false,
         goods_fresh_for: std::time::Duration::ZERO,
     }
