@@ -197,6 +197,14 @@ pub struct Config {
     #[arg(long, default_value_t = 64 << 20)]
     pub reply_budget: usize,
 
+    /// Input bytes the read buffers of all connections may hold together
+    /// (frames begun and not finished, and whole frames not served yet).
+    /// Past it, the connections holding the largest unfinished frames are
+    /// closed, largest first, with an error frame, until the total is back
+    /// under it.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub input_budget: usize,
+
     /// Frames a connection may send that the server cannot read (unknown
     /// opcode, bad body) or that come before HELLO, each answered
     /// `bad_request`, before it is closed (with an error frame): a broken or

@@ -44,12 +44,19 @@ metrics! {
     /// Connections that did not read their replies, closed to keep the
     /// unsent replies of all connections within --reply-budget.
     reply_budget_closes,
+    /// Connections holding large unfinished frames, closed to keep the
+    /// buffered input of all connections within --input-budget.
+    input_budget_closes,
     /// Reserved orders handed to the order writer and not yet taken by it
     /// (a gauge: workers add, the writer subtracts).
     orders_awaiting_writer,
     /// Reply bytes encoded and not yet written, all connections (a gauge,
     /// as of the end of each reactor's last turn).
     unsent_reply_bytes,
+    /// Input bytes read and not yet served (unfinished frames, and whole
+    /// ones waiting), all connections (a gauge, as of each connection's
+    /// last read or serve).
+    buffered_input_bytes,
     /// BUYs answered `rate_limited`.
     buy_rate_limited,
     /// Frames decoded, good or bad.

@@ -14,7 +14,7 @@ use serde_json::Value;
 /// The metric names of the /metrics contract (the plan for issue 17,
 /// `metrics-contract.md`): what the endpoint serves, so all a dashboard
 /// may ask for.
-const CONTRACT: [(&str, Kind); 18] = [
+const CONTRACT: [(&str, Kind); 19] = [
     ("seckill_build_info", Kind::Gauge),
     ("seckill_requests_total", Kind::Counter),
     ("seckill_request_duration_seconds", Kind::Histogram),
@@ -31,6 +31,7 @@ const CONTRACT: [(&str, Kind); 18] = [
     ("seckill_queued_drain_lag_seconds", Kind::Gauge),
     ("seckill_store_up", Kind::Gauge),
     ("seckill_unsent_reply_bytes", Kind::Gauge),
+    ("seckill_buffered_input_bytes", Kind::Gauge),
     ("seckill_goods_stock", Kind::Gauge),
     ("seckill_goods_remaining", Kind::Gauge),
 ];

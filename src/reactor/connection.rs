@@ -113,6 +113,8 @@ pub struct Connection {
     pub taken_in: u64,
     /// Unsent reply bytes last counted into the reactors' shared total.
     pub counted: usize,
+    /// Buffered input bytes last counted into the reactors' shared total.
+    pub counted_input: usize,
     /// Requests answered `bad_request` so far.
     pub bad_requests: u32,
     /// Why the server gave up on the connection, not sent yet: the
@@ -177,6 +179,7 @@ impl Connection {
             taken: 0,
             taken_in: 0,
             counted: 0,
+            counted_input: 0,
             bad_requests: 0,
             farewell: None,
         }

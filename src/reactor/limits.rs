@@ -1,6 +1,7 @@
 //! What a reactor holds its connections to: the limits from the
 //! configuration, and the idle and frame timeouts. (The budget of unsent
-//! reply bytes is kept on the write side, `write`.)
+//! reply bytes is kept on the write side, `write`; that of buffered input
+//! in `input_budget`.)
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,7 @@ pub struct Limits {
     pub shutdown_grace: Duration,
     pub requests_per_turn: usize,
     pub reply_budget: usize,
+    pub input_budget: usize,
 }
 
 impl Limits {
@@ -35,6 +37,7 @@ impl Limits {
             shutdown_grace: config.shutdown_grace,
             requests_per_turn: config.requests_per_turn.max(1),
             reply_budget: config.reply_budget,
+            input_budget: config.input_budget,
         }
     }
 }

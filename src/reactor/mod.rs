@@ -18,6 +18,7 @@ pub mod acceptor;
 pub mod admission;
 mod backlog;
 mod connection;
+mod input_budget;
 mod limits;
 mod memory;
 pub mod rate_limit;
@@ -95,6 +96,10 @@ pub struct Reactor {
     /// hold more than this, so that none is closed for what the
     /// connections of another reactor hold.
     reply_share: usize,
+    /// Buffered input bytes of every reactor's connections (shared).
+    input_bytes: Arc<AtomicUsize>,
+    /// This reactor's share of the input budget (as `reply_share`).
+    input_share: usize,
     /// Buffer bytes freed since malloc was last asked to give memory back.
     freed: usize,
     /// Requests this turn may still take ([`REQUESTS_PER_REACTOR_TURN`]).
@@ -144,6 +149,7 @@ impl ReactorSet {
     ) -> io::Result<()> {
         let limits = Limits::from_config(config);
         let reply_bytes = Arc::new(AtomicUsize::new(0));
+        let input_bytes = Arc::new(AtomicUsize::new(0));
         let reactors = self.parts.len().max(1);
         for (index, (poll, mailbox, inbox)) in self.parts.into_iter().enumerate() {
             let reactor = Reactor {
@@ -162,6 +168,8 @@ impl ReactorSet {
                 again: Backlog::default(),
                 reply_bytes: reply_bytes.clone(),
                 reply_share: limits.reply_budget / reactors,
+                input_bytes: input_bytes.clone(),
+                input_share: limits.input_budget / reactors,
                 freed: 0,
                 turn: TurnBudget::new(REQUESTS_PER_REACTOR_TURN),
                 turn_no: 0,

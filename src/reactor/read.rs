@@ -21,6 +21,7 @@ use log::debug;
 use seckill_proto::{Frame, FrameError, Reply, Status};
 
 use super::connection::{Connection, ReadOutcome};
+use super::input_budget::count_input;
 use super::limits::Limits;
 use super::requests::Handler;
 use super::Reactor;
@@ -108,6 +109,7 @@ impl Reactor {
                 self.again.push((slot, conn.generation), true);
             }
         }
+        count_input(conn, &self.input_bytes, &self.handler.metrics);
         if let Some(e) = failed {
             debug!("connection {:?}: {e}", conn.peer);
             self.close(slot);

@@ -11,13 +11,14 @@
 //! bytes; past `--reply-budget` each closes its connections that do not
 //! read, most unsent first, with an error frame.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::BytesMut;
 use log::debug;
 use seckill_proto::{Opcode, Reply, Status};
 
 use super::connection::Connection;
+use super::input_budget::count_input;
 use super::Reactor;
 use crate::metrics::{self, Metrics};
 
@@ -26,6 +27,8 @@ impl Reactor {
     /// to send (one write each, the socket permitting), closes those that
     /// are finished, and counts their unsent replies.
     pub(super) fn settle(&mut self) {
+        // First, so that what it closes is flushed below, in this turn.
+        self.keep_input_budget();
         let (max_inflight, high_water) = (self.limits.max_inflight, self.limits.write_high_water);
         let mut dirty = std::mem::take(&mut self.dirty);
         for &slot in &dirty {
@@ -72,6 +75,7 @@ impl Reactor {
         conn.rbuf = BytesMut::new();
         conn.wbuf = BytesMut::new();
         count_replies(conn, &self.reply_bytes, &self.handler.metrics);
+        count_input(conn, &self.input_bytes, &self.handler.metrics);
         let _ = self.poll.registry().deregister(&mut conn.socket);
         self.closed.push(slot);
         metrics::sub(&self.handler.metrics.connections_open, 1);
@@ -139,12 +143,19 @@ impl Reactor {
 /// metrics, for STATS) up to date with `conn`'s.
 pub(super) fn count_replies(conn: &mut Connection, total: &AtomicUsize, metrics: &Metrics) {
     let now = conn.wbuf.len();
-    if now > conn.counted {
-        total.fetch_add(now - conn.counted, Ordering::Relaxed);
-        metrics::add(&metrics.unsent_reply_bytes, (now - conn.counted) as u64);
-    } else if now < conn.counted {
-        total.fetch_sub(conn.counted - now, Ordering::Relaxed);
-        metrics::sub(&metrics.unsent_reply_bytes, (conn.counted - now) as u64);
+    recount(now, &mut conn.counted, total, &metrics.unsent_reply_bytes);
+}
+
+/// Brings a total the reactors share, and its gauge, up to date with what
+/// one connection holds `now`, `counted` being what it held when last
+/// counted.
+pub(super) fn recount(now: usize, counted: &mut usize, total: &AtomicUsize, gauge: &AtomicU64) {
+    if now > *counted {
+        total.fetch_add(now - *counted, Ordering::Relaxed);
+        metrics::add(gauge, (now - *counted) as u64);
+    } else if now < *counted {
+        total.fetch_sub(*counted - now, Ordering::Relaxed);
+        metrics::sub(gauge, (*counted - now) as u64);
     }
-    conn.counted = now;
+    *counted = now;
 }

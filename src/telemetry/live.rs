@@ -39,6 +39,10 @@ fn renamed(stat: &str) -> Option<Renamed> {
             "seckill_unsent_reply_bytes",
             "Reply bytes encoded and not yet written, all connections.",
         ),
+        "buffered_input_bytes" => Gauge(
+            "seckill_buffered_input_bytes",
+            "Input bytes read and not yet served, all connections.",
+        ),
         "requests" => Counter(
             "seckill_frames_decoded_total",
             "Frames decoded, good or bad (answered requests: seckill_requests_total).",
@@ -51,6 +55,7 @@ fn renamed(stat: &str) -> Option<Renamed> {
         "bad_request_closes" => Refusal("bad_request_close"),
         "wrong_admin_tokens" => Refusal("wrong_admin_token"),
         "reply_budget_closes" => Refusal("reply_budget_close"),
+        "input_budget_closes" => Refusal("input_budget_close"),
         _ => return None,
     })
 }

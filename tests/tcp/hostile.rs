@@ -783,3 +783,92 @@ fn an_address_with_too_many_requests_in_flight_is_told_busy() {
     ));
     assert_eq!(server.client().order_status(9, goods).unwrap(), None);
 }
+
+/// Past the input budget of all connections together, the connections
+/// holding the largest unfinished frames are closed with a `busy` error
+/// frame until the buffered input is back under the budget; a normal
+/// client is served meanwhile. Without it, frames of the largest size begun
+/// on every connection and never finished hold one frame each for the
+/// frame timeout, however many connections there are.
+#[test]
+fn past_the_input_budget_the_largest_unfinished_frames_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = 1u64 << 20;
+    let server = Server::start(
+        &dir.path().join("h.db"),
+        &[
+            "--input-budget",
+            &budget.to_string(),
+            "--frame-timeout",
+            "120s",
+        ],
+    );
+    let mut normal = server.client();
+    // 40 frames of 60,000 bytes begun, 50,000 of each sent: about twice
+    // the budget.
+    let mut begun: Vec<Raw> = Vec::new();
+    for _ in 0..40 {
+        let mut raw = Raw::greeted(server.addr);
+        let mut bytes = 60_000u32.to_be_bytes().to_vec();
+        bytes.resize(50_000, 0);
+        raw.send(&bytes);
+        begun.push(raw);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let closed = loop {
+        let held = server.stat("buffered_input_bytes");
+        let closed = server.stat("input_budget_closes");
+        if closed > 0 && held <= budget {
+            break closed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{held} input bytes buffered, {closed} connections closed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(closed < 40, "every connection closed");
+    normal.ping().expect("the normal client is served");
+    // Those closed were told why, and only they: each of them reads the
+    // error frame and the end; the others read nothing.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut told = 0;
+    for raw in &mut begun {
+        raw.stream.set_nonblocking(true).unwrap();
+    }
+    let mut pending: Vec<usize> = (0..begun.len()).collect();
+    while told < closed && Instant::now() < deadline {
+        pending.retain(|&i| {
+            let mut first = [0u8; 1];
+            match begun[i].stream.peek(&mut first) {
+                Ok(1) => {
+                    begun[i].stream.set_nonblocking(false).unwrap();
+                    let frames = begun[i].until_closed();
+                    assert_eq!(frames.len(), 1, "{frames:?}");
+                    match &frames[0] {
+                        Got::Frame {
+                            opcode: 0xff,
+                            id: 0,
+                            reply: Reply::Error { status, .. },
+                        } => assert_eq!(*status, Status::Busy),
+                        other => panic!("{other:?}"),
+                    }
+                    told += 1;
+                    false
+                }
+                _ => true,
+            }
+        });
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(told, closed, "connections told they were closed");
+    drop(begun);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.stat("buffered_input_bytes") > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "buffered input outlived its connections"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
