@@ -480,7 +480,7 @@ async fn silent_server() -> String {
 /// as in doubt, the answered one too, about one round in two.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_that_came_before_a_reset_is_delivered_though_a_write_failed_first() {
-    let addr = resetting_server().await;
+    let (addr, mut got_buy) = resetting_server().await;
     for round in 0..16 {
         let client = Client::builder(addr.clone())
             .request_ids(false)
@@ -491,7 +491,7 @@ async fn a_reply_that_came_before_a_reset_is_delivered_though_a_write_failed_fir
         client.ping().await.unwrap();
         let buyer = client.clone();
         let answered = tokio::spawn(async move { buyer.buy(7, 1).await });
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        got_buy.recv().await.expect("the fake server took the BUY");
         // More than the sockets' buffers hold: the client is left blocked
         // writing when the server answers the BUY and resets.
         let mut filler = Pipeline::new();
@@ -508,14 +508,17 @@ async fn a_reply_that_came_before_a_reset_is_delivered_though_a_write_failed_fir
     }
 }
 
-/// A fake server that greets, answers PING, takes one BUY and reads no
-/// more; 300 ms later it answers the BUY (order 42) and resets the
-/// connection (closes it with input unread, SO_LINGER 0).
-async fn resetting_server() -> String {
+/// A fake server that greets, answers PING, takes one BUY (and says so on
+/// the channel returned) and reads no more; 300 ms later it answers the
+/// BUY (order 42) and resets the connection (closes it with input unread,
+/// SO_LINGER 0).
+async fn resetting_server() -> (String, tokio::sync::mpsc::UnboundedReceiver<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
+    let (took_buy, got_buy) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
+            let took_buy = took_buy.clone();
             tokio::spawn(async move {
                 let mut inbound = BytesMut::new();
                 loop {
@@ -535,6 +538,7 @@ async fn resetting_server() -> String {
                             server: None,
                         },
                         Request::Buy { .. } => {
+                            let _ = took_buy.send(());
                             tokio::time::sleep(Duration::from_millis(300)).await;
                             let mut out = BytesMut::new();
                             Reply::Bought { order_no: 42 }.encode(opcode, id, &mut out);
@@ -551,7 +555,7 @@ async fn resetting_server() -> String {
             });
         }
     });
-    addr
+    (addr, got_buy)
 }
 
 /// The only server accepts and never greets: the first call waits out its

@@ -734,11 +734,7 @@ fn a_mariadb_logging_statements_takes_the_orders_at_its_own_level() {
     let attempts = Crowd::start(&server, goods, BUYERS, Duration::ZERO).finish();
     let rows = assert_sold_exactly(&stores, goods, stock, &told(&attempts));
     assert_busy_wrote_nothing(&attempts, &rows);
-    assert!(
-        server.log().contains("binlog_format is STATEMENT"),
-        "{}",
-        server.log()
-    );
+    server.wait_for_log("binlog_format is STATEMENT", Duration::from_secs(10));
 }
 
 #[test]

@@ -222,6 +222,26 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// The log once it contains `what` (a thread reads the server's output,
+    /// so a line written just before a reply may not be in [`log`] yet);
+    /// panics with the log after `within`.
+    ///
+    /// [`log`]: Server::log
+    pub fn wait_for_log(&self, what: &str, within: Duration) -> String {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let log = self.log();
+            if log.contains(what) {
+                return log;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what:?} not logged within {within:?}; the log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The server's resident memory, in KiB (VmRSS).
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))

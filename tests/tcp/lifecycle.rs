@@ -163,7 +163,20 @@ fn race(server: &Server, states: impl Fn() -> States, redis_stock: impl Fn(u64) 
         paid > 0 && cancelled > 0,
         "{paid} paid, {cancelled} cancelled"
     );
-    // Exactly the cancelled units are back, once each.
+    // Exactly the cancelled units are back, once each. A sweep commits its
+    // cancellations first and returns their units after: wait for them,
+    // then a while more (above) for any unit returned twice.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = server.client().get_goods(goods).unwrap().remaining;
+        let stock = redis_stock(goods);
+        let back = u64::from(left) >= cancelled && stock.is_none_or(|s| u64::from(s) >= cancelled);
+        if back || std::time::Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1_200));
     let left = server.client().get_goods(goods).unwrap().remaining;
     assert_eq!(u64::from(left), cancelled, "units back on sale");
     if let Some(stock) = redis_stock(goods) {

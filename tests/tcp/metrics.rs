@@ -76,7 +76,18 @@ fn metrics_count_what_clients_saw() {
     let sold_out = told.iter().filter(|p| **p == Purchase::SoldOut).count();
     assert_eq!((ok, sold_out), (50, 30), "{told:?}");
 
-    let m = scrape(&server);
+    // The figure of what is left can lag the last stock call's answer by a
+    // moment (merged calls' answers can be noted out of order): scraped
+    // again until it shows the sell-out, for 10 s at most.
+    let remaining = format!(r#"seckill_goods_remaining{{goods_id="{goods}"}}"#);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let m = loop {
+        let m = scrape(&server);
+        if m.get(&remaining) == Some(&0.0) || std::time::Instant::now() >= deadline {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let get = |series: &str| m.get(series).copied().unwrap_or(0.0);
     assert_eq!(
         get(r#"seckill_requests_total{kind="buy",outcome="ok"}"#),

@@ -21,22 +21,6 @@ fn admin(addr: SocketAddr, token: &str) -> Client {
         .expect("connect as admin")
 }
 
-/// Waits up to `within` for the server's log to contain `what`.
-fn wait_for_log(server: &Server, what: &str, within: Duration) -> String {
-    let deadline = Instant::now() + within;
-    loop {
-        let log = server.log();
-        if log.contains(what) {
-            return log;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what:?} not logged within {within:?}; the log:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write a test file");
@@ -81,7 +65,7 @@ fn a_config_file_and_the_environment_configure_the_server() {
     ));
     assert!(data.exists(), "the data file named by the config file");
 
-    let log = wait_for_log(&server, "serving with 2 workers", Duration::from_secs(10));
+    let log = server.wait_for_log("serving with 2 workers", Duration::from_secs(10));
     for part in [
         &format!("listen=127.0.0.1:{port} (file)"),
         "workers=2 (env)",
@@ -150,8 +134,7 @@ fn admin_actions_are_logged_with_their_peer_and_never_the_token() {
     // A restock refused: logged as failed.
     assert!(admin.restock(goods + 100, 1).is_err());
 
-    let log = wait_for_log(
-        &server,
+    let log = server.wait_for_log(
         &format!("restocking goods {} by 1 failed", goods + 100),
         Duration::from_secs(10),
     );
@@ -204,11 +187,7 @@ fn sighup_leaves_the_server_serving() {
     ));
 
     server.signal("-HUP");
-    wait_for_log(
-        &server,
-        "SIGHUP: nothing to reload",
-        Duration::from_secs(10),
-    );
+    server.wait_for_log("SIGHUP: nothing to reload", Duration::from_secs(10));
     server.signal("-HUP");
     std::thread::sleep(Duration::from_millis(200));
 

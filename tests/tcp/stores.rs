@@ -253,10 +253,9 @@ fn units_redis_lost_are_never_sold_twice_durable() {
     }
     let live = stores.orders().iter().filter(|o| o.3 != 2).count();
     assert_eq!(live, 5, "orders past the stock");
-    assert!(
-        server.log().contains("sold more units than the goods has"),
-        "{}",
-        server.log()
+    server.wait_for_log(
+        "sold more units than the goods has",
+        Duration::from_secs(10),
     );
     let drift = server.admin().reconcile(Some(goods)).unwrap();
     assert_eq!((drift[0].remaining, drift[0].holders), (0, 5), "{drift:?}");

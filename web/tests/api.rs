@@ -293,7 +293,9 @@ async fn past_its_demo_logins_an_address_gets_429() {
 async fn an_empty_reading_answers_every_goods_for_its_moment() {
     let server = Server::start();
     let admin = admin_client(&server.addr).await;
-    let fresh_for = Duration::from_secs(3);
+    // Long enough that the steps within the moment fit in it on a loaded
+    // machine.
+    let fresh_for = Duration::from_secs(10);
     let app = seckill_web::app(Config {
         goods_fresh_for: fresh_for,
         ..config(&server.addr, 0.0, 1)
@@ -335,7 +337,9 @@ async fn the_goods_are_read_from_the_servers_once_a_moment() {
     let server = Server::start();
     let admin = admin_client(&server.addr).await;
     admin.add_goods(goods("Phone", 1, 0)).await.unwrap();
-    let fresh_for = Duration::from_secs(3);
+    // Long enough that the steps within the moment fit in it on a loaded
+    // machine.
+    let fresh_for = Duration::from_secs(10);
     let app = seckill_web::app(Config {
         goods_fresh_for: fresh_for,
         ..config(&server.addr, 0.0, 1)
