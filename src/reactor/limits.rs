@@ -58,11 +58,19 @@ impl Reactor {
             if c.closing {
                 // Every answer made, waiting only to flush its last replies
                 // and error frame to a peer that may never read them: given
-                // a frame timeout from when a sweep first saw it closing,
-                // not from its last read (a peer that keeps sending and
-                // never reads would be kept for ever).
-                let seen = *c.closing_seen.get_or_insert_with(Instant::now);
-                if (c.inflight == 0 && seen.elapsed() >= frame_timeout) || c.lingered_enough() {
+                // a frame timeout from when a sweep first saw it so, not
+                // from its last read (a peer that keeps sending and never
+                // reads would be kept for ever). Not while a request is in
+                // flight: the clock would have run out by the time a slow
+                // store answered, and the sweep of that turn would close
+                // the connection before its last reply and error frame
+                // were written.
+                if c.lingered_enough() {
+                    stale.push(slot);
+                } else if c.inflight > 0 {
+                    c.closing_seen = None;
+                } else if c.closing_seen.get_or_insert_with(Instant::now).elapsed() >= frame_timeout
+                {
                     stale.push(slot);
                 }
                 continue;
