@@ -10,9 +10,12 @@
 //! hold gigabytes. The reactors share a count of buffered input bytes;
 //! past `--input-budget` each closes its connections holding the largest
 //! unfinished frames, with an error frame, until the total is back under
-//! it or its own connections hold no more than their share.
+//! it or its own connections hold no more than their share (each reactor
+//! keeps a count of its own, so that a turn under the budget, or under its
+//! share, costs a comparison).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use log::debug;
@@ -29,6 +32,10 @@ use crate::metrics::{self, Metrics};
 /// read.
 const SMALLEST_CLOSED: usize = 1024;
 
+/// How long a reactor over its share of the budget, with nothing it may
+/// close, waits before it looks again.
+const RESCAN_AFTER: Duration = Duration::from_millis(100);
+
 impl Reactor {
     /// Over the input budget, closes this reactor's connections that hold
     /// the largest unfinished frames (of [`SMALLEST_CLOSED`] bytes or more),
@@ -38,15 +45,21 @@ impl Reactor {
     /// replies to its requests in flight, and closes as after a bad frame.
     pub(super) fn keep_input_budget(&mut self) {
         let budget = self.limits.input_budget;
-        if self.input_bytes.load(Ordering::Relaxed) <= budget {
+        let over = |r: &Reactor| {
+            r.input_bytes.load(Ordering::Relaxed) > budget && r.input_mine > r.input_share
+        };
+        if !over(self) {
             return;
         }
-        let mut mine: usize = self
-            .conns
-            .iter()
-            .filter(|(_, c)| !c.closed)
-            .map(|(_, c)| c.rbuf.len())
-            .sum();
+        // Over it with nothing to close (whole frames of paused
+        // connections, unfinished ones under the floor): looked at again
+        // only now and then, not at every turn.
+        if self
+            .input_unclosable_at
+            .is_some_and(|at| at.elapsed() < RESCAN_AFTER)
+        {
+            return;
+        }
         let mut heavy: Vec<(usize, usize)> = self
             .conns
             .iter()
@@ -59,11 +72,11 @@ impl Reactor {
             .map(|(slot, c)| (c.rbuf.len(), slot))
             .collect();
         heavy.sort_unstable_by(|a, b| b.cmp(a));
+        self.input_unclosable_at = heavy.is_empty().then(Instant::now);
         for (held, slot) in heavy {
-            if self.input_bytes.load(Ordering::Relaxed) <= budget || mine <= self.input_share {
+            if !over(self) {
                 break;
             }
-            mine -= held;
             let conn = &mut self.conns[slot];
             debug!(
                 "closing connection {:?}: {held} bytes of an unfinished frame",
@@ -77,7 +90,12 @@ impl Reactor {
                 Status::Busy,
                 "too much unfinished input buffered on this server: closing this connection",
             ));
-            count_input(conn, &self.input_bytes, &self.handler.metrics);
+            count_input(
+                conn,
+                &mut self.input_mine,
+                &self.input_bytes,
+                &self.handler.metrics,
+            );
             if !conn.dirty {
                 conn.dirty = true;
                 self.dirty.push(slot);
@@ -86,10 +104,18 @@ impl Reactor {
     }
 }
 
-/// Brings the shared count of buffered input bytes (and its copy in the
-/// metrics, for STATS) up to date with `conn`'s.
-pub(super) fn count_input(conn: &mut Connection, total: &AtomicUsize, metrics: &Metrics) {
+/// Brings this reactor's count of buffered input bytes (`mine`), the
+/// shared one and its copy in the metrics (for STATS) up to date with
+/// `conn`'s.
+pub(super) fn count_input(
+    conn: &mut Connection,
+    mine: &mut usize,
+    total: &AtomicUsize,
+    metrics: &Metrics,
+) {
     let now = conn.rbuf.len();
+    // `mine` holds what was counted for `conn`: never below it.
+    *mine = *mine - conn.counted_input + now;
     recount(
         now,
         &mut conn.counted_input,

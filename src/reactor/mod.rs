@@ -100,6 +100,11 @@ pub struct Reactor {
     input_bytes: Arc<AtomicUsize>,
     /// This reactor's share of the input budget (as `reply_share`).
     input_share: usize,
+    /// Buffered input bytes of this reactor's connections.
+    input_mine: usize,
+    /// When this reactor, over its share of the input budget, last found
+    /// nothing it may close.
+    input_unclosable_at: Option<Instant>,
     /// Buffer bytes freed since malloc was last asked to give memory back.
     freed: usize,
     /// Requests this turn may still take ([`REQUESTS_PER_REACTOR_TURN`]).
@@ -170,6 +175,8 @@ impl ReactorSet {
                 reply_share: limits.reply_budget / reactors,
                 input_bytes: input_bytes.clone(),
                 input_share: limits.input_budget / reactors,
+                input_mine: 0,
+                input_unclosable_at: None,
                 freed: 0,
                 turn: TurnBudget::new(REQUESTS_PER_REACTOR_TURN),
                 turn_no: 0,

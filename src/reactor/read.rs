@@ -16,11 +16,11 @@
 
 use std::time::Instant;
 
-use bytes::Buf;
+use bytes::{Buf, BytesMut};
 use log::debug;
 use seckill_proto::{Frame, FrameError, Reply, Status};
 
-use super::connection::{Connection, ReadOutcome};
+use super::connection::{Connection, ReadOutcome, READ_CHUNK};
 use super::input_budget::count_input;
 use super::limits::Limits;
 use super::requests::Handler;
@@ -56,7 +56,7 @@ impl Reactor {
         let mut budget = allowed;
         let mut failed = None;
         loop {
-            let turn = (self.turn_started, &mut self.answered);
+            let turn = (self.turn_started, &mut self.answered, &mut self.freed);
             budget = decode_frames(conn, me, &self.handler, limits, budget, turn);
             if budget == 0
                 || !conn.readable
@@ -109,7 +109,12 @@ impl Reactor {
                 self.again.push((slot, conn.generation), true);
             }
         }
-        count_input(conn, &self.input_bytes, &self.handler.metrics);
+        count_input(
+            conn,
+            &mut self.input_mine,
+            &self.input_bytes,
+            &self.handler.metrics,
+        );
         if let Some(e) = failed {
             debug!("connection {:?}: {e}", conn.peer);
             self.close(slot);
@@ -125,15 +130,15 @@ impl Reactor {
 
 /// Decodes and handles whole frames from the read buffer while the
 /// connection is not paused, at most `budget` of them, in the turn that
-/// started at `turn.0`, noting the replies made on the spot in `turn.1`.
-/// Returns the budget left.
+/// started at `turn.0`, noting the replies made on the spot in `turn.1`
+/// and the buffer bytes it frees in `turn.2`. Returns the budget left.
 fn decode_frames(
     conn: &mut Connection,
     me: ConnRef,
     handler: &Handler,
     limits: &Limits,
     mut budget: usize,
-    (read_at, answered): (Instant, &mut Vec<(u8, Status)>),
+    (read_at, answered, freed): (Instant, &mut Vec<(u8, Status)>, &mut usize),
 ) -> usize {
     while budget > 0 && !conn.paused(limits.max_inflight, limits.write_high_water) {
         // The frame borrows the read buffer; the buffer is advanced only
@@ -161,10 +166,25 @@ fn decode_frames(
                 None
             }
         };
-        conn.rbuf = rbuf;
         match used {
-            Some(n) => conn.rbuf.advance(n),
-            None => break,
+            // A frame longer than a read chunk grew the buffer to hold it.
+            // What follows it (under a chunk) moves to a buffer of its
+            // own: advanced past the frame, the buffer would keep its whole
+            // allocation for as long as it is not empty, and a peer that
+            // always leaves a byte of its next frame would hold a frame's
+            // worth on every connection, under a count of a few bytes.
+            Some(n) if n > READ_CHUNK => {
+                *freed += rbuf.capacity();
+                conn.rbuf = BytesMut::from(&rbuf[n..]);
+            }
+            Some(n) => {
+                conn.rbuf = rbuf;
+                conn.rbuf.advance(n);
+            }
+            None => {
+                conn.rbuf = rbuf;
+                break;
+            }
         }
     }
     if conn.closing {

@@ -75,7 +75,12 @@ impl Reactor {
         conn.rbuf = BytesMut::new();
         conn.wbuf = BytesMut::new();
         count_replies(conn, &self.reply_bytes, &self.handler.metrics);
-        count_input(conn, &self.input_bytes, &self.handler.metrics);
+        count_input(
+            conn,
+            &mut self.input_mine,
+            &self.input_bytes,
+            &self.handler.metrics,
+        );
         let _ = self.poll.registry().deregister(&mut conn.socket);
         self.closed.push(slot);
         metrics::sub(&self.handler.metrics.connections_open, 1);

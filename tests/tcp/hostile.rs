@@ -868,6 +868,15 @@ fn past_the_input_budget_the_largest_unfinished_frames_are_closed() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(told, closed, "connections told they were closed");
+    for &i in &pending {
+        let mut first = [0u8; 1];
+        let got = begun[i].stream.peek(&mut first);
+        assert!(
+            got.as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock),
+            "a connection kept open read {got:?}"
+        );
+    }
     drop(begun);
     let deadline = Instant::now() + Duration::from_secs(10);
     while server.stat("buffered_input_bytes") > 0 {
@@ -877,4 +886,59 @@ fn past_the_input_budget_the_largest_unfinished_frames_are_closed() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A peer that sends a frame of the largest size on each connection, then
+/// one byte of the next, and stops: each connection keeps that byte, and
+/// must not keep the buffer that held the large frame with it (advanced
+/// past the frame, a buffer keeps its whole allocation while it is not
+/// empty), which would pin a frame's worth of memory per connection under
+/// a count of one byte. The server's memory comes back down once the
+/// frames are answered.
+#[test]
+fn a_byte_left_after_a_large_frame_does_not_keep_its_buffer() {
+    const CONNECTIONS: usize = 600;
+    let dir = tempfile::tempdir().unwrap();
+    // No frame timeout in the test's time: the byte left begins a frame.
+    let server = Server::start(&dir.path().join("h.db"), &["--frame-timeout", "120s"]);
+    let before = server.rss_kib();
+    // An unknown opcode, 60,000 bytes of body: a whole frame the server
+    // reads and answers `bad_request`, then the first byte of another.
+    let mut bytes = (9 + 60_000u32).to_be_bytes().to_vec();
+    bytes.push(0x7e);
+    bytes.extend_from_slice(&1u64.to_be_bytes());
+    bytes.resize(bytes.len() + 60_000, 0);
+    bytes.push(0);
+    let mut held = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let mut raw = Raw::connect(server.addr);
+        raw.send(&bytes);
+        held.push(raw);
+    }
+    for raw in &mut held {
+        match raw.next() {
+            Got::Frame {
+                reply: Reply::Error { status, .. },
+                ..
+            } => assert_eq!(status, Status::BadRequest),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(server.stat("buffered_input_bytes"), CONNECTIONS as u64);
+    // The large buffers were freed: within the reactors' next sweeps,
+    // malloc gives the memory back (600 frames' buffers would be over
+    // 36 MiB).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let grown = loop {
+        let grown = server.rss_kib().saturating_sub(before);
+        if grown < 16 * 1024 || Instant::now() >= deadline {
+            break grown;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        grown < 16 * 1024,
+        "{grown} KiB more held by {CONNECTIONS} connections of one byte each"
+    );
+    drop(held);
 }
