@@ -304,7 +304,7 @@ async fn dropping_server(farewell: bool, then_gone: bool) -> (String, Arc<Mutex<
     let record = seen.clone();
     tokio::spawn(async move {
         let mut connections = 0;
-        while let Ok((mut stream, _)) = listener.accept().await {
+        while let Ok((stream, _)) = listener.accept().await {
             if then_gone && connections == 1 {
                 // Refused from now on: the listener goes with this task.
                 break;
@@ -313,48 +313,27 @@ async fn dropping_server(farewell: bool, then_gone: bool) -> (String, Arc<Mutex<
             let drop_buys = connections == 1;
             let record = record.clone();
             tokio::spawn(async move {
-                let mut inbound = BytesMut::new();
-                loop {
-                    if let Ok((frame, used)) = Frame::parse(&inbound, MAX_REQUEST_FRAME) {
-                        let (opcode, id) = (frame.opcode, frame.id);
-                        let request = Request::decode(&frame).unwrap();
-                        inbound.advance(used);
-                        let reply = match &request {
-                            Request::Hello { .. } => Reply::Hello {
-                                version: VERSION,
-                                admin: false,
-                                server: None,
-                            },
-                            Request::Buy { .. } => {
-                                record.lock().unwrap().push(request.clone());
-                                if drop_buys {
-                                    if farewell {
-                                        let mut out = BytesMut::new();
-                                        Reply::error(
-                                            Status::BadRequest,
-                                            "32 bad requests on this connection: closing it",
-                                        )
-                                        .encode(
-                                            Opcode::Error as u8,
-                                            0,
-                                            &mut out,
-                                        );
-                                        let _ = stream.write_all(&out).await;
-                                    }
-                                    return;
+                let mut conn = FakeConn::new(stream);
+                while let Some((opcode, id, request)) = conn.next().await {
+                    let reply = match &request {
+                        Request::Hello { .. } => hello(false),
+                        Request::Buy { .. } => {
+                            record.lock().unwrap().push(request.clone());
+                            if drop_buys {
+                                if farewell {
+                                    let why = Reply::error(
+                                        Status::BadRequest,
+                                        "32 bad requests on this connection: closing it",
+                                    );
+                                    let _ = conn.reply(Opcode::Error as u8, 0, &why).await;
                                 }
-                                Reply::Bought { order_no: 99 }
+                                return;
                             }
-                            _ => Reply::Pong,
-                        };
-                        let mut out = BytesMut::new();
-                        reply.encode(opcode, id, &mut out);
-                        stream.write_all(&out).await.unwrap();
-                        continue;
-                    }
-                    if matches!(stream.read_buf(&mut inbound).await, Ok(0) | Err(_)) {
-                        return;
-                    }
+                            Reply::Bought { order_no: 99 }
+                        }
+                        _ => Reply::Pong,
+                    };
+                    conn.reply(opcode, id, &reply).await.unwrap();
                 }
             });
         }
@@ -395,32 +374,17 @@ async fn choosy_server() -> (String, Arc<AtomicUsize>) {
     let connections = Arc::new(AtomicUsize::new(0));
     let count = connections.clone();
     tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
+        while let Ok((stream, _)) = listener.accept().await {
             count.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
-                let mut inbound = BytesMut::new();
-                loop {
-                    if let Ok((frame, used)) = Frame::parse(&inbound, MAX_REQUEST_FRAME) {
-                        let (opcode, id) = (frame.opcode, frame.id);
-                        let request = Request::decode(&frame).unwrap();
-                        inbound.advance(used);
-                        let reply = match request {
-                            Request::Hello { .. } => Reply::Hello {
-                                version: VERSION,
-                                admin: false,
-                                server: None,
-                            },
-                            Request::Ping => Reply::Pong,
-                            _ => continue,
-                        };
-                        let mut out = BytesMut::new();
-                        reply.encode(opcode, id, &mut out);
-                        stream.write_all(&out).await.unwrap();
-                        continue;
-                    }
-                    if matches!(stream.read_buf(&mut inbound).await, Ok(0) | Err(_)) {
-                        return;
-                    }
+                let mut conn = FakeConn::new(stream);
+                while let Some((opcode, id, request)) = conn.next().await {
+                    let reply = match request {
+                        Request::Hello { .. } => hello(false),
+                        Request::Ping => Reply::Pong,
+                        _ => continue,
+                    };
+                    conn.reply(opcode, id, &reply).await.unwrap();
                 }
             });
         }
@@ -441,30 +405,14 @@ async fn silent_server() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
+        while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut inbound = BytesMut::new();
+                let mut conn = FakeConn::new(stream);
                 let mut greeted = false;
-                loop {
-                    if let Ok((frame, used)) = Frame::parse(&inbound, MAX_REQUEST_FRAME) {
-                        let (opcode, id) = (frame.opcode, frame.id);
-                        let request = Request::decode(&frame).unwrap();
-                        inbound.advance(used);
-                        if !greeted && matches!(request, Request::Hello { .. }) {
-                            greeted = true;
-                            let mut out = BytesMut::new();
-                            Reply::Hello {
-                                version: VERSION,
-                                admin: false,
-                                server: None,
-                            }
-                            .encode(opcode, id, &mut out);
-                            stream.write_all(&out).await.unwrap();
-                        }
-                        continue;
-                    }
-                    if matches!(stream.read_buf(&mut inbound).await, Ok(0) | Err(_)) {
-                        return;
+                while let Some((opcode, id, request)) = conn.next().await {
+                    if !greeted && matches!(request, Request::Hello { .. }) {
+                        greeted = true;
+                        conn.reply(opcode, id, &hello(false)).await.unwrap();
                     }
                 }
             });
@@ -517,40 +465,24 @@ async fn resetting_server() -> (String, tokio::sync::mpsc::UnboundedReceiver<()>
     let addr = listener.local_addr().unwrap().to_string();
     let (took_buy, got_buy) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
+        while let Ok((stream, _)) = listener.accept().await {
             let took_buy = took_buy.clone();
             tokio::spawn(async move {
-                let mut inbound = BytesMut::new();
-                loop {
-                    let Ok((frame, used)) = Frame::parse(&inbound, MAX_REQUEST_FRAME) else {
-                        if matches!(stream.read_buf(&mut inbound).await, Ok(0) | Err(_)) {
-                            return;
-                        }
-                        continue;
-                    };
-                    let (opcode, id) = (frame.opcode, frame.id);
-                    let request = Request::decode(&frame).unwrap();
-                    inbound.advance(used);
+                let mut conn = FakeConn::new(stream);
+                while let Some((opcode, id, request)) = conn.next().await {
                     let reply = match request {
-                        Request::Hello { .. } => Reply::Hello {
-                            version: VERSION,
-                            admin: true,
-                            server: None,
-                        },
+                        Request::Hello { .. } => hello(true),
                         Request::Buy { .. } => {
                             let _ = took_buy.send(());
                             tokio::time::sleep(Duration::from_millis(300)).await;
-                            let mut out = BytesMut::new();
-                            Reply::Bought { order_no: 42 }.encode(opcode, id, &mut out);
-                            stream.write_all(&out).await.unwrap();
-                            stream.set_zero_linger().unwrap();
+                            let bought = Reply::Bought { order_no: 42 };
+                            conn.reply(opcode, id, &bought).await.unwrap();
+                            conn.stream.set_zero_linger().unwrap();
                             return;
                         }
                         _ => Reply::Pong,
                     };
-                    let mut out = BytesMut::new();
-                    reply.encode(opcode, id, &mut out);
-                    stream.write_all(&out).await.unwrap();
+                    conn.reply(opcode, id, &reply).await.unwrap();
                 }
             });
         }
@@ -588,4 +520,54 @@ async fn the_only_server_that_never_greets_is_backed_off() {
         assert!(next.to_string().contains("dialling again"), "{next}");
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 1, "connections opened");
+}
+
+/// One connection of a fake server: requests read as they come, replies
+/// written.
+struct FakeConn {
+    stream: tokio::net::TcpStream,
+    inbound: BytesMut,
+}
+
+impl FakeConn {
+    fn new(stream: tokio::net::TcpStream) -> FakeConn {
+        FakeConn {
+            stream,
+            inbound: BytesMut::new(),
+        }
+    }
+
+    /// The next request, with the opcode and id its reply takes; `None`
+    /// once the client has closed.
+    async fn next(&mut self) -> Option<(u8, u64, Request)> {
+        loop {
+            if let Ok((frame, used)) = Frame::parse(&self.inbound, MAX_REQUEST_FRAME) {
+                let (opcode, id) = (frame.opcode, frame.id);
+                let request = Request::decode(&frame).unwrap();
+                self.inbound.advance(used);
+                return Some((opcode, id, request));
+            }
+            if matches!(
+                self.stream.read_buf(&mut self.inbound).await,
+                Ok(0) | Err(_)
+            ) {
+                return None;
+            }
+        }
+    }
+
+    async fn reply(&mut self, opcode: u8, id: u64, reply: &Reply) -> std::io::Result<()> {
+        let mut out = BytesMut::new();
+        reply.encode(opcode, id, &mut out);
+        self.stream.write_all(&out).await
+    }
+}
+
+/// HELLO's reply of this crate's version, with or without admin rights.
+fn hello(admin: bool) -> Reply {
+    Reply::Hello {
+        version: VERSION,
+        admin,
+        server: None,
+    }
 }
