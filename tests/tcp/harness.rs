@@ -242,6 +242,21 @@ impl Server {
         }
     }
 
+    /// Waits (for 10 s at most) until the STATS counter `name` is 0: the
+    /// buffered bytes of closed connections counted out, say; panics
+    /// with `why` and its value.
+    pub fn wait_for_zero(&self, name: &str, why: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = self.stat(name);
+            if now == 0 {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{why}: {name} {now}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The server's resident memory, in KiB (VmRSS).
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))

@@ -594,14 +594,10 @@ fn a_non_reader_is_held_at_its_high_water_mark() {
     assert_eq!(server.stat("reply_budget_closes"), 0);
     normal.ping().expect("the normal client is served");
     drop(floods);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.stat("unsent_reply_bytes") > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "unsent replies outlived their connections"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    server.wait_for_zero(
+        "unsent_reply_bytes",
+        "unsent replies outlived their connections",
+    );
 }
 
 /// Past the reply budget of all connections together, the non-readers with
@@ -632,14 +628,10 @@ fn past_the_reply_budget_the_heaviest_non_readers_are_closed() {
     assert!((1..6).contains(&closed), "{closed} of 6 non-readers closed");
     normal.ping().expect("the normal client is served");
     drop(floods);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.stat("unsent_reply_bytes") > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "unsent replies outlived their connections"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    server.wait_for_zero(
+        "unsent_reply_bytes",
+        "unsent replies outlived their connections",
+    );
 }
 
 /// Past its accept rate, an address's new connections are refused as they
@@ -878,14 +870,10 @@ fn past_the_input_budget_the_largest_unfinished_frames_are_closed() {
         );
     }
     drop(begun);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.stat("buffered_input_bytes") > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "buffered input outlived its connections"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    server.wait_for_zero(
+        "buffered_input_bytes",
+        "buffered input outlived its connections",
+    );
 }
 
 /// A peer that sends a frame of the largest size on each connection, then
