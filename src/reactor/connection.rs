@@ -117,6 +117,10 @@ pub struct Connection {
     pub counted_input: usize,
     /// Requests answered `bad_request` so far.
     pub bad_requests: u32,
+    /// Bytes at the head of the write buffer that finish a frame the peer
+    /// has received the beginning of (a write cut it): what must go before
+    /// any other frame, should the rest be dropped.
+    cut: usize,
     /// Why the server gave up on the connection, not sent yet: the
     /// connection-level error frame waits for the replies to the requests
     /// in flight ([`Connection::give_up`]).
@@ -181,6 +185,7 @@ impl Connection {
             counted: 0,
             counted_input: 0,
             bad_requests: 0,
+            cut: 0,
             farewell: None,
         }
     }
@@ -244,13 +249,27 @@ impl Connection {
         while !self.wbuf.is_empty() && self.writable {
             match self.socket.write(&self.wbuf) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.wbuf.advance(n),
+                Ok(n) => {
+                    self.cut = if n == self.wbuf.len() {
+                        0
+                    } else {
+                        rest_of_cut_frame(&self.wbuf, self.cut, n)
+                    };
+                    self.wbuf.advance(n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
                 Err(e) => return Err(e),
             }
         }
         Ok(())
+    }
+
+    /// Drops the replies not yet sent but for the rest of a frame a write
+    /// cut (the peer has its beginning: without its end, the peer would
+    /// read whatever comes next as its end).
+    pub fn drop_unsent(&mut self) {
+        self.wbuf.truncate(self.cut);
     }
 
     /// Gives back empty buffers: an idle connection then holds no buffer
@@ -346,5 +365,66 @@ impl Connection {
     pub fn lingered_enough(&self) -> bool {
         self.shut_down_at
             .is_some_and(|t| self.discarded > LINGER_BYTES || t.elapsed() >= LINGER_TIME)
+    }
+}
+
+/// Where a write of `written` bytes from the start of `wbuf` ended, as the
+/// bytes left of the frame it cut (0 at a boundary between frames), given
+/// that the first `cut` bytes of `wbuf` were the rest of a frame cut
+/// before. `wbuf` holds whole frames after those, each a 4-byte length and
+/// that many bytes.
+fn rest_of_cut_frame(wbuf: &[u8], cut: usize, written: usize) -> usize {
+    if written <= cut {
+        return cut - written;
+    }
+    let mut at = cut;
+    while at < written {
+        let Some(prefix) = wbuf.get(at..at + 4) else {
+            // Not a whole frame: never written by this server.
+            return 0;
+        };
+        let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+        at += 4 + len;
+    }
+    at - written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rest_of_cut_frame;
+
+    /// Three frames of 4 + 9, 4 + 12 and 4 + 9 bytes.
+    fn frames() -> Vec<u8> {
+        let mut buf = Vec::new();
+        for body in [9u32, 12, 9] {
+            buf.extend_from_slice(&body.to_be_bytes());
+            buf.extend(std::iter::repeat_n(0xaa, body as usize));
+        }
+        buf
+    }
+
+    #[test]
+    fn a_write_that_ends_inside_a_frame_leaves_its_rest() {
+        let buf = frames();
+        // Ends 5 bytes into the first frame (13 long).
+        assert_eq!(rest_of_cut_frame(&buf, 0, 5), 8);
+        // Exactly the first frame, then the first two.
+        assert_eq!(rest_of_cut_frame(&buf, 0, 13), 0);
+        assert_eq!(rest_of_cut_frame(&buf, 0, 29), 0);
+        // Into the second (13..29).
+        assert_eq!(rest_of_cut_frame(&buf, 0, 20), 9);
+    }
+
+    #[test]
+    fn a_write_after_a_cut_counts_from_the_rest() {
+        let buf = frames();
+        // The first 8 bytes are the rest of a frame cut before; then frames
+        // of 16 and 13 bytes (8..24, 24..37).
+        let after = &buf[5..];
+        assert_eq!(rest_of_cut_frame(after, 8, 3), 5);
+        assert_eq!(rest_of_cut_frame(after, 8, 8), 0);
+        assert_eq!(rest_of_cut_frame(after, 8, 10), 14);
+        assert_eq!(rest_of_cut_frame(after, 8, 24), 0);
+        assert_eq!(rest_of_cut_frame(after, 8, 30), 7);
     }
 }

@@ -129,9 +129,10 @@ impl Reactor {
                 conn.wbuf.len()
             );
             metrics::add(&self.handler.metrics.reply_budget_closes, 1);
-            // Its unread replies go; the error frame alone gets one try,
-            // since the peer may have read a little since.
-            conn.wbuf = BytesMut::new();
+            // Its unread replies go (but for the end of one it has begun to
+            // receive, which the frame must follow); the error frame gets
+            // one try, since the peer may have read a little since.
+            conn.drop_unsent();
             Reply::error(
                 Status::Busy,
                 "too many replies left unread on this connection: closing it",
