@@ -181,7 +181,8 @@ impl Drain {
     /// their own, which are logged and left unacknowledged: pending, for an
     /// operator (and counted by reconciliations as queued). A write that
     /// panics is taken as such a refusal (its transaction rolled back as the
-    /// panic dropped it): else the order that makes it panic would make
+    /// panic unwound: SQLite's on the drop of the transaction, MySQL's by
+    /// the server as the store closes the connection): else the order that makes it panic would make
     /// every claim of the queue panic, and the claims of the goods after
     /// it would never run.
     fn write(&self, batch: &[QueuedOrder], stopped_at: Option<Instant>) -> Written {

@@ -333,26 +333,28 @@ impl Link {
         body: &mut impl FnMut(&mut PooledConn) -> Result<T, Failure>,
     ) -> Result<T, Failure> {
         let (generation, pool) = self.writer.current();
-        let mut conn = pool
-            .try_get_conn(CHECKOUT_TIMEOUT)
-            .map_err(Failure::NoConnection)?;
+        let mut held = ClosedOnUnwind(Some(
+            pool.try_get_conn(CHECKOUT_TIMEOUT)
+                .map_err(Failure::NoConnection)?,
+        ));
         let isolation = match how.isolation {
             Isolation::ReadCommitted if !self.read_committed.load(Ordering::Relaxed) => {
                 Isolation::Session
             }
             isolation => isolation,
         };
+        let Some(conn) = held.0.as_mut() else {
+            unreachable!("the connection is taken only when the guard is dropped")
+        };
         let result = match how.scope {
-            Scope::Autocommit => body(&mut conn),
-            Scope::Write => transaction(&mut conn, isolation, body),
+            Scope::Autocommit => body(conn),
+            Scope::Write => transaction(conn, isolation, body),
         };
         if result.as_ref().is_err_and(Failure::failed_node) {
             self.writer.failed(generation);
         }
         if result.as_ref().is_err_and(Failure::broke_link) {
-            // Takes the connection out of the pool's hands and closes it,
-            // so that no other caller can take it from the old pool.
-            drop(PooledConn::unwrap(conn));
+            held.close();
         }
         result
     }
@@ -381,6 +383,32 @@ impl Link {
             StoreError::Unavailable(m) if broke_midway || in_doubt => StoreError::Indeterminate(m),
             StoreError::Inconsistent(m) if in_doubt => StoreError::Indeterminate(m),
             other => other,
+        }
+    }
+}
+
+/// A pooled connection in use, closed rather than handed back to the pool
+/// if the call unwinds (a panic in its body): the pool does not reset the
+/// connections it gets back (see `mod.rs`), and one handed back in the
+/// middle of a transaction would carry it on into the next call that takes
+/// it, which would read the rows it wrote, or commit them with its own.
+/// Closed, the connection's transaction is rolled back by the server.
+struct ClosedOnUnwind(Option<PooledConn>);
+
+impl ClosedOnUnwind {
+    /// Takes the connection out of the pool's hands and closes it: a
+    /// broken link, or an unwinding call.
+    fn close(&mut self) {
+        if let Some(conn) = self.0.take() {
+            drop(PooledConn::unwrap(conn));
+        }
+    }
+}
+
+impl Drop for ClosedOnUnwind {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.close();
         }
     }
 }
@@ -456,8 +484,13 @@ mod tests {
     /// A link to `url`, opening no connection ahead.
     fn link_to(url: &str) -> Link {
         let constraints = PoolConstraints::new(0, 4).expect("0 <= 4");
-        let opts = OptsBuilder::from_opts(Opts::from_url(url).expect("a MySQL URL"))
-            .pool_opts(PoolOpts::default().with_constraints(constraints));
+        let opts = OptsBuilder::from_opts(Opts::from_url(url).expect("a MySQL URL")).pool_opts(
+            // As the store's own pool (mod.rs): connections are not
+            // reset when they come back.
+            PoolOpts::default()
+                .with_constraints(constraints)
+                .with_reset_connection(false),
+        );
         Link::new(opts.into()).expect("a pool")
     }
 
@@ -522,6 +555,42 @@ mod tests {
         );
         assert_eq!(rows(&db), 1);
         assert!(!link.outage.is_down(), "the store answered every time");
+    }
+
+    /// A body that panics half-way through its transaction (a row the
+    /// driver cannot convert panics in it): the connection is closed, not
+    /// handed back with the transaction open, so the rows it wrote are
+    /// never committed, nor seen, by the next call that takes it.
+    #[test]
+    fn a_transaction_whose_body_panics_is_rolled_back() {
+        let db = TestDb::new();
+        let link = link(&db);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = link.call("t", Call::ORDERS, |conn| -> Result<(), Failure> {
+                conn.exec_drop("INSERT INTO t VALUES (?)", (1,))?;
+                panic!("half-way through the batch");
+            });
+        }));
+        assert!(panicked.is_err());
+        // The next calls (the pool holds at most 4) see nothing of it, and
+        // what they commit is theirs alone.
+        for id in 2..=5u32 {
+            let seen: u64 = link
+                .call("t", Call::IDEMPOTENT, |conn| {
+                    Ok(conn.query_first("SELECT COUNT(*) FROM t")?.unwrap_or(0))
+                })
+                .unwrap();
+            assert_eq!(seen, u64::from(id) - 2, "rows seen before insert {id}");
+            link.call("t", Call::ORDERS, |conn| {
+                Ok(conn.exec_drop("INSERT INTO t VALUES (?)", (id,))?)
+            })
+            .unwrap();
+        }
+        let ids: Vec<u32> = db
+            .conn()
+            .query(format!("SELECT id FROM `{}`.t ORDER BY id", db.name()))
+            .unwrap();
+        assert_eq!(ids, [2, 3, 4, 5], "the panicked insert committed");
     }
 
     #[test]
