@@ -39,5 +39,13 @@ if moved > 0 then
   sent = redis.call('HINCRBY', KEYS[3], field, moved)
 else
   sent = tonumber(redis.call('HGET', KEYS[3], field) or '0')
+  -- The total comes from earlier sends (perhaps another server's, whose
+  -- WAIT for the replicas timed out), and the caller acts on it: it
+  -- RECEIVEs that many into the destination, to be sold there. A WAIT
+  -- covers the writes of its own connection only, so the total is written
+  -- back, unchanged: the WAIT after this call then covers the sends it
+  -- counts, and units a failover could take back into this part are not
+  -- also sold from the destination.
+  if sent > 0 then redis.call('HSET', KEYS[3], field, sent) end
 end
 return {moved, sent, left}

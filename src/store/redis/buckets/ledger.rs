@@ -96,7 +96,12 @@ impl RedisStock {
         for m in moves(&states) {
             if m.in_flight > 0 {
                 nothing_moving = false;
-                self.receive(goods, m.from, m.to, m.sent, m.epoch)?;
+                // Completed as a move of no more units, not by a RECEIVE of
+                // the total read above: the SEND reads it again, on the
+                // source, and with `--redis-wait` waits for the source's
+                // replicas to have it, so that no unit a failover could
+                // give back to the source is added to the destination.
+                self.move_units(goods, m.from, m.to, 0)?;
             }
         }
         let empty = nothing_moving && states.iter().all(|s| s.stock == 0);
@@ -212,9 +217,6 @@ fn same_epoch(states: &[PartState]) -> bool {
 struct Move {
     from: Part,
     to: Part,
-    epoch: Epoch,
-    /// All `from` sent `to`, ever, under the epoch.
-    sent: i64,
     /// Sent minus got. Read one part at a time, a move between the two reads
     /// shows as negative here and as units in both parts, which sums up
     /// exactly.
@@ -229,9 +231,9 @@ fn moves(states: &[PartState]) -> Vec<Move> {
     let mut out = Vec::new();
     for from in states {
         for to in states.iter().filter(|s| s.part != from.part) {
-            let (Some(epoch), true) = (from.epoch, from.epoch == to.epoch) else {
+            if from.epoch.is_none() || from.epoch != to.epoch {
                 continue;
-            };
+            }
             let sent = from
                 .ledger
                 .get(&Part::sent_field(to.part))
@@ -248,8 +250,6 @@ fn moves(states: &[PartState]) -> Vec<Move> {
                 out.push(Move {
                     from: from.part,
                     to: to.part,
-                    epoch,
-                    sent,
                     in_flight: sent - got,
                 });
             }

@@ -243,9 +243,9 @@ impl RedisStock {
 
     /// Moves up to `want` units from one part to another: SEND, then RECEIVE
     /// of all that `from` ever sent `to` under this epoch, which completes
-    /// any earlier move between the two that was cut short. Returns the
-    /// units `to` got.
-    fn move_units(
+    /// any earlier move between the two that was cut short (with `want` 0,
+    /// that alone). Returns the units `to` got.
+    pub(super) fn move_units(
         &self,
         goods: GoodsId,
         from: Part,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use seckill_redis_scripts::{bucket_of, Part, SendCall};
 
+use super::stock::Monitor;
 use super::{buyers, open, open_cluster, rules, TestStock};
 use crate::config::AckMode;
 use crate::store::fixtures::LoadNext;
@@ -162,18 +163,7 @@ fn a_move_cut_short_is_completed_once_or_undone_by_a_load() {
     let goods = 33;
     stock.split(goods, 2);
     let epoch = stock.load_next(goods, 10, &[]).unwrap();
-    let send_only = |want: u32| {
-        let keys = stock.part_keys(goods, Part::Pool);
-        let call = SendCall {
-            epoch,
-            want,
-            dest: Part::Bucket(0),
-        };
-        let inv = stock.scripts.send(&keys, &call);
-        stock
-            .call("send", |con| inv.invoke::<Vec<i64>>(con))
-            .unwrap()
-    };
+    let send_only = |want: u32| send_only(&stock, goods, epoch, want);
     let before = stock.parts(goods).unwrap().unwrap();
     assert_eq!((before.pool, &before.buckets[..]), (6, &[2, 2][..]));
     assert_eq!(send_only(3), [3, 3, 3]);
@@ -193,6 +183,48 @@ fn a_move_cut_short_is_completed_once_or_undone_by_a_load() {
     stock.load_next(goods, 10, &[]).unwrap();
     let reloaded = stock.parts(goods).unwrap().unwrap();
     assert_eq!((reloaded.in_flight, reloaded.accounted()), (0, 10));
+}
+
+/// SEND alone, from the pool to bucket 0, of up to `want` units: its
+/// RECEIVE never runs, as when its server is killed between the two.
+fn send_only(stock: &TestStock, goods: GoodsId, epoch: u64, want: u32) -> Vec<i64> {
+    let keys = stock.part_keys(goods, Part::Pool);
+    let call = SendCall {
+        epoch,
+        want,
+        dest: Part::Bucket(0),
+    };
+    let inv = stock.scripts.send(&keys, &call);
+    stock
+        .call("send", |con| inv.invoke::<Vec<i64>>(con))
+        .unwrap()
+}
+
+/// A move cut short is completed by a SEND of no more units, which writes
+/// the ledger's total back: the RECEIVE that follows adds that total to
+/// the destination, and with `--redis-wait` the WAIT after the SEND then
+/// covers the sends it counts (perhaps another server's, whose own WAIT
+/// timed out), so the destination never sells units a failover of the
+/// source could give back to it. Seen by MONITOR.
+#[test]
+fn a_move_completed_from_the_ledger_writes_its_total_back() {
+    let stock = open(AckMode::Durable);
+    let goods = 37;
+    stock.split(goods, 2);
+    let epoch = stock.load_next(goods, 10, &[]).unwrap();
+    assert_eq!(send_only(&stock, goods, epoch, 3), [3, 3, 3]);
+    let ledger = stock.part_keys(goods, Part::Pool).ledger;
+    let field = Part::sent_field(Part::Bucket(0));
+    let written_back = format!("\"HSET\" \"{ledger}\" \"{field}\" \"3\"");
+    let mut monitor = Monitor::start();
+    assert!(!stock.settle(goods).unwrap(), "units are left");
+    let ran = monitor.through(&stock, "settled");
+    assert!(
+        ran.iter().any(|l| l.contains(&written_back)),
+        "no {written_back} in:\n{ran:#?}"
+    );
+    let settled = stock.parts(goods).unwrap().unwrap();
+    assert_eq!((settled.in_flight, &settled.buckets[..]), (0, &[5, 2][..]));
 }
 
 /// A reconciler killed between its loads: every bucket loaded under the new

@@ -333,10 +333,10 @@ fn a_call_answered_from_earlier_writes_still_writes() {
 }
 
 /// A connection in MONITOR: the commands Redis runs, one line each.
-struct Monitor(::redis::Connection);
+pub(super) struct Monitor(::redis::Connection);
 
 impl Monitor {
-    fn start() -> Monitor {
+    pub(super) fn start() -> Monitor {
         let url = std::env::var("SECKILL_TEST_REDIS")
             .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
         let mut con = ::redis::Client::open(url)
@@ -352,7 +352,7 @@ impl Monitor {
     /// The commands Redis ran from now to a GET of a key named after
     /// `mark`, which `stock` sends (every test's commands: the caller picks
     /// its own out by its keys).
-    fn through(&mut self, stock: &TestStock, mark: &str) -> Vec<String> {
+    pub(super) fn through(&mut self, stock: &TestStock, mark: &str) -> Vec<String> {
         let key = format!("{}{mark}", stock.prefix);
         let mut get = ::redis::cmd("GET");
         get.arg(&key);
