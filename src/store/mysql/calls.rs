@@ -363,6 +363,14 @@ impl Link {
     /// latch: only a store that is unavailable counts as down.
     fn failed(&self, what: &str, how: Call, failure: Failure, in_doubt: bool) -> StoreError {
         let (e, began) = match failure {
+            // After a COMMIT that may have gone through, a later run's own
+            // refusal says nothing of whether the first one committed.
+            Failure::Store(e) if in_doubt => {
+                self.outage.ok();
+                return StoreError::Indeterminate(format!(
+                    "{what}: a COMMIT's reply was lost, and its run again was refused: {e}"
+                ));
+            }
             Failure::Store(e) => {
                 self.outage.ok();
                 return e;
@@ -642,6 +650,23 @@ mod tests {
         assert!(
             matches!(written, Err(StoreError::Indeterminate(_))),
             "{written:?}"
+        );
+        assert_eq!(runs.get(), 2);
+        // The same when the second run refuses of its own accord (an error
+        // of the store's, not the driver's).
+        runs.set(0);
+        let refused = link.call("t", Call::ORDERS, |conn| {
+            runs.set(runs.get() + 1);
+            if runs.get() == 1 {
+                conn.exec_drop("INSERT INTO t VALUES (2)", ())?;
+                kill(&db, conn);
+                return Ok(());
+            }
+            Err::<(), _>(StoreError::UnknownGoods(9).into())
+        });
+        assert!(
+            matches!(refused, Err(StoreError::Indeterminate(_))),
+            "{refused:?}"
         );
         assert_eq!(runs.get(), 2);
     }
