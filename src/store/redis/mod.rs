@@ -65,9 +65,10 @@ pub struct RedisStock {
     unloaded: Mutex<HashSet<GoodsId>>,
     /// The epoch of each goods' last load by this store.
     epochs: Mutex<HashMap<GoodsId, u64>>,
-    /// Since when each goods has been found frozen by another server's
-    /// reconciliation (see [`RedisStock::loading`]).
-    loading_since: Mutex<HashMap<GoodsId, (Epoch, Instant)>>,
+    /// Since when each part of a goods (by its epoch key) has been found
+    /// frozen by another server's reconciliation (see
+    /// [`RedisStock::loading`]).
+    loading_since: Mutex<HashMap<String, (Epoch, Instant)>>,
     scripts: Scripts,
     /// Which primary served each goods, to notice a failover.
     watch: Mutex<topology::Watch>,
@@ -166,7 +167,8 @@ impl RedisStock {
             .epoch_state(goods)?
             .ok_or(StoreError::NotLoaded(goods))?;
         if state.loading {
-            return Err(self.loading(goods, state.epoch));
+            let pool = self.part_keys(goods, seckill_redis_scripts::Part::Pool);
+            return Err(self.loading(goods, &pool.epoch, state.epoch));
         }
         self.learn_epoch(goods, state.epoch);
         Ok(state.epoch)
@@ -191,23 +193,28 @@ impl RedisStock {
             .transpose()
     }
 
-    /// The error for a goods another reconciliation has frozen: `busy`
-    /// while it counts, but if it stays frozen past [`LOADING_GRACE`] (the
-    /// reconciling server died between its freeze and its load), not loaded,
-    /// so that this server reconciles it.
-    fn loading(&self, goods: GoodsId, epoch: Epoch) -> StoreError {
+    /// The error for a part of a goods (named by its epoch key, `part`)
+    /// another reconciliation has frozen: `busy` while it counts, but if it
+    /// stays frozen past [`LOADING_GRACE`] (the reconciling server died
+    /// between its freeze and its load), not loaded, so that this server
+    /// reconciles it. Timed per part: a goods split over buckets is frozen
+    /// and loaded part by part, and calls that go on succeeding on the
+    /// parts a dead reconciler left alone say nothing of one it froze.
+    fn loading(&self, goods: GoodsId, part: &str, epoch: Epoch) -> StoreError {
         let mut since = self.loading_since.lock();
         // Timed per freeze: a later reconciliation's freeze gets its own
         // grace, not what is left of an earlier one's.
-        let (frozen, first) = *since.entry(goods).or_insert((epoch, Instant::now()));
+        let (frozen, first) = *since
+            .entry(part.to_owned())
+            .or_insert((epoch, Instant::now()));
         if frozen != epoch {
-            since.insert(goods, (epoch, Instant::now()));
+            since.insert(part.to_owned(), (epoch, Instant::now()));
             return StoreError::Unavailable(format!("goods {goods} is being reconciled"));
         }
         if first.elapsed() < LOADING_GRACE {
             return StoreError::Unavailable(format!("goods {goods} is being reconciled"));
         }
-        since.remove(&goods);
+        since.remove(part);
         warn!("goods {goods} stayed frozen for a reconciliation that never loaded it");
         StoreError::NotLoaded(goods)
     }
@@ -264,7 +271,8 @@ impl RedisStock {
             let reply = self.not_loaded(goods, reply)?;
             match stale_epoch(&reply).transpose()? {
                 Some(state) if state.loading => {
-                    return self.not_loaded(goods, Err(self.loading(goods, state.epoch)))
+                    let frozen = self.loading(goods, &keys.epoch, state.epoch);
+                    return self.not_loaded(goods, Err(frozen));
                 }
                 // Older than a load this store knows of: the stock store
                 // lost that load (a failover to a replica that lacked it),
@@ -283,7 +291,7 @@ impl RedisStock {
                     epoch = state.epoch;
                 }
                 None => {
-                    self.loading_since.lock().remove(&goods);
+                    self.loading_since.lock().remove(&keys.epoch);
                     return self.not_loaded(goods, decode(reply, epoch));
                 }
             }

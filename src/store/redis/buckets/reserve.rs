@@ -245,7 +245,7 @@ impl RedisStock {
     /// of all that `from` ever sent `to` under this epoch, which completes
     /// any earlier move between the two that was cut short (with `want` 0,
     /// that alone). Returns the units `to` got.
-    pub(super) fn move_units(
+    pub(in crate::store::redis) fn move_units(
         &self,
         goods: GoodsId,
         from: Part,

@@ -12,7 +12,7 @@ use super::stock::Monitor;
 use super::{buyers, open, open_cluster, rules, TestStock};
 use crate::config::AckMode;
 use crate::store::fixtures::LoadNext;
-use crate::store::{GoodsId, Loaded, OrderQueue, Reservation, StockStore};
+use crate::store::{GoodsId, Loaded, OrderQueue, Reservation, StockStore, StoreError};
 
 /// Users 1..=users buy in batches, each batch from the same users in turn,
 /// until every one of them is refused: returns each user's orders. After
@@ -225,6 +225,45 @@ fn a_move_completed_from_the_ledger_writes_its_total_back() {
     );
     let settled = stock.parts(goods).unwrap().unwrap();
     assert_eq!((settled.in_flight, &settled.buckets[..]), (0, &[5, 2][..]));
+}
+
+/// A reconciler killed after it froze one bucket of a split goods, before
+/// its load: calls on the parts it left alone go on succeeding, and the
+/// frozen one is still found not loaded once it has stayed frozen past the
+/// grace (so that the goods is reconciled and its units sold again),
+/// rather than `busy` for as long as the others keep selling.
+#[test]
+fn a_part_left_frozen_is_found_not_loaded_while_the_others_sell() {
+    let stock = open(AckMode::Durable);
+    let goods = 38;
+    stock.split(goods, 2);
+    let epoch = stock.load_next(goods, 100, &[]).unwrap();
+    let frozen = stock.part_keys(goods, Part::Bucket(0)).epoch;
+    let freeze = format!("{}:loading", epoch + 1);
+    stock
+        .call("freeze", |con| {
+            ::redis::cmd("SET")
+                .arg(&frozen)
+                .arg(&freeze)
+                .query::<()>(con)
+        })
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        stock
+            .move_units(goods, Part::Bucket(1), Part::Pool, 0)
+            .expect("a part left alone");
+        match stock.move_units(goods, Part::Bucket(0), Part::Pool, 0) {
+            Err(StoreError::NotLoaded(_)) => break,
+            Err(StoreError::Unavailable(_)) => {}
+            other => panic!("the frozen part: {other:?}"),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the frozen part was still busy after 15 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// A reconciler killed between its loads: every bucket loaded under the new
