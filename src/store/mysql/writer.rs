@@ -89,9 +89,12 @@ pub(super) struct Writer {
     nodes: Vec<Node>,
     current: RwLock<Current>,
     /// Held by the one caller that probes the nodes to choose a writer.
-    /// Taken with `try_lock`, and the probes run outside `current`'s lock:
-    /// no call ever waits for a probe; the others go on with the pool they
-    /// have (and fail fast if its node is gone).
+    /// The probes run outside `current`'s lock, which is taken after this
+    /// one (never the other way): a call that only reads the pool never
+    /// waits for a probe. A first choice or a failback takes it with
+    /// `try_lock` and goes on with the pool it has; a caller whose node
+    /// failed waits for the probe under way, so that its run again takes
+    /// the pool that probe makes ([`Turn`]).
     choosing: Mutex<()>,
 }
 
@@ -143,9 +146,9 @@ impl Writer {
             (c.generation, c.node, c.chosen, c.failback_at)
         };
         if !chosen {
-            self.choose(generation, 0..self.nodes.len());
+            self.choose(generation, 0..self.nodes.len(), Turn::Skip);
         } else if Instant::now() >= failback {
-            self.choose(generation, 0..node);
+            self.choose(generation, 0..node, Turn::Skip);
         }
         let c = self.current.read();
         (c.generation, c.pool.clone())
@@ -166,7 +169,7 @@ impl Writer {
     /// using it is done.
     pub(super) fn failed(&self, generation: u64) {
         if self.nodes.len() > 1 {
-            self.choose(generation, 0..self.nodes.len());
+            self.choose(generation, 0..self.nodes.len(), Turn::Wait);
             return;
         }
         let mut c = self.current.write();
@@ -182,14 +185,19 @@ impl Writer {
     }
 
     /// Probes `candidates` in order and moves to the first usable one, with
-    /// a new pool, unless another caller is choosing or has already
-    /// replaced this generation. When none is usable: a new pool on the
-    /// same node after a failure (its connections are suspect), and the
-    /// next call probes again; the earlier nodes of a failback are probed
-    /// again after [`FAILBACK_EVERY`].
-    fn choose(&self, generation: u64, candidates: Range<usize>) {
-        let Some(_turn) = self.choosing.try_lock() else {
-            return;
+    /// a new pool, unless another caller is choosing (`turn` says whether
+    /// to wait for its choice) or has already replaced this generation.
+    /// When none is usable: a new pool on the same node after a failure
+    /// (its connections are suspect), and the next call probes again; the
+    /// earlier nodes of a failback are probed again after
+    /// [`FAILBACK_EVERY`].
+    fn choose(&self, generation: u64, candidates: Range<usize>, turn: Turn) {
+        let _turn = match (self.choosing.try_lock(), turn) {
+            (Some(held), _) => held,
+            (None, Turn::Skip) => return,
+            // Once the other caller has chosen: this generation replaced
+            // then (found below), or probed again.
+            (None, Turn::Wait) => self.choosing.lock(),
         };
         let failback = {
             let c = self.current.read();
@@ -390,6 +398,19 @@ pub fn split_urls(list: &str) -> Vec<&str> {
     }
     urls.push(list[start..].trim());
     urls
+}
+
+/// What a caller that finds another choosing the writer node does.
+#[derive(Debug, Clone, Copy)]
+enum Turn {
+    /// Goes on with the pool it has: a first choice or a failback probe,
+    /// which the other caller's choice makes for it.
+    Skip,
+    /// Waits for that choice: a caller whose node failed, and which will
+    /// run its call again at once. Without the wait, that run would take
+    /// the failed pool again (a COMMIT whose reply was lost with its node
+    /// then left in doubt, though the next node would have told).
+    Wait,
 }
 
 #[cfg(test)]
