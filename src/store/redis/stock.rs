@@ -101,7 +101,9 @@ impl StockStore for RedisStock {
 
     /// Not fenced by the epoch: the version orders the writes, whoever
     /// makes them, and the controls outlive loads. Every bucket of a goods
-    /// enforces them.
+    /// enforces them. With `--redis-wait`, on the replicas before it is
+    /// answered: a pause a failover lost would let the shard sell on until
+    /// the servers' next pass of the controls from the order store.
     fn control(&self, goods: GoodsId, sale: &SaleState) -> Result<(), StoreError> {
         let call = ControlCall {
             version: sale.version,
@@ -111,7 +113,7 @@ impl StockStore for RedisStock {
         };
         for (_, keys) in self.parts_of(goods) {
             let inv = self.scripts.control(&keys, &call);
-            self.call_effect("control", |con| inv.invoke::<i64>(con))?;
+            self.call_replicated("control", goods, &keys.stock, |con| inv.invoke(con))?;
         }
         Ok(())
     }

@@ -175,6 +175,22 @@ fn a_reservation_waits_for_its_replicas() {
             );
         }
         assert_eq!(test.remaining(7).unwrap(), Some(1), "{replicas} replicas");
+        // A pause too: answered only once on the replicas.
+        let pause = crate::store::SaleState {
+            paused: true,
+            start_ms: 0,
+            end_ms: u64::MAX,
+            version: 1,
+        };
+        let paused = test.control(7, &pause);
+        if replicated {
+            paused.unwrap();
+        } else {
+            assert!(
+                matches!(&paused, Err(StoreError::Indeterminate(_))),
+                "{paused:?}"
+            );
+        }
         // The order is told to its user (ORDER_STATUS in the queued mode)
         // only once the replicas have it, whoever reserved it.
         let held = test.held(7, 1);
