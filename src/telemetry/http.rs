@@ -1,57 +1,85 @@
 //! The HTTP listener of `--metrics-listen`: /metrics for Prometheus, and
 //! /healthz and /readyz for load balancers and service managers.
 //!
-//! It runs on threads of its own, never a reactor's: a slow scraper or a
-//! stuck store call here delays no buyer. There are [`THREADS`] of them, so
-//! that a health check is answered while a scrape waits on a store (the
-//! queued drain lag asks Redis). It needs no token, so it belongs on
-//! loopback or a private network.
+//! It runs on a thread of its own, never a reactor's: a slow scraper or a
+//! stuck store call here delays no buyer. A scrape is gathered on one of
+//! [`SCRAPERS`] blocking threads (the queued drain lag asks Redis), so that
+//! a health check is answered while a scrape waits on a store.
+//!
+//! It needs no token, so it belongs on loopback or a private network; still,
+//! whoever reaches it must not be able to harm the sale. hyper serves it
+//! under limits that bound what a client can hold: at most
+//! [`MAX_CONNECTIONS`] open at once (past it the loop stops accepting and
+//! the kernel's backlog holds new ones), a request head within
+//! [`HEAD_TIMEOUT`] and of at most [`HEAD_BYTES`], and a connection closed
+//! once [`MAX_AGE`] old, whatever it is doing (a client that does not read
+//! its answer included). Request bodies are never read: a request that
+//! declares one is answered, and its connection is not kept.
 
+use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::{header, Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use log::{debug, warn};
 use prometheus::{Encoder, Registry, TextEncoder};
-use tiny_http::{Header, Method, Request, Response};
+use tokio::sync::{watch, Semaphore};
 
 use super::live::Sources;
+
+/// Connections open at once: a few scrapers and health checkers need a
+/// handful.
+const MAX_CONNECTIONS: usize = 64;
+
+/// For a request's head, and for the next one on an idle connection.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most of a request head read (hyper's smallest read buffer).
+const HEAD_BYTES: usize = 8192;
+
+/// How long a connection is served, whatever it does.
+const MAX_AGE: Duration = Duration::from_secs(60);
+
+/// Threads a scrape may be gathered on at once.
+const SCRAPERS: usize = 2;
+
+/// How long a stop waits for a scrape under way.
+const STOP_WAIT: Duration = Duration::from_secs(2);
 
 /// The listening socket, bound at start with the others (a port that is
 /// taken fails the start before anything is opened), not serving yet.
 pub struct MetricsSocket {
-    server: Arc<tiny_http::Server>,
+    listener: std::net::TcpListener,
     addr: SocketAddr,
 }
 
-/// Threads answering requests: one can be in a slow scrape while another
-/// answers /healthz and /readyz.
-const THREADS: usize = 2;
-
 /// A running listener; [`stop`](Self::stop) ends it.
 pub struct MetricsListener {
-    server: Arc<tiny_http::Server>,
     addr: SocketAddr,
-    threads: Vec<JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+    thread: JoinHandle<()>,
 }
 
 impl MetricsSocket {
     pub fn bind(addr: SocketAddr) -> io::Result<MetricsSocket> {
-        let server = tiny_http::Server::http(addr)
-            .map_err(|e| io::Error::other(format!("--metrics-listen {addr}: {e}")))?;
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| io::Error::other("the metrics listener is not on an IP address"))?;
-        Ok(MetricsSocket {
-            server: Arc::new(server),
-            addr,
-        })
+        let failed =
+            |e: io::Error| io::Error::new(e.kind(), format!("--metrics-listen {addr}: {e}"));
+        let listener = std::net::TcpListener::bind(addr).map_err(failed)?;
+        listener.set_nonblocking(true).map_err(failed)?;
+        let addr = listener.local_addr().map_err(failed)?;
+        Ok(MetricsSocket { listener, addr })
     }
 
     pub fn serve(self, sources: Sources) -> io::Result<MetricsListener> {
-        let MetricsSocket { server, addr } = self;
+        let MetricsSocket { listener, addr } = self;
         let registry = Registry::new();
         for collector in sources.metrics.timing.collectors() {
             registry.register(collector).map_err(io::Error::other)?;
@@ -61,35 +89,20 @@ impl MetricsSocket {
             .register(Box::new(process))
             .map_err(io::Error::other)?;
         let shared = Arc::new((registry, sources));
-        let mut threads = Vec::with_capacity(THREADS);
-        for index in 0..THREADS {
-            let (serving, shared) = (server.clone(), shared.clone());
-            let spawned = thread::Builder::new()
-                .name(format!("metrics-http-{index}"))
-                .spawn(move || {
-                    let (registry, sources) = &*shared;
-                    for request in serving.incoming_requests() {
-                        respond(request, registry, sources);
-                    }
-                });
-            match spawned {
-                Ok(thread) => threads.push(thread),
-                Err(e) => {
-                    MetricsListener {
-                        server,
-                        addr,
-                        threads,
-                    }
-                    .stop();
-                    return Err(e);
-                }
-            }
-        }
-        Ok(MetricsListener {
-            server,
-            addr,
-            threads,
-        })
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .max_blocking_threads(SCRAPERS)
+            .thread_name("metrics-scrape")
+            .build()?;
+        let (stop, stopped) = watch::channel(false);
+        let thread = thread::Builder::new()
+            .name("metrics-http".into())
+            .spawn(move || {
+                runtime.block_on(accept_loop(listener, shared, stopped));
+                runtime.shutdown_timeout(STOP_WAIT);
+            })?;
+        Ok(MetricsListener { addr, stop, thread })
     }
 }
 
@@ -99,38 +112,118 @@ impl MetricsListener {
     }
 
     pub fn stop(self) {
-        // Each unblock wakes one waiting thread, for good.
-        for _ in &self.threads {
-            self.server.unblock();
-        }
-        for thread in self.threads {
-            if thread.join().is_err() {
-                warn!("the metrics listener panicked");
-            }
+        let _ = self.stop.send(true);
+        if self.thread.join().is_err() {
+            warn!("the metrics listener panicked");
         }
     }
 }
 
-fn respond(request: Request, registry: &Registry, sources: &Sources) {
-    let path = request.url().split('?').next().unwrap_or_default();
-    let response = match (request.method(), path) {
-        (Method::Get | Method::Head, "/metrics") => metrics(registry, sources),
-        (Method::Get | Method::Head, "/healthz") => text(200, "ok\n".into()),
-        (Method::Get | Method::Head, "/readyz") => match sources.readiness() {
-            Ok(()) => text(200, "ready\n".into()),
-            Err(why) => text(503, format!("not ready: {why}\n")),
-        },
-        (Method::Get | Method::Head, _) => {
-            text(404, "not found: /metrics, /healthz, /readyz\n".into())
+type Shared = Arc<(Registry, Sources)>;
+
+/// Accepts and serves connections until `stopped` says so; the connections
+/// still open then are dropped with the runtime.
+async fn accept_loop(
+    listener: std::net::TcpListener,
+    shared: Shared,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(e) => {
+            warn!("the metrics listener cannot serve: {e}");
+            return;
         }
-        _ => text(405, "method not allowed\n".into()),
     };
-    if let Err(e) = request.respond(response) {
-        debug!("metrics listener: {e}");
+    let places = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT)
+        .max_buf_size(HEAD_BYTES);
+    loop {
+        let place = tokio::select! {
+            place = places.clone().acquire_owned() => match place {
+                Ok(place) => place,
+                Err(_) => return,
+            },
+            _ = stopped.changed() => return,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, say: tried again shortly.
+                    debug!("metrics listener: accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stopped.changed() => return,
+        };
+        let shared = shared.clone();
+        let connection = http.serve_connection(
+            TokioIo::new(stream),
+            hyper::service::service_fn(move |request| answer(request, shared.clone())),
+        );
+        tokio::spawn(async move {
+            let _place = place;
+            // Past its age, dropped whatever it was doing.
+            if let Ok(Err(e)) = tokio::time::timeout(MAX_AGE, connection).await {
+                debug!("metrics listener: {e}");
+            }
+        });
     }
 }
 
-fn metrics(registry: &Registry, sources: &Sources) -> Response<io::Cursor<Vec<u8>>> {
+async fn answer(
+    request: Request<Incoming>,
+    shared: Shared,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    // A body is never read: the connection ends with this answer.
+    let has_body = request.headers().contains_key(header::CONTENT_LENGTH)
+        || request.headers().contains_key(header::TRANSFER_ENCODING);
+    let get = matches!(*request.method(), Method::GET | Method::HEAD);
+    let mut response = match (get, request.uri().path()) {
+        (true, "/metrics") => {
+            let scraped = tokio::task::spawn_blocking(move || {
+                let (registry, sources) = &*shared;
+                metrics(registry, sources)
+            })
+            .await;
+            scraped.unwrap_or_else(|e| {
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("gathering metrics: {e}\n"),
+                )
+            })
+        }
+        (true, "/healthz") => text(StatusCode::OK, "ok\n".into()),
+        (true, "/readyz") => match shared.1.readiness() {
+            Ok(()) => text(StatusCode::OK, "ready\n".into()),
+            Err(why) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {why}\n"),
+            ),
+        },
+        (true, _) => text(
+            StatusCode::NOT_FOUND,
+            "not found: /metrics, /healthz, /readyz\n".into(),
+        ),
+        (false, _) => text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed\n".into(),
+        ),
+    };
+    if has_body {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    Ok(response)
+}
+
+fn metrics(registry: &Registry, sources: &Sources) -> Response<Full<Bytes>> {
     let mut families = registry.gather();
     families.extend(sources.families());
     // A family with no series (no goods yet) is not valid text format.
@@ -139,17 +232,23 @@ fn metrics(registry: &Registry, sources: &Sources) -> Response<io::Cursor<Vec<u8
     let encoder = TextEncoder::new();
     let mut body = Vec::new();
     if let Err(e) = encoder.encode(&families, &mut body) {
-        return text(500, format!("encoding metrics: {e}\n"));
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding metrics: {e}\n"),
+        );
     }
-    Response::from_data(body).with_header(header(encoder.format_type()))
+    respond(StatusCode::OK, encoder.format_type(), body)
 }
 
-fn text(status: u16, body: String) -> Response<io::Cursor<Vec<u8>>> {
-    Response::from_data(body.into_bytes())
-        .with_status_code(status)
-        .with_header(header("text/plain; charset=utf-8"))
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    respond(status, "text/plain; charset=utf-8", body.into_bytes())
 }
 
-fn header(content_type: &str) -> Header {
-    Header::from_bytes("Content-Type", content_type).expect("a valid header")
+fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    if let Ok(value) = header::HeaderValue::from_str(content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    response
 }

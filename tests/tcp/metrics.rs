@@ -440,3 +440,51 @@ fn drain_lag_counts_orders_not_yet_written() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// What anyone who reaches the metrics listener may send harms nothing: a
+/// request that declares a body of 4 EiB (the HTTP server it had before
+/// allocated that much as it dropped the request, and the allocation's
+/// failure aborted the whole server), one whose body never comes, a head
+/// of 100 kB. Each gets an answer or a close; then the listener still
+/// answers, and the server still sells.
+#[test]
+fn hostile_requests_to_the_metrics_listener_harm_nothing() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("m.db"),
+        &["--metrics-listen", "127.0.0.1:0"],
+    );
+    let addr = server.metrics_addr.expect("a metrics listener");
+    let long_head = format!("GET /{} HTTP/1.1\r\n\r\n", "A".repeat(100_000));
+    for request in [
+        "GET /healthz HTTP/1.1\r\nContent-Length: 4611686018427387904\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nContent-Length: 2000\r\n\r\n",
+        "POST /metrics HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffff\r\n",
+        &long_head,
+    ] {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        // The server may close before it has read all of a long head.
+        let _ = stream.write_all(request.as_bytes());
+        let mut answer = Vec::new();
+        let got = stream.read_to_end(&mut answer);
+        let head = String::from_utf8_lossy(&answer[..answer.len().min(40)]).into_owned();
+        assert!(
+            got.is_ok() || !answer.is_empty(),
+            "{:?}: no answer, no close: {got:?}",
+            &request[..request.len().min(60)]
+        );
+        assert!(
+            answer.is_empty() || head.starts_with("HTTP/1.1 "),
+            "{:?}: {head:?}",
+            &request[..request.len().min(60)]
+        );
+    }
+    assert_eq!(server.http_get("/healthz"), (200, "ok\n".into()));
+    let _ = scrape(&server);
+    server.client().ping().expect("the server still serves");
+}
