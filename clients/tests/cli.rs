@@ -129,6 +129,11 @@ fn answer(request: &Request) -> Reply {
             _ => Reply::error(Status::TokenExpired, "token expired"),
         },
         Request::Buy { goods_id: 5, .. } => Reply::error(Status::Paused, "paused"),
+        // Goods 66: a hostile server's message, with terminal escapes.
+        Request::Buy { goods_id: 66, .. } => Reply::error(
+            Status::BadRequest,
+            "no\u{1b}]52;c;cHduZWQ=\u{7} such\u{1b}[2J goods",
+        ),
         // Goods 6 answers by the request id: the id 0xabc made order 1006.
         Request::Buy {
             goods_id: 6,
@@ -286,6 +291,19 @@ fn buy_exits_0_for_an_order_and_2_for_a_sale_answer() {
     assert_eq!(no_order.status.code(), Some(2));
 }
 
+/// What a server says in an error reaches the terminal without its control
+/// characters: an escape sequence in it would be run by the terminal
+/// (clear the screen, set the clipboard).
+#[test]
+fn a_servers_error_message_reaches_the_terminal_without_escapes() {
+    let addr = fake(answer);
+    let out = cli(addr, &["buy", "--user", "7", "--goods", "66"]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = text(&out.stderr);
+    assert!(said.contains("such") && said.contains("goods"), "{said:?}");
+    assert!(!said.contains('\u{1b}') && !said.contains('\u{7}'), "{said:?}");
+}
+
 #[test]
 fn errors_are_explained_on_stderr_with_exit_1_or_3_if_retryable() {
     let addr = fake(answer);
@@ -299,7 +317,7 @@ fn errors_are_explained_on_stderr_with_exit_1_or_3_if_retryable() {
 
     let wrong = cli(addr, &["--token", "nope", "stats"]);
     assert_eq!(wrong.status.code(), Some(1));
-    assert!(text(&wrong.stderr).contains("--token or SECKILL_ADMIN_TOKEN"));
+    assert!(text(&wrong.stderr).contains("set SECKILL_ADMIN_TOKEN"));
 
     let gone = TcpListener::bind("127.0.0.1:0")
         .unwrap()

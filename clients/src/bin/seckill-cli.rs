@@ -30,9 +30,9 @@ use cli::input::{
     unix_ms, When,
 };
 use cli::output::{
-    goods_table, orders_table, outcome, purchase_line, reconcile_table, stats_table, stock_table,
-    token_line, BuyJson, DriftJson, FailureJson, GoodsJson, NoTokenJson, OrderJson, StockJson,
-    TokenJson,
+    goods_table, orders_table, outcome, printable, purchase_line, reconcile_table, stats_table,
+    stock_table, token_line, BuyJson, DriftJson, FailureJson, GoodsJson, NoTokenJson, OrderJson,
+    StockJson, TokenJson,
 };
 use cli::top::View;
 
@@ -330,7 +330,9 @@ fn report_failure(cli: &Cli, mut report: FailureJson, code: u8) -> ExitCode {
         // Nothing more can be said if stdout is gone.
         let _ = print_json(&report);
     } else {
-        eprintln!("error: {}", report.message);
+        // The message may carry what a server said: no control characters
+        // reach the terminal (an escape sequence would be run by it).
+        eprintln!("error: {}", printable(&report.message));
     }
     ExitCode::from(code)
 }
@@ -1012,7 +1014,9 @@ fn explain(err: &anyhow::Error, cli: &Cli) -> String {
         }
         ErrorKind::Server(Status::RateLimited) => "rate limited, retry later, more slowly".into(),
         ErrorKind::Server(Status::Unauthorized) => {
-            "unauthorized: admin token missing or wrong (use --token or SECKILL_ADMIN_TOKEN)".into()
+            "unauthorized: admin token missing or wrong (set SECKILL_ADMIN_TOKEN; --token works \
+             too, but other users of the machine can read it in the process list)"
+                .into()
         }
         ErrorKind::Server(Status::TokenRequired) => "this goods is sold only with a purchase \
             token: get one with `seckill-cli token`, then `buy --purchase-token`"
