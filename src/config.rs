@@ -36,6 +36,11 @@ pub const VERSION: &str = concat!(
 /// enough that the kernel's doubling of it cannot overflow its `int`.
 const MAX_SOCKET_BUFFER: i64 = 256 << 20;
 
+/// The largest `--job-queue`: the channel allocates every slot at start.
+const MAX_JOB_QUEUE: usize = 1 << 24;
+/// The largest `--batch-max`: BUYs in one stock call, orders in one write.
+const MAX_BATCH: usize = 100_000;
+
 /// A flash-sale server: a mio reactor in front of a stock store and an
 /// order store.
 #[derive(Parser, Debug, Clone)]
@@ -344,6 +349,14 @@ impl Config {
 
     /// Flags that only make sense together.
     pub fn check(&self) -> Result<(), String> {
+        // Both size allocations made at start: the job channel's slots, the
+        // order writer's batch.
+        if !(1..=MAX_JOB_QUEUE).contains(&self.job_queue) {
+            return Err(format!("--job-queue must be within 1..={MAX_JOB_QUEUE}"));
+        }
+        if !(1..=MAX_BATCH).contains(&self.batch_max) {
+            return Err(format!("--batch-max must be within 1..={MAX_BATCH}"));
+        }
         if !(self.buy_rate >= 0.0 && self.buy_rate.is_finite()) {
             return Err("--buy-rate must be a number of requests per second, 0 or more".into());
         }

@@ -145,11 +145,13 @@ impl Server {
     pub fn start(config: &Config) -> anyhow::Result<Server> {
         config.check().map_err(anyhow::Error::msg)?;
         if let Some(token) = &config.admin_token {
-            let chars = token.expose().chars().count();
-            if chars < MIN_STRONG_TOKEN {
+            // Its length is not logged: it would tell a reader of the log
+            // how much of a weak token is left to guess.
+            if token.expose().chars().count() < MIN_STRONG_TOKEN {
                 log::warn!(
-                    "the admin token is {chars} characters long: a short one can be guessed; \
-                     use {MIN_STRONG_TOKEN} or more random ones (e.g. openssl rand -hex 16)"
+                    "the admin token is shorter than {MIN_STRONG_TOKEN} characters: a short one \
+                     can be guessed; use {MIN_STRONG_TOKEN} or more random ones (e.g. openssl \
+                     rand -hex 16)"
                 );
             }
         }

@@ -68,6 +68,24 @@ fn timers_past_what_a_clock_holds_are_refused() {
     }
 }
 
+/// Sizes that allocate at start are refused past what a server could
+/// allocate, rather than abort it (or wrap around, for a product of them).
+#[test]
+fn sizes_allocated_at_start_are_bounded() {
+    for (flag, too_big) in [
+        ("--job-queue", "10000000000"),
+        ("--batch-max", "18446744073709551615"),
+    ] {
+        for refused in ["0", too_big] {
+            let c = Config::parse_from(["seckill-server", flag, refused]);
+            let err = c.check().unwrap_err();
+            assert!(err.contains(flag), "{err}");
+        }
+        let c = Config::parse_from(["seckill-server", flag, "1000"]);
+        assert_eq!(c.check(), Ok(()), "{flag}");
+    }
+}
+
 #[test]
 fn every_flag_has_its_seckill_variable() {
     let cmd = command();
