@@ -115,6 +115,10 @@ pub struct Connection {
     pub counted: usize,
     /// Buffered input bytes last counted into the reactors' shared total.
     pub counted_input: usize,
+    /// Bytes the read buffer was advanced past (served) since it was
+    /// allocated: with its capacity, about the memory it holds (more, once
+    /// a reserve moved its bytes to the front: at worst a copy too many).
+    pub served: usize,
     /// Requests answered `bad_request` so far.
     pub bad_requests: u32,
     /// Bytes at the head of the write buffer that finish a frame the peer
@@ -184,6 +188,7 @@ impl Connection {
             taken_in: 0,
             counted: 0,
             counted_input: 0,
+            served: 0,
             bad_requests: 0,
             cut: 0,
             farewell: None,
@@ -280,6 +285,7 @@ impl Connection {
         if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
             freed += self.rbuf.capacity();
             self.rbuf = BytesMut::new();
+            self.served = 0;
         }
         if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
             freed += self.wbuf.capacity();

@@ -166,29 +166,31 @@ fn decode_frames(
                 None
             }
         };
+        conn.rbuf = rbuf;
         match used {
-            // A frame longer than a read chunk grew the buffer to hold it.
-            // What follows it (under a chunk) moves to a buffer of its
-            // own: advanced past the frame, the buffer would keep its whole
-            // allocation for as long as it is not empty, and a peer that
-            // always leaves a byte of its next frame would hold a frame's
-            // worth on every connection, under a count of a few bytes.
-            Some(n) if n > READ_CHUNK => {
-                *freed += rbuf.capacity();
-                conn.rbuf = BytesMut::from(&rbuf[n..]);
-            }
             Some(n) => {
-                conn.rbuf = rbuf;
                 conn.rbuf.advance(n);
+                conn.served += n;
             }
-            None => {
-                conn.rbuf = rbuf;
-                break;
-            }
+            None => break,
         }
     }
     if conn.closing {
         conn.rbuf.clear();
+    } else if !conn.rbuf.is_empty() {
+        // Advanced past what it served, the buffer keeps its whole
+        // allocation (a read chunk or more, a large frame's) for as long as
+        // it is not empty: a peer that always leaves a byte of its next
+        // frame would hold that much on every connection, counted as a
+        // byte by the input budget. Where the allocation is well over what
+        // is left, what is left moves to a buffer of its own. (A frame
+        // trickled in grows its buffer only by doubling: never moved.)
+        let held = conn.served + conn.rbuf.capacity();
+        if held >= READ_CHUNK / 4 && held >= 4 * conn.rbuf.len() {
+            *freed += held;
+            conn.rbuf = BytesMut::from(&conn.rbuf[..]);
+            conn.served = 0;
+        }
     }
     budget
 }
