@@ -28,6 +28,15 @@ use crate::startup::SaleSlot;
 const WRONG_TOKENS_BURST: u32 = 10;
 const WRONG_TOKENS_PER_S: f64 = 1.0 / 6.0;
 
+/// Wrong admin tokens from all addresses together: a hundred at once, then
+/// one a second. An attacker with many addresses (a routed IPv6 /48 holds
+/// 65,536 /64s) would otherwise guess that many times faster, and fill the
+/// log with a line per guess. The price: while guesses come faster than
+/// that, the admin's own HELLO on the same listener is refused too (the
+/// admin listener, `--admin-listen`, keeps them apart).
+const ALL_WRONG_TOKENS_BURST: u32 = 100;
+const ALL_WRONG_TOKENS_PER_S: f64 = 1.0;
+
 /// A reactor's way to the rest of the server; each reactor has a copy.
 #[derive(Clone)]
 pub struct Handler {
@@ -48,6 +57,8 @@ pub struct Handler {
     /// an address's HELLOs with a token are refused without a look at it,
     /// until its bucket refills.
     wrong_tokens: Arc<RateLimiter>,
+    /// ... and from all addresses together, in one bucket (key 0).
+    all_wrong_tokens: Arc<RateLimiter>,
     /// The limits HELLO tells a client of version 2 or more.
     max_frame: u32,
     max_inflight: usize,
@@ -72,6 +83,10 @@ impl Handler {
             admin_listener: config.admin_listen.is_some(),
             buy_limit: Arc::new(RateLimiter::new(config.buy_rate, config.buy_burst)),
             wrong_tokens: Arc::new(RateLimiter::new(WRONG_TOKENS_PER_S, WRONG_TOKENS_BURST)),
+            all_wrong_tokens: Arc::new(RateLimiter::new(
+                ALL_WRONG_TOKENS_PER_S,
+                ALL_WRONG_TOKENS_BURST,
+            )),
             max_frame: config.max_frame,
             // As the reactor applies it: never under 1.
             max_inflight: config.max_inflight.max(1),
@@ -303,12 +318,20 @@ impl Handler {
                     "too many wrong admin tokens from this address: try again in a minute",
                 );
             }
+            (_, false) if !self.all_wrong_tokens.allow(0) => {
+                if let Some(a) = address {
+                    self.wrong_tokens.give_back(a);
+                }
+                metrics::add(&self.metrics.wrong_admin_tokens, 1);
+                return refuse(conn, "too many wrong admin tokens: try again in a minute");
+            }
             // Constant time, so that the comparison does not leak how much
             // of a guess was right, nor the token's length.
             (Some(expected), false) if expected.matches(token) => {
                 if let Some(a) = address {
                     self.wrong_tokens.give_back(a);
                 }
+                self.all_wrong_tokens.give_back(0);
                 true
             }
             (_, false) => {

@@ -231,26 +231,7 @@ fn wrong_admin_tokens_past_ten_lock_their_address_out() {
         socket.connect(&server.addr.into()).expect("connect");
         Raw::from_stream(socket.into())
     };
-    let hello = |raw: &mut Raw, token: &str| {
-        raw.request(
-            1,
-            &Request::Hello {
-                version: seckill_proto::VERSION,
-                token: token.into(),
-            },
-        );
-        match raw.next() {
-            Got::Frame {
-                reply: Reply::Error { status, message },
-                ..
-            } => (Some(status), message),
-            Got::Frame {
-                reply: Reply::Hello { admin, .. },
-                ..
-            } => (None, format!("greeted, admin {admin}")),
-            other => panic!("HELLO answered {other:?}"),
-        }
-    };
+    let hello = hello_with;
     // The right token, any number of times, uses up none of the ten.
     for _ in 0..15 {
         let (status, message) = hello(&mut from_elsewhere(), TOKEN);
@@ -267,6 +248,64 @@ fn wrong_admin_tokens_past_ten_lock_their_address_out() {
     assert!(message.contains("too many wrong admin tokens"), "{message}");
     assert_eq!(hello(&mut guesser, "").0, None, "a buyer's HELLO");
     assert_eq!(server.stat("wrong_admin_tokens"), 11);
+}
+
+/// HELLO with `token` on `raw`: the error status and message, or `None`
+/// and what the greeting said.
+fn hello_with(raw: &mut Raw, token: &str) -> (Option<Status>, String) {
+    raw.request(
+        1,
+        &Request::Hello {
+            version: seckill_proto::VERSION,
+            token: token.into(),
+        },
+    );
+    match raw.next() {
+        Got::Frame {
+            reply: Reply::Error { status, message },
+            ..
+        } => (Some(status), message),
+        Got::Frame {
+            reply: Reply::Hello { admin, .. },
+            ..
+        } => (None, format!("greeted, admin {admin}")),
+        other => panic!("HELLO answered {other:?}"),
+    }
+}
+
+/// Wrong admin tokens from many addresses, ten from each (their own limit):
+/// past a hundred in all, HELLOs with a token are refused without a look,
+/// from addresses that guessed nothing before too: a guesser with many
+/// addresses gets no more than a hundred guesses and then one a second,
+/// each logged.
+#[test]
+fn wrong_admin_tokens_from_many_addresses_are_capped_in_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("h.db"), &[]);
+    let started = Instant::now();
+    let mut wrong = 0;
+    let mut capped = 0;
+    for host in 10..=21 {
+        let from = format!("127.0.1.{host}");
+        for guess in 0..10 {
+            let mut raw = Raw::from_stream(connect_from(&from, server.addr));
+            let (status, message) = hello_with(&mut raw, &format!("guess {host}.{guess}"));
+            assert_eq!(status, Some(Status::Unauthorized), "{message}");
+            if message.contains("too many wrong admin tokens") {
+                capped += 1;
+            } else {
+                assert!(message.contains("wrong admin token"), "{message}");
+                wrong += 1;
+            }
+        }
+    }
+    // 120 guesses: 100 looked at, and one more a second while they went;
+    // the rest refused unlooked.
+    let refilled = started.elapsed().as_secs() as usize + 1;
+    assert!(
+        (100..=100 + refilled).contains(&wrong) && capped > 0,
+        "{wrong} looked at, {capped} refused"
+    );
 }
 
 #[test]
