@@ -148,9 +148,11 @@ impl fmt::Debug for PurchaseToken {
 ///   no more than doing it once: reads, PAY, CANCEL, TOKEN, the sale
 ///   controls, RECONCILE, and a BUY that carries a client request id (as
 ///   [`buy`](Client::buy) and [`buy_with_token`](Client::buy_with_token)
-///   do by default) or a purchase token. ADD_GOODS, RESTOCK and a bare BUY
-///   are not: their error is returned, and the next call starts on the next
-///   server. A batch is sent again only if all its requests may be.
+///   do by default). ADD_GOODS, RESTOCK and a BUY without an id are not (a
+///   purchase token alone is not enough: a server restarted in between may
+///   have forgotten it): their error is returned, and the next call starts
+///   on the next server. A batch is sent again only if all its requests
+///   may be.
 /// - A timeout is returned as it is, since the caller's deadline has passed;
 ///   so are a broken frame and the server's error statuses (`busy`
 ///   included). The next call connects to the next server.

@@ -105,8 +105,9 @@ impl Pipeline {
     /// The other BUY methods of a pipeline add no id: a pipeline is a list
     /// of requests that may be executed more than once, and an id names one
     /// purchase, so the caller picks it. A batch whose BUYs all carry one
-    /// (or a token) may be sent again by a client of several servers after
-    /// a connection failure; with one bare BUY it is not.
+    /// may be sent again by a client of several servers after a connection
+    /// failure; with one BUY without an id (a token is not enough: a
+    /// restarted server may have forgotten it) it is not.
     pub fn buy_with_request_id(
         &mut self,
         user_id: u64,

@@ -19,7 +19,7 @@ use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use seckill_proto::{Request, Status, NO_TOKEN};
+use seckill_proto::{Request, Status};
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -158,17 +158,17 @@ pub(crate) fn connection_failed(err: &Error) -> bool {
 ///   sale controls (a pause of a paused sale, an end of an ended one, the
 ///   same window) and RECONCILE ("safe to send again").
 /// - TOKEN issues one more token: harmless, the first is never used.
-/// - BUY is safe with a client request id (a repeat gets the first answer),
-///   or with a purchase token (a repeat finds the token's order,
-///   `already_bought`); a bare BUY of goods whose limit is over 1 could buy
-///   twice.
+/// - BUY is safe with a client request id (a repeat gets the first answer).
+///   Without one it is not: a bare BUY of goods whose limit is over 1 could
+///   buy twice, and so could one with a purchase token sent to a server
+///   that restarted since and forgot its tokens (the embedded store's are
+///   in memory): the repeat is told `token_invalid`, and the caller buys
+///   again with a new token (PROTOCOL.md, section 9).
 /// - ADD_GOODS without a request id would make a second goods, RESTOCK add
 ///   the units twice; ADD_GOODS with one finds the goods the first made.
 pub(crate) fn safe_to_resend(request: &Request) -> bool {
     match request {
-        Request::Buy {
-            token, request_id, ..
-        } => request_id.is_some() || *token != NO_TOKEN,
+        Request::Buy { request_id, .. } => request_id.is_some(),
         // Named by a request id, a repeat gets the goods the first made.
         Request::AddGoods { request_id, .. } => request_id.is_some(),
         Request::Restock { .. } => false,
@@ -217,7 +217,7 @@ pub(crate) fn as_repeat(request: &Request) -> Request {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use seckill_proto::{NewGoods, RequestId, SaleAction, SaleRules};
+    use seckill_proto::{NewGoods, RequestId, SaleAction, SaleRules, NO_TOKEN};
 
     #[test]
     fn only_requests_that_cannot_act_twice_are_sent_again() {
@@ -229,7 +229,10 @@ mod tests {
         };
         assert!(!safe_to_resend(&buy(NO_TOKEN, None)));
         assert!(safe_to_resend(&buy(NO_TOKEN, RequestId::new(9))));
-        assert!(safe_to_resend(&buy(77, None)));
+        // A token alone is not enough: a restarted embedded server has
+        // forgotten it, and the repeat would buy again with a new one.
+        assert!(!safe_to_resend(&buy(77, None)));
+        assert!(safe_to_resend(&buy(77, RequestId::new(9))));
         assert!(!safe_to_resend(&Request::Restock {
             goods_id: 2,
             amount: 5

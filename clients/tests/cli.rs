@@ -301,7 +301,10 @@ fn a_servers_error_message_reaches_the_terminal_without_escapes() {
     assert_eq!(out.status.code(), Some(1));
     let said = text(&out.stderr);
     assert!(said.contains("such") && said.contains("goods"), "{said:?}");
-    assert!(!said.contains('\u{1b}') && !said.contains('\u{7}'), "{said:?}");
+    assert!(
+        !said.contains('\u{1b}') && !said.contains('\u{7}'),
+        "{said:?}"
+    );
 }
 
 #[test]
