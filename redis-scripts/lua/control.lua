@@ -16,7 +16,16 @@
 --   redis-cli --eval control.lua c , 3 1 0 9999999999999
 
 local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
-if tonumber(ARGV[1]) <= current then return 0 end
+if tonumber(ARGV[1]) <= current then
+  -- Recorded already, perhaps by another server whose WAIT for the
+  -- replicas timed out; the caller tells its admin "ok" after its own
+  -- WAIT, which covers only its connection's writes: the version is
+  -- written back, unchanged, so that it covers this one.
+  if tonumber(ARGV[1]) == current then
+    redis.call('HSET', KEYS[1], 'version', current)
+  end
+  return 0
+end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'paused', ARGV[2],
   'start_ms', ARGV[3], 'end_ms', ARGV[4])
 return 1

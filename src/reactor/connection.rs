@@ -277,6 +277,26 @@ impl Connection {
         self.wbuf.truncate(self.cut);
     }
 
+    /// Gives up the read buffer's allocation where it is well over what the
+    /// buffer still holds, and returns the bytes given up. Advanced past
+    /// what it served, a buffer keeps its whole allocation (a read chunk or
+    /// more, a large frame's) for as long as it is not empty: a peer that
+    /// leaves a byte of its next frame and goes quiet would hold that much
+    /// on every connection, counted as a byte by the input budget. What is
+    /// left moves to a buffer of its own. For a connection that went quiet
+    /// (the idle sweep's): one still sending would only grow the buffer
+    /// again at its next read. A frame trickled in grows its buffer by
+    /// doubling only, and is never moved.
+    pub fn compact_input(&mut self) -> usize {
+        let held = self.served + self.rbuf.capacity();
+        if self.rbuf.is_empty() || held < READ_CHUNK / 4 || held < 4 * self.rbuf.len() {
+            return 0;
+        }
+        self.rbuf = BytesMut::from(&self.rbuf[..]);
+        self.served = 0;
+        held
+    }
+
     /// Gives back empty buffers: an idle connection then holds no buffer
     /// memory, which is what lets a reactor hold many thousands of them.
     /// Returns the bytes freed.

@@ -42,10 +42,14 @@ impl Limits {
     }
 }
 
+/// A connection that has sent nothing for this long has its read buffer
+/// compacted by the sweep ([`Connection::compact_input`]).
+const QUIET: Duration = Duration::from_millis(500);
+
 impl Reactor {
     /// Closes connections that sent nothing for the idle timeout, and tells
     /// those that left a frame unfinished for the frame timeout why they are
-    /// closed.
+    /// closed; compacts the read buffers of those gone quiet.
     pub(super) fn close_idle(&mut self) {
         let idle = self.limits.idle_timeout;
         let frame_timeout = self.limits.frame_timeout;
@@ -74,6 +78,9 @@ impl Reactor {
                     stale.push(slot);
                 }
                 continue;
+            }
+            if c.last_read.elapsed() >= QUIET {
+                self.freed += c.compact_input();
             }
             if c.partial_since
                 .is_some_and(|t| t.elapsed() >= frame_timeout)

@@ -16,11 +16,11 @@
 
 use std::time::Instant;
 
-use bytes::{Buf, BytesMut};
+use bytes::Buf;
 use log::debug;
 use seckill_proto::{Frame, FrameError, Reply, Status};
 
-use super::connection::{Connection, ReadOutcome, READ_CHUNK};
+use super::connection::{Connection, ReadOutcome};
 use super::input_budget::count_input;
 use super::limits::Limits;
 use super::requests::Handler;
@@ -56,7 +56,7 @@ impl Reactor {
         let mut budget = allowed;
         let mut failed = None;
         loop {
-            let turn = (self.turn_started, &mut self.answered, &mut self.freed);
+            let turn = (self.turn_started, &mut self.answered);
             budget = decode_frames(conn, me, &self.handler, limits, budget, turn);
             if budget == 0
                 || !conn.readable
@@ -130,15 +130,15 @@ impl Reactor {
 
 /// Decodes and handles whole frames from the read buffer while the
 /// connection is not paused, at most `budget` of them, in the turn that
-/// started at `turn.0`, noting the replies made on the spot in `turn.1`
-/// and the buffer bytes it frees in `turn.2`. Returns the budget left.
+/// started at `turn.0`, noting the replies made on the spot in `turn.1`.
+/// Returns the budget left.
 fn decode_frames(
     conn: &mut Connection,
     me: ConnRef,
     handler: &Handler,
     limits: &Limits,
     mut budget: usize,
-    (read_at, answered, freed): (Instant, &mut Vec<(u8, Status)>, &mut usize),
+    (read_at, answered): (Instant, &mut Vec<(u8, Status)>),
 ) -> usize {
     while budget > 0 && !conn.paused(limits.max_inflight, limits.write_high_water) {
         // The frame borrows the read buffer; the buffer is advanced only
@@ -177,20 +177,6 @@ fn decode_frames(
     }
     if conn.closing {
         conn.rbuf.clear();
-    } else if !conn.rbuf.is_empty() {
-        // Advanced past what it served, the buffer keeps its whole
-        // allocation (a read chunk or more, a large frame's) for as long as
-        // it is not empty: a peer that always leaves a byte of its next
-        // frame would hold that much on every connection, counted as a
-        // byte by the input budget. Where the allocation is well over what
-        // is left, what is left moves to a buffer of its own. (A frame
-        // trickled in grows its buffer only by doubling: never moved.)
-        let held = conn.served + conn.rbuf.capacity();
-        if held >= READ_CHUNK / 4 && held >= 4 * conn.rbuf.len() {
-            *freed += held;
-            conn.rbuf = BytesMut::from(&conn.rbuf[..]);
-            conn.served = 0;
-        }
     }
     budget
 }

@@ -10,15 +10,18 @@
 //! whoever reaches it must not be able to harm the sale. hyper serves it
 //! under limits that bound what a client can hold: at most
 //! [`MAX_CONNECTIONS`] open at once (past it the loop stops accepting and
-//! the kernel's backlog holds new ones), a request head within
+//! the kernel's backlog holds new ones), [`PER_ADDRESS`] of them from one
+//! client address (past it a connection is answered 503 at once), at most
+//! [`SCRAPERS`] scrapes at once (past it 503), a request head within
 //! [`HEAD_TIMEOUT`] and of at most [`HEAD_BYTES`], and a connection closed
 //! once [`MAX_AGE`] old, whatever it is doing (a client that does not read
 //! its answer included). Request bodies are never read: a request that
 //! declares one is answered, and its connection is not kept.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -38,6 +41,9 @@ use super::live::Sources;
 /// Connections open at once: a few scrapers and health checkers need a
 /// handful.
 const MAX_CONNECTIONS: usize = 64;
+
+/// ... and from one client address: one client cannot hold them all.
+const PER_ADDRESS: usize = 8;
 
 /// For a request's head, and for the next one on an idle connection.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -88,7 +94,12 @@ impl MetricsSocket {
         registry
             .register(Box::new(process))
             .map_err(io::Error::other)?;
-        let shared = Arc::new((registry, sources));
+        let shared = Arc::new(Served {
+            registry,
+            sources,
+            scrapers: Arc::new(Semaphore::new(SCRAPERS)),
+            open: parking_lot::Mutex::new(HashMap::new()),
+        });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
@@ -119,7 +130,17 @@ impl MetricsListener {
     }
 }
 
-type Shared = Arc<(Registry, Sources)>;
+/// What every connection's answers are made from.
+struct Served {
+    registry: Registry,
+    sources: Sources,
+    /// One per scrape that may run at once.
+    scrapers: Arc<Semaphore>,
+    /// Connections open, per client address ([`PER_ADDRESS`] at most).
+    open: parking_lot::Mutex<HashMap<IpAddr, usize>>,
+}
+
+type Shared = Arc<Served>;
 
 /// Accepts and serves connections until `stopped` says so; the connections
 /// still open then are dropped with the runtime.
@@ -148,9 +169,9 @@ async fn accept_loop(
             },
             _ = stopped.changed() => return,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors, say: tried again shortly.
                     debug!("metrics listener: accept: {e}");
@@ -160,13 +181,21 @@ async fn accept_loop(
             },
             _ = stopped.changed() => return,
         };
-        let shared = shared.clone();
+        let Some(held) = PerAddress::take(&shared, peer.ip()) else {
+            // One client may not hold every place: told so at once, so
+            // that a health check from elsewhere is not left waiting (the
+            // answer fits a new socket's buffer; its request is not read).
+            let _ = stream.try_write(TOO_MANY);
+            drop((stream, place));
+            continue;
+        };
+        let serving = shared.clone();
         let connection = http.serve_connection(
             TokioIo::new(stream),
-            hyper::service::service_fn(move |request| answer(request, shared.clone())),
+            hyper::service::service_fn(move |request| answer(request, serving.clone())),
         );
         tokio::spawn(async move {
-            let _place = place;
+            let _place = (place, held);
             // Past its age, dropped whatever it was doing.
             if let Ok(Err(e)) = tokio::time::timeout(MAX_AGE, connection).await {
                 debug!("metrics listener: {e}");
@@ -174,6 +203,45 @@ async fn accept_loop(
         });
     }
 }
+
+/// A connection's place among its address's ([`PER_ADDRESS`]), given back
+/// when it is dropped.
+struct PerAddress {
+    shared: Shared,
+    ip: IpAddr,
+}
+
+impl PerAddress {
+    fn take(shared: &Shared, ip: IpAddr) -> Option<PerAddress> {
+        let mut open = shared.open.lock();
+        let count = open.entry(ip).or_insert(0);
+        if *count >= PER_ADDRESS {
+            return None;
+        }
+        *count += 1;
+        Some(PerAddress {
+            shared: shared.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PerAddress {
+    fn drop(&mut self) {
+        let mut open = self.shared.open.lock();
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// The whole answer to a connection over its address's share.
+const TOO_MANY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\n\
+content-type: text/plain; charset=utf-8\r\ncontent-length: 39\r\n\r\n\
+too many connections from your address\n";
 
 async fn answer(
     request: Request<Incoming>,
@@ -184,21 +252,29 @@ async fn answer(
         || request.headers().contains_key(header::TRANSFER_ENCODING);
     let get = matches!(*request.method(), Method::GET | Method::HEAD);
     let mut response = match (get, request.uri().path()) {
-        (true, "/metrics") => {
-            let scraped = tokio::task::spawn_blocking(move || {
-                let (registry, sources) = &*shared;
-                metrics(registry, sources)
-            })
-            .await;
-            scraped.unwrap_or_else(|e| {
-                text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("gathering metrics: {e}\n"),
-                )
-            })
-        }
+        (true, "/metrics") => match shared.scrapers.clone().try_acquire_owned() {
+            // A scrape runs to its end once begun (a blocking thread cannot
+            // be stopped), whoever waits for it: at most SCRAPERS at once,
+            // however many clients ask, or give up asking.
+            Ok(permit) => {
+                let scraped = tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    metrics(&shared.registry, &shared.sources)
+                })
+                .await;
+                scraped.unwrap_or_else(|e| {
+                    // A panic's text is for the log, not for whoever asked.
+                    warn!("metrics listener: gathering metrics failed: {e}");
+                    text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "gathering metrics failed\n".into(),
+                    )
+                })
+            }
+            Err(_) => busy("scrapes are under way: retry shortly\n"),
+        },
         (true, "/healthz") => text(StatusCode::OK, "ok\n".into()),
-        (true, "/readyz") => match shared.1.readiness() {
+        (true, "/readyz") => match shared.sources.readiness() {
             Ok(()) => text(StatusCode::OK, "ready\n".into()),
             Err(why) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -238,6 +314,14 @@ fn metrics(registry: &Registry, sources: &Sources) -> Response<Full<Bytes>> {
         );
     }
     respond(StatusCode::OK, encoder.format_type(), body)
+}
+
+fn busy(why: &str) -> Response<Full<Bytes>> {
+    let mut response = text(StatusCode::SERVICE_UNAVAILABLE, why.into());
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    response
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {

@@ -488,3 +488,38 @@ fn hostile_requests_to_the_metrics_listener_harm_nothing() {
     let _ = scrape(&server);
     server.client().ping().expect("the server still serves");
 }
+
+/// One client address holds at most 8 of the metrics listener's 64
+/// connections: its 9th is told 503 at once, and a health check from
+/// another address is answered meanwhile.
+#[test]
+fn one_address_cannot_hold_the_metrics_listener() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("m.db"),
+        &["--metrics-listen", "127.0.0.1:0"],
+    );
+    let addr = server.metrics_addr.expect("a metrics listener");
+    let from = |local: &str| {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        let local: SocketAddr = format!("{local}:0").parse().unwrap();
+        socket.bind(&local.into()).expect("bind");
+        socket.connect(&addr.into()).expect("connect");
+        let stream: std::net::TcpStream = socket.into();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream
+    };
+    // Eight silent connections, each given its place.
+    let held: Vec<_> = (0..8).map(|_| from("127.0.0.3")).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut ninth = from("127.0.0.3");
+    let mut answer = String::new();
+    let read = ninth.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?} ({read:?})");
+    assert_eq!(server.http_get("/healthz"), (200, "ok\n".into()));
+    drop(held);
+}

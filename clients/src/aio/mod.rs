@@ -207,14 +207,15 @@ impl Client {
             {
                 Ok(dialled) => dialled,
                 Err(_) => {
-                    // Cut by the call's deadline. One that had half the
-                    // request timeout (one server: its dial limit is the
-                    // connect timeout) found a server that accepts and
-                    // never greets: backed off like a refused dial, or
-                    // every call would open a connection to it and wait
-                    // out its whole timeout. One that began late says
-                    // nothing of the server.
-                    if began.elapsed() >= options.request_timeout / 2 {
+                    // Cut by the call's deadline. The only server, given
+                    // half the request timeout (its dial limit is the
+                    // connect timeout), accepts and never greets: backed
+                    // off like a refused dial, or every call would open a
+                    // connection to it and wait out its whole timeout. One
+                    // that began late says nothing of the server, and
+                    // with several, a round cut short has not tried them
+                    // all.
+                    if servers == 1 && began.elapsed() >= options.request_timeout / 2 {
                         state.failed_rounds = state.failed_rounds.saturating_add(1);
                         state.retry_at = Some(Instant::now() + self.backoff(state.failed_rounds));
                     }

@@ -51,10 +51,12 @@
 //! certification sees: the epoch fence of a batch is an UPDATE of the goods'
 //! row (see `store::batch`).
 //!
-//! Probes run in the calling thread, one caller at a time and nobody
-//! waiting for it: a node that refuses costs nothing; one that does not
-//! answer costs that call the connect timeout (2 s), once per
-//! [`FAILBACK_EVERY`] during a failback.
+//! Probes run in the calling thread, one caller at a time: a node that
+//! refuses costs nothing; one that does not answer costs that call the
+//! connect timeout (2 s), once per [`FAILBACK_EVERY`] during a failback.
+//! Other callers go on with the pool they have, but for those whose node
+//! failed: they wait for the probe under way (one round, each node within
+//! the connect timeout), and run again on the pool it chose.
 //!
 //! With one URL there is nothing to choose: no probe, no session setting,
 //! the link works as it does on a single MySQL.

@@ -332,6 +332,33 @@ fn a_call_answered_from_earlier_writes_still_writes() {
     assert_eq!(sets(&held_ran), 3, "ran:\n{held_ran:#?}");
 }
 
+/// A sale control the stock store has already (another server recorded
+/// it, perhaps without its replicas) is written back unchanged, so that
+/// the WAIT after this call covers it before the admin is told "ok"; an
+/// older one changes nothing and writes nothing.
+#[test]
+fn a_control_recorded_already_is_written_back() {
+    let stock = open(AckMode::Durable);
+    stock.load_next(4, 10, &[]).unwrap();
+    let ctl = stock.keys(4).ctl;
+    let version_set = format!("\"HSET\" \"{ctl}\" \"version\"");
+    let sale = |version| crate::store::SaleState {
+        paused: true,
+        start_ms: 0,
+        end_ms: u64::MAX,
+        version,
+    };
+    stock.control(4, &sale(5)).unwrap();
+    let mut monitor = Monitor::start();
+    stock.control(4, &sale(5)).unwrap();
+    let again = monitor.through(&stock, "again");
+    stock.control(4, &sale(4)).unwrap();
+    let older = monitor.through(&stock, "older");
+    let sets = |ran: &[String]| ran.iter().filter(|l| l.contains(&version_set)).count();
+    assert_eq!(sets(&again), 1, "ran:\n{again:#?}");
+    assert_eq!(sets(&older), 0, "ran:\n{older:#?}");
+}
+
 /// A connection in MONITOR: the commands Redis runs, one line each.
 pub(super) struct Monitor(::redis::Connection);
 
