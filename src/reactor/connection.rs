@@ -213,6 +213,12 @@ impl Connection {
                 if n < scratch.len() && !self.read_closed {
                     self.readable = false;
                 }
+                // Past its spare capacity, the buffer moves what it holds
+                // to the front of its allocation or to a new one: nothing
+                // served is held before it any more.
+                if n > self.rbuf.capacity() - self.rbuf.len() {
+                    self.served = 0;
+                }
                 self.rbuf.extend_from_slice(&scratch[..n]);
                 self.last_read = Instant::now();
                 Ok(ReadOutcome::Data)
@@ -283,10 +289,9 @@ impl Connection {
     /// more, a large frame's) for as long as it is not empty: a peer that
     /// leaves a byte of its next frame and goes quiet would hold that much
     /// on every connection, counted as a byte by the input budget. What is
-    /// left moves to a buffer of its own. For a connection that went quiet
-    /// (the idle sweep's): one still sending would only grow the buffer
-    /// again at its next read. A frame trickled in grows its buffer by
-    /// doubling only, and is never moved.
+    /// left moves to a buffer of its own. Called by the idle sweep, once a
+    /// second. A frame trickled in grows its buffer by doubling only, and is
+    /// never moved.
     pub fn compact_input(&mut self) -> usize {
         let held = self.served + self.rbuf.capacity();
         if self.rbuf.is_empty() || held < READ_CHUNK / 4 || held < 4 * self.rbuf.len() {

@@ -85,6 +85,7 @@ impl Reactor {
             metrics::add(&self.handler.metrics.input_budget_closes, 1);
             self.freed += conn.rbuf.capacity();
             conn.rbuf = BytesMut::new();
+            conn.served = 0;
             conn.partial_since = None;
             conn.give_up(Reply::error(
                 Status::Busy,

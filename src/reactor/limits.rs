@@ -42,14 +42,15 @@ impl Limits {
     }
 }
 
-/// A connection that has sent nothing for this long has its read buffer
-/// compacted by the sweep ([`Connection::compact_input`]).
+/// A connection that has sent nothing for this long is quiet: the read
+/// buffer memory the sweep frees of it ([`Connection::compact_input`])
+/// counts towards giving memory back to the system.
 const QUIET: Duration = Duration::from_millis(500);
 
 impl Reactor {
     /// Closes connections that sent nothing for the idle timeout, and tells
     /// those that left a frame unfinished for the frame timeout why they are
-    /// closed; compacts the read buffers of those gone quiet.
+    /// closed; compacts the read buffers of the others.
     pub(super) fn close_idle(&mut self) {
         let idle = self.limits.idle_timeout;
         let frame_timeout = self.limits.frame_timeout;
@@ -79,15 +80,22 @@ impl Reactor {
                 }
                 continue;
             }
-            if c.last_read.elapsed() >= QUIET {
-                self.freed += c.compact_input();
-            }
             if c.partial_since
                 .is_some_and(|t| t.elapsed() >= frame_timeout)
             {
                 slow.push(slot);
             } else if c.inflight == 0 && c.last_read.elapsed() >= idle {
                 stale.push(slot);
+            } else {
+                // Every connection kept, a peer that trickles bytes to hold
+                // its buffer included; what is freed counts towards giving
+                // memory back to the system only for those gone quiet (a
+                // busy one would take as much again at its next read, and
+                // malloc would be asked to trim every second).
+                let freed = c.compact_input();
+                if c.last_read.elapsed() >= QUIET {
+                    self.freed += freed;
+                }
             }
         }
         for slot in stale {

@@ -37,6 +37,7 @@ use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::sync::{watch, Semaphore};
 
 use super::live::Sources;
+use crate::reactor::rate_limit::address_key;
 
 /// Connections open at once: a few scrapers and health checkers need a
 /// handful.
@@ -136,8 +137,10 @@ struct Served {
     sources: Sources,
     /// One per scrape that may run at once.
     scrapers: Arc<Semaphore>,
-    /// Connections open, per client address ([`PER_ADDRESS`] at most).
-    open: parking_lot::Mutex<HashMap<IpAddr, usize>>,
+    /// Connections open, per client address (an IPv6 address by its /64,
+    /// as the server's other per-address limits count it), [`PER_ADDRESS`]
+    /// at most.
+    open: parking_lot::Mutex<HashMap<u64, usize>>,
 }
 
 type Shared = Arc<Served>;
@@ -208,20 +211,21 @@ async fn accept_loop(
 /// when it is dropped.
 struct PerAddress {
     shared: Shared,
-    ip: IpAddr,
+    key: u64,
 }
 
 impl PerAddress {
     fn take(shared: &Shared, ip: IpAddr) -> Option<PerAddress> {
+        let key = address_key(ip);
         let mut open = shared.open.lock();
-        let count = open.entry(ip).or_insert(0);
+        let count = open.entry(key).or_insert(0);
         if *count >= PER_ADDRESS {
             return None;
         }
         *count += 1;
         Some(PerAddress {
             shared: shared.clone(),
-            ip,
+            key,
         })
     }
 }
@@ -229,10 +233,10 @@ impl PerAddress {
 impl Drop for PerAddress {
     fn drop(&mut self) {
         let mut open = self.shared.open.lock();
-        if let Some(count) = open.get_mut(&self.ip) {
+        if let Some(count) = open.get_mut(&self.key) {
             *count -= 1;
             if *count == 0 {
-                open.remove(&self.ip);
+                open.remove(&self.key);
             }
         }
     }
