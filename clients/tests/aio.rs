@@ -571,3 +571,44 @@ fn hello(admin: bool) -> Reply {
         server: None,
     }
 }
+
+/// Two servers that accept and never greet: each call's dials fail (the
+/// first at its limit, half the call's timeout, the next cut by the
+/// call's deadline), and once every server has failed a dial, over calls,
+/// the client backs off: the calls after fail at once, without connecting.
+#[tokio::test]
+async fn servers_that_all_never_greet_are_backed_off() {
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let mut addrs = Vec::new();
+    for _ in 0..2 {
+        let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addrs.push(mute.local_addr().unwrap().to_string());
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = mute.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+    }
+    let client = Client::builder(addrs[0].clone())
+        .addrs([addrs[1].clone()])
+        .request_timeout(Duration::from_millis(400))
+        .backoff(Duration::from_secs(30), Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mut fast = 0;
+    for _ in 0..6 {
+        let err = client.ping().await.unwrap_err();
+        if err.to_string().contains("dialling again") {
+            fast += 1;
+        }
+    }
+    assert!(fast >= 3, "{fast} of 6 calls refused at once");
+    assert!(
+        accepted.load(Ordering::SeqCst) <= 4,
+        "{} connections opened",
+        accepted.load(Ordering::SeqCst)
+    );
+}

@@ -56,7 +56,8 @@ impl Call for ForgetCall<'_> {
 pub const CONTROL: &str = include_str!("../lua/control.lua");
 
 /// One CONTROL: the sale controls of a goods at `version`; answers 1 if
-/// recorded, 0 if a later version is there.
+/// recorded, 0 if this version or a later one is there (which is written
+/// back unchanged, for the caller's WAIT).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ControlCall {
     pub version: u64,

@@ -112,6 +112,11 @@ struct State {
     failed_rounds: u32,
     /// No dial before this, after a failed round.
     retry_at: Option<Instant>,
+    /// Dials in a row, over calls, that failed: refused, or cut by a
+    /// call's deadline after half its timeout (a server that accepts and
+    /// never greets). As many as there are servers make a failed round,
+    /// though no one call saw them all fail.
+    failed_dials: usize,
 }
 
 impl Client {
@@ -136,6 +141,7 @@ impl Client {
                     next_server: 0,
                     failed_rounds: 0,
                     retry_at: None,
+                    failed_dials: 0,
                 }),
             }),
         }
@@ -207,17 +213,17 @@ impl Client {
             {
                 Ok(dialled) => dialled,
                 Err(_) => {
-                    // Cut by the call's deadline. The only server, given
-                    // half the request timeout (its dial limit is the
-                    // connect timeout), accepts and never greets: backed
-                    // off like a refused dial, or every call would open a
-                    // connection to it and wait out its whole timeout. One
-                    // that began late says nothing of the server, and
-                    // with several, a round cut short has not tried them
-                    // all.
-                    if servers == 1 && began.elapsed() >= options.request_timeout / 2 {
-                        state.failed_rounds = state.failed_rounds.saturating_add(1);
-                        state.retry_at = Some(Instant::now() + self.backoff(state.failed_rounds));
+                    // Cut by the call's deadline. A dial given half the
+                    // request timeout (or its whole limit) found a server
+                    // that accepts and never greets: a failed dial, or
+                    // every call would open a connection to it and wait
+                    // out its timeout. One that began late says nothing of
+                    // the server.
+                    if began.elapsed() >= limit.min(options.request_timeout / 2) {
+                        state.failed_dials += 1;
+                        if state.failed_dials >= servers {
+                            self.failed_round(&mut state);
+                        }
                     }
                     return Err(timed_out());
                 }
@@ -226,18 +232,32 @@ impl Client {
                 Ok(link) => {
                     state.next_server = index;
                     state.failed_rounds = 0;
+                    state.failed_dials = 0;
                     state.retry_at = None;
                     state.link = Some(link.clone());
                     return Ok(link);
                 }
-                Err(e) if dial_failed(&e) => last_error = Some(e),
+                Err(e) if dial_failed(&e) => {
+                    state.failed_dials += 1;
+                    last_error = Some(e);
+                    // With the dials of calls before, every server failed.
+                    if state.failed_dials >= servers {
+                        break;
+                    }
+                }
                 // A refusal every server would repeat (a wrong token).
                 Err(e) => return Err(e),
             }
         }
+        self.failed_round(&mut state);
+        Err(last_error.unwrap_or_else(|| Error::invalid_input("no server address given")))
+    }
+
+    /// Every server failed its dial: no dial again before the backoff.
+    fn failed_round(&self, state: &mut State) {
+        state.failed_dials = 0;
         state.failed_rounds = state.failed_rounds.saturating_add(1);
         state.retry_at = Some(Instant::now() + self.backoff(state.failed_rounds));
-        Err(last_error.unwrap_or_else(|| Error::invalid_input("no server address given")))
     }
 
     /// The wait after `rounds` failed rounds: doubling from the minimum.
