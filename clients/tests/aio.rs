@@ -178,14 +178,7 @@ async fn it_reconnects_after_the_server_restarts_and_backs_off_while_it_is_down(
 /// call's timeout, and the call goes on to the next server.
 #[tokio::test]
 async fn a_server_that_never_greets_is_passed_over_within_the_call() {
-    let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mute_addr = mute.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((stream, _)) = mute.accept().await {
-            held.push(stream);
-        }
-    });
+    let mute_addr = mute_server(&Arc::new(AtomicUsize::new(0))).await;
     let server = Server::start();
     let client = Client::builder(mute_addr)
         .addrs([server.addr.clone()])
@@ -496,18 +489,8 @@ async fn resetting_server() -> (String, tokio::sync::mpsc::UnboundedReceiver<()>
 /// and wait out a timeout of its own.
 #[tokio::test]
 async fn the_only_server_that_never_greets_is_backed_off() {
-    let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mute_addr = mute.local_addr().unwrap().to_string();
     let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((stream, _)) = mute.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            held.push(stream);
-        }
-    });
-    let client = Client::builder(mute_addr)
+    let client = Client::builder(mute_server(&accepted).await)
         .request_timeout(Duration::from_millis(300))
         .backoff(Duration::from_secs(30), Duration::from_secs(60))
         .build()
@@ -579,21 +562,8 @@ fn hello(admin: bool) -> Reply {
 #[tokio::test]
 async fn servers_that_all_never_greet_are_backed_off() {
     let accepted = Arc::new(AtomicUsize::new(0));
-    let mut addrs = Vec::new();
-    for _ in 0..2 {
-        let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        addrs.push(mute.local_addr().unwrap().to_string());
-        let count = accepted.clone();
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((stream, _)) = mute.accept().await {
-                count.fetch_add(1, Ordering::SeqCst);
-                held.push(stream);
-            }
-        });
-    }
-    let client = Client::builder(addrs[0].clone())
-        .addrs([addrs[1].clone()])
+    let client = Client::builder(mute_server(&accepted).await)
+        .addrs([mute_server(&accepted).await])
         .request_timeout(Duration::from_millis(400))
         .backoff(Duration::from_secs(30), Duration::from_secs(60))
         .build()
@@ -611,4 +581,20 @@ async fn servers_that_all_never_greet_are_backed_off() {
         "{} connections opened",
         accepted.load(Ordering::SeqCst)
     );
+}
+
+/// A fake server that accepts connections, counts them in `accepted`,
+/// holds them and never says a word (a hung server).
+async fn mute_server(accepted: &Arc<AtomicUsize>) -> String {
+    let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = mute.local_addr().unwrap().to_string();
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = mute.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    addr
 }

@@ -368,6 +368,17 @@ pub fn while_busy<T>(
     }
 }
 
+/// A client connected from a chosen local address (std cannot bind a
+/// socket before connecting it).
+pub fn connect_from(local: &str, to: SocketAddr) -> TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let local: SocketAddr = format!("{local}:0").parse().unwrap();
+    socket.bind(&local.into()).expect("bind");
+    socket.connect(&to.into()).expect("connect");
+    socket.into()
+}
+
 /// A goods on sale from now for an hour.
 pub fn on_sale(name: &str, stock: u32) -> NewGoods {
     let now = std::time::SystemTime::now()

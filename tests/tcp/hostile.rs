@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use seckill_client::{Client, Purchase};
 use seckill_proto::{Reply, Request, Status};
 
-use crate::harness::{on_sale, Got, Raw, Server, TOKEN};
+use crate::harness::{connect_from, on_sale, Got, Raw, Server, TOKEN};
 
 /// The connection-level error frame with this status, then the close.
 fn refused(raw: &mut Raw, status: Status) -> String {
@@ -92,17 +92,6 @@ fn connection_limits_refuse_the_excess_with_a_reason() {
     };
     let refused = stats.iter().find(|s| s.name == "connections_refused");
     assert!(refused.is_some_and(|s| s.value >= 2), "{stats:?}");
-}
-
-/// A client connected from a chosen local address (std cannot bind a
-/// socket before connecting it).
-fn connect_from(local: &str, to: std::net::SocketAddr) -> TcpStream {
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    let local: std::net::SocketAddr = format!("{local}:0").parse().unwrap();
-    socket.bind(&local.into()).expect("bind");
-    socket.connect(&to.into()).expect("connect");
-    socket.into()
 }
 
 #[test]

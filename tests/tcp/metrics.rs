@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use seckill_client::Purchase;
 
 use crate::faults::{MariaDb, RedisServer};
-use crate::harness::{http_get, on_sale, Backends, Server};
+use crate::harness::{connect_from, http_get, on_sale, Backends, Server};
 
 /// The samples of a scrape in the text format: `name{labels}` → value.
 fn samples(body: &str) -> HashMap<String, f64> {
@@ -502,12 +502,7 @@ fn one_address_cannot_hold_the_metrics_listener() {
     );
     let addr = server.metrics_addr.expect("a metrics listener");
     let from = |local: &str| {
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-            .expect("socket");
-        let local: SocketAddr = format!("{local}:0").parse().unwrap();
-        socket.bind(&local.into()).expect("bind");
-        socket.connect(&addr.into()).expect("connect");
-        let stream: std::net::TcpStream = socket.into();
+        let stream = connect_from(local, addr);
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
