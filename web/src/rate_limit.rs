@@ -24,12 +24,19 @@ const SWEEP_AT: usize = 10_000;
 /// crowd of active buyers keeps it over [`SWEEP_AT`] with nothing to sweep.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
+/// Buckets kept at most: a flood of distinct keys (addresses of a routed
+/// IPv6 prefix, buyers made up by the demo login) would otherwise grow the
+/// map by all it brings in a minute ([`FORGET_AFTER`]).
+const MAX_BUCKETS: usize = 1 << 20;
+
 /// Requests per second and burst, per key: a buyer's user id, or an
 /// address ([`address_key`]).
 #[derive(Debug)]
 pub struct RateLimiter<K = u64> {
     per_second: f64,
     burst: f64,
+    /// Buckets kept at most ([`MAX_BUCKETS`]).
+    cap: usize,
     buckets: Mutex<Buckets<K>>,
 }
 
@@ -49,9 +56,14 @@ impl<K: Hash + Eq> RateLimiter<K> {
     /// `per_second` requests a second on average, `burst` at once. A rate
     /// of 0 turns the limit off.
     pub fn new(per_second: f64, burst: u32) -> RateLimiter<K> {
+        Self::with_cap(per_second, burst, MAX_BUCKETS)
+    }
+
+    fn with_cap(per_second: f64, burst: u32, cap: usize) -> RateLimiter<K> {
         RateLimiter {
             per_second,
             burst: f64::from(burst.max(1)),
+            cap: cap.max(1),
             buckets: Mutex::new(Buckets {
                 by_user: HashMap::new(),
                 swept: None,
@@ -74,6 +86,20 @@ impl<K: Hash + Eq> RateLimiter<K> {
                 .by_user
                 .retain(|_, b| now.duration_since(b.at) < FORGET_AFTER);
             buckets.swept = Some(now);
+        }
+        if buckets.by_user.len() >= self.cap && !buckets.by_user.contains_key(&user_id) {
+            // At the cap, a new key first forgets the buckets that have
+            // refilled (a full bucket is the same as none), then, if that
+            // leaves the map more than three quarters full (a flood of
+            // distinct keys), all of them. Forgetting only ever lets a key
+            // through early; it never refuses one wrongly.
+            let (rate, burst) = (self.per_second, self.burst);
+            buckets
+                .by_user
+                .retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst);
+            if buckets.by_user.len() >= self.cap / 4 * 3 {
+                buckets.by_user.clear();
+            }
         }
         let bucket = buckets.by_user.entry(user_id).or_insert(Bucket {
             tokens: self.burst,
@@ -168,6 +194,35 @@ mod tests {
         for _ in 0..100 {
             off.check(1).unwrap();
         }
+    }
+
+    /// A flood of distinct keys keeps the map within its cap: the refilled
+    /// buckets go first, then, if too many are left, all of them; a key
+    /// whose bucket is kept is still limited.
+    #[test]
+    fn the_buckets_are_capped() {
+        let limiter = RateLimiter::with_cap(0.001, 1, 8);
+        for key in 0..1000u64 {
+            limiter.check(key).unwrap();
+            assert!(limiter.lock().by_user.len() <= 8, "key {key}");
+        }
+        // The last key's bucket is kept (forgotten only for a new key).
+        assert!(limiter.check(999).is_err());
+        // Refilled buckets are forgotten first: one a second, and a key
+        // kept empty by a request since survives a new key's arrival.
+        let quick = RateLimiter::with_cap(1.0, 1, 4);
+        for key in 0..4u64 {
+            quick.check(key).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(1100));
+        quick.check(3).unwrap();
+        quick.check(4).unwrap();
+        let kept: Vec<u64> = {
+            let mut keys: Vec<u64> = quick.lock().by_user.keys().copied().collect();
+            keys.sort_unstable();
+            keys
+        };
+        assert_eq!(kept, [3, 4], "the refilled ones forgotten");
     }
 
     #[test]
