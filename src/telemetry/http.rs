@@ -18,10 +18,9 @@
 //! its answer included). Request bodies are never read: a request that
 //! declares one is answered, and its connection is not kept.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -37,7 +36,7 @@ use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::sync::{watch, Semaphore};
 
 use super::live::Sources;
-use crate::reactor::rate_limit::address_key;
+use crate::reactor::admission::Admission;
 
 /// Connections open at once: a few scrapers and health checkers need a
 /// handful.
@@ -99,7 +98,7 @@ impl MetricsSocket {
             registry,
             sources,
             scrapers: Arc::new(Semaphore::new(SCRAPERS)),
-            open: parking_lot::Mutex::new(HashMap::new()),
+            per_address: Admission::new(MAX_CONNECTIONS, PER_ADDRESS, 0),
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
@@ -137,10 +136,9 @@ struct Served {
     sources: Sources,
     /// One per scrape that may run at once.
     scrapers: Arc<Semaphore>,
-    /// Connections open, per client address (an IPv6 address by its /64,
-    /// as the server's other per-address limits count it), [`PER_ADDRESS`]
-    /// at most.
-    open: parking_lot::Mutex<HashMap<u64, usize>>,
+    /// Connections open, per client address (an IPv6 address by its /64),
+    /// [`PER_ADDRESS`] at most: the count the server's own listeners keep.
+    per_address: Arc<Admission>,
 }
 
 type Shared = Arc<Served>;
@@ -184,7 +182,7 @@ async fn accept_loop(
             },
             _ = stopped.changed() => return,
         };
-        let Some(held) = PerAddress::take(&shared, peer.ip()) else {
+        let Ok(held) = shared.per_address.admit(peer.ip(), false) else {
             // One client may not hold every place: told so at once, so
             // that a health check from elsewhere is not left waiting (the
             // answer fits a new socket's buffer; its request is not read).
@@ -204,41 +202,6 @@ async fn accept_loop(
                 debug!("metrics listener: {e}");
             }
         });
-    }
-}
-
-/// A connection's place among its address's ([`PER_ADDRESS`]), given back
-/// when it is dropped.
-struct PerAddress {
-    shared: Shared,
-    key: u64,
-}
-
-impl PerAddress {
-    fn take(shared: &Shared, ip: IpAddr) -> Option<PerAddress> {
-        let key = address_key(ip);
-        let mut open = shared.open.lock();
-        let count = open.entry(key).or_insert(0);
-        if *count >= PER_ADDRESS {
-            return None;
-        }
-        *count += 1;
-        Some(PerAddress {
-            shared: shared.clone(),
-            key,
-        })
-    }
-}
-
-impl Drop for PerAddress {
-    fn drop(&mut self) {
-        let mut open = self.shared.open.lock();
-        if let Some(count) = open.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.key);
-            }
-        }
     }
 }
 
