@@ -363,17 +363,16 @@ impl Link {
     /// latch: only a store that is unavailable counts as down.
     fn failed(&self, what: &str, how: Call, failure: Failure, in_doubt: bool) -> StoreError {
         let (e, began) = match failure {
-            // After a COMMIT that may have gone through, a later run's own
-            // refusal says nothing of whether the first one committed.
-            Failure::Store(e) if in_doubt => {
-                self.outage.ok();
-                return StoreError::Indeterminate(format!(
-                    "{what}: a COMMIT's reply was lost, and its run again was refused: {e}"
-                ));
-            }
             Failure::Store(e) => {
                 self.outage.ok();
-                return e;
+                // After a COMMIT that may have gone through, a later run's
+                // own refusal says nothing of whether the first committed.
+                return match in_doubt {
+                    true => StoreError::Indeterminate(format!(
+                        "{what}: a COMMIT's reply was lost, and its run again was refused: {e}"
+                    )),
+                    false => e,
+                };
             }
             Failure::NoConnection(e) => (e, false),
             Failure::Sql(e) | Failure::Commit(e) => (e, true),
