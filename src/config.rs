@@ -165,7 +165,9 @@ pub struct Config {
     /// to the order store; `queued` (needs --redis), once the stock is
     /// deducted and the order appended to a Redis stream in the same atomic
     /// step; the stream is written to the order store behind. Lossless only
-    /// if Redis persists its writes (appendonly yes, appendfsync always).
+    /// if Redis persists its writes (appendonly yes, appendfsync always)
+    /// and, with replicas, with --redis-wait: the server warns at start
+    /// where Redis says otherwise.
     #[arg(long, value_enum, default_value_t = AckMode::Durable)]
     pub ack: AckMode,
 

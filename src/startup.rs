@@ -223,6 +223,15 @@ impl Startup {
             if let Some(mysql) = &self.stores.mysql {
                 mysql.prepare().map_err(|e| failed(Step::Schema, e))?;
             }
+            // Said, not enforced: as with MySQL's flush setting, the
+            // operator may know better (a disk with its own log, a replica
+            // that never becomes primary).
+            if let Some(queue) = &self.stores.queue {
+                match queue.risks() {
+                    Ok(risks) => risks.iter().for_each(|r| warn!("queued mode: {r}")),
+                    Err(e) => warn!("queued mode: could not ask Redis what it persists: {e}"),
+                }
+            }
             self.prepared = true;
         }
         if let Some(mut lease) = self.lease.take() {

@@ -628,6 +628,13 @@ pub trait OrderQueue: Send + Sync {
     /// How far the writing of a goods' queued orders is behind (for
     /// /metrics): cheap, without reading the entries.
     fn backlog(&self, goods: GoodsId) -> Result<Backlog, StoreError>;
+
+    /// Where the queue may lose orders told "ok" (a store that does not
+    /// persist or replicate every write before it answers), one sentence
+    /// each, for the log at start. None by default.
+    fn risks(&self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Orders acknowledged to buyers and not yet written to the order store.

@@ -183,7 +183,15 @@ fn queued_orders_wait_for_their_replicas() {
             stores.wait_written(goods, 50);
         } else {
             assert_eq!(ok, 0, "told ok on a change no second replica has");
+            // Said at start, of every primary (each has one replica).
+            let log = server.log();
+            let short = log
+                .matches("--redis-wait 2 but 1 replica(s) connected")
+                .count();
+            assert_eq!(short, 3, "{log}");
         }
+        // The cluster's nodes keep no log of writes (scripts/cluster/redis.sh).
+        assert_eq!(server.log().matches("appendonly is no").count(), 3);
     }
 }
 

@@ -340,3 +340,42 @@ fn units_redis_lost_are_never_sold_twice_queued() {
     let drift = server.admin().reconcile(Some(goods)).unwrap();
     assert_eq!((drift[0].remaining, drift[0].holders), (0, 5), "{drift:?}");
 }
+
+/// A queued server says at start where its Redis may lose orders it tells
+/// "ok" (as Redis's own settings show them; this machine's Redis has
+/// `appendonly no`), and a durable server, which does not rest on them,
+/// says nothing of them.
+#[test]
+fn a_queued_server_names_what_redis_does_not_persist() {
+    let stores = Backends::new();
+    let settings: HashMap<String, String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("append*")
+        .query(&mut *stores.redis())
+        .unwrap();
+    let expected = match (
+        settings["appendonly"].as_str(),
+        settings["appendfsync"].as_str(),
+    ) {
+        ("no", _) => Some("appendonly is no"),
+        (_, "always") => None,
+        _ => Some("not always"),
+    };
+    for ack in ["durable", "queued"] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = start(&dir, &stores, ack);
+        // Ready: start-up, and with it the check, is over.
+        server.admin().add_goods(on_sale("lamp", 1)).unwrap();
+        match (ack, expected) {
+            ("queued", Some(risk)) => {
+                let log = server.wait_for_log(risk, Duration::from_secs(10));
+                assert!(log.contains("queued mode: redis redis:"), "{log}");
+            }
+            _ => assert!(
+                !server.log().contains("queued mode:"),
+                "{ack}: {}",
+                server.log()
+            ),
+        }
+    }
+}

@@ -13,6 +13,8 @@
 //! stock.rs    StockStore: load, reserve, release, tokens, restock, reads
 //! queue.rs    OrderQueue: the stream of queued orders and its group
 //! topology.rs on a cluster, which goods a failover moved
+//! durability.rs what the queued mode's orders rest on: Redis's persistence
+//!             and replicas, asked at start
 //! ```
 //!
 //! Tokens are not part of a load: the order store does not know them, so a
@@ -25,6 +27,7 @@
 //! order store instead of selling from a counter that is not there.
 
 mod buckets;
+mod durability;
 mod link;
 mod queue;
 mod scripts;

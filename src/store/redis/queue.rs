@@ -479,4 +479,9 @@ impl OrderQueue for RedisStock {
         }
         Ok(backlog)
     }
+
+    fn risks(&self) -> Result<Vec<String>, StoreError> {
+        let wait = self.replication.map_or(0, |r| r.replicas);
+        Ok(super::durability::queued_risks(&self.durability()?, wait))
+    }
 }
