@@ -64,7 +64,10 @@ impl<A: ToSocketAddrs> ClientBuilder<A> {
     /// How long a reply may take to arrive whole, once the client waits
     /// for it (a server that sends it a byte at a time times out too);
     /// `None` waits forever. Default 5 s. `Some(Duration::ZERO)` is
-    /// refused by [`connect`](Self::connect).
+    /// refused by [`connect`](Self::connect). In a [`Pipeline`](crate::Pipeline)
+    /// each reply has its own: a server that answers, slowly, within it
+    /// every time keeps a batch of N requests waiting up to N times it
+    /// (a server that stops answering fails the batch after one).
     pub fn read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.options.read_timeout = timeout.into();
         self
