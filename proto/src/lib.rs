@@ -69,3 +69,9 @@ pub const MAX_REQUEST_FRAME: u32 = 64 * 1024;
 /// The default largest reply frame a client accepts. A goods list can be
 /// long; anything past this is a broken or hostile peer.
 pub const MAX_REPLY_FRAME: u32 = 16 * 1024 * 1024;
+
+/// The most goods a server holds: LIST_GOODS answers every goods in one
+/// reply, whose Goods records are at most 253 bytes each, so that this many
+/// fit [`MAX_REPLY_FRAME`] with room to spare (PROTOCOL.md, section 9).
+/// ADD_GOODS past it is `bad_request`.
+pub const MAX_GOODS: usize = 60_000;

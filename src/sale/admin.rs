@@ -46,6 +46,16 @@ impl Sale {
                 Err(e) => return store_failure("order store", &e),
             }
         }
+        // LIST_GOODS answers every goods in one reply, which must fit a
+        // client's reply limit. Counted in this server's catalog, which
+        // another server's goods reach within a refresh: two servers adding
+        // at once may pass the cap by a few, inside its margin.
+        if self.catalog.len() >= self.max_goods {
+            return Reply::error(
+                Status::BadRequest,
+                format!("a sale holds at most {} goods", self.max_goods),
+            );
+        }
         let record = match self.orders.add_goods(new, request_id) {
             Ok(r) => r,
             // Another server added under this id meanwhile (the key

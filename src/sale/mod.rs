@@ -75,6 +75,9 @@ pub struct Sale {
     order_nos: OrderNumbers,
     metrics: Arc<Metrics>,
     token_ttl_ms: u64,
+    /// The most goods ADD_GOODS makes ([`seckill_proto::MAX_GOODS`]; the
+    /// tests' own).
+    max_goods: usize,
     /// Goods a BUY found in doubt, for the admin worker to reconcile: the
     /// BUY answers `busy` rather than run a reconciliation itself.
     repairs: (Sender<GoodsId>, Receiver<GoodsId>),
@@ -146,6 +149,7 @@ impl Sale {
             order_nos: order_nos.into(),
             metrics,
             token_ttl_ms: DEFAULT_TOKEN_TTL_MS,
+            max_goods: seckill_proto::MAX_GOODS,
             repairs: crossbeam_channel::bounded(REPAIR_QUEUE),
             queued_goods: reads::QueuedGoods::default(),
         };
@@ -167,6 +171,11 @@ impl Sale {
     /// How long the purchase tokens this sale issues stay good.
     pub fn set_token_ttl(&mut self, ttl_ms: u64) {
         self.token_ttl_ms = ttl_ms.max(1);
+    }
+
+    #[cfg(test)]
+    fn set_max_goods(&mut self, max: usize) {
+        self.max_goods = max;
     }
 
     /// The counters this sale updates, shared with the rest of the server.

@@ -77,6 +77,11 @@ impl Catalog {
         self.goods.read().values().cloned().collect()
     }
 
+    /// How many goods it holds.
+    pub fn len(&self) -> usize {
+        self.goods.read().len()
+    }
+
     /// Adds a goods, unless the catalog has it already (then that entry
     /// stays, with its gate and the units reserved under it).
     pub fn insert(&self, record: &GoodsRecord, remaining: u32) -> Arc<Entry> {

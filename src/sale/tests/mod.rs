@@ -192,6 +192,25 @@ fn lamp(stock: u32) -> NewGoods {
     }
 }
 
+/// Past the most goods a sale holds (LIST_GOODS must fit one reply),
+/// ADD_GOODS is refused and makes nothing; a repeat of an ADD_GOODS that
+/// made a goods is still answered with it.
+#[test]
+fn add_goods_stops_at_the_most_goods() {
+    let (_dir, orders) = sqlite_orders();
+    let mut sale = durable(Arc::new(MemoryStock::new()), orders.clone());
+    sale.set_max_goods(2);
+    let id = seckill_proto::RequestId::new(7).unwrap();
+    let first = added(sale.add_goods(&lamp(1), Some(id)));
+    added(sale.add_goods(&lamp(1), None));
+    match sale.add_goods(&lamp(1), None) {
+        Reply::Error { status, .. } => assert_eq!(status, Status::BadRequest),
+        other => panic!("a third goods: {other:?}"),
+    }
+    assert_eq!(orders.goods().unwrap().len(), 2);
+    assert_eq!(added(sale.add_goods(&lamp(1), Some(id))).id, first.id);
+}
+
 /// A cancel whose unit could not be returned (the stock store failed)
 /// leaves the goods sold out in the catalog, so no BUY reaches a worker
 /// to repair it: the periodic refresh reconciles it, and the unit sells.
