@@ -1,6 +1,7 @@
 //! The queue drain (the `queued` ack mode): one thread that writes the
 //! orders queued in the stock store to the order store, then acknowledges
-//! them in the queue.
+//! them in the queue. In the `durable` mode on Redis it writes, once at
+//! start, what servers that ran with `--ack queued` left there, then ends.
 //!
 //! Buyers were told "ok" when their order was queued, so nothing here
 //! answers anyone, and a write that fails is retried (with backoff) until it
@@ -77,10 +78,89 @@ impl Drain {
             .spawn(move || self.run())
     }
 
+    /// The drain of a durable server ([`crate::sale::Queues::Leftover`]):
+    /// see [`run_for_leftovers`](Self::run_for_leftovers).
+    pub fn spawn_for_leftovers(self) -> std::io::Result<JoinHandle<()>> {
+        thread::Builder::new()
+            .name("queue-leftovers".into())
+            .spawn(move || self.run_for_leftovers())
+    }
+
+    /// Writes the orders queued servers left in the queues (a sale switched
+    /// from `--ack queued` to `durable`), then ends: nothing is queued in
+    /// the durable mode. Until they are written, reconciliations count them
+    /// as held. Only goods whose queues hold entries are read, so that a
+    /// durable server makes no queue (a read makes its consumer group).
+    /// Passes go on while they write something; an order the order store
+    /// refuses stays queued, counted as held, for an operator.
+    fn run_for_leftovers(self) {
+        let mut wait = RETRY_MIN;
+        loop {
+            if self.stop.is_triggered() {
+                return;
+            }
+            let goods = match self.goods_with_entries() {
+                Ok(goods) => goods,
+                // Logged once per outage by the store.
+                Err(_) => {
+                    thread::sleep(wait);
+                    wait = (wait * 2).min(RETRY_MAX);
+                    continue;
+                }
+            };
+            if goods.is_empty() {
+                return;
+            }
+            warn!(
+                "queue drain: {} goods hold orders queued by a server with --ack queued; writing them",
+                goods.len()
+            );
+            let written = self.claim(&goods, Duration::ZERO) + self.read_all(&goods);
+            if written == 0 {
+                warn!("queue drain: the orders left queued cannot be written now; they stay counted as held");
+                return;
+            }
+        }
+    }
+
+    /// The goods of the catalog whose queues hold entries.
+    fn goods_with_entries(&self) -> Result<Vec<GoodsId>, StoreError> {
+        let mut goods = Vec::new();
+        for entry in self.sale.catalog().all() {
+            if self.queue.backlog(entry.id)?.entries > 0 {
+                goods.push(entry.id);
+            }
+        }
+        Ok(goods)
+    }
+
+    /// Reads and writes the new entries of `goods` until a read finds none
+    /// (or fails); how many were written.
+    fn read_all(&self, goods: &[GoodsId]) -> usize {
+        let mut written = 0;
+        while let Ok(batch) = self
+            .queue
+            .read(goods, &self.consumer, self.batch_max, Duration::ZERO)
+        {
+            if batch.is_empty() {
+                break;
+            }
+            match self.write(&batch, None) {
+                Written::Stopped => break,
+                Written::Done { left } => written += batch.len() - left,
+            }
+        }
+        written
+    }
+
     fn run(self) {
         // Whatever any consumer left unacknowledged, this server's previous
         // life included, is written first.
-        survive("the queue drain's claim", || self.claim(Duration::ZERO));
+        let all =
+            |d: &Drain| -> Vec<GoodsId> { d.sale.catalog().all().iter().map(|e| e.id).collect() };
+        survive("the queue drain's claim", || {
+            self.claim(&all(&self), Duration::ZERO)
+        });
         let mut last_claim = Instant::now();
         let mut stopped_at: Option<Instant> = None;
         loop {
@@ -133,40 +213,57 @@ impl Drain {
                 Some(Err(_)) | None => thread::sleep(RETRY_MAX),
             }
             if last_claim.elapsed() >= CLAIM_EVERY {
-                survive("the queue drain's claim", || self.claim(CLAIM_IDLE));
+                survive("the queue drain's claim", || {
+                    self.claim(&all(&self), CLAIM_IDLE)
+                });
                 last_claim = Instant::now();
             }
         }
     }
 
-    /// Takes over entries idle for `min_idle` and writes them.
-    fn claim(&self, min_idle: Duration) {
-        for entry in self.sale.catalog().all() {
+    /// Takes over the entries of `goods` idle for `min_idle` and writes
+    /// them; how many were written.
+    fn claim(&self, goods: &[GoodsId], min_idle: Duration) -> usize {
+        let mut written = 0;
+        for &goods in goods {
             loop {
                 match self
                     .queue
-                    .claim_stale(entry.id, &self.consumer, min_idle, self.batch_max)
+                    .claim_stale(goods, &self.consumer, min_idle, self.batch_max)
                 {
                     Ok(batch) if batch.is_empty() => break,
                     Ok(batch) => {
                         info!(
-                            "queue drain: took over {} unacknowledged orders of goods {}",
+                            "queue drain: took over {} unacknowledged orders of goods {goods}",
                             batch.len(),
-                            entry.id
                         );
+                        // A batch short of the most is the end of what was
+                        // pending: at start (any idle time) another claim
+                        // would take what live servers read since, and are
+                        // writing, for as long as the sale keeps them busy.
+                        let last = batch.len() < self.batch_max;
                         match self.write(&batch, None) {
-                            Written::Stopped => return,
+                            Written::Stopped => return written,
                             // Claimed again at once otherwise (at start
                             // any pending entry is idle enough): on to the
                             // next goods.
-                            Written::Done { left } if left > 0 => break,
-                            Written::Done { .. } => {}
+                            Written::Done { left } if left > 0 => {
+                                written += batch.len() - left;
+                                break;
+                            }
+                            Written::Done { .. } => written += batch.len(),
+                        }
+                        if last {
+                            break;
                         }
                     }
-                    Err(_) => return,
+                    // Logged once per outage by the store; the other goods'
+                    // entries are still taken over.
+                    Err(_) => break,
                 }
             }
         }
+        written
     }
 
     /// Writes a batch until it sticks, acknowledging what is written, at
@@ -273,6 +370,7 @@ mod tests {
 
     use super::*;
     use crate::metrics::Metrics;
+    use crate::sale::Queues;
     use crate::store::fixtures::created;
     use crate::store::{Backlog, MemoryStock, OrderStore, SqliteStore};
 
@@ -290,6 +388,8 @@ mod tests {
         claims: AtomicUsize,
         /// The ids of each ack.
         acked: Mutex<Vec<Vec<String>>>,
+        /// Claims of this goods fail (its shard is down).
+        claims_fail_for: Option<GoodsId>,
     }
 
     impl OrderQueue for Recorded {
@@ -311,11 +411,14 @@ mod tests {
         }
         fn claim_stale(
             &self,
-            _: GoodsId,
+            goods: GoodsId,
             _: &str,
             _: Duration,
             _: usize,
         ) -> Result<Vec<QueuedOrder>, StoreError> {
+            if self.claims_fail_for == Some(goods) {
+                return Err(StoreError::Unavailable("its shard is down".into()));
+            }
             // Bounded, so that a drain that claims on and on fails the test
             // rather than hangs it.
             match self.claims.fetch_add(1, Ordering::SeqCst) {
@@ -368,7 +471,7 @@ mod tests {
         let sale = Sale::open(
             Arc::new(MemoryStock::new()),
             orders.clone(),
-            Some(queue.clone()),
+            Queues::Acked(queue.clone()),
             1,
             Arc::new(Metrics::default()),
         )
@@ -421,7 +524,7 @@ mod tests {
         users.sort_unstable();
         assert_eq!(users, [1, 3, 4, 5], "the refused order is not written");
 
-        drain.claim(Duration::ZERO);
+        drain.claim(&[goods], Duration::ZERO);
         assert_eq!(queue.claims.load(Ordering::SeqCst), 1);
         assert!(queue.acked.lock().is_empty());
     }
@@ -521,5 +624,36 @@ mod tests {
             queue.acked.lock().concat().len(),
             "an order read but not written, or written but not acked"
         );
+    }
+
+    /// A claim takes what is pending once: a batch short of the most ends
+    /// it. Pending entries come back at every claim here, as the entries
+    /// live servers read and are writing would during a busy sale; the
+    /// claim at start took them on and on, until the sale calmed down.
+    #[test]
+    fn a_claim_takes_over_what_is_pending_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Arc::new(Recorded {
+            stale: vec![queued("1-1", 10, 1, 1)],
+            ..Recorded::default()
+        });
+        let (drain, _orders, goods) = drain(&dir, queue.clone(), &[]);
+        assert_eq!(drain.claim(&[goods], Duration::ZERO), 1);
+        assert_eq!(queue.claims.load(Ordering::SeqCst), 1);
+    }
+
+    /// A goods whose claim fails does not keep the next goods' pending
+    /// entries from being taken over.
+    #[test]
+    fn a_claim_that_fails_for_one_goods_goes_on_to_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Arc::new(Recorded {
+            stale: vec![queued("1-1", 10, 1, 1)],
+            claims_fail_for: Some(7),
+            ..Recorded::default()
+        });
+        let (drain, _orders, goods) = drain(&dir, queue.clone(), &[]);
+        assert_eq!(drain.claim(&[7, goods], Duration::ZERO), 1);
+        assert_eq!(queue.acked.lock().concat(), ["1-1"]);
     }
 }

@@ -19,7 +19,7 @@ use crate::open_files;
 use crate::reactor::{Acceptor, Handler, Listeners, ReactorSet};
 use crate::readiness::Readiness;
 use crate::redact;
-use crate::sale::Sale;
+use crate::sale::{Queues, Sale};
 use crate::startup::{self, Progress, SaleSlot, Started, Startup, Stores};
 use crate::stop::Stop;
 use crate::store::{
@@ -109,6 +109,9 @@ impl Roles {
         if let Some(queue) = sale.queue() {
             let drain = Drain::new(config, sale.clone(), queue, self.back_stop.clone());
             started.back.push(drain.spawn()?);
+        } else if let Some(leftovers) = sale.leftovers() {
+            let drain = Drain::new(config, sale.clone(), leftovers, self.back_stop.clone());
+            started.back.push(drain.spawn_for_leftovers()?);
         }
         let writer = Writer::new(config, orders_rx, sale.clone(), self.reactors.clone());
         started.pipeline.push(writer.spawn()?);
@@ -434,7 +437,7 @@ fn open_stores(config: &Config) -> anyhow::Result<Stores> {
             return Ok(Stores {
                 stock: Arc::new(MemoryStock::new()),
                 orders,
-                queue: None,
+                queues: Queues::None,
                 nodes,
                 mysql,
             });
@@ -457,11 +460,15 @@ fn open_stores(config: &Config) -> anyhow::Result<Stores> {
         redis
     };
     let redis = Arc::new(redis);
-    let queue = queued.then(|| redis.clone() as Arc<dyn OrderQueue>);
+    let queue = redis.clone() as Arc<dyn OrderQueue>;
+    let queues = match queued {
+        true => Queues::Acked(queue),
+        false => Queues::Leftover(queue),
+    };
     Ok(Stores {
         stock: redis,
         orders,
-        queue,
+        queues,
         nodes,
         mysql,
     })

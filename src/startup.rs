@@ -33,10 +33,10 @@ use crate::config::Config;
 use crate::lease::{LeaseError, NodeLease};
 use crate::metrics::Metrics;
 use crate::panics::survive;
-use crate::sale::{OrderNumbers, Sale};
+use crate::sale::{OrderNumbers, Queues, Sale};
 use crate::server::Shutdown;
 use crate::stop::Stop;
-use crate::store::{MysqlStore, NodeRegistry, OrderQueue, OrderStore, StockStore, StoreError};
+use crate::store::{MysqlStore, NodeRegistry, OrderStore, StockStore, StoreError};
 
 /// Backoff between tries while a store is down.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
@@ -48,8 +48,9 @@ const STOP_CHECK: Duration = Duration::from_millis(50);
 pub struct Stores {
     pub stock: Arc<dyn StockStore>,
     pub orders: Arc<dyn OrderStore>,
-    /// In the `queued` ack mode.
-    pub queue: Option<Arc<dyn OrderQueue>>,
+    /// With the stock in Redis: its order queues, and what the ack mode
+    /// makes of them.
+    pub queues: Queues,
     /// The order store's registry of node ids.
     pub nodes: Arc<dyn NodeRegistry>,
     /// With `--mysql`: its database and tables are made at step 1.
@@ -226,7 +227,7 @@ impl Startup {
             // Said, not enforced: as with MySQL's flush setting, the
             // operator may know better (a disk with its own log, a replica
             // that never becomes primary).
-            if let Some(queue) = &self.stores.queue {
+            if let Queues::Acked(queue) = &self.stores.queues {
                 match queue.risks() {
                     Ok(risks) => risks.iter().for_each(|r| warn!("queued mode: {r}")),
                     Err(e) => warn!("queued mode: could not ask Redis what it persists: {e}"),
@@ -255,7 +256,7 @@ impl Startup {
         let mut sale = Sale::open(
             stores.stock.clone(),
             stores.orders.clone(),
-            stores.queue.clone(),
+            stores.queues.clone(),
             self.numbers.clone(),
             self.metrics.clone(),
         )

@@ -66,12 +66,32 @@ pub const MAX_PAY_WINDOW_MS: u64 = 366 * 24 * 3600 * 1000;
 /// periodic refresh repairs what a dropped request would have).
 const REPAIR_QUEUE: usize = 1024;
 
+/// The stock store's order queues, as a sale uses them.
+#[derive(Clone, Default)]
+pub enum Queues {
+    /// None (the stock in process memory).
+    #[default]
+    None,
+    /// The `queued` ack mode: a BUY is answered "ok" once its order is
+    /// queued, and the queue drain writes it.
+    Acked(Arc<dyn OrderQueue>),
+    /// The `durable` mode on Redis: nothing is queued, but servers that ran
+    /// with `--ack queued` before may have left orders there, told "ok" and
+    /// not written yet. Reconciliations count them, as the queued mode does
+    /// (a reload that did not would give their units back: sold twice, and
+    /// the orders lost), and a drain writes them once at start.
+    Leftover(Arc<dyn OrderQueue>),
+}
+
 pub struct Sale {
     catalog: Catalog,
     stock: Arc<dyn StockStore>,
     orders: Arc<dyn OrderStore>,
     /// Present in the `queued` ack mode.
     queue: Option<Arc<dyn OrderQueue>>,
+    /// In the `durable` mode on Redis: what a queued server may have left
+    /// ([`Queues::Leftover`]).
+    leftovers: Option<Arc<dyn OrderQueue>>,
     order_nos: OrderNumbers,
     metrics: Arc<Metrics>,
     token_ttl_ms: u64,
@@ -130,22 +150,29 @@ impl Sale {
     /// Loads every goods into the catalog and reconciles its stock with
     /// the orders: remaining = total − orders (written or queued). This is
     /// what makes a restart after a crash exact. With a `queue`, buyers are
-    /// told "ok" as soon as their order is queued (the `queued` ack mode).
+    /// told "ok" as soon as their order is queued (the `queued` ack mode;
+    /// see [`Queues`]).
     /// Order numbers come from `order_nos` (a node id's generator, granted
     /// by the node lease; a plain node id for one that is never leased):
     /// without a grant, BUYs are answered `busy`.
     pub fn open(
         stock: Arc<dyn StockStore>,
         orders: Arc<dyn OrderStore>,
-        queue: Option<Arc<dyn OrderQueue>>,
+        queues: Queues,
         order_nos: impl Into<OrderNumbers>,
         metrics: Arc<Metrics>,
     ) -> Result<Sale, StoreError> {
+        let (queue, leftovers) = match queues {
+            Queues::None => (None, None),
+            Queues::Acked(q) => (Some(q), None),
+            Queues::Leftover(q) => (None, Some(q)),
+        };
         let sale = Sale {
             catalog: Catalog::new(),
             stock,
             orders,
             queue,
+            leftovers,
             order_nos: order_nos.into(),
             metrics,
             token_ttl_ms: DEFAULT_TOKEN_TTL_MS,
@@ -186,6 +213,12 @@ impl Sale {
     /// The order queue of the `queued` ack mode, for the queue drain.
     pub fn queue(&self) -> Option<Arc<dyn OrderQueue>> {
         self.queue.clone()
+    }
+
+    /// The queues a queued server may have left, in the `durable` mode on
+    /// Redis, for the drain that writes what they hold at start.
+    pub fn leftovers(&self) -> Option<Arc<dyn OrderQueue>> {
+        self.leftovers.clone()
     }
 
     /// The generator of this sale's order numbers.

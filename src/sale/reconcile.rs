@@ -273,7 +273,7 @@ impl Sale {
     }
 
     /// The holders and units left of a goods as the order store (and the
-    /// queue, in the queued mode) say.
+    /// queue, in the queued mode, or what a queued server left in it) say.
     fn rebuild(
         &self,
         entry: &Entry,
@@ -282,7 +282,7 @@ impl Sale {
         // The queue before the order store: an order that moves from one to
         // the other in between is then seen twice (and counted once), never
         // missed.
-        let queued = match &self.queue {
+        let queued = match self.queue.as_ref().or(self.leftovers.as_ref()) {
             Some(q) => q.queued(entry.id)?,
             None => Vec::new(),
         };

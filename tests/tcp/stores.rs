@@ -379,3 +379,67 @@ fn a_queued_server_names_what_redis_does_not_persist() {
         }
     }
 }
+
+/// A sale switched from `--ack queued` to `durable` while orders told "ok"
+/// were still queued in Redis (MySQL holding up their writes, the queued
+/// server killed -9): the durable server keeps their units held, writes
+/// them, and tells their buyers they have them. Before, its start-up
+/// reconciliation counted MySQL's orders only, so those units went back on
+/// sale and the orders were never written.
+#[test]
+fn a_durable_server_writes_what_a_queued_one_left() {
+    use mysql::prelude::Queryable;
+    const STOCK: u32 = 10;
+    const BOUGHT: u64 = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Backends::new();
+    let queued = start(&dir, &stores, "queued");
+    let goods = queued.admin().add_goods(on_sale("kite", STOCK)).unwrap().id;
+    // The queue drain's writes wait on the goods' row, held here.
+    let mut holder = stores.mysql();
+    holder.query_drop("START TRANSACTION").unwrap();
+    holder
+        .exec_drop(
+            format!(
+                "SELECT id FROM `{}`.goods WHERE id = ? FOR UPDATE",
+                stores.db
+            ),
+            (goods,),
+        )
+        .unwrap();
+    let mut client = queued.client();
+    let told: HashMap<u64, u64> = (1..=BOUGHT)
+        .map(|user| match client.buy(user, goods).unwrap() {
+            Purchase::Ordered(no) => (user, no),
+            other => panic!("user {user}: {other:?}"),
+        })
+        .collect();
+    drop(client);
+    queued.kill();
+    holder.query_drop("ROLLBACK").unwrap();
+    drop(holder);
+    assert_eq!(stores.orders().len(), 0, "written before the switch");
+
+    let durable = start(&dir, &stores, "durable");
+    stores.wait_written(goods, BOUGHT as usize);
+    let mut client = durable.client();
+    for (user, no) in &told {
+        assert_eq!(
+            client.buy(*user, goods).unwrap(),
+            Purchase::AlreadyBought(*no),
+            "user {user}"
+        );
+    }
+    // Exactly the units the queued orders did not take are left.
+    let mut sold = 0;
+    for user in 100..100 + u64::from(STOCK) {
+        match while_busy(|| client.buy(user, goods)).unwrap() {
+            Purchase::Ordered(_) => sold += 1,
+            Purchase::SoldOut => {}
+            other => panic!("user {user}: {other:?}"),
+        }
+    }
+    assert_eq!(sold, u64::from(STOCK) - BOUGHT);
+    assert_eq!(stores.queue_len(goods), 0);
+    stores.wait_written(goods, STOCK as usize);
+}

@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use seckill_proto::{NewGoods, OrderState, Reply, SaleAction, SaleRules, Status, NO_TOKEN};
 
 use self::doubles::{FlakyOrders, FlakyStock, TestQueue};
-use super::{now_ms, Buy, Decision, PendingOrder, Sale};
+use super::{now_ms, Buy, Decision, PendingOrder, Queues, Sale};
 use crate::metrics::Metrics;
 
 use crate::store::fixtures::created;
@@ -19,7 +19,7 @@ use crate::store::{GoodsId, MemoryStock, OrderRecord, OrderStore, StockStore, Us
 
 /// A durable-mode sale on these stores, node id 1.
 fn durable(stock: Arc<dyn StockStore>, orders: Arc<dyn OrderStore>) -> Sale {
-    Sale::open(stock, orders, None, 1, Arc::new(Metrics::default())).unwrap()
+    Sale::open(stock, orders, Queues::None, 1, Arc::new(Metrics::default())).unwrap()
 }
 
 /// An embedded order store in a directory of its own, kept as long as the
@@ -397,7 +397,13 @@ fn a_goods_that_cannot_be_reconciled_at_start_waits_alone() {
     ));
     // With every goods failing, the start fails (the stores are down).
     *stock.failing.lock() = true;
-    let opened = Sale::open(stock.clone(), orders, None, 1, Arc::new(Metrics::default()));
+    let opened = Sale::open(
+        stock.clone(),
+        orders,
+        Queues::None,
+        1,
+        Arc::new(Metrics::default()),
+    );
     assert!(opened.is_err());
 }
 

@@ -21,7 +21,7 @@ fn a_cancelled_order_still_queued_holds_no_unit() {
     let sale = Sale::open(
         Arc::new(MemoryStock::new()),
         orders,
-        Some(queue),
+        Queues::Acked(queue),
         1,
         Arc::new(Metrics::default()),
     )
@@ -31,6 +31,36 @@ fn a_cancelled_order_still_queued_holds_no_unit() {
     };
     // Only the order that is in the queue alone holds a unit.
     assert_eq!((drifts[0].holders, drifts[0].remaining), (1, 1));
+}
+
+/// A durable sale on a stock store whose queue holds what a server with
+/// `--ack queued` left: its reconciliations count those orders as held, as
+/// the queued mode's do. A reload without them would put their units back
+/// on sale, and the durable orders that took them would fill the total
+/// before the queued ones (which the order store does not refuse past it)
+/// were written: oversold.
+#[test]
+fn a_durable_sale_counts_what_a_queued_server_left() {
+    let (_dir, orders) = sqlite_orders();
+    let goods = orders.add_goods(&lamp(3), None).unwrap().id;
+    let left = vec![created(80, 8, goods), created(90, 9, goods)];
+    let queue = Arc::new(TestQueue(Mutex::new(left)));
+    let sale = Sale::open(
+        Arc::new(MemoryStock::new()),
+        orders,
+        Queues::Leftover(queue),
+        1,
+        Arc::new(Metrics::default()),
+    )
+    .unwrap();
+    assert!(
+        sale.queue().is_none(),
+        "nothing is queued in the durable mode"
+    );
+    let Reply::Reconciled(drifts) = sale.reconcile_reply(Some(goods)) else {
+        panic!("RECONCILE failed");
+    };
+    assert_eq!((drifts[0].holders, drifts[0].remaining), (2, 1));
 }
 
 /// Queued mode: a PAY or CANCEL of an order no store has written and this
@@ -52,7 +82,7 @@ fn an_order_another_server_queued_is_not_denied() {
     let sale = Sale::open(
         Arc::new(MemoryStock::new()),
         orders,
-        Some(queue.clone()),
+        Queues::Acked(queue.clone()),
         1,
         Arc::new(Metrics::default()),
     )
@@ -185,7 +215,10 @@ impl Shared {
         let sale = Sale::open(
             stock.clone(),
             orders.clone(),
-            queued.then(|| queue.clone() as Arc<dyn crate::store::OrderQueue>),
+            match queued {
+                true => Queues::Acked(queue.clone()),
+                false => Queues::None,
+            },
             1,
             Arc::new(Metrics::default()),
         )
@@ -267,7 +300,7 @@ fn a_list_stops_asking_the_stock_store_once_it_cannot_say() {
     let sale = Sale::open(
         stock.clone(),
         orders,
-        Some(queue as Arc<dyn crate::store::OrderQueue>),
+        Queues::Acked(queue),
         1,
         Arc::new(Metrics::default()),
     )
