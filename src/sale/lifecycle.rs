@@ -9,7 +9,11 @@
 //! store gives a unit back only for a holder it still has, so the unit
 //! comes back exactly once even if that release is repeated. A crash
 //! between the two leaves the unit held for a cancelled order: never
-//! oversold, and returned by the next reconciliation.
+//! oversold, and returned by the next reconciliation, which the refresh
+//! starts once the goods has looked sold out for a minute with units in no
+//! live order (`STRANDED_AFTER_MS`), if the holder's BUY has not.
+
+use std::collections::HashMap;
 
 use log::{debug, error, warn};
 use seckill_proto::{OrderState, Reply, Status};
@@ -28,6 +32,17 @@ const RELOAD_GRACE_MS: u64 = 2_000;
 /// stock store before this server repairs it: that server loads it within
 /// moments of adding it.
 const NEW_GOODS_GRACE_MS: u64 = 2_000;
+
+/// How long a goods may look sold out in the stock store while the order
+/// store's live orders are short of its total before it is reconciled: the
+/// units are held for orders that will never be written or were
+/// cancelled (a server died between a reservation and its commit, or
+/// between a cancel and its release, or a PAY or CANCEL panicked there),
+/// and no BUY reaches a worker to find them, the reactors answering
+/// "sold out" from the flag. As long as a reservation may take to be
+/// written (`ABANDONED_AFTER_MS` in buy.rs), so that orders still on
+/// their way are not fenced off.
+const STRANDED_AFTER_MS: u64 = 60_000;
 
 /// Orders one expiry sweep cancels at most: one transaction's worth.
 pub const EXPIRE_BATCH: usize = 1000;
@@ -116,10 +131,14 @@ impl Sale {
     /// answering every BUY of it from a sold-out flag, and then no BUY
     /// would ever reach a worker to do it.
     pub fn refresh_stock(&self) {
-        self.sync_catalog();
+        self.refresh_stock_at(now_ms());
+    }
+
+    /// [`refresh_stock`](Self::refresh_stock) at `now` (the tests' clock).
+    pub(super) fn refresh_stock_at(&self, now: u64) {
+        let written = self.sync_catalog();
         // Repairs back off while the stores stay down (each one can hold
         // the goods' gate for the stores' timeouts).
-        let now = now_ms();
         let entries = self.catalog.all();
         let ids: Vec<GoodsId> = entries.iter().map(|e| e.id).collect();
         // A failover may have lost deductions: reloaded from the order
@@ -163,6 +182,21 @@ impl Sale {
                         entry.view.set_remaining(levels.remaining);
                     }
                     self.refresh_holders(&entry, levels.released);
+                    let short = levels.remaining == 0
+                        && entry.view.closed(now).is_none()
+                        && written
+                            .get(&entry.id)
+                            .is_some_and(|&(total, live)| live < u64::from(total));
+                    if entry.gate.stranded_for(short, now) >= STRANDED_AFTER_MS
+                        && self.nothing_queued(entry.id)
+                    {
+                        warn!(
+                            "goods {}: sold out in the stock store for a minute with units in no live order; reconciling",
+                            entry.id
+                        );
+                        entry.gate.stranded_for(false, now);
+                        entry.gate.mark_unsure();
+                    }
                 }
                 Ok(None) if entry.gate.repair_due(now) => self.reconcile_lost(&entry),
                 Ok(None) | Err(_) => {}
@@ -175,13 +209,18 @@ impl Sale {
     /// server that added one loaded its stock), and the pause, window and
     /// total follow. The stock store enforces the controls on every BUY
     /// anyway; this keeps the reactors' quick answers and LIST_GOODS close
-    /// behind. A failed read waits for the next tick.
-    fn sync_catalog(&self) {
+    /// behind. A failed read waits for the next tick. Returns each goods'
+    /// total and live orders as read (none after a failed read).
+    fn sync_catalog(&self) -> HashMap<GoodsId, (u32, u64)> {
         let records = self.orders.goods();
         self.metrics.timing.store_seen(Store::Orders, &records);
         let Ok(records) = records else {
-            return;
+            return HashMap::new();
         };
+        let written = records
+            .iter()
+            .map(|r| (r.id, (r.total, r.live_orders)))
+            .collect();
         for record in records {
             let entry = self.catalog.get(record.id).unwrap_or_else(|| {
                 // New here: what is left as the stock store says (all of it
@@ -211,6 +250,17 @@ impl Sale {
                 }
             }
             entry.view.raise_total(record.total);
+        }
+        written
+    }
+
+    /// Whether no order of the goods waits in a queue (the queued mode's,
+    /// or what a queued server left): a queued order holds its unit and is
+    /// not yet among the order store's live orders. Unknown is not empty.
+    fn nothing_queued(&self, goods: GoodsId) -> bool {
+        match self.queue.as_ref().or(self.leftovers.as_ref()) {
+            Some(q) => q.backlog(goods).is_ok_and(|b| b.entries == 0),
+            None => true,
         }
     }
 

@@ -114,6 +114,9 @@ pub struct GoodsRecord {
     /// Raised by every saved sale control: of two views of the pause and
     /// the window, the higher version is the later one.
     pub sale_version: u64,
+    /// Its live (created or paid) orders, as the order store counts them
+    /// with every write: what the stock store should hold units for.
+    pub live_orders: u64,
 }
 
 impl GoodsRecord {

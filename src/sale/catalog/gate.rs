@@ -74,6 +74,10 @@ pub struct Gate {
     /// When a repair may next be asked for a unit held for an order never
     /// written (see [`Gate::abandoned_holder_repair`]).
     abandoned_holder_repairs: Backoff,
+    /// Since when (Unix ms; 0: not) the stock store has had none of this
+    /// goods' units left while the order store's live orders were short
+    /// of its total (see [`Gate::stranded_for`]).
+    stranded_since_ms: AtomicU64,
 }
 
 /// The gate held alone; if it was taken for store I/O, BUYs are turned away
@@ -233,6 +237,25 @@ impl Gate {
             self.fenced_at_ms.store(0, SeqCst);
         }
         overdue
+    }
+
+    /// How long, at `now_ms`, the goods has looked sold out with units not
+    /// in any live order (`short`, as the caller finds it now): 0 when it
+    /// does not now, which starts the count again.
+    pub fn stranded_for(&self, short: bool, now_ms: u64) -> u64 {
+        if !short {
+            self.stranded_since_ms.store(0, Relaxed);
+            return 0;
+        }
+        let since =
+            match self
+                .stranded_since_ms
+                .compare_exchange(0, now_ms.max(1), Relaxed, Relaxed)
+            {
+                Ok(_) => now_ms,
+                Err(since) => since,
+            };
+        now_ms.saturating_sub(since)
     }
 
     /// No repair before `now_ms + wait_ms`.

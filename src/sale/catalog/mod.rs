@@ -141,6 +141,7 @@ mod tests {
             paused: false,
             sale_version: 0,
             buckets: 1,
+            live_orders: 0,
         }
     }
 

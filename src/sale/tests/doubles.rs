@@ -48,6 +48,7 @@ impl OrderStore for FlakyOrders {
             paused: false,
             sale_version: 0,
             buckets: 1,
+            live_orders: 0,
         }])
     }
     fn find_goods(&self, g: GoodsId) -> Result<Option<GoodsRecord>, StoreError> {

@@ -194,6 +194,39 @@ fn a_cancelled_order_still_holding_its_unit_gives_it_back_at_the_next_buy() {
     }
 }
 
+/// The same unit, when nobody's BUY comes to give it back: the goods looks
+/// sold out, so the reactors answer every BUY from the flag and none
+/// reaches a worker. The refresh reconciles it once it has looked so for
+/// a minute with units in no live order, and the unit is on sale again;
+/// not before (an order may still be on its way to the order store).
+#[test]
+fn a_unit_stranded_by_a_dead_canceller_is_back_on_sale_within_a_minute() {
+    for queued in [false, true] {
+        let on = Shared::new(1, queued);
+        let (sale, goods) = (&on.sale, on.goods);
+        let record = on.reserved_elsewhere(7);
+        on.orders
+            .insert_orders(std::slice::from_ref(&record))
+            .unwrap();
+        on.orders.cancel(7, record.order_no).unwrap();
+        let t0 = now_ms();
+        sale.refresh_stock_at(t0);
+        let entry = sale.catalog().get(goods).unwrap();
+        assert!(entry.view.is_sold_out(), "queued {queued}");
+        sale.refresh_stock_at(t0 + 59_000);
+        assert!(!entry.gate.is_unsure(), "queued {queued}: too soon");
+        sale.refresh_stock_at(t0 + 60_000);
+        assert!(entry.gate.is_unsure(), "queued {queued}");
+        sale.refresh_stock_at(t0 + 60_001);
+        assert_eq!(
+            on.stock.remaining(goods).unwrap(),
+            Some(1),
+            "queued {queued}"
+        );
+        assert!(!entry.view.is_sold_out(), "queued {queued}");
+    }
+}
+
 /// A sale on stores another server shares (SQLite, the stock in memory),
 /// in the queued mode (with a queue the test fills) or the durable one,
 /// with one goods.

@@ -15,9 +15,42 @@ use crate::store::{Epoch, GoodsId, GoodsRecord, OrderNo, OrderRecord, StoreError
 pub(super) const ROWS_PER_INSERT: usize = 1000;
 
 pub(super) const GOODS_COLUMNS: &str =
-    "id, name, price_cents, total, start_ms, end_ms, per_user_limit, pay_window_ms, token_required, state, sale_version, buckets";
+    "id, name, price_cents, total, start_ms, end_ms, per_user_limit, pay_window_ms, token_required, state, sale_version, buckets, live_orders";
 
-pub(super) type GoodsRow = (u64, String, u64, u32, u64, u64, u8, u64, bool, u8, u64, u16);
+/// A row of [`GOODS_COLUMNS`]: one column more than the crate reads into
+/// a tuple.
+pub(super) struct GoodsRow(GoodsRecord);
+
+impl ::mysql::prelude::FromRow for GoodsRow {
+    fn from_row_opt(row: ::mysql::Row) -> Result<Self, ::mysql::FromRowError> {
+        fn col<T: ::mysql::prelude::FromValue>(row: &::mysql::Row, i: usize) -> Option<T> {
+            row.get_opt(i)?.ok()
+        }
+        let record = (|| {
+            Some(GoodsRecord {
+                id: col(&row, 0)?,
+                name: col(&row, 1)?,
+                price_cents: col(&row, 2)?,
+                total: col(&row, 3)?,
+                start_ms: col(&row, 4)?,
+                end_ms: col(&row, 5)?,
+                rules: SaleRules {
+                    per_user_limit: col(&row, 6)?,
+                    pay_window_ms: col(&row, 7)?,
+                    token_required: col(&row, 8)?,
+                },
+                paused: col::<u8>(&row, 9)? == PAUSED,
+                sale_version: col(&row, 10)?,
+                buckets: col(&row, 11)?,
+                live_orders: col(&row, 12)?,
+            })
+        })();
+        match (record, row.len()) {
+            (Some(record), 13) => Ok(GoodsRow(record)),
+            _ => Err(::mysql::FromRowError(row)),
+        }
+    }
+}
 
 pub(super) const ORDER_COLUMNS: &str = "order_no, user_id, goods_id, state, created_ms, pay_by_ms";
 
@@ -27,36 +60,7 @@ pub(super) type OrderRow = (u64, u64, u64, u8, u64, u64);
 pub(super) const PAUSED: u8 = 1;
 
 pub(super) fn goods_record(row: GoodsRow) -> GoodsRecord {
-    let (
-        id,
-        name,
-        price_cents,
-        total,
-        start_ms,
-        end_ms,
-        limit,
-        window,
-        token,
-        state,
-        sale_version,
-        buckets,
-    ) = row;
-    GoodsRecord {
-        id,
-        name,
-        price_cents,
-        total,
-        start_ms,
-        end_ms,
-        rules: SaleRules {
-            per_user_limit: limit,
-            pay_window_ms: window,
-            token_required: token,
-        },
-        paused: state == PAUSED,
-        sale_version,
-        buckets,
-    }
+    row.0
 }
 
 pub(super) fn order_record(row: OrderRow) -> Result<OrderRecord, StoreError> {

@@ -25,7 +25,7 @@ pub(super) fn from_sql(v: i64) -> u64 {
 }
 
 pub(super) const GOODS_COLUMNS: &str =
-    "id, name, price_cents, total, start_ms, end_ms, per_user_limit, pay_window_ms, token_required, paused, sale_version, buckets";
+    "id, name, price_cents, total, start_ms, end_ms, per_user_limit, pay_window_ms, token_required, paused, sale_version, buckets, live_orders";
 
 pub(super) fn goods_from_row(row: &Row<'_>) -> rusqlite::Result<GoodsRecord> {
     Ok(GoodsRecord {
@@ -43,6 +43,7 @@ pub(super) fn goods_from_row(row: &Row<'_>) -> rusqlite::Result<GoodsRecord> {
         paused: row.get(9)?,
         sale_version: from_sql(row.get(10)?),
         buckets: row.get(11)?,
+        live_orders: from_sql(row.get(12)?),
     })
 }
 
