@@ -154,6 +154,7 @@ mod error;
 pub mod metrics;
 mod outcome;
 mod pipeline;
+pub mod secret_file;
 mod servers;
 
 #[cfg(test)]

@@ -266,6 +266,7 @@ fn cli(addr: SocketAddr, args: &[&str]) -> Output {
         .args(args)
         .env_remove("SECKILL_ADDR")
         .env_remove("SECKILL_ADMIN_TOKEN")
+        .env_remove("SECKILL_ADMIN_TOKEN_FILE")
         .output()
         .unwrap()
 }
@@ -483,6 +484,7 @@ fn the_admin_token_comes_from_the_environment_and_is_never_shown() {
     let stats = Command::new(env!("CARGO_BIN_EXE_seckill-cli"))
         .args(["--addr", &addr.to_string(), "stats"])
         .env("SECKILL_ADMIN_TOKEN", TOKEN)
+        .env_remove("SECKILL_ADMIN_TOKEN_FILE")
         .output()
         .unwrap();
     assert_eq!(stats.status.code(), Some(0), "{}", text(&stats.stderr));
@@ -491,9 +493,77 @@ fn the_admin_token_comes_from_the_environment_and_is_never_shown() {
     let help = Command::new(env!("CARGO_BIN_EXE_seckill-cli"))
         .arg("--help")
         .env("SECKILL_ADMIN_TOKEN", TOKEN)
+        .env_remove("SECKILL_ADMIN_TOKEN_FILE")
         .output()
         .unwrap();
     assert!(!text(&help.stdout).contains(TOKEN));
+}
+
+/// The admin token read from a file, as systemd's `LoadCredential=` gives
+/// one: its line end dropped, read only by the admin commands, refused
+/// beside `--token`, and a file that gives no token named without a word
+/// of what it holds.
+#[test]
+fn the_admin_token_comes_from_a_file() {
+    let addr = fake(answer);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("admin-token");
+    std::fs::write(&path, format!("{TOKEN}\r\n")).unwrap();
+    let file = path.to_str().unwrap();
+
+    let stats = cli(addr, &["--token-file", file, "stats"]);
+    assert_eq!(stats.status.code(), Some(0), "{}", text(&stats.stderr));
+    assert_eq!(text(&stats.stdout), "NAME    VALUE\nbuy_ok      7\n");
+    let from_env = Command::new(env!("CARGO_BIN_EXE_seckill-cli"))
+        .args(["--addr", &addr.to_string(), "stats"])
+        .env_remove("SECKILL_ADMIN_TOKEN")
+        .env("SECKILL_ADMIN_TOKEN_FILE", &path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        from_env.status.code(),
+        Some(0),
+        "{}",
+        text(&from_env.stderr)
+    );
+
+    // Both, on one side of the subcommand or on either.
+    for args in [
+        ["--token", TOKEN, "--token-file", file, "stats"],
+        ["--token-file", file, "stats", "--token", TOKEN],
+    ] {
+        let both = cli(addr, &args);
+        assert_eq!(both.status.code(), Some(1), "{args:?}");
+        assert!(
+            text(&both.stderr).contains("cannot be used with"),
+            "{args:?}"
+        );
+        assert!(!text(&both.stderr).contains(TOKEN), "{args:?}");
+    }
+
+    // A file that cannot be read fails the admin commands only.
+    let missing = dir.path().join("no-such-token");
+    let missing = missing.to_str().unwrap();
+    let denied = cli(addr, &["--token-file", missing, "stats"]);
+    assert_eq!(denied.status.code(), Some(1));
+    let said = text(&denied.stderr);
+    assert!(
+        said.contains("--token-file") && said.contains(missing),
+        "{said}"
+    );
+    let listed = cli(addr, &["--token-file", missing, "goods", "list"]);
+    assert_eq!(listed.status.code(), Some(0), "{}", text(&listed.stderr));
+
+    // Two lines (a token and a stray line): refused, neither shown.
+    std::fs::write(&path, format!("{TOKEN}\nleaked-word\n")).unwrap();
+    let refused = cli(addr, &["--json", "--token-file", file, "stats"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let said = format!("{}{}", text(&refused.stdout), text(&refused.stderr));
+    assert!(said.contains("more than one line"), "{said}");
+    assert!(
+        !said.contains(TOKEN) && !said.contains("leaked-word"),
+        "{said}"
+    );
 }
 
 #[test]
@@ -927,6 +997,7 @@ fn addr_takes_a_list_and_uses_the_first_server_that_answers() {
     let ping = Command::new(env!("CARGO_BIN_EXE_seckill-cli"))
         .args(["--addr", &list, "ping"])
         .env_remove("SECKILL_ADMIN_TOKEN")
+        .env_remove("SECKILL_ADMIN_TOKEN_FILE")
         .output()
         .unwrap();
     assert_eq!(ping.status.code(), Some(0), "{}", text(&ping.stderr));
@@ -963,6 +1034,7 @@ fn cli_with_addr(addr: &str, args: &[&str]) -> Output {
         .args(args)
         .env_remove("SECKILL_ADDR")
         .env_remove("SECKILL_ADMIN_TOKEN")
+        .env_remove("SECKILL_ADMIN_TOKEN_FILE")
         .output()
         .unwrap()
 }

@@ -70,9 +70,12 @@ pub async fn login(
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         return Err(ApiError::NotAdmin);
     }
+    let opened = state.admin_sessions.open().map_err(|e| {
+        ApiError::Internal(format!("no random source for an admin session id: {e}"))
+    })?;
     let cookie = session::set_cookie(
         session::ADMIN_COOKIE,
-        &session::admin_cookie(&state.config.key.for_admin(&admin.token)),
+        &opened.sign(&state.config.key.for_admin(&admin.token)),
         session::ADMIN_SECONDS,
         state.config.secure_cookies,
     );
@@ -93,8 +96,13 @@ fn token_matches(guess: &str, token: &str) -> bool {
         .into()
 }
 
-/// `POST /api/admin/logout`.
-pub async fn logout(AxumState(state): AxumState<State>) -> Response {
+/// `POST /api/admin/logout`: ends the session on the gateway, not only in
+/// this browser, so that a copy of its cookie is refused too.
+pub async fn logout(AxumState(state): AxumState<State>, headers: HeaderMap) -> Response {
+    if let Some(admin) = &state.config.admin {
+        let key = state.config.key.for_admin(&admin.token);
+        state.admin_sessions.close(&key, &headers);
+    }
     let cookie = session::set_cookie(session::ADMIN_COOKIE, "", 0, state.config.secure_cookies);
     ([(header::SET_COOKIE, cookie)], Json(json!({}))).into_response()
 }
@@ -297,7 +305,8 @@ pub async fn stats(
 /// The admin client, for a request with a live admin session.
 fn admin_client<'a>(state: &'a State, headers: &HeaderMap) -> Result<&'a Client, ApiError> {
     let admin = state.config.admin.as_ref().ok_or_else(disabled)?;
-    if !session::is_admin(&state.config.key.for_admin(&admin.token), headers) {
+    let key = state.config.key.for_admin(&admin.token);
+    if !state.admin_sessions.is_admin(&key, headers) {
         return Err(ApiError::NotAdmin);
     }
     Ok(&admin.client)

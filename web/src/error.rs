@@ -50,6 +50,9 @@ pub enum ApiError {
     /// The seckill server answered with an error, or could not be reached.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// The gateway itself failed (no random source): 500, logged.
+    #[error("{0}")]
+    Internal(String),
     /// A failure of a moment ago, answered again ([`crate::catalog`]).
     #[error("{}", .0.message)]
     Again(crate::catalog::Failure),
@@ -72,6 +75,7 @@ impl ApiError {
                 Some(*retry_after_s),
             ),
             ApiError::Disabled(_) => (StatusCode::NOT_FOUND, "disabled", None),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None),
             ApiError::Body(rejection) => body_parts(rejection),
             ApiError::Client(e) => client_parts(e),
             ApiError::Again(failure) => failure.parts,

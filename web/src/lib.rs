@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod admin_sessions;
 pub mod api;
 pub mod body;
 pub mod catalog;
@@ -37,6 +38,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use seckill_client::aio::Client;
 
+use crate::admin_sessions::AdminSessions;
 use crate::error::ApiError;
 use crate::rate_limit::RateLimiter;
 use crate::session::{Identity, SessionKey};
@@ -125,6 +127,9 @@ pub struct AppState {
     pub all_wrong_logins: RateLimiter,
     /// The goods, as the storefront's reads share them.
     pub goods: catalog::Recent<Vec<seckill_client::Goods>>,
+    /// The admin sessions of this process: an admin cookie is a session
+    /// only while its id is here, and logout takes it out.
+    pub admin_sessions: AdminSessions,
 }
 
 /// Shared state, as the handlers take it.
@@ -139,6 +144,7 @@ pub fn app(config: Config) -> Router {
         wrong_logins: RateLimiter::new(WRONG_LOGINS_PER_S, WRONG_LOGINS_BURST),
         all_wrong_logins: RateLimiter::new(WRONG_LOGINS_ALL_PER_S, WRONG_LOGINS_ALL_BURST),
         goods: catalog::Recent::new(config.goods_fresh_for),
+        admin_sessions: AdminSessions::new(),
         config,
     });
     let api = Router::new()

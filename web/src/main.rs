@@ -1,11 +1,13 @@
 //! `seckill-web`: the HTTP gateway, storefront and admin console.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::http::HeaderName;
 use clap::Parser;
 use seckill_client::aio::Client;
+use seckill_client::secret_file;
 use seckill_web::serve::{serve, Limits};
 use seckill_web::session::{self, Identity, SessionKey};
 use seckill_web::{AdminConfig, Config};
@@ -26,15 +28,28 @@ struct Args {
     /// in the environment than on the command line, where `ps` shows it.
     #[arg(long, env = "SECKILL_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Read the admin token from this file instead (one trailing newline is
+    /// dropped; at most 4 KiB), e.g. a systemd credential. Not with
+    /// --admin-token.
+    #[arg(long, value_name = "PATH", env = "SECKILL_ADMIN_TOKEN_FILE")]
+    #[arg(conflicts_with = "admin_token")]
+    admin_token_file: Option<PathBuf>,
     /// Take buyers' user ids from this header, set by a trusted proxy that
     /// authenticates them (and strips it from clients' requests), instead of
     /// the demo login's session cookie.
     #[arg(long)]
     user_header: Option<String>,
-    /// A secret that session cookies are signed with, so that they outlive
-    /// a restart and hold on several gateways; random by default.
+    /// A secret (at least 32 bytes) that session cookies are signed with,
+    /// so that buyers' sessions outlive a restart and hold on several
+    /// gateways; random by default. Admin sessions are this process's own
+    /// whatever the secret.
     #[arg(long, env = "SECKILL_WEB_SESSION_SECRET", hide_env_values = true)]
     session_secret: Option<String>,
+    /// Read the session secret from this file instead (one trailing newline
+    /// is dropped; at most 4 KiB). Not with --session-secret.
+    #[arg(long, value_name = "PATH", env = "SECKILL_WEB_SESSION_SECRET_FILE")]
+    #[arg(conflicts_with = "session_secret")]
+    session_secret_file: Option<PathBuf>,
     /// Requests per second per buyer (0: no limit).
     #[arg(long, default_value_t = 5.0)]
     rate_limit: f64,
@@ -90,10 +105,17 @@ async fn main() -> anyhow::Result<()> {
         "--max-connections must be at least 1"
     );
     let client = builder(&args, None).build()?;
-    let admin = match args.admin_token.as_deref().filter(|t| !t.is_empty()) {
+    let admin_token = secret(
+        args.admin_token.as_deref(),
+        args.admin_token_file.as_deref(),
+        "reading the admin token (--admin-token-file)",
+    )?;
+    // An empty --admin-token turns the console off, as none does; an empty
+    // file is refused by the reader instead: it is a mistake, not a choice.
+    let admin = match admin_token.filter(|t| !t.is_empty()) {
         Some(token) => Some(AdminConfig {
-            token: token.to_owned(),
-            client: builder(&args, Some(token)).build()?,
+            client: builder(&args, Some(&token)).build()?,
+            token,
         }),
         None => None,
     };
@@ -103,9 +125,14 @@ async fn main() -> anyhow::Result<()> {
         ),
         None => Identity::DemoLogin,
     };
-    let key = match &args.session_secret {
+    let session_secret = secret(
+        args.session_secret.as_deref(),
+        args.session_secret_file.as_deref(),
+        "reading the session secret (--session-secret-file)",
+    )?;
+    let key = match &session_secret {
         Some(secret) if secret.len() < session::MIN_SECRET_LEN => anyhow::bail!(
-            "--session-secret must be at least {} bytes (a short one can be guessed from any cookie)",
+            "the session secret (--session-secret or its file) must be at least {} bytes (a short one can be guessed from any cookie)",
             session::MIN_SECRET_LEN
         ),
         Some(secret) => SessionKey::from_secret(secret),
@@ -179,6 +206,21 @@ async fn stopped() {
         _ = term.recv() => {}
     }
     log::info!("stopping");
+}
+
+/// A secret given as itself or in a file (clap refuses both). The file is
+/// read once, at start, as the server reads its own: a new secret takes a
+/// restart.
+fn secret(
+    given: Option<&str>,
+    file: Option<&Path>,
+    what: &'static str,
+) -> anyhow::Result<Option<String>> {
+    match (given, file) {
+        (Some(secret), _) => Ok(Some(secret.to_owned())),
+        (None, Some(path)) => secret_file::read(path).map(Some).context(what),
+        (None, None) => Ok(None),
+    }
 }
 
 fn builder(args: &Args, token: Option<&str>) -> seckill_client::aio::ClientBuilder {

@@ -58,11 +58,10 @@ pub async fn storefront(AxumState(state): AxumState<State>, headers: HeaderMap) 
 /// `GET /admin`: the console, or its login form.
 pub async fn admin(AxumState(state): AxumState<State>, headers: HeaderMap) -> Html<String> {
     let enabled = state.config.admin.is_some();
-    let admin = state
-        .config
-        .admin
-        .as_ref()
-        .is_some_and(|a| session::is_admin(&state.config.key.for_admin(&a.token), &headers));
+    let admin = state.config.admin.as_ref().is_some_and(|a| {
+        let key = state.config.key.for_admin(&a.token);
+        state.admin_sessions.is_admin(&key, &headers)
+    });
     Html(
         ADMIN_HTML
             .replace("{{ENABLED}}", if enabled { "true" } else { "false" })

@@ -14,8 +14,9 @@
 //!   in this mode cookies are ignored and the demo login is off.
 //!
 //! The admin session (`seckill_admin`) is a cookie of the same make,
-//! `a.<expiry>`, issued for the admin token; the token itself is never put
-//! in a cookie or logged.
+//! `a.<id>.<expiry>`, issued for the admin token and ended by logout
+//! ([`crate::admin_sessions`]); the token itself is never put in a cookie
+//! or logged.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -148,12 +149,6 @@ pub fn buyer_cookie(key: &SessionKey, buyer: &Buyer) -> String {
     key.sign(&format!("b.{}.{expires}.{}", buyer.user_id, buyer.name))
 }
 
-/// The signed cookie value of an admin session, under the admin key
-/// ([`SessionKey::for_admin`]).
-pub fn admin_cookie(key: &SessionKey) -> String {
-    key.sign(&format!("a.{}", now_s() + ADMIN_SECONDS))
-}
-
 /// The buyer making this request, if any.
 pub fn buyer(identity: &Identity, key: &SessionKey, headers: &HeaderMap) -> Option<Buyer> {
     match identity {
@@ -192,18 +187,6 @@ pub fn require_buyer(
     buyer(identity, key, headers).ok_or(ApiError::Unauthenticated)
 }
 
-/// Whether this request carries a live admin session, under the admin key
-/// ([`SessionKey::for_admin`]).
-pub fn is_admin(key: &SessionKey, headers: &HeaderMap) -> bool {
-    let Some(payload) = cookie(headers, ADMIN_COOKIE).and_then(|c| key.verify(c)) else {
-        return false;
-    };
-    match payload.split_once('.') {
-        Some(("a", expires)) => expires.parse::<u64>().is_ok_and(|e| e > now_s()),
-        _ => false,
-    }
-}
-
 /// The `Set-Cookie` value for a cookie of `value` (empty to remove it).
 pub fn set_cookie(name: &str, value: &str, max_age_s: u64, secure: bool) -> String {
     let secure = if secure { "; Secure" } else { "" };
@@ -213,7 +196,7 @@ pub fn set_cookie(name: &str, value: &str, max_age_s: u64, secure: bool) -> Stri
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -224,17 +207,17 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-fn now_s() -> u64 {
+pub(crate) fn now_s() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }
@@ -289,36 +272,6 @@ mod tests {
             buyer(&identity, &key, &headers).map(|b| b.user_id),
             Some(77)
         );
-    }
-
-    #[test]
-    fn an_admin_session_needs_the_admin_token_too() {
-        let key = SessionKey::from_secret("a secret of more than thirty-two bytes");
-        let cookie = with_cookie(ADMIN_COOKIE, &admin_cookie(&key.for_admin("t1")));
-        assert!(is_admin(&key.for_admin("t1"), &cookie));
-        // The session secret alone, or another admin token, is not enough.
-        assert!(!is_admin(&key, &cookie));
-        assert!(!is_admin(&key.for_admin("t2"), &cookie));
-        let forged = with_cookie(ADMIN_COOKIE, &admin_cookie(&key));
-        assert!(!is_admin(&key.for_admin("t1"), &forged));
-    }
-
-    #[test]
-    fn an_admin_session_is_its_own_cookie() {
-        let key = SessionKey::random().unwrap();
-        assert!(is_admin(
-            &key,
-            &with_cookie(ADMIN_COOKIE, &admin_cookie(&key))
-        ));
-        // A buyer's cookie under the admin cookie's name is no admin.
-        let bob = Buyer {
-            user_id: 5,
-            name: "bob".into(),
-        };
-        assert!(!is_admin(
-            &key,
-            &with_cookie(ADMIN_COOKIE, &buyer_cookie(&key, &bob))
-        ));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use seckill_web::session::Identity;
+use seckill_web::session::{Identity, SessionKey};
 use seckill_web::Config;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -589,6 +589,110 @@ async fn the_admin_logs_in_adds_pauses_and_reconciles() {
     assert_eq!(drifts.body["drifts"][0]["drift"], 0, "{}", drifts.body);
     let stats = call(&app, "GET", "/api/admin/stats", Some(&admin), None).await;
     assert_eq!(stats.body["buys"], 1, "{}", stats.body);
+}
+
+/// The admin's session cookie, logged in with the admin token.
+async fn admin_login(app: &Router) -> String {
+    let token = json!({ "token": common::TOKEN });
+    let answer = call(app, "POST", "/api/admin/login", None, Some(token)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    answer.cookie.expect("an admin cookie")
+}
+
+/// The status of an admin call made with `cookie`.
+async fn admin_stats(app: &Router, cookie: &str) -> StatusCode {
+    call(app, "GET", "/api/admin/stats", Some(cookie), None)
+        .await
+        .status
+}
+
+/// Logout ends the session on the gateway: the cookie it was (kept, or
+/// copied before) is refused from then on, not only dropped by the browser.
+#[tokio::test]
+async fn after_an_admin_logout_the_same_cookie_is_refused() {
+    let server = Server::start();
+    let app = seckill_web::app(config(&server.addr, 0.0, 1));
+    let (kept, other) = (admin_login(&app).await, admin_login(&app).await);
+    assert_eq!(admin_stats(&app, &kept).await, StatusCode::OK);
+
+    let out = call(
+        &app,
+        "POST",
+        "/api/admin/logout",
+        Some(&kept),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::OK);
+    assert_eq!(out.cookie.as_deref(), Some("seckill_admin="));
+    let refused = call(&app, "GET", "/api/admin/stats", Some(&kept), None).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(refused.body["error"], "not_admin");
+    let page = app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri("/admin")
+                .header(header::COOKIE, &kept)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let page = page.into_body().collect().await.unwrap().to_bytes();
+    let page = String::from_utf8_lossy(&page);
+    assert!(page.contains(r#"data-admin="false""#), "the login form");
+    // The admin's other session is its own.
+    assert_eq!(admin_stats(&app, &other).await, StatusCode::OK);
+}
+
+/// An admin cookie that verifies but whose id this gateway did not issue,
+/// as after a restart or on another gateway with the same session secret,
+/// is no session; nor is one signed for an id made up.
+#[tokio::test]
+async fn an_admin_cookie_of_an_id_not_issued_here_is_refused() {
+    let server = Server::start();
+    let secret = "one session secret for both gateways, 32+ bytes";
+    let gateway = |server: &Server| {
+        let mut config = config(&server.addr, 0.0, 1);
+        config.key = SessionKey::from_secret(secret);
+        seckill_web::app(config)
+    };
+    let (first, second) = (gateway(&server), gateway(&server));
+    let cookie = admin_login(&first).await;
+    assert_eq!(admin_stats(&first, &cookie).await, StatusCode::OK);
+    assert_eq!(
+        admin_stats(&second, &cookie).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // Buyers' sessions still hold on both.
+    let alice = login(&first, "alice").await;
+    let me = call(&second, "GET", "/api/me", Some(&alice), None).await;
+    assert_eq!(me.body["name"], "alice", "{}", me.body);
+
+    let expires = common::now_ms() / 1000 + 3600;
+    let made_up = SessionKey::from_secret(secret)
+        .for_admin(common::TOKEN)
+        .sign(&format!("a.{}.{expires}", "ab".repeat(16)));
+    let forged = format!("seckill_admin={made_up}");
+    assert_eq!(admin_stats(&first, &forged).await, StatusCode::UNAUTHORIZED);
+}
+
+/// At most 64 admin sessions at once: the 65th login ends the first.
+#[tokio::test]
+async fn past_64_admin_sessions_a_login_ends_the_oldest() {
+    let server = Server::start();
+    let app = seckill_web::app(config(&server.addr, 0.0, 1));
+    let mut cookies = Vec::new();
+    for _ in 0..=seckill_web::admin_sessions::MAX_ADMIN_SESSIONS {
+        cookies.push(admin_login(&app).await);
+    }
+    assert_eq!(
+        admin_stats(&app, &cookies[0]).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(admin_stats(&app, &cookies[1]).await, StatusCode::OK);
+    assert_eq!(admin_stats(&app, &cookies[64]).await, StatusCode::OK);
 }
 
 #[tokio::test]

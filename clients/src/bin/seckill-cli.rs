@@ -12,6 +12,7 @@ mod cli;
 
 use std::io::{IsTerminal, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -19,6 +20,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use seckill_client::metrics::{Scraper, Snapshot};
 use seckill_client::proto::Capabilities;
+use seckill_client::secret_file;
 use seckill_client::{
     random_request_id, Cancellation, Client, Error as ClientError, ErrorKind, Goods, NewGoods,
     Order, OrderState, Payment, Purchase, RequestId, SaleAction, SaleRules, Status,
@@ -64,6 +66,13 @@ struct Cli {
     #[arg(long, global = true, help_heading = GLOBAL)]
     #[arg(env = "SECKILL_ADMIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Read the admin token from this file instead (one trailing newline is
+    /// dropped; at most 4 KiB), e.g. a systemd credential: a path shows in
+    /// the process list, the token does not. Not with --token (nor
+    /// SECKILL_ADMIN_TOKEN).
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "PATH")]
+    #[arg(env = "SECKILL_ADMIN_TOKEN_FILE", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
     /// Print one JSON value per command instead of text.
     #[arg(long, global = true, help_heading = GLOBAL)]
     json: bool,
@@ -293,7 +302,7 @@ enum SaleCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse().and_then(Cli::checked) {
         Ok(cli) => cli,
         // clap would exit with 2 on a usage error, which here means "the
         // sale said no"; a typo is an error like any other.
@@ -855,6 +864,23 @@ fn capability_names(caps: Capabilities) -> Vec<&'static str> {
     .collect()
 }
 
+impl Cli {
+    /// Refuses what `conflicts_with` lets through: clap checks a conflict
+    /// only between options given on the same side of the subcommand
+    /// (clap-rs/clap#1204), and `--token` and `--token-file` are global.
+    fn checked(self) -> Result<Cli, clap::Error> {
+        use clap::CommandFactory;
+        if self.token.is_some() && self.token_file.is_some() {
+            return Err(Cli::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--token (or SECKILL_ADMIN_TOKEN) cannot be used with --token-file \
+                 (or SECKILL_ADMIN_TOKEN_FILE)",
+            ));
+        }
+        Ok(self)
+    }
+}
+
 impl Command {
     /// Whether the command needs admin rights, and so the admin token.
     fn is_admin(&self) -> bool {
@@ -897,8 +923,10 @@ fn connect(cli: &Cli, admin: bool) -> anyhow::Result<Client> {
         .connect_timeout(cli.timeout)
         .read_timeout(hello_timeout)
         .write_timeout(cli.timeout);
-    if let Some(token) = cli.token.as_ref().filter(|_| admin) {
-        builder = builder.token(token.as_str());
+    if admin {
+        if let Some(token) = admin_token(cli)? {
+            builder = builder.token(token);
+        }
     }
     let mut client = match builder.connect() {
         Ok(client) => client,
@@ -912,6 +940,20 @@ fn connect(cli: &Cli, admin: bool) -> anyhow::Result<Client> {
     };
     client.set_read_timeout(Some(cli.timeout))?;
     Ok(client)
+}
+
+/// The admin token, as given or read from `--token-file`. The caller asks
+/// only for an admin command: a token file this user cannot read must not
+/// make `goods list` fail, as a stale token must not.
+fn admin_token(cli: &Cli) -> anyhow::Result<Option<String>> {
+    // Both together were refused at parsing (`Cli::checked`).
+    match (&cli.token, &cli.token_file) {
+        (Some(token), _) => Ok(Some(token.clone())),
+        (None, Some(path)) => secret_file::read(path)
+            .map(Some)
+            .context("reading the admin token (--token-file)"),
+        (None, None) => Ok(None),
+    }
 }
 
 /// A sale window, `--start` and `--end` tied to one clock, as Unix
@@ -1014,8 +1056,9 @@ fn explain(err: &anyhow::Error, cli: &Cli) -> String {
         }
         ErrorKind::Server(Status::RateLimited) => "rate limited, retry later, more slowly".into(),
         ErrorKind::Server(Status::Unauthorized) => {
-            "unauthorized: admin token missing or wrong (set SECKILL_ADMIN_TOKEN; --token works \
-             too, but other users of the machine can read it in the process list)"
+            "unauthorized: admin token missing or wrong (set SECKILL_ADMIN_TOKEN, or give \
+             --token-file PATH; --token works too, but other users of the machine can read it in \
+             the process list)"
                 .into()
         }
         ErrorKind::Server(Status::TokenRequired) => "this goods is sold only with a purchase \
@@ -1151,5 +1194,40 @@ mod tests {
         assert!(matches!(one.command, Command::Reconcile { goods: Some(3) }));
         // Goods ids start at 1; 0 would mean every goods on the wire.
         assert!(Cli::try_parse_from(["seckill-cli", "reconcile", "--goods", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_token_and_its_file_are_refused_together() {
+        use clap::error::ErrorKind;
+        use clap::{CommandFactory, FromArgMatches};
+        // Without the environment, where a SECKILL_ADMIN_TOKEN of whoever
+        // runs the tests would conflict too.
+        let parse = |args: &[&str]| {
+            let matches = Cli::command()
+                .mut_args(|arg| arg.env(None))
+                .try_get_matches_from(args)?;
+            Cli::from_arg_matches(&matches).and_then(Cli::checked)
+        };
+        let file = parse(&["seckill-cli", "stats", "--token-file=/run/t"]).unwrap();
+        assert_eq!(file.token_file, Some(PathBuf::from("/run/t")));
+        // On either side of the subcommand: both options are global.
+        for args in [
+            [
+                "seckill-cli",
+                "--token=s3cret",
+                "--token-file=/run/t",
+                "stats",
+            ],
+            [
+                "seckill-cli",
+                "--token-file=/run/t",
+                "stats",
+                "--token=s3cret",
+            ],
+        ] {
+            let refused = parse(&args).err().expect("refused");
+            assert_eq!(refused.kind(), ErrorKind::ArgumentConflict);
+            assert!(!refused.to_string().contains("s3cret"), "{refused}");
+        }
     }
 }
