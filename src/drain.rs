@@ -1,7 +1,8 @@
 //! The queue drain (the `queued` ack mode): one thread that writes the
 //! orders queued in the stock store to the order store, then acknowledges
-//! them in the queue. In the `durable` mode on Redis it writes, once at
-//! start, what servers that ran with `--ack queued` left there, then ends.
+//! them in the queue. In the `durable` mode on Redis it writes, at start
+//! and before the sale opens, what servers that ran with `--ack queued`
+//! left there ([`Drain::write_leftovers`]).
 //!
 //! Buyers were told "ok" when their order was queued, so nothing here
 //! answers anyone, and a write that fails is retried (with backoff) until it
@@ -78,47 +79,41 @@ impl Drain {
             .spawn(move || self.run())
     }
 
-    /// The drain of a durable server ([`crate::sale::Queues::Leftover`]):
-    /// see [`run_for_leftovers`](Self::run_for_leftovers).
-    pub fn spawn_for_leftovers(self) -> std::io::Result<JoinHandle<()>> {
-        thread::Builder::new()
-            .name("queue-leftovers".into())
-            .spawn(move || self.run_for_leftovers())
-    }
-
-    /// Writes the orders queued servers left in the queues (a sale switched
-    /// from `--ack queued` to `durable`), then ends: nothing is queued in
-    /// the durable mode. Until they are written, reconciliations count them
-    /// as held. Only goods whose queues hold entries are read, so that a
-    /// durable server makes no queue (a read makes its consumer group).
-    /// Passes go on while they write something; an order the order store
-    /// refuses stays queued, counted as held, for an operator.
-    fn run_for_leftovers(self) {
-        let mut wait = RETRY_MIN;
+    /// The durable mode on Redis ([`crate::sale::Queues::Leftover`]): writes
+    /// the orders queued servers left in the queues (a sale switched from
+    /// `--ack queued`), at start, before the sale opens, so that BUYs and
+    /// reads meet them in the order store as every durable order. Until
+    /// then, reconciliations count them as held. Only goods whose queues
+    /// hold entries are read, so that a durable server makes no queue (a
+    /// read makes its consumer group). Passes go on while they write
+    /// something; orders the order store refuses stay queued, counted as
+    /// held, for an operator. A failed pass (a store down) is an error,
+    /// for start-up to try again.
+    pub fn write_leftovers(&self) -> Result<(), String> {
         loop {
-            if self.stop.is_triggered() {
-                return;
-            }
-            let goods = match self.goods_with_entries() {
-                Ok(goods) => goods,
-                // Logged once per outage by the store.
-                Err(_) => {
-                    thread::sleep(wait);
-                    wait = (wait * 2).min(RETRY_MAX);
-                    continue;
-                }
-            };
+            let goods = self
+                .goods_with_entries()
+                .map_err(|e| format!("reading the queues: {e}"))?;
             if goods.is_empty() {
-                return;
+                return Ok(());
             }
             warn!(
                 "queue drain: {} goods hold orders queued by a server with --ack queued; writing them",
                 goods.len()
             );
-            let written = self.claim(&goods, Duration::ZERO) + self.read_all(&goods);
-            if written == 0 {
-                warn!("queue drain: the orders left queued cannot be written now; they stay counted as held");
-                return;
+            let (claimed, claims_failed) = self.claim(&goods, Duration::ZERO);
+            let read = self
+                .read_all(&goods)
+                .map_err(|e| format!("reading the queues: {e}"))?;
+            if claims_failed {
+                return Err("claiming the queues' entries failed".into());
+            }
+            if self.stop.is_triggered() {
+                return Err("stopping".into());
+            }
+            if claimed + read == 0 {
+                warn!("queue drain: the orders left queued cannot be written; they stay counted as held");
+                return Ok(());
             }
         }
     }
@@ -134,23 +129,22 @@ impl Drain {
         Ok(goods)
     }
 
-    /// Reads and writes the new entries of `goods` until a read finds none
-    /// (or fails); how many were written.
-    fn read_all(&self, goods: &[GoodsId]) -> usize {
+    /// Reads and writes the new entries of `goods` until a read finds none;
+    /// how many were written.
+    fn read_all(&self, goods: &[GoodsId]) -> Result<usize, StoreError> {
         let mut written = 0;
-        while let Ok(batch) = self
-            .queue
-            .read(goods, &self.consumer, self.batch_max, Duration::ZERO)
-        {
+        loop {
+            let batch = self
+                .queue
+                .read(goods, &self.consumer, self.batch_max, Duration::ZERO)?;
             if batch.is_empty() {
-                break;
+                return Ok(written);
             }
             match self.write(&batch, None) {
-                Written::Stopped => break,
+                Written::Stopped => return Ok(written),
                 Written::Done { left } => written += batch.len() - left,
             }
         }
-        written
     }
 
     fn run(self) {
@@ -222,9 +216,9 @@ impl Drain {
     }
 
     /// Takes over the entries of `goods` idle for `min_idle` and writes
-    /// them; how many were written.
-    fn claim(&self, goods: &[GoodsId], min_idle: Duration) -> usize {
-        let mut written = 0;
+    /// them; how many were written, and whether a claim failed.
+    fn claim(&self, goods: &[GoodsId], min_idle: Duration) -> (usize, bool) {
+        let (mut written, mut failed) = (0, false);
         for &goods in goods {
             loop {
                 match self
@@ -243,7 +237,7 @@ impl Drain {
                         // writing, for as long as the sale keeps them busy.
                         let last = batch.len() < self.batch_max;
                         match self.write(&batch, None) {
-                            Written::Stopped => return written,
+                            Written::Stopped => return (written, failed),
                             // Claimed again at once otherwise (at start
                             // any pending entry is idle enough): on to the
                             // next goods.
@@ -259,11 +253,14 @@ impl Drain {
                     }
                     // Logged once per outage by the store; the other goods'
                     // entries are still taken over.
-                    Err(_) => break,
+                    Err(_) => {
+                        failed = true;
+                        break;
+                    }
                 }
             }
         }
-        written
+        (written, failed)
     }
 
     /// Writes a batch until it sticks, acknowledging what is written, at
@@ -638,7 +635,7 @@ mod tests {
             ..Recorded::default()
         });
         let (drain, _orders, goods) = drain(&dir, queue.clone(), &[]);
-        assert_eq!(drain.claim(&[goods], Duration::ZERO), 1);
+        assert_eq!(drain.claim(&[goods], Duration::ZERO), (1, false));
         assert_eq!(queue.claims.load(Ordering::SeqCst), 1);
     }
 
@@ -653,7 +650,7 @@ mod tests {
             ..Recorded::default()
         });
         let (drain, _orders, goods) = drain(&dir, queue.clone(), &[]);
-        assert_eq!(drain.claim(&[7, goods], Duration::ZERO), 1);
+        assert_eq!(drain.claim(&[7, goods], Duration::ZERO), (1, true));
         assert_eq!(queue.acked.lock().concat(), ["1-1"]);
     }
 }

@@ -109,9 +109,6 @@ impl Roles {
         if let Some(queue) = sale.queue() {
             let drain = Drain::new(config, sale.clone(), queue, self.back_stop.clone());
             started.back.push(drain.spawn()?);
-        } else if let Some(leftovers) = sale.leftovers() {
-            let drain = Drain::new(config, sale.clone(), leftovers, self.back_stop.clone());
-            started.back.push(drain.spawn_for_leftovers()?);
         }
         let writer = Writer::new(config, orders_rx, sale.clone(), self.reactors.clone());
         started.pipeline.push(writer.spawn()?);

@@ -30,6 +30,7 @@ use anyhow::Context;
 use log::{error, info, warn};
 
 use crate::config::Config;
+use crate::drain::Drain;
 use crate::lease::{LeaseError, NodeLease};
 use crate::metrics::Metrics;
 use crate::panics::survive;
@@ -88,6 +89,7 @@ enum Step {
     Schema,
     NodeId,
     Goods,
+    Leftovers,
 }
 
 impl Step {
@@ -97,6 +99,7 @@ impl Step {
             Step::Schema => "creating MySQL's tables",
             Step::NodeId => "leasing a node id",
             Step::Goods => "loading and reconciling the goods",
+            Step::Leftovers => "writing the orders queued servers left in Redis",
         }
     }
 }
@@ -138,6 +141,8 @@ pub struct Startup {
     /// Until leased; then its thread renews it.
     lease: Option<NodeLease>,
     prepared: bool,
+    /// Opened, while the orders queued servers left are written.
+    opened: Option<Arc<Sale>>,
     back_stop: Stop,
     /// The node lease's thread, once it runs.
     threads: Vec<JoinHandle<()>>,
@@ -166,6 +171,7 @@ impl Startup {
             numbers,
             lease: Some(lease),
             prepared: false,
+            opened: None,
             back_stop,
             threads: Vec::new(),
             waiting: None,
@@ -252,17 +258,38 @@ impl Startup {
                 }
             }
         }
-        let stores = &self.stores;
-        let mut sale = Sale::open(
-            stores.stock.clone(),
-            stores.orders.clone(),
-            stores.queues.clone(),
-            self.numbers.clone(),
-            self.metrics.clone(),
-        )
-        .map_err(|e| failed(Step::Goods, e))?;
-        sale.set_token_ttl(u64::try_from(self.config.token_ttl.as_millis()).unwrap_or(u64::MAX));
-        Ok(Arc::new(sale))
+        let sale = match self.opened.take() {
+            Some(sale) => sale,
+            None => {
+                let stores = &self.stores;
+                let mut sale = Sale::open(
+                    stores.stock.clone(),
+                    stores.orders.clone(),
+                    stores.queues.clone(),
+                    self.numbers.clone(),
+                    self.metrics.clone(),
+                )
+                .map_err(|e| failed(Step::Goods, e))?;
+                let ttl = u64::try_from(self.config.token_ttl.as_millis()).unwrap_or(u64::MAX);
+                sale.set_token_ttl(ttl);
+                Arc::new(sale)
+            }
+        };
+        // Before the sale opens: every BUY and read then meets those orders
+        // in the order store, as the durable mode's own.
+        if let Some(leftovers) = sale.leftovers() {
+            let drain = Drain::new(
+                &self.config,
+                sale.clone(),
+                leftovers,
+                self.back_stop.clone(),
+            );
+            if let Err(why) = drain.write_leftovers() {
+                self.opened = Some(sale);
+                return Err(Stopped::Waiting(Step::Leftovers, why));
+            }
+        }
+        Ok(sale)
     }
 }
 
