@@ -153,6 +153,12 @@ impl Sale {
             }
         }
         for entry in entries {
+            // Counted only over readings one after another: not across a
+            // time the goods was in doubt or could not be read.
+            let readable = !entry.gate.is_unsure() && !entry.gate.has_fence();
+            if !readable {
+                entry.gate.stranded_for(false, now);
+            }
             if entry.gate.is_unsure() {
                 if entry.gate.repair_due(now) {
                     self.reconcile_lost(&entry);
@@ -189,6 +195,7 @@ impl Sale {
                             .is_some_and(|&(total, live)| live < u64::from(total));
                     if entry.gate.stranded_for(short, now) >= STRANDED_AFTER_MS
                         && self.nothing_queued(entry.id)
+                        && self.still_short(entry.id)
                     {
                         warn!(
                             "goods {}: sold out in the stock store for a minute with units in no live order; reconciling",
@@ -199,7 +206,9 @@ impl Sale {
                     }
                 }
                 Ok(None) if entry.gate.repair_due(now) => self.reconcile_lost(&entry),
-                Ok(None) | Err(_) => {}
+                Ok(None) | Err(_) => {
+                    entry.gate.stranded_for(false, now);
+                }
             }
         }
     }
@@ -252,6 +261,17 @@ impl Sale {
             entry.view.raise_total(record.total);
         }
         written
+    }
+
+    /// Whether the order store's live orders of the goods are still short
+    /// of its total, read again after the queues were found empty: the
+    /// drain may have written their last orders between the catalog's
+    /// reading and that look. Unknown is not short.
+    fn still_short(&self, goods: GoodsId) -> bool {
+        matches!(
+            self.orders.find_goods(goods),
+            Ok(Some(record)) if record.live_orders < u64::from(record.total)
+        )
     }
 
     /// Whether no order of the goods waits in a queue (the queued mode's,

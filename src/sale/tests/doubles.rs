@@ -213,6 +213,7 @@ impl StockStore for FlakyStock {
         self.inner.snapshot(g)
     }
     fn levels(&self, g: GoodsId) -> Result<Option<Levels>, StoreError> {
+        self.check()?;
         self.inner.levels(g)
     }
     fn remaining(&self, g: GoodsId) -> Result<Option<u32>, StoreError> {

@@ -227,6 +227,103 @@ fn a_unit_stranded_by_a_dead_canceller_is_back_on_sale_within_a_minute() {
     }
 }
 
+/// The minute of a stranded unit is counted over readings one after
+/// another: a stock store that could not be read meanwhile starts it again
+/// (one short reading before the outage and one after are not a minute).
+#[test]
+fn a_stranded_minute_is_not_counted_across_an_outage() {
+    let (_dir, orders) = sqlite_orders();
+    let goods = orders.add_goods(&lamp(1), None).unwrap().id;
+    let stock = Arc::new(FlakyStock::default());
+    let sale = durable(stock.clone(), orders.clone());
+    let now = now_ms();
+    let order_no = crate::sale::order_no::made_at_for_tests(now, 9, 1);
+    let rules = crate::store::fixtures::rules_at(1, now);
+    let buyers = crate::store::fixtures::buyers(&[(7, order_no)]);
+    stock.reserve(goods, &rules, &buyers).unwrap();
+    let record = created(order_no, 7, goods);
+    orders.insert_orders(std::slice::from_ref(&record)).unwrap();
+    orders.cancel(7, order_no).unwrap();
+    sale.refresh_stock_at(now);
+    *stock.failing.lock() = true;
+    sale.refresh_stock_at(now + 30_000);
+    *stock.failing.lock() = false;
+    sale.refresh_stock_at(now + 61_000);
+    let entry = sale.catalog().get(goods).unwrap();
+    assert!(!entry.gate.is_unsure(), "counted across the outage");
+    sale.refresh_stock_at(now + 121_000);
+    assert!(entry.gate.is_unsure(), "a minute of readings after it");
+}
+
+/// The queued mode's last orders of a goods written by the drain between
+/// the catalog's reading of the live orders and the look at the queue: not
+/// taken for units in no live order (the live orders are read again).
+#[test]
+fn a_queue_drained_between_the_two_readings_is_no_stranded_unit() {
+    /// A queue whose look at its backlog is where the drain writes what it
+    /// holds.
+    struct DrainedOnLook {
+        left: Mutex<Vec<OrderRecord>>,
+        orders: Arc<crate::store::SqliteStore>,
+    }
+    impl crate::store::OrderQueue for DrainedOnLook {
+        fn read(
+            &self,
+            _: &[GoodsId],
+            _: &str,
+            _: usize,
+            _: std::time::Duration,
+        ) -> Result<Vec<crate::store::QueuedOrder>, crate::store::StoreError> {
+            Ok(Vec::new())
+        }
+        fn claim_stale(
+            &self,
+            _: GoodsId,
+            _: &str,
+            _: std::time::Duration,
+            _: usize,
+        ) -> Result<Vec<crate::store::QueuedOrder>, crate::store::StoreError> {
+            Ok(Vec::new())
+        }
+        fn ack(&self, _: GoodsId, _: &[String]) -> Result<(), crate::store::StoreError> {
+            Ok(())
+        }
+        fn queued(&self, _: GoodsId) -> Result<Vec<OrderRecord>, crate::store::StoreError> {
+            Ok(self.left.lock().clone())
+        }
+        fn backlog(&self, _: GoodsId) -> Result<crate::store::Backlog, crate::store::StoreError> {
+            let left = std::mem::take(&mut *self.left.lock());
+            self.orders.insert_orders(&left)?;
+            Ok(crate::store::Backlog::default())
+        }
+    }
+    let (_dir, orders) = sqlite_orders();
+    let goods = orders.add_goods(&lamp(1), None).unwrap().id;
+    let stock = Arc::new(MemoryStock::new());
+    let queue = Arc::new(DrainedOnLook {
+        left: Mutex::new(Vec::new()),
+        orders: orders.clone(),
+    });
+    let sale = Sale::open(
+        stock.clone(),
+        orders,
+        Queues::Acked(queue.clone()),
+        1,
+        Arc::new(Metrics::default()),
+    )
+    .unwrap();
+    let now = now_ms();
+    let order_no = crate::sale::order_no::made_at_for_tests(now, 9, 1);
+    let rules = crate::store::fixtures::rules_at(1, now);
+    let buyers = crate::store::fixtures::buyers(&[(7, order_no)]);
+    stock.reserve(goods, &rules, &buyers).unwrap();
+    queue.left.lock().push(created(order_no, 7, goods));
+    sale.refresh_stock_at(now);
+    sale.refresh_stock_at(now + 60_000);
+    let entry = sale.catalog().get(goods).unwrap();
+    assert!(!entry.gate.is_unsure(), "reconciled for units all sold");
+}
+
 /// A sale on stores another server shares (SQLite, the stock in memory),
 /// in the queued mode (with a queue the test fills) or the durable one,
 /// with one goods.
