@@ -527,7 +527,8 @@ fn the_admin_token_comes_from_a_file() {
         text(&from_env.stderr)
     );
 
-    // Both, on one side of the subcommand or on either.
+    // Both, on one side of the subcommand or on either: an admin command
+    // is refused, a public one (which sends no token) is not.
     for args in [
         ["--token", TOKEN, "--token-file", file, "stats"],
         ["--token-file", file, "stats", "--token", TOKEN],
@@ -540,6 +541,13 @@ fn the_admin_token_comes_from_a_file() {
         );
         assert!(!text(&both.stderr).contains(TOKEN), "{args:?}");
     }
+    let public = Command::new(env!("CARGO_BIN_EXE_seckill-cli"))
+        .args(["--addr", &addr.to_string(), "goods", "list"])
+        .env("SECKILL_ADMIN_TOKEN", TOKEN)
+        .env("SECKILL_ADMIN_TOKEN_FILE", &path)
+        .output()
+        .unwrap();
+    assert_eq!(public.status.code(), Some(0), "{}", text(&public.stderr));
 
     // A file that cannot be read fails the admin commands only.
     let missing = dir.path().join("no-such-token");
