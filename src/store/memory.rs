@@ -348,7 +348,10 @@ impl StockStore for MemoryStock {
     /// reservations of the goods wait on the goods' gate while it
     /// reconciles.
     fn begin_load(&self, goods: GoodsId, epoch: Epoch) -> Result<Loaded, StoreError> {
-        match self.goods.read().get(&goods).map(|s| s.lock().epoch) {
+        // The map's guard is let go before the goods' lock is taken: both
+        // are leaves of the lock order (`crate::sale::catalog`).
+        let stock = self.goods.read().get(&goods).cloned();
+        match stock.map(|s| s.lock().epoch) {
             Some(at) if at >= epoch => Ok(Loaded::Superseded(at)),
             _ => Ok(Loaded::Now),
         }
