@@ -17,10 +17,20 @@
 //! never one above it; locks on one line are never held together.
 //!
 //! 1. [`Gate`] of a goods (per goods; one goods at a time). Shared: a
-//!    reservation across its stock call, the return of cancelled units
-//!    across its release call. Alone: reconciliation across its reads and
-//!    loads of both stores, a restock across its two writes, a sale
-//!    control (no I/O). BUYs never wait for it across store I/O.
+//!    reservation across its stock call and what its answers need (in the
+//!    durable mode the order store's states of held orders this server
+//!    does not know, and the release of units held for cancelled ones),
+//!    the return of cancelled units across its release call. Alone:
+//!    reconciliation across its reads and loads of both stores, a restock
+//!    across its two writes, a sale control (no I/O). BUYs never wait for
+//!    it across store I/O; a reconciliation waits for the shared holders,
+//!    and, the lock being fair, shared takers after it wait for it.
+//!
+//!    Not a lock of this process: the database's row locks, taken by order
+//!    batches goods row first, then order index entries, and by settles
+//!    and the expiry sweep order rows first, then the goods row. The two
+//!    orders can deadlock; InnoDB breaks it, and such a transaction is run
+//!    again (`src/store/mysql/calls.rs`).
 //! 2. [`Holders`]' `live` map (per goods), then its `forgotten` set.
 //!    Held only for in-memory work, by reactors (read) and the order
 //!    writer, expiry and reconciliation (write).
