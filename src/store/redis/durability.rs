@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use ::redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
+use ::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use ::redis::{Cmd, RedisResult, Value};
 
 use super::link::Link;
@@ -49,7 +49,8 @@ pub fn queued_risks(nodes: &[NodeDurability], wait: u32) -> Vec<String> {
                  lose the last queued orders told \"ok\""
             )),
             _ => risks.push(format!(
-                "redis {node}: could not read appendonly and appendfsync (CONFIG refused?): \
+                "redis {node}: could not read appendonly and appendfsync (CONFIG refused, or no \
+                 answer): \
                  queued orders told \"ok\" survive a restart of Redis only with appendonly yes, \
                  appendfsync always"
             )),
@@ -79,7 +80,7 @@ impl RedisStock {
             info.arg("replication");
             ask_each(con, info)
         })?;
-        let mut nodes: Vec<NodeDurability> = config
+        let nodes: Vec<NodeDurability> = config
             .into_iter()
             .map(|(node, config)| {
                 let settings = config.ok().and_then(parse_config);
@@ -99,8 +100,6 @@ impl RedisStock {
                 }
             })
             .collect();
-        // The crate answers in no order: the log reads better in one.
-        nodes.sort_by(|a, b| a.node.cmp(&b.node));
         Ok(nodes)
     }
 }
@@ -113,26 +112,55 @@ fn config_get() -> Cmd {
     cmd
 }
 
-/// Sends `cmd` to the one Redis, or to every primary of the cluster; each
-/// node's answer, a refusal (an ACL's, a renamed command's) kept as that
-/// node's, not the call's.
+/// Sends `cmd` to the one Redis, or to each primary of the cluster on its
+/// own (as CLUSTER SLOTS names them), so that one node that fails or
+/// refuses is that node's answer, not every node's; a refusal (an ACL's, a
+/// renamed command's) is an answer of nil.
 fn ask_each(con: &mut Link, cmd: Cmd) -> RedisResult<Vec<(String, RedisResult<Value>)>> {
     match con {
         Link::One(c) => Ok(vec![("redis".into(), refused_as_value(cmd.query(c)))]),
         Link::Cluster(c) => {
-            let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
-            match refused_as_value(c.route_command(&cmd, routing)) {
-                // Without a response policy the crate answers a map of each
-                // node's address to its reply.
-                Ok(Value::Map(by_node)) => Ok(by_node
-                    .into_iter()
-                    .map(|(node, v)| (text(&node).unwrap_or_default(), Ok(v)))
-                    .collect()),
-                Ok(other) => Ok(vec![("cluster".into(), Ok(other))]),
-                Err(e) => Ok(vec![("cluster".into(), Err(e))]),
-            }
+            let slots = ::redis::cmd("CLUSTER").arg("SLOTS").query(&mut **c)?;
+            Ok(primaries(&slots)
+                .into_iter()
+                .map(|(host, port)| {
+                    let node = SingleNodeRoutingInfo::ByAddress {
+                        host: host.clone(),
+                        port,
+                    };
+                    let answer = c.route_command(&cmd, RoutingInfo::SingleNode(node));
+                    (format!("{host}:{port}"), refused_as_value(answer))
+                })
+                .collect())
         }
     }
+}
+
+/// The primaries' addresses in CLUSTER SLOTS' answer (each range is
+/// `[first, last, [host, port, id, ...], replicas...]`), once each.
+fn primaries(slots: &Value) -> Vec<(String, u16)> {
+    let Value::Array(ranges) = slots else {
+        return Vec::new();
+    };
+    let mut found: Vec<(String, u16)> = ranges
+        .iter()
+        .filter_map(|range| match range {
+            Value::Array(items) => match items.get(2) {
+                Some(Value::Array(primary)) => {
+                    let host = text(primary.first()?)?;
+                    let Some(Value::Int(port)) = primary.get(1) else {
+                        return None;
+                    };
+                    Some((host, u16::try_from(*port).ok()?))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    found.sort();
+    found.dedup();
+    found
 }
 
 /// A server's refusal is an answer ("would not say"); a broken link is not.
@@ -219,6 +247,45 @@ mod tests {
         );
         // Unknown replicas: nothing said of them.
         assert!(queued_risks(&[node(Some(true), Some("always"), None)], 0).is_empty());
+    }
+
+    #[test]
+    fn each_primary_is_asked_once() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let node = |host: &str, port: i64, id: &str| {
+            Value::Array(vec![bulk(host), Value::Int(port), bulk(id)])
+        };
+        let range = |first, last, primary, replica| {
+            Value::Array(vec![Value::Int(first), Value::Int(last), primary, replica])
+        };
+        let slots = Value::Array(vec![
+            range(
+                0,
+                99,
+                node("10.0.0.2", 7001, "b"),
+                node("10.0.0.5", 7004, "e"),
+            ),
+            range(
+                100,
+                199,
+                node("10.0.0.1", 7000, "a"),
+                node("10.0.0.4", 7003, "d"),
+            ),
+            range(
+                200,
+                299,
+                node("10.0.0.2", 7001, "b"),
+                node("10.0.0.5", 7004, "e"),
+            ),
+        ]);
+        assert_eq!(
+            primaries(&slots),
+            [
+                ("10.0.0.1".to_string(), 7000),
+                ("10.0.0.2".to_string(), 7001)
+            ]
+        );
+        assert!(primaries(&Value::Nil).is_empty());
     }
 
     #[test]
