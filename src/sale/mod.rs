@@ -290,6 +290,16 @@ impl Sale {
 
     /// One release call for these holders of one goods.
     fn release_holders(&self, goods: GoodsId, holders: &[(UserId, OrderNo)]) {
+        if self.catalog.get(goods).is_none() {
+            // Another server's goods this server has not read yet (a
+            // cancel within a refresh of its adding): the stock store must
+            // know its buckets first, or the release goes to keys that hold
+            // none of its units. Unknown, the release tries as it is, and a
+            // failure is left to the refresh's look at stranded units.
+            if let Ok(Some(record)) = self.orders.find_goods(goods) {
+                self.stock.split(goods, record.buckets);
+            }
+        }
         let released = self
             .metrics
             .timing
