@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use log::{error, info, warn};
 
+use crate::clock::now_ms;
 use crate::config::Config;
 use crate::drain::Drain;
 use crate::lease::{LeaseError, NodeLease};
@@ -230,6 +231,7 @@ impl Startup {
             if let Some(mysql) = &self.stores.mysql {
                 mysql.prepare().map_err(|e| failed(Step::Schema, e))?;
             }
+            check_clock(self.stores.stock.as_ref());
             // Said, not enforced: as with MySQL's flush setting, the
             // operator may know better (a disk with its own log, a replica
             // that never becomes primary).
@@ -291,6 +293,42 @@ impl Startup {
         }
         Ok(sale)
     }
+}
+
+/// How far this server's clock may be from the shared stock store's before
+/// start-up warns.
+const CLOCK_SKEW_WARN_MS: u64 = 1_000;
+
+/// Warns if this server's clock is off the shared stock store's: every
+/// server stamps what it sends with its own clock (the sale window and a
+/// token's expiry are judged by it, and a request id is kept in Redis for
+/// an hour from it, and forgotten by it), so servers whose clocks disagree
+/// disagree on those, and one ahead by an hour forgets every server's
+/// request ids at once (a retried BUY is then decided afresh).
+fn check_clock(stock: &dyn StockStore) {
+    let before = now_ms();
+    let Ok(Some(theirs)) = stock.clock_ms() else {
+        return;
+    };
+    if let Some((skew, way)) = skew(before, theirs, now_ms()) {
+        warn!(
+            "this server's clock is {skew} ms {way} the stock store's: servers judge sale windows, \
+             token expiry and how long a request id is kept by their own clocks, so keep them in \
+             step (NTP)"
+        );
+    }
+}
+
+/// How far, and which way, this server's clock (read `before` and `after`
+/// the store's was) is off the store's (`theirs`), if by more than
+/// [`CLOCK_SKEW_WARN_MS`] and the call's round trip.
+fn skew(before: u64, theirs: u64, after: u64) -> Option<(u64, &'static str)> {
+    let trip = after.saturating_sub(before);
+    // Against the middle of the call: its round trip is not skew.
+    let mine = before + trip / 2;
+    let skew = mine.abs_diff(theirs);
+    let way = if mine > theirs { "ahead of" } else { "behind" };
+    (skew > CLOCK_SKEW_WARN_MS + trip).then_some((skew, way))
 }
 
 /// Goes on with start-up in a thread of its own, with backoff, until it is
@@ -363,4 +401,20 @@ fn pause(wait: Duration, stop: &Stop) -> bool {
         thread::sleep(left.min(STOP_CHECK));
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clock_off_the_stores_by_more_than_a_second_and_the_trip_is_told() {
+        assert_eq!(skew(10_000, 10_000, 10_000), None);
+        assert_eq!(skew(10_000, 11_000, 10_000), None);
+        assert_eq!(skew(10_000, 11_001, 10_000), Some((1_001, "behind")));
+        assert_eq!(skew(10_000, 8_000, 10_000), Some((2_000, "ahead of")));
+        // A slow call: its round trip is not counted as skew.
+        assert_eq!(skew(10_000, 12_000, 12_000), None);
+        assert_eq!(skew(3_600_000, 0, 3_600_000), Some((3_600_000, "ahead of")));
+    }
 }

@@ -575,6 +575,13 @@ pub trait StockStore: Send + Sync {
         let _ = goods;
         Ok(Vec::new())
     }
+
+    /// The store's own clock, Unix ms, where it is shared by several
+    /// servers (Redis): what each server's clock is compared with at
+    /// start. None for a store of one process.
+    fn clock_ms(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
     /// Tells the store that a goods is split over `buckets` buckets (its
     /// `GoodsRecord::buckets`, fixed when it was added), before any other
     /// call for it. A store that keeps each goods in one place (memory)

@@ -188,6 +188,11 @@ impl StockStore for RedisStock {
         Ok(self.seen_remaining(goods))
     }
 
+    fn clock_ms(&self) -> Result<Option<u64>, StoreError> {
+        let (s, us): (u64, u64) = self.call("time", |con| ::redis::cmd("TIME").query(con))?;
+        Ok(Some(s.saturating_mul(1000).saturating_add(us / 1000)))
+    }
+
     fn levels(&self, goods: GoodsId) -> Result<Option<Levels>, StoreError> {
         match self.buckets_of(goods) {
             1 => self.levels_part(goods),

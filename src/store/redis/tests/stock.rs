@@ -410,3 +410,17 @@ impl Monitor {
         }
     }
 }
+
+/// Redis's clock, which each server's is compared with at start: Unix
+/// milliseconds, within a moment of this process's on one machine.
+#[test]
+fn the_stores_clock_is_redis_time_in_ms() {
+    let stock = open(AckMode::Durable);
+    let before = crate::clock::now_ms();
+    let theirs = stock.clock_ms().unwrap().expect("Redis has a clock");
+    let after = crate::clock::now_ms();
+    assert!(
+        before.saturating_sub(1_000) <= theirs && theirs <= after + 1_000,
+        "{before} <= {theirs} <= {after}"
+    );
+}
