@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use seckill_web::session::{self, Buyer, SessionKey};
@@ -33,23 +32,7 @@ impl Gateway {
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn seckill-web");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            // The address line, then keep reading so that the gateway never
-            // writes to a closed pipe.
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else {
-            let _ = child.kill();
-            panic!("seckill-web did not start: {:?}", child.wait());
-        };
-        let addr = line
-            .strip_prefix("seckill-web listening on http://")
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_owned();
+        let (addr, _) = common::server::announced(&mut child, "seckill-web listening on http://");
         Gateway { child, addr }
     }
 

@@ -58,23 +58,7 @@ impl Server {
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn seckill-server");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            // The address line, then keep reading so that the server never
-            // writes to a closed pipe.
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else {
-            let _ = child.kill();
-            panic!("seckill-server did not start: {:?}", child.wait());
-        };
-        let addr = line
-            .strip_prefix("seckill-server listening on ")
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_string();
+        let (addr, rx) = announced(&mut child, "seckill-server listening on ");
         // The server prints its other listeners' addresses right after.
         let metrics = extra.contains(&"--metrics-listen").then(|| loop {
             let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else {
@@ -147,4 +131,28 @@ fn binary() -> &'static Path {
         assert!(binary.is_file(), "no {} after the build", binary.display());
         binary
     })
+}
+
+/// Reads `child`'s piped stdout in a thread of its own (to its end, so that
+/// the child never writes to a closed pipe) and waits 30 s at most for its
+/// first line, which must start with `prefix`: what follows it (the
+/// address a binary says it listens on), and the lines after it. Kills the
+/// child if none comes.
+pub fn announced(child: &mut Child, prefix: &str) -> (String, mpsc::Receiver<String>) {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else {
+        let _ = child.kill();
+        panic!("no {prefix:?} line: {:?}", child.wait());
+    };
+    let said = line
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("{line:?} is not {prefix:?} and an address"))
+        .to_string();
+    (said, rx)
 }
