@@ -443,3 +443,54 @@ fn a_durable_server_writes_what_a_queued_one_left() {
     assert_eq!(stores.queue_len(goods), 0);
     stores.wait_written(goods, STOCK as usize);
 }
+
+/// A unit held in Redis for an order MySQL has as cancelled (the server
+/// that cancelled it died before it gave the unit back), on a sold-out
+/// goods: no BUY reaches a worker (the reactors answer "sold out" from the
+/// flag), so nothing but the refresh's look at stranded units puts it back
+/// on sale: within a minute and a little, a new buyer gets it.
+#[test]
+fn a_unit_stranded_by_a_dead_canceller_is_sold_again() {
+    use mysql::prelude::Queryable;
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Backends::new();
+    let server = start(&dir, &stores, "durable");
+    let goods = server.admin().add_goods(on_sale("drum", 1)).unwrap().id;
+    let mut client = server.client();
+    let Purchase::Ordered(no) = client.buy(1, goods).unwrap() else {
+        panic!("the one unit not sold");
+    };
+    assert_eq!(client.buy(2, goods).unwrap(), Purchase::SoldOut);
+    // The cancel as its server commits it, and nothing after.
+    let db = &stores.db;
+    let mut mysql = stores.mysql();
+    mysql
+        .exec_drop(
+            format!("UPDATE `{db}`.orders SET state = 2, live_slot = NULL WHERE order_no = ?"),
+            (no,),
+        )
+        .unwrap();
+    mysql
+        .exec_drop(
+            format!("UPDATE `{db}`.goods SET live_orders = live_orders - 1 WHERE id = ?"),
+            (goods,),
+        )
+        .unwrap();
+    assert_eq!(stores.redis_stock(goods), Some(0));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let bought = loop {
+        // Busy while it is reconciled.
+        match while_busy(|| client.buy(2, goods)).unwrap() {
+            Purchase::Ordered(no) => break no,
+            Purchase::SoldOut => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stranded unit never came back"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_ne!(bought, no);
+    server.wait_for_log("units in no live order", Duration::from_secs(1));
+}
