@@ -231,7 +231,8 @@ impl Startup {
             if let Some(mysql) = &self.stores.mysql {
                 mysql.prepare().map_err(|e| failed(Step::Schema, e))?;
             }
-            check_clock(self.stores.stock.as_ref());
+            check_clock("stock store", || self.stores.stock.clock_ms());
+            check_clock("order store", || self.stores.orders.clock_ms());
             // Said, not enforced: as with MySQL's flush setting, the
             // operator may know better (a disk with its own log, a replica
             // that never becomes primary).
@@ -299,22 +300,24 @@ impl Startup {
 /// start-up warns.
 const CLOCK_SKEW_WARN_MS: u64 = 1_000;
 
-/// Warns if this server's clock is off the shared stock store's: every
-/// server stamps what it sends with its own clock (the sale window and a
-/// token's expiry are judged by it, and a request id is kept in Redis for
-/// an hour from it, and forgotten by it), so servers whose clocks disagree
-/// disagree on those, and one ahead by an hour forgets every server's
-/// request ids at once (a retried BUY is then decided afresh).
-fn check_clock(stock: &dyn StockStore) {
+/// Warns if this server's clock is off a shared store's (`store`, whose
+/// clock `theirs` reads): every server stamps what it sends with its own
+/// clock (the sale window and a token's expiry are judged by it, a request
+/// id is kept in Redis for an hour from it and forgotten by it, order
+/// numbers are stamped with it under limits the order store records), so
+/// servers whose clocks disagree disagree on those, and one ahead by an
+/// hour forgets every server's request ids at once (a retried BUY is then
+/// decided afresh).
+fn check_clock(store: &str, theirs: impl FnOnce() -> Result<Option<u64>, StoreError>) {
     let before = now_ms();
-    let Ok(Some(theirs)) = stock.clock_ms() else {
+    let Ok(Some(theirs)) = theirs() else {
         return;
     };
     if let Some((skew, way)) = skew(before, theirs, now_ms()) {
         warn!(
-            "this server's clock is {skew} ms {way} the stock store's: servers judge sale windows, \
-             token expiry and how long a request id is kept by their own clocks, so keep them in \
-             step (NTP)"
+            "this server's clock is {skew} ms {way} the {store}'s: servers judge sale windows, \
+             token expiry, how long a request id is kept and their order numbers by their own \
+             clocks, so keep them in step (NTP)"
         );
     }
 }

@@ -661,6 +661,13 @@ pub trait OrderStore: Send + Sync {
     /// Every goods, for the in-memory catalog at start.
     fn goods(&self) -> Result<Vec<GoodsRecord>, StoreError>;
 
+    /// The store's own clock, Unix ms, where it is a server of its own
+    /// (MySQL: node leases are timed by it): what this server's clock is
+    /// compared with at start. None for a file of this process.
+    fn clock_ms(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
     /// One goods as it stands now, if it exists.
     fn find_goods(&self, goods: GoodsId) -> Result<Option<GoodsRecord>, StoreError>;
 

@@ -325,6 +325,13 @@ impl OrderStore for MysqlStore {
         Ok(rows.into_iter().map(goods_record).collect())
     }
 
+    fn clock_ms(&self) -> Result<Option<u64>, StoreError> {
+        // The epoch whatever the session's time zone.
+        self.link.call("clock", Call::IDEMPOTENT, |conn| {
+            Ok(conn.query_first("SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS UNSIGNED)")?)
+        })
+    }
+
     fn find_goods(&self, goods: GoodsId) -> Result<Option<GoodsRecord>, StoreError> {
         self.link.call("find goods", Call::IDEMPOTENT, |conn| {
             Ok(goods_by_id(conn, goods)?)

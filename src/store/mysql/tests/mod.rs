@@ -494,3 +494,19 @@ fn the_live_count_reads_the_goods_index_alone() {
         "the rows are read: {plan:?}"
     );
 }
+
+/// MySQL's clock, which each server's is compared with at start: Unix
+/// milliseconds whatever the session's time zone, within a moment of this
+/// process's on one machine.
+#[test]
+fn the_order_stores_clock_is_the_databases_in_unix_ms() {
+    let db = TestDb::new();
+    let store = open(&db);
+    let before = crate::clock::now_ms();
+    let theirs = store.clock_ms().unwrap().expect("MySQL has a clock");
+    let after = crate::clock::now_ms();
+    assert!(
+        before.saturating_sub(1_000) <= theirs && theirs <= after + 1_000,
+        "{before} <= {theirs} <= {after}"
+    );
+}
