@@ -69,6 +69,9 @@ pub struct NodeLease {
     held: Option<u16>,
     /// Renewals are failing: logged once, when it starts and when it ends.
     failing: bool,
+    /// The order store holds this server's limits below what it asks
+    /// (its clock is ahead): logged once, while it lasts.
+    capped: bool,
 }
 
 impl NodeLease {
@@ -97,6 +100,7 @@ impl NodeLease {
             lease: config.node_lease,
             held: None,
             failing: false,
+            capped: false,
         })
     }
 
@@ -197,16 +201,18 @@ impl NodeLease {
             .registry
             .renew_node(node, self.holder, self.lease, until)
         {
-            Ok(true) => {
+            Ok(Some(granted)) => {
                 // Raised only once the order store has the new limit; the
                 // lease timed from when it was asked for, by the monotonic
                 // clock too.
-                self.numbers.grant_until(node, 0, until, asked + self.lease);
+                self.numbers
+                    .grant_until(node, 0, granted, asked + self.lease);
+                self.note_capped(until, granted);
                 if std::mem::take(&mut self.failing) {
                     info!("node id {node}: lease renewed again");
                 }
             }
-            Ok(false) => {
+            Ok(None) => {
                 self.numbers.revoke();
                 self.held = None;
                 error!(
@@ -223,6 +229,24 @@ impl NodeLease {
                     warn!("node id {node}: lease not renewed ({e}); order numbers stop when it runs out unless a renewal gets through");
                 }
             }
+        }
+    }
+
+    /// Warns, once until it no longer is, when the order store held the
+    /// limit asked for (`asked`) to less (`granted`): this server's clock
+    /// is ahead of the database's by more than a lease, and its BUYs are
+    /// answered busy once its clock passes the limit.
+    fn note_capped(&mut self, asked: u64, granted: u64) {
+        let capped = granted < asked;
+        if capped && !std::mem::replace(&mut self.capped, true) {
+            warn!(
+                "this server's clock is {} ms or more ahead of the order store's: its order numbers \
+                 are held to the database's clock plus two leases (BUYs busy past that); set the \
+                 clock right",
+                asked - granted
+            );
+        } else if !capped {
+            self.capped = false;
         }
     }
 
@@ -328,7 +352,13 @@ mod tests {
             self.check()?;
             self.store.claim_node(claim)
         }
-        fn renew_node(&self, n: u16, h: u64, l: Duration, u: u64) -> Result<bool, StoreError> {
+        fn renew_node(
+            &self,
+            n: u16,
+            h: u64,
+            l: Duration,
+            u: u64,
+        ) -> Result<Option<u64>, StoreError> {
             if self.panic_once.swap(false, Ordering::Relaxed) {
                 panic!("a renewal's bug");
             }

@@ -22,6 +22,14 @@
 //!   a number its successor makes, whatever the clocks say. The lease only
 //!   decides *when* an id may change hands; the fence makes it safe.
 //!
+//! - A limit is recorded no further ahead of the database's clock than two
+//!   leases ([`capped`]): a server whose clock runs ahead would otherwise
+//!   record a fence its successors inherit, and they would stamp numbers
+//!   that far in the future (unique still, but taken for young orders, so
+//!   that the repairs of abandoned ones wait that long). Such a server is
+//!   granted only what was recorded, and answers BUYs `busy` once its clock
+//!   passes it.
+//!
 //! How a claim picks its id is decided here (`choose`), once for both
 //! backends, from the rows the backend read and locked in its transaction.
 
@@ -97,6 +105,14 @@ pub(crate) enum Choice {
 /// Picks the id a claim takes from every row of the registry: the one asked
 /// for if it is free, else the one this holder already has (a claim retried
 /// after its reply was lost), else the lowest free one.
+/// The limit a claim or renewal asking for `until_ms` records and is
+/// granted, with the database's clock at `store_now_ms`: at most two leases
+/// ahead of it.
+pub(crate) fn capped(until_ms: u64, store_now_ms: u64, lease: Duration) -> u64 {
+    let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
+    until_ms.min(store_now_ms.saturating_add(lease_ms.saturating_mul(2)))
+}
+
 pub(crate) fn choose(rows: &[NodeRow], claim: &NodeClaim) -> Choice {
     let row = |id: u16| rows.iter().find(|r| r.node_id == id);
     let free = |id: u16| {
@@ -149,19 +165,22 @@ pub(crate) fn choose(rows: &[NodeRow], claim: &NodeClaim) -> Choice {
 /// The registry of node ids, kept by the order store.
 pub trait NodeRegistry: Send + Sync {
     /// Leases a node id as `choose` picks it, for `claim.lease` from now
-    /// by the database's clock, in one transaction.
+    /// by the database's clock, in one transaction, its limit [`capped`]
+    /// by that clock.
     fn claim_node(&self, claim: &NodeClaim) -> Result<Claimed, StoreError>;
 
     /// Extends `holder`'s lease of `node_id` by `lease` from now and raises
-    /// its numbers' limit to `until_ms` (never lowers it). `false`: the id
-    /// is no longer this holder's (another server took it over).
+    /// its numbers' limit to `until_ms`, [`capped`] by the database's clock
+    /// (never lowers it): the limit granted, at most what is recorded.
+    /// `None`: the id is no longer this holder's (another server took it
+    /// over).
     fn renew_node(
         &self,
         node_id: u16,
         holder: u64,
         lease: Duration,
         until_ms: u64,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Option<u64>, StoreError>;
 
     /// Gives the id up at a clean stop, if `holder` still has it: free at
     /// once, with its limit lowered to `last_ms`, the last millisecond the

@@ -125,8 +125,9 @@ fn a_holder_claiming_again_keeps_its_id<B: Backend>() {
         again.floor_ms
     );
     // An id taken over from a holder whose lease ran out, the claim
-    // retried: the previous holder's limit stays the floor.
-    let old_until = now + 60_000;
+    // retried: the previous holder's limit stays the floor. (Within two
+    // leases of now: a limit further ahead is held to that.)
+    let old_until = now_ms() + 500;
     assert_eq!(leased(claim(&b, Some(5), 2, SHORT, old_until)).node_id, 5);
     std::thread::sleep(SHORT * 2);
     let taken = leased(claim(&a, Some(5), 3, SHORT, now_ms()));
@@ -147,7 +148,8 @@ fn a_holder_claiming_again_keeps_its_id<B: Backend>() {
 fn a_lease_that_ran_out_is_taken_over_above_its_fence<B: Backend>() {
     let db = B::new();
     let (a, b) = (db.open(), db.open());
-    let old_until = now_ms() + 60_000;
+    // Within two leases of now: a limit further ahead is held to that.
+    let old_until = now_ms() + 500;
     assert_eq!(leased(claim(&a, None, 1, SHORT, old_until)).node_id, 0);
     assert!(matches!(
         claim(&b, Some(0), 2, SHORT, 0),
@@ -157,9 +159,12 @@ fn a_lease_that_ran_out_is_taken_over_above_its_fence<B: Backend>() {
     let taken = leased(claim(&b, Some(0), 2, SHORT, now_ms()));
     assert_eq!(taken.node_id, 0);
     assert_eq!(taken.floor_ms, old_until, "starts above the old fence");
-    assert_eq!(taken.until_ms, old_until + 300, "a lease's room above it");
-    assert!(!a.renew_node(0, 1, SHORT, now_ms()).expect("renew"));
-    assert!(b.renew_node(0, 2, SHORT, now_ms()).expect("renew"));
+    assert!(taken.until_ms >= old_until + 300, "a lease's room above it");
+    assert_eq!(a.renew_node(0, 1, SHORT, now_ms()).expect("renew"), None);
+    assert!(b
+        .renew_node(0, 2, SHORT, now_ms())
+        .expect("renew")
+        .is_some());
 }
 
 /// Renewals keep a short lease alive, and never lower the fence.
@@ -169,17 +174,21 @@ fn renewals_keep_a_lease_and_raise_its_fence<B: Backend>() {
     const LEASE: Duration = Duration::from_secs(1);
     let db = B::new();
     let (a, b) = (db.open(), db.open());
-    let until = now_ms() + 10_000;
+    let until = now_ms() + 1_500;
     assert_eq!(leased(claim(&a, None, 1, LEASE, until)).node_id, 0);
     for _ in 0..6 {
         std::thread::sleep(LEASE / 3);
-        assert!(a.renew_node(0, 1, LEASE, until - 5_000).expect("renew"));
+        let granted = a.renew_node(0, 1, LEASE, until - 5_000).expect("renew");
+        assert_eq!(granted, Some(until - 5_000));
     }
     assert!(matches!(
         claim(&b, Some(0), 2, LEASE, 0),
         Claimed::Held { .. }
     ));
-    assert!(a.renew_node(0, 1, LEASE, until + 1).expect("renew"));
+    assert_eq!(
+        a.renew_node(0, 1, LEASE, until + 1).expect("renew"),
+        Some(until + 1)
+    );
     std::thread::sleep(LEASE * 2);
     assert_eq!(leased(claim(&b, Some(0), 2, LEASE, 0)).floor_ms, until + 1);
 }
@@ -199,7 +208,32 @@ fn a_released_id_is_free_at_once<B: Backend>() {
     a.release_node(0, 1, now + 10).expect("release");
     let next = leased(claim(&b, None, 2, LONG, now + 20));
     assert_eq!((next.node_id, next.floor_ms), (0, now + 10));
-    assert!(!a.renew_node(0, 1, LONG, now).expect("renew"));
+    assert_eq!(a.renew_node(0, 1, LONG, now).expect("renew"), None);
+}
+
+/// A server whose clock runs an hour ahead asks for limits an hour ahead:
+/// held to two leases past the database's clock, in what is recorded and
+/// in what is granted, so that the next holder of the id does not inherit
+/// a fence an hour in the future.
+fn a_limit_far_ahead_of_the_stores_clock_is_held_to_two_leases<B: Backend>() {
+    let db = B::new();
+    let (a, b) = (db.open(), db.open());
+    let ahead = now_ms() + 3_600_000;
+    let lease = leased(claim(&a, None, 1, SHORT, ahead));
+    assert!(
+        lease.until_ms <= now_ms() + 600,
+        "claimed {}",
+        lease.until_ms
+    );
+    let granted = a.renew_node(0, 1, SHORT, ahead).expect("renew");
+    assert!(granted.is_some_and(|g| g <= now_ms() + 600), "{granted:?}");
+    std::thread::sleep(SHORT * 2);
+    let next = leased(claim(&b, Some(0), 2, SHORT, now_ms()));
+    assert!(
+        next.floor_ms <= now_ms(),
+        "inherited a fence at {}",
+        next.floor_ms
+    );
 }
 
 fn when_every_id_is_held_none_is_given<B: Backend>() {
@@ -248,4 +282,5 @@ per_backend!(
     a_released_id_is_free_at_once,
     when_every_id_is_held_none_is_given,
     servers_claiming_at_once_get_distinct_ids,
+    a_limit_far_ahead_of_the_stores_clock_is_held_to_two_leases,
 );

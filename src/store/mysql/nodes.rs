@@ -13,7 +13,7 @@ use ::mysql::prelude::Queryable;
 
 use super::calls::Call;
 use super::MysqlStore;
-use crate::store::nodes::{choose, Choice, Claimed, NodeClaim, NodeRegistry, NodeRow};
+use crate::store::nodes::{capped, choose, Choice, Claimed, NodeClaim, NodeRegistry, NodeRow};
 use crate::store::StoreError;
 
 /// The columns this store reads and writes, for the schema check.
@@ -21,6 +21,14 @@ pub(super) const NODE_COLUMNS: &str = "node_id, holder, holder_info, expires_at,
 
 /// `holder_info` is a VARCHAR(200): strict mode refuses a longer value.
 const INFO_CHARS: usize = 200;
+
+/// The database's clock, Unix ms (whatever the session's time zone);
+/// no cap at all should it say nothing.
+fn db_now_ms(conn: &mut ::mysql::PooledConn) -> ::mysql::Result<u64> {
+    let now: Option<u64> =
+        conn.query_first("SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS UNSIGNED)")?;
+    Ok(now.unwrap_or(u64::MAX))
+}
 
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
@@ -41,6 +49,10 @@ impl NodeRegistry for MysqlStore {
             )?)
         })?;
         self.link.call("claim node id", Call::LEASE, |conn| {
+            let claim = &NodeClaim {
+                until_ms: capped(claim.until_ms, db_now_ms(conn)?, claim.lease),
+                ..*claim
+            };
             let rows: Vec<(u16, u64, String, i64, u64)> = conn.query(
                 "SELECT node_id, holder, holder_info,
                         TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at),
@@ -91,22 +103,23 @@ impl NodeRegistry for MysqlStore {
         holder: u64,
         lease: Duration,
         until_ms: u64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<u64>, StoreError> {
         self.link.call("renew node id", Call::LEASE, |conn| {
             let found: Option<u64> = conn.exec_first(
                 "SELECT holder FROM nodes WHERE node_id = ? FOR UPDATE",
                 (node_id,),
             )?;
             if found != Some(holder) {
-                return Ok(false);
+                return Ok(None);
             }
+            let granted = capped(until_ms, db_now_ms(conn)?, lease);
             conn.exec_drop(
                 "UPDATE nodes SET expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND,
                      numbers_until_ms = GREATEST(numbers_until_ms, ?)
                  WHERE node_id = ?",
-                (micros(lease), until_ms, node_id),
+                (micros(lease), granted, node_id),
             )?;
-            Ok(true)
+            Ok(Some(granted))
         })
     }
 

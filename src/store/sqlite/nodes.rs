@@ -11,7 +11,8 @@ use rusqlite::{params, OptionalExtension};
 
 use super::rows::{from_sql, to_sql};
 use super::{Access, SqliteStore};
-use crate::store::nodes::{choose, Choice, Claimed, NodeClaim, NodeRegistry, NodeRow};
+use crate::clock::now_ms;
+use crate::store::nodes::{capped, choose, Choice, Claimed, NodeClaim, NodeRegistry, NodeRow};
 use crate::store::StoreError;
 
 /// Now, in Unix milliseconds, by SQLite's clock.
@@ -23,6 +24,12 @@ fn millis(d: Duration) -> i64 {
 
 impl NodeRegistry for SqliteStore {
     fn claim_node(&self, claim: &NodeClaim) -> Result<Claimed, StoreError> {
+        // The database's clock is this host's: the cap binds only a limit
+        // asked for too far ahead (as in the tests of both stores).
+        let claim = &NodeClaim {
+            until_ms: capped(claim.until_ms, now_ms(), claim.lease),
+            ..*claim
+        };
         self.call(Access::Transaction, |tx| {
             let rows: Vec<NodeRow> = tx
                 .prepare_cached(&format!(
@@ -68,7 +75,8 @@ impl NodeRegistry for SqliteStore {
         holder: u64,
         lease: Duration,
         until_ms: u64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<u64>, StoreError> {
+        let granted = capped(until_ms, now_ms(), lease);
         self.call(Access::Transaction, |tx| {
             let found: Option<i64> = tx
                 .query_row(
@@ -78,7 +86,7 @@ impl NodeRegistry for SqliteStore {
                 )
                 .optional()?;
             if found.map(from_sql) != Some(holder) {
-                return Ok(false);
+                return Ok(None);
             }
             tx.execute(
                 &format!(
@@ -86,9 +94,9 @@ impl NodeRegistry for SqliteStore {
                          numbers_until_ms = MAX(numbers_until_ms, ?2)
                      WHERE node_id = ?3"
                 ),
-                params![millis(lease), to_sql(until_ms), node_id],
+                params![millis(lease), to_sql(granted), node_id],
             )?;
-            Ok(true)
+            Ok(Some(granted))
         })
     }
 
