@@ -108,6 +108,7 @@ impl NodeLease {
     /// lowest free one. Granted to the generator once leased.
     pub fn acquire(&mut self) -> Result<u16, LeaseError> {
         let asked = Instant::now();
+        let until = self.horizon();
         let lease = match self.claim(self.want)? {
             Claimed::Leased(lease) => lease,
             Claimed::Held {
@@ -129,6 +130,7 @@ impl NodeLease {
             lease.until_ms,
             asked + self.lease,
         );
+        self.note_capped(until, lease.until_ms);
         self.held = Some(lease.node_id);
         info!(
             "node id {} leased for order numbers (lease {:?}, renewed every {:?})",
