@@ -223,10 +223,7 @@ impl MysqlStore {
         // The database may not exist yet: connect without it first.
         let (layout, defaults) = self.link.setup("setup", |conn| {
             schema::create(conn, &self.db)?;
-            Ok((
-                schema::layout(conn, &self.db)?,
-                schema::live_defaults(conn, &self.db)?,
-            ))
+            Ok((schema::layout(conn)?, schema::live_defaults(conn)?))
         })?;
         let layout = layout.map_err(|lacks| {
             StoreError::Inconsistent(format!("mysql: orders has {lacks}: see schema.sql"))

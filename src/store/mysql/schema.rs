@@ -19,7 +19,7 @@ pub(super) fn create(conn: &mut Conn, db: &str) -> ::mysql::Result<()> {
     for ddl in table_ddl(SCHEMA) {
         conn.query_drop(ddl)?;
     }
-    add_missing_columns(conn, db)?;
+    add_missing_columns(conn)?;
     let flush: Option<u64> = conn.query_first("SELECT @@innodb_flush_log_at_trx_commit")?;
     if flush != Some(1) {
         log::warn!(
@@ -77,18 +77,25 @@ const MARK_UNPAID: &str = "UPDATE goods SET unpaid_until_ms = COALESCE((SELECT M
 const COUNT_LIVE_ORDERS: &str = "UPDATE goods SET live_orders = (SELECT COUNT(*) FROM orders
      WHERE orders.goods_id = goods.id AND orders.live_slot IS NOT NULL)";
 
-/// Adds the [`ADDED_COLUMNS`] a table of database `db` lacks. Asked of
-/// information_schema first, since MySQL (unlike MariaDB) has no ADD COLUMN
-/// IF NOT EXISTS; two servers starting at once may both try, and the loser's
-/// "duplicate column" is not an error.
-fn add_missing_columns(conn: &mut Conn, db: &str) -> ::mysql::Result<()> {
+/// Adds the [`ADDED_COLUMNS`] a table of the connection's database lacks.
+/// Asked first (`SHOW COLUMNS`), since MySQL (unlike MariaDB) has no ADD
+/// COLUMN IF NOT EXISTS; two servers starting at once may both try, and the
+/// loser's "duplicate column" is not an error.
+///
+/// The schema is read with `SHOW` statements on the text protocol, not
+/// prepared statements on information_schema: MariaDB 10.11.19 crashed
+/// (signal 11, freeing the temporary table of a re-executed prepared
+/// information_schema.COLUMNS query) once under this test suite's load.
+fn add_missing_columns(conn: &mut Conn) -> ::mysql::Result<()> {
+    let mut columns: Option<(&str, Vec<Column>)> = None;
     for &(table, column, definition, fill) in ADDED_COLUMNS {
-        let present: Option<u8> = conn.exec_first(
-            "SELECT 1 FROM information_schema.COLUMNS
-             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND COLUMN_NAME = ?",
-            (db, table, column),
-        )?;
-        if present.is_some() {
+        if columns.as_ref().is_none_or(|(t, _)| *t != table) {
+            columns = Some((table, show_columns(conn, table)?));
+        }
+        let present = columns
+            .as_ref()
+            .is_some_and(|(_, cs)| cs.iter().any(|c| c.name.eq_ignore_ascii_case(column)));
+        if present {
             continue;
         }
         log::info!("mysql: adding column {table}.{column}");
@@ -170,16 +177,53 @@ pub(super) enum DueIndex {
     Due,
 }
 
-/// The [`Layout`] of the orders table of database `db`, or what it lacks (a
-/// table altered by hand half-way).
-pub(super) fn layout(conn: &mut Conn, db: &str) -> ::mysql::Result<Result<Layout, String>> {
-    let columns: Vec<(String, String)> = conn.exec(
-        "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS
-         WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'orders'
-         ORDER BY INDEX_NAME, SEQ_IN_INDEX",
-        (db,),
-    )?;
+/// The [`Layout`] of the orders table of the connection's database, or
+/// what it lacks (a table altered by hand half-way).
+pub(super) fn layout(conn: &mut Conn) -> ::mysql::Result<Result<Layout, String>> {
+    // Key_name, Seq_in_index and Column_name, by name: the columns of SHOW
+    // INDEX differ between servers and versions.
+    let mut columns: Vec<(String, u32, String)> = Vec::new();
+    for row in conn.query::<::mysql::Row, _>("SHOW INDEX FROM orders")? {
+        if let (Some(index), Some(seq), Some(column)) = (
+            text(&row, "Key_name"),
+            row.get_opt::<u32, _>("Seq_in_index").and_then(Result::ok),
+            text(&row, "Column_name"),
+        ) {
+            columns.push((index, seq, column));
+        }
+    }
+    columns.sort();
+    let columns: Vec<(String, String)> = columns.into_iter().map(|(i, _, c)| (i, c)).collect();
     Ok(layout_of(&columns))
+}
+
+/// A column as `SHOW COLUMNS` gives it.
+struct Column {
+    name: String,
+    default: Option<String>,
+}
+
+/// A text column of a `SHOW` row, by name; `None` for NULL (or, never
+/// seen, a value that is no text), never a panic.
+fn text(row: &::mysql::Row, column: &str) -> Option<String> {
+    row.get_opt::<Option<String>, _>(column)
+        .and_then(Result::ok)
+        .flatten()
+}
+
+/// The columns of `table` in the connection's database.
+fn show_columns(conn: &mut Conn, table: &str) -> ::mysql::Result<Vec<Column>> {
+    let rows =
+        conn.query::<::mysql::Row, _>(format!("SHOW COLUMNS FROM {}", quote_ident(table)))?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| {
+            Some(Column {
+                name: text(&row, "Field")?,
+                default: text(&row, "Default"),
+            })
+        })
+        .collect())
 }
 
 /// [`layout`] from each index's columns in order, as (index, column).
@@ -208,25 +252,20 @@ fn layout_of(columns: &[(String, String)]) -> Result<Layout, String> {
     Ok(Layout { goods, due })
 }
 
-/// Whether the orders table of database `db` gives `state` and `live_slot`
+/// Whether the connection's database's orders table gives `state` and `live_slot`
 /// the defaults `schema.sql` does (0, created; 1, the first slot), so that
 /// a chunk of created orders may leave them out: two values fewer a row for
 /// MariaDB to parse and fill (BENCHMARKS.md, "leaving the defaulted columns
 /// out"). A table whose defaults differ (altered by hand, made otherwise)
 /// gets every column: the purchase limit never rests on a default that is
 /// not there.
-pub(super) fn live_defaults(conn: &mut Conn, db: &str) -> ::mysql::Result<bool> {
-    let defaults: Vec<(String, Option<String>)> = conn.exec(
-        "SELECT COLUMN_NAME, COLUMN_DEFAULT FROM information_schema.COLUMNS
-         WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'orders'
-         AND COLUMN_NAME IN ('state', 'live_slot')",
-        (db,),
-    )?;
+pub(super) fn live_defaults(conn: &mut Conn) -> ::mysql::Result<bool> {
+    let columns = show_columns(conn, "orders")?;
     let default = |column: &str| {
-        defaults
+        columns
             .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(column))
-            .and_then(|(_, default)| default.as_deref())
+            .find(|c| c.name.eq_ignore_ascii_case(column))
+            .and_then(|c| c.default.as_deref())
     };
     Ok(default("state") == Some("0") && default("live_slot") == Some("1"))
 }
