@@ -108,7 +108,6 @@ impl NodeLease {
     /// lowest free one. Granted to the generator once leased.
     pub fn acquire(&mut self) -> Result<u16, LeaseError> {
         let asked = Instant::now();
-        let until = self.horizon();
         let lease = match self.claim(self.want)? {
             Claimed::Leased(lease) => lease,
             Claimed::Held {
@@ -130,7 +129,7 @@ impl NodeLease {
             lease.until_ms,
             asked + self.lease,
         );
-        self.note_capped(until, lease.until_ms);
+        self.note_capped(lease.until_ms);
         self.held = Some(lease.node_id);
         info!(
             "node id {} leased for order numbers (lease {:?}, renewed every {:?})",
@@ -209,7 +208,7 @@ impl NodeLease {
                 // clock too.
                 self.numbers
                     .grant_until(node, 0, granted, asked + self.lease);
-                self.note_capped(until, granted);
+                self.note_capped(granted);
                 if std::mem::take(&mut self.failing) {
                     info!("node id {node}: lease renewed again");
                 }
@@ -235,10 +234,14 @@ impl NodeLease {
     }
 
     /// Warns, once until it no longer is, when the order store held the
-    /// limit asked for (`asked`) to less (`granted`): this server's clock
-    /// is ahead of the database's by more than a lease, and its BUYs are
-    /// answered busy once its clock passes the limit.
-    fn note_capped(&mut self, asked: u64, granted: u64) {
+    /// limit to less (`granted`) than this server's clock and a lease: its
+    /// clock is ahead of the database's by more than a lease, and its BUYs
+    /// are answered busy once it passes the limit. (A limit short of the
+    /// numbers already made, a fence taken over, says nothing of the
+    /// clock.)
+    fn note_capped(&mut self, granted: u64) {
+        let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
+        let asked = now_ms().saturating_add(lease_ms);
         let capped = granted < asked;
         if capped && !std::mem::replace(&mut self.capped, true) {
             warn!(
@@ -273,6 +276,7 @@ impl NodeLease {
                 );
                 self.held = Some(lease.node_id);
                 self.failing = false;
+                self.note_capped(lease.until_ms);
                 warn!("node id {} leased: order numbers again", lease.node_id);
             }
             Ok(_) | Err(_) if self.failing => {}

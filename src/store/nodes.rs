@@ -102,17 +102,17 @@ pub(crate) enum Choice {
     Refuse(Claimed),
 }
 
-/// Picks the id a claim takes from every row of the registry: the one asked
-/// for if it is free, else the one this holder already has (a claim retried
-/// after its reply was lost), else the lowest free one.
-/// The limit a claim or renewal asking for `until_ms` records and is
-/// granted, with the database's clock at `store_now_ms`: at most two leases
-/// ahead of it.
+/// The limit a claim or renewal asking for `until_ms` may raise the id's
+/// to, with the database's clock at `store_now_ms`: at most two leases
+/// ahead of it. (A fence already further ahead stays, and is granted.)
 pub(crate) fn capped(until_ms: u64, store_now_ms: u64, lease: Duration) -> u64 {
     let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
     until_ms.min(store_now_ms.saturating_add(lease_ms.saturating_mul(2)))
 }
 
+/// Picks the id a claim takes from every row of the registry: the one asked
+/// for if it is free, else the one this holder already has (a claim retried
+/// after its reply was lost), else the lowest free one.
 pub(crate) fn choose(rows: &[NodeRow], claim: &NodeClaim) -> Choice {
     let row = |id: u16| rows.iter().find(|r| r.node_id == id);
     let free = |id: u16| {
@@ -171,7 +171,8 @@ pub trait NodeRegistry: Send + Sync {
 
     /// Extends `holder`'s lease of `node_id` by `lease` from now and raises
     /// its numbers' limit to `until_ms`, [`capped`] by the database's clock
-    /// (never lowers it): the limit granted, at most what is recorded.
+    /// (never lowers it): the limit granted, which is what is recorded (a
+    /// fence taken over further ahead than the cap included).
     /// `None`: the id is no longer this holder's (another server took it
     /// over).
     fn renew_node(

@@ -105,14 +105,16 @@ impl NodeRegistry for MysqlStore {
         until_ms: u64,
     ) -> Result<Option<u64>, StoreError> {
         self.link.call("renew node id", Call::LEASE, |conn| {
-            let found: Option<u64> = conn.exec_first(
-                "SELECT holder FROM nodes WHERE node_id = ? FOR UPDATE",
+            let found: Option<(u64, u64)> = conn.exec_first(
+                "SELECT holder, numbers_until_ms FROM nodes WHERE node_id = ? FOR UPDATE",
                 (node_id,),
             )?;
-            if found != Some(holder) {
+            let Some((_, recorded)) = found.filter(|&(h, _)| h == holder) else {
                 return Ok(None);
-            }
-            let granted = capped(until_ms, db_now_ms(conn)?, lease);
+            };
+            // What is recorded, which never goes down: a fence the holder
+            // took over may be further ahead than the cap.
+            let granted = recorded.max(capped(until_ms, db_now_ms(conn)?, lease));
             conn.exec_drop(
                 "UPDATE nodes SET expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND,
                      numbers_until_ms = GREATEST(numbers_until_ms, ?)

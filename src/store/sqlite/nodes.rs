@@ -76,18 +76,21 @@ impl NodeRegistry for SqliteStore {
         lease: Duration,
         until_ms: u64,
     ) -> Result<Option<u64>, StoreError> {
-        let granted = capped(until_ms, now_ms(), lease);
+        let asked = capped(until_ms, now_ms(), lease);
         self.call(Access::Transaction, |tx| {
-            let found: Option<i64> = tx
+            let found: Option<(i64, i64)> = tx
                 .query_row(
-                    "SELECT holder FROM nodes WHERE node_id = ?1",
+                    "SELECT holder, numbers_until_ms FROM nodes WHERE node_id = ?1",
                     [node_id],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
-            if found.map(from_sql) != Some(holder) {
+            let Some((_, recorded)) = found.filter(|&(h, _)| from_sql(h) == holder) else {
                 return Ok(None);
-            }
+            };
+            // What is recorded, which never goes down: a fence the holder
+            // took over may be further ahead than the cap.
+            let granted = from_sql(recorded).max(asked);
             tx.execute(
                 &format!(
                     "UPDATE nodes SET expires_ms = {NOW_MS} + ?1,
