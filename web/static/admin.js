@@ -91,6 +91,12 @@ async function control(id, action, body) {
   const key = id + " " + action;
   if (controlling.has(key)) return;
   controlling.add(key);
+  // Off at once, not at the redraw after the next poll's answer: until
+  // then the button looked ready for a second click.
+  for (const b of document.querySelectorAll(
+    '#admin-goods tr[data-id="' + id + '"] button[data-action="' + action + '"]')) {
+    b.disabled = true;
+  }
   poll();
   const r = await api("POST", "/api/admin/goods/" + id + "/" + action, body);
   controlling.delete(key);

@@ -298,7 +298,11 @@ async fn buyers_and_an_admin_in_a_real_browser() {
             const realFetch = window.fetch;
             let lostAdds = 1;
             window.heldRestocks = [];
+            window.slowStats = false;
             window.fetch = async (url, options) => {
+              if (url === "/api/admin/stats" && window.slowStats) {
+                await new Promise((done) => setTimeout(done, 1500));
+              }
               const reply = realFetch(url, options);
               if (options && options.method === "POST") {
                 if (url === "/api/admin/goods" && lostAdds > 0) {
@@ -348,6 +352,12 @@ async fn buyers_and_an_admin_in_a_real_browser() {
     );
     type_into(&browser, &format!("{row} .restock-amount"), "1").await;
     let restock = format!("{row} .restock");
+    // The table's answer slow to come (a loaded gateway): the button is off
+    // from the click, not from the redraw after it.
+    browser
+        .execute("window.slowStats = true;", vec![])
+        .await
+        .unwrap();
     click(&browser, &restock).await;
     for _ in 0..3 {
         let button = browser.find(Locator::Css(&restock)).await.unwrap();
@@ -358,7 +368,8 @@ async fn buyers_and_an_admin_in_a_real_browser() {
     // Let go: exactly one restock was sent, and any later one goes at once.
     let held = browser
         .execute(
-            "const held = window.heldRestocks; window.heldRestocks = null; \
+            "window.slowStats = false; \
+             const held = window.heldRestocks; window.heldRestocks = null; \
              held.forEach((done) => done()); return held.length;",
             vec![],
         )
