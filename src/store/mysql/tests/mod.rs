@@ -510,3 +510,34 @@ fn the_order_stores_clock_is_the_databases_in_unix_ms() {
         "{before} <= {theirs} <= {after}"
     );
 }
+
+/// A second start finds every added column (the schema check reads them
+/// with `SHOW COLUMNS`): none is added again, and no fill of one runs again
+/// over what the sale has since written. A fill run again would set
+/// `unpaid_until_ms` back from the orders (none here: 0).
+#[test]
+fn a_second_start_runs_no_column_fill_again() {
+    use ::mysql::prelude::Queryable;
+    let db = TestDb::new();
+    let store = open(&db);
+    let goods = store.add_goods(&new_goods(5), None).unwrap().id;
+    db.conn()
+        .exec_drop(
+            format!(
+                "UPDATE `{}`.goods SET unpaid_until_ms = 12345, live_orders = 0 WHERE id = ?",
+                db.name()
+            ),
+            (goods,),
+        )
+        .unwrap();
+    drop(store);
+    drop(open(&db));
+    let mark: u64 = count(
+        &db,
+        &format!(
+            "SELECT unpaid_until_ms FROM `{}`.goods WHERE id = {goods}",
+            db.name()
+        ),
+    );
+    assert_eq!(mark, 12345, "a column's fill ran again at the second start");
+}
