@@ -140,7 +140,7 @@ impl Sale {
                 return answer_all(store_failure("stock store", &e));
             }
         };
-        let queued = self.queue.is_some();
+        let queued = self.queues.acked().is_some();
         let written_elsewhere = self.held_elsewhere(&entry, &buyers, &reserved.decisions);
         let state = |order_no: OrderNo| {
             written_elsewhere
@@ -296,7 +296,7 @@ impl Sale {
         buyers: &[Buyer],
         decisions: &[Reservation],
     ) -> Option<HashMap<OrderNo, OrderState>> {
-        if self.queue.is_some() {
+        if self.queues.acked().is_some() {
             return Some(HashMap::new());
         }
         let unknown: Vec<OrderNo> = buyers
@@ -380,7 +380,7 @@ impl Sale {
             // its write may still fail and the number never exist: the retry
             // is told to come back, not given the number.
             Reservation::Held(order_no)
-                if self.queue.is_none() && !holders.holds(user, order_no) =>
+                if self.queues.acked().is_none() && !holders.holds(user, order_no) =>
             {
                 metrics::add(&self.metrics.busy, 1);
                 Reply::error(

@@ -278,7 +278,7 @@ impl Sale {
     /// or what a queued server left): a queued order holds its unit and is
     /// not yet among the order store's live orders. Unknown is not empty.
     fn nothing_queued(&self, goods: GoodsId) -> bool {
-        match self.queue.as_ref().or(self.leftovers.as_ref()) {
+        match self.queues.holding() {
             Some(q) => q.backlog(goods).is_ok_and(|b| b.entries == 0),
             None => true,
         }
@@ -322,7 +322,7 @@ impl Sale {
         &self,
         known: &[(UserId, OrderNo)],
     ) -> Result<Vec<(UserId, OrderNo)>, StoreError> {
-        if self.queue.is_none() {
+        if self.queues.acked().is_none() {
             return Ok(Vec::new());
         }
         let numbers: Vec<OrderNo> = known.iter().map(|&(_, no)| no).collect();

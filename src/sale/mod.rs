@@ -83,15 +83,31 @@ pub enum Queues {
     Leftover(Arc<dyn OrderQueue>),
 }
 
+impl Queues {
+    /// The `queued` mode's queue.
+    fn acked(&self) -> Option<&Arc<dyn OrderQueue>> {
+        match self {
+            Queues::Acked(q) => Some(q),
+            Queues::None | Queues::Leftover(_) => None,
+        }
+    }
+
+    /// A queue whose orders hold their units though the order store lacks
+    /// them: the `queued` mode's, or one a queued server left.
+    fn holding(&self) -> Option<&Arc<dyn OrderQueue>> {
+        match self {
+            Queues::Acked(q) | Queues::Leftover(q) => Some(q),
+            Queues::None => None,
+        }
+    }
+}
+
 pub struct Sale {
     catalog: Catalog,
     stock: Arc<dyn StockStore>,
     orders: Arc<dyn OrderStore>,
-    /// Present in the `queued` ack mode.
-    queue: Option<Arc<dyn OrderQueue>>,
-    /// In the `durable` mode on Redis: what a queued server may have left
-    /// ([`Queues::Leftover`]).
-    leftovers: Option<Arc<dyn OrderQueue>>,
+    /// With the stock in Redis, its order queues ([`Queues`]).
+    queues: Queues,
     order_nos: OrderNumbers,
     metrics: Arc<Metrics>,
     token_ttl_ms: u64,
@@ -162,17 +178,11 @@ impl Sale {
         order_nos: impl Into<OrderNumbers>,
         metrics: Arc<Metrics>,
     ) -> Result<Sale, StoreError> {
-        let (queue, leftovers) = match queues {
-            Queues::None => (None, None),
-            Queues::Acked(q) => (Some(q), None),
-            Queues::Leftover(q) => (None, Some(q)),
-        };
         let sale = Sale {
             catalog: Catalog::new(),
             stock,
             orders,
-            queue,
-            leftovers,
+            queues,
             order_nos: order_nos.into(),
             metrics,
             token_ttl_ms: DEFAULT_TOKEN_TTL_MS,
@@ -212,13 +222,16 @@ impl Sale {
 
     /// The order queue of the `queued` ack mode, for the queue drain.
     pub fn queue(&self) -> Option<Arc<dyn OrderQueue>> {
-        self.queue.clone()
+        self.queues.acked().cloned()
     }
 
     /// The queues a queued server may have left, in the `durable` mode on
     /// Redis, for the drain that writes what they hold at start.
     pub fn leftovers(&self) -> Option<Arc<dyn OrderQueue>> {
-        self.leftovers.clone()
+        match &self.queues {
+            Queues::Leftover(q) => Some(q.clone()),
+            Queues::None | Queues::Acked(_) => None,
+        }
     }
 
     /// The generator of this sale's order numbers.

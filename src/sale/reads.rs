@@ -151,7 +151,7 @@ impl Sale {
         // The queues first: an order still queued when they are read, and
         // written before the order store is, is then found in one or the
         // other.
-        let queued = match self.queue {
+        let queued = match self.queues.acked() {
             Some(_) => self.queued_goods().unwrap_or_default(),
             None => Arc::default(),
         };
@@ -205,7 +205,7 @@ impl Sale {
     ///
     /// The queues are read at most once a second ([`Sale::queued_goods`]).
     pub(super) fn may_be_queued(&self, order_no: OrderNo) -> bool {
-        if self.queue.is_none() {
+        if self.queues.acked().is_none() {
             return false;
         }
         let (made_ms, now) = (order_no::made_at_ms(order_no), now_ms());
@@ -226,7 +226,7 @@ impl Sale {
     /// once a second ([`QueuedGoods`]): PAYs of made-up numbers and
     /// LIST_ORDERS, which anyone may send, share that one reading.
     fn queued_goods(&self) -> Reading {
-        let Some(queue) = &self.queue else {
+        let Some(queue) = self.queues.acked() else {
             return Ok(Arc::default());
         };
         self.queued_goods.get(|| {
@@ -253,7 +253,7 @@ impl Sale {
         user: UserId,
         ask_stock: bool,
     ) -> Result<Vec<Order>, StoreError> {
-        if self.queue.is_none() {
+        if self.queues.acked().is_none() {
             return Ok(Vec::new());
         }
         let mut held = entry.holders.of(user);

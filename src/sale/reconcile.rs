@@ -282,7 +282,7 @@ impl Sale {
         // The queue before the order store: an order that moves from one to
         // the other in between is then seen twice (and counted once), never
         // missed.
-        let queued = match self.queue.as_ref().or(self.leftovers.as_ref()) {
+        let queued = match self.queues.holding() {
             Some(q) => q.queued(entry.id)?,
             None => Vec::new(),
         };
