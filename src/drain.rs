@@ -121,9 +121,9 @@ impl Drain {
     /// The goods of the catalog whose queues hold entries.
     fn goods_with_entries(&self) -> Result<Vec<GoodsId>, StoreError> {
         let mut goods = Vec::new();
-        for entry in self.sale.catalog().all() {
-            if self.queue.backlog(entry.id)?.entries > 0 {
-                goods.push(entry.id);
+        for id in self.sale.catalog().ids() {
+            if self.queue.backlog(id)?.entries > 0 {
+                goods.push(id);
             }
         }
         Ok(goods)
@@ -150,10 +150,9 @@ impl Drain {
     fn run(self) {
         // Whatever any consumer left unacknowledged, this server's previous
         // life included, is written first.
-        let all =
-            |d: &Drain| -> Vec<GoodsId> { d.sale.catalog().all().iter().map(|e| e.id).collect() };
+        let catalog = self.sale.catalog();
         survive("the queue drain's claim", || {
-            self.claim(&all(&self), Duration::ZERO)
+            self.claim(&catalog.ids(), Duration::ZERO)
         });
         let mut last_claim = Instant::now();
         let mut stopped_at: Option<Instant> = None;
@@ -168,7 +167,7 @@ impl Drain {
                 warn!("queue drain: stopping with orders still queued in Redis");
                 return;
             }
-            let goods: Vec<GoodsId> = self.sale.catalog().all().iter().map(|e| e.id).collect();
+            let goods = catalog.ids();
             // Once stopping, read without waiting: an empty read means done.
             let block = if stopped_at.is_some() {
                 Duration::ZERO
@@ -208,7 +207,7 @@ impl Drain {
             }
             if last_claim.elapsed() >= CLAIM_EVERY {
                 survive("the queue drain's claim", || {
-                    self.claim(&all(&self), CLAIM_IDLE)
+                    self.claim(&catalog.ids(), CLAIM_IDLE)
                 });
                 last_claim = Instant::now();
             }
@@ -238,17 +237,15 @@ impl Drain {
                         let last = batch.len() < self.batch_max;
                         match self.write(&batch, None) {
                             Written::Stopped => return (written, failed),
-                            // Claimed again at once otherwise (at start
-                            // any pending entry is idle enough): on to the
-                            // next goods.
-                            Written::Done { left } if left > 0 => {
+                            Written::Done { left } => {
                                 written += batch.len() - left;
-                                break;
+                                // What is left would be claimed again at
+                                // once (at start any pending entry is idle
+                                // enough): on to the next goods.
+                                if left > 0 || last {
+                                    break;
+                                }
                             }
-                            Written::Done { .. } => written += batch.len(),
-                        }
-                        if last {
-                            break;
                         }
                     }
                     // Logged once per outage by the store; the other goods'

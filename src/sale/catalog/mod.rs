@@ -87,6 +87,11 @@ impl Catalog {
         self.goods.read().values().cloned().collect()
     }
 
+    /// The ids of every goods.
+    pub fn ids(&self) -> Vec<GoodsId> {
+        self.goods.read().keys().copied().collect()
+    }
+
     /// How many goods it holds.
     pub fn len(&self) -> usize {
         self.goods.read().len()
