@@ -72,35 +72,35 @@ pub fn queued_risks(nodes: &[NodeDurability], wait: u32) -> Vec<String> {
 
 impl RedisStock {
     /// What each primary says of its persistence and replicas: the one
-    /// Redis, or every primary of the cluster.
+    /// Redis, or every primary of the cluster, each asked on its own, so
+    /// that one node that fails or refuses is that node's answer, not every
+    /// node's.
     pub(in crate::store) fn durability(&self) -> Result<Vec<NodeDurability>, StoreError> {
-        let config = self.call("config get", |con| ask_each(con, config_get()))?;
-        let info = self.call("info replication", |con| {
-            let mut info = ::redis::cmd("INFO");
-            info.arg("replication");
-            ask_each(con, info)
+        let nodes = match self.is_cluster() {
+            true => Some(self.primaries()?),
+            false => None,
+        };
+        let mut info = ::redis::cmd("INFO");
+        info.arg("replication");
+        let asks = [config_get(), info];
+        let answers = self.call("persistence settings", |con| {
+            Ok(ask_each(con, nodes.as_deref(), &asks))
         })?;
-        let nodes: Vec<NodeDurability> = config
+        Ok(answers
             .into_iter()
-            .map(|(node, config)| {
+            .map(|(node, [config, info])| {
                 let settings = config.ok().and_then(parse_config);
-                let replicas = info
-                    .iter()
-                    .find(|(n, _)| *n == node)
-                    .and_then(|(_, v)| v.as_ref().ok())
-                    .and_then(parse_replicas);
                 NodeDurability {
                     appendonly: settings
                         .as_ref()
                         .and_then(|s| s.get("appendonly"))
                         .map(|v| v == "yes"),
                     appendfsync: settings.and_then(|mut s| s.remove("appendfsync")),
+                    replicas: info.ok().as_ref().and_then(parse_replicas),
                     node,
-                    replicas,
                 }
             })
-            .collect();
-        Ok(nodes)
+            .collect())
     }
 }
 
@@ -112,68 +112,39 @@ fn config_get() -> Cmd {
     cmd
 }
 
-/// Sends `cmd` to the one Redis, or to each primary of the cluster on its
-/// own (as CLUSTER SLOTS names them), so that one node that fails or
-/// refuses is that node's answer, not every node's; a refusal (an ACL's, a
-/// renamed command's) is an answer of nil.
-fn ask_each(con: &mut Link, cmd: Cmd) -> RedisResult<Vec<(String, RedisResult<Value>)>> {
-    match con {
-        Link::One(c) => Ok(vec![("redis".into(), refused_as_value(cmd.query(c)))]),
-        Link::Cluster(c) => {
-            let slots = ::redis::cmd("CLUSTER").arg("SLOTS").query(&mut **c)?;
-            Ok(primaries(&slots)
-                .into_iter()
-                .map(|(host, port)| {
+/// Each of `asks` sent to the one Redis, or to each of the cluster's
+/// `primaries` (host, port): every node's answers, named by the node. A
+/// refusal (an ACL's, a renamed command's) is an answer of nil.
+fn ask_each(
+    con: &mut Link,
+    primaries: Option<&[(String, u16)]>,
+    asks: &[Cmd; 2],
+) -> Vec<(String, [RedisResult<Value>; 2])> {
+    match (con, primaries) {
+        (Link::Cluster(c), Some(primaries)) => primaries
+            .iter()
+            .map(|(host, port)| {
+                let mut ask = |cmd: &Cmd| {
                     let node = SingleNodeRoutingInfo::ByAddress {
                         host: host.clone(),
-                        port,
+                        port: *port,
                     };
-                    let answer = c.route_command(&cmd, RoutingInfo::SingleNode(node));
-                    (format!("{host}:{port}"), refused_as_value(answer))
-                })
-                .collect())
+                    refused_as_value(c.route_command(cmd, RoutingInfo::SingleNode(node)))
+                };
+                (format!("{host}:{port}"), [ask(&asks[0]), ask(&asks[1])])
+            })
+            .collect(),
+        (con, _) => {
+            let answers = [asks[0].query(con), asks[1].query(con)];
+            vec![("redis".into(), answers.map(refused_as_value))]
         }
     }
-}
-
-/// The primaries' addresses in CLUSTER SLOTS' answer (each range is
-/// `[first, last, [host, port, id, ...], replicas...]`), once each.
-fn primaries(slots: &Value) -> Vec<(String, u16)> {
-    let Value::Array(ranges) = slots else {
-        return Vec::new();
-    };
-    let mut found: Vec<(String, u16)> = ranges
-        .iter()
-        .filter_map(|range| match range {
-            Value::Array(items) => match items.get(2) {
-                Some(Value::Array(primary)) => {
-                    let host = text(primary.first()?)?;
-                    let Some(Value::Int(port)) = primary.get(1) else {
-                        return None;
-                    };
-                    Some((host, u16::try_from(*port).ok()?))
-                }
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect();
-    found.sort();
-    found.dedup();
-    found
 }
 
 /// A server's refusal is an answer ("would not say"); a broken link is not.
 fn refused_as_value(r: RedisResult<Value>) -> RedisResult<Value> {
     match r {
-        Err(e)
-            if matches!(
-                e.kind(),
-                ::redis::ErrorKind::Server(_) | ::redis::ErrorKind::Extension
-            ) =>
-        {
-            Ok(Value::Nil)
-        }
+        Err(e) if super::link::reusable(&e) => Ok(Value::Nil),
         other => other,
     }
 }
@@ -247,45 +218,6 @@ mod tests {
         );
         // Unknown replicas: nothing said of them.
         assert!(queued_risks(&[node(Some(true), Some("always"), None)], 0).is_empty());
-    }
-
-    #[test]
-    fn each_primary_is_asked_once() {
-        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
-        let node = |host: &str, port: i64, id: &str| {
-            Value::Array(vec![bulk(host), Value::Int(port), bulk(id)])
-        };
-        let range = |first, last, primary, replica| {
-            Value::Array(vec![Value::Int(first), Value::Int(last), primary, replica])
-        };
-        let slots = Value::Array(vec![
-            range(
-                0,
-                99,
-                node("10.0.0.2", 7001, "b"),
-                node("10.0.0.5", 7004, "e"),
-            ),
-            range(
-                100,
-                199,
-                node("10.0.0.1", 7000, "a"),
-                node("10.0.0.4", 7003, "d"),
-            ),
-            range(
-                200,
-                299,
-                node("10.0.0.2", 7001, "b"),
-                node("10.0.0.5", 7004, "e"),
-            ),
-        ]);
-        assert_eq!(
-            primaries(&slots),
-            [
-                ("10.0.0.1".to_string(), 7000),
-                ("10.0.0.2".to_string(), 7001)
-            ]
-        );
-        assert!(primaries(&Value::Nil).is_empty());
     }
 
     #[test]

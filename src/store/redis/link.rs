@@ -184,7 +184,7 @@ pub(super) fn inconsistent(what: String) -> StoreError {
 
 /// Whether a failed connection can still be used: only if Redis answered
 /// (with an error) and the reply was read whole.
-fn reusable(e: &RedisError) -> bool {
+pub(super) fn reusable(e: &RedisError) -> bool {
     matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension)
 }
 

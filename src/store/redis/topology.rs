@@ -65,6 +65,8 @@ struct Range {
     first: u16,
     last: u16,
     primary: String,
+    /// The primary's host and port.
+    address: (String, u16),
 }
 
 impl RedisStock {
@@ -93,38 +95,61 @@ impl RedisStock {
         })
     }
 
+    /// The host and port of each primary of the cluster, once each.
+    pub(super) fn primaries(&self) -> Result<Vec<(String, u16)>, StoreError> {
+        Ok(addresses(self.cluster_slots()?))
+    }
+
     fn cluster_slots(&self) -> Result<Vec<Range>, StoreError> {
         let reply: Value = self.call("cluster slots", |con| {
             ::redis::cmd("CLUSTER").arg("SLOTS").query(con)
         })?;
-        let bad = || inconsistent(format!("CLUSTER SLOTS answered {reply:?}"));
-        let Value::Array(ranges) = &reply else {
-            return Err(bad());
-        };
-        ranges
-            .iter()
-            .map(|range| {
-                // [first, last, [ip, port, id, ...] of the primary, replicas...]
-                let Value::Array(items) = range else {
-                    return Err(bad());
-                };
-                match items.as_slice() {
-                    [Value::Int(first), Value::Int(last), Value::Array(primary), ..] => {
-                        let id = match primary.get(2) {
-                            Some(Value::BulkString(id)) => String::from_utf8_lossy(id).into_owned(),
-                            _ => return Err(bad()),
-                        };
-                        Ok(Range {
-                            first: u16::try_from(*first).map_err(|_| bad())?,
-                            last: u16::try_from(*last).map_err(|_| bad())?,
-                            primary: id,
-                        })
-                    }
-                    _ => Err(bad()),
-                }
-            })
-            .collect()
+        ranges(&reply)
     }
+}
+
+/// The primaries' addresses of `ranges`, once each.
+fn addresses(ranges: Vec<Range>) -> Vec<(String, u16)> {
+    let mut addresses: Vec<(String, u16)> = ranges.into_iter().map(|r| r.address).collect();
+    addresses.sort();
+    addresses.dedup();
+    addresses
+}
+
+/// CLUSTER SLOTS' answer as ranges.
+fn ranges(reply: &Value) -> Result<Vec<Range>, StoreError> {
+    let bad = || inconsistent(format!("CLUSTER SLOTS answered {reply:?}"));
+    let Value::Array(ranges) = reply else {
+        return Err(bad());
+    };
+    ranges
+        .iter()
+        .map(|range| {
+            // [first, last, [ip, port, id, ...] of the primary, replicas...]
+            let Value::Array(items) = range else {
+                return Err(bad());
+            };
+            match items.as_slice() {
+                [Value::Int(first), Value::Int(last), Value::Array(primary), ..] => {
+                    let [Value::BulkString(host), Value::Int(port), Value::BulkString(id), ..] =
+                        primary.as_slice()
+                    else {
+                        return Err(bad());
+                    };
+                    Ok(Range {
+                        first: u16::try_from(*first).map_err(|_| bad())?,
+                        last: u16::try_from(*last).map_err(|_| bad())?,
+                        primary: String::from_utf8_lossy(id).into_owned(),
+                        address: (
+                            String::from_utf8_lossy(host).into_owned(),
+                            u16::try_from(*port).map_err(|_| bad())?,
+                        ),
+                    })
+                }
+                _ => Err(bad()),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -136,7 +161,49 @@ mod tests {
             first: 0,
             last: 16383,
             primary: primary.into(),
+            address: ("127.0.0.1".into(), 7000),
         }]
+    }
+
+    /// The primaries' addresses, once each, from CLUSTER SLOTS' ranges
+    /// (several ranges may share a primary).
+    #[test]
+    fn each_primary_is_asked_once() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let node = |host: &str, port: i64, id: &str| {
+            Value::Array(vec![bulk(host), Value::Int(port), bulk(id)])
+        };
+        let range = |first, last, primary, replica| {
+            Value::Array(vec![Value::Int(first), Value::Int(last), primary, replica])
+        };
+        let slots = Value::Array(vec![
+            range(
+                0,
+                99,
+                node("10.0.0.2", 7001, "b"),
+                node("10.0.0.5", 7004, "e"),
+            ),
+            range(
+                100,
+                199,
+                node("10.0.0.1", 7000, "a"),
+                node("10.0.0.4", 7003, "d"),
+            ),
+            range(
+                200,
+                299,
+                node("10.0.0.2", 7001, "b"),
+                node("10.0.0.5", 7004, "e"),
+            ),
+        ]);
+        assert_eq!(
+            addresses(ranges(&slots).unwrap()),
+            [
+                ("10.0.0.1".to_string(), 7000),
+                ("10.0.0.2".to_string(), 7001)
+            ]
+        );
+        assert!(ranges(&Value::Nil).is_err());
     }
 
     /// A failover seen for one goods in a pass whose slot lookup then
