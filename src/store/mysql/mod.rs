@@ -50,8 +50,9 @@ use self::calls::{Call, Failure, Link};
 use self::load::Loads;
 use self::nodes::NODE_COLUMNS;
 use self::rows::{
-    give_back_live, goods_by_id, goods_record, id_list, order_for_update, order_record, set_state,
-    GoodsRow, OrderRow, Rows, GOODS_COLUMNS, ORDER_COLUMNS, PAUSED, ROWS_PER_INSERT,
+    db_clock_ms, give_back_live, goods_by_id, goods_record, id_list, order_for_update,
+    order_record, set_state, GoodsRow, OrderRow, Rows, GOODS_COLUMNS, ORDER_COLUMNS, PAUSED,
+    ROWS_PER_INSERT,
 };
 use self::schema::{live_count_sql, DueIndex, GoodsIndex, Layout};
 use self::sweep::{due_orders, SweepPlan};
@@ -323,10 +324,8 @@ impl OrderStore for MysqlStore {
     }
 
     fn clock_ms(&self) -> Result<Option<u64>, StoreError> {
-        // The epoch whatever the session's time zone.
-        self.link.call("clock", Call::IDEMPOTENT, |conn| {
-            Ok(conn.query_first("SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS UNSIGNED)")?)
-        })
+        self.link
+            .call("clock", Call::IDEMPOTENT, |conn| Ok(db_clock_ms(conn)?))
     }
 
     fn find_goods(&self, goods: GoodsId) -> Result<Option<GoodsRecord>, StoreError> {

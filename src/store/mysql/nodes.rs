@@ -12,6 +12,7 @@ use std::time::Duration;
 use ::mysql::prelude::Queryable;
 
 use super::calls::Call;
+use super::rows::db_clock_ms;
 use super::MysqlStore;
 use crate::store::nodes::{capped, choose, Choice, Claimed, NodeClaim, NodeRegistry, NodeRow};
 use crate::store::StoreError;
@@ -22,12 +23,9 @@ pub(super) const NODE_COLUMNS: &str = "node_id, holder, holder_info, expires_at,
 /// `holder_info` is a VARCHAR(200): strict mode refuses a longer value.
 const INFO_CHARS: usize = 200;
 
-/// The database's clock, Unix ms (whatever the session's time zone);
-/// no cap at all should it say nothing.
+/// The database's clock, Unix ms; no cap at all should it say nothing.
 fn db_now_ms(conn: &mut ::mysql::PooledConn) -> ::mysql::Result<u64> {
-    let now: Option<u64> =
-        conn.query_first("SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS UNSIGNED)")?;
-    Ok(now.unwrap_or(u64::MAX))
+    Ok(db_clock_ms(conn)?.unwrap_or(u64::MAX))
 }
 
 fn micros(d: Duration) -> u64 {

@@ -56,6 +56,11 @@ pub(super) const ORDER_COLUMNS: &str = "order_no, user_id, goods_id, state, crea
 
 pub(super) type OrderRow = (u64, u64, u64, u8, u64, u64);
 
+/// The database's clock, Unix ms, whatever the session's time zone.
+pub(super) fn db_clock_ms(conn: &mut impl Queryable) -> ::mysql::Result<Option<u64>> {
+    conn.query_first("SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS UNSIGNED)")
+}
+
 /// `goods.state` of a paused sale.
 pub(super) const PAUSED: u8 = 1;
 
