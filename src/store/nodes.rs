@@ -110,6 +110,15 @@ pub(crate) fn capped(until_ms: u64, store_now_ms: u64, lease: Duration) -> u64 {
     until_ms.min(store_now_ms.saturating_add(lease_ms.saturating_mul(2)))
 }
 
+/// The limit a renewal records and grants, of a holder whose id has
+/// `recorded` and who asks for `until_ms`, the database's clock at
+/// `store_now_ms`: what is recorded, which never goes down (a fence the
+/// holder took over may be further ahead than the cap), or the [`capped`]
+/// ask if higher.
+pub(crate) fn renewed(recorded: u64, until_ms: u64, store_now_ms: u64, lease: Duration) -> u64 {
+    recorded.max(capped(until_ms, store_now_ms, lease))
+}
+
 /// Picks the id a claim takes from every row of the registry: the one asked
 /// for if it is free, else the one this holder already has (a claim retried
 /// after its reply was lost), else the lowest free one.

@@ -14,7 +14,9 @@ use ::mysql::prelude::Queryable;
 use super::calls::Call;
 use super::rows::db_clock_ms;
 use super::MysqlStore;
-use crate::store::nodes::{capped, choose, Choice, Claimed, NodeClaim, NodeRegistry, NodeRow};
+use crate::store::nodes::{
+    capped, choose, renewed, Choice, Claimed, NodeClaim, NodeRegistry, NodeRow,
+};
 use crate::store::StoreError;
 
 /// The columns this store reads and writes, for the schema check.
@@ -110,9 +112,7 @@ impl NodeRegistry for MysqlStore {
             let Some((_, recorded)) = found.filter(|&(h, _)| h == holder) else {
                 return Ok(None);
             };
-            // What is recorded, which never goes down: a fence the holder
-            // took over may be further ahead than the cap.
-            let granted = recorded.max(capped(until_ms, db_now_ms(conn)?, lease));
+            let granted = renewed(recorded, until_ms, db_now_ms(conn)?, lease);
             conn.exec_drop(
                 "UPDATE nodes SET expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND,
                      numbers_until_ms = GREATEST(numbers_until_ms, ?)

@@ -12,7 +12,9 @@ use rusqlite::{params, OptionalExtension};
 use super::rows::{from_sql, to_sql};
 use super::{Access, SqliteStore};
 use crate::clock::now_ms;
-use crate::store::nodes::{capped, choose, Choice, Claimed, NodeClaim, NodeRegistry, NodeRow};
+use crate::store::nodes::{
+    capped, choose, renewed, Choice, Claimed, NodeClaim, NodeRegistry, NodeRow,
+};
 use crate::store::StoreError;
 
 /// Now, in Unix milliseconds, by SQLite's clock.
@@ -76,7 +78,6 @@ impl NodeRegistry for SqliteStore {
         lease: Duration,
         until_ms: u64,
     ) -> Result<Option<u64>, StoreError> {
-        let asked = capped(until_ms, now_ms(), lease);
         self.call(Access::Transaction, |tx| {
             let found: Option<(i64, i64)> = tx
                 .query_row(
@@ -88,9 +89,8 @@ impl NodeRegistry for SqliteStore {
             let Some((_, recorded)) = found.filter(|&(h, _)| from_sql(h) == holder) else {
                 return Ok(None);
             };
-            // What is recorded, which never goes down: a fence the holder
-            // took over may be further ahead than the cap.
-            let granted = from_sql(recorded).max(asked);
+            // The database's clock is this host's.
+            let granted = renewed(from_sql(recorded), until_ms, now_ms(), lease);
             tx.execute(
                 &format!(
                     "UPDATE nodes SET expires_ms = {NOW_MS} + ?1,
