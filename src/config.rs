@@ -265,6 +265,15 @@ pub struct Config {
     #[arg(long, default_value_t = 0.0)]
     pub accept_rate_per_ip: f64,
 
+    /// After an address is refused for --accept-rate-per-ip, drop its
+    /// connection requests in the kernel for this long (Linux: a filter on
+    /// the public listening sockets), so that a reconnecting flood costs
+    /// neither a handshake nor an accept; its connects wait for TCP's
+    /// retransmission, a second or more. 0s: refuse each such connection at
+    /// accept, with an error frame.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub block_for: Duration,
+
     /// A frame that has begun must be complete within this long (against
     /// slowloris clients that trickle a frame to hold a connection).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
@@ -374,6 +383,7 @@ impl Config {
             ("--idle-timeout", self.idle_timeout),
             ("--expiry-interval", self.expiry_interval),
             ("--shutdown-grace", self.shutdown_grace),
+            ("--block-for", self.block_for),
         ] {
             if value > MAX_TIMER {
                 return Err(format!("{flag} must be at most 30 days"));

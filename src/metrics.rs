@@ -34,6 +34,9 @@ metrics! {
     requests_in_flight,
     /// Connections refused at accept: too many in all or from one address.
     connections_refused,
+    /// Addresses blocked in the kernel for --block-for after being refused
+    /// for --accept-rate-per-ip.
+    addresses_blocked,
     /// Connections closed for not completing a frame in time.
     frame_timeouts,
     /// Connections closed for sending too many bad requests.

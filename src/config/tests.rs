@@ -59,6 +59,7 @@ fn timers_past_what_a_clock_holds_are_refused() {
         "--idle-timeout",
         "--expiry-interval",
         "--shutdown-grace",
+        "--block-for",
     ] {
         let c = Config::parse_from(["seckill-server", flag, "500000000000years"]);
         let err = c.check().unwrap_err();

@@ -7,7 +7,8 @@
 //! kept off a core overflows its own queue alone); the first
 //! also listens on the admin address, when configured. An acceptor admits a
 //! connection only within the connection limits, and tells one it refuses
-//! why before closing it.
+//! why before closing it; an address refused for its rate of new
+//! connections is then blocked in the kernel for a while (`blocklist`).
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use seckill_proto::{Opcode, Reply, Status};
 
 use super::admission::{Admission, Refusal};
+use super::blocklist::Blocklist;
 use super::rate_limit::{address_key, RateLimiter};
 use super::WAKER_TOKEN;
 use crate::config::Config;
@@ -206,6 +208,8 @@ pub struct Acceptor {
     /// New connections per second per address (`--accept-rate-per-ip`),
     /// shared by all the acceptors.
     accept_rate: Arc<RateLimiter>,
+    /// The addresses over that rate, blocked on every public listener.
+    blocklist: Arc<Blocklist>,
     reactors: Reactors,
     /// Which reactors were handed a connection and not woken yet.
     fed: Vec<bool>,
@@ -237,6 +241,10 @@ impl Acceptor {
             // A second's worth at once.
             config.accept_rate_per_ip.ceil().min(f64::from(u32::MAX)) as u32,
         ));
+        let blocklist = Arc::new(Blocklist::new(
+            config.block_for,
+            std::iter::once(&listeners.public).chain(&listeners.more_public),
+        )?);
         let Listeners {
             public,
             more_public,
@@ -255,6 +263,7 @@ impl Acceptor {
                     reactors.clone(),
                     admission.clone(),
                     accept_rate.clone(),
+                    blocklist.clone(),
                     index,
                     metrics.clone(),
                     stop.clone(),
@@ -270,6 +279,7 @@ impl Acceptor {
         reactors: Reactors,
         admission: Arc<Admission>,
         accept_rate: Arc<RateLimiter>,
+        blocklist: Arc<Blocklist>,
         index: usize,
         metrics: Arc<Metrics>,
         stop: Stop,
@@ -289,6 +299,7 @@ impl Acceptor {
             admission,
             fed: vec![false; reactors.mailboxes().len()],
             accept_rate,
+            blocklist,
             reactors,
             index,
             // Each deals from its own place in the reactors, so that two
@@ -316,9 +327,14 @@ impl Acceptor {
 
     fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(64);
-        let mut backoff = None;
+        let mut backoff: Option<Duration> = None;
         loop {
-            match self.poll.poll(&mut events, backoff) {
+            // Woken in time to end a block, when one is due first.
+            let timeout = match (backoff, self.blocklist.until_next_end()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            match self.poll.poll(&mut events, timeout) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => other?,
             }
@@ -328,6 +344,7 @@ impl Acceptor {
                 }
                 return Ok(()); // dropping the listener closes it
             }
+            self.blocklist.expire();
             // Whatever woke us (a listener event, or the end of a backoff),
             // accept until the backlogs are empty: events are edge-triggered.
             backoff = self.accept_all();
@@ -443,6 +460,11 @@ impl Acceptor {
         let admitted = if self.accept_rate.allow(address_key(peer.ip())) {
             self.admission.admit(peer.ip(), admin_port)
         } else {
+            // Told why, this once; its next connection requests do not get
+            // this far while the block lasts.
+            if self.blocklist.block(peer.ip()) {
+                metrics::add(&self.metrics.addresses_blocked, 1);
+            }
             Err(Refusal::AddressTooFast)
         };
         let ticket = match admitted {
@@ -625,6 +647,7 @@ mod tests {
             reactors,
             Admission::new(10_000, 10_000, 0),
             Arc::new(RateLimiter::new(0.0, 0)),
+            Arc::new(Blocklist::new(Duration::ZERO, []).unwrap()),
             0,
             Arc::new(Metrics::default()),
             Stop::new(),

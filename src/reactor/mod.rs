@@ -17,6 +17,7 @@
 pub mod acceptor;
 pub mod admission;
 mod backlog;
+mod blocklist;
 mod connection;
 mod input_budget;
 mod limits;

@@ -51,6 +51,10 @@ fn renamed(stat: &str) -> Option<Renamed> {
         "busy" => Refusal("busy"),
         "bad_requests" => Refusal("bad_request"),
         "connections_refused" => Refusal("connection_refused"),
+        "addresses_blocked" => Counter(
+            "seckill_addresses_blocked_total",
+            "Addresses blocked in the kernel after being refused for --accept-rate-per-ip.",
+        ),
         "frame_timeouts" => Refusal("frame_timeout"),
         "bad_request_closes" => Refusal("bad_request_close"),
         "wrong_admin_tokens" => Refusal("wrong_admin_token"),

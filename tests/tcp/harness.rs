@@ -371,12 +371,22 @@ pub fn while_busy<T>(
 /// A client connected from a chosen local address (std cannot bind a
 /// socket before connecting it).
 pub fn connect_from(local: &str, to: SocketAddr) -> TcpStream {
+    try_connect_from(local, to, Duration::from_secs(10)).expect("connect")
+}
+
+/// A connection to `to` from the IPv4 address `local`, or the connect's
+/// error once `timeout` has passed (`TimedOut`: no answer to its SYN).
+pub fn try_connect_from(
+    local: &str,
+    to: SocketAddr,
+    timeout: Duration,
+) -> std::io::Result<TcpStream> {
     let socket =
         socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
     let local: SocketAddr = format!("{local}:0").parse().unwrap();
     socket.bind(&local.into()).expect("bind");
-    socket.connect(&to.into()).expect("connect");
-    socket.into()
+    socket.connect_timeout(&to.into(), timeout)?;
+    Ok(socket.into())
 }
 
 /// A goods on sale from now for an hour.

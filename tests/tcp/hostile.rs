@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use seckill_client::{Client, Purchase};
 use seckill_proto::{Reply, Request, Status};
 
-use crate::harness::{connect_from, on_sale, Got, Raw, Server, TOKEN};
+use crate::harness::{connect_from, on_sale, try_connect_from, Got, Raw, Server, TOKEN};
 
 /// The connection-level error frame with this status, then the close.
 fn refused(raw: &mut Raw, status: Status) -> String {
@@ -687,6 +687,110 @@ fn connections_over_the_accept_rate_are_refused() {
     // Another address has its own bucket.
     let mut other = Raw::from_stream(connect_from("127.0.0.2", server.addr));
     other.hello();
+}
+
+/// An address refused for its accept rate is then blocked in the kernel:
+/// its next connects get no answer at all (their SYNs dropped) until
+/// `--block-for` has passed, while other addresses connect and are served,
+/// their connections carrying the listener's filter through a whole
+/// exchange. Linux only: elsewhere nothing is blocked.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_address_over_the_accept_rate_is_blocked_in_the_kernel_for_a_while() {
+    let dir = tempfile::tempdir().unwrap();
+    let block_for = Duration::from_secs(4);
+    let server = Server::start(
+        &dir.path().join("h.db"),
+        &[
+            // Three a second, a burst of three: the harness's admin
+            // connections from 127.0.0.1 stay within it.
+            "--accept-rate-per-ip",
+            "3",
+            "--block-for",
+            "4s",
+            "--acceptors",
+            "3",
+        ],
+    );
+    let mut first = Raw::from_stream(connect_from("127.0.0.2", server.addr));
+    first.hello();
+    // Connections one after another until one is refused (the burst, and
+    // what refilled meanwhile on a slow machine).
+    let mut admitted = Vec::new();
+    let why = loop {
+        assert!(admitted.len() < 20, "never refused");
+        let mut raw = Raw::from_stream(connect_from("127.0.0.2", server.addr));
+        raw.request(1, &Request::Ping);
+        match raw.next() {
+            Got::Frame {
+                opcode: 0xff,
+                reply:
+                    Reply::Error {
+                        status: Status::Busy,
+                        message,
+                    },
+                ..
+            } => break message,
+            _ => admitted.push(raw),
+        }
+    };
+    assert!(why.contains("slow down"), "{why}");
+    let blocked_at = Instant::now();
+    // Every listen queue drops its SYNs (the kernel spreads connections
+    // over the three by their source port).
+    for _ in 0..6 {
+        let tried = try_connect_from("127.0.0.2", server.addr, Duration::from_millis(300));
+        let err = tried.err().map(|e| e.kind());
+        assert_eq!(err, Some(std::io::ErrorKind::TimedOut));
+    }
+    assert!(
+        blocked_at.elapsed() < block_for,
+        "the machine is too slow for this test's timing: the block may have ended"
+    );
+    // Its connection made before the block is served, and so are other
+    // addresses, accepted while the filter is on.
+    first.request(9, &Request::Ping);
+    assert!(matches!(
+        first.next(),
+        Got::Frame {
+            reply: Reply::Pong,
+            ..
+        }
+    ));
+    let mut other = Raw::from_stream(connect_from("127.0.0.3", server.addr));
+    other.hello();
+    for id in 10..20 {
+        other.request(id, &Request::Ping);
+        assert!(matches!(
+            other.next(),
+            Got::Frame {
+                reply: Reply::Pong,
+                ..
+            }
+        ));
+    }
+    assert_eq!(server.stat("addresses_blocked"), 1);
+    // Once the block ends, its connects are answered and served again.
+    std::thread::sleep(block_for.saturating_sub(blocked_at.elapsed()));
+    let after = Instant::now() + Duration::from_secs(10);
+    let again = loop {
+        // The acceptors end the block within a poll of its time.
+        match try_connect_from("127.0.0.2", server.addr, Duration::from_millis(300)) {
+            Ok(stream) => break stream,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut && Instant::now() < after => {}
+            Err(e) => panic!("the block did not end: {e}"),
+        }
+    };
+    let mut again = Raw::from_stream(again);
+    again.hello();
+    again.request(30, &Request::Ping);
+    assert!(matches!(
+        again.next(),
+        Got::Frame {
+            reply: Reply::Pong,
+            ..
+        }
+    ));
 }
 
 /// The listening sockets on 127.0.0.1:`port`, from /proc/net/tcp: a listen
