@@ -108,7 +108,8 @@ impl NodeLease {
     /// lowest free one. Granted to the generator once leased.
     pub fn acquire(&mut self) -> Result<u16, LeaseError> {
         let asked = Instant::now();
-        let lease = match self.claim(self.want)? {
+        let until = self.horizon();
+        let lease = match self.claim(self.want, until)? {
             Claimed::Leased(lease) => lease,
             Claimed::Held {
                 node_id,
@@ -129,7 +130,7 @@ impl NodeLease {
             lease.until_ms,
             asked + self.lease,
         );
-        self.note_capped(lease.until_ms);
+        self.note_capped(lease.until_ms, until);
         self.held = Some(lease.node_id);
         info!(
             "node id {} leased for order numbers (lease {:?}, renewed every {:?})",
@@ -180,14 +181,16 @@ impl NodeLease {
             .saturating_add(lease_ms)
     }
 
-    fn claim(&self, want: Option<u16>) -> Result<Claimed, StoreError> {
+    /// Claims `want` (or the lowest free id), asking to stamp numbers up
+    /// to `until_ms` (a [`horizon`](Self::horizon)).
+    fn claim(&self, want: Option<u16>, until_ms: u64) -> Result<Claimed, StoreError> {
         self.registry.claim_node(&NodeClaim {
             want,
             max_id: MAX_NODE_ID,
             holder: self.holder,
             info: &self.info,
             lease: self.lease,
-            until_ms: self.horizon(),
+            until_ms,
         })
     }
 
@@ -208,7 +211,7 @@ impl NodeLease {
                 // clock too.
                 self.numbers
                     .grant_until(node, 0, granted, asked + self.lease);
-                self.note_capped(granted);
+                self.note_capped(granted, until);
                 if std::mem::take(&mut self.failing) {
                     info!("node id {node}: lease renewed again");
                 }
@@ -234,14 +237,15 @@ impl NodeLease {
     }
 
     /// Warns, once until it no longer is, when the order store held the
-    /// limit to less (`granted`) than this server's clock and a lease: its
-    /// clock is ahead of the database's by more than a lease, and its BUYs
-    /// are answered busy once it passes the limit. (A limit short of the
-    /// numbers already made, a fence taken over, says nothing of the
-    /// clock.)
-    fn note_capped(&mut self, granted: u64) {
-        let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
-        let asked = now_ms().saturating_add(lease_ms);
+    /// limit to less (`granted`) than this server `asked` for (its clock and
+    /// a lease, when the request was made): its clock is ahead of the
+    /// database's by more than a lease, and its BUYs are answered busy once
+    /// it passes the limit. (A limit short of the numbers already made, a
+    /// fence taken over, says nothing of the clock.)
+    ///
+    /// `asked` is what was sent, not the clock read again now: the call's
+    /// own time would otherwise pass for a clock ahead.
+    fn note_capped(&mut self, granted: u64, asked: u64) {
         let capped = granted < asked;
         if capped && !std::mem::replace(&mut self.capped, true) {
             warn!(
@@ -259,10 +263,11 @@ impl NodeLease {
     /// the lowest free one. Tried again at each renewal until it works.
     fn lease_again(&mut self) {
         let asked = Instant::now();
-        let claimed = match self.claim(self.want) {
+        let until = self.horizon();
+        let claimed = match self.claim(self.want, until) {
             Ok(Claimed::Held { node_id, by, .. }) => {
                 warn!("node id {node_id} asked for is held by {by}: leasing a free one");
-                self.claim(None)
+                self.claim(None, until)
             }
             other => other,
         };
@@ -276,7 +281,7 @@ impl NodeLease {
                 );
                 self.held = Some(lease.node_id);
                 self.failing = false;
-                self.note_capped(lease.until_ms);
+                self.note_capped(lease.until_ms, until);
                 warn!("node id {} leased: order numbers again", lease.node_id);
             }
             Ok(_) | Err(_) if self.failing => {}
@@ -329,11 +334,13 @@ mod tests {
     use crate::store::SqliteStore;
 
     /// The registry of a SQLite file, whose calls fail while `down`; the
-    /// next renewal panics once `panic_once` is set (a bug).
+    /// next renewal panics once `panic_once` is set (a bug); each call takes
+    /// `delay_ms` more (a slow network).
     struct Registry {
         store: SqliteStore,
         down: AtomicBool,
         panic_once: AtomicBool,
+        delay_ms: std::sync::atomic::AtomicU64,
     }
 
     impl Registry {
@@ -342,10 +349,12 @@ mod tests {
                 store: SqliteStore::open(&dir.path().join("nodes.db")).unwrap(),
                 down: AtomicBool::new(false),
                 panic_once: AtomicBool::new(false),
+                delay_ms: Default::default(),
             })
         }
 
         fn check(&self) -> Result<(), StoreError> {
+            thread::sleep(Duration::from_millis(self.delay_ms.load(Ordering::Relaxed)));
             match self.down.load(Ordering::Relaxed) {
                 true => Err(StoreError::Unavailable("down".into())),
                 false => Ok(()),
@@ -401,6 +410,22 @@ mod tests {
         )
         .unwrap();
         (lease, numbers)
+    }
+
+    /// A claim or renewal that takes a while is granted what was asked for
+    /// when it was made, which is less than the clock and a lease read once
+    /// it is back: that is not a clock ahead of the database's (it was
+    /// warned of, on every server, every few renewals).
+    #[test]
+    fn a_slow_renewal_is_not_taken_for_a_clock_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new(&dir);
+        registry.delay_ms.store(20, Ordering::Relaxed);
+        let (mut l, _numbers) = lease(&registry, &[]);
+        l.acquire().unwrap();
+        assert!(!l.capped, "a slow claim warned of a clock ahead");
+        l.renew();
+        assert!(!l.capped, "a slow renewal warned of a clock ahead");
     }
 
     #[test]
