@@ -266,11 +266,11 @@ pub struct Config {
     pub accept_rate_per_ip: f64,
 
     /// After an address is refused for --accept-rate-per-ip, drop its
-    /// connection requests in the kernel for this long (Linux: a filter on
-    /// the public listening sockets), so that a reconnecting flood costs
-    /// neither a handshake nor an accept; its connects wait for TCP's
-    /// retransmission, a second or more. 0s: refuse each such connection at
-    /// accept, with an error frame.
+    /// connection requests in the kernel for this long (Linux only: a
+    /// filter on the public listening sockets), so that a reconnecting
+    /// flood costs neither a handshake nor an accept; its connects wait for
+    /// TCP's retransmission, a second or more. 0s (or another system):
+    /// refuse each such connection at accept, with an error frame.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub block_for: Duration,
 

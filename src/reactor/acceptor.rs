@@ -241,8 +241,13 @@ impl Acceptor {
             // A second's worth at once.
             config.accept_rate_per_ip.ceil().min(f64::from(u32::MAX)) as u32,
         ));
+        // Blocks follow refusals for the accept rate: none without one.
+        let block_for = match config.accept_rate_per_ip > 0.0 {
+            true => config.block_for,
+            false => Duration::ZERO,
+        };
         let blocklist = Arc::new(Blocklist::new(
-            config.block_for,
+            block_for,
             std::iter::once(&listeners.public).chain(&listeners.more_public),
         )?);
         let Listeners {
@@ -319,9 +324,13 @@ impl Acceptor {
         thread::Builder::new()
             .name(format!("acceptor-{}", self.index))
             .spawn(move || {
+                let (blocklist, index) = (self.blocklist.clone(), self.index);
                 if let Err(e) = self.run() {
                     error!("acceptor stopped: {e}");
                 }
+                // Its listener is closed now (dropped with `self`), unless
+                // a duplicate is kept for its filter.
+                blocklist.close(index);
             })
     }
 
@@ -330,7 +339,7 @@ impl Acceptor {
         let mut backoff: Option<Duration> = None;
         loop {
             // Woken in time to end a block, when one is due first.
-            let timeout = match (backoff, self.blocklist.until_next_end()) {
+            let timeout = match (backoff, self.blocklist.until_due()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
@@ -461,8 +470,10 @@ impl Acceptor {
             self.admission.admit(peer.ip(), admin_port)
         } else {
             // Told why, this once; its next connection requests do not get
-            // this far while the block lasts.
-            if self.blocklist.block(peer.ip()) {
+            // this far while the block lasts. (Not for the admin port's
+            // connections: a tool polling it would block its address on
+            // the public port.)
+            if !admin_port && self.blocklist.block(peer.ip()) {
                 metrics::add(&self.metrics.addresses_blocked, 1);
             }
             Err(Refusal::AddressTooFast)
@@ -484,6 +495,7 @@ impl Acceptor {
             }
         };
         metrics::add(&self.metrics.connections_accepted, 1);
+        self.blocklist.clean(&socket);
         let reactors = self.reactors.mailboxes();
         let index = self.next % reactors.len();
         reactors[index].hand_over(Accepted {

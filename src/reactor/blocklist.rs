@@ -1,7 +1,7 @@
 //! Addresses blocked in the kernel: after an address is refused for
 //! `--accept-rate-per-ip`, its connection requests are dropped for
 //! `--block-for` by a socket filter (classic BPF) on the public listening
-//! sockets, before the kernel answers them.
+//! sockets, before the kernel answers them. Linux only.
 //!
 //! Why: refusing at accept stops what a connection would cost the reactors,
 //! not what a flood of new connections costs. Each refused one still takes
@@ -10,24 +10,32 @@
 //! reconnecting that way kept a normal client's p99 at 16–33 ms on a 2-core
 //! machine (BENCHMARKS.md, "the attack from an address of its own"). A SYN
 //! the filter drops costs the kernel a look-up and a few instructions, and
-//! its sender's `connect` waits for TCP's retransmission (a second, then
-//! two more) instead of coming back. It is what a host firewall's
-//! per-source limit does (nftables' dynamic sets, iptables' `hashlimit`),
-//! done by the server for the addresses it already refuses.
+//! its sender's `connect` waits for TCP's retransmission (a second or more)
+//! instead of coming back. It is what a host firewall's per-source limit
+//! does (nftables' dynamic sets, iptables' `hashlimit`), done by the server
+//! for the addresses it already refuses.
 //!
-//! Only a SYN without ACK (a connection request) is matched: the
-//! connections the kernel completes inherit the listener's filter, and
-//! every packet of theirs runs its first four instructions and passes.
-//! IPv6 sources are blocked by their /64, as the rate limiter keys them;
-//! an IPv4 client of a dual-stack listener sends IPv4 packets, matched as
-//! IPv4. The filter is on the public listeners only: `--admin-listen` stays
-//! open to an operator whose address is blocked.
+//! Only a SYN without ACK (a connection request) is matched. IPv6 sources
+//! are blocked by their /64, as the rate limiter keys them; an IPv4 client
+//! of a dual-stack listener sends IPv4 packets, matched as IPv4. The filter
+//! is on the public listeners only: `--admin-listen` stays open to an
+//! operator whose address is blocked.
+//!
+//! What a filter costs the kernel bounds how it is used. Every change of
+//! the list is a new program for each listener: changes are batched, at
+//! most one every [`ATTACH_GAP_MS`], and blocks end on a grid of
+//! [`END_GRID_MS`], so that an attacker with many addresses cannot make the
+//! acceptors rebuild it for each one. A connection the kernel completes
+//! holds a reference to its listener's filter of that moment (and is
+//! charged its size): the acceptor takes it off each connection it accepts
+//! while filters are in use ([`Blocklist::clean`]), or long-lived
+//! connections would pin every version of the list.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use log::{info, warn};
+use log::{debug, info, warn};
 use parking_lot::Mutex;
 use socket2::Socket;
 
@@ -37,6 +45,22 @@ use socket2::Socket;
 /// another), an address over the rate is refused at accept, as without a
 /// block.
 pub const MAX_BLOCKED: usize = 512;
+
+/// Filters put on the listeners at most one per this long: addresses
+/// blocked meanwhile are refused at accept until the next.
+const ATTACH_GAP_MS: u64 = 100;
+
+/// Blocks end on multiples of this (rounded up), so that their ends come
+/// in batches.
+const END_GRID_MS: u64 = 250;
+
+/// After an attach failed, how long until it is tried again.
+const RETRY_MS: u64 = 1000;
+
+/// How long after the last filter came off the listeners an accepted
+/// connection may still hold one: it was completed while the filter was
+/// on and waited in the listen queue since.
+const LINGER_MS: u64 = 10_000;
 
 /// What the filter matches: an IPv4 address, or an IPv6 /64.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,156 +86,183 @@ impl From<IpAddr> for Source {
 /// The blocked sources and the listening sockets their filter is on, shared
 /// by the acceptors.
 pub struct Blocklist {
-    /// How long a block lasts; zero: never block.
+    /// How long a block lasts; zero: blocks are off.
     block_for: Duration,
-    /// The public listening sockets: duplicates of the acceptors'
-    /// descriptors (a filter belongs to the socket, which each descriptor
-    /// names).
-    listeners: Vec<Socket>,
     start: Instant,
-    /// Milliseconds since `start` when the first block ends, `u64::MAX`
-    /// when none: read by every acceptor after each poll without the lock.
-    next_end_ms: AtomicU64,
-    /// Leaf lock: held only while the filter is rebuilt and attached.
-    blocked: Mutex<Blocked>,
+    /// Milliseconds since `start` when [`expire`](Self::expire) has work
+    /// (a block's end, a batch to attach, a retry), `u64::MAX` when none:
+    /// read by every acceptor after each poll without the lock.
+    next_due_ms: AtomicU64,
+    /// Until when (ms since `start`) an accepted connection may hold a
+    /// filter: `u64::MAX` while one is on the listeners, 0 before the
+    /// first.
+    filtered_until_ms: AtomicU64,
+    /// Leaf lock: held while the filter is rebuilt and attached.
+    state: Mutex<State>,
 }
 
-#[derive(Default)]
-struct Blocked {
+struct State {
+    /// The public listening sockets, by acceptor: duplicates of their
+    /// descriptors (a filter belongs to the socket, which each descriptor
+    /// names), dropped when that acceptor stops.
+    listeners: Vec<Option<Socket>>,
     /// In the order they were blocked, so ends ascend: (source, end in ms
     /// since `start`).
     sources: Vec<(Source, u64)>,
-    /// Whether a listener may hold a filter other than `sources`' (an
-    /// attach failed on it): attached again at the next expiry.
+    /// Whether the listeners' filters may differ from `sources`' (a batch
+    /// not attached yet, blocks ended, an attach that failed).
     stale: bool,
-    /// Sources blocked at once at most: [`MAX_BLOCKED`], or fewer once the
-    /// kernel refused a longer filter.
+    /// When the last filter was attached, ms since `start`.
+    attached_ms: Option<u64>,
+    /// Sources blocked at once at most: [`MAX_BLOCKED`], or fewer after the
+    /// kernel refused a filter for its size, until the list is empty again.
     capacity: usize,
     /// Whether a full list was already reported since it last had room.
     full_reported: bool,
+    /// Whether the kernel refused a filter for another reason than its
+    /// size: nothing is blocked any more.
+    off: bool,
+    /// When a block was last logged at info, ms since `start`: once a
+    /// second at most, the others at debug.
+    logged_ms: Option<u64>,
 }
 
-/// After an attach failed, how long until it is tried again.
-const RETRY_MS: u64 = 1000;
-
 impl Blocklist {
-    /// A blocklist for the public `listeners` (each duplicated here); with
-    /// a `block_for` of zero it never blocks.
+    /// A blocklist for the public `listeners` (each duplicated here, by
+    /// acceptor index); with a `block_for` of zero, or off Linux, it never
+    /// blocks and holds no descriptor.
     pub fn new<'a>(
         block_for: Duration,
         listeners: impl IntoIterator<Item = &'a mio::net::TcpListener>,
     ) -> std::io::Result<Blocklist> {
+        let block_for = if cfg!(target_os = "linux") {
+            block_for
+        } else {
+            Duration::ZERO
+        };
         let listeners = if block_for.is_zero() {
             Vec::new()
         } else {
             listeners
                 .into_iter()
-                .map(|l| socket2::SockRef::from(l).try_clone())
+                .map(|l| socket2::SockRef::from(l).try_clone().map(Some))
                 .collect::<std::io::Result<_>>()?
         };
         Ok(Blocklist {
             block_for,
-            listeners,
             start: Instant::now(),
-            next_end_ms: AtomicU64::new(u64::MAX),
-            blocked: Mutex::new(Blocked {
+            next_due_ms: AtomicU64::new(u64::MAX),
+            filtered_until_ms: AtomicU64::new(0),
+            state: Mutex::new(State {
+                listeners,
+                sources: Vec::new(),
+                stale: false,
+                attached_ms: None,
                 capacity: MAX_BLOCKED,
-                ..Blocked::default()
+                full_reported: false,
+                off: false,
+                logged_ms: None,
             }),
         })
     }
 
-    /// Blocks `ip` (its /64 for IPv6) for `--block-for`. Returns whether
-    /// this call blocked it: not when it already was, blocks are off, the
-    /// list is full, or the kernel refused the filter (logged).
+    /// Blocks `ip` (its /64 for IPv6) for `--block-for`, at once or with
+    /// the next batch (within [`ATTACH_GAP_MS`]). Returns whether this call
+    /// blocked it: not when it already was, blocks are off, or the list is
+    /// full.
     pub fn block(&self, ip: IpAddr) -> bool {
         if self.block_for.is_zero() {
             return false;
         }
         let source = Source::from(ip);
+        let mut state = self.state.lock();
+        // Read under the lock, so that ends are pushed in order.
         let now = self.now_ms();
-        let mut blocked = self.blocked.lock();
-        if blocked.sources.iter().any(|&(s, _)| s == source) {
+        if state.off || state.sources.iter().any(|&(s, _)| s == source) {
             // Connections it completed before the block, refused now.
             return false;
         }
-        if blocked.sources.len() >= blocked.capacity {
-            if !std::mem::replace(&mut blocked.full_reported, true) {
+        if state.sources.len() >= state.capacity {
+            if !std::mem::replace(&mut state.full_reported, true) {
                 warn!(
                     "{} addresses blocked already: more addresses over \
                      --accept-rate-per-ip are refused at accept until blocks end",
-                    blocked.sources.len()
+                    state.sources.len()
                 );
             }
             return false;
         }
-        let end = now.saturating_add(self.block_for.as_millis() as u64);
-        blocked.sources.push((source, end));
-        if let Err(e) = self.attach(&blocked.sources) {
-            // Some listeners may have taken it: the next expiry puts the
-            // list without it back on them. The kernel takes no filter this
-            // long: none as long is tried again.
-            blocked.sources.pop();
-            blocked.stale = true;
-            blocked.capacity = blocked.sources.len().max(1);
-            warn!(
-                "the kernel refused a filter of {} blocked addresses ({e}; the limit is \
-                 net.core.optmem_max): no more than {} are blocked at once",
-                blocked.sources.len() + 1,
-                blocked.capacity
-            );
-            self.next_end_ms
-                .fetch_min(now + RETRY_MS, Ordering::Relaxed);
-            return false;
-        }
-        self.next_end_ms.fetch_min(end, Ordering::Relaxed);
-        info!(
-            "blocking {} for {:?}: over --accept-rate-per-ip",
+        let end = (now + self.block_for.as_millis() as u64).next_multiple_of(END_GRID_MS);
+        state.sources.push((source, end));
+        state.stale = true;
+        self.settle(&mut state, now);
+        let line = format!(
+            "blocking {} for {:?}: over --accept-rate-per-ip ({} blocked)",
             shown(ip),
-            self.block_for
+            self.block_for,
+            state.sources.len()
         );
+        if state.logged_ms.is_none_or(|at| now >= at + 1000) {
+            state.logged_ms = Some(now);
+            info!("{line}");
+        } else {
+            debug!("{line}");
+        }
         true
     }
 
-    /// Ends the blocks whose time is up. Cheap when none is: an atomic load
-    /// and a clock read.
+    /// Ends the blocks whose time is up and attaches what is due. Cheap when
+    /// nothing is: an atomic load and a clock read.
     pub fn expire(&self) {
-        let now = self.now_ms();
-        if now < self.next_end_ms.load(Ordering::Relaxed) {
+        if self.now_ms() < self.next_due_ms.load(Ordering::Relaxed) {
             return;
         }
-        let mut blocked = self.blocked.lock();
-        let before = blocked.sources.len();
-        blocked.sources.retain(|&(_, end)| end > now);
-        if blocked.sources.len() != before {
-            blocked.full_reported = false;
-            blocked.stale = true;
+        let mut state = self.state.lock();
+        let now = self.now_ms();
+        let before = state.sources.len();
+        state.sources.retain(|&(_, end)| end > now);
+        if state.sources.len() != before {
+            state.full_reported = false;
+            state.stale = true;
+            if state.sources.is_empty() && !state.off {
+                state.capacity = MAX_BLOCKED;
+            }
         }
-        if blocked.stale {
-            // One that fails leaves a listener with its old filter, the
-            // ended blocks in it: tried again a little later.
-            blocked.stale = match self.attach(&blocked.sources) {
-                Ok(()) => false,
-                Err(e) => {
-                    warn!("the kernel refused the listeners' address filter: {e}");
-                    true
-                }
-            };
-        }
-        let next = match blocked.sources.first() {
-            _ if blocked.stale => now + RETRY_MS,
-            Some(&(_, end)) => end,
-            None => u64::MAX,
-        };
-        self.next_end_ms.store(next, Ordering::Relaxed);
+        self.settle(&mut state, now);
     }
 
-    /// How long until the first block ends, for the acceptors' poll
-    /// timeout; `None` when nothing is blocked.
-    pub fn until_next_end(&self) -> Option<Duration> {
-        match self.next_end_ms.load(Ordering::Relaxed) {
+    /// How long until [`expire`](Self::expire) has work, for the acceptors'
+    /// poll timeout; `None` when it has none.
+    pub fn until_due(&self) -> Option<Duration> {
+        match self.next_due_ms.load(Ordering::Relaxed) {
             u64::MAX => None,
-            end => Some(Duration::from_millis(end.saturating_sub(self.now_ms()))),
+            due => Some(Duration::from_millis(due.saturating_sub(self.now_ms()))),
+        }
+    }
+
+    /// Takes off `socket`, just accepted, the filter it may have from its
+    /// listener. Nothing but an atomic load before the first block.
+    pub fn clean(&self, socket: &mio::net::TcpStream) {
+        let until = self.filtered_until_ms.load(Ordering::Relaxed);
+        if until == 0 || self.now_ms() >= until {
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        {
+            // ENOENT: it had none (completed before the first filter, or
+            // after the filter came off).
+            let _ = socket2::SockRef::from(socket).detach_filter();
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = socket;
+    }
+
+    /// Forgets acceptor `index`'s listener, which it is closing: a
+    /// duplicate kept here would keep it listening, its share of new
+    /// connections left in a queue no one accepts from.
+    pub fn close(&self, index: usize) {
+        if let Some(listener) = self.state.lock().listeners.get_mut(index) {
+            *listener = None;
         }
     }
 
@@ -219,13 +270,71 @@ impl Blocklist {
         self.start.elapsed().as_millis() as u64
     }
 
-    /// Puts the filter for `sources` on every listener (none: the filter
-    /// taken off), or returns the first listener's refusal (the others are
-    /// still tried: each then holds the new filter or its old one).
-    fn attach(&self, sources: &[(Source, u64)]) -> std::io::Result<()> {
-        let sources: Vec<Source> = sources.iter().map(|&(s, _)| s).collect();
+    /// Attaches `state`'s list if it is stale and the last attach was
+    /// [`ATTACH_GAP_MS`] ago, and sets when there is work next.
+    fn settle(&self, state: &mut State, now: u64) {
+        let next_attach = state.attached_ms.map_or(0, |at| at + ATTACH_GAP_MS);
+        if state.stale && now >= next_attach {
+            state.attached_ms = Some(now);
+            match self.attach(state) {
+                Ok(()) => state.stale = false,
+                Err(e) => self.refused(state, &e),
+            }
+            self.filtered_until_ms.store(
+                if state.sources.is_empty() && !state.stale {
+                    now + LINGER_MS
+                } else {
+                    u64::MAX
+                },
+                Ordering::Relaxed,
+            );
+        }
+        let next = match state.sources.first() {
+            _ if state.stale => {
+                let at = state.attached_ms.map_or(now, |at| at + ATTACH_GAP_MS);
+                at.max(now + 1)
+            }
+            Some(&(_, end)) => end,
+            None => u64::MAX,
+        };
+        self.next_due_ms.store(next, Ordering::Relaxed);
+    }
+
+    /// After the kernel refused a listener the filter: for its size
+    /// (ENOMEM), the newest blocks are dropped and fewer kept until the list
+    /// is empty again; for anything else, blocks are turned off. The
+    /// listeners are tried again a little later (some may have taken the
+    /// refused filter, or still hold the last).
+    fn refused(&self, state: &mut State, e: &std::io::Error) {
+        state.stale = true;
+        state.attached_ms = Some(self.now_ms() + RETRY_MS - ATTACH_GAP_MS);
+        let blocked = state.sources.len();
+        if e.raw_os_error() == Some(libc::ENOMEM) && blocked > 1 {
+            state.capacity = blocked * 3 / 4;
+            warn!(
+                "the kernel refused the listeners' filter of {blocked} blocked addresses ({e}; \
+                 net.core.optmem_max bounds it): {} blocked at once at most until none is",
+                state.capacity
+            );
+        } else {
+            state.off = true;
+            state.capacity = 0;
+            warn!(
+                "the kernel refused the listeners' filter ({e}): addresses over \
+                 --accept-rate-per-ip are refused at accept, no longer blocked"
+            );
+        }
+        state.sources.truncate(state.capacity);
+    }
+
+    /// Puts the filter for `state.sources` on every listener (none: the
+    /// filter taken off), or returns the first listener's refusal (the
+    /// others are still tried: each then holds the new filter or its old
+    /// one).
+    fn attach(&self, state: &State) -> std::io::Result<()> {
+        let sources: Vec<Source> = state.sources.iter().map(|&(s, _)| s).collect();
         let mut result = Ok(());
-        for listener in &self.listeners {
+        for listener in state.listeners.iter().flatten() {
             if let Err(e) = filter::install(listener, &sources) {
                 result = result.and(Err(e));
             }
@@ -425,23 +534,127 @@ mod tests {
         assert!(answered("127.0.0.1", "127.0.0.1", &l));
     }
 
+    /// Runs the acceptors' part: waits until the list has work, and lets
+    /// it do it, until it has none left or `until` holds.
+    fn settle_until(list: &Blocklist, until: impl Fn() -> bool) {
+        for _ in 0..100 {
+            if until() {
+                return;
+            }
+            let Some(due) = list.until_due() else { return };
+            std::thread::sleep(due);
+            list.expire();
+        }
+    }
+
     #[test]
     fn a_block_ends_when_its_time_is_up() {
         let l = listener("127.0.0.1:0");
         let list = Blocklist::new(Duration::from_millis(400), [&l]).unwrap();
-        assert_eq!(list.until_next_end(), None);
+        assert_eq!(list.until_due(), None);
         assert!(list.block("127.0.0.2".parse().unwrap()));
-        let until = list.until_next_end().expect("an end due");
-        assert!(until <= Duration::from_millis(400), "{until:?}");
+        let until = list.until_due().expect("an end due");
+        // On the grid past 400 ms.
+        assert!(
+            until <= Duration::from_millis(400 + END_GRID_MS),
+            "{until:?}"
+        );
         list.expire(); // not yet
         assert!(!answered("127.0.0.2", "127.0.0.1", &l));
-        std::thread::sleep(list.until_next_end().unwrap_or_default());
-        list.expire();
-        assert_eq!(list.until_next_end(), None);
+        settle_until(&list, || false);
+        assert_eq!(list.until_due(), None);
         assert!(answered("127.0.0.2", "127.0.0.1", &l));
-        // And it can be blocked again.
+        // And it can be blocked again (with the next batch, if the filter
+        // came off less than the gap ago).
         assert!(list.block("127.0.0.2".parse().unwrap()));
+        settle_until(&list, || !list.state.lock().stale);
         assert!(!answered("127.0.0.2", "127.0.0.1", &l));
+    }
+
+    /// A block soon after another waits for the next batch: the filter is
+    /// rebuilt once per [`ATTACH_GAP_MS`] at most, whatever the number of
+    /// addresses refused meanwhile.
+    #[test]
+    fn blocks_made_close_together_are_attached_in_one_batch() {
+        let l = listener("127.0.0.1:0");
+        let list = Blocklist::new(Duration::from_secs(60), [&l]).unwrap();
+        assert!(list.block("127.0.0.2".parse().unwrap()));
+        assert!(list.block("127.0.0.3".parse().unwrap()));
+        assert!(list.block("127.0.0.4".parse().unwrap()));
+        assert!(list.state.lock().stale, "the second attached at once");
+        let due = list.until_due().expect("a batch due");
+        assert!(due <= Duration::from_millis(ATTACH_GAP_MS), "{due:?}");
+        assert!(!answered("127.0.0.2", "127.0.0.1", &l));
+        settle_until(&list, || !list.state.lock().stale);
+        assert!(!answered("127.0.0.3", "127.0.0.1", &l));
+        assert!(!answered("127.0.0.4", "127.0.0.1", &l));
+        assert!(answered("127.0.0.5", "127.0.0.1", &l));
+    }
+
+    /// Every listener of the list gets the filter (the acceptors' queues of
+    /// one port; here three ports, to connect to each), and one whose
+    /// acceptor closed it is let go.
+    #[test]
+    fn every_listener_gets_the_filter_but_a_closed_ones() {
+        let ls = [
+            listener("127.0.0.1:0"),
+            listener("127.0.0.1:0"),
+            listener("127.0.0.1:0"),
+        ];
+        let list = Blocklist::new(Duration::from_secs(60), &ls).unwrap();
+        list.close(1);
+        assert!(list.block("127.0.0.2".parse().unwrap()));
+        assert!(!answered("127.0.0.2", "127.0.0.1", &ls[0]));
+        assert!(answered("127.0.0.2", "127.0.0.1", &ls[1]));
+        assert!(!answered("127.0.0.2", "127.0.0.1", &ls[2]));
+    }
+
+    /// The length of the filter on `socket` (0: none), as SO_GET_FILTER
+    /// tells with no buffer.
+    fn filter_len(socket: &impl std::os::fd::AsRawFd) -> libc::socklen_t {
+        let mut len: libc::socklen_t = 0;
+        // SAFETY: a null buffer of length 0 asks only for the length,
+        // written to `len`, which lives through the call.
+        let done = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_FILTER, // SO_GET_FILTER
+                std::ptr::null_mut(),
+                &mut len,
+            )
+        };
+        assert_eq!(done, 0, "{}", std::io::Error::last_os_error());
+        len
+    }
+
+    /// A connection completed while a filter is on holds it (the kernel
+    /// copies the listener's to it); `clean` takes it off, so that
+    /// connections do not pin old filters.
+    #[test]
+    fn an_accepted_connection_is_cleaned_of_the_listeners_filter() {
+        let l = listener("127.0.0.1:0");
+        let list = Blocklist::new(Duration::from_secs(60), [&l]).unwrap();
+        let accept = || {
+            let client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            let accepted = (0..100)
+                .find_map(|_| match l.accept() {
+                    Ok((s, _)) => Some(s),
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        None
+                    }
+                })
+                .expect("not accepted");
+            (client, accepted)
+        };
+        let (_c1, before) = accept();
+        assert_eq!(filter_len(&before), 0);
+        assert!(list.block("127.0.0.2".parse().unwrap()));
+        let (_c2, during) = accept();
+        assert!(filter_len(&during) > 0, "no filter inherited");
+        list.clean(&during);
+        assert_eq!(filter_len(&during), 0);
     }
 
     /// The last IPv4 source and the last IPv6 /64 of a long list are both
@@ -456,26 +669,44 @@ mod tests {
             let v6 = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, i as u16, 0, 0, 0, 1);
             assert!(list.block(IpAddr::V6(v6)));
         }
+        settle_until(&list, || !list.state.lock().stale);
         assert!(answered("127.0.0.9", "127.0.0.1", &l));
         assert!(answered("::1", "::1", &l));
         assert!(list.block("127.0.0.9".parse().unwrap()));
         // ::1 by its /64, ::/64.
         assert!(list.block("::2".parse().unwrap()));
+        settle_until(&list, || !list.state.lock().stale);
         assert!(!answered("127.0.0.9", "127.0.0.1", &l));
         assert!(!answered("::1", "::1", &l));
         assert!(answered("127.0.0.8", "127.0.0.1", &l));
     }
 
-    /// A full list of the longest entries is a filter the kernel takes, and
-    /// past it nothing more is blocked.
+    /// A full list of the longest entries (IPv6, both halves with the top
+    /// bit set, which the kernel's translation makes longer) is a filter
+    /// the kernel takes where `net.core.optmem_max` is 128 KiB (Linux's
+    /// default since 6.9), and past it nothing more is blocked.
     #[test]
     fn the_list_is_bounded_and_a_full_one_fits_the_kernels_limit() {
+        let optmem: u64 = std::fs::read_to_string("/proc/sys/net/core/optmem_max")
+            .expect("optmem_max")
+            .trim()
+            .parse()
+            .expect("a number");
+        assert!(
+            optmem >= 128 << 10,
+            "net.core.optmem_max {optmem}: this test needs 128 KiB"
+        );
         let l = listener("127.0.0.1:0");
         let list = Blocklist::new(Duration::from_secs(60), [&l]).unwrap();
         for i in 0..MAX_BLOCKED as u16 {
-            let v6 = std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, i, 0, 0, 0, 1);
+            let v6 = std::net::Ipv6Addr::new(0xfd00, 0xdb8, 0x8001, i, 0, 0, 0, 1);
             assert!(list.block(IpAddr::V6(v6)), "entry {i}");
         }
+        // Attached as one batch, the longest filter there is.
+        settle_until(&list, || !list.state.lock().stale);
+        let state = list.state.lock();
+        assert!(!state.stale && !state.off && state.sources.len() == MAX_BLOCKED);
+        drop(state);
         assert!(!list.block("127.0.0.2".parse().unwrap()));
         assert!(answered("127.0.0.2", "127.0.0.1", &l));
     }
@@ -488,14 +719,34 @@ mod tests {
         assert!(answered("127.0.0.2", "127.0.0.1", &l));
     }
 
+    /// Two addresses are one source exactly when the rate limiter counts
+    /// them as one address.
     #[test]
     fn sources_are_keyed_as_the_rate_limiter_keys_addresses() {
-        let source = |s: &str| Source::from(s.parse::<IpAddr>().unwrap());
-        assert_eq!(source("::ffff:10.0.0.1"), source("10.0.0.1"));
-        assert_eq!(source("2001:db8:1:2::1"), source("2001:db8:1:2:ffff::9"));
-        assert_ne!(source("2001:db8:1:2::1"), source("2001:db8:1:3::1"));
+        let addresses: Vec<IpAddr> = [
+            "10.0.0.1",
+            "::ffff:10.0.0.1",
+            "10.0.0.2",
+            "2001:db8:1:2::1",
+            "2001:db8:1:2:ffff::9",
+            "2001:db8:1:3::1",
+            "::1",
+            "::2",
+            "::ffff:0:1",
+            "0.0.0.1",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        let key = super::super::rate_limit::address_key;
+        for a in &addresses {
+            for b in &addresses {
+                let same = Source::from(*a) == Source::from(*b);
+                assert_eq!(same, key(*a) == key(*b), "{a} {b}");
+            }
+        }
         assert_eq!(
-            source("2001:db8:1:2::1"),
+            Source::from("2001:db8:1:2::1".parse::<IpAddr>().unwrap()),
             Source::V6Prefix(0x2001_0db8_0001_0002)
         );
     }

@@ -202,8 +202,9 @@ impl Server {
             .expect("connect")
     }
 
+    /// An admin client: on the admin listener, if the server has one.
     pub fn admin(&self) -> Client {
-        Client::builder(self.addr)
+        Client::builder(self.admin_addr.unwrap_or(self.addr))
             .token(TOKEN)
             .read_timeout(Duration::from_secs(30))
             .connect()
