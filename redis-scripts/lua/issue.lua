@@ -1,8 +1,10 @@
 -- ISSUE: records a purchase token. First forgets up to a prune batch of
--- tokens whose forget-after time is at or before now_ms (a bounded step,
--- so that one issue never stalls Redis on a backlog), then records the
--- token unless it is already there: a repeated issue (a retry) must not
--- wipe out the order that used it.
+-- tokens whose forget-after time is at or before now_ms, or Redis's clock
+-- if that is behind (a server whose clock runs ahead must not forget the
+-- tokens the others issued) (a bounded step, so that one issue never
+-- stalls Redis on a backlog), then records the token unless it is already
+-- there: a repeated issue (a retry) must not wipe out the order that used
+-- it.
 --
 -- KEYS[1] tokens  KEYS[2] token_expiry
 -- ARGV[1] now_ms
@@ -18,7 +20,9 @@
 -- Built by seckill_redis_scripts::IssueCall; by hand, e.g.:
 --   redis-cli --eval issue.lua t x , 1000 11 7 2000 3000 100
 
-local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, ARGV[6])
+local t = redis.call('TIME')
+local now = math.min(tonumber(ARGV[1]), tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, ARGV[6])
 if #due > 0 then
   redis.call('HDEL', KEYS[1], unpack(due))
   redis.call('ZREM', KEYS[2], unpack(due))
@@ -29,9 +33,9 @@ end
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[2])
 -- Both keys go when their last token may be forgotten, so that a sale's
 -- tokens do not outlive it when no more are issued to prune them. Timed
--- from the caller's clock, like every time here.
+-- from the same clock as the pruning.
 local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')[2]
-local ttl = math.floor(tonumber(last) - tonumber(ARGV[1]))
+local ttl = math.floor(tonumber(last) - now)
 if ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[2], ttl)

@@ -19,7 +19,8 @@
 -- ARGV[2] goods id            (written into queued orders)
 -- ARGV[3] now_ms              (the clock of token expiry, of the sale window
 --                              and of request ids, and created_ms of queued
---                              orders)
+--                              orders; ids are forgotten by it or by Redis's
+--                              clock, whichever is behind)
 -- ARGV[4] epoch               (that of the caller's last load)
 -- ARGV[5] per_user_limit      (1..=255; less than 1 is taken as 1)
 -- ARGV[6] token_required      ("1" yes, anything else no)
@@ -73,7 +74,12 @@ if ctl[1] then
   elseif now >= tonumber(ctl[3]) then closed = ENDED
   end
 end
-local due = redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', now, 'LIMIT', 0, PRUNE)
+-- Forgotten by the caller's clock or Redis's, whichever is behind: a server
+-- whose clock runs an hour ahead would otherwise forget at once every id
+-- the other servers recorded, and their retried BUYs would be new ones.
+local t = redis.call('TIME')
+local forget_by = math.min(now, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local due = redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', forget_by, 'LIMIT', 0, PRUNE)
 if #due > 0 then
   redis.call('HDEL', KEYS[7], unpack(due))
   redis.call('ZREM', KEYS[8], unpack(due))

@@ -257,6 +257,33 @@ fn token_keys_expire_when_their_last_token_may_be_forgotten() {
     }
 }
 
+/// A server whose clock runs ahead forgets no request id or token the other
+/// servers recorded before its time: its pruning goes by Redis's clock when
+/// that is behind. (Its own ids are kept past their hour, by that much.)
+#[test]
+fn a_server_an_hour_ahead_forgets_no_one_elses_request_ids_or_tokens() {
+    let stock = open(AckMode::Durable);
+    stock.load_next(1, 10, &[]).unwrap();
+    let now = now_ms();
+    let ahead = now + 2 * crate::store::REQUEST_ID_TTL_MS;
+    let with = |user, order_no, rid| Buyer {
+        request_id: RequestId::new(rid),
+        ..buy(user, order_no, NO_TOKEN)
+    };
+    let one = |b: Buyer, at| stock.reserve(1, &rules_at(1, at), &[b]).unwrap().decisions[0];
+    assert_eq!(one(with(7, 700, 0xabc), now), Reservation::Reserved);
+    stock.issue_token_at(1, 8, 88, now + 30_000, now).unwrap();
+    // The server ahead reserves and issues, which prunes by its clock.
+    assert_eq!(one(with(9, 900, 0xdef), ahead), Reservation::Reserved);
+    stock
+        .issue_token_at(1, 9, 99, ahead + 30_000, ahead)
+        .unwrap();
+    // The retry through a server on time still gets its first order, and
+    // the token issued there is still known.
+    assert_eq!(one(with(7, 701, 0xabc), now), Reservation::Replayed(700));
+    assert_eq!(stock.tokens_kept(1), (2, 2));
+}
+
 /// Runs a call with EVAL, as any client may send it from the shared
 /// crate's typed calls (the bench does the same), not through the store.
 pub(super) fn eval<C: Call>(stock: &TestStock, goods: GoodsId, call: &C) -> Value {
