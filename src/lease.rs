@@ -55,6 +55,16 @@ pub enum LeaseError {
     Store(#[from] StoreError),
 }
 
+/// What a claim or renewal asks for, read before it is made.
+struct Horizon {
+    /// How far this server may stamp numbers once it is recorded: a lease
+    /// past its clock, or past its last number if that is later (a clock
+    /// set back, or a fence taken over).
+    until_ms: u64,
+    /// A lease past its clock alone.
+    clock_ms: u64,
+}
+
 pub struct NodeLease {
     registry: Arc<dyn NodeRegistry>,
     numbers: OrderNumbers,
@@ -108,8 +118,8 @@ impl NodeLease {
     /// lowest free one. Granted to the generator once leased.
     pub fn acquire(&mut self) -> Result<u16, LeaseError> {
         let asked = Instant::now();
-        let until = self.horizon();
-        let lease = match self.claim(self.want, until)? {
+        let asked_for = self.horizon();
+        let lease = match self.claim(self.want, asked_for.until_ms)? {
             Claimed::Leased(lease) => lease,
             Claimed::Held {
                 node_id,
@@ -130,7 +140,7 @@ impl NodeLease {
             lease.until_ms,
             asked + self.lease,
         );
-        self.note_capped(lease.until_ms, until);
+        self.note_capped(lease.until_ms, &asked_for);
         self.held = Some(lease.node_id);
         info!(
             "node id {} leased for order numbers (lease {:?}, renewed every {:?})",
@@ -171,18 +181,18 @@ impl NodeLease {
         (self.lease / 6).max(Duration::from_millis(10))
     }
 
-    /// How far this server may stamp numbers once the next claim or
-    /// renewal is recorded: a lease past its clock, or past its last
-    /// number if that is later (a clock set back).
-    fn horizon(&self) -> u64 {
+    /// What the next claim or renewal asks for, read before it is made.
+    fn horizon(&self) -> Horizon {
         let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
-        now_ms()
-            .max(self.numbers.last_ms())
-            .saturating_add(lease_ms)
+        let now = now_ms();
+        Horizon {
+            until_ms: now.max(self.numbers.last_ms()).saturating_add(lease_ms),
+            clock_ms: now.saturating_add(lease_ms),
+        }
     }
 
     /// Claims `want` (or the lowest free id), asking to stamp numbers up
-    /// to `until_ms` (a [`horizon`](Self::horizon)).
+    /// to `until_ms` (a [`horizon`](Self::horizon)'s).
     fn claim(&self, want: Option<u16>, until_ms: u64) -> Result<Claimed, StoreError> {
         self.registry.claim_node(&NodeClaim {
             want,
@@ -200,10 +210,10 @@ impl NodeLease {
             return;
         };
         let asked = Instant::now();
-        let until = self.horizon();
+        let asked_for = self.horizon();
         match self
             .registry
-            .renew_node(node, self.holder, self.lease, until)
+            .renew_node(node, self.holder, self.lease, asked_for.until_ms)
         {
             Ok(Some(granted)) => {
                 // Raised only once the order store has the new limit; the
@@ -211,7 +221,7 @@ impl NodeLease {
                 // clock too.
                 self.numbers
                     .grant_until(node, 0, granted, asked + self.lease);
-                self.note_capped(granted, until);
+                self.note_capped(granted, &asked_for);
                 if std::mem::take(&mut self.failing) {
                     info!("node id {node}: lease renewed again");
                 }
@@ -237,15 +247,16 @@ impl NodeLease {
     }
 
     /// Warns, once until it no longer is, when the order store held the
-    /// limit to less (`granted`) than this server `asked` for (its clock and
-    /// a lease, when the request was made): its clock is ahead of the
-    /// database's by more than a lease, and its BUYs are answered busy once
-    /// it passes the limit. (A limit short of the numbers already made, a
-    /// fence taken over, says nothing of the clock.)
+    /// limit to less (`granted`) than this server's clock and a lease when
+    /// it asked: its clock is ahead of the database's by more than a lease,
+    /// and its BUYs are answered busy once it passes the limit. (A limit
+    /// short of the numbers already made, a fence taken over, says nothing
+    /// of the clock: compared with the clock's part of the ask only.)
     ///
-    /// `asked` is what was sent, not the clock read again now: the call's
-    /// own time would otherwise pass for a clock ahead.
-    fn note_capped(&mut self, granted: u64, asked: u64) {
+    /// The clock as read before the call, not again now: the call's own
+    /// time would otherwise pass for a clock ahead.
+    fn note_capped(&mut self, granted: u64, asked_for: &Horizon) {
+        let asked = asked_for.clock_ms;
         let capped = granted < asked;
         if capped && !std::mem::replace(&mut self.capped, true) {
             warn!(
@@ -263,11 +274,11 @@ impl NodeLease {
     /// the lowest free one. Tried again at each renewal until it works.
     fn lease_again(&mut self) {
         let asked = Instant::now();
-        let until = self.horizon();
-        let claimed = match self.claim(self.want, until) {
+        let asked_for = self.horizon();
+        let claimed = match self.claim(self.want, asked_for.until_ms) {
             Ok(Claimed::Held { node_id, by, .. }) => {
                 warn!("node id {node_id} asked for is held by {by}: leasing a free one");
-                self.claim(None, until)
+                self.claim(None, asked_for.until_ms)
             }
             other => other,
         };
@@ -281,7 +292,7 @@ impl NodeLease {
                 );
                 self.held = Some(lease.node_id);
                 self.failing = false;
-                self.note_capped(lease.until_ms, until);
+                self.note_capped(lease.until_ms, &asked_for);
                 warn!("node id {} leased: order numbers again", lease.node_id);
             }
             Ok(_) | Err(_) if self.failing => {}
@@ -335,12 +346,14 @@ mod tests {
 
     /// The registry of a SQLite file, whose calls fail while `down`; the
     /// next renewal panics once `panic_once` is set (a bug); each call takes
-    /// `delay_ms` more (a slow network).
+    /// `delay_ms` more (a slow network); renewals grant `shave_ms` less
+    /// than the file records (a database whose clock is behind).
     struct Registry {
         store: SqliteStore,
         down: AtomicBool,
         panic_once: AtomicBool,
         delay_ms: std::sync::atomic::AtomicU64,
+        shave_ms: std::sync::atomic::AtomicU64,
     }
 
     impl Registry {
@@ -350,6 +363,7 @@ mod tests {
                 down: AtomicBool::new(false),
                 panic_once: AtomicBool::new(false),
                 delay_ms: Default::default(),
+                shave_ms: Default::default(),
             })
         }
 
@@ -378,7 +392,11 @@ mod tests {
                 panic!("a renewal's bug");
             }
             self.check()?;
-            self.store.renew_node(n, h, l, u)
+            let shave = self.shave_ms.load(Ordering::Relaxed);
+            Ok(self
+                .store
+                .renew_node(n, h, l, u)?
+                .map(|granted| granted.saturating_sub(shave)))
         }
         fn release_node(&self, n: u16, h: u64, last: u64) -> Result<(), StoreError> {
             self.check()?;
@@ -426,6 +444,47 @@ mod tests {
         assert!(!l.capped, "a slow claim warned of a clock ahead");
         l.renew();
         assert!(!l.capped, "a slow renewal warned of a clock ahead");
+    }
+
+    /// A grant short of the server's clock and a lease is warned of, and
+    /// the warning ends once grants are whole again.
+    #[test]
+    fn a_grant_short_of_the_clock_and_a_lease_is_a_clock_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new(&dir);
+        let (mut l, _numbers) = lease_of(&registry, "10s", &[]);
+        l.acquire().unwrap();
+        assert!(!l.capped);
+        registry.shave_ms.store(60_000, Ordering::Relaxed);
+        l.renew();
+        assert!(l.capped, "a grant a minute short was not noticed");
+        registry.shave_ms.store(0, Ordering::Relaxed);
+        l.renew();
+        assert!(!l.capped);
+    }
+
+    /// An id whose fence, left by an earlier holder, is an hour ahead:
+    /// the numbers start above it, and the renewals that ask past it are
+    /// granted less than asked (the fence plus a lease), which says
+    /// nothing of this server's clock.
+    #[test]
+    fn a_fence_taken_over_is_not_a_clock_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new(&dir);
+        let fence = now_ms() + 3_600_000;
+        let file = rusqlite::Connection::open(dir.path().join("nodes.db")).unwrap();
+        file.execute(
+            "INSERT OR REPLACE INTO nodes (node_id, holder, holder_info, expires_ms, numbers_until_ms)
+             VALUES (0, 0, '', 0, ?1)",
+            rusqlite::params![i64::try_from(fence).unwrap()],
+        )
+        .unwrap();
+        let (mut l, numbers) = lease(&registry, &["--node-id", "0"]);
+        l.acquire().unwrap();
+        numbers.next().expect("a number");
+        assert!(numbers.last_ms() > fence, "numbers start above the fence");
+        l.renew();
+        assert!(!l.capped, "a fence taken over was taken for a clock ahead");
     }
 
     #[test]
