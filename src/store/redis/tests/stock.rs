@@ -239,7 +239,7 @@ fn a_call_that_fails_half_way_writes_nothing() {
 }
 
 /// The keys of the tokens expire when their last token may be forgotten,
-/// on the caller's clock: a sale's tokens do not outlive it when no more
+/// by the caller's clock or Redis's, whichever is behind: a sale's tokens do not outlive it when no more
 /// are issued to prune them.
 #[test]
 fn token_keys_expire_when_their_last_token_may_be_forgotten() {
@@ -282,6 +282,16 @@ fn a_server_an_hour_ahead_forgets_no_one_elses_request_ids_or_tokens() {
     // the token issued there is still known.
     assert_eq!(one(with(7, 701, 0xabc), now), Reservation::Replayed(700));
     assert_eq!(stock.tokens_kept(1), (2, 2));
+    // The token keys live until the last token may be forgotten, by the
+    // same clock: the one issued ahead is kept past two hours from now,
+    // not for its minute from the clock ahead.
+    let keys = stock.keys(1);
+    let ttl: i64 = stock
+        .call("pttl", |con| {
+            ::redis::cmd("PTTL").arg(&keys.tokens).query(con)
+        })
+        .unwrap();
+    assert!(ttl > 2 * 3_600_000, "{ttl} ms");
 }
 
 /// Runs a call with EVAL, as any client may send it from the shared
