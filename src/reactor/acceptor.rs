@@ -527,17 +527,7 @@ mod tests {
         let listener = listen("127.0.0.1:0".parse().unwrap(), 16, buffer, false).unwrap();
         let addr = listener.local_addr().unwrap();
         let _client = std::net::TcpStream::connect(addr).unwrap();
-        // Non-blocking: the handshake is done once connect returned, but
-        // give the accept queue a moment on a loaded machine.
-        let accepted = (0..200)
-            .find_map(|_| match listener.accept() {
-                Ok((socket, _)) => Some(socket),
-                Err(_) => {
-                    std::thread::sleep(Duration::from_millis(5));
-                    None
-                }
-            })
-            .expect("no connection accepted");
+        let accepted = super::super::accept_soon(&listener);
         let socket = SockRef::from(&accepted);
         (
             socket.recv_buffer_size().unwrap(),

@@ -473,6 +473,7 @@ mod tests {
 
     use socket2::{Domain, Type};
 
+    use super::super::accept_soon;
     use super::*;
 
     fn listener(addr: &str) -> mio::net::TcpListener {
@@ -503,15 +504,7 @@ mod tests {
         }
         let mut client: TcpStream = socket.into();
         std::io::Write::write_all(&mut client, b"x").unwrap();
-        let accepted = (0..100)
-            .find_map(|_| match listener.accept() {
-                Ok((s, _)) => Some(s),
-                Err(_) => {
-                    std::thread::sleep(Duration::from_millis(5));
-                    None
-                }
-            })
-            .expect("not accepted");
+        let accepted = accept_soon(listener);
         let mut accepted = socket2::SockRef::from(&accepted).try_clone().unwrap();
         accepted.set_nonblocking(false).unwrap();
         accepted
@@ -637,16 +630,7 @@ mod tests {
         let list = Blocklist::new(Duration::from_secs(60), [&l]).unwrap();
         let accept = || {
             let client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-            let accepted = (0..100)
-                .find_map(|_| match l.accept() {
-                    Ok((s, _)) => Some(s),
-                    Err(_) => {
-                        std::thread::sleep(Duration::from_millis(5));
-                        None
-                    }
-                })
-                .expect("not accepted");
-            (client, accepted)
+            (client, accept_soon(&l))
         };
         let (_c1, before) = accept();
         assert_eq!(filter_len(&before), 0);

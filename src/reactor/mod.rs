@@ -50,6 +50,22 @@ use crate::metrics;
 use crate::stop::Stop;
 use crate::telemetry::LocalRequests;
 
+/// For tests: the next connection on `listener`, within a second (once
+/// `connect` returned the handshake is done, but the accept queue may take
+/// a moment on a loaded machine).
+#[cfg(test)]
+pub(crate) fn accept_soon(listener: &mio::net::TcpListener) -> mio::net::TcpStream {
+    (0..200)
+        .find_map(|_| match listener.accept() {
+            Ok((socket, _)) => Some(socket),
+            Err(_) => {
+                thread::sleep(Duration::from_millis(5));
+                None
+            }
+        })
+        .expect("no connection accepted")
+}
+
 /// The waker's token, at the top of the range so it never meets a slab key.
 pub const WAKER_TOKEN: Token = Token(usize::MAX);
 
