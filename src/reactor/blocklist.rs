@@ -23,9 +23,9 @@
 //!
 //! What a filter costs the kernel bounds how it is used. Every change of
 //! the list is a new program for each listener: changes are batched, at
-//! most one every [`ATTACH_GAP_MS`], and blocks end on a grid of
-//! [`END_GRID_MS`], so that an attacker with many addresses cannot make the
-//! acceptors rebuild it for each one. A connection the kernel completes
+//! most [`ATTACH_BURST`] in a row and then one every [`ATTACH_GAP_MS`], and
+//! blocks end on a grid of [`END_GRID_MS`], so that an attacker with many
+//! addresses cannot make the acceptors rebuild it for each one. A connection the kernel completes
 //! holds a reference to its listener's filter of that moment (and is
 //! charged its size): the acceptor takes it off each connection it accepts
 //! while filters are in use ([`Blocklist::clean`]), or long-lived
@@ -46,9 +46,14 @@ use socket2::Socket;
 /// block.
 pub const MAX_BLOCKED: usize = 512;
 
-/// Filters put on the listeners at most one per this long: addresses
-/// blocked meanwhile are refused at accept until the next.
+/// Filters put on the listeners at most one per this long, on average:
+/// addresses blocked meanwhile are refused at accept until the next.
 const ATTACH_GAP_MS: u64 = 100;
+
+/// Filters that may be put on in a row, within [`ATTACH_GAP_MS`] of each
+/// other: a flooder blocked again as its block ends (the filter just
+/// rebuilt without it) is blocked at once, not after the gap.
+const ATTACH_BURST: usize = 4;
 
 /// Blocks end on multiples of this (rounded up), so that their ends come
 /// in batches.
@@ -112,8 +117,12 @@ struct State {
     /// Whether the listeners' filters may differ from `sources`' (a batch
     /// not attached yet, blocks ended, an attach that failed).
     stale: bool,
-    /// When the last filter was attached, ms since `start`.
-    attached_ms: Option<u64>,
+    /// When the last [`ATTACH_BURST`] filters were attached, ms since
+    /// `start`, oldest at `next_slot`.
+    attached_ms: [Option<u64>; ATTACH_BURST],
+    next_slot: usize,
+    /// No attach before this (after one failed), ms since `start`.
+    retry_at_ms: u64,
     /// Sources blocked at once at most: [`MAX_BLOCKED`], or fewer after the
     /// kernel refused a filter for its size, until the list is empty again.
     capacity: usize,
@@ -157,7 +166,9 @@ impl Blocklist {
                 listeners,
                 sources: Vec::new(),
                 stale: false,
-                attached_ms: None,
+                attached_ms: [None; ATTACH_BURST],
+                next_slot: 0,
+                retry_at_ms: 0,
                 capacity: MAX_BLOCKED,
                 full_reported: false,
                 off: false,
@@ -167,7 +178,8 @@ impl Blocklist {
     }
 
     /// Blocks `ip` (its /64 for IPv6) for `--block-for`, at once or with
-    /// the next batch (within [`ATTACH_GAP_MS`]). Returns whether this call
+    /// the next batch (within [`ATTACH_GAP_MS`] after a burst of changes).
+    /// Returns whether this call
     /// blocked it: not when it already was, blocks are off, or the list is
     /// full.
     pub fn block(&self, ip: IpAddr) -> bool {
@@ -270,12 +282,17 @@ impl Blocklist {
         self.start.elapsed().as_millis() as u64
     }
 
-    /// Attaches `state`'s list if it is stale and the last attach was
-    /// [`ATTACH_GAP_MS`] ago, and sets when there is work next.
+    /// Attaches `state`'s list if it is stale and the attaches of the
+    /// window allow, and sets when there is work next.
     fn settle(&self, state: &mut State, now: u64) {
-        let next_attach = state.attached_ms.map_or(0, |at| at + ATTACH_GAP_MS);
+        // The oldest of the last few attaches, a window's length ago.
+        let window = ATTACH_BURST as u64 * ATTACH_GAP_MS;
+        let next_attach = state.attached_ms[state.next_slot]
+            .map_or(0, |at| at + window)
+            .max(state.retry_at_ms);
         if state.stale && now >= next_attach {
-            state.attached_ms = Some(now);
+            state.attached_ms[state.next_slot] = Some(now);
+            state.next_slot = (state.next_slot + 1) % ATTACH_BURST;
             match self.attach(state) {
                 Ok(()) => state.stale = false,
                 Err(e) => self.refused(state, &e),
@@ -291,7 +308,9 @@ impl Blocklist {
         }
         let next = match state.sources.first() {
             _ if state.stale => {
-                let at = state.attached_ms.map_or(now, |at| at + ATTACH_GAP_MS);
+                let at = state.attached_ms[state.next_slot]
+                    .map_or(now, |at| at + window)
+                    .max(state.retry_at_ms);
                 at.max(now + 1)
             }
             Some(&(_, end)) => end,
@@ -307,7 +326,7 @@ impl Blocklist {
     /// refused filter, or still hold the last).
     fn refused(&self, state: &mut State, e: &std::io::Error) {
         state.stale = true;
-        state.attached_ms = Some(self.now_ms() + RETRY_MS - ATTACH_GAP_MS);
+        state.retry_at_ms = self.now_ms() + RETRY_MS;
         let blocked = state.sources.len();
         if e.raw_os_error() == Some(libc::ENOMEM) && blocked > 1 {
             state.capacity = blocked * 3 / 4;
@@ -557,30 +576,42 @@ mod tests {
         settle_until(&list, || false);
         assert_eq!(list.until_due(), None);
         assert!(answered("127.0.0.2", "127.0.0.1", &l));
-        // And it can be blocked again (with the next batch, if the filter
-        // came off less than the gap ago).
+        // And it is blocked again at once: the filter was rebuilt twice in
+        // all, within the burst.
         assert!(list.block("127.0.0.2".parse().unwrap()));
-        settle_until(&list, || !list.state.lock().stale);
+        assert!(!list.state.lock().stale);
         assert!(!answered("127.0.0.2", "127.0.0.1", &l));
     }
 
-    /// A block soon after another waits for the next batch: the filter is
-    /// rebuilt once per [`ATTACH_GAP_MS`] at most, whatever the number of
-    /// addresses refused meanwhile.
+    /// Blocks in a row are each attached at once up to the burst; past it
+    /// they wait for the next batch: the filter is rebuilt once per
+    /// [`ATTACH_GAP_MS`] on average, whatever the number of addresses
+    /// refused meanwhile.
     #[test]
-    fn blocks_made_close_together_are_attached_in_one_batch() {
+    fn blocks_past_the_burst_are_attached_in_one_batch() {
         let l = listener("127.0.0.1:0");
         let list = Blocklist::new(Duration::from_secs(60), [&l]).unwrap();
-        assert!(list.block("127.0.0.2".parse().unwrap()));
-        assert!(list.block("127.0.0.3".parse().unwrap()));
-        assert!(list.block("127.0.0.4".parse().unwrap()));
-        assert!(list.state.lock().stale, "the second attached at once");
+        let address = |i: usize| format!("127.0.0.{}", 10 + i);
+        for i in 0..ATTACH_BURST {
+            assert!(list.block(address(i).parse().unwrap()));
+            assert!(!list.state.lock().stale, "block {i} of the burst waited");
+        }
+        let past: Vec<String> = (ATTACH_BURST..ATTACH_BURST + 3).map(address).collect();
+        for a in &past {
+            assert!(list.block(a.parse().unwrap()));
+        }
+        // Not attached yet, unless this machine took a whole window to get
+        // here.
         let due = list.until_due().expect("a batch due");
-        assert!(due <= Duration::from_millis(ATTACH_GAP_MS), "{due:?}");
-        assert!(!answered("127.0.0.2", "127.0.0.1", &l));
+        assert!(
+            due <= Duration::from_millis(ATTACH_BURST as u64 * ATTACH_GAP_MS),
+            "{due:?}"
+        );
+        assert!(!answered(&address(0), "127.0.0.1", &l));
         settle_until(&list, || !list.state.lock().stale);
-        assert!(!answered("127.0.0.3", "127.0.0.1", &l));
-        assert!(!answered("127.0.0.4", "127.0.0.1", &l));
+        for a in &past {
+            assert!(!answered(a, "127.0.0.1", &l), "{a}");
+        }
         assert!(answered("127.0.0.5", "127.0.0.1", &l));
     }
 
