@@ -265,13 +265,20 @@ impl RedisStock {
             sent = true;
             let result = f(&mut con);
             match &result {
-                Err(e) if !reusable(e) => {
-                    // The link broke or timed out: the idle connections
-                    // are most likely as dead (Redis restarted), so they go
-                    // too rather than each failing one more request.
+                // The link broke or timed out: it goes. With one Redis, the
+                // idle links are most likely as dead (Redis restarted), so
+                // they go too rather than each failing one more request.
+                // Not on a cluster: a link there is one connection per
+                // node, and one node that failed or stalls says nothing of
+                // the others' connections, while each new link connects to
+                // and PINGs every node (seconds, with one stalled): dropping
+                // the pool made every worker wait on the stalled node, the
+                // BUYs of goods on healthy shards with them.
+                Err(e) if !reusable(e) && !self.is_cluster() => {
                     let idle = std::mem::take(&mut *self.pool.lock());
                     drop(idle);
                 }
+                Err(e) if !reusable(e) => {}
                 _ if con.is_open() => {
                     let mut pool = self.pool.lock();
                     if pool.len() < MAX_IDLE {

@@ -210,3 +210,36 @@ fn a_reservation_waits_for_its_replicas() {
         }
     }
 }
+
+/// A failed call on the cluster drops its own link only: the idle links
+/// stay (each holds a connection per node, and one node that failed or
+/// stalls says nothing of the others'; a new link connects to and PINGs
+/// every node, seconds with one stalled). On one Redis the idle links go
+/// with it (a Redis that restarted broke them all).
+#[test]
+fn a_failed_call_keeps_the_idle_links_on_a_cluster_only() {
+    let timed_out = || -> ::redis::RedisResult<()> {
+        Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into())
+    };
+    for stock in [
+        open_cluster(AckMode::Durable),
+        super::open(AckMode::Durable),
+    ] {
+        let links: Vec<_> = (0..3).map(|_| stock.target.connect().unwrap()).collect();
+        stock.pool.lock().extend(links);
+        let idle = stock.pool.lock().len();
+        let failed = stock.call("a call that times out", |_| timed_out());
+        assert!(
+            matches!(failed, Err(StoreError::Unavailable(_))),
+            "{failed:?}"
+        );
+        // The failed call's own link is gone either way.
+        let kept = if stock.is_cluster() { idle - 1 } else { 0 };
+        assert_eq!(
+            stock.pool.lock().len(),
+            kept,
+            "cluster: {}",
+            stock.is_cluster()
+        );
+    }
+}
