@@ -222,6 +222,21 @@ impl RedisStock {
         matches!(self.target, Target::Cluster(_))
     }
 
+    /// Whether a link's failure `e` should empty the pool of idle links
+    /// too. With one Redis, yes: they are most likely as dead (Redis
+    /// restarted), and each would fail one more request. On a cluster, not
+    /// for a timeout: a link there is one connection per node, one node
+    /// that stalls says nothing of the others' connections, and each new
+    /// link connects to and PINGs every node (seconds, with one stalled):
+    /// dropping the pool made every worker wait on the stalled node, the
+    /// BUYs of goods on healthy shards with them. But yes for a connection
+    /// refused or reset: a node gone for good leaves the pooled links a slot
+    /// map that still names it (the client refreshes its map on MOVED, not
+    /// on such errors), and new links read a fresh one.
+    fn drops_the_pool(&self, e: &RedisError) -> bool {
+        !self.is_cluster() || !e.is_timeout()
+    }
+
     /// A pooled connection, or a new one with timeouts set.
     fn connection(&self) -> RedisResult<Link> {
         let pooled = self.pool.lock().pop();
@@ -265,16 +280,9 @@ impl RedisStock {
             sent = true;
             let result = f(&mut con);
             match &result {
-                // The link broke or timed out: it goes. With one Redis, the
-                // idle links are most likely as dead (Redis restarted), so
-                // they go too rather than each failing one more request.
-                // Not on a cluster: a link there is one connection per
-                // node, and one node that failed or stalls says nothing of
-                // the others' connections, while each new link connects to
-                // and PINGs every node (seconds, with one stalled): dropping
-                // the pool made every worker wait on the stalled node, the
-                // BUYs of goods on healthy shards with them.
-                Err(e) if !reusable(e) && !self.is_cluster() => {
+                // The link broke or timed out: it goes, and the idle links
+                // with it (see `drops_the_pool`).
+                Err(e) if !reusable(e) && self.drops_the_pool(e) => {
                     let idle = std::mem::take(&mut *self.pool.lock());
                     drop(idle);
                 }

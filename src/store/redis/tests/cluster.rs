@@ -211,35 +211,33 @@ fn a_reservation_waits_for_its_replicas() {
     }
 }
 
-/// A failed call on the cluster drops its own link only: the idle links
-/// stay (each holds a connection per node, and one node that failed or
-/// stalls says nothing of the others'; a new link connects to and PINGs
-/// every node, seconds with one stalled). On one Redis the idle links go
-/// with it (a Redis that restarted broke them all).
+/// A call that timed out on the cluster drops its own link only: the idle
+/// links stay (each holds a connection per node, and one node that stalls
+/// says nothing of the others'; a new link connects to and PINGs every
+/// node, seconds with one stalled). A connection refused (a node gone for
+/// good, which the idle links' slot maps still name) empties the pool, as
+/// any failure does on one Redis (a Redis that restarted broke them all).
 #[test]
-fn a_failed_call_keeps_the_idle_links_on_a_cluster_only() {
-    let timed_out = || -> ::redis::RedisResult<()> {
-        Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into())
-    };
-    for stock in [
-        open_cluster(AckMode::Durable),
-        super::open(AckMode::Durable),
+fn a_timed_out_call_keeps_the_idle_links_on_a_cluster_only() {
+    use std::io::ErrorKind::{ConnectionRefused, TimedOut};
+    for (stock, kind, keeps) in [
+        (open_cluster(AckMode::Durable), TimedOut, true),
+        (open_cluster(AckMode::Durable), ConnectionRefused, false),
+        (super::open(AckMode::Durable), TimedOut, false),
     ] {
         let links: Vec<_> = (0..3).map(|_| stock.target.connect().unwrap()).collect();
         stock.pool.lock().extend(links);
         let idle = stock.pool.lock().len();
-        let failed = stock.call("a call that times out", |_| timed_out());
+        let failed = stock.call("a call that fails", |_| -> ::redis::RedisResult<()> {
+            Err(std::io::Error::from(kind).into())
+        });
         assert!(
             matches!(failed, Err(StoreError::Unavailable(_))),
             "{failed:?}"
         );
         // The failed call's own link is gone either way.
-        let kept = if stock.is_cluster() { idle - 1 } else { 0 };
-        assert_eq!(
-            stock.pool.lock().len(),
-            kept,
-            "cluster: {}",
-            stock.is_cluster()
-        );
+        let kept = if keeps { idle - 1 } else { 0 };
+        let cluster = stock.is_cluster();
+        assert_eq!(stock.pool.lock().len(), kept, "cluster {cluster}, {kind:?}");
     }
 }
