@@ -23,7 +23,7 @@
 //!
 //! What a filter costs the kernel bounds how it is used. Every change of
 //! the list is a new program for each listener: changes are batched, at
-//! most [`ATTACH_BURST`] in a row and then one every [`ATTACH_GAP_MS`], and
+//! most [`ATTACH_BURST`] in any [`ATTACH_BURST`] × [`ATTACH_GAP_MS`], and
 //! blocks end on a grid of [`END_GRID_MS`], so that an attacker with many
 //! addresses cannot make the acceptors rebuild it for each one. A connection the kernel completes
 //! holds a reference to its listener's filter of that moment (and is
@@ -50,9 +50,10 @@ pub const MAX_BLOCKED: usize = 512;
 /// addresses blocked meanwhile are refused at accept until the next.
 const ATTACH_GAP_MS: u64 = 100;
 
-/// Filters that may be put on in a row, within [`ATTACH_GAP_MS`] of each
-/// other: a flooder blocked again as its block ends (the filter just
-/// rebuilt without it) is blocked at once, not after the gap.
+/// Filters that may be put on in any `ATTACH_BURST` × [`ATTACH_GAP_MS`]
+/// (a sliding window), however close together: a flooder blocked again
+/// as its block ends (the filter just rebuilt without it) is blocked at
+/// once, not after a gap.
 const ATTACH_BURST: usize = 4;
 
 /// Blocks end on multiples of this (rounded up), so that their ends come
@@ -178,7 +179,8 @@ impl Blocklist {
     }
 
     /// Blocks `ip` (its /64 for IPv6) for `--block-for`, at once or with
-    /// the next batch (within [`ATTACH_GAP_MS`] after a burst of changes).
+    /// the next batch (within `ATTACH_BURST` × [`ATTACH_GAP_MS`] after a
+    /// burst of changes).
     /// Returns whether this call
     /// blocked it: not when it already was, blocks are off, or the list is
     /// full.
