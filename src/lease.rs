@@ -256,14 +256,16 @@ impl NodeLease {
     /// The clock as read before the call, not again now: the call's own
     /// time would otherwise pass for a clock ahead.
     fn note_capped(&mut self, granted: u64, asked_for: &Horizon) {
-        let asked = asked_for.clock_ms;
-        let capped = granted < asked;
+        let capped = granted < asked_for.clock_ms;
         if capped && !std::mem::replace(&mut self.capped, true) {
+            // Granted at most the database's clock and two leases, asked
+            // this clock and one: ahead by the difference and a lease.
+            let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
             warn!(
                 "this server's clock is {} ms or more ahead of the order store's: its order numbers \
                  are held to the database's clock plus two leases (BUYs busy past that); set the \
                  clock right",
-                asked - granted
+                (asked_for.clock_ms - granted).saturating_add(lease_ms)
             );
         } else if !capped {
             self.capped = false;

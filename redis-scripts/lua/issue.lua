@@ -1,10 +1,10 @@
 -- ISSUE: records a purchase token. First forgets up to a prune batch of
--- tokens whose forget-after time is at or before now_ms, or Redis's clock
--- if that is behind (a server whose clock runs ahead must not forget the
--- tokens the others issued) (a bounded step, so that one issue never
--- stalls Redis on a backlog), then records the token unless it is already
--- there: a repeated issue (a retry) must not wipe out the order that used
--- it.
+-- tokens (a bounded step, so that one issue never stalls Redis on a
+-- backlog) whose forget-after time is at or before now_ms, or Redis's
+-- clock if that is behind (a server whose clock runs ahead must not forget
+-- the tokens the others issued), then records the token unless it is
+-- already there: a repeated issue (a retry) must not wipe out the order
+-- that used it.
 --
 -- KEYS[1] tokens  KEYS[2] token_expiry
 -- ARGV[1] now_ms

@@ -103,6 +103,8 @@ impl Call for ReleaseCall<'_> {
 /// those due; answers 1 if recorded, 0 if the token was known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IssueCall {
+    /// The caller's clock (tokens are pruned by it or by Redis's,
+    /// whichever is behind).
     pub now_ms: u64,
     pub token: u64,
     pub user: u64,

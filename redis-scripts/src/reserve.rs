@@ -43,7 +43,9 @@ pub struct ReserveBuyer {
 pub struct ReserveCall<'a> {
     pub mode: Mode,
     pub goods: u64,
-    /// The clock of token expiry, and the created time of queued orders.
+    /// The caller's clock: of the sale window, of token expiry, of when a
+    /// request id may be forgotten, and the created time of queued orders
+    /// (ids are pruned by it or by Redis's clock, whichever is behind).
     pub now_ms: u64,
     /// The epoch of the caller's last load of the goods: the script acts
     /// only if the goods still has it.

@@ -242,9 +242,10 @@ impl Acceptor {
             config.accept_rate_per_ip.ceil().min(f64::from(u32::MAX)) as u32,
         ));
         // Blocks follow refusals for the accept rate: none without one.
-        let block_for = match config.accept_rate_per_ip > 0.0 {
-            true => config.block_for,
-            false => Duration::ZERO,
+        let block_for = if config.accept_rate_per_ip > 0.0 {
+            config.block_for
+        } else {
+            Duration::ZERO
         };
         let blocklist = Arc::new(Blocklist::new(
             block_for,

@@ -322,8 +322,9 @@ impl Blocklist {
     }
 
     /// After the kernel refused a listener the filter: for its size
-    /// (ENOMEM), the newest blocks are dropped and fewer kept until the list
-    /// is empty again; for anything else, blocks are turned off. The
+    /// (ENOMEM, with more than one address), the newest blocks are dropped
+    /// and fewer kept until the list is empty again; for anything else (a
+    /// single address refused too), blocks are turned off. The
     /// listeners are tried again a little later (some may have taken the
     /// refused filter, or still hold the last).
     fn refused(&self, state: &mut State, e: &std::io::Error) {
@@ -406,20 +407,13 @@ mod filter {
     /// Drops a connection request (SYN without ACK) from any of `sources`,
     /// passes every other packet.
     pub fn program(sources: &[Source]) -> Vec<Insn> {
-        let v4: Vec<u32> = sources
-            .iter()
-            .filter_map(|s| match s {
-                Source::V4(a) => Some(*a),
-                Source::V6Prefix(_) => None,
-            })
-            .collect();
-        let v6: Vec<u64> = sources
-            .iter()
-            .filter_map(|s| match s {
-                Source::V6Prefix(p) => Some(*p),
-                Source::V4(_) => None,
-            })
-            .collect();
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for source in sources {
+            match *source {
+                Source::V4(a) => v4.push(a),
+                Source::V6Prefix(p) => v6.push(p),
+            }
+        }
         let mut p = vec![
             (LD_B_ABS, 0, 0, TCP_FLAGS),
             (AND_K, 0, 0, SYN_ACK),
@@ -602,8 +596,9 @@ mod tests {
         for a in &past {
             assert!(list.block(a.parse().unwrap()));
         }
-        // Not attached yet, unless this machine took a whole window to get
-        // here.
+        // Not attached yet (unless this machine took a whole window to get
+        // here): one batch is due within the window.
+        assert!(list.state.lock().stale, "past the burst, attached at once");
         let due = list.until_due().expect("a batch due");
         assert!(
             due <= Duration::from_millis(ATTACH_BURST as u64 * ATTACH_GAP_MS),
@@ -621,7 +616,7 @@ mod tests {
     /// one port; here three ports, to connect to each), and one whose
     /// acceptor closed it is let go.
     #[test]
-    fn every_listener_gets_the_filter_but_a_closed_ones() {
+    fn every_listener_gets_the_filter_but_a_closed_one() {
         let ls = [
             listener("127.0.0.1:0"),
             listener("127.0.0.1:0"),

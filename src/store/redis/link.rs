@@ -222,19 +222,23 @@ impl RedisStock {
         matches!(self.target, Target::Cluster(_))
     }
 
-    /// Whether a link's failure `e` should empty the pool of idle links
-    /// too. With one Redis, yes: they are most likely as dead (Redis
-    /// restarted), and each would fail one more request. On a cluster, not
-    /// for a timeout: a link there is one connection per node, one node
+    /// After a link broke with `e` (it is dropped): empties the pool of
+    /// idle links too, or not. With one Redis, it does: they are most
+    /// likely as dead (Redis restarted), and each would fail one more
+    /// request. On a cluster, not for a timeout: a link there is one connection per node, one node
     /// that stalls says nothing of the others' connections, and each new
     /// link connects to and PINGs every node (seconds, with one stalled):
     /// dropping the pool made every worker wait on the stalled node, the
-    /// BUYs of goods on healthy shards with them. But yes for a connection
-    /// refused or reset: a node gone for good leaves the pooled links a slot
-    /// map that still names it (the client refreshes its map on MOVED, not
-    /// on such errors), and new links read a fresh one.
-    fn drops_the_pool(&self, e: &RedisError) -> bool {
-        !self.is_cluster() || !e.is_timeout()
+    /// BUYs of goods on healthy shards with them. But it does for any other
+    /// failure (a connection refused or reset, say): a node gone for good
+    /// leaves the pooled links a slot map that still names it (the client
+    /// refreshes its map on MOVED, not on such errors), and new links read
+    /// a fresh one.
+    fn after_broken_link(&self, e: &RedisError) {
+        if !self.is_cluster() || !e.is_timeout() {
+            let idle = std::mem::take(&mut *self.pool.lock());
+            drop(idle);
+        }
     }
 
     /// A pooled connection, or a new one with timeouts set.
@@ -280,13 +284,9 @@ impl RedisStock {
             sent = true;
             let result = f(&mut con);
             match &result {
-                // The link broke or timed out: it goes, and the idle links
-                // with it (see `drops_the_pool`).
-                Err(e) if !reusable(e) && self.drops_the_pool(e) => {
-                    let idle = std::mem::take(&mut *self.pool.lock());
-                    drop(idle);
-                }
-                Err(e) if !reusable(e) => {}
+                // The link broke or timed out: it goes, and perhaps the
+                // idle links with it.
+                Err(e) if !reusable(e) => self.after_broken_link(e),
                 _ if con.is_open() => {
                     let mut pool = self.pool.lock();
                     if pool.len() < MAX_IDLE {

@@ -218,7 +218,7 @@ fn a_reservation_waits_for_its_replicas() {
 /// good, which the idle links' slot maps still name) empties the pool, as
 /// any failure does on one Redis (a Redis that restarted broke them all).
 #[test]
-fn a_timed_out_call_keeps_the_idle_links_on_a_cluster_only() {
+fn on_a_cluster_a_timeout_keeps_the_idle_links_and_a_refusal_empties_them() {
     use std::io::ErrorKind::{ConnectionRefused, TimedOut};
     for (stock, kind, keeps) in [
         (open_cluster(AckMode::Durable), TimedOut, true),

@@ -261,7 +261,7 @@ fn token_keys_expire_when_their_last_token_may_be_forgotten() {
 /// servers recorded before its time: its pruning goes by Redis's clock when
 /// that is behind. (Its own ids are kept past their hour, by that much.)
 #[test]
-fn a_server_an_hour_ahead_forgets_no_one_elses_request_ids_or_tokens() {
+fn a_server_hours_ahead_forgets_no_one_elses_request_ids_or_tokens() {
     let stock = open(AckMode::Durable);
     stock.load_next(1, 10, &[]).unwrap();
     let now = now_ms();
