@@ -118,9 +118,16 @@ impl Link {
             Link::Cluster(con) => {
                 let node = Route::with_key(key, SlotAddr::Master);
                 let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(node));
-                Ok(::redis::from_redis_value(
-                    con.route_command(&wait, routing)?,
-                )?)
+                // WAIT counts the writes of the connection it is sent on.
+                // The cluster client reconnects a node whose connection
+                // broke and sends again: on the new connection, which has
+                // written nothing, WAIT would confirm at once what never
+                // reached a replica. So no reconnection for it: the error
+                // instead, which the caller takes as in doubt.
+                con.set_auto_reconnect(false);
+                let waited = con.route_command(&wait, routing);
+                con.set_auto_reconnect(true);
+                Ok(::redis::from_redis_value(waited?)?)
             }
         }
     }

@@ -241,3 +241,60 @@ fn on_a_cluster_a_timeout_keeps_the_idle_links_and_a_refusal_empties_them() {
         assert_eq!(stock.pool.lock().len(), kept, "cluster {cluster}, {kind:?}");
     }
 }
+
+/// WAIT counts the writes of the connection it goes on: after the link's
+/// connection to the node broke (killed here, after a write), the WAIT is
+/// an error, not sent on a new connection that would confirm at once.
+#[test]
+fn a_wait_after_the_link_broke_is_an_error_not_a_fresh_confirmation() {
+    use ::redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+    let stock = open_cluster(AckMode::Durable);
+    let key = format!("{}{{wait}}:x", stock.prefix);
+    let mut link = stock.target.connect().unwrap();
+    let super::super::link::Link::Cluster(con) = &mut link else {
+        panic!("a cluster link");
+    };
+    let node = || {
+        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(
+            &key,
+            SlotAddr::Master,
+        )))
+    };
+    let _: () = ::redis::cmd("SET")
+        .arg(&key)
+        .arg(1)
+        .query(&mut **con)
+        .unwrap();
+    let id: i64 = ::redis::from_redis_value(
+        con.route_command(::redis::cmd("CLIENT").arg("ID"), node())
+            .unwrap(),
+    )
+    .unwrap();
+    // The node that holds the key closes the link's connection to it, told
+    // by another client (the link sees nothing until its next command).
+    let mut owner = primaries()
+        .into_iter()
+        .find_map(|mut c| {
+            (::redis::cmd("EXISTS").arg(&key).query::<i64>(&mut c).ok() == Some(1)).then_some(c)
+        })
+        .expect("the key's primary");
+    let killed: i64 = ::redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(id)
+        .query(&mut owner)
+        .unwrap();
+    assert_eq!(killed, 1);
+    let replication = Replication {
+        replicas: 1,
+        timeout: Duration::from_millis(100),
+    };
+    let waited = link.wait_replicas(&key, &replication);
+    assert!(
+        waited.is_err(),
+        "WAIT answered {waited:?} on a new connection"
+    );
+    let _: () = stock
+        .call("clean up", |con| ::redis::cmd("DEL").arg(&key).query(con))
+        .unwrap();
+}
