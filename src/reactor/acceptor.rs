@@ -173,14 +173,19 @@ fn warn_if_capped(asked: usize, got: usize) -> Option<usize> {
     Some(usable)
 }
 
-/// Linux's cap on every listen queue (net.core.somaxconn), when it can be
-/// read.
-fn somaxconn() -> Option<u32> {
-    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+/// Linux's setting `net.core.NAME`, when it can be read.
+pub(super) fn net_core(name: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
         .ok()?
         .trim()
         .parse()
         .ok()
+}
+
+/// Linux's cap on every listen queue (net.core.somaxconn), when it can be
+/// read.
+fn somaxconn() -> Option<u32> {
+    net_core("somaxconn").and_then(|n| u32::try_from(n).ok())
 }
 
 /// The listen queue the kernel will give for `asked`, warning when its cap
@@ -562,11 +567,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn a_socket_buffer_over_the_kernels_cap_is_reported() {
-        let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
-            .expect("net.core.rmem_max")
-            .trim()
-            .parse()
-            .expect("a number");
+        let rmem_max = net_core("rmem_max").expect("net.core.rmem_max") as usize;
         // Twice the cap must still fit the kernel's int (and the server's
         // own limit on --socket-buffer).
         assert!(

@@ -232,9 +232,10 @@ impl RedisStock {
     /// After a link broke with `e` (it is dropped): empties the pool of
     /// idle links too, or not. With one Redis, it does: they are most
     /// likely as dead (Redis restarted), and each would fail one more
-    /// request. On a cluster, not for a timeout: a link there is one connection per node, one node
-    /// that stalls says nothing of the others' connections, and each new
-    /// link connects to and PINGs every node (seconds, with one stalled):
+    /// request. On a cluster, not for a timeout: a link there is one
+    /// connection per node, one node that stalls says nothing of the
+    /// others' connections, and each new link connects to and PINGs every
+    /// node (seconds, with one stalled):
     /// dropping the pool made every worker wait on the stalled node, the
     /// BUYs of goods on healthy shards with them. But it does for any other
     /// failure (a connection refused or reset, say): a node gone for good

@@ -39,6 +39,8 @@ use log::{debug, info, warn};
 use parking_lot::Mutex;
 use socket2::Socket;
 
+mod filter;
+
 /// Addresses blocked at once at most: every connection request runs the
 /// list. Past it (or past what the kernel takes: a filter is charged to the
 /// socket's option memory, `net.core.optmem_max`, twice while one replaces
@@ -118,9 +120,10 @@ struct State {
     /// Whether the listeners' filters may differ from `sources`' (a batch
     /// not attached yet, blocks ended, an attach that failed).
     stale: bool,
-    /// When the last [`ATTACH_BURST`] filters were attached, ms since
-    /// `start`, oldest at `next_slot`.
-    attached_ms: [Option<u64>; ATTACH_BURST],
+    /// When each of the last [`ATTACH_BURST`] attaches leaves the window
+    /// (its time plus the window), ms since `start`, the first to leave at
+    /// `next_slot`.
+    window_frees_ms: [u64; ATTACH_BURST],
     next_slot: usize,
     /// No attach before this (after one failed), ms since `start`.
     retry_at_ms: u64,
@@ -132,9 +135,17 @@ struct State {
     /// Whether the kernel refused a filter for another reason than its
     /// size: nothing is blocked any more.
     off: bool,
-    /// When a block was last logged at info, ms since `start`: once a
+    /// When a block may next be logged at info, ms since `start`: once a
     /// second at most, the others at debug.
-    logged_ms: Option<u64>,
+    next_info_ms: u64,
+}
+
+impl State {
+    /// When the list may next be attached: once the window has room, and
+    /// not before a retry's time.
+    fn next_attach_ms(&self) -> u64 {
+        self.window_frees_ms[self.next_slot].max(self.retry_at_ms)
+    }
 }
 
 impl Blocklist {
@@ -167,23 +178,21 @@ impl Blocklist {
                 listeners,
                 sources: Vec::new(),
                 stale: false,
-                attached_ms: [None; ATTACH_BURST],
+                window_frees_ms: [0; ATTACH_BURST],
                 next_slot: 0,
                 retry_at_ms: 0,
                 capacity: MAX_BLOCKED,
                 full_reported: false,
                 off: false,
-                logged_ms: None,
+                next_info_ms: 0,
             }),
         })
     }
 
     /// Blocks `ip` (its /64 for IPv6) for `--block-for`, at once or with
     /// the next batch (within `ATTACH_BURST` × [`ATTACH_GAP_MS`] after a
-    /// burst of changes).
-    /// Returns whether this call
-    /// blocked it: not when it already was, blocks are off, or the list is
-    /// full.
+    /// burst of changes). Returns whether this call blocked it: not when it
+    /// already was, blocks are off, or the list is full.
     pub fn block(&self, ip: IpAddr) -> bool {
         if self.block_for.is_zero() {
             return false;
@@ -216,8 +225,8 @@ impl Blocklist {
             self.block_for,
             state.sources.len()
         );
-        if state.logged_ms.is_none_or(|at| now >= at + 1000) {
-            state.logged_ms = Some(now);
+        if now >= state.next_info_ms {
+            state.next_info_ms = now + 1000;
             info!("{line}");
         } else {
             debug!("{line}");
@@ -287,13 +296,8 @@ impl Blocklist {
     /// Attaches `state`'s list if it is stale and the attaches of the
     /// window allow, and sets when there is work next.
     fn settle(&self, state: &mut State, now: u64) {
-        // The oldest of the last few attaches, a window's length ago.
-        let window = ATTACH_BURST as u64 * ATTACH_GAP_MS;
-        let next_attach = state.attached_ms[state.next_slot]
-            .map_or(0, |at| at + window)
-            .max(state.retry_at_ms);
-        if state.stale && now >= next_attach {
-            state.attached_ms[state.next_slot] = Some(now);
+        if state.stale && now >= state.next_attach_ms() {
+            state.window_frees_ms[state.next_slot] = now + ATTACH_BURST as u64 * ATTACH_GAP_MS;
             state.next_slot = (state.next_slot + 1) % ATTACH_BURST;
             match self.attach(state) {
                 Ok(()) => state.stale = false,
@@ -309,12 +313,7 @@ impl Blocklist {
             );
         }
         let next = match state.sources.first() {
-            _ if state.stale => {
-                let at = state.attached_ms[state.next_slot]
-                    .map_or(now, |at| at + window)
-                    .max(state.retry_at_ms);
-                at.max(now + 1)
-            }
+            _ if state.stale => state.next_attach_ms().max(now + 1),
             Some(&(_, end)) => end,
             None => u64::MAX,
         };
@@ -375,113 +374,6 @@ fn shown(ip: IpAddr) -> String {
     }
 }
 
-/// The filter program, and putting it on a socket (Linux only; elsewhere
-/// the kernel has no such filter and nothing is blocked).
-mod filter {
-    use super::Source;
-
-    /// An instruction: (code, jump if true, jump if false, constant).
-    pub type Insn = (u16, u8, u8, u32);
-
-    // linux/filter.h's classic BPF, as libc spells it for Linux.
-    const LD_B_ABS: u16 = 0x30; // BPF_LD | BPF_B | BPF_ABS
-    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
-    const AND_K: u16 = 0x54; // BPF_ALU | BPF_AND | BPF_K
-    const RSH_K: u16 = 0x74; // BPF_ALU | BPF_RSH | BPF_K
-    const JA: u16 = 0x05; // BPF_JMP | BPF_JA
-    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
-    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
-    const ST: u16 = 0x02; // BPF_ST: A into scratch word k
-    const LD_MEM: u16 = 0x60; // BPF_LD | BPF_W | BPF_MEM: scratch word k into A
-    /// Loads at this offset plus k read the network (IP) header; plain ones
-    /// read the segment from its TCP header, where a TCP socket's filter
-    /// starts (SKF_NET_OFF).
-    const NET: u32 = 0xfff0_0000;
-    const PASS: u32 = u32::MAX;
-    const DROP: u32 = 0;
-    /// TCP's flags byte, and SYN and ACK in it.
-    const TCP_FLAGS: u32 = 13;
-    const SYN: u32 = 0x02;
-    const SYN_ACK: u32 = 0x12;
-
-    /// Drops a connection request (SYN without ACK) from any of `sources`,
-    /// passes every other packet.
-    pub fn program(sources: &[Source]) -> Vec<Insn> {
-        let (mut v4, mut v6) = (Vec::new(), Vec::new());
-        for source in sources {
-            match *source {
-                Source::V4(a) => v4.push(a),
-                Source::V6Prefix(p) => v6.push(p),
-            }
-        }
-        let mut p = vec![
-            (LD_B_ABS, 0, 0, TCP_FLAGS),
-            (AND_K, 0, 0, SYN_ACK),
-            (JEQ_K, 1, 0, SYN),
-            (RET_K, 0, 0, PASS),
-            // The IP version, from the header's first nibble.
-            (LD_B_ABS, 0, 0, NET),
-            (RSH_K, 0, 0, 4),
-            (JEQ_K, 1, 0, 4),
-            // To the IPv6 part: past the load, two per IPv4 source, and
-            // the IPv4 part's pass (a jump's k counts from the next one).
-            (JA, 0, 0, 1 + 2 * v4.len() as u32 + 1),
-            (LD_W_ABS, 0, 0, NET + 12), // IPv4 source address
-        ];
-        for a in v4 {
-            p.push((JEQ_K, 0, 1, a));
-            p.push((RET_K, 0, 0, DROP));
-        }
-        p.push((RET_K, 0, 0, PASS));
-        // The IPv6 source address's first two words (bytes 8 to 15), read
-        // from the packet once and kept in scratch words: a load from the
-        // packet is several instructions once the kernel has translated
-        // it, and the kernel charges the filter by its translated length.
-        p.extend([
-            (LD_W_ABS, 0, 0, NET + 8),
-            (ST, 0, 0, 0),
-            (LD_W_ABS, 0, 0, NET + 12),
-            (ST, 0, 0, 1),
-        ]);
-        for prefix in v6 {
-            p.push((LD_MEM, 0, 0, 0));
-            p.push((JEQ_K, 0, 3, (prefix >> 32) as u32));
-            p.push((LD_MEM, 0, 0, 1));
-            p.push((JEQ_K, 0, 1, prefix as u32));
-            p.push((RET_K, 0, 0, DROP));
-        }
-        p.push((RET_K, 0, 0, PASS));
-        p
-    }
-
-    #[cfg(target_os = "linux")]
-    pub fn install(socket: &socket2::Socket, sources: &[Source]) -> std::io::Result<()> {
-        if sources.is_empty() {
-            return match socket.detach_filter() {
-                // No filter on it: nothing to take off.
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
-                other => other,
-            };
-        }
-        let program: Vec<socket2::SockFilter> = program(sources)
-            .into_iter()
-            .map(|(code, jt, jf, k)| socket2::SockFilter::new(code, jt, jf, k))
-            .collect();
-        socket.attach_filter(&program)
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    pub fn install(_: &socket2::Socket, sources: &[Source]) -> std::io::Result<()> {
-        if sources.is_empty() {
-            return Ok(());
-        }
-        Err(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "socket filters are Linux's",
-        ))
-    }
-}
-
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use std::net::{SocketAddr, TcpStream};
@@ -489,6 +381,7 @@ mod tests {
     use socket2::{Domain, Type};
 
     use super::super::accept_soon;
+    use super::super::acceptor::net_core;
     use super::*;
 
     fn listener(addr: &str) -> mio::net::TcpListener {
@@ -699,11 +592,7 @@ mod tests {
     /// default since 6.9), and past it nothing more is blocked.
     #[test]
     fn the_list_is_bounded_and_a_full_one_fits_the_kernels_limit() {
-        let optmem: u64 = std::fs::read_to_string("/proc/sys/net/core/optmem_max")
-            .expect("optmem_max")
-            .trim()
-            .parse()
-            .expect("a number");
+        let optmem = net_core("optmem_max").expect("net.core.optmem_max");
         assert!(
             optmem >= 128 << 10,
             "net.core.optmem_max {optmem}: this test needs 128 KiB"
